@@ -1,0 +1,3 @@
+from radstream.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""The ``radstream`` command tree.
+
+Sub-commands live one module each under ``radstream.cli`` and are imported only
+when used, so ``radstream sql`` does not pay for spaCy or Faust start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+import click
+
+from radstream.config import Settings, load_settings
+
+# command name -> "module:attribute" (a click.Command or click.Group)
+COMMANDS: dict[str, str] = {
+    "stack": "radstream.cli.stack:stack",
+    "topics": "radstream.cli.topics:topics",
+    "ingest": "radstream.cli.ingest:ingest",
+    "backfill": "radstream.cli.backfill:backfill",
+    "worker": "radstream.cli.worker:worker",
+    "db": "radstream.cli.db:db",
+    "sql": "radstream.cli.sql:sql",
+    "nlp": "radstream.cli.nlp:nlp",
+    "retrieve": "radstream.cli.retrieve:retrieve",
+    "cohort": "radstream.cli.cohort:cohort",
+    "dicom": "radstream.cli.dicom:dicom",
+    "similar": "radstream.cli.similar:similar",
+    "demo": "radstream.cli.demo:demo",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n, target in COMMANDS.items() if _exists(target))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None or not _exists(target):
+            return None
+        module, attr = target.split(":")
+        cmd: click.Command = getattr(importlib.import_module(module), attr)
+        return cmd
+
+
+def _exists(target: str) -> bool:
+    return importlib.util.find_spec(target.split(":")[0]) is not None
+
+
+@click.group(cls=LazyGroup)
+@click.option("--config", "config_file", envvar="RADSTREAM_CONFIG", default=None,
+              type=click.Path(dir_okay=False), help="TOML config file (env vars override it).")
+@click.version_option(package_name=None, version=__import__("radstream").__version__)
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None) -> None:
+    """radstream: radiology reports -> Kafka -> NLP -> ClickHouse -> DICOM retrieval."""
+    ctx.obj = load_settings(config_file=config_file)
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The Settings object of the running command (use with ``@click.pass_context``)."""
+    obj: Any = ctx.find_root().obj
+    return obj if isinstance(obj, Settings) else load_settings()

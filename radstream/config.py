@@ -1,0 +1,194 @@
+"""The one configuration object.
+
+Precedence (highest first): environment variables, the TOML file named by
+``RADSTREAM_CONFIG``, the local stack's state file (``<state_dir>/stack.json``,
+written by ``radstream stack up``: Kafka bootstrap and Orthanc ports), defaults.
+
+Every field maps to an environment variable: ``RADSTREAM_`` + section + field,
+upper-cased, e.g. ``RADSTREAM_KAFKA_BOOTSTRAP`` or ``RADSTREAM_PACS_PORT``.
+In the TOML file the same field is ``[kafka] bootstrap = "..."``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+
+def _default_state_dir() -> str:
+    return str(Path.cwd() / ".state")
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap: str = "127.0.0.1:9092"
+    partitions: int = 2
+    replication_factor: int = 1
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    consumer_group: str = "radstream"
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    reports: str = "radstream.reports.finalized"
+    findings: str = "radstream.reports.findings"
+    retrieval_requests: str = "radstream.retrieval.requested"
+    retrieval_status: str = "radstream.retrieval.status"
+    received_instances: str = "radstream.dicom.received"
+    dead_letter: str = "radstream.deadletter"
+
+
+@dataclass(frozen=True)
+class ClickHouseConfig:
+    # chdb:///path/to/store (embedded, default: <state_dir>/chdb) or http://host:8123/db
+    url: str = ""
+    database: str = "radstream"
+    batch_rows: int = 5000
+    flush_ms: int = 500
+
+
+@dataclass(frozen=True)
+class PacsConfig:
+    ae_title: str = "ORTHANC"
+    host: str = "127.0.0.1"
+    port: int = 4242
+    http_port: int = 8042
+    calling_ae: str = "RADSTREAM"
+    max_associations: int = 2
+    acse_timeout_s: float = 30.0
+    dimse_timeout_s: float = 120.0
+    max_attempts: int = 4
+    backoff_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class ResearchConfig:
+    # the storage SCP that receives moved studies
+    ae_title: str = "RESEARCH"
+    host: str = "127.0.0.1"
+    port: int = 11113
+    store_dir: str = ""  # default <state_dir>/research
+    allowed_calling_aes: tuple[str, ...] = ("ORTHANC",)
+    allowed_destinations: tuple[str, ...] = ("RESEARCH",)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    site: str = "default"
+    accession_field: str = "OBR-3"  # or OBR-18
+    pseudonym_key: str = ""  # HMAC key for research pseudonyms; never logged
+    pseudonym_key_file: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: str = field(default_factory=_default_state_dir)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    clickhouse: ClickHouseConfig = field(default_factory=ClickHouseConfig)
+    pacs: PacsConfig = field(default_factory=PacsConfig)
+    research: ResearchConfig = field(default_factory=ResearchConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+    @property
+    def clickhouse_url(self) -> str:
+        return self.clickhouse.url or f"chdb://{Path(self.state_dir).resolve() / 'chdb'}"
+
+    @property
+    def research_store_dir(self) -> Path:
+        return Path(self.research.store_dir or Path(self.state_dir) / "research")
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse_url.startswith("chdb://")
+
+    def replace(self, **sections: Any) -> Settings:
+        """Copy with some fields changed: ``s.replace(kafka={"bootstrap": "x"})``."""
+        changes: dict[str, Any] = {}
+        for name, value in sections.items():
+            current = getattr(self, name)
+            if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
+                changes[name] = dataclasses.replace(current, **value)  # type: ignore[type-var]
+            else:
+                changes[name] = value
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(value: Any, typ: Any) -> Any:
+    origin = get_origin(typ)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(str(i).strip() for i in items if str(i).strip())
+    if typ is bool:
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+    if typ is int:
+        return int(value)
+    if typ is float:
+        return float(value)
+    if typ is str:
+        return str(value)
+    if origin is not None and type(None) in get_args(typ):
+        return value
+    return value
+
+
+def _build(cls: type[T], layers: list[Mapping[str, Any]], env: Mapping[str, str], prefix: str) -> T:
+    kwargs: dict[str, Any] = {}
+    hints = get_type_hints(cls)
+    for f in fields(cls):  # type: ignore[arg-type]
+        typ = hints[f.name]
+        env_name = f"{prefix}_{f.name}".upper()
+        if dataclasses.is_dataclass(typ):
+            sub = [layer.get(f.name, {}) for layer in layers]
+            kwargs[f.name] = _build(typ, [s for s in sub if isinstance(s, Mapping)], env, env_name)
+            continue
+        value: Any = dataclasses.MISSING
+        for layer in layers:
+            if f.name in layer:
+                value = layer[f.name]
+        if env_name in env:
+            value = env[env_name]
+        if value is not dataclasses.MISSING:
+            kwargs[f.name] = _coerce(value, typ)
+    return cls(**kwargs)
+
+
+def stack_state_file(state_dir: str | Path) -> Path:
+    return Path(state_dir) / "stack.json"
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path | None = None) -> Settings:
+    env = os.environ if env is None else env
+    layers: list[Mapping[str, Any]] = []
+    state_dir = env.get("RADSTREAM_STATE_DIR")
+    path = config_file or env.get("RADSTREAM_CONFIG")
+    file_layer: Mapping[str, Any] = {}
+    if path:
+        with open(path, "rb") as fh:
+            file_layer = tomllib.load(fh)
+        state_dir = state_dir or file_layer.get("state_dir")
+    state_dir = state_dir or _default_state_dir()
+    state = stack_state_file(state_dir)
+    if state.exists():
+        try:
+            layers.append(json.loads(state.read_text()).get("settings", {}))
+        except (OSError, ValueError):
+            pass
+    layers.append(file_layer)
+    layers.append({"state_dir": state_dir})
+    return _build(Settings, layers, env, "RADSTREAM")
