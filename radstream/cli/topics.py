@@ -1,0 +1,32 @@
+"""``radstream topics create|list``."""
+
+from __future__ import annotations
+
+import click
+
+from radstream.cli import settings_of
+
+
+@click.group()
+def topics() -> None:
+    """Kafka topics of radstream (created explicitly, never by auto-create)."""
+
+
+@topics.command("create")
+@click.pass_context
+def create(ctx: click.Context) -> None:
+    """Create missing topics (idempotent): partitions and retention from config."""
+    from streams.topics import create_topics
+
+    for name, state in create_topics(settings_of(ctx)).items():
+        click.echo(f"{state:8} {name}")
+
+
+@topics.command("list")
+@click.pass_context
+def list_(ctx: click.Context) -> None:
+    """Show our topics with their contracts."""
+    from streams.topics import topic_specs
+
+    for spec in topic_specs(settings_of(ctx)):
+        click.echo(f"{spec.name}\t{spec.contract}")

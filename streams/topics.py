@@ -1,0 +1,59 @@
+"""Our topics, their contracts, and idempotent creation (never broker auto-create)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from radstream.config import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    contract: str  # schema name in schemas/
+    compacted: bool = False
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    t = settings.topics
+    return [
+        TopicSpec(t.reports, "report_finalized"),
+        TopicSpec(t.findings, "report_findings"),
+        TopicSpec(t.retrieval_requests, "retrieval_requested"),
+        TopicSpec(t.retrieval_status, "retrieval_status"),
+        TopicSpec(t.received_instances, "received_instance"),
+        TopicSpec(t.dead_letter, "dead_letter"),
+    ]
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+
+
+def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
+    """Create missing topics; existing ones are left as they are. Returns name -> 'created' | 'exists'."""
+    admin = admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    result: dict[str, str] = {}
+    new: list[NewTopic] = []
+    for spec in topic_specs(settings):
+        if spec.name in existing:
+            result[spec.name] = "exists"
+            continue
+        config = {"retention.ms": str(settings.kafka.retention_ms)}
+        new.append(NewTopic(spec.name, num_partitions=settings.kafka.partitions,
+                            replication_factor=settings.kafka.replication_factor, config=config))
+    if new:
+        for name, fut in admin.create_topics(new, request_timeout=timeout).items():
+            try:
+                fut.result()
+                result[name] = "created"
+            except KafkaException as exc:
+                if exc.args and exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
+                    result[name] = "exists"
+                else:
+                    raise
+    return result
