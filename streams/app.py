@@ -1,0 +1,147 @@
+"""The Faust application: the NLP agent, the ClickHouse sink service and the read-only SQL page.
+
+Data path inside one ``radstream worker`` process::
+
+    reports topic --(nlp agent: processors.nlp)--> findings topic
+    reports, findings, retrieval, received, dead-letter topics --(sink thread)--> ClickHouse
+
+In embedded mode (``chdb://``) only one process may open the store, so the worker owns
+it and answers analysts' read-only queries on ``POST /sql`` of its web server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from radstream.config import Settings
+from streams import serde
+from streams.handlers import analyze_report, findings_key
+from streams.producer import dead_letter_record
+
+log = logging.getLogger("radstream.worker")
+
+NLP_STAGE = "nlp-agent"
+
+
+class SinkService:
+    """Runs the ClickHouse sink loop in a thread; exposes its client for read-only queries."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.sink: Any = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        from sinks.clickhouse.sink import ClickHouseSink
+
+        self.sink = ClickHouseSink(self.settings)
+        self.thread = threading.Thread(target=self._run, name="clickhouse-sink", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.sink.run(self.stop_event)
+        except BaseException as exc:  # surfaced on /health; the worker keeps streaming
+            self.error = exc
+            log.exception("clickhouse sink stopped")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def query(self, sql: str, fmt: str) -> Any:
+        from sinks.clickhouse.query import run_readonly
+
+        return run_readonly(self.sink.client, sql, fmt)
+
+
+def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
+    app = faust.App(
+        f"{settings.kafka.consumer_group}-worker",
+        broker=f"kafka://{settings.kafka.bootstrap}",
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        datadir=str(Path(settings.state_dir) / "faust"),
+        topic_disable_leader=True,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        web_host=settings.worker.web_host,
+        web_port=settings.worker.web_port,
+        web_bind=settings.worker.web_host,
+        web_in_thread=False,
+    )
+    reports = app.topic(settings.topics.reports, key_type=bytes, value_type=bytes)
+    findings = app.topic(settings.topics.findings, key_type=bytes, value_type=bytes)
+    dead_letters = app.topic(settings.topics.dead_letter, key_type=bytes, value_type=bytes)
+
+    async def reject(event: faust.EventT, exc: BaseException) -> None:
+        msg = event.message
+        log.warning("dead-letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+        rec = dead_letter_record(NLP_STAGE, msg.value, exc, topic=msg.topic, partition=msg.partition,
+                                 offset=msg.offset, key=msg.key)
+        fut = await dead_letters.send(key=msg.key, value=serde.encode("dead_letter", rec))
+        await fut
+
+    @app.agent(reports)
+    async def nlp_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                report = serde.decode("report_finalized", event.value)
+                record = analyze_report(report)
+                value = serde.encode("report_findings", record)
+            except Exception as exc:  # bad input must not stop the stream
+                await reject(event, exc)
+                continue
+            # wait for the broker's ack before Faust may commit this offset
+            fut = await findings.send(key=findings_key(report), value=value)
+            await fut
+
+    sink = SinkService(settings) if with_sink else None
+    app.radstream_sink = sink  # type: ignore[attr-defined]
+
+    if sink is not None:
+
+        @app.on_startup.connect  # type: ignore[untyped-decorator]
+        async def _start_sink(app: faust.App, **kwargs: Any) -> None:
+            sink.start()
+
+        @app.on_shutdown.connect  # type: ignore[untyped-decorator]
+        async def _stop_sink(app: faust.App, **kwargs: Any) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, sink.stop)
+
+    @app.page("/sql")
+    class SqlView(faust.web.View):  # type: ignore[misc]
+        async def post(self, request: faust.web.Request) -> faust.web.Response:
+            return await self._answer(request, await request.text())
+
+        async def get(self, request: faust.web.Request) -> faust.web.Response:
+            return await self._answer(request, request.query.get("q", ""))
+
+        async def _answer(self, request: faust.web.Request, sql: str) -> faust.web.Response:
+            fmt = request.query.get("format", "tsv")
+            if sink is None or sink.sink is None:
+                return self.text("this worker runs without the ClickHouse sink\n", status=503)
+            try:
+                out = await asyncio.get_running_loop().run_in_executor(None, sink.query, sql, fmt)
+            except Exception as exc:
+                return self.text(f"{type(exc).__name__}: {exc}\n", status=400)
+            return self.text(out if isinstance(out, str) else str(out))
+
+    @app.page("/health")
+    class HealthView(faust.web.View):  # type: ignore[misc]
+        async def get(self, request: faust.web.Request) -> faust.web.Response:
+            body = {"sink": "off" if sink is None else ("error: " + repr(sink.error) if sink.error else "ok")}
+            return self.json(body)
+
+    return app
