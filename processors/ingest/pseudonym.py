@@ -1,0 +1,55 @@
+"""Research pseudonyms: the patient id replaced by a keyed HMAC-SHA256.
+
+What this protects: the patient identifier (PID-3 / Patient.identifier / the mapped column) never
+reaches a topic or a table when a key is configured; without the key nobody can recompute or
+reverse a pseudonym, and the same patient gets the same pseudonym at one site (so research
+cohorts can still be linked per patient). What it does NOT protect: the report text (names,
+dates and other identifiers written into it), the accession and visit numbers, exam dates and
+the study UID pass unchanged. Those need de-identification of their own before data leave the
+hospital. The key is read from ``settings.ingest.pseudonym_key`` or the file named by
+``pseudonym_key_file`` and is never logged or put into an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+from processors.ingest.model import ReportEvent
+
+
+class PseudonymKeyError(ValueError):
+    pass
+
+
+def load_key(key: str = "", key_file: str = "") -> bytes | None:
+    """The HMAC key (None when pseudonymisation is off). ``key`` wins over ``key_file``."""
+    if key:
+        return key.encode("utf-8")
+    if key_file:
+        try:
+            data = Path(key_file).read_bytes().strip()
+        except OSError as exc:
+            msg = f"cannot read the pseudonym key file {key_file}: {exc.strerror}"
+            raise PseudonymKeyError(msg) from None
+        if len(data) < 16:
+            raise PseudonymKeyError(f"the pseudonym key in {key_file} is shorter than 16 bytes")
+        return data
+    return None
+
+
+def pseudonym(key: bytes, site: str, patient_id: str) -> str:
+    """Deterministic keyed pseudonym of one patient id at one site (hex, 32 chars)."""
+    if not patient_id:
+        return ""
+    mac = hmac.new(key, f"{site}\x1f{patient_id}".encode(), hashlib.sha256)
+    return "psn-" + mac.hexdigest()[:32]
+
+
+def pseudonymise(event: ReportEvent, key: bytes | None) -> ReportEvent:
+    """The event with its patient id replaced by the pseudonym (unchanged when ``key`` is None)."""
+    if key is None or event.patient_id_is_pseudonym:
+        return event
+    psn = pseudonym(key, event.site, event.patient_id)
+    return event.replace(patient_id=psn, patient_id_is_pseudonym=True)

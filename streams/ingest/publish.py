@@ -1,0 +1,135 @@
+"""Producing report events and rejects: the one place where ingest talks to Kafka.
+
+Events are pseudonymised here (when a key is configured) right before they are encoded, so a
+real patient id never reaches a topic. Rejected input goes to the dead-letter topic with the
+reason and the original bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from processors.ingest.model import ReportEvent
+from processors.ingest.pseudonym import load_key, pseudonymise
+from radstream.config import Settings
+from streams.producer import DeliveryError, make_producer, produce, send_dead_letter
+
+log = logging.getLogger(__name__)
+CONTRACT = "report_finalized"
+
+
+@dataclass
+class Counts:
+    produced: int = 0
+    rejected: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Publisher:
+    """Wraps one idempotent producer for report events and dead letters."""
+
+    def __init__(self, settings: Settings, stage: str, producer: Producer | None = None) -> None:
+        self.settings = settings
+        self.stage = stage
+        self.producer = producer or make_producer(settings)
+        self.key = load_key(settings.ingest.pseudonym_key, settings.ingest.pseudonym_key_file)
+        self.topic = settings.topics.reports
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def prepare(self, event: ReportEvent) -> ReportEvent:
+        return pseudonymise(event, self.key)
+
+    def publish(self, event: ReportEvent, on_delivery: Any = None) -> None:
+        ev = self.prepare(event)
+        produce(self.producer, self.topic, CONTRACT, ev.key, ev.to_avro(), on_delivery=on_delivery)
+
+    def dead_letter(self, raw: bytes | None, error: BaseException | str, where: str | None = None) -> None:
+        send_dead_letter(self.producer, self.settings, self.stage, raw, error,
+                         key=where.encode("utf-8") if where else None)
+
+    def publish_all(self, events: Iterable[ReportEvent], counts: Counts) -> None:
+        """Queue events; delivery results are counted into ``counts`` on poll/flush."""
+
+        def done(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                counts.produced += 1
+            else:
+                counts.failed += 1
+                if len(counts.errors) < 10:
+                    counts.errors.append(str(err))
+
+        for i, ev in enumerate(events):
+            self.publish(ev, on_delivery=done)
+            if i % 1000 == 0:
+                self.producer.poll(0)
+
+    def flush(self, timeout: float = 60.0) -> int:
+        return int(self.producer.flush(timeout))
+
+    async def publish_confirmed(self, events: list[ReportEvent], timeout: float = 30.0) -> None:
+        """Produce all events and return once the broker confirmed every one (raises DeliveryError).
+
+        Runs the blocking flush in a thread, so the event loop keeps serving other connections.
+        """
+        loop = asyncio.get_running_loop()
+        pending: list[asyncio.Future[None]] = []
+
+        def make_cb(fut: asyncio.Future[None]) -> Any:
+            def done(err: KafkaError | None, msg: Message) -> None:
+                if fut.done():
+                    return
+                if err is None:
+                    loop.call_soon_threadsafe(_set, fut, None)
+                else:
+                    loop.call_soon_threadsafe(_set, fut, DeliveryError(str(err)))
+            return done
+
+        for ev in events:
+            fut: asyncio.Future[None] = loop.create_future()
+            pending.append(fut)
+            self.publish(ev, on_delivery=make_cb(fut))
+        if not pending:
+            return
+        self.start_polling()
+        try:
+            await asyncio.wait_for(asyncio.gather(*pending), timeout=timeout)
+        except TimeoutError:
+            raise DeliveryError(f"Kafka did not confirm delivery within {timeout}s") from None
+
+    def start_polling(self) -> None:
+        """Serve delivery reports from a background thread (for the asyncio front doors)."""
+        if self._poller is not None:
+            return
+        self._stop.clear()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                self.producer.poll(0.05)
+
+        self._poller = threading.Thread(target=run, name=f"{self.stage}-kafka-poll", daemon=True)
+        self._poller.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout)
+            self._poller = None
+        self.producer.flush(timeout)
+
+
+def _set(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
