@@ -1,0 +1,336 @@
+"""A local single-node Kafka (KRaft, broker + controller in one JVM) without Docker.
+
+The broker jars come from Maven Central through ``pom.xml`` next to this file and
+``mvn dependency:copy-dependencies``; they are cached outside the clone in
+``$RADSTREAM_CACHE/kafka-<version>/libs`` (default ``~/.cache/radstream``).
+Everything the broker writes (config, data, logs, pid) lives in the given state dir.
+
+Version: Kafka 4.x (ZooKeeper-free, Java 17). ``RADSTREAM_KAFKA_VERSION`` overrides it.
+Both clients we use were checked against the default: confluent-kafka 2.16 (librdkafka)
+and aiokafka 0.14 through faust-streaming 0.15 (produce, consumer group, commit).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from radstream.config import Settings
+
+DEFAULT_VERSION = "4.4.0"
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+POM = Path(__file__).with_name("pom.xml")
+JVM_FLAGS = [
+    "-Xms128m", "-Xmx512m",
+    # start-up speed on a small machine: one GC thread, C1 only, no JIT queue build-up
+    "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:CICompilerCount=1", "-Xshare:auto",
+    "-Djava.awt.headless=true", "-Djava.net.preferIPv4Stack=true",
+]
+
+log = logging.getLogger(__name__)
+
+
+class KafkaStackError(RuntimeError):
+    """The local broker could not be fetched, started or stopped."""
+
+
+@dataclass(frozen=True)
+class KafkaState:
+    version: str
+    port: int
+    controller_port: int
+    pid: int | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def version() -> str:
+    return os.environ.get("RADSTREAM_KAFKA_VERSION", DEFAULT_VERSION)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("RADSTREAM_CACHE") or Path.home() / ".cache" / "radstream")
+
+
+def libs_dir(ver: str | None = None) -> Path:
+    return cache_root() / f"kafka-{ver or version()}" / "libs"
+
+
+def fetch(ver: str | None = None) -> Path:
+    """Download the broker and its runtime dependencies once; return the libs dir."""
+    ver = ver or version()
+    libs = libs_dir(ver)
+    home = libs.parent
+    if (home / ".complete").exists():
+        return libs
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # several test sessions may start at once
+        if (home / ".complete").exists():
+            return libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise KafkaStackError("Maven (mvn) is needed once to fetch the Kafka jars; install it")
+        tmp = home / f"libs.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("fetching Kafka %s jars into %s", ver, libs)
+        cmd = [mvn, "-q", "-B", "-f", str(POM), f"-Dkafka.version={ver}", "dependency:copy-dependencies",
+               "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=home)
+        if proc.returncode != 0 or not (tmp / f"kafka_2.13-{ver}.jar").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise KafkaStackError(f"mvn failed to fetch Kafka {ver}:\n{(proc.stdout + proc.stderr)[-3000:]}")
+        shutil.rmtree(libs, ignore_errors=True)
+        tmp.rename(libs)
+        (home / ".complete").touch()
+    return libs
+
+
+def _free_port(exclude: frozenset[int] = frozenset()) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in exclude:
+            return port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _state_file(kdir: Path) -> Path:
+    return kdir / "kafka.json"
+
+
+def _read_state(kdir: Path) -> KafkaState | None:
+    try:
+        return KafkaState(**json.loads(_state_file(kdir).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_state(kdir: Path, st: KafkaState) -> None:
+    _state_file(kdir).write_text(json.dumps(asdict(st), indent=2) + "\n")
+
+
+def _ours(pid: int | None, kdir: Path) -> bool:
+    """True if ``pid`` is alive and is the broker started for this state dir (not a recycled pid)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return MAIN_CLASS.encode() in cmdline and str(kdir / "server.properties").encode() in cmdline
+
+
+def _server_properties(kdir: Path, st: KafkaState) -> str:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{st.controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{st.port},CONTROLLER://127.0.0.1:{st.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{st.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(kdir / "data"),
+        "auto.create.topics.enable": "false",
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",  # default 50: slow first consumer group on 2 cores
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "4",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "num.network.threads": "2",
+        "num.io.threads": "2",
+        "num.recovery.threads.per.data.dir": "1",
+        "log.retention.check.interval.ms": "60000",
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def _log4j2(kdir: Path) -> str:
+    return "\n".join([
+        "status = warn",
+        "appender.file.type = File",
+        "appender.file.name = file",
+        f"appender.file.fileName = {kdir / 'server.log'}",
+        "appender.file.layout.type = PatternLayout",
+        "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+        "rootLogger.level = INFO",
+        "rootLogger.appenderRef.file.ref = file",
+        "logger.state.name = state.change.logger",
+        "logger.state.level = WARN",
+        "logger.request.name = kafka.request.logger",
+        "logger.request.level = WARN",
+        "",
+    ])
+
+
+def _java(libs: Path, kdir: Path, main: str, *args: str) -> list[str]:
+    java = shutil.which("java") or "/usr/bin/java"
+    return [java, *JVM_FLAGS, f"-Dlog4j2.configurationFile={kdir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={kdir}", "-cp", f"{libs}/*", main, *args]
+
+
+def log_tail(kdir: Path, lines: int = 40) -> str:
+    out = []
+    for name in ("console.log", "server.log"):
+        p = kdir / name
+        if p.exists():
+            text = p.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {p} ---\n" + "\n".join(text))
+    return "\n".join(out) or "(no broker log yet)"
+
+
+def _metadata_ok(bootstrap: str, timeout: float) -> bool:
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
+                         "socket.connection.setup.timeout.ms": 1000, "reconnect.backoff.ms": 50,
+                         "reconnect.backoff.max.ms": 200})
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return bool(md.brokers)
+
+
+def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0) -> KafkaState:
+    """Start (or reuse) the broker whose files live in ``kdir``; return when it answers metadata requests."""
+    ver = ver or version()
+    kdir = kdir.resolve()
+    kdir.mkdir(parents=True, exist_ok=True)
+    old = _read_state(kdir)
+    if old is not None and _ours(old.pid, kdir) and _metadata_ok(old.bootstrap, 5.0):
+        return old
+    if old is not None and _ours(old.pid, kdir):
+        stop_kafka(kdir)  # alive but not answering: restart it
+    libs = fetch(ver)
+    if old is not None and old.version == ver and _port_free(old.port) and _port_free(old.controller_port):
+        st = KafkaState(ver, old.port, old.controller_port)
+    else:
+        port = _free_port()
+        st = KafkaState(ver, port, _free_port(frozenset({port})))
+    props = kdir / "server.properties"
+    props.write_text(_server_properties(kdir, st))
+    (kdir / "log4j2.properties").write_text(_log4j2(kdir))
+    if not (kdir / "data" / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run(_java(libs, kdir, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(props)),
+                             capture_output=True, text=True)
+        if fmt.returncode != 0:
+            raise KafkaStackError(f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr)[-3000:]}")
+    with open(kdir / "console.log", "ab") as console:
+        proc = subprocess.Popen(_java(libs, kdir, MAIN_CLASS, str(props)), stdin=subprocess.DEVNULL,
+                                stdout=console, stderr=subprocess.STDOUT, start_new_session=True, cwd=kdir)
+    st = KafkaState(st.version, st.port, st.controller_port, proc.pid)
+    (kdir / "kafka.pid").write_text(f"{proc.pid}\n")
+    _write_state(kdir, st)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise KafkaStackError(f"Kafka exited with code {proc.returncode} during start-up\n"
+                                  f"{log_tail(kdir)}")
+        if _metadata_ok(st.bootstrap, 1.0):
+            return st
+        time.sleep(0.2)
+    stop_kafka(kdir)
+    raise KafkaStackError(f"Kafka did not answer a metadata request on {st.bootstrap} "
+                          f"within {timeout:.0f} s\n{log_tail(kdir)}")
+
+
+def stop_kafka(kdir: Path, timeout: float = 20.0) -> bool:
+    """Stop the broker we started in ``kdir`` (SIGTERM, then SIGKILL). Returns True if one was running."""
+    kdir = kdir.resolve()
+    st = _read_state(kdir)
+    pid = st.pid if st else None
+    if not _ours(pid, kdir):
+        (kdir / "kafka.pid").unlink(missing_ok=True)
+        return False
+    assert pid is not None
+    os.killpg(pid, signal.SIGTERM)  # own process group: created with start_new_session
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        log.warning("Kafka pid %d ignored SIGTERM for %.0f s; killing it", pid, timeout)
+        os.killpg(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+    (kdir / "kafka.pid").unlink(missing_ok=True)
+    if st is not None:
+        _write_state(kdir, KafkaState(st.version, st.port, st.controller_port, None))
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # reap it if it is our child (same Python process started it), else just probe
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie that is not our child still counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def running(kdir: Path) -> KafkaState | None:
+    """The broker state if the broker of ``kdir`` is alive, else None."""
+    kdir = kdir.resolve()
+    st = _read_state(kdir)
+    return st if st is not None and _ours(st.pid, kdir) else None
+
+
+# --- the component interface shared with radstream/stack/orthanc.py -------------------------------
+
+def start(settings: Settings, state_dir: Path) -> dict[str, dict[str, object]]:
+    st = start_kafka(state_dir / "kafka")
+    return {"kafka": {"bootstrap": st.bootstrap}}
+
+
+def stop(state_dir: Path) -> None:
+    stop_kafka(state_dir / "kafka")
+
+
+def status(state_dir: Path) -> str:
+    st = running(state_dir / "kafka")
+    return f"running (Kafka {st.version}, pid {st.pid})" if st else "stopped"
+
+
+def pid(state_dir: Path) -> int | None:
+    st = running(state_dir / "kafka")
+    return st.pid if st else None

@@ -1,0 +1,81 @@
+"""Shared fixtures: a real Kafka broker per test session (started only if a test asks for it).
+
+``kafka_settings`` (session): Settings whose ``kafka.bootstrap`` is a real single-node KRaft
+broker on 127.0.0.1 (free ports, temp state dir), stopped at session end. With
+``RADSTREAM_TEST_BOOTSTRAP=host:port`` that broker is used instead and nothing is started.
+``topic_settings`` (function): the same with unique topic names (``t<hex>.<name>``), created.
+Tests using either fixture are marked ``integration`` automatically (``-m "not integration"``
+then never starts a broker).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radstream.config import Settings
+
+KAFKA_FIXTURES = {"kafka_settings", "topic_settings"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: needs the real local stack (Kafka, Orthanc, chDB)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    state_dir = tmp_path_factory.mktemp("stack")
+    external = os.environ.get("RADSTREAM_TEST_BOOTSTRAP")
+    if external:
+        yield Settings(state_dir=str(state_dir)).replace(kafka={"bootstrap": external})
+        return
+    from radstream.stack import kafka
+
+    kdir = Path(state_dir) / "kafka"
+    st = kafka.start_kafka(kdir)
+    try:
+        yield Settings(state_dir=str(state_dir)).replace(kafka={"bootstrap": st.bootstrap})
+    finally:
+        kafka.stop_kafka(kdir)
+
+
+@pytest.fixture
+def topic_settings(kafka_settings: Settings) -> Settings:
+    from streams.topics import create_topics
+
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    topics = {f.name: prefix + getattr(kafka_settings.topics, f.name)
+              for f in dataclasses.fields(kafka_settings.topics)}
+    settings = kafka_settings.replace(topics=topics)
+    create_topics(settings)
+    wait_until_usable(settings, set(topics.values()))
+    return settings
+
+
+def wait_until_usable(settings: Settings, names: set[str], timeout: float = 15.0) -> None:
+    """CreateTopics returns before the broker's metadata has the new partitions: wait for leaders."""
+    from streams.topics import admin_client
+
+    admin = admin_client(settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=5).topics
+        missing = [n for n in names if n not in topics or topics[n].error is not None
+                   or not topics[n].partitions or any(p.leader < 0 for p in topics[n].partitions.values())]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not usable after {timeout} s: {sorted(missing)}")
+        time.sleep(0.05)
