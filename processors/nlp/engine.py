@@ -1,0 +1,288 @@
+"""The NLP engine: sections -> sentences -> findings (lexicon) -> ConText -> attributes -> chest labels,
+plus the extractors of measurements, recommendations, assessment categories, critical results and
+exam normalisation. Built once per process (``get_engine()``); picklable (it pickles as its data
+file paths and is rebuilt on unpickling), so it works in a process pool.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from processors.nlp import context as ctx
+from processors.nlp.chest import ChestMapping
+from processors.nlp.lexicon import Attribute, Concept, load_attributes, load_concepts
+from processors.nlp.matching import PhraseMatcher, lower_same_length, normalize
+from processors.nlp.sections import SectionSplitter
+from processors.nlp.sentences import SentenceSplitter
+from processors.nlp.types import ContextResult, Finding, ReportAnalysis, Section, Sentence
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    start: int
+    end: int
+    concepts: tuple[Concept, ...]
+    rules: tuple[ctx.Rule, ...]
+
+
+class Engine:
+    def __init__(self, chest_mapping: str | None = None):
+        self._chest_mapping_path = chest_mapping
+        self.sections = SectionSplitter()
+        self.sentences = SentenceSplitter()
+        self.rules = ctx.load_rules()
+        concept_phrases, concept_patterns = load_concepts()
+        phrases: dict[str, list[object]] = {p: list(cs) for p, cs in concept_phrases.items()}
+        for rule in self.rules:
+            phrases.setdefault(rule.phrase, []).append(rule)
+        self.matcher = PhraseMatcher(phrases, [(p, c) for p, c in concept_patterns])
+        self.trigger_matcher = PhraseMatcher({r.phrase: [r] for r in self.rules} | {})
+        self._trigger_phrases: dict[str, list[object]] = {}
+        for rule in self.rules:
+            self._trigger_phrases.setdefault(rule.phrase, []).append(rule)
+        self.trigger_matcher = PhraseMatcher(self._trigger_phrases)
+        self.attributes = PhraseMatcher(dict(load_attributes().items()))  # type: ignore[arg-type]
+        self.chest = ChestMapping.load(chest_mapping)
+        self.extractors = _load_extractors()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Engine, (self._chest_mapping_path,))
+
+    # ------------------------------------------------------------------ pipeline
+    def analyze(self, text: str, exam: str | None = None) -> ReportAnalysis:
+        text = text or ""
+        low = lower_same_length(text)
+        sections = self.sections.split(text)
+        sentences = self._sentences(text, sections)
+        findings = self._findings(text, low, sentences)
+        result = ReportAnalysis(text=text, sections=sections, sentences=sentences, findings=findings)
+        self._extract(result, exam)
+        result.chest_labels = self.chest.label(findings)
+        return result
+
+    def _sentences(self, text: str, sections: list[Section]) -> list[Sentence]:
+        out: list[Sentence] = []
+        for sec in sections:
+            for a, b in self.sentences.split(text, sec.body_start, sec.end):
+                out.append(Sentence(len(out), a, b, sec.name))
+        return out
+
+    def _findings(self, text: str, low: str, sentences: list[Sentence]) -> list[Finding]:
+        if not sentences:
+            return []
+        starts = [s.start for s in sentences]
+        per_sentence: dict[int, list[_Hit]] = {}
+        for a, b, payloads in self.matcher.finditer(low):
+            i = bisect.bisect_right(starts, a) - 1
+            if i < 0 or b > sentences[i].end:
+                continue            # inside a header, or across a sentence end
+            concepts = tuple(p for p in payloads if isinstance(p, Concept))
+            rules = tuple(p for p in payloads if isinstance(p, ctx.Rule))
+            per_sentence.setdefault(i, []).append(_Hit(a, b, concepts, rules))
+        findings: list[Finding] = []
+        for i, hits in per_sentence.items():
+            targets = [h for h in hits if h.concepts]
+            if not targets:
+                continue
+            sent = sentences[i]
+            triggers = self._triggers(hits, sent.section)
+            new: list[Finding] = []
+            for h in targets:
+                c = h.concepts[0]
+                if c.category == "normal":
+                    res = ContextResult()
+                else:
+                    res = ctx.assert_target(low, h.start, h.end, triggers)
+                new.append(Finding(
+                    concept=c.concept, category=c.category, text=text[h.start:h.end], start=h.start, end=h.end,
+                    sentence=i, section=sent.section, negated=res.negated, uncertain=res.uncertain,
+                    historical=res.historical, hypothetical=res.hypothetical, experiencer=res.experiencer,
+                    certainty=res.certainty, triggers=res.triggers,
+                ))
+            self._attach_attributes(low, sent, new)
+            findings.extend(new)
+        findings.sort(key=lambda f: f.start)
+        return findings
+
+    @staticmethod
+    def _triggers(hits: list[_Hit], section: str) -> list[ctx.Trigger]:
+        out = []
+        for h in hits:
+            if h.rules:
+                rules = tuple(r for r in h.rules if r.applies_in(section))
+                if rules:
+                    out.append(ctx.Trigger(h.start, h.end, rules))
+            elif h.concepts:
+                continue
+        return out
+
+    def _attach_attributes(self, low: str, sent: Sentence, findings: list[Finding]) -> None:
+        if not findings:
+            return
+        for a, b, payloads in self.attributes.finditer(low, sent.start, sent.end):
+            if any(f.start <= a and b <= f.end and p_group(p) != "anatomy" for f in findings for p in payloads):
+                pass
+            mid = (a + b) / 2
+            target = min(findings, key=lambda f: abs((f.start + f.end) / 2 - mid))
+            for p in payloads:
+                attr: Attribute = p  # type: ignore[assignment]
+                if attr.group == "anatomy":
+                    if attr.value not in target.anatomy:
+                        target.anatomy.append(attr.value)
+                elif attr.group == "laterality":
+                    if target.laterality is None:
+                        target.laterality = attr.value
+                    elif target.laterality != attr.value:
+                        target.laterality = "bilateral"
+                elif attr.group == "severity":
+                    target.severity = target.severity or attr.value
+                elif attr.group == "change":
+                    target.change = target.change or attr.value
+
+    # ------------------------------------------------------------------ term status
+    def assert_term(self, text: str, term: str | tuple[int, int]) -> ContextResult:
+        """ConText status of a user's own target: a term (first whole-word occurrence, case-insensitive;
+        its last occurrence if ``term`` is found several times? no: the first) or a (start, end) span."""
+        low = lower_same_length(text)
+        if isinstance(term, str):
+            span = _find_term(low, term)
+            if span is None:
+                raise ValueError(f"term {term!r} not found in text")
+        else:
+            span = (int(term[0]), int(term[1]))
+        start, end = span
+        sections = self.sections.split(text)
+        sentences = self._sentences(text, sections)
+        sent = next((s for s in sentences if s.start <= start < s.end), None)
+        if sent is None:
+            return ContextResult()
+        hits = [_Hit(a, b, (), tuple(p for p in ps if isinstance(p, ctx.Rule)))
+                for a, b, ps in self.trigger_matcher.finditer(low, sent.start, sent.end)
+                if b <= start or a >= end]
+        return ctx.assert_target(low, start, end, self._triggers(hits, sent.section))
+
+    # ------------------------------------------------------------------ other extractors
+    def _extract(self, result: ReportAnalysis, exam: str | None) -> None:
+        text, ex = result.text, self.extractors
+        sents = [(s.start, s.end) for s in result.sentences]
+        if "normalize_exam" in ex:
+            desc = exam if exam is not None else _exam_text(result)
+            if desc:
+                norm = ex["normalize_exam"](desc)
+                result.modality = _get(norm, "modality")
+                result.body_region = _get(norm, "body_region")
+                result.contrast = _get(norm, "contrast")
+        if "extract_measurements" in ex:
+            result.measurements = list(ex["extract_measurements"](text, sents))
+            _attach_measurements(result)
+        if "extract_recommendations" in ex:
+            result.recommendations = list(ex["extract_recommendations"](text, sents))
+        if "extract_assessments" in ex:
+            result.assessments = list(ex["extract_assessments"](text))
+        if "critical_results" in ex:
+            result.critical_results = list(ex["critical_results"](result.findings))
+        if "find_communication" in ex:
+            result.communication = ex["find_communication"](text)
+
+
+def p_group(p: object) -> str:
+    return getattr(p, "group", "")
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _exam_text(result: ReportAnalysis) -> str:
+    for s in result.sections:
+        if s.name == "exam":
+            return result.text[s.body_start:s.end]
+    return ""
+
+
+def _find_term(low: str, term: str) -> tuple[int, int] | None:
+    m = PhraseMatcher({term: [term]}).regex.search(low)
+    return (m.start(), m.end()) if m else None
+
+
+_SIZED = frozenset({"lung", "general", "pleura", "mediastinum", "bone", "abdomen", "neuro", "vascular"})
+
+
+def _attach_measurements(result: ReportAnalysis) -> None:
+    """Give each measurement without a finding the nearest finding of its sentence; copy its size."""
+    for m in result.measurements:
+        start, end = _get(m, "start"), _get(m, "end")
+        if start is None:
+            continue
+        idx = _get(m, "finding")
+        if idx is None:
+            sent = next((s.index for s in result.sentences if s.start <= start < s.end), None)
+            cands = [(abs(f.start - start), i) for i, f in enumerate(result.findings)
+                     if f.sentence == sent and f.category in _SIZED and not f.negated]
+            if not cands:
+                continue
+            idx = min(cands)[1]
+            if isinstance(m, dict):
+                m["finding"] = idx
+            else:
+                try:
+                    m.finding = idx
+                except AttributeError:
+                    continue
+        f = result.findings[idx]
+        size = _get(m, "max_mm")
+        if size is not None and (f.size_mm is None or size > f.size_mm):
+            f.size_mm = float(size)
+
+
+_EXTRACTORS = {
+    "extract_measurements": "processors.nlp.measurements",
+    "extract_recommendations": "processors.nlp.recommendations",
+    "extract_assessments": "processors.nlp.assessments",
+    "critical_results": "processors.nlp.critical",
+    "find_communication": "processors.nlp.critical",
+    "normalize_exam": "processors.nlp.exam",
+}
+
+
+def _load_extractors() -> dict[str, Callable[..., Any]]:
+    """The other components' entry points that exist in this checkout (missing ones are skipped)."""
+    out: dict[str, Callable[..., Any]] = {}
+    for name, module in _EXTRACTORS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        fn = getattr(mod, name, None)
+        if callable(fn):
+            out[name] = fn
+    return out
+
+
+_ENGINE: Engine | None = None
+
+
+def get_engine() -> Engine:
+    """The process-wide engine, built on first use (each worker process builds its own)."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = Engine(os.environ.get("RADSTREAM_CHEST_MAPPING") or None)
+    return _ENGINE
+
+
+def analyze(text: str, exam: str | None = None) -> ReportAnalysis:
+    return get_engine().analyze(text, exam)
+
+
+def assert_term(text: str, term: str | tuple[int, int]) -> ContextResult:
+    return get_engine().assert_term(text, term)
+
+
+__all__ = ["Engine", "analyze", "assert_term", "get_engine", "normalize"]

@@ -1,0 +1,86 @@
+"""Rule-based sentence splitting with offsets into the original text.
+
+Splits after ``.``/``!``/``?`` when the next word starts with a capital letter, a digit or a bullet,
+unless the period ends a known abbreviation (``abbreviations.json``), an initial, or a list
+number ("1." starting a line or a sentence); at blank lines; at a single line break when the next
+line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
+inline list numbers ("... lungs. 2. Stable ..." splits before "2."); and at semicolons? no:
+semicolons stay inside the sentence (ConText treats them as scope terminators instead).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+DATA = Path(__file__).with_name("abbreviations.json")
+
+_CANDIDATE = re.compile(
+    r"[.!?]+[\"')\]]*(?P<ws>[ \t]*\r?\n[ \t]*(?:\r?\n\s*)*|[ \t]+)(?=[\"'(\[]?[A-Z0-9\-*\u2022])"  # punct + space
+    r"|(?P<blank>[ \t]*\r?\n(?:[ \t]*\r?\n)+\s*)"                                                 # blank line
+    r"|(?P<nl>[ \t]*\r?\n\s*)(?=[A-Z0-9\-*\u2022(])"                                              # line break
+)
+_LAST_TOKEN = re.compile(r"([\w./]+)[.!?]+[\"')\]]*$")
+
+
+class SentenceSplitter:
+    def __init__(self, data_file: Path = DATA):
+        self.abbreviations = frozenset(json.loads(data_file.read_text())["abbreviations"])
+
+    def split(self, text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+        """(start, end) of each sentence of ``text[start:end]``, stripped of surrounding white space."""
+        end = len(text) if end is None else end
+        spans: list[tuple[int, int]] = []
+        sent_start = start
+        for m in _CANDIDATE.finditer(text, start, end):
+            if m.group("ws") is not None:
+                cut = m.start("ws")
+                if not self._ends_sentence(text, sent_start, cut):
+                    continue
+                nxt = m.end()
+            elif m.group("blank") is not None:
+                cut, nxt = m.start(), m.end()
+            else:
+                cut, nxt = m.start(), m.end()
+            _add(spans, text, sent_start, cut)
+            sent_start = nxt
+        _add(spans, text, sent_start, end)
+        return spans
+
+    def _ends_sentence(self, text: str, sent_start: int, cut: int) -> bool:
+        if text[cut - 1] != "." and not text[cut - 1] in "\"')]":
+            return True
+        lt = _LAST_TOKEN.search(text, max(sent_start, cut - 40), cut)
+        if lt is None:
+            return True
+        tok = lt.group(1)
+        low = tok.lower().rstrip(".")
+        if low in self.abbreviations:
+            return False
+        if len(tok) == 1 and tok.isupper():        # an initial: "J. Smith"
+            return False
+        if tok.isdigit() and len(tok) <= 2:         # list number "1." at a sentence start
+            before = text[sent_start:lt.start(1)]
+            if not before.strip():
+                return False
+        return True
+
+
+def _add(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        spans.append((start, end))
+
+
+@lru_cache(maxsize=1)
+def default_splitter() -> SentenceSplitter:
+    return SentenceSplitter()
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    return default_splitter().split(text, start, end)
