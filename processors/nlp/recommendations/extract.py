@@ -76,7 +76,7 @@ _STRIP_HEAD_RE = re.compile(r"^(?:[\s,;:]+|\b(?:and|or|then)\b)+", _I)
 _ANY_RE = re.compile(
     r"recommend|suggest|advis|consider|follow|f/u|surveil|repeat|correlat|biops|consult|refer|"
     r"warrant|indicated|helpful|useful|annual|interval|screening|comparison|prior|sampling|FNA|"
-    r"evaluat|imag|please|requir|need|necessary",
+    r"evaluat|imag|please|requir|need|necessary|month|week|year|day",
     _I,
 )
 
@@ -182,7 +182,7 @@ def _sentence_recs(text: str, lo: int, hi: int, si: int) -> list[Recommendation]
         if any(s < ke and ks < e for ks, ke, _ in kept):
             continue
         kept.append((s, e, k))
-    if not kept and has_cue:  # "Recommend MRI in one year." / "MRI could be performed."
+    if not kept and (has_cue or has_interval):  # "Recommend MRI in 1 year.", "CT in 12 months."
         mod = _MODALITY_RE.search(text, lo, hi)
         if mod and not _NOT_AFTER_RE.search(text, max(lo, mod.start() - 40), mod.start()):
             kept = [(mod.start(), mod.end(), "imaging_followup")]
