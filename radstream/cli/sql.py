@@ -1,0 +1,106 @@
+"""``radstream sql "SELECT ..." [--format table|csv|tsv|json|jsonl]``: read-only analyst queries.
+
+Embedded mode (``chdb://``): the worker process owns the store, so when its web server answers the
+query goes to ``POST http://<worker.web_host>:<worker.web_port>/sql?format=...`` (body = SQL text,
+response body = the result text); otherwise the store is opened directly. Server mode: direct.
+Either way the query runs with readonly=1 (see ``sinks/clickhouse/query.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import click
+
+from radstream.cli import settings_of
+from radstream.config import Settings
+
+FORMATS = ("table", "csv", "tsv", "json", "jsonl")
+
+
+class WorkerUnavailable(Exception):
+    pass
+
+
+def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0) -> str:
+    """Send the query to the worker's /sql page; raises WorkerUnavailable when nobody answers."""
+    host, port = settings.worker.web_host, settings.worker.web_port
+    url = f"http://{host}:{port}/sql?" + urllib.parse.urlencode({"format": fmt})
+    req = urllib.request.Request(url, data=query.encode(), method="POST",
+                                 headers={"Content-Type": "text/plain; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body: bytes = resp.read()
+            return body.decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode("utf-8", errors="replace").strip()
+        if exc.code in (404, 503):
+            raise WorkerUnavailable(text) from exc
+        raise click.ClickException(text or f"worker answered HTTP {exc.code}") from exc
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise WorkerUnavailable(str(exc)) from exc
+
+
+def run_direct(settings: Settings, query: str, fmt: str) -> Any:
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.query import run_readonly
+
+    try:
+        client = open_client(settings, create_database=False)
+    except Exception as exc:
+        hint = (" (is another process, e.g. a worker without its web server, holding the embedded store?)"
+                if settings.embedded_clickhouse else "")
+        raise click.ClickException(f"cannot open {settings.clickhouse_url}: {exc}{hint}") from exc
+    return run_readonly(client, query, fmt)
+
+
+def _print_table(columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, show_lines=False)
+    for row in rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    Console().print(table)
+    click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+
+
+@click.command()
+@click.argument("query")
+@click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--direct", is_flag=True, help="Open the store directly, never ask a running worker.")
+@click.pass_context
+def sql(ctx: click.Context, query: str, fmt: str, direct: bool) -> None:
+    """Run a read-only SQL query on the warehouse (QUERY '-' reads it from stdin)."""
+    settings = settings_of(ctx)
+    if query == "-":
+        query = sys.stdin.read()
+    wire = "json" if fmt == "table" else fmt
+    text: str | None = None
+    if settings.embedded_clickhouse and not direct:
+        try:
+            text = ask_worker(settings, query, wire)
+        except WorkerUnavailable:
+            text = None
+    try:
+        if text is None:
+            if fmt == "table":
+                res = run_direct(settings, query, "rows")
+                _print_table(res.columns, [list(r) for r in res.rows])
+                return
+            text = str(run_direct(settings, query, wire))
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        raise click.ClickException(str(exc)) from exc
+    if fmt == "table":
+        doc = json.loads(text)
+        cols = [m["name"] for m in doc["meta"]]
+        _print_table(cols, [[row.get(c) for c in cols] for row in doc["data"]])
+    else:
+        click.echo(text, nl=not text.endswith("\n"))

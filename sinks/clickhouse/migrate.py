@@ -1,0 +1,93 @@
+"""Versioned, idempotent DDL: ``ddl/NNN_name.sql`` applied in order, recorded in ``schema_migrations``.
+
+Every statement is itself idempotent (CREATE ... IF NOT EXISTS, CREATE OR REPLACE VIEW), so a run that
+died half-way is simply run again. A file already recorded is skipped unless its checksum changed and
+it contains only views (``CREATE OR REPLACE VIEW``), which are then re-applied; a changed table file is
+an error (write a new numbered file instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from clickhouse_connect.driver.client import Client
+
+from radstream.config import Settings
+from sinks.clickhouse.client import quote_ident
+
+DDL_DIR = Path(__file__).with_name("ddl")
+_FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    @property
+    def text(self) -> str:
+        return self.path.read_text()
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def migrations(ddl_dir: Path = DDL_DIR) -> list[Migration]:
+    found: list[Migration] = []
+    for path in sorted(ddl_dir.glob("*.sql")):
+        m = _FILE_RE.match(path.name)
+        if not m:
+            raise MigrationError(f"DDL file name must look like 001_name.sql: {path.name}")
+        found.append(Migration(int(m.group(1)), m.group(2), path))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration numbers in {ddl_dir}")
+    return found
+
+
+def statements(sql: str, database: str) -> list[str]:
+    """Split a DDL file into statements (``;`` at a line end) with ``{db}`` filled in."""
+    no_comments = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    parts = re.split(r";\s*(?:\n|$)", no_comments)
+    return [p.strip().replace("{db}", quote_ident(database)) for p in parts if p.strip()]
+
+
+def _views_only(sql: str) -> bool:
+    return all(s.upper().startswith("CREATE OR REPLACE VIEW") for s in statements(sql, "x"))
+
+
+def migrate(client: Client, settings: Settings, ddl_dir: Path = DDL_DIR) -> list[str]:
+    """Apply the pending migrations to ``settings.clickhouse.database``; return the names applied."""
+    db = quote_ident(settings.clickhouse.database)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, checksum String, "
+        "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree(applied_at) "
+        "ORDER BY version"
+    )
+    rows = client.query(f"SELECT version, argMax(checksum, applied_at) FROM {db}.schema_migrations "
+                        "GROUP BY version").result_rows
+    applied = {int(v): str(c) for v, c in rows}
+    done: list[str] = []
+    for mig in migrations(ddl_dir):
+        text = mig.text
+        if mig.version in applied:
+            if applied[mig.version] == mig.checksum:
+                continue
+            if not _views_only(text):
+                raise MigrationError(f"{mig.path.name} changed after it was applied; add a new numbered file")
+        for stmt in statements(text, settings.clickhouse.database):
+            client.command(stmt)
+        client.insert(f"{settings.clickhouse.database}.schema_migrations",
+                      [[mig.version, mig.name, mig.checksum]], column_names=["version", "name", "checksum"])
+        done.append(f"{mig.version:03d}_{mig.name}")
+    return done

@@ -1,0 +1,92 @@
+"""Read-only analyst queries (``radstream sql`` and the worker's ``/sql`` page).
+
+Read-only is enforced by ClickHouse itself: every query runs with ``readonly=1`` (no writes, no DDL,
+no settings changes, no file()/url() table functions) and ``final=1`` (ReplacingMergeTree tables are
+read deduplicated, so ``reports`` shows one row per accession and replays never double-count).
+
+* chDB: settings are per connection handle, so queries go through a separate client on the same
+  engine whose handle was switched to ``final=1, readonly=1`` once (a per-call readonly setting would
+  leave a shared handle read-only for good).
+* server: the two settings ride on every request of the caller's client.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from sinks.clickhouse.client import client_url, is_embedded, readonly_client_like
+
+READONLY_SETTINGS = {"final": 1, "readonly": 1}
+# our format name -> ClickHouse output format
+FORMATS = {
+    "tsv": "TabSeparatedWithNames",
+    "csv": "CSVWithNames",
+    "json": "JSON",
+    "jsonl": "JSONEachRow",
+}
+
+
+_TRAILING_FORMAT = re.compile(r"\bFORMAT\s+\w+\s*$", re.IGNORECASE)
+
+
+class QueryError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Result:
+    columns: list[str]
+    types: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+_ro_clients: dict[tuple[str, str], Client] = {}
+_ro_lock = threading.Lock()
+
+
+def _readonly_sibling(client: Client) -> Client:
+    url = client_url(client)
+    database = str(client.database or "default")
+    with _ro_lock:
+        ro = _ro_clients.get((url, database))
+        if ro is None:
+            ro = _ro_clients[(url, database)] = readonly_client_like(url, database)
+        return ro
+
+
+def close_readonly_clients() -> None:
+    with _ro_lock:
+        for ro in _ro_clients.values():
+            ro.close()
+        _ro_clients.clear()
+
+
+def run_readonly(client: Client, sql: str, fmt: str = "tsv") -> str | Result:
+    """Run one analyst query read-only.
+
+    ``fmt`` in ``tsv | csv | json | jsonl`` returns ClickHouse's text output (with a header row for
+    tsv/csv); ``rows`` returns a ``Result`` (columns, types, rows) for programmatic use and tables.
+    """
+    sql = sql.strip().rstrip(";").strip()
+    if not sql:
+        raise QueryError("empty query")
+    embedded = is_embedded(client_url(client))
+    runner = _readonly_sibling(client) if embedded else client
+    settings: dict[str, Any] = {} if embedded else dict(READONLY_SETTINGS)
+    if fmt == "rows":
+        res = runner.query(sql, settings=settings)
+        rows = [tuple(r) for r in res.result_rows]
+        return Result(list(res.column_names), [t.name for t in res.column_types], rows)
+    try:
+        ch_fmt = FORMATS[fmt]
+    except KeyError:
+        raise QueryError(f"unknown format {fmt!r}; use one of {', '.join([*FORMATS, 'rows'])}") from None
+    # a query that names its own output format keeps it
+    own_format = _TRAILING_FORMAT.search(sql) is not None
+    out = runner.raw_query(sql, fmt=None if own_format else ch_fmt, settings=settings)
+    return out.decode("utf-8", errors="replace")

@@ -1,0 +1,231 @@
+"""Avro records (decoded contracts) -> rows of the warehouse tables.
+
+Pure functions: no ClickHouse or Kafka here. Column lists must match ``ddl/``; optional category
+strings become '' (never NULL) so they can sit in sort keys and LowCardinality columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+KAFKA = ("kafka_topic", "kafka_partition", "kafka_offset")
+NLP_KEY = ("site", "accession", "report_version", "processed_time")
+
+REPORT_COLUMNS = (
+    "site", "accession", "version", "event_id", "report_id", "status", "patient_id",
+    "patient_id_is_pseudonym", "visit_number", "patient_class", "modality", "procedure_code",
+    "procedure_description", "body_part",
+    "study_instance_uid", "observation_time", "status_time", "received_time", "exam_time", "author",
+    "source_format", "source_message_id", "text", *KAFKA,
+)
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "report_versions": REPORT_COLUMNS,
+    "reports": REPORT_COLUMNS,
+    "report_nlp": (*NLP_KEY, "event_id", "status", "patient_id", "modality", "body_region", "contrast",
+                   "nlp_version", "n_findings", "n_critical", "communication_text", "communication_recipient",
+                   "communication_time_text", "communication_time", *KAFKA),
+    "sections": (*NLP_KEY, "section_idx", "name", "title", "start", "end"),
+    "findings": (*NLP_KEY, "finding_idx", "patient_id", "modality", "concept", "category", "text", "start",
+                 "end", "sentence", "section", "negated", "uncertain", "historical", "hypothetical",
+                 "experiencer", "laterality", "anatomy", "severity", "change", "size_mm", "source",
+                 "nlp_version"),
+    "measurements": (*NLP_KEY, "measurement_idx", "text", "start", "end", "dims_mm", "max_mm", "prior_max_mm",
+                     "finding_idx", "finding_concept"),
+    "recommendations": (*NLP_KEY, "recommendation_idx", "kind", "text", "start", "end", "modality",
+                        "interval_days_min", "interval_days_max", "guideline"),
+    "assessments": (*NLP_KEY, "assessment_idx", "system", "category", "text", "start", "end"),
+    "critical_results": (*NLP_KEY, "critical_idx", "concept", "text", "start", "end", "communication_text",
+                         "communication_recipient", "communication_time"),
+    "chest_labels": (*NLP_KEY, "label", "value"),
+    "retrieval_requests": ("request_id", "action", "project_id", "requester", "accession",
+                           "study_instance_uid", "patient_id", "study_date", "destination_ae", "priority",
+                           "not_before", "not_after", "source", "requested_time", *KAFKA),
+    "retrieval_events": ("request_id", "project_id", "state", "attempt", "accession", "study_instance_uid",
+                         "pacs_ae", "destination_ae", "completed", "failed", "warning", "remaining",
+                         "dimse_status", "error", "time", *KAFKA),
+    "received_instances": ("project_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
+                           "sop_class_uid", "accession", "modality", "calling_ae", "called_ae", "path",
+                           "size_bytes", "deidentified", "time", *KAFKA),
+    "dead_letters": ("stage", "original_topic", "original_partition", "original_offset", "value_sha256",
+                     "key", "value", "error_type", "error", "time", *KAFKA),
+}
+
+# which tables each contract writes
+TABLES_OF: dict[str, tuple[str, ...]] = {
+    "report_finalized": ("report_versions", "reports"),
+    "report_findings": ("report_nlp", "sections", "findings", "measurements", "recommendations",
+                        "assessments", "critical_results", "chest_labels"),
+    "retrieval_requested": ("retrieval_requests",),
+    "retrieval_status": ("retrieval_events",),
+    "received_instance": ("received_instances",),
+    "dead_letter": ("dead_letters",),
+}
+
+Row = list[Any]
+Rows = dict[str, list[Row]]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record came from (-1 / '' when it did not come from Kafka, e.g. a backfill)."""
+
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+
+    def cols(self) -> list[Any]:
+        return [self.topic, self.partition, self.offset]
+
+
+def _s(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _t(value: Any) -> datetime | None:
+    """Avro timestamp-micros -> aware UTC datetime (fastavro yields aware datetimes; ints are micros)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(int(value) / 1e6, tz=UTC)
+
+
+def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    received = _t(rec["received_time"])
+    obs, status_time = _t(rec.get("observation_time")), _t(rec.get("status_time"))
+    row: Row = [
+        _s(rec.get("site") or "default"), rec["accession"], int(rec["version"]), rec["event_id"],
+        _s(rec.get("report_id")), rec["status"], rec["patient_id"], bool(rec.get("patient_id_is_pseudonym")),
+        _s(rec.get("visit_number")), _s(rec.get("patient_class")), _s(rec.get("modality")),
+        _s(rec.get("procedure_code")), _s(rec.get("procedure_description")), _s(rec.get("body_part")),
+        _s(rec.get("study_instance_uid")), obs, status_time, received, obs or status_time or received,
+        _s(rec.get("author")), _s(rec.get("source_format")), _s(rec.get("source_message_id")), rec["text"],
+        *origin.cols(),
+    ]
+    return {"report_versions": [row], "reports": [list(row)]}
+
+
+def findings_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    key: Row = [_s(rec.get("site") or "default"), rec["accession"], int(rec["report_version"]),
+                _t(rec["processed_time"])]
+    nlp_version = _s(rec.get("nlp_version"))
+    findings = list(rec.get("findings") or [])
+    critical = list(rec.get("critical_results") or [])
+    comm = rec.get("communication") or {}
+    comm_text, comm_to, comm_time = _s(comm.get("text")), _s(comm.get("recipient")), _t(comm.get("time"))
+    out: Rows = {t: [] for t in TABLES_OF["report_findings"]}
+    out["report_nlp"].append([
+        *key, rec["event_id"], rec["status"], rec["patient_id"], _s(rec.get("modality")),
+        _s(rec.get("body_region")), rec.get("contrast"), nlp_version, len(findings), len(critical),
+        comm_text, comm_to, _s(comm.get("time_text")), comm_time, *origin.cols(),
+    ])
+    for i, s in enumerate(rec.get("sections") or []):
+        out["sections"].append([*key, i, s["name"], s["title"], s["start"], s["end"]])
+    for i, f in enumerate(findings):
+        out["findings"].append([
+            *key, i, rec["patient_id"], _s(rec.get("modality")), f["concept"], f["category"], f["text"],
+            f["start"], f["end"], f["sentence"], f["section"], f["negated"], f["uncertain"], f["historical"],
+            f["hypothetical"], _s(f.get("experiencer") or "patient"), _s(f.get("laterality")),
+            list(f.get("anatomy") or []), _s(f.get("severity")), _s(f.get("change")), f.get("size_mm"),
+            _s(f.get("source") or "rules"), nlp_version,
+        ])
+    for i, m in enumerate(rec.get("measurements") or []):
+        fi = m.get("finding")
+        concept = findings[fi]["concept"] if fi is not None and 0 <= fi < len(findings) else ""
+        out["measurements"].append([
+            *key, i, m["text"], m["start"], m["end"], [float(d) for d in m["dims_mm"]], float(m["max_mm"]),
+            m.get("prior_max_mm"), fi, concept,
+        ])
+    for i, r in enumerate(rec.get("recommendations") or []):
+        out["recommendations"].append([
+            *key, i, r["kind"], r["text"], r["start"], r["end"], _s(r.get("modality")),
+            r.get("interval_days_min"), r.get("interval_days_max"), _s(r.get("guideline")),
+        ])
+    for i, a in enumerate(rec.get("assessments") or []):
+        out["assessments"].append([*key, i, a["system"], a["category"], a["text"], a["start"], a["end"]])
+    for i, c in enumerate(critical):
+        out["critical_results"].append([
+            *key, i, c["concept"], c["text"], c["start"], c["end"], comm_text, comm_to, comm_time,
+        ])
+    for label, value in sorted((rec.get("chest_labels") or {}).items()):
+        out["chest_labels"].append([*key, label, value])
+    return out
+
+
+def retrieval_request_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    return {"retrieval_requests": [[
+        rec["request_id"], _s(rec.get("action") or "request"), rec["project_id"], rec["requester"],
+        _s(rec.get("accession")), _s(rec.get("study_instance_uid")), _s(rec.get("patient_id")),
+        _s(rec.get("study_date")), rec["destination_ae"], _s(rec.get("priority") or "normal"),
+        _t(rec.get("not_before")), _t(rec.get("not_after")), _s(rec.get("source") or "manual"),
+        _t(rec["requested_time"]), *origin.cols(),
+    ]]}
+
+
+def retrieval_status_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    return {"retrieval_events": [[
+        rec["request_id"], rec["project_id"], rec["state"], int(rec.get("attempt") or 0),
+        _s(rec.get("accession")), _s(rec.get("study_instance_uid")), _s(rec.get("pacs_ae")),
+        _s(rec.get("destination_ae")), rec.get("completed"), rec.get("failed"), rec.get("warning"),
+        rec.get("remaining"), rec.get("dimse_status"), _s(rec.get("error")), _t(rec["time"]), *origin.cols(),
+    ]]}
+
+
+def received_instance_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    return {"received_instances": [[
+        rec["project_id"], rec["study_instance_uid"], rec["series_instance_uid"], rec["sop_instance_uid"],
+        rec["sop_class_uid"], _s(rec.get("accession")), _s(rec.get("modality")), rec["calling_ae"],
+        rec["called_ae"], rec["path"], int(rec["size_bytes"]), bool(rec.get("deidentified")), _t(rec["time"]),
+        *origin.cols(),
+    ]]}
+
+
+def dead_letter_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    value = bytes(rec.get("value") or b"")
+    part, off = rec.get("partition"), rec.get("offset")
+    return {"dead_letters": [[
+        rec["stage"], _s(rec.get("original_topic")), -1 if part is None else int(part),
+        -1 if off is None else int(off), hashlib.sha256(value).hexdigest(), bytes(rec.get("key") or b""),
+        value, rec["error_type"], rec["error"], _t(rec["time"]), *origin.cols(),
+    ]]}
+
+
+MAPPERS = {
+    "report_finalized": report_rows,
+    "report_findings": findings_rows,
+    "retrieval_requested": retrieval_request_rows,
+    "retrieval_status": retrieval_status_rows,
+    "received_instance": received_instance_rows,
+    "dead_letter": dead_letter_rows,
+}
+
+
+def rows_for(contract: str, record: Mapping[str, Any], origin: Origin | None = None) -> Rows:
+    """Rows per table for one decoded record of ``contract``."""
+    try:
+        mapper = MAPPERS[contract]
+    except KeyError:
+        raise ValueError(f"no warehouse mapping for contract {contract!r}") from None
+    return mapper(record, origin or Origin())
+
+
+def merge_rows(into: Rows, more: Rows) -> int:
+    """Append ``more`` to ``into``; return the number of rows added."""
+    n = 0
+    for table, rows in more.items():
+        if rows:
+            into.setdefault(table, []).extend(rows)
+            n += len(rows)
+    return n
+
+
+def rows_for_many(contract: str, records: Iterable[Mapping[str, Any]]) -> Rows:
+    out: Rows = {}
+    for rec in records:
+        merge_rows(out, rows_for(contract, rec))
+    return out
