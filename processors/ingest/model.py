@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -40,6 +40,10 @@ class ParseError(ValueError):
         self.field = field
 
 
+class NoReport(ParseError):
+    """A well-formed result whose status carries no report (scheduled, in progress, ...)."""
+
+
 @cache
 def status_map() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(
@@ -58,7 +62,7 @@ def map_status(table: str, code: str | None) -> str:
     status = mapping[key]
     if status is None:
         why = data["no_report"].get(key, "status carries no report")
-        raise ParseError(f"status {raw!r} carries no report: {why}", field="status")
+        raise NoReport(f"status {raw!r} carries no report: {why}", field="status")
     return status
 
 
@@ -74,7 +78,7 @@ def to_micros(dt: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def parse_time(value: str | None, default_tz: timezone = UTC) -> datetime | None:
+def parse_time(value: str | None, default_tz: tzinfo = UTC) -> datetime | None:
     """Parse an HL7 TS (``YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]``) or ISO 8601 time (aware, UTC).
 
     Raises ParseError on a value that is neither; returns None for empty input.
@@ -90,7 +94,7 @@ def parse_time(value: str | None, default_tz: timezone = UTC) -> datetime | None
         except ValueError as exc:
             raise ParseError(f"invalid time {s!r}", field="time") from exc
         return (dt if dt.tzinfo else dt.replace(tzinfo=default_tz)).astimezone(UTC)
-    tz = default_tz
+    tz: tzinfo = default_tz
     for sign in ("+", "-"):
         if sign in s:
             s, off = s.split(sign, 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -15,7 +16,7 @@ from streams import serde
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def _one(row: dict[str, object], *specs: str) -> ReportEvent:
+def _one(row: Mapping[str, object], *specs: str) -> ReportEvent:
     return record_to_event(row, ColumnMapping.parse(specs), site="s1", source_format="json", received_time=T0)
 
 
