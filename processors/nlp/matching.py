@@ -32,46 +32,56 @@ def lower_same_length(text: str) -> str:
     return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
-def _sep(prev: str, tok: str) -> str:
-    if prev[-1].isalnum() or prev[-1] == "_":
-        return _WORD_SEP if (tok[0].isalnum() or tok[0] == "_") else _PUNCT_SEP
-    return _PUNCT_SEP
+_SEP_W, _SEP_P, _END_W, _END_P = "\x00", "\x01", "\x02", "\x03"
+_ATOM_RE = {_SEP_W: _WORD_SEP, _SEP_P: _PUNCT_SEP, _END_W: r"(?!\w)", _END_P: ""}
 
 
-def _end(tok: str) -> str:
-    return r"(?!\w)" if (tok[-1].isalnum() or tok[-1] == "_") else ""
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _atoms(tokens: list[str]) -> list[str]:
+    """A phrase as a sequence of trie atoms: its characters, separators between tokens, an end mark."""
+    out: list[str] = []
+    for i, tok in enumerate(tokens):
+        if i:
+            out.append(_SEP_W if _is_word(tokens[i - 1][-1]) and _is_word(tok[0]) else _SEP_P)
+        out.extend(tok)
+    out.append(_END_W if _is_word(tokens[-1][-1]) else _END_P)
+    return out
 
 
 _Trie = dict[str, "_Trie"]
-_LEAF = ""
 
 
-def _branch(node: _Trie, prev: str | None) -> str:
-    alts: list[str] = []
-    for tok in sorted((t for t in node if t != _LEAF), key=lambda t: (-len(t), t)):
-        lead = "" if prev is None else _sep(prev, tok)
-        alts.append(lead + re.escape(tok) + _branch(node[tok], tok))
-    if _LEAF in node and prev is not None:
-        alts.append(_end(prev))
+def _branch(node: _Trie) -> str:
+    # ends last, so that a longer phrase is preferred; separators before characters
+    keys = sorted(node, key=lambda a: (a in (_END_W, _END_P), a not in (_SEP_W, _SEP_P), a))
+    alts = [_ATOM_RE.get(a, re.escape(a)) + _branch(node[a]) for a in keys]
+    if not alts:
+        return ""
     if len(alts) == 1:
         return alts[0]
     return "(?:" + "|".join(alts) + ")"
 
 
 def trie_pattern(phrases: Iterable[str]) -> str:
-    """A regex matching any of ``phrases`` (token-wise, longest first) on lower-cased text."""
+    """A regex matching any of ``phrases`` (token-wise, longest first) on lower-cased text.
+
+    The trie is built over characters, so at each position the engine tests at most one branch per
+    possible next character instead of one per phrase.
+    """
     root: _Trie = {}
     for phrase in phrases:
         toks = TOKEN_RE.findall(phrase.lower())
         if not toks:
             continue
         node = root
-        for tok in toks:
-            node = node.setdefault(tok, {})
-        node[_LEAF] = {}
+        for atom in _atoms(toks):
+            node = node.setdefault(atom, {})
     if not root:
         return r"(?!x)x"
-    return r"(?<!\w)" + _branch(root, None)
+    return r"(?<!\w)" + _branch(root)
 
 
 class PhraseMatcher:

@@ -80,6 +80,10 @@ def default_rules() -> tuple[Rule, ...]:
     return tuple(load_rules())
 
 
+# categories that do not end each other's scope (the stronger of both applies: possible over probable)
+_FAMILY = {POSSIBLE: frozenset({POSSIBLE, PROBABLE}), PROBABLE: frozenset({POSSIBLE, PROBABLE})}
+
+
 def _blocked(low: str, a: int, b: int, category: str, triggers: Sequence[Trigger]) -> bool:
     """Is there a terminator, or a trigger of another category, inside [a, b)?"""
     for t in triggers:
@@ -88,7 +92,7 @@ def _blocked(low: str, a: int, b: int, category: str, triggers: Sequence[Trigger
         if t.start < a:
             continue
         cats = t.categories
-        if TERMINATE in cats or (category not in cats and PSEUDO not in cats):
+        if TERMINATE in cats or not (cats & _FAMILY.get(category, {category}) or PSEUDO in cats):
             return True
     return False
 
