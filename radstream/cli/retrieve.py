@@ -1,0 +1,56 @@
+"""``radstream retrieve``: ask for one study to be moved to a research destination."""
+
+from __future__ import annotations
+
+import getpass
+import uuid
+from datetime import UTC, datetime
+
+import click
+
+from radstream.cli import settings_of
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.astimezone()
+
+
+@click.command()
+@click.option("--accession", default=None)
+@click.option("--study-uid", default=None, help="Study Instance UID (instead of or with the accession).")
+@click.option("--patient-id", default=None, help="Fallback match key, with --study-date.")
+@click.option("--study-date", default=None, help="YYYYMMDD, with --patient-id.")
+@click.option("--destination", required=True, help="Destination AE title (must be on the allow-list).")
+@click.option("--project", required=True, help="Project / IRB protocol id.")
+@click.option("--priority", type=click.Choice(["low", "normal", "high"]), default="normal", show_default=True)
+@click.option("--not-before", default=None, help="ISO time; the move does not start earlier.")
+@click.option("--not-after", default=None, help="ISO time; the request fails if not started by then.")
+@click.option("--requester", default=None, help="Who asks (default: the OS user).")
+@click.pass_context
+def retrieve(ctx: click.Context, accession: str | None, study_uid: str | None, patient_id: str | None,
+             study_date: str | None, destination: str, project: str, priority: str, not_before: str | None,
+             not_after: str | None, requester: str | None) -> None:
+    """Produce one retrieval request; prints its request id (last word of the output)."""
+    from streams.producer import make_producer, produce_sync
+
+    settings = settings_of(ctx)
+    if not (accession or study_uid or (patient_id and study_date)):
+        raise click.UsageError("give --accession, --study-uid, or --patient-id with --study-date")
+    if destination not in settings.research.allowed_destinations:
+        raise click.UsageError(f"destination {destination!r} is not on the allow-list "
+                               f"{list(settings.research.allowed_destinations)}")
+    request_id = str(uuid.uuid4())
+    record = {
+        "request_id": request_id, "action": "request", "project_id": project,
+        "requester": requester or getpass.getuser(), "accession": accession, "study_instance_uid": study_uid,
+        "patient_id": patient_id, "study_date": study_date, "destination_ae": destination,
+        "priority": priority,
+        "not_before": _when(not_before), "not_after": _when(not_after), "source": "manual",
+        "requested_time": datetime.now(UTC),
+    }
+    produce_sync(make_producer(settings), settings.topics.retrieval_requests, "retrieval_requested",
+                 request_id, record)
+    click.echo(f"retrieval requested: {request_id}")

@@ -1,0 +1,1 @@
+"""DICOM retrieval: C-FIND/C-MOVE worker, research storage SCP, de-identification, synthetic data."""

@@ -1,0 +1,124 @@
+"""De-identification per DICOM PS3.15 Annex E, Basic Application Level Confidentiality Profile,
+with the Retain Longitudinal Temporal Information with Modified Dates option.
+
+The attribute actions are data (``basic_profile.tsv``): X remove, Z empty, U remap UID, P pseudonym.
+Everything keyed with one secret (HMAC-SHA256), so the same input gives the same output across
+instances, series and runs, and nobody without the key can reverse or recompute it:
+
+- UIDs -> ``2.25.<128-bit integer>`` of HMAC(key, "uid:" + uid);
+- patient id, patient name, accession -> ``pseudonym(key, kind, value)``;
+- every DA/DT value left -> shifted by a per-patient number of days (1..365 back) from
+  HMAC(key, "date:" + patient id), so intervals within a patient are kept;
+- private attributes removed; PatientIdentityRemoved, DeidentificationMethod(CodeSequence) set.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import cache, partial
+from pathlib import Path
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+PROFILE_FILE = Path(__file__).with_name("basic_profile.tsv")
+METHOD = "DICOM PS3.15 E.1 Basic Profile; Retain Longitudinal Temporal Information Modified Dates; radstream"
+
+
+@cache
+def profile() -> dict[str, str]:
+    with PROFILE_FILE.open() as fh:
+        lines = [ln for ln in fh if not ln.startswith("#")]
+    return {row["keyword"]: row["action"] for row in csv.DictReader(lines, delimiter="\t")}
+
+
+def _mac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def remap_uid(key: bytes, uid: str) -> str:
+    return "2.25." + str(int.from_bytes(_mac(key, "uid:" + uid)[:16], "big"))
+
+
+def pseudonym(key: bytes, kind: str, value: str) -> str:
+    """Keyed pseudonym, e.g. ``ACC-3F2A...`` (16 hex digits; fits SH and LO)."""
+    prefix = {"accession": "ACC", "patient": "PAT"}.get(kind, kind[:3].upper())
+    return f"{prefix}-{_mac(key, kind + ':' + value).hex()[:12].upper()}"
+
+
+def date_shift_days(key: bytes, patient_id: str) -> int:
+    return 1 + int.from_bytes(_mac(key, "date:" + patient_id)[:4], "big") % 365
+
+
+class Deidentifier:
+    def __init__(self, key: bytes) -> None:
+        if not key:
+            raise ValueError("de-identification needs a secret key (ingest.pseudonym_key or _file)")
+        self.key = key
+        self.actions = profile()
+
+    def apply(self, ds: Dataset, project_id: str = "") -> Dataset:
+        """De-identify ``ds`` in place (and its file meta) and return it."""
+        patient_id = str(ds.get("PatientID", ""))
+        shift = timedelta(days=date_shift_days(self.key, patient_id))
+        ds.remove_private_tags()
+        self._walk(ds, shift, patient_id)
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None and "MediaStorageSOPInstanceUID" in meta:
+            meta.MediaStorageSOPInstanceUID = remap_uid(self.key, str(meta.MediaStorageSOPInstanceUID))
+        ds.PatientIdentityRemoved = "YES"
+        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        ds.DeidentificationMethod = METHOD
+        codes = []
+        for value, meaning in (("113100", "Basic Application Confidentiality Profile"),
+                               ("113107", "Retain Longitudinal Temporal Information Modified Dates Option")):
+            item = Dataset()
+            item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+            codes.append(item)
+        ds.DeidentificationMethodCodeSequence = Sequence(codes)
+        if project_id:
+            ds.ClinicalTrialProtocolID = project_id
+        return ds
+
+    def _walk(self, ds: Dataset, shift: timedelta, patient_id: str) -> None:
+        for elem in list(ds):
+            action = self.actions.get(elem.keyword)
+            if action == "X":
+                del ds[elem.tag]
+                continue
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    self._walk(item, shift, patient_id)
+                continue
+            if action == "Z":
+                elem.value = ""
+            elif action == "U" and elem.value:
+                elem.value = _map_values(elem, partial(remap_uid, self.key))
+            elif action == "P" and elem.value:
+                kind = "accession" if elem.keyword == "AccessionNumber" else "patient"
+                source = str(elem.value) if kind == "accession" else patient_id
+                elem.value = pseudonym(self.key, kind, source)
+            elif elem.VR in ("DA", "DT") and elem.value:
+                elem.value = _map_values(elem, partial(_shift, shift=shift, vr=str(elem.VR)))
+
+
+def _map_values(elem: DataElement, fn: Callable[[str], str]) -> str | list[str]:
+    if elem.VM > 1:
+        return [fn(str(v)) for v in elem.value]
+    return fn(str(elem.value))
+
+
+def _shift(value: str, shift: timedelta, vr: str) -> str:
+    value = value.strip()
+    try:
+        if vr == "DA":
+            return (datetime.strptime(value[:8], "%Y%m%d") - shift).strftime("%Y%m%d")
+        head, rest = value[:8], value[8:]
+        return (datetime.strptime(head, "%Y%m%d") - shift).strftime("%Y%m%d") + rest
+    except ValueError:
+        return ""  # not a valid date: remove its value rather than keep it

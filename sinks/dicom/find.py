@@ -1,0 +1,130 @@
+"""C-FIND at STUDY level (Study Root): accession first, patient id + study date as fallback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
+
+from radstream.config import Settings
+from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+
+
+class DicomError(RuntimeError):
+    """A DIMSE exchange that did not end in success.
+
+    ``retriable`` is False for errors that a retry cannot fix (e.g. unknown move destination).
+    """
+
+    def __init__(self, message: str, status: int | None = None, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retriable = retriable
+
+
+@dataclass(frozen=True)
+class Pacs:
+    ae_title: str
+    host: str
+    port: int
+    calling_ae: str
+    acse_timeout_s: float = 30.0
+    dimse_timeout_s: float = 120.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pacs:
+        p = settings.pacs
+        return cls(p.ae_title, p.host, p.port, p.calling_ae, p.acse_timeout_s, p.dimse_timeout_s)
+
+
+@dataclass(frozen=True)
+class StudyMatch:
+    study_instance_uid: str
+    accession: str | None = None
+    patient_id: str | None = None
+    study_date: str | None = None
+    modalities: tuple[str, ...] = field(default_factory=tuple)
+    instances: int | None = None  # NumberOfStudyRelatedInstances when the PACS returns it
+
+
+def _query(accession: str | None, patient_id: str | None, study_date: str | None,
+           study_uid: str | None) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = study_uid or ""
+    ds.AccessionNumber = accession or ""
+    ds.PatientID = patient_id or ""
+    ds.StudyDate = study_date or ""
+    ds.ModalitiesInStudy = ""
+    ds.NumberOfStudyRelatedInstances = ""
+    return ds
+
+
+def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str | None = None,
+                   study_date: str | None = None, study_uid: str | None = None) -> list[StudyMatch]:
+    """All studies matching the keys; raises DicomError on any non-success outcome."""
+    if not (accession or study_uid or patient_id):
+        raise DicomError("C-FIND needs an accession, a study UID or a patient id", retriable=False)
+    ae = make_ae(pacs.calling_ae, pacs.acse_timeout_s, pacs.dimse_timeout_s, pacs.dimse_timeout_s)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, evt_handlers=NODELAY_HANDLERS)
+    if assoc.is_rejected:
+        raise DicomError(f"C-FIND association rejected by {pacs.ae_title}", retriable=False)
+    if not assoc.is_established:
+        raise DicomError(f"C-FIND association to {pacs.ae_title}@{pacs.host}:{pacs.port} failed")
+    matches: list[StudyMatch] = []
+    final: int | None = None
+    try:
+        query = _query(accession, patient_id, study_date, study_uid)
+        for status, ident in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+            if not status:  # empty status dataset: timeout, abort or invalid response
+                raise DicomError("C-FIND: empty response (timeout or aborted association)")
+            code = int(status.Status)
+            if code in (0xFF00, 0xFF01):
+                if ident is not None and ident.get("StudyInstanceUID"):
+                    matches.append(_match(ident))
+                continue
+            final = code
+        if assoc.is_aborted:
+            raise DicomError("C-FIND: association aborted")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if final is None:
+        raise DicomError("C-FIND: no final response")
+    if final != 0x0000:
+        raise DicomError(f"C-FIND failed with status 0x{final:04X}", status=final,
+                         retriable=final in (0xA700, 0xA701, 0xA702))
+    return matches
+
+
+def _match(ident: Dataset) -> StudyMatch:
+    mods = ident.get("ModalitiesInStudy", "")
+    values = mods.split("\\") if isinstance(mods, str) else [str(m) for m in mods]
+    mods_t = tuple(m for m in values if m)
+    n = ident.get("NumberOfStudyRelatedInstances", None)
+    return StudyMatch(
+        study_instance_uid=str(ident.StudyInstanceUID),
+        accession=str(ident.get("AccessionNumber", "")) or None,
+        patient_id=str(ident.get("PatientID", "")) or None,
+        study_date=str(ident.get("StudyDate", "")) or None,
+        modalities=mods_t,
+        instances=int(n) if n not in (None, "") else None,
+    )
+
+
+def resolve(pacs: Pacs, *, accession: str | None, study_uid: str | None = None,
+            patient_id: str | None = None, study_date: str | None = None) -> list[StudyMatch]:
+    """Studies of one retrieval request: by study UID, else accession, else patient id + study date."""
+    if study_uid:
+        found = c_find_studies(pacs, study_uid=study_uid)
+        if found:
+            return found
+    if accession:
+        found = c_find_studies(pacs, accession=accession)
+        if found:
+            return found
+    if patient_id and study_date:
+        return c_find_studies(pacs, patient_id=patient_id, study_date=study_date)
+    return []

@@ -1,0 +1,276 @@
+"""The research store: a pynetdicom storage SCP writing ``project/study/series/instance.dcm``.
+
+- Accepts associations only from the configured calling AEs (others are rejected at A-ASSOCIATE).
+- Looks up the project of each instance's study (``sinks.dicom.expect``).
+- The association thread only checks and queues; writer threads de-identify (per project, optional),
+  write to a temporary file, rename it into place (overwrite by SOPInstanceUID: a redone move never
+  makes duplicates), read it back to verify, and produce one ``received_instance`` event.
+- Refusals: 0x0124 study not registered for any project (and no default project), 0xA700 not enough
+  free disk space, 0xC000 a dataset without the UIDs needed to file it.
+
+Trade-off: the C-STORE response is sent once the instance is queued in memory, not after the write
+(the write overlaps with receiving the next instance). A write that fails afterwards is logged and
+counted and produces no ``received_instance`` event; stopping the SCP drains the queue first.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite, write_file_meta_info
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from radstream.config import Settings
+from sinks.dicom.deid import Deidentifier
+from sinks.dicom.expect import Expectation, Registry
+from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+
+LOG = logging.getLogger(__name__)
+
+STATUS_NOT_AUTHORIZED = 0x0124
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass
+class ScpConfig:
+    ae_title: str
+    port: int
+    host: str
+    store_dir: Path
+    allowed_calling_aes: tuple[str, ...]
+    default_project: str = ""
+    min_free_mb: int = 100
+    writers: int = 2
+    queue_size: int = 64
+    deid_projects: tuple[str, ...] = ()
+    deid_key: bytes = b""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, env: dict[str, str] | None = None) -> ScpConfig:
+        """Settings plus our interim env vars (RADSTREAM_RESEARCH_DEFAULT_PROJECT, _MIN_FREE_MB,
+        _WRITERS, _DEID_PROJECTS)."""
+        e = dict(os.environ) if env is None else env
+        r = settings.research
+        key = settings.ingest.pseudonym_key.encode()
+        if not key and settings.ingest.pseudonym_key_file:
+            key = Path(settings.ingest.pseudonym_key_file).read_bytes().strip()
+        return cls(
+            ae_title=r.ae_title, port=r.port, host=r.host, store_dir=settings.research_store_dir,
+            allowed_calling_aes=tuple(r.allowed_calling_aes),
+            default_project=e.get("RADSTREAM_RESEARCH_DEFAULT_PROJECT", ""),
+            min_free_mb=int(e.get("RADSTREAM_RESEARCH_MIN_FREE_MB", "100")),
+            writers=int(e.get("RADSTREAM_RESEARCH_WRITERS", "2")),
+            deid_projects=tuple(p.strip() for p in e.get("RADSTREAM_RESEARCH_DEID_PROJECTS", "").split(",")
+                                if p.strip()),
+            deid_key=key,
+        )
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    written: int = 0
+    refused: int = 0
+    write_errors: int = 0
+    bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
+
+
+@dataclass
+class _Job:
+    project: Expectation
+    meta: FileMetaDataset
+    raw: bytes
+    ds: Dataset
+    calling_ae: str
+    called_ae: str
+
+
+class ResearchStore:
+    """Storage SCP + writer threads. ``start()`` returns once listening; ``stop()`` drains and stops."""
+
+    def __init__(self, cfg: ScpConfig, producer: Any = None, topic: str = "") -> None:
+        self.cfg = cfg
+        self.producer = producer
+        self.topic = topic
+        self.stats = Stats()
+        self.registry = Registry(cfg.store_dir)
+        self.deid = Deidentifier(cfg.deid_key) if cfg.deid_projects else None
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=cfg.queue_size)
+        self._threads: list[threading.Thread] = []
+        self._server: Any = None
+        self._cache: dict[str, tuple[float, Expectation | None]] = {}
+        self._free_checked = (0.0, True)
+
+    # -- association thread -------------------------------------------------------------------
+    def _project(self, study_uid: str) -> Expectation | None:
+        now = time.monotonic()
+        hit = self._cache.get(study_uid)
+        if hit is not None and now - hit[0] < 2.0:
+            return hit[1]
+        exp = self.registry.lookup(study_uid)
+        if exp is None and self.cfg.default_project:
+            exp = Expectation(study_uid, self.cfg.default_project, "", self.cfg.ae_title, time.time())
+        self._cache[study_uid] = (now, exp)
+        return exp
+
+    def _enough_space(self) -> bool:
+        now = time.monotonic()
+        if now - self._free_checked[0] > 1.0:
+            self.cfg.store_dir.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(self.cfg.store_dir).free
+            self._free_checked = (now, free >= self.cfg.min_free_mb * 1024 * 1024)
+        return self._free_checked[1]
+
+    def handle_store(self, event: evt.Event) -> int:
+        self.stats.add("received")
+        try:
+            ds = event.dataset
+            uids = (ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID"), ds.get("SOPInstanceUID"))
+        except Exception as exc:  # undecodable dataset
+            LOG.warning("refusing undecodable dataset: %s", exc)
+            self.stats.add("refused")
+            return STATUS_CANNOT_UNDERSTAND
+        affected = getattr(event.request, "AffectedSOPInstanceUID", None)
+        if not all(uids) or str(uids[2]) != str(affected):
+            self.stats.add("refused")
+            return STATUS_CANNOT_UNDERSTAND
+        project = self._project(str(uids[0]))
+        if project is None:
+            LOG.warning("refusing instance of unregistered study %s", uids[0])
+            self.stats.add("refused")
+            return STATUS_NOT_AUTHORIZED
+        if not self._enough_space():
+            LOG.warning("refusing instance: less than %d MB free in %s", self.cfg.min_free_mb,
+                        self.cfg.store_dir)
+            self.stats.add("refused")
+            return STATUS_OUT_OF_RESOURCES
+        raw = event.request.DataSet.getvalue()  # type: ignore[union-attr]
+        self._queue.put(_Job(project, event.file_meta, raw, ds, event.assoc.requestor.ae_title,
+                             event.assoc.acceptor.ae_title))
+        return 0x0000
+
+    # -- writer threads -------------------------------------------------------------------------
+    def _writer(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                self._write(job)
+            except Exception:
+                self.stats.add("write_errors")
+                LOG.exception("could not store an instance")
+            finally:
+                self._queue.task_done()
+
+    def _write(self, job: _Job) -> None:
+        ds, meta = job.ds, job.meta
+        original_sop = str(ds.SOPInstanceUID)
+        accession = str(ds.get("AccessionNumber", "")) or None
+        modality = str(ds.get("Modality", "")) or None
+        deid = self.deid is not None and job.project.project_id in self.cfg.deid_projects
+        buf = io.BytesIO()
+        if deid and self.deid is not None:
+            ds = dcmread(io.BytesIO(_file_bytes(meta, job.raw)))
+            self.deid.apply(ds, job.project.project_id)
+            dcmwrite(buf, ds, enforce_file_format=True)
+        else:
+            buf.write(_file_bytes(meta, job.raw))
+        data = buf.getvalue()
+        study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+        target = self.cfg.store_dir / _safe(job.project.project_id) / study / series / f"{sop}.dcm"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{sop}.{threading.get_ident()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+        # verify: same bytes on disk, and they parse as the instance we meant to store
+        with open(target, "rb") as fh:
+            back = fh.read()
+        if back != data:
+            raise OSError(f"verification failed for {target}: content differs")
+        check = dcmread(io.BytesIO(back), stop_before_pixels=True)
+        if str(check.SOPInstanceUID) != sop:
+            raise OSError(f"verification failed for {target}: SOPInstanceUID differs")
+        self.stats.add("written")
+        self.stats.add("bytes", len(data))
+        if self.producer is not None:
+            from streams.producer import produce
+
+            record = {
+                "project_id": job.project.project_id, "calling_ae": job.calling_ae,
+                "called_ae": job.called_ae,
+                "study_instance_uid": study, "series_instance_uid": series, "sop_instance_uid": sop,
+                "sop_class_uid": str(ds.SOPClassUID),
+                "accession": None if deid else accession,
+                "modality": modality, "path": str(target), "size_bytes": len(data), "deidentified": deid,
+                "original_sop_instance_uid": original_sop if deid else None, "time": datetime.now(UTC),
+            }
+            produce(self.producer, self.topic, "received_instance", sop, record)
+            self.producer.poll(0)
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self) -> int:
+        """Start listening; returns the bound port."""
+        ae = make_ae(self.cfg.ae_title, network_timeout=60.0)
+        ae.require_calling_aet = list(self.cfg.allowed_calling_aes)
+        ae.require_called_aet = True
+        for ctx in AllStoragePresentationContexts:
+            if ctx.abstract_syntax is not None:
+                ae.add_supported_context(ctx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification)
+        for _ in range(self.cfg.writers):
+            t = threading.Thread(target=self._writer, name="research-writer", daemon=True)
+            t.start()
+            self._threads.append(t)
+        handlers = [(evt.EVT_C_STORE, self.handle_store), *NODELAY_HANDLERS]
+        self._server = ae.start_server((self.cfg.host, self.cfg.port), block=False, evt_handlers=handlers)
+        return int(self._server.server_address[1])
+
+    def drain(self) -> None:
+        self._queue.join()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.drain()
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads = []
+        if self.producer is not None:
+            self.producer.flush(30)
+
+
+def _file_bytes(meta: FileMetaDataset, raw: bytes) -> bytes:
+    buf = io.BytesIO()
+    buf.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(buf, meta, enforce_standard=True)  # type: ignore[arg-type]
+    buf.write(raw)
+    return buf.getvalue()
+
+
+def _safe(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return keep.strip(".") or "_"

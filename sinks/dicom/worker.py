@@ -1,0 +1,532 @@
+"""The retrieval worker: retrieval requests (Kafka) -> C-FIND -> C-MOVE -> status events.
+
+Threads: one consumer thread (polls, decodes, queues, commits) and ``max_associations`` mover
+threads. Per request the states are (docs/retrieval.md):
+
+    queued -> [waiting_for_window] -> resolving -> moving (pending counts) -> completed | partial | failed
+                                   (retry: back to queued with attempt + 1 and the error, after a backoff)
+
+Restart safety: offsets are committed only up to the lowest request of a partition that is not
+final yet, after its final status event was delivered; a crash redoes every request from there.
+A redone move is idempotent (the store overwrites by SOPInstanceUID) and requests already final
+(``done.jsonl`` in the worker's state dir) are not moved again.
+
+Interim settings read from the environment (until the lead adds them to ``PacsConfig``):
+``RADSTREAM_PACS_MAX_STUDIES_PER_HOUR``, ``RADSTREAM_PACS_MAX_IMAGES_PER_MINUTE`` (0 = no limit),
+``RADSTREAM_PACS_WINDOWS`` (see ``schedule``; empty = always), ``RADSTREAM_PACS_TIMEZONE`` (IANA name,
+default the host's), ``RADSTREAM_PACS_PENDING_EVENT_S`` (min seconds between ``moving`` events, 1.0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from radstream.config import Settings
+from sinks.dicom import schedule
+from sinks.dicom.expect import Registry
+from sinks.dicom.find import DicomError, Pacs, StudyMatch, resolve
+from sinks.dicom.move import MoveResult, c_move_study
+from streams import serde
+from streams.producer import make_producer, produce, send_dead_letter
+
+LOG = logging.getLogger(__name__)
+FINAL = ("completed", "partial", "failed", "cancelled")
+PRIORITY = {"high": 0, "normal": 1, "low": 2}
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    studies_per_hour: float = 0.0
+    images_per_minute: float = 0.0
+    windows: str = ""
+    timezone: str = ""
+    pending_event_s: float = 1.0
+    max_queued: int = 10000
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> WorkerOptions:
+        e = dict(os.environ) if env is None else env
+        return cls(
+            studies_per_hour=float(e.get("RADSTREAM_PACS_MAX_STUDIES_PER_HOUR", "0") or 0),
+            images_per_minute=float(e.get("RADSTREAM_PACS_MAX_IMAGES_PER_MINUTE", "0") or 0),
+            windows=e.get("RADSTREAM_PACS_WINDOWS", ""),
+            timezone=e.get("RADSTREAM_PACS_TIMEZONE", ""),
+            pending_event_s=float(e.get("RADSTREAM_PACS_PENDING_EVENT_S", "1.0")),
+        )
+
+    def tz(self) -> tzinfo | None:
+        return ZoneInfo(self.timezone) if self.timezone else None
+
+
+@dataclass
+class Request:
+    rec: dict[str, Any]
+    partition: int
+    offset: int
+    seq: int
+    attempt: int = 0
+    ready_at: float = 0.0  # monotonic
+    waiting_reported: bool = False
+    studies: list[StudyMatch] = field(default_factory=list)
+    done_studies: dict[str, MoveResult] = field(default_factory=dict)
+    last_error: str | None = None
+    last_status: int | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.rec["request_id"])
+
+    @property
+    def rank(self) -> int:
+        return PRIORITY.get(str(self.rec.get("priority") or "normal").lower(), 1)
+
+
+class Ledger:
+    """Request ids that reached a final state (append-only JSON lines), to skip redelivered ones."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.done: dict[str, str] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                    self.done[row["request_id"]] = row["state"]
+                except (ValueError, KeyError):
+                    continue
+        self._lock = threading.Lock()
+
+    def add(self, request_id: str, state: str) -> None:
+        with self._lock:
+            self.done[request_id] = state
+            with self.path.open("a") as fh:
+                fh.write(json.dumps({"request_id": request_id, "state": state, "time": time.time()}) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+
+class Worker:
+    def __init__(self, settings: Settings, options: WorkerOptions | None = None,
+                 group_id: str | None = None) -> None:
+        self.settings = settings
+        self.opts = options or WorkerOptions.from_env()
+        self.pacs = Pacs.from_settings(settings)
+        self.windows = schedule.parse_windows(self.opts.windows)
+        self.pacer = schedule.Pacer(self.opts.studies_per_hour, self.opts.images_per_minute)
+        self.group_id = group_id or f"{settings.kafka.consumer_group}.dicom-worker"
+        self.state_dir = Path(settings.state_dir) / "dicom-worker"
+        self.ledger = Ledger(self.state_dir / f"done-{self.group_id}.jsonl")
+        self.registry = Registry(settings.research_store_dir)
+        self.producer = make_producer(settings)
+        self.stop_event = threading.Event()
+        self._cv = threading.Condition()
+        self._pending: list[Request] = []  # queued, not being worked on
+        self._active: dict[str, Request] = {}
+        self._cancelled: set[str] = set()
+        self._seq = 0
+        # partition -> offsets received and not final yet / offsets final
+        self._open: dict[int, set[int]] = {}
+        self._final: dict[int, set[int]] = {}
+        self._study_locks: dict[str, threading.Lock] = {}
+        self._eof: dict[int, bool] = {}  # assigned partition -> consumed up to its end
+        self.log: list[dict[str, Any]] = []  # status events produced (for tests and the bench)
+
+    # -- status events ---------------------------------------------------------------------------
+    def emit(self, req: Request, state: str, result: MoveResult | None = None, error: str | None = None,
+             sync: bool = False) -> None:
+        rec = req.rec
+        uids = [s.study_instance_uid for s in req.studies]
+        expected = sum(s.instances or 0 for s in req.studies) if req.studies else None
+        event: dict[str, Any] = {
+            "request_id": req.id, "project_id": rec["project_id"], "state": state, "attempt": req.attempt,
+            "accession": rec.get("accession"), "study_instance_uid": uids[0] if uids else rec.get(
+                "study_instance_uid"),
+            "study_instance_uids": uids, "expected_instances": expected,
+            "pacs_ae": self.pacs.ae_title, "destination_ae": rec.get("destination_ae"),
+            "completed": None, "failed": None, "warning": None, "remaining": None,
+            "dimse_status": None, "error": error, "time": datetime.now(UTC),
+        }
+        if result is not None:
+            event.update(completed=result.completed, failed=result.failed, warning=result.warning,
+                         remaining=result.remaining, dimse_status=result.status)
+        produce(self.producer, self.settings.topics.retrieval_status, "retrieval_status", req.id, event)
+        if sync:
+            left = self.producer.flush(30)
+            if left:
+                raise RuntimeError(f"{left} status events not delivered to Kafka")
+        else:
+            self.producer.poll(0)
+        self.log.append(event)
+        LOG.info("%s %s attempt=%d %s", req.id, state, req.attempt, error or "")
+
+    # -- consuming -----------------------------------------------------------------------------
+    def _consumer(self) -> Consumer:
+        return Consumer({
+            "bootstrap.servers": self.settings.kafka.bootstrap,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000,
+            "max.poll.interval.ms": 600000,
+            "enable.partition.eof": True,
+        })
+
+    def _accept(self, msg: Message) -> None:
+        part, off = int(msg.partition() or 0), int(msg.offset() or 0)
+        self._open.setdefault(part, set()).add(off)
+        try:
+            rec = serde.decode("retrieval_requested", msg.value())
+        except serde.SerdeError as exc:
+            send_dead_letter(self.producer, self.settings, "dicom-worker", msg.value(), exc,
+                             topic=msg.topic(), partition=part, offset=off, key=msg.key())
+            self.producer.flush(30)
+            self._mark_final(part, off)
+            return
+        self._seq += 1
+        req = Request(rec, part, off, self._seq)
+        if req.id in self.ledger.done:
+            LOG.info("%s already %s; skipping redelivery", req.id, self.ledger.done[req.id])
+            self._mark_final(part, off)
+            return
+        if str(rec.get("action") or "request") == "cancel":
+            self._cancel(req)
+            return
+        error = self._validate(rec)
+        if error:
+            self._finish(req, "failed", None, error)
+            return
+        with self._cv:
+            self._pending.append(req)
+            self._cv.notify()
+        self.emit(req, "queued")
+
+    def _validate(self, rec: dict[str, Any]) -> str | None:
+        dest = str(rec.get("destination_ae") or "")
+        if dest not in self.settings.research.allowed_destinations:
+            return f"destination {dest!r} is not on the allow-list"
+        if not str(rec.get("project_id") or "").strip():
+            return "project_id is required"
+        if not (rec.get("accession") or rec.get("study_instance_uid")
+                or (rec.get("patient_id") and rec.get("study_date"))):
+            return "request needs an accession, a study UID, or a patient id with a study date"
+        return None
+
+    def _cancel(self, cancel: Request) -> None:
+        with self._cv:
+            hit = [r for r in self._pending if r.id == cancel.id]
+            for r in hit:
+                self._pending.remove(r)
+            if not hit and cancel.id in self._active:
+                self._cancelled.add(cancel.id)  # stops before its next study
+        for r in hit:
+            self._finish(r, "cancelled", None, "cancelled before it started")
+        self._mark_final(cancel.partition, cancel.offset)
+
+    def _mark_final(self, part: int, off: int) -> None:
+        with self._cv:
+            self._final.setdefault(part, set()).add(off)
+            self._cv.notify_all()
+
+    def _commit(self, consumer: Consumer) -> None:
+        with self._cv:
+            commits = []
+            for part, opened in self._open.items():
+                final = self._final.get(part, set())
+                todo = sorted(opened)
+                upto = None
+                for off in todo:
+                    if off in final:
+                        upto = off
+                    else:
+                        break
+                if upto is not None:
+                    done = {o for o in todo if o <= upto}
+                    opened -= done
+                    final -= done
+                    commits.append(TopicPartition(self.settings.topics.retrieval_requests, part, upto + 1))
+        if commits:
+            try:
+                consumer.commit(offsets=commits, asynchronous=False)
+            except Exception as exc:  # e.g. rebalance in progress: committed next round
+                LOG.warning("offset commit failed: %s", exc)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        with self._cv:
+            for p in partitions:
+                self._eof[p.partition] = False
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit(consumer)
+        lost = {p.partition for p in partitions}
+        with self._cv:
+            for p in lost:
+                self._eof.pop(p, None)
+            self._pending = [r for r in self._pending if r.partition not in lost]
+            for p in lost:
+                self._open.pop(p, None)
+                self._final.pop(p, None)
+
+    def consume_loop(self) -> None:
+        consumer = self._consumer()
+        consumer.subscribe([self.settings.topics.retrieval_requests], on_assign=self._on_assign,
+                           on_revoke=self._on_revoke)
+        paused = False
+        try:
+            while not self.stop_event.is_set():
+                with self._cv:
+                    backlog = len(self._pending)
+                if backlog >= self.opts.max_queued and not paused:
+                    consumer.pause(consumer.assignment())
+                    paused = True
+                elif paused and backlog < self.opts.max_queued // 2:
+                    consumer.resume(consumer.assignment())
+                    paused = False
+                msgs = consumer.consume(num_messages=500, timeout=0.2)
+                for msg in msgs:
+                    err = msg.error()
+                    part = int(msg.partition() or 0)
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            with self._cv:
+                                self._eof[part] = True
+                        else:
+                            LOG.warning("consumer error: %s", err)
+                        continue
+                    with self._cv:
+                        self._eof[part] = False
+                    self._accept(msg)
+                self._commit(consumer)
+                self.producer.poll(0)
+        finally:
+            self._commit(consumer)
+            consumer.close()
+
+    # -- moving --------------------------------------------------------------------------------
+    def _next(self) -> Request | None:
+        with self._cv:
+            while not self.stop_event.is_set():
+                now = time.monotonic()
+                ready = [r for r in self._pending if r.ready_at <= now]
+                if ready:
+                    req = min(ready, key=lambda r: (r.rank, r.seq))
+                    self._pending.remove(req)
+                    self._active[req.id] = req
+                    return req
+                waits = [r.ready_at - now for r in self._pending]
+                self._cv.wait(timeout=min([0.5, *waits]))
+        return None
+
+    def is_idle(self) -> bool:
+        """Caught up with every assigned partition and nothing queued, running or uncommitted."""
+        with self._cv:
+            if not self._eof or not all(self._eof.values()):
+                return False
+            return not self._pending and not self._active and all(
+                not (opened - self._final.get(p, set())) for p, opened in self._open.items())
+
+    def move_loop(self) -> None:
+        while not self.stop_event.is_set():
+            req = self._next()
+            if req is None:
+                return
+            try:
+                self.process(req)
+            except Exception as exc:  # a bug or Kafka down: retry the request, never lose it
+                LOG.exception("request %s crashed", req.id)
+                self._retry_or_fail(req, f"{type(exc).__name__}: {exc}", None)
+            finally:
+                with self._cv:
+                    self._active.pop(req.id, None)
+                    self._cv.notify_all()
+
+    def _window_wait(self, req: Request) -> bool:
+        """True when the PACS may be used now; otherwise re-queue until the window opens."""
+        now = datetime.now(self.opts.tz()).astimezone(self.opts.tz())
+        nb = req.rec.get("not_before")
+        if isinstance(nb, datetime) and nb > datetime.now(UTC):
+            self._requeue(req, (nb - datetime.now(UTC)).total_seconds(), "waiting_for_window",
+                          f"not before {nb.isoformat()}")
+            return False
+        if schedule.is_open(self.windows, now):
+            return True
+        opens = schedule.next_open(self.windows, now)
+        if opens is None:
+            self._finish(req, "failed", None, "no retrieval window ever opens for this PACS")
+            return False
+        self._requeue(req, (opens - now).total_seconds(), "waiting_for_window",
+                      f"PACS window opens {opens.isoformat()}")
+        return False
+
+    def _requeue(self, req: Request, delay: float, state: str, why: str) -> None:
+        req.ready_at = time.monotonic() + max(delay, 0.0)
+        if not req.waiting_reported:
+            self.emit(req, state, error=why)
+            req.waiting_reported = True
+        with self._cv:
+            self._pending.append(req)
+            self._cv.notify()
+
+    def _expired(self, req: Request) -> bool:
+        na = req.rec.get("not_after")
+        if isinstance(na, datetime) and na < datetime.now(UTC):
+            self._finish(req, "failed", None, f"not after {na.isoformat()} passed before it could run")
+            return True
+        return False
+
+    def process(self, req: Request) -> None:
+        if self._expired(req) or not self._window_wait(req):
+            return
+        req.waiting_reported = False
+        if req.attempt == 0:
+            req.attempt = 1
+        rec = req.rec
+        if not req.studies:
+            self.emit(req, "resolving")
+            try:
+                req.studies = resolve(self.pacs, accession=rec.get("accession"),
+                                      study_uid=rec.get("study_instance_uid"),
+                                      patient_id=rec.get("patient_id"), study_date=rec.get("study_date"))
+            except DicomError as exc:
+                if exc.retriable:
+                    self._retry_or_fail(req, f"C-FIND: {exc}", exc.status)
+                else:
+                    self._finish(req, "failed", None, f"C-FIND: {exc}", status=exc.status)
+                return
+            if not req.studies:
+                key = rec.get("accession") or rec.get("study_instance_uid") or rec.get("patient_id")
+                self._finish(req, "failed", None, f"no study found in {self.pacs.ae_title} for {key}")
+                return
+        dest = str(rec["destination_ae"])
+        errors: list[str] = []
+        retriable = False
+        for study in req.studies:
+            uid = study.study_instance_uid
+            if uid in req.done_studies and req.done_studies[uid].outcome == "completed":
+                continue
+            if req.id in self._cancelled:
+                self._finish(req, "cancelled", self._total(req), "cancelled while running")
+                return
+            if not schedule.is_open(self.windows, datetime.now(self.opts.tz()).astimezone(self.opts.tz())):
+                self._window_wait(req)  # re-queued; the studies done so far are kept
+                return
+            wait = self.pacer.reserve(study.instances or 1)
+            if wait > 0 and self.stop_event.wait(wait):
+                return
+            result = self._move_one(req, study, dest)
+            req.done_studies[uid] = result
+            if result.outcome != "completed":
+                errors.append(result.error or f"status 0x{(result.status or 0):04X}")
+                retriable = retriable or result.retriable
+                req.last_status = result.status
+        total = self._total(req)
+        if not errors:
+            self._finish(req, "completed", total, None)
+        elif retriable:
+            self._retry_or_fail(req, "; ".join(errors), req.last_status)
+        else:
+            self._finish(req, "partial" if total.completed else "failed", total, "; ".join(errors),
+                         status=req.last_status)
+
+    def _move_one(self, req: Request, study: StudyMatch, dest: str) -> MoveResult:
+        uid = study.study_instance_uid
+        lock = self._study_locks.setdefault(uid, threading.Lock())
+        with lock:
+            self.registry.register(uid, str(req.rec["project_id"]), req.id, dest)
+            last_emit = [0.0]
+
+            def pending(r: MoveResult) -> None:
+                now = time.monotonic()
+                if now - last_emit[0] >= self.opts.pending_event_s:
+                    last_emit[0] = now
+                    self.emit(req, "moving", self._total(req, extra=r))
+
+            self.emit(req, "moving", self._total(req))
+            result = c_move_study(self.pacs, dest, uid, on_pending=pending)
+            if result.outcome == "completed" and study.instances and result.completed < study.instances:
+                # the PACS said success but moved fewer instances than C-FIND announced
+                result.outcome = "partial"
+                result.error = f"moved {result.completed} of {study.instances} instances"
+            return result
+
+    def _total(self, req: Request, extra: MoveResult | None = None) -> MoveResult:
+        total = MoveResult("moving", completed=0, failed=0, warning=0, remaining=0)
+        results = list(req.done_studies.values()) + ([extra] if extra is not None else [])
+        for r in results:
+            total.completed += r.completed
+            total.failed += r.failed
+            total.warning += r.warning
+            total.status = r.status
+        expected = sum(s.instances or 0 for s in req.studies)
+        done = total.completed + total.failed + total.warning
+        total.remaining = max(expected - done, 0) if expected else None
+        return total
+
+    def _retry_or_fail(self, req: Request, error: str, status: int | None) -> None:
+        total = self._total(req)
+        if req.attempt >= self.settings.pacs.max_attempts:
+            state = "partial" if total.completed else "failed"
+            self._finish(req, state, total, f"after {req.attempt} attempts: {error}", status=status)
+            return
+        delay = self.settings.pacs.backoff_s * (2 ** (req.attempt - 1))
+        req.attempt += 1
+        req.last_error = error
+        # failed studies are moved again whole (Orthanc reports zero counters after an abort)
+        req.done_studies = {k: v for k, v in req.done_studies.items() if v.outcome == "completed"}
+        req.ready_at = time.monotonic() + delay
+        self.emit(req, "queued", total, error=f"retry in {delay:.1f}s: {error}")
+        with self._cv:
+            self._pending.append(req)
+            self._cv.notify()
+
+    def _finish(self, req: Request, state: str, result: MoveResult | None, error: str | None,
+                status: int | None = None) -> None:
+        if result is not None and status is not None:
+            result.status = status
+        elif result is None and status is not None:
+            result = MoveResult(state, status=status)
+        self.emit(req, state, result, error=error, sync=True)
+        self.ledger.add(req.id, state)
+        for study in req.studies:
+            self.registry.release(study.study_instance_uid, req.id)
+        self._mark_final(req.partition, req.offset)
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self, until_idle: float | None = None, on_tick: Callable[[], None] | None = None) -> None:
+        """Run until ``stop_event`` (or, with ``until_idle``, until idle for that many seconds)."""
+        threads = [threading.Thread(target=self.consume_loop, name="dicom-consumer", daemon=True)]
+        for i in range(max(1, self.settings.pacs.max_associations)):
+            threads.append(threading.Thread(target=self.move_loop, name=f"dicom-mover-{i}", daemon=True))
+        for t in threads:
+            t.start()
+        idle_since: float | None = None
+        try:
+            while not self.stop_event.wait(0.2):
+                if on_tick is not None:
+                    on_tick()
+                if until_idle is not None:
+                    if self.is_idle():
+                        idle_since = idle_since or time.monotonic()
+                        if time.monotonic() - idle_since >= until_idle:
+                            break
+                    else:
+                        idle_since = None
+        finally:
+            self.stop_event.set()
+            with self._cv:
+                self._cv.notify_all()
+            for t in threads:
+                t.join(timeout=30)
+            self.producer.flush(30)

@@ -1,0 +1,56 @@
+"""Helpers for the DICOM tests: produce requests, read status events, list stored files."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer
+
+from radstream.config import Settings
+from streams import serde
+from streams.producer import make_producer, produce_sync
+
+FINAL = {"completed", "partial", "failed", "cancelled"}
+
+
+def request(settings: Settings, accession: str | None = None, project: str = "P1",
+            destination: str = "RESEARCH", priority: str = "normal", **extra: Any) -> str:
+    rid = extra.pop("request_id", None) or str(uuid.uuid4())
+    rec = {"request_id": rid, "project_id": project, "requester": "pytest", "accession": accession,
+           "destination_ae": destination, "priority": priority, "requested_time": datetime.now(UTC), **extra}
+    produce_sync(make_producer(settings), settings.topics.retrieval_requests, "retrieval_requested", rid, rec)
+    return rid
+
+
+def statuses(settings: Settings, want_final: set[str], timeout: float = 60.0) -> list[dict[str, Any]]:
+    """All status events from the topic until every request id in ``want_final`` has a final one."""
+    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([settings.topics.retrieval_status])
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for msg in c.consume(100, timeout=0.3):
+                if msg.error():
+                    continue
+                out.append(serde.decode("retrieval_status", msg.value()))
+            done = {e["request_id"] for e in out if e["state"] in FINAL}
+            if want_final <= done:
+                return out
+    finally:
+        c.close()
+    missing = want_final - {e["request_id"] for e in out if e["state"] in FINAL}
+    raise TimeoutError(f"no final status for {missing}")
+
+
+def final_of(events: list[dict[str, Any]], rid: str) -> dict[str, Any]:
+    return next(e for e in events if e["request_id"] == rid and e["state"] in FINAL)
+
+
+def stored_sops(store: Path) -> list[str]:
+    return [p.stem for p in store.rglob("*.dcm")]
