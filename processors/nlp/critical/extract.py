@@ -133,9 +133,10 @@ _VERB_RE = re.compile(r"\b(?:" + "|".join(_COMM["verbs"]) + r")\b", _I)
 _NOT_BEFORE_RE = re.compile(r"\b" + _COMM["not_before"], _I)
 _TITLE_RE = re.compile(_COMM["recipient_title"])
 _ROLE_WORDS = "(?:" + "|".join(_COMM["role_words"]) + ")"
-_ROLE_RE = re.compile(r"\b" + _COMM["recipient_role"].replace("ROLE", _ROLE_WORDS), _I)
 _ROLE_WORD_RE = re.compile(rf"\b{_ROLE_WORDS}\b", _I)
 _STOP_RE = re.compile(_COMM["stops"], _I)
+_MODIFIERS = frozenset(w.lower() for w in _COMM["role_modifiers"])
+_PASSIVE_RE = re.compile(r"\b(?:was|were|is|are|has\s+been|have\s+been)\s+(?:\w+\s+)?$", _I)
 _SENT_END_RE = re.compile(
     r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bDrs)(?<!\bvs)(?<![ap]\.m)(?<![AP]\.M)(?<!\b[A-Z])"
     r"\.(?=\s+[A-Z(\[]|\s*$)|[!?](?=\s)|\n\s*\n"
@@ -199,10 +200,22 @@ def _recipient(text: str, lo: int, hi: int, verb: re.Match[str]) -> str | None:
     chunk = text[verb.end() : stop.start() if stop else hi].strip()
     if chunk and _ROLE_WORD_RE.search(chunk) and len(chunk) <= 80:
         return chunk
-    before = _ROLE_RE.search(text, lo, verb.start())
-    if before:
-        return before.group().strip()
-    return None
+    passive = _PASSIVE_RE.search(text, lo, verb.start())  # "the ED physician was notified"
+    if not passive:
+        return None
+    last = None
+    for last in _ROLE_WORD_RE.finditer(text, lo, passive.start()):
+        pass
+    if last is None:
+        return None
+    words = text[lo : last.start()].split()
+    keep = 0
+    while keep < min(len(words), 4) and words[-1 - keep][-1] not in ":;,.)" and (
+        words[-1 - keep].lower() in _MODIFIERS or words[-1 - keep][:1].isupper()
+    ):
+        keep += 1
+    phrase = " ".join([*words[len(words) - keep :], last.group()]) if keep else last.group()
+    return phrase
 
 
 def _year(y: str) -> int:
