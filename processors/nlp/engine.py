@@ -125,8 +125,6 @@ class Engine:
         if not findings:
             return
         for a, b, payloads in self.attributes.finditer(low, sent.start, sent.end):
-            if any(f.start <= a and b <= f.end and p_group(p) != "anatomy" for f in findings for p in payloads):
-                pass
             mid = (a + b) / 2
             target = min(findings, key=lambda f: abs((f.start + f.end) / 2 - mid))
             for p in payloads:
@@ -143,6 +141,13 @@ class Engine:
                     target.severity = target.severity or attr.value
                 elif attr.group == "change":
                     target.change = target.change or attr.value
+        for f in findings:
+            if f.laterality is None:
+                sides = {a.split("_", 1)[0] for a in f.anatomy if a.startswith(("right_", "left_"))}
+                if len(sides) == 1:
+                    f.laterality = sides.pop()
+                elif len(sides) == 2:
+                    f.laterality = "bilateral"
 
     # ------------------------------------------------------------------ term status
     def assert_term(self, text: str, term: str | tuple[int, int]) -> ContextResult:
@@ -188,10 +193,6 @@ class Engine:
             result.critical_results = list(ex["critical_results"](result.findings))
         if "find_communication" in ex:
             result.communication = ex["find_communication"](text)
-
-
-def p_group(p: object) -> str:
-    return getattr(p, "group", "")
 
 
 def _get(obj: Any, name: str) -> Any:
