@@ -83,3 +83,52 @@ def file_(ctx: click.Context, path: Path, fmt: str | None, maps: tuple[str, ...]
         for err in counts.errors:
             click.echo(f"delivery failed: {err}", err=True)
         ctx.exit(1)
+
+
+@ingest.command("hl7-listener")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=2575, show_default=True, type=int, help="MLLP port (0: a free one).")
+@click.pass_context
+def hl7_listener(ctx: click.Context, host: str, port: int) -> None:
+    """MLLP listener for HL7 v2 ORU^R01: ACK AA after Kafka confirmed, AE/AR with a reason otherwise."""
+    import asyncio
+
+    from streams.ingest.mllp import serve_forever
+
+    asyncio.run(serve_forever(settings_of(ctx), host, port))
+
+
+@ingest.command("fhir-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8180, show_default=True, type=int, help="HTTP port (0: a free one).")
+@click.pass_context
+def fhir_server(ctx: click.Context, host: str, port: int) -> None:
+    """FHIR R4 endpoint: POST /fhir/DiagnosticReport, POST /fhir/Bundle (OperationOutcome on errors)."""
+    import asyncio
+
+    from streams.ingest.fhir_server import serve_forever
+
+    asyncio.run(serve_forever(settings_of(ctx), host, port))
+
+
+@ingest.command("hl7-send")
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=2575, show_default=True, type=int)
+@click.option("--timeout", default=60.0, show_default=True, type=float, help="Seconds to wait for each ACK.")
+def hl7_send(paths: tuple[Path, ...], host: str, port: int, timeout: float) -> None:
+    """Send the HL7 messages of PATHS (single messages or batch files) over MLLP; print each ACK."""
+    import asyncio
+
+    from processors.ingest.hl7v2 import parse_ack, split_batch
+    from streams.ingest.mllp import send_messages
+
+    messages = [m for p in paths for m in split_batch(p.read_bytes())]
+    acks = asyncio.run(send_messages(host, port, messages, timeout))
+    bad = 0
+    for ack in acks:
+        code, control_id, text = parse_ack(ack)
+        bad += code != "AA"
+        click.echo(f"{code}\t{control_id}\t{text}")
+    click.echo(f"sent {len(messages)}, AA {len(acks) - bad}, other {bad}", err=True)

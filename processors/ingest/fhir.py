@@ -1,0 +1,327 @@
+"""FHIR R4 DiagnosticReport (single resource or Bundle) -> report events.
+
+Validation uses fhir.resources' R4B models (fhir.resources 8 ships R5 at the top level and R4B as a
+subpackage; R4B's DiagnosticReport, ServiceRequest, ImagingStudy, Patient, Encounter and Bundle are
+structurally the R4 ones, so an R4 resource that validates here is a valid R4 resource for our
+purposes). Mapping:
+
+- status: registered/partial/preliminary -> preliminary, final, amended/corrected -> corrected,
+  appended -> addendum, cancelled, entered-in-error (retractions);
+- text: ``presentedForm`` with contentType text/plain (base64 ``data``, charset honoured), else
+  ``conclusion``, else the narrative ``text.div`` stripped of markup;
+- accession: an identifier typed ACSN (v2-0203) on the DiagnosticReport, on its ``basedOn``
+  ServiceRequest, or on its ImagingStudy (contained, or in the same Bundle);
+- Study Instance UID: the ImagingStudy identifier with system ``urn:dicom:uid``; modality from it;
+- patient: the subject Patient's MR identifier (else its logical id); encounter class -> patient
+  class (IMP/AMB/EMER ...), encounter identifier -> visit number;
+- version: ``issued`` (else ``meta.lastUpdated``) in microseconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from html.parser import HTMLParser
+from typing import Any
+
+from processors.ingest.model import (
+    NoReport,
+    ParseError,
+    ReportEvent,
+    derive_version,
+    map_status,
+    now_utc,
+    parse_time,
+)
+from processors.ingest.records import Rejected
+
+MAX_RESOURCE_BYTES = 8 * 1024 * 1024
+ENCOUNTER_CLASS = {"IMP": "inpatient", "ACUTE": "inpatient", "NONAC": "inpatient", "AMB": "outpatient",
+                   "EMER": "emergency", "OBSENC": "observation", "PRENC": "preadmit", "HH": "home_health",
+                   "SS": "short_stay", "VR": "virtual", "FLD": "field"}
+
+
+def _validate(obj: dict[str, Any]) -> None:
+    """Validate against the R4B models (raises ParseError with the first problems)."""
+    from pydantic import ValidationError
+
+    rtype = obj.get("resourceType")
+    try:
+        if rtype == "Bundle":
+            from fhir.resources.R4B.bundle import Bundle
+
+            Bundle.model_validate(obj)
+        elif rtype == "DiagnosticReport":
+            from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+            DiagnosticReport.model_validate(obj)
+        else:
+            raise ParseError(f"expected a DiagnosticReport or a Bundle, got resourceType {rtype!r}",
+                             code="not-supported")
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors()[:3]:
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            problems.append(f"{loc}: {err.get('msg', '')}" if loc else str(err.get("msg", "")))
+        more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+        raise ParseError(f"invalid FHIR {rtype}: " + "; ".join(problems) + more, code="structure") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # odd shapes that trip the models
+        raise ParseError(f"invalid FHIR {rtype}: {type(exc).__name__}: {exc}", code="structure") from None
+
+
+def load_json(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_RESOURCE_BYTES:
+        raise ParseError(f"resource of {len(raw)} bytes exceeds the limit of {MAX_RESOURCE_BYTES} bytes",
+                         code="too-costly")
+    try:
+        obj = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        msg = f"body is not UTF-8 JSON: {exc.reason} at byte {exc.start}"
+        raise ParseError(msg, code="structure") from None
+    except ValueError as exc:
+        raise ParseError(f"body is not JSON: {exc}", code="structure") from None
+    if not isinstance(obj, dict):
+        raise ParseError("a FHIR resource must be a JSON object", code="structure")
+    return obj
+
+
+class _Index:
+    """Resources reachable by reference: the Bundle's entries (fullUrl and Type/id) and contained ones."""
+
+    def __init__(self, resources: Iterable[tuple[str | None, dict[str, Any]]]) -> None:
+        self.by_ref: dict[str, dict[str, Any]] = {}
+        for full_url, res in resources:
+            rid, rtype = res.get("id"), res.get("resourceType")
+            if full_url:
+                self.by_ref[full_url] = res
+            if rid and rtype:
+                self.by_ref.setdefault(f"{rtype}/{rid}", res)
+
+    def resolve(self, ref: Any, container: dict[str, Any]) -> dict[str, Any] | None:
+        if not isinstance(ref, dict):
+            return None
+        target = ref.get("reference")
+        if not isinstance(target, str) or not target:
+            return None
+        if target.startswith("#"):
+            for res in container.get("contained") or []:
+                if isinstance(res, dict) and res.get("id") == target[1:]:
+                    return res
+            return None
+        if target in self.by_ref:
+            return self.by_ref[target]
+        parts = target.rstrip("/").split("/")
+        if len(parts) >= 2:  # absolute URL of a Type/id
+            return self.by_ref.get("/".join(parts[-2:]))
+        return None
+
+
+def _typed_identifier(res: dict[str, Any] | None, code: str) -> str:
+    for ident in (res or {}).get("identifier") or []:
+        for coding in (ident.get("type") or {}).get("coding") or []:
+            if str(coding.get("code", "")).upper() == code and ident.get("value"):
+                return str(ident["value"])
+    return ""
+
+
+def _study_uid(study: dict[str, Any] | None) -> str:
+    for ident in (study or {}).get("identifier") or []:
+        if ident.get("system") == "urn:dicom:uid" and ident.get("value"):
+            return str(ident["value"]).removeprefix("urn:oid:")
+    return ""
+
+
+def _modality(study: dict[str, Any] | None) -> str:
+    for coding in (study or {}).get("modality") or []:
+        if coding.get("code"):
+            return str(coding["code"]).upper()
+    for series in (study or {}).get("series") or []:
+        code = (series.get("modality") or {}).get("code")
+        if code:
+            return str(code).upper()
+    return ""
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4"):
+            self.parts.append("\n")
+
+
+def _report_text(dr: dict[str, Any]) -> str:
+    for att in dr.get("presentedForm") or []:
+        ctype = str(att.get("contentType", "")).lower()
+        if not ctype.startswith("text/plain") or not att.get("data"):
+            continue
+        charset = "utf-8"
+        for param in ctype.split(";")[1:]:
+            key, _, val = param.strip().partition("=")
+            if key == "charset" and val:
+                charset = val.strip('"')
+        try:
+            data = base64.b64decode(att["data"], validate=True)
+            return data.decode(charset).replace("\r\n", "\n").replace("\r", "\n").strip()
+        except (binascii.Error, ValueError, LookupError) as exc:
+            raise ParseError(f"presentedForm text/plain is not decodable ({charset}): {exc}",
+                             code="value") from None
+    if dr.get("conclusion"):
+        return str(dr["conclusion"]).strip()
+    div = (dr.get("text") or {}).get("div")
+    if div:
+        p = _Text()
+        p.feed(str(div))
+        lines = [ln.strip() for ln in "".join(p.parts).split("\n")]
+        return "\n".join(ln for ln in lines if ln)
+    return ""
+
+
+def _display(ref: Any, index: _Index, container: dict[str, Any]) -> str:
+    if not isinstance(ref, dict):
+        return ""
+    if ref.get("display"):
+        return str(ref["display"])
+    res = index.resolve(ref, container)
+    for name in (res or {}).get("name") or []:
+        if name.get("text"):
+            return str(name["text"])
+        given = " ".join(name.get("given") or [])
+        return f"{given} {name.get('family', '')}".strip()
+    return ""
+
+
+def report_event(dr: dict[str, Any], index: _Index, *, site: str, received_time: datetime | None = None,
+                 message_id: str | None = None) -> ReportEvent:
+    """One (validated) DiagnosticReport dict -> ReportEvent (raises ParseError)."""
+    status = map_status("fhir", dr.get("status"))
+    requests = [index.resolve(r, dr) for r in dr.get("basedOn") or []]
+    studies = [index.resolve(r, dr) for r in dr.get("imagingStudy") or []]
+    accession = _typed_identifier(dr, "ACSN")
+    for res in [*requests, *studies]:
+        accession = accession or _typed_identifier(res, "ACSN")
+    if not accession:
+        raise ParseError("no accession: no identifier of type ACSN on the DiagnosticReport, its basedOn "
+                         "ServiceRequest or its ImagingStudy", code="required")
+    study = next((s for s in studies if s), None)
+    patient = index.resolve(dr.get("subject"), dr)
+    patient_id = _typed_identifier(patient, "MR") or str((patient or {}).get("id") or "")
+    if not patient_id:
+        ref = (dr.get("subject") or {}).get("reference") or ""
+        patient_id = ref.rsplit("/", 1)[-1] if "/" in ref else ""
+    if not patient_id:
+        for ident in (patient or {}).get("identifier") or []:
+            patient_id = patient_id or str(ident.get("value") or "")
+    if not patient_id:
+        raise ParseError("no patient: DiagnosticReport.subject does not identify a Patient", code="required")
+    encounter = index.resolve(dr.get("encounter"), dr)
+    enc_class = str(((encounter or {}).get("class") or {}).get("code") or "").upper()
+    visit = next((str(i["value"]) for i in (encounter or {}).get("identifier") or [] if i.get("value")), None)
+    code = dr.get("code") or {}
+    coding: dict[str, Any] = next(iter(code.get("coding") or []), {})
+    obs = parse_time(dr.get("effectiveDateTime") or (dr.get("effectivePeriod") or {}).get("start"))
+    issued = parse_time(dr.get("issued"))
+    updated = parse_time((dr.get("meta") or {}).get("lastUpdated"))
+    author = ""
+    for ref in [*(dr.get("resultsInterpreter") or []), *(dr.get("performer") or [])]:
+        author = author or _display(ref, index, dr)
+    return ReportEvent(
+        site=site,
+        accession=accession,
+        report_id=str(dr.get("id") or next((i.get("value") for i in dr.get("identifier") or []
+                                             if i.get("value")), "") or accession),
+        version=derive_version(status, issued, updated, obs),
+        status=status,
+        patient_id=patient_id,
+        text=_report_text(dr),
+        source_format="fhir",
+        received_time=received_time or now_utc(),
+        visit_number=visit,
+        patient_class=ENCOUNTER_CLASS.get(enc_class, enc_class.lower() or None),
+        modality=_modality(study) or None,
+        procedure_code=str(coding.get("code") or "") or None,
+        procedure_description=str(code.get("text") or coding.get("display") or "") or None,
+        study_instance_uid=_study_uid(study) or None,
+        observation_time=obs,
+        status_time=issued or updated,
+        author=author or None,
+        source_message_id=message_id or (str(dr["id"]) if dr.get("id") else None),
+    )
+
+
+def parse_fhir(raw: bytes | dict[str, Any], *, site: str, received_time: datetime | None = None,
+               validate: bool = True) -> list[ReportEvent]:
+    """A DiagnosticReport or a Bundle (JSON bytes or dict) -> events, one per DiagnosticReport.
+
+    Raises ParseError (``code`` is the OperationOutcome issue type) on the first bad report:
+    a Bundle is accepted whole or not at all.
+    """
+    obj = load_json(raw) if isinstance(raw, bytes) else raw
+    if validate:
+        _validate(obj)
+    received = received_time or now_utc()
+    if obj.get("resourceType") == "DiagnosticReport":
+        index = _Index([])
+        return [_event(obj, index, site, received, None)]
+    entries = [e for e in obj.get("entry") or []
+               if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    index = _Index((e.get("fullUrl"), e["resource"]) for e in entries)
+    reports = [e["resource"] for e in entries if e["resource"].get("resourceType") == "DiagnosticReport"]
+    if not reports:
+        raise ParseError("the Bundle contains no DiagnosticReport", code="required")
+    bundle_id = obj.get("id")
+    out = []
+    for i, dr in enumerate(reports, 1):
+        msg_id = f"{bundle_id}#{i}" if bundle_id and len(reports) > 1 else (dr.get("id") or bundle_id)
+        try:
+            out.append(_event(dr, index, site, received, msg_id))
+        except ParseError as exc:
+            where = f"DiagnosticReport {dr.get('id') or '#' + str(i)}: " if len(reports) > 1 else ""
+            raise ParseError(where + exc.reason, code=exc.code, field=exc.field) from None
+    return out
+
+
+def _event(dr: dict[str, Any], index: _Index, site: str, received: datetime,
+           msg_id: str | None) -> ReportEvent:
+    try:
+        return report_event(dr, index, site=site, received_time=received, message_id=msg_id)
+    except NoReport as exc:
+        raise ParseError(exc.reason, code="business-rule", field="status") from None
+    except ParseError as exc:
+        if exc.field == "status":
+            raise ParseError(exc.reason, code="code-invalid", field="status") from None
+        if exc.field in ("text", "accession"):
+            raise ParseError(exc.reason, code="required", field=exc.field) from None
+        if exc.field == "time":
+            raise ParseError(exc.reason, code="value", field=exc.field) from None
+        raise
+
+
+def operation_outcome(severity: str, code: str, diagnostics: str, expression: str | None = None
+                      ) -> dict[str, Any]:
+    """A minimal FHIR OperationOutcome resource (dict)."""
+    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    if expression:
+        issue["expression"] = [expression]
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def iter_fhir_ndjson(lines: Iterable[bytes], *, site: str, name: str = "<ndjson>",
+                     received_time: datetime | None = None) -> Iterator[tuple[int, ReportEvent | Rejected]]:
+    """(line number, event or reject) per line of a FHIR NDJSON export (DiagnosticReports or Bundles)."""
+    for no, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            for ev in parse_fhir(bytes(raw), site=site, received_time=received_time):
+                yield no, ev
+        except ParseError as exc:
+            yield no, Rejected(f"{name}:{no}", exc.reason, bytes(raw))

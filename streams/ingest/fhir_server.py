@@ -1,0 +1,165 @@
+"""FHIR R4 HTTP endpoint (aiohttp): DiagnosticReport and Bundle in, report events to Kafka.
+
+- ``POST /fhir/DiagnosticReport``: one DiagnosticReport (related resources contained);
+- ``POST /fhir/Bundle`` and ``POST /fhir`` (transaction/batch/collection): DiagnosticReports with
+  their ServiceRequest, ImagingStudy, Patient and Encounter entries; accepted whole or not at all;
+- ``GET /fhir/metadata``: a minimal CapabilityStatement; ``GET /health``.
+
+Success answers 201 (one report) or 200 with an OperationOutcome (severity information) naming
+the event ids, after Kafka confirmed delivery. Errors answer an OperationOutcome: 400 invalid
+JSON/FHIR or unusable content, 413 too large, 415 not JSON, 422 a business rule (status without
+report), 503 Kafka did not confirm (retry). Rejected bodies go to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from processors.ingest.fhir import MAX_RESOURCE_BYTES, operation_outcome, parse_fhir
+from processors.ingest.model import ParseError
+from radstream.config import Settings
+from streams.ingest.publish import Publisher
+
+log = logging.getLogger(__name__)
+STAGE = "fhir-endpoint"
+FHIR_JSON = "application/fhir+json"
+ISSUE_TYPES = {"invalid", "structure", "required", "value", "invariant", "not-supported", "code-invalid",
+               "business-rule", "too-costly", "transient", "exception", "informational"}
+STATUS_OF = {"too-costly": 413, "business-rule": 422, "transient": 503, "exception": 500}
+PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+STATS: web.AppKey[dict[str, int]] = web.AppKey("stats")
+
+
+def _outcome(status: int, severity: str, code: str, text: str, expression: str | None = None) -> web.Response:
+    body = operation_outcome(severity, code, text, expression)
+    return web.Response(status=status, text=json.dumps(body), content_type=FHIR_JSON)
+
+
+async def _ingest(request: web.Request, expect: str | None) -> web.Response:
+    app = request.app
+    pub, settings, stats = app[PUBLISHER], app[SETTINGS], app[STATS]
+    stats["requests"] += 1
+    ctype = request.content_type
+    if ctype not in ("application/fhir+json", "application/json"):
+        stats["rejected"] += 1
+        return _outcome(415, "error", "not-supported",
+                        f"content type {ctype!r} not supported; send application/fhir+json")
+    if request.content_length is not None and request.content_length > MAX_RESOURCE_BYTES:
+        stats["rejected"] += 1
+        pub.dead_letter(b"", f"request body of {request.content_length} bytes exceeds the limit",
+                        where="fhir")
+        return _outcome(413, "error", "too-costly", f"body exceeds {MAX_RESOURCE_BYTES} bytes")
+    raw = await request.content.read(MAX_RESOURCE_BYTES + 1)
+    try:
+        if len(raw) > MAX_RESOURCE_BYTES:
+            raise ParseError(f"body exceeds {MAX_RESOURCE_BYTES} bytes", code="too-costly")
+        rtype = None
+        with contextlib.suppress(ValueError):
+            rtype = json.loads(raw).get("resourceType") if raw.strip().startswith(b"{") else None
+        if expect and rtype is not None and rtype != expect:
+            raise ParseError(f"this endpoint takes a {expect}, got {rtype}", code="not-supported")
+        loop = asyncio.get_running_loop()
+        events = await loop.run_in_executor(None, lambda: parse_fhir(raw, site=settings.ingest.site))
+    except ParseError as exc:
+        stats["rejected"] += 1
+        pub.dead_letter(raw, exc, where=f"fhir:{request.path}")
+        code = exc.code if exc.code in ISSUE_TYPES else "invalid"
+        return _outcome(STATUS_OF.get(code, 400), "error", code, exc.reason, exc.field)
+    try:
+        await pub.publish_confirmed(events)
+    except Exception as exc:
+        log.error("Kafka did not confirm FHIR events: %s", type(exc).__name__)
+        return _outcome(503, "error", "transient", f"temporarily unable to store the report "
+                        f"({type(exc).__name__}); retry later")
+    stats["accepted"] += 1
+    stats["events"] += len(events)
+    ids = ", ".join(f"{e.accession} {e.status} event {e.event_id}" for e in events)
+    return _outcome(201 if expect == "DiagnosticReport" else 200, "information", "informational",
+                    f"accepted {len(events)} report event(s): {ids}")
+
+
+async def post_report(request: web.Request) -> web.Response:
+    return await _ingest(request, "DiagnosticReport")
+
+
+async def post_bundle(request: web.Request) -> web.Response:
+    return await _ingest(request, "Bundle")
+
+
+async def post_any(request: web.Request) -> web.Response:
+    return await _ingest(request, None)
+
+
+async def metadata(request: web.Request) -> web.Response:
+    body: dict[str, Any] = {
+        "resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
+        "format": ["json"], "date": "2026-03-01",
+        "rest": [{"mode": "server", "resource": [
+            {"type": "DiagnosticReport", "interaction": [{"code": "create"}]},
+            {"type": "Bundle", "interaction": [{"code": "create"}]}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}]}],
+    }
+    return web.Response(text=json.dumps(body), content_type=FHIR_JSON)
+
+
+async def health(request: web.Request) -> web.Response:
+    stats: dict[str, Any] = {"ok": True}
+    counts: dict[str, int] = request.app[STATS]
+    stats.update(counts)
+    return web.json_response(stats)
+
+
+def make_app(settings: Settings, publisher: Publisher | None = None) -> web.Application:
+    app = web.Application(client_max_size=MAX_RESOURCE_BYTES + 1024)
+    pub = publisher or Publisher(settings, stage=STAGE)
+    app[PUBLISHER] = pub
+    app[SETTINGS] = settings
+    stats: dict[str, int] = {"requests": 0, "accepted": 0, "rejected": 0, "events": 0}
+    app[STATS] = stats
+    app.router.add_post("/fhir/DiagnosticReport", post_report)
+    app.router.add_post("/fhir/Bundle", post_bundle)
+    app.router.add_post("/fhir", post_any)
+    app.router.add_get("/fhir/metadata", metadata)
+    app.router.add_get("/health", health)
+
+    async def on_startup(app: web.Application) -> None:
+        pub.start_polling()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, pub.close)
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+async def start_server(settings: Settings, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start the endpoint; returns the runner (``await runner.cleanup()`` stops it) and the bound port."""
+    runner = web.AppRunner(make_app(settings), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server: Any = site._server
+    bound: int = server.sockets[0].getsockname()[1]
+    return runner, bound
+
+
+async def serve_forever(settings: Settings, host: str, port: int) -> None:
+    import signal
+
+    runner, bound = await start_server(settings, host, port)
+    print(f"fhir-server: http://{host}:{bound}/fhir -> {settings.topics.reports}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    print("fhir-server: stopped", flush=True)

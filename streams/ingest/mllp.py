@@ -1,0 +1,244 @@
+"""HL7 v2 over MLLP: an asyncio listener that produces report events and ACKs after Kafka confirmed.
+
+Per connection, messages are handled one at a time (HL7 original-mode acknowledgement):
+
+- AA only after the Kafka producer's delivery report for every event of the message;
+- AE (content not acceptable: missing OBR, empty text, unknown status, ...) and AR (unusable
+  message: not HL7, undeclared/undecodable charset, unsupported type, too large) carry the reason
+  in MSA-3 and an ERR segment; the original bytes go to the dead-letter topic;
+- AR "resend" when Kafka did not confirm in time (the sender keeps the message and retries);
+- junk outside frames and frames cut by a closed connection go to the dead-letter topic.
+
+Frames are read with the asyncio stream of python-hl7's ``start_hl7_server`` (its reader,
+writer and ``writeblock``); the frame reader here adds what hl7.mllp's ``readblock`` lacks:
+keeping the bytes of bad frames for the dead-letter record and surviving oversized frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, tzinfo
+from typing import Any
+
+from hl7.mllp import open_hl7_connection, start_hl7_server
+from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK
+
+from processors.ingest.hl7v2 import (
+    MAX_MESSAGE_BYTES,
+    build_ack,
+    codec_of,
+    parse_oru,
+    sniff_header,
+)
+from processors.ingest.model import NoReport, ParseError
+from radstream.config import Settings
+from streams.ingest.publish import Publisher
+
+log = logging.getLogger(__name__)
+SEP = END_BLOCK + CARRIAGE_RETURN
+DLQ_HEAD_BYTES = 256 * 1024
+STAGE = "hl7-listener"
+
+
+def ingest_timezone() -> tzinfo:
+    """Zone of HL7 times without an offset (``RADSTREAM_INGEST_TIMEZONE``, default UTC)."""
+    name = os.environ.get("RADSTREAM_INGEST_TIMEZONE", "")
+    return zoneinfo.ZoneInfo(name) if name else UTC
+
+
+@dataclass
+class Frame:
+    kind: str  # frame | oversize | junk | truncated | eof
+    data: bytes = b""
+    junk: bytes = b""  # bytes before the start block of a good frame
+    size: int = 0
+
+
+async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = None) -> Frame:
+    """Next MLLP frame (its payload without VT/FS/CR) or what went wrong instead."""
+    try:
+        block = await asyncio.wait_for(reader.readuntil(SEP), idle_timeout)
+    except asyncio.IncompleteReadError as exc:
+        partial = bytes(exc.partial)
+        return Frame("truncated", partial, size=len(partial)) if partial.strip(b"\r\n\t ") else Frame("eof")
+    except TimeoutError:
+        return Frame("eof")
+    except asyncio.LimitOverrunError as exc:
+        head = bytearray(await reader.readexactly(exc.consumed))
+        size = len(head)
+        while True:  # discard the rest of the oversized frame, keep a head for the dead letter
+            try:
+                tail = await reader.readuntil(SEP)
+                size += len(tail)
+                if len(head) < DLQ_HEAD_BYTES:
+                    head += tail[: DLQ_HEAD_BYTES - len(head)]
+                break
+            except asyncio.LimitOverrunError as more:
+                chunk = await reader.readexactly(more.consumed)
+                size += len(chunk)
+                if len(head) < DLQ_HEAD_BYTES:
+                    head += chunk[: DLQ_HEAD_BYTES - len(head)]
+            except asyncio.IncompleteReadError as inc:
+                size += len(inc.partial)
+                return Frame("truncated", bytes(head[:DLQ_HEAD_BYTES]), size=size)
+        start = head.find(START_BLOCK)
+        return Frame("oversize", bytes(head[start + 1 if start >= 0 else 0:]), size=size)
+    start = block.rfind(START_BLOCK)
+    if start < 0:
+        return Frame("junk", bytes(block[:-2]), size=len(block))
+    return Frame("frame", bytes(block[start + 1:-2]), junk=bytes(block[:start]), size=len(block))
+
+
+class HL7Listener:
+    """Serves MLLP connections; one shared idempotent producer."""
+
+    def __init__(self, settings: Settings, publisher: Publisher | None = None, *,
+                 max_bytes: int = MAX_MESSAGE_BYTES, idle_timeout: float = 600.0,
+                 kafka_timeout: float = 30.0) -> None:
+        self.settings = settings
+        self.publisher = publisher or Publisher(settings, stage=STAGE)
+        self.max_bytes = max_bytes
+        self.idle_timeout = idle_timeout
+        self.kafka_timeout = kafka_timeout
+        self.default_charset = os.environ.get("RADSTREAM_INGEST_HL7_CHARSET", "utf-8")
+        self.tz = ingest_timezone()
+        self.stats = {"messages": 0, "AA": 0, "AE": 0, "AR": 0, "events": 0, "dead_letters": 0}
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Start listening; returns the bound port (``port=0`` picks a free one)."""
+        self.publisher.start_polling()
+        self.server = await start_hl7_server(self.handle, host, port, limit=self.max_bytes)
+        sock = self.server.sockets[0]
+        bound: int = sock.getsockname()[1]
+        return bound
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        await asyncio.get_running_loop().run_in_executor(None, self.publisher.close)
+
+    def _dead_letter(self, raw: bytes, reason: BaseException | str, peer: str) -> None:
+        self.stats["dead_letters"] += 1
+        try:
+            self.publisher.dead_letter(raw[:DLQ_HEAD_BYTES * 4], reason, where=f"mllp:{peer}")
+        except Exception as exc:  # the DLQ being down must not stop the listener
+            log.error("dead-letter write failed: %s", type(exc).__name__)
+
+    async def handle(self, reader: Any, writer: Any) -> None:
+        peer = "{}:{}".format(*(writer.get_extra_info("peername") or ("?", "?"))[:2])
+        try:
+            while True:
+                frame = await read_frame(reader, self.idle_timeout)
+                if frame.kind == "eof":
+                    break
+                if frame.kind == "truncated":
+                    self._dead_letter(frame.data, f"truncated MLLP frame: connection closed after "
+                                      f"{frame.size} bytes without the end block <FS><CR>", peer)
+                    break
+                if frame.junk.strip(b"\r\n\t \x1c"):
+                    self._dead_letter(frame.junk, "bytes outside an MLLP frame (an earlier frame without its "
+                                      "end block?)", peer)
+                if frame.kind == "junk":
+                    err = ParseError("frame without the MLLP start block <VT>", code="AR")
+                    self._dead_letter(frame.data, err.reason, peer)
+                    ack = build_ack(_header_or_none(frame.data), "AR", err.reason, err)
+                    self.stats["AR"] += 1
+                elif frame.kind == "oversize":
+                    err = ParseError(f"message of {frame.size} bytes exceeds the limit of "
+                                     f"{self.max_bytes} bytes", code="AR")
+                    self._dead_letter(frame.data, err.reason + " (first bytes kept)", peer)
+                    ack = build_ack(_header_or_none(frame.data), "AR", err.reason, err)
+                    self.stats["AR"] += 1
+                else:
+                    ack = await self.process(frame.data, peer)
+                writer.writeblock(ack)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        except Exception:  # keep serving other connections whatever happened here
+            log.exception("MLLP connection %s failed", peer)
+        finally:
+            writer.close()
+
+    async def process(self, raw: bytes, peer: str = "?") -> bytes:
+        """Parse, produce, and return the ACK bytes for one message."""
+        self.stats["messages"] += 1
+        header = _header_or_none(raw)
+        codec = "ascii"
+        if header is not None:
+            try:
+                codec = codec_of(header, self.default_charset)
+            except ParseError:
+                codec = "ascii"
+        try:
+            result = parse_oru(raw, site=self.settings.ingest.site,
+                               accession_field=self.settings.ingest.accession_field,
+                               default_charset=self.default_charset, default_tz=self.tz,
+                               max_bytes=self.max_bytes)
+        except NoReport as exc:  # a valid status update without a report (scheduled, in progress)
+            self.stats["AA"] += 1
+            return build_ack(header, "AA", f"accepted, no report: {exc.reason}", charset_codec=codec)
+        except ParseError as exc:
+            self._dead_letter(raw, exc, peer)
+            self.stats[exc.code] = self.stats.get(exc.code, 0) + 1
+            return build_ack(header, exc.code, exc.reason, exc, charset_codec=codec)
+        try:
+            await self.publisher.publish_confirmed(result.events, timeout=self.kafka_timeout)
+        except Exception as exc:
+            log.error("Kafka did not confirm message %s: %s", result.header.control_id, exc)
+            err = ParseError(f"temporarily unable to store the message ({type(exc).__name__}); please resend",
+                             code="AR")
+            self.stats["AR"] += 1
+            return build_ack(header, "AR", err.reason, err, charset_codec=codec)
+        self.stats["AA"] += 1
+        self.stats["events"] += len(result.events)
+        note = f"{len(result.events)} report(s) accepted"
+        if result.skipped:
+            note += "; skipped " + "; ".join(result.skipped)
+        return build_ack(header, "AA", note, charset_codec=codec)
+
+
+def _header_or_none(raw: bytes) -> Any:
+    try:
+        return sniff_header(raw)
+    except ParseError:
+        return None
+
+
+async def send_messages(host: str, port: int, messages: Sequence[bytes],
+                        timeout: float = 60.0) -> list[bytes]:
+    """A small MLLP client: send each message on one connection, wait for its ACK; returns the ACKs."""
+    reader, writer = await open_hl7_connection(host, port)
+    acks: list[bytes] = []
+    try:
+        for raw in messages:
+            writer.writeblock(raw)
+            await writer.drain()
+            acks.append(bytes(await asyncio.wait_for(reader.readblock(), timeout)))
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return acks
+
+
+async def serve_forever(settings: Settings, host: str, port: int) -> None:
+    listener = HL7Listener(settings)
+    bound = await listener.start(host, port)
+    print(f"hl7-listener: MLLP on {host}:{bound} -> {settings.topics.reports} "
+          f"(dead letters -> {settings.topics.dead_letter})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await listener.stop()
+    print(f"hl7-listener: stopped {listener.stats}", flush=True)
