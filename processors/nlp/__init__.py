@@ -33,5 +33,14 @@ def get_engine() -> Engine:
     return _get()
 
 
-__all__ = ["NLP_VERSION", "ContextResult", "Finding", "ReportAnalysis", "Section", "Sentence", "analyze",
-           "assert_term", "get_engine"]
+__all__ = [
+    "NLP_VERSION",
+    "ContextResult",
+    "Finding",
+    "ReportAnalysis",
+    "Section",
+    "Sentence",
+    "analyze",
+    "assert_term",
+    "get_engine",
+]

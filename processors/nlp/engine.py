@@ -41,7 +41,6 @@ class Engine:
         for rule in self.rules:
             phrases.setdefault(rule.phrase, []).append(rule)
         self.matcher = PhraseMatcher(phrases, [(p, c) for p, c in concept_patterns])
-        self.trigger_matcher = PhraseMatcher({r.phrase: [r] for r in self.rules} | {})
         self._trigger_phrases: dict[str, list[object]] = {}
         for rule in self.rules:
             self._trigger_phrases.setdefault(rule.phrase, []).append(rule)
@@ -80,7 +79,7 @@ class Engine:
         for a, b, payloads in self.matcher.finditer(low):
             i = bisect.bisect_right(starts, a) - 1
             if i < 0 or b > sentences[i].end:
-                continue            # inside a header, or across a sentence end
+                continue  # inside a header, or across a sentence end
             concepts = tuple(p for p in payloads if isinstance(p, Concept))
             rules = tuple(p for p in payloads if isinstance(p, ctx.Rule))
             per_sentence.setdefault(i, []).append(_Hit(a, b, concepts, rules))
@@ -98,12 +97,24 @@ class Engine:
                     res = ContextResult()
                 else:
                     res = ctx.assert_target(low, h.start, h.end, triggers)
-                new.append(Finding(
-                    concept=c.concept, category=c.category, text=text[h.start:h.end], start=h.start, end=h.end,
-                    sentence=i, section=sent.section, negated=res.negated, uncertain=res.uncertain,
-                    historical=res.historical, hypothetical=res.hypothetical, experiencer=res.experiencer,
-                    certainty=res.certainty, triggers=res.triggers,
-                ))
+                new.append(
+                    Finding(
+                        concept=c.concept,
+                        category=c.category,
+                        text=text[h.start : h.end],
+                        start=h.start,
+                        end=h.end,
+                        sentence=i,
+                        section=sent.section,
+                        negated=res.negated,
+                        uncertain=res.uncertain,
+                        historical=res.historical,
+                        hypothetical=res.hypothetical,
+                        experiencer=res.experiencer,
+                        certainty=res.certainty,
+                        triggers=res.triggers,
+                    )
+                )
             self._attach_attributes(low, sent, new)
             findings.extend(new)
         findings.sort(key=lambda f: f.start)
@@ -166,9 +177,11 @@ class Engine:
         sent = next((s for s in sentences if s.start <= start < s.end), None)
         if sent is None:
             return ContextResult()
-        hits = [_Hit(a, b, (), tuple(p for p in ps if isinstance(p, ctx.Rule)))
-                for a, b, ps in self.trigger_matcher.finditer(low, sent.start, sent.end)
-                if b <= start or a >= end]
+        hits = [
+            _Hit(a, b, (), tuple(p for p in ps if isinstance(p, ctx.Rule)))
+            for a, b, ps in self.trigger_matcher.finditer(low, sent.start, sent.end)
+            if b <= start or a >= end
+        ]
         return ctx.assert_target(low, start, end, self._triggers(hits, sent.section))
 
     # ------------------------------------------------------------------ other extractors
@@ -204,7 +217,7 @@ def _get(obj: Any, name: str) -> Any:
 def _exam_text(result: ReportAnalysis) -> str:
     for s in result.sections:
         if s.name == "exam":
-            return result.text[s.body_start:s.end]
+            return result.text[s.body_start : s.end]
     return ""
 
 
@@ -219,14 +232,17 @@ _SIZED = frozenset({"lung", "general", "pleura", "mediastinum", "bone", "abdomen
 def _attach_measurements(result: ReportAnalysis) -> None:
     """Give each measurement without a finding the nearest finding of its sentence; copy its size."""
     for m in result.measurements:
-        start, end = _get(m, "start"), _get(m, "end")
+        start = _get(m, "start")
         if start is None:
             continue
         idx = _get(m, "finding")
         if idx is None:
             sent = next((s.index for s in result.sentences if s.start <= start < s.end), None)
-            cands = [(abs(f.start - start), i) for i, f in enumerate(result.findings)
-                     if f.sentence == sent and f.category in _SIZED and not f.negated]
+            cands = [
+                (abs(f.start - start), i)
+                for i, f in enumerate(result.findings)
+                if f.sentence == sent and f.category in _SIZED and not f.negated
+            ]
             if not cands:
                 continue
             idx = min(cands)[1]

@@ -94,11 +94,15 @@ class PhraseMatcher:
         self.regex = re.compile(trie_pattern(phrases))
         self.patterns = [(re.compile(p), payload) for p, payload in (patterns or [])]
 
-    def finditer(self, low: str, pos: int = 0, endpos: int | None = None) -> Iterator[tuple[int, int, list[object]]]:
+    def finditer(
+        self, low: str, pos: int = 0, endpos: int | None = None
+    ) -> Iterator[tuple[int, int, list[object]]]:
         """(start, end, payloads) of non-overlapping hits, leftmost-longest, in text order."""
         end = len(low) if endpos is None else endpos
-        hits = [(m.start(), m.end(), self.lookup.get(normalize(m.group()), []))
-                for m in self.regex.finditer(low, pos, end)]
+        hits = [
+            (m.start(), m.end(), self.lookup.get(normalize(m.group()), []))
+            for m in self.regex.finditer(low, pos, end)
+        ]
         if self.patterns:
             for rx, payload in self.patterns:
                 hits.extend((m.start(), m.end(), [payload]) for m in rx.finditer(low, pos, end))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from schemas import SCHEMA_DIR
@@ -17,11 +17,11 @@ SCHEMA_FILE = SCHEMA_DIR / "report_findings.avsc"
 
 @dataclass(frozen=True, slots=True)
 class Section:
-    name: str            # exam, history, technique, comparison, findings, impression, recommendation, addendum, other
-    title: str           # the header as written ("" when the report has no header there)
-    start: int           # offset of the header (or of the text when there is none)
-    end: int             # end of the section's text
-    body_start: int      # offset where the text after the header starts
+    name: str  # exam, history, technique, comparison, findings, impression, recommendation, addendum, other
+    title: str  # the header as written ("" when the report has no header there)
+    start: int  # offset of the header (or of the text when there is none)
+    end: int  # end of the section's text
+    body_start: int  # offset where the text after the header starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +39,8 @@ class ContextResult:
     historical: bool = False
     hypothetical: bool = False
     experiencer: str = "patient"
-    certainty: str = "definite"   # definite | probable | possible (uncertain == certainty != definite)
-    triggers: list[str] = field(default_factory=list)   # "category:phrase" of the modifiers that applied
+    certainty: str = "definite"  # definite | probable | possible (uncertain == certainty != definite)
+    triggers: list[str] = field(default_factory=list)  # "category:phrase" of the modifiers that applied
 
 
 @dataclass(slots=True)
@@ -69,8 +69,13 @@ class Finding:
     @property
     def positive(self) -> bool:
         """Present in this patient now: not negated, hypothetical, historical, nor merely possible."""
-        return not (self.negated or self.hypothetical or self.historical or self.certainty == "possible"
-                    or self.experiencer != "patient")
+        return not (
+            self.negated
+            or self.hypothetical
+            or self.historical
+            or self.certainty == "possible"
+            or self.experiencer != "patient"
+        )
 
 
 @dataclass(slots=True)
@@ -88,19 +93,19 @@ class ReportAnalysis:
     assessments: list[Any] = field(default_factory=list)
     critical_results: list[Any] = field(default_factory=list)
     communication: Any | None = None
-    chest_labels: dict[str, str] = field(default_factory=dict)   # label -> positive|negative|uncertain|absent
+    chest_labels: dict[str, str] = field(default_factory=dict)  # label -> positive|negative|uncertain|absent
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-ready (sentences with their text)."""
         out: dict[str, Any] = {k: _plain(getattr(self, k)) for k in _field_names(self)}
-        out["sentences"] = [dict(_plain(s), text=self.text[s.start:s.end]) for s in self.sentences]
+        out["sentences"] = [dict(_plain(s), text=self.text[s.start : s.end]) for s in self.sentences]
         return out
 
     def to_json(self, **kw: Any) -> str:
         return json.dumps(self.to_dict(), **kw)
 
     def to_avro(self) -> dict[str, Any]:
-        """Exactly the NLP fields of ``schemas/report_findings.avsc`` (stream fields are added by the caller)."""
+        """Exactly the NLP fields of ``schemas/report_findings.avsc`` (the caller adds the stream fields)."""
         fields = _avro_fields()
         out: dict[str, Any] = {}
         for name, sub in fields.items():
@@ -149,8 +154,20 @@ def _project(value: Any, sub: dict[str, Any] | None) -> Any:
     return value
 
 
-_NLP_FIELDS = ("modality", "body_region", "contrast", "nlp_version", "sections", "findings", "measurements",
-               "recommendations", "assessments", "critical_results", "communication", "chest_labels")
+_NLP_FIELDS = (
+    "modality",
+    "body_region",
+    "contrast",
+    "nlp_version",
+    "sections",
+    "findings",
+    "measurements",
+    "recommendations",
+    "assessments",
+    "critical_results",
+    "communication",
+    "chest_labels",
+)
 
 
 @lru_cache(maxsize=1)

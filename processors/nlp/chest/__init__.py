@@ -19,15 +19,29 @@ from processors.nlp.types import Finding
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MAPPING = HERE / "mapping.json"
-LABELS14 = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-            "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
+LABELS14 = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+)
 STATES = ("positive", "negative", "uncertain", "absent")
 
 
 @dataclass(frozen=True)
 class ChestMapping:
     labels: tuple[str, ...]
-    label_of: dict[str, tuple[str, ...]]        # concept -> labels
+    label_of: dict[str, tuple[str, ...]]  # concept -> labels
     sections: frozenset[str]
     normal_ignore_categories: frozenset[str]
     normal_ignore_concepts: frozenset[str]
@@ -58,8 +72,11 @@ class ChestMapping:
             if f.section not in self.sections:
                 continue
             state = finding_state(f)
-            if (state == "positive" and f.category not in self.normal_ignore_categories
-                    and f.concept not in self.normal_ignore_concepts):
+            if (
+                state == "positive"
+                and f.category not in self.normal_ignore_categories
+                and f.concept not in self.normal_ignore_concepts
+            ):
                 abnormal = True
             for label in self.label_of.get(f.concept, ()):
                 if rank[state] > rank[out[label]]:

@@ -17,9 +17,17 @@ from processors.nlp.chest import LABELS14
 
 DEFAULT_TEXT_COLUMNS = ("exam", "indication", "comparison", "findings", "impression")
 BLANKED_COLUMNS = ("mesh", "problems")
-HEADER_OF = {"exam": "EXAM", "indication": "INDICATION", "comparison": "COMPARISON", "findings": "FINDINGS",
-             "impression": "IMPRESSION", "history": "HISTORY", "technique": "TECHNIQUE",
-             "recommendation": "RECOMMENDATION", "addendum": "ADDENDUM"}
+HEADER_OF = {
+    "exam": "EXAM",
+    "indication": "INDICATION",
+    "comparison": "COMPARISON",
+    "findings": "FINDINGS",
+    "impression": "IMPRESSION",
+    "history": "HISTORY",
+    "technique": "TECHNIQUE",
+    "recommendation": "RECOMMENDATION",
+    "addendum": "ADDENDUM",
+}
 
 
 def compose_report(row: dict[str, str], text_columns: Sequence[str]) -> str:
@@ -98,10 +106,21 @@ class Scores:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "reports": self.n_reports, "micro_f1": round(self.micro_f1, 4), "macro_f1": round(self.macro_f1, 4),
-            "labels": {s.label: {"precision": round(s.precision, 4), "recall": round(s.recall, 4),
-                                 "f1": round(s.f1, 4), "support": s.support, "tp": s.tp, "fp": s.fp, "fn": s.fn}
-                       for s in self.labels},
+            "reports": self.n_reports,
+            "micro_f1": round(self.micro_f1, 4),
+            "macro_f1": round(self.macro_f1, 4),
+            "labels": {
+                s.label: {
+                    "precision": round(s.precision, 4),
+                    "recall": round(s.recall, 4),
+                    "f1": round(s.f1, 4),
+                    "support": s.support,
+                    "tp": s.tp,
+                    "fp": s.fp,
+                    "fn": s.fn,
+                }
+                for s in self.labels
+            },
         }
 
 
@@ -109,9 +128,16 @@ def predicted(state: str, uncertain_as: str = "negative") -> int:
     return 1 if state == "positive" or (state == "uncertain" and uncertain_as == "positive") else 0
 
 
-def evaluate(path: Path | str, *, id_column: str = "report_id", text_columns: Sequence[str] | None = None,
-             labels: Sequence[str] = LABELS14, label_columns: dict[str, str] | None = None,
-             uncertain_as: str = "negative", keep_errors: bool = False) -> Scores:
+def evaluate(
+    path: Path | str,
+    *,
+    id_column: str = "report_id",
+    text_columns: Sequence[str] | None = None,
+    labels: Sequence[str] = LABELS14,
+    label_columns: dict[str, str] | None = None,
+    uncertain_as: str = "negative",
+    keep_errors: bool = False,
+) -> Scores:
     """Label every report of ``path`` and score against its gold columns (label -> column name)."""
     from processors.nlp import analyze
 
@@ -143,8 +169,14 @@ def evaluate(path: Path | str, *, id_column: str = "report_id", text_columns: Se
                 elif gold:
                     s.fn += 1
                 if keep_errors and pred != gold:
-                    errors.append({"id": row.get(id_column, str(n)), "label": lab, "gold": gold,
-                                   "state": chest.get(lab, "absent")})
+                    errors.append(
+                        {
+                            "id": row.get(id_column, str(n)),
+                            "label": lab,
+                            "gold": gold,
+                            "state": chest.get(lab, "absent"),
+                        }
+                    )
     return Scores(list(scores.values()), n, errors)
 
 

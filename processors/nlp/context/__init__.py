@@ -38,7 +38,7 @@ MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, HYPOTHETICAL, FA
 class Rule:
     phrase: str
     category: str
-    direction: str                 # forward | backward | bidirectional | pseudo | terminate
+    direction: str  # forward | backward | bidirectional | pseudo | terminate
     max_scope: int
     sections: frozenset[str] | None = None
     not_sections: frozenset[str] | None = None
@@ -53,7 +53,7 @@ class Rule:
 class Trigger:
     start: int
     end: int
-    rules: tuple[Rule, ...]        # the rules of this span that apply in the sentence's section
+    rules: tuple[Rule, ...]  # the rules of this span that apply in the sentence's section
 
     @property
     def categories(self) -> frozenset[str]:
@@ -67,11 +67,16 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
     for r in data["rules"]:
         secs = r.get("sections")
         nots = r.get("not_sections")
-        rules.append(Rule(
-            phrase=r["phrase"], category=r["category"], direction=r["direction"],
-            max_scope=int(r.get("max_scope", defaults.get(r["category"], 10))),
-            sections=frozenset(secs) if secs else None, not_sections=frozenset(nots) if nots else None,
-        ))
+        rules.append(
+            Rule(
+                phrase=r["phrase"],
+                category=r["category"],
+                direction=r["direction"],
+                max_scope=int(r.get("max_scope", defaults.get(r["category"], 10))),
+                sections=frozenset(secs) if secs else None,
+                not_sections=frozenset(nots) if nots else None,
+            )
+        )
     return rules
 
 

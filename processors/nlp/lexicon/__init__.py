@@ -19,11 +19,13 @@ class Concept:
 
 @dataclass(frozen=True, slots=True)
 class Attribute:
-    group: str      # anatomy | laterality | severity | change
+    group: str  # anatomy | laterality | severity | change
     value: str
 
 
-def load_concepts(data_file: Path = HERE / "concepts.json") -> tuple[dict[str, list[Concept]], list[tuple[str, Concept]]]:
+def load_concepts(
+    data_file: Path = HERE / "concepts.json",
+) -> tuple[dict[str, list[Concept]], list[tuple[str, Concept]]]:
     """(phrase -> concepts, [(regex, concept)]) of the concept lexicon."""
     data = json.loads(data_file.read_text())
     phrases: dict[str, list[Concept]] = {}

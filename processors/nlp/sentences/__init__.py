@@ -4,8 +4,8 @@ Splits after ``.``/``!``/``?`` when the next word starts with a capital letter, 
 unless the period ends a known abbreviation (``abbreviations.json``), an initial, or a list
 number ("1." starting a line or a sentence); at blank lines; at a single line break when the next
 line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
-inline list numbers ("... lungs. 2. Stable ..." splits before "2."); and at semicolons? no:
-semicolons stay inside the sentence (ConText treats them as scope terminators instead).
+inline list numbers ("... lungs. 2. Stable ..." splits before "2."). Semicolons stay inside the
+sentence (ConText treats them as scope terminators instead).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 DATA = Path(__file__).with_name("abbreviations.json")
 
 _CANDIDATE = re.compile(
-    r"[.!?]+[\"')\]]*(?P<ws>[ \t]*\r?\n[ \t]*(?:\r?\n\s*)*|[ \t]+)(?=[\"'(\[]?[A-Z0-9\-*\u2022])"  # punct + space
-    r"|(?P<blank>[ \t]*\r?\n(?:[ \t]*\r?\n)+\s*)"                                                 # blank line
-    r"|(?P<nl>[ \t]*\r?\n\s*)(?=[A-Z0-9\-*\u2022(])"                                              # line break
+    # sentence-final punctuation, then white space, then a capital, digit or bullet
+    r"[.!?]+[\"')\]]*(?P<ws>[ \t]*\r?\n[ \t]*(?:\r?\n\s*)*|[ \t]+)(?=[\"'(\[]?[A-Z0-9\-*\u2022])"
+    r"|(?P<blank>[ \t]*\r?\n(?:[ \t]*\r?\n)+\s*)"  # blank line
+    r"|(?P<nl>[ \t]*\r?\n\s*)(?=[A-Z0-9\-*\u2022(])"  # line break
 )
 _LAST_TOKEN = re.compile(r"([\w./]+)[.!?]+[\"')\]]*$")
 
@@ -50,7 +51,7 @@ class SentenceSplitter:
         return spans
 
     def _ends_sentence(self, text: str, sent_start: int, cut: int) -> bool:
-        if text[cut - 1] != "." and not text[cut - 1] in "\"')]":
+        if text[cut - 1] != "." and text[cut - 1] not in "\"')]":
             return True
         lt = _LAST_TOKEN.search(text, max(sent_start, cut - 40), cut)
         if lt is None:
@@ -59,10 +60,10 @@ class SentenceSplitter:
         low = tok.lower().rstrip(".")
         if low in self.abbreviations:
             return False
-        if len(tok) == 1 and tok.isupper():        # an initial: "J. Smith"
+        if len(tok) == 1 and tok.isupper():  # an initial: "J. Smith"
             return False
-        if tok.isdigit() and len(tok) <= 2:         # list number "1." at a sentence start
-            before = text[sent_start:lt.start(1)]
+        if tok.isdigit() and len(tok) <= 2:  # list number "1." at a sentence start
+            before = text[sent_start : lt.start(1)]
             if not before.strip():
                 return False
         return True

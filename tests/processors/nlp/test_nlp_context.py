@@ -12,47 +12,56 @@ def status(text: str, term: str) -> tuple[bool, bool, bool, bool, str]:
     return r.negated, r.uncertain, r.historical, r.hypothetical, r.experiencer
 
 
-@pytest.mark.parametrize(("text", "term"), [
-    ("No pneumothorax.", "pneumothorax"),
-    ("There is no focal consolidation, pleural effusion or pneumothorax.", "pneumothorax"),
-    ("There is no focal consolidation, pleural effusion or pneumothorax.", "pleural effusion"),
-    ("The lungs are clear without effusion.", "effusion"),
-    ("Negative for pneumothorax.", "pneumothorax"),
-    ("A pneumothorax is not seen.", "pneumothorax"),
-    ("The previously noted effusion has resolved.", "effusion"),
-    ("FINDINGS: No acute infarct.", "infarct"),
-    ("Pneumothorax: absent.", "pneumothorax"),
-    ("No evidence of free air under the diaphragm.", "free air"),
-    ("Neither effusion nor edema.", "edema"),
-])
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("No pneumothorax.", "pneumothorax"),
+        ("There is no focal consolidation, pleural effusion or pneumothorax.", "pneumothorax"),
+        ("There is no focal consolidation, pleural effusion or pneumothorax.", "pleural effusion"),
+        ("The lungs are clear without effusion.", "effusion"),
+        ("Negative for pneumothorax.", "pneumothorax"),
+        ("A pneumothorax is not seen.", "pneumothorax"),
+        ("The previously noted effusion has resolved.", "effusion"),
+        ("FINDINGS: No acute infarct.", "infarct"),
+        ("Pneumothorax: absent.", "pneumothorax"),
+        ("No evidence of free air under the diaphragm.", "free air"),
+        ("Neither effusion nor edema.", "edema"),
+    ],
+)
 def test_negated(text: str, term: str) -> None:
     assert status(text, term)[0] is True
 
 
-@pytest.mark.parametrize(("text", "term"), [
-    ("No change in the small left effusion.", "effusion"),                 # pseudo "no change"
-    ("No significant interval change in the right upper lobe nodule.", "nodule"),
-    ("Not only atelectasis but also a small effusion.", "atelectasis"),    # pseudo "not only"
-    ("No increase in the size of the nodule.", "nodule"),                  # pseudo "no increase in"
-    ("No pneumothorax, but a small left effusion is present.", "effusion"),  # termination "but"
-    ("No pneumothorax; however, there is a small effusion.", "effusion"),  # termination "however"
-    ("Heart is enlarged and there is a small effusion.", "effusion"),
-    ("Cardiomegaly without pulmonary edema.", "cardiomegaly"),             # "without" looks forward only
-    ("Partially resolved right lower lobe pneumonia.", "pneumonia"),
-])
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("No change in the small left effusion.", "effusion"),  # pseudo "no change"
+        ("No significant interval change in the right upper lobe nodule.", "nodule"),
+        ("Not only atelectasis but also a small effusion.", "atelectasis"),  # pseudo "not only"
+        ("No increase in the size of the nodule.", "nodule"),  # pseudo "no increase in"
+        ("No pneumothorax, but a small left effusion is present.", "effusion"),  # termination "but"
+        ("No pneumothorax; however, there is a small effusion.", "effusion"),  # termination "however"
+        ("Heart is enlarged and there is a small effusion.", "effusion"),
+        ("Cardiomegaly without pulmonary edema.", "cardiomegaly"),  # "without" looks forward only
+        ("Partially resolved right lower lobe pneumonia.", "pneumonia"),
+    ],
+)
 def test_not_negated(text: str, term: str) -> None:
     assert status(text, term)[0] is False
 
 
-@pytest.mark.parametrize(("text", "term"), [
-    ("Pneumonia cannot be excluded.", "pneumonia"),
-    ("A small effusion cannot be excluded on this portable view.", "effusion"),
-    ("Probable right basilar atelectasis.", "atelectasis"),
-    ("Findings suggestive of early pneumonia.", "pneumonia"),
-    ("Opacity may represent atelectasis.", "atelectasis"),
-    ("Questionable small nodule in the left apex.", "nodule"),
-    ("Opacity concerning for pneumonia.", "pneumonia"),
-])
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Pneumonia cannot be excluded.", "pneumonia"),
+        ("A small effusion cannot be excluded on this portable view.", "effusion"),
+        ("Probable right basilar atelectasis.", "atelectasis"),
+        ("Findings suggestive of early pneumonia.", "pneumonia"),
+        ("Opacity may represent atelectasis.", "atelectasis"),
+        ("Questionable small nodule in the left apex.", "nodule"),
+        ("Opacity concerning for pneumonia.", "pneumonia"),
+    ],
+)
 def test_uncertain(text: str, term: str) -> None:
     neg, unc, _, _, _ = status(text, term)
     assert unc is True and neg is False
@@ -67,11 +76,14 @@ def test_probable_is_uncertain_but_counts_positive() -> None:
     assert r2.chest_labels["Pneumonia"] == "uncertain"
 
 
-@pytest.mark.parametrize(("text", "term"), [
-    ("Patient is status post CABG.", "CABG"),
-    ("History of pneumonia last year.", "pneumonia"),
-    ("S/p right lobectomy.", "lobectomy"),
-])
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Patient is status post CABG.", "CABG"),
+        ("History of pneumonia last year.", "pneumonia"),
+        ("S/p right lobectomy.", "lobectomy"),
+    ],
+)
 def test_historical(text: str, term: str) -> None:
     assert status(text, term)[2] is True
 
@@ -84,12 +96,15 @@ def test_clinical_history_header_is_not_a_history_trigger() -> None:
     assert not assert_term("CLINICAL HISTORY: cough.", "cough").historical
 
 
-@pytest.mark.parametrize("text", [
-    "INDICATION: Evaluate for PE.",
-    "INDICATION: Rule out pneumonia.",
-    "REASON FOR EXAM: r/o pneumothorax",
-    "Clinical history: ? pneumonia",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "INDICATION: Evaluate for PE.",
+        "INDICATION: Rule out pneumonia.",
+        "REASON FOR EXAM: r/o pneumothorax",
+        "Clinical history: ? pneumonia",
+    ],
+)
 def test_hypothetical_in_indication(text: str) -> None:
     r = analyze(text)
     assert r.findings, text

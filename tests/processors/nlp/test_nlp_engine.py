@@ -27,7 +27,7 @@ IMPRESSION:
 def test_findings_carry_offsets_sentence_section_and_attributes() -> None:
     r = analyze(REPORT)
     for f in r.findings:
-        assert REPORT[f.start:f.end] == f.text
+        assert REPORT[f.start : f.end] == f.text
         s = r.sentences[f.sentence]
         assert s.start <= f.start < s.end and s.section == f.section
     eff = [f for f in r.findings if f.concept == "pleural_effusion"]
@@ -44,11 +44,11 @@ def test_chest_labels() -> None:
     assert labels["Cardiomegaly"] == "positive"
     assert labels["Effusion"] == "positive"
     assert labels["Atelectasis"] == "positive"
-    assert labels["Pleural_Thickening"] == "positive"   # any thickening, by the Open-i convention
+    assert labels["Pleural_Thickening"] == "positive"  # any thickening, by the Open-i convention
     assert labels["Pneumothorax"] == "negative"
     assert labels["Consolidation"] == "negative"
-    assert labels["Pneumonia"] == "absent"              # only in the indication, hypothetical
-    assert labels["Nodule"] == "absent"                 # a granuloma is not coded as a nodule
+    assert labels["Pneumonia"] == "absent"  # only in the indication, hypothetical
+    assert labels["Nodule"] == "absent"  # a granuloma is not coded as a nodule
     assert labels["normal"] == "negative"
 
 
@@ -62,19 +62,38 @@ def test_normal_report_and_empty_report() -> None:
 def test_to_avro_has_exactly_the_nlp_fields_and_encodes() -> None:
     r = analyze(REPORT)
     rec = r.to_avro()
-    assert set(rec) == {"modality", "body_region", "contrast", "nlp_version", "sections", "findings",
-                        "measurements", "recommendations", "assessments", "critical_results", "communication",
-                        "chest_labels"}
+    assert set(rec) == {
+        "modality",
+        "body_region",
+        "contrast",
+        "nlp_version",
+        "sections",
+        "findings",
+        "measurements",
+        "recommendations",
+        "assessments",
+        "critical_results",
+        "communication",
+        "chest_labels",
+    }
     assert "absent" not in rec["chest_labels"].values()
     schema = fastavro.parse_schema(json.loads((SCHEMA_DIR / "report_findings.avsc").read_text()))
-    full = dict(rec, event_id="e1", accession="A1", report_version=1, status="final", patient_id="p",
-                processed_time=0, site="default")
+    full = dict(
+        rec,
+        event_id="e1",
+        accession="A1",
+        report_version=1,
+        status="final",
+        patient_id="p",
+        processed_time=0,
+        site="default",
+    )
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schema, full)
     buf.seek(0)
     back = fastavro.schemaless_reader(buf, schema)
     assert back["findings"][0]["concept"] == rec["findings"][0]["concept"]
-    json.dumps(r.to_dict())   # JSON-serialisable
+    json.dumps(r.to_dict())  # JSON-serialisable
 
 
 def _labels(text: str) -> dict[str, str]:
