@@ -44,7 +44,9 @@ _ANY_RE = re.compile(r"RADS|Bosniak|\bLR\s*-?\s*(?:\d|M|TIV|NC)|\bTR\s*-?\s*\d|c
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """One assessment category. ``variant``: O-RADS "US"/"MRI" when written; ``prior``: about an earlier exam."""
+    """One assessment category.
+
+    ``variant``: O-RADS "US"/"MRI" when written; ``prior``: the mention is about an earlier exam."""
 
     system: str
     category: str
@@ -56,8 +58,13 @@ class Assessment:
 
     def to_record(self) -> dict[str, Any]:
         """The Avro ``Assessment`` record (schemas/report_findings.avsc)."""
-        return {"system": self.system, "category": self.category, "text": self.text,
-                "start": self.start, "end": self.end}
+        return {
+            "system": self.system,
+            "category": self.category,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+        }
 
 
 def _normalise(system: _System, raw: str, modifier: str | None) -> str | None:
@@ -74,9 +81,8 @@ def _normalise(system: _System, raw: str, modifier: str | None) -> str | None:
 
 def _window_before(text: str, lo: int, start: int) -> str:
     win = text[max(lo, start - 80) : start]
-    last = None
-    for last in _BOUNDARY_RE.finditer(win):
-        pass
+    found = list(_BOUNDARY_RE.finditer(win))
+    last = found[-1] if found else None
     return win[last.end() :] if last else win
 
 

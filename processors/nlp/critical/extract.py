@@ -26,7 +26,8 @@ def normalise(term: str) -> str:
 
 _LEVEL: dict[str, int] = {c["concept"]: int(c["level"]) for c in _CONCEPTS}
 _SYNONYMS: dict[str, tuple[str, ...]] = {
-    c["concept"]: tuple(dict.fromkeys(normalise(s) for s in [c["concept"], *c["synonyms"]])) for c in _CONCEPTS
+    c["concept"]: tuple(dict.fromkeys(normalise(s) for s in [c["concept"], *c["synonyms"]]))
+    for c in _CONCEPTS
 }
 _BY_TERM: dict[str, str] = {}
 for _concept, _terms in _SYNONYMS.items():
@@ -102,7 +103,9 @@ class CriticalResult:
         return {"concept": self.concept, "text": self.text, "start": self.start, "end": self.end}
 
 
-def critical_results(findings: Iterable[FindingLike], *, include_uncertain: bool = False) -> list[CriticalResult]:
+def critical_results(
+    findings: Iterable[FindingLike], *, include_uncertain: bool = False
+) -> list[CriticalResult]:
     """Critical results among ``findings`` (objects with concept, text, start, end, negated, uncertain,
     historical, hypothetical, experiencer; an optional ``change`` == "resolved" also excludes).
 
@@ -141,8 +144,12 @@ _SENT_END_RE = re.compile(
     r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bDrs)(?<!\bvs)(?<![ap]\.m)(?<![AP]\.M)(?<!\b[A-Z])"
     r"\.(?=\s+[A-Z(\[]|\s*$)|[!?](?=\s)|\n\s*\n"
 )
-_MONTHS = {m: i + 1 for i, m in enumerate(
-    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+    )
+}
 _MONTH = r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _DATE_RE = re.compile(
     r"(?<![\d/])(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4}|\d{2})(?![\d/])"
@@ -176,7 +183,12 @@ class Communication:
 
     def to_record(self) -> dict[str, Any]:
         """The Avro ``Communication`` record (schemas/report_findings.avsc)."""
-        return {"text": self.text, "recipient": self.recipient, "time_text": self.time_text, "time": self.time}
+        return {
+            "text": self.text,
+            "recipient": self.recipient,
+            "time_text": self.time_text,
+            "time": self.time,
+        }
 
 
 def _sentence_bounds(text: str, pos: int, sentences: Sequence[tuple[int, int]] | None) -> tuple[int, int]:
@@ -187,8 +199,8 @@ def _sentence_bounds(text: str, pos: int, sentences: Sequence[tuple[int, int]] |
     lo = 0
     for m in _SENT_END_RE.finditer(text, 0, pos):
         lo = m.end()
-    m = _SENT_END_RE.search(text, pos)
-    hi = m.end() if m else len(text)
+    end = _SENT_END_RE.search(text, pos)
+    hi = end.end() if end else len(text)
     return lo, hi
 
 
@@ -203,15 +215,16 @@ def _recipient(text: str, lo: int, hi: int, verb: re.Match[str]) -> str | None:
     passive = _PASSIVE_RE.search(text, lo, verb.start())  # "the ED physician was notified"
     if not passive:
         return None
-    last = None
-    for last in _ROLE_WORD_RE.finditer(text, lo, passive.start()):
-        pass
+    found = list(_ROLE_WORD_RE.finditer(text, lo, passive.start()))
+    last = found[-1] if found else None
     if last is None:
         return None
     words = text[lo : last.start()].split()
     keep = 0
-    while keep < min(len(words), 4) and words[-1 - keep][-1] not in ":;,.)" and (
-        words[-1 - keep].lower() in _MODIFIERS or words[-1 - keep][:1].isupper()
+    while (
+        keep < min(len(words), 4)
+        and words[-1 - keep][-1] not in ":;,.)"
+        and (words[-1 - keep].lower() in _MODIFIERS or words[-1 - keep][:1].isupper())
     ):
         keep += 1
     phrase = " ".join([*words[len(words) - keep :], last.group()]) if keep else last.group()
@@ -222,7 +235,7 @@ def _year(y: str) -> int:
     return int(y) + 2000 if len(y) == 2 else int(y)
 
 
-def _date(m: re.Match[str], dayfirst: bool) -> tuple[int, int, int] | None:
+def _date(m: re.Match[str], dayfirst: bool) -> tuple[int, int, int]:
     if m["y"]:
         a, b = int(m["a"]), int(m["b"])
         month, day = (b, a) if dayfirst else (a, b)

@@ -1,4 +1,6 @@
-"""Exam normalisation: ``normalize_exam(description, modality=None) -> ExamInfo(modality, body_region, contrast)``.
+"""Exam normalisation: ``normalize_exam(description, modality=None) -> ExamInfo``.
+
+``ExamInfo`` has ``modality``, ``body_region`` and ``contrast`` (the ReportFindings fields).
 
 Vocabulary in ``vocabulary.json``:
 
@@ -19,6 +21,12 @@ Vocabulary in ``vocabulary.json``:
   "WITH DOPPLER" is not contrast.
 """
 
-from processors.nlp.exam.extract import BODY_REGIONS, MODALITY_CODES, ExamInfo, normalize_exam, normalize_modality
+from processors.nlp.exam.extract import (
+    BODY_REGIONS,
+    MODALITY_CODES,
+    ExamInfo,
+    normalize_exam,
+    normalize_modality,
+)
 
 __all__ = ["BODY_REGIONS", "MODALITY_CODES", "ExamInfo", "normalize_exam", "normalize_modality"]

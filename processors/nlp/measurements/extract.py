@@ -18,9 +18,7 @@ _UNIT = "(?:" + "|".join(sorted(_UNIT_FACTORS, key=len, reverse=True)) + r")(?![
 _SEP = r"\s*(?:x|×|\*|by)\s*"
 # A number must not continue a word, a decimal, a date, a time or a list like "1,2".
 _LEAD = r"(?<![\w.,/:-])"
-_RANGE = (
-    rf"(?P<from>from\s+)?(?P<r1>{_NUM})(?:\s*-?\s*{_UNIT})?\s*(?:-|–|to)\s*(?P<r2>{_NUM})\s*-?\s*{_UNIT}"
-)
+_RANGE = rf"(?P<from>from\s+)?(?P<r1>{_NUM})(?:\s*-?\s*{_UNIT})?\s*(?:-|–|to)\s*(?P<r2>{_NUM})\s*-?\s*{_UNIT}"
 _DIMS = rf"{_NUM}(?:\s*-?\s*{_UNIT})?(?:{_SEP}{_NUM}(?:\s*-?\s*{_UNIT})?){{0,2}}\s*-?\s*{_UNIT}"
 _MEAS_RE = re.compile(rf"{_LEAD}(?:(?P<range>{_RANGE})|(?P<dims>{_DIMS}))", re.IGNORECASE)
 _TOKEN_RE = re.compile(rf"(?P<num>{_NUM})(?:\s*-?\s*(?P<unit>{_UNIT}))?", re.IGNORECASE)
@@ -103,9 +101,8 @@ def sentence_index(starts: Sequence[int], pos: int) -> int:
 
 def _window_before(text: str, lo: int, start: int) -> str:
     win = text[max(lo, start - 60) : start]
-    last = None
-    for last in _CLAUSE_RE.finditer(win):
-        pass
+    found = list(_CLAUSE_RE.finditer(win))
+    last = found[-1] if found else None
     return win[last.end() :] if last else win
 
 

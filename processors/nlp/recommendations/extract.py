@@ -67,9 +67,7 @@ _INTERVAL_RE = re.compile(
 )
 _FIXED = tuple((re.compile(f["re"], _I), f["min"], f["max"]) for f in _DATA["fixed_intervals"])
 _GUIDELINES = tuple((g["name"], re.compile(g["re"], _I)) for g in _DATA["guidelines"])
-_GUIDELINE_RE = re.compile(
-    "|".join(f"(?P<g{i}>{g['re']})" for i, g in enumerate(_DATA["guidelines"])), _I
-)
+_GUIDELINE_RE = re.compile("|".join(f"(?P<g{i}>{g['re']})" for i, g in enumerate(_DATA["guidelines"])), _I)
 _STRIP_TAIL_RE = re.compile(r"(?:[\s,;:]+|\b(?:and|or|then|with)\b)+$", _I)
 _STRIP_HEAD_RE = re.compile(r"^(?:[\s,;:]+|\b(?:and|or|then)\b)+", _I)
 # Cheap pre-filter: nothing here, no work.
@@ -209,7 +207,9 @@ def _sentence_recs(text: str, lo: int, hi: int, si: int) -> list[Recommendation]
             b -= 1
         if b <= a:
             continue
-        interval = parse_interval(text, a, b) if kind in ("imaging_followup", "other", "consultation") else None
+        interval = (
+            parse_interval(text, a, b) if kind in ("imaging_followup", "other", "consultation") else None
+        )
         out.append(
             Recommendation(
                 text=text[a:b],

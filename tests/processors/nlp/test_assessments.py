@@ -15,8 +15,12 @@ from processors.nlp.assessments import extract_assessments
         ("BI-RADS® 6: known biopsy-proven malignancy.", "BI-RADS", "6", "BI-RADS® 6"),
         ("ASSESSMENT: Category 3: Probably benign.", "BI-RADS", "3", "Category 3"),
         ("Lung-RADS 4B. Suspicious.", "Lung-RADS", "4B", "Lung-RADS 4B"),
-        ("Lung-RADS category 2S: benign, with significant incidental finding.", "Lung-RADS", "2S",
-         "Lung-RADS category 2S"),
+        (
+            "Lung-RADS category 2S: benign, with significant incidental finding.",
+            "Lung-RADS",
+            "2S",
+            "Lung-RADS category 2S",
+        ),
         ("Lung-RADS v2022 category 4X.", "Lung-RADS", "4X", "Lung-RADS v2022 category 4X"),
         ("LUNG-RADS: 1", "Lung-RADS", "1", "LUNG-RADS: 1"),
         ("Segment 8 observation, LR-5.", "LI-RADS", "LR-5", "LR-5"),
@@ -74,10 +78,19 @@ def test_prior_and_current():
 def test_o_rads_variant_and_record():
     (a,) = extract_assessments("O-RADS US 5.")
     assert a.variant == "US"
-    assert a.to_record() == {"system": "O-RADS", "category": "5", "text": "O-RADS US 5", "start": 0, "end": 11}
+    assert a.to_record() == {
+        "system": "O-RADS",
+        "category": "5",
+        "text": "O-RADS US 5",
+        "start": 0,
+        "end": 11,
+    }
 
 
 def test_several_systems_in_order():
     text = "Right breast BI-RADS 2. Liver: LR-3. Kidney: Bosniak II."
     assert [(a.system, a.category) for a in extract_assessments(text)] == [
-        ("BI-RADS", "2"), ("LI-RADS", "LR-3"), ("Bosniak", "II")]
+        ("BI-RADS", "2"),
+        ("LI-RADS", "LR-3"),
+        ("Bosniak", "II"),
+    ]

@@ -61,10 +61,17 @@ def test_positive_only():
     ]
     results = critical_results(findings)
     assert [(r.concept, r.start, r.finding, r.level) for r in results] == [
-        ("pneumothorax", 10, 0, 1), ("pneumoperitoneum", 130, 7, 1)]
+        ("pneumothorax", 10, 0, 1),
+        ("pneumoperitoneum", 130, 7, 1),
+    ]
     with_uncertain = critical_results(findings, include_uncertain=True)
     assert [(r.start, r.uncertain) for r in with_uncertain] == [(10, False), (100, True), (130, False)]
-    assert results[0].to_record() == {"concept": "pneumothorax", "text": "pneumothorax", "start": 10, "end": 22}
+    assert results[0].to_record() == {
+        "concept": "pneumothorax",
+        "text": "pneumothorax",
+        "start": 10,
+        "end": 22,
+    }
 
 
 def test_resolved_change_is_not_critical():
@@ -78,9 +85,19 @@ def test_resolved_change_is_not_critical():
 
 def test_concept_data():
     names = critical_concepts()
-    assert {"pneumothorax", "pulmonary_embolism", "aortic_dissection", "intracranial_hemorrhage",
-            "pneumoperitoneum", "ectopic_pregnancy", "testicular_torsion", "spinal_cord_compression",
-            "acute_stroke", "malpositioned_tube_or_line", "midline_shift"} <= names
+    assert {
+        "pneumothorax",
+        "pulmonary_embolism",
+        "aortic_dissection",
+        "intracranial_hemorrhage",
+        "pneumoperitoneum",
+        "ectopic_pregnancy",
+        "testicular_torsion",
+        "spinal_cord_compression",
+        "acute_stroke",
+        "malpositioned_tube_or_line",
+        "midline_shift",
+    } <= names
     syn = critical_synonyms()
     assert set(syn) == names
     assert syn["pneumoperitoneum"][0] == "pneumoperitoneum"
@@ -93,15 +110,32 @@ def test_concept_data():
 @pytest.mark.parametrize(
     ("text", "recipient", "time_text", "time"),
     [
-        ("IMPRESSION: Large right pneumothorax. Findings were discussed with Dr. Smith by telephone at "
-         "14:35 on 1/2/2024.", "Dr. Smith", "14:35 on 1/2/2024", datetime(2024, 1, 2, 14, 35)),
+        (
+            "IMPRESSION: Large right pneumothorax. Findings were discussed with Dr. Smith by telephone at "
+            "14:35 on 1/2/2024.",
+            "Dr. Smith",
+            "14:35 on 1/2/2024",
+            datetime(2024, 1, 2, 14, 35),
+        ),
         ("Results communicated to the ED physician at 3:15 pm.", "the ED physician", "3:15 pm", None),
-        ("Critical result called to and read back by Dr. Jane Doe on 03/04/2025 at 0915 hours.",
-         "Dr. Jane Doe", "03/04/2025 at 0915 hours", datetime(2025, 3, 4, 9, 15)),
-        ("Dr. Patel was notified at 10:20 a.m. on January 5, 2024.", "Dr. Patel",
-         "10:20 a.m. on January 5, 2024", datetime(2024, 1, 5, 10, 20)),
-        ("Findings were conveyed to the covering nurse practitioner on 2024-02-03 at 08:05.",
-         "the covering nurse practitioner", "2024-02-03 at 08:05", datetime(2024, 2, 3, 8, 5)),
+        (
+            "Critical result called to and read back by Dr. Jane Doe on 03/04/2025 at 0915 hours.",
+            "Dr. Jane Doe",
+            "03/04/2025 at 0915 hours",
+            datetime(2025, 3, 4, 9, 15),
+        ),
+        (
+            "Dr. Patel was notified at 10:20 a.m. on January 5, 2024.",
+            "Dr. Patel",
+            "10:20 a.m. on January 5, 2024",
+            datetime(2024, 1, 5, 10, 20),
+        ),
+        (
+            "Findings were conveyed to the covering nurse practitioner on 2024-02-03 at 08:05.",
+            "the covering nurse practitioner",
+            "2024-02-03 at 08:05",
+            datetime(2024, 2, 3, 8, 5),
+        ),
         ("The findings were discussed with the patient.", "the patient", None, None),
         ("This was communicated to the ICU team on 5/6/2024.", "the ICU team", "5/6/2024", None),
     ],

@@ -52,9 +52,24 @@ def test_descriptions(description, modality, region, contrast):
 
 @pytest.mark.parametrize(
     ("code", "expected"),
-    [("CT", "CT"), ("MR", "MR"), ("CR", "XR"), ("DX", "XR"), ("US", "US"), ("MG", "MG"), ("NM", "NM"),
-     ("PT", "PET"), ("XA", "XA"), ("RF", "RF"), ("mr", "MR"), (" dx ", "XR"), ("MRI", "MR"), ("OT", None),
-     (None, None), ("", None)],
+    [
+        ("CT", "CT"),
+        ("MR", "MR"),
+        ("CR", "XR"),
+        ("DX", "XR"),
+        ("US", "US"),
+        ("MG", "MG"),
+        ("NM", "NM"),
+        ("PT", "PET"),
+        ("XA", "XA"),
+        ("RF", "RF"),
+        ("mr", "MR"),
+        (" dx ", "XR"),
+        ("MRI", "MR"),
+        ("OT", None),
+        (None, None),
+        ("", None),
+    ],
 )
 def test_dicom_codes(code, expected):
     assert normalize_modality(code) == expected
@@ -72,4 +87,7 @@ def test_empty():
     assert normalize_exam(None) == ExamInfo(None, None, None)
     assert normalize_exam("") == ExamInfo(None, None, None)
     assert normalize_exam("OUTSIDE FILM READ").to_record() == {
-        "modality": None, "body_region": None, "contrast": None}
+        "modality": None,
+        "body_region": None,
+        "contrast": None,
+    }

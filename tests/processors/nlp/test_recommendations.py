@@ -6,8 +6,14 @@ from processors.nlp.recommendations import extract_recommendations, parse_interv
 @pytest.mark.parametrize(
     ("text", "kind", "modality", "lo", "hi", "guideline"),
     [
-        ("Recommend follow-up CT in 3-6 months per Fleischner Society guidelines.",
-         "imaging_followup", "CT", 90, 180, "Fleischner"),
+        (
+            "Recommend follow-up CT in 3-6 months per Fleischner Society guidelines.",
+            "imaging_followup",
+            "CT",
+            90,
+            180,
+            "Fleischner",
+        ),
         ("Follow-up chest CT in 6 weeks to document resolution.", "imaging_followup", "CT", 42, 42, None),
         ("Recommend MRI of the pelvis in one year.", "imaging_followup", "MR", 365, 365, None),
         ("Annual screening mammography is recommended.", "imaging_followup", "MG", 365, 365, None),
@@ -19,13 +25,26 @@ from processors.nlp.recommendations import extract_recommendations, parse_interv
         ("Consider MRI for further characterization.", "imaging_followup", "MR", None, None, None),
         ("Recommend repeat chest radiograph after treatment.", "imaging_followup", "XR", None, None, None),
         ("Low-dose CT in 12 months per Lung-RADS.", "imaging_followup", "CT", 365, 365, "Lung-RADS"),
-        ("PET/CT could be performed for staging if clinically indicated.",
-         "imaging_followup", "PET", None, None, None),
+        (
+            "PET/CT could be performed for staging if clinically indicated.",
+            "imaging_followup",
+            "PET",
+            None,
+            None,
+            None,
+        ),
         ("Correlate clinically.", "clinical_correlation", None, None, None, None),
         ("Clinical correlation recommended.", "clinical_correlation", None, None, None, None),
         ("Correlate with physical examination.", "clinical_correlation", None, None, None, None),
         ("Tissue sampling is recommended.", "biopsy", None, None, None, None),
-        ("Ultrasound-guided biopsy is recommended per ACR TI-RADS.", "biopsy", "US", None, None, "ACR TI-RADS"),
+        (
+            "Ultrasound-guided biopsy is recommended per ACR TI-RADS.",
+            "biopsy",
+            "US",
+            None,
+            None,
+            "ACR TI-RADS",
+        ),
         ("Per ACR TI-RADS, FNA is recommended.", "biopsy", None, None, None, "ACR TI-RADS"),
         ("Comparison with prior outside studies would be helpful.", "comparison", None, None, None, None),
         ("Correlate with prior imaging if available.", "comparison", None, None, None, None),
@@ -33,8 +52,14 @@ from processors.nlp.recommendations import extract_recommendations, parse_interv
         ("Referral to a vascular surgeon is advised.", "consultation", None, None, None, None),
         ("Recommend antibiotic therapy.", "other", None, None, None, None),
         ("No follow-up imaging is recommended.", "no_followup", None, None, None, None),
-        ("No further follow-up is needed per Fleischner guidelines.", "no_followup", None, None, None,
-         "Fleischner"),
+        (
+            "No further follow-up is needed per Fleischner guidelines.",
+            "no_followup",
+            None,
+            None,
+            None,
+            "Fleischner",
+        ),
         ("This finding does not require follow-up.", "no_followup", None, None, None, None),
     ],
 )
@@ -78,15 +103,25 @@ def test_two_kinds_in_one_sentence():
 
 
 def test_sentences_and_offsets():
-    text = "Stable 4 mm nodule. No follow-up is needed.\nRight adrenal nodule; recommend adrenal CT in 1 year."
+    text = (
+        "Stable 4 mm nodule. No follow-up is needed.\nRight adrenal nodule; recommend adrenal CT in 1 year."
+    )
     s1 = text.index("No")
     s2 = text.index("Right")
     recs = extract_recommendations(text, [(0, s1 - 1), (s1, s2 - 1), (s2, len(text))])
     assert [(r.kind, r.sentence) for r in recs] == [("no_followup", 1), ("imaging_followup", 2)]
     assert recs[1].interval_days_max == 365
     assert recs[1].to_record()["kind"] == "imaging_followup"
-    assert set(recs[1].to_record()) == {"text", "start", "end", "kind", "modality", "interval_days_min",
-                                        "interval_days_max", "guideline"}
+    assert set(recs[1].to_record()) == {
+        "text",
+        "start",
+        "end",
+        "kind",
+        "modality",
+        "interval_days_min",
+        "interval_days_max",
+        "guideline",
+    }
 
 
 @pytest.mark.parametrize(
