@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import traceback
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         "linger.ms": 5,
         "compression.type": "lz4",
         "message.max.bytes": 10_000_000,
+        "logger": logging.getLogger("radstream.librdkafka"),
     }
     conf.update(overrides)
     return Producer(conf)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from radstream.config import Settings
+
+RDKAFKA_LOG = logging.getLogger("radstream.librdkafka")
 
 
 @dataclass(frozen=True)
@@ -30,13 +33,22 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    # librdkafka logs through Python logging, not straight to stderr
+    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "logger": RDKAFKA_LOG})
+
+
+class KafkaUnavailable(RuntimeError):
+    pass
 
 
 def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
     """Create missing topics; existing ones are left as they are. Returns name -> 'created' | 'exists'."""
     admin = admin_client(settings)
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka at {settings.kafka.bootstrap} did not answer: {exc.args[0].str()}"
+                               " (is the stack up? `radstream stack up`)") from exc
     result: dict[str, str] = {}
     new: list[NewTopic] = []
     for spec in topic_specs(settings):

@@ -16,9 +16,13 @@ def topics() -> None:
 @click.pass_context
 def create(ctx: click.Context) -> None:
     """Create missing topics (idempotent): partitions and retention from config."""
-    from streams.topics import create_topics
+    from streams.topics import KafkaUnavailable, create_topics
 
-    for name, state in create_topics(settings_of(ctx)).items():
+    try:
+        created = create_topics(settings_of(ctx), timeout=15)
+    except KafkaUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name, state in created.items():
         click.echo(f"{state:8} {name}")
 
 
