@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import mode
 
 from radstream.config import Settings
 from streams import serde
@@ -40,14 +41,15 @@ class SinkService:
         self.error: BaseException | None = None
 
     def start(self) -> None:
-        from sinks.clickhouse.sink import ClickHouseSink
-
-        self.sink = ClickHouseSink(self.settings)
         self.thread = threading.Thread(target=self._run, name="clickhouse-sink", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
+        from sinks.clickhouse.sink import ClickHouseSink
+
         try:
+            # opening the store and migrating happen here, off the event loop
+            self.sink = ClickHouseSink(self.settings)
             self.sink.run(self.stop_event)
         except BaseException as exc:  # surfaced on /health; the worker keeps streaming
             self.error = exc
@@ -112,13 +114,13 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
 
     if sink is not None:
 
-        @app.on_startup.connect  # type: ignore[untyped-decorator]
-        async def _start_sink(app: faust.App, **kwargs: Any) -> None:
-            sink.start()
+        @app.service
+        class _SinkRunner(mode.Service):
+            async def on_start(self) -> None:
+                sink.start()
 
-        @app.on_shutdown.connect  # type: ignore[untyped-decorator]
-        async def _stop_sink(app: faust.App, **kwargs: Any) -> None:
-            await asyncio.get_running_loop().run_in_executor(None, sink.stop)
+            async def on_stop(self) -> None:
+                await asyncio.get_running_loop().run_in_executor(None, sink.stop)
 
     @app.page("/sql")
     class SqlView(faust.web.View):  # type: ignore[misc]
