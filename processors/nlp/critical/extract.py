@@ -110,7 +110,9 @@ def critical_results(
     historical, hypothetical, experiencer; an optional ``change`` == "resolved" also excludes).
 
     Only positive mentions count: not negated, not hypothetical, not historical, experiencer
-    "patient" (or empty), and not uncertain unless ``include_uncertain`` (then ``uncertain=True``).
+    "patient" (or empty), and not uncertain unless ``include_uncertain`` (then ``uncertain=True``);
+    a finding whose optional ``certainty`` is "probable" ("likely", "probable", "consistent with")
+    counts as positive, flagged ``uncertain=True``.
     One result per finding, in the order given.
     """
     out: list[CriticalResult] = []
@@ -119,7 +121,8 @@ def critical_results(
             continue
         if (f.experiencer or "patient").lower() != "patient":
             continue
-        if f.uncertain and not include_uncertain:
+        probable = (getattr(f, "certainty", None) or "") == "probable"
+        if f.uncertain and not probable and not include_uncertain:
             continue
         if (getattr(f, "change", None) or "").lower() == "resolved":
             continue

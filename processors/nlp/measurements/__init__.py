@@ -20,10 +20,18 @@ Behaviour (rules and cue lists live in ``units.json``):
 - ``attach_measurements(measurements, finding_spans, text=None)`` returns, per measurement, the index
   of the (start, end, sentence) finding span it describes (same sentence, nearest; clause breaks such
   as "and"/"with"/";" between them count against a candidate when ``text`` is given), or None.
+- ``with_findings(measurements, findings, text=None, eligible=None)`` returns the (frozen)
+  measurements with ``finding`` set to an index into ``findings`` (objects with start, end, sentence),
+  considering only findings for which ``eligible(finding)`` is true.
 - ``Measurement.to_record()`` gives the Avro ``Measurement`` record; ``sentence``, ``kind`` and
   ``min_mm`` are extra fields not in the schema.
 """
 
-from processors.nlp.measurements.extract import Measurement, attach_measurements, extract_measurements
+from processors.nlp.measurements.extract import (
+    Measurement,
+    attach_measurements,
+    extract_measurements,
+    with_findings,
+)
 
-__all__ = ["Measurement", "attach_measurements", "extract_measurements"]
+__all__ = ["Measurement", "attach_measurements", "extract_measurements", "with_findings"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -239,3 +239,17 @@ def attach_measurements(
                 best = key
         result.append(best[2] if best else None)
     return result
+
+
+def with_findings(
+    measurements: Sequence[Measurement],
+    findings: Sequence[Any],
+    text: str | None = None,
+    eligible: Callable[[Any], bool] | None = None,
+) -> list[Measurement]:
+    """``measurements`` with ``finding`` set (index into ``findings``: objects with start, end, sentence),
+    via ``attach_measurements``; only findings passing ``eligible`` (e.g. not negated) are candidates."""
+    idx = [i for i, f in enumerate(findings) if eligible is None or eligible(f)]
+    spans = [(findings[i].start, findings[i].end, findings[i].sentence) for i in idx]
+    chosen = attach_measurements(measurements, spans, text)
+    return [m if c is None else replace(m, finding=idx[c]) for m, c in zip(measurements, chosen, strict=True)]

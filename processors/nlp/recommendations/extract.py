@@ -10,16 +10,41 @@ from pathlib import Path
 from typing import Any
 
 _DATA = json.loads((Path(__file__).parent / "rules.json").read_text(encoding="utf-8"))
-_I = re.IGNORECASE
+
+
+def _ci(pattern: str) -> re.Pattern[str]:
+    """Compile a case-insensitive pattern for use on lower-cased text (much faster than IGNORECASE):
+    the pattern is lower-cased except escapes (``\\S`` stays ``\\S``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif pattern.startswith("(?P", i):
+            out.append("(?P")
+            i += 3
+        else:
+            out.append(pattern[i].lower())
+            i += 1
+    return re.compile("".join(out))
+
+
+def _lower(text: str) -> str:
+    """``text.lower()`` with the same length (offsets stay valid)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
 def _any(patterns: list[str]) -> str:
     return "(?:" + "|".join(patterns) + ")"
 
 
-_CUE_RE = re.compile(r"\b" + _any(_DATA["cues"]) + r"\b", _I)
-_STRONG_CUE_RE = re.compile(r"\b" + _any(_DATA["strong_cues"]) + r"\b", _I)
-_NOT_AFTER_RE = re.compile(r"\b" + _DATA["not_after"], _I)
+_CUE_RE = _ci(r"\b" + _any(_DATA["cues"]) + r"\b")
+_STRONG_CUE_RE = _ci(r"\b" + _any(_DATA["strong_cues"]) + r"\b")
+_NOT_AFTER_RE = _ci(r"\b" + _DATA["not_after"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,49 +58,49 @@ _TRIGGERS = tuple(
     _Trigger(
         t["kind"],
         {False: "none", True: "cue", "or_interval": "cue_or_interval"}[t["cue"]],
-        re.compile(_any(t["patterns"]), _I),
+        _ci(_any(t["patterns"])),
     )
     for t in _DATA["triggers"]
 )
 _PRIORITY = {k: i for i, k in enumerate(dict.fromkeys(t.kind for t in _TRIGGERS))}
 
 
-def _modality_regex() -> tuple[re.Pattern[str], list[str]]:
-    parts: list[str] = []
+def _modality_regexes() -> tuple[re.Pattern[str], re.Pattern[str], list[str]]:
+    """(case-insensitive regex for lower-cased text, case-sensitive regex for the text, codes)."""
+    ci: list[str] = []
+    cs: list[str] = []
     codes: list[str] = []
     for i, entry in enumerate(_DATA["modalities"]):
-        cs = set(entry.get("cs", []))
-        alts = [p if p in cs else f"(?i:{p})" for p in entry["patterns"]]
-        parts.append(rf"(?P<m{i}>\b(?:{'|'.join(alts)})\b)")
+        sensitive = set(entry.get("cs", []))
+        ci.append(rf"(?P<m{i}>\b(?:{'|'.join(p for p in entry['patterns'] if p not in sensitive) or '(?!)'})\b)")
+        cs.append(rf"(?P<m{i}>\b(?:{'|'.join(sensitive) or '(?!)'})\b)")
         codes.append(entry["code"])
-    return re.compile("|".join(parts)), codes
+    return _ci("|".join(ci)), re.compile("|".join(cs)), codes
 
 
-_MODALITY_RE, _MODALITY_CODES = _modality_regex()
+_MODALITY_CI_RE, _MODALITY_CS_RE, _MODALITY_CODES = _modality_regexes()
 
 _UNITS: dict[str, int] = _DATA["interval_units"]
 _WORDS: dict[str, int | None] = _DATA["number_words"]
 _NUMW = r"(?:\d+(?:\.\d+)?|" + "|".join(sorted((w for w in _WORDS if _WORDS[w]), key=len, reverse=True)) + ")"
 _UNIT_ALT = "|".join(sorted(_UNITS, key=len, reverse=True))
-_INTERVAL_RE = re.compile(
+_INTERVAL_RE = _ci(
     rf"\b(?P<prep>in|within|at|after|over\s+the\s+next|every|q)\s+"
     rf"(?:(?:approximately|approx\.?|about|roughly|another|an\s+additional|a\s+further|the\s+next)\s+)?"
     rf"(?P<a>{_NUMW})(?:\s*(?:-|–|to|or)\s*(?P<b>{_NUMW}))?\s*-?\s*(?P<u>{_UNIT_ALT})\b(?!\s+ago)"
     rf"|\b(?P<a2>{_NUMW})(?:\s*(?:-|–|to)\s*(?P<b2>{_NUMW}))?\s*-?\s*(?P<u2>{_UNIT_ALT})\s*-?\s*"
-    rf"(?:follow[- ]?up|interval|surveillance|repeat|re-?imaging|re-?evaluation|recheck)",
-    _I,
+    rf"(?:follow[- ]?up|interval|surveillance|repeat|re-?imaging|re-?evaluation|recheck)"
 )
-_FIXED = tuple((re.compile(f["re"], _I), f["min"], f["max"]) for f in _DATA["fixed_intervals"])
-_GUIDELINES = tuple((g["name"], re.compile(g["re"], _I)) for g in _DATA["guidelines"])
-_GUIDELINE_RE = re.compile("|".join(f"(?P<g{i}>{g['re']})" for i, g in enumerate(_DATA["guidelines"])), _I)
-_STRIP_TAIL_RE = re.compile(r"(?:[\s,;:]+|\b(?:and|or|then|with)\b)+$", _I)
-_STRIP_HEAD_RE = re.compile(r"^(?:[\s,;:]+|\b(?:and|or|then)\b)+", _I)
+_FIXED = tuple((_ci(f["re"]), f["min"], f["max"]) for f in _DATA["fixed_intervals"])
+_GUIDELINE_NAMES = [g["name"] for g in _DATA["guidelines"]]
+_GUIDELINE_RE = _ci("|".join(f"(?P<g{i}>{g['re']})" for i, g in enumerate(_DATA["guidelines"])))
+_EDGE_CHARS = " \t\r\n,;:.!?"
+_EDGE_WORDS = ("and", "or", "then", "with")
 # Cheap pre-filter: nothing here, no work.
-_ANY_RE = re.compile(
-    r"recommend|suggest|advis|consider|follow|f/u|surveil|repeat|correlat|biops|consult|refer|"
+_ANY_RE = _ci(
+    r"\b(?:recommend|suggest|advis|consider|follow|f/u|surveil|repeat|correlat|biops|consult|refer|"
     r"warrant|indicated|helpful|useful|annual|interval|screening|comparison|prior|sampling|FNA|"
-    r"evaluat|imag|please|requir|need|necessary|month|week|year|day",
-    _I,
+    r"evaluat|imag|please|requir|need|necessary|month|week|year|day)"
 )
 
 
@@ -125,51 +150,83 @@ def _days(value: float, unit: int) -> int:
 def parse_interval(text: str, start: int = 0, end: int | None = None) -> tuple[int, int] | None:
     """(min_days, max_days) of the first interval in ``text[start:end]``: "in 3-6 months" -> (90, 180),
     "within 6 weeks" -> (0, 42), "annual" -> (365, 365), "short-interval" -> (90, 180)."""
-    end = len(text) if end is None else end
+    return _interval(_lower(text), start, len(text) if end is None else end)
+
+
+def _interval(low: str, start: int, end: int) -> tuple[int, int] | None:
     best: tuple[int, int, int] | None = None  # (position, min, max)
-    m = _INTERVAL_RE.search(text, start, end)
+    m = _INTERVAL_RE.search(low, start, end)
     if m:
         a = _num(m["a"] or m["a2"])
         b_raw = m["b"] or m["b2"]
         b = _num(b_raw) if b_raw else a
-        unit = _UNITS[(m["u"] or m["u2"]).lower()]
+        unit = _UNITS[m["u"] or m["u2"]]
         if a is not None and b is not None:
             lo, hi = sorted((_days(a, unit), _days(b, unit)))
-            if m["prep"] and m["prep"].lower() == "within":
+            if m["prep"] == "within":
                 lo = 0
             best = (m.start(), lo, hi)
     for rx, lo_d, hi_d in _FIXED:
-        f = rx.search(text, start, end)
+        f = rx.search(low, start, end)
         if f and (best is None or f.start() < best[0]):
             best = (f.start(), lo_d, hi_d)
     return (best[1], best[2]) if best else None
 
 
-def _modality(text: str, start: int, end: int) -> str | None:
-    m = _MODALITY_RE.search(text, start, end)
+def _modality_match(text: str, low: str, start: int, end: int) -> re.Match[str] | None:
+    """The first modality named in ``text[start:end]`` (acronyms case-sensitive, words not)."""
+    a = _MODALITY_CI_RE.search(low, start, end)
+    b = _MODALITY_CS_RE.search(text, start, end)
+    if a is None or (b is not None and b.start() < a.start()):
+        return b
+    return a
+
+
+def _modality(text: str, low: str, start: int, end: int) -> str | None:
+    m = _modality_match(text, low, start, end)
     if not m or m.lastgroup is None:
         return None
     return _MODALITY_CODES[int(m.lastgroup[1:])]
 
 
-def _guideline(text: str, start: int, end: int) -> str | None:
-    m = _GUIDELINE_RE.search(text, start, end)
+def _guideline(low: str, start: int, end: int) -> str | None:
+    m = _GUIDELINE_RE.search(low, start, end)
     if not m or m.lastgroup is None:
         return None
-    return _GUIDELINES[int(m.lastgroup[1:])][0]
+    return _GUIDELINE_NAMES[int(m.lastgroup[1:])]
 
 
-def _sentence_recs(text: str, lo: int, hi: int, si: int) -> list[Recommendation]:
-    has_cue = bool(_CUE_RE.search(text, lo, hi))
-    has_interval = parse_interval(text, lo, hi) is not None
+def _trim(low: str, a: int, b: int) -> tuple[int, int]:
+    """Drop edge punctuation/space and dangling connectives ("... correlation and")."""
+    changed = True
+    while changed and a < b:
+        changed = False
+        while a < b and low[a] in _EDGE_CHARS:
+            a += 1
+        while b > a and low[b - 1] in _EDGE_CHARS:
+            b -= 1
+        for w in _EDGE_WORDS:
+            n = len(w)
+            if b - a > n and low.startswith(w, b - n) and not low[b - n - 1].isalnum():
+                b -= n
+                changed = True
+            if b - a > n and low.startswith(w, a) and not low[a + n].isalnum():
+                a += n
+                changed = True
+    return a, b
+
+
+def _sentence_recs(text: str, low: str, lo: int, hi: int, si: int) -> list[Recommendation]:
+    has_cue = bool(_CUE_RE.search(low, lo, hi))
+    has_interval = _interval(low, lo, hi) is not None
     found: list[tuple[int, int, str]] = []
     for trig in _TRIGGERS:
         if trig.needs == "cue" and not has_cue:
             continue
         if trig.needs == "cue_or_interval" and not (has_cue or has_interval):
             continue
-        for m in trig.rx.finditer(text, lo, hi):
-            if trig.kind != "no_followup" and _NOT_AFTER_RE.search(text, max(lo, m.start() - 40), m.start()):
+        for m in trig.rx.finditer(low, lo, hi):
+            if trig.kind != "no_followup" and _NOT_AFTER_RE.search(low, max(lo, m.start() - 40), m.start()):
                 continue  # "status post biopsy", "prior follow-up"
             found.append((m.start(), m.end(), trig.kind))
     # Higher-priority kinds swallow triggers inside their spans ("no follow-up ... recommended",
@@ -181,11 +238,11 @@ def _sentence_recs(text: str, lo: int, hi: int, si: int) -> list[Recommendation]
             continue
         kept.append((s, e, k))
     if not kept and (has_cue or has_interval):  # "Recommend MRI in 1 year.", "CT in 12 months."
-        mod = _MODALITY_RE.search(text, lo, hi)
-        if mod and not _NOT_AFTER_RE.search(text, max(lo, mod.start() - 40), mod.start()):
+        mod = _modality_match(text, low, lo, hi)
+        if mod and not _NOT_AFTER_RE.search(low, max(lo, mod.start() - 40), mod.start()):
             kept = [(mod.start(), mod.end(), "imaging_followup")]
     if not kept:
-        strong = _STRONG_CUE_RE.search(text, lo, hi)
+        strong = _STRONG_CUE_RE.search(low, lo, hi)
         if not strong:
             return []
         kept = [(strong.start(), strong.end(), "other")]
@@ -198,28 +255,20 @@ def _sentence_recs(text: str, lo: int, hi: int, si: int) -> list[Recommendation]
     for gi, (gs, kind) in enumerate(groups):
         seg_lo = lo if gi == 0 else gs
         seg_hi = groups[gi + 1][0] if gi + 1 < len(groups) else hi
-        raw = text[seg_lo:seg_hi]
-        head = _STRIP_HEAD_RE.match(raw)
-        a = seg_lo + (head.end() if head else 0)
-        tail = _STRIP_TAIL_RE.search(text, a, seg_hi)
-        b = tail.start() if tail else seg_hi
-        while b > a and text[b - 1] in ".!?":
-            b -= 1
+        a, b = _trim(low, seg_lo, seg_hi)
         if b <= a:
             continue
-        interval = (
-            parse_interval(text, a, b) if kind in ("imaging_followup", "other", "consultation") else None
-        )
+        interval = _interval(low, a, b) if kind in ("imaging_followup", "other", "consultation") else None
         out.append(
             Recommendation(
                 text=text[a:b],
                 start=a,
                 end=b,
                 kind=kind,
-                modality=_modality(text, a, b) if kind != "no_followup" else None,
+                modality=_modality(text, low, a, b) if kind != "no_followup" else None,
                 interval_days_min=interval[0] if interval else None,
                 interval_days_max=interval[1] if interval else None,
-                guideline=_guideline(text, a, b) or _guideline(text, lo, hi),
+                guideline=_guideline(low, a, b) or _guideline(low, lo, hi),
                 sentence=si,
             )
         )
@@ -231,8 +280,9 @@ def extract_recommendations(
 ) -> list[Recommendation]:
     """Recommendations in ``text``, sentence by sentence (the whole text is one sentence when None)."""
     spans = list(sentences) if sentences else [(0, len(text))]
+    low = _lower(text)
     out: list[Recommendation] = []
     for si, (lo, hi) in enumerate(spans):
-        if _ANY_RE.search(text, lo, hi):
-            out.extend(_sentence_recs(text, lo, hi, si))
+        if _ANY_RE.search(low, lo, hi):
+            out.extend(_sentence_recs(text, low, lo, hi, si))
     return out

@@ -185,3 +185,15 @@ def test_communication_dayfirst_and_sentences():
 def test_passive_recipient(text, recipient):
     c = find_communication(text)
     assert c is not None and c.recipient == recipient
+
+
+def test_probable_counts_possible_does_not():
+    @dataclass
+    class H(F):
+        certainty: str = "definite"
+
+    findings = [
+        H("pneumothorax", "pneumothorax", 0, 12, uncertain=True, certainty="probable"),
+        H("pneumothorax", "pneumothorax", 20, 32, uncertain=True, certainty="possible"),
+    ]
+    assert [(r.start, r.uncertain) for r in critical_results(findings)] == [(0, True)]

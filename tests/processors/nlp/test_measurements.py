@@ -154,3 +154,24 @@ def test_measurement_is_frozen():
     m = Measurement("6 mm", 0, 4, (6.0,), 6.0)
     with pytest.raises(AttributeError):
         m.max_mm = 7.0  # type: ignore[misc]
+
+
+def test_with_findings_sets_index_and_respects_eligible():
+    from dataclasses import dataclass
+
+    from processors.nlp.measurements import with_findings
+
+    @dataclass
+    class Fd:
+        start: int
+        end: int
+        sentence: int
+        negated: bool = False
+
+    text = "No effusion. 8 mm nodule and no mass."
+    ms = extract_measurements(text, [(0, 12), (13, len(text))])
+    fs = [Fd(3, 11, 0), Fd(18, 24, 1), Fd(32, 36, 1, negated=True)]
+    (m,) = with_findings(ms, fs, text, eligible=lambda f: not f.negated)
+    assert m.finding == 1
+    (m2,) = with_findings(ms, [Fd(32, 36, 1, negated=True)], text, eligible=lambda f: not f.negated)
+    assert m2.finding is None
