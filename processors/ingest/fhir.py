@@ -61,6 +61,8 @@ def _validate(obj: dict[str, Any]) -> None:
         else:
             raise ParseError(f"expected a DiagnosticReport or a Bundle, got resourceType {rtype!r}",
                              code="not-supported")
+    except ParseError:
+        raise
     except ValidationError as exc:
         problems = []
         for err in exc.errors()[:3]:
@@ -77,7 +79,7 @@ def load_json(raw: bytes) -> dict[str, Any]:
         raise ParseError(f"resource of {len(raw)} bytes exceeds the limit of {MAX_RESOURCE_BYTES} bytes",
                          code="too-costly")
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         msg = f"body is not UTF-8 JSON: {exc.reason} at byte {exc.start}"
         raise ParseError(msg, code="structure") from None
