@@ -192,3 +192,24 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
     layers.append(file_layer)
     layers.append({"state_dir": state_dir})
     return _build(Settings, layers, env, "RADSTREAM")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce ``settings`` in a child process (inverse of load_settings)."""
+    env: dict[str, str] = {}
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            name = f"{prefix}_{f.name}".upper()
+            if dataclasses.is_dataclass(value):
+                walk(value, name)
+            elif isinstance(value, tuple):
+                env[name] = ",".join(value)
+            elif isinstance(value, bool):
+                env[name] = "1" if value else "0"
+            else:
+                env[name] = str(value)
+
+    walk(settings, "RADSTREAM")
+    return env
