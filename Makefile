@@ -36,3 +36,11 @@ lint: venv
 
 bench: venv
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# `docker compose config` without a Docker engine: build the compose CLI plugin from the Go module proxy
+compose-plugin:
+	@docker compose version >/dev/null 2>&1 || { \
+	  GOBIN=$$HOME/.cache/radstream/go-bin go install github.com/docker/compose/v2/cmd@v2.32.4 && \
+	  mkdir -p $$HOME/.docker/cli-plugins && \
+	  cp $$HOME/.cache/radstream/go-bin/cmd $$HOME/.docker/cli-plugins/docker-compose; }
+	docker compose config --quiet

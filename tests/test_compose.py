@@ -1,0 +1,28 @@
+"""docker-compose.yml stays valid for users (`docker compose config` needs no engine)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compose() -> list[str] | None:
+    if shutil.which("docker") is None:
+        return None
+    ok = subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    return ["docker", "compose"] if ok else None
+
+
+def test_compose_config_is_valid() -> None:
+    cmd = _compose()
+    if cmd is None:
+        pytest.skip("no `docker compose` plugin here (`make compose-plugin` builds it from the Go proxy)")
+    out = subprocess.run([*cmd, "config", "--services"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    services = set(out.stdout.split())
+    assert {"kafka", "clickhouse", "orthanc", "worker", "dicom-worker", "research-scp", "hl7-listener"} <= services
