@@ -37,6 +37,7 @@ class Engine:
         self.sentences = SentenceSplitter()
         self.rules = ctx.load_rules()
         concept_phrases, concept_patterns = load_concepts()
+        _add_critical_synonyms(concept_phrases)
         phrases: dict[str, list[object]] = {p: list(cs) for p, cs in concept_phrases.items()}
         for rule in self.rules:
             phrases.setdefault(rule.phrase, []).append(rule)
@@ -45,7 +46,7 @@ class Engine:
         for rule in self.rules:
             self._trigger_phrases.setdefault(rule.phrase, []).append(rule)
         self.trigger_matcher = PhraseMatcher(self._trigger_phrases)
-        self.attributes = PhraseMatcher(dict(load_attributes().items()))  # type: ignore[arg-type]
+        self.attributes = PhraseMatcher(dict(load_attributes().items()))
         self.chest = ChestMapping.load(chest_mapping)
         self.extractors = _load_extractors()
 
@@ -56,7 +57,7 @@ class Engine:
     def analyze(self, text: str, exam: str | None = None) -> ReportAnalysis:
         text = text or ""
         low = lower_same_length(text)
-        sections = self.sections.split(text)
+        sections = self.sections.split(text, low)
         sentences = self._sentences(text, sections)
         findings = self._findings(text, low, sentences)
         result = ReportAnalysis(text=text, sections=sections, sentences=sentences, findings=findings)
@@ -84,6 +85,8 @@ class Engine:
             rules = tuple(p for p in payloads if isinstance(p, ctx.Rule))
             per_sentence.setdefault(i, []).append(_Hit(a, b, concepts, rules))
         findings: list[Finding] = []
+        attrs = self.attributes.finditer(low) if per_sentence else []
+        attr_starts = [a[0] for a in attrs]
         for i, hits in per_sentence.items():
             targets = [h for h in hits if h.concepts]
             if not targets:
@@ -115,7 +118,9 @@ class Engine:
                         triggers=res.triggers,
                     )
                 )
-            self._attach_attributes(low, sent, new)
+            lo = bisect.bisect_left(attr_starts, sent.start)
+            hi = bisect.bisect_left(attr_starts, sent.end)
+            _attach_attributes(attrs[lo:hi], new)
             findings.extend(new)
         findings.sort(key=lambda f: f.start)
         return findings
@@ -131,34 +136,6 @@ class Engine:
             elif h.concepts:
                 continue
         return out
-
-    def _attach_attributes(self, low: str, sent: Sentence, findings: list[Finding]) -> None:
-        if not findings:
-            return
-        for a, b, payloads in self.attributes.finditer(low, sent.start, sent.end):
-            mid = (a + b) / 2
-            target = min(findings, key=lambda f: abs((f.start + f.end) / 2 - mid))
-            for p in payloads:
-                attr: Attribute = p  # type: ignore[assignment]
-                if attr.group == "anatomy":
-                    if attr.value not in target.anatomy:
-                        target.anatomy.append(attr.value)
-                elif attr.group == "laterality":
-                    if target.laterality is None:
-                        target.laterality = attr.value
-                    elif target.laterality != attr.value:
-                        target.laterality = "bilateral"
-                elif attr.group == "severity":
-                    target.severity = target.severity or attr.value
-                elif attr.group == "change":
-                    target.change = target.change or attr.value
-        for f in findings:
-            if f.laterality is None:
-                sides = {a.split("_", 1)[0] for a in f.anatomy if a.startswith(("right_", "left_"))}
-                if len(sides) == 1:
-                    f.laterality = sides.pop()
-                elif len(sides) == 2:
-                    f.laterality = "bilateral"
 
     # ------------------------------------------------------------------ term status
     def assert_term(self, text: str, term: str | tuple[int, int]) -> ContextResult:
@@ -186,18 +163,27 @@ class Engine:
 
     # ------------------------------------------------------------------ other extractors
     def _extract(self, result: ReportAnalysis, exam: str | None) -> None:
+        """Run the other components' extractors that exist in this checkout."""
         text, ex = result.text, self.extractors
         sents = [(s.start, s.end) for s in result.sentences]
         if "normalize_exam" in ex:
             desc = exam if exam is not None else _exam_text(result)
             if desc:
-                norm = ex["normalize_exam"](desc)
-                result.modality = _get(norm, "modality")
-                result.body_region = _get(norm, "body_region")
-                result.contrast = _get(norm, "contrast")
+                info = ex["normalize_exam"](desc)
+                result.modality = _get(info, "modality")
+                result.body_region = _get(info, "body_region")
+                result.contrast = _get(info, "contrast")
         if "extract_measurements" in ex:
-            result.measurements = list(ex["extract_measurements"](text, sents))
-            _attach_measurements(result)
+            found = ex["extract_measurements"](text, sents)
+            if found and "with_findings" in ex:
+                found = ex["with_findings"](found, result.findings, text, _sizeable)
+            result.measurements = list(found)
+            for m in result.measurements:
+                idx = _get(m, "finding")
+                if idx is not None:
+                    f = result.findings[idx]
+                    size = float(_get(m, "max_mm"))
+                    f.size_mm = size if f.size_mm is None else max(f.size_mm, size)
         if "extract_recommendations" in ex:
             result.recommendations = list(ex["extract_recommendations"](text, sents))
         if "extract_assessments" in ex:
@@ -205,7 +191,37 @@ class Engine:
         if "critical_results" in ex:
             result.critical_results = list(ex["critical_results"](result.findings))
         if "find_communication" in ex:
-            result.communication = ex["find_communication"](text)
+            result.communication = ex["find_communication"](text, sents)
+
+
+def _attach_attributes(attrs: list[tuple[int, int, list[Any]]], findings: list[Finding]) -> None:
+    """Give each attribute (anatomy, laterality, severity, change) to the nearest finding of the sentence."""
+    if not findings:
+        return
+    for a, b, payloads in attrs:
+        mid = (a + b) / 2
+        target = min(findings, key=lambda f: abs((f.start + f.end) / 2 - mid))
+        for p in payloads:
+            attr: Attribute = p
+            if attr.group == "anatomy":
+                if attr.value not in target.anatomy:
+                    target.anatomy.append(attr.value)
+            elif attr.group == "laterality":
+                if target.laterality is None:
+                    target.laterality = attr.value
+                elif target.laterality != attr.value:
+                    target.laterality = "bilateral"
+            elif attr.group == "severity":
+                target.severity = target.severity or attr.value
+            elif attr.group == "change":
+                target.change = target.change or attr.value
+    for f in findings:
+        if f.laterality is None:
+            sides = {a.split("_", 1)[0] for a in f.anatomy if a.startswith(("right_", "left_"))}
+            if len(sides) == 1:
+                f.laterality = sides.pop()
+            elif len(sides) == 2:
+                f.laterality = "bilateral"
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -226,47 +242,39 @@ def _find_term(low: str, term: str) -> tuple[int, int] | None:
     return (m.start(), m.end()) if m else None
 
 
-_SIZED = frozenset({"lung", "general", "pleura", "mediastinum", "bone", "abdomen", "neuro", "vascular"})
+_SIZED = frozenset(
+    {"lung", "general", "pleura", "mediastinum", "bone", "abdomen", "neuro", "vascular", "critical"}
+)
 
 
-def _attach_measurements(result: ReportAnalysis) -> None:
-    """Give each measurement without a finding the nearest finding of its sentence; copy its size."""
-    for m in result.measurements:
-        start = _get(m, "start")
-        if start is None:
-            continue
-        idx = _get(m, "finding")
-        if idx is None:
-            sent = next((s.index for s in result.sentences if s.start <= start < s.end), None)
-            cands = [
-                (abs(f.start - start), i)
-                for i, f in enumerate(result.findings)
-                if f.sentence == sent and f.category in _SIZED and not f.negated
-            ]
-            if not cands:
-                continue
-            idx = min(cands)[1]
-            if isinstance(m, dict):
-                m["finding"] = idx
-            else:
-                try:
-                    m.finding = idx
-                except AttributeError:
-                    continue
-        f = result.findings[idx]
-        size = _get(m, "max_mm")
-        if size is not None and (f.size_mm is None or size > f.size_mm):
-            f.size_mm = float(size)
+def _sizeable(f: Finding) -> bool:
+    """Findings a size can describe: present (not negated/hypothetical) lesions, not devices or normals."""
+    return f.category in _SIZED and not f.negated and not f.hypothetical
 
 
 _EXTRACTORS = {
     "extract_measurements": "processors.nlp.measurements",
+    "with_findings": "processors.nlp.measurements",
     "extract_recommendations": "processors.nlp.recommendations",
     "extract_assessments": "processors.nlp.assessments",
     "critical_results": "processors.nlp.critical",
     "find_communication": "processors.nlp.critical",
     "normalize_exam": "processors.nlp.exam",
 }
+
+
+def _add_critical_synonyms(phrases: dict[str, list[Concept]]) -> None:
+    """Critical-result synonyms (processors.nlp.critical) the core lexicon lacks become findings too."""
+    try:
+        from processors.nlp.critical import critical_synonyms
+    except ImportError:
+        return
+    known = {normalize(p) for p in phrases}
+    for concept, synonyms in critical_synonyms().items():
+        for syn in synonyms:
+            if normalize(syn) not in known:
+                phrases.setdefault(syn, []).append(Concept(concept, "critical"))
+                known.add(normalize(syn))
 
 
 def _load_extractors() -> dict[str, Callable[..., Any]]:

@@ -11,7 +11,8 @@ may be glued to their neighbours.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from typing import Any
 
 TOKEN_RE = re.compile(r"\w+|[^\w\s-]")
 WORD_RE = re.compile(r"\w+")
@@ -87,36 +88,53 @@ def trie_pattern(phrases: Iterable[str]) -> str:
 class PhraseMatcher:
     """Find phrases (and optional extra regexes) in lower-cased text; map each hit to its payloads."""
 
-    def __init__(self, phrases: dict[str, list[object]], patterns: list[tuple[str, object]] | None = None):
-        self.lookup: dict[str, list[object]] = {}
+    def __init__(self, phrases: dict[str, list[Any]], patterns: list[tuple[str, Any]] | None = None):
+        self.lookup: dict[str, list[Any]] = {}
         for phrase, payloads in phrases.items():
             self.lookup.setdefault(normalize(phrase), []).extend(payloads)
         self.regex = re.compile(trie_pattern(phrases))
-        self.patterns = [(re.compile(p), payload) for p, payload in (patterns or [])]
+        pats = patterns or []
+        # all extra regexes in one pass: one named group per regex
+        self.pattern_payloads = {f"p{i}": payload for i, (_, payload) in enumerate(pats)}
+        self.patterns = (
+            re.compile("|".join(f"(?P<p{i}>{p})" for i, (p, _) in enumerate(pats))) if pats else None
+        )
+        self._seen: dict[str, list[Any]] = {}
 
-    def finditer(
-        self, low: str, pos: int = 0, endpos: int | None = None
-    ) -> Iterator[tuple[int, int, list[object]]]:
+    def _payloads(self, raw: str) -> list[Any]:
+        found = self._seen.get(raw)
+        if found is None:
+            found = self.lookup.get(normalize(raw), [])
+            if len(self._seen) < 100_000:
+                self._seen[raw] = found
+        return found
+
+    def finditer(self, low: str, pos: int = 0, endpos: int | None = None) -> list[tuple[int, int, list[Any]]]:
         """(start, end, payloads) of non-overlapping hits, leftmost-longest, in text order."""
         end = len(low) if endpos is None else endpos
-        hits = [
-            (m.start(), m.end(), self.lookup.get(normalize(m.group()), []))
-            for m in self.regex.finditer(low, pos, end)
-        ]
-        if self.patterns:
-            for rx, payload in self.patterns:
-                hits.extend((m.start(), m.end(), [payload]) for m in rx.finditer(low, pos, end))
-            hits.sort(key=lambda h: (h[0], h[0] - h[1]))
-            kept: list[tuple[int, int, list[object]]] = []
-            last = -1
-            for h in hits:
-                if h[0] >= last:
-                    kept.append(h)
-                    last = h[1]
-            hits = kept
-        for h in hits:
-            if h[2]:
-                yield h
+        payloads = self._payloads
+        hits = [(m.start(), m.end(), payloads(m.group())) for m in self.regex.finditer(low, pos, end)]
+        if self.patterns is not None:
+            extra = [
+                (m.start(), m.end(), [self.pattern_payloads[m.lastgroup or ""]])
+                for m in self.patterns.finditer(low, pos, end)
+            ]
+            if extra:
+                hits.extend(extra)
+                hits.sort(key=lambda h: (h[0], h[0] - h[1]))
+                kept: list[tuple[int, int, list[Any]]] = []
+                last = -1
+                for h in hits:
+                    if h[0] >= last:
+                        kept.append(h)
+                        last = h[1]
+                hits = kept
+        return [h for h in hits if h[2]]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_seen"] = {}
+        return state
 
 
 def word_count(low: str, start: int, end: int) -> int:

@@ -12,6 +12,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from processors.nlp.matching import lower_same_length, normalize, trie_pattern
 from processors.nlp.types import Section
 
 DATA = Path(__file__).with_name("headers.json")
@@ -23,22 +24,21 @@ class SectionSplitter:
         self.name_of: dict[str, str] = {}
         for sec in data["sections"]:
             for title in sec["titles"]:
-                self.name_of[_key(title)] = sec["name"]
-        titles = sorted(self.name_of, key=len, reverse=True)
-        alt = "|".join(r"\s+".join(re.escape(w) for w in t.split()) for t in titles)
+                self.name_of[normalize(title)] = sec["name"]
+        alt = trie_pattern(self.name_of)  # matched on lower-cased text
         self.regex = re.compile(
             r"(?:(?<=\n)|^)[ \t]*(?P<a>" + alt + r")[ \t]*(?:[:.\-](?![\w.])[ \t]*|(?=\r?\n|$))"
-            r"|(?<=[.!?;])[ \t]+(?P<b>" + alt + r")[ \t]*:[ \t]*",
-            re.IGNORECASE,
+            r"|(?<=[.!?;])[ \t]+(?P<b>" + alt + r")[ \t]*:[ \t]*"
         )
 
-    def split(self, text: str) -> list[Section]:
+    def split(self, text: str, low: str | None = None) -> list[Section]:
+        """Sections of ``text`` (``low``: its lower-cased copy, if the caller has one)."""
+        low = lower_same_length(text) if low is None else low
         heads: list[tuple[int, int, str, str]] = []
-        for m in self.regex.finditer(text):
-            title = m.group("a") or m.group("b")
-            start = m.start("a") if m.group("a") else m.start("b")
-            # a colon-less header at line start must be alone on its line or upper case ("FINDINGS No ...")
-            heads.append((start, m.end(), title, self.name_of[_key(title)]))
+        for m in self.regex.finditer(low):
+            group = "a" if m.start("a") >= 0 else "b"
+            start, stop = m.span(group)
+            heads.append((start, m.end(), text[start:stop], self.name_of[normalize(low[start:stop])]))
         sections: list[Section] = []
         first = heads[0][0] if heads else len(text)
         if text[:first].strip():
@@ -47,10 +47,6 @@ class SectionSplitter:
             end = heads[i + 1][0] if i + 1 < len(heads) else len(text)
             sections.append(Section(name, title, start, _rstrip(text, body, end), body))
         return sections
-
-
-def _key(title: str) -> str:
-    return " ".join(title.lower().split())
 
 
 def _rstrip(text: str, start: int, end: int) -> int:

@@ -23,7 +23,6 @@ _CANDIDATE = re.compile(
     r"|(?P<blank>[ \t]*\r?\n(?:[ \t]*\r?\n)+\s*)"  # blank line
     r"|(?P<nl>[ \t]*\r?\n\s*)(?=[A-Z0-9\-*\u2022(])"  # line break
 )
-_LAST_TOKEN = re.compile(r"([\w./]+)[.!?]+[\"')\]]*$")
 
 
 class SentenceSplitter:
@@ -53,20 +52,23 @@ class SentenceSplitter:
     def _ends_sentence(self, text: str, sent_start: int, cut: int) -> bool:
         if text[cut - 1] != "." and text[cut - 1] not in "\"')]":
             return True
-        lt = _LAST_TOKEN.search(text, max(sent_start, cut - 40), cut)
-        if lt is None:
+        # the token before the final punctuation
+        end = cut
+        while end > sent_start and text[end - 1] in "\"')].!?":
+            end -= 1
+        begin = end
+        while begin > sent_start and (text[begin - 1].isalnum() or text[begin - 1] in "./_"):
+            begin -= 1
+        tok = text[begin:end]
+        if not tok:
             return True
-        tok = lt.group(1)
         low = tok.lower().rstrip(".")
         if low in self.abbreviations:
             return False
         if len(tok) == 1 and tok.isupper():  # an initial: "J. Smith"
             return False
-        if tok.isdigit() and len(tok) <= 2:  # list number "1." at a sentence start
-            before = text[sent_start : lt.start(1)]
-            if not before.strip():
-                return False
-        return True
+        # a list number "1." at a sentence start
+        return not (tok.isdigit() and len(tok) <= 2 and not text[sent_start:begin].strip())
 
 
 def _add(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
