@@ -82,13 +82,13 @@ def _run(settings: Settings, *args: str) -> str:
 
 
 def worker_sql(settings: Settings, sql: str) -> list[list[str]]:
-    """Ask the running worker (owner of the embedded store) a read-only query; TSV rows."""
+    """Ask the running worker (owner of the embedded store) a read-only query; rows without the header."""
     w = settings.worker
     url = f"http://{w.web_host}:{w.web_port}/sql?format=tsv"
     req = urllib.request.Request(url, data=sql.encode(), method="POST")
     with urllib.request.urlopen(req, timeout=10) as resp:
         body = resp.read().decode()
-    return [line.split("\t") for line in body.splitlines() if line]
+    return [line.split("\t") for line in body.splitlines()[1:] if line]
 
 
 def wait_for(what: str, probe: Callable[[], Any], services: Services, timeout: float = 120.0) -> Any:
