@@ -3,12 +3,14 @@
 Embedded mode (``chdb://``): the worker process owns the store, so when its web server answers the
 query goes to ``POST http://<worker.web_host>:<worker.web_port>/sql?format=...`` (body = SQL text,
 response body = the result text); otherwise the store is opened directly. Server mode: direct.
-Either way the query runs with readonly=1 (see ``sinks/clickhouse/query.py``).
+The worker is used only when its store is ours (same path). Either way the query runs with
+readonly=1 (see ``sinks/clickhouse/query.py``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -44,6 +46,16 @@ def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0)
         raise click.ClickException(text or f"worker answered HTTP {exc.code}") from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise WorkerUnavailable(str(exc)) from exc
+
+
+def worker_serves_our_store(settings: Settings) -> bool:
+    """True when the worker on our web port has our embedded store open (not another state dir's)."""
+    text = ask_worker(settings, "SELECT path FROM system.disks WHERE name = 'default'", "tsv", timeout=10)
+    lines = text.splitlines()
+    if len(lines) < 2:
+        return False
+    ours = os.path.realpath(settings.clickhouse_url.removeprefix("chdb://"))
+    return os.path.realpath(lines[1].strip()) == ours
 
 
 def run_direct(settings: Settings, query: str, fmt: str) -> Any:
@@ -84,7 +96,7 @@ def sql(ctx: click.Context, query: str, fmt: str, direct: bool) -> None:
     text: str | None = None
     if settings.embedded_clickhouse and not direct:
         try:
-            text = ask_worker(settings, query, wire)
+            text = ask_worker(settings, query, wire) if worker_serves_our_store(settings) else None
         except WorkerUnavailable:
             text = None
     try:

@@ -17,7 +17,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -47,6 +50,21 @@ MIN_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 10.0
 _REBALANCE_ERRORS = {KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
                      KafkaError.UNKNOWN_MEMBER_ID, KafkaError._NO_OFFSET}
+
+
+def static_instance_id(settings: Settings) -> str:
+    """Kafka static group membership for an embedded store: exactly one process can own a chDB store,
+    so one stable member id per (host, store) lets a restarted sink take over its partitions at once
+    instead of waiting for the dead member's session to time out. Server mode: dynamic membership
+    (several sinks may share the load). ``RADSTREAM_CLICKHOUSE_SINK_INSTANCE_ID`` overrides ('' = off).
+    """
+    override = os.environ.get("RADSTREAM_CLICKHOUSE_SINK_INSTANCE_ID")
+    if override is not None:
+        return override
+    if not settings.embedded_clickhouse:
+        return ""
+    digest = hashlib.sha1(f"{socket.gethostname()}|{settings.clickhouse_url}".encode()).hexdigest()[:12]
+    return f"clickhouse-sink-{digest}"
 
 
 class _Inserter:
@@ -166,7 +184,13 @@ class ClickHouseSink:
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 50,
             "max.poll.interval.ms": 600_000,
+            # a sink killed without leaving the group blocks its successor until the session times out
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 2_000,
         }
+        instance = static_instance_id(self.settings)
+        if instance:
+            conf["group.instance.id"] = instance
         conf.update(self.consumer_conf)
         consumer = Consumer(conf)
         consumer.subscribe(sorted(self.contracts), on_assign=self._on_assign, on_revoke=self._on_revoke)

@@ -1,0 +1,75 @@
+"""Fixtures for the warehouse tests: a real embedded ClickHouse (chDB) store per test.
+
+chDB allows one engine path per process, so every client a test opens is closed at teardown
+(the engine shuts down with its last client) and the next test may use another path.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from radstream.config import Settings
+from sinks.clickhouse.client import open_client
+from sinks.clickhouse.migrate import migrate
+from sinks.clickhouse.query import close_readonly_clients
+from sinks.clickhouse.sink import ClickHouseSink
+
+
+def _with_store(settings: Settings, store: Path) -> Settings:
+    return settings.replace(clickhouse={"url": f"chdb://{store}", "database": "rs", "flush_ms": 200})
+
+
+@pytest.fixture
+def ch_settings(tmp_path: Path) -> Settings:
+    return _with_store(Settings(state_dir=str(tmp_path)), tmp_path / "chdb")
+
+
+@pytest.fixture
+def ch(ch_settings: Settings) -> Iterator[Client]:
+    client = open_client(ch_settings)
+    migrate(client, ch_settings)
+    try:
+        yield client
+    finally:
+        close_readonly_clients()
+        client.close()
+
+
+@pytest.fixture
+def sink_settings(topic_settings: Settings, tmp_path: Path) -> Settings:
+    """Kafka topics of this test + an embedded store of this test + a consumer group of this test."""
+    s = _with_store(topic_settings, tmp_path / "chdb")
+    return s.replace(kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"}, state_dir=str(tmp_path))
+
+
+@contextmanager
+def running_sink(settings: Settings, **kwargs: object) -> Iterator[ClickHouseSink]:
+    """A ClickHouseSink running in a thread (as in the worker); stopped and closed on exit."""
+    sink = ClickHouseSink(settings, **kwargs)  # type: ignore[arg-type]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sink.run(stop)
+        except BaseException as exc:  # re-raised in the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="test-sink", daemon=True)
+    thread.start()
+    try:
+        yield sink
+    finally:
+        stop.set()
+        thread.join(30)
+        sink.client.close()
+    assert not thread.is_alive(), "sink did not stop"
+    if errors:
+        raise errors[0]

@@ -1,0 +1,190 @@
+"""Unit tests: contract records -> warehouse rows (no ClickHouse, no Kafka)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sinks.clickhouse.rows import COLUMNS, TABLES_OF, Origin, rows_for, rows_for_many
+from streams import serde
+
+from .factories import BASE_TIME, finding, findings, report
+
+T0 = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
+
+
+def _as_dicts(rows: dict[str, list[list[object]]], table: str) -> list[dict[str, object]]:
+    return [dict(zip(COLUMNS[table], r, strict=True)) for r in rows[table]]
+
+
+def sample_records() -> dict[str, dict[str, object]]:
+    rep = report("A1", 3, patient_class=None)
+    return {
+        "report_finalized": rep,
+        "report_findings": findings(
+            rep,
+            [finding("nodule", size_mm=9.0), finding("effusion", negated=True)],
+            assessments=[("Lung-RADS", "4A")],
+            critical=["pneumothorax"],
+            communication_after=timedelta(minutes=12),
+            chest_labels={"Nodule": "positive"},
+            measurements=[
+                {
+                    "text": "9 mm",
+                    "start": 3,
+                    "end": 7,
+                    "dims_mm": [9.0, 7.0],
+                    "max_mm": 9.0,
+                    "prior_max_mm": None,
+                    "finding": 0,
+                }
+            ],
+            recommendations=[
+                {
+                    "text": "CT in 3 months",
+                    "start": 20,
+                    "end": 34,
+                    "kind": "imaging_followup",
+                    "modality": "CT",
+                    "interval_days_min": 90,
+                    "interval_days_max": 90,
+                    "guideline": None,
+                }
+            ],
+        ),
+        "retrieval_requested": {
+            "request_id": "q1",
+            "project_id": "P-7",
+            "requester": "ana",
+            "accession": "A1",
+            "destination_ae": "RESEARCH",
+            "requested_time": T0,
+        },
+        "retrieval_status": {
+            "request_id": "q1",
+            "project_id": "P-7",
+            "state": "completed",
+            "completed": 3,
+            "failed": 0,
+            "time": T0 + timedelta(seconds=9),
+        },
+        "received_instance": {
+            "project_id": "P-7",
+            "calling_ae": "ORTHANC",
+            "called_ae": "RESEARCH",
+            "study_instance_uid": "1.2",
+            "series_instance_uid": "1.2.3",
+            "sop_instance_uid": "1.2.3.4",
+            "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
+            "path": "/x/1.2.3.4.dcm",
+            "size_bytes": 1234,
+            "time": T0,
+            "original_sop_instance_uid": "9.9.9",
+        },
+        "dead_letter": {
+            "stage": "nlp-agent",
+            "value": b"\x00garbage",
+            "error_type": "SerdeError",
+            "error": "not Avro",
+            "time": T0,
+        },
+    }
+
+
+@pytest.mark.parametrize("contract", sorted(TABLES_OF))
+def test_every_row_fits_its_table_and_survives_the_wire(contract: str) -> None:
+    rec = sample_records()[contract]
+    decoded = serde.decode(contract, serde.encode(contract, rec))  # what the sink really sees
+    rows = rows_for(contract, decoded, Origin("topic-x", 1, 42))
+    assert set(rows) == set(TABLES_OF[contract])
+    for table, block in rows.items():
+        for row in block:
+            assert len(row) == len(COLUMNS[table]), table
+            if "kafka_offset" in COLUMNS[table]:
+                d = dict(zip(COLUMNS[table], row, strict=True))
+                assert (d["kafka_topic"], d["kafka_partition"], d["kafka_offset"]) == ("topic-x", 1, 42)
+
+
+def test_report_rows_fill_exam_time_and_blank_optionals() -> None:
+    rep = report("A9", 2, patient_class=None)
+    (row,) = _as_dicts(rows_for("report_finalized", rep), "report_versions")
+    assert row["exam_time"] == rep["observation_time"]
+    assert row["patient_class"] == "" and row["source_message_id"] == ""
+    assert (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]) == ("", -1, -1)
+    rep2 = report("A9", 2, observation_time=None)
+    (row2,) = _as_dicts(rows_for("report_finalized", rep2), "reports")
+    assert row2["exam_time"] == rep2["status_time"]
+    rep3 = report("A9", 2, observation_time=None, status_time=None)
+    (row3,) = _as_dicts(rows_for("report_finalized", rep3), "reports")
+    assert row3["exam_time"] == rep3["received_time"]
+
+
+def test_findings_rows_keep_indices_modifiers_and_links() -> None:
+    rec = sample_records()["report_findings"]
+    rows = rows_for("report_findings", rec)
+    f = _as_dicts(rows, "findings")
+    assert [x["finding_idx"] for x in f] == [0, 1]
+    assert [x["concept"] for x in f] == ["nodule", "effusion"]
+    assert f[1]["negated"] is True and f[0]["size_mm"] == 9.0 and f[0]["laterality"] == ""
+    (m,) = _as_dicts(rows, "measurements")
+    assert m["finding_concept"] == "nodule" and m["dims_mm"] == [9.0, 7.0]
+    (c,) = _as_dicts(rows, "critical_results")
+    assert c["communication_time"] == rec["communication"]["time"]  # type: ignore[index]
+    (hdr,) = _as_dicts(rows, "report_nlp")
+    assert (hdr["n_findings"], hdr["n_critical"]) == (2, 1)
+    (a,) = _as_dicts(rows, "assessments")
+    assert (a["system"], a["category"]) == ("Lung-RADS", "4A")
+    (lab,) = _as_dicts(rows, "chest_labels")
+    assert (lab["label"], lab["value"]) == ("Nodule", "positive")
+    keys = {tuple(r[:4]) for table in TABLES_OF["report_findings"] for r in rows[table]}
+    assert keys == {("default", "A1", 3, rec["processed_time"])}
+
+
+def test_measurement_without_a_valid_finding_index() -> None:
+    rep = report("A2")
+    rec = findings(
+        rep,
+        [],
+        measurements=[
+            {
+                "text": "3 cm",
+                "start": 0,
+                "end": 4,
+                "dims_mm": [30.0],
+                "max_mm": 30.0,
+                "prior_max_mm": 20.0,
+                "finding": 5,
+            }
+        ],
+    )
+    (m,) = _as_dicts(rows_for("report_findings", rec), "measurements")
+    assert m["finding_concept"] == "" and m["finding_idx"] == 5 and m["prior_max_mm"] == 20.0
+
+
+def test_dead_letter_rows_hash_value_and_mark_missing_positions() -> None:
+    rec = sample_records()["dead_letter"]
+    (row,) = _as_dicts(rows_for("dead_letter", rec), "dead_letters")
+    assert row["value_sha256"] == hashlib.sha256(b"\x00garbage").hexdigest()
+    assert (row["original_partition"], row["original_offset"], row["original_topic"]) == (-1, -1, "")
+    assert row["value"] == b"\x00garbage"
+
+
+def test_received_instance_rows_never_carry_the_original_uid() -> None:
+    rec = sample_records()["received_instance"]
+    (row,) = rows_for("received_instance", rec)["received_instances"]
+    assert "9.9.9" not in [str(v) for v in row]
+
+
+def test_timestamps_from_integers_are_utc_micros() -> None:
+    rep = report("A3", exam_time=BASE_TIME)
+    rep["received_time"] = int(BASE_TIME.timestamp() * 1_000_000)
+    (row,) = _as_dicts(rows_for("report_finalized", rep), "report_versions")
+    assert row["received_time"] == BASE_TIME
+
+
+def test_unknown_contract_is_refused() -> None:
+    with pytest.raises(ValueError):
+        rows_for("nope", {})
+    assert rows_for_many("report_finalized", []) == {}

@@ -1,0 +1,297 @@
+"""The warehouse on a real embedded ClickHouse (chDB): migrations, idempotency, latest views, OMOP views,
+read-only queries. Records are written with write_records (the backfill path; the sink uses the same code)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from radstream.config import Settings
+from sinks.clickhouse.migrate import DDL_DIR, MigrationError, migrate
+from sinks.clickhouse.query import Result, run_readonly
+from sinks.clickhouse.rows import COLUMNS
+from sinks.clickhouse.sink import write_records
+
+from .factories import BASE_TIME, finding, findings, report
+
+pytestmark = pytest.mark.integration
+
+
+def q(client: Client, sql: str) -> list[tuple[object, ...]]:
+    return [tuple(r) for r in client.query(sql).result_rows]
+
+
+def test_migrate_is_idempotent_and_tables_match_the_row_mapping(ch: Client, ch_settings: Settings) -> None:
+    assert migrate(ch, ch_settings) == []
+    assert q(ch, "SELECT count() FROM schema_migrations FINAL")[0][0] == len(list(DDL_DIR.glob("*.sql")))
+    for table, cols in COLUMNS.items():
+        described = [r[0] for r in q(ch, f"DESCRIBE TABLE {table}")]
+        assert [c for c in described if c != "inserted_at"] == list(cols), table
+
+
+def test_a_changed_table_migration_is_refused(ch: Client, ch_settings: Settings, tmp_path: Path) -> None:
+    ddl = tmp_path / "ddl"
+    shutil.copytree(DDL_DIR, ddl)
+    first = sorted(ddl.glob("*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- edited after release\n")
+    with pytest.raises(MigrationError):
+        migrate(ch, ch_settings, ddl)
+    # views-only files may change: they are re-applied
+    views = sorted(ddl.glob("*views*.sql"))[0]
+    first.write_text((DDL_DIR / first.name).read_text())
+    views.write_text(views.read_text() + "\n-- comment\n")
+    assert migrate(ch, ch_settings, ddl) == [views.stem]
+
+
+def _dataset() -> list[tuple[str, list[dict[str, object]]]]:
+    reps = [
+        report(
+            f"A{i}",
+            1,
+            patient_id=f"P{i % 3}",
+            modality="CT" if i % 2 else "MR",
+            exam_time=BASE_TIME + timedelta(days=i),
+        )
+        for i in range(12)
+    ]
+    nlp = [
+        findings(
+            r,
+            [finding("nodule", size_mm=float(i)), finding("effusion", negated=True)],
+            assessments=[("BI-RADS", str(i % 6))],
+            critical=["pneumothorax"] if i % 4 == 0 else [],
+            communication_after=timedelta(minutes=i),
+            chest_labels={"Nodule": "positive"},
+        )
+        for i, r in enumerate(reps)
+    ]
+    retrieval = [
+        {
+            "request_id": "q1",
+            "project_id": "P-1",
+            "requester": "ana",
+            "accession": "A1",
+            "destination_ae": "RESEARCH",
+            "requested_time": BASE_TIME,
+        }
+    ]
+    status = [
+        {"request_id": "q1", "project_id": "P-1", "state": s, "time": BASE_TIME + timedelta(seconds=i)}
+        for i, s in enumerate(["queued", "moving", "completed"])
+    ]
+    inst = [
+        {
+            "project_id": "P-1",
+            "calling_ae": "ORTHANC",
+            "called_ae": "RESEARCH",
+            "study_instance_uid": reps[1]["study_instance_uid"],
+            "series_instance_uid": f"1.9.{s}",
+            "sop_instance_uid": f"1.9.{s}.{k}",
+            "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
+            "accession": "A1",
+            "modality": "CT",
+            "path": f"/store/P-1/1.9.{s}/{k}.dcm",
+            "size_bytes": 100,
+            "time": BASE_TIME,
+        }
+        for s in range(2)
+        for k in range(3)
+    ]
+    dead = [
+        {
+            "stage": "nlp-agent",
+            "original_topic": "t",
+            "partition": 0,
+            "offset": 7,
+            "value": b"x",
+            "error_type": "SerdeError",
+            "error": "bad",
+            "time": BASE_TIME,
+        }
+    ]
+    return [
+        ("report_finalized", reps),
+        ("report_findings", nlp),
+        ("retrieval_requested", retrieval),
+        ("retrieval_status", status),
+        ("received_instance", inst),
+        ("dead_letter", dead),
+    ]
+
+
+TABLES = [t for t in COLUMNS]
+
+
+def _counts(client: Client, final: bool = True) -> dict[str, int]:
+    f = " FINAL" if final else ""
+    return {t: int(q(client, f"SELECT count() FROM {t}{f}")[0][0]) for t in TABLES}
+
+
+def test_replaying_everything_gives_identical_counts(ch: Client) -> None:
+    for contract, recs in _dataset():
+        write_records(ch, contract, recs)
+    once = _counts(ch)
+    assert once["findings"] == 24 and once["report_versions"] == 12 and once["received_instances"] == 6
+    for contract, recs in _dataset():  # the whole history again, as a topic replay would deliver it
+        write_records(ch, contract, recs)
+    assert _counts(ch) == once
+    assert _counts(ch, final=False)["findings"] == 48  # physically twice until merged ...
+    for t in TABLES:
+        ch.command(f"OPTIMIZE TABLE {t} FINAL")
+    assert _counts(ch, final=False) == once  # ... and merged away by the ReplacingMergeTree keys
+    # analysts get deduplicated answers without writing FINAL
+    res = run_readonly(ch, "SELECT count() FROM findings", "rows")
+    assert isinstance(res, Result) and res.rows[0][0] == 24
+
+
+def test_latest_views_show_only_the_corrected_version(ch: Client) -> None:
+    final = report("C1", 100, status="final", text="FINDINGS: nodule, effusion, atelectasis.")
+    corrected = report("C1", 200, status="corrected", text="FINDINGS: small nodule only.")
+    other = report("C2", 5)
+    # the correction arrives first: the order of arrival must not matter
+    write_records(ch, "report_finalized", [corrected, other, final])
+    write_records(
+        ch,
+        "report_findings",
+        [
+            findings(corrected, [finding("nodule", size_mm=4.0)], assessments=[("Lung-RADS", "2")]),
+            findings(
+                final,
+                [finding("nodule", size_mm=9.0), finding("effusion"), finding("atelectasis")],
+                assessments=[("Lung-RADS", "4A")],
+                critical=["pneumothorax"],
+            ),
+            findings(other, [finding("fracture")]),
+        ],
+    )
+    rows = q(
+        ch,
+        "SELECT accession, report_version, concept, size_mm FROM findings_latest ORDER BY accession, concept",
+    )
+    assert rows == [("C1", 200, "nodule", 4.0), ("C2", 5, "fracture", None)]
+    assert q(ch, "SELECT category FROM assessments_latest WHERE accession = 'C1'") == [("2",)]
+    assert q(ch, "SELECT count() FROM critical_results_latest WHERE accession = 'C1'") == [(0,)]
+    assert q(ch, "SELECT version, status FROM reports_latest WHERE accession = 'C1'") == [(200, "corrected")]
+    assert q(ch, "SELECT count() FROM report_versions WHERE accession = 'C1'") == [(2,)]
+    assert q(ch, "SELECT argMax(status, version) FROM report_versions WHERE accession = 'C1'") == [
+        ("corrected",)
+    ]
+    assert q(
+        ch, "SELECT rs_version, count() FROM note_nlp WHERE rs_accession = 'C1' GROUP BY rs_version"
+    ) == [(200, 1)]
+
+
+def test_a_new_version_without_its_nlp_yet_hides_the_old_findings(ch: Client) -> None:
+    v1 = report("D1", 1)
+    write_records(ch, "report_finalized", [v1])
+    write_records(ch, "report_findings", [findings(v1, [finding("nodule")])])
+    assert q(ch, "SELECT count() FROM findings_latest") == [(1,)]
+    write_records(ch, "report_finalized", [report("D1", 2, status="corrected")])
+    assert q(ch, "SELECT count() FROM findings_latest") == [(0,)]  # never the stale version
+
+
+def test_an_nlp_rerun_of_the_same_version_replaces_its_rows(ch: Client) -> None:
+    rep = report("E1", 1)
+    write_records(ch, "report_finalized", [rep])
+    write_records(ch, "report_findings", [findings(rep, [finding("nodule"), finding("mass")])])
+    later = rep["status_time"] + timedelta(days=30)
+    write_records(ch, "report_findings", [findings(rep, [finding("mass")], processed_time=later)])
+    assert q(ch, "SELECT concept FROM findings_latest") == [("mass",)]
+
+
+def test_cancelled_reports_leave_the_latest_views(ch: Client) -> None:
+    rep = report("F1", 1)
+    write_records(ch, "report_finalized", [rep])
+    write_records(ch, "report_findings", [findings(rep, [finding("nodule")])])
+    cancel = report("F1", 2, status="cancelled", text="")
+    write_records(ch, "report_finalized", [cancel])
+    write_records(ch, "report_findings", [findings(cancel, [])])
+    assert q(ch, "SELECT count() FROM reports_latest") == [(0,)]
+    assert q(ch, "SELECT count() FROM findings_latest") == [(0,)]
+    assert q(ch, "SELECT status FROM reports FINAL") == [("cancelled",)]
+
+
+def test_note_nlp_follows_the_omop_conventions(ch: Client) -> None:
+    text = "FINDINGS: No effusion. Possible nodule. Mother had cancer. Old fracture. Mass in the liver."
+    rep = report("G1", 1, text=text)
+    found = [
+        finding("effusion", start=text.index("effusion"), negated=True),
+        finding("nodule", start=text.index("nodule"), uncertain=True),
+        finding("cancer", start=text.index("cancer"), experiencer="family"),
+        finding("fracture", start=text.index("fracture"), historical=True),
+        finding("mass", start=text.index("Mass"), laterality="right", size_mm=12.5),
+    ]
+    write_records(ch, "report_finalized", [rep])
+    write_records(ch, "report_findings", [findings(rep, found)])
+    rows = {
+        r[0]: r[1:]
+        for r in q(
+            ch,
+            "SELECT rs_concept, term_exists, term_temporal, term_modifiers, snippet, "
+            "offset, lexical_variant, note_id FROM note_nlp",
+        )
+    }
+    assert {c: r[0] for c, r in rows.items()} == {
+        "effusion": "N",
+        "nodule": "N",
+        "cancer": "N",
+        "fracture": "Y",
+        "mass": "Y",
+    }
+    assert rows["fracture"][1] == "past" and rows["mass"][1] == "present"
+    assert rows["effusion"][2].startswith("negated=yes,subject=patient")
+    assert rows["cancer"][2].startswith("negated=no,subject=family")
+    assert "laterality=right" in rows["mass"][2] and "size_mm=12.5" in rows["mass"][2]
+    assert "No effusion" in rows["effusion"][3] and rows["effusion"][4] == str(text.index("effusion"))
+    (note_id,) = q(ch, "SELECT note_id FROM note")[0]
+    assert {r[6] for r in rows.values()} == {note_id}
+    assert q(ch, "SELECT note_text, note_type_concept_id FROM note") == [(text, 32817)]
+
+
+def test_image_occurrence_is_one_row_per_received_series(ch: Client) -> None:
+    for contract, recs in _dataset():
+        write_records(ch, contract, recs)
+    rows = q(
+        ch,
+        "SELECT image_series_uid, rs_n_instances, local_path, rs_patient_id, person_id IS NOT NULL "
+        "FROM image_occurrence ORDER BY image_series_uid",
+    )
+    assert rows == [
+        ("1.9.0", 3, "/store/P-1/1.9.0", "P1", True),
+        ("1.9.1", 3, "/store/P-1/1.9.1", "P1", True),
+    ]
+    assert q(ch, "SELECT state, completed FROM retrievals_latest") == [("completed", None)]
+
+
+def test_readonly_queries_cannot_write(ch: Client) -> None:
+    write_records(ch, "report_finalized", [report("H1")])
+    for sql in [
+        "INSERT INTO reports (accession) VALUES ('x')",
+        "DROP TABLE reports",
+        "TRUNCATE TABLE findings",
+        "CREATE TABLE t (a Int8) ENGINE = Memory",
+        "ALTER TABLE reports DELETE WHERE 1",
+        "SELECT 1 SETTINGS readonly = 0",
+        "SELECT * FROM file('/etc/hostname', 'LineAsString')",
+    ]:
+        with pytest.raises(Exception, match="(?i)readonly"):
+            run_readonly(ch, sql, "tsv")
+    assert run_readonly(ch, "SELECT accession FROM reports", "csv") == '"accession"\n"H1"\n'
+    # the writer's own connection is untouched by the read-only one
+    write_records(ch, "report_finalized", [report("H2")])
+    assert q(ch, "SELECT count() FROM reports") == [(2,)]
+
+
+def test_query_formats(ch: Client) -> None:
+    write_records(ch, "report_finalized", [report("J1"), report("J2", modality="MR")])
+    sql = "SELECT accession, modality FROM reports_latest ORDER BY accession"
+    assert run_readonly(ch, sql, "tsv") == "accession\tmodality\nJ1\tCT\nJ2\tMR\n"
+    assert run_readonly(ch, sql, "jsonl").splitlines()[0] == '{"accession":"J1","modality":"CT"}'
+    assert '"rows": 2' in str(run_readonly(ch, sql, "json"))
+    assert str(run_readonly(ch, sql + " FORMAT CSV", "tsv")) == '"J1","CT"\n"J2","MR"\n'
+    with pytest.raises(ValueError):
+        run_readonly(ch, sql, "xml")
