@@ -11,6 +11,7 @@ In the TOML file the same field is ``[kafka] bootstrap = "..."``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,7 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
@@ -154,8 +155,8 @@ def _build(cls: type[T], layers: list[Mapping[str, Any]], env: Mapping[str, str]
         typ = hints[f.name]
         env_name = f"{prefix}_{f.name}".upper()
         if dataclasses.is_dataclass(typ):
-            sub = [layer.get(f.name, {}) for layer in layers]
-            kwargs[f.name] = _build(typ, [s for s in sub if isinstance(s, Mapping)], env, env_name)
+            sub = [s for s in (layer.get(f.name, {}) for layer in layers) if isinstance(s, Mapping)]
+            kwargs[f.name] = _build(cast(type[Any], typ), sub, env, env_name)
             continue
         value: Any = dataclasses.MISSING
         for layer in layers:
@@ -185,10 +186,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
     state_dir = state_dir or _default_state_dir()
     state = stack_state_file(state_dir)
     if state.exists():
-        try:
+        with contextlib.suppress(OSError, ValueError):
             layers.append(json.loads(state.read_text()).get("settings", {}))
-        except (OSError, ValueError):
-            pass
     layers.append(file_layer)
     layers.append({"state_dir": state_dir})
     return _build(Settings, layers, env, "RADSTREAM")
@@ -198,7 +197,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables that reproduce ``settings`` in a child process (inverse of load_settings)."""
     env: dict[str, str] = {}
 
-    def walk(obj: Any, prefix: str) -> None:
+    def walk(obj: Any, prefix: str) -> None:  # obj: a dataclass instance
         for f in fields(obj):
             value = getattr(obj, f.name)
             name = f"{prefix}_{f.name}".upper()

@@ -113,17 +113,18 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
     app.radstream_sink = sink  # type: ignore[attr-defined]
 
     if sink is not None:
+        runner = sink
 
         @app.service
         class _SinkRunner(mode.Service):
             async def on_start(self) -> None:
-                sink.start()
+                runner.start()
 
             async def on_stop(self) -> None:
-                await asyncio.get_running_loop().run_in_executor(None, sink.stop)
+                await asyncio.get_running_loop().run_in_executor(None, runner.stop)
 
     @app.page("/sql")
-    class SqlView(faust.web.View):  # type: ignore[misc]
+    class SqlView(faust.web.View):
         async def post(self, request: faust.web.Request) -> faust.web.Response:
             return await self._answer(request, await request.text())
 
@@ -141,7 +142,7 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
             return self.text(out if isinstance(out, str) else str(out))
 
     @app.page("/health")
-    class HealthView(faust.web.View):  # type: ignore[misc]
+    class HealthView(faust.web.View):
         async def get(self, request: faust.web.Request) -> faust.web.Response:
             body = {"sink": "off" if sink is None else ("error: " + repr(sink.error) if sink.error else "ok")}
             return self.json(body)

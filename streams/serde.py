@@ -98,7 +98,7 @@ def decode(name: str, data: bytes | None) -> dict[str, Any]:
         raise SerdeError(f"message is a {writer.name} record, expected {name}")
     reader = reg.current[name]
     try:
-        rec: dict[str, Any] = fastavro.schemaless_reader(
+        rec: Any = fastavro.schemaless_reader(
             io.BytesIO(data[HEADER_LEN:]),
             writer.parsed,
             None if writer is reader else reader.parsed,

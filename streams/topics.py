@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -34,7 +35,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 def admin_client(settings: Settings) -> AdminClient:
     # librdkafka logs through Python logging, not straight to stderr
-    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "logger": RDKAFKA_LOG})
+    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka.bootstrap, "logger": RDKAFKA_LOG}
+    return AdminClient(conf)
 
 
 class KafkaUnavailable(RuntimeError):

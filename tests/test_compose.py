@@ -25,4 +25,5 @@ def test_compose_config_is_valid() -> None:
     out = subprocess.run([*cmd, "config", "--services"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     services = set(out.stdout.split())
-    assert {"kafka", "clickhouse", "orthanc", "worker", "dicom-worker", "research-scp", "hl7-listener"} <= services
+    ours = {"worker", "dicom-worker", "research-scp", "hl7-listener", "fhir-server"}
+    assert {"kafka", "clickhouse", "orthanc", *ours} <= services

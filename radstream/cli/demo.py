@@ -180,7 +180,8 @@ def demo(ctx: click.Context, keep_running: bool, studies: int, images: int) -> N
     table.add_row("files received", f"{len(received & expected)}/{len(expected)} SOPInstanceUIDs match")
     table.add_row("time taken", f"{time.monotonic() - t0:.1f} s")
     console.print(table)
-    if state != "completed" or not expected or received & expected != expected or rows["findings"] == 0:
+    arrived = received & expected == expected
+    if state != "completed" or not expected or not arrived or rows["findings"] == 0:
         raise click.ClickException("demo did not complete as expected (see above and <state_dir>/logs)")
 
 
@@ -188,7 +189,8 @@ def _orthanc_sop_uids(settings: Settings, accession: str) -> set[str]:
     import json
 
     base = f"http://{settings.pacs.host}:{settings.pacs.http_port}"
-    query = json.dumps({"Level": "Instance", "Query": {"AccessionNumber": accession}, "Expand": True}).encode()
+    find = {"Level": "Instance", "Query": {"AccessionNumber": accession}, "Expand": True}
+    query = json.dumps(find).encode()
     req = urllib.request.Request(f"{base}/tools/find", data=query, method="POST")
     with urllib.request.urlopen(req, timeout=10) as resp:
         found = json.loads(resp.read())

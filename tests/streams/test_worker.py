@@ -115,7 +115,8 @@ def decoded(rec: dict[str, Any]) -> dict[str, Any]:
 def test_retracted_version_carries_no_findings() -> None:
     from streams.handlers import analyze_report
 
-    rec = analyze_report(decoded(report("X3", "FINDINGS: Large pneumothorax.", status="cancelled", version=2)))
+    cancelled = report("X3", "FINDINGS: Large pneumothorax.", status="cancelled", version=2)
+    rec = analyze_report(decoded(cancelled))
     assert rec["status"] == "cancelled" and rec.get("findings", []) == []
     assert serde.decode("report_findings", serde.encode("report_findings", rec))["report_version"] == 2
     live = analyze_report(decoded(report("X3", "FINDINGS: Large pneumothorax.", version=1)))
