@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 PROFILE_FILE = Path(__file__).with_name("basic_profile.tsv")
-METHOD = "DICOM PS3.15 E.1 Basic Profile; Retain Longitudinal Temporal Information Modified Dates; radstream"
+METHOD = "PS3.15 E.1 Basic Profile, Modified Dates Option (radstream)"  # LO: at most 64 chars
 
 
 @cache

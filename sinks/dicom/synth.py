@@ -49,11 +49,11 @@ class StudySpec:
 
 def specs(n_studies: int, images: int, rows: int = 64, cols: int = 64, first: int = 1,
           prefix: str = "A") -> list[StudySpec]:
-    """``A1..AN`` with patient ids ``PAT<k>`` (two studies per patient) and distinct dates."""
+    """``A1..AN`` with patient ids ``APAT<k>`` (two studies per patient) and distinct dates."""
     base = date(2024, 1, 1)
     out = []
     for k in range(first, first + n_studies):
-        pid = f"PAT{(k + 1) // 2}"
+        pid = f"{prefix}PAT{(k + 1) // 2}"
         out.append(StudySpec(accession=f"{prefix}{k}", patient_id=pid,
                              patient_name=f"TEST^PATIENT{(k + 1) // 2}",
                              study_date=(base + timedelta(days=7 * k)).strftime("%Y%m%d"),

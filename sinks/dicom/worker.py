@@ -142,6 +142,7 @@ class Worker:
         self._final: dict[int, set[int]] = {}
         self._study_locks: dict[str, threading.Lock] = {}
         self._eof: dict[int, bool] = {}  # assigned partition -> consumed up to its end
+        self.caught_up = threading.Event()  # the consumer reached the end of every partition once
         self.log: list[dict[str, Any]] = []  # status events produced (for tests and the bench)
 
     # -- status events ---------------------------------------------------------------------------
@@ -179,7 +180,7 @@ class Worker:
             "group.id": self.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "session.timeout.ms": 10000,
+            "session.timeout.ms": 6000,
             "max.poll.interval.ms": 600000,
             "enable.partition.eof": True,
         })
@@ -308,6 +309,9 @@ class Worker:
                     with self._cv:
                         self._eof[part] = False
                     self._accept(msg)
+                with self._cv:
+                    if self._eof and all(self._eof.values()):
+                        self.caught_up.set()
                 self._commit(consumer)
                 self.producer.poll(0)
         finally:
@@ -338,6 +342,9 @@ class Worker:
                 not (opened - self._final.get(p, set())) for p, opened in self._open.items())
 
     def move_loop(self) -> None:
+        # At start-up let the consumer read the backlog first (a few seconds at most), so that a
+        # high-priority request behind a batch is seen before the first move starts.
+        self.caught_up.wait(timeout=5.0)
         while not self.stop_event.is_set():
             req = self._next()
             if req is None:

@@ -12,7 +12,8 @@ import pytest
 from radstream.config import Settings
 from sinks.dicom.synth import StudySpec
 
-# Seeded once: A1..A4 (3 images), B1 (40 images: long enough to interrupt), C1..C3 (3 images).
+# Seeded once: A1..A4 (3 images), B1 (40 images: long enough to interrupt), C1..C3 (3 images),
+# D1: one accession with two studies (two patients, 2 images each).
 SMALL = 3
 BIG = 40
 
@@ -20,7 +21,7 @@ BIG = 40
 @pytest.fixture(scope="session")
 def orthanc_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Path]]:
     from radstream.stack import orthanc
-    from sinks.dicom.seed import seed
+    from sinks.dicom.seed import seed, upload
 
     state_dir = tmp_path_factory.mktemp("orthanc")
     base = Settings(state_dir=str(state_dir))
@@ -30,6 +31,7 @@ def orthanc_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Se
         seed(settings, 4, SMALL, rows=16)
         seed(settings, 1, BIG, rows=16, prefix="B")
         seed(settings, 3, SMALL, rows=16, prefix="C")
+        upload(settings.pacs.host, settings.pacs.http_port, two_studies_one_accession())
         yield settings, state_dir
     finally:
         orthanc.stop(state_dir)
@@ -60,3 +62,8 @@ def spec(prefix: str, k: int, images: int = SMALL) -> StudySpec:
     from sinks.dicom.synth import specs
 
     return specs(1, images, rows=16, cols=16, first=k, prefix=prefix)[0]
+
+
+def two_studies_one_accession() -> list[StudySpec]:
+    return [StudySpec("D1", "PATD1", "TEST^D1", "20240301", 2, rows=16, cols=16),
+            StudySpec("D1", "PATD2", "TEST^D2", "20240302", 2, rows=16, cols=16)]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from radstream.config import Settings
 from streams import serde
@@ -30,7 +30,9 @@ def statuses(settings: Settings, want_final: set[str], timeout: float = 60.0) ->
     """All status events from the topic until every request id in ``want_final`` has a final one."""
     c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe([settings.topics.retrieval_status])
+    topic = settings.topics.retrieval_status
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     try:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 import pytest
+from confluent_kafka import Consumer
 
 from radstream.config import Settings
 from sinks.dicom.scp import ResearchStore, ScpConfig
 from sinks.dicom.worker import Worker, WorkerOptions
+from streams import serde
 
 from .conftest import spec
 from .helpers import final_of, request, statuses, stored_sops
@@ -53,3 +56,129 @@ def test_retrieve_one_accession_completed_and_sop_uids_match(dicom_settings: Set
     assert final["study_instance_uids"] == [spec("A", 1).study_uid]
     assert sorted(stored_sops(dicom_settings.research_store_dir / "P1")) == sorted(spec("A", 1).sop_uids())
     assert store.stats.written == 3
+
+
+def test_unknown_accession_fails_without_retry(dicom_settings: Settings) -> None:
+    rid = request(dicom_settings, "ZZ404")
+    run_worker(dicom_settings)
+    final = final_of(statuses(dicom_settings, {rid}), rid)
+    assert final["state"] == "failed" and final["attempt"] == 1
+    assert "no study found" in final["error"] and "ZZ404" in final["error"]
+
+
+def test_destination_not_on_allow_list_fails_before_any_dicom(dicom_settings: Settings) -> None:
+    rid = request(dicom_settings, "A1", destination="STRANGER")
+    w = run_worker(dicom_settings)
+    events = [e for e in statuses(dicom_settings, {rid}) if e["request_id"] == rid]
+    assert [e["state"] for e in events] == ["failed"] and "allow-list" in events[0]["error"]
+    assert not any(e["state"] == "resolving" for e in w.log)
+
+
+def test_destination_not_configured_in_pacs_fails_after_retries(dicom_settings: Settings) -> None:
+    rid = request(dicom_settings, "A1", destination="ELSEWHERE")  # on our allow-list, unknown to Orthanc
+    run_worker(dicom_settings)
+    events = [e for e in statuses(dicom_settings, {rid}) if e["request_id"] == rid]
+    final = events[-1]
+    assert final["state"] == "failed" and final["dimse_status"] in (0xA801, 0xC000)
+    assert final["attempt"] == dicom_settings.pacs.max_attempts
+    assert sum(1 for e in events if e["state"] == "queued" and "retry" in (e["error"] or "")) == 2
+
+
+def test_pacs_down_fails_after_retries(dicom_settings: Settings) -> None:
+    from radstream.stack.orthanc import free_port
+
+    settings = dicom_settings.replace(pacs={"port": free_port(), "acse_timeout_s": 2.0})
+    rid = request(settings, "A1")
+    run_worker(settings)
+    final = final_of(statuses(settings, {rid}), rid)
+    assert final["state"] == "failed" and final["attempt"] == settings.pacs.max_attempts
+    assert "C-FIND" in final["error"] and "failed" in final["error"]
+
+
+def test_scp_refusing_images_ends_failed(dicom_settings: Settings) -> None:
+    rid = request(dicom_settings, "A2")
+    with research_scp(dicom_settings, min_free_mb=10**9) as store:
+        run_worker(dicom_settings)
+    final = final_of(statuses(dicom_settings, {rid}), rid)
+    assert final["state"] == "failed" and final["completed"] == 0
+    assert final["attempt"] == dicom_settings.pacs.max_attempts and store.stats.refused >= 3
+    assert stored_sops(dicom_settings.research_store_dir) == []
+
+
+def test_several_studies_per_accession_and_patient_date_fallback(dicom_settings: Settings) -> None:
+    from .conftest import two_studies_one_accession
+
+    a3 = spec("A", 3)
+    both = request(dicom_settings, "D1", project="P2")
+    fallback = request(dicom_settings, None, project="P3", patient_id=a3.patient_id, study_date=a3.study_date)
+    with research_scp(dicom_settings):
+        run_worker(dicom_settings)
+    events = statuses(dicom_settings, {both, fallback})
+    f1, f2 = final_of(events, both), final_of(events, fallback)
+    assert f1["state"] == "completed" and f1["completed"] == 4 and len(f1["study_instance_uids"]) == 2
+    want = sorted(u for s in two_studies_one_accession() for u in s.sop_uids())
+    assert sorted(stored_sops(dicom_settings.research_store_dir / "P2")) == want
+    assert f2["state"] == "completed" and f2["study_instance_uids"] == [a3.study_uid]
+    assert sorted(stored_sops(dicom_settings.research_store_dir / "P3")) == sorted(a3.sop_uids())
+
+
+def test_window_closed_waits_then_runs(dicom_settings: Settings) -> None:
+    opens = (datetime.now() + timedelta(seconds=3)).replace(microsecond=0)
+    closes = opens + timedelta(hours=1)
+    windows = f"* {opens:%H:%M:%S}-{closes:%H:%M:%S}"
+    rid = request(dicom_settings, "A1")
+    with research_scp(dicom_settings):
+        run_worker(dicom_settings, WorkerOptions(windows=windows))
+    events = [e for e in statuses(dicom_settings, {rid}) if e["request_id"] == rid]
+    states = [e["state"] for e in events]
+    assert states[:2] == ["queued", "waiting_for_window"] and states[-1] == "completed"
+    first_move = next(e["time"] for e in events if e["state"] == "resolving")
+    assert first_move.timestamp() >= opens.timestamp() - 0.05  # nothing touched the PACS before the window
+
+
+def test_throttle_images_per_minute_is_honoured(dicom_settings: Settings) -> None:
+    limit = 600.0  # images per minute: 10/s; three studies of 3 images -> starts >= 0.3 s apart
+    rids = [request(dicom_settings, f"C{k}") for k in (1, 2, 3)]
+    with research_scp(dicom_settings):
+        run_worker(dicom_settings, WorkerOptions(images_per_minute=limit))
+    events = statuses(dicom_settings, set(rids))
+    assert all(final_of(events, r)["state"] == "completed" for r in rids)
+    starts = sorted(min(e["time"] for e in events if e["request_id"] == r and e["state"] == "moving")
+                    for r in rids)
+    span = (starts[-1] - starts[0]).total_seconds()
+    images_before_last = 2 * 3
+    assert images_before_last / span <= limit / 60.0 * 1.02  # measured start rate within the limit
+
+
+def test_high_priority_jumps_ahead_of_a_batch(dicom_settings: Settings) -> None:
+    batch = [request(dicom_settings, acc) for acc in ("A1", "A2", "A3", "A4", "C1", "C2", "D1")]
+    urgent = request(dicom_settings, "C3", priority="high")
+    with research_scp(dicom_settings):
+        run_worker(dicom_settings)
+    events = statuses(dicom_settings, {*batch, urgent})
+    finals = [e["request_id"] for e in events if e["state"] == "completed"]
+    assert len(finals) == len(batch) + 1
+    assert finals.index(urgent) <= 1, finals.index(urgent)  # at most the one already running goes first
+
+
+def test_malformed_request_goes_to_dead_letter_and_the_next_one_runs(dicom_settings: Settings) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": dicom_settings.kafka.bootstrap})
+    p.produce(dicom_settings.topics.retrieval_requests, value=b"not avro", key=b"bad")
+    p.flush(10)
+    rid = request(dicom_settings, "A4")
+    with research_scp(dicom_settings):
+        run_worker(dicom_settings)
+    assert final_of(statuses(dicom_settings, {rid}), rid)["state"] == "completed"
+    c = Consumer({"bootstrap.servers": dicom_settings.kafka.bootstrap, "group.id": "dlq-probe",
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([dicom_settings.topics.dead_letter])
+    got = []
+    for _ in range(30):
+        got += [m for m in c.consume(10, timeout=0.5) if not m.error()]
+        if got:
+            break
+    c.close()
+    dl = serde.decode("dead_letter", got[0].value())
+    assert dl["stage"] == "dicom-worker" and dl["value"] == b"not avro" and "single-object" in dl["error"]

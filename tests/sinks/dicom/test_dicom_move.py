@@ -1,0 +1,160 @@
+"""C-FIND / C-MOVE and the research SCP against a real Orthanc (no Kafka)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from radstream.config import Settings
+from radstream.stack.orthanc import free_port
+from sinks.dicom.expect import Registry
+from sinks.dicom.find import DicomError, Pacs, c_find_studies, resolve
+from sinks.dicom.move import c_move_study
+from sinks.dicom.scp import ResearchStore, ScpConfig
+
+from .conftest import SMALL, spec, two_studies_one_accession
+
+pytestmark = pytest.mark.integration
+
+
+def store_for(settings: Settings, **changes: object) -> ResearchStore:
+    cfg = ScpConfig.from_settings(settings, env={})
+    for k, v in changes.items():
+        setattr(cfg, k, v)
+    return ResearchStore(cfg)
+
+
+def test_find_by_accession_and_fallback_keys(pacs_settings: Settings) -> None:
+    pacs = Pacs.from_settings(pacs_settings)
+    a3 = spec("A", 3)
+    [hit] = c_find_studies(pacs, accession="A3")
+    assert hit.study_instance_uid == a3.study_uid and hit.instances == SMALL and hit.modalities == ("CT",)
+    [by_patient] = resolve(pacs, accession=None, patient_id=a3.patient_id, study_date=a3.study_date)
+    assert by_patient.study_instance_uid == a3.study_uid
+    assert resolve(pacs, accession="NO-SUCH-ACC") == []
+    two = resolve(pacs, accession="D1")
+    assert sorted(s.study_instance_uid for s in two) == sorted(s.study_uid for s in two_studies_one_accession())
+
+
+def test_move_study_files_arrive_with_matching_sop_uids(pacs_settings: Settings) -> None:
+    a2 = spec("A", 2)
+    store = store_for(pacs_settings)
+    Registry(store.cfg.store_dir).register(a2.study_uid, "P1", "r1", "RESEARCH")
+    store.start()
+    pendings = []
+    try:
+        result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", a2.study_uid, pendings.append)
+    finally:
+        store.stop()
+    assert result.outcome == "completed" and result.completed == SMALL and result.status == 0
+    assert pendings and pendings[-1].completed + (pendings[-1].remaining or 0) == SMALL
+    files = sorted((store.cfg.store_dir / "P1" / a2.study_uid).rglob("*.dcm"))
+    assert sorted(p.stem for p in files) == sorted(a2.sop_uids())
+    for p in files:
+        ds = pydicom.dcmread(p)
+        assert ds.StudyInstanceUID == a2.study_uid and p.parent.name == ds.SeriesInstanceUID
+        assert ds.AccessionNumber == "A2" and len(ds.PixelData) == 16 * 16 * 2
+    assert not list(store.cfg.store_dir.rglob("*.tmp"))
+
+
+def test_move_to_destination_unknown_to_the_pacs_fails(pacs_settings: Settings) -> None:
+    result = c_move_study(Pacs.from_settings(pacs_settings), "ELSEWHERE", spec("A", 1).study_uid)
+    assert result.outcome == "failed"
+    assert result.status is not None and result.status not in (0x0000, 0xFF00)  # Orthanc: 0xC000, std: 0xA801
+    assert result.completed == 0
+
+
+def test_scp_refusing_images_fails_the_move(pacs_settings: Settings) -> None:
+    a1 = spec("A", 1)
+    store = store_for(pacs_settings, min_free_mb=10**9)  # "disk full": every instance refused (0xA700)
+    Registry(store.cfg.store_dir).register(a1.study_uid, "P1", "r1", "RESEARCH")
+    store.start()
+    try:
+        result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", a1.study_uid)
+    finally:
+        store.stop()
+    assert result.outcome in ("failed", "partial") and result.completed == 0
+    assert store.stats.refused >= 1 and store.stats.written == 0
+    assert not list(store.cfg.store_dir.rglob("*.dcm"))
+
+
+def test_scp_refuses_a_study_nobody_requested(pacs_settings: Settings) -> None:
+    store = store_for(pacs_settings)  # no registration, no default project
+    store.start()
+    try:
+        result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", spec("A", 4).study_uid)
+    finally:
+        store.stop()
+    assert result.outcome == "failed" and store.stats.refused >= 1
+    assert not list(store.cfg.store_dir.rglob("*.dcm"))
+
+
+def test_scp_rejects_calling_ae_not_allowed(pacs_settings: Settings) -> None:
+    store = store_for(pacs_settings, port=free_port())
+    port = store.start()
+    try:
+        ae = AE(ae_title="INTRUDER")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", port, ae_title=store.cfg.ae_title)
+        assert assoc.is_rejected and not assoc.is_established
+        ok = AE(ae_title="ORTHANC")
+        ok.add_requested_context(Verification)
+        assoc = ok.associate("127.0.0.1", port, ae_title=store.cfg.ae_title)
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0
+        assoc.release()
+    finally:
+        store.stop()
+
+
+def test_orthanc_not_allowed_at_our_scp_makes_the_move_fail(pacs_settings: Settings) -> None:
+    a3 = spec("A", 3)
+    store = store_for(pacs_settings, allowed_calling_aes=("SOMEONE",))
+    Registry(store.cfg.store_dir).register(a3.study_uid, "P1", "r1", "RESEARCH")
+    store.start()
+    try:
+        result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", a3.study_uid)
+    finally:
+        store.stop()
+    assert result.outcome == "failed" and store.stats.received == 0
+    assert not list(store.cfg.store_dir.rglob("*.dcm"))
+
+
+def test_pacs_down(pacs_settings: Settings) -> None:
+    down = Pacs("ORTHANC", "127.0.0.1", free_port(), "RADSTREAM", acse_timeout_s=2, dimse_timeout_s=2)
+    with pytest.raises(DicomError) as err:
+        c_find_studies(down, accession="A1")
+    assert err.value.retriable
+    result = c_move_study(down, "RESEARCH", spec("A", 1).study_uid)
+    assert result.outcome == "failed" and result.retriable and "failed" in (result.error or "")
+
+
+def test_deidentifying_project(pacs_settings: Settings, tmp_path: Path) -> None:
+    a1 = spec("A", 1)
+    store = store_for(pacs_settings, deid_projects=("IRB-9",), deid_key=b"k" * 32)
+    Registry(store.cfg.store_dir).register(a1.study_uid, "IRB-9", "r9", "RESEARCH")
+    store.start()
+    try:
+        result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", a1.study_uid)
+    finally:
+        store.stop()
+    assert result.outcome == "completed"
+    files = list((store.cfg.store_dir / "IRB-9").rglob("*.dcm"))
+    assert len(files) == SMALL
+    originals = set(a1.sop_uids())
+    studies = set()
+    for p in files:
+        ds: Dataset = pydicom.dcmread(p)
+        assert ds.SOPInstanceUID not in originals and ds.SOPInstanceUID.startswith("2.25.")
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID == p.stem
+        assert ds.PatientID != a1.patient_id and "TEST" not in str(ds.PatientName)
+        assert ds.AccessionNumber.startswith("ACC-") and ds.PatientIdentityRemoved == "YES"
+        assert ds.StudyDate != a1.study_date and ds.StudyDate < a1.study_date
+        assert "InstitutionName" not in ds and "ReferringPhysicianName" not in ds or not ds.ReferringPhysicianName
+        studies.add(ds.StudyInstanceUID)
+    assert len(studies) == 1 and a1.study_uid not in studies
