@@ -11,10 +11,43 @@ from typing import Any
 _DATA = json.loads((Path(__file__).parent / "systems.json").read_text(encoding="utf-8"))
 
 
+def _ci(pattern: str) -> re.Pattern[str]:
+    """Compile a case-insensitive pattern for lower-cased text (much faster than IGNORECASE): the
+    pattern is lower-cased except escapes and ``(?P``."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif pattern.startswith("(?P", i):
+            out.append("(?P")
+            i += 3
+        else:
+            out.append(pattern[i].lower())
+            i += 1
+    return re.compile("".join(out))
+
+
+def _lower(text: str) -> str:
+    """``text.lower()`` with the same length (offsets stay valid)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    rx: re.Pattern[str]
+    keyword: str
+    insensitive: bool
+
+
 @dataclass(frozen=True, slots=True)
 class _System:
     name: str
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: tuple[_Pattern, ...]
     categories: frozenset[str]
     mapping: dict[str, str]
     prefix: str
@@ -24,7 +57,10 @@ _SYSTEMS = tuple(
     _System(
         name=s["system"],
         patterns=tuple(
-            re.compile(p["re"], re.IGNORECASE if "i" in p.get("flags", "") else 0) for p in s["patterns"]
+            _Pattern(_ci(p["re"]), p["keyword"], True)
+            if "i" in p.get("flags", "")
+            else _Pattern(re.compile(p["re"]), p["keyword"], False)
+            for p in s["patterns"]
         ),
         categories=frozenset(s["categories"]),
         mapping=s.get("map", {}),
@@ -32,16 +68,12 @@ _SYSTEMS = tuple(
     )
     for s in _DATA["systems"]
 )
-_NEG_RE = re.compile(_DATA["negation_before"], re.IGNORECASE)
-_PRIOR_BEFORE_RE = re.compile(_DATA["prior_before"], re.IGNORECASE)
-_PRIOR_AFTER_RE = re.compile(_DATA["prior_after"], re.IGNORECASE)
-_BOUNDARY_RE = re.compile(r"[.;,\n]|\bnow\b|\bcurrently\b|\btoday\b|\bto\b", re.IGNORECASE)
+_NEG_RE = _ci(_DATA["negation_before"])
+_PRIOR_BEFORE_RE = _ci(_DATA["prior_before"])
+_PRIOR_AFTER_RE = _ci(_DATA["prior_after"])
+_BOUNDARY_RE = re.compile(r"[.;,\n]|\bnow\b|\bcurrently\b|\btoday\b|\bto\b")
 _PAREN_RE = re.compile(r"\(\s*$")
 _SPACE_RE = re.compile(r"[\s\-]+")
-# Cheap pre-filter: no system keyword, no work.
-_ANY_RE = re.compile(r"RADS|Bosniak|\bLR\s*-?\s*(?:\d|M|TIV|NC)|\bTR\s*-?\s*\d|categor", re.IGNORECASE)
-
-
 @dataclass(frozen=True, slots=True)
 class Assessment:
     """One assessment category.
@@ -103,12 +135,14 @@ def extract_assessments(text: str, *, include_prior: bool = False) -> list[Asses
     Negated mentions ("no BI-RADS 3 ...") are skipped; mentions about an earlier exam ("previously
     BI-RADS 3", "BI-RADS 2 on the prior") are skipped unless ``include_prior`` (then ``prior=True``).
     """
-    if not _ANY_RE.search(text):
-        return []
+    low = _lower(text)
     hits: list[tuple[int, int, _System, str, str | None]] = []
     for system in _SYSTEMS:
-        for rx in system.patterns:
-            for m in rx.finditer(text):
+        for pat in system.patterns:
+            src = low if pat.insensitive else text
+            if pat.keyword not in src:
+                continue
+            for m in pat.rx.finditer(src):
                 mod = m.groupdict().get("mod")
                 cat = _normalise(system, m["cat"], mod if system.name == "Lung-RADS" else None)
                 if cat is None:
@@ -128,9 +162,9 @@ def extract_assessments(text: str, *, include_prior: bool = False) -> list[Asses
             continue
         lo = last_end
         last_end = end
-        if _NEG_RE.search(text, max(0, start - 20), start):
+        if _NEG_RE.search(low, max(0, start - 20), start):
             continue
-        prior = _is_prior(text, lo, start, end)
+        prior = _is_prior(low, lo, start, end)
         if prior and not include_prior:
             continue
         out.append(Assessment(system.name, cat, text[start:end], start, end, variant, prior))

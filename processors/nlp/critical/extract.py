@@ -15,6 +15,32 @@ _CONCEPTS = json.loads((_HERE / "concepts.json").read_text(encoding="utf-8"))["c
 _COMM = json.loads((_HERE / "communication.json").read_text(encoding="utf-8"))
 _I = re.IGNORECASE
 
+
+def _ci(pattern: str) -> re.Pattern[str]:
+    """Compile a case-insensitive pattern for lower-cased text (much faster than IGNORECASE): the
+    pattern is lower-cased except escapes and ``(?P``."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif pattern.startswith("(?P", i):
+            out.append("(?P")
+            i += 3
+        else:
+            out.append(pattern[i].lower())
+            i += 1
+    return re.compile("".join(out))
+
+
+def _lower(text: str) -> str:
+    """``text.lower()`` with the same length (offsets stay valid)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
 _NORM_RE = re.compile(r"[\s_\-/]+")
 _PUNCT_RE = re.compile(r"[^\w\s]")
 
@@ -135,14 +161,15 @@ def critical_results(
 
 # --- communication -----------------------------------------------------------------------------------
 
-_VERB_RE = re.compile(r"\b(?:" + "|".join(_COMM["verbs"]) + r")\b", _I)
-_NOT_BEFORE_RE = re.compile(r"\b" + _COMM["not_before"], _I)
+_VERB_RE = _ci(r"\b(?:" + "|".join(_COMM["verbs"]) + r")\b")
+_VERB_KW: tuple[str, ...] = tuple(_COMM["verb_keywords"])
+_NOT_BEFORE_RE = _ci(r"\b" + _COMM["not_before"])
 _TITLE_RE = re.compile(_COMM["recipient_title"])
 _ROLE_WORDS = "(?:" + "|".join(_COMM["role_words"]) + ")"
-_ROLE_WORD_RE = re.compile(rf"\b{_ROLE_WORDS}\b", _I)
-_STOP_RE = re.compile(_COMM["stops"], _I)
+_ROLE_WORD_RE = _ci(rf"\b{_ROLE_WORDS}\b")
+_STOP_RE = _ci(_COMM["stops"])
 _MODIFIERS = frozenset(w.lower() for w in _COMM["role_modifiers"])
-_PASSIVE_RE = re.compile(r"\b(?:was|were|is|are|has\s+been|have\s+been)\s+(?:\w+\s+)?$", _I)
+_PASSIVE_RE = re.compile(r"\b(?:was|were|is|are|has\s+been|have\s+been)\s+(?:\w+\s+)?$")
 _SENT_END_RE = re.compile(
     r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bDrs)(?<!\bvs)(?<![ap]\.m)(?<![AP]\.M)(?<!\b[A-Z])"
     r"\.(?=\s+[A-Z(\[]|\s*$)|[!?](?=\s)|\n\s*\n"
@@ -199,26 +226,26 @@ def _sentence_bounds(text: str, pos: int, sentences: Sequence[tuple[int, int]] |
         for s, e in sentences:
             if s <= pos < e:
                 return s, e
-    lo = 0
-    for m in _SENT_END_RE.finditer(text, 0, pos):
+    lo = max(0, pos - 600)  # a sentence longer than this is cut
+    for m in _SENT_END_RE.finditer(text, lo, pos):
         lo = m.end()
-    end = _SENT_END_RE.search(text, pos)
-    hi = end.end() if end else len(text)
+    end = _SENT_END_RE.search(text, pos, min(len(text), pos + 600))
+    hi = end.end() if end else min(len(text), pos + 600)
     return lo, hi
 
 
-def _recipient(text: str, lo: int, hi: int, verb: re.Match[str]) -> str | None:
+def _recipient(text: str, low: str, lo: int, hi: int, verb: re.Match[str]) -> str | None:
     title = _TITLE_RE.search(text, verb.start(), hi) or _TITLE_RE.search(text, lo, hi)
     if title:
         return title.group().strip()
-    stop = _STOP_RE.search(text, verb.end(), hi)
+    stop = _STOP_RE.search(low, verb.end(), hi)
     chunk = text[verb.end() : stop.start() if stop else hi].strip()
-    if chunk and _ROLE_WORD_RE.search(chunk) and len(chunk) <= 80:
+    if chunk and len(chunk) <= 80 and _ROLE_WORD_RE.search(chunk.lower()):
         return chunk
-    passive = _PASSIVE_RE.search(text, lo, verb.start())  # "the ED physician was notified"
+    passive = _PASSIVE_RE.search(low, lo, verb.start())  # "the ED physician was notified"
     if not passive:
         return None
-    found = list(_ROLE_WORD_RE.finditer(text, lo, passive.start()))
+    found = list(_ROLE_WORD_RE.finditer(low, lo, passive.start()))
     last = found[-1] if found else None
     if last is None:
         return None
@@ -230,7 +257,8 @@ def _recipient(text: str, lo: int, hi: int, verb: re.Match[str]) -> str | None:
         and (words[-1 - keep].lower() in _MODIFIERS or words[-1 - keep][:1].isupper())
     ):
         keep += 1
-    phrase = " ".join([*words[len(words) - keep :], last.group()]) if keep else last.group()
+    role = text[last.start() : last.end()]
+    phrase = " ".join([*words[len(words) - keep :], role]) if keep else role
     return phrase
 
 
@@ -293,9 +321,26 @@ def find_communication(
     """The first statement that findings were communicated ("discussed with Dr. Smith by telephone at
     14:35 on 1/2/2024", "communicated to the ED physician", "called to and read back by ...",
     "Dr. X was notified at ..."). Dates are month/day/year unless ``dayfirst``."""
-    for verb in _VERB_RE.finditer(text):
+    low = _lower(text)
+    positions: list[int] = []
+    for k in _VERB_KW:
+        i = low.find(k)
+        while i != -1:
+            positions.append(i)
+            i = low.find(k, i + 1)
+    done = -1
+    for pos in sorted(positions):
+        if pos < done:
+            continue
+        verb = next(
+            (v for v in _VERB_RE.finditer(low, max(0, pos - 30), min(len(low), pos + 60)) if v.end() > pos),
+            None,
+        )
+        if verb is None:
+            continue
+        done = verb.end()
         lo, hi = _sentence_bounds(text, verb.start(), sentences)
-        if _NOT_BEFORE_RE.search(text, max(lo, verb.start() - 30), verb.start()):
+        if _NOT_BEFORE_RE.search(low, max(lo, verb.start() - 30), verb.start()):
             continue  # "will be discussed with", "could not be reached"
         a, b = lo, hi
         while a < b and text[a].isspace():
@@ -303,7 +348,7 @@ def find_communication(
         while b > a and text[b - 1].isspace():
             b -= 1
         time_text, when = _when(text, a, b, dayfirst)
-        recipient = _recipient(text, a, b, verb)
+        recipient = _recipient(text, low, a, b, verb)
         if recipient is None and time_text is None:
             continue  # "informed consent", "images sent", "patient reported to have fallen"
         return Communication(text[a:b], a, b, recipient, time_text, when)

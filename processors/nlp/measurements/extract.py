@@ -13,6 +13,33 @@ from typing import Any
 _DATA = json.loads((Path(__file__).parent / "units.json").read_text(encoding="utf-8"))
 _UNIT_FACTORS: dict[str, float] = _DATA["units"]
 
+
+def _ci(pattern: str) -> re.Pattern[str]:
+    """Compile a case-insensitive pattern for lower-cased text (much faster than IGNORECASE): the
+    pattern is lower-cased except escapes and ``(?P``."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif pattern.startswith("(?P", i):
+            out.append("(?P")
+            i += 3
+        else:
+            out.append(pattern[i].lower())
+            i += 1
+    return re.compile("".join(out))
+
+
+def _lower(text: str) -> str:
+    """``text.lower()`` with the same length (offsets stay valid)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
 _NUM = r"(?:\d+(?:\.\d+)?|\.\d+)"
 _UNIT = "(?:" + "|".join(sorted(_UNIT_FACTORS, key=len, reverse=True)) + r")(?![\w/])"
 _SEP = r"\s*(?:x|×|\*|by)\s*"
@@ -20,28 +47,30 @@ _SEP = r"\s*(?:x|×|\*|by)\s*"
 _LEAD = r"(?<![\w.,/:-])"
 _RANGE = rf"(?P<from>from\s+)?(?P<r1>{_NUM})(?:\s*-?\s*{_UNIT})?\s*(?:-|–|to)\s*(?P<r2>{_NUM})\s*-?\s*{_UNIT}"
 _DIMS = rf"{_NUM}(?:\s*-?\s*{_UNIT})?(?:{_SEP}{_NUM}(?:\s*-?\s*{_UNIT})?){{0,2}}\s*-?\s*{_UNIT}"
-_MEAS_RE = re.compile(rf"{_LEAD}(?:(?P<range>{_RANGE})|(?P<dims>{_DIMS}))", re.IGNORECASE)
-_TOKEN_RE = re.compile(rf"(?P<num>{_NUM})(?:\s*-?\s*(?P<unit>{_UNIT}))?", re.IGNORECASE)
-_UNIT_RES = [(re.compile(rf"^(?:{alt})$", re.IGNORECASE), f) for alt, f in _UNIT_FACTORS.items()]
+_MEAS_RE = _ci(rf"{_LEAD}(?:(?P<range>{_RANGE})|(?P<dims>{_DIMS}))")
+_TOKEN_RE = _ci(rf"(?P<num>{_NUM})(?:\s*-?\s*(?P<unit>{_UNIT}))?")
+_UNIT_RES = [(_ci(rf"^(?:{alt})$"), f) for alt, f in _UNIT_FACTORS.items()]
+_FACTORS: dict[str, float] = {}  # unit as written (lower case) -> factor, filled on first use
+# Fast scan: every measurement ends in a unit; the full regex only runs in a window before each unit.
+_UNIT_HIT_RE = re.compile(r"mm|cm|millimet|centimet")
 
 
 def _alts(key: str) -> str:
     return "(?:" + "|".join(_DATA[key]) + ")"
 
 
-_TECH_AFTER_RE = re.compile(rf"\s*-?\s*(?:{_alts('technique_after')}\s*)+", re.IGNORECASE)
-_TECH_BEFORE_RE = re.compile(
-    rf"\b{_alts('technique_before')}\b[^.;\n]{{0,25}}$|\b(?:acquired|obtained|performed|imaged)\s+(?:at|with)\s*$",
-    re.IGNORECASE,
+_TECH_AFTER_RE = _ci(rf"\s*-?\s*(?:{_alts('technique_after')}\s*)+")
+_TECH_BEFORE_RE = _ci(
+    rf"\b{_alts('technique_before')}\b[^.;\n]{{0,25}}$|\b(?:acquired|obtained|performed|imaged)\s+(?:at|with)\s*$"
 )
-_DIST_AFTER_RE = re.compile(rf"\s*{_alts('distance_after')}", re.IGNORECASE)
-_PRIOR_BEFORE_RE = re.compile(
-    rf"\b{_alts('prior_before')}\s*(?:measur(?:ed|ing)\s*)?(?:about|approximately|approx\.?|roughly|~|of|at)?\s*$",
-    re.IGNORECASE,
+_DIST_AFTER_RE = _ci(rf"\s*{_alts('distance_after')}")
+_PRIOR_BEFORE_RE = _ci(
+    rf"\b{_alts('prior_before')}\s*(?:measur(?:ed|ing)\s*)?(?:about|approximately|approx\.?|roughly|~|of|at)?\s*$"
 )
-_PRIOR_AFTER_RE = re.compile(rf"\s*{_alts('prior_after')}", re.IGNORECASE)
+_PRIOR_AFTER_RE = _ci(rf"\s*{_alts('prior_after')}")
 # Clause boundaries that end the look-back window for prior cues ("previously 4 mm, now 6 mm").
-_CLAUSE_RE = re.compile(r"[,;(\[\n]|\bnow\b|\bcurrently\b|\btoday\b", re.IGNORECASE)
+_CLAUSE_CHARS = ",;([\n"
+_CLAUSE_WORDS = ("now", "currently", "today")
 _DIGIT_RE = re.compile(r"\d")
 _CUT_RE = re.compile(r"[,;)\]\n]|\.(?!\d)")
 
@@ -75,8 +104,12 @@ class Measurement:
 
 
 def _factor(unit: str) -> float:
+    f = _FACTORS.get(unit)
+    if f is not None:
+        return f
     for rx, f in _UNIT_RES:
         if rx.match(unit):
+            _FACTORS[unit] = f
             return f
     raise ValueError(unit)  # pragma: no cover - the regex only matches known units
 
@@ -99,11 +132,15 @@ def sentence_index(starts: Sequence[int], pos: int) -> int:
     return max(bisect_right(starts, pos) - 1, 0)
 
 
-def _window_before(text: str, lo: int, start: int) -> str:
-    win = text[max(lo, start - 60) : start]
-    found = list(_CLAUSE_RE.finditer(win))
-    last = found[-1] if found else None
-    return win[last.end() :] if last else win
+def _window_before(low: str, lo: int, start: int) -> str:
+    """The text before ``start`` back to the last clause boundary (``_CLAUSE_CHARS`` / ``_CLAUSE_WORDS``)."""
+    a = max(lo, start - 60)
+    cut = max(low.rfind(c, a, start) for c in _CLAUSE_CHARS) + 1
+    for w in _CLAUSE_WORDS:
+        i = low.rfind(w, a, start)
+        if i >= cut and (i == 0 or not low[i - 1].isalnum()) and not low[i + len(w) : i + len(w) + 1].isalnum():
+            cut = i + len(w)
+    return low[max(a, cut) : start]
 
 
 def _after_clause(text: str, end: int, hi: int) -> str:
@@ -112,42 +149,62 @@ def _after_clause(text: str, end: int, hi: int) -> str:
     return win[: cut.start()] if cut else win
 
 
+def _candidates(low: str) -> list[re.Match[str]]:
+    """Full measurement matches, found by scanning for units and matching in a window before each."""
+    out: list[re.Match[str]] = []
+    last_end = 0
+    n = len(low)
+    for u in _UNIT_HIT_RE.finditer(low):
+        if u.start() < last_end:
+            continue
+        ws = max(last_end, u.start() - 60)
+        while ws > last_end and not low[ws - 1].isspace():
+            ws -= 1
+        for m in _MEAS_RE.finditer(low, ws, min(n, u.end() + 12)):
+            if m.start() <= u.start() < m.end():
+                out.append(m)
+                last_end = m.end()
+                break
+    return out
+
+
 def extract_measurements(
     text: str, sentences: Sequence[tuple[int, int]] | None = None, *, all_kinds: bool = False
 ) -> list[Measurement]:
     """Size measurements in ``text`` (offsets into ``text``), lesion sizes only unless ``all_kinds``."""
     spans = list(sentences) if sentences else [(0, len(text))]
     starts = [s for s, _ in spans]
+    low_text = _lower(text)
     raw: list[Measurement] = []
-    for m in _MEAS_RE.finditer(text):
+    for m in _candidates(low_text):
         si = sentence_index(starts, m.start())
         lo, hi = spans[si]
         lo, hi = min(lo, m.start()), max(hi, m.end())
         prior: float | None = None
-        low: float | None = None
+        range_low: float | None = None
         if m["range"]:
             start = m.start("r1")
-            a, b = _dims(text[start : m.end()])[:2]
+            a, b = _dims(low_text[start : m.end()])[:2]
             if m["from"]:
                 dims, prior = [b], a
             else:
-                dims, low = [max(a, b)], min(a, b)
+                dims, range_low = [max(a, b)], min(a, b)
         else:
             start = m.start()
             dims = _dims(m.group())
         if not dims:
             continue
         end = m.end()
-        before = text[max(lo, start - 60) : start]
+        before = low_text[max(lo, start - 60) : start]
         kind = "size"
-        if _TECH_AFTER_RE.match(text, end, hi) or _TECH_BEFORE_RE.search(before):
+        if _TECH_AFTER_RE.match(low_text, end, hi) or _TECH_BEFORE_RE.search(before):
             kind = "technique"
-        elif _DIST_AFTER_RE.match(text, end, hi):
+        elif _DIST_AFTER_RE.match(low_text, end, hi):
             kind = "distance"
         elif prior is None and (
-            _PRIOR_BEFORE_RE.search(_window_before(text, lo, start))
+            _PRIOR_BEFORE_RE.search(_window_before(low_text, lo, start))
             or (
-                (after := _after_clause(text, end, hi))
+                (after := _after_clause(low_text, end, hi))
                 and _PRIOR_AFTER_RE.match(after)
                 and not _DIGIT_RE.search(after)
             )
@@ -163,7 +220,7 @@ def extract_measurements(
                 prior_max_mm=prior,
                 sentence=si,
                 kind=kind,
-                min_mm=low,
+                min_mm=range_low,
             )
         )
     return _merge_priors(raw, all_kinds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,10 @@ def _any(patterns: list[str]) -> str:
     return "(?:" + "|".join(patterns) + ")"
 
 
-_CUE_RE = _ci(r"\b" + _any(_DATA["cues"]) + r"\b")
-_STRONG_CUE_RE = _ci(r"\b" + _any(_DATA["strong_cues"]) + r"\b")
+_CUE_RE = _ci(r"\b" + _any(_DATA["cues"]["patterns"]) + r"\b")
+_CUE_KW: tuple[str, ...] = tuple(_DATA["cues"]["keywords"])
+_STRONG_CUE_RE = _ci(r"\b" + _any(_DATA["strong_cues"]["patterns"]) + r"\b")
+_STRONG_KW: tuple[str, ...] = tuple(_DATA["strong_cues"]["keywords"])
 _NOT_AFTER_RE = _ci(r"\b" + _DATA["not_after"])
 
 
@@ -52,6 +55,7 @@ class _Trigger:
     kind: str
     needs: str  # "none" | "cue" | "cue_or_interval"
     rx: re.Pattern[str]
+    keywords: tuple[str, ...]
 
 
 _TRIGGERS = tuple(
@@ -59,6 +63,7 @@ _TRIGGERS = tuple(
         t["kind"],
         {False: "none", True: "cue", "or_interval": "cue_or_interval"}[t["cue"]],
         _ci(_any(t["patterns"])),
+        tuple(t["keywords"]),
     )
     for t in _DATA["triggers"]
 )
@@ -91,19 +96,31 @@ _INTERVAL_RE = _ci(
     rf"|\b(?P<a2>{_NUMW})(?:\s*(?:-|–|to)\s*(?P<b2>{_NUMW}))?\s*-?\s*(?P<u2>{_UNIT_ALT})\s*-?\s*"
     rf"(?:follow[- ]?up|interval|surveillance|repeat|re-?imaging|re-?evaluation|recheck)"
 )
-_FIXED = tuple((_ci(f["re"]), f["min"], f["max"]) for f in _DATA["fixed_intervals"])
+_FIXED = tuple((_ci(f["re"]), f["min"], f["max"], tuple(f["keywords"])) for f in _DATA["fixed_intervals"])
+_INTERVAL_KW: tuple[str, ...] = tuple(_DATA["interval_keywords"])
+_GUIDELINE_KW: tuple[str, ...] = tuple(_DATA["guideline_keywords"])
+# A sentence is examined only if it holds one of these: a cue, a trigger that needs no cue, an interval.
+_SENTENCE_KW: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [
+            *_CUE_KW,
+            *(k for t in _TRIGGERS if t.needs == "none" for k in t.keywords),
+            *_INTERVAL_KW,
+            *(k for f in _FIXED for k in f[3]),
+        ]
+    )
+)
+
+
+def _has(seg: str, keywords: tuple[str, ...]) -> bool:
+    for k in keywords:
+        if k in seg:
+            return True
+    return False
 _GUIDELINE_NAMES = [g["name"] for g in _DATA["guidelines"]]
 _GUIDELINE_RE = _ci("|".join(f"(?P<g{i}>{g['re']})" for i, g in enumerate(_DATA["guidelines"])))
 _EDGE_CHARS = " \t\r\n,;:.!?"
 _EDGE_WORDS = ("and", "or", "then", "with")
-# Cheap pre-filter: nothing here, no work.
-_ANY_RE = _ci(
-    r"\b(?:recommend|suggest|advis|consider|follow|f/u|surveil|repeat|correlat|biops|consult|refer|"
-    r"warrant|indicated|helpful|useful|annual|interval|screening|comparison|prior|sampling|FNA|"
-    r"evaluat|imag|please|requir|need|necessary|month|week|year|day)"
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Recommendation:
     """One recommendation. ``kind``: imaging_followup | biopsy | clinical_correlation | comparison |
@@ -154,8 +171,9 @@ def parse_interval(text: str, start: int = 0, end: int | None = None) -> tuple[i
 
 
 def _interval(low: str, start: int, end: int) -> tuple[int, int] | None:
+    seg = low[start:end]
     best: tuple[int, int, int] | None = None  # (position, min, max)
-    m = _INTERVAL_RE.search(low, start, end)
+    m = _INTERVAL_RE.search(low, start, end) if _has(seg, _INTERVAL_KW) else None
     if m:
         a = _num(m["a"] or m["a2"])
         b_raw = m["b"] or m["b2"]
@@ -166,8 +184,8 @@ def _interval(low: str, start: int, end: int) -> tuple[int, int] | None:
             if m["prep"] == "within":
                 lo = 0
             best = (m.start(), lo, hi)
-    for rx, lo_d, hi_d in _FIXED:
-        f = rx.search(low, start, end)
+    for rx, lo_d, hi_d, kws in _FIXED:
+        f = rx.search(low, start, end) if _has(seg, kws) else None
         if f and (best is None or f.start() < best[0]):
             best = (f.start(), lo_d, hi_d)
     return (best[1], best[2]) if best else None
@@ -190,6 +208,8 @@ def _modality(text: str, low: str, start: int, end: int) -> str | None:
 
 
 def _guideline(low: str, start: int, end: int) -> str | None:
+    if not _has(low[start:end], _GUIDELINE_KW):
+        return None
     m = _GUIDELINE_RE.search(low, start, end)
     if not m or m.lastgroup is None:
         return None
@@ -217,13 +237,16 @@ def _trim(low: str, a: int, b: int) -> tuple[int, int]:
 
 
 def _sentence_recs(text: str, low: str, lo: int, hi: int, si: int) -> list[Recommendation]:
-    has_cue = bool(_CUE_RE.search(low, lo, hi))
+    seg = low[lo:hi]
+    has_cue = _has(seg, _CUE_KW) and bool(_CUE_RE.search(low, lo, hi))
     has_interval = _interval(low, lo, hi) is not None
     found: list[tuple[int, int, str]] = []
     for trig in _TRIGGERS:
         if trig.needs == "cue" and not has_cue:
             continue
         if trig.needs == "cue_or_interval" and not (has_cue or has_interval):
+            continue
+        if not _has(seg, trig.keywords):
             continue
         for m in trig.rx.finditer(low, lo, hi):
             if trig.kind != "no_followup" and _NOT_AFTER_RE.search(low, max(lo, m.start() - 40), m.start()):
@@ -242,7 +265,7 @@ def _sentence_recs(text: str, low: str, lo: int, hi: int, si: int) -> list[Recom
         if mod and not _NOT_AFTER_RE.search(low, max(lo, mod.start() - 40), mod.start()):
             kept = [(mod.start(), mod.end(), "imaging_followup")]
     if not kept:
-        strong = _STRONG_CUE_RE.search(low, lo, hi)
+        strong = _STRONG_CUE_RE.search(low, lo, hi) if _has(seg, _STRONG_KW) else None
         if not strong:
             return []
         kept = [(strong.start(), strong.end(), "other")]
@@ -281,8 +304,17 @@ def extract_recommendations(
     """Recommendations in ``text``, sentence by sentence (the whole text is one sentence when None)."""
     spans = list(sentences) if sentences else [(0, len(text))]
     low = _lower(text)
+    starts = [s for s, _ in spans]
+    candidates: set[int] = set()
+    for k in _SENTENCE_KW:
+        i = low.find(k)
+        while i != -1:
+            si = bisect_right(starts, i) - 1
+            if si >= 0 and i < spans[si][1]:
+                candidates.add(si)
+            i = low.find(k, i + 1)
     out: list[Recommendation] = []
-    for si, (lo, hi) in enumerate(spans):
-        if _ANY_RE.search(low, lo, hi):
-            out.extend(_sentence_recs(text, low, lo, hi, si))
+    for si in sorted(candidates):
+        lo, hi = spans[si]
+        out.extend(_sentence_recs(text, low, lo, hi, si))
     return out
