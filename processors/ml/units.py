@@ -125,15 +125,9 @@ def report_sentences(text: str, sections: SectionFn | None = None,
     default_sec, default_sent = _default_fns()
     sec_fn = sections or default_sec
     sent_fn = sentences or default_sent
-    spans = sorted(sec_fn(text), key=lambda s: s[1]) or [("other", 0, len(text))]
+    # the NLP splitter gives text before the first header as section "other"; the fallback drops it
+    pieces = sorted(sec_fn(text), key=lambda s: s[1]) or [("other", 0, len(text))]
     out: list[SentenceSpan] = []
-    pos = 0
-    pieces: list[Span] = []
-    for name, start, end in spans:
-        if start > pos and text[pos:start].strip() and not pieces:
-            pieces.append(("other", pos, start))
-        pieces.append((name, start, end))
-        pos = max(pos, end)
     for name, start, end in pieces:
         for s, e in sent_fn(text, start, end):
             if text[s:e].strip():

@@ -1,0 +1,158 @@
+"""A site classifier loaded through our config path: a tiny BERT built in the test, no downloads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from processors.ml import ml_available
+
+pytestmark = [
+    pytest.mark.ml,
+    pytest.mark.skipif(not ml_available(), reason="needs the [ml] extra (torch, transformers): "
+                       "RADSTREAM_ML=1 scripts/venv.sh"),
+]
+
+REPORT = (
+    "FINDINGS:\n"
+    "Filling defect in the right pulmonary artery. No pleural effusion.\n"
+    "IMPRESSION:\n"
+    "Acute pulmonary embolism.\n"
+)
+WORDS = ("filling defect in the right pulmonary artery no pleural effusion acute embolism findings "
+         "impression normal . : ,").split()
+
+
+def _tokenizer(tmp: Path):  # type: ignore[no-untyped-def]
+    from transformers import BertTokenizerFast
+
+    vocab = tmp / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+
+
+def _tiny_model(tmp: Path, task: str, labels: list[str], force: str | None = None,
+                multi_label: bool = False) -> Path:
+    """BertConfig(tiny) -> random weights -> save_pretrained; ``force`` makes one label always win."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
+
+    tok = _tokenizer(tmp)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64, num_labels=len(labels),
+                     id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)},
+                     problem_type="multi_label_classification" if multi_label else None)
+    torch.manual_seed(0)
+    cls = BertForTokenClassification if task == "token" else BertForSequenceClassification
+    model = cls(cfg)
+    if force is not None:
+        with torch.no_grad():
+            model.classifier.weight.zero_()
+            model.classifier.bias.fill_(-8.0)
+            model.classifier.bias[labels.index(force)] = 8.0
+    out = tmp / "model"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _config(tmp: Path, model_dir: Path, **extra: object) -> Path:
+    cfg = {"name": "tiny", "model_dir": model_dir.name, **extra}
+    path = tmp / "classifier.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+PE = {"concept": "pulmonary embolism", "category": "finding"}
+
+
+def test_sequence_classifier_emits_model_findings_per_sentence(tmp_path: Path) -> None:
+    from processors.ml.classifier import SiteClassifier
+
+    model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
+    path = _config(tmp_path, model, task="sequence", labels={"OTHER": None, "PE": PE})
+    clf = SiteClassifier.from_config_file(path, threads=1)
+    found = clf.classify(REPORT)
+    assert found, "a forced label must fire on every sentence"
+    assert {f.source for f in found} == {"model:tiny"}
+    assert {f.concept for f in found} == {"pulmonary embolism"}
+    assert [f.text for f in found] == ["Filling defect in the right pulmonary artery.", "No pleural effusion.",
+                                       "Acute pulmonary embolism."]
+    assert [f.section for f in found] == ["findings", "findings", "impression"]
+    for f in found:
+        assert REPORT[f.start:f.end] == f.text and 0.99 < f.score <= 1.0
+        rec = f.to_record()
+        assert rec["source"] == "model:tiny" and "score" not in rec
+
+
+def test_null_label_and_threshold_suppress_output(tmp_path: Path) -> None:
+    from processors.ml.classifier import SiteClassifier
+
+    model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="OTHER")
+    clf = SiteClassifier.from_config_file(_config(tmp_path, model, labels={"OTHER": None, "PE": PE}), 1)
+    assert clf.classify(REPORT) == []
+    model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
+    clf = SiteClassifier.from_config_file(
+        _config(tmp_path, model, threshold=1.01, labels={"OTHER": None, "PE": PE}), 1)
+    assert clf.classify(REPORT) == []
+
+
+def test_multi_label_report_level_findings_carry_label_map_flags(tmp_path: Path) -> None:
+    from processors.ml.classifier import SiteClassifier
+
+    model = _tiny_model(tmp_path, "sequence", ["PE", "NO_EFFUSION"], multi_label=True)
+    labels = {"PE": PE, "NO_EFFUSION": {"concept": "pleural effusion", "category": "finding", "negated": True}}
+    clf = SiteClassifier.from_config_file(_config(tmp_path, model, unit="report", threshold=0.0,
+                                                  labels=labels), 1)
+    assert clf.multi_label
+    found = clf.classify(REPORT)
+    assert sorted((f.concept, f.negated) for f in found) == [("pleural effusion", True),
+                                                              ("pulmonary embolism", False)]
+    assert all(f.text == REPORT.strip() for f in found)
+
+
+def test_token_classifier_spans_come_from_offsets(tmp_path: Path) -> None:
+    from processors.ml.classifier import SiteClassifier
+
+    model = _tiny_model(tmp_path, "token", ["O", "B-PE", "I-PE"], force="I-PE")
+    clf = SiteClassifier.from_config_file(_config(tmp_path, model, task="token", labels={"PE": PE}), 1)
+    found = clf.classify(REPORT)
+    # every token is I-PE: one span per sentence, from its first to its last token
+    assert [f.text for f in found] == ["Filling defect in the right pulmonary artery.", "No pleural effusion.",
+                                       "Acute pulmonary embolism."]
+    assert all(REPORT[f.start:f.end] == f.text for f in found)
+
+
+def test_token_spans_split_on_b_and_o(tmp_path: Path) -> None:
+    from processors.ml.classifier import SiteClassifier
+
+    model = _tiny_model(tmp_path, "token", ["O", "B-PE", "I-PE"], force="B-PE")
+    clf = SiteClassifier.from_config_file(_config(tmp_path, model, task="token", labels={"PE": PE}), 1)
+    found = clf.classify("Acute pulmonary embolism.")
+    assert [f.text for f in found] == ["Acute", "pulmonary", "embolism", "."]
+
+
+def test_label_map_must_cover_the_model(tmp_path: Path) -> None:
+    from processors.ml.classifier import ClassifierConfigError, SiteClassifier, load_config
+
+    model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"])
+    with pytest.raises(ClassifierConfigError, match="OTHER"):
+        SiteClassifier.from_config_file(_config(tmp_path, model, labels={"PE": PE}), 1)
+    with pytest.raises(ClassifierConfigError, match="task"):
+        load_config(_config(tmp_path, model, task="regression", labels={}))
+    with pytest.raises(ClassifierConfigError, match="no Hugging Face model"):
+        SiteClassifier.from_config_file(_config(tmp_path, tmp_path / "nowhere", labels={}), 1)
+
+
+def test_classifiers_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from processors.ml.classifier import load_site_classifiers
+
+    model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
+    path = _config(tmp_path, model, labels={"OTHER": None, "PE": PE})
+    monkeypatch.setenv("RADSTREAM_ML_CLASSIFIERS", str(path))
+    (clf,) = load_site_classifiers(threads=1)
+    assert clf.config.model_dir == model.resolve()
+    monkeypatch.setenv("RADSTREAM_ML_CLASSIFIERS", "")
+    assert load_site_classifiers() == []
