@@ -42,6 +42,7 @@ class Rule:
     max_scope: int
     sections: frozenset[str] | None = None
     not_sections: frozenset[str] | None = None
+    applies_to: frozenset[str] | None = None  # TERMINATE only: the categories it ends (None: all)
 
     def applies_in(self, section: str) -> bool:
         if self.sections is not None and section not in self.sections:
@@ -67,6 +68,7 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
     for r in data["rules"]:
         secs = r.get("sections")
         nots = r.get("not_sections")
+        only = r.get("applies_to")
         rules.append(
             Rule(
                 phrase=r["phrase"],
@@ -75,6 +77,7 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 max_scope=int(r.get("max_scope", defaults.get(r["category"], 10))),
                 sections=frozenset(secs) if secs else None,
                 not_sections=frozenset(nots) if nots else None,
+                applies_to=frozenset(only) if only else None,
             )
         )
     return rules
@@ -90,14 +93,24 @@ _FAMILY = {POSSIBLE: frozenset({POSSIBLE, PROBABLE}), PROBABLE: frozenset({POSSI
 
 
 def _blocked(low: str, a: int, b: int, category: str, triggers: Sequence[Trigger]) -> bool:
-    """Is there a terminator, or a trigger of another category, inside [a, b)?"""
+    """Is there a terminator (for ``category``), or a trigger of another category, inside [a, b)?"""
+    family = _FAMILY.get(category, frozenset({category}))
     for t in triggers:
         if t.start >= b:
             break
         if t.start < a:
             continue
         cats = t.categories
-        if TERMINATE in cats or not (cats & _FAMILY.get(category, {category}) or PSEUDO in cats):
+        if TERMINATE in cats:
+            if any(
+                r.category == TERMINATE and (r.applies_to is None or category in r.applies_to)
+                for r in t.rules
+            ):
+                return True
+            cats = cats - {TERMINATE}
+            if not cats:
+                continue
+        if not (cats & family or PSEUDO in cats):
             return True
     return False
 
