@@ -74,6 +74,8 @@ _PRIOR_AFTER_RE = _ci(_DATA["prior_after"])
 _BOUNDARY_RE = re.compile(r"[.;,\n]|\bnow\b|\bcurrently\b|\btoday\b|\bto\b")
 _PAREN_RE = re.compile(r"\(\s*$")
 _SPACE_RE = re.compile(r"[\s\-]+")
+
+
 @dataclass(frozen=True, slots=True)
 class Assessment:
     """One assessment category.
@@ -129,6 +131,20 @@ def _is_prior(text: str, lo: int, start: int, end: int) -> bool:
     return bool(paren and _PRIOR_BEFORE_RE.search(_window_before(pre, 0, paren.start())))
 
 
+def _near(rx: re.Pattern[str], src: str, keyword: str) -> list[re.Match[str]]:
+    """Matches of ``rx`` found in windows around the occurrences of ``keyword`` (no full-text scan)."""
+    out: list[re.Match[str]] = []
+    done = 0
+    i = src.find(keyword)
+    while i != -1:
+        for m in rx.finditer(src, max(done, i - 30), min(len(src), i + 60)):
+            if m.start() >= done:
+                out.append(m)
+                done = m.end()
+        i = src.find(keyword, max(i + 1, done))
+    return out
+
+
 def extract_assessments(text: str, *, include_prior: bool = False) -> list[Assessment]:
     """Assessment categories in ``text`` in order of appearance.
 
@@ -140,9 +156,7 @@ def extract_assessments(text: str, *, include_prior: bool = False) -> list[Asses
     for system in _SYSTEMS:
         for pat in system.patterns:
             src = low if pat.insensitive else text
-            if pat.keyword not in src:
-                continue
-            for m in pat.rx.finditer(src):
+            for m in _near(pat.rx, src, pat.keyword):
                 mod = m.groupdict().get("mod")
                 cat = _normalise(system, m["cat"], mod if system.name == "Lung-RADS" else None)
                 if cat is None:

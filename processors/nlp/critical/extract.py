@@ -41,6 +41,7 @@ def _lower(text: str) -> str:
         return low
     return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
+
 _NORM_RE = re.compile(r"[\s_\-/]+")
 _PUNCT_RE = re.compile(r"[^\w\s]")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ def _modality_from_text(text: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1024)
 def normalize_modality(modality: str | None) -> str | None:
     """A DICOM Modality code (CT, MR, CR, DX, US, MG, NM, PT, XA, RF, ...) or a modality word as a code."""
     if not modality:
@@ -92,6 +94,7 @@ def _contrast(text: str) -> bool | None:
     return None
 
 
+@lru_cache(maxsize=8192)  # procedure descriptions repeat endlessly in a stream; ExamInfo is immutable
 def normalize_exam(description: str | None, modality: str | None = None) -> ExamInfo:
     """Modality, body region and contrast from a procedure description and/or a DICOM modality code.
 

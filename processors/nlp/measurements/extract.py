@@ -138,7 +138,11 @@ def _window_before(low: str, lo: int, start: int) -> str:
     cut = max(low.rfind(c, a, start) for c in _CLAUSE_CHARS) + 1
     for w in _CLAUSE_WORDS:
         i = low.rfind(w, a, start)
-        if i >= cut and (i == 0 or not low[i - 1].isalnum()) and not low[i + len(w) : i + len(w) + 1].isalnum():
+        if (
+            i >= cut
+            and (i == 0 or not low[i - 1].isalnum())
+            and not low[i + len(w) : i + len(w) + 1].isalnum()
+        ):
             cut = i + len(w)
     return low[max(a, cut) : start]
 
@@ -155,8 +159,8 @@ def _candidates(low: str) -> list[re.Match[str]]:
     last_end = 0
     n = len(low)
     for u in _UNIT_HIT_RE.finditer(low):
-        if u.start() < last_end:
-            continue
+        if u.start() < last_end or (u.start() and low[u.start() - 1].isalpha()):
+            continue  # inside a measurement already taken, or a word ("recommend", "summary")
         ws = max(last_end, u.start() - 60)
         while ws > last_end and not low[ws - 1].isspace():
             ws -= 1

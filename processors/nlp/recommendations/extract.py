@@ -70,20 +70,41 @@ _TRIGGERS = tuple(
 _PRIORITY = {k: i for i, k in enumerate(dict.fromkeys(t.kind for t in _TRIGGERS))}
 
 
-def _modality_regexes() -> tuple[re.Pattern[str], re.Pattern[str], list[str]]:
-    """(case-insensitive regex for lower-cased text, case-sensitive regex for the text, codes)."""
-    ci: list[str] = []
-    cs: list[str] = []
-    codes: list[str] = []
-    for i, entry in enumerate(_DATA["modalities"]):
-        sensitive = set(entry.get("cs", []))
-        ci.append(rf"(?P<m{i}>\b(?:{'|'.join(p for p in entry['patterns'] if p not in sensitive) or '(?!)'})\b)")
-        cs.append(rf"(?P<m{i}>\b(?:{'|'.join(sensitive) or '(?!)'})\b)")
-        codes.append(entry["code"])
-    return _ci("|".join(ci)), re.compile("|".join(cs)), codes
+def _alternation(patterns: list[str]) -> str:
+    return r"\b(?:" + ("|".join(patterns) or "(?!)") + r")\b"
 
 
-_MODALITY_CI_RE, _MODALITY_CS_RE, _MODALITY_CODES = _modality_regexes()
+# One plain alternation per case (named groups per entry would defeat the regex engine's fast path);
+# the entry is then found by matching the hit alone against each entry.
+_MOD_CS_ALTS = [p for e in _DATA["modalities"] for p in e["patterns"] if p in e.get("cs", [])]
+_MOD_CI_ALTS = [p for e in _DATA["modalities"] for p in e["patterns"] if p not in e.get("cs", [])]
+_MODALITY_CI_RE = _ci(_alternation(_MOD_CI_ALTS))
+_MODALITY_CS_RE = re.compile(_alternation(_MOD_CS_ALTS))
+_MODALITY_ENTRIES = tuple(
+    (
+        e["code"],
+        _ci("(?:" + ("|".join(p for p in e["patterns"] if p not in e.get("cs", [])) or "(?!)") + ")"),
+        re.compile("(?:" + ("|".join(e.get("cs", [])) or "(?!)") + ")"),
+    )
+    for e in _DATA["modalities"]
+)
+_MODALITY_CS_KW = (
+    "CT",
+    "MR",
+    "US",
+    "PET",
+    "CXR",
+    "KUB",
+    "HIDA",
+    "V/Q",
+    "SPECT",
+    "MIBG",
+    "UGI",
+    "DXA",
+    "DEXA",
+    "LDCT",
+)
+
 
 _UNITS: dict[str, int] = _DATA["interval_units"]
 _WORDS: dict[str, int | None] = _DATA["number_words"]
@@ -99,28 +120,38 @@ _INTERVAL_RE = _ci(
 _FIXED = tuple((_ci(f["re"]), f["min"], f["max"], tuple(f["keywords"])) for f in _DATA["fixed_intervals"])
 _INTERVAL_KW: tuple[str, ...] = tuple(_DATA["interval_keywords"])
 _GUIDELINE_KW: tuple[str, ...] = tuple(_DATA["guideline_keywords"])
+
+
 # A sentence is examined only if it holds one of these: a cue, a trigger that needs no cue, an interval.
-_SENTENCE_KW: tuple[str, ...] = tuple(
-    dict.fromkeys(
-        [
-            *_CUE_KW,
-            *(k for t in _TRIGGERS if t.needs == "none" for k in t.keywords),
-            *_INTERVAL_KW,
-            *(k for f in _FIXED for k in f[3]),
-        ]
-    )
+def _minimal(keywords: list[str]) -> tuple[str, ...]:
+    """Keywords without those containing another one (a text holding "be considered" holds "consider")."""
+    uniq = list(dict.fromkeys(keywords))
+    return tuple(k for k in uniq if not any(o != k and o in k for o in uniq))
+
+
+_SENTENCE_KW = _minimal(
+    [
+        *_CUE_KW,
+        *(k for t in _TRIGGERS if t.needs == "none" for k in t.keywords),
+        *_INTERVAL_KW,
+        *(k for f in _FIXED for k in f[3]),
+    ]
 )
 
 
 def _has(seg: str, keywords: tuple[str, ...]) -> bool:
-    for k in keywords:
+    for k in keywords:  # noqa: SIM110 - a plain loop is about twice as fast as any() over a generator
         if k in seg:
             return True
     return False
-_GUIDELINE_NAMES = [g["name"] for g in _DATA["guidelines"]]
-_GUIDELINE_RE = _ci("|".join(f"(?P<g{i}>{g['re']})" for i, g in enumerate(_DATA["guidelines"])))
+
+
+_GUIDELINE_RE = _ci("|".join(g["re"] for g in _DATA["guidelines"]))
+_GUIDELINE_ENTRIES = tuple((g["name"], _ci(g["re"])) for g in _DATA["guidelines"])
 _EDGE_CHARS = " \t\r\n,;:.!?"
 _EDGE_WORDS = ("and", "or", "then", "with")
+
+
 @dataclass(frozen=True, slots=True)
 class Recommendation:
     """One recommendation. ``kind``: imaging_followup | biopsy | clinical_correlation | comparison |
@@ -170,10 +201,24 @@ def parse_interval(text: str, start: int = 0, end: int | None = None) -> tuple[i
     return _interval(_lower(text), start, len(text) if end is None else end)
 
 
+def _interval_match(low: str, start: int, end: int, seg: str) -> re.Match[str] | None:
+    """The first interval phrase, searched only in windows around the unit words (no full scan)."""
+    best: re.Match[str] | None = None
+    for k in _INTERVAL_KW:
+        i = seg.find(k)
+        while i != -1:
+            p = start + i
+            m = _INTERVAL_RE.search(low, max(start, p - 45), min(end, p + 30))
+            if m and (best is None or m.start() < best.start()):
+                best = m
+            i = seg.find(k, i + 1)
+    return best
+
+
 def _interval(low: str, start: int, end: int) -> tuple[int, int] | None:
     seg = low[start:end]
     best: tuple[int, int, int] | None = None  # (position, min, max)
-    m = _INTERVAL_RE.search(low, start, end) if _has(seg, _INTERVAL_KW) else None
+    m = _interval_match(low, start, end, seg)
     if m:
         a = _num(m["a"] or m["a2"])
         b_raw = m["b"] or m["b2"]
@@ -194,7 +239,7 @@ def _interval(low: str, start: int, end: int) -> tuple[int, int] | None:
 def _modality_match(text: str, low: str, start: int, end: int) -> re.Match[str] | None:
     """The first modality named in ``text[start:end]`` (acronyms case-sensitive, words not)."""
     a = _MODALITY_CI_RE.search(low, start, end)
-    b = _MODALITY_CS_RE.search(text, start, end)
+    b = _MODALITY_CS_RE.search(text, start, end) if _has(text[start:end], _MODALITY_CS_KW) else None
     if a is None or (b is not None and b.start() < a.start()):
         return b
     return a
@@ -202,18 +247,25 @@ def _modality_match(text: str, low: str, start: int, end: int) -> re.Match[str] 
 
 def _modality(text: str, low: str, start: int, end: int) -> str | None:
     m = _modality_match(text, low, start, end)
-    if not m or m.lastgroup is None:
+    if not m:
         return None
-    return _MODALITY_CODES[int(m.lastgroup[1:])]
+    hit = text[m.start() : m.end()]
+    for code, ci, cs in _MODALITY_ENTRIES:
+        if cs.fullmatch(hit) or ci.fullmatch(hit.lower()):
+            return code
+    return None  # pragma: no cover - every hit comes from one entry
 
 
 def _guideline(low: str, start: int, end: int) -> str | None:
     if not _has(low[start:end], _GUIDELINE_KW):
         return None
     m = _GUIDELINE_RE.search(low, start, end)
-    if not m or m.lastgroup is None:
+    if not m:
         return None
-    return _GUIDELINE_NAMES[int(m.lastgroup[1:])]
+    for name, rx in _GUIDELINE_ENTRIES:
+        if rx.fullmatch(m.group()):
+            return name
+    return None  # pragma: no cover
 
 
 def _trim(low: str, a: int, b: int) -> tuple[int, int]:
