@@ -153,7 +153,7 @@ def test_replaying_the_whole_topics_gives_identical_counts(sink_settings: Settin
         findings(
             r,
             [finding("nodule")] * (3 - r["version"]),
-            assessments=[("BI-RADS", "4")],  # type: ignore[operator]
+            assessments=[("BI-RADS", "4")],
             critical=["pneumothorax"],
         )
         for r in reps

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -21,7 +22,7 @@ from .factories import BASE_TIME, finding, findings, report
 pytestmark = pytest.mark.integration
 
 
-def q(client: Client, sql: str) -> list[tuple[object, ...]]:
+def q(client: Client, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in client.query(sql).result_rows]
 
 
@@ -290,7 +291,7 @@ def test_query_formats(ch: Client) -> None:
     write_records(ch, "report_finalized", [report("J1"), report("J2", modality="MR")])
     sql = "SELECT accession, modality FROM reports_latest ORDER BY accession"
     assert run_readonly(ch, sql, "tsv") == "accession\tmodality\nJ1\tCT\nJ2\tMR\n"
-    assert run_readonly(ch, sql, "jsonl").splitlines()[0] == '{"accession":"J1","modality":"CT"}'
+    assert str(run_readonly(ch, sql, "jsonl")).splitlines()[0] == '{"accession":"J1","modality":"CT"}'
     assert '"rows": 2' in str(run_readonly(ch, sql, "json"))
     assert str(run_readonly(ch, sql + " FORMAT CSV", "tsv")) == '"J1","CT"\n"J2","MR"\n'
     with pytest.raises(ValueError):
