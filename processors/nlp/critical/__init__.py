@@ -17,9 +17,10 @@
   not hypothetical ("evaluate for PE"), not historical, experiencer "patient", and not resolved
   (optional ``change`` attribute). "Probable" mentions (optional ``certainty`` == "probable", e.g.
   "findings likely representing a small pneumothorax") count, flagged ``uncertain=True``. Other
-  uncertain mentions ("cannot exclude a small pneumothorax") are left out by default: hedged mentions are common and an automatic critical flag on them would mostly
-  be false alarms; ``include_uncertain=True`` returns them with ``uncertain=True`` for a separate
-  review queue. One CriticalResult per finding; ``finding`` is its index in the sequence given.
+  uncertain mentions ("cannot exclude a small pneumothorax") are left out by default: hedged
+  mentions are common and an automatic critical flag on them would mostly be false alarms;
+  ``include_uncertain=True`` returns them with ``uncertain=True`` for a separate review queue.
+  One CriticalResult per finding; ``finding`` is its index in the sequence given.
 - ``find_communication(text, sentences=None, *, dayfirst=False)``: the first sentence saying results
   were communicated ("discussed with Dr. Smith by telephone at 14:35 on 1/2/2024", "communicated to
   the ED physician", "called to and read back by ...", "Dr. X was notified at ..."), skipping future
