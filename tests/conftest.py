@@ -44,7 +44,7 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     from radstream.stack import kafka
 
     kdir = Path(state_dir) / "kafka"
-    st = kafka.start_kafka(kdir)
+    st = kafka.start_kafka(kdir, tie_to_parent=True)
     try:
         yield Settings(state_dir=str(state_dir)).replace(kafka={"bootstrap": st.bootstrap})
     finally:

@@ -31,7 +31,8 @@ class ComponentStatus:
 
     @property
     def running(self) -> bool:
-        return self.state.startswith("running")
+        words = self.state.replace(":", " ").split()
+        return "running" in words and "not" not in words
 
 
 def _module(name: str) -> ModuleType | None:

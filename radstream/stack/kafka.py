@@ -111,6 +111,7 @@ def _free_port(exclude: frozenset[int] = frozenset()) -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the broker does: TIME_WAIT is fine
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -222,8 +223,21 @@ def _metadata_ok(bootstrap: str, timeout: float) -> bool:
     return bool(md.brokers)
 
 
-def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0) -> KafkaState:
-    """Start (or reuse) the broker whose files live in ``kdir``; return when it answers metadata requests."""
+def _die_with_parent() -> None:
+    """preexec_fn: the broker gets SIGTERM when the starting process dies, even by SIGKILL (Linux)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
+                tie_to_parent: bool = False) -> KafkaState:
+    """Start (or reuse) the broker whose files live in ``kdir``; return when it answers metadata requests.
+
+    ``tie_to_parent``: stop the broker when this process dies (test sessions: no orphan brokers
+    after a killed pytest); ``radstream stack up`` leaves it False so the broker outlives the CLI.
+    """
     ver = ver or version()
     kdir = kdir.resolve()
     kdir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +263,8 @@ def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0) -> Ka
             raise KafkaStackError(f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr)[-3000:]}")
     with open(kdir / "console.log", "ab") as console:
         proc = subprocess.Popen(_java(libs, kdir, MAIN_CLASS, str(props)), stdin=subprocess.DEVNULL,
-                                stdout=console, stderr=subprocess.STDOUT, start_new_session=True, cwd=kdir)
+                                stdout=console, stderr=subprocess.STDOUT, start_new_session=True, cwd=kdir,
+                                preexec_fn=_die_with_parent if tie_to_parent else None)
     st = KafkaState(st.version, st.port, st.controller_port, proc.pid)
     (kdir / "kafka.pid").write_text(f"{proc.pid}\n")
     _write_state(kdir, st)
