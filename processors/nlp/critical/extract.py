@@ -173,6 +173,7 @@ _MODIFIERS = frozenset(w.lower() for w in _COMM["role_modifiers"])
 _PASSIVE_RE = re.compile(r"\b(?:was|were|is|are|has\s+been|have\s+been)\s+(?:\w+\s+)?$")
 _SENT_END_RE = re.compile(
     r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bDrs)(?<!\bvs)(?<![ap]\.m)(?<![AP]\.M)(?<!\b[A-Z])"
+    r"(?<!\bDR)(?<!\bMR)(?<!\bMS)(?<!\bMRS)(?<!\bDRS)(?<!\bVS)"
     r"\.(?=\s+[A-Z(\[]|\s*$)|[!?](?=\s)|\n\s*\n"
 )
 _MONTHS = {

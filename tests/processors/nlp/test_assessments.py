@@ -38,6 +38,8 @@ from processors.nlp.assessments import extract_assessments
         ("Simple cyst (Bosniak I).", "Bosniak", "I", "Bosniak I"),
         ("O-RADS US 4 adnexal lesion.", "O-RADS", "4", "O-RADS US 4"),
         ("O-RADS MRI score 3.", "O-RADS", "3", "O-RADS MRI score 3"),
+        ("IMPRESSION: BI-RADS 4B. SUSPICIOUS.", "BI-RADS", "4B", "BI-RADS 4B"),
+        ("LUNG-RADS 2S", "Lung-RADS", "2S", "LUNG-RADS 2S"),
     ],
 )
 def test_categories(text, system, category, span):

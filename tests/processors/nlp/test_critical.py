@@ -197,3 +197,12 @@ def test_probable_counts_possible_does_not():
         H("pneumothorax", "pneumothorax", 20, 32, uncertain=True, certainty="possible"),
     ]
     assert [(r.start, r.uncertain) for r in critical_results(findings)] == [(0, True)]
+
+
+def test_communication_all_caps():
+    text = "IMPRESSION: FREE AIR. FINDINGS WERE DISCUSSED WITH DR. SMITH AT 14:35 ON 1/2/2024."
+    c = find_communication(text)
+    assert c is not None
+    assert c.recipient == "DR. SMITH"
+    assert c.time == datetime(2024, 1, 2, 14, 35)
+    assert c.text.startswith("FINDINGS WERE")

@@ -40,6 +40,8 @@ from processors.nlp.measurements import Measurement, attach_measurements, extrac
         ("Lesion 1.5 × 1.0 cm.", "1.5 × 1.0 cm", (15.0, 10.0), 15.0, None, None),
         ("Nodule of .8 cm.", ".8 cm", (8.0,), 8.0, None, None),
         ("Midline shift of 7 mm.", "7 mm", (7.0,), 7.0, None, None),
+        ("6 MM NODULE, PREVIOUSLY 4 MM.", "6 MM", (6.0,), 6.0, 4.0, None),
+        ("A 2.5 Cm mass.", "2.5 Cm", (25.0,), 25.0, None, None),
     ],
 )
 def test_sizes(text, span_text, dims, max_mm, prior, min_mm):
@@ -74,6 +76,7 @@ def test_sizes(text, span_text, dims, max_mm, prior, min_mm):
         "C5-6 and L4-5 disc bulges.",
         "Acquired at 0.625 mm collimation.",
         "1-2 views were obtained.",
+        "Recommend a summary of 3 commendable immediate findings.",
     ],
 )
 def test_no_size(text):

@@ -61,6 +61,14 @@ from processors.nlp.recommendations import extract_recommendations, parse_interv
             "Fleischner",
         ),
         ("This finding does not require follow-up.", "no_followup", None, None, None, None),
+        (
+            "RECOMMEND FOLLOW-UP CT IN 3 MONTHS PER FLEISCHNER.",
+            "imaging_followup",
+            "CT",
+            90,
+            90,
+            "Fleischner",
+        ),
     ],
 )
 def test_single_recommendation(text, kind, modality, lo, hi, guideline):
