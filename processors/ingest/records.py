@@ -163,6 +163,29 @@ def record_to_event(row: Mapping[str, Any], mapping: ColumnMapping, *, site: str
     )
 
 
+def parse_jsonl_line(raw: bytes, mapping: ColumnMapping, *, site: str,
+                     received_time: datetime | None = None) -> ReportEvent:
+    """One JSON Lines record -> event (raises ParseError)."""
+    try:
+        obj = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    except ValueError as exc:
+        raise ParseError(f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ParseError(f"a JSON object per line expected, got {type(obj).__name__}")
+    return record_to_event(obj, mapping, site=site, source_format="json", received_time=received_time)
+
+
+def parse_csv_row(header: Sequence[str], cells: Sequence[str], mapping: ColumnMapping, *, site: str,
+                  received_time: datetime | None = None) -> ReportEvent:
+    """One CSV data row -> event (raises ParseError)."""
+    if len(cells) != len(header):
+        raise ParseError(f"row has {len(cells)} cells, header has {len(header)}")
+    return record_to_event(dict(zip(header, cells, strict=True)), mapping, site=site, source_format="csv",
+                           received_time=received_time)
+
+
 def iter_jsonl(lines: Iterable[bytes], mapping: ColumnMapping, *, site: str, name: str = "<jsonl>",
                received_time: datetime | None = None, start_line: int = 1
                ) -> Iterator[tuple[int, ReportEvent | Rejected]]:
@@ -171,16 +194,7 @@ def iter_jsonl(lines: Iterable[bytes], mapping: ColumnMapping, *, site: str, nam
         if not raw.strip():
             continue
         try:
-            try:
-                obj = json.loads(raw)
-            except UnicodeDecodeError as exc:
-                raise ParseError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
-            except ValueError as exc:
-                raise ParseError(f"invalid JSON: {exc}") from None
-            if not isinstance(obj, dict):
-                raise ParseError(f"a JSON object per line expected, got {type(obj).__name__}")
-            ev = record_to_event(obj, mapping, site=site, source_format="json", received_time=received_time)
-            yield no, ev
+            yield no, parse_jsonl_line(raw, mapping, site=site, received_time=received_time)
         except ParseError as exc:
             yield no, Rejected(f"{name}:{no}", exc.reason, bytes(raw))
 
@@ -215,19 +229,13 @@ def iter_csv(stream: Iterable[str], mapping: ColumnMapping, *, site: str, name: 
         no += 1
         if no <= skip or not any(c.strip() for c in cells):
             continue
-        raw = _csv_line(cells)
-        if len(cells) != len(header):
-            yield no, Rejected(f"{name}:{no}", f"row has {len(cells)} cells, header has {len(header)}", raw)
-            continue
         try:
-            ev = record_to_event(dict(zip(header, cells, strict=True)), mapping, site=site,
-                                 source_format="csv", received_time=received_time)
-            yield no, ev
+            yield no, parse_csv_row(header, cells, mapping, site=site, received_time=received_time)
         except ParseError as exc:
-            yield no, Rejected(f"{name}:{no}", exc.reason, raw)
+            yield no, Rejected(f"{name}:{no}", exc.reason, csv_line(cells))
 
 
-def _csv_line(cells: list[str]) -> bytes:
+def csv_line(cells: list[str]) -> bytes:
     buf = io.StringIO()
     csv.writer(buf).writerow(cells)
     return buf.getvalue().encode("utf-8")

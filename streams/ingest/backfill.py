@@ -1,0 +1,478 @@
+"""Historical backfill: report files -> parse + NLP (process pool) -> ClickHouse (or Kafka).
+
+The main process reads the files and cuts them into chunks of raw records; a pool of worker
+processes parses each chunk (the same parsers as the live front doors), pseudonymises, and runs
+the NLP (``streams.handlers.analyze_report``, the worker's own logic); the main process writes the
+chunks *in order* with the ClickHouse sink's ``write_records`` (or produces them to the reports
+topic with ``--via-kafka``) and then records a checkpoint (per file: records done; totals).
+
+Resuming after a kill: the checkpoint holds the run's fixed time stamp, used as the events'
+``received_time``, the NLP ``processed_time`` and the dead letters' time, so a chunk that was
+written but not yet checkpointed is written again as identical rows, which the warehouse's
+ReplacingMergeTree tables collapse: counts stay exact, nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from processors.ingest.fhir import parse_fhir
+from processors.ingest.hl7v2 import parse_oru, split_batch
+from processors.ingest.model import ParseError, ReportEvent
+from processors.ingest.pseudonym import load_key, pseudonymise
+from processors.ingest.records import ColumnMapping, csv_line, parse_csv_row, parse_jsonl_line
+from radstream.config import Settings
+
+STAGE = "backfill"
+CHECKPOINT_VERSION = 1
+
+
+def guess_format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
+    if name.endswith((".hl7", ".er7", ".hl7.txt")):
+        return "hl7"
+    if name.endswith((".fhir.ndjson", ".fhir.json", ".ndjson.fhir")) or "fhir" in name:
+        return "fhir"
+    return "jsonl"
+
+
+# --- reading raw records (main process) ---------------------------------------------------------
+
+@dataclass
+class RawFile:
+    path: Path
+    fmt: str
+    header: list[str] = field(default_factory=list)  # CSV only
+
+
+def iter_raw(f: RawFile) -> Iterator[tuple[int, Any, int]]:
+    """(record number, payload, byte position reached) for each record; payloads are pickled to workers."""
+    if f.fmt in ("jsonl", "fhir"):
+        pos = 0
+        with f.path.open("rb") as fh:
+            for no, line in enumerate(fh, 1):
+                pos += len(line)
+                if line.strip():
+                    yield no, line, pos
+    elif f.fmt == "hl7":
+        data = f.path.read_bytes()
+        total = len(data)
+        msgs = split_batch(data)
+        for no, raw in enumerate(msgs, 1):
+            yield no, raw, total * no // max(len(msgs), 1)
+    elif f.fmt == "csv":
+        with f.path.open("rb") as bfh:
+            text = io.TextIOWrapper(bfh, encoding="utf-8-sig", newline="")
+            reader = csv.reader(text)
+            try:
+                f.header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                return
+            no = 0
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except (csv.Error, UnicodeDecodeError) as exc:
+                    no += 1
+                    yield no, ParseError(f"unreadable CSV row: {exc}"), bfh.tell()
+                    if isinstance(exc, UnicodeDecodeError):
+                        return
+                    continue
+                no += 1
+                if any(c.strip() for c in cells):
+                    yield no, cells, bfh.tell()
+    else:
+        raise ValueError(f"unknown format {f.fmt!r}")
+
+
+# --- the work of one chunk (worker process) ------------------------------------------------------
+
+@dataclass
+class Job:
+    fmt: str
+    name: str
+    header: list[str]
+    mapping: ColumnMapping
+    site: str
+    accession_field: str
+    run_time: datetime
+    nlp: bool
+    key: bytes | None
+    items: list[tuple[int, Any]]
+
+
+@dataclass
+class ChunkResult:
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[tuple[int, str, bytes]] = field(default_factory=list)  # (record no, reason, raw)
+    last: int = 0
+    nbytes: int = 0
+    records: int = 0
+
+
+def _parse(job: Job, payload: Any) -> list[ReportEvent]:
+    if isinstance(payload, ParseError):
+        raise payload
+    if job.fmt == "jsonl":
+        return [parse_jsonl_line(payload, job.mapping, site=job.site, received_time=job.run_time)]
+    if job.fmt == "csv":
+        return [parse_csv_row(job.header, payload, job.mapping, site=job.site, received_time=job.run_time)]
+    if job.fmt == "hl7":
+        return parse_oru(payload, site=job.site, accession_field=job.accession_field,
+                         received_time=job.run_time).events
+    if job.fmt == "fhir":
+        return parse_fhir(payload, site=job.site, received_time=job.run_time)
+    raise ValueError(f"unknown format {job.fmt!r}")
+
+
+def _raw_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, list):
+        return csv_line(payload)
+    return b""
+
+
+def process_chunk(job: Job) -> ChunkResult:
+    """Parse (+ pseudonymise + NLP) one chunk. Runs in a worker process; never raises for bad input."""
+    from streams.handlers import analyze_report
+
+    out = ChunkResult(records=len(job.items))
+    for no, payload in job.items:
+        out.last = no
+        try:
+            events = _parse(job, payload)
+        except ParseError as exc:
+            out.rejects.append((no, exc.reason, _raw_bytes(payload)))
+            continue
+        for ev in events:
+            rec = pseudonymise(ev, job.key).to_avro()
+            if job.nlp:
+                try:
+                    findings = analyze_report(rec, now=job.run_time)
+                except Exception as exc:  # a bug in the NLP must not lose the report: reject with reason
+                    out.rejects.append((no, f"NLP failed: {type(exc).__name__}: {exc}", _raw_bytes(payload)))
+                    continue
+                out.findings.append(findings)
+            out.reports.append(rec)
+    return out
+
+
+def _warm_up() -> None:
+    """Worker initializer: build the NLP engine once per process, before the first chunk."""
+    try:
+        from processors.nlp import get_engine
+
+        get_engine()
+    except Exception:
+        pass
+
+
+# --- checkpoint ----------------------------------------------------------------------------------
+
+@dataclass
+class Checkpoint:
+    path: Path
+    run_time: datetime
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {"read": 0, "loaded": 0, "rejected": 0})
+    reasons: dict[str, int] = field(default_factory=dict)
+    resumed: bool = False
+
+    @classmethod
+    def open(cls, path: Path, files: Sequence[Path], restart: bool) -> Checkpoint:
+        if path.exists() and not restart:
+            data = json.loads(path.read_text())
+            if data.get("version") != CHECKPOINT_VERSION:
+                raise ValueError(f"checkpoint {path} has an unknown version; use --restart")
+            cp = cls(path, datetime.fromisoformat(data["run_time"]), data["files"], data["counts"],
+                     data.get("reasons", {}), resumed=True)
+            for f in files:
+                st = cp.files.get(str(f.resolve()))
+                if st and (st["size"] != f.stat().st_size or st["mtime_ns"] != f.stat().st_mtime_ns):
+                    raise ValueError(f"{f} changed since the checkpoint {path} was written; use --restart")
+            return cp
+        return cls(path, datetime.now(UTC))
+
+    def file_state(self, f: Path) -> dict[str, Any]:
+        key = str(f.resolve())
+        if key not in self.files:
+            st = f.stat()
+            self.files[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "done": 0, "finished": False}
+        return self.files[key]
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"version": CHECKPOINT_VERSION, "run_time": self.run_time.isoformat(),
+                                   "files": self.files, "counts": self.counts, "reasons": self.reasons},
+                                  indent=1))
+        os.replace(tmp, self.path)
+
+
+def default_checkpoint(settings: Settings, paths: Sequence[Path], options: str) -> Path:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(str(p.resolve()).encode() + b"\0")
+    h.update(options.encode())
+    return Path(settings.state_dir) / "backfill" / f"{h.hexdigest()[:16]}.json"
+
+
+_VARIABLE = re.compile(r"'[^']*'|\"[^\"]*\"|\b[A-Z]*\d[\w.-]*|for accession \S+|\(.*\)$")
+
+
+def reason_kind(reason: str) -> str:
+    """A reject reason without its record-specific values (for the summary's grouping)."""
+    return _VARIABLE.sub("…", reason)[:120]
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+@dataclass
+class Summary:
+    read: int
+    loaded: int
+    rejected: int
+    reasons: dict[str, int]
+    seconds: float
+    rows: int
+    resumed: bool
+    checkpoint: Path
+    files: int
+    loaded_this_run: int
+
+    @property
+    def rate(self) -> float:
+        """Reports loaded per second in this run (a resumed run counts only its own part)."""
+        return self.loaded_this_run / self.seconds if self.seconds > 0 else 0.0
+
+
+class Sink:
+    """Where finished chunks go: ClickHouse directly (default) or the Kafka topics."""
+
+    def write(self, result: ChunkResult, dead_letters: list[dict[str, Any]]) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ClickHouseSink(Sink):
+    def __init__(self, settings: Settings) -> None:
+        from sinks.clickhouse.client import open_client
+        from sinks.clickhouse.migrate import migrate
+
+        self.client = open_client(settings)
+        migrate(self.client, settings)
+
+    def write(self, result: ChunkResult, dead_letters: list[dict[str, Any]]) -> int:
+        from sinks.clickhouse.sink import write_records
+
+        n = 0
+        if result.reports:
+            n += write_records(self.client, "report_finalized", result.reports)
+        if result.findings:
+            n += write_records(self.client, "report_findings", result.findings)
+        if dead_letters:
+            n += write_records(self.client, "dead_letter", dead_letters)
+        return n
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class KafkaSink(Sink):
+    def __init__(self, settings: Settings) -> None:
+        from streams.ingest.publish import Publisher
+
+        self.settings = settings
+        self.pub = Publisher(settings, stage=STAGE)
+        self.pub.key = None  # the workers pseudonymised already
+
+    def write(self, result: ChunkResult, dead_letters: list[dict[str, Any]]) -> int:
+        from streams.producer import DeliveryError, produce
+
+        for rec in result.reports:
+            key = f"{rec['site']}|{rec['accession']}"
+            produce(self.pub.producer, self.settings.topics.reports, "report_finalized", key, rec)
+        for dl in dead_letters:
+            produce(self.pub.producer, self.settings.topics.dead_letter, "dead_letter", dl.get("key"), dl)
+        left = self.pub.producer.flush(120)
+        if left:
+            raise DeliveryError(f"{left} records not confirmed by Kafka")
+        return len(result.reports)
+
+    def close(self) -> None:
+        self.pub.producer.flush(30)
+
+
+@dataclass
+class _Run:
+    settings: Settings
+    files: list[RawFile]
+    mapping: ColumnMapping
+    site: str
+    nlp: bool
+    key: bytes | None
+    cp: Checkpoint
+    sink: Sink
+    pool: ProcessPoolExecutor | None
+    chunk_size: int
+    max_inflight: int
+    rejects: Any = None
+    progress: Callable[[int, int, int], None] | None = None
+    stop_after_chunks: int | None = None
+    rows: int = 0
+    chunks_done: int = 0
+    bytes_base: int = 0
+    stopped: bool = False
+    write_batch: int = 2000
+    pending: list[tuple[ChunkResult, int]] = field(default_factory=list)
+    pending_reports: int = 0
+    inflight: deque[tuple[Future[ChunkResult] | ChunkResult, int]] = field(default_factory=deque)
+
+    def submit(self, f: RawFile, items: list[tuple[int, Any]], pos: int) -> None:
+        job = Job(f.fmt, f.path.name, list(f.header), self.mapping, self.site,
+                  self.settings.ingest.accession_field, self.cp.run_time, self.nlp, self.key, items)
+        self.inflight.append((self.pool.submit(process_chunk, job) if self.pool else process_chunk(job), pos))
+
+    def drain(self, f: RawFile, state: dict[str, Any], limit: int) -> None:
+        """Collect finished chunks in order until at most ``limit`` are in flight; write in batches."""
+        while len(self.inflight) > limit and not self.stopped:
+            fut, pos = self.inflight.popleft()
+            res = fut.result() if isinstance(fut, Future) else fut
+            self.pending.append((res, pos))
+            self.pending_reports += len(res.reports) + len(res.rejects)
+            self.chunks_done += 1
+            last_chunk = self.stop_after_chunks is not None and self.chunks_done >= self.stop_after_chunks
+            if self.pending_reports >= self.write_batch or limit == 0 and not self.inflight or last_chunk:
+                self.flush(f, state)
+            if last_chunk:
+                self.stopped = True
+
+    def flush(self, f: RawFile, state: dict[str, Any]) -> None:
+        """Write the collected chunks (one insert per table), then checkpoint them."""
+        if not self.pending:
+            return
+        cp = self.cp
+        merged = ChunkResult()
+        dls: list[dict[str, Any]] = []
+        for res, _ in self.pending:
+            merged.reports.extend(res.reports)
+            merged.findings.extend(res.findings)
+            dls.extend(_dead_letter(f.path.name, no, reason, raw, cp.run_time)
+                       for no, reason, raw in res.rejects)
+        self.rows += self.sink.write(merged, dls)
+        for res, _ in self.pending:
+            for no, reason, _raw in res.rejects:
+                kind = reason_kind(reason)
+                cp.reasons[kind] = cp.reasons.get(kind, 0) + 1
+                if self.rejects is not None:
+                    print(f"{f.path.name}:{no}\t{reason}", file=self.rejects)
+            cp.counts["read"] += res.records
+            cp.counts["loaded"] += len(res.reports)
+            cp.counts["rejected"] += len(res.rejects)
+            state["done"] = max(state["done"], res.last)
+        cp.save()
+        pos = self.pending[-1][1]
+        self.pending.clear()
+        self.pending_reports = 0
+        if self.progress:
+            self.progress(self.bytes_base + pos, cp.counts["read"], cp.counts["loaded"])
+
+    def load(self, f: RawFile) -> None:
+        state = self.cp.file_state(f.path)
+        if state["finished"]:
+            self.bytes_base += state["size"]
+            return
+        items: list[tuple[int, Any]] = []
+        pos = 0
+        for no, payload, pos in iter_raw(f):
+            if no <= state["done"]:
+                continue
+            items.append((no, payload))
+            if len(items) >= self.chunk_size:
+                self.submit(f, items, pos)
+                items = []
+                self.drain(f, state, self.max_inflight)
+                if self.stopped:
+                    return
+        if items:
+            self.submit(f, items, pos)
+        self.drain(f, state, 0)
+        if not self.stopped:
+            self.flush(f, state)
+            state["finished"] = True
+            self.cp.save()
+            self.bytes_base += state["size"]
+
+
+def run_backfill(settings: Settings, paths: Sequence[Path], *, fmt: str | None = None,
+                 mapping: ColumnMapping | None = None, site: str | None = None, via_kafka: bool = False,
+                 workers: int | None = None, chunk_size: int = 256, checkpoint: Path | None = None,
+                 restart: bool = False, nlp: bool = True, rejects: Any = None,
+                 progress: Callable[[int, int, int], None] | None = None,
+                 stop_after_chunks: int | None = None, write_batch: int = 2000) -> Summary:
+    """Load ``paths``; ``progress(bytes_done, records_done, loaded)`` after each chunk.
+
+    Finished chunks are written together once ``write_batch`` records are collected (fewer,
+    larger inserts: fewer parts to merge). ``workers=0`` parses in this process.
+    ``stop_after_chunks`` ends the run early, leaving the checkpoint as a kill between two chunks
+    would (tests).
+    """
+    mapping = mapping or ColumnMapping()
+    site = site or settings.ingest.site
+    files = [RawFile(p, fmt or guess_format(p)) for p in paths]
+    opts = json.dumps([fmt, sorted(mapping.columns.items()), site, via_kafka, nlp], default=str)
+    cp_path = checkpoint or default_checkpoint(settings, paths, opts)
+    cp = Checkpoint.open(cp_path, paths, restart)
+    key = load_key(settings.ingest.pseudonym_key, settings.ingest.pseudonym_key_file)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    do_nlp = nlp and not via_kafka
+    # spawn, not fork: the parent may already hold chDB/librdkafka threads
+    pool = (ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                initializer=_warm_up if do_nlp else None) if workers > 0 else None)
+    t0 = time.monotonic()
+    loaded_before = cp.counts["loaded"]
+    sink: Sink = KafkaSink(settings) if via_kafka else ClickHouseSink(settings)
+    run = _Run(settings, files, mapping, site, do_nlp, key, cp, sink, pool, chunk_size, 2 * max(workers, 1),
+               rejects, progress, stop_after_chunks, write_batch=write_batch)
+    try:
+        for f in files:
+            run.load(f)
+            if run.stopped:
+                break
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=not run.stopped, cancel_futures=True)
+        sink.close()
+    return Summary(cp.counts["read"], cp.counts["loaded"], cp.counts["rejected"], dict(cp.reasons),
+                   time.monotonic() - t0, run.rows, cp.resumed, cp_path, len(files),
+                   cp.counts["loaded"] - loaded_before)
+
+
+def _dead_letter(name: str, no: int, reason: str, raw: bytes, when: datetime) -> dict[str, Any]:
+    from streams.producer import dead_letter_record
+
+    rec = dead_letter_record(STAGE, raw, reason, key=f"{name}:{no}".encode())
+    rec["time"] = when
+    return rec
