@@ -41,6 +41,7 @@ from processors.nlp.measurements import Measurement, attach_measurements, extrac
         ("Nodule of .8 cm.", ".8 cm", (8.0,), 8.0, None, None),
         ("Midline shift of 7 mm.", "7 mm", (7.0,), 7.0, None, None),
         ("6 MM NODULE, PREVIOUSLY 4 MM.", "6 MM", (6.0,), 6.0, 4.0, None),
+        ("The bladder wall is 8 mm thick.", "8 mm", (8.0,), 8.0, None, None),
         ("A 2.5 Cm mass.", "2.5 Cm", (25.0,), 25.0, None, None),
     ],
 )
@@ -88,6 +89,7 @@ def test_no_size(text):
     [
         ("Axial 5 mm slices.", "technique"),
         ("Reconstructed at 3 mm.", "technique"),
+        ("Then 5-mm thick axial sections.", "technique"),
         ("Tip 2 cm above the carina.", "distance"),
         ("Previously measured 4 mm, now resolved.", "prior"),
     ],
