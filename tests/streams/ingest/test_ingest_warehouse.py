@@ -1,0 +1,120 @@
+"""End to end on the live path: MLLP / FHIR -> Kafka -> ClickHouse sink -> the latest-version views.
+
+A correction replaces the final report in ``reports_latest``; a preliminary that arrives late
+(older status time) is kept in the history but never becomes the latest; a resent message adds
+no version; a cancellation retracts the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from processors.ingest.hl7v2 import parse_ack
+from radstream.config import Settings
+from sinks.clickhouse.sink import ClickHouseSink
+from streams.ingest.fhir_server import start_server
+from streams.ingest.mllp import HL7Listener, send_messages
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+HL7 = ROOT / "samples" / "hl7"
+FHIR = ROOT / "samples" / "fhir"
+
+
+@contextmanager
+def running_sink(settings: Settings) -> Iterator[ClickHouseSink]:
+    sink = ClickHouseSink(settings)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sink.run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="ingest-test-sink", daemon=True)
+    thread.start()
+    try:
+        yield sink
+    finally:
+        stop.set()
+        thread.join(30)
+        sink.client.close()
+    assert not thread.is_alive()
+    if errors:
+        raise errors[0]
+
+
+def wait_for(client: Client, sql: str, ok: Callable[[list[tuple[Any, ...]]], bool],
+             timeout: float = 60.0) -> list[tuple[Any, ...]]:
+    deadline = time.monotonic() + timeout
+    rows: list[tuple[Any, ...]] = []
+    while time.monotonic() < deadline:
+        rows = [tuple(r) for r in client.query(sql).result_rows]
+        if ok(rows):
+            return rows
+        time.sleep(0.3)
+    raise AssertionError(f"timed out: {sql} -> {rows}")
+
+
+@pytest.fixture
+def wh_settings(topic_settings: Settings, tmp_path: Path) -> Settings:
+    return topic_settings.replace(
+        clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs", "flush_ms": 200},
+        kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"}, state_dir=str(tmp_path))
+
+
+def test_correction_replaces_final_and_late_older_event_is_ignored(wh_settings: Settings) -> None:
+    order = ["vendor_c_2_final.hl7", "vendor_c_3_corrected.hl7", "vendor_c_1_preliminary.hl7",
+             "vendor_c_2_final.hl7", "vendor_a_obx_per_line.hl7", "cancelled.hl7"]
+
+    async def traffic() -> tuple[list[bytes], list[int]]:
+        listener = HL7Listener(wh_settings)
+        port = await listener.start("127.0.0.1", 0)
+        runner, http_port = await start_server(wh_settings, "127.0.0.1", 0)
+        statuses = []
+        try:
+            acks = await send_messages("127.0.0.1", port, [(HL7 / n).read_bytes() for n in order])
+            async with aiohttp.ClientSession() as s:
+                for name in ("bundle_appended.json", "bundle_final.json"):  # the addendum first, final late
+                    async with s.post(f"http://127.0.0.1:{http_port}/fhir/Bundle",
+                                      data=(FHIR / name).read_bytes(),
+                                      headers={"Content-Type": "application/fhir+json"}) as r:
+                        statuses.append(r.status)
+        finally:
+            await listener.stop()
+            await runner.cleanup()
+        return acks, statuses
+
+    with running_sink(wh_settings) as sink:
+        acks, statuses = asyncio.run(traffic())
+        assert [parse_ack(a)[0] for a in acks] == ["AA"] * len(order)
+        assert statuses == [200, 200]
+        client = sink.client
+        versions = wait_for(
+            client, "SELECT accession, status FROM report_versions FINAL ORDER BY accession, version",
+            lambda rows: len(rows) >= 7)
+        assert versions == [
+            ("ACC-C-5001", "preliminary"), ("ACC-C-5001", "final"), ("ACC-C-5001", "corrected"),
+            ("ACC-X-1", "cancelled"), ("ACC20260302001", "final"),
+            ("FH-ACC-9001", "final"), ("FH-ACC-9001", "addendum"),
+        ]
+        latest = {r[0]: r[1:] for r in client.query(
+            "SELECT accession, status, text FROM reports_latest").result_rows}
+        assert latest["ACC-C-5001"][0] == "corrected" and "greater tuberosity" in latest["ACC-C-5001"][1]
+        assert latest["FH-ACC-9001"][0] == "addendum"  # the final that arrived late did not win
+        assert latest["ACC20260302001"][0] == "final"
+        assert "ACC-X-1" not in latest
