@@ -59,7 +59,7 @@ def _alts(key: str) -> str:
     return "(?:" + "|".join(_DATA[key]) + ")"
 
 
-# "5 mm axial slices", "3-mm reconstructions": adjectives then a technique noun ("8 mm thick" alone is a size).
+# "5 mm axial slices", "3-mm reconstructions": adjectives, then a technique noun ("8 mm thick" is a size).
 _TECH_AFTER_RE = _ci(rf"\s*-?\s*(?:{_DATA['technique_after'][0]}\s*-?\s*)*{_DATA['technique_after'][1]}")
 _TECH_BEFORE_RE = _ci(
     rf"\b{_alts('technique_before')}\b[^.;\n]{{0,25}}$|\b(?:acquired|obtained|performed|imaged)\s+(?:at|with)\s*$"
