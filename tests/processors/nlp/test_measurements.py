@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.nlp.measurements import Measurement, attach_measurements, extract_measurements
 
@@ -180,3 +182,46 @@ def test_with_findings_sets_index_and_respects_eligible():
     assert m.finding == 1
     (m2,) = with_findings(ms, [Fd(32, 36, 1, negated=True)], text, eligible=lambda f: not f.negated)
     assert m2.finding is None
+
+
+_TOKENS = [
+    "6",
+    "mm",
+    "cm",
+    "x",
+    "1.2",
+    "-",
+    "to",
+    "from",
+    "previously",
+    "now",
+    ",",
+    ".",
+    "\n",
+    "İ",
+    "×",
+    "(",
+    ")",
+    "slices",
+    "above",
+    "nodule",
+    "measuring",
+    "T12",
+    "1/2/2024",
+    "14:35",
+    "up",
+    "millimeters",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(_TOKENS), max_size=30), st.integers(min_value=0, max_value=3))
+def test_offsets_always_consistent(tokens, ncuts):
+    text = " ".join(tokens)
+    step = max(1, len(text) // (ncuts + 1))
+    bounds = sorted({0, *range(step, len(text), step), len(text)})
+    sentences = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a] or None
+    for m in extract_measurements(text, sentences, all_kinds=True):
+        assert text[m.start : m.end] == m.text
+        assert m.max_mm == max(m.dims_mm) > 0
+        assert sentences is None or m.sentence < len(sentences)

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.nlp.recommendations import extract_recommendations, parse_interval
 
@@ -151,3 +153,50 @@ def test_sentences_and_offsets():
 )
 def test_parse_interval(text, expected):
     assert parse_interval(text) == expected
+
+
+_TOKENS = [
+    "recommend",
+    "follow-up",
+    "CT",
+    "MRI",
+    "in",
+    "3-6",
+    "months",
+    "no",
+    "further",
+    "is",
+    "needed",
+    "biopsy",
+    "status",
+    "post",
+    "correlate",
+    "clinically",
+    "annual",
+    "within",
+    "6",
+    "weeks",
+    ".",
+    ",",
+    "and",
+    "\n",
+    "İ",
+    "Fleischner",
+    "per",
+    "prior",
+    "comparison",
+    "with",
+    "would",
+    "be",
+    "helpful",
+    "US-guided",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(_TOKENS), max_size=30))
+def test_offsets_always_consistent(tokens):
+    text = " ".join(tokens)
+    for r in extract_recommendations(text):
+        assert r.text and text[r.start : r.end] == r.text
+        assert r.interval_days_min is None or r.interval_days_min <= (r.interval_days_max or 0)
