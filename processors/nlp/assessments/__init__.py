@@ -17,7 +17,8 @@ Skipped: negated mentions ("no BI-RADS 3 lesions") and, unless ``include_prior``
 earlier exam: a prior cue before it in the same clause ("previously BI-RADS 3, now BI-RADS 2",
 "upgraded from BI-RADS 3 to BI-RADS 4", "Prior mammogram (BI-RADS 2)") or after it ("BI-RADS 3 on
 the prior study"). With ``include_prior`` they are returned with ``prior=True``.
-``Assessment.to_record()`` gives the Avro ``Assessment`` record.
+``Assessment.to_record()`` gives the Avro ``Assessment`` record. Speed: each pattern in ``systems.json``
+has a ``keyword`` and only runs in windows around its occurrences (keep it in step with the pattern).
 """
 
 from processors.nlp.assessments.extract import Assessment, extract_assessments

@@ -16,6 +16,8 @@ Behaviour (rules and cue lists live in ``units.json``):
   "slice thickness 1.25 mm", "at 2.5 mm intervals") and distances of tubes/lines ("tip 4 cm above the
   carina"). No units other than mm/cm are read, so "5 mg", "T12", "2 views", dates, times, "1.5 T",
   "cm/s" velocities, "mmHg", "cm2" are never measurements.
+- Speed: the text is scanned for unit words only; the full regex runs in a short window before each.
+  Number words ("two centimeters") are not read.
 - ``sentence`` is the index into the ``sentences`` spans given (0 when None: the whole text).
 - ``attach_measurements(measurements, finding_spans, text=None)`` returns, per measurement, the index
   of the (start, end, sentence) finding span it describes (same sentence, nearest; clause breaks such

@@ -26,6 +26,10 @@ Rules, cue words, modalities, intervals and guideline names live in ``rules.json
   interval. Only imaging_followup, consultation and other carry an interval.
 - guideline: ACR TI-RADS, Fleischner, Lung-RADS, BI-RADS, LI-RADS, PI-RADS, O-RADS, TI-RADS, Bosniak,
   SRU, ATA, NCCN, AASLD, USPSTF, ACR -- in the recommendation's text, else in its sentence.
+- Speed: regexes run on a lower-cased copy (not IGNORECASE); each pattern group in ``rules.json`` has
+  ``keywords`` (substrings every match contains) and runs only on sentences holding one, and a
+  sentence is looked at only if it holds a cue, a no-cue trigger or an interval keyword. **Keep the
+  keywords in step when editing patterns.**
 - ``parse_interval(text, start, end)`` is public for reuse. ``Recommendation.to_record()`` gives the
   Avro ``Recommendation`` record (``sentence`` is an extra field).
 """
