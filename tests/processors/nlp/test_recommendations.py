@@ -63,6 +63,15 @@ from processors.nlp.recommendations import extract_recommendations, parse_interv
             "Fleischner",
         ),
         ("This finding does not require follow-up.", "no_followup", None, None, None, None),
+        ("Follow-up of the pulmonary nodule is not needed.", "no_followup", None, None, None, None),
+        (
+            "Per Fleischner Society guidelines, no routine follow-up is recommended.",
+            "no_followup",
+            None,
+            None,
+            None,
+            "Fleischner",
+        ),
         (
             "RECOMMEND FOLLOW-UP CT IN 3 MONTHS PER FLEISCHNER.",
             "imaging_followup",
