@@ -19,7 +19,6 @@ here from a seeded generator. Every single-process measurement is pinned to one 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -35,7 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-MEDSPACY_VENV = Path(os.environ.get("RADSTREAM_BENCH_MEDSPACY", Path.home() / ".cache/radstream/bench-medspacy"))
+MEDSPACY_VENV = Path(
+    os.environ.get("RADSTREAM_BENCH_MEDSPACY", Path.home() / ".cache/radstream/bench-medspacy")
+)
 MEDSPACY_SPEC = "medspacy==1.3.1"
 
 _MEDSPACY_SCRIPT = r"""
@@ -66,7 +67,10 @@ print(json.dumps(out))
 def dev_reports(limit: int | None) -> list[str]:
     from processors.nlp.chest.evaluate import compose_report, read_rows, resolve_text_columns
 
-    for path in (REPO.parent / "shared/eval/openi_chest_xray_dev.csv", Path("/work/shared/eval/openi_chest_xray_dev.csv")):
+    for path in (
+        REPO.parent / "shared/eval/openi_chest_xray_dev.csv",
+        Path("/work/shared/eval/openi_chest_xray_dev.csv"),
+    ):
         if path.exists():
             with path.open(newline="", encoding="utf-8") as fh:
                 rows = list(read_rows(fh))
@@ -76,10 +80,30 @@ def dev_reports(limit: int | None) -> list[str]:
     raise SystemExit("dev set not found: <repo>/../shared/eval/openi_chest_xray_dev.csv")
 
 
-_LOBES = ["right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "lingula",
-          "left lower lobe", "right lung base", "left lung base", "both lung bases", "left apex"]
-_FIND = ["nodule", "opacity", "consolidation", "atelectasis", "ground-glass opacity", "mass", "scarring",
-         "pleural thickening", "bronchiectasis", "granuloma"]
+_LOBES = [
+    "right upper lobe",
+    "right middle lobe",
+    "right lower lobe",
+    "left upper lobe",
+    "lingula",
+    "left lower lobe",
+    "right lung base",
+    "left lung base",
+    "both lung bases",
+    "left apex",
+]
+_FIND = [
+    "nodule",
+    "opacity",
+    "consolidation",
+    "atelectasis",
+    "ground-glass opacity",
+    "mass",
+    "scarring",
+    "pleural thickening",
+    "bronchiectasis",
+    "granuloma",
+]
 _SENTENCES = [
     "There is a {size} {find} in the {lobe}, previously {prior} mm.",
     "No {find} is seen in the {lobe}.",
@@ -103,20 +127,29 @@ def synthetic_reports(n: int, words: int = 470, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     out = []
     for _ in range(n):
-        head = ("EXAM: CT CHEST WITH CONTRAST\nCLINICAL HISTORY: Cough and weight loss, evaluate for malignancy. "
-                "History of smoking.\nTECHNIQUE: Axial images with IV contrast.\nCOMPARISON: CT from last year.\n"
-                "FINDINGS:\n")
+        head = (
+            "EXAM: CT CHEST WITH CONTRAST\nCLINICAL HISTORY: Cough and weight loss, evaluate for malignancy. "
+            "History of smoking.\nTECHNIQUE: Axial images with IV contrast.\nCOMPARISON: CT from last year.\n"
+            "FINDINGS:\n"
+        )
         body: list[str] = []
         count = len(head.split())
         while count < words - 40:
             s = rng.choice(_SENTENCES).format(
-                size=rng.choice(["small", "6 mm", "1.2 cm", "large", "tiny", "8 mm"]), find=rng.choice(_FIND),
-                lobe=rng.choice(_LOBES), prior=rng.randint(3, 9), a=rng.randint(1, 4), b=rng.randint(1, 3))
+                size=rng.choice(["small", "6 mm", "1.2 cm", "large", "tiny", "8 mm"]),
+                find=rng.choice(_FIND),
+                lobe=rng.choice(_LOBES),
+                prior=rng.randint(3, 9),
+                a=rng.randint(1, 4),
+                b=rng.randint(1, 3),
+            )
             body.append(s)
             count += len(s.split())
-        impression = ("IMPRESSION:\n1. Enlarging right upper lobe nodule, Lung-RADS 4B. Recommend PET/CT in 3 months "
-                      "per Fleischner guidelines.\n2. No pneumothorax.\n3. Findings discussed with Dr. Smith by "
-                      "telephone at 14:35 on 1/2/2024.")
+        impression = (
+            "IMPRESSION:\n1. Enlarging right upper lobe nodule, Lung-RADS 4B. Recommend PET/CT in 3 months "
+            "per Fleischner guidelines.\n2. No pneumothorax.\n3. Findings discussed with Dr. Smith by "
+            "telephone at 14:35 on 1/2/2024."
+        )
         out.append(head + " ".join(body) + "\n" + impression)
     return out
 
@@ -161,7 +194,7 @@ def _analyze_chunk(texts: list[str]) -> int:
 
 
 def run_ours_pool(texts: list[str], repeats: int, workers: int = 2) -> float:
-    chunks = [texts[i:i + 64] for i in range(0, len(texts), 64)]
+    chunks = [texts[i : i + 64] for i in range(0, len(texts), 64)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         list(pool.map(_warm, range(workers * 2)))
         return best_of(lambda: list(pool.map(_analyze_chunk, chunks)), repeats)
@@ -169,7 +202,10 @@ def run_ours_pool(texts: list[str], repeats: int, workers: int = 2) -> float:
 
 def ensure_medspacy() -> Path | None:
     py = MEDSPACY_VENV / "bin" / "python"
-    ok = py.exists() and subprocess.run([str(py), "-c", "import medspacy"], capture_output=True).returncode == 0
+    ok = (
+        py.exists()
+        and subprocess.run([str(py), "-c", "import medspacy"], capture_output=True).returncode == 0
+    )
     if not ok:
         print(f"installing {MEDSPACY_SPEC} into {MEDSPACY_VENV} (throwaway venv) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(MEDSPACY_VENV)], check=True)
@@ -191,12 +227,19 @@ def run_medspacy(data: dict[str, list[str]], repeats: int, core: int) -> dict[st
     if py is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        texts_file, phrases_file, script = Path(tmp, "texts.json"), Path(tmp, "phrases.json"), Path(tmp, "m.py")
+        texts_file, phrases_file, script = (
+            Path(tmp, "texts.json"),
+            Path(tmp, "phrases.json"),
+            Path(tmp, "m.py"),
+        )
         texts_file.write_text(json.dumps(data))
         phrases_file.write_text(json.dumps(lexicon_phrases()))
         script.write_text(_MEDSPACY_SCRIPT)
-        res = subprocess.run([str(py), str(script), str(texts_file), str(phrases_file), str(core), str(repeats)],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            [str(py), str(script), str(texts_file), str(phrases_file), str(core), str(repeats)],
+            capture_output=True,
+            text=True,
+        )
         if res.returncode != 0:
             print(res.stderr[-2000:], file=sys.stderr)
             return None
@@ -247,16 +290,26 @@ def main() -> None:
         med_rate = res.get("medspaCy default")
         tok_rate = res["spacy tokenizer"]
         for system, rate in res.items():
-            table.add_row(f"{name} (~{words[name]:.0f} words)", system, f"{rate:,.0f}", f"{1000 / rate:.2f}",
-                          f"{rate / med_rate:.1f}" if med_rate else "-", f"{rate / tok_rate:.2f}")
+            table.add_row(
+                f"{name} (~{words[name]:.0f} words)",
+                system,
+                f"{rate:,.0f}",
+                f"{1000 / rate:.2f}",
+                f"{rate / med_rate:.1f}" if med_rate else "-",
+                f"{rate / tok_rate:.2f}",
+            )
         table.add_section()
-    console = Console()
+    console = Console(width=120)
     console.print(table)
-    meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "load_avg_before": [round(x, 2) for x in load_before], "load_avg_after": [round(x, 2) for x in load_after],
-            "reports": {k: len(v) for k, v in data.items()}, "medspacy": med and {"version": med.get("version"),
-                                                                                  "pipeline": med.get("pipeline")}}
+    meta = {
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in load_after],
+        "reports": {k: len(v) for k, v in data.items()},
+        "medspacy": med and {"version": med.get("version"), "pipeline": med.get("pipeline")},
+    }
     console.print(meta)
     if args.json:
         print(json.dumps({"meta": meta, "results": results}, indent=2))

@@ -41,7 +41,7 @@ class Engine:
         phrases: dict[str, list[object]] = {p: list(cs) for p, cs in concept_phrases.items()}
         for rule in self.rules:
             phrases.setdefault(rule.phrase, []).append(rule)
-        self.matcher = PhraseMatcher(phrases, [(p, c) for p, c in concept_patterns])
+        self.matcher = PhraseMatcher(phrases, list(concept_patterns))
         self._trigger_phrases: dict[str, list[object]] = {}
         for rule in self.rules:
             self._trigger_phrases.setdefault(rule.phrase, []).append(rule)
@@ -92,14 +92,11 @@ class Engine:
             if not targets:
                 continue
             sent = sentences[i]
-            triggers = self._triggers(hits, sent.section)
+            scope = ctx.SentenceScope(low, sent.start, sent.end, self._triggers(hits, sent.section))
             new: list[Finding] = []
             for h in targets:
                 c = h.concepts[0]
-                if c.category == "normal":
-                    res = ContextResult()
-                else:
-                    res = ctx.assert_target(low, h.start, h.end, triggers)
+                res = ContextResult() if c.category == "normal" else scope.assert_target(h.start, h.end)
                 new.append(
                     Finding(
                         concept=c.concept,
@@ -198,9 +195,13 @@ def _attach_attributes(attrs: list[tuple[int, int, list[Any]]], findings: list[F
     """Give each attribute (anatomy, laterality, severity, change) to the nearest finding of the sentence."""
     if not findings:
         return
+    mids = [(f.start + f.end) / 2 for f in findings]  # findings are in text order
     for a, b, payloads in attrs:
         mid = (a + b) / 2
-        target = min(findings, key=lambda f: abs((f.start + f.end) / 2 - mid))
+        j = bisect.bisect_left(mids, mid)
+        if j == len(mids) or (j > 0 and mid - mids[j - 1] <= mids[j] - mid):
+            j -= 1
+        target = findings[j]
         for p in payloads:
             attr: Attribute = p
             if attr.group == "anatomy":

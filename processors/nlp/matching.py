@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 TOKEN_RE = re.compile(r"\w+|[^\w\s-]")
@@ -85,20 +86,44 @@ def trie_pattern(phrases: Iterable[str]) -> str:
     return r"(?<!\w)" + _branch(root)
 
 
-class PhraseMatcher:
-    """Find phrases (and optional extra regexes) in lower-cased text; map each hit to its payloads."""
+@dataclass(frozen=True, slots=True)
+class _Anchor:
+    index: int
 
-    def __init__(self, phrases: dict[str, list[Any]], patterns: list[tuple[str, Any]] | None = None):
+
+class PhraseMatcher:
+    """Find phrases in lower-cased text and map each hit to its payloads.
+
+    ``anchored`` adds phrasings with gaps ("heart is mildly enlarged"): (anchor phrases, regex, payload).
+    The anchors go into the trie; the regex is only tried (``re.match``) where an anchor was found, so
+    no extra pass over the text is needed (a regex scanning the whole text per pattern costs more than
+    the trie itself).
+    """
+
+    def __init__(
+        self, phrases: dict[str, list[Any]], anchored: list[tuple[list[str], str, Any]] | None = None
+    ):
+        merged: dict[str, list[Any]] = {p: list(v) for p, v in phrases.items()}
+        self.anchored = [(re.compile(rx), payload) for _, rx, payload in (anchored or [])]
+        for i, (anchors, _, _) in enumerate(anchored or []):
+            for anchor in anchors:
+                merged.setdefault(anchor, []).append(_Anchor(i))
         self.lookup: dict[str, list[Any]] = {}
-        for phrase, payloads in phrases.items():
+        for phrase, payloads in merged.items():
             self.lookup.setdefault(normalize(phrase), []).extend(payloads)
-        self.regex = re.compile(trie_pattern(phrases))
-        pats = patterns or []
-        # all extra regexes in one pass: one named group per regex
-        self.pattern_payloads = {f"p{i}": payload for i, (_, payload) in enumerate(pats)}
-        self.patterns = (
-            re.compile("|".join(f"(?P<p{i}>{p})" for i, (p, _) in enumerate(pats))) if pats else None
-        )
+        # a longer phrase starting with an anchor ("heart size" vs anchor "heart") tries its patterns too
+        by_anchor: dict[str, list[_Anchor]] = {}
+        for i, (anchors, _, _) in enumerate(anchored or []):
+            for anchor in anchors:
+                by_anchor.setdefault(normalize(anchor), []).append(_Anchor(i))
+        if by_anchor:
+            for key, payloads in self.lookup.items():
+                toks = key.split(" ")
+                for n in range(1, len(toks)):
+                    for extra in by_anchor.get(" ".join(toks[:n]), []):
+                        if extra not in payloads:
+                            payloads.append(extra)
+        self.regex = re.compile(trie_pattern(merged))
         self._seen: dict[str, list[Any]] = {}
 
     def _payloads(self, raw: str) -> list[Any]:
@@ -114,27 +139,39 @@ class PhraseMatcher:
         end = len(low) if endpos is None else endpos
         payloads = self._payloads
         hits = [(m.start(), m.end(), payloads(m.group())) for m in self.regex.finditer(low, pos, end)]
-        if self.patterns is not None:
-            extra = [
-                (m.start(), m.end(), [self.pattern_payloads[m.lastgroup or ""]])
-                for m in self.patterns.finditer(low, pos, end)
-            ]
-            if extra:
-                hits.extend(extra)
-                hits.sort(key=lambda h: (h[0], h[0] - h[1]))
-                kept: list[tuple[int, int, list[Any]]] = []
-                last = -1
-                for h in hits:
-                    if h[0] >= last:
-                        kept.append(h)
-                        last = h[1]
-                hits = kept
-        return [h for h in hits if h[2]]
+        if not self.anchored:
+            return [h for h in hits if h[2]]
+        out: list[tuple[int, int, list[Any]]] = []
+        last = -1
+        for start, stop, found in hits:
+            if start < last:
+                continue
+            if any(isinstance(p, _Anchor) for p in found):
+                best = None
+                for p in found:
+                    if isinstance(p, _Anchor):
+                        rx, payload = self.anchored[p.index]
+                        m = rx.match(low, start, end)
+                        if m and m.end() > stop and (best is None or m.end() > best[1]):
+                            best = (start, m.end(), [payload])
+                if best is not None:
+                    out.append(best)
+                    last = best[1]
+                    continue
+                found = [p for p in found if not isinstance(p, _Anchor)]
+            if found:
+                out.append((start, stop, found))
+                last = stop
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        state = {k: getattr(self, k) for k in ("anchored", "lookup", "regex")}
         state["_seen"] = {}
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
 
 
 def word_count(low: str, start: int, end: int) -> int:

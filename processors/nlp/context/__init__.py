@@ -12,13 +12,14 @@ a history trigger.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from processors.nlp.matching import word_count
+from processors.nlp.matching import WORD_RE
 from processors.nlp.types import ContextResult
 
 DATA = Path(__file__).with_name("rules.json")
@@ -92,46 +93,76 @@ def default_rules() -> tuple[Rule, ...]:
 _FAMILY = {POSSIBLE: frozenset({POSSIBLE, PROBABLE}), PROBABLE: frozenset({POSSIBLE, PROBABLE})}
 
 
-def _blocked(low: str, a: int, b: int, category: str, triggers: Sequence[Trigger]) -> bool:
-    """Is there a terminator (for ``category``), or a trigger of another category, inside [a, b)?"""
-    family = _FAMILY.get(category, frozenset({category}))
-    for t in triggers:
-        if t.start >= b:
-            break
-        if t.start < a:
-            continue
-        cats = t.categories
-        if TERMINATE in cats:
-            if any(
-                r.category == TERMINATE and (r.applies_to is None or category in r.applies_to)
-                for r in t.rules
-            ):
-                return True
+class SentenceScope:
+    """The triggers of one sentence, with word positions, to assert its targets.
+
+    Each target looks at its triggers nearest first (backwards for forward rules, forwards for
+    backward rules) and stops at the first terminator, so a sentence costs O(targets x nearby
+    triggers) even when a report has no punctuation and is one long "sentence".
+    """
+
+    def __init__(self, low: str, start: int, end: int, triggers: Sequence[Trigger]):
+        self.triggers = list(triggers)
+        self.starts = [t.start for t in self.triggers]
+        self.words = [m.start() for m in WORD_RE.finditer(low, start, end)]
+        self.max_scope = max((r.max_scope for t in self.triggers for r in t.rules), default=0)
+
+    def _words_between(self, a: int, b: int) -> int:
+        return bisect.bisect_left(self.words, b) - bisect.bisect_left(self.words, a)
+
+    def assert_target(self, start: int, end: int) -> ContextResult:
+        """The ConText status of the target ``low[start:end]``."""
+        found: dict[str, str] = {}
+        k = bisect.bisect_left(self.starts, start)
+        before = [t for t in reversed(self.triggers[:k]) if t.end <= start]
+        after = [t for t in self.triggers[k:] if t.start >= end]
+        self._walk(before, start, ("forward", "bidirectional"), True, found)
+        self._walk(after, end, ("backward", "bidirectional"), False, found)
+        return _result(found)
+
+    def _walk(
+        self,
+        triggers: list[Trigger],
+        pos: int,
+        directions: tuple[str, ...],
+        back: bool,
+        found: dict[str, str],
+    ) -> None:
+        terminated: set[str] = set()
+        all_terminated = False
+        seen: list[frozenset[str]] = []  # categories of the nearer (non-pseudo) triggers
+        for trig in triggers:
+            dist = self._words_between(trig.end, pos) if back else self._words_between(pos, trig.start)
+            if dist > self.max_scope:
+                break
+            for rule in trig.rules:
+                cat = rule.category
+                if cat in _NOT_MODIFIERS or cat in found or rule.direction not in directions:
+                    continue
+                if dist > rule.max_scope or cat in terminated:
+                    continue
+                family = _FAMILY.get(cat, frozenset({cat}))
+                if any(not (cats & family) for cats in seen):
+                    continue
+                found[cat] = rule.phrase
+            cats = trig.categories
+            for rule in trig.rules:
+                if rule.category == TERMINATE:
+                    if rule.applies_to is None:
+                        all_terminated = True
+                    else:
+                        terminated |= rule.applies_to
+            if all_terminated:
+                break
             cats = cats - {TERMINATE}
-            if not cats:
-                continue
-        if not (cats & family or PSEUDO in cats):
-            return True
-    return False
+            if cats and PSEUDO not in cats:
+                seen.append(cats)
 
 
-def assert_target(low: str, start: int, end: int, triggers: Sequence[Trigger]) -> ContextResult:
-    """The ConText status of the target ``low[start:end]`` given its sentence's triggers (text order)."""
-    found: dict[str, str] = {}
-    for trig in triggers:
-        for rule in trig.rules:
-            cat = rule.category
-            if cat in (PSEUDO, TERMINATE) or cat in found:
-                continue
-            if trig.end <= start and rule.direction in ("forward", "bidirectional"):
-                a, b = trig.end, start
-            elif trig.start >= end and rule.direction in ("backward", "bidirectional"):
-                a, b = end, trig.start
-            else:
-                continue
-            if word_count(low, a, b) > rule.max_scope or _blocked(low, a, b, cat, triggers):
-                continue
-            found[cat] = rule.phrase
+_NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE})
+
+
+def _result(found: dict[str, str]) -> ContextResult:
     res = ContextResult()
     if not found:
         return res
@@ -147,3 +178,10 @@ def assert_target(low: str, start: int, end: int, triggers: Sequence[Trigger]) -
     res.uncertain = res.certainty != "definite"
     res.triggers = [f"{cat}:{phrase}" for cat, phrase in found.items()]
     return res
+
+
+def assert_target(low: str, start: int, end: int, triggers: Sequence[Trigger]) -> ContextResult:
+    """The ConText status of one target ``low[start:end]`` given its sentence's triggers (text order)."""
+    lo = min([start] + [t.start for t in triggers])
+    hi = max([end] + [t.end for t in triggers])
+    return SentenceScope(low, lo, hi, triggers).assert_target(start, end)

@@ -23,19 +23,25 @@ class Attribute:
     value: str
 
 
+Anchored = tuple[list[str], str, Concept]
+
+
 def load_concepts(
     data_file: Path = HERE / "concepts.json",
-) -> tuple[dict[str, list[Concept]], list[tuple[str, Concept]]]:
-    """(phrase -> concepts, [(regex, concept)]) of the concept lexicon."""
+) -> tuple[dict[str, list[Concept]], list[Anchored]]:
+    """(phrase -> concepts, [(anchor phrases, regex, concept)]) of the concept lexicon.
+
+    A pattern is a regex for phrasings with gaps, tried only where one of its anchor phrases starts
+    (the regex must match from the anchor's first character)."""
     data = json.loads(data_file.read_text())
     phrases: dict[str, list[Concept]] = {}
-    patterns: list[tuple[str, Concept]] = []
+    patterns: list[Anchored] = []
     for c in data["concepts"]:
         concept = Concept(c["concept"], c["category"])
         for syn in c.get("synonyms", []):
             phrases.setdefault(syn, []).append(concept)
         for pat in c.get("patterns", []):
-            patterns.append((pat, concept))
+            patterns.append((list(pat["anchors"]), pat["regex"], concept))
     return phrases, patterns
 
 

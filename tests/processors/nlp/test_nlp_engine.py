@@ -74,8 +74,16 @@ def test_to_avro_has_exactly_the_nlp_fields_and_encodes() -> None:
         "chest_labels",
     }
     assert "absent" not in rec["chest_labels"].values()
-    full = dict(rec, event_id="e1", accession="A1", report_version=1, status="final", patient_id="p",
-                processed_time=0, site="default")
+    full = dict(
+        rec,
+        event_id="e1",
+        accession="A1",
+        report_version=1,
+        status="final",
+        patient_id="p",
+        processed_time=0,
+        site="default",
+    )
     back = decode("report_findings", encode("report_findings", full))
     assert back["findings"] == rec["findings"] and back["chest_labels"] == rec["chest_labels"]
     assert {f["certainty"] for f in back["findings"]} <= {"definite", "probable", "possible"}
