@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -42,7 +41,8 @@ def _load(path: Path, name: str, version: int) -> SchemaVersion:
     raw = json.loads(path.read_text())
     parsed = fastavro.parse_schema(raw, _write_hint=False)
     canonical = to_parsing_canonical_form(parsed)
-    fp = struct.pack("<Q", int(fingerprint(canonical, "CRC-64-AVRO"), 16))
+    # fastavro's hex string is the fingerprint's bytes in little-endian order, as the spec writes them
+    fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
     return SchemaVersion(name=name, version=version, parsed=fastavro.parse_schema(raw), fingerprint=fp)
 
 

@@ -102,9 +102,6 @@ def test_canonical_form_agrees_with_the_reference_library(name: str) -> None:
     assert ours == _reference_canonical_form(name)
 
 
-@pytest.mark.xfail(strict=True, reason="streams/serde.py writes the CRC-64-AVRO fingerprint big-endian; "
-                   "the spec (and Java's BinaryMessageEncoder) use little-endian. Fix: "
-                   "fp = bytes.fromhex(fingerprint(canonical, 'CRC-64-AVRO')), then drop this marker.")
 @pytest.mark.parametrize("name", NAMES)
 def test_header_is_magic_plus_little_endian_crc64_of_canonical_form(name: str) -> None:
     record = _samples(name, 1)[0]
