@@ -1,6 +1,6 @@
 """Rule-based sentence splitting with offsets into the original text.
 
-Splits after ``.``/``!``/``?`` when the next word starts with a capital letter, a digit or a bullet,
+Splits after ``.``/``!``/``?`` followed by white space and a word, digit or bullet,
 unless the period ends a known abbreviation (``abbreviations.json``), an initial, or a list
 number ("1." starting a line or a sentence); at blank lines; at a single line break when the next
 line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
@@ -19,7 +19,7 @@ DATA = Path(__file__).with_name("abbreviations.json")
 
 _CANDIDATE = re.compile(
     # sentence-final punctuation, then white space, then a capital, digit or bullet
-    r"[.!?]+[\"')\]]*(?P<ws>[ \t]*\r?\n[ \t]*(?:\r?\n\s*)*|[ \t]+)(?=[\"'(\[]?[A-Z0-9\-*\u2022])"
+    r"[.!?]+[\"')\]]*(?P<ws>[ \t]*\r?\n[ \t]*(?:\r?\n\s*)*|[ \t]+)(?=[\"'(\[]?[A-Za-z0-9\-*\u2022])"
     r"|(?P<blank>[ \t]*\r?\n(?:[ \t]*\r?\n)+\s*)"  # blank line
     r"|(?P<nl>[ \t]*\r?\n\s*)(?=[A-Z0-9\-*\u2022(])"  # line break
 )
@@ -27,7 +27,9 @@ _CANDIDATE = re.compile(
 
 class SentenceSplitter:
     def __init__(self, data_file: Path = DATA):
-        self.abbreviations = frozenset(json.loads(data_file.read_text())["abbreviations"])
+        data = json.loads(data_file.read_text())
+        self.abbreviations = frozenset(data["abbreviations"])
+        self.units = frozenset(data["units"])
 
     def split(self, text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         """(start, end) of each sentence of ``text[start:end]``, stripped of surrounding white space."""
@@ -37,7 +39,7 @@ class SentenceSplitter:
         for m in _CANDIDATE.finditer(text, start, end):
             if m.group("ws") is not None:
                 cut = m.start("ws")
-                if not self._ends_sentence(text, sent_start, cut):
+                if not self._ends_sentence(text, sent_start, cut, text[m.end()].islower()):
                     continue
                 nxt = m.end()
             elif m.group("blank") is not None:
@@ -49,7 +51,9 @@ class SentenceSplitter:
         _add(spans, text, sent_start, end)
         return spans
 
-    def _ends_sentence(self, text: str, sent_start: int, cut: int) -> bool:
+    def _ends_sentence(self, text: str, sent_start: int, cut: int, lower_next: bool = False) -> bool:
+        if text[cut - 1] in "?!":
+            return not lower_next  # "? pneumonia" in an indication is a question mark, not an end
         if text[cut - 1] != "." and text[cut - 1] not in "\"')]":
             return True
         # the token before the final punctuation
@@ -65,8 +69,10 @@ class SentenceSplitter:
         low = tok.lower().rstrip(".")
         if low in self.abbreviations:
             return False
-        if len(tok) == 1 and tok.isupper():  # an initial: "J. Smith"
+        if len(tok) == 1 and tok.isalpha():  # an initial: "J. Smith"
             return False
+        if lower_next and (low in self.units or low.replace(".", "").isdigit()):
+            return False  # "4 mm. nodule": a unit or number before a lower-case word
         # a list number "1." at a sentence start
         return not (tok.isdigit() and len(tok) <= 2 and not text[sent_start:begin].strip())
 

@@ -69,3 +69,8 @@ def test_offsets_point_into_the_original_text() -> None:
     text = "  Mild cardiomegaly.   Small effusion.  "
     for a, b in split_sentences(text):
         assert text[a:b] in ("Mild cardiomegaly.", "Small effusion.")
+
+
+def test_lower_case_sentence_start_and_question_marks() -> None:
+    assert sents("No effusion. heart size is normal.") == ["No effusion.", "heart size is normal."]
+    assert sents("Cough, ? pneumonia. Fever.") == ["Cough, ? pneumonia.", "Fever."]
