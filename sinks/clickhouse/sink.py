@@ -284,7 +284,9 @@ class ClickHouseSink:
         batch = self._batch
         if not batch:
             return
+        t0 = time.monotonic()
         write_rows(self.client, batch.rows)
+        t1 = time.monotonic()
         self._send_dead_letters(batch.dead_letters)
         batch.dead_letters = []  # sent: do not send again if only the commit is retried
         offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(batch.offsets.items())]
@@ -295,6 +297,9 @@ class ClickHouseSink:
                 log.warning("commit refused by a rebalance; the batch will be re-delivered (dedup by key)")
             else:
                 raise
+        log.debug("flushed %d messages, %d rows: insert %.0f ms, commit %.0f ms, age %.0f ms",
+                  batch.n_messages, batch.n_rows, (t1 - t0) * 1000, (time.monotonic() - t1) * 1000,
+                  (time.monotonic() - batch.first_at) * 1000)
         self.stats.messages += batch.n_messages
         self.stats.rows += batch.n_rows
         self.stats.flushes += 1
