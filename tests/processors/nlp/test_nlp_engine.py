@@ -101,3 +101,46 @@ def test_engine_pickles_and_works_in_a_process_pool() -> None:
     with ProcessPoolExecutor(max_workers=2) as pool:
         out = list(pool.map(_labels, [REPORT, "No pneumothorax."]))
     assert out[0]["Cardiomegaly"] == "positive" and out[1]["Pneumothorax"] == "negative"
+
+
+def test_other_extractors_are_wired_in() -> None:
+    from processors.nlp.engine import _load_extractors
+
+    have = _load_extractors()
+    text = (
+        "EXAM: CT CHEST WITH CONTRAST\nFINDINGS: Right upper lobe nodule measuring 1.2 x 0.8 cm, previously "
+        "6 mm. Small right pneumothorax.\nIMPRESSION: Lung-RADS 4B. Recommend PET/CT in 3 months.\n"
+        "Findings discussed with Dr. Jones by telephone at 10:15 on 3/4/2025."
+    )
+    r = analyze(text)
+    nodule = next(f for f in r.findings if f.concept == "nodule")
+    if "extract_measurements" in have:
+        assert r.measurements and nodule.size_mm == 12.0
+    if "normalize_exam" in have:
+        assert (r.modality, r.body_region, r.contrast) == ("CT", "chest", True)
+    if "extract_assessments" in have:
+        assert [(a.system, a.category) for a in r.assessments] == [("Lung-RADS", "4B")]
+    if "extract_recommendations" in have:
+        assert r.recommendations and r.recommendations[0].modality == "PET"
+    if "critical_results" in have:
+        assert [c.concept for c in r.critical_results] == ["pneumothorax"]
+    if "find_communication" in have:
+        assert r.communication is not None and r.communication.recipient == "Dr. Jones"
+    rec = r.to_avro()
+    back = decode(
+        "report_findings",
+        encode(
+            "report_findings",
+            dict(
+                rec,
+                event_id="e",
+                accession="A",
+                report_version=1,
+                status="final",
+                patient_id="p",
+                processed_time=0,
+            ),
+        ),
+    )
+    assert [m["max_mm"] for m in back["measurements"]] == [m["max_mm"] for m in rec["measurements"]]
+    assert (back["communication"] or {}).get("recipient") == (rec["communication"] or {}).get("recipient")
