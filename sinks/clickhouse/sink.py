@@ -172,6 +172,7 @@ class ClickHouseSink:
         self._batch = _Batch()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._last_offsets: list[TopicPartition] = []
 
     # -- Kafka ---------------------------------------------------------------------------------------
     def _make_consumer(self) -> Consumer:
@@ -187,6 +188,7 @@ class ClickHouseSink:
             # a sink killed without leaving the group blocks its successor until the session times out
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 2_000,
+            "on_commit": self._on_commit,
         }
         instance = static_instance_id(self.settings)
         if instance:
@@ -196,6 +198,10 @@ class ClickHouseSink:
         consumer.subscribe(sorted(self.contracts), on_assign=self._on_assign, on_revoke=self._on_revoke)
         return consumer
 
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            log.warning("offset commit failed (the batch will be re-delivered, dedup by key): %s", err)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", [(p.topic, p.partition) for p in partitions])
         self.assigned.set()
@@ -204,11 +210,12 @@ class ClickHouseSink:
         # eager rebalance: everything is revoked; what we did not commit is re-delivered to the next owner
         if self._batch:
             try:
-                self._write_and_commit(consumer)
+                self._write_and_commit(consumer, wait_for_commit=True)
             except Exception as exc:
                 log.warning("dropping an uncommitted batch on revoke (it will be re-delivered): %s", exc)
             self._batch = _Batch()
         self.assigned.clear()
+        self._last_offsets = []
 
     # -- the loop --------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -226,7 +233,12 @@ class ClickHouseSink:
                               or time.monotonic() >= batch.first_at + self.flush_s):
                     self._flush(consumer, stop)
             if self._batch:
-                self._flush(consumer, stop, give_up_after_s=10.0)
+                self._flush(consumer, stop, give_up_after_s=10.0, wait_for_commit=True)
+            elif self._last_offsets:  # make sure the last asynchronous commit landed
+                try:
+                    consumer.commit(offsets=self._last_offsets, asynchronous=False)
+                except KafkaException as exc:
+                    log.warning("final commit failed (those messages will be re-delivered): %s", exc)
         finally:
             try:
                 consumer.close()
@@ -280,7 +292,7 @@ class ClickHouseSink:
         if left or errors:
             raise RuntimeError(f"dead-letter delivery failed ({left} undelivered): {errors[:3]}")
 
-    def _write_and_commit(self, consumer: Consumer) -> None:
+    def _write_and_commit(self, consumer: Consumer, wait_for_commit: bool = False) -> None:
         batch = self._batch
         if not batch:
             return
@@ -291,7 +303,13 @@ class ClickHouseSink:
         batch.dead_letters = []  # sent: do not send again if only the commit is retried
         offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(batch.offsets.items())]
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            # after the inserts; not waiting for the broker's ack is safe: an offset that never lands
+            # only means re-delivery, which the ReplacingMergeTree keys absorb
+            if wait_for_commit:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            self._last_offsets = offsets
         except KafkaException as exc:
             if exc.args and exc.args[0].code() in _REBALANCE_ERRORS:
                 log.warning("commit refused by a rebalance; the batch will be re-delivered (dedup by key)")
@@ -306,7 +324,8 @@ class ClickHouseSink:
         self.stats.last_flush_time = time.time()
         self._batch = _Batch()
 
-    def _flush(self, consumer: Consumer, stop: threading.Event, give_up_after_s: float | None = None) -> None:
+    def _flush(self, consumer: Consumer, stop: threading.Event, give_up_after_s: float | None = None,
+               wait_for_commit: bool = False) -> None:
         attempt = 0
         paused: list[TopicPartition] = []
         started = time.monotonic()
@@ -314,7 +333,7 @@ class ClickHouseSink:
         try:
             while True:
                 try:
-                    self._write_and_commit(consumer)
+                    self._write_and_commit(consumer, wait_for_commit)
                     self.stats.dead_letters += n_dead
                     if attempt:
                         log.info("flush succeeded after %d failed attempts", attempt)
