@@ -1,0 +1,482 @@
+"""End-to-end latency of the ClickHouse sink: event produced -> row visible, baseline vs ours, one go.
+
+    PYTHONPATH=. python bench/e2e_latency.py [--seconds 10] [--max-reports 5000] [--stack] [--json]
+
+Each "report" is two events, as in the pipeline: a ReportFinalized on the reports topic and its
+ReportFindings (5 findings, a measurement, a recommendation, an assessment, a critical result, chest
+labels: 13 table rows in all) on the findings topic. Latency = first time a poller (20 ms period, a
+separate client on the same engine, in the sink's process) sees the report's ``report_nlp`` row (inserted
+after its child rows) minus the time the event was handed to the producer (carried in the record's
+``received_time``). Each (sink, rate) runs in a fresh process with its own store and topics, so merges
+left behind by one run do not slow the next. Rates: 10/s and 100/s for ``--seconds``,
+then ``--max-reports`` produced as fast as possible (throughput = reports / (last visible - first sent)).
+
+- baseline: a per-message sink (decode, insert that message's rows, commit its offset synchronously).
+- ours: ``sinks.clickhouse.sink.ClickHouseSink`` (batches by rows / 500 ms, commit after insert).
+- ``--stack``: additionally the full stack, ``radstream worker`` (NLP agent + our sink) as a subprocess,
+  fed ReportFinalized events only; visibility is polled through the worker's read-only ``/sql`` page.
+
+Real components: a local Kafka broker (started here unless ``RADSTREAM_KAFKA_BOOTSTRAP`` is set) and
+embedded ClickHouse (chDB). Everything runs on this machine's cores together (producer, sink, poller,
+broker), as it would in production on one host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from confluent_kafka import Consumer  # noqa: E402
+
+from radstream.config import Settings  # noqa: E402
+from sinks.clickhouse.client import open_client  # noqa: E402
+from sinks.clickhouse.migrate import migrate  # noqa: E402
+from sinks.clickhouse.rows import Origin, Rows, merge_rows, rows_for  # noqa: E402
+from sinks.clickhouse.sink import ClickHouseSink, write_rows  # noqa: E402
+from streams import serde  # noqa: E402
+from streams.producer import make_producer  # noqa: E402
+from streams.topics import create_topics, topic_specs  # noqa: E402
+
+TEXT = (
+    "EXAM: CT chest with contrast.\nFINDINGS: 9 mm nodule in the right upper lobe. No pleural effusion. "
+    "Small pneumothorax on the left.\nIMPRESSION: Pulmonary nodule, Lung-RADS 4A. Follow-up CT in 3 months. "
+    "Findings were discussed with Dr Smith at 10:30.\n"
+)
+
+
+def report_event(acc: str, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": acc,
+        "site": "bench",
+        "accession": acc,
+        "report_id": acc,
+        "version": 1,
+        "status": "final",
+        "patient_id": "P" + acc[-3:],
+        "visit_number": "V" + acc,
+        "patient_class": "outpatient",
+        "modality": "CT",
+        "procedure_code": "CTCHEST",
+        "procedure_description": "CT chest",
+        "body_part": "CHEST",
+        "study_instance_uid": "1.2.3." + acc[-6:],
+        "observation_time": now,
+        "status_time": now,
+        "received_time": now,
+        "author": "bench",
+        "source_format": "json",
+        "text": TEXT,
+    }
+
+
+def findings_event(rep: dict[str, Any], now: datetime) -> dict[str, Any]:
+    f = {
+        "concept": "nodule",
+        "category": "lung",
+        "text": "nodule",
+        "start": 50,
+        "end": 56,
+        "sentence": 1,
+        "section": "findings",
+        "negated": False,
+        "uncertain": False,
+        "historical": False,
+        "hypothetical": False,
+        "laterality": "right",
+        "anatomy": ["right upper lobe"],
+        "size_mm": 9.0,
+    }
+    found = [
+        dict(f, concept=c, negated=c == "pleural_effusion")
+        for c in ("nodule", "pleural_effusion", "pneumothorax", "nodule", "mass")
+    ]
+    return {
+        "event_id": rep["event_id"],
+        "site": rep["site"],
+        "accession": rep["accession"],
+        "report_version": 1,
+        "status": "final",
+        "patient_id": rep["patient_id"],
+        "modality": "CT",
+        "body_region": "chest",
+        "nlp_version": "bench",
+        "processed_time": now,
+        "sections": [{"name": "findings", "title": "FINDINGS", "start": 30, "end": 120}],
+        "findings": found,
+        "measurements": [
+            {"text": "9 mm", "start": 40, "end": 44, "dims_mm": [9.0], "max_mm": 9.0, "finding": 0}
+        ],
+        "recommendations": [
+            {
+                "text": "Follow-up CT in 3 months",
+                "start": 150,
+                "end": 175,
+                "kind": "imaging_followup",
+                "modality": "CT",
+                "interval_days_min": 90,
+                "interval_days_max": 90,
+            }
+        ],
+        "assessments": [
+            {"system": "Lung-RADS", "category": "4A", "text": "Lung-RADS 4A", "start": 130, "end": 142}
+        ],
+        "critical_results": [{"concept": "pneumothorax", "text": "pneumothorax", "start": 90, "end": 102}],
+        "communication": {
+            "text": "discussed with Dr Smith",
+            "recipient": "Dr Smith",
+            "time": now + timedelta(minutes=5),
+        },
+        "chest_labels": {"Nodule": "positive", "Effusion": "negative", "Pneumothorax": "positive"},
+    }
+
+
+class PerMessageSink:
+    """Baseline: insert each message's rows at once and commit its offset synchronously."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = open_client(settings)
+        migrate(self.client, settings)
+        self.contracts = {s.name: s.contract for s in topic_specs(settings)}
+
+    def run(self, stop: threading.Event) -> None:
+        c = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka.bootstrap,
+                "enable.auto.commit": False,
+                "group.id": self.settings.kafka.consumer_group + ".baseline",
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        c.subscribe(sorted(self.contracts))
+        try:
+            while not stop.is_set():
+                msg = c.poll(0.1)
+                if msg is None or msg.error():
+                    continue
+                contract = self.contracts[str(msg.topic())]
+                rows: Rows = {}
+                merge_rows(
+                    rows,
+                    rows_for(
+                        contract,
+                        serde.decode(contract, msg.value()),
+                        Origin(str(msg.topic()), msg.partition() or 0, msg.offset() or 0),
+                    ),
+                )
+                write_rows(self.client, rows)
+                c.commit(message=msg, asynchronous=False)
+        finally:
+            c.close()
+
+
+class Poller:
+    """Records the first time each accession is returned by ``query`` (accession, sent_epoch_s) rows."""
+
+    def __init__(self, query: Any, period: float = 0.02) -> None:
+        self.query = query
+        self.period = period
+        self.seen: dict[str, tuple[float, float]] = {}  # accession -> (sent, seen)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            t0 = time.time()
+            try:
+                rows = self.query()
+            except Exception as exc:  # a slow or failing poll must not end the measurement
+                print(f"poll failed: {exc}", file=sys.stderr)
+                rows = []
+            for acc, sent in rows:
+                if acc not in self.seen:
+                    self.seen[acc] = (float(sent), t0)
+            self.stop.wait(max(0.0, self.period - (time.time() - t0)))
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def produce(settings: Settings, tag: str, rate: float | None, n: int, findings_too: bool) -> float:
+    """Produce n reports at ``rate``/s (None: as fast as possible); returns the start time."""
+    producer = make_producer(settings, **{"linger.ms": 2})
+    t = settings.topics
+    start = time.time()
+    for i in range(n):
+        if rate:
+            delay = start + i / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        acc = f"{tag}{i:07d}"
+        now = datetime.now(UTC)
+        rep = report_event(acc, now)
+        key = f"bench|{acc}".encode()
+        producer.produce(t.reports, key=key, value=serde.encode("report_finalized", rep))
+        if findings_too:
+            producer.produce(
+                t.findings, key=key, value=serde.encode("report_findings", findings_event(rep, now))
+            )
+        producer.poll(0)
+    producer.flush(60)
+    return start
+
+
+def summarise(seen: dict[str, tuple[float, float]], tag: str, n: int, start: float) -> dict[str, Any]:
+    mine = [v for a, v in seen.items() if a.startswith(tag)]
+    lat = [b - a for a, b in mine]
+    last = max((b for _, b in mine), default=float("nan"))
+    return {
+        "reports": n,
+        "visible": len(lat),
+        "p50_ms": pct(lat, 50) * 1000,
+        "p95_ms": pct(lat, 95) * 1000,
+        "p99_ms": pct(lat, 99) * 1000,
+        "max_ms": max(lat, default=float("nan")) * 1000,
+        "reports_per_s": len(lat) / (last - start) if lat else 0.0,
+    }
+
+
+def fresh_settings(base: Settings, name: str) -> Settings:
+    prefix = f"b{uuid.uuid4().hex[:6]}."
+    topics = {f: prefix + getattr(base.topics, f) for f in base.topics.__dataclass_fields__}
+    s = base.replace(topics=topics, kafka={"consumer_group": f"bench-{name}-{uuid.uuid4().hex[:6]}"})
+    create_topics(s)
+    time.sleep(1.0)
+    return s
+
+
+# report_nlp rows (written after their child rows) and the send time carried in the report's received_time
+POLL_SQL = (
+    "SELECT n.accession, toUnixTimestamp64Micro(r.received_time) / 1e6 FROM report_nlp AS n "
+    "INNER JOIN (SELECT accession, received_time FROM report_versions "
+    "WHERE inserted_at >= now64(3) - INTERVAL 60 SECOND) AS r ON r.accession = n.accession "
+    "WHERE n.inserted_at >= now64(3) - INTERVAL 30 SECOND"
+)
+
+
+def child(mode: str, tags: list[str], counts: list[int], timeout: float) -> None:
+    """Runs in its own process: the sink (``mode``) + the poller; prints one JSON line per tag when seen."""
+    from radstream.config import load_settings
+
+    s = load_settings()
+    sink: Any = ClickHouseSink(s) if mode == "ours" else PerMessageSink(s)
+    reader = open_client(s)
+    poller = Poller(lambda: [(r[0], r[1]) for r in reader.query(POLL_SQL).result_rows])
+    stop = threading.Event()
+    th = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+    th.start()
+    poller.thread.start()
+    print("READY", flush=True)
+    for tag, n in zip(tags, counts, strict=True):
+        deadline = time.time() + timeout
+        while time.time() < deadline and sum(1 for a in poller.seen if a.startswith(tag)) < n:
+            time.sleep(0.05)
+        print(
+            json.dumps({"tag": tag, "seen": {a: v for a, v in poller.seen.items() if a.startswith(tag)}}),
+            flush=True,
+        )
+    stop.set()
+    th.join(60)
+    poller.stop.set()
+
+
+def child_env(s: Settings, state: Path, web_port: int | None = None) -> dict[str, str]:
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        RADSTREAM_STATE_DIR=str(state),
+        RADSTREAM_KAFKA_BOOTSTRAP=s.kafka.bootstrap,
+        RADSTREAM_KAFKA_CONSUMER_GROUP=s.kafka.consumer_group,
+    )
+    if web_port:
+        env["RADSTREAM_WORKER_WEB_PORT"] = str(web_port)
+    for f in s.topics.__dataclass_fields__:
+        env[f"RADSTREAM_TOPICS_{f.upper()}"] = getattr(s.topics, f)
+    return env
+
+
+def run_sink_mode(base: Settings, mode: str, rate: float | None, n: int, tmp: Path) -> dict[str, Any]:
+    s = fresh_settings(base, mode)
+    warm, tag = "w" + uuid.uuid4().hex[:5], "m" + uuid.uuid4().hex[:5]
+    timeout = max(120.0, n / 20)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            mode,
+            "--tags",
+            f"{warm},{tag}",
+            "--counts",
+            f"5,{n}",
+            "--timeout",
+            str(timeout),
+        ],
+        cwd=REPO,
+        env=child_env(s, tmp / uuid.uuid4().hex[:6]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        produce(s, warm, None, 5, True)
+        json.loads(proc.stdout.readline())  # the sink is assigned and has written its first parts
+        start = produce(s, tag, rate, n, True)
+        seen = json.loads(proc.stdout.readline())["seen"]
+        res = summarise({a: tuple(v) for a, v in seen.items()}, tag, n, start)
+    finally:
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    res.update(mode=mode, rate="max" if rate is None else f"{rate:g}/s")
+    print(json.dumps(res), file=sys.stderr)
+    return res
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path) -> dict[str, Any]:
+    """The full stack: ``radstream worker`` (NLP agent + our sink) fed ReportFinalized events only;
+    visibility polled through the worker's read-only ``/sql`` page (50 ms period)."""
+    s = fresh_settings(base, "stack")
+    port = free_port()
+    state = tmp / uuid.uuid4().hex[:6]
+    state.mkdir(parents=True)
+    log = open(state / "worker.log", "wb")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "radstream", "worker"],
+        cwd=REPO,
+        env=child_env(s, state, port),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def query() -> list[tuple[str, float]]:
+        sql = POLL_SQL
+        url = f"http://127.0.0.1:{port}/sql?format=tsv"
+        req = urllib.request.Request(url, data=sql.encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                lines = resp.read().decode().splitlines()[1:]
+        except OSError:
+            return []
+        return [(a, float(t)) for a, t in (line.split("\t") for line in lines)]
+
+    poller = Poller(query, period=0.05)
+    poller.thread.start()
+    warm, tag = "w" + uuid.uuid4().hex[:5], "m" + uuid.uuid4().hex[:5]
+    try:
+        produce(s, warm, None, 5, False)
+        deadline = time.time() + 180
+        while time.time() < deadline and sum(1 for a in poller.seen if a.startswith(warm)) < 5:
+            time.sleep(0.1)
+        assert sum(1 for a in poller.seen if a.startswith(warm)) == 5, "stack: warm-up never visible"
+        start = produce(s, tag, rate, n, False)
+        deadline = time.time() + max(180.0, n / 10)
+        while time.time() < deadline and sum(1 for a in poller.seen if a.startswith(tag)) < n:
+            time.sleep(0.1)
+        res = summarise(poller.seen, tag, n, start)
+    finally:
+        poller.stop.set()
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    res.update(mode="stack (worker: NLP + sink)", rate="max" if rate is None else f"{rate:g}/s")
+    print(json.dumps(res), file=sys.stderr)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--max-reports", type=int, default=5000)
+    ap.add_argument("--stack", action="store_true", help="also measure the full worker (NLP + sink)")
+    ap.add_argument("--stack-max-reports", type=int, default=3000)
+    ap.add_argument("--modes", default="ours,baseline")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--tags", help=argparse.SUPPRESS)
+    ap.add_argument("--counts", help=argparse.SUPPRESS)
+    ap.add_argument("--timeout", type=float, default=300.0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.tags.split(","), [int(c) for c in args.counts.split(",")], args.timeout)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="radstream-bench-"))
+    base = Settings(state_dir=str(tmp))
+    started = None
+    bootstrap = os.environ.get("RADSTREAM_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        from radstream.stack import kafka
+
+        started = tmp / "kafka"
+        bootstrap = kafka.start_kafka(started, tie_to_parent=True).bootstrap
+    base = base.replace(kafka={"bootstrap": bootstrap})
+    rates: list[float | None] = [10.0, 100.0, None]
+    rows: list[dict[str, Any]] = []
+    try:
+        for mode in [m for m in args.modes.split(",") if m]:
+            for rate in rates:
+                n = args.max_reports if rate is None else int(rate * args.seconds)
+                if mode == "baseline" and rate is None:
+                    n = min(n, 500)  # a per-message sink needs minutes for more
+                rows.append(run_sink_mode(base, mode, rate, n, tmp))
+        if args.stack:
+            for rate in rates:
+                n = args.stack_max_reports if rate is None else int(rate * args.seconds)
+                rows.append(run_stack_mode(base, rate, n, tmp))
+    finally:
+        if started is not None:
+            from radstream.stack import kafka
+
+            kafka.stop_kafka(started)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(
+        f"e2e latency, event produced -> row visible ({os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.machine()}); poll period 20 ms (stack: 50 ms)"
+    )
+    print(
+        f"{'mode':28} {'rate':>7} {'reports':>8} {'visible':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8} {'stored/s':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['mode']:28} {r['rate']:>7} {r['reports']:>8} {r['visible']:>8} {r['p50_ms']:8.0f} "
+            f"{r['p95_ms']:8.0f} {r['p99_ms']:8.0f} {r['max_ms']:8.0f} {r['reports_per_s']:9.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
