@@ -59,11 +59,12 @@ def _readonly_sibling(client: Client) -> Client:
         return ro
 
 
-def close_readonly_clients() -> None:
+def close_readonly_clients(url: str | None = None) -> None:
+    """Close the cached read-only clients (of one store URL, or all). With chDB the engine of a path
+    stays up while any client on it is open, and a process can host only one path at a time."""
     with _ro_lock:
-        for ro in _ro_clients.values():
-            ro.close()
-        _ro_clients.clear()
+        for key in [k for k in _ro_clients if url is None or k[0] == url]:
+            _ro_clients.pop(key).close()
 
 
 def run_readonly(client: Client, sql: str, fmt: str = "tsv") -> str | Result:

@@ -174,6 +174,14 @@ class ClickHouseSink:
         self._producer: Producer | None = None
         self._last_offsets: list[TopicPartition] = []
 
+    def close(self) -> None:
+        """Close the ClickHouse client and the read-only clients of the same store (after ``run``)."""
+        from sinks.clickhouse.client import client_url
+        from sinks.clickhouse.query import close_readonly_clients
+
+        close_readonly_clients(client_url(self.client))
+        self.client.close()
+
     # -- Kafka ---------------------------------------------------------------------------------------
     def _make_consumer(self) -> Consumer:
         conf: dict[str, Any] = {

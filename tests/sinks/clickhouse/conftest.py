@@ -69,7 +69,7 @@ def running_sink(settings: Settings, **kwargs: object) -> Iterator[ClickHouseSin
     finally:
         stop.set()
         thread.join(30)
-        sink.client.close()
+        sink.close()
     assert not thread.is_alive(), "sink did not stop"
     if errors:
         raise errors[0]
