@@ -49,6 +49,9 @@ class Engine:
         self.attributes = PhraseMatcher(dict(load_attributes().items()))
         self.chest = ChestMapping.load(chest_mapping)
         self.extractors = _load_extractors()
+        # payload list of a lexicon entry -> (the list, its concepts, its ConText rules); the list is kept
+        # so that an id() reused by a short-lived list is detected
+        self._split: dict[int, tuple[list[Any], tuple[Concept, ...], tuple[ctx.Rule, ...]]] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Engine, (self._chest_mapping_path,))
@@ -81,9 +84,16 @@ class Engine:
             i = bisect.bisect_right(starts, a) - 1
             if i < 0 or b > sentences[i].end:
                 continue  # inside a header, or across a sentence end
-            concepts = tuple(p for p in payloads if isinstance(p, Concept))
-            rules = tuple(p for p in payloads if isinstance(p, ctx.Rule))
-            per_sentence.setdefault(i, []).append(_Hit(a, b, concepts, rules))
+            split = self._split.get(id(payloads))
+            if split is None or split[0] is not payloads:
+                split = (
+                    payloads,
+                    tuple(p for p in payloads if isinstance(p, Concept)),
+                    tuple(p for p in payloads if isinstance(p, ctx.Rule)),
+                )
+                if len(self._split) < 100_000:
+                    self._split[id(payloads)] = split
+            per_sentence.setdefault(i, []).append(_Hit(a, b, split[1], split[2]))
         findings: list[Finding] = []
         attrs = self.attributes.finditer(low) if per_sentence else []
         attr_starts = [a[0] for a in attrs]

@@ -27,7 +27,7 @@ class SectionSplitter:
                 self.name_of[normalize(title)] = sec["name"]
         alt = trie_pattern(self.name_of)  # matched on lower-cased text
         self.regex = re.compile(
-            r"(?:(?<=\n)|^)[ \t]*(?P<a>" + alt + r")[ \t]*(?:[:.\-](?![\w.])[ \t]*|(?=\r?\n|$))"
+            r"(?m)^[ \t]*(?P<a>" + alt + r")[ \t]*(?:[:.\-](?![\w.])[ \t]*|(?=\r?\n|$))"
             r"|(?<=[.!?;])[ \t]+(?P<b>" + alt + r")[ \t]*:[ \t]*"
         )
 
