@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from processors.ml import offline_env, torch_threads
+from processors.ml import offline_env, quiet_transformers, torch_threads
 from processors.ml.units import SectionFn, SentenceFn, SentenceSpan, report_sentences
 
 TASKS = ("sequence", "token")
@@ -153,6 +153,7 @@ class SiteClassifier:
         )
 
         self.config = config
+        quiet_transformers()
         torch.set_num_threads(threads or torch_threads())
         if not (config.model_dir / "config.json").is_file():
             raise ClassifierConfigError(f"{config.name}: no Hugging Face model in {config.model_dir}")

