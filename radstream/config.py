@@ -45,6 +45,7 @@ class TopicsConfig:
     retrieval_status: str = "radstream.retrieval.status"
     received_instances: str = "radstream.dicom.received"
     dead_letter: str = "radstream.deadletter"
+    cohort_watches: str = "radstream.cohort.watches"
 
 
 @dataclass(frozen=True)

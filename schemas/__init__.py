@@ -17,4 +17,5 @@ NAMES = (
     "retrieval_status",
     "received_instance",
     "dead_letter",
+    "cohort_watch",
 )

@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import faust
 import mode
 
+from processors.cohort.decide import decide
 from radstream.config import Settings
 from streams import serde
+from streams.cohort import WatchRegistry
 from streams.handlers import analyze_report, findings_key
 from streams.producer import dead_letter_record
 
@@ -66,6 +69,48 @@ class SinkService:
         return run_readonly(self.sink.client, sql, fmt)
 
 
+def _cohorts(app: faust.App, settings: Settings, findings: faust.TopicT) -> None:
+    """Standing cohorts: each new report version's findings -> retrieval requests (or cancels)."""
+    registry = WatchRegistry(settings)
+    requests = app.topic(settings.topics.retrieval_requests, key_type=bytes, value_type=bytes)
+    # per report (site|accession): {project|destination: {request_id, matched, version}}
+    state = app.Table("cohort-state", default=dict, partitions=settings.kafka.partitions,
+                      schema=faust.Schema(key_serializer="raw", value_serializer="json"))
+    allowed = set(settings.research.allowed_destinations)
+
+    @app.service
+    class _Watches(mode.Service):
+        async def on_start(self) -> None:
+            registry.start()
+
+        async def on_stop(self) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, registry.stop)
+
+    @app.agent(findings)
+    async def cohort_agent(stream: faust.StreamT) -> None:
+        # evaluate nothing before every registered watch is known
+        await asyncio.get_running_loop().run_in_executor(None, registry.loaded.wait, 60.0)
+        async for event in stream.events():
+            watches = registry.current()
+            if not watches or event.key is None:
+                continue
+            try:
+                record = serde.decode("report_findings", event.value)
+            except serde.SerdeError:
+                continue  # the ClickHouse sink dead-letters undecodable findings
+            new_state, out = decide(record, watches, state[event.key], datetime.now(UTC))
+            for req in out:
+                if req["destination_ae"] not in allowed:
+                    log.error("cohort %s: destination %s not allowed", req["project_id"],
+                              req["destination_ae"])
+                    continue
+                fut = await requests.send(key=req["request_id"].encode(),
+                                          value=serde.encode("retrieval_requested", req))
+                await fut
+            if new_state != state[event.key]:
+                state[event.key] = new_state
+
+
 def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
     app = faust.App(
         f"{settings.kafka.consumer_group}-worker",
@@ -108,6 +153,8 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
             # wait for the broker's ack before Faust may commit this offset
             fut = await findings.send(key=findings_key(report), value=value)
             await fut
+
+    _cohorts(app, settings, findings)
 
     sink = SinkService(settings) if with_sink else None
     app.radstream_sink = sink  # type: ignore[attr-defined]

@@ -110,8 +110,8 @@ def embedding_rows(reports: Sequence[Mapping[str, Any]], embed: Callable[[list[s
         exam = _time(rec.get("observation_time")) or _time(rec.get("status_time")) or _time(
             rec.get("received_time"))
         head = [rec.get("site") or "default", rec["accession"], int(rec["version"])]
-        meta = [rec["status"], rec.get("modality") or "", rec.get("body_part") or "", rec.get("patient_id") or "",
-                exam, model, now]
+        meta = [rec["status"], rec.get("modality") or "", rec.get("body_part") or "",
+                rec.get("patient_id") or "", exam, model, now]
         if rec["status"] in DEAD_STATUSES:
             rows.append([*head, TOMBSTONE_UNIT, "", 0, 0, "", *meta, [0.0] * DIM])
             continue

@@ -18,7 +18,8 @@ RDKAFKA_LOG = logging.getLogger("radstream.librdkafka")
 class TopicSpec:
     name: str
     contract: str  # schema name in schemas/
-    compacted: bool = False
+    compacted: bool = False  # keyed state (latest value per key is kept forever)
+    partitions: int | None = None  # None: settings.kafka.partitions
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -30,6 +31,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.retrieval_status, "retrieval_status"),
         TopicSpec(t.received_instances, "received_instance"),
         TopicSpec(t.dead_letter, "dead_letter"),
+        TopicSpec(t.cohort_watches, "cohort_watch", compacted=True, partitions=1),
     ]
 
 
@@ -57,8 +59,9 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
         if spec.name in existing:
             result[spec.name] = "exists"
             continue
-        config = {"retention.ms": str(settings.kafka.retention_ms)}
-        new.append(NewTopic(spec.name, num_partitions=settings.kafka.partitions,
+        config = ({"cleanup.policy": "compact"} if spec.compacted
+                  else {"retention.ms": str(settings.kafka.retention_ms)})
+        new.append(NewTopic(spec.name, num_partitions=spec.partitions or settings.kafka.partitions,
                             replication_factor=settings.kafka.replication_factor, config=config))
     if new:
         for name, fut in admin.create_topics(new, request_timeout=timeout).items():

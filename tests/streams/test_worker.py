@@ -2,79 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
-from confluent_kafka import Consumer
-
-from radstream.config import Settings, settings_env
+from radstream.config import Settings
 from streams import serde
 from streams.producer import make_producer, produce_sync
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def report(accession: str, text: str, status: str = "final", version: int = 1) -> dict[str, Any]:
-    return {
-        "event_id": f"ev-{accession}-{version}", "accession": accession, "report_id": f"R{accession}",
-        "version": version, "status": status, "patient_id": "P1", "modality": "CT",
-        "procedure_description": "CT CHEST WITHOUT CONTRAST", "received_time": datetime.now(UTC),
-        "source_format": "json", "text": text,
-    }
-
-
-@pytest.fixture
-def worker(topic_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    settings = topic_settings.replace(
-        state_dir=str(tmp_path),
-        kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
-        worker={"web_port": _free_port()},
-    )
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "radstream", "worker", "--no-sink"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield settings
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
-
-
-def consume(settings: Settings, topic: str, n: int, timeout: float = 60.0) -> list[Any]:
-    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": uuid.uuid4().hex,
-                  "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-    finally:
-        c.close()
-    return out
+from tests.streams.helpers import consume, report
 
 
 def test_findings_published_and_bad_input_dead_lettered(worker: Settings) -> None:

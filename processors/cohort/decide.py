@@ -1,0 +1,82 @@
+"""What a standing cohort does with one new report version: request, cancel, or nothing.
+
+State per report (site|accession) and per (project, destination): the request id emitted, whether the
+latest evaluated version matched, and that version (a late older version never flips the decision).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from processors.cohort.rules import CohortRule, matches
+
+_NAMESPACE = uuid.UUID("6f1c1d1e-3b7e-4c2a-9d7e-2f3a4b5c6d7e")
+
+
+@dataclass(frozen=True)
+class Watch:
+    watch_id: str
+    project_id: str
+    destination_ae: str
+    requester: str
+    rule: CohortRule
+
+
+def request_id_for(project_id: str, destination_ae: str, site: str, accession: str, version: int) -> str:
+    """Deterministic, so a redelivered report or a restarted worker emits the same request id; the
+    version that first matched is part of it, so a report that matches again after a cancel gets a
+    new request rather than the cancelled one."""
+    return str(uuid.uuid5(_NAMESPACE, f"{project_id}|{destination_ae}|{site}|{accession}|{version}"))
+
+
+def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[str, Any],
+           now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """-> (new state for this report, RetrievalRequested records to emit).
+
+    ``state`` maps ``project|destination`` -> {"request_id", "matched", "version"}.
+    """
+    new_state: dict[str, Any] = {k: dict(v) for k, v in state.items()}
+    out: list[dict[str, Any]] = []
+    version = int(record["report_version"])
+    site, accession = str(record.get("site", "default")), str(record["accession"])
+    # several watches of one project and destination: the report matches if any of them does
+    verdicts: dict[str, tuple[Watch, bool]] = {}
+    for w in watches:
+        key = f"{w.project_id}|{w.destination_ae}"
+        hit = matches(w.rule, record)
+        if key not in verdicts or (hit and not verdicts[key][1]):
+            verdicts[key] = (w, hit)
+    for key, (w, hit) in verdicts.items():
+        prev = new_state.get(key)
+        if prev is not None and int(prev.get("version", -1)) > version:
+            continue  # a late older version
+        was = bool(prev and prev.get("matched"))
+        rid = str(prev["request_id"]) if prev and was else request_id_for(
+            w.project_id, w.destination_ae, site, accession, version)
+        if hit and not was:
+            out.append(_request(w, record, rid, "request", now))
+        elif was and not hit:
+            out.append(_request(w, record, rid, "cancel", now))
+        if hit or was:
+            new_state[key] = {"request_id": rid, "matched": hit, "version": version}
+    return new_state, out
+
+
+def _request(w: Watch, record: Mapping[str, Any], rid: str, action: str, now: datetime) -> dict[str, Any]:
+    return {
+        "request_id": rid,
+        "action": action,
+        "project_id": w.project_id,
+        "requester": w.requester,
+        "accession": record["accession"],
+        "study_instance_uid": record.get("study_instance_uid"),
+        "patient_id": record.get("patient_id"),
+        "destination_ae": w.destination_ae,
+        "priority": "normal",
+        "source": "watch",
+        "requested_time": now,
+    }

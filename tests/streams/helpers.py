@@ -1,0 +1,49 @@
+"""Helpers of the stream tests: report records, a throwaway consumer, free ports."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer
+
+from radstream.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def report(accession: str, text: str, status: str = "final", version: int = 1) -> dict[str, Any]:
+    return {
+        "event_id": f"ev-{accession}-{version}", "accession": accession, "report_id": f"R{accession}",
+        "version": version, "status": status, "patient_id": "P1", "modality": "CT",
+        "procedure_description": "CT CHEST WITHOUT CONTRAST", "received_time": datetime.now(UTC),
+        "source_format": "json", "text": text,
+    }
+
+
+def consume(settings: Settings, topic: str, n: int, timeout: float = 60.0) -> list[Any]:
+    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and msg.error() is None:
+                out.append(msg)
+    finally:
+        c.close()
+    return out
+
+

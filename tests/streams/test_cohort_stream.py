@@ -1,0 +1,48 @@
+"""Standing cohorts on the real broker: a watch, matching reports -> retrieval requests, a correction -> cancel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from radstream.config import Settings
+from streams import serde
+from streams.cohort import DestinationNotAllowed, publish_watch, watch_record
+from streams.producer import make_producer, produce_sync
+from tests.streams.helpers import consume, report
+
+RULE = {"name": "big-nodules", "modality": "CT", "finding": {"concept": ["nodule"], "min_size_mm": 8}}
+
+
+def test_watch_emits_requests_and_cancels(worker: Settings, tmp_path: Path) -> None:
+    s = worker
+    rule = tmp_path / "rule.json"
+    rule.write_text(json.dumps(RULE))
+    publish_watch(s, watch_record(s, "IRB-7", "RESEARCH", "alice", str(rule), watch_id="w-irb7"))
+    p = make_producer(s)
+    produce_sync(p, s.topics.reports, "report_finalized", b"default|C1",
+                 report("C1", "FINDINGS: 12 mm solid nodule in the right upper lobe."))
+    produce_sync(p, s.topics.reports, "report_finalized", b"default|C2",
+                 report("C2", "FINDINGS: No pulmonary nodule. No effusion."))
+    produce_sync(p, s.topics.reports, "report_finalized", b"default|C3",
+                 report("C3", "FINDINGS: 4 mm nodule in the left lower lobe."))
+    # the correction of C1 measures the nodule at 5 mm: it no longer matches
+    produce_sync(p, s.topics.reports, "report_finalized", b"default|C1",
+                 report("C1", "FINDINGS: 5 mm solid nodule in the right upper lobe.", status="corrected",
+                        version=2))
+    got = [serde.decode("retrieval_requested", m.value()) for m in consume(s, s.topics.retrieval_requests, 2)]
+    assert [(r["action"], r["accession"], r["project_id"], r["destination_ae"], r["source"]) for r in got] == [
+        ("request", "C1", "IRB-7", "RESEARCH", "watch"), ("cancel", "C1", "IRB-7", "RESEARCH", "watch")]
+    assert got[0]["request_id"] == got[1]["request_id"]
+    assert got[0]["requester"] == "alice"
+    # nothing else was requested (C2 negated, C3 too small)
+    assert len(consume(s, s.topics.retrieval_requests, 3, timeout=5)) == 2
+
+
+def test_destination_must_be_on_the_allow_list(kafka_settings: Settings, tmp_path: Path) -> None:
+    rule = tmp_path / "rule.json"
+    rule.write_text(json.dumps(RULE))
+    with pytest.raises(DestinationNotAllowed):
+        watch_record(kafka_settings, "IRB-7", "ELSEWHERE", "alice", str(rule))
