@@ -65,8 +65,12 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
     try:
         client = open_client(settings, create_database=False)
     except Exception as exc:
-        hint = (" (is another process, e.g. a worker without its web server, holding the embedded store?)"
-                if settings.embedded_clickhouse else "")
+        if "UNKNOWN_DATABASE" in str(exc):
+            hint = " (no warehouse there yet: run `radstream db migrate`, or start the worker)"
+        elif settings.embedded_clickhouse:
+            hint = " (is another process, e.g. a worker without its web server, holding the embedded store?)"
+        else:
+            hint = ""
         raise click.ClickException(f"cannot open {settings.clickhouse_url}: {exc}{hint}") from exc
     return run_readonly(client, query, fmt)
 

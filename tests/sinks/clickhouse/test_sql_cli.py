@@ -1,0 +1,87 @@
+"""``radstream sql`` while a real worker owns the embedded store: the query goes to the worker's read-only
+/sql page (the store itself cannot be opened by a second process), writes are refused, and a worker that
+serves another store is not used."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radstream.config import Settings, settings_env
+
+from .factories import report
+from .kafka_helpers import produce_all, wait_until
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sql(settings: Settings, query: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "radstream", "sql", query, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def worker(topic_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
+    settings = topic_settings.replace(
+        state_dir=str(tmp_path / "state"),
+        kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
+        worker={"web_port": free_port()},
+        clickhouse={"url": "", "database": "radstream"},
+    )
+    Path(settings.state_dir).mkdir(parents=True)  # the worker does not create it (Faust's datadir)
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "radstream", "worker"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield settings
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def test_sql_goes_through_the_worker_that_owns_the_store(worker: Settings, tmp_path: Path) -> None:
+    s = worker
+    reps = [report(f"S{i}", text="FINDINGS: 9 mm nodule in the right upper lobe.") for i in range(3)]
+    produce_all(s, [(s.topics.reports, "report_finalized", f"default|{r['accession']}", r) for r in reps])
+
+    def stored() -> bool:
+        out = sql(s, "SELECT count() AS n FROM reports_latest", "--format", "csv")
+        return out.returncode == 0 and out.stdout.splitlines()[-1:] == ["3"]
+
+    wait_until(stored, timeout=120, every=1.0, what="3 reports through the worker")
+    table = sql(s, "SELECT accession, modality FROM reports_latest ORDER BY accession")
+    assert table.returncode == 0 and "S0" in table.stdout and "3 rows" in table.stdout
+    rows = json.loads(sql(s, "SELECT accession FROM findings_latest", "--format", "json").stdout)["data"]
+    assert {r["accession"] for r in rows} == {"S0", "S1", "S2"}  # the worker's NLP ran, the sink stored it
+    refused = sql(s, "DROP TABLE reports")
+    assert refused.returncode != 0 and "readonly" in refused.stderr.lower()
+    # the store really is the worker's: opening it directly from here fails
+    direct = sql(s, "SELECT 1", "--direct")
+    assert direct.returncode != 0 and "cannot open" in direct.stderr
+    # a client configured for another (empty) store does not take the worker's answer
+    other = s.replace(state_dir=str(tmp_path / "other"))
+    mine = sql(other, "SELECT count() AS n FROM reports_latest", "--format", "csv")
+    assert mine.returncode != 0 and "no warehouse there yet" in mine.stderr, mine.stdout + mine.stderr
