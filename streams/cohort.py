@@ -72,15 +72,15 @@ class WatchRegistry:
             return
         try:
             rec = serde.decode("cohort_watch", value)
-            watch = to_watch(rec)
+            watch = to_watch(rec) if rec["active"] else None
         except (serde.SerdeError, RuleError, ValueError, KeyError) as exc:
             log.error("ignoring invalid cohort watch %r: %s", key, exc)
             return
         with self._lock:
-            if rec["active"]:
-                self._watches[watch.watch_id] = watch
+            if watch is None:
+                self._watches.pop(rec["watch_id"], None)
             else:
-                self._watches.pop(watch.watch_id, None)
+                self._watches[watch.watch_id] = watch
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cohort-watches", daemon=True)

@@ -31,22 +31,43 @@ COMMANDS: dict[str, str] = {
     "demo": "radstream.cli.demo:demo",
 }
 
+# sub-commands that live in their own module but belong to a group above
+SUBCOMMANDS: dict[str, tuple[str, ...]] = {
+    "cohort": ("radstream.cli.watch:watch", "radstream.cli.watch:unwatch", "radstream.cli.watch:watches"),
+}
+
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(n for n, target in COMMANDS.items() if _exists(target))
+        return sorted(n for n, target in COMMANDS.items() if _exists(target) or n in SUBCOMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
-        if target is None or not _exists(target):
+        if target is None:
             return None
-        module, attr = target.split(":")
-        cmd: click.Command = getattr(importlib.import_module(module), attr)
+        cmd: click.Command
+        if _exists(target):
+            cmd = _load(target)
+        elif cmd_name in SUBCOMMANDS:
+            cmd = click.Group(cmd_name, help=f"{cmd_name} commands")
+        else:
+            return None
+        if isinstance(cmd, click.Group):
+            for sub in SUBCOMMANDS.get(cmd_name, ()):
+                sub_cmd = _load(sub)
+                if sub_cmd.name not in cmd.commands:
+                    cmd.add_command(sub_cmd)
         return cmd
 
 
 def _exists(target: str) -> bool:
     return importlib.util.find_spec(target.split(":")[0]) is not None
+
+
+def _load(target: str) -> click.Command:
+    module, attr = target.split(":")
+    cmd: click.Command = getattr(importlib.import_module(module), attr)
+    return cmd
 
 
 @click.group(cls=LazyGroup)

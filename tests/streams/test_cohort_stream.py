@@ -46,3 +46,28 @@ def test_destination_must_be_on_the_allow_list(kafka_settings: Settings, tmp_pat
     rule.write_text(json.dumps(RULE))
     with pytest.raises(DestinationNotAllowed):
         watch_record(kafka_settings, "IRB-7", "ELSEWHERE", "alice", str(rule))
+
+
+def test_registry_follows_the_compacted_topic(topic_settings: Settings, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from radstream.cli import main
+    from radstream.config import settings_env
+
+    rule = tmp_path / "rule.json"
+    rule.write_text(json.dumps(RULE))
+    env = settings_env(topic_settings)
+    runner = CliRunner()
+    for wid in ("w-a", "w-b"):
+        res = runner.invoke(main, ["cohort", "watch", "--project", "IRB-1", "--destination", "RESEARCH",
+                                   "--rule", str(rule), "--id", wid, "--requester", "bob"], env=env)
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["cohort", "unwatch", "w-a"], env=env)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["cohort", "watches", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    assert [(w["watch_id"], w["requester"], w["rule"]) for w in json.loads(res.output)] == [
+        ("w-b", "bob", "big-nodules")]
+    bad = runner.invoke(main, ["cohort", "watch", "--project", "IRB-1", "--destination", "NOPE",
+                               "--rule", str(rule)], env=env)
+    assert bad.exit_code != 0 and "allow-list" in bad.output
