@@ -1,4 +1,4 @@
-"""Standing cohorts on the real broker: a watch, matching reports -> retrieval requests, a correction -> cancel."""
+"""Standing cohorts on the real broker: a watch; matching reports -> requests; a correction -> cancel."""
 
 from __future__ import annotations
 
@@ -32,9 +32,11 @@ def test_watch_emits_requests_and_cancels(worker: Settings, tmp_path: Path) -> N
     produce_sync(p, s.topics.reports, "report_finalized", b"default|C1",
                  report("C1", "FINDINGS: 5 mm solid nodule in the right upper lobe.", status="corrected",
                         version=2))
-    got = [serde.decode("retrieval_requested", m.value()) for m in consume(s, s.topics.retrieval_requests, 2)]
-    assert [(r["action"], r["accession"], r["project_id"], r["destination_ae"], r["source"]) for r in got] == [
-        ("request", "C1", "IRB-7", "RESEARCH", "watch"), ("cancel", "C1", "IRB-7", "RESEARCH", "watch")]
+    msgs = consume(s, s.topics.retrieval_requests, 2)
+    got = [serde.decode("retrieval_requested", m.value()) for m in msgs]
+    seen = [(r["action"], r["accession"], r["project_id"], r["destination_ae"], r["source"]) for r in got]
+    assert seen == [("request", "C1", "IRB-7", "RESEARCH", "watch"),
+                    ("cancel", "C1", "IRB-7", "RESEARCH", "watch")]
     assert got[0]["request_id"] == got[1]["request_id"]
     assert got[0]["requester"] == "alice"
     # nothing else was requested (C2 negated, C3 too small)
