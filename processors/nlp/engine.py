@@ -7,6 +7,7 @@ file paths and is rebuilt on unpickling), so it works in a process pool.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import importlib
 import os
 from collections.abc import Callable
@@ -102,7 +103,9 @@ class Engine:
             if not targets:
                 continue
             sent = sentences[i]
-            scope = ctx.SentenceScope(low, sent.start, sent.end, self._triggers(hits, sent.section))
+            scope = ctx.SentenceScope(
+                low, sent.start, sent.end, self._triggers(hits, sent.section), [h.start for h in targets]
+            )
             new: list[Finding] = []
             for h in targets:
                 c = h.concepts[0]
@@ -182,8 +185,10 @@ class Engine:
                 result.contrast = _get(info, "contrast")
         if "extract_measurements" in ex:
             found = ex["extract_measurements"](text, sents)
-            if found and "with_findings" in ex:
+            if found and "with_findings" in ex and len(found) * len(result.findings) <= _MAX_PAIRS:
                 found = ex["with_findings"](found, result.findings, text, _sizeable)
+            elif found:
+                found = _nearest_findings(found, result)
             result.measurements = list(found)
             for m in result.measurements:
                 idx = _get(m, "finding")
@@ -256,6 +261,41 @@ def _find_term(low: str, term: str) -> tuple[int, int] | None:
 _SIZED = frozenset(
     {"lung", "general", "pleura", "mediastinum", "bone", "abdomen", "neuro", "vascular", "critical"}
 )
+
+
+# with_findings compares every measurement with every finding of its sentence (a regex per pair): above
+# this many pairs (reports without punctuation) the plain nearest-finding rule below is used instead
+_MAX_PAIRS = 5_000
+
+
+def _nearest_findings(measurements: list[Any], result: ReportAnalysis) -> list[Any]:
+    """Attach each measurement to the nearest sizeable finding of its sentence (bisect, linear)."""
+    sents = [s.start for s in result.sentences]
+    cands = [(f.start, i) for i, f in enumerate(result.findings) if _sizeable(f)]
+    starts = [c[0] for c in cands]
+    out = []
+    for m in measurements:
+        pos = _get(m, "start")
+        if _get(m, "finding") is not None or pos is None or not cands:
+            out.append(m)
+            continue
+        sent = bisect.bisect_right(sents, pos) - 1
+        j = bisect.bisect_left(starts, pos)
+        best = None
+        for k in (j - 1, j):
+            if 0 <= k < len(cands):
+                f = result.findings[cands[k][1]]
+                if f.sentence == sent and (best is None or abs(f.start - pos) < best[0]):
+                    best = (abs(f.start - pos), cands[k][1])
+        if best is None:
+            out.append(m)
+        elif isinstance(m, dict):
+            out.append(dict(m, finding=best[1]))
+        elif dataclasses.is_dataclass(m) and not isinstance(m, type):
+            out.append(dataclasses.replace(m, finding=best[1]))
+        else:
+            out.append(m)
+    return out
 
 
 def _sizeable(f: Finding) -> bool:

@@ -101,14 +101,21 @@ class SentenceScope:
     triggers) even when a report has no punctuation and is one long "sentence".
     """
 
-    def __init__(self, low: str, start: int, end: int, triggers: Sequence[Trigger]):
+    def __init__(
+        self, low: str, start: int, end: int, triggers: Sequence[Trigger], targets: Sequence[int] = ()
+    ):
         self.triggers = list(triggers)
         self.starts = [t.start for t in self.triggers]
         self.words = [m.start() for m in WORD_RE.finditer(low, start, end)]
+        self.targets = sorted(targets)  # target start offsets: a trigger right before one modifies it only
         self.max_scope = max((r.max_scope for t in self.triggers for r in t.rules), default=0)
 
     def _words_between(self, a: int, b: int) -> int:
         return bisect.bisect_left(self.words, b) - bisect.bisect_left(self.words, a)
+
+    def _target_follows(self, pos: int) -> bool:
+        k = bisect.bisect_left(self.targets, pos)
+        return k < len(self.targets) and self._words_between(pos, self.targets[k]) <= 1
 
     def assert_target(self, start: int, end: int) -> ContextResult:
         """The ConText status of the target ``low[start:end]``."""
@@ -135,7 +142,11 @@ class SentenceScope:
             dist = self._words_between(trig.end, pos) if back else self._words_between(pos, trig.start)
             if dist > self.max_scope:
                 break
+            # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
+            skip_backward = not back and self._target_follows(trig.end)
             for rule in trig.rules:
+                if skip_backward and rule.direction in ("backward", "bidirectional"):
+                    continue
                 cat = rule.category
                 if cat in _NOT_MODIFIERS or cat in found or rule.direction not in directions:
                     continue

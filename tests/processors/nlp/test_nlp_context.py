@@ -139,3 +139,62 @@ def test_span_target_and_missing_term() -> None:
     assert assert_term(text, (start, start + len("pleural effusion"))).negated
     with pytest.raises(ValueError):
         assert_term(text, "pneumothorax")
+
+
+@pytest.mark.parametrize(
+    ("text", "term", "negated"),
+    [
+        ("The patient did not have fever.", "fever", True),
+        ("Patient denies any shortness of breath.", "shortness of breath", True),
+        ("No cause of the bleeding was found.", "bleeding", False),  # "cause of" ends the scope
+        ("There is no suspicious mass or calcification.", "calcification", True),
+        ("No focal consolidation to suggest pneumonia.", "pneumonia", True),
+        ("There is no pneumothorax and the heart is enlarged.", "heart is enlarged", False),
+        ("No cardiomegaly with small bilateral pleural effusions.", "pleural effusions", False),
+        ("Gram-negative rods.", "rods", False),
+    ],
+)
+def test_more_negation_scope(text: str, term: str, negated: bool) -> None:
+    assert assert_term(text, term).negated is negated
+
+
+def test_hypothetical_outside_the_indication() -> None:
+    r = assert_term("Should there be worsening pain, a CT could be obtained.", "worsening pain")
+    assert r.hypothetical and not r.negated
+    assert assert_term(
+        "Follow-up CT recommended to assess for interval growth.", "interval growth"
+    ).hypothetical
+
+
+def test_long_unpunctuated_report_stays_linear() -> None:
+    import time
+
+    words = " ".join(["mild atelectasis no effusion possible pneumonia nodule 4 mm"] * 300)
+    t0 = time.perf_counter()
+    r = analyze("FINDINGS: " + words)
+    assert time.perf_counter() - t0 < 20  # quadratic versions took minutes
+    assert len(r.sentences) == 1 and len(r.findings) == 1200
+    assert sum(f.negated for f in r.findings) == 300
+    assert {f.concept for f in r.findings if f.negated} == {"pleural_effusion"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Small effusion, resolved pneumonia.",
+            {"pleural_effusion": (False, "definite"), "pneumonia": (True, "definite")},
+        ),
+        (
+            "Nodule, possible atelectasis.",
+            {"nodule": (False, "definite"), "atelectasis": (False, "possible")},
+        ),
+        (
+            "Atelectasis or pneumonia possible.",
+            {"atelectasis": (False, "possible"), "pneumonia": (False, "possible")},
+        ),
+    ],
+)
+def test_trigger_before_a_target_reads_forward(text: str, expected: dict[str, tuple[bool, str]]) -> None:
+    got = {f.concept: (f.negated, f.certainty) for f in analyze(text).findings}
+    assert got == expected
