@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -56,6 +57,12 @@ rows: list[tuple[str, str, str, str]] = []
 def add(section: str, what: str, value: str, note: str = "") -> None:
     rows.append((section, what, value, note))
     print(f"{section:10} {what:58} {value:>14}  {note}", flush=True)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (the pool workers after shutdown)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def best_rate(fn: Any, n: int, repeats: int = 3) -> float:
@@ -169,16 +176,20 @@ def bench_backfill(quick: bool) -> None:
                 d = Path(tmp) / f"{tag}{i}"
                 return Settings(state_dir=str(d)).replace(
                     clickhouse={"url": f"chdb://{d / 'chdb'}", "database": "bench"})
+            c0 = cpu_seconds()
             n, dt = baseline_backfill(settings("base"), path, fmt, mapping)
+            cpu = (cpu_seconds() - c0) * 1000 / max(n, 1)
             add("backfill", f"baseline 1 process, NLP, insert/50: {label}", f"{n / dt:,.0f} rep/s",
-                f"{n} reports in {dt:.1f} s")
+                f"{n} reports in {dt:.1f} s; {cpu:.2f} CPU-ms/report")
             for nlp, note in ((True, "2 workers, NLP"), (False, "no NLP")):
-                t = time.perf_counter()
+                t, c0 = time.perf_counter(), cpu_seconds()
                 s = run_backfill(settings("ours" if nlp else "nonlp"), [path], fmt=fmt, mapping=mapping,
                                  site="bench", workers=2, nlp=nlp)
                 dt = time.perf_counter() - t
+                cpu = (cpu_seconds() - c0) * 1000 / max(s.loaded, 1)
                 add("backfill", f"ours ({note}): {label}", f"{s.loaded / dt:,.0f} rep/s",
-                    f"{s.loaded} loaded, {s.rejected} rejected in {dt:.1f} s (incl. start-up)")
+                    f"{s.loaded} loaded, {s.rejected} rejected in {dt:.1f} s (incl. start-up); "
+                    f"{cpu:.2f} CPU-ms/report -> {2000 / cpu:,.0f} rep/s on 2 idle cores")
 
 
 # --- 3. MLLP ---------------------------------------------------------------------------------------

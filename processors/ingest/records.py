@@ -179,7 +179,15 @@ def parse_jsonl_line(raw: bytes, mapping: ColumnMapping, *, site: str,
 
 def parse_csv_row(header: Sequence[str], cells: Sequence[str], mapping: ColumnMapping, *, site: str,
                   received_time: datetime | None = None) -> ReportEvent:
-    """One CSV data row -> event (raises ParseError)."""
+    """One CSV data row -> event (raises ParseError).
+
+    Cells read with ``errors="surrogateescape"`` (see :func:`text_lines`) keep undecodable bytes as
+    lone surrogates: such a row is rejected as not UTF-8 (the other rows of the file still load).
+    """
+    for cell in cells:
+        bad = next((ch for ch in cell if "\udc80" <= ch <= "\udcff"), None)
+        if bad is not None:
+            raise ParseError(f"row is not UTF-8 (byte 0x{ord(bad) - 0xDC00:02X})")
     if len(cells) != len(header):
         raise ParseError(f"row has {len(cells)} cells, header has {len(header)}")
     return record_to_event(dict(zip(header, cells, strict=True)), mapping, site=site, source_format="csv",
@@ -238,4 +246,18 @@ def iter_csv(stream: Iterable[str], mapping: ColumnMapping, *, site: str, name: 
 def csv_line(cells: list[str]) -> bytes:
     buf = io.StringIO()
     csv.writer(buf).writerow(cells)
-    return buf.getvalue().encode("utf-8")
+    return buf.getvalue().encode("utf-8", errors="surrogateescape")
+
+
+def text_lines(lines: Iterable[bytes]) -> Iterator[str]:
+    """UTF-8 text lines for the csv module, one undecodable row never stopping the file.
+
+    A UTF-8 byte-order mark is dropped; invalid bytes become lone surrogates that
+    :func:`parse_csv_row` rejects row by row.
+    """
+    first = True
+    for line in lines:
+        if first and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        first = False
+        yield line.decode("utf-8", errors="surrogateescape")

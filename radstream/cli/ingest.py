@@ -12,18 +12,6 @@ from radstream.cli import settings_of
 FORMATS = ("jsonl", "csv", "hl7", "fhir")
 
 
-def guess_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    name = path.name.lower()
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    if suffix in (".hl7", ".er7", ".txt") or name.endswith(".hl7.txt"):
-        return "hl7"
-    if suffix == ".json" or name.endswith((".fhir.ndjson", ".fhir.json")):
-        return "fhir"
-    return "jsonl"
-
-
 @click.group()
 def ingest() -> None:
     """Report events from the RIS (HL7 v2 over MLLP, FHIR over HTTP, files) into Kafka."""
@@ -32,7 +20,7 @@ def ingest() -> None:
 @ingest.command("file")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Input format (default: from the file suffix; .jsonl/.ndjson -> jsonl).")
+              help="Input format (default: from the name: .csv, .hl7, .json or *fhir* -> fhir, else jsonl).")
 @click.option("--map", "maps", multiple=True, metavar="COL=FIELD",
               help="Column COL fills event field FIELD (repeatable; several columns may fill 'text').")
 @click.option("--site", default=None, help="Site of the reports (default: settings.ingest.site).")
@@ -44,7 +32,7 @@ def file_(ctx: click.Context, path: Path, fmt: str | None, maps: tuple[str, ...]
     """Produce one report event per record of PATH; bad records go to the dead-letter topic."""
     from processors.ingest.model import ReportEvent
     from processors.ingest.records import ColumnMapping, Rejected
-    from streams.ingest.files import iter_file
+    from streams.ingest.files import guess_format, iter_file
     from streams.ingest.publish import Counts, Publisher
 
     settings = settings_of(ctx)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import re
@@ -34,22 +33,12 @@ from processors.ingest.fhir import parse_fhir
 from processors.ingest.hl7v2 import parse_oru, split_batch
 from processors.ingest.model import ParseError, ReportEvent
 from processors.ingest.pseudonym import load_key, pseudonymise
-from processors.ingest.records import ColumnMapping, csv_line, parse_csv_row, parse_jsonl_line
+from processors.ingest.records import ColumnMapping, csv_line, parse_csv_row, parse_jsonl_line, text_lines
 from radstream.config import Settings
+from streams.ingest.files import guess_format
 
 STAGE = "backfill"
 CHECKPOINT_VERSION = 1
-
-
-def guess_format(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith((".csv", ".tsv")):
-        return "csv"
-    if name.endswith((".hl7", ".er7", ".hl7.txt")):
-        return "hl7"
-    if name.endswith((".fhir.ndjson", ".fhir.json", ".ndjson.fhir")) or "fhir" in name:
-        return "fhir"
-    return "jsonl"
 
 
 # --- reading raw records (main process) ---------------------------------------------------------
@@ -63,7 +52,10 @@ class RawFile:
 
 def iter_raw(f: RawFile) -> Iterator[tuple[int, Any, int]]:
     """(record number, payload, byte position reached) for each record; payloads are pickled to workers."""
-    if f.fmt in ("jsonl", "fhir"):
+    if f.fmt == "fhir" and f.path.suffix.lower() == ".json":  # one pretty-printed resource
+        data = f.path.read_bytes()
+        yield 1, data, len(data)
+    elif f.fmt in ("jsonl", "fhir"):
         pos = 0
         with f.path.open("rb") as fh:
             for no, line in enumerate(fh, 1):
@@ -78,8 +70,7 @@ def iter_raw(f: RawFile) -> Iterator[tuple[int, Any, int]]:
             yield no, raw, total * no // max(len(msgs), 1)
     elif f.fmt == "csv":
         with f.path.open("rb") as bfh:
-            text = io.TextIOWrapper(bfh, encoding="utf-8-sig", newline="")
-            reader = csv.reader(text)
+            reader = csv.reader(text_lines(bfh))
             try:
                 f.header = [h.strip() for h in next(reader)]
             except StopIteration:
@@ -90,11 +81,9 @@ def iter_raw(f: RawFile) -> Iterator[tuple[int, Any, int]]:
                     cells = next(reader)
                 except StopIteration:
                     return
-                except (csv.Error, UnicodeDecodeError) as exc:
+                except csv.Error as exc:
                     no += 1
                     yield no, ParseError(f"unreadable CSV row: {exc}"), bfh.tell()
-                    if isinstance(exc, UnicodeDecodeError):
-                        return
                     continue
                 no += 1
                 if any(c.strip() for c in cells):
