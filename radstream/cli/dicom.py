@@ -37,9 +37,11 @@ def _stop_on_signals(event: threading.Event) -> None:
 @click.pass_context
 def worker(ctx: click.Context, until_idle: float | None, verbose: bool) -> None:
     """Consume retrieval requests, C-FIND and C-MOVE each study, produce status events."""
+    from sinks.dicom.net import tune_process
     from sinks.dicom.worker import Worker
 
     _logging(verbose)
+    tune_process()
     w = Worker(settings_of(ctx))
     _stop_on_signals(w.stop_event)
     w.run(until_idle=until_idle)
@@ -51,10 +53,12 @@ def worker(ctx: click.Context, until_idle: float | None, verbose: bool) -> None:
 @click.pass_context
 def scp(ctx: click.Context, port: int | None, verbose: bool) -> None:
     """Research storage SCP: accept C-STORE from allowed AEs, write project/study/series/instance.dcm."""
+    from sinks.dicom.net import tune_process
     from sinks.dicom.scp import ResearchStore, ScpConfig
     from streams.producer import make_producer
 
     _logging(verbose)
+    tune_process()
     settings = settings_of(ctx)
     cfg = ScpConfig.from_settings(settings)
     if port is not None:

@@ -121,6 +121,7 @@ def make_config(settings: Settings, state_dir: Path, dicom_port: int, http_port:
         "DicomScpTimeout": 30,
         "DicomScuTimeout": 30,
         "DicomAssociationCloseDelay": 0,
+        "MaximumPduLength": 131072,  # the largest Orthanc allows (default 16384): fewer PDUs per image
         "DicomModalities": {
             "radstream_worker": {
                 "AET": pacs.calling_ae, "Host": "127.0.0.1", "Port": 104,

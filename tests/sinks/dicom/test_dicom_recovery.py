@@ -89,7 +89,8 @@ def _env(settings: Settings) -> dict[str, str]:
         os.environ, PYTHONPATH=str(ROOT), RADSTREAM_STATE_DIR=settings.state_dir,
         RADSTREAM_KAFKA_BOOTSTRAP=settings.kafka.bootstrap,
         RADSTREAM_KAFKA_CONSUMER_GROUP=settings.kafka.consumer_group,
-        RADSTREAM_TOPICS_RETRIEVAL_REQUESTS=t.retrieval_requests, RADSTREAM_TOPICS_RETRIEVAL_STATUS=t.retrieval_status,
+        RADSTREAM_TOPICS_RETRIEVAL_REQUESTS=t.retrieval_requests,
+        RADSTREAM_TOPICS_RETRIEVAL_STATUS=t.retrieval_status,
         RADSTREAM_TOPICS_DEAD_LETTER=t.dead_letter, RADSTREAM_PACS_PORT=str(p.port),
         RADSTREAM_PACS_HTTP_PORT=str(p.http_port), RADSTREAM_PACS_MAX_ATTEMPTS=str(p.max_attempts),
         RADSTREAM_PACS_BACKOFF_S=str(p.backoff_s), RADSTREAM_RESEARCH_STORE_DIR=str(r.store_dir),
@@ -102,8 +103,9 @@ def test_worker_killed_mid_move_and_restarted_loses_nothing_and_duplicates_nothi
     rid = request(dicom_settings, "B1")
     store = slow_store(dicom_settings)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "radstream", "dicom", "worker"], env=_env(dicom_settings),
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [sys.executable, "-m", "radstream", "dicom", "worker"]
+        proc = subprocess.Popen(cmd, env=_env(dicom_settings), cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         try:
             wait_for(lambda: store.stats.received >= 5, timeout=60)
         finally:

@@ -1,0 +1,231 @@
+"""Benchmark: moving studies out of the same Orthanc with the same synthetic data, in one go.
+
+- baseline: dcmtk ``movescu`` (one C-MOVE per study, sequential) -> dcmtk ``storescp`` writing files,
+  with ``TCP_NODELAY=1`` (dcmtk's switch for Nagle; one extra round without it, for reference);
+- ours: ``radstream retrieve``-style requests on Kafka -> ``radstream dicom worker`` (C-FIND + C-MOVE,
+  one association at a time) -> ``radstream dicom scp`` (writes, verifies, produces received_instance).
+
+Both runs start after everything is up and stop when the last file is on disk (ours: when the last
+request's final status is on Kafka and the SCP has written every file). Each pair runs ``--rounds``
+times, alternating, and the table shows every round and the best of each.
+
+Usage: ``python bench/dicom_move.py [--studies 10] [--images 50] [--kb 128] [--rounds 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VERBOSE = ["-v"] if os.environ.get("BENCH_VERBOSE") else []
+sys.path.insert(0, str(ROOT))
+
+from radstream.config import Settings  # noqa: E402
+from radstream.stack import kafka, orthanc  # noqa: E402
+from sinks.dicom.seed import seed  # noqa: E402
+from sinks.dicom.synth import StudySpec, rows_for_kb  # noqa: E402
+from streams import serde  # noqa: E402
+from streams.producer import make_producer, produce  # noqa: E402
+from streams.topics import create_topics  # noqa: E402
+
+
+def count_files(d: Path) -> int:
+    return sum(1 for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+def run_dcmtk(settings: Settings, studies: list[StudySpec], out: Path, nodelay: bool = True,
+              parallel: int = 1) -> float:
+    """dcmtk reads TCP_NODELAY from the environment; without it storescp's responses wait for Nagle."""
+    out.mkdir(parents=True)
+    env = dict(os.environ, TCP_NODELAY="1") if nodelay else {k: v for k, v in os.environ.items()
+                                                              if k != "TCP_NODELAY"}
+    cmd = ["storescp", "--aetitle", settings.research.ae_title, "--output-directory", str(out),
+           str(settings.research.port)]
+    scp = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_port(settings.research.port)
+        t0 = time.perf_counter()
+        running: list[subprocess.Popen[bytes]] = []
+        for s in studies:
+            while len(running) >= parallel:
+                running.pop(0).wait()
+            running.append(subprocess.Popen(
+                ["movescu", "-S", "-aet", settings.pacs.calling_ae, "-aec", settings.pacs.ae_title,
+                 "-aem", settings.research.ae_title, "-k", "QueryRetrieveLevel=STUDY",
+                 "-k", f"StudyInstanceUID={s.study_uid}", settings.pacs.host, str(settings.pacs.port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+        for p in running:
+            if p.wait() != 0:
+                raise RuntimeError("movescu failed")
+        want = sum(s.images for s in studies)
+        while count_files(out) < want:
+            time.sleep(0.005)
+        return time.perf_counter() - t0
+    finally:
+        scp.send_signal(signal.SIGTERM)
+        scp.wait(10)
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    t = settings.topics
+    return dict(os.environ, PYTHONPATH=str(ROOT), RADSTREAM_STATE_DIR=settings.state_dir,
+                RADSTREAM_KAFKA_BOOTSTRAP=settings.kafka.bootstrap,
+                RADSTREAM_KAFKA_CONSUMER_GROUP=settings.kafka.consumer_group,
+                RADSTREAM_TOPICS_RETRIEVAL_REQUESTS=t.retrieval_requests,
+                RADSTREAM_TOPICS_RETRIEVAL_STATUS=t.retrieval_status,
+                RADSTREAM_TOPICS_RECEIVED_INSTANCES=t.received_instances,
+                RADSTREAM_TOPICS_DEAD_LETTER=t.dead_letter,
+                RADSTREAM_PACS_PORT=str(settings.pacs.port),
+                RADSTREAM_PACS_HTTP_PORT=str(settings.pacs.http_port),
+                RADSTREAM_PACS_MAX_ASSOCIATIONS=str(settings.pacs.max_associations),
+                RADSTREAM_RESEARCH_PORT=str(settings.research.port),
+                RADSTREAM_RESEARCH_STORE_DIR=str(settings.research.store_dir))
+
+
+def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associations: int = 1) -> float:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    prefix = f"b{uuid.uuid4().hex[:8]}."
+    settings = settings.replace(
+        topics={f: prefix + getattr(settings.topics, f) for f in
+                ("retrieval_requests", "retrieval_status", "received_instances", "dead_letter")},
+        research={"store_dir": str(out)}, kafka={"consumer_group": prefix + "worker"},
+        pacs={"max_associations": associations})
+    create_topics(settings)
+    time.sleep(1.0)
+    env = _env(settings)
+    logs = Path(settings.state_dir) / "bench-logs"
+    logs.mkdir(exist_ok=True)
+    scp = subprocess.Popen([sys.executable, "-m", "radstream", "dicom", "scp"], env=env, cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=open(logs / f"{prefix}scp.log", "wb"))  # noqa: SIM115
+    worker = subprocess.Popen([sys.executable, "-m", "radstream", "dicom", "worker", *VERBOSE], env=env,
+                              cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=open(logs / f"{prefix}worker.log", "wb"))  # noqa: SIM115
+    status = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": prefix + "probe",
+                       "enable.auto.commit": False})
+    topic = settings.topics.retrieval_status
+    parts = status.list_topics(topic, timeout=10).topics[topic].partitions
+    status.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    try:
+        wait_port(settings.research.port)
+        time.sleep(3.0)  # the worker joins its consumer group
+        producer = make_producer(settings)
+        t0 = time.perf_counter()
+        ids = set()
+        for s in studies:
+            rid = str(uuid.uuid4())
+            ids.add(rid)
+            produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rid, {
+                "request_id": rid, "project_id": "BENCH", "requester": "bench", "accession": s.accession,
+                "destination_ae": settings.research.ae_title, "requested_time": datetime.now(UTC)})
+        producer.flush(10)
+        finals: dict[str, str] = {}
+        while len(finals) < len(ids):
+            for m in status.consume(100, timeout=0.1):
+                if m.error():
+                    continue
+                e = serde.decode("retrieval_status", m.value())
+                if e["state"] in ("completed", "partial", "failed"):
+                    finals[e["request_id"]] = e["state"]
+            if time.perf_counter() - t0 > 300:
+                raise TimeoutError(f"ours: final status for {len(finals)} of {len(ids)} requests "
+                                   f"after 300 s; "
+                                   f"see {logs}")
+        want = sum(s.images for s in studies)
+        while count_files(out) < want:
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - t0
+        bad = {k: v for k, v in finals.items() if v != "completed"}
+        if bad:
+            raise RuntimeError(f"ours: requests not completed: {bad}")
+        return elapsed
+    finally:
+        status.close()
+        for p in (worker, scp):
+            p.send_signal(signal.SIGTERM)
+        for p in (worker, scp):
+            p.wait(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--studies", type=int, default=10)
+    ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--kb", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--only-ours", action="store_true", help="skip dcmtk (profiling)")
+    ap.add_argument("--associations", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
+                    help="concurrent moves to compare, e.g. 1,2 (dcmtk: parallel movescu processes)")
+    args = ap.parse_args()
+    for tool in ("storescp", "movescu"):
+        if shutil.which(tool) is None:
+            orthanc.install_packages()
+    tmp = Path(tempfile.mkdtemp(prefix="radstream-bench-"))
+    base = Settings(state_dir=str(tmp))
+    kst = None
+    try:
+        settings = base.replace(**orthanc.start(base, tmp))
+        kst = kafka.start_kafka(tmp / "kafka")
+        settings = settings.replace(kafka={"bootstrap": kst.bootstrap})
+        rows = rows_for_kb(args.kb)
+        t = time.perf_counter()
+        studies = seed(settings, args.studies, args.images, rows=rows)
+        print(f"seeded {args.studies} studies x {args.images} images of {rows}x{rows}x16 bit "
+              f"({rows * rows * 2 // 1024} KiB pixel data) in {time.perf_counter() - t:.1f} s")
+        n = args.studies * args.images
+        results: list[tuple[str, int, float]] = []
+        if not args.only_ours:
+            d = run_dcmtk(settings, studies, tmp / "dcmtk-nagle", nodelay=False)
+            results.append(("dcmtk, Nagle on (default)", 1, d))
+        for r in range(args.rounds):
+            for par in args.associations:
+                if not args.only_ours:
+                    d = run_dcmtk(settings, studies, tmp / f"dcmtk-{r}-{par}", parallel=par)
+                    results.append((f"dcmtk movescu -> storescp x{par}", r + 1, d))
+                o = run_ours(settings, studies, tmp / f"ours-{r}-{par}", associations=par)
+                results.append((f"radstream worker -> scp x{par}", r + 1, o))
+        print()
+        print(f"{'pair':34} {'round':>5} {'seconds':>8} {'images/s':>9}")
+        for name, r, secs in results:
+            print(f"{name:34} {r:>5} {secs:8.2f} {n / secs:9.1f}")
+        print()
+        for par in args.associations:
+            best_d = min([s for name, _, s in results if name == f"dcmtk movescu -> storescp x{par}"]
+                         or [float("nan")])
+            best_o = min(s for name, _, s in results if name == f"radstream worker -> scp x{par}")
+            print(f"x{par}: best dcmtk {n / best_d:.1f} images/s, radstream {n / best_o:.1f} images/s, "
+                  f"ratio {best_d / best_o:.2f} (target >= 0.80)")
+    finally:
+        if kst is not None:
+            kafka.stop_kafka(tmp / "kafka")
+        orthanc.stop(tmp)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
