@@ -30,6 +30,7 @@ from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK
 
 from processors.ingest.hl7v2 import (
     MAX_MESSAGE_BYTES,
+    HL7Result,
     build_ack,
     codec_of,
     parse_oru,
@@ -177,11 +178,18 @@ class HL7Listener:
                 codec = codec_of(header, self.default_charset)
             except ParseError:
                 codec = "ascii"
+        def parse() -> HL7Result:
+            return parse_oru(raw, site=self.settings.ingest.site,
+                             accession_field=self.settings.ingest.accession_field,
+                             default_charset=self.default_charset, default_tz=self.tz,
+                             max_bytes=self.max_bytes)
+
         try:
-            result = parse_oru(raw, site=self.settings.ingest.site,
-                               accession_field=self.settings.ingest.accession_field,
-                               default_charset=self.default_charset, default_tz=self.tz,
-                               max_bytes=self.max_bytes)
+            # big messages are parsed off the event loop so other connections keep being served
+            if len(raw) > 256 * 1024:
+                result = await asyncio.get_running_loop().run_in_executor(None, parse)
+            else:
+                result = parse()
         except NoReport as exc:  # a valid status update without a report (scheduled, in progress)
             self.stats["AA"] += 1
             return build_ack(header, "AA", f"accepted, no report: {exc.reason}", charset_codec=codec)

@@ -281,3 +281,19 @@ def test_ingest_file_jsonl_and_csv_with_rejects(topic_settings: Settings, tmp_pa
     assert r1["text"] == "FINDINGS: Lungs clear.\nNo effusion.\n\nIMPRESSION: Normal."
     dls = read_topic(topic_settings, topic_settings.topics.dead_letter, "dead_letter", expect=2)
     assert len(dls) == 2 and {d["stage"] for d in dls} == {"ingest-file"}
+
+
+def test_mllp_large_message_within_limit_is_accepted_whole(topic_settings: Settings) -> None:
+    line = "FINDINGS: " + "Stable postoperative appearance of the lumbar spine. " * 20
+    n = 600  # ~0.6 MB of report text in one message, parsed off the event loop
+    raw = (HL7 / "vendor_a_obx_per_line.hl7").read_bytes().rstrip(b"\r") + b"\r" + b"".join(
+        f"OBX|{i}|TX|GDT||{line}{i}||||||F\r".encode() for i in range(6, 6 + n))
+
+    async def body(port: int, listener: HL7Listener) -> list[bytes]:
+        return await send_messages("127.0.0.1", port, [raw])
+
+    [ack] = run_listener(topic_settings, body)
+    assert parse_ack(ack)[0] == "AA"
+    [ev] = read_topic(topic_settings, topic_settings.topics.reports, "report_finalized", expect=1)
+    lines = ev["text"].split("\n")
+    assert len(lines) == 5 + n and lines[-1].endswith(f"{5 + n}")
