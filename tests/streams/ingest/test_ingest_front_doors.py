@@ -297,3 +297,17 @@ def test_mllp_large_message_within_limit_is_accepted_whole(topic_settings: Setti
     [ev] = read_topic(topic_settings, topic_settings.topics.reports, "report_finalized", expect=1)
     lines = ev["text"].split("\n")
     assert len(lines) == 5 + n and lines[-1].endswith(f"{5 + n}")
+
+
+def test_backfill_via_kafka_replays_through_the_reports_topic(topic_settings: Settings,
+                                                              tmp_path: Path) -> None:
+    from streams.ingest.backfill import run_backfill
+
+    settings = topic_settings.replace(state_dir=str(tmp_path))
+    s = run_backfill(settings, [ROOT / "samples" / "reports.jsonl", FHIR / "reports.fhir.ndjson"],
+                     via_kafka=True, workers=0, chunk_size=4)
+    assert (s.read, s.loaded, s.rejected) == (14, 13, 1)
+    events = read_topic(settings, settings.topics.reports, "report_finalized", expect=13)
+    assert len(events) == 13 and {e["source_format"] for e in events} == {"json", "fhir"}
+    [dl] = read_topic(settings, settings.topics.dead_letter, "dead_letter", expect=1)
+    assert dl["stage"] == "backfill" and "invalid FHIR" in dl["error"]
