@@ -24,7 +24,8 @@ from aiohttp import web
 from processors.ingest.fhir import MAX_RESOURCE_BYTES, operation_outcome, parse_fhir
 from processors.ingest.model import ParseError
 from radstream.config import Settings
-from streams.ingest.publish import Publisher
+from streams.ingest.publish import INTERACTIVE, Publisher
+from streams.producer import make_producer
 
 log = logging.getLogger(__name__)
 STAGE = "fhir-endpoint"
@@ -118,7 +119,7 @@ async def health(request: web.Request) -> web.Response:
 
 def make_app(settings: Settings, publisher: Publisher | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_RESOURCE_BYTES + 1024)
-    pub = publisher or Publisher(settings, stage=STAGE)
+    pub = publisher or Publisher(settings, stage=STAGE, producer=make_producer(settings, **INTERACTIVE))
     app[PUBLISHER] = pub
     app[SETTINGS] = settings
     stats: dict[str, int] = {"requests": 0, "accepted": 0, "rejected": 0, "events": 0}

@@ -38,7 +38,8 @@ from processors.ingest.hl7v2 import (
 )
 from processors.ingest.model import NoReport, ParseError
 from radstream.config import Settings
-from streams.ingest.publish import Publisher
+from streams.ingest.publish import INTERACTIVE, Publisher
+from streams.producer import make_producer
 
 log = logging.getLogger(__name__)
 SEP = END_BLOCK + CARRIAGE_RETURN
@@ -102,7 +103,8 @@ class HL7Listener:
                  max_bytes: int = MAX_MESSAGE_BYTES, idle_timeout: float = 600.0,
                  kafka_timeout: float = 30.0) -> None:
         self.settings = settings
-        self.publisher = publisher or Publisher(settings, stage=STAGE)
+        self.publisher = publisher or Publisher(settings, stage=STAGE,
+                                                producer=make_producer(settings, **INTERACTIVE))
         self.max_bytes = max_bytes
         self.idle_timeout = idle_timeout
         self.kafka_timeout = kafka_timeout

@@ -23,6 +23,8 @@ from streams.producer import DeliveryError, make_producer, produce, send_dead_le
 
 log = logging.getLogger(__name__)
 CONTRACT = "report_finalized"
+# the front doors answer one message at a time per connection: send at once instead of lingering
+INTERACTIVE = {"linger.ms": 0}
 
 
 @dataclass
