@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,4 +74,21 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
                     result[name] = "exists"
                 else:
                     raise
+    if any(state == "created" for state in result.values()):
+        wait_until_usable(settings, set(result), timeout)
     return result
+
+
+def wait_until_usable(settings: Settings, names: set[str], timeout: float = 15.0) -> None:
+    """CreateTopics returns before the broker's metadata has the new partitions: wait for leaders."""
+    admin = admin_client(settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=5).topics
+        missing = [n for n in names if n not in topics or topics[n].error is not None
+                   or not topics[n].partitions or any(p.leader < 0 for p in topics[n].partitions.values())]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaUnavailable(f"topics have no leader after {timeout} s: {sorted(missing)}")
+        time.sleep(0.05)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,23 +58,5 @@ def topic_settings(kafka_settings: Settings) -> Settings:
     topics = {f.name: prefix + getattr(kafka_settings.topics, f.name)
               for f in dataclasses.fields(kafka_settings.topics)}
     settings = kafka_settings.replace(topics=topics)
-    create_topics(settings)
-    wait_until_usable(settings, set(topics.values()))
+    create_topics(settings)  # waits until every new topic has a leader
     return settings
-
-
-def wait_until_usable(settings: Settings, names: set[str], timeout: float = 15.0) -> None:
-    """CreateTopics returns before the broker's metadata has the new partitions: wait for leaders."""
-    from streams.topics import admin_client
-
-    admin = admin_client(settings)
-    deadline = time.monotonic() + timeout
-    while True:
-        topics = admin.list_topics(timeout=5).topics
-        missing = [n for n in names if n not in topics or topics[n].error is not None
-                   or not topics[n].partitions or any(p.leader < 0 for p in topics[n].partitions.values())]
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topics not usable after {timeout} s: {sorted(missing)}")
-        time.sleep(0.05)

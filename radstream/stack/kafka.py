@@ -256,7 +256,9 @@ def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
     props.write_text(_server_properties(kdir, st))
     (kdir / "log4j2.properties").write_text(_log4j2(kdir))
     if not (kdir / "data" / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the tool's argument parser takes "-…" for an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run(_java(libs, kdir, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(props)),
                              capture_output=True, text=True)
         if fmt.returncode != 0:

@@ -10,8 +10,7 @@ from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import ConfigResource
 
 from radstream.config import Settings
-from streams.topics import admin_client, create_topics, topic_specs
-from tests.conftest import wait_until_usable
+from streams.topics import admin_client, create_topics, topic_specs, wait_until_usable
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +23,8 @@ def _prefixed(settings: Settings, **kafka: int) -> Settings:
 
 def test_create_twice_then_exists_with_configured_partitions_and_retention(kafka_settings: Settings) -> None:
     settings = _prefixed(kafka_settings, partitions=3, retention_ms=3_600_000)
-    names = {spec.name for spec in topic_specs(settings)}
+    specs = topic_specs(settings)
+    names = {spec.name for spec in specs}
 
     first = create_topics(settings)
     second = create_topics(settings)
@@ -34,20 +34,25 @@ def test_create_twice_then_exists_with_configured_partitions_and_retention(kafka
     wait_until_usable(settings, names)
     admin = admin_client(settings)
     metadata = admin.list_topics(timeout=10).topics
-    for name in names:
-        assert len(metadata[name].partitions) == 3
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in sorted(names)]
-    for resource, fut in admin.describe_configs(resources).items():
-        assert fut.result(timeout=10)["retention.ms"].value == "3600000", resource.name
+    for spec in specs:
+        assert len(metadata[spec.name].partitions) == (spec.partitions or 3)
+    resources = {ConfigResource(ConfigResource.Type.TOPIC, spec.name): spec for spec in specs}
+    for resource, fut in admin.describe_configs(list(resources)).items():
+        config = fut.result(timeout=10)
+        if resources[resource].compacted:
+            assert config["cleanup.policy"].value == "compact", resource.name
+        else:
+            assert config["retention.ms"].value == "3600000", resource.name
+    assert any(spec.compacted for spec in specs)
 
 
 def test_topic_settings_fixture_created_unique_topics(topic_settings: Settings) -> None:
     existing = admin_client(topic_settings).list_topics(timeout=10).topics
-    names = [spec.name for spec in topic_specs(topic_settings)]
-    prefix = names[0].split(".", 1)[0] + "."
-    assert prefix.startswith("t") and all(n.startswith(prefix) for n in names)
-    for name in names:
-        assert len(existing[name].partitions) == topic_settings.kafka.partitions
+    specs = topic_specs(topic_settings)
+    prefix = specs[0].name.split(".", 1)[0] + "."
+    assert prefix.startswith("t") and all(spec.name.startswith(prefix) for spec in specs)
+    for spec in specs:
+        assert len(existing[spec.name].partitions) == (spec.partitions or topic_settings.kafka.partitions)
 
 
 def test_producing_to_an_unknown_topic_fails_and_creates_nothing(kafka_settings: Settings) -> None:
