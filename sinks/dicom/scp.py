@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import shutil
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,14 +30,17 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import read_dataset
 from pydicom.filewriter import dcmwrite, write_file_meta_info
-from pynetdicom import _config, evt
+from pydicom.tag import BaseTag
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from radstream.config import Settings
 from sinks.dicom.deid import Deidentifier
 from sinks.dicom.expect import Expectation, Registry
-from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+from sinks.dicom.net import NODELAY_HANDLERS, fast_store_responses, make_ae
 
 LOG = logging.getLogger(__name__)
 
@@ -97,7 +101,7 @@ class Stats:
 @dataclass
 class _Job:
     project: Expectation
-    meta: FileMetaDataset
+    meta: bytes  # encoded File Meta Information (preamble and DICM prefix included)
     raw: bytes
     ds: Dataset
     calling_ae: str
@@ -142,15 +146,17 @@ class ResearchStore:
 
     def handle_store(self, event: evt.Event) -> int:
         self.stats.add("received")
+        req: Any = event.request
+        raw: bytes = req.DataSet.getvalue()
+        ts = event.context.transfer_syntax
         try:
-            ds = event.dataset
+            ds = _header(raw, ts) if ts != DeflatedExplicitVRLittleEndian else event.dataset
             uids = (ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID"), ds.get("SOPInstanceUID"))
         except Exception as exc:  # undecodable dataset
             LOG.warning("refusing undecodable dataset: %s", exc)
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
-        affected = getattr(event.request, "AffectedSOPInstanceUID", None)
-        if not all(uids) or str(uids[2]) != str(affected):
+        if not all(uids) or str(uids[2]) != str(req.AffectedSOPInstanceUID):
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
         project = self._project(str(uids[0]))
@@ -163,8 +169,12 @@ class ResearchStore:
                         self.cfg.store_dir)
             self.stats.add("refused")
             return STATUS_OUT_OF_RESOURCES
-        raw = event.request.DataSet.getvalue()  # type: ignore[union-attr]
-        self._queue.put(_Job(project, event.file_meta, raw, ds, event.assoc.requestor.ae_title,
+        if ts == DeflatedExplicitVRLittleEndian:
+            meta = _file_bytes(event.file_meta, b"")
+        else:
+            meta = file_meta_bytes(str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID), str(ts),
+                                   event.assoc.requestor.ae_title)
+        self._queue.put(_Job(project, meta, raw, ds, event.assoc.requestor.ae_title,
                              event.assoc.acceptor.ae_title))
         return 0x0000
 
@@ -183,19 +193,19 @@ class ResearchStore:
                 self._queue.task_done()
 
     def _write(self, job: _Job) -> None:
-        ds, meta = job.ds, job.meta
+        ds = job.ds
         original_sop = str(ds.SOPInstanceUID)
         accession = str(ds.get("AccessionNumber", "")) or None
         modality = str(ds.get("Modality", "")) or None
         deid = self.deid is not None and job.project.project_id in self.cfg.deid_projects
-        buf = io.BytesIO()
         if deid and self.deid is not None:
-            ds = dcmread(io.BytesIO(_file_bytes(meta, job.raw)))
+            buf = io.BytesIO()
+            ds = dcmread(io.BytesIO(job.meta + job.raw))
             self.deid.apply(ds, job.project.project_id)
             dcmwrite(buf, ds, enforce_file_format=True)
+            data = buf.getvalue()
         else:
-            buf.write(_file_bytes(meta, job.raw))
-        data = buf.getvalue()
+            data = job.meta + job.raw
         study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
         target = self.cfg.store_dir / _safe(job.project.project_id) / study / series / f"{sop}.dcm"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +249,8 @@ class ResearchStore:
             t = threading.Thread(target=self._writer, name="research-writer", daemon=True)
             t.start()
             self._threads.append(t)
-        handlers = [(evt.EVT_C_STORE, self.handle_store), *NODELAY_HANDLERS]
+        handlers = [(evt.EVT_C_STORE, self.handle_store), *NODELAY_HANDLERS,
+                    (evt.EVT_CONN_OPEN, fast_store_responses)]
         self._server = ae.start_server((self.cfg.host, self.cfg.port), block=False, evt_handlers=handlers)
         return int(self._server.server_address[1])
 
@@ -258,6 +269,50 @@ class ResearchStore:
         self._threads = []
         if self.producer is not None:
             self.producer.flush(30)
+
+
+def _stop_after_series(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return int(tag) > 0x0020000E
+
+
+def _header(raw: bytes, ts: UID) -> Dataset:
+    """The data elements up to SeriesInstanceUID (study/series/SOP UIDs, accession, modality)."""
+    return read_dataset(io.BytesIO(raw), ts.is_implicit_VR, ts.is_little_endian, stop_when=_stop_after_series)
+
+
+def _element(group_elem: int, vr: bytes, value: bytes) -> bytes:
+    tag = struct.pack("<HH", group_elem >> 16, group_elem & 0xFFFF)
+    if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT"):
+        return tag + vr + b"\0\0" + struct.pack("<I", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def _ui(uid: str) -> bytes:
+    b = uid.encode("ascii")
+    return b + b"\0" if len(b) % 2 else b
+
+
+def _text(s: str) -> bytes:
+    b = s.encode("ascii")
+    return b + b" " if len(b) % 2 else b
+
+
+def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str, source_ae: str) -> bytes:
+    """Preamble, ``DICM`` and the File Meta Information group (PS3.10 7.1), encoded directly.
+
+    pydicom's writer builds and validates a dataset for this on every instance, which cost more CPU than
+    the rest of our per-instance work; the group is eight fixed elements.
+    """
+    body = b"".join((
+        _element(0x00020001, b"OB", b"\x00\x01"),
+        _element(0x00020002, b"UI", _ui(sop_class)),
+        _element(0x00020003, b"UI", _ui(sop_instance)),
+        _element(0x00020010, b"UI", _ui(transfer_syntax)),
+        _element(0x00020012, b"UI", _ui(PYNETDICOM_IMPLEMENTATION_UID)),
+        _element(0x00020013, b"SH", _text(PYNETDICOM_IMPLEMENTATION_VERSION)),
+        _element(0x00020016, b"AE", _text(source_ae.strip())),
+    ))
+    return b"\x00" * 128 + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
 
 
 def _file_bytes(meta: FileMetaDataset, raw: bytes) -> bytes:

@@ -88,3 +88,47 @@ def test_synthetic_uids_are_deterministic_and_sizes_as_asked() -> None:
     rows = synth.rows_for_kb(128)
     assert abs(rows * rows * 2 - 128 * 1024) < 2 * rows * 2 + 2
     assert len(synth.instance_bytes(synth.specs(1, 1, rows=rows, cols=rows)[0], 0)) > 128 * 1024
+
+
+def test_hand_encoded_file_meta_reads_back_with_pydicom() -> None:
+    import io
+
+    from pydicom import dcmread
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from sinks.dicom.scp import file_meta_bytes
+
+    ds = synth.instance(synth.specs(1, 1)[0], 0)
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)  # explicit VR little endian, as received over the network
+    for ae in ("ORTHANC", "PACS1"):  # odd and even lengths are padded
+        data = file_meta_bytes(str(ds.SOPClassUID), str(ds.SOPInstanceUID), synth.ExplicitVRLittleEndian, ae)
+        back = dcmread(io.BytesIO(data + body.getvalue()))
+        assert back.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert back.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
+        assert back.file_meta.TransferSyntaxUID == synth.ExplicitVRLittleEndian
+        assert back.file_meta.SourceApplicationEntityTitle == ae
+        assert back.file_meta.FileMetaInformationGroupLength == len(data) - 128 - 4 - 12
+        assert back.PixelData == ds.PixelData and back.PatientID == ds.PatientID
+
+
+@pytest.mark.parametrize("status", [0x0000, 0xA700, 0xB000])
+def test_pre_encoded_store_response_equals_pynetdicoms(status: int) -> None:
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    from sinks.dicom.net import store_rsp_command
+
+    for sop in ("1.2.3.4", "1.2.3.45"):  # odd and even lengths
+        rsp = C_STORE()
+        rsp.MessageIDBeingRespondedTo = 7
+        rsp.AffectedSOPClassUID = synth.CTImageStorage
+        rsp.AffectedSOPInstanceUID = sop
+        rsp.Status = status
+        msg = C_STORE_RSP()
+        msg.primitive_to_message(rsp)
+        want = encode(msg.command_set, True, True)
+        assert store_rsp_command(7, synth.CTImageStorage, sop, status) == want
