@@ -270,7 +270,7 @@ def fresh_settings(base: Settings, name: str) -> Settings:
 POLL_SQL = (
     "SELECT n.accession, toUnixTimestamp64Micro(r.received_time) / 1e6 FROM report_nlp AS n "
     "INNER JOIN (SELECT accession, received_time FROM report_versions "
-    "WHERE inserted_at >= now64(3) - INTERVAL 60 SECOND) AS r ON r.accession = n.accession "
+    "WHERE inserted_at >= now64(3) - INTERVAL 60 MINUTE) AS r ON r.accession = n.accession "
     "WHERE n.inserted_at >= now64(3) - INTERVAL 30 SECOND"
 )
 

@@ -32,8 +32,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "sections": (*NLP_KEY, "section_idx", "name", "title", "start", "end"),
     "findings": (*NLP_KEY, "finding_idx", "patient_id", "modality", "concept", "category", "text", "start",
                  "end", "sentence", "section", "negated", "uncertain", "historical", "hypothetical",
-                 "experiencer", "laterality", "anatomy", "severity", "change", "size_mm", "source",
-                 "nlp_version"),
+                 "experiencer", "certainty", "laterality", "anatomy", "severity", "change", "size_mm",
+                 "source", "nlp_version"),
     "measurements": (*NLP_KEY, "measurement_idx", "text", "start", "end", "dims_mm", "max_mm", "prior_max_mm",
                      "finding_idx", "finding_concept"),
     "recommendations": (*NLP_KEY, "recommendation_idx", "kind", "text", "start", "end", "modality",
@@ -46,8 +46,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                            "study_instance_uid", "patient_id", "study_date", "destination_ae", "priority",
                            "not_before", "not_after", "source", "requested_time", *KAFKA),
     "retrieval_events": ("request_id", "project_id", "state", "attempt", "accession", "study_instance_uid",
-                         "pacs_ae", "destination_ae", "completed", "failed", "warning", "remaining",
-                         "dimse_status", "error", "time", *KAFKA),
+                         "study_instance_uids", "pacs_ae", "destination_ae", "completed", "failed", "warning",
+                         "remaining", "expected_instances", "dimse_status", "error", "time", *KAFKA),
     "received_instances": ("project_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
                            "sop_class_uid", "accession", "modality", "calling_ae", "called_ae", "path",
                            "size_bytes", "deidentified", "time", *KAFKA),
@@ -130,7 +130,8 @@ def findings_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         out["findings"].append([
             *key, i, rec["patient_id"], _s(rec.get("modality")), f["concept"], f["category"], f["text"],
             f["start"], f["end"], f["sentence"], f["section"], f["negated"], f["uncertain"], f["historical"],
-            f["hypothetical"], _s(f.get("experiencer") or "patient"), _s(f.get("laterality")),
+            f["hypothetical"], _s(f.get("experiencer") or "patient"), _s(f.get("certainty") or "definite"),
+            _s(f.get("laterality")),
             list(f.get("anatomy") or []), _s(f.get("severity")), _s(f.get("change")), f.get("size_mm"),
             _s(f.get("source") or "rules"), nlp_version,
         ])
@@ -170,9 +171,11 @@ def retrieval_request_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
 def retrieval_status_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     return {"retrieval_events": [[
         rec["request_id"], rec["project_id"], rec["state"], int(rec.get("attempt") or 0),
-        _s(rec.get("accession")), _s(rec.get("study_instance_uid")), _s(rec.get("pacs_ae")),
-        _s(rec.get("destination_ae")), rec.get("completed"), rec.get("failed"), rec.get("warning"),
-        rec.get("remaining"), rec.get("dimse_status"), _s(rec.get("error")), _t(rec["time"]), *origin.cols(),
+        _s(rec.get("accession")), _s(rec.get("study_instance_uid")),
+        list(rec.get("study_instance_uids") or []), _s(rec.get("pacs_ae")), _s(rec.get("destination_ae")),
+        rec.get("completed"), rec.get("failed"), rec.get("warning"), rec.get("remaining"),
+        rec.get("expected_instances"), rec.get("dimse_status"), _s(rec.get("error")), _t(rec["time"]),
+        *origin.cols(),
     ]]}
 
 

@@ -65,6 +65,7 @@ def finding(
     category: str = "finding",
     section: str = "findings",
     laterality: str | None = None,
+    certainty: str | None = None,
 ) -> dict[str, Any]:
     return {
         "concept": concept,
@@ -79,6 +80,7 @@ def finding(
         "historical": historical,
         "hypothetical": hypothetical,
         "experiencer": experiencer,
+        "certainty": certainty or ("possible" if uncertain else "definite"),
         "laterality": laterality,
         "anatomy": ["lung"] if "nodule" in concept else [],
         "severity": None,

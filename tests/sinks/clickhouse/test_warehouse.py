@@ -245,7 +245,8 @@ def test_note_nlp_follows_the_omop_conventions(ch: Client) -> None:
     }
     assert rows["fracture"][1] == "past" and rows["mass"][1] == "present"
     assert rows["effusion"][2].startswith("negated=yes,subject=patient")
-    assert rows["cancer"][2].startswith("negated=no,subject=family")
+    assert rows["cancer"][2].startswith("negated=no,subject=family,certainty=definite")
+    assert ",certainty=possible," in rows["nodule"][2]
     assert "laterality=right" in rows["mass"][2] and "size_mm=12.5" in rows["mass"][2]
     assert "No effusion" in rows["effusion"][3] and rows["effusion"][4] == str(text.index("effusion"))
     (note_id,) = q(ch, "SELECT note_id FROM note")[0]
@@ -266,6 +267,24 @@ def test_image_occurrence_is_one_row_per_received_series(ch: Client) -> None:
         ("1.9.1", 3, "/store/P-1/1.9.1", "P1", True),
     ]
     assert q(ch, "SELECT state, completed FROM retrievals_latest") == [("completed", None)]
+    write_records(
+        ch,
+        "retrieval_status",
+        [
+            {
+                "request_id": "q1",
+                "project_id": "P-1",
+                "state": "partial",
+                "study_instance_uids": ["1.2", "1.3"],
+                "expected_instances": 9,
+                "completed": 6,
+                "time": BASE_TIME + timedelta(minutes=1),
+            }
+        ],
+    )
+    assert q(
+        ch, "SELECT state, study_instance_uids, expected_instances, completed FROM retrievals_latest"
+    ) == [("partial", ["1.2", "1.3"], 9, 6)]
 
 
 def test_readonly_queries_cannot_write(ch: Client) -> None:
@@ -296,3 +315,19 @@ def test_query_formats(ch: Client) -> None:
     assert str(run_readonly(ch, sql + " FORMAT CSV", "tsv")) == '"J1","CT"\n"J2","MR"\n'
     with pytest.raises(ValueError):
         run_readonly(ch, sql, "xml")
+
+
+def test_upgrading_an_older_warehouse_adds_the_new_columns_to_tables_and_views(
+    ch: Client, ch_settings: Settings, tmp_path: Path
+) -> None:
+    old = tmp_path / "old-ddl"
+    old.mkdir()
+    for path in sorted(DDL_DIR.glob("*.sql"))[:3]:  # the release before 004
+        shutil.copy(path, old / path.name)
+    up = ch_settings.replace(clickhouse={"database": "upgraded"})
+    assert len(migrate(ch, up, old)) == 3
+    assert "certainty" not in [r[0] for r in q(ch, "DESCRIBE TABLE upgraded.findings_latest")]
+    assert [m.split("_")[0] for m in migrate(ch, up)] == ["004"]
+    assert "certainty" in [r[0] for r in q(ch, "DESCRIBE TABLE upgraded.findings_latest")]
+    assert "expected_instances" in [r[0] for r in q(ch, "DESCRIBE TABLE upgraded.retrievals_latest")]
+    assert q(ch, "SELECT count() FROM upgraded.note_nlp") == [(0,)]
