@@ -158,7 +158,8 @@ class SiteClassifier:
         if not (config.model_dir / "config.json").is_file():
             raise ClassifierConfigError(f"{config.name}: no Hugging Face model in {config.model_dir}")
         self.tokenizer = AutoTokenizer.from_pretrained(str(config.model_dir), local_files_only=True)
-        auto = AutoModelForTokenClassification if config.task == "token" else AutoModelForSequenceClassification
+        token = config.task == "token"
+        auto = AutoModelForTokenClassification if token else AutoModelForSequenceClassification
         self.model = auto.from_pretrained(str(config.model_dir), local_files_only=True)
         self.model.eval()
         self.id2label: dict[int, str] = {int(k): str(v) for k, v in self.model.config.id2label.items()}
@@ -173,7 +174,7 @@ class SiteClassifier:
             multi = getattr(self.model.config, "problem_type", None) == "multi_label_classification"
         self.multi_label = bool(multi)
         if config.task == "token" and not getattr(self.tokenizer, "is_fast", False):
-            raise ClassifierConfigError(f"{config.name}: token classification needs a fast tokenizer (offsets)")
+            raise ClassifierConfigError(f"{config.name}: token classification needs a fast tokenizer")
 
     @classmethod
     def from_config_file(cls, path: str | Path, threads: int | None = None) -> SiteClassifier:

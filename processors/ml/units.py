@@ -86,7 +86,8 @@ def _clean(text: str) -> str:
     return " ".join(text.split())[:MAX_CHARS]
 
 
-def report_units(text: str, sections: SectionFn | None = None, sentences: SentenceFn | None = None) -> list[Unit]:
+def report_units(text: str, sections: SectionFn | None = None,
+                 sentences: SentenceFn | None = None) -> list[Unit]:
     """Impression (one unit) + findings sentences (one unit each), or the whole report as one unit."""
     default_sec, default_sent = _default_fns()
     sec_fn = sections or default_sec

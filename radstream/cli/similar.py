@@ -69,8 +69,8 @@ def similar_sql(database: str, *, where: str | None = None, n_required: int = 0)
     )
 
 
-def find_similar(client: Any, database: str, vector: Sequence[float], *, k: int = 20, where: str | None = None,
-                 require_findings: Sequence[str] = ()) -> list[SimilarReport]:
+def find_similar(client: Any, database: str, vector: Sequence[float], *, k: int = 20,
+                 where: str | None = None, require_findings: Sequence[str] = ()) -> list[SimilarReport]:
     """Nearest reports to ``vector`` (unit length), best first."""
     params: dict[str, Any] = {"q": [float(x) for x in vector], "k": k, "n": k * CANDIDATES_PER_REPORT}
     for i, concept in enumerate(require_findings):
@@ -111,7 +111,7 @@ def similar(ctx: click.Context, text: str, k: int, where: str | None, require: t
     from processors.ml import ml_available
 
     if not ml_available():
-        raise click.ClickException("needs the [ml] extra: pip install '.[ml]' (or RADSTREAM_ML=1 scripts/venv.sh)")
+        raise click.ClickException("needs the [ml] extra (RADSTREAM_ML=1 scripts/venv.sh)")
     try:
         hits = similar_reports(settings_of(ctx), text, k=k, where=where, require_findings=require)
     except click.ClickException:

@@ -21,8 +21,10 @@ REPORT = (
     "IMPRESSION:\n"
     "Acute pulmonary embolism.\n"
 )
-WORDS = ("filling defect in the right pulmonary artery no pleural effusion acute embolism findings "
-         "impression normal . : ,").split()
+WORDS = ["filling", "defect", "in", "the", "right", "pulmonary", "artery", "no", "pleural", "effusion",
+         "acute", "embolism", "findings", "impression", "normal", ".", ":", ","]
+SENTENCES = ["Filling defect in the right pulmonary artery.", "No pleural effusion.",
+             "Acute pulmonary embolism."]
 
 
 def _tokenizer(tmp: Path):  # type: ignore[no-untyped-def]
@@ -78,8 +80,7 @@ def test_sequence_classifier_emits_model_findings_per_sentence(tmp_path: Path) -
     assert found, "a forced label must fire on every sentence"
     assert {f.source for f in found} == {"model:tiny"}
     assert {f.concept for f in found} == {"pulmonary embolism"}
-    assert [f.text for f in found] == ["Filling defect in the right pulmonary artery.", "No pleural effusion.",
-                                       "Acute pulmonary embolism."]
+    assert [f.text for f in found] == SENTENCES
     assert [f.section for f in found] == ["findings", "findings", "impression"]
     for f in found:
         assert REPORT[f.start:f.end] == f.text and 0.99 < f.score <= 1.0
@@ -103,7 +104,8 @@ def test_multi_label_report_level_findings_carry_label_map_flags(tmp_path: Path)
     from processors.ml.classifier import SiteClassifier
 
     model = _tiny_model(tmp_path, "sequence", ["PE", "NO_EFFUSION"], multi_label=True)
-    labels = {"PE": PE, "NO_EFFUSION": {"concept": "pleural effusion", "category": "finding", "negated": True}}
+    no_effusion = {"concept": "pleural effusion", "category": "finding", "negated": True}
+    labels = {"PE": PE, "NO_EFFUSION": no_effusion}
     clf = SiteClassifier.from_config_file(_config(tmp_path, model, unit="report", threshold=0.0,
                                                   labels=labels), 1)
     assert clf.multi_label
@@ -120,8 +122,7 @@ def test_token_classifier_spans_come_from_offsets(tmp_path: Path) -> None:
     clf = SiteClassifier.from_config_file(_config(tmp_path, model, task="token", labels={"PE": PE}), 1)
     found = clf.classify(REPORT)
     # every token is I-PE: one span per sentence, from its first to its last token
-    assert [f.text for f in found] == ["Filling defect in the right pulmonary artery.", "No pleural effusion.",
-                                       "Acute pulmonary embolism."]
+    assert [f.text for f in found] == SENTENCES
     assert all(REPORT[f.start:f.end] == f.text for f in found)
 
 

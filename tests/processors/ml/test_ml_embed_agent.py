@@ -40,10 +40,13 @@ def test_rows_for_a_batch_without_kafka() -> None:
         calls.append(texts)
         return np.ones((len(texts), DIM), dtype=np.float32)
 
-    rows = embedding_rows([report("B1", TEXT), report("B2", "", version=3, status="cancelled")], fake_embed, "m")
+    batch = [report("B1", TEXT), report("B2", "", version=3, status="cancelled")]
+    rows = embedding_rows(batch, fake_embed, "m")
     assert len(calls) == 1   # one embed call per micro-batch
-    assert [r[COLUMNS.index("unit")] for r in rows] == ["findings:0", "findings:1", "impression", TOMBSTONE_UNIT]
-    assert calls[0] == ["Small left pleural effusion.", "Heart size is normal.", "Small left pleural effusion."]
+    units = [r[COLUMNS.index("unit")] for r in rows]
+    assert units == ["findings:0", "findings:1", "impression", TOMBSTONE_UNIT]
+    effusion = "Small left pleural effusion."
+    assert calls[0] == [effusion, "Heart size is normal.", effusion]
     assert all(len(r[COLUMNS.index("vector")]) == DIM for r in rows)
     assert rows[-1][COLUMNS.index("report_version")] == 3
 
