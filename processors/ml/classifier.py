@@ -274,3 +274,9 @@ class SiteClassifier:
 def load_site_classifiers(threads: int | None = None) -> list[SiteClassifier]:
     """Every classifier named in ``RADSTREAM_ML_CLASSIFIERS`` (empty when unset)."""
     return [SiteClassifier(c, threads) for c in configs_from_env()]
+
+
+def model_findings(text: str, classifiers: Sequence[SiteClassifier], sections: SectionFn | None = None,
+                   sentences: SentenceFn | None = None) -> list[dict[str, Any]]:
+    """The ``Finding`` records of every site classifier for one report, to append after the rule findings."""
+    return [f.to_record() for clf in classifiers for f in clf.classify(text, sections, sentences)]

@@ -148,12 +148,20 @@ def test_label_map_must_cover_the_model(tmp_path: Path) -> None:
 
 
 def test_classifiers_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from processors.ml.classifier import load_site_classifiers
+    from processors.ml.classifier import load_site_classifiers, model_findings
+    from streams.serde import decode, encode
 
     model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
     path = _config(tmp_path, model, labels={"OTHER": None, "PE": PE})
     monkeypatch.setenv("RADSTREAM_ML_CLASSIFIERS", str(path))
     (clf,) = load_site_classifiers(threads=1)
     assert clf.config.model_dir == model.resolve()
+    records = model_findings(REPORT, [clf])
+    assert [r["text"] for r in records] == SENTENCES
+    # the records fit the report_findings contract next to rule findings
+    nlp = {"event_id": "e", "accession": "A", "report_version": 1, "status": "final", "patient_id": "P",
+           "nlp_version": "t", "processed_time": 0, "findings": records}
+    back = decode("report_findings", encode("report_findings", nlp))
+    assert {f["source"] for f in back["findings"]} == {"model:tiny"}
     monkeypatch.setenv("RADSTREAM_ML_CLASSIFIERS", "")
     assert load_site_classifiers() == []
