@@ -2,8 +2,8 @@
 
 * Consumes the reports, findings, retrieval request/status, received-instance and dead-letter topics
   (``enable.auto.commit=false``), maps each record to rows (``rows.py``) and inserts one block per table
-  when ``settings.clickhouse.batch_rows`` rows are buffered or ``flush_ms`` passed since the first
-  buffered message (whichever comes first).
+  when ``settings.clickhouse.batch_rows`` rows are buffered or ``flush_ms`` (at most 500 ms) passed since
+  the first buffered message was produced (whichever comes first).
 * Offsets are committed only after every insert of the batch succeeded (and dead letters were
   acknowledged by Kafka). A crash before the commit re-delivers the batch.
 * Idempotency: every table is a ReplacingMergeTree whose sort key is the natural key of a row, so
@@ -29,7 +29,15 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from radstream.config import Settings
 from sinks.clickhouse.client import open_client
@@ -266,7 +274,7 @@ class ClickHouseSink:
             return
         batch = self._batch
         if not batch:
-            batch.first_at = time.monotonic()
+            batch.first_at = time.monotonic() - self._waited(msg)
         batch.offsets[(topic, partition)] = offset + 1
         batch.n_messages += 1
         contract = self.contracts.get(topic, "")
@@ -282,6 +290,16 @@ class ClickHouseSink:
                 key=key.encode() if isinstance(key, str) else key))
             return
         batch.n_rows += merge_rows(batch.rows, rows)
+
+    def _waited(self, msg: Message) -> float:
+        """How long a live message has already waited since it was produced (e.g. during our previous
+        insert), so the flush deadline counts from its production. Backlog (older than the flush
+        interval: a replay, a catch-up) counts from now, so that batches stay large."""
+        ts_type, ts = msg.timestamp()
+        if ts_type == TIMESTAMP_NOT_AVAILABLE or ts <= 0:
+            return 0.0
+        age = time.time() - ts / 1000.0
+        return age if 0.0 < age < self.flush_s else 0.0
 
     def _send_dead_letters(self, records: list[dict[str, Any]]) -> None:
         if not records:
