@@ -183,3 +183,28 @@ def test_malformed_request_goes_to_dead_letter_and_the_next_one_runs(dicom_setti
     c.close()
     dl = serde.decode("dead_letter", got[0].value())
     assert dl["stage"] == "dicom-worker" and dl["value"] == b"not avro" and "single-object" in dl["error"]
+
+
+def test_retrieve_command_produces_a_request_the_worker_completes(dicom_settings: Settings) -> None:
+    from click.testing import CliRunner
+
+    from radstream.cli import main
+
+    t = dicom_settings.topics
+    env = {"RADSTREAM_STATE_DIR": dicom_settings.state_dir,
+           "RADSTREAM_KAFKA_BOOTSTRAP": dicom_settings.kafka.bootstrap,
+           "RADSTREAM_TOPICS_RETRIEVAL_REQUESTS": t.retrieval_requests,
+           "RADSTREAM_RESEARCH_ALLOWED_DESTINATIONS": "RESEARCH"}
+    runner = CliRunner()
+    refused = runner.invoke(main, ["retrieve", "--accession", "A3", "--destination", "NOT-ALLOWED",
+                                   "--project", "P9"], env=env)
+    assert refused.exit_code != 0 and "allow-list" in refused.output
+    out = runner.invoke(main, ["retrieve", "--accession", "A3", "--destination", "RESEARCH",
+                               "--project", "P9", "--priority", "high"], env=env)
+    assert out.exit_code == 0, out.output
+    rid = out.output.strip().split()[-1]
+    with research_scp(dicom_settings):
+        run_worker(dicom_settings)
+    final = final_of(statuses(dicom_settings, {rid}), rid)
+    assert final["state"] == "completed" and final["project_id"] == "P9"
+    assert sorted(stored_sops(dicom_settings.research_store_dir / "P9")) == sorted(spec("A", 3).sop_uids())
