@@ -35,6 +35,7 @@ from processors.ingest.model import ParseError, ReportEvent
 from processors.ingest.pseudonym import load_key, pseudonymise
 from processors.ingest.records import ColumnMapping, csv_line, parse_csv_row, parse_jsonl_line, text_lines
 from radstream.config import Settings
+from sinks.clickhouse.rows import merge_rows
 from streams.ingest.files import guess_format
 
 STAGE = "backfill"
@@ -106,12 +107,15 @@ class Job:
     nlp: bool
     key: bytes | None
     items: list[tuple[int, Any]]
+    to_rows: bool = False  # map to warehouse rows here, in the worker (spreads the sink's mapping CPU)
 
 
 @dataclass
 class ChunkResult:
-    reports: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)  # records (only when they go to Kafka)
     findings: list[dict[str, Any]] = field(default_factory=list)
+    rows: dict[str, list[list[Any]]] = field(default_factory=dict)  # warehouse rows (direct ClickHouse)
+    loaded: int = 0
     rejects: list[tuple[int, str, bytes]] = field(default_factory=list)  # (record no, reason, raw)
     last: int = 0
     nbytes: int = 0
@@ -143,6 +147,7 @@ def _raw_bytes(payload: Any) -> bytes:
 
 def process_chunk(job: Job) -> ChunkResult:
     """Parse (+ pseudonymise + NLP) one chunk. Runs in a worker process; never raises for bad input."""
+    from sinks.clickhouse.rows import merge_rows, rows_for
     from streams.handlers import analyze_report
 
     out = ChunkResult(records=len(job.items))
@@ -161,8 +166,15 @@ def process_chunk(job: Job) -> ChunkResult:
                 except Exception as exc:  # a bug in the NLP must not lose the report: reject with reason
                     out.rejects.append((no, f"NLP failed: {type(exc).__name__}: {exc}", _raw_bytes(payload)))
                     continue
-                out.findings.append(findings)
-            out.reports.append(rec)
+                if job.to_rows:
+                    merge_rows(out.rows, rows_for("report_findings", findings))
+                else:
+                    out.findings.append(findings)
+            if job.to_rows:
+                merge_rows(out.rows, rows_for("report_finalized", rec))
+            else:
+                out.reports.append(rec)
+            out.loaded += 1
     return out
 
 
@@ -274,9 +286,9 @@ class ClickHouseSink(Sink):
         migrate(self.client, settings)
 
     def write(self, result: ChunkResult, dead_letters: list[dict[str, Any]]) -> int:
-        from sinks.clickhouse.sink import write_records
+        from sinks.clickhouse.sink import write_records, write_rows
 
-        n = 0
+        n = write_rows(self.client, result.rows) if result.rows else 0
         if result.reports:
             n += write_records(self.client, "report_finalized", result.reports)
         if result.findings:
@@ -341,7 +353,8 @@ class _Run:
 
     def submit(self, f: RawFile, items: list[tuple[int, Any]], pos: int) -> None:
         job = Job(f.fmt, f.path.name, list(f.header), self.mapping, self.site,
-                  self.settings.ingest.accession_field, self.cp.run_time, self.nlp, self.key, items)
+                  self.settings.ingest.accession_field, self.cp.run_time, self.nlp, self.key, items,
+                  to_rows=isinstance(self.sink, ClickHouseSink))
         self.inflight.append((self.pool.submit(process_chunk, job) if self.pool else process_chunk(job), pos))
 
     def drain(self, f: RawFile, state: dict[str, Any], limit: int) -> None:
@@ -350,7 +363,7 @@ class _Run:
             fut, pos = self.inflight.popleft()
             res = fut.result() if isinstance(fut, Future) else fut
             self.pending.append((res, pos))
-            self.pending_reports += len(res.reports) + len(res.rejects)
+            self.pending_reports += res.loaded + len(res.rejects)
             self.chunks_done += 1
             last_chunk = self.stop_after_chunks is not None and self.chunks_done >= self.stop_after_chunks
             if self.pending_reports >= self.write_batch or limit == 0 and not self.inflight or last_chunk:
@@ -368,6 +381,7 @@ class _Run:
         for res, _ in self.pending:
             merged.reports.extend(res.reports)
             merged.findings.extend(res.findings)
+            merge_rows(merged.rows, res.rows)
             dls.extend(_dead_letter(f.path.name, no, reason, raw, cp.run_time)
                        for no, reason, raw in res.rejects)
         self.rows += self.sink.write(merged, dls)
@@ -378,7 +392,7 @@ class _Run:
                 if self.rejects is not None:
                     print(f"{f.path.name}:{no}\t{reason}", file=self.rejects)
             cp.counts["read"] += res.records
-            cp.counts["loaded"] += len(res.reports)
+            cp.counts["loaded"] += res.loaded
             cp.counts["rejected"] += len(res.rejects)
             state["done"] = max(state["done"], res.last)
         cp.save()
@@ -443,7 +457,9 @@ def run_backfill(settings: Settings, paths: Sequence[Path], *, fmt: str | None =
     t0 = time.monotonic()
     loaded_before = cp.counts["loaded"]
     sink: Sink = KafkaSink(settings) if via_kafka else ClickHouseSink(settings)
-    run = _Run(settings, files, mapping, site, do_nlp, key, cp, sink, pool, chunk_size, 2 * max(workers, 1),
+    run = _Run(settings, files, mapping, site, do_nlp, key, cp, sink, pool, chunk_size,
+               # keep the workers busy while the main process writes a batch
+               2 * max(workers, 1) + write_batch // max(chunk_size, 1),
                rejects, progress, stop_after_chunks, write_batch=write_batch)
     try:
         for f in files:
