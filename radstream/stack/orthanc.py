@@ -290,3 +290,11 @@ def status(state_dir: Path) -> str:
         return "orthanc: stopped"
     return (f"orthanc: running pid {state['pid']} AET {state['aet']} dicom 127.0.0.1:{state['dicom_port']} "
             f"http 127.0.0.1:{state['http_port']} (research SCP expected on port {state['research_port']})")
+
+
+def pid(state_dir: Path) -> int | None:
+    """Pid of our running Orthanc for ``state_dir`` (None when it does not run)."""
+    state = _read_state(state_dir)
+    if state and _pid_alive(int(state["pid"]), state["config"]):
+        return int(state["pid"])
+    return None
