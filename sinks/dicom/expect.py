@@ -34,7 +34,7 @@ class Registry:
         self.dir = Path(store_dir) / DIRNAME
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, study_uid: str) -> Path:
+    def path(self, study_uid: str) -> Path:
         return self.dir / f"{study_uid}.json"
 
     def register(self, study_uid: str, project_id: str, request_id: str, destination_ae: str) -> None:
@@ -42,11 +42,11 @@ class Registry:
                 "destination_ae": destination_ae, "since": time.time()}
         tmp = self.dir / f".{study_uid}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(data))
-        os.replace(tmp, self._path(study_uid))
+        os.replace(tmp, self.path(study_uid))
 
     def lookup(self, study_uid: str) -> Expectation | None:
         try:
-            data = json.loads(self._path(study_uid).read_text())
+            data = json.loads(self.path(study_uid).read_text())
         except (OSError, ValueError):
             return None
         return Expectation(**data)
@@ -54,4 +54,4 @@ class Registry:
     def release(self, study_uid: str, request_id: str) -> None:
         exp = self.lookup(study_uid)
         if exp is not None and exp.request_id == request_id:
-            self._path(study_uid).unlink(missing_ok=True)
+            self.path(study_uid).unlink(missing_ok=True)

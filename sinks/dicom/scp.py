@@ -121,19 +121,25 @@ class ResearchStore:
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=cfg.queue_size)
         self._threads: list[threading.Thread] = []
         self._server: Any = None
-        self._cache: dict[str, tuple[float, Expectation | None]] = {}
+        self._cache: dict[str, tuple[int | None, Expectation | None]] = {}
         self._free_checked = (0.0, True)
 
     # -- association thread -------------------------------------------------------------------
     def _project(self, study_uid: str) -> Expectation | None:
-        now = time.monotonic()
+        """The registered project of a study; re-read only when its registration file changed (one stat)."""
+        try:
+            stamp: int | None = os.stat(self.registry.path(study_uid)).st_mtime_ns
+        except OSError:
+            stamp = None
         hit = self._cache.get(study_uid)
-        if hit is not None and now - hit[0] < 2.0:
+        if hit is not None and hit[0] == stamp:
             return hit[1]
-        exp = self.registry.lookup(study_uid)
+        exp = self.registry.lookup(study_uid) if stamp is not None else None
         if exp is None and self.cfg.default_project:
             exp = Expectation(study_uid, self.cfg.default_project, "", self.cfg.ae_title, time.time())
-        self._cache[study_uid] = (now, exp)
+        if len(self._cache) > 10000:
+            self._cache.clear()
+        self._cache[study_uid] = (stamp, exp)
         return exp
 
     def _enough_space(self) -> bool:

@@ -159,3 +159,21 @@ def test_deidentifying_project(pacs_settings: Settings, tmp_path: Path) -> None:
         assert "InstitutionName" not in ds and not ds.get("ReferringPhysicianName")
         studies.add(ds.StudyInstanceUID)
     assert len(studies) == 1 and a1.study_uid not in studies
+
+
+def test_same_study_for_two_projects_in_a_row_lands_in_both(pacs_settings: Settings) -> None:
+    a2 = spec("A", 2)
+    store = store_for(pacs_settings)
+    reg = Registry(store.cfg.store_dir)
+    pacs = Pacs.from_settings(pacs_settings)
+    store.start()
+    try:
+        for project in ("P1", "P2"):
+            reg.register(a2.study_uid, project, f"r-{project}", "RESEARCH")
+            assert c_move_study(pacs, "RESEARCH", a2.study_uid).outcome == "completed"
+            store.drain()
+            reg.release(a2.study_uid, f"r-{project}")
+    finally:
+        store.stop()
+    for project in ("P1", "P2"):
+        assert sorted(p.stem for p in (store.cfg.store_dir / project).rglob("*.dcm")) == sorted(a2.sop_uids())
