@@ -21,13 +21,16 @@ import hashlib
 import logging
 import os
 import socket
+import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DataError
 from clickhouse_connect.driver.insert import InsertContext
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
@@ -75,31 +78,37 @@ def static_instance_id(settings: Settings) -> str:
     return f"clickhouse-sink-{digest}"
 
 
-class _Inserter:
-    """Cached insert contexts (one DESCRIBE per table per client, not per batch)."""
+def is_data_error(exc: BaseException) -> bool:
+    """A record's values do not fit the table (retrying cannot help), as opposed to ClickHouse being
+    unavailable. clickhouse-connect raises DataError while serialising a block."""
+    return isinstance(exc, DataError | OverflowError | struct.error)
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
+
+class _Inserter:
+    """Cached insert contexts of one client (one DESCRIBE per table per client, not per batch)."""
+
+    def __init__(self) -> None:
         self.contexts: dict[str, InsertContext] = {}
 
-    def insert(self, table: str, rows: list[list[Any]]) -> None:
+    def insert(self, client: Client, table: str, rows: list[list[Any]]) -> None:
         ctx = self.contexts.get(table)
         if ctx is None:
-            ctx = self.client.create_insert_context(table, column_names=list(COLUMNS[table]))
+            ctx = client.create_insert_context(table, column_names=list(COLUMNS[table]))
             self.contexts[table] = ctx
         ctx.data = rows
-        self.client.insert(context=ctx)
+        client.insert(context=ctx)
 
 
-_inserters: dict[int, _Inserter] = {}
+# weak keys: a closed and dropped client takes its contexts with it
+_inserters: weakref.WeakKeyDictionary[Client, _Inserter] = weakref.WeakKeyDictionary()
 _inserters_lock = threading.Lock()
 
 
 def _inserter(client: Client) -> _Inserter:
     with _inserters_lock:
-        ins = _inserters.get(id(client))
-        if ins is None or ins.client is not client:
-            ins = _inserters[id(client)] = _Inserter(client)
+        ins = _inserters.get(client)
+        if ins is None:
+            ins = _inserters[client] = _Inserter()
         return ins
 
 
@@ -110,7 +119,7 @@ def write_rows(client: Client, rows: Rows) -> int:
     for table in INSERT_ORDER:
         block = rows.get(table)
         if block:
-            ins.insert(table, block)
+            ins.insert(client, table, block)
             n += len(block)
     unknown = set(rows) - set(INSERT_ORDER)
     if unknown:
@@ -144,6 +153,14 @@ class SinkStats:
 
 
 @dataclass
+class _Item:
+    origin: Origin
+    key: bytes | None
+    value: bytes | None
+    rows: Rows
+
+
+@dataclass
 class _Batch:
     rows: Rows = field(default_factory=dict)
     n_rows: int = 0
@@ -151,6 +168,7 @@ class _Batch:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset to commit
     first_at: float = 0.0
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    items: list[_Item] = field(default_factory=list)  # per message, to isolate a record ClickHouse refuses
 
     def __bool__(self) -> bool:
         return bool(self.offsets)
@@ -290,6 +308,9 @@ class ClickHouseSink:
                 key=key.encode() if isinstance(key, str) else key))
             return
         batch.n_rows += merge_rows(batch.rows, rows)
+        key = msg.key()
+        key_bytes = key.encode() if isinstance(key, str) else key
+        batch.items.append(_Item(Origin(topic, partition, offset), key_bytes, value, rows))
 
     def _waited(self, msg: Message) -> float:
         """How long a live message has already waited since it was produced (e.g. during our previous
@@ -300,6 +321,32 @@ class ClickHouseSink:
             return 0.0
         age = time.time() - ts / 1000.0
         return age if 0.0 < age < self.flush_s else 0.0
+
+    def _write_isolating(self, batch: _Batch, items: list[_Item]) -> None:
+        """Some record cannot be stored (a value its column type refuses): bisect the batch, write the
+        halves that go in, dead-letter the single records that do not. Rows already written are
+        re-written harmlessly (same keys); a findings record that fails leaves no ``report_nlp`` row,
+        so its partial child rows never show in the latest views."""
+        rows: Rows = {}
+        for item in items:
+            merge_rows(rows, item.rows)
+        try:
+            write_rows(self.client, rows)
+            return
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            if len(items) == 1:
+                o = items[0].origin
+                log.warning("dead-letter %s[%d]@%d: ClickHouse refuses it: %s",
+                            o.topic, o.partition, o.offset, exc)
+                batch.dead_letters.append(dead_letter_record(
+                    STAGE, items[0].value, exc, topic=o.topic, partition=o.partition, offset=o.offset,
+                    key=items[0].key))
+                return
+        mid = len(items) // 2
+        self._write_isolating(batch, items[:mid])
+        self._write_isolating(batch, items[mid:])
 
     def _send_dead_letters(self, records: list[dict[str, Any]]) -> None:
         if not records:
@@ -323,9 +370,15 @@ class ClickHouseSink:
         if not batch:
             return
         t0 = time.monotonic()
-        write_rows(self.client, batch.rows)
+        try:
+            write_rows(self.client, batch.rows)
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            self._write_isolating(batch, batch.items)
         t1 = time.monotonic()
         self._send_dead_letters(batch.dead_letters)
+        self.stats.dead_letters += len(batch.dead_letters)
         batch.dead_letters = []  # sent: do not send again if only the commit is retried
         offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(batch.offsets.items())]
         try:
@@ -355,12 +408,10 @@ class ClickHouseSink:
         attempt = 0
         paused: list[TopicPartition] = []
         started = time.monotonic()
-        n_dead = len(self._batch.dead_letters)
         try:
             while True:
                 try:
                     self._write_and_commit(consumer, wait_for_commit)
-                    self.stats.dead_letters += n_dead
                     if attempt:
                         log.info("flush succeeded after %d failed attempts", attempt)
                     return

@@ -99,24 +99,32 @@ def test_every_topic_lands_and_garbage_goes_to_the_dead_letter_topic(sink_settin
     # a valid record of the wrong contract on the reports topic
     produce_all(s, [(t.reports, "retrieval_requested", "x", items[-3][3])])
     produce_all(s, report_items(s, [report("K3")]))  # after the garbage: the loop must go on
+    # decodable, but a value its column refuses (a negative offset for UInt32), next to a good record
+    poison, good = report("K4"), report("K5")
+    produce_all(s, report_items(s, [], [findings(poison, [finding("nodule", start=-5)]),
+                                        findings(good, [finding("mass")])]))
     with running_sink(s) as sink:
         ch = sink.client
-        wait_until(lambda: count(ch, "SELECT count() FROM dead_letters FINAL") == 2, what="2 dead letters")
+        wait_until(lambda: count(ch, "SELECT count() FROM dead_letters FINAL") == 3, what="3 dead letters")
         wait_until(lambda: count(ch, "SELECT count() FROM reports_latest") == 3, what="3 reports")
-        assert count(ch, "SELECT count() FROM findings_latest") == 2
+        assert count(ch, "SELECT count() FROM findings_latest") == 3
+        assert count(ch, "SELECT count() FROM findings_latest WHERE accession = 'K4'") == 0
         assert count(ch, "SELECT count() FROM retrieval_requests") == 1
         assert count(ch, "SELECT count() FROM retrieval_events") == 1
         assert count(ch, "SELECT count() FROM received_instances") == 1
         rows = ch.query(
-            "SELECT stage, original_topic, error_type, error, value FROM dead_letters FINAL "
-            "ORDER BY original_offset"
+            "SELECT stage, original_topic, error_type, error, value FROM dead_letters FINAL ORDER BY error"
         ).result_rows
-        assert {r[0] for r in rows} == {"clickhouse-sink"} and {r[1] for r in rows} == {t.reports}
-        assert "not Avro" in rows[0][3] and rows[0][4] in (b"not avro at all", "not avro at all")
-        assert "expected report_finalized" in rows[1][3]
+        assert {r[0] for r in rows} == {"clickhouse-sink"}
+        (refused,) = [r[3] for r in rows if r[1] == t.findings]
+        assert "start" in refused  # the refused column is named
+        errors = " | ".join(r[3] for r in rows if r[1] == t.reports)
+        assert "not Avro" in errors and "expected report_finalized" in errors
+        assert any(r[4] in (b"not avro at all", "not avro at all") for r in rows)
         group = group_of(sink)
-        wait_until(lambda: committed(s, group, [t.reports]) == end_offsets(s, [t.reports]), what="commit")
-        assert sink.stats.dead_letters == 2
+        topics = [t.reports, t.findings]
+        wait_until(lambda: committed(s, group, topics) == end_offsets(s, topics), what="commit")
+        assert sink.stats.dead_letters == 3
 
 
 def test_final_then_corrected_report_shows_only_the_corrected_findings(sink_settings: Settings) -> None:
