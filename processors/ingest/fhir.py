@@ -269,7 +269,15 @@ def parse_fhir(raw: bytes | dict[str, Any], *, site: str, received_time: datetim
     obj = load_json(raw) if isinstance(raw, bytes) else raw
     if validate:
         _validate(obj)
-    received = received_time or now_utc()
+    try:
+        return _map(obj, site, received_time or now_utc())
+    except ParseError:
+        raise
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:  # unvalidated input of odd shape
+        raise ParseError(f"malformed FHIR resource: {type(exc).__name__}: {exc}", code="structure") from None
+
+
+def _map(obj: dict[str, Any], site: str, received: datetime) -> list[ReportEvent]:
     if obj.get("resourceType") == "DiagnosticReport":
         index = _Index([])
         return [_event(obj, index, site, received, None)]
