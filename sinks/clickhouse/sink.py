@@ -13,6 +13,8 @@
 * ClickHouse failing: the consumer pauses its partitions and the batch is retried with exponential
   backoff (0.2 s doubling to 10 s) until it succeeds or ``stop`` is set; nothing is committed meanwhile.
 * Undecodable or unmappable messages go to the dead-letter topic with the reason; the loop goes on.
+  So does a decodable record whose values a column refuses (clickhouse-connect ``DataError``): the
+  batch is bisected until that record is alone, the rest is written, nothing stalls.
 """
 
 from __future__ import annotations
