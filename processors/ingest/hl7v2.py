@@ -11,7 +11,8 @@ radiology meaning:
   procedure, OBR-7 exam time, OBR-22 status-change time (the version), OBR-24 modality, OBR-25
   result status (table 0123), OBR-32 interpreter, ZDS-1 / an OBX "113014" for the Study UID.
 - OBX TX/FT/ST lines and NTE comments, in order, joined with line breaks; escapes (\\.br\\, \\F\\,
-  \\S\\, \\T\\, \\R\\, \\E\\, \\Xhh\\) resolved. An OBX-11 ``B`` line makes the version an addendum.
+  \\S\\, \\T\\, \\R\\, \\E\\, \\Xhh\\) resolved. An OBX-11 ``B`` line makes the version an addendum, and
+  so does a correction (OBR-25 ``C``) whose full text has an ``ADDENDUM`` line (``addendum_markers``).
 - A group whose status carries no report (scheduled, in progress) is skipped, not an error.
 
 Everything a sender can get wrong raises :class:`ParseError` (``code`` AR or AE); nothing else
@@ -333,7 +334,8 @@ def _group_event(msg: Any, g: _Group, header: MessageHeader, *, site: str, acces
         status = max(mapped, key=status_rank)
     else:
         raise ParseError("no result status in OBR-25 or OBX-11", field="OBR-25")
-    if status in ("final", "corrected") and "B" in obx_status:
+    appended = status in ("final", "corrected") and "B" in obx_status
+    if appended or (status == "corrected" and _has_addendum_marker(lines)):
         status = "addendum"
     if obx_status and all(s in ("W", "D") for s in obx_status) and status not in ("cancelled",):
         status = "entered_in_error"
@@ -368,6 +370,11 @@ def _group_event(msg: Any, g: _Group, header: MessageHeader, *, site: str, acces
         author=_unescape(msg, author) or None,
         source_message_id=(header.control_id + (f"#{g.index}" if several else "")) or None,
     )
+
+
+def _has_addendum_marker(lines: list[str]) -> bool:
+    markers = tuple(tables()["addendum_markers"])
+    return any(line.lstrip().upper().startswith(markers) for line in lines)
 
 
 def _patient_id(pid: Any) -> str:

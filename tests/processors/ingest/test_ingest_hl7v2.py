@@ -236,3 +236,12 @@ def test_random_hl7_nothing_accepted_is_lost(lines: list[str], status: str, blob
         pytest.fail(f"valid message rejected: {exc.reason}")
     assert ev.text == "\n".join(lines)
     assert ev.status == {"P": "preliminary", "F": "final", "C": "corrected"}[status]
+
+
+def test_addendum_sent_as_correction_with_full_text() -> None:
+    [ev] = parse(sample("vendor_e_addendum_as_c.hl7"))
+    assert ev.status == "addendum" and ev.accession == "NC-ACC-5501"
+    lines = ev.text.split("\n")
+    assert lines[0].startswith("FINDINGS:") and lines[2] == "" and lines[3].startswith("ADDENDUM:")
+    # a plain correction (no addendum line) stays a correction
+    assert parse(sample("vendor_c_3_corrected.hl7"))[0].status == "corrected"
