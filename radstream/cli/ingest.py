@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from radstream.cli import settings_of
 
+if TYPE_CHECKING:
+    from streams.ingest.publish import Publisher
+
 FORMATS = ("jsonl", "csv", "hl7", "fhir")
+
+
+def check_topics(pub: Publisher, *names: str) -> None:
+    """Fail early and clearly when Kafka is unreachable or a topic is missing (we never auto-create)."""
+    from confluent_kafka import KafkaException
+
+    try:
+        topics = pub.producer.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        raise click.ClickException(f"Kafka not reachable: {exc}") from None
+    missing = [n for n in names if n not in topics]
+    if missing:
+        raise click.ClickException(f"topic(s) {', '.join(missing)} missing: run `radstream topics create`")
 
 
 @click.group()
@@ -43,6 +60,7 @@ def file_(ctx: click.Context, path: Path, fmt: str | None, maps: tuple[str, ...]
     fmt = fmt or guess_format(path)
     site = site or settings.ingest.site
     pub = Publisher(settings, stage="ingest-file")
+    check_topics(pub, settings.topics.reports, settings.topics.dead_letter)
     counts = Counts()
     read = 0
     out = rejects.open("w", encoding="utf-8") if rejects else sys.stderr
