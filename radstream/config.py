@@ -69,6 +69,11 @@ class PacsConfig:
     dimse_timeout_s: float = 120.0
     max_attempts: int = 4
     backoff_s: float = 2.0
+    max_studies_per_hour: float = 0.0  # 0 = no limit
+    max_images_per_minute: float = 0.0  # 0 = no limit
+    windows: str = ""  # allowed times, e.g. "mon-fri 19:00-07:00; sat-sun 00:00-24:00"; empty = always
+    timezone: str = ""  # IANA name for windows; empty = the host's
+    pending_event_s: float = 1.0  # min seconds between "moving" status events of one request
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,10 @@ class ResearchConfig:
     store_dir: str = ""  # default <state_dir>/research
     allowed_calling_aes: tuple[str, ...] = ("ORTHANC",)
     allowed_destinations: tuple[str, ...] = ("RESEARCH",)
+    default_project: str = ""  # project of studies nobody registered; empty = refuse them
+    min_free_mb: int = 100
+    writers: int = 2
+    deid_projects: tuple[str, ...] = ()  # projects whose images are de-identified on arrival
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,9 @@ class IngestConfig:
     accession_field: str = "OBR-3"  # or OBR-18
     pseudonym_key: str = ""  # HMAC key for research pseudonyms; never logged
     pseudonym_key_file: str = ""
+    timezone: str = ""  # IANA zone of HL7 times without an offset; empty = UTC
+    hl7_charset: str = "utf-8"  # when MSH-18 is empty
+    mllp_max_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)

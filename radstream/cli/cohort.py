@@ -21,6 +21,7 @@ import click
 
 from radstream.cli import settings_of
 from radstream.config import Settings
+from radstream.warehouse import query_rows, quote
 
 
 def _rows_from_csv(path: Path) -> list[dict[str, str]]:
@@ -33,31 +34,21 @@ def _rows_from_csv(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _sql(settings: Settings, query: str) -> list[list[str]]:
-    from radstream.cli.demo import worker_sql
-
-    return worker_sql(settings, query)
-
-
 def _rows_from_sql(settings: Settings, query: str) -> list[dict[str, str]]:
-    rows = _sql(settings, query)
+    rows = query_rows(settings, query)
     return [{"accession": r[0]} for r in rows if r and r[0]]
 
 
 def _completed(settings: Settings, project: str, destination: str) -> set[str] | None:
     """Accessions already completed for this project and destination (None: warehouse not reachable)."""
     q = ("SELECT DISTINCT accession FROM retrieval_events WHERE state = 'completed' "
-         f"AND project_id = '{_quote(project)}' AND destination_ae = '{_quote(destination)}'")
+         f"AND project_id = '{quote(project)}' AND destination_ae = '{quote(destination)}'")
     try:
-        return {r[0] for r in _sql(settings, q) if r}
-    except (OSError, ValueError) as exc:
+        return {r[0] for r in query_rows(settings, q) if r}
+    except (OSError, ValueError, click.ClickException) as exc:
         click.echo(f"warning: cannot ask the warehouse which accessions are done ({exc}); nothing skipped",
                    err=True)
         return None
-
-
-def _quote(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _when(value: str | None) -> datetime | None:

@@ -11,10 +11,9 @@ final yet, after its final status event was delivered; a crash redoes every requ
 A redone move is idempotent (the store overwrites by SOPInstanceUID) and requests already final
 (``done.jsonl`` in the worker's state dir) are not moved again.
 
-Interim settings read from the environment (until the lead adds them to ``PacsConfig``):
-``RADSTREAM_PACS_MAX_STUDIES_PER_HOUR``, ``RADSTREAM_PACS_MAX_IMAGES_PER_MINUTE`` (0 = no limit),
-``RADSTREAM_PACS_WINDOWS`` (see ``schedule``; empty = always), ``RADSTREAM_PACS_TIMEZONE`` (IANA name,
-default the host's), ``RADSTREAM_PACS_PENDING_EVENT_S`` (min seconds between ``moving`` events, 1.0).
+Pacing comes from ``settings.pacs``: ``max_studies_per_hour``, ``max_images_per_minute`` (0 = no
+limit), ``windows`` (see ``schedule``; empty = always), ``timezone`` (IANA name, default the host's),
+``pending_event_s`` (min seconds between ``moving`` events).
 """
 
 from __future__ import annotations
@@ -56,15 +55,10 @@ class WorkerOptions:
     max_queued: int = 10000
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> WorkerOptions:
-        e = dict(os.environ) if env is None else env
-        return cls(
-            studies_per_hour=float(e.get("RADSTREAM_PACS_MAX_STUDIES_PER_HOUR", "0") or 0),
-            images_per_minute=float(e.get("RADSTREAM_PACS_MAX_IMAGES_PER_MINUTE", "0") or 0),
-            windows=e.get("RADSTREAM_PACS_WINDOWS", ""),
-            timezone=e.get("RADSTREAM_PACS_TIMEZONE", ""),
-            pending_event_s=float(e.get("RADSTREAM_PACS_PENDING_EVENT_S", "1.0")),
-        )
+    def from_settings(cls, settings: Settings) -> WorkerOptions:
+        p = settings.pacs
+        return cls(studies_per_hour=p.max_studies_per_hour, images_per_minute=p.max_images_per_minute,
+                   windows=p.windows, timezone=p.timezone, pending_event_s=p.pending_event_s)
 
     def tz(self) -> tzinfo | None:
         return ZoneInfo(self.timezone) if self.timezone else None
@@ -122,7 +116,7 @@ class Worker:
     def __init__(self, settings: Settings, options: WorkerOptions | None = None,
                  group_id: str | None = None) -> None:
         self.settings = settings
-        self.opts = options or WorkerOptions.from_env()
+        self.opts = options or WorkerOptions.from_settings(settings)
         self.pacs = Pacs.from_settings(settings)
         self.windows = schedule.parse_windows(self.opts.windows)
         self.pacer = schedule.Pacer(self.opts.studies_per_hour, self.opts.images_per_minute)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ from hl7.mllp import open_hl7_connection, start_hl7_server
 from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK
 
 from processors.ingest.hl7v2 import (
-    MAX_MESSAGE_BYTES,
     HL7Result,
     build_ack,
     codec_of,
@@ -47,9 +45,9 @@ DLQ_HEAD_BYTES = 256 * 1024
 STAGE = "hl7-listener"
 
 
-def ingest_timezone() -> tzinfo:
-    """Zone of HL7 times without an offset (``RADSTREAM_INGEST_TIMEZONE``, default UTC)."""
-    name = os.environ.get("RADSTREAM_INGEST_TIMEZONE", "")
+def ingest_timezone(settings: Settings) -> tzinfo:
+    """Zone of HL7 times without an offset (``settings.ingest.timezone``, default UTC)."""
+    name = settings.ingest.timezone
     return zoneinfo.ZoneInfo(name) if name else UTC
 
 
@@ -100,16 +98,16 @@ class HL7Listener:
     """Serves MLLP connections; one shared idempotent producer."""
 
     def __init__(self, settings: Settings, publisher: Publisher | None = None, *,
-                 max_bytes: int = MAX_MESSAGE_BYTES, idle_timeout: float = 600.0,
+                 max_bytes: int | None = None, idle_timeout: float = 600.0,
                  kafka_timeout: float = 30.0) -> None:
         self.settings = settings
         self.publisher = publisher or Publisher(settings, stage=STAGE,
                                                 producer=make_producer(settings, **INTERACTIVE))
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes or settings.ingest.mllp_max_bytes
         self.idle_timeout = idle_timeout
         self.kafka_timeout = kafka_timeout
-        self.default_charset = os.environ.get("RADSTREAM_INGEST_HL7_CHARSET", "utf-8")
-        self.tz = ingest_timezone()
+        self.default_charset = settings.ingest.hl7_charset
+        self.tz = ingest_timezone(settings)
         self.stats = {"messages": 0, "AA": 0, "AE": 0, "AR": 0, "events": 0, "dead_letters": 0}
         self.server: asyncio.Server | None = None
 
