@@ -3,8 +3,8 @@
 First part of issue 6's cohort commands: ``retrieve`` (from a CSV or a SQL query on the warehouse,
 with the allow-list, the project, the requester, a dry run that C-FINDs the expected volume, and
 skipping accessions already completed for the same project and destination) and ``export`` (the
-manifest for teams that retrieve by hand). Standing cohorts (``watch``) and ``import-status`` are not
-built yet.
+manifest for teams that retrieve by hand) and ``import-status`` (their outcome, as status events).
+Standing cohorts (``watch``) live in ``radstream.cli.watch``.
 """
 
 from __future__ import annotations
@@ -137,28 +137,122 @@ def _dry_run(settings: Settings, rows: list[dict[str, str]]) -> None:
                f"{missing} without a match in {pacs.ae_title}; nothing was requested")
 
 
+MANIFEST_COLUMNS = ["request_id", "accession", "patient_id", "study_date", "modality", "study_instance_uid",
+                    "destination_ae"]
+
+
 @cohort.command("export")
+@click.option("--project", default=None, help="Export this project's open requests from the warehouse.")
 @click.option("--csv", "csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="Cohort CSV (column accession, or patient_id + study_date).")
+              help="Or: a cohort CSV (column accession, or patient_id + study_date), resolved by C-FIND.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Default: stdout.")
 @click.pass_context
-def export(ctx: click.Context, csv_file: Path, out: Path | None) -> None:
-    """Manifest for manual retrieval: accession, patient id, study date, modality, study UID (from C-FIND)."""
-    from sinks.dicom.find import Pacs, resolve
-
-    pacs = Pacs.from_settings(settings_of(ctx))
+def export(ctx: click.Context, project: str | None, csv_file: Path | None, out: Path | None) -> None:
+    """Manifest for teams that retrieve by hand: request id, accession, patient id, study date, modality,
+    study UID when known. Record what they did with ``radstream cohort import-status``."""
+    if bool(project) == bool(csv_file):
+        raise click.UsageError("give exactly one of --project and --csv")
+    settings = settings_of(ctx)
+    rows = _open_requests(settings, str(project)) if project else _resolved(settings, Path(str(csv_file)))
     fh = out.open("w", newline="") if out else sys.stdout
     try:
         w = csv.writer(fh)
-        w.writerow(["accession", "patient_id", "study_date", "modality", "study_instance_uid"])
-        for r in _rows_from_csv(csv_file):
-            found = resolve(pacs, accession=r.get("accession") or None,
-                            patient_id=r.get("patient_id") or None, study_date=r.get("study_date") or None)
-            if not found:
-                w.writerow([r.get("accession", ""), r.get("patient_id", ""), r.get("study_date", ""), "", ""])
-            for s in found:
-                w.writerow([s.accession or r.get("accession", ""), s.patient_id or "", s.study_date or "",
-                            "\\".join(s.modalities), s.study_instance_uid])
+        w.writerow(MANIFEST_COLUMNS)
+        w.writerows(rows)
     finally:
         if out:
             fh.close()
+
+
+def _open_requests(settings: Settings, project: str) -> list[list[str]]:
+    """The project's requests that have no final state yet, with what the warehouse knows of each study."""
+    q = f"""
+        SELECT q.request_id, q.accession, if(q.patient_id = '', r.patient_id, q.patient_id),
+               if(q.study_date = '', formatDateTime(r.observation_time, '%Y%m%d'), q.study_date),
+               r.modality, if(q.study_instance_uid = '', r.study_instance_uid, q.study_instance_uid),
+               q.destination_ae
+        FROM (SELECT * FROM retrieval_requests FINAL
+              WHERE action = 'request' AND project_id = '{quote(project)}') AS q
+        LEFT JOIN (SELECT accession, patient_id, observation_time, modality, study_instance_uid
+                   FROM reports_latest) AS r ON r.accession = q.accession
+        WHERE q.request_id NOT IN (SELECT request_id FROM retrieval_events
+                                   WHERE state IN ('completed', 'partial', 'failed', 'cancelled'))
+          AND q.request_id NOT IN (SELECT request_id FROM retrieval_requests WHERE action = 'cancel')
+        ORDER BY q.requested_time, q.request_id"""
+    return query_rows(settings, q)
+
+
+def _resolved(settings: Settings, csv_file: Path) -> list[list[str]]:
+    from sinks.dicom.find import Pacs, resolve
+
+    pacs = Pacs.from_settings(settings)
+    out: list[list[str]] = []
+    for r in _rows_from_csv(csv_file):
+        found = resolve(pacs, accession=r.get("accession") or None,
+                        patient_id=r.get("patient_id") or None, study_date=r.get("study_date") or None)
+        if not found:
+            out.append(["", r.get("accession", ""), r.get("patient_id", ""), r.get("study_date", ""),
+                        "", "", ""])
+        for st in found:
+            out.append(["", st.accession or r.get("accession", ""), st.patient_id or "", st.study_date or "",
+                        "\\".join(st.modalities), st.study_instance_uid, ""])
+    return out
+
+
+STATES = ("completed", "partial", "failed", "cancelled")
+
+
+@cohort.command("import-status")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--project", default=None, help="Project of rows without a request_id.")
+@click.pass_context
+def import_status(ctx: click.Context, file: Path, project: str | None) -> None:
+    """Record the outcome of manual retrievals: a CSV with request_id (from the manifest), state
+    (completed|partial|failed|cancelled), and optionally completed, failed, study_instance_uid, error."""
+    from streams.producer import make_producer, produce
+
+    settings = settings_of(ctx)
+    with file.open(newline="") as fh:
+        rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+                for row in csv.DictReader(fh)]
+    known = _requests_by_id(settings, [r.get("request_id", "") for r in rows])
+    producer = make_producer(settings)
+    now, done, bad = datetime.now(UTC), 0, []
+    for n, r in enumerate(rows, start=2):
+        rid, state = r.get("request_id", ""), (r.get("state") or "completed").lower()
+        req = known.get(rid)
+        if req is None:
+            bad.append(f"line {n}: unknown request_id {rid!r}")
+            continue
+        if state not in STATES:
+            bad.append(f"line {n}: state {state!r} is not one of {', '.join(STATES)}")
+            continue
+        try:
+            counts = {k: int(r[k]) if r.get(k) else None for k in ("completed", "failed")}
+        except ValueError:
+            bad.append(f"line {n}: completed/failed must be whole numbers")
+            continue
+        uid = r.get("study_instance_uid") or req["study_instance_uid"] or None
+        record: dict[str, Any] = {
+            "request_id": rid, "project_id": project or req["project_id"], "state": state, "attempt": 1,
+            "accession": req["accession"] or None, "study_instance_uid": uid,
+            "study_instance_uids": [uid] if uid else [], "destination_ae": req["destination_ae"],
+            "pacs_ae": "manual", **counts, "error": r.get("error") or None, "time": now,
+        }
+        produce(producer, settings.topics.retrieval_status, "retrieval_status", rid, record)
+        done += 1
+    if producer.flush(30):
+        raise click.ClickException("Kafka did not confirm every status event")
+    for line in bad:
+        click.echo(f"rejected {line}", err=True)
+    click.echo(f"recorded {done} status(es), rejected {len(bad)}")
+    if bad:
+        ctx.exit(1)
+
+
+def _requests_by_id(settings: Settings, ids: list[str]) -> dict[str, dict[str, str]]:
+    wanted = ", ".join(f"'{quote(i)}'" for i in ids if i) or "''"
+    q = ("SELECT request_id, project_id, accession, study_instance_uid, destination_ae "
+         f"FROM retrieval_requests FINAL WHERE action = 'request' AND request_id IN ({wanted})")
+    cols = ("request_id", "project_id", "accession", "study_instance_uid", "destination_ae")
+    return {r[0]: dict(zip(cols, r, strict=True)) for r in query_rows(settings, q)}

@@ -1,0 +1,80 @@
+"""Manual retrieval: ``cohort export --project`` (open requests from the warehouse) and
+``cohort import-status`` (their outcome as status events), on real Kafka and embedded ClickHouse."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from radstream.cli import main
+from radstream.config import Settings, settings_env
+from streams import serde
+from tests.streams.helpers import consume
+
+NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
+
+
+def _request(rid: str, accession: str, project: str = "IRB-5") -> dict[str, Any]:
+    return {"request_id": rid, "action": "request", "project_id": project, "requester": "carol",
+            "accession": accession, "destination_ae": "RESEARCH", "source": "cohort", "requested_time": NOW}
+
+
+def _seed(settings: Settings) -> None:
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.migrate import migrate
+    from sinks.clickhouse.sink import write_records
+
+    client = open_client(settings)
+    try:
+        migrate(client, settings)
+        write_records(client, "retrieval_requested", [
+            _request("R1", "M1"), _request("R2", "M2"), _request("R3", "M3"), _request("R4", "M4"),
+            _request("X1", "M1", project="OTHER")])
+        write_records(client, "retrieval_status", [
+            {"request_id": "R1", "project_id": "IRB-5", "state": "completed", "time": NOW}])
+        write_records(client, "retrieval_requested", [{**_request("R4", "M4"), "action": "cancel"}])
+        write_records(client, "report_finalized", [{
+            "event_id": "e2", "accession": "M2", "report_id": "r2", "version": 1, "status": "final",
+            "patient_id": "P2", "modality": "CT", "study_instance_uid": "1.2.3.4", "observation_time": NOW,
+            "received_time": NOW, "source_format": "json", "text": "FINDINGS: Normal."}])
+    finally:
+        client.close()
+        from sinks.clickhouse.query import close_readonly_clients
+
+        close_readonly_clients()
+
+
+def test_export_open_requests_then_import_their_outcome(topic_settings: Settings, tmp_path: Path) -> None:
+    settings = topic_settings.replace(state_dir=str(tmp_path), worker={"web_port": 1})  # no worker runs
+    _seed(settings)
+    env = settings_env(settings)
+    runner = CliRunner()
+
+    out = runner.invoke(main, ["cohort", "export", "--project", "IRB-5"], env=env)
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(out.output)))
+    assert [r["request_id"] for r in rows] == ["R2", "R3"]  # R1 is done, R4 cancelled, X1 another project
+    assert (rows[0]["modality"], rows[0]["study_instance_uid"], rows[0]["patient_id"],
+            rows[0]["study_date"]) == ("CT", "1.2.3.4", "P2", "20261120")
+
+    status = tmp_path / "done.csv"
+    status.write_text("request_id,state,completed,failed,error\n"
+                      "R2,completed,120,0,\n"
+                      "R3,failed,,,study not found in the archive\n"
+                      "R9,completed,1,0,\n"
+                      "R2,finished,1,0,\n")
+    res = runner.invoke(main, ["cohort", "import-status", str(status)], env=env)
+    assert res.exit_code == 1, res.output
+    assert "recorded 2 status(es), rejected 2" in res.output
+    assert "unknown request_id 'R9'" in res.output and "state 'finished'" in res.output
+    msgs = consume(settings, settings.topics.retrieval_status, 2)
+    events = [serde.decode("retrieval_status", m.value()) for m in msgs]
+    got = sorted((e["request_id"], e["state"], e["completed"], e["error"], e["pacs_ae"]) for e in events)
+    assert got == [("R2", "completed", 120, None, "manual"),
+                   ("R3", "failed", None, "study not found in the archive", "manual")]
+    assert {e["project_id"] for e in events} == {"IRB-5"}
