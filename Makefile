@@ -3,6 +3,10 @@ SHELL := /bin/bash
 VENV = $(shell scripts/venv.sh)
 PY = PYTHONPATH=$(CURDIR) $(VENV)/bin/python
 RS = $(PY) -m radstream
+# the tests also run the [ml] extra (transformers/torch, ~7 GB venv, built once): `make test ML=0` skips it
+ML ?= 1
+TEST_VENV = $(shell RADSTREAM_ML=$(ML) scripts/venv.sh)
+TEST_PY = PYTHONPATH=$(CURDIR) $(TEST_VENV)/bin/python
 
 .PHONY: venv demo test test-unit test-integration stack-up stack-down stack-status lint typecheck bench
 
@@ -12,14 +16,14 @@ venv:
 demo: venv
 	$(RS) demo
 
-test: venv
-	$(PY) -m pytest -q tests
+test:
+	$(TEST_PY) -m pytest -q tests
 
-test-unit: venv
-	$(PY) -m pytest -q -m "not integration" tests
+test-unit:
+	$(TEST_PY) -m pytest -q -m "not integration" tests
 
-test-integration: venv
-	$(PY) -m pytest -q -m integration tests
+test-integration:
+	$(TEST_PY) -m pytest -q -m integration tests
 
 stack-up: venv
 	$(RS) stack up
