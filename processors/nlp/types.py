@@ -106,13 +106,12 @@ class ReportAnalysis:
 
     def to_avro(self) -> dict[str, Any]:
         """Exactly the NLP fields of ``schemas/report_findings.avsc`` (the caller adds the stream fields)."""
-        fields = _avro_fields()
         out: dict[str, Any] = {}
-        for name, sub in fields.items():
-            value = _plain(getattr(self, name), avro=True)
+        for name, sub in _avro_fields().items():
+            value = getattr(self, name)
             if name == "chest_labels":
                 value = {k: v for k, v in value.items() if v != "absent"}
-            out[name] = _project(value, sub)
+            out[name] = _avro_value(value, sub)
         return out
 
 
@@ -140,18 +139,21 @@ def _plain(value: Any, avro: bool = False) -> Any:
     return value
 
 
-def _project(value: Any, sub: dict[str, Any] | None) -> Any:
-    """Keep only the record fields the schema names (recursively), filling schema defaults."""
-    if sub is None or value is None:
+_LEAVES = (str, int, float, bool)
+
+
+def _avro_value(value: Any, sub: dict[str, Any] | None) -> Any:
+    """One pass, driven by the schema: the record fields the schema names (schema defaults for missing
+    ones), read straight from dataclasses, objects or dicts; leaves as ``_plain(avro=True)``."""
+    if value is None or type(value) in _LEAVES:
         return value
-    if isinstance(value, list):
-        return [_project(v, sub) for v in value]
+    if sub is None:
+        return _plain(value, avro=True)
+    if isinstance(value, list | tuple):
+        return [_avro_value(v, sub) for v in value]
     if isinstance(value, dict):
-        out = {}
-        for name, (default, inner) in sub.items():
-            out[name] = _project(value.get(name, default), inner)
-        return out
-    return value
+        return {name: _avro_value(value.get(name, default), inner) for name, (default, inner) in sub.items()}
+    return {name: _avro_value(getattr(value, name, default), inner) for name, (default, inner) in sub.items()}
 
 
 _NLP_FIELDS = (
