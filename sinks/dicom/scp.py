@@ -38,6 +38,7 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from radstream.config import Settings
+from sinks.dicom import fastpath
 from sinks.dicom.deid import Deidentifier
 from sinks.dicom.expect import Expectation, Registry
 from sinks.dicom.net import NODELAY_HANDLERS, fast_store_responses, make_ae
@@ -151,18 +152,26 @@ class ResearchStore:
         return self._free_checked[1]
 
     def handle_store(self, event: evt.Event) -> int:
-        self.stats.add("received")
+        """pynetdicom's ``EVT_C_STORE`` path (deflated transfer syntax; whatever the fast path hands back)."""
         req: Any = event.request
-        raw: bytes = req.DataSet.getvalue()
         ts = event.context.transfer_syntax
+        deflated = event.dataset if ts == DeflatedExplicitVRLittleEndian else None
+        return self.store(req.DataSet.getvalue(), str(ts), str(req.AffectedSOPClassUID),
+                          str(req.AffectedSOPInstanceUID), event.assoc, deflated,
+                          event.file_meta if deflated is not None else None)
+
+    def store(self, raw: bytes, ts: str, sop_class: str, sop_instance: str, assoc: Any,
+              deflated: Dataset | None = None, deflated_meta: FileMetaDataset | None = None) -> int:
+        """Check and queue one received instance; the C-STORE response status."""
+        self.stats.add("received")
         try:
-            ds = _header(raw, ts) if ts != DeflatedExplicitVRLittleEndian else event.dataset
+            ds = _header(raw, UID(ts)) if deflated is None else deflated
             uids = (ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID"), ds.get("SOPInstanceUID"))
         except Exception as exc:  # undecodable dataset
             LOG.warning("refusing undecodable dataset: %s", exc)
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
-        if not all(uids) or str(uids[2]) != str(req.AffectedSOPInstanceUID):
+        if not all(uids) or str(uids[2]) != sop_instance:
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
         project = self._project(str(uids[0]))
@@ -175,13 +184,11 @@ class ResearchStore:
                         self.cfg.store_dir)
             self.stats.add("refused")
             return STATUS_OUT_OF_RESOURCES
-        if ts == DeflatedExplicitVRLittleEndian:
-            meta = _file_bytes(event.file_meta, b"")
+        if deflated_meta is not None:
+            meta = _file_bytes(deflated_meta, b"")
         else:
-            meta = file_meta_bytes(str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID), str(ts),
-                                   event.assoc.requestor.ae_title)
-        self._queue.put(_Job(project, meta, raw, ds, event.assoc.requestor.ae_title,
-                             event.assoc.acceptor.ae_title))
+            meta = file_meta_bytes(sop_class, sop_instance, ts, assoc.requestor.ae_title)
+        self._queue.put(_Job(project, meta, raw, ds, assoc.requestor.ae_title, assoc.acceptor.ae_title))
         return 0x0000
 
     # -- writer threads -------------------------------------------------------------------------
@@ -257,6 +264,8 @@ class ResearchStore:
             self._threads.append(t)
         handlers = [(evt.EVT_C_STORE, self.handle_store), *NODELAY_HANDLERS,
                     (evt.EVT_CONN_OPEN, fast_store_responses)]
+        if os.environ.get("RADSTREAM_RESEARCH_FAST_PATH", "1") != "0":
+            handlers.append((evt.EVT_CONN_OPEN, fastpath.install(self.store)))
         self._server = ae.start_server((self.cfg.host, self.cfg.port), block=False, evt_handlers=handlers)
         return int(self._server.server_address[1])
 
