@@ -55,6 +55,8 @@ class ClickHouseConfig:
     database: str = "radstream"
     batch_rows: int = 5000
     flush_ms: int = 500
+    # Kafka static membership of the sink: "auto" = one stable id per (host, embedded store), "" = off
+    sink_instance_id: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,14 @@ class ResearchConfig:
     min_free_mb: int = 100
     writers: int = 2
     deid_projects: tuple[str, ...] = ()  # projects whose images are de-identified on arrival
+    fast_path: bool = True  # direct C-STORE receive loop (False: every message through pynetdicom)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    nlp_processes: int = 1  # NLP in child processes (0: in the worker's event loop)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,13 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class MlConfig:
+    # the optional [ml] extra
+    torch_threads: int = 1  # intra-op threads: a worker shares the machine with Kafka and the NLP agents
+    classifiers: tuple[str, ...] = ()  # site classifier config files (JSON); their findings join the rules'
+
+
+@dataclass(frozen=True)
 class Settings:
     state_dir: str = field(default_factory=_default_state_dir)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
@@ -118,6 +129,7 @@ class Settings:
     research: ResearchConfig = field(default_factory=ResearchConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    ml: MlConfig = field(default_factory=MlConfig)
 
     @property
     def clickhouse_url(self) -> str:

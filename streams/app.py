@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,29 @@ from processors.cohort.decide import decide
 from radstream.config import Settings
 from streams import serde
 from streams.cohort import WatchRegistry
-from streams.handlers import analyze_report, findings_key
+from streams.handlers import Outcome, analyze_batch
 from streams.producer import dead_letter_record
 
 log = logging.getLogger("radstream.worker")
 
 NLP_STAGE = "nlp-agent"
+NLP_BATCH = 64  # events per hand-off to the NLP process
+NLP_BATCH_WAIT_S = 0.02
+
+
+class NlpRunner:
+    """The NLP of a batch, in a child process (the worker's second core) unless
+    ``settings.worker.nlp_processes`` is 0; the event loop stays free for Kafka and the sink."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.args = (tuple(settings.ml.classifiers), settings.ml.torch_threads)
+        n = settings.worker.nlp_processes
+        self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n > 0 else None
+
+    async def run(self, values: list[bytes | None]) -> list[Outcome]:
+        if self.pool is None:
+            return analyze_batch(values, *self.args)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, analyze_batch, values, *self.args)
 
 
 class SinkService:
@@ -62,6 +81,8 @@ class SinkService:
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(timeout)
+        if self.sink is not None:
+            self.sink.close()
 
     def query(self, sql: str, fmt: str) -> Any:
         from sinks.clickhouse.query import run_readonly
@@ -104,11 +125,16 @@ def _cohorts(app: faust.App, settings: Settings, findings: faust.TopicT) -> None
                     log.error("cohort %s: destination %s not allowed", req["project_id"],
                               req["destination_ae"])
                     continue
-                fut = await requests.send(key=req["request_id"].encode(),
-                                          value=serde.encode("retrieval_requested", req))
-                await fut
+                await requests.send(key=req["request_id"].encode(),
+                                    value=serde.encode("retrieval_requested", req))
             if new_state != state[event.key]:
                 state[event.key] = new_state
+
+
+def _datadir(settings: Settings) -> Path:
+    path = Path(settings.state_dir) / "faust"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
@@ -118,11 +144,15 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
-        datadir=str(Path(settings.state_dir) / "faust"),
+        datadir=str(_datadir(settings)),
         topic_disable_leader=True,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
+        # messages sent while processing an event are attached to its offset and published when
+        # that offset is committed; the commit waits for their acks (at-least-once without a
+        # round trip per event), so commit often to keep the feed's latency low
+        stream_publish_on_commit=True,
+        broker_commit_interval=0.1,
         web_host=settings.worker.web_host,
         web_port=settings.worker.web_port,
         web_bind=settings.worker.web_host,
@@ -132,27 +162,24 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
     findings = app.topic(settings.topics.findings, key_type=bytes, value_type=bytes)
     dead_letters = app.topic(settings.topics.dead_letter, key_type=bytes, value_type=bytes)
 
-    async def reject(event: faust.EventT, exc: BaseException) -> None:
+    async def reject(event: faust.EventT, error: str, error_type: str) -> None:
         msg = event.message
-        log.warning("dead-letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
-        rec = dead_letter_record(NLP_STAGE, msg.value, exc, topic=msg.topic, partition=msg.partition,
-                                 offset=msg.offset, key=msg.key)
-        fut = await dead_letters.send(key=msg.key, value=serde.encode("dead_letter", rec))
-        await fut
+        log.warning("dead-letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, error)
+        rec = dead_letter_record(NLP_STAGE, msg.value, error, topic=msg.topic, partition=msg.partition,
+                                 offset=msg.offset, key=msg.key, error_type=error_type)
+        await dead_letters.send(key=msg.key, value=serde.encode("dead_letter", rec))
+
+    nlp = NlpRunner(settings)
 
     @app.agent(reports)
     async def nlp_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                report = serde.decode("report_finalized", event.value)
-                record = analyze_report(report)
-                value = serde.encode("report_findings", record)
-            except Exception as exc:  # bad input must not stop the stream
-                await reject(event, exc)
-                continue
-            # wait for the broker's ack before Faust may commit this offset
-            fut = await findings.send(key=findings_key(report), value=value)
-            await fut
+        async for events in stream.take_events(NLP_BATCH, within=NLP_BATCH_WAIT_S):  # type: ignore[attr-defined]
+            outcomes = await nlp.run([e.value for e in events])
+            for event, out in zip(events, outcomes, strict=True):
+                if out.value is None:
+                    await reject(event, out.error or "", out.error_type or "Rejected")
+                else:
+                    await findings.send(key=out.key, value=out.value)  # published on commit
 
     _cohorts(app, settings, findings)
 

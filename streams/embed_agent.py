@@ -40,8 +40,9 @@ TOMBSTONE_UNIT = "-"
 COLUMNS = ["site", "accession", "report_version", "unit", "section", "span_start", "span_end", "text",
            "status", "modality", "body_part", "patient_id", "exam_time", "model", "embedded_time", "vector"]
 
-# Proposed for sinks/clickhouse/ddl (owned by the ClickHouse engineer); until it is there,
-# ensure_table() creates it. {db} as in the migrations.
+# Not a numbered migration: whether the HNSW index can be declared depends on the server version, so
+# ensure_table() creates the table when the embedding agent (or `similar`) first needs it.
+# {db} as in the migrations.
 DDL = """
 CREATE TABLE IF NOT EXISTS {db}.report_embeddings
 (
@@ -140,11 +141,11 @@ def clickhouse_writer(client: Any, database: str) -> Writer:
 class EmbedWorker:
     """Decoded reports in, rows written: the part shared by the thread loop and the Faust agent."""
 
-    def __init__(self, write: Writer, embedder: Any | None = None) -> None:
+    def __init__(self, write: Writer, embedder: Any | None = None, threads: int = 1) -> None:
         if embedder is None:
             from processors.ml.embed import default_embedder
 
-            embedder = default_embedder()
+            embedder = default_embedder(threads)
         from processors.ml.embed import MODEL_NAME
 
         self.embedder = embedder
@@ -186,7 +187,8 @@ def run_embed_loop(settings: Settings, stop: threading.Event, *, worker: EmbedWo
             from sinks.clickhouse.client import open_client
 
             client = open_client(settings)
-        worker = EmbedWorker(clickhouse_writer(client, settings.clickhouse.database))
+        worker = EmbedWorker(clickhouse_writer(client, settings.clickhouse.database),
+                             threads=settings.ml.torch_threads)
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka.bootstrap,
         "group.id": f"{settings.kafka.consumer_group}.embed",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from streams import serde
 
 RETRACTED = frozenset({"cancelled", "entered_in_error"})
 
@@ -16,11 +20,13 @@ def findings_key(report: dict[str, Any]) -> bytes:
     return f"{report.get('site', 'default')}|{report['accession']}".encode()
 
 
-def analyze_report(report: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+def analyze_report(report: dict[str, Any], now: datetime | None = None,
+                   classifiers: Sequence[Any] = ()) -> dict[str, Any]:
     """A decoded ReportFinalized record -> the ReportFindings record for the same version.
 
     A cancelled / entered-in-error version carries no findings: it retracts the report's
-    earlier versions in the latest views.
+    earlier versions in the latest views. ``classifiers``: site models (``processors.ml``) whose
+    findings (``source = "model:<name>"``) are added next to the rule findings.
     """
     from processors.nlp import NLP_VERSION, analyze
 
@@ -32,9 +38,55 @@ def analyze_report(report: dict[str, Any], now: datetime | None = None) -> dict[
         return record
     analysis = analyze(report["text"], exam=_exam_of(report))
     record.update(analysis.to_avro())
+    if classifiers:
+        from processors.ml.classifier import model_findings
+
+        record["findings"] = record["findings"] + model_findings(report["text"], classifiers)
     if not record.get("modality"):
         record["modality"] = report.get("modality")
     return record
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One input message's result: the findings message, or why it was rejected."""
+
+    key: bytes | None = None
+    value: bytes | None = None
+    error_type: str | None = None
+    error: str | None = None
+
+
+_classifiers: dict[tuple[tuple[str, ...], int], list[Any]] = {}
+
+
+def _site_classifiers(paths: tuple[str, ...], threads: int) -> list[Any]:
+    if not paths:
+        return []
+    if (paths, threads) not in _classifiers:  # loaded once per process
+        from processors.ml.classifier import load_site_classifiers
+
+        _classifiers[(paths, threads)] = load_site_classifiers(paths, threads)
+    return _classifiers[(paths, threads)]
+
+
+def analyze_batch(values: list[bytes | None], classifier_paths: tuple[str, ...] = (),
+                  threads: int = 1) -> list[Outcome]:
+    """ReportFinalized messages -> ReportFindings messages (decode, NLP, encode), in order.
+
+    Runs in the worker's NLP process (picklable arguments and results); a message that cannot be
+    decoded or analysed yields an Outcome with the error instead, and the batch goes on.
+    """
+    classifiers = _site_classifiers(classifier_paths, threads)
+    out: list[Outcome] = []
+    for value in values:
+        try:
+            report = serde.decode("report_finalized", value)
+            record = analyze_report(report, classifiers=classifiers)
+            out.append(Outcome(findings_key(report), serde.encode("report_findings", record)))
+        except Exception as exc:  # bad input must not stop the stream
+            out.append(Outcome(error_type=type(exc).__name__, error=str(exc) or repr(exc)))
+    return out
 
 
 def _exam_of(report: dict[str, Any]) -> str | None:

@@ -63,13 +63,14 @@ def produce_sync(producer: Producer, topic: str, contract: str, key: str | bytes
 
 def dead_letter_record(stage: str, value: bytes | None, error: BaseException | str, *,
                        topic: str | None = None, partition: int | None = None,
-                       offset: int | None = None, key: bytes | None = None) -> dict[str, Any]:
+                       offset: int | None = None, key: bytes | None = None,
+                       error_type: str | None = None) -> dict[str, Any]:
     """The DeadLetter record for input that a stage rejected."""
     if isinstance(error, BaseException):
-        error_type = type(error).__name__
+        error_type = error_type or type(error).__name__
         text = str(error) or "".join(traceback.format_exception_only(error)).strip()
     else:
-        error_type, text = "Rejected", error
+        error_type, text = error_type or "Rejected", error
     return {
         "stage": stage,
         "original_topic": topic,

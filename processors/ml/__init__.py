@@ -21,11 +21,7 @@ def ml_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
 
 
-def torch_threads(default: int = 1) -> int:
-    """Intra-op threads for torch: ``RADSTREAM_TORCH_THREADS`` (default 1, so a worker shares the
-    machine with Kafka and the NLP agents)."""
-    raw = os.environ.get("RADSTREAM_TORCH_THREADS", "").strip()
-    return max(1, int(raw)) if raw else default
+DEFAULT_TORCH_THREADS = 1  # callers pass settings.ml.torch_threads
 
 
 def offline_env() -> None:

@@ -29,13 +29,12 @@ entity types without the ``B-``/``I-`` prefix (``"O"`` is always ignored).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from processors.ml import offline_env, quiet_transformers, torch_threads
+from processors.ml import DEFAULT_TORCH_THREADS, offline_env, quiet_transformers
 from processors.ml.units import SectionFn, SentenceFn, SentenceSpan, report_sentences
 
 TASKS = ("sequence", "token")
@@ -103,10 +102,9 @@ def load_config(path: str | Path) -> ClassifierConfig:
                             batch_size=int(raw.get("batch_size", 16)), labels=labels)
 
 
-def configs_from_env() -> list[ClassifierConfig]:
-    """``RADSTREAM_ML_CLASSIFIERS``: comma-separated paths of classifier config files."""
-    raw = os.environ.get("RADSTREAM_ML_CLASSIFIERS", "")
-    return [load_config(p.strip()) for p in raw.split(",") if p.strip()]
+def load_configs(paths: Sequence[str]) -> list[ClassifierConfig]:
+    """Classifier config files (``settings.ml.classifiers``)."""
+    return [load_config(p) for p in paths if p.strip()]
 
 
 @dataclass
@@ -154,7 +152,7 @@ class SiteClassifier:
 
         self.config = config
         quiet_transformers()
-        torch.set_num_threads(threads or torch_threads())
+        torch.set_num_threads(threads or DEFAULT_TORCH_THREADS)
         if not (config.model_dir / "config.json").is_file():
             raise ClassifierConfigError(f"{config.name}: no Hugging Face model in {config.model_dir}")
         self.tokenizer = AutoTokenizer.from_pretrained(str(config.model_dir), local_files_only=True)
@@ -271,9 +269,9 @@ class SiteClassifier:
                             uncertain=target.uncertain, hypothetical=target.hypothetical)
 
 
-def load_site_classifiers(threads: int | None = None) -> list[SiteClassifier]:
-    """Every classifier named in ``RADSTREAM_ML_CLASSIFIERS`` (empty when unset)."""
-    return [SiteClassifier(c, threads) for c in configs_from_env()]
+def load_site_classifiers(paths: Sequence[str], threads: int | None = None) -> list[SiteClassifier]:
+    """Every classifier of these config files (``settings.ml.classifiers``; none when empty)."""
+    return [SiteClassifier(c, threads) for c in load_configs(paths)]
 
 
 def model_findings(text: str, classifiers: Sequence[SiteClassifier], sections: SectionFn | None = None,

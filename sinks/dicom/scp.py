@@ -63,25 +63,20 @@ class ScpConfig:
     queue_size: int = 64
     deid_projects: tuple[str, ...] = ()
     deid_key: bytes = b""
+    site: str = "default"  # of the patient pseudonyms (the same as the warehouse's)
+    fast_path: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings, env: dict[str, str] | None = None) -> ScpConfig:
-        """Settings plus our interim env vars (RADSTREAM_RESEARCH_DEFAULT_PROJECT, _MIN_FREE_MB,
-        _WRITERS, _DEID_PROJECTS)."""
-        e = dict(os.environ) if env is None else env
+    def from_settings(cls, settings: Settings) -> ScpConfig:
         r = settings.research
         key = settings.ingest.pseudonym_key.encode()
         if not key and settings.ingest.pseudonym_key_file:
             key = Path(settings.ingest.pseudonym_key_file).read_bytes().strip()
         return cls(
             ae_title=r.ae_title, port=r.port, host=r.host, store_dir=settings.research_store_dir,
-            allowed_calling_aes=tuple(r.allowed_calling_aes),
-            default_project=e.get("RADSTREAM_RESEARCH_DEFAULT_PROJECT", ""),
-            min_free_mb=int(e.get("RADSTREAM_RESEARCH_MIN_FREE_MB", "100")),
-            writers=int(e.get("RADSTREAM_RESEARCH_WRITERS", "2")),
-            deid_projects=tuple(p.strip() for p in e.get("RADSTREAM_RESEARCH_DEID_PROJECTS", "").split(",")
-                                if p.strip()),
-            deid_key=key,
+            allowed_calling_aes=tuple(r.allowed_calling_aes), default_project=r.default_project,
+            min_free_mb=r.min_free_mb, writers=r.writers, deid_projects=tuple(r.deid_projects),
+            deid_key=key, site=settings.ingest.site, fast_path=r.fast_path,
         )
 
 
@@ -118,7 +113,7 @@ class ResearchStore:
         self.topic = topic
         self.stats = Stats()
         self.registry = Registry(cfg.store_dir)
-        self.deid = Deidentifier(cfg.deid_key) if cfg.deid_projects else None
+        self.deid = Deidentifier(cfg.deid_key, cfg.site) if cfg.deid_projects else None
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=cfg.queue_size)
         self._threads: list[threading.Thread] = []
         self._server: Any = None
@@ -264,7 +259,7 @@ class ResearchStore:
             self._threads.append(t)
         handlers = [(evt.EVT_C_STORE, self.handle_store), *NODELAY_HANDLERS,
                     (evt.EVT_CONN_OPEN, fast_store_responses)]
-        if os.environ.get("RADSTREAM_RESEARCH_FAST_PATH", "1") != "0":
+        if self.cfg.fast_path:
             handlers.append((evt.EVT_CONN_OPEN, fastpath.install(self.store)))
         self._server = ae.start_server((self.cfg.host, self.cfg.port), block=False, evt_handlers=handlers)
         return int(self._server.server_address[1])

@@ -70,7 +70,8 @@ def test_assessment_criterion() -> None:
 
 
 @pytest.mark.parametrize("bad", [
-    {}, {"name": "x"}, {"modality": 5}, {"finding": {"size": 3}}, {"finding": {"concept": "x", "min_size_mm": "8"}},
+    {}, {"name": "x"}, {"modality": 5}, {"finding": {"size": 3}},
+    {"finding": {"concept": "x", "min_size_mm": "8"}},
     {"modality": "CT", "after": "yesterday"}, {"modality": "CT", "colour": "red"}, [],
 ])
 def test_invalid_rules_are_refused(bad: Any) -> None:
@@ -79,6 +80,10 @@ def test_invalid_rules_are_refused(bad: Any) -> None:
 
 
 WATCH = Watch("w1", "IRB-1", "RESEARCH", "alice", NODULE_8)
+
+
+def corrected(size_mm: float, version: int) -> dict[str, Any]:
+    return record(finding("nodule", size_mm=size_mm), version=version, status="corrected")
 
 
 def test_decide_requests_once_then_cancels_after_a_correction_stops_matching() -> None:
@@ -90,16 +95,16 @@ def test_decide_requests_once_then_cancels_after_a_correction_stops_matching() -
     again, out2 = decide(record(finding("nodule", size_mm=9.0)), [WATCH], state, NOW)
     assert out2 == [] and again == state
     # a correction that still matches: nothing new
-    state2, out3 = decide(record(finding("nodule", size_mm=10.0), version=2, status="corrected"), [WATCH], state, NOW)
+    state2, out3 = decide(corrected(10.0, 2), [WATCH], state, NOW)
     assert out3 == []
     # a correction that no longer matches: cancel the same request
-    state3, out4 = decide(record(finding("nodule", size_mm=4.0), version=3, status="corrected"), [WATCH], state2, NOW)
+    state3, out4 = decide(corrected(4.0, 3), [WATCH], state2, NOW)
     assert [(r["action"], r["request_id"]) for r in out4] == [("cancel", rid)]
     # a late older version that matched does not bring it back
     state4, out5 = decide(record(finding("nodule", size_mm=9.0), version=2), [WATCH], state3, NOW)
     assert out5 == [] and state4 == state3
     # a newer version matching again is a new request
-    _, out6 = decide(record(finding("nodule", size_mm=9.0), version=4, status="corrected"), [WATCH], state4, NOW)
+    _, out6 = decide(corrected(9.0, 4), [WATCH], state4, NOW)
     assert [r["action"] for r in out6] == ["request"] and out6[0]["request_id"] != rid
 
 

@@ -147,14 +147,16 @@ def test_label_map_must_cover_the_model(tmp_path: Path) -> None:
         SiteClassifier.from_config_file(_config(tmp_path, tmp_path / "nowhere", labels={}), 1)
 
 
-def test_classifiers_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_classifiers_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from processors.ml.classifier import load_site_classifiers, model_findings
+    from radstream.config import load_settings
     from streams.serde import decode, encode
 
     model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
     path = _config(tmp_path, model, labels={"OTHER": None, "PE": PE})
-    monkeypatch.setenv("RADSTREAM_ML_CLASSIFIERS", str(path))
-    (clf,) = load_site_classifiers(threads=1)
+    env = {"RADSTREAM_ML_CLASSIFIERS": str(path), "RADSTREAM_STATE_DIR": str(tmp_path)}
+    settings = load_settings(env=env)
+    (clf,) = load_site_classifiers(settings.ml.classifiers, threads=settings.ml.torch_threads)
     assert clf.config.model_dir == model.resolve()
     records = model_findings(REPORT, [clf])
     assert [r["text"] for r in records] == SENTENCES
@@ -163,5 +165,25 @@ def test_classifiers_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
            "nlp_version": "t", "processed_time": 0, "findings": records}
     back = decode("report_findings", encode("report_findings", nlp))
     assert {f["source"] for f in back["findings"]} == {"model:tiny"}
-    monkeypatch.setenv("RADSTREAM_ML_CLASSIFIERS", "")
-    assert load_site_classifiers() == []
+    none = load_settings(env={"RADSTREAM_STATE_DIR": str(tmp_path)})
+    assert load_site_classifiers(none.ml.classifiers) == []
+
+
+def test_model_findings_join_the_rule_findings_of_the_stream(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from processors.ml.classifier import load_site_classifiers
+    from streams.handlers import analyze_report
+    from streams.serde import decode, encode
+
+    model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
+    clfs = load_site_classifiers([str(_config(tmp_path, model, labels={"OTHER": None, "PE": PE}))], threads=1)
+    report = decode("report_finalized", encode("report_finalized", {
+        "event_id": "e1", "accession": "A1", "report_id": "r1", "version": 1, "status": "final",
+        "patient_id": "P1", "received_time": datetime.now(UTC), "source_format": "json", "text": REPORT}))
+    record = analyze_report(report, classifiers=clfs)
+    by_source: dict[str, list[str]] = {}
+    for f in decode("report_findings", encode("report_findings", record))["findings"]:
+        by_source.setdefault(f["source"], []).append(f["concept"])
+    assert by_source["model:tiny"] == ["pulmonary embolism"] * len(SENTENCES)
+    assert "pulmonary_embolism" in by_source["rules"] and "pleural_effusion" in by_source["rules"]

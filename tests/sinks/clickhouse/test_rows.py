@@ -188,3 +188,16 @@ def test_unknown_contract_is_refused() -> None:
     with pytest.raises(ValueError):
         rows_for("nope", {})
     assert rows_for_many("report_finalized", []) == {}
+
+
+def test_sink_static_membership_per_embedded_store_and_overridable() -> None:
+    from radstream.config import Settings
+    from sinks.clickhouse.sink import static_instance_id
+
+    a = Settings(state_dir="/tmp/a")
+    b = Settings(state_dir="/tmp/b")
+    assert static_instance_id(a).startswith("clickhouse-sink-")
+    assert static_instance_id(a) == static_instance_id(a) != static_instance_id(b)
+    assert static_instance_id(a.replace(clickhouse={"sink_instance_id": ""})) == ""
+    assert static_instance_id(a.replace(clickhouse={"sink_instance_id": "sink-1"})) == "sink-1"
+    assert static_instance_id(a.replace(clickhouse={"url": "http://ch:8123"})) == ""  # several sinks share

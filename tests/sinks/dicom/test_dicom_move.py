@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def store_for(settings: Settings, **changes: object) -> ResearchStore:
-    cfg = ScpConfig.from_settings(settings, env={})
+    cfg = ScpConfig.from_settings(settings)
     for k, v in changes.items():
         setattr(cfg, k, v)
     return ResearchStore(cfg)

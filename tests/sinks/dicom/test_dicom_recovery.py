@@ -35,7 +35,7 @@ class SlowStore(ResearchStore):
 
 
 def slow_store(settings: Settings) -> SlowStore:
-    store = SlowStore(ScpConfig.from_settings(settings, env={}))
+    store = SlowStore(ScpConfig.from_settings(settings))
     store.start()
     return store
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
 
+from processors.ingest.pseudonym import pseudonym
 from sinks.dicom import deid, schedule, synth
 
 
@@ -71,7 +73,8 @@ def test_deid_is_consistent_and_keyed() -> None:
     assert a.PatientBirthDate == "" and a.ReferringPhysicianName == ""
     assert not any(e.tag.is_private for e in a)
     assert a.AccessionNumber == deid.pseudonym(key, "accession", "A1")
-    assert a.PatientID == a.PatientName == deid.pseudonym(key, "patient", "APAT1")
+    # the warehouse's pseudonym of the patient (ingest pseudonymisation with the same key and site)
+    assert a.PatientID == a.PatientName == pseudonym(key, "default", "APAT1")
     assert a.SOPClassUID == synth.CTImageStorage  # standard UIDs are kept
     assert a.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
 
@@ -212,3 +215,18 @@ def test_pdata_pdus_equal_pynetdicoms_and_parse_back() -> None:
     assert [(cx, hdr, bytes(d)) for cx, hdr, d in pdvs(memoryview(want)[6:])] == items
     with pytest.raises(ValueError):
         pdvs(memoryview(want)[6:-1])
+
+
+def test_storage_scp_takes_its_options_from_the_one_config(tmp_path: Path) -> None:
+    from radstream.config import load_settings
+    from sinks.dicom.scp import ScpConfig
+
+    env = {"RADSTREAM_STATE_DIR": str(tmp_path), "RADSTREAM_RESEARCH_DEFAULT_PROJECT": "IRB-0",
+           "RADSTREAM_RESEARCH_MIN_FREE_MB": "7", "RADSTREAM_RESEARCH_WRITERS": "3",
+           "RADSTREAM_RESEARCH_DEID_PROJECTS": "IRB-1, IRB-2", "RADSTREAM_RESEARCH_FAST_PATH": "0",
+           "RADSTREAM_INGEST_PSEUDONYM_KEY": "secret"}
+    cfg = ScpConfig.from_settings(load_settings(env=env))
+    assert (cfg.default_project, cfg.min_free_mb, cfg.writers, cfg.deid_projects, cfg.fast_path,
+            cfg.deid_key) == ("IRB-0", 7, 3, ("IRB-1", "IRB-2"), False, b"secret")
+    assert cfg.store_dir == tmp_path / "research"
+    assert ScpConfig.from_settings(load_settings(env={"RADSTREAM_STATE_DIR": str(tmp_path)})).fast_path

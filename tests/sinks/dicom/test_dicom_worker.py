@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 @contextmanager
 def research_scp(settings: Settings, **cfg_changes: object) -> Iterator[ResearchStore]:
-    cfg = ScpConfig.from_settings(settings, env={})
+    cfg = ScpConfig.from_settings(settings)
     for k, v in cfg_changes.items():
         setattr(cfg, k, v)
     store = ResearchStore(cfg)
@@ -123,11 +123,12 @@ def test_several_studies_per_accession_and_patient_date_fallback(dicom_settings:
 
 
 def test_window_closed_waits_then_runs(dicom_settings: Settings) -> None:
-    opens = (datetime.now() + timedelta(seconds=3)).replace(microsecond=0)
-    closes = opens + timedelta(hours=1)
-    windows = f"* {opens:%H:%M:%S}-{closes:%H:%M:%S}"
     rid = request(dicom_settings, "A1")
     with research_scp(dicom_settings):
+        # opens well after the worker has joined its group and seen the request (a loaded CI machine)
+        opens = (datetime.now() + timedelta(seconds=6)).replace(microsecond=0)
+        closes = opens + timedelta(hours=1)
+        windows = f"* {opens:%H:%M:%S}-{closes:%H:%M:%S}"
         run_worker(dicom_settings, WorkerOptions(windows=windows))
     events = [e for e in statuses(dicom_settings, {rid}) if e["request_id"] == rid]
     states = [e["state"] for e in events]
