@@ -198,6 +198,7 @@ class Poller:
         self.query = query
         self.period = period
         self.seen: dict[str, tuple[float, float]] = {}  # accession -> (sent, seen)
+        self.processed: dict[str, float] = {}  # accession -> NLP time (stack mode: when the agent ran)
         self.newest = time.time() - 60.0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -210,10 +211,11 @@ class Poller:
             except Exception as exc:  # a slow or failing poll must not end the measurement
                 print(f"poll failed: {exc}", file=sys.stderr)
                 rows = []
-            for acc, sent, inserted in rows:
+            for acc, sent, inserted, processed in rows:
                 self.newest = max(self.newest, float(inserted))
                 if acc not in self.seen:
                     self.seen[acc] = (float(sent), t0)
+                    self.processed[acc] = float(processed)
             self.stop.wait(max(0.0, self.period - (time.time() - t0)))
 
 
@@ -275,8 +277,9 @@ def fresh_settings(base: Settings, name: str) -> Settings:
 # report_nlp rows (written after their child rows) and the send time carried in the report's received_time
 POLL_SQL = (
     "SELECT n.accession, toUnixTimestamp64Micro(r.received_time) / 1e6, "
-    "toUnixTimestamp64Milli(n.inserted_at) / 1e3 FROM "
-    "(SELECT accession, inserted_at FROM report_nlp WHERE inserted_at >= fromUnixTimestamp64Milli({since})) "
+    "toUnixTimestamp64Milli(n.inserted_at) / 1e3, toUnixTimestamp64Micro(n.processed_time) / 1e6 FROM "
+    "(SELECT accession, inserted_at, processed_time FROM report_nlp "
+    "WHERE inserted_at >= fromUnixTimestamp64Milli({since})) "
     "AS n INNER JOIN (SELECT accession, received_time FROM report_versions WHERE accession IN "
     "(SELECT accession FROM report_nlp WHERE inserted_at >= fromUnixTimestamp64Milli({since}))) AS r "
     "ON r.accession = n.accession"
@@ -287,6 +290,11 @@ def child(mode: str, tags: list[str], counts: list[int], timeout: float) -> None
     """Runs in its own process: the sink (``mode``) + the poller; prints one JSON line per tag when seen."""
     from radstream.config import load_settings
 
+    if os.environ.get("RADSTREAM_BENCH_DEBUG"):  # the sink's flush log (insert / commit ms, batch age)
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(relativeCreated)d %(message)s")
+        logging.getLogger("confluent_kafka").setLevel(logging.INFO)
     s = load_settings()
     sink: Any = ClickHouseSink(s) if mode == "ours" else PerMessageSink(s)
     reader = open_client(s)
@@ -397,7 +405,7 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path) -> dic
                 lines = resp.read().decode().splitlines()[1:]
         except OSError:
             return []
-        return [(a, float(t), float(i)) for a, t, i in (line.split("\t") for line in lines)]
+        return [(a, float(t), float(i), float(p)) for a, t, i, p in (line.split("\t") for line in lines)]
 
     poller = Poller(query, period=0.05)
     poller.thread.start()
@@ -413,6 +421,9 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path) -> dic
         while time.time() < deadline and sum(1 for a in poller.seen if a.startswith(tag)) < n:
             time.sleep(0.1)
         res = summarise(poller.seen, tag, n, start)
+        # the split: produced -> NLP agent ran (processed_time), NLP agent -> row visible (sink)
+        nlp = [poller.processed[a] - v[0] for a, v in poller.seen.items() if a.startswith(tag)]
+        res["nlp_p50_ms"], res["nlp_p95_ms"] = pct(nlp, 50) * 1000, pct(nlp, 95) * 1000
     finally:
         poller.stop.set()
         proc.terminate()
@@ -487,6 +498,10 @@ def main() -> None:
             f"{r['p95_ms']:8.0f} {r['p99_ms']:8.0f} {r['max_ms']:8.0f} {r['reports_per_s']:9.0f} "
             f"{r.get('cpu_ms_per_report', float('nan')):10.2f}"
         )
+    for r in rows:
+        if "nlp_p50_ms" in r:
+            print(f"stack {r['rate']}: produced -> NLP agent done p50 {r['nlp_p50_ms']:.0f} ms, "
+                  f"p95 {r['nlp_p95_ms']:.0f} ms (the rest is the sink)")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ class ClickHouseConfig:
     database: str = "radstream"
     batch_rows: int = 5000
     flush_ms: int = 500
+    # the sink inserts a batch's child tables over this many clients at once (1: one after the other)
+    insert_threads: int = 3
     # Kafka static membership of the sink: "auto" = one stable id per (host, embedded store), "" = off
     sink_instance_id: str = "auto"
 

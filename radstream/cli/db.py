@@ -44,5 +44,8 @@ def sink_cmd(ctx: click.Context) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sink = ClickHouseSink(settings_of(ctx))
-    sink.run(stop)
+    try:
+        sink.run(stop)
+    finally:
+        sink.close()
     click.echo(f"stopped: {sink.stats}")

@@ -61,6 +61,11 @@ def open_readonly_client(settings: Settings) -> Client:
     return readonly_client_like(settings.clickhouse_url, settings.clickhouse.database)
 
 
+def client_like(client: Client) -> Client:
+    """Another read-write client on the same store and database (chDB: a handle on the same engine)."""
+    return _connect(client_url(client), str(client.database or "default"), None)
+
+
 def readonly_client_like(url: str, database: str) -> Client:
     # final first: once readonly=1 is set on a chDB handle no setting can be changed any more
     return _connect(url, database, {"final": 1, "readonly": 1})

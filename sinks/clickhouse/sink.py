@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import socket
@@ -26,7 +27,8 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,19 +115,36 @@ def _inserter(client: Client) -> _Inserter:
         return ins
 
 
-def write_rows(client: Client, rows: Rows) -> int:
-    """Insert mapped rows (table -> rows) into the client's database; returns the number of rows."""
-    ins = _inserter(client)
-    n = 0
-    for table in INSERT_ORDER:
-        block = rows.get(table)
-        if block:
-            ins.insert(client, table, block)
-            n += len(block)
+def write_rows(client: Client, rows: Rows, helpers: Sequence[Client] = (),
+               pool: ThreadPoolExecutor | None = None) -> int:
+    """Insert mapped rows (table -> rows) into the client's database; returns the number of rows.
+
+    With ``helpers`` (more clients on the same store) and a ``pool``, the tables before ``report_nlp``
+    go in concurrently, one client per thread (the engine does the work outside the GIL); the header
+    rows of ``report_nlp`` and the tables after it follow once they all succeeded."""
     unknown = set(rows) - set(INSERT_ORDER)
     if unknown:
         raise ValueError(f"unknown tables {sorted(unknown)}")
-    return n
+    tables = [t for t in INSERT_ORDER if rows.get(t)]
+    split = INSERT_ORDER.index("report_nlp")
+    children = [t for t in tables if INSERT_ORDER.index(t) < split]
+    rest = [t for t in tables if INSERT_ORDER.index(t) >= split]
+    clients = [client, *helpers]
+    if pool is not None and len(clients) > 1 and len(children) > 1:
+        groups = [children[k::len(clients)] for k in range(len(clients))]
+
+        def insert_group(k: int) -> None:
+            for table in groups[k]:
+                _inserter(clients[k]).insert(clients[k], table, rows[table])
+
+        for future in [pool.submit(insert_group, k) for k in range(len(clients)) if groups[k]]:
+            future.result()  # the first failure is raised; the batch is retried whole (same keys)
+    else:
+        rest = tables
+    ins = _inserter(client)
+    for table in rest:
+        ins.insert(client, table, rows[table])
+    return sum(len(rows[t]) for t in tables)
 
 
 def write_records(client: Client, contract: str, records: Iterable[Mapping[str, Any]]) -> int:
@@ -200,12 +219,34 @@ class ClickHouseSink:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._last_offsets: list[TopicPartition] = []
+        self._helpers: list[Client] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _insert_helpers(self) -> tuple[list[Client], ThreadPoolExecutor | None]:
+        """More clients on the store for concurrent inserts (opened at the first flush)."""
+        want = max(1, self.settings.clickhouse.insert_threads) - 1
+        if want and self._pool is None:
+            from sinks.clickhouse.client import client_like
+
+            self._helpers = [client_like(self.client) for _ in range(want)]
+            self._pool = ThreadPoolExecutor(want + 1, thread_name_prefix="clickhouse-insert")
+        return self._helpers, self._pool
+
+    def _drop_helpers(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for helper in self._helpers:
+            with contextlib.suppress(Exception):
+                helper.close()
+        self._helpers = []
 
     def close(self) -> None:
-        """Close the ClickHouse client and the read-only clients of the same store (after ``run``)."""
+        """Close the ClickHouse clients and the read-only clients of the same store (after ``run``)."""
         from sinks.clickhouse.client import client_url
         from sinks.clickhouse.query import close_readonly_clients
 
+        self._drop_helpers()
         close_readonly_clients(client_url(self.client))
         self.client.close()
 
@@ -372,7 +413,7 @@ class ClickHouseSink:
             return
         t0 = time.monotonic()
         try:
-            write_rows(self.client, batch.rows)
+            write_rows(self.client, batch.rows, *self._insert_helpers())
         except Exception as exc:
             if not is_data_error(exc):
                 raise
@@ -452,6 +493,7 @@ class ClickHouseSink:
 
     def _maybe_reopen(self, exc: BaseException) -> None:
         if self._own_client and "closed" in str(exc).lower():
+            self._drop_helpers()  # opened again with the next flush
             try:
                 self.client = open_client(self.settings)
                 log.info("reopened the ClickHouse client")
