@@ -22,8 +22,8 @@ The load average is printed: the machine is shared with other work, numbers move
 from __future__ import annotations
 
 import argparse
-import csv
 import asyncio
+import csv
 import json
 import os
 import random
