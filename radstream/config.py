@@ -119,6 +119,7 @@ class MlConfig:
     # the optional [ml] extra
     torch_threads: int = 1  # intra-op threads: a worker shares the machine with Kafka and the NLP agents
     classifiers: tuple[str, ...] = ()  # site classifier config files (JSON); their findings join the rules'
+    embed: bool = False  # the worker also embeds each report (Faust agent -> report_embeddings)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import multiprocessing
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +132,43 @@ def _cohorts(app: faust.App, settings: Settings, findings: faust.TopicT) -> None
                 state[event.key] = new_state
 
 
+def _embeddings(app: faust.App, settings: Settings, sink: SinkService | None) -> None:
+    """Similar-report search: a Faust agent of its own on the reports topic embeds micro-batches in a
+    thread (the NLP agent does not wait for torch) and writes ``report_embeddings`` through a client
+    of its own on the worker's store (chDB: one process owns the store, so the embedding runs here)."""
+    from streams.embed_agent import EmbedWorker, add_faust_agent, clickhouse_writer
+
+    opened: dict[str, Any] = {}
+
+    def write(rows: list[list[Any]]) -> None:
+        if "write" not in opened:
+            if sink is None:
+                from sinks.clickhouse.client import open_client
+
+                client = open_client(settings)
+            else:
+                from sinks.clickhouse.client import client_like
+
+                deadline = time.monotonic() + 120
+                while sink.sink is None and sink.error is None and time.monotonic() < deadline:
+                    time.sleep(0.1)  # the sink thread opens and migrates the store first
+                if sink.sink is None:
+                    raise RuntimeError(f"the ClickHouse sink did not start: {sink.error!r}")
+                client = client_like(sink.sink.client)
+            opened["client"] = client
+            opened["write"] = clickhouse_writer(client, settings.clickhouse.database)
+        opened["write"](rows)
+
+    add_faust_agent(app, settings, EmbedWorker(write, threads=settings.ml.torch_threads))
+
+    @app.service
+    class _EmbedClient(mode.Service):
+        async def on_stop(self) -> None:
+            client = opened.pop("client", None)
+            if client is not None:
+                client.close()
+
+
 def _datadir(settings: Settings) -> Path:
     path = Path(settings.state_dir) / "faust"
     path.mkdir(parents=True, exist_ok=True)
@@ -196,6 +234,9 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
 
             async def on_stop(self) -> None:
                 await asyncio.get_running_loop().run_in_executor(None, runner.stop)
+
+    if settings.ml.embed:
+        _embeddings(app, settings, sink)
 
     @app.page("/sql")
     class SqlView(faust.web.View):

@@ -182,11 +182,12 @@ def run_embed_loop(settings: Settings, stop: threading.Event, *, worker: EmbedWo
     """Consume the reports topic until ``stop`` is set: micro-batch, embed, insert, commit."""
     from confluent_kafka import Consumer
 
+    own_client = None
     if worker is None:
         if client is None:
             from sinks.clickhouse.client import open_client
 
-            client = open_client(settings)
+            client = own_client = open_client(settings)
         worker = EmbedWorker(clickhouse_writer(client, settings.clickhouse.database),
                              threads=settings.ml.torch_threads)
     conf: dict[str, Any] = {
@@ -215,6 +216,8 @@ def run_embed_loop(settings: Settings, stop: threading.Event, *, worker: EmbedWo
             log.info("embedded %d reports -> %d rows in %.2fs", len(good), n, time.perf_counter() - t0)
     finally:
         consumer.close()
+        if own_client is not None:
+            own_client.close()
     return worker
 
 

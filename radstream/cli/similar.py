@@ -87,12 +87,17 @@ def similar_reports(settings: Settings, text: str, *, k: int = 20, where: str | 
     from processors.ml.embed import default_embedder
 
     vector = default_embedder(settings.ml.torch_threads).embed_one(text)
-    if client is None:
-        from sinks.clickhouse.client import open_readonly_client
+    if client is not None:
+        return find_similar(client, settings.clickhouse.database, vector.tolist(), k=k, where=where,
+                            require_findings=require_findings)
+    from sinks.clickhouse.client import open_readonly_client
 
-        client = open_readonly_client(settings)
-    return find_similar(client, settings.clickhouse.database, vector.tolist(), k=k, where=where,
-                        require_findings=require_findings)
+    own = open_readonly_client(settings)
+    try:
+        return find_similar(own, settings.clickhouse.database, vector.tolist(), k=k, where=where,
+                            require_findings=require_findings)
+    finally:  # chDB: a process hosts one store at a time; leave it free for the caller's next one
+        own.close()
 
 
 @click.command()
