@@ -104,14 +104,16 @@ def _env(settings: Settings) -> dict[str, str]:
                 RADSTREAM_RESEARCH_STORE_DIR=str(settings.research.store_dir))
 
 
-def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associations: int = 1) -> float:
+def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associations: int = 1,
+             scp_processes: int = 1) -> float:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     prefix = f"b{uuid.uuid4().hex[:8]}."
     settings = settings.replace(
         topics={f: prefix + getattr(settings.topics, f) for f in
                 ("retrieval_requests", "retrieval_status", "received_instances", "dead_letter")},
-        research={"store_dir": str(out)}, kafka={"consumer_group": prefix + "worker"},
+        research={"store_dir": str(out), "processes": scp_processes},
+        kafka={"consumer_group": prefix + "worker"},
         pacs={"max_associations": associations})
     create_topics(settings)
     time.sleep(1.0)
@@ -178,6 +180,8 @@ def main() -> None:
     ap.add_argument("--only-ours", action="store_true", help="skip dcmtk (profiling)")
     ap.add_argument("--associations", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                     help="concurrent moves to compare, e.g. 1,2 (dcmtk: parallel movescu processes)")
+    ap.add_argument("--no-scp-processes", action="store_true",
+                    help="skip the variant with one SCP process per association (SO_REUSEPORT)")
     args = ap.parse_args()
     for tool in ("storescp", "movescu"):
         if shutil.which(tool) is None:
@@ -206,6 +210,10 @@ def main() -> None:
                     results.append((f"dcmtk movescu -> storescp x{par}", r + 1, d))
                 o = run_ours(settings, studies, tmp / f"ours-{r}-{par}", associations=par)
                 results.append((f"radstream worker -> scp x{par}", r + 1, o))
+                if par > 1 and not args.no_scp_processes:
+                    o = run_ours(settings, studies, tmp / f"ours-{r}-{par}p", associations=par,
+                                 scp_processes=par)
+                    results.append((f"radstream worker -> {par} scps x{par}", r + 1, o))
         print()
         print(f"{'pair':34} {'round':>5} {'seconds':>8} {'images/s':>9}")
         for name, r, secs in results:
@@ -214,9 +222,12 @@ def main() -> None:
         for par in args.associations:
             best_d = min([s for name, _, s in results if name == f"dcmtk movescu -> storescp x{par}"]
                          or [float("nan")])
-            best_o = min(s for name, _, s in results if name == f"radstream worker -> scp x{par}")
-            print(f"x{par}: best dcmtk {n / best_d:.1f} images/s, radstream {n / best_o:.1f} images/s, "
-                  f"ratio {best_d / best_o:.2f} (target >= 0.80)")
+            for ours in (f"radstream worker -> scp x{par}", f"radstream worker -> {par} scps x{par}"):
+                times = [s for name, _, s in results if name == ours]
+                if times:
+                    best_o = min(times)
+                    print(f"x{par}: best dcmtk {n / best_d:.1f} images/s, {ours} {n / best_o:.1f} "
+                          f"images/s, ratio {best_d / best_o:.2f} (target >= 0.80)")
     finally:
         if kst is not None:
             kafka.stop_kafka(tmp / "kafka")

@@ -94,6 +94,7 @@ class ResearchConfig:
     writers: int = 2
     deid_projects: tuple[str, ...] = ()  # projects whose images are de-identified on arrival
     fast_path: bool = True  # direct C-STORE receive loop (False: every message through pynetdicom)
+    processes: int = 1  # SCP processes sharing the port (SO_REUSEPORT) for parallel associations
 
 
 @dataclass(frozen=True)

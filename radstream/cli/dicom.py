@@ -9,6 +9,7 @@ import threading
 import click
 
 from radstream.cli import settings_of
+from radstream.config import Settings
 
 
 @click.group()
@@ -49,18 +50,26 @@ def worker(ctx: click.Context, until_idle: float | None, verbose: bool) -> None:
 
 @dicom.command()
 @click.option("--port", type=int, default=None, help="Listen port (default: research.port).")
+@click.option("--processes", type=click.IntRange(1, 64), default=None,
+              help="SCP processes sharing the port via SO_REUSEPORT (default: research.processes).")
+@click.option("--reuse-port", is_flag=True, hidden=True)
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
-def scp(ctx: click.Context, port: int | None, verbose: bool) -> None:
+def scp(ctx: click.Context, port: int | None, processes: int | None, reuse_port: bool, verbose: bool) -> None:
     """Research storage SCP: accept C-STORE from allowed AEs, write project/study/series/instance.dcm."""
     from sinks.dicom.net import tune_process
     from sinks.dicom.scp import ResearchStore, ScpConfig
     from streams.producer import make_producer
 
     _logging(verbose)
-    tune_process()
     settings = settings_of(ctx)
+    n = settings.research.processes if processes is None else processes
+    if n > 1 and not reuse_port:
+        _scp_processes(settings, n, port, verbose)
+        return
+    tune_process()
     cfg = ScpConfig.from_settings(settings)
+    cfg.reuse_port = reuse_port
     if port is not None:
         cfg.port = port
     store = ResearchStore(cfg, make_producer(settings), settings.topics.received_instances)
@@ -77,6 +86,38 @@ def scp(ctx: click.Context, port: int | None, verbose: bool) -> None:
         s = store.stats
         click.echo(f"stored {s.written} instances ({s.bytes} bytes), refused {s.refused}, "
                    f"write errors {s.write_errors}", err=True)
+
+
+def _scp_processes(settings: Settings, n: int, port: int | None, verbose: bool) -> None:
+    """Run ``n`` SCP processes on one port (the kernel spreads the PACS's associations over them);
+    SIGTERM/SIGINT stop them all."""
+    import os
+    import subprocess
+    import sys
+
+    from radstream.config import settings_env
+
+    cmd = [sys.executable, "-m", "radstream", "dicom", "scp", "--processes", "1", "--reuse-port",
+           "--port", str(port or settings.research.port), *(["-v"] if verbose else [])]
+    env = {**os.environ, **settings_env(settings)}
+    procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        while not stop.wait(0.5):
+            if any(p.poll() is not None for p in procs):
+                click.echo("an SCP process ended; stopping the others", err=True)
+                break
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
+    codes = [p.returncode for p in procs]
+    if stop.is_set() and all(c == 0 for c in codes):
+        return
+    raise SystemExit(next((c for c in codes if c), 1))
 
 
 @dicom.command()

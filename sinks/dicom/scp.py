@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import shutil
+import socket
 import struct
 import threading
 import time
@@ -36,6 +37,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from radstream.config import Settings
 from sinks.dicom import fastpath
@@ -65,6 +67,7 @@ class ScpConfig:
     deid_key: bytes = b""
     site: str = "default"  # of the patient pseudonyms (the same as the warehouse's)
     fast_path: bool = True
+    reuse_port: bool = False  # SO_REUSEPORT: several SCP processes listen on the same port
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScpConfig:
@@ -78,6 +81,16 @@ class ScpConfig:
             min_free_mb=r.min_free_mb, writers=r.writers, deid_projects=tuple(r.deid_projects),
             deid_key=key, site=settings.ingest.site, fast_path=r.fast_path,
         )
+
+
+class ReusePortServer(ThreadedAssociationServer):
+    """pynetdicom's threaded acceptor with ``SO_REUSEPORT``, so that ``research.processes`` SCP
+    processes share the port and the kernel hands each new association to one of them."""
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
 
 @dataclass
@@ -261,7 +274,13 @@ class ResearchStore:
                     (evt.EVT_CONN_OPEN, fast_store_responses)]
         if self.cfg.fast_path:
             handlers.append((evt.EVT_CONN_OPEN, fastpath.install(self.store)))
-        self._server = ae.start_server((self.cfg.host, self.cfg.port), block=False, evt_handlers=handlers)
+        if self.cfg.reuse_port:  # one of several SCP processes on one port: the kernel spreads associations
+            self._server = ae.make_server((self.cfg.host, self.cfg.port), evt_handlers=handlers,
+                                          server_class=ReusePortServer)
+            ae._servers.append(self._server)  # as start_server does: shutdown() removes it again
+            threading.Thread(target=self._server.serve_forever, name="research-acceptor", daemon=True).start()
+        else:
+            self._server = ae.start_server((self.cfg.host, self.cfg.port), block=False, evt_handlers=handlers)
         return int(self._server.server_address[1])
 
     def drain(self) -> None:

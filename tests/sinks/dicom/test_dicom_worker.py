@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer
 
-from radstream.config import Settings
+from radstream.config import Settings, settings_env
 from sinks.dicom.scp import ResearchStore, ScpConfig
 from sinks.dicom.worker import Worker, WorkerOptions
 from streams import serde
+from tests.streams.helpers import ROOT
 
 from .conftest import spec
 from .helpers import final_of, request, statuses, stored_sops
@@ -209,3 +216,40 @@ def test_retrieve_command_produces_a_request_the_worker_completes(dicom_settings
     final = final_of(statuses(dicom_settings, {rid}), rid)
     assert final["state"] == "completed" and final["project_id"] == "P9"
     assert sorted(stored_sops(dicom_settings.research_store_dir / "P9")) == sorted(spec("A", 3).sop_uids())
+
+
+def test_several_scp_processes_share_the_port(dicom_settings: Settings, tmp_path: Path) -> None:
+    """``dicom scp --processes 2``: two processes on one port (SO_REUSEPORT); parallel moves land
+    intact and each instance once; SIGTERM stops them all cleanly."""
+    settings = dicom_settings.replace(pacs={"max_associations": 2})
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    with open(tmp_path / "scp.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "radstream", "dicom", "scp", "--processes", "2"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and listening(settings) < 2:
+                time.sleep(0.2)
+            assert listening(settings) == 2, (tmp_path / "scp.log").read_text()
+            rids = [request(settings, acc) for acc in ("A1", "A2", "A3", "A4")]
+            run_worker(settings)
+            events = statuses(settings, set(rids))
+            assert all(final_of(events, r)["state"] == "completed" for r in rids)
+            want = sorted(uid for acc in ("A1", "A2", "A3", "A4")
+                          for uid in spec(acc[0], int(acc[1:])).sop_uids())
+            assert sorted(stored_sops(settings.research_store_dir)) == want
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, (tmp_path / "scp.log").read_text()
+    assert listening(settings) == 0
+
+
+def listening(settings: Settings) -> int:
+    """Sockets listening on the research port (one per SCP process)."""
+    port = f":{settings.research.port:04X}"
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            count += sum(1 for line in list(fh)[1:]
+                         if line.split()[1].endswith(port) and line.split()[3] == "0A")
+    return count
