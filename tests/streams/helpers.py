@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer
 
-from radstream.config import Settings
+from radstream.config import Settings, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,3 +53,22 @@ def consume(settings: Settings, topic: str, n: int, timeout: float = 60.0) -> li
     return out
 
 
+
+
+@contextmanager
+def worker_process(settings: Settings, log_path: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``radstream worker [args]`` as a real process with ``settings``; stopped (SIGTERM, then
+    SIGKILL) with its whole process group at the end."""
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "radstream", "worker", *args], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)

@@ -96,54 +96,38 @@ def test_worker_embeds_reports_with_its_faust_agent(topic_settings: Settings, tm
     store the worker owns; analysts see the vectors through its read-only SQL page."""
     import csv
     import io
-    import os
-    import signal
-    import subprocess
 
     from radstream.cli.sql import ask_worker
-    from radstream.config import settings_env
     from streams.producer import make_producer, produce_sync
-    from tests.streams.helpers import ROOT, free_port
+    from tests.streams.helpers import free_port, worker_process
 
     settings = topic_settings.replace(
         state_dir=str(tmp_path), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
         worker={"web_port": free_port()}, ml={"embed": True})
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
 
-    def query_rows(sql: str) -> list[list[str]]:  # only through the worker: it owns the store
-        return list(csv.reader(io.StringIO(ask_worker(settings, sql, "csv", timeout=30))))[1:]
-
-    with open(tmp_path / "worker.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "radstream", "worker"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            producer = make_producer(settings)
-            for i in range(3):
-                produce_sync(producer, settings.topics.reports, "report_finalized", f"default|F{i}",
-                             report(f"F{i}", TEXT))
-            def wait_rows(sql: str, n: int) -> list[list[str]]:
-                rows: list[list[str]] = []
-                deadline = time.monotonic() + 180
-                while time.monotonic() < deadline and proc.poll() is None:
-                    try:
-                        rows = query_rows(sql)
-                    except Exception:  # noqa: BLE001 - the worker is still starting (no page, no table)
-                        rows = []
-                    if len(rows) >= n:
-                        break
-                    time.sleep(0.5)
-                return rows
-
-            rows = wait_rows("SELECT accession, count(), max(abs(L2Norm(vector) - 1)) FROM report_embeddings "
-                             "GROUP BY accession ORDER BY accession", 3)
-            assert [r[0] for r in rows] == ["F0", "F1", "F2"], (tmp_path / "worker.log").read_text()[-3000:]
-            assert all(r[1] == "3" and float(r[2]) < 1e-4 for r in rows)
-            # the NLP agent and the sink did their part as well
-            nlp = wait_rows("SELECT accession FROM report_nlp FINAL ORDER BY accession", 3)
-            assert [r[0] for r in nlp] == ["F0", "F1", "F2"]
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+    def wait_rows(proc: Any, sql: str, n: int) -> list[list[str]]:
+        """Rows through the worker only (it owns the store), once there are ``n`` of them."""
+        rows: list[list[str]] = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                rows = list(csv.reader(io.StringIO(ask_worker(settings, sql, "csv", timeout=30))))[1:]
+            except Exception:  # noqa: BLE001 - the worker is still starting (no page, no table)
+                rows = []
+            if len(rows) >= n:
+                break
+            time.sleep(0.5)
+        return rows
+
+    with worker_process(settings, tmp_path / "worker.log") as proc:
+        producer = make_producer(settings)
+        for i in range(3):
+            produce_sync(producer, settings.topics.reports, "report_finalized", f"default|F{i}",
+                         report(f"F{i}", TEXT))
+        rows = wait_rows(proc, "SELECT accession, count(), max(abs(L2Norm(vector) - 1)) "
+                         "FROM report_embeddings GROUP BY accession ORDER BY accession", 3)
+        assert [r[0] for r in rows] == ["F0", "F1", "F2"], (tmp_path / "worker.log").read_text()[-3000:]
+        assert all(r[1] == "3" and float(r[2]) < 1e-4 for r in rows)
+        # the NLP agent and the sink did their part as well
+        nlp = wait_rows(proc, "SELECT accession FROM report_nlp FINAL ORDER BY accession", 3)
+        assert [r[0] for r in nlp] == ["F0", "F1", "F2"]

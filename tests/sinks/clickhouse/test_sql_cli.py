@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -17,17 +15,12 @@ from pathlib import Path
 import pytest
 
 from radstream.config import Settings, settings_env
+from tests.streams.helpers import free_port, worker_process
 
 from .factories import report
 from .kafka_helpers import produce_all, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def sql(settings: Settings, query: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,21 +38,10 @@ def worker(topic_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
         clickhouse={"url": "", "database": "radstream"},
     )
     Path(settings.state_dir).mkdir(parents=True)  # the worker does not create it (Faust's datadir)
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "radstream", "worker"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield settings
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+    with worker_process(settings, log_path) as proc:
+        yield settings
+        assert proc.poll() is None, log_path.read_text()[-3000:]
 
 
 def test_sql_goes_through_the_worker_that_owns_the_store(worker: Settings, tmp_path: Path) -> None:
