@@ -49,8 +49,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                          "study_instance_uids", "pacs_ae", "destination_ae", "completed", "failed", "warning",
                          "remaining", "expected_instances", "dimse_status", "error", "time", *KAFKA),
     "received_instances": ("project_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
-                           "sop_class_uid", "accession", "modality", "calling_ae", "called_ae", "path",
+                           "sop_class_uid", "accession", "patient_id", "modality", "calling_ae", "called_ae",
+                           "path",
                            "size_bytes", "deidentified", "time", *KAFKA),
+    "deid_map": ("project_id", "kind", "original", "pseudonym", "time", *KAFKA),
     "dead_letters": ("stage", "original_topic", "original_partition", "original_offset", "value_sha256",
                      "key", "value", "error_type", "error", "time", *KAFKA),
 }
@@ -62,7 +64,7 @@ TABLES_OF: dict[str, tuple[str, ...]] = {
                         "assessments", "critical_results", "chest_labels"),
     "retrieval_requested": ("retrieval_requests",),
     "retrieval_status": ("retrieval_events",),
-    "received_instance": ("received_instances",),
+    "received_instance": ("received_instances", "deid_map"),
     "dead_letter": ("dead_letters",),
 }
 
@@ -179,13 +181,29 @@ def retrieval_status_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     ]]}
 
 
+# de-identified instance: (kind in deid_map, field of the original, field of the pseudonym)
+DEID_PAIRS = (("patient_id", "original_patient_id", "patient_id"),
+              ("accession", "original_accession", "accession"),
+              ("study_instance_uid", "original_study_instance_uid", "study_instance_uid"),
+              ("series_instance_uid", "original_series_instance_uid", "series_instance_uid"),
+              ("sop_instance_uid", "original_sop_instance_uid", "sop_instance_uid"))
+
+
 def received_instance_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
-    return {"received_instances": [[
+    """The research-facing row; for a de-identified instance also its restricted ``deid_map`` rows
+    (the originals go nowhere else)."""
+    rows: Rows = {"received_instances": [[
         rec["project_id"], rec["study_instance_uid"], rec["series_instance_uid"], rec["sop_instance_uid"],
-        rec["sop_class_uid"], _s(rec.get("accession")), _s(rec.get("modality")), rec["calling_ae"],
+        rec["sop_class_uid"], _s(rec.get("accession")), _s(rec.get("patient_id")), _s(rec.get("modality")),
+        rec["calling_ae"],
         rec["called_ae"], rec["path"], int(rec["size_bytes"]), bool(rec.get("deidentified")), _t(rec["time"]),
         *origin.cols(),
     ]]}
+    if rec.get("deidentified"):
+        rows["deid_map"] = [
+            [rec["project_id"], kind, rec[orig], _s(rec.get(pseudo)), _t(rec["time"]), *origin.cols()]
+            for kind, orig, pseudo in DEID_PAIRS if rec.get(orig)]
+    return rows
 
 
 def dead_letter_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:

@@ -59,7 +59,7 @@ STAGE = "clickhouse-sink"
 # children before their header row (report_nlp), so a reader never sees a header without its rows
 INSERT_ORDER = ("report_versions", "reports", "sections", "findings", "measurements", "recommendations",
                 "assessments", "critical_results", "chest_labels", "report_nlp", "retrieval_requests",
-                "retrieval_events", "received_instances", "dead_letters")
+                "retrieval_events", "received_instances", "deid_map", "dead_letters")
 MIN_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 10.0
 _REBALANCE_ERRORS = {KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,

@@ -216,6 +216,11 @@ class ResearchStore:
     def _write(self, job: _Job) -> None:
         ds = job.ds
         original_sop = str(ds.SOPInstanceUID)
+        originals = {"original_sop_instance_uid": original_sop,
+                     "original_series_instance_uid": str(ds.SeriesInstanceUID),
+                     "original_study_instance_uid": str(ds.StudyInstanceUID),
+                     "original_accession": str(ds.get("AccessionNumber", "")) or None,
+                     "original_patient_id": str(ds.get("PatientID", "")) or None}
         accession = str(ds.get("AccessionNumber", "")) or None
         modality = str(ds.get("Modality", "")) or None
         deid = self.deid is not None and job.project.project_id in self.cfg.deid_projects
@@ -223,11 +228,13 @@ class ResearchStore:
             buf = io.BytesIO()
             ds = dcmread(io.BytesIO(job.meta + job.raw))
             self.deid.apply(ds, job.project.project_id)
+            accession = str(ds.get("AccessionNumber", "")) or None
             dcmwrite(buf, ds, enforce_file_format=True)
             data = buf.getvalue()
         else:
             data = job.meta + job.raw
         study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+        patient_id = str(ds.get("PatientID", "")) or None
         target = self.cfg.store_dir / _safe(job.project.project_id) / study / series / f"{sop}.dcm"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{sop}.{threading.get_ident()}.tmp"
@@ -249,9 +256,9 @@ class ResearchStore:
                 "called_ae": job.called_ae,
                 "study_instance_uid": study, "series_instance_uid": series, "sop_instance_uid": sop,
                 "sop_class_uid": str(ds.SOPClassUID),
-                "accession": None if deid else accession,
+                "accession": accession, "patient_id": patient_id,
                 "modality": modality, "path": str(target), "size_bytes": len(data), "deidentified": deid,
-                "original_sop_instance_uid": original_sop if deid else None, "time": datetime.now(UTC),
+                "time": datetime.now(UTC), **(originals if deid else {}),
             }
             produce(self.producer, self.topic, "received_instance", sop, record)
             self.producer.poll(0)

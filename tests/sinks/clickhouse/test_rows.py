@@ -81,7 +81,14 @@ def sample_records() -> dict[str, dict[str, object]]:
             "path": "/x/1.2.3.4.dcm",
             "size_bytes": 1234,
             "time": T0,
+            "deidentified": True,
+            "accession": "ACC-1F",
+            "patient_id": "psn-77",
             "original_sop_instance_uid": "9.9.9",
+            "original_series_instance_uid": "9.9",
+            "original_study_instance_uid": "9",
+            "original_accession": "A-REAL",
+            "original_patient_id": "MRN-REAL",
         },
         "dead_letter": {
             "stage": "nlp-agent",
@@ -171,10 +178,19 @@ def test_dead_letter_rows_hash_value_and_mark_missing_positions() -> None:
     assert row["value"] == b"\x00garbage"
 
 
-def test_received_instance_rows_never_carry_the_original_uid() -> None:
+def test_received_instance_rows_never_carry_the_originals_which_go_to_the_restricted_map() -> None:
     rec = sample_records()["received_instance"]
-    (row,) = rows_for("received_instance", rec)["received_instances"]
-    assert "9.9.9" not in [str(v) for v in row]
+    rows = rows_for("received_instance", rec)
+    (row,) = rows["received_instances"]
+    originals = {"9.9.9", "9.9", "9", "A-REAL", "MRN-REAL"}
+    assert not originals & {str(v) for v in row}
+    assert _as_dicts(rows, "received_instances")[0]["patient_id"] == "psn-77"
+    mapping = {(r["kind"], r["original"], r["pseudonym"]) for r in _as_dicts(rows, "deid_map")}
+    assert mapping == {("patient_id", "MRN-REAL", "psn-77"), ("accession", "A-REAL", "ACC-1F"),
+                       ("study_instance_uid", "9", "1.2"), ("series_instance_uid", "9.9", "1.2.3"),
+                       ("sop_instance_uid", "9.9.9", "1.2.3.4")}
+    plain = {k: v for k, v in rec.items() if not k.startswith("original_")} | {"deidentified": False}
+    assert "deid_map" not in rows_for("received_instance", plain)
 
 
 def test_timestamps_from_integers_are_utc_micros() -> None:

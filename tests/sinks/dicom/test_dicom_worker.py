@@ -253,3 +253,32 @@ def listening(settings: Settings) -> int:
             count += sum(1 for line in list(fh)[1:]
                          if line.split()[1].endswith(port) and line.split()[3] == "0A")
     return count
+
+
+def test_deidentified_instances_report_their_originals_for_the_restricted_map(
+        dicom_settings: Settings) -> None:
+    from processors.ingest.pseudonym import pseudonym
+    from streams.producer import make_producer
+    from tests.streams.helpers import consume
+
+    a1 = spec("A", 1)
+    key = b"k" * 32
+    rid = request(dicom_settings, "A1", project="IRB-D")
+    cfg = ScpConfig.from_settings(dicom_settings)
+    cfg.deid_projects, cfg.deid_key = ("IRB-D",), key
+    store = ResearchStore(cfg, make_producer(dicom_settings), dicom_settings.topics.received_instances)
+    store.start()
+    try:
+        run_worker(dicom_settings)
+    finally:
+        store.stop()
+    assert final_of(statuses(dicom_settings, {rid}), rid)["state"] == "completed"
+    msgs = consume(dicom_settings, dicom_settings.topics.received_instances, a1.images)
+    recs = [serde.decode("received_instance", m.value()) for m in msgs]
+    assert {r["original_sop_instance_uid"] for r in recs} == set(a1.sop_uids())
+    assert {(r["original_study_instance_uid"], r["original_accession"], r["original_patient_id"])
+            for r in recs} == {(a1.study_uid, "A1", a1.patient_id)}
+    for r in recs:
+        assert r["deidentified"] and r["study_instance_uid"] != a1.study_uid
+        assert r["sop_instance_uid"] not in a1.sop_uids() and r["accession"].startswith("ACC-")
+        assert r["patient_id"] == pseudonym(key, "default", a1.patient_id)  # the warehouse's pseudonym
