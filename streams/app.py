@@ -70,9 +70,22 @@ class SinkService:
     def _run(self) -> None:
         from sinks.clickhouse.sink import ClickHouseSink
 
+        # Opening the store and migrating happen here, off the event loop. An embedded store can be
+        # held for a moment by another process (e.g. `radstream sql` while this worker starts up):
+        # retry with backoff; the sink's offsets are not committed meanwhile, so nothing is lost.
+        delay = 0.5
+        while self.sink is None and not self.stop_event.is_set():
+            try:
+                self.sink = ClickHouseSink(self.settings)
+            except Exception as exc:  # surfaced on /health until it opens
+                self.error = exc
+                log.warning("cannot open ClickHouse yet (retrying in %.1f s): %s", delay, exc)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 10.0)
+        if self.sink is None:
+            return
+        self.error = None
         try:
-            # opening the store and migrating happen here, off the event loop
-            self.sink = ClickHouseSink(self.settings)
             self.sink.run(self.stop_event)
         except BaseException as exc:  # surfaced on /health; the worker keeps streaming
             self.error = exc
@@ -248,8 +261,11 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
 
         async def _answer(self, request: faust.web.Request, sql: str) -> faust.web.Response:
             fmt = request.query.get("format", "tsv")
-            if sink is None or sink.sink is None:
+            if sink is None:
                 return self.text("this worker runs without the ClickHouse sink\n", status=503)
+            if sink.sink is None:  # not open yet: callers must not open the store themselves meanwhile
+                return self.text(f"the worker is still opening the store ({sink.error!r})\n", status=503,
+                                 headers={"X-Radstream-Sink": "starting"})
             try:
                 out = await asyncio.get_running_loop().run_in_executor(None, sink.query, sql, fmt)
             except Exception as exc:

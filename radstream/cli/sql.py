@@ -41,6 +41,8 @@ def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0)
             return body.decode("utf-8", errors="replace")
     except urllib.error.HTTPError as exc:
         text = exc.read().decode("utf-8", errors="replace").strip()
+        if exc.code == 503 and exc.headers.get("X-Radstream-Sink") == "starting":
+            raise click.ClickException(f"{text} -- try again in a moment") from exc
         if exc.code in (404, 503):
             raise WorkerUnavailable(text) from exc
         raise click.ClickException(text or f"worker answered HTTP {exc.code}") from exc

@@ -67,3 +67,32 @@ def test_sql_goes_through_the_worker_that_owns_the_store(worker: Settings, tmp_p
     other = s.replace(state_dir=str(tmp_path / "other"))
     mine = sql(other, "SELECT count() AS n FROM reports_latest", "--format", "csv")
     assert mine.returncode != 0 and "no warehouse there yet" in mine.stderr, mine.stdout + mine.stderr
+
+
+def test_worker_waits_for_a_store_another_process_holds_then_loads(topic_settings: Settings,
+                                                                   tmp_path: Path) -> None:
+    """The embedded store held by someone else (an analyst's direct query) while the worker starts:
+    its sink retries, and once the store is free it loads what arrived meanwhile."""
+    settings = topic_settings.replace(
+        state_dir=str(tmp_path / "state"), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
+        worker={"web_port": free_port()}, clickhouse={"url": "", "database": "radstream"})
+    Path(settings.state_dir).mkdir(parents=True)
+    hold = ("import sys, time, chdb; c = chdb.connect(sys.argv[1]); print('held', flush=True); "
+            "time.sleep(float(sys.argv[2])); c.close()")
+    holder = subprocess.Popen([sys.executable, "-c", hold, settings.clickhouse_url.removeprefix("chdb://"),
+                               "8"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    log_path = tmp_path / "worker.log"
+    with worker_process(settings, log_path) as proc:
+        reps = [report(f"H{i}", text="IMPRESSION: Small pneumothorax.") for i in range(2)]
+        produce_all(settings, [(settings.topics.reports, "report_finalized", f"default|{r['accession']}", r)
+                               for r in reps])
+
+        def stored() -> bool:
+            out = sql(settings, "SELECT count() AS n FROM reports_latest", "--format", "csv")
+            return out.returncode == 0 and out.stdout.splitlines()[-1:] == ["2"]
+
+        assert holder.wait(30) == 0
+        wait_until(stored, timeout=120, every=1.0, what="2 reports after the store was released")
+        assert proc.poll() is None
+    assert "cannot open ClickHouse yet" in log_path.read_text()  # it did have to wait
