@@ -6,9 +6,11 @@ Each "report" is two events, as in the pipeline: a ReportFinalized on the report
 ReportFindings (5 findings, a measurement, a recommendation, an assessment, a critical result, chest
 labels: 13 table rows in all) on the findings topic. Latency = first time a poller (50 ms period, a
 separate client on the same engine, in the sink's process) sees the report's ``report_nlp`` row (inserted
-after its child rows) minus the time the event was handed to the producer (carried in the record's
-``received_time``). "CPU ms/rep" is the CPU time of the sink's process (sink thread, poller, librdkafka
-threads) per stored report, which load on the machine changes less than wall-clock latency. Each
+after its child rows) minus the time the event was handed to the producer (sink modes: carried in the
+findings' ``processed_time``; stack: recorded by the producing process; the poll reads ``report_nlp``
+alone, so it costs the measured process little). "CPU ms/rep" is the CPU time of the sink's process
+(sink thread, poller, librdkafka threads) per stored report, which load on the machine changes less
+than wall-clock latency. Each
 (sink, rate) runs in a fresh process with its own store and topics, so merges left behind by one run
 do not slow the next. Rates: 10/s and 100/s for ``--seconds``,
 then ``--max-reports`` produced as fast as possible (throughput = reports / (last visible - first sent)).
@@ -191,8 +193,11 @@ class PerMessageSink:
 
 class Poller:
     """Records the first time each accession is returned by ``query(since_ms)``: rows of (accession,
-    sent_epoch_s, inserted_epoch_s). Only rows inserted after ``since`` (the newest seen minus a margin)
-    are asked for, so a poll stays cheap however much is stored."""
+    inserted_epoch_s, processed_epoch_s) from ``report_nlp`` alone. Only rows inserted after ``since``
+    (the newest seen minus a margin) are asked for, so a poll stays cheap however much is stored: the
+    poller runs inside the measured process (stack: through its /sql page) and must not load it.
+    ``seen[acc] = (processed, first seen)``; in the sink modes ``processed_time`` is the send time
+    (``findings_event``), in the stack mode the caller substitutes the send times it recorded."""
 
     def __init__(self, query: Any, period: float = 0.02) -> None:
         self.query = query
@@ -211,10 +216,10 @@ class Poller:
             except Exception as exc:  # a slow or failing poll must not end the measurement
                 print(f"poll failed: {exc}", file=sys.stderr)
                 rows = []
-            for acc, sent, inserted, processed in rows:
+            for acc, inserted, processed in rows:
                 self.newest = max(self.newest, float(inserted))
                 if acc not in self.seen:
-                    self.seen[acc] = (float(sent), t0)
+                    self.seen[acc] = (float(processed), t0)
                     self.processed[acc] = float(processed)
             self.stop.wait(max(0.0, self.period - (time.time() - t0)))
 
@@ -226,8 +231,12 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
+SENT: dict[str, float] = {}  # accession -> when it was handed to the producer (this process)
+
+
 def produce(settings: Settings, tag: str, rate: float | None, n: int, findings_too: bool) -> float:
-    """Produce n reports at ``rate``/s (None: as fast as possible); returns the start time."""
+    """Produce n reports at ``rate``/s (None: as fast as possible); returns the start time. The send
+    time of each accession goes to ``SENT`` (and into the events' received/processed times)."""
     producer = make_producer(settings, **{"linger.ms": 2})
     t = settings.topics
     start = time.time()
@@ -238,6 +247,7 @@ def produce(settings: Settings, tag: str, rate: float | None, n: int, findings_t
                 time.sleep(delay)
         acc = f"{tag}{i:07d}"
         now = datetime.now(UTC)
+        SENT[acc] = now.timestamp()
         rep = report_event(acc, now)
         key = f"bench|{acc}".encode()
         producer.produce(t.reports, key=key, value=serde.encode("report_finalized", rep))
@@ -274,15 +284,11 @@ def fresh_settings(base: Settings, name: str) -> Settings:
     return s
 
 
-# report_nlp rows (written after their child rows) and the send time carried in the report's received_time
+# report_nlp rows: written after their child rows, so a visible header means the report is complete
 POLL_SQL = (
-    "SELECT n.accession, toUnixTimestamp64Micro(r.received_time) / 1e6, "
-    "toUnixTimestamp64Milli(n.inserted_at) / 1e3, toUnixTimestamp64Micro(n.processed_time) / 1e6 FROM "
-    "(SELECT accession, inserted_at, processed_time FROM report_nlp "
-    "WHERE inserted_at >= fromUnixTimestamp64Milli({since})) "
-    "AS n INNER JOIN (SELECT accession, received_time FROM report_versions WHERE accession IN "
-    "(SELECT accession FROM report_nlp WHERE inserted_at >= fromUnixTimestamp64Milli({since}))) AS r "
-    "ON r.accession = n.accession"
+    "SELECT accession, toUnixTimestamp64Milli(inserted_at) / 1e3, "
+    "toUnixTimestamp64Micro(processed_time) / 1e6 FROM report_nlp "
+    "WHERE inserted_at >= fromUnixTimestamp64Milli({since})"
 )
 
 
@@ -405,7 +411,7 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path) -> dic
                 lines = resp.read().decode().splitlines()[1:]
         except OSError:
             return []
-        return [(a, float(t), float(i), float(p)) for a, t, i, p in (line.split("\t") for line in lines)]
+        return [(a, float(i), float(p)) for a, i, p in (line.split("\t") for line in lines)]
 
     poller = Poller(query, period=0.05)
     poller.thread.start()
@@ -420,9 +426,10 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path) -> dic
         deadline = time.time() + max(180.0, n / 10)
         while time.time() < deadline and sum(1 for a in poller.seen if a.startswith(tag)) < n:
             time.sleep(0.1)
-        res = summarise(poller.seen, tag, n, start)
+        seen = {a: (SENT[a], v[1]) for a, v in poller.seen.items() if a.startswith(tag)}
+        res = summarise(seen, tag, n, start)
         # the split: produced -> NLP agent ran (processed_time), NLP agent -> row visible (sink)
-        nlp = [poller.processed[a] - v[0] for a, v in poller.seen.items() if a.startswith(tag)]
+        nlp = [poller.processed[a] - SENT[a] for a in seen]
         res["nlp_p50_ms"], res["nlp_p95_ms"] = pct(nlp, 50) * 1000, pct(nlp, 95) * 1000
     finally:
         poller.stop.set()
