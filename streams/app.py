@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ import mode
 
 from processors.cohort.decide import decide
 from radstream.config import Settings
+from sinks.clickhouse.service import SinkService
 from streams import serde
 from streams.cohort import WatchRegistry
 from streams.handlers import Outcome, analyze_batch
@@ -51,57 +51,6 @@ class NlpRunner:
         if self.pool is None:
             return analyze_batch(values, *self.args)
         return await asyncio.get_running_loop().run_in_executor(self.pool, analyze_batch, values, *self.args)
-
-
-class SinkService:
-    """Runs the ClickHouse sink loop in a thread; exposes its client for read-only queries."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.stop_event = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.sink: Any = None
-        self.error: BaseException | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="clickhouse-sink", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        from sinks.clickhouse.sink import ClickHouseSink
-
-        # Opening the store and migrating happen here, off the event loop. An embedded store can be
-        # held for a moment by another process (e.g. `radstream sql` while this worker starts up):
-        # retry with backoff; the sink's offsets are not committed meanwhile, so nothing is lost.
-        delay = 0.5
-        while self.sink is None and not self.stop_event.is_set():
-            try:
-                self.sink = ClickHouseSink(self.settings)
-            except Exception as exc:  # surfaced on /health until it opens
-                self.error = exc
-                log.warning("cannot open ClickHouse yet (retrying in %.1f s): %s", delay, exc)
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, 10.0)
-        if self.sink is None:
-            return
-        self.error = None
-        try:
-            self.sink.run(self.stop_event)
-        except BaseException as exc:  # surfaced on /health; the worker keeps streaming
-            self.error = exc
-            log.exception("clickhouse sink stopped")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join(timeout)
-        if self.sink is not None:
-            self.sink.close()
-
-    def query(self, sql: str, fmt: str) -> Any:
-        from sinks.clickhouse.query import run_readonly
-
-        return run_readonly(self.sink.client, sql, fmt)
 
 
 def _cohorts(app: faust.App, settings: Settings, findings: faust.TopicT) -> None:
@@ -163,8 +112,8 @@ def _embeddings(app: faust.App, settings: Settings, sink: SinkService | None) ->
                 from sinks.clickhouse.client import client_like
 
                 deadline = time.monotonic() + 120
-                while sink.sink is None and sink.error is None and time.monotonic() < deadline:
-                    time.sleep(0.1)  # the sink thread opens and migrates the store first
+                while sink.sink is None and time.monotonic() < deadline:
+                    time.sleep(0.1)  # the sink thread opens (retrying) and migrates the store first
                 if sink.sink is None:
                     raise RuntimeError(f"the ClickHouse sink did not start: {sink.error!r}")
                 client = client_like(sink.sink.client)

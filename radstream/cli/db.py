@@ -30,22 +30,45 @@ def migrate_cmd(ctx: click.Context) -> None:
 
 
 @db.command("sink")
+@click.option("--web/--no-web", default=None,
+              help="Serve read-only /sql and /health on worker.web_host:web_port (default: with an "
+                   "embedded store, which no other process can open).")
+@click.option("--web-port", type=int, default=None,
+              help="Port of those pages (default: worker.web_port, where `radstream sql` looks; give a "
+                   "`worker --no-sink` next to it another port).")
 @click.pass_context
-def sink_cmd(ctx: click.Context) -> None:
-    """Run the Kafka -> ClickHouse sink in the foreground (the worker runs it too; use one of them)."""
+def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None:
+    """Run the Kafka -> ClickHouse sink in the foreground. The worker runs one too: use this with
+    `radstream worker --no-sink`, so that NLP and loading run in separate processes."""
     import logging
     import signal
     import threading
 
-    from sinks.clickhouse.sink import ClickHouseSink
+    from sinks.clickhouse.service import SinkService
+    from sinks.clickhouse.web import SqlServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_of(ctx)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sink = ClickHouseSink(settings_of(ctx))
+    service = SinkService(settings)
+    server = None
+    if settings.embedded_clickhouse if web is None else web:
+        port = settings.worker.web_port if web_port is None else web_port
+        server = SqlServer(service, settings.worker.web_host, port)
+        server.start()
+        click.echo(f"read-only SQL on http://{settings.worker.web_host}:{server.port}/sql", err=True)
+    service.start()
     try:
-        sink.run(stop)
+        while not stop.wait(0.5):
+            if service.thread is not None and not service.thread.is_alive():
+                break
     finally:
-        sink.close()
-    click.echo(f"stopped: {sink.stats}")
+        if server is not None:
+            server.stop()
+        service.stop()
+    stats = service.sink.stats if service.sink is not None else None
+    click.echo(f"stopped: {stats}")
+    if service.error is not None:
+        raise click.ClickException(f"the sink failed: {service.error!r}")

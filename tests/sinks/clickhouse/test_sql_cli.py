@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -96,3 +97,34 @@ def test_worker_waits_for_a_store_another_process_holds_then_loads(topic_setting
         wait_until(stored, timeout=120, every=1.0, what="2 reports after the store was released")
         assert proc.poll() is None
     assert "cannot open ClickHouse yet" in log_path.read_text()  # it did have to wait
+
+
+def test_nlp_worker_and_sink_in_separate_processes_analysts_query_the_sink(topic_settings: Settings,
+                                                                          tmp_path: Path) -> None:
+    """``radstream worker --no-sink`` + ``radstream db sink``: NLP and loading in two processes; the
+    sink owns the embedded store and serves the read-only /sql page that ``radstream sql`` uses."""
+    settings = topic_settings.replace(
+        state_dir=str(tmp_path / "state"), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
+        worker={"web_port": free_port()}, clickhouse={"url": "", "database": "radstream"})
+    Path(settings.state_dir).mkdir(parents=True)
+    nlp_settings = settings.replace(worker={"web_port": free_port()})  # its own page, no store
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    with (tmp_path / "sink.log").open("wb") as log, \
+            worker_process(nlp_settings, tmp_path / "worker.log", "--no-sink"):
+        sink = subprocess.Popen([sys.executable, "-m", "radstream", "db", "sink"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            reps = [report(f"Q{i}", text="IMPRESSION: 7 mm nodule, right lower lobe.") for i in range(3)]
+            topic = settings.topics.reports
+            produce_all(settings, [(topic, "report_finalized", f"default|{r['accession']}", r) for r in reps])
+
+            def loaded() -> bool:
+                out = sql(settings, "SELECT count() AS n FROM findings_latest WHERE concept = 'nodule'",
+                          "--format", "csv")
+                return out.returncode == 0 and out.stdout.splitlines()[-1:] == ["3"]
+
+            wait_until(loaded, timeout=120, every=1.0, what="3 reports' findings through the split stack")
+            assert sql(settings, "DROP TABLE reports").returncode != 0  # read-only there too
+        finally:
+            sink.send_signal(signal.SIGTERM)
+            assert sink.wait(60) == 0, (tmp_path / "sink.log").read_text()[-3000:]
