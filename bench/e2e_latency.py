@@ -386,21 +386,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path) -> dict[str, Any]:
+def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
+                   split: bool = False) -> dict[str, Any]:
     """The full stack: ``radstream worker`` (NLP agent + our sink) fed ReportFinalized events only;
-    visibility polled through the worker's read-only ``/sql`` page (50 ms period)."""
+    visibility polled through the worker's read-only ``/sql`` page (50 ms period). ``split``:
+    ``radstream worker --no-sink`` and ``radstream db sink`` as two processes, polled through the
+    sink's page."""
     s = fresh_settings(base, "stack")
     port = free_port()
     state = tmp / uuid.uuid4().hex[:6]
     state.mkdir(parents=True)
     log = open(state / "worker.log", "wb")  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "radstream", "worker"],
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "radstream", "worker", *(["--no-sink"] if split else [])],
         cwd=REPO,
-        env=child_env(s, state, port),
+        env=child_env(s, state, free_port() if split else port),
         stdout=log,
         stderr=subprocess.STDOUT,
-    )
+    )]
+    if split:
+        procs.append(subprocess.Popen([sys.executable, "-m", "radstream", "db", "sink"], cwd=REPO,
+                                      env=child_env(s, state, port), stdout=log, stderr=subprocess.STDOUT))
 
     def query(since: int) -> list[tuple[str, float, float]]:
         sql = POLL_SQL.format(since=since)
@@ -433,13 +439,16 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path) -> dic
         res["nlp_p50_ms"], res["nlp_p95_ms"] = pct(nlp, 50) * 1000, pct(nlp, 95) * 1000
     finally:
         poller.stop.set()
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         log.close()
-    res.update(mode="stack (worker: NLP + sink)", rate="max" if rate is None else f"{rate:g}/s")
+    mode = "stack split (worker | sink)" if split else "stack (worker: NLP + sink)"
+    res.update(mode=mode, rate="max" if rate is None else f"{rate:g}/s")
     print(json.dumps(res), file=sys.stderr)
     return res
 
@@ -450,6 +459,8 @@ def main() -> None:
     ap.add_argument("--max-reports", type=int, default=5000)
     ap.add_argument("--stack", action="store_true", help="also measure the full worker (NLP + sink)")
     ap.add_argument("--stack-max-reports", type=int, default=3000)
+    ap.add_argument("--split", action="store_true",
+                    help="with --stack: also `worker --no-sink` + `db sink` as two processes")
     ap.add_argument("--modes", default="ours,baseline")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -483,6 +494,8 @@ def main() -> None:
             for rate in rates:
                 n = args.stack_max_reports if rate is None else int(rate * args.seconds)
                 rows.append(run_stack_mode(base, rate, n, tmp))
+                if args.split:
+                    rows.append(run_stack_mode(base, rate, n, tmp, split=True))
     finally:
         if started is not None:
             from radstream.stack import kafka
@@ -507,7 +520,7 @@ def main() -> None:
         )
     for r in rows:
         if "nlp_p50_ms" in r:
-            print(f"stack {r['rate']}: produced -> NLP agent done p50 {r['nlp_p50_ms']:.0f} ms, "
+            print(f"{r['mode']} {r['rate']}: produced -> NLP agent done p50 {r['nlp_p50_ms']:.0f} ms, "
                   f"p95 {r['nlp_p95_ms']:.0f} ms (the rest is the sink)")
 
 
