@@ -60,3 +60,41 @@ def topic_settings(kafka_settings: Settings) -> Settings:
     settings = kafka_settings.replace(topics=topics)
     create_topics(settings)  # waits until every new topic has a leader
     return settings
+
+
+def _chdb_engine_open() -> str | None:
+    """The error chDB gives when an engine is still open in this process (None: none is).
+
+    chDB hosts one engine path per process and keeps it up while any handle on it is open, so a
+    client a test forgot (or one only the garbage collector would close) breaks every later test
+    that opens another path."""
+    import chdb
+
+    try:
+        chdb.connect(":memory:").close()
+    except RuntimeError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_chdb_engine_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test module: close cached read-only clients, collect garbage (clickhouse-connect
+    closes unreferenced chDB handles from a finalizer), then fail loudly, naming the module, if an
+    engine is still open, instead of letting it break the next module's tests."""
+    yield
+    import sys
+
+    if "chdb" not in sys.modules:
+        return
+    import gc
+
+    from sinks.clickhouse.query import close_readonly_clients
+
+    close_readonly_clients()
+    if _chdb_engine_open() is None:
+        return
+    gc.collect()
+    left = _chdb_engine_open()
+    if left is not None:
+        pytest.fail(f"{request.node.nodeid} left a chDB engine open: {left}", pytrace=False)
