@@ -1,4 +1,4 @@
-"""Every current contract reads every released version (schemas/history/<name>.vN.avsc)."""
+"""Each contract is released (current == newest schemas/history/<name>.vN.avsc) and reads every release."""
 
 from __future__ import annotations
 
@@ -66,3 +66,41 @@ def test_current_decodes_records_written_with_history(name: str, path: Path) -> 
         for field, spec in reader_fields.items():
             if field not in writer_fields:
                 assert decoded[field] == spec["default"], field
+
+
+def _releases(name: str) -> list[Path]:
+    return sorted((path for n, path in HISTORY if n == name), key=_version)
+
+
+def _newest(name: str) -> Path:
+    releases = _releases(name)
+    assert releases, f"{name} has no released version in schemas/history"
+    return releases[-1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_current_schema_is_released(name: str) -> None:
+    """An edit of schemas/<name>.avsc fails here until it is released as the next history version."""
+    newest = _newest(name)
+    current = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
+    released = json.loads(newest.read_text())
+    assert current == released, (
+        f"schemas/{name}.avsc differs from its newest release {newest.name}: copy it to "
+        f"schemas/history/{name}.v{_version(newest) + 1}.avsc (after checking it is backward compatible)"
+    )
+
+
+CONSECUTIVE = [
+    (name, releases[i - 1], releases[i])
+    for name in NAMES
+    for releases in [_releases(name)]
+    for i in range(1, len(releases))
+]
+
+
+@pytest.mark.parametrize(("name", "older", "newer"), CONSECUTIVE, ids=[n.name for _, _, n in CONSECUTIVE])
+def test_each_release_reads_the_previous_one(name: str, older: Path, newer: Path) -> None:
+    reader = avro.schema.parse(newer.read_text())
+    writer = avro.schema.parse(older.read_text())
+    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
+    assert result.compatibility is SchemaCompatibilityType.compatible, (name, result.messages)
