@@ -11,6 +11,8 @@ purposes). Mapping:
   ``conclusion``, else the narrative ``text.div`` stripped of markup;
 - accession: an identifier typed ACSN (v2-0203) on the DiagnosticReport, on its ``basedOn``
   ServiceRequest, or on its ImagingStudy (contained, or in the same Bundle);
+- placer / filler order numbers: an identifier typed PLAC / FILL (v2-0203) on the DiagnosticReport,
+  else on its ``basedOn`` ServiceRequest (where orders carry them);
 - Study Instance UID: the ImagingStudy identifier with system ``urn:dicom:uid``; modality from it;
 - patient: the subject Patient's MR identifier (else its logical id); encounter class -> patient
   class (IMP/AMB/EMER ...), encounter identifier -> visit number;
@@ -213,6 +215,10 @@ def report_event(dr: dict[str, Any], index: _Index, *, site: str, received_time:
     if not accession:
         raise ParseError("no accession: no identifier of type ACSN on the DiagnosticReport, its basedOn "
                          "ServiceRequest or its ImagingStudy", code="required")
+    placer, filler = _typed_identifier(dr, "PLAC"), _typed_identifier(dr, "FILL")
+    for res in requests:
+        placer = placer or _typed_identifier(res, "PLAC")
+        filler = filler or _typed_identifier(res, "FILL")
     study = next((s for s in studies if s), None)
     patient = index.resolve(dr.get("subject"), dr)
     patient_id = _typed_identifier(patient, "MR") or str((patient or {}).get("id") or "")
@@ -256,6 +262,8 @@ def report_event(dr: dict[str, Any], index: _Index, *, site: str, received_time:
         status_time=issued or updated,
         author=author or None,
         source_message_id=message_id or (str(dr["id"]) if dr.get("id") else None),
+        placer_order_number=placer or None,
+        filler_order_number=filler or None,
     )
 
 

@@ -7,9 +7,11 @@ radiology meaning:
   character set (MSH-18), which decides how the bytes are decoded (a message whose bytes do not
   decode in its declared charset is rejected with AR, never guessed).
 - PID-3 patient id (the MR identifier when several are sent), PV1-2 patient class, PV1-19 visit.
-- Each ORC/OBR group is one report: accession from OBR-3 or OBR-18 (``accession_field``), OBR-4
-  procedure, OBR-7 exam time, OBR-22 status-change time (the version), OBR-24 modality, OBR-25
-  result status (table 0123), OBR-32 interpreter, ZDS-1 / an OBX "113014" for the Study UID.
+- Each ORC/OBR group is one report: placer order number from OBR-2 (else ORC-2), filler order
+  number from OBR-3 (else ORC-3; also the ``report_id``), accession from OBR-3 or OBR-18
+  (``accession_field``), OBR-4 procedure, OBR-7 exam time, OBR-22 status-change time (the
+  version), OBR-24 modality, OBR-25 result status (table 0123), OBR-32 interpreter, ZDS-1 / an
+  OBX "113014" for the Study UID.
 - OBX TX/FT/ST lines and NTE comments, in order, joined with line breaks; escapes (\\.br\\, \\F\\,
   \\S\\, \\T\\, \\R\\, \\E\\, \\Xhh\\) resolved. An OBX-11 ``B`` line makes the version an addendum, and
   so does a correction (OBR-25 ``C``) whose full text has an ``ADDENDUM`` line (``addendum_markers``).
@@ -348,11 +350,12 @@ def _group_event(msg: Any, g: _Group, header: MessageHeader, *, site: str, acces
     author = " ".join(p for p in (given, family) if p) or ident
     pclass_raw = _get(g.pv1, 2).upper() if g.pv1 is not None else ""
     pclass = tables()["patient_class_0004"].get(pclass_raw, pclass_raw.lower() or None)
-    report_id = _get(obr, 3) or (_get(orc, 3) if orc is not None else "") or accession
+    placer = _unescape(msg, _get(obr, 2) or (_get(orc, 2) if orc is not None else ""))
+    filler = _unescape(msg, _get(obr, 3) or (_get(orc, 3) if orc is not None else ""))
     return ReportEvent(
         site=site,
         accession=accession,
-        report_id=_unescape(msg, report_id),
+        report_id=filler or accession,
         version=derive_version(status, status_time, msg_time, obs_time),
         status=status,
         patient_id=patient_id,
@@ -369,6 +372,8 @@ def _group_event(msg: Any, g: _Group, header: MessageHeader, *, site: str, acces
         status_time=status_time,
         author=_unescape(msg, author) or None,
         source_message_id=(header.control_id + (f"#{g.index}" if several else "")) or None,
+        placer_order_number=placer or None,
+        filler_order_number=filler or None,
     )
 
 

@@ -174,6 +174,8 @@ class ReportEvent:
     status_time: datetime | None = None
     author: str | None = None
     source_message_id: str | None = None
+    placer_order_number: str | None = None
+    filler_order_number: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -208,6 +210,8 @@ class ReportEvent:
             "site": self.site,
             "accession": self.accession,
             "report_id": self.report_id,
+            "placer_order_number": self.placer_order_number,
+            "filler_order_number": self.filler_order_number,
             "version": self.version,
             "status": self.status,
             "patient_id": self.patient_id,

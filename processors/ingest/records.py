@@ -32,6 +32,7 @@ FIELDS = (
     "site", "accession", "report_id", "version", "status", "patient_id", "patient_id_is_pseudonym",
     "visit_number", "patient_class", "modality", "procedure_code", "procedure_description", "body_part",
     "study_instance_uid", "observation_time", "status_time", "author", "source_message_id", "text",
+    "placer_order_number", "filler_order_number",
 )
 TIME_FIELDS = ("observation_time", "status_time")
 MAX_FIELD_CHARS = 1_000_000
@@ -160,6 +161,8 @@ def record_to_event(row: Mapping[str, Any], mapping: ColumnMapping, *, site: str
         status_time=st,
         author=_opt(vals["author"]),
         source_message_id=_opt(vals["source_message_id"]),
+        placer_order_number=_opt(vals["placer_order_number"]),
+        filler_order_number=_opt(vals["filler_order_number"]),
     )
 
 

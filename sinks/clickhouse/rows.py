@@ -19,6 +19,7 @@ REPORT_COLUMNS = (
     "site", "accession", "version", "event_id", "report_id", "status", "patient_id",
     "patient_id_is_pseudonym", "visit_number", "patient_class", "modality", "procedure_code",
     "procedure_description", "body_part",
+    "placer_order_number", "filler_order_number",
     "study_instance_uid", "observation_time", "status_time", "received_time", "exam_time", "author",
     "source_format", "source_message_id", "text", *KAFKA,
 )
@@ -105,6 +106,7 @@ def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         _s(rec.get("report_id")), rec["status"], rec["patient_id"], bool(rec.get("patient_id_is_pseudonym")),
         _s(rec.get("visit_number")), _s(rec.get("patient_class")), _s(rec.get("modality")),
         _s(rec.get("procedure_code")), _s(rec.get("procedure_description")), _s(rec.get("body_part")),
+        _s(rec.get("placer_order_number")), _s(rec.get("filler_order_number")),
         _s(rec.get("study_instance_uid")), obs, status_time, received, obs or status_time or received,
         _s(rec.get("author")), _s(rec.get("source_format")), _s(rec.get("source_message_id")), rec["text"],
         *origin.cols(),

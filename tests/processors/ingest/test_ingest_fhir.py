@@ -139,3 +139,24 @@ def test_ndjson_export() -> None:
     assert kinds == [(1, "ReportEvent", "final"), (2, "ReportEvent", "final"),
                      (3, "ReportEvent", "cancelled"), (4, "Rejected", None)]
     assert isinstance(out[-1][1], Rejected) and out[-1][1].where == "x.ndjson:4"
+
+
+def _typed(code: str, value: str) -> dict[str, Any]:
+    return {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]},
+            "value": value}
+
+
+def test_placer_and_filler_order_numbers_from_the_service_request_or_the_report() -> None:
+    bundle = load("bundle_final.json")
+    assert (one(bundle).placer_order_number, one(bundle).filler_order_number) == (None, None)
+    sr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
+    sr["identifier"] += [_typed("PLAC", "ORD-PL-9001"), _typed("FILL", "ORD-FL-9001")]
+    ev = one(bundle)
+    assert (ev.placer_order_number, ev.filler_order_number, ev.accession) == (
+        "ORD-PL-9001", "ORD-FL-9001", "FH-ACC-9001")
+    back = serde.decode("report_finalized", serde.encode("report_finalized", ev.to_avro()))
+    assert (back["placer_order_number"], back["filler_order_number"]) == ("ORD-PL-9001", "ORD-FL-9001")
+    # an identifier on the DiagnosticReport itself wins over its ServiceRequest's
+    dr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport")
+    dr["identifier"] = [*dr.get("identifier", []), _typed("FILL", "DR-FL-1")]
+    assert one(bundle).filler_order_number == "DR-FL-1" and one(bundle).placer_order_number == "ORD-PL-9001"

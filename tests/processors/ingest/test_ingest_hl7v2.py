@@ -245,3 +245,39 @@ def test_addendum_sent_as_correction_with_full_text() -> None:
     assert lines[0].startswith("FINDINGS:") and lines[2] == "" and lines[3].startswith("ADDENDUM:")
     # a plain correction (no addendum line) stays a correction
     assert parse(sample("vendor_c_3_corrected.hl7"))[0].status == "corrected"
+
+
+# --- placer / filler order numbers -----------------------------------------------------------------
+
+def _blank_order_numbers(fields: list[str]) -> str:
+    fields[2] = fields[3] = ""
+    return "|".join(fields)
+
+
+def test_placer_from_obr2_filler_from_obr3_and_on_the_contract() -> None:
+    [ev] = parse(sample("vendor_a_obx_per_line.hl7"))
+    assert (ev.placer_order_number, ev.filler_order_number, ev.report_id) == (
+        "PL5521", "ACC20260302001", "ACC20260302001")
+    back = serde.decode("report_finalized", serde.encode("report_finalized", ev.to_avro()))
+    assert (back["placer_order_number"], back["filler_order_number"]) == ("PL5521", "ACC20260302001")
+    # OBR-18 as the accession: the filler number stays OBR-3, the placer OBR-2
+    [b] = parse(sample("vendor_b_ft_blob_latin1.hl7"), accession_field="OBR-18")
+    assert (b.accession, b.placer_order_number, b.filler_order_number) == ("RIS20260303-0042", "ORD9981",
+                                                                           "F9981")
+
+
+def test_order_numbers_fall_back_to_orc_and_are_per_group() -> None:
+    bare = _blank_order_numbers(obr().split("|"))  # OBR-2 and OBR-3 empty
+    [ev] = parse(msg(PID, "ORC|RE|ORC-PL-7^EPIC|ORC-FL-7^RIS", bare, "OBX|1|TX|||Lungs clear.||||||F"),
+                 accession_field="ORC-3")
+    assert (ev.accession, ev.placer_order_number, ev.filler_order_number, ev.report_id) == (
+        "ORC-FL-7", "ORC-PL-7", "ORC-FL-7", "ORC-FL-7")
+    # OBR-2 wins over ORC-2; an ORC belongs to the OBR after it only
+    [a, b] = parse(msg(PID, "ORC|RE|ORC-PL-1|A1", obr(acc="A1"), "OBX|1|TX|||one||||||F",
+                       obr(acc="A2").replace("|P1|", "||"), "OBX|1|TX|||two||||||F"))
+    assert (a.placer_order_number, a.filler_order_number) == ("P1", "A1")
+    assert (b.placer_order_number, b.filler_order_number) == (None, "A2")
+    evs = parse(sample("multi_obr_two_reports.hl7"))
+    assert [e.placer_order_number for e in evs] == ["PL1", "PL2"]
+    [c] = parse(sample("vendor_c_2_final.hl7"))
+    assert c.placer_order_number is None and c.filler_order_number == "ACC-C-5001"

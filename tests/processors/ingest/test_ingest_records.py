@@ -115,3 +115,11 @@ def test_csv_skip_resumes_after_n_rows() -> None:
 def test_bad_mapping_specs(spec: str) -> None:
     with pytest.raises(ValueError):
         ColumnMapping.parse([spec])
+
+
+def test_order_numbers_by_name_alias_or_mapping() -> None:
+    ev = _one({"accession": "A1", "text": "t", "placer_order_number": "PL1", "filler_number": "FL1"})
+    assert (ev.placer_order_number, ev.filler_order_number) == ("PL1", "FL1")
+    ev = _one({"accession": "A1", "text": "t", "order": "PL2"}, "order=placer_order_number")
+    assert (ev.placer_order_number, ev.filler_order_number) == ("PL2", None)
+    assert _one({"accession": "A1", "text": "t", "placer_order_number": ""}).placer_order_number is None

@@ -81,6 +81,15 @@ def test_backfill_all_formats_rejects_and_latest_view(tmp_path: Path) -> None:
         versions = query(client, "SELECT status FROM report_versions FINAL WHERE accession = 'ACC-C-5001' "
                                  "ORDER BY version")
         assert versions == [("preliminary",), ("final",), ("corrected",)]
+        # order numbers (HL7 OBR-2/ORC-2 and OBR-3/ORC-3) reach every report table and the latest view
+        expect = [("ACC-C-5001", "", "ACC-C-5001"), ("ACC-M-2", "PL2", "ACC-M-2"),
+                  ("ACC20260302001", "PL5521", "ACC20260302001")]
+        for source in ("reports_latest", "reports FINAL", "report_versions FINAL"):
+            rows = query(client, f"SELECT accession, placer_order_number, filler_order_number FROM {source} "
+                                 "WHERE accession IN ('ACC20260302001', 'ACC-M-2', 'ACC-C-5001') "
+                                 "AND status != 'preliminary' "
+                                 "ORDER BY accession, version DESC LIMIT 1 BY accession")
+            assert rows == expect, source
         n_nlp = query(client, "SELECT count() FROM report_nlp FINAL")[0][0]
         assert n_nlp == 21
         assert query(client, "SELECT count() FROM findings FINAL")[0][0] > 0

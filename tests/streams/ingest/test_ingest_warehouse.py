@@ -118,3 +118,47 @@ def test_correction_replaces_final_and_late_older_event_is_ignored(wh_settings: 
         assert latest["FH-ACC-9001"][0] == "addendum"  # the final that arrived late did not win
         assert latest["ACC20260302001"][0] == "final"
         assert "ACC-X-1" not in latest
+        # the placer order number (OBR-2) travels through the topic and the sink into the latest view
+        orders = client.query("SELECT placer_order_number, filler_order_number FROM reports_latest "
+                              "WHERE accession = 'ACC20260302001'").result_rows
+        assert orders == [("PL5521", "ACC20260302001")]
+
+
+def test_order_number_migration_upgrades_a_warehouse_with_reports_in_it(tmp_path: Path) -> None:
+    """Migration 006 on a store at 005 that holds a report: old rows get '', the latest view shows the
+    new columns (it is re-created), and new events fill them."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from processors.ingest.hl7v2 import parse_oru
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.migrate import DDL_DIR, migrate
+    from sinks.clickhouse.sink import write_records
+
+    settings = Settings(state_dir=str(tmp_path)).replace(
+        clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"})
+    old = tmp_path / "ddl-005"
+    old.mkdir()
+    for path in sorted(DDL_DIR.glob("*.sql")):
+        if int(path.name[:3]) <= 5:
+            shutil.copy(path, old / path.name)
+    client = open_client(settings)
+    try:
+        migrate(client, settings, old)
+        client.command("INSERT INTO rs.reports (site, accession, version, event_id, report_id, status, "
+                       "patient_id, text, received_time, exam_time) VALUES ('default', 'OLD-1', 1, 'e1', "
+                       "'OLD-1', 'final', 'P1', 'Old report.', now64(6), now64(6))")
+        before = [r[0] for r in client.query("DESCRIBE rs.reports_latest").result_rows]
+        assert "placer_order_number" not in before
+        assert [m[:3] for m in migrate(client, settings)] == ["006"]
+        for table in ("report_versions", "reports", "reports_latest"):
+            cols = [r[0] for r in client.query(f"DESCRIBE rs.{table}").result_rows]
+            assert {"placer_order_number", "filler_order_number"} <= set(cols), table
+        raw = (HL7 / "vendor_a_obx_per_line.hl7").read_bytes()
+        [ev] = parse_oru(raw, site="default", received_time=datetime(2026, 3, 2, tzinfo=UTC)).events
+        write_records(client, "report_finalized", [ev.to_avro()])
+        rows = client.query("SELECT accession, placer_order_number, filler_order_number "
+                            "FROM rs.reports_latest ORDER BY accession").result_rows
+        assert [tuple(r) for r in rows] == [("ACC20260302001", "PL5521", "ACC20260302001"), ("OLD-1", "", "")]
+    finally:
+        client.close()
