@@ -29,6 +29,9 @@ entity types without the ``B-``/``I-`` prefix (``"O"`` is always ignored).
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +39,8 @@ from typing import Any
 
 from processors.ml import DEFAULT_TORCH_THREADS, offline_env, quiet_transformers
 from processors.ml.units import SectionFn, SentenceFn, SentenceSpan, report_sentences
+
+log = logging.getLogger("radstream.ml")
 
 TASKS = ("sequence", "token")
 UNITS = ("sentence", "report")
@@ -134,6 +139,18 @@ class ModelFinding:
         return rec
 
 
+def _announce(msg: str, *args: object) -> None:
+    """One INFO line per model load. A process where nobody configured logging (the worker's spawned
+    NLP processes, where the models run) gets a stderr handler for ``radstream.ml``, so the line
+    reaches the worker's log; elsewhere the process's own logging decides."""
+    if not logging.getLogger().hasHandlers() and not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    log.info(msg, *args)
+
+
 def _entity_type(label: str) -> str:
     return label[2:] if label[:2] in ("B-", "I-", "E-", "S-") else label
 
@@ -173,6 +190,10 @@ class SiteClassifier:
         self.multi_label = bool(multi)
         if config.task == "token" and not getattr(self.tokenizer, "is_fast", False):
             raise ClassifierConfigError(f"{config.name}: token classification needs a fast tokenizer")
+        self.torch_threads = int(torch.get_num_threads())  # read back: what the model really runs with
+        _announce("site classifier %s (%s, %d labels) loaded from %s in pid %d, torch threads %d",
+                  config.name, config.task, len(self.id2label), config.model_dir, os.getpid(),
+                  self.torch_threads)
 
     @classmethod
     def from_config_file(cls, path: str | Path, threads: int | None = None) -> SiteClassifier:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from processors.ml import ml_available
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_model import classifier_config, tiny_model  # noqa: E402
 
 pytestmark = [
     pytest.mark.ml,
@@ -21,50 +24,11 @@ REPORT = (
     "IMPRESSION:\n"
     "Acute pulmonary embolism.\n"
 )
-WORDS = ["filling", "defect", "in", "the", "right", "pulmonary", "artery", "no", "pleural", "effusion",
-         "acute", "embolism", "findings", "impression", "normal", ".", ":", ","]
 SENTENCES = ["Filling defect in the right pulmonary artery.", "No pleural effusion.",
              "Acute pulmonary embolism."]
 
-
-def _tokenizer(tmp: Path):  # type: ignore[no-untyped-def]
-    from transformers import BertTokenizerFast
-
-    vocab = tmp / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
-
-
-def _tiny_model(tmp: Path, task: str, labels: list[str], force: str | None = None,
-                multi_label: bool = False) -> Path:
-    """BertConfig(tiny) -> random weights -> save_pretrained; ``force`` makes one label always win."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
-
-    tok = _tokenizer(tmp)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64, num_labels=len(labels),
-                     id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)},
-                     problem_type="multi_label_classification" if multi_label else None)
-    torch.manual_seed(0)
-    cls = BertForTokenClassification if task == "token" else BertForSequenceClassification
-    model = cls(cfg)
-    if force is not None:
-        with torch.no_grad():
-            model.classifier.weight.zero_()
-            model.classifier.bias.fill_(-8.0)
-            model.classifier.bias[labels.index(force)] = 8.0
-    out = tmp / "model"
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-def _config(tmp: Path, model_dir: Path, **extra: object) -> Path:
-    cfg = {"name": "tiny", "model_dir": model_dir.name, **extra}
-    path = tmp / "classifier.json"
-    path.write_text(json.dumps(cfg))
-    return path
+_tiny_model = tiny_model
+_config = classifier_config
 
 
 PE = {"concept": "pulmonary embolism", "category": "finding"}
@@ -187,3 +151,27 @@ def test_model_findings_join_the_rule_findings_of_the_stream(tmp_path: Path) -> 
         by_source.setdefault(f["source"], []).append(f["concept"])
     assert by_source["model:tiny"] == ["pulmonary embolism"] * len(SENTENCES)
     assert "pulmonary_embolism" in by_source["rules"] and "pleural_effusion" in by_source["rules"]
+
+
+def test_toml_ml_section_sets_classifiers_and_torch_threads(tmp_path: Path) -> None:
+    """``[ml]`` in the TOML file (RADSTREAM_CONFIG / --config): the classifier loads with the threads
+    asked for, read back from torch (neither our default 1 nor torch's own default)."""
+    import torch
+
+    from processors.ml.classifier import load_site_classifiers
+    from radstream.config import load_settings
+
+    model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
+    path = _config(tmp_path, model, labels={"OTHER": None, "PE": PE})
+    toml = tmp_path / "radstream.toml"
+    wanted = torch.get_num_threads() + 1
+    toml.write_text(f'[ml]\nclassifiers = ["{path}"]\ntorch_threads = {wanted}\n')
+    before = torch.get_num_threads()
+    try:
+        settings = load_settings(env={"RADSTREAM_STATE_DIR": str(tmp_path)}, config_file=toml)
+        assert settings.ml.classifiers == (str(path),) and settings.ml.torch_threads == wanted
+        (clf,) = load_site_classifiers(settings.ml.classifiers, threads=settings.ml.torch_threads)
+        assert clf.torch_threads == wanted
+        assert [f.text for f in clf.classify(REPORT)] == SENTENCES
+    finally:
+        torch.set_num_threads(before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="module")
-def embedder():  # type: ignore[no-untyped-def]
+def embedder() -> Any:
     from processors.ml.embed import Embedder, packaged_model_dir
 
     return Embedder(packaged_model_dir(), threads=1, batch_size=4)
@@ -42,7 +43,7 @@ def test_model_directory_is_found_in_site_packages() -> None:
     assert "site-packages" in str(d) or "dist-packages" in str(d)
 
 
-def test_vectors_are_unit_length_float32(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_vectors_are_unit_length_float32(embedder: Any) -> None:
     from processors.ml.embed import DIM
 
     v = embedder.embed(SENTENCES)
@@ -51,7 +52,7 @@ def test_vectors_are_unit_length_float32(embedder) -> None:  # type: ignore[no-u
     assert embedder.embed([]).shape == (0, DIM)
 
 
-def test_batch_size_and_order_do_not_change_vectors(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_batch_size_and_order_do_not_change_vectors(embedder: Any) -> None:
     one = embedder.embed(SENTENCES, batch_size=1)
     many = embedder.embed(SENTENCES, batch_size=6)
     np.testing.assert_allclose(one, many, atol=2e-5)
@@ -59,7 +60,7 @@ def test_batch_size_and_order_do_not_change_vectors(embedder) -> None:  # type: 
     np.testing.assert_allclose(rev[::-1], one, atol=2e-5)
 
 
-def test_same_vectors_as_sentence_transformers(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_same_vectors_as_sentence_transformers(embedder: Any) -> None:
     st = pytest.importorskip("sentence_transformers", reason="reference implementation not installed")
     from processors.ml.embed import packaged_model_dir
 
@@ -68,7 +69,7 @@ def test_same_vectors_as_sentence_transformers(embedder) -> None:  # type: ignor
     np.testing.assert_allclose(embedder.embed(SENTENCES), expected, atol=1e-4)
 
 
-def test_similar_meaning_is_nearer_than_other_anatomy(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_similar_meaning_is_nearer_than_other_anatomy(embedder: Any) -> None:
     v = embedder.embed(SENTENCES)
     sim = v @ v.T
     # the two PE phrasings are nearer to each other than to a wrist fracture or a knee
@@ -76,7 +77,7 @@ def test_similar_meaning_is_nearer_than_other_anatomy(embedder) -> None:  # type
     assert sim[3, 2] > sim[3, 5] + 0.2
 
 
-def test_embeddings_ignore_negation(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_embeddings_ignore_negation(embedder: Any) -> None:
     """The pitfall documented in docs/ml.md: 'No pulmonary embolism.' lands next to 'Pulmonary embolism.'
     (nearer than a differently worded positive report), so similarity alone cannot answer 'reports
     with PE'; `radstream similar --require-finding` adds the structured, negation-aware filter."""
