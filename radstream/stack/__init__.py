@@ -4,7 +4,10 @@
 ``{"settings": {...}, "pids": {...}}``; ``radstream.config.load_settings`` reads its
 ``settings`` as a layer, so every command finds the brokers and ports of the stack.
 Each component module exposes ``start(settings, state_dir) -> settings overrides``,
-``stop(state_dir)`` and ``status(state_dir) -> str`` (optionally ``pid(state_dir)``).
+``stop(state_dir)``, ``status(state_dir) -> str``, ``pid(state_dir)`` (the pid of the running
+process this state dir started, else None) and ``address(state_dir)`` (where it listens, "" when
+it does not run). ``status`` takes pid and address from the component's own state, not from
+``stack.json``, so a component that died or was stopped alone shows as not running, with no address.
 """
 
 from __future__ import annotations
@@ -25,14 +28,13 @@ COMPONENTS = ("kafka", "orthanc")
 @dataclass(frozen=True)
 class ComponentStatus:
     component: str
-    pid: int | None
-    address: str
+    pid: int | None  # the running process this state dir started (None: not running)
+    address: str  # where it listens ("" when not running)
     state: str  # the component's own status text, e.g. "running (...)" / "stopped" / "not installed"
 
     @property
     def running(self) -> bool:
-        words = self.state.replace(":", " ").split()
-        return "running" in words and "not" not in words
+        return self.pid is not None
 
 
 def _module(name: str) -> ModuleType | None:
@@ -80,8 +82,7 @@ def up(settings: Settings, components: tuple[str, ...] | list[str] = COMPONENTS)
             continue  # e.g. orthanc.py not written yet
         overrides = mod.start(settings, state_dir)
         _merge(data["settings"], overrides or {})
-        pid_of = getattr(mod, "pid", None)
-        data["pids"][name] = pid_of(state_dir) if callable(pid_of) else None
+        data["pids"][name] = mod.pid(state_dir)
         _write(state_dir, data)  # after each component, so a later failure keeps what runs
     return data
 
@@ -103,25 +104,15 @@ def down(settings: Settings, components: tuple[str, ...] | list[str] = COMPONENT
         _write(state_dir, data)
 
 
-def _address(name: str, overrides: dict[str, Any]) -> str:
-    if name == "kafka":
-        return str(overrides.get("kafka", {}).get("bootstrap", ""))
-    pacs = overrides.get("pacs", {})
-    if pacs:
-        return f"{pacs.get('host', '127.0.0.1')}:{pacs.get('port', '')} http:{pacs.get('http_port', '')}"
-    return ""
-
-
 def status(settings: Settings) -> list[ComponentStatus]:
     state_dir = Path(settings.state_dir).resolve()
-    data = _read(state_dir)
     rows = []
     for name in COMPONENTS:
         mod = _module(name)
         if mod is None:
             rows.append(ComponentStatus(name, None, "", "not installed"))
             continue
-        pid_of = getattr(mod, "pid", None)
-        pid = pid_of(state_dir) if callable(pid_of) else data["pids"].get(name)
-        rows.append(ComponentStatus(name, pid, _address(name, data["settings"]), mod.status(state_dir)))
+        pid = mod.pid(state_dir)
+        address = mod.address(state_dir) if pid is not None else ""
+        rows.append(ComponentStatus(name, pid, address, mod.status(state_dir)))
     return rows

@@ -292,19 +292,31 @@ def stop_kafka(kdir: Path, timeout: float = 20.0) -> bool:
         (kdir / "kafka.pid").unlink(missing_ok=True)
         return False
     assert pid is not None
-    os.killpg(pid, signal.SIGTERM)  # own process group: created with start_new_session
+    _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
     if _alive(pid):
         log.warning("Kafka pid %d ignored SIGTERM for %.0f s; killing it", pid, timeout)
-        os.killpg(pid, signal.SIGKILL)
+        _signal(pid, signal.SIGKILL)
         while _alive(pid):
             time.sleep(0.05)
     (kdir / "kafka.pid").unlink(missing_ok=True)
     if st is not None:
         _write_state(kdir, KafkaState(st.version, st.port, st.controller_port, None))
     return True
+
+
+def _signal(pid: int, sig: int) -> None:
+    """Signal the broker's process group if it leads one (started with start_new_session), else just it:
+    never a group some other process leads."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _alive(pid: int) -> bool:
@@ -351,3 +363,8 @@ def status(state_dir: Path) -> str:
 def pid(state_dir: Path) -> int | None:
     st = running(state_dir / "kafka")
     return st.pid if st else None
+
+
+def address(state_dir: Path) -> str:
+    st = running(state_dir / "kafka")
+    return st.bootstrap if st else ""

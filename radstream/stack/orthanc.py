@@ -5,8 +5,10 @@ Interface used by ``radstream stack``:
 - ``start(settings, state_dir) -> dict``: settings overrides for ``stack.json``
   (``{"pacs": {...}, "research": {...}}``); idempotent (a running Orthanc of this
   state dir is reused).
-- ``stop(state_dir)``: stops only the Orthanc this module started (pid file + cmdline check).
-- ``status(state_dir) -> str``: one line.
+- ``stop(state_dir)``: stops only the Orthanc this module started (pid in ``orthanc/state.json``,
+  checked against the process's command line: binary and our config file).
+- ``status(state_dir) -> str``: one line; ``pid(state_dir)`` and ``address(state_dir)`` of the
+  running instance (None / "" when it does not run).
 
 Orthanc runs with ``TCP_NODELAY=1`` in its environment, a unique ``Name``, storage and
 index in ``<state_dir>/orthanc``, DICOM and HTTP on free loopback ports, no plugins,
@@ -181,8 +183,15 @@ def start(settings: Settings, state_dir: Path, timeout: float = 60.0) -> dict[st
     d = _dir(state_dir)
     d.mkdir(parents=True, exist_ok=True)
     state = _read_state(state_dir)
-    if state and _pid_alive(int(state["pid"]), state["config"]) and _ready(state, settings.pacs.calling_ae):
-        return overrides(state)
+    if state and _pid_alive(int(state["pid"]), state["config"]):
+        # ours and alive (maybe still starting, e.g. a concurrent `stack up`): reuse it once it answers;
+        # else stop it, so the new one neither shares its storage nor leaves it running untracked
+        deadline = time.monotonic() + min(timeout, 10.0)
+        while time.monotonic() < deadline and _pid_alive(int(state["pid"]), state["config"]):
+            if _ready(state, settings.pacs.calling_ae):
+                return overrides(state)
+            time.sleep(0.2)
+        stop(state_dir)
     binary = orthanc_binary()
     dicom_port, http_port = free_port(), free_port()
     research_port = int(state["research_port"]) if state else free_port()
@@ -236,7 +245,11 @@ def stop(state_dir: Path, timeout: float = 20.0) -> None:
             time.sleep(0.1)
         if _pid_alive(pid, state["config"]):
             os.kill(pid, signal.SIGKILL)
-            time.sleep(0.2)
+            for _ in range(100):
+                _reap(pid)
+                if not _pid_alive(pid, state["config"]):
+                    break
+                time.sleep(0.05)
     _reap(pid)
     (_dir(state_dir) / "orthanc.pid").unlink(missing_ok=True)
 
@@ -298,3 +311,11 @@ def pid(state_dir: Path) -> int | None:
     if state and _pid_alive(int(state["pid"]), state["config"]):
         return int(state["pid"])
     return None
+
+
+def address(state_dir: Path) -> str:
+    """Where our running Orthanc listens: DICOM host:port and the REST port ("" when it does not run)."""
+    state = _read_state(state_dir)
+    if state and _pid_alive(int(state["pid"]), state["config"]):
+        return f"127.0.0.1:{state['dicom_port']} http:{state['http_port']}"
+    return ""
