@@ -151,16 +151,29 @@ def write_synthetic(path: Path, n: int, bad_every: int = 0, seed: int = 7) -> No
                                  "text": text}) + "\n")
 
 
+def _record_no(accession: str) -> int:
+    return int(accession.removeprefix("SYN"))
+
+
 def test_backfill_killed_midway_then_rerun_loads_each_report_once(tmp_path: Path) -> None:
-    """A real SIGKILL of the CLI (and its worker processes) mid-run, then a rerun."""
+    """A real SIGKILL of the CLI (and its worker processes) mid-run, then a rerun.
+
+    What the design promises (streams/ingest/backfill.py, sinks/clickhouse/ddl/001_tables.sql): the
+    checkpoint is saved after each write batch, so the rerun re-loads at most the batch that was
+    written but not yet checkpointed when the kill came, as identical rows (same run time, same event
+    ids) that ReplacingMergeTree collapses. So: FINAL / latest-view counts are exact, physical
+    duplicates exist only for that one batch, and no record the checkpoint covered is loaded again
+    (checked with ``inserted_at``, which every insert stamps: rows inserted by the rerun are newer than
+    every row present after the kill, also when a background merge kept the rerun's copy).
+    """
     path = tmp_path / "big.jsonl"
-    n = 800
+    n, batch = 800, 50
     write_synthetic(path, n, bad_every=100)
     cp = tmp_path / "cp.json"
     env = {**os.environ, "RADSTREAM_STATE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT),
            "RADSTREAM_CLICKHOUSE_URL": f"chdb://{tmp_path / 'chdb'}", "RADSTREAM_CLICKHOUSE_DATABASE": "rs"}
     args = [PY, "-m", "radstream", "backfill", str(path), "--workers", "1", "--chunk", "25",
-            "--write-batch", "50", "--checkpoint", str(cp), "--no-progress",
+            "--write-batch", str(batch), "--checkpoint", str(cp), "--no-progress",
             "--rejects", str(tmp_path / "rejects.tsv")]
     proc = subprocess.Popen(args, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -183,18 +196,48 @@ def test_backfill_killed_midway_then_rerun_loads_each_report_once(tmp_path: Path
         proc.wait(30)
     assert killed_at, f"backfill did not get going: {proc.stdout.read().decode() if proc.stdout else ''}"
     assert killed_at < n, "finished before the kill: the test proves nothing"
+    # the checkpoint as the kill left it (the process may have saved once more before the signal landed)
+    checkpointed = json.loads(cp.read_text())["files"][str(path.resolve())]["done"]
+    assert killed_at <= checkpointed < n
+
+    settings = ch_settings(tmp_path)
+    client = open_client(settings)
+    try:
+        before = {str(a) for (a,) in query(client, "SELECT DISTINCT accession FROM report_versions")}
+        last_insert_before = query(client, "SELECT max(inserted_at) FROM report_versions")[0][0]
+    finally:
+        client.close()
+    covered = {f"SYN{i:06d}" for i in range(1, checkpointed + 1) if i % 100}
+    in_flight = {a for a in before if _record_no(a) > checkpointed}  # written, not yet checkpointed
+    assert covered <= before
+    assert len(in_flight) <= batch and all(_record_no(a) <= checkpointed + batch for a in in_flight)
 
     rerun = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "backfill resumed" in rerun.stdout
     assert f"read {n}, loaded {n - 8}, rejected 8" in rerun.stdout, rerun.stdout
-    settings = ch_settings(tmp_path)
     client = open_client(settings)
     try:
+        # exact where the design promises exactness: deduplicated reads and the latest views
         sql = "SELECT count(), uniqExact(event_id) FROM report_versions FINAL"
         assert query(client, sql) == [(n - 8, n - 8)]
         assert query(client, "SELECT count() FROM reports_latest") == [(n - 8,)]
         assert query(client, "SELECT count() FROM report_nlp FINAL") == [(n - 8,)]
         assert query(client, "SELECT count() FROM dead_letters FINAL") == [(8,)]
+        for table in ("report_versions", "report_nlp"):
+            # physically: no event beyond the n - 8, each at most twice, and only the in-flight batch twice
+            assert query(client, f"SELECT uniqExact(event_id) FROM {table}") == [(n - 8,)], table
+            rows = query(client, f"SELECT accession, count() AS c FROM {table} GROUP BY accession "
+                                 "HAVING c > 1")
+            assert all(c == 2 for _, c in rows), (table, rows)
+            assert {a for a, _ in rows} <= in_flight, (table, rows)
+            total = query(client, f"SELECT count() FROM {table}")[0][0]
+            assert n - 8 <= total <= n - 8 + len(in_flight), (table, total)
+        # the rerun loaded exactly what the checkpoint did not cover: nothing below it, everything above it
+        reloaded = {str(a) for (a,) in query(
+            client, f"SELECT DISTINCT accession FROM report_versions WHERE inserted_at > "
+                    f"toDateTime64('{last_insert_before}', 3, 'UTC')")}
+        assert not reloaded & covered, sorted(reloaded & covered)[:5]
+        assert reloaded == {f"SYN{i:06d}" for i in range(checkpointed + 1, n + 1) if i % 100}
     finally:
         client.close()
