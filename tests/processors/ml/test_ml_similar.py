@@ -135,3 +135,23 @@ def test_cli_json_output(store: tuple[Settings, Any], monkeypatch: pytest.Monkey
     ro = CliRunner().invoke(main, ["similar", "x", "--where", "(SELECT count() FROM rs.findings) >= 0 "
                                    "AND throwIf(1, 'stop')=0"], env=env)
     assert ro.exit_code != 0 and "stop" in ro.output
+
+
+def test_python_call_without_a_client_searches_the_store_directly(store: tuple[Settings, Any],
+                                                                  embedder: Any) -> None:
+    """No worker serves this store: ``similar_reports`` / ``search_vector`` open it read-only here. The
+    SQL with the values written in (the form the worker's /sql page gets) finds what the bound query
+    finds."""
+    from radstream.cli.similar import search_vector, similar_reports, similar_sql_text
+
+    settings, _ = store
+    vector = embedder.embed_one("pulmonary embolism").tolist()
+    for kw in ({"k": 10}, {"k": 10, "require_findings": ["pulmonary_embolism"]},
+               {"where": "modality = 'XR'"}):
+        bound = _search(store, embedder, "pulmonary embolism", **kw)
+        assert search_vector(settings, vector, **kw) == bound
+        assert search_vector(settings, vector, direct=True, **kw) == bound
+    assert [h.accession for h in similar_reports(settings, "pulmonary embolism",
+                                                 require_findings=[PE])] == ["A1"]
+    sql = similar_sql_text("rs", vector, k=3, require_findings=["it's"])
+    assert "{" not in sql and "'it\\'s'" in sql
