@@ -173,37 +173,31 @@ class Engine:
 
     # ------------------------------------------------------------------ other extractors
     def _extract(self, result: ReportAnalysis, exam: str | None) -> None:
-        """Run the other components' extractors that exist in this checkout."""
+        """Run the extractors of measurements, recommendations, categories, critical results and exam."""
         text, ex = result.text, self.extractors
         sents = [(s.start, s.end) for s in result.sentences]
-        if "normalize_exam" in ex:
-            desc = exam if exam is not None else _exam_text(result)
-            if desc:
-                info = ex["normalize_exam"](desc)
-                result.modality = _get(info, "modality")
-                result.body_region = _get(info, "body_region")
-                result.contrast = _get(info, "contrast")
-        if "extract_measurements" in ex:
-            found = ex["extract_measurements"](text, sents)
-            if found and "with_findings" in ex and len(found) * len(result.findings) <= _MAX_PAIRS:
-                found = ex["with_findings"](found, result.findings, text, _sizeable)
-            elif found:
-                found = _nearest_findings(found, result)
-            result.measurements = list(found)
-            for m in result.measurements:
-                idx = _get(m, "finding")
-                if idx is not None:
-                    f = result.findings[idx]
-                    size = float(_get(m, "max_mm"))
-                    f.size_mm = size if f.size_mm is None else max(f.size_mm, size)
-        if "extract_recommendations" in ex:
-            result.recommendations = list(ex["extract_recommendations"](text, sents))
-        if "extract_assessments" in ex:
-            result.assessments = list(ex["extract_assessments"](text))
-        if "critical_results" in ex:
-            result.critical_results = list(ex["critical_results"](result.findings))
-        if "find_communication" in ex:
-            result.communication = ex["find_communication"](text, sents)
+        desc = exam if exam is not None else _exam_text(result)
+        if desc:
+            info = ex["normalize_exam"](desc)
+            result.modality = _get(info, "modality")
+            result.body_region = _get(info, "body_region")
+            result.contrast = _get(info, "contrast")
+        found = ex["extract_measurements"](text, sents)
+        if found and len(found) * len(result.findings) <= _MAX_PAIRS:
+            found = ex["with_findings"](found, result.findings, text, _sizeable)
+        elif found:
+            found = _nearest_findings(found, result)
+        result.measurements = list(found)
+        for m in result.measurements:
+            idx = _get(m, "finding")
+            if idx is not None:
+                f = result.findings[idx]
+                size = float(_get(m, "max_mm"))
+                f.size_mm = size if f.size_mm is None else max(f.size_mm, size)
+        result.recommendations = list(ex["extract_recommendations"](text, sents))
+        result.assessments = list(ex["extract_assessments"](text))
+        result.critical_results = list(ex["critical_results"](result.findings))
+        result.communication = ex["find_communication"](text, sents)
 
 
 def _attach_attributes(attrs: list[tuple[int, int, list[Any]]], findings: list[Finding]) -> None:
@@ -316,10 +310,8 @@ _EXTRACTORS = {
 
 def _add_critical_synonyms(phrases: dict[str, list[Concept]]) -> None:
     """Critical-result synonyms (processors.nlp.critical) the core lexicon lacks become findings too."""
-    try:
-        from processors.nlp.critical import critical_synonyms
-    except ImportError:
-        return
+    from processors.nlp.critical import critical_synonyms
+
     known = {normalize(p) for p in phrases}
     for concept, synonyms in critical_synonyms().items():
         for syn in synonyms:
@@ -328,17 +320,23 @@ def _add_critical_synonyms(phrases: dict[str, list[Concept]]) -> None:
                 known.add(normalize(syn))
 
 
+class ExtractorError(RuntimeError):
+    """An extractor of this repository failed to import or lacks its entry point."""
+
+
 def _load_extractors() -> dict[str, Callable[..., Any]]:
-    """The other components' entry points that exist in this checkout (missing ones are skipped)."""
+    """The extractors' entry points. All of them are part of the engine: one that fails to import (a syntax
+    error, a broken data file, a missing dependency) or lacks its function is an error, never skipped."""
     out: dict[str, Callable[..., Any]] = {}
     for name, module in _EXTRACTORS.items():
         try:
             mod = importlib.import_module(module)
-        except ImportError:
-            continue
+        except Exception as exc:
+            raise ExtractorError(f"NLP extractor {module} ({name}) failed to import: {exc!r}") from exc
         fn = getattr(mod, name, None)
-        if callable(fn):
-            out[name] = fn
+        if not callable(fn):
+            raise ExtractorError(f"NLP extractor {module} has no function {name}")
+        out[name] = fn
     return out
 
 
@@ -361,4 +359,4 @@ def assert_term(text: str, term: str | tuple[int, int]) -> ContextResult:
     return get_engine().assert_term(text, term)
 
 
-__all__ = ["Engine", "analyze", "assert_term", "get_engine", "normalize"]
+__all__ = ["Engine", "ExtractorError", "analyze", "assert_term", "get_engine", "normalize"]

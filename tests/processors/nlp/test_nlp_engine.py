@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
-from processors.nlp import analyze
-from processors.nlp.engine import Engine, get_engine
+import pytest
+
+from processors.nlp import analyze, engine
+from processors.nlp.engine import Engine, ExtractorError, _load_extractors, get_engine
 from streams.serde import decode, encode
 
 REPORT = """EXAM: XR CHEST 2 VIEWS
@@ -104,9 +108,7 @@ def test_engine_pickles_and_works_in_a_process_pool() -> None:
 
 
 def test_other_extractors_are_wired_in() -> None:
-    from processors.nlp.engine import _load_extractors
-
-    have = _load_extractors()
+    assert set(get_engine().extractors) == set(engine._EXTRACTORS)
     text = (
         "EXAM: CT CHEST WITH CONTRAST\nFINDINGS: Right upper lobe nodule measuring 1.2 x 0.8 cm, previously "
         "6 mm. Small right pneumothorax.\nIMPRESSION: Lung-RADS 4B. Recommend PET/CT in 3 months.\n"
@@ -114,18 +116,12 @@ def test_other_extractors_are_wired_in() -> None:
     )
     r = analyze(text)
     nodule = next(f for f in r.findings if f.concept == "nodule")
-    if "extract_measurements" in have:
-        assert r.measurements and nodule.size_mm == 12.0
-    if "normalize_exam" in have:
-        assert (r.modality, r.body_region, r.contrast) == ("CT", "chest", True)
-    if "extract_assessments" in have:
-        assert [(a.system, a.category) for a in r.assessments] == [("Lung-RADS", "4B")]
-    if "extract_recommendations" in have:
-        assert r.recommendations and r.recommendations[0].modality == "PET"
-    if "critical_results" in have:
-        assert [c.concept for c in r.critical_results] == ["pneumothorax"]
-    if "find_communication" in have:
-        assert r.communication is not None and r.communication.recipient == "Dr. Jones"
+    assert r.measurements and nodule.size_mm == 12.0
+    assert (r.modality, r.body_region, r.contrast) == ("CT", "chest", True)
+    assert [(a.system, a.category) for a in r.assessments] == [("Lung-RADS", "4B")]
+    assert r.recommendations and r.recommendations[0].modality == "PET"
+    assert [c.concept for c in r.critical_results] == ["pneumothorax"]
+    assert r.communication is not None and r.communication.recipient == "Dr. Jones"
     rec = r.to_avro()
     back = decode(
         "report_findings",
@@ -144,3 +140,31 @@ def test_other_extractors_are_wired_in() -> None:
     )
     assert [m["max_mm"] for m in back["measurements"]] == [m["max_mm"] for m in rec["measurements"]]
     assert (back["communication"] or {}).get("recipient") == (rec["communication"] or {}).get("recipient")
+
+
+def test_an_extractor_that_fails_to_import_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "processors.nlp.assessments", None)  # import raises ImportError
+    with pytest.raises(ExtractorError, match="processors.nlp.assessments"):
+        _load_extractors()
+    with pytest.raises(ExtractorError):
+        Engine()
+
+
+def test_an_extractor_with_a_broken_data_file_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_extractor.py").write_text(
+        "import json\nRULES = json.loads('{not json')\n\ndef extract_assessments(text):\n    return []\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(engine._EXTRACTORS, "extract_assessments", "broken_extractor")
+    with pytest.raises(ExtractorError, match="JSONDecodeError"):
+        _load_extractors()
+
+
+def test_an_extractor_without_its_function_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import processors.nlp.recommendations as recommendations
+
+    monkeypatch.delattr(recommendations, "extract_recommendations")
+    with pytest.raises(ExtractorError, match="extract_recommendations"):
+        _load_extractors()
