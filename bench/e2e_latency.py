@@ -31,6 +31,8 @@ import argparse
 import json
 import os
 import platform
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -324,10 +326,10 @@ def child(mode: str, tags: list[str], counts: list[int], timeout: float) -> None
     poller.stop.set()
 
 
-def child_env(s: Settings, state: Path, web_port: int | None = None) -> dict[str, str]:
+def child_env(s: Settings, state: Path, web_port: int | None = None, tree: Path = REPO) -> dict[str, str]:
     env = dict(
         os.environ,
-        PYTHONPATH=str(REPO),
+        PYTHONPATH=str(tree),
         RADSTREAM_STATE_DIR=str(state),
         RADSTREAM_KAFKA_BOOTSTRAP=s.kafka.bootstrap,
         RADSTREAM_KAFKA_CONSUMER_GROUP=s.kafka.consumer_group,
@@ -380,6 +382,71 @@ def run_sink_mode(base: Settings, mode: str, rate: float | None, n: int, tmp: Pa
     return res
 
 
+def cpu_snapshot() -> dict[tuple[int, int], tuple[str, float]]:
+    """CPU seconds (user + system) of every thread on the machine: (pid, tid) -> (name, seconds)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[tuple[int, int], tuple[str, float]] = {}
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:90]
+            for task in (pid_dir / "task").iterdir():
+                stat = (task / "stat").read_text()
+                comm = stat[stat.index("(") + 1:stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2:].split()
+                out[(int(pid_dir.name), int(task.name))] = (f"{cmd} [{comm}]",
+                                                           (int(fields[11]) + int(fields[12])) / tick)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by process ``root`` and its live descendants (the worker's NLP child)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_file.read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        pid = int(stat_file.parent.name)
+        parent[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid, cpu in used.items():
+        p = pid
+        while p > 1 and p != root:
+            p = parent.get(p, 0)
+        if p == root:
+            total += cpu
+    return total
+
+
+def write_cpu_report(path: Path, before: dict[tuple[int, int], tuple[str, float]],
+                     after: dict[tuple[int, int], tuple[str, float]], seconds: float, reports: int) -> None:
+    """Where the machine's CPU went while the measured reports flowed: per process and per thread."""
+    by_proc: dict[int, float] = {}
+    names: dict[int, str] = {}
+    threads: list[tuple[float, str]] = []
+    for key, (name, cpu) in after.items():
+        used = cpu - before.get(key, (name, 0.0))[1]
+        if used <= 0:
+            continue
+        by_proc[key[0]] = by_proc.get(key[0], 0.0) + used
+        names[key[0]] = name.rsplit(" [", 1)[0]
+        threads.append((used, f"{key[0]}/{key[1]} {name}"))
+    total = sum(by_proc.values())
+    lines = [f"window {seconds:.1f} s, {reports} reports, CPU {total:.1f} s "
+             f"({100 * total / seconds:.0f}% of one core; {total * 1000 / max(1, reports):.2f} ms/report)"]
+    for pid, used in sorted(by_proc.items(), key=lambda kv: -kv[1])[:12]:
+        lines.append(f"{used:7.2f} s {100 * used / seconds:5.0f}%  {pid} {names[pid]}")
+    lines.append("threads:")
+    lines += [f"{used:7.2f} s  {name}" for used, name in sorted(threads, reverse=True)[:25]]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -387,11 +454,13 @@ def free_port() -> int:
 
 
 def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
-                   split: bool = False) -> dict[str, Any]:
+                   split: bool = False, profile: str | None = None, tree: Path = REPO,
+                   label: str = "") -> dict[str, Any]:
     """The full stack: ``radstream worker`` (NLP agent + our sink) fed ReportFinalized events only;
     visibility polled through the worker's read-only ``/sql`` page (50 ms period). ``split``:
     ``radstream worker --no-sink`` and ``radstream db sink`` as two processes, polled through the
-    sink's page."""
+    sink's page. ``tree``: the source tree the worker runs from (``--baseline-tree``: an older commit
+    measured in the same run)."""
     s = fresh_settings(base, "stack")
     port = free_port()
     state = tmp / uuid.uuid4().hex[:6]
@@ -399,14 +468,15 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
     log = open(state / "worker.log", "wb")  # noqa: SIM115 - closed in the finally below
     procs = [subprocess.Popen(
         [sys.executable, "-m", "radstream", "worker", *(["--no-sink"] if split else [])],
-        cwd=REPO,
-        env=child_env(s, state, free_port() if split else port),
+        cwd=tree,
+        env=child_env(s, state, free_port() if split else port, tree),
         stdout=log,
         stderr=subprocess.STDOUT,
     )]
     if split:
-        procs.append(subprocess.Popen([sys.executable, "-m", "radstream", "db", "sink"], cwd=REPO,
-                                      env=child_env(s, state, port), stdout=log, stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen([sys.executable, "-m", "radstream", "db", "sink"], cwd=tree,
+                                      env=child_env(s, state, port, tree), stdout=log,
+                                      stderr=subprocess.STDOUT))
 
     def query(since: int) -> list[tuple[str, float, float]]:
         sql = POLL_SQL.format(since=since)
@@ -421,6 +491,7 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
 
     poller = Poller(query, period=0.05)
     poller.thread.start()
+    spy: subprocess.Popen[bytes] | None = None
     warm, tag = "w" + uuid.uuid4().hex[:5], "m" + uuid.uuid4().hex[:5]
     try:
         produce(s, warm, None, 5, False)
@@ -428,17 +499,37 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
         while time.time() < deadline and sum(1 for a in poller.seen if a.startswith(warm)) < 5:
             time.sleep(0.1)
         assert sum(1 for a in poller.seen if a.startswith(warm)) == 5, "stack: warm-up never visible"
+        if profile:  # the measured part only, worker and its NLP child(ren)
+            rate_name = "max" if rate is None else f"{rate:g}"
+            out = Path(profile) / f"worker-{label or 'ours'}-{rate_name}{'-split' if split else ''}.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            extra = shlex.split(os.environ.get("RADSTREAM_BENCH_PYSPY_ARGS", "--rate 50"))  # e.g. --gil
+            pyspy = os.environ.get("RADSTREAM_BENCH_PYSPY", "py-spy")  # "": the CPU table alone
+        if profile and pyspy:
+            spy = subprocess.Popen([pyspy, "record", "--pid",
+                                    str(procs[0].pid), "--subprocesses", "--format", "raw",
+                                    "--output", str(out), *extra],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu0 = cpu_snapshot() if profile else {}
+        worker_cpu0 = sum(tree_cpu(p.pid) for p in procs)
         start = produce(s, tag, rate, n, False)
         deadline = time.time() + max(180.0, n / 10)
         while time.time() < deadline and sum(1 for a in poller.seen if a.startswith(tag)) < n:
             time.sleep(0.1)
+        worker_cpu = sum(tree_cpu(p.pid) for p in procs) - worker_cpu0
+        if profile:
+            write_cpu_report(out.with_suffix(".cpu"), cpu0, cpu_snapshot(), time.time() - start, n)
         seen = {a: (SENT[a], v[1]) for a, v in poller.seen.items() if a.startswith(tag)}
         res = summarise(seen, tag, n, start)
+        res["cpu_ms_per_report"] = worker_cpu * 1000 / max(1, res["visible"])  # worker + NLP child
         # the split: produced -> NLP agent ran (processed_time), NLP agent -> row visible (sink)
         nlp = [poller.processed[a] - SENT[a] for a in seen]
         res["nlp_p50_ms"], res["nlp_p95_ms"] = pct(nlp, 50) * 1000, pct(nlp, 95) * 1000
     finally:
         poller.stop.set()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            spy.wait(30)
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -448,6 +539,8 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
                 proc.kill()
         log.close()
     mode = "stack split (worker | sink)" if split else "stack (worker: NLP + sink)"
+    if label:
+        mode = f"{mode[:-1]}, {label})" if not split else f"{mode} {label}"
     res.update(mode=mode, rate="max" if rate is None else f"{rate:g}/s")
     print(json.dumps(res), file=sys.stderr)
     return res
@@ -462,6 +555,14 @@ def main() -> None:
     ap.add_argument("--split", action="store_true",
                     help="with --stack: also `worker --no-sink` + `db sink` as two processes")
     ap.add_argument("--modes", default="ours,baseline")
+    ap.add_argument("--baseline-tree", metavar="DIR",
+                    help="with --stack: also run the worker from DIR (e.g. `git archive <commit>` "
+                         "unpacked there), rate by rate before this tree's")
+    ap.add_argument("--rates", default="10,100,max", help="reports/s to offer, comma-separated ('max')")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="stack: per-thread CPU of the machine during each measurement into DIR/*.cpu, "
+                         "and a py-spy record of the worker and its NLP child (py-spy from "
+                         "RADSTREAM_BENCH_PYSPY, default: on PATH; '' = no py-spy)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--tags", help=argparse.SUPPRESS)
@@ -481,7 +582,7 @@ def main() -> None:
         started = tmp / "kafka"
         bootstrap = kafka.start_kafka(started, tie_to_parent=True).bootstrap
     base = base.replace(kafka={"bootstrap": bootstrap})
-    rates: list[float | None] = [10.0, 100.0, None]
+    rates: list[float | None] = [None if r == "max" else float(r) for r in args.rates.split(",") if r]
     rows: list[dict[str, Any]] = []
     try:
         for mode in [m for m in args.modes.split(",") if m]:
@@ -493,7 +594,11 @@ def main() -> None:
         if args.stack:
             for rate in rates:
                 n = args.stack_max_reports if rate is None else int(rate * args.seconds)
-                rows.append(run_stack_mode(base, rate, n, tmp))
+                if args.baseline_tree:  # the same rate, back to back: the older worker, then this one
+                    rows.append(run_stack_mode(base, rate, n, tmp, profile=args.profile,
+                                               tree=Path(args.baseline_tree).resolve(), label="baseline"))
+                rows.append(run_stack_mode(base, rate, n, tmp, profile=args.profile,
+                                           label="ours" if args.baseline_tree else ""))
                 if args.split:
                     rows.append(run_stack_mode(base, rate, n, tmp, split=True))
     finally:
@@ -509,12 +614,12 @@ def main() -> None:
         f"{platform.python_version()}, {platform.machine()}); poll period 50 ms (RADSTREAM_BENCH_POLL_S)"
     )
     print(
-        f"{'mode':28} {'rate':>7} {'reports':>8} {'visible':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'mode':38} {'rate':>7} {'reports':>8} {'visible':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
         f"{'max ms':>8} {'stored/s':>9} {'CPU ms/rep':>10}"
     )
     for r in rows:
         print(
-            f"{r['mode']:28} {r['rate']:>7} {r['reports']:>8} {r['visible']:>8} {r['p50_ms']:8.0f} "
+            f"{r['mode']:38} {r['rate']:>7} {r['reports']:>8} {r['visible']:>8} {r['p50_ms']:8.0f} "
             f"{r['p95_ms']:8.0f} {r['p99_ms']:8.0f} {r['max_ms']:8.0f} {r['reports_per_s']:9.0f} "
             f"{r.get('cpu_ms_per_report', float('nan')):10.2f}"
         )

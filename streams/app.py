@@ -28,7 +28,7 @@ from radstream.config import Settings
 from sinks.clickhouse.service import SinkService
 from streams import serde
 from streams.cohort import WatchRegistry
-from streams.handlers import Outcome, analyze_batch
+from streams.handlers import Outcome, analyze_batch, origin_headers
 from streams.producer import dead_letter_record
 
 log = logging.getLogger("radstream.worker")
@@ -36,6 +36,7 @@ log = logging.getLogger("radstream.worker")
 NLP_STAGE = "nlp-agent"
 NLP_BATCH = 64  # events per hand-off to the NLP process
 NLP_BATCH_WAIT_S = 0.02
+NLP_INFLIGHT = 2  # batches handed to the NLP process and not yet emitted
 
 
 class NlpRunner:
@@ -131,6 +132,18 @@ def _embeddings(app: faust.App, settings: Settings, sink: SinkService | None) ->
                 client.close()
 
 
+def _drop_spinner_debug_level() -> None:
+    """``faust.Worker`` sets the root logger to DEBUG for its start-up spinner, whatever the log level
+    asked for; every ``log.debug`` in aiokafka and Faust (several per message sent) then builds a
+    LogRecord that the handlers throw away. Back to the handlers' own (lowest) level."""
+    from faust.utils.terminal.spinners import SpinnerHandler
+
+    root = logging.getLogger()
+    levels = [h.level for h in root.handlers if not isinstance(h, SpinnerHandler)]
+    if levels and root.level < min(levels):
+        root.setLevel(min(levels))
+
+
 def _datadir(settings: Settings) -> Path:
     path = Path(settings.state_dir) / "faust"
     path.mkdir(parents=True, exist_ok=True)
@@ -171,15 +184,48 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
 
     nlp = NlpRunner(settings)
 
+    @app.service
+    class _LogLevel(mode.Service):
+        async def on_started(self) -> None:  # after the Worker configured logging
+            _drop_spinner_debug_level()
+
     @app.agent(reports)
     async def nlp_agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(NLP_BATCH, within=NLP_BATCH_WAIT_S):  # type: ignore[attr-defined]
-            outcomes = await nlp.run([e.value for e in events])
-            for event, out in zip(events, outcomes, strict=True):
-                if out.value is None:
-                    await reject(event, out.error or "", out.error_type or "Rejected")
-                else:
-                    await findings.send(key=out.key, value=out.value)  # published on commit
+        """Micro-batches of reports -> NLP (child process) -> findings, as a pipeline: while one batch
+        is analysed, the next is consumed and the previous one's findings are sent (``NLP_INFLIGHT``
+        batches at most). Findings go out in input order. Each event is held (an extra reference on
+        its message) until its findings (or dead letter) were handed to the producer; only then is it
+        acked, and Faust flushes the producer before committing an acked offset: at-least-once."""
+        inflight: asyncio.Queue[tuple[list[faust.EventT], asyncio.Future[list[Outcome]]]] = asyncio.Queue(
+            maxsize=NLP_INFLIGHT)
+
+        async def emit() -> None:
+            while True:
+                events, pending = await inflight.get()
+                outcomes = await pending
+                for event, out in zip(events, outcomes, strict=True):
+                    msg = event.message
+                    if out.value is None:
+                        await reject(event, out.error or "", out.error_type or "Rejected")
+                    else:  # the origin header lets the sink's deadline count from the report
+                        await findings.send(key=out.key, value=out.value,
+                                            headers=origin_headers(msg.timestamp, msg.headers))
+                for event in events:
+                    await stream.ack(event)  # the reference taken below: now committable
+
+        emitter = asyncio.ensure_future(emit())
+        try:
+            async for events in stream.take_events(NLP_BATCH, within=NLP_BATCH_WAIT_S):  # type: ignore[attr-defined]
+                for event in events:
+                    event.message.incref()  # take_events acks these when we ask for the next batch
+                item = (list(events), asyncio.ensure_future(nlp.run([e.value for e in events])))
+                put = asyncio.ensure_future(inflight.put(item))
+                await asyncio.wait((put, emitter), return_when=asyncio.FIRST_COMPLETED)
+                if emitter.done():  # it failed (e.g. the NLP process died): the agent fails with it
+                    put.cancel()
+                    emitter.result()
+        finally:
+            emitter.cancel()
 
     _cohorts(app, settings, findings)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +11,11 @@ from streams import serde
 
 RETRACTED = frozenset({"cancelled", "entered_in_error"})
 
+# Kafka header of a derived message (ReportFindings): when its source message (the ReportFinalized)
+# was produced, epoch milliseconds as ASCII digits. The ClickHouse sink counts its flush deadline from
+# there, so the NLP step's time comes out of the flush interval's budget instead of adding to it.
+ORIGIN_HEADER = "radstream-origin-ms"
+
 # ReportFinalized fields copied onto ReportFindings
 _CARRIED = ("event_id", "site", "accession", "status", "patient_id")
 
@@ -18,6 +23,34 @@ _CARRIED = ("event_id", "site", "accession", "status", "patient_id")
 def findings_key(report: dict[str, Any]) -> bytes:
     """Kafka key of both report topics: one partition per report, so versions stay in order."""
     return f"{report.get('site', 'default')}|{report['accession']}".encode()
+
+
+Headers = Sequence[tuple[str, bytes]] | Mapping[str, bytes]
+
+
+def origin_headers(source_timestamp_s: float | None,
+                   source_headers: Headers | None = None) -> list[tuple[str, bytes]]:
+    """Headers for a message derived from a source message: the source's own origin if it has one
+    (a chain of derived messages keeps the first producer's time), else the source's timestamp."""
+    items = source_headers.items() if isinstance(source_headers, Mapping) else source_headers or ()
+    for name, value in items:
+        if name == ORIGIN_HEADER and value:
+            return [(ORIGIN_HEADER, bytes(value))]
+    if not source_timestamp_s or source_timestamp_s <= 0:
+        return []
+    return [(ORIGIN_HEADER, str(int(source_timestamp_s * 1000)).encode())]
+
+
+def origin_ms(headers: Sequence[tuple[str, Any]] | Mapping[str, Any] | None) -> int | None:
+    """The origin time a message carries (``ORIGIN_HEADER``), or None (absent or malformed)."""
+    items = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in items:
+        if name == ORIGIN_HEADER and value:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def analyze_report(report: dict[str, Any], now: datetime | None = None,

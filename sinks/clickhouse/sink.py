@@ -3,7 +3,9 @@
 * Consumes the reports, findings, retrieval request/status, received-instance and dead-letter topics
   (``enable.auto.commit=false``), maps each record to rows (``rows.py``) and inserts one block per table
   when ``settings.clickhouse.batch_rows`` rows are buffered or ``flush_ms`` (at most 500 ms) passed since
-  the first buffered message was produced (whichever comes first).
+  the oldest buffered message was produced (whichever comes first). A findings message counts from
+  when its report was produced (the ``radstream-origin-ms`` header the NLP agent sets), so the NLP
+  step's time is part of the same 500 ms, not added to it.
 * Offsets are committed only after every insert of the batch succeeded (and dead letters were
   acknowledged by Kafka). A crash before the commit re-delivers the batch.
 * Idempotency: every table is a ReplacingMergeTree whose sort key is the natural key of a row, so
@@ -50,6 +52,7 @@ from sinks.clickhouse.client import open_client
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.rows import COLUMNS, TABLES_OF, Origin, Rows, merge_rows, rows_for
 from streams import serde
+from streams.handlers import origin_ms
 from streams.producer import dead_letter_record, make_producer, produce
 from streams.topics import topic_specs
 
@@ -333,8 +336,8 @@ class ClickHouseSink:
         if topic is None or partition is None or offset is None:
             return
         batch = self._batch
-        if not batch:
-            batch.first_at = time.monotonic() - self._waited(msg)
+        due = time.monotonic() - self._waited(msg)  # the batch's deadline counts from its oldest message
+        batch.first_at = min(batch.first_at, due) if batch else due
         batch.offsets[(topic, partition)] = offset + 1
         batch.n_messages += 1
         contract = self.contracts.get(topic, "")
@@ -355,13 +358,20 @@ class ClickHouseSink:
         batch.items.append(_Item(Origin(topic, partition, offset), key_bytes, value, rows))
 
     def _waited(self, msg: Message) -> float:
-        """How long a live message has already waited since it was produced (e.g. during our previous
-        insert), so the flush deadline counts from its production. Backlog (older than the flush
-        interval: a replay, a catch-up) counts from now, so that batches stay large."""
+        """How long a live message has already waited, so the flush deadline counts from its production
+        rather than from when this sink got to it (e.g. during our previous insert). A derived message
+        (findings) counts from its source's production (``ORIGIN_HEADER``: the report, so the NLP step
+        spends the same budget), or from its own when the source is older than the flush interval.
+        Backlog (older than the flush interval: a replay, a catch-up) counts from now, so that batches
+        stay large."""
+        now = time.time()
+        origin = origin_ms(msg.headers())
+        if origin is not None and 0.0 < (age := now - origin / 1000.0) < self.flush_s:
+            return age
         ts_type, ts = msg.timestamp()
         if ts_type == TIMESTAMP_NOT_AVAILABLE or ts <= 0:
             return 0.0
-        age = time.time() - ts / 1000.0
+        age = now - ts / 1000.0
         return age if 0.0 < age < self.flush_s else 0.0
 
     def _write_isolating(self, batch: _Batch, items: list[_Item]) -> None:
