@@ -153,5 +153,8 @@ def test_python_call_without_a_client_searches_the_store_directly(store: tuple[S
         assert search_vector(settings, vector, direct=True, **kw) == bound
     assert [h.accession for h in similar_reports(settings, "pulmonary embolism",
                                                  require_findings=[PE])] == ["A1"]
+    # read-only: the condition holds only under readonly=1 (the bound query on the caller's client is not)
+    assert len(search_vector(settings, vector, where="getSetting('readonly') = 1")) == 5
+    assert _search(store, embedder, "pulmonary embolism", where="getSetting('readonly') = 1") == []
     sql = similar_sql_text("rs", vector, k=3, require_findings=["it's"])
     assert "{" not in sql and "'it\\'s'" in sql

@@ -173,6 +173,8 @@ def test_similar_goes_through_the_worker_that_owns_the_store(worker: RunningWork
                                                  require_findings=["pulmonary embolism"])] == ["W1"]
     assert [h.accession for h in similar_reports(here, "pulmonary embolism",
                                                  where="modality = 'XR'")] == ["W3"]
+    # read-only on the worker's side: the condition holds only under readonly=1
+    assert len(similar_reports(here, "pulmonary embolism", where="getSetting('readonly') = 1")) == 4
     # the reason for the detour: the worker holds the store, so a direct search cannot open it
     with pytest.raises(click.ClickException, match="cannot open"):
         similar_reports(here, "pulmonary embolism", direct=True)
