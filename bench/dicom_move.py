@@ -43,6 +43,31 @@ def count_files(d: Path) -> int:
     return sum(1 for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system, all threads) a live process has used so far; 0 if unknown."""
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def children_cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+# CPU seconds per role during the timed part of the last run (printed with the table).
+Cpu = dict[str, float]
+
+
 def wait_port(port: int, timeout: float = 20.0) -> None:
     import socket
 
@@ -56,7 +81,7 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 def run_dcmtk(settings: Settings, studies: list[StudySpec], out: Path, nodelay: bool = True,
-              parallel: int = 1) -> float:
+              parallel: int = 1, pids: dict[str, int] | None = None) -> tuple[float, Cpu]:
     """dcmtk reads TCP_NODELAY from the environment; without it storescp's responses wait for Nagle."""
     out.mkdir(parents=True)
     env = dict(os.environ, TCP_NODELAY="1") if nodelay else {k: v for k, v in os.environ.items()
@@ -66,6 +91,9 @@ def run_dcmtk(settings: Settings, studies: list[StudySpec], out: Path, nodelay: 
     scp = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_port(settings.research.port)
+        pids = pids or {}
+        c0 = {"pacs": cpu_s(pids.get("pacs")), "kafka": cpu_s(pids.get("kafka")), "scp": cpu_s(scp.pid),
+              "mover": children_cpu_s()}
         t0 = time.perf_counter()
         running: list[subprocess.Popen[bytes]] = []
         for s in studies:
@@ -82,7 +110,10 @@ def run_dcmtk(settings: Settings, studies: list[StudySpec], out: Path, nodelay: 
         want = sum(s.images for s in studies)
         while count_files(out) < want:
             time.sleep(0.005)
-        return time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        c1 = {"pacs": cpu_s(pids.get("pacs")), "kafka": cpu_s(pids.get("kafka")), "scp": cpu_s(scp.pid),
+              "mover": children_cpu_s()}
+        return elapsed, {k: c1[k] - c0[k] for k in c0}
     finally:
         scp.send_signal(signal.SIGTERM)
         scp.wait(10)
@@ -105,7 +136,7 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associations: int = 1,
-             scp_processes: int = 1) -> float:
+             scp_processes: int = 1, pids: dict[str, int] | None = None) -> tuple[float, Cpu]:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     prefix = f"b{uuid.uuid4().hex[:8]}."
@@ -134,6 +165,13 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
         wait_port(settings.research.port)
         time.sleep(3.0)  # the worker joins its consumer group
         producer = make_producer(settings)
+        pids = pids or {}
+
+        def cpu_now() -> Cpu:
+            return {"pacs": cpu_s(pids.get("pacs")), "kafka": cpu_s(pids.get("kafka")),
+                    "scp": cpu_s(scp.pid), "mover": cpu_s(worker.pid)}
+
+        c0 = cpu_now()
         t0 = time.perf_counter()
         ids = set()
         for s in studies:
@@ -159,10 +197,11 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
         while count_files(out) < want:
             time.sleep(0.005)
         elapsed = time.perf_counter() - t0
+        c1 = cpu_now()
         bad = {k: v for k, v in finals.items() if v != "completed"}
         if bad:
             raise RuntimeError(f"ours: requests not completed: {bad}")
-        return elapsed
+        return elapsed, {k: c1[k] - c0[k] for k in c0}
     finally:
         status.close()
         for p in (worker, scp):
@@ -180,6 +219,7 @@ def main() -> None:
     ap.add_argument("--only-ours", action="store_true", help="skip dcmtk (profiling)")
     ap.add_argument("--associations", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                     help="concurrent moves to compare, e.g. 1,2 (dcmtk: parallel movescu processes)")
+    ap.add_argument("--no-nagle", action="store_true", help="skip the dcmtk round with Nagle on (~20 s)")
     ap.add_argument("--no-scp-processes", action="store_true",
                     help="skip the variant with one SCP process per association (SO_REUSEPORT)")
     args = ap.parse_args()
@@ -199,31 +239,38 @@ def main() -> None:
         print(f"seeded {args.studies} studies x {args.images} images of {rows}x{rows}x16 bit "
               f"({rows * rows * 2 // 1024} KiB pixel data) in {time.perf_counter() - t:.1f} s")
         n = args.studies * args.images
-        results: list[tuple[str, int, float]] = []
-        if not args.only_ours:
-            d = run_dcmtk(settings, studies, tmp / "dcmtk-nagle", nodelay=False)
-            results.append(("dcmtk, Nagle on (default)", 1, d))
+        ostate = orthanc._read_state(tmp) or {}
+        pids = {"pacs": int(ostate.get("pid") or 0), "kafka": int(kst.pid or 0)}
+        results: list[tuple[str, int, float, Cpu]] = []
+        if not args.only_ours and not args.no_nagle:
+            d, cpu = run_dcmtk(settings, studies, tmp / "dcmtk-nagle", nodelay=False, pids=pids)
+            results.append(("dcmtk, Nagle on (default)", 1, d, cpu))
         for r in range(args.rounds):
             for par in args.associations:
                 if not args.only_ours:
-                    d = run_dcmtk(settings, studies, tmp / f"dcmtk-{r}-{par}", parallel=par)
-                    results.append((f"dcmtk movescu -> storescp x{par}", r + 1, d))
-                o = run_ours(settings, studies, tmp / f"ours-{r}-{par}", associations=par)
-                results.append((f"radstream worker -> scp x{par}", r + 1, o))
+                    d, cpu = run_dcmtk(settings, studies, tmp / f"dcmtk-{r}-{par}", parallel=par, pids=pids)
+                    results.append((f"dcmtk movescu -> storescp x{par}", r + 1, d, cpu))
+                o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}", associations=par, pids=pids)
+                results.append((f"radstream worker -> scp x{par}", r + 1, o, cpu))
                 if par > 1 and not args.no_scp_processes:
-                    o = run_ours(settings, studies, tmp / f"ours-{r}-{par}p", associations=par,
-                                 scp_processes=par)
-                    results.append((f"radstream worker -> {par} scps x{par}", r + 1, o))
+                    o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}p", associations=par,
+                                      scp_processes=par, pids=pids)
+                    results.append((f"radstream worker -> {par} scps x{par}", r + 1, o, cpu))
         print()
-        print(f"{'pair':34} {'round':>5} {'seconds':>8} {'images/s':>9}")
-        for name, r, secs in results:
-            print(f"{name:34} {r:>5} {secs:8.2f} {n / secs:9.1f}")
+        print("CPU ms per image during the timed part: PACS = Orthanc, SCP = storescp / our scp (several")
+        print("SCP processes: not counted), mover = movescu / our worker, Kafka = the broker.")
+        print(f"{'pair':34} {'round':>5} {'seconds':>8} {'images/s':>9} {'PACS':>6} {'SCP':>6} {'mover':>6} "
+              f"{'Kafka':>6} {'total':>6}")
+        for name, r, secs, cpu in results:
+            per = {k: 1000 * v / n for k, v in cpu.items()}
+            print(f"{name:34} {r:>5} {secs:8.2f} {n / secs:9.1f} {per['pacs']:6.2f} {per['scp']:6.2f} "
+                  f"{per['mover']:6.2f} {per['kafka']:6.2f} {sum(per.values()):6.2f}")
         print()
         for par in args.associations:
-            best_d = min([s for name, _, s in results if name == f"dcmtk movescu -> storescp x{par}"]
+            best_d = min([s for name, _, s, _ in results if name == f"dcmtk movescu -> storescp x{par}"]
                          or [float("nan")])
             for ours in (f"radstream worker -> scp x{par}", f"radstream worker -> {par} scps x{par}"):
-                times = [s for name, _, s in results if name == ours]
+                times = [s for name, _, s, _ in results if name == ours]
                 if times:
                     best_o = min(times)
                     print(f"x{par}: best dcmtk {n / best_d:.1f} images/s, {ours} {n / best_o:.1f} "

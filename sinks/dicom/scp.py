@@ -2,9 +2,11 @@
 
 - Accepts associations only from the configured calling AEs (others are rejected at A-ASSOCIATE).
 - Looks up the project of each instance's study (``sinks.dicom.expect``).
-- The association thread only checks and queues; writer threads de-identify (per project, optional),
-  write to a temporary file, rename it into place (overwrite by SOPInstanceUID: a redone move never
-  makes duplicates), read it back to verify, and produce one ``received_instance`` event.
+- The association thread only checks and queues (the filing values are read straight from the bytes,
+  ``sinks.dicom.header``); writer threads de-identify (per project, optional), write to a temporary file,
+  rename it into place (overwrite by SOPInstanceUID: a redone move never makes duplicates), read it back
+  to verify, and produce one ``received_instance`` event per instance (handed to the producer in small
+  batches, ``event_batch``/``event_batch_ms``, so that the broker gets one request per batch).
 - Refusals: 0x0124 study not registered for any project (and no default project), 0xA700 not enough
   free disk space, 0xC000 a dataset without the UIDs needed to file it.
 
@@ -43,7 +45,9 @@ from radstream.config import Settings
 from sinks.dicom import fastpath
 from sinks.dicom.deid import Deidentifier
 from sinks.dicom.expect import Expectation, Registry
+from sinks.dicom.header import Header, read_header
 from sinks.dicom.net import NODELAY_HANDLERS, fast_store_responses, make_ae
+from streams import serde
 
 LOG = logging.getLogger(__name__)
 
@@ -68,6 +72,8 @@ class ScpConfig:
     site: str = "default"  # of the patient pseudonyms (the same as the warehouse's)
     fast_path: bool = True
     reuse_port: bool = False  # SO_REUSEPORT: several SCP processes listen on the same port
+    event_batch: int = 64  # received_instance events produced together (at most this many) ...
+    event_batch_ms: float = 50.0  # ... or this long after the first of them (0: one at a time)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScpConfig:
@@ -106,13 +112,19 @@ class Stats:
         with self.lock:
             setattr(self, name, getattr(self, name) + n)
 
+    def add_written(self, size: int) -> None:
+        with self.lock:
+            self.written += 1
+            self.bytes += size
+
 
 @dataclass
 class _Job:
     project: Expectation
     meta: bytes  # encoded File Meta Information (preamble and DICM prefix included)
     raw: bytes
-    ds: Dataset
+    header: Header
+    sop_class: str  # of the C-STORE request
     calling_ae: str
     called_ae: str
 
@@ -132,6 +144,9 @@ class ResearchStore:
         self._server: Any = None
         self._cache: dict[str, tuple[int | None, Expectation | None]] = {}
         self._free_checked = (0.0, True)
+        self._dirs: set[Path] = set()  # directories made already (one mkdir per series, not per image)
+        self._unsent = 0  # received_instance events encoded and not yet handed to the producer
+        self._unsent_cv = threading.Condition()
 
     # -- association thread -------------------------------------------------------------------
     def _project(self, study_uid: str) -> Expectation | None:
@@ -173,18 +188,17 @@ class ResearchStore:
         """Check and queue one received instance; the C-STORE response status."""
         self.stats.add("received")
         try:
-            ds = _header(raw, UID(ts)) if deflated is None else deflated
-            uids = (ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID"), ds.get("SOPInstanceUID"))
+            hdr = header_of(raw, UID(ts)) if deflated is None else _header_from(deflated)
         except Exception as exc:  # undecodable dataset
             LOG.warning("refusing undecodable dataset: %s", exc)
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
-        if not all(uids) or str(uids[2]) != sop_instance:
+        if not (hdr.study and hdr.series and hdr.sop_instance) or hdr.sop_instance != sop_instance:
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
-        project = self._project(str(uids[0]))
+        project = self._project(hdr.study)
         if project is None:
-            LOG.warning("refusing instance of unregistered study %s", uids[0])
+            LOG.warning("refusing instance of unregistered study %s", hdr.study)
             self.stats.add("refused")
             return STATUS_NOT_AUTHORIZED
         if not self._enough_space():
@@ -196,72 +210,134 @@ class ResearchStore:
             meta = _file_bytes(deflated_meta, b"")
         else:
             meta = file_meta_bytes(sop_class, sop_instance, ts, assoc.requestor.ae_title)
-        self._queue.put(_Job(project, meta, raw, ds, assoc.requestor.ae_title, assoc.acceptor.ae_title))
+        self._queue.put(_Job(project, meta, raw, hdr, sop_class, assoc.requestor.ae_title,
+                             assoc.acceptor.ae_title))
         return 0x0000
 
     # -- writer threads -------------------------------------------------------------------------
     def _writer(self) -> None:
+        """Write queued instances; their ``received_instance`` events go to the producer in batches.
+
+        The events of up to ``event_batch`` instances (or ``event_batch_ms`` after the first one) are
+        produced together, so the producer sends them in one request: one request per image cost the
+        broker more CPU than the store itself. ``drain``/``stop`` wait until every buffered event is
+        produced.
+        """
+        batch: list[tuple[str, bytes]] = []
+        first = 0.0
+        wait_s = self.cfg.event_batch_ms / 1000.0
         while True:
-            job = self._queue.get()
+            timeout = None if not batch else max(0.0, first + wait_s - time.monotonic())
+            try:
+                job = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                batch = self._produce(batch)
+                continue
             try:
                 if job is None:
+                    batch = self._produce(batch)
                     return
-                self._write(job)
+                event = self._write(job)
+                if event is not None:
+                    if not batch:
+                        first = time.monotonic()
+                    batch.append(event)
+                    if len(batch) >= self.cfg.event_batch or not wait_s:
+                        batch = self._produce(batch)
             except Exception:
                 self.stats.add("write_errors")
                 LOG.exception("could not store an instance")
             finally:
                 self._queue.task_done()
 
-    def _write(self, job: _Job) -> None:
-        ds = job.ds
-        original_sop = str(ds.SOPInstanceUID)
-        originals = {"original_sop_instance_uid": original_sop,
-                     "original_series_instance_uid": str(ds.SeriesInstanceUID),
-                     "original_study_instance_uid": str(ds.StudyInstanceUID),
-                     "original_accession": str(ds.get("AccessionNumber", "")) or None,
-                     "original_patient_id": str(ds.get("PatientID", "")) or None}
-        accession = str(ds.get("AccessionNumber", "")) or None
-        modality = str(ds.get("Modality", "")) or None
+    def _produce(self, batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        if batch and self.producer is not None:
+            for key, value in batch:
+                while True:
+                    try:
+                        self.producer.produce(self.topic, value=value, key=key)
+                        break
+                    except BufferError:
+                        self.producer.poll(0.1)
+            self.producer.poll(0)
+        if batch:
+            with self._unsent_cv:
+                self._unsent -= len(batch)
+                self._unsent_cv.notify_all()
+        return []
+
+    def _write(self, job: _Job) -> tuple[str, bytes] | None:
+        """Write, verify and describe one instance: its (key, encoded ``received_instance``) or None."""
+        hdr = job.header
+        study, series, sop = hdr.study, hdr.series, hdr.sop_instance
+        accession, patient_id = hdr.accession or None, hdr.patient_id or None
+        sop_class = hdr.sop_class or job.sop_class
         deid = self.deid is not None and job.project.project_id in self.cfg.deid_projects
+        originals: dict[str, Any] = {}
         if deid and self.deid is not None:
+            originals = {"original_sop_instance_uid": sop, "original_series_instance_uid": series,
+                         "original_study_instance_uid": study, "original_accession": accession,
+                         "original_patient_id": patient_id}
             buf = io.BytesIO()
             ds = dcmread(io.BytesIO(job.meta + job.raw))
             self.deid.apply(ds, job.project.project_id)
-            accession = str(ds.get("AccessionNumber", "")) or None
             dcmwrite(buf, ds, enforce_file_format=True)
             data = buf.getvalue()
+            study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+            accession = str(ds.get("AccessionNumber", "")) or None
+            patient_id = str(ds.get("PatientID", "")) or None
+            sop_class = str(ds.get("SOPClassUID", "")) or sop_class
         else:
             data = job.meta + job.raw
-        study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
-        patient_id = str(ds.get("PatientID", "")) or None
         target = self.cfg.store_dir / _safe(job.project.project_id) / study / series / f"{sop}.dcm"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{sop}.{threading.get_ident()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        self._write_verified(target, data)
+        self.stats.add_written(len(data))
+        if self.producer is None:
+            return None
+        record = {
+            "project_id": job.project.project_id, "calling_ae": job.calling_ae, "called_ae": job.called_ae,
+            "study_instance_uid": study, "series_instance_uid": series, "sop_instance_uid": sop,
+            "sop_class_uid": sop_class, "accession": accession, "patient_id": patient_id,
+            "modality": hdr.modality or None, "path": str(target), "size_bytes": len(data),
+            "deidentified": deid, "time": datetime.now(UTC), **originals,
+        }
+        with self._unsent_cv:
+            self._unsent += 1
+        return sop, serde.encode("received_instance", record)
+
+    def _write_verified(self, target: Path, data: bytes) -> None:
+        """Write to a temporary file, rename it over ``target`` (overwrite by SOPInstanceUID), then read
+        the file back and compare: it must hold exactly the bytes we meant to store."""
+        parent = target.parent
+        tmp = os.path.join(parent, f".{target.name}.{threading.get_ident()}.tmp")
+        if parent not in self._dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(parent)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:  # the directory went away since we made it
+            parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
-        # verify: the file on disk holds exactly the bytes we meant to store
-        with open(target, "rb") as fh:
-            back = fh.read()
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            # one byte more than we wrote: a longer file shows as a longer read (bytes compare is a memcmp)
+            back = os.read(fd, len(data) + 1)
+            while len(back) < len(data) + 1:
+                more = os.read(fd, len(data) + 1 - len(back))
+                if not more:
+                    break
+                back += more
+        finally:
+            os.close(fd)
         if back != data:
             raise OSError(f"verification failed for {target}: content differs")
-        self.stats.add("written")
-        self.stats.add("bytes", len(data))
-        if self.producer is not None:
-            from streams.producer import produce
-
-            record = {
-                "project_id": job.project.project_id, "calling_ae": job.calling_ae,
-                "called_ae": job.called_ae,
-                "study_instance_uid": study, "series_instance_uid": series, "sop_instance_uid": sop,
-                "sop_class_uid": str(ds.SOPClassUID),
-                "accession": accession, "patient_id": patient_id,
-                "modality": modality, "path": str(target), "size_bytes": len(data), "deidentified": deid,
-                "time": datetime.now(UTC), **(originals if deid else {}),
-            }
-            produce(self.producer, self.topic, "received_instance", sop, record)
-            self.producer.poll(0)
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> int:
@@ -291,7 +367,10 @@ class ResearchStore:
         return int(self._server.server_address[1])
 
     def drain(self) -> None:
+        """Wait until every queued instance is written and its event handed to the producer."""
         self._queue.join()
+        with self._unsent_cv:
+            self._unsent_cv.wait_for(lambda: self._unsent <= 0, timeout=30)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -311,9 +390,24 @@ def _stop_after_series(tag: BaseTag, vr: str | None, length: int) -> bool:
     return int(tag) > 0x0020000E
 
 
-def _header(raw: bytes, ts: UID) -> Dataset:
-    """The data elements up to SeriesInstanceUID (study/series/SOP UIDs, accession, modality)."""
-    return read_dataset(io.BytesIO(raw), ts.is_implicit_VR, ts.is_little_endian, stop_when=_stop_after_series)
+def header_of(raw: bytes, ts: UID) -> Header:
+    """The filing values (study/series/SOP UIDs, accession, patient id, modality): read directly
+    (``sinks.dicom.header``), or by pydicom up to SeriesInstanceUID where that cannot."""
+    if ts.is_little_endian:
+        hdr = read_header(raw, ts.is_implicit_VR)
+        if hdr is not None:
+            return hdr
+    ds = read_dataset(io.BytesIO(raw), ts.is_implicit_VR, ts.is_little_endian, stop_when=_stop_after_series)
+    return _header_from(ds)
+
+
+def _header_from(ds: Dataset) -> Header:
+    def text(keyword: str) -> str:
+        return str(ds.get(keyword, "") or "")
+
+    return Header(study=text("StudyInstanceUID"), series=text("SeriesInstanceUID"),
+                  sop_instance=text("SOPInstanceUID"), sop_class=text("SOPClassUID"),
+                  accession=text("AccessionNumber"), patient_id=text("PatientID"), modality=text("Modality"))
 
 
 def _element(group_elem: int, vr: bytes, value: bytes) -> bytes:

@@ -14,7 +14,7 @@ from radstream.config import Settings
 from radstream.stack.orthanc import free_port
 from sinks.dicom.expect import Registry
 from sinks.dicom.find import DicomError, Pacs, c_find_studies, resolve
-from sinks.dicom.move import c_move_study
+from sinks.dicom.move import MoveResult, c_move_study
 from sinks.dicom.scp import ResearchStore, ScpConfig
 
 from .conftest import SMALL, spec, two_studies_one_accession
@@ -47,7 +47,7 @@ def test_move_study_files_arrive_with_matching_sop_uids(pacs_settings: Settings)
     store = store_for(pacs_settings)
     Registry(store.cfg.store_dir).register(a2.study_uid, "P1", "r1", "RESEARCH")
     store.start()
-    pendings = []
+    pendings: list[MoveResult] = []
     try:
         result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", a2.study_uid, pendings.append)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -160,7 +161,6 @@ def _store_rq_command(sop: str, message_id: int = 11, move: bool = True) -> byte
 
 @pytest.mark.parametrize("sop", ["1.2.3.4", "1.2.3.45"])
 def test_direct_command_decoding_agrees_with_pydicom(sop: str) -> None:
-    from pydicom.filebase import DicomBytesIO
     from pydicom.filereader import read_dataset
 
     from sinks.dicom.fastpath import decode_command, parse_store_rq
@@ -168,7 +168,7 @@ def test_direct_command_decoding_agrees_with_pydicom(sop: str) -> None:
     for move in (True, False):
         raw = _store_rq_command(sop, move=move)
         ours = decode_command(raw)
-        ref = read_dataset(DicomBytesIO(raw), True, True)
+        ref = read_dataset(io.BytesIO(raw), True, True)
         tags = sorted(ref.keys())
         assert sorted(ours) == [t.element for t in tags]
         for tag in tags:
@@ -204,10 +204,13 @@ def test_pdata_pdus_equal_pynetdicoms_and_parse_back() -> None:
     from sinks.dicom.fastpath import pdata_pdu, pdvs
     from sinks.dicom.net import store_rsp_command
 
-    items = [(1, 0x03, store_rsp_command(5, synth.CTImageStorage, "1.2.3", 0)), (3, 0x00, b"\x01" * 9),
-             (3, 0x02, b"")]
+    items: list[tuple[int, int, bytes | memoryview]] = [
+        (1, 0x03, store_rsp_command(5, synth.CTImageStorage, "1.2.3", 0)), (3, 0x00, b"\x01" * 9),
+        (3, 0x02, b"")]
     prim = P_DATA()
-    prim.presentation_data_value_list = [[cx, bytes([hdr]) + data] for cx, hdr, data in items]
+    # pynetdicom wants [ID, PDV] lists at run time (its annotation says tuples)
+    prim.presentation_data_value_list = [[cx, bytes([hdr]) + bytes(data)]  # type: ignore[misc]
+                                         for cx, hdr, data in items]
     pdu = P_DATA_TF()
     pdu.from_primitive(prim)
     want = pdu.encode()
@@ -230,3 +233,84 @@ def test_storage_scp_takes_its_options_from_the_one_config(tmp_path: Path) -> No
             cfg.deid_key) == ("IRB-0", 7, 3, ("IRB-1", "IRB-2"), False, b"secret")
     assert cfg.store_dir == tmp_path / "research"
     assert ScpConfig.from_settings(load_settings(env={"RADSTREAM_STATE_DIR": str(tmp_path)})).fast_path
+
+
+def _encoded(ds: Dataset, implicit: bool) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, implicit
+    write_dataset(buf, ds)
+    return bytes(buf.getvalue())
+
+
+def _with_sequences(undefined: bool) -> Dataset:
+    """A synthetic instance with nested sequences before the study UID (undefined lengths if asked)."""
+    from pydicom.sequence import Sequence
+
+    ds = synth.instance(synth.specs(1, 1)[0], 0)
+    inner = Dataset()
+    inner.ReferencedSOPClassUID = synth.CTImageStorage
+    inner.ReferencedSOPInstanceUID = "1.2.3.4.5"
+    outer = Dataset()
+    outer.ReferencedSOPClassUID = synth.CTImageStorage
+    outer.ReferencedSOPInstanceUID = "1.2.3.4.6"
+    outer.ReferencedImageSequence = Sequence([inner, inner])
+    ds.ReferencedStudySequence = Sequence([outer])  # (0008,1110)
+    ds.ReferencedImageSequence = Sequence([])  # (0008,1140), empty
+    ds.add_new(0x00091010, "LO", "private")
+    ds.add_new(0x00091011, "UN", b"\x01\x02")
+    if undefined:
+        for elem in (ds["ReferencedStudySequence"], ds["ReferencedImageSequence"],
+                     outer["ReferencedImageSequence"]):
+            elem.is_undefined_length = True
+        for item in (outer, inner):
+            item.is_undefined_length_sequence_item = True
+    return ds
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+@pytest.mark.parametrize("undefined", [True, False])
+def test_direct_header_reading_agrees_with_pydicom(implicit: bool, undefined: bool) -> None:
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    from sinks.dicom.header import read_header
+    from sinks.dicom.scp import _header_from, _stop_after_series
+
+    ds = _with_sequences(undefined)
+    for accession, patient, modality in (("A1", "APAT1", "CT"), ("ACC-12345", "P 7 ", "MR"), ("", "", "")):
+        ds.AccessionNumber, ds.PatientID, ds.Modality = accession, patient, modality
+        raw = _encoded(ds, implicit)
+        if undefined:
+            assert b"\xfe\xff\xdd\xe0" in raw and b"\xfe\xff\x0d\xe0" in raw  # delimiters really written
+        from pydicom.filereader import read_dataset
+
+        ref = _header_from(read_dataset(io.BytesIO(raw), implicit, True, stop_when=_stop_after_series))
+        ours = read_header(raw, implicit)
+        assert ours == ref
+        assert ours is not None and ours.study == ds.StudyInstanceUID and ours.series == ds.SeriesInstanceUID
+        assert ours.sop_instance == ds.SOPInstanceUID and ours.patient_id == patient.rstrip()
+    ts = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    assert ts.is_implicit_VR == implicit
+
+
+def test_direct_header_reading_leaves_hard_cases_to_pydicom() -> None:
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from sinks.dicom.header import read_header
+    from sinks.dicom.scp import header_of
+
+    ds = synth.instance(synth.specs(1, 1)[0], 0)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientID = "Müller"  # non-ASCII: the character set matters
+    raw = _encoded(ds, False)
+    assert read_header(raw, False) is None
+    assert header_of(raw, ExplicitVRLittleEndian).patient_id == "Müller"  # pydicom read it
+    ds.PatientID = "A\\B"  # two values
+    assert read_header(_encoded(ds, False), False) is None
+    ds.PatientID = "APAT1"
+    raw = _encoded(ds, False)
+    assert read_header(raw, False) is not None
+    assert read_header(raw[:40], False) is None  # truncated inside an element
+    assert read_header(b"\xfe\xff\x00\xe0\x00\x00\x00\x00", True) is None  # an item at the top level
