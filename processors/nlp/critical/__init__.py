@@ -13,7 +13,9 @@
 - ``match_critical(concept, text)``: a finding is critical when its text contains a synonym (longest
   synonym wins: "tension pneumothorax" -> tension_pneumothorax) or its concept name is one of the
   concepts/synonyms; names are compared lower-case with "_", "-", "/" as spaces.
-- ``critical_results(findings, *, include_uncertain=False)``: **positive mentions only**: not negated,
+- ``critical_results(findings, *, include_uncertain=False, sections=REPORTED_SECTIONS)``: findings of
+  this exam only (a finding whose ``section`` is the indication/history, exam, technique or comparison
+  is left out: ``reported_sections`` in concepts.json), and **positive mentions only**: not negated,
   not hypothetical ("evaluate for PE"), not historical, experiencer "patient", and not resolved
   (optional ``change`` attribute). "Probable" mentions (optional ``certainty`` == "probable", e.g.
   "findings likely representing a small pneumothorax") count, flagged ``uncertain=True``. Other
@@ -33,6 +35,7 @@
 """
 
 from processors.nlp.critical.extract import (
+    REPORTED_SECTIONS,
     Communication,
     CriticalResult,
     critical_concepts,
@@ -45,6 +48,7 @@ from processors.nlp.critical.extract import (
 )
 
 __all__ = [
+    "REPORTED_SECTIONS",
     "Communication",
     "CriticalResult",
     "critical_concepts",

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 _HERE = Path(__file__).parent
-_CONCEPTS = json.loads((_HERE / "concepts.json").read_text(encoding="utf-8"))["concepts"]
+_DATA = json.loads((_HERE / "concepts.json").read_text(encoding="utf-8"))
+_CONCEPTS = _DATA["concepts"]
+REPORTED_SECTIONS: frozenset[str] = frozenset(_DATA["reported_sections"])
 _COMM = json.loads((_HERE / "communication.json").read_text(encoding="utf-8"))
 _I = re.IGNORECASE
 
@@ -131,10 +133,17 @@ class CriticalResult:
 
 
 def critical_results(
-    findings: Iterable[FindingLike], *, include_uncertain: bool = False
+    findings: Iterable[FindingLike],
+    *,
+    include_uncertain: bool = False,
+    sections: Collection[str] = REPORTED_SECTIONS,
 ) -> list[CriticalResult]:
     """Critical results among ``findings`` (objects with concept, text, start, end, negated, uncertain,
     historical, hypothetical, experiencer; an optional ``change`` == "resolved" also excludes).
+
+    Only findings of this exam count: one with a ``section`` attribute outside ``sections``
+    (``reported_sections`` of concepts.json: not the indication, exam, technique or comparison) is
+    left out ("INDICATION: pneumothorax", "COMPARISON: CT showing a subdural hematoma").
 
     Only positive mentions count: not negated, not hypothetical, not historical, experiencer
     "patient" (or empty), and not uncertain unless ``include_uncertain`` (then ``uncertain=True``);
@@ -145,6 +154,9 @@ def critical_results(
     out: list[CriticalResult] = []
     for i, f in enumerate(findings):
         if f.negated or f.hypothetical or f.historical:
+            continue
+        section = getattr(f, "section", None)
+        if section is not None and section not in sections:
             continue
         if (f.experiencer or "patient").lower() != "patient":
             continue

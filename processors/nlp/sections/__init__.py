@@ -1,7 +1,9 @@
 """Section splitting: radiology headers kept as data (``headers.json``).
 
 A header is a known title at the start of a line followed by ``:`` / ``.`` / ``-`` or alone on its
-line, or a known title with a colon mid-line right after a sentence end ("... normal. IMPRESSION: ...").
+line (optionally set off with asterisks: ``***ADDENDUM***``), or a known title with a colon mid-line
+right after a sentence end ("... normal. IMPRESSION: ..."). Titles of a ``qualified`` section may carry
+a number, date or parenthesised note at the start of a line ("ADDENDUM #2:", "ADDENDUM (12/01/2026):").
 Text before the first header (or a report without headers) is the section ``other``.
 """
 
@@ -22,13 +24,18 @@ class SectionSplitter:
     def __init__(self, data_file: Path = DATA):
         data = json.loads(data_file.read_text())
         self.name_of: dict[str, str] = {}
+        qualified: list[str] = []
         for sec in data["sections"]:
             for title in sec["titles"]:
                 self.name_of[normalize(title)] = sec["name"]
+                if sec.get("qualified"):
+                    qualified.append(title)
         alt = trie_pattern(self.name_of)  # matched on lower-cased text
+        end = r"[ \t]*\**[ \t]*(?:[:.\-](?![\w.])\**[ \t]*|(?=\r?\n|$))"
         self.regex = re.compile(
-            r"(?m)^[ \t]*(?P<a>" + alt + r")[ \t]*(?:[:.\-](?![\w.])[ \t]*|(?=\r?\n|$))"
-            r"|(?<=[.!?;])[ \t]+(?P<b>" + alt + r")[ \t]*:[ \t]*"
+            r"(?m)^[ \t]*\**[ \t]*(?:(?P<q>" + trie_pattern(qualified) + r")(?P<n>" + _QUALIFIER + r")"
+            r"|(?P<a>" + alt + r"))" + end
+            + r"|(?<=[.!?;])[ \t]+(?P<b>" + alt + r")[ \t]*:[ \t]*"
         )
 
     def split(self, text: str, low: str | None = None) -> list[Section]:
@@ -36,9 +43,14 @@ class SectionSplitter:
         low = lower_same_length(text) if low is None else low
         heads: list[tuple[int, int, str, str]] = []
         for m in self.regex.finditer(low):
-            group = "a" if m.start("a") >= 0 else "b"
+            group = next(g for g in ("q", "a", "b") if m.start(g) >= 0)
             start, stop = m.span(group)
-            heads.append((start, m.end(), text[start:stop], self.name_of[normalize(low[start:stop])]))
+            name = self.name_of[normalize(low[start:stop])]
+            title_end = m.end("n") if group == "q" else stop
+            head = m.start()  # the header with its asterisks, without the blanks before it
+            while low[head] in " \t":
+                head += 1
+            heads.append((head, m.end(), text[start:title_end], name))
         sections: list[Section] = []
         first = heads[0][0] if heads else len(text)
         if text[:first].strip():
@@ -47,6 +59,10 @@ class SectionSplitter:
             end = heads[i + 1][0] if i + 1 < len(heads) else len(text)
             sections.append(Section(name, title, start, _rstrip(text, body, end), body))
         return sections
+
+
+# after a qualified title: " #2", " 2", " 12/01/2026", " (12/01/2026 by Dr. A)"
+_QUALIFIER = r"[ \t]*(?:#[ \t]*\d{1,3}|\d{1,4}(?:[/.\-]\d{1,4}){0,2}|\([^()\n]{1,60}\))"
 
 
 def _rstrip(text: str, start: int, end: int) -> int:
