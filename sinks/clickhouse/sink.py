@@ -90,6 +90,23 @@ def is_data_error(exc: BaseException) -> bool:
     return isinstance(exc, DataError | OverflowError | struct.error)
 
 
+def waited(msg: Message, flush_s: float, now: float) -> float:
+    """How long a live message has already waited, so the flush deadline counts from its production
+    rather than from when the sink got to it (e.g. during its previous insert). A derived message
+    (findings) counts from its source's production (``ORIGIN_HEADER``: the report, so the NLP step
+    spends the same budget), or from its own when the source is older than the flush interval.
+    Backlog (older than the flush interval: a replay, a catch-up) counts from now (0), so that batches
+    stay large."""
+    origin = origin_ms(msg.headers())
+    if origin is not None and 0.0 < (age := now - origin / 1000.0) < flush_s:
+        return age
+    ts_type, ts = msg.timestamp()
+    if ts_type == TIMESTAMP_NOT_AVAILABLE or ts <= 0:
+        return 0.0
+    age = now - ts / 1000.0
+    return age if 0.0 < age < flush_s else 0.0
+
+
 class _Inserter:
     """Cached insert contexts of one client (one DESCRIBE per table per client, not per batch)."""
 
@@ -358,21 +375,7 @@ class ClickHouseSink:
         batch.items.append(_Item(Origin(topic, partition, offset), key_bytes, value, rows))
 
     def _waited(self, msg: Message) -> float:
-        """How long a live message has already waited, so the flush deadline counts from its production
-        rather than from when this sink got to it (e.g. during our previous insert). A derived message
-        (findings) counts from its source's production (``ORIGIN_HEADER``: the report, so the NLP step
-        spends the same budget), or from its own when the source is older than the flush interval.
-        Backlog (older than the flush interval: a replay, a catch-up) counts from now, so that batches
-        stay large."""
-        now = time.time()
-        origin = origin_ms(msg.headers())
-        if origin is not None and 0.0 < (age := now - origin / 1000.0) < self.flush_s:
-            return age
-        ts_type, ts = msg.timestamp()
-        if ts_type == TIMESTAMP_NOT_AVAILABLE or ts <= 0:
-            return 0.0
-        age = now - ts / 1000.0
-        return age if 0.0 < age < self.flush_s else 0.0
+        return waited(msg, self.flush_s, time.time())
 
     def _write_isolating(self, batch: _Batch, items: list[_Item]) -> None:
         """Some record cannot be stored (a value its column type refuses): bisect the batch, write the
