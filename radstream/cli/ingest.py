@@ -91,29 +91,51 @@ def file_(ctx: click.Context, path: Path, fmt: str | None, maps: tuple[str, ...]
         ctx.exit(1)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+log_level_option = click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+                                default="INFO", show_default=True, help="Log level (logs go to stderr).")
+
+
+def _setup_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 @ingest.command("hl7-listener")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=2575, show_default=True, type=int, help="MLLP port (0: a free one).")
+@log_level_option
 @click.pass_context
-def hl7_listener(ctx: click.Context, host: str, port: int) -> None:
-    """MLLP listener for HL7 v2 ORU^R01: ACK AA after Kafka confirmed, AE/AR with a reason otherwise."""
+def hl7_listener(ctx: click.Context, host: str, port: int, log_level: str) -> None:
+    """MLLP listener for HL7 v2 ORU^R01: ACK AA after Kafka confirmed, AE/AR with a reason otherwise.
+
+    Runs until SIGINT/SIGTERM, then stops accepting, waits for Kafka to confirm what it queued and
+    exits 0.
+    """
     import asyncio
 
     from streams.ingest.mllp import serve_forever
 
+    _setup_logging(log_level)
     asyncio.run(serve_forever(settings_of(ctx), host, port))
 
 
 @ingest.command("fhir-server")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8180, show_default=True, type=int, help="HTTP port (0: a free one).")
+@log_level_option
 @click.pass_context
-def fhir_server(ctx: click.Context, host: str, port: int) -> None:
-    """FHIR R4 endpoint: POST /fhir/DiagnosticReport, POST /fhir/Bundle (OperationOutcome on errors)."""
+def fhir_server(ctx: click.Context, host: str, port: int, log_level: str) -> None:
+    """FHIR R4 endpoint: POST /fhir/DiagnosticReport, POST /fhir/Bundle (OperationOutcome on errors).
+
+    Runs until SIGINT/SIGTERM, then stops accepting, flushes the producer and exits 0.
+    """
     import asyncio
 
     from streams.ingest.fhir_server import serve_forever
 
+    _setup_logging(log_level)
     asyncio.run(serve_forever(settings_of(ctx), host, port))
 
 

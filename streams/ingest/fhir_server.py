@@ -72,6 +72,8 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
         stats["rejected"] += 1
         pub.dead_letter(raw, exc, where=f"fhir:{request.path}")
         code = exc.code if exc.code in ISSUE_TYPES else "invalid"
+        # the reason (it may quote the body) goes to the sender and the dead letter, not the log
+        log.info("POST %s rejected (%s, field %s)", request.path, code, exc.field or "-")
         return _outcome(STATUS_OF.get(code, 400), "error", code, exc.reason, exc.field)
     try:
         await pub.publish_confirmed(events)
@@ -81,6 +83,7 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
                         f"({type(exc).__name__}); retry later")
     stats["accepted"] += 1
     stats["events"] += len(events)
+    log.info("POST %s accepted: %d report event(s)", request.path, len(events))
     ids = ", ".join(f"{e.accession} {e.status} event {e.event_id}" for e in events)
     return _outcome(201 if expect == "DiagnosticReport" else 200, "information", "informational",
                     f"accepted {len(events)} report event(s): {ids}")

@@ -192,10 +192,14 @@ class HL7Listener:
                 result = parse()
         except NoReport as exc:  # a valid status update without a report (scheduled, in progress)
             self.stats["AA"] += 1
+            log.info("AA %s from %s: no report", header.control_id if header else "?", peer)
             return build_ack(header, "AA", f"accepted, no report: {exc.reason}", charset_codec=codec)
         except ParseError as exc:
             self._dead_letter(raw, exc, peer)
             self.stats[exc.code] = self.stats.get(exc.code, 0) + 1
+            # the reason (it may quote message content) goes to the sender and the dead letter, not the log
+            log.info("%s %s from %s (field %s)", exc.code, header.control_id if header else "?", peer,
+                     exc.field or "-")
             return build_ack(header, exc.code, exc.reason, exc, charset_codec=codec)
         try:
             await self.publisher.publish_confirmed(result.events, timeout=self.kafka_timeout)
@@ -207,6 +211,7 @@ class HL7Listener:
             return build_ack(header, "AR", err.reason, err, charset_codec=codec)
         self.stats["AA"] += 1
         self.stats["events"] += len(result.events)
+        log.info("AA %s from %s: %d report event(s)", result.header.control_id, peer, len(result.events))
         note = f"{len(result.events)} report(s) accepted"
         if result.skipped:
             note += "; skipped " + "; ".join(result.skipped)

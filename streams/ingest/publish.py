@@ -43,6 +43,8 @@ class Publisher:
         self.stage = stage
         self.producer = producer or make_producer(settings)
         self.key = load_key(settings.ingest.pseudonym_key, settings.ingest.pseudonym_key_file)
+        where = "settings" if settings.ingest.pseudonym_key else "the key file"
+        log.info("%s: research pseudonyms %s", stage, f"on (key from {where})" if self.key else "off")
         self.topic = settings.topics.reports
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
