@@ -206,3 +206,40 @@ def test_communication_all_caps():
     assert c.recipient == "DR. SMITH"
     assert c.time == datetime(2024, 1, 2, 14, 35)
     assert c.text.startswith("FINDINGS WERE")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "INDICATION: Pneumothorax after line placement.\nFINDINGS: Both lungs are expanded.",
+        "HISTORY: Pulmonary embolism two years ago, on anticoagulation.\nFINDINGS: Clear lungs.",
+        "EXAM: CT angiogram chest, aortic dissection protocol.\nFINDINGS: The aorta is normal in caliber.",
+        "TECHNIQUE: Imaging tailored to the known subdural hematoma.\nFINDINGS: Normal ventricles.",
+        "COMPARISON: Film of last week showing free air.\nFINDINGS: Normal bowel gas pattern.",
+    ],
+)
+def test_a_mention_outside_the_reported_sections_is_not_a_critical_result(text: str) -> None:
+    from processors.nlp import analyze
+
+    r = analyze(text)
+    assert any(match_critical(f.concept, f.text) for f in r.findings), "the test needs a critical finding"
+    assert r.critical_results == []
+
+
+def test_the_same_mention_in_findings_impression_or_an_unheaded_report_is() -> None:
+    from processors.nlp import analyze
+
+    for text in ("FINDINGS: Large right pneumothorax.", "IMPRESSION: Large right pneumothorax.",
+                 "Large right pneumothorax."):
+        assert [c.concept for c in analyze(text).critical_results] == ["pneumothorax"], text
+
+
+def test_section_filter_on_plain_findings() -> None:
+    @dataclass
+    class S(F):
+        section: str = "findings"
+
+    found = [S("pneumothorax", "pneumothorax", section="history"), S("pneumothorax", "pneumothorax"),
+             F("pneumothorax", "pneumothorax")]
+    assert [r.finding for r in critical_results(found)] == [1, 2]  # no section attribute: counted
+    assert [r.finding for r in critical_results(found, sections={"history"})] == [0, 2]
