@@ -4,7 +4,8 @@ Systems and normalised categories (patterns in ``systems.json``):
 
 - BI-RADS "0".."6", "4A"/"4B"/"4C" ("BI-RADS 4A", "BIRADS: 2", "ACR BI-RADS Category 1 - Negative",
   and a bare "Category 3: Probably benign" when followed by a BI-RADS category name). No roman numerals.
-- Lung-RADS "0", "1", "2", "3", "4A", "4B", "4X", with the S modifier appended ("2S", "4BS").
+- Lung-RADS "0", "1", "2", "3", "4A", "4B", "4X", with the S modifier appended ("2S", "4BS"), and "S"
+  when written alone ("Lung-RADS S", "Lung-RADS category S").
 - LI-RADS "LR-1".."LR-5", "LR-M", "LR-TIV", "LR-NC" ("LR-5", "LR5", "LI-RADS 4", "LI-RADS LR-M";
   bare "LR" is read only upper-case).
 - PI-RADS "1".."5"; TI-RADS "TR1".."TR5" ("ACR TI-RADS TR4", "TI-RADS 3", bare upper-case "TR4";

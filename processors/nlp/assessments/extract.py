@@ -108,7 +108,7 @@ def _normalise(system: _System, raw: str, modifier: str | None) -> str | None:
         cat = system.prefix + cat
     if cat not in system.categories:
         return None
-    if modifier and system.name == "Lung-RADS":
+    if modifier and system.name == "Lung-RADS" and not cat.endswith("S"):
         cat += "S"
     return cat
 

@@ -96,3 +96,36 @@ def test_several_systems_in_order():
         ("LI-RADS", "LR-3"),
         ("Bosniak", "II"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("Left renal lesion with enhancing nodular wall, Bosniak IV.", "Bosniak IV"),
+        ("The upper pole cyst is Bosniak category IV and needs urology review.", "Bosniak category IV"),
+        ("Complex cystic mass, Bosniak 4.", "Bosniak 4"),
+        ("BOSNIAK CLASS IV", "BOSNIAK CLASS IV"),
+    ],
+)
+def test_bosniak_iv(text, span):
+    (a,) = extract_assessments(text)
+    assert (a.system, a.category, text[a.start : a.end]) == ("Bosniak", "IV", span)
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("No suspicious nodules; severe emphysema and coronary calcification. Lung-RADS S.", "Lung-RADS S"),
+        ("Lung-RADS category S: large hiatal hernia noted.", "Lung-RADS category S"),
+        ("LUNG-RADS: S", "LUNG-RADS: S"),
+    ],
+)
+def test_lung_rads_s_alone(text, span):
+    (a,) = extract_assessments(text)
+    assert (a.system, a.category, text[a.start : a.end]) == ("Lung-RADS", "S", span)
+
+
+def test_lung_rads_s_is_a_modifier_after_a_category_and_not_a_word_start():
+    assert [a.category for a in extract_assessments("Lung-RADS 3 S, follow up the aneurysm.")] == ["3S"]
+    assert extract_assessments("Lung-RADS scoring is deferred to the screening clinic.") == []
+    assert extract_assessments("Lung-RADS: see the addendum.") == []
