@@ -176,12 +176,18 @@ class Engine:
         """Run the extractors of measurements, recommendations, categories, critical results and exam."""
         text, ex = result.text, self.extractors
         sents = [(s.start, s.end) for s in result.sentences]
-        desc = exam if exam is not None else _exam_text(result)
-        if desc:
+        # the exam description given (the event's modality/procedure) wins; what it leaves open (e.g. a
+        # bare "MR" without a procedure) comes from the report's own EXAM section
+        for desc in ((exam or "").strip(), _exam_text(result).strip()):
+            if not desc:
+                continue
             info = ex["normalize_exam"](desc)
-            result.modality = _get(info, "modality")
-            result.body_region = _get(info, "body_region")
-            result.contrast = _get(info, "contrast")
+            if result.modality is None:
+                result.modality = _get(info, "modality")
+            if result.body_region is None:
+                result.body_region = _get(info, "body_region")
+            if result.contrast is None:
+                result.contrast = _get(info, "contrast")
         found = ex["extract_measurements"](text, sents)
         if found and len(found) * len(result.findings) <= _MAX_PAIRS:
             found = ex["with_findings"](found, result.findings, text, _sizeable)

@@ -168,3 +168,23 @@ def test_an_extractor_without_its_function_is_an_error(monkeypatch: pytest.Monke
     monkeypatch.delattr(recommendations, "extract_recommendations")
     with pytest.raises(ExtractorError, match="extract_recommendations"):
         _load_extractors()
+
+
+def test_analyze_uses_the_exam_description_given() -> None:
+    body = "FINDINGS: No acute intracranial abnormality. No restricted diffusion."
+    r = analyze(body, exam="MRI BRAIN W/WO CONTRAST")
+    assert (r.modality, r.body_region, r.contrast) == ("MR", "head", True)
+    assert analyze(body).modality is None  # nothing in the text names the exam
+    assert r.to_avro()["modality"] == "MR" and r.to_avro()["body_region"] == "head"
+
+
+def test_the_exam_given_wins_over_the_exam_section_and_is_completed_by_it() -> None:
+    text = "EXAM: CT ABDOMEN PELVIS WITH IV CONTRAST\nFINDINGS: Normal appendix."
+    assert (analyze(text).modality, analyze(text).body_region) == ("CT", "abdomen_pelvis")
+    given = analyze(text, exam="US RENAL")
+    assert (given.modality, given.body_region) == ("US", "abdomen")
+    # a bare modality (an event without a procedure description): region and contrast from the text
+    bare = analyze(text, exam="MR")
+    assert (bare.modality, bare.body_region, bare.contrast) == ("MR", "abdomen_pelvis", True)
+    # an empty description is no description
+    assert (analyze(text, exam="  ").modality, analyze(text, exam="").contrast) == ("CT", True)
