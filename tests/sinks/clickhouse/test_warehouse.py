@@ -327,7 +327,7 @@ def test_upgrading_an_older_warehouse_adds_the_new_columns_to_tables_and_views(
     up = ch_settings.replace(clickhouse={"database": "upgraded"})
     assert len(migrate(ch, up, old)) == 3
     assert "certainty" not in [r[0] for r in q(ch, "DESCRIBE TABLE upgraded.findings_latest")]
-    assert [m.split("_")[0] for m in migrate(ch, up)] == ["004", "005"]
+    assert [m.split("_")[0] for m in migrate(ch, up)][:2] == ["004", "005"]  # and any later ones
     assert "certainty" in [r[0] for r in q(ch, "DESCRIBE TABLE upgraded.findings_latest")]
     assert "patient_id" in [r[0] for r in q(ch, "DESCRIBE TABLE upgraded.received_instances")]
     assert q(ch, "SELECT count() FROM upgraded.deid_map") == [(0,)]
