@@ -31,11 +31,12 @@ class Pacs:
     calling_ae: str
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 120.0
+    fast_move: bool = True  # C-MOVE responses read directly from the socket (sinks.dicom.movefast)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pacs:
         p = settings.pacs
-        return cls(p.ae_title, p.host, p.port, p.calling_ae, p.acse_timeout_s, p.dimse_timeout_s)
+        return cls(p.ae_title, p.host, p.port, p.calling_ae, p.acse_timeout_s, p.dimse_timeout_s, p.fast_move)
 
 
 @dataclass(frozen=True)

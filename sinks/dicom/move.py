@@ -4,17 +4,24 @@ A move is a success only when the final status is 0x0000 and no sub-operation fa
 or ended with a warning. An empty status (DIMSE timeout, aborted association) is a
 failure. Orthanc aborts a whole C-MOVE at the first refused image and then reports zero
 counters: we keep the last pending counts so the caller can tell what had arrived.
+
+With ``Pacs.fast_move`` (``pacs.fast_move``, default on) the request and its responses go over the
+association's socket directly (``sinks.dicom.movefast``); otherwise, and whenever that path cannot take
+the association, through pynetdicom's ``send_c_move``. Both give the same statuses and counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.dataset import Dataset
+from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
 
 from sinks.dicom.find import Pacs
+from sinks.dicom.movefast import PENDING, DirectMove, MoveRsp
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
 
 # Statuses after which a retry cannot help (config problems on the PACS side).
@@ -39,56 +46,89 @@ class MoveResult:
     pendings: int = 0
 
 
-def _counts(status: Dataset) -> tuple[int, int, int, int | None]:
-    def get(name: str) -> int | None:
+def _pynetdicom_responses(assoc: Any, ds: Dataset, destination_ae: str) -> Iterator[MoveRsp]:
+    """pynetdicom's ``send_c_move``, as MoveRsp values (status None: an empty status data set)."""
+
+    def get(status: Dataset, name: str) -> int | None:
         v = status.get(name, None)
         return None if v in (None, "") else int(v)
 
-    return (get("NumberOfCompletedSuboperations") or 0, get("NumberOfFailedSuboperations") or 0,
-            get("NumberOfWarningSuboperations") or 0, get("NumberOfRemainingSuboperations"))
+    for status, _ident in assoc.send_c_move(ds, destination_ae, StudyRootQueryRetrieveInformationModelMove):
+        if not status:
+            yield MoveRsp(None)
+            return
+        yield MoveRsp(int(status.Status), get(status, "NumberOfRemainingSuboperations"),
+                      get(status, "NumberOfCompletedSuboperations"),
+                      get(status, "NumberOfFailedSuboperations"), get(status, "NumberOfWarningSuboperations"))
 
 
-def c_move_study(pacs: Pacs, destination_ae: str, study_uid: str,
-                 on_pending: Callable[[MoveResult], None] | None = None) -> MoveResult:
-    ae = make_ae(pacs.calling_ae, pacs.acse_timeout_s, pacs.dimse_timeout_s, pacs.dimse_timeout_s)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-    assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, evt_handlers=NODELAY_HANDLERS)
-    if assoc.is_rejected:
-        return MoveResult("failed", error=f"C-MOVE association rejected by {pacs.ae_title}", retriable=False)
-    if not assoc.is_established:
-        return MoveResult("failed", error=f"C-MOVE association to {pacs.ae_title}@{pacs.host}:{pacs.port} "
-                                          "failed (PACS down?)")
+def _identifier(study_uid: str) -> Dataset:
     ds = Dataset()
     ds.QueryRetrieveLevel = "STUDY"
     ds.StudyInstanceUID = study_uid
+    return ds
+
+
+def _responses(assoc: Any, study_uid: str, destination_ae: str, fast: bool) -> Iterator[MoveRsp]:
+    ds = _identifier(study_uid)
+    if fast:
+        cx = assoc._get_valid_context(StudyRootQueryRetrieveInformationModelMove, "", "scu")
+        ts = cx.transfer_syntax[0]
+        raw = encode(ds, ts.is_implicit_VR, ts.is_little_endian)
+        assoc._radstream_msg_id = msg_id = getattr(assoc, "_radstream_msg_id", 0) % 0xFFFF + 1
+        if raw is not None:
+            direct = DirectMove(assoc, int(cx.context_id), raw, destination_ae,
+                                str(StudyRootQueryRetrieveInformationModelMove), msg_id)
+            if direct.start():
+                return direct.responses()
+    return _pynetdicom_responses(assoc, ds, destination_ae)
+
+
+def c_move_study(pacs: Pacs, destination_ae: str, study_uid: str,
+                 on_pending: Callable[[MoveResult], None] | None = None, assoc: Any = None) -> MoveResult:
+    """Move one study; ``assoc``: an established association with the Move context to use (and leave
+    open), else one is opened and released here."""
+    own = assoc is None
+    if assoc is None:
+        ae = make_ae(pacs.calling_ae, pacs.acse_timeout_s, pacs.dimse_timeout_s, pacs.dimse_timeout_s)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, evt_handlers=NODELAY_HANDLERS)
+        if assoc.is_rejected:
+            return MoveResult("failed", error=f"C-MOVE association rejected by {pacs.ae_title}",
+                              retriable=False)
+        if not assoc.is_established:
+            return MoveResult("failed", error=f"C-MOVE association to {pacs.ae_title}@{pacs.host}:"
+                                              f"{pacs.port} failed (PACS down?)")
     last = MoveResult("failed")
-    final: Dataset | None = None
+    final: MoveRsp | None = None
     empty = False
+    responses = _responses(assoc, study_uid, destination_ae, pacs.fast_move)
     try:
-        responses = assoc.send_c_move(ds, destination_ae, StudyRootQueryRetrieveInformationModelMove)
-        for status, _ident in responses:
-            if not status:
+        for rsp in responses:
+            if rsp.status is None:
                 empty = True
                 break
-            code = int(status.Status)
-            c, f, w, r = _counts(status)
-            if code in (0xFF00, 0xFF01):
-                last = MoveResult("moving", status=code, completed=c, failed=f, warning=w, remaining=r,
+            if rsp.status in PENDING:
+                last = MoveResult("moving", status=rsp.status, completed=rsp.completed or 0,
+                                  failed=rsp.failed or 0, warning=rsp.warning or 0, remaining=rsp.remaining,
                                   pendings=last.pendings + 1)
                 if on_pending is not None:
                     on_pending(last)
                 continue
-            final = status
+            final = rsp
         aborted = assoc.is_aborted
     finally:
-        if assoc.is_established:
+        close = getattr(responses, "close", None)
+        if close is not None:
+            close()
+        if own and assoc.is_established:
             assoc.release()
-    if empty or final is None:
+    if empty or final is None or final.status is None:
         why = "aborted association" if aborted else "empty response (timeout or aborted association)"
         return MoveResult("failed", completed=last.completed, failed=last.failed, warning=last.warning,
                           remaining=last.remaining, error=f"C-MOVE: {why}", pendings=last.pendings)
-    code = int(final.Status)
-    c, f, w, r = _counts(final)
+    code = final.status
+    c, f, w, r = final.completed or 0, final.failed or 0, final.warning or 0, final.remaining
     if code == 0x0000 and f == 0 and w == 0:
         return MoveResult("completed", status=code, completed=c, remaining=0, pendings=last.pendings)
     if code in (0x0000, 0xB000) or (code & 0xF000) == 0xB000:

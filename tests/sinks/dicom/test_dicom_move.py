@@ -177,3 +177,46 @@ def test_same_study_for_two_projects_in_a_row_lands_in_both(pacs_settings: Setti
         store.stop()
     for project in ("P1", "P2"):
         assert sorted(p.stem for p in (store.cfg.store_dir / project).rglob("*.dcm")) == sorted(a2.sop_uids())
+
+
+@pytest.mark.parametrize("case", ["completed", "refused", "unknown destination"])
+def test_direct_move_path_reports_what_pynetdicom_reports(pacs_settings: Settings, case: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same move through pynetdicom's send_c_move and through the direct socket path."""
+    from dataclasses import replace
+
+    from sinks.dicom import movefast
+
+    taken: list[bool] = []
+    start = movefast.DirectMove.start
+
+    def spy(self: movefast.DirectMove) -> bool:
+        taken.append(start(self))
+        return taken[-1]
+
+    monkeypatch.setattr(movefast.DirectMove, "start", spy)
+    a2 = spec("A", 2)
+    results: dict[bool, tuple[MoveResult, list[MoveResult], list[str]]] = {}
+    for fast in (False, True):
+        store = store_for(pacs_settings, min_free_mb=10**9 if case == "refused" else 1)
+        store.cfg.store_dir = store.cfg.store_dir / f"fast-{fast}"
+        store.registry = Registry(store.cfg.store_dir)
+        store.registry.register(a2.study_uid, "P1", "r1", "RESEARCH")
+        store.start()
+        pendings: list[MoveResult] = []
+        try:
+            pacs = replace(Pacs.from_settings(pacs_settings), fast_move=fast)
+            dest = "ELSEWHERE" if case == "unknown destination" else "RESEARCH"
+            result = c_move_study(pacs, dest, a2.study_uid, pendings.append)
+        finally:
+            store.stop()
+        results[fast] = (result, pendings, sorted(p.stem for p in store.cfg.store_dir.rglob("*.dcm")))
+    assert taken == [True]  # the direct path ran (once: for fast=True)
+    (slow, slow_p, slow_files), (fast_r, fast_p, fast_files) = results[False], results[True]
+    assert fast_r == slow and fast_p == slow_p and fast_files == slow_files
+    if case == "completed":
+        assert fast_r.outcome == "completed" and fast_r.completed == SMALL
+        assert fast_r.pendings == len(fast_p) > 0
+        assert fast_files == sorted(a2.sop_uids())
+    else:
+        assert fast_r.outcome == "failed" and fast_r.status not in (None, 0x0000) and not fast_files

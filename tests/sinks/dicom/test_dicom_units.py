@@ -314,3 +314,82 @@ def test_direct_header_reading_leaves_hard_cases_to_pydicom() -> None:
     assert read_header(raw, False) is not None
     assert read_header(raw[:40], False) is None  # truncated inside an element
     assert read_header(b"\xfe\xff\x00\xe0\x00\x00\x00\x00", True) is None  # an item at the top level
+
+
+@pytest.mark.parametrize("dest", ["RESEARCH", "ORTHANC", "A"])  # even, odd and short AE titles
+def test_direct_move_request_equals_pynetdicoms(dest: str) -> None:
+    from pynetdicom.dimse_messages import C_MOVE_RQ
+    from pynetdicom.dimse_primitives import C_MOVE
+    from pynetdicom.dsutils import encode
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Move
+
+    from sinks.dicom.movefast import move_rq_command
+
+    for msg_id, priority in ((1, 2), (513, 0)):
+        req = C_MOVE()
+        req.MessageID = msg_id
+        req.AffectedSOPClassUID = Move
+        req.Priority = priority
+        req.MoveDestination = dest
+        req.Identifier = io.BytesIO(b"\x08\x00\x52\x00")
+        msg = C_MOVE_RQ()
+        msg.primitive_to_message(req)
+        assert move_rq_command(msg_id, str(Move), dest, priority) == encode(msg.command_set, True, True)
+
+
+def _move_rsp_command(status: int, counts: tuple[int | None, ...], identifier: bool = False,
+                      msg_id: int = 1) -> bytes:
+    from pynetdicom.dimse_messages import C_MOVE_RSP
+    from pynetdicom.dimse_primitives import C_MOVE
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Move
+
+    rsp = C_MOVE()
+    rsp.MessageIDBeingRespondedTo = msg_id
+    rsp.AffectedSOPClassUID = Move
+    rsp.Status = status
+    (rsp.NumberOfRemainingSuboperations, rsp.NumberOfCompletedSuboperations,
+     rsp.NumberOfFailedSuboperations, rsp.NumberOfWarningSuboperations) = counts
+    if identifier:
+        rsp.Identifier = io.BytesIO(b"\x08\x00\x58\x11\x04\x00\x00\x001.2\x00")
+    msg = C_MOVE_RSP()
+    msg.primitive_to_message(rsp)
+    from pynetdicom.dsutils import encode
+
+    out = encode(msg.command_set, True, True)
+    assert out is not None
+    return out
+
+
+@pytest.mark.parametrize(("status", "counts", "identifier"), [
+    (0xFF00, (47, 3, 0, 0), False),  # pending
+    (0x0000, (None, 50, 0, 0), False),  # success: no remaining count
+    (0xB000, (None, 40, 9, 1), True),  # warning, with a Failed SOP Instance UID List
+    (0xA702, (0, 0, 0, 0), True),  # Orthanc after a refused image: zero counters
+    (0xC000, (None, None, None, None), False),  # failure without counts
+])
+def test_direct_move_response_parsing_agrees_with_pynetdicom(
+        status: int, counts: tuple[int | None, ...], identifier: bool) -> None:
+    from pynetdicom.dimse_messages import C_MOVE_RSP as Msg
+    from pynetdicom.dsutils import decode
+
+    from sinks.dicom.movefast import MoveRsp, parse_move_rsp
+
+    raw = _move_rsp_command(status, counts, identifier, msg_id=9)
+    # what pynetdicom's own decoder makes of the same command set
+    msg = Msg()
+    msg.command_set = decode(io.BytesIO(raw), True, True)
+    msg.data_set = io.BytesIO(b"\x00" if identifier else b"")
+    prim = msg.message_to_primitive()
+    ref = MoveRsp(prim.Status, prim.NumberOfRemainingSuboperations, prim.NumberOfCompletedSuboperations,
+                  prim.NumberOfFailedSuboperations, prim.NumberOfWarningSuboperations)
+    assert parse_move_rsp(raw) == (9, ref, identifier)
+    assert ref == MoveRsp(status, *counts)
+
+
+def test_direct_move_response_parsing_refuses_other_messages() -> None:
+    from sinks.dicom.movefast import parse_move_rsp
+
+    assert parse_move_rsp(_store_rq_command("1.2.3")) is None  # a C-STORE-RQ
+    raw = _move_rsp_command(0xFF00, (1, 2, 0, 0))
+    assert parse_move_rsp(raw[:-1]) is None  # truncated
+    assert parse_move_rsp(b"") is None

@@ -1,0 +1,288 @@
+"""A direct C-MOVE exchange on an established pynetdicom association (requestor side).
+
+Through pynetdicom, every C-MOVE pending response (the PACS sends one per image moved) is read and
+decoded by the DUL thread, which polls the socket every 1 ms, turned into a pydicom Dataset, queued
+for our thread, and turned into a second Dataset for the status. That cost about as much CPU in the
+worker as the storage SCP spent on the image itself, on the same two cores as the PACS and the SCP.
+
+Here, after pynetdicom has negotiated the association, our thread sends the C-MOVE-RQ itself (the
+command set encoded directly, PS3.7 9.3.4.1; the identifier encoded by pydicom) and reads the C-MOVE-RSP
+messages (PS3.7 9.3.4.2) straight from the socket: the command set is decoded directly, every status
+and sub-operation count is returned to the caller. pynetdicom's association reactor is paused (as its
+own ``send_c_move`` does) and its DUL thread is kept off the socket meanwhile; the state machine stays in
+Sta6, which P-DATA does not change.
+
+Anything unexpected fails safely and hands the association back to pynetdicom:
+- a PDU other than P-DATA (A-ABORT, A-RELEASE-RQ, ...) is replayed into the DUL as its reader would have
+  queued it; the connection closed by the peer is left for the DUL to see; both end as "no response";
+- a message other than the C-MOVE-RSP to our request, a malformed one, or no response within the DIMSE
+  timeout: we abort the association (what pynetdicom does) and return "no response".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from sinks.dicom.fastpath import P_DATA_TF, decode_command, pdata_pdu, pdvs
+from sinks.dicom.net import _implicit, _uid_value
+
+LOG = logging.getLogger(__name__)
+
+C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
+NO_DATASET = 0x0101
+PENDING = (0xFF00, 0xFF01)
+POLL = 0.5  # seconds between checks for a killed association while waiting for data
+
+
+@dataclass(frozen=True)
+class MoveRsp:
+    """One C-MOVE response; ``status`` None: none came (timeout, abort, connection closed, bad message)."""
+
+    status: int | None
+    remaining: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    warning: int | None = None
+    why: str = ""
+
+
+def _ae_value(ae: str) -> bytes:
+    b = ae.encode("ascii")
+    return b + b" " if len(b) % 2 else b
+
+
+def move_rq_command(message_id: int, sop_class: str, destination: str, priority: int = 2) -> bytes:
+    """The C-MOVE-RQ command set (PS3.7 9.3.4.1), Implicit VR Little Endian, as pynetdicom encodes it."""
+    body = b"".join((
+        _implicit(0x00000002, _uid_value(sop_class)),
+        _implicit(0x00000100, struct.pack("<H", C_MOVE_RQ)),
+        _implicit(0x00000110, struct.pack("<H", message_id)),
+        _implicit(0x00000600, _ae_value(destination)),
+        _implicit(0x00000700, struct.pack("<H", priority)),
+        _implicit(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
+    ))
+    return _implicit(0x00000000, struct.pack("<I", len(body))) + body
+
+
+def parse_move_rsp(data: bytes) -> tuple[int, MoveRsp, bool] | None:
+    """(MessageIDBeingRespondedTo, the response, whether a data set follows) of a C-MOVE-RSP, else None."""
+
+    def us(elem: int) -> int | None:
+        v = cmd.get(elem)
+        if v is None:
+            return None
+        if len(v) != 2:
+            raise ValueError(f"element (0000,{elem:04X}) is not a US value")
+        return int(struct.unpack("<H", v)[0])
+
+    try:
+        cmd = decode_command(data)
+        field, responded, status, ds_type = us(0x0100), us(0x0120), us(0x0900), us(0x0800)
+        counts = us(0x1020), us(0x1021), us(0x1022), us(0x1023)
+    except ValueError:
+        return None
+    if field != C_MOVE_RSP or responded is None or status is None or ds_type is None:
+        return None
+    return responded, MoveRsp(status, *counts), ds_type != NO_DATASET
+
+
+class _HandBack(Exception):
+    """Stop reading; ``pdus`` are whole non-P-DATA PDUs to replay into the DUL; ``abort``: abort first."""
+
+    def __init__(self, why: str, pdus: list[bytes] | None = None, abort: bool = False) -> None:
+        super().__init__(why)
+        self.why = why
+        self.pdus = pdus or []
+        self.abort = abort
+
+
+class DirectMove:
+    """One C-MOVE on ``assoc``: ``start()`` takes the socket (False: use pynetdicom, nothing was sent),
+    ``responses()`` sends the request and yields every response until the final one."""
+
+    def __init__(self, assoc: Any, context_id: int, identifier: bytes, destination: str, sop_class: str,
+                 message_id: int = 1) -> None:
+        self.assoc = assoc
+        self.dul = assoc.dul
+        self.context_id = context_id
+        self.message_id = message_id
+        self.command = move_rq_command(message_id, sop_class, destination)
+        self.identifier = identifier
+        self.request = (pdata_pdu([(context_id, 0x03, self.command)])
+                        + pdata_pdu([(context_id, 0x02, identifier)]))
+        self.sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._active = False
+        self._orig: Any = None
+        self._delay = 0.001
+        self._timeout: float | None = None
+        self._pdvs: deque[tuple[int, int, memoryview]] = deque()
+        self._taken = False
+
+    # -- taking and giving back the socket ------------------------------------------------------
+    def _gated(self) -> bool:
+        with self._lock:  # runs on the DUL thread: while we own the socket, it reads nothing
+            if self._active:
+                return False
+            return bool(self._orig())
+
+    def start(self) -> bool:
+        assoc, dul = self.assoc, self.dul
+        sock: Any = getattr(dul.socket, "socket", None)
+        cx = assoc._accepted_cx.get(self.context_id)
+        if (not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket) or not assoc.is_requestor
+                or not assoc.is_established or cx is None
+                or cx.transfer_syntax[0] == DeflatedExplicitVRLittleEndian):
+            return False
+        peer_max = assoc.acceptor.maximum_length  # of a PDU's PDV list: one PDV of 6 + n bytes each
+        if peer_max and max(len(self.command), len(self.identifier)) + 6 > peer_max:
+            return False  # would need fragments: pynetdicom fragments
+        assoc._reactor_checkpoint.clear()  # pause the association reactor, as pynetdicom's send_c_* do
+        while not assoc._is_paused:
+            if not assoc.is_established or assoc._kill:
+                assoc._reactor_checkpoint.set()
+                return False
+            time.sleep(0.0001)
+        self._orig = dul._is_transport_event
+        dul._is_transport_event = self._gated
+        with self._lock:  # a read the DUL had begun has ended once we hold the lock
+            self._active = True
+        self._taken = True
+        if (dul.state_machine.current_state != "Sta6" or not dul.event_queue.empty()
+                or not dul.to_user_queue.empty() or not dul.to_provider_queue.empty()
+                or not assoc.dimse.msg_queue.empty()):
+            self._give_back()  # the peer said something first: pynetdicom deals with it
+            return False
+        self._delay = dul._run_loop_delay
+        dul._run_loop_delay = 0.02  # the DUL thread has nothing to do meanwhile: poll less
+        self.sock = sock
+        self._timeout = sock.gettimeout()
+        sock.settimeout(POLL)
+        return True
+
+    def _give_back(self) -> None:
+        if not self._taken:
+            return
+        self._taken = False
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.settimeout(self._timeout)
+            self.dul._run_loop_delay = self._delay
+        with self._lock:
+            self._active = False
+        self.dul._is_transport_event = self._orig
+        self.dul._idle_timer.restart()
+        self.assoc._reactor_checkpoint.set()
+
+    def _inject(self, raw: bytes) -> None:
+        pdu, event = self.dul._decode_pdu(bytearray(raw))
+        self.dul._recv_pdu.put(pdu)
+        self.dul.event_queue.put(event)
+
+    # -- the exchange ---------------------------------------------------------------------------
+    def responses(self) -> Iterator[MoveRsp]:
+        assert self.sock is not None, "start() first"
+        try:
+            self.sock.sendall(self.request)
+            while True:
+                rsp = self._read_response()
+                yield rsp
+                if rsp.status not in PENDING:
+                    return
+        except _HandBack as hb:
+            for raw in hb.pdus:
+                self._inject(raw)
+            self._give_back()
+            if hb.abort and self.assoc.is_established:
+                LOG.error("C-MOVE: %s; aborting the association", hb.why)
+                self.assoc.abort()
+            else:
+                self._wait_for_dul()
+            yield MoveRsp(None, why=hb.why)
+        except OSError as exc:  # connection reset while sending or reading
+            self._give_back()
+            self._wait_for_dul()
+            yield MoveRsp(None, why=f"connection failed: {exc}")
+        finally:
+            self._give_back()
+
+    def _wait_for_dul(self, limit: float = 2.0) -> None:
+        """Let the DUL act on what it now reads or was replayed (abort, closed connection)."""
+        deadline = time.monotonic() + limit
+        while self.assoc.is_established and time.monotonic() < deadline:
+            if self.dul.state_machine.current_state != "Sta6" or self.assoc.acse.is_aborted():
+                break
+            time.sleep(0.005)
+
+    def _read_response(self) -> MoveRsp:
+        deadline = None if self.assoc.dimse_timeout is None else time.monotonic() + self.assoc.dimse_timeout
+        command: list[memoryview] = []
+        parsed: tuple[int, MoveRsp, bool] | None = None
+        while True:
+            cx, hdr, frag = self._next_pdv(deadline)
+            if cx != self.context_id:
+                raise _HandBack(f"message on presentation context {cx}, not {self.context_id}", abort=True)
+            if parsed is None:
+                if not hdr & 0x01:
+                    raise _HandBack("data set fragment before a command set", abort=True)
+                command.append(frag)
+                if not hdr & 0x02:
+                    continue
+                parsed = parse_move_rsp(b"".join(command))
+                if parsed is None:
+                    raise _HandBack("a message other than a C-MOVE response", abort=True)
+                if parsed[0] != self.message_id:
+                    raise _HandBack(f"a response to message {parsed[0]}, not {self.message_id}", abort=True)
+                if not parsed[2]:
+                    return parsed[1]
+                continue
+            if hdr & 0x01:
+                raise _HandBack("command set fragment inside a data set", abort=True)
+            if hdr & 0x02:  # last fragment of the identifier (e.g. Failed SOP Instance UID List): not needed
+                return parsed[1]
+
+    def _next_pdv(self, deadline: float | None) -> tuple[int, int, memoryview]:
+        while not self._pdvs:
+            header = self._recv(6, deadline, at_boundary=True)
+            pdu_type, _, length = struct.unpack(">BBI", header)
+            body = self._recv(length, deadline, at_boundary=False) if length else b""
+            if pdu_type != P_DATA_TF:
+                raise _HandBack(f"PDU type 0x{pdu_type:02X} during the C-MOVE", pdus=[bytes(header) + body])
+            try:
+                self._pdvs.extend(pdvs(memoryview(body)))
+            except ValueError as exc:
+                raise _HandBack(f"malformed P-DATA-TF: {exc}", abort=True) from None
+        return self._pdvs.popleft()
+
+    def _recv(self, n: int, deadline: float | None, at_boundary: bool) -> bytes:
+        assert self.sock is not None
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            try:
+                k = self.sock.recv_into(view[got:])
+            except TimeoutError:
+                if self.assoc._kill or self.dul._kill_thread:
+                    raise _HandBack("association killed") from None
+                if deadline is not None and time.monotonic() > deadline:
+                    raise _HandBack("DIMSE timeout waiting for a C-MOVE response", abort=True) from None
+                continue
+            if k == 0:
+                if at_boundary and got == 0:
+                    raise _HandBack("connection closed by the peer")
+                raise _HandBack("connection closed inside a PDU", abort=True)
+            got += k
+        return bytes(buf)
