@@ -321,7 +321,7 @@ def test_direct_move_request_equals_pynetdicoms(dest: str) -> None:
     from pynetdicom.dimse_messages import C_MOVE_RQ
     from pynetdicom.dimse_primitives import C_MOVE
     from pynetdicom.dsutils import encode
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Move
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Move  # type: ignore[attr-defined]
 
     from sinks.dicom.movefast import move_rq_command
 
@@ -341,7 +341,7 @@ def _move_rsp_command(status: int, counts: tuple[int | None, ...], identifier: b
                       msg_id: int = 1) -> bytes:
     from pynetdicom.dimse_messages import C_MOVE_RSP
     from pynetdicom.dimse_primitives import C_MOVE
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Move
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Move  # type: ignore[attr-defined]
 
     rsp = C_MOVE()
     rsp.MessageIDBeingRespondedTo = msg_id
@@ -370,6 +370,7 @@ def _move_rsp_command(status: int, counts: tuple[int | None, ...], identifier: b
 def test_direct_move_response_parsing_agrees_with_pynetdicom(
         status: int, counts: tuple[int | None, ...], identifier: bool) -> None:
     from pynetdicom.dimse_messages import C_MOVE_RSP as Msg
+    from pynetdicom.dimse_primitives import C_MOVE
     from pynetdicom.dsutils import decode
 
     from sinks.dicom.movefast import MoveRsp, parse_move_rsp
@@ -380,10 +381,11 @@ def test_direct_move_response_parsing_agrees_with_pynetdicom(
     msg.command_set = decode(io.BytesIO(raw), True, True)
     msg.data_set = io.BytesIO(b"\x00" if identifier else b"")
     prim = msg.message_to_primitive()
+    assert isinstance(prim, C_MOVE)
     ref = MoveRsp(prim.Status, prim.NumberOfRemainingSuboperations, prim.NumberOfCompletedSuboperations,
                   prim.NumberOfFailedSuboperations, prim.NumberOfWarningSuboperations)
     assert parse_move_rsp(raw) == (9, ref, identifier)
-    assert ref == MoveRsp(status, *counts)
+    assert ref == MoveRsp(status, counts[0], counts[1], counts[2], counts[3])
 
 
 def test_direct_move_response_parsing_refuses_other_messages() -> None:
