@@ -1,13 +1,13 @@
-"""Research pseudonyms: the patient id replaced by a keyed HMAC-SHA256.
+"""Research pseudonyms: the patient id replaced by a keyed HMAC-SHA256 (``psn-`` + 32 hex digits).
 
-What this protects: the patient identifier (PID-3 / Patient.identifier / the mapped column) never
-reaches a topic or a table when a key is configured; without the key nobody can recompute or
-reverse a pseudonym, and the same patient gets the same pseudonym at one site (so research
-cohorts can still be linked per patient). What it does NOT protect: the report text (names,
-dates and other identifiers written into it), the accession and visit numbers, exam dates and
-the study UID pass unchanged. Those need de-identification of their own before data leave the
-hospital. The key is read from ``settings.ingest.pseudonym_key`` or the file named by
-``pseudonym_key_file`` and is never logged or put into an event.
+Applied by every front door (``streams.ingest.publish.Publisher`` and the backfill workers) before an
+event is encoded, so a real patient id never reaches a topic or a table when a key is configured
+(``settings.ingest.pseudonym_key`` or the file named by ``pseudonym_key_file``). The key is never
+logged or put into an event. Same patient + same site -> same pseudonym.
+
+What this does and does NOT protect (the report text, accession/order/visit numbers, dates, the
+study UID and the dead letters' original bytes pass unchanged) is documented for the users of the
+data in docs/analysts.md, section "Research pseudonyms: what is and is not protected".
 """
 
 from __future__ import annotations

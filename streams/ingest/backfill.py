@@ -105,7 +105,7 @@ class Job:
     accession_field: str
     run_time: datetime
     nlp: bool
-    key: bytes | None
+    key: bytes | None = field(repr=False)  # the pseudonym key: never in a repr, a log or a traceback
     items: list[tuple[int, Any]]
     to_rows: bool = False  # map to warehouse rows here, in the worker (spreads the sink's mapping CPU)
 
@@ -333,7 +333,7 @@ class _Run:
     mapping: ColumnMapping
     site: str
     nlp: bool
-    key: bytes | None
+    key: bytes | None = field(repr=False)
     cp: Checkpoint
     sink: Sink
     pool: ProcessPoolExecutor | None
