@@ -103,6 +103,7 @@ class WorkerConfig:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     nlp_processes: int = 1  # NLP in child processes (0: in the worker's event loop)
+    nlp_batch: int = 256  # most reports per hand-off to the NLP process (fewer when they trickle in)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from streams.producer import dead_letter_record
 log = logging.getLogger("radstream.worker")
 
 NLP_STAGE = "nlp-agent"
-NLP_BATCH = 64  # events per hand-off to the NLP process
 NLP_BATCH_WAIT_S = 0.02
 NLP_INFLIGHT = 2  # batches handed to the NLP process and not yet emitted
 
@@ -215,7 +214,9 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
 
         emitter = asyncio.ensure_future(emit())
         try:
-            async for events in stream.take_events(NLP_BATCH, within=NLP_BATCH_WAIT_S):  # type: ignore[attr-defined]
+            batches = stream.take_events(  # type: ignore[attr-defined]
+                max(1, settings.worker.nlp_batch), within=NLP_BATCH_WAIT_S)
+            async for events in batches:
                 for event in events:
                     event.message.incref()  # take_events acks these when we ask for the next batch
                 item = (list(events), asyncio.ensure_future(nlp.run([e.value for e in events])))
