@@ -20,44 +20,20 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from processors.ingest.hl7v2 import parse_ack
 from processors.ingest.pseudonym import pseudonym
 from radstream.config import Settings, settings_env
-from streams import serde
 from streams.ingest.mllp import send_messages
 from tests.streams.helpers import free_port
+from tests.streams.ingest.test_ingest_front_doors import read_topic
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = ROOT / "samples"
-
-
-def read_events(settings: Settings, expect: int, timeout: float = 30.0, settle: float = 1.0
-                ) -> list[dict[str, Any]]:
-    """Every report event on the reports topic (waits for ``expect``, then ``settle`` s for extra ones)."""
-    topic = settings.topics.reports
-    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
-                  "enable.auto.commit": False})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        c.assign([TopicPartition(topic, p, 0) for p in parts])
-        out: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = c.poll(0.2)
-            if msg is not None and msg.error() is None:
-                out.append(serde.decode("report_finalized", msg.value()))
-            if len(out) >= expect:
-                deadline = min(deadline, time.monotonic() + settle)
-        return out
-    finally:
-        c.close()
 
 
 @contextmanager
@@ -100,7 +76,7 @@ def test_hl7_listener_command_acks_publishes_and_stops_on_sigterm(topic_settings
         [ack] = asyncio.run(send_messages("127.0.0.1", port, [raw], timeout=30))
         code, control_id, text = parse_ack(ack)
         assert (code, control_id) == ("AA", "A000123") and "1 report(s) accepted" in text
-        [ev] = read_events(settings, expect=1)
+        [ev] = read_topic(settings, settings.topics.reports, "report_finalized", expect=1)
         assert stop(proc) == 0, log.read_text()
     assert (ev["accession"], ev["placer_order_number"], ev["source_format"]) == (
         "ACC20260302001", "PL5521", "hl7v2")
@@ -127,7 +103,7 @@ def test_fhir_server_command_answers_201_publishes_and_stops_on_sigterm(topic_se
         assert status == 201 and outcome["resourceType"] == "OperationOutcome"
         assert outcome["issue"][0]["severity"] == "information"
         assert "FH-ACC-7781 final" in outcome["issue"][0]["diagnostics"]
-        [ev] = read_events(settings, expect=1)
+        [ev] = read_topic(settings, settings.topics.reports, "report_finalized", expect=1)
         assert stop(proc) == 0, log.read_text()
     assert (ev["accession"], ev["status"], ev["source_format"]) == ("FH-ACC-7781", "final", "fhir")
     assert ev["patient_id_is_pseudonym"]
