@@ -110,7 +110,7 @@ class WorkerConfig:
 class IngestConfig:
     site: str = "default"
     accession_field: str = "OBR-3"  # or OBR-18
-    pseudonym_key: str = ""  # HMAC key for research pseudonyms; never logged
+    pseudonym_key: str = field(default="", repr=False)  # HMAC key for research pseudonyms; never logged
     pseudonym_key_file: str = ""
     timezone: str = ""  # IANA zone of HL7 times without an offset; empty = UTC
     hl7_charset: str = "utf-8"  # when MSH-18 is empty

@@ -73,3 +73,9 @@ def test_replace_changes_only_the_named_fields() -> None:
     changed = base.replace(kafka={"bootstrap": "h:9"}, state_dir="/y")
     assert changed.kafka.bootstrap == "h:9" and changed.state_dir == "/y"
     assert changed.kafka.partitions == base.kafka.partitions and base.kafka.bootstrap != "h:9"
+
+
+def test_the_pseudonym_key_never_shows_in_a_printed_settings_object() -> None:
+    settings = Settings().replace(ingest={"pseudonym_key": "k-3f9a-never-print"})
+    assert settings.ingest.pseudonym_key == "k-3f9a-never-print"
+    assert "k-3f9a-never-print" not in repr(settings) and "k-3f9a-never-print" not in str(settings)
