@@ -15,6 +15,7 @@ import asyncio
 import logging
 import multiprocessing
 import time
+from collections.abc import Awaitable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,12 +175,12 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
     findings = app.topic(settings.topics.findings, key_type=bytes, value_type=bytes)
     dead_letters = app.topic(settings.topics.dead_letter, key_type=bytes, value_type=bytes)
 
-    async def reject(event: faust.EventT, error: str, error_type: str) -> None:
+    async def reject(event: faust.EventT, error: str, error_type: str) -> Awaitable[Any]:
         msg = event.message
         log.warning("dead-letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, error)
         rec = dead_letter_record(NLP_STAGE, msg.value, error, topic=msg.topic, partition=msg.partition,
                                  offset=msg.offset, key=msg.key, error_type=error_type)
-        await dead_letters.send(key=msg.key, value=serde.encode("dead_letter", rec))
+        return await dead_letters.send(key=msg.key, value=serde.encode("dead_letter", rec))
 
     nlp = NlpRunner(settings)
 
@@ -191,28 +192,37 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
     @app.agent(reports)
     async def nlp_agent(stream: faust.StreamT) -> None:
         """Micro-batches of reports -> NLP (child process) -> findings, as a pipeline: while one batch
-        is analysed, the next is consumed and the previous one's findings are sent (``NLP_INFLIGHT``
-        batches at most). Findings go out in input order. Each event is held (an extra reference on
-        its message) until its findings (or dead letter) were handed to the producer; only then is it
-        acked, and Faust flushes the producer before committing an acked offset: at-least-once."""
+        is analysed, the next is consumed and earlier findings are sent (``NLP_INFLIGHT`` batches in
+        the NLP process at most). Findings go out in input order. Each event is held (an extra
+        reference on its message) until the broker acknowledged its findings (or dead letter); only
+        then is it acked, so no offset is committed past a report whose output was not delivered. A
+        failed delivery or NLP process fails the agent: its unacked events are consumed again."""
         inflight: asyncio.Queue[tuple[list[faust.EventT], asyncio.Future[list[Outcome]]]] = asyncio.Queue(
             maxsize=NLP_INFLIGHT)
+        sent: asyncio.Queue[tuple[list[faust.EventT], list[Awaitable[Any]]]] = asyncio.Queue(maxsize=8)
 
         async def emit() -> None:
             while True:
                 events, pending = await inflight.get()
                 outcomes = await pending
+                acks: list[Awaitable[Any]] = []
                 for event, out in zip(events, outcomes, strict=True):
                     msg = event.message
                     if out.value is None:
-                        await reject(event, out.error or "", out.error_type or "Rejected")
+                        acks.append(await reject(event, out.error or "", out.error_type or "Rejected"))
                     else:  # the origin header lets the sink's deadline count from the report
-                        await findings.send(key=out.key, value=out.value,
-                                            headers=origin_headers(msg.timestamp, msg.headers))
+                        acks.append(await findings.send(key=out.key, value=out.value,
+                                                        headers=origin_headers(msg.timestamp, msg.headers)))
+                await sent.put((events, acks))
+
+        async def confirm() -> None:
+            while True:
+                events, acks = await sent.get()
+                await asyncio.gather(*acks)  # a failed delivery raises here: these stay unacked
                 for event in events:
                     await stream.ack(event)  # the reference taken below: now committable
 
-        emitter = asyncio.ensure_future(emit())
+        helpers = [asyncio.ensure_future(emit()), asyncio.ensure_future(confirm())]
         try:
             batches = stream.take_events(  # type: ignore[attr-defined]
                 max(1, settings.worker.nlp_batch), within=NLP_BATCH_WAIT_S)
@@ -221,12 +231,14 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
                     event.message.incref()  # take_events acks these when we ask for the next batch
                 item = (list(events), asyncio.ensure_future(nlp.run([e.value for e in events])))
                 put = asyncio.ensure_future(inflight.put(item))
-                await asyncio.wait((put, emitter), return_when=asyncio.FIRST_COMPLETED)
-                if emitter.done():  # it failed (e.g. the NLP process died): the agent fails with it
-                    put.cancel()
-                    emitter.result()
+                await asyncio.wait((put, *helpers), return_when=asyncio.FIRST_COMPLETED)
+                for helper in helpers:
+                    if helper.done():  # it failed (the NLP process died, a send failed): so does the agent
+                        put.cancel()
+                        helper.result()
         finally:
-            emitter.cancel()
+            for helper in helpers:
+                helper.cancel()
 
     _cohorts(app, settings, findings)
 
