@@ -124,7 +124,9 @@ def demo(ctx: click.Context, keep_running: bool, studies: int, images: int) -> N
     t0 = time.monotonic()
     settings = settings_of(ctx)
     console.print("[bold]1/6[/] starting the local stack (Kafka, Orthanc) …")
+    already = {c.component for c in stack.status(settings) if c.pid is not None}
     stack.up(settings)
+    started = [name for name in stack.COMPONENTS if name not in already]  # the demo stops only these
     settings = load_settings(config_file=os.environ.get("RADSTREAM_CONFIG"))
     create_topics(settings)
     console.print(f"     Kafka {settings.kafka.bootstrap}, Orthanc {settings.pacs.host}:{settings.pacs.port}")
@@ -169,7 +171,8 @@ def demo(ctx: click.Context, keep_running: bool, studies: int, images: int) -> N
     finally:
         if not keep_running:
             services.stop()
-            stack.down(settings)
+            if started:
+                stack.down(settings, started)
 
     table = Table(title="radstream demo", show_header=False)
     table.add_row("reports in", str(n_in))
