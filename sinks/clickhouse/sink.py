@@ -97,14 +97,14 @@ def waited(msg: Message, flush_s: float, now: float) -> float:
     spends the same budget), or from its own when the source is older than the flush interval.
     Backlog (older than the flush interval: a replay, a catch-up) counts from now (0), so that batches
     stay large."""
+    ts_type, ts = msg.timestamp()
+    own = now - ts / 1000.0 if ts_type != TIMESTAMP_NOT_AVAILABLE and ts > 0 else None
+    if own is not None and not 0.0 < own < flush_s:
+        return 0.0  # backlog (its source is older still) or a clock ahead: no header to read
     origin = origin_ms(msg.headers())
     if origin is not None and 0.0 < (age := now - origin / 1000.0) < flush_s:
         return age
-    ts_type, ts = msg.timestamp()
-    if ts_type == TIMESTAMP_NOT_AVAILABLE or ts <= 0:
-        return 0.0
-    age = now - ts / 1000.0
-    return age if 0.0 < age < flush_s else 0.0
+    return own or 0.0
 
 
 class _Inserter:
