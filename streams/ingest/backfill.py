@@ -108,6 +108,8 @@ class Job:
     key: bytes | None = field(repr=False)  # the pseudonym key: never in a repr, a log or a traceback
     items: list[tuple[int, Any]]
     to_rows: bool = False  # map to warehouse rows here, in the worker (spreads the sink's mapping CPU)
+    classifiers: tuple[str, ...] = ()  # site models (settings.ml.classifiers), as in the worker's NLP agent
+    torch_threads: int = 1
 
 
 @dataclass
@@ -148,9 +150,11 @@ def _raw_bytes(payload: Any) -> bytes:
 def process_chunk(job: Job) -> ChunkResult:
     """Parse (+ pseudonymise + NLP) one chunk. Runs in a worker process; never raises for bad input."""
     from sinks.clickhouse.rows import merge_rows, rows_for
-    from streams.handlers import analyze_report
+    from streams.handlers import _site_classifiers, analyze_report
 
     out = ChunkResult(records=len(job.items))
+    # loaded once per worker process; a broken classifier config fails the run, as it fails the worker
+    classifiers = _site_classifiers(job.classifiers, job.torch_threads) if job.nlp and job.classifiers else []
     for no, payload in job.items:
         out.last = no
         try:
@@ -162,7 +166,7 @@ def process_chunk(job: Job) -> ChunkResult:
             rec = pseudonymise(ev, job.key).to_avro()
             if job.nlp:
                 try:
-                    findings = analyze_report(rec, now=job.run_time)
+                    findings = analyze_report(rec, now=job.run_time, classifiers=classifiers)
                 except Exception as exc:  # a bug in the NLP must not lose the report: reject with reason
                     out.rejects.append((no, f"NLP failed: {type(exc).__name__}: {exc}", _raw_bytes(payload)))
                     continue
@@ -354,7 +358,9 @@ class _Run:
     def submit(self, f: RawFile, items: list[tuple[int, Any]], pos: int) -> None:
         job = Job(f.fmt, f.path.name, list(f.header), self.mapping, self.site,
                   self.settings.ingest.accession_field, self.cp.run_time, self.nlp, self.key, items,
-                  to_rows=isinstance(self.sink, ClickHouseSink))
+                  to_rows=isinstance(self.sink, ClickHouseSink),
+                  classifiers=tuple(self.settings.ml.classifiers),
+                  torch_threads=self.settings.ml.torch_threads)
         self.inflight.append((self.pool.submit(process_chunk, job) if self.pool else process_chunk(job), pos))
 
     def drain(self, f: RawFile, state: dict[str, Any], limit: int) -> None:

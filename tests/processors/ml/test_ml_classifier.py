@@ -175,3 +175,34 @@ def test_toml_ml_section_sets_classifiers_and_torch_threads(tmp_path: Path) -> N
         assert [f.text for f in clf.classify(REPORT)] == SENTENCES
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.integration
+def test_backfill_runs_the_site_classifier_like_the_worker(tmp_path: Path) -> None:
+    """``radstream backfill`` (no Kafka, embedded ClickHouse) gives the same model findings as the stream."""
+    import json
+
+    from radstream.config import Settings
+    from sinks.clickhouse.client import open_client
+    from streams.ingest.backfill import run_backfill
+
+    model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
+    cfg = _config(tmp_path, model, labels={"OTHER": None, "PE": PE})
+    src = tmp_path / "reports.jsonl"
+    src.write_text("\n".join(json.dumps({"accession": f"BF{i}", "patient_id": f"P{i}", "text": REPORT})
+                             for i in range(2)) + "\n")
+    settings = Settings(state_dir=str(tmp_path)).replace(
+        clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"},
+        ml={"classifiers": (str(cfg),), "torch_threads": 1})
+    summary = run_backfill(settings, [src], workers=0)
+    assert (summary.read, summary.loaded) == (2, 2)
+    client = open_client(settings)
+    try:
+        rows = client.query("SELECT accession, source, count() FROM findings FINAL "
+                            "GROUP BY accession, source ORDER BY accession, source").result_rows
+    finally:
+        client.close()
+    by = {(a, s): n for a, s, n in rows}
+    for acc in ("BF0", "BF1"):
+        assert by[(acc, "model:tiny")] == len(SENTENCES)  # one forced finding per sentence
+        assert by[(acc, "rules")] >= 2  # the rule findings are still there beside them
