@@ -25,6 +25,7 @@ import logging
 import socket
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -120,6 +121,8 @@ class FastStore:
         self.assoc = assoc
         self.store = store
         self.active = False  # True while this loop owns the socket
+        self._lock = threading.Lock()  # held by the DUL thread while it reads the socket
+        self._wake = threading.Event()  # set when the loop hands the association back
         self.dul = assoc.dul
         self._orig_transport = self.dul._is_transport_event
         self.dul._is_transport_event = self._gated_transport
@@ -127,19 +130,23 @@ class FastStore:
 
     # -- DUL side ------------------------------------------------------------------------------
     def _gated_transport(self) -> bool:
-        # Runs on the DUL thread. Once established (Sta6) and while we own the socket, it stays unread.
+        # Runs on the DUL thread. Once established (Sta6) and while we own the socket, it stays unread,
+        # and the DUL thread waits here (instead of polling every 1 ms) until we hand the socket back:
+        # it then acts at once on what we replayed (a release request is answered without delay).
         if self.active and self.dul.state_machine.current_state == "Sta6":
-            return False
-        return bool(self._orig_transport())
+            self._wake.wait(POLL)
+        with self._lock:
+            if self.active and self.dul.state_machine.current_state == "Sta6":
+                return False
+            return bool(self._orig_transport())
 
     # -- association thread ------------------------------------------------------------------
     def run(self) -> None:
         sock: Any = getattr(self.dul.socket, "socket", None)
         if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket) or self.assoc.is_requestor:
             return self._fallback([])
-        self.active = True
-        delay = self.dul._run_loop_delay
-        self.dul._run_loop_delay = 0.02  # the DUL thread has nothing to do meanwhile: poll less
+        with self._lock:  # a read the DUL thread had begun is over once we hold the lock
+            self.active = True
         pending: list[tuple[int, int, memoryview]] = []
         try:
             timeout = sock.gettimeout()
@@ -153,8 +160,6 @@ class FastStore:
         except Exception:
             LOG.exception("fast C-STORE path failed; handing the association back to pynetdicom")
             pending = []
-        finally:
-            self.dul._run_loop_delay = delay
         return self._fallback(pending)
 
     def _fallback(self, pending: list[Any]) -> None:
@@ -166,6 +171,7 @@ class FastStore:
                 self._inject(pdata_pdu([item]))
         self.dul._idle_timer.restart()
         self.active = False
+        self._wake.set()
         type(self.assoc)._run_reactor(self.assoc)
 
     def _inject(self, raw: bytes) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+)
 
 from radstream.config import Settings
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
@@ -62,18 +66,60 @@ def _query(accession: str | None, patient_id: str | None, study_date: str | None
     return ds
 
 
+class PacsSession:
+    """One association to the PACS with the C-FIND and C-MOVE contexts, reused for consecutive
+    operations (a worker thread's requests back to back): each association costs the PACS and us a
+    negotiation and a release, more than a C-FIND itself. ``get()`` (re)opens it when needed; the owner
+    ``close()``s it as soon as it has no more work ready, so an idle worker holds no association."""
+
+    def __init__(self, pacs: Pacs) -> None:
+        self.pacs = pacs
+        self.assoc: Any = None
+
+    def get(self) -> Any:
+        """An established association; raises DicomError when the PACS refuses or cannot be reached."""
+        if self.assoc is not None and self.assoc.is_established:
+            return self.assoc
+        self.assoc = None
+        pacs = self.pacs
+        ae = make_ae(pacs.calling_ae, pacs.acse_timeout_s, pacs.dimse_timeout_s, pacs.dimse_timeout_s)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, evt_handlers=NODELAY_HANDLERS)
+        if assoc.is_rejected:
+            raise DicomError(f"association rejected by {pacs.ae_title}", retriable=False)
+        if not assoc.is_established:
+            raise DicomError(f"association to {pacs.ae_title}@{pacs.host}:{pacs.port} failed (PACS down?)")
+        self.assoc = assoc
+        return assoc
+
+    def close(self) -> None:
+        assoc, self.assoc = self.assoc, None
+        if assoc is not None and assoc.is_established:
+            assoc.release()
+
+
 def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str | None = None,
-                   study_date: str | None = None, study_uid: str | None = None) -> list[StudyMatch]:
-    """All studies matching the keys; raises DicomError on any non-success outcome."""
+                   study_date: str | None = None, study_uid: str | None = None,
+                   session: PacsSession | None = None) -> list[StudyMatch]:
+    """All studies matching the keys; raises DicomError on any non-success outcome.
+
+    With ``session`` the query goes over its association (left open); else over one opened here."""
     if not (accession or study_uid or patient_id):
         raise DicomError("C-FIND needs an accession, a study UID or a patient id", retriable=False)
-    ae = make_ae(pacs.calling_ae, pacs.acse_timeout_s, pacs.dimse_timeout_s, pacs.dimse_timeout_s)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, evt_handlers=NODELAY_HANDLERS)
-    if assoc.is_rejected:
-        raise DicomError(f"C-FIND association rejected by {pacs.ae_title}", retriable=False)
-    if not assoc.is_established:
-        raise DicomError(f"C-FIND association to {pacs.ae_title}@{pacs.host}:{pacs.port} failed")
+    if session is not None:
+        try:
+            assoc = session.get()
+        except DicomError as exc:
+            raise DicomError(f"C-FIND {exc}", exc.status, exc.retriable) from None
+    else:
+        ae = make_ae(pacs.calling_ae, pacs.acse_timeout_s, pacs.dimse_timeout_s, pacs.dimse_timeout_s)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, evt_handlers=NODELAY_HANDLERS)
+        if assoc.is_rejected:
+            raise DicomError(f"C-FIND association rejected by {pacs.ae_title}", retriable=False)
+        if not assoc.is_established:
+            raise DicomError(f"C-FIND association to {pacs.ae_title}@{pacs.host}:{pacs.port} failed")
     matches: list[StudyMatch] = []
     final: int | None = None
     try:
@@ -90,7 +136,7 @@ def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str 
         if assoc.is_aborted:
             raise DicomError("C-FIND: association aborted")
     finally:
-        if assoc.is_established:
+        if session is None and assoc.is_established:
             assoc.release()
     if final is None:
         raise DicomError("C-FIND: no final response")
@@ -116,16 +162,17 @@ def _match(ident: Dataset) -> StudyMatch:
 
 
 def resolve(pacs: Pacs, *, accession: str | None, study_uid: str | None = None,
-            patient_id: str | None = None, study_date: str | None = None) -> list[StudyMatch]:
+            patient_id: str | None = None, study_date: str | None = None,
+            session: PacsSession | None = None) -> list[StudyMatch]:
     """Studies of one retrieval request: by study UID, else accession, else patient id + study date."""
     if study_uid:
-        found = c_find_studies(pacs, study_uid=study_uid)
+        found = c_find_studies(pacs, study_uid=study_uid, session=session)
         if found:
             return found
     if accession:
-        found = c_find_studies(pacs, accession=accession)
+        found = c_find_studies(pacs, accession=accession, session=session)
         if found:
             return found
     if patient_id and study_date:
-        return c_find_studies(pacs, patient_id=patient_id, study_date=study_date)
+        return c_find_studies(pacs, patient_id=patient_id, study_date=study_date, session=session)
     return []

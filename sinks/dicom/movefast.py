@@ -9,8 +9,8 @@ Here, after pynetdicom has negotiated the association, our thread sends the C-MO
 command set encoded directly, PS3.7 9.3.4.1; the identifier encoded by pydicom) and reads the C-MOVE-RSP
 messages (PS3.7 9.3.4.2) straight from the socket: the command set is decoded directly, every status
 and sub-operation count is returned to the caller. pynetdicom's association reactor is paused (as its
-own ``send_c_move`` does) and its DUL thread is kept off the socket meanwhile; the state machine stays in
-Sta6, which P-DATA does not change.
+own ``send_c_move`` does) and its DUL thread is kept off the socket meanwhile (it waits instead of polling
+every 1 ms); the state machine stays in Sta6, which P-DATA does not change.
 
 Anything unexpected fails safely and hands the association back to pynetdicom:
 - a PDU other than P-DATA (A-ABORT, A-RELEASE-RQ, ...) is replayed into the DUL as its reader would have
@@ -123,17 +123,21 @@ class DirectMove:
         self.request = (pdata_pdu([(context_id, 0x03, self.command)])
                         + pdata_pdu([(context_id, 0x02, identifier)]))
         self.sock: socket.socket | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held by the DUL thread while it reads the socket
+        self._wake = threading.Event()  # set when we hand the socket back
         self._active = False
         self._orig: Any = None
-        self._delay = 0.001
         self._timeout: float | None = None
         self._pdvs: deque[tuple[int, int, memoryview]] = deque()
         self._taken = False
 
     # -- taking and giving back the socket ------------------------------------------------------
     def _gated(self) -> bool:
-        with self._lock:  # runs on the DUL thread: while we own the socket, it reads nothing
+        # Runs on the DUL thread: while we own the socket it reads nothing and waits here (instead of
+        # polling every 1 ms) until we hand the socket back.
+        if self._active:
+            self._wake.wait(POLL)
+        with self._lock:
             if self._active:
                 return False
             return bool(self._orig())
@@ -165,8 +169,6 @@ class DirectMove:
                 or not assoc.dimse.msg_queue.empty()):
             self._give_back()  # the peer said something first: pynetdicom deals with it
             return False
-        self._delay = dul._run_loop_delay
-        dul._run_loop_delay = 0.02  # the DUL thread has nothing to do meanwhile: poll less
         self.sock = sock
         self._timeout = sock.gettimeout()
         sock.settimeout(POLL)
@@ -179,9 +181,9 @@ class DirectMove:
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 self.sock.settimeout(self._timeout)
-            self.dul._run_loop_delay = self._delay
         with self._lock:
             self._active = False
+        self._wake.set()
         self.dul._is_transport_event = self._orig
         self.dul._idle_timer.restart()
         self.assoc._reactor_checkpoint.set()

@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from radstream.config import Settings
 from sinks.dicom import schedule
 from sinks.dicom.expect import Registry
-from sinks.dicom.find import DicomError, Pacs, StudyMatch, resolve
+from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, resolve
 from sinks.dicom.move import MoveResult, c_move_study
 from streams import serde
 from streams.producer import make_producer, produce, send_dead_letter
@@ -138,6 +138,7 @@ class Worker:
         self._eof: dict[int, bool] = {}  # assigned partition -> consumed up to its end
         self.caught_up = threading.Event()  # the consumer reached the end of every partition once
         self.log: list[dict[str, Any]] = []  # status events produced (for tests and the bench)
+        self._sessions = threading.local()  # each mover thread's PacsSession
 
     # -- status events ---------------------------------------------------------------------------
     def emit(self, req: Request, state: str, result: MoveResult | None = None, error: str | None = None,
@@ -335,23 +336,48 @@ class Worker:
             return not self._pending and not self._active and all(
                 not (opened - self._final.get(p, set())) for p, opened in self._open.items())
 
+    def _work_ready(self) -> bool:
+        with self._cv:
+            now = time.monotonic()
+            return not self.stop_event.is_set() and any(r.ready_at <= now for r in self._pending)
+
     def move_loop(self) -> None:
         # At start-up let the consumer read the backlog first (a few seconds at most), so that a
         # high-priority request behind a batch is seen before the first move starts.
         self.caught_up.wait(timeout=5.0)
-        while not self.stop_event.is_set():
-            req = self._next()
-            if req is None:
-                return
-            try:
-                self.process(req)
-            except Exception as exc:  # a bug or Kafka down: retry the request, never lose it
-                LOG.exception("request %s crashed", req.id)
-                self._retry_or_fail(req, f"{type(exc).__name__}: {exc}", None)
-            finally:
-                with self._cv:
-                    self._active.pop(req.id, None)
-                    self._cv.notify_all()
+        # One association per mover thread, kept open only while requests follow each other (C-FIND
+        # and C-MOVE of the next request reuse it); closed as soon as none is ready.
+        session = PacsSession(self.pacs)
+        self._sessions.session = session
+        try:
+            while not self.stop_event.is_set():
+                req = self._next()
+                if req is None:
+                    return
+                try:
+                    self.process(req)
+                except Exception as exc:  # a bug or Kafka down: retry the request, never lose it
+                    LOG.exception("request %s crashed", req.id)
+                    self._retry_or_fail(req, f"{type(exc).__name__}: {exc}", None)
+                finally:
+                    with self._cv:
+                        self._active.pop(req.id, None)
+                        self._cv.notify_all()
+                    if not self._work_ready():
+                        self._close_session(session)
+        finally:
+            self._close_session(session)
+
+    @staticmethod
+    def _close_session(session: PacsSession) -> None:
+        try:
+            session.close()
+        except Exception:  # the PACS went away meanwhile: nothing to release
+            LOG.debug("releasing the PACS association failed", exc_info=True)
+            session.assoc = None
+
+    def _session(self) -> PacsSession | None:
+        return getattr(self._sessions, "session", None)
 
     def _window_wait(self, req: Request) -> bool:
         """True when the PACS may be used now; otherwise re-queue until the window opens."""
@@ -399,7 +425,8 @@ class Worker:
             try:
                 req.studies = resolve(self.pacs, accession=rec.get("accession"),
                                       study_uid=rec.get("study_instance_uid"),
-                                      patient_id=rec.get("patient_id"), study_date=rec.get("study_date"))
+                                      patient_id=rec.get("patient_id"), study_date=rec.get("study_date"),
+                                      session=self._session())
             except DicomError as exc:
                 if exc.retriable:
                     self._retry_or_fail(req, f"C-FIND: {exc}", exc.status)
@@ -455,7 +482,16 @@ class Worker:
                     self.emit(req, "moving", self._total(req, extra=r))
 
             self.emit(req, "moving", self._total(req))
-            result = c_move_study(self.pacs, dest, uid, on_pending=pending)
+            session = self._session()
+            if session is None:
+                result = c_move_study(self.pacs, dest, uid, on_pending=pending)
+            else:
+                try:
+                    assoc = session.get()
+                except DicomError as exc:
+                    result = MoveResult("failed", error=f"C-MOVE {exc}", retriable=exc.retriable)
+                else:
+                    result = c_move_study(self.pacs, dest, uid, on_pending=pending, assoc=assoc)
             if result.outcome == "completed" and study.instances and result.completed < study.instances:
                 # the PACS said success but moved fewer instances than C-FIND announced
                 result.outcome = "partial"
