@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +16,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from radstream.config import Settings
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+
+LOG = logging.getLogger(__name__)
 
 
 class DicomError(RuntimeError):
@@ -124,10 +129,9 @@ def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str 
     final: int | None = None
     try:
         query = _query(accession, patient_id, study_date, study_uid)
-        for status, ident in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
-            if not status:  # empty status dataset: timeout, abort or invalid response
+        for code, ident in _find_responses(assoc, query, pacs.fast_move):
+            if code is None:  # empty status dataset: timeout, abort or invalid response
                 raise DicomError("C-FIND: empty response (timeout or aborted association)")
-            code = int(status.Status)
             if code in (0xFF00, 0xFF01):
                 if ident is not None and ident.get("StudyInstanceUID"):
                     matches.append(_match(ident))
@@ -144,6 +148,36 @@ def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str 
         raise DicomError(f"C-FIND failed with status 0x{final:04X}", status=final,
                          retriable=final in (0xA700, 0xA701, 0xA702))
     return matches
+
+
+def _find_responses(assoc: Any, query: Dataset, fast: bool) -> Iterator[tuple[int | None, Dataset | None]]:
+    """(status, matching identifier) of each C-FIND response; status None: none came.
+
+    ``fast``: request and responses directly on the socket (``sinks.dicom.movefast.DirectFind``);
+    otherwise, or when that cannot take the association, pynetdicom's ``send_c_find``."""
+    if fast:
+        from pynetdicom.dsutils import decode, encode
+
+        from sinks.dicom.movefast import DirectFind
+
+        cx = assoc._get_valid_context(StudyRootQueryRetrieveInformationModelFind, "", "scu")
+        ts = cx.transfer_syntax[0]
+        raw = encode(query, ts.is_implicit_VR, ts.is_little_endian)
+        assoc._radstream_msg_id = msg_id = getattr(assoc, "_radstream_msg_id", 0) % 0xFFFF + 1
+        direct = DirectFind(assoc, int(cx.context_id), raw, str(StudyRootQueryRetrieveInformationModelFind),
+                            msg_id) if raw is not None else None
+        if direct is not None and direct.start():
+            for status, _cmd, data in direct.messages():
+                ident = None
+                if data is not None and status in (0xFF00, 0xFF01):
+                    try:
+                        ident = decode(io.BytesIO(data), ts.is_implicit_VR, ts.is_little_endian)
+                    except Exception as exc:  # what pynetdicom does with an undecodable identifier
+                        LOG.error("C-FIND: undecodable identifier: %s", exc)
+                yield status, ident
+            return
+    for status, ident in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+        yield (int(status.Status) if status else None), ident
 
 
 def _match(ident: Dataset) -> StudyMatch:

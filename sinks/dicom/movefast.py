@@ -1,4 +1,4 @@
-"""A direct C-MOVE exchange on an established pynetdicom association (requestor side).
+"""Direct C-MOVE (and C-FIND) exchanges on an established pynetdicom association (requestor side).
 
 Through pynetdicom, every C-MOVE pending response (the PACS sends one per image moved) is read and
 decoded by the DUL thread, which polls the socket every 1 ms, turned into a pydicom Dataset, queued
@@ -41,6 +41,7 @@ from sinks.dicom.net import _implicit, _uid_value
 LOG = logging.getLogger(__name__)
 
 C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
+C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
 NO_DATASET = 0x0101
 PENDING = (0xFF00, 0xFF01)
 POLL = 0.5  # seconds between checks for a killed association while waiting for data
@@ -76,26 +77,52 @@ def move_rq_command(message_id: int, sop_class: str, destination: str, priority:
     return _implicit(0x00000000, struct.pack("<I", len(body))) + body
 
 
-def parse_move_rsp(data: bytes) -> tuple[int, MoveRsp, bool] | None:
-    """(MessageIDBeingRespondedTo, the response, whether a data set follows) of a C-MOVE-RSP, else None."""
+def _us(cmd: dict[int, bytes], elem: int) -> int | None:
+    v = cmd.get(elem)
+    if v is None:
+        return None
+    if len(v) != 2:
+        raise ValueError(f"element (0000,{elem:04X}) is not a US value")
+    return int(struct.unpack("<H", v)[0])
 
-    def us(elem: int) -> int | None:
-        v = cmd.get(elem)
-        if v is None:
-            return None
-        if len(v) != 2:
-            raise ValueError(f"element (0000,{elem:04X}) is not a US value")
-        return int(struct.unpack("<H", v)[0])
 
+def parse_rsp(data: bytes, field: int) -> tuple[int, int, dict[int, bytes], bool] | None:
+    """(MessageIDBeingRespondedTo, Status, the command elements, whether a data set follows) of a
+    response with CommandField ``field``, else None."""
     try:
         cmd = decode_command(data)
-        field, responded, status, ds_type = us(0x0100), us(0x0120), us(0x0900), us(0x0800)
-        counts = us(0x1020), us(0x1021), us(0x1022), us(0x1023)
+        got, responded = _us(cmd, 0x0100), _us(cmd, 0x0120)
+        status, ds_type = _us(cmd, 0x0900), _us(cmd, 0x0800)
     except ValueError:
         return None
-    if field != C_MOVE_RSP or responded is None or status is None or ds_type is None:
+    if got != field or responded is None or status is None or ds_type is None:
         return None
-    return responded, MoveRsp(status, *counts), ds_type != NO_DATASET
+    return responded, status, cmd, ds_type != NO_DATASET
+
+
+def parse_move_rsp(data: bytes) -> tuple[int, MoveRsp, bool] | None:
+    """(MessageIDBeingRespondedTo, the response, whether a data set follows) of a C-MOVE-RSP, else None."""
+    parsed = parse_rsp(data, C_MOVE_RSP)
+    if parsed is None:
+        return None
+    responded, status, cmd, has_ds = parsed
+    try:
+        counts = _us(cmd, 0x1020), _us(cmd, 0x1021), _us(cmd, 0x1022), _us(cmd, 0x1023)
+    except ValueError:
+        return None
+    return responded, MoveRsp(status, *counts), has_ds
+
+
+def find_rq_command(message_id: int, sop_class: str, priority: int = 2) -> bytes:
+    """The C-FIND-RQ command set (PS3.7 9.3.2.1), Implicit VR Little Endian, as pynetdicom encodes it."""
+    body = b"".join((
+        _implicit(0x00000002, _uid_value(sop_class)),
+        _implicit(0x00000100, struct.pack("<H", C_FIND_RQ)),
+        _implicit(0x00000110, struct.pack("<H", message_id)),
+        _implicit(0x00000700, struct.pack("<H", priority)),
+        _implicit(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
+    ))
+    return _implicit(0x00000000, struct.pack("<I", len(body))) + body
 
 
 class _HandBack(Exception):
@@ -108,18 +135,24 @@ class _HandBack(Exception):
         self.abort = abort
 
 
-class DirectMove:
-    """One C-MOVE on ``assoc``: ``start()`` takes the socket (False: use pynetdicom, nothing was sent),
-    ``responses()`` sends the request and yields every response until the final one."""
+class DirectExchange:
+    """One request with an identifier and its responses on ``assoc``: ``start()`` takes the socket
+    (False: use pynetdicom, nothing was sent), ``messages()`` sends the request and yields each response
+    as (status, command elements, identifier bytes or None) until the final one, or (None, {}, None)
+    when none came (then ``why`` says why)."""
 
-    def __init__(self, assoc: Any, context_id: int, identifier: bytes, destination: str, sop_class: str,
+    name = "DIMSE"
+    rsp_field = 0
+
+    def __init__(self, assoc: Any, context_id: int, command: bytes, identifier: bytes,
                  message_id: int = 1) -> None:
         self.assoc = assoc
         self.dul = assoc.dul
         self.context_id = context_id
         self.message_id = message_id
-        self.command = move_rq_command(message_id, sop_class, destination)
+        self.command = command
         self.identifier = identifier
+        self.why = ""
         self.request = (pdata_pdu([(context_id, 0x03, self.command)])
                         + pdata_pdu([(context_id, 0x02, identifier)]))
         self.sock: socket.socket | None = None
@@ -194,29 +227,31 @@ class DirectMove:
         self.dul.event_queue.put(event)
 
     # -- the exchange ---------------------------------------------------------------------------
-    def responses(self) -> Iterator[MoveRsp]:
+    def messages(self) -> Iterator[tuple[int | None, dict[int, bytes], bytes | None]]:
         assert self.sock is not None, "start() first"
         try:
             self.sock.sendall(self.request)
             while True:
-                rsp = self._read_response()
-                yield rsp
-                if rsp.status not in PENDING:
+                status, cmd, data = self._read_response()
+                yield status, cmd, data
+                if status not in PENDING:
                     return
         except _HandBack as hb:
             for raw in hb.pdus:
                 self._inject(raw)
             self._give_back()
             if hb.abort and self.assoc.is_established:
-                LOG.error("C-MOVE: %s; aborting the association", hb.why)
+                LOG.error("%s: %s; aborting the association", self.name, hb.why)
                 self.assoc.abort()
             else:
                 self._wait_for_dul()
-            yield MoveRsp(None, why=hb.why)
+            self.why = hb.why
+            yield None, {}, None
         except OSError as exc:  # connection reset while sending or reading
             self._give_back()
             self._wait_for_dul()
-            yield MoveRsp(None, why=f"connection failed: {exc}")
+            self.why = f"connection failed: {exc}"
+            yield None, {}, None
         finally:
             self._give_back()
 
@@ -228,10 +263,11 @@ class DirectMove:
                 break
             time.sleep(0.005)
 
-    def _read_response(self) -> MoveRsp:
+    def _read_response(self) -> tuple[int, dict[int, bytes], bytes | None]:
         deadline = None if self.assoc.dimse_timeout is None else time.monotonic() + self.assoc.dimse_timeout
         command: list[memoryview] = []
-        parsed: tuple[int, MoveRsp, bool] | None = None
+        data: list[memoryview] = []
+        parsed: tuple[int, int, dict[int, bytes], bool] | None = None
         while True:
             cx, hdr, frag = self._next_pdv(deadline)
             if cx != self.context_id:
@@ -242,18 +278,19 @@ class DirectMove:
                 command.append(frag)
                 if not hdr & 0x02:
                     continue
-                parsed = parse_move_rsp(b"".join(command))
+                parsed = parse_rsp(b"".join(command), self.rsp_field)
                 if parsed is None:
-                    raise _HandBack("a message other than a C-MOVE response", abort=True)
+                    raise _HandBack(f"a message other than a {self.name} response", abort=True)
                 if parsed[0] != self.message_id:
                     raise _HandBack(f"a response to message {parsed[0]}, not {self.message_id}", abort=True)
-                if not parsed[2]:
-                    return parsed[1]
+                if not parsed[3]:
+                    return parsed[1], parsed[2], None
                 continue
             if hdr & 0x01:
                 raise _HandBack("command set fragment inside a data set", abort=True)
-            if hdr & 0x02:  # last fragment of the identifier (e.g. Failed SOP Instance UID List): not needed
-                return parsed[1]
+            data.append(frag)
+            if hdr & 0x02:
+                return parsed[1], parsed[2], b"".join(data)
 
     def _next_pdv(self, deadline: float | None) -> tuple[int, int, memoryview]:
         while not self._pdvs:
@@ -261,7 +298,8 @@ class DirectMove:
             pdu_type, _, length = struct.unpack(">BBI", header)
             body = self._recv(length, deadline, at_boundary=False) if length else b""
             if pdu_type != P_DATA_TF:
-                raise _HandBack(f"PDU type 0x{pdu_type:02X} during the C-MOVE", pdus=[bytes(header) + body])
+                raise _HandBack(f"PDU type 0x{pdu_type:02X} during the {self.name}",
+                                pdus=[bytes(header) + body])
             try:
                 self._pdvs.extend(pdvs(memoryview(body)))
             except ValueError as exc:
@@ -280,7 +318,7 @@ class DirectMove:
                 if self.assoc._kill or self.dul._kill_thread:
                     raise _HandBack("association killed") from None
                 if deadline is not None and time.monotonic() > deadline:
-                    raise _HandBack("DIMSE timeout waiting for a C-MOVE response", abort=True) from None
+                    raise _HandBack(f"DIMSE timeout waiting for a {self.name} response", abort=True) from None
                 continue
             if k == 0:
                 if at_boundary and got == 0:
@@ -288,3 +326,40 @@ class DirectMove:
                 raise _HandBack("connection closed inside a PDU", abort=True)
             got += k
         return bytes(buf)
+
+
+class DirectMove(DirectExchange):
+    """A C-MOVE: ``responses()`` yields MoveRsp values (status None: no response, see ``why``)."""
+
+    name = "C-MOVE"
+    rsp_field = C_MOVE_RSP
+
+    def __init__(self, assoc: Any, context_id: int, identifier: bytes, destination: str, sop_class: str,
+                 message_id: int = 1) -> None:
+        super().__init__(assoc, context_id, move_rq_command(message_id, sop_class, destination), identifier,
+                         message_id)
+
+    def responses(self) -> Iterator[MoveRsp]:
+        for status, cmd, _identifier in self.messages():  # a Failed SOP Instance UID List is not needed
+            if status is None:
+                yield MoveRsp(None, why=self.why)
+                return
+            try:
+                counts = _us(cmd, 0x1020), _us(cmd, 0x1021), _us(cmd, 0x1022), _us(cmd, 0x1023)
+            except ValueError:
+                if self.assoc.is_established:
+                    self.assoc.abort()
+                yield MoveRsp(None, why="malformed sub-operation counts")
+                return
+            yield MoveRsp(status, *counts)
+
+
+class DirectFind(DirectExchange):
+    """A C-FIND: ``messages()`` yields (status, command, encoded identifier of a match or None)."""
+
+    name = "C-FIND"
+    rsp_field = C_FIND_RSP
+
+    def __init__(self, assoc: Any, context_id: int, identifier: bytes, sop_class: str,
+                 message_id: int = 1) -> None:
+        super().__init__(assoc, context_id, find_rq_command(message_id, sop_class), identifier, message_id)

@@ -220,3 +220,51 @@ def test_direct_move_path_reports_what_pynetdicom_reports(pacs_settings: Setting
         assert fast_files == sorted(a2.sop_uids())
     else:
         assert fast_r.outcome == "failed" and fast_r.status not in (None, 0x0000) and not fast_files
+
+
+def test_one_session_for_finds_and_moves_with_the_direct_paths(pacs_settings: Settings,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """C-FINDs and C-MOVEs back to back on one association (the worker's PacsSession), through the direct
+    paths, find and move what pynetdicom's own send_c_find/send_c_move do on their own associations."""
+    from dataclasses import replace
+
+    from sinks.dicom import movefast
+    from sinks.dicom.find import PacsSession
+
+    taken: list[str] = []
+    start = movefast.DirectExchange.start
+
+    def spy(self: movefast.DirectExchange) -> bool:
+        ok = start(self)
+        taken.append(self.name if ok else "pynetdicom")
+        return ok
+
+    monkeypatch.setattr(movefast.DirectExchange, "start", spy)
+    slow = replace(Pacs.from_settings(pacs_settings), fast_move=False)
+    session = PacsSession(Pacs.from_settings(pacs_settings))
+    a3 = spec("A", 3)
+    keys: list[dict[str, str | None]] = [
+        {"accession": "A3"}, {"accession": None, "patient_id": a3.patient_id, "study_date": a3.study_date},
+        {"accession": "NO-SUCH-ACC"}, {"accession": "D1"}, {"accession": None, "study_uid": a3.study_uid}]
+    try:
+        first = session.get()
+        for k in keys:
+            direct = resolve(session.pacs, session=session, **k)
+            assert sorted(direct, key=str) == sorted(resolve(slow, **k), key=str)  # type: ignore[arg-type]
+        assert [len(resolve(session.pacs, session=session, **k)) for k in keys] == [1, 1, 0, 2, 1]
+        assert taken.count("C-FIND") >= len(keys) and "pynetdicom" not in taken
+        store = store_for(pacs_settings)
+        for uid in (spec("A", 1).study_uid, spec("A", 2).study_uid):
+            store.registry.register(uid, "P1", "r1", "RESEARCH")
+        store.start()
+        try:
+            for uid in (spec("A", 1).study_uid, spec("A", 2).study_uid):
+                r = c_move_study(session.pacs, "RESEARCH", uid, assoc=session.get())
+                assert r.outcome == "completed" and r.completed == SMALL
+        finally:
+            store.stop()
+        assert session.get() is first and first.is_established  # one association throughout
+        assert taken.count("C-MOVE") == 2
+    finally:
+        session.close()
+    assert not first.is_established and session.assoc is None

@@ -395,3 +395,24 @@ def test_direct_move_response_parsing_refuses_other_messages() -> None:
     raw = _move_rsp_command(0xFF00, (1, 2, 0, 0))
     assert parse_move_rsp(raw[:-1]) is None  # truncated
     assert parse_move_rsp(b"") is None
+
+
+def test_direct_find_request_equals_pynetdicoms() -> None:
+    from pynetdicom.dimse_messages import C_FIND_RQ
+    from pynetdicom.dimse_primitives import C_FIND
+    from pynetdicom.dsutils import encode
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as Find  # type: ignore[attr-defined]
+
+    from sinks.dicom.movefast import C_FIND_RSP, find_rq_command, parse_rsp
+
+    for msg_id, priority in ((1, 2), (65535, 1)):
+        req = C_FIND()
+        req.MessageID = msg_id
+        req.AffectedSOPClassUID = Find
+        req.Priority = priority
+        req.Identifier = io.BytesIO(b"\x08\x00\x52\x00")
+        msg = C_FIND_RQ()
+        msg.primitive_to_message(req)
+        assert find_rq_command(msg_id, str(Find), priority) == encode(msg.command_set, True, True)
+    # a C-MOVE response is not a C-FIND response
+    assert parse_rsp(_move_rsp_command(0xFF00, (1, 2, 0, 0)), C_FIND_RSP) is None
