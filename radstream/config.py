@@ -78,7 +78,7 @@ class PacsConfig:
     windows: str = ""  # allowed times, e.g. "mon-fri 19:00-07:00; sat-sun 00:00-24:00"; empty = always
     timezone: str = ""  # IANA name for windows; empty = the host's
     pending_event_s: float = 1.0  # min seconds between "moving" status events of one request
-    fast_move: bool = True  # C-MOVE request/responses directly on the socket (False: all through pynetdicom)
+    fast_move: bool = True  # C-FIND/C-MOVE directly on the socket (False: all through pynetdicom)
 
 
 @dataclass(frozen=True)
