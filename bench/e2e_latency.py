@@ -18,7 +18,12 @@ then ``--max-reports`` produced as fast as possible (throughput = reports / (las
 - baseline: a per-message sink (decode, insert that message's rows, commit its offset synchronously).
 - ours: ``sinks.clickhouse.sink.ClickHouseSink`` (batches by rows / 500 ms, commit after insert).
 - ``--stack``: additionally the full stack, ``radstream worker`` (NLP agent + our sink) as a subprocess,
-  fed ReportFinalized events only; visibility is polled through the worker's read-only ``/sql`` page.
+  fed ReportFinalized events only; visibility is polled through the worker's read-only ``/sql`` page
+  (every 50 ms, at the max rate every 200 ms); CPU ms/rep = the worker and its NLP child.
+  ``--baseline-tree DIR`` runs, rate by rate, the worker of another source tree first (e.g. an older
+  commit unpacked with ``git archive``), so both are measured in the same run; ``--rates`` picks rates;
+  ``--profile DIR`` writes every thread's CPU time on the machine during each stack measurement
+  (``*.cpu``) and a py-spy record of the worker (``RADSTREAM_BENCH_PYSPY``, ``..._PYSPY_ARGS``).
 
 Real components: a local Kafka broker (started here unless ``RADSTREAM_KAFKA_BOOTSTRAP`` is set) and
 embedded ClickHouse (chDB). Everything runs on this machine's cores together (producer, sink, poller,
