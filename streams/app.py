@@ -236,10 +236,13 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
                 item = (list(events), asyncio.ensure_future(nlp.run([e.value for e in events])))
                 put = asyncio.ensure_future(inflight.put(item))
                 await asyncio.wait((put, *helpers), return_when=asyncio.FIRST_COMPLETED)
-                for helper in helpers:
-                    if helper.done():  # it failed (the NLP process died, a send failed): so does the agent
-                        put.cancel()
-                        helper.result()
+                failed = [h for h in helpers if h.done()]
+                if failed:  # the NLP process died or a delivery failed: the worker stops (as Faust's
+                    put.cancel()  # consumer does when a send fails); its unacked reports come again
+                    exc = failed[0].exception() or RuntimeError("NLP pipeline stopped")
+                    log.error("NLP pipeline failed, stopping the worker: %r", exc)
+                    await app.crash(exc)
+                    raise exc
         finally:
             for helper in helpers:
                 helper.cancel()
