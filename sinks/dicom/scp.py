@@ -144,15 +144,22 @@ class ResearchStore:
         self._server: Any = None
         self._cache: dict[str, tuple[int | None, Expectation | None]] = {}
         self._free_checked = (0.0, True)
-        self._dirs: set[Path] = set()  # directories made already (one mkdir per series, not per image)
+        self._dirs: set[str] = set()  # directories made already (one mkdir per series, not per image)
+        self._reg_paths: dict[str, str] = {}  # study UID -> its registration file (pathlib per image is slow)
+        self._root = str(cfg.store_dir)
         self._unsent = 0  # received_instance events encoded and not yet handed to the producer
         self._unsent_cv = threading.Condition()
 
     # -- association thread -------------------------------------------------------------------
     def _project(self, study_uid: str) -> Expectation | None:
         """The registered project of a study; re-read only when its registration file changed (one stat)."""
+        reg = self._reg_paths.get(study_uid)
+        if reg is None:
+            if len(self._reg_paths) > 10000:
+                self._reg_paths.clear()
+            reg = self._reg_paths[study_uid] = str(self.registry.path(study_uid))
         try:
-            stamp: int | None = os.stat(self.registry.path(study_uid)).st_mtime_ns
+            stamp: int | None = os.stat(reg).st_mtime_ns
         except OSError:
             stamp = None
         hit = self._cache.get(study_uid)
@@ -289,8 +296,9 @@ class ResearchStore:
             sop_class = str(ds.get("SOPClassUID", "")) or sop_class
         else:
             data = job.meta + job.raw
-        target = self.cfg.store_dir / _safe(job.project.project_id) / study / series / f"{sop}.dcm"
-        self._write_verified(target, data)
+        parent = os.path.join(self._root, _safe(job.project.project_id), study, series)
+        target = os.path.join(parent, f"{sop}.dcm")
+        self._write_verified(parent, target, sop, data)
         self.stats.add_written(len(data))
         if self.producer is None:
             return None
@@ -298,25 +306,26 @@ class ResearchStore:
             "project_id": job.project.project_id, "calling_ae": job.calling_ae, "called_ae": job.called_ae,
             "study_instance_uid": study, "series_instance_uid": series, "sop_instance_uid": sop,
             "sop_class_uid": sop_class, "accession": accession, "patient_id": patient_id,
-            "modality": hdr.modality or None, "path": str(target), "size_bytes": len(data),
+            "modality": hdr.modality or None, "path": target, "size_bytes": len(data),
             "deidentified": deid, "time": datetime.now(UTC), **originals,
         }
         with self._unsent_cv:
             self._unsent += 1
         return sop, serde.encode("received_instance", record)
 
-    def _write_verified(self, target: Path, data: bytes) -> None:
+    def _write_verified(self, parent: str, target: str, sop: str, data: bytes) -> None:
         """Write to a temporary file, rename it over ``target`` (overwrite by SOPInstanceUID), then read
         the file back and compare: it must hold exactly the bytes we meant to store."""
-        parent = target.parent
-        tmp = os.path.join(parent, f".{target.name}.{threading.get_ident()}.tmp")
+        tmp = os.path.join(parent, f".{sop}.dcm.{threading.get_ident()}.tmp")
         if parent not in self._dirs:
-            parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
+            if len(self._dirs) > 10000:
+                self._dirs.clear()
             self._dirs.add(parent)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         except FileNotFoundError:  # the directory went away since we made it
-            parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)
@@ -342,6 +351,9 @@ class ResearchStore:
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> int:
         """Start listening; returns the bound port."""
+        if self.producer is not None:
+            serde.registry()  # parse the contracts now, not while the first study arrives
+        self._root = str(self.cfg.store_dir)
         ae = make_ae(self.cfg.ae_title, network_timeout=60.0)
         ae.require_calling_aet = list(self.cfg.allowed_calling_aes)
         ae.require_called_aet = True

@@ -125,6 +125,7 @@ class Worker:
         self.ledger = Ledger(self.state_dir / f"done-{self.group_id}.jsonl")
         self.registry = Registry(settings.research_store_dir)
         self.producer = make_producer(settings)
+        serde.registry()  # parse the contracts at start-up, not while the first request waits
         self.stop_event = threading.Event()
         self._cv = threading.Condition()
         self._pending: list[Request] = []  # queued, not being worked on
