@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Awaitable
 from concurrent.futures import ProcessPoolExecutor
@@ -36,6 +38,7 @@ log = logging.getLogger("radstream.worker")
 
 NLP_STAGE = "nlp-agent"
 NLP_BATCH_WAIT_S = 0.02
+WORKER_EXIT_AFTER_S = 30.0  # after the NLP pipeline failed, if the worker has not stopped by then
 NLP_INFLIGHT = 2  # batches handed to the NLP process and not yet emitted
 
 
@@ -241,8 +244,12 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
                     put.cancel()  # consumer does when a send fails); its unacked reports come again
                     exc = failed[0].exception() or RuntimeError("NLP pipeline stopped")
                     log.error("NLP pipeline failed, stopping the worker: %r", exc)
+                    # a shutdown that hangs must not keep a worker alive that processes nothing
+                    watchdog = threading.Timer(WORKER_EXIT_AFTER_S, os._exit, args=(70,))
+                    watchdog.daemon = True  # a worker that does stop is not held up by it
+                    watchdog.start()
                     await app.crash(exc)
-                    raise exc
+                    await asyncio.Event().wait()  # until the shutdown cancels us (a raise would restart us)
         finally:
             for helper in helpers:
                 helper.cancel()
