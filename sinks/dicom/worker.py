@@ -452,8 +452,12 @@ class Worker:
                 self._window_wait(req)  # re-queued; the studies done so far are kept
                 return
             wait = self.pacer.reserve(study.instances or 1)
-            if wait > 0 and self.stop_event.wait(wait):
-                return
+            if wait > 0:
+                session = self._session()
+                if session is not None:  # no idle association to the PACS while the throttle waits
+                    self._close_session(session)
+                if self.stop_event.wait(wait):
+                    return
             result = self._move_one(req, study, dest)
             req.done_studies[uid] = result
             if result.outcome != "completed":
