@@ -112,19 +112,12 @@ def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str 
     With ``session`` the query goes over its association (left open); else over one opened here."""
     if not (accession or study_uid or patient_id):
         raise DicomError("C-FIND needs an accession, a study UID or a patient id", retriable=False)
-    if session is not None:
-        try:
-            assoc = session.get()
-        except DicomError as exc:
-            raise DicomError(f"C-FIND {exc}", exc.status, exc.retriable) from None
-    else:
-        ae = make_ae(pacs.calling_ae, pacs.acse_timeout_s, pacs.dimse_timeout_s, pacs.dimse_timeout_s)
-        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-        assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, evt_handlers=NODELAY_HANDLERS)
-        if assoc.is_rejected:
-            raise DicomError(f"C-FIND association rejected by {pacs.ae_title}", retriable=False)
-        if not assoc.is_established:
-            raise DicomError(f"C-FIND association to {pacs.ae_title}@{pacs.host}:{pacs.port} failed")
+    own = session is None  # a one-off association, released at the end
+    active = PacsSession(pacs) if session is None else session
+    try:
+        assoc = active.get()
+    except DicomError as exc:
+        raise DicomError(f"C-FIND {exc}", exc.status, exc.retriable) from None
     matches: list[StudyMatch] = []
     final: int | None = None
     try:
@@ -140,8 +133,8 @@ def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str 
         if assoc.is_aborted:
             raise DicomError("C-FIND: association aborted")
     finally:
-        if session is None and assoc.is_established:
-            assoc.release()
+        if own:
+            active.close()
     if final is None:
         raise DicomError("C-FIND: no final response")
     if final != 0x0000:

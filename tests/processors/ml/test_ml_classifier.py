@@ -7,15 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from processors.ml import ml_available
-
 sys.path.insert(0, str(Path(__file__).parent))
+from needs import NEEDS_ML  # noqa: E402
 from tiny_model import classifier_config, tiny_model  # noqa: E402
 
 pytestmark = [
     pytest.mark.ml,
-    pytest.mark.skipif(not ml_available(), reason="needs the [ml] extra (torch, transformers): "
-                       "RADSTREAM_ML=1 scripts/venv.sh"),
+    NEEDS_ML,
 ]
 
 REPORT = (

