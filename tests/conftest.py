@@ -24,6 +24,13 @@ KAFKA_FIXTURES = {"kafka_settings", "topic_settings"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # CI runs the property tests on a fixed seed (same examples every run: a red CI is a real regression,
+    # not a lucky draw); elsewhere hypothesis explores new random examples each run
+    from hypothesis import settings as hypothesis_settings
+
+    hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI"):
+        hypothesis_settings.load_profile("ci")
     config.addinivalue_line("markers", "integration: needs the real local stack (Kafka, Orthanc, chDB)")
 
 
