@@ -21,7 +21,8 @@ def _compose() -> list[str] | None:
 def test_compose_config_is_valid() -> None:
     cmd = _compose()
     if cmd is None:
-        pytest.skip("no `docker compose` plugin here (`make compose-plugin`, which `make test` runs, builds it from the Go module proxy)")
+        pytest.skip("no `docker compose` plugin here "
+                    "(`make compose-plugin`, which `make test` runs, builds it from the Go module proxy)")
     out = subprocess.run([*cmd, "config", "--services"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     services = set(out.stdout.split())
