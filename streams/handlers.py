@@ -32,13 +32,12 @@ def origin_headers(source_timestamp_s: float | None,
                    source_headers: Headers | None = None) -> list[tuple[str, bytes]]:
     """Headers for a message derived from a source message: the source's own origin if it has one
     (a chain of derived messages keeps the first producer's time), else the source's timestamp."""
-    items = source_headers.items() if isinstance(source_headers, Mapping) else source_headers or ()
-    for name, value in items:
-        if name == ORIGIN_HEADER and value:
-            return [(ORIGIN_HEADER, bytes(value))]
-    if not source_timestamp_s or source_timestamp_s <= 0:
-        return []
-    return [(ORIGIN_HEADER, str(int(source_timestamp_s * 1000)).encode())]
+    origin = origin_ms(source_headers)
+    if origin is None:
+        if not source_timestamp_s or source_timestamp_s <= 0:
+            return []
+        origin = int(source_timestamp_s * 1000)
+    return [(ORIGIN_HEADER, str(origin).encode())]
 
 
 def origin_ms(headers: Sequence[tuple[str, Any]] | Mapping[str, Any] | None) -> int | None:
