@@ -238,6 +238,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--kb", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed rounds of each x1 pair first (the broker's JIT, Orthanc's caches)")
     ap.add_argument("--only-ours", action="store_true", help="skip dcmtk (profiling)")
     ap.add_argument("--associations", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                     help="concurrent moves to compare, e.g. 1,2 (dcmtk: parallel movescu processes)")
@@ -267,6 +269,10 @@ def main() -> None:
         if not args.only_ours and not args.no_nagle:
             d, cpu = run_dcmtk(settings, studies, tmp / "dcmtk-nagle", nodelay=False, pids=pids)
             results.append(("dcmtk, Nagle on (default)", 1, d, cpu))
+        for w in range(args.warmup):
+            if not args.only_ours:
+                run_dcmtk(settings, studies, tmp / f"warm-dcmtk-{w}", pids=pids)
+            run_ours(settings, studies, tmp / f"warm-ours-{w}", pids=pids)
         for r in range(args.rounds):
             for par in args.associations:
                 if not args.only_ours:

@@ -135,6 +135,51 @@ class _HandBack(Exception):
         self.abort = abort
 
 
+class _Gate:
+    """Keeps pynetdicom's DUL thread off an association's socket while a direct exchange owns it.
+
+    Installed once per association and left in place: every read the DUL thread starts goes through
+    ``check`` under the lock, so once ``take`` holds the lock no read is in progress and none starts.
+    (Swapping the DUL's method per exchange left a window: a DUL thread that had looked the method up
+    before the swap could still read the first response PDU, and the exchange then saw its data set
+    without the command.)"""
+
+    def __init__(self, dul: Any) -> None:
+        self.dul = dul
+        self.active = False
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self._orig = dul._is_transport_event
+        dul._is_transport_event = self.check
+
+    @classmethod
+    def of(cls, dul: Any) -> _Gate:
+        gate = getattr(dul, "_radstream_gate", None)
+        if gate is None:
+            gate = dul._radstream_gate = cls(dul)
+        return gate  # type: ignore[no-any-return]
+
+    def check(self) -> bool:
+        # Runs on the DUL thread: while an exchange owns the socket it reads nothing and waits here
+        # (instead of polling every 1 ms) until the socket is handed back.
+        if self.active:
+            self.wake.wait(POLL)
+        with self.lock:
+            if self.active:
+                return False
+            return bool(self._orig())
+
+    def take(self) -> None:
+        with self.lock:  # a read the DUL had begun has ended once we hold the lock
+            self.wake.clear()
+            self.active = True
+
+    def give_back(self) -> None:
+        with self.lock:
+            self.active = False
+        self.wake.set()
+
+
 class DirectExchange:
     """One request with an identifier and its responses on ``assoc``: ``start()`` takes the socket
     (False: use pynetdicom, nothing was sent), ``messages()`` sends the request and yields each response
@@ -156,25 +201,12 @@ class DirectExchange:
         self.request = (pdata_pdu([(context_id, 0x03, self.command)])
                         + pdata_pdu([(context_id, 0x02, identifier)]))
         self.sock: socket.socket | None = None
-        self._lock = threading.Lock()  # held by the DUL thread while it reads the socket
-        self._wake = threading.Event()  # set when we hand the socket back
-        self._active = False
-        self._orig: Any = None
+        self._gate: _Gate | None = None
         self._timeout: float | None = None
         self._pdvs: deque[tuple[int, int, memoryview]] = deque()
         self._taken = False
 
     # -- taking and giving back the socket ------------------------------------------------------
-    def _gated(self) -> bool:
-        # Runs on the DUL thread: while we own the socket it reads nothing and waits here (instead of
-        # polling every 1 ms) until we hand the socket back.
-        if self._active:
-            self._wake.wait(POLL)
-        with self._lock:
-            if self._active:
-                return False
-            return bool(self._orig())
-
     def start(self) -> bool:
         assoc, dul = self.assoc, self.dul
         sock: Any = getattr(dul.socket, "socket", None)
@@ -192,10 +224,8 @@ class DirectExchange:
                 assoc._reactor_checkpoint.set()
                 return False
             time.sleep(0.0001)
-        self._orig = dul._is_transport_event
-        dul._is_transport_event = self._gated
-        with self._lock:  # a read the DUL had begun has ended once we hold the lock
-            self._active = True
+        self._gate = _Gate.of(dul)
+        self._gate.take()
         self._taken = True
         if (dul.state_machine.current_state != "Sta6" or not dul.event_queue.empty()
                 or not dul.to_user_queue.empty() or not dul.to_provider_queue.empty()
@@ -214,10 +244,8 @@ class DirectExchange:
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 self.sock.settimeout(self._timeout)
-        with self._lock:
-            self._active = False
-        self._wake.set()
-        self.dul._is_transport_event = self._orig
+        assert self._gate is not None
+        self._gate.give_back()
         self.dul._idle_timer.restart()
         self.assoc._reactor_checkpoint.set()
 

@@ -143,7 +143,7 @@ class Worker:
 
     # -- status events ---------------------------------------------------------------------------
     def emit(self, req: Request, state: str, result: MoveResult | None = None, error: str | None = None,
-             sync: bool = False) -> None:
+             on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
         rec = req.rec
         uids = [s.study_instance_uid for s in req.studies]
         expected = sum(s.instances or 0 for s in req.studies) if req.studies else None
@@ -159,13 +159,9 @@ class Worker:
         if result is not None:
             event.update(completed=result.completed, failed=result.failed, warning=result.warning,
                          remaining=result.remaining, dimse_status=result.status)
-        produce(self.producer, self.settings.topics.retrieval_status, "retrieval_status", req.id, event)
-        if sync:
-            left = self.producer.flush(30)
-            if left:
-                raise RuntimeError(f"{left} status events not delivered to Kafka")
-        else:
-            self.producer.poll(0)
+        produce(self.producer, self.settings.topics.retrieval_status, "retrieval_status", req.id, event,
+                on_delivery=on_delivery)
+        self.producer.poll(0)
         self.log.append(event)
         LOG.info("%s %s attempt=%d %s", req.id, state, req.attempt, error or "")
 
@@ -311,6 +307,7 @@ class Worker:
                 self._commit(consumer)
                 self.producer.poll(0)
         finally:
+            self.producer.flush(30)  # final status events still in flight: their callbacks mark them final
             self._commit(consumer)
             consumer.close()
 
@@ -539,11 +536,34 @@ class Worker:
             result.status = status
         elif result is None and status is not None:
             result = MoveResult(state, status=status)
-        self.emit(req, state, result, error=error, sync=True)
-        self.ledger.add(req.id, state)
         for study in req.studies:
             self.registry.release(study.study_instance_uid, req.id)
-        self._mark_final(req.partition, req.offset)
+        self.emit(req, state, result, error=error, on_delivery=self._final_delivered(req, state))
+
+    def _final_delivered(self, req: Request, state: str) -> Callable[[KafkaError | None, Message], None]:
+        """The delivery callback of a request's final status event.
+
+        The request counts as final (ledger, offset committable) only once the broker acknowledged that
+        event. The mover does not wait for it: the callback runs on whichever thread next polls the
+        producer (the consumer loop polls every round). A failed delivery produces the event again.
+        """
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                self.ledger.add(req.id, state)
+                self._mark_final(req.partition, req.offset)
+                return
+            LOG.error("final status %s of %s not delivered (%s); producing it again", state, req.id, err)
+            value = msg.value()
+            while True:
+                try:
+                    self.producer.produce(msg.topic() or self.settings.topics.retrieval_status, value=value,
+                                          key=req.id, on_delivery=delivered)
+                    return
+                except BufferError:
+                    self.producer.poll(0.1)
+
+        return delivered
 
     # -- running -------------------------------------------------------------------------------
     def run(self, until_idle: float | None = None, on_tick: Callable[[], None] | None = None) -> None:
