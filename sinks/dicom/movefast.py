@@ -157,7 +157,7 @@ class _Gate:
         gate = getattr(dul, "_radstream_gate", None)
         if gate is None:
             gate = dul._radstream_gate = cls(dul)
-        return gate  # type: ignore[no-any-return]
+        return gate
 
     def check(self) -> bool:
         # Runs on the DUL thread: while an exchange owns the socket it reads nothing and waits here
