@@ -44,6 +44,10 @@ C_STORE_RQ = 0x0001
 NO_DATASET = 0x0101
 P_DATA_TF = 0x04
 POLL = 0.5  # seconds between checks for a killed association while waiting for data
+# pynetdicom's DUL thread sleeps this long between idle polls while it owns the socket, i.e. during the
+# association's negotiation and its release (pynetdicom's default 1 ms: ~1.5 ms per association here)
+NEGOTIATION_LOOP_DELAY = 0.0002
+ENDING_PDUS = (0x05, 0x07)  # A-RELEASE-RQ, A-ABORT: the association ends, the short delay can stay
 
 
 def decode_command(data: bytes) -> dict[int, bytes]:
@@ -126,6 +130,8 @@ class FastStore:
         self.dul = assoc.dul
         self._orig_transport = self.dul._is_transport_event
         self.dul._is_transport_event = self._gated_transport
+        self._loop_delay = self.dul._run_loop_delay
+        self.dul._run_loop_delay = NEGOTIATION_LOOP_DELAY
         assoc._run_reactor = self.run
 
     # -- DUL side ------------------------------------------------------------------------------
@@ -144,10 +150,12 @@ class FastStore:
     def run(self) -> None:
         sock: Any = getattr(self.dul.socket, "socket", None)
         if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket) or self.assoc.is_requestor:
+            self.dul._run_loop_delay = self._loop_delay
             return self._fallback([])
         with self._lock:  # a read the DUL thread had begun is over once we hold the lock
             self.active = True
-        pending: list[tuple[int, int, memoryview]] = []
+        pending: list[Any] = []
+        ending = False
         try:
             timeout = sock.gettimeout()
             sock.settimeout(POLL)
@@ -155,11 +163,14 @@ class FastStore:
                 pending = self._loop(sock)
             finally:
                 sock.settimeout(timeout)
+            ending = bool(pending) and isinstance(pending[-1], bytes) and pending[-1][0] in ENDING_PDUS
         except _Closed:
-            pending = []
+            pending, ending = [], True
         except Exception:
             LOG.exception("fast C-STORE path failed; handing the association back to pynetdicom")
             pending = []
+        if not ending:  # pynetdicom serves the rest of a live association: its own idle polling again
+            self.dul._run_loop_delay = self._loop_delay
         return self._fallback(pending)
 
     def _fallback(self, pending: list[Any]) -> None:

@@ -416,3 +416,49 @@ def test_direct_find_request_equals_pynetdicoms() -> None:
         assert find_rq_command(msg_id, str(Find), priority) == encode(msg.command_set, True, True)
     # a C-MOVE response is not a C-FIND response
     assert parse_rsp(_move_rsp_command(0xFF00, (1, 2, 0, 0)), C_FIND_RSP) is None
+
+
+class _FakeDul:
+    """Only what the gate touches: the DUL's socket-reading method (here it blocks until released)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.reading = threading.Event()
+        self.release = threading.Event()
+        self.reads = 0
+
+    def _is_transport_event(self) -> bool:
+        self.reads += 1
+        self.reading.set()
+        self.release.wait(5)
+        return True
+
+
+def test_direct_exchange_gate_waits_for_a_dul_read_in_progress_and_blocks_new_ones() -> None:
+    import threading
+    import time
+
+    from sinks.dicom.movefast import _Gate
+
+    dul = _FakeDul()
+    gate = _Gate.of(dul)
+    assert _Gate.of(dul) is gate  # installed once per association, not per exchange
+    reader = threading.Thread(target=dul._is_transport_event)  # the DUL thread, mid-read
+    reader.start()
+    assert dul.reading.wait(5)
+    took = threading.Event()
+    taker = threading.Thread(target=lambda: (gate.take(), took.set()))
+    taker.start()
+    time.sleep(0.05)
+    assert not took.is_set()  # the exchange may not start while the DUL is reading the socket
+    dul.release.set()
+    reader.join(5)
+    assert took.wait(5)
+    taker.join(5)
+    reads = dul.reads
+    assert dul._is_transport_event() is False  # owned by the exchange: the DUL reads nothing
+    assert dul.reads == reads
+    gate.give_back()
+    assert dul._is_transport_event() is True
+    assert dul.reads == reads + 1
