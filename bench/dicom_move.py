@@ -149,7 +149,8 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associations: int = 1,
-             scp_processes: int = 1, pids: dict[str, int] | None = None) -> tuple[float, Cpu]:
+             scp_processes: int = 1, pids: dict[str, int] | None = None,
+             extra_env: dict[str, str] | None = None) -> tuple[float, Cpu]:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     prefix = f"b{uuid.uuid4().hex[:8]}."
@@ -161,7 +162,7 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
         pacs={"max_associations": associations})
     create_topics(settings)
     time.sleep(1.0)
-    env = _env(settings)
+    env = {**_env(settings), **(extra_env or {})}
     logs = Path(settings.state_dir) / "bench-logs"
     logs.mkdir(exist_ok=True)
     scp = subprocess.Popen([sys.executable, "-m", "radstream", "dicom", "scp"], env=env, cwd=ROOT,
@@ -243,6 +244,8 @@ def main() -> None:
     ap.add_argument("--only-ours", action="store_true", help="skip dcmtk (profiling)")
     ap.add_argument("--associations", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                     help="concurrent moves to compare, e.g. 1,2 (dcmtk: parallel movescu processes)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]",
+                    help="an extra row of ours per round with these environment settings (paired A/B)")
     ap.add_argument("--no-nagle", action="store_true", help="skip the dcmtk round with Nagle on (~20 s)")
     ap.add_argument("--no-scp-processes", action="store_true",
                     help="skip the variant with one SCP process per association (SO_REUSEPORT)")
@@ -280,6 +283,11 @@ def main() -> None:
                     results.append((f"dcmtk movescu -> storescp x{par}", r + 1, d, cpu))
                 o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}", associations=par, pids=pids)
                 results.append((f"radstream worker -> scp x{par}", r + 1, o, cpu))
+                for v in args.variant:
+                    extra = dict(kv.split("=", 1) for kv in v.split(","))
+                    o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}-{len(results)}",
+                                      associations=par, pids=pids, extra_env=extra)
+                    results.append((f"ours x{par} [{v}]", r + 1, o, cpu))
                 if par > 1 and not args.no_scp_processes:
                     o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}p", associations=par,
                                       scp_processes=par, pids=pids)
@@ -297,7 +305,8 @@ def main() -> None:
         for par in args.associations:
             best_d = min([s for name, _, s, _ in results if name == f"dcmtk movescu -> storescp x{par}"]
                          or [float("nan")])
-            for ours in (f"radstream worker -> scp x{par}", f"radstream worker -> {par} scps x{par}"):
+            for ours in (f"radstream worker -> scp x{par}", f"radstream worker -> {par} scps x{par}",
+                         *(f"ours x{par} [{v}]" for v in args.variant)):
                 times = [s for name, _, s, _ in results if name == ours]
                 if times:
                     best_o = min(times)

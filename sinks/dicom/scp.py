@@ -85,7 +85,7 @@ class ScpConfig:
             ae_title=r.ae_title, port=r.port, host=r.host, store_dir=settings.research_store_dir,
             allowed_calling_aes=tuple(r.allowed_calling_aes), default_project=r.default_project,
             min_free_mb=r.min_free_mb, writers=r.writers, deid_projects=tuple(r.deid_projects),
-            deid_key=key, site=settings.ingest.site, fast_path=r.fast_path,
+            deid_key=key, site=settings.ingest.site, fast_path=r.fast_path, event_batch_ms=r.event_batch_ms,
         )
 
 

@@ -124,7 +124,7 @@ class Worker:
         self.state_dir = Path(settings.state_dir) / "dicom-worker"
         self.ledger = Ledger(self.state_dir / f"done-{self.group_id}.jsonl")
         self.registry = Registry(settings.research_store_dir)
-        self.producer = make_producer(settings)
+        self.producer = make_producer(settings, **{"linger.ms": settings.pacs.status_linger_ms})
         serde.registry()  # parse the contracts at start-up, not while the first request waits
         self.stop_event = threading.Event()
         self._cv = threading.Condition()
