@@ -78,7 +78,7 @@ class PacsConfig:
     windows: str = ""  # allowed times, e.g. "mon-fri 19:00-07:00; sat-sun 00:00-24:00"; empty = always
     timezone: str = ""  # IANA name for windows; empty = the host's
     pending_event_s: float = 1.0  # min seconds between "moving" status events of one request
-    status_linger_ms: float = 5.0  # the worker's producer waits this long to send status events together
+    status_linger_ms: float = 30.0  # the worker's producer waits this long to send status events together
     fast_move: bool = True  # C-FIND/C-MOVE directly on the socket (False: all through pynetdicom)
 
 
@@ -97,7 +97,7 @@ class ResearchConfig:
     deid_projects: tuple[str, ...] = ()  # projects whose images are de-identified on arrival
     fast_path: bool = True  # direct C-STORE receive loop (False: every message through pynetdicom)
     processes: int = 1  # SCP processes sharing the port (SO_REUSEPORT) for parallel associations
-    event_batch_ms: float = 50.0  # received_instance events are produced together for this long (0: each)
+    event_batch_ms: float = 200.0  # received_instance events are produced together for this long (0: each)
 
 
 @dataclass(frozen=True)

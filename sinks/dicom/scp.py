@@ -73,7 +73,7 @@ class ScpConfig:
     fast_path: bool = True
     reuse_port: bool = False  # SO_REUSEPORT: several SCP processes listen on the same port
     event_batch: int = 64  # received_instance events produced together (at most this many) ...
-    event_batch_ms: float = 50.0  # ... or this long after the first of them (0: one at a time)
+    event_batch_ms: float = 200.0  # ... or this long after the first of them (0: one at a time)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScpConfig:

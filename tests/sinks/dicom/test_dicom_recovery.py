@@ -9,10 +9,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
-from pynetdicom import evt
+from pydicom.dataset import Dataset, FileMetaDataset
 
 from radstream.config import Settings
 from radstream.stack import orthanc
@@ -27,11 +28,16 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 class SlowStore(ResearchStore):
-    """Our SCP, 25 ms slower per instance, so that a 40-image move lasts long enough to interrupt."""
+    """Our SCP, 25 ms slower per instance, so that a 40-image move lasts long enough to interrupt.
 
-    def handle_store(self, event: evt.Event) -> int:
+    ``store`` is what both receive paths call (the direct C-STORE loop and pynetdicom's handler);
+    slowing only ``handle_store`` missed the direct loop and let the move finish before the kill.
+    """
+
+    def store(self, raw: bytes, ts: str, sop_class: str, sop_instance: str, assoc: Any,
+              deflated: Dataset | None = None, deflated_meta: FileMetaDataset | None = None) -> int:
         time.sleep(0.025)
-        return super().handle_store(event)
+        return super().store(raw, ts, sop_class, sop_instance, assoc, deflated, deflated_meta)
 
 
 def slow_store(settings: Settings) -> SlowStore:
