@@ -35,6 +35,7 @@ from radstream.stack import kafka, orthanc  # noqa: E402
 from sinks.dicom.seed import seed  # noqa: E402
 from sinks.dicom.synth import StudySpec, rows_for_kb  # noqa: E402
 from streams import serde  # noqa: E402
+from streams.consumer import consume_now  # noqa: E402
 from streams.producer import make_producer, produce  # noqa: E402
 from streams.topics import create_topics  # noqa: E402
 
@@ -201,7 +202,7 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
         t_sent = time.perf_counter()
         finals: dict[str, str] = {}
         while len(finals) < len(ids):
-            for m in status.consume(100, timeout=0.1):
+            for m in consume_now(status, 100, 0.1):  # consume() would hold a final status up to 0.1 s
                 if m.error():
                     continue
                 e = serde.decode("retrieval_status", m.value())

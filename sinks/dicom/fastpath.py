@@ -50,6 +50,10 @@ NEGOTIATION_LOOP_DELAY = 0.0002
 ENDING_PDUS = (0x05, 0x07)  # A-RELEASE-RQ, A-ABORT: the association ends, the short delay can stay
 
 
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("@ll", int(seconds), int((seconds % 1) * 1_000_000))
+
+
 def decode_command(data: bytes) -> dict[int, bytes]:
     """The elements of an Implicit VR Little Endian command set: {element number: raw value}.
 
@@ -158,10 +162,15 @@ class FastStore:
         ending = False
         try:
             timeout = sock.gettimeout()
-            sock.settimeout(POLL)
+            # a blocking socket with a kernel receive timeout: one recv per PDU part (MSG_WAITALL) instead of
+            # poll + recv per chunk; every system call releases and retakes the GIL, which the writer
+            # threads and a second association contend for
+            sock.settimeout(None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(POLL))
             try:
                 pending = self._loop(sock)
             finally:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(0.0))
                 sock.settimeout(timeout)
             ending = bool(pending) and isinstance(pending[-1], bytes) and pending[-1][0] in ENDING_PDUS
         except _Closed:
@@ -196,8 +205,8 @@ class FastStore:
         limit = self.assoc.network_timeout
         while got < len(buf):
             try:
-                n = sock.recv_into(buf[got:])
-            except TimeoutError:
+                n = sock.recv_into(buf[got:], 0, socket.MSG_WAITALL)
+            except (TimeoutError, BlockingIOError):  # SO_RCVTIMEO passed without data
                 if self.assoc._kill or self.dul._kill_thread:
                     raise _Closed() from None
                 if at_boundary and got == 0 and limit is not None and time.monotonic() - idle_since > limit:

@@ -4,9 +4,10 @@
 - Looks up the project of each instance's study (``sinks.dicom.expect``).
 - The association thread only checks and queues (the filing values are read straight from the bytes,
   ``sinks.dicom.header``); writer threads de-identify (per project, optional), write to a temporary file,
-  rename it into place (overwrite by SOPInstanceUID: a redone move never makes duplicates), read it back
-  to verify, and produce one ``received_instance`` event per instance (handed to the producer in small
-  batches, ``event_batch``/``event_batch_ms``, so that the broker gets one request per batch).
+  read it back to verify, rename it into place (overwrite by SOPInstanceUID: a redone move never makes
+  duplicates, and a file that fails the check never replaces a good one), and produce one
+  ``received_instance`` event per instance (handed to the producer in small batches,
+  ``event_batch``/``event_batch_ms``, so that the broker gets one request per batch).
 - Refusals: 0x0124 study not registered for any project (and no default project), 0xA700 not enough
   free disk space, 0xC000 a dataset without the UIDs needed to file it.
 
@@ -314,39 +315,41 @@ class ResearchStore:
         return sop, serde.encode("received_instance", record)
 
     def _write_verified(self, parent: str, target: str, sop: str, data: bytes) -> None:
-        """Write to a temporary file, rename it over ``target`` (overwrite by SOPInstanceUID), then read
-        the file back and compare: it must hold exactly the bytes we meant to store."""
+        """Write to a temporary file, read it back through the same descriptor and compare (it must hold
+        exactly the bytes we meant to store), then rename it over ``target`` (overwrite by
+        SOPInstanceUID). Five system calls per instance: each one releases and retakes the GIL, which
+        the association threads need."""
         tmp = os.path.join(parent, f".{sop}.dcm.{threading.get_ident()}.tmp")
         if parent not in self._dirs:
             os.makedirs(parent, exist_ok=True)
             if len(self._dirs) > 10000:
                 self._dirs.clear()
             self._dirs.add(parent)
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(tmp, flags, 0o644)
         except FileNotFoundError:  # the directory went away since we made it
             os.makedirs(parent, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(tmp, flags, 0o644)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        fd = os.open(target, os.O_RDONLY)
-        try:
-            # one byte more than we wrote: a longer file shows as a longer read (bytes compare is a memcmp)
-            back = os.read(fd, len(data) + 1)
-            while len(back) < len(data) + 1:
-                more = os.read(fd, len(data) + 1 - len(back))
-                if not more:
-                    break
+            # one byte more than we wrote: a longer file shows as a longer read (bytes compare is a memcmp);
+            # a regular file's read returns less than asked only at its end
+            want, back = len(data) + 1, b""
+            while len(back) < want:
+                ask = want - len(back)
+                more = os.pread(fd, ask, len(back))
                 back += more
+                if len(more) < ask:
+                    break
         finally:
             os.close(fd)
         if back != data:
+            os.unlink(tmp)
             raise OSError(f"verification failed for {target}: content differs")
+        os.replace(tmp, target)
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> int:

@@ -38,6 +38,7 @@ from sinks.dicom.expect import Registry
 from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, resolve
 from sinks.dicom.move import MoveResult, c_move_study
 from streams import serde
+from streams.consumer import consume_now
 from streams.producer import make_producer, produce, send_dead_letter
 
 LOG = logging.getLogger(__name__)
@@ -287,7 +288,7 @@ class Worker:
                 elif paused and backlog < self.opts.max_queued // 2:
                     consumer.resume(consumer.assignment())
                     paused = False
-                msgs = consumer.consume(num_messages=500, timeout=0.2)
+                msgs = consume_now(consumer, 500, 0.2)  # a new request starts at once, not after 0.2 s
                 for msg in msgs:
                     err = msg.error()
                     part = int(msg.partition() or 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
@@ -462,3 +463,36 @@ def test_direct_exchange_gate_waits_for_a_dul_read_in_progress_and_blocks_new_on
     gate.give_back()
     assert dul._is_transport_event() is True
     assert dul.reads == reads + 1
+
+
+def _store(tmp_path: Path) -> object:
+    from sinks.dicom.scp import ResearchStore, ScpConfig
+
+    return ResearchStore(ScpConfig(ae_title="RESEARCH", port=0, host="127.0.0.1", store_dir=tmp_path,
+                                   allowed_calling_aes=("ORTHANC",)))
+
+
+def test_verified_write_stores_exactly_the_bytes_and_overwrites_by_sop_uid(tmp_path: Path) -> None:
+    store: Any = _store(tmp_path)
+    parent = str(tmp_path / "P" / "1.2" / "1.2.3")
+    target = parent + "/1.2.3.4.dcm"
+    store._write_verified(parent, target, "1.2.3.4", b"first version, longer than the second")
+    store._write_verified(parent, target, "1.2.3.4", b"second")
+    assert Path(target).read_bytes() == b"second"  # replaced, not appended to or kept
+    assert sorted(p.name for p in Path(parent).iterdir()) == ["1.2.3.4.dcm"]  # no temporary file left
+
+
+def test_a_write_that_reads_back_differently_fails_and_keeps_the_stored_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    store: Any = _store(tmp_path)
+    parent = str(tmp_path / "P" / "1.2" / "1.2.3")
+    target = parent + "/1.2.3.4.dcm"
+    store._write_verified(parent, target, "1.2.3.4", b"good copy")
+    real_pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: real_pread(fd, n, off)[:-1] + b"?")  # a bad medium
+    with pytest.raises(OSError, match="verification failed"):
+        store._write_verified(parent, target, "1.2.3.4", b"new copy")
+    assert Path(target).read_bytes() == b"good copy"
+    assert sorted(p.name for p in Path(parent).iterdir()) == ["1.2.3.4.dcm"]
