@@ -485,6 +485,7 @@ class Worker:
                     self.emit(req, "moving", self._total(req, extra=r))
 
             self.emit(req, "moving", self._total(req))
+            last_emit[0] = time.monotonic()  # counts follow pending_event_s after the start, not at once
             session = self._session()
             if session is None:
                 result = c_move_study(self.pacs, dest, uid, on_pending=pending)

@@ -65,6 +65,16 @@ def test_retrieve_one_accession_completed_and_sop_uids_match(dicom_settings: Set
     assert store.stats.written == 3
 
 
+def test_moving_events_carry_pending_counts_that_grow(dicom_settings: Settings) -> None:
+    rid = request(dicom_settings, "B1")  # 40 images
+    with research_scp(dicom_settings):
+        run_worker(dicom_settings, WorkerOptions(pending_event_s=0.0))  # every pending response
+    moving = [e for e in statuses(dicom_settings, {rid}) if e["request_id"] == rid and e["state"] == "moving"]
+    counts = [e["completed"] for e in moving]
+    assert counts[0] == 0 and counts == sorted(counts) and len(set(counts)) > 2
+    assert all(e["completed"] + e["remaining"] == 40 for e in moving[1:])
+
+
 def test_unknown_accession_fails_without_retry(dicom_settings: Settings) -> None:
     rid = request(dicom_settings, "ZZ404")
     run_worker(dicom_settings)
