@@ -206,6 +206,9 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
                 if m.error():
                     continue
                 e = serde.decode("retrieval_status", m.value())
+                if e.get("error"):  # a retry or a failure: say why (a slow round is then explained)
+                    print(f"ours: {e['request_id'][:8]} {e['state']} attempt {e['attempt']} after "
+                          f"{time.perf_counter() - t0:.3f} s: {e['error']}", file=sys.stderr)
                 if e["state"] in ("completed", "partial", "failed"):
                     finals[e["request_id"]] = e["state"]
             if time.perf_counter() - t0 > 300:

@@ -204,7 +204,19 @@ class ResearchStore:
         if not (hdr.study and hdr.series and hdr.sop_instance) or hdr.sop_instance != sop_instance:
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
-        project = self._project(hdr.study)
+        # the study's project, looked up once per association (the worker registers a study before its
+        # C-MOVE, and the PACS sends each C-MOVE's images on an association of their own): no stat per image
+        seen: dict[str, Expectation | None] | None = getattr(assoc, "_radstream_projects", None)
+        if seen is None:
+            seen = {}
+            try:
+                assoc._radstream_projects = seen
+            except AttributeError:  # not an object that takes attributes: look up every time
+                pass
+        if hdr.study in seen:
+            project = seen[hdr.study]
+        else:
+            project = seen[hdr.study] = self._project(hdr.study)
         if project is None:
             LOG.warning("refusing instance of unregistered study %s", hdr.study)
             self.stats.add("refused")
