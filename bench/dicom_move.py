@@ -252,7 +252,7 @@ def main() -> None:
                     help="an extra row of ours per round with these environment settings (paired A/B)")
     ap.add_argument("--no-nagle", action="store_true", help="skip the dcmtk round with Nagle on (~20 s)")
     ap.add_argument("--no-scp-processes", action="store_true",
-                    help="skip the variant with one SCP process per association (SO_REUSEPORT)")
+                    help="skip the variant with one SCP process per association (research.processes)")
     args = ap.parse_args()
     for tool in ("storescp", "movescu"):
         if shutil.which(tool) is None:

@@ -96,7 +96,7 @@ class ResearchConfig:
     writers: int = 2
     deid_projects: tuple[str, ...] = ()  # projects whose images are de-identified on arrival
     fast_path: bool = True  # direct C-STORE receive loop (False: every message through pynetdicom)
-    processes: int = 1  # SCP processes sharing the port (SO_REUSEPORT) for parallel associations
+    processes: int = 1  # SCP processes sharing one listening socket, for parallel associations
     event_batch_ms: float = 200.0  # received_instance events are produced together for this long (0: each)
 
 

@@ -51,11 +51,12 @@ def worker(ctx: click.Context, until_idle: float | None, verbose: bool) -> None:
 @dicom.command()
 @click.option("--port", type=int, default=None, help="Listen port (default: research.port).")
 @click.option("--processes", type=click.IntRange(1, 64), default=None,
-              help="SCP processes sharing the port via SO_REUSEPORT (default: research.processes).")
-@click.option("--reuse-port", is_flag=True, hidden=True)
+              help="SCP processes sharing one listening socket (default: research.processes).")
+@click.option("--listen-fd", type=int, default=None, hidden=True)
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
-def scp(ctx: click.Context, port: int | None, processes: int | None, reuse_port: bool, verbose: bool) -> None:
+def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: int | None,
+        verbose: bool) -> None:
     """Research storage SCP: accept C-STORE from allowed AEs, write project/study/series/instance.dcm."""
     from sinks.dicom.net import tune_process
     from sinks.dicom.scp import ResearchStore, ScpConfig
@@ -64,12 +65,12 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, reuse_port:
     _logging(verbose)
     settings = settings_of(ctx)
     n = settings.research.processes if processes is None else processes
-    if n > 1 and not reuse_port:
+    if n > 1 and listen_fd is None:
         _scp_processes(settings, n, port, verbose)
         return
     tune_process()
     cfg = ScpConfig.from_settings(settings)
-    cfg.reuse_port = reuse_port
+    cfg.listen_fd = listen_fd
     if port is not None:
         cfg.port = port
     store = ResearchStore(cfg, make_producer(settings), settings.topics.received_instances)
@@ -89,18 +90,22 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, reuse_port:
 
 
 def _scp_processes(settings: Settings, n: int, port: int | None, verbose: bool) -> None:
-    """Run ``n`` SCP processes on one port (the kernel spreads the PACS's associations over them);
-    SIGTERM/SIGINT stop them all."""
+    """Run ``n`` SCP processes on one listening socket, made here and inherited (the first free process
+    accepts each association: ``sinks.dicom.scp.SharedListenerServer``); SIGTERM/SIGINT stop them all."""
     import os
     import subprocess
     import sys
 
     from radstream.config import settings_env
+    from sinks.dicom.scp import shared_listener
 
-    cmd = [sys.executable, "-m", "radstream", "dicom", "scp", "--processes", "1", "--reuse-port",
-           "--port", str(port or settings.research.port), *(["-v"] if verbose else [])]
+    listener = shared_listener(settings.research.host, port or settings.research.port)
+    fd = listener.fileno()
+    cmd = [sys.executable, "-m", "radstream", "dicom", "scp", "--processes", "1", "--listen-fd", str(fd),
+           "--port", str(listener.getsockname()[1]), *(["-v"] if verbose else [])]
     env = {**os.environ, **settings_env(settings)}
-    procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]
+    procs = [subprocess.Popen(cmd, env=env, pass_fds=(fd,)) for _ in range(n)]
+    listener.close()  # the children hold it
     stop = threading.Event()
     _stop_on_signals(stop)
     try:

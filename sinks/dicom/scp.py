@@ -18,6 +18,7 @@ counted and produces no ``received_instance`` event; stopping the SCP drains the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -72,7 +73,7 @@ class ScpConfig:
     deid_key: bytes = b""
     site: str = "default"  # of the patient pseudonyms (the same as the warehouse's)
     fast_path: bool = True
-    reuse_port: bool = False  # SO_REUSEPORT: several SCP processes listen on the same port
+    listen_fd: int | None = None  # a listening socket shared with sibling SCP processes (research.processes)
     event_batch: int = 64  # received_instance events produced together (at most this many) ...
     event_batch_ms: float = 200.0  # ... or this long after the first of them (0: one at a time)
 
@@ -90,14 +91,47 @@ class ScpConfig:
         )
 
 
-class ReusePortServer(ThreadedAssociationServer):
-    """pynetdicom's threaded acceptor with ``SO_REUSEPORT``, so that ``research.processes`` SCP
-    processes share the port and the kernel hands each new association to one of them."""
+BUSY_ACCEPT_DELAY = 0.003  # seconds a process that is receiving already leaves a new association to others
+
+
+class SharedListenerServer(ThreadedAssociationServer):
+    """pynetdicom's threaded acceptor on a listening socket shared by ``research.processes`` SCP processes.
+
+    Every process polls the same socket and the first ``accept`` wins, so a PACS's parallel moves are
+    spread by who is free: a process that already serves an association waits ``BUSY_ACCEPT_DELAY``
+    before it accepts, and an idle sibling takes the connection first (the kernel's ``SO_REUSEPORT``
+    hashing put both associations in one process about half the time). When every process is busy, the
+    association is accepted after that short delay.
+    """
+
+    listen_fd = -1  # set on the class made per store, before the server is built
 
     def server_bind(self) -> None:
-        assert self.socket is not None
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
+        if self.socket is not None:
+            self.socket.close()
+        self.socket = socket.socket(fileno=os.dup(self.listen_fd))
+        self.socket.setblocking(False)  # a sibling may have taken the connection: accept() must not wait
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        pass  # the parent listens
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        if self.ae.active_associations:
+            time.sleep(BUSY_ACCEPT_DELAY)
+        # BlockingIOError (an OSError) when a sibling was quicker: socketserver then simply goes on
+        conn, addr = super().get_request()
+        conn.setblocking(True)
+        return conn, addr
+
+
+def shared_listener(host: str, port: int, backlog: int = 64) -> socket.socket:
+    """The listening socket that ``research.processes`` SCP processes inherit and share."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    return sock
 
 
 @dataclass
@@ -209,10 +243,8 @@ class ResearchStore:
         seen: dict[str, Expectation | None] | None = getattr(assoc, "_radstream_projects", None)
         if seen is None:
             seen = {}
-            try:
+            with contextlib.suppress(AttributeError):  # an object without attributes: look up every time
                 assoc._radstream_projects = seen
-            except AttributeError:  # not an object that takes attributes: look up every time
-                pass
         if hdr.study in seen:
             project = seen[hdr.study]
         else:
@@ -384,9 +416,10 @@ class ResearchStore:
                     (evt.EVT_CONN_OPEN, fast_store_responses)]
         if self.cfg.fast_path:
             handlers.append((evt.EVT_CONN_OPEN, fastpath.install(self.store)))
-        if self.cfg.reuse_port:  # one of several SCP processes on one port: the kernel spreads associations
+        if self.cfg.listen_fd is not None:  # one of several SCP processes on one shared socket
+            server_class = type("SharedListener", (SharedListenerServer,), {"listen_fd": self.cfg.listen_fd})
             self._server = ae.make_server((self.cfg.host, self.cfg.port), evt_handlers=handlers,
-                                          server_class=ReusePortServer)
+                                          server_class=server_class)
             ae._servers.append(self._server)  # as start_server does: shutdown() removes it again
             threading.Thread(target=self._server.serve_forever, name="research-acceptor", daemon=True).start()
         else:

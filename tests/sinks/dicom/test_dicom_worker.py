@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
@@ -229,18 +230,28 @@ def test_retrieve_command_produces_a_request_the_worker_completes(dicom_settings
 
 
 def test_several_scp_processes_share_the_port(dicom_settings: Settings, tmp_path: Path) -> None:
-    """``dicom scp --processes 2``: two processes on one port (SO_REUSEPORT); parallel moves land
-    intact and each instance once; SIGTERM stops them all cleanly."""
+    """``dicom scp --processes 2``: two processes on one inherited listening socket; a second
+    association goes to the idle process; parallel moves land intact and each instance once; SIGTERM
+    stops them all cleanly."""
     settings = dicom_settings.replace(pacs={"max_associations": 2})
     env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
-    with open(tmp_path / "scp.log", "wb") as log:
+    log_path = tmp_path / "scp.log"
+    with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "radstream", "dicom", "scp", "--processes", "2"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and listening(settings) < 2:
+            while time.monotonic() < deadline and log_path.read_text().count("listening on") < 2:
                 time.sleep(0.2)
-            assert listening(settings) == 2, (tmp_path / "scp.log").read_text()
+            assert log_path.read_text().count("listening on") == 2, log_path.read_text()
+            assert listening(settings) == 1  # one socket, shared
+            first, second = _associate(settings), _associate(settings)
+            try:
+                owners = _server_pids(settings.research.port)
+                assert len(owners) == 2, owners  # the busy process left the second one to its sibling
+            finally:
+                first.release()
+                second.release()
             rids = [request(settings, acc) for acc in ("A1", "A2", "A3", "A4")]
             run_worker(settings)
             events = statuses(settings, set(rids))
@@ -250,12 +261,30 @@ def test_several_scp_processes_share_the_port(dicom_settings: Settings, tmp_path
             assert sorted(stored_sops(settings.research_store_dir)) == want
         finally:
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(60) == 0, (tmp_path / "scp.log").read_text()
+            assert proc.wait(60) == 0, log_path.read_text()
     assert listening(settings) == 0
 
 
+def _associate(settings: Settings) -> Any:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    ae = AE(ae_title=settings.research.allowed_calling_aes[0])
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(settings.research.host, settings.research.port, ae_title=settings.research.ae_title)
+    assert assoc.is_established
+    return assoc
+
+
+def _server_pids(port: int) -> set[str]:
+    """The processes that own the accepted (server side) connections on ``port``."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    return {part.split(",")[0] for part in out.split("pid=")[1:]}
+
+
 def listening(settings: Settings) -> int:
-    """Sockets listening on the research port (one per SCP process)."""
+    """Sockets listening on the research port."""
     port = f":{settings.research.port:04X}"
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
