@@ -93,13 +93,13 @@ def _scp_processes(settings: Settings, n: int, port: int | None, verbose: bool) 
     """Run ``n`` SCP processes on one listening socket, made here and inherited (the first free process
     accepts each association: ``sinks.dicom.scp.SharedListenerServer``); SIGTERM/SIGINT stop them all."""
     import os
+    import socket
     import subprocess
     import sys
 
     from radstream.config import settings_env
-    from sinks.dicom.scp import shared_listener
 
-    listener = shared_listener(settings.research.host, port or settings.research.port)
+    listener = socket.create_server((settings.research.host, port or settings.research.port), backlog=64)
     fd = listener.fileno()
     cmd = [sys.executable, "-m", "radstream", "dicom", "scp", "--processes", "1", "--listen-fd", str(fd),
            "--port", str(listener.getsockname()[1]), *(["-v"] if verbose else [])]

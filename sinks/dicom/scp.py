@@ -18,7 +18,6 @@ counted and produces no ``received_instance`` event; stopping the SCP drains the
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
@@ -125,15 +124,6 @@ class SharedListenerServer(ThreadedAssociationServer):
         return conn, addr
 
 
-def shared_listener(host: str, port: int, backlog: int = 64) -> socket.socket:
-    """The listening socket that ``research.processes`` SCP processes inherit and share."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(backlog)
-    return sock
-
-
 @dataclass
 class Stats:
     received: int = 0
@@ -238,17 +228,7 @@ class ResearchStore:
         if not (hdr.study and hdr.series and hdr.sop_instance) or hdr.sop_instance != sop_instance:
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
-        # the study's project, looked up once per association (the worker registers a study before its
-        # C-MOVE, and the PACS sends each C-MOVE's images on an association of their own): no stat per image
-        seen: dict[str, Expectation | None] | None = getattr(assoc, "_radstream_projects", None)
-        if seen is None:
-            seen = {}
-            with contextlib.suppress(AttributeError):  # an object without attributes: look up every time
-                assoc._radstream_projects = seen
-        if hdr.study in seen:
-            project = seen[hdr.study]
-        else:
-            project = seen[hdr.study] = self._project(hdr.study)
+        project = self._project(hdr.study)
         if project is None:
             LOG.warning("refusing instance of unregistered study %s", hdr.study)
             self.stats.add("refused")
