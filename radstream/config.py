@@ -1,4 +1,6 @@
-"""The one configuration object.
+"""The one configuration object, composed of the sections each layer defines beside its code
+(``streams.config``, ``sinks.clickhouse.config``, ``sinks.dicom.config``). Only this package loads
+the environment and TOML files; the layers below take their sections as plain arguments.
 
 Precedence (highest first): environment variables, the TOML file named by
 ``RADSTREAM_CONFIG``, the local stack's state file (``<state_dir>/stack.json``,
@@ -21,6 +23,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
+from sinks.clickhouse.config import ClickHouseConfig
+from sinks.dicom.config import PacsConfig, ResearchConfig
+from streams.config import IngestConfig, KafkaConfig, MlConfig, TopicsConfig, WorkerConfig
+
+__all__ = ["ClickHouseConfig", "IngestConfig", "KafkaConfig", "MlConfig", "PacsConfig", "ResearchConfig",
+           "Settings", "TopicsConfig", "WorkerConfig", "load_settings", "settings_env"]
+
 T = TypeVar("T")
 
 
@@ -28,103 +37,8 @@ def _default_state_dir() -> str:
     return str(Path.cwd() / ".state")
 
 
-@dataclass(frozen=True)
-class KafkaConfig:
-    bootstrap: str = "127.0.0.1:9092"
-    partitions: int = 2
-    replication_factor: int = 1
-    retention_ms: int = 7 * 24 * 3600 * 1000
-    consumer_group: str = "radstream"
-
-
-@dataclass(frozen=True)
-class TopicsConfig:
-    reports: str = "radstream.reports.finalized"
-    findings: str = "radstream.reports.findings"
-    retrieval_requests: str = "radstream.retrieval.requested"
-    retrieval_status: str = "radstream.retrieval.status"
-    received_instances: str = "radstream.dicom.received"
-    dead_letter: str = "radstream.deadletter"
-    cohort_watches: str = "radstream.cohort.watches"
-
-
-@dataclass(frozen=True)
-class ClickHouseConfig:
-    # chdb:///path/to/store (embedded, default: <state_dir>/chdb) or http://host:8123/db
-    url: str = ""
-    database: str = "radstream"
-    batch_rows: int = 5000
-    flush_ms: int = 500
-    # the sink inserts a batch's child tables over this many clients at once (1: one after the other)
-    insert_threads: int = 3
-    # Kafka static membership of the sink: "auto" = one stable id per (host, embedded store), "" = off
-    sink_instance_id: str = "auto"
-
-
-@dataclass(frozen=True)
-class PacsConfig:
-    ae_title: str = "ORTHANC"
-    host: str = "127.0.0.1"
-    port: int = 4242
-    http_port: int = 8042
-    calling_ae: str = "RADSTREAM"
-    max_associations: int = 2
-    acse_timeout_s: float = 30.0
-    dimse_timeout_s: float = 120.0
-    max_attempts: int = 4
-    backoff_s: float = 2.0
-    max_studies_per_hour: float = 0.0  # 0 = no limit
-    max_images_per_minute: float = 0.0  # 0 = no limit
-    windows: str = ""  # allowed times, e.g. "mon-fri 19:00-07:00; sat-sun 00:00-24:00"; empty = always
-    timezone: str = ""  # IANA name for windows; empty = the host's
-    pending_event_s: float = 1.0  # min seconds between "moving" status events of one request
-    status_linger_ms: float = 30.0  # the worker's producer waits this long to send status events together
-    fast_move: bool = True  # C-FIND/C-MOVE directly on the socket (False: all through pynetdicom)
-
-
-@dataclass(frozen=True)
-class ResearchConfig:
-    # the storage SCP that receives moved studies
-    ae_title: str = "RESEARCH"
-    host: str = "127.0.0.1"
-    port: int = 11113
-    store_dir: str = ""  # default <state_dir>/research
-    allowed_calling_aes: tuple[str, ...] = ("ORTHANC",)
-    allowed_destinations: tuple[str, ...] = ("RESEARCH",)
-    default_project: str = ""  # project of studies nobody registered; empty = refuse them
-    min_free_mb: int = 100
-    writers: int = 2
-    deid_projects: tuple[str, ...] = ()  # projects whose images are de-identified on arrival
-    fast_path: bool = True  # direct C-STORE receive loop (False: every message through pynetdicom)
-    processes: int = 1  # SCP processes sharing one listening socket, for parallel associations
-    event_batch_ms: float = 200.0  # received_instance events are produced together for this long (0: each)
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    nlp_processes: int = 1  # NLP in child processes (0: in the worker's event loop)
-    nlp_batch: int = 256  # most reports per hand-off to the NLP process (fewer when they trickle in)
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    site: str = "default"
-    accession_field: str = "OBR-3"  # or OBR-18
-    pseudonym_key: str = field(default="", repr=False)  # HMAC key for research pseudonyms; never logged
-    pseudonym_key_file: str = ""
-    timezone: str = ""  # IANA zone of HL7 times without an offset; empty = UTC
-    hl7_charset: str = "utf-8"  # when MSH-18 is empty
-    mllp_max_bytes: int = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class MlConfig:
-    # the optional [ml] extra
-    torch_threads: int = 1  # intra-op threads: a worker shares the machine with Kafka and the NLP agents
-    classifiers: tuple[str, ...] = ()  # site classifier config files (JSON); their findings join the rules'
-    embed: bool = False  # the worker also embeds each report (Faust agent -> report_embeddings)
+# the section fields that default to a path under state_dir
+_PATHS = {"clickhouse": "url", "research": "store_dir"}
 
 
 @dataclass(frozen=True)
@@ -138,18 +52,33 @@ class Settings:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     ml: MlConfig = field(default_factory=MlConfig)
+    # sections whose paths were filled in from state_dir (filled in again when state_dir changes)
+    _derived: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # the layers below get concrete paths; an empty one means "under the state dir"
+        derived = set(self._derived)
+        if not self.clickhouse.url:
+            url = f"chdb://{Path(self.state_dir).resolve() / 'chdb'}"
+            object.__setattr__(self, "clickhouse", dataclasses.replace(self.clickhouse, url=url))
+            derived.add("clickhouse")
+        if not self.research.store_dir:
+            store = str(Path(self.state_dir) / "research")
+            object.__setattr__(self, "research", dataclasses.replace(self.research, store_dir=store))
+            derived.add("research")
+        object.__setattr__(self, "_derived", frozenset(derived))
 
     @property
     def clickhouse_url(self) -> str:
-        return self.clickhouse.url or f"chdb://{Path(self.state_dir).resolve() / 'chdb'}"
+        return self.clickhouse.url
 
     @property
     def research_store_dir(self) -> Path:
-        return Path(self.research.store_dir or Path(self.state_dir) / "research")
+        return Path(self.research.store_dir)
 
     @property
     def embedded_clickhouse(self) -> bool:
-        return self.clickhouse_url.startswith("chdb://")
+        return self.clickhouse.embedded
 
     def replace(self, **sections: Any) -> Settings:
         """Copy with some fields changed: ``s.replace(kafka={"bootstrap": "x"})``."""
@@ -160,7 +89,18 @@ class Settings:
                 changes[name] = dataclasses.replace(current, **value)  # type: ignore[type-var]
             else:
                 changes[name] = value
+        # a path derived from state_dir stays derived (and follows a new state_dir) unless set here
+        derived = frozenset(n for n in self._derived if not _sets_path(sections.get(n), _PATHS[n]))
+        if "state_dir" in changes:
+            for name in derived:
+                section = changes.get(name, getattr(self, name))
+                changes[name] = dataclasses.replace(section, **{_PATHS[name]: ""})
+        changes["_derived"] = derived
         return dataclasses.replace(self, **changes)
+
+
+def _sets_path(given: Any, path_field: str) -> bool:
+    return given is not None and (not isinstance(given, Mapping) or path_field in given)
 
 
 def _coerce(value: Any, typ: Any) -> Any:
@@ -185,6 +125,8 @@ def _build(cls: type[T], layers: list[Mapping[str, Any]], env: Mapping[str, str]
     kwargs: dict[str, Any] = {}
     hints = get_type_hints(cls)
     for f in fields(cls):  # type: ignore[arg-type]
+        if f.name.startswith("_"):
+            continue
         typ = hints[f.name]
         env_name = f"{prefix}_{f.name}".upper()
         if dataclasses.is_dataclass(typ):
@@ -232,6 +174,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
     def walk(obj: Any, prefix: str) -> None:  # obj: a dataclass instance
         for f in fields(obj):
+            if f.name.startswith("_"):
+                continue
             value = getattr(obj, f.name)
             name = f"{prefix}_{f.name}".upper()
             if dataclasses.is_dataclass(value):

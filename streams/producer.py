@@ -9,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from radstream.config import Settings
+from streams.config import KafkaConfig
 from streams import serde
 
 
@@ -17,9 +17,9 @@ class DeliveryError(RuntimeError):
     pass
 
 
-def make_producer(settings: Settings, **overrides: Any) -> Producer:
+def make_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:
     conf: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka.bootstrap,
+        "bootstrap.servers": kafka.bootstrap,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -84,7 +84,7 @@ def dead_letter_record(stage: str, value: bytes | None, error: BaseException | s
     }
 
 
-def send_dead_letter(producer: Producer, settings: Settings, stage: str, value: bytes | None,
+def send_dead_letter(producer: Producer, dead_letter_topic: str, stage: str, value: bytes | None,
                      error: BaseException | str, **where: Any) -> None:
     rec = dead_letter_record(stage, value, error, **where)
-    produce(producer, settings.topics.dead_letter, "dead_letter", where.get("key"), rec)
+    produce(producer, dead_letter_topic, "dead_letter", where.get("key"), rec)

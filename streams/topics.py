@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from radstream.config import Settings
+from streams.config import KafkaConfig, TopicsConfig
 
 RDKAFKA_LOG = logging.getLogger("radstream.librdkafka")
 
@@ -20,11 +20,10 @@ class TopicSpec:
     name: str
     contract: str  # schema name in schemas/
     compacted: bool = False  # keyed state (latest value per key is kept forever)
-    partitions: int | None = None  # None: settings.kafka.partitions
+    partitions: int | None = None  # None: KafkaConfig.partitions
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    t = settings.topics
+def topic_specs(t: TopicsConfig) -> list[TopicSpec]:
     return [
         TopicSpec(t.reports, "report_finalized"),
         TopicSpec(t.findings, "report_findings"),
@@ -36,9 +35,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def admin_client(settings: Settings) -> AdminClient:
+def admin_client(kafka: KafkaConfig) -> AdminClient:
     # librdkafka logs through Python logging, not straight to stderr
-    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka.bootstrap, "logger": RDKAFKA_LOG}
+    conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap, "logger": RDKAFKA_LOG}
     return AdminClient(conf)
 
 
@@ -46,24 +45,24 @@ class KafkaUnavailable(RuntimeError):
     pass
 
 
-def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
+def create_topics(kafka: KafkaConfig, topics: TopicsConfig, timeout: float = 30.0) -> dict[str, str]:
     """Create missing topics; existing ones are left as they are. Returns name -> 'created' | 'exists'."""
-    admin = admin_client(settings)
+    admin = admin_client(kafka)
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
-        raise KafkaUnavailable(f"Kafka at {settings.kafka.bootstrap} did not answer: {exc.args[0].str()}"
+        raise KafkaUnavailable(f"Kafka at {kafka.bootstrap} did not answer: {exc.args[0].str()}"
                                " (is the stack up? `radstream stack up`)") from exc
     result: dict[str, str] = {}
     new: list[NewTopic] = []
-    for spec in topic_specs(settings):
+    for spec in topic_specs(topics):
         if spec.name in existing:
             result[spec.name] = "exists"
             continue
         config = ({"cleanup.policy": "compact"} if spec.compacted
-                  else {"retention.ms": str(settings.kafka.retention_ms)})
-        new.append(NewTopic(spec.name, num_partitions=spec.partitions or settings.kafka.partitions,
-                            replication_factor=settings.kafka.replication_factor, config=config))
+                  else {"retention.ms": str(kafka.retention_ms)})
+        new.append(NewTopic(spec.name, num_partitions=spec.partitions or kafka.partitions,
+                            replication_factor=kafka.replication_factor, config=config))
     if new:
         for name, fut in admin.create_topics(new, request_timeout=timeout).items():
             try:
@@ -75,13 +74,13 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
                 else:
                     raise
     if any(state == "created" for state in result.values()):
-        wait_until_usable(settings, set(result), timeout)
+        wait_until_usable(kafka, set(result), timeout)
     return result
 
 
-def wait_until_usable(settings: Settings, names: set[str], timeout: float = 15.0) -> None:
+def wait_until_usable(kafka: KafkaConfig, names: set[str], timeout: float = 15.0) -> None:
     """CreateTopics returns before the broker's metadata has the new partitions: wait for leaders."""
-    admin = admin_client(settings)
+    admin = admin_client(kafka)
     deadline = time.monotonic() + timeout
     while True:
         topics = admin.list_topics(timeout=5).topics

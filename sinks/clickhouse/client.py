@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from radstream.config import Settings
+from sinks.clickhouse.config import ClickHouseConfig
 
 
 def quote_ident(name: str) -> str:
@@ -29,19 +29,19 @@ def _connect(url: str, database: str | None, settings: dict[str, Any] | None) ->
     if is_embedded(url):
         return clickhouse_connect.get_client(dsn=url, database=database, settings=settings or {})
     parsed = urlparse(url)
-    # a database in the URL path is ignored: settings.clickhouse.database names ours
+    # a database in the URL path is ignored: ClickHouseConfig.database names ours
     dsn = f"{parsed.scheme}://{parsed.netloc}"
     return clickhouse_connect.get_client(dsn=dsn, database=database, settings=settings or {},
                                          connect_timeout=5, send_receive_timeout=60)
 
 
-def open_client(settings: Settings, *, create_database: bool = True) -> Client:
-    """A read-write client whose default database is ``settings.clickhouse.database``.
+def open_client(ch: ClickHouseConfig, *, create_database: bool = True) -> Client:
+    """A read-write client whose default database is ``ch.database``.
 
     With ``create_database`` the database is created when missing (migrations create the tables).
     """
-    url = settings.clickhouse_url
-    db = settings.clickhouse.database
+    url = ch.url
+    db = ch.database
     if create_database:
         boot = _connect(url, None, None)
         try:
@@ -54,11 +54,6 @@ def open_client(settings: Settings, *, create_database: bool = True) -> Client:
             boot.database = db
             return boot
     return _connect(url, db, None)
-
-
-def open_readonly_client(settings: Settings) -> Client:
-    """A client whose every query runs with readonly=1 and final=1 (see ``query.py``)."""
-    return readonly_client_like(settings.clickhouse_url, settings.clickhouse.database)
 
 
 def client_like(client: Client) -> Client:

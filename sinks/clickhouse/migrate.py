@@ -15,7 +15,6 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
-from radstream.config import Settings
 from sinks.clickhouse.client import quote_ident
 
 DDL_DIR = Path(__file__).with_name("ddl")
@@ -65,9 +64,9 @@ def _views_only(sql: str) -> bool:
     return all(s.upper().startswith("CREATE OR REPLACE VIEW") for s in statements(sql, "x"))
 
 
-def migrate(client: Client, settings: Settings, ddl_dir: Path = DDL_DIR) -> list[str]:
-    """Apply the pending migrations to ``settings.clickhouse.database``; return the names applied."""
-    db = quote_ident(settings.clickhouse.database)
+def migrate(client: Client, database: str, ddl_dir: Path = DDL_DIR) -> list[str]:
+    """Apply the pending migrations to ``database``; return the names applied."""
+    db = quote_ident(database)
     client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
     client.command(
         f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, checksum String, "
@@ -85,9 +84,9 @@ def migrate(client: Client, settings: Settings, ddl_dir: Path = DDL_DIR) -> list
                 continue
             if not _views_only(text):
                 raise MigrationError(f"{mig.path.name} changed after it was applied; add a new numbered file")
-        for stmt in statements(text, settings.clickhouse.database):
+        for stmt in statements(text, database):
             client.command(stmt)
-        client.insert(f"{settings.clickhouse.database}.schema_migrations",
+        client.insert(f"{database}.schema_migrations",
                       [[mig.version, mig.name, mig.checksum]], column_names=["version", "name", "checksum"])
         done.append(f"{mig.version:03d}_{mig.name}")
     return done

@@ -1,41 +1,61 @@
-"""The ClickHouse sink as a service of a long-running process (the Faust worker, ``radstream db sink``):
-its loop in a thread, opening the store with retries, and read-only queries on the store it owns."""
+"""The ClickHouse sink as a service of a long-running process (the worker, ``radstream db sink``):
+its consumer loop in a thread, opening the store with retries, and read-only queries on the store it
+owns."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
-from radstream.config import Settings
+from clickhouse_connect.driver.client import Client
+
+from sinks.clickhouse.config import ClickHouseConfig
+from sinks.clickhouse.sink import ClickHouseSink, warehouse_loop
+from streams.config import KafkaConfig, TopicsConfig
+from streams.loop import ConsumerLoop, LoopStats
 
 log = logging.getLogger("radstream.sink")
 
 
 class SinkService:
-    """Runs the ClickHouse sink loop in a thread; exposes its client for read-only queries."""
+    """Runs the warehouse's consumer loop in a thread; exposes its client for read-only queries."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, kafka: KafkaConfig, topics: TopicsConfig, ch: ClickHouseConfig, *,
+                 group_id: str | None = None, consumer_conf: Mapping[str, Any] | None = None) -> None:
+        self.kafka, self.topics, self.ch = kafka, topics, ch
+        self.group_id = group_id or f"{kafka.consumer_group}.clickhouse-sink"
+        self.consumer_conf = consumer_conf
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
-        self.sink: Any = None
+        self.sink: ClickHouseSink | None = None
+        self.loop: ConsumerLoop | None = None
         self.error: BaseException | None = None
+        self.opened = threading.Event()
+
+    @property
+    def client(self) -> Client:
+        if self.sink is None:
+            raise RuntimeError("the sink has not opened the store yet")
+        return self.sink.client
+
+    @property
+    def stats(self) -> LoopStats | None:
+        return self.loop.stats if self.loop is not None else None
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="clickhouse-sink", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        from sinks.clickhouse.sink import ClickHouseSink
-
         # Opening the store and migrating happen here, off the event loop. An embedded store can be
         # held for a moment by another process (e.g. `radstream sql` while this worker starts up):
         # retry with backoff; the sink's offsets are not committed meanwhile, so nothing is lost.
         delay = 0.5
         while self.sink is None and not self.stop_event.is_set():
             try:
-                self.sink = ClickHouseSink(self.settings)
+                self.sink = ClickHouseSink(self.ch, self.topics)
             except Exception as exc:  # surfaced on /health until it opens
                 self.error = exc
                 log.warning("cannot open ClickHouse yet (retrying in %.1f s): %s", delay, exc)
@@ -44,8 +64,11 @@ class SinkService:
         if self.sink is None:
             return
         self.error = None
+        self.loop = warehouse_loop(self.kafka, self.topics, self.sink, group_id=self.group_id,
+                                   consumer_conf=self.consumer_conf)
+        self.opened.set()
         try:
-            self.sink.run(self.stop_event)
+            self.loop.run(self.stop_event)
         except BaseException as exc:  # surfaced on /health; the worker keeps streaming
             self.error = exc
             log.exception("clickhouse sink stopped")
@@ -60,4 +83,4 @@ class SinkService:
     def query(self, sql: str, fmt: str) -> Any:
         from sinks.clickhouse.query import run_readonly
 
-        return run_readonly(self.sink.client, sql, fmt)
+        return run_readonly(self.client, sql, fmt)

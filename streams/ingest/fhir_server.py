@@ -23,7 +23,7 @@ from aiohttp import web
 
 from processors.ingest.fhir import MAX_RESOURCE_BYTES, operation_outcome, parse_fhir
 from processors.ingest.model import ParseError
-from radstream.config import Settings
+from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.ingest.publish import INTERACTIVE, Publisher
 from streams.producer import make_producer
 
@@ -34,7 +34,7 @@ ISSUE_TYPES = {"invalid", "structure", "required", "value", "invariant", "not-su
                "business-rule", "too-costly", "transient", "exception", "informational"}
 STATUS_OF = {"too-costly": 413, "business-rule": 422, "transient": 503, "exception": 500}
 PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
-SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+INGEST: web.AppKey[IngestConfig] = web.AppKey("ingest", IngestConfig)
 STATS: web.AppKey[dict[str, int]] = web.AppKey("stats")
 
 
@@ -45,7 +45,7 @@ def _outcome(status: int, severity: str, code: str, text: str, expression: str |
 
 async def _ingest(request: web.Request, expect: str | None) -> web.Response:
     app = request.app
-    pub, settings, stats = app[PUBLISHER], app[SETTINGS], app[STATS]
+    pub, ingest, stats = app[PUBLISHER], app[INGEST], app[STATS]
     stats["requests"] += 1
     ctype = request.content_type
     if ctype not in ("application/fhir+json", "application/json"):
@@ -67,7 +67,7 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
         if expect and rtype is not None and rtype != expect:
             raise ParseError(f"this endpoint takes a {expect}, got {rtype}", code="not-supported")
         loop = asyncio.get_running_loop()
-        events = await loop.run_in_executor(None, lambda: parse_fhir(raw, site=settings.ingest.site))
+        events = await loop.run_in_executor(None, lambda: parse_fhir(raw, site=ingest.site))
     except ParseError as exc:
         stats["rejected"] += 1
         pub.dead_letter(raw, exc, where=f"fhir:{request.path}")
@@ -120,11 +120,13 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(stats)
 
 
-def make_app(settings: Settings, publisher: Publisher | None = None) -> web.Application:
+def make_app(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig,
+             publisher: Publisher | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_RESOURCE_BYTES + 1024)
-    pub = publisher or Publisher(settings, stage=STAGE, producer=make_producer(settings, **INTERACTIVE))
+    pub = publisher or Publisher(kafka, topics, ingest, stage=STAGE,
+                                 producer=make_producer(kafka, **INTERACTIVE))
     app[PUBLISHER] = pub
-    app[SETTINGS] = settings
+    app[INGEST] = ingest
     stats: dict[str, int] = {"requests": 0, "accepted": 0, "rejected": 0, "events": 0}
     app[STATS] = stats
     app.router.add_post("/fhir/DiagnosticReport", post_report)
@@ -144,9 +146,10 @@ def make_app(settings: Settings, publisher: Publisher | None = None) -> web.Appl
     return app
 
 
-async def start_server(settings: Settings, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_server(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig, host: str,
+                       port: int) -> tuple[web.AppRunner, int]:
     """Start the endpoint; returns the runner (``await runner.cleanup()`` stops it) and the bound port."""
-    runner = web.AppRunner(make_app(settings), access_log=None)
+    runner = web.AppRunner(make_app(kafka, topics, ingest), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -155,11 +158,12 @@ async def start_server(settings: Settings, host: str, port: int) -> tuple[web.Ap
     return runner, bound
 
 
-async def serve_forever(settings: Settings, host: str, port: int) -> None:
+async def serve_forever(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig, host: str,
+                        port: int) -> None:
     import signal
 
-    runner, bound = await start_server(settings, host, port)
-    print(f"fhir-server: http://{host}:{bound}/fhir -> {settings.topics.reports}", flush=True)
+    runner, bound = await start_server(kafka, topics, ingest, host, port)
+    print(f"fhir-server: http://{host}:{bound}/fhir -> {topics.reports}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -35,7 +35,7 @@ from processors.ingest.hl7v2 import (
     sniff_header,
 )
 from processors.ingest.model import NoReport, ParseError
-from radstream.config import Settings
+from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.ingest.publish import INTERACTIVE, Publisher
 from streams.producer import make_producer
 
@@ -45,9 +45,9 @@ DLQ_HEAD_BYTES = 256 * 1024
 STAGE = "hl7-listener"
 
 
-def ingest_timezone(settings: Settings) -> tzinfo:
-    """Zone of HL7 times without an offset (``settings.ingest.timezone``, default UTC)."""
-    name = settings.ingest.timezone
+def ingest_timezone(ingest: IngestConfig) -> tzinfo:
+    """Zone of HL7 times without an offset (``ingest.timezone``, default UTC)."""
+    name = ingest.timezone
     return zoneinfo.ZoneInfo(name) if name else UTC
 
 
@@ -97,17 +97,17 @@ async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = 
 class HL7Listener:
     """Serves MLLP connections; one shared idempotent producer."""
 
-    def __init__(self, settings: Settings, publisher: Publisher | None = None, *,
-                 max_bytes: int | None = None, idle_timeout: float = 600.0,
-                 kafka_timeout: float = 30.0) -> None:
-        self.settings = settings
-        self.publisher = publisher or Publisher(settings, stage=STAGE,
-                                                producer=make_producer(settings, **INTERACTIVE))
-        self.max_bytes = max_bytes or settings.ingest.mllp_max_bytes
+    def __init__(self, kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig,
+                 publisher: Publisher | None = None, *, max_bytes: int | None = None,
+                 idle_timeout: float = 600.0, kafka_timeout: float = 30.0) -> None:
+        self.ingest = ingest
+        self.publisher = publisher or Publisher(kafka, topics, ingest, stage=STAGE,
+                                                producer=make_producer(kafka, **INTERACTIVE))
+        self.max_bytes = max_bytes or ingest.mllp_max_bytes
         self.idle_timeout = idle_timeout
         self.kafka_timeout = kafka_timeout
-        self.default_charset = settings.ingest.hl7_charset
-        self.tz = ingest_timezone(settings)
+        self.default_charset = ingest.hl7_charset
+        self.tz = ingest_timezone(ingest)
         self.stats = {"messages": 0, "AA": 0, "AE": 0, "AR": 0, "events": 0, "dead_letters": 0}
         self.server: asyncio.Server | None = None
 
@@ -179,8 +179,8 @@ class HL7Listener:
             except ParseError:
                 codec = "ascii"
         def parse() -> HL7Result:
-            return parse_oru(raw, site=self.settings.ingest.site,
-                             accession_field=self.settings.ingest.accession_field,
+            return parse_oru(raw, site=self.ingest.site,
+                             accession_field=self.ingest.accession_field,
                              default_charset=self.default_charset, default_tz=self.tz,
                              max_bytes=self.max_bytes)
 
@@ -241,11 +241,12 @@ async def send_messages(host: str, port: int, messages: Sequence[bytes],
     return acks
 
 
-async def serve_forever(settings: Settings, host: str, port: int) -> None:
-    listener = HL7Listener(settings)
+async def serve_forever(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig, host: str,
+                        port: int) -> None:
+    listener = HL7Listener(kafka, topics, ingest)
     bound = await listener.start(host, port)
-    print(f"hl7-listener: MLLP on {host}:{bound} -> {settings.topics.reports} "
-          f"(dead letters -> {settings.topics.dead_letter})", flush=True)
+    print(f"hl7-listener: MLLP on {host}:{bound} -> {topics.reports} "
+          f"(dead letters -> {topics.dead_letter})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     import signal

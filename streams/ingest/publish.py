@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from processors.ingest.model import ReportEvent
 from processors.ingest.pseudonym import load_key, pseudonymise
-from radstream.config import Settings
+from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.producer import DeliveryError, make_producer, produce, send_dead_letter
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,15 @@ class Counts:
 class Publisher:
     """Wraps one idempotent producer for report events and dead letters."""
 
-    def __init__(self, settings: Settings, stage: str, producer: Producer | None = None) -> None:
-        self.settings = settings
+    def __init__(self, kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig, stage: str,
+                 producer: Producer | None = None) -> None:
         self.stage = stage
-        self.producer = producer or make_producer(settings)
-        self.key = load_key(settings.ingest.pseudonym_key, settings.ingest.pseudonym_key_file)
-        where = "settings" if settings.ingest.pseudonym_key else "the key file"
+        self.producer = producer or make_producer(kafka)
+        self.key = load_key(ingest.pseudonym_key, ingest.pseudonym_key_file)
+        where = "settings" if ingest.pseudonym_key else "the key file"
         log.info("%s: research pseudonyms %s", stage, f"on (key from {where})" if self.key else "off")
-        self.topic = settings.topics.reports
+        self.topic = topics.reports
+        self.dead_letter_topic = topics.dead_letter
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -57,7 +58,7 @@ class Publisher:
         produce(self.producer, self.topic, CONTRACT, ev.key, ev.to_avro(), on_delivery=on_delivery)
 
     def dead_letter(self, raw: bytes | None, error: BaseException | str, where: str | None = None) -> None:
-        send_dead_letter(self.producer, self.settings, self.stage, raw, error,
+        send_dead_letter(self.producer, self.dead_letter_topic, self.stage, raw, error,
                          key=where.encode("utf-8") if where else None)
 
     def publish_all(self, events: Iterable[ReportEvent], counts: Counts) -> None:

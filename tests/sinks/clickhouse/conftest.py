@@ -6,11 +6,11 @@ chDB allows one engine path per process, so every client a test opens is closed 
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -19,7 +19,7 @@ from radstream.config import Settings
 from sinks.clickhouse.client import open_client
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.query import close_readonly_clients
-from sinks.clickhouse.sink import ClickHouseSink
+from sinks.clickhouse.service import SinkService
 
 
 def _with_store(settings: Settings, store: Path) -> Settings:
@@ -33,8 +33,8 @@ def ch_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def ch(ch_settings: Settings) -> Iterator[Client]:
-    client = open_client(ch_settings)
-    migrate(client, ch_settings)
+    client = open_client(ch_settings.clickhouse)
+    migrate(client, ch_settings.clickhouse.database)
     try:
         yield client
     finally:
@@ -50,26 +50,16 @@ def sink_settings(topic_settings: Settings, tmp_path: Path) -> Settings:
 
 
 @contextmanager
-def running_sink(settings: Settings, **kwargs: object) -> Iterator[ClickHouseSink]:
-    """A ClickHouseSink running in a thread (as in the worker); stopped and closed on exit."""
-    sink = ClickHouseSink(settings, **kwargs)  # type: ignore[arg-type]
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            sink.run(stop)
-        except BaseException as exc:  # re-raised in the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="test-sink", daemon=True)
-    thread.start()
+def running_sink(settings: Settings, **kwargs: Any) -> Iterator[SinkService]:
+    """The warehouse sink's consumer loop running in a thread (as in the worker); stopped and closed on
+    exit. Loop failures are re-raised in the test."""
+    service = SinkService(settings.kafka, settings.topics, settings.clickhouse, **kwargs)
+    service.start()
     try:
-        yield sink
+        assert service.opened.wait(60), f"the sink did not open the store: {service.error!r}"
+        yield service
     finally:
-        stop.set()
-        thread.join(30)
-        sink.close()
-    assert not thread.is_alive(), "sink did not stop"
-    if errors:
-        raise errors[0]
+        service.stop()
+    assert service.thread is not None and not service.thread.is_alive(), "sink did not stop"
+    if service.error is not None:
+        raise service.error

@@ -1,0 +1,55 @@
+"""The streams layer's config sections (composed into the one settings object by ``radstream.config``).
+
+Each field is set from ``[section] field`` in the TOML file or ``RADSTREAM_<SECTION>_<FIELD>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap: str = "127.0.0.1:9092"
+    partitions: int = 2
+    replication_factor: int = 1
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    consumer_group: str = "radstream"
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    reports: str = "radstream.reports.finalized"
+    findings: str = "radstream.reports.findings"
+    retrieval_requests: str = "radstream.retrieval.requested"
+    retrieval_status: str = "radstream.retrieval.status"
+    received_instances: str = "radstream.dicom.received"
+    dead_letter: str = "radstream.deadletter"
+    cohort_watches: str = "radstream.cohort.watches"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    site: str = "default"
+    accession_field: str = "OBR-3"  # or OBR-18
+    pseudonym_key: str = field(default="", repr=False)  # HMAC key for research pseudonyms; never logged
+    pseudonym_key_file: str = ""
+    timezone: str = ""  # IANA zone of HL7 times without an offset; empty = UTC
+    hl7_charset: str = "utf-8"  # when MSH-18 is empty
+    mllp_max_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    nlp_processes: int = 1  # NLP in child processes (0: in the worker's event loop)
+    nlp_batch: int = 256  # most reports per hand-off to the NLP process (fewer when they trickle in)
+
+
+@dataclass(frozen=True)
+class MlConfig:
+    # the optional [ml] extra
+    torch_threads: int = 1  # intra-op threads: a worker shares the machine with Kafka and the NLP agents
+    classifiers: tuple[str, ...] = ()  # site classifier config files (JSON); their findings join the rules'
+    embed: bool = False  # the worker also embeds each report (embedding writer -> report_embeddings)
