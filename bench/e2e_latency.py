@@ -59,7 +59,7 @@ from radstream.config import Settings  # noqa: E402
 from sinks.clickhouse.client import open_client  # noqa: E402
 from sinks.clickhouse.migrate import migrate  # noqa: E402
 from sinks.clickhouse.rows import Origin, Rows, merge_rows, rows_for  # noqa: E402
-from sinks.clickhouse.sink import ClickHouseSink, write_rows  # noqa: E402
+from sinks.clickhouse.sink import ClickHouseSink, warehouse_loop, write_rows  # noqa: E402
 from streams import serde  # noqa: E402
 from streams.producer import make_producer  # noqa: E402
 from streams.topics import create_topics, topic_specs  # noqa: E402
@@ -162,9 +162,9 @@ class PerMessageSink:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.client = open_client(settings)
-        migrate(self.client, settings)
-        self.contracts = {s.name: s.contract for s in topic_specs(settings)}
+        self.client = open_client(settings.clickhouse)
+        migrate(self.client, settings.clickhouse.database)
+        self.contracts = {s.name: s.contract for s in topic_specs(settings.topics)}
 
     def run(self, stop: threading.Event) -> None:
         c = Consumer(
@@ -244,7 +244,7 @@ SENT: dict[str, float] = {}  # accession -> when it was handed to the producer (
 def produce(settings: Settings, tag: str, rate: float | None, n: int, findings_too: bool) -> float:
     """Produce n reports at ``rate``/s (None: as fast as possible); returns the start time. The send
     time of each accession goes to ``SENT`` (and into the events' received/processed times)."""
-    producer = make_producer(settings, **{"linger.ms": 2})
+    producer = make_producer(settings.kafka, **{"linger.ms": 2})
     t = settings.topics
     start = time.time()
     for i in range(n):
@@ -286,7 +286,7 @@ def fresh_settings(base: Settings, name: str) -> Settings:
     prefix = f"b{uuid.uuid4().hex[:6]}."
     topics = {f: prefix + getattr(base.topics, f) for f in base.topics.__dataclass_fields__}
     s = base.replace(topics=topics, kafka={"consumer_group": f"bench-{name}-{uuid.uuid4().hex[:6]}"})
-    create_topics(s)
+    create_topics(s.kafka, s.topics)
     time.sleep(1.0)
     return s
 
@@ -309,8 +309,9 @@ def child(mode: str, tags: list[str], counts: list[int], timeout: float) -> None
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(relativeCreated)d %(message)s")
         logging.getLogger("confluent_kafka").setLevel(logging.INFO)
     s = load_settings()
-    sink: Any = ClickHouseSink(s) if mode == "ours" else PerMessageSink(s)
-    reader = open_client(s)
+    sink: Any = (warehouse_loop(s.kafka, s.topics, ClickHouseSink(s.clickhouse, s.topics)) if mode == "ours"
+                 else PerMessageSink(s))
+    reader = open_client(s.clickhouse)
     poller = Poller(lambda since: [tuple(r) for r in reader.query(POLL_SQL.format(since=since)).result_rows],
                     period=float(os.environ.get("RADSTREAM_BENCH_POLL_S", "0.05")))
     stop = threading.Event()

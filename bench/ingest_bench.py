@@ -146,8 +146,8 @@ def baseline_backfill(settings: Any, path: Path, fmt: str, mapping: Any) -> tupl
     from streams.handlers import analyze_report
     from streams.ingest.files import iter_file
 
-    client = open_client(settings)
-    migrate(client, settings)
+    client = open_client(settings.clickhouse)
+    migrate(client, settings.clickhouse.database)
     t = time.perf_counter()
     reports: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
@@ -172,8 +172,8 @@ def baseline_backfill(settings: Any, path: Path, fmt: str, mapping: Any) -> tupl
 
 def bench_backfill(quick: bool) -> None:
     from processors.ingest.records import ColumnMapping
+    from radstream.backfill import run_backfill
     from radstream.config import Settings
-    from streams.ingest.backfill import run_backfill
 
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
         sets: list[tuple[str, Path, str, Any]] = []
@@ -235,7 +235,7 @@ def bench_mllp(quick: bool) -> None:
 
         topics = {f.name: prefix + getattr(base.topics, f.name) for f in dataclasses.fields(base.topics)}
         settings = base.replace(topics=topics)
-        create_topics(settings)
+        create_topics(settings.kafka, settings.topics)
         time.sleep(2)
         sample = (REPO / "samples" / "hl7" / "vendor_a_obx_per_line.hl7").read_bytes()
         n = 200 if quick else 1000
@@ -243,7 +243,7 @@ def bench_mllp(quick: bool) -> None:
         # baseline: the sender's loop with a synchronous produce per message, no MLLP at all
         from processors.ingest.hl7v2 import parse_oru
 
-        producer = make_producer(settings)
+        producer = make_producer(settings.kafka)
         t = time.perf_counter()
         for i in range(n):
             ev = parse_oru(sample.replace(b"ACC", f"B{i}".encode()), site="s").events[0]
@@ -254,7 +254,7 @@ def bench_mllp(quick: bool) -> None:
         async def run(conns: int) -> tuple[float, list[float]]:
             from hl7.mllp import open_hl7_connection
 
-            listener = HL7Listener(settings)
+            listener = HL7Listener(settings.kafka, settings.topics, settings.ingest)
             port = await listener.start("127.0.0.1", 0)
             lat: list[float] = []
 

@@ -5,14 +5,80 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
 
 from radstream.config import Settings
 
 
+class WarehouseError(Exception):
+    """The warehouse refused or could not answer; the message says why (for the analyst)."""
+
+
+class WorkerUnavailable(WarehouseError):
+    """No worker answers for the embedded store: open it directly instead."""
+
+
+def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0) -> str:
+    """Send the query to the worker's /sql page; raises WorkerUnavailable when nobody answers."""
+    host, port = settings.worker.web_host, settings.worker.web_port
+    url = f"http://{host}:{port}/sql?" + urllib.parse.urlencode({"format": fmt})
+    req = urllib.request.Request(url, data=query.encode(), method="POST",
+                                 headers={"Content-Type": "text/plain; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body: bytes = resp.read()
+            return body.decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode("utf-8", errors="replace").strip()
+        if exc.code == 503 and exc.headers.get("X-Radstream-Sink") == "starting":
+            raise WarehouseError(f"{text} -- try again in a moment") from exc
+        if exc.code in (404, 503):
+            raise WorkerUnavailable(text) from exc
+        raise WarehouseError(text or f"worker answered HTTP {exc.code}") from exc
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise WorkerUnavailable(str(exc)) from exc
+
+
+def worker_serves_our_store(settings: Settings) -> bool:
+    """True when the worker on our web port has our embedded store open (not another state dir's)."""
+    text = ask_worker(settings, "SELECT path FROM system.disks WHERE name = 'default'", "tsv", timeout=10)
+    lines = text.splitlines()
+    if len(lines) < 2:
+        return False
+    ours = os.path.realpath(settings.clickhouse_url.removeprefix("chdb://"))
+    return os.path.realpath(lines[1].strip()) == ours
+
+
+def run_direct(settings: Settings, query: str, fmt: str) -> Any:
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.query import run_readonly
+
+    try:
+        client = open_client(settings.clickhouse, create_database=False)
+    except Exception as exc:
+        if "UNKNOWN_DATABASE" in str(exc):
+            hint = " (no warehouse there yet: run `radstream db migrate`, or start the worker)"
+        elif settings.embedded_clickhouse:
+            hint = " (is another process, e.g. a worker without its web server, holding the embedded store?)"
+        else:
+            hint = ""
+        raise WarehouseError(f"cannot open {settings.clickhouse_url}: {exc}{hint}") from exc
+    try:
+        return run_readonly(client, query, fmt)
+    finally:  # a command is one query: free the embedded engine for the next user of this process
+        client.close()
+        if settings.embedded_clickhouse:
+            from sinks.clickhouse.query import close_readonly_clients
+
+            close_readonly_clients()
+
+
 def query_text(settings: Settings, sql: str, fmt: str = "tsv") -> str:
     """The query's output in ``fmt`` (tsv/csv with a header row, json, jsonl)."""
-    from radstream.cli.sql import WorkerUnavailable, ask_worker, run_direct, worker_serves_our_store
-
     if settings.embedded_clickhouse:
         try:
             if worker_serves_our_store(settings):

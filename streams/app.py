@@ -1,12 +1,10 @@
-"""The Faust application: the NLP agent, the ClickHouse sink service and the read-only SQL page.
+"""The Faust application: the NLP agent and the standing-cohort agent.
 
-Data path inside one ``radstream worker`` process::
+    reports topic --(nlp agent: processors.nlp in a child process)--> findings topic
+    findings topic --(cohort agent: processors.cohort)--> retrieval requests topic
 
-    reports topic --(nlp agent: processors.nlp)--> findings topic
-    reports, findings, retrieval, received, dead-letter topics --(sink thread)--> ClickHouse
-
-In embedded mode (``chdb://``) only one process may open the store, so the worker owns
-it and answers analysts' read-only queries on ``POST /sql`` of its web server.
+The process around it (``radstream.worker``) adds the warehouse sink, the embedding writer and the
+read-only SQL page as services of this app; nothing here knows about them.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import logging
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Awaitable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -27,10 +24,9 @@ import faust
 import mode
 
 from processors.cohort.decide import decide
-from radstream.config import Settings
-from sinks.clickhouse.service import SinkService
 from streams import serde
 from streams.cohort import WatchRegistry
+from streams.config import KafkaConfig, MlConfig, TopicsConfig, WorkerConfig
 from streams.handlers import Outcome, analyze_batch, origin_headers
 from streams.producer import dead_letter_record
 
@@ -44,11 +40,11 @@ NLP_INFLIGHT = 2  # batches handed to the NLP process and not yet emitted
 
 class NlpRunner:
     """The NLP of a batch, in a child process (the worker's second core) unless
-    ``settings.worker.nlp_processes`` is 0; the event loop stays free for Kafka and the sink."""
+    ``WorkerConfig.nlp_processes`` is 0; the event loop stays free for Kafka and the sink."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.args = (tuple(settings.ml.classifiers), settings.ml.torch_threads)
-        n = settings.worker.nlp_processes
+    def __init__(self, worker: WorkerConfig, ml: MlConfig) -> None:
+        self.args = (tuple(ml.classifiers), ml.torch_threads)
+        n = worker.nlp_processes
         self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n > 0 else None
 
     async def run(self, values: list[bytes | None]) -> list[Outcome]:
@@ -57,14 +53,15 @@ class NlpRunner:
         return await asyncio.get_running_loop().run_in_executor(self.pool, analyze_batch, values, *self.args)
 
 
-def _cohorts(app: faust.App, settings: Settings, findings: faust.TopicT) -> None:
+def _cohorts(app: faust.App, kafka: KafkaConfig, topics: TopicsConfig, findings: faust.TopicT,
+             allowed_destinations: tuple[str, ...]) -> None:
     """Standing cohorts: each new report version's findings -> retrieval requests (or cancels)."""
-    registry = WatchRegistry(settings)
-    requests = app.topic(settings.topics.retrieval_requests, key_type=bytes, value_type=bytes)
+    registry = WatchRegistry(kafka, topics)
+    requests = app.topic(topics.retrieval_requests, key_type=bytes, value_type=bytes)
     # per report (site|accession): {project|destination: {request_id, matched, version}}
-    state = app.Table("cohort-state", default=dict, partitions=settings.kafka.partitions,
+    state = app.Table("cohort-state", default=dict, partitions=kafka.partitions,
                       schema=faust.Schema(key_serializer="raw", value_serializer="json"))
-    allowed = set(settings.research.allowed_destinations)
+    allowed = set(allowed_destinations)
 
     @app.service
     class _Watches(mode.Service):
@@ -98,43 +95,6 @@ def _cohorts(app: faust.App, settings: Settings, findings: faust.TopicT) -> None
                 state[event.key] = new_state
 
 
-def _embeddings(app: faust.App, settings: Settings, sink: SinkService | None) -> None:
-    """Similar-report search: a Faust agent of its own on the reports topic embeds micro-batches in a
-    thread (the NLP agent does not wait for torch) and writes ``report_embeddings`` through a client
-    of its own on the worker's store (chDB: one process owns the store, so the embedding runs here)."""
-    from streams.embed_agent import EmbedWorker, add_faust_agent, clickhouse_writer
-
-    opened: dict[str, Any] = {}
-
-    def write(rows: list[list[Any]]) -> None:
-        if "write" not in opened:
-            if sink is None:
-                from sinks.clickhouse.client import open_client
-
-                client = open_client(settings)
-            else:
-                from sinks.clickhouse.client import client_like
-
-                deadline = time.monotonic() + 120
-                while sink.sink is None and time.monotonic() < deadline:
-                    time.sleep(0.1)  # the sink thread opens (retrying) and migrates the store first
-                if sink.sink is None:
-                    raise RuntimeError(f"the ClickHouse sink did not start: {sink.error!r}")
-                client = client_like(sink.sink.client)
-            opened["client"] = client
-            opened["write"] = clickhouse_writer(client, settings.clickhouse.database)
-        opened["write"](rows)
-
-    add_faust_agent(app, settings, EmbedWorker(write, threads=settings.ml.torch_threads))
-
-    @app.service
-    class _EmbedClient(mode.Service):
-        async def on_stop(self) -> None:
-            client = opened.pop("client", None)
-            if client is not None:
-                client.close()
-
-
 def _drop_spinner_debug_level() -> None:
     """``faust.Worker`` sets the root logger to DEBUG for its start-up spinner, whatever the log level
     asked for; every ``log.debug`` in aiokafka and Faust (several per message sent) then builds a
@@ -147,20 +107,18 @@ def _drop_spinner_debug_level() -> None:
         root.setLevel(min(levels))
 
 
-def _datadir(settings: Settings) -> Path:
-    path = Path(settings.state_dir) / "faust"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
+def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, ml: MlConfig, *,
+               allowed_destinations: tuple[str, ...], datadir: Path) -> faust.App:
+    """The Faust app of the worker process. ``allowed_destinations``: where standing cohorts may send
+    studies; ``datadir``: Faust's own state (created)."""
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        f"{settings.kafka.consumer_group}-worker",
-        broker=f"kafka://{settings.kafka.bootstrap}",
+        f"{kafka.consumer_group}-worker",
+        broker=f"kafka://{kafka.bootstrap}",
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
-        datadir=str(_datadir(settings)),
+        datadir=str(datadir),
         topic_disable_leader=True,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
@@ -169,14 +127,11 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
         # round trip per event), so commit often to keep the feed's latency low
         stream_publish_on_commit=True,
         broker_commit_interval=0.1,
-        web_host=settings.worker.web_host,
-        web_port=settings.worker.web_port,
-        web_bind=settings.worker.web_host,
-        web_in_thread=False,
+        web_enabled=False,  # the process serves its pages itself (radstream.worker)
     )
-    reports = app.topic(settings.topics.reports, key_type=bytes, value_type=bytes)
-    findings = app.topic(settings.topics.findings, key_type=bytes, value_type=bytes)
-    dead_letters = app.topic(settings.topics.dead_letter, key_type=bytes, value_type=bytes)
+    reports = app.topic(topics.reports, key_type=bytes, value_type=bytes)
+    findings = app.topic(topics.findings, key_type=bytes, value_type=bytes)
+    dead_letters = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
 
     async def reject(event: faust.EventT, error: str, error_type: str) -> Awaitable[Any]:
         msg = event.message
@@ -185,7 +140,7 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
                                  offset=msg.offset, key=msg.key, error_type=error_type)
         return await dead_letters.send(key=msg.key, value=serde.encode("dead_letter", rec))
 
-    nlp = NlpRunner(settings)
+    nlp = NlpRunner(worker, ml)
 
     @app.service
     class _LogLevel(mode.Service):
@@ -208,7 +163,7 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
             # Faust's producer directly: Topic.send adds a FutureMessage, sensor calls and a callback
             # per message on top of the same producer call (a tenth of the event loop at max rate)
             producer = await app.maybe_start_producer()
-            topic = settings.topics.findings
+            topic = topics.findings
             while True:
                 events, pending = await inflight.get()
                 outcomes = await pending
@@ -232,7 +187,7 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
         helpers = [asyncio.ensure_future(emit()), asyncio.ensure_future(confirm())]
         try:
             batches = stream.take_events(  # type: ignore[attr-defined]
-                max(1, settings.worker.nlp_batch), within=NLP_BATCH_WAIT_S)
+                max(1, worker.nlp_batch), within=NLP_BATCH_WAIT_S)
             async for events in batches:
                 for event in events:
                     event.message.incref()  # take_events acks these when we ask for the next batch
@@ -254,50 +209,5 @@ def create_app(settings: Settings, with_sink: bool = True) -> faust.App:
             for helper in helpers:
                 helper.cancel()
 
-    _cohorts(app, settings, findings)
-
-    sink = SinkService(settings) if with_sink else None
-    app.radstream_sink = sink  # type: ignore[attr-defined]
-
-    if sink is not None:
-        runner = sink
-
-        @app.service
-        class _SinkRunner(mode.Service):
-            async def on_start(self) -> None:
-                runner.start()
-
-            async def on_stop(self) -> None:
-                await asyncio.get_running_loop().run_in_executor(None, runner.stop)
-
-    if settings.ml.embed:
-        _embeddings(app, settings, sink)
-
-    @app.page("/sql")
-    class SqlView(faust.web.View):
-        async def post(self, request: faust.web.Request) -> faust.web.Response:
-            return await self._answer(request, await request.text())
-
-        async def get(self, request: faust.web.Request) -> faust.web.Response:
-            return await self._answer(request, request.query.get("q", ""))
-
-        async def _answer(self, request: faust.web.Request, sql: str) -> faust.web.Response:
-            fmt = request.query.get("format", "tsv")
-            if sink is None:
-                return self.text("this worker runs without the ClickHouse sink\n", status=503)
-            if sink.sink is None:  # not open yet: callers must not open the store themselves meanwhile
-                return self.text(f"the worker is still opening the store ({sink.error!r})\n", status=503,
-                                 headers={"X-Radstream-Sink": "starting"})
-            try:
-                out = await asyncio.get_running_loop().run_in_executor(None, sink.query, sql, fmt)
-            except Exception as exc:
-                return self.text(f"{type(exc).__name__}: {exc}\n", status=400)
-            return self.text(out if isinstance(out, str) else str(out))
-
-    @app.page("/health")
-    class HealthView(faust.web.View):
-        async def get(self, request: faust.web.Request) -> faust.web.Response:
-            body = {"sink": "off" if sink is None else ("error: " + repr(sink.error) if sink.error else "ok")}
-            return self.json(body)
-
+    _cohorts(app, kafka, topics, findings, allowed_destinations)
     return app

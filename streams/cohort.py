@@ -7,16 +7,16 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from processors.cohort import RuleError, load_rule
 from processors.cohort.decide import Watch
 from processors.cohort.rules import parse_rule
-from radstream.config import Settings
 from streams import serde
+from streams.config import KafkaConfig, TopicsConfig
+from streams.loop import Acks, ConsumerLoop, Handler, LoopConfig, Record, run_in_thread
 from streams.producer import make_producer, produce_sync
 
 log = logging.getLogger("radstream.cohort")
@@ -26,12 +26,12 @@ class DestinationNotAllowed(ValueError):
     pass
 
 
-def watch_record(settings: Settings, project_id: str, destination_ae: str, requester: str,
+def watch_record(allowed_destinations: Sequence[str], project_id: str, destination_ae: str, requester: str,
                  rule_path: str, watch_id: str | None = None) -> dict[str, Any]:
     """Validate a rule file and the destination; -> the CohortWatch record to publish."""
-    if destination_ae not in settings.research.allowed_destinations:
+    if destination_ae not in allowed_destinations:
         raise DestinationNotAllowed(f"destination {destination_ae!r} is not on the allow-list "
-                                    f"({', '.join(settings.research.allowed_destinations)})")
+                                    f"({', '.join(allowed_destinations)})")
     rule = load_rule(rule_path)
     with open(rule_path) as fh:
         text = json.dumps(json.load(fh), sort_keys=True)
@@ -40,8 +40,8 @@ def watch_record(settings: Settings, project_id: str, destination_ae: str, reque
             "rule": text, "active": True, "time": datetime.now(UTC)}
 
 
-def publish_watch(settings: Settings, record: dict[str, Any]) -> None:
-    produce_sync(make_producer(settings), settings.topics.cohort_watches, "cohort_watch",
+def publish_watch(kafka: KafkaConfig, topics: TopicsConfig, record: dict[str, Any]) -> None:
+    produce_sync(make_producer(kafka), topics.cohort_watches, "cohort_watch",
                  record["watch_id"].encode(), record)
 
 
@@ -50,20 +50,27 @@ def to_watch(rec: dict[str, Any]) -> Watch:
                  parse_rule(json.loads(rec["rule"])))
 
 
-class WatchRegistry:
-    """Every active watch, kept current by reading the whole compacted watches topic in a thread."""
+class WatchRegistry(Handler):
+    """Every active watch, kept current by reading the whole compacted watches topic (a replaying
+    consumer loop in a thread)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, kafka: KafkaConfig, topics: TopicsConfig) -> None:
         self._watches: dict[str, Watch] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._loop = ConsumerLoop(kafka, LoopConfig(
+            group_id=f"{kafka.consumer_group}.cohort-watches", topics=[topics.cohort_watches],
+            stage="cohort-watches", replay=True, poll_s=0.5), self)
         self._thread: threading.Thread | None = None
-        self.loaded = threading.Event()  # set once the topic was read up to its end
+        self._stop: threading.Event | None = None
+        self.loaded = self._loop.caught_up  # set once the topic was read up to its end
 
     def current(self) -> list[Watch]:
         with self._lock:
             return list(self._watches.values())
+
+    def add(self, records: Sequence[Record], acks: Acks) -> None:
+        for rec in records:
+            self.apply(rec.value, rec.key)
 
     def apply(self, value: bytes | None, key: bytes | None) -> None:
         if value is None:  # tombstone
@@ -83,35 +90,9 @@ class WatchRegistry:
                 self._watches[watch.watch_id] = watch
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="cohort-watches", daemon=True)
-        self._thread.start()
+        self._thread, self._stop = run_in_thread(self._loop, "cohort-watches")
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
+        if self._stop is not None and self._thread is not None:
+            self._stop.set()
             self._thread.join(10)
-
-    def _run(self) -> None:
-        topic = self.settings.topics.cohort_watches
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka.bootstrap,
-                             "group.id": f"{self.settings.kafka.consumer_group}.cohort-watches",
-                             "enable.auto.commit": False, "logger": log})
-        try:
-            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-            ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-            seen = {p: 0 for p in parts}
-            if all(e == 0 for e in ends.values()):
-                self.loaded.set()
-            while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None or msg.error() is not None:
-                    continue
-                self.apply(msg.value(), msg.key())
-                seen[msg.partition() or 0] = (msg.offset() or 0) + 1
-                if not self.loaded.is_set() and all(seen[p] >= ends[p] for p in parts):
-                    self.loaded.set()
-        except Exception:
-            log.exception("cohort watch registry stopped")
-        finally:
-            consumer.close()

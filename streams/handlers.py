@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from processors.ingest.model import report_key
 from streams import serde
 
 RETRACTED = frozenset({"cancelled", "entered_in_error"})
@@ -20,9 +21,9 @@ ORIGIN_HEADER = "radstream-origin-ms"
 _CARRIED = ("event_id", "site", "accession", "status", "patient_id")
 
 
-def findings_key(report: dict[str, Any]) -> bytes:
+def findings_key(report: Mapping[str, Any]) -> bytes:
     """Kafka key of both report topics: one partition per report, so versions stay in order."""
-    return f"{report.get('site', 'default')}|{report['accession']}".encode()
+    return report_key(report.get("site"), report["accession"]).encode()
 
 
 Headers = Sequence[tuple[str, bytes]] | Mapping[str, bytes]
@@ -92,7 +93,7 @@ class Outcome:
 _classifiers: dict[tuple[tuple[str, ...], int], list[Any]] = {}
 
 
-def _site_classifiers(paths: tuple[str, ...], threads: int) -> list[Any]:
+def site_classifiers(paths: tuple[str, ...], threads: int) -> list[Any]:
     if not paths:
         return []
     if (paths, threads) not in _classifiers:  # loaded once per process
@@ -109,7 +110,7 @@ def analyze_batch(values: list[bytes | None], classifier_paths: tuple[str, ...] 
     Runs in the worker's NLP process (picklable arguments and results); a message that cannot be
     decoded or analysed yields an Outcome with the error instead, and the batch goes on.
     """
-    classifiers = _site_classifiers(classifier_paths, threads)
+    classifiers = site_classifiers(classifier_paths, threads)
     out: list[Outcome] = []
     for value in values:
         try:

@@ -9,8 +9,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from streams.config import KafkaConfig
 from streams import serde
+from streams.config import KafkaConfig
 
 
 class DeliveryError(RuntimeError):

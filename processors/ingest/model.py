@@ -150,6 +150,12 @@ def derive_version(status: str, status_time: datetime | None, message_time: date
     return status_rank(status)
 
 
+def report_key(site: str | None, accession: str) -> str:
+    """The partition key of a report's events (reports and findings topics): every version of one
+    report goes to one partition, so versions stay in order."""
+    return f"{site or 'default'}|{accession}"
+
+
 @dataclass(frozen=True)
 class ReportEvent:
     site: str
@@ -194,7 +200,7 @@ class ReportEvent:
     @property
     def key(self) -> str:
         """Kafka key: all versions of one report go to one partition, in order."""
-        return f"{self.site}|{self.accession}"
+        return report_key(self.site, self.accession)
 
     @property
     def retracts(self) -> bool:

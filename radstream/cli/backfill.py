@@ -40,7 +40,7 @@ def backfill(ctx: click.Context, paths: tuple[Path, ...], fmt: str | None, maps:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from processors.ingest.records import ColumnMapping
-    from streams.ingest.backfill import run_backfill
+    from radstream.backfill import run_backfill
 
     settings = settings_of(ctx)
     try:

@@ -97,7 +97,7 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
         return
     from streams.producer import make_producer, produce
 
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     who = requester or getpass.getuser()
     now = datetime.now(UTC)
     for r in todo:
@@ -216,7 +216,7 @@ def import_status(ctx: click.Context, file: Path, project: str | None) -> None:
         rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 for row in csv.DictReader(fh)]
     known = _requests_by_id(settings, [r.get("request_id", "") for r in rows])
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     now, done, bad = datetime.now(UTC), 0, []
     for n, r in enumerate(rows, start=2):
         rid, state = r.get("request_id", ""), (r.get("state") or "completed").lower()

@@ -20,9 +20,9 @@ def migrate_cmd(ctx: click.Context) -> None:
     from sinks.clickhouse.migrate import migrate
 
     settings = settings_of(ctx)
-    client = open_client(settings)
+    client = open_client(settings.clickhouse)
     try:
-        applied = migrate(client, settings)
+        applied = migrate(client, settings.clickhouse.database)
     finally:
         client.close()
     where = f"{settings.clickhouse_url} database {settings.clickhouse.database}"
@@ -52,7 +52,7 @@ def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    service = SinkService(settings)
+    service = SinkService(settings.kafka, settings.topics, settings.clickhouse)
     server = None
     if settings.embedded_clickhouse if web is None else web:
         port = settings.worker.web_port if web_port is None else web_port
@@ -68,7 +68,7 @@ def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None
         if server is not None:
             server.stop()
         service.stop()
-    stats = service.sink.stats if service.sink is not None else None
+    stats = service.stats
     click.echo(f"stopped: {stats}")
     if service.error is not None:
         raise click.ClickException(f"the sink failed: {service.error!r}")

@@ -128,7 +128,7 @@ def demo(ctx: click.Context, keep_running: bool, studies: int, images: int) -> N
     stack.up(settings)
     started = [name for name in stack.COMPONENTS if name not in already]  # the demo stops only these
     settings = load_settings(config_file=os.environ.get("RADSTREAM_CONFIG"))
-    create_topics(settings)
+    create_topics(settings.kafka, settings.topics)
     console.print(f"     Kafka {settings.kafka.bootstrap}, Orthanc {settings.pacs.host}:{settings.pacs.port}")
     console.print(f"[bold]2/6[/] seeding Orthanc with {studies} synthetic studies …")
     _run(settings, "dicom", "seed", "--studies", str(studies), "--images", str(images))

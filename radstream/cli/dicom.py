@@ -73,7 +73,7 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
     cfg.listen_fd = listen_fd
     if port is not None:
         cfg.port = port
-    store = ResearchStore(cfg, make_producer(settings), settings.topics.received_instances)
+    store = ResearchStore(cfg, make_producer(settings.kafka), settings.topics.received_instances)
     stop = threading.Event()
     _stop_on_signals(stop)
     bound = store.start()

@@ -11,9 +11,15 @@ import click
 from radstream.cli import settings_of
 
 if TYPE_CHECKING:
+    from streams.config import IngestConfig, KafkaConfig, TopicsConfig
     from streams.ingest.publish import Publisher
 
 FORMATS = ("jsonl", "csv", "hl7", "fhir")
+
+
+def _front_door(ctx: click.Context) -> tuple[KafkaConfig, TopicsConfig, IngestConfig]:
+    settings = settings_of(ctx)
+    return settings.kafka, settings.topics, settings.ingest
 
 
 def check_topics(pub: Publisher, *names: str) -> None:
@@ -59,7 +65,7 @@ def file_(ctx: click.Context, path: Path, fmt: str | None, maps: tuple[str, ...]
         raise click.BadParameter(str(exc), param_hint="--map") from None
     fmt = fmt or guess_format(path)
     site = site or settings.ingest.site
-    pub = Publisher(settings, stage="ingest-file")
+    pub = Publisher(settings.kafka, settings.topics, settings.ingest, stage="ingest-file")
     check_topics(pub, settings.topics.reports, settings.topics.dead_letter)
     counts = Counts()
     read = 0
@@ -118,7 +124,7 @@ def hl7_listener(ctx: click.Context, host: str, port: int, log_level: str) -> No
     from streams.ingest.mllp import serve_forever
 
     _setup_logging(log_level)
-    asyncio.run(serve_forever(settings_of(ctx), host, port))
+    asyncio.run(serve_forever(*_front_door(ctx), host, port))
 
 
 @ingest.command("fhir-server")
@@ -136,7 +142,7 @@ def fhir_server(ctx: click.Context, host: str, port: int, log_level: str) -> Non
     from streams.ingest.fhir_server import serve_forever
 
     _setup_logging(log_level)
-    asyncio.run(serve_forever(settings_of(ctx), host, port))
+    asyncio.run(serve_forever(*_front_door(ctx), host, port))
 
 
 @ingest.command("hl7-send")

@@ -51,6 +51,6 @@ def retrieve(ctx: click.Context, accession: str | None, study_uid: str | None, p
         "not_before": _when(not_before), "not_after": _when(not_after), "source": "manual",
         "requested_time": datetime.now(UTC),
     }
-    produce_sync(make_producer(settings), settings.topics.retrieval_requests, "retrieval_requested",
+    produce_sync(make_producer(settings.kafka), settings.topics.retrieval_requests, "retrieval_requested",
                  request_id, record)
     click.echo(f"retrieval requested: {request_id}")

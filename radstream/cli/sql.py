@@ -10,78 +10,21 @@ readonly=1 (see ``sinks/clickhouse/query.py``).
 from __future__ import annotations
 
 import json
-import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
 import click
 
 from radstream.cli import settings_of
-from radstream.config import Settings
+from radstream.warehouse import (
+    WarehouseError,
+    WorkerUnavailable,
+    ask_worker,
+    run_direct,
+    worker_serves_our_store,
+)
 
 FORMATS = ("table", "csv", "tsv", "json", "jsonl")
-
-
-class WorkerUnavailable(Exception):
-    pass
-
-
-def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0) -> str:
-    """Send the query to the worker's /sql page; raises WorkerUnavailable when nobody answers."""
-    host, port = settings.worker.web_host, settings.worker.web_port
-    url = f"http://{host}:{port}/sql?" + urllib.parse.urlencode({"format": fmt})
-    req = urllib.request.Request(url, data=query.encode(), method="POST",
-                                 headers={"Content-Type": "text/plain; charset=utf-8"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body: bytes = resp.read()
-            return body.decode("utf-8", errors="replace")
-    except urllib.error.HTTPError as exc:
-        text = exc.read().decode("utf-8", errors="replace").strip()
-        if exc.code == 503 and exc.headers.get("X-Radstream-Sink") == "starting":
-            raise click.ClickException(f"{text} -- try again in a moment") from exc
-        if exc.code in (404, 503):
-            raise WorkerUnavailable(text) from exc
-        raise click.ClickException(text or f"worker answered HTTP {exc.code}") from exc
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        raise WorkerUnavailable(str(exc)) from exc
-
-
-def worker_serves_our_store(settings: Settings) -> bool:
-    """True when the worker on our web port has our embedded store open (not another state dir's)."""
-    text = ask_worker(settings, "SELECT path FROM system.disks WHERE name = 'default'", "tsv", timeout=10)
-    lines = text.splitlines()
-    if len(lines) < 2:
-        return False
-    ours = os.path.realpath(settings.clickhouse_url.removeprefix("chdb://"))
-    return os.path.realpath(lines[1].strip()) == ours
-
-
-def run_direct(settings: Settings, query: str, fmt: str) -> Any:
-    from sinks.clickhouse.client import open_client
-    from sinks.clickhouse.query import run_readonly
-
-    try:
-        client = open_client(settings, create_database=False)
-    except Exception as exc:
-        if "UNKNOWN_DATABASE" in str(exc):
-            hint = " (no warehouse there yet: run `radstream db migrate`, or start the worker)"
-        elif settings.embedded_clickhouse:
-            hint = " (is another process, e.g. a worker without its web server, holding the embedded store?)"
-        else:
-            hint = ""
-        raise click.ClickException(f"cannot open {settings.clickhouse_url}: {exc}{hint}") from exc
-    try:
-        return run_readonly(client, query, fmt)
-    finally:  # a command is one query: free the embedded engine for the next user of this process
-        client.close()
-        if settings.embedded_clickhouse:
-            from sinks.clickhouse.query import close_readonly_clients
-
-            close_readonly_clients()
 
 
 def _print_table(columns: list[str], rows: list[list[Any]]) -> None:
@@ -112,6 +55,8 @@ def sql(ctx: click.Context, query: str, fmt: str, direct: bool) -> None:
             text = ask_worker(settings, query, wire) if worker_serves_our_store(settings) else None
         except WorkerUnavailable:
             text = None
+        except WarehouseError as exc:
+            raise click.ClickException(str(exc)) from exc
     try:
         if text is None:
             if fmt == "table":
@@ -119,9 +64,7 @@ def sql(ctx: click.Context, query: str, fmt: str, direct: bool) -> None:
                 _print_table(res.columns, [list(r) for r in res.rows])
                 return
             text = str(run_direct(settings, query, wire))
-    except click.ClickException:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # WarehouseError included: the analyst gets the reason
         raise click.ClickException(str(exc)) from exc
     if fmt == "table":
         doc = json.loads(text)

@@ -19,7 +19,8 @@ def create(ctx: click.Context) -> None:
     from streams.topics import KafkaUnavailable, create_topics
 
     try:
-        created = create_topics(settings_of(ctx), timeout=15)
+        settings = settings_of(ctx)
+        created = create_topics(settings.kafka, settings.topics, timeout=15)
     except KafkaUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     for name, state in created.items():
@@ -32,5 +33,5 @@ def list_(ctx: click.Context) -> None:
     """Show our topics with their contracts."""
     from streams.topics import topic_specs
 
-    for spec in topic_specs(settings_of(ctx)):
+    for spec in topic_specs(settings_of(ctx).topics):
         click.echo(f"{spec.name}\t{spec.contract}")

@@ -28,10 +28,11 @@ def watch(ctx: click.Context, project: str, destination: str, rule_file: str, re
     settings = settings_of(ctx)
     try:
         who = requester or getpass.getuser()
-        rec = watch_record(settings, project, destination, who, rule_file, watch_id)
+        rec = watch_record(settings.research.allowed_destinations, project, destination, who, rule_file,
+                           watch_id)
     except (RuleError, DestinationNotAllowed) as exc:
         raise click.ClickException(str(exc)) from exc
-    publish_watch(settings, rec)
+    publish_watch(settings.kafka, settings.topics, rec)
     click.echo(f"watching {rec['watch_id']}: project {project} -> {destination}")
 
 
@@ -43,8 +44,9 @@ def unwatch(ctx: click.Context, watch_id: str) -> None:
     from streams.cohort import publish_watch
 
     settings = settings_of(ctx)
-    publish_watch(settings, {"watch_id": watch_id, "project_id": "", "destination_ae": "", "requester": "",
-                             "rule": "{}", "active": False, "time": datetime.now(UTC)})
+    publish_watch(settings.kafka, settings.topics, {
+        "watch_id": watch_id, "project_id": "", "destination_ae": "", "requester": "", "rule": "{}",
+        "active": False, "time": datetime.now(UTC)})
     click.echo(f"stopped {watch_id}")
 
 
@@ -55,7 +57,8 @@ def watches(ctx: click.Context, as_json: bool) -> None:
     """List the active standing cohorts."""
     from streams.cohort import WatchRegistry
 
-    registry = WatchRegistry(settings_of(ctx))
+    settings = settings_of(ctx)
+    registry = WatchRegistry(settings.kafka, settings.topics)
     registry.start()
     registry.loaded.wait(15)
     registry.stop()

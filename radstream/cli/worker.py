@@ -15,8 +15,7 @@ def worker(ctx: click.Context, no_sink: bool, loglevel: str) -> None:
     """Consume report events, publish findings, and load everything into ClickHouse."""
     from faust.worker import Worker
 
-    from streams.app import create_app
+    from radstream.worker import build_worker
 
-    settings = settings_of(ctx)
-    app = create_app(settings, with_sink=not no_sink)
+    app = build_worker(settings_of(ctx), with_sink=not no_sink)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -252,3 +252,11 @@ def rows_for_many(contract: str, records: Iterable[Mapping[str, Any]]) -> Rows:
     for rec in records:
         merge_rows(out, rows_for(contract, rec))
     return out
+
+
+def rows_by_contract(records: Mapping[str, Iterable[Mapping[str, Any]]]) -> Rows:
+    """Rows for decoded records grouped by contract (the backfill's ``prepare``, run in its workers)."""
+    out: Rows = {}
+    for contract, recs in records.items():
+        merge_rows(out, rows_for_many(contract, recs))
+    return out

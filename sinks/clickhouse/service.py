@@ -41,8 +41,8 @@ class SinkService:
         return self.sink.client
 
     @property
-    def stats(self) -> LoopStats | None:
-        return self.loop.stats if self.loop is not None else None
+    def stats(self) -> LoopStats:
+        return self.loop.stats if self.loop is not None else LoopStats()
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="clickhouse-sink", daemon=True)
@@ -79,6 +79,11 @@ class SinkService:
             self.thread.join(timeout)
         if self.sink is not None:
             self.sink.close()
+
+    def health(self) -> str:
+        if self.sink is None:
+            return "starting" if self.error is None else f"error: {self.error!r}"
+        return "ok" if self.error is None else f"error: {self.error!r}"
 
     def query(self, sql: str, fmt: str) -> Any:
         from sinks.clickhouse.query import run_readonly

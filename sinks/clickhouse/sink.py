@@ -43,7 +43,15 @@ from clickhouse_connect.driver.insert import InsertContext
 from sinks.clickhouse.client import client_like, open_client
 from sinks.clickhouse.config import ClickHouseConfig
 from sinks.clickhouse.migrate import migrate
-from sinks.clickhouse.rows import COLUMNS, TABLES_OF, Origin, Rows, merge_rows, rows_for
+from sinks.clickhouse.rows import (
+    COLUMNS,
+    TABLES_OF,
+    Origin,
+    Rows,
+    merge_rows,
+    rows_for,
+    rows_for_many,
+)
 from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
 from streams.handlers import origin_ms
@@ -155,17 +163,14 @@ def write_rows(client: Client, rows: Rows, helpers: Sequence[Client] = (),
 
 
 def write_records(client: Client, contract: str, records: Iterable[Mapping[str, Any]]) -> int:
-    """Write decoded records of one contract directly (backfill path, no Kafka). Idempotent like the sink.
+    """Write decoded records of one contract directly (no Kafka). Idempotent like the sink.
 
     ``client`` must have the warehouse database as its default (``open_client`` does that).
     Returns the number of table rows written.
     """
     if contract not in TABLES_OF:
         raise ValueError(f"no warehouse mapping for contract {contract!r}")
-    rows: Rows = {}
-    for rec in records:
-        merge_rows(rows, rows_for(contract, rec))
-    return write_rows(client, rows)
+    return write_rows(client, rows_for_many(contract, records))
 
 
 @dataclass
@@ -315,7 +320,8 @@ class ClickHouseSink(Handler):
 
 
 def warehouse_loop(kafka: KafkaConfig, topics: TopicsConfig, sink: ClickHouseSink, *,
-                   group_id: str | None = None, consumer_conf: Mapping[str, Any] | None = None) -> ConsumerLoop:
+                   group_id: str | None = None,
+                   consumer_conf: Mapping[str, Any] | None = None) -> ConsumerLoop:
     """The consumer loop that feeds ``sink`` from every topic the warehouse stores."""
     conf: dict[str, Any] = {"fetch.wait.max.ms": 50}
     instance = static_instance_id(sink.ch)

@@ -1,7 +1,7 @@
-"""The read-only ``/sql`` and ``/health`` pages of a process that owns the store, for ``radstream db
-sink`` (the Faust worker serves the same pages itself). With embedded chDB only the owning process
-can open the store, so this is how analysts query while a standalone sink runs (``radstream sql``
-asks ``worker.web_host:web_port`` first)."""
+"""The read-only ``/sql`` and ``/health`` pages of the worker and of ``radstream db sink``. With
+embedded chDB only the process that owns the store can open it, so this is how analysts query while
+it runs (``radstream sql`` asks ``worker.web_host:web_port`` first). A worker without the sink serves
+them too: ``/sql`` then says so (503) and ``/health`` reports the sink "off"."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ STARTING_HEADER = "X-Radstream-Sink"  # value "starting": the store is not open 
 
 
 class SqlServer:
-    def __init__(self, service: SinkService, host: str, port: int) -> None:
+    def __init__(self, service: SinkService | None, host: str, port: int) -> None:
         self.service = service
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
@@ -54,6 +54,9 @@ class SqlServer:
             def _answer(self, sql: str) -> None:
                 url = urllib.parse.urlparse(self.path)
                 fmt = urllib.parse.parse_qs(url.query).get("format", ["tsv"])[0]
+                if service is None:
+                    self._send(503, "this worker runs without the ClickHouse sink\n")
+                    return
                 if service.sink is None:
                     self._send(503, f"the sink is still opening the store ({service.error!r})\n",
                                {STARTING_HEADER: "starting"})
@@ -77,9 +80,7 @@ class SqlServer:
                 if url.path == "/sql":
                     self._answer(urllib.parse.parse_qs(url.query).get("q", [""])[0])
                 elif url.path == "/health":
-                    err = service.error
-                    body = {"sink": "ok" if service.sink is not None and err is None
-                            else ("starting" if service.sink is None else f"error: {err!r}")}
+                    body = {"sink": "off" if service is None else service.health()}
                     self._send(200, json.dumps(body) + "\n", content_type="application/json")
                 else:
                     self._send(404, "not found\n")

@@ -1,10 +1,13 @@
-"""Historical backfill: report files -> parse + NLP (process pool) -> ClickHouse (or Kafka).
+"""Historical backfill: report files -> parse + NLP (process pool) -> an ``Output`` (the warehouse's
+writer, or the reports topic).
 
 The main process reads the files and cuts them into chunks of raw records; a pool of worker
-processes parses each chunk (the same parsers as the live front doors), pseudonymises, and runs
-the NLP (``streams.handlers.analyze_report``, the worker's own logic); the main process writes the
-chunks *in order* with the ClickHouse sink's ``write_records`` (or produces them to the reports
-topic with ``--via-kafka``) and then records a checkpoint (per file: records done; totals).
+processes parses each chunk (the same parsers as the live front doors), pseudonymises, runs the NLP
+(``streams.handlers.analyze_report``, the worker's own logic) and applies the output's ``prepare``
+(the warehouse: the stream sink's own row mapping); the main process writes the chunks *in order*
+with the output (the warehouse: the stream sink's own ``write_rows``; ``radstream.backfill`` wires
+it) and then records a checkpoint (per file: records done; totals). Only where records come from and
+the checkpoint differ from the stream.
 
 Resuming after a kill: the checkpoint holds the run's fixed time stamp, used as the events'
 ``received_time``, the NLP ``processed_time`` and the dead letters' time, so a chunk that was
@@ -34,8 +37,8 @@ from processors.ingest.hl7v2 import parse_oru, split_batch
 from processors.ingest.model import ParseError, ReportEvent
 from processors.ingest.pseudonym import load_key, pseudonymise
 from processors.ingest.records import ColumnMapping, csv_line, parse_csv_row, parse_jsonl_line, text_lines
-from radstream.config import Settings
-from sinks.clickhouse.rows import merge_rows
+from streams.config import IngestConfig, KafkaConfig, MlConfig, TopicsConfig
+from streams.handlers import analyze_report, findings_key, site_classifiers
 from streams.ingest.files import guess_format
 
 STAGE = "backfill"
@@ -107,16 +110,21 @@ class Job:
     nlp: bool
     key: bytes | None = field(repr=False)  # the pseudonym key: never in a repr, a log or a traceback
     items: list[tuple[int, Any]]
-    to_rows: bool = False  # map to warehouse rows here, in the worker (spreads the sink's mapping CPU)
-    classifiers: tuple[str, ...] = ()  # site models (settings.ml.classifiers), as in the worker's NLP agent
+    # the output's mapping, applied here in the worker process (spreads its CPU): records by contract ->
+    # what the output writes. A module-level function (pickled by reference).
+    prepare: Prepare | None = None
+    classifiers: tuple[str, ...] = ()  # site models (MlConfig.classifiers), as in the worker's NLP agent
     torch_threads: int = 1
+
+
+Prepare = Callable[[dict[str, list[dict[str, Any]]]], Any]
 
 
 @dataclass
 class ChunkResult:
-    reports: list[dict[str, Any]] = field(default_factory=list)  # records (only when they go to Kafka)
+    reports: list[dict[str, Any]] = field(default_factory=list)  # records (when no ``prepare``)
     findings: list[dict[str, Any]] = field(default_factory=list)
-    rows: dict[str, list[list[Any]]] = field(default_factory=dict)  # warehouse rows (direct ClickHouse)
+    prepared: Any = None  # ``prepare``'s result for the chunk's records
     loaded: int = 0
     rejects: list[tuple[int, str, bytes]] = field(default_factory=list)  # (record no, reason, raw)
     last: int = 0
@@ -149,12 +157,9 @@ def _raw_bytes(payload: Any) -> bytes:
 
 def process_chunk(job: Job) -> ChunkResult:
     """Parse (+ pseudonymise + NLP) one chunk. Runs in a worker process; never raises for bad input."""
-    from sinks.clickhouse.rows import merge_rows, rows_for
-    from streams.handlers import _site_classifiers, analyze_report
-
     out = ChunkResult(records=len(job.items))
     # loaded once per worker process; a broken classifier config fails the run, as it fails the worker
-    classifiers = _site_classifiers(job.classifiers, job.torch_threads) if job.nlp and job.classifiers else []
+    classifiers = site_classifiers(job.classifiers, job.torch_threads) if job.nlp and job.classifiers else []
     for no, payload in job.items:
         out.last = no
         try:
@@ -170,15 +175,12 @@ def process_chunk(job: Job) -> ChunkResult:
                 except Exception as exc:  # a bug in the NLP must not lose the report: reject with reason
                     out.rejects.append((no, f"NLP failed: {type(exc).__name__}: {exc}", _raw_bytes(payload)))
                     continue
-                if job.to_rows:
-                    merge_rows(out.rows, rows_for("report_findings", findings))
-                else:
-                    out.findings.append(findings)
-            if job.to_rows:
-                merge_rows(out.rows, rows_for("report_finalized", rec))
-            else:
-                out.reports.append(rec)
+                out.findings.append(findings)
+            out.reports.append(rec)
             out.loaded += 1
+    if job.prepare is not None:
+        out.prepared = job.prepare({"report_finalized": out.reports, "report_findings": out.findings})
+        out.reports, out.findings = [], []
     return out
 
 
@@ -234,12 +236,12 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
 
-def default_checkpoint(settings: Settings, paths: Sequence[Path], options: str) -> Path:
+def default_checkpoint(state_dir: str | Path, paths: Sequence[Path], options: str) -> Path:
     h = hashlib.sha256()
     for p in paths:
         h.update(str(p.resolve()).encode() + b"\0")
     h.update(options.encode())
-    return Path(settings.state_dir) / "backfill" / f"{h.hexdigest()[:16]}.json"
+    return Path(state_dir) / "backfill" / f"{h.hexdigest()[:16]}.json"
 
 
 _VARIABLE = re.compile(r"'[^']*'|\"[^\"]*\"|\b[A-Z]*\d[\w.-]*|for accession \S+|\(.*\)$")
@@ -271,60 +273,47 @@ class Summary:
         return self.loaded_this_run / self.seconds if self.seconds > 0 else 0.0
 
 
-class Sink:
-    """Where finished chunks go: ClickHouse directly (default) or the Kafka topics."""
+class Output:
+    """Where finished chunks go, in order. ``prepare`` (optional, picklable) runs in the worker processes
+    on each chunk's records; ``write`` gets the chunks' results and the dead letters, returns rows
+    written."""
 
-    def write(self, result: ChunkResult, dead_letters: list[dict[str, Any]]) -> int:
+    name = "output"
+    prepare: Prepare | None = None
+
+    def write(self, results: Sequence[ChunkResult], dead_letters: list[dict[str, Any]]) -> int:
         raise NotImplementedError
 
     def close(self) -> None:
         pass
 
 
-class ClickHouseSink(Sink):
-    def __init__(self, settings: Settings) -> None:
-        from sinks.clickhouse.client import open_client
-        from sinks.clickhouse.migrate import migrate
+class KafkaOutput(Output):
+    """The reports topic (``--via-kafka``): the stream's worker does the NLP."""
 
-        self.client = open_client(settings)
-        migrate(self.client, settings)
+    name = "kafka"
 
-    def write(self, result: ChunkResult, dead_letters: list[dict[str, Any]]) -> int:
-        from sinks.clickhouse.sink import write_records, write_rows
-
-        n = write_rows(self.client, result.rows) if result.rows else 0
-        if result.reports:
-            n += write_records(self.client, "report_finalized", result.reports)
-        if result.findings:
-            n += write_records(self.client, "report_findings", result.findings)
-        if dead_letters:
-            n += write_records(self.client, "dead_letter", dead_letters)
-        return n
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class KafkaSink(Sink):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig) -> None:
         from streams.ingest.publish import Publisher
 
-        self.settings = settings
-        self.pub = Publisher(settings, stage=STAGE)
+        self.topics = topics
+        self.pub = Publisher(kafka, topics, ingest, stage=STAGE)
         self.pub.key = None  # the workers pseudonymised already
 
-    def write(self, result: ChunkResult, dead_letters: list[dict[str, Any]]) -> int:
+    def write(self, results: Sequence[ChunkResult], dead_letters: list[dict[str, Any]]) -> int:
         from streams.producer import DeliveryError, produce
 
-        for rec in result.reports:
-            key = f"{rec['site']}|{rec['accession']}"
-            produce(self.pub.producer, self.settings.topics.reports, "report_finalized", key, rec)
+        n = 0
+        for res in results:
+            for rec in res.reports:
+                produce(self.pub.producer, self.topics.reports, "report_finalized", findings_key(rec), rec)
+            n += len(res.reports)
         for dl in dead_letters:
-            produce(self.pub.producer, self.settings.topics.dead_letter, "dead_letter", dl.get("key"), dl)
+            produce(self.pub.producer, self.topics.dead_letter, "dead_letter", dl.get("key"), dl)
         left = self.pub.producer.flush(120)
         if left:
             raise DeliveryError(f"{left} records not confirmed by Kafka")
-        return len(result.reports)
+        return n
 
     def close(self) -> None:
         self.pub.producer.flush(30)
@@ -332,14 +321,15 @@ class KafkaSink(Sink):
 
 @dataclass
 class _Run:
-    settings: Settings
+    ingest: IngestConfig
+    ml: MlConfig
     files: list[RawFile]
     mapping: ColumnMapping
     site: str
     nlp: bool
     key: bytes | None = field(repr=False)
     cp: Checkpoint
-    sink: Sink
+    output: Output
     pool: ProcessPoolExecutor | None
     chunk_size: int
     max_inflight: int
@@ -357,10 +347,9 @@ class _Run:
 
     def submit(self, f: RawFile, items: list[tuple[int, Any]], pos: int) -> None:
         job = Job(f.fmt, f.path.name, list(f.header), self.mapping, self.site,
-                  self.settings.ingest.accession_field, self.cp.run_time, self.nlp, self.key, items,
-                  to_rows=isinstance(self.sink, ClickHouseSink),
-                  classifiers=tuple(self.settings.ml.classifiers),
-                  torch_threads=self.settings.ml.torch_threads)
+                  self.ingest.accession_field, self.cp.run_time, self.nlp, self.key, items,
+                  prepare=self.output.prepare, classifiers=tuple(self.ml.classifiers),
+                  torch_threads=self.ml.torch_threads)
         self.inflight.append((self.pool.submit(process_chunk, job) if self.pool else process_chunk(job), pos))
 
     def drain(self, f: RawFile, state: dict[str, Any], limit: int) -> None:
@@ -382,15 +371,9 @@ class _Run:
         if not self.pending:
             return
         cp = self.cp
-        merged = ChunkResult()
-        dls: list[dict[str, Any]] = []
-        for res, _ in self.pending:
-            merged.reports.extend(res.reports)
-            merged.findings.extend(res.findings)
-            merge_rows(merged.rows, res.rows)
-            dls.extend(_dead_letter(f.path.name, no, reason, raw, cp.run_time)
-                       for no, reason, raw in res.rejects)
-        self.rows += self.sink.write(merged, dls)
+        dls = [_dead_letter(f.path.name, no, reason, raw, cp.run_time)
+               for res, _ in self.pending for no, reason, raw in res.rejects]
+        self.rows += self.output.write([res for res, _ in self.pending], dls)
         for res, _ in self.pending:
             for no, reason, _raw in res.rejects:
                 kind = reason_kind(reason)
@@ -435,26 +418,27 @@ class _Run:
             self.bytes_base += state["size"]
 
 
-def run_backfill(settings: Settings, paths: Sequence[Path], *, fmt: str | None = None,
-                 mapping: ColumnMapping | None = None, site: str | None = None, via_kafka: bool = False,
-                 workers: int | None = None, chunk_size: int = 256, checkpoint: Path | None = None,
-                 restart: bool = False, nlp: bool = True, rejects: Any = None,
+def run_backfill(paths: Sequence[Path], output: Output, *, ingest: IngestConfig, ml: MlConfig,
+                 state_dir: str | Path, fmt: str | None = None, mapping: ColumnMapping | None = None,
+                 site: str | None = None, workers: int | None = None, chunk_size: int = 256,
+                 checkpoint: Path | None = None, restart: bool = False, nlp: bool = True, rejects: Any = None,
                  progress: Callable[[int, int, int], None] | None = None,
                  stop_after_chunks: int | None = None, write_batch: int = 2000) -> Summary:
-    """Load ``paths``; ``progress(bytes_done, records_done, loaded)`` after each chunk.
+    """Load ``paths`` into ``output``; ``progress(bytes_done, records_done, loaded)`` after each chunk.
 
     Finished chunks are written together once ``write_batch`` records are collected (fewer,
-    larger inserts: fewer parts to merge). ``workers=0`` parses in this process.
-    ``stop_after_chunks`` ends the run early, leaving the checkpoint as a kill between two chunks
-    would (tests).
+    larger inserts: fewer parts to merge). ``workers=0`` parses in this process. ``nlp`` is off for an
+    output that leaves the NLP to the stream (Kafka). ``stop_after_chunks`` ends the run early, leaving
+    the checkpoint as a kill between two chunks would (tests).
     """
     mapping = mapping or ColumnMapping()
-    site = site or settings.ingest.site
+    site = site or ingest.site
     files = [RawFile(p, fmt or guess_format(p)) for p in paths]
+    via_kafka = isinstance(output, KafkaOutput)  # in the checkpoint's identity as before
     opts = json.dumps([fmt, sorted(mapping.columns.items()), site, via_kafka, nlp], default=str)
-    cp_path = checkpoint or default_checkpoint(settings, paths, opts)
+    cp_path = checkpoint or default_checkpoint(state_dir, paths, opts)
     cp = Checkpoint.open(cp_path, paths, restart)
-    key = load_key(settings.ingest.pseudonym_key, settings.ingest.pseudonym_key_file)
+    key = load_key(ingest.pseudonym_key, ingest.pseudonym_key_file)
     workers = (os.cpu_count() or 1) if workers is None else workers
     do_nlp = nlp and not via_kafka
     # spawn, not fork: the parent may already hold chDB/librdkafka threads
@@ -462,8 +446,7 @@ def run_backfill(settings: Settings, paths: Sequence[Path], *, fmt: str | None =
                                 initializer=_warm_up if do_nlp else None) if workers > 0 else None)
     t0 = time.monotonic()
     loaded_before = cp.counts["loaded"]
-    sink: Sink = KafkaSink(settings) if via_kafka else ClickHouseSink(settings)
-    run = _Run(settings, files, mapping, site, do_nlp, key, cp, sink, pool, chunk_size,
+    run = _Run(ingest, ml, files, mapping, site, do_nlp, key, cp, output, pool, chunk_size,
                # keep the workers busy while the main process writes a batch
                2 * max(workers, 1) + write_batch // max(chunk_size, 1),
                rejects, progress, stop_after_chunks, write_batch=write_batch)
@@ -475,7 +458,7 @@ def run_backfill(settings: Settings, paths: Sequence[Path], *, fmt: str | None =
     finally:
         if pool is not None:
             pool.shutdown(wait=not run.stopped, cancel_futures=True)
-        sink.close()
+        output.close()
     return Summary(cp.counts["read"], cp.counts["loaded"], cp.counts["rejected"], dict(cp.reasons),
                    time.monotonic() - t0, run.rows, cp.resumed, cp_path, len(files),
                    cp.counts["loaded"] - loaded_before)

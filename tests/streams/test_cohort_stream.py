@@ -20,8 +20,9 @@ def test_watch_emits_requests_and_cancels(worker: Settings, tmp_path: Path) -> N
     s = worker
     rule = tmp_path / "rule.json"
     rule.write_text(json.dumps(RULE))
-    publish_watch(s, watch_record(s, "IRB-7", "RESEARCH", "alice", str(rule), watch_id="w-irb7"))
-    p = make_producer(s)
+    publish_watch(s.kafka, s.topics, watch_record(s.research.allowed_destinations, "IRB-7", "RESEARCH", "alice",
+                                                  str(rule), watch_id="w-irb7"))
+    p = make_producer(s.kafka)
     produce_sync(p, s.topics.reports, "report_finalized", b"default|C1",
                  report("C1", "FINDINGS: 12 mm solid nodule in the right upper lobe."))
     produce_sync(p, s.topics.reports, "report_finalized", b"default|C2",
@@ -47,7 +48,7 @@ def test_destination_must_be_on_the_allow_list(kafka_settings: Settings, tmp_pat
     rule = tmp_path / "rule.json"
     rule.write_text(json.dumps(RULE))
     with pytest.raises(DestinationNotAllowed):
-        watch_record(kafka_settings, "IRB-7", "ELSEWHERE", "alice", str(rule))
+        watch_record(kafka_settings.research.allowed_destinations, "IRB-7", "ELSEWHERE", "alice", str(rule))
 
 
 def test_registry_follows_the_compacted_topic(topic_settings: Settings, tmp_path: Path) -> None:

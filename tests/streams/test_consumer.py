@@ -32,7 +32,7 @@ def test_a_message_arriving_during_the_wait_is_returned_long_before_the_timeout(
         topic_settings: Settings) -> None:
     topic = topic_settings.topics.retrieval_requests
     consumer = _consumer(topic_settings, topic)
-    producer = make_producer(topic_settings)
+    producer = make_producer(topic_settings.kafka)
     try:
         assert consume_now(consumer, 500, 1.0) == []  # nothing there: empty after the timeout
 
@@ -53,7 +53,7 @@ def test_a_message_arriving_during_the_wait_is_returned_long_before_the_timeout(
 
 def test_what_is_buffered_comes_together_in_order_and_at_most_max_messages(topic_settings: Settings) -> None:
     topic = topic_settings.topics.retrieval_requests
-    producer = make_producer(topic_settings)
+    producer = make_producer(topic_settings.kafka)
     for i in range(5):
         producer.produce(topic, value=b"m%d" % i, partition=0)
     producer.flush(10)

@@ -23,16 +23,16 @@ def _prefixed(settings: Settings, **kafka: int) -> Settings:
 
 def test_create_twice_then_exists_with_configured_partitions_and_retention(kafka_settings: Settings) -> None:
     settings = _prefixed(kafka_settings, partitions=3, retention_ms=3_600_000)
-    specs = topic_specs(settings)
+    specs = topic_specs(settings.topics)
     names = {spec.name for spec in specs}
 
-    first = create_topics(settings)
-    second = create_topics(settings)
+    first = create_topics(settings.kafka, settings.topics)
+    second = create_topics(settings.kafka, settings.topics)
 
     assert first == {name: "created" for name in names}
     assert second == {name: "exists" for name in names}
-    wait_until_usable(settings, names)
-    admin = admin_client(settings)
+    wait_until_usable(settings.kafka, names)
+    admin = admin_client(settings.kafka)
     metadata = admin.list_topics(timeout=10).topics
     for spec in specs:
         assert len(metadata[spec.name].partitions) == (spec.partitions or 3)
@@ -47,8 +47,8 @@ def test_create_twice_then_exists_with_configured_partitions_and_retention(kafka
 
 
 def test_topic_settings_fixture_created_unique_topics(topic_settings: Settings) -> None:
-    existing = admin_client(topic_settings).list_topics(timeout=10).topics
-    specs = topic_specs(topic_settings)
+    existing = admin_client(topic_settings.kafka).list_topics(timeout=10).topics
+    specs = topic_specs(topic_settings.topics)
     prefix = specs[0].name.split(".", 1)[0] + "."
     assert prefix.startswith("t") and all(spec.name.startswith(prefix) for spec in specs)
     for spec in specs:
@@ -68,4 +68,4 @@ def test_producing_to_an_unknown_topic_fails_and_creates_nothing(kafka_settings:
     assert errors[0] is not None
     assert errors[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
                                 KafkaError._MSG_TIMED_OUT)
-    assert topic not in admin_client(kafka_settings).list_topics(timeout=10).topics
+    assert topic not in admin_client(kafka_settings.kafka).list_topics(timeout=10).topics

@@ -13,7 +13,7 @@ from tests.streams.helpers import consume, report
 
 def test_findings_published_and_bad_input_dead_lettered(worker: Settings) -> None:
     s = worker
-    p = make_producer(s)
+    p = make_producer(s.kafka)
     key = b"default|X1"
     produce_sync(p, s.topics.reports, "report_finalized", key,
                  report("X1", "FINDINGS: No pneumothorax. There is a small right pleural effusion."))

@@ -23,7 +23,7 @@ TEXT = "FINDINGS: 7 mm nodule in the right upper lobe. No pleural effusion."
 
 
 def produce_reports(s: Settings, keys: list[tuple[str, int]]) -> None:
-    p = make_producer(s)
+    p = make_producer(s.kafka)
     for acc, version in keys:
         p.produce(s.topics.reports, key=f"default|{acc}".encode(),
                   value=serde.encode("report_finalized", report(acc, TEXT, version=version)))

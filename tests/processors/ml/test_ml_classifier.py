@@ -180,9 +180,9 @@ def test_backfill_runs_the_site_classifier_like_the_worker(tmp_path: Path) -> No
     """``radstream backfill`` (no Kafka, embedded ClickHouse) gives the same model findings as the stream."""
     import json
 
+    from radstream.backfill import run_backfill
     from radstream.config import Settings
     from sinks.clickhouse.client import open_client
-    from streams.ingest.backfill import run_backfill
 
     model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
     cfg = _config(tmp_path, model, labels={"OTHER": None, "PE": PE})
@@ -194,7 +194,7 @@ def test_backfill_runs_the_site_classifier_like_the_worker(tmp_path: Path) -> No
         ml={"classifiers": (str(cfg),), "torch_threads": 1})
     summary = run_backfill(settings, [src], workers=0)
     assert (summary.read, summary.loaded) == (2, 2)
-    client = open_client(settings)
+    client = open_client(settings.clickhouse)
     try:
         rows = client.query("SELECT accession, source, count() FROM findings FINAL "
                             "GROUP BY accession, source ORDER BY accession, source").result_rows

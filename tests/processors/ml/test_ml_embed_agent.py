@@ -29,7 +29,7 @@ TEXT = ("FINDINGS:\nSmall left pleural effusion. Heart size is normal.\n"
 
 
 def test_rows_for_a_batch_without_kafka() -> None:
-    from streams.embed_agent import COLUMNS, DIM, TOMBSTONE_UNIT, embedding_rows
+    from sinks.clickhouse.embeddings import COLUMNS, DIM, TOMBSTONE_UNIT, embedding_rows
 
     calls: list[list[str]] = []
 
@@ -51,20 +51,22 @@ def test_rows_for_a_batch_without_kafka() -> None:
 def test_loop_embeds_reports_from_kafka(topic_settings: Settings, tmp_path: Path) -> None:
     from processors.ml.embed import Embedder, packaged_model_dir
     from sinks.clickhouse.client import open_client
-    from streams.embed_agent import EmbedWorker, clickhouse_writer, start_embed_thread
+    from sinks.clickhouse.embeddings import EmbedWorker, clickhouse_writer, embed_loop
+    from streams.loop import run_in_thread
     from streams.producer import make_producer, produce_sync
 
     settings = topic_settings.replace(
         clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"},
         kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"})
-    client = open_client(settings)
+    client = open_client(settings.clickhouse)
     try:
         worker = EmbedWorker(clickhouse_writer(client, "rs"), Embedder(packaged_model_dir(), threads=1))
-        producer = make_producer(settings)
+        producer = make_producer(settings.kafka)
         for i in range(5):
             rec = report(f"K{i}", TEXT)
             produce_sync(producer, settings.topics.reports, "report_finalized", f"default|K{i}", rec)
-        thread, stop = start_embed_thread(settings, worker=worker, max_batch=4, max_wait_s=0.5)
+        thread, stop = run_in_thread(embed_loop(settings.kafka, settings.topics, worker, max_batch=4,
+                                                max_wait_s=0.5), "embed")
         deadline = time.monotonic() + 120
         while worker.reports < 5 and time.monotonic() < deadline and thread.is_alive():
             time.sleep(0.2)
@@ -79,7 +81,8 @@ def test_loop_embeds_reports_from_kafka(topic_settings: Settings, tmp_path: Path
         assert [r[0] for r in rows] == [f"K{i}" for i in range(5)]
         assert all(r[1] == 3 and r[2] == 384 and r[3] < 1e-4 for r in rows)
         # offsets were committed: a second run of the same group finds nothing new
-        thread, stop = start_embed_thread(settings, worker=worker, max_batch=4, max_wait_s=0.5)
+        thread, stop = run_in_thread(embed_loop(settings.kafka, settings.topics, worker, max_batch=4,
+                                                max_wait_s=0.5), "embed")
         time.sleep(5)
         stop.set()
         thread.join(30)
@@ -117,7 +120,7 @@ def test_worker_embeds_reports_with_its_faust_agent(topic_settings: Settings, tm
         return rows
 
     with worker_process(settings, tmp_path / "worker.log") as proc:
-        producer = make_producer(settings)
+        producer = make_producer(settings.kafka)
         for i in range(3):
             produce_sync(producer, settings.topics.reports, "report_finalized", f"default|F{i}",
                          report(f"F{i}", TEXT))

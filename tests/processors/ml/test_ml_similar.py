@@ -56,16 +56,16 @@ def embedder() -> Any:
 @pytest.fixture
 def store(tmp_path: Path, embedder: Any) -> Iterator[tuple[Settings, Any]]:
     from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.embeddings import EmbedWorker, clickhouse_writer
     from sinks.clickhouse.migrate import migrate
     from sinks.clickhouse.query import close_readonly_clients
     from sinks.clickhouse.sink import write_records
-    from streams.embed_agent import EmbedWorker, clickhouse_writer
 
     settings = Settings(state_dir=str(tmp_path)).replace(
         clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"})
-    client = open_client(settings)
+    client = open_client(settings.clickhouse)
     try:
-        migrate(client, settings)
+        migrate(client, settings.clickhouse.database)
         worker = EmbedWorker(clickhouse_writer(client, "rs"), embedder)
         worker.process([r for r, _ in REPORTS] + CANCELLED + CORRECTED)
         write_records(client, "report_findings", [nlp_result(r, f) for r, f in REPORTS])
@@ -83,7 +83,7 @@ def _search(store: tuple[Settings, Any], embedder: Any, text: str, **kw: Any) ->
 
 
 def test_vector_index_exists_on_chdb(store: tuple[Settings, Any]) -> None:
-    from streams.embed_agent import ensure_table
+    from sinks.clickhouse.embeddings import ensure_table
 
     assert ensure_table(store[1], "rs") is True
 

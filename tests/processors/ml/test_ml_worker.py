@@ -104,10 +104,10 @@ def worker(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
         state_dir=str(tmp), topics=topics, kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
         worker={"web_port": free_port(), "nlp_processes": 1},
         ml={"embed": True, "classifiers": (str(config),), "torch_threads": threads})
-    create_topics(settings)
+    create_topics(settings.kafka, settings.topics)
     log = tmp / "worker.log"
     with worker_process(settings, log) as proc:
-        producer = make_producer(settings)
+        producer = make_producer(settings.kafka)
         for rec in REPORTS:
             produce_sync(producer, settings.topics.reports, "report_finalized",
                          f"{rec['site']}|{rec['accession']}", rec)

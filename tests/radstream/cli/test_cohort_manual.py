@@ -29,9 +29,9 @@ def _seed(settings: Settings) -> None:
     from sinks.clickhouse.migrate import migrate
     from sinks.clickhouse.sink import write_records
 
-    client = open_client(settings)
+    client = open_client(settings.clickhouse)
     try:
-        migrate(client, settings)
+        migrate(client, settings.clickhouse.database)
         write_records(client, "retrieval_requested", [
             _request("R1", "M1"), _request("R2", "M2"), _request("R3", "M3"), _request("R4", "M4"),
             _request("X1", "M1", project="OTHER")])

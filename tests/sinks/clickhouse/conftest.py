@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -19,7 +17,6 @@ from radstream.config import Settings
 from sinks.clickhouse.client import open_client
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.query import close_readonly_clients
-from sinks.clickhouse.service import SinkService
 
 
 def _with_store(settings: Settings, store: Path) -> Settings:
@@ -47,19 +44,3 @@ def sink_settings(topic_settings: Settings, tmp_path: Path) -> Settings:
     """Kafka topics of this test + an embedded store of this test + a consumer group of this test."""
     s = _with_store(topic_settings, tmp_path / "chdb")
     return s.replace(kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"}, state_dir=str(tmp_path))
-
-
-@contextmanager
-def running_sink(settings: Settings, **kwargs: Any) -> Iterator[SinkService]:
-    """The warehouse sink's consumer loop running in a thread (as in the worker); stopped and closed on
-    exit. Loop failures are re-raised in the test."""
-    service = SinkService(settings.kafka, settings.topics, settings.clickhouse, **kwargs)
-    service.start()
-    try:
-        assert service.opened.wait(60), f"the sink did not open the store: {service.error!r}"
-        yield service
-    finally:
-        service.stop()
-    assert service.thread is not None and not service.thread.is_alive(), "sink did not stop"
-    if service.error is not None:
-        raise service.error

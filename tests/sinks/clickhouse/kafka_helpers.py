@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from radstream.config import Settings
+from sinks.clickhouse.service import SinkService
 from streams.producer import make_producer, produce
 
 
 def produce_all(settings: Settings, items: Iterable[tuple[str, str, str, dict[str, Any]]]) -> int:
     """items: (topic, contract, key, record). Returns how many were delivered."""
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     n = 0
     for topic, contract, key, rec in items:
         produce(producer, topic, contract, key, rec)
@@ -26,7 +28,7 @@ def produce_all(settings: Settings, items: Iterable[tuple[str, str, str, dict[st
 
 
 def produce_raw(settings: Settings, topic: str, key: bytes | None, value: bytes) -> None:
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     producer.produce(topic, value=value, key=key)
     assert producer.flush(30) == 0
 
@@ -70,3 +72,19 @@ def committed(settings: Settings, group: str, topics: list[str]) -> dict[tuple[s
         return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in got}
     finally:
         c.close()
+
+
+@contextmanager
+def running_sink(settings: Settings, **kwargs: Any) -> Iterator[SinkService]:
+    """The warehouse sink's consumer loop running in a thread (as in the worker); stopped and closed on
+    exit. Loop failures are re-raised in the test."""
+    service = SinkService(settings.kafka, settings.topics, settings.clickhouse, **kwargs)
+    service.start()
+    try:
+        assert service.opened.wait(60), f"the sink did not open the store: {service.error!r}"
+        yield service
+    finally:
+        service.stop()
+    assert service.thread is not None and not service.thread.is_alive(), "sink did not stop"
+    if service.error is not None:
+        raise service.error

@@ -118,8 +118,8 @@ def build() -> Data:
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Data]]:
     """One store for the module (the examples only read); closed at the end like every chDB client."""
     settings = Settings(state_dir=str(tmp_path_factory.mktemp("doc"))).replace(clickhouse={"database": "rs"})
-    ch = open_client(settings)
-    migrate(ch, settings)
+    ch = open_client(settings.clickhouse)
+    migrate(ch, settings.clickhouse.database)
     try:
         yield _load(ch)
     finally:

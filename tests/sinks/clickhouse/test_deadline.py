@@ -6,18 +6,20 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Mess
 
 from sinks.clickhouse.sink import waited
 from streams.handlers import ORIGIN_HEADER, origin_headers, origin_ms
+from streams.loop import Record
 
 NOW = 1_800_000_000.0
 FLUSH = 0.5
 
 
-def msg(produced_s_ago: float | None, origin_s_ago: float | None = None) -> Message:
+def msg(produced_s_ago: float | None, origin_s_ago: float | None = None) -> Record:
     headers: list[tuple[str, str | bytes | None]] | None = None
     if origin_s_ago:
         headers = [(ORIGIN_HEADER, str(int((NOW - origin_s_ago) * 1000)).encode())]
     ts = (TIMESTAMP_NOT_AVAILABLE, 0) if produced_s_ago is None else (
         TIMESTAMP_CREATE_TIME, int((NOW - produced_s_ago) * 1000))
-    return Message(topic="t", partition=0, offset=1, key=b"k", value=b"v", headers=headers, timestamp=ts)
+    return Record.of(Message(topic="t", partition=0, offset=1, key=b"k", value=b"v", headers=headers,
+                             timestamp=ts))
 
 
 def test_findings_count_from_their_report() -> None:

@@ -212,8 +212,10 @@ def test_sink_static_membership_per_embedded_store_and_overridable() -> None:
 
     a = Settings(state_dir="/tmp/a")
     b = Settings(state_dir="/tmp/b")
-    assert static_instance_id(a).startswith("clickhouse-sink-")
-    assert static_instance_id(a) == static_instance_id(a) != static_instance_id(b)
-    assert static_instance_id(a.replace(clickhouse={"sink_instance_id": ""})) == ""
-    assert static_instance_id(a.replace(clickhouse={"sink_instance_id": "sink-1"})) == "sink-1"
-    assert static_instance_id(a.replace(clickhouse={"url": "http://ch:8123"})) == ""  # several sinks share
+    assert static_instance_id(a.clickhouse).startswith("clickhouse-sink-")
+    assert static_instance_id(a.clickhouse) == static_instance_id(a.clickhouse) != static_instance_id(
+        b.clickhouse)
+    assert static_instance_id(a.replace(clickhouse={"sink_instance_id": ""}).clickhouse) == ""
+    assert static_instance_id(a.replace(clickhouse={"sink_instance_id": "sink-1"}).clickhouse) == "sink-1"
+    # several sinks share a server
+    assert static_instance_id(a.replace(clickhouse={"url": "http://ch:8123"}).clickhouse) == ""

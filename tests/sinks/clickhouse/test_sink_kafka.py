@@ -16,11 +16,10 @@ from clickhouse_connect.driver.client import Client
 
 from radstream.config import Settings
 from sinks.clickhouse.client import open_client
-from sinks.clickhouse.sink import ClickHouseSink
+from sinks.clickhouse.service import SinkService
 
-from .conftest import running_sink
 from .factories import BASE_TIME, finding, findings, report
-from .kafka_helpers import committed, end_offsets, produce_all, produce_raw, wait_until
+from .kafka_helpers import committed, end_offsets, produce_all, produce_raw, running_sink, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -41,7 +40,7 @@ def report_items(
     return items
 
 
-def group_of(sink: ClickHouseSink) -> str:
+def group_of(sink: SinkService) -> str:
     return sink.group_id
 
 
@@ -196,7 +195,7 @@ def test_clickhouse_unavailable_pauses_retries_and_loses_nothing(sink_settings: 
     topics = [s.topics.reports, s.topics.findings]
     reps = [report(f"N{i}") for i in range(30)]
     with running_sink(s) as sink:
-        ch = open_client(s)  # the test's own client on the same embedded engine
+        ch = open_client(s.clickhouse)  # the test's own client on the same embedded engine
         try:
             produce_all(s, report_items(s, reps[:10], [findings(r, [finding("nodule")]) for r in reps[:10]]))
             wait_until(lambda: count(ch, "SELECT count() FROM findings_latest") == 10, what="first 10")

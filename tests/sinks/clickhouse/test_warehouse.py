@@ -27,7 +27,7 @@ def q(client: Client, sql: str) -> list[tuple[Any, ...]]:
 
 
 def test_migrate_is_idempotent_and_tables_match_the_row_mapping(ch: Client, ch_settings: Settings) -> None:
-    assert migrate(ch, ch_settings) == []
+    assert migrate(ch, ch_settings.clickhouse.database) == []
     assert q(ch, "SELECT count() FROM schema_migrations FINAL")[0][0] == len(list(DDL_DIR.glob("*.sql")))
     for table, cols in COLUMNS.items():
         described = [r[0] for r in q(ch, f"DESCRIBE TABLE {table}")]
@@ -40,12 +40,12 @@ def test_a_changed_table_migration_is_refused(ch: Client, ch_settings: Settings,
     first = sorted(ddl.glob("*.sql"))[0]
     first.write_text(first.read_text() + "\n-- edited after release\n")
     with pytest.raises(MigrationError):
-        migrate(ch, ch_settings, ddl)
+        migrate(ch, ch_settings.clickhouse.database, ddl)
     # views-only files may change: they are re-applied
     views = sorted(ddl.glob("*views*.sql"))[0]
     first.write_text((DDL_DIR / first.name).read_text())
     views.write_text(views.read_text() + "\n-- comment\n")
-    assert migrate(ch, ch_settings, ddl) == [views.stem]
+    assert migrate(ch, ch_settings.clickhouse.database, ddl) == [views.stem]
 
 
 def _dataset() -> list[tuple[str, list[dict[str, object]]]]:
@@ -325,9 +325,10 @@ def test_upgrading_an_older_warehouse_adds_the_new_columns_to_tables_and_views(
     for path in sorted(DDL_DIR.glob("*.sql"))[:3]:  # the release before 004
         shutil.copy(path, old / path.name)
     up = ch_settings.replace(clickhouse={"database": "upgraded"})
-    assert len(migrate(ch, up, old)) == 3
+    assert len(migrate(ch, up.clickhouse.database, old)) == 3
     assert "certainty" not in [r[0] for r in q(ch, "DESCRIBE TABLE upgraded.findings_latest")]
-    assert [m.split("_")[0] for m in migrate(ch, up)][:2] == ["004", "005"]  # and any later ones
+    # and any later ones
+    assert [m.split("_")[0] for m in migrate(ch, up.clickhouse.database)][:2] == ["004", "005"]
     assert "certainty" in [r[0] for r in q(ch, "DESCRIBE TABLE upgraded.findings_latest")]
     assert "patient_id" in [r[0] for r in q(ch, "DESCRIBE TABLE upgraded.received_instances")]
     assert q(ch, "SELECT count() FROM upgraded.deid_map") == [(0,)]

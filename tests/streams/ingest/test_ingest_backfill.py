@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from radstream.backfill import run_backfill
 from radstream.config import Settings
 from sinks.clickhouse.client import open_client
-from streams.ingest.backfill import reason_kind, run_backfill
+from streams.ingest.backfill import reason_kind
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,7 @@ def test_backfill_all_formats_rejects_and_latest_view(tmp_path: Path) -> None:
     assert any(ln.startswith("export.csv:3\tempty report text") for ln in lines)
     assert "empty report text …" in s2.reasons
 
-    client = open_client(settings)
+    client = open_client(settings.clickhouse)
     try:
         assert query(client, "SELECT count() FROM report_versions FINAL") == [(21,)]
         latest = dict(query(client, "SELECT accession, status FROM reports_latest"))
@@ -108,7 +109,7 @@ def test_backfill_stop_and_resume_counts_exact(tmp_path: Path) -> None:
     assert second.resumed and second.read == 60 and second.rejected == 4 and second.loaded == 56
     third = run_backfill(settings, [path], workers=0, chunk_size=7)  # finished: nothing to do
     assert (third.read, third.loaded) == (60, 56) and third.loaded_this_run == 0
-    client = open_client(settings)
+    client = open_client(settings.clickhouse)
     try:
         assert query(client, "SELECT count(), uniqExact(event_id) FROM report_versions") == [(56, 56)]
     finally:
@@ -201,7 +202,7 @@ def test_backfill_killed_midway_then_rerun_loads_each_report_once(tmp_path: Path
     assert killed_at <= checkpointed < n
 
     settings = ch_settings(tmp_path)
-    client = open_client(settings)
+    client = open_client(settings.clickhouse)
     try:
         before = {str(a) for (a,) in query(client, "SELECT DISTINCT accession FROM report_versions")}
         last_insert_before = query(client, "SELECT max(inserted_at) FROM report_versions")[0][0]
@@ -216,7 +217,7 @@ def test_backfill_killed_midway_then_rerun_loads_each_report_once(tmp_path: Path
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "backfill resumed" in rerun.stdout
     assert f"read {n}, loaded {n - 8}, rejected 8" in rerun.stdout, rerun.stdout
-    client = open_client(settings)
+    client = open_client(settings.clickhouse)
     try:
         # exact where the design promises exactness: deduplicated reads and the latest views
         sql = "SELECT count(), uniqExact(event_id) FROM report_versions FINAL"

@@ -62,7 +62,7 @@ def read_topic(settings: Settings, topic: str, contract: str, expect: int, timeo
 
 def run_listener(settings: Settings, body: Callable[[int, HL7Listener], Awaitable[T]], **kw: Any) -> T:
     async def go() -> T:
-        listener = HL7Listener(settings, **kw)
+        listener = HL7Listener(settings.kafka, settings.topics, settings.ingest, **kw)
         port = await listener.start("127.0.0.1", 0)
         try:
             return await body(port, listener)
@@ -170,7 +170,8 @@ def test_mllp_bad_messages_ae_ar_dead_letters_and_listener_keeps_serving(topic_s
 def test_mllp_answers_ar_resend_when_kafka_does_not_confirm(topic_settings: Settings) -> None:
     dead = topic_settings.replace(kafka={"bootstrap": "127.0.0.1:1"})
     # librdkafka gives up after message.timeout.ms: a delivery *error* (not our wait timing out)
-    pub = Publisher(dead, stage="hl7-listener", producer=make_producer(dead, **{"message.timeout.ms": 1500}))
+    pub = Publisher(dead.kafka, dead.topics, dead.ingest, stage="hl7-listener",
+                    producer=make_producer(dead.kafka, **{"message.timeout.ms": 1500}))
 
     async def body(port: int, listener: HL7Listener) -> list[bytes]:
         return await send_messages("127.0.0.1", port, [(HL7 / "vendor_a_obx_per_line.hl7").read_bytes()])
@@ -200,7 +201,8 @@ def test_pseudonymised_events_never_carry_the_patient_id(topic_settings: Setting
 def test_fhir_endpoint_accepts_reports_and_bundles_and_rejects_with_operation_outcome(
         topic_settings: Settings) -> None:
     async def go() -> dict[str, Any]:
-        runner, port = await start_server(topic_settings, "127.0.0.1", 0)
+        runner, port = await start_server(topic_settings.kafka, topic_settings.topics, topic_settings.ingest,
+                                          "127.0.0.1", 0)
         base = f"http://127.0.0.1:{port}/fhir"
         hdr = {"Content-Type": "application/fhir+json"}
         out: dict[str, Any] = {}
@@ -301,7 +303,7 @@ def test_mllp_large_message_within_limit_is_accepted_whole(topic_settings: Setti
 
 def test_backfill_via_kafka_replays_through_the_reports_topic(topic_settings: Settings,
                                                               tmp_path: Path) -> None:
-    from streams.ingest.backfill import run_backfill
+    from radstream.backfill import run_backfill
 
     settings = topic_settings.replace(state_dir=str(tmp_path))
     s = run_backfill(settings, [ROOT / "samples" / "reports.jsonl", FHIR / "reports.fhir.ndjson"],

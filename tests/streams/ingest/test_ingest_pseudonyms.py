@@ -75,7 +75,7 @@ def test_fhir_endpoint_publishes_pseudonyms_only(topic_settings: Settings,
     caplog.set_level(logging.DEBUG)
 
     async def go() -> list[tuple[int, str]]:
-        runner, port = await start_server(settings, "127.0.0.1", 0)
+        runner, port = await start_server(settings.kafka, settings.topics, settings.ingest, "127.0.0.1", 0)
         out = []
         try:
             async with aiohttp.ClientSession() as s:
@@ -142,7 +142,7 @@ def test_backfill_without_kafka_writes_pseudonyms_only_to_every_table(
     assert {"MRN0001", "7301445", "M4455667", "MRN7001"} <= raw_ids  # one of each format at least
 
     client = open_client(Settings(state_dir=str(tmp_path)).replace(
-        clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"}))
+        clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"}).clickhouse)
     try:
         # every patient identifier column of every table and view (OMOP views: rs_patient_id)
         cols = client.query("SELECT table, name FROM system.columns WHERE database = 'rs' AND "

@@ -8,11 +8,9 @@ no version; a cancellation retracts the report.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,40 +20,15 @@ from clickhouse_connect.driver.client import Client
 
 from processors.ingest.hl7v2 import parse_ack
 from radstream.config import Settings
-from sinks.clickhouse.sink import ClickHouseSink
 from streams.ingest.fhir_server import start_server
 from streams.ingest.mllp import HL7Listener, send_messages
+from tests.sinks.clickhouse.kafka_helpers import running_sink
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 HL7 = ROOT / "samples" / "hl7"
 FHIR = ROOT / "samples" / "fhir"
-
-
-@contextmanager
-def running_sink(settings: Settings) -> Iterator[ClickHouseSink]:
-    sink = ClickHouseSink(settings)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            sink.run(stop)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="ingest-test-sink", daemon=True)
-    thread.start()
-    try:
-        yield sink
-    finally:
-        stop.set()
-        thread.join(30)
-        sink.client.close()
-    assert not thread.is_alive()
-    if errors:
-        raise errors[0]
 
 
 def wait_for(client: Client, sql: str, ok: Callable[[list[tuple[Any, ...]]], bool],
@@ -82,9 +55,10 @@ def test_correction_replaces_final_and_late_older_event_is_ignored(wh_settings: 
              "vendor_c_2_final.hl7", "vendor_a_obx_per_line.hl7", "cancelled.hl7"]
 
     async def traffic() -> tuple[list[bytes], list[int]]:
-        listener = HL7Listener(wh_settings)
+        listener = HL7Listener(wh_settings.kafka, wh_settings.topics, wh_settings.ingest)
         port = await listener.start("127.0.0.1", 0)
-        runner, http_port = await start_server(wh_settings, "127.0.0.1", 0)
+        runner, http_port = await start_server(wh_settings.kafka, wh_settings.topics, wh_settings.ingest,
+                                               "127.0.0.1", 0)
         statuses = []
         try:
             acks = await send_messages("127.0.0.1", port, [(HL7 / n).read_bytes() for n in order])
@@ -142,15 +116,15 @@ def test_order_number_migration_upgrades_a_warehouse_with_reports_in_it(tmp_path
     for path in sorted(DDL_DIR.glob("*.sql")):
         if int(path.name[:3]) <= 5:
             shutil.copy(path, old / path.name)
-    client = open_client(settings)
+    client = open_client(settings.clickhouse)
     try:
-        migrate(client, settings, old)
+        migrate(client, settings.clickhouse.database, old)
         client.command("INSERT INTO rs.reports (site, accession, version, event_id, report_id, status, "
                        "patient_id, text, received_time, exam_time) VALUES ('default', 'OLD-1', 1, 'e1', "
                        "'OLD-1', 'final', 'P1', 'Old report.', now64(6), now64(6))")
         before = [r[0] for r in client.query("DESCRIBE rs.reports_latest").result_rows]
         assert "placer_order_number" not in before
-        assert [m[:3] for m in migrate(client, settings)] == ["006"]
+        assert [m[:3] for m in migrate(client, settings.clickhouse.database)] == ["006"]
         for table in ("report_versions", "reports", "reports_latest"):
             cols = [r[0] for r in client.query(f"DESCRIBE rs.{table}").result_rows]
             assert {"placer_order_number", "filler_order_number"} <= set(cols), table

@@ -1,17 +1,11 @@
-"""Report embeddings in the stream: ReportFinalized -> MiniLM vectors -> ClickHouse ``report_embeddings``.
+"""Report embeddings in the warehouse: ReportFinalized -> MiniLM vectors -> ClickHouse ``report_embeddings``.
 
-A consumer of its own (group ``<consumer_group>.embed``) on the reports topic, so the NLP agents never
-wait for torch: it takes micro-batches (up to ``max_batch`` reports or ``max_wait_s``), embeds the
-impression and the findings sentences of every report in one batched call, inserts the rows and then
-commits the offsets (at least once; a re-delivered report writes the same rows, which the
-ReplacingMergeTree key collapses).
-
-Two ways to run it:
-
-- ``run_embed_loop(settings, stop)`` (or ``python -m streams.embed_agent``): a blocking loop for a thread
-  or, better on a small machine, a process of its own (torch holds the GIL while it tokenizes).
-- ``add_faust_agent(app, settings)``: a Faust agent that batches with ``stream.take`` and runs the
-  embedding in a worker thread, so the event loop stays free.
+A handler of the streams layer's consumer loop with a group of its own (``<consumer_group>.embed``) on
+the reports topic, so the NLP never waits for torch: it takes micro-batches (up to ``max_batch``
+reports or ``max_wait_s``), embeds the impression and the findings sentences of every report in one
+batched call, inserts the rows, and the loop then commits the offsets (at least once; a re-delivered
+report writes the same rows, which the ReplacingMergeTree key collapses). The worker runs it in a
+thread (``ml.embed``); torch releases the GIL while it computes.
 
 Cancelled / entered-in-error versions write one tombstone row (unit ``-``, zero vector) so the search
 drops the accession; ``radstream similar`` reads only each accession's latest version.
@@ -19,17 +13,18 @@ drops the accession; ``radstream similar`` reads only each accession's latest ve
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from radstream.config import Settings
+from streams.config import KafkaConfig, TopicsConfig
+from streams.loop import Acks, ConsumerLoop, Handler, LoopConfig, Record
+from streams.serde import SerdeError, decode
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +36,7 @@ COLUMNS = ["site", "accession", "report_version", "unit", "section", "span_start
            "status", "modality", "body_part", "patient_id", "exam_time", "model", "embedded_time", "vector"]
 
 # Not a numbered migration: whether the HNSW index can be declared depends on the server version, so
-# ensure_table() creates the table when the embedding agent (or `similar`) first needs it.
+# ensure_table() creates the table when the embedding writer (or `similar`) first needs it.
 # {db} as in the migrations.
 DDL = """
 CREATE TABLE IF NOT EXISTS {db}.report_embeddings
@@ -164,104 +159,50 @@ class EmbedWorker:
             return len(rows)
 
 
-def _decode_all(values: Iterable[bytes | None]) -> list[dict[str, Any]]:
-    from streams.serde import SerdeError, decode
+class EmbedHandler(Handler):
+    """Micro-batches of reports for an ``EmbedWorker``; undecodable reports are skipped (the NLP stage
+    dead-letters them from the same topic)."""
 
-    out = []
-    for v in values:
-        try:
-            out.append(decode("report_finalized", v))
-        except SerdeError as e:  # the NLP stage dead-letters bad input; here we only skip it
-            log.warning("skipping undecodable report: %s", e)
-    return out
+    def __init__(self, worker: EmbedWorker, max_batch: int = 64, max_wait_s: float = 1.0) -> None:
+        self.worker = worker
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._reports: list[dict[str, Any]] = []
+        self._first_at: float | None = None
 
-
-def run_embed_loop(settings: Settings, stop: threading.Event, *, worker: EmbedWorker | None = None,
-                   client: Any | None = None, max_batch: int = 64, max_wait_s: float = 1.0,
-                   consumer_conf: Mapping[str, Any] | None = None) -> EmbedWorker:
-    """Consume the reports topic until ``stop`` is set: micro-batch, embed, insert, commit."""
-    from confluent_kafka import Consumer
-
-    own_client = None
-    if worker is None:
-        if client is None:
-            from sinks.clickhouse.client import open_client
-
-            client = own_client = open_client(settings)
-        worker = EmbedWorker(clickhouse_writer(client, settings.clickhouse.database),
-                             threads=settings.ml.torch_threads)
-    conf: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka.bootstrap,
-        "group.id": f"{settings.kafka.consumer_group}.embed",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "max.poll.interval.ms": 600_000,
-        "session.timeout.ms": 10_000,
-    }
-    conf.update(consumer_conf or {})
-    consumer = Consumer(conf)
-    consumer.subscribe([settings.topics.reports])
-    try:
-        while not stop.is_set():
-            msgs = consumer.consume(num_messages=max_batch, timeout=max_wait_s)
-            good = [m for m in msgs if m.error() is None]
-            for m in msgs:
-                if m.error() is not None:
-                    log.warning("consume error: %s", m.error())
-            if not good:
+    def add(self, records: Sequence[Record], acks: Acks) -> None:
+        for rec in records:
+            try:
+                self._reports.append(decode("report_finalized", rec.value))
+            except SerdeError as e:
+                log.warning("skipping undecodable report: %s", e)
                 continue
+            if self._first_at is None:
+                self._first_at = time.monotonic()
+
+    def due(self) -> float | None:
+        return None if self._first_at is None else self._first_at + self.max_wait_s
+
+    def full(self) -> bool:
+        return len(self._reports) >= self.max_batch
+
+    def flush(self) -> None:
+        if self._reports:
             t0 = time.perf_counter()
-            n = worker.process(_decode_all(m.value() for m in good))
-            consumer.commit(asynchronous=False)
-            log.info("embedded %d reports -> %d rows in %.2fs", len(good), n, time.perf_counter() - t0)
-    finally:
-        consumer.close()
-        if own_client is not None:
-            own_client.close()
-    return worker
+            n = self.worker.process(self._reports)
+            log.info("embedded %d reports -> %d rows in %.2fs", len(self._reports), n,
+                     time.perf_counter() - t0)
+        self.abandon()
+
+    def abandon(self) -> None:
+        self._reports, self._first_at = [], None
 
 
-def start_embed_thread(settings: Settings, **kwargs: Any) -> tuple[threading.Thread, threading.Event]:
-    """``run_embed_loop`` in a daemon thread; set the returned event and join the thread to stop."""
-    stop = threading.Event()
-    t = threading.Thread(target=run_embed_loop, args=(settings, stop), kwargs=kwargs, name="embed",
-                         daemon=True)
-    t.start()
-    return t, stop
-
-
-def add_faust_agent(app: Any, settings: Settings, worker: EmbedWorker, *, max_batch: int = 64,
-                    within_s: float = 1.0) -> Any:
-    """Register a Faust agent ``embed`` on the reports topic (raw bytes, our Avro serde).
-
-    The embedding runs in the default executor (a thread) so the event loop keeps serving the other
-    agents. Give the app's worker its own process if NLP latency matters: torch competes for the CPU.
-    """
-    topic = app.topic(settings.topics.reports, value_type=bytes, value_serializer="raw")
-
-    async def embed(stream: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        async for values in stream.take(max_batch, within=within_s):
-            reports = _decode_all(values)
-            if reports:
-                await loop.run_in_executor(None, worker.process, reports)
-            yield len(reports)
-
-    return app.agent(topic, name="embed")(embed)
-
-
-def main() -> None:
-    """``python -m streams.embed_agent``: run the loop until SIGINT/SIGTERM."""
-    import signal
-
-    from radstream.config import load_settings
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_embed_loop(load_settings(), stop)
-
-
-if __name__ == "__main__":
-    main()
+def embed_loop(kafka: KafkaConfig, topics: TopicsConfig, worker: EmbedWorker, *, max_batch: int = 64,
+               max_wait_s: float = 1.0, consumer_conf: Mapping[str, Any] | None = None) -> ConsumerLoop:
+    """The consumer loop that embeds every report of the reports topic (run it with ``.run(stop)`` or
+    ``streams.loop.run_in_thread``)."""
+    return ConsumerLoop(kafka, LoopConfig(
+        group_id=f"{kafka.consumer_group}.embed", topics=[topics.reports], stage="embed",
+        max_batch=max_batch, poll_s=max_wait_s, conf=dict(consumer_conf or {})),
+        EmbedHandler(worker, max_batch, max_wait_s))

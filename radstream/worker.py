@@ -1,0 +1,89 @@
+"""The worker process, wired from its parts: the Faust app (NLP and standing-cohort agents), the
+warehouse sink's consumer loop, the embedding writer (``ml.embed``) and the read-only SQL page.
+
+    reports topic --(nlp agent)--> findings topic --(cohort agent)--> retrieval requests
+    every stored topic --(sink loop, thread)--> ClickHouse  <--  POST /sql (read-only)
+    reports topic --(embedding loop, thread; [ml])--> report_embeddings
+
+In embedded mode (``chdb://``) only one process may open the store, so the worker owns it and the
+embedding writer writes through a client on the sink's engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+import mode
+
+from radstream.config import Settings
+from sinks.clickhouse.service import SinkService
+from sinks.clickhouse.web import SqlServer
+from streams.app import create_app
+from streams.loop import run_in_thread
+
+
+def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
+    """The worker's Faust app with the sink, the embedding writer and the SQL page as its services."""
+    app = create_app(settings.kafka, settings.topics, settings.worker, settings.ml,
+                     allowed_destinations=settings.research.allowed_destinations,
+                     datadir=Path(settings.state_dir) / "faust")
+    sink = SinkService(settings.kafka, settings.topics, settings.clickhouse) if with_sink else None
+    server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port)
+
+    @app.service
+    class _Warehouse(mode.Service):
+        async def on_start(self) -> None:
+            server.start()
+            if sink is not None:
+                sink.start()
+
+        async def on_stop(self) -> None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, server.stop)
+            if sink is not None:
+                await loop.run_in_executor(None, sink.stop)
+
+    if settings.ml.embed:
+        _embeddings(app, settings, sink)
+    return app
+
+
+def _embeddings(app: faust.App, settings: Settings, sink: SinkService | None) -> None:
+    """Similar-report search: the embedding writer's loop in a thread, writing through a client on the
+    sink's engine (chDB: one process owns the store) or a client of its own without the sink."""
+    from sinks.clickhouse.client import client_like, open_client
+    from sinks.clickhouse.embeddings import EmbedWorker, clickhouse_writer, embed_loop
+
+    running: dict[str, Any] = {}
+
+    def start() -> None:
+        if sink is None:
+            client = open_client(settings.clickhouse)
+        else:
+            deadline = time.monotonic() + 120
+            while not sink.opened.wait(0.1) and time.monotonic() < deadline:
+                pass  # the sink thread opens (retrying) and migrates the store first
+            if not sink.opened.is_set():
+                raise RuntimeError(f"the ClickHouse sink did not start: {sink.error!r}")
+            client = client_like(sink.client)
+        worker = EmbedWorker(clickhouse_writer(client, settings.clickhouse.database),
+                             threads=settings.ml.torch_threads)
+        running["client"] = client
+        running["loop"] = run_in_thread(embed_loop(settings.kafka, settings.topics, worker), "embed")
+
+    @app.service
+    class _Embeddings(mode.Service):
+        async def on_start(self) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, start)
+
+        async def on_stop(self) -> None:
+            if "loop" in running:
+                thread, stop = running.pop("loop")
+                stop.set()
+                await asyncio.get_running_loop().run_in_executor(None, thread.join, 30)
+            if "client" in running:
+                running.pop("client").close()
