@@ -20,8 +20,9 @@ def test_watch_emits_requests_and_cancels(worker: Settings, tmp_path: Path) -> N
     s = worker
     rule = tmp_path / "rule.json"
     rule.write_text(json.dumps(RULE))
-    publish_watch(s.kafka, s.topics, watch_record(s.research.allowed_destinations, "IRB-7", "RESEARCH", "alice",
-                                                  str(rule), watch_id="w-irb7"))
+    record = watch_record(s.research.allowed_destinations, "IRB-7", "RESEARCH", "alice", str(rule),
+                          watch_id="w-irb7")
+    publish_watch(s.kafka, s.topics, record)
     p = make_producer(s.kafka)
     produce_sync(p, s.topics.reports, "report_finalized", b"default|C1",
                  report("C1", "FINDINGS: 12 mm solid nodule in the right upper lobe."))
