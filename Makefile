@@ -8,7 +8,7 @@ ML ?= 1
 TEST_VENV = $(shell RADSTREAM_ML=$(ML) scripts/venv.sh)
 TEST_PY = PYTHONPATH=$(CURDIR) $(TEST_VENV)/bin/python
 
-.PHONY: venv demo test test-unit test-integration stack-up stack-down stack-status lint typecheck bench
+.PHONY: venv demo test layers test-unit test-integration stack-up stack-down stack-status lint typecheck bench
 
 venv:
 	@scripts/venv.sh
@@ -16,8 +16,12 @@ venv:
 demo: venv
 	$(RS) demo
 
-test: compose-plugin
+test: compose-plugin layers
 	$(TEST_PY) -m pytest -q tests
+
+# the floors of the data path (pyproject.toml [tool.importlinter]): a floor imports only the floors below
+layers:
+	cd $(CURDIR) && PYTHONPATH=$(CURDIR) $(TEST_VENV)/bin/lint-imports
 
 test-unit:
 	$(TEST_PY) -m pytest -q -m "not integration" tests
@@ -37,6 +41,7 @@ stack-status: venv
 lint: venv
 	$(VENV)/bin/ruff check radstream streams processors sinks schemas tests bench
 	$(VENV)/bin/mypy
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
 
 bench: venv
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

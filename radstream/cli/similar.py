@@ -171,7 +171,7 @@ def _one_line(exc: Exception) -> str:
     lines = str(exc).strip().splitlines()
     msg = lines[0] if lines else type(exc).__name__
     if "report_embeddings" in str(exc) and ("UNKNOWN_TABLE" in str(exc) or "does not exist" in str(exc)):
-        msg += " (no embeddings yet: run the worker with ml.embed = true, or python -m streams.embed_agent)"
+        msg += " (no embeddings yet: run the worker with ml.embed = true)"
     return msg
 
 

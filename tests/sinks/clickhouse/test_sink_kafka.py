@@ -293,7 +293,7 @@ def test_sink_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
             proc.wait(10)
     check = (
         "import json,sys; from radstream.config import load_settings; "
-        "from sinks.clickhouse.client import open_client; c = open_client(load_settings()); "
+        "from sinks.clickhouse.client import open_client; c = open_client(load_settings().clickhouse); "
         "r = lambda q: c.query(q).result_rows[0][0]; "
         "print(json.dumps({'final': r('SELECT count() FROM report_versions FINAL'), "
         "'latest': r('SELECT count() FROM reports_latest'), "

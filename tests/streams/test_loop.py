@@ -1,0 +1,178 @@
+"""The one consumer loop against the real broker: commit only what is done, retry a failed flush
+without committing, hold records until their ticket, dead-letter with the reason, pause while busy,
+read a compacted topic whole."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import pytest
+
+from radstream.config import Settings
+from streams import serde
+from streams.loop import Acks, ConsumerLoop, Handler, LoopConfig, Record, Ticket, run_in_thread
+from streams.producer import make_producer
+from tests.sinks.clickhouse.kafka_helpers import committed, end_offsets, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _produce(settings: Settings, topic: str, values: Sequence[bytes], partition: int = 0) -> None:
+    producer = make_producer(settings.kafka)
+    for v in values:
+        producer.produce(topic, value=v, key=b"k", partition=partition)
+    assert producer.flush(30) == 0
+
+
+def _config(settings: Settings, topic: str, **kw: object) -> LoopConfig:
+    return LoopConfig(group_id=f"g{uuid.uuid4().hex[:8]}", topics=[topic], stage="test-loop",
+                      dead_letter_topic=settings.topics.dead_letter, poll_s=0.1, **kw)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _running(settings: Settings, config: LoopConfig, handler: Handler) -> Iterator[ConsumerLoop]:
+    loop = ConsumerLoop(settings.kafka, config, handler)
+    thread, stop = run_in_thread(loop, "test-loop")
+    try:
+        yield loop
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+class Batching(Handler):
+    """Buffers values; ``failures`` flushes fail first; values starting with b"bad" are dead-lettered."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.buffer: list[bytes] = []
+        self.durable: list[bytes] = []
+        self.failures = failures
+        self.attempts = 0
+
+    def add(self, records: Sequence[Record], acks: Acks) -> None:
+        for r in records:
+            if (r.value or b"").startswith(b"bad"):
+                acks.dead_letter(r, "bad value")
+            else:
+                self.buffer.append(r.value or b"")
+
+    def due(self) -> float | None:
+        return time.monotonic() if self.buffer else None
+
+    def flush(self) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise RuntimeError(f"store down (attempt {self.attempts})")
+        self.durable += self.buffer
+        self.buffer = []
+
+    def abandon(self) -> None:
+        self.buffer = []
+
+
+def test_a_failing_flush_commits_nothing_then_everything_once_it_succeeds(topic_settings: Settings) -> None:
+    s, topic = topic_settings, topic_settings.topics.reports
+    _produce(s, topic, [b"a", b"b", b"c"])
+    handler = Batching(failures=3)
+    cfg = _config(s, topic)
+    with _running(s, cfg, handler) as loop:
+        wait_until(lambda: loop.stats.failed_attempts >= 2, what="failed flushes")
+        assert committed(s, cfg.group_id, [topic]).get((topic, 0), 0) == 0
+        assert handler.durable == []
+        wait_until(lambda: committed(s, cfg.group_id, [topic]) == end_offsets(s, [topic]), what="commit")
+        assert handler.durable == [b"a", b"b", b"c"]
+        assert "store down" in loop.stats.last_error
+
+
+def test_held_records_are_committed_only_up_to_the_first_open_ticket(topic_settings: Settings) -> None:
+    s, topic = topic_settings, topic_settings.topics.reports
+    _produce(s, topic, [b"0", b"1", b"2", b"3"])
+    tickets: dict[bytes, Ticket] = {}
+
+    class Holding(Handler):
+        def add(self, records: Sequence[Record], acks: Acks) -> None:
+            for r in records:
+                if r.value != b"0":  # 0 is done at the next flush; the others wait for their ticket
+                    tickets[r.value or b""] = acks.hold(r)
+
+    cfg = _config(s, topic)
+    with _running(s, cfg, Holding()) as loop:
+        wait_until(lambda: len(tickets) == 3, what="records held")
+        wait_until(lambda: committed(s, cfg.group_id, [topic]).get((topic, 0)) == 1, what="first commit")
+        tickets[b"2"].done()  # out of order: 1 is still open, so nothing more is committable
+        tickets[b"3"].done()
+        time.sleep(0.5)
+        assert committed(s, cfg.group_id, [topic])[(topic, 0)] == 1
+        assert loop.outstanding() == 1
+        tickets[b"1"].done()
+        wait_until(lambda: committed(s, cfg.group_id, [topic])[(topic, 0)] == 4, what="all done")
+        assert loop.outstanding() == 0
+
+
+def test_rejected_records_go_to_the_dead_letter_topic_with_the_reason_and_the_stream_goes_on(
+        topic_settings: Settings) -> None:
+    s, topic = topic_settings, topic_settings.topics.reports
+    _produce(s, topic, [b"ok1", b"bad-bytes", b"ok2"])
+    handler = Batching()
+    cfg = _config(s, topic)
+    with _running(s, cfg, handler) as loop:
+        wait_until(lambda: committed(s, cfg.group_id, [topic]) == end_offsets(s, [topic]), what="commit")
+        assert handler.durable == [b"ok1", b"ok2"] and loop.stats.dead_letters == 1
+    dead: list[dict[str, object]] = []
+
+    class Collect(Handler):
+        def add(self, records: Sequence[Record], acks: Acks) -> None:
+            dead.extend(serde.decode("dead_letter", r.value) for r in records)
+
+    with _running(s, _config(s, s.topics.dead_letter), Collect()):
+        wait_until(lambda: dead, what="the dead letter")
+    (letter,) = dead
+    assert letter["stage"] == "test-loop" and letter["error"] == "bad value"
+    assert letter["value"] == b"bad-bytes" and letter["original_topic"] == topic and letter["offset"] == 1
+
+
+def test_nothing_is_fetched_while_the_handler_is_busy(topic_settings: Settings) -> None:
+    s, topic = topic_settings, topic_settings.topics.reports
+    got: list[bytes] = []
+    busy = threading.Event()
+
+    class Busy(Handler):
+        def add(self, records: Sequence[Record], acks: Acks) -> None:
+            got.extend(r.value or b"" for r in records)
+            busy.set()  # full after the first batch
+
+        def busy(self) -> bool:
+            return busy.is_set()
+
+    cfg = _config(s, topic)
+    with _running(s, cfg, Busy()) as loop:
+        wait_until(loop.assigned.is_set, what="assignment")
+        _produce(s, topic, [b"first"])
+        wait_until(lambda: got, what="first record")
+        time.sleep(0.5)  # the loop pauses
+        _produce(s, topic, [b"second"])
+        time.sleep(1.0)
+        assert got == [b"first"]
+        busy.clear()
+        wait_until(lambda: got == [b"first", b"second"], what="resumed")
+
+
+def test_a_replaying_loop_reads_the_topic_whole_and_says_when_it_is_loaded(topic_settings: Settings) -> None:
+    s, topic = topic_settings, topic_settings.topics.cohort_watches
+    seen: list[bytes] = []
+
+    class Collect(Handler):
+        def add(self, records: Sequence[Record], acks: Acks) -> None:
+            seen.extend(r.value or b"" for r in records)
+
+    with _running(s, _config(s, topic, replay=True), Collect()) as loop:  # an empty topic is loaded too
+        assert loop.caught_up.wait(20)
+    _produce(s, topic, [b"w1", b"w2"])
+    with _running(s, _config(s, topic, replay=True), Collect()) as loop:
+        assert loop.caught_up.wait(20)
+        assert seen == [b"w1", b"w2"]
