@@ -26,6 +26,24 @@ def normalize(phrase: str) -> str:
     return " ".join(TOKEN_RE.findall(phrase.lower()))
 
 
+def compile_ci(pattern: str) -> re.Pattern[str]:
+    """Compile a case-insensitive pattern for use on lower-cased text (much faster than IGNORECASE):
+    the pattern is lower-cased except escapes (``\\S`` stays ``\\S``) and ``(?P``."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif pattern.startswith("(?P", i):
+            out.append("(?P")
+            i += 3
+        else:
+            out.append(pattern[i].lower())
+            i += 1
+    return re.compile("".join(out))
+
+
 def lower_same_length(text: str) -> str:
     """``text.lower()``, keeping every offset valid (a few Unicode letters change length)."""
     low = text.lower()
