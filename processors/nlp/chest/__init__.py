@@ -9,7 +9,6 @@ positive = 1 and uncertain = 0 by default (hedged findings are not coded in the 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,7 +47,7 @@ class ChestMapping:
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> ChestMapping:
-        path = Path(path or os.environ.get("RADSTREAM_CHEST_MAPPING") or DEFAULT_MAPPING)
+        path = Path(path or DEFAULT_MAPPING)
         data = json.loads(path.read_text())
         label_of: dict[str, list[str]] = {}
         for label, concepts in data["map"].items():

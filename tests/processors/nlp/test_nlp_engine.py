@@ -107,6 +107,17 @@ def test_engine_pickles_and_works_in_a_process_pool() -> None:
     assert out[0]["Cardiomegaly"] == "positive" and out[1]["Pneumothorax"] == "negative"
 
 
+def test_chest_mapping_is_an_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the clinical mapping codes hiatal hernia as Hernia, the default one does not; the environment
+    # plays no part
+    clinical = str(Path(engine.__file__).parent / "chest" / "mapping_clinical.json")
+    monkeypatch.setenv("RADSTREAM_CHEST_MAPPING", clinical)
+    text = "FINDINGS: Large hiatal hernia. Lungs are clear."
+    assert analyze(text).chest_labels["Hernia"] == "absent"
+    assert analyze(text, chest_mapping=clinical).chest_labels["Hernia"] == "positive"
+    assert get_engine(clinical) is get_engine(clinical) and get_engine(clinical) is not get_engine()
+
+
 def test_other_extractors_are_wired_in() -> None:
     assert set(get_engine().extractors) == set(engine._EXTRACTORS)
     text = (
