@@ -30,9 +30,10 @@ def nlp() -> None:
 def analyze_cmd(file: Any, exam: str | None, avro: bool, indent: int) -> None:
     """Analyse one report (FILE or - for stdin) and print JSON."""
     from processors.nlp import analyze
+    from streams.findings_avro import analysis_to_avro
 
     result = analyze(file.read(), exam=exam)
-    click.echo(json.dumps(result.to_avro() if avro else result.to_dict(), indent=indent or None))
+    click.echo(json.dumps(analysis_to_avro(result) if avro else result.to_dict(), indent=indent or None))
 
 
 @nlp.command("assert")
