@@ -190,10 +190,3 @@ class PhraseMatcher:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
-
-
-def word_count(low: str, start: int, end: int) -> int:
-    """Number of word tokens in ``low[start:end]``."""
-    if end <= start:
-        return 0
-    return len(WORD_RE.findall(low, start, end))

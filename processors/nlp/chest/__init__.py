@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from processors.nlp.types import Finding
@@ -92,8 +91,3 @@ def finding_state(f: Finding) -> str:
     if f.certainty == "possible":
         return "uncertain"
     return "positive"
-
-
-@lru_cache(maxsize=4)
-def default_mapping(path: str | None = None) -> ChestMapping:
-    return ChestMapping.load(path)
