@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -12,10 +11,8 @@ import numpy as np
 import pytest
 
 from radstream.config import Settings
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ml_records import report  # noqa: E402
-from needs import NEEDS_MINILM, NEEDS_ML  # noqa: E402
+from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
+from tests.ml_records import report
 
 pytestmark = [
     pytest.mark.ml,
