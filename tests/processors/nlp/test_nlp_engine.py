@@ -104,7 +104,6 @@ def test_other_extractors_are_wired_in() -> None:
     assert r.communication is not None and r.communication.recipient == "Dr. Jones"
 
 
-
 def test_an_extractor_that_fails_to_import_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "processors.nlp.assessments", None)  # import raises ImportError
     with pytest.raises(ExtractorError, match="processors.nlp.assessments"):
