@@ -62,6 +62,7 @@ def analyze_report(report: dict[str, Any], now: datetime | None = None,
     findings (``source = "model:<name>"``) are added next to the rule findings.
     """
     from processors.nlp import NLP_VERSION, analyze
+    from streams.findings_avro import analysis_to_avro
 
     record: dict[str, Any] = {k: report[k] for k in _CARRIED}
     record["report_version"] = report["version"]
@@ -70,7 +71,7 @@ def analyze_report(report: dict[str, Any], now: datetime | None = None,
         record.update(modality=report.get("modality"), nlp_version=NLP_VERSION)
         return record
     analysis = analyze(report["text"], exam=_exam_of(report))
-    record.update(analysis.to_avro())
+    record.update(analysis_to_avro(analysis))
     if classifiers:
         from processors.ml.classifier import model_findings
 

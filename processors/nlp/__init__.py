@@ -1,6 +1,7 @@
 """radstream's radiology NLP engine (pure functions: text in, dataclasses out).
 
-``analyze(text, exam=None) -> ReportAnalysis`` and ``assert_term(text, term_or_span) -> ContextResult``.
+``analyze(text, exam=None, chest_mapping=None) -> ReportAnalysis`` and
+``assert_term(text, term_or_span) -> ContextResult``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ if TYPE_CHECKING:
     from processors.nlp.engine import Engine
 
 
-def analyze(text: str, exam: str | None = None) -> ReportAnalysis:
-    """Analyse one report (the engine is built once per process, on first use)."""
+def analyze(text: str, exam: str | None = None, chest_mapping: str | None = None) -> ReportAnalysis:
+    """Analyse one report; ``chest_mapping``: a chest label mapping file (None: the default). The engine
+    is built once per process and mapping, on first use."""
     from processors.nlp.engine import analyze as _analyze
 
-    return _analyze(text, exam)
+    return _analyze(text, exam, chest_mapping)
 
 
 def assert_term(text: str, term: str | tuple[int, int]) -> ContextResult:
@@ -27,10 +29,10 @@ def assert_term(text: str, term: str | tuple[int, int]) -> ContextResult:
     return _assert(text, term)
 
 
-def get_engine() -> Engine:
+def get_engine(chest_mapping: str | None = None) -> Engine:
     from processors.nlp.engine import get_engine as _get
 
-    return _get()
+    return _get(chest_mapping)
 
 
 __all__ = [

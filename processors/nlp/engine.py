@@ -1,7 +1,7 @@
 """The NLP engine: sections -> sentences -> findings (lexicon) -> ConText -> attributes -> chest labels,
 plus the extractors of measurements, recommendations, assessment categories, critical results and
-exam normalisation. Built once per process (``get_engine()``); picklable (it pickles as its data
-file paths and is rebuilt on unpickling), so it works in a process pool.
+exam normalisation. Built once per process and chest mapping (``get_engine()``); picklable (it pickles
+as its data file paths and is rebuilt on unpickling), so it works in a process pool.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -346,19 +345,20 @@ def _load_extractors() -> dict[str, Callable[..., Any]]:
     return out
 
 
-_ENGINE: Engine | None = None
+_ENGINES: dict[str | None, Engine] = {}
 
 
-def get_engine() -> Engine:
-    """The process-wide engine, built on first use (each worker process builds its own)."""
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = Engine(os.environ.get("RADSTREAM_CHEST_MAPPING") or None)
-    return _ENGINE
+def get_engine(chest_mapping: str | None = None) -> Engine:
+    """The process-wide engine for a chest mapping file (None: the default mapping), built on first
+    use (each worker process builds its own)."""
+    engine = _ENGINES.get(chest_mapping)
+    if engine is None:
+        engine = _ENGINES[chest_mapping] = Engine(chest_mapping)
+    return engine
 
 
-def analyze(text: str, exam: str | None = None) -> ReportAnalysis:
-    return get_engine().analyze(text, exam)
+def analyze(text: str, exam: str | None = None, chest_mapping: str | None = None) -> ReportAnalysis:
+    return get_engine(chest_mapping).analyze(text, exam)
 
 
 def assert_term(text: str, term: str | tuple[int, int]) -> ContextResult:

@@ -26,6 +26,24 @@ def normalize(phrase: str) -> str:
     return " ".join(TOKEN_RE.findall(phrase.lower()))
 
 
+def compile_ci(pattern: str) -> re.Pattern[str]:
+    """Compile a case-insensitive pattern for use on lower-cased text (much faster than IGNORECASE):
+    the pattern is lower-cased except escapes (``\\S`` stays ``\\S``) and ``(?P``."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif pattern.startswith("(?P", i):
+            out.append("(?P")
+            i += 3
+        else:
+            out.append(pattern[i].lower())
+            i += 1
+    return re.compile("".join(out))
+
+
 def lower_same_length(text: str) -> str:
     """``text.lower()``, keeping every offset valid (a few Unicode letters change length)."""
     low = text.lower()
@@ -172,10 +190,3 @@ class PhraseMatcher:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
-
-
-def word_count(low: str, start: int, end: int) -> int:
-    """Number of word tokens in ``low[start:end]``."""
-    if end <= start:
-        return 0
-    return len(WORD_RE.findall(low, start, end))

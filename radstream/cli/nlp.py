@@ -30,9 +30,10 @@ def nlp() -> None:
 def analyze_cmd(file: Any, exam: str | None, avro: bool, indent: int) -> None:
     """Analyse one report (FILE or - for stdin) and print JSON."""
     from processors.nlp import analyze
+    from streams.findings_avro import analysis_to_avro
 
     result = analyze(file.read(), exam=exam)
-    click.echo(json.dumps(result.to_avro() if avro else result.to_dict(), indent=indent or None))
+    click.echo(json.dumps(analysis_to_avro(result) if avro else result.to_dict(), indent=indent or None))
 
 
 @nlp.command("assert")
@@ -95,13 +96,6 @@ def _csv_options(f: Any) -> Any:
     return f
 
 
-def _use_mapping(mapping: str | None) -> None:
-    if mapping:
-        import os
-
-        os.environ["RADSTREAM_CHEST_MAPPING"] = mapping
-
-
 @nlp.group("label")
 def label() -> None:
     """Label reports with observation labels."""
@@ -130,7 +124,6 @@ def label_chest14(
     from processors.nlp import analyze
     from processors.nlp.chest.evaluate import compose_report, predicted, read_rows, resolve_text_columns
 
-    _use_mapping(mapping)
     fh = sys.stdin if file == "-" else open(file, newline="", encoding="utf-8")  # noqa: SIM115
     try:
         rows = read_rows(fh)
@@ -141,7 +134,7 @@ def label_chest14(
         for row in rows:
             if cols is None:
                 cols = resolve_text_columns(list(row), text_columns or None)
-            chest = analyze(compose_report(row, cols)).chest_labels
+            chest = analyze(compose_report(row, cols), chest_mapping=mapping).chest_labels
             values = [
                 chest.get(lab, "absent") if states else predicted(chest.get(lab, "absent"), uncertain_as)
                 for lab in labels
@@ -195,7 +188,6 @@ def eval_chest14(
     """
     from processors.nlp.chest.evaluate import evaluate
 
-    _use_mapping(mapping)
     columns = _label_columns(label_spec)
     with open(file, newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh), [])
@@ -208,6 +200,7 @@ def eval_chest14(
         label_columns=columns,
         uncertain_as=uncertain_as,
         keep_errors=bool(errors),
+        chest_mapping=mapping,
     )
     normal = None
     if with_normal and "normal" in header:
@@ -217,6 +210,7 @@ def eval_chest14(
             text_columns=text_columns or None,
             labels=["normal"],
             uncertain_as=uncertain_as,
+            chest_mapping=mapping,
         ).labels[0]
     if errors:
         with open(errors, "w", encoding="utf-8") as out:

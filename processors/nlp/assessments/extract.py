@@ -8,33 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processors.nlp.matching import compile_ci, lower_same_length
+
 _DATA = json.loads((Path(__file__).parent / "systems.json").read_text(encoding="utf-8"))
-
-
-def _ci(pattern: str) -> re.Pattern[str]:
-    """Compile a case-insensitive pattern for lower-cased text (much faster than IGNORECASE): the
-    pattern is lower-cased except escapes and ``(?P``."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern[i] == "\\":
-            out.append(pattern[i : i + 2])
-            i += 2
-        elif pattern.startswith("(?P", i):
-            out.append("(?P")
-            i += 3
-        else:
-            out.append(pattern[i].lower())
-            i += 1
-    return re.compile("".join(out))
-
-
-def _lower(text: str) -> str:
-    """``text.lower()`` with the same length (offsets stay valid)."""
-    low = text.lower()
-    if len(low) == len(text):
-        return low
-    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +33,7 @@ _SYSTEMS = tuple(
     _System(
         name=s["system"],
         patterns=tuple(
-            _Pattern(_ci(p["re"]), p["keyword"], True)
+            _Pattern(compile_ci(p["re"]), p["keyword"], True)
             if "i" in p.get("flags", "")
             else _Pattern(re.compile(p["re"]), p["keyword"], False)
             for p in s["patterns"]
@@ -68,9 +44,9 @@ _SYSTEMS = tuple(
     )
     for s in _DATA["systems"]
 )
-_NEG_RE = _ci(_DATA["negation_before"])
-_PRIOR_BEFORE_RE = _ci(_DATA["prior_before"])
-_PRIOR_AFTER_RE = _ci(_DATA["prior_after"])
+_NEG_RE = compile_ci(_DATA["negation_before"])
+_PRIOR_BEFORE_RE = compile_ci(_DATA["prior_before"])
+_PRIOR_AFTER_RE = compile_ci(_DATA["prior_after"])
 _BOUNDARY_RE = re.compile(r"[.;,\n]|\bnow\b|\bcurrently\b|\btoday\b|\bto\b")
 _PAREN_RE = re.compile(r"\(\s*$")
 _SPACE_RE = re.compile(r"[\s\-]+")
@@ -151,7 +127,7 @@ def extract_assessments(text: str, *, include_prior: bool = False) -> list[Asses
     Negated mentions ("no BI-RADS 3 ...") are skipped; mentions about an earlier exam ("previously
     BI-RADS 3", "BI-RADS 2 on the prior") are skipped unless ``include_prior`` (then ``prior=True``).
     """
-    low = _lower(text)
+    low = lower_same_length(text)
     hits: list[tuple[int, int, _System, str, str | None]] = []
     for system in _SYSTEMS:
         for pat in system.patterns:

@@ -9,10 +9,8 @@ positive = 1 and uncertain = 0 by default (hedged findings are not coded in the 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from processors.nlp.types import Finding
@@ -48,7 +46,7 @@ class ChestMapping:
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> ChestMapping:
-        path = Path(path or os.environ.get("RADSTREAM_CHEST_MAPPING") or DEFAULT_MAPPING)
+        path = Path(path or DEFAULT_MAPPING)
         data = json.loads(path.read_text())
         label_of: dict[str, list[str]] = {}
         for label, concepts in data["map"].items():
@@ -93,8 +91,3 @@ def finding_state(f: Finding) -> str:
     if f.certainty == "possible":
         return "uncertain"
     return "positive"
-
-
-@lru_cache(maxsize=4)
-def default_mapping(path: str | None = None) -> ChestMapping:
-    return ChestMapping.load(path)

@@ -137,8 +137,10 @@ def evaluate(
     label_columns: dict[str, str] | None = None,
     uncertain_as: str = "negative",
     keep_errors: bool = False,
+    chest_mapping: str | None = None,
 ) -> Scores:
-    """Label every report of ``path`` and score against its gold columns (label -> column name)."""
+    """Label every report of ``path`` and score against its gold columns (label -> column name);
+    ``chest_mapping``: the label mapping file (None: the default)."""
     from processors.nlp import analyze
 
     columns = {lab: (label_columns or {}).get(lab, lab) for lab in labels}
@@ -156,7 +158,7 @@ def evaluate(
             raise ValueError(f"label columns not in the file: {missing}")
         for row in _chain(first, rows):
             n += 1
-            chest = analyze(compose_report(row, cols)).chest_labels
+            chest = analyze(compose_report(row, cols), chest_mapping=chest_mapping).chest_labels
             for lab, col in columns.items():
                 gold = 1 if (row.get(col) or "0").strip() in ("1", "1.0", "true", "True") else 0
                 pred = predicted(chest.get(lab, "absent"), uncertain_as)

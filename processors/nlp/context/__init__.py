@@ -16,7 +16,6 @@ import bisect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from processors.nlp.matching import WORD_RE
@@ -82,11 +81,6 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
             )
         )
     return rules
-
-
-@lru_cache(maxsize=1)
-def default_rules() -> tuple[Rule, ...]:
-    return tuple(load_rules())
 
 
 # categories that do not end each other's scope (the stronger of both applies: possible over probable)

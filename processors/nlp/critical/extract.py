@@ -10,38 +10,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from processors.nlp.matching import compile_ci, lower_same_length
+
 _HERE = Path(__file__).parent
 _DATA = json.loads((_HERE / "concepts.json").read_text(encoding="utf-8"))
 _CONCEPTS = _DATA["concepts"]
 REPORTED_SECTIONS: frozenset[str] = frozenset(_DATA["reported_sections"])
 _COMM = json.loads((_HERE / "communication.json").read_text(encoding="utf-8"))
 _I = re.IGNORECASE
-
-
-def _ci(pattern: str) -> re.Pattern[str]:
-    """Compile a case-insensitive pattern for lower-cased text (much faster than IGNORECASE): the
-    pattern is lower-cased except escapes and ``(?P``."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern[i] == "\\":
-            out.append(pattern[i : i + 2])
-            i += 2
-        elif pattern.startswith("(?P", i):
-            out.append("(?P")
-            i += 3
-        else:
-            out.append(pattern[i].lower())
-            i += 1
-    return re.compile("".join(out))
-
-
-def _lower(text: str) -> str:
-    """``text.lower()`` with the same length (offsets stay valid)."""
-    low = text.lower()
-    if len(low) == len(text):
-        return low
-    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
 _NORM_RE = re.compile(r"[\s_\-/]+")
@@ -174,13 +150,13 @@ def critical_results(
 
 # --- communication -----------------------------------------------------------------------------------
 
-_VERB_RE = _ci(r"\b(?:" + "|".join(_COMM["verbs"]) + r")\b")
+_VERB_RE = compile_ci(r"\b(?:" + "|".join(_COMM["verbs"]) + r")\b")
 _VERB_KW: tuple[str, ...] = tuple(_COMM["verb_keywords"])
-_NOT_BEFORE_RE = _ci(r"\b" + _COMM["not_before"])
+_NOT_BEFORE_RE = compile_ci(r"\b" + _COMM["not_before"])
 _TITLE_RE = re.compile(_COMM["recipient_title"])
 _ROLE_WORDS = "(?:" + "|".join(_COMM["role_words"]) + ")"
-_ROLE_WORD_RE = _ci(rf"\b{_ROLE_WORDS}\b")
-_STOP_RE = _ci(_COMM["stops"])
+_ROLE_WORD_RE = compile_ci(rf"\b{_ROLE_WORDS}\b")
+_STOP_RE = compile_ci(_COMM["stops"])
 _MODIFIERS = frozenset(w.lower() for w in _COMM["role_modifiers"])
 _PASSIVE_RE = re.compile(r"\b(?:was|were|is|are|has\s+been|have\s+been)\s+(?:\w+\s+)?$")
 _SENT_END_RE = re.compile(
@@ -335,7 +311,7 @@ def find_communication(
     """The first statement that findings were communicated ("discussed with Dr. Smith by telephone at
     14:35 on 1/2/2024", "communicated to the ED physician", "called to and read back by ...",
     "Dr. X was notified at ..."). Dates are month/day/year unless ``dayfirst``."""
-    low = _lower(text)
+    low = lower_same_length(text)
     positions: list[int] = []
     for k in _VERB_KW:
         i = low.find(k)

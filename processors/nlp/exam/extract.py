@@ -9,29 +9,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from processors.nlp.matching import compile_ci
+
 _DATA = json.loads((Path(__file__).parent / "vocabulary.json").read_text(encoding="utf-8"))
 
 
-def _ci(pattern: str) -> re.Pattern[str]:
-    """Compile a case-insensitive pattern for lower-cased text (much faster than IGNORECASE): the
-    pattern is lower-cased except escapes and ``(?P``."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern[i] == "\\":
-            out.append(pattern[i : i + 2])
-            i += 2
-        elif pattern.startswith("(?P", i):
-            out.append("(?P")
-            i += 3
-        else:
-            out.append(pattern[i].lower())
-            i += 1
-    return re.compile("".join(out))
-
-
 def _rx(patterns: list[str]) -> re.Pattern[str]:
-    return _ci(r"(?<![\w/])(?:" + "|".join(patterns) + r")(?![\w])")
+    return compile_ci(r"(?<![\w/])(?:" + "|".join(patterns) + r")(?![\w])")
 
 
 _MODALITIES = tuple((m["code"], _rx(m["patterns"])) for m in _DATA["modalities"])
@@ -41,7 +25,7 @@ _PRIORITY: list[str] = _DATA["priority"]
 _COMBINATIONS: dict[str, str] = _DATA["combinations"]
 _ABBREVIATIONS = tuple((_rx([p]), region) for p, region in _DATA["region_abbreviations"].items())
 _CONTRAST_KIND = ("both", "without", "with")
-_CONTRAST_RE = _ci(
+_CONTRAST_RE = compile_ci(
     "|".join(
         rf"(?P<{kind}>(?<![\w/])(?:{'|'.join(_DATA['contrast'][kind])})(?![\w]))" for kind in _CONTRAST_KIND
     )

@@ -10,34 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from processors.nlp.matching import compile_ci, lower_same_length
+
 _DATA = json.loads((Path(__file__).parent / "units.json").read_text(encoding="utf-8"))
 _UNIT_FACTORS: dict[str, float] = _DATA["units"]
-
-
-def _ci(pattern: str) -> re.Pattern[str]:
-    """Compile a case-insensitive pattern for lower-cased text (much faster than IGNORECASE): the
-    pattern is lower-cased except escapes and ``(?P``."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern[i] == "\\":
-            out.append(pattern[i : i + 2])
-            i += 2
-        elif pattern.startswith("(?P", i):
-            out.append("(?P")
-            i += 3
-        else:
-            out.append(pattern[i].lower())
-            i += 1
-    return re.compile("".join(out))
-
-
-def _lower(text: str) -> str:
-    """``text.lower()`` with the same length (offsets stay valid)."""
-    low = text.lower()
-    if len(low) == len(text):
-        return low
-    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
 _NUM = r"(?:\d+(?:\.\d+)?|\.\d+)"
@@ -47,9 +23,9 @@ _SEP = r"\s*(?:x|×|\*|by)\s*"
 _LEAD = r"(?<![\w.,/:-])"
 _RANGE = rf"(?P<from>from\s+)?(?P<r1>{_NUM})(?:\s*-?\s*{_UNIT})?\s*(?:-|–|to)\s*(?P<r2>{_NUM})\s*-?\s*{_UNIT}"
 _DIMS = rf"{_NUM}(?:\s*-?\s*{_UNIT})?(?:{_SEP}{_NUM}(?:\s*-?\s*{_UNIT})?){{0,2}}\s*-?\s*{_UNIT}"
-_MEAS_RE = _ci(rf"{_LEAD}(?:(?P<range>{_RANGE})|(?P<dims>{_DIMS}))")
-_TOKEN_RE = _ci(rf"(?P<num>{_NUM})(?:\s*-?\s*(?P<unit>{_UNIT}))?")
-_UNIT_RES = [(_ci(rf"^(?:{alt})$"), f) for alt, f in _UNIT_FACTORS.items()]
+_MEAS_RE = compile_ci(rf"{_LEAD}(?:(?P<range>{_RANGE})|(?P<dims>{_DIMS}))")
+_TOKEN_RE = compile_ci(rf"(?P<num>{_NUM})(?:\s*-?\s*(?P<unit>{_UNIT}))?")
+_UNIT_RES = [(compile_ci(rf"^(?:{alt})$"), f) for alt, f in _UNIT_FACTORS.items()]
 _FACTORS: dict[str, float] = {}  # unit as written (lower case) -> factor, filled on first use
 # Fast scan: every measurement ends in a unit; the full regex only runs in a window before each unit.
 _UNIT_HIT_RE = re.compile(r"mm|cm|millimet|centimet")
@@ -60,15 +36,17 @@ def _alts(key: str) -> str:
 
 
 # "5 mm axial slices", "3-mm reconstructions": adjectives, then a technique noun ("8 mm thick" is a size).
-_TECH_AFTER_RE = _ci(rf"\s*-?\s*(?:{_DATA['technique_after'][0]}\s*-?\s*)*{_DATA['technique_after'][1]}")
-_TECH_BEFORE_RE = _ci(
+_TECH_AFTER_RE = compile_ci(
+    rf"\s*-?\s*(?:{_DATA['technique_after'][0]}\s*-?\s*)*{_DATA['technique_after'][1]}"
+)
+_TECH_BEFORE_RE = compile_ci(
     rf"\b{_alts('technique_before')}\b[^.;\n]{{0,25}}$|\b(?:acquired|obtained|performed|imaged)\s+(?:at|with)\s*$"
 )
-_DIST_AFTER_RE = _ci(rf"\s*{_alts('distance_after')}")
-_PRIOR_BEFORE_RE = _ci(
+_DIST_AFTER_RE = compile_ci(rf"\s*{_alts('distance_after')}")
+_PRIOR_BEFORE_RE = compile_ci(
     rf"\b{_alts('prior_before')}\s*(?:measur(?:ed|ing)\s*)?(?:about|approximately|approx\.?|roughly|~|of|at)?\s*$"
 )
-_PRIOR_AFTER_RE = _ci(rf"\s*{_alts('prior_after')}")
+_PRIOR_AFTER_RE = compile_ci(rf"\s*{_alts('prior_after')}")
 # Clause boundaries that end the look-back window for prior cues ("previously 4 mm, now 6 mm").
 _CLAUSE_CHARS = ",;([\n"
 _CLAUSE_WORDS = ("now", "currently", "today")
@@ -179,7 +157,7 @@ def extract_measurements(
     """Size measurements in ``text`` (offsets into ``text``), lesion sizes only unless ``all_kinds``."""
     spans = list(sentences) if sentences else [(0, len(text))]
     starts = [s for s, _ in spans]
-    low_text = _lower(text)
+    low_text = lower_same_length(text)
     raw: list[Measurement] = []
     for m in _candidates(low_text):
         si = sentence_index(starts, m.start())

@@ -10,44 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processors.nlp.matching import compile_ci, lower_same_length
+
 _DATA = json.loads((Path(__file__).parent / "rules.json").read_text(encoding="utf-8"))
-
-
-def _ci(pattern: str) -> re.Pattern[str]:
-    """Compile a case-insensitive pattern for use on lower-cased text (much faster than IGNORECASE):
-    the pattern is lower-cased except escapes (``\\S`` stays ``\\S``)."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern[i] == "\\":
-            out.append(pattern[i : i + 2])
-            i += 2
-        elif pattern.startswith("(?P", i):
-            out.append("(?P")
-            i += 3
-        else:
-            out.append(pattern[i].lower())
-            i += 1
-    return re.compile("".join(out))
-
-
-def _lower(text: str) -> str:
-    """``text.lower()`` with the same length (offsets stay valid)."""
-    low = text.lower()
-    if len(low) == len(text):
-        return low
-    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
 def _any(patterns: list[str]) -> str:
     return "(?:" + "|".join(patterns) + ")"
 
 
-_CUE_RE = _ci(r"\b" + _any(_DATA["cues"]["patterns"]) + r"\b")
+_CUE_RE = compile_ci(r"\b" + _any(_DATA["cues"]["patterns"]) + r"\b")
 _CUE_KW: tuple[str, ...] = tuple(_DATA["cues"]["keywords"])
-_STRONG_CUE_RE = _ci(r"\b" + _any(_DATA["strong_cues"]["patterns"]) + r"\b")
+_STRONG_CUE_RE = compile_ci(r"\b" + _any(_DATA["strong_cues"]["patterns"]) + r"\b")
 _STRONG_KW: tuple[str, ...] = tuple(_DATA["strong_cues"]["keywords"])
-_NOT_AFTER_RE = _ci(r"\b" + _DATA["not_after"])
+_NOT_AFTER_RE = compile_ci(r"\b" + _DATA["not_after"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +38,7 @@ _TRIGGERS = tuple(
     _Trigger(
         t["kind"],
         {False: "none", True: "cue", "or_interval": "cue_or_interval"}[t["cue"]],
-        _ci(_any(t["patterns"])),
+        compile_ci(_any(t["patterns"])),
         tuple(t["keywords"]),
     )
     for t in _DATA["triggers"]
@@ -78,12 +54,12 @@ def _alternation(patterns: list[str]) -> str:
 # the entry is then found by matching the hit alone against each entry.
 _MOD_CS_ALTS = [p for e in _DATA["modalities"] for p in e["patterns"] if p in e.get("cs", [])]
 _MOD_CI_ALTS = [p for e in _DATA["modalities"] for p in e["patterns"] if p not in e.get("cs", [])]
-_MODALITY_CI_RE = _ci(_alternation(_MOD_CI_ALTS))
+_MODALITY_CI_RE = compile_ci(_alternation(_MOD_CI_ALTS))
 _MODALITY_CS_RE = re.compile(_alternation(_MOD_CS_ALTS))
 _MODALITY_ENTRIES = tuple(
     (
         e["code"],
-        _ci("(?:" + ("|".join(p for p in e["patterns"] if p not in e.get("cs", [])) or "(?!)") + ")"),
+        compile_ci("(?:" + ("|".join(p for p in e["patterns"] if p not in e.get("cs", [])) or "(?!)") + ")"),
         re.compile("(?:" + ("|".join(e.get("cs", [])) or "(?!)") + ")"),
     )
     for e in _DATA["modalities"]
@@ -110,14 +86,16 @@ _UNITS: dict[str, int] = _DATA["interval_units"]
 _WORDS: dict[str, int | None] = _DATA["number_words"]
 _NUMW = r"(?:\d+(?:\.\d+)?|" + "|".join(sorted((w for w in _WORDS if _WORDS[w]), key=len, reverse=True)) + ")"
 _UNIT_ALT = "|".join(sorted(_UNITS, key=len, reverse=True))
-_INTERVAL_RE = _ci(
+_INTERVAL_RE = compile_ci(
     rf"\b(?P<prep>in|within|at|after|over\s+the\s+next|every|q)\s+"
     rf"(?:(?:approximately|approx\.?|about|roughly|another|an\s+additional|a\s+further|the\s+next)\s+)?"
     rf"(?P<a>{_NUMW})(?:\s*(?:-|–|to|or)\s*(?P<b>{_NUMW}))?\s*-?\s*(?P<u>{_UNIT_ALT})\b(?!\s+ago)"
     rf"|\b(?P<a2>{_NUMW})(?:\s*(?:-|–|to)\s*(?P<b2>{_NUMW}))?\s*-?\s*(?P<u2>{_UNIT_ALT})\s*-?\s*"
     rf"(?:follow[- ]?up|interval|surveillance|repeat|re-?imaging|re-?evaluation|recheck)"
 )
-_FIXED = tuple((_ci(f["re"]), f["min"], f["max"], tuple(f["keywords"])) for f in _DATA["fixed_intervals"])
+_FIXED = tuple(
+    (compile_ci(f["re"]), f["min"], f["max"], tuple(f["keywords"])) for f in _DATA["fixed_intervals"]
+)
 _INTERVAL_KW: tuple[str, ...] = tuple(_DATA["interval_keywords"])
 _GUIDELINE_KW: tuple[str, ...] = tuple(_DATA["guideline_keywords"])
 
@@ -146,8 +124,8 @@ def _has(seg: str, keywords: tuple[str, ...]) -> bool:
     return False
 
 
-_GUIDELINE_RE = _ci("|".join(g["re"] for g in _DATA["guidelines"]))
-_GUIDELINE_ENTRIES = tuple((g["name"], _ci(g["re"])) for g in _DATA["guidelines"])
+_GUIDELINE_RE = compile_ci("|".join(g["re"] for g in _DATA["guidelines"]))
+_GUIDELINE_ENTRIES = tuple((g["name"], compile_ci(g["re"])) for g in _DATA["guidelines"])
 _EDGE_CHARS = " \t\r\n,;:.!?"
 _EDGE_WORDS = ("and", "or", "then", "with")
 
@@ -198,7 +176,7 @@ def _days(value: float, unit: int) -> int:
 def parse_interval(text: str, start: int = 0, end: int | None = None) -> tuple[int, int] | None:
     """(min_days, max_days) of the first interval in ``text[start:end]``: "in 3-6 months" -> (90, 180),
     "within 6 weeks" -> (0, 42), "annual" -> (365, 365), "short-interval" -> (90, 180)."""
-    return _interval(_lower(text), start, len(text) if end is None else end)
+    return _interval(lower_same_length(text), start, len(text) if end is None else end)
 
 
 def _interval_match(low: str, start: int, end: int, seg: str) -> re.Match[str] | None:
@@ -355,7 +333,7 @@ def extract_recommendations(
 ) -> list[Recommendation]:
     """Recommendations in ``text``, sentence by sentence (the whole text is one sentence when None)."""
     spans = list(sentences) if sentences else [(0, len(text))]
-    low = _lower(text)
+    low = lower_same_length(text)
     starts = [s for s, _ in spans]
     candidates: set[int] = set()
     for k in _SENTENCE_KW:

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from needs import NEEDS_ML  # noqa: E402
-from tiny_model import classifier_config, tiny_model  # noqa: E402
+from tests.ml_needs import NEEDS_ML
+from tests.ml_tiny_model import PE, REPORT, SENTENCES, classifier_config, tiny_model
 
 pytestmark = [
     pytest.mark.ml,
     NEEDS_ML,
 ]
 
-REPORT = (
-    "FINDINGS:\n"
-    "Filling defect in the right pulmonary artery. No pleural effusion.\n"
-    "IMPRESSION:\n"
-    "Acute pulmonary embolism.\n"
-)
-SENTENCES = ["Filling defect in the right pulmonary artery.", "No pleural effusion.",
-             "Acute pulmonary embolism."]
-
 _tiny_model = tiny_model
 _config = classifier_config
-
-
-PE = {"concept": "pulmonary embolism", "category": "finding"}
 
 
 def test_sequence_classifier_emits_model_findings_per_sentence(tmp_path: Path) -> None:
@@ -131,26 +117,6 @@ def test_classifiers_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert load_site_classifiers(none.ml.classifiers) == []
 
 
-def test_model_findings_join_the_rule_findings_of_the_stream(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
-    from processors.ml.classifier import load_site_classifiers
-    from streams.handlers import analyze_report
-    from streams.serde import decode, encode
-
-    model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
-    clfs = load_site_classifiers([str(_config(tmp_path, model, labels={"OTHER": None, "PE": PE}))], threads=1)
-    report = decode("report_finalized", encode("report_finalized", {
-        "event_id": "e1", "accession": "A1", "report_id": "r1", "version": 1, "status": "final",
-        "patient_id": "P1", "received_time": datetime.now(UTC), "source_format": "json", "text": REPORT}))
-    record = analyze_report(report, classifiers=clfs)
-    by_source: dict[str, list[str]] = {}
-    for f in decode("report_findings", encode("report_findings", record))["findings"]:
-        by_source.setdefault(f["source"], []).append(f["concept"])
-    assert by_source["model:tiny"] == ["pulmonary embolism"] * len(SENTENCES)
-    assert "pulmonary_embolism" in by_source["rules"] and "pleural_effusion" in by_source["rules"]
-
-
 def test_toml_ml_section_sets_classifiers_and_torch_threads(tmp_path: Path) -> None:
     """``[ml]`` in the TOML file (RADSTREAM_CONFIG / --config): the classifier loads with the threads
     asked for, read back from torch (neither our default 1 nor torch's own default)."""
@@ -173,34 +139,3 @@ def test_toml_ml_section_sets_classifiers_and_torch_threads(tmp_path: Path) -> N
         assert [f.text for f in clf.classify(REPORT)] == SENTENCES
     finally:
         torch.set_num_threads(before)
-
-
-@pytest.mark.integration
-def test_backfill_runs_the_site_classifier_like_the_worker(tmp_path: Path) -> None:
-    """``radstream backfill`` (no Kafka, embedded ClickHouse) gives the same model findings as the stream."""
-    import json
-
-    from radstream.backfill import run_backfill
-    from radstream.config import Settings
-    from sinks.clickhouse.client import open_client
-
-    model = _tiny_model(tmp_path, "sequence", ["OTHER", "PE"], force="PE")
-    cfg = _config(tmp_path, model, labels={"OTHER": None, "PE": PE})
-    src = tmp_path / "reports.jsonl"
-    src.write_text("\n".join(json.dumps({"accession": f"BF{i}", "patient_id": f"P{i}", "text": REPORT})
-                             for i in range(2)) + "\n")
-    settings = Settings(state_dir=str(tmp_path)).replace(
-        clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"},
-        ml={"classifiers": (str(cfg),), "torch_threads": 1})
-    summary = run_backfill(settings, [src], workers=0)
-    assert (summary.read, summary.loaded) == (2, 2)
-    client = open_client(settings.clickhouse)
-    try:
-        rows = client.query("SELECT accession, source, count() FROM findings FINAL "
-                            "GROUP BY accession, source ORDER BY accession, source").result_rows
-    finally:
-        client.close()
-    by = {(a, s): n for a, s, n in rows}
-    for acc in ("BF0", "BF1"):
-        assert by[(acc, "model:tiny")] == len(SENTENCES)  # one forced finding per sentence
-        assert by[(acc, "rules")] >= 2  # the rule findings are still there beside them

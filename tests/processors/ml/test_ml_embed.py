@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from needs import NEEDS_MINILM, NEEDS_ML  # noqa: E402
+from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
 
 pytestmark = [
     pytest.mark.ml,

@@ -19,7 +19,6 @@ import dataclasses
 import io
 import json
 import re
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,11 +28,9 @@ from typing import Any
 import pytest
 
 from radstream.config import Settings
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ml_records import report  # noqa: E402
-from needs import NEEDS_MINILM, NEEDS_ML  # noqa: E402
-from tiny_model import classifier_config, tiny_model  # noqa: E402
+from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
+from tests.ml_records import report
+from tests.ml_tiny_model import classifier_config, tiny_model
 
 pytestmark = [
     pytest.mark.ml,

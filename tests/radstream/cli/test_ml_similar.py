@@ -8,7 +8,6 @@ finding in findings_latest) removes it.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,8 @@ from typing import Any
 import pytest
 
 from radstream.config import Settings
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ml_records import finding, nlp_result, report  # noqa: E402
-from needs import NEEDS_MINILM, NEEDS_ML  # noqa: E402
+from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
+from tests.ml_records import finding, nlp_result, report
 
 pytestmark = [
     pytest.mark.ml,

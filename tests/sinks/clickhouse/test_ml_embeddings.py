@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -12,10 +11,8 @@ import numpy as np
 import pytest
 
 from radstream.config import Settings
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ml_records import report  # noqa: E402
-from needs import NEEDS_MINILM, NEEDS_ML  # noqa: E402
+from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
+from tests.ml_records import report
 
 pytestmark = [
     pytest.mark.ml,
@@ -91,7 +88,7 @@ def test_loop_embeds_reports_from_kafka(topic_settings: Settings, tmp_path: Path
         client.close()
 
 
-def test_worker_embeds_reports_with_its_faust_agent(topic_settings: Settings, tmp_path: Path) -> None:
+def test_worker_embeds_reports_with_its_embedding_loop(topic_settings: Settings, tmp_path: Path) -> None:
     """``ml.embed``: the worker's own Faust agent embeds each report next to the NLP agent, into the
     store the worker owns; analysts see the vectors through its read-only SQL page."""
     import csv

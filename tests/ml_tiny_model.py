@@ -7,6 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+# a report, the sentences a classifier forced to one label finds in it, and a label map entry
+REPORT = (
+    "FINDINGS:\n"
+    "Filling defect in the right pulmonary artery. No pleural effusion.\n"
+    "IMPRESSION:\n"
+    "Acute pulmonary embolism.\n"
+)
+SENTENCES = ["Filling defect in the right pulmonary artery.", "No pleural effusion.",
+             "Acute pulmonary embolism."]
+PE = {"concept": "pulmonary embolism", "category": "finding"}
+
 WORDS = ["filling", "defect", "in", "the", "right", "pulmonary", "artery", "no", "pleural", "effusion",
          "acute", "embolism", "findings", "impression", "normal", ".", ":", ","]
 
