@@ -142,8 +142,7 @@ def search_vector(settings: Settings, vector: Sequence[float], *, k: int = 20, w
                   require_findings: Sequence[str] = (), direct: bool = False) -> list[SimilarReport]:
     """Nearest reports to ``vector`` in the warehouse of ``settings``, read-only: through the running
     worker when it owns our embedded store (``radstream.warehouse.query_text``), else directly."""
-    from radstream.cli.sql import run_direct
-    from radstream.warehouse import query_text
+    from radstream.warehouse import query_text, run_direct
 
     sql = similar_sql_text(settings.clickhouse.database, vector, k=k, where=where,
                            require_findings=require_findings)

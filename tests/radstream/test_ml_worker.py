@@ -150,9 +150,8 @@ def test_site_classifier_runs_with_the_configured_torch_threads(worker: RunningW
 
 
 def test_similar_goes_through_the_worker_that_owns_the_store(worker: RunningWorker) -> None:
-    import click
-
     from radstream.cli.similar import similar_reports
+    from radstream.warehouse import WarehouseError
 
     here = worker.settings.replace(ml={"torch_threads": 1})  # the query is embedded in this process
     hits = similar_reports(here, "pulmonary embolism", k=10)
@@ -170,7 +169,7 @@ def test_similar_goes_through_the_worker_that_owns_the_store(worker: RunningWork
     # read-only on the worker's side: the condition holds only under readonly=1
     assert len(similar_reports(here, "pulmonary embolism", where="getSetting('readonly') = 1")) == 4
     # the reason for the detour: the worker holds the store, so a direct search cannot open it
-    with pytest.raises(click.ClickException, match="cannot open"):
+    with pytest.raises(WarehouseError, match="cannot open"):
         similar_reports(here, "pulmonary embolism", direct=True)
 
 
