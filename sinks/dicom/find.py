@@ -40,7 +40,7 @@ class Pacs:
     calling_ae: str
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 120.0
-    fast_move: bool = True  # C-MOVE responses read directly from the socket (sinks.dicom.movefast)
+    fast_move: bool = True  # C-MOVE responses read directly from the socket (sinks.dicom.wire.scu)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pacs:
@@ -146,12 +146,12 @@ def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str 
 def _find_responses(assoc: Any, query: Dataset, fast: bool) -> Iterator[tuple[int | None, Dataset | None]]:
     """(status, matching identifier) of each C-FIND response; status None: none came.
 
-    ``fast``: request and responses directly on the socket (``sinks.dicom.movefast.DirectFind``);
+    ``fast``: request and responses directly on the socket (``sinks.dicom.wire.scu.DirectFind``);
     otherwise, or when that cannot take the association, pynetdicom's ``send_c_find``."""
     if fast:
         from pynetdicom.dsutils import decode, encode
 
-        from sinks.dicom.movefast import DirectFind
+        from sinks.dicom.wire.scu import DirectFind
 
         cx = assoc._get_valid_context(StudyRootQueryRetrieveInformationModelFind, "", "scu")
         ts = cx.transfer_syntax[0]

@@ -6,7 +6,7 @@ failure. Orthanc aborts a whole C-MOVE at the first refused image and then repor
 counters: we keep the last pending counts so the caller can tell what had arrived.
 
 With ``Pacs.fast_move`` (``pacs.fast_move``, default on) the request and its responses go over the
-association's socket directly (``sinks.dicom.movefast``); otherwise, and whenever that path cannot take
+association's socket directly (``sinks.dicom.wire.scu``); otherwise, and whenever that path cannot take
 the association, through pynetdicom's ``send_c_move``. Both give the same statuses and counts.
 """
 
@@ -21,8 +21,8 @@ from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
 
 from sinks.dicom.find import Pacs
-from sinks.dicom.movefast import PENDING, DirectMove, MoveRsp
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+from sinks.dicom.wire.scu import PENDING, DirectMove, MoveRsp
 
 # Statuses after which a retry cannot help (config problems on the PACS side).
 NOT_RETRIABLE = {

@@ -164,7 +164,7 @@ def _store_rq_command(sop: str, message_id: int = 11, move: bool = True) -> byte
 def test_direct_command_decoding_agrees_with_pydicom(sop: str) -> None:
     from pydicom.filereader import read_dataset
 
-    from sinks.dicom.fastpath import decode_command, parse_store_rq
+    from sinks.dicom.wire.scp import decode_command, parse_store_rq
 
     for move in (True, False):
         raw = _store_rq_command(sop, move=move)
@@ -183,7 +183,7 @@ def test_direct_command_decoding_refuses_other_messages() -> None:
     from pynetdicom.dimse_primitives import C_ECHO
     from pynetdicom.dsutils import encode
 
-    from sinks.dicom.fastpath import decode_command, parse_store_rq
+    from sinks.dicom.wire.scp import decode_command, parse_store_rq
 
     echo = C_ECHO()
     echo.MessageID = 1
@@ -202,8 +202,8 @@ def test_pdata_pdus_equal_pynetdicoms_and_parse_back() -> None:
     from pynetdicom.pdu import P_DATA_TF
     from pynetdicom.pdu_primitives import P_DATA
 
-    from sinks.dicom.fastpath import pdata_pdu, pdvs
     from sinks.dicom.net import store_rsp_command
+    from sinks.dicom.wire.scp import pdata_pdu, pdvs
 
     items: list[tuple[int, int, bytes | memoryview]] = [
         (1, 0x03, store_rsp_command(5, synth.CTImageStorage, "1.2.3", 0)), (3, 0x00, b"\x01" * 9),
@@ -324,7 +324,7 @@ def test_direct_move_request_equals_pynetdicoms(dest: str) -> None:
     from pynetdicom.dsutils import encode
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Move  # type: ignore[attr-defined]
 
-    from sinks.dicom.movefast import move_rq_command
+    from sinks.dicom.wire.scu import move_rq_command
 
     for msg_id, priority in ((1, 2), (513, 0)):
         req = C_MOVE()
@@ -374,7 +374,7 @@ def test_direct_move_response_parsing_agrees_with_pynetdicom(
     from pynetdicom.dimse_primitives import C_MOVE
     from pynetdicom.dsutils import decode
 
-    from sinks.dicom.movefast import MoveRsp, parse_move_rsp
+    from sinks.dicom.wire.scu import MoveRsp, parse_move_rsp
 
     raw = _move_rsp_command(status, counts, identifier, msg_id=9)
     # what pynetdicom's own decoder makes of the same command set
@@ -390,7 +390,7 @@ def test_direct_move_response_parsing_agrees_with_pynetdicom(
 
 
 def test_direct_move_response_parsing_refuses_other_messages() -> None:
-    from sinks.dicom.movefast import parse_move_rsp
+    from sinks.dicom.wire.scu import parse_move_rsp
 
     assert parse_move_rsp(_store_rq_command("1.2.3")) is None  # a C-STORE-RQ
     raw = _move_rsp_command(0xFF00, (1, 2, 0, 0))
@@ -404,7 +404,7 @@ def test_direct_find_request_equals_pynetdicoms() -> None:
     from pynetdicom.dsutils import encode
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as Find  # type: ignore[attr-defined]
 
-    from sinks.dicom.movefast import C_FIND_RSP, find_rq_command, parse_rsp
+    from sinks.dicom.wire.scu import C_FIND_RSP, find_rq_command, parse_rsp
 
     for msg_id, priority in ((1, 2), (65535, 1)):
         req = C_FIND()
@@ -440,7 +440,7 @@ def test_direct_exchange_gate_waits_for_a_dul_read_in_progress_and_blocks_new_on
     import threading
     import time
 
-    from sinks.dicom.movefast import _Gate
+    from sinks.dicom.wire.scu import _Gate
 
     dul = _FakeDul()
     gate = _Gate.of(dul)

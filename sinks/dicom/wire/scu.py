@@ -35,8 +35,8 @@ from typing import Any
 
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from sinks.dicom.fastpath import P_DATA_TF, decode_command, pdata_pdu, pdvs
 from sinks.dicom.net import _implicit, _uid_value
+from sinks.dicom.wire.scp import P_DATA_TF, decode_command, pdata_pdu, pdvs
 
 LOG = logging.getLogger(__name__)
 
