@@ -149,17 +149,13 @@ def _find_responses(assoc: Any, query: Dataset, fast: bool) -> Iterator[tuple[in
     ``fast``: request and responses directly on the socket (``sinks.dicom.wire.scu.DirectFind``);
     otherwise, or when that cannot take the association, pynetdicom's ``send_c_find``."""
     if fast:
-        from pynetdicom.dsutils import decode, encode
+        from pynetdicom.dsutils import decode
 
-        from sinks.dicom.wire.scu import DirectFind
+        from sinks.dicom.wire.scu import start_find
 
-        cx = assoc._get_valid_context(StudyRootQueryRetrieveInformationModelFind, "", "scu")
-        ts = cx.transfer_syntax[0]
-        raw = encode(query, ts.is_implicit_VR, ts.is_little_endian)
-        assoc._radstream_msg_id = msg_id = getattr(assoc, "_radstream_msg_id", 0) % 0xFFFF + 1
-        direct = DirectFind(assoc, int(cx.context_id), raw, str(StudyRootQueryRetrieveInformationModelFind),
-                            msg_id) if raw is not None else None
-        if direct is not None and direct.start():
+        started = start_find(assoc, query, StudyRootQueryRetrieveInformationModelFind)
+        if started is not None:
+            direct, ts = started
             for status, _cmd, data in direct.messages():
                 ident = None
                 if data is not None and status in (0xFF00, 0xFF01):

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
 
 from sinks.dicom.find import Pacs
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
-from sinks.dicom.wire.scu import PENDING, DirectMove, MoveRsp
+from sinks.dicom.wire.scu import PENDING, MoveRsp, start_move
 
 # Statuses after which a retry cannot help (config problems on the PACS side).
 NOT_RETRIABLE = {
@@ -72,15 +71,9 @@ def _identifier(study_uid: str) -> Dataset:
 def _responses(assoc: Any, study_uid: str, destination_ae: str, fast: bool) -> Iterator[MoveRsp]:
     ds = _identifier(study_uid)
     if fast:
-        cx = assoc._get_valid_context(StudyRootQueryRetrieveInformationModelMove, "", "scu")
-        ts = cx.transfer_syntax[0]
-        raw = encode(ds, ts.is_implicit_VR, ts.is_little_endian)
-        assoc._radstream_msg_id = msg_id = getattr(assoc, "_radstream_msg_id", 0) % 0xFFFF + 1
-        if raw is not None:
-            direct = DirectMove(assoc, int(cx.context_id), raw, destination_ae,
-                                str(StudyRootQueryRetrieveInformationModelMove), msg_id)
-            if direct.start():
-                return direct.responses()
+        direct = start_move(assoc, ds, destination_ae, StudyRootQueryRetrieveInformationModelMove)
+        if direct is not None:
+            return direct.responses()
     return _pynetdicom_responses(assoc, ds, destination_ae)
 
 

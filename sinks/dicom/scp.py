@@ -46,7 +46,7 @@ from radstream.config import Settings
 from sinks.dicom.deid import Deidentifier
 from sinks.dicom.expect import Expectation, Registry
 from sinks.dicom.header import Header, read_header
-from sinks.dicom.net import NODELAY_HANDLERS, fast_store_responses, make_ae
+from sinks.dicom.net import NODELAY_HANDLERS, make_ae
 from sinks.dicom.wire import scp as wire_scp
 from streams import serde
 
@@ -393,7 +393,7 @@ class ResearchStore:
             t.start()
             self._threads.append(t)
         handlers = [(evt.EVT_C_STORE, self.handle_store), *NODELAY_HANDLERS,
-                    (evt.EVT_CONN_OPEN, fast_store_responses)]
+                    (evt.EVT_CONN_OPEN, wire_scp.fast_store_responses)]
         if self.cfg.fast_path:
             handlers.append((evt.EVT_CONN_OPEN, wire_scp.install(self.store)))
         if self.cfg.listen_fd is not None:  # one of several SCP processes on one shared socket

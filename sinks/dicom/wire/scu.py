@@ -33,16 +33,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pynetdicom.dsutils import encode
 
-from sinks.dicom.net import _implicit, _uid_value
-from sinks.dicom.wire.scp import P_DATA_TF, decode_command, pdata_pdu, pdvs
+from sinks.dicom.wire.pdu import (
+    NO_DATASET,
+    P_DATA_TF,
+    command_set,
+    decode_command,
+    implicit_element,
+    pdata_pdu,
+    pdvs,
+    uid_value,
+)
 
 LOG = logging.getLogger(__name__)
 
 C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
-NO_DATASET = 0x0101
 PENDING = (0xFF00, 0xFF01)
 POLL = 0.5  # seconds between checks for a killed association while waiting for data
 
@@ -66,15 +75,14 @@ def _ae_value(ae: str) -> bytes:
 
 def move_rq_command(message_id: int, sop_class: str, destination: str, priority: int = 2) -> bytes:
     """The C-MOVE-RQ command set (PS3.7 9.3.4.1), Implicit VR Little Endian, as pynetdicom encodes it."""
-    body = b"".join((
-        _implicit(0x00000002, _uid_value(sop_class)),
-        _implicit(0x00000100, struct.pack("<H", C_MOVE_RQ)),
-        _implicit(0x00000110, struct.pack("<H", message_id)),
-        _implicit(0x00000600, _ae_value(destination)),
-        _implicit(0x00000700, struct.pack("<H", priority)),
-        _implicit(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
-    ))
-    return _implicit(0x00000000, struct.pack("<I", len(body))) + body
+    return command_set(
+        implicit_element(0x00000002, uid_value(sop_class)),
+        implicit_element(0x00000100, struct.pack("<H", C_MOVE_RQ)),
+        implicit_element(0x00000110, struct.pack("<H", message_id)),
+        implicit_element(0x00000600, _ae_value(destination)),
+        implicit_element(0x00000700, struct.pack("<H", priority)),
+        implicit_element(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
+    )
 
 
 def _us(cmd: dict[int, bytes], elem: int) -> int | None:
@@ -115,14 +123,13 @@ def parse_move_rsp(data: bytes) -> tuple[int, MoveRsp, bool] | None:
 
 def find_rq_command(message_id: int, sop_class: str, priority: int = 2) -> bytes:
     """The C-FIND-RQ command set (PS3.7 9.3.2.1), Implicit VR Little Endian, as pynetdicom encodes it."""
-    body = b"".join((
-        _implicit(0x00000002, _uid_value(sop_class)),
-        _implicit(0x00000100, struct.pack("<H", C_FIND_RQ)),
-        _implicit(0x00000110, struct.pack("<H", message_id)),
-        _implicit(0x00000700, struct.pack("<H", priority)),
-        _implicit(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
-    ))
-    return _implicit(0x00000000, struct.pack("<I", len(body))) + body
+    return command_set(
+        implicit_element(0x00000002, uid_value(sop_class)),
+        implicit_element(0x00000100, struct.pack("<H", C_FIND_RQ)),
+        implicit_element(0x00000110, struct.pack("<H", message_id)),
+        implicit_element(0x00000700, struct.pack("<H", priority)),
+        implicit_element(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
+    )
 
 
 class _HandBack(Exception):
@@ -391,3 +398,33 @@ class DirectFind(DirectExchange):
     def __init__(self, assoc: Any, context_id: int, identifier: bytes, sop_class: str,
                  message_id: int = 1) -> None:
         super().__init__(assoc, context_id, find_rq_command(message_id, sop_class), identifier, message_id)
+
+
+def _request(assoc: Any, sop_class: UID, identifier: Dataset) -> tuple[int, UID, bytes | None, int]:
+    """The accepted presentation context for ``sop_class`` as SCU (the one pynetdicom's ``send_c_*``
+    would use), ``identifier`` encoded in its transfer syntax, and the next message ID on ``assoc``."""
+    cx = assoc._get_valid_context(sop_class, "", "scu")
+    ts = cx.transfer_syntax[0]
+    raw = encode(identifier, ts.is_implicit_VR, ts.is_little_endian)
+    assoc._radstream_msg_id = msg_id = getattr(assoc, "_radstream_msg_id", 0) % 0xFFFF + 1
+    return int(cx.context_id), ts, raw, msg_id
+
+
+def start_move(assoc: Any, identifier: Dataset, destination: str, sop_class: UID) -> DirectMove | None:
+    """A C-MOVE of ``identifier`` to ``destination`` that has taken ``assoc``'s socket (read its
+    ``responses()``); None: it cannot take the association, nothing was sent, use pynetdicom."""
+    context_id, _ts, raw, msg_id = _request(assoc, sop_class, identifier)
+    if raw is None:
+        return None
+    direct = DirectMove(assoc, context_id, raw, destination, str(sop_class), msg_id)
+    return direct if direct.start() else None
+
+
+def start_find(assoc: Any, query: Dataset, sop_class: UID) -> tuple[DirectFind, UID] | None:
+    """A C-FIND of ``query`` that has taken ``assoc``'s socket (read its ``messages()``), with the transfer
+    syntax of the identifiers it returns; None: it cannot take the association, nothing was sent."""
+    context_id, ts, raw, msg_id = _request(assoc, sop_class, query)
+    if raw is None:
+        return None
+    direct = DirectFind(assoc, context_id, raw, str(sop_class), msg_id)
+    return (direct, ts) if direct.start() else None

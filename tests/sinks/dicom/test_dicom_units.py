@@ -125,7 +125,7 @@ def test_pre_encoded_store_response_equals_pynetdicoms(status: int) -> None:
     from pynetdicom.dimse_primitives import C_STORE
     from pynetdicom.dsutils import encode
 
-    from sinks.dicom.net import store_rsp_command
+    from sinks.dicom.wire.scp import store_rsp_command
 
     for sop in ("1.2.3.4", "1.2.3.45"):  # odd and even lengths
         rsp = C_STORE()
@@ -164,7 +164,8 @@ def _store_rq_command(sop: str, message_id: int = 11, move: bool = True) -> byte
 def test_direct_command_decoding_agrees_with_pydicom(sop: str) -> None:
     from pydicom.filereader import read_dataset
 
-    from sinks.dicom.wire.scp import decode_command, parse_store_rq
+    from sinks.dicom.wire.pdu import decode_command
+    from sinks.dicom.wire.scp import parse_store_rq
 
     for move in (True, False):
         raw = _store_rq_command(sop, move=move)
@@ -183,7 +184,8 @@ def test_direct_command_decoding_refuses_other_messages() -> None:
     from pynetdicom.dimse_primitives import C_ECHO
     from pynetdicom.dsutils import encode
 
-    from sinks.dicom.wire.scp import decode_command, parse_store_rq
+    from sinks.dicom.wire.pdu import decode_command
+    from sinks.dicom.wire.scp import parse_store_rq
 
     echo = C_ECHO()
     echo.MessageID = 1
@@ -202,8 +204,8 @@ def test_pdata_pdus_equal_pynetdicoms_and_parse_back() -> None:
     from pynetdicom.pdu import P_DATA_TF
     from pynetdicom.pdu_primitives import P_DATA
 
-    from sinks.dicom.net import store_rsp_command
-    from sinks.dicom.wire.scp import pdata_pdu, pdvs
+    from sinks.dicom.wire.pdu import pdata_pdu, pdvs
+    from sinks.dicom.wire.scp import store_rsp_command
 
     items: list[tuple[int, int, bytes | memoryview]] = [
         (1, 0x03, store_rsp_command(5, synth.CTImageStorage, "1.2.3", 0)), (3, 0x00, b"\x01" * 9),
