@@ -16,6 +16,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from radstream.config import Settings
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+from sinks.dicom.wire import compat
 
 LOG = logging.getLogger(__name__)
 
@@ -147,8 +148,9 @@ def _find_responses(assoc: Any, query: Dataset, fast: bool) -> Iterator[tuple[in
     """(status, matching identifier) of each C-FIND response; status None: none came.
 
     ``fast``: request and responses directly on the socket (``sinks.dicom.wire.scu.DirectFind``);
-    otherwise, or when that cannot take the association, pynetdicom's ``send_c_find``."""
-    if fast:
+    otherwise, when the installed pynetdicom fails the self-check (``sinks.dicom.wire.compat``), or when
+    that cannot take the association, pynetdicom's ``send_c_find``."""
+    if fast and compat.usable("scu"):
         from pynetdicom.dsutils import decode
 
         from sinks.dicom.wire.scu import start_find

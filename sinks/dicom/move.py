@@ -6,8 +6,9 @@ failure. Orthanc aborts a whole C-MOVE at the first refused image and then repor
 counters: we keep the last pending counts so the caller can tell what had arrived.
 
 With ``Pacs.fast_move`` (``pacs.fast_move``, default on) the request and its responses go over the
-association's socket directly (``sinks.dicom.wire.scu``); otherwise, and whenever that path cannot take
-the association, through pynetdicom's ``send_c_move``. Both give the same statuses and counts.
+association's socket directly (``sinks.dicom.wire.scu``); otherwise, when the installed pynetdicom fails
+the self-check (``sinks.dicom.wire.compat``), and whenever that path cannot take the association, through
+pynetdicom's ``send_c_move``. Both give the same statuses and counts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # t
 
 from sinks.dicom.find import Pacs
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+from sinks.dicom.wire import compat
 from sinks.dicom.wire.scu import PENDING, MoveRsp, start_move
 
 # Statuses after which a retry cannot help (config problems on the PACS side).
@@ -70,7 +72,7 @@ def _identifier(study_uid: str) -> Dataset:
 
 def _responses(assoc: Any, study_uid: str, destination_ae: str, fast: bool) -> Iterator[MoveRsp]:
     ds = _identifier(study_uid)
-    if fast:
+    if fast and compat.usable("scu"):  # else plain pynetdicom: it lacks what the direct path reaches into
         direct = start_move(assoc, ds, destination_ae, StudyRootQueryRetrieveInformationModelMove)
         if direct is not None:
             return direct.responses()
