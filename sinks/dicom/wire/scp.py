@@ -41,16 +41,7 @@ from typing import Any
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom import evt
 
-from sinks.dicom.wire.pdu import (
-    NO_DATASET,
-    P_DATA_TF,
-    command_set,
-    decode_command,
-    implicit_element,
-    pdata_pdu,
-    pdvs,
-    uid_value,
-)
+from sinks.dicom.wire import pdu
 
 LOG = logging.getLogger(__name__)
 
@@ -81,13 +72,13 @@ def _uid(cmd: dict[int, bytes], elem: int) -> str | None:
 
 def store_rsp_command(message_id: int, sop_class: str, sop_instance: str, status: int) -> bytes:
     """The C-STORE-RSP command set (PS3.7 9.3.1.2), Implicit VR Little Endian, without optional fields."""
-    return command_set(
-        implicit_element(0x00000002, uid_value(sop_class)),
-        implicit_element(0x00000100, struct.pack("<H", C_STORE_RSP)),  # CommandField
-        implicit_element(0x00000120, struct.pack("<H", message_id)),  # MessageIDBeingRespondedTo
-        implicit_element(0x00000800, struct.pack("<H", NO_DATASET)),  # CommandDataSetType
-        implicit_element(0x00000900, struct.pack("<H", status)),
-        implicit_element(0x00001000, uid_value(sop_instance)),
+    return pdu.command_set(
+        pdu.implicit_element(0x00000002, pdu.uid_value(sop_class)),
+        pdu.implicit_element(0x00000100, struct.pack("<H", C_STORE_RSP)),  # CommandField
+        pdu.implicit_element(0x00000120, struct.pack("<H", message_id)),  # MessageIDBeingRespondedTo
+        pdu.implicit_element(0x00000800, struct.pack("<H", pdu.NO_DATASET)),  # CommandDataSetType
+        pdu.implicit_element(0x00000900, struct.pack("<H", status)),
+        pdu.implicit_element(0x00001000, pdu.uid_value(sop_instance)),
     )
 
 
@@ -127,8 +118,8 @@ def fast_store_responses(event: evt.Event) -> None:
 def parse_store_rq(data: bytes) -> tuple[int, str, str] | None:
     """(MessageID, AffectedSOPClassUID, AffectedSOPInstanceUID) of a C-STORE-RQ with a data set, else None."""
     try:
-        cmd = decode_command(data)
-        if _us(cmd, 0x0100) != C_STORE_RQ or _us(cmd, 0x0800) == NO_DATASET:
+        cmd = pdu.decode_command(data)
+        if _us(cmd, 0x0100) != C_STORE_RQ or _us(cmd, 0x0800) == pdu.NO_DATASET:
             return None
         msg_id, sop_class, sop_instance = _us(cmd, 0x0110), _uid(cmd, 0x0002), _uid(cmd, 0x1000)
     except (ValueError, UnicodeDecodeError):
@@ -208,15 +199,15 @@ class FastStore:
             if isinstance(item, bytes):  # a whole non-P-DATA PDU
                 self._inject(item)
             else:
-                self._inject(pdata_pdu([item]))
+                self._inject(pdu.pdata_pdu([item]))
         self.dul._idle_timer.restart()
         self.active = False
         self._wake.set()
         type(self.assoc)._run_reactor(self.assoc)
 
     def _inject(self, raw: bytes) -> None:
-        pdu, event = self.dul._decode_pdu(bytearray(raw))
-        self.dul._recv_pdu.put(pdu)
+        decoded, event = self.dul._decode_pdu(bytearray(raw))
+        self.dul._recv_pdu.put(decoded)
         self.dul.event_queue.put(event)
 
     def _recv_exact(self, sock: socket.socket, buf: memoryview, at_boundary: bool) -> bool:
@@ -254,9 +245,9 @@ class FastStore:
             body = bytearray(length)
             if length and not self._recv_exact(sock, memoryview(body), at_boundary=False):
                 raise ConnectionError("unreachable")
-            if pdu_type != P_DATA_TF:
+            if pdu_type != pdu.P_DATA_TF:
                 return [*pending, bytes(header) + bytes(body)]
-            items = pdvs(memoryview(body))
+            items = pdu.pdvs(memoryview(body))
             for i, item in enumerate(items):
                 cx, hdr, frag = item
                 pending.append(item)
@@ -290,7 +281,7 @@ class FastStore:
         except Exception:
             LOG.exception("C-STORE handler failed")
             status = 0xC211  # what pynetdicom answers when a handler raises
-        sock.sendall(pdata_pdu([(context_id, 0x03, store_rsp_command(msg_id, sop_class, sop_instance,
+        sock.sendall(pdu.pdata_pdu([(context_id, 0x03, store_rsp_command(msg_id, sop_class, sop_instance,
                                                                         status))]))
 
 

@@ -37,16 +37,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pynetdicom.dsutils import encode
 
-from sinks.dicom.wire.pdu import (
-    NO_DATASET,
-    P_DATA_TF,
-    command_set,
-    decode_command,
-    implicit_element,
-    pdata_pdu,
-    pdvs,
-    uid_value,
-)
+from sinks.dicom.wire import pdu
 
 LOG = logging.getLogger(__name__)
 
@@ -75,13 +66,13 @@ def _ae_value(ae: str) -> bytes:
 
 def move_rq_command(message_id: int, sop_class: str, destination: str, priority: int = 2) -> bytes:
     """The C-MOVE-RQ command set (PS3.7 9.3.4.1), Implicit VR Little Endian, as pynetdicom encodes it."""
-    return command_set(
-        implicit_element(0x00000002, uid_value(sop_class)),
-        implicit_element(0x00000100, struct.pack("<H", C_MOVE_RQ)),
-        implicit_element(0x00000110, struct.pack("<H", message_id)),
-        implicit_element(0x00000600, _ae_value(destination)),
-        implicit_element(0x00000700, struct.pack("<H", priority)),
-        implicit_element(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
+    return pdu.command_set(
+        pdu.implicit_element(0x00000002, pdu.uid_value(sop_class)),
+        pdu.implicit_element(0x00000100, struct.pack("<H", C_MOVE_RQ)),
+        pdu.implicit_element(0x00000110, struct.pack("<H", message_id)),
+        pdu.implicit_element(0x00000600, _ae_value(destination)),
+        pdu.implicit_element(0x00000700, struct.pack("<H", priority)),
+        pdu.implicit_element(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
     )
 
 
@@ -98,14 +89,14 @@ def parse_rsp(data: bytes, field: int) -> tuple[int, int, dict[int, bytes], bool
     """(MessageIDBeingRespondedTo, Status, the command elements, whether a data set follows) of a
     response with CommandField ``field``, else None."""
     try:
-        cmd = decode_command(data)
+        cmd = pdu.decode_command(data)
         got, responded = _us(cmd, 0x0100), _us(cmd, 0x0120)
         status, ds_type = _us(cmd, 0x0900), _us(cmd, 0x0800)
     except ValueError:
         return None
     if got != field or responded is None or status is None or ds_type is None:
         return None
-    return responded, status, cmd, ds_type != NO_DATASET
+    return responded, status, cmd, ds_type != pdu.NO_DATASET
 
 
 def parse_move_rsp(data: bytes) -> tuple[int, MoveRsp, bool] | None:
@@ -123,12 +114,12 @@ def parse_move_rsp(data: bytes) -> tuple[int, MoveRsp, bool] | None:
 
 def find_rq_command(message_id: int, sop_class: str, priority: int = 2) -> bytes:
     """The C-FIND-RQ command set (PS3.7 9.3.2.1), Implicit VR Little Endian, as pynetdicom encodes it."""
-    return command_set(
-        implicit_element(0x00000002, uid_value(sop_class)),
-        implicit_element(0x00000100, struct.pack("<H", C_FIND_RQ)),
-        implicit_element(0x00000110, struct.pack("<H", message_id)),
-        implicit_element(0x00000700, struct.pack("<H", priority)),
-        implicit_element(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
+    return pdu.command_set(
+        pdu.implicit_element(0x00000002, pdu.uid_value(sop_class)),
+        pdu.implicit_element(0x00000100, struct.pack("<H", C_FIND_RQ)),
+        pdu.implicit_element(0x00000110, struct.pack("<H", message_id)),
+        pdu.implicit_element(0x00000700, struct.pack("<H", priority)),
+        pdu.implicit_element(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
     )
 
 
@@ -205,8 +196,8 @@ class DirectExchange:
         self.command = command
         self.identifier = identifier
         self.why = ""
-        self.request = (pdata_pdu([(context_id, 0x03, self.command)])
-                        + pdata_pdu([(context_id, 0x02, identifier)]))
+        self.request = (pdu.pdata_pdu([(context_id, 0x03, self.command)])
+                        + pdu.pdata_pdu([(context_id, 0x02, identifier)]))
         self.sock: socket.socket | None = None
         self._gate: _Gate | None = None
         self._timeout: float | None = None
@@ -257,8 +248,8 @@ class DirectExchange:
         self.assoc._reactor_checkpoint.set()
 
     def _inject(self, raw: bytes) -> None:
-        pdu, event = self.dul._decode_pdu(bytearray(raw))
-        self.dul._recv_pdu.put(pdu)
+        decoded, event = self.dul._decode_pdu(bytearray(raw))
+        self.dul._recv_pdu.put(decoded)
         self.dul.event_queue.put(event)
 
     # -- the exchange ---------------------------------------------------------------------------
@@ -332,11 +323,11 @@ class DirectExchange:
             header = self._recv(6, deadline, at_boundary=True)
             pdu_type, _, length = struct.unpack(">BBI", header)
             body = self._recv(length, deadline, at_boundary=False) if length else b""
-            if pdu_type != P_DATA_TF:
+            if pdu_type != pdu.P_DATA_TF:
                 raise _HandBack(f"PDU type 0x{pdu_type:02X} during the {self.name}",
                                 pdus=[bytes(header) + body])
             try:
-                self._pdvs.extend(pdvs(memoryview(body)))
+                self._pdvs.extend(pdu.pdvs(memoryview(body)))
             except ValueError as exc:
                 raise _HandBack(f"malformed P-DATA-TF: {exc}", abort=True) from None
         return self._pdvs.popleft()
