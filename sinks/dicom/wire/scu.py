@@ -1,4 +1,4 @@
-"""Direct C-MOVE (and C-FIND) exchanges on an established pynetdicom association (requestor side).
+"""The requestor (SCU) side: C-MOVE and C-FIND exchanges sent and read directly on pynetdicom's association.
 
 Through pynetdicom, every C-MOVE pending response (the PACS sends one per image moved) is read and
 decoded by the DUL thread, which polls the socket every 1 ms, turned into a pydicom Dataset, queued
@@ -10,7 +10,10 @@ command set encoded directly, PS3.7 9.3.4.1; the identifier encoded by pydicom) 
 messages (PS3.7 9.3.4.2) straight from the socket: the command set is decoded directly, every status
 and sub-operation count is returned to the caller. pynetdicom's association reactor is paused (as its
 own ``send_c_move`` does) and its DUL thread is kept off the socket meanwhile (it waits instead of polling
-every 1 ms); the state machine stays in Sta6, which P-DATA does not change.
+every 1 ms); the state machine stays in Sta6 (PS3.8 9.2), which P-DATA does not change. A C-FIND
+(PS3.7 9.3.2.1 / 9.3.2.2) goes the same way. ``start_move``/``start_find`` set an exchange up on the
+presentation context pynetdicom would use; ``sinks.dicom.find``/``move`` call them only when the self-check
+of ``sinks.dicom.wire.compat`` passes.
 
 Anything unexpected fails safely and hands the association back to pynetdicom:
 - a PDU other than P-DATA (A-ABORT, A-RELEASE-RQ, ...) is replayed into the DUL as its reader would have
