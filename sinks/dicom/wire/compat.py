@@ -119,7 +119,9 @@ NEEDS: tuple[Need, ...] = (
          "whether the association was aborted while the DUL acts on a replayed PDU"),
 )
 # Not listed: ``AssociationSocket.socket`` (the TCP socket): both paths check at run time that it is
-# a plain socket.socket and leave the association to pynetdicom otherwise.
+# a plain socket.socket and leave the association to pynetdicom otherwise. Nor the two attributes of our
+# own that the SCU sets on pynetdicom's objects: ``_radstream_gate`` (DUL), ``_radstream_msg_id``
+# (Association).
 
 
 def _class(owner: str) -> Any:
