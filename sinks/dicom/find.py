@@ -16,6 +16,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from radstream.config import Settings
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+from sinks.dicom.wire import compat
 
 LOG = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Pacs:
     calling_ae: str
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 120.0
-    fast_move: bool = True  # C-MOVE responses read directly from the socket (sinks.dicom.movefast)
+    fast_move: bool = True  # C-MOVE responses read directly from the socket (sinks.dicom.wire.scu)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pacs:
@@ -146,20 +147,17 @@ def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str 
 def _find_responses(assoc: Any, query: Dataset, fast: bool) -> Iterator[tuple[int | None, Dataset | None]]:
     """(status, matching identifier) of each C-FIND response; status None: none came.
 
-    ``fast``: request and responses directly on the socket (``sinks.dicom.movefast.DirectFind``);
-    otherwise, or when that cannot take the association, pynetdicom's ``send_c_find``."""
-    if fast:
-        from pynetdicom.dsutils import decode, encode
+    ``fast``: request and responses directly on the socket (``sinks.dicom.wire.scu.DirectFind``);
+    otherwise, when the installed pynetdicom fails the self-check (``sinks.dicom.wire.compat``), or when
+    that cannot take the association, pynetdicom's ``send_c_find``."""
+    if fast and compat.usable("scu"):
+        from pynetdicom.dsutils import decode
 
-        from sinks.dicom.movefast import DirectFind
+        from sinks.dicom.wire.scu import start_find
 
-        cx = assoc._get_valid_context(StudyRootQueryRetrieveInformationModelFind, "", "scu")
-        ts = cx.transfer_syntax[0]
-        raw = encode(query, ts.is_implicit_VR, ts.is_little_endian)
-        assoc._radstream_msg_id = msg_id = getattr(assoc, "_radstream_msg_id", 0) % 0xFFFF + 1
-        direct = DirectFind(assoc, int(cx.context_id), raw, str(StudyRootQueryRetrieveInformationModelFind),
-                            msg_id) if raw is not None else None
-        if direct is not None and direct.start():
+        started = start_find(assoc, query, StudyRootQueryRetrieveInformationModelFind)
+        if started is not None:
+            direct, ts = started
             for status, _cmd, data in direct.messages():
                 ident = None
                 if data is not None and status in (0xFF00, 0xFF01):

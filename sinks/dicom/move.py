@@ -6,8 +6,9 @@ failure. Orthanc aborts a whole C-MOVE at the first refused image and then repor
 counters: we keep the last pending counts so the caller can tell what had arrived.
 
 With ``Pacs.fast_move`` (``pacs.fast_move``, default on) the request and its responses go over the
-association's socket directly (``sinks.dicom.movefast``); otherwise, and whenever that path cannot take
-the association, through pynetdicom's ``send_c_move``. Both give the same statuses and counts.
+association's socket directly (``sinks.dicom.wire.scu``); otherwise, when the installed pynetdicom fails
+the self-check (``sinks.dicom.wire.compat``), and whenever that path cannot take the association, through
+pynetdicom's ``send_c_move``. Both give the same statuses and counts.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
 
 from sinks.dicom.find import Pacs
-from sinks.dicom.movefast import PENDING, DirectMove, MoveRsp
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+from sinks.dicom.wire import compat
+from sinks.dicom.wire.scu import PENDING, MoveRsp, start_move
 
 # Statuses after which a retry cannot help (config problems on the PACS side).
 NOT_RETRIABLE = {
@@ -71,16 +72,10 @@ def _identifier(study_uid: str) -> Dataset:
 
 def _responses(assoc: Any, study_uid: str, destination_ae: str, fast: bool) -> Iterator[MoveRsp]:
     ds = _identifier(study_uid)
-    if fast:
-        cx = assoc._get_valid_context(StudyRootQueryRetrieveInformationModelMove, "", "scu")
-        ts = cx.transfer_syntax[0]
-        raw = encode(ds, ts.is_implicit_VR, ts.is_little_endian)
-        assoc._radstream_msg_id = msg_id = getattr(assoc, "_radstream_msg_id", 0) % 0xFFFF + 1
-        if raw is not None:
-            direct = DirectMove(assoc, int(cx.context_id), raw, destination_ae,
-                                str(StudyRootQueryRetrieveInformationModelMove), msg_id)
-            if direct.start():
-                return direct.responses()
+    if fast and compat.usable("scu"):  # else plain pynetdicom: it lacks what the direct path reaches into
+        direct = start_move(assoc, ds, destination_ae, StudyRootQueryRetrieveInformationModelMove)
+        if direct is not None:
+            return direct.responses()
     return _pynetdicom_responses(assoc, ds, destination_ae)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 from typing import Any
 
 from pynetdicom import AE, evt
@@ -88,58 +87,3 @@ def echo(host: str, port: int, called_ae: str, calling_ae: str, timeout: float =
         return bool(status) and int(getattr(status, "Status", -1)) == 0
     finally:
         assoc.release()
-
-
-def _implicit(tag: int, value: bytes) -> bytes:
-    return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
-
-
-def _uid_value(uid: str) -> bytes:
-    b = uid.encode("ascii")
-    return b + b"\0" if len(b) % 2 else b
-
-
-def store_rsp_command(message_id: int, sop_class: str, sop_instance: str, status: int) -> bytes:
-    """The C-STORE-RSP command set (PS3.7 9.3.1.2), Implicit VR Little Endian, without optional fields."""
-    body = b"".join((
-        _implicit(0x00000002, _uid_value(sop_class)),
-        _implicit(0x00000100, struct.pack("<H", 0x8001)),  # CommandField: C-STORE-RSP
-        _implicit(0x00000120, struct.pack("<H", message_id)),  # MessageIDBeingRespondedTo
-        _implicit(0x00000800, struct.pack("<H", 0x0101)),  # CommandDataSetType: no data set
-        _implicit(0x00000900, struct.pack("<H", status)),
-        _implicit(0x00001000, _uid_value(sop_instance)),
-    ))
-    return _implicit(0x00000000, struct.pack("<I", len(body))) + body
-
-
-def fast_store_responses(event: evt.Event) -> None:
-    """``EVT_CONN_OPEN`` handler for our storage SCP: send plain C-STORE responses pre-encoded.
-
-    pynetdicom builds, validates and encodes a pydicom Dataset for every C-STORE-RSP (three encodings
-    of the command set per response), about a third of its CPU per received image and on the critical
-    path: the PACS sends the next image only after the response. A response without optional fields
-    (no ErrorComment, no OffendingElement) is encoded directly into one P-DATA PDV; anything else goes
-    through pynetdicom unchanged.
-    """
-    from pynetdicom.dimse_primitives import C_STORE
-    from pynetdicom.pdu_primitives import P_DATA
-
-    dimse = event.assoc.dimse
-    original = dimse.send_msg
-
-    def send_msg(primitive: Any, context_id: int) -> None:
-        if (isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None
-                and primitive.ErrorComment is None and primitive.OffendingElement is None
-                and primitive.Status is not None):
-            cmd = store_rsp_command(int(primitive.MessageIDBeingRespondedTo),
-                                    str(primitive.AffectedSOPClassUID),
-                                    str(primitive.AffectedSOPInstanceUID), int(primitive.Status))
-            peer_max = dimse.maximum_pdu_size
-            if not peer_max or len(cmd) + 6 <= peer_max:
-                pdata = P_DATA()
-                pdata.presentation_data_value_list.append((context_id, b"\x03" + cmd))  # command, last
-                dimse.dul.send_pdu(pdata)
-                return
-        original(primitive, context_id)
-
-    dimse.send_msg = send_msg  # type: ignore[method-assign]

@@ -43,11 +43,12 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from radstream.config import Settings
-from sinks.dicom import fastpath
 from sinks.dicom.deid import Deidentifier
 from sinks.dicom.expect import Expectation, Registry
 from sinks.dicom.header import Header, read_header
-from sinks.dicom.net import NODELAY_HANDLERS, fast_store_responses, make_ae
+from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+from sinks.dicom.wire import compat
+from sinks.dicom.wire import scp as wire_scp
 from streams import serde
 
 LOG = logging.getLogger(__name__)
@@ -392,10 +393,11 @@ class ResearchStore:
             t = threading.Thread(target=self._writer, name="research-writer", daemon=True)
             t.start()
             self._threads.append(t)
-        handlers = [(evt.EVT_C_STORE, self.handle_store), *NODELAY_HANDLERS,
-                    (evt.EVT_CONN_OPEN, fast_store_responses)]
-        if self.cfg.fast_path:
-            handlers.append((evt.EVT_CONN_OPEN, fastpath.install(self.store)))
+        handlers = [(evt.EVT_C_STORE, self.handle_store), *NODELAY_HANDLERS]
+        if compat.usable("scp"):  # else plain pynetdicom: it lacks what the direct paths reach into
+            handlers.append((evt.EVT_CONN_OPEN, wire_scp.fast_store_responses))
+            if self.cfg.fast_path:
+                handlers.append((evt.EVT_CONN_OPEN, wire_scp.install(self.store)))
         if self.cfg.listen_fd is not None:  # one of several SCP processes on one shared socket
             server_class = type("SharedListener", (SharedListenerServer,), {"listen_fd": self.cfg.listen_fd})
             self._server = ae.make_server((self.cfg.host, self.cfg.port), evt_handlers=handlers,

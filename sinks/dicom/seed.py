@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import json
 
 from radstream.config import Settings
 from sinks.dicom.synth import StudySpec, instance_bytes, specs
@@ -35,15 +34,3 @@ def seed(settings: Settings, n_studies: int, images: int, rows: int = 64, first:
     upload(settings.pacs.host, settings.pacs.http_port, studies)
     return studies
 
-
-def delete_all(settings: Settings) -> None:
-    """Remove every patient from the PACS (tests)."""
-    conn = http.client.HTTPConnection(settings.pacs.host, settings.pacs.http_port, timeout=60)
-    try:
-        conn.request("GET", "/patients")
-        ids = json.loads(conn.getresponse().read())
-        for pid in ids:
-            conn.request("DELETE", f"/patients/{pid}")
-            conn.getresponse().read()
-    finally:
-        conn.close()

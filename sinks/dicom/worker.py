@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from sinks.dicom import schedule
 from sinks.dicom.expect import Registry
 from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, resolve
 from sinks.dicom.move import MoveResult, c_move_study
+from sinks.dicom.wire import compat
 from streams import serde
 from streams.consumer import consume_now
 from streams.producer import make_producer, produce, send_dead_letter
@@ -119,6 +120,8 @@ class Worker:
         self.settings = settings
         self.opts = options or WorkerOptions.from_settings(settings)
         self.pacs = Pacs.from_settings(settings)
+        if self.pacs.fast_move and not compat.usable("scu"):  # the self-check at start; else plain pynetdicom
+            self.pacs = replace(self.pacs, fast_move=False)
         self.windows = schedule.parse_windows(self.opts.windows)
         self.pacer = schedule.Pacer(self.opts.studies_per_hour, self.opts.images_per_minute)
         self.group_id = group_id or f"{settings.kafka.consumer_group}.dicom-worker"

@@ -185,16 +185,16 @@ def test_direct_move_path_reports_what_pynetdicom_reports(pacs_settings: Setting
     """The same move through pynetdicom's send_c_move and through the direct socket path."""
     from dataclasses import replace
 
-    from sinks.dicom import movefast
+    from sinks.dicom.wire import scu
 
     taken: list[bool] = []
-    start = movefast.DirectMove.start
+    start = scu.DirectMove.start
 
-    def spy(self: movefast.DirectMove) -> bool:
+    def spy(self: scu.DirectMove) -> bool:
         taken.append(start(self))
         return taken[-1]
 
-    monkeypatch.setattr(movefast.DirectMove, "start", spy)
+    monkeypatch.setattr(scu.DirectMove, "start", spy)
     a2 = spec("A", 2)
     results: dict[bool, tuple[MoveResult, list[MoveResult], list[str]]] = {}
     for fast in (False, True):
@@ -228,18 +228,18 @@ def test_one_session_for_finds_and_moves_with_the_direct_paths(pacs_settings: Se
     paths, find and move what pynetdicom's own send_c_find/send_c_move do on their own associations."""
     from dataclasses import replace
 
-    from sinks.dicom import movefast
     from sinks.dicom.find import PacsSession
+    from sinks.dicom.wire import scu
 
     taken: list[str] = []
-    start = movefast.DirectExchange.start
+    start = scu.DirectExchange.start
 
-    def spy(self: movefast.DirectExchange) -> bool:
+    def spy(self: scu.DirectExchange) -> bool:
         ok = start(self)
         taken.append(self.name if ok else "pynetdicom")
         return ok
 
-    monkeypatch.setattr(movefast.DirectExchange, "start", spy)
+    monkeypatch.setattr(scu.DirectExchange, "start", spy)
     slow = replace(Pacs.from_settings(pacs_settings), fast_move=False)
     session = PacsSession(Pacs.from_settings(pacs_settings))
     a3 = spec("A", 3)

@@ -1,5 +1,13 @@
-"""A direct receive loop for C-STORE requests on an established pynetdicom association (acceptor side).
+"""The acceptor (storage SCP) side: C-STORE requests received and answered on pynetdicom's association.
 
+Two paths, both installed from ``EVT_CONN_OPEN`` by ``sinks.dicom.scp`` when the self-check in
+``sinks.dicom.wire.compat`` passes:
+
+``fast_store_responses``: pynetdicom builds, validates and encodes a pydicom Dataset for every
+C-STORE-RSP; a response without optional fields is encoded directly here (``store_rsp_command``, the
+C-STORE-RSP command set of PS3.7 9.3.1.2) and sent as one P-DATA-TF PDU through pynetdicom's DUL.
+
+``FastStore`` (``research.fast_path``), a direct receive loop for C-STORE requests (PS3.7 9.3.1.1).
 pynetdicom moves every received PDU through two threads: its DUL reader decodes the PDU, runs the state
 machine and builds a DIMSE message (the command set as a pydicom Dataset); the association thread polls
 for it every 1 ms, calls our handler, and hands the response back to the DUL thread, which polls its
@@ -10,7 +18,7 @@ While the association is established and the peer sends plain C-STORE requests, 
 P-DATA-TF PDUs itself on the association thread, decodes the command set (a small Implicit VR Little
 Endian group 0000 data set), calls the store function and writes the pre-encoded C-STORE-RSP straight to
 the socket. The DUL thread is told not to read the socket while the loop runs (the state machine stays
-in Sta6, which P-DATA does not change).
+in Sta6, PS3.8 9.2, which P-DATA does not change).
 
 Anything else hands the association back to pynetdicom unchanged: the PDUs of the message in progress
 (any non-P-DATA PDU: release, abort; any DIMSE message other than a C-STORE-RQ; a deflated transfer
@@ -33,16 +41,14 @@ from typing import Any
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom import evt
 
-from sinks.dicom.net import store_rsp_command
+from sinks.dicom.wire import pdu
 
 LOG = logging.getLogger(__name__)
 
 # store(raw dataset bytes, transfer syntax UID, SOP class UID, SOP instance UID, assoc) -> status
 StoreFn = Callable[[bytes, str, str, str, Any], int]
 
-C_STORE_RQ = 0x0001
-NO_DATASET = 0x0101
-P_DATA_TF = 0x04
+C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 POLL = 0.5  # seconds between checks for a killed association while waiting for data
 # pynetdicom's DUL thread sleeps this long between idle polls while it owns the socket, i.e. during the
 # association's negotiation and its release (pynetdicom's default 1 ms: ~1.5 ms per association here)
@@ -52,25 +58,6 @@ ENDING_PDUS = (0x05, 0x07)  # A-RELEASE-RQ, A-ABORT: the association ends, the s
 
 def _timeval(seconds: float) -> bytes:
     return struct.pack("@ll", int(seconds), int((seconds % 1) * 1_000_000))
-
-
-def decode_command(data: bytes) -> dict[int, bytes]:
-    """The elements of an Implicit VR Little Endian command set: {element number: raw value}.
-
-    Raises ValueError for anything that is not a well-formed group 0000 data set.
-    """
-    out: dict[int, bytes] = {}
-    pos, end = 0, len(data)
-    while pos < end:
-        if end - pos < 8:
-            raise ValueError("truncated command element header")
-        group, elem, length = struct.unpack_from("<HHI", data, pos)
-        pos += 8
-        if group != 0x0000 or length == 0xFFFFFFFF or pos + length > end:
-            raise ValueError(f"not a command element: ({group:04X},{elem:04X}) length {length}")
-        out[elem] = bytes(data[pos:pos + length])
-        pos += length
-    return out
 
 
 def _us(cmd: dict[int, bytes], elem: int) -> int | None:
@@ -83,11 +70,56 @@ def _uid(cmd: dict[int, bytes], elem: int) -> str | None:
     return v.decode("ascii").rstrip("\0 ") if v is not None else None
 
 
+def store_rsp_command(message_id: int, sop_class: str, sop_instance: str, status: int) -> bytes:
+    """The C-STORE-RSP command set (PS3.7 9.3.1.2), Implicit VR Little Endian, without optional fields."""
+    return pdu.command_set(
+        pdu.implicit_element(0x00000002, pdu.uid_value(sop_class)),
+        pdu.implicit_element(0x00000100, struct.pack("<H", C_STORE_RSP)),  # CommandField
+        pdu.implicit_element(0x00000120, struct.pack("<H", message_id)),  # MessageIDBeingRespondedTo
+        pdu.implicit_element(0x00000800, struct.pack("<H", pdu.NO_DATASET)),  # CommandDataSetType
+        pdu.implicit_element(0x00000900, struct.pack("<H", status)),
+        pdu.implicit_element(0x00001000, pdu.uid_value(sop_instance)),
+    )
+
+
+def fast_store_responses(event: evt.Event) -> None:
+    """``EVT_CONN_OPEN`` handler for our storage SCP: send plain C-STORE responses pre-encoded.
+
+    pynetdicom builds, validates and encodes a pydicom Dataset for every C-STORE-RSP (three encodings
+    of the command set per response), about a third of its CPU per received image and on the critical
+    path: the PACS sends the next image only after the response. A response without optional fields
+    (no ErrorComment, no OffendingElement) is encoded directly into one P-DATA PDV; anything else goes
+    through pynetdicom unchanged.
+    """
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.pdu_primitives import P_DATA
+
+    dimse = event.assoc.dimse
+    original = dimse.send_msg
+
+    def send_msg(primitive: Any, context_id: int) -> None:
+        if (isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None
+                and primitive.ErrorComment is None and primitive.OffendingElement is None
+                and primitive.Status is not None):
+            cmd = store_rsp_command(int(primitive.MessageIDBeingRespondedTo),
+                                    str(primitive.AffectedSOPClassUID),
+                                    str(primitive.AffectedSOPInstanceUID), int(primitive.Status))
+            peer_max = dimse.maximum_pdu_size
+            if not peer_max or len(cmd) + 6 <= peer_max:
+                pdata = P_DATA()
+                pdata.presentation_data_value_list.append((context_id, b"\x03" + cmd))  # command, last
+                dimse.dul.send_pdu(pdata)
+                return
+        original(primitive, context_id)
+
+    dimse.send_msg = send_msg  # type: ignore[method-assign]
+
+
 def parse_store_rq(data: bytes) -> tuple[int, str, str] | None:
     """(MessageID, AffectedSOPClassUID, AffectedSOPInstanceUID) of a C-STORE-RQ with a data set, else None."""
     try:
-        cmd = decode_command(data)
-        if _us(cmd, 0x0100) != C_STORE_RQ or _us(cmd, 0x0800) == NO_DATASET:
+        cmd = pdu.decode_command(data)
+        if _us(cmd, 0x0100) != C_STORE_RQ or _us(cmd, 0x0800) == pdu.NO_DATASET:
             return None
         msg_id, sop_class, sop_instance = _us(cmd, 0x0110), _uid(cmd, 0x0002), _uid(cmd, 0x1000)
     except (ValueError, UnicodeDecodeError):
@@ -95,27 +127,6 @@ def parse_store_rq(data: bytes) -> tuple[int, str, str] | None:
     if msg_id is None or not sop_class or not sop_instance:
         return None
     return msg_id, sop_class, sop_instance
-
-
-def pdvs(body: memoryview) -> list[tuple[int, int, memoryview]]:
-    """The PDV items of a P-DATA-TF PDU body: (context ID, message control header, fragment)."""
-    out = []
-    pos, end = 0, len(body)
-    while pos < end:
-        if end - pos < 6:
-            raise ValueError("truncated PDV item")
-        (length,) = struct.unpack_from(">I", body, pos)
-        if length < 2 or pos + 4 + length > end:
-            raise ValueError(f"bad PDV item length {length}")
-        out.append((body[pos + 4], body[pos + 5], body[pos + 6:pos + 4 + length]))
-        pos += 4 + length
-    return out
-
-
-def pdata_pdu(items: list[tuple[int, int, bytes | memoryview]]) -> bytes:
-    """A P-DATA-TF PDU holding the given PDV items."""
-    body = b"".join(struct.pack(">IBB", len(d) + 2, cx, hdr) + bytes(d) for cx, hdr, d in items)
-    return struct.pack(">BBI", P_DATA_TF, 0, len(body)) + body
 
 
 class _Closed(Exception):
@@ -188,15 +199,15 @@ class FastStore:
             if isinstance(item, bytes):  # a whole non-P-DATA PDU
                 self._inject(item)
             else:
-                self._inject(pdata_pdu([item]))
+                self._inject(pdu.pdata_pdu([item]))
         self.dul._idle_timer.restart()
         self.active = False
         self._wake.set()
         type(self.assoc)._run_reactor(self.assoc)
 
     def _inject(self, raw: bytes) -> None:
-        pdu, event = self.dul._decode_pdu(bytearray(raw))
-        self.dul._recv_pdu.put(pdu)
+        decoded, event = self.dul._decode_pdu(bytearray(raw))
+        self.dul._recv_pdu.put(decoded)
         self.dul.event_queue.put(event)
 
     def _recv_exact(self, sock: socket.socket, buf: memoryview, at_boundary: bool) -> bool:
@@ -234,9 +245,9 @@ class FastStore:
             body = bytearray(length)
             if length and not self._recv_exact(sock, memoryview(body), at_boundary=False):
                 raise ConnectionError("unreachable")
-            if pdu_type != P_DATA_TF:
+            if pdu_type != pdu.P_DATA_TF:
                 return [*pending, bytes(header) + bytes(body)]
-            items = pdvs(memoryview(body))
+            items = pdu.pdvs(memoryview(body))
             for i, item in enumerate(items):
                 cx, hdr, frag = item
                 pending.append(item)
@@ -270,7 +281,7 @@ class FastStore:
         except Exception:
             LOG.exception("C-STORE handler failed")
             status = 0xC211  # what pynetdicom answers when a handler raises
-        sock.sendall(pdata_pdu([(context_id, 0x03, store_rsp_command(msg_id, sop_class, sop_instance,
+        sock.sendall(pdu.pdata_pdu([(context_id, 0x03, store_rsp_command(msg_id, sop_class, sop_instance,
                                                                         status))]))
 
 

@@ -1,4 +1,4 @@
-"""Direct C-MOVE (and C-FIND) exchanges on an established pynetdicom association (requestor side).
+"""The requestor (SCU) side: C-MOVE and C-FIND exchanges sent and read directly on pynetdicom's association.
 
 Through pynetdicom, every C-MOVE pending response (the PACS sends one per image moved) is read and
 decoded by the DUL thread, which polls the socket every 1 ms, turned into a pydicom Dataset, queued
@@ -10,7 +10,10 @@ command set encoded directly, PS3.7 9.3.4.1; the identifier encoded by pydicom) 
 messages (PS3.7 9.3.4.2) straight from the socket: the command set is decoded directly, every status
 and sub-operation count is returned to the caller. pynetdicom's association reactor is paused (as its
 own ``send_c_move`` does) and its DUL thread is kept off the socket meanwhile (it waits instead of polling
-every 1 ms); the state machine stays in Sta6, which P-DATA does not change.
+every 1 ms); the state machine stays in Sta6 (PS3.8 9.2), which P-DATA does not change. A C-FIND
+(PS3.7 9.3.2.1 / 9.3.2.2) goes the same way. ``start_move``/``start_find`` set an exchange up on the
+presentation context pynetdicom would use; ``sinks.dicom.find``/``move`` call them only when the self-check
+of ``sinks.dicom.wire.compat`` passes.
 
 Anything unexpected fails safely and hands the association back to pynetdicom:
 - a PDU other than P-DATA (A-ABORT, A-RELEASE-RQ, ...) is replayed into the DUL as its reader would have
@@ -33,16 +36,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pynetdicom.dsutils import encode
 
-from sinks.dicom.fastpath import P_DATA_TF, decode_command, pdata_pdu, pdvs
-from sinks.dicom.net import _implicit, _uid_value
+from sinks.dicom.wire import pdu
 
 LOG = logging.getLogger(__name__)
 
 C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
-NO_DATASET = 0x0101
 PENDING = (0xFF00, 0xFF01)
 POLL = 0.5  # seconds between checks for a killed association while waiting for data
 
@@ -66,15 +69,14 @@ def _ae_value(ae: str) -> bytes:
 
 def move_rq_command(message_id: int, sop_class: str, destination: str, priority: int = 2) -> bytes:
     """The C-MOVE-RQ command set (PS3.7 9.3.4.1), Implicit VR Little Endian, as pynetdicom encodes it."""
-    body = b"".join((
-        _implicit(0x00000002, _uid_value(sop_class)),
-        _implicit(0x00000100, struct.pack("<H", C_MOVE_RQ)),
-        _implicit(0x00000110, struct.pack("<H", message_id)),
-        _implicit(0x00000600, _ae_value(destination)),
-        _implicit(0x00000700, struct.pack("<H", priority)),
-        _implicit(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
-    ))
-    return _implicit(0x00000000, struct.pack("<I", len(body))) + body
+    return pdu.command_set(
+        pdu.implicit_element(0x00000002, pdu.uid_value(sop_class)),
+        pdu.implicit_element(0x00000100, struct.pack("<H", C_MOVE_RQ)),
+        pdu.implicit_element(0x00000110, struct.pack("<H", message_id)),
+        pdu.implicit_element(0x00000600, _ae_value(destination)),
+        pdu.implicit_element(0x00000700, struct.pack("<H", priority)),
+        pdu.implicit_element(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
+    )
 
 
 def _us(cmd: dict[int, bytes], elem: int) -> int | None:
@@ -90,14 +92,14 @@ def parse_rsp(data: bytes, field: int) -> tuple[int, int, dict[int, bytes], bool
     """(MessageIDBeingRespondedTo, Status, the command elements, whether a data set follows) of a
     response with CommandField ``field``, else None."""
     try:
-        cmd = decode_command(data)
+        cmd = pdu.decode_command(data)
         got, responded = _us(cmd, 0x0100), _us(cmd, 0x0120)
         status, ds_type = _us(cmd, 0x0900), _us(cmd, 0x0800)
     except ValueError:
         return None
     if got != field or responded is None or status is None or ds_type is None:
         return None
-    return responded, status, cmd, ds_type != NO_DATASET
+    return responded, status, cmd, ds_type != pdu.NO_DATASET
 
 
 def parse_move_rsp(data: bytes) -> tuple[int, MoveRsp, bool] | None:
@@ -115,14 +117,13 @@ def parse_move_rsp(data: bytes) -> tuple[int, MoveRsp, bool] | None:
 
 def find_rq_command(message_id: int, sop_class: str, priority: int = 2) -> bytes:
     """The C-FIND-RQ command set (PS3.7 9.3.2.1), Implicit VR Little Endian, as pynetdicom encodes it."""
-    body = b"".join((
-        _implicit(0x00000002, _uid_value(sop_class)),
-        _implicit(0x00000100, struct.pack("<H", C_FIND_RQ)),
-        _implicit(0x00000110, struct.pack("<H", message_id)),
-        _implicit(0x00000700, struct.pack("<H", priority)),
-        _implicit(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
-    ))
-    return _implicit(0x00000000, struct.pack("<I", len(body))) + body
+    return pdu.command_set(
+        pdu.implicit_element(0x00000002, pdu.uid_value(sop_class)),
+        pdu.implicit_element(0x00000100, struct.pack("<H", C_FIND_RQ)),
+        pdu.implicit_element(0x00000110, struct.pack("<H", message_id)),
+        pdu.implicit_element(0x00000700, struct.pack("<H", priority)),
+        pdu.implicit_element(0x00000800, struct.pack("<H", 0x0001)),  # an identifier follows
+    )
 
 
 class _HandBack(Exception):
@@ -198,8 +199,8 @@ class DirectExchange:
         self.command = command
         self.identifier = identifier
         self.why = ""
-        self.request = (pdata_pdu([(context_id, 0x03, self.command)])
-                        + pdata_pdu([(context_id, 0x02, identifier)]))
+        self.request = (pdu.pdata_pdu([(context_id, 0x03, self.command)])
+                        + pdu.pdata_pdu([(context_id, 0x02, identifier)]))
         self.sock: socket.socket | None = None
         self._gate: _Gate | None = None
         self._timeout: float | None = None
@@ -250,8 +251,8 @@ class DirectExchange:
         self.assoc._reactor_checkpoint.set()
 
     def _inject(self, raw: bytes) -> None:
-        pdu, event = self.dul._decode_pdu(bytearray(raw))
-        self.dul._recv_pdu.put(pdu)
+        decoded, event = self.dul._decode_pdu(bytearray(raw))
+        self.dul._recv_pdu.put(decoded)
         self.dul.event_queue.put(event)
 
     # -- the exchange ---------------------------------------------------------------------------
@@ -325,11 +326,11 @@ class DirectExchange:
             header = self._recv(6, deadline, at_boundary=True)
             pdu_type, _, length = struct.unpack(">BBI", header)
             body = self._recv(length, deadline, at_boundary=False) if length else b""
-            if pdu_type != P_DATA_TF:
+            if pdu_type != pdu.P_DATA_TF:
                 raise _HandBack(f"PDU type 0x{pdu_type:02X} during the {self.name}",
                                 pdus=[bytes(header) + body])
             try:
-                self._pdvs.extend(pdvs(memoryview(body)))
+                self._pdvs.extend(pdu.pdvs(memoryview(body)))
             except ValueError as exc:
                 raise _HandBack(f"malformed P-DATA-TF: {exc}", abort=True) from None
         return self._pdvs.popleft()
@@ -391,3 +392,33 @@ class DirectFind(DirectExchange):
     def __init__(self, assoc: Any, context_id: int, identifier: bytes, sop_class: str,
                  message_id: int = 1) -> None:
         super().__init__(assoc, context_id, find_rq_command(message_id, sop_class), identifier, message_id)
+
+
+def _request(assoc: Any, sop_class: UID, identifier: Dataset) -> tuple[int, UID, bytes | None, int]:
+    """The accepted presentation context for ``sop_class`` as SCU (the one pynetdicom's ``send_c_*``
+    would use), ``identifier`` encoded in its transfer syntax, and the next message ID on ``assoc``."""
+    cx = assoc._get_valid_context(sop_class, "", "scu")
+    ts = cx.transfer_syntax[0]
+    raw = encode(identifier, ts.is_implicit_VR, ts.is_little_endian)
+    assoc._radstream_msg_id = msg_id = getattr(assoc, "_radstream_msg_id", 0) % 0xFFFF + 1
+    return int(cx.context_id), ts, raw, msg_id
+
+
+def start_move(assoc: Any, identifier: Dataset, destination: str, sop_class: UID) -> DirectMove | None:
+    """A C-MOVE of ``identifier`` to ``destination`` that has taken ``assoc``'s socket (read its
+    ``responses()``); None: it cannot take the association, nothing was sent, use pynetdicom."""
+    context_id, _ts, raw, msg_id = _request(assoc, sop_class, identifier)
+    if raw is None:
+        return None
+    direct = DirectMove(assoc, context_id, raw, destination, str(sop_class), msg_id)
+    return direct if direct.start() else None
+
+
+def start_find(assoc: Any, query: Dataset, sop_class: UID) -> tuple[DirectFind, UID] | None:
+    """A C-FIND of ``query`` that has taken ``assoc``'s socket (read its ``messages()``), with the transfer
+    syntax of the identifiers it returns; None: it cannot take the association, nothing was sent."""
+    context_id, ts, raw, msg_id = _request(assoc, sop_class, query)
+    if raw is None:
+        return None
+    direct = DirectFind(assoc, context_id, raw, str(sop_class), msg_id)
+    return (direct, ts) if direct.start() else None
