@@ -62,7 +62,7 @@ class RunningWorker:
         return self.log.read_text(errors="replace")
 
     def rows(self, sql: str) -> list[list[str]]:
-        from radstream.cli.sql import ask_worker
+        from radstream.warehouse import ask_worker
 
         return list(csv.reader(io.StringIO(ask_worker(self.settings, sql, "csv", timeout=60))))[1:]
 

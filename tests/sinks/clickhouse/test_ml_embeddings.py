@@ -94,7 +94,7 @@ def test_worker_embeds_reports_with_its_embedding_loop(topic_settings: Settings,
     import csv
     import io
 
-    from radstream.cli.sql import ask_worker
+    from radstream.warehouse import ask_worker
     from streams.producer import make_producer, produce_sync
     from tests.streams.helpers import free_port, worker_process
 
