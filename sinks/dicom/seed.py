@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 
-from radstream.config import Settings
+from sinks.dicom.config import PacsConfig
 from sinks.dicom.synth import StudySpec, instance_bytes, specs
 
 
@@ -29,16 +29,16 @@ def upload(host: str, http_port: int, studies: list[StudySpec]) -> int:
     return n
 
 
-def seed(settings: Settings, n_studies: int, images: int, rows: int = 64, first: int = 1,
+def seed(pacs: PacsConfig, n_studies: int, images: int, rows: int = 64, first: int = 1,
          prefix: str = "A") -> list[StudySpec]:
     studies = specs(n_studies, images, rows=rows, cols=rows, first=first, prefix=prefix)
-    upload(settings.pacs.host, settings.pacs.http_port, studies)
+    upload(pacs.host, pacs.http_port, studies)
     return studies
 
 
-def delete_all(settings: Settings) -> None:
+def delete_all(pacs: PacsConfig) -> None:
     """Remove every patient from the PACS (tests)."""
-    conn = http.client.HTTPConnection(settings.pacs.host, settings.pacs.http_port, timeout=60)
+    conn = http.client.HTTPConnection(pacs.host, pacs.http_port, timeout=60)
     try:
         conn.request("GET", "/patients")
         ids = json.loads(conn.getresponse().read())
