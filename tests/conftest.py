@@ -65,7 +65,7 @@ def topic_settings(kafka_settings: Settings) -> Settings:
     topics = {f.name: prefix + getattr(kafka_settings.topics, f.name)
               for f in dataclasses.fields(kafka_settings.topics)}
     settings = kafka_settings.replace(topics=topics)
-    create_topics(settings)  # waits until every new topic has a leader
+    create_topics(settings.kafka, settings.topics)  # waits until every new topic has a leader
     return settings
 
 
