@@ -167,25 +167,27 @@ def test_revoke_drops_the_pending_requests_of_lost_partitions(worker: Worker) ->
 # -- with a real Kafka ----------------------------------------------------------------------------------
 def committed(settings: Settings, group: str) -> int:
     """Records committed by ``group`` on the requests topic (summed over partitions)."""
-    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": group,
-                  "enable.auto.commit": False})
-    try:
-        topic = settings.topics.retrieval_requests
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        got = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-        return sum(max(tp.offset, 0) for tp in got)
-    finally:
-        c.close()
+    got = _on_requests(settings, group, lambda c, tps: c.committed(tps, timeout=10))
+    return sum(max(tp.offset, 0) for tp in got)
 
 
 def rewind(settings: Settings, group: str) -> None:
     """Commit offset 0 for ``group`` (no member is active): everything is delivered again."""
+    def commit(c: Consumer, tps: list[TopicPartition]) -> None:
+        c.commit(offsets=[TopicPartition(tp.topic, tp.partition, 0) for tp in tps], asynchronous=False)
+
+    _on_requests(settings, group, commit)
+
+
+def _on_requests(settings: Settings, group: str,
+                 do: Callable[[Consumer, list[TopicPartition]], Any]) -> Any:
+    """``do(consumer, partitions of the requests topic)`` with a consumer of ``group`` that joins nothing."""
     c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": group,
                   "enable.auto.commit": False})
     try:
         topic = settings.topics.retrieval_requests
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        c.commit(offsets=[TopicPartition(topic, p, 0) for p in parts], asynchronous=False)
+        return do(c, [TopicPartition(topic, p) for p in parts])
     finally:
         c.close()
 
