@@ -161,7 +161,7 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
         research={"store_dir": str(out), "processes": scp_processes},
         kafka={"consumer_group": prefix + "worker"},
         pacs={"max_associations": associations})
-    create_topics(settings)
+    create_topics(settings.kafka, settings.topics)
     time.sleep(1.0)
     env = {**_env(settings), **(extra_env or {})}
     logs = Path(settings.state_dir) / "bench-logs"
@@ -179,7 +179,7 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
     try:
         wait_port(settings.research.port)
         time.sleep(3.0)  # the worker joins its consumer group
-        producer = make_producer(settings)
+        producer = make_producer(settings.kafka)
         # connect the bench's own producer before the clock starts (its first connection took ~0.1 s)
         producer.produce(settings.topics.dead_letter, value=b"bench warm-up")
         producer.flush(10)
@@ -266,7 +266,7 @@ def main() -> None:
         settings = settings.replace(kafka={"bootstrap": kst.bootstrap})
         rows = rows_for_kb(args.kb)
         t = time.perf_counter()
-        studies = seed(settings, args.studies, args.images, rows=rows)
+        studies = seed(settings.pacs, args.studies, args.images, rows=rows)
         print(f"seeded {args.studies} studies x {args.images} images of {rows}x{rows}x16 bit "
               f"({rows * rows * 2 // 1024} KiB pixel data) in {time.perf_counter() - t:.1f} s")
         n = args.studies * args.images

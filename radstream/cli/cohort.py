@@ -120,7 +120,7 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
 def _dry_run(settings: Settings, rows: list[dict[str, str]]) -> None:
     from sinks.dicom.find import DicomError, Pacs, resolve
 
-    pacs = Pacs.from_settings(settings)
+    pacs = Pacs.of(settings.pacs)
     studies = instances = missing = 0
     for r in rows:
         try:
@@ -185,7 +185,7 @@ def _open_requests(settings: Settings, project: str) -> list[list[str]]:
 def _resolved(settings: Settings, csv_file: Path) -> list[list[str]]:
     from sinks.dicom.find import Pacs, resolve
 
-    pacs = Pacs.from_settings(settings)
+    pacs = Pacs.of(settings.pacs)
     out: list[list[str]] = []
     for r in _rows_from_csv(csv_file):
         found = resolve(pacs, accession=r.get("accession") or None,

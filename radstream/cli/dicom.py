@@ -43,7 +43,8 @@ def worker(ctx: click.Context, until_idle: float | None, verbose: bool) -> None:
 
     _logging(verbose)
     tune_process()
-    w = Worker(settings_of(ctx))
+    s = settings_of(ctx)
+    w = Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir)
     _stop_on_signals(w.stop_event)
     w.run(until_idle=until_idle)
 
@@ -69,7 +70,7 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
         _scp_processes(settings, n, port, verbose)
         return
     tune_process()
-    cfg = ScpConfig.from_settings(settings)
+    cfg = ScpConfig.of(settings.research, settings.ingest)
     cfg.listen_fd = listen_fd
     if port is not None:
         cfg.port = port
@@ -138,6 +139,6 @@ def seed(ctx: click.Context, studies: int, images: int, kb: int, first: int) -> 
     from sinks.dicom.synth import rows_for_kb
 
     settings = settings_of(ctx)
-    done = do_seed(settings, studies, images, rows=rows_for_kb(kb), first=first)
+    done = do_seed(settings.pacs, studies, images, rows=rows_for_kb(kb), first=first)
     for spec in done:
         click.echo(f"{spec.accession}\t{spec.patient_id}\t{spec.study_date}\t{spec.images}\t{spec.study_uid}")

@@ -14,7 +14,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from radstream.config import Settings
+from sinks.dicom.config import PacsConfig
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
 from sinks.dicom.wire import compat
 
@@ -44,8 +44,7 @@ class Pacs:
     fast_move: bool = True  # C-MOVE responses read directly from the socket (sinks.dicom.wire.scu)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Pacs:
-        p = settings.pacs
+    def of(cls, p: PacsConfig) -> Pacs:
         return cls(p.ae_title, p.host, p.port, p.calling_ae, p.acse_timeout_s, p.dimse_timeout_s, p.fast_move)
 
 

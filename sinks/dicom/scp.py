@@ -42,7 +42,7 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from radstream.config import Settings
+from sinks.dicom.config import ResearchConfig
 from sinks.dicom.deid import Deidentifier
 from sinks.dicom.expect import Expectation, Registry
 from sinks.dicom.header import Header, read_header
@@ -50,6 +50,7 @@ from sinks.dicom.net import NODELAY_HANDLERS, make_ae
 from sinks.dicom.wire import compat
 from sinks.dicom.wire import scp as wire_scp
 from streams import serde
+from streams.config import IngestConfig
 
 LOG = logging.getLogger(__name__)
 
@@ -78,16 +79,17 @@ class ScpConfig:
     event_batch_ms: float = 200.0  # ... or this long after the first of them (0: one at a time)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ScpConfig:
-        r = settings.research
-        key = settings.ingest.pseudonym_key.encode()
-        if not key and settings.ingest.pseudonym_key_file:
-            key = Path(settings.ingest.pseudonym_key_file).read_bytes().strip()
+    def of(cls, r: ResearchConfig, ingest: IngestConfig) -> ScpConfig:
+        """The SCP's options from its section; the de-identification key (and the site of the patient
+        pseudonyms) from the ingest section, read from ``pseudonym_key_file`` when not given inline."""
+        key = ingest.pseudonym_key.encode()
+        if not key and ingest.pseudonym_key_file:
+            key = Path(ingest.pseudonym_key_file).read_bytes().strip()
         return cls(
-            ae_title=r.ae_title, port=r.port, host=r.host, store_dir=settings.research_store_dir,
+            ae_title=r.ae_title, port=r.port, host=r.host, store_dir=Path(r.store_dir),
             allowed_calling_aes=tuple(r.allowed_calling_aes), default_project=r.default_project,
             min_free_mb=r.min_free_mb, writers=r.writers, deid_projects=tuple(r.deid_projects),
-            deid_key=key, site=settings.ingest.site, fast_path=r.fast_path, event_batch_ms=r.event_batch_ms,
+            deid_key=key, site=ingest.site, fast_path=r.fast_path, event_batch_ms=r.event_batch_ms,
         )
 
 

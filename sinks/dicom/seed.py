@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http.client
 
-from radstream.config import Settings
+from sinks.dicom.config import PacsConfig
 from sinks.dicom.synth import StudySpec, instance_bytes, specs
 
 
@@ -28,9 +28,9 @@ def upload(host: str, http_port: int, studies: list[StudySpec]) -> int:
     return n
 
 
-def seed(settings: Settings, n_studies: int, images: int, rows: int = 64, first: int = 1,
+def seed(pacs: PacsConfig, n_studies: int, images: int, rows: int = 64, first: int = 1,
          prefix: str = "A") -> list[StudySpec]:
     studies = specs(n_studies, images, rows=rows, cols=rows, first=first, prefix=prefix)
-    upload(settings.pacs.host, settings.pacs.http_port, studies)
+    upload(pacs.host, pacs.http_port, studies)
     return studies
 

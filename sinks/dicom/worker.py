@@ -1,19 +1,21 @@
 """The retrieval worker: retrieval requests (Kafka) -> C-FIND -> C-MOVE -> status events.
 
-Threads: one consumer thread (polls, decodes, queues, commits) and ``max_associations`` mover
-threads. Per request the states are (docs/retrieval.md):
+Threads: one consumer thread (the streams layer's ``ConsumerLoop``, with the worker as its ``Handler``:
+it polls, decodes, queues and commits) and ``max_associations`` mover threads. Per request the states
+are (docs/retrieval.md):
 
     queued -> [waiting_for_window] -> resolving -> moving (pending counts) -> completed | partial | failed
                                    (retry: back to queued with attempt + 1 and the error, after a backoff)
 
-Restart safety: offsets are committed only up to the lowest request of a partition that is not
-final yet, after its final status event was delivered; a crash redoes every request from there.
+Restart safety: each request's record is held (``Acks.hold``) until its final status event was
+delivered, so the loop commits a partition only up to its lowest request that is not final yet; a crash
+redoes every request from there.
 A redone move is idempotent (the store overwrites by SOPInstanceUID) and requests already final
 (``done.jsonl`` in the worker's state dir) are not moved again.
 
-Pacing comes from ``settings.pacs``: ``max_studies_per_hour``, ``max_images_per_minute`` (0 = no
-limit), ``windows`` (see ``schedule``; empty = always), ``timezone`` (IANA name, default the host's),
-``pending_event_s`` (min seconds between ``moving`` events).
+Pacing comes from the ``PacsConfig`` (``WorkerOptions.of``): ``max_studies_per_hour``,
+``max_images_per_minute`` (0 = no limit), ``windows`` (see ``schedule``; empty = always), ``timezone``
+(IANA name, default the host's), ``pending_event_s`` (min seconds between ``moving`` events).
 """
 
 from __future__ import annotations
@@ -23,26 +25,28 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, Message
 
-from radstream.config import Settings
 from sinks.dicom import schedule
+from sinks.dicom.config import PacsConfig, ResearchConfig
 from sinks.dicom.expect import Registry
 from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, resolve
 from sinks.dicom.move import MoveResult, c_move_study
 from sinks.dicom.wire import compat
 from streams import serde
-from streams.consumer import consume_now
-from streams.producer import make_producer, produce, send_dead_letter
+from streams.config import KafkaConfig, TopicsConfig
+from streams.loop import Acks, ConsumerLoop, Handler, LoopConfig, Record, Ticket
+from streams.producer import make_producer, produce
 
 LOG = logging.getLogger(__name__)
+STAGE = "dicom-worker"
 FINAL = ("completed", "partial", "failed", "cancelled")
 PRIORITY = {"high": 0, "normal": 1, "low": 2}
 
@@ -57,8 +61,7 @@ class WorkerOptions:
     max_queued: int = 10000
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> WorkerOptions:
-        p = settings.pacs
+    def of(cls, p: PacsConfig) -> WorkerOptions:
         return cls(studies_per_hour=p.max_studies_per_hour, images_per_minute=p.max_images_per_minute,
                    windows=p.windows, timezone=p.timezone, pending_event_s=p.pending_event_s)
 
@@ -79,6 +82,7 @@ class Request:
     done_studies: dict[str, MoveResult] = field(default_factory=dict)
     last_error: str | None = None
     last_status: int | None = None
+    ticket: Ticket | None = None  # done (the record committable) once the final status was delivered
 
     @property
     def id(self) -> str:
@@ -114,21 +118,26 @@ class Ledger:
                 os.fsync(fh.fileno())
 
 
-class Worker:
-    def __init__(self, settings: Settings, options: WorkerOptions | None = None,
+class Worker(Handler):
+    """The retrieval worker; also the ``Handler`` of its consumer loop (``self.loop``)."""
+
+    def __init__(self, kafka: KafkaConfig, topics: TopicsConfig, pacs: PacsConfig, research: ResearchConfig,
+                 state_dir: Path | str, options: WorkerOptions | None = None,
                  group_id: str | None = None) -> None:
-        self.settings = settings
-        self.opts = options or WorkerOptions.from_settings(settings)
-        self.pacs = Pacs.from_settings(settings)
+        self.topics = topics
+        self.pacs_config = pacs
+        self.research = research
+        self.opts = options or WorkerOptions.of(pacs)
+        self.pacs = Pacs.of(pacs)
         if self.pacs.fast_move and not compat.usable("scu"):  # the self-check at start; else plain pynetdicom
             self.pacs = replace(self.pacs, fast_move=False)
         self.windows = schedule.parse_windows(self.opts.windows)
         self.pacer = schedule.Pacer(self.opts.studies_per_hour, self.opts.images_per_minute)
-        self.group_id = group_id or f"{settings.kafka.consumer_group}.dicom-worker"
-        self.state_dir = Path(settings.state_dir) / "dicom-worker"
+        self.group_id = group_id or f"{kafka.consumer_group}.dicom-worker"
+        self.state_dir = Path(state_dir) / "dicom-worker"
         self.ledger = Ledger(self.state_dir / f"done-{self.group_id}.jsonl")
-        self.registry = Registry(settings.research_store_dir)
-        self.producer = make_producer(settings, **{"linger.ms": settings.pacs.status_linger_ms})
+        self.registry = Registry(Path(research.store_dir))
+        self.producer = make_producer(kafka, **{"linger.ms": pacs.status_linger_ms})
         serde.registry()  # parse the contracts at start-up, not while the first request waits
         self.stop_event = threading.Event()
         self._cv = threading.Condition()
@@ -136,14 +145,18 @@ class Worker:
         self._active: dict[str, Request] = {}
         self._cancelled: set[str] = set()
         self._seq = 0
-        # partition -> offsets received and not final yet / offsets final
-        self._open: dict[int, set[int]] = {}
-        self._final: dict[int, set[int]] = {}
+        self._backlogged = False  # fetching paused at max_queued, until the backlog is below half of it
+        self._at_end = False  # the loop's at_end() as of its last round (read on the loop's thread)
         self._study_locks: dict[str, threading.Lock] = {}
-        self._eof: dict[int, bool] = {}  # assigned partition -> consumed up to its end
-        self.caught_up = threading.Event()  # the consumer reached the end of every partition once
         self.log: list[dict[str, Any]] = []  # status events produced (for tests and the bench)
         self._sessions = threading.local()  # each mover thread's PacsSession
+        # immediate: a new request starts at once, not when a batch of them has filled or 0.2 s passed;
+        # the dead letters go through the status producer
+        self.loop = ConsumerLoop(kafka, LoopConfig(
+            group_id=self.group_id, topics=[topics.retrieval_requests], stage=STAGE,
+            dead_letter_topic=topics.dead_letter, max_batch=500, poll_s=0.2, immediate=True, track_end=True,
+            conf={"session.timeout.ms": 6000}), self, producer=self.producer)
+        self.caught_up = self.loop.caught_up  # the consumer reached the end of every partition once
 
     # -- status events ---------------------------------------------------------------------------
     def emit(self, req: Request, state: str, result: MoveResult | None = None, error: str | None = None,
@@ -163,56 +176,67 @@ class Worker:
         if result is not None:
             event.update(completed=result.completed, failed=result.failed, warning=result.warning,
                          remaining=result.remaining, dimse_status=result.status)
-        produce(self.producer, self.settings.topics.retrieval_status, "retrieval_status", req.id, event,
+        produce(self.producer, self.topics.retrieval_status, "retrieval_status", req.id, event,
                 on_delivery=on_delivery)
         self.producer.poll(0)
         self.log.append(event)
         LOG.info("%s %s attempt=%d %s", req.id, state, req.attempt, error or "")
 
-    # -- consuming -----------------------------------------------------------------------------
-    def _consumer(self) -> Consumer:
-        return Consumer({
-            "bootstrap.servers": self.settings.kafka.bootstrap,
-            "group.id": self.group_id,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            "max.poll.interval.ms": 600000,
-            "enable.partition.eof": True,
-        })
+    # -- consuming (the loop's Handler; called on the loop's thread) -------------------------------
+    def add(self, records: Sequence[Record], acks: Acks) -> None:
+        """Decode, skip what is final already, cancel, validate and queue each request. A request's
+        record is held until its final status is delivered; what needs no final status here (a
+        redelivered final request, a cancel) is done with the loop's next flush."""
+        for record in records:
+            try:
+                rec = serde.decode("retrieval_requested", record.value)
+            except serde.SerdeError as exc:
+                acks.dead_letter(record, exc)
+                continue
+            self._seq += 1
+            req = Request(rec, record.partition, record.offset, self._seq)
+            if req.id in self.ledger.done:
+                LOG.info("%s already %s; skipping redelivery", req.id, self.ledger.done[req.id])
+                continue
+            if str(rec.get("action") or "request") == "cancel":
+                self._cancel(req)
+                continue
+            req.ticket = acks.hold(record)
+            error = self._validate(rec)
+            if error:
+                self._finish(req, "failed", None, error)
+                continue
+            with self._cv:
+                self._pending.append(req)
+                self._cv.notify()
+            self.emit(req, "queued")
 
-    def _accept(self, msg: Message) -> None:
-        part, off = int(msg.partition() or 0), int(msg.offset() or 0)
-        self._open.setdefault(part, set()).add(off)
-        try:
-            rec = serde.decode("retrieval_requested", msg.value())
-        except serde.SerdeError as exc:
-            send_dead_letter(self.producer, self.settings, "dicom-worker", msg.value(), exc,
-                             topic=msg.topic(), partition=part, offset=off, key=msg.key())
-            self.producer.flush(30)
-            self._mark_final(part, off)
-            return
-        self._seq += 1
-        req = Request(rec, part, off, self._seq)
-        if req.id in self.ledger.done:
-            LOG.info("%s already %s; skipping redelivery", req.id, self.ledger.done[req.id])
-            self._mark_final(part, off)
-            return
-        if str(rec.get("action") or "request") == "cancel":
-            self._cancel(req)
-            return
-        error = self._validate(rec)
-        if error:
-            self._finish(req, "failed", None, error)
-            return
+    def busy(self) -> bool:
+        """Back-pressure: pause fetching at ``max_queued`` queued requests, resume below half of that;
+        fetch nothing more once stopping (the loop runs on until the last final statuses are in)."""
         with self._cv:
-            self._pending.append(req)
-            self._cv.notify()
-        self.emit(req, "queued")
+            backlog = len(self._pending)
+        if self._backlogged:
+            self._backlogged = backlog >= self.opts.max_queued // 2
+        else:
+            self._backlogged = backlog >= self.opts.max_queued
+        return self._backlogged or self.stop_event.is_set()
+
+    def tick(self) -> None:
+        self.producer.poll(0)  # delivery callbacks of status events (final ones make records done)
+        self._at_end = self.loop.at_end()
+
+    def on_revoke(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Another worker redoes the requests of these partitions that did not start here yet (what
+        runs here runs to its end; its record is the new owner's anyway)."""
+        lost = {p for t, p in partitions if t == self.topics.retrieval_requests}
+        with self._cv:
+            self._pending = [r for r in self._pending if r.partition not in lost]
+        self._at_end = False
 
     def _validate(self, rec: dict[str, Any]) -> str | None:
         dest = str(rec.get("destination_ae") or "")
-        if dest not in self.settings.research.allowed_destinations:
+        if dest not in self.research.allowed_destinations:
             return f"destination {dest!r} is not on the allow-list"
         if not str(rec.get("project_id") or "").strip():
             return "project_id is required"
@@ -230,90 +254,6 @@ class Worker:
                 self._cancelled.add(cancel.id)  # stops before its next study
         for r in hit:
             self._finish(r, "cancelled", None, "cancelled before it started")
-        self._mark_final(cancel.partition, cancel.offset)
-
-    def _mark_final(self, part: int, off: int) -> None:
-        with self._cv:
-            self._final.setdefault(part, set()).add(off)
-            self._cv.notify_all()
-
-    def _commit(self, consumer: Consumer) -> None:
-        with self._cv:
-            commits = []
-            for part, opened in self._open.items():
-                final = self._final.get(part, set())
-                todo = sorted(opened)
-                upto = None
-                for off in todo:
-                    if off in final:
-                        upto = off
-                    else:
-                        break
-                if upto is not None:
-                    done = {o for o in todo if o <= upto}
-                    opened -= done
-                    final -= done
-                    commits.append(TopicPartition(self.settings.topics.retrieval_requests, part, upto + 1))
-        if commits:
-            try:
-                consumer.commit(offsets=commits, asynchronous=False)
-            except Exception as exc:  # e.g. rebalance in progress: committed next round
-                LOG.warning("offset commit failed: %s", exc)
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        with self._cv:
-            for p in partitions:
-                self._eof[p.partition] = False
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._commit(consumer)
-        lost = {p.partition for p in partitions}
-        with self._cv:
-            for p in lost:
-                self._eof.pop(p, None)
-            self._pending = [r for r in self._pending if r.partition not in lost]
-            for p in lost:
-                self._open.pop(p, None)
-                self._final.pop(p, None)
-
-    def consume_loop(self) -> None:
-        consumer = self._consumer()
-        consumer.subscribe([self.settings.topics.retrieval_requests], on_assign=self._on_assign,
-                           on_revoke=self._on_revoke)
-        paused = False
-        try:
-            while not self.stop_event.is_set():
-                with self._cv:
-                    backlog = len(self._pending)
-                if backlog >= self.opts.max_queued and not paused:
-                    consumer.pause(consumer.assignment())
-                    paused = True
-                elif paused and backlog < self.opts.max_queued // 2:
-                    consumer.resume(consumer.assignment())
-                    paused = False
-                msgs = consume_now(consumer, 500, 0.2)  # a new request starts at once, not after 0.2 s
-                for msg in msgs:
-                    err = msg.error()
-                    part = int(msg.partition() or 0)
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            with self._cv:
-                                self._eof[part] = True
-                        else:
-                            LOG.warning("consumer error: %s", err)
-                        continue
-                    with self._cv:
-                        self._eof[part] = False
-                    self._accept(msg)
-                with self._cv:
-                    if self._eof and all(self._eof.values()):
-                        self.caught_up.set()
-                self._commit(consumer)
-                self.producer.poll(0)
-        finally:
-            self.producer.flush(30)  # final status events still in flight: their callbacks mark them final
-            self._commit(consumer)
-            consumer.close()
 
     # -- moving --------------------------------------------------------------------------------
     def _next(self) -> Request | None:
@@ -332,11 +272,12 @@ class Worker:
 
     def is_idle(self) -> bool:
         """Caught up with every assigned partition and nothing queued, running or uncommitted."""
+        if not self._at_end:
+            return False
         with self._cv:
-            if not self._eof or not all(self._eof.values()):
+            if self._pending or self._active:
                 return False
-            return not self._pending and not self._active and all(
-                not (opened - self._final.get(p, set())) for p, opened in self._open.items())
+        return self.loop.outstanding() == 0
 
     def _work_ready(self) -> bool:
         with self._cv:
@@ -520,11 +461,11 @@ class Worker:
 
     def _retry_or_fail(self, req: Request, error: str, status: int | None) -> None:
         total = self._total(req)
-        if req.attempt >= self.settings.pacs.max_attempts:
+        if req.attempt >= self.pacs_config.max_attempts:
             state = "partial" if total.completed else "failed"
             self._finish(req, state, total, f"after {req.attempt} attempts: {error}", status=status)
             return
-        delay = self.settings.pacs.backoff_s * (2 ** (req.attempt - 1))
+        delay = self.pacs_config.backoff_s * (2 ** (req.attempt - 1))
         req.attempt += 1
         req.last_error = error
         # failed studies are moved again whole (Orthanc reports zero counters after an abort)
@@ -548,21 +489,23 @@ class Worker:
     def _final_delivered(self, req: Request, state: str) -> Callable[[KafkaError | None, Message], None]:
         """The delivery callback of a request's final status event.
 
-        The request counts as final (ledger, offset committable) only once the broker acknowledged that
-        event. The mover does not wait for it: the callback runs on whichever thread next polls the
-        producer (the consumer loop polls every round). A failed delivery produces the event again.
+        The request counts as final (ledger, its record's ticket done: committable) only once the broker
+        acknowledged that event. The mover does not wait for it: the callback runs on whichever thread
+        next polls the producer (the consumer loop's ``tick`` polls every round). A failed delivery
+        produces the event again.
         """
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is None:
                 self.ledger.add(req.id, state)
-                self._mark_final(req.partition, req.offset)
+                if req.ticket is not None:
+                    req.ticket.done()
                 return
             LOG.error("final status %s of %s not delivered (%s); producing it again", state, req.id, err)
             value = msg.value()
             while True:
                 try:
-                    self.producer.produce(msg.topic() or self.settings.topics.retrieval_status, value=value,
+                    self.producer.produce(msg.topic() or self.topics.retrieval_status, value=value,
                                           key=req.id, on_delivery=delivered)
                     return
                 except BufferError:
@@ -572,11 +515,25 @@ class Worker:
 
     # -- running -------------------------------------------------------------------------------
     def run(self, until_idle: float | None = None, on_tick: Callable[[], None] | None = None) -> None:
-        """Run until ``stop_event`` (or, with ``until_idle``, until idle for that many seconds)."""
-        threads = [threading.Thread(target=self.consume_loop, name="dicom-consumer", daemon=True)]
-        for i in range(max(1, self.settings.pacs.max_associations)):
-            threads.append(threading.Thread(target=self.move_loop, name=f"dicom-mover-{i}", daemon=True))
-        for t in threads:
+        """Run until ``stop_event`` (or, with ``until_idle``, until idle for that many seconds).
+
+        Stopping: the movers end (a move in progress runs to its end), the last final status events
+        are delivered, and only then the consumer loop stops, so that it commits their records."""
+        loop_stop = threading.Event()
+        failed: list[BaseException] = []
+
+        def consume() -> None:
+            try:
+                self.loop.run(loop_stop)
+            except BaseException as exc:  # re-raised by run(); without a consumer the worker stops
+                failed.append(exc)
+                LOG.exception("the consumer loop failed")
+                self.stop_event.set()
+
+        consumer = threading.Thread(target=consume, name="dicom-consumer", daemon=True)
+        movers = [threading.Thread(target=self.move_loop, name=f"dicom-mover-{i}", daemon=True)
+                  for i in range(max(1, self.pacs_config.max_associations))]
+        for t in [consumer, *movers]:
             t.start()
         idle_since: float | None = None
         try:
@@ -594,6 +551,11 @@ class Worker:
             self.stop_event.set()
             with self._cv:
                 self._cv.notify_all()
-            for t in threads:
+            for t in movers:
                 t.join(timeout=30)
+            self.producer.flush(30)  # final status events still in flight: their callbacks make tickets done
+            loop_stop.set()
+            consumer.join(timeout=30)
             self.producer.flush(30)
+        if failed:
+            raise failed[0]

@@ -28,9 +28,9 @@ def orthanc_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Se
     overrides = orthanc.start(base, state_dir)
     settings = base.replace(**overrides)
     try:
-        seed(settings, 4, SMALL, rows=16)
-        seed(settings, 1, BIG, rows=16, prefix="B")
-        seed(settings, 3, SMALL, rows=16, prefix="C")
+        seed(settings.pacs, 4, SMALL, rows=16)
+        seed(settings.pacs, 1, BIG, rows=16, prefix="B")
+        seed(settings.pacs, 3, SMALL, rows=16, prefix="C")
         upload(settings.pacs.host, settings.pacs.http_port, two_studies_one_accession())
         yield settings, state_dir
     finally:

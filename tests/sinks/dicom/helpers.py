@@ -22,7 +22,8 @@ def request(settings: Settings, accession: str | None = None, project: str = "P1
     rid = extra.pop("request_id", None) or str(uuid.uuid4())
     rec = {"request_id": rid, "project_id": project, "requester": "pytest", "accession": accession,
            "destination_ae": destination, "priority": priority, "requested_time": datetime.now(UTC), **extra}
-    produce_sync(make_producer(settings), settings.topics.retrieval_requests, "retrieval_requested", rid, rec)
+    topic = settings.topics.retrieval_requests
+    produce_sync(make_producer(settings.kafka), topic, "retrieval_requested", rid, rec)
     return rid
 
 

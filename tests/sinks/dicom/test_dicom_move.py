@@ -23,14 +23,14 @@ pytestmark = pytest.mark.integration
 
 
 def store_for(settings: Settings, **changes: object) -> ResearchStore:
-    cfg = ScpConfig.from_settings(settings)
+    cfg = ScpConfig.of(settings.research, settings.ingest)
     for k, v in changes.items():
         setattr(cfg, k, v)
     return ResearchStore(cfg)
 
 
 def test_find_by_accession_and_fallback_keys(pacs_settings: Settings) -> None:
-    pacs = Pacs.from_settings(pacs_settings)
+    pacs = Pacs.of(pacs_settings.pacs)
     a3 = spec("A", 3)
     [hit] = c_find_studies(pacs, accession="A3")
     assert hit.study_instance_uid == a3.study_uid and hit.instances == SMALL and hit.modalities == ("CT",)
@@ -49,7 +49,7 @@ def test_move_study_files_arrive_with_matching_sop_uids(pacs_settings: Settings)
     store.start()
     pendings: list[MoveResult] = []
     try:
-        result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", a2.study_uid, pendings.append)
+        result = c_move_study(Pacs.of(pacs_settings.pacs), "RESEARCH", a2.study_uid, pendings.append)
     finally:
         store.stop()
     assert result.outcome == "completed" and result.completed == SMALL and result.status == 0
@@ -64,7 +64,7 @@ def test_move_study_files_arrive_with_matching_sop_uids(pacs_settings: Settings)
 
 
 def test_move_to_destination_unknown_to_the_pacs_fails(pacs_settings: Settings) -> None:
-    result = c_move_study(Pacs.from_settings(pacs_settings), "ELSEWHERE", spec("A", 1).study_uid)
+    result = c_move_study(Pacs.of(pacs_settings.pacs), "ELSEWHERE", spec("A", 1).study_uid)
     assert result.outcome == "failed"
     assert result.status is not None and result.status not in (0x0000, 0xFF00)  # Orthanc: 0xC000, std: 0xA801
     assert result.completed == 0
@@ -76,7 +76,7 @@ def test_scp_refusing_images_fails_the_move(pacs_settings: Settings) -> None:
     Registry(store.cfg.store_dir).register(a1.study_uid, "P1", "r1", "RESEARCH")
     store.start()
     try:
-        result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", a1.study_uid)
+        result = c_move_study(Pacs.of(pacs_settings.pacs), "RESEARCH", a1.study_uid)
     finally:
         store.stop()
     assert result.outcome in ("failed", "partial") and result.completed == 0
@@ -88,7 +88,7 @@ def test_scp_refuses_a_study_nobody_requested(pacs_settings: Settings) -> None:
     store = store_for(pacs_settings)  # no registration, no default project
     store.start()
     try:
-        result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", spec("A", 4).study_uid)
+        result = c_move_study(Pacs.of(pacs_settings.pacs), "RESEARCH", spec("A", 4).study_uid)
     finally:
         store.stop()
     assert result.outcome == "failed" and store.stats.refused >= 1
@@ -119,7 +119,7 @@ def test_orthanc_not_allowed_at_our_scp_makes_the_move_fail(pacs_settings: Setti
     Registry(store.cfg.store_dir).register(a3.study_uid, "P1", "r1", "RESEARCH")
     store.start()
     try:
-        result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", a3.study_uid)
+        result = c_move_study(Pacs.of(pacs_settings.pacs), "RESEARCH", a3.study_uid)
     finally:
         store.stop()
     assert result.outcome == "failed" and store.stats.received == 0
@@ -141,7 +141,7 @@ def test_deidentifying_project(pacs_settings: Settings, tmp_path: Path) -> None:
     Registry(store.cfg.store_dir).register(a1.study_uid, "IRB-9", "r9", "RESEARCH")
     store.start()
     try:
-        result = c_move_study(Pacs.from_settings(pacs_settings), "RESEARCH", a1.study_uid)
+        result = c_move_study(Pacs.of(pacs_settings.pacs), "RESEARCH", a1.study_uid)
     finally:
         store.stop()
     assert result.outcome == "completed"
@@ -165,7 +165,7 @@ def test_same_study_for_two_projects_in_a_row_lands_in_both(pacs_settings: Setti
     a2 = spec("A", 2)
     store = store_for(pacs_settings)
     reg = Registry(store.cfg.store_dir)
-    pacs = Pacs.from_settings(pacs_settings)
+    pacs = Pacs.of(pacs_settings.pacs)
     store.start()
     try:
         for project in ("P1", "P2"):
@@ -205,7 +205,7 @@ def test_direct_move_path_reports_what_pynetdicom_reports(pacs_settings: Setting
         store.start()
         pendings: list[MoveResult] = []
         try:
-            pacs = replace(Pacs.from_settings(pacs_settings), fast_move=fast)
+            pacs = replace(Pacs.of(pacs_settings.pacs), fast_move=fast)
             dest = "ELSEWHERE" if case == "unknown destination" else "RESEARCH"
             result = c_move_study(pacs, dest, a2.study_uid, pendings.append)
         finally:
@@ -240,8 +240,8 @@ def test_one_session_for_finds_and_moves_with_the_direct_paths(pacs_settings: Se
         return ok
 
     monkeypatch.setattr(scu.DirectExchange, "start", spy)
-    slow = replace(Pacs.from_settings(pacs_settings), fast_move=False)
-    session = PacsSession(Pacs.from_settings(pacs_settings))
+    slow = replace(Pacs.of(pacs_settings.pacs), fast_move=False)
+    session = PacsSession(Pacs.of(pacs_settings.pacs))
     a3 = spec("A", 3)
     keys: list[dict[str, str | None]] = [
         {"accession": "A3"}, {"accession": None, "patient_id": a3.patient_id, "study_date": a3.study_date},

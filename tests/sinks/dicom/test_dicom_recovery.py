@@ -41,7 +41,7 @@ class SlowStore(ResearchStore):
 
 
 def slow_store(settings: Settings) -> SlowStore:
-    store = SlowStore(ScpConfig.from_settings(settings))
+    store = SlowStore(ScpConfig.of(settings.research, settings.ingest))
     store.start()
     return store
 

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 @contextmanager
 def research_scp(settings: Settings, **cfg_changes: object) -> Iterator[ResearchStore]:
-    cfg = ScpConfig.from_settings(settings)
+    cfg = ScpConfig.of(settings.research, settings.ingest)
     for k, v in cfg_changes.items():
         setattr(cfg, k, v)
     store = ResearchStore(cfg)
@@ -43,7 +43,8 @@ def research_scp(settings: Settings, **cfg_changes: object) -> Iterator[Research
 
 
 def run_worker(settings: Settings, options: WorkerOptions | None = None, idle: float = 1.0) -> Worker:
-    w = Worker(settings, options or WorkerOptions(), group_id=settings.kafka.consumer_group)
+    w = Worker(settings.kafka, settings.topics, settings.pacs, settings.research, settings.state_dir,
+               options or WorkerOptions(), group_id=settings.kafka.consumer_group)
     t = threading.Thread(target=w.run, kwargs={"until_idle": idle}, daemon=True)
     t.start()
     t.join(timeout=120)
@@ -303,9 +304,9 @@ def test_deidentified_instances_report_their_originals_for_the_restricted_map(
     a1 = spec("A", 1)
     key = b"k" * 32
     rid = request(dicom_settings, "A1", project="IRB-D")
-    cfg = ScpConfig.from_settings(dicom_settings)
+    cfg = ScpConfig.of(dicom_settings.research, dicom_settings.ingest)
     cfg.deid_projects, cfg.deid_key = ("IRB-D",), key
-    store = ResearchStore(cfg, make_producer(dicom_settings), dicom_settings.topics.received_instances)
+    store = ResearchStore(cfg, make_producer(dicom_settings.kafka), dicom_settings.topics.received_instances)
     store.start()
     try:
         run_worker(dicom_settings)

@@ -42,11 +42,13 @@ def test_storage_scp_takes_its_options_from_the_one_config(tmp_path: Path) -> No
            "RADSTREAM_RESEARCH_MIN_FREE_MB": "7", "RADSTREAM_RESEARCH_WRITERS": "3",
            "RADSTREAM_RESEARCH_DEID_PROJECTS": "IRB-1, IRB-2", "RADSTREAM_RESEARCH_FAST_PATH": "0",
            "RADSTREAM_INGEST_PSEUDONYM_KEY": "secret", "RADSTREAM_RESEARCH_EVENT_BATCH_MS": "120"}
-    cfg = ScpConfig.from_settings(load_settings(env=env))
+    settings = load_settings(env=env)
+    cfg = ScpConfig.of(settings.research, settings.ingest)
     assert (cfg.default_project, cfg.min_free_mb, cfg.writers, cfg.deid_projects, cfg.fast_path,
             cfg.deid_key, cfg.event_batch_ms) == ("IRB-0", 7, 3, ("IRB-1", "IRB-2"), False, b"secret", 120.0)
     assert cfg.store_dir == tmp_path / "research"
-    assert ScpConfig.from_settings(load_settings(env={"RADSTREAM_STATE_DIR": str(tmp_path)})).fast_path
+    default = load_settings(env={"RADSTREAM_STATE_DIR": str(tmp_path)})
+    assert ScpConfig.of(default.research, default.ingest).fast_path
 
 
 def _store(tmp_path: Path) -> object:

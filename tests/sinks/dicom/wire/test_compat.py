@@ -239,11 +239,15 @@ def test_the_worker_decides_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     # no broker at that address: the producer is made, never used
     settings = Settings(state_dir=str(tmp_path)).replace(kafka={"bootstrap": "127.0.0.1:1"})
-    assert Worker(settings).pacs.fast_move
-    assert Worker(settings.replace(pacs={"fast_move": False})).pacs.fast_move is False
+
+    def worker(s: Settings) -> Worker:
+        return Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir)
+
+    assert worker(settings).pacs.fast_move
+    assert worker(settings.replace(pacs={"fast_move": False})).pacs.fast_move is False
     compat.reset()
     monkeypatch.delattr(Association, "_get_valid_context")
     with caplog.at_level(logging.WARNING):
-        assert Worker(settings).pacs.fast_move is False  # plain pynetdicom from the start
-        assert Worker(settings).pacs.fast_move is False
+        assert worker(settings).pacs.fast_move is False  # plain pynetdicom from the start
+        assert worker(settings).pacs.fast_move is False
     _one_warning(caplog, "SCU", "Association._get_valid_context")
