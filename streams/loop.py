@@ -514,7 +514,8 @@ class ConsumerLoop:
 
     def at_end(self) -> bool:
         """Every assigned partition is read to its end (needs ``track_end``)."""
-        return bool(self._at_end) and all(self._at_end.values())
+        ends = list(self._at_end.values())  # a snapshot: the loop thread changes it on assign/revoke
+        return bool(ends) and all(ends)
 
 
 def run_in_thread(loop: ConsumerLoop, name: str) -> tuple[threading.Thread, threading.Event]:
