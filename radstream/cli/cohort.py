@@ -21,7 +21,7 @@ import click
 
 from radstream.cli import settings_of
 from radstream.config import Settings
-from radstream.warehouse import query_rows, quote
+from radstream.warehouse import WarehouseError, query_rows, quote
 
 
 def _rows_from_csv(path: Path) -> list[dict[str, str]]:
@@ -45,7 +45,7 @@ def _completed(settings: Settings, project: str, destination: str) -> set[str] |
          f"AND project_id = '{quote(project)}' AND destination_ae = '{quote(destination)}'")
     try:
         return {r[0] for r in query_rows(settings, q) if r}
-    except (OSError, ValueError, click.ClickException) as exc:
+    except (OSError, ValueError, WarehouseError) as exc:
         click.echo(f"warning: cannot ask the warehouse which accessions are done ({exc}); nothing skipped",
                    err=True)
         return None
