@@ -47,6 +47,16 @@ def pseudonym(key: bytes, site: str, patient_id: str) -> str:
     return "psn-" + mac.hexdigest()[:32]
 
 
+def date_shift_days(key: bytes, patient_pseudonym: str) -> int:
+    """Days (1..365) every date of one patient moves back, in images and in report text alike.
+
+    Keyed on the research pseudonym, not the original id: the report stream only ever carries the
+    pseudonym, and the image side derives the same pseudonym from the DICOM PatientID.
+    """
+    mac = hmac.new(key, ("date:" + patient_pseudonym).encode(), hashlib.sha256).digest()
+    return 1 + int.from_bytes(mac[:4], "big") % 365
+
+
 def pseudonymise(event: ReportEvent, key: bytes | None) -> ReportEvent:
     """The event with its patient id replaced by the pseudonym (unchanged when ``key`` is None)."""
     if key is None or event.patient_id_is_pseudonym:

@@ -9,8 +9,9 @@ instances, series and runs, and nobody without the key can reverse or recompute 
 - patient id and patient name -> the patient's research pseudonym, the same ``psn-...`` value the
   warehouse carries when ingest pseudonymisation uses this key and site (images join to findings);
 - accession -> ``pseudonym(key, "accession", value)`` (``ACC-...``, fits SH);
-- every DA/DT value left -> shifted by a per-patient number of days (1..365 back) from
-  HMAC(key, "date:" + patient id), so intervals within a patient are kept;
+- every DA/DT value left -> shifted by a per-patient number of days (1..365 back), keyed on the
+  patient's pseudonym (``processors.ingest.pseudonym.date_shift_days``, shared with report text), so
+  intervals within a patient are kept and image and text dates agree;
 - private attributes removed; PatientIdentityRemoved, DeidentificationMethod(CodeSequence) set.
 """
 
@@ -28,6 +29,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from processors.ingest.pseudonym import date_shift_days
 from processors.ingest.pseudonym import pseudonym as patient_pseudonym
 
 PROFILE_FILE = Path(__file__).with_name("basic_profile.tsv")
@@ -55,10 +57,6 @@ def pseudonym(key: bytes, kind: str, value: str) -> str:
     return f"{prefix}-{_mac(key, kind + ':' + value).hex()[:12].upper()}"
 
 
-def date_shift_days(key: bytes, patient_id: str) -> int:
-    return 1 + int.from_bytes(_mac(key, "date:" + patient_id)[:4], "big") % 365
-
-
 class Deidentifier:
     def __init__(self, key: bytes, site: str = "default") -> None:
         if not key:
@@ -70,7 +68,7 @@ class Deidentifier:
     def apply(self, ds: Dataset, project_id: str = "") -> Dataset:
         """De-identify ``ds`` in place (and its file meta) and return it."""
         patient_id = str(ds.get("PatientID", ""))
-        shift = timedelta(days=date_shift_days(self.key, patient_id))
+        shift = timedelta(days=date_shift_days(self.key, patient_pseudonym(self.key, self.site, patient_id)))
         ds.remove_private_tags()
         self._walk(ds, shift, patient_id)
         meta = getattr(ds, "file_meta", None)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 from pydicom.dataset import Dataset
 
-from processors.ingest.pseudonym import pseudonym
+from processors.ingest.pseudonym import date_shift_days, pseudonym
 from sinks.dicom import deid, synth
 
 
@@ -30,7 +30,7 @@ def test_deid_is_consistent_and_keyed() -> None:
     assert a.StudyInstanceUID == deid.remap_uid(key, orig_study)
     assert deid.remap_uid(b"another key", orig_study) != a.StudyInstanceUID
     assert len(a.StudyInstanceUID) <= 64
-    shift = timedelta(days=deid.date_shift_days(key, "APAT1"))
+    shift = timedelta(days=date_shift_days(key, pseudonym(key, "default", "APAT1")))
     assert a.StudyDate == (datetime.strptime(orig_date, "%Y%m%d") - shift).strftime("%Y%m%d")
     assert "OtherPatientIDs" not in a and "InstitutionName" not in a and "StudyDescription" not in a
     assert a.PatientBirthDate == "" and a.ReferringPhysicianName == ""
