@@ -55,3 +55,39 @@ class Registry:
         exp = self.lookup(study_uid)
         if exp is not None and exp.request_id == request_id:
             self.path(study_uid).unlink(missing_ok=True)
+
+    # -- what the SCP did with each instance of a request (read by the worker to reconcile) ----------
+    def manifest(self, study_uid: str, request_id: str) -> Path:
+        return self.dir / f"{study_uid}.{request_id or 'none'}.received"
+
+    def record(self, study_uid: str, request_id: str, sop_uid: str, outcome: str, reason: str = "") -> None:
+        """Append one line (original SOP Instance UID, ``stored``/``quarantined``/``failed``, reason).
+
+        Called by the SCP after the outcome is final (a stored file is durably in place). One short
+        ``O_APPEND`` write per line, so lines of concurrent writers never interleave. The file lives in
+        the clinical zone beside the registrations: it names original UIDs.
+        """
+        line = json.dumps({"sop": sop_uid, "outcome": outcome, "reason": reason}) + "\n"
+        fd = os.open(self.manifest(study_uid, request_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def received(self, study_uid: str, request_id: str) -> dict[str, tuple[str, str]]:
+        """Original SOP Instance UID -> (outcome, reason) of a request; the last line of a UID wins."""
+        out: dict[str, tuple[str, str]] = {}
+        try:
+            text = self.manifest(study_uid, request_id).read_text()
+        except OSError:
+            return out
+        for line in text.splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            out[str(rec["sop"])] = (str(rec["outcome"]), str(rec.get("reason", "")))
+        return out
+
+    def forget(self, study_uid: str, request_id: str) -> None:
+        self.manifest(study_uid, request_id).unlink(missing_ok=True)

@@ -18,6 +18,7 @@ counted and produces no ``received_instance`` event; stopping the SCP drains the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -279,9 +280,14 @@ class ResearchStore:
                     batch.append(event)
                     if len(batch) >= self.cfg.event_batch or not wait_s:
                         batch = self._produce(batch)
-            except Exception:
+            except Exception as exc:
                 self.stats.add("write_errors")
                 LOG.exception("could not store an instance")
+                if job is not None:
+                    with contextlib.suppress(OSError):  # the disk that failed the write may fail this too
+                        why = f"{type(exc).__name__}: {exc}"
+                        self.registry.record(job.header.study, job.project.request_id,
+                                             job.header.sop_instance, "failed", why)
             finally:
                 self._queue.task_done()
 
@@ -328,6 +334,7 @@ class ResearchStore:
         target = os.path.join(parent, f"{sop}.dcm")
         self._write_verified(parent, target, sop, data)
         self.stats.add_written(len(data))
+        self.registry.record(hdr.study, job.project.request_id, hdr.sop_instance, "stored")
         if self.producer is None:
             return None
         record = {
