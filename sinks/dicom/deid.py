@@ -21,6 +21,7 @@ import csv
 import hashlib
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, partial
 from pathlib import Path
@@ -34,6 +35,24 @@ from processors.ingest.pseudonym import pseudonym as patient_pseudonym
 
 PROFILE_FILE = Path(__file__).with_name("basic_profile.tsv")
 METHOD = "PS3.15 E.1 Basic Profile, Modified Dates Option (radstream)"  # LO: at most 64 chars
+
+
+@dataclass(frozen=True)
+class DeidOptions:
+    """A project's PS3.15 Annex E profile options (each one is named in DeidentificationMethodCodeSequence
+    only when it is applied). Defaults: the Basic Profile with Retain Longitudinal Temporal Information
+    with Modified Dates."""
+
+    retain_modified_dates: bool = True  # 113107
+    retain_patient_characteristics: bool = False  # 113108
+    retain_device_identity: bool = False  # 113109
+    retain_uids: bool = False  # 113110
+    clean_descriptors: bool = False  # 113105
+    private_safe_list: tuple[str, ...] = ()  # private attributes kept; empty = all removed
+
+
+class DeidError(Exception):
+    """An instance the profile could not be applied to (it is quarantined, never stored as clean)."""
 
 
 @cache
@@ -65,7 +84,7 @@ class Deidentifier:
         self.site = site
         self.actions = profile()
 
-    def apply(self, ds: Dataset, project_id: str = "") -> Dataset:
+    def apply(self, ds: Dataset, project_id: str = "", options: DeidOptions = DeidOptions()) -> Dataset:
         """De-identify ``ds`` in place (and its file meta) and return it."""
         patient_id = str(ds.get("PatientID", ""))
         shift = timedelta(days=date_shift_days(self.key, patient_pseudonym(self.key, self.site, patient_id)))
