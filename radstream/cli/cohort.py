@@ -34,8 +34,16 @@ def _rows_from_csv(path: Path) -> list[dict[str, str]]:
     return rows
 
 
+def _query(settings: Settings, sql: str, what: str) -> list[list[str]]:
+    """``query_rows``, with an unreachable or refusing warehouse as one line for the user."""
+    try:
+        return query_rows(settings, sql)
+    except (OSError, WarehouseError) as exc:
+        raise click.ClickException(f"cannot {what}: {exc}") from None
+
+
 def _rows_from_sql(settings: Settings, query: str) -> list[dict[str, str]]:
-    rows = query_rows(settings, query)
+    rows = _query(settings, query, "run the cohort query")
     return [{"accession": r[0]} for r in rows if r and r[0]]
 
 
@@ -179,7 +187,7 @@ def _open_requests(settings: Settings, project: str) -> list[list[str]]:
                                    WHERE state IN ('completed', 'partial', 'failed', 'cancelled'))
           AND q.request_id NOT IN (SELECT request_id FROM retrieval_requests WHERE action = 'cancel')
         ORDER BY q.requested_time, q.request_id"""
-    return query_rows(settings, q)
+    return _query(settings, q, "read the open requests from the warehouse")
 
 
 def _resolved(settings: Settings, csv_file: Path) -> list[list[str]]:
@@ -255,4 +263,5 @@ def _requests_by_id(settings: Settings, ids: list[str]) -> dict[str, dict[str, s
     q = ("SELECT request_id, project_id, accession, study_instance_uid, destination_ae "
          f"FROM retrieval_requests FINAL WHERE action = 'request' AND request_id IN ({wanted})")
     cols = ("request_id", "project_id", "accession", "study_instance_uid", "destination_ae")
-    return {r[0]: dict(zip(cols, r, strict=True)) for r in query_rows(settings, q)}
+    rows = _query(settings, q, "look the requests up in the warehouse")
+    return {r[0]: dict(zip(cols, r, strict=True)) for r in rows}

@@ -78,3 +78,19 @@ def test_export_open_requests_then_import_their_outcome(topic_settings: Settings
     assert got == [("R2", "completed", 120, None, "manual"),
                    ("R3", "failed", None, "study not found in the archive", "manual")]
     assert {e["project_id"] for e in events} == {"IRB-5"}
+
+
+def test_unreachable_warehouse_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    # a ClickHouse server address where nothing listens: every warehouse read of the cohort commands
+    # ends in one readable line and exit code 1
+    settings = Settings(state_dir=str(tmp_path)).replace(clickhouse={"url": "http://127.0.0.1:9"})
+    env = settings_env(settings)
+    runner = CliRunner()
+    queries = [["cohort", "retrieve", "--sql", "SELECT accession FROM reports_latest", "--project", "P",
+                "--destination", "RESEARCH", "--dry-run"],
+               ["cohort", "export", "--project", "P"]]
+    for args in queries:
+        res = runner.invoke(main, args, env=env)
+        assert res.exit_code == 1, res.output
+        assert "Error: cannot " in res.output and "Traceback" not in res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit)
