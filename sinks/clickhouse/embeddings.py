@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from sinks.clickhouse.rows import avro_time
 from streams.config import KafkaConfig, TopicsConfig
 from streams.loop import Acks, ConsumerLoop, Handler, LoopConfig, Record
 from streams.serde import SerdeError, decode
@@ -86,14 +87,6 @@ def ensure_table(client: Any, database: str, *, dim: int = DIM) -> bool:
     return bool(res.result_rows[0][0])
 
 
-def _time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(int(value) / 1e6, tz=UTC)
-
-
 def embedding_rows(reports: Sequence[Mapping[str, Any]], embed: Callable[[list[str]], np.ndarray],
                    model: str, now: datetime | None = None) -> list[list[Any]]:
     """Rows (``COLUMNS`` order) for decoded ReportFinalized records; one ``embed`` call for the batch."""
@@ -103,7 +96,7 @@ def embedding_rows(reports: Sequence[Mapping[str, Any]], embed: Callable[[list[s
     rows: list[list[Any]] = []
     texts: list[str] = []
     for rec in reports:
-        exam = _time(rec.get("observation_time")) or _time(rec.get("status_time")) or _time(
+        exam = avro_time(rec.get("observation_time")) or avro_time(rec.get("status_time")) or avro_time(
             rec.get("received_time"))
         head = [rec.get("site") or "default", rec["accession"], int(rec["version"])]
         meta = [rec["status"], rec.get("modality") or "", rec.get("body_part") or "",

@@ -89,13 +89,16 @@ def _s(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _t(value: Any) -> datetime | None:
+def avro_time(value: Any) -> datetime | None:
     """Avro timestamp-micros -> aware UTC datetime (fastavro yields aware datetimes; ints are micros)."""
     if value is None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromtimestamp(int(value) / 1e6, tz=UTC)
+
+
+_t = avro_time  # the short name the row mappings below use
 
 
 def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
