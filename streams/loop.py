@@ -292,6 +292,9 @@ class ConsumerLoop:
         for tp in tps:
             self._at_end[tp] = False
         self.caught_up.clear()
+        if self._paused and partitions:  # busy: an incremental assignment joins the paused set
+            consumer.pause(partitions)
+            self._paused = [*self._paused, *partitions]
         self.handler.on_assign(tps)
         self.assigned.set()
 
@@ -312,6 +315,8 @@ class ConsumerLoop:
         self._paused = [p for p in self._paused if (p.topic, p.partition) not in tps]
         if not self._at_end:
             self.assigned.clear()
+        elif (self.cfg.track_end or self.cfg.replay) and all(self._at_end.values()):
+            self.caught_up.set()  # what is left was read to its end already
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
