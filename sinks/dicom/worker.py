@@ -544,16 +544,18 @@ class Worker(Handler):
         completed or warning (``accepted``: each of them gets a record), or ``settle_s`` passed.
         """
         deadline = time.monotonic() + self.opts.settle_s
+        # the targets had no good outcome before this move: all of them done takes as many new records
+        enough = min(accepted, len(targets))
         while True:
-            got = self.registry.received(study_uid, request_id)
-            if all(_is_done(got.get(sop)) for sop in targets):
-                return got
-            if self._manifest_lines(study_uid, request_id) - lines_before >= accepted:
-                return self.registry.received(study_uid, request_id)
+            new = self._manifest_lines(study_uid, request_id) - lines_before  # cheaper than parsing it
+            if new >= enough:
+                got = self.registry.received(study_uid, request_id)
+                if new >= accepted or all(_is_done(got.get(sop)) for sop in targets):
+                    return got
             if time.monotonic() >= deadline:
                 LOG.warning("%s: the SCP's records of study %s did not settle within %.1f s", request_id,
                             study_uid, self.opts.settle_s)
-                return got
+                return self.registry.received(study_uid, request_id)
             time.sleep(0.005)
 
     def _reconcile(self, req: Request, uid: str, listed: dict[str, str], targets: list[str],
