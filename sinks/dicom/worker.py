@@ -459,7 +459,8 @@ class Worker(Handler):
                                       retriable=exc.retriable)
             self.registry.register(uid, str(req.rec["project_id"]), req.id, dest)
             prior = req.recon.get(uid)
-            todo = list(prior.missing) if listed and prior is not None else []  # else the whole study
+            # the missing instances only; the whole study when none of it arrived (a smaller identifier)
+            todo = list(prior.missing) if listed and prior is not None and prior.done else []
             base = [prior.done if todo and prior is not None else 0]  # counts the events add to
             last_emit = [0.0]
 
