@@ -11,9 +11,9 @@ Completeness (moves into our research store, ``research.ae_title``): before a st
 instances are listed (C-FIND at IMAGE level, ``find.c_find_instances``); after the move the list is
 reconciled with what the storage SCP recorded per instance (``expect.Registry.received``). A study is
 complete only when every listed instance was stored, or quarantined with a reason; otherwise only the
-missing instances are moved again (IMAGE-level C-MOVE) on the next attempt, and after the last attempt
-the request ends ``partial`` (or ``failed``) naming them. Other destinations are judged by the PACS's
-sub-operation counters alone.
+missing instances are moved again (IMAGE-level C-MOVE; the study again if none of it arrived) on the
+next attempt, and after the last attempt the request ends ``partial`` (or ``failed``) naming them. Other
+destinations are judged by the PACS's sub-operation counters alone.
 
 Restart safety: each request's record is held (``Acks.hold``) until its final status event was
 delivered, so the loop commits a partition only up to its lowest request that is not final yet; a crash
