@@ -48,7 +48,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                            "not_before", "not_after", "source", "requested_time", *KAFKA),
     "retrieval_events": ("request_id", "project_id", "state", "attempt", "accession", "study_instance_uid",
                          "study_instance_uids", "pacs_ae", "destination_ae", "completed", "failed", "warning",
-                         "remaining", "expected_instances", "dimse_status", "error", "time", *KAFKA),
+                         "remaining", "expected_instances", "stored", "quarantined", "missing",
+                         "missing_sop_instance_uids", "dimse_status", "error", "time", *KAFKA),
     "received_instances": ("project_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
                            "sop_class_uid", "accession", "patient_id", "modality", "calling_ae", "called_ae",
                            "path",
@@ -181,8 +182,9 @@ def retrieval_status_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         _s(rec.get("accession")), _s(rec.get("study_instance_uid")),
         list(rec.get("study_instance_uids") or []), _s(rec.get("pacs_ae")), _s(rec.get("destination_ae")),
         rec.get("completed"), rec.get("failed"), rec.get("warning"), rec.get("remaining"),
-        rec.get("expected_instances"), rec.get("dimse_status"), _s(rec.get("error")), _t(rec["time"]),
-        *origin.cols(),
+        rec.get("expected_instances"), rec.get("stored"), rec.get("quarantined"), rec.get("missing"),
+        list(rec.get("missing_sop_instance_uids") or []), rec.get("dimse_status"), _s(rec.get("error")),
+        _t(rec["time"]), *origin.cols(),
     ]]}
 
 

@@ -1,4 +1,5 @@
-"""C-FIND at STUDY level (Study Root): accession first, patient id + study date as fallback."""
+"""C-FIND (Study Root, PS3.4 C.4.1, C.6.2): studies at STUDY level (accession first, patient id + study
+date as fallback), and the instances of a study at IMAGE level (the list the worker reconciles against)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from sinks.dicom.config import PacsConfig
+from sinks.dicom.header import Header, read_header
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
 from sinks.dicom.wire import compat
 
@@ -112,22 +114,34 @@ def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str 
     With ``session`` the query goes over its association (left open); else over one opened here."""
     if not (accession or study_uid or patient_id):
         raise DicomError("C-FIND needs an accession, a study UID or a patient id", retriable=False)
+    query = _query(accession, patient_id, study_date, study_uid)
+    return [_match(ident) for ident in c_find(pacs, query, session) if ident.get("StudyInstanceUID")]
+
+
+def c_find(pacs: Pacs, query: Dataset, session: PacsSession | None = None) -> list[Dataset]:
+    """The matching identifiers of one C-FIND (Study Root, PS3.4 C.4.1.3); raises DicomError on any
+    outcome other than pending matches followed by success."""
+    return [i for i in _c_find(pacs, query, session, quick=False) if isinstance(i, Dataset)]
+
+
+def _c_find(pacs: Pacs, query: Dataset, session: PacsSession | None, quick: bool) -> list[Dataset | Header]:
+    """``c_find``; with ``quick`` the identifiers the direct path receives are read as a ``Header`` (the UIDs,
+    straight from the bytes: ``sinks.dicom.header``) where that can, else decoded by pydicom."""
     own = session is None  # a one-off association, released at the end
     active = PacsSession(pacs) if session is None else session
     try:
         assoc = active.get()
     except DicomError as exc:
         raise DicomError(f"C-FIND {exc}", exc.status, exc.retriable) from None
-    matches: list[StudyMatch] = []
+    matches: list[Dataset | Header] = []
     final: int | None = None
     try:
-        query = _query(accession, patient_id, study_date, study_uid)
-        for code, ident in _find_responses(assoc, query, pacs.fast_move):
+        for code, ident in _find_responses(assoc, query, pacs.fast_move, quick):
             if code is None:  # empty status dataset: timeout, abort or invalid response
                 raise DicomError("C-FIND: empty response (timeout or aborted association)")
             if code in (0xFF00, 0xFF01):
-                if ident is not None and ident.get("StudyInstanceUID"):
-                    matches.append(_match(ident))
+                if ident is not None:
+                    matches.append(ident)
                 continue
             final = code
         if assoc.is_aborted:
@@ -143,8 +157,65 @@ def c_find_studies(pacs: Pacs, *, accession: str | None = None, patient_id: str 
     return matches
 
 
-def _find_responses(assoc: Any, query: Dataset, fast: bool) -> Iterator[tuple[int | None, Dataset | None]]:
+def _level_query(level: str, study_uid: str, series_uid: str = "") -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid  # empty: universal matching, returned
+    if level == "IMAGE":
+        ds.SOPInstanceUID = ""
+    else:
+        ds.NumberOfSeriesRelatedInstances = ""
+    return ds
+
+
+def _instances(idents: list[Dataset | Header], series_uid: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for ident in idents:
+        if isinstance(ident, Header):
+            sop, series = ident.sop_instance, ident.series
+        else:
+            sop = str(ident.get("SOPInstanceUID", "") or "")
+            series = str(ident.get("SeriesInstanceUID", "") or "")
+        if sop:
+            out[sop] = series or series_uid
+    return out
+
+
+def c_find_instances(pacs: Pacs, study_uid: str, expected: int | None = None,
+                     session: PacsSession | None = None) -> dict[str, str]:
+    """Every instance of a study the PACS lists: {SOP Instance UID: Series Instance UID}.
+
+    First one IMAGE-level query for the whole study (PS3.4 C.4.1, C.6.2: the Study Instance UID, universal
+    matching, C.2.2.2.3, on the Series Instance UID). A strictly hierarchical SCP wants a single value for
+    every level above IMAGE (C.4.1.3.1.1): when it refuses that query (a failure status), or lists fewer
+    instances than its own NumberOfStudyRelatedInstances (``expected``, C.3.4), they are listed the
+    hierarchical way: the study's series at SERIES level, then one IMAGE-level query per series. Orthanc
+    answers the study-wide query: one round trip per study. Raises DicomError like ``c_find``.
+    """
+    try:
+        listed = _instances(_c_find(pacs, _level_query("IMAGE", study_uid), session, quick=True))
+    except DicomError as exc:
+        if exc.status is None or exc.status in (0xA700, 0xA701, 0xA702):  # no answer or busy: no fallback
+            raise
+        LOG.info("study-wide IMAGE-level C-FIND refused (%s); listing %s series by series", exc, study_uid)
+        listed = {}
+    if listed and (expected is None or len(listed) >= expected):
+        return listed
+    series = [str(s.SeriesInstanceUID) for s in c_find(pacs, _level_query("SERIES", study_uid), session)
+              if s.get("SeriesInstanceUID")]
+    for uid in series:
+        query = _level_query("IMAGE", study_uid, uid)
+        listed.update(_instances(_c_find(pacs, query, session, quick=True), uid))
+    return listed
+
+
+def _find_responses(assoc: Any, query: Dataset, fast: bool,
+                    quick: bool = False) -> Iterator[tuple[int | None, Dataset | Header | None]]:
     """(status, matching identifier) of each C-FIND response; status None: none came.
+
+    ``quick``: an identifier received on the direct path is read as a ``Header`` where ``read_header`` can
+    (one instance of an IMAGE-level listing costs about a tenth of pydicom's decoding).
 
     ``fast``: request and responses directly on the socket (``sinks.dicom.wire.scu.DirectFind``);
     otherwise, when the installed pynetdicom fails the self-check (``sinks.dicom.wire.compat``), or when
@@ -158,8 +229,10 @@ def _find_responses(assoc: Any, query: Dataset, fast: bool) -> Iterator[tuple[in
         if started is not None:
             direct, ts = started
             for status, _cmd, data in direct.messages():
-                ident = None
-                if data is not None and status in (0xFF00, 0xFF01):
+                ident: Dataset | Header | None = None
+                if data is not None and status in (0xFF00, 0xFF01) and quick and ts.is_little_endian:
+                    ident = read_header(data, ts.is_implicit_VR)
+                if ident is None and data is not None and status in (0xFF00, 0xFF01):
                     try:
                         ident = decode(io.BytesIO(data), ts.is_implicit_VR, ts.is_little_endian)
                     except Exception as exc:  # what pynetdicom does with an undecodable identifier

@@ -1,4 +1,4 @@
-"""C-MOVE at STUDY level, with every response checked.
+"""C-MOVE at STUDY level, or of listed instances at IMAGE level (PS3.4 C.4.2), with every response checked.
 
 A move is a success only when the final status is 0x0000 and no sub-operation failed
 or ended with a warning. An empty status (DIMSE timeout, aborted association) is a
@@ -13,7 +13,7 @@ pynetdicom's ``send_c_move``. Both give the same statuses and counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,15 +63,17 @@ def _pynetdicom_responses(assoc: Any, ds: Dataset, destination_ae: str) -> Itera
                       get(status, "NumberOfFailedSuboperations"), get(status, "NumberOfWarningSuboperations"))
 
 
-def _identifier(study_uid: str) -> Dataset:
+def _identifier(study_uid: str, series_uid: str = "", sop_uids: Sequence[str] = ()) -> Dataset:
     ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
+    ds.QueryRetrieveLevel = "IMAGE" if sop_uids else "STUDY"
     ds.StudyInstanceUID = study_uid
+    if sop_uids:
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = list(sop_uids)  # a list of UIDs (PS3.4 C.4.2.2.1)
     return ds
 
 
-def _responses(assoc: Any, study_uid: str, destination_ae: str, fast: bool) -> Iterator[MoveRsp]:
-    ds = _identifier(study_uid)
+def _responses(assoc: Any, ds: Dataset, destination_ae: str, fast: bool) -> Iterator[MoveRsp]:
     if fast and compat.usable("scu"):  # else plain pynetdicom: it lacks what the direct path reaches into
         direct = start_move(assoc, ds, destination_ae, StudyRootQueryRetrieveInformationModelMove)
         if direct is not None:
@@ -83,6 +85,22 @@ def c_move_study(pacs: Pacs, destination_ae: str, study_uid: str,
                  on_pending: Callable[[MoveResult], None] | None = None, assoc: Any = None) -> MoveResult:
     """Move one study; ``assoc``: an established association with the Move context to use (and leave
     open), else one is opened and released here."""
+    return _c_move(pacs, destination_ae, _identifier(study_uid), on_pending, assoc)
+
+
+def c_move_instances(pacs: Pacs, destination_ae: str, study_uid: str, series_uid: str,
+                     sop_uids: Sequence[str], on_pending: Callable[[MoveResult], None] | None = None,
+                     assoc: Any = None) -> MoveResult:
+    """Move some instances of one series: an IMAGE-level C-MOVE (PS3.4 C.4.2.2.1: the unique keys of the
+    levels above, Study and Series Instance UID, and the list of SOP Instance UIDs). ``assoc`` as for
+    ``c_move_study``. A long list makes a large identifier, which pynetdicom sends in fragments."""
+    if not sop_uids:
+        raise ValueError("c_move_instances needs at least one SOP Instance UID")
+    return _c_move(pacs, destination_ae, _identifier(study_uid, series_uid, sop_uids), on_pending, assoc)
+
+
+def _c_move(pacs: Pacs, destination_ae: str, identifier: Dataset,
+            on_pending: Callable[[MoveResult], None] | None, assoc: Any) -> MoveResult:
     own = assoc is None
     if assoc is None:
         ae = make_ae(pacs.calling_ae, pacs.acse_timeout_s, pacs.dimse_timeout_s, pacs.dimse_timeout_s)
@@ -97,7 +115,7 @@ def c_move_study(pacs: Pacs, destination_ae: str, study_uid: str,
     last = MoveResult("failed")
     final: MoveRsp | None = None
     empty = False
-    responses = _responses(assoc, study_uid, destination_ae, pacs.fast_move)
+    responses = _responses(assoc, identifier, destination_ae, pacs.fast_move)
     try:
         for rsp in responses:
             if rsp.status is None:

@@ -1,4 +1,4 @@
-"""The retrieval worker: retrieval requests (Kafka) -> C-FIND -> C-MOVE -> status events.
+"""The retrieval worker: retrieval requests (Kafka) -> C-FIND -> C-MOVE -> reconciliation -> status events.
 
 Threads: one consumer thread (the streams layer's ``ConsumerLoop``, with the worker as its ``Handler``:
 it polls, decodes, queues and commits) and ``max_associations`` mover threads. Per request the states
@@ -6,6 +6,14 @@ are (docs/retrieval.md):
 
     queued -> [waiting_for_window] -> resolving -> moving (pending counts) -> completed | partial | failed
                                    (retry: back to queued with attempt + 1 and the error, after a backoff)
+
+Completeness (moves into our research store, ``research.ae_title``): before a study's first move its
+instances are listed (C-FIND at IMAGE level, ``find.c_find_instances``); after the move the list is
+reconciled with what the storage SCP recorded per instance (``expect.Registry.received``). A study is
+complete only when every listed instance was stored, or quarantined with a reason; otherwise only the
+missing instances are moved again (IMAGE-level C-MOVE; the study again if none of it arrived) on the
+next attempt, and after the last attempt the request ends ``partial`` (or ``failed``) naming them. Other
+destinations are judged by the PACS's sub-operation counters alone.
 
 Restart safety: each request's record is held (``Acks.hold``) until its final status event was
 delivered, so the loop commits a partition only up to its lowest request that is not final yet; a crash
@@ -37,8 +45,8 @@ from confluent_kafka import KafkaError, Message
 from sinks.dicom import schedule
 from sinks.dicom.config import PacsConfig, ResearchConfig
 from sinks.dicom.expect import Registry
-from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, resolve
-from sinks.dicom.move import MoveResult, c_move_study
+from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, c_find_instances, resolve
+from sinks.dicom.move import MoveResult, c_move_instances, c_move_study
 from sinks.dicom.wire import compat
 from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
@@ -49,6 +57,7 @@ LOG = logging.getLogger(__name__)
 STAGE = "dicom-worker"
 FINAL = ("completed", "partial", "failed", "cancelled")
 PRIORITY = {"high": 0, "normal": 1, "low": 2}
+MAX_MISSING_UIDS = 1000  # missing SOP Instance UIDs named in one status event (``missing`` counts them all)
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class WorkerOptions:
     timezone: str = ""
     pending_event_s: float = 1.0
     max_queued: int = 10000
+    settle_s: float = 10.0  # longest wait after a C-MOVE for the SCP's last records (reconciliation)
 
     @classmethod
     def of(cls, p: PacsConfig) -> WorkerOptions:
@@ -67,6 +77,20 @@ class WorkerOptions:
 
     def tz(self) -> tzinfo | None:
         return ZoneInfo(self.timezone) if self.timezone else None
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """A study's listed instances against what the research store recorded for the request."""
+
+    listed: int
+    stored: int
+    quarantined: int  # with a reason
+    missing: tuple[str, ...]  # SOP Instance UIDs, in listing order
+
+    @property
+    def done(self) -> int:
+        return self.stored + self.quarantined
 
 
 @dataclass
@@ -80,6 +104,8 @@ class Request:
     waiting_reported: bool = False
     studies: list[StudyMatch] = field(default_factory=list)
     done_studies: dict[str, MoveResult] = field(default_factory=dict)
+    listed: dict[str, dict[str, str]] = field(default_factory=dict)  # study -> {SOP UID: series UID}
+    recon: dict[str, Reconciled] = field(default_factory=dict)  # study -> its last reconciliation
     last_error: str | None = None
     last_status: int | None = None
     ticket: Ticket | None = None  # done (the record committable) once the final status was delivered
@@ -163,7 +189,7 @@ class Worker(Handler):
              on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
         rec = req.rec
         uids = [s.study_instance_uid for s in req.studies]
-        expected = sum(s.instances or 0 for s in req.studies) if req.studies else None
+        expected = self._expected(req) if req.studies else None
         event: dict[str, Any] = {
             "request_id": req.id, "project_id": rec["project_id"], "state": state, "attempt": req.attempt,
             "accession": rec.get("accession"), "study_instance_uid": uids[0] if uids else rec.get(
@@ -176,6 +202,11 @@ class Worker(Handler):
         if result is not None:
             event.update(completed=result.completed, failed=result.failed, warning=result.warning,
                          remaining=result.remaining, dimse_status=result.status)
+        if req.recon:
+            recon = list(req.recon.values())
+            missing = [sop for r in recon for sop in r.missing]
+            event.update(stored=sum(r.stored for r in recon), quarantined=sum(r.quarantined for r in recon),
+                         missing=len(missing), missing_sop_instance_uids=missing[:MAX_MISSING_UIDS])
         produce(self.producer, self.topics.retrieval_status, "retrieval_status", req.id, event,
                 on_delivery=on_delivery)
         self.producer.poll(0)
@@ -419,32 +450,140 @@ class Worker(Handler):
         uid = study.study_instance_uid
         lock = self._study_locks.setdefault(uid, threading.Lock())
         with lock:
+            listed = req.listed.get(uid)
+            if listed is None and self._reconciles(dest):
+                try:
+                    listed = req.listed[uid] = self.list_instances(req, study)
+                except DicomError as exc:
+                    return MoveResult("failed", status=exc.status, error=f"C-FIND (IMAGE level): {exc}",
+                                      retriable=exc.retriable)
             self.registry.register(uid, str(req.rec["project_id"]), req.id, dest)
+            prior = req.recon.get(uid)
+            # the missing instances only; the whole study when none of it arrived (a smaller identifier)
+            todo = list(prior.missing) if listed and prior is not None and prior.done else []
+            base = [prior.done if todo and prior is not None else 0]  # counts the events add to
             last_emit = [0.0]
 
             def pending(r: MoveResult) -> None:
                 now = time.monotonic()
                 if now - last_emit[0] >= self.opts.pending_event_s:
                     last_emit[0] = now
-                    self.emit(req, "moving", self._total(req, extra=r))
+                    shifted = replace(r, completed=r.completed + base[0])  # + what earlier moves brought
+                    self.emit(req, "moving", self._total(req, extra=shifted))
 
             self.emit(req, "moving", self._total(req))
             last_emit[0] = time.monotonic()  # counts follow pending_event_s after the start, not at once
-            session = self._session()
-            if session is None:
-                result = c_move_study(self.pacs, dest, uid, on_pending=pending)
+            lines = self._manifest_lines(uid, req.id)
+            if not todo:
+                result = self._with_assoc(lambda assoc: c_move_study(self.pacs, dest, uid, pending, assoc))
             else:
-                try:
-                    assoc = session.get()
-                except DicomError as exc:
-                    result = MoveResult("failed", error=f"C-MOVE {exc}", retriable=exc.retriable)
-                else:
-                    result = c_move_study(self.pacs, dest, uid, on_pending=pending, assoc=assoc)
+                result = self._move_missing(uid, listed or {}, todo, dest, pending, base)
+            if listed:
+                return self._reconcile(req, uid, listed, todo or list(listed), result, lines)
             if result.outcome == "completed" and study.instances and result.completed < study.instances:
                 # the PACS said success but moved fewer instances than C-FIND announced
                 result.outcome = "partial"
                 result.error = f"moved {result.completed} of {study.instances} instances"
             return result
+
+    def list_instances(self, req: Request, study: StudyMatch) -> dict[str, str]:
+        """The study's instances as the PACS lists them before its first move: {SOP UID: series UID}
+        (C-FIND at IMAGE level). Listed once per request; a retry moves what is missing from this list."""
+        return c_find_instances(self.pacs, study.study_instance_uid, study.instances, session=self._session())
+
+    def _reconciles(self, dest: str) -> bool:
+        """Only our own research store records what it did with each instance."""
+        return dest == self.research.ae_title
+
+    def _with_assoc(self, move: Callable[[Any], MoveResult]) -> MoveResult:
+        """``move(assoc)`` over this thread's session (``assoc`` None: no session, the move opens one)."""
+        session = self._session()
+        if session is None:
+            return move(None)
+        try:
+            assoc = session.get()
+        except DicomError as exc:
+            return MoveResult("failed", error=f"C-MOVE {exc}", retriable=exc.retriable)
+        return move(assoc)
+
+    def _move_missing(self, uid: str, listed: dict[str, str], todo: list[str], dest: str,
+                      pending: Callable[[MoveResult], None], base: list[int]) -> MoveResult:
+        """IMAGE-level C-MOVEs of the missing instances, one per series (PS3.4 C.4.2.2.1); counts summed."""
+        by_series: dict[str, list[str]] = {}
+        for sop in todo:
+            by_series.setdefault(listed.get(sop, ""), []).append(sop)
+        total = MoveResult("completed", status=0x0000, completed=0, failed=0, warning=0, remaining=0)
+        for series, sops in by_series.items():
+            def move(assoc: Any, series: str = series, sops: list[str] = sops) -> MoveResult:
+                return c_move_instances(self.pacs, dest, uid, series, sops, pending, assoc)
+
+            r = self._with_assoc(move)
+            base[0] += r.completed  # the next series' pending counts follow this one's
+            total.completed += r.completed
+            total.failed += r.failed
+            total.warning += r.warning
+            total.pendings += r.pendings
+            if r.outcome != "completed":
+                total.outcome, total.status, total.error = "partial", r.status, r.error
+                total.retriable = total.retriable and r.retriable
+        return total
+
+    def _manifest_lines(self, study_uid: str, request_id: str) -> int:
+        """Records the SCP has appended so far to the request's manifest of the study (one per line)."""
+        try:
+            return self.registry.manifest(study_uid, request_id).read_bytes().count(b"\n")
+        except OSError:
+            return 0
+
+    def _settle(self, study_uid: str, request_id: str, targets: list[str], lines_before: int,
+                accepted: int) -> dict[str, tuple[str, str]]:
+        """The SCP's records of the request once they have settled after a C-MOVE's final response.
+
+        The SCP records an instance when its outcome is final, which can be after the C-STORE response the
+        PACS counted, so the last records may follow the C-MOVE's final response. Settled: every target is
+        stored or quarantined, or the manifest grew by at least the sub-operations the PACS counted as
+        completed or warning (``accepted``: each of them gets a record), or ``settle_s`` passed.
+        """
+        deadline = time.monotonic() + self.opts.settle_s
+        # the targets had no good outcome before this move: all of them done takes as many new records
+        enough = min(accepted, len(targets))
+        while True:
+            new = self._manifest_lines(study_uid, request_id) - lines_before  # cheaper than parsing it
+            if new >= enough:
+                got = self.registry.received(study_uid, request_id)
+                if new >= accepted or all(_is_done(got.get(sop)) for sop in targets):
+                    return got
+            if time.monotonic() >= deadline:
+                LOG.warning("%s: the SCP's records of study %s did not settle within %.1f s", request_id,
+                            study_uid, self.opts.settle_s)
+                return self.registry.received(study_uid, request_id)
+            time.sleep(0.005)
+
+    def _reconcile(self, req: Request, uid: str, listed: dict[str, str], targets: list[str],
+                   result: MoveResult, lines_before: int) -> MoveResult:
+        """The study's result after a move: complete only when every listed instance is stored or
+        quarantined with a reason. ``completed`` then counts those, ``failed`` the missing ones."""
+        got = self._settle(uid, req.id, targets, lines_before, result.completed + result.warning)
+        stored = quarantined = 0
+        missing: list[str] = []
+        for sop in listed:
+            outcome, reason = got.get(sop, ("", ""))
+            if outcome == "stored":
+                stored += 1
+            elif outcome == "quarantined" and reason:
+                quarantined += 1
+            else:
+                missing.append(sop)
+        rec = req.recon[uid] = Reconciled(len(listed), stored, quarantined, tuple(missing))
+        done = MoveResult("completed", status=result.status, completed=rec.done, failed=len(missing),
+                          warning=result.warning, remaining=0, pendings=result.pendings,
+                          retriable=result.retriable)
+        if missing:
+            done.outcome = "partial" if rec.done else "failed"
+            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            done.error = (f"{len(missing)} of {len(listed)} listed instances not in the research store "
+                          f"({shown})" + (f"; {result.error}" if result.error else ""))
+        return done
 
     def _total(self, req: Request, extra: MoveResult | None = None) -> MoveResult:
         total = MoveResult("moving", completed=0, failed=0, warning=0, remaining=0)
@@ -454,10 +593,15 @@ class Worker(Handler):
             total.failed += r.failed
             total.warning += r.warning
             total.status = r.status
-        expected = sum(s.instances or 0 for s in req.studies)
+        expected = self._expected(req)
         done = total.completed + total.failed + total.warning
         total.remaining = max(expected - done, 0) if expected else None
         return total
+
+    @staticmethod
+    def _expected(req: Request) -> int:
+        """Instances the request should bring: as listed at IMAGE level, else as C-FIND announced."""
+        return sum(len(req.listed.get(s.study_instance_uid) or ()) or (s.instances or 0) for s in req.studies)
 
     def _retry_or_fail(self, req: Request, error: str, status: int | None) -> None:
         total = self._total(req)
@@ -468,7 +612,8 @@ class Worker(Handler):
         delay = self.pacs_config.backoff_s * (2 ** (req.attempt - 1))
         req.attempt += 1
         req.last_error = error
-        # failed studies are moved again whole (Orthanc reports zero counters after an abort)
+        # a failed study is moved again: only its missing instances when it was reconciled, else whole
+        # (Orthanc reports zero counters after an abort)
         req.done_studies = {k: v for k, v in req.done_studies.items() if v.outcome == "completed"}
         req.ready_at = time.monotonic() + delay
         self.emit(req, "queued", total, error=f"retry in {delay:.1f}s: {error}")
@@ -484,6 +629,7 @@ class Worker(Handler):
             result = MoveResult(state, status=status)
         for study in req.studies:
             self.registry.release(study.study_instance_uid, req.id)
+            self.registry.forget(study.study_instance_uid, req.id)
         self.emit(req, state, result, error=error, on_delivery=self._final_delivered(req, state))
 
     def _final_delivered(self, req: Request, state: str) -> Callable[[KafkaError | None, Message], None]:
@@ -559,3 +705,7 @@ class Worker(Handler):
             self.producer.flush(30)
         if failed:
             raise failed[0]
+
+
+def _is_done(got: tuple[str, str] | None) -> bool:
+    return got is not None and (got[0] == "stored" or (got[0] == "quarantined" and bool(got[1])))

@@ -287,6 +287,22 @@ def test_image_occurrence_is_one_row_per_received_series(ch: Client) -> None:
     ) == [("partial", ["1.2", "1.3"], 9, 6)]
 
 
+def test_a_partial_retrieval_names_its_missing_instances(ch: Client) -> None:
+    write_records(ch, "retrieval_requested", [{"request_id": "q9", "project_id": "P-1", "requester": "ana",
+                                               "accession": "A9", "destination_ae": "RESEARCH",
+                                               "requested_time": BASE_TIME}])
+    write_records(ch, "retrieval_status", [
+        {"request_id": "q9", "project_id": "P-1", "state": "queued", "time": BASE_TIME},
+        {"request_id": "q9", "project_id": "P-1", "state": "partial", "expected_instances": 4, "completed": 3,
+         "failed": 1, "stored": 2, "quarantined": 1, "missing": 1, "missing_sop_instance_uids": ["1.2.3.4"],
+         "time": BASE_TIME + timedelta(minutes=1)},
+    ])
+    latest = "SELECT state, stored, quarantined, missing, missing_sop_instance_uids FROM retrievals_latest"
+    assert q(ch, latest + " WHERE request_id = 'q9'") == [("partial", 2, 1, 1, ["1.2.3.4"])]
+    assert q(ch, "SELECT stored, missing_sop_instance_uids FROM retrieval_events WHERE state = 'queued'") == [
+        (None, [])]
+
+
 def test_readonly_queries_cannot_write(ch: Client) -> None:
     write_records(ch, "report_finalized", [report("H1")])
     for sql in [
