@@ -61,7 +61,8 @@ class Settings:
         for name, under in (("store_dir", "research"), ("quarantine_dir", "quarantine")):
             if not getattr(self.research, name):  # the quarantine is outside the store's project tree
                 path = str(Path(self.state_dir) / under)
-                object.__setattr__(self, "research", dataclasses.replace(self.research, **{name: path}))
+                research: Any = dataclasses.replace(self.research, **{name: path})  # type: ignore[arg-type]
+                object.__setattr__(self, "research", research)
                 derived.add(f"research.{name}")
         object.__setattr__(self, "_derived", frozenset(derived))
 

@@ -35,7 +35,8 @@ class ResearchConfig:
     store_dir: str = ""  # radstream.config fills in <state_dir>/research
     allowed_calling_aes: tuple[str, ...] = ("ORTHANC",)
     allowed_destinations: tuple[str, ...] = ("RESEARCH",)
-    quarantine_dir: str = ""  # instances that cannot be made safe; radstream.config fills in <state_dir>/quarantine
+    # instances that cannot be made safe (outside the store); radstream.config fills in <state_dir>/quarantine
+    quarantine_dir: str = ""
     # project of studies nobody registered (manual movescu); must be a registered project; empty = refuse
     default_project: str = ""
     min_free_mb: int = 100

@@ -143,6 +143,12 @@ def refusal(projects: Projects, project_id: str, destination_ae: str | None = No
     return None
 
 
+def options_of(projects: Projects, project_id: str) -> dict[str, Any] | None:
+    """The project's store options for its expectation file (None: not registered)."""
+    project = projects.get(project_id)
+    return project.store_options.to_dict() if project is not None else None
+
+
 class StaticProjects:
     """A fixed set of projects (tests, tools without Kafka)."""
 

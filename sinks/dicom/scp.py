@@ -375,7 +375,8 @@ class ResearchStore:
         hdr, exp = job.header, job.policy.expectation
         data = job.meta + job.raw
         entry = Entry(exp.project_id, exp.request_id, hdr.study, hdr.series, hdr.sop_instance,
-                      hdr.sop_class or job.sop_class, hdr.modality, reason, job.calling_ae, time.time(), len(data))
+                      hdr.sop_class or job.sop_class, hdr.modality, reason, job.calling_ae, time.time(),
+                      len(data))
         path = self.quarantine.put(entry, data)
         self.stats.add("quarantined")
         self.registry.record(hdr.study, exp.request_id, hdr.sop_instance, "quarantined", reason)
@@ -410,7 +411,8 @@ class ResearchStore:
                 "project_id": project_id, "study_instance_uid": stored.study,
                 "series_instance_uid": stored.series, "sop_instance_uid": stored.sop_instance,
                 "accession": stored.accession or None, "patient_id": stored.patient_id or None,
-                "original_study_instance_uid": original.study, "original_series_instance_uid": original.series,
+                "original_study_instance_uid": original.study,
+                "original_series_instance_uid": original.series,
                 "original_sop_instance_uid": original.sop_instance,
                 "original_accession": original.accession or None,
                 "original_patient_id": original.patient_id or None, "time": now})
