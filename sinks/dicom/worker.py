@@ -562,5 +562,6 @@ class Worker(Handler):
             loop_stop.set()
             consumer.join(timeout=30)
             self.producer.flush(30)
+            self.projects.stop()
         if failed:
             raise failed[0]
