@@ -25,6 +25,18 @@ def _registry(ctx: click.Context) -> Any:
     return ProjectRegistry(settings.kafka, settings.topics)
 
 
+def _current(ctx: click.Context, project_id: str) -> Any:
+    """The project as last registered (ClickException when it is not)."""
+    registry = _registry(ctx)
+    try:
+        current = registry.get(project_id)
+    finally:
+        registry.stop()
+    if current is None:
+        raise click.ClickException(f"project {project_id} is not registered")
+    return current
+
+
 def _as_dict(project: Any) -> dict[str, Any]:
     rec: dict[str, Any] = project.record()
     rec["time"] = project.time.isoformat()
@@ -97,13 +109,7 @@ def retire(ctx: click.Context, project_id: str, registered_by: str | None) -> No
     from sinks.dicom.projects import publish
 
     settings = settings_of(ctx)
-    registry = _registry(ctx)
-    try:
-        current = registry.get(project_id)
-    finally:
-        registry.stop()
-    if current is None:
-        raise click.ClickException(f"project {project_id} is not registered")
+    current = _current(ctx, project_id)
     publish(settings.kafka, settings.topics, dataclasses.replace(
         current, active=False, registered_by=registered_by or getpass.getuser(), time=datetime.now(UTC)))
     click.echo(f"retired project {project_id}")
@@ -133,11 +139,4 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, project_id: str) -> None:
     """One project's registration (JSON)."""
-    registry = _registry(ctx)
-    try:
-        p = registry.get(project_id)
-    finally:
-        registry.stop()
-    if p is None:
-        raise click.ClickException(f"project {project_id} is not registered")
-    click.echo(json.dumps(_as_dict(p), indent=2))
+    click.echo(json.dumps(_as_dict(_current(ctx, project_id)), indent=2))

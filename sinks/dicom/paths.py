@@ -5,6 +5,7 @@
 - Project ids: a letter or digit, then letters, digits, "-" or "_", at most 64 characters (no dots, so
   never "." or "..", never a hidden file).
 - ``inside(root, *parts)``: the joined path, resolved, must stay under the resolved root.
+- ``fsync_dir(path)``: after a rename into a directory, so the new entry survives a crash.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ def check_project_id(value: str) -> str:
 def is_token(value: str) -> bool:
     """A request id or similar token safe in a file name (no "/", does not start with a dot)."""
     return _TOKEN.fullmatch(value) is not None
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory ``path`` (a rename, a new file or directory) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def inside(root: str, *parts: str) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from sinks.dicom.paths import check_project_id, check_uid, inside
+from sinks.dicom.paths import check_project_id, check_uid, fsync_dir, inside
 
 RULES_FILE = Path(__file__).with_name("quarantine_rules.tsv")
 SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
@@ -152,15 +152,7 @@ class Quarantine:
         dcm, desc = self.paths(entry)
         for path in (dcm, desc):
             Path(path).unlink(missing_ok=True)
-        _fsync_dir(os.path.dirname(dcm))
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(os.path.dirname(dcm))
 
 
 def _durable_write(path: str, data: bytes) -> None:
@@ -174,4 +166,4 @@ def _durable_write(path: str, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(path))

@@ -62,7 +62,7 @@ from sinks.dicom.deid import Deidentifier
 from sinks.dicom.expect import Expectation, Registry
 from sinks.dicom.header import Header, read_header
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
-from sinks.dicom.paths import UnsafeName, check_uid, inside, is_project_id, is_uid
+from sinks.dicom.paths import UnsafeName, check_uid, fsync_dir, inside, is_project_id, is_uid
 from sinks.dicom.projects import Project, Projects, StaticProjects, StoreOptions
 from sinks.dicom.quarantine import Entry, Quarantine, reason_for
 from sinks.dicom.wire import compat
@@ -450,7 +450,7 @@ class ResearchStore:
             d = os.path.dirname(d)
         os.makedirs(parent, exist_ok=True)
         for made in missing:  # each new directory's entry lives in its parent
-            _fsync_dir(os.path.dirname(made))
+            fsync_dir(os.path.dirname(made))
         if len(self._dirs) > 10000:
             self._dirs.clear()
         self._dirs.add(parent)
@@ -493,7 +493,7 @@ class ResearchStore:
             os.unlink(tmp)
             raise OSError(f"verification failed for {target}: content differs")
         os.replace(tmp, target)
-        _fsync_dir(parent)
+        fsync_dir(parent)
 
     # -- quarantine actions (radstream dicom quarantine release|purge) ---------------------------------
     def release(self, entry: Entry, actor: str, note: str) -> str:
@@ -586,14 +586,6 @@ class ResearchStore:
             self._server.shutdown()
             self._server = None
         self.drain()
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _stop_after_series(tag: BaseTag, vr: str | None, length: int) -> bool:
