@@ -40,6 +40,8 @@ class ResearchConfig:
     # project of studies nobody registered (manual movescu); must be a registered project; empty = refuse
     default_project: str = ""
     min_free_mb: int = 100
+    # write-ahead journal per SCP process: an instance is durable before its response (0: fsync each file)
+    journal_mb: int = 64
     fast_path: bool = True  # direct C-STORE receive loop (False: every message through pynetdicom)
     processes: int = 1  # SCP processes sharing one listening socket, for parallel associations
     event_batch_ms: float = 200.0  # the SCP's producer sends events together for this long (linger.ms)

@@ -10,12 +10,15 @@
   registered as identified (with an IRB reference) both in the request's registration and in the
   SCP's own view of the projects topic; an instance that cannot be made safe goes to the quarantine
   (``sinks.dicom.quarantine``) with its reason instead of the project tree.
-- **Answers C-STORE success only after the file is durably in place**: written to a temporary file,
-  read back and compared, fsync'd, renamed over ``<sop>.dcm`` (overwrite by SOPInstanceUID: a redone
-  move never makes duplicates, and a file that fails the check never replaces a good one), and the
-  directory fsync'd. The work runs on the association's own thread (the PACS sends the next instance
-  only after our response anyway); concurrent associations' fsyncs share the file system's journal
-  commits.
+- **Answers C-STORE success only after the instance is durably stored**: written to a temporary file,
+  read back and compared, renamed over ``<sop>.dcm`` (overwrite by SOPInstanceUID: a redone move never
+  makes duplicates, and a file that fails the check never replaces a good one), and made durable by
+  the write-ahead journal (``sinks.dicom.journal``: the bytes appended to a preallocated file and
+  ``fdatasync``'d, 0.3 ms instead of 3-5 ms for an fsync'd new file here; replayed at start after a
+  crash). Without the journal (``research.journal_mb = 0``, the quarantine, a steward's release, an
+  instance too large for it) the file itself is fsync'd before the rename and the directory after
+  it. The work runs on the association's own thread (the PACS sends the next instance only after our
+  response anyway).
 - Then records the outcome per original SOP Instance UID in the request's manifest (``stored``,
   ``quarantined`` + reason, ``failed`` + reason; read by the worker's reconciliation) and produces one
   ``received_instance`` event (values as stored) and, when de-identified, one ``received_original``
@@ -61,6 +64,7 @@ from sinks.dicom.config import ResearchConfig
 from sinks.dicom.deid import Deidentifier
 from sinks.dicom.expect import Expectation, Registry
 from sinks.dicom.header import Header, read_header
+from sinks.dicom.journal import Journal
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
 from sinks.dicom.paths import UnsafeName, check_uid, fsync_dir, inside, is_project_id, is_uid
 from sinks.dicom.projects import Project, Projects, StaticProjects, StoreOptions
@@ -92,6 +96,7 @@ class ScpConfig:
     site: str = "default"  # of the patient pseudonyms (the same as the warehouse's)
     fast_path: bool = True
     listen_fd: int | None = None  # a listening socket shared with sibling SCP processes (research.processes)
+    journal_mb: int = 64  # the write-ahead journal per SCP process (sinks.dicom.journal); 0: fsync every file
 
     @classmethod
     def of(cls, r: ResearchConfig, ingest: IngestConfig) -> ScpConfig:
@@ -105,7 +110,7 @@ class ScpConfig:
             allowed_calling_aes=tuple(r.allowed_calling_aes),
             quarantine_dir=Path(r.quarantine_dir) if r.quarantine_dir else None,
             default_project=r.default_project, min_free_mb=r.min_free_mb, deid_key=key, site=ingest.site,
-            fast_path=r.fast_path,
+            fast_path=r.fast_path, journal_mb=r.journal_mb,
         )
 
     @property
@@ -221,6 +226,7 @@ class ResearchStore:
         self._dirs: set[str] = set()  # directories made and fsync'd already (once per series, not per image)
         self._reg_paths: dict[str, str] = {}  # study UID -> its registration file (pathlib per image is slow)
         self._root = os.path.realpath(cfg.store_dir)
+        self.journal: Journal | None = None  # opened by start(); without it every file is fsync'd
 
     # -- which project, which options ------------------------------------------------------------
     def _project(self, project_id: str, wait: bool) -> Project | Refused:
@@ -435,7 +441,13 @@ class ResearchStore:
         check_uid(sop, "SOP Instance UID")
         parent = os.path.join(self._root, project_id, study, series)
         target = os.path.join(parent, f"{sop}.dcm")
-        self._write_verified(parent, target, sop, data)
+        rel = os.path.join(project_id, study, series, f"{sop}.dcm")
+        journal = self.journal
+        if journal is not None and journal.fits(rel, data):
+            self._write_verified(parent, target, sop, data, durable=False)
+            journal.append(rel, data)  # durable from here: replayed at start after a crash
+        else:
+            self._write_verified(parent, target, sop, data)
         self.stats.add_written(len(data))
         return target
 
@@ -455,10 +467,11 @@ class ResearchStore:
             self._dirs.clear()
         self._dirs.add(parent)
 
-    def _write_verified(self, parent: str, target: str, sop: str, data: bytes) -> None:
+    def _write_verified(self, parent: str, target: str, sop: str, data: bytes, durable: bool = True) -> None:
         """Write to a temporary file, read it back through the same descriptor and compare (it must hold
         exactly the bytes we meant to store), fsync it, rename it over ``target`` (overwrite by
-        SOPInstanceUID) and fsync the directory: once this returns, the file survives a crash."""
+        SOPInstanceUID) and fsync the directory: once this returns, the file survives a crash.
+        ``durable=False``: no fsyncs (the journal makes it durable)."""
         tmp = os.path.join(parent, f".{sop}.dcm.{threading.get_ident()}.tmp")
         if parent not in self._dirs:
             self._make_parent(parent)
@@ -481,7 +494,7 @@ class ResearchStore:
                 back += more
                 if len(more) < ask:
                     break
-            if back == data:
+            if back == data and durable:
                 os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -493,7 +506,8 @@ class ResearchStore:
             os.unlink(tmp)
             raise OSError(f"verification failed for {target}: content differs")
         os.replace(tmp, target)
-        fsync_dir(parent)
+        if durable:
+            fsync_dir(parent)
 
     # -- quarantine actions (radstream dicom quarantine release|purge) ---------------------------------
     def release(self, entry: Entry, actor: str, note: str) -> str:
@@ -549,6 +563,12 @@ class ResearchStore:
             serde.registry()  # parse the contracts now, not while the first study arrives
         self.cfg.store_dir.mkdir(parents=True, exist_ok=True)
         self._root = os.path.realpath(self.cfg.store_dir)
+        if self.cfg.journal_mb > 0:
+            self.journal = Journal(self._root, _replay_write, self.cfg.journal_mb * 1024 * 1024)
+            self.journal.open()
+            if self.journal.replayed:
+                LOG.warning("replayed %d instances from the journal %s", self.journal.replayed,
+                            self.journal.path)
         if self.cfg.default_project and isinstance(self._project(self.cfg.default_project, False), Refused):
             LOG.error("default project %r is not registered: unregistered studies are refused",
                       self.cfg.default_project)
@@ -586,6 +606,18 @@ class ResearchStore:
             self._server.shutdown()
             self._server = None
         self.drain()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+
+def _replay_write(path: str, data: bytes) -> None:
+    """A journal record's file, written again at start (the journal's checkpoint makes it durable)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.replay.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
 
 
 def _stop_after_series(tag: BaseTag, vr: str | None, length: int) -> bool:
