@@ -78,27 +78,43 @@ class Journal:
     def open(self) -> None:
         d = os.path.join(self.root, DIRNAME)
         os.makedirs(d, mode=0o700, exist_ok=True)
-        for k in range(256):  # the first journal no other live process holds
+        guard = os.open(os.path.join(d, "slots.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX)  # sibling SCP processes pick their journals one at a time
+            self._fd, self.path = self._take_slot(d)
+            self._recover()
+        finally:
+            os.close(guard)
+
+    def _take_slot(self, d: str) -> tuple[int, str]:
+        """The first journal no other live process holds (held with flock until close)."""
+        for k in range(256):
             path = os.path.join(d, f"journal-{k}.wal")
-            if not os.path.exists(path):
-                self._create(path)
+            fd = os.open(path, os.O_RDWR) if os.path.exists(path) else -1
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                if os.fstat(fd).st_size == self.size:
+                    return fd, path
+                os.close(fd)  # made with another size: recover it with that size first
+                Journal(self.root, self._write_file, os.path.getsize(path)).recover_file(path)
+            self._create(path)
             fd = os.open(path, os.O_RDWR)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            if os.fstat(fd).st_size != self.size:  # made with another size: make it again
-                os.close(fd)
-                os.unlink(path)
-                self._create(path)
-                fd = os.open(path, os.O_RDWR)
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._fd, self.path = fd, path
-            break
-        else:
-            raise OSError("no free journal slot in " + d)
-        self._recover()
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd, path
+        raise OSError("no free journal slot in " + d)
+
+    def recover_file(self, path: str) -> None:
+        """Replay and close a journal of this size (one left with another ``journal_mb``)."""
+        self._fd, self.path = os.open(path, os.O_RDWR), path
+        try:
+            self._recover()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
 
     def _create(self, path: str) -> None:
         """Zero-fill (really written blocks: an overwrite then changes no metadata), fsync, rename."""
@@ -145,7 +161,7 @@ class Journal:
 
     def _checkpoint(self, seq: int) -> None:
         syncfs(self._fd)
-        tmp = self._checkpoint_path() + ".tmp"
+        tmp = f"{self._checkpoint_path()}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(str(seq).encode())
             fh.flush()

@@ -72,3 +72,25 @@ def test_each_live_journal_belongs_to_one_process(tmp_path: Path) -> None:
     assert first.path != second.path
     first.close()
     second.close()
+
+
+def test_a_journal_left_with_another_size_is_replayed_before_it_is_made_again(tmp_path: Path) -> None:
+    j = opened(tmp_path)
+    j.append("a.dcm", b"A" * 100)
+    crash(j)
+    bigger = Journal(str(tmp_path), _replay_write, SIZE * 2)
+    bigger.open()
+    assert (tmp_path / "a.dcm").read_bytes() == b"A" * 100 and os.path.getsize(bigger.path) == SIZE * 2
+    bigger.close()
+
+
+def test_siblings_starting_together_each_get_their_own_journal(tmp_path: Path) -> None:
+    """``dicom scp --processes N``: N journals opened at once on one store, none shared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        journals = list(pool.map(lambda _: opened(tmp_path), range(4)))
+    assert len({j.path for j in journals}) == 4
+    for j in journals:
+        j.append("x.dcm", b"x")
+        j.close()
