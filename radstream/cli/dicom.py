@@ -200,6 +200,23 @@ def quarantine_list(ctx: click.Context, project: str | None, as_json: bool) -> N
             click.echo(f"{e.key}\t{e.modality}\t{e.reason}\t{when}\t{e.request_id}")
 
 
+def _steward_action(ctx: click.Context, verb: str, key: str, note: str, actor: str | None) -> tuple[Any, Any]:
+    """``store.release`` or ``store.purge`` of the quarantined instance KEY, as ``actor`` (default: the
+    OS user); -> (entry, what the action returned)."""
+    import getpass
+
+    from sinks.dicom.scp import ReleaseError
+
+    store, projects = _store(ctx)
+    try:
+        entry = _entry(store, key)
+        return entry, getattr(store, verb)(entry, actor or getpass.getuser(), note)
+    except ReleaseError as exc:
+        raise click.ClickException(f"not released: {exc}") from exc
+    finally:
+        projects.stop()
+
+
 @quarantine.command("release")
 @click.argument("key")
 @click.option("--reason", "note", required=True, help="Why it is safe to release (recorded).")
@@ -208,18 +225,7 @@ def quarantine_list(ctx: click.Context, project: str | None, as_json: bool) -> N
 def quarantine_release(ctx: click.Context, key: str, note: str, actor: str | None) -> None:
     """De-identify KEY (project/SOP UID) with its project's options and move it into the project tree;
     recorded with who, when and why."""
-    import getpass
-
-    from sinks.dicom.scp import ReleaseError
-
-    store, projects = _store(ctx)
-    try:
-        entry = _entry(store, key)
-        path = store.release(entry, actor or getpass.getuser(), note)
-    except ReleaseError as exc:
-        raise click.ClickException(f"not released: {exc}") from exc
-    finally:
-        projects.stop()
+    entry, path = _steward_action(ctx, "release", key, note, actor)
     click.echo(f"released {entry.key} -> {path}")
 
 
@@ -230,12 +236,5 @@ def quarantine_release(ctx: click.Context, key: str, note: str, actor: str | Non
 @click.pass_context
 def quarantine_purge(ctx: click.Context, key: str, note: str, actor: str | None) -> None:
     """Delete KEY (project/SOP UID) from the quarantine; recorded with who, when and why."""
-    import getpass
-
-    store, projects = _store(ctx)
-    try:
-        entry = _entry(store, key)
-        store.purge(entry, actor or getpass.getuser(), note)
-    finally:
-        projects.stop()
+    entry, _ = _steward_action(ctx, "purge", key, note, actor)
     click.echo(f"purged {entry.key}")
