@@ -80,8 +80,8 @@ def test_structured_reports_with_free_text_anywhere_in_the_tree() -> None:
 
 
 def test_a_deidentification_error_quarantines_the_instance(tmp_path: Path) -> None:
-    cfg = ScpConfig("RESEARCH", 0, "127.0.0.1", tmp_path / "store", ("ORTHANC",), quarantine_dir=tmp_path / "q",
-                    deid_key=b"k" * 32)
+    cfg = ScpConfig("RESEARCH", 0, "127.0.0.1", tmp_path / "store", ("ORTHANC",),
+                    quarantine_dir=tmp_path / "q", deid_key=b"k" * 32)
     store = ResearchStore(cfg, projects=TEST_PROJECTS)
     ds = ct()
     store.registry.register(str(ds.StudyInstanceUID), "IRB-9", "r1", "RESEARCH")
