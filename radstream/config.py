@@ -37,10 +37,6 @@ def _default_state_dir() -> str:
     return str(Path.cwd() / ".state")
 
 
-# the section fields that default to a path under state_dir
-_PATHS = {"clickhouse": "url", "research": "store_dir"}
-
-
 @dataclass(frozen=True)
 class Settings:
     state_dir: str = field(default_factory=_default_state_dir)
@@ -52,7 +48,7 @@ class Settings:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     ml: MlConfig = field(default_factory=MlConfig)
-    # sections whose paths were filled in from state_dir (filled in again when state_dir changes)
+    # "section.field" paths filled in from state_dir (filled in again when state_dir changes)
     _derived: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -61,11 +57,13 @@ class Settings:
         if not self.clickhouse.url:
             url = f"chdb://{Path(self.state_dir).resolve() / 'chdb'}"
             object.__setattr__(self, "clickhouse", dataclasses.replace(self.clickhouse, url=url))
-            derived.add("clickhouse")
-        if not self.research.store_dir:
-            store = str(Path(self.state_dir) / "research")
-            object.__setattr__(self, "research", dataclasses.replace(self.research, store_dir=store))
-            derived.add("research")
+            derived.add("clickhouse.url")
+        for name, under in (("store_dir", "research"), ("quarantine_dir", "quarantine")):
+            if not getattr(self.research, name):  # the quarantine is outside the store's project tree
+                path = str(Path(self.state_dir) / under)
+                research: Any = dataclasses.replace(self.research, **{name: path})  # type: ignore[arg-type]
+                object.__setattr__(self, "research", research)
+                derived.add(f"research.{name}")
         object.__setattr__(self, "_derived", frozenset(derived))
 
     @property
@@ -90,11 +88,13 @@ class Settings:
             else:
                 changes[name] = value
         # a path derived from state_dir stays derived (and follows a new state_dir) unless set here
-        derived = frozenset(n for n in self._derived if not _sets_path(sections.get(n), _PATHS[n]))
+        derived = frozenset(d for d in self._derived
+                            if not _sets_path(sections.get(d.split(".")[0]), d.split(".")[1]))
         if "state_dir" in changes:
-            for name in derived:
+            for d in derived:
+                name, path_field = d.split(".")
                 section = changes.get(name, getattr(self, name))
-                changes[name] = dataclasses.replace(section, **{_PATHS[name]: ""})
+                changes[name] = dataclasses.replace(section, **{path_field: ""})
         changes["_derived"] = derived
         return dataclasses.replace(self, **changes)
 

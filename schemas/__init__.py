@@ -18,4 +18,7 @@ NAMES = (
     "received_instance",
     "dead_letter",
     "cohort_watch",
+    "project_registration",
+    "received_original",
+    "quarantine_event",
 )

@@ -26,6 +26,10 @@ class TopicsConfig:
     received_instances: str = "radstream.dicom.received"
     dead_letter: str = "radstream.deadletter"
     cohort_watches: str = "radstream.cohort.watches"
+    projects: str = "radstream.projects"  # compacted: the registered research projects
+    # RESTRICTED: originals of de-identified instances (-> deid_map only); keep analysts' clients off it
+    received_restricted: str = "radstream.dicom.received.restricted"
+    quarantine: str = "radstream.dicom.quarantine"  # RESTRICTED: quarantined/released/purged instances
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ def topic_specs(t: TopicsConfig) -> list[TopicSpec]:
         TopicSpec(t.received_instances, "received_instance"),
         TopicSpec(t.dead_letter, "dead_letter"),
         TopicSpec(t.cohort_watches, "cohort_watch", compacted=True, partitions=1),
+        TopicSpec(t.projects, "project_registration", compacted=True, partitions=1),
+        TopicSpec(t.received_restricted, "received_original"),
+        TopicSpec(t.quarantine, "quarantine_event"),
     ]
 
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "sql": "radstream.cli.sql:sql",
     "nlp": "radstream.cli.nlp:nlp",
     "retrieve": "radstream.cli.retrieve:retrieve",
+    "project": "radstream.cli.project:project",
     "cohort": "radstream.cli.cohort:cohort",
     "dicom": "radstream.cli.dicom:dicom",
     "similar": "radstream.cli.similar:similar",

@@ -151,6 +151,9 @@ def demo(ctx: click.Context, keep_running: bool, studies: int, images: int) -> N
         t_stream = time.monotonic() - t_ingest
 
         console.print("[bold]5/6[/] retrieving study A1 for project DEMO …")
+        # synthetic patients: registered identified so the files can be compared with Orthanc's UIDs
+        _run(settings, "project", "add", "DEMO", "--destination", settings.research.ae_title,
+             "--owner", "demo", "--identified", "--irb", "none: synthetic demo data", "--replace")
         out = _run(settings, "retrieve", "--accession", "A1", "--destination", settings.research.ae_title,
                    "--project", "DEMO")
         request_id = out.strip().split()[-1]

@@ -1,10 +1,11 @@
-"""``radstream dicom worker|scp|seed``: the DICOM side of retrieval."""
+"""``radstream dicom worker|scp|seed|quarantine``: the DICOM side of retrieval."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from typing import Any
 
 import click
 
@@ -58,8 +59,10 @@ def worker(ctx: click.Context, until_idle: float | None, verbose: bool) -> None:
 @click.pass_context
 def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: int | None,
         verbose: bool) -> None:
-    """Research storage SCP: accept C-STORE from allowed AEs, write project/study/series/instance.dcm."""
+    """Research storage SCP: accept C-STORE from allowed AEs, write project/study/series/instance.dcm
+    (de-identified unless the project is registered as identified; unsafe instances to the quarantine)."""
     from sinks.dicom.net import tune_process
+    from sinks.dicom.projects import ProjectRegistry
     from sinks.dicom.scp import ResearchStore, ScpConfig
     from streams.producer import make_producer
 
@@ -74,9 +77,13 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
     cfg.listen_fd = listen_fd
     if port is not None:
         cfg.port = port
-    store = ResearchStore(cfg, make_producer(settings.kafka), settings.topics.received_instances)
+    producer = make_producer(settings.kafka, **{"linger.ms": settings.research.event_batch_ms})
+    projects = ProjectRegistry(settings.kafka, settings.topics)
+    projects.start()
+    store = ResearchStore(cfg, producer, settings.topics, projects)
     stop = threading.Event()
     _stop_on_signals(stop)
+    projects.loaded.wait(15)
     bound = store.start()
     click.echo(f"research SCP {cfg.ae_title} listening on {cfg.host}:{bound}, store {cfg.store_dir}",
                err=True)
@@ -85,9 +92,10 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
             store.producer.poll(0)
     finally:
         store.stop()
+        projects.stop()
         s = store.stats
-        click.echo(f"stored {s.written} instances ({s.bytes} bytes), refused {s.refused}, "
-                   f"write errors {s.write_errors}", err=True)
+        click.echo(f"stored {s.written} instances ({s.bytes} bytes), quarantined {s.quarantined}, "
+                   f"refused {s.refused}, write errors {s.write_errors}", err=True)
 
 
 def _scp_processes(settings: Settings, n: int, port: int | None, verbose: bool) -> None:
@@ -142,3 +150,91 @@ def seed(ctx: click.Context, studies: int, images: int, kb: int, first: int) -> 
     done = do_seed(settings.pacs, studies, images, rows=rows_for_kb(kb), first=first)
     for spec in done:
         click.echo(f"{spec.accession}\t{spec.patient_id}\t{spec.study_date}\t{spec.images}\t{spec.study_uid}")
+
+
+@dicom.group()
+def quarantine() -> None:
+    """Instances of de-identified projects that could not be made safe (data stewards)."""
+
+
+def _store(ctx: click.Context) -> tuple[Any, Any]:
+    from sinks.dicom.projects import ProjectRegistry
+    from sinks.dicom.scp import ResearchStore, ScpConfig
+    from streams.producer import make_producer
+
+    settings = settings_of(ctx)
+    projects = ProjectRegistry(settings.kafka, settings.topics)
+    store = ResearchStore(ScpConfig.of(settings.research, settings.ingest), make_producer(settings.kafka),
+                          settings.topics, projects)
+    return store, projects
+
+
+def _entry(store: Any, key: str) -> Any:
+    entry = store.quarantine.find(key)
+    if entry is None:
+        raise click.ClickException(f"no single quarantined instance {key!r} "
+                                   "(see: radstream dicom quarantine list)")
+    return entry
+
+
+@quarantine.command("list")
+@click.option("--project", default=None, help="Only this project.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def quarantine_list(ctx: click.Context, project: str | None, as_json: bool) -> None:
+    """What is in the quarantine now: project/SOP UID, reason, when, request."""
+    import dataclasses
+    import json
+    from datetime import UTC, datetime
+
+    from sinks.dicom.quarantine import Quarantine
+
+    settings = settings_of(ctx)
+    for e in Quarantine(settings.research.quarantine_dir).entries():
+        if project and e.project_id != project:
+            continue
+        if as_json:
+            click.echo(json.dumps(dataclasses.asdict(e)))
+        else:
+            when = datetime.fromtimestamp(e.time, UTC).isoformat(timespec="seconds")
+            click.echo(f"{e.key}\t{e.modality}\t{e.reason}\t{when}\t{e.request_id}")
+
+
+def _steward_action(ctx: click.Context, verb: str, key: str, note: str, actor: str | None) -> tuple[Any, Any]:
+    """``store.release`` or ``store.purge`` of the quarantined instance KEY, as ``actor`` (default: the
+    OS user); -> (entry, what the action returned)."""
+    import getpass
+
+    from sinks.dicom.scp import ReleaseError
+
+    store, projects = _store(ctx)
+    try:
+        entry = _entry(store, key)
+        return entry, getattr(store, verb)(entry, actor or getpass.getuser(), note)
+    except ReleaseError as exc:
+        raise click.ClickException(f"not released: {exc}") from exc
+    finally:
+        projects.stop()
+
+
+@quarantine.command("release")
+@click.argument("key")
+@click.option("--reason", "note", required=True, help="Why it is safe to release (recorded).")
+@click.option("--by", "actor", default=None, help="Who releases it (default: the OS user).")
+@click.pass_context
+def quarantine_release(ctx: click.Context, key: str, note: str, actor: str | None) -> None:
+    """De-identify KEY (project/SOP UID) with its project's options and move it into the project tree;
+    recorded with who, when and why."""
+    entry, path = _steward_action(ctx, "release", key, note, actor)
+    click.echo(f"released {entry.key} -> {path}")
+
+
+@quarantine.command("purge")
+@click.argument("key")
+@click.option("--reason", "note", required=True, help="Why it is deleted (recorded).")
+@click.option("--by", "actor", default=None, help="Who purges it (default: the OS user).")
+@click.pass_context
+def quarantine_purge(ctx: click.Context, key: str, note: str, actor: str | None) -> None:
+    """Delete KEY (project/SOP UID) from the quarantine; recorded with who, when and why."""
+    entry, _ = _steward_action(ctx, "purge", key, note, actor)
+    click.echo(f"purged {entry.key}")

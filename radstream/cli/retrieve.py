@@ -24,7 +24,7 @@ def _when(value: str | None) -> datetime | None:
 @click.option("--patient-id", default=None, help="Fallback match key, with --study-date.")
 @click.option("--study-date", default=None, help="YYYYMMDD, with --patient-id.")
 @click.option("--destination", required=True, help="Destination AE title (must be on the allow-list).")
-@click.option("--project", required=True, help="Project / IRB protocol id.")
+@click.option("--project", required=True, help="A registered project (radstream project add).")
 @click.option("--priority", type=click.Choice(["low", "normal", "high"]), default="normal", show_default=True)
 @click.option("--not-before", default=None, help="ISO time; the move does not start earlier.")
 @click.option("--not-after", default=None, help="ISO time; the request fails if not started by then.")
@@ -33,7 +33,10 @@ def _when(value: str | None) -> datetime | None:
 def retrieve(ctx: click.Context, accession: str | None, study_uid: str | None, patient_id: str | None,
              study_date: str | None, destination: str, project: str, priority: str, not_before: str | None,
              not_after: str | None, requester: str | None) -> None:
-    """Produce one retrieval request; prints its request id (last word of the output)."""
+    """Produce one retrieval request; prints its request id (last word of the output).
+
+    Refused unless the project is registered (and active, and delivers to this destination)."""
+    from sinks.dicom.projects import ProjectRegistry, refusal
     from streams.producer import make_producer, produce_sync
 
     settings = settings_of(ctx)
@@ -42,6 +45,13 @@ def retrieve(ctx: click.Context, accession: str | None, study_uid: str | None, p
     if destination not in settings.research.allowed_destinations:
         raise click.UsageError(f"destination {destination!r} is not on the allow-list "
                                f"{list(settings.research.allowed_destinations)}")
+    registry = ProjectRegistry(settings.kafka, settings.topics)
+    try:
+        why = refusal(registry, project, destination)
+    finally:
+        registry.stop()
+    if why:
+        raise click.ClickException(why)
     request_id = str(uuid.uuid4())
     record = {
         "request_id": request_id, "action": "request", "project_id": project,

@@ -55,6 +55,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                            "path",
                            "size_bytes", "deidentified", "time", *KAFKA),
     "deid_map": ("project_id", "kind", "original", "pseudonym", "time", *KAFKA),
+    "projects": ("project_id", "identified", "irb_reference", "retain_modified_dates",
+                 "retain_patient_characteristics", "retain_device_identity", "retain_uids",
+                 "clean_descriptors", "private_safe_list", "allow_burned_in_risk", "destination_ae", "owner",
+                 "registered_by", "active", "time", *KAFKA),
+    "quarantine": ("action", "project_id", "request_id", "study_instance_uid", "series_instance_uid",
+                   "sop_instance_uid", "sop_class_uid", "modality", "reason", "path", "size_bytes", "actor",
+                   "note", "time", *KAFKA),
     "dead_letters": ("stage", "original_topic", "original_partition", "original_offset", "value_sha256",
                      "key", "value", "error_type", "error", "time", *KAFKA),
 }
@@ -66,7 +73,10 @@ TABLES_OF: dict[str, tuple[str, ...]] = {
                         "assessments", "critical_results", "chest_labels"),
     "retrieval_requested": ("retrieval_requests",),
     "retrieval_status": ("retrieval_events",),
-    "received_instance": ("received_instances", "deid_map"),
+    "received_instance": ("received_instances",),
+    "received_original": ("deid_map",),
+    "project_registration": ("projects",),
+    "quarantine_event": ("quarantine",),
     "dead_letter": ("dead_letters",),
 }
 
@@ -197,20 +207,41 @@ DEID_PAIRS = (("patient_id", "original_patient_id", "patient_id"),
 
 
 def received_instance_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
-    """The research-facing row; for a de-identified instance also its restricted ``deid_map`` rows
-    (the originals go nowhere else)."""
-    rows: Rows = {"received_instances": [[
+    """The research-facing row (v3 carries no originals; they come as ``received_original``)."""
+    return {"received_instances": [[
         rec["project_id"], rec["study_instance_uid"], rec["series_instance_uid"], rec["sop_instance_uid"],
         rec["sop_class_uid"], _s(rec.get("accession")), _s(rec.get("patient_id")), _s(rec.get("modality")),
         rec["calling_ae"],
         rec["called_ae"], rec["path"], int(rec["size_bytes"]), bool(rec.get("deidentified")), _t(rec["time"]),
         *origin.cols(),
     ]]}
-    if rec.get("deidentified"):
-        rows["deid_map"] = [
-            [rec["project_id"], kind, rec[orig], _s(rec.get(pseudo)), _t(rec["time"]), *origin.cols()]
-            for kind, orig, pseudo in DEID_PAIRS if rec.get(orig)]
-    return rows
+
+
+def received_original_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    """The restricted ``deid_map`` rows of a de-identified instance (from the restricted topic only)."""
+    return {"deid_map": [
+        [rec["project_id"], kind, rec[orig], _s(rec.get(pseudo)), _t(rec["time"]), *origin.cols()]
+        for kind, orig, pseudo in DEID_PAIRS if rec.get(orig)]}
+
+
+def project_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    return {"projects": [[
+        rec["project_id"], bool(rec["identified"]), _s(rec.get("irb_reference")),
+        bool(rec["retain_modified_dates"]), bool(rec["retain_patient_characteristics"]),
+        bool(rec["retain_device_identity"]), bool(rec["retain_uids"]), bool(rec["clean_descriptors"]),
+        [str(t) for t in rec.get("private_safe_list") or []], bool(rec["allow_burned_in_risk"]),
+        rec["destination_ae"], rec["owner"], rec["registered_by"], bool(rec["active"]), _t(rec["time"]),
+        *origin.cols(),
+    ]]}
+
+
+def quarantine_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    return {"quarantine": [[
+        rec["action"], rec["project_id"], _s(rec.get("request_id")), rec["study_instance_uid"],
+        rec["series_instance_uid"], rec["sop_instance_uid"], rec["sop_class_uid"], _s(rec.get("modality")),
+        rec["reason"], rec["path"], int(rec["size_bytes"]), rec["actor"], _s(rec.get("note")),
+        _t(rec["time"]), *origin.cols(),
+    ]]}
 
 
 def dead_letter_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
@@ -229,6 +260,9 @@ MAPPERS = {
     "retrieval_requested": retrieval_request_rows,
     "retrieval_status": retrieval_status_rows,
     "received_instance": received_instance_rows,
+    "received_original": received_original_rows,
+    "project_registration": project_rows,
+    "quarantine_event": quarantine_rows,
     "dead_letter": dead_letter_rows,
 }
 

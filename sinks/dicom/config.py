@@ -35,10 +35,13 @@ class ResearchConfig:
     store_dir: str = ""  # radstream.config fills in <state_dir>/research
     allowed_calling_aes: tuple[str, ...] = ("ORTHANC",)
     allowed_destinations: tuple[str, ...] = ("RESEARCH",)
-    default_project: str = ""  # project of studies nobody registered; empty = refuse them
+    # instances that cannot be made safe (outside the store); radstream.config fills in <state_dir>/quarantine
+    quarantine_dir: str = ""
+    # project of studies nobody registered (manual movescu); must be a registered project; empty = refuse
+    default_project: str = ""
     min_free_mb: int = 100
-    writers: int = 2
-    deid_projects: tuple[str, ...] = ()  # projects whose images are de-identified on arrival
+    # write-ahead journal per SCP process: an instance is durable before its response (0: fsync each file)
+    journal_mb: int = 64
     fast_path: bool = True  # direct C-STORE receive loop (False: every message through pynetdicom)
     processes: int = 1  # SCP processes sharing one listening socket, for parallel associations
-    event_batch_ms: float = 200.0  # received_instance events are produced together for this long (0: each)
+    event_batch_ms: float = 200.0  # the SCP's producer sends events together for this long (linger.ms)

@@ -1,28 +1,45 @@
 """The research store: a pynetdicom storage SCP writing ``project/study/series/instance.dcm``.
 
 - Accepts associations only from the configured calling AEs (others are rejected at A-ASSOCIATE).
-- Looks up the project of each instance's study (``sinks.dicom.expect``).
-- The association thread only checks and queues (the filing values are read straight from the bytes,
-  ``sinks.dicom.header``); writer threads de-identify (per project, optional), write to a temporary file,
-  read it back to verify, rename it into place (overwrite by SOPInstanceUID: a redone move never makes
-  duplicates, and a file that fails the check never replaces a good one), and produce one
-  ``received_instance`` event per instance (handed to the producer in small batches,
-  ``event_batch``/``event_batch_ms``, so that the broker gets one request per batch).
-- Refusals: 0x0124 study not registered for any project (and no default project), 0xA700 not enough
-  free disk space, 0xC000 a dataset without the UIDs needed to file it.
+- Looks up the project of each instance's study (``sinks.dicom.expect``: registered by the worker before
+  its C-MOVE, with the project's store options) or the default project (manual ``movescu``); the project
+  must be registered (``sinks.dicom.projects``), else 0x0124 not authorised.
+- Checks every UID that becomes part of a path against the DICOM UID grammar (PS3.5 9.1) and the project
+  id against its grammar (``sinks.dicom.paths``), and writes under the store root only.
+- De-identifies (PS3.15 Annex E with the project's options, ``sinks.dicom.deid``) unless the project is
+  registered as identified (with an IRB reference) both in the request's registration and in the
+  SCP's own view of the projects topic; an instance that cannot be made safe goes to the quarantine
+  (``sinks.dicom.quarantine``) with its reason instead of the project tree.
+- **Answers C-STORE success only after the instance is durably stored**: written to a temporary file,
+  read back and compared, renamed over ``<sop>.dcm`` (overwrite by SOPInstanceUID: a redone move never
+  makes duplicates, and a file that fails the check never replaces a good one), and made durable by
+  the write-ahead journal (``sinks.dicom.journal``: the bytes appended to a preallocated file and
+  ``fdatasync``'d, 0.3 ms instead of 3-5 ms for an fsync'd new file here; replayed at start after a
+  crash). Without the journal (``research.journal_mb = 0``, the quarantine, a steward's release, an
+  instance too large for it) the file itself is fsync'd before the rename and the directory after
+  it. The work runs on the association's own thread (the PACS sends the next instance only after our
+  response anyway).
+- Then records the outcome per original SOP Instance UID in the request's manifest (``stored``,
+  ``quarantined`` + reason, ``failed`` + reason; read by the worker's reconciliation) and produces one
+  ``received_instance`` event (values as stored) and, when de-identified, one ``received_original``
+  event with the originals on the restricted topic; quarantine actions go to the restricted
+  quarantine topic. The producer batches the events itself (``linger.ms`` = ``research.event_batch_ms``).
+- Statuses: 0x0124 study not registered / project unknown or retired; 0xA700 out of resources (less
+  than ``min_free_mb`` free, or the write failed: disk full, read-only, I/O error); 0xC000 cannot
+  process (undecodable dataset, missing or invalid UIDs, no de-identification key). A PACS counts all of
+  them as failed sub-operations.
 
-Trade-off: the C-STORE response is sent once the instance is queued in memory, not after the write
-(the write overlaps with receiving the next instance). A write that fails afterwards is logged and
-counted and produces no ``received_instance`` event; stopping the SCP drains the queue first.
+Not covered: identifying text burned into the pixels of images whose class, modality and
+BurnedInAnnotation do not flag it (no OCR); see docs/retrieval.md.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import os
-import queue
 import shutil
 import socket
 import struct
@@ -47,17 +64,22 @@ from sinks.dicom.config import ResearchConfig
 from sinks.dicom.deid import Deidentifier
 from sinks.dicom.expect import Expectation, Registry
 from sinks.dicom.header import Header, read_header
+from sinks.dicom.journal import Journal
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
+from sinks.dicom.paths import UnsafeName, check_uid, fsync_dir, inside, is_project_id, is_uid
+from sinks.dicom.projects import Project, Projects, StaticProjects, StoreOptions
+from sinks.dicom.quarantine import Entry, Quarantine, reason_for
 from sinks.dicom.wire import compat
 from sinks.dicom.wire import scp as wire_scp
 from streams import serde
-from streams.config import IngestConfig
+from streams.config import IngestConfig, TopicsConfig
 
 LOG = logging.getLogger(__name__)
 
 STATUS_NOT_AUTHORIZED = 0x0124
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
+PROJECT_WAIT_S = 2.0  # how long an unknown project may take to show up in the SCP's view of the topic
 
 
 @dataclass
@@ -67,17 +89,14 @@ class ScpConfig:
     host: str
     store_dir: Path
     allowed_calling_aes: tuple[str, ...]
+    quarantine_dir: Path | None = None  # None: <store_dir>.quarantine (beside the store, outside the tree)
     default_project: str = ""
     min_free_mb: int = 100
-    writers: int = 2
-    queue_size: int = 64
-    deid_projects: tuple[str, ...] = ()
     deid_key: bytes = b""
     site: str = "default"  # of the patient pseudonyms (the same as the warehouse's)
     fast_path: bool = True
     listen_fd: int | None = None  # a listening socket shared with sibling SCP processes (research.processes)
-    event_batch: int = 64  # received_instance events produced together (at most this many) ...
-    event_batch_ms: float = 200.0  # ... or this long after the first of them (0: one at a time)
+    journal_mb: int = 64  # the write-ahead journal per SCP process (sinks.dicom.journal); 0: fsync every file
 
     @classmethod
     def of(cls, r: ResearchConfig, ingest: IngestConfig) -> ScpConfig:
@@ -88,10 +107,15 @@ class ScpConfig:
             key = Path(ingest.pseudonym_key_file).read_bytes().strip()
         return cls(
             ae_title=r.ae_title, port=r.port, host=r.host, store_dir=Path(r.store_dir),
-            allowed_calling_aes=tuple(r.allowed_calling_aes), default_project=r.default_project,
-            min_free_mb=r.min_free_mb, writers=r.writers, deid_projects=tuple(r.deid_projects),
-            deid_key=key, site=ingest.site, fast_path=r.fast_path, event_batch_ms=r.event_batch_ms,
+            allowed_calling_aes=tuple(r.allowed_calling_aes),
+            quarantine_dir=Path(r.quarantine_dir) if r.quarantine_dir else None,
+            default_project=r.default_project, min_free_mb=r.min_free_mb, deid_key=key, site=ingest.site,
+            fast_path=r.fast_path, journal_mb=r.journal_mb,
         )
+
+    @property
+    def quarantine_root(self) -> Path:
+        return self.quarantine_dir or self.store_dir.with_name(self.store_dir.name + ".quarantine")
 
 
 BUSY_ACCEPT_DELAY = 0.003  # seconds a process that is receiving already leaves a new association to others
@@ -132,6 +156,7 @@ class SharedListenerServer(ThreadedAssociationServer):
 class Stats:
     received: int = 0
     written: int = 0
+    quarantined: int = 0
     refused: int = 0
     write_errors: int = 0
     bytes: int = 0
@@ -147,9 +172,29 @@ class Stats:
             self.bytes += size
 
 
+@dataclass(frozen=True)
+class Policy:
+    """How the instances of one study are stored: its registration and its project's options."""
+
+    expectation: Expectation
+    options: StoreOptions
+
+
+class Refused(Exception):
+    """An instance answered with a failure status (``status``) and recorded ``failed`` with the reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class ReleaseError(RuntimeError):
+    pass
+
+
 @dataclass
-class _Job:
-    project: Expectation
+class _Instance:
+    policy: Policy
     meta: bytes  # encoded File Meta Information (preamble and DICM prefix included)
     raw: bytes
     header: Header
@@ -159,29 +204,61 @@ class _Job:
 
 
 class ResearchStore:
-    """Storage SCP + writer threads. ``start()`` returns once listening; ``stop()`` drains and stops."""
+    """Storage SCP. ``start()`` returns once listening; ``stop()`` stops and flushes the events.
 
-    def __init__(self, cfg: ScpConfig, producer: Any = None, topic: str = "") -> None:
+    ``projects``: the registered projects (``ProjectRegistry`` replaying the projects topic; tests pass
+    ``StaticProjects``); none given: every project is unknown and refused. ``topics``: where the events
+    go (needed with a ``producer``)."""
+
+    def __init__(self, cfg: ScpConfig, producer: Any = None, topics: TopicsConfig | None = None,
+                 projects: Projects | None = None) -> None:
         self.cfg = cfg
         self.producer = producer
-        self.topic = topic
+        self.topics = topics or TopicsConfig()
+        self.projects: Projects = projects if projects is not None else StaticProjects()
         self.stats = Stats()
         self.registry = Registry(cfg.store_dir)
-        self.deid = Deidentifier(cfg.deid_key, cfg.site) if cfg.deid_projects else None
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=cfg.queue_size)
-        self._threads: list[threading.Thread] = []
+        self.quarantine = Quarantine(cfg.quarantine_root)
+        self.deid = Deidentifier(cfg.deid_key, cfg.site) if cfg.deid_key else None
         self._server: Any = None
-        self._cache: dict[str, tuple[int | None, Expectation | None]] = {}
+        self._cache: dict[str, tuple[int | None, Policy | Refused]] = {}
         self._free_checked = (0.0, True)
-        self._dirs: set[str] = set()  # directories made already (one mkdir per series, not per image)
+        self._dirs: set[str] = set()  # directories made and fsync'd already (once per series, not per image)
         self._reg_paths: dict[str, str] = {}  # study UID -> its registration file (pathlib per image is slow)
-        self._root = str(cfg.store_dir)
-        self._unsent = 0  # received_instance events encoded and not yet handed to the producer
-        self._unsent_cv = threading.Condition()
+        self._root = os.path.realpath(cfg.store_dir)
+        self.journal: Journal | None = None  # opened by start(); without it every file is fsync'd
 
-    # -- association thread -------------------------------------------------------------------
-    def _project(self, study_uid: str) -> Expectation | None:
-        """The registered project of a study; re-read only when its registration file changed (one stat)."""
+    # -- which project, which options ------------------------------------------------------------
+    def _project(self, project_id: str, wait: bool) -> Project | Refused:
+        project = self.projects.get(project_id, PROJECT_WAIT_S if wait else 0.0) if is_project_id(
+            project_id) else None
+        if project is None:
+            return Refused(STATUS_NOT_AUTHORIZED, f"project {project_id!r} is not registered")
+        if not project.active:
+            return Refused(STATUS_NOT_AUTHORIZED, f"project {project_id!r} is retired")
+        return project
+
+    def _resolve(self, exp: Expectation | None, study_uid: str) -> Policy | Refused:
+        if exp is None:
+            if not self.cfg.default_project:
+                return Refused(STATUS_NOT_AUTHORIZED, f"study {study_uid} is not registered for any project")
+            project = self._project(self.cfg.default_project, wait=False)
+            if isinstance(project, Refused):
+                return Refused(project.status, f"default project: {project}")
+            exp = Expectation(study_uid, project.project_id, "", self.cfg.ae_title, time.time())
+            return Policy(exp, project.store_options)
+        project = self._project(exp.project_id, wait=True)
+        if isinstance(project, Refused):
+            return project
+        opts = StoreOptions.from_dict(exp.options) if exp.options is not None else project.store_options
+        if opts.identified and not project.identified:
+            # the registration asks for identified images, the projects topic does not say so: de-identify
+            LOG.warning("project %s is not registered as identified here; de-identifying", exp.project_id)
+            opts = dataclasses.replace(opts, identified=False)
+        return Policy(exp, opts)
+
+    def _policy(self, study_uid: str) -> Policy | Refused:
+        """The policy of a study; re-read only when its registration file changed (one stat)."""
         reg = self._reg_paths.get(study_uid)
         if reg is None:
             if len(self._reg_paths) > 10000:
@@ -195,12 +272,11 @@ class ResearchStore:
         if hit is not None and hit[0] == stamp:
             return hit[1]
         exp = self.registry.lookup(study_uid) if stamp is not None else None
-        if exp is None and self.cfg.default_project:
-            exp = Expectation(study_uid, self.cfg.default_project, "", self.cfg.ae_title, time.time())
+        policy = self._resolve(exp, study_uid)
         if len(self._cache) > 10000:
             self._cache.clear()
-        self._cache[study_uid] = (stamp, exp)
-        return exp
+        self._cache[study_uid] = (stamp, policy)
+        return policy
 
     def _enough_space(self) -> bool:
         now = time.monotonic()
@@ -210,6 +286,7 @@ class ResearchStore:
             self._free_checked = (now, free >= self.cfg.min_free_mb * 1024 * 1024)
         return self._free_checked[1]
 
+    # -- association thread --------------------------------------------------------------------
     def handle_store(self, event: evt.Event) -> int:
         """pynetdicom's ``EVT_C_STORE`` path (deflated transfer syntax; whatever the fast path hands back)."""
         req: Any = event.request
@@ -221,7 +298,8 @@ class ResearchStore:
 
     def store(self, raw: bytes, ts: str, sop_class: str, sop_instance: str, assoc: Any,
               deflated: Dataset | None = None, deflated_meta: FileMetaDataset | None = None) -> int:
-        """Check and queue one received instance; the C-STORE response status."""
+        """Check, file and describe one received instance; the C-STORE response status (0 only once
+        the instance is durably stored, in the project tree or in the quarantine)."""
         self.stats.add("received")
         try:
             hdr = header_of(raw, UID(ts)) if deflated is None else _header_from(deflated)
@@ -232,138 +310,176 @@ class ResearchStore:
         if not (hdr.study and hdr.series and hdr.sop_instance) or hdr.sop_instance != sop_instance:
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
-        project = self._project(hdr.study)
-        if project is None:
-            LOG.warning("refusing instance of unregistered study %s", hdr.study)
+        if not is_uid(hdr.study):  # it names the registration and the manifest: nothing to record in
+            LOG.warning("refusing instance with an invalid Study Instance UID %r", hdr.study[:80])
             self.stats.add("refused")
-            return STATUS_NOT_AUTHORIZED
-        if not self._enough_space():
-            LOG.warning("refusing instance: less than %d MB free in %s", self.cfg.min_free_mb,
-                        self.cfg.store_dir)
+            return STATUS_CANNOT_UNDERSTAND
+        policy = self._policy(hdr.study)
+        if isinstance(policy, Refused):
+            LOG.warning("refusing instance %s: %s", hdr.sop_instance[:80], policy)
             self.stats.add("refused")
-            return STATUS_OUT_OF_RESOURCES
-        if deflated_meta is not None:
-            meta = _file_bytes(deflated_meta, b"")
-        else:
-            meta = file_meta_bytes(sop_class, sop_instance, ts, assoc.requestor.ae_title)
-        self._queue.put(_Job(project, meta, raw, hdr, sop_class, assoc.requestor.ae_title,
-                             assoc.acceptor.ae_title))
-        return 0x0000
+            return policy.status
+        exp = policy.expectation
+        try:
+            if not (is_uid(hdr.series) and is_uid(hdr.sop_instance)):
+                raise Refused(STATUS_CANNOT_UNDERSTAND, "invalid Series or SOP Instance UID (PS3.5 9.1)")
+            if not self._enough_space():
+                raise Refused(STATUS_OUT_OF_RESOURCES, f"less than {self.cfg.min_free_mb} MB free")
+            if deflated_meta is not None:
+                meta = _file_bytes(deflated_meta, b"")
+            else:
+                meta = file_meta_bytes(sop_class, sop_instance, ts, assoc.requestor.ae_title)
+            self._file(_Instance(policy, meta, raw, hdr, sop_class, assoc.requestor.ae_title,
+                                 assoc.acceptor.ae_title))
+            return 0x0000
+        except Refused as exc:
+            status, why = exc.status, str(exc)
+            self.stats.add("refused")
+        except OSError as exc:  # disk full, read-only, I/O error: the PACS may retry later
+            status, why = STATUS_OUT_OF_RESOURCES, f"{type(exc).__name__}: {exc}"
+            self.stats.add("write_errors")
+        except Exception as exc:
+            LOG.exception("could not store instance %s", hdr.sop_instance)
+            status, why = STATUS_CANNOT_UNDERSTAND, f"{type(exc).__name__}: {exc}"
+            self.stats.add("write_errors")
+        LOG.warning("instance %s failed (0x%04X): %s", hdr.sop_instance[:80], status, why)
+        with contextlib.suppress(OSError):  # the disk that failed the write may fail this too
+            self.registry.record(hdr.study, exp.request_id, hdr.sop_instance, "failed", why)
+        return status
 
-    # -- writer threads -------------------------------------------------------------------------
-    def _writer(self) -> None:
-        """Write queued instances; their ``received_instance`` events go to the producer in batches.
-
-        The events of up to ``event_batch`` instances (or ``event_batch_ms`` after the first one) are
-        produced together, so the producer sends them in one request: one request per image cost the
-        broker more CPU than the store itself. ``drain``/``stop`` wait until every buffered event is
-        produced.
-        """
-        batch: list[tuple[str, bytes]] = []
-        first = 0.0
-        wait_s = self.cfg.event_batch_ms / 1000.0
-        while True:
-            timeout = None if not batch else max(0.0, first + wait_s - time.monotonic())
-            try:
-                job = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                batch = self._produce(batch)
-                continue
-            try:
-                if job is None:
-                    batch = self._produce(batch)
-                    return
-                event = self._write(job)
-                if event is not None:
-                    if not batch:
-                        first = time.monotonic()
-                    batch.append(event)
-                    if len(batch) >= self.cfg.event_batch or not wait_s:
-                        batch = self._produce(batch)
-            except Exception as exc:
-                self.stats.add("write_errors")
-                LOG.exception("could not store an instance")
-                if job is not None:
-                    with contextlib.suppress(OSError):  # the disk that failed the write may fail this too
-                        why = f"{type(exc).__name__}: {exc}"
-                        self.registry.record(job.header.study, job.project.request_id,
-                                             job.header.sop_instance, "failed", why)
-            finally:
-                self._queue.task_done()
-
-    def _produce(self, batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-        if batch and self.producer is not None:
-            for key, value in batch:
-                while True:
-                    try:
-                        self.producer.produce(self.topic, value=value, key=key)
-                        break
-                    except BufferError:
-                        self.producer.poll(0.1)
-            self.producer.poll(0)
-        if batch:
-            with self._unsent_cv:
-                self._unsent -= len(batch)
-                self._unsent_cv.notify_all()
-        return []
-
-    def _write(self, job: _Job) -> tuple[str, bytes] | None:
-        """Write, verify and describe one instance: its (key, encoded ``received_instance``) or None."""
-        hdr = job.header
-        study, series, sop = hdr.study, hdr.series, hdr.sop_instance
-        accession, patient_id = hdr.accession or None, hdr.patient_id or None
-        sop_class = hdr.sop_class or job.sop_class
-        deid = self.deid is not None and job.project.project_id in self.cfg.deid_projects
-        originals: dict[str, Any] = {}
-        if deid and self.deid is not None:
-            originals = {"original_sop_instance_uid": sop, "original_series_instance_uid": series,
-                         "original_study_instance_uid": study, "original_accession": accession,
-                         "original_patient_id": patient_id}
-            buf = io.BytesIO()
-            ds = dcmread(io.BytesIO(job.meta + job.raw))
-            self.deid.apply(ds, job.project.project_id)
-            dcmwrite(buf, ds, enforce_file_format=True)
-            data = buf.getvalue()
-            study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
-            accession = str(ds.get("AccessionNumber", "")) or None
-            patient_id = str(ds.get("PatientID", "")) or None
-            sop_class = str(ds.get("SOPClassUID", "")) or sop_class
-        else:
+    def _file(self, job: _Instance) -> None:
+        """Store one instance (de-identified unless its project is identified) or quarantine it."""
+        hdr, opts, exp = job.header, job.policy.options, job.policy.expectation
+        if opts.identified:
             data = job.meta + job.raw
-        parent = os.path.join(self._root, _safe(job.project.project_id), study, series)
-        target = os.path.join(parent, f"{sop}.dcm")
-        self._write_verified(parent, target, sop, data)
-        self.stats.add_written(len(data))
-        self.registry.record(hdr.study, job.project.request_id, hdr.sop_instance, "stored")
-        if self.producer is None:
-            return None
-        record = {
-            "project_id": job.project.project_id, "calling_ae": job.calling_ae, "called_ae": job.called_ae,
-            "study_instance_uid": study, "series_instance_uid": series, "sop_instance_uid": sop,
-            "sop_class_uid": sop_class, "accession": accession, "patient_id": patient_id,
-            "modality": hdr.modality or None, "path": target, "size_bytes": len(data),
-            "deidentified": deid, "time": datetime.now(UTC), **originals,
-        }
-        with self._unsent_cv:
-            self._unsent += 1
-        return sop, serde.encode("received_instance", record)
+            target = self._write_instance(exp.project_id, hdr.study, hdr.series, hdr.sop_instance, data)
+            self.registry.record(hdr.study, exp.request_id, hdr.sop_instance, "stored")
+            self._emit_stored(exp.project_id, job.calling_ae, job.called_ae, hdr, None, target, len(data))
+            return
+        if self.deid is None:
+            raise Refused(STATUS_CANNOT_UNDERSTAND, "no de-identification key configured "
+                                                    "(ingest.pseudonym_key or pseudonym_key_file)")
+        ds = dcmread(io.BytesIO(job.meta + job.raw))
+        reason = reason_for(ds, opts.allow_burned_in_risk, job.sop_class)
+        if reason is None:
+            try:
+                self.deid.apply(ds, exp.project_id, opts.deid)
+            except Exception as exc:  # DeidError, or the profile failed otherwise: never stored as clean
+                reason = f"de-identification failed: {type(exc).__name__}: {exc}"
+        if reason is not None:
+            self._quarantine(job, reason)
+            return
+        buf = io.BytesIO()
+        dcmwrite(buf, ds, enforce_file_format=True)
+        data = buf.getvalue()
+        new = _header_from(ds)
+        target = self._write_instance(exp.project_id, new.study, new.series, new.sop_instance, data)
+        self.registry.record(hdr.study, exp.request_id, hdr.sop_instance, "stored")
+        self._emit_stored(exp.project_id, job.calling_ae, job.called_ae, new, hdr, target, len(data))
 
-    def _write_verified(self, parent: str, target: str, sop: str, data: bytes) -> None:
+    def _quarantine(self, job: _Instance, reason: str) -> None:
+        hdr, exp = job.header, job.policy.expectation
+        data = job.meta + job.raw
+        entry = Entry(exp.project_id, exp.request_id, hdr.study, hdr.series, hdr.sop_instance,
+                      hdr.sop_class or job.sop_class, hdr.modality, reason, job.calling_ae, time.time(),
+                      len(data))
+        path = self.quarantine.put(entry, data)
+        self.stats.add("quarantined")
+        self.registry.record(hdr.study, exp.request_id, hdr.sop_instance, "quarantined", reason)
+        LOG.info("quarantined %s of project %s: %s", hdr.sop_instance, exp.project_id, reason)
+        self._emit_quarantine(entry, "quarantined", path, job.calling_ae, None)
+
+    # -- events --------------------------------------------------------------------------------------
+    def _send(self, topic: str, contract: str, key: str, record: dict[str, Any]) -> None:
+        if self.producer is None:
+            return
+        value = serde.encode(contract, record)
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def _emit_stored(self, project_id: str, calling_ae: str, called_ae: str, stored: Header,
+                     original: Header | None, path: str, size: int) -> None:
+        now = datetime.now(UTC)
+        self._send(self.topics.received_instances, "received_instance", stored.sop_instance, {
+            "project_id": project_id, "calling_ae": calling_ae, "called_ae": called_ae,
+            "study_instance_uid": stored.study, "series_instance_uid": stored.series,
+            "sop_instance_uid": stored.sop_instance, "sop_class_uid": stored.sop_class,
+            "accession": stored.accession or None, "patient_id": stored.patient_id or None,
+            "modality": stored.modality or None, "path": path, "size_bytes": size,
+            "deidentified": original is not None, "time": now})
+        if original is not None:  # the originals: only on the restricted topic
+            self._send(self.topics.received_restricted, "received_original", stored.sop_instance, {
+                "project_id": project_id, "study_instance_uid": stored.study,
+                "series_instance_uid": stored.series, "sop_instance_uid": stored.sop_instance,
+                "accession": stored.accession or None, "patient_id": stored.patient_id or None,
+                "original_study_instance_uid": original.study,
+                "original_series_instance_uid": original.series,
+                "original_sop_instance_uid": original.sop_instance,
+                "original_accession": original.accession or None,
+                "original_patient_id": original.patient_id or None, "time": now})
+
+    def _emit_quarantine(self, entry: Entry, action: str, path: str, actor: str, note: str | None) -> None:
+        self._send(self.topics.quarantine, "quarantine_event", entry.sop_instance_uid, {
+            "action": action, "project_id": entry.project_id, "request_id": entry.request_id or None,
+            "study_instance_uid": entry.study_instance_uid, "series_instance_uid": entry.series_instance_uid,
+            "sop_instance_uid": entry.sop_instance_uid, "sop_class_uid": entry.sop_class_uid,
+            "modality": entry.modality or None, "reason": entry.reason, "path": path,
+            "size_bytes": entry.size_bytes, "actor": actor, "note": note, "time": datetime.now(UTC)})
+
+    # -- writing ---------------------------------------------------------------------------------
+    def _write_instance(self, project_id: str, study: str, series: str, sop: str, data: bytes) -> str:
+        """Durably write one instance under ``<root>/<project>/<study>/<series>/``; its path."""
+        if not is_project_id(project_id):
+            raise UnsafeName(f"project id {project_id[:80]!r} is not valid")
+        check_uid(study, "Study Instance UID")
+        check_uid(series, "Series Instance UID")
+        check_uid(sop, "SOP Instance UID")
+        parent = os.path.join(self._root, project_id, study, series)
+        target = os.path.join(parent, f"{sop}.dcm")
+        rel = os.path.join(project_id, study, series, f"{sop}.dcm")
+        journal = self.journal
+        if journal is not None and journal.fits(rel, data):
+            self._write_verified(parent, target, sop, data, durable=False)
+            journal.append(rel, data)  # durable from here: replayed at start after a crash
+        else:
+            self._write_verified(parent, target, sop, data)
+        self.stats.add_written(len(data))
+        return target
+
+    def _make_parent(self, parent: str) -> None:
+        """Create ``parent`` (under the root only: checked with symbolic links resolved) and make the new
+        directory entries durable."""
+        inside(self._root, os.path.relpath(parent, self._root))
+        missing: list[str] = []
+        d = parent
+        while not os.path.isdir(d) and d != self._root:
+            missing.append(d)
+            d = os.path.dirname(d)
+        os.makedirs(parent, exist_ok=True)
+        for made in missing:  # each new directory's entry lives in its parent
+            fsync_dir(os.path.dirname(made))
+        if len(self._dirs) > 10000:
+            self._dirs.clear()
+        self._dirs.add(parent)
+
+    def _write_verified(self, parent: str, target: str, sop: str, data: bytes, durable: bool = True) -> None:
         """Write to a temporary file, read it back through the same descriptor and compare (it must hold
-        exactly the bytes we meant to store), then rename it over ``target`` (overwrite by
-        SOPInstanceUID). Five system calls per instance: each one releases and retakes the GIL, which
-        the association threads need."""
+        exactly the bytes we meant to store), fsync it, rename it over ``target`` (overwrite by
+        SOPInstanceUID) and fsync the directory: once this returns, the file survives a crash.
+        ``durable=False``: no fsyncs (the journal makes it durable)."""
         tmp = os.path.join(parent, f".{sop}.dcm.{threading.get_ident()}.tmp")
         if parent not in self._dirs:
-            os.makedirs(parent, exist_ok=True)
-            if len(self._dirs) > 10000:
-                self._dirs.clear()
-            self._dirs.add(parent)
+            self._make_parent(parent)
         flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
         try:
             fd = os.open(tmp, flags, 0o644)
         except FileNotFoundError:  # the directory went away since we made it
-            os.makedirs(parent, exist_ok=True)
+            self._make_parent(parent)
             fd = os.open(tmp, flags, 0o644)
         try:
             view = memoryview(data)
@@ -378,19 +494,86 @@ class ResearchStore:
                 back += more
                 if len(more) < ask:
                     break
-        finally:
+            if back == data and durable:
+                os.fsync(fd)
+        except BaseException:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
         if back != data:
             os.unlink(tmp)
             raise OSError(f"verification failed for {target}: content differs")
         os.replace(tmp, target)
+        if durable:
+            fsync_dir(parent)
+
+    # -- quarantine actions (radstream dicom quarantine release|purge) ---------------------------------
+    def release(self, entry: Entry, actor: str, note: str) -> str:
+        """Move a quarantined instance into its project tree, de-identified with the project's options
+        (as received when the project is identified), recorded as a ``released`` event with who and
+        why. The steward's decision overrides the quarantine reason; a de-identification error does not.
+        Returns the stored path."""
+        project = self._project(entry.project_id, wait=False)
+        if isinstance(project, Refused):
+            raise ReleaseError(str(project))
+        data = self.quarantine.read(entry)
+        original = _header_from(dcmread(io.BytesIO(data), stop_before_pixels=True))
+        if project.identified:
+            target = self._write_instance(project.project_id, original.study, original.series,
+                                          original.sop_instance, data)
+            self._emit_stored(project.project_id, entry.calling_ae, self.cfg.ae_title, original, None,
+                              target, len(data))
+        else:
+            if self.deid is None:
+                raise ReleaseError("no de-identification key configured")
+            ds = dcmread(io.BytesIO(data))
+            try:
+                self.deid.apply(ds, project.project_id, project.deid)
+            except Exception as exc:
+                raise ReleaseError(f"de-identification failed: {type(exc).__name__}: {exc}") from exc
+            buf = io.BytesIO()
+            dcmwrite(buf, ds, enforce_file_format=True)
+            out = buf.getvalue()
+            new = _header_from(ds)
+            target = self._write_instance(project.project_id, new.study, new.series, new.sop_instance, out)
+            self._emit_stored(project.project_id, entry.calling_ae, self.cfg.ae_title, new, original,
+                              target, len(out))
+        self._emit_quarantine(entry, "released", target, actor, note)
+        self.flush()  # the record first; only then the quarantined copy goes
+        self.quarantine.remove(entry)
+        return target
+
+    def purge(self, entry: Entry, actor: str, note: str) -> None:
+        """Delete a quarantined instance, recorded as a ``purged`` event (delivered before the delete)."""
+        self._emit_quarantine(entry, "purged", self.quarantine.paths(entry)[0], actor, note)
+        self.flush()
+        self.quarantine.remove(entry)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Every event produced so far delivered (raises RuntimeError when not)."""
+        if self.producer is not None and self.producer.flush(timeout) > 0:
+            raise RuntimeError(f"events not delivered to Kafka within {timeout} s")
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> int:
         """Start listening; returns the bound port."""
         if self.producer is not None:
             serde.registry()  # parse the contracts now, not while the first study arrives
-        self._root = str(self.cfg.store_dir)
+        self.cfg.store_dir.mkdir(parents=True, exist_ok=True)
+        self._root = os.path.realpath(self.cfg.store_dir)
+        if self.cfg.journal_mb > 0:
+            self.journal = Journal(self._root, _replay_write, self.cfg.journal_mb * 1024 * 1024)
+            self.journal.open()
+            if self.journal.replayed:
+                LOG.warning("replayed %d instances from the journal %s", self.journal.replayed,
+                            self.journal.path)
+        if self.cfg.default_project and isinstance(self._project(self.cfg.default_project, False), Refused):
+            LOG.error("default project %r is not registered: unregistered studies are refused",
+                      self.cfg.default_project)
+        if self.deid is None:
+            LOG.info("no de-identification key: only identified projects can be stored")
         ae = make_ae(self.cfg.ae_title, network_timeout=60.0)
         ae.require_calling_aet = list(self.cfg.allowed_calling_aes)
         ae.require_called_aet = True
@@ -398,10 +581,6 @@ class ResearchStore:
         # supported contexts for every association, which cost more CPU than receiving a small study.
         _config.UNRESTRICTED_STORAGE_SERVICE = True
         ae.add_supported_context(Verification)
-        for _ in range(self.cfg.writers):
-            t = threading.Thread(target=self._writer, name="research-writer", daemon=True)
-            t.start()
-            self._threads.append(t)
         handlers = [(evt.EVT_C_STORE, self.handle_store), *NODELAY_HANDLERS]
         if compat.usable("scp"):  # else plain pynetdicom: it lacks what the direct paths reach into
             handlers.append((evt.EVT_CONN_OPEN, wire_scp.fast_store_responses))
@@ -418,23 +597,27 @@ class ResearchStore:
         return int(self._server.server_address[1])
 
     def drain(self) -> None:
-        """Wait until every queued instance is written and its event handed to the producer."""
-        self._queue.join()
-        with self._unsent_cv:
-            self._unsent_cv.wait_for(lambda: self._unsent <= 0, timeout=30)
+        """Hand every event produced so far to the broker (the files are in place already)."""
+        if self.producer is not None:
+            self.producer.flush(30)
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
         self.drain()
-        for _ in self._threads:
-            self._queue.put(None)
-        for t in self._threads:
-            t.join(timeout=10)
-        self._threads = []
-        if self.producer is not None:
-            self.producer.flush(30)
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+
+def _replay_write(path: str, data: bytes) -> None:
+    """A journal record's file, written again at start (the journal's checkpoint makes it durable)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.replay.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
 
 
 def _stop_after_series(tag: BaseTag, vr: str | None, length: int) -> bool:
@@ -502,8 +685,3 @@ def _file_bytes(meta: FileMetaDataset, raw: bytes) -> bytes:
     write_file_meta_info(buf, meta, enforce_standard=True)  # type: ignore[arg-type]
     buf.write(raw)
     return buf.getvalue()
-
-
-def _safe(name: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return keep.strip(".") or "_"

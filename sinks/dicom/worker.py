@@ -47,6 +47,7 @@ from sinks.dicom.config import PacsConfig, ResearchConfig
 from sinks.dicom.expect import Registry
 from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, c_find_instances, resolve
 from sinks.dicom.move import MoveResult, c_move_instances, c_move_study
+from sinks.dicom.projects import ProjectRegistry, options_of, refusal
 from sinks.dicom.wire import compat
 from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
@@ -163,6 +164,7 @@ class Worker(Handler):
         self.state_dir = Path(state_dir) / "dicom-worker"
         self.ledger = Ledger(self.state_dir / f"done-{self.group_id}.jsonl")
         self.registry = Registry(Path(research.store_dir))
+        self.projects = ProjectRegistry(kafka, topics)  # replays the projects topic from first use
         self.producer = make_producer(kafka, **{"linger.ms": pacs.status_linger_ms})
         serde.registry()  # parse the contracts at start-up, not while the first request waits
         self.stop_event = threading.Event()
@@ -271,6 +273,8 @@ class Worker(Handler):
             return f"destination {dest!r} is not on the allow-list"
         if not str(rec.get("project_id") or "").strip():
             return "project_id is required"
+        if why := refusal(self.projects, str(rec["project_id"]), dest, wait_s=2.0):
+            return why
         if not (rec.get("accession") or rec.get("study_instance_uid")
                 or (rec.get("patient_id") and rec.get("study_date"))):
             return "request needs an accession, a study UID, or a patient id with a study date"
@@ -457,7 +461,8 @@ class Worker(Handler):
                 except DicomError as exc:
                     return MoveResult("failed", status=exc.status, error=f"C-FIND (IMAGE level): {exc}",
                                       retriable=exc.retriable)
-            self.registry.register(uid, str(req.rec["project_id"]), req.id, dest)
+            self.registry.register(uid, str(req.rec["project_id"]), req.id, dest,
+                                   options=options_of(self.projects, str(req.rec["project_id"])))
             prior = req.recon.get(uid)
             # the missing instances only; the whole study when none of it arrived (a smaller identifier)
             todo = list(prior.missing) if listed and prior is not None and prior.done else []
@@ -703,6 +708,7 @@ class Worker(Handler):
             loop_stop.set()
             consumer.join(timeout=30)
             self.producer.flush(30)
+            self.projects.stop()
         if failed:
             raise failed[0]
 

@@ -47,15 +47,20 @@ def pacs_settings(orthanc_state: tuple[Settings, Path], tmp_path: Path) -> Setti
 @pytest.fixture
 def dicom_settings(topic_settings: Settings, orthanc_state: tuple[Settings, Path],
                    tmp_path: Path) -> Settings:
-    """Kafka topics of this test + Orthanc + a fresh research store and worker state, fast retries."""
+    """Kafka topics of this test + Orthanc + a fresh research store and worker state, fast retries;
+    the test projects (``helpers.TEST_PROJECTS``) registered on its projects topic."""
+    from .helpers import register_projects
+
     o, _ = orthanc_state
-    return topic_settings.replace(
+    settings = topic_settings.replace(
         state_dir=str(tmp_path), pacs={"port": o.pacs.port, "http_port": o.pacs.http_port,
                                        "max_attempts": 3, "backoff_s": 0.2, "max_associations": 1},
         research={"port": o.research.port, "store_dir": str(tmp_path / "store"),
                   "allowed_destinations": ("RESEARCH", "ELSEWHERE")},
         kafka={"consumer_group": f"test-{uuid.uuid4().hex[:8]}"},
     )
+    register_projects(settings)
+    return settings
 
 
 def spec(prefix: str, k: int, images: int = SMALL) -> StudySpec:

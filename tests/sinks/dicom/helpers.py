@@ -11,10 +11,30 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from radstream.config import Settings
+from sinks.dicom.projects import Project, StaticProjects, publish
 from streams import serde
 from streams.producer import make_producer, produce_sync
 
 FINAL = {"completed", "partial", "failed", "cancelled"}
+
+
+def project(project_id: str, identified: bool = True, destination_ae: str = "RESEARCH",
+            **changes: Any) -> Project:
+    """A registered test project: identified (IRB reference given) unless ``identified=False``."""
+    return Project(project_id, destination_ae, "pytest", "pytest", identified=identified,
+                   irb_reference="IRB-TEST-1" if identified else "", **changes)
+
+
+# the projects the DICOM tests use: P* identified (their files keep the PACS's UIDs), IRB-* de-identified
+# (P1 may also deliver to ELSEWHERE: a destination our allow-list has and Orthanc does not know)
+TEST_PROJECTS = StaticProjects([project("P1", destination_ae=""), *(project(p) for p in ("P2", "P3", "P9")),
+                                *(project(p, identified=False) for p in ("IRB-7", "IRB-9", "IRB-D"))])
+
+
+def register_projects(settings: Settings, projects: StaticProjects = TEST_PROJECTS) -> None:
+    """Publish the registrations on this test's projects topic (read by the worker and the SCP)."""
+    for p in projects.all():
+        publish(settings.kafka, settings.topics, p)
 
 
 def request(settings: Settings, accession: str | None = None, project: str = "P1",

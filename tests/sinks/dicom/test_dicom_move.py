@@ -18,6 +18,7 @@ from sinks.dicom.move import MoveResult, c_move_study
 from sinks.dicom.scp import ResearchStore, ScpConfig
 
 from .conftest import SMALL, spec, two_studies_one_accession
+from .helpers import TEST_PROJECTS
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ def store_for(settings: Settings, **changes: object) -> ResearchStore:
     cfg = ScpConfig.of(settings.research, settings.ingest)
     for k, v in changes.items():
         setattr(cfg, k, v)
-    return ResearchStore(cfg)
+    return ResearchStore(cfg, projects=TEST_PROJECTS)
 
 
 def test_find_by_accession_and_fallback_keys(pacs_settings: Settings) -> None:
@@ -137,7 +138,7 @@ def test_pacs_down(pacs_settings: Settings) -> None:
 
 def test_deidentifying_project(pacs_settings: Settings, tmp_path: Path) -> None:
     a1 = spec("A", 1)
-    store = store_for(pacs_settings, deid_projects=("IRB-9",), deid_key=b"k" * 32)
+    store = store_for(pacs_settings, deid_key=b"k" * 32)  # IRB-9: registered, not identified
     Registry(store.cfg.store_dir).register(a1.study_uid, "IRB-9", "r9", "RESEARCH")
     store.start()
     try:

@@ -20,7 +20,7 @@ from radstream.stack import orthanc
 from sinks.dicom.scp import ResearchStore, ScpConfig
 
 from .conftest import BIG, spec
-from .helpers import final_of, request, statuses, stored_sops
+from .helpers import TEST_PROJECTS, final_of, request, statuses, stored_sops
 from .test_dicom_worker import run_worker
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ class SlowStore(ResearchStore):
 
 
 def slow_store(settings: Settings) -> SlowStore:
-    store = SlowStore(ScpConfig.of(settings.research, settings.ingest))
+    store = SlowStore(ScpConfig.of(settings.research, settings.ingest), projects=TEST_PROJECTS)
     store.start()
     return store
 
@@ -97,7 +97,8 @@ def _env(settings: Settings) -> dict[str, str]:
         RADSTREAM_KAFKA_CONSUMER_GROUP=settings.kafka.consumer_group,
         RADSTREAM_TOPICS_RETRIEVAL_REQUESTS=t.retrieval_requests,
         RADSTREAM_TOPICS_RETRIEVAL_STATUS=t.retrieval_status,
-        RADSTREAM_TOPICS_DEAD_LETTER=t.dead_letter, RADSTREAM_PACS_PORT=str(p.port),
+        RADSTREAM_TOPICS_DEAD_LETTER=t.dead_letter, RADSTREAM_TOPICS_PROJECTS=t.projects,
+        RADSTREAM_PACS_PORT=str(p.port),
         RADSTREAM_PACS_HTTP_PORT=str(p.http_port), RADSTREAM_PACS_MAX_ATTEMPTS=str(p.max_attempts),
         RADSTREAM_PACS_BACKOFF_S=str(p.backoff_s), RADSTREAM_RESEARCH_STORE_DIR=str(r.store_dir),
         RADSTREAM_RESEARCH_ALLOWED_DESTINATIONS=",".join(r.allowed_destinations),

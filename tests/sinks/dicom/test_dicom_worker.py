@@ -24,7 +24,7 @@ from streams import serde
 from tests.streams.helpers import ROOT
 
 from .conftest import spec
-from .helpers import final_of, request, statuses, stored_sops
+from .helpers import TEST_PROJECTS, final_of, request, statuses, stored_sops
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def research_scp(settings: Settings, **cfg_changes: object) -> Iterator[Research
     cfg = ScpConfig.of(settings.research, settings.ingest)
     for k, v in cfg_changes.items():
         setattr(cfg, k, v)
-    store = ResearchStore(cfg)
+    store = ResearchStore(cfg, projects=TEST_PROJECTS)
     store.start()
     try:
         yield store
@@ -214,11 +214,15 @@ def test_retrieve_command_produces_a_request_the_worker_completes(dicom_settings
     env = {"RADSTREAM_STATE_DIR": dicom_settings.state_dir,
            "RADSTREAM_KAFKA_BOOTSTRAP": dicom_settings.kafka.bootstrap,
            "RADSTREAM_TOPICS_RETRIEVAL_REQUESTS": t.retrieval_requests,
+           "RADSTREAM_TOPICS_PROJECTS": t.projects,
            "RADSTREAM_RESEARCH_ALLOWED_DESTINATIONS": "RESEARCH"}
     runner = CliRunner()
     refused = runner.invoke(main, ["retrieve", "--accession", "A3", "--destination", "NOT-ALLOWED",
                                    "--project", "P9"], env=env)
     assert refused.exit_code != 0 and "allow-list" in refused.output
+    typo = runner.invoke(main, ["retrieve", "--accession", "A3", "--destination", "RESEARCH",
+                                "--project", "P9x"], env=env)  # a typo is refused, never stored identified
+    assert typo.exit_code != 0 and "'P9x' is not registered" in typo.output
     out = runner.invoke(main, ["retrieve", "--accession", "A3", "--destination", "RESEARCH",
                                "--project", "P9", "--priority", "high"], env=env)
     assert out.exit_code == 0, out.output
@@ -305,8 +309,8 @@ def test_deidentified_instances_report_their_originals_for_the_restricted_map(
     key = b"k" * 32
     rid = request(dicom_settings, "A1", project="IRB-D")
     cfg = ScpConfig.of(dicom_settings.research, dicom_settings.ingest)
-    cfg.deid_projects, cfg.deid_key = ("IRB-D",), key
-    store = ResearchStore(cfg, make_producer(dicom_settings.kafka), dicom_settings.topics.received_instances)
+    cfg.deid_key = key
+    store = ResearchStore(cfg, make_producer(dicom_settings.kafka), dicom_settings.topics, TEST_PROJECTS)
     store.start()
     try:
         run_worker(dicom_settings)
@@ -315,10 +319,15 @@ def test_deidentified_instances_report_their_originals_for_the_restricted_map(
     assert final_of(statuses(dicom_settings, {rid}), rid)["state"] == "completed"
     msgs = consume(dicom_settings, dicom_settings.topics.received_instances, a1.images)
     recs = [serde.decode("received_instance", m.value()) for m in msgs]
-    assert {r["original_sop_instance_uid"] for r in recs} == set(a1.sop_uids())
-    assert {(r["original_study_instance_uid"], r["original_accession"], r["original_patient_id"])
-            for r in recs} == {(a1.study_uid, "A1", a1.patient_id)}
-    for r in recs:
+    originals = {a1.study_uid, a1.patient_id, "A1", *a1.sop_uids()}
+    for r in recs:  # the shared topic: values as stored only
         assert r["deidentified"] and r["study_instance_uid"] != a1.study_uid
         assert r["sop_instance_uid"] not in a1.sop_uids() and r["accession"].startswith("ACC-")
         assert r["patient_id"] == pseudonym(key, "default", a1.patient_id)  # the warehouse's pseudonym
+        assert not originals & {str(v) for v in r.values()}
+    restricted = [serde.decode("received_original", m.value())
+                  for m in consume(dicom_settings, dicom_settings.topics.received_restricted, a1.images)]
+    assert {r["original_sop_instance_uid"] for r in restricted} == set(a1.sop_uids())
+    assert {(r["original_study_instance_uid"], r["original_accession"], r["original_patient_id"])
+            for r in restricted} == {(a1.study_uid, "A1", a1.patient_id)}
+    assert {r["sop_instance_uid"] for r in restricted} == {r["sop_instance_uid"] for r in recs}

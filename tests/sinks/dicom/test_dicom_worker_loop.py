@@ -20,7 +20,7 @@ from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
 from streams.loop import Record
 
-from .helpers import request
+from .helpers import TEST_PROJECTS, request
 from .test_dicom_recovery import wait_for
 from .test_dicom_worker import run_worker
 
@@ -91,8 +91,10 @@ class FakeAcks:
 @pytest.fixture
 def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Worker:
     monkeypatch.setattr("sinks.dicom.worker.make_producer", FakeProducer)
-    return Worker(KafkaConfig(bootstrap="127.0.0.1:1"), TopicsConfig(), PacsConfig(),
-                  ResearchConfig(store_dir=str(tmp_path / "store")), tmp_path, WorkerOptions(max_queued=4))
+    w = Worker(KafkaConfig(bootstrap="127.0.0.1:1"), TopicsConfig(), PacsConfig(),
+               ResearchConfig(store_dir=str(tmp_path / "store")), tmp_path, WorkerOptions(max_queued=4))
+    w.projects = TEST_PROJECTS  # type: ignore[assignment]  # no broker here: the projects as registered
+    return w
 
 
 def record(offset: int, value: bytes | None = None, partition: int = 0, **fields: Any) -> Record:

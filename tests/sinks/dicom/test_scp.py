@@ -39,14 +39,17 @@ def test_storage_scp_takes_its_options_from_the_one_config(tmp_path: Path) -> No
     from sinks.dicom.scp import ScpConfig
 
     env = {"RADSTREAM_STATE_DIR": str(tmp_path), "RADSTREAM_RESEARCH_DEFAULT_PROJECT": "IRB-0",
-           "RADSTREAM_RESEARCH_MIN_FREE_MB": "7", "RADSTREAM_RESEARCH_WRITERS": "3",
-           "RADSTREAM_RESEARCH_DEID_PROJECTS": "IRB-1, IRB-2", "RADSTREAM_RESEARCH_FAST_PATH": "0",
-           "RADSTREAM_INGEST_PSEUDONYM_KEY": "secret", "RADSTREAM_RESEARCH_EVENT_BATCH_MS": "120"}
+           "RADSTREAM_RESEARCH_MIN_FREE_MB": "7", "RADSTREAM_RESEARCH_FAST_PATH": "0",
+           "RADSTREAM_INGEST_PSEUDONYM_KEY": "secret"}
     settings = load_settings(env=env)
     cfg = ScpConfig.of(settings.research, settings.ingest)
-    assert (cfg.default_project, cfg.min_free_mb, cfg.writers, cfg.deid_projects, cfg.fast_path,
-            cfg.deid_key, cfg.event_batch_ms) == ("IRB-0", 7, 3, ("IRB-1", "IRB-2"), False, b"secret", 120.0)
+    assert (cfg.default_project, cfg.min_free_mb, cfg.fast_path, cfg.deid_key) == (
+        "IRB-0", 7, False, b"secret")
     assert cfg.store_dir == tmp_path / "research"
+    assert cfg.quarantine_root == tmp_path / "quarantine"  # beside the store, not inside a project tree
+    moved = load_settings(env={"RADSTREAM_STATE_DIR": str(tmp_path),
+                               "RADSTREAM_RESEARCH_QUARANTINE_DIR": "/q"})
+    assert ScpConfig.of(moved.research, moved.ingest).quarantine_root == Path("/q")
     default = load_settings(env={"RADSTREAM_STATE_DIR": str(tmp_path)})
     assert ScpConfig.of(default.research, default.ingest).fast_path
 

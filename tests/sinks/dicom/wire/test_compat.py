@@ -209,7 +209,7 @@ def test_the_scp_installs_the_direct_paths_only_when_the_check_passes(
 
     def handlers() -> list[Any]:
         store = ResearchStore(ScpConfig(ae_title="RESEARCH", port=0, host="127.0.0.1", store_dir=tmp_path,
-                                        allowed_calling_aes=("ORTHANC",), writers=1, fast_path=fast_path))
+                                        allowed_calling_aes=("ORTHANC",), fast_path=fast_path))
         store.start()
         try:
             return _conn_open_handlers(store)

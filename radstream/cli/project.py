@@ -1,0 +1,142 @@
+"""``radstream project add|list|show|retire``: research projects as registered objects.
+
+Every project is de-identified (PS3.15 Annex E Basic Profile with the options given here) unless it
+is registered ``--identified`` with an ``--irb`` approval or waiver reference. Registrations go to the
+compacted projects topic (read by the retrieval worker and the storage SCP) and into the warehouse's
+``projects`` table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+from typing import Any
+
+import click
+
+from radstream.cli import settings_of
+
+
+def _registry(ctx: click.Context) -> Any:
+    from sinks.dicom.projects import ProjectRegistry
+
+    settings = settings_of(ctx)
+    return ProjectRegistry(settings.kafka, settings.topics)
+
+
+def _current(ctx: click.Context, project_id: str) -> Any:
+    """The project as last registered (ClickException when it is not)."""
+    registry = _registry(ctx)
+    try:
+        current = registry.get(project_id)
+    finally:
+        registry.stop()
+    if current is None:
+        raise click.ClickException(f"project {project_id} is not registered")
+    return current
+
+
+def _as_dict(project: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = project.record()
+    rec["time"] = project.time.isoformat()
+    return rec
+
+
+@click.group()
+def project() -> None:
+    """Register and list research projects (de-identified unless registered as identified)."""
+
+
+@project.command("add")
+@click.argument("project_id")
+@click.option("--destination", required=True, help="Destination AE of its images (on the allow-list).")
+@click.option("--owner", required=True, help="Who is responsible for the project (PI).")
+@click.option("--identified", is_flag=True, help="Store images as received (needs --irb).")
+@click.option("--irb", "irb_reference", default="", help="IRB approval or waiver reference.")
+@click.option("--no-modified-dates", is_flag=True,
+              help="Leave out Retain Longitudinal Temporal Information with Modified Dates (113107).")
+@click.option("--retain-patient-characteristics", is_flag=True, help="Option 113108.")
+@click.option("--retain-device-identity", is_flag=True, help="Option 113109.")
+@click.option("--retain-uids", is_flag=True, help="Option 113110 (UIDs are kept, not remapped).")
+@click.option("--clean-descriptors", is_flag=True, help="Option 113105.")
+@click.option("--keep-private", multiple=True, help="A private attribute to keep (safe list); repeatable.")
+@click.option("--allow-burned-in-risk", is_flag=True,
+              help="Store ultrasound, secondary capture, photographs, ... instead of quarantining them.")
+@click.option("--registered-by", default=None, help="Who registers it (default: the OS user).")
+@click.option("--replace", is_flag=True, help="Re-register an existing project with these settings.")
+@click.pass_context
+def add(ctx: click.Context, project_id: str, destination: str, owner: str, identified: bool,
+        irb_reference: str, no_modified_dates: bool, retain_patient_characteristics: bool,
+        retain_device_identity: bool, retain_uids: bool, clean_descriptors: bool,
+        keep_private: tuple[str, ...], allow_burned_in_risk: bool, registered_by: str | None,
+        replace: bool) -> None:
+    """Register a project."""
+    from sinks.dicom.deid import DeidOptions
+    from sinks.dicom.projects import Project, ProjectError, publish, validate
+
+    settings = settings_of(ctx)
+    deid = DeidOptions(retain_modified_dates=not no_modified_dates,
+                       retain_patient_characteristics=retain_patient_characteristics,
+                       retain_device_identity=retain_device_identity, retain_uids=retain_uids,
+                       clean_descriptors=clean_descriptors, private_safe_list=tuple(keep_private))
+    proj = Project(project_id=project_id, destination_ae=destination, owner=owner,
+                   registered_by=registered_by or getpass.getuser(), identified=identified,
+                   irb_reference=irb_reference.strip(), deid=deid, allow_burned_in_risk=allow_burned_in_risk)
+    try:
+        validate(proj, settings.research.allowed_destinations)
+    except ProjectError as exc:
+        raise click.ClickException(str(exc)) from exc
+    registry = _registry(ctx)
+    try:
+        if not replace and registry.get(project_id) is not None:
+            raise click.ClickException(f"project {project_id} is registered already (--replace to change it)")
+    finally:
+        registry.stop()
+    publish(settings.kafka, settings.topics, proj)
+    kind = f"IDENTIFIED (IRB {proj.irb_reference})" if identified else "de-identified"
+    click.echo(f"registered project {project_id}: {kind}, destination {destination}, owner {owner}")
+
+
+@project.command("retire")
+@click.argument("project_id")
+@click.option("--registered-by", default=None, help="Who retires it (default: the OS user).")
+@click.pass_context
+def retire(ctx: click.Context, project_id: str, registered_by: str | None) -> None:
+    """Retire a project: its retrievals are refused from now on (its history stays in the warehouse)."""
+    from datetime import UTC, datetime
+
+    from sinks.dicom.projects import publish
+
+    settings = settings_of(ctx)
+    current = _current(ctx, project_id)
+    publish(settings.kafka, settings.topics, dataclasses.replace(
+        current, active=False, registered_by=registered_by or getpass.getuser(), time=datetime.now(UTC)))
+    click.echo(f"retired project {project_id}")
+
+
+@project.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """The registered projects (as last registered)."""
+    registry = _registry(ctx)
+    try:
+        projects = registry.all()
+    finally:
+        registry.stop()
+    for p in projects:
+        if as_json:
+            click.echo(json.dumps(_as_dict(p)))
+            continue
+        kind = f"identified (IRB {p.irb_reference})" if p.identified else "de-identified"
+        state = "" if p.active else " RETIRED"
+        click.echo(f"{p.project_id}\t{kind}\t{p.destination_ae}\t{p.owner}\t{p.registered_by}{state}")
+
+
+@project.command("show")
+@click.argument("project_id")
+@click.pass_context
+def show(ctx: click.Context, project_id: str) -> None:
+    """One project's registration (JSON)."""
+    click.echo(json.dumps(_as_dict(_current(ctx, project_id)), indent=2))

@@ -1,0 +1,96 @@
+"""sinks.dicom.journal: what was appended survives a crash (replayed at start), what was checkpointed is
+not replayed again, a torn record ends the replay, and each process gets its own journal."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sinks.dicom.journal import HEADER, Journal
+from sinks.dicom.scp import _replay_write
+
+SIZE = 64 * 1024
+
+
+def crash(j: Journal) -> None:
+    """The process dies: no checkpoint, the lock goes with the descriptor."""
+    os.close(j._fd)
+    j._fd = -1
+
+
+def opened(root: Path) -> Journal:
+    j = Journal(str(root), _replay_write, SIZE)
+    j.open()
+    return j
+
+
+def test_appended_records_are_replayed_after_a_crash_and_not_again_after_a_checkpoint(tmp_path: Path) -> None:
+    j = opened(tmp_path)
+    assert j.replayed == 0 and os.path.getsize(j.path) == SIZE
+    records = {f"P1/1.2/1.2.3/1.2.3.{i}.dcm": bytes([i]) * (100 + i) for i in range(5)}
+    for rel, data in records.items():
+        j.append(rel, data)  # as if the files were lost with the page cache
+    crash(j)
+    again = opened(tmp_path)
+    assert again.replayed == 5
+    for rel, data in records.items():
+        assert (tmp_path / rel).read_bytes() == data
+    again.close()
+    assert opened(tmp_path).replayed == 0  # checkpointed
+
+
+def test_a_full_journal_checkpoints_and_starts_over(tmp_path: Path) -> None:
+    j = opened(tmp_path)
+    big = b"x" * (SIZE // 4 - HEADER.size - 40)
+    assert j.fits("P1/1.2/1.2.3/9.dcm", big) and not j.fits("P1/1.2/1.2.3/9.dcm", big + b"x" * 64)
+    for i in range(6):  # more than fits: a checkpoint in between
+        (tmp_path / f"f{i}").write_bytes(big)  # the caller writes the file first
+        j.append(f"f{i}", big)
+    crash(j)
+    for i in range(6):
+        (tmp_path / f"f{i}").unlink()
+    again = opened(tmp_path)
+    assert 0 < again.replayed < 6  # only what came after the checkpoint
+    assert sorted(p.name for p in tmp_path.glob("f*")) == [f"f{i}" for i in range(6 - again.replayed, 6)]
+
+
+def test_a_torn_record_ends_the_replay(tmp_path: Path) -> None:
+    j = opened(tmp_path)
+    j.append("a.dcm", b"A" * 1000)
+    second = HEADER.size + len("a.dcm") + 1000
+    j.append("b.dcm", b"B" * 1000)
+    crash(j)
+    with open(j.path, "r+b") as fh:  # the second record's data half written
+        fh.seek(second + HEADER.size + len("b.dcm") + 500)
+        fh.write(b"\0" * 500)
+    again = opened(tmp_path)
+    assert again.replayed == 1 and (tmp_path / "a.dcm").exists() and not (tmp_path / "b.dcm").exists()
+
+
+def test_each_live_journal_belongs_to_one_process(tmp_path: Path) -> None:
+    first, second = opened(tmp_path), opened(tmp_path)
+    assert first.path != second.path
+    first.close()
+    second.close()
+
+
+def test_a_journal_left_with_another_size_is_replayed_before_it_is_made_again(tmp_path: Path) -> None:
+    j = opened(tmp_path)
+    j.append("a.dcm", b"A" * 100)
+    crash(j)
+    bigger = Journal(str(tmp_path), _replay_write, SIZE * 2)
+    bigger.open()
+    assert (tmp_path / "a.dcm").read_bytes() == b"A" * 100 and os.path.getsize(bigger.path) == SIZE * 2
+    bigger.close()
+
+
+def test_siblings_starting_together_each_get_their_own_journal(tmp_path: Path) -> None:
+    """``dicom scp --processes N``: N journals opened at once on one store, none shared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        journals = list(pool.map(lambda _: opened(tmp_path), range(4)))
+    assert len({j.path for j in journals}) == 4
+    for j in journals:
+        j.append("x.dcm", b"x")
+        j.close()
