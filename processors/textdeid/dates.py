@@ -1,0 +1,128 @@
+"""Dates in report text: parse the formats of ``rules.json`` (format keys), shift, and write back in the
+same format (zero padding, year width, month name style and case, ordinal suffix).
+
+Ambiguous numeric dates are read month first (US), day first when the first number cannot be a month.
+A date without a year is shifted as if in a leap year (2000) and written without one; a month and year
+("March 2021", "3/2021") is shifted from the 15th of that month. Years alone are kept (Safe Harbor
+allows the year). Times of day are not identifiers and are kept.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december")
+_REF_YEAR = 2000  # leap: Feb 29 without a year stays a valid date
+
+
+def month_number(word: str) -> int:
+    w = word.lower().rstrip(".")
+    for i, name in enumerate(_MONTHS, 1):
+        if name.startswith(w[:3]):
+            return i
+    raise ValueError(word)
+
+
+def _month_like(new: int, original: str) -> str:
+    name = _MONTHS[new - 1]
+    word = original.rstrip(".")
+    if len(word) <= 4 and word.lower() not in ("june", "july"):
+        name = name[:4] if word.lower() == "sept" and new == 9 else name[:3]
+    if word.isupper() and len(word) > 1:
+        return name.upper()
+    if word.islower():
+        return name
+    return name.capitalize()
+
+
+def _year(y: str) -> int:
+    digits = y.lstrip("'")
+    n = int(digits)
+    if len(digits) == 2:
+        return 2000 + n if n <= 50 else 1900 + n
+    return n
+
+
+def _fmt_year(new: int, original: str) -> str:
+    if original.startswith("'"):
+        return f"'{new % 100:02d}"
+    return f"{new % 100:02d}" if len(original) == 2 else f"{new:04d}"
+
+
+def _num(new: int, original: str) -> str:
+    return f"{new:0{len(original)}d}" if original.startswith("0") else str(new)
+
+
+def _ordinal(day: int) -> str:
+    if 11 <= day % 100 <= 13:
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+
+
+def _replace_groups(m: re.Match[str], values: dict[int, str]) -> str:
+    """The match's text with some groups replaced (by group number)."""
+    out: list[str] = []
+    pos = m.start()
+    for g in sorted(values, key=m.start):
+        if m.start(g) < 0:
+            continue
+        out.append(m.string[pos:m.start(g)])
+        out.append(values[g])
+        pos = m.end(g)
+    out.append(m.string[pos:m.end()])
+    return "".join(out)
+
+
+def _fix_ordinal(s: str, day_text: str, new_day: int) -> str:
+    return re.sub(rf"(?<!\d){re.escape(day_text)}(st|nd|rd|th)\b", f"{new_day}{_ordinal(new_day)}", s, count=1)
+
+
+def shift_date(m: re.Match[str], fmt: str, group: int, days: int) -> str | None:
+    """The matched date (``m.group(group)``) moved ``days`` back, in its own format; None when the text is
+    not a valid date (the caller replaces it some other way)."""
+    delta = timedelta(days=days)
+    try:
+        if fmt == "mdy":
+            a, b, y = int(m.group(1)), int(m.group(3)), m.group(4)
+            month, day = (a, b) if a <= 12 else (b, a)
+            new = date(_year(y), month, day) - delta
+            na, nb = (new.month, new.day) if a <= 12 else (new.day, new.month)
+            return _replace_groups(m, {1: _num(na, m.group(1)), 3: _num(nb, m.group(3)),
+                                       4: _fmt_year(new.year, y)})
+        if fmt == "ymd":
+            new = date(int(m.group(1)), int(m.group(3)), int(m.group(4))) - delta
+            return _replace_groups(m, {1: f"{new.year:04d}", 3: _num(new.month, m.group(3)),
+                                       4: _num(new.day, m.group(4))})
+        if fmt == "ymd_compact":
+            new = date(int(m.group(1)), int(m.group(2)), int(m.group(3))) - delta
+            return new.strftime("%Y%m%d")
+        if fmt == "month_day":
+            y = m.group(5)
+            new = date(_year(y) if y else _REF_YEAR, month_number(m.group(1)), int(m.group(3))) - delta
+            values = {1: _month_like(new.month, m.group(1)), 3: str(new.day)}
+            if y:
+                values[5] = _fmt_year(new.year, y)
+            return _fix_ordinal(_replace_groups(m, values), str(new.day), new.day)
+        if fmt == "day_month":
+            y = m.group(5)
+            new = date(_year(y) if y else _REF_YEAR, month_number(m.group(3)), int(m.group(1))) - delta
+            values = {1: _num(new.day, m.group(1)), 3: _month_like(new.month, m.group(3))}
+            if y:
+                values[5] = _fmt_year(new.year, y)
+            return _fix_ordinal(_replace_groups(m, values), str(new.day), new.day)
+        if fmt == "month_year":
+            new = date(int(m.group(3)), month_number(m.group(1)), 15) - delta
+            return _replace_groups(m, {1: _month_like(new.month, m.group(1)), 3: f"{new.year:04d}"})
+        if fmt == "my":
+            new = date(int(m.group(3)), int(m.group(1)), 15) - delta
+            return _replace_groups(m, {1: _num(new.month, m.group(1)), 3: f"{new.year:04d}"})
+        if fmt == "md":
+            text = m.group(group)
+            a, _, b = text.partition("/")
+            new = date(_REF_YEAR, int(a), int(b)) - delta
+            return f"{_num(new.month, a)}/{_num(new.day, b)}"
+    except ValueError:
+        return None
+    return None
