@@ -20,6 +20,7 @@ import faust
 import mode
 
 from radstream.config import Settings
+from radstream.text_deid import text_deid
 from sinks.clickhouse.service import SinkService
 from sinks.clickhouse.web import SqlServer
 from streams.app import create_app
@@ -30,7 +31,7 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
     """The worker's Faust app with the sink, the embedding writer and the SQL page as its services."""
     app = create_app(settings.kafka, settings.topics, settings.worker, settings.ml,
                      allowed_destinations=settings.research.allowed_destinations,
-                     datadir=Path(settings.state_dir) / "faust")
+                     datadir=Path(settings.state_dir) / "faust", text_deid=text_deid(settings))
     sink = SinkService(settings.kafka, settings.topics, settings.clickhouse) if with_sink else None
     server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port)
 
