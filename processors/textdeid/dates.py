@@ -61,17 +61,18 @@ def _ordinal(day: int) -> str:
     return {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
 
 
-def _replace_groups(m: re.Match[str], values: dict[int, str]) -> str:
-    """The match's text with some groups replaced (by group number)."""
+def _replace_groups(m: re.Match[str], values: dict[int, str], source: str) -> str:
+    """The match's text (in ``source``: the original, when matched on a lower-cased copy) with some
+    groups replaced (by group number)."""
     out: list[str] = []
     pos = m.start()
     for g in sorted(values, key=m.start):
         if m.start(g) < 0:
             continue
-        out.append(m.string[pos:m.start(g)])
+        out.append(source[pos:m.start(g)])
         out.append(values[g])
         pos = m.end(g)
-    out.append(m.string[pos:m.end()])
+    out.append(source[pos:m.end()])
     return "".join(out)
 
 
@@ -79,10 +80,16 @@ def _fix_ordinal(s: str, day_text: str, new_day: int) -> str:
     return re.sub(rf"(?<!\d){re.escape(day_text)}(st|nd|rd|th)\b", f"{new_day}{_ordinal(new_day)}", s, count=1)
 
 
-def shift_date(m: re.Match[str], fmt: str, group: int, days: int) -> str | None:
+def shift_date(m: re.Match[str], fmt: str, group: int, days: int, source: str | None = None) -> str | None:
     """The matched date (``m.group(group)``) moved ``days`` back, in its own format; None when the text is
-    not a valid date (the caller replaces it some other way)."""
+    not a valid date (the caller replaces it some other way). ``source``: the original text, when ``m``
+    was matched on a lower-cased copy of it (month names keep their original case)."""
     delta = timedelta(days=days)
+    src = m.string if source is None else source
+
+    def orig(g: int) -> str:
+        return src[m.start(g):m.end(g)]
+
     try:
         if fmt == "mdy":
             a, b, y = int(m.group(1)), int(m.group(3)), m.group(4)
@@ -90,34 +97,34 @@ def shift_date(m: re.Match[str], fmt: str, group: int, days: int) -> str | None:
             new = date(_year(y), month, day) - delta
             na, nb = (new.month, new.day) if a <= 12 else (new.day, new.month)
             return _replace_groups(m, {1: _num(na, m.group(1)), 3: _num(nb, m.group(3)),
-                                       4: _fmt_year(new.year, y)})
+                                       4: _fmt_year(new.year, y)}, src)
         if fmt == "ymd":
             new = date(int(m.group(1)), int(m.group(3)), int(m.group(4))) - delta
             return _replace_groups(m, {1: f"{new.year:04d}", 3: _num(new.month, m.group(3)),
-                                       4: _num(new.day, m.group(4))})
+                                       4: _num(new.day, m.group(4))}, src)
         if fmt == "ymd_compact":
             new = date(int(m.group(1)), int(m.group(2)), int(m.group(3))) - delta
             return new.strftime("%Y%m%d")
         if fmt == "month_day":
             y = m.group(5)
             new = date(_year(y) if y else _REF_YEAR, month_number(m.group(1)), int(m.group(3))) - delta
-            values = {1: _month_like(new.month, m.group(1)), 3: str(new.day)}
+            values = {1: _month_like(new.month, orig(1)), 3: str(new.day)}
             if y:
                 values[5] = _fmt_year(new.year, y)
-            return _fix_ordinal(_replace_groups(m, values), str(new.day), new.day)
+            return _fix_ordinal(_replace_groups(m, values, src), str(new.day), new.day)
         if fmt == "day_month":
             y = m.group(5)
             new = date(_year(y) if y else _REF_YEAR, month_number(m.group(3)), int(m.group(1))) - delta
-            values = {1: _num(new.day, m.group(1)), 3: _month_like(new.month, m.group(3))}
+            values = {1: _num(new.day, m.group(1)), 3: _month_like(new.month, orig(3))}
             if y:
                 values[5] = _fmt_year(new.year, y)
-            return _fix_ordinal(_replace_groups(m, values), str(new.day), new.day)
+            return _fix_ordinal(_replace_groups(m, values, src), str(new.day), new.day)
         if fmt == "month_year":
             new = date(int(m.group(3)), month_number(m.group(1)), 15) - delta
-            return _replace_groups(m, {1: _month_like(new.month, m.group(1)), 3: f"{new.year:04d}"})
+            return _replace_groups(m, {1: _month_like(new.month, orig(1)), 3: f"{new.year:04d}"}, src)
         if fmt == "my":
             new = date(int(m.group(3)), int(m.group(1)), 15) - delta
-            return _replace_groups(m, {1: _num(new.month, m.group(1)), 3: f"{new.year:04d}"})
+            return _replace_groups(m, {1: _num(new.month, m.group(1)), 3: f"{new.year:04d}"}, src)
         if fmt == "md":
             text = m.group(group)
             a, _, b = text.partition("/")

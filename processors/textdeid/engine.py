@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from processors.textdeid.dates import shift_date
 from processors.textdeid.names import find_names
-from processors.textdeid.rules import rules
+from processors.textdeid.rules import BEFORE_WINDOW, rules
 from processors.textdeid.surrogates import Surrogates
 from processors.textdeid.types import DeidText, OffsetMap, Span, TextDeidError, TextDeidOptions
 
@@ -40,10 +40,26 @@ def _institution_ok(text: str, start: int, end: int) -> bool:
 def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
     r = rules()
     out: list[_Cand] = []
+    lower = text.lower()
+    if len(lower) != len(text):  # a few characters lower-case to two: keep offsets aligned
+        lower = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
     for d in r.detectors:
-        for m in d.regex.finditer(text):
+        if d.requires and not any(k in lower for k in d.requires):
+            continue
+        if d.gate is not None and d.gate.search(text) is None:
+            continue
+        source = lower if d.lower else text
+        for m in d.regex.finditer(source):
             s, e = m.span(d.group)
             if s < 0 or e <= s:
+                continue
+            if d.before is not None:
+                b = d.before.search(source, max(0, s - BEFORE_WINDOW), s)
+                if b is None:
+                    continue
+                if d.extend:
+                    s = b.start()
+            if d.exclude is not None and d.exclude.match(text, m.start(), m.end()):
                 continue
             if d.type == "INSTITUTION":
                 # leading words like "The"/"Outside" are not part of the name; nothing left -> not one
@@ -55,7 +71,7 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
                 if not _institution_ok(text, s, e) or not re.search(r"[A-Z]", text[s:e].split()[0]):
                     continue
             out.append(_Cand(s, e, d.type, d.priority, m, d.format, d.group))
-    for s, e in find_names(text):
+    for s, e in find_names(text, lower):
         out.append(_Cand(s, e, "NAME", NAME_PRIORITY))
     for name in options.institutions:
         if name.strip():
@@ -86,7 +102,7 @@ def _replacement(text: str, c: _Cand, surrogates: Surrogates, shift_days: int) -
     value = text[c.start:c.end]
     if c.type == "DATE":
         if c.match is not None and c.match.span(c.group) == (c.start, c.end):
-            shifted = shift_date(c.match, c.format, c.group, shift_days)
+            shifted = shift_date(c.match, c.format, c.group, shift_days, text)
             if shifted is not None:
                 return shifted
         return "[DATE]" if surrogates.mode == "tag" else surrogates.shape("DATE", value)

@@ -33,14 +33,16 @@ def _compiled() -> dict[str, re.Pattern[str]]:
     title = r.title.pattern
     return {
         "seq": re.compile(seq),
+        "seq_end": re.compile(rf"(?<![\w'-])({seq})$"),
         "title": re.compile(rf"(?<![\w.])(?i:{title})[ \t]+(?=[A-Z])"),
-        "cred_comma": re.compile(rf"(?<![\w-])({seq}),[ \t]*(?:{r.credential_any})(?![\w-])"),
-        "cred_bare": re.compile(rf"(?<![\w-])({seq})[ \t]+(?:{r.credential_bare})(?![\w-])"),
-        "trigger": re.compile(rf"(?<![\w/-])(?i:{r.trigger})(?![\w-])"),
-        "lexicon": re.compile(rf"(?<![\w'-])([A-Z][a-z]+|[A-Z]{{2,}}) (?:[A-Z]\.? )?({tok})(?![\w-])"),
-        "last_first": re.compile(rf"(?<![\w'-])({tok}),[ \t]*({tok})(?:[ \t]+[A-Z]\.?)?(?![\w-])"),
+        "cred_comma": re.compile(rf",[ \t]*(?:{r.credential_any})(?![\w-])"),
+        "cred_bare": re.compile(rf"[ \t]+(?:{r.credential_bare})(?![\w-])"),
+        # run on the lower-cased text: a case-sensitive alternation of literals is scanned much faster
+        "trigger": re.compile(rf"(?<![\w/-])(?:{r.trigger.lower()})(?![\w-])"),
+        "capword": re.compile(r"(?<![\w'\u2019-])(?:[A-Z][a-z]+|[A-Z]{2,})(?![\w'\u2019-])"),
         "first_after_comma": re.compile(rf",[ \t]*({tok})(?:[ \t]+[A-Z]\.?)?(?![\w-])"),
         "skip": re.compile(r"[ \t]*(?:[:,-][ \t]*)?(?:(?:the|The|THE|a|an)[ \t]+)?"),
+        "role": re.compile(r"[A-Za-z]+(?=[\s:,])"),
     }
 
 
@@ -86,7 +88,7 @@ def _after(text: str, pos: int, r: Rules) -> Found | None:
         if t:
             pos = t.end()
             continue
-        w = re.compile(r"[A-Za-z]+(?=[\s:,])").match(text, pos)
+        w = c["role"].match(text, pos)
         if w and _is_not_name(w.group(), r) and w.group()[0].isupper():
             pos = w.end()
             continue
@@ -104,8 +106,8 @@ def _after(text: str, pos: int, r: Rules) -> Found | None:
     return found
 
 
-def find_names(text: str) -> Iterator[Found]:
-    """Name spans (may overlap; the caller merges them)."""
+def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
+    """Name spans (may overlap; the caller merges them). ``lower``: ``text.lower()`` if already made."""
     r = rules()
     c = _compiled()
     found: list[Found] = []
@@ -115,26 +117,44 @@ def find_names(text: str) -> Iterator[Found]:
             span = _trim(text, m.start(), m.end(), r)
             if span:
                 found.append(span)
-    for key in ("cred_comma", "cred_bare"):
+    for key in ("cred_comma", "cred_bare"):  # credentials are rare: find them, then the name before
         for m in c[key].finditer(text):
-            span = _trim(text, m.start(1), m.end(1), r)
+            before = c["seq_end"].search(text, max(0, m.start() - 80), m.start())
+            if before is None:
+                continue
+            span = _trim(text, before.start(1), before.end(1), r)
             if span and not _eponym_use(text, *span, r):
                 found.append(span)
-    for m in c["trigger"].finditer(text):
+    lower = text.lower() if lower is None or len(lower) != len(text) else lower
+    for m in c["trigger"].finditer(lower):
         span = _after(text, m.end(), r)
         if span and not (_eponym_use(text, *span, r) and r.eponym_head.match(text, span[1])):
             found.append(span)
-    for m in c["lexicon"].finditer(text):
-        first, last = m.group(1), m.group(2)
-        if first.lower() in r.first_names and not _is_not_name(last, r) and len(last) > 1 \
-                and not _eponym_use(text, m.start(2), m.end(2), r):
-            found.append((m.start(1), m.end(2)))
-    for m in c["last_first"].finditer(text):
-        last, first = m.group(1), m.group(2)
-        if last.lower() in r.surnames and first.lower() in r.first_names and not _is_not_name(last, r):
-            found.append((m.start(1), m.end()))
+    found.extend(_lexicon(text, c, r))
     yield from found
     yield from _propagate(text, found, r)
+
+
+def _lexicon(text: str, c: dict[str, re.Pattern[str]], r: Rules) -> Iterator[Found]:
+    """"Maria Gonzalez", "Maria T. Gonzalez", "GONZALEZ, MARIA": a known given name with a capitalised
+    word (not a non-name, not an eponym used as one)."""
+    words = [(m.start(), m.end(), m.group()) for m in c["capword"].finditer(text)]
+    for i, (s, e, w) in enumerate(words):
+        if w.lower() not in r.first_names:
+            continue
+        for j in (i + 1, i + 2):  # the next word, or the one after a middle initial
+            if j >= len(words):
+                break
+            s2, e2, w2 = words[j]
+            gap = text[e:s2]
+            if (j == i + 1 and gap == " ") or (j == i + 2 and re.fullmatch(r" [A-Z]\.? ", gap)):
+                if len(w2) > 1 and not _is_not_name(w2, r) and not _eponym_use(text, s2, e2, r):
+                    yield s, e2
+                break
+        if i > 0:  # "Surname, Given"
+            s0, e0, w0 = words[i - 1]
+            if re.fullmatch(r",[ \t]*", text[e0:s]) and w0.lower() in r.surnames and not _is_not_name(w0, r):
+                yield s0, e
 
 
 def _propagate(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
@@ -145,6 +165,13 @@ def _propagate(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
             if not _is_not_name(w, r):
                 seen.add(w)
     for w in sorted(seen):
-        for m in re.finditer(rf"(?<![\w'-]){re.escape(w)}(?![\w-])", text, flags=re.IGNORECASE):
-            if m.group()[0].isupper() and not _eponym_use(text, m.start(), m.end(), r):
-                yield m.start(), m.end()
+        for variant in {w, w.upper()}:
+            pos = text.find(variant)
+            while pos >= 0:
+                end = pos + len(variant)
+                before = text[pos - 1] if pos else " "
+                after = text[end] if end < len(text) else " "
+                if not (before.isalnum() or before in "'-_") and not (after.isalnum() or after in "-_") \
+                        and not _eponym_use(text, pos, end, r):
+                    yield pos, end
+                pos = text.find(variant, pos + 1)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).parent
+BEFORE_WINDOW = 80
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,12 @@ class Detector:
     regex: re.Pattern[str]
     group: int = 0
     format: str = ""
+    requires: tuple[str, ...] = ()  # run only if one of these occurs in the lower-cased text
+    gate: re.Pattern[str] | None = None  # run only if this occurs in the text
+    lower: bool = False  # the pattern is for the lower-cased text
+    exclude: re.Pattern[str] | None = None  # a hit in the original text of a match drops it
+    before: re.Pattern[str] | None = None  # must match right before the span (within BEFORE_WINDOW)
+    extend: bool = False  # the span grows to include what ``before`` matched
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,10 @@ def rules() -> Rules:
     defs = raw["defs"]
     detectors = tuple(
         Detector(d["name"], d["type"], int(d.get("priority", 50)), re.compile(_expand(d["pattern"], defs)),
-                 int(d.get("group", 0)), d.get("format", ""))
+                 int(d.get("group", 0)), d.get("format", ""), tuple(d.get("requires", ())),
+                 re.compile(_expand(d["gate"], defs)) if d.get("gate") else None, d.get("text") == "lower",
+                 re.compile(d["exclude"]) if d.get("exclude") else None,
+                 re.compile(_expand(d["before"], defs)) if d.get("before") else None, bool(d.get("extend")))
         for d in raw["detectors"])
     n = raw["names"]
     return Rules(
