@@ -53,6 +53,8 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
             s, e = m.span(d.group)
             if s < 0 or e <= s:
                 continue
+            if d.not_before is not None and d.not_before.search(source, max(0, s - BEFORE_WINDOW), s):
+                continue
             if d.before is not None:
                 b = d.before.search(source, max(0, s - BEFORE_WINDOW), s)
                 if b is None:

@@ -49,6 +49,8 @@ def _compiled() -> dict[str, re.Pattern[str]]:
 def _is_not_name(word: str, r: Rules) -> bool:
     if re.fullmatch(r"[A-Z]\.?", word):  # an initial, never an article
         return False
+    if re.fullmatch(r"(.)\1{2,}", word, flags=re.IGNORECASE):  # a mask left by earlier de-identification
+        return True
     return word.lower().rstrip(".,:;") in r.not_names
 
 

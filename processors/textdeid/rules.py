@@ -27,6 +27,7 @@ class Detector:
     exclude: re.Pattern[str] | None = None  # a hit in the original text of a match drops it
     before: re.Pattern[str] | None = None  # must match right before the span (within BEFORE_WINDOW)
     extend: bool = False  # the span grows to include what ``before`` matched
+    not_before: re.Pattern[str] | None = None  # must not match right before the span
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ def rules() -> Rules:
                  int(d.get("group", 0)), d.get("format", ""), tuple(d.get("requires", ())),
                  re.compile(_expand(d["gate"], defs)) if d.get("gate") else None, d.get("text") == "lower",
                  re.compile(d["exclude"]) if d.get("exclude") else None,
-                 re.compile(_expand(d["before"], defs)) if d.get("before") else None, bool(d.get("extend")))
+                 re.compile(_expand(d["before"], defs)) if d.get("before") else None, bool(d.get("extend")),
+                 re.compile(d["not_before"]) if d.get("not_before") else None)
         for d in raw["detectors"])
     n = raw["names"]
     return Rules(
