@@ -51,8 +51,14 @@ def _fmt_year(new: int, original: str) -> str:
     return f"{new % 100:02d}" if len(original) == 2 else f"{new:04d}"
 
 
-def _num(new: int, original: str) -> str:
-    return f"{new:0{len(original)}d}" if original.startswith("0") else str(new)
+def _num(new: int, original: str, padded: bool = False) -> str:
+    """``new`` written as ``original`` was: zero-padded if it was, or if the date's style is (``padded``)."""
+    return f"{new:02d}" if padded or (original.startswith("0") and len(original) == 2) else str(new)
+
+
+def _padded(*fields: str) -> bool:
+    """A numeric date pads its fields if one of them is zero-padded or all have two digits."""
+    return any(f.startswith("0") and len(f) == 2 for f in fields) or all(len(f) == 2 for f in fields)
 
 
 def _ordinal(day: int) -> str:
@@ -96,12 +102,14 @@ def shift_date(m: re.Match[str], fmt: str, group: int, days: int, source: str | 
             month, day = (a, b) if a <= 12 else (b, a)
             new = date(_year(y), month, day) - delta
             na, nb = (new.month, new.day) if a <= 12 else (new.day, new.month)
-            return _replace_groups(m, {1: _num(na, m.group(1)), 3: _num(nb, m.group(3)),
+            pad = _padded(m.group(1), m.group(3))
+            return _replace_groups(m, {1: _num(na, m.group(1), pad), 3: _num(nb, m.group(3), pad),
                                        4: _fmt_year(new.year, y)}, src)
         if fmt == "ymd":
             new = date(int(m.group(1)), int(m.group(3)), int(m.group(4))) - delta
-            return _replace_groups(m, {1: f"{new.year:04d}", 3: _num(new.month, m.group(3)),
-                                       4: _num(new.day, m.group(4))}, src)
+            pad = _padded(m.group(3), m.group(4))
+            return _replace_groups(m, {1: f"{new.year:04d}", 3: _num(new.month, m.group(3), pad),
+                                       4: _num(new.day, m.group(4), pad)}, src)
         if fmt == "ymd_compact":
             new = date(int(m.group(1)), int(m.group(2)), int(m.group(3))) - delta
             return new.strftime("%Y%m%d")
@@ -129,7 +137,8 @@ def shift_date(m: re.Match[str], fmt: str, group: int, days: int, source: str | 
             text = m.group(group)
             a, _, b = text.partition("/")
             new = date(_REF_YEAR, int(a), int(b)) - delta
-            return f"{_num(new.month, a)}/{_num(new.day, b)}"
+            pad = _padded(a, b)
+            return f"{_num(new.month, a, pad)}/{_num(new.day, b, pad)}"
     except ValueError:
         return None
     return None

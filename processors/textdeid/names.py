@@ -73,11 +73,10 @@ def _trim(text: str, start: int, end: int, r: Rules) -> Found | None:
 
 
 def _eponym_use(text: str, start: int, end: int, r: Rules) -> bool:
-    """An eponym used as one: all its words are eponyms, or it is followed by an eponym head word."""
+    """An eponym used as one: it has an eponym word and an eponym head word follows ("Baker cyst",
+    "Hodgkin's", "Wells score"); "Mary Anderson was informed" stays a name."""
     words = re.findall(r"[A-Za-z]+", text[start:end])
-    if words and all(w.lower() in r.eponyms for w in words):
-        return True
-    return bool(r.eponym_head.match(text, end)) and any(w.lower() in r.eponyms for w in words)
+    return any(w.lower() in r.eponyms for w in words) and bool(r.eponym_head.match(text, end))
 
 
 def _after(text: str, pos: int, r: Rules) -> Found | None:
@@ -130,7 +129,7 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
     lower = text.lower() if lower is None or len(lower) != len(text) else lower
     for m in c["trigger"].finditer(lower):
         span = _after(text, m.end(), r)
-        if span and not (_eponym_use(text, *span, r) and r.eponym_head.match(text, span[1])):
+        if span and not _eponym_use(text, *span, r):
             found.append(span)
     found.extend(_lexicon(text, c, r))
     yield from found
