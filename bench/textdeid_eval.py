@@ -64,7 +64,7 @@ def score(docs: Iterable[dict[str, Any]], predict: Callable[[str], Spans]) -> di
             by_type[g_["type"]] += 1
             by_type_found[g_["type"]] += ok
             if not ok:
-                misses.append((doc["id"], g_["type"], text[g_["start"]:g_["end"]]))
+                misses.append((doc["id"], g_["type"], text[g_["start"] : g_["end"]]))
         for a, b in pred:
             pred_total += 1
             hit = any(a < ge and gs < b for gs, ge in gold)
@@ -74,12 +74,15 @@ def score(docs: Iterable[dict[str, Any]], predict: Callable[[str], Spans]) -> di
     seconds = time.perf_counter() - t0
     return {
         "reports": n,
-        "token_recall": tp / max(1, tp + fn), "token_precision": tp / max(1, tp + fp),
-        "span_recall": span_found / max(1, span_total), "span_precision": pred_ok / max(1, pred_total),
+        "token_recall": tp / max(1, tp + fn),
+        "token_precision": tp / max(1, tp + fp),
+        "span_recall": span_found / max(1, span_total),
+        "span_precision": pred_ok / max(1, pred_total),
         "gold_spans": span_total,
         "recall_by_type": {t: round(by_type_found[t] / by_type[t], 4) for t in sorted(by_type)},
         "ms_per_report": 1000 * seconds / max(1, n),
-        "misses": misses, "false_positives": false_pos,
+        "misses": misses,
+        "false_positives": false_pos,
     }
 
 
@@ -122,8 +125,10 @@ def clinical_texts(limit: int | None = None) -> dict[str, list[str]]:
     import csv
 
     out: dict[str, list[str]] = {}
-    cols = {"openi_chest_xray_dev.csv": ("exam", "indication", "comparison", "findings", "impression"),
-            "cmc2007_dev.csv": ("clinical_history", "impression")}
+    cols = {
+        "openi_chest_xray_dev.csv": ("exam", "indication", "comparison", "findings", "impression"),
+        "cmc2007_dev.csv": ("clinical_history", "impression"),
+    }
     for name, fields in cols.items():
         path = SHARED / name
         if not path.exists():
@@ -149,18 +154,28 @@ def clinical(limit: int | None = None) -> dict[str, Any]:
         for text in texts:
             d = deidentify(text, key=b"clinical-check-key-0123", patient="psn-x")
             a, b = analyze(text), analyze(d.text)
-            key_a = sorted((f.concept, f.negated, f.uncertain, f.historical, f.section, f.text) for f in a.findings)
-            key_b = sorted((f.concept, f.negated, f.uncertain, f.historical, f.section, f.text) for f in b.findings)
+            key_a = sorted(
+                (f.concept, f.negated, f.uncertain, f.historical, f.section, f.text) for f in a.findings
+            )
+            key_b = sorted(
+                (f.concept, f.negated, f.uncertain, f.historical, f.section, f.text) for f in b.findings
+            )
             same += key_a == key_b
             if d.spans:
                 tagged_reports += 1
                 for sp in d.spans:
                     tagged[sp.type] += 1
                 if len(examples) < 40:
-                    examples += [f"{sp.type}: {d.text[max(0, sp.start - 25):sp.end + 10]!r}" for sp in d.spans]
-        result[name] = {"reports": len(texts), "same_findings": round(same / max(1, len(texts)), 4),
-                        "reports_with_spans": tagged_reports, "spans_by_type": dict(tagged),
-                        "examples": examples[:40]}
+                    examples += [
+                        f"{sp.type}: {d.text[max(0, sp.start - 25) : sp.end + 10]!r}" for sp in d.spans
+                    ]
+        result[name] = {
+            "reports": len(texts),
+            "same_findings": round(same / max(1, len(texts)), 4),
+            "reports_with_spans": tagged_reports,
+            "spans_by_type": dict(tagged),
+            "examples": examples[:40],
+        }
     return result
 
 
@@ -172,8 +187,11 @@ def main() -> None:
     ap.add_argument("--engine", default="radstream", choices=sorted(ENGINES))
     ap.add_argument("--file", default=str(DEV))
     ap.add_argument("--errors", type=int, default=0, help="print this many misses and false positives")
-    ap.add_argument("--clinical", action="store_true",
-                    help="instead: NLP findings on de-identified vs original Open-i / CMC reports")
+    ap.add_argument(
+        "--clinical",
+        action="store_true",
+        help="instead: NLP findings on de-identified vs original Open-i / CMC reports",
+    )
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
     if args.clinical:
@@ -183,9 +201,9 @@ def main() -> None:
     misses, fps = result.pop("misses"), result.pop("false_positives")
     result["n_misses"], result["n_false_positives"] = len(misses), len(fps)
     print(json.dumps({"engine": args.engine, **result}, indent=2))
-    for m in misses[:args.errors]:
+    for m in misses[: args.errors]:
         print("MISS", *m, file=sys.stderr)
-    for f in fps[:args.errors]:
+    for f in fps[: args.errors]:
         print("FP  ", *f, file=sys.stderr)
 
 

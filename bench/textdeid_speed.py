@@ -26,7 +26,9 @@ PHI_DEV = REPO / "tests" / "data" / "phi" / "dev.jsonl"
 
 
 def phi_reports(limit: int | None) -> list[str]:
-    texts = [json.loads(line)["text"] for line in PHI_DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [
+        json.loads(line)["text"] for line in PHI_DEV.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     return texts[:limit] if limit else texts
 
 
@@ -43,26 +45,37 @@ def main() -> None:
 
     engine = get_engine()
     key, patient = b"bench-key-0123456789abcdef", "psn-00000000000000000000000000000000"
-    sets = {"openi": dev_reports(args.limit), "synthetic_long": synthetic_reports(args.limit or 200),
-            "phi_dev": phi_reports(args.limit)}
+    sets = {
+        "openi": dev_reports(args.limit),
+        "synthetic_long": synthetic_reports(args.limit or 200),
+        "phi_dev": phi_reports(args.limit),
+    }
     out: dict[str, dict[str, float]] = {}
     for name, texts in sets.items():
         for t in texts[:20]:  # warm-up: engines built, regexes compiled
             engine.analyze(t)
             deidentify(t, key=key, patient=patient)
         nlp_s = best_of(lambda texts=texts: [engine.analyze(t) for t in texts], args.repeats)
-        deid_s = best_of(lambda texts=texts: [deidentify(t, key=key, patient=patient) for t in texts], args.repeats)
+        deid_s = best_of(
+            lambda texts=texts: [deidentify(t, key=key, patient=patient) for t in texts], args.repeats
+        )
         n = len(texts)
-        out[name] = {"reports": n, "avg_chars": round(sum(map(len, texts)) / max(1, n)),
-                     "nlp_ms_per_report": round(1000 * nlp_s / n, 3),
-                     "deid_ms_per_report": round(1000 * deid_s / n, 3),
-                     "deid_over_nlp": round(deid_s / nlp_s, 3)}
+        out[name] = {
+            "reports": n,
+            "avg_chars": round(sum(map(len, texts)) / max(1, n)),
+            "nlp_ms_per_report": round(1000 * nlp_s / n, 3),
+            "deid_ms_per_report": round(1000 * deid_s / n, 3),
+            "deid_over_nlp": round(deid_s / nlp_s, 3),
+        }
     if args.json:
         print(json.dumps(out, indent=2))
         return
     for name, r in out.items():
-        print(f"{name:15s} {r['reports']:5d} reports, {r['avg_chars']:5d} chars: NLP {r['nlp_ms_per_report']:.3f} "
-              f"ms, de-id {r['deid_ms_per_report']:.3f} ms per report (de-id/NLP {r['deid_over_nlp']:.2f})")
+        print(
+            f"{name:15s} {r['reports']:5d} reports, {r['avg_chars']:5d} chars: "
+            f"NLP {r['nlp_ms_per_report']:.3f} "
+            f"ms, de-id {r['deid_ms_per_report']:.3f} ms per report (de-id/NLP {r['deid_over_nlp']:.2f})"
+        )
 
 
 if __name__ == "__main__":

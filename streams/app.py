@@ -178,8 +178,8 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
                         continue
                     headers = origin_headers(msg.timestamp, msg.headers)
                     if out.deidentified is not None:  # the analysts' copy of the report, before its findings
-                        acks.append(await producer.send(topics.reports_deidentified, out.key, out.deidentified,
-                                                        None, None, headers))
+                        acks.append(await producer.send(topics.reports_deidentified, out.key,
+                                                        out.deidentified, None, None, headers))
                     # the origin header lets the sink's deadline count from the report
                     acks.append(await producer.send(topic, out.key, out.value, None, None, headers))
                 await sent.put((events, acks))

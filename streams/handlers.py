@@ -88,7 +88,8 @@ def deidentify_report(report: Mapping[str, Any], deid: TextDeid) -> tuple[dict[s
 
 
 # ReportFindings arrays whose items point into the report text (start/end; ``text`` a slice of it)
-_OFFSET_FIELDS = ("sections", "findings", "measurements", "recommendations", "assessments", "critical_results")
+_OFFSET_FIELDS = ("sections", "findings", "measurements", "recommendations", "assessments",
+                  "critical_results")
 
 
 def map_to_deidentified(record: dict[str, Any], original: str, deid: DeidText, redo: TextDeid,
@@ -137,15 +138,17 @@ def analyze_report(report: dict[str, Any], now: datetime | None = None,
     return analyze_and_deidentify(report, now, classifiers, deid)[0]
 
 
-def analyze_and_deidentify(report: dict[str, Any], now: datetime | None = None, classifiers: Sequence[Any] = (),
-                           deid: TextDeid | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def analyze_and_deidentify(report: dict[str, Any], now: datetime | None = None,
+                           classifiers: Sequence[Any] = (), deid: TextDeid | None = None,
+                           ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The ReportFindings record and (with ``deid``) the ReportFinalized record with de-identified text;
     the findings' offsets and snippets point into that text."""
     record = _analyze(report, now, classifiers)
     if deid is None:
         return record, None
     deid_report, result = deidentify_report(report, deid)
-    record = map_to_deidentified(record, report.get("text") or "", result, deid, deid_patient(report, deid.key))
+    record = map_to_deidentified(record, report.get("text") or "", result, deid,
+                                 deid_patient(report, deid.key))
     return record, deid_report
 
 

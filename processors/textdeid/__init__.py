@@ -22,8 +22,19 @@ from processors.textdeid.types import (
     TextDeidOptions,
 )
 
-__all__ = ["MODES", "PHI_TYPES", "TEXTDEID_VERSION", "DeidText", "OffsetMap", "Span", "TextDeidError",
-           "TextDeidOptions", "deidentify", "detect", "shift_days"]
+__all__ = [
+    "MODES",
+    "PHI_TYPES",
+    "TEXTDEID_VERSION",
+    "DeidText",
+    "OffsetMap",
+    "Span",
+    "TextDeidError",
+    "TextDeidOptions",
+    "deidentify",
+    "detect",
+    "shift_days",
+]
 
 
 def shift_days(key: bytes, patient: str) -> int:
@@ -32,8 +43,9 @@ def shift_days(key: bytes, patient: str) -> int:
     return date_shift_days(key, patient)
 
 
-def deidentify(text: str, *, key: bytes, patient: str = "",
-               options: TextDeidOptions | None = None) -> DeidText:
+def deidentify(
+    text: str, *, key: bytes, patient: str = "", options: TextDeidOptions | None = None
+) -> DeidText:
     """De-identify one report text.
 
     ``key``: the secret pseudonym key (surrogates and the date shift are keyed on it); ``patient``: the

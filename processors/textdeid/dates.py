@@ -12,8 +12,20 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-           "november", "december")
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 _REF_YEAR = 2000  # leap: Feb 29 without a year stays a valid date
 
 
@@ -75,15 +87,17 @@ def _replace_groups(m: re.Match[str], values: dict[int, str], source: str) -> st
     for g in sorted(values, key=m.start):
         if m.start(g) < 0:
             continue
-        out.append(source[pos:m.start(g)])
+        out.append(source[pos : m.start(g)])
         out.append(values[g])
         pos = m.end(g)
-    out.append(source[pos:m.end()])
+    out.append(source[pos : m.end()])
     return "".join(out)
 
 
 def _fix_ordinal(s: str, day_text: str, new_day: int) -> str:
-    return re.sub(rf"(?<!\d){re.escape(day_text)}(st|nd|rd|th)\b", f"{new_day}{_ordinal(new_day)}", s, count=1)
+    return re.sub(
+        rf"(?<!\d){re.escape(day_text)}(st|nd|rd|th)\b", f"{new_day}{_ordinal(new_day)}", s, count=1
+    )
 
 
 def shift_date(m: re.Match[str], fmt: str, group: int, days: int, source: str | None = None) -> str | None:
@@ -94,7 +108,7 @@ def shift_date(m: re.Match[str], fmt: str, group: int, days: int, source: str | 
     src = m.string if source is None else source
 
     def orig(g: int) -> str:
-        return src[m.start(g):m.end(g)]
+        return src[m.start(g) : m.end(g)]
 
     try:
         if fmt == "mdy":
@@ -103,13 +117,23 @@ def shift_date(m: re.Match[str], fmt: str, group: int, days: int, source: str | 
             new = date(_year(y), month, day) - delta
             na, nb = (new.month, new.day) if a <= 12 else (new.day, new.month)
             pad = _padded(m.group(1), m.group(3))
-            return _replace_groups(m, {1: _num(na, m.group(1), pad), 3: _num(nb, m.group(3), pad),
-                                       4: _fmt_year(new.year, y)}, src)
+            return _replace_groups(
+                m,
+                {1: _num(na, m.group(1), pad), 3: _num(nb, m.group(3), pad), 4: _fmt_year(new.year, y)},
+                src,
+            )
         if fmt == "ymd":
             new = date(int(m.group(1)), int(m.group(3)), int(m.group(4))) - delta
             pad = _padded(m.group(3), m.group(4))
-            return _replace_groups(m, {1: f"{new.year:04d}", 3: _num(new.month, m.group(3), pad),
-                                       4: _num(new.day, m.group(4), pad)}, src)
+            return _replace_groups(
+                m,
+                {
+                    1: f"{new.year:04d}",
+                    3: _num(new.month, m.group(3), pad),
+                    4: _num(new.day, m.group(4), pad),
+                },
+                src,
+            )
         if fmt == "ymd_compact":
             new = date(int(m.group(1)), int(m.group(2)), int(m.group(3))) - delta
             return new.strftime("%Y%m%d")
@@ -135,10 +159,10 @@ def shift_date(m: re.Match[str], fmt: str, group: int, days: int, source: str | 
             return _replace_groups(m, {1: _num(new.month, m.group(1)), 3: f"{new.year:04d}"}, src)
         if fmt == "md":
             text = m.group(group)
-            a, _, b = text.partition("/")
-            new = date(_REF_YEAR, int(a), int(b)) - delta
-            pad = _padded(a, b)
-            return f"{_num(new.month, a, pad)}/{_num(new.day, b, pad)}"
+            ms, _, ds = text.partition("/")
+            new = date(_REF_YEAR, int(ms), int(ds)) - delta
+            pad = _padded(ms, ds)
+            return f"{_num(new.month, ms, pad)}/{_num(new.day, ds, pad)}"
     except ValueError:
         return None
     return None

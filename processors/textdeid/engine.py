@@ -101,7 +101,7 @@ def merge(cands: list[_Cand]) -> list[_Cand]:
 
 
 def _replacement(text: str, c: _Cand, surrogates: Surrogates, shift_days: int) -> str:
-    value = text[c.start:c.end]
+    value = text[c.start : c.end]
     if c.type == "DATE":
         if c.match is not None and c.match.span(c.group) == (c.start, c.end):
             shifted = shift_date(c.match, c.format, c.group, shift_days, text)
@@ -111,12 +111,15 @@ def _replacement(text: str, c: _Cand, surrogates: Surrogates, shift_days: int) -
     return surrogates.replace(c.type, value)
 
 
-def deidentify_text(text: str, key: bytes, patient: str, shift_days: int,
-                    options: TextDeidOptions) -> DeidText:
+def deidentify_text(
+    text: str, key: bytes, patient: str, shift_days: int, options: TextDeidOptions
+) -> DeidText:
     if not isinstance(text, str):
         raise TextDeidError(f"report text must be a string, not {type(text).__name__}")
     if len(text) > options.max_chars:
-        raise TextDeidError(f"report text has {len(text)} characters, more than the limit of {options.max_chars}")
+        raise TextDeidError(
+            f"report text has {len(text)} characters, more than the limit of {options.max_chars}"
+        )
     if "\x00" in text:
         raise TextDeidError("report text contains NUL characters (binary data?)")
     surrogates = Surrogates(key, patient, options.mode)
@@ -125,7 +128,7 @@ def deidentify_text(text: str, key: bytes, patient: str, shift_days: int,
     pieces: list[tuple[int, int, int, int]] = []
     pos = out_len = 0
     for c in merge(candidates(text, options)):
-        keep = text[pos:c.start]
+        keep = text[pos : c.start]
         parts.append(keep)
         out_len += len(keep)
         new = _replacement(text, c, surrogates, shift_days)

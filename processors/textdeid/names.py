@@ -57,7 +57,7 @@ def _is_not_name(word: str, r: Rules) -> bool:
 def _trim(text: str, start: int, end: int, r: Rules) -> Found | None:
     """The name tokens of text[start:end] without leading/trailing non-name words; None if nothing is left."""
     toks = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
-    while toks and _is_not_name(text[toks[0][0]:toks[0][1]], r):
+    while toks and _is_not_name(text[toks[0][0] : toks[0][1]], r):
         toks.pop(0)
     # a non-name word inside a sequence ends it ("Smith Radiology")
     for i, (s, e) in enumerate(toks):
@@ -137,7 +137,7 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
 
 
 def _lexicon(text: str, c: dict[str, re.Pattern[str]], r: Rules) -> Iterator[Found]:
-    """"Maria Gonzalez", "Maria T. Gonzalez", "GONZALEZ, MARIA": a known given name with a capitalised
+    """ "Maria Gonzalez", "Maria T. Gonzalez", "GONZALEZ, MARIA": a known given name with a capitalised
     word (not a non-name, not an eponym used as one)."""
     words = [(m.start(), m.end(), m.group()) for m in c["capword"].finditer(text)]
     for i, (s, e, w) in enumerate(words):
@@ -172,7 +172,10 @@ def _propagate(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
                 end = pos + len(variant)
                 before = text[pos - 1] if pos else " "
                 after = text[end] if end < len(text) else " "
-                if not (before.isalnum() or before in "'-_") and not (after.isalnum() or after in "-_") \
-                        and not _eponym_use(text, pos, end, r):
+                if (
+                    not (before.isalnum() or before in "'-_")
+                    and not (after.isalnum() or after in "-_")
+                    and not _eponym_use(text, pos, end, r)
+                ):
                     yield pos, end
                 pos = text.find(variant, pos + 1)

@@ -65,13 +65,23 @@ def rules() -> Rules:
     raw = json.loads((HERE / "rules.json").read_text(encoding="utf-8"))
     defs = raw["defs"]
     detectors = tuple(
-        Detector(d["name"], d["type"], int(d.get("priority", 50)), re.compile(_expand(d["pattern"], defs)),
-                 int(d.get("group", 0)), d.get("format", ""), tuple(d.get("requires", ())),
-                 re.compile(_expand(d["gate"], defs)) if d.get("gate") else None, d.get("text") == "lower",
-                 re.compile(d["exclude"]) if d.get("exclude") else None,
-                 re.compile(_expand(d["before"], defs)) if d.get("before") else None, bool(d.get("extend")),
-                 re.compile(d["not_before"]) if d.get("not_before") else None)
-        for d in raw["detectors"])
+        Detector(
+            d["name"],
+            d["type"],
+            int(d.get("priority", 50)),
+            re.compile(_expand(d["pattern"], defs)),
+            int(d.get("group", 0)),
+            d.get("format", ""),
+            tuple(d.get("requires", ())),
+            re.compile(_expand(d["gate"], defs)) if d.get("gate") else None,
+            d.get("text") == "lower",
+            re.compile(d["exclude"]) if d.get("exclude") else None,
+            re.compile(_expand(d["before"], defs)) if d.get("before") else None,
+            bool(d.get("extend")),
+            re.compile(d["not_before"]) if d.get("not_before") else None,
+        )
+        for d in raw["detectors"]
+    )
     n = raw["names"]
     return Rules(
         detectors=detectors,

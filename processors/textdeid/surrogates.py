@@ -74,7 +74,7 @@ class Surrogates:
         return re.sub(r"[A-Za-z][A-Za-z'\u2019]*(?:-[A-Za-z]+)*\.?", one, value)
 
     def replace(self, phi_type: str, value: str) -> str:
-        """The stand-in for ``value`` of ``phi_type`` (dates are shifted elsewhere; this is their fallback)."""
+        """The stand-in for ``value`` of ``phi_type`` (dates are shifted elsewhere; this is the fallback)."""
         if self.mode == "tag":
             return f"[{phi_type}]"
         if phi_type == "NAME":
@@ -82,8 +82,10 @@ class Surrogates:
         if phi_type == "AGE":
             return "90+"
         if phi_type == "EMAIL":
-            return f"{self._pick('first', value, _lists()['first']).lower()}.{self._n('email', value) % 1000}" \
-                   "@example.org"
+            return (
+                f"{self._pick('first', value, _lists()['first']).lower()}.{self._n('email', value) % 1000}"
+                "@example.org"
+            )
         if phi_type == "URL":
             return f"https://www.example.org/{self._n('url', value) % 100000:05d}"
         if phi_type == "IP":

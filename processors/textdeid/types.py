@@ -11,8 +11,24 @@ Mode = Literal["surrogate", "tag"]
 MODES: tuple[str, ...] = ("surrogate", "tag")
 
 # PHI types (HIPAA Safe Harbor, 45 CFR 164.514(b)(2)(i), the identifiers that occur in reports)
-PHI_TYPES = ("NAME", "DATE", "AGE", "MRN", "ACCESSION", "ORDER", "ID", "SSN", "PHONE", "EMAIL", "URL", "IP",
-             "STREET", "LOCATION", "ZIP", "INSTITUTION")
+PHI_TYPES = (
+    "NAME",
+    "DATE",
+    "AGE",
+    "MRN",
+    "ACCESSION",
+    "ORDER",
+    "ID",
+    "SSN",
+    "PHONE",
+    "EMAIL",
+    "URL",
+    "IP",
+    "STREET",
+    "LOCATION",
+    "ZIP",
+    "INSTITUTION",
+)
 
 
 class TextDeidError(ValueError):

@@ -41,8 +41,12 @@ def deid_line(raw: bytes, no: int, deid: Any, max_bytes: int) -> tuple[str, bool
     if not isinstance(item, dict) or not isinstance(item.get("text"), str):
         return _fail(no, 'expected a JSON object with a "text" string'), False
     patient = item.get("patient_id", item.get("patient", ""))
-    report = {"text": item["text"], "patient_id": str(patient or ""),
-              "patient_id_is_pseudonym": str(patient or "").startswith("psn-"), "site": item.get("site")}
+    report = {
+        "text": item["text"],
+        "patient_id": str(patient or ""),
+        "patient_id_is_pseudonym": str(patient or "").startswith("psn-"),
+        "site": item.get("site"),
+    }
     try:
         _, result = deidentify_report(report, deid)
     except TextDeidError as exc:
@@ -59,20 +63,26 @@ def text() -> None:
 
 @text.command("deid")
 @click.argument("file", type=click.File("rb"), default="-")
-@click.option("--mode", type=click.Choice(["surrogate", "tag"]), default=None,
-              help="Surrogates (realistic stand-ins) or [TYPE] tags (default: text_deid.mode).")
+@click.option(
+    "--mode",
+    type=click.Choice(["surrogate", "tag"]),
+    default=None,
+    help="Surrogates (realistic stand-ins) or [TYPE] tags (default: text_deid.mode).",
+)
 @click.pass_context
 def deid_cmd(ctx: click.Context, file: IO[bytes], mode: str | None) -> None:
     """De-identify report texts: JSON lines {"text": ...} in FILE (or - for stdin) -> JSON lines
     {"text": ..., "spans": [{"start", "end", "type"}]} on stdout."""
     import dataclasses
 
+    from processors.textdeid.types import Mode
     from radstream.text_deid import text_deid
 
     settings = settings_of(ctx)
     deid = text_deid(settings)
     if mode:
-        deid = dataclasses.replace(deid, options=dataclasses.replace(deid.options, mode=mode))
+        chosen: Mode = "tag" if mode == "tag" else "surrogate"
+        deid = dataclasses.replace(deid, options=dataclasses.replace(deid.options, mode=chosen))
     max_bytes = 4 * deid.options.max_chars + 1024  # UTF-8: at most 4 bytes a character, plus the JSON
     failed = 0
     for no, raw in enumerate(file, 1):

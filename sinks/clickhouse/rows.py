@@ -54,8 +54,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                            "path",
                            "size_bytes", "deidentified", "time", *KAFKA),
     "deid_map": ("project_id", "kind", "original", "pseudonym", "time", *KAFKA),
-    "report_text_original": ("site", "accession", "version", "event_id", "patient_id", "status", "received_time",
-                             "text", *KAFKA),
+    "report_text_original": ("site", "accession", "version", "event_id", "patient_id", "status",
+                             "received_time", "text", *KAFKA),
     "dead_letters": ("stage", "original_topic", "original_partition", "original_offset", "value_sha256",
                      "key", "value", "error_type", "error", "time", *KAFKA),
 }
@@ -123,8 +123,8 @@ def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
 def report_original_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     """The original text of a report version: RESTRICTED (report_text_original, stewards only)."""
     return {"report_text_original": [[
-        _s(rec.get("site") or "default"), rec["accession"], int(rec["version"]), rec["event_id"], rec["patient_id"],
-        rec["status"], _t(rec["received_time"]), rec["text"], *origin.cols(),
+        _s(rec.get("site") or "default"), rec["accession"], int(rec["version"]), rec["event_id"],
+        rec["patient_id"], rec["status"], _t(rec["received_time"]), rec["text"], *origin.cols(),
     ]]}
 
 
@@ -231,6 +231,9 @@ def dead_letter_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         value, rec["error_type"], rec["error"], _t(rec["time"]), *origin.cols(),
     ]]}
 
+
+# the contract (schema) of each mapping that is not one itself
+CONTRACT_OF = {"report_original": "report_finalized"}
 
 MAPPERS = {
     "report_finalized": report_rows,

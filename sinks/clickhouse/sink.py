@@ -62,7 +62,8 @@ log = logging.getLogger("radstream.sink.clickhouse")
 
 STAGE = "clickhouse-sink"
 # children before their header row (report_nlp), so a reader never sees a header without its rows
-INSERT_ORDER = ("report_text_original", "report_versions", "reports", "sections", "findings", "measurements", "recommendations",
+INSERT_ORDER = ("report_text_original", "report_versions", "reports", "sections", "findings", "measurements",
+                "recommendations",
                 "assessments", "critical_results", "chest_labels", "report_nlp", "retrieval_requests",
                 "retrieval_events", "received_instances", "deid_map", "dead_letters")
 

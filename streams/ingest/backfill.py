@@ -38,7 +38,13 @@ from processors.ingest.model import ParseError, ReportEvent
 from processors.ingest.pseudonym import load_key, pseudonymise
 from processors.ingest.records import ColumnMapping, csv_line, parse_csv_row, parse_jsonl_line, text_lines
 from streams.config import IngestConfig, KafkaConfig, MlConfig, TopicsConfig
-from streams.handlers import TextDeid, analyze_and_deidentify, deidentify_report, findings_key, site_classifiers
+from streams.handlers import (
+    TextDeid,
+    analyze_and_deidentify,
+    deidentify_report,
+    findings_key,
+    site_classifiers,
+)
 from streams.ingest.files import guess_format
 
 STAGE = "backfill"

@@ -18,28 +18,45 @@ from tests.streams.helpers import consume, free_port, report, worker_process
 
 KEY = "pipeline-test-key-0123456789"
 PATIENT = "psn-00112233445566778899aabbccddeeff"
-TEXT = ("CLINICAL HISTORY: 92-year-old woman, MRN 7654321.\n"
-        "COMPARISON: CT dated 03/14/2024.\n"
-        "FINDINGS: 7 mm nodule in the right upper lobe. No pleural effusion. Baker cyst.\n"
-        "IMPRESSION: Right upper lobe nodule. Recommend CT follow-up in 3 months.\n"
-        "Discussed with Dr. Blackwood at 13:55 on 03/15/2024.")
+TEXT = (
+    "CLINICAL HISTORY: 92-year-old woman, MRN 7654321.\n"
+    "COMPARISON: CT dated 03/14/2024.\n"
+    "FINDINGS: 7 mm nodule in the right upper lobe. No pleural effusion. Baker cyst.\n"
+    "IMPRESSION: Right upper lobe nodule. Recommend CT follow-up in 3 months.\n"
+    "Discussed with Dr. Blackwood at 13:55 on 03/15/2024."
+)
 PHI = ("Blackwood", "7654321", "03/14/2024", "03/15/2024", "92-year-old")
 
 
-def test_analysts_see_deidentified_text_and_findings_point_into_it(topic_settings: Settings,
-                                                                     tmp_path: Path) -> None:
-    s = topic_settings.replace(state_dir=str(tmp_path), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
-                               worker={"web_port": free_port()}, ingest={"pseudonym_key": KEY},
-                               clickhouse={"flush_ms": 200})
+def test_analysts_see_deidentified_text_and_findings_point_into_it(
+    topic_settings: Settings, tmp_path: Path
+) -> None:
+    s = topic_settings.replace(
+        state_dir=str(tmp_path),
+        kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
+        worker={"web_port": free_port()},
+        ingest={"pseudonym_key": KEY},
+        clickhouse={"flush_ms": 200},
+    )
     good = {**report("D1", TEXT), "patient_id": PATIENT, "patient_id_is_pseudonym": True}
-    binary = {**report("D2", "FINDINGS: normal.\x00\x01\x02"), "patient_id": PATIENT, "patient_id_is_pseudonym": True}
-    after = {**report("D3", "FINDINGS: No pneumothorax. Called to J. Doe, RN."), "patient_id": PATIENT,
-             "patient_id_is_pseudonym": True}
+    binary = {
+        **report("D2", "FINDINGS: normal.\x00\x01\x02"),
+        "patient_id": PATIENT,
+        "patient_id_is_pseudonym": True,
+    }
+    after = {
+        **report("D3", "FINDINGS: No pneumothorax. Called to J. Doe, RN."),
+        "patient_id": PATIENT,
+        "patient_id_is_pseudonym": True,
+    }
     with worker_process(s, tmp_path / "worker.log"):
         p = make_producer(s.kafka)
         for rec in (good, binary, after):
-            p.produce(s.topics.reports, key=f"default|{rec['accession']}".encode(),
-                      value=serde.encode("report_finalized", rec))
+            p.produce(
+                s.topics.reports,
+                key=f"default|{rec['accession']}".encode(),
+                value=serde.encode("report_finalized", rec),
+            )
         assert p.flush(30) == 0
         findings = consume(s, s.topics.findings, 2, timeout=120)
         deidentified = consume(s, s.topics.reports_deidentified, 2)
@@ -61,8 +78,10 @@ def test_analysts_see_deidentified_text_and_findings_point_into_it(topic_setting
         q = client.query
         text = q("SELECT text FROM reports_latest WHERE accession = 'D1'").result_rows[0][0]
         assert not any(phi in text for phi in PHI), text
-        shifted = [date(2024, 3, 14) - timedelta(days=date_shift_days(KEY.encode(), PATIENT)),
-                   date(2024, 3, 15) - timedelta(days=date_shift_days(KEY.encode(), PATIENT))]
+        shifted = [
+            date(2024, 3, 14) - timedelta(days=date_shift_days(KEY.encode(), PATIENT)),
+            date(2024, 3, 15) - timedelta(days=date_shift_days(KEY.encode(), PATIENT)),
+        ]
         assert all(f"{d:%m/%d/%Y}" in text for d in shifted), text
         assert "Baker cyst" in text and "13:55" in text and "7 mm nodule" in text
         versions = q("SELECT text FROM report_versions WHERE accession = 'D1'").result_rows
@@ -75,8 +94,10 @@ def test_analysts_see_deidentified_text_and_findings_point_into_it(topic_setting
         for concept, snippet, start, end in rows:
             assert text[start:end] == snippet, (concept, snippet, text[start:end])
         for table in ("sections", "measurements", "recommendations"):
-            for snippet, start, end in q(f"SELECT {'title' if table == 'sections' else 'text'}, start, end "
-                                         f"FROM {table} WHERE accession = 'D1'").result_rows:
+            for snippet, start, end in q(
+                f"SELECT {'title' if table == 'sections' else 'text'}, start, end "
+                f"FROM {table} WHERE accession = 'D1'"
+            ).result_rows:
                 assert 0 <= start <= end <= len(text)
                 if table != "sections":
                     assert text[start:end] == snippet

@@ -17,31 +17,182 @@ import sys
 from collections.abc import Callable
 from datetime import date, timedelta
 
-GIVEN = ["Aaliyah", "Bartholomew", "Catalina", "Desmond", "Eleanor", "Fitzgerald", "Genevieve", "Horace",
-         "Imogen", "Jasper", "Katarina", "Leopold", "Marisol", "Nikolai", "Ophelia", "Percival", "Quentin",
-         "Rosalind", "Sebastian", "Thaddeus", "Ursula", "Valentina", "Winifred", "Xavier", "Yolanda", "Zachariah",
-         "Mary", "John", "Linda", "Robert", "Susan", "Michael", "Karen", "David", "Nancy", "James", "Wei",
-         "Priya", "Oluwaseun", "Siobhan", "Bjorn", "Anastasia", "Rahul", "Keiko", "Mateo", "Ngozi"]
-FAMILY = ["Abernathy", "Blackwood", "Castellanos", "Delacroix", "Eriksen", "Fairweather", "Galloway",
-          "Hargreaves", "Ingersoll", "Jablonski", "Kowalczyk", "Lindqvist", "Montgomery", "Nakamura", "Okonkwo",
-          "Pemberton", "Quintero", "Rutherford", "Szymanski", "Thibodeaux", "Underwood", "Vanderberg",
-          "Whitfield", "Yamamoto", "Zielinski", "Smith", "Johnson", "Lee", "Garcia", "Brown", "Nguyen",
-          "Patel", "O'Sullivan", "McAllister", "Van Dyke", "Al-Rashid", "Chen", "Kim", "Baker", "Jones",
-          "Wilson", "Hill", "Ashworth", "Bellamy", "Crowley", "Dunbar"]
-CITIES = ["Springfield", "Riverside", "Franklin", "Greenville", "Bristol", "Clinton", "Fairfield", "Salem",
-          "Madison", "Georgetown", "Ashland", "Burlington", "New Haven", "San Mateo", "Fort Collins"]
+GIVEN = [
+    "Aaliyah",
+    "Bartholomew",
+    "Catalina",
+    "Desmond",
+    "Eleanor",
+    "Fitzgerald",
+    "Genevieve",
+    "Horace",
+    "Imogen",
+    "Jasper",
+    "Katarina",
+    "Leopold",
+    "Marisol",
+    "Nikolai",
+    "Ophelia",
+    "Percival",
+    "Quentin",
+    "Rosalind",
+    "Sebastian",
+    "Thaddeus",
+    "Ursula",
+    "Valentina",
+    "Winifred",
+    "Xavier",
+    "Yolanda",
+    "Zachariah",
+    "Mary",
+    "John",
+    "Linda",
+    "Robert",
+    "Susan",
+    "Michael",
+    "Karen",
+    "David",
+    "Nancy",
+    "James",
+    "Wei",
+    "Priya",
+    "Oluwaseun",
+    "Siobhan",
+    "Bjorn",
+    "Anastasia",
+    "Rahul",
+    "Keiko",
+    "Mateo",
+    "Ngozi",
+]
+FAMILY = [
+    "Abernathy",
+    "Blackwood",
+    "Castellanos",
+    "Delacroix",
+    "Eriksen",
+    "Fairweather",
+    "Galloway",
+    "Hargreaves",
+    "Ingersoll",
+    "Jablonski",
+    "Kowalczyk",
+    "Lindqvist",
+    "Montgomery",
+    "Nakamura",
+    "Okonkwo",
+    "Pemberton",
+    "Quintero",
+    "Rutherford",
+    "Szymanski",
+    "Thibodeaux",
+    "Underwood",
+    "Vanderberg",
+    "Whitfield",
+    "Yamamoto",
+    "Zielinski",
+    "Smith",
+    "Johnson",
+    "Lee",
+    "Garcia",
+    "Brown",
+    "Nguyen",
+    "Patel",
+    "O'Sullivan",
+    "McAllister",
+    "Van Dyke",
+    "Al-Rashid",
+    "Chen",
+    "Kim",
+    "Baker",
+    "Jones",
+    "Wilson",
+    "Hill",
+    "Ashworth",
+    "Bellamy",
+    "Crowley",
+    "Dunbar",
+]
+CITIES = [
+    "Springfield",
+    "Riverside",
+    "Franklin",
+    "Greenville",
+    "Bristol",
+    "Clinton",
+    "Fairfield",
+    "Salem",
+    "Madison",
+    "Georgetown",
+    "Ashland",
+    "Burlington",
+    "New Haven",
+    "San Mateo",
+    "Fort Collins",
+]
 STATES = ["MA", "IL", "NY", "CA", "TX", "OH", "PA", "WA", "GA", "MI", "Ohio", "Texas", "Oregon"]
-STREETS = ["Main", "Oak", "Maple", "Washington", "Lincoln", "Highland", "Sunset", "Park", "Cedar", "Lake",
-           "Hillcrest", "Jefferson", "Mill", "Church"]
-SUFFIXES = ["Street", "St.", "Avenue", "Ave", "Road", "Rd", "Boulevard", "Blvd", "Drive", "Lane", "Way",
-            "Court", "Place"]
-INSTITUTIONS = ["Massachusetts General Hospital", "St. Elizabeth Medical Center", "Mercy Hospital",
-                "Brigham and Women's Hospital", "Lakeside Imaging Center", "University of Iowa Hospitals",
-                "Cedar Valley Medical Center", "Good Samaritan Hospital", "Riverbend Health Center",
-                "Northshore Cancer Center", "St. Jude Children's Research Hospital", "Mount Sinai Hospital",
-                "Ridgeview Clinic", "Pinecrest Rehabilitation Center", "University of Michigan Health System"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+STREETS = [
+    "Main",
+    "Oak",
+    "Maple",
+    "Washington",
+    "Lincoln",
+    "Highland",
+    "Sunset",
+    "Park",
+    "Cedar",
+    "Lake",
+    "Hillcrest",
+    "Jefferson",
+    "Mill",
+    "Church",
+]
+SUFFIXES = [
+    "Street",
+    "St.",
+    "Avenue",
+    "Ave",
+    "Road",
+    "Rd",
+    "Boulevard",
+    "Blvd",
+    "Drive",
+    "Lane",
+    "Way",
+    "Court",
+    "Place",
+]
+INSTITUTIONS = [
+    "Massachusetts General Hospital",
+    "St. Elizabeth Medical Center",
+    "Mercy Hospital",
+    "Brigham and Women's Hospital",
+    "Lakeside Imaging Center",
+    "University of Iowa Hospitals",
+    "Cedar Valley Medical Center",
+    "Good Samaritan Hospital",
+    "Riverbend Health Center",
+    "Northshore Cancer Center",
+    "St. Jude Children's Research Hospital",
+    "Mount Sinai Hospital",
+    "Ridgeview Clinic",
+    "Pinecrest Rehabilitation Center",
+    "University of Michigan Health System",
+]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 CREDENTIALS = ["MD", "M.D.", "RN", "DO", "NP", "PA-C", "RT(R)", "PhD"]
 
 
@@ -66,11 +217,20 @@ def _date_text(rng: random.Random, d: date) -> str:
     m, day, y = d.month, d.day, d.year
     mon = MONTHS[m - 1]
     fmts: list[Callable[[], str]] = [
-        lambda: f"{m:02d}/{day:02d}/{y}", lambda: f"{m}/{day}/{y}", lambda: f"{m}/{day}/{y % 100:02d}",
-        lambda: f"{y}-{m:02d}-{day:02d}", lambda: f"{mon} {day}, {y}", lambda: f"{mon[:3]} {day} {y}",
-        lambda: f"{day} {mon} {y}", lambda: f"{day}-{mon[:3]}-{y}", lambda: f"{mon[:3]}. {day}, {y}",
-        lambda: f"{mon} {day}", lambda: f"{mon} {day}{'th' if 10 < day < 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(day % 10, 'th')}",
-        lambda: f"{m:02d}-{day:02d}-{y}", lambda: f"{mon.upper()[:3]} {day:02d}, {y}", lambda: f"{y}{m:02d}{day:02d}",
+        lambda: f"{m:02d}/{day:02d}/{y}",
+        lambda: f"{m}/{day}/{y}",
+        lambda: f"{m}/{day}/{y % 100:02d}",
+        lambda: f"{y}-{m:02d}-{day:02d}",
+        lambda: f"{mon} {day}, {y}",
+        lambda: f"{mon[:3]} {day} {y}",
+        lambda: f"{day} {mon} {y}",
+        lambda: f"{day}-{mon[:3]}-{y}",
+        lambda: f"{mon[:3]}. {day}, {y}",
+        lambda: f"{mon} {day}",
+        lambda: f"{mon} {day}{'th' if 10 < day < 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(day % 10, 'th')}",
+        lambda: f"{m:02d}-{day:02d}-{y}",
+        lambda: f"{mon.upper()[:3]} {day:02d}, {y}",
+        lambda: f"{y}{m:02d}{day:02d}",
     ]
     return rng.choice(fmts)()
 
@@ -109,8 +269,15 @@ class Gen:
 
     def phone(self) -> str:
         a, b, c = self.rng.randrange(201, 989), self.rng.randrange(200, 999), self.rng.randrange(0, 9999)
-        return self.rng.choice([f"({a}) {b}-{c:04d}", f"{a}-{b}-{c:04d}", f"{a}.{b}.{c:04d}", f"+1 {a} {b} {c:04d}",
-                                f"{a}-{b}-{c:04d} ext. {self.rng.randrange(10, 9999)}"])
+        return self.rng.choice(
+            [
+                f"({a}) {b}-{c:04d}",
+                f"{a}-{b}-{c:04d}",
+                f"{a}.{b}.{c:04d}",
+                f"+1 {a} {b} {c:04d}",
+                f"{a}-{b}-{c:04d} ext. {self.rng.randrange(10, 9999)}",
+            ]
+        )
 
     def report(self, i: int) -> dict[str, object]:
         rng = self.rng
@@ -129,12 +296,21 @@ class Gen:
             d.add(rng.choice(["\nDOB: ", "  Date of Birth: ", "\nD.O.B.: "]))
             d.phi(_date_text(rng, date(1925, 1, 1) + timedelta(days=rng.randrange(0, 30000))), "DATE")
             d.add(rng.choice(["\nAccession: ", "\nAcc #: ", "  Accession Number: ", "\nACC: "]))
-            acc = rng.choice([f"A{rng.randrange(10**6, 10**8)}", f"RAD{rng.randrange(10**7, 10**9)}",
-                              f"{base:%Y%m%d}-{rng.randrange(1, 9999):04d}", f"CT-{rng.randrange(10**5, 10**7)}"])
+            acc = rng.choice(
+                [
+                    f"A{rng.randrange(10**6, 10**8)}",
+                    f"RAD{rng.randrange(10**7, 10**9)}",
+                    f"{base:%Y%m%d}-{rng.randrange(1, 9999):04d}",
+                    f"CT-{rng.randrange(10**5, 10**7)}",
+                ]
+            )
             d.phi(acc, "ACCESSION")
             if rng.random() < 0.5:
                 d.add(rng.choice(["\nOrder #: ", "  Order Number: ", "\nRequisition: "]))
-                d.phi(rng.choice([f"ORD-{rng.randrange(10**5, 10**7)}", str(rng.randrange(10**5, 10**8))]), "ORDER")
+                d.phi(
+                    rng.choice([f"ORD-{rng.randrange(10**5, 10**7)}", str(rng.randrange(10**5, 10**8))]),
+                    "ORDER",
+                )
             d.add(rng.choice(["\nExam date: ", "\nDate of service: ", "\nDate: "]))
             self.date(d, base)
             if rng.random() < 0.4:
@@ -144,9 +320,19 @@ class Gen:
                 d.add(rng.choice(["\nLocation: ", "\nFacility: ", "\nPerformed at "]))
                 d.phi(rng.choice(INSTITUTIONS), "INSTITUTION")
             d.add("\n\n")
-        modality = rng.choice(["CT CHEST WITH CONTRAST", "MRI BRAIN WITHOUT CONTRAST", "XR CHEST PA AND LATERAL",
-                               "US ABDOMEN COMPLETE", "CT ABDOMEN AND PELVIS", "MAMMOGRAM BILATERAL SCREENING",
-                               "MRI LUMBAR SPINE", "XR LEFT KNEE 3 VIEWS", "CTA HEAD AND NECK"])
+        modality = rng.choice(
+            [
+                "CT CHEST WITH CONTRAST",
+                "MRI BRAIN WITHOUT CONTRAST",
+                "XR CHEST PA AND LATERAL",
+                "US ABDOMEN COMPLETE",
+                "CT ABDOMEN AND PELVIS",
+                "MAMMOGRAM BILATERAL SCREENING",
+                "MRI LUMBAR SPINE",
+                "XR LEFT KNEE 3 VIEWS",
+                "CTA HEAD AND NECK",
+            ]
+        )
         d.add(f"EXAM: {modality}\n\nCLINICAL HISTORY: ")
         age = rng.choice([rng.randrange(18, 89), rng.randrange(18, 89), rng.randrange(90, 104)])
         age_fmt = rng.choice(["{a}-year-old", "{a} year old", "{a} yo", "{a} y/o", "{a}yo"])
@@ -154,7 +340,7 @@ class Gen:
         age_text = age_fmt.format(a=age)
         if age >= 90:
             d.phi(str(age), "AGE")
-            d.add(age_text[len(str(age)):])
+            d.add(age_text[len(str(age)) :])
         else:
             d.add(age_text)
         d.add(f" {sex} with {rng.choice(HISTORIES)}.")
@@ -214,9 +400,18 @@ class Gen:
     def communication(self, d: Doc, base: date) -> None:
         rng = self.rng
         if rng.random() < 0.55:
-            d.add(rng.choice(["\nThese findings were discussed with ", "\nCritical result called to ",
-                              "\nFindings communicated to ", "\nResults were relayed to ",
-                              "\nDiscussed by telephone with ", "\nI spoke with "]))
+            d.add(
+                rng.choice(
+                    [
+                        "\nThese findings were discussed with ",
+                        "\nCritical result called to ",
+                        "\nFindings communicated to ",
+                        "\nResults were relayed to ",
+                        "\nDiscussed by telephone with ",
+                        "\nI spoke with ",
+                    ]
+                )
+            )
             self.staff_name(d)
             d.add(rng.choice([" at ", " on ", " by phone at "]))
             if rng.random() < 0.5:
@@ -226,7 +421,10 @@ class Gen:
                     self.date(d, base)
             else:
                 self.date(d, base)
-                d.add(f" at {rng.randrange(1, 12)}:{rng.randrange(0, 60):02d} {rng.choice(['AM', 'PM', 'a.m.', 'p.m.'])}")
+                d.add(
+                    f" at {rng.randrange(1, 12)}:{rng.randrange(0, 60):02d} "
+                    f"{rng.choice(['AM', 'PM', 'a.m.', 'p.m.'])}"
+                )
             d.add(rng.choice([".", " with read-back.", " and he acknowledged receipt."]))
             if rng.random() < 0.3:
                 d.add(" Callback number ")
@@ -249,7 +447,7 @@ class Gen:
             d.phi(self.phone(), "PHONE")
             d.add(".")
         else:
-            d.add(f"\nMr. ")
+            d.add("\nMr. ")
             d.phi(last, "NAME")
             d.add(" tolerated the procedure well.")
 
@@ -266,12 +464,24 @@ class Gen:
             d.add(".")
         elif k == 1:
             d.add("\nImages available at ")
-            d.phi(rng.choice([f"https://pacs.{rng.choice(['hospital', 'imaging', 'rad'])}.org/viewer?study={rng.randrange(10**6)}",
-                              f"www.{rng.choice(['mercy', 'stjude', 'lakeside'])}imaging.com/portal"]), "URL")
+            d.phi(
+                rng.choice(
+                    [
+                        f"https://pacs.{rng.choice(['hospital', 'imaging', 'rad'])}.org/viewer"
+                        f"?study={rng.randrange(10**6)}",
+                        f"www.{rng.choice(['mercy', 'stjude', 'lakeside'])}imaging.com/portal",
+                    ]
+                ),
+                "URL",
+            )
             d.add(".")
         elif k == 2:
             d.add("\nQuestions: ")
-            d.phi(f"{rng.choice(GIVEN).lower()}.{rng.choice(FAMILY).lower().replace(' ', '')}@{rng.choice(['mgh.org', 'example-health.com', 'uihc.edu'])}", "EMAIL")
+            d.phi(
+                f"{rng.choice(GIVEN).lower()}.{rng.choice(FAMILY).lower().replace(' ', '')}"
+                f"@{rng.choice(['mgh.org', 'example-health.com', 'uihc.edu'])}",
+                "EMAIL",
+            )
             d.add(" or fax ")
             d.phi(self.phone(), "PHONE")
             d.add(".")
@@ -288,8 +498,17 @@ class Gen:
 
     def signature(self, d: Doc, base: date) -> None:
         rng = self.rng
-        d.add(rng.choice(["\n\nElectronically signed by: ", "\n\nDictated by: ", "\n\nAttending Radiologist: ",
-                          "\n\nRead by ", "\n\nSigned: "]))
+        d.add(
+            rng.choice(
+                [
+                    "\n\nElectronically signed by: ",
+                    "\n\nDictated by: ",
+                    "\n\nAttending Radiologist: ",
+                    "\n\nRead by ",
+                    "\n\nSigned: ",
+                ]
+            )
+        )
         self.staff_name(d)
         d.add(rng.choice([" on ", "\nSigned on ", " | "]))
         self.date(d, base)
@@ -300,36 +519,66 @@ class Gen:
         d.add("\n")
 
 
-HISTORIES = ["cough and fever", "shortness of breath", "history of Hodgkin lymphoma, restaging",
-             "Crohn disease with abdominal pain", "fall, knee pain", "headache, rule out hemorrhage",
-             "known Wilms tumor, follow-up", "palpable mass left breast", "low back pain radiating to the left leg",
-             "status post CABG", "history of Paget disease", "suspected Baker cyst", "chest pain, troponin negative",
-             "trauma, motor vehicle collision", "history of breast cancer in 2015", "smoker, 40 pack-years"]
+HISTORIES = [
+    "cough and fever",
+    "shortness of breath",
+    "history of Hodgkin lymphoma, restaging",
+    "Crohn disease with abdominal pain",
+    "fall, knee pain",
+    "headache, rule out hemorrhage",
+    "known Wilms tumor, follow-up",
+    "palpable mass left breast",
+    "low back pain radiating to the left leg",
+    "status post CABG",
+    "history of Paget disease",
+    "suspected Baker cyst",
+    "chest pain, troponin negative",
+    "trauma, motor vehicle collision",
+    "history of breast cancer in 2015",
+    "smoker, 40 pack-years",
+]
 FINDINGS = [
     "There is a 1.2 x 0.8 cm nodule in the right upper lobe, series 3 image 45.",
-    "No pleural effusion or pneumothorax.", "The heart size is normal.",
+    "No pleural effusion or pneumothorax.",
+    "The heart size is normal.",
     "Mild degenerative changes at L4-L5 and L5-S1 with disc bulge.",
     "A 2.3 cm Baker cyst is present in the popliteal fossa.",
     "There is a nondisplaced Smith fracture of the distal radius.",
-    "Findings consistent with Monteggia fracture-dislocation.", "Kerley B lines are noted bilaterally.",
-    "Small amount of fluid in Morison pouch.", "The appendix is normal in caliber at 5 mm.",
+    "Findings consistent with Monteggia fracture-dislocation.",
+    "Kerley B lines are noted bilaterally.",
+    "Small amount of fluid in Morison pouch.",
+    "The appendix is normal in caliber at 5 mm.",
     "Hounsfield units measure 12 HU, consistent with a simple cyst (Bosniak I).",
-    "Scattered fibroglandular densities. BI-RADS 2: benign.", "No acute intracranial hemorrhage.",
-    "Chiari I malformation with tonsillar ectopia of 7 mm.", "Schmorl node at T12.",
-    "Stable 4 mm pulmonary nodule, unchanged since 2019.", "Grade 2/4 anterolisthesis of L5 on S1.",
-    "Mass effect with 3 mm midline shift.", "The liver measures 16.5 cm in craniocaudal dimension.",
-    "Endotracheal tube tip 4 cm above the carina.", "Zenker diverticulum is again seen.",
-    "Fleischner Society guidelines apply.", "Enlarged lymph nodes in keeping with Hodgkin disease.",
-    "No evidence of Crohn's disease activity in the terminal ileum.", "Wilms tumor resection bed is clear.",
+    "Scattered fibroglandular densities. BI-RADS 2: benign.",
+    "No acute intracranial hemorrhage.",
+    "Chiari I malformation with tonsillar ectopia of 7 mm.",
+    "Schmorl node at T12.",
+    "Stable 4 mm pulmonary nodule, unchanged since 2019.",
+    "Grade 2/4 anterolisthesis of L5 on S1.",
+    "Mass effect with 3 mm midline shift.",
+    "The liver measures 16.5 cm in craniocaudal dimension.",
+    "Endotracheal tube tip 4 cm above the carina.",
+    "Zenker diverticulum is again seen.",
+    "Fleischner Society guidelines apply.",
+    "Enlarged lymph nodes in keeping with Hodgkin disease.",
+    "No evidence of Crohn's disease activity in the terminal ileum.",
+    "Wilms tumor resection bed is clear.",
     "The right kidney measures 11 cm. The left kidney measures 10.8 cm.",
-    "Contrast: 100 mL Omnipaque 350 IV. DLP 450 mGy-cm.", "Osgood-Schlatter changes of the tibial tubercle.",
+    "Contrast: 100 mL Omnipaque 350 IV. DLP 450 mGy-cm.",
+    "Osgood-Schlatter changes of the tibial tubercle.",
 ]
 IMPRESSIONS = [
-    "No acute cardiopulmonary process.", "Right upper lobe nodule; follow-up CT in 3 months recommended.",
-    "Baker cyst, 2.3 cm.", "BI-RADS 4: suspicious abnormality; biopsy recommended.",
-    "Findings compatible with Hodgkin lymphoma, partial response.", "Acute appendicitis.",
-    "Small left pleural effusion, new since prior.", "Lung-RADS 2.", "Stable examination.",
-    "Smith fracture of the distal radius.", "Monteggia fracture.",
+    "No acute cardiopulmonary process.",
+    "Right upper lobe nodule; follow-up CT in 3 months recommended.",
+    "Baker cyst, 2.3 cm.",
+    "BI-RADS 4: suspicious abnormality; biopsy recommended.",
+    "Findings compatible with Hodgkin lymphoma, partial response.",
+    "Acute appendicitis.",
+    "Small left pleural effusion, new since prior.",
+    "Lung-RADS 2.",
+    "Stable examination.",
+    "Smith fracture of the distal radius.",
+    "Monteggia fracture.",
 ]
 
 

@@ -27,31 +27,34 @@ def deid(text: str, **options: object) -> DeidText:
 
 def found(text: str) -> list[tuple[str, str]]:
     """(type, original text) of each PHI span found."""
-    return [(s.type, text[s.start:s.end]) for s in detect(text)]
+    return [(s.type, text[s.start : s.end]) for s in detect(text)]
 
 
 def removed(text: str, phrase: str) -> bool:
     return phrase not in deid(text).text and phrase not in deid(text, mode="tag").text
 
 
-@pytest.mark.parametrize("text, name", [
-    ("Findings discussed with Dr. Lee at 13:55.", "Lee"),
-    ("Dr. Smith reviewed the images.", "Smith"),
-    ("Critical result called to J. Doe, RN at 2:15 PM.", "J. Doe"),
-    ("Electronically signed by: Maria T. Okafor, MD", "Maria T. Okafor"),
-    ("Read by Thaddeus Pemberton M.D. on the same day", "Thaddeus Pemberton"),
-    ("Attending Radiologist: Dr. Ingrid Vanderberg", "Ingrid Vanderberg"),
-    ("Patient: DOE, JOHN   Exam: CT chest", "DOE, JOHN"),
-    ("Patient Name: Van Dyke, Ursula A.", "Van Dyke, Ursula A."),
-    ("History obtained from the patient's daughter, Rosalind Whitfield.", "Rosalind Whitfield"),
-    ("Patient accompanied by husband Desmond, who drove.", "Desmond"),
-    ("Results relayed to Nurse Okonkwo on 4 West.", "Okonkwo"),
-    ("Technologist: JD", "JD"),
-    ("Mary Anderson was informed of the results.", "Mary Anderson"),
-    ("Discussed with Dr. O'Sullivan and Dr. McAllister.", "O'Sullivan"),
-    ("Discussed with Dr. O'Sullivan and Dr. McAllister.", "McAllister"),
-    ("Resident: L. Al-Rashid, MD", "L. Al-Rashid"),
-])
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        ("Findings discussed with Dr. Lee at 13:55.", "Lee"),
+        ("Dr. Smith reviewed the images.", "Smith"),
+        ("Critical result called to J. Doe, RN at 2:15 PM.", "J. Doe"),
+        ("Electronically signed by: Maria T. Okafor, MD", "Maria T. Okafor"),
+        ("Read by Thaddeus Pemberton M.D. on the same day", "Thaddeus Pemberton"),
+        ("Attending Radiologist: Dr. Ingrid Vanderberg", "Ingrid Vanderberg"),
+        ("Patient: DOE, JOHN   Exam: CT chest", "DOE, JOHN"),
+        ("Patient Name: Van Dyke, Ursula A.", "Van Dyke, Ursula A."),
+        ("History obtained from the patient's daughter, Rosalind Whitfield.", "Rosalind Whitfield"),
+        ("Patient accompanied by husband Desmond, who drove.", "Desmond"),
+        ("Results relayed to Nurse Okonkwo on 4 West.", "Okonkwo"),
+        ("Technologist: JD", "JD"),
+        ("Mary Anderson was informed of the results.", "Mary Anderson"),
+        ("Discussed with Dr. O'Sullivan and Dr. McAllister.", "O'Sullivan"),
+        ("Discussed with Dr. O'Sullivan and Dr. McAllister.", "McAllister"),
+        ("Resident: L. Al-Rashid, MD", "L. Al-Rashid"),
+    ],
+)
 def test_names(text: str, name: str) -> None:
     assert any(t == "NAME" and name in s for t, s in found(text)), found(text)
     assert removed(text, name)
@@ -62,39 +65,45 @@ def test_a_name_found_once_is_removed_everywhere_in_the_report() -> None:
     assert "Blackwood" not in deid(text).text
 
 
-@pytest.mark.parametrize("text", [
-    "History of Hodgkin lymphoma and Crohn disease; known Wilms tumor.",
-    "A 2 cm Baker cyst. Nondisplaced Smith fracture. Monteggia fracture-dislocation.",
-    "Kerley B lines. Fluid in Morison pouch. Schmorl node at T12. Zenker diverticulum.",
-    "Chiari I malformation. Osgood-Schlatter disease. Paget disease of the pelvis. Crohn's colitis.",
-    "Wells score 6. Gleason 7 disease. Glasgow coma scale 15. Bosniak IIF cyst.",
-    "BI-RADS 4: suspicious abnormality. Lung-RADS 2. TI-RADS 3.",
-    "1.2 x 0.8 cm nodule in the right upper lobe, series 3 image 45. DLP 450 mGy-cm. 100 mL Omnipaque 350.",
-    "Grade 2/4 anterolisthesis of L5 on S1. Disc bulge at L4-L5 and C5-C6. ETT 4 cm above the carina.",
-    "CHEST PA AND LATERAL. The heart size is normal. No pneumothorax.",
-    "The exam was performed at 13:55 and read at 2:15 PM. Follow-up in 3 months.",
-    "A 45-year-old man with a 40 pack-year smoking history. Stable since 2019.",
-    "Maximal temperature 101 F. Heart rate 95 bpm. Oxygen saturation 92 %.",
-    "The lesion may 2 represent a cyst; Hounsfield units measure 12 HU.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "History of Hodgkin lymphoma and Crohn disease; known Wilms tumor.",
+        "A 2 cm Baker cyst. Nondisplaced Smith fracture. Monteggia fracture-dislocation.",
+        "Kerley B lines. Fluid in Morison pouch. Schmorl node at T12. Zenker diverticulum.",
+        "Chiari I malformation. Osgood-Schlatter disease. Paget disease of the pelvis. Crohn's colitis.",
+        "Wells score 6. Gleason 7 disease. Glasgow coma scale 15. Bosniak IIF cyst.",
+        "BI-RADS 4: suspicious abnormality. Lung-RADS 2. TI-RADS 3.",
+        "1.2 x 0.8 cm nodule in the right upper lobe, series 3 image 45. DLP 450 mGy-cm. 100 mL Omnipaque.",
+        "Grade 2/4 anterolisthesis of L5 on S1. Disc bulge at L4-L5 and C5-C6. ETT 4 cm above the carina.",
+        "CHEST PA AND LATERAL. The heart size is normal. No pneumothorax.",
+        "The exam was performed at 13:55 and read at 2:15 PM. Follow-up in 3 months.",
+        "A 45-year-old man with a 40 pack-year smoking history. Stable since 2019.",
+        "Maximal temperature 101 F. Heart rate 95 bpm. Oxygen saturation 92 %.",
+        "The lesion may 2 represent a cyst; Hounsfield units measure 12 HU.",
+    ],
+)
 def test_clinical_content_is_kept(text: str) -> None:
     assert found(text) == []
     assert deid(text).text == text
 
 
-@pytest.mark.parametrize("text, original, shifted_fmt", [
-    ("Compared to CT dated 03/14/2024.", date(2024, 3, 14), "{d:%m/%d/%Y}"),
-    ("Seen on 3/4/2021.", date(2021, 3, 4), "{d.month}/{d.day}/{d:%Y}"),
-    ("Prior on 3/4/21 reviewed.", date(2021, 3, 4), "{d.month}/{d.day}/{d:%y}"),
-    ("Study from 2023-11-02 reviewed.", date(2023, 11, 2), "{d:%Y-%m-%d}"),
-    ("Exam of March 14, 2024 compared.", date(2024, 3, 14), "{d:%B} {d.day}, {d:%Y}"),
-    ("Exam of Mar 14 2024 compared.", date(2024, 3, 14), "{d:%b} {d.day} {d:%Y}"),
-    ("Exam of 14 March 2024 compared.", date(2024, 3, 14), "{d.day} {d:%B} {d:%Y}"),
-    ("Exam of 14-Mar-2024 compared.", date(2024, 3, 14), "{d.day}-{d:%b}-{d:%Y}"),
-    ("Exam of Mar. 14, 2024 compared.", date(2024, 3, 14), "{d:%b}. {d.day}, {d:%Y}"),
-    ("DICOM date 20240314 copied.", date(2024, 3, 14), "{d:%Y%m%d}"),
-    ("SEEN ON MAY 27, 2022 IN CLINIC.", date(2022, 5, 27), "{u}"),
-])
+@pytest.mark.parametrize(
+    "text, original, shifted_fmt",
+    [
+        ("Compared to CT dated 03/14/2024.", date(2024, 3, 14), "{d:%m/%d/%Y}"),
+        ("Seen on 3/4/2021.", date(2021, 3, 4), "{d.month}/{d.day}/{d:%Y}"),
+        ("Prior on 3/4/21 reviewed.", date(2021, 3, 4), "{d.month}/{d.day}/{d:%y}"),
+        ("Study from 2023-11-02 reviewed.", date(2023, 11, 2), "{d:%Y-%m-%d}"),
+        ("Exam of March 14, 2024 compared.", date(2024, 3, 14), "{d:%B} {d.day}, {d:%Y}"),
+        ("Exam of Mar 14 2024 compared.", date(2024, 3, 14), "{d:%b} {d.day} {d:%Y}"),
+        ("Exam of 14 March 2024 compared.", date(2024, 3, 14), "{d.day} {d:%B} {d:%Y}"),
+        ("Exam of 14-Mar-2024 compared.", date(2024, 3, 14), "{d.day}-{d:%b}-{d:%Y}"),
+        ("Exam of Mar. 14, 2024 compared.", date(2024, 3, 14), "{d:%b}. {d.day}, {d:%Y}"),
+        ("DICOM date 20240314 copied.", date(2024, 3, 14), "{d:%Y%m%d}"),
+        ("SEEN ON MAY 27, 2022 IN CLINIC.", date(2022, 5, 27), "{u}"),
+    ],
+)
 def test_dates_move_by_the_patients_image_shift(text: str, original: date, shifted_fmt: str) -> None:
     new = original - SHIFT
     expected = shifted_fmt.format(d=new, u=f"{new:%b} {new.day}, {new:%Y}".upper())
@@ -122,44 +131,54 @@ def test_years_and_times_are_kept() -> None:
     assert deid(text).text == text
 
 
-@pytest.mark.parametrize("text, phrase, kind", [
-    ("A 92-year-old woman with cough.", "92", "AGE"),
-    ("94 yo F with fall.", "94", "AGE"),
-    ("Patient is a 101 y/o male.", "101", "AGE"),
-    ("Age: 96.", "96", "AGE"),
-    ("95F with dyspnea.", "95", "AGE"),
-    ("A ninety-three year old man.", "ninety-three", "AGE"),
-    ("MRN: 00123456", "00123456", "MRN"),
-    ("MR# 7788990", "7788990", "MRN"),
-    ("Medical Record Number: 445566778", "445566778", "MRN"),
-    ("Accession #: RAD20240314", "RAD20240314", "ACCESSION"),
-    ("Acc: 20240314-0012", "20240314-0012", "ACCESSION"),
-    ("Order #: ORD-884512", "ORD-884512", "ORDER"),
-    ("Requisition: 55123", "55123", "ORDER"),
-    ("Reference 88123456 in the RIS.", "88123456", "ID"),
-    ("SSN 123-45-6789", "123-45-6789", "SSN"),
-    ("Call (617) 555-0123 with questions.", "(617) 555-0123", "PHONE"),
-    ("Call 617-555-0123.", "617-555-0123", "PHONE"),
-    ("Fax 617.555.0123 now.", "617.555.0123", "PHONE"),
-    ("Reach +1 617 555 0123 today.", "+1 617 555 0123", "PHONE"),
-    ("Pager 4567.", "4567", "PHONE"),
-    ("Ext. 23456 for the reading room.", "23456", "PHONE"),
-    ("Mail jane.doe@hospital.org for images.", "jane.doe@hospital.org", "EMAIL"),
-    ("See https://pacs.example-hospital.org/viewer?study=123 now.",
-     "https://pacs.example-hospital.org/viewer?study=123", "URL"),
-    ("See www.mercyimaging.com/portal.", "www.mercyimaging.com/portal", "URL"),
-    ("Workstation 10.12.4.200 crashed.", "10.12.4.200", "IP"),
-    ("Lives at 123 Main Street with family.", "123 Main Street", "STREET"),
-    ("Address 45 N. Oak Ave, Apt 2 noted.", "45 N. Oak Ave, Apt 2", "STREET"),
-    ("Mail to P.O. Box 77.", "P.O. Box 77", "STREET"),
-    ("From Springfield, IL 62704 originally.", "Springfield", "LOCATION"),
-    ("From Springfield, IL 62704 originally.", "62704", "ZIP"),
-    ("ZIP code 02114.", "02114", "ZIP"),
-    ("Prior imaging at Massachusetts General Hospital.", "Massachusetts General Hospital", "INSTITUTION"),
-    ("Transferred from St. Elizabeth Medical Center today.", "St. Elizabeth Medical Center", "INSTITUTION"),
-    ("Outside study from Lakeside Imaging Center.", "Lakeside Imaging Center", "INSTITUTION"),
-    ("Seen at University of Iowa Hospitals last year.", "University of Iowa Hospitals", "INSTITUTION"),
-])
+@pytest.mark.parametrize(
+    "text, phrase, kind",
+    [
+        ("A 92-year-old woman with cough.", "92", "AGE"),
+        ("94 yo F with fall.", "94", "AGE"),
+        ("Patient is a 101 y/o male.", "101", "AGE"),
+        ("Age: 96.", "96", "AGE"),
+        ("95F with dyspnea.", "95", "AGE"),
+        ("A ninety-three year old man.", "ninety-three", "AGE"),
+        ("MRN: 00123456", "00123456", "MRN"),
+        ("MR# 7788990", "7788990", "MRN"),
+        ("Medical Record Number: 445566778", "445566778", "MRN"),
+        ("Accession #: RAD20240314", "RAD20240314", "ACCESSION"),
+        ("Acc: 20240314-0012", "20240314-0012", "ACCESSION"),
+        ("Order #: ORD-884512", "ORD-884512", "ORDER"),
+        ("Requisition: 55123", "55123", "ORDER"),
+        ("Reference 88123456 in the RIS.", "88123456", "ID"),
+        ("SSN 123-45-6789", "123-45-6789", "SSN"),
+        ("Call (617) 555-0123 with questions.", "(617) 555-0123", "PHONE"),
+        ("Call 617-555-0123.", "617-555-0123", "PHONE"),
+        ("Fax 617.555.0123 now.", "617.555.0123", "PHONE"),
+        ("Reach +1 617 555 0123 today.", "+1 617 555 0123", "PHONE"),
+        ("Pager 4567.", "4567", "PHONE"),
+        ("Ext. 23456 for the reading room.", "23456", "PHONE"),
+        ("Mail jane.doe@hospital.org for images.", "jane.doe@hospital.org", "EMAIL"),
+        (
+            "See https://pacs.example-hospital.org/viewer?study=123 now.",
+            "https://pacs.example-hospital.org/viewer?study=123",
+            "URL",
+        ),
+        ("See www.mercyimaging.com/portal.", "www.mercyimaging.com/portal", "URL"),
+        ("Workstation 10.12.4.200 crashed.", "10.12.4.200", "IP"),
+        ("Lives at 123 Main Street with family.", "123 Main Street", "STREET"),
+        ("Address 45 N. Oak Ave, Apt 2 noted.", "45 N. Oak Ave, Apt 2", "STREET"),
+        ("Mail to P.O. Box 77.", "P.O. Box 77", "STREET"),
+        ("From Springfield, IL 62704 originally.", "Springfield", "LOCATION"),
+        ("From Springfield, IL 62704 originally.", "62704", "ZIP"),
+        ("ZIP code 02114.", "02114", "ZIP"),
+        ("Prior imaging at Massachusetts General Hospital.", "Massachusetts General Hospital", "INSTITUTION"),
+        (
+            "Transferred from St. Elizabeth Medical Center today.",
+            "St. Elizabeth Medical Center",
+            "INSTITUTION",
+        ),
+        ("Outside study from Lakeside Imaging Center.", "Lakeside Imaging Center", "INSTITUTION"),
+        ("Seen at University of Iowa Hospitals last year.", "University of Iowa Hospitals", "INSTITUTION"),
+    ],
+)
 def test_other_identifiers(text: str, phrase: str, kind: str) -> None:
     spans = found(text)
     assert any(t == kind and phrase in s for t, s in spans), spans
@@ -197,8 +216,13 @@ def test_surrogates_are_consistent_within_a_patient_and_keyed() -> None:
 def test_spans_point_into_the_deidentified_text() -> None:
     text = "Patient: DOE, JOHN. MRN 1234567. Discussed with Dr. Lee on 3/14/2024 at 13:55."
     out = deid(text, mode="tag")
-    assert [out.text[s.start:s.end] for s in out.spans] == ["[NAME]", "[MRN]", "[NAME]", out.text[out.spans[3].start:out.spans[3].end]]
-    assert all(out.text[s.start:s.end] != text[s.start:s.end] for s in out.spans[:3])
+    assert [out.text[s.start : s.end] for s in out.spans] == [
+        "[NAME]",
+        "[MRN]",
+        "[NAME]",
+        out.text[out.spans[3].start : out.spans[3].end],
+    ]
+    assert all(out.text[s.start : s.end] != text[s.start : s.end] for s in out.spans[:3])
 
 
 def test_offset_map_moves_clinical_spans_and_widens_cut_phi() -> None:
@@ -251,9 +275,30 @@ def test_no_input_crashes_and_offsets_stay_valid(text: str, mode: str) -> None:
     assert out.offsets.map(len(text)) == len(out.text)
 
 
-PHI_WORDS = st.sampled_from(["Dr. Lee", "03/14/2024", "MRN 1234567", "(617) 555-0123", "Baker cyst", "Hodgkin",
-                             "92-year-old", "at 13:55", "jane@x.org", "123 Main Street", "Smith, John", "May 3",
-                             "1.2 cm", "Mercy Hospital", "\n", " ", ", RN", "Patient:", "é", "\u0130stanbul"])
+PHI_WORDS = st.sampled_from(
+    [
+        "Dr. Lee",
+        "03/14/2024",
+        "MRN 1234567",
+        "(617) 555-0123",
+        "Baker cyst",
+        "Hodgkin",
+        "92-year-old",
+        "at 13:55",
+        "jane@x.org",
+        "123 Main Street",
+        "Smith, John",
+        "May 3",
+        "1.2 cm",
+        "Mercy Hospital",
+        "\n",
+        " ",
+        ", RN",
+        "Patient:",
+        "é",
+        "\u0130stanbul",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

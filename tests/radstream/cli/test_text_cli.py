@@ -14,20 +14,32 @@ ROOT = Path(__file__).resolve().parents[3]
 def run(tmp_path: Path, data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RADSTREAM_STATE_DIR": str(tmp_path / "state")}
     env.pop("RADSTREAM_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "radstream", "text", "deid", *args], input=data,
-                          capture_output=True, env=env, cwd=tmp_path, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "radstream", "text", "deid", *args],
+        input=data,
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
 
 
 def test_deid_lines_and_errors(tmp_path: Path) -> None:
     lines = [
-        json.dumps({"id": "a", "text": "Discussed with Dr. Lee at 13:55 on 03/14/2024.", "patient_id": "psn-1"}),
+        json.dumps(
+            {"id": "a", "text": "Discussed with Dr. Lee at 13:55 on 03/14/2024.", "patient_id": "psn-1"}
+        ),
         "not json",
         json.dumps({"text": 5}),
         "",
         json.dumps({"text": "Hodgkin lymphoma, Baker cyst. MRN 1234567."}),
     ]
-    data = ("\n".join(lines) + "\n").encode() + b"\xff\xfe{\"text\": \"x\"}\n" + json.dumps(
-        {"text": "a\u0000b"}).encode() + b"\n"
+    data = (
+        ("\n".join(lines) + "\n").encode()
+        + b'\xff\xfe{"text": "x"}\n'
+        + json.dumps({"text": "a\u0000b"}).encode()
+        + b"\n"
+    )
     proc = run(tmp_path, data, "-")
     assert proc.returncode == 1
     assert b"could not be de-identified" in proc.stderr
@@ -38,7 +50,7 @@ def test_deid_lines_and_errors(tmp_path: Path) -> None:
     assert "13:55" in first["text"]
     assert [s["type"] for s in first["spans"]] == ["NAME", "DATE"]
     for s in first["spans"]:
-        assert first["text"][s["start"]:s["end"]] not in ("Lee", "03/14/2024")
+        assert first["text"][s["start"] : s["end"]] not in ("Lee", "03/14/2024")
     assert out[1] == {"line": 2, "error": "not valid JSON: Expecting value at column 1"}
     assert out[2]["line"] == 3 and '"text" string' in out[2]["error"]
     assert out[3]["text"].startswith("Hodgkin lymphoma, Baker cyst. MRN ") and "1234567" not in out[3]["text"]
@@ -51,7 +63,9 @@ def test_deid_lines_and_errors(tmp_path: Path) -> None:
 
 def test_file_argument_tag_mode_and_an_enormous_line(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
-    src.write_text(json.dumps({"text": "Called to J. Doe, RN."}) + "\n" + json.dumps({"text": "x" * 900_001}) + "\n")
+    src.write_text(
+        json.dumps({"text": "Called to J. Doe, RN."}) + "\n" + json.dumps({"text": "x" * 900_001}) + "\n"
+    )
     proc = run(tmp_path, b"", "--mode", "tag", str(src))
     out = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     assert out[0] == {"text": "Called to [NAME], RN.", "spans": [{"start": 10, "end": 16, "type": "NAME"}]}
