@@ -235,6 +235,7 @@ def _env(settings: Settings, store: Path, group: str) -> dict[str, str]:
     )
     for name in (
         "reports",
+        "reports_deidentified",
         "findings",
         "retrieval_requests",
         "retrieval_status",
