@@ -1,9 +1,10 @@
 """The worker process, wired from its parts: the Faust app (NLP and standing-cohort agents), the
 warehouse sink's consumer loop, the embedding writer (``ml.embed``) and the read-only SQL page.
 
-    reports topic --(nlp agent)--> findings topic --(cohort agent)--> retrieval requests
+    reports topic --(nlp agent: de-identify, NLP)--> reports.deidentified + findings topics
+    findings topic --(cohort agent)--> retrieval requests
     every stored topic --(sink loop, thread)--> ClickHouse  <--  POST /sql (read-only)
-    reports topic --(embedding loop, thread; [ml])--> report_embeddings
+    reports.deidentified topic --(embedding loop, thread; [ml])--> report_embeddings
 
 In embedded mode (``chdb://``) only one process may open the store, so the worker owns it and the
 embedding writer writes through a client on the sink's engine.
