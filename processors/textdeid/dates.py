@@ -152,8 +152,9 @@ def shift_date(m: re.Match[str], fmt: str, group: int, days: int, source: str | 
                 values[5] = _fmt_year(new.year, y)
             return _fix_ordinal(_replace_groups(m, values, src), str(new.day), new.day)
         if fmt == "month_year":
-            new = date(int(m.group(3)), month_number(m.group(1)), 15) - delta
-            return _replace_groups(m, {1: _month_like(new.month, orig(1)), 3: f"{new.year:04d}"}, src)
+            new = date(_year(m.group(3)), month_number(m.group(1)), 15) - delta
+            values = {1: _month_like(new.month, orig(1)), 3: _fmt_year(new.year, m.group(3))}
+            return _replace_groups(m, values, src)
         if fmt == "my":
             new = date(int(m.group(3)), int(m.group(1)), 15) - delta
             return _replace_groups(m, {1: _num(new.month, m.group(1)), 3: f"{new.year:04d}"}, src)

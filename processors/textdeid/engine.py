@@ -70,8 +70,9 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
                     if nxt is None or nxt.end() >= e:
                         break
                     s = nxt.end()
-                if not _institution_ok(text, s, e) or not re.search(r"[A-Z]", text[s:e].split()[0]):
-                    continue
+                words = text[s:e].split()
+                if not _institution_ok(text, s, e) or not re.search(r"[A-Z]", words[0]) or len(words) < 2:
+                    continue  # a bare head word ("Outside Hospital" -> "Hospital") names no institution
             out.append(_Cand(s, e, d.type, d.priority, m, d.format, d.group))
     for s, e in find_names(text, lower):
         out.append(_Cand(s, e, "NAME", NAME_PRIORITY))
@@ -107,7 +108,7 @@ def _replacement(text: str, c: _Cand, surrogates: Surrogates, shift_days: int) -
             shifted = shift_date(c.match, c.format, c.group, shift_days, text)
             if shifted is not None:
                 return shifted
-        return "[DATE]" if surrogates.mode == "tag" else surrogates.shape("DATE", value)
+        return "[DATE]" if surrogates.mode == "tag" else surrogates.shape("DATE", value, letters=False)
     return surrogates.replace(c.type, value)
 
 

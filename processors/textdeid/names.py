@@ -34,16 +34,21 @@ def _compiled() -> dict[str, re.Pattern[str]]:
     return {
         "seq": re.compile(seq),
         "seq_end": re.compile(rf"(?<![\w'-])({seq})$"),
-        "title": re.compile(rf"(?<![\w.])(?i:{title})[ \t]+(?=[A-Z])"),
+        "title": re.compile(rf"(?<![\w.])(?i:{title})(?=[A-Z])"),
         "cred_comma": re.compile(rf",[ \t]*(?:{r.credential_any})(?![\w-])"),
         "cred_bare": re.compile(rf"[ \t]+(?:{r.credential_bare})(?![\w-])"),
         # run on the lower-cased text: a case-sensitive alternation of literals is scanned much faster
         "trigger": re.compile(rf"(?<![\w/-])(?:{r.trigger.lower()})(?![\w-])"),
         "capword": re.compile(r"(?<![\w'\u2019-])(?:[A-Z][a-z]+|[A-Z]{2,})(?![\w'\u2019-])"),
         "first_after_comma": re.compile(rf",[ \t]*({tok})(?:[ \t]+[A-Z]\.?)?(?![\w-])"),
-        "skip": re.compile(r"[ \t]*(?:[:,-][ \t]*)?(?:(?:the|The|THE|a|an)[ \t]+)?"),
+        "skip": re.compile(r"[ \t]*(?:[:,(-][ \t]*)?(?:(?:the|The|THE|a|an)[ \t]+)?"),
+        "last_comma": re.compile(rf"(?<![\w'-])({tok}),[ \t]*$"),
         "role": re.compile(r"[A-Za-z]+(?=[\s:,])"),
     }
+
+
+# triggers after which two or three capitals are a person's initials ("Tech: JD", "transcribed by mk")
+_INITIALS_AFTER = re.compile(r"tech|technologist|sonographer|by|cc|copy|resident|fellow|attending|radiologist")
 
 
 def _is_not_name(word: str, r: Rules) -> bool:
@@ -125,11 +130,16 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
                 continue
             span = _trim(text, before.start(1), before.end(1), r)
             if span and not _eponym_use(text, *span, r):
+                last = c["last_comma"].search(text, max(0, span[0] - 40), span[0])  # "DOE, JANE MD"
+                if last and not _is_not_name(last.group(1), r):
+                    span = (last.start(1), span[1])
                 found.append(span)
     lower = text.lower() if lower is None or len(lower) != len(text) else lower
     for m in c["trigger"].finditer(lower):
         span = _after(text, m.end(), r)
         if span and not _eponym_use(text, *span, r):
+            if re.fullmatch(r"[A-Z]{2,3}", text[span[0]:span[1]]) and not _INITIALS_AFTER.search(m.group()):
+                continue  # "Pt POD 6": a short upper-case word is initials only after a staff role
             found.append(span)
     found.extend(_lexicon(text, c, r))
     yield from found

@@ -313,3 +313,34 @@ def test_report_like_inputs_keep_text_outside_the_spans(words: list[str]) -> Non
         pos, npos = o1, n1
     assert text[pos:] == out.text[npos:]
     json.dumps(out.to_dict())
+
+
+@pytest.mark.parametrize(
+    "text, phrase",
+    [
+        ("Discussed with Dr.Lee by phone.", "Lee"),
+        ("Wife (Eleanor) was present.", "Eleanor"),
+        ("Results given to the nurse, Ingrid, at 14:00.", "Ingrid"),
+        ("Ordering: ZIELINSKI, KATARINA MD", "ZIELINSKI"),
+        ("Compared with Jan '23.", "Jan '23"),
+        ("EKG on 7 Jun 23.", "7 Jun 23"),
+        ("Case discussed at tumor board on Tuesday 4/5.", "4/5"),
+        ("Call 555-1234 with questions.", "555-1234"),
+        ("Page x4-5678.", "4-5678"),
+        ("Seen at St. Luke's last week.", "St. Luke's"),
+    ],
+)
+def test_more_formats(text: str, phrase: str) -> None:
+    assert removed(text, phrase), deid(text).text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Prior CT at Outside Hospital (OSH) reviewed.",
+        "INDICATION: Pt POD 6 s/p repair.",
+        "Referring to the prior exam, the nurse practitioner was notified.",
+    ],
+)
+def test_more_clinical_text_kept(text: str) -> None:
+    assert deid(text).text == text
