@@ -48,7 +48,8 @@ def _compiled() -> dict[str, re.Pattern[str]]:
 
 
 # triggers after which two or three capitals are a person's initials ("Tech: JD", "transcribed by mk")
-_INITIALS_AFTER = re.compile(r"tech|technologist|sonographer|by|cc|copy|resident|fellow|attending|radiologist")
+_INITIALS_AFTER = re.compile(r"tech|technologist|sonographer|by|cc|copy|resident|fellow|attending|"
+                             r"radiologist")
 
 
 def _is_not_name(word: str, r: Rules) -> bool:

@@ -61,7 +61,8 @@ def test_loop_embeds_reports_from_kafka(topic_settings: Settings, tmp_path: Path
         producer = make_producer(settings.kafka)
         for i in range(5):
             rec = report(f"K{i}", TEXT)
-            produce_sync(producer, settings.topics.reports_deidentified, "report_finalized", f"default|K{i}", rec)
+            produce_sync(producer, settings.topics.reports_deidentified, "report_finalized", f"default|K{i}",
+                         rec)
         thread, stop = run_in_thread(embed_loop(settings.kafka, settings.topics, worker, max_batch=4,
                                                 max_wait_s=0.5), "embed")
         deadline = time.monotonic() + 120
