@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 
 from processors.textdeid.rules import Rules, rules
 
@@ -52,12 +52,21 @@ _INITIALS_AFTER = re.compile(r"tech|technologist|sonographer|by|cc|copy|resident
                              r"radiologist")
 
 
+_INITIAL = re.compile(r"[A-Z]\.?")
+_MASK = re.compile(r"(.)\1{2,}", re.IGNORECASE)  # a mask left by earlier de-identification (XXXX)
+
+
 def _is_not_name(word: str, r: Rules) -> bool:
-    if re.fullmatch(r"[A-Z]\.?", word):  # an initial, never an article
+    return _not_name(word)
+
+
+@lru_cache(maxsize=65536)
+def _not_name(word: str) -> bool:
+    if _INITIAL.fullmatch(word):  # an initial, never an article
         return False
-    if re.fullmatch(r"(.)\1{2,}", word, flags=re.IGNORECASE):  # a mask left by earlier de-identification
+    if _MASK.fullmatch(word):
         return True
-    return word.lower().rstrip(".,:;") in r.not_names
+    return word.lower().rstrip(".,:;") in rules().not_names
 
 
 def _trim(text: str, start: int, end: int, r: Rules) -> Found | None:
