@@ -32,7 +32,8 @@ def text_deid_key(settings: Settings) -> bytes:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
     found = load_key(key_file=str(path))
-    assert found is not None
+    if found is None:  # load_key with a file name returns a key or raises
+        raise RuntimeError(f"no text de-identification key in {path}")
     return found
 
 
