@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from radstream.config import Settings
+from radstream.text_deid import text_deid
 from sinks.clickhouse.backfill import WarehouseOutput
 from streams.ingest import backfill
 from streams.ingest.backfill import KafkaOutput, Output, Summary
@@ -18,5 +19,6 @@ def run_backfill(settings: Settings, paths: Sequence[Path], *, via_kafka: bool =
     """Load ``paths``; ``options`` as ``streams.ingest.backfill.run_backfill`` takes them."""
     output: Output = (KafkaOutput(settings.kafka, settings.topics, settings.ingest) if via_kafka
                       else WarehouseOutput(settings.clickhouse))
+    options.setdefault("text_deid", None if via_kafka else text_deid(settings))
     return backfill.run_backfill(paths, output, ingest=settings.ingest, ml=settings.ml,
                                  state_dir=settings.state_dir, **options)

@@ -25,10 +25,10 @@ from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from sinks.clickhouse.config import ClickHouseConfig
 from sinks.dicom.config import PacsConfig, ResearchConfig
-from streams.config import IngestConfig, KafkaConfig, MlConfig, TopicsConfig, WorkerConfig
+from streams.config import IngestConfig, KafkaConfig, MlConfig, TextDeidConfig, TopicsConfig, WorkerConfig
 
 __all__ = ["ClickHouseConfig", "IngestConfig", "KafkaConfig", "MlConfig", "PacsConfig", "ResearchConfig",
-           "Settings", "TopicsConfig", "WorkerConfig", "load_settings", "settings_env"]
+           "Settings", "TextDeidConfig", "TopicsConfig", "WorkerConfig", "load_settings", "settings_env"]
 
 T = TypeVar("T")
 
@@ -48,6 +48,7 @@ class Settings:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     ml: MlConfig = field(default_factory=MlConfig)
+    text_deid: TextDeidConfig = field(default_factory=TextDeidConfig)
     # "section.field" paths filled in from state_dir (filled in again when state_dir changes)
     _derived: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 

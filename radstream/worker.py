@@ -1,9 +1,10 @@
 """The worker process, wired from its parts: the Faust app (NLP and standing-cohort agents), the
 warehouse sink's consumer loop, the embedding writer (``ml.embed``) and the read-only SQL page.
 
-    reports topic --(nlp agent)--> findings topic --(cohort agent)--> retrieval requests
+    reports topic --(nlp agent: de-identify, NLP)--> reports.deidentified + findings topics
+    findings topic --(cohort agent)--> retrieval requests
     every stored topic --(sink loop, thread)--> ClickHouse  <--  POST /sql (read-only)
-    reports topic --(embedding loop, thread; [ml])--> report_embeddings
+    reports.deidentified topic --(embedding loop, thread; [ml])--> report_embeddings
 
 In embedded mode (``chdb://``) only one process may open the store, so the worker owns it and the
 embedding writer writes through a client on the sink's engine.
@@ -20,6 +21,7 @@ import faust
 import mode
 
 from radstream.config import Settings
+from radstream.text_deid import text_deid
 from sinks.clickhouse.service import SinkService
 from sinks.clickhouse.web import SqlServer
 from streams.app import create_app
@@ -30,7 +32,7 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
     """The worker's Faust app with the sink, the embedding writer and the SQL page as its services."""
     app = create_app(settings.kafka, settings.topics, settings.worker, settings.ml,
                      allowed_destinations=settings.research.allowed_destinations,
-                     datadir=Path(settings.state_dir) / "faust")
+                     datadir=Path(settings.state_dir) / "faust", text_deid=text_deid(settings))
     sink = SinkService(settings.kafka, settings.topics, settings.clickhouse) if with_sink else None
     server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port)
 

@@ -27,7 +27,7 @@ from processors.cohort.decide import decide
 from streams import serde
 from streams.cohort import WatchRegistry
 from streams.config import KafkaConfig, MlConfig, TopicsConfig, WorkerConfig
-from streams.handlers import Outcome, analyze_batch, origin_headers
+from streams.handlers import Outcome, TextDeid, analyze_batch, origin_headers
 from streams.producer import dead_letter_record
 
 log = logging.getLogger("radstream.worker")
@@ -42,8 +42,8 @@ class NlpRunner:
     """The NLP of a batch, in a child process (the worker's second core) unless
     ``WorkerConfig.nlp_processes`` is 0; the event loop stays free for Kafka and the sink."""
 
-    def __init__(self, worker: WorkerConfig, ml: MlConfig) -> None:
-        self.args = (tuple(ml.classifiers), ml.torch_threads)
+    def __init__(self, worker: WorkerConfig, ml: MlConfig, deid: TextDeid | None = None) -> None:
+        self.args = (tuple(ml.classifiers), ml.torch_threads, deid)
         n = worker.nlp_processes
         self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n > 0 else None
 
@@ -108,9 +108,12 @@ def _drop_spinner_debug_level() -> None:
 
 
 def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, ml: MlConfig, *,
-               allowed_destinations: tuple[str, ...], datadir: Path) -> faust.App:
+               allowed_destinations: tuple[str, ...], datadir: Path,
+               text_deid: TextDeid | None = None) -> faust.App:
     """The Faust app of the worker process. ``allowed_destinations``: where standing cohorts may send
-    studies; ``datadir``: Faust's own state (created)."""
+    studies; ``datadir``: Faust's own state (created); ``text_deid``: the NLP agent also de-identifies
+    each report's text (to ``topics.reports_deidentified``) and points the findings into it. Without it
+    nothing goes to that topic, so the analysts' report tables get no text at all (private by default)."""
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{kafka.consumer_group}-worker",
@@ -140,7 +143,7 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
                                  offset=msg.offset, key=msg.key, error_type=error_type)
         return await dead_letters.send(key=msg.key, value=serde.encode("dead_letter", rec))
 
-    nlp = NlpRunner(worker, ml)
+    nlp = NlpRunner(worker, ml, text_deid)
 
     @app.service
     class _LogLevel(mode.Service):
@@ -172,9 +175,13 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
                     msg = event.message
                     if out.value is None:
                         acks.append(await reject(event, out.error or "", out.error_type or "Rejected"))
-                    else:  # the origin header lets the sink's deadline count from the report
-                        acks.append(await producer.send(topic, out.key, out.value, None, None,
-                                                        origin_headers(msg.timestamp, msg.headers)))
+                        continue
+                    headers = origin_headers(msg.timestamp, msg.headers)
+                    if out.deidentified is not None:  # the analysts' copy of the report, before its findings
+                        acks.append(await producer.send(topics.reports_deidentified, out.key,
+                                                        out.deidentified, None, None, headers))
+                    # the origin header lets the sink's deadline count from the report
+                    acks.append(await producer.send(topic, out.key, out.value, None, None, headers))
                 await sent.put((events, acks))
 
         async def confirm() -> None:

@@ -21,6 +21,9 @@ class KafkaConfig:
 class TopicsConfig:
     reports: str = "radstream.reports.finalized"
     findings: str = "radstream.reports.findings"
+    # the reports as analysts may see them: text de-identified by the NLP agent (the reports topic keeps
+    # the original text: processing zone only)
+    reports_deidentified: str = "radstream.reports.deidentified"
     retrieval_requests: str = "radstream.retrieval.requested"
     retrieval_status: str = "radstream.retrieval.status"
     received_instances: str = "radstream.dicom.received"
@@ -57,3 +60,15 @@ class MlConfig:
     torch_threads: int = 1  # intra-op threads: a worker shares the machine with Kafka and the NLP agents
     classifiers: tuple[str, ...] = ()  # site classifier config files (JSON); their findings join the rules'
     embed: bool = False  # the worker also embeds each report (embedding writer -> report_embeddings)
+
+
+@dataclass(frozen=True)
+class TextDeidConfig:
+    """Report-text de-identification (``processors.textdeid``), applied by the NLP agent and the backfill.
+
+    The key is the ingest pseudonym key; without one, ``radstream`` creates ``<state_dir>/text_deid.key``.
+    """
+
+    mode: str = "surrogate"  # surrogate ("hide in plain sight") | tag ([NAME], [MRN], ...)
+    institutions: tuple[str, ...] = ()  # the site's own institution names, found besides the rules
+    max_chars: int = 200_000  # longer report text is dead-lettered

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from processors.ingest.model import report_key
+from processors.ingest.pseudonym import pseudonym
+from processors.textdeid import DeidText, TextDeidOptions, deidentify
 from streams import serde
+from streams.config import TextDeidConfig
 
 RETRACTED = frozenset({"cancelled", "entered_in_error"})
 
@@ -53,14 +56,103 @@ def origin_ms(headers: Sequence[tuple[str, Any]] | Mapping[str, Any] | None) -> 
     return None
 
 
+@dataclass(frozen=True)
+class TextDeid:
+    """What the NLP agent needs to de-identify report text (picklable: it goes to the NLP process)."""
+
+    key: bytes = field(repr=False)  # the pseudonym key: never in a repr, a log or a traceback
+    options: TextDeidOptions = TextDeidOptions()
+
+    @classmethod
+    def of(cls, key: bytes, cfg: TextDeidConfig) -> TextDeid:
+        if cfg.mode not in ("surrogate", "tag"):
+            raise ValueError(f"text_deid.mode must be surrogate or tag, not {cfg.mode!r}")
+        return cls(key, TextDeidOptions(mode=cfg.mode, institutions=tuple(cfg.institutions),  # type: ignore[arg-type]
+                                        max_chars=cfg.max_chars))
+
+
+def deid_patient(report: Mapping[str, Any], key: bytes) -> str:
+    """The research pseudonym the report's dates are shifted by: the patient id when ingest pseudonymised
+    it, else the pseudonym the same key gives it (as the DICOM de-identifier computes it)."""
+    pid = str(report.get("patient_id") or "")
+    if report.get("patient_id_is_pseudonym") or not pid:
+        return pid
+    return pseudonym(key, str(report.get("site") or "default"), pid)
+
+
+def deidentify_report(report: Mapping[str, Any], deid: TextDeid) -> tuple[dict[str, Any], DeidText]:
+    """The ReportFinalized record with its text de-identified, and the de-identification result."""
+    result = deidentify(report.get("text") or "", key=deid.key, patient=deid_patient(report, deid.key),
+                        options=deid.options)
+    return {**report, "text": result.text}, result
+
+
+# ReportFindings arrays whose items point into the report text (start/end; ``text`` a slice of it)
+_OFFSET_FIELDS = ("sections", "findings", "measurements", "recommendations", "assessments",
+                  "critical_results")
+
+
+def map_to_deidentified(record: dict[str, Any], original: str, deid: DeidText, redo: TextDeid,
+                        patient: str) -> dict[str, Any]:
+    """Point the offsets of a ReportFindings record (computed on ``original``) into the de-identified text,
+    and take every text snippet from it, so nothing of the original text leaves with the findings."""
+
+    def snippet(text: str | None, start: int | None = None) -> str | None:
+        if not text:
+            return text
+        at = start if start is not None and original.startswith(text, start) else original.find(text)
+        if at >= 0:
+            s, e = deid.offsets.map_span(at, at + len(text))
+            return deid.text[s:e]
+        # not a slice of the report: de-identify it on its own (surrogates are keyed on the value)
+        return deidentify(text, key=redo.key, patient=patient, options=redo.options).text
+
+    for name in _OFFSET_FIELDS:
+        items = []
+        for item in record.get(name) or []:
+            item = dict(item)
+            start, end = int(item["start"]), int(item["end"])
+            if "text" in item:
+                item["text"] = snippet(item["text"], start)
+            item["start"], item["end"] = deid.offsets.map_span(start, end)
+            items.append(item)
+        record[name] = items
+    comm = record.get("communication")
+    if comm:
+        record["communication"] = {**comm, "text": snippet(comm.get("text")),
+                                   "recipient": snippet(comm.get("recipient")),
+                                   "time_text": snippet(comm.get("time_text"))}
+    return record
+
+
 def analyze_report(report: dict[str, Any], now: datetime | None = None,
-                   classifiers: Sequence[Any] = ()) -> dict[str, Any]:
+                   classifiers: Sequence[Any] = (), deid: TextDeid | None = None) -> dict[str, Any]:
     """A decoded ReportFinalized record -> the ReportFindings record for the same version.
 
     A cancelled / entered-in-error version carries no findings: it retracts the report's
     earlier versions in the latest views. ``classifiers``: site models (``processors.ml``) whose
-    findings (``source = "model:<name>"``) are added next to the rule findings.
+    findings (``source = "model:<name>"``) are added next to the rule findings. With ``deid``, the NLP
+    still runs on the original text, and the offsets and snippets of the record point into the
+    de-identified text (``deidentify_report`` of the same report, which the caller emits).
     """
+    return analyze_and_deidentify(report, now, classifiers, deid)[0]
+
+
+def analyze_and_deidentify(report: dict[str, Any], now: datetime | None = None,
+                           classifiers: Sequence[Any] = (), deid: TextDeid | None = None,
+                           ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The ReportFindings record and (with ``deid``) the ReportFinalized record with de-identified text;
+    the findings' offsets and snippets point into that text."""
+    record = _analyze(report, now, classifiers)
+    if deid is None:
+        return record, None
+    deid_report, result = deidentify_report(report, deid)
+    record = map_to_deidentified(record, report.get("text") or "", result, deid,
+                                 deid_patient(report, deid.key))
+    return record, deid_report
+
+
+def _analyze(report: dict[str, Any], now: datetime | None, classifiers: Sequence[Any]) -> dict[str, Any]:
     from processors.nlp import NLP_VERSION, analyze
     from streams.findings_avro import analysis_to_avro
 
@@ -89,6 +181,7 @@ class Outcome:
     value: bytes | None = None
     error_type: str | None = None
     error: str | None = None
+    deidentified: bytes | None = None  # the ReportFinalized with de-identified text (same key)
 
 
 _classifiers: dict[tuple[tuple[str, ...], int], list[Any]] = {}
@@ -105,19 +198,22 @@ def site_classifiers(paths: tuple[str, ...], threads: int) -> list[Any]:
 
 
 def analyze_batch(values: list[bytes | None], classifier_paths: tuple[str, ...] = (),
-                  threads: int = 1) -> list[Outcome]:
-    """ReportFinalized messages -> ReportFindings messages (decode, NLP, encode), in order.
+                  threads: int = 1, deid: TextDeid | None = None) -> list[Outcome]:
+    """ReportFinalized messages -> ReportFindings messages (decode, NLP, encode), in order; with ``deid``
+    also the de-identified ReportFinalized, and findings offsets into its text.
 
     Runs in the worker's NLP process (picklable arguments and results); a message that cannot be
-    decoded or analysed yields an Outcome with the error instead, and the batch goes on.
+    decoded, de-identified or analysed yields an Outcome with the error instead, and the batch goes on.
     """
     classifiers = site_classifiers(classifier_paths, threads)
     out: list[Outcome] = []
     for value in values:
         try:
             report = serde.decode("report_finalized", value)
-            record = analyze_report(report, classifiers=classifiers)
-            out.append(Outcome(findings_key(report), serde.encode("report_findings", record)))
+            record, deid_report = analyze_and_deidentify(report, None, classifiers, deid)
+            deidentified = None if deid_report is None else serde.encode("report_finalized", deid_report)
+            out.append(Outcome(findings_key(report), serde.encode("report_findings", record),
+                               deidentified=deidentified))
         except Exception as exc:  # bad input must not stop the stream
             out.append(Outcome(error_type=type(exc).__name__, error=str(exc) or repr(exc)))
     return out

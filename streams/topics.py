@@ -27,6 +27,7 @@ def topic_specs(t: TopicsConfig) -> list[TopicSpec]:
     return [
         TopicSpec(t.reports, "report_finalized"),
         TopicSpec(t.findings, "report_findings"),
+        TopicSpec(t.reports_deidentified, "report_finalized"),
         TopicSpec(t.retrieval_requests, "retrieval_requested"),
         TopicSpec(t.retrieval_status, "retrieval_status"),
         TopicSpec(t.received_instances, "received_instance"),

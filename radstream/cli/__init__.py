@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "db": "radstream.cli.db:db",
     "sql": "radstream.cli.sql:sql",
     "nlp": "radstream.cli.nlp:nlp",
+    "text": "radstream.cli.text:text",
     "retrieve": "radstream.cli.retrieve:retrieve",
     "project": "radstream.cli.project:project",
     "cohort": "radstream.cli.cohort:cohort",

@@ -193,9 +193,10 @@ class EmbedHandler(Handler):
 
 def embed_loop(kafka: KafkaConfig, topics: TopicsConfig, worker: EmbedWorker, *, max_batch: int = 64,
                max_wait_s: float = 1.0, consumer_conf: Mapping[str, Any] | None = None) -> ConsumerLoop:
-    """The consumer loop that embeds every report of the reports topic (run it with ``.run(stop)`` or
-    ``streams.loop.run_in_thread``)."""
+    """The consumer loop that embeds every report of the de-identified reports topic (run it with
+    ``.run(stop)`` or ``streams.loop.run_in_thread``): report_embeddings is analyst-visible, so its
+    units' text and offsets come from the de-identified text, never the original."""
     return ConsumerLoop(kafka, LoopConfig(
-        group_id=f"{kafka.consumer_group}.embed", topics=[topics.reports], stage="embed",
+        group_id=f"{kafka.consumer_group}.embed", topics=[topics.reports_deidentified], stage="embed",
         max_batch=max_batch, poll_s=max_wait_s, conf=dict(consumer_conf or {})),
         EmbedHandler(worker, max_batch, max_wait_s))

@@ -62,13 +62,19 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "quarantine": ("action", "project_id", "request_id", "study_instance_uid", "series_instance_uid",
                    "sop_instance_uid", "sop_class_uid", "modality", "reason", "path", "size_bytes", "actor",
                    "note", "time", *KAFKA),
+    "report_text_original": ("site", "accession", "version", "event_id", "patient_id", "status",
+                             "received_time", "text", *KAFKA),
     "dead_letters": ("stage", "original_topic", "original_partition", "original_offset", "value_sha256",
                      "key", "value", "error_type", "error", "time", *KAFKA),
 }
 
-# which tables each contract writes
+# which tables each contract writes. "report_original" is the ReportFinalized contract as it comes in on
+# the reports topic (original text): it goes only to the restricted report_text_original table; the
+# analysts' report tables are written from the de-identified copy (``report_finalized`` on the
+# reports_deidentified topic, or the backfill's de-identified records).
 TABLES_OF: dict[str, tuple[str, ...]] = {
     "report_finalized": ("report_versions", "reports"),
+    "report_original": ("report_text_original",),
     "report_findings": ("report_nlp", "sections", "findings", "measurements", "recommendations",
                         "assessments", "critical_results", "chest_labels"),
     "retrieval_requested": ("retrieval_requests",),
@@ -126,6 +132,14 @@ def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         *origin.cols(),
     ]
     return {"report_versions": [row], "reports": [list(row)]}
+
+
+def report_original_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    """The original text of a report version: RESTRICTED (report_text_original, stewards only)."""
+    return {"report_text_original": [[
+        _s(rec.get("site") or "default"), rec["accession"], int(rec["version"]), rec["event_id"],
+        rec["patient_id"], rec["status"], _t(rec["received_time"]), rec["text"], *origin.cols(),
+    ]]}
 
 
 def findings_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
@@ -254,8 +268,12 @@ def dead_letter_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     ]]}
 
 
+# the contract (schema) of each mapping that is not one itself
+CONTRACT_OF = {"report_original": "report_finalized"}
+
 MAPPERS = {
     "report_finalized": report_rows,
+    "report_original": report_original_rows,
     "report_findings": findings_rows,
     "retrieval_requested": retrieval_request_rows,
     "retrieval_status": retrieval_status_rows,

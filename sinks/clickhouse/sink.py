@@ -62,7 +62,8 @@ log = logging.getLogger("radstream.sink.clickhouse")
 
 STAGE = "clickhouse-sink"
 # children before their header row (report_nlp), so a reader never sees a header without its rows
-INSERT_ORDER = ("report_versions", "reports", "sections", "findings", "measurements", "recommendations",
+INSERT_ORDER = ("report_text_original", "report_versions", "reports", "sections", "findings", "measurements",
+                "recommendations",
                 "assessments", "critical_results", "chest_labels", "report_nlp", "retrieval_requests",
                 "retrieval_events", "received_instances", "deid_map", "projects", "quarantine",
                 "dead_letters")
@@ -206,6 +207,8 @@ class ClickHouseSink(Handler):
         migrate(self.client, ch.database)
         self.contracts = {spec.name: spec.contract for spec in topic_specs(topics)
                           if spec.contract in TABLES_OF}
+        # the reports topic carries the original text: only the restricted table gets it
+        self.mappings = {**self.contracts, topics.reports: "report_original"}
         self.batch_rows = max(1, ch.batch_rows)
         self.flush_s = max(0.01, min(ch.flush_ms, 500) / 1000.0)
         self.rows_written = 0
@@ -250,7 +253,7 @@ class ClickHouseSink(Handler):
         for rec in records:
             contract = self.contracts.get(rec.topic, "")
             try:
-                rows = rows_for(contract, serde.decode(contract, rec.value),
+                rows = rows_for(self.mappings.get(rec.topic, contract), serde.decode(contract, rec.value),
                                 Origin(rec.topic, rec.partition, rec.offset))
             except Exception as exc:  # anything we cannot store goes to the dead-letter topic
                 acks.dead_letter(rec, exc)

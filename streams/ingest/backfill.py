@@ -38,7 +38,13 @@ from processors.ingest.model import ParseError, ReportEvent
 from processors.ingest.pseudonym import load_key, pseudonymise
 from processors.ingest.records import ColumnMapping, csv_line, parse_csv_row, parse_jsonl_line, text_lines
 from streams.config import IngestConfig, KafkaConfig, MlConfig, TopicsConfig
-from streams.handlers import analyze_report, findings_key, site_classifiers
+from streams.handlers import (
+    TextDeid,
+    analyze_and_deidentify,
+    deidentify_report,
+    findings_key,
+    site_classifiers,
+)
 from streams.ingest.files import guess_format
 
 STAGE = "backfill"
@@ -115,6 +121,7 @@ class Job:
     prepare: Prepare | None = None
     classifiers: tuple[str, ...] = ()  # site models (MlConfig.classifiers), as in the worker's NLP agent
     torch_threads: int = 1
+    deid: TextDeid | None = field(default=None, repr=False)  # report text de-identification, as in the worker
 
 
 Prepare = Callable[[dict[str, list[dict[str, Any]]]], Any]
@@ -123,6 +130,7 @@ Prepare = Callable[[dict[str, list[dict[str, Any]]]], Any]
 @dataclass
 class ChunkResult:
     reports: list[dict[str, Any]] = field(default_factory=list)  # records (when no ``prepare``)
+    deidentified: list[dict[str, Any]] = field(default_factory=list)  # the same with de-identified text
     findings: list[dict[str, Any]] = field(default_factory=list)
     prepared: Any = None  # ``prepare``'s result for the chunk's records
     loaded: int = 0
@@ -169,18 +177,27 @@ def process_chunk(job: Job) -> ChunkResult:
             continue
         for ev in events:
             rec = pseudonymise(ev, job.key).to_avro()
-            if job.nlp:
-                try:
-                    findings = analyze_report(rec, now=job.run_time, classifiers=classifiers)
-                except Exception as exc:  # a bug in the NLP must not lose the report: reject with reason
-                    out.rejects.append((no, f"NLP failed: {type(exc).__name__}: {exc}", _raw_bytes(payload)))
-                    continue
-                out.findings.append(findings)
+            deid_rec = None
+            try:
+                if job.nlp:
+                    findings, deid_rec = analyze_and_deidentify(rec, job.run_time, classifiers, job.deid)
+                    out.findings.append(findings)
+                elif job.deid is not None:
+                    deid_rec = deidentify_report(rec, job.deid)[0]
+            except Exception as exc:  # a bug or bad text must not lose the report: reject with reason
+                stage = "NLP" if job.nlp else "de-identification"
+                out.rejects.append((no, f"{stage} failed: {type(exc).__name__}: {exc}", _raw_bytes(payload)))
+                continue
             out.reports.append(rec)
+            if deid_rec is not None:
+                out.deidentified.append(deid_rec)
             out.loaded += 1
     if job.prepare is not None:
-        out.prepared = job.prepare({"report_finalized": out.reports, "report_findings": out.findings})
-        out.reports, out.findings = [], []
+        # the original text only to its restricted table; the analysts' tables from the de-identified copy
+        # (none without de-identification: private by default)
+        out.prepared = job.prepare({"report_original": out.reports, "report_finalized": out.deidentified,
+                                    "report_findings": out.findings})
+        out.reports, out.deidentified, out.findings = [], [], []
     return out
 
 
@@ -336,6 +353,7 @@ class _Run:
     rejects: Any = None
     progress: Callable[[int, int, int], None] | None = None
     stop_after_chunks: int | None = None
+    deid: TextDeid | None = field(default=None, repr=False)
     rows: int = 0
     chunks_done: int = 0
     bytes_base: int = 0
@@ -349,7 +367,7 @@ class _Run:
         job = Job(f.fmt, f.path.name, list(f.header), self.mapping, self.site,
                   self.ingest.accession_field, self.cp.run_time, self.nlp, self.key, items,
                   prepare=self.output.prepare, classifiers=tuple(self.ml.classifiers),
-                  torch_threads=self.ml.torch_threads)
+                  torch_threads=self.ml.torch_threads, deid=self.deid)
         self.inflight.append((self.pool.submit(process_chunk, job) if self.pool else process_chunk(job), pos))
 
     def drain(self, f: RawFile, state: dict[str, Any], limit: int) -> None:
@@ -423,13 +441,15 @@ def run_backfill(paths: Sequence[Path], output: Output, *, ingest: IngestConfig,
                  site: str | None = None, workers: int | None = None, chunk_size: int = 256,
                  checkpoint: Path | None = None, restart: bool = False, nlp: bool = True, rejects: Any = None,
                  progress: Callable[[int, int, int], None] | None = None,
-                 stop_after_chunks: int | None = None, write_batch: int = 2000) -> Summary:
+                 stop_after_chunks: int | None = None, write_batch: int = 2000,
+                 text_deid: TextDeid | None = None) -> Summary:
     """Load ``paths`` into ``output``; ``progress(bytes_done, records_done, loaded)`` after each chunk.
 
     Finished chunks are written together once ``write_batch`` records are collected (fewer,
     larger inserts: fewer parts to merge). ``workers=0`` parses in this process. ``nlp`` is off for an
     output that leaves the NLP to the stream (Kafka). ``stop_after_chunks`` ends the run early, leaving
-    the checkpoint as a kill between two chunks would (tests).
+    the checkpoint as a kill between two chunks would (tests). ``text_deid``: de-identify report text as
+    the worker does (the warehouse output; the Kafka output leaves it to the worker).
     """
     mapping = mapping or ColumnMapping()
     site = site or ingest.site
@@ -449,7 +469,8 @@ def run_backfill(paths: Sequence[Path], output: Output, *, ingest: IngestConfig,
     run = _Run(ingest, ml, files, mapping, site, do_nlp, key, cp, output, pool, chunk_size,
                # keep the workers busy while the main process writes a batch
                2 * max(workers, 1) + write_batch // max(chunk_size, 1),
-               rejects, progress, stop_after_chunks, write_batch=write_batch)
+               rejects, progress, stop_after_chunks, deid=None if via_kafka else text_deid,
+               write_batch=write_batch)
     try:
         for f in files:
             run.load(f)

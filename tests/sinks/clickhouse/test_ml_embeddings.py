@@ -61,7 +61,8 @@ def test_loop_embeds_reports_from_kafka(topic_settings: Settings, tmp_path: Path
         producer = make_producer(settings.kafka)
         for i in range(5):
             rec = report(f"K{i}", TEXT)
-            produce_sync(producer, settings.topics.reports, "report_finalized", f"default|K{i}", rec)
+            produce_sync(producer, settings.topics.reports_deidentified, "report_finalized", f"default|K{i}",
+                         rec)
         thread, stop = run_in_thread(embed_loop(settings.kafka, settings.topics, worker, max_batch=4,
                                                 max_wait_s=0.5), "embed")
         deadline = time.monotonic() + 120
@@ -119,7 +120,7 @@ def test_worker_embeds_reports_with_its_embedding_loop(topic_settings: Settings,
     with worker_process(settings, tmp_path / "worker.log") as proc:
         producer = make_producer(settings.kafka)
         for i in range(3):
-            produce_sync(producer, settings.topics.reports, "report_finalized", f"default|F{i}",
+            produce_sync(producer, settings.topics.reports_deidentified, "report_finalized", f"default|F{i}",
                          report(f"F{i}", TEXT))
         rows = wait_rows(proc, "SELECT accession, count(), max(abs(L2Norm(vector) - 1)) "
                          "FROM report_embeddings GROUP BY accession ORDER BY accession", 3)

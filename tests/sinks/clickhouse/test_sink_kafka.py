@@ -35,7 +35,8 @@ def report_items(
     nlp: list[dict[str, object]] | None = None,
 ) -> list[tuple[str, str, str, dict[str, object]]]:
     t = settings.topics
-    items = [(t.reports, "report_finalized", f"{r['site']}|{r['accession']}", r) for r in reps]
+    # the analysts' copy of each report, as the NLP agent publishes it after de-identifying the text
+    items = [(t.reports_deidentified, "report_finalized", f"{r['site']}|{r['accession']}", r) for r in reps]
     items += [(t.findings, "report_findings", f"{f['site']}|{f['accession']}", f) for f in nlp or []]
     return items
 
@@ -121,7 +122,7 @@ def test_every_topic_lands_and_garbage_goes_to_the_dead_letter_topic(sink_settin
         assert "not Avro" in errors and "expected report_finalized" in errors
         assert any(r[4] in (b"not avro at all", "not avro at all") for r in rows)
         group = group_of(sink)
-        topics = [t.reports, t.findings]
+        topics = [t.reports, t.reports_deidentified, t.findings]
         wait_until(lambda: committed(s, group, topics) == end_offsets(s, topics), what="commit")
         assert sink.stats.dead_letters == 3
 
@@ -181,7 +182,7 @@ def test_replaying_the_whole_topics_gives_identical_counts(sink_settings: Settin
     replay = s.replace(kafka={"consumer_group": s.kafka.consumer_group + "-replay"})
     with running_sink(replay) as sink:
         ch = sink.client
-        topics = [s.topics.reports, s.topics.findings]
+        topics = [s.topics.reports_deidentified, s.topics.findings]
         wait_until(
             lambda: committed(replay, sink.group_id, topics) == end_offsets(replay, topics), what="replay"
         )
@@ -192,7 +193,7 @@ def test_replaying_the_whole_topics_gives_identical_counts(sink_settings: Settin
 
 def test_clickhouse_unavailable_pauses_retries_and_loses_nothing(sink_settings: Settings) -> None:
     s = sink_settings
-    topics = [s.topics.reports, s.topics.findings]
+    topics = [s.topics.reports_deidentified, s.topics.findings]
     reps = [report(f"N{i}") for i in range(30)]
     with running_sink(s) as sink:
         ch = open_client(s.clickhouse)  # the test's own client on the same embedded engine
@@ -234,6 +235,7 @@ def _env(settings: Settings, store: Path, group: str) -> dict[str, str]:
     )
     for name in (
         "reports",
+        "reports_deidentified",
         "findings",
         "retrieval_requests",
         "retrieval_status",
@@ -271,7 +273,7 @@ def test_sink_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
     total = 3000
     reps = [report(f"Q{i}", exam_time=BASE_TIME + timedelta(minutes=i)) for i in range(total)]
     produce_all(s, report_items(s, reps))
-    topics = [s.topics.reports]
+    topics = [s.topics.reports_deidentified]
     proc = _sink_process(env, log)
     try:
 

@@ -1,0 +1,147 @@
+"""Detect, merge, replace: report text -> ``DeidText``.
+
+Candidates come from the pattern detectors (``rules.json``), the name rules (``names.py``) and the site's
+institution list. Overlapping candidates merge into one span (the union: recall first) whose type is the
+one of the highest-priority candidate, then each span is replaced (``surrogates.py``; dates shifted by
+``dates.py``) and the offset map recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from processors.textdeid.dates import shift_date
+from processors.textdeid.names import find_names
+from processors.textdeid.rules import BEFORE_WINDOW, rules
+from processors.textdeid.surrogates import Surrogates
+from processors.textdeid.types import DeidText, OffsetMap, Span, TextDeidError, TextDeidOptions
+
+TEXTDEID_VERSION = "textdeid-1"
+NAME_PRIORITY = 60
+
+
+@dataclass
+class _Cand:
+    start: int
+    end: int
+    type: str
+    priority: int
+    match: re.Match[str] | None = None
+    format: str = ""
+    group: int = 0
+
+
+def _institution_ok(text: str, start: int, end: int) -> bool:
+    first = text[start:end].split()[0] if text[start:end].split() else ""
+    return first not in rules().institution_stop_first
+
+
+def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
+    r = rules()
+    out: list[_Cand] = []
+    lower = text.lower()
+    if len(lower) != len(text):  # a few characters lower-case to two: keep offsets aligned
+        lower = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
+    for d in r.detectors:
+        if d.requires and not any(k in lower for k in d.requires):
+            continue
+        if d.gate is not None and d.gate.search(text) is None:
+            continue
+        source = lower if d.lower else text
+        for m in d.regex.finditer(source):
+            s, e = m.span(d.group)
+            if s < 0 or e <= s:
+                continue
+            if d.not_before is not None and d.not_before.search(source, max(0, s - BEFORE_WINDOW), s):
+                continue
+            if d.before is not None:
+                b = d.before.search(source, max(0, s - BEFORE_WINDOW), s)
+                if b is None:
+                    continue
+                if d.extend:
+                    s = b.start()
+            if d.exclude is not None and d.exclude.match(text, m.start(), m.end()):
+                continue
+            if d.type == "INSTITUTION":
+                # leading words like "The"/"Outside" are not part of the name; nothing left -> not one
+                while not _institution_ok(text, s, e):
+                    nxt = re.compile(r"\S+\s+").match(text, s)
+                    if nxt is None or nxt.end() >= e:
+                        break
+                    s = nxt.end()
+                words = text[s:e].split()
+                if not _institution_ok(text, s, e) or not re.search(r"[A-Z]", words[0]) or len(words) < 2:
+                    continue  # a bare head word ("Outside Hospital" -> "Hospital") names no institution
+            out.append(_Cand(s, e, d.type, d.priority, m, d.format, d.group))
+    for s, e in find_names(text, lower):
+        out.append(_Cand(s, e, "NAME", NAME_PRIORITY))
+    for name in options.institutions:
+        if name.strip():
+            for m in re.finditer(rf"(?<!\w){re.escape(name.strip())}(?!\w)", text, flags=re.IGNORECASE):
+                out.append(_Cand(m.start(), m.end(), "INSTITUTION", 95))
+    return out
+
+
+def merge(cands: list[_Cand]) -> list[_Cand]:
+    """Disjoint spans: overlapping candidates become their union, typed by the strongest of them."""
+    cands = sorted(cands, key=lambda c: (c.start, -(c.end - c.start), -c.priority))
+    out: list[_Cand] = []
+    for c in cands:
+        if out and c.start < out[-1].end:
+            last = out[-1]
+            if c.end > last.end:
+                last.end = c.end
+                last.match = None  # a union is no longer one detector's match
+            if (c.priority, c.end - c.start) > (last.priority, 0) and c.type != last.type:
+                last.type, last.priority = c.type, c.priority
+                last.match = None
+            continue
+        out.append(_Cand(c.start, c.end, c.type, c.priority, c.match, c.format, c.group))
+    return out
+
+
+def _replacement(text: str, c: _Cand, surrogates: Surrogates, shift_days: int) -> str:
+    value = text[c.start : c.end]
+    if c.type == "DATE":
+        if c.match is not None and c.match.span(c.group) == (c.start, c.end):
+            shifted = shift_date(c.match, c.format, c.group, shift_days, text)
+            if shifted is not None:
+                return shifted
+        return "[DATE]" if surrogates.mode == "tag" else surrogates.shape("DATE", value, letters=False)
+    return surrogates.replace(c.type, value)
+
+
+def deidentify_text(
+    text: str, key: bytes, patient: str, shift_days: int, options: TextDeidOptions
+) -> DeidText:
+    if not isinstance(text, str):
+        raise TextDeidError(f"report text must be a string, not {type(text).__name__}")
+    if len(text) > options.max_chars:
+        raise TextDeidError(
+            f"report text has {len(text)} characters, more than the limit of {options.max_chars}"
+        )
+    if "\x00" in text:
+        raise TextDeidError("report text contains NUL characters (binary data?)")
+    surrogates = Surrogates(key, patient, options.mode)
+    parts: list[str] = []
+    spans: list[Span] = []
+    pieces: list[tuple[int, int, int, int]] = []
+    pos = out_len = 0
+    for c in merge(candidates(text, options)):
+        keep = text[pos : c.start]
+        parts.append(keep)
+        out_len += len(keep)
+        new = _replacement(text, c, surrogates, shift_days)
+        parts.append(new)
+        spans.append(Span(out_len, out_len + len(new), c.type))
+        pieces.append((c.start, c.end, out_len, out_len + len(new)))
+        out_len += len(new)
+        pos = c.end
+    parts.append(text[pos:])
+    return DeidText("".join(parts), tuple(spans), OffsetMap(tuple(pieces)), TEXTDEID_VERSION)
+
+
+def detect(text: str, options: TextDeidOptions | None = None) -> list[Span]:
+    """The PHI spans of the original text (offsets into ``text``), without replacing anything."""
+    return [Span(c.start, c.end, c.type) for c in merge(candidates(text, options or TextDeidOptions()))]

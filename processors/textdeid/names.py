@@ -1,0 +1,201 @@
+"""Person names (patients, relatives, staff) in report text.
+
+Radiology reports name people in a few typed contexts, which is what this looks for (the words are
+data, ``rules.json`` "names" and ``lexicons/``):
+
+- after a title: "Dr. Lee", "Mrs. J. Doe";
+- before a credential: "Jane Doe, RN", "John A. Smith MD", signatures;
+- after a trigger: "discussed with Lee", "read by", "Attending:", "Patient: DOE, JOHN", "his wife Mary";
+- a known given name followed by a capitalised word ("Maria Gonzalez was informed");
+- any other occurrence, in the same report, of a surname found by the rules above.
+
+Eponyms (Hodgkin, Baker cyst, Smith fracture) are not names unless a title, credential or trigger says
+so: a lexicon or propagated match followed by an eponym head word ("disease", "fracture", "'s", ...) or
+made only of eponym words is dropped. Capitalised non-names (headings, roles, anatomy) stop a name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import cache, lru_cache
+
+from processors.textdeid.rules import Rules, rules
+
+Found = tuple[int, int]
+
+
+@cache
+def _compiled() -> dict[str, re.Pattern[str]]:
+    r = rules()
+    tok = r.token
+    seq = rf"{tok}(?:[ \t]+{tok}){{0,3}}"
+    title = r.title.pattern
+    return {
+        "seq": re.compile(seq),
+        "seq_end": re.compile(rf"(?<![\w'-])({seq})$"),
+        "title": re.compile(rf"(?<![\w.])(?i:{title})(?=[A-Z])"),
+        "cred_comma": re.compile(rf",[ \t]*(?:{r.credential_any})(?![\w-])"),
+        "cred_bare": re.compile(rf"[ \t]+(?:{r.credential_bare})(?![\w-])"),
+        # run on the lower-cased text: a case-sensitive alternation of literals is scanned much faster
+        "trigger": re.compile(rf"(?<![\w/-])(?:{r.trigger.lower()})(?![\w-])"),
+        "capword": re.compile(r"(?<![\w'\u2019-])(?:[A-Z][a-z]+|[A-Z]{2,})(?![\w'\u2019-])"),
+        "first_after_comma": re.compile(rf",[ \t]*({tok})(?:[ \t]+[A-Z]\.?)?(?![\w-])"),
+        "skip": re.compile(r"[ \t]*(?:[:,(-][ \t]*)?(?:(?:the|The|THE|a|an)[ \t]+)?"),
+        "last_comma": re.compile(rf"(?<![\w'-])({tok}),[ \t]*$"),
+        "role": re.compile(r"[A-Za-z]+(?=[\s:,])"),
+    }
+
+
+# triggers after which two or three capitals are a person's initials ("Tech: JD", "transcribed by mk")
+_INITIALS_AFTER = re.compile(r"tech|technologist|sonographer|by|cc|copy|resident|fellow|attending|"
+                             r"radiologist")
+
+
+_INITIAL = re.compile(r"[A-Z]\.?")
+_MASK = re.compile(r"(.)\1{2,}", re.IGNORECASE)  # a mask left by earlier de-identification (XXXX)
+
+
+def _is_not_name(word: str, r: Rules) -> bool:
+    return _not_name(word)
+
+
+@lru_cache(maxsize=65536)
+def _not_name(word: str) -> bool:
+    if _INITIAL.fullmatch(word):  # an initial, never an article
+        return False
+    if _MASK.fullmatch(word):
+        return True
+    return word.lower().rstrip(".,:;") in rules().not_names
+
+
+def _trim(text: str, start: int, end: int, r: Rules) -> Found | None:
+    """The name tokens of text[start:end] without leading/trailing non-name words; None if nothing is left."""
+    toks = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+    while toks and _is_not_name(text[toks[0][0] : toks[0][1]], r):
+        toks.pop(0)
+    # a non-name word inside a sequence ends it ("Smith Radiology")
+    for i, (s, e) in enumerate(toks):
+        if _is_not_name(text[s:e], r):
+            toks = toks[:i]
+            break
+    if not toks:
+        return None
+    s, e = toks[0][0], toks[-1][1]
+    if e - s == 1 and not text[s].isupper():
+        return None
+    return s, e
+
+
+def _eponym_use(text: str, start: int, end: int, r: Rules) -> bool:
+    """An eponym used as one: it has an eponym word and an eponym head word follows ("Baker cyst",
+    "Hodgkin's", "Wells score"); "Mary Anderson was informed" stays a name."""
+    words = re.findall(r"[A-Za-z]+", text[start:end])
+    return any(w.lower() in r.eponyms for w in words) and bool(r.eponym_head.match(text, end))
+
+
+def _after(text: str, pos: int, r: Rules) -> Found | None:
+    """The name that starts at ``pos`` (after a trigger or title), skipping punctuation, an article, a
+    title and up to two role words ("Attending Radiologist: Dr. Lee")."""
+    c = _compiled()
+    for _ in range(4):
+        pos = c["skip"].match(text, pos).end()  # type: ignore[union-attr]
+        t = c["title"].match(text, pos)
+        if t:
+            pos = t.end()
+            continue
+        w = c["role"].match(text, pos)
+        if w and _is_not_name(w.group(), r) and w.group()[0].isupper():
+            pos = w.end()
+            continue
+        break
+    m = c["seq"].match(text, pos)
+    if not m:
+        return None
+    found = _trim(text, m.start(), m.end(), r)
+    if found is None:
+        return None
+    # "DOE, JOHN" / "Van Dyke, John A." after a header trigger
+    lf = c["first_after_comma"].match(text, found[1])
+    if lf and not _is_not_name(lf.group(1), r):
+        found = (found[0], lf.end())
+    return found
+
+
+def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
+    """Name spans (may overlap; the caller merges them). ``lower``: ``text.lower()`` if already made."""
+    r = rules()
+    c = _compiled()
+    found: list[Found] = []
+    for t in c["title"].finditer(text):
+        m = c["seq"].match(text, t.end())
+        if m:
+            span = _trim(text, m.start(), m.end(), r)
+            if span:
+                found.append(span)
+    for key in ("cred_comma", "cred_bare"):  # credentials are rare: find them, then the name before
+        for m in c[key].finditer(text):
+            before = c["seq_end"].search(text, max(0, m.start() - 80), m.start())
+            if before is None:
+                continue
+            span = _trim(text, before.start(1), before.end(1), r)
+            if span and not _eponym_use(text, *span, r):
+                last = c["last_comma"].search(text, max(0, span[0] - 40), span[0])  # "DOE, JANE MD"
+                if last and not _is_not_name(last.group(1), r):
+                    span = (last.start(1), span[1])
+                found.append(span)
+    lower = text.lower() if lower is None or len(lower) != len(text) else lower
+    for m in c["trigger"].finditer(lower):
+        span = _after(text, m.end(), r)
+        if span and not _eponym_use(text, *span, r):
+            if re.fullmatch(r"[A-Z]{2,3}", text[span[0]:span[1]]) and not _INITIALS_AFTER.search(m.group()):
+                continue  # "Pt POD 6": a short upper-case word is initials only after a staff role
+            found.append(span)
+    found.extend(_lexicon(text, c, r))
+    yield from found
+    yield from _propagate(text, found, r)
+
+
+def _lexicon(text: str, c: dict[str, re.Pattern[str]], r: Rules) -> Iterator[Found]:
+    """ "Maria Gonzalez", "Maria T. Gonzalez", "GONZALEZ, MARIA": a known given name with a capitalised
+    word (not a non-name, not an eponym used as one)."""
+    words = [(m.start(), m.end(), m.group()) for m in c["capword"].finditer(text)]
+    for i, (s, e, w) in enumerate(words):
+        if w.lower() not in r.first_names:
+            continue
+        for j in (i + 1, i + 2):  # the next word, or the one after a middle initial
+            if j >= len(words):
+                break
+            s2, e2, w2 = words[j]
+            gap = text[e:s2]
+            if (j == i + 1 and gap == " ") or (j == i + 2 and re.fullmatch(r" [A-Z]\.? ", gap)):
+                if len(w2) > 1 and not _is_not_name(w2, r) and not _eponym_use(text, s2, e2, r):
+                    yield s, e2
+                break
+        if i > 0:  # "Surname, Given"
+            s0, e0, w0 = words[i - 1]
+            if re.fullmatch(r",[ \t]*", text[e0:s]) and w0.lower() in r.surnames and not _is_not_name(w0, r):
+                yield s0, e
+
+
+def _propagate(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
+    """Other occurrences of the words of names already found (a surname repeated without its title)."""
+    seen: set[str] = set()
+    for s, e in found:
+        for w in re.findall(r"[A-Z][A-Za-z'\u2019-]{2,}", text[s:e]):
+            if not _is_not_name(w, r):
+                seen.add(w)
+    for w in sorted(seen):
+        for variant in {w, w.upper()}:
+            pos = text.find(variant)
+            while pos >= 0:
+                end = pos + len(variant)
+                before = text[pos - 1] if pos else " "
+                after = text[end] if end < len(text) else " "
+                if (
+                    not (before.isalnum() or before in "'-_")
+                    and not (after.isalnum() or after in "-_")
+                    and not _eponym_use(text, pos, end, r)
+                ):
+                    yield pos, end
+                pos = text.find(variant, pos + 1)

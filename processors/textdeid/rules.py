@@ -1,0 +1,100 @@
+"""Loading the rules (``rules.json``) and word lists (``lexicons/``): data, compiled once per process."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+BEFORE_WINDOW = 80
+
+
+@dataclass(frozen=True)
+class Detector:
+    name: str
+    type: str
+    priority: int
+    regex: re.Pattern[str]
+    group: int = 0
+    format: str = ""
+    requires: tuple[str, ...] = ()  # run only if one of these occurs in the lower-cased text
+    gate: re.Pattern[str] | None = None  # run only if this occurs in the text
+    lower: bool = False  # the pattern is for the lower-cased text
+    exclude: re.Pattern[str] | None = None  # a hit in the original text of a match drops it
+    before: re.Pattern[str] | None = None  # must match right before the span (within BEFORE_WINDOW)
+    extend: bool = False  # the span grows to include what ``before`` matched
+    not_before: re.Pattern[str] | None = None  # must not match right before the span
+
+
+@dataclass(frozen=True)
+class Rules:
+    detectors: tuple[Detector, ...]
+    institution_stop_first: frozenset[str]
+    title: re.Pattern[str]
+    credential_any: str
+    credential_bare: str
+    trigger: str
+    token: str
+    eponym_head: re.Pattern[str]
+    first_names: frozenset[str]
+    surnames: frozenset[str]
+    eponyms: frozenset[str]
+    not_names: frozenset[str]
+    raw: dict[str, Any]
+
+
+def words(name: str) -> list[str]:
+    """A lexicon file: one entry per line, '#' comments and blank lines skipped."""
+    lines = (HERE / "lexicons" / name).read_text(encoding="utf-8").splitlines()
+    return [w.strip() for w in lines if w.strip() and not w.lstrip().startswith("#")]
+
+
+def _expand(pattern: str, defs: dict[str, str]) -> str:
+    for _ in range(3):  # macros may use macros
+        for name, value in defs.items():
+            pattern = pattern.replace("{" + name + "}", value)
+    return pattern
+
+
+@cache
+def rules() -> Rules:
+    raw = json.loads((HERE / "rules.json").read_text(encoding="utf-8"))
+    defs = raw["defs"]
+    detectors = tuple(
+        Detector(
+            d["name"],
+            d["type"],
+            int(d.get("priority", 50)),
+            re.compile(_expand(d["pattern"], defs)),
+            int(d.get("group", 0)),
+            d.get("format", ""),
+            tuple(d.get("requires", ())),
+            re.compile(_expand(d["gate"], defs)) if d.get("gate") else None,
+            d.get("text") == "lower",
+            re.compile(d["exclude"]) if d.get("exclude") else None,
+            re.compile(_expand(d["before"], defs)) if d.get("before") else None,
+            bool(d.get("extend")),
+            re.compile(d["not_before"]) if d.get("not_before") else None,
+        )
+        for d in raw["detectors"]
+    )
+    n = raw["names"]
+    return Rules(
+        detectors=detectors,
+        institution_stop_first=frozenset(raw["institution_stop_first"]),
+        title=re.compile(n["titles"]),
+        credential_any=n["credentials_any"],
+        credential_bare=n["credentials_bare"],
+        trigger=n["triggers"],
+        token=n["token"],
+        eponym_head=re.compile(n["eponym_heads"], re.IGNORECASE),
+        first_names=frozenset(w.lower() for w in words("first_names.txt")),
+        surnames=frozenset(w.lower() for w in words("surnames.txt")),
+        eponyms=frozenset(w.lower() for w in words("eponyms.txt")),
+        not_names=frozenset(w.lower() for w in words("not_names.txt")),
+        raw=raw,
+    )
