@@ -25,9 +25,10 @@ from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from sinks.clickhouse.config import ClickHouseConfig
 from sinks.dicom.config import PacsConfig, ResearchConfig
-from streams.config import IngestConfig, KafkaConfig, MlConfig, TopicsConfig, WorkerConfig
+from streams.config import AuthConfig, IngestConfig, KafkaConfig, MlConfig, TopicsConfig, WorkerConfig
 
-__all__ = ["ClickHouseConfig", "IngestConfig", "KafkaConfig", "MlConfig", "PacsConfig", "ResearchConfig",
+__all__ = ["AuthConfig", "ClickHouseConfig",
+           "IngestConfig", "KafkaConfig", "MlConfig", "PacsConfig", "ResearchConfig",
            "Settings", "TopicsConfig", "WorkerConfig", "load_settings", "settings_env"]
 
 T = TypeVar("T")
@@ -38,7 +39,7 @@ def _default_state_dir() -> str:
 
 
 # the section fields that default to a path under state_dir
-_PATHS = {"clickhouse": "url", "research": "store_dir"}
+_PATHS = {"clickhouse": ("url",), "research": ("store_dir",), "auth": ("token_file", "audit_log")}
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Settings:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     ml: MlConfig = field(default_factory=MlConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     # sections whose paths were filled in from state_dir (filled in again when state_dir changes)
     _derived: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
@@ -66,6 +68,14 @@ class Settings:
             store = str(Path(self.state_dir) / "research")
             object.__setattr__(self, "research", dataclasses.replace(self.research, store_dir=store))
             derived.add("research")
+        if not self.auth.token_file or not self.auth.audit_log:
+            if not self.auth.token_file and not self.auth.audit_log:
+                derived.add("auth")  # (one of them set: that one stays, the other is filled once)
+            state = Path(self.state_dir)
+            auth = dataclasses.replace(self.auth,
+                                       token_file=self.auth.token_file or str(state / "auth" / "tokens.json"),
+                                       audit_log=self.auth.audit_log or str(state / "audit.log"))
+            object.__setattr__(self, "auth", auth)
         object.__setattr__(self, "_derived", frozenset(derived))
 
     @property
@@ -94,13 +104,13 @@ class Settings:
         if "state_dir" in changes:
             for name in derived:
                 section = changes.get(name, getattr(self, name))
-                changes[name] = dataclasses.replace(section, **{_PATHS[name]: ""})
+                changes[name] = dataclasses.replace(section, **dict.fromkeys(_PATHS[name], ""))
         changes["_derived"] = derived
         return dataclasses.replace(self, **changes)
 
 
-def _sets_path(given: Any, path_field: str) -> bool:
-    return given is not None and (not isinstance(given, Mapping) or path_field in given)
+def _sets_path(given: Any, path_fields: tuple[str, ...]) -> bool:
+    return given is not None and (not isinstance(given, Mapping) or any(f in given for f in path_fields))
 
 
 def _coerce(value: Any, typ: Any) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 import faust
 import mode
 
+from radstream import access
 from radstream.config import Settings
 from sinks.clickhouse.service import SinkService
 from sinks.clickhouse.web import SqlServer
@@ -32,7 +33,8 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
                      allowed_destinations=settings.research.allowed_destinations,
                      datadir=Path(settings.state_dir) / "faust")
     sink = SinkService(settings.kafka, settings.topics, settings.clickhouse) if with_sink else None
-    server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port)
+    server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port,
+                       gate=access.gate(settings, "sql-page"), tls=access.tls(settings))
 
     @app.service
     class _Warehouse(mode.Service):

@@ -18,4 +18,5 @@ NAMES = (
     "received_instance",
     "dead_letter",
     "cohort_watch",
+    "audit_event",
 )

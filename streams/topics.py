@@ -32,12 +32,13 @@ def topic_specs(t: TopicsConfig) -> list[TopicSpec]:
         TopicSpec(t.received_instances, "received_instance"),
         TopicSpec(t.dead_letter, "dead_letter"),
         TopicSpec(t.cohort_watches, "cohort_watch", compacted=True, partitions=1),
+        TopicSpec(t.audit, "audit_event"),
     ]
 
 
 def admin_client(kafka: KafkaConfig) -> AdminClient:
     # librdkafka logs through Python logging, not straight to stderr
-    conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap, "logger": RDKAFKA_LOG}
+    conf: dict[str, Any] = {**kafka.client_conf(), "logger": RDKAFKA_LOG}
     return AdminClient(conf)
 
 

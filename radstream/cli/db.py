@@ -56,9 +56,13 @@ def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None
     server = None
     if settings.embedded_clickhouse if web is None else web:
         port = settings.worker.web_port if web_port is None else web_port
-        server = SqlServer(service, settings.worker.web_host, port)
+        from radstream import access
+
+        server = SqlServer(service, settings.worker.web_host, port, gate=access.gate(settings, "sql-page"),
+                           tls=access.tls(settings))
         server.start()
-        click.echo(f"read-only SQL on http://{settings.worker.web_host}:{server.port}/sql", err=True)
+        where = f"{server.scheme}://{settings.worker.web_host}:{server.port}/sql"
+        click.echo(f"read-only SQL on {where}", err=True)
     service.start()
     try:
         while not stop.wait(0.5):

@@ -64,7 +64,7 @@ STAGE = "clickhouse-sink"
 # children before their header row (report_nlp), so a reader never sees a header without its rows
 INSERT_ORDER = ("report_versions", "reports", "sections", "findings", "measurements", "recommendations",
                 "assessments", "critical_results", "chest_labels", "report_nlp", "retrieval_requests",
-                "retrieval_events", "received_instances", "deid_map", "dead_letters")
+                "retrieval_events", "received_instances", "deid_map", "dead_letters", "audit_log")
 
 def static_instance_id(ch: ClickHouseConfig) -> str:
     """Kafka static group membership for an embedded store: exactly one process can own a chDB store,
