@@ -31,5 +31,11 @@ def gate(settings: Settings, service: str, audit: Any = None) -> Gate:
     return Gate(store, audit if audit is not None else audit_target(settings), service=service)
 
 
+def roles_dir(settings: Settings) -> str:
+    from sinks.clickhouse.access import ROLES_DIR
+
+    return settings.auth.roles_dir or str(ROLES_DIR)
+
+
 def tls(settings: Settings) -> ssl.SSLContext | None:
     return server_ssl_context(settings.auth.tls_cert, settings.auth.tls_key)

@@ -34,7 +34,8 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
                      datadir=Path(settings.state_dir) / "faust")
     sink = SinkService(settings.kafka, settings.topics, settings.clickhouse) if with_sink else None
     server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port,
-                       gate=access.gate(settings, "sql-page"), tls=access.tls(settings))
+                       gate=access.gate(settings, "sql-page"), tls=access.tls(settings),
+                       roles_dir=access.roles_dir(settings))
 
     @app.service
     class _Warehouse(mode.Service):

@@ -90,6 +90,7 @@ class AuthConfig:
     tls_key: str = ""
     audit_log: str = ""  # default <state_dir>/audit.log: the audit events of this host, one JSON a line
     cache_s: float = 60.0  # how long a verified token is trusted without a new argon2 check
+    roles_dir: str = ""  # the site's table allowlists, <role>.json each; default sinks/clickhouse/roles
 
 
 @dataclass(frozen=True)

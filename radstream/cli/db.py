@@ -59,7 +59,7 @@ def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None
         from radstream import access
 
         server = SqlServer(service, settings.worker.web_host, port, gate=access.gate(settings, "sql-page"),
-                           tls=access.tls(settings))
+                           tls=access.tls(settings), roles_dir=access.roles_dir(settings))
         server.start()
         where = f"{server.scheme}://{settings.worker.web_host}:{server.port}/sql"
         click.echo(f"read-only SQL on {where}", err=True)

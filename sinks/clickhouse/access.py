@@ -191,6 +191,12 @@ def check(client: Client, database: str, sql: str, policy: Policy,
         raise AccessDenied(f"refused: only one SELECT may run here (got {kind}; no INTO OUTFILE, FORMAT or "
                            "SETTINGS clause: ask for the output format with ?format=)")
     named = {m["name"].replace("`", "") for line in ast if (m := _AST_TABLE.match(line))}
+    # a table function is the first child of its TableExpression node; refused before anything runs
+    for parent, child in zip(ast, ast[1:], strict=False):
+        if parent.strip().startswith("TableExpression") and child.strip().startswith("Function "):
+            fn = child.split()[1]
+            if not policy.may_use_table_function(fn):
+                raise AccessDenied(f"refused for role {who}: the table function {fn}() is not allowed")
     try:
         tree = _tree(client, canonical, settings)
     except AccessDenied:

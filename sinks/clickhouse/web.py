@@ -19,9 +19,10 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from sinks.clickhouse.access import AccessDenied, Checked, policy_for
+from sinks.clickhouse.access import ROLES_DIR, AccessDenied, Checked, policy_for
 from sinks.clickhouse.service import SinkService
 from streams import audit
 from streams.auth import AuthError, Gate, Principal
@@ -32,9 +33,10 @@ QUERY_ROLES = ("analyst", "steward")  # admin holds every role
 
 class SqlServer:
     def __init__(self, service: SinkService | None, host: str, port: int, *, gate: Gate,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, roles_dir: str | Path = ROLES_DIR) -> None:
         self.service = service
         self.gate = gate
+        self.roles_dir = Path(roles_dir)
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
         if tls is not None:
@@ -56,7 +58,7 @@ class SqlServer:
         self.httpd.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        service, gate = self.service, self.gate
+        service, gate, roles_dir = self.service, self.gate, self.roles_dir
 
         class Handler(BaseHTTPRequestHandler):
             timeout = 60  # a client that sends nothing does not hold a thread for ever
@@ -111,7 +113,8 @@ class SqlServer:
                                           "token_id": principal.token_id, "format": fmt}
                 status, rows, out = 200, None, ""
                 try:
-                    policy = policy_for(r for r in principal.roles if r in (*QUERY_ROLES, "admin"))
+                    roles = [r for r in principal.roles if r in (*QUERY_ROLES, "admin")]
+                    policy = policy_for(roles, roles_dir)
                     result = service.query(sql, fmt, policy=policy, checked=checked)
                     out = result if isinstance(result, str) else str(result)
                     from sinks.clickhouse.query import count_rows
