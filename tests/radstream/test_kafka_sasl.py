@@ -1,0 +1,104 @@
+"""Kafka with SASL/SCRAM and ACLs on a real local broker (radstream/stack/kafka.py with ``scram``):
+the clients take their security settings from KafkaConfig; the analyst role's client reads the findings
+feed and is refused the restricted topics (original text, originals of received instances, dead
+letters, retrieval topics); a wrong password does not get in."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError
+from confluent_kafka.admin import NewTopic
+
+from radstream.stack import kafka as stack
+from streams.acl import add_scram_user, grant_role, role_bindings
+from streams.app import faust_credentials
+from streams.config import KafkaConfig, TopicsConfig
+from streams.producer import make_producer
+from streams.topics import admin_client, create_topics
+
+RESTRICTED_RECEIVED = "radstream.dicom.received.restricted"  # the store branch's topic (made here)
+
+pytestmark = pytest.mark.integration
+
+
+def sasl(bootstrap: str, user: str, password_file: Path) -> KafkaConfig:
+    return KafkaConfig(bootstrap=bootstrap, security_protocol="SASL_PLAINTEXT",
+                       sasl_mechanism="SCRAM-SHA-512", sasl_username=user,
+                       sasl_password_file=str(password_file))
+
+
+def first_event(kafka: KafkaConfig, topic: str, group: str,
+                timeout: float = 20.0) -> tuple[str, bytes | None]:
+    """("message", value) or ("error", code name) of the first thing a consumer of ``topic`` sees."""
+    c = Consumer({**kafka.client_conf(), "group.id": group, "auto.offset.reset": "earliest",
+                  "log_level": 0})
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                return "error", msg.error().name().encode()
+            return "message", msg.value()
+        return "timeout", None
+    finally:
+        c.close()
+
+
+def test_scram_users_and_acls_keep_restricted_topics_from_analysts(tmp_path: Path) -> None:
+    admin_pw, analyst_pw = tmp_path / "admin.pw", tmp_path / "analyst.pw"
+    admin_pw.write_text(uuid.uuid4().hex + "\n")
+    analyst_pw.write_text(uuid.uuid4().hex + "\n")
+    kdir = tmp_path / "kafka"
+    st = stack.start_kafka(kdir, tie_to_parent=True, scram=("radstream", admin_pw.read_text().strip()))
+    try:
+        assert st.sasl and "SASL_PLAINTEXT" in (kdir / "server.properties").read_text()
+        admin = sasl(st.bootstrap, "radstream", admin_pw)
+        topics = TopicsConfig()
+        created = create_topics(admin, topics)  # the stack's super user, through KafkaConfig's settings
+        assert set(created.values()) == {"created"}
+        client = admin_client(admin)  # kept: its futures fail when the handle is destroyed
+        client.create_topics([NewTopic(RESTRICTED_RECEIVED, 1, 1)])[RESTRICTED_RECEIVED].result(30)
+        add_scram_user(admin, "analyst1", analyst_pw.read_text().strip())
+        granted = grant_role(admin, topics, "analyst", "analyst1")
+        assert granted == len(role_bindings(topics, "analyst", "analyst1"))
+
+        producer = make_producer(admin)
+        for topic in (topics.findings, topics.reports, topics.dead_letter, topics.retrieval_requests,
+                      topics.retrieval_status, RESTRICTED_RECEIVED):
+            producer.produce(topic, value=f"secret of {topic}".encode())
+        assert producer.flush(30) == 0
+
+        analyst = sasl(st.bootstrap, "analyst1", analyst_pw)
+        assert first_event(analyst, topics.findings, "analyst1.feed") == (
+            "message", f"secret of {topics.findings}".encode())
+        for topic in (topics.reports, topics.dead_letter, topics.retrieval_requests, topics.retrieval_status,
+                      RESTRICTED_RECEIVED):
+            kind, what = first_event(analyst, topic, "analyst1.peek")
+            assert (kind, what) == ("error", b"TOPIC_AUTHORIZATION_FAILED"), (topic, kind, what)
+        # a group outside its prefix is refused too, and so is writing to the feed
+        kind, what = first_event(analyst, topics.findings, "radstream.clickhouse-sink")
+        assert (kind, what) == ("error", b"GROUP_AUTHORIZATION_FAILED"), (kind, what)
+        errors: list[KafkaError] = []
+        p = make_producer(analyst, **{"enable.idempotence": False, "message.timeout.ms": 10000})
+        p.produce(topics.findings, value=b"forged", on_delivery=lambda err, _m: errors.append(err))
+        p.flush(15)
+        assert errors and errors[0] is not None and errors[0].name() == "TOPIC_AUTHORIZATION_FAILED", errors
+        # a wrong password: no metadata at all
+        wrong = tmp_path / "wrong.pw"
+        wrong.write_text("not-the-password")
+        kind, what = first_event(sasl(st.bootstrap, "analyst1", wrong), topics.findings, "analyst1.x",
+                                 timeout=8)
+        assert kind != "message"
+        # Faust (the worker) gets the same credentials
+        creds = faust_credentials(analyst)
+        assert creds.username == "analyst1" and creds.mechanism.value == "SCRAM-SHA-512"
+        assert faust_credentials(KafkaConfig()) is None
+    finally:
+        stack.stop_kafka(kdir)
