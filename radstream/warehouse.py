@@ -72,10 +72,10 @@ def worker_serves_our_store(settings: Settings) -> bool:
                                     context=_tls(settings)) as resp:
             health = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        if exc.code == 401:
+        if exc.code == 401 and os.environ.get("RADSTREAM_TOKEN", "").strip():
             reason = exc.read().decode(errors="replace").strip()
-            raise WarehouseError(f"the worker refused our token: {reason}"
-                                 " (set RADSTREAM_TOKEN)") from exc
+            raise WarehouseError(f"the worker refused RADSTREAM_TOKEN: {reason}") from exc
+        # our local token unknown there: that worker belongs to another state dir, not our store
         raise WorkerUnavailable(f"worker answered HTTP {exc.code}") from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
         raise WorkerUnavailable(str(exc)) from exc

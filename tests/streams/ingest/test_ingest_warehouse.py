@@ -127,7 +127,7 @@ def test_order_number_migration_upgrades_a_warehouse_with_reports_in_it(tmp_path
                        "'OLD-1', 'final', 'P1', 'Old report.', now64(6), now64(6))")
         before = [r[0] for r in client.query("DESCRIBE rs.reports_latest").result_rows]
         assert "placer_order_number" not in before
-        assert [m[:3] for m in migrate(client, settings.clickhouse.database)] == ["006"]
+        assert [m[:3] for m in migrate(client, settings.clickhouse.database)][:1] == ["006"]
         for table in ("report_versions", "reports", "reports_latest"):
             cols = [r[0] for r in client.query(f"DESCRIBE rs.{table}").result_rows]
             assert {"placer_order_number", "filler_order_number"} <= set(cols), table
