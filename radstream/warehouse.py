@@ -24,14 +24,19 @@ class WorkerUnavailable(WarehouseError):
     """No worker answers for the embedded store: open it directly instead."""
 
 
-def _worker_request(settings: Settings, path: str, data: bytes | None = None) -> urllib.request.Request:
-    """A request to the worker's page, authenticated with ``RADSTREAM_TOKEN`` or the OS user's local
-    token (streams.auth.client_token)."""
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """The header that authenticates a local command: ``RADSTREAM_TOKEN`` or the OS user's local token
+    (streams.auth.client_token)."""
     from streams.auth import client_token
 
+    return {"Authorization": f"Bearer {client_token(settings.auth.token_file)}"}
+
+
+def _worker_request(settings: Settings, path: str, data: bytes | None = None) -> urllib.request.Request:
+    """A request to the worker's page, authenticated (``auth_headers``)."""
     host, port = settings.worker.web_host, settings.worker.web_port
     scheme = "https" if settings.auth.tls_cert else "http"
-    headers = {"Authorization": f"Bearer {client_token(settings.auth.token_file)}"}
+    headers = auth_headers(settings)
     if data is not None:
         headers["Content-Type"] = "text/plain; charset=utf-8"
     return urllib.request.Request(f"{scheme}://{host}:{port}{path}", data=data, headers=headers,

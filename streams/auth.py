@@ -15,6 +15,7 @@ revocation takes effect on the next request.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -22,7 +23,8 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,6 +152,16 @@ class TokenStore:
         return principal
 
     # --- editing (radstream auth) ------------------------------------------------------------------
+    @contextmanager
+    def _editing(self) -> Iterator[dict[str, Any]]:
+        """The current contents, to change and save, under the thread lock and an exclusive lock on
+        ``<file>.lock`` (another process, e.g. a server creating the local token, may edit too)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._lock, open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._stamp = None  # re-read under the lock
+            yield self._load()
+
     def _save(self, data: dict[str, Any]) -> None:
         _write_private(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
         self._stamp = None  # re-read on next use
@@ -161,8 +173,7 @@ class TokenStore:
             raise ValueError(f"roles must be some of {', '.join(ROLES)}; got {', '.join(bad) or 'none'}")
         if not name or any(c.isspace() for c in name):
             raise ValueError(f"bad user name {name!r}")
-        with self._lock:
-            data = self._load()
+        with self._editing() as data:
             user = data["users"].setdefault(name, {"created": _now()})
             user["roles"] = roles
             user.pop("disabled", None)
@@ -170,8 +181,7 @@ class TokenStore:
 
     def add_token(self, user: str, note: str = "") -> str:
         """A new token for ``user``; the only time the secret is seen (only its hash is kept)."""
-        with self._lock:
-            data = self._load()
+        with self._editing() as data:
             if user not in data["users"]:
                 raise KeyError(f"no user {user!r}: `radstream auth add-user {user} --role ...` first")
             tid = secrets.token_hex(6)
@@ -186,8 +196,7 @@ class TokenStore:
     def revoke(self, what: str) -> list[str]:
         """Revoke a token (by id) or every token of a user (and disable the user). Returns the token
         ids revoked."""
-        with self._lock:
-            data = self._load()
+        with self._editing() as data:
             if what in data["tokens"]:
                 ids = [what]
             elif what in data["users"]:
