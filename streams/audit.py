@@ -90,7 +90,7 @@ class Tee:
                 log.exception("audit target %s failed", type(target).__name__)
 
 
-def event(actor: str, action: str, *, allowed: bool = True, project: str = "", query: str = "",
+def event(actor: str, action: str, /, *, allowed: bool = True, project: str = "", query: str = "",
           tables: Iterable[str] = (), rows: int | None = None, duration_ms: float | None = None,
           **details: Any) -> dict[str, Any]:
     """An ``audit_event`` record (schemas/audit_event.avsc)."""
@@ -111,7 +111,7 @@ def event(actor: str, action: str, *, allowed: bool = True, project: str = "", q
     }
 
 
-def record(target: AuditTarget | None, actor: str, action: str, **fields: Any) -> dict[str, Any]:
+def record(target: AuditTarget | None, actor: str, action: str, /, **fields: Any) -> dict[str, Any]:
     """Record one audit event (see ``event`` for the fields; other keywords go to ``detail``); returns
     it. Never raises for a failing target: the event is logged first."""
     ev = event(actor, action, **fields)

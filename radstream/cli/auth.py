@@ -71,7 +71,7 @@ def revoke(ctx: click.Context, what: str) -> None:
         ids = _store(ctx).revoke(what)
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
-    _audit(ctx, "auth.revoke", target=what, token_ids=ids)
+    _audit(ctx, "auth.revoke", what=what, token_ids=ids)
     click.echo(f"revoked {len(ids)} token(s): {', '.join(ids) or '-'}")
 
 

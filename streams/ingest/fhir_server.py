@@ -28,7 +28,7 @@ from aiohttp import web
 
 from processors.ingest.fhir import MAX_RESOURCE_BYTES, operation_outcome, parse_fhir
 from processors.ingest.model import ParseError
-from streams.auth import AuthError, Gate
+from streams.auth import AuthError, Gate, Principal
 from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.ingest.publish import INTERACTIVE, Publisher
 from streams.producer import make_producer
@@ -43,7 +43,7 @@ PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 INGEST: web.AppKey[IngestConfig] = web.AppKey("ingest", IngestConfig)
 STATS: web.AppKey[dict[str, int]] = web.AppKey("stats")
 GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
-PRINCIPAL = "radstream.principal"  # request key of the authenticated caller
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)  # the authenticated caller
 
 
 def _outcome(status: int, severity: str, code: str, text: str, expression: str | None = None) -> web.Response:
