@@ -29,6 +29,7 @@ from streams.auth import AuthError, Gate, Principal
 
 STARTING_HEADER = "X-Radstream-Sink"  # value "starting": the store is not open yet, do not open it
 QUERY_ROLES = ("analyst", "steward")  # admin holds every role
+MAX_QUERY_BYTES = 1 << 20
 
 
 class SqlServer:
@@ -135,11 +136,16 @@ class SqlServer:
                 if urllib.parse.urlparse(self.path).path != "/sql":
                     self._send(404, "not found\n")
                     return
+                principal = self._principal(*QUERY_ROLES)  # before reading a stranger's body
+                if principal is None:
+                    self.close_connection = True
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode("utf-8", errors="replace")
-                principal = self._principal(*QUERY_ROLES)
-                if principal is not None:
-                    self._answer(principal, body)
+                if length > MAX_QUERY_BYTES:
+                    self.close_connection = True
+                    self._send(413, f"a query of at most {MAX_QUERY_BYTES} bytes\n")
+                    return
+                self._answer(principal, self.rfile.read(length).decode("utf-8", errors="replace"))
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 url = urllib.parse.urlparse(self.path)
