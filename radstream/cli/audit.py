@@ -50,9 +50,10 @@ def audit(ctx: click.Context, actor: str | None, project: str | None, action: st
         raise click.BadParameter(str(exc)) from None
     if refused:
         where.append("NOT allowed")
-    columns = ("formatDateTime(time, '%F %T') AS time, actor, action, allowed, project, rows, "
-               "substringUTF8(replaceAll(query, '\\n', ' '), 1, 60) AS query" if fmt == "table" else
-               "time, actor, action, allowed, project, tables, rows, duration_ms, query, detail, host, process")
+    every = "time, actor, action, allowed, project, tables, rows, duration_ms, query, detail, host, process"
+    narrow = ("formatDateTime(time, '%F %T') AS at, actor, action, allowed, project, rows, "
+              "substringUTF8(replaceAll(query, '\\n', ' '), 1, 60) AS sql")
+    columns = narrow if fmt == "table" else every
     sql = (f"SELECT {columns} "
            f"FROM audit_log WHERE {' AND '.join(where)} ORDER BY time DESC LIMIT {max(1, int(limit))}")
     settings = settings_of(ctx)
