@@ -8,8 +8,9 @@ reports, ``admin`` may do everything. What a role may read in the warehouse is d
 A token reads ``rst_<id>_<secret>``: ``<id>`` (public) finds the one stored hash to verify, so a
 request costs at most one argon2 verification (deliberately slow: 0.66-1.2 s measured on our 2-core
 machine under a load average of 8), and a verified token is trusted from an in-process cache for
-``cache_s`` seconds. The store is one JSON file (mode 0600, directory 0700) that ``radstream auth`` edits; servers re-read it when it changes and drop the cache then, so a
-revocation takes effect on the next request.
+``cache_s`` seconds. The store is one JSON file (mode 0600, directory 0700) that ``radstream auth``
+edits; servers re-read it when it changes and drop the cache then, so a revocation takes effect on the
+next request.
 """
 
 from __future__ import annotations

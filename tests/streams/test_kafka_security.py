@@ -22,7 +22,8 @@ def test_sasl_ssl_from_the_environment_with_a_password_file(tmp_path: Path) -> N
     kafka = load_settings(env).kafka
     assert kafka.client_conf() == {
         "bootstrap.servers": "broker:9093", "security.protocol": "SASL_SSL",
-        "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "worker", "sasl.password": "s3cret", "ssl.ca.location": "/etc/ca.pem"}
+        "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "worker", "sasl.password": "s3cret",
+        "ssl.ca.location": "/etc/ca.pem"}
     assert "s3cret" not in repr(kafka)
     # a child process (worker, sink) gets the same settings; the password stays in its file
     child = settings_env(load_settings(env))
