@@ -484,10 +484,14 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
                                       env=child_env(s, state, port, tree), stdout=log,
                                       stderr=subprocess.STDOUT))
 
+    from radstream.warehouse import auth_headers
+
+    headers = auth_headers(s.replace(state_dir=str(state)))  # the local token of the worker's state dir
+
     def query(since: int) -> list[tuple[str, float, float]]:
         sql = POLL_SQL.format(since=since)
         url = f"http://127.0.0.1:{port}/sql?format=tsv"
-        req = urllib.request.Request(url, data=sql.encode(), method="POST")
+        req = urllib.request.Request(url, data=sql.encode(), method="POST", headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 lines = resp.read().decode().splitlines()[1:]

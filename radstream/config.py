@@ -25,16 +25,30 @@ from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from sinks.clickhouse.config import ClickHouseConfig
 from sinks.dicom.config import PacsConfig, ResearchConfig
-from streams.config import IngestConfig, KafkaConfig, MlConfig, TextDeidConfig, TopicsConfig, WorkerConfig
+from streams.config import (
+    AuthConfig,
+    IngestConfig,
+    KafkaConfig,
+    MlConfig,
+    TextDeidConfig,
+    TopicsConfig,
+    WorkerConfig,
+)
 
-__all__ = ["ClickHouseConfig", "IngestConfig", "KafkaConfig", "MlConfig", "PacsConfig", "ResearchConfig",
-           "Settings", "TextDeidConfig", "TopicsConfig", "WorkerConfig", "load_settings", "settings_env"]
+__all__ = ["AuthConfig", "ClickHouseConfig", "IngestConfig", "KafkaConfig", "MlConfig", "PacsConfig",
+           "ResearchConfig", "Settings", "TextDeidConfig", "TopicsConfig", "WorkerConfig", "load_settings",
+           "settings_env"]
 
 T = TypeVar("T")
 
 
 def _default_state_dir() -> str:
     return str(Path.cwd() / ".state")
+
+
+# (section, field, path under state_dir) filled in when empty; the quarantine is outside the store's tree
+_PATHS = (("research", "store_dir", "research"), ("research", "quarantine_dir", "quarantine"),
+          ("auth", "token_file", "auth/tokens.json"), ("auth", "audit_log", "audit.log"))
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,7 @@ class Settings:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     ml: MlConfig = field(default_factory=MlConfig)
     text_deid: TextDeidConfig = field(default_factory=TextDeidConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     # "section.field" paths filled in from state_dir (filled in again when state_dir changes)
     _derived: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
@@ -59,12 +74,12 @@ class Settings:
             url = f"chdb://{Path(self.state_dir).resolve() / 'chdb'}"
             object.__setattr__(self, "clickhouse", dataclasses.replace(self.clickhouse, url=url))
             derived.add("clickhouse.url")
-        for name, under in (("store_dir", "research"), ("quarantine_dir", "quarantine")):
-            if not getattr(self.research, name):  # the quarantine is outside the store's project tree
+        for section, name, under in _PATHS:
+            current: Any = getattr(self, section)
+            if not getattr(current, name):
                 path = str(Path(self.state_dir) / under)
-                research: Any = dataclasses.replace(self.research, **{name: path})  # type: ignore[arg-type]
-                object.__setattr__(self, "research", research)
-                derived.add(f"research.{name}")
+                object.__setattr__(self, section, dataclasses.replace(current, **{name: path}))
+                derived.add(f"{section}.{name}")
         object.__setattr__(self, "_derived", frozenset(derived))
 
     @property

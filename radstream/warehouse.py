@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,14 +24,39 @@ class WorkerUnavailable(WarehouseError):
     """No worker answers for the embedded store: open it directly instead."""
 
 
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """The header that authenticates a local command: ``RADSTREAM_TOKEN`` or the OS user's local token
+    (streams.auth.client_token)."""
+    from streams.auth import client_token
+
+    return {"Authorization": f"Bearer {client_token(settings.auth.token_file)}"}
+
+
+def _worker_request(settings: Settings, path: str, data: bytes | None = None) -> urllib.request.Request:
+    """A request to the worker's page, authenticated (``auth_headers``)."""
+    host, port = settings.worker.web_host, settings.worker.web_port
+    scheme = "https" if settings.auth.tls_cert else "http"
+    headers = auth_headers(settings)
+    if data is not None:
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+    return urllib.request.Request(f"{scheme}://{host}:{port}{path}", data=data, headers=headers,
+                                  method="POST" if data is not None else "GET")
+
+
+def _tls(settings: Settings) -> ssl.SSLContext | None:
+    """Our own endpoint's certificate is trusted as its CA (a site's self-signed one works)."""
+    if not settings.auth.tls_cert:
+        return None
+    ctx = ssl.create_default_context(cafile=settings.auth.tls_cert)
+    ctx.check_hostname = False  # the worker is reached by the address it is configured with
+    return ctx
+
+
 def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0) -> str:
     """Send the query to the worker's /sql page; raises WorkerUnavailable when nobody answers."""
-    host, port = settings.worker.web_host, settings.worker.web_port
-    url = f"http://{host}:{port}/sql?" + urllib.parse.urlencode({"format": fmt})
-    req = urllib.request.Request(url, data=query.encode(), method="POST",
-                                 headers={"Content-Type": "text/plain; charset=utf-8"})
+    req = _worker_request(settings, "/sql?" + urllib.parse.urlencode({"format": fmt}), query.encode())
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=_tls(settings)) as resp:
             body: bytes = resp.read()
             return body.decode("utf-8", errors="replace")
     except urllib.error.HTTPError as exc:
@@ -45,12 +72,23 @@ def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0)
 
 def worker_serves_our_store(settings: Settings) -> bool:
     """True when the worker on our web port has our embedded store open (not another state dir's)."""
-    text = ask_worker(settings, "SELECT path FROM system.disks WHERE name = 'default'", "tsv", timeout=10)
-    lines = text.splitlines()
-    if len(lines) < 2:
+    try:
+        with urllib.request.urlopen(_worker_request(settings, "/health"), timeout=10,
+                                    context=_tls(settings)) as resp:
+            health = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401 and os.environ.get("RADSTREAM_TOKEN", "").strip():
+            reason = exc.read().decode(errors="replace").strip()
+            raise WarehouseError(f"the worker refused RADSTREAM_TOKEN: {reason}") from exc
+        # our local token unknown there: that worker belongs to another state dir, not our store
+        raise WorkerUnavailable(f"worker answered HTTP {exc.code}") from exc
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
+        raise WorkerUnavailable(str(exc)) from exc
+    store = str(health.get("store") or "")
+    if not store.startswith("chdb://"):
         return False
     ours = os.path.realpath(settings.clickhouse_url.removeprefix("chdb://"))
-    return os.path.realpath(lines[1].strip()) == ours
+    return os.path.realpath(store.removeprefix("chdb://")) == ours
 
 
 def run_direct(settings: Settings, query: str, fmt: str) -> Any:

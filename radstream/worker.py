@@ -20,6 +20,7 @@ from typing import Any
 import faust
 import mode
 
+from radstream import access
 from radstream.config import Settings
 from radstream.text_deid import text_deid
 from sinks.clickhouse.service import SinkService
@@ -34,7 +35,9 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
                      allowed_destinations=settings.research.allowed_destinations,
                      datadir=Path(settings.state_dir) / "faust", text_deid=text_deid(settings))
     sink = SinkService(settings.kafka, settings.topics, settings.clickhouse) if with_sink else None
-    server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port)
+    server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port,
+                       gate=access.gate(settings, "sql-page"), tls=access.tls(settings),
+                       roles_dir=access.roles_dir(settings))
 
     @app.service
     class _Warehouse(mode.Service):

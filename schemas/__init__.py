@@ -21,4 +21,5 @@ NAMES = (
     "project_registration",
     "received_original",
     "quarantine_event",
+    "audit_event",
 )

@@ -107,6 +107,24 @@ def _drop_spinner_debug_level() -> None:
         root.setLevel(min(levels))
 
 
+def faust_credentials(kafka: KafkaConfig) -> Any:
+    """The broker credentials of ``KafkaConfig`` for Faust (aiokafka); None for PLAINTEXT."""
+    import ssl
+
+    protocol = kafka.security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    ctx = None
+    if protocol in ("SSL", "SASL_SSL"):
+        ctx = ssl.create_default_context(cafile=kafka.ssl_cafile or None)
+        if kafka.ssl_certfile:
+            ctx.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile or None)
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.password(),
+                                     mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=ctx)
+    return faust.SSLCredentials(ctx)
+
+
 def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, ml: MlConfig, *,
                allowed_destinations: tuple[str, ...], datadir: Path,
                text_deid: TextDeid | None = None) -> faust.App:
@@ -118,6 +136,7 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
     app = faust.App(
         f"{kafka.consumer_group}-worker",
         broker=f"kafka://{kafka.bootstrap}",
+        broker_credentials=faust_credentials(kafka),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",

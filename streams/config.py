@@ -15,6 +15,38 @@ class KafkaConfig:
     replication_factor: int = 1
     retention_ms: int = 7 * 24 * 3600 * 1000
     consumer_group: str = "radstream"
+    # security of every client (confluent-kafka and Faust): PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""  # SCRAM-SHA-512 | SCRAM-SHA-256 | PLAIN
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)  # never logged; prefer sasl_password_file
+    sasl_password_file: str = ""
+    ssl_cafile: str = ""  # CA bundle that signed the broker's certificate
+    ssl_certfile: str = ""  # client certificate (mutual TLS)
+    ssl_keyfile: str = ""
+
+    def password(self) -> str:
+        if self.sasl_password_file:
+            with open(self.sasl_password_file, encoding="utf-8") as fh:
+                return fh.read().strip()
+        return self.sasl_password
+
+    def client_conf(self) -> dict[str, str]:
+        """librdkafka settings of every confluent-kafka client: the bootstrap servers and the security
+        settings that are set (nothing beyond bootstrap for the default PLAINTEXT)."""
+        conf = {"bootstrap.servers": self.bootstrap}
+        if self.security_protocol.upper() != "PLAINTEXT":
+            conf["security.protocol"] = self.security_protocol.upper()
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username
+            conf["sasl.password"] = self.password()
+        for key, value in (("ssl.ca.location", self.ssl_cafile),
+                           ("ssl.certificate.location", self.ssl_certfile),
+                           ("ssl.key.location", self.ssl_keyfile)):
+            if value:
+                conf[key] = value
+        return conf
 
 
 @dataclass(frozen=True)
@@ -33,6 +65,7 @@ class TopicsConfig:
     # RESTRICTED: originals of de-identified instances (-> deid_map only); keep analysts' clients off it
     received_restricted: str = "radstream.dicom.received.restricted"
     quarantine: str = "radstream.dicom.quarantine"  # RESTRICTED: quarantined/released/purged instances
+    audit: str = "radstream.audit"  # who did what (streams.audit.record); the sink stores it in audit_log
 
 
 @dataclass(frozen=True)
@@ -52,6 +85,19 @@ class WorkerConfig:
     web_port: int = 6066
     nlp_processes: int = 1  # NLP in child processes (0: in the worker's event loop)
     nlp_batch: int = 256  # most reports per hand-off to the NLP process (fewer when they trickle in)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Authentication of every HTTP endpoint (SQL page, FHIR server, health): API tokens of
+    ``streams.auth``, TLS when a certificate and key are given."""
+
+    token_file: str = ""  # default <state_dir>/auth/tokens.json (0600)
+    tls_cert: str = ""  # PEM certificate (chain) of our HTTP endpoints; with tls_key: HTTPS only
+    tls_key: str = ""
+    audit_log: str = ""  # default <state_dir>/audit.log: the audit events of this host, one JSON a line
+    cache_s: float = 60.0  # how long a verified token is trusted without a new argon2 check
+    roles_dir: str = ""  # the site's table allowlists, <role>.json each; default sinks/clickhouse/roles
 
 
 @dataclass(frozen=True)

@@ -257,7 +257,7 @@ class ConsumerLoop:
     # -- consumer -------------------------------------------------------------------------------------
     def _make_consumer(self) -> Consumer:
         conf: dict[str, Any] = {
-            "bootstrap.servers": self.kafka.bootstrap,
+            **self.kafka.client_conf(),
             "group.id": self.cfg.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

@@ -19,7 +19,7 @@ class DeliveryError(RuntimeError):
 
 def make_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:
     conf: dict[str, Any] = {
-        "bootstrap.servers": kafka.bootstrap,
+        **kafka.client_conf(),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,

@@ -36,12 +36,13 @@ def topic_specs(t: TopicsConfig) -> list[TopicSpec]:
         TopicSpec(t.projects, "project_registration", compacted=True, partitions=1),
         TopicSpec(t.received_restricted, "received_original"),
         TopicSpec(t.quarantine, "quarantine_event"),
+        TopicSpec(t.audit, "audit_event"),
     ]
 
 
 def admin_client(kafka: KafkaConfig) -> AdminClient:
     # librdkafka logs through Python logging, not straight to stderr
-    conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap, "logger": RDKAFKA_LOG}
+    conf: dict[str, Any] = {**kafka.client_conf(), "logger": RDKAFKA_LOG}
     return AdminClient(conf)
 
 

@@ -28,3 +28,17 @@ def test_compose_config_is_valid() -> None:
     services = set(out.stdout.split())
     ours = {"worker", "dicom-worker", "research-scp", "hl7-listener", "fhir-server"}
     assert {"kafka", "clickhouse", "orthanc", *ours} <= services
+
+
+def test_every_published_port_is_bound_to_loopback_and_tokens_are_on_the_shared_volume() -> None:
+    import json
+
+    cmd = _compose()
+    if cmd is None:
+        pytest.skip("no `docker compose` plugin here (`make compose-plugin`, which `make test` runs)")
+    out = subprocess.run([*cmd, "config", "--format", "json"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    services = json.loads(out.stdout)["services"]
+    published = [(name, p) for name, svc in services.items() for p in svc.get("ports", [])]
+    assert published and all(p.get("host_ip") == "127.0.0.1" for _, p in published), published
+    assert services["worker"]["environment"]["RADSTREAM_AUTH_TOKEN_FILE"].startswith("/data/")

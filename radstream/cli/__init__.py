@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "dicom": "radstream.cli.dicom:dicom",
     "similar": "radstream.cli.similar:similar",
     "demo": "radstream.cli.demo:demo",
+    "auth": "radstream.cli.auth:auth",
+    "audit": "radstream.cli.audit:audit",
 }
 
 # sub-commands that live in their own module but belong to a group above

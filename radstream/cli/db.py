@@ -13,20 +13,35 @@ def db() -> None:
 
 
 @db.command("migrate")
+@click.option("--grants/--no-grants", default=None,
+              help="Create the server roles and GRANTs (sinks/clickhouse/grants.py; default: on a server, "
+                   "never on an embedded store, which has no users).")
+@click.option("--print-grants", is_flag=True, help="Only print the role/GRANT statements (for a DBA).")
 @click.pass_context
-def migrate_cmd(ctx: click.Context) -> None:
-    """Apply pending DDL migrations (idempotent)."""
+def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool) -> None:
+    """Apply pending DDL migrations (idempotent), then the server roles and GRANTs."""
     from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.grants import apply_grants, grant_statements
     from sinks.clickhouse.migrate import migrate
 
     settings = settings_of(ctx)
     client = open_client(settings.clickhouse)
     try:
+        if print_grants:
+            rows = client.query("SELECT name FROM system.tables WHERE database = {db:String}",
+                                parameters={"db": settings.clickhouse.database}).result_rows
+            for stmt in grant_statements(settings.clickhouse.database, [str(n) for (n,) in rows]):
+                click.echo(stmt + ";")
+            return
         applied = migrate(client, settings.clickhouse.database)
+        granted = (apply_grants(client, settings.clickhouse.database)
+                   if (not settings.embedded_clickhouse if grants is None else grants) else [])
     finally:
         client.close()
     where = f"{settings.clickhouse_url} database {settings.clickhouse.database}"
     click.echo(f"applied {', '.join(applied)} to {where}" if applied else f"up to date: {where}")
+    if granted:
+        click.echo(f"roles and grants: {len(granted)} statements")
 
 
 @db.command("sink")
@@ -56,9 +71,13 @@ def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None
     server = None
     if settings.embedded_clickhouse if web is None else web:
         port = settings.worker.web_port if web_port is None else web_port
-        server = SqlServer(service, settings.worker.web_host, port)
+        from radstream import access
+
+        server = SqlServer(service, settings.worker.web_host, port, gate=access.gate(settings, "sql-page"),
+                           tls=access.tls(settings), roles_dir=access.roles_dir(settings))
         server.start()
-        click.echo(f"read-only SQL on http://{settings.worker.web_host}:{server.port}/sql", err=True)
+        where = f"{server.scheme}://{settings.worker.web_host}:{server.port}/sql"
+        click.echo(f"read-only SQL on {where}", err=True)
     service.start()
     try:
         while not stop.wait(0.5):

@@ -139,10 +139,13 @@ def fhir_server(ctx: click.Context, host: str, port: int, log_level: str) -> Non
     """
     import asyncio
 
+    from radstream import access
     from streams.ingest.fhir_server import serve_forever
 
     _setup_logging(log_level)
-    asyncio.run(serve_forever(*_front_door(ctx), host, port))
+    settings = settings_of(ctx)
+    asyncio.run(serve_forever(*_front_door(ctx), host, port, gate=access.gate(settings, "fhir"),
+                              tls=access.tls(settings)))
 
 
 @ingest.command("hl7-send")

@@ -5,6 +5,13 @@ The broker jars come from Maven Central through ``pom.xml`` next to this file an
 ``$RADSTREAM_CACHE/kafka-<version>/libs`` (default ``~/.cache/radstream``).
 Everything the broker writes (config, data, logs, pid) lives in the given state dir.
 
+Security: PLAINTEXT by default (tests and the demo). ``start_kafka(..., scram=(user, password))``
+starts it with a SASL_PLAINTEXT listener (SCRAM-SHA-512) instead, ``user`` its super user, and the
+StandardAuthorizer: a client then sees only the topics and groups its ACLs allow
+(``streams.acl`` creates users and ACLs per role). The controller listener stays on 127.0.0.1 in
+plain text; its principal (ANONYMOUS) is a super user, which is how the combined broker/controller
+talks to itself.
+
 Version: Kafka 4.x (ZooKeeper-free, Java 17). ``RADSTREAM_KAFKA_VERSION`` overrides it.
 Both clients we use were checked against the default: confluent-kafka 2.16 (librdkafka)
 and aiokafka 0.14 through faust-streaming 0.15 (produce, consumer group, commit).
@@ -52,6 +59,7 @@ class KafkaState:
     port: int
     controller_port: int
     pid: int | None = None
+    sasl: bool = False  # the client listener is SASL_PLAINTEXT (SCRAM-SHA-512) with ACLs
 
     @property
     def bootstrap(self) -> str:
@@ -145,7 +153,7 @@ def _ours(pid: int | None, kdir: Path) -> bool:
     return MAIN_CLASS.encode() in cmdline and str(kdir / "server.properties").encode() in cmdline
 
 
-def _server_properties(kdir: Path, st: KafkaState) -> str:
+def _server_properties(kdir: Path, st: KafkaState, scram: tuple[str, str] | None = None) -> str:
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -172,6 +180,22 @@ def _server_properties(kdir: Path, st: KafkaState) -> str:
         "num.recovery.threads.per.data.dir": "1",
         "log.retention.check.interval.ms": "60000",
     }
+    if scram:
+        user, password = scram
+        jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" '
+                f'password="{password}";')
+        props.update({
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{st.port},CONTROLLER://127.0.0.1:{st.controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{st.port}",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "sasl.enabled.mechanisms": SCRAM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM,
+            f"listener.name.sasl_plaintext.{SCRAM.lower()}.sasl.jaas.config": jaas,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{user};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        })
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -209,11 +233,16 @@ def log_tail(kdir: Path, lines: int = 40) -> str:
     return "\n".join(out) or "(no broker log yet)"
 
 
-def _metadata_ok(bootstrap: str, timeout: float) -> bool:
+SCRAM = "SCRAM-SHA-512"
+
+
+def _metadata_ok(bootstrap: str, timeout: float, scram: tuple[str, str] | None = None) -> bool:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
+    auth = ({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": SCRAM, "sasl.username": scram[0],
+             "sasl.password": scram[1]} if scram else {})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **auth,
                          "socket.connection.setup.timeout.ms": 1000, "reconnect.backoff.ms": 50,
                          "reconnect.backoff.max.ms": 200})
     try:
@@ -232,42 +261,46 @@ def _die_with_parent() -> None:
 
 
 def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
-                tie_to_parent: bool = False) -> KafkaState:
+                tie_to_parent: bool = False, scram: tuple[str, str] | None = None) -> KafkaState:
     """Start (or reuse) the broker whose files live in ``kdir``; return when it answers metadata requests.
 
     ``tie_to_parent``: stop the broker when this process dies (test sessions: no orphan brokers
     after a killed pytest); ``radstream stack up`` leaves it False so the broker outlives the CLI.
+    ``scram``: (super user, password): SASL_PLAINTEXT/SCRAM-SHA-512 with ACLs instead of PLAINTEXT;
+    the super user's credential is written into the storage at format time (a new ``kdir``).
     """
     ver = ver or version()
     kdir = kdir.resolve()
     kdir.mkdir(parents=True, exist_ok=True)
     old = _read_state(kdir)
-    if old is not None and _ours(old.pid, kdir) and _metadata_ok(old.bootstrap, 5.0):
+    if old is not None and _ours(old.pid, kdir) and old.sasl == bool(scram) and _metadata_ok(
+            old.bootstrap, 5.0, scram):
         return old
     if old is not None and _ours(old.pid, kdir):
         stop_kafka(kdir)  # alive but not answering: restart it
     libs = fetch(ver)
     if old is not None and old.version == ver and _port_free(old.port) and _port_free(old.controller_port):
-        st = KafkaState(ver, old.port, old.controller_port)
+        st = KafkaState(ver, old.port, old.controller_port, sasl=bool(scram))
     else:
         port = _free_port()
-        st = KafkaState(ver, port, _free_port(frozenset({port})))
+        st = KafkaState(ver, port, _free_port(frozenset({port})), sasl=bool(scram))
     props = kdir / "server.properties"
-    props.write_text(_server_properties(kdir, st))
+    props.write_text(_server_properties(kdir, st, scram))
     (kdir / "log4j2.properties").write_text(_log4j2(kdir))
     if not (kdir / "data" / "meta.properties").exists():
         cluster_id = "-"
         while cluster_id.startswith("-"):  # the tool's argument parser takes "-…" for an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run(_java(libs, kdir, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(props)),
-                             capture_output=True, text=True)
+        extra = ["--add-scram", f"{SCRAM}=[name={scram[0]},password={scram[1]}]"] if scram else []
+        fmt = subprocess.run(_java(libs, kdir, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(props),
+                                   *extra), capture_output=True, text=True)
         if fmt.returncode != 0:
             raise KafkaStackError(f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr)[-3000:]}")
     with open(kdir / "console.log", "ab") as console:
         proc = subprocess.Popen(_java(libs, kdir, MAIN_CLASS, str(props)), stdin=subprocess.DEVNULL,
                                 stdout=console, stderr=subprocess.STDOUT, start_new_session=True, cwd=kdir,
                                 preexec_fn=_die_with_parent if tie_to_parent else None)
-    st = KafkaState(st.version, st.port, st.controller_port, proc.pid)
+    st = KafkaState(st.version, st.port, st.controller_port, proc.pid, st.sasl)
     (kdir / "kafka.pid").write_text(f"{proc.pid}\n")
     _write_state(kdir, st)
     deadline = time.monotonic() + timeout
@@ -275,7 +308,7 @@ def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
         if proc.poll() is not None:
             raise KafkaStackError(f"Kafka exited with code {proc.returncode} during start-up\n"
                                   f"{log_tail(kdir)}")
-        if _metadata_ok(st.bootstrap, 1.0):
+        if _metadata_ok(st.bootstrap, 1.0, scram):
             return st
         time.sleep(0.2)
     stop_kafka(kdir)
@@ -303,7 +336,7 @@ def stop_kafka(kdir: Path, timeout: float = 20.0) -> bool:
             time.sleep(0.05)
     (kdir / "kafka.pid").unlink(missing_ok=True)
     if st is not None:
-        _write_state(kdir, KafkaState(st.version, st.port, st.controller_port, None))
+        _write_state(kdir, KafkaState(st.version, st.port, st.controller_port, None, st.sasl))
     return True
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from sinks.clickhouse.access import Checked, Policy, check
 from sinks.clickhouse.client import client_url, is_embedded, readonly_client_like
 
 READONLY_SETTINGS = {"final": 1, "readonly": 1}
@@ -67,11 +68,33 @@ def close_readonly_clients(url: str | None = None) -> None:
             _ro_clients.pop(key).close()
 
 
-def run_readonly(client: Client, sql: str, fmt: str = "tsv") -> str | Result:
+def count_rows(fmt: str, out: str | Result) -> int | None:
+    """Rows in a query's output (for the audit); None for a format we do not count."""
+    if isinstance(out, Result):
+        return len(out.rows)
+    lines = [line for line in out.splitlines() if line]
+    if fmt in ("tsv", "csv"):
+        return max(0, len(lines) - 1)
+    if fmt == "jsonl":
+        return len(lines)
+    if fmt == "json":
+        import json
+
+        try:
+            return int(json.loads(out).get("rows", 0))
+        except (ValueError, AttributeError):
+            return None
+    return None
+
+
+def run_readonly(client: Client, sql: str, fmt: str = "tsv", policy: Policy | None = None,
+                 checked: list[Checked] | None = None) -> str | Result:
     """Run one analyst query read-only.
 
     ``fmt`` in ``tsv | csv | json | jsonl`` returns ClickHouse's text output (with a header row for
     tsv/csv); ``rows`` returns a ``Result`` (columns, types, rows) for programmatic use and tables.
+    With ``policy`` the query must pass ``access.check`` for it first (AccessDenied otherwise) and what
+    runs is the canonical text that was checked; ``checked`` (a list) receives that ``Checked``.
     """
     sql = sql.strip().rstrip(";").strip()
     if not sql:
@@ -79,6 +102,14 @@ def run_readonly(client: Client, sql: str, fmt: str = "tsv") -> str | Result:
     embedded = is_embedded(client_url(client))
     runner = _readonly_sibling(client) if embedded else client
     settings: dict[str, Any] = {} if embedded else dict(READONLY_SETTINGS)
+    if policy is not None:
+        own = _TRAILING_FORMAT.search(sql)
+        body = sql[: own.start()].rstrip().rstrip(";").rstrip() if own else sql
+        # the check runs on the read-only client too: it never needs more than the query itself
+        done = check(runner, str(client.database or "default"), body, policy, settings)
+        if checked is not None:
+            checked.append(done)
+        sql = f"{done.sql}\n{own.group(0).strip()}" if own else done.sql
     if fmt == "rows":
         res = runner.query(sql, settings=settings)
         rows = [tuple(r) for r in res.result_rows]

@@ -7,6 +7,7 @@ strings become '' (never NULL) so they can sit in sort keys and LowCardinality c
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +65,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                    "note", "time", *KAFKA),
     "report_text_original": ("site", "accession", "version", "event_id", "patient_id", "status",
                              "received_time", "text", *KAFKA),
+    "audit_log": ("event_id", "time", "actor", "action", "allowed", "project", "query", "tables", "rows",
+                  "duration_ms", "detail", "host", "process", *KAFKA),
     "dead_letters": ("stage", "original_topic", "original_partition", "original_offset", "value_sha256",
                      "key", "value", "error_type", "error", "time", *KAFKA),
 }
@@ -77,13 +80,14 @@ TABLES_OF: dict[str, tuple[str, ...]] = {
     "report_original": ("report_text_original",),
     "report_findings": ("report_nlp", "sections", "findings", "measurements", "recommendations",
                         "assessments", "critical_results", "chest_labels"),
-    "retrieval_requested": ("retrieval_requests",),
+    "retrieval_requested": ("retrieval_requests", "audit_log"),
     "retrieval_status": ("retrieval_events",),
     "received_instance": ("received_instances",),
     "received_original": ("deid_map",),
     "project_registration": ("projects",),
     "quarantine_event": ("quarantine",),
     "dead_letter": ("dead_letters",),
+    "audit_event": ("audit_log",),
 }
 
 Row = list[Any]
@@ -191,7 +195,14 @@ def findings_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
 
 
 def retrieval_request_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
-    return {"retrieval_requests": [[
+    action = _s(rec.get("action") or "request")
+    # every retrieval request and cancel is audited here, whichever process produced it
+    detail = json.dumps({"request_id": rec["request_id"], "destination_ae": rec["destination_ae"],
+                         "source": _s(rec.get("source") or "manual")}, sort_keys=True)
+    audit = [f"retrieval:{rec['request_id']}:{action}", _t(rec["requested_time"]), rec["requester"],
+             f"retrieval.{action}", True, rec["project_id"], "", [], None, None, detail, "", "",
+             *origin.cols()]
+    return {"audit_log": [audit], "retrieval_requests": [[
         rec["request_id"], _s(rec.get("action") or "request"), rec["project_id"], rec["requester"],
         _s(rec.get("accession")), _s(rec.get("study_instance_uid")), _s(rec.get("patient_id")),
         _s(rec.get("study_date")), rec["destination_ae"], _s(rec.get("priority") or "normal"),
@@ -268,6 +279,14 @@ def dead_letter_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     ]]}
 
 
+def audit_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    return {"audit_log": [[
+        rec["event_id"], _t(rec["time"]), rec["actor"], rec["action"], bool(rec["allowed"]),
+        _s(rec.get("project")), _s(rec.get("query")), list(rec.get("tables") or []), rec.get("rows"),
+        rec.get("duration_ms"), _s(rec.get("detail")), _s(rec.get("host")), _s(rec.get("process")),
+        *origin.cols(),
+    ]]}
+
 # the contract (schema) of each mapping that is not one itself
 CONTRACT_OF = {"report_original": "report_finalized"}
 
@@ -282,6 +301,7 @@ MAPPERS = {
     "project_registration": project_rows,
     "quarantine_event": quarantine_rows,
     "dead_letter": dead_letter_rows,
+    "audit_event": audit_rows,
 }
 
 

@@ -85,7 +85,8 @@ class SinkService:
             return "starting" if self.error is None else f"error: {self.error!r}"
         return "ok" if self.error is None else f"error: {self.error!r}"
 
-    def query(self, sql: str, fmt: str) -> Any:
+    def query(self, sql: str, fmt: str, policy: Any = None, checked: list[Any] | None = None) -> Any:
+        """A read-only query on the store; with ``policy`` (``access.Policy``) checked against it first."""
         from sinks.clickhouse.query import run_readonly
 
-        return run_readonly(self.client, sql, fmt)
+        return run_readonly(self.client, sql, fmt, policy=policy, checked=checked)

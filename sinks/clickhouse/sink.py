@@ -66,7 +66,7 @@ INSERT_ORDER = ("report_text_original", "report_versions", "reports", "sections"
                 "recommendations",
                 "assessments", "critical_results", "chest_labels", "report_nlp", "retrieval_requests",
                 "retrieval_events", "received_instances", "deid_map", "projects", "quarantine",
-                "dead_letters")
+                "dead_letters", "audit_log")
 
 def static_instance_id(ch: ClickHouseConfig) -> str:
     """Kafka static group membership for an embedded store: exactly one process can own a chDB store,

@@ -5,6 +5,10 @@
   their ServiceRequest, ImagingStudy, Patient and Encounter entries; accepted whole or not at all;
 - ``GET /fhir/metadata``: a minimal CapabilityStatement; ``GET /health``.
 
+Every request needs a token (``streams.auth``: ``Authorization: Bearer <token>`` or ``X-API-Key``):
+401 (issue type ``login``) without a valid one, audited as a login failure; the POSTs need the role
+``ingest`` (or admin): 403 (``forbidden``) otherwise. HTTPS when a TLS context is given.
+
 Success answers 201 (one report) or 200 with an OperationOutcome (severity information) naming
 the event ids, after Kafka confirmed delivery. Errors answer an OperationOutcome: 400 invalid
 JSON/FHIR or unusable content, 413 too large, 415 not JSON, 422 a business rule (status without
@@ -17,12 +21,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from typing import Any
 
 from aiohttp import web
 
 from processors.ingest.fhir import MAX_RESOURCE_BYTES, operation_outcome, parse_fhir
 from processors.ingest.model import ParseError
+from streams.auth import AuthError, Gate, Principal
 from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.ingest.publish import INTERACTIVE, Publisher
 from streams.producer import make_producer
@@ -31,11 +37,13 @@ log = logging.getLogger(__name__)
 STAGE = "fhir-endpoint"
 FHIR_JSON = "application/fhir+json"
 ISSUE_TYPES = {"invalid", "structure", "required", "value", "invariant", "not-supported", "code-invalid",
-               "business-rule", "too-costly", "transient", "exception", "informational"}
+               "business-rule", "too-costly", "transient", "exception", "informational", "login", "forbidden"}
 STATUS_OF = {"too-costly": 413, "business-rule": 422, "transient": 503, "exception": 500}
 PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 INGEST: web.AppKey[IngestConfig] = web.AppKey("ingest", IngestConfig)
 STATS: web.AppKey[dict[str, int]] = web.AppKey("stats")
+GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)  # the authenticated caller
 
 
 def _outcome(status: int, severity: str, code: str, text: str, expression: str | None = None) -> web.Response:
@@ -120,9 +128,37 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(stats)
 
 
+@web.middleware
+async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every route: a valid token; the POSTs: the role ingest."""
+    gate = request.app[GATE]
+    client = request.remote or ""
+    auth, key = request.headers.get("Authorization"), request.headers.get("X-API-Key")
+    loop = asyncio.get_running_loop()
+    try:  # a token not in the cache costs one argon2 check (~50 ms): off the event loop
+        principal = await loop.run_in_executor(
+            None, lambda: gate.check(auth, key, client=client, endpoint=request.path))
+    except AuthError as exc:
+        resp = _outcome(exc.status, "error", "login", exc.reason)
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="radstream"'
+        return resp
+    if request.method == "POST":
+        try:
+            principal.require("ingest")
+        except AuthError as exc:
+            refusal = exc
+            await loop.run_in_executor(None, lambda: gate.refused(principal, refusal, client=client,
+                                                                  endpoint=request.path))
+            return _outcome(refusal.status, "error", "forbidden", refusal.reason)
+    request[PRINCIPAL] = principal
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
 def make_app(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig,
-             publisher: Publisher | None = None) -> web.Application:
-    app = web.Application(client_max_size=MAX_RESOURCE_BYTES + 1024)
+             publisher: Publisher | None = None, *, gate: Gate) -> web.Application:
+    app = web.Application(client_max_size=MAX_RESOURCE_BYTES + 1024, middlewares=[authenticate])
+    app[GATE] = gate
     pub = publisher or Publisher(kafka, topics, ingest, stage=STAGE,
                                  producer=make_producer(kafka, **INTERACTIVE))
     app[PUBLISHER] = pub
@@ -147,11 +183,12 @@ def make_app(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig,
 
 
 async def start_server(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig, host: str,
-                       port: int) -> tuple[web.AppRunner, int]:
+                       port: int, *, gate: Gate,
+                       tls: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
     """Start the endpoint; returns the runner (``await runner.cleanup()`` stops it) and the bound port."""
-    runner = web.AppRunner(make_app(kafka, topics, ingest), access_log=None)
+    runner = web.AppRunner(make_app(kafka, topics, ingest, gate=gate), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
     server: Any = site._server
     bound: int = server.sockets[0].getsockname()[1]
@@ -159,11 +196,12 @@ async def start_server(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestC
 
 
 async def serve_forever(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig, host: str,
-                        port: int) -> None:
+                        port: int, *, gate: Gate, tls: ssl.SSLContext | None = None) -> None:
     import signal
 
-    runner, bound = await start_server(kafka, topics, ingest, host, port)
-    print(f"fhir-server: http://{host}:{bound}/fhir -> {topics.reports}", flush=True)
+    runner, bound = await start_server(kafka, topics, ingest, host, port, gate=gate, tls=tls)
+    scheme = "https" if tls is not None else "http"
+    print(f"fhir-server: {scheme}://{host}:{bound}/fhir -> {topics.reports}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -72,3 +72,13 @@ def worker_process(settings: Settings, log_path: Path, *args: str) -> Iterator[s
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+
+def ingest_gate(directory: Path, role: str = "ingest") -> tuple[Any, dict[str, str]]:
+    """An authentication gate with one user of ``role`` (a token store under ``directory``), and the
+    header that user sends."""
+    from streams.auth import Gate, TokenStore
+
+    store = TokenStore(directory / "auth" / f"tokens-{uuid.uuid4().hex[:6]}.json")
+    store.add_user(f"{role}-client", [role])
+    return Gate(store), {"Authorization": f"Bearer {store.add_token(f'{role}-client')}"}

@@ -10,7 +10,7 @@ import pytest
 
 from schemas import SCHEMA_DIR
 from sinks.clickhouse.rows import COLUMNS, CONTRACT_OF, TABLES_OF, Origin, rows_for, rows_for_many
-from streams import serde
+from streams import audit, serde
 
 from .factories import BASE_TIME, finding, findings, report
 
@@ -134,6 +134,8 @@ def sample_records() -> dict[str, dict[str, object]]:
             "note": "checked: no text in the pixels",
             "time": T0,
         },
+        "audit_event": audit.event("ana", "sql.query", allowed=False, query="SELECT * FROM deid_map",
+                                   tables=["rs.deid_map"], duration_ms=1.5, reason="refused"),
         "dead_letter": {
             "stage": "nlp-agent",
             "value": b"\x00garbage",
@@ -157,6 +159,19 @@ def test_every_row_fits_its_table_and_survives_the_wire(contract: str) -> None:
             if "kafka_offset" in COLUMNS[table]:
                 d = dict(zip(COLUMNS[table], row, strict=True))
                 assert (d["kafka_topic"], d["kafka_partition"], d["kafka_offset"]) == ("topic-x", 1, 42)
+
+
+def test_every_retrieval_request_and_cancel_is_audited() -> None:
+    req = sample_records()["retrieval_requested"]
+    (row,) = _as_dicts(rows_for("retrieval_requested", req), "audit_log")
+    assert (row["event_id"], row["actor"], row["action"], row["project"], row["allowed"]) == (
+        "retrieval:q1:request", "ana", "retrieval.request", "P-7", True)
+    (cancel,) = _as_dicts(rows_for("retrieval_requested", {**req, "action": "cancel"}), "audit_log")
+    assert cancel["action"] == "retrieval.cancel" and cancel["event_id"] == "retrieval:q1:cancel"
+    ev = serde.decode("audit_event", serde.encode("audit_event", sample_records()["audit_event"]))
+    (row,) = _as_dicts(rows_for("audit_event", ev), "audit_log")
+    assert row["allowed"] is False and row["tables"] == ["rs.deid_map"]
+    assert '"reason": "refused"' in str(row["detail"])
 
 
 def test_report_rows_fill_exam_time_and_blank_optionals() -> None:

@@ -96,8 +96,10 @@ def test_fhir_server_command_answers_201_publishes_and_stops_on_sigterm(topic_se
     port, log = free_port(), tmp_path / "fhir-server.log"
     body = (SAMPLES / "fhir" / "diagnosticreport_final.json").read_bytes()
     with cli_server(settings, "fhir-server", port, log, f"http://127.0.0.1:{port}/fhir") as proc:
+        token = Path(settings.auth.token_file).with_name("local.token").read_text().strip()  # the OS user's
         req = urllib.request.Request(f"http://127.0.0.1:{port}/fhir/DiagnosticReport", data=body,
-                                     headers={"Content-Type": "application/fhir+json"}, method="POST")
+                                     headers={"Content-Type": "application/fhir+json",
+                                              "Authorization": f"Bearer {token}"}, method="POST")
         with urllib.request.urlopen(req, timeout=30) as resp:
             status, outcome = resp.status, json.loads(resp.read())
         assert status == 201 and outcome["resourceType"] == "OperationOutcome"

@@ -27,6 +27,7 @@ from streams.ingest.fhir_server import start_server
 from streams.ingest.mllp import HL7Listener, send_messages
 from streams.ingest.publish import Publisher
 from streams.producer import make_producer
+from tests.streams.helpers import ingest_gate
 
 pytestmark = pytest.mark.integration
 
@@ -199,12 +200,14 @@ def test_pseudonymised_events_never_carry_the_patient_id(topic_settings: Setting
 # --- FHIR endpoint ----------------------------------------------------------------------------------
 
 def test_fhir_endpoint_accepts_reports_and_bundles_and_rejects_with_operation_outcome(
-        topic_settings: Settings) -> None:
+        topic_settings: Settings, tmp_path: Path) -> None:
+    gate, auth = ingest_gate(tmp_path)
+
     async def go() -> dict[str, Any]:
         runner, port = await start_server(topic_settings.kafka, topic_settings.topics, topic_settings.ingest,
-                                          "127.0.0.1", 0)
+                                          "127.0.0.1", 0, gate=gate)
         base = f"http://127.0.0.1:{port}/fhir"
-        hdr = {"Content-Type": "application/fhir+json"}
+        hdr = {"Content-Type": "application/fhir+json", **auth}
         out: dict[str, Any] = {}
         try:
             async with aiohttp.ClientSession() as s:
@@ -220,8 +223,9 @@ def test_fhir_endpoint_accepts_reports_and_bundles_and_rejects_with_operation_ou
                                             (FHIR / "invalid_diagnosticreport.json").read_bytes())
                 out["notjson"] = await post("/DiagnosticReport", b"{oops")
                 out["wrongtype"] = await post("/DiagnosticReport", (FHIR / "bundle_final.json").read_bytes())
-                out["media"] = await post("/DiagnosticReport", b"<xml/>", {"Content-Type": "application/xml"})
-                async with s.get(base + "/metadata") as r:
+                out["media"] = await post("/DiagnosticReport", b"<xml/>",
+                                          {"Content-Type": "application/xml", **auth})
+                async with s.get(base + "/metadata", headers=auth) as r:
                     out["meta"] = r.status, await r.json(content_type=None)
         finally:
             await runner.cleanup()

@@ -29,6 +29,7 @@ from radstream.config import Settings
 from sinks.clickhouse.client import open_client
 from streams.ingest.fhir_server import start_server
 from streams.ingest.files import guess_format, iter_file
+from tests.streams.helpers import ingest_gate
 from tests.streams.ingest.test_ingest_front_doors import env_of, read_topic
 
 pytestmark = pytest.mark.integration
@@ -65,23 +66,25 @@ def hl7_batch(tmp_path: Path) -> Path:
     return path
 
 
-def test_fhir_endpoint_publishes_pseudonyms_only(topic_settings: Settings,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_fhir_endpoint_publishes_pseudonyms_only(topic_settings: Settings, caplog: pytest.LogCaptureFixture,
+                                                 tmp_path: Path) -> None:
     key = f"fhir-key-{uuid.uuid4().hex}"
     settings = topic_settings.replace(ingest={"pseudonym_key": key})
     bodies = [("/DiagnosticReport", SAMPLES / "fhir" / "diagnosticreport_final.json"),
               ("/Bundle", SAMPLES / "fhir" / "bundle_final.json"),
               ("", SAMPLES / "fhir" / "bundle_appended.json")]
     caplog.set_level(logging.DEBUG)
+    gate, auth = ingest_gate(tmp_path)
 
     async def go() -> list[tuple[int, str]]:
-        runner, port = await start_server(settings.kafka, settings.topics, settings.ingest, "127.0.0.1", 0)
+        runner, port = await start_server(settings.kafka, settings.topics, settings.ingest, "127.0.0.1", 0,
+                                          gate=gate)
         out = []
         try:
             async with aiohttp.ClientSession() as s:
                 for path, body in bodies:
                     async with s.post(f"http://127.0.0.1:{port}/fhir{path}", data=body.read_bytes(),
-                                      headers={"Content-Type": "application/fhir+json"}) as r:
+                                      headers={"Content-Type": "application/fhir+json", **auth}) as r:
                         out.append((r.status, await r.text()))
         finally:
             await runner.cleanup()

@@ -24,7 +24,7 @@ from radstream.config import Settings
 from streams.ingest.fhir_server import start_server
 from streams.ingest.mllp import HL7Listener, send_messages
 from tests.sinks.clickhouse.kafka_helpers import running_sink
-from tests.streams.helpers import free_port, worker_process
+from tests.streams.helpers import free_port, ingest_gate, worker_process
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +57,13 @@ def test_correction_replaces_final_and_late_older_event_is_ignored(wh_settings: 
     order = ["vendor_c_2_final.hl7", "vendor_c_3_corrected.hl7", "vendor_c_1_preliminary.hl7",
              "vendor_c_2_final.hl7", "vendor_a_obx_per_line.hl7", "cancelled.hl7"]
 
+    gate, auth = ingest_gate(Path(wh_settings.state_dir))
+
     async def traffic() -> tuple[list[bytes], list[int]]:
         listener = HL7Listener(wh_settings.kafka, wh_settings.topics, wh_settings.ingest)
         port = await listener.start("127.0.0.1", 0)
         runner, http_port = await start_server(wh_settings.kafka, wh_settings.topics, wh_settings.ingest,
-                                               "127.0.0.1", 0)
+                                               "127.0.0.1", 0, gate=gate)
         statuses = []
         try:
             acks = await send_messages("127.0.0.1", port, [(HL7 / n).read_bytes() for n in order])
@@ -69,7 +71,7 @@ def test_correction_replaces_final_and_late_older_event_is_ignored(wh_settings: 
                 for name in ("bundle_appended.json", "bundle_final.json"):  # the addendum first, final late
                     async with s.post(f"http://127.0.0.1:{http_port}/fhir/Bundle",
                                       data=(FHIR / name).read_bytes(),
-                                      headers={"Content-Type": "application/fhir+json"}) as r:
+                                      headers={"Content-Type": "application/fhir+json", **auth}) as r:
                         statuses.append(r.status)
         finally:
             await listener.stop()

@@ -1,0 +1,88 @@
+"""``radstream auth add-user|add-token|revoke|list``: who may call the HTTP endpoints (docs/access.md).
+
+The token store is ``auth.token_file`` (default ``<state_dir>/auth/tokens.json``, mode 0600): only the
+OS user who owns the state dir can run these commands, which is what makes them admin commands.
+Running servers pick up changes on their next request. Each change is written to the audit log file.
+"""
+
+from __future__ import annotations
+
+import click
+
+from radstream.cli import settings_of
+from streams.auth import ROLES, TokenStore
+
+
+def _store(ctx: click.Context) -> TokenStore:
+    from radstream.access import token_store
+
+    return token_store(settings_of(ctx))
+
+
+def _audit(ctx: click.Context, action: str, **details: object) -> None:
+    from streams.audit import FileAudit, record
+    from streams.auth import local_user
+
+    record(FileAudit(settings_of(ctx).auth.audit_log), local_user(), action, **details)
+
+
+@click.group()
+def auth() -> None:
+    """Users, roles and API tokens of the HTTP endpoints (SQL page, FHIR server)."""
+
+
+@auth.command("add-user")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES),
+              help="Role of the user (repeatable). Re-adding a user replaces its roles.")
+@click.pass_context
+def add_user(ctx: click.Context, name: str, roles: tuple[str, ...]) -> None:
+    """Add (or update) user NAME with its roles."""
+    try:
+        _store(ctx).add_user(name, roles)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _audit(ctx, "auth.add-user", user=name, roles=sorted(roles))
+    click.echo(f"user {name}: {', '.join(sorted(roles))}")
+
+
+@auth.command("add-token")
+@click.argument("user")
+@click.option("--note", default="", help="What the token is for (shown by `auth list`).")
+@click.pass_context
+def add_token(ctx: click.Context, user: str, note: str) -> None:
+    """Create an API token for USER and print it (shown once: only its argon2 hash is kept)."""
+    try:
+        token = _store(ctx).add_token(user, note)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from None
+    tid = token.split("_")[1]
+    _audit(ctx, "auth.add-token", user=user, token_id=tid, note=note)
+    click.echo(f"token id {tid} for {user} (send it as 'Authorization: Bearer <token>'):", err=True)
+    click.echo(token)
+
+
+@auth.command("revoke")
+@click.argument("what")
+@click.pass_context
+def revoke(ctx: click.Context, what: str) -> None:
+    """Revoke a token (by its id) or a user (all its tokens; the user is disabled)."""
+    try:
+        ids = _store(ctx).revoke(what)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from None
+    _audit(ctx, "auth.revoke", what=what, token_ids=ids)
+    click.echo(f"revoked {len(ids)} token(s): {', '.join(ids) or '-'}")
+
+
+@auth.command("list")
+@click.pass_context
+def list_(ctx: click.Context) -> None:
+    """Users with their roles, and tokens (id, user, created, revoked, note); never a secret."""
+    store = _store(ctx)
+    for name, user in sorted(store.users().items()):
+        state = " (disabled)" if user.get("disabled") else ""
+        click.echo(f"user\t{name}\t{','.join(user.get('roles', []))}{state}")
+    for tid, tok in sorted(store.tokens().items(), key=lambda kv: kv[1]["created"]):
+        state = f"revoked {tok['revoked']}" if tok.get("revoked") else "active"
+        click.echo(f"token\t{tid}\t{tok['user']}\t{tok['created']}\t{state}\t{tok.get('note', '')}")

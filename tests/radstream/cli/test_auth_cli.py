@@ -1,0 +1,35 @@
+"""``radstream auth add-user|add-token|revoke|list`` on a token store in a temp state dir; every change
+is in the audit log file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from radstream.cli import main
+from streams.auth import TokenStore
+
+
+def test_auth_commands_manage_users_and_tokens(tmp_path: Path) -> None:
+    env = {"RADSTREAM_STATE_DIR": str(tmp_path)}
+    run = CliRunner()
+    out = run.invoke(main, ["auth", "add-user", "alice", "--role", "analyst"], env=env)
+    assert out.exit_code == 0, out.output
+    bad = run.invoke(main, ["auth", "add-user", "bob", "--role", "superuser"], env=env)
+    assert bad.exit_code != 0
+    out = run.invoke(main, ["auth", "add-token", "alice", "--note", "laptop"], env=env)
+    assert out.exit_code == 0, out.output
+    token = out.stdout.strip().splitlines()[-1]
+    store = TokenStore(tmp_path / "auth" / "tokens.json")
+    principal = store.verify(token)
+    assert principal is not None and principal.user == "alice" and principal.roles == {"analyst"}
+    listed = run.invoke(main, ["auth", "list"], env=env).stdout
+    assert "alice\tanalyst" in listed and "laptop" in listed and token.split("_")[2] not in listed
+    assert run.invoke(main, ["auth", "add-token", "nobody"], env=env).exit_code != 0
+    out = run.invoke(main, ["auth", "revoke", principal.token_id], env=env)
+    assert out.exit_code == 0 and principal.token_id in out.stdout
+    assert store.verify(token) is None
+    actions = [json.loads(line)["action"] for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert actions == ["auth.add-user", "auth.add-token", "auth.revoke"]

@@ -1,0 +1,157 @@
+"""Kafka with SASL/SCRAM and ACLs on a real local broker (radstream/stack/kafka.py with ``scram``):
+the clients take their security settings from KafkaConfig; the analyst role's client reads the findings
+feed and is refused the restricted topics (original text, originals of received instances, dead
+letters, retrieval topics); a wrong password does not get in."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError
+from confluent_kafka.admin import NewTopic
+
+from radstream.config import Settings
+from radstream.stack import kafka as stack
+from radstream.warehouse import query_rows
+from streams import serde
+from streams.acl import add_scram_user, grant_role, role_bindings
+from streams.app import faust_credentials
+from streams.config import KafkaConfig, TopicsConfig
+from streams.producer import make_producer, produce
+from streams.topics import admin_client, create_topics
+from tests.streams.helpers import free_port, report, worker_process
+
+RESTRICTED_RECEIVED = "radstream.dicom.received.restricted"  # the store branch's topic (made here)
+
+pytestmark = pytest.mark.integration
+
+
+def sasl(bootstrap: str, user: str, password_file: Path) -> KafkaConfig:
+    return KafkaConfig(bootstrap=bootstrap, security_protocol="SASL_PLAINTEXT",
+                       sasl_mechanism="SCRAM-SHA-512", sasl_username=user,
+                       sasl_password_file=str(password_file))
+
+
+def first_event(kafka: KafkaConfig, topic: str, group: str,
+                timeout: float = 20.0) -> tuple[str, bytes | None]:
+    """("message", value) or ("error", code name) of the first thing a consumer of ``topic`` sees."""
+    c = Consumer({**kafka.client_conf(), "group.id": group, "auto.offset.reset": "earliest",
+                  "log_level": 0})
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                return "error", msg.error().name().encode()
+            return "message", msg.value()
+        return "timeout", None
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def scram_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A broker with SASL_PLAINTEXT/SCRAM-SHA-512 and ACLs; its super user's password file."""
+    tmp = tmp_path_factory.mktemp("sasl")
+    admin_pw = tmp / "admin.pw"
+    admin_pw.write_text(uuid.uuid4().hex + "\n")
+    kdir = tmp / "kafka"
+    st = stack.start_kafka(kdir, tie_to_parent=True, scram=("radstream", admin_pw.read_text().strip()))
+    try:
+        assert st.sasl and "SASL_PLAINTEXT" in (kdir / "server.properties").read_text()
+        yield st.bootstrap, admin_pw
+    finally:
+        stack.stop_kafka(kdir)
+
+
+def test_scram_users_and_acls_keep_restricted_topics_from_analysts(scram_broker: tuple[str, Path],
+                                                                   tmp_path: Path) -> None:
+    bootstrap, admin_pw = scram_broker
+    analyst_pw = tmp_path / "analyst.pw"
+    analyst_pw.write_text(uuid.uuid4().hex + "\n")
+    admin = sasl(bootstrap, "radstream", admin_pw)
+    topics = TopicsConfig()
+    created = create_topics(admin, topics)  # the stack's super user, through KafkaConfig's settings
+    assert set(created.values()) == {"created"}
+    client = admin_client(admin)  # kept: its futures fail when the handle is destroyed
+    client.create_topics([NewTopic(RESTRICTED_RECEIVED, 1, 1)])[RESTRICTED_RECEIVED].result(30)
+    add_scram_user(admin, "analyst1", analyst_pw.read_text().strip())
+    granted = grant_role(admin, topics, "analyst", "analyst1")
+    assert granted == len(role_bindings(topics, "analyst", "analyst1"))
+
+    producer = make_producer(admin)
+    for topic in (topics.findings, topics.reports, topics.dead_letter, topics.retrieval_requests,
+                  topics.retrieval_status, RESTRICTED_RECEIVED):
+        producer.produce(topic, value=f"secret of {topic}".encode())
+    assert producer.flush(30) == 0
+
+    analyst = sasl(bootstrap, "analyst1", analyst_pw)
+    assert first_event(analyst, topics.findings, "analyst1.feed") == (
+        "message", f"secret of {topics.findings}".encode())
+    for topic in (topics.reports, topics.dead_letter, topics.retrieval_requests, topics.retrieval_status,
+                  RESTRICTED_RECEIVED):
+        kind, what = first_event(analyst, topic, "analyst1.peek")
+        assert (kind, what) == ("error", b"TOPIC_AUTHORIZATION_FAILED"), (topic, kind, what)
+    # a group outside its prefix is refused too, and so is writing to the feed
+    kind, what = first_event(analyst, topics.findings, "radstream.clickhouse-sink")
+    assert (kind, what) == ("error", b"GROUP_AUTHORIZATION_FAILED"), (kind, what)
+    errors: list[KafkaError] = []
+    p = make_producer(analyst, **{"enable.idempotence": False, "message.timeout.ms": 10000})
+    p.produce(topics.findings, value=b"forged", on_delivery=lambda err, _m: errors.append(err))
+    p.flush(15)
+    assert errors and errors[0] is not None and errors[0].name() == "TOPIC_AUTHORIZATION_FAILED", errors
+    # a wrong password: no metadata at all
+    wrong = tmp_path / "wrong.pw"
+    wrong.write_text("not-the-password")
+    kind, what = first_event(sasl(bootstrap, "analyst1", wrong), topics.findings, "analyst1.x",
+                             timeout=8)
+    assert kind != "message"
+    # Faust (the worker) gets the same credentials
+    creds = faust_credentials(analyst)
+    assert creds.username == "analyst1" and creds.mechanism.value == "SCRAM-SHA-512"
+    assert faust_credentials(KafkaConfig()) is None
+
+
+def test_the_worker_runs_on_the_sasl_broker(scram_broker: tuple[str, Path], tmp_path: Path) -> None:
+    """Every client of the worker (Faust's NLP agent, the sink's consumer loop, producers, the audit
+    producer) connects with KafkaConfig's SASL settings: a report goes in, its findings come out on
+    the feed and land in the warehouse."""
+    bootstrap, admin_pw = scram_broker
+    prefix = f"w{uuid.uuid4().hex[:6]}."
+    topics = {f.name: prefix + getattr(TopicsConfig(), f.name) for f in dataclasses.fields(TopicsConfig)}
+    settings = Settings(state_dir=str(tmp_path / "state")).replace(
+        kafka={"bootstrap": bootstrap, "security_protocol": "SASL_PLAINTEXT",
+               "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "radstream",
+               "sasl_password_file": str(admin_pw),
+               "consumer_group": f"g{uuid.uuid4().hex[:6]}"},
+        topics=topics, worker={"web_port": free_port()})
+    Path(settings.state_dir).mkdir(parents=True)
+    create_topics(settings.kafka, settings.topics)
+    rec = report("SASL1", "FINDINGS: 8 mm nodule in the left lower lobe.")
+    with worker_process(settings, tmp_path / "worker.log") as proc:
+        p = make_producer(settings.kafka)
+        produce(p, settings.topics.reports, "report_finalized", "default|SASL1", rec)
+        assert p.flush(30) == 0
+        kind, value = first_event(settings.kafka, settings.topics.findings, "radstream.probe", timeout=90)
+        assert kind == "message" and value is not None, (kind, (tmp_path / "worker.log").read_text()[-3000:])
+        assert serde.decode("report_findings", value)["accession"] == "SASL1"
+
+        def stored() -> bool:
+            try:
+                return query_rows(settings, "SELECT count() FROM findings_latest WHERE accession = 'SASL1'") \
+                    not in ([], [["0"]])
+            except Exception:
+                return False
+        deadline = time.monotonic() + 90
+        while not stored() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert stored(), (tmp_path / "worker.log").read_text()[-3000:]
+        assert proc.poll() is None
