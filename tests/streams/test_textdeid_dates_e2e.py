@@ -18,7 +18,9 @@ import pydicom
 import pytest
 
 from radstream.config import Settings
+from sinks.dicom.projects import StaticProjects
 from sinks.dicom.scp import ResearchStore, ScpConfig
+from tests.sinks.dicom.helpers import project
 from tests.sinks.dicom.conftest import orthanc_state, pacs_settings, spec  # noqa: F401, F811 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -30,8 +32,7 @@ PROJECT = "IRB-TEXTDATES"
 def deid_project_store(settings: Settings) -> ResearchStore:
     """A research store that de-identifies ``PROJECT`` with the installation's key (ingest section)."""
     cfg = ScpConfig.of(settings.research, settings.ingest)
-    cfg.deid_projects = (PROJECT,)
-    return ResearchStore(cfg)
+    return ResearchStore(cfg, projects=StaticProjects([project(PROJECT, identified=False)]))
 
 
 def test_text_and_image_dates_shift_by_the_same_days(pacs_settings: Settings, tmp_path: Path) -> None:  # noqa: F811

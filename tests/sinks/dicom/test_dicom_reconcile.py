@@ -25,7 +25,7 @@ from sinks.dicom.seed import upload
 from sinks.dicom.synth import StudySpec
 from sinks.dicom.worker import Request, Worker, WorkerOptions
 
-from .helpers import final_of, request, statuses, stored_sops
+from .helpers import TEST_PROJECTS, final_of, request, statuses, stored_sops
 from .test_dicom_worker import research_scp
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ def test_image_level_move_brings_only_the_listed_instances(
         pacs_settings: Settings, rc_studies: list[StudySpec], fast: bool) -> None:
     pacs = replace(Pacs.of(pacs_settings.pacs), fast_move=fast)
     cfg = ScpConfig.of(pacs_settings.research, pacs_settings.ingest)
-    store = ResearchStore(cfg)
+    store = ResearchStore(cfg, projects=TEST_PROJECTS)
     Registry(cfg.store_dir).register(WHOLE.study_uid, "P1", "r1", "RESEARCH")
     second_series = [WHOLE.sop_uid(2), WHOLE.sop_uid(3)]
     store.start()
