@@ -16,8 +16,7 @@
     per-patient number of days (1..365) keyed on the patient's pseudonym
     (``processors.ingest.pseudonym.date_shift_days``, shared with report text): intervals within a patient
     are kept, times of day are kept, and image and text dates agree.
-- Clean Descriptors keeps only the words of ``vocabulary.txt`` (and numbers of at most three digits) in a
-  description; a description that is a sequence keeps its Basic Profile action (removed or emptied).
+- Clean Descriptors keeps only the words of ``vocabulary.txt`` in a description (no numbers); a description that is a sequence keeps its Basic Profile action (removed or emptied).
 - PatientIdentityRemoved=YES, DeidentificationMethod and DeidentificationMethodCodeSequence (113100 and
   the code of each option applied) are set only after the whole profile was applied; any failure raises
   ``DeidError`` (the instance is then quarantined, never stored as clean).
@@ -126,10 +125,10 @@ def vocabulary() -> frozenset[str]:
 
 
 def clean_text(value: str) -> str:
-    """Clean Descriptors: the words of ``value`` that are in the vocabulary, and numbers of at most three
-    digits, in order, separated by one space (never longer than ``value``)."""
+    """Clean Descriptors: the words of ``value`` that are in the vocabulary, in order, separated by one
+    space (never longer than ``value``). Numbers are dropped: "15.01.24" would otherwise keep a date."""
     vocab = vocabulary()
-    return " ".join(w for w in _WORD.findall(value) if w.upper() in vocab or (w.isdigit() and len(w) <= 3))
+    return " ".join(w for w in _WORD.findall(value) if w.upper() in vocab)
 
 
 @cache
