@@ -22,6 +22,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -249,12 +250,9 @@ def _blob(value: object) -> bytes:
             return struct.pack("<d", value) + str(value).encode()
     if isinstance(value, int):
         return value.to_bytes(8, "little", signed=value < 0) + str(value).encode()
-    if isinstance(value, str) or value is None:
-        return str(value or "").encode("latin-1", "replace")
-    try:
-        return b"\\".join(_blob(v) for v in value)  # type: ignore[attr-defined]
-    except TypeError:
-        return str(value).encode("latin-1", "replace")
+    if isinstance(value, (list, tuple, MultiValue)):
+        return b"\\".join(_blob(v) for v in value)
+    return str("" if value is None else value).encode("latin-1", "replace")  # text, PersonName, UID
 
 
 def read(data: bytes) -> Dataset:
