@@ -16,7 +16,8 @@
     per-patient number of days (1..365) keyed on the patient's pseudonym
     (``processors.ingest.pseudonym.date_shift_days``, shared with report text): intervals within a patient
     are kept, times of day are kept, and image and text dates agree.
-- Clean Descriptors keeps only the words of ``vocabulary.txt`` in a description (no numbers); a description that is a sequence keeps its Basic Profile action (removed or emptied).
+- Clean Descriptors keeps only the words of ``vocabulary.txt`` in a description (no numbers); a
+  description that is a sequence keeps its Basic Profile action (removed or emptied).
 - PatientIdentityRemoved=YES, DeidentificationMethod and DeidentificationMethodCodeSequence (113100 and
   the code of each option applied) are set only after the whole profile was applied; any failure raises
   ``DeidError`` (the instance is then quarantined, never stored as clean).
@@ -46,6 +47,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import dcmwrite, write_data_element, write_dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from processors.ingest.pseudonym import date_shift_days
 from processors.ingest.pseudonym import pseudonym as patient_pseudonym
@@ -78,8 +80,8 @@ DUMMY: dict[str, Any] = {
     "UV": 0, "AT": 0, "OB": b"\0\0", "OW": b"\0\0", "OD": b"\0" * 8, "OF": b"\0" * 4, "OL": b"\0" * 4,
     "OV": b"\0" * 8, "UN": b"\0\0",
 }
-STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI",
-                        "UR", "UT"})
+STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC",
+                        "UI", "UR", "UT"})
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _SAFE_ENTRY = re.compile(r"^\(?([0-9A-Fa-f]{4}),\s*[xX]{2}([0-9A-Fa-f]{2})\)?\s+(\S.*?)\s*$")
@@ -214,8 +216,8 @@ class Deidentifier:
         # the whole profile was applied: only now say so
         implicit, little = ds.original_encoding
         if little:  # read from bytes: the same attributes as undecoded elements, encoded once per options
-            for elem in _closing_elements(options, implicit, project_id):
-                ds._dict[elem.tag] = elem
+            for raw in _closing_elements(options, implicit, project_id):
+                ds._dict[raw.tag] = raw
         else:
             for elem in _closing_dataset(options, project_id):
                 ds[elem.tag] = copy.deepcopy(elem)
@@ -362,7 +364,7 @@ class Deidentifier:
 
 def _strings(ds: Dataset, tag: int) -> list[str]:
     """The values of a string attribute (UIDs, dates), read from the undecoded bytes where possible."""
-    elem = ds._dict[tag]
+    elem = ds._dict[BaseTag(tag)]
     if isinstance(elem, RawDataElement) and elem.is_little_endian and (
             not elem.value or (elem.value.isascii() and b"\x1b" not in elem.value)):
         text = elem.value.decode("ascii") if elem.value else ""
@@ -375,12 +377,12 @@ def _strings(ds: Dataset, tag: int) -> list[str]:
 
 def _put(ds: Dataset, tag: int, values: list[str]) -> None:
     """Set the (ASCII) values of a string attribute; an undecoded element stays undecoded."""
-    elem = ds._dict[tag]
+    elem = ds._dict[BaseTag(tag)]
     if isinstance(elem, RawDataElement) and elem.is_little_endian:
         data = "\\".join(values).encode("ascii")
         if len(data) % 2:
             data += b"\0" if (elem.VR or vr_of(tag)) == "UI" else b" "
-        ds._dict[tag] = elem._replace(length=len(data), value=data)  # type: ignore[index]
+        ds._dict[BaseTag(tag)] = elem._replace(length=len(data), value=data)
         return
     ds[tag].value = values if len(values) > 1 else (values[0] if values else "")
 

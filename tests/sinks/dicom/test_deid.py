@@ -134,7 +134,8 @@ def test_curves_and_overlays_are_removed() -> None:
 # -- private safe list ------------------------------------------------------------------------------
 def test_private_safe_list_keeps_only_what_it_names() -> None:
     ds = leak_corpus.build().instances[0]
-    out = deid.Deidentifier(KEY).apply(ds, options=deid.DeidOptions(private_safe_list=(leak_corpus.SAFE_ENTRY,)))
+    safe = deid.DeidOptions(private_safe_list=(leak_corpus.SAFE_ENTRY,))
+    out = deid.Deidentifier(KEY).apply(ds, options=safe)
     private = {int(e.tag): e.value for e in out if e.tag.is_private}
     assert private == {0x00190010: leak_corpus.SAFE_CREATOR, 0x00191010: 2.5}
     assert "113111" in _codes(out)
