@@ -42,12 +42,13 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import dcmwrite, write_data_element, write_dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
+from pydicom.uid import UID
 
 from processors.ingest.pseudonym import date_shift_days
 from processors.ingest.pseudonym import pseudonym as patient_pseudonym
@@ -228,7 +229,7 @@ class Deidentifier:
         """De-identify a Part 10 file: (the de-identified file, its dataset). Same transfer syntax; every
         value the profile did not change (the pixel data among them) is copied as it was read."""
         try:
-            ds = dcmread(io.BytesIO(data))
+            ds = read_file(data)
         except Exception as exc:
             raise DeidError(f"could not read the instance: {type(exc).__name__}") from exc
         self.apply(ds, project_id, options)
@@ -385,6 +386,21 @@ def _put(ds: Dataset, tag: int, values: list[str]) -> None:
         ds._dict[BaseTag(tag)] = elem._replace(length=len(data), value=data)
         return
     ds[tag].value = values if len(values) > 1 else (values[0] if values else "")
+
+
+def read_file(data: bytes) -> Dataset:
+    """A Part 10 file as pydicom reads it: its File Meta Information group and its data set read directly
+    (dcmread's checks of the file cost a third of the read) when the group has its length first and the
+    transfer syntax is little endian, not deflated; by ``dcmread`` otherwise."""
+    if data[128:132] == b"DICM" and data[132:138] == b"\x02\x00\x00\x00UL":
+        end = 144 + struct.unpack_from("<I", data, 140)[0]
+        meta = read_dataset(io.BytesIO(data[132:end]), False, True)
+        ts = UID(str(meta.get("TransferSyntaxUID", "")))
+        if ts and ts.is_little_endian and not ts.is_deflated:
+            ds = read_dataset(io.BytesIO(data[end:]), ts.is_implicit_VR, True)
+            ds.file_meta = FileMetaDataset(meta)
+            return ds
+    return dcmread(io.BytesIO(data))
 
 
 def encode_file(ds: Dataset) -> bytes:

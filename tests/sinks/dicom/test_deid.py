@@ -12,7 +12,12 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+)
 
 from processors.ingest.pseudonym import date_shift_days, pseudonym
 from sinks.dicom import deid, synth
@@ -254,9 +259,11 @@ def test_a_failure_raises_deid_error_and_claims_nothing() -> None:
 
 
 # -- encoding ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-def test_apply_file_writes_what_pydicom_would(ts: str) -> None:
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                                DeflatedExplicitVRLittleEndian])
+def test_apply_file_reads_and_writes_what_pydicom_would(ts: str) -> None:
     raw = _bytes(_ds(), ts)
+    assert deid.read_file(raw) == dcmread(io.BytesIO(raw))
     out, ds = deid.Deidentifier(KEY).apply_file(raw, "P1")
     mine = dcmread(io.BytesIO(out))
     buf = io.BytesIO()
