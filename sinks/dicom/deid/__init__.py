@@ -21,8 +21,8 @@
 - PatientIdentityRemoved=YES, DeidentificationMethod and DeidentificationMethodCodeSequence (113100 and
   the code of each option applied) are set only after the whole profile was applied; any failure raises
   ``DeidError`` (the instance is then quarantined, never stored as clean).
-- Not done here: pixel data (burned-in text is the SCP's quarantine decision, PS3.15 Clean Pixel Data
-  Option is not implemented), Clean Graphics, Clean Structured Content, Retain Institution Identity,
+- Not done here: pixel data (PS3.15 Clean Pixel Data Option is not implemented: an instance that says
+  Burned In Annotation YES raises ``DeidError``; other burned-in risks are the SCP's quarantine decision), Clean Graphics, Clean Structured Content, Retain Institution Identity,
   Retain Full Dates.
 """
 
@@ -200,6 +200,9 @@ class Deidentifier:
             safe = parse_safe_list(options.private_safe_list)
         except ValueError as exc:
             raise DeidError(str(exc)) from exc
+        if 0x00280301 in ds._dict and _strings(ds, 0x00280301) == ["YES"]:
+            # identifying text may be in the pixels, which this profile does not clean: no clean claim
+            raise DeidError("Burned In Annotation is YES: pixel data would need cleaning (not implemented)")
         columns = frozenset(c for f, c in _COLUMNS.items() if getattr(options, f))
         table = compile_table(columns)
         patient_id = "\\".join(_strings(ds, 0x00100020)) if 0x00100020 in ds._dict else ""

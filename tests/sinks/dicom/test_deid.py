@@ -258,6 +258,15 @@ def test_a_failure_raises_deid_error_and_claims_nothing() -> None:
         d.apply_file(b"not dicom at all")
 
 
+def test_burned_in_annotation_is_refused() -> None:
+    ds = _ds()
+    ds.BurnedInAnnotation = "YES"
+    with pytest.raises(deid.DeidError, match="Burned In Annotation"):
+        deid.Deidentifier(KEY).apply_file(_bytes(ds))
+    ds.BurnedInAnnotation = "NO"
+    assert deid.Deidentifier(KEY).apply(ds).PatientIdentityRemoved == "YES"
+
+
 # -- encoding ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian,
                                 DeflatedExplicitVRLittleEndian])
