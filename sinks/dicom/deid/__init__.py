@@ -22,8 +22,8 @@
   the code of each option applied) are set only after the whole profile was applied; any failure raises
   ``DeidError`` (the instance is then quarantined, never stored as clean).
 - Not done here: pixel data (PS3.15 Clean Pixel Data Option is not implemented: an instance that says
-  Burned In Annotation YES raises ``DeidError``; other burned-in risks are the SCP's quarantine decision), Clean Graphics, Clean Structured Content, Retain Institution Identity,
-  Retain Full Dates.
+  Burned In Annotation YES raises ``DeidError``; other burned-in risks are the SCP's quarantine
+  decision), Clean Graphics, Clean Structured Content, Retain Institution Identity, Retain Full Dates.
 """
 
 from __future__ import annotations
