@@ -9,7 +9,12 @@ Both runs start after everything is up and stop when the last file is on disk (o
 request's final status is on Kafka and the SCP has written every file). Each pair runs ``--rounds``
 times, alternating, and the table shows every round and the best of each.
 
-Usage: ``python bench/dicom_move.py [--studies 10] [--images 50] [--kb 128] [--rounds 2]``
+Ours runs with de-identification off and on (``--deid off,on``): on, the bench's project is de-identified
+with the default options (Basic Profile + Modified Dates). The table shows CPU ms per image per role
+beside dcmtk's; before the rounds the bench also measures the de-identification of one of its instances
+in-process (dcmread + apply + dcmwrite, and apply_file), CPU ms per instance.
+
+Usage: ``python bench/dicom_move.py [--studies 10] [--images 50] [--kb 128] [--rounds 2] [--deid off,on]``
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from radstream.config import Settings  # noqa: E402
 from radstream.stack import kafka, orthanc  # noqa: E402
 from sinks.dicom.seed import seed  # noqa: E402
-from sinks.dicom.synth import StudySpec, rows_for_kb  # noqa: E402
+from sinks.dicom.synth import StudySpec, instance_bytes, rows_for_kb  # noqa: E402
 from streams import serde  # noqa: E402
 from streams.consumer import consume_now  # noqa: E402
 from streams.producer import make_producer, produce  # noqa: E402
@@ -141,6 +146,9 @@ def _env(settings: Settings) -> dict[str, str]:
                 RADSTREAM_TOPICS_RETRIEVAL_STATUS=t.retrieval_status,
                 RADSTREAM_TOPICS_RECEIVED_INSTANCES=t.received_instances,
                 RADSTREAM_TOPICS_DEAD_LETTER=t.dead_letter,
+                RADSTREAM_TOPICS_PROJECTS=t.projects,
+                RADSTREAM_TOPICS_RECEIVED_RESTRICTED=t.received_restricted,
+                RADSTREAM_TOPICS_QUARANTINE=t.quarantine,
                 RADSTREAM_PACS_PORT=str(settings.pacs.port),
                 RADSTREAM_PACS_HTTP_PORT=str(settings.pacs.http_port),
                 RADSTREAM_PACS_MAX_ASSOCIATIONS=str(settings.pacs.max_associations),
@@ -149,19 +157,81 @@ def _env(settings: Settings) -> dict[str, str]:
                 RADSTREAM_RESEARCH_PROCESSES=str(settings.research.processes))
 
 
+BENCH_PROJECT = "BENCH"
+
+
+def deid_env(on: bool) -> dict[str, str]:
+    """The SCP's de-identification key when the round de-identifies (the project is registered so, below)."""
+    return {"RADSTREAM_INGEST_PSEUDONYM_KEY": "bench-" + uuid.uuid4().hex} if on else {}
+
+
+def register_bench_project(settings: Settings, deidentified: bool) -> None:
+    """The one place that knows how the bench's project is registered: identified (synthetic data) for the
+    de-id off rounds, de-identified (ultrasound-like risks allowed: the data is synthetic CT) for the on rounds."""
+    from sinks.dicom.projects import Project, publish
+
+    publish(settings.kafka, settings.topics, Project(
+        BENCH_PROJECT, settings.research.ae_title, "bench", "bench", identified=not deidentified,
+        irb_reference="" if deidentified else "none: synthetic bench data"))
+
+
+def deid_cpu_ms(spec: StudySpec, n: int = 300) -> dict[str, float]:
+    """CPU ms per instance of de-identifying one of the bench's instances in this process."""
+    import io
+
+    from pydicom import dcmread
+    from pydicom.filewriter import dcmwrite
+
+    from sinks.dicom.deid import Deidentifier
+
+    raw = instance_bytes(spec, 0)
+    d = Deidentifier(b"bench-key-of-32-bytes-----------")
+
+    def classic() -> None:
+        ds = dcmread(io.BytesIO(raw))
+        d.apply(ds, BENCH_PROJECT)
+        dcmwrite(io.BytesIO(), ds, enforce_file_format=True)
+
+    def read_only() -> None:
+        dcmread(io.BytesIO(raw))
+
+    out = {}
+    for name, fn in (("dcmread", read_only), ("dcmread+apply+dcmwrite", classic),
+                     ("apply_file", lambda: d.apply_file(raw, BENCH_PROJECT))):
+        for _ in range(20):
+            fn()
+        t = time.process_time()
+        for _ in range(n):
+            fn()
+        out[name] = 1000 * (time.process_time() - t) / n
+    return out
+
+
+def check_deid(out: Path, on: bool) -> None:
+    """A de-identified round must have stored de-identified files (and a plain one plain files)."""
+    from pydicom import dcmread
+
+    first = next(p for p in out.rglob("*.dcm"))
+    said = dcmread(first, stop_before_pixels=True).get("PatientIdentityRemoved", "")
+    if (said == "YES") != on:
+        raise RuntimeError(f"de-identification {'on' if on else 'off'} but {first} says {said!r}")
+
+
 def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associations: int = 1,
              scp_processes: int = 1, pids: dict[str, int] | None = None,
-             extra_env: dict[str, str] | None = None) -> tuple[float, Cpu]:
+             extra_env: dict[str, str] | None = None, deid: bool = False) -> tuple[float, Cpu]:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     prefix = f"b{uuid.uuid4().hex[:8]}."
     settings = settings.replace(
         topics={f: prefix + getattr(settings.topics, f) for f in
-                ("retrieval_requests", "retrieval_status", "received_instances", "dead_letter")},
+                ("retrieval_requests", "retrieval_status", "received_instances", "dead_letter", "projects",
+                 "received_restricted", "quarantine")},
         research={"store_dir": str(out), "processes": scp_processes},
         kafka={"consumer_group": prefix + "worker"},
         pacs={"max_associations": associations})
     create_topics(settings.kafka, settings.topics)
+    register_bench_project(settings, deid)
     time.sleep(1.0)
     env = {**_env(settings), **(extra_env or {})}
     logs = Path(settings.state_dir) / "bench-logs"
@@ -196,7 +266,8 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
             rid = str(uuid.uuid4())
             ids.add(rid)
             produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rid, {
-                "request_id": rid, "project_id": "BENCH", "requester": "bench", "accession": s.accession,
+                "request_id": rid, "project_id": BENCH_PROJECT, "requester": "bench",
+                "accession": s.accession,
                 "destination_ae": settings.research.ae_title, "requested_time": datetime.now(UTC)})
         producer.flush(10)
         t_sent = time.perf_counter()
@@ -253,6 +324,8 @@ def main() -> None:
     ap.add_argument("--no-nagle", action="store_true", help="skip the dcmtk round with Nagle on (~20 s)")
     ap.add_argument("--no-scp-processes", action="store_true",
                     help="skip the variant with one SCP process per association (research.processes)")
+    ap.add_argument("--deid", type=lambda s: [x.strip() == "on" for x in s.split(",")], default=[False, True],
+                    metavar="off,on", help="rounds of ours with de-identification off and/or on")
     args = ap.parse_args()
     for tool in ("storescp", "movescu"):
         if shutil.which(tool) is None:
@@ -280,42 +353,56 @@ def main() -> None:
             if not args.only_ours:
                 run_dcmtk(settings, studies, tmp / f"warm-dcmtk-{w}", pids=pids)
             run_ours(settings, studies, tmp / f"warm-ours-{w}", pids=pids)
+        per_instance = deid_cpu_ms(studies[0])
         for r in range(args.rounds):
             for par in args.associations:
                 if not args.only_ours:
                     d, cpu = run_dcmtk(settings, studies, tmp / f"dcmtk-{r}-{par}", parallel=par, pids=pids)
                     results.append((f"dcmtk movescu -> storescp x{par}", r + 1, d, cpu))
-                o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}", associations=par, pids=pids)
-                results.append((f"radstream worker -> scp x{par}", r + 1, o, cpu))
+                for on in args.deid:
+                    tag = " [de-id]" if on else ""
+                    o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}-{on}", associations=par,
+                                      pids=pids, extra_env=deid_env(on), deid=on)
+                    results.append((f"radstream worker -> scp x{par}{tag}", r + 1, o, cpu))
+                    check_deid(tmp / f"ours-{r}-{par}-{on}", on)
+                    if par > 1 and not args.no_scp_processes:
+                        o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}p-{on}", associations=par,
+                                          scp_processes=par, pids=pids, extra_env=deid_env(on), deid=on)
+                        results.append((f"radstream worker -> {par} scps x{par}{tag}", r + 1, o, cpu))
                 for v in args.variant:
                     extra = dict(kv.split("=", 1) for kv in v.split(","))
                     o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}-{len(results)}",
                                       associations=par, pids=pids, extra_env=extra)
                     results.append((f"ours x{par} [{v}]", r + 1, o, cpu))
-                if par > 1 and not args.no_scp_processes:
-                    o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}p", associations=par,
-                                      scp_processes=par, pids=pids)
-                    results.append((f"radstream worker -> {par} scps x{par}", r + 1, o, cpu))
+        print("de-identification of one instance in-process, CPU ms: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in per_instance.items()))
         print()
         print("CPU ms per image during the timed part: PACS = Orthanc, SCP = storescp / our scp process(es),")
         print("mover = movescu / our worker, Kafka = the broker.")
-        print(f"{'pair':34} {'round':>5} {'seconds':>8} {'images/s':>9} {'PACS':>6} {'SCP':>6} {'mover':>6} "
+        print(f"{'pair':40} {'round':>5} {'seconds':>8} {'images/s':>9} {'PACS':>6} {'SCP':>6} {'mover':>6} "
               f"{'Kafka':>6} {'total':>6}")
         for name, r, secs, cpu in results:
             per = {k: 1000 * v / n for k, v in cpu.items()}
-            print(f"{name:34} {r:>5} {secs:8.2f} {n / secs:9.1f} {per['pacs']:6.2f} {per['scp']:6.2f} "
+            print(f"{name:40} {r:>5} {secs:8.2f} {n / secs:9.1f} {per['pacs']:6.2f} {per['scp']:6.2f} "
                   f"{per['mover']:6.2f} {per['kafka']:6.2f} {sum(per.values()):6.2f}")
         print()
         for par in args.associations:
             best_d = min([s for name, _, s, _ in results if name == f"dcmtk movescu -> storescp x{par}"]
                          or [float("nan")])
-            for ours in (f"radstream worker -> scp x{par}", f"radstream worker -> {par} scps x{par}",
-                         *(f"ours x{par} [{v}]" for v in args.variant)):
-                times = [s for name, _, s, _ in results if name == ours]
+            for tag in ("", " [de-id]"):
+                for ours in (f"radstream worker -> scp x{par}{tag}",
+                             f"radstream worker -> {par} scps x{par}{tag}"):
+                    times = [s for name, _, s, _ in results if name == ours]
+                    if times:
+                        best_o = min(times)
+                        target = "ratio target >= 0.80" if not tag else "target >= 500 images/s at x2"
+                        print(f"x{par}: best dcmtk {n / best_d:.1f} images/s, {ours} {n / best_o:.1f} "
+                              f"images/s, ratio {best_d / best_o:.2f} ({target})")
+            for v in args.variant:
+                times = [s for name, _, s, _ in results if name == f"ours x{par} [{v}]"]
                 if times:
-                    best_o = min(times)
-                    print(f"x{par}: best dcmtk {n / best_d:.1f} images/s, {ours} {n / best_o:.1f} "
-                          f"images/s, ratio {best_d / best_o:.2f} (target >= 0.80)")
+                    print(f"x{par}: ours [{v}] {n / min(times):.1f} images/s")
+        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if kst is not None:
             kafka.stop_kafka(tmp / "kafka")

@@ -53,7 +53,7 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import dcmwrite, write_file_meta_info
+from pydicom.filewriter import write_file_meta_info
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, _config, evt
@@ -61,7 +61,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from sinks.dicom.config import ResearchConfig
-from sinks.dicom.deid import Deidentifier
+from sinks.dicom.deid import Deidentifier, encode_file, read_file
 from sinks.dicom.expect import Expectation, Registry
 from sinks.dicom.header import Header, read_header
 from sinks.dicom.journal import Journal
@@ -359,7 +359,7 @@ class ResearchStore:
         if self.deid is None:
             raise Refused(STATUS_CANNOT_UNDERSTAND, "no de-identification key configured "
                                                     "(ingest.pseudonym_key or pseudonym_key_file)")
-        ds = dcmread(io.BytesIO(job.meta + job.raw))
+        ds = read_file(job.meta + job.raw)  # undecoded values stay bytes; encode_file copies them as read
         reason = reason_for(ds, opts.allow_burned_in_risk, job.sop_class)
         if reason is None:
             try:
@@ -369,9 +369,7 @@ class ResearchStore:
         if reason is not None:
             self._quarantine(job, reason)
             return
-        buf = io.BytesIO()
-        dcmwrite(buf, ds, enforce_file_format=True)
-        data = buf.getvalue()
+        data = encode_file(ds)
         new = _header_from(ds)
         target = self._write_instance(exp.project_id, new.study, new.series, new.sop_instance, data)
         self.registry.record(hdr.study, exp.request_id, hdr.sop_instance, "stored")
@@ -528,14 +526,10 @@ class ResearchStore:
         else:
             if self.deid is None:
                 raise ReleaseError("no de-identification key configured")
-            ds = dcmread(io.BytesIO(data))
             try:
-                self.deid.apply(ds, project.project_id, project.deid)
+                out, ds = self.deid.apply_file(data, project.project_id, project.deid)
             except Exception as exc:
                 raise ReleaseError(f"de-identification failed: {type(exc).__name__}: {exc}") from exc
-            buf = io.BytesIO()
-            dcmwrite(buf, ds, enforce_file_format=True)
-            out = buf.getvalue()
             new = _header_from(ds)
             target = self._write_instance(project.project_id, new.study, new.series, new.sop_instance, out)
             self._emit_stored(project.project_id, entry.calling_ae, self.cfg.ae_title, new, original,

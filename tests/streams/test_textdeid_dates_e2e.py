@@ -20,8 +20,8 @@ import pytest
 from radstream.config import Settings
 from sinks.dicom.projects import StaticProjects
 from sinks.dicom.scp import ResearchStore, ScpConfig
-from tests.sinks.dicom.helpers import project
 from tests.sinks.dicom.conftest import orthanc_state, pacs_settings, spec  # noqa: F401, F811 - fixtures
+from tests.sinks.dicom.helpers import project
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,128 @@
+"""PS3.15 Table E.1-1 compiled once into a tag -> action dict (the one place that reads the library's table).
+
+The Basic Profile column is dicom-anonymizer's (KitwareMedical) table of the 2026c standard
+(``dicomanonymizer.dicom_anonymization_databases.dicomfields_2026c``): its lists of tags per action group.
+We use its data, not its walk (it applies each action at the top level only, draws random UIDs, has no
+profile options): our walk in ``sinks.dicom.deid`` applies the compiled table at every nesting level.
+
+Our additions are data files beside this module:
+
+- ``options.tsv``: the option columns of E.1-1 that we implement (which attributes an option keeps or
+  cleans);
+- ``additions.tsv``: where we differ from the Basic Profile column, with the reason on each row.
+
+Actions after compiling: ``X`` remove, ``Z`` empty, ``D`` dummy value, ``U`` keyed UID, ``K`` keep (a
+sequence's items are still walked), ``C`` clean text (``vocabulary.txt``), ``S`` shift a date (keep a time),
+``P`` the patient's research pseudonym, ``A`` the keyed accession pseudonym.
+
+Composite actions take the choice that keeps any IOD conformant, as dicom-anonymizer does: X/Z -> Z,
+X/D, X/Z/D and Z/D -> D, X/Z/U* -> K (the sequence is kept and the table applied to its items, so the
+UIDs in it are replaced).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as library
+from pydicom.datadict import dictionary_VR
+
+HERE = Path(__file__).parent
+TABLE_VERSION = "2026c"
+
+# dicom-anonymizer's action groups -> our action (composites resolved as its walk does)
+GROUPS = {
+    "D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "D", "X_Z_TAGS": "Z",
+    "X_D_TAGS": "D", "X_Z_D_TAGS": "D", "X_Z_U_STAR_TAGS": "K",
+}
+OPTIONS = ("uids", "device_identity", "patient_characteristics", "modified_dates", "clean_descriptors")
+TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A repeating-group row: ``tag & mask == value`` (e.g. curves 50xx,xxxx)."""
+
+    value: int
+    mask: int
+    action: str
+
+
+@dataclass(frozen=True)
+class Compiled:
+    actions: dict[int, str]  # tag -> action for one combination of options
+    masks: tuple[Mask, ...]
+
+
+def library_table() -> tuple[dict[int, str], tuple[Mask, ...]]:
+    """The library's Basic Profile column: single tags -> its group name, and the repeating-group rows."""
+    tags: dict[int, str] = {}
+    masks: list[Mask] = []
+    for group in GROUPS:
+        for row in getattr(library, group):
+            if len(row) == 2:
+                tags[(row[0] << 16) | row[1]] = group
+            else:  # (group, element, group mask, element mask)
+                g, e, gm, em = row
+                masks.append(Mask((g << 16) | e, (gm << 16) | em, group))
+    return tags, tuple(masks)
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    with (HERE / name).open() as fh:
+        return list(csv.DictReader((ln for ln in fh if not ln.startswith("#")), delimiter="\t"))
+
+
+def _pattern(text: str) -> tuple[int, int]:
+    """``6000xxxx`` -> (value, mask): ``x`` matches any hex digit."""
+    value = int(text.replace("x", "0"), 16)
+    mask = int("".join("0" if c == "x" else "F" for c in text), 16)
+    return value, mask
+
+
+@cache
+def option_rows() -> dict[str, dict[int, str]]:
+    out: dict[str, dict[int, str]] = {o: {} for o in OPTIONS}
+    for row in _rows("options.tsv"):
+        out[row["option"]][int(row["tag"], 16)] = row["action"]
+    return out
+
+
+@cache
+def vr_of(tag: int) -> str:
+    """The dictionary VR (first of an ambiguous one); '' for a tag pydicom does not know."""
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return ""
+    return vr.split(" or ")[0]
+
+
+@cache
+def compile_table(options: frozenset[str]) -> Compiled:
+    """The action of every listed tag with these options (names from ``OPTIONS``) applied."""
+    tags, lib_masks = library_table()
+    actions = {tag: GROUPS[group] for tag, group in tags.items()}
+    masks = [Mask(m.value, m.mask, GROUPS[m.action]) for m in lib_masks]
+    rows = option_rows()
+    for option in OPTIONS:  # later options cannot undo a K of an earlier one (K wins, C next)
+        if option not in options:
+            continue
+        for tag, act in rows[option].items():
+            vr = vr_of(tag)
+            if act == "C" and option == "modified_dates":
+                act = "S" if vr in ("DA", "DT", "TM") else actions[tag]
+            elif act == "C" and vr not in TEXT_VRS:
+                continue  # a sequence or binary attribute: the Basic Profile action stays (stricter)
+            if actions.get(tag) != "K":
+                actions[tag] = act
+    for row in _rows("additions.tsv"):
+        if "x" in row["tag"]:
+            value, mask = _pattern(row["tag"])
+            masks.insert(0, Mask(value, mask, row["action"]))
+        else:
+            actions[int(row["tag"], 16)] = row["action"]
+    return Compiled(actions, tuple(masks))
