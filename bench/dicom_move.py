@@ -167,7 +167,7 @@ def deid_env(on: bool) -> dict[str, str]:
 
 def register_bench_project(settings: Settings, deidentified: bool) -> None:
     """The one place that knows how the bench's project is registered: identified (synthetic data) for the
-    de-id off rounds, de-identified (ultrasound-like risks allowed: the data is synthetic CT) for the on rounds."""
+    de-id off rounds, de-identified for the on rounds."""
     from sinks.dicom.projects import Project, publish
 
     publish(settings.kafka, settings.topics, Project(
