@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,8 +148,8 @@ class Engine:
 
     # ------------------------------------------------------------------ term status
     def assert_term(self, text: str, term: str | tuple[int, int]) -> ContextResult:
-        """ConText status of a user's own target: a term (first whole-word occurrence, case-insensitive;
-        its last occurrence if ``term`` is found several times? no: the first) or a (start, end) span."""
+        """ConText status of a user's own target: a term (its first whole-word occurrence inside a
+        sentence, case-insensitive; a header such as "ALLERGIES:" is no mention) or a (start, end) span."""
         low = lower_same_length(text)
         if isinstance(term, str):
             span = _find_term(low, term)
@@ -157,16 +157,24 @@ class Engine:
                 raise ValueError(f"term {term!r} not found in text")
         else:
             span = (int(term[0]), int(term[1]))
-        start, end = span
         sections = self.sections.split(text)
         sentences = self._sentences(text, sections)
+        if isinstance(term, str):
+            # a header is not a mention: "ALLERGIES: no known allergies" asserts the second one
+            for cand in _find_terms(low, term):
+                if any(s.start <= cand[0] < s.end for s in sentences):
+                    span = cand
+                    break
+        start, end = span
         sent = next((s for s in sentences if s.start <= start < s.end), None)
         if sent is None:
             return ContextResult()
+        # the text either side of the target is matched on its own: a trigger must not reach into the
+        # target ("no acute" must not swallow the "acute" of the target "acute distress")
         hits = [
             _Hit(a, b, (), tuple(p for p in ps if isinstance(p, ctx.Rule)))
-            for a, b, ps in self.trigger_matcher.finditer(low, sent.start, sent.end)
-            if b <= start or a >= end
+            for lo, hi in ((sent.start, start), (end, sent.end))
+            for a, b, ps in self.trigger_matcher.finditer(low, lo, hi)
         ]
         return ctx.assert_target(low, start, end, self._triggers(hits, sent.section))
 
@@ -253,8 +261,12 @@ def _exam_text(result: ReportAnalysis) -> str:
 
 
 def _find_term(low: str, term: str) -> tuple[int, int] | None:
-    m = PhraseMatcher({term: [term]}).regex.search(low)
-    return (m.start(), m.end()) if m else None
+    return next(_find_terms(low, term), None)
+
+
+def _find_terms(low: str, term: str) -> Iterator[tuple[int, int]]:
+    for m in PhraseMatcher({term: [term]}).regex.finditer(low):
+        yield m.start(), m.end()
 
 
 _SIZED = frozenset(
