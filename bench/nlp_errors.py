@@ -100,13 +100,13 @@ def negex(path: Path) -> dict[str, Any]:
             if p == g:
                 continue
             kind = ("neg_" if task == "negation" else "hist_") + ("fp" if p else "fn")
-            cat = "NEGATED_EXISTENCE" if task == "negation" else "HISTORICAL"
+            cats = ("NEGATED_EXISTENCE",) if task == "negation" else ("HISTORICAL", "CHRONIC")
             if not found:
                 cause = "condition not found in sentence"
             elif p:
-                cause = "trigger " + ", ".join(t.split(":", 1)[1] for t in triggers if t.startswith(cat))
+                cause = "trigger " + ", ".join(t for t in triggers if t.startswith(cats))
             else:
-                others = [t for t in triggers if not t.startswith(cat)]
+                others = [t for t in triggers if not t.startswith(cats)]
                 cause = "cue: " + _cue(sent, cond) + (f"  (other: {', '.join(others)})" if others else "")
             groups[kind][cause] += 1
             examples[kind].append({"line": line, "fold": fold, "condition": cond, "cause": cause, "sentence": sent})

@@ -36,6 +36,7 @@ class Engine:
         self.sections = SectionSplitter()
         self.sentences = SentenceSplitter()
         self.rules = ctx.load_rules()
+        self.section_categories = ctx.load_section_categories()
         concept_phrases, concept_patterns = load_concepts()
         _add_critical_synonyms(concept_phrases)
         phrases: dict[str, list[object]] = {p: list(cs) for p, cs in concept_phrases.items()}
@@ -109,6 +110,7 @@ class Engine:
             for h in targets:
                 c = h.concepts[0]
                 res = ContextResult() if c.category == "normal" else scope.assert_target(h.start, h.end)
+                res = ctx.apply_section(res, sent.section, self.section_categories)
                 new.append(
                     Finding(
                         concept=c.concept,
@@ -120,7 +122,9 @@ class Engine:
                         section=sent.section,
                         negated=res.negated,
                         uncertain=res.uncertain,
-                        historical=res.historical,
+                        # a finding is historical when it is in the past, not when it is old and
+                        # still there ("chronic", "old", "known": its triggers say CHRONIC)
+                        historical=res.historical and not res.chronic,
                         hypothetical=res.hypothetical,
                         experiencer=res.experiencer,
                         certainty=res.certainty,
@@ -176,7 +180,8 @@ class Engine:
             for lo, hi in ((sent.start, start), (end, sent.end))
             for a, b, ps in self.trigger_matcher.finditer(low, lo, hi)
         ]
-        return ctx.assert_target(low, start, end, self._triggers(hits, sent.section))
+        res = ctx.assert_target(low, start, end, self._triggers(hits, sent.section))
+        return ctx.apply_section(res, sent.section, self.section_categories)
 
     # ------------------------------------------------------------------ other extractors
     def _extract(self, result: ReportAnalysis, exam: str | None) -> None:

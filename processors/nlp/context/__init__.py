@@ -27,11 +27,13 @@ NEGATED = "NEGATED_EXISTENCE"
 POSSIBLE = "POSSIBLE_EXISTENCE"
 PROBABLE = "PROBABLE_EXISTENCE"
 HISTORICAL = "HISTORICAL"
+CHRONIC = "CHRONIC"  # began in the past and still present ("old", "chronic", "known", "healed")
+CURRENT = "CURRENT"  # present now ("again seen", "redemonstrated", "persistent", "stable"): not historical
 HYPOTHETICAL = "HYPOTHETICAL"
 FAMILY = "FAMILY"
 PSEUDO = "PSEUDO"
 TERMINATE = "TERMINATE"
-MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, HYPOTHETICAL, FAMILY)
+MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, CHRONIC, CURRENT, HYPOTHETICAL, FAMILY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,13 @@ class Trigger:
         return frozenset(r.category for r in self.rules)
 
 
+def load_section_categories(data_file: Path = DATA) -> dict[str, str]:
+    """Sections whose every target gets a category ("past_history" -> HISTORICAL, "family_history"
+    -> FAMILY): a header such as "PAST MEDICAL HISTORY:" is no trigger, since it is not in a sentence."""
+    data = json.loads(data_file.read_text())
+    return dict(data.get("section_categories", {}))
+
+
 def load_rules(data_file: Path = DATA) -> list[Rule]:
     data = json.loads(data_file.read_text())
     defaults: dict[str, int] = data.get("defaults", {})
@@ -85,6 +94,7 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
 
 # categories that do not end each other's scope (the stronger of both applies: possible over probable)
 _FAMILY = {POSSIBLE: frozenset({POSSIBLE, PROBABLE}), PROBABLE: frozenset({POSSIBLE, PROBABLE})}
+_TEMPORAL = frozenset({HISTORICAL, CHRONIC, CURRENT})
 
 
 class SentenceScope:
@@ -147,7 +157,10 @@ class SentenceScope:
                 if dist > rule.max_scope or cat in terminated:
                     continue
                 family = _FAMILY.get(cat, frozenset({cat}))
-                if any(not (cats & family) for cats in seen):
+                # a nearer trigger of another category ends the scope, within one dimension: time
+                # ("history of", "old") is independent of existence ("no known allergies": negated)
+                dim = _TEMPORAL if cat in _TEMPORAL else _NOT_TEMPORAL
+                if any((cats & dim) and not (cats & family) for cats in seen):
                     continue
                 found[cat] = rule.phrase
             cats = trig.categories
@@ -165,6 +178,7 @@ class SentenceScope:
 
 
 _NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE})
+_NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
 
 
 def _result(found: dict[str, str]) -> ContextResult:
@@ -172,7 +186,11 @@ def _result(found: dict[str, str]) -> ContextResult:
     if not found:
         return res
     res.negated = NEGATED in found
-    res.historical = HISTORICAL in found
+    # temporality: "again seen"/"stable" mean present now and win over a past cue; "old"/"chronic" are
+    # historical in ConText's sense (began > 2 weeks ago) but present (``chronic``)
+    if CURRENT not in found:
+        res.historical = HISTORICAL in found or CHRONIC in found
+        res.chronic = CHRONIC in found and HISTORICAL not in found
     res.hypothetical = HYPOTHETICAL in found
     if FAMILY in found:
         res.experiencer = "other"
@@ -182,6 +200,20 @@ def _result(found: dict[str, str]) -> ContextResult:
         res.certainty = "probable"
     res.uncertain = res.certainty != "definite"
     res.triggers = [f"{cat}:{phrase}" for cat, phrase in found.items()]
+    return res
+
+
+def apply_section(res: ContextResult, section: str, categories: dict[str, str]) -> ContextResult:
+    """A target in a past-history section is historical, in a family-history section the family's."""
+    cat = categories.get(section)
+    if cat is None:
+        return res
+    if cat == HISTORICAL and not res.historical:
+        res.historical, res.chronic = True, False
+        res.triggers.append(f"{HISTORICAL}:section {section}")
+    elif cat == FAMILY and res.experiencer == "patient":
+        res.experiencer = "other"
+        res.triggers.append(f"{FAMILY}:section {section}")
     return res
 
 
