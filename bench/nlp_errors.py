@@ -133,6 +133,8 @@ def openi(path: Path) -> dict[str, Any]:
     mapping = ChestMapping.load()
     counts = {f: [0, 0, 0] for f in ("all", "fold0", "fold1")}
     groups: collections.Counter[str] = collections.Counter()
+    # trigger -> [labels it decided, of which gold 1]: how the gold codes each hedge/negation cue
+    calib: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     examples: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     with path.open(newline="", encoding="utf-8") as fh:
         rows = list(read_rows(fh))
@@ -146,6 +148,16 @@ def openi(path: Path) -> dict[str, Any]:
             gold = (row.get(lab) or "0").strip() in ("1", "1.0")
             state = res.chest_labels.get(lab, "absent")
             pred = state == "positive"
+            decisive = [
+                f
+                for f in res.findings
+                if lab in mapping.label_of.get(f.concept, ()) and f.section in mapping.sections
+                and finding_state(f) == state
+            ]
+            if decisive and decisive[0].triggers and len(decisive) == 1:
+                key = f"{state}: " + ",".join(sorted(decisive[0].triggers))
+                calib[key][0] += 1
+                calib[key][1] += gold
             for f in ("all", fold):
                 c = counts[f]
                 c[0] += pred and gold
@@ -173,7 +185,17 @@ def openi(path: Path) -> dict[str, Any]:
             groups[cause] += 1
             examples[cause].append({"id": rid, "fold": fold, "sentence": snippet})
     scores = {f"micro/{f}": _f1(*c) for f, c in counts.items()}
-    return {"scores": scores, "groups": {"labels": groups.most_common()}, "examples": examples}
+    cal = sorted(calib.items(), key=lambda kv: -kv[1][0])
+    return {
+        "scores": scores,
+        "groups": {
+            "labels": groups.most_common(),
+            "triggers (state: cues -> gold 1 / labels decided)": [
+                (f"{k}  -> {v[1]}/{v[0]}", v[0]) for k, v in cal
+            ],
+        },
+        "examples": examples,
+    }
 
 
 def _sentence_of(res: Any, finding: Any) -> str:
@@ -204,7 +226,7 @@ def _print(result: dict[str, Any], base: dict[str, Any] | None, show: int) -> No
     for kind, items in result["groups"].items():
         if not items:
             continue
-        print(f"\n== {kind}: {sum(n for _, n in items)} errors in {len(items)} groups")
+        print(f"\n== {kind}: {sum(n for _, n in items)} in {len(items)} groups")
         for cause, n in items[:show]:
             print(f"{n:>4}  {cause}")
     if show:

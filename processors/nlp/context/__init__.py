@@ -63,11 +63,11 @@ class Trigger:
         return frozenset(r.category for r in self.rules)
 
 
-def load_section_categories(data_file: Path = DATA) -> dict[str, str]:
-    """Sections whose every target gets a category ("past_history" -> HISTORICAL, "family_history"
-    -> FAMILY): a header such as "PAST MEDICAL HISTORY:" is no trigger, since it is not in a sentence."""
+def load_section_categories(data_file: Path = DATA) -> dict[str, tuple[str, ...]]:
+    """Sections whose every target gets categories ("past_history" -> HISTORICAL, "family_history" ->
+    FAMILY + HISTORICAL): a header such as "PAST MEDICAL HISTORY:" is no trigger (not in a sentence)."""
     data = json.loads(data_file.read_text())
-    return dict(data.get("section_categories", {}))
+    return {sec: tuple(cats) for sec, cats in data.get("section_categories", {}).items()}
 
 
 def load_rules(data_file: Path = DATA) -> list[Rule]:
@@ -203,17 +203,15 @@ def _result(found: dict[str, str]) -> ContextResult:
     return res
 
 
-def apply_section(res: ContextResult, section: str, categories: dict[str, str]) -> ContextResult:
+def apply_section(res: ContextResult, section: str, categories: dict[str, tuple[str, ...]]) -> ContextResult:
     """A target in a past-history section is historical, in a family-history section the family's."""
-    cat = categories.get(section)
-    if cat is None:
-        return res
-    if cat == HISTORICAL and not res.historical:
-        res.historical, res.chronic = True, False
-        res.triggers.append(f"{HISTORICAL}:section {section}")
-    elif cat == FAMILY and res.experiencer == "patient":
-        res.experiencer = "other"
-        res.triggers.append(f"{FAMILY}:section {section}")
+    for cat in categories.get(section, ()):
+        if cat == HISTORICAL and not res.historical:
+            res.historical, res.chronic = True, False
+            res.triggers.append(f"{HISTORICAL}:section {section}")
+        elif cat == FAMILY and res.experiencer == "patient":
+            res.experiencer = "other"
+            res.triggers.append(f"{FAMILY}:section {section}")
     return res
 
 
