@@ -4,7 +4,7 @@ Splits after ``.``/``!``/``?`` followed by white space and a word, digit or bull
 unless the period ends a known abbreviation (``abbreviations.json``), an initial, or a list
 number ("1." starting a line or a sentence); at blank lines; at a single line break when the next
 line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
-inline list numbers ("... lungs. 2. Stable ..." splits before "2."). Semicolons stay inside the
+inline list numbers ("... lungs. 2. Stable ..." splits before "2.", "... biopsy 2) Large ..." before "2)"). Semicolons stay inside the
 sentence (ConText treats them as scope terminators instead).
 """
 
@@ -22,6 +22,7 @@ _CANDIDATE = re.compile(
     r"[.!?]+[\"')\]]*(?P<ws>[ \t]*\r?\n[ \t]*(?:\r?\n\s*)*|[ \t]+)(?=[\"'(\[]?[A-Za-z0-9\-*\u2022])"
     r"|(?P<blank>[ \t]*\r?\n(?:[ \t]*\r?\n)+\s*)"  # blank line
     r"|(?P<nl>[ \t]*\r?\n\s*)(?=[A-Z0-9\-*\u2022(])"  # line break
+    r"|(?<=[\w,;:.])(?P<item>[ \t]+)(?=\d{1,2}\)[ \t]+[A-Za-z])"  # inline list item "... biopsy 2) Large"
 )
 
 
@@ -42,7 +43,7 @@ class SentenceSplitter:
                 if not self._ends_sentence(text, sent_start, cut, text[m.end()].islower()):
                     continue
                 nxt = m.end()
-            elif m.group("blank") is not None:
+            elif m.group("blank") is not None or m.group("item") is not None:
                 cut, nxt = m.start(), m.end()
             else:
                 cut, nxt = m.start(), m.end()
