@@ -71,9 +71,7 @@ def negex(path: Path) -> dict[str, Any]:
     from processors.nlp import assert_term
 
     counts = {
-        (task, fold): [0, 0, 0]
-        for task in ("negation", "historical")
-        for fold in ("all", "fold0", "fold1")
+        (task, fold): [0, 0, 0] for task in ("negation", "historical") for fold in ("all", "fold0", "fold1")
     }
     groups: dict[str, collections.Counter[str]] = {
         k: collections.Counter() for k in ("neg_fp", "neg_fn", "hist_fp", "hist_fn")
@@ -109,7 +107,9 @@ def negex(path: Path) -> dict[str, Any]:
                 others = [t for t in triggers if not t.startswith(cats)]
                 cause = "cue: " + _cue(sent, cond) + (f"  (other: {', '.join(others)})" if others else "")
             groups[kind][cause] += 1
-            examples[kind].append({"line": line, "fold": fold, "condition": cond, "cause": cause, "sentence": sent})
+            examples[kind].append(
+                {"line": line, "fold": fold, "condition": cond, "cause": cause, "sentence": sent}
+            )
     scores = {f"{task}/{fold}": _f1(*c) for (task, fold), c in counts.items()}
     return {"scores": scores, "groups": {k: v.most_common() for k, v in groups.items()}, "examples": examples}
 
@@ -151,7 +151,8 @@ def openi(path: Path) -> dict[str, Any]:
             decisive = [
                 f
                 for f in res.findings
-                if lab in mapping.label_of.get(f.concept, ()) and f.section in mapping.sections
+                if lab in mapping.label_of.get(f.concept, ())
+                and f.section in mapping.sections
                 and finding_state(f) == state
             ]
             if decisive and decisive[0].triggers and len(decisive) == 1:
@@ -167,7 +168,9 @@ def openi(path: Path) -> dict[str, Any]:
                 continue
             mentions = [f for f in res.findings if lab in mapping.label_of.get(f.concept, ())]
             if pred:
-                pos = [f for f in mentions if f.section in mapping.sections and finding_state(f) == "positive"]
+                pos = [
+                    f for f in mentions if f.section in mapping.sections and finding_state(f) == "positive"
+                ]
                 f0 = pos[0]
                 how = ",".join(t for t in f0.triggers) or "no trigger"
                 cause = f"FP {lab}: {f0.concept} ({how})"
@@ -216,7 +219,10 @@ def _baseline(tree: str, task: str, data: Path) -> dict[str, Any]:
 
 
 def _print(result: dict[str, Any], base: dict[str, Any] | None, show: int) -> None:
-    print(f"{'score':<22}{'P':>8}{'R':>8}{'F1':>8}{'TP':>6}{'FP':>6}{'FN':>6}" + ("   baseline F1" if base else ""))
+    print(
+        f"{'score':<22}{'P':>8}{'R':>8}{'F1':>8}{'TP':>6}{'FP':>6}{'FN':>6}"
+        + ("   baseline F1" if base else "")
+    )
     for name, s in result["scores"].items():
         extra = f"   {base['scores'][name]['f1']:.4f}" if base else ""
         print(
@@ -239,7 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default=None, help="data file (default: shared/eval)")
     ap.add_argument("--show", type=int, default=30, help="error groups to print per kind")
     ap.add_argument("--show-examples", default=None, help="print the examples of groups containing this text")
-    ap.add_argument("--baseline", default=None, help="another checkout to score in the same run (e.g. /work/main)")
+    ap.add_argument(
+        "--baseline", default=None, help="another checkout to score in the same run (e.g. /work/main)"
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--tree", default=str(REPO), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -3,9 +3,10 @@
 A trigger modifies targets in its own sentence: forward triggers the targets after them, backward
 triggers those before them, bidirectional both, within ``max_scope`` words. Scope ends at a
 TERMINATE phrase ("but", "however", ";", "which", ...) and at a trigger of another category, so
-the nearest trigger wins ("no effusion, possible pneumothorax"). PSEUDO phrases ("no change",
-"not only", "no increase in") are matched like triggers, longest first, so the shorter trigger
-inside them never fires. Rules may be limited to sections: "evaluate for" in the indication is
+the nearest trigger wins ("no effusion, possible pneumothorax") - within one dimension: existence
+(negated, possible, probable, hypothetical, family) and time (HISTORICAL, CHRONIC "old"/"chronic",
+CURRENT "again seen"/"stable") do not cut each other. PSEUDO phrases ("no change", "not only", "no
+increase in") are matched like triggers, longest first, so the shorter trigger inside them never fires. Rules may be limited to sections: "evaluate for" in the indication is
 hypothetical, and a header such as "CLINICAL HISTORY:" is never inside a sentence, so it is never
 a history trigger.
 """

@@ -4,7 +4,8 @@ Splits after ``.``/``!``/``?`` followed by white space and a word, digit or bull
 unless the period ends a known abbreviation (``abbreviations.json``), an initial, or a list
 number ("1." starting a line or a sentence); at blank lines; at a single line break when the next
 line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
-inline list numbers ("... lungs. 2. Stable ..." splits before "2.", "... biopsy 2) Large ..." before "2)"). Semicolons stay inside the
+inline list numbers ("... lungs. 2. Stable ..." splits before "2.", "... biopsy 2) Large ..." before
+"2)"). Semicolons stay inside the
 sentence (ConText treats them as scope terminators instead).
 """
 

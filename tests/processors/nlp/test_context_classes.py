@@ -30,7 +30,7 @@ def test_pseudo_triggers_do_not_negate_or_date(text: str, term: str) -> None:
     assert not r.negated and not r.historical, r.triggers
 
 
-# ------------------------------------------------------------------------------ a trigger never reaches into its target
+# ------------------------------------------------------------------- a trigger never reaches into its target
 @pytest.mark.parametrize(
     ("text", "term"),
     [
@@ -70,7 +70,9 @@ def test_termination_ends_the_negation(text: str, term: str) -> None:
     "term", ["pneumothorax", "pleural effusion", "consolidation", "pulmonary edema", "rib fracture"]
 )
 def test_negated_list(term: str) -> None:
-    text = "No pneumothorax, pleural effusion, focal consolidation, pulmonary edema or displaced rib fracture."
+    text = (
+        "No pneumothorax, pleural effusion, focal consolidation, pulmonary edema or displaced rib fracture."
+    )
     assert assert_term(text, term).negated
 
 
@@ -149,7 +151,10 @@ def test_no_history_of_is_negated_and_historical() -> None:
 
 
 def test_past_history_sections() -> None:
-    text = "PAST MEDICAL HISTORY:\nHypertension. Gout.\nSOCIAL HISTORY: Denies tobacco.\nFINDINGS: Small effusion."
+    text = (
+        "PAST MEDICAL HISTORY:\nHypertension. Gout.\n"
+        "SOCIAL HISTORY: Denies tobacco.\nFINDINGS: Small effusion."
+    )
     assert assert_term(text, "gout").historical
     r = assert_term(text, "tobacco")
     assert r.historical and r.negated
@@ -192,7 +197,7 @@ def test_recent_is_not_historical(text: str, term: str) -> None:
     assert not assert_term(text, term).historical
 
 
-# ------------------------------------------------------------------------------ "again seen" means present now
+# ------------------------------------------------------------------------------ "again seen": present now
 @pytest.mark.parametrize(
     ("text", "term"),
     [
