@@ -6,9 +6,10 @@ TERMINATE phrase ("but", "however", ";", "which", ...) and at a trigger of anoth
 the nearest trigger wins ("no effusion, possible pneumothorax") - within one dimension: existence
 (negated, possible, probable, hypothetical, family) and time (HISTORICAL, CHRONIC "old"/"chronic",
 CURRENT "again seen"/"stable") do not cut each other. PSEUDO phrases ("no change", "not only", "no
-increase in") are matched like triggers, longest first, so the shorter trigger inside them never fires. Rules may be limited to sections: "evaluate for" in the indication is
-hypothetical, and a header such as "CLINICAL HISTORY:" is never inside a sentence, so it is never
-a history trigger.
+increase in") are matched like triggers, longest first, so the shorter trigger inside them never fires.
+Rules may be limited to sections: "evaluate for" in the indication is hypothetical, and a header such
+as "CLINICAL HISTORY:" is never inside a sentence, so it is never a history trigger; instead whole
+sections can carry a category (``section_categories``: PAST MEDICAL HISTORY -> HISTORICAL).
 """
 
 from __future__ import annotations
