@@ -89,6 +89,8 @@ def test_negative_for_a_and_b(term: str) -> None:
         ("Stool guaiac was negative.", "stool guaiac"),
         ("Review of systems is -ve for weight loss.", "weight loss"),
         ("No further signs of infection.", "infection"),
+        ("Chest pain not associated with nausea.", "nausea"),
+        ("Blood cultures negative.", "blood cultures"),
     ],
 )
 def test_more_negation_forms(text: str, term: str) -> None:
@@ -112,6 +114,8 @@ def test_list_items_are_separate_sentences() -> None:
         ("Probable right lower lobe pneumonia.", "pneumonia", "probable"),
         ("Opacity, likely atelectasis.", "atelectasis", "probable"),
         ("Opacity most consistent with atelectasis.", "atelectasis", "probable"),
+        ("Unable to rule out early appendicitis.", "appendicitis", "possible"),
+        ("Osteomyelitis cannot be ruled out.", "osteomyelitis", "possible"),
     ],
 )
 def test_hedge_classes(text: str, term: str, certainty: str) -> None:
