@@ -101,7 +101,15 @@ def trie_pattern(phrases: Iterable[str]) -> str:
             node = node.setdefault(atom, {})
     if not root:
         return r"(?!x)x"
-    return r"(?<!\w)" + _branch(root)
+    # a phrase that starts with a word must start a word; one that starts with punctuation (";", "?")
+    # may follow a word directly ("effusion; pneumothorax")
+    words = {a: n for a, n in root.items() if _is_word(a)}
+    puncts = {a: n for a, n in root.items() if not _is_word(a)}
+    if not puncts:
+        return r"(?<!\w)" + _branch(words)
+    if not words:
+        return _branch(puncts)
+    return r"(?:(?<!\w)" + _branch(words) + "|" + _branch(puncts) + ")"
 
 
 @dataclass(frozen=True, slots=True)

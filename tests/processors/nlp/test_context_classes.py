@@ -54,6 +54,7 @@ def test_a_header_is_no_mention_of_the_term() -> None:
     [
         ("No consolidation, but there is a small right effusion.", "effusion"),
         ("No pneumothorax; however, a tiny left effusion is present.", "effusion"),
+        ("No pneumothorax; large left effusion.", "effusion"),  # ";" glued to the word before it
         ("There is no fracture, although the cortex is thinned.", "thinned"),
         ("No acute findings aside from a few calcified granulomas.", "granulomas"),
         ("No new infiltrate, which would otherwise suggest aspiration.", "aspiration"),
@@ -197,6 +198,12 @@ def test_chronic_findings_still_count_in_the_chest_labels() -> None:
         ("Recent diagnosis of pulmonary embolism.", "pulmonary embolism"),
     ],
 )
+def test_comma_with_ends_a_history() -> None:
+    r = assert_term("History of gastric surgery for ulcer, with nausea since yesterday.", "nausea")
+    assert not r.historical
+    assert assert_term("History of diabetes with neuropathy.", "neuropathy").historical
+
+
 def test_recent_is_not_historical(text: str, term: str) -> None:
     assert not assert_term(text, term).historical
 
