@@ -270,8 +270,8 @@ def _find_term(low: str, term: str) -> tuple[int, int] | None:
 
 
 def _find_terms(low: str, term: str) -> Iterator[tuple[int, int]]:
-    for m in PhraseMatcher({term: [term]}).regex.finditer(low):
-        yield m.start(), m.end()
+    for start, end, _ in PhraseMatcher({term: [term]}).finditer(low):
+        yield start, end
 
 
 _SIZED = frozenset(
