@@ -10,8 +10,7 @@ import bisect
 import dataclasses
 import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from processors.nlp import context as ctx
 from processors.nlp.chest import ChestMapping
@@ -22,8 +21,7 @@ from processors.nlp.sentences import SentenceSplitter
 from processors.nlp.types import ContextResult, Finding, ReportAnalysis, Section, Sentence
 
 
-@dataclass(frozen=True, slots=True)
-class _Hit:
+class _Hit(NamedTuple):  # a tuple: one per phrase found (a frozen dataclass costs 3x to build)
     start: int
     end: int
     concepts: tuple[Concept, ...]
@@ -53,6 +51,10 @@ class Engine:
         # payload list of a lexicon entry -> (the list, its concepts, its ConText rules); the list is kept
         # so that an id() reused by a short-lived list is detected
         self._split: dict[int, tuple[list[Any], tuple[Concept, ...], tuple[ctx.Rule, ...]]] = {}
+        # (rules of a phrase, section) -> (those rules, the ones that apply there, their categories)
+        self._section_rules: dict[
+            tuple[int, str], tuple[tuple[ctx.Rule, ...], tuple[ctx.Rule, ...], frozenset[str]]
+        ] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Engine, (self._chest_mapping_path,))
@@ -138,16 +140,20 @@ class Engine:
         findings.sort(key=lambda f: f.start)
         return findings
 
-    @staticmethod
-    def _triggers(hits: list[_Hit], section: str) -> list[ctx.Trigger]:
+    def _triggers(self, hits: list[_Hit], section: str) -> list[ctx.Trigger]:
         out = []
+        cache = self._section_rules
         for h in hits:
             if h.rules:
-                rules = tuple(r for r in h.rules if r.applies_in(section))
-                if rules:
-                    out.append(ctx.Trigger(h.start, h.end, rules))
-            elif h.concepts:
-                continue
+                key = (id(h.rules), section)
+                found = cache.get(key)
+                if found is None or found[0] is not h.rules:
+                    rules = tuple(r for r in h.rules if r.applies_in(section))
+                    found = (h.rules, rules, frozenset(r.category for r in rules))
+                    if len(cache) < 100_000:
+                        cache[key] = found
+                if found[1]:
+                    out.append(ctx.Trigger(h.start, h.end, found[1], found[2]))
         return out
 
     # ------------------------------------------------------------------ term status

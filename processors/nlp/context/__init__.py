@@ -19,6 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from processors.nlp.matching import WORD_RE
 from processors.nlp.types import ContextResult
@@ -54,15 +55,11 @@ class Rule:
         return not (self.not_sections is not None and section in self.not_sections)
 
 
-@dataclass(frozen=True, slots=True)
-class Trigger:
+class Trigger(NamedTuple):  # a tuple: built for every trigger of every sentence
     start: int
     end: int
     rules: tuple[Rule, ...]  # the rules of this span that apply in the sentence's section
-
-    @property
-    def categories(self) -> frozenset[str]:
-        return frozenset(r.category for r in self.rules)
+    categories: frozenset[str]  # their categories
 
 
 def load_section_categories(data_file: Path = DATA) -> dict[str, tuple[str, ...]]:
