@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import importlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -276,7 +277,14 @@ def _find_term(low: str, term: str) -> tuple[int, int] | None:
 
 
 def _find_terms(low: str, term: str) -> Iterator[tuple[int, int]]:
-    for start, end, _ in PhraseMatcher({term: [term]}).finditer(low):
+    """Whole-word occurrences of ``term``; when there is none, occurrences inside words (a span marked
+    in text that lost a blank, "resectionto"), white space between its words being any run."""
+    hits = PhraseMatcher({term: [term]}).finditer(low)
+    if not hits:
+        words = term.lower().split()
+        pattern = r"\s+".join(re.escape(w) for w in words) if words else r"(?!x)x"
+        hits = [(m.start(), m.end(), []) for m in re.finditer(pattern, low)]
+    for start, end, _ in hits:
         yield start, end
 
 

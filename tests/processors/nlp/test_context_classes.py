@@ -43,6 +43,11 @@ def test_trigger_overlapping_the_target_still_negates(text: str, term: str) -> N
     assert assert_term(text, term).negated
 
 
+def test_a_term_that_lost_its_blank_is_still_found() -> None:
+    # the marked span ran into the next word when a blank was lost: "...anastomosisto..."
+    assert assert_term("No leak at the ileocolic anastomosisto the colon.", "ileocolic anastomosis").negated
+
+
 def test_a_header_is_no_mention_of_the_term() -> None:
     r = assert_term("ALLERGIES: The patient reports no known allergies.", "allergies")
     assert r.negated and r.historical  # the mention in the sentence, in a past-history section
