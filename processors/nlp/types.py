@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-NLP_VERSION = "0.3.0"
+NLP_VERSION = "0.4.0"  # 0.4: ConText time categories, new triggers (issue 14)
 
 
 @dataclass(frozen=True, slots=True)
