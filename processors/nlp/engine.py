@@ -9,9 +9,9 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 from processors.nlp import context as ctx
 from processors.nlp.chest import ChestMapping
@@ -22,8 +22,7 @@ from processors.nlp.sentences import SentenceSplitter
 from processors.nlp.types import ContextResult, Finding, ReportAnalysis, Section, Sentence
 
 
-@dataclass(frozen=True, slots=True)
-class _Hit:
+class _Hit(NamedTuple):  # a tuple: one per phrase found (a frozen dataclass costs 3x to build)
     start: int
     end: int
     concepts: tuple[Concept, ...]
@@ -36,6 +35,7 @@ class Engine:
         self.sections = SectionSplitter()
         self.sentences = SentenceSplitter()
         self.rules = ctx.load_rules()
+        self.section_categories = ctx.load_section_categories()
         concept_phrases, concept_patterns = load_concepts()
         _add_critical_synonyms(concept_phrases)
         phrases: dict[str, list[object]] = {p: list(cs) for p, cs in concept_phrases.items()}
@@ -52,6 +52,10 @@ class Engine:
         # payload list of a lexicon entry -> (the list, its concepts, its ConText rules); the list is kept
         # so that an id() reused by a short-lived list is detected
         self._split: dict[int, tuple[list[Any], tuple[Concept, ...], tuple[ctx.Rule, ...]]] = {}
+        # (rules of a phrase, section) -> (those rules, the ones that apply there, their categories)
+        self._section_rules: dict[
+            tuple[int, str], tuple[tuple[ctx.Rule, ...], tuple[ctx.Rule, ...], frozenset[str]]
+        ] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Engine, (self._chest_mapping_path,))
@@ -109,6 +113,7 @@ class Engine:
             for h in targets:
                 c = h.concepts[0]
                 res = ContextResult() if c.category == "normal" else scope.assert_target(h.start, h.end)
+                res = ctx.apply_section(res, sent.section, self.section_categories)
                 new.append(
                     Finding(
                         concept=c.concept,
@@ -120,7 +125,9 @@ class Engine:
                         section=sent.section,
                         negated=res.negated,
                         uncertain=res.uncertain,
-                        historical=res.historical,
+                        # a finding is historical when it is in the past, not when it is old and
+                        # still there ("chronic", "old", "known": its triggers say CHRONIC)
+                        historical=res.historical and not res.chronic,
                         hypothetical=res.hypothetical,
                         experiencer=res.experiencer,
                         certainty=res.certainty,
@@ -134,22 +141,26 @@ class Engine:
         findings.sort(key=lambda f: f.start)
         return findings
 
-    @staticmethod
-    def _triggers(hits: list[_Hit], section: str) -> list[ctx.Trigger]:
+    def _triggers(self, hits: list[_Hit], section: str) -> list[ctx.Trigger]:
         out = []
+        cache = self._section_rules
         for h in hits:
             if h.rules:
-                rules = tuple(r for r in h.rules if r.applies_in(section))
-                if rules:
-                    out.append(ctx.Trigger(h.start, h.end, rules))
-            elif h.concepts:
-                continue
+                key = (id(h.rules), section)
+                found = cache.get(key)
+                if found is None or found[0] is not h.rules:
+                    rules = tuple(r for r in h.rules if r.applies_in(section))
+                    found = (h.rules, rules, frozenset(r.category for r in rules))
+                    if len(cache) < 100_000:
+                        cache[key] = found
+                if found[1]:
+                    out.append(ctx.Trigger(h.start, h.end, found[1], found[2]))
         return out
 
     # ------------------------------------------------------------------ term status
     def assert_term(self, text: str, term: str | tuple[int, int]) -> ContextResult:
-        """ConText status of a user's own target: a term (first whole-word occurrence, case-insensitive;
-        its last occurrence if ``term`` is found several times? no: the first) or a (start, end) span."""
+        """ConText status of a user's own target: a term (its first whole-word occurrence inside a
+        sentence, case-insensitive; a header such as "ALLERGIES:" is no mention) or a (start, end) span."""
         low = lower_same_length(text)
         if isinstance(term, str):
             span = _find_term(low, term)
@@ -157,18 +168,27 @@ class Engine:
                 raise ValueError(f"term {term!r} not found in text")
         else:
             span = (int(term[0]), int(term[1]))
-        start, end = span
         sections = self.sections.split(text)
         sentences = self._sentences(text, sections)
+        if isinstance(term, str):
+            # a header is not a mention: "ALLERGIES: no known allergies" asserts the second one
+            for cand in _find_terms(low, term):
+                if any(s.start <= cand[0] < s.end for s in sentences):
+                    span = cand
+                    break
+        start, end = span
         sent = next((s for s in sentences if s.start <= start < s.end), None)
         if sent is None:
             return ContextResult()
+        # the text either side of the target is matched on its own: a trigger must not reach into the
+        # target ("no acute" must not swallow the "acute" of the target "acute distress")
         hits = [
             _Hit(a, b, (), tuple(p for p in ps if isinstance(p, ctx.Rule)))
-            for a, b, ps in self.trigger_matcher.finditer(low, sent.start, sent.end)
-            if b <= start or a >= end
+            for lo, hi in ((sent.start, start), (end, sent.end))
+            for a, b, ps in self.trigger_matcher.finditer(low, lo, hi)
         ]
-        return ctx.assert_target(low, start, end, self._triggers(hits, sent.section))
+        res = ctx.assert_target(low, start, end, self._triggers(hits, sent.section))
+        return ctx.apply_section(res, sent.section, self.section_categories)
 
     # ------------------------------------------------------------------ other extractors
     def _extract(self, result: ReportAnalysis, exam: str | None) -> None:
@@ -253,8 +273,19 @@ def _exam_text(result: ReportAnalysis) -> str:
 
 
 def _find_term(low: str, term: str) -> tuple[int, int] | None:
-    m = PhraseMatcher({term: [term]}).regex.search(low)
-    return (m.start(), m.end()) if m else None
+    return next(_find_terms(low, term), None)
+
+
+def _find_terms(low: str, term: str) -> Iterator[tuple[int, int]]:
+    """Whole-word occurrences of ``term``; when there is none, occurrences inside words (a span marked
+    in text that lost a blank, "resectionto"), white space between its words being any run."""
+    hits = PhraseMatcher({term: [term]}).finditer(low)
+    if not hits:
+        words = term.lower().split()
+        pattern = r"\s+".join(re.escape(w) for w in words) if words else r"(?!x)x"
+        hits = [(m.start(), m.end(), []) for m in re.finditer(pattern, low)]
+    for start, end, _ in hits:
+        yield start, end
 
 
 _SIZED = frozenset(

@@ -85,7 +85,12 @@ def _branch(node: _Trie) -> str:
     return "(?:" + "|".join(alts) + ")"
 
 
-def trie_pattern(phrases: Iterable[str]) -> str:
+def starts_with_word(phrase: str) -> bool:
+    toks = TOKEN_RE.findall(phrase.lower())
+    return bool(toks) and _is_word(toks[0][0])
+
+
+def trie_pattern(phrases: Iterable[str], word_start: bool = True) -> str:
     """A regex matching any of ``phrases`` (token-wise, longest first) on lower-cased text.
 
     The trie is built over characters, so at each position the engine tests at most one branch per
@@ -101,7 +106,10 @@ def trie_pattern(phrases: Iterable[str]) -> str:
             node = node.setdefault(atom, {})
     if not root:
         return r"(?!x)x"
-    return r"(?<!\w)" + _branch(root)
+    # a phrase that starts with a word must start a word; one that starts with punctuation (";", "?")
+    # may follow a word directly ("effusion; pneumothorax"): give those to a pattern of their own
+    # (``word_start=False``), since an alternation of both costs every position of the text
+    return (r"(?<!\w)" if word_start else "") + _branch(root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +149,9 @@ class PhraseMatcher:
                     for extra in by_anchor.get(" ".join(toks[:n]), []):
                         if extra not in payloads:
                             payloads.append(extra)
-        self.regex = re.compile(trie_pattern(merged))
+        self.regex = re.compile(trie_pattern(p for p in merged if starts_with_word(p)))
+        punct = [p for p in merged if not starts_with_word(p) and TOKEN_RE.search(p)]
+        self.punct_regex = re.compile(trie_pattern(punct, word_start=False)) if punct else None
         self._seen: dict[str, list[Any]] = {}
 
     def _payloads(self, raw: str) -> list[Any]:
@@ -157,6 +167,12 @@ class PhraseMatcher:
         end = len(low) if endpos is None else endpos
         payloads = self._payloads
         hits = [(m.start(), m.end(), payloads(m.group())) for m in self.regex.finditer(low, pos, end)]
+        if self.punct_regex is not None:
+            extra = [
+                (m.start(), m.end(), payloads(m.group())) for m in self.punct_regex.finditer(low, pos, end)
+            ]
+            if extra:
+                hits = _merge(hits, extra)
         if not self.anchored:
             return [h for h in hits if h[2]]
         out: list[tuple[int, int, list[Any]]] = []
@@ -183,10 +199,23 @@ class PhraseMatcher:
         return out
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: getattr(self, k) for k in ("anchored", "lookup", "regex")}
+        state = {k: getattr(self, k) for k in ("anchored", "lookup", "regex", "punct_regex")}
         state["_seen"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
+
+
+def _merge(
+    a: list[tuple[int, int, list[Any]]], b: list[tuple[int, int, list[Any]]]
+) -> list[tuple[int, int, list[Any]]]:
+    """Two hit lists in text order as one, leftmost-longest, without overlaps."""
+    out: list[tuple[int, int, list[Any]]] = []
+    last = -1
+    for hit in sorted(a + b, key=lambda h: (h[0], -h[1])):
+        if hit[0] >= last:
+            out.append(hit)
+            last = hit[1]
+    return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-NLP_VERSION = "0.3.0"
+NLP_VERSION = "0.4.0"  # 0.4: ConText time categories, new triggers (issue 14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +32,12 @@ class Sentence:
 class ContextResult:
     negated: bool = False
     uncertain: bool = False
-    historical: bool = False
+    historical: bool = False  # ConText temporality: began > 2 weeks ago (incl. chronic, still present)
     hypothetical: bool = False
     experiencer: str = "patient"
     certainty: str = "definite"  # definite | probable | possible (uncertain == certainty != definite)
     triggers: list[str] = field(default_factory=list)  # "category:phrase" of the modifiers that applied
+    chronic: bool = False  # historical only by "old"/"chronic"/"known"...: still present now
 
 
 @dataclass(slots=True)

@@ -3,11 +3,13 @@
 A trigger modifies targets in its own sentence: forward triggers the targets after them, backward
 triggers those before them, bidirectional both, within ``max_scope`` words. Scope ends at a
 TERMINATE phrase ("but", "however", ";", "which", ...) and at a trigger of another category, so
-the nearest trigger wins ("no effusion, possible pneumothorax"). PSEUDO phrases ("no change",
-"not only", "no increase in") are matched like triggers, longest first, so the shorter trigger
-inside them never fires. Rules may be limited to sections: "evaluate for" in the indication is
-hypothetical, and a header such as "CLINICAL HISTORY:" is never inside a sentence, so it is never
-a history trigger.
+the nearest trigger wins ("no effusion, possible pneumothorax") - within one dimension: existence
+(negated, possible, probable, hypothetical, family) and time (HISTORICAL, CHRONIC "old"/"chronic",
+CURRENT "again seen"/"stable") do not cut each other. PSEUDO phrases ("no change", "not only", "no
+increase in") are matched like triggers, longest first, so the shorter trigger inside them never fires.
+Rules may be limited to sections: "evaluate for" in the indication is hypothetical, and a header such
+as "CLINICAL HISTORY:" is never inside a sentence, so it is never a history trigger; instead whole
+sections can carry a category (``section_categories``: PAST MEDICAL HISTORY -> HISTORICAL).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from processors.nlp.matching import WORD_RE
 from processors.nlp.types import ContextResult
@@ -27,11 +30,13 @@ NEGATED = "NEGATED_EXISTENCE"
 POSSIBLE = "POSSIBLE_EXISTENCE"
 PROBABLE = "PROBABLE_EXISTENCE"
 HISTORICAL = "HISTORICAL"
+CHRONIC = "CHRONIC"  # began in the past and still present ("old", "chronic", "known", "healed")
+CURRENT = "CURRENT"  # present now ("again seen", "redemonstrated", "persistent", "stable"): not historical
 HYPOTHETICAL = "HYPOTHETICAL"
 FAMILY = "FAMILY"
 PSEUDO = "PSEUDO"
 TERMINATE = "TERMINATE"
-MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, HYPOTHETICAL, FAMILY)
+MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, CHRONIC, CURRENT, HYPOTHETICAL, FAMILY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +55,18 @@ class Rule:
         return not (self.not_sections is not None and section in self.not_sections)
 
 
-@dataclass(frozen=True, slots=True)
-class Trigger:
+class Trigger(NamedTuple):  # a tuple: built for every trigger of every sentence
     start: int
     end: int
     rules: tuple[Rule, ...]  # the rules of this span that apply in the sentence's section
+    categories: frozenset[str]  # their categories
 
-    @property
-    def categories(self) -> frozenset[str]:
-        return frozenset(r.category for r in self.rules)
+
+def load_section_categories(data_file: Path = DATA) -> dict[str, tuple[str, ...]]:
+    """Sections whose every target gets categories ("past_history" -> HISTORICAL, "family_history" ->
+    FAMILY + HISTORICAL): a header such as "PAST MEDICAL HISTORY:" is no trigger (not in a sentence)."""
+    data = json.loads(data_file.read_text())
+    return {sec: tuple(cats) for sec, cats in data.get("section_categories", {}).items()}
 
 
 def load_rules(data_file: Path = DATA) -> list[Rule]:
@@ -85,6 +93,7 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
 
 # categories that do not end each other's scope (the stronger of both applies: possible over probable)
 _FAMILY = {POSSIBLE: frozenset({POSSIBLE, PROBABLE}), PROBABLE: frozenset({POSSIBLE, PROBABLE})}
+_TEMPORAL = frozenset({HISTORICAL, CHRONIC, CURRENT})
 
 
 class SentenceScope:
@@ -147,7 +156,10 @@ class SentenceScope:
                 if dist > rule.max_scope or cat in terminated:
                     continue
                 family = _FAMILY.get(cat, frozenset({cat}))
-                if any(not (cats & family) for cats in seen):
+                # a nearer trigger of another category ends the scope, within one dimension: time
+                # ("history of", "old") is independent of existence ("no known allergies": negated)
+                dim = _TEMPORAL if cat in _TEMPORAL else _NOT_TEMPORAL
+                if any((cats & dim) and not (cats & family) for cats in seen):
                     continue
                 found[cat] = rule.phrase
             cats = trig.categories
@@ -165,6 +177,7 @@ class SentenceScope:
 
 
 _NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE})
+_NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
 
 
 def _result(found: dict[str, str]) -> ContextResult:
@@ -172,7 +185,11 @@ def _result(found: dict[str, str]) -> ContextResult:
     if not found:
         return res
     res.negated = NEGATED in found
-    res.historical = HISTORICAL in found
+    # temporality: "again seen"/"stable" mean present now and win over a past cue; "old"/"chronic" are
+    # historical in ConText's sense (began > 2 weeks ago) but present (``chronic``)
+    if CURRENT not in found:
+        res.historical = HISTORICAL in found or CHRONIC in found
+        res.chronic = CHRONIC in found and HISTORICAL not in found
     res.hypothetical = HYPOTHETICAL in found
     if FAMILY in found:
         res.experiencer = "other"
@@ -182,6 +199,18 @@ def _result(found: dict[str, str]) -> ContextResult:
         res.certainty = "probable"
     res.uncertain = res.certainty != "definite"
     res.triggers = [f"{cat}:{phrase}" for cat, phrase in found.items()]
+    return res
+
+
+def apply_section(res: ContextResult, section: str, categories: dict[str, tuple[str, ...]]) -> ContextResult:
+    """A target in a past-history section is historical, in a family-history section the family's."""
+    for cat in categories.get(section, ()):
+        if cat == HISTORICAL and not res.historical:
+            res.historical, res.chronic = True, False
+            res.triggers.append(f"{HISTORICAL}:section {section}")
+        elif cat == FAMILY and res.experiencer == "patient":
+            res.experiencer = "other"
+            res.triggers.append(f"{FAMILY}:section {section}")
     return res
 
 

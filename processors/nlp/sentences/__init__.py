@@ -4,7 +4,8 @@ Splits after ``.``/``!``/``?`` followed by white space and a word, digit or bull
 unless the period ends a known abbreviation (``abbreviations.json``), an initial, or a list
 number ("1." starting a line or a sentence); at blank lines; at a single line break when the next
 line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
-inline list numbers ("... lungs. 2. Stable ..." splits before "2."). Semicolons stay inside the
+inline list numbers ("... lungs. 2. Stable ..." splits before "2.", "... biopsy 2) Large ..." before
+"2)"). Semicolons stay inside the
 sentence (ConText treats them as scope terminators instead).
 """
 
@@ -17,12 +18,15 @@ from pathlib import Path
 
 DATA = Path(__file__).with_name("abbreviations.json")
 
-_CANDIDATE = re.compile(
+_BASE = (
     # sentence-final punctuation, then white space, then a capital, digit or bullet
     r"[.!?]+[\"')\]]*(?P<ws>[ \t]*\r?\n[ \t]*(?:\r?\n\s*)*|[ \t]+)(?=[\"'(\[]?[A-Za-z0-9\-*\u2022])"
     r"|(?P<blank>[ \t]*\r?\n(?:[ \t]*\r?\n)+\s*)"  # blank line
     r"|(?P<nl>[ \t]*\r?\n\s*)(?=[A-Z0-9\-*\u2022(])"  # line break
 )
+_CANDIDATE = re.compile(_BASE)
+# inline list items "... biopsy 2) Large": tried at every blank, so only in texts that have a ")"
+_CANDIDATE_ITEMS = re.compile(_BASE + r"|(?<=[\w,;:.])(?P<item>[ \t]+)(?=\d{1,2}\)[ \t]+[A-Za-z])")
 
 
 class SentenceSplitter:
@@ -36,7 +40,8 @@ class SentenceSplitter:
         end = len(text) if end is None else end
         spans: list[tuple[int, int]] = []
         sent_start = start
-        for m in _CANDIDATE.finditer(text, start, end):
+        candidates = _CANDIDATE_ITEMS if text.find(")", start, end) >= 0 else _CANDIDATE
+        for m in candidates.finditer(text, start, end):
             if m.group("ws") is not None:
                 cut = m.start("ws")
                 if not self._ends_sentence(text, sent_start, cut, text[m.end()].islower()):
@@ -44,7 +49,7 @@ class SentenceSplitter:
                 nxt = m.end()
             elif m.group("blank") is not None:
                 cut, nxt = m.start(), m.end()
-            else:
+            else:  # a line break or an inline list item
                 cut, nxt = m.start(), m.end()
             _add(spans, text, sent_start, cut)
             sent_start = nxt
