@@ -10,12 +10,14 @@ Span groups (``doc.spans``): ``radstream_sections`` (label: the section name), `
 (label: the concept; a user's TargetRule: its category), ``radstream_measurements`` (label: the kind),
 ``radstream_assessments`` (label: the system, e.g. ``BI-RADS``; ``._.category`` the category),
 ``radstream_critical`` (label: the concept), ``radstream_recommendations`` (label: the kind),
-``radstream_communication``.
+``radstream_communication``. The sections and findings groups are always set; the others only when the
+report has such a span (``doc.spans.get(key, [])``).
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -122,25 +124,28 @@ def register_extensions() -> None:
     _ensure(Token, "section", getter=_token_section)
 
 
-# ------------------------------------------------------------------ the analysis, once per text
+# ------------------------------------------------------------------ the analysis, once per Doc
 
-# The analysis is a pure function of (text, chest mapping), so sections and context share it through this
-# small cache keyed on the text: the second component of a Doc finds it, and nothing that cannot be
-# serialised is put on the Doc (doc.user_data must stay msgpack-ready for Doc.to_bytes / DocBin).
-_CACHE_SIZE = 256
-_cache: OrderedDict[tuple[str | None, str], ReportAnalysis] = OrderedDict()
+# radstream_sections leaves its analysis here for the radstream_context that follows it, keyed by the
+# Doc (its id and text), and the context component takes it out, so a Doc costs one engine run. The
+# Doc itself carries nothing that cannot be serialised (doc.user_data must stay msgpack-ready for
+# Doc.to_bytes, DocBin and nlp.pipe(n_process=2)). The analysis is a pure function of the text, so an
+# entry left by a pipeline without a context component is bounded (_PENDING_MAX) and never wrong.
+_PENDING_MAX = 64
+_pending: OrderedDict[tuple[int, str | None, str], ReportAnalysis] = OrderedDict()
 
 
-def analysis_of(text: str, chest_mapping: str | None = None) -> ReportAnalysis:
-    key = (chest_mapping, text)
-    found = _cache.get(key)
-    if found is not None:
-        _cache.move_to_end(key)
-        return found
-    found = get_engine(chest_mapping).analyze(text)
-    _cache[key] = found
-    if len(_cache) > _CACHE_SIZE:
-        _cache.popitem(last=False)
+def analysis_of(doc: Doc, text: str, chest_mapping: str | None, *, leave: bool) -> ReportAnalysis:
+    """The engine's analysis of ``doc`` (``text`` is ``doc.text``); ``leave``: keep it for the next
+    component of the same Doc."""
+    key = (id(doc), chest_mapping, text)
+    found = _pending.pop(key, None)
+    if found is None:
+        found = get_engine(chest_mapping).analyze(text)
+    if leave:
+        _pending[key] = found
+        if len(_pending) > _PENDING_MAX:
+            _pending.popitem(last=False)
     return found
 
 
@@ -210,9 +215,9 @@ class Radstream:
     # ---------------------------------------------------------------- pipeline
     def __call__(self, doc: Doc) -> Doc:
         text = doc.text
-        analysis = analysis_of(text, self.chest_mapping)
+        analysis = analysis_of(doc, text, self.chest_mapping, leave=not self.context)
         if self.sections:
-            _set_group(doc, SECTIONS, ((s.start, s.end, s.name, None) for s in analysis.sections))
+            _set_group(doc, SECTIONS, ((s.start, s.end, s.name, None) for s in analysis.sections), True)
         if self.context:
             self._context(doc, text, analysis)
         return doc
@@ -238,7 +243,7 @@ class Radstream:
                 span = doc.char_span(f.start, f.end, label=f.concept, alignment_mode="expand")
                 if span is None or any(taken[span.start : span.end]):
                     continue  # a user's rule took these tokens
-                rec = plain(f)
+                rec = _record(f)
                 if (f.start, f.end) in critical:
                     rec["critical_level"] = critical[(f.start, f.end)]
                 _put(span, rec)
@@ -297,7 +302,7 @@ class Radstream:
     ) -> dict[str, Any]:
         """The record of a target the lexicon did not give: the engine's ConText status of its span."""
         res = get_engine(self.chest_mapping).assert_term(text, (span.start_char, span.end_char))
-        rec = plain(res)
+        rec = _record(res)
         rec.update(
             concept=concept,
             category=source,
@@ -344,23 +349,52 @@ def _section_name(analysis: ReportAnalysis, char: int) -> str | None:
     return analysis.sections[i].name if i >= 0 else None
 
 
+_SCALARS = (str, int, float, bool, type(None))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _record(obj: Any) -> dict[str, Any]:
+    """``plain(obj)`` for the engine's flat dataclasses, without its per-value dataclass checks (the
+    generic walk was a quarter of a long report's time in the pipeline)."""
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        if not dataclasses.is_dataclass(obj):
+            return dict(plain(obj))
+        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, list | tuple):
+            value = [v if isinstance(v, _SCALARS) else plain(v) for v in value]
+        elif not isinstance(value, _SCALARS):
+            value = plain(value)
+        out[name] = value
+    return out
+
+
 def _put(span: Span, rec: dict[str, Any]) -> None:
     """Set the span's record. Values are keyed by the span's character offsets, so spans of two groups
     with the same offsets share one record: the first one stays, a later one only adds its own keys."""
-    old = span._.radstream
-    span._.radstream = rec if old is None else {**rec, **old}
+    ext = span._
+    old = ext.radstream
+    ext.radstream = rec if old is None else {**rec, **old}
 
 
-def _set_group(doc: Doc, key: str, items: Iterable[tuple[int, int, str, Any]]) -> None:
+def _set_group(doc: Doc, key: str, items: Iterable[tuple[int, int, str, Any]], always: bool = False) -> None:
+    """doc.spans[key] from (start, end, label, engine object); an empty group is left out unless
+    ``always`` (each group costs Doc.to_bytes time, and most reports have no assessment category)."""
     spans = []
     for start, end, label, obj in items:
         span = doc.char_span(start, end, label=label, alignment_mode="expand")
         if span is None or not len(span):
             continue
         if obj is not None:
-            _put(span, plain(obj))
+            _put(span, _record(obj))
         spans.append(span)
-    doc.spans[key] = spans
+    if spans or always:
+        doc.spans[key] = spans
+    elif key in doc.spans:
+        del doc.spans[key]  # from an earlier run on the same Doc
 
 
 def _occupied(n: int, spans: Iterable[Span]) -> list[bool]:

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from spacy.tokens import Doc, DocBin, Span
 
 import processors.nlp_spacy as nlp_spacy
-from processors.nlp import analyze
-from processors.nlp_spacy import FINDINGS, SECTIONS, TargetRule
+from processors.nlp import ReportAnalysis, analyze, get_engine
+from processors.nlp_spacy import FINDINGS, SECTIONS, TargetRule, components
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -118,7 +118,7 @@ def test_each_attribute() -> None:
     assert a.label_ == "BI-RADS" and a._.category == "4A"
     (r,) = doc.spans["radstream_recommendations"]
     assert r.label_ == "imaging_followup" and r._.radstream["interval_days_min"] == 90
-    assert [c.label_ for c in doc.spans["radstream_critical"]] == [
+    assert [c.label_ for c in doc.spans.get("radstream_critical", [])] == [
         c.concept for c in analyze(REPORT).critical_results
     ]
     assert doc._.radstream["modality"] == "CT" and doc._.radstream["chest_labels"]["Effusion"] == "positive"
@@ -159,7 +159,7 @@ def _same(doc: Doc, text: str) -> None:
             assert rec[key] == getattr(f, key), (key, f)
     assert [s.label_ for s in doc.spans.get(SECTIONS, [])] == [s.name for s in a.sections if s.end > s.start]
     for key, items in (("radstream_measurements", a.measurements), ("radstream_assessments", a.assessments)):
-        got = list(doc.spans[key])
+        got = list(doc.spans.get(key, []))
         assert len(got) == len(items)
         for span, item in zip(got, items, strict=True):
             assert span.start_char <= item.start and item.end <= span.end_char
@@ -297,6 +297,30 @@ def test_annotated_docs_serialise_with_their_attributes() -> None:
     assert [_summary(d) for d in back] == [_summary(d) for d in docs]
     assert back[1].spans[FINDINGS][0]._.negated is True
     assert Doc(nlp.vocab).from_bytes(docs[0].to_bytes())._.radstream == docs[0]._.radstream
+
+
+def test_nlp_pipe_with_two_processes() -> None:
+    nlp = pipeline("radstream")
+    texts = [REPORT, "No effusion.", "Possible pneumonia."] * 2
+    docs = list(nlp.pipe(texts, n_process=2, batch_size=2))
+    assert [_summary(d) for d in docs] == [_summary(nlp(t)) for t in texts]
+    assert docs[1].spans[FINDINGS][0]._.negated is True
+
+
+def test_sections_and_context_run_the_engine_once_per_doc(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = get_engine()
+    seen: list[str] = []
+    real = engine.analyze
+
+    def counting(text: str, exam: str | None = None) -> ReportAnalysis:
+        seen.append(text)
+        return real(text, exam)
+
+    monkeypatch.setattr(engine, "analyze", counting)
+    nlp = pipeline("radstream_sections", "radstream_context")
+    docs = list(nlp.pipe([REPORT, "No effusion.", REPORT]))
+    assert seen == [REPORT, "No effusion.", REPORT] and all(d.spans[FINDINGS] for d in docs)
+    assert not components._pending
 
 
 def test_second_run_on_the_same_doc_starts_clean() -> None:
