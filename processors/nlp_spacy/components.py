@@ -2,16 +2,17 @@
 
 The engine analyses ``doc.text`` (character offsets); each result becomes a span of the Doc's tokens via
 ``doc.char_span(..., alignment_mode="expand")``, so every span is a whole number of the pipeline's own
-tokens. What a span carries is one JSON-ready dict, ``span._.radstream`` (the engine's dataclass as a
-dict), so a Doc with our results still serialises (``Doc.to_bytes``, ``DocBin(store_user_data=True)``,
-``nlp.pipe(n_process=2)``); ``._.negated`` and the other attributes read from it.
+tokens. What a span carries is one JSON-ready dict (the engine's dataclass as a dict): a finding's is
+``span._.radstream``, and ``._.negated`` and the other attributes read from it; a measurement's is
+``span._.radstream_measurement`` (and so on). So a Doc with our results still serialises
+(``Doc.to_bytes``, ``DocBin(store_user_data=True)``, ``nlp.pipe(n_process=2)``).
 
 Span groups (``doc.spans``): ``radstream_sections`` (label: the section name), ``radstream_findings``
 (label: the concept; a user's TargetRule: its category), ``radstream_measurements`` (label: the kind),
-``radstream_assessments`` (label: the system, e.g. ``BI-RADS``; ``._.category`` the category),
-``radstream_critical`` (label: the concept), ``radstream_recommendations`` (label: the kind),
-``radstream_communication``. The sections and findings groups are always set; the others only when the
-report has such a span (``doc.spans.get(key, [])``).
+``radstream_assessments`` (label: the system, e.g. ``BI-RADS``), ``radstream_critical`` (label: the
+concept), ``radstream_recommendations`` (label: the kind), ``radstream_communication``. The sections
+and findings groups are always set; the others only when the report has such a span
+(``doc.spans.get(key, [])``).
 """
 
 from __future__ import annotations
@@ -95,6 +96,15 @@ def _section_at(doc: Doc, char: int) -> str | None:
 
 
 _OURS = "processors.nlp_spacy.components"
+# Span._.<name>: JSON-ready records. Values are keyed by the span's character offsets (spaCy), so each kind
+# has its own name: an assessment or measurement never shares a record with a finding at the same offsets
+_RECORDS = (
+    "radstream",  # a finding (the lexicon's, a TargetRule's, another component's entity)
+    "radstream_measurement",
+    "radstream_assessment",
+    "radstream_recommendation",
+    "radstream_communication",
+)
 
 
 def _ensure(cls: type[Span] | type[Token] | type[Doc], name: str, **kw: Any) -> None:
@@ -113,10 +123,15 @@ def _ensure(cls: type[Span] | type[Token] | type[Doc], name: str, **kw: Any) -> 
     cls.set_extension(name, **kw)
 
 
+_RECORD_KEYS = frozenset(("._.", name) for name in _RECORDS)
+
+
 def register_extensions() -> None:
-    """``Span._.radstream`` (the record), the attributes read from it, ``Span/Token._.section`` and
-    ``Doc._.radstream`` (modality, body region, contrast, chest labels, NLP version)."""
-    _ensure(Span, "radstream", default=None)
+    """``Span._.radstream`` (a finding's record), the attributes read from it, the records of the other
+    span groups (``Span._.radstream_measurement`` ...), ``Span/Token._.section`` and ``Doc._.radstream``
+    (modality, body region, contrast, chest labels, NLP version)."""
+    for name in _RECORDS:
+        _ensure(Span, name, default=None)
     _ensure(Doc, "radstream", default=None)
     for name in _RECORD_FIELDS:
         _ensure(Span, name, getter=_record_getter(name))
@@ -217,14 +232,14 @@ class Radstream:
         text = doc.text
         analysis = analysis_of(doc, text, self.chest_mapping, leave=not self.context)
         if self.sections:
-            _set_group(doc, SECTIONS, ((s.start, s.end, s.name, None) for s in analysis.sections), True)
+            _set_group(doc, SECTIONS, ((s.start, s.end, s.name, s) for s in analysis.sections), always=True)
         if self.context:
             self._context(doc, text, analysis)
         return doc
 
     def _context(self, doc: Doc, text: str, analysis: ReportAnalysis) -> None:
-        # a Doc run through the pipeline again starts from clean records (_put merges within one run)
-        for key in [k for k in doc.user_data if isinstance(k, tuple) and k[:2] == ("._.", "radstream")]:
+        # a Doc run through the pipeline again starts from clean records
+        for key in [k for k in doc.user_data if isinstance(k, tuple) and k[:2] in _RECORD_KEYS]:
             del doc.user_data[key]
         doc._.radstream = {
             "nlp_version": analysis.nlp_version,
@@ -250,12 +265,17 @@ class Radstream:
                 findings.append(span)
         findings = sorted(findings + user, key=lambda s: (s.start, s.end))
         doc.spans[FINDINGS] = findings
-        _set_group(doc, MEASUREMENTS, ((m.start, m.end, m.kind, m) for m in analysis.measurements))
-        _set_group(doc, ASSESSMENTS, ((a.start, a.end, a.system, a) for a in analysis.assessments))
+        m_items = ((m.start, m.end, m.kind, m) for m in analysis.measurements)
+        _set_group(doc, MEASUREMENTS, m_items, "radstream_measurement")
+        a_items = ((a.start, a.end, a.system, a) for a in analysis.assessments)
+        _set_group(doc, ASSESSMENTS, a_items, "radstream_assessment")
+        # a critical result is a finding (same offsets): its record is the finding's, with critical_level
         _set_group(doc, CRITICAL, ((c.start, c.end, c.concept, c) for c in analysis.critical_results))
-        _set_group(doc, RECOMMENDATIONS, ((r.start, r.end, r.kind, r) for r in analysis.recommendations))
+        r_items = ((r.start, r.end, r.kind, r) for r in analysis.recommendations)
+        _set_group(doc, RECOMMENDATIONS, r_items, "radstream_recommendation")
         comm = analysis.communication
-        _set_group(doc, COMMUNICATION, [(comm.start, comm.end, "communication", comm)] if comm else [])
+        c_items = [(comm.start, comm.end, "communication", comm)] if comm else []
+        _set_group(doc, COMMUNICATION, c_items, "radstream_communication")
         if self.assert_ents:
             for ent in earlier_ents:
                 if ent._.radstream is None:
@@ -373,23 +393,31 @@ def _record(obj: Any) -> dict[str, Any]:
 
 
 def _put(span: Span, rec: dict[str, Any]) -> None:
-    """Set the span's record. Values are keyed by the span's character offsets, so spans of two groups
-    with the same offsets share one record: the first one stays, a later one only adds its own keys."""
+    """Set the finding record of the span. Spans with the same offsets share it (spaCy keys extension
+    values by offsets): the first one set in a run stays (a lexicon finding or TargetRule over exactly
+    an earlier component's entity gives it its status)."""
     ext = span._
-    old = ext.radstream
-    ext.radstream = rec if old is None else {**rec, **old}
+    if ext.radstream is None:
+        ext.radstream = rec
 
 
-def _set_group(doc: Doc, key: str, items: Iterable[tuple[int, int, str, Any]], always: bool = False) -> None:
-    """doc.spans[key] from (start, end, label, engine object); an empty group is left out unless
-    ``always`` (each group costs Doc.to_bytes time, and most reports have no assessment category)."""
+def _set_group(
+    doc: Doc,
+    key: str,
+    items: Iterable[tuple[int, int, str, Any]],
+    record: str | None = None,
+    always: bool = False,
+) -> None:
+    """doc.spans[key] from (start, end, label, engine object), each object's record in ``Span._.<record>``;
+    an empty group is left out unless ``always`` (each group costs Doc.to_bytes time, and most reports
+    have no assessment category)."""
     spans = []
     for start, end, label, obj in items:
         span = doc.char_span(start, end, label=label, alignment_mode="expand")
         if span is None or not len(span):
             continue
-        if obj is not None:
-            _put(span, _record(obj))
+        if record is not None:
+            span._.set(record, _record(obj))
         spans.append(span)
     if spans or always:
         doc.spans[key] = spans

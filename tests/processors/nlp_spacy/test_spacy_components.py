@@ -113,11 +113,12 @@ def test_each_attribute() -> None:
     assert doc[0]._.section == "exam" and doc[-2]._.section == "impression"
 
     (m,) = doc.spans["radstream_measurements"]
-    assert m.text == "2.1 x 1.5 cm" and m._.radstream["dims_mm"] == [21.0, 15.0]
+    assert m.text == "2.1 x 1.5 cm" and m._.radstream_measurement["dims_mm"] == [21.0, 15.0]
     (a,) = doc.spans["radstream_assessments"]
-    assert a.label_ == "BI-RADS" and a._.category == "4A"
+    assert a.label_ == "BI-RADS" and a._.radstream_assessment["category"] == "4A"
+    assert a._.category is None  # not a finding
     (r,) = doc.spans["radstream_recommendations"]
-    assert r.label_ == "imaging_followup" and r._.radstream["interval_days_min"] == 90
+    assert r.label_ == "imaging_followup" and r._.radstream_recommendation["interval_days_min"] == 90
     assert [c.label_ for c in doc.spans.get("radstream_critical", [])] == [
         c.concept for c in analyze(REPORT).critical_results
     ]
