@@ -469,49 +469,40 @@ def make_sections(nlp: Language, name: str, chest_mapping: str | None) -> Radstr
     return Radstream(nlp, name, sections=True, context=False, chest_mapping=chest_mapping)
 
 
-@Language.factory("radstream_context", default_config=_CONTEXT_CONFIG)
-def make_context(
-    nlp: Language,
-    name: str,
-    chest_mapping: str | None,
-    add_ents: bool,
-    overwrite_ents: bool,
-    use_lexicon: bool,
-    assert_ents: bool,
-) -> Radstream:
-    """Findings with ConText, measurements, assessment categories, critical results, recommendations."""
-    return Radstream(
-        nlp,
-        name,
-        sections=False,
-        context=True,
-        chest_mapping=chest_mapping,
-        add_ents=add_ents,
-        overwrite_ents=overwrite_ents,
-        use_lexicon=use_lexicon,
-        assert_ents=assert_ents,
-    )
+def _context_factory(sections: bool, doc: str) -> Callable[..., Radstream]:
+    """The factory of radstream_context (``sections`` False) or radstream (True): spaCy validates the
+    config against this signature."""
+
+    def make(
+        nlp: Language,
+        name: str,
+        chest_mapping: str | None,
+        add_ents: bool,
+        overwrite_ents: bool,
+        use_lexicon: bool,
+        assert_ents: bool,
+    ) -> Radstream:
+        return Radstream(
+            nlp,
+            name,
+            sections=sections,
+            context=True,
+            chest_mapping=chest_mapping,
+            add_ents=add_ents,
+            overwrite_ents=overwrite_ents,
+            use_lexicon=use_lexicon,
+            assert_ents=assert_ents,
+        )
+
+    make.__doc__ = doc
+    return make
 
 
-@Language.factory("radstream", default_config=_CONTEXT_CONFIG)
-def make_radstream(
-    nlp: Language,
-    name: str,
-    chest_mapping: str | None,
-    add_ents: bool,
-    overwrite_ents: bool,
-    use_lexicon: bool,
-    assert_ents: bool,
-) -> Radstream:
-    """radstream_sections and radstream_context in one component."""
-    return Radstream(
-        nlp,
-        name,
-        sections=True,
-        context=True,
-        chest_mapping=chest_mapping,
-        add_ents=add_ents,
-        overwrite_ents=overwrite_ents,
-        use_lexicon=use_lexicon,
-        assert_ents=assert_ents,
+make_context = Language.factory("radstream_context", default_config=_CONTEXT_CONFIG)(
+    _context_factory(
+        False, "Findings with ConText, measurements, categories, critical results, recommendations."
     )
+)
+make_radstream = Language.factory("radstream", default_config=_CONTEXT_CONFIG)(
+    _context_factory(True, "radstream_sections and radstream_context in one component.")
+)
