@@ -238,9 +238,12 @@ class Radstream:
         return doc
 
     def _context(self, doc: Doc, text: str, analysis: ReportAnalysis) -> None:
-        # a Doc run through the pipeline again starts from clean records
-        for key in [k for k in doc.user_data if isinstance(k, tuple) and k[:2] in _RECORD_KEYS]:
-            del doc.user_data[key]
+        earlier_ents = list(doc.ents) if doc.has_annotation("ENT_IOB") else []
+        if doc.user_data:
+            # a Doc run through the pipeline again starts clean: without our earlier entities and records
+            earlier_ents = [e for e in earlier_ents if not _ours(e)]
+            for key in [k for k in doc.user_data if isinstance(k, tuple) and k[:2] in _RECORD_KEYS]:
+                del doc.user_data[key]
         doc._.radstream = {
             "nlp_version": analysis.nlp_version,
             "modality": analysis.modality,
@@ -248,7 +251,6 @@ class Radstream:
             "contrast": analysis.contrast,
             "chest_labels": dict(analysis.chest_labels),
         }
-        earlier_ents = list(doc.ents)
         user = self._user_targets(doc, text, analysis)
         taken = _occupied(len(doc), user)
         findings: list[Span] = []
@@ -363,13 +365,19 @@ class Radstream:
         self._rule_of = {}
 
 
+def _ours(ent: Span) -> bool:
+    """An entity this component set (on an earlier run over the same Doc)."""
+    rec = ent._.radstream
+    return bool(rec) and rec.get("source") in ("rules", "user") and rec.get("concept") == ent.label_
+
+
 def _section_name(analysis: ReportAnalysis, char: int) -> str | None:
     starts = [s.start for s in analysis.sections]
     i = bisect.bisect_right(starts, char) - 1
     return analysis.sections[i].name if i >= 0 else None
 
 
-_SCALARS = (str, int, float, bool, type(None))
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
@@ -381,14 +389,15 @@ def _record(obj: Any) -> dict[str, Any]:
         if not dataclasses.is_dataclass(obj):
             return dict(plain(obj))
         names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
-    out: dict[str, Any] = {}
-    for name in names:
-        value = getattr(obj, name)
-        if isinstance(value, list | tuple):
-            value = [v if isinstance(v, _SCALARS) else plain(v) for v in value]
-        elif not isinstance(value, _SCALARS):
-            value = plain(value)
-        out[name] = value
+    out = {name: getattr(obj, name) for name in names}
+    for key, value in out.items():
+        kind = type(value)
+        if kind in _SCALARS:
+            continue
+        if kind is list or kind is tuple:
+            out[key] = [v if type(v) in _SCALARS else plain(v) for v in value]
+        else:
+            out[key] = plain(value)
     return out
 
 

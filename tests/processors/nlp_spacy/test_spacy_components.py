@@ -324,6 +324,16 @@ def test_sections_and_context_run_the_engine_once_per_doc(monkeypatch: pytest.Mo
     assert not components._pending
 
 
+def test_a_second_run_replaces_our_entities_and_keeps_the_others() -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "ONCOLOGY", "pattern": "breast cancer"}])
+    nlp.add_pipe("radstream")
+    doc = nlp(REPORT)
+    first = [(e.text, e.label_, e._.negated, e._.source) for e in doc.ents]
+    doc = nlp.get_pipe("radstream")(doc)
+    assert [(e.text, e.label_, e._.negated, e._.source) for e in doc.ents] == first
+
+
 def test_second_run_on_the_same_doc_starts_clean() -> None:
     nlp = pipeline("radstream")
     doc = nlp("No effusion.")
