@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import re
-from collections import OrderedDict
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -141,27 +141,24 @@ def register_extensions() -> None:
 
 # ------------------------------------------------------------------ the analysis, once per Doc
 
-# radstream_sections leaves its analysis here for the radstream_context that follows it, keyed by the
-# Doc (its id and text), and the context component takes it out, so a Doc costs one engine run. The
-# Doc itself carries nothing that cannot be serialised (doc.user_data must stay msgpack-ready for
-# Doc.to_bytes, DocBin and nlp.pipe(n_process=2)). The analysis is a pure function of the text, so an
-# entry left by a pipeline without a context component is bounded (_PENDING_MAX) and never wrong.
-_PENDING_MAX = 64
-_pending: OrderedDict[tuple[int, str | None, str], ReportAnalysis] = OrderedDict()
+# radstream_sections leaves its analysis here for the radstream_context that follows it, and the
+# context component takes it out, so a Doc costs one engine run and one ``doc.text`` (which spaCy
+# rebuilds from the tokens on every call: as costly as the engine on a short report). Weak keys: an
+# entry goes with its Doc. Nothing is put on the Doc itself, whose user_data must stay msgpack-ready
+# (Doc.to_bytes, DocBin, nlp.pipe(n_process=2)).
+_pending: weakref.WeakKeyDictionary[Doc, tuple[str | None, ReportAnalysis]] = weakref.WeakKeyDictionary()
 
 
-def analysis_of(doc: Doc, text: str, chest_mapping: str | None, *, leave: bool) -> ReportAnalysis:
-    """The engine's analysis of ``doc`` (``text`` is ``doc.text``); ``leave``: keep it for the next
-    component of the same Doc."""
-    key = (id(doc), chest_mapping, text)
-    found = _pending.pop(key, None)
-    if found is None:
-        found = get_engine(chest_mapping).analyze(text)
+def analysis_of(doc: Doc, chest_mapping: str | None, *, leave: bool) -> ReportAnalysis:
+    """The engine's analysis of ``doc.text``; ``leave``: keep it for the next component of this Doc."""
+    found = _pending.pop(doc, None)
+    if found is not None and found[0] == chest_mapping:
+        analysis = found[1]
+    else:
+        analysis = get_engine(chest_mapping).analyze(doc.text)
     if leave:
-        _pending[key] = found
-        if len(_pending) > _PENDING_MAX:
-            _pending.popitem(last=False)
-    return found
+        _pending[doc] = (chest_mapping, analysis)
+    return analysis
 
 
 # ------------------------------------------------------------------ the component
@@ -229,8 +226,8 @@ class Radstream:
 
     # ---------------------------------------------------------------- pipeline
     def __call__(self, doc: Doc) -> Doc:
-        text = doc.text
-        analysis = analysis_of(doc, text, self.chest_mapping, leave=not self.context)
+        analysis = analysis_of(doc, self.chest_mapping, leave=not self.context)
+        text = analysis.text  # == doc.text
         if self.sections:
             _set_group(doc, SECTIONS, ((s.start, s.end, s.name, s) for s in analysis.sections), always=True)
         if self.context:
