@@ -49,6 +49,9 @@ from processors.ml.units import SectionFn, SentenceFn, SentenceSpan, report_sent
 log = logging.getLogger("radstream.ml")
 
 TASKS = ("sequence", "token", "linear")
+# a whole-report finding's sentence number: report_findings.sentence is unsigned (UInt32), so not -1 (a -1
+# made the ClickHouse sink dead-letter the whole findings message)
+REPORT_SENTENCE = 0
 UNITS = ("sentence", "report")
 
 
@@ -210,7 +213,7 @@ class SiteClassifier:
         if self.config.unit == "report" and self.config.task == "sequence":
             start = len(text) - len(text.lstrip())
             end = len(text.rstrip())
-            units = [SentenceSpan(-1, "other", start, end)] if end > start else []
+            units = [SentenceSpan(REPORT_SENTENCE, "other", start, end)] if end > start else []
         else:
             units = report_sentences(text, sections, sentences)
         if not units:
@@ -318,7 +321,7 @@ class LinearSiteClassifier:
         end = len(text.rstrip())
         if end <= start:
             return []
-        unit = SentenceSpan(-1, "other", start, end)
+        unit = SentenceSpan(REPORT_SENTENCE, "other", start, end)
         out = []
         for label, p in self.model.predict(self.features.features(text)):
             target = self.config.labels.get(label)
