@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for m in methods:
         t0 = time.perf_counter()
         if m == "minilm":
-            pred = cv_minilm([" ".join(r[c] for c in cols) for r in rows], gold, args.c, args.folds, args.seed)
+            joined = [" ".join(r[c] for c in cols) for r in rows]
+            pred = cv_minilm(joined, gold, args.c, args.folds, args.seed)
         else:
             feats = [dict(extract[m](t)) for t in texts]
             pred = cv_linear(feats, gold, opts, args.folds, args.seed)

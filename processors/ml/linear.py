@@ -93,7 +93,8 @@ class LinearModel:
     def load(cls, model_dir: Path) -> LinearModel:
         path = model_dir / MODEL_FILE
         if not path.is_file() or not (model_dir / WEIGHTS_FILE).is_file():
-            raise LinearModelError(f"no trained linear model in {model_dir} (needs {MODEL_FILE}, {WEIGHTS_FILE})")
+            raise LinearModelError(f"no trained linear model in {model_dir} "
+                                   f"(needs {MODEL_FILE}, {WEIGHTS_FILE})")
         doc = json.loads(path.read_text())
         if doc.get("format") != FORMAT or doc.get("features_version") != FEATURES_VERSION:
             raise LinearModelError(f"{path}: format {doc.get('format')!r} / features "

@@ -18,6 +18,8 @@ from typing import Any
 import click
 
 CONFIG_FILE = "classifier.json"
+_CSV = click.Path(exists=True, dir_okay=False, path_type=Path)
+_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -60,20 +62,25 @@ def model() -> None:
 
 
 @model.command("train")
-@click.option("--labels", "labels_csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--labels", "labels_csv", required=True, type=_CSV,
               help="CSV of labelled reports.")
-@click.option("--text-columns", required=True, help="Comma-separated text columns (e.g. clinical_history,impression).")
+@click.option("--text-columns", required=True,
+              help="Comma-separated text columns, e.g. clinical_history,impression.")
 @click.option("--label-column", required=True, help="Column with the labels, separated by --separator.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--id-column", default="report_id", show_default=True, help="Report id column (for predict).")
+@click.option("--id-column", default="report_id", show_default=True,
+              help="Report id column (for predict).")
 @click.option("--separator", default=";", show_default=True)
-@click.option("--name", default=None, help="Classifier name (findings source model:<name>); default: the --out name.")
-@click.option("--category", default="finding", show_default=True, help="Finding category of the labels.")
+@click.option("--name", default=None,
+              help="Classifier name (findings source model:<name>); default: the --out name.")
+@click.option("--category", default="finding", show_default=True,
+              help="Finding category of the labels.")
 @click.option("--c", "c", type=float, default=None, help="Inverse L2 strength (default 100).")
 @click.option("--folds", type=int, default=5, show_default=True, help="Folds of the threshold tuning.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def train_cmd(labels_csv: Path, text_columns: str, label_column: str, out: Path, id_column: str,
-              separator: str, name: str | None, category: str, c: float | None, folds: int, seed: int) -> None:
+              separator: str, name: str | None, category: str, c: float | None, folds: int,
+              seed: int) -> None:
     """Train on labelled reports; write the model and its site-classifier config to OUT."""
     if importlib.util.find_spec("sklearn") is None:
         raise click.ClickException("training needs scikit-learn: pip install 'radstream[train]' "
@@ -89,7 +96,8 @@ def train_cmd(labels_csv: Path, text_columns: str, label_column: str, out: Path,
     feats = [fx.features(compose_report(r, cols)) for r in rows]
     gold = [_labels(r[label_column], separator) for r in rows]
     opts = TrainOptions(folds=folds, seed=seed) if c is None else TrainOptions(c=c, folds=folds, seed=seed)
-    meta = {"text_columns": cols, "label_column": label_column, "id_column": id_column, "separator": separator}
+    meta = {"text_columns": cols, "label_column": label_column, "id_column": id_column,
+            "separator": separator}
     try:
         trained = train(feats, gold, opts, meta)
     except LinearModelError as exc:
@@ -106,8 +114,8 @@ def train_cmd(labels_csv: Path, text_columns: str, label_column: str, out: Path,
 
 
 @model.command("eval")
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "model_dir", required=True, type=_DIR)
+@click.argument("file", type=_CSV)
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 def eval_cmd(model_dir: Path, file: Path, as_json: bool) -> None:
     """Per-label and micro/macro precision, recall, F1 of the model on a labelled CSV."""
@@ -132,8 +140,8 @@ def eval_cmd(model_dir: Path, file: Path, as_json: bool) -> None:
 
 
 @model.command("predict")
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "model_dir", required=True, type=_DIR)
+@click.argument("file", type=_CSV)
 def predict_cmd(model_dir: Path, file: Path) -> None:
     """Label the reports of a CSV (the label column may be absent); CSV with the id and label columns
     on stdout."""

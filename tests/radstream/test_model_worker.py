@@ -28,7 +28,8 @@ REPORTS = [
 ]
 
 
-def test_trained_model_labels_reach_clickhouse_next_to_rules(kafka_settings: Settings, tmp_path: Path) -> None:
+def test_trained_model_labels_reach_clickhouse_next_to_rules(kafka_settings: Settings,
+                                                             tmp_path: Path) -> None:
     from radstream.cli import main
     from radstream.warehouse import ask_worker
     from streams.producer import make_producer, produce_sync

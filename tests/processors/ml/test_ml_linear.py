@@ -110,8 +110,9 @@ def test_linear_site_classifier_needs_no_torch_and_maps_labels(tmp_path: Path) -
     train(feats, gold, meta={"text_columns": COLS}).save(tmp_path / "m")
     labels = {lab: None for lab in ["599.0", "780.6", "786.07", "786.2"]}
     config = tmp_path / "site.json"
+    pneumonia = {"concept": "pneumonia", "category": "finding"}
     config.write_text(json.dumps({"name": "codes", "model_dir": "m", "task": "linear",
-                                  "labels": {**labels, "486": {"concept": "pneumonia", "category": "finding"}}}))
+                                  "labels": {**labels, "486": pneumonia}}))
     [clf] = load_site_classifiers([str(config)])
     assert isinstance(clf, LinearSiteClassifier)
     text = "CLINICAL HISTORY:\nInfant with cough.\n\nIMPRESSION:\nRight lower lobe pneumonia.\n"
