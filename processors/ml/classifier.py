@@ -9,7 +9,8 @@ Config (paths relative to the config file)::
     {
       "name": "pe-detector",
       "model_dir": "pe-detector-model",
-      "task": "sequence",            # or "token" (BIO / IO tags, spans from the tokenizer's offsets)
+      "task": "sequence",            # or "token" (BIO / IO tags, spans from the tokenizer's offsets),
+                                     # or "linear" (``radstream model train`` output, numpy only)
       "unit": "sentence",            # sequence only: "sentence" (default) or "report"
       "multi_label": null,           # null = from the model config (problem_type)
       "threshold": 0.5,
@@ -24,6 +25,11 @@ Config (paths relative to the config file)::
 Every label of the model must appear in ``labels`` (``null`` = emit nothing), so a model swapped
 under a config fails loudly instead of emitting wrong concepts. For token models the map's keys are
 entity types without the ``B-``/``I-`` prefix (``"O"`` is always ignored).
+
+``"task": "linear"``: ``model_dir`` holds a model trained by ``radstream model train``
+(:mod:`processors.ml.linear`); it labels whole reports, with the per-label thresholds tuned at training
+(the config's ``threshold``, ``unit``, ``max_length`` and ``batch_size`` do not apply), and needs neither
+torch nor transformers.
 """
 
 from __future__ import annotations
@@ -42,7 +48,10 @@ from processors.ml.units import SectionFn, SentenceFn, SentenceSpan, report_sent
 
 log = logging.getLogger("radstream.ml")
 
-TASKS = ("sequence", "token")
+TASKS = ("sequence", "token", "linear")
+# a whole-report finding's sentence number: report_findings.sentence is unsigned (UInt32), so not -1 (a -1
+# made the ClickHouse sink dead-letter the whole findings message)
+REPORT_SENTENCE = 0
 UNITS = ("sentence", "report")
 
 
@@ -204,7 +213,7 @@ class SiteClassifier:
         if self.config.unit == "report" and self.config.task == "sequence":
             start = len(text) - len(text.lstrip())
             end = len(text.rstrip())
-            units = [SentenceSpan(-1, "other", start, end)] if end > start else []
+            units = [SentenceSpan(REPORT_SENTENCE, "other", start, end)] if end > start else []
         else:
             units = report_sentences(text, sections, sentences)
         if not units:
@@ -290,12 +299,55 @@ class SiteClassifier:
                             uncertain=target.uncertain, hypothetical=target.hypothetical)
 
 
-def load_site_classifiers(paths: Sequence[str], threads: int | None = None) -> list[SiteClassifier]:
+class LinearSiteClassifier:
+    """A ``radstream model train`` model: one finding per report label, spanning the report's text."""
+
+    def __init__(self, config: ClassifierConfig):
+        from processors.ml.features import FeatureExtractor
+        from processors.ml.linear import LinearModel
+
+        self.config = config
+        self.model = LinearModel.load(config.model_dir)
+        missing = sorted(set(self.model.labels) - set(config.labels))
+        if missing:
+            raise ClassifierConfigError(f"{config.name}: model labels missing from the label map: {missing}")
+        self.features = FeatureExtractor()
+        _announce("site classifier %s (linear, %d labels) loaded from %s in pid %d", config.name,
+                  len(self.model.labels), config.model_dir, os.getpid())
+
+    def classify(self, text: str, sections: SectionFn | None = None,
+                 sentences: SentenceFn | None = None) -> list[ModelFinding]:
+        start = len(text) - len(text.lstrip())
+        end = len(text.rstrip())
+        if end <= start:
+            return []
+        unit = SentenceSpan(REPORT_SENTENCE, "other", start, end)
+        out = []
+        for label, p in self.model.predict(self.features.features(text)):
+            target = self.config.labels.get(label)
+            if target is not None:
+                out.append(ModelFinding(concept=target.concept, category=target.category,
+                                        text=text[start:end], start=start, end=end, sentence=unit.index,
+                                        section=unit.section, score=round(p, 4), source=self.config.source,
+                                        negated=target.negated, uncertain=target.uncertain,
+                                        hypothetical=target.hypothetical))
+        return out
+
+
+Classifier = SiteClassifier | LinearSiteClassifier
+
+
+def site_classifier(config: ClassifierConfig, threads: int | None = None) -> Classifier:
+    """The classifier of one config: a linear model (numpy only) or a Hugging Face model (torch)."""
+    return LinearSiteClassifier(config) if config.task == "linear" else SiteClassifier(config, threads)
+
+
+def load_site_classifiers(paths: Sequence[str], threads: int | None = None) -> list[Classifier]:
     """Every classifier of these config files (``settings.ml.classifiers``; none when empty)."""
-    return [SiteClassifier(c, threads) for c in load_configs(paths)]
+    return [site_classifier(c, threads) for c in load_configs(paths)]
 
 
-def model_findings(text: str, classifiers: Sequence[SiteClassifier], sections: SectionFn | None = None,
+def model_findings(text: str, classifiers: Sequence[Classifier], sections: SectionFn | None = None,
                    sentences: SentenceFn | None = None) -> list[dict[str, Any]]:
     """The ``Finding`` records of every site classifier for one report, to append after the rule findings."""
     return [f.to_record() for clf in classifiers for f in clf.classify(text, sections, sentences)]

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "cohort": "radstream.cli.cohort:cohort",
     "dicom": "radstream.cli.dicom:dicom",
     "similar": "radstream.cli.similar:similar",
+    "model": "radstream.cli.model:model",
     "demo": "radstream.cli.demo:demo",
     "auth": "radstream.cli.auth:auth",
     "audit": "radstream.cli.audit:audit",

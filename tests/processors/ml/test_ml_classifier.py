@@ -61,6 +61,7 @@ def test_multi_label_report_level_findings_carry_label_map_flags(tmp_path: Path)
     assert sorted((f.concept, f.negated) for f in found) == [("pleural effusion", True),
                                                               ("pulmonary embolism", False)]
     assert all(f.text == REPORT.strip() for f in found)
+    assert all(f.sentence == 0 for f in found)  # report_findings.sentence is unsigned
 
 
 def test_token_classifier_spans_come_from_offsets(tmp_path: Path) -> None:
