@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError
-from confluent_kafka.admin import NewTopic
 
 from radstream.config import Settings
 from radstream.stack import kafka as stack
@@ -23,10 +22,8 @@ from streams.acl import add_scram_user, grant_role, role_bindings
 from streams.app import faust_credentials
 from streams.config import KafkaConfig, TopicsConfig
 from streams.producer import make_producer, produce
-from streams.topics import admin_client, create_topics
+from streams.topics import create_topics
 from tests.streams.helpers import free_port, report, worker_process
-
-RESTRICTED_RECEIVED = "radstream.dicom.received.restricted"  # the store branch's topic (made here)
 
 pytestmark = pytest.mark.integration
 
@@ -81,23 +78,23 @@ def test_scram_users_and_acls_keep_restricted_topics_from_analysts(scram_broker:
     topics = TopicsConfig()
     created = create_topics(admin, topics)  # the stack's super user, through KafkaConfig's settings
     assert set(created.values()) == {"created"}
-    client = admin_client(admin)  # kept: its futures fail when the handle is destroyed
-    client.create_topics([NewTopic(RESTRICTED_RECEIVED, 1, 1)])[RESTRICTED_RECEIVED].result(30)
     add_scram_user(admin, "analyst1", analyst_pw.read_text().strip())
     granted = grant_role(admin, topics, "analyst", "analyst1")
     assert granted == len(role_bindings(topics, "analyst", "analyst1"))
 
+    restricted = (topics.reports, topics.dead_letter, topics.retrieval_requests, topics.retrieval_status,
+                  topics.received_restricted, topics.quarantine, topics.projects)
     producer = make_producer(admin)
-    for topic in (topics.findings, topics.reports, topics.dead_letter, topics.retrieval_requests,
-                  topics.retrieval_status, RESTRICTED_RECEIVED):
-        producer.produce(topic, value=f"secret of {topic}".encode())
+    for topic in (topics.findings, topics.reports_deidentified, *restricted):
+        producer.produce(topic, key=b"k", value=f"secret of {topic}".encode())  # keyed: projects is compacted
     assert producer.flush(30) == 0
 
     analyst = sasl(bootstrap, "analyst1", analyst_pw)
     assert first_event(analyst, topics.findings, "analyst1.feed") == (
         "message", f"secret of {topics.findings}".encode())
-    for topic in (topics.reports, topics.dead_letter, topics.retrieval_requests, topics.retrieval_status,
-                  RESTRICTED_RECEIVED):
+    assert first_event(analyst, topics.reports_deidentified, "analyst1.text") == (
+        "message", f"secret of {topics.reports_deidentified}".encode())
+    for topic in restricted:
         kind, what = first_event(analyst, topic, "analyst1.peek")
         assert (kind, what) == ("error", b"TOPIC_AUTHORIZATION_FAILED"), (topic, kind, what)
     # a group outside its prefix is refused too, and so is writing to the feed

@@ -29,10 +29,6 @@ from .factories import report
 from .kafka_helpers import produce_all, produce_raw, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
-# the restricted table of original report text (the report-text branch creates it; here if missing)
-ORIGINAL_TEXT_DDL = ("CREATE TABLE IF NOT EXISTS radstream.report_text_original (site String, "
-                     "accession String, version UInt32, text String) ENGINE = ReplacingMergeTree "
-                     "ORDER BY (site, accession, version)")
 TRAP_VIEW = ("CREATE OR REPLACE VIEW radstream.pseudonym_lookup AS "
              "SELECT pseudonym, original FROM radstream.deid_map")
 NESTED_VIEW = ("CREATE OR REPLACE VIEW radstream.innocent_counts AS "
@@ -69,9 +65,10 @@ def secured(topic_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings
     client = open_client(settings.clickhouse)  # before the worker owns the store
     try:
         migrate(client, "radstream")
-        for ddl in (ORIGINAL_TEXT_DDL, TRAP_VIEW, NESTED_VIEW):
+        for ddl in (TRAP_VIEW, NESTED_VIEW):
             client.command(ddl)
-        client.command("INSERT INTO radstream.report_text_original VALUES ('default', 'A1', 1, 'Dr. Lee')")
+        client.command("INSERT INTO radstream.report_text_original (site, accession, version, text) "
+                       "VALUES ('default', 'A1', 1, 'Dr. Lee')")
     finally:
         client.close()
     store = TokenStore(settings.auth.token_file)

@@ -279,9 +279,10 @@ def test_a_write_failure_is_a_failed_sub_operation_and_the_request_is_not_comple
     assert final["state"] in ("failed", "partial") and final["state"] != "completed"
     assert not final["completed"] and final["error"]  # Orthanc gives up the move at the first failure
     assert store.stats.write_errors >= 1 and store.stats.written == 0
-    manifest = Registry(dicom_settings.research_store_dir).received(a1.study_uid, rid)
-    assert manifest and set(manifest) <= set(a1.sop_uids())  # what was tried: recorded as failed
-    assert all(outcome == "failed" and "Error" in why for outcome, why in manifest.values())
+    # reconciled against what the SCP recorded (failed): every instance is named missing; the manifest
+    # itself is gone with the final status
+    assert set(final["missing_sop_instance_uids"]) == set(a1.sop_uids()) and final["missing"] == a1.images
+    assert not Registry(dicom_settings.research_store_dir).received(a1.study_uid, rid)
 
 
 def _dataset(study: str, series: str, sop: str) -> Dataset:
