@@ -7,8 +7,9 @@ import ssl
 from typing import Any
 
 from radstream.config import Settings
+from streams import audit
 from streams.audit import FileAudit, KafkaAudit, Tee
-from streams.auth import Gate, TokenStore, local_token, server_ssl_context
+from streams.auth import AuthError, Gate, Principal, TokenStore, client_token, local_token, server_ssl_context
 
 
 def token_store(settings: Settings) -> TokenStore:
@@ -39,3 +40,41 @@ def roles_dir(settings: Settings) -> str:
 
 def tls(settings: Settings) -> ssl.SSLContext | None:
     return server_ssl_context(settings.auth.tls_cert, settings.auth.tls_key)
+
+
+def cli_principal(settings: Settings) -> Principal:
+    """Who runs a local command: the user of ``RADSTREAM_TOKEN``, else the OS user who owns the token
+    store (its local token, role admin: streams.auth.local_token)."""
+    principal = token_store(settings).verify(client_token(settings.auth.token_file))
+    if principal is None:
+        raise AuthError(401, "RADSTREAM_TOKEN is not a valid token (radstream auth add-token)")
+    return principal
+
+
+def authorise(settings: Settings, action: str, roles: tuple[str, ...], /,
+              **fields: Any) -> tuple[Principal, Tee]:
+    """The principal of a local command that needs one of ``roles``; a refusal is audited, then raised
+    (AuthError). The caller audits the action itself once it is done (with the returned target)."""
+    target = audit_target(settings)
+    user = "?"
+    try:
+        principal = cli_principal(settings)
+        user = principal.user
+        principal.require(*roles)
+    except AuthError as exc:
+        audit.record(target, user, action, allowed=False, reason=exc.reason, **fields)
+        _flush(target)
+        raise
+    return principal, target
+
+
+def done(target: Tee, principal: Principal, action: str, /, **fields: Any) -> None:
+    """Audit a completed action of a local command and wait for the audit topic to take it."""
+    audit.record(target, principal.user, action, allowed=True, **fields)
+    _flush(target)
+
+
+def _flush(target: Tee) -> None:
+    for t in getattr(target, "targets", ()):
+        if hasattr(t, "flush"):
+            t.flush()

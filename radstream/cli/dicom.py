@@ -200,41 +200,49 @@ def quarantine_list(ctx: click.Context, project: str | None, as_json: bool) -> N
             click.echo(f"{e.key}\t{e.modality}\t{e.reason}\t{when}\t{e.request_id}")
 
 
-def _steward_action(ctx: click.Context, verb: str, key: str, note: str, actor: str | None) -> tuple[Any, Any]:
-    """``store.release`` or ``store.purge`` of the quarantined instance KEY, as ``actor`` (default: the
-    OS user); -> (entry, what the action returned)."""
-    import getpass
-
+def _steward_action(ctx: click.Context, verb: str, key: str, note: str) -> tuple[Any, Any]:
+    """``store.release`` or ``store.purge`` of the quarantined instance KEY by a steward (``RADSTREAM_TOKEN``,
+    else the local admin), audited (``quarantine.release``/``quarantine.purge``, refusals too);
+    -> (entry, what the action returned)."""
+    from radstream.access import authorise, done
     from sinks.dicom.scp import ReleaseError
+    from streams.auth import AuthError
 
+    settings = settings_of(ctx)
+    action = f"quarantine.{verb}"
+    try:
+        principal, target = authorise(settings, action, ("steward",), instance=key)
+    except AuthError as exc:
+        raise click.ClickException(f"not allowed: {exc.reason}") from None
     store, projects = _store(ctx)
     try:
         entry = _entry(store, key)
-        return entry, getattr(store, verb)(entry, actor or getpass.getuser(), note)
+        result = getattr(store, verb)(entry, principal.user, note)
     except ReleaseError as exc:
         raise click.ClickException(f"not released: {exc}") from exc
     finally:
         projects.stop()
+    done(target, principal, action, project=entry.project_id, instance=entry.key, reason=entry.reason,
+         note=note)
+    return entry, result
 
 
 @quarantine.command("release")
 @click.argument("key")
 @click.option("--reason", "note", required=True, help="Why it is safe to release (recorded).")
-@click.option("--by", "actor", default=None, help="Who releases it (default: the OS user).")
 @click.pass_context
-def quarantine_release(ctx: click.Context, key: str, note: str, actor: str | None) -> None:
+def quarantine_release(ctx: click.Context, key: str, note: str) -> None:
     """De-identify KEY (project/SOP UID) with its project's options and move it into the project tree;
     recorded with who, when and why."""
-    entry, path = _steward_action(ctx, "release", key, note, actor)
+    entry, path = _steward_action(ctx, "release", key, note)
     click.echo(f"released {entry.key} -> {path}")
 
 
 @quarantine.command("purge")
 @click.argument("key")
 @click.option("--reason", "note", required=True, help="Why it is deleted (recorded).")
-@click.option("--by", "actor", default=None, help="Who purges it (default: the OS user).")
 @click.pass_context
-def quarantine_purge(ctx: click.Context, key: str, note: str, actor: str | None) -> None:
+def quarantine_purge(ctx: click.Context, key: str, note: str) -> None:
     """Delete KEY (project/SOP UID) from the quarantine; recorded with who, when and why."""
-    entry, _ = _steward_action(ctx, "purge", key, note, actor)
+    entry, _ = _steward_action(ctx, "purge", key, note)
     click.echo(f"purged {entry.key}")

@@ -9,12 +9,12 @@ compacted projects topic (read by the retrieval worker and the storage SCP) and 
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import json
 from typing import Any
 
 import click
 
+from radstream.access import authorise, done
 from radstream.cli import settings_of
 
 
@@ -35,6 +35,15 @@ def _current(ctx: click.Context, project_id: str) -> Any:
     if current is None:
         raise click.ClickException(f"project {project_id} is not registered")
     return current
+
+
+def _authorise(settings: Any, action: str, roles: tuple[str, ...], /, **fields: Any) -> Any:
+    from streams.auth import AuthError
+
+    try:
+        return authorise(settings, action, roles, **fields)
+    except AuthError as exc:
+        raise click.ClickException(f"not allowed: {exc.reason}") from None
 
 
 def _as_dict(project: Any) -> dict[str, Any]:
@@ -63,15 +72,14 @@ def project() -> None:
 @click.option("--keep-private", multiple=True, help="A private attribute to keep (safe list); repeatable.")
 @click.option("--allow-burned-in-risk", is_flag=True,
               help="Store ultrasound, secondary capture, photographs, ... instead of quarantining them.")
-@click.option("--registered-by", default=None, help="Who registers it (default: the OS user).")
 @click.option("--replace", is_flag=True, help="Re-register an existing project with these settings.")
 @click.pass_context
 def add(ctx: click.Context, project_id: str, destination: str, owner: str, identified: bool,
         irb_reference: str, no_modified_dates: bool, retain_patient_characteristics: bool,
         retain_device_identity: bool, retain_uids: bool, clean_descriptors: bool,
-        keep_private: tuple[str, ...], allow_burned_in_risk: bool, registered_by: str | None,
-        replace: bool) -> None:
-    """Register a project."""
+        keep_private: tuple[str, ...], allow_burned_in_risk: bool, replace: bool) -> None:
+    """Register a project (the steward role: ``RADSTREAM_TOKEN``, else the local admin). Every
+    registration, and every refused one, is audited (``project.register``)."""
     from sinks.dicom.deid import DeidOptions
     from sinks.dicom.projects import Project, ProjectError, publish, validate
 
@@ -80,8 +88,10 @@ def add(ctx: click.Context, project_id: str, destination: str, owner: str, ident
                        retain_patient_characteristics=retain_patient_characteristics,
                        retain_device_identity=retain_device_identity, retain_uids=retain_uids,
                        clean_descriptors=clean_descriptors, private_safe_list=tuple(keep_private))
+    principal, target = _authorise(settings, "project.register", ("steward",), project=project_id,
+                                   identified=identified)
     proj = Project(project_id=project_id, destination_ae=destination, owner=owner,
-                   registered_by=registered_by or getpass.getuser(), identified=identified,
+                   registered_by=principal.user, identified=identified,
                    irb_reference=irb_reference.strip(), deid=deid, allow_burned_in_risk=allow_burned_in_risk)
     try:
         validate(proj, settings.research.allowed_destinations)
@@ -94,24 +104,27 @@ def add(ctx: click.Context, project_id: str, destination: str, owner: str, ident
     finally:
         registry.stop()
     publish(settings.kafka, settings.topics, proj)
+    done(target, principal, "project.register", project=project_id, identified=identified,
+         irb=proj.irb_reference, destination=destination, owner=owner)
     kind = f"IDENTIFIED (IRB {proj.irb_reference})" if identified else "de-identified"
     click.echo(f"registered project {project_id}: {kind}, destination {destination}, owner {owner}")
 
 
 @project.command("retire")
 @click.argument("project_id")
-@click.option("--registered-by", default=None, help="Who retires it (default: the OS user).")
 @click.pass_context
-def retire(ctx: click.Context, project_id: str, registered_by: str | None) -> None:
+def retire(ctx: click.Context, project_id: str) -> None:
     """Retire a project: its retrievals are refused from now on (its history stays in the warehouse)."""
     from datetime import UTC, datetime
 
     from sinks.dicom.projects import publish
 
     settings = settings_of(ctx)
+    principal, target = _authorise(settings, "project.retire", ("steward",), project=project_id)
     current = _current(ctx, project_id)
     publish(settings.kafka, settings.topics, dataclasses.replace(
-        current, active=False, registered_by=registered_by or getpass.getuser(), time=datetime.now(UTC)))
+        current, active=False, registered_by=principal.user, time=datetime.now(UTC)))
+    done(target, principal, "project.retire", project=project_id)
     click.echo(f"retired project {project_id}")
 
 

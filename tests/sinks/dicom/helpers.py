@@ -31,6 +31,24 @@ TEST_PROJECTS = StaticProjects([project("P1", destination_ae=""), *(project(p) f
                                 *(project(p, identified=False) for p in ("IRB-7", "IRB-9", "IRB-D"))])
 
 
+def role_env(settings: Settings, user: str, role: str) -> dict[str, str]:
+    """The environment of a local command run by ``user`` with ``role`` (a real token of the token store)."""
+    from radstream.config import settings_env
+    from streams.auth import TokenStore
+
+    store = TokenStore(settings.auth.token_file)
+    if user not in store.users():
+        store.add_user(user, [role])
+    return {**settings_env(settings), "RADSTREAM_TOKEN": store.add_token(user, note="test")}
+
+
+def audit_events(settings: Settings, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` events of the audit topic, decoded."""
+    from tests.streams.helpers import consume
+
+    return [serde.decode("audit_event", m.value()) for m in consume(settings, settings.topics.audit, n)]
+
+
 def register_projects(settings: Settings, projects: StaticProjects = TEST_PROJECTS) -> None:
     """Publish the registrations on this test's projects topic (read by the worker and the SCP)."""
     for p in projects.all():

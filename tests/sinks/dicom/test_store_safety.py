@@ -22,7 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 
 from radstream.cli import main
-from radstream.config import Settings, settings_env
+from radstream.config import Settings
 from sinks.dicom import synth
 from sinks.dicom.expect import Registry
 from sinks.dicom.find import Pacs
@@ -39,7 +39,7 @@ from sinks.dicom.scp import ResearchStore, ScpConfig
 from streams import serde
 
 from .conftest import spec
-from .helpers import TEST_PROJECTS, final_of, project, request, statuses, stored_sops
+from .helpers import TEST_PROJECTS, audit_events, final_of, project, request, role_env, statuses, stored_sops
 from .test_dicom_worker import research_scp, run_worker
 
 pytestmark = pytest.mark.integration
@@ -105,13 +105,17 @@ def test_identified_only_with_an_irb_reference_and_ids_follow_the_grammar() -> N
 
 
 def test_project_cli_registers_lists_and_refuses_identified_without_irb(dicom_settings: Settings) -> None:
-    env = settings_env(dicom_settings)
+    env = role_env(dicom_settings, "steward1", "steward")
     runner = CliRunner()
+    analyst = runner.invoke(main, ["project", "add", "ID-9", "--destination", "RESEARCH", "--owner", "ana",
+                                   "--identified", "--irb", "IRB-2026-17"],
+                            env=role_env(dicom_settings, "ana", "analyst"))
+    assert analyst.exit_code != 0 and "not allowed" in analyst.output and "steward" in analyst.output
     no_irb = runner.invoke(main, ["project", "add", "ID-1", "--destination", "RESEARCH", "--owner", "ana",
                                   "--identified"], env=env)
     assert no_irb.exit_code != 0 and "IRB" in no_irb.output
     ok = runner.invoke(main, ["project", "add", "ID-1", "--destination", "RESEARCH", "--owner", "ana",
-                              "--identified", "--irb", "IRB-2026-17", "--registered-by", "steward1"], env=env)
+                              "--identified", "--irb", "IRB-2026-17"], env=env)
     assert ok.exit_code == 0, ok.output
     plain = runner.invoke(main, ["project", "add", "DE-1", "--destination", "RESEARCH", "--owner", "ana",
                                  "--clean-descriptors"], env=env)
@@ -130,6 +134,10 @@ def test_project_cli_registers_lists_and_refuses_identified_without_irb(dicom_se
         assert got is not None and got.identified and got.registered_by == "steward1"
     finally:
         registry.stop()
+    audited = [(e["actor"], e["action"], e["project"], e["allowed"]) for e in audit_events(dicom_settings, 3)]
+    assert audited == [("ana", "project.register", "ID-9", False),
+                       ("steward1", "project.register", "ID-1", True),
+                       ("steward1", "project.register", "DE-1", True)]
 
 
 def test_worker_refuses_an_unknown_project_with_a_clear_reason(dicom_settings: Settings) -> None:
@@ -210,18 +218,21 @@ def test_burned_in_instances_are_quarantined_with_reasons_then_released_and_purg
         assert pydicom.dcmread(p).PatientID == s.patient_id and (p.stat().st_mode & 0o077) == 0
         assert (p.parent.stat().st_mode & 0o077) == 0
 
-    env = settings_env(settings)
+    env = role_env(settings, "steward1", "steward")
     runner = CliRunner()
     listed = runner.invoke(main, ["dicom", "quarantine", "list"], env=env)
     assert listed.exit_code == 0, listed.output
     assert f"IRB-9/{s.sop_uid(1)}\tUS\tBurnedInAnnotation=YES" in listed.output
     no_reason = runner.invoke(main, ["dicom", "quarantine", "release", f"IRB-9/{s.sop_uid(1)}"], env=env)
     assert no_reason.exit_code != 0  # a release says why
+    by_analyst = runner.invoke(main, ["dicom", "quarantine", "release", f"IRB-9/{s.sop_uid(1)}",
+                                      "--reason", "looks fine"], env=role_env(settings, "ana", "analyst"))
+    assert by_analyst.exit_code != 0 and "not allowed" in by_analyst.output
     released = runner.invoke(main, ["dicom", "quarantine", "release", f"IRB-9/{s.sop_uid(1)}",
-                                    "--reason", "pixels checked: no text", "--by", "steward1"], env=env)
+                                    "--reason", "pixels checked: no text"], env=env)
     assert released.exit_code == 0, released.output
-    purged = runner.invoke(main, ["dicom", "quarantine", "purge", s.sop_uid(2), "--reason", "name in pixels",
-                                  "--by", "steward1"], env=env)
+    purged = runner.invoke(main, ["dicom", "quarantine", "purge", s.sop_uid(2), "--reason", "name in pixels"],
+                           env=env)
     assert purged.exit_code == 0, purged.output
     assert not list(qdir.rglob("*.dcm")) and not list(qdir.rglob("*.json"))
     now_in_project = [pydicom.dcmread(p) for p in (settings.research_store_dir / "IRB-9").rglob("*.dcm")]
@@ -238,6 +249,9 @@ def test_burned_in_instances_are_quarantined_with_reasons_then_released_and_purg
                           ("released", s.sop_uid(1), "steward1", "pixels checked: no text"),
                           ("purged", s.sop_uid(2), "steward1", "name in pixels")])
     assert all(e["reason"] == "BurnedInAnnotation=YES" for e in events)
+    audited = [(e["actor"], e["action"], e["allowed"]) for e in audit_events(settings, 3)]
+    assert audited == [("ana", "quarantine.release", False), ("steward1", "quarantine.release", True),
+                       ("steward1", "quarantine.purge", True)]
 
 
 def test_a_burned_in_risk_modality_is_stored_when_the_project_allows_it(pacs_settings: Settings) -> None:
