@@ -70,7 +70,8 @@ class Policy:
                        for d in self.denied_functions)
 
     def may_use_table_function(self, name: str) -> bool:
-        return "*" in self.table_functions or name in self.table_functions
+        # ClickHouse registers some table functions case-insensitively (VALUES = values)
+        return "*" in self.table_functions or name.lower() in {f.lower() for f in self.table_functions}
 
     def may_read(self, qualified: str, database: str) -> bool:
         db, _, name = qualified.partition(".")

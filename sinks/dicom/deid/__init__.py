@@ -183,24 +183,28 @@ class Deidentifier:
         self._uid_cache: dict[str, str] = {}  # a study's UIDs recur in each of its instances
         compile_table(frozenset({"modified_dates"}))  # the default, compiled before the first instance
 
-    def apply(self, ds: Dataset, project_id: str = "", options: DeidOptions = DeidOptions()) -> Dataset:
+    def apply(self, ds: Dataset, project_id: str = "", options: DeidOptions = DeidOptions(),
+              pixels_reviewed: bool = False) -> Dataset:
         """De-identify ``ds`` in place (and its file meta) and return it; ``DeidError`` if the profile
-        could not be applied (``ds`` is then half done: store nothing of it)."""
+        could not be applied (``ds`` is then half done: store nothing of it). ``pixels_reviewed``: a data
+        steward looked at the pixels of an instance with Burned In Annotation YES and found no identifying
+        text (a quarantine release); otherwise such an instance raises ``DeidError``."""
         where: list[int] = []
         try:
-            return self._apply(ds, project_id, options, where)
+            return self._apply(ds, project_id, options, where, pixels_reviewed)
         except DeidError:
             raise
         except Exception as exc:  # the reason names the attribute, never its value
             path = " > ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})" for t in where) or "dataset"
             raise DeidError(f"could not apply the profile at {path}: {type(exc).__name__}") from exc
 
-    def _apply(self, ds: Dataset, project_id: str, options: DeidOptions, where: list[int]) -> Dataset:
+    def _apply(self, ds: Dataset, project_id: str, options: DeidOptions, where: list[int],
+               pixels_reviewed: bool = False) -> Dataset:
         try:
             safe = parse_safe_list(options.private_safe_list)
         except ValueError as exc:
             raise DeidError(str(exc)) from exc
-        if 0x00280301 in ds._dict and _strings(ds, 0x00280301) == ["YES"]:
+        if not pixels_reviewed and 0x00280301 in ds._dict and _strings(ds, 0x00280301) == ["YES"]:
             # identifying text may be in the pixels, which this profile does not clean: no clean claim
             raise DeidError("Burned In Annotation is YES: pixel data would need cleaning (not implemented)")
         columns = frozenset(c for f, c in _COLUMNS.items() if getattr(options, f))
@@ -227,15 +231,15 @@ class Deidentifier:
                 ds[elem.tag] = copy.deepcopy(elem)
         return ds
 
-    def apply_file(self, data: bytes, project_id: str = "", options: DeidOptions = DeidOptions()
-                   ) -> tuple[bytes, Dataset]:
+    def apply_file(self, data: bytes, project_id: str = "", options: DeidOptions = DeidOptions(),
+                   pixels_reviewed: bool = False) -> tuple[bytes, Dataset]:
         """De-identify a Part 10 file: (the de-identified file, its dataset). Same transfer syntax; every
         value the profile did not change (the pixel data among them) is copied as it was read."""
         try:
             ds = read_file(data)
         except Exception as exc:
             raise DeidError(f"could not read the instance: {type(exc).__name__}") from exc
-        self.apply(ds, project_id, options)
+        self.apply(ds, project_id, options, pixels_reviewed)
         try:
             return encode_file(ds), ds
         except Exception as exc:

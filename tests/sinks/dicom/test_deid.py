@@ -291,3 +291,16 @@ def test_apply_file_keeps_encapsulated_pixel_data() -> None:
     out, _ = deid.Deidentifier(KEY).apply_file(_bytes(ds, JPEGBaseline8Bit))
     back = dcmread(io.BytesIO(out))
     assert back.file_meta.TransferSyntaxUID == JPEGBaseline8Bit and back.PixelData == ds.PixelData
+
+
+def test_burned_in_annotation_needs_a_pixel_review() -> None:
+    """Burned In Annotation YES: no clean claim without a steward's review of the pixels (a release)."""
+    d = deid.Deidentifier(b"secret-key-of-32-bytes----------")
+    ds = _ds()
+    ds.BurnedInAnnotation = "YES"
+    with pytest.raises(deid.DeidError, match="Burned In Annotation"):
+        d.apply(ds, "P1")
+    again = _ds()
+    again.BurnedInAnnotation = "YES"
+    reviewed = d.apply(again, "P1", pixels_reviewed=True)
+    assert reviewed.PatientIdentityRemoved == "YES" and reviewed.BurnedInAnnotation == "YES"
