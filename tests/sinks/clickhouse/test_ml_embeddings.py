@@ -118,9 +118,10 @@ def test_worker_embeds_reports_with_its_embedding_loop(topic_settings: Settings,
         return rows
 
     with worker_process(settings, tmp_path / "worker.log") as proc:
+        # the original report: the NLP agent de-identifies it and the embedding loop reads its output
         producer = make_producer(settings.kafka)
         for i in range(3):
-            produce_sync(producer, settings.topics.reports_deidentified, "report_finalized", f"default|F{i}",
+            produce_sync(producer, settings.topics.reports, "report_finalized", f"default|F{i}",
                          report(f"F{i}", TEXT))
         rows = wait_rows(proc, "SELECT accession, count(), max(abs(L2Norm(vector) - 1)) "
                          "FROM report_embeddings GROUP BY accession ORDER BY accession", 3)
