@@ -17,8 +17,14 @@ time per image.
 While the association is established and the peer sends plain C-STORE requests, this loop reads the
 P-DATA-TF PDUs itself on the association thread, decodes the command set (a small Implicit VR Little
 Endian group 0000 data set), calls the store function and writes the pre-encoded C-STORE-RSP straight to
-the socket. The DUL thread is told not to read the socket while the loop runs (the state machine stays
-in Sta6, PS3.8 9.2, which P-DATA does not change).
+the socket. The DUL thread does not read the socket in Sta6 (established, PS3.8 9.2, which P-DATA does
+not change) until the loop hands the association back: from the moment the DUL sends the
+A-ASSOCIATE-AC, not from when the association thread reaches the loop. (It used to be the latter: a
+peer that sent its first C-STORE at once could have it read by the DUL thread and decoded into
+pynetdicom's DIMSE queue, which the loop never looks at; the loop then waited on the socket for a next
+request that the peer, waiting for our response, never sent, until the peer's DIMSE timeout aborted
+the association. About 1% of Orthanc's C-MOVEs stalled 30 s so and failed.) If anything was queued
+for pynetdicom all the same when the loop starts, it hands the association back at once.
 
 Anything else hands the association back to pynetdicom unchanged: the PDUs of the message in progress
 (any non-P-DATA PDU: release, abort; any DIMSE message other than a C-STORE-RQ; a deflated transfer
@@ -139,7 +145,9 @@ class FastStore:
     def __init__(self, assoc: Any, store: StoreFn) -> None:
         self.assoc = assoc
         self.store = store
-        self.active = False  # True while this loop owns the socket
+        # True until the loop hands the association back: in Sta6 the socket is the loop's alone, also
+        # before the association thread reaches the loop (see the module docstring)
+        self.active = True
         self._lock = threading.Lock()  # held by the DUL thread while it reads the socket
         self._wake = threading.Event()  # set when the loop hands the association back
         self.dul = assoc.dul
@@ -164,11 +172,15 @@ class FastStore:
     # -- association thread ------------------------------------------------------------------
     def run(self) -> None:
         sock: Any = getattr(self.dul.socket, "socket", None)
-        if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket) or self.assoc.is_requestor:
+        with self._lock:  # a read the DUL thread had begun is over once we hold the lock
+            queued = self._queued()
+        if (not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket) or self.assoc.is_requestor
+                or queued):
+            if queued:
+                LOG.warning("the DUL had read data before the C-STORE loop started: %s; pynetdicom "
+                            "serves this association", queued)
             self.dul._run_loop_delay = self._loop_delay
             return self._fallback([])
-        with self._lock:  # a read the DUL thread had begun is over once we hold the lock
-            self.active = True
         pending: list[Any] = []
         ending = False
         try:
@@ -192,6 +204,15 @@ class FastStore:
         if not ending:  # pynetdicom serves the rest of a live association: its own idle polling again
             self.dul._run_loop_delay = self._loop_delay
         return self._fallback(pending)
+
+    def _queued(self) -> str:
+        """What pynetdicom holds already of this association's data (should be nothing)."""
+        dimse = self.assoc.dimse
+        if not self.dul.event_queue.empty() or not self.dul._recv_pdu.empty():
+            return "PDUs queued in the DUL"
+        if not dimse.msg_queue.empty() or getattr(dimse, "message", None) is not None:
+            return "a DIMSE message received or begun"
+        return ""
 
     def _fallback(self, pending: list[Any]) -> None:
         """Replay what we read of the unfinished message into the DUL, then pynetdicom's reactor."""
