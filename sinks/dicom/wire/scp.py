@@ -36,6 +36,7 @@ for the rest of the association.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import struct
@@ -60,6 +61,35 @@ POLL = 0.5  # seconds between checks for a killed association while waiting for 
 # association's negotiation and its release (pynetdicom's default 1 ms: ~1.5 ms per association here)
 NEGOTIATION_LOOP_DELAY = 0.0002
 ENDING_PDUS = (0x05, 0x07)  # A-RELEASE-RQ, A-ABORT: the association ends, the short delay can stay
+
+
+TIMING = os.environ.get("RADSTREAM_SCP_TIMING", "") not in ("", "0")
+
+
+class Phases:
+    """Wall time per phase of the C-STORE path, summed over threads: measured only with
+    ``RADSTREAM_SCP_TIMING=1`` (the callers check ``TIMING``), logged by the store when it stops."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ns: dict[str, int] = {}
+        self.count: dict[str, int] = {}
+
+    def add(self, name: str, since_ns: int) -> int:
+        """Add the time since ``since_ns`` (``perf_counter_ns``) to ``name``; returns now."""
+        now = time.perf_counter_ns()
+        with self._lock:
+            self.ns[name] = self.ns.get(name, 0) + now - since_ns
+            self.count[name] = self.count.get(name, 0) + 1
+        return now
+
+    def report(self) -> str:
+        with self._lock:
+            return ", ".join(f"{k} {self.ns[k] / 1e6 / max(self.count[k], 1):.3f} ms x{self.count[k]}"
+                             for k in sorted(self.ns))
+
+
+PHASES = Phases()
 
 
 def _timeval(seconds: float) -> bytes:
@@ -260,12 +290,17 @@ class FastStore:
         parsed: tuple[int, str, str] | None = None
         context_id = -1
         while not self.assoc._kill:
+            t0 = time.perf_counter_ns() if TIMING else 0
             if not self._recv_exact(sock, hview, at_boundary=True):
                 return pending  # idle: pynetdicom's reactor applies its network timeout
+            if TIMING:
+                t0 = PHASES.add("wire.wait", t0)
             pdu_type, _, length = struct.unpack(">BBI", header)
             body = bytearray(length)
             if length and not self._recv_exact(sock, memoryview(body), at_boundary=False):
                 raise ConnectionError("unreachable")
+            if TIMING:
+                PHASES.add("wire.recv", t0)
             if pdu_type != pdu.P_DATA_TF:
                 return [*pending, bytes(header) + bytes(body)]
             items = pdu.pdvs(memoryview(body))
@@ -297,13 +332,18 @@ class FastStore:
     def _serve(self, context_id: int, parsed: tuple[int, str, str], raw: bytes, sock: socket.socket) -> None:
         msg_id, sop_class, sop_instance = parsed
         ts = str(self.assoc._accepted_cx[context_id].transfer_syntax[0])
+        t0 = time.perf_counter_ns() if TIMING else 0
         try:
             status = int(self.store(raw, ts, sop_class, sop_instance, self.assoc))
         except Exception:
             LOG.exception("C-STORE handler failed")
             status = 0xC211  # what pynetdicom answers when a handler raises
+        if TIMING:
+            t0 = PHASES.add("wire.store", t0)
         sock.sendall(pdu.pdata_pdu([(context_id, 0x03, store_rsp_command(msg_id, sop_class, sop_instance,
                                                                         status))]))
+        if TIMING:
+            PHASES.add("wire.send", t0)
 
 
 def install(store: StoreFn) -> Callable[[evt.Event], None]:
