@@ -11,10 +11,10 @@ a region of a file whose blocks are already allocated and written, followed by `
    zero-filled journal file (``<store>/.journal/journal-<k>.wal``, one per SCP process, held with
    ``flock``) as one record (magic, sequence number, lengths, CRC-32), written with one ``pwritev`` in
    sequence order under a lock, then made durable with ``fdatasync``. **Group commit**: one
-   ``fdatasync`` covers every record written before it started, so the associations of one process
-   share their syncs (a thread whose record a running sync does not cover waits for it, then syncs all
-   that was written meanwhile). When ``append`` returns, the record is durable; only then the caller
-   answers the C-STORE.
+   ``fdatasync`` covers every record written before it started, so a thread whose record a running
+   sync covers waits for that one; a thread whose record it does not cover starts its own at once,
+   beside it. When ``append`` returns, the record is durable; only then the caller answers the
+   C-STORE.
 2. The caller then writes the record's file (its writer thread) and calls ``done(seq)`` once the file
    is in place or its failure recorded. ``read(record)`` gives the record's bytes back from the
    journal (CRC-checked) for a retry.
@@ -97,7 +97,7 @@ class Journal:
         self._cond = threading.Condition()
         self._seq = 0  # the last sequence number written
         self._synced = 0  # every record up to this one is durable
-        self._syncing = False
+        self._running: list[int] = []  # the last record each running fdatasync covers
         self._outstanding: set[int] = set()  # appended, file not yet done
         self._cursor = 0
         self._fd = -1
@@ -238,20 +238,23 @@ class Journal:
         return Record(seq, offset, len(field), len(data))
 
     def _sync(self, seq: int) -> None:
-        """Return once record ``seq`` is durable: one fdatasync for every record written before it."""
+        """Return once record ``seq`` is durable. A running ``fdatasync`` that started after the record
+        was written covers it: wait for that one. Otherwise start one at once, beside any that are
+        running (serialising them would make two associations as slow as one: each waits for the
+        other's sync, then runs its own; the block layer merges concurrent flushes itself)."""
         with self._cond:
             while self._synced < seq:
-                if self._syncing:  # a sync is running: it may cover us; if not, the next one will
+                if any(t >= seq for t in self._running):
                     self._cond.wait()
                     continue
-                self._syncing = True
-                target = self._seq
+                target = self._seq  # every record up to here is written (under this lock)
+                self._running.append(target)
                 self._cond.release()
                 try:
                     os.fdatasync(self._fd)
                 finally:
                     self._cond.acquire()
-                    self._syncing = False
+                    self._running.remove(target)
                     self._cond.notify_all()
                 self.syncs += 1
                 self._synced = max(self._synced, target)

@@ -10,20 +10,33 @@
   registered as identified (with an IRB reference) both in the request's registration and in the
   SCP's own view of the projects topic; an instance that cannot be made safe goes to the quarantine
   (``sinks.dicom.quarantine``) with its reason instead of the project tree.
-- **Answers C-STORE success only after the instance is durably stored**: written to a temporary file,
-  read back and compared, renamed over ``<sop>.dcm`` (overwrite by SOPInstanceUID: a redone move never
-  makes duplicates, and a file that fails the check never replaces a good one), and made durable by
-  the write-ahead journal (``sinks.dicom.journal``: the bytes appended to a preallocated file and
-  ``fdatasync``'d, 0.3 ms instead of 3-5 ms for an fsync'd new file here; replayed at start after a
-  crash). Without the journal (``research.journal_mb = 0``, the quarantine, a steward's release, an
-  instance too large for it) the file itself is fsync'd before the rename and the directory after
-  it. The work runs on the association's own thread (the PACS sends the next instance only after our
-  response anyway).
-- Then records the outcome per original SOP Instance UID in the request's manifest (``stored``,
+- **Answers C-STORE success only once the instance's final bytes (de-identified when its project is)
+  are durable**, in one of two ways:
+
+  - journaled (the usual case, ``sinks.dicom.journal``): on the association's thread the series
+    directory is made, then the bytes, their path under the root and the manifest entry go into the
+    process's write-ahead journal (one ``pwritev`` and a group-commit ``fdatasync`` shared with the
+    other associations of the process; 0.3 ms instead of 3-5 ms for an fsync'd new file here); the
+    response follows. The writer thread then writes the file (temporary file, read back and compared
+    byte for byte, renamed over ``<sop>.dcm``: overwrite by SOPInstanceUID, and a file that fails the
+    check never replaces a good one), and only after the rename records ``stored`` in the manifest
+    and produces the events. A failed write is retried from the journal's copy; when it cannot be
+    done, the instance is recorded ``failed`` (the worker's reconciliation moves it again). The
+    journal passes a record at its next checkpoint (``syncfs``) only once its file is written or
+    recorded failed; at start, records after the checkpoint are written again and recorded
+    ``stored`` (a crash between the response and the rename).
+  - fsync'd (``research.journal_mb = 0``, an instance too large for the journal, the quarantine, a
+    steward's release): the file is written, verified and fsync'd, renamed, and the directory fsync'd
+    on the association's thread, then recorded, then answered.
+
+  So success does not mean that the file is already in the project tree; ``stored`` in the manifest
+  does (with its bytes durable). ``drain()`` waits until every answered instance is written.
+- Records the outcome per original SOP Instance UID in the request's manifest (``stored``,
   ``quarantined`` + reason, ``failed`` + reason; read by the worker's reconciliation) and produces one
   ``received_instance`` event (values as stored) and, when de-identified, one ``received_original``
   event with the originals on the restricted topic; quarantine actions go to the restricted
   quarantine topic. The producer batches the events itself (``linger.ms`` = ``research.event_batch_ms``).
+  A replayed instance gets its manifest record but no events.
 - Statuses: 0x0124 study not registered / project unknown or retired; 0xA700 out of resources (less
   than ``min_free_mb`` free, or the write failed: disk full, read-only, I/O error); 0xC000 cannot
   process (undecodable dataset, missing or invalid UIDs, no de-identification key). A PACS counts all of
@@ -47,9 +60,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +263,7 @@ class ResearchStore:
         self.journal: Journal | None = None  # opened by start(); without it every file is fsync'd
         self._writer: queue.Queue[_Pending | None] | None = None  # journaled instances whose file is due
         self._writer_thread: threading.Thread | None = None
+        self._tls = threading.local()  # the direct loop's instances to hand to the writer after the response
 
     # -- which project, which options ------------------------------------------------------------
     def _project(self, project_id: str, wait: bool) -> Project | Refused:
@@ -423,8 +437,27 @@ class ResearchStore:
         rec = journal.append(rel, data, note)
         if wire_scp.TIMING:
             wire_scp.PHASES.add("store.journal", t0)
-        writer.put(_Pending(rec, parent, target, stored.sop_instance, data, finish, orig.study,
-                            exp.request_id, orig.sop_instance))
+        item = _Pending(rec, parent, target, stored.sop_instance, data, finish, orig.study, exp.request_id,
+                        orig.sop_instance)
+        deferred: list[_Pending] | None = getattr(self._tls, "deferred", None)
+        if deferred is not None:
+            deferred.append(item)  # handed to the writer after the response (``after_response``)
+        else:
+            writer.put(item)
+
+    def store_answer_first(self, raw: bytes, ts: str, sop_class: str, sop_instance: str, assoc: Any) -> int:
+        """``store`` for the direct receive loop, which calls ``after_response`` once it has answered:
+        the writer thread is woken only then, so it does not hold the GIL while this thread wants it
+        back for the response."""
+        self._tls.deferred = []
+        return self.store(raw, ts, sop_class, sop_instance, assoc)
+
+    def after_response(self) -> None:
+        items: list[_Pending] | None = getattr(self._tls, "deferred", None)
+        self._tls.deferred = None
+        if items and self._writer is not None:
+            for item in items:
+                self._writer.put(item)
 
     def _quarantine(self, job: _Instance, reason: str) -> None:
         hdr, exp = job.header, job.policy.expectation
@@ -490,7 +523,8 @@ class ResearchStore:
         check_uid(series, "Series Instance UID")
         check_uid(sop, "SOP Instance UID")
         parent = os.path.join(self._root, project_id, study, series)
-        return parent, os.path.join(parent, f"{sop}.dcm"), os.path.join(project_id, study, series, f"{sop}.dcm")
+        rel = os.path.join(project_id, study, series, f"{sop}.dcm")
+        return parent, os.path.join(parent, f"{sop}.dcm"), rel
 
     def _write_instance(self, project_id: str, study: str, series: str, sop: str, data: bytes) -> str:
         """Durably write one instance (fsync'd; a steward's release); its path."""
@@ -690,7 +724,8 @@ class ResearchStore:
         if compat.usable("scp"):  # else plain pynetdicom: it lacks what the direct paths reach into
             handlers.append((evt.EVT_CONN_OPEN, wire_scp.fast_store_responses))
             if self.cfg.fast_path:
-                handlers.append((evt.EVT_CONN_OPEN, wire_scp.install(self.store)))
+                handlers.append((evt.EVT_CONN_OPEN,
+                                 wire_scp.install(self.store_answer_first, self.after_response)))
         if self.cfg.listen_fd is not None:  # one of several SCP processes on one shared socket
             server_class = type("SharedListener", (SharedListenerServer,), {"listen_fd": self.cfg.listen_fd})
             self._server = ae.make_server((self.cfg.host, self.cfg.port), evt_handlers=handlers,

@@ -172,9 +172,10 @@ class _Closed(Exception):
 class FastStore:
     """Installed per association from ``EVT_CONN_OPEN`` (acceptor only); see the module docstring."""
 
-    def __init__(self, assoc: Any, store: StoreFn) -> None:
+    def __init__(self, assoc: Any, store: StoreFn, after: Callable[[], None] | None = None) -> None:
         self.assoc = assoc
         self.store = store
+        self.after = after
         # True until the loop hands the association back: in Sta6 the socket is the loop's alone, also
         # before the association thread reaches the loop (see the module docstring)
         self.active = True
@@ -340,18 +341,23 @@ class FastStore:
             status = 0xC211  # what pynetdicom answers when a handler raises
         if TIMING:
             t0 = PHASES.add("wire.store", t0)
-        sock.sendall(pdu.pdata_pdu([(context_id, 0x03, store_rsp_command(msg_id, sop_class, sop_instance,
-                                                                        status))]))
-        if TIMING:
-            PHASES.add("wire.send", t0)
+        try:
+            sock.sendall(pdu.pdata_pdu([(context_id, 0x03, store_rsp_command(msg_id, sop_class, sop_instance,
+                                                                            status))]))
+            if TIMING:
+                PHASES.add("wire.send", t0)
+        finally:
+            if self.after is not None:  # what the store left for after the response (its writer's work)
+                self.after()
 
 
-def install(store: StoreFn) -> Callable[[evt.Event], None]:
-    """An ``EVT_CONN_OPEN`` handler that installs the fast C-STORE loop on every accepted association."""
+def install(store: StoreFn, after: Callable[[], None] | None = None) -> Callable[[evt.Event], None]:
+    """An ``EVT_CONN_OPEN`` handler that installs the fast C-STORE loop on every accepted association;
+    ``after()`` runs on the association thread after each response is sent (also when sending fails)."""
 
     def on_open(event: evt.Event) -> None:
         if not event.assoc.is_requestor:
-            FastStore(event.assoc, store)
+            FastStore(event.assoc, store, after)
 
     return on_open
 
