@@ -446,18 +446,22 @@ class ResearchStore:
             writer.put(item)
 
     def store_answer_first(self, raw: bytes, ts: str, sop_class: str, sop_instance: str, assoc: Any) -> int:
-        """``store`` for the direct receive loop, which calls ``after_response`` once it has answered:
-        the writer thread is woken only then, so it does not hold the GIL while this thread wants it
-        back for the response."""
+        """``store`` for the direct receive loop, which calls ``after_response`` once it has answered."""
         self._tls.deferred = []
         return self.store(raw, ts, sop_class, sop_instance, assoc)
 
     def after_response(self) -> None:
+        """The files of the instances just answered, written on the association's thread: while the
+        PACS prepares its next instance, which waits for our response anyway. (Handed to the writer
+        thread instead, the two threads took turns at the GIL on the critical path: measured 2 ms per
+        instance in ``store`` instead of 0.6.)"""
         items: list[_Pending] | None = getattr(self._tls, "deferred", None)
         self._tls.deferred = None
-        if items and self._writer is not None:
-            for item in items:
-                self._writer.put(item)
+        for item in items or ():
+            t0 = time.perf_counter_ns() if wire_scp.TIMING else 0
+            self._materialise(item)
+            if wire_scp.TIMING:
+                wire_scp.PHASES.add("after.file", t0)
 
     def _quarantine(self, job: _Instance, reason: str) -> None:
         hdr, exp = job.header, job.policy.expectation
