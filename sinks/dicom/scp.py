@@ -17,10 +17,12 @@
     directory is made, then the bytes, their path under the root and the manifest entry go into the
     process's write-ahead journal (one ``pwritev`` and a group-commit ``fdatasync`` shared with the
     other associations of the process; 0.3 ms instead of 3-5 ms for an fsync'd new file here); the
-    response follows. The writer thread then writes the file (temporary file, read back and compared
-    byte for byte, renamed over ``<sop>.dcm``: overwrite by SOPInstanceUID, and a file that fails the
-    check never replaces a good one), and only after the rename records ``stored`` in the manifest
-    and produces the events. A failed write is retried from the journal's copy; when it cannot be
+    response follows. Then the file is written (temporary file, read back and compared byte for
+    byte, renamed over ``<sop>.dcm``: overwrite by SOPInstanceUID, and a file that fails the check
+    never replaces a good one), and only after the rename ``stored`` is recorded in the manifest and
+    the events produced: on the association's thread right after the response for the direct
+    receive loop (``after_response``: while the PACS prepares its next instance), by the process's
+    writer thread for instances received through pynetdicom. A failed write is retried from the journal's copy; when it cannot be
     done, the instance is recorded ``failed`` (the worker's reconciliation moves it again). The
     journal passes a record at its next checkpoint (``syncfs``) only once its file is written or
     recorded failed; at start, records after the checkpoint are written again and recorded
@@ -30,7 +32,8 @@
     on the association's thread, then recorded, then answered.
 
   So success does not mean that the file is already in the project tree; ``stored`` in the manifest
-  does (with its bytes durable). ``drain()`` waits until every answered instance is written.
+  does (with its bytes durable). ``drain()`` waits until the writer thread has written every
+  instance handed to it.
 - Records the outcome per original SOP Instance UID in the request's manifest (``stored``,
   ``quarantined`` + reason, ``failed`` + reason; read by the worker's reconciliation) and produces one
   ``received_instance`` event (values as stored) and, when de-identified, one ``received_original``
