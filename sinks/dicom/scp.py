@@ -16,17 +16,17 @@
   - journaled (the usual case, ``sinks.dicom.journal``): on the association's thread the series
     directory is made, then the bytes, their path under the root and the manifest entry go into the
     process's write-ahead journal (one ``pwritev`` and an ``fdatasync``, or waiting for a running
-    ``fdatasync`` of another association that covers the record; 0.2-2 ms here, instead of 3-5 ms
-    and more for an fsync'd new file); the response follows. Then the file is written (temporary file, read back and compared byte for
-    byte, renamed over ``<sop>.dcm``: overwrite by SOPInstanceUID, and a file that fails the check
-    never replaces a good one), and only after the rename ``stored`` is recorded in the manifest and
-    the events produced: on the association's thread right after the response for the direct
-    receive loop (``after_response``: while the PACS prepares its next instance), by the process's
-    writer thread for instances received through pynetdicom. A failed write is retried from the
-    journal's copy; when it cannot be done, the instance is recorded ``failed`` (the worker's
-    reconciliation moves it again). The journal passes a record at its next checkpoint (``syncfs``) only once its file is written or
-    recorded failed; at start, records after the checkpoint are written again and recorded
-    ``stored`` (a crash between the response and the rename).
+    ``fdatasync`` of another association that covers the record; 0.2-2 ms here, instead of 3-5 ms and
+    more for an fsync'd new file); the response follows. Then the file is written (temporary file, read
+    back and compared byte for byte, renamed over ``<sop>.dcm``: overwrite by SOPInstanceUID, and a file
+    that fails the check never replaces a good one), and only after the rename ``stored`` is recorded in
+    the manifest and the events produced: on the association's thread right after the response for the
+    direct receive loop (``after_response``: while the PACS prepares its next instance), by the
+    process's writer thread for instances received through pynetdicom. A failed write is retried from
+    the journal's copy; when it cannot be done, the instance is recorded ``failed`` (the worker's
+    reconciliation moves it again). The journal passes a record at its next checkpoint (``syncfs``) only
+    once its file is written or recorded failed; at start, records after the checkpoint are written
+    again and recorded ``stored`` (a crash between the response and the rename).
   - fsync'd (``research.journal_mb = 0``, an instance too large for the journal, the quarantine, a
     steward's release): the file is written, verified and fsync'd, renamed, and the directory fsync'd
     on the association's thread, then recorded, then answered.
