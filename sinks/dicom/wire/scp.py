@@ -17,8 +17,14 @@ time per image.
 While the association is established and the peer sends plain C-STORE requests, this loop reads the
 P-DATA-TF PDUs itself on the association thread, decodes the command set (a small Implicit VR Little
 Endian group 0000 data set), calls the store function and writes the pre-encoded C-STORE-RSP straight to
-the socket. The DUL thread is told not to read the socket while the loop runs (the state machine stays
-in Sta6, PS3.8 9.2, which P-DATA does not change).
+the socket. The DUL thread does not read the socket in Sta6 (established, PS3.8 9.2, which P-DATA does
+not change) until the loop hands the association back: from the moment the DUL sends the
+A-ASSOCIATE-AC, not from when the association thread reaches the loop. (It used to be the latter: a
+peer that sent its first C-STORE at once could have it read by the DUL thread and decoded into
+pynetdicom's DIMSE queue, which the loop never looks at; the loop then waited on the socket for a next
+request that the peer, waiting for our response, never sent, until the peer's DIMSE timeout aborted
+the association. About 1% of Orthanc's C-MOVEs stalled 30 s so and failed.) If anything was queued
+for pynetdicom all the same when the loop starts, it hands the association back at once.
 
 Anything else hands the association back to pynetdicom unchanged: the PDUs of the message in progress
 (any non-P-DATA PDU: release, abort; any DIMSE message other than a C-STORE-RQ; a deflated transfer
@@ -30,6 +36,7 @@ for the rest of the association.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import struct
@@ -54,6 +61,35 @@ POLL = 0.5  # seconds between checks for a killed association while waiting for 
 # association's negotiation and its release (pynetdicom's default 1 ms: ~1.5 ms per association here)
 NEGOTIATION_LOOP_DELAY = 0.0002
 ENDING_PDUS = (0x05, 0x07)  # A-RELEASE-RQ, A-ABORT: the association ends, the short delay can stay
+
+
+TIMING = os.environ.get("RADSTREAM_SCP_TIMING", "") not in ("", "0")
+
+
+class Phases:
+    """Wall time per phase of the C-STORE path, summed over threads: measured only with
+    ``RADSTREAM_SCP_TIMING=1`` (the callers check ``TIMING``), logged by the store when it stops."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ns: dict[str, int] = {}
+        self.count: dict[str, int] = {}
+
+    def add(self, name: str, since_ns: int) -> int:
+        """Add the time since ``since_ns`` (``perf_counter_ns``) to ``name``; returns now."""
+        now = time.perf_counter_ns()
+        with self._lock:
+            self.ns[name] = self.ns.get(name, 0) + now - since_ns
+            self.count[name] = self.count.get(name, 0) + 1
+        return now
+
+    def report(self) -> str:
+        with self._lock:
+            return ", ".join(f"{k} {self.ns[k] / 1e6 / max(self.count[k], 1):.3f} ms x{self.count[k]}"
+                             for k in sorted(self.ns))
+
+
+PHASES = Phases()
 
 
 def _timeval(seconds: float) -> bytes:
@@ -136,10 +172,13 @@ class _Closed(Exception):
 class FastStore:
     """Installed per association from ``EVT_CONN_OPEN`` (acceptor only); see the module docstring."""
 
-    def __init__(self, assoc: Any, store: StoreFn) -> None:
+    def __init__(self, assoc: Any, store: StoreFn, after: Callable[[], None] | None = None) -> None:
         self.assoc = assoc
         self.store = store
-        self.active = False  # True while this loop owns the socket
+        self.after = after
+        # True until the loop hands the association back: in Sta6 the socket is the loop's alone, also
+        # before the association thread reaches the loop (see the module docstring)
+        self.active = True
         self._lock = threading.Lock()  # held by the DUL thread while it reads the socket
         self._wake = threading.Event()  # set when the loop hands the association back
         self.dul = assoc.dul
@@ -164,11 +203,15 @@ class FastStore:
     # -- association thread ------------------------------------------------------------------
     def run(self) -> None:
         sock: Any = getattr(self.dul.socket, "socket", None)
-        if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket) or self.assoc.is_requestor:
+        with self._lock:  # a read the DUL thread had begun is over once we hold the lock
+            queued = self._queued()
+        if (not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket) or self.assoc.is_requestor
+                or queued):
+            if queued:
+                LOG.warning("the DUL had read data before the C-STORE loop started: %s; pynetdicom "
+                            "serves this association", queued)
             self.dul._run_loop_delay = self._loop_delay
             return self._fallback([])
-        with self._lock:  # a read the DUL thread had begun is over once we hold the lock
-            self.active = True
         pending: list[Any] = []
         ending = False
         try:
@@ -192,6 +235,15 @@ class FastStore:
         if not ending:  # pynetdicom serves the rest of a live association: its own idle polling again
             self.dul._run_loop_delay = self._loop_delay
         return self._fallback(pending)
+
+    def _queued(self) -> str:
+        """What pynetdicom holds already of this association's data (should be nothing)."""
+        dimse = self.assoc.dimse
+        if not self.dul.event_queue.empty() or not self.dul._recv_pdu.empty():
+            return "PDUs queued in the DUL"
+        if not dimse.msg_queue.empty() or getattr(dimse, "message", None) is not None:
+            return "a DIMSE message received or begun"
+        return ""
 
     def _fallback(self, pending: list[Any]) -> None:
         """Replay what we read of the unfinished message into the DUL, then pynetdicom's reactor."""
@@ -239,12 +291,17 @@ class FastStore:
         parsed: tuple[int, str, str] | None = None
         context_id = -1
         while not self.assoc._kill:
+            t0 = time.perf_counter_ns() if TIMING else 0
             if not self._recv_exact(sock, hview, at_boundary=True):
                 return pending  # idle: pynetdicom's reactor applies its network timeout
+            if TIMING:
+                t0 = PHASES.add("wire.wait", t0)
             pdu_type, _, length = struct.unpack(">BBI", header)
             body = bytearray(length)
             if length and not self._recv_exact(sock, memoryview(body), at_boundary=False):
                 raise ConnectionError("unreachable")
+            if TIMING:
+                PHASES.add("wire.recv", t0)
             if pdu_type != pdu.P_DATA_TF:
                 return [*pending, bytes(header) + bytes(body)]
             items = pdu.pdvs(memoryview(body))
@@ -276,21 +333,31 @@ class FastStore:
     def _serve(self, context_id: int, parsed: tuple[int, str, str], raw: bytes, sock: socket.socket) -> None:
         msg_id, sop_class, sop_instance = parsed
         ts = str(self.assoc._accepted_cx[context_id].transfer_syntax[0])
+        t0 = time.perf_counter_ns() if TIMING else 0
         try:
             status = int(self.store(raw, ts, sop_class, sop_instance, self.assoc))
         except Exception:
             LOG.exception("C-STORE handler failed")
             status = 0xC211  # what pynetdicom answers when a handler raises
-        sock.sendall(pdu.pdata_pdu([(context_id, 0x03, store_rsp_command(msg_id, sop_class, sop_instance,
-                                                                        status))]))
+        if TIMING:
+            t0 = PHASES.add("wire.store", t0)
+        try:
+            sock.sendall(pdu.pdata_pdu([(context_id, 0x03, store_rsp_command(msg_id, sop_class, sop_instance,
+                                                                            status))]))
+            if TIMING:
+                PHASES.add("wire.send", t0)
+        finally:
+            if self.after is not None:  # what the store left for after the response (its writer's work)
+                self.after()
 
 
-def install(store: StoreFn) -> Callable[[evt.Event], None]:
-    """An ``EVT_CONN_OPEN`` handler that installs the fast C-STORE loop on every accepted association."""
+def install(store: StoreFn, after: Callable[[], None] | None = None) -> Callable[[evt.Event], None]:
+    """An ``EVT_CONN_OPEN`` handler that installs the fast C-STORE loop on every accepted association;
+    ``after()`` runs on the association thread after each response is sent (also when sending fails)."""
 
     def on_open(event: evt.Event) -> None:
         if not event.assoc.is_requestor:
-            FastStore(event.assoc, store)
+            FastStore(event.assoc, store, after)
 
     return on_open
 

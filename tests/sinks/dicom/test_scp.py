@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom.uid import UID
 
 from sinks.dicom import synth
 
@@ -85,3 +86,128 @@ def test_a_write_that_reads_back_differently_fails_and_keeps_the_stored_file(
         store._write_verified(parent, target, "1.2.3.4", b"new copy")
     assert Path(target).read_bytes() == b"good copy"
     assert sorted(p.name for p in Path(parent).iterdir()) == ["1.2.3.4.dcm"]
+
+
+# -- the journaled path: success is answered when the bytes are in the journal, the file follows ----------
+def _received(i: int = 0) -> tuple[bytes, str, str, str]:
+    """(dataset bytes as received, transfer syntax, SOP class, SOP instance) of a synthetic instance."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = synth.instance(synth.StudySpec("J1", "JPAT", "J^J", "20240101", 2, rows=8, cols=8), i)
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)
+    return body.getvalue(), synth.ExplicitVRLittleEndian, str(ds.SOPClassUID), str(ds.SOPInstanceUID)
+
+
+ASSOC = type("Assoc", (), {"requestor": type("R", (), {"ae_title": "ORTHANC"})(),
+                           "acceptor": type("A", (), {"ae_title": "RESEARCH"})()})()
+
+
+def _journaled_store(tmp_path: Path) -> Any:
+    """A started store (journal and writer thread) of an identified project P2, study J1 registered."""
+    from sinks.dicom.projects import StaticProjects
+    from sinks.dicom.scp import ResearchStore, ScpConfig
+
+    from .helpers import project
+
+    store = ResearchStore(ScpConfig(ae_title="RESEARCH", port=0, host="127.0.0.1", store_dir=tmp_path,
+                                    allowed_calling_aes=("ORTHANC",), journal_mb=1),
+                          projects=StaticProjects([project("P2")]))
+    store.start()
+    assert store.journal is not None and store._writer is not None
+    return store
+
+
+def _expected_file(tmp_path: Path, raw: bytes, ts: str, sop_class: str, sop: str) -> tuple[Path, bytes]:
+    from sinks.dicom.scp import file_meta_bytes, header_of
+
+    hdr = header_of(raw, UID(ts))
+    return (tmp_path / "P2" / hdr.study / hdr.series / f"{sop}.dcm",
+            file_meta_bytes(sop_class, sop, ts, "ORTHANC") + raw)
+
+
+def test_a_crash_between_the_response_and_the_rename_is_replayed_at_start(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from sinks.dicom.scp import header_of
+
+    store = _journaled_store(tmp_path)
+    raw, ts, sop_class, sop = _received()
+    study = header_of(raw, UID(ts)).study
+    store.registry.register(study, "P2", "r1", "RESEARCH")
+    hold = threading.Event()
+    store._materialise = lambda item: hold.wait(10)  # the writer never gets to write the file
+    assert store.store(raw, ts, sop_class, sop, ASSOC) == 0x0000  # answered: the bytes are in the journal
+    target, want = _expected_file(tmp_path, raw, ts, sop_class, sop)
+    assert not target.exists() and store.registry.received(study, "r1") == {}
+    os.close(store.journal._fd)  # the process dies: no checkpoint, the journal's lock goes with it
+    store.journal._fd = -1
+    store._server.shutdown()
+    hold.set()
+
+    again = _journaled_store(tmp_path)
+    try:
+        assert again.journal.replayed == 1
+        assert target.read_bytes() == want
+        assert store.registry.received(study, "r1") == {sop: ("stored", "")}  # the worker sees it stored
+    finally:
+        again.stop()
+    assert _journaled_store(tmp_path).journal.replayed == 0  # checkpointed by the replay
+
+
+@pytest.mark.parametrize("failures", [1, 99])
+def test_a_file_written_after_the_response_is_retried_from_the_journal_then_recorded_failed(
+        tmp_path: Path, failures: int) -> None:
+    from sinks.dicom.scp import MATERIALISE_TRIES, header_of
+
+    store = _journaled_store(tmp_path)
+    raw, ts, sop_class, sop = _received()
+    study = header_of(raw, UID(ts)).study
+    store.registry.register(study, "P2", "r1", "RESEARCH")
+    real_write, real_read = store._write_verified, store.journal.read
+    calls: list[bool] = []
+    reads: list[int] = []
+
+    def failing_write(parent: str, target: str, sop_: str, data: bytes, durable: bool = True) -> None:
+        calls.append(durable)
+        if len(calls) <= failures:
+            raise OSError(28, "No space left on device")
+        real_write(parent, target, sop_, data, durable)
+
+    store._write_verified = failing_write
+    store.journal.read = lambda rec: reads.append(rec.seq) or real_read(rec)
+    try:
+        assert store.store(raw, ts, sop_class, sop, ASSOC) == 0x0000
+        store.drain()
+        target, want = _expected_file(tmp_path, raw, ts, sop_class, sop)
+        got = store.registry.received(study, "r1")
+        assert calls == [False] * min(failures + 1, MATERIALISE_TRIES)  # never fsync'd: the journal is
+        assert len(reads) == len(calls) - 1  # every retry takes the bytes from the journal
+        if failures < MATERIALISE_TRIES:
+            assert got == {sop: ("stored", "")} and target.read_bytes() == want
+            assert (store.stats.written, store.stats.write_errors) == (1, 0)
+        else:
+            assert got[sop][0] == "failed" and "No space left" in got[sop][1]  # the worker moves it again
+            assert not target.exists() and (store.stats.written, store.stats.write_errors) == (0, 1)
+        assert not store.journal._outstanding  # the next checkpoint may pass it
+    finally:
+        store.stop()
+
+
+def test_a_directory_that_cannot_be_made_fails_the_c_store_itself(tmp_path: Path) -> None:
+    from sinks.dicom.scp import STATUS_OUT_OF_RESOURCES, header_of
+
+    store = _journaled_store(tmp_path)
+    raw, ts, sop_class, sop = _received()
+    study = header_of(raw, UID(ts)).study
+    store.registry.register(study, "P2", "r1", "RESEARCH")
+    (tmp_path / "P2").write_bytes(b"not a directory")
+    try:
+        assert store.store(raw, ts, sop_class, sop, ASSOC) == STATUS_OUT_OF_RESOURCES
+        assert store.registry.received(study, "r1")[sop][0] == "failed"
+        assert store.journal._seq == 0  # nothing journaled
+    finally:
+        store.stop()

@@ -218,7 +218,7 @@ def test_the_scp_installs_the_direct_paths_only_when_the_check_passes(
 
     installers: list[bool] = []
     install = wire_scp.install
-    monkeypatch.setattr(wire_scp, "install", lambda store: installers.append(True) or install(store))
+    monkeypatch.setattr(wire_scp, "install", lambda *args: installers.append(True) or install(*args))
     passing = handlers()
     assert passing[:2] == [set_nodelay, wire_scp.fast_store_responses]
     assert len(passing) == (3 if fast_path else 2) and installers == ([True] if fast_path else [])
