@@ -24,10 +24,11 @@ import faust
 import mode
 
 from processors.cohort.decide import decide
+from processors.ingest.versions import add_version, whole_text
 from streams import serde
 from streams.cohort import WatchRegistry
 from streams.config import KafkaConfig, MlConfig, TopicsConfig, WorkerConfig
-from streams.handlers import Outcome, TextDeid, analyze_batch, origin_headers
+from streams.handlers import Outcome, TextDeid, analyze_batch, findings_key, origin_headers
 from streams.producer import dead_letter_record
 
 log = logging.getLogger("radstream.worker")
@@ -47,10 +48,37 @@ class NlpRunner:
         n = worker.nlp_processes
         self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n > 0 else None
 
-    async def run(self, values: list[bytes | None]) -> list[Outcome]:
+    async def run(self, values: list[bytes | None], texts: list[str | None]) -> list[Outcome]:
         if self.pool is None:
-            return analyze_batch(values, *self.args)
-        return await asyncio.get_running_loop().run_in_executor(self.pool, analyze_batch, values, *self.args)
+            return analyze_batch(values, *self.args, texts)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, analyze_batch, values, *self.args,
+                                                                texts)
+
+
+def whole_texts(table: Any, events: list[faust.EventT]) -> list[str | None]:
+    """Each report's whole text (``processors.ingest.versions``), from the report's version history in
+    ``table`` (keyed like the reports topic, one entry per report), which each report updates first.
+
+    The table is Faust's changelogged state: its update goes to the changelog partition of the event's
+    own partition, as Faust's ``table[key] = value`` does in a stream of single events. Re-applying a
+    version is a no-op, so a report consumed again after a crash (at-least-once) gives the same text.
+    None for a message that does not decode (the NLP process dead-letters it).
+    """
+    out: list[str | None] = []
+    for event in events:
+        try:
+            report = serde.decode("report_finalized", event.value)
+            key = findings_key(report)
+        except Exception:  # bad input is the NLP process's to reject, with its reason
+            out.append(None)
+            continue
+        history = add_version(table.data.get(key) or [], int(report["version"]), report["status"],
+                              report.get("text") or "")
+        if history != table.data.get(key):
+            table.data[key] = history
+            table.send_changelog(event.message.partition, key, history)
+        out.append(whole_text(history, int(report["version"])))
+    return out
 
 
 def _cohorts(app: faust.App, kafka: KafkaConfig, topics: TopicsConfig, findings: faust.TopicT,
@@ -163,6 +191,9 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
         return await dead_letters.send(key=msg.key, value=serde.encode("dead_letter", rec))
 
     nlp = NlpRunner(worker, ml, text_deid)
+    # per report (site|accession): its versions since the last report that is not an addendum
+    versions = app.Table("report-versions", default=list, partitions=kafka.partitions,
+                         key_type=bytes)  # bytes keys go raw, values as JSON
 
     @app.service
     class _LogLevel(mode.Service):
@@ -217,7 +248,8 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
             async for events in batches:
                 for event in events:
                     event.message.incref()  # take_events acks these when we ask for the next batch
-                item = (list(events), asyncio.ensure_future(nlp.run([e.value for e in events])))
+                texts = whole_texts(versions, list(events))
+                item = (list(events), asyncio.ensure_future(nlp.run([e.value for e in events], texts)))
                 put = asyncio.ensure_future(inflight.put(item))
                 await asyncio.wait((put, *helpers), return_when=asyncio.FIRST_COMPLETED)
                 failed = [h for h in helpers if h.done()]

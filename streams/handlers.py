@@ -198,18 +198,24 @@ def site_classifiers(paths: tuple[str, ...], threads: int) -> list[Any]:
 
 
 def analyze_batch(values: list[bytes | None], classifier_paths: tuple[str, ...] = (),
-                  threads: int = 1, deid: TextDeid | None = None) -> list[Outcome]:
+                  threads: int = 1, deid: TextDeid | None = None,
+                  texts: Sequence[str | None] = ()) -> list[Outcome]:
     """ReportFinalized messages -> ReportFindings messages (decode, NLP, encode), in order; with ``deid``
-    also the de-identified ReportFinalized, and findings offsets into its text.
+    also the de-identified ReportFinalized, and findings offsets into its text. ``texts``: per message,
+    the whole text of its version (``processors.ingest.versions``: the report and its addenda), which
+    replaces the message's own text; None (or a short list) keeps the message's text.
 
     Runs in the worker's NLP process (picklable arguments and results); a message that cannot be
     decoded, de-identified or analysed yields an Outcome with the error instead, and the batch goes on.
     """
     classifiers = site_classifiers(classifier_paths, threads)
     out: list[Outcome] = []
-    for value in values:
+    for i, value in enumerate(values):
         try:
             report = serde.decode("report_finalized", value)
+            whole = texts[i] if i < len(texts) else None
+            if whole is not None:
+                report["text"] = whole
             record, deid_report = analyze_and_deidentify(report, None, classifiers, deid)
             deidentified = None if deid_report is None else serde.encode("report_finalized", deid_report)
             out.append(Outcome(findings_key(report), serde.encode("report_findings", record),

@@ -7,7 +7,8 @@ purposes). Mapping:
 
 - status: registered/partial/preliminary -> preliminary, final, amended/corrected -> corrected,
   appended -> addendum, cancelled, entered-in-error (retractions);
-- text: ``presentedForm`` with contentType text/plain (base64 ``data``, charset honoured), else
+- text: every ``presentedForm`` with contentType text/plain, in order (base64 ``data``, charset
+  honoured; an appended or amended report's addendum is a further attachment), else
   ``conclusion``, else the narrative ``text.div`` stripped of markup;
 - accession: an identifier typed ACSN (v2-0203) on the DiagnosticReport, on its ``basedOn``
   ServiceRequest, or on its ImagingStudy (contained, or in the same Bundle);
@@ -163,6 +164,9 @@ class _Text(HTMLParser):
 
 
 def _report_text(dr: dict[str, Any]) -> str:
+    # every text/plain presentedForm in order: an appended (or amended) report adds its addendum as a
+    # further attachment, and the report a radiologist reads is all of them
+    parts: list[str] = []
     for att in dr.get("presentedForm") or []:
         ctype = str(att.get("contentType", "")).lower()
         if not ctype.startswith("text/plain") or not att.get("data"):
@@ -174,10 +178,14 @@ def _report_text(dr: dict[str, Any]) -> str:
                 charset = val.strip('"')
         try:
             data = base64.b64decode(att["data"], validate=True)
-            return data.decode(charset).replace("\r\n", "\n").replace("\r", "\n").strip()
+            part = data.decode(charset).replace("\r\n", "\n").replace("\r", "\n").strip()
         except (binascii.Error, ValueError, LookupError) as exc:
             raise ParseError(f"presentedForm text/plain is not decodable ({charset}): {exc}",
                              code="value") from None
+        if part and part not in parts:
+            parts.append(part)
+    if parts:
+        return "\n\n".join(parts)
     if dr.get("conclusion"):
         return str(dr["conclusion"]).strip()
     div = (dr.get("text") or {}).get("div")

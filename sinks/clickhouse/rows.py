@@ -15,6 +15,9 @@ from typing import Any
 
 KAFKA = ("kafka_topic", "kafka_partition", "kafka_offset")
 NLP_KEY = ("site", "accession", "report_version", "processed_time")
+# the child tables' run columns; their sort key is (report version, nlp_version, index) (ddl/012), with
+# processed_time the ReplacingMergeTree version: a resend or a replay replaces its rows once merged
+NLP_RUN = (*NLP_KEY, "nlp_version")
 
 REPORT_COLUMNS = (
     "site", "accession", "version", "event_id", "report_id", "status", "patient_id",
@@ -31,19 +34,19 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "report_nlp": (*NLP_KEY, "event_id", "status", "patient_id", "modality", "body_region", "contrast",
                    "nlp_version", "n_findings", "n_critical", "communication_text", "communication_recipient",
                    "communication_time_text", "communication_time", *KAFKA),
-    "sections": (*NLP_KEY, "section_idx", "name", "title", "start", "end"),
+    "sections": (*NLP_RUN, "section_idx", "name", "title", "start", "end"),
     "findings": (*NLP_KEY, "finding_idx", "patient_id", "modality", "concept", "category", "text", "start",
                  "end", "sentence", "section", "negated", "uncertain", "historical", "hypothetical",
                  "experiencer", "certainty", "laterality", "anatomy", "severity", "change", "size_mm",
                  "source", "nlp_version"),
-    "measurements": (*NLP_KEY, "measurement_idx", "text", "start", "end", "dims_mm", "max_mm", "prior_max_mm",
+    "measurements": (*NLP_RUN, "measurement_idx", "text", "start", "end", "dims_mm", "max_mm", "prior_max_mm",
                      "finding_idx", "finding_concept"),
-    "recommendations": (*NLP_KEY, "recommendation_idx", "kind", "text", "start", "end", "modality",
+    "recommendations": (*NLP_RUN, "recommendation_idx", "kind", "text", "start", "end", "modality",
                         "interval_days_min", "interval_days_max", "guideline"),
-    "assessments": (*NLP_KEY, "assessment_idx", "system", "category", "text", "start", "end"),
-    "critical_results": (*NLP_KEY, "critical_idx", "concept", "text", "start", "end", "communication_text",
+    "assessments": (*NLP_RUN, "assessment_idx", "system", "category", "text", "start", "end"),
+    "critical_results": (*NLP_RUN, "critical_idx", "concept", "text", "start", "end", "communication_text",
                          "communication_recipient", "communication_time"),
-    "chest_labels": (*NLP_KEY, "label", "value"),
+    "chest_labels": (*NLP_RUN, "label", "value"),
     "retrieval_requests": ("request_id", "action", "project_id", "requester", "accession",
                            "study_instance_uid", "patient_id", "study_date", "destination_ae", "priority",
                            "not_before", "not_after", "source", "requested_time", *KAFKA),
@@ -160,8 +163,9 @@ def findings_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         _s(rec.get("body_region")), rec.get("contrast"), nlp_version, len(findings), len(critical),
         comm_text, comm_to, _s(comm.get("time_text")), comm_time, *origin.cols(),
     ])
+    run: Row = [*key, nlp_version]  # the child tables' leading columns
     for i, s in enumerate(rec.get("sections") or []):
-        out["sections"].append([*key, i, s["name"], s["title"], s["start"], s["end"]])
+        out["sections"].append([*run, i, s["name"], s["title"], s["start"], s["end"]])
     for i, f in enumerate(findings):
         out["findings"].append([
             *key, i, rec["patient_id"], _s(rec.get("modality")), f["concept"], f["category"], f["text"],
@@ -175,22 +179,22 @@ def findings_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         fi = m.get("finding")
         concept = findings[fi]["concept"] if fi is not None and 0 <= fi < len(findings) else ""
         out["measurements"].append([
-            *key, i, m["text"], m["start"], m["end"], [float(d) for d in m["dims_mm"]], float(m["max_mm"]),
+            *run, i, m["text"], m["start"], m["end"], [float(d) for d in m["dims_mm"]], float(m["max_mm"]),
             m.get("prior_max_mm"), fi, concept,
         ])
     for i, r in enumerate(rec.get("recommendations") or []):
         out["recommendations"].append([
-            *key, i, r["kind"], r["text"], r["start"], r["end"], _s(r.get("modality")),
+            *run, i, r["kind"], r["text"], r["start"], r["end"], _s(r.get("modality")),
             r.get("interval_days_min"), r.get("interval_days_max"), _s(r.get("guideline")),
         ])
     for i, a in enumerate(rec.get("assessments") or []):
-        out["assessments"].append([*key, i, a["system"], a["category"], a["text"], a["start"], a["end"]])
+        out["assessments"].append([*run, i, a["system"], a["category"], a["text"], a["start"], a["end"]])
     for i, c in enumerate(critical):
         out["critical_results"].append([
-            *key, i, c["concept"], c["text"], c["start"], c["end"], comm_text, comm_to, comm_time,
+            *run, i, c["concept"], c["text"], c["start"], c["end"], comm_text, comm_to, comm_time,
         ])
     for label, value in sorted((rec.get("chest_labels") or {}).items()):
-        out["chest_labels"].append([*key, label, value])
+        out["chest_labels"].append([*run, label, value])
     return out
 
 

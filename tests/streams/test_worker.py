@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from radstream.config import Settings
 from streams import serde
 from streams.producer import make_producer, produce_sync
-from tests.streams.helpers import consume, report
+from tests.streams.helpers import consume, free_port, report, worker_process
 
 
 def test_findings_published_and_bad_input_dead_lettered(worker: Settings) -> None:
@@ -55,3 +57,42 @@ def test_retracted_version_carries_no_findings() -> None:
     assert serde.decode("report_findings", serde.encode("report_findings", rec))["report_version"] == 2
     live = analyze_report(decoded(report("X3", "FINDINGS: Large pneumothorax.", version=1)))
     assert [f["concept"] for f in live["findings"]] == ["pneumothorax"]
+
+
+def test_an_addendum_is_analysed_with_its_report(worker: Settings) -> None:
+    """An addendum sent alone (HL7 OBX-11 B lines) is analysed as the report plus the addendum, from the
+    report's version history in the agent's changelogged table; a resend of the addendum gives the same."""
+    s = worker
+    p = make_producer(s.kafka)
+    key = b"default|AD1"
+    final = report("AD1", "FINDINGS: 2 cm hypodense lesion in the liver. No pleural effusion.", version=1)
+    addendum = report("AD1", "ADDENDUM: small right pneumothorax, discussed with Dr Lee.", status="addendum",
+                      version=2)
+    for rec in (final, addendum, addendum):
+        produce_sync(p, s.topics.reports, "report_finalized", key, rec)
+    out = [serde.decode("report_findings", m.value()) for m in consume(s, s.topics.findings, 3)]
+    assert [r["report_version"] for r in out] == [1, 2, 2]
+    concepts = [{f["concept"]: f["negated"] for f in r["findings"]} for r in out]
+    assert "pneumothorax" not in concepts[0]
+    assert concepts[1] == concepts[2]
+    assert concepts[1]["pneumothorax"] is False and concepts[1]["pleural_effusion"] is True  # from the report
+    assert set(concepts[0]) < set(concepts[1])  # the report's findings stay in the addendum's version
+
+
+def test_the_version_history_survives_a_worker_restart(topic_settings: Settings, tmp_path: Path) -> None:
+    """The history lives in the table's changelog topic: a new worker process recovers it, and an
+    addendum that arrives after the restart still gets its report."""
+    s = topic_settings.replace(state_dir=str(tmp_path), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
+                               worker={"web_port": free_port()})
+    p = make_producer(s.kafka)
+    key = b"default|AD2"
+    with worker_process(s, tmp_path / "worker1.log", "--no-sink"):
+        produce_sync(p, s.topics.reports, "report_finalized", key,
+                     report("AD2", "FINDINGS: Small left pleural effusion.", version=1))
+        assert len(consume(s, s.topics.findings, 1)) == 1
+    with worker_process(s, tmp_path / "worker2.log", "--no-sink"):
+        produce_sync(p, s.topics.reports, "report_finalized", key,
+                     report("AD2", "ADDENDUM: small right pneumothorax.", status="addendum", version=2))
+        out = [serde.decode("report_findings", m.value()) for m in consume(s, s.topics.findings, 2)]
+    assert [r["report_version"] for r in out] == [1, 2]
+    assert {f["concept"] for f in out[1]["findings"]} >= {"pleural_effusion", "pneumothorax"}

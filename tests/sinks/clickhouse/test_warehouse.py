@@ -204,6 +204,71 @@ def test_an_nlp_rerun_of_the_same_version_replaces_its_rows(ch: Client) -> None:
     assert q(ch, "SELECT concept FROM findings_latest") == [("mass",)]
 
 
+NLP_TABLES = ("report_nlp", "sections", "findings", "measurements", "recommendations", "assessments",
+              "critical_results", "chest_labels")
+
+
+def _physical(client: Client) -> dict[str, int]:
+    for t in NLP_TABLES:
+        client.command(f"OPTIMIZE TABLE {t} FINAL")
+    return {t: int(q(client, f"SELECT count() FROM {t}")[0][0]) for t in NLP_TABLES}
+
+
+def test_an_exact_resend_analysed_again_adds_no_rows_once_merged(ch: Client) -> None:
+    from streams.handlers import analyze_report
+
+    rep = report("R1", 1, text="FINDINGS: 8 mm nodule in the right upper lobe. Small left pleural effusion. "
+                               "No pneumothorax.\nIMPRESSION: Lung-RADS 4A. Follow-up CT in 3 months.")
+    write_records(ch, "report_finalized", [rep])
+    first = analyze_report(dict(rep), now=BASE_TIME + timedelta(minutes=1))
+    write_records(ch, "report_findings", [first])
+    once = _physical(ch)
+    assert once["findings"] >= 2 and once["measurements"] >= 1 and once["sections"] >= 2  # a real analysis
+    # the same message again (an exact HL7 resend, or a replay of the reports topic): a new NLP run
+    again = analyze_report(dict(rep), now=BASE_TIME + timedelta(hours=2))
+    assert again["processed_time"] != first["processed_time"]
+    write_records(ch, "report_findings", [again])
+    assert _physical(ch) == once
+    # the newest run is the one kept, and the latest views show it once
+    assert q(ch, "SELECT toUnixTimestamp(processed_time) FROM report_nlp") == [
+        (int(again["processed_time"].timestamp()),)]
+    assert q(ch, "SELECT count() FROM findings_latest") == [(once["findings"],)]
+
+
+def test_a_replayed_findings_topic_adds_no_rows_once_merged(ch: Client) -> None:
+    rep = report("R2", 1)
+    rec = findings(rep, [finding("nodule", size_mm=6.0), finding("effusion")],
+                   assessments=[("Lung-RADS", "3")], critical=["pneumothorax"],
+                   chest_labels={"Effusion": "positive"}, communication_after=timedelta(minutes=5))
+    write_records(ch, "report_finalized", [rep])
+    write_records(ch, "report_findings", [rec])
+    once = _physical(ch)
+    write_records(ch, "report_findings", [rec, rec])
+    assert _physical(ch) == once == {"report_nlp": 1, "sections": 1, "findings": 2, "measurements": 0,
+                                     "recommendations": 0, "assessments": 1, "critical_results": 1,
+                                     "chest_labels": 1}
+
+
+def test_a_new_nlp_version_replaces_the_old_in_the_latest_views(ch: Client) -> None:
+    rep = report("R3", 1)
+    write_records(ch, "report_finalized", [rep])
+    old = findings(rep, [finding("nodule"), finding("effusion")], assessments=[("Lung-RADS", "3")],
+                   chest_labels={"Effusion": "positive"})
+    new = dict(findings(rep, [finding("mass")], processed_time=old["processed_time"] + timedelta(days=3)),
+               nlp_version="test-2")
+    write_records(ch, "report_findings", [old, new])
+    assert q(ch, "SELECT nlp_version FROM nlp_latest") == [("test-2",)]
+    assert q(ch, "SELECT concept, nlp_version FROM findings_latest") == [("mass", "test-2")]
+    assert q(ch, "SELECT count() FROM assessments_latest") == [(0,)]
+    assert q(ch, "SELECT count() FROM chest_labels_latest") == [(0,)]
+    assert q(ch, "SELECT rs_version, lexical_variant FROM note_nlp") == [(1, "mass")]
+    # both versions' results stay in the base tables; replaying the old one does not bring it back
+    write_records(ch, "report_findings", [old])
+    assert q(ch, "SELECT nlp_version, count() FROM findings FINAL GROUP BY nlp_version ORDER BY 1") == [
+        ("test-1", 2), ("test-2", 1)]
+    assert q(ch, "SELECT concept FROM findings_latest") == [("mass",)]
+
+
 def test_cancelled_reports_leave_the_latest_views(ch: Client) -> None:
     rep = report("F1", 1)
     write_records(ch, "report_finalized", [rep])
@@ -350,3 +415,32 @@ def test_upgrading_an_older_warehouse_adds_the_new_columns_to_tables_and_views(
     assert q(ch, "SELECT count() FROM upgraded.deid_map") == [(0,)]
     assert "expected_instances" in [r[0] for r in q(ch, "DESCRIBE TABLE upgraded.retrievals_latest")]
     assert q(ch, "SELECT count() FROM upgraded.note_nlp") == [(0,)]
+
+
+def test_upgrading_rekeys_the_nlp_tables_and_collapses_the_old_duplicates(
+    ch: Client, ch_settings: Settings, tmp_path: Path
+) -> None:
+    old = tmp_path / "old-ddl"
+    old.mkdir()
+    for path in sorted(DDL_DIR.glob("*.sql")):
+        if path.name < "012":  # the release keyed on processed_time
+            shutil.copy(path, old / path.name)
+    db = ch_settings.replace(clickhouse={"database": "rekeyed"}).clickhouse.database
+    migrate(ch, db, old)
+    key = "site, accession, report_version, processed_time"
+    for run in ("2026-03-01 10:00:00", "2026-04-01 10:00:00"):  # one report analysed twice, a month apart
+        at = f"'default', 'U1', 1, '{run}'"
+        ch.command(f"INSERT INTO {db}.report_nlp ({key}, event_id, status, patient_id, nlp_version) "
+                   f"VALUES ({at}, 'e', 'final', 'P1', '0.4.0')")
+        ch.command(f"INSERT INTO {db}.findings ({key}, finding_idx, concept, nlp_version) "
+                   f"VALUES ({at}, 0, 'nodule', '0.4.0')")
+        ch.command(f"INSERT INTO {db}.sections ({key}, section_idx, name) VALUES ({at}, 0, 'findings')")
+    assert [m[:3] for m in migrate(ch, db)] == ["012"]
+    for t in ("report_nlp", "findings", "sections"):
+        ch.command(f"OPTIMIZE TABLE {db}.{t} FINAL")
+        assert q(ch, f"SELECT nlp_version, toString(processed_time) FROM {db}.{t}") == [
+            ("0.4.0", "2026-04-01 10:00:00.000000")], t
+        assert "nlp_version" in q(ch, f"SHOW CREATE TABLE {db}.{t}")[0][0].split("ORDER BY")[1], t
+    assert q(ch, f"SELECT concept FROM {db}.findings_latest") == [("nodule",)]
+    left = f"SELECT count() FROM system.tables WHERE database = '{db}' AND name LIKE '%pre012%'"
+    assert q(ch, left) == [(0,)]
