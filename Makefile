@@ -16,8 +16,12 @@ venv:
 demo: venv
 	$(RS) demo
 
+# The DICOM suite runs in a process of its own, as the SCP and the worker do in production: after the
+# rest of the suite (torch loaded, ...) in the same process, its in-process SCP aborted associations
+# (cause not found yet; each part passes alone).
 test: compose-plugin layers
-	$(TEST_PY) -m pytest -q tests
+	$(TEST_PY) -m pytest -q tests --ignore=tests/sinks/dicom
+	$(TEST_PY) -m pytest -q tests/sinks/dicom
 
 # the floors of the data path (pyproject.toml [tool.importlinter]): a floor imports only the floors below
 layers:
