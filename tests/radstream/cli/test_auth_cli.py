@@ -26,7 +26,7 @@ def test_auth_commands_manage_users_and_tokens(tmp_path: Path) -> None:
     principal = store.verify(token)
     assert principal is not None and principal.user == "alice" and principal.roles == {"analyst"}
     listed = run.invoke(main, ["auth", "list"], env=env).stdout
-    assert "alice\tanalyst" in listed and "laptop" in listed and token.split("_")[2] not in listed
+    assert "alice\tanalyst" in listed and "laptop" in listed and token.split("_", 2)[2] not in listed
     assert run.invoke(main, ["auth", "add-token", "nobody"], env=env).exit_code != 0
     out = run.invoke(main, ["auth", "revoke", principal.token_id], env=env)
     assert out.exit_code == 0 and principal.token_id in out.stdout
