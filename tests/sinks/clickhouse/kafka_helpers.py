@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from radstream.config import Settings
 from sinks.clickhouse.service import SinkService
@@ -44,6 +44,9 @@ def wait_until(check: Callable[[], Any], timeout: float = 60.0, every: float = 0
     raise AssertionError(f"timed out after {timeout} s waiting for {what or check} (last: {last!r})")
 
 
+_COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
+
+
 def _partitions(settings: Settings, topics: list[str]) -> list[TopicPartition]:
     c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": "probe-partitions"})
     try:
@@ -66,12 +69,39 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], 
 
 
 def committed(settings: Settings, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": group})
-    try:
-        got = c.committed(_partitions(settings, topics), timeout=10)
-        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in got}
-    finally:
-        c.close()
+    """The group's committed offsets (0 where none)."""
+    with CommitProbe(settings, group, topics) as probe:
+        return probe()
+
+
+class CommitProbe:
+    """Asks the broker for a group's committed offsets, again and again, over one connection (a probe
+    that must not miss a short window cannot pay for a new client each time). A group the broker is
+    still loading or moving answers NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS for a moment: asked
+    again then."""
+
+    def __init__(self, settings: Settings, group: str, topics: list[str]) -> None:
+        self.partitions = _partitions(settings, topics)
+        self.consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": group})
+
+    def __enter__(self) -> CommitProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.consumer.close()
+
+    def __call__(self) -> dict[tuple[str, int], int]:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                got = self.consumer.committed(self.partitions, timeout=10)
+                return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in got}
+            except KafkaException as exc:
+                err = exc.args[0]
+                moving = err.retriable() or err.code() in _COORDINATOR_MOVING
+                if not moving or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
 
 @contextmanager

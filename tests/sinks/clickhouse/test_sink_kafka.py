@@ -19,7 +19,7 @@ from sinks.clickhouse.client import open_client
 from sinks.clickhouse.service import SinkService
 
 from .factories import BASE_TIME, finding, findings, report
-from .kafka_helpers import committed, end_offsets, produce_all, produce_raw, running_sink, wait_until
+from .kafka_helpers import CommitProbe, committed, end_offsets, produce_all, produce_raw, running_sink, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -270,18 +270,24 @@ def test_sink_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
     env = _env(s, store, s.kafka.consumer_group + "-killed")
     group = s.kafka.consumer_group + "-killed.clickhouse-sink"  # the sink's group id
     log = tmp_path / "sink.log"
-    total = 3000
+    total = 6000
     reps = [report(f"Q{i}", exam_time=BASE_TIME + timedelta(minutes=i)) for i in range(total)]
     produce_all(s, report_items(s, reps))
     topics = [s.topics.reports_deidentified]
+    probe = CommitProbe(s, group, topics)
     proc = _sink_process(env, log)
     try:
 
         def partly_committed() -> bool:
-            done = sum(committed(s, group, topics).values())
-            return 0 < done < total
+            done = sum(probe().values())
+            # the loop takes at most 500 messages at a time and commits after each flush: a dozen
+            # commits this probe (one connection, a few ms a round) sees; if it still misses them, say so
+            # instead of waiting out the timeout
+            assert done < total, f"the sink committed all {total} before it could be killed mid-way"
+            return done > 0
 
-        wait_until(partly_committed, timeout=90, every=0.02, what="a first commit")
+        with probe:
+            wait_until(partly_committed, timeout=90, every=0.005, what=f"a first commit (log: {log})")
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
         assert sum(committed(s, group, topics).values()) < total
