@@ -19,7 +19,9 @@ def _when(value: str | None) -> datetime | None:
 
 
 @click.command()
-@click.option("--accession", default=None)
+@click.option("--study-ref", default=None,
+              help="The study's encrypted reference (column study_ref of reports_latest): how analysts ask.")
+@click.option("--accession", default=None, help="The PACS's accession number (radiology, stewards).")
 @click.option("--study-uid", default=None, help="Study Instance UID (instead of or with the accession).")
 @click.option("--patient-id", default=None, help="Fallback match key, with --study-date.")
 @click.option("--study-date", default=None, help="YYYYMMDD, with --patient-id.")
@@ -30,9 +32,9 @@ def _when(value: str | None) -> datetime | None:
 @click.option("--not-after", default=None, help="ISO time; the request fails if not started by then.")
 @click.option("--requester", default=None, help="Who asks (default: the OS user).")
 @click.pass_context
-def retrieve(ctx: click.Context, accession: str | None, study_uid: str | None, patient_id: str | None,
-             study_date: str | None, destination: str, project: str, priority: str, not_before: str | None,
-             not_after: str | None, requester: str | None) -> None:
+def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, study_uid: str | None,
+             patient_id: str | None, study_date: str | None, destination: str, project: str, priority: str,
+             not_before: str | None, not_after: str | None, requester: str | None) -> None:
     """Produce one retrieval request; prints its request id (last word of the output).
 
     Refused unless the project is registered (and active, and delivers to this destination)."""
@@ -40,8 +42,9 @@ def retrieve(ctx: click.Context, accession: str | None, study_uid: str | None, p
     from streams.producer import make_producer, produce_sync
 
     settings = settings_of(ctx)
-    if not (accession or study_uid or (patient_id and study_date)):
-        raise click.UsageError("give --accession, --study-uid, or --patient-id with --study-date")
+    if not (study_ref or accession or study_uid or (patient_id and study_date)):
+        raise click.UsageError("give --study-ref, --accession, --study-uid, "
+                               "or --patient-id with --study-date")
     if destination not in settings.research.allowed_destinations:
         raise click.UsageError(f"destination {destination!r} is not on the allow-list "
                                f"{list(settings.research.allowed_destinations)}")
@@ -56,8 +59,8 @@ def retrieve(ctx: click.Context, accession: str | None, study_uid: str | None, p
     record = {
         "request_id": request_id, "action": "request", "project_id": project,
         "requester": requester or getpass.getuser(), "accession": accession, "study_instance_uid": study_uid,
-        "patient_id": patient_id, "study_date": study_date, "destination_ae": destination,
-        "priority": priority,
+        "study_ref": study_ref, "patient_id": patient_id, "study_date": study_date,
+        "destination_ae": destination, "priority": priority,
         "not_before": _when(not_before), "not_after": _when(not_after), "source": "manual",
         "requested_time": datetime.now(UTC),
     }
