@@ -97,6 +97,22 @@ def research_findings(record: Mapping[str, Any], research: Mapping[str, Any]) ->
     return out
 
 
+def research_request(key: bytes, site: str, *, accession: str | None = None, study_uid: str | None = None,
+                     patient_id: str | None = None, study_date: str | None = None) -> dict[str, Any]:
+    """The research values of a retrieval request made by clinical identifiers (a radiology list, a
+    steward's ``radstream retrieve --accession``): keyed values and the study reference, so the request
+    on its topic and in the warehouse is in the analysts' terms; the DICOM worker opens the reference."""
+    when = datetime.strptime(study_date, "%Y%m%d") if study_date else None
+    clinical = {"site": site, "accession": accession or "", "study_instance_uid": study_uid,
+                "patient_id": patient_id, "observation_time": when}
+    patient = pseudonym(key, site, patient_id) if patient_id else None
+    shifted = (when - timedelta(days=date_shift_days(key, patient))).strftime("%Y%m%d") if (
+        when and patient) else None
+    return {"accession": keyed_identifier(key, "accession", accession) if accession else None,
+            "study_instance_uid": keyed_uid(key, study_uid) if study_uid else None,
+            "patient_id": patient, "study_date": shifted, "study_ref": study_ref(key, clinical)}
+
+
 @dataclass(frozen=True)
 class StudyRef:
     """What a ``study_ref`` opens to: the clinical identifiers of one report's study."""

@@ -19,9 +19,17 @@ from typing import Any
 
 import click
 
-from processors.ingest.research import STUDY_REF_PREFIX, StudyRefError, looks_keyed, open_study_ref
+from processors.ingest.pseudonym import keyed_identifier
+from processors.ingest.research import (
+    STUDY_REF_PREFIX,
+    StudyRefError,
+    looks_keyed,
+    open_study_ref,
+    research_request,
+)
 from radstream.cli import settings_of
 from radstream.config import Settings
+from radstream.text_deid import research_key
 from radstream.warehouse import WarehouseError, query_rows, quote
 
 
@@ -119,7 +127,8 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
     given = _rows_from_csv(csv_file) if csv_file else _rows_from_sql(settings, str(query))
     rows = _with_refs(settings, given)
     done = _completed(settings, project, destination) or set()
-    todo = [r for r in rows if not (r.get("accession") and r["accession"] in done)]
+    key = research_key(settings)
+    todo = [r for r in rows if not (r.get("accession") and _research_accession(key, r) in done)]
     skipped = len(rows) - len(todo)
     if skipped:
         click.echo(f"skipping {skipped} accession(s) already completed for {project} -> {destination}")
@@ -135,11 +144,8 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
         rid = str(uuid.uuid4())
         record: dict[str, Any] = {
             "request_id": rid, "action": "request", "project_id": project, "requester": who,
-            "accession": r.get("accession") or None,
-            "study_instance_uid": r.get("study_instance_uid") or None,
-            "study_ref": r.get("study_ref") or None,
-            "patient_id": r.get("patient_id") or None, "study_date": r.get("study_date") or None,
-            "destination_ae": destination, "priority": priority, "not_before": _when(not_before),
+            **_research_ids(key, settings.ingest.site, r), "destination_ae": destination,
+            "priority": priority, "not_before": _when(not_before),
             "not_after": _when(not_after), "source": "cohort", "requested_time": now,
         }
         produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rid, record)
@@ -147,6 +153,28 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
     if left:
         raise click.ClickException(f"{left} requests not confirmed by Kafka")
     click.echo(f"requested {len(todo)} retrieval(s) for project {project} -> {destination} (requester {who})")
+
+
+def _clinical(r: dict[str, str]) -> bool:
+    """A row of the PACS's own identifiers (a radiology list), not of the analysts' tables."""
+    ids = (r.get("accession"), r.get("study_instance_uid"), r.get("patient_id"))
+    return not r.get("study_ref") and not any(looks_keyed(v) for v in ids)
+
+
+def _research_ids(key: bytes, site: str, r: dict[str, str]) -> dict[str, Any]:
+    """The request's identifiers in research terms: clinical rows keyed, with their study reference."""
+    if _clinical(r):
+        return research_request(key, site, accession=r.get("accession") or None,
+                                study_uid=r.get("study_instance_uid") or None,
+                                patient_id=r.get("patient_id") or None,
+                                study_date=r.get("study_date") or None)
+    return {f: r.get(f) or None for f in ("accession", "study_instance_uid", "study_ref", "patient_id",
+                                          "study_date")}
+
+
+def _research_accession(key: bytes, r: dict[str, str]) -> str:
+    acc = r["accession"]
+    return keyed_identifier(key, "accession", acc) if _clinical(r) else acc
 
 
 def _dry_run(settings: Settings, rows: list[dict[str, str]]) -> None:
@@ -177,7 +205,6 @@ def _opened(settings: Settings, rows: list[dict[str, str]], action: str) -> list
     if not refs:
         return rows
     from radstream.access import authorise, done
-    from radstream.text_deid import research_key
     from streams.auth import AuthError
 
     try:
@@ -233,7 +260,7 @@ def _open_requests(settings: Settings, project: str) -> list[list[str]]:
         SELECT q.request_id, q.accession, if(q.patient_id = '', r.patient_id, q.patient_id),
                if(q.study_date = '', formatDateTime(r.observation_time, '%Y%m%d'), q.study_date),
                r.modality, if(q.study_instance_uid = '', r.study_instance_uid, q.study_instance_uid),
-               q.destination_ae, if(q.study_ref = '', r.study_ref, q.study_ref)
+               q.destination_ae, if(r.study_ref != '', r.study_ref, q.study_ref)  -- the report's knows more
         FROM (SELECT * FROM retrieval_requests FINAL
               WHERE action = 'request' AND project_id = '{quote(project)}') AS q
         LEFT JOIN (SELECT accession, patient_id, observation_time, modality, study_instance_uid, study_ref

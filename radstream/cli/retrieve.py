@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
+from processors.ingest.research import looks_keyed, research_request
 from radstream.cli import settings_of
 
 
@@ -55,12 +56,19 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
         registry.stop()
     if why:
         raise click.ClickException(why)
+    ids = {"accession": accession, "study_instance_uid": study_uid, "patient_id": patient_id,
+           "study_date": study_date, "study_ref": study_ref}
+    if not study_ref and not any(looks_keyed(v) for v in (accession, study_uid, patient_id)):
+        # clinical identifiers: the request goes out in research terms (the worker opens the reference)
+        from radstream.text_deid import research_key
+
+        ids = research_request(research_key(settings), settings.ingest.site, accession=accession,
+                               study_uid=study_uid, patient_id=patient_id, study_date=study_date)
     request_id = str(uuid.uuid4())
     record = {
         "request_id": request_id, "action": "request", "project_id": project,
-        "requester": requester or getpass.getuser(), "accession": accession, "study_instance_uid": study_uid,
-        "study_ref": study_ref, "patient_id": patient_id, "study_date": study_date,
-        "destination_ae": destination, "priority": priority,
+        "requester": requester or getpass.getuser(), **ids, "destination_ae": destination,
+        "priority": priority,
         "not_before": _when(not_before), "not_after": _when(not_after), "source": "manual",
         "requested_time": datetime.now(UTC),
     }
