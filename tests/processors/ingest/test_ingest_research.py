@@ -122,7 +122,8 @@ def test_looks_keyed_tells_research_values_from_clinical_ones() -> None:
 @settings(max_examples=60, deadline=None)
 @given(accession=st.text(min_size=1, max_size=40), uid=st.none() | st.text(max_size=64),
        patient=st.text(max_size=40))
-def test_any_identifiers_round_trip_through_the_reference(accession: str, uid: str | None, patient: str) -> None:
+def test_any_identifiers_round_trip_through_the_reference(accession: str, uid: str | None,
+                                                          patient: str) -> None:
     rec = report(accession=accession, study_instance_uid=uid, patient_id=patient)
     ref = open_study_ref(KEY, study_ref(KEY, rec))
     assert ref.accession == accession and ref.study_instance_uid == (uid or None)

@@ -12,8 +12,8 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from radstream.cli import main
 from processors.ingest.research import research_report, research_request
+from radstream.cli import main
 from radstream.config import Settings, settings_env
 from radstream.text_deid import research_key
 from streams import serde
