@@ -91,7 +91,7 @@ def test_correction_replaces_final_and_late_older_event_is_ignored(wh_settings: 
             lambda rows: len(rows) >= 7)
         clinical = ("ACC-C-5001", "ACC-X-1", "ACC20260302001", "FH-ACC-9001")
         back = clinical_of(wh_settings, clinical)
-        versions = [(a, st) for a, st, _ in sorted((back[a], st, v) for a, st, v in rows)]
+        versions = [(a, st) for a, _, st in sorted((back[a], v, st) for a, st, v in rows)]
         assert versions == [
             ("ACC-C-5001", "preliminary"), ("ACC-C-5001", "final"), ("ACC-C-5001", "corrected"),
             ("ACC-X-1", "cancelled"), ("ACC20260302001", "final"),
