@@ -19,8 +19,9 @@ def db() -> None:
                    "never on an embedded store, which has no users).")
 @click.option("--print-grants", is_flag=True, help="Only print the role/GRANT statements (for a DBA).")
 @click.option("--cluster", default=None, metavar="NAME",
-              help="The ClickHouse cluster layout (docs/operations.md): ON CLUSTER NAME, Replicated*MergeTree "
-                   "local tables, Distributed tables and views; applied to the server of clickhouse.url.")
+              help="The ClickHouse cluster layout (docs/operations.md): ON CLUSTER NAME, "
+                   "Replicated*MergeTree local tables, Distributed tables and views; applied to the "
+                   "server of clickhouse.url.")
 @click.option("--print", "print_only", is_flag=True,
               help="With --cluster: only print the cluster DDL (for a DBA); needs no server.")
 @click.pass_context
@@ -76,8 +77,8 @@ def _migrate_cluster(settings: Settings, cluster: str, print_only: bool) -> None
         for stmt in stmts:
             client.command(stmt)
         # the migrations this layout contains; schema_migrations has a replica on every node
-        client.insert(f"{database}.schema_migrations", [[m.version, m.name, m.checksum] for m in migrations()],
-                      column_names=["version", "name", "checksum"])
+        rows = [[m.version, m.name, m.checksum] for m in migrations()]
+        client.insert(f"{database}.schema_migrations", rows, column_names=["version", "name", "checksum"])
     finally:
         client.close()
     click.echo(f"cluster {cluster}: {len(stmts)} statements applied to {settings.clickhouse_url} "

@@ -49,7 +49,8 @@ class Layout:
 
 def load_layout(path: Path = LAYOUT_FILE) -> Layout:
     doc = json.loads(path.read_text())
-    layout = Layout(dict(doc["sharded"]), frozenset(doc["everywhere"]), dict(doc.get("key_outside_sorting_key", {})))
+    layout = Layout(dict(doc["sharded"]), frozenset(doc["everywhere"]),
+                    dict(doc.get("key_outside_sorting_key", {})))
     both = set(layout.sharded) & layout.everywhere
     if both:
         raise ClusterLayoutError(f"{path.name}: both sharded and everywhere: {sorted(both)}")
@@ -76,7 +77,8 @@ def schema(client: Client, database: str) -> dict[str, TableInfo]:
     """The tables and views of a single-node ``database`` (after the migrations), by name."""
     rows = client.query(
         "SELECT name, engine, engine_full, create_table_query, as_select, sorting_key, partition_key "
-        "FROM system.tables WHERE database = {db:String} ORDER BY name", parameters={"db": database}).result_rows
+        "FROM system.tables WHERE database = {db:String} ORDER BY name",
+        parameters={"db": database}).result_rows
     return {str(r[0]): TableInfo(*(str(v) for v in r)) for r in rows}
 
 
@@ -143,7 +145,8 @@ def _view_order(views: dict[str, set[str]]) -> list[str]:
     return done
 
 
-def cluster_statements(client: Client, database: str, cluster: str, layout: Layout | None = None) -> list[str]:
+def cluster_statements(client: Client, database: str, cluster: str,
+                       layout: Layout | None = None) -> list[str]:
     """The cluster DDL for the single-node schema of ``database`` that ``client`` sees."""
     layout = layout or load_layout()
     tables = schema(client, database)
@@ -151,7 +154,8 @@ def cluster_statements(client: Client, database: str, cluster: str, layout: Layo
     bases = {n: t for n, t in tables.items() if n not in views}
     for name, info in bases.items():
         if not info.engine.endswith("MergeTree"):
-            raise ClusterLayoutError(f"{name}: no cluster form for engine {info.engine} (sinks/clickhouse/cluster.py)")
+            raise ClusterLayoutError(f"{name}: no cluster form for engine {info.engine} "
+                                     "(sinks/clickhouse/cluster.py)")
         if name not in layout.sharded and name not in layout.everywhere:
             raise ClusterLayoutError(f"{name} is in no place of {LAYOUT_FILE.name}: add it to `sharded` "
                                      "(with its sharding key) or to `everywhere`")

@@ -36,7 +36,8 @@ OTHER_VARIABLES = {"RADSTREAM_STATE_DIR", "RADSTREAM_CONFIG", "RADSTREAM_TOKEN"}
 def model() -> dict[str, Any]:
     if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"],
                                                         capture_output=True).returncode != 0:
-        pytest.skip("no `docker compose` plugin here (`make compose-plugin`, which `make test` runs, builds it)")
+        pytest.skip("no `docker compose` plugin here "
+                    "(`make compose-plugin`, which `make test` runs, builds it)")
     out = subprocess.run(["docker", "compose", "--profile", "cli", "config", "--format", "json"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -128,8 +129,9 @@ def mount(name: str, path: str) -> tuple[str, str] | None:
 def test_every_radstream_variable_names_a_setting() -> None:
     # a misspelt variable is silently ignored by radstream.config: the default would be used instead
     valid = set(settings_env(Settings())) | OTHER_VARIABLES
-    given = {(n, k) for n, svc in model()["services"].items() for k in svc.get("environment", {})
-             if k.startswith("RADSTREAM_")} | {("Dockerfile", k) for k in image_env() if k.startswith("RADSTREAM_")}
+    given = {(n, k) for n, svc in model()["services"].items() for k in svc.get("environment", {})}
+    given |= {("Dockerfile", k) for k in image_env()}
+    given = {(n, k) for n, k in given if k.startswith("RADSTREAM_")}
     assert {k for _, k in given} and not {(n, k) for n, k in given if k not in valid}
 
 
@@ -146,7 +148,8 @@ def test_what_each_service_writes_is_on_a_named_volume_and_it_mounts_nothing_els
     for name in OURS:
         n = needs(name)
         used = set()
-        for what, path in {**n.writes, **{k: v for k, v in n.reads.items() if not v.startswith("/run/secrets/")}}.items():
+        files = {k: v for k, v in n.reads.items() if not v.startswith("/run/secrets/")}
+        for what, path in {**n.writes, **files}.items():
             assert path, (name, what)
             where = mount(name, path)
             assert where is not None, f"{name}: {what} ({path}) is not on a volume: lost with the container"
@@ -163,7 +166,8 @@ def test_volumes_are_shared_exactly_where_the_code_coordinates_through_files() -
     worker_store = mount("dicom-worker", settings_of("dicom-worker").research.store_dir)
     scp_store = mount("research-scp", settings_of("research-scp").research.store_dir)
     assert worker_store is not None and worker_store == scp_store
-    assert needs("dicom-worker").writes["expected studies"].startswith(settings_of("research-scp").research.store_dir)
+    scp_dir = settings_of("research-scp").research.store_dir
+    assert needs("dicom-worker").writes["expected studies"].startswith(scp_dir + "/")
     # the API token store: written by `radstream auth ...`, read (and its local token made) by the worker's
     # SQL page and the FHIR server
     tokens = {mount(n, needs(n).writes["tokens"]) for n in ("worker", "fhir-server", "radstream")}
@@ -180,8 +184,8 @@ def test_volumes_are_shared_exactly_where_the_code_coordinates_through_files() -
     # the DICOM worker's done-ledger is per worker process (a file it appends to)
     ledger = mount("dicom-worker", needs("dicom-worker").writes["done-ledger"])
     assert ledger is not None and users[ledger[0]] == {"dicom-worker"}
-    for infra, volume in (("kafka", "kafka-data"), ("clickhouse", "clickhouse-data"), ("orthanc", "orthanc-data")):
-        assert users[volume] == {infra}
+    for infra in ("kafka", "clickhouse", "orthanc"):
+        assert users[f"{infra}-data"] == {infra}
 
 
 def test_the_key_secret_is_mounted_where_it_is_read_and_nowhere_else() -> None:
@@ -196,7 +200,8 @@ def test_the_key_secret_is_mounted_where_it_is_read_and_nowhere_else() -> None:
         assert reads == set(mounted), f"{name}: reads {sorted(reads)}, mounted {sorted(mounted)}"
         assert all(src in top for src in mounted.values())
         # the ClickHouse password (in the URL) only where ClickHouse is used
-        assert ("RADSTREAM_CLICKHOUSE_URL" in service(name).get("environment", {})) == ("clickhouse" in n.connects)
+        has_url = "RADSTREAM_CLICKHOUSE_URL" in service(name).get("environment", {})
+        assert has_url == ("clickhouse" in n.connects), name
     assert len({s["source"] for n in OURS for s in service(n).get("secrets", [])}) == 1
 
 
@@ -227,13 +232,15 @@ def test_every_address_a_service_connects_to_is_a_service_it_waits_for() -> None
         assert s.kafka.replication_factor <= len(brokers)
         if "clickhouse" in n.connects:
             url = urlparse(s.clickhouse.url)
-            assert (url.hostname, url.port, url.username, url.password, s.clickhouse.database) == \
-                ("clickhouse", 8123, ch["CLICKHOUSE_USER"], ch["CLICKHOUSE_PASSWORD"], ch["CLICKHOUSE_DB"]), name
+            server = ("clickhouse", 8123, ch["CLICKHOUSE_USER"], ch["CLICKHOUSE_PASSWORD"],
+                      ch["CLICKHOUSE_DB"])
+            assert (url.hostname, url.port, url.username, url.password, s.clickhouse.database) == server, name
             assert waits.get("clickhouse", {}).get("condition") == "service_healthy", name
         if "pacs" in n.connects:
             assert (s.pacs.host, s.pacs.port, s.pacs.ae_title) == \
                 ("orthanc", int(orthanc["ORTHANC__DICOM_PORT"]), orthanc["ORTHANC__DICOM_AET"])
-            assert "orthanc" in waits and s.pacs.http_port in {p["target"] for p in service("orthanc")["ports"]}
+            assert "orthanc" in waits
+            assert s.pacs.http_port in {p["target"] for p in service("orthanc")["ports"]}
             # Orthanc knows the worker's calling AE, and moves to the AE of our SCP at its service and port
             assert modalities[s.pacs.calling_ae][0] == name
             assert modalities[s.research.ae_title] == ("research-scp", scp.research.port)

@@ -33,7 +33,8 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], data: bytes | None = No
 
 def _source_files() -> set[str]:
     """Every file of the five packages that git tracks or would (as paths in a wheel)."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", *PACKAGES], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", *PACKAGES],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
     return {p for p in out.stdout.split() if (ROOT / p).is_file()}
 
 
@@ -55,8 +56,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     (wheel,) = wheels.glob("radstream-*.whl")
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp, env=env)
-    purelib = Path(_run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                        cwd=tmp, env=env).stdout.decode().strip())
+    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    python = str(venv / "bin" / "python")
+    purelib = Path(_run([python, "-c", where], cwd=tmp, env=env).stdout.decode().strip())
     (purelib / "_radstream_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
          cwd=tmp, env=env)
@@ -89,7 +91,8 @@ def test_the_installed_command_runs_from_outside_the_checkout(
     assert "db" in helped and "worker" in helped and "text" in helped
 
     # the text de-identifier reads its rules and lexicons (processors/textdeid/*.json, lexicons/*.txt)
-    line = json.dumps({"id": "r1", "text": "Discussed with Dr. Lee at 13:55 on 03/14/2024.", "patient_id": "psn-1"})
+    line = json.dumps({"id": "r1", "text": "Discussed with Dr. Lee at 13:55 on 03/14/2024.",
+                       "patient_id": "psn-1"})
     out = json.loads(_run([radstream, "text", "deid", "-"], cwd=tmp_path, env=env, data=line.encode() + b"\n")
                      .stdout.decode())
     assert out["id"] == "r1" and "Lee" not in out["text"] and out["spans"], out
@@ -103,6 +106,7 @@ def test_the_installed_command_runs_from_outside_the_checkout(
     assert again.stdout.decode().startswith("up to date"), again.stdout
 
     # the cluster layout (sinks/clickhouse/cluster_layout.json) and the dependencies pip sees as installed
-    ddl = _run([radstream, "db", "migrate", "--cluster", "c1", "--print"], cwd=tmp_path, env=env).stdout.decode()
-    assert "ENGINE = Distributed(c1, radstream, findings_local, cityHash64(accession))" in ddl
+    ddl = _run([radstream, "db", "migrate", "--cluster", "c1", "--print"], cwd=tmp_path, env=env)
+    ddl_text = ddl.stdout.decode()
+    assert "ENGINE = Distributed(c1, radstream, findings_local, cityHash64(accession))" in ddl_text
     _run([str(venv / "bin" / "python"), "-m", "pip", "check"], cwd=tmp_path, env=env)

@@ -41,7 +41,8 @@ def engine_args(engine: str) -> tuple[str, list[str]]:
 
 def created(stmt: str) -> str:
     """The object a rendered CREATE statement makes (without the database)."""
-    m = re.match(r"CREATE (?:TABLE IF NOT EXISTS|OR REPLACE VIEW|DATABASE IF NOT EXISTS) (?:\w+\.)?(\w+)", stmt)
+    m = re.match(r"CREATE (?:TABLE IF NOT EXISTS|OR REPLACE VIEW|DATABASE IF NOT EXISTS) (?:\w+\.)?(\w+)",
+                 stmt)
     assert m, stmt
     return m.group(1)
 
@@ -78,7 +79,8 @@ def test_replicated_tables_keep_the_engines_keys_and_columns_of_the_single_node_
         assert args[2:] == single_args, (name, args, single_args)  # the version column of ReplacingMergeTree
         path = args[0].strip("'")
         assert args[1] == "'{replica}'" and path not in paths, (name, args)
-        assert ("{shard}" in path) == sharded and path.endswith(f"/rs/{name}_local" if sharded else f"/rs/{name}")
+        assert ("{shard}" in path) == sharded
+        assert path.endswith(f"/rs/{name}_local" if sharded else f"/rs/{name}")
         paths.add(path)
         if sharded:
             engine, args = engine_args(clauses(rendered[name])["ENGINE"])
@@ -87,7 +89,7 @@ def test_replicated_tables_keep_the_engines_keys_and_columns_of_the_single_node_
             assert name + "_local" not in rendered
 
 
-def test_views_run_on_each_shard_over_local_tables_and_are_read_through_distributed_tables(ch: Client) -> None:
+def test_views_run_on_each_shard_over_local_tables_and_are_read_through_distributed(ch: Client) -> None:
     layout = load_layout()
     single = schema(ch, "rs")
     stmts = cluster_statements(ch, "rs", CLUSTER)
@@ -101,7 +103,8 @@ def test_views_run_on_each_shard_over_local_tables_and_are_read_through_distribu
     for v in views:
         name = v + "_local" if v in local_views else v
         reads = set(re.findall(r"\brs\.(\w+)", rendered[name])) - {name}
-        assert all(order.index(r) < order.index(name) for r in reads), (v, reads)  # created after what it reads
+        # created after what it reads
+        assert all(order.index(r) < order.index(name) for r in reads), (v, reads)
         if v not in local_views:
             continue
         # on a shard a view reads only that shard's rows and the tables held in full on every node
