@@ -31,11 +31,19 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], data: bytes | None = No
     return proc
 
 
+def pip(venv: Path) -> list[str]:
+    return [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
+
+
 def _source_files() -> set[str]:
-    """Every file of the five packages that git tracks or would (as paths in a wheel)."""
+    """Every file of the five packages that git tracks or would (as paths in a wheel); outside a git
+    checkout every file but caches."""
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", *PACKAGES],
-                         cwd=ROOT, capture_output=True, text=True, check=True)
-    return {p for p in out.stdout.split() if (ROOT / p).is_file()}
+                         cwd=ROOT, capture_output=True, text=True)
+    if out.returncode == 0:
+        return {p for p in out.stdout.split() if (ROOT / p).is_file()}
+    return {str(p.relative_to(ROOT)) for pkg in PACKAGES for p in (ROOT / pkg).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +63,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
           "-w", str(wheels), str(src)], cwd=tmp, env=env)
     (wheel,) = wheels.glob("radstream-*.whl")
     venv = tmp / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp, env=env)
+    # no pip or setuptools of its own (they would shadow the locked ones): this venv's pip installs into it
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp, env=env)
     where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     python = str(venv / "bin" / "python")
     purelib = Path(_run([python, "-c", where], cwd=tmp, env=env).stdout.decode().strip())
     (purelib / "_radstream_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-         cwd=tmp, env=env)
+    _run([*pip(venv), "install", "--no-deps", "--no-index", "-q", str(wheel)], cwd=tmp, env=env)
     yield wheel, venv, env
 
 
@@ -109,4 +117,4 @@ def test_the_installed_command_runs_from_outside_the_checkout(
     ddl = _run([radstream, "db", "migrate", "--cluster", "c1", "--print"], cwd=tmp_path, env=env)
     ddl_text = ddl.stdout.decode()
     assert "ENGINE = Distributed(c1, radstream, findings_local, cityHash64(accession))" in ddl_text
-    _run([str(venv / "bin" / "python"), "-m", "pip", "check"], cwd=tmp_path, env=env)
+    _run([*pip(venv), "check"], cwd=tmp_path, env=env)
