@@ -58,6 +58,8 @@ def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, clu
 
 
 def _migrate_cluster(settings: Settings, cluster: str, print_only: bool) -> None:
+    import dataclasses
+
     from sinks.clickhouse.client import open_client
     from sinks.clickhouse.cluster import render_from_migrations
     from sinks.clickhouse.migrate import migrations
@@ -72,7 +74,8 @@ def _migrate_cluster(settings: Settings, cluster: str, print_only: bool) -> None
         for stmt in stmts:
             click.echo(stmt + ";\n")
         return
-    client = open_client(settings.clickhouse, create_database=False)
+    # every statement names its database; connected to `default`, which exists before ours is created
+    client = open_client(dataclasses.replace(settings.clickhouse, database="default"), create_database=False)
     try:
         for stmt in stmts:
             client.command(stmt)
