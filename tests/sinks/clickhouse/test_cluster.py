@@ -6,12 +6,17 @@ really create (read back from ``system.tables``), so a table added by a new migr
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 
 from sinks.clickhouse.cluster import ClusterLayoutError, cluster_statements, load_layout, schema
+from sinks.clickhouse.sink import write_records
+
+from .factories import BASE_TIME, finding, findings, report
 
 CLUSTER = "warehouse"
 
@@ -112,6 +117,59 @@ def test_views_run_on_each_shard_over_local_tables_and_are_read_through_distribu
                    for r in reads), (v, reads)
         engine, args = engine_args(clauses(rendered[v])["ENGINE"])
         assert (engine, args) == ("Distributed", [CLUSTER, "rs", f"{v}_local"])
+
+
+def _one_node(stmt: str) -> str:
+    """A statement as one node without Keeper runs it: no ON CLUSTER, the engine without replication."""
+    stmt = stmt.replace(f" ON CLUSTER {CLUSTER}", "")
+    return re.sub(r"ENGINE = Replicated(\w+)\('[^']*', '\{replica\}'(?:, )?", r"ENGINE = \1(", stmt)
+
+
+def _sorted_rows(ch: Client, sql: str) -> list[tuple[Any, ...]]:
+    return sorted((tuple(r) for r in ch.query(sql).result_rows), key=repr)
+
+
+def test_on_a_one_shard_cluster_the_shard_local_views_answer_as_the_single_node_views(ch: Client) -> None:
+    """The rewritten views run: on one node, over `_local` copies of the tables, each `V_local` returns
+    exactly the rows of the single-node view `V` (so a cluster's answer is the union over its shards)."""
+    reps = [report(f"A{i}", 1, patient_id=f"P{i % 3}", exam_time=BASE_TIME + timedelta(days=i))
+            for i in range(6)]
+    corrected = report("A0", 2, status="corrected", text="FINDINGS: small nodule only.")
+    cancelled = report("A5", 2, status="cancelled")
+    write_records(ch, "report_finalized", [*reps, corrected, cancelled])
+    nlp = [findings(r, [finding("nodule", size_mm=float(i)), finding("effusion", negated=True)],
+                    assessments=[("BI-RADS", str(i % 6))], critical=["pneumothorax"] if i % 2 else [],
+                    communication_after=timedelta(minutes=i), chest_labels={"Nodule": "positive"})
+           for i, r in enumerate(reps)]
+    write_records(ch, "report_findings", [*nlp, findings(corrected, [finding("nodule", size_mm=3.0)])])
+    write_records(ch, "retrieval_requested", [{"request_id": "q1", "project_id": "P-1", "requester": "ana",
+                                              "accession": "A1", "destination_ae": "RESEARCH",
+                                              "requested_time": BASE_TIME}])
+    write_records(ch, "retrieval_status", [{"request_id": "q1", "project_id": "P-1", "state": st,
+                                           "time": BASE_TIME + timedelta(seconds=i)}
+                                          for i, st in enumerate(["queued", "moving", "completed"])])
+    write_records(ch, "received_instance", [{
+        "project_id": "P-1", "calling_ae": "ORTHANC", "called_ae": "RESEARCH",
+        "study_instance_uid": reps[1]["study_instance_uid"], "series_instance_uid": f"1.9.{k}",
+        "sop_instance_uid": f"1.9.{k}.1", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2", "accession": "A1",
+        "modality": "CT", "path": f"/store/P-1/1.9.{k}/1.dcm", "size_bytes": 100, "time": BASE_TIME}
+        for k in range(2)])
+
+    layout = load_layout()
+    stmts = cluster_statements(ch, "rs", CLUSTER)
+    for stmt in stmts:
+        if "ENGINE = Distributed" not in stmt and not stmt.startswith("CREATE DATABASE"):
+            ch.command(_one_node(stmt))
+    for table in layout.sharded:
+        ch.command(f"INSERT INTO rs.{table}_local SELECT * FROM rs.{table}")
+    local_views = [created(s)[:-len("_local")] for s in stmts if s.startswith("CREATE OR REPLACE VIEW")
+                   and created(s).endswith("_local")]
+    expected = {"findings_latest", "nlp_latest", "note_nlp", "image_occurrence", "retrievals_latest"}
+    assert expected <= set(local_views)
+    for v in local_views:
+        single = _sorted_rows(ch, f"SELECT * FROM rs.{v}")
+        assert single or v in ("measurements_latest", "recommendations_latest"), v  # the data reach the view
+        assert _sorted_rows(ch, f"SELECT * FROM rs.{v}_local") == single, v
 
 
 def _key_columns(expr: str) -> set[str]:
