@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from radstream.cli import settings_of
+from radstream.config import Settings
 
 
 @click.group()
@@ -17,14 +18,26 @@ def db() -> None:
               help="Create the server roles and GRANTs (sinks/clickhouse/grants.py; default: on a server, "
                    "never on an embedded store, which has no users).")
 @click.option("--print-grants", is_flag=True, help="Only print the role/GRANT statements (for a DBA).")
+@click.option("--cluster", default=None, metavar="NAME",
+              help="The ClickHouse cluster layout (docs/operations.md): ON CLUSTER NAME, "
+                   "Replicated*MergeTree local tables, Distributed tables and views; applied to the "
+                   "server of clickhouse.url.")
+@click.option("--print", "print_only", is_flag=True,
+              help="With --cluster: only print the cluster DDL (for a DBA); needs no server.")
 @click.pass_context
-def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool) -> None:
+def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, cluster: str | None,
+                print_only: bool) -> None:
     """Apply pending DDL migrations (idempotent), then the server roles and GRANTs."""
     from sinks.clickhouse.client import open_client
     from sinks.clickhouse.grants import apply_grants, grant_statements
     from sinks.clickhouse.migrate import migrate
 
     settings = settings_of(ctx)
+    if print_only and not cluster:
+        raise click.UsageError("--print goes with --cluster NAME")
+    if cluster:
+        _migrate_cluster(settings, cluster, print_only)
+        return
     client = open_client(settings.clickhouse)
     try:
         if print_grants:
@@ -42,6 +55,37 @@ def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool) -> 
     click.echo(f"applied {', '.join(applied)} to {where}" if applied else f"up to date: {where}")
     if granted:
         click.echo(f"roles and grants: {len(granted)} statements")
+
+
+def _migrate_cluster(settings: Settings, cluster: str, print_only: bool) -> None:
+    import dataclasses
+
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.cluster import render_from_migrations
+    from sinks.clickhouse.migrate import migrations
+
+    database = settings.clickhouse.database
+    if not print_only and settings.embedded_clickhouse:
+        raise click.ClickException("--cluster needs ClickHouse servers (clickhouse.url = http://...); "
+                                   "--print shows the DDL without one")
+    # rendered from a scratch embedded store: opened before any client of the configured store
+    stmts = render_from_migrations(database, cluster)
+    if print_only:
+        for stmt in stmts:
+            click.echo(stmt + ";\n")
+        return
+    # every statement names its database; connected to `default`, which exists before ours is created
+    client = open_client(dataclasses.replace(settings.clickhouse, database="default"), create_database=False)
+    try:
+        for stmt in stmts:
+            client.command(stmt)
+        # the migrations this layout contains; schema_migrations has a replica on every node
+        rows = [[m.version, m.name, m.checksum] for m in migrations()]
+        client.insert(f"{database}.schema_migrations", rows, column_names=["version", "name", "checksum"])
+    finally:
+        client.close()
+    click.echo(f"cluster {cluster}: {len(stmts)} statements applied to {settings.clickhouse_url} "
+               f"database {database} (roles and grants: `db migrate --print-grants`, then ON CLUSTER)")
 
 
 @db.command("sink")
