@@ -27,6 +27,7 @@ from sinks.clickhouse.service import SinkService
 from sinks.clickhouse.web import SqlServer
 from streams.app import create_app
 from streams.loop import run_in_thread
+from streams.ops import kafka_check
 
 
 def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
@@ -37,7 +38,7 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
     sink = SinkService(settings.kafka, settings.topics, settings.clickhouse) if with_sink else None
     server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port,
                        gate=access.gate(settings, "sql-page"), tls=access.tls(settings),
-                       roles_dir=access.roles_dir(settings))
+                       roles_dir=access.roles_dir(settings), checks={"kafka": kafka_check(settings.kafka)})
 
     @app.service
     class _Warehouse(mode.Service):

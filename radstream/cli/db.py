@@ -73,8 +73,11 @@ def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None
         port = settings.worker.web_port if web_port is None else web_port
         from radstream import access
 
+        from streams.ops import kafka_check
+
         server = SqlServer(service, settings.worker.web_host, port, gate=access.gate(settings, "sql-page"),
-                           tls=access.tls(settings), roles_dir=access.roles_dir(settings))
+                           tls=access.tls(settings), roles_dir=access.roles_dir(settings),
+                           checks={"kafka": kafka_check(settings.kafka)})
         server.start()
         where = f"{server.scheme}://{settings.worker.web_host}:{server.port}/sql"
         click.echo(f"read-only SQL on {where}", err=True)

@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 
 from confluent_kafka import KafkaError, Message
 
-from sinks.dicom import schedule
+from sinks.dicom import metrics, schedule
 from sinks.dicom.config import PacsConfig, ResearchConfig
 from sinks.dicom.expect import Registry
 from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, c_find_instances, resolve
@@ -213,6 +213,7 @@ class Worker(Handler):
                 on_delivery=on_delivery)
         self.producer.poll(0)
         self.log.append(event)
+        metrics.status(state, result)
         LOG.info("%s %s attempt=%d %s", req.id, state, req.attempt, error or "")
 
     # -- consuming (the loop's Handler; called on the loop's thread) -------------------------------

@@ -1,0 +1,58 @@
+"""Prometheus metrics of retrieval (docs/monitoring.md): the DICOM worker's status events by state and
+the images its moves reported; the storage SCP's instances by outcome and the bytes it stored.
+
+The SCP's numbers are its own ``scp.Stats`` (kept for its exit line anyway), read at each scrape by a
+collector: nothing is added to the per-instance path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import Counter
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+STATUS = Counter("radstream_retrieval_status_total",
+                 "Status events of retrieval requests the DICOM worker produced, by state (a final state "
+                 "once per request and attempt; queued/moving may repeat).", ["state"])
+IMAGES = Counter("radstream_retrieval_images_total",
+                 "Instances the PACS reported for finished moves (completed, failed, warning).", ["outcome"])
+
+
+def status(state: str, result: Any = None) -> None:
+    """Count one status event; a final one also counts its move's sub-operations."""
+    STATUS.labels(state).inc()
+    if result is not None and state in ("completed", "partial", "failed"):
+        for outcome in ("completed", "failed", "warning"):
+            n = getattr(result, outcome, None)
+            if n:
+                IMAGES.labels(outcome).inc(n)
+
+
+class ScpCollector(Collector):
+    """The counters of one storage SCP process (``ResearchStore.stats``)."""
+
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        s = self.stats
+        with s.lock:
+            counts = {"received": s.received, "stored": s.written, "quarantined": s.quarantined,
+                      "refused": s.refused, "write_error": s.write_errors}
+            stored_bytes = s.bytes
+        instances = CounterMetricFamily("radstream_scp_instances", "Instances the storage SCP received, "
+                                        "stored, quarantined, refused or failed to write.", labels=["outcome"])
+        for outcome, n in counts.items():
+            instances.add_metric([outcome], n)
+        yield instances
+        yield CounterMetricFamily("radstream_scp_stored_bytes", "Bytes of the instances the storage SCP "
+                                  "stored (files in the project tree).", value=stored_bytes)
+
+
+def register_scp(stats: Any) -> ScpCollector:
+    collector = ScpCollector(stats)
+    REGISTRY.register(collector)
+    return collector
