@@ -36,9 +36,9 @@ from streams.config import (
     WorkerConfig,
 )
 
-__all__ = ["AuthConfig", "ClickHouseConfig", "IngestConfig", "KafkaConfig", "MetricsConfig", "MlConfig", "PacsConfig",
-           "ResearchConfig", "Settings", "TextDeidConfig", "TopicsConfig", "WorkerConfig", "load_settings",
-           "settings_env"]
+__all__ = ["AuthConfig", "ClickHouseConfig", "IngestConfig", "KafkaConfig", "MetricsConfig", "MlConfig",
+           "PacsConfig", "ResearchConfig", "Settings", "TextDeidConfig", "TopicsConfig", "WorkerConfig",
+           "load_settings", "settings_env"]
 
 T = TypeVar("T")
 

@@ -9,6 +9,7 @@ class names, HTTP statuses; never a key, an id or a message text.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable
@@ -50,6 +51,9 @@ NLP_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 NLP_REPORTS = Counter(
     "radstream_nlp_reports_total", "Reports analysed by the NLP agent (dead-lettered ones included).")
+INGEST_MESSAGES = Counter(
+    "radstream_ingest_messages_total", "Messages a front door received (HL7 v2 messages, FHIR POSTs).",
+    ["stage"])
 AUTH_FAILURES = Counter(
     "radstream_auth_failures_total", "HTTP requests refused: 401 (no or bad token) or 403 (role lacking).",
     ["service", "status"])
@@ -87,7 +91,5 @@ def lag_from_stats(stats_json: str, group: str) -> set[tuple[str, str]]:
 def forget_lag(group: str, partitions: Iterable[tuple[str, str]]) -> None:
     """Drop the lag series of partitions this process no longer owns (another member reports them)."""
     for topic, pid in partitions:
-        try:
+        with contextlib.suppress(KeyError):
             CONSUMER_LAG.remove(group, topic, pid)
-        except KeyError:
-            pass

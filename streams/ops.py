@@ -40,10 +40,10 @@ def kafka_check(kafka: KafkaConfig, timeout_s: float = CHECK_TIMEOUT_S) -> Check
     box: dict[str, Any] = {}
 
     def check() -> object:
-        from confluent_kafka.admin import AdminClient
+        from streams.topics import admin_client
 
         if "admin" not in box:
-            box["admin"] = AdminClient(kafka.client_conf())
+            box["admin"] = admin_client(kafka)
         meta = box["admin"].list_topics(timeout=timeout_s)
         if not meta.brokers:
             raise RuntimeError("no broker in the metadata")
@@ -88,7 +88,8 @@ class Ops:
 class OpsServer:
     """An HTTP(S) server with only ``PATHS`` (behind ``gate``), in a daemon thread."""
 
-    def __init__(self, ops: Ops, host: str, port: int, *, gate: Gate, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ops: Ops, host: str, port: int, *, gate: Gate,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.ops = ops
         self.httpd = ThreadingHTTPServer((host, port), _handler(ops, gate))
         self.httpd.daemon_threads = True

@@ -19,9 +19,9 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from sinks.clickhouse.access import ROLES_DIR, AccessDenied, Checked, policy_for

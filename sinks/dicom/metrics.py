@@ -43,8 +43,9 @@ class ScpCollector(Collector):
             counts = {"received": s.received, "stored": s.written, "quarantined": s.quarantined,
                       "refused": s.refused, "write_error": s.write_errors}
             stored_bytes = s.bytes
-        instances = CounterMetricFamily("radstream_scp_instances", "Instances the storage SCP received, "
-                                        "stored, quarantined, refused or failed to write.", labels=["outcome"])
+        instances = CounterMetricFamily(
+            "radstream_scp_instances", "Instances the storage SCP received, stored, quarantined, refused or "
+            "failed to write.", labels=["outcome"])
         for outcome, n in counts.items():
             instances.add_metric([outcome], n)
         yield instances
