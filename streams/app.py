@@ -197,6 +197,7 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
         return await dead_letters.send(key=msg.key, value=serde.encode("dead_letter", rec))
 
     nlp = NlpRunner(worker, ml, text_deid)
+    metrics.stage_started(NLP_STAGE, consumes=[topics.reports], produces=[topics.findings])
     # per report (site|accession): its versions since the last report that is not an addendum
     versions = app.Table("report-versions", default=list, partitions=kafka.partitions,
                          key_type=bytes)  # bytes keys go raw, values as JSON

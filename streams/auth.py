@@ -291,6 +291,10 @@ class Gate:
         self.store = store
         self.audit = audit  # a streams.audit target (or None: the audit logger only)
         self.service = service
+        from streams import metrics
+
+        for status in ("401", "403"):  # at 0 from the start, so that increase() sees the first refusal
+            metrics.AUTH_FAILURES.labels(service, status)
 
     def check(self, authorization: str | None, api_key: str | None, *, client: str,
               endpoint: str) -> Principal:

@@ -255,6 +255,7 @@ class ConsumerLoop:
         self._paused: list[TopicPartition] = []
         self._consumer: Consumer | None = None
         self._lag_partitions: set[tuple[str, str]] = set()  # the lag series this loop set
+        metrics.stage_started(config.stage, consumes=config.topics)
 
     # -- consumer -------------------------------------------------------------------------------------
     def _make_consumer(self) -> Consumer:

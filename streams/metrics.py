@@ -59,6 +59,16 @@ AUTH_FAILURES = Counter(
     ["service", "status"])
 
 
+def stage_started(stage: str, consumes: Iterable[str] = (), produces: Iterable[str] = ()) -> None:
+    """Create a stage's series at 0 before its first record: rate() and increase() count from a sample
+    before the first increment, so the first batch of a new process is not lost to them."""
+    for topic in consumes:
+        RECORDS_IN.labels(stage, topic)
+    for topic in produces:
+        RECORDS_OUT.labels(stage, topic)
+    FLUSH_FAILURES.labels(stage)
+
+
 def dead_letter(stage: str, reason: str) -> None:
     DEAD_LETTERS.labels(stage, reason or "Rejected").inc()
 

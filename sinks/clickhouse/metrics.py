@@ -12,7 +12,7 @@ from prometheus_client import Counter, Histogram
 
 from streams.handlers import origin_ms
 from streams.loop import Record
-from streams.metrics import RECORDS_OUT
+from streams.metrics import RECORDS_OUT, stage_started
 
 ROWS = Counter("radstream_sink_rows_total", "Rows the sink inserted, by table.", ["table"])
 FLUSH_ROWS = Histogram("radstream_sink_flush_rows", "Rows inserted by one flush of the sink.",
@@ -22,6 +22,13 @@ QUERYABLE_SECONDS = Histogram(
     "From a record's production (a report's, for the findings derived from it) until the flush that "
     "made it queryable returned, by contract.", ["contract"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600))
+
+
+def started(stage: str, topics: Mapping[str, str]) -> None:
+    """The sink's series at 0 before its first flush (see ``streams.metrics.stage_started``)."""
+    stage_started(stage, produces=topics)
+    for contract in set(topics.values()):
+        QUERYABLE_SECONDS.labels(contract)
 
 
 def flushed(stage: str, rows: Mapping[str, Sequence[Any]], records: Sequence[Record],

@@ -210,6 +210,7 @@ class ClickHouseSink(Handler):
                           if spec.contract in TABLES_OF}
         # the reports topic carries the original text: only the restricted table gets it
         self.mappings = {**self.contracts, topics.reports: "report_original"}
+        metrics.started(STAGE, self.mappings)
         self.batch_rows = max(1, ch.batch_rows)
         self.flush_s = max(0.01, min(ch.flush_ms, 500) / 1000.0)
         self.rows_written = 0

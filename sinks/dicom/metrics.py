@@ -17,6 +17,10 @@ from prometheus_client.registry import REGISTRY, Collector
 STATUS = Counter("radstream_retrieval_status_total",
                  "Status events of retrieval requests the DICOM worker produced, by state (a final state "
                  "once per request and attempt; queued/moving may repeat).", ["state"])
+# every state from the start (0), so that increase() counts a request's first failure too
+for _state in ("queued", "waiting_for_window", "resolving", "moving", "completed", "partial", "failed",
+               "cancelled"):
+    STATUS.labels(_state)
 IMAGES = Counter("radstream_retrieval_images_total",
                  "Instances the PACS reported for finished moves (completed, failed, warning).", ["outcome"])
 

@@ -48,6 +48,8 @@ class Publisher:
         log.info("%s: research pseudonyms %s", stage, f"on (key from {where})" if self.key else "off")
         self.topic = topics.reports
         self.dead_letter_topic = topics.dead_letter
+        metrics.stage_started(stage, produces=[self.topic])
+        metrics.INGEST_MESSAGES.labels(stage)
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
 
