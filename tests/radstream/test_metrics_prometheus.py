@@ -4,105 +4,91 @@ shipped alerting rules, and the test asserts on PromQL results through Prometheu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import os
 import signal
 import subprocess
-import time
+import sys
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from radstream.config import Settings
-from radstream.stack import prometheus
+from radstream.config import Settings, settings_env
 from streams import serde
-from streams.auth import TokenStore
+from streams.ingest.mllp import send_messages
 from streams.producer import make_producer
+from tests.prometheus_server import ROOT, RULES, Prom, monitor_token, running_prometheus, values
 from tests.streams.helpers import free_port, report, worker_process
 
-ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+SAMPLES = ROOT / "samples" / "hl7"
 TEXT = "FINDINGS: 7 mm nodule in the right upper lobe. No pleural effusion."
 
 
-class Prom:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-
-    def get(self, path: str, **params: str) -> Any:
-        url = f"{self.base}{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            body = json.load(resp)
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.get("/api/v1/query", query=promql)["result"]
-        return result
-
-    def wait(self, promql: str, ok: Callable[[list[dict[str, Any]]], bool], timeout: float = 90.0,
-             ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        last: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            try:
-                last = self.query(promql)
-            except (urllib.error.URLError, ConnectionError):
-                last = []
-            if ok(last):
-                return last
-            time.sleep(1.0)
-        raise AssertionError(f"{promql}: never as expected within {timeout} s; last result {last}")
-
-
-def values(result: list[dict[str, Any]]) -> list[float]:
-    return [float(r["value"][1]) for r in result]
-
-
-@pytest.fixture
-def scraped_worker(topic_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Prom, str]]:
-    """A worker (with the sink) and a Prometheus scraping it every second with a monitor token."""
-    s = topic_settings.replace(state_dir=str(tmp_path), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
-                               worker={"web_port": free_port()}, auth={"cache_s": 3600.0})
-    store = TokenStore(s.auth.token_file)
-    store.add_user("prometheus", ["monitor"])
-    token = store.add_token("prometheus", note="scrape")
-    token_file = tmp_path / "prometheus.token"
-    token_file.write_text(token + "\n")
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-        "rule_files": [str(RULES)],
-        "scrape_configs": [{
-            "job_name": "radstream-worker",
-            "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
-            "static_configs": [{"targets": [f"127.0.0.1:{s.worker.web_port}"]}],
-        }],
-    }))
-    with worker_process(s, tmp_path / "worker.log"):
-        proc = prometheus.start(config, tmp_path / "tsdb", port, tmp_path / "prometheus.log")
+@contextmanager
+def radstream_process(settings: Settings, log_path: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``radstream ARGS`` as a real process with ``settings``; SIGTERM (then SIGKILL) at the end."""
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "radstream", *args], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            yield s, Prom(port), token
+            yield proc
         finally:
-            proc.send_signal(signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
 
 
-def test_prometheus_scrapes_the_worker_and_the_alerts_evaluate(scraped_worker: tuple[Settings, Prom, str],
-                                                               ) -> None:
-    s, prom, token = scraped_worker
-    prom.wait('up{job="radstream-worker"} == 1', bool, timeout=180)  # the worker is up and the token works
+@dataclass
+class Scraped:
+    settings: Settings
+    prom: Prom
+    token: str
+    mllp_port: int
+    fhir_port: int
+
+
+@pytest.fixture
+def scraped(topic_settings: Settings, tmp_path: Path) -> Iterator[Scraped]:
+    """A worker (with the sink), an HL7 listener and a FHIR endpoint as real processes, and a Prometheus
+    scraping the three every second with a monitor token."""
+    s = topic_settings.replace(state_dir=str(tmp_path), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
+                               worker={"web_port": free_port()}, auth={"cache_s": 3600.0},
+                               metrics={"hl7_port": free_port()})
+    token = monitor_token(s)
+    mllp, fhir = free_port(), free_port()
+    targets = {"radstream-worker": f"127.0.0.1:{s.worker.web_port}",
+               "radstream-hl7": f"127.0.0.1:{s.metrics.hl7_port}", "radstream-fhir": f"127.0.0.1:{fhir}"}
+    with worker_process(s, tmp_path / "worker.log"), \
+            radstream_process(s, tmp_path / "hl7.log", "ingest", "hl7-listener", "--port", str(mllp)), \
+            radstream_process(s, tmp_path / "fhir.log", "ingest", "fhir-server", "--port", str(fhir)), \
+            running_prometheus(tmp_path, token, targets) as prom:
+        yield Scraped(s, prom, token, mllp, fhir)
+
+
+def test_prometheus_scrapes_the_processes_and_the_alerts_evaluate(scraped: Scraped) -> None:
+    s, prom, token = scraped.settings, scraped.prom, scraped.token
+    # every process is up and takes the monitor token
+    prom.wait('sum(up{job=~"radstream-.*"}) == 3', timeout=180)
+
+    # HL7 v2 in: one report accepted, one message dead-lettered by the listener
+    acks = asyncio.run(send_messages("127.0.0.1", scraped.mllp_port, [
+        (SAMPLES / "vendor_c_2_final.hl7").read_bytes(), (SAMPLES / "bad_missing_obr.hl7").read_bytes()]))
+    assert [a.split(b"|")[1][:2] for a in (ack.split(b"\r")[1] for ack in acks)] == [b"AA", b"AE"]
+    prom.wait('radstream_ingest_messages_total{job="radstream-hl7",stage="hl7-listener"} == 2')
+    prom.wait('radstream_records_produced_total{job="radstream-hl7",stage="hl7-listener"} >= 1')
+    prom.wait('radstream_dead_letters_total{job="radstream-hl7",stage="hl7-listener"} == 1')
 
     p = make_producer(s.kafka)
     for i in range(60):
@@ -116,8 +102,8 @@ def test_prometheus_scrapes_the_worker_and_the_alerts_evaluate(scraped_worker: t
         rate = prom.wait(f'sum(rate(radstream_records_consumed_total{{stage="{stage}"}}[30s])) > 0', bool)
         assert values(rate)[0] > 0
     out = prom.wait(f'sum(radstream_records_produced_total{{stage="nlp-agent",topic="{s.topics.findings}"}})',
-                    lambda r: bool(r) and values(r)[0] >= 60)
-    assert values(out)[0] >= 60
+                    lambda r: bool(r) and values(r)[0] >= 61)
+    assert values(out)[0] >= 61  # 60 reports and the HL7 one
 
     # the bad message: dead letters by stage and reason (the NLP agent's and the sink's, which stores the
     # reports topic too)
@@ -135,13 +121,15 @@ def test_prometheus_scrapes_the_worker_and_the_alerts_evaluate(scraped_worker: t
     assert len(prom.query(f'radstream_consumer_lag_messages{{group="{group}"}}')) >= 3 * s.kafka.partitions
 
     # latency histograms and the sink's rows
-    nlp = prom.wait("sum(radstream_nlp_latency_seconds_count)", lambda r: bool(r) and values(r)[0] >= 60)
-    assert values(nlp)[0] >= 60
-    p95 = prom.wait("histogram_quantile(0.95, sum by (le) (rate(radstream_produced_to_queryable_seconds_bucket"
-                    '{contract="report_findings"}[10m])))', lambda r: bool(r) and math.isfinite(values(r)[0]))
+    nlp = prom.wait("sum(radstream_nlp_latency_seconds_count)", lambda r: bool(r) and values(r)[0] >= 61)
+    assert values(nlp)[0] >= 61
+    p95 = prom.wait("histogram_quantile(0.95, sum by (le) (rate("
+                    'radstream_produced_to_queryable_seconds_bucket{contract="report_findings"}[10m])))',
+                    lambda r: bool(r) and math.isfinite(values(r)[0]))
     assert 0 < values(p95)[0] < 60
-    rows = prom.wait('sum(radstream_sink_rows_total{table="report_nlp"})', lambda r: bool(r) and values(r)[0] >= 60)
-    assert values(rows)[0] >= 60
+    rows = prom.wait('sum(radstream_sink_rows_total{table="report_nlp"})',
+                     lambda r: bool(r) and values(r)[0] >= 61)
+    assert values(rows)[0] >= 61
     prom.wait('sum(radstream_loop_flush_duration_seconds_count{stage="clickhouse-sink"}) > 0', bool)
 
     # authentication failures: a scrape without a token is refused and counted
@@ -150,16 +138,30 @@ def test_prometheus_scrapes_the_worker_and_the_alerts_evaluate(scraped_worker: t
         urllib.request.urlopen(f"{url}/metrics", timeout=10)
     assert refused.value.code == 401
     prom.wait('radstream_auth_failures_total{service="sql-page",status="401"} >= 1', bool)
+    # ... and on the FHIR endpoint: a monitor may read its metrics but not post a report (403)
+    fhir = f"http://127.0.0.1:{scraped.fhir_port}"
+    post = urllib.request.Request(f"{fhir}/fhir/DiagnosticReport", data=b"{}", method="POST",
+                                  headers={"Authorization": f"Bearer {token}",
+                                           "Content-Type": "application/fhir+json"})
+    with pytest.raises(urllib.error.HTTPError) as forbidden:
+        urllib.request.urlopen(post, timeout=30)
+    assert forbidden.value.code == 403
+    prom.wait('radstream_auth_failures_total{job="radstream-fhir",service="fhir",status="403"} == 1')
 
     # readiness with the same token: Kafka metadata and the ClickHouse ping answer
     req = urllib.request.Request(f"{url}/ready", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert resp.status == 200
         assert json.load(resp) == {"ready": True, "checks": {"kafka": "ok", "clickhouse": "ok"}}
+    for port in (s.metrics.hl7_port, scraped.fhir_port):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/ready",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert json.load(resp) == {"ready": True, "checks": {"kafka": "ok"}}
 
     # the shipped rules load and evaluate: the dead letters fire their alert
     groups = prom.get("/api/v1/rules")["groups"]
     assert [g["file"] for g in groups] == [str(RULES)]
     assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
     alerts = prom.wait('ALERTS{alertname="RadstreamDeadLetters",alertstate="firing"}', bool)
-    assert {a["metric"]["stage"] for a in alerts} >= {"nlp-agent", "clickhouse-sink"}
+    assert {a["metric"]["stage"] for a in alerts} >= {"nlp-agent", "clickhouse-sink", "hl7-listener"}
