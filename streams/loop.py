@@ -293,7 +293,7 @@ class ConsumerLoop:
             log.warning("%s: offset commit failed (re-delivered after a restart): %s", self.cfg.stage, err)
 
     def _on_stats(self, stats_json: str) -> None:
-        seen = metrics.lag_from_stats(stats_json, self.cfg.group_id)
+        seen = metrics.lag_from_stats(stats_json, self.cfg.group_id, self.cfg.replay)
         metrics.forget_lag(self.cfg.group_id, self._lag_partitions - seen)
         self._lag_partitions = seen
 

@@ -73,11 +73,11 @@ def dead_letter(stage: str, reason: str) -> None:
     DEAD_LETTERS.labels(stage, reason or "Rejected").inc()
 
 
-def lag_from_stats(stats_json: str, group: str) -> set[tuple[str, str]]:
+def lag_from_stats(stats_json: str, group: str, replay: bool = False) -> set[tuple[str, str]]:
     """Set the lag gauge of ``group`` from one librdkafka statistics document; returns the (topic,
     partition) pairs it set. Lag = end of the partition (last stable offset, else high watermark) minus
-    the committed offset; before the group committed anything, minus the consumer's position, else
-    minus the partition's start (``auto.offset.reset`` earliest)."""
+    the committed offset, or minus the partition's start before the group committed anything (the
+    loop's ``auto.offset.reset`` is earliest). A ``replay`` loop commits nothing: minus its position."""
     try:
         stats: dict[str, Any] = json.loads(stats_json)
     except ValueError:
@@ -89,8 +89,8 @@ def lag_from_stats(stats_json: str, group: str) -> set[tuple[str, str]]:
                 continue  # the internal UA partition, or one this consumer does not fetch
             end = p.get("ls_offset", -1)
             end = end if end is not None and end >= 0 else p.get("hi_offset", -1)
-            pos = next((v for v in (p.get("committed_offset"), p.get("app_offset"), p.get("lo_offset"))
-                        if v is not None and v >= 0), -1)
+            order = ("app_offset",) if replay else ("committed_offset", "lo_offset")
+            pos = next((v for v in (p.get(k) for k in order) if v is not None and v >= 0), -1)
             if end is None or end < 0 or pos < 0:
                 continue
             CONSUMER_LAG.labels(group, topic, pid).set(max(0, end - pos))
