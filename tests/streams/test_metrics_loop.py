@@ -61,7 +61,8 @@ def test_lag_per_partition_follows_the_commits(topic_settings: Settings) -> None
     thread, stop = run_in_thread(loop, "lag-test")
     try:
         def lag(partition: int) -> float | None:
-            return sample("radstream_consumer_lag_messages", group=group, topic=topic, partition=str(partition))
+            return sample("radstream_consumer_lag_messages", group=group, topic=topic,
+                          partition=str(partition))
 
         # everything was read, nothing committed (held): the lag is the partition's length; the dead letter
         # (done once delivered) is committable, but it sits behind the held records of its partition

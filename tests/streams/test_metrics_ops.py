@@ -26,7 +26,8 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
 
 
 def refusals(service: str) -> float:
-    return REGISTRY.get_sample_value("radstream_auth_failures_total", {"service": service, "status": "401"}) or 0
+    labels = {"service": service, "status": "401"}
+    return REGISTRY.get_sample_value("radstream_auth_failures_total", labels) or 0
 
 
 def test_pages_need_a_token_and_readiness_follows_kafka(kafka_settings: Settings, tmp_path: Path) -> None:
@@ -47,7 +48,8 @@ def test_pages_need_a_token_and_readiness_follows_kafka(kafka_settings: Settings
 
         status, body = get(server.url + "/metrics", auth)
         assert status == 200 and b"# TYPE radstream_auth_failures_total counter" in body
-        assert f'radstream_auth_failures_total{{service="ops-test",status="401"}} {before + 4}'.encode() in body
+        line = f'radstream_auth_failures_total{{service="ops-test",status="401"}} {before + 4}'
+        assert line.encode() in body
         status, body = get(server.url + "/health", auth)
         assert status == 200 and json.loads(body)["role"] == "test"
         status, body = get(server.url + "/ready", auth)
