@@ -27,6 +27,7 @@ from sinks.clickhouse.service import SinkService
 from sinks.clickhouse.web import SqlServer
 from streams.app import create_app
 from streams.loop import run_in_thread
+from streams.metrics import GroupLag
 from streams.ops import kafka_check
 
 
@@ -52,6 +53,17 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
             await loop.run_in_executor(None, server.stop)
             if sink is not None:
                 await loop.run_in_executor(None, sink.stop)
+
+    # the lag of the Faust agents' group (the sink's loop reports its own)
+    lag = GroupLag(settings.kafka, str(app.conf.id), [settings.topics.reports, settings.topics.findings])
+
+    @app.service
+    class _Lag(mode.Service):
+        async def on_start(self) -> None:
+            lag.start()
+
+        async def on_stop(self) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, lag.stop)
 
     if settings.ml.embed:
         _embeddings(app, settings, sink)

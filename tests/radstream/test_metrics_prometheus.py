@@ -118,6 +118,11 @@ def test_prometheus_scrapes_the_processes_and_the_alerts_evaluate(scraped: Scrap
                     lambda r: len(r) == s.kafka.partitions and max(values(r)) == 0)
     assert sorted(x["metric"]["partition"] for x in lag) == [str(n) for n in range(s.kafka.partitions)]
     prom.wait(f'max(radstream_consumer_lag_messages{{group="{group}"}}) == 0', bool)
+    # ... and the NLP agent's (Faust's group: measured from the broker)
+    nlp_lag = prom.wait(f'radstream_consumer_lag_messages{{group="{s.kafka.consumer_group}-worker",'
+                        f'topic="{s.topics.reports}"}}',
+                        lambda r: len(r) == s.kafka.partitions and max(values(r)) == 0)
+    assert sorted(x["metric"]["partition"] for x in nlp_lag) == [str(n) for n in range(s.kafka.partitions)]
     assert len(prom.query(f'radstream_consumer_lag_messages{{group="{group}"}}')) >= 3 * s.kafka.partitions
 
     # latency histograms and the sink's rows
