@@ -41,11 +41,15 @@ def flushed(stage: str, rows: Mapping[str, Sequence[Any]], records: Sequence[Rec
     FLUSH_ROWS.observe(total)
     now_ms = time.time() * 1000.0
     per_topic: dict[str, int] = {}
+    histograms: dict[str, Any] = {}  # one label lookup per topic, not per record
     for rec in records:
         per_topic[rec.topic] = per_topic.get(rec.topic, 0) + 1
-        since = origin_ms(rec.headers) or rec.timestamp_ms
+        since = origin_ms(rec.headers) if rec.headers else None
+        since = since or rec.timestamp_ms
         if since is not None:
-            QUERYABLE_SECONDS.labels(contracts.get(rec.topic, "other")).observe(
-                max(0.0, (now_ms - since) / 1000.0))
+            h = histograms.get(rec.topic)
+            if h is None:
+                h = histograms[rec.topic] = QUERYABLE_SECONDS.labels(contracts.get(rec.topic, "other"))
+            h.observe(max(0.0, (now_ms - since) / 1000.0))
     for topic, n in per_topic.items():
         RECORDS_OUT.labels(stage, topic).inc(n)
