@@ -169,4 +169,9 @@ def test_prometheus_scrapes_the_processes_and_the_alerts_evaluate(scraped: Scrap
     assert [g["file"] for g in groups] == [str(RULES)]
     assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
     alerts = prom.wait('ALERTS{alertname="RadstreamDeadLetters",alertstate="firing"}', bool)
+    # every query of the shipped Grafana dashboard runs on this Prometheus (a bad one answers 400)
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "radstream.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            prom.query(target["expr"].replace("$__rate_interval", "1m"))
     assert {a["metric"]["stage"] for a in alerts} >= {"nlp-agent", "clickhouse-sink", "hl7-listener"}
