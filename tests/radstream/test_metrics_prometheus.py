@@ -7,47 +7,24 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from radstream.config import Settings, settings_env
+from radstream.config import Settings
 from streams import serde
 from streams.ingest.mllp import send_messages
 from streams.producer import make_producer
 from tests.prometheus_server import ROOT, RULES, Prom, monitor_token, running_prometheus, values
-from tests.streams.helpers import free_port, report, worker_process
+from tests.streams.helpers import free_port, radstream_process, report, worker_process
 
 SAMPLES = ROOT / "samples" / "hl7"
 TEXT = "FINDINGS: 7 mm nodule in the right upper lobe. No pleural effusion."
-
-
-@contextmanager
-def radstream_process(settings: Settings, log_path: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``radstream ARGS`` as a real process with ``settings``; SIGTERM (then SIGKILL) at the end."""
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "radstream", *args], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield proc
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
 
 
 @dataclass

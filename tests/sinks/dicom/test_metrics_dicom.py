@@ -5,37 +5,14 @@ status events by state, images and bytes stored, readiness (Kafka and a PACS C-E
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from radstream.config import Settings, settings_env
-from tests.prometheus_server import ROOT, monitor_token, running_prometheus, values
-from tests.streams.helpers import free_port
+from radstream.config import Settings
+from tests.prometheus_server import monitor_token, running_prometheus, values
+from tests.streams.helpers import free_port, radstream_process
 
 from .helpers import final_of, request, statuses, stored_sops
-
-
-@contextmanager
-def process(settings: Settings, log_path: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "radstream", *args], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield proc
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
 
 
 def test_retrieval_metrics_scraped(dicom_settings: Settings, tmp_path: Path) -> None:
@@ -44,8 +21,8 @@ def test_retrieval_metrics_scraped(dicom_settings: Settings, tmp_path: Path) -> 
     token = monitor_token(s)
     targets = {"radstream-scp": f"127.0.0.1:{s.metrics.scp_port}",
                "radstream-dicom-worker": f"127.0.0.1:{s.metrics.dicom_worker_port}"}
-    with process(s, tmp_path / "scp.log", "dicom", "scp", "--processes", "1"), \
-            process(s, tmp_path / "worker.log", "dicom", "worker"), \
+    with radstream_process(s, tmp_path / "scp.log", "dicom", "scp", "--processes", "1", stop_s=60), \
+            radstream_process(s, tmp_path / "worker.log", "dicom", "worker", stop_s=60), \
             running_prometheus(tmp_path, token, targets) as prom:
         prom.wait('sum(up{job=~"radstream-.*"}) == 2', timeout=120)
         ok, bad = request(s, "A1"), request(s, "NO-SUCH-ACCESSION")
