@@ -130,4 +130,4 @@ class MetricsConfig:
     hl7_port: int = 9181  # radstream ingest hl7-listener
     dicom_worker_port: int = 9182  # radstream dicom worker
     scp_port: int = 9183  # radstream dicom scp; with N processes, ports scp_port .. scp_port + N - 1
-    sink_port: int = 9184  # radstream db sink without its SQL page (a ClickHouse server)
+    sink_port: int = 9180  # radstream db sink without its SQL page (a ClickHouse server)
