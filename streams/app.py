@@ -35,6 +35,7 @@ from streams.producer import dead_letter_record
 log = logging.getLogger("radstream.worker")
 
 NLP_STAGE = "nlp-agent"
+COHORT_STAGE = "cohort-agent"  # names the standing-cohort agent in metrics
 NLP_BATCH_WAIT_S = 0.02
 WORKER_EXIT_AFTER_S = 30.0  # after the NLP pipeline failed, if the worker has not stopped by then
 NLP_INFLIGHT = 2  # batches handed to the NLP process and not yet emitted
@@ -125,6 +126,7 @@ def _cohorts(app: faust.App, kafka: KafkaConfig, topics: TopicsConfig, findings:
                     continue
                 await requests.send(key=req["request_id"].encode(),
                                     value=serde.encode("retrieval_requested", req))
+                metrics.RECORDS_OUT.labels(COHORT_STAGE, topics.retrieval_requests).inc()
             if new_state != state[event.key]:
                 state[event.key] = new_state
 
