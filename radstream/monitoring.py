@@ -29,10 +29,18 @@ def pacs_check(settings: Settings) -> Check:
 
 
 def serve_ops(settings: Settings, service: str, port: int, checks: Mapping[str, Check] | None = None,
-              health: Callable[[], Mapping[str, Any]] | None = None) -> OpsServer:
-    """Start the pages for ``service`` (Kafka is always among the readiness checks); prints where."""
+              health: Callable[[], Mapping[str, Any]] | None = None) -> OpsServer | None:
+    """Start the pages for ``service`` (Kafka is always among the readiness checks); prints where.
+
+    A port that cannot be bound (taken) is reported and the process runs on without them: the pipeline
+    matters more than its metrics, and Prometheus shows the target down (``RadstreamProcessDown``)."""
     probes = {"kafka": kafka_check(settings.kafka), **(checks or {})}
-    server = OpsServer(Ops(health, probes), settings.metrics.host, port,
-                       gate=access.gate(settings, service), tls=access.tls(settings)).start()
+    try:
+        server = OpsServer(Ops(health, probes), settings.metrics.host, port,
+                           gate=access.gate(settings, service), tls=access.tls(settings)).start()
+    except OSError as exc:
+        print(f"{service}: NOT serving /metrics /health /ready: {settings.metrics.host}:{port}: {exc}",
+              file=sys.stderr, flush=True)
+        return None
     print(f"{service}: /metrics /health /ready on {server.url}", file=sys.stderr, flush=True)
     return server
