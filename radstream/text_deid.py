@@ -1,8 +1,9 @@
-"""The text de-identification set-up of this installation: options from ``[text_deid]``, the key from the
-ingest section, or (private by default, when no pseudonym key is configured) a random key kept in
-``<state_dir>/text_deid.key`` (created on first use, mode 0600). With that local key report text is still
-de-identified; its date shift then matches images only if the same key de-identifies them, which a
-de-identified DICOM project requires anyway (``ingest.pseudonym_key`` or ``_file``)."""
+"""The installation's research key and the text de-identification set-up: options from ``[text_deid]``;
+the key from the ingest section, or (private by default, when no pseudonym key is configured) a random
+key kept in ``<state_dir>/text_deid.key`` (created on first use, mode 0600). The one key keys report text,
+the analysts' identifiers and study references, and the de-identified images (the SCP and the DICOM
+worker of this state dir take it from here), so dates and identifiers agree across them. Processes on
+other hosts need the same key configured (``ingest.pseudonym_key_file``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from streams.handlers import TextDeid
 LOCAL_KEY_FILE = "text_deid.key"
 
 
-def text_deid_key(settings: Settings) -> bytes:
+def research_key(settings: Settings) -> bytes:
     key = load_key(settings.ingest.pseudonym_key, settings.ingest.pseudonym_key_file)
     if key is not None:
         return key
@@ -39,4 +40,4 @@ def text_deid_key(settings: Settings) -> bytes:
 
 def text_deid(settings: Settings) -> TextDeid:
     """What the NLP agent and the backfill de-identify report text with."""
-    return TextDeid.of(text_deid_key(settings), settings.text_deid)
+    return TextDeid.of(research_key(settings), settings.text_deid)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from processors.ingest.model import report_key
-from processors.ingest.pseudonym import pseudonym
+from processors.ingest.research import research_findings, research_patient, research_report
 from processors.textdeid import DeidText, TextDeidOptions, deidentify
 from streams import serde
 from streams.config import TextDeidConfig
@@ -74,17 +74,15 @@ class TextDeid:
 def deid_patient(report: Mapping[str, Any], key: bytes) -> str:
     """The research pseudonym the report's dates are shifted by: the patient id when ingest pseudonymised
     it, else the pseudonym the same key gives it (as the DICOM de-identifier computes it)."""
-    pid = str(report.get("patient_id") or "")
-    if report.get("patient_id_is_pseudonym") or not pid:
-        return pid
-    return pseudonym(key, str(report.get("site") or "default"), pid)
+    return research_patient(report, key)
 
 
 def deidentify_report(report: Mapping[str, Any], deid: TextDeid) -> tuple[dict[str, Any], DeidText]:
-    """The ReportFinalized record with its text de-identified, and the de-identification result."""
+    """The analysts' ReportFinalized record (text de-identified, identifiers keyed, times shifted, the
+    encrypted study reference: ``processors.ingest.research``) and the text's de-identification result."""
     result = deidentify(report.get("text") or "", key=deid.key, patient=deid_patient(report, deid.key),
                         options=deid.options)
-    return {**report, "text": result.text}, result
+    return {**research_report(report, deid.key), "text": result.text}, result
 
 
 # ReportFindings arrays whose items point into the report text (start/end; ``text`` a slice of it)
@@ -149,7 +147,7 @@ def analyze_and_deidentify(report: dict[str, Any], now: datetime | None = None,
     deid_report, result = deidentify_report(report, deid)
     record = map_to_deidentified(record, report.get("text") or "", result, deid,
                                  deid_patient(report, deid.key))
-    return record, deid_report
+    return research_findings(record, deid_report), deid_report
 
 
 def _analyze(report: dict[str, Any], now: datetime | None, classifiers: Sequence[Any]) -> dict[str, Any]:
@@ -218,7 +216,8 @@ def analyze_batch(values: list[bytes | None], classifier_paths: tuple[str, ...] 
                 report["text"] = whole
             record, deid_report = analyze_and_deidentify(report, None, classifiers, deid)
             deidentified = None if deid_report is None else serde.encode("report_finalized", deid_report)
-            out.append(Outcome(findings_key(report), serde.encode("report_findings", record),
+            # keyed like the records: the analysts' topics carry no clinical accession, not even in keys
+            out.append(Outcome(findings_key(deid_report or report), serde.encode("report_findings", record),
                                deidentified=deidentified))
         except Exception as exc:  # bad input must not stop the stream
             out.append(Outcome(error_type=type(exc).__name__, error=str(exc) or repr(exc)))

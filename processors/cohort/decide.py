@@ -73,6 +73,7 @@ def _request(w: Watch, record: Mapping[str, Any], rid: str, action: str, now: da
         "project_id": w.project_id,
         "requester": w.requester,
         "accession": record["accession"],
+        "study_ref": record.get("study_ref"),
         "study_instance_uid": record.get("study_instance_uid"),
         "patient_id": record.get("patient_id"),
         "destination_ae": w.destination_ae,

@@ -5,9 +5,9 @@ event is encoded, so a real patient id never reaches a topic or a table when a k
 (``settings.ingest.pseudonym_key`` or the file named by ``pseudonym_key_file``). The key is never
 logged or put into an event. Same patient + same site -> same pseudonym.
 
-What this does and does NOT protect (the report text, accession/order/visit numbers, dates, the
-study UID and the dead letters' original bytes pass unchanged) is documented for the users of the
-data in docs/analysts.md, section "Research pseudonyms: what is and is not protected".
+The other keyed identifiers (accession and other numbers, UIDs) are here too, so that report events
+(``processors.ingest.research``) and de-identified images (``sinks.dicom.deid``) carry the same values.
+What the analysts' data holds is documented in docs/analysts.md ("What analysts see").
 """
 
 from __future__ import annotations
@@ -45,6 +45,22 @@ def pseudonym(key: bytes, site: str, patient_id: str) -> str:
         return ""
     mac = hmac.new(key, f"{site}\x1f{patient_id}".encode(), hashlib.sha256)
     return "psn-" + mac.hexdigest()[:32]
+
+
+def keyed_identifier(key: bytes, kind: str, value: str) -> str:
+    """Keyed pseudonym of an identifier that is not the patient's, e.g. ``ACC-3F2A...`` (12 hex digits;
+    at most 16 characters: fits DICOM SH and LO). Not site-scoped: the DICOM de-identifier computes the
+    same value from the instance's Accession Number."""
+    prefix = {"accession": "ACC", "patient": "PAT"}.get(kind, kind[:3].upper())
+    mac = hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).digest()
+    return f"{prefix}-{mac.hex()[:12].upper()}"
+
+
+def keyed_uid(key: bytes, uid: str) -> str:
+    """Keyed replacement of a DICOM UID: ``2.25.<128-bit integer>`` (PS3.5 B.2), the same in report
+    events and in de-identified instances."""
+    mac = hmac.new(key, f"uid:{uid}".encode(), hashlib.sha256).digest()
+    return "2.25." + str(int.from_bytes(mac[:16], "big"))
 
 
 def date_shift_days(key: bytes, patient_pseudonym: str) -> int:

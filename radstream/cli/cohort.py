@@ -19,8 +19,17 @@ from typing import Any
 
 import click
 
+from processors.ingest.pseudonym import keyed_identifier
+from processors.ingest.research import (
+    STUDY_REF_PREFIX,
+    StudyRefError,
+    looks_keyed,
+    open_study_ref,
+    research_request,
+)
 from radstream.cli import settings_of
 from radstream.config import Settings
+from radstream.text_deid import research_key
 from radstream.warehouse import WarehouseError, query_rows, quote
 
 
@@ -28,8 +37,8 @@ def _rows_from_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as fh:
         rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 for row in csv.DictReader(fh)]
-    if rows and not ({"accession", "study_instance_uid", "patient_id"} & set(rows[0])):
-        raise click.UsageError("the CSV needs a column accession, study_instance_uid or "
+    if rows and not ({"study_ref", "accession", "study_instance_uid", "patient_id"} & set(rows[0])):
+        raise click.UsageError("the CSV needs a column study_ref, accession, study_instance_uid or "
                                "patient_id (+ study_date)")
     return rows
 
@@ -44,7 +53,28 @@ def _query(settings: Settings, sql: str, what: str) -> list[list[str]]:
 
 def _rows_from_sql(settings: Settings, query: str) -> list[dict[str, str]]:
     rows = _query(settings, query, "run the cohort query")
-    return [{"accession": r[0]} for r in rows if r and r[0]]
+    return [{"study_ref" if r[0].startswith(STUDY_REF_PREFIX) else "accession": r[0]}
+            for r in rows if r and r[0]]
+
+
+def _with_refs(settings: Settings, rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Rows that name a study by its research accession (``ACC-...``, from the analysts' tables) get the
+    study's reference from ``reports_latest``: the PACS knows neither, the DICOM worker opens the
+    reference. Rows with clinical identifiers (a radiology list) pass as they are."""
+    keyed = sorted({r["accession"] for r in rows
+                    if looks_keyed(r.get("accession")) and not r.get("study_ref")})
+    refs: dict[str, str] = {}
+    for at in range(0, len(keyed), 1000):
+        chunk = ", ".join(f"'{quote(a)}'" for a in keyed[at:at + 1000])
+        found = _query(settings, f"SELECT accession, any(study_ref) FROM reports_latest WHERE accession IN "
+                                 f"({chunk}) AND study_ref != '' GROUP BY accession",
+                       "look up the study references of the cohort")
+        refs.update({r[0]: r[1] for r in found})
+    missing = [a for a in keyed if a not in refs]
+    if missing:
+        raise click.ClickException(f"{len(missing)} research accession(s) have no study_ref in "
+                                   f"reports_latest, e.g. {missing[0]}")
+    return [{**r, "study_ref": refs[r["accession"]]} if r.get("accession") in refs else r for r in rows]
 
 
 def _completed(settings: Settings, project: str, destination: str) -> set[str] | None:
@@ -94,9 +124,11 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
     if destination not in settings.research.allowed_destinations:
         raise click.UsageError(f"destination {destination!r} is not on the allow-list "
                                f"{list(settings.research.allowed_destinations)}")
-    rows = _rows_from_csv(csv_file) if csv_file else _rows_from_sql(settings, str(query))
+    given = _rows_from_csv(csv_file) if csv_file else _rows_from_sql(settings, str(query))
+    rows = _with_refs(settings, given)
     done = _completed(settings, project, destination) or set()
-    todo = [r for r in rows if not (r.get("accession") and r["accession"] in done)]
+    key = research_key(settings)
+    todo = [r for r in rows if not (r.get("accession") and _research_accession(key, r) in done)]
     skipped = len(rows) - len(todo)
     if skipped:
         click.echo(f"skipping {skipped} accession(s) already completed for {project} -> {destination}")
@@ -112,10 +144,8 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
         rid = str(uuid.uuid4())
         record: dict[str, Any] = {
             "request_id": rid, "action": "request", "project_id": project, "requester": who,
-            "accession": r.get("accession") or None,
-            "study_instance_uid": r.get("study_instance_uid") or None,
-            "patient_id": r.get("patient_id") or None, "study_date": r.get("study_date") or None,
-            "destination_ae": destination, "priority": priority, "not_before": _when(not_before),
+            **_research_ids(key, settings.ingest.site, r), "destination_ae": destination,
+            "priority": priority, "not_before": _when(not_before),
             "not_after": _when(not_after), "source": "cohort", "requested_time": now,
         }
         produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rid, record)
@@ -125,10 +155,33 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
     click.echo(f"requested {len(todo)} retrieval(s) for project {project} -> {destination} (requester {who})")
 
 
+def _clinical(r: dict[str, str]) -> bool:
+    """A row of the PACS's own identifiers (a radiology list), not of the analysts' tables."""
+    ids = (r.get("accession"), r.get("study_instance_uid"), r.get("patient_id"))
+    return not r.get("study_ref") and not any(looks_keyed(v) for v in ids)
+
+
+def _research_ids(key: bytes, site: str, r: dict[str, str]) -> dict[str, Any]:
+    """The request's identifiers in research terms: clinical rows keyed, with their study reference."""
+    if _clinical(r):
+        return research_request(key, site, accession=r.get("accession") or None,
+                                study_uid=r.get("study_instance_uid") or None,
+                                patient_id=r.get("patient_id") or None,
+                                study_date=r.get("study_date") or None)
+    return {f: r.get(f) or None for f in ("accession", "study_instance_uid", "study_ref", "patient_id",
+                                          "study_date")}
+
+
+def _research_accession(key: bytes, r: dict[str, str]) -> str:
+    acc = r["accession"]
+    return keyed_identifier(key, "accession", acc) if _clinical(r) else acc
+
+
 def _dry_run(settings: Settings, rows: list[dict[str, str]]) -> None:
     from sinks.dicom.find import DicomError, Pacs, resolve
 
     pacs = Pacs.of(settings.pacs)
+    rows = _opened(settings, rows, "cohort.dry_run")
     studies = instances = missing = 0
     for r in rows:
         try:
@@ -143,6 +196,34 @@ def _dry_run(settings: Settings, rows: list[dict[str, str]]) -> None:
         instances += sum(s.instances or 0 for s in found)
     click.echo(f"dry run: {len(rows)} request(s), {studies} studies, {instances} instances expected, "
                f"{missing} without a match in {pacs.ae_title}; nothing was requested")
+
+
+def _opened(settings: Settings, rows: list[dict[str, str]], action: str) -> list[dict[str, str]]:
+    """Rows with study references opened to the clinical identifiers (to C-FIND the PACS, or for
+    radiology): re-identification, so for stewards only, and audited with how many were opened."""
+    refs = [r for r in rows if r.get("study_ref")]
+    if not refs:
+        return rows
+    from radstream.access import authorise, done
+    from streams.auth import AuthError
+
+    try:
+        principal, target = authorise(settings, action, ("steward",), studies=len(refs))
+    except AuthError as exc:
+        raise click.ClickException(f"opening study references needs the steward role: {exc.reason}") from None
+    key = research_key(settings)
+    out = []
+    for r in rows:
+        if r.get("study_ref"):
+            try:
+                ref = open_study_ref(key, r["study_ref"])
+            except StudyRefError as exc:
+                raise click.ClickException(str(exc)) from None
+            r = {**r, "accession": ref.accession, "study_instance_uid": ref.study_instance_uid or "",
+                 "patient_id": ref.patient_id or "", "study_date": ref.study_date or ""}
+        out.append(r)
+    done(target, principal, action, studies=len(refs))
+    return out
 
 
 MANIFEST_COLUMNS = ["request_id", "accession", "patient_id", "study_date", "modality", "study_instance_uid",
@@ -173,21 +254,25 @@ def export(ctx: click.Context, project: str | None, csv_file: Path | None, out: 
 
 
 def _open_requests(settings: Settings, project: str) -> list[list[str]]:
-    """The project's requests that have no final state yet, with what the warehouse knows of each study."""
+    """The project's requests that have no final state yet, with what the warehouse knows of each study;
+    research values opened to the clinical ones the radiology team needs (steward, audited)."""
     q = f"""
         SELECT q.request_id, q.accession, if(q.patient_id = '', r.patient_id, q.patient_id),
                if(q.study_date = '', formatDateTime(r.observation_time, '%Y%m%d'), q.study_date),
                r.modality, if(q.study_instance_uid = '', r.study_instance_uid, q.study_instance_uid),
-               q.destination_ae
+               q.destination_ae, if(r.study_ref != '', r.study_ref, q.study_ref)  -- the report's knows more
         FROM (SELECT * FROM retrieval_requests FINAL
               WHERE action = 'request' AND project_id = '{quote(project)}') AS q
-        LEFT JOIN (SELECT accession, patient_id, observation_time, modality, study_instance_uid
+        LEFT JOIN (SELECT accession, patient_id, observation_time, modality, study_instance_uid, study_ref
                    FROM reports_latest) AS r ON r.accession = q.accession
         WHERE q.request_id NOT IN (SELECT request_id FROM retrieval_events
                                    WHERE state IN ('completed', 'partial', 'failed', 'cancelled'))
           AND q.request_id NOT IN (SELECT request_id FROM retrieval_requests WHERE action = 'cancel')
         ORDER BY q.requested_time, q.request_id"""
-    return _query(settings, q, "read the open requests from the warehouse")
+    names = [*MANIFEST_COLUMNS, "study_ref"]
+    found = _query(settings, q, "read the open requests from the warehouse")
+    rows = [dict(zip(names, r, strict=True)) for r in found]
+    return [[r[c] or "" for c in MANIFEST_COLUMNS] for r in _opened(settings, rows, "cohort.export")]
 
 
 def _resolved(settings: Settings, csv_file: Path) -> list[list[str]]:

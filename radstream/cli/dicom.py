@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from dataclasses import replace
 from typing import Any
 
 import click
 
 from radstream.cli import settings_of
 from radstream.config import Settings
+from radstream.text_deid import research_key
 
 
 @click.group()
@@ -51,7 +53,7 @@ def worker(ctx: click.Context, until_idle: float | None, metrics_port: int | Non
     _logging(verbose)
     tune_process()
     s = settings_of(ctx)
-    w = Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir)
+    w = Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir, key=research_key(s))
     _stop_on_signals(w.stop_event)
     port = s.metrics.dicom_worker_port if metrics_port is None else metrics_port
     ops = None
@@ -91,7 +93,7 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
         _scp_processes(settings, n, port, metrics_port, verbose)
         return
     tune_process()
-    cfg = ScpConfig.of(settings.research, settings.ingest)
+    cfg = replace(ScpConfig.of(settings.research, settings.ingest), deid_key=research_key(settings))
     cfg.listen_fd = listen_fd
     if port is not None:
         cfg.port = port
@@ -196,7 +198,8 @@ def _store(ctx: click.Context) -> tuple[Any, Any]:
 
     settings = settings_of(ctx)
     projects = ProjectRegistry(settings.kafka, settings.topics)
-    store = ResearchStore(ScpConfig.of(settings.research, settings.ingest), make_producer(settings.kafka),
+    store = ResearchStore(replace(ScpConfig.of(settings.research, settings.ingest),
+                                  deid_key=research_key(settings)), make_producer(settings.kafka),
                           settings.topics, projects)
     return store, projects
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
+from processors.ingest.research import looks_keyed, research_request
 from radstream.cli import settings_of
 
 
@@ -19,7 +20,9 @@ def _when(value: str | None) -> datetime | None:
 
 
 @click.command()
-@click.option("--accession", default=None)
+@click.option("--study-ref", default=None,
+              help="The study's encrypted reference (column study_ref of reports_latest): how analysts ask.")
+@click.option("--accession", default=None, help="The PACS's accession number (radiology, stewards).")
 @click.option("--study-uid", default=None, help="Study Instance UID (instead of or with the accession).")
 @click.option("--patient-id", default=None, help="Fallback match key, with --study-date.")
 @click.option("--study-date", default=None, help="YYYYMMDD, with --patient-id.")
@@ -30,9 +33,9 @@ def _when(value: str | None) -> datetime | None:
 @click.option("--not-after", default=None, help="ISO time; the request fails if not started by then.")
 @click.option("--requester", default=None, help="Who asks (default: the OS user).")
 @click.pass_context
-def retrieve(ctx: click.Context, accession: str | None, study_uid: str | None, patient_id: str | None,
-             study_date: str | None, destination: str, project: str, priority: str, not_before: str | None,
-             not_after: str | None, requester: str | None) -> None:
+def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, study_uid: str | None,
+             patient_id: str | None, study_date: str | None, destination: str, project: str, priority: str,
+             not_before: str | None, not_after: str | None, requester: str | None) -> None:
     """Produce one retrieval request; prints its request id (last word of the output).
 
     Refused unless the project is registered (and active, and delivers to this destination)."""
@@ -40,8 +43,9 @@ def retrieve(ctx: click.Context, accession: str | None, study_uid: str | None, p
     from streams.producer import make_producer, produce_sync
 
     settings = settings_of(ctx)
-    if not (accession or study_uid or (patient_id and study_date)):
-        raise click.UsageError("give --accession, --study-uid, or --patient-id with --study-date")
+    if not (study_ref or accession or study_uid or (patient_id and study_date)):
+        raise click.UsageError("give --study-ref, --accession, --study-uid, "
+                               "or --patient-id with --study-date")
     if destination not in settings.research.allowed_destinations:
         raise click.UsageError(f"destination {destination!r} is not on the allow-list "
                                f"{list(settings.research.allowed_destinations)}")
@@ -52,11 +56,18 @@ def retrieve(ctx: click.Context, accession: str | None, study_uid: str | None, p
         registry.stop()
     if why:
         raise click.ClickException(why)
+    ids = {"accession": accession, "study_instance_uid": study_uid, "patient_id": patient_id,
+           "study_date": study_date, "study_ref": study_ref}
+    if not study_ref and not any(looks_keyed(v) for v in (accession, study_uid, patient_id)):
+        # clinical identifiers: the request goes out in research terms (the worker opens the reference)
+        from radstream.text_deid import research_key
+
+        ids = research_request(research_key(settings), settings.ingest.site, accession=accession,
+                               study_uid=study_uid, patient_id=patient_id, study_date=study_date)
     request_id = str(uuid.uuid4())
     record = {
         "request_id": request_id, "action": "request", "project_id": project,
-        "requester": requester or getpass.getuser(), "accession": accession, "study_instance_uid": study_uid,
-        "patient_id": patient_id, "study_date": study_date, "destination_ae": destination,
+        "requester": requester or getpass.getuser(), **ids, "destination_ae": destination,
         "priority": priority,
         "not_before": _when(not_before), "not_after": _when(not_after), "source": "manual",
         "requested_time": datetime.now(UTC),

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from processors.ingest.research import looks_keyed
+
 KAFKA = ("kafka_topic", "kafka_partition", "kafka_offset")
 NLP_KEY = ("site", "accession", "report_version", "processed_time")
 # the child tables' run columns; their sort key is (report version, nlp_version, index) (ddl/012), with
@@ -24,8 +26,8 @@ REPORT_COLUMNS = (
     "patient_id_is_pseudonym", "visit_number", "patient_class", "modality", "procedure_code",
     "procedure_description", "body_part",
     "placer_order_number", "filler_order_number",
-    "study_instance_uid", "observation_time", "status_time", "received_time", "exam_time", "author",
-    "source_format", "source_message_id", "text", *KAFKA,
+    "study_instance_uid", "study_ref", "observation_time", "status_time", "received_time", "exam_time",
+    "author", "source_format", "source_message_id", "text", *KAFKA,
 )
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -48,8 +50,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                          "communication_recipient", "communication_time"),
     "chest_labels": (*NLP_RUN, "label", "value"),
     "retrieval_requests": ("request_id", "action", "project_id", "requester", "accession",
-                           "study_instance_uid", "patient_id", "study_date", "destination_ae", "priority",
-                           "not_before", "not_after", "source", "requested_time", *KAFKA),
+                           "study_instance_uid", "study_ref", "patient_id", "study_date", "destination_ae",
+                           "priority", "not_before", "not_after", "source", "requested_time", *KAFKA),
     "retrieval_events": ("request_id", "project_id", "state", "attempt", "accession", "study_instance_uid",
                          "study_instance_uids", "pacs_ae", "destination_ae", "completed", "failed", "warning",
                          "remaining", "expected_instances", "stored", "quarantined", "missing",
@@ -134,7 +136,8 @@ def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         _s(rec.get("visit_number")), _s(rec.get("patient_class")), _s(rec.get("modality")),
         _s(rec.get("procedure_code")), _s(rec.get("procedure_description")), _s(rec.get("body_part")),
         _s(rec.get("placer_order_number")), _s(rec.get("filler_order_number")),
-        _s(rec.get("study_instance_uid")), obs, status_time, received, obs or status_time or received,
+        _s(rec.get("study_instance_uid")), _s(rec.get("study_ref")), obs, status_time, received,
+        obs or status_time or received,
         _s(rec.get("author")), _s(rec.get("source_format")), _s(rec.get("source_message_id")), rec["text"],
         *origin.cols(),
     ]
@@ -199,17 +202,26 @@ def findings_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
 
 
 def retrieval_request_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
+    """The request (analysts' table) and its audit entry. Clinical identifiers (a request from radiology or
+    a steward, by the PACS's own values) stay out of the analysts' table: only research values
+    (``looks_keyed``) and the study reference go there; the audit entry (stewards') keeps the request as
+    made."""
     action = _s(rec.get("action") or "request")
+    ids = {f: _s(rec.get(f)) for f in ("accession", "study_instance_uid", "patient_id", "study_date")}
+    clinical = {f: v for f, v in ids.items() if v and f != "study_date" and not looks_keyed(v)}
+    if ids["patient_id"] in clinical.values():
+        clinical["study_date"] = ids["study_date"]  # a real exam date beside the real patient id
+    shown = {f: "" if f in clinical else v for f, v in ids.items()}
     # every retrieval request and cancel is audited here, whichever process produced it
     detail = json.dumps({"request_id": rec["request_id"], "destination_ae": rec["destination_ae"],
-                         "source": _s(rec.get("source") or "manual")}, sort_keys=True)
+                         "source": _s(rec.get("source") or "manual"), **clinical}, sort_keys=True)
     audit = [f"retrieval:{rec['request_id']}:{action}", _t(rec["requested_time"]), rec["requester"],
              f"retrieval.{action}", True, rec["project_id"], "", [], None, None, detail, "", "",
              *origin.cols()]
     return {"audit_log": [audit], "retrieval_requests": [[
-        rec["request_id"], _s(rec.get("action") or "request"), rec["project_id"], rec["requester"],
-        _s(rec.get("accession")), _s(rec.get("study_instance_uid")), _s(rec.get("patient_id")),
-        _s(rec.get("study_date")), rec["destination_ae"], _s(rec.get("priority") or "normal"),
+        rec["request_id"], action, rec["project_id"], rec["requester"],
+        shown["accession"], shown["study_instance_uid"], _s(rec.get("study_ref")), shown["patient_id"],
+        shown["study_date"], rec["destination_ae"], _s(rec.get("priority") or "normal"),
         _t(rec.get("not_before")), _t(rec.get("not_after")), _s(rec.get("source") or "manual"),
         _t(rec["requested_time"]), *origin.cols(),
     ]]}

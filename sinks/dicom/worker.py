@@ -21,6 +21,12 @@ redoes every request from there.
 A redone move is idempotent (the store overwrites by SOPInstanceUID) and requests already final
 (``done.jsonl`` in the worker's state dir) are not moved again.
 
+Identifiers: a request from the research side names its study by ``study_ref`` (the encrypted reference of
+the analysts' tables, ``processors.ingest.research``), which the worker opens with the installation's key
+to C-FIND by the clinical identifiers; keyed identifiers alone (``ACC-...``, ``2.25....``, ``psn-...``)
+are refused with that advice, as the PACS does not know them. Status events name what the analysts'
+tables hold: the keyed accession and, for a de-identified project, the keyed UIDs of the stored images.
+
 Pacing comes from the ``PacsConfig`` (``WorkerOptions.of``): ``max_studies_per_hour``,
 ``max_images_per_minute`` (0 = no limit), ``windows`` (see ``schedule``; empty = always), ``timezone``
 (IANA name, default the host's), ``pending_event_s`` (min seconds between ``moving`` events).
@@ -42,6 +48,8 @@ from zoneinfo import ZoneInfo
 
 from confluent_kafka import KafkaError, Message
 
+from processors.ingest.pseudonym import keyed_identifier, keyed_uid
+from processors.ingest.research import StudyRef, StudyRefError, looks_keyed, open_study_ref
 from sinks.dicom import metrics, schedule
 from sinks.dicom.config import PacsConfig, ResearchConfig
 from sinks.dicom.expect import Registry
@@ -110,6 +118,8 @@ class Request:
     last_error: str | None = None
     last_status: int | None = None
     ticket: Ticket | None = None  # done (the record committable) once the final status was delivered
+    ref: StudyRef | None = None  # the opened study_ref (clinical identifiers: never in a status event)
+    keyed: bool = False  # status events carry keyed UIDs (a de-identified project)
 
     @property
     def id(self) -> str:
@@ -150,8 +160,9 @@ class Worker(Handler):
 
     def __init__(self, kafka: KafkaConfig, topics: TopicsConfig, pacs: PacsConfig, research: ResearchConfig,
                  state_dir: Path | str, options: WorkerOptions | None = None,
-                 group_id: str | None = None) -> None:
+                 group_id: str | None = None, key: bytes | None = None) -> None:
         self.topics = topics
+        self.key = key  # the pseudonym key: opens study references, keys the identifiers of status events
         self.pacs_config = pacs
         self.research = research
         self.opts = options or WorkerOptions.of(pacs)
@@ -190,12 +201,12 @@ class Worker(Handler):
     def emit(self, req: Request, state: str, result: MoveResult | None = None, error: str | None = None,
              on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
         rec = req.rec
-        uids = [s.study_instance_uid for s in req.studies]
+        uids = [self._research_uid(req, s.study_instance_uid) for s in req.studies]
         expected = self._expected(req) if req.studies else None
         event: dict[str, Any] = {
             "request_id": req.id, "project_id": rec["project_id"], "state": state, "attempt": req.attempt,
-            "accession": rec.get("accession"), "study_instance_uid": uids[0] if uids else rec.get(
-                "study_instance_uid"),
+            "accession": self._research_accession(req), "study_instance_uid": uids[0] if uids else
+            self._research_uid(req, rec.get("study_instance_uid")),
             "study_instance_uids": uids, "expected_instances": expected,
             "pacs_ae": self.pacs.ae_title, "destination_ae": rec.get("destination_ae"),
             "completed": None, "failed": None, "warning": None, "remaining": None,
@@ -206,7 +217,7 @@ class Worker(Handler):
                          remaining=result.remaining, dimse_status=result.status)
         if req.recon:
             recon = list(req.recon.values())
-            missing = [sop for r in recon for sop in r.missing]
+            missing = [self._research_uid(req, sop) for r in recon for sop in r.missing]
             event.update(stored=sum(r.stored for r in recon), quarantined=sum(r.quarantined for r in recon),
                          missing=len(missing), missing_sop_instance_uids=missing[:MAX_MISSING_UIDS])
         produce(self.producer, self.topics.retrieval_status, "retrieval_status", req.id, event,
@@ -215,6 +226,50 @@ class Worker(Handler):
         self.log.append(event)
         metrics.status(state, result)
         LOG.info("%s %s attempt=%d %s", req.id, state, req.attempt, error or "")
+
+    def _research_uid(self, req: Request, uid: str | None) -> str | None:
+        """A UID as the research store and the analysts' tables know it."""
+        if not uid or not req.keyed or self.key is None or looks_keyed(uid):
+            return uid
+        return keyed_uid(self.key, uid)
+
+    def _research_accession(self, req: Request) -> str | None:
+        accession = req.ref.accession if req.ref is not None else req.rec.get("accession")
+        if not accession or self.key is None or looks_keyed(accession):
+            return accession or None
+        return keyed_identifier(self.key, "accession", accession)
+
+    def _clinical(self, req: Request) -> dict[str, str | None]:
+        """The identifiers to C-FIND the PACS by: the opened study reference's, else the request's own."""
+        rec, ref = req.rec, req.ref
+        if ref is not None:
+            return {"accession": ref.accession or None, "study_uid": ref.study_instance_uid,
+                    "patient_id": None if ref.accession or ref.study_instance_uid else ref.patient_id,
+                    "study_date": None if ref.accession or ref.study_instance_uid else ref.study_date}
+        return {"accession": rec.get("accession"), "study_uid": rec.get("study_instance_uid"),
+                "patient_id": rec.get("patient_id"), "study_date": rec.get("study_date")}
+
+    def _open_ref(self, req: Request) -> str | None:
+        """Open the request's study reference and note whether its status events carry keyed UIDs;
+        the reason a request cannot name a study, or None."""
+        rec = req.rec
+        project = self.projects.get(str(rec.get("project_id") or ""))
+        req.keyed = self.key is not None and not (project is not None and project.identified)
+        ref = rec.get("study_ref")
+        if ref:
+            if self.key is None:
+                return "study_ref needs the installation's pseudonym key (ingest.pseudonym_key or _file)"
+            try:
+                req.ref = open_study_ref(self.key, str(ref))
+            except StudyRefError as exc:
+                return f"study_ref: {exc}"
+            return None
+        keyed = [f for f in ("accession", "study_instance_uid", "patient_id") if looks_keyed(rec.get(f))]
+        if keyed:
+            what = "is a research pseudonym" if len(keyed) == 1 else "are research pseudonyms"
+            return (f"{', '.join(keyed)} {what} the PACS does not know: request the study by its "
+                    "study_ref (column study_ref of reports_latest; radstream retrieve --study-ref)")
+        return None
 
     # -- consuming (the loop's Handler; called on the loop's thread) -------------------------------
     def add(self, records: Sequence[Record], acks: Acks) -> None:
@@ -236,7 +291,7 @@ class Worker(Handler):
                 self._cancel(req)
                 continue
             req.ticket = acks.hold(record)
-            error = self._validate(rec)
+            error = self._validate(rec) or self._open_ref(req)
             if error:
                 self._finish(req, "failed", None, error)
                 continue
@@ -276,9 +331,9 @@ class Worker(Handler):
             return "project_id is required"
         if why := refusal(self.projects, str(rec["project_id"]), dest, wait_s=2.0):
             return why
-        if not (rec.get("accession") or rec.get("study_instance_uid")
+        if not (rec.get("study_ref") or rec.get("accession") or rec.get("study_instance_uid")
                 or (rec.get("patient_id") and rec.get("study_date"))):
-            return "request needs an accession, a study UID, or a patient id with a study date"
+            return "request needs a study_ref, an accession, a study UID, or a patient id with a study date"
         return None
 
     def _cancel(self, cancel: Request) -> None:
@@ -401,10 +456,10 @@ class Worker(Handler):
         rec = req.rec
         if not req.studies:
             self.emit(req, "resolving")
+            ids = self._clinical(req)
             try:
-                req.studies = resolve(self.pacs, accession=rec.get("accession"),
-                                      study_uid=rec.get("study_instance_uid"),
-                                      patient_id=rec.get("patient_id"), study_date=rec.get("study_date"),
+                req.studies = resolve(self.pacs, accession=ids["accession"], study_uid=ids["study_uid"],
+                                      patient_id=ids["patient_id"], study_date=ids["study_date"],
                                       session=self._session())
             except DicomError as exc:
                 if exc.retriable:
@@ -413,7 +468,8 @@ class Worker(Handler):
                     self._finish(req, "failed", None, f"C-FIND: {exc}", status=exc.status)
                 return
             if not req.studies:
-                key = rec.get("accession") or rec.get("study_instance_uid") or rec.get("patient_id")
+                key = (self._research_accession(req) or self._research_uid(req, ids["study_uid"])
+                       or ("the study reference" if req.ref else rec.get("patient_id")))
                 self._finish(req, "failed", None, f"no study found in {self.pacs.ae_title} for {key}")
                 return
         dest = str(rec["destination_ae"])

@@ -23,7 +23,7 @@ from streams.app import faust_credentials
 from streams.config import KafkaConfig, TopicsConfig
 from streams.producer import make_producer, produce
 from streams.topics import create_topics
-from tests.streams.helpers import free_port, report, worker_process
+from tests.streams.helpers import free_port, report, research_accession, worker_process
 
 pytestmark = pytest.mark.integration
 
@@ -139,12 +139,13 @@ def test_the_worker_runs_on_the_sasl_broker(scram_broker: tuple[str, Path], tmp_
         assert p.flush(30) == 0
         kind, value = first_event(settings.kafka, settings.topics.findings, "radstream.probe", timeout=90)
         assert kind == "message" and value is not None, (kind, (tmp_path / "worker.log").read_text()[-3000:])
-        assert serde.decode("report_findings", value)["accession"] == "SASL1"
+        research = research_accession(settings, "SASL1")
+        assert serde.decode("report_findings", value)["accession"] == research
 
         def stored() -> bool:
             try:
-                return query_rows(settings, "SELECT count() FROM findings_latest WHERE accession = 'SASL1'") \
-                    not in ([], [["0"]])
+                sql = f"SELECT count() FROM findings_latest WHERE accession = '{research}'"
+                return query_rows(settings, sql) not in ([], [["0"]])
             except Exception:
                 return False
         deadline = time.monotonic() + 90

@@ -8,6 +8,7 @@ import pytest
 
 from tests.ml_needs import NEEDS_ML
 from tests.ml_tiny_model import PE, REPORT, SENTENCES, classifier_config, tiny_model
+from tests.streams.helpers import research_accession
 
 pytestmark = [
     pytest.mark.ml,
@@ -41,6 +42,6 @@ def test_backfill_runs_the_site_classifier_like_the_worker(tmp_path: Path) -> No
     finally:
         client.close()
     by = {(a, s): n for a, s, n in rows}
-    for acc in ("BF0", "BF1"):
+    for acc in (research_accession(settings, "BF0"), research_accession(settings, "BF1")):
         assert by[(acc, "model:tiny")] == len(SENTENCES)  # one forced finding per sentence
         assert by[(acc, "rules")] >= 2  # the rule findings are still there beside them

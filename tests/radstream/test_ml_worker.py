@@ -31,6 +31,7 @@ from radstream.config import Settings
 from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
 from tests.ml_records import report
 from tests.ml_tiny_model import classifier_config, tiny_model
+from tests.streams.helpers import clinical_of
 
 pytestmark = [
     pytest.mark.ml,
@@ -123,8 +124,9 @@ def test_site_classifier_findings_reach_clickhouse_next_to_rules(worker: Running
     rows = worker.rows("SELECT accession, source, concept, text, negated FROM findings_latest "
                        "ORDER BY accession, source, finding_idx")
     by: dict[tuple[str, str], list[list[str]]] = {}
+    back = clinical_of(worker.settings, ACCESSIONS)
     for acc, source, *rest in rows:
-        by.setdefault((acc, source), []).append(rest)
+        by.setdefault((back[acc], source), []).append(rest)
     assert {s for _, s in by} == {"rules", "model:tiny"}, rows
     for rec in REPORTS:
         text = rec["text"]
@@ -155,17 +157,18 @@ def test_similar_goes_through_the_worker_that_owns_the_store(worker: RunningWork
 
     here = worker.settings.replace(ml={"torch_threads": 1})  # the query is embedded in this process
     hits = similar_reports(here, "pulmonary embolism", k=10)
-    ranked = [h.accession for h in hits]
+    back = clinical_of(worker.settings, ACCESSIONS)
+    ranked = [back[h.accession] for h in hits]
     assert sorted(ranked) == sorted(ACCESSIONS)
     assert ranked.index("W2") < ranked.index("W3")          # "No PE" is near by similarity alone
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     w1 = hits[ranked.index("W1")]
     assert w1.report_version == 1 and w1.modality == "CT" and w1.unit in ("impression", "findings:0")
     # the remedy, on the worker's real NLP findings (rule concept ids match words)
-    assert [h.accession for h in similar_reports(here, "pulmonary embolism",
-                                                 require_findings=["pulmonary embolism"])] == ["W1"]
-    assert [h.accession for h in similar_reports(here, "pulmonary embolism",
-                                                 where="modality = 'XR'")] == ["W3"]
+    assert [back[h.accession] for h in similar_reports(here, "pulmonary embolism",
+                                                       require_findings=["pulmonary embolism"])] == ["W1"]
+    assert [back[h.accession] for h in similar_reports(here, "pulmonary embolism",
+                                                       where="modality = 'XR'")] == ["W3"]
     # read-only on the worker's side: the condition holds only under readonly=1
     assert len(similar_reports(here, "pulmonary embolism", where="getSetting('readonly') = 1")) == 4
     # the reason for the detour: the worker holds the store, so a direct search cannot open it
@@ -183,7 +186,8 @@ def test_similar_cli_while_the_worker_runs(worker: RunningWorker) -> None:
     res = CliRunner().invoke(main, ["similar", "clot in the pulmonary arteries", "--k", "3",
                                     "--require-finding", "pulmonary_embolism", "--json"], env=env)
     assert res.exit_code == 0, res.output
-    assert [json.loads(line)["accession"] for line in res.stdout.splitlines()] == ["W1"]
+    back = clinical_of(worker.settings, ACCESSIONS)
+    assert [back[json.loads(line)["accession"]] for line in res.stdout.splitlines()] == ["W1"]
     bad = CliRunner().invoke(main, ["similar", "x", "--where", "no_such_column = 1"], env=env)
     assert bad.exit_code != 0 and "no_such_column" in bad.output
     assert len(bad.output.strip().splitlines()) == 1   # one line, from the worker's answer

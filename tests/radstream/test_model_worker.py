@@ -18,6 +18,7 @@ from radstream.config import Settings
 from tests.ml_labelled import TRAIN_PREFIXES, rows, write_csv
 from tests.ml_needs import NEEDS_SKLEARN
 from tests.ml_records import report
+from tests.streams.helpers import clinical_of
 
 pytestmark = [pytest.mark.integration, NEEDS_SKLEARN]
 
@@ -54,6 +55,7 @@ def test_trained_model_labels_reach_clickhouse_next_to_rules(kafka_settings: Set
     sql = ("SELECT accession, source, concept, negated FROM findings_latest "
            "ORDER BY accession, source, concept")
     got: list[list[str]] = []
+    back = clinical_of(settings, ["M1", "M2"])
     with worker_process(settings, log) as proc:
         producer = make_producer(settings.kafka)
         for rec in REPORTS:
@@ -65,6 +67,7 @@ def test_trained_model_labels_reach_clickhouse_next_to_rules(kafka_settings: Set
                 got = list(csv.reader(io.StringIO(ask_worker(settings, sql, "csv", timeout=60))))[1:]
             except Exception:  # noqa: BLE001 - still starting (no page, no table yet)
                 got = []
+            got = [[back.get(r[0], r[0]), *r[1:]] for r in got]
             if {r[0] for r in got} == {"M1", "M2"}:
                 break
             time.sleep(0.5)

@@ -28,6 +28,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def research_accession(settings: Settings, accession: str) -> str:
+    """The accession the analysts' tables and topics hold for a clinical one (processors.ingest.research),
+    keyed with the installation's key of ``settings`` (configured, else its state dir's)."""
+    from processors.ingest.pseudonym import keyed_identifier
+    from radstream.text_deid import research_key
+
+    return keyed_identifier(research_key(settings), "accession", accession)
+
+
+def to_research_key(settings: Settings, key: bytes) -> bytes:
+    """A reports-topic key (site|accession) as the analysts' topics key the same report."""
+    site, accession = key.decode().split("|", 1)
+    return research_key_of(settings, site, accession)
+
+
+def clinical_of(settings: Settings, accessions: Any) -> dict[str, str]:
+    """research accession -> clinical accession, for the clinical accessions a test sent."""
+    return {research_accession(settings, a): a for a in accessions}
+
+
+def research_key_of(settings: Settings, site: str, accession: str) -> bytes:
+    """The Kafka key of a report on the analysts' topics (findings, de-identified reports)."""
+    return f"{site}|{research_accession(settings, accession)}".encode()
+
+
 def report(accession: str, text: str, status: str = "final", version: int = 1) -> dict[str, Any]:
     return {
         "event_id": f"ev-{accession}-{version}", "accession": accession, "report_id": f"R{accession}",

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from processors.ingest.research import open_study_ref
 from radstream.config import Settings
+from radstream.text_deid import research_key
 from streams import serde
 from streams.cohort import DestinationNotAllowed, publish_watch, watch_record
 from streams.producer import make_producer, produce_sync
-from tests.streams.helpers import consume, report
+from tests.streams.helpers import consume, report, research_accession
 
 RULE = {"name": "big-nodules", "modality": "CT", "finding": {"concept": ["nodule"], "min_size_mm": 8}}
 
@@ -37,8 +39,10 @@ def test_watch_emits_requests_and_cancels(worker: Settings, tmp_path: Path) -> N
     msgs = consume(s, s.topics.retrieval_requests, 2)
     got = [serde.decode("retrieval_requested", m.value()) for m in msgs]
     seen = [(r["action"], r["accession"], r["project_id"], r["destination_ae"], r["source"]) for r in got]
-    assert seen == [("request", "C1", "IRB-7", "RESEARCH", "watch"),
-                    ("cancel", "C1", "IRB-7", "RESEARCH", "watch")]
+    c1 = research_accession(s, "C1")  # standing cohorts see the analysts' values and pass them on
+    assert seen == [("request", c1, "IRB-7", "RESEARCH", "watch"),
+                    ("cancel", c1, "IRB-7", "RESEARCH", "watch")]
+    assert open_study_ref(research_key(s), got[0]["study_ref"]).accession == "C1"
     assert got[0]["request_id"] == got[1]["request_id"]
     assert got[0]["requester"] == "alice"
     # nothing else was requested (C2 negated, C3 too small)

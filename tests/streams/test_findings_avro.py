@@ -27,6 +27,7 @@ STREAM_FIELDS = {
     "patient_id": "p",
     "processed_time": 0,
     "site": "default",
+    "study_ref": None,
 }
 
 

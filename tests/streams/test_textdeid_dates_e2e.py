@@ -1,5 +1,6 @@
-"""End to end: a patient's report text and the images of the same patient, retrieved into a de-identified
-project, move their dates by the same number of days.
+"""End to end: a patient's report and the images of the same patient, retrieved into a de-identified
+project, move their dates by the same number of days and carry the same research identifiers (accession,
+study UID, patient pseudonym); the report row's study_ref opens to the clinical identifiers.
 
 A report for the seeded study's patient is ingested (file backfill: parsers, pseudonyms, NLP and text
 de-identification into the warehouse, real chDB); the study is C-MOVEd from the real Orthanc into a
@@ -17,7 +18,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from processors.ingest.research import open_study_ref
 from radstream.config import Settings
+from radstream.text_deid import research_key
 from sinks.dicom.projects import StaticProjects
 from sinks.dicom.scp import ResearchStore, ScpConfig
 from tests.sinks.dicom.conftest import orthanc_state, pacs_settings, spec  # noqa: F401, F811 - fixtures
@@ -55,6 +58,10 @@ def test_text_and_image_dates_shift_by_the_same_days(pacs_settings: Settings, tm
             {
                 "accession": study.accession,
                 "patient_id": study.patient_id,
+                "study_instance_uid": study.study_uid,
+                "exam_time": f"{exam:%Y-%m-%d}T10:00:00Z",
+                "visit": "VISIT-E2E-1",
+                "radiologist": "Moreau^Claire",
                 "modality": "CT",
                 "status": "final",
                 "text": text,
@@ -69,6 +76,9 @@ def test_text_and_image_dates_shift_by_the_same_days(pacs_settings: Settings, tm
     try:
         (stored,) = client.query("SELECT text, patient_id FROM reports_latest").result_rows[0:1]
         (original,) = client.query("SELECT text FROM report_text_original").result_rows[0]
+        research = client.query("SELECT accession, study_instance_uid, toDate(exam_time), study_ref, "
+                                "visit_number, author FROM reports_latest").result_rows[0]
+        columns = client.query("SELECT * FROM reports_latest").result_rows[0]
     finally:
         client.close()
     assert original == text and f"{exam:%m/%d/%Y}" not in stored[0]
@@ -92,3 +102,15 @@ def test_text_and_image_dates_shift_by_the_same_days(pacs_settings: Settings, tm
     image_shift = (exam - datetime.strptime(image_dates.pop(), "%Y%m%d").date()).days
     assert 1 <= text_shift <= 365
     assert text_shift == image_shift
+    # the structured columns: research values that equal the images', the exam date shifted alike
+    accession, study_uid, exam_date, ref, visit, author = research
+    image = pydicom.dcmread(files[0])
+    assert (accession, study_uid) == (image.AccessionNumber, image.StudyInstanceUID)
+    assert accession != study.accession and study_uid != study.study_uid
+    assert (exam - exam_date).days == text_shift
+    clinical = (study.accession, study.study_uid, study.patient_id, "VISIT-E2E-1", "Moreau")
+    assert not [v for v in clinical for c in columns if isinstance(c, str) and v in c]
+    assert visit.startswith("VIS-") and author.startswith("STA-")
+    opened = open_study_ref(research_key(s), ref)
+    assert (opened.accession, opened.study_instance_uid, opened.patient_id, opened.study_date) == (
+        study.accession, study.study_uid, None, f"{exam:%Y%m%d}")  # ingest keyed the patient id first

@@ -5,18 +5,20 @@ dead-lettered with the reason while the stream goes on."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
-from processors.ingest.pseudonym import date_shift_days
+from processors.ingest.pseudonym import date_shift_days, keyed_identifier
 from radstream.config import Settings
 from streams import serde
 from streams.producer import make_producer
 from tests.streams.helpers import consume, free_port, report, worker_process
 
 KEY = "pipeline-test-key-0123456789"
+ROLES = Path(__file__).resolve().parents[2] / "sinks" / "clickhouse" / "roles"
 PATIENT = "psn-00112233445566778899aabbccddeeff"
 TEXT = (
     "CLINICAL HISTORY: 92-year-old woman, MRN 7654321.\n"
@@ -26,6 +28,15 @@ TEXT = (
     "Discussed with Dr. Blackwood at 13:55 on 03/15/2024."
 )
 PHI = ("Blackwood", "7654321", "03/14/2024", "03/15/2024", "92-year-old")
+# the structured identifiers of report D1: none of them may reach an analysts' table or topic
+CLINICAL = {"study_instance_uid": "1.2.840.99999.7.7.7", "visit_number": "VN-8080-A",
+            "author": "Okafor^Ngozi", "placer_order_number": "PL-55501", "filler_order_number": "FL-55502",
+            "source_message_id": "MSGCTRL-31337"}
+
+
+def acc(accession: str) -> str:
+    """The research accession the analysts' tables hold for a clinical one."""
+    return keyed_identifier(KEY.encode(), "accession", accession)
 
 
 def test_analysts_see_deidentified_text_and_findings_point_into_it(
@@ -38,7 +49,8 @@ def test_analysts_see_deidentified_text_and_findings_point_into_it(
         ingest={"pseudonym_key": KEY},
         clickhouse={"flush_ms": 200},
     )
-    good = {**report("D1", TEXT), "patient_id": PATIENT, "patient_id_is_pseudonym": True}
+    good = {**report("D1", TEXT), "patient_id": PATIENT, "patient_id_is_pseudonym": True, **CLINICAL,
+            "report_id": "RID-D1-CLIN"}
     binary = {
         **report("D2", "FINDINGS: normal.\x00\x01\x02"),
         "patient_id": PATIENT,
@@ -65,18 +77,22 @@ def test_analysts_see_deidentified_text_and_findings_point_into_it(
     log = (tmp_path / "worker.log").read_text(errors="replace")
     assert len(findings) == 2 and len(deidentified) == 2, log[-3000:]
 
-    # the live topics: no identifier of the original text
+    # the live topics: no identifier of the original text, no clinical identifier, not even in the keys
+    clinical = (*CLINICAL.values(), "Okafor", "RID-D1-CLIN", "|D1", "|D3")
     for m in findings + deidentified:
         assert not any(phi.encode() in m.value() for phi in PHI)
+        assert not [v for v in clinical if v.encode() in m.value() + (m.key() or b"")], m.key()
+    assert {m.key() for m in findings} == {f"default|{acc('D1')}".encode(), f"default|{acc('D3')}".encode()}
     dl = serde.decode("dead_letter", dead[0].value())
     assert dl["stage"] == "nlp-agent" and "NUL" in dl["error"] and dl["error_type"] == "TextDeidError"
 
     from sinks.clickhouse.client import open_client
 
+    A1, A2, A3 = acc("D1"), acc("D2"), acc("D3")  # noqa: N806 - the research accessions
     client = open_client(s.clickhouse)
     try:
         q = client.query
-        text = q("SELECT text FROM reports_latest WHERE accession = 'D1'").result_rows[0][0]
+        text = q(f"SELECT text FROM reports_latest WHERE accession = '{A1}'").result_rows[0][0]
         assert not any(phi in text for phi in PHI), text
         shifted = [
             date(2024, 3, 14) - timedelta(days=date_shift_days(KEY.encode(), PATIENT)),
@@ -84,27 +100,44 @@ def test_analysts_see_deidentified_text_and_findings_point_into_it(
         ]
         assert all(f"{d:%m/%d/%Y}" in text for d in shifted), text
         assert "Baker cyst" in text and "13:55" in text and "7 mm nodule" in text
-        versions = q("SELECT text FROM report_versions WHERE accession = 'D1'").result_rows
+        versions = q(f"SELECT text FROM report_versions WHERE accession = '{A1}'").result_rows
         assert versions and all(r[0] == text for r in versions)
         original = q("SELECT text, patient_id FROM report_text_original WHERE accession = 'D1'").result_rows
         assert original == [(TEXT, PATIENT)]
 
-        rows = q("SELECT concept, text, start, end FROM findings_latest WHERE accession = 'D1'").result_rows
+        rows = q(f"SELECT concept, text, start, end FROM findings_latest WHERE accession = '{A1}'"
+                 ).result_rows
         assert rows, "no findings"
         for concept, snippet, start, end in rows:
             assert text[start:end] == snippet, (concept, snippet, text[start:end])
         for table in ("sections", "measurements", "recommendations"):
             for snippet, start, end in q(
                 f"SELECT {'title' if table == 'sections' else 'text'}, start, end "
-                f"FROM {table} WHERE accession = 'D1'"
+                f"FROM {table} WHERE accession = '{A1}'"
             ).result_rows:
                 assert 0 <= start <= end <= len(text)
                 if table != "sections":
                     assert text[start:end] == snippet
-        assert q("SELECT count() FROM measurements WHERE accession = 'D1'").result_rows[0][0] >= 1
+        assert q(f"SELECT count() FROM measurements WHERE accession = '{A1}'").result_rows[0][0] >= 1
         # the stream went on after the bad report
-        assert q("SELECT count() FROM reports_latest WHERE accession = 'D3'").result_rows[0][0] == 1
-        assert "Doe" not in q("SELECT text FROM reports_latest WHERE accession = 'D3'").result_rows[0][0]
-        assert q("SELECT count() FROM reports_latest WHERE accession = 'D2'").result_rows[0][0] == 0
+        assert q(f"SELECT count() FROM reports_latest WHERE accession = '{A3}'").result_rows[0][0] == 1
+        assert "Doe" not in q(f"SELECT text FROM reports_latest WHERE accession = '{A3}'").result_rows[0][0]
+        assert q(f"SELECT count() FROM reports_latest WHERE accession = '{A2}'").result_rows[0][0] == 0
+
+        # every table and view on the analysts' allowlist: no clinical identifier in any column
+        present = {r[0] for r in q("SELECT name FROM system.tables WHERE database = currentDatabase()"
+                                   ).result_rows}
+        analyst = [t for t in json.loads((ROLES / "analyst.json").read_text())["tables"] if t in present]
+        assert len(analyst) > 25  # the tables and views of the migrations (embeddings come with [ml])
+        leaks = {}
+        for table in analyst:
+            rows = q(f"SELECT * FROM {table}").result_rows
+            cells = [cell for row in rows for cell in row if isinstance(cell, str)]
+            found = [v for v in clinical for cell in cells if v in cell]
+            if found:
+                leaks[table] = found
+        assert not leaks, leaks
+        assert q(f"SELECT count() FROM reports_latest WHERE accession = '{A1}' AND study_ref != ''"
+                 ).result_rows[0][0] == 1
     finally:
         client.close()

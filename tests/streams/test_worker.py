@@ -10,7 +10,14 @@ from typing import Any
 from radstream.config import Settings
 from streams import serde
 from streams.producer import make_producer, produce_sync
-from tests.streams.helpers import consume, free_port, report, worker_process
+from tests.streams.helpers import (
+    consume,
+    free_port,
+    report,
+    research_accession,
+    research_key_of,
+    worker_process,
+)
 
 
 def test_findings_published_and_bad_input_dead_lettered(worker: Settings) -> None:
@@ -29,13 +36,15 @@ def test_findings_published_and_bad_input_dead_lettered(worker: Settings) -> Non
                  report("X2", "IMPRESSION: Stable 6 mm nodule in the left lower lobe."))
 
     found = {m.key(): serde.decode("report_findings", m.value()) for m in consume(s, s.topics.findings, 2)}
-    assert set(found) == {b"default|X1", b"default|X2"}
-    x1 = found[b"default|X1"]
-    assert x1["accession"] == "X1" and x1["event_id"] == "ev-X1-1" and x1["report_version"] == 1
+    k1, k2 = research_key_of(s, "default", "X1"), research_key_of(s, "default", "X2")
+    assert set(found) == {k1, k2}
+    x1 = found[k1]
+    assert x1["accession"] == research_accession(s, "X1") and x1["event_id"] == "ev-X1-1"
+    assert x1["report_version"] == 1
     by_concept = {f["concept"]: f for f in x1["findings"]}
     assert by_concept["pneumothorax"]["negated"] is True
     assert by_concept["pleural_effusion"]["negated"] is False
-    assert any(f["concept"] == "nodule" and not f["negated"] for f in found[b"default|X2"]["findings"])
+    assert any(f["concept"] == "nodule" and not f["negated"] for f in found[k2]["findings"])
 
     dead = [serde.decode("dead_letter", m.value()) for m in consume(s, s.topics.dead_letter, 2)]
     assert {d["value"] for d in dead} >= {b"this is not avro"}

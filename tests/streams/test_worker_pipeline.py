@@ -17,7 +17,7 @@ from radstream.config import Settings
 from streams import serde
 from streams.handlers import origin_ms
 from streams.producer import make_producer
-from tests.streams.helpers import consume, free_port, report, worker_process
+from tests.streams.helpers import consume, free_port, report, research_key_of, to_research_key, worker_process
 
 TEXT = "FINDINGS: 7 mm nodule in the right upper lobe. No pleural effusion."
 
@@ -52,8 +52,8 @@ def test_findings_in_order_with_origin_and_commits_after(worker: Settings) -> No
         versions[m.key()].append(serde.decode("report_findings", m.value())["report_version"])
     assert all(v == [1, 2, 3, 4, 5] for v in versions.values()) and len(versions) == 40
 
-    produced = {(m.key(), serde.decode("report_finalized", m.value())["version"]): m.timestamp()[1]
-                for m in consume(s, s.topics.reports, len(keys))}
+    produced = {(to_research_key(s, m.key()), serde.decode("report_finalized", m.value())["version"]):
+                m.timestamp()[1] for m in consume(s, s.topics.reports, len(keys))}
     for m in out:
         rec = serde.decode("report_findings", m.value())
         assert origin_ms(m.headers()) == produced[(m.key(), rec["report_version"])]
@@ -95,7 +95,7 @@ def test_killed_mid_stream_every_committed_report_has_findings(topic_settings: S
     finally:
         c.close()
     reports = consume(s, s.topics.reports, len(keys))
-    must = {m.key() for m in reports if m.offset() < limits[m.partition()]}
+    must = {to_research_key(s, m.key()) for m in reports if m.offset() < limits[m.partition()]}
     assert len(must) == done
     published = {m.key() for m in consume(s, s.topics.findings, len(keys), timeout=10.0)}
     assert must <= published, f"{len(must - published)} committed reports have no findings"
@@ -125,7 +125,7 @@ def test_nlp_process_killed_stops_the_worker_and_a_restart_catches_up(topic_sett
         proc.wait(60)  # raises TimeoutExpired if the worker went on
         assert "NLP pipeline failed" in (tmp_path / "first.log").read_text()
     with worker_process(s, tmp_path / "second.log", "--no-sink"):
-        want = {f"default|{acc}".encode() for acc, _ in keys}
+        want = {research_key_of(s, "default", acc) for acc, _ in keys}
         got: set[bytes] = set()
         deadline = time.monotonic() + 60
         while not want <= got and time.monotonic() < deadline:

@@ -29,8 +29,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import io
 import re
 import struct
@@ -50,7 +48,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from processors.ingest.pseudonym import date_shift_days
+from processors.ingest.pseudonym import date_shift_days, keyed_identifier, keyed_uid
 from processors.ingest.pseudonym import pseudonym as patient_pseudonym
 from sinks.dicom.deid.table import HERE, TABLE_VERSION, Compiled, compile_table, vr_of
 
@@ -107,18 +105,9 @@ class DeidError(Exception):
     """An instance the profile could not be applied to (it is quarantined, never stored as clean)."""
 
 
-def _mac(key: bytes, text: str) -> bytes:
-    return hmac.new(key, text.encode(), hashlib.sha256).digest()
-
-
-def remap_uid(key: bytes, uid: str) -> str:
-    return "2.25." + str(int.from_bytes(_mac(key, "uid:" + uid)[:16], "big"))
-
-
-def pseudonym(key: bytes, kind: str, value: str) -> str:
-    """Keyed pseudonym, e.g. ``ACC-3F2A...`` (12 hex digits; fits SH and LO)."""
-    prefix = {"accession": "ACC", "patient": "PAT"}.get(kind, kind[:3].upper())
-    return f"{prefix}-{_mac(key, kind + ':' + value).hex()[:12].upper()}"
+# the keyed values report events carry too (processors.ingest.research): one definition for both
+remap_uid = keyed_uid
+pseudonym = keyed_identifier
 
 
 @cache

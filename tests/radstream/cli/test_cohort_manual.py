@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
+from processors.ingest.research import research_report, research_request
 from radstream.cli import main
 from radstream.config import Settings, settings_env
+from radstream.text_deid import research_key
 from streams import serde
 from tests.streams.helpers import consume
 
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
 
 
-def _request(rid: str, accession: str, project: str = "IRB-5") -> dict[str, Any]:
+def _request(key: bytes, rid: str, accession: str, project: str = "IRB-5") -> dict[str, Any]:
+    """A request as the cohort CLI sends it: in research terms, with the study reference."""
     return {"request_id": rid, "action": "request", "project_id": project, "requester": "carol",
-            "accession": accession, "destination_ae": "RESEARCH", "source": "cohort", "requested_time": NOW}
+            **research_request(key, "default", accession=accession), "destination_ae": "RESEARCH",
+            "source": "cohort", "requested_time": NOW}
 
 
 def _seed(settings: Settings) -> None:
@@ -29,19 +34,20 @@ def _seed(settings: Settings) -> None:
     from sinks.clickhouse.migrate import migrate
     from sinks.clickhouse.sink import write_records
 
+    key = research_key(settings)
     client = open_client(settings.clickhouse)
     try:
         migrate(client, settings.clickhouse.database)
         write_records(client, "retrieval_requested", [
-            _request("R1", "M1"), _request("R2", "M2"), _request("R3", "M3"), _request("R4", "M4"),
-            _request("X1", "M1", project="OTHER")])
+            _request(key, "R1", "M1"), _request(key, "R2", "M2"), _request(key, "R3", "M3"),
+            _request(key, "R4", "M4"), _request(key, "X1", "M1", project="OTHER")])
         write_records(client, "retrieval_status", [
             {"request_id": "R1", "project_id": "IRB-5", "state": "completed", "time": NOW}])
-        write_records(client, "retrieval_requested", [{**_request("R4", "M4"), "action": "cancel"}])
-        write_records(client, "report_finalized", [{
+        write_records(client, "retrieval_requested", [{**_request(key, "R4", "M4"), "action": "cancel"}])
+        write_records(client, "report_finalized", [research_report({  # the analysts' copy, as the worker's
             "event_id": "e2", "accession": "M2", "report_id": "r2", "version": 1, "status": "final",
             "patient_id": "P2", "modality": "CT", "study_instance_uid": "1.2.3.4", "observation_time": NOW,
-            "received_time": NOW, "source_format": "json", "text": "FINDINGS: Normal."}])
+            "received_time": NOW, "source_format": "json", "text": "FINDINGS: Normal."}, key)])
     finally:
         client.close()
         from sinks.clickhouse.query import close_readonly_clients
@@ -59,8 +65,14 @@ def test_export_open_requests_then_import_their_outcome(topic_settings: Settings
     assert out.exit_code == 0, out.output
     rows = list(csv.DictReader(io.StringIO(out.output)))
     assert [r["request_id"] for r in rows] == ["R2", "R3"]  # R1 is done, R4 cancelled, X1 another project
-    assert (rows[0]["modality"], rows[0]["study_instance_uid"], rows[0]["patient_id"],
-            rows[0]["study_date"]) == ("CT", "1.2.3.4", "P2", "20261120")
+    # the warehouse holds research values only; the manifest for radiology has the PACS's (opened by the
+    # local admin, who holds the steward role; audited)
+    assert (rows[0]["accession"], rows[0]["modality"], rows[0]["study_instance_uid"], rows[0]["patient_id"],
+            rows[0]["study_date"]) == ("M2", "CT", "1.2.3.4", "P2", "20261120")
+    assert (rows[1]["accession"], rows[1]["study_instance_uid"], rows[1]["patient_id"]) == ("M3", "", "")
+    entries = [json.loads(line) for line in Path(settings.auth.audit_log).read_text().splitlines()]
+    opened = [e for e in entries if e["action"] == "cohort.export"]
+    assert [(e["allowed"], json.loads(e["detail"])) for e in opened] == [(True, {"studies": 2})], entries[-2:]
 
     status = tmp_path / "done.csv"
     status.write_text("request_id,state,completed,failed,error\n"

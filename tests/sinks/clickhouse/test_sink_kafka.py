@@ -19,7 +19,15 @@ from sinks.clickhouse.client import open_client
 from sinks.clickhouse.service import SinkService
 
 from .factories import BASE_TIME, finding, findings, report
-from .kafka_helpers import CommitProbe, committed, end_offsets, produce_all, produce_raw, running_sink, wait_until
+from .kafka_helpers import (
+    CommitProbe,
+    committed,
+    end_offsets,
+    produce_all,
+    produce_raw,
+    running_sink,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]

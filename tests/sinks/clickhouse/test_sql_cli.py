@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from radstream.config import Settings, settings_env
-from tests.streams.helpers import free_port, worker_process
+from tests.streams.helpers import free_port, research_accession, worker_process
 
 from .factories import report
 from .kafka_helpers import produce_all, wait_until
@@ -56,9 +56,10 @@ def test_sql_goes_through_the_worker_that_owns_the_store(worker: Settings, tmp_p
 
     wait_until(stored, timeout=120, every=1.0, what="3 reports through the worker")
     table = sql(s, "SELECT accession, modality FROM reports_latest ORDER BY accession")
-    assert table.returncode == 0 and "S0" in table.stdout and "3 rows" in table.stdout
+    assert table.returncode == 0 and research_accession(s, "S0") in table.stdout and "3 rows" in table.stdout
     rows = json.loads(sql(s, "SELECT accession FROM findings_latest", "--format", "json").stdout)["data"]
-    assert {r["accession"] for r in rows} == {"S0", "S1", "S2"}  # the worker's NLP ran, the sink stored it
+    # the worker's NLP ran, the sink stored it
+    assert {r["accession"] for r in rows} == {research_accession(s, a) for a in ("S0", "S1", "S2")}
     refused = sql(s, "DROP TABLE reports")
     assert refused.returncode != 0 and "only one SELECT may run here (got DropQuery" in refused.stderr
     # the store really is the worker's: opening it directly from here fails

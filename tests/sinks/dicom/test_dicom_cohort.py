@@ -10,9 +10,12 @@ import pytest
 from click.testing import CliRunner
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from processors.ingest.pseudonym import keyed_identifier
+from processors.ingest.research import open_study_ref
 from radstream.cli import main
 from radstream.config import Settings
 from radstream.stack.orthanc import free_port
+from radstream.text_deid import research_key
 from streams import serde
 
 from .conftest import SMALL, spec
@@ -63,7 +66,11 @@ def test_cohort_dry_run_retrieve_and_export(dicom_settings: Settings, tmp_path: 
                                "--destination", "RESEARCH", "--requester", "dr.who"], env=env)
     assert out.exit_code == 0, out.output
     reqs = _requests(dicom_settings, 3)
-    assert sorted(str(r["accession"]) for r in reqs) == ["A1", "A2", "NOPE9"]
+    # the radiology list goes out in research terms: keyed accessions and the encrypted study reference
+    key = research_key(dicom_settings)
+    assert sorted(str(r["accession"]) for r in reqs) == sorted(
+        keyed_identifier(key, "accession", a) for a in ("A1", "A2", "NOPE9"))
+    assert sorted(open_study_ref(key, str(r["study_ref"])).accession for r in reqs) == ["A1", "A2", "NOPE9"]
     assert {(r["project_id"], r["requester"], r["source"], r["destination_ae"]) for r in reqs} == {
         ("IRB-7", "dr.who", "cohort", "RESEARCH")}
 

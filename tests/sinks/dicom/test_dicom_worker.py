@@ -14,10 +14,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 from confluent_kafka import Consumer
 
 from radstream.config import Settings, settings_env
+from radstream.text_deid import research_key
 from sinks.dicom.scp import ResearchStore, ScpConfig
 from sinks.dicom.worker import Worker, WorkerOptions
 from streams import serde
@@ -44,7 +46,7 @@ def research_scp(settings: Settings, **cfg_changes: object) -> Iterator[Research
 
 def run_worker(settings: Settings, options: WorkerOptions | None = None, idle: float = 1.0) -> Worker:
     w = Worker(settings.kafka, settings.topics, settings.pacs, settings.research, settings.state_dir,
-               options or WorkerOptions(), group_id=settings.kafka.consumer_group)
+               options or WorkerOptions(), group_id=settings.kafka.consumer_group, key=research_key(settings))
     t = threading.Thread(target=w.run, kwargs={"until_idle": idle}, daemon=True)
     t.start()
     t.join(timeout=120)
@@ -331,3 +333,40 @@ def test_deidentified_instances_report_their_originals_for_the_restricted_map(
     assert {(r["original_study_instance_uid"], r["original_accession"], r["original_patient_id"])
             for r in restricted} == {(a1.study_uid, "A1", a1.patient_id)}
     assert {r["sop_instance_uid"] for r in restricted} == {r["sop_instance_uid"] for r in recs}
+
+
+def test_a_study_ref_is_opened_and_status_events_speak_research_terms(dicom_settings: Settings) -> None:
+    """An analyst's request names the study by the study_ref of its report row: the worker opens it with
+    the installation's key, moves the study into a de-identified project, and its status events name the
+    study by the values the analysts' tables and the stored images carry, never the clinical ones.
+    Research values alone, and a reference of another key, are refused with the reason."""
+    from processors.ingest.pseudonym import keyed_identifier, keyed_uid
+    from processors.ingest.research import research_report
+
+    s = dicom_settings.replace(ingest={"pseudonym_key": "worker-study-ref-key-0123456789"})
+    key = research_key(s)
+    a = spec("A", 2)
+    row = research_report({"site": "default", "accession": a.accession, "study_instance_uid": a.study_uid,
+                           "patient_id": a.patient_id, "version": 1, "received_time": None}, key)
+    rid = request(s, row["accession"], project="IRB-7", study_ref=row["study_ref"])
+    keyed_only = request(s, row["accession"], project="IRB-7", study_instance_uid=row["study_instance_uid"])
+    foreign = request(s, None, project="IRB-7", study_ref=research_report(
+        {"site": "default", "accession": a.accession, "version": 1}, b"another installation's key 0000")
+        ["study_ref"])
+    with research_scp(s, deid_key=key):
+        run_worker(s)
+    events = statuses(s, {rid, keyed_only, foreign})
+    final = final_of(events, rid)
+    assert final["state"] == "completed", final["error"]
+    assert final["accession"] == keyed_identifier(key, "accession", a.accession) == row["accession"]
+    assert final["study_instance_uids"] == [keyed_uid(key, a.study_uid)] == [row["study_instance_uid"]]
+    clinical = (a.accession, a.study_uid, a.patient_id, *a.sop_uids())
+    mine = [e for e in events if e["request_id"] in (rid, keyed_only, foreign)]
+    assert not [v for e in mine for v in clinical if v in repr(e)]
+    stored = {pydicom.dcmread(p).StudyInstanceUID for p in (s.research_store_dir / "IRB-7").rglob("*.dcm")}
+    assert stored == {row["study_instance_uid"]}  # the images join the report on the keyed UID
+    refused = final_of(events, keyed_only)
+    assert refused["state"] == "failed" and "study_ref" in refused["error"] and "PACS does not know" in (
+        refused["error"])
+    wrong = final_of(events, foreign)
+    assert wrong["state"] == "failed" and "does not open" in wrong["error"]

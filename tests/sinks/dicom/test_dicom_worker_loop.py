@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from radstream.config import Settings
+from radstream.text_deid import research_key
 from sinks.dicom.config import PacsConfig, ResearchConfig
 from sinks.dicom.worker import Request, Worker, WorkerOptions
 from streams import serde
@@ -208,7 +209,8 @@ def test_records_are_committed_after_their_final_status_and_redelivered_final_on
 
     monkeypatch.setattr(Worker, "_final_delivered", deferred)
     rid = request(s, "A1", destination="STRANGER")  # refused before any DICOM: final at once
-    w = Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir, WorkerOptions(), group_id=group)
+    w = Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir, WorkerOptions(), group_id=group,
+               key=research_key(s))
     thread = threading.Thread(target=w.run, daemon=True)
     thread.start()
     try:

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from processors.ingest.pseudonym import keyed_identifier
 from radstream.backfill import run_backfill
 from radstream.config import Settings
+from radstream.text_deid import research_key
 from sinks.clickhouse.client import open_client
 from streams.ingest.backfill import reason_kind
 
@@ -71,23 +73,35 @@ def test_backfill_all_formats_rejects_and_latest_view(tmp_path: Path) -> None:
     assert any(ln.startswith("export.csv:3\tempty report text") for ln in lines)
     assert "empty report text …" in s2.reasons
 
+    key = research_key(settings)
+
+    def acc(a: str) -> str:  # the research accession of a clinical one
+        return keyed_identifier(key, "accession", a)
+
+    def order(o: str) -> str:
+        return keyed_identifier(key, "order", o) if o else ""
+
     client = open_client(settings.clickhouse)
     try:
         assert query(client, "SELECT count() FROM report_versions FINAL") == [(21,)]
-        latest = dict(query(client, "SELECT accession, status FROM reports_latest"))
+        back = dict(query(client, "SELECT DISTINCT r.accession, o.accession FROM report_versions AS r "
+                                  "JOIN report_text_original AS o USING (event_id)"))
+        latest = {back[a]: st for a, st in query(client, "SELECT accession, status FROM reports_latest")}
         assert latest["ACC-C-5001"] == "corrected"  # the late preliminary did not override it
         assert latest["ACC1002"] == "corrected" and latest["ACC1003"] == "final"
         assert "ACC-X-1" not in latest and "FH-ACC-7782" not in latest  # cancelled: retracted
         assert latest["R1"] == "final" and latest["FH-ACC-9001"] == "final"
-        versions = query(client, "SELECT status FROM report_versions FINAL WHERE accession = 'ACC-C-5001' "
-                                 "ORDER BY version")
+        versions = query(client, "SELECT status FROM report_versions FINAL "
+                                 f"WHERE accession = '{acc('ACC-C-5001')}' ORDER BY version")
         assert versions == [("preliminary",), ("final",), ("corrected",)]
         # order numbers (HL7 OBR-2/ORC-2 and OBR-3/ORC-3) reach every report table and the latest view
-        expect = [("ACC-C-5001", "", "ACC-C-5001"), ("ACC-M-2", "PL2", "ACC-M-2"),
-                  ("ACC20260302001", "PL5521", "ACC20260302001")]
+        expect = sorted((acc(a), order(p), order(f)) for a, p, f in [
+            ("ACC-C-5001", "", "ACC-C-5001"), ("ACC-M-2", "PL2", "ACC-M-2"),
+            ("ACC20260302001", "PL5521", "ACC20260302001")])
+        wanted = ", ".join(f"'{acc(a)}'" for a in ("ACC20260302001", "ACC-M-2", "ACC-C-5001"))
         for source in ("reports_latest", "reports FINAL", "report_versions FINAL"):
             rows = query(client, f"SELECT accession, placer_order_number, filler_order_number FROM {source} "
-                                 "WHERE accession IN ('ACC20260302001', 'ACC-M-2', 'ACC-C-5001') "
+                                 f"WHERE accession IN ({wanted}) "
                                  "AND status != 'preliminary' "
                                  "ORDER BY accession, version DESC LIMIT 1 BY accession")
             assert rows == expect, source
@@ -204,7 +218,9 @@ def test_backfill_killed_midway_then_rerun_loads_each_report_once(tmp_path: Path
     settings = ch_settings(tmp_path)
     client = open_client(settings.clickhouse)
     try:
-        before = {str(a) for (a,) in query(client, "SELECT DISTINCT accession FROM report_versions")}
+        back = dict(query(client, "SELECT DISTINCT r.accession, o.accession FROM report_versions AS r "
+                                  "JOIN report_text_original AS o USING (event_id)"))
+        before = {back[str(a)] for (a,) in query(client, "SELECT DISTINCT accession FROM report_versions")}
         last_insert_before = query(client, "SELECT max(inserted_at) FROM report_versions")[0][0]
     finally:
         client.close()
@@ -219,6 +235,8 @@ def test_backfill_killed_midway_then_rerun_loads_each_report_once(tmp_path: Path
     assert f"read {n}, loaded {n - 8}, rejected 8" in rerun.stdout, rerun.stdout
     client = open_client(settings.clickhouse)
     try:
+        back = dict(query(client, "SELECT DISTINCT r.accession, o.accession FROM report_versions AS r "
+                                  "JOIN report_text_original AS o USING (event_id)"))
         # exact where the design promises exactness: deduplicated reads and the latest views
         sql = "SELECT count(), uniqExact(event_id) FROM report_versions FINAL"
         assert query(client, sql) == [(n - 8, n - 8)]
@@ -231,11 +249,11 @@ def test_backfill_killed_midway_then_rerun_loads_each_report_once(tmp_path: Path
             rows = query(client, f"SELECT accession, count() AS c FROM {table} GROUP BY accession "
                                  "HAVING c > 1")
             assert all(c == 2 for _, c in rows), (table, rows)
-            assert {a for a, _ in rows} <= in_flight, (table, rows)
+            assert {back[a] for a, _ in rows} <= in_flight, (table, rows)
             total = query(client, f"SELECT count() FROM {table}")[0][0]
             assert n - 8 <= total <= n - 8 + len(in_flight), (table, total)
         # the rerun loaded exactly what the checkpoint did not cover: nothing below it, everything above it
-        reloaded = {str(a) for (a,) in query(
+        reloaded = {back[str(a)] for (a,) in query(
             client, f"SELECT DISTINCT accession FROM report_versions WHERE inserted_at > "
                     f"toDateTime64('{last_insert_before}', 3, 'UTC')")}
         assert not reloaded & covered, sorted(reloaded & covered)[:5]

@@ -20,11 +20,13 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from processors.ingest.hl7v2 import parse_ack
+from processors.ingest.pseudonym import keyed_identifier
 from radstream.config import Settings
+from radstream.text_deid import research_key
 from streams.ingest.fhir_server import start_server
 from streams.ingest.mllp import HL7Listener, send_messages
 from tests.sinks.clickhouse.kafka_helpers import running_sink
-from tests.streams.helpers import free_port, ingest_gate, worker_process
+from tests.streams.helpers import clinical_of, free_port, ingest_gate, research_accession, worker_process
 
 pytestmark = pytest.mark.integration
 
@@ -84,24 +86,30 @@ def test_correction_replaces_final_and_late_older_event_is_ignored(wh_settings: 
         assert [parse_ack(a)[0] for a in acks] == ["AA"] * len(order)
         assert statuses == [200, 200]
         client = sink.client
-        versions = wait_for(
-            client, "SELECT accession, status FROM report_versions FINAL ORDER BY accession, version",
+        rows = wait_for(
+            client, "SELECT accession, status, version FROM report_versions FINAL",
             lambda rows: len(rows) >= 7)
+        clinical = ("ACC-C-5001", "ACC-X-1", "ACC20260302001", "FH-ACC-9001")
+        back = clinical_of(wh_settings, clinical)
+        versions = [(a, st) for a, st, _ in sorted((back[a], st, v) for a, st, v in rows)]
         assert versions == [
             ("ACC-C-5001", "preliminary"), ("ACC-C-5001", "final"), ("ACC-C-5001", "corrected"),
             ("ACC-X-1", "cancelled"), ("ACC20260302001", "final"),
             ("FH-ACC-9001", "final"), ("FH-ACC-9001", "addendum"),
         ]
-        latest = {r[0]: r[1:] for r in client.query(
+        latest = {back[r[0]]: r[1:] for r in client.query(
             "SELECT accession, status, text FROM reports_latest").result_rows}
         assert latest["ACC-C-5001"][0] == "corrected" and "greater tuberosity" in latest["ACC-C-5001"][1]
         assert latest["FH-ACC-9001"][0] == "addendum"  # the final that arrived late did not win
         assert latest["ACC20260302001"][0] == "final"
         assert "ACC-X-1" not in latest
         # the placer order number (OBR-2) travels through the topic and the sink into the latest view
+        key = research_key(wh_settings)
         orders = client.query("SELECT placer_order_number, filler_order_number FROM reports_latest "
-                              "WHERE accession = 'ACC20260302001'").result_rows
-        assert orders == [("PL5521", "ACC20260302001")]
+                              f"WHERE accession = '{research_accession(wh_settings, 'ACC20260302001')}'"
+                              ).result_rows
+        assert orders == [(keyed_identifier(key, "order", "PL5521"), keyed_identifier(key, "order",
+                                                                                     "ACC20260302001"))]
 
 
 def test_order_number_migration_upgrades_a_warehouse_with_reports_in_it(tmp_path: Path) -> None:

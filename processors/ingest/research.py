@@ -1,0 +1,171 @@
+"""The research view of a report event: what analysts receive instead of the clinical identifiers.
+
+The NLP agent applies it to the de-identified report and to its findings (the text itself is
+``processors.textdeid``'s); the original event stays on the restricted reports topic and in the
+restricted ``report_text_original`` table. Keyed with the installation's pseudonym key:
+
+- the patient id -> the research pseudonym (``psn-...``; unchanged if ingest pseudonymised it);
+- accession, report id, order and visit numbers, author, source message id -> ``keyed_identifier``
+  (``ACC-...``, ...; the kinds are ``research_fields.json``): the de-identified images carry the same
+  Accession Number;
+- the Study Instance UID -> ``keyed_uid`` (``2.25....``), the de-identified images' Study Instance UID;
+- the exam, status and received times and a time-like ``version`` -> moved back by the patient's date
+  shift (``date_shift_days``), the days the report text and the images move by, so intervals within a
+  patient hold and report columns, text and images agree;
+- ``study_ref``: the originals needed to retrieve the study (site, accession, study UID, patient id, exam
+  date) encrypted with AES-SIV (RFC 5297, ``cryptography``) under a key derived from the pseudonym key.
+  Analysts pass it on in retrieval requests; only a holder of the key (the DICOM worker, a steward's
+  ``radstream reidentify``) can open it. Deterministic: the same report gives the same reference, so
+  re-processing stays idempotent; it reveals equality of studies, as the pseudonyms do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from processors.ingest.pseudonym import date_shift_days, keyed_identifier, keyed_uid, pseudonym
+
+STUDY_REF_PREFIX = "sr1."
+_REF_CONTEXT = b"radstream study_ref v1"
+_MICROS_2001 = 10**15  # a version above this is a status time in microseconds (else a source sequence)
+_DAY_MICROS = 86_400 * 10**6
+
+
+@cache
+def identifier_fields() -> dict[str, str]:
+    """ReportFinalized field -> kind of its keyed pseudonym (data file)."""
+    data = json.loads((Path(__file__).with_name("research_fields.json")).read_text())
+    return dict(data["identifiers"])
+
+
+@cache
+def time_fields() -> tuple[str, ...]:
+    data = json.loads((Path(__file__).with_name("research_fields.json")).read_text())
+    return tuple(data["times"])
+
+
+def research_patient(report: Mapping[str, Any], key: bytes) -> str:
+    """The patient's research pseudonym (what the dates of this patient are shifted by)."""
+    pid = str(report.get("patient_id") or "")
+    if report.get("patient_id_is_pseudonym") or not pid:
+        return pid
+    return pseudonym(key, str(report.get("site") or "default"), pid)
+
+
+def research_report(report: Mapping[str, Any], key: bytes) -> dict[str, Any]:
+    """A ReportFinalized record (text untouched) with keyed identifiers, shifted times and a study_ref."""
+    out = dict(report)
+    patient = research_patient(report, key)
+    out["patient_id"], out["patient_id_is_pseudonym"] = patient, bool(patient)
+    for name, kind in identifier_fields().items():
+        value = report.get(name)
+        if value:
+            out[name] = keyed_identifier(key, kind, str(value))
+    if report.get("study_instance_uid"):
+        out["study_instance_uid"] = keyed_uid(key, str(report["study_instance_uid"]))
+    shift = timedelta(days=date_shift_days(key, patient))
+    for name in time_fields():
+        value = report.get(name)
+        if isinstance(value, datetime):
+            out[name] = value - shift
+    version = report.get("version")
+    if isinstance(version, int) and version > _MICROS_2001:
+        out["version"] = version - shift.days * _DAY_MICROS
+    out["study_ref"] = study_ref(key, report)
+    return out
+
+
+def research_findings(record: Mapping[str, Any], research: Mapping[str, Any]) -> dict[str, Any]:
+    """A ReportFindings record with the identifiers of its report's research view."""
+    out = dict(record)
+    for name in ("accession", "patient_id", "study_ref"):
+        out[name] = research.get(name)
+    if "report_version" in out:
+        out["report_version"] = research["version"]
+    return out
+
+
+def research_request(key: bytes, site: str, *, accession: str | None = None, study_uid: str | None = None,
+                     patient_id: str | None = None, study_date: str | None = None) -> dict[str, Any]:
+    """The research values of a retrieval request made by clinical identifiers (a radiology list, a
+    steward's ``radstream retrieve --accession``): keyed values and the study reference, so the request
+    on its topic and in the warehouse is in the analysts' terms; the DICOM worker opens the reference."""
+    when = datetime.strptime(study_date, "%Y%m%d") if study_date else None
+    clinical = {"site": site, "accession": accession or "", "study_instance_uid": study_uid,
+                "patient_id": patient_id, "observation_time": when}
+    patient = pseudonym(key, site, patient_id) if patient_id else None
+    shifted = (when - timedelta(days=date_shift_days(key, patient))).strftime("%Y%m%d") if (
+        when and patient) else None
+    return {"accession": keyed_identifier(key, "accession", accession) if accession else None,
+            "study_instance_uid": keyed_uid(key, study_uid) if study_uid else None,
+            "patient_id": patient, "study_date": shifted, "study_ref": study_ref(key, clinical)}
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """What a ``study_ref`` opens to: the clinical identifiers of one report's study."""
+
+    site: str
+    accession: str
+    study_instance_uid: str | None
+    patient_id: str | None
+    study_date: str | None  # YYYYMMDD, the exam's (unshifted)
+
+
+class StudyRefError(ValueError):
+    """Not a study reference of this installation (damaged, or made with another key)."""
+
+
+@cache
+def _siv(key: bytes) -> AESSIV:
+    derived = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=_REF_CONTEXT).derive(key)
+    return AESSIV(derived)
+
+
+def study_ref(key: bytes, report: Mapping[str, Any]) -> str:
+    """The encrypted retrieval reference of an original ReportFinalized record."""
+    when = report.get("observation_time") or report.get("status_time")
+    plain = {
+        "s": str(report.get("site") or "default"), "a": str(report.get("accession") or ""),
+        "u": report.get("study_instance_uid") or None,
+        "p": None if report.get("patient_id_is_pseudonym") else (report.get("patient_id") or None),
+        "d": when.strftime("%Y%m%d") if isinstance(when, datetime) else None,
+    }
+    data = json.dumps(plain, separators=(",", ":"), sort_keys=True).encode()
+    sealed = _siv(key).encrypt(data, [_REF_CONTEXT])
+    return STUDY_REF_PREFIX + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+
+
+def open_study_ref(key: bytes, ref: str) -> StudyRef:
+    """The identifiers inside ``ref``; ``StudyRefError`` if it is not one of this key's references."""
+    if not ref.startswith(STUDY_REF_PREFIX):
+        raise StudyRefError(f"not a study reference (they start with {STUDY_REF_PREFIX!r})")
+    body = ref[len(STUDY_REF_PREFIX):]
+    try:
+        sealed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        plain = json.loads(_siv(key).decrypt(sealed, [_REF_CONTEXT]))
+    except (InvalidTag, ValueError) as exc:
+        raise StudyRefError("the study reference does not open with this installation's key "
+                            "(damaged, or made elsewhere)") from exc
+    return StudyRef(site=plain["s"], accession=plain["a"], study_instance_uid=plain.get("u"),
+                    patient_id=plain.get("p"), study_date=plain.get("d"))
+
+
+def looks_keyed(value: str | None) -> bool:
+    """True for a value of the research view (an analyst's identifier), which the PACS does not know."""
+    if not value:
+        return False
+    return value.startswith(("psn-", "ACC-", STUDY_REF_PREFIX)) or (
+        value.startswith("2.25.") and len(value) > 30)
