@@ -59,7 +59,9 @@ def worker(ctx: click.Context, until_idle: float | None, metrics_port: int | Non
     ops = None
     if port >= 0:
         from radstream.monitoring import pacs_check, serve_ops
+        from sinks.dicom.metrics import register_worker
 
+        register_worker(w.held)
         ops = serve_ops(s, "dicom-worker", port, {"pacs": pacs_check(s)})
     try:
         w.run(until_idle=until_idle)

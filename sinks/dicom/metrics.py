@@ -7,11 +7,11 @@ collector: nothing is added to the per-instance path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import Counter
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 STATUS = Counter("radstream_retrieval_status_total",
@@ -33,6 +33,27 @@ def status(state: str, result: Any = None) -> None:
             n = getattr(result, outcome, None)
             if n:
                 IMAGES.labels(outcome).inc(n)
+
+
+class WorkerCollector(Collector):
+    """The requests one DICOM worker holds now, by state (``Worker.held``)."""
+
+    def __init__(self, held: Callable[[], Mapping[str, int]]) -> None:
+        self.held = held
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily("radstream_retrieval_requests", "Retrieval requests this DICOM worker "
+                                  "holds now: queued (for a mover, a window or a retry) or active.",
+                                  labels=["state"])
+        for state, n in self.held().items():
+            gauge.add_metric([state], n)
+        yield gauge
+
+
+def register_worker(held: Callable[[], Mapping[str, int]]) -> WorkerCollector:
+    collector = WorkerCollector(held)
+    REGISTRY.register(collector)
+    return collector
 
 
 class ScpCollector(Collector):

@@ -361,6 +361,11 @@ class Worker(Handler):
                 self._cv.wait(timeout=min([0.5, *waits]))
         return None
 
+    def held(self) -> dict[str, int]:
+        """Requests this worker holds now: queued (for a mover, a window or a retry) and active."""
+        with self._cv:
+            return {"queued": len(self._pending), "active": len(self._active)}
+
     def is_idle(self) -> bool:
         """Caught up with every assigned partition and nothing queued, running or uncommitted."""
         if not self._at_end:

@@ -38,6 +38,9 @@ def test_retrieval_metrics_scraped(dicom_settings: Settings, tmp_path: Path) -> 
         stored = prom.wait("increase(radstream_scp_stored_bytes_total[5m]) > 0")
         assert values(stored)[0] > 3 * 16 * 16  # three 16x16 images and their headers
         prom.wait('ALERTS{alertname="RadstreamRetrievalsFailing",alertstate="firing"}')
+        held = prom.wait('radstream_retrieval_requests{job="radstream-dicom-worker"}',
+                         lambda r: len(r) == 2 and values(r) == [0.0, 0.0])  # both final: none held
+        assert {x["metric"]["state"] for x in held} == {"queued", "active"}
 
         req = urllib.request.Request(f"http://127.0.0.1:{s.metrics.dicom_worker_port}/ready",
                                      headers={"Authorization": f"Bearer {token}"})
