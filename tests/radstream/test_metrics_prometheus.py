@@ -58,6 +58,10 @@ def test_prometheus_scrapes_the_processes_and_the_alerts_evaluate(scraped: Scrap
     s, prom, token = scraped.settings, scraped.prom, scraped.token
     # every process is up and takes the monitor token
     prom.wait('sum(up{job=~"radstream-.*"}) == 3', timeout=180)
+    # rate() counts from a sample before the first record: wait until both stages' series were scraped
+    # (the sink's loop is made once its store is open, which may be after the first scrape)
+    prom.wait('count by (stage) (radstream_records_consumed_total{stage=~"nlp-agent|clickhouse-sink"})',
+              lambda r: len(r) == 2, timeout=120)
 
     # HL7 v2 in: one report accepted, one message dead-lettered by the listener
     acks = asyncio.run(send_messages("127.0.0.1", scraped.mllp_port, [
