@@ -29,15 +29,16 @@ from streams.config import (
     AuthConfig,
     IngestConfig,
     KafkaConfig,
+    MetricsConfig,
     MlConfig,
     TextDeidConfig,
     TopicsConfig,
     WorkerConfig,
 )
 
-__all__ = ["AuthConfig", "ClickHouseConfig", "IngestConfig", "KafkaConfig", "MlConfig", "PacsConfig",
-           "ResearchConfig", "Settings", "TextDeidConfig", "TopicsConfig", "WorkerConfig", "load_settings",
-           "settings_env"]
+__all__ = ["AuthConfig", "ClickHouseConfig", "IngestConfig", "KafkaConfig", "MetricsConfig", "MlConfig",
+           "PacsConfig", "ResearchConfig", "Settings", "TextDeidConfig", "TopicsConfig", "WorkerConfig",
+           "load_settings", "settings_env"]
 
 T = TypeVar("T")
 
@@ -64,6 +65,7 @@ class Settings:
     ml: MlConfig = field(default_factory=MlConfig)
     text_deid: TextDeidConfig = field(default_factory=TextDeidConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # "section.field" paths filled in from state_dir (filled in again when state_dir changes)
     _derived: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 

@@ -27,6 +27,8 @@ from sinks.clickhouse.service import SinkService
 from sinks.clickhouse.web import SqlServer
 from streams.app import create_app
 from streams.loop import run_in_thread
+from streams.metrics import GroupLag
+from streams.ops import kafka_check
 
 
 def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
@@ -37,7 +39,7 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
     sink = SinkService(settings.kafka, settings.topics, settings.clickhouse) if with_sink else None
     server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port,
                        gate=access.gate(settings, "sql-page"), tls=access.tls(settings),
-                       roles_dir=access.roles_dir(settings))
+                       roles_dir=access.roles_dir(settings), checks={"kafka": kafka_check(settings.kafka)})
 
     @app.service
     class _Warehouse(mode.Service):
@@ -51,6 +53,17 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
             await loop.run_in_executor(None, server.stop)
             if sink is not None:
                 await loop.run_in_executor(None, sink.stop)
+
+    # the lag of the Faust agents' group (the sink's loop reports its own)
+    lag = GroupLag(settings.kafka, str(app.conf.id), [settings.topics.reports, settings.topics.findings])
+
+    @app.service
+    class _Lag(mode.Service):
+        async def on_start(self) -> None:
+            lag.start()
+
+        async def on_stop(self) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, lag.stop)
 
     if settings.ml.embed:
         _embeddings(app, settings, sink)

@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Awaitable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ import mode
 
 from processors.cohort.decide import decide
 from processors.ingest.versions import add_version, whole_text
-from streams import serde
+from streams import metrics, serde
 from streams.cohort import WatchRegistry
 from streams.config import KafkaConfig, MlConfig, TopicsConfig, WorkerConfig
 from streams.handlers import Outcome, TextDeid, analyze_batch, findings_key, origin_headers
@@ -34,6 +35,7 @@ from streams.producer import dead_letter_record
 log = logging.getLogger("radstream.worker")
 
 NLP_STAGE = "nlp-agent"
+COHORT_STAGE = "cohort-agent"  # names the standing-cohort agent in metrics
 NLP_BATCH_WAIT_S = 0.02
 WORKER_EXIT_AFTER_S = 30.0  # after the NLP pipeline failed, if the worker has not stopped by then
 NLP_INFLIGHT = 2  # batches handed to the NLP process and not yet emitted
@@ -49,10 +51,15 @@ class NlpRunner:
         self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n > 0 else None
 
     async def run(self, values: list[bytes | None], texts: list[str | None]) -> list[Outcome]:
+        started = time.perf_counter()
         if self.pool is None:
-            return analyze_batch(values, *self.args, texts)
-        return await asyncio.get_running_loop().run_in_executor(self.pool, analyze_batch, values, *self.args,
-                                                                texts)
+            out = analyze_batch(values, *self.args, texts)
+        else:
+            out = await asyncio.get_running_loop().run_in_executor(self.pool, analyze_batch, values,
+                                                                   *self.args, texts)
+        metrics.NLP_SECONDS.observe(time.perf_counter() - started)
+        metrics.NLP_REPORTS.inc(len(values))
+        return out
 
 
 def whole_texts(table: Any, events: list[faust.EventT]) -> list[str | None]:
@@ -119,6 +126,7 @@ def _cohorts(app: faust.App, kafka: KafkaConfig, topics: TopicsConfig, findings:
                     continue
                 await requests.send(key=req["request_id"].encode(),
                                     value=serde.encode("retrieval_requested", req))
+                metrics.RECORDS_OUT.labels(COHORT_STAGE, topics.retrieval_requests).inc()
             if new_state != state[event.key]:
                 state[event.key] = new_state
 
@@ -191,6 +199,7 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
         return await dead_letters.send(key=msg.key, value=serde.encode("dead_letter", rec))
 
     nlp = NlpRunner(worker, ml, text_deid)
+    metrics.stage_started(NLP_STAGE, consumes=[topics.reports], produces=[topics.findings])
     # per report (site|accession): its versions since the last report that is not an addendum
     versions = app.Table("report-versions", default=list, partitions=kafka.partitions,
                          key_type=bytes)  # bytes keys go raw, values as JSON
@@ -232,6 +241,9 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
                                                         out.deidentified, None, None, headers))
                     # the origin header lets the sink's deadline count from the report
                     acks.append(await producer.send(topic, out.key, out.value, None, None, headers))
+                    metrics.RECORDS_OUT.labels(NLP_STAGE, topic).inc()
+                    if msg.timestamp:  # the report's production -> its findings handed to the producer
+                        metrics.NLP_LATENCY.observe(max(0.0, time.time() - msg.timestamp))
                 await sent.put((events, acks))
 
         async def confirm() -> None:
@@ -248,6 +260,7 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
             async for events in batches:
                 for event in events:
                     event.message.incref()  # take_events acks these when we ask for the next batch
+                metrics.RECORDS_IN.labels(NLP_STAGE, topics.reports).inc(len(events))
                 texts = whole_texts(versions, list(events))
                 item = (list(events), asyncio.ensure_future(nlp.run([e.value for e in events], texts)))
                 put = asyncio.ensure_future(inflight.put(item))

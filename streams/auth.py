@@ -33,7 +33,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-ROLES = ("analyst", "steward", "ingest", "admin")
+ROLES = ("analyst", "steward", "ingest", "admin", "monitor")  # monitor: /metrics, /health, /ready only
 TOKEN_PREFIX = "rst"
 _HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory profile (t=3, m=64 MiB, p=4)
 
@@ -291,23 +291,29 @@ class Gate:
         self.store = store
         self.audit = audit  # a streams.audit target (or None: the audit logger only)
         self.service = service
+        from streams import metrics
+
+        for status in ("401", "403"):  # at 0 from the start, so that increase() sees the first refusal
+            metrics.AUTH_FAILURES.labels(service, status)
 
     def check(self, authorization: str | None, api_key: str | None, *, client: str,
               endpoint: str) -> Principal:
         """The caller's principal; AuthError(401) (audited as ``login.failure``) otherwise."""
-        from streams import audit
+        from streams import audit, metrics
 
         try:
             return authenticate(self.store, authorization, api_key)
         except AuthError as exc:
+            metrics.AUTH_FAILURES.labels(self.service, str(exc.status)).inc()
             audit.record(self.audit, "", "login.failure", allowed=False, service=self.service,
                          endpoint=endpoint, client=client, token_id=token_id_of(authorization, api_key),
                          reason=exc.reason)
             raise
 
     def refused(self, principal: Principal, exc: AuthError, *, client: str, endpoint: str) -> None:
-        """Audit a 403."""
-        from streams import audit
+        """Audit (and count) a 403."""
+        from streams import audit, metrics
 
+        metrics.AUTH_FAILURES.labels(self.service, str(exc.status)).inc()
         audit.record(self.audit, principal.user, "http.request", allowed=False, service=self.service,
                      endpoint=endpoint, client=client, token_id=principal.token_id, reason=exc.reason)

@@ -118,3 +118,16 @@ class TextDeidConfig:
     mode: str = "surrogate"  # surrogate ("hide in plain sight") | tag ([NAME], [MRN], ...)
     institutions: tuple[str, ...] = ()  # the site's own institution names, found besides the rules
     max_chars: int = 200_000  # longer report text is dead-lettered
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Where the processes without a web page of their own serve ``/metrics``, ``/health`` and ``/ready``
+    (docs/monitoring.md). The worker serves them on its SQL page's port (``worker.web_port``), the FHIR
+    endpoint on its own port. A port of 0 picks a free one (printed at start)."""
+
+    host: str = "127.0.0.1"
+    hl7_port: int = 9181  # radstream ingest hl7-listener
+    dicom_worker_port: int = 9182  # radstream dicom worker
+    scp_port: int = 9183  # radstream dicom scp; with N processes, ports scp_port .. scp_port + N - 1
+    sink_port: int = 9180  # radstream db sink without its SQL page (a ClickHouse server)

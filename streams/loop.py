@@ -44,6 +44,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from streams import metrics
 from streams.config import KafkaConfig
 from streams.consumer import consume_now
 from streams.producer import dead_letter_record, make_producer, produce
@@ -253,6 +254,8 @@ class ConsumerLoop:
         self._at_end: dict[tuple[str, int], bool] = {}
         self._paused: list[TopicPartition] = []
         self._consumer: Consumer | None = None
+        self._lag_partitions: set[tuple[str, str]] = set()  # the lag series this loop set
+        metrics.stage_started(config.stage, consumes=config.topics)
 
     # -- consumer -------------------------------------------------------------------------------------
     def _make_consumer(self) -> Consumer:
@@ -268,6 +271,9 @@ class ConsumerLoop:
             "heartbeat.interval.ms": 2_000,
             "on_commit": self._on_commit,
             "logger": logging.getLogger("radstream.librdkafka"),
+            # per-partition lag for /metrics, computed by librdkafka (served from poll, in this thread)
+            "statistics.interval.ms": metrics.LAG_INTERVAL_MS,
+            "stats_cb": self._on_stats,
         }
         conf.update(self.cfg.conf)
         consumer = Consumer(conf)
@@ -285,6 +291,11 @@ class ConsumerLoop:
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is not None and err.code() != KafkaError._NO_OFFSET:
             log.warning("%s: offset commit failed (re-delivered after a restart): %s", self.cfg.stage, err)
+
+    def _on_stats(self, stats_json: str) -> None:
+        seen = metrics.lag_from_stats(stats_json, self.cfg.group_id, self.cfg.replay)
+        metrics.forget_lag(self.cfg.group_id, self._lag_partitions - seen)
+        self._lag_partitions = seen
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
@@ -310,6 +321,9 @@ class ConsumerLoop:
         self._commit(consumer, synchronous=True, only=tps)
         self.handler.on_revoke(sorted(tps))
         self._offsets.forget(tps)
+        gone = {(t, str(p)) for t, p in tps}
+        metrics.forget_lag(self.cfg.group_id, gone & self._lag_partitions)
+        self._lag_partitions -= gone
         for tp in tps:
             self._at_end.pop(tp, None)
         self._paused = [p for p in self._paused if (p.topic, p.partition) not in tps]
@@ -333,6 +347,8 @@ class ConsumerLoop:
                 self._flush(consumer, stop, give_up_after_s=self.cfg.final_flush_s)
             self._commit(consumer, synchronous=True)
         finally:
+            metrics.forget_lag(self.cfg.group_id, self._lag_partitions)
+            self._lag_partitions = set()
             try:
                 consumer.close()
             finally:
@@ -373,6 +389,11 @@ class ConsumerLoop:
         held_before = len(self._acks._held)
         self.handler.add(records, self._acks)
         self.stats.records += len(records)
+        per_topic: dict[str, int] = {}
+        for rec in records:
+            per_topic[rec.topic] = per_topic.get(rec.topic, 0) + 1
+        for topic, n in per_topic.items():
+            metrics.RECORDS_IN.labels(self.cfg.stage, topic).inc(n)
         held = self._acks._held
         if len(held) == held_before:
             self._unheld += [(r.topic, r.partition, r.offset) for r in records]
@@ -390,7 +411,9 @@ class ConsumerLoop:
 
     def _flush_once(self) -> None:
         covered = len(self._unheld)
+        started = time.perf_counter()
         self.handler.flush()
+        metrics.FLUSH_SECONDS.labels(self.cfg.stage).observe(time.perf_counter() - started)
         self._send_dead_letters()
         for topic, partition, offset in self._unheld[:covered]:
             self._offsets.done((topic, partition), offset)
@@ -417,6 +440,7 @@ class ConsumerLoop:
                 except Exception as exc:
                     attempt += 1
                     self.stats.failed_attempts += 1
+                    metrics.FLUSH_FAILURES.labels(self.cfg.stage).inc()
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"
                     log.warning("%s: flush attempt %d failed: %s", self.cfg.stage, attempt,
                                 self.stats.last_error)

@@ -9,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from streams import serde
+from streams import metrics, serde
 from streams.config import KafkaConfig
 
 
@@ -71,6 +71,7 @@ def dead_letter_record(stage: str, value: bytes | None, error: BaseException | s
         text = str(error) or "".join(traceback.format_exception_only(error)).strip()
     else:
         error_type, text = error_type or "Rejected", error
+    metrics.dead_letter(stage, error_type)  # counted when made: a delivery that is retried counts again
     return {
         "stage": stage,
         "original_topic": topic,

@@ -105,6 +105,7 @@ def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None
 
     from sinks.clickhouse.service import SinkService
     from sinks.clickhouse.web import SqlServer
+    from streams.ops import OpsServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_of(ctx)
@@ -112,16 +113,24 @@ def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     service = SinkService(settings.kafka, settings.topics, settings.clickhouse)
-    server = None
+    server: SqlServer | OpsServer | None = None
     if settings.embedded_clickhouse if web is None else web:
         port = settings.worker.web_port if web_port is None else web_port
         from radstream import access
+        from streams.ops import kafka_check
 
         server = SqlServer(service, settings.worker.web_host, port, gate=access.gate(settings, "sql-page"),
-                           tls=access.tls(settings), roles_dir=access.roles_dir(settings))
+                           tls=access.tls(settings), roles_dir=access.roles_dir(settings),
+                           checks={"kafka": kafka_check(settings.kafka)})
         server.start()
         where = f"{server.scheme}://{settings.worker.web_host}:{server.port}/sql"
         click.echo(f"read-only SQL on {where}", err=True)
+    else:  # no SQL page (a ClickHouse server): the metrics and probes on a port of their own
+        from radstream.monitoring import serve_ops
+
+        if settings.metrics.sink_port >= 0:
+            server = serve_ops(settings, "clickhouse-sink", settings.metrics.sink_port,
+                               {"clickhouse": service.ping}, health=lambda: {"sink": service.health()})
     service.start()
     try:
         while not stop.wait(0.5):

@@ -34,12 +34,18 @@ def _stop_on_signals(event: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+metrics_port_option = click.option(
+    "--metrics-port", type=int, default=None,
+    help="Port of /metrics, /health, /ready (default: from the metrics settings; 0: a free one; -1: none).")
+
+
 @dicom.command()
 @click.option("--until-idle", type=float, default=None,
               help="Exit after this many seconds with nothing queued or in flight.")
+@metrics_port_option
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
-def worker(ctx: click.Context, until_idle: float | None, verbose: bool) -> None:
+def worker(ctx: click.Context, until_idle: float | None, metrics_port: int | None, verbose: bool) -> None:
     """Consume retrieval requests, C-FIND and C-MOVE each study, produce status events."""
     from sinks.dicom.net import tune_process
     from sinks.dicom.worker import Worker
@@ -49,7 +55,19 @@ def worker(ctx: click.Context, until_idle: float | None, verbose: bool) -> None:
     s = settings_of(ctx)
     w = Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir, key=research_key(s))
     _stop_on_signals(w.stop_event)
-    w.run(until_idle=until_idle)
+    port = s.metrics.dicom_worker_port if metrics_port is None else metrics_port
+    ops = None
+    if port >= 0:
+        from radstream.monitoring import pacs_check, serve_ops
+        from sinks.dicom.metrics import register_worker
+
+        register_worker(w.held)
+        ops = serve_ops(s, "dicom-worker", port, {"pacs": pacs_check(s)})
+    try:
+        w.run(until_idle=until_idle)
+    finally:
+        if ops is not None:
+            ops.stop()
 
 
 @dicom.command()
@@ -57,10 +75,11 @@ def worker(ctx: click.Context, until_idle: float | None, verbose: bool) -> None:
 @click.option("--processes", type=click.IntRange(1, 64), default=None,
               help="SCP processes sharing one listening socket (default: research.processes).")
 @click.option("--listen-fd", type=int, default=None, hidden=True)
+@metrics_port_option
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
 def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: int | None,
-        verbose: bool) -> None:
+        metrics_port: int | None, verbose: bool) -> None:
     """Research storage SCP: accept C-STORE from allowed AEs, write project/study/series/instance.dcm
     (de-identified unless the project is registered as identified; unsafe instances to the quarantine)."""
     from sinks.dicom.net import tune_process
@@ -71,8 +90,9 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
     _logging(verbose)
     settings = settings_of(ctx)
     n = settings.research.processes if processes is None else processes
+    metrics_port = settings.metrics.scp_port if metrics_port is None else metrics_port
     if n > 1 and listen_fd is None:
-        _scp_processes(settings, n, port, verbose)
+        _scp_processes(settings, n, port, metrics_port, verbose)
         return
     tune_process()
     cfg = replace(ScpConfig.of(settings.research, settings.ingest), deid_key=research_key(settings))
@@ -89,10 +109,20 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
     bound = store.start()
     click.echo(f"research SCP {cfg.ae_title} listening on {cfg.host}:{bound}, store {cfg.store_dir}",
                err=True)
+    ops = None
+    if metrics_port >= 0:
+        from radstream.monitoring import serve_ops
+        from sinks.dicom.metrics import register_scp
+
+        register_scp(store.stats)
+        ops = serve_ops(settings, "scp", metrics_port,
+                        health=lambda: {"ae_title": cfg.ae_title, "port": bound})
     try:
         while not stop.wait(1.0):
             store.producer.poll(0)
     finally:
+        if ops is not None:
+            ops.stop()
         store.stop()
         projects.stop()
         s = store.stats
@@ -100,9 +130,10 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
                    f"refused {s.refused}, write errors {s.write_errors}", err=True)
 
 
-def _scp_processes(settings: Settings, n: int, port: int | None, verbose: bool) -> None:
+def _scp_processes(settings: Settings, n: int, port: int | None, metrics_port: int, verbose: bool) -> None:
     """Run ``n`` SCP processes on one listening socket, made here and inherited (the first free process
-    accepts each association: ``sinks.dicom.scp.SharedListenerServer``); SIGTERM/SIGINT stop them all."""
+    accepts each association: ``sinks.dicom.scp.SharedListenerServer``); SIGTERM/SIGINT stop them all.
+    Process ``i`` serves its metrics on ``metrics_port + i`` (each counts its own instances)."""
     import os
     import socket
     import subprocess
@@ -115,7 +146,10 @@ def _scp_processes(settings: Settings, n: int, port: int | None, verbose: bool) 
     cmd = [sys.executable, "-m", "radstream", "dicom", "scp", "--processes", "1", "--listen-fd", str(fd),
            "--port", str(listener.getsockname()[1]), *(["-v"] if verbose else [])]
     env = {**os.environ, **settings_env(settings)}
-    procs = [subprocess.Popen(cmd, env=env, pass_fds=(fd,)) for _ in range(n)]
+    def metrics_of(i: int) -> list[str]:
+        return ["--metrics-port", str(metrics_port if metrics_port <= 0 else metrics_port + i)]
+
+    procs = [subprocess.Popen([*cmd, *metrics_of(i)], env=env, pass_fds=(fd,)) for i in range(n)]
     listener.close()  # the children hold it
     stop = threading.Event()
     _stop_on_signals(stop)

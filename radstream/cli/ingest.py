@@ -111,9 +111,11 @@ def _setup_logging(level: str) -> None:
 @ingest.command("hl7-listener")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=2575, show_default=True, type=int, help="MLLP port (0: a free one).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Port of /metrics, /health, /ready (default: metrics.hl7_port; 0: a free one; -1: none).")
 @log_level_option
 @click.pass_context
-def hl7_listener(ctx: click.Context, host: str, port: int, log_level: str) -> None:
+def hl7_listener(ctx: click.Context, host: str, port: int, metrics_port: int | None, log_level: str) -> None:
     """MLLP listener for HL7 v2 ORU^R01: ACK AA after Kafka confirmed, AE/AR with a reason otherwise.
 
     Runs until SIGINT/SIGTERM, then stops accepting, waits for Kafka to confirm what it queued and
@@ -121,10 +123,18 @@ def hl7_listener(ctx: click.Context, host: str, port: int, log_level: str) -> No
     """
     import asyncio
 
+    from radstream.monitoring import serve_ops
     from streams.ingest.mllp import serve_forever
 
     _setup_logging(log_level)
-    asyncio.run(serve_forever(*_front_door(ctx), host, port))
+    settings = settings_of(ctx)
+    port_ = settings.metrics.hl7_port if metrics_port is None else metrics_port
+    ops = serve_ops(settings, "hl7-listener", port_) if port_ >= 0 else None
+    try:
+        asyncio.run(serve_forever(*_front_door(ctx), host, port))
+    finally:
+        if ops is not None:
+            ops.stop()
 
 
 @ingest.command("fhir-server")

@@ -85,6 +85,12 @@ class SinkService:
             return "starting" if self.error is None else f"error: {self.error!r}"
         return "ok" if self.error is None else f"error: {self.error!r}"
 
+    def ping(self) -> None:
+        """The store answers a query (readiness); raises while it is not open or when it fails."""
+        if self.error is not None:
+            raise RuntimeError(f"the sink stopped: {self.error!r}")
+        self.client.command("SELECT 1")
+
     def query(self, sql: str, fmt: str, policy: Any = None, checked: list[Any] | None = None) -> Any:
         """A read-only query on the store; with ``policy`` (``access.Policy``) checked against it first."""
         from sinks.clickhouse.query import run_readonly

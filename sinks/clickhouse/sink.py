@@ -40,6 +40,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DataError
 from clickhouse_connect.driver.insert import InsertContext
 
+from sinks.clickhouse import metrics
 from sinks.clickhouse.client import client_like, open_client
 from sinks.clickhouse.config import ClickHouseConfig
 from sinks.clickhouse.migrate import migrate
@@ -209,6 +210,7 @@ class ClickHouseSink(Handler):
                           if spec.contract in TABLES_OF}
         # the reports topic carries the original text: only the restricted table gets it
         self.mappings = {**self.contracts, topics.reports: "report_original"}
+        metrics.started(STAGE, self.mappings)
         self.batch_rows = max(1, ch.batch_rows)
         self.flush_s = max(0.01, min(ch.flush_ms, 500) / 1000.0)
         self.rows_written = 0
@@ -283,6 +285,7 @@ class ClickHouseSink(Handler):
         log.debug("flushed %d messages, %d rows: insert %.0f ms, age %.0f ms", len(batch.items),
                   batch.n_rows, (time.monotonic() - t0) * 1000, (time.monotonic() - batch.first_at) * 1000)
         self.rows_written += batch.n_rows
+        metrics.flushed(STAGE, batch.rows, [item.record for item in batch.items], self.mappings)
         self._batch = _Batch()
 
     def abandon(self) -> None:

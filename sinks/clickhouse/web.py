@@ -1,4 +1,5 @@
-"""The read-only ``/sql`` and ``/health`` pages of the worker and of ``radstream db sink``. With
+"""The read-only ``/sql`` and ``/health`` pages of the worker and of ``radstream db sink``, with
+``/metrics`` and ``/ready`` (``streams.ops``; docs/monitoring.md). With
 embedded chDB only the process that owns the store can open it, so this is how analysts query while
 it runs (``radstream sql`` asks ``worker.web_host:web_port`` first). A worker without the sink serves
 them too: ``/sql`` then says so (503) and ``/health`` reports the sink "off".
@@ -18,6 +19,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from sinks.clickhouse.access import ROLES_DIR, AccessDenied, Checked, policy_for
 from sinks.clickhouse.service import SinkService
 from streams import audit
 from streams.auth import AuthError, Gate, Principal
+from streams.ops import Check, Ops
 
 STARTING_HEADER = "X-Radstream-Sink"  # value "starting": the store is not open yet, do not open it
 QUERY_ROLES = ("analyst", "steward")  # admin holds every role
@@ -34,8 +37,15 @@ MAX_QUERY_BYTES = 1 << 20
 
 class SqlServer:
     def __init__(self, service: SinkService | None, host: str, port: int, *, gate: Gate,
-                 tls: ssl.SSLContext | None = None, roles_dir: str | Path = ROLES_DIR) -> None:
+                 tls: ssl.SSLContext | None = None, roles_dir: str | Path = ROLES_DIR,
+                 checks: Mapping[str, Check] | None = None) -> None:
+        """``checks``: the readiness probes of ``/ready`` (``streams.ops``); the store's ping is added
+        when the sink runs here."""
         self.service = service
+        probes = dict(checks or {})
+        if service is not None:
+            probes.setdefault("clickhouse", service.ping)
+        self.ops = Ops(checks=probes)
         self.gate = gate
         self.roles_dir = Path(roles_dir)
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
@@ -59,7 +69,7 @@ class SqlServer:
         self.httpd.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        service, gate, roles_dir = self.service, self.gate, self.roles_dir
+        service, gate, roles_dir, ops = self.service, self.gate, self.roles_dir, self.ops
 
         class Handler(BaseHTTPRequestHandler):
             timeout = 60  # a client that sends nothing does not hold a thread for ever
@@ -149,11 +159,19 @@ class SqlServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 url = urllib.parse.urlparse(self.path)
-                if url.path not in ("/sql", "/health"):
+                if url.path not in ("/sql", "/health", "/metrics", "/ready"):
                     self._send(404, "not found\n")
                     return
                 principal = self._principal(*QUERY_ROLES) if url.path == "/sql" else self._principal()
                 if principal is None:
+                    return
+                if url.path in ("/metrics", "/ready"):
+                    status, data, ctype = ops.respond(url.path)
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                     return
                 if url.path == "/sql":
                     self._answer(principal, urllib.parse.parse_qs(url.query).get("q", [""])[0])

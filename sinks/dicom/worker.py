@@ -50,7 +50,7 @@ from confluent_kafka import KafkaError, Message
 
 from processors.ingest.pseudonym import keyed_identifier, keyed_uid
 from processors.ingest.research import StudyRef, StudyRefError, looks_keyed, open_study_ref
-from sinks.dicom import schedule
+from sinks.dicom import metrics, schedule
 from sinks.dicom.config import PacsConfig, ResearchConfig
 from sinks.dicom.expect import Registry
 from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, c_find_instances, resolve
@@ -224,6 +224,7 @@ class Worker(Handler):
                 on_delivery=on_delivery)
         self.producer.poll(0)
         self.log.append(event)
+        metrics.status(state, result)
         LOG.info("%s %s attempt=%d %s", req.id, state, req.attempt, error or "")
 
     def _research_uid(self, req: Request, uid: str | None) -> str | None:
@@ -359,6 +360,11 @@ class Worker(Handler):
                 waits = [r.ready_at - now for r in self._pending]
                 self._cv.wait(timeout=min([0.5, *waits]))
         return None
+
+    def held(self) -> dict[str, int]:
+        """Requests this worker holds now: queued (for a mover, a window or a retry) and active."""
+        with self._cv:
+            return {"queued": len(self._pending), "active": len(self._active)}
 
     def is_idle(self) -> bool:
         """Caught up with every assigned partition and nothing queued, running or uncommitted."""

@@ -3,7 +3,8 @@
 - ``POST /fhir/DiagnosticReport``: one DiagnosticReport (related resources contained);
 - ``POST /fhir/Bundle`` and ``POST /fhir`` (transaction/batch/collection): DiagnosticReports with
   their ServiceRequest, ImagingStudy, Patient and Encounter entries; accepted whole or not at all;
-- ``GET /fhir/metadata``: a minimal CapabilityStatement; ``GET /health``.
+- ``GET /fhir/metadata``: a minimal CapabilityStatement; ``GET /health``, ``/ready`` and ``/metrics``
+  (``streams.ops``, docs/monitoring.md).
 
 Every request needs a token (``streams.auth``: ``Authorization: Bearer <token>`` or ``X-API-Key``):
 401 (issue type ``login``) without a valid one, audited as a login failure; the POSTs need the role
@@ -28,9 +29,11 @@ from aiohttp import web
 
 from processors.ingest.fhir import MAX_RESOURCE_BYTES, operation_outcome, parse_fhir
 from processors.ingest.model import ParseError
+from streams import metrics
 from streams.auth import AuthError, Gate, Principal
 from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.ingest.publish import INTERACTIVE, Publisher
+from streams.ops import Ops, kafka_check
 from streams.producer import make_producer
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 INGEST: web.AppKey[IngestConfig] = web.AppKey("ingest", IngestConfig)
 STATS: web.AppKey[dict[str, int]] = web.AppKey("stats")
 GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
+OPS: web.AppKey[Ops] = web.AppKey("ops", Ops)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)  # the authenticated caller
 
 
@@ -55,6 +59,7 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
     app = request.app
     pub, ingest, stats = app[PUBLISHER], app[INGEST], app[STATS]
     stats["requests"] += 1
+    metrics.INGEST_MESSAGES.labels(STAGE).inc()
     ctype = request.content_type
     if ctype not in ("application/fhir+json", "application/json"):
         stats["rejected"] += 1
@@ -121,6 +126,13 @@ async def metadata(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(body), content_type=FHIR_JSON)
 
 
+async def ops_page(request: web.Request) -> web.Response:
+    """``/metrics`` and ``/ready`` (``streams.ops``; the readiness probe blocks: off the event loop)."""
+    status, body, ctype = await asyncio.get_running_loop().run_in_executor(
+        None, request.app[OPS].respond, request.path)
+    return web.Response(status=status, body=body, headers={"Content-Type": ctype})
+
+
 async def health(request: web.Request) -> web.Response:
     stats: dict[str, Any] = {"ok": True}
     counts: dict[str, int] = request.app[STATS]
@@ -170,6 +182,9 @@ def make_app(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig,
     app.router.add_post("/fhir", post_any)
     app.router.add_get("/fhir/metadata", metadata)
     app.router.add_get("/health", health)
+    app[OPS] = Ops(checks={"kafka": kafka_check(kafka)})
+    app.router.add_get("/metrics", ops_page)
+    app.router.add_get("/ready", ops_page)
 
     async def on_startup(app: web.Application) -> None:
         pub.start_polling()

@@ -35,6 +35,7 @@ from processors.ingest.hl7v2 import (
     sniff_header,
 )
 from processors.ingest.model import NoReport, ParseError
+from streams import metrics
 from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.ingest.publish import INTERACTIVE, Publisher
 from streams.producer import make_producer
@@ -171,6 +172,7 @@ class HL7Listener:
     async def process(self, raw: bytes, peer: str = "?") -> bytes:
         """Parse, produce, and return the ACK bytes for one message."""
         self.stats["messages"] += 1
+        metrics.INGEST_MESSAGES.labels(STAGE).inc()
         header = _header_or_none(raw)
         codec = "ascii"
         if header is not None:

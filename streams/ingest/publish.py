@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from processors.ingest.model import ReportEvent
 from processors.ingest.pseudonym import load_key, pseudonymise
+from streams import metrics
 from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.producer import DeliveryError, make_producer, produce, send_dead_letter
 
@@ -47,6 +48,8 @@ class Publisher:
         log.info("%s: research pseudonyms %s", stage, f"on (key from {where})" if self.key else "off")
         self.topic = topics.reports
         self.dead_letter_topic = topics.dead_letter
+        metrics.stage_started(stage, produces=[self.topic])
+        metrics.INGEST_MESSAGES.labels(stage)
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -55,7 +58,20 @@ class Publisher:
 
     def publish(self, event: ReportEvent, on_delivery: Any = None) -> None:
         ev = self.prepare(event)
-        produce(self.producer, self.topic, CONTRACT, ev.key, ev.to_avro(), on_delivery=on_delivery)
+        produce(self.producer, self.topic, CONTRACT, ev.key, ev.to_avro(),
+                on_delivery=self._counted(on_delivery))
+
+    def _counted(self, on_delivery: Any) -> Any:
+        """``on_delivery``, after counting a confirmed event in ``radstream_records_produced_total``."""
+        out = metrics.RECORDS_OUT.labels(self.stage, self.topic)
+
+        def done(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                out.inc()
+            if on_delivery is not None:
+                on_delivery(err, msg)
+
+        return done
 
     def dead_letter(self, raw: bytes | None, error: BaseException | str, where: str | None = None) -> None:
         send_dead_letter(self.producer, self.dead_letter_topic, self.stage, raw, error,

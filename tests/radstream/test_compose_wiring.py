@@ -92,19 +92,24 @@ def needs(name: str) -> Needs:
         n.connects.add("clickhouse")
     elif command[:2] == ["ingest", "hl7-listener"]:
         n.reads |= key
+        n.writes |= auth  # its /metrics page checks tokens (streams.ops, docs/monitoring.md)
         n.serves.append((option(command, "--host", "127.0.0.1"), int(option(command, "--port", "2575"))))
+        n.serves.append((s.metrics.host, s.metrics.hl7_port))
     elif command[:2] == ["ingest", "fhir-server"]:
         n.reads |= key
         n.writes |= auth
         n.serves.append((option(command, "--host", "127.0.0.1"), int(option(command, "--port", "8180"))))
     elif command[:2] == ["dicom", "worker"]:
         n.writes |= {"done-ledger": posixpath.join(s.state_dir, "dicom-worker"),
-                     "expected studies": posixpath.join(s.research.store_dir, ".expected")}
+                     "expected studies": posixpath.join(s.research.store_dir, ".expected"), **auth}
+        n.reads |= key  # opens the analysts' study references (processors.ingest.research)
         n.connects.add("pacs")
+        n.serves.append((s.metrics.host, s.metrics.dicom_worker_port))
     elif command[:2] == ["dicom", "scp"]:
-        n.writes |= {"research store": s.research.store_dir, "quarantine": s.research.quarantine_dir}
+        n.writes |= {"research store": s.research.store_dir, "quarantine": s.research.quarantine_dir, **auth}
         n.reads |= key
         n.serves.append((s.research.host, s.research.port))
+        n.serves.append((s.metrics.host, s.metrics.scp_port))
     elif not command:  # the one-off commands: auth add-user/add-token, db migrate, topics, retrieve, sql
         n.writes |= auth
         n.reads |= key

@@ -81,22 +81,30 @@ def consume(settings: Settings, topic: str, n: int, timeout: float = 60.0) -> li
 
 
 @contextmanager
-def worker_process(settings: Settings, log_path: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``radstream worker [args]`` as a real process with ``settings``; stopped (SIGTERM, then
-    SIGKILL) with its whole process group at the end."""
+def radstream_process(settings: Settings, log_path: Path, *args: str,
+                      stop_s: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+    """``radstream [args]`` as a real process with ``settings``; stopped (SIGTERM, then SIGKILL after
+    ``stop_s``) with its whole process group at the end."""
     env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "radstream", "worker", *args], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "radstream", *args], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             yield proc
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(30)
+                proc.wait(stop_s)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+
+@contextmanager
+def worker_process(settings: Settings, log_path: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``radstream worker [args]`` as a real process (``radstream_process``)."""
+    with radstream_process(settings, log_path, "worker", *args) as proc:
+        yield proc
 
 
 def ingest_gate(directory: Path, role: str = "ingest") -> tuple[Any, dict[str, str]]:

@@ -1,0 +1,159 @@
+"""Prometheus metrics of the streams layer (docs/monitoring.md): the consumer loop, every stage's events
+in and out, dead letters, NLP time and authentication failures.
+
+Metrics live in prometheus-client's default registry, one per process; ``streams.ops`` serves it on
+``/metrics``. The layers above define their own metrics beside their code (``sinks.clickhouse.metrics``,
+``sinks.dicom.metrics``). Label values are bounded: stage names, topic names, partitions, exception
+class names, HTTP statuses; never a key, an id or a message text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+from streams.config import KafkaConfig
+
+log = logging.getLogger("radstream.metrics")
+disable_created_metrics()  # no *_created series: half the scrape, and Prometheus does not need them
+
+# the librdkafka statistics interval of every loop's consumer: how fresh the lag gauge is
+LAG_INTERVAL_MS = 5000
+
+CONSUMER_LAG = Gauge(
+    "radstream_consumer_lag_messages",
+    "Messages in the partition after the consumer group's committed offset (librdkafka statistics).",
+    ["group", "topic", "partition"])
+RECORDS_IN = Counter(
+    "radstream_records_consumed_total", "Records a stage consumed.", ["stage", "topic"])
+RECORDS_OUT = Counter(
+    "radstream_records_produced_total", "Records a stage produced (delivered to Kafka or stored).",
+    ["stage", "topic"])
+DEAD_LETTERS = Counter(
+    "radstream_dead_letters_total", "Records a stage sent to the dead-letter topic, by reason "
+    "(the exception class or the stage's error type).", ["stage", "reason"])
+FLUSH_SECONDS = Histogram(
+    "radstream_loop_flush_duration_seconds", "Time of a consumer loop's handler flush that succeeded.",
+    ["stage"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+FLUSH_FAILURES = Counter(
+    "radstream_loop_flush_failures_total", "Failed flush attempts of a consumer loop (each is retried).",
+    ["stage"])
+NLP_SECONDS = Histogram(
+    "radstream_nlp_batch_duration_seconds", "From handing a batch of reports to the NLP process until its "
+    "results (NLP and de-identification; waiting for the process behind an earlier batch included).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+NLP_LATENCY = Histogram(
+    "radstream_nlp_latency_seconds", "From a report's production until its findings were handed to the "
+    "producer (consumer lag, batching and NLP).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+NLP_REPORTS = Counter(
+    "radstream_nlp_reports_total", "Reports analysed by the NLP agent (dead-lettered ones included).")
+INGEST_MESSAGES = Counter(
+    "radstream_ingest_messages_total", "Messages a front door received (HL7 v2 messages, FHIR POSTs).",
+    ["stage"])
+AUTH_FAILURES = Counter(
+    "radstream_auth_failures_total", "HTTP requests refused: 401 (no or bad token) or 403 (role lacking).",
+    ["service", "status"])
+
+
+def stage_started(stage: str, consumes: Iterable[str] = (), produces: Iterable[str] = ()) -> None:
+    """Create a stage's series at 0 before its first record: rate() and increase() count from a sample
+    before the first increment, so the first batch of a new process is not lost to them."""
+    for topic in consumes:
+        RECORDS_IN.labels(stage, topic)
+    for topic in produces:
+        RECORDS_OUT.labels(stage, topic)
+    FLUSH_FAILURES.labels(stage)
+
+
+def dead_letter(stage: str, reason: str) -> None:
+    DEAD_LETTERS.labels(stage, reason or "Rejected").inc()
+
+
+def lag_from_stats(stats_json: str, group: str, replay: bool = False) -> set[tuple[str, str]]:
+    """Set the lag gauge of ``group`` from one librdkafka statistics document; returns the (topic,
+    partition) pairs it set. Lag = end of the partition (last stable offset, else high watermark) minus
+    the committed offset, or minus the partition's start before the group committed anything (the
+    loop's ``auto.offset.reset`` is earliest). A ``replay`` loop commits nothing: minus its position."""
+    try:
+        stats: dict[str, Any] = json.loads(stats_json)
+    except ValueError:
+        return set()
+    seen: set[tuple[str, str]] = set()
+    for topic, t in (stats.get("topics") or {}).items():
+        for pid, p in (t.get("partitions") or {}).items():
+            if pid == "-1" or p.get("fetch_state") in (None, "none", "stopped"):
+                continue  # the internal UA partition, or one this consumer does not fetch
+            end = p.get("ls_offset", -1)
+            end = end if end is not None and end >= 0 else p.get("hi_offset", -1)
+            order = ("app_offset",) if replay else ("committed_offset", "lo_offset")
+            pos = next((v for v in (p.get(k) for k in order) if v is not None and v >= 0), -1)
+            if end is None or end < 0 or pos < 0:
+                continue
+            CONSUMER_LAG.labels(group, topic, pid).set(max(0, end - pos))
+            seen.add((topic, pid))
+    return seen
+
+
+class GroupLag:
+    """The lag of a consumer group whose consumer is not the loop's (the Faust agents of the worker): every
+    ``interval_s`` its committed offsets and the partitions' ends, asked from the broker by a consumer
+    that never joins the group. It reports every partition of the group, whichever member owns it: with
+    several workers, each reports the same numbers (take ``max by (group, topic, partition)``)."""
+
+    def __init__(self, kafka: KafkaConfig, group: str, topics: Iterable[str],
+                 interval_s: float = LAG_INTERVAL_MS / 1000) -> None:
+        self.kafka, self.group, self.topics, self.interval_s = kafka, group, list(topics), interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._set: set[tuple[str, str]] = set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"lag-{self.group}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        forget_lag(self.group, self._set)
+
+    def _run(self) -> None:
+        from confluent_kafka import Consumer
+
+        consumer = Consumer({**self.kafka.client_conf(), "group.id": self.group, "enable.auto.commit": False,
+                             "logger": logging.getLogger("radstream.librdkafka")})
+        try:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    self.measure(consumer)
+                except Exception as exc:  # noqa: BLE001 - a broker away: the next round tries again
+                    log.debug("lag of %s not measured: %s", self.group, exc)
+        finally:
+            consumer.close()
+
+    def measure(self, consumer: Any) -> None:
+        from confluent_kafka import TopicPartition
+
+        parts = []
+        for topic in self.topics:
+            meta = consumer.list_topics(topic, timeout=5).topics[topic]
+            parts += [TopicPartition(topic, p) for p in meta.partitions]
+        for tp in consumer.committed(parts, timeout=5):
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
+            pos = tp.offset if tp.offset >= 0 else lo
+            CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(max(0, hi - pos))
+            self._set.add((tp.topic, str(tp.partition)))
+
+
+def forget_lag(group: str, partitions: Iterable[tuple[str, str]]) -> None:
+    """Drop the lag series of partitions this process no longer owns (another member reports them)."""
+    for topic, pid in partitions:
+        with contextlib.suppress(KeyError):
+            CONSUMER_LAG.remove(group, topic, pid)

@@ -1,0 +1,151 @@
+"""``/metrics``, ``/health`` and ``/ready`` of a long-running process (docs/monitoring.md).
+
+* ``/metrics``: prometheus-client's default registry in the text exposition format;
+* ``/health`` (liveness): 200 while the process serves requests, with a few facts as JSON;
+* ``/ready``: 200 when every dependency answers (Kafka metadata, a ClickHouse ping, a PACS C-ECHO:
+  whatever the process was given as checks), else 503 naming the failing one.
+
+Like every radstream HTTP endpoint (docs/access.md) they need a valid token (any role; the ``monitor``
+role grants nothing else): Prometheus sends one with its scrape config's ``authorization``. Refusals
+are counted in ``radstream_auth_failures_total``.
+
+``Ops`` answers those paths for a server that has its own routes (the SQL page, the FHIR endpoint);
+``OpsServer`` is a small HTTP server with only them, for processes without one (the MLLP listener, the
+DICOM worker, the storage SCP).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from streams.auth import AuthError, Gate
+from streams.config import KafkaConfig
+
+Check = Callable[[], object]  # raises when its dependency cannot be reached
+PATHS = ("/metrics", "/health", "/ready")
+CHECK_TIMEOUT_S = 3.0
+
+
+def kafka_check(kafka: KafkaConfig, timeout_s: float = CHECK_TIMEOUT_S) -> Check:
+    """Kafka is reachable: a metadata request answered (one admin client, made at the first check)."""
+    box: dict[str, Any] = {}
+
+    def check() -> object:
+        from streams.topics import admin_client
+
+        if "admin" not in box:
+            box["admin"] = admin_client(kafka)
+        meta = box["admin"].list_topics(timeout=timeout_s)
+        if not meta.brokers:
+            raise RuntimeError("no broker in the metadata")
+        return len(meta.brokers)
+
+    return check
+
+
+class Ops:
+    """The answers to ``PATHS``: ``health`` gives the liveness facts, ``checks`` the readiness probes."""
+
+    def __init__(self, health: Callable[[], Mapping[str, Any]] | None = None,
+                 checks: Mapping[str, Check] | None = None) -> None:
+        self.health = health or (lambda: {})
+        self.checks = dict(checks or {})
+        self.started = time.time()
+
+    def ready(self) -> tuple[bool, dict[str, str]]:
+        results: dict[str, str] = {}
+        for name, check in self.checks.items():
+            try:
+                check()
+                results[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - the probe reports whatever went wrong
+                results[name] = f"error: {type(exc).__name__}: {exc}"[:500]
+        return all(v == "ok" for v in results.values()), results
+
+    def respond(self, path: str) -> tuple[int, bytes, str]:
+        """(status, body, content type) of one of ``PATHS``."""
+        if path == "/metrics":
+            return 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        if path == "/health":
+            body = {"ok": True, "uptime_s": round(time.time() - self.started, 1), **self.health()}
+            return 200, (json.dumps(body) + "\n").encode(), "application/json"
+        if path == "/ready":
+            ok, results = self.ready()
+            return (200 if ok else 503), (json.dumps({"ready": ok, "checks": results}) + "\n").encode(), \
+                "application/json"
+        return 404, b"not found\n", "text/plain; charset=utf-8"
+
+
+class OpsServer:
+    """An HTTP(S) server with only ``PATHS`` (behind ``gate``), in a daemon thread."""
+
+    def __init__(self, ops: Ops, host: str, port: int, *, gate: Gate,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.ops = ops
+        self.httpd = ThreadingHTTPServer((host, port), _handler(ops, gate))
+        self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True,
+                                                do_handshake_on_connect=False)
+        self.scheme = "https" if tls is not None else "http"
+        self.host = host
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="ops-web", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def start(self) -> OpsServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _handler(ops: Ops, gate: Gate) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        timeout = 30
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+            pass  # scrapes every few seconds: not worth a log line each
+
+        def _send(self, status: int, body: bytes, content_type: str,
+                  headers: Mapping[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = urllib.parse.urlparse(self.path).path
+            if path not in PATHS:
+                self._send(404, b"not found\n", "text/plain; charset=utf-8")
+                return
+            try:
+                gate.check(self.headers.get("Authorization"), self.headers.get("X-API-Key"),
+                           client=self.client_address[0], endpoint=path)
+            except AuthError as exc:
+                self._send(exc.status, (exc.reason + "\n").encode(), "text/plain; charset=utf-8",
+                           {"WWW-Authenticate": 'Bearer realm="radstream"'})
+                return
+            self._send(*ops.respond(path))
+
+    return Handler
