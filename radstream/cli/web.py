@@ -21,6 +21,7 @@ def web(ctx: click.Context, host: str, port: int) -> None:
     tls = bool(settings.auth.tls_cert and settings.auth.tls_key)
     app = create_app(settings, https=tls)
     scheme = "https" if tls else "http"
-    click.echo(f"radstream web on {scheme}://{host}:{port}/ (sign in with a token of `radstream auth add-token`)")
+    click.echo(f"radstream web on {scheme}://{host}:{port}/ "
+               "(sign in with a token of `radstream auth add-token`)")
     ssl = {"ssl_certfile": settings.auth.tls_cert, "ssl_keyfile": settings.auth.tls_key} if tls else {}
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **ssl)  # type: ignore[arg-type]

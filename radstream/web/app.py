@@ -283,7 +283,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                 r["findings"] = by_acc.get(f"{r['site']}|{r['accession']}", [])
             peak = max([int(m["n"]) for m in months] or [1])
             ctx.update(results=res, total=total, modalities=modalities, finding_facets=findings,
-                       months=[{**m, "n": int(m["n"]), "pct": round(100 * int(m["n"]) / peak)} for m in months],
+                       months=[{**m, "n": int(m["n"]), "pct": round(100 * int(m["n"]) / peak)}
+                               for m in months],
                        ms=round((time.monotonic() - started) * 1000))
             audit.record(target, sess.principal.user, "web.search", allowed=True, rows=total,
                          duration_ms=ctx["ms"], search=s.params())
@@ -298,7 +299,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             return render(request, "error.html", 404, title="No such report", message=acc)
         rep = found[0]
         findings = await rows(sess, q.findings_of(site, [acc]))
-        ctx = {
+        ctx: dict[str, Any] = {
             "r": rep, "findings": findings, "sections": await rows(sess, q.sections(site, acc)),
             "measurements": await rows(sess, q.measurements(site, acc)),
             "assessments": await rows(sess, q.assessments(site, acc)),
@@ -390,7 +391,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                                                              "study_ref": r["study_ref"]},
                                  project=project, destination=destination, requester=sess.principal.user,
                                  now=now)
-            produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rec["request_id"], rec)
+            produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rec["request_id"],
+                    rec)
             n += 1
         if producer.flush(30):
             raise Unavailable("Kafka did not confirm every retrieval request")
@@ -467,8 +469,9 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         Route("/steward/quarantine", quarantine_page),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    middleware = [Middleware(SessionMiddleware, secret_key=session_secret(web_dir), session_cookie="rs_session",
-                             max_age=SESSION_S, same_site="strict", https_only=https)]
+    middleware = [Middleware(SessionMiddleware, secret_key=session_secret(web_dir),
+                             session_cookie="rs_session", max_age=SESSION_S, same_site="strict",
+                             https_only=https)]
     app = Starlette(routes=routes, middleware=middleware)
     app.state.sessions = sessions
     app.state.cohorts = cohorts

@@ -44,10 +44,8 @@ class Warehouse:
 
     def rows(self, principal: Principal, token: str, sql: str) -> list[dict[str, Any]]:
         """The rows of one query as dicts (JSONEachRow: 64-bit integers come as strings)."""
-        if self.settings.embedded_clickhouse:
-            text = self._worker(token, sql)
-        else:
-            text = self._direct(principal, sql)
+        embedded = self.settings.embedded_clickhouse
+        text = self._worker(token, sql) if embedded else self._direct(principal, sql)
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def _worker(self, token: str, sql: str) -> str:

@@ -218,7 +218,7 @@ FROM retrieval_events GROUP BY request_id"""
 
 def retrievals(accession: str = "", project: str = "", limit: int = 200) -> str:
     """Requests with their latest state and counts (expected, stored ...), newest first."""
-    cond, p = "1", {"limit": int(limit)}
+    cond, p = "1", dict[str, Any](limit=int(limit))
     if accession:
         cond += " AND q.accession = %(acc)s"
         p["acc"] = accession
@@ -258,7 +258,7 @@ AND project_id = %(project)s AND destination_ae = %(dest)s""", {"project": proje
 
 
 def audit_log(user: str = "", limit: int = 200) -> str:
-    cond, p = "1", {"limit": int(limit)}
+    cond, p = "1", dict[str, Any](limit=int(limit))
     if user:
         cond = "actor = %(user)s"
         p["user"] = user

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -265,7 +264,8 @@ def test_search_cohort_retrieval_flow(browser: Any, stack: Stack) -> None:
         "[...r].every(x => x.dataset.state === 'completed'); }", timeout=150_000)
     pcts = page.locator("tr.req .pct").all_inner_texts()
     assert pcts == ["100%", "100%"]
-    assert [int(v) for v in page.locator("tr.req progress").evaluate_all("ps => ps.map(p => p.value)")] == [100, 100]
+    values = page.locator("tr.req progress").evaluate_all("ps => ps.map(p => p.value)")
+    assert [int(v) for v in values] == [100, 100]
     assert "3/3" in page.locator("tr.req").first.inner_text()
     shot(page, stack, "05-retrievals")
     page.locator("tr.req a").first.click()
