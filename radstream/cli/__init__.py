@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "demo": "radstream.cli.demo:demo",
     "auth": "radstream.cli.auth:auth",
     "audit": "radstream.cli.audit:audit",
+    "web": "radstream.cli.web:web",
 }
 
 # sub-commands that live in their own module but belong to a group above

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import getpass
 import sys
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,10 @@ from processors.ingest.research import (
     StudyRefError,
     looks_keyed,
     open_study_ref,
-    research_request,
 )
 from radstream.cli import settings_of
 from radstream.config import Settings
+from radstream.retrieval import clinical, cohort_request
 from radstream.text_deid import research_key
 from radstream.warehouse import WarehouseError, query_rows, quote
 
@@ -141,40 +140,20 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
     who = requester or getpass.getuser()
     now = datetime.now(UTC)
     for r in todo:
-        rid = str(uuid.uuid4())
-        record: dict[str, Any] = {
-            "request_id": rid, "action": "request", "project_id": project, "requester": who,
-            **_research_ids(key, settings.ingest.site, r), "destination_ae": destination,
-            "priority": priority, "not_before": _when(not_before),
-            "not_after": _when(not_after), "source": "cohort", "requested_time": now,
-        }
-        produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rid, record)
+        record = cohort_request(key, settings.ingest.site, r, project=project, destination=destination,
+                                requester=who, now=now, priority=priority, not_before=_when(not_before),
+                                not_after=_when(not_after))
+        produce(producer, settings.topics.retrieval_requests, "retrieval_requested", record["request_id"],
+                record)
     left = producer.flush(30)
     if left:
         raise click.ClickException(f"{left} requests not confirmed by Kafka")
     click.echo(f"requested {len(todo)} retrieval(s) for project {project} -> {destination} (requester {who})")
 
 
-def _clinical(r: dict[str, str]) -> bool:
-    """A row of the PACS's own identifiers (a radiology list), not of the analysts' tables."""
-    ids = (r.get("accession"), r.get("study_instance_uid"), r.get("patient_id"))
-    return not r.get("study_ref") and not any(looks_keyed(v) for v in ids)
-
-
-def _research_ids(key: bytes, site: str, r: dict[str, str]) -> dict[str, Any]:
-    """The request's identifiers in research terms: clinical rows keyed, with their study reference."""
-    if _clinical(r):
-        return research_request(key, site, accession=r.get("accession") or None,
-                                study_uid=r.get("study_instance_uid") or None,
-                                patient_id=r.get("patient_id") or None,
-                                study_date=r.get("study_date") or None)
-    return {f: r.get(f) or None for f in ("accession", "study_instance_uid", "study_ref", "patient_id",
-                                          "study_date")}
-
-
 def _research_accession(key: bytes, r: dict[str, str]) -> str:
     acc = r["accession"]
-    return keyed_identifier(key, "accession", acc) if _clinical(r) else acc
+    return keyed_identifier(key, "accession", acc) if clinical(r) else acc
 
 
 def _dry_run(settings: Settings, rows: list[dict[str, str]]) -> None:

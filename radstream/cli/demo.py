@@ -191,6 +191,23 @@ def demo(ctx: click.Context, keep_running: bool, studies: int, images: int) -> N
     arrived = received & expected == expected
     if state != "completed" or not expected or not arrived or rows["findings"] == 0:
         raise click.ClickException("demo did not complete as expected (see above and <state_dir>/logs)")
+    _web_sign_in(settings, services if keep_running else None)
+
+
+def _web_sign_in(settings: Settings, services: Services | None, port: int = 8088) -> None:
+    """The web app's address and a fresh sign-in token of the demo user (analyst and steward)."""
+    from streams.auth import TokenStore
+
+    store = TokenStore(settings.auth.token_file)
+    store.add_user("demo", ["analyst", "steward"])
+    token = store.add_token("demo", note="make demo sign-in")
+    if services is not None:
+        services.start("web", "web", "--port", str(port))
+        click.echo(f"web app: http://127.0.0.1:{port}/ (running)")
+    else:
+        click.echo(f"web app: `radstream stack up`, `radstream worker` and `radstream web --port {port}`, "
+                   f"then http://127.0.0.1:{port}/ (or `make demo` with --keep-running)")
+    click.echo(f"sign in as demo with: {token}\n(revoke it with `radstream auth revoke demo`)")
 
 
 def _orthanc_sop_uids(settings: Settings, accession: str) -> set[str]:

@@ -1,0 +1,1 @@
+"""The researchers' web app (``radstream web``): report search, cohorts, retrieval, steward pages."""

@@ -1,0 +1,478 @@
+"""``radstream web``: report search, cohorts, retrieval and the steward's pages, server-rendered
+(Starlette + Jinja2, htmx for the live parts; no JavaScript build step).
+
+Sign-in takes a token of ``radstream auth add-token``. The session is a signed cookie (HttpOnly,
+SameSite=Strict, Secure under TLS) holding a random session id and the CSRF token; the user's token
+stays in this process's memory (it is what the warehouse queries are sent with, so the query layer
+checks and audits the user's own roles). Every POST carries the CSRF token. Every page checks the
+role; a refusal answers 403 and is audited (``http.request``, allowed false), as are sign-ins
+(``web.login`` / ``login.failure``), searches (``web.search``), saved cohorts (``cohort.save``) and
+retrievals sent (``web.retrieve``).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hmac
+import io
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup, escape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from radstream.config import Settings
+from radstream.web import queries as q
+from radstream.web.data import Refused, Unavailable, Warehouse
+from radstream.web.store import Cohort, Cohorts, session_secret
+from streams import audit
+from streams.auth import AuthError, Gate, Principal
+
+log = logging.getLogger("radstream.web")
+HERE = Path(__file__).parent
+READERS = ("analyst", "steward")  # admin holds every role
+STEWARDS = ("steward",)
+SESSION_S = 8 * 3600
+FINAL = ("completed", "partial", "failed", "cancelled")
+
+
+@dataclass
+class Session:
+    principal: Principal
+    token: str
+    expires: float
+
+
+class Sessions:
+    """Signed-in users by session id, in this process's memory (a restart signs everyone out)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def add(self, principal: Principal, token: str) -> str:
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            self._by_id[sid] = Session(principal, token, time.monotonic() + SESSION_S)
+        return sid
+
+    def get(self, sid: str | None) -> Session | None:
+        with self._lock:
+            s = self._by_id.get(sid or "")
+            if s is not None and s.expires < time.monotonic():
+                self._by_id.pop(sid or "", None)
+                return None
+            return s
+
+    def drop(self, sid: str | None) -> None:
+        with self._lock:
+            self._by_id.pop(sid or "", None)
+
+
+class Forbidden(Exception):
+    pass
+
+
+def highlight(text: str, findings: list[dict[str, Any]]) -> Markup:
+    """The report text with its findings marked: present, negated and uncertain differently."""
+    out: list[str] = []
+    at = 0
+    for f in sorted(findings, key=lambda f: int(f["start"])):
+        start, end = int(f["start"]), int(f["end"])
+        if start < at or end > len(text) or end <= start:
+            continue  # overlapping or out of range: shown unmarked
+        kind = "negated" if f.get("negated") else "uncertain" if f.get("uncertain") else "present"
+        out.append(str(escape(text[at:start])))
+        label = f"{f['concept']} ({kind})"
+        out.append(f'<mark class="f-{kind}" title="{escape(label)}">{escape(text[start:end])}</mark>')
+        at = end
+    out.append(str(escape(text[at:])))
+    return Markup("".join(out))
+
+
+def version_diffs(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each version with the unified diff from the one before it."""
+    out = []
+    prev: dict[str, Any] | None = None
+    for v in versions:
+        diff = ""
+        if prev is not None:
+            diff = "\n".join(difflib.unified_diff(
+                str(prev["text"]).splitlines(), str(v["text"]).splitlines(),
+                f"version {prev['version']} ({prev['status']})", f"version {v['version']} ({v['status']})",
+                lineterm=""))
+        out.append({**v, "diff": diff})
+        prev = v
+    return out
+
+
+def progress(row: dict[str, Any]) -> dict[str, Any]:
+    """stored / expected of a request (percent), from its latest status event."""
+    expected = _int(row.get("expected"))
+    stored = _int(row.get("stored"))
+    if stored is None:
+        stored = _int(row.get("completed")) or 0
+    pct = 0 if not expected else min(100, round(100 * stored / expected))
+    if row.get("state") == "completed":
+        pct = 100
+    return {**row, "expected": expected, "stored": stored, "percent": pct}
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return None if v is None or v == "" else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | None = None,
+               warehouse: Warehouse | None = None, producer: Any = None, projects: Any = None,
+               https: bool = False) -> Starlette:
+    from radstream import access
+
+    target = audit_target if audit_target is not None else access.audit_target(settings)
+    gate = gate or access.gate(settings, "web", target)
+    wh = warehouse or Warehouse(settings, target)
+    web_dir = Path(settings.state_dir) / "web"
+    cohorts = Cohorts(web_dir / "cohorts.json")
+    sessions = Sessions()
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["highlight"] = highlight
+    state: dict[str, Any] = {"producer": producer, "projects": projects}
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else ""
+
+    def current(request: Request) -> Session | None:
+        return sessions.get(request.session.get("sid"))
+
+    def csrf_of(request: Request) -> str:
+        tok = request.session.get("csrf")
+        if not tok:
+            tok = request.session["csrf"] = secrets.token_urlsafe(32)
+        return str(tok)
+
+    async def csrf_ok(request: Request) -> dict[str, Any]:
+        form = dict(await request.form())
+        sent = str(form.get("csrf") or request.headers.get("X-CSRF-Token") or "")
+        if not sent or not hmac.compare_digest(sent, str(request.session.get("csrf") or "")):
+            raise Forbidden("the form's CSRF token is missing or wrong: reload the page")
+        return form
+
+    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        sess = current(request)
+        ctx.update(request=request, user=sess.principal if sess else None, csrf=csrf_of(request),
+                   is_steward=bool(sess and sess.principal.has("steward")))
+        return templates.TemplateResponse(request, name, ctx, status_code=status)
+
+    Handler = Callable[[Request, Session], Awaitable[Response]]
+
+    def page(roles: tuple[str, ...], post: bool = False) -> Callable[[Handler], Callable[[Request],
+                                                                                        Awaitable[Response]]]:
+        """A route that needs a signed-in user holding one of ``roles`` (and a CSRF token on POST)."""
+        def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+            async def route(request: Request) -> Response:
+                sess = current(request)
+                if sess is None:
+                    if request.headers.get("HX-Request"):
+                        return Response("signed out", 401, headers={"HX-Redirect": "/login"})
+                    return RedirectResponse(f"/login?next={request.url.path}", 303)
+                try:
+                    sess.principal.require(*roles)
+                    if post:
+                        request.state.form = await csrf_ok(request)
+                except AuthError as exc:
+                    gate.refused(sess.principal, exc, client=client_of(request), endpoint=request.url.path)
+                    return render(request, "error.html", 403, title="Not allowed", message=exc.reason)
+                except Forbidden as exc:
+                    audit.record(target, sess.principal.user, "http.request", allowed=False, service="web",
+                                 endpoint=request.url.path, reason=str(exc))
+                    return render(request, "error.html", 403, title="Not allowed", message=str(exc))
+                try:
+                    return await fn(request, sess)
+                except Refused as exc:
+                    return render(request, "error.html", 403, title="Refused by the query layer",
+                                  message=str(exc))
+                except Unavailable as exc:
+                    return render(request, "error.html", 503, title="Warehouse unavailable", message=str(exc))
+                except ValueError as exc:
+                    return render(request, "error.html", 400, title="Bad request", message=str(exc))
+            return route
+        return wrap
+
+    async def rows(sess: Session, sql: str) -> list[dict[str, Any]]:
+        return await run_in_threadpool(wh.rows, sess.principal, sess.token, sql)
+
+    # --- sign-in ---------------------------------------------------------------------------------
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return render(request, "login.html", next=request.query_params.get("next", "/search"))
+        try:
+            form = await csrf_ok(request)
+        except Forbidden as exc:
+            return render(request, "login.html", 403, error=str(exc), next="/search")
+        token = str(form.get("token") or "").strip()
+        nxt = str(form.get("next") or "/search")
+        if not nxt.startswith("/") or nxt.startswith("//"):
+            nxt = "/search"
+        try:
+            principal = await run_in_threadpool(gate.check, f"Bearer {token}", None,
+                                                client=client_of(request), endpoint="/login")
+            principal.require(*READERS)
+        except AuthError as exc:
+            if exc.status == 403:
+                gate.refused(principal, exc, client=client_of(request), endpoint="/login")
+            return render(request, "login.html", exc.status, error=exc.reason, next=nxt)
+        sessions.drop(request.session.get("sid"))
+        request.session.clear()
+        request.session["sid"] = sessions.add(principal, token)
+        request.session["csrf"] = secrets.token_urlsafe(32)
+        audit.record(target, principal.user, "web.login", allowed=True, service="web",
+                     client=client_of(request), token_id=principal.token_id)
+        return RedirectResponse(nxt, 303)
+
+    async def logout(request: Request) -> Response:
+        sess = current(request)
+        if sess is not None:
+            try:
+                await csrf_ok(request)
+            except Forbidden as exc:
+                return render(request, "error.html", 403, title="Not allowed", message=str(exc))
+            audit.record(target, sess.principal.user, "web.logout", allowed=True, service="web")
+        sessions.drop(request.session.get("sid"))
+        request.session.clear()
+        return RedirectResponse("/login", 303)
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/search", 303)
+
+    # --- search ----------------------------------------------------------------------------------
+    @page(READERS)
+    async def search(request: Request, sess: Session) -> Response:
+        s = q.Search.of(request.query_params)
+        ctx: dict[str, Any] = {"s": s, "params": s.params(), "results": [], "total": None}
+        if not s.empty:
+            started = time.monotonic()
+            res = await rows(sess, q.results(s))
+            total = int((await rows(sess, q.count(s)))[0]["n"])
+            modalities = await rows(sess, q.facets(s))
+            findings = await rows(sess, q.finding_facets(s))
+            months = await rows(sess, q.histogram(s))
+            by_acc: dict[str, list[dict[str, Any]]] = {}
+            for site in {r["site"] for r in res}:
+                accs = [r["accession"] for r in res if r["site"] == site]
+                for f in await rows(sess, q.findings_of(site, accs)):
+                    by_acc.setdefault(f"{site}|{f['accession']}", []).append(f)
+            for r in res:
+                r["findings"] = by_acc.get(f"{r['site']}|{r['accession']}", [])
+            peak = max([int(m["n"]) for m in months] or [1])
+            ctx.update(results=res, total=total, modalities=modalities, finding_facets=findings,
+                       months=[{**m, "n": int(m["n"]), "pct": round(100 * int(m["n"]) / peak)}
+                               for m in months],
+                       ms=round((time.monotonic() - started) * 1000))
+            audit.record(target, sess.principal.user, "web.search", allowed=True, rows=total,
+                         duration_ms=ctx["ms"], search=s.params())
+        return render(request, "search.html", **ctx)
+
+    # --- report ----------------------------------------------------------------------------------
+    @page(READERS)
+    async def report(request: Request, sess: Session) -> Response:
+        site, acc = request.path_params["site"], request.path_params["accession"]
+        found = await rows(sess, q.report(site, acc))
+        if not found:
+            return render(request, "error.html", 404, title="No such report", message=acc)
+        rep = found[0]
+        findings = await rows(sess, q.findings_of(site, [acc]))
+        ctx: dict[str, Any] = {
+            "r": rep, "findings": findings, "sections": await rows(sess, q.sections(site, acc)),
+            "measurements": await rows(sess, q.measurements(site, acc)),
+            "assessments": await rows(sess, q.assessments(site, acc)),
+            "versions": version_diffs(await rows(sess, q.versions(site, acc))),
+            "retrievals": [progress(r) for r in await rows(sess, q.retrievals(accession=acc))],
+        }
+        audit.record(target, sess.principal.user, "web.report", allowed=True, accession=acc)
+        return render(request, "report.html", **ctx)
+
+    # --- cohorts ---------------------------------------------------------------------------------
+    @page(READERS)
+    async def cohort_list(request: Request, sess: Session) -> Response:
+        return render(request, "cohorts.html", cohorts=cohorts.all())
+
+    @page(READERS, post=True)
+    async def cohort_save(request: Request, sess: Session) -> Response:
+        form = request.state.form
+        s = q.Search.of(form)
+        if s.empty:
+            raise ValueError("an empty search is not a cohort")
+        studies = await rows(sess, q.cohort_studies(s))
+        name = str(form.get("name") or "").strip()[:120] or "cohort"
+        c = cohorts.add(name, sess.principal.user, s.params(), len(studies))
+        audit.record(target, sess.principal.user, "cohort.save", allowed=True, cohort=c.cohort_id,
+                     name=name, search=s.params(), rows=len(studies))
+        return RedirectResponse(f"/cohorts/{c.cohort_id}", 303)
+
+    def cohort_of(request: Request) -> Cohort:
+        c = cohorts.get(request.path_params["cid"])
+        if c is None:
+            raise ValueError("no such cohort")
+        return c
+
+    def project_list() -> list[Any]:
+        reg = state["projects"]
+        if reg is None:
+            from sinks.dicom.projects import ProjectRegistry
+
+            reg = state["projects"] = ProjectRegistry(settings.kafka, settings.topics)
+        return [p for p in reg.all() if p.active]
+
+    @page(READERS)
+    async def cohort_page(request: Request, sess: Session) -> Response:
+        c = cohort_of(request)
+        s = q.Search.of(c.search)
+        n = len(await rows(sess, q.cohort_studies(s)))
+        if c.size != n:  # the size over time: a new point whenever it changed
+            c.sizes.append((datetime.now(UTC).isoformat(timespec="seconds"), n))
+            cohorts.update(c)
+        projects = await run_in_threadpool(project_list)
+        return render(request, "cohort.html", c=c, projects=projects,
+                      destinations=settings.research.allowed_destinations,
+                      search_link="&".join(f"{k}={v}" for k, v in c.search.items()))
+
+    @page(READERS)
+    async def cohort_manifest(request: Request, sess: Session) -> Response:
+        c = cohort_of(request)
+        studies = await rows(sess, q.cohort_studies(q.Search.of(c.search)))
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["accession", "study_ref", "modality", "exam_time"])
+        w.writerows([[r["accession"], r["study_ref"], r["modality"], r["exam_time"]] for r in studies])
+        audit.record(target, sess.principal.user, "cohort.manifest", allowed=True, cohort=c.cohort_id,
+                     rows=len(studies))
+        return Response(buf.getvalue(), media_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="cohort-{c.cohort_id}.csv"'})
+
+    def send(c: Cohort, sess: Session, project: str, destination: str, studies: list[dict[str, Any]],
+             done: set[str]) -> int:
+        from radstream.retrieval import cohort_request
+        from radstream.text_deid import research_key
+        from sinks.dicom.projects import refusal
+        from streams.producer import make_producer, produce
+
+        if destination not in settings.research.allowed_destinations:
+            raise ValueError(f"destination {destination!r} is not on the allow-list")
+        project_list()
+        why = refusal(state["projects"], project, destination, wait_s=5)
+        if why:
+            raise ValueError(why)
+        if state["producer"] is None:
+            state["producer"] = make_producer(settings.kafka)
+        producer = state["producer"]
+        key, now, n = research_key(settings), datetime.now(UTC), 0
+        for r in studies:
+            if r["accession"] in done:
+                continue
+            rec = cohort_request(key, settings.ingest.site, {"accession": r["accession"],
+                                                             "study_ref": r["study_ref"]},
+                                 project=project, destination=destination, requester=sess.principal.user,
+                                 now=now)
+            produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rec["request_id"],
+                    rec)
+            n += 1
+        if producer.flush(30):
+            raise Unavailable("Kafka did not confirm every retrieval request")
+        return n
+
+    @page(READERS, post=True)
+    async def cohort_retrieve(request: Request, sess: Session) -> Response:
+        c = cohort_of(request)
+        form = request.state.form
+        project, destination = str(form.get("project") or ""), str(form.get("destination") or "")
+        studies = await rows(sess, q.cohort_studies(q.Search.of(c.search)))
+        done = {r["accession"] for r in await rows(sess, q.completed_accessions(project, destination))}
+        try:
+            n = await run_in_threadpool(send, c, sess, project, destination, studies, done)
+        except ValueError as exc:
+            audit.record(target, sess.principal.user, "web.retrieve", allowed=False, project=project,
+                         cohort=c.cohort_id, reason=str(exc))
+            raise
+        c.sent.append({"time": datetime.now(UTC).isoformat(timespec="seconds"), "project": project,
+                       "destination": destination, "requests": n, "skipped": len(studies) - n})
+        cohorts.update(c)
+        audit.record(target, sess.principal.user, "web.retrieve", allowed=True, project=project,
+                     cohort=c.cohort_id, destination=destination, rows=n)
+        return RedirectResponse(f"/retrievals?project={project}", 303)
+
+    # --- retrieval dashboard -----------------------------------------------------------------------
+    async def retrieval_ctx(request: Request, sess: Session) -> dict[str, Any]:
+        project = request.query_params.get("project", "")
+        reqs = [progress(r) for r in await rows(sess, q.retrievals(project=project))]
+        totals = await rows(sess, q.project_totals())
+        return {"requests": reqs, "totals": totals, "project": project,
+                "live": any(r.get("state") not in FINAL for r in reqs)}
+
+    @page(READERS)
+    async def retrievals(request: Request, sess: Session) -> Response:
+        return render(request, "retrievals.html", **await retrieval_ctx(request, sess))
+
+    @page(READERS)
+    async def retrievals_table(request: Request, sess: Session) -> Response:
+        return render(request, "_retrievals_table.html", **await retrieval_ctx(request, sess))
+
+    @page(READERS)
+    async def retrieval(request: Request, sess: Session) -> Response:
+        rid = request.path_params["rid"]
+        reqs = [progress(r) for r in await rows(sess, q.retrievals()) if r["request_id"] == rid]
+        events = await rows(sess, q.timeline(rid))
+        return render(request, "retrieval.html", rid=rid, req=reqs[0] if reqs else None, events=events)
+
+    # --- stewards ----------------------------------------------------------------------------------
+    @page(STEWARDS)
+    async def audit_page(request: Request, sess: Session) -> Response:
+        user = request.query_params.get("user", "")
+        return render(request, "audit.html", events=await rows(sess, q.audit_log(user)), who=user)
+
+    @page(STEWARDS)
+    async def quarantine_page(request: Request, sess: Session) -> Response:
+        return render(request, "quarantine.html", items=await rows(sess, q.quarantine()))
+
+    routes = [
+        Route("/", home),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/search", search),
+        Route("/report/{site}/{accession}", report),
+        Route("/cohorts", cohort_list),
+        Route("/cohorts", cohort_save, methods=["POST"]),
+        Route("/cohorts/{cid}", cohort_page),
+        Route("/cohorts/{cid}/manifest.csv", cohort_manifest),
+        Route("/cohorts/{cid}/retrieve", cohort_retrieve, methods=["POST"]),
+        Route("/retrievals", retrievals),
+        Route("/retrievals/table", retrievals_table),
+        Route("/retrievals/{rid}", retrieval),
+        Route("/steward/audit", audit_page),
+        Route("/steward/quarantine", quarantine_page),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    middleware = [Middleware(SessionMiddleware, secret_key=session_secret(web_dir),
+                             session_cookie="rs_session", max_age=SESSION_S, same_site="strict",
+                             https_only=https)]
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.sessions = sessions
+    app.state.cohorts = cohorts
+    return app

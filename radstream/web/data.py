@@ -1,0 +1,97 @@
+"""How the web app reads the warehouse: through the same read-only, role-checked layer as
+``radstream sql``, as the signed-in user.
+
+* Embedded store (chDB): the worker owns it, so every query goes to the worker's ``/sql`` page with
+  the user's own token. The worker checks the user's roles against the table allowlists
+  (``sinks.clickhouse.access``, ClickHouse's parser) and audits the query (``sql.query``) under the
+  user's name.
+* ClickHouse server: ``run_readonly`` with the user's policy (the same check), audited here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from radstream.access import roles_dir
+from radstream.config import Settings
+from radstream.warehouse import _tls
+from streams import audit
+from streams.auth import Principal
+
+QUERY_ROLES = ("analyst", "steward", "admin")
+
+
+class Refused(Exception):
+    """The role may not read what the query reads (403 from the query layer)."""
+
+
+class Unavailable(Exception):
+    """The warehouse did not answer (worker down, store still opening, bad query)."""
+
+
+class Warehouse:
+    def __init__(self, settings: Settings, audit_target: Any = None, timeout: float = 60.0) -> None:
+        self.settings = settings
+        self.audit = audit_target
+        self.timeout = timeout
+        self._client: Any = None
+
+    def rows(self, principal: Principal, token: str, sql: str) -> list[dict[str, Any]]:
+        """The rows of one query as dicts (JSONEachRow: 64-bit integers come as strings)."""
+        embedded = self.settings.embedded_clickhouse
+        text = self._worker(token, sql) if embedded else self._direct(principal, sql)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def _worker(self, token: str, sql: str) -> str:
+        s = self.settings
+        scheme = "https" if s.auth.tls_cert else "http"
+        url = f"{scheme}://{s.worker.web_host}:{s.worker.web_port}/sql?" + urllib.parse.urlencode(
+            {"format": "jsonl"})
+        req = urllib.request.Request(url, data=sql.encode(), method="POST", headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "text/plain; charset=utf-8"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=_tls(s)) as resp:
+                body: bytes = resp.read()
+                return body.decode("utf-8", errors="replace")
+        except urllib.error.HTTPError as exc:
+            reason = exc.read().decode("utf-8", errors="replace").strip()
+            if exc.code == 403:
+                raise Refused(reason) from None
+            raise Unavailable(f"the warehouse answered HTTP {exc.code}: {reason}") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            raise Unavailable(f"the worker's SQL page does not answer ({exc}); is `radstream worker` "
+                              "running?") from None
+
+    def _direct(self, principal: Principal, sql: str) -> str:
+        from sinks.clickhouse.access import AccessDenied, Checked, policy_for
+        from sinks.clickhouse.client import open_client
+        from sinks.clickhouse.query import run_readonly
+
+        if self._client is None:
+            self._client = open_client(self.settings.clickhouse, create_database=False)
+        policy = policy_for([r for r in principal.roles if r in QUERY_ROLES], Path(roles_dir(self.settings)))
+        checked: list[Checked] = []
+        started = time.monotonic()
+        try:
+            out = str(run_readonly(self._client, sql, "jsonl", policy=policy, checked=checked))
+        except AccessDenied as exc:
+            audit.record(self.audit, principal.user, "sql.query", allowed=False, query=sql, reason=str(exc),
+                         endpoint="web")
+            raise Refused(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            raise Unavailable(f"{type(exc).__name__}: {exc}") from None
+        audit.record(self.audit, principal.user, "sql.query", allowed=True, query=sql,
+                     tables=checked[0].tables if checked else (), rows=out.count("\n"),
+                     duration_ms=round((time.monotonic() - started) * 1000, 3), endpoint="web")
+        return out
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

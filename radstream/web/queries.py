@@ -1,0 +1,279 @@
+"""The web app's warehouse queries: fixed SQL texts whose values come only from query parameters.
+
+Every value a user typed is bound by clickhouse-connect's own binder (``%(name)s`` placeholders,
+``clickhouse_connect.driver.binding.finalize_query``: typed literals, quotes and backslashes escaped),
+never pasted into SQL text by us. What a filter adds is one of the fixed fragments below, chosen by
+which fields are set. The bound text then goes through the same read-only, role-checked layer as
+``radstream sql`` (``radstream.web.data``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from datetime import date
+from typing import Any
+
+from clickhouse_connect.driver.binding import finalize_query
+
+FINDING_STATES = ("", "present", "negated", "uncertain")
+PAGE = 50
+MAX_COHORT = 10_000  # studies one cohort may send to retrieval at once
+
+_STATE_SQL = {
+    "present": " AND negated = 0 AND uncertain = 0",
+    "negated": " AND negated = 1",
+    "uncertain": " AND uncertain = 1",
+    "": "",
+}
+
+
+@dataclass(frozen=True)
+class Search:
+    """A report search: full text and structured filters (all optional; empty = not used)."""
+
+    text: str = ""
+    finding: str = ""  # concept, e.g. "nodule"
+    finding_state: str = ""  # present | negated | uncertain
+    min_size_mm: float | None = None  # size of that finding (or of any finding when none is named)
+    modality: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    assessment_system: str = ""  # e.g. BI-RADS
+    min_category: int | None = None  # numeric category >= this (BI-RADS >= 4)
+    critical: bool = False
+
+    @classmethod
+    def of(cls, form: Any) -> Search:
+        """From a form or query string (a mapping of strings); bad values raise ValueError."""
+        def text(name: str, limit: int = 200) -> str:
+            return str(form.get(name) or "").strip()[:limit]
+
+        def num(name: str) -> float | None:
+            v = text(name)
+            return float(v) if v else None
+
+        def day(name: str) -> date | None:
+            v = text(name)
+            return date.fromisoformat(v) if v else None
+
+        state = text("finding_state")
+        if state not in FINDING_STATES:
+            raise ValueError(f"finding_state must be one of {', '.join(s for s in FINDING_STATES if s)}")
+        cat = num("min_category")
+        return cls(text=text("text"), finding=text("finding").lower(), finding_state=state,
+                   min_size_mm=num("min_size_mm"), modality=text("modality").upper(),
+                   date_from=day("date_from"), date_to=day("date_to"),
+                   assessment_system=text("assessment_system"),
+                   min_category=int(cat) if cat is not None else None,
+                   critical=text("critical").lower() in ("1", "on", "true", "yes"))
+
+    def params(self) -> dict[str, str]:
+        """The search as query-string fields (empty ones left out), to link and to save."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None or v == "" or v is False:
+                continue
+            out[f.name] = "1" if v is True else (f"{v:g}" if isinstance(v, float) else str(v))
+        return out
+
+    @property
+    def empty(self) -> bool:
+        return not self.params()
+
+
+def where(s: Search) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause over ``reports_latest AS r`` and its parameters."""
+    sql = ["1"]
+    p: dict[str, Any] = {}
+    if s.text:
+        sql.append("positionCaseInsensitiveUTF8(r.text, %(text)s) > 0")
+        p["text"] = s.text
+    if s.modality:
+        sql.append("r.modality = %(modality)s")
+        p["modality"] = s.modality
+    if s.date_from:
+        sql.append("r.exam_time >= toDateTime64(%(date_from)s, 6, 'UTC')")
+        p["date_from"] = s.date_from.isoformat()
+    if s.date_to:
+        sql.append("r.exam_time < toDateTime64(%(date_to)s, 6, 'UTC') + INTERVAL 1 DAY")
+        p["date_to"] = s.date_to.isoformat()
+    if s.finding or s.finding_state or s.min_size_mm is not None:
+        inner = "SELECT site, accession FROM findings_latest WHERE 1"
+        if s.finding:
+            inner += " AND concept = %(finding)s"
+            p["finding"] = s.finding
+        inner += _STATE_SQL[s.finding_state]
+        if s.min_size_mm is not None:
+            inner += " AND size_mm >= %(min_size_mm)s"
+            p["min_size_mm"] = float(s.min_size_mm)
+        sql.append(f"(r.site, r.accession) IN ({inner})")
+    if s.assessment_system or s.min_category is not None:
+        inner = "SELECT site, accession FROM assessments_latest WHERE 1"
+        if s.assessment_system:
+            inner += " AND system = %(assessment_system)s"
+            p["assessment_system"] = s.assessment_system
+        if s.min_category is not None:
+            inner += " AND toInt32OrZero(extract(category, '^[0-9]+')) >= %(min_category)s"
+            p["min_category"] = int(s.min_category)
+        sql.append(f"(r.site, r.accession) IN ({inner})")
+    if s.critical:
+        sql.append("(r.site, r.accession) IN (SELECT site, accession FROM critical_results_latest)")
+    return " AND ".join(sql), p
+
+
+def bind(sql: str, params: dict[str, Any]) -> str:
+    """The query text with its parameters bound by clickhouse-connect (client-side binding)."""
+    return str(finalize_query(sql, params, None))
+
+
+def results(s: Search, offset: int = 0, limit: int = PAGE) -> str:
+    cond, p = where(s)
+    return bind(f"""SELECT r.site AS site, r.accession AS accession, r.modality AS modality,
+       r.procedure_description AS procedure, toString(r.exam_time) AS exam_time, r.status AS status,
+       r.text AS text
+FROM reports_latest AS r
+WHERE {cond}
+ORDER BY r.exam_time DESC, r.accession
+LIMIT %(limit)s OFFSET %(offset)s""", {**p, "limit": int(limit), "offset": int(offset)})
+
+
+def count(s: Search) -> str:
+    cond, p = where(s)
+    return bind(f"SELECT count() AS n FROM reports_latest AS r WHERE {cond}", p)
+
+
+def facets(s: Search) -> str:
+    """Matching reports by modality."""
+    cond, p = where(s)
+    return bind(f"""SELECT r.modality AS value, count() AS n FROM reports_latest AS r WHERE {cond}
+GROUP BY value ORDER BY n DESC, value LIMIT 20""", p)
+
+
+def finding_facets(s: Search) -> str:
+    """The most frequent findings (present) among the matching reports."""
+    cond, p = where(s)
+    return bind(f"""SELECT concept AS value, uniqExact(site, accession) AS n FROM findings_latest
+WHERE negated = 0 AND (site, accession) IN (SELECT r.site, r.accession FROM reports_latest AS r WHERE {cond})
+GROUP BY value ORDER BY n DESC, value LIMIT 15""", p)
+
+
+def histogram(s: Search) -> str:
+    """Matching reports per month of the exam."""
+    cond, p = where(s)
+    return bind(f"""SELECT toString(toStartOfMonth(r.exam_time)) AS month, count() AS n
+FROM reports_latest AS r WHERE {cond} GROUP BY month ORDER BY month""", p)
+
+
+def cohort_studies(s: Search, limit: int = MAX_COHORT) -> str:
+    """One row per matching study: research accession and its study reference (for retrieval)."""
+    cond, p = where(s)
+    return bind(f"""SELECT r.accession AS accession, any(r.study_ref) AS study_ref,
+       any(r.modality) AS modality, toString(min(r.exam_time)) AS exam_time
+FROM reports_latest AS r WHERE {cond} AND r.study_ref != ''
+GROUP BY r.accession ORDER BY r.accession LIMIT %(limit)s""", {**p, "limit": int(limit)})
+
+
+def findings_of(site: str, accessions: list[str]) -> str:
+    return bind("""SELECT accession, concept, text, start, end, negated, uncertain, historical, laterality,
+       severity, change, size_mm, section, certainty
+FROM findings_latest WHERE site = %(site)s AND accession IN %(accs)s ORDER BY accession, start""",
+                {"site": site, "accs": tuple(accessions) or ("",)})
+
+
+def report(site: str, accession: str) -> str:
+    return bind("""SELECT site, accession, version, status, modality, procedure_description AS procedure,
+       body_part, patient_class, toString(exam_time) AS exam_time, text, study_ref
+FROM reports_latest WHERE site = %(site)s AND accession = %(acc)s LIMIT 1""",
+                {"site": site, "acc": accession})
+
+
+def versions(site: str, accession: str) -> str:
+    return bind("""SELECT version, status, toString(status_time) AS status_time, text FROM report_versions
+WHERE site = %(site)s AND accession = %(acc)s ORDER BY version""", {"site": site, "acc": accession})
+
+
+def sections(site: str, accession: str) -> str:
+    return bind("""SELECT name, title, start, end FROM sections_latest
+WHERE site = %(site)s AND accession = %(acc)s ORDER BY start""", {"site": site, "acc": accession})
+
+
+def measurements(site: str, accession: str) -> str:
+    return bind("""SELECT text, max_mm, prior_max_mm, finding_concept FROM measurements_latest
+WHERE site = %(site)s AND accession = %(acc)s ORDER BY start""", {"site": site, "acc": accession})
+
+
+def assessments(site: str, accession: str) -> str:
+    return bind("""SELECT system, category, text FROM assessments_latest
+WHERE site = %(site)s AND accession = %(acc)s ORDER BY start""", {"site": site, "acc": accession})
+
+
+_PROGRESS = """SELECT request_id, argMax(state, time) AS state, argMax(attempt, time) AS attempt,
+       argMax(expected_instances, time) AS expected, argMax(stored, time) AS stored,
+       argMax(completed, time) AS completed, argMax(quarantined, time) AS quarantined,
+       argMax(missing, time) AS missing, argMax(error, time) AS error, toString(max(time)) AS last_time
+FROM retrieval_events GROUP BY request_id"""
+
+
+def retrievals(accession: str = "", project: str = "", limit: int = 200) -> str:
+    """Requests with their latest state and counts (expected, stored ...), newest first."""
+    cond, p = "1", dict[str, Any](limit=int(limit))
+    if accession:
+        cond += " AND q.accession = %(acc)s"
+        p["acc"] = accession
+    if project:
+        cond += " AND q.project_id = %(project)s"
+        p["project"] = project
+    return bind(f"""SELECT q.request_id AS request_id, q.project_id AS project, q.requester AS requester,
+       q.accession AS accession, q.destination_ae AS destination, toString(q.requested_time) AS requested,
+       s.state AS state, s.attempt AS attempt, s.expected AS expected, s.stored AS stored,
+       s.completed AS completed, s.quarantined AS quarantined, s.missing AS missing, s.error AS error,
+       s.last_time AS last_time
+FROM (SELECT * FROM retrieval_requests WHERE action = 'request') AS q
+LEFT JOIN ({_PROGRESS}) AS s ON s.request_id = q.request_id
+WHERE {cond}
+ORDER BY q.requested_time DESC, q.request_id LIMIT %(limit)s""", p)
+
+
+def project_totals() -> str:
+    return f"""SELECT q.project_id AS project, count() AS requests,
+       countIf(s.state = 'completed') AS completed, countIf(s.state IN ('failed', 'partial')) AS failed,
+       countIf(s.state NOT IN ('completed', 'failed', 'partial', 'cancelled')) AS open,
+       sum(ifNull(s.stored, ifNull(s.completed, 0))) AS instances
+FROM (SELECT * FROM retrieval_requests WHERE action = 'request') AS q
+LEFT JOIN ({_PROGRESS}) AS s ON s.request_id = q.request_id
+GROUP BY project ORDER BY project"""
+
+
+def timeline(request_id: str) -> str:
+    return bind("""SELECT toString(time) AS time, state, attempt, expected_instances AS expected, stored,
+       completed, failed, quarantined, missing, error FROM retrieval_events
+WHERE request_id = %(rid)s ORDER BY time, state""", {"rid": request_id})
+
+
+def completed_accessions(project: str, destination: str) -> str:
+    return bind("""SELECT DISTINCT accession FROM retrieval_events WHERE state = 'completed'
+AND project_id = %(project)s AND destination_ae = %(dest)s""", {"project": project, "dest": destination})
+
+
+def audit_log(user: str = "", limit: int = 200) -> str:
+    cond, p = "1", dict[str, Any](limit=int(limit))
+    if user:
+        cond = "actor = %(user)s"
+        p["user"] = user
+    return bind(f"""SELECT toString(time) AS time, actor, action, allowed, project, query, detail
+FROM audit_log WHERE {cond} ORDER BY time DESC LIMIT %(limit)s""", p)
+
+
+def quarantine(limit: int = 200) -> str:
+    return bind("SELECT * FROM quarantine ORDER BY 1 DESC LIMIT %(limit)s", {"limit": int(limit)})
+
+
+_NUMBER = re.compile(r"^[0-9]+")
+
+
+def category_number(category: str) -> int | None:
+    """The leading number of an assessment category ('4A' -> 4), as the search compares it."""
+    m = _NUMBER.match(category or "")
+    return int(m.group(0)) if m else None

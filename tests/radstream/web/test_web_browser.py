@@ -1,0 +1,301 @@
+"""The web app in a real browser (Debian's chromium, driven by Playwright) against a real stack: Kafka,
+a worker process that runs the NLP and owns the embedded warehouse (its /sql page is the query layer),
+Orthanc seeded with studies, a DICOM worker and our research SCP as processes, and `radstream web`.
+
+One flow, as a researcher does it: sign in, search "nodule >= 6 mm, not negated", open a report, save the
+cohort, send it to retrieval, watch the progress bars reach 100%; then an analyst is refused the steward
+pages (403, audited). A screenshot of each page is kept under the test's tmp dir (and docs/web/ when
+RADSTREAM_WEB_SCREENSHOTS=docs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from radstream.config import Settings, settings_env
+from sinks.dicom.projects import Project, publish
+from streams.auth import TokenStore
+from tests.sinks.clickhouse.factories import report
+from tests.sinks.clickhouse.kafka_helpers import produce_all, wait_until
+from tests.sinks.dicom.conftest import orthanc_state, spec  # noqa: F401 - the session's Orthanc
+from tests.streams.helpers import free_port, worker_process
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+PROJECT = "PWEB"
+KEY = "web-browser-test-key-0123456789abcdef"
+T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+# seeded studies A1..A4 of the DICOM tests' Orthanc; texts chosen so that "nodule >= 6 mm, present"
+# matches A1 and A4 (v2) only: A2 negates it, A3 is 3 mm, A4's first version had none
+TEXTS = {
+    1: "EXAM: CT CHEST\nFINDINGS: 8 mm nodule in the right upper lobe. No pleural effusion.\n"
+       "IMPRESSION: Pulmonary nodule. Follow-up CT in 6 months.",
+    2: "EXAM: CT CHEST\nFINDINGS: No pulmonary nodule. No pleural effusion.\nIMPRESSION: Normal chest.",
+    3: "EXAM: CT CHEST\nFINDINGS: 3 mm nodule in the left lower lobe.\nIMPRESSION: Tiny nodule.",
+    4: "EXAM: CT CHEST\nFINDINGS: Mild atelectasis.\nIMPRESSION: No acute finding.",
+}
+CORRECTED_A4 = ("EXAM: CT CHEST\nFINDINGS: Mild atelectasis. 7 mm nodule in the left upper lobe.\n"
+                "IMPRESSION: Pulmonary nodule; follow-up CT in 3 months.")
+
+
+def ensure_chromium() -> None:
+    """Debian's chromium, installed with apt-get when missing (as the stack installs Orthanc)."""
+    if Path(CHROMIUM).exists():
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    if subprocess.run(cmd, env=env, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, check=True)
+        subprocess.run(cmd, env=env, check=True)
+    assert Path(CHROMIUM).exists(), "apt-get did not install chromium"
+
+
+@contextmanager
+def process(settings: Settings, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "radstream", *args], cwd=ROOT, env=env, stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def worker_sql(settings: Settings, token: str, sql: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{settings.worker.web_port}/sql?format=jsonl"
+    req = urllib.request.Request(url, data=sql.encode(), headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return [json.loads(x) for x in resp.read().decode().splitlines() if x.strip()]
+    except OSError:
+        return []
+
+
+@dataclasses.dataclass
+class Stack:
+    settings: Settings
+    url: str
+    tokens: dict[str, str]
+    shots: Path
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_settings: Settings, orthanc_state: tuple[Settings, Path],  # noqa: F811
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from streams.topics import create_topics
+
+    ensure_chromium()
+    tmp = tmp_path_factory.mktemp("web")
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    topics = {f.name: prefix + getattr(kafka_settings.topics, f.name)
+              for f in dataclasses.fields(kafka_settings.topics)}
+    o, _ = orthanc_state
+    web_port = free_port()
+    settings = kafka_settings.replace(
+        state_dir=str(tmp / "state"), topics=topics, kafka={"consumer_group": f"web-{uuid.uuid4().hex[:8]}"},
+        worker={"web_port": free_port()}, clickhouse={"url": "", "database": "radstream"},
+        pacs={"port": o.pacs.port, "http_port": o.pacs.http_port, "backoff_s": 0.2, "max_associations": 1},
+        research={"port": o.research.port, "store_dir": str(tmp / "store"),
+                  "allowed_destinations": ("RESEARCH",)},
+        ingest={"pseudonym_key": KEY})
+    Path(settings.state_dir).mkdir(parents=True)
+    create_topics(settings.kafka, settings.topics)
+    publish(settings.kafka, settings.topics, Project(PROJECT, "RESEARCH", "pytest", "pytest", identified=True,
+                                                     irb_reference="IRB-WEB-TEST"))
+    store = TokenStore(settings.auth.token_file)
+    tokens = {}
+    for user, role in (("rita", "analyst"), ("sam", "steward")):
+        store.add_user(user, [role])
+        tokens[role] = store.add_token(user)
+    reps = []
+    for k, text in TEXTS.items():
+        st = spec("A", k)
+        reps.append(report(st.accession, text=text, patient_id=st.patient_id, study_instance_uid=st.study_uid,
+                           exam_time=T0 + timedelta(days=31 * k)))
+    st4 = spec("A", 4)
+    reps.append(report(st4.accession, 2, status="corrected", text=CORRECTED_A4, patient_id=st4.patient_id,
+                       study_instance_uid=st4.study_uid, exam_time=T0 + timedelta(days=124)))
+    shots = tmp / "screenshots"
+    shots.mkdir()
+    with ExitStack() as es:
+        es.enter_context(worker_process(settings, tmp / "worker.log"))
+        es.enter_context(process(settings, tmp / "scp.log", "dicom", "scp"))
+        es.enter_context(process(settings, tmp / "dicom-worker.log", "dicom", "worker"))
+        es.enter_context(process(settings, tmp / "web.log", "web", "--port", str(web_port)))
+        produce_all(settings, [(settings.topics.reports, "report_finalized", f"default|{r['accession']}", r)
+                               for r in reps])
+        wait_until(lambda: [int(r["n"]) for r in worker_sql(
+                       settings, tokens["steward"], "SELECT count() AS n FROM findings_latest "
+                       "WHERE concept = 'nodule' AND size_mm >= 6")] == [2],
+                   timeout=180, every=1.0, what="the reports' findings in the warehouse")
+        wait_until(lambda: _answers(f"http://127.0.0.1:{web_port}/login"), timeout=60, every=0.5,
+                   what="radstream web")
+        yield Stack(settings, f"http://127.0.0.1:{web_port}", tokens, shots)
+    if os.environ.get("RADSTREAM_WEB_SCREENSHOTS") == "docs":
+        for p in shots.glob("*.png"):
+            shutil.copy(p, ROOT / "docs" / "web" / p.name)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(resp.status) == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser(stack: Stack) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def sign_in(browser: Any, stack: Stack, role: str) -> Any:
+    page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    page.goto(stack.url + "/search")
+    assert page.url.startswith(stack.url + "/login")
+    page.get_by_label("Access token").fill(stack.tokens[role])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(stack.url + "/search")
+    return page
+
+
+def shot(page: Any, stack: Stack, name: str) -> None:
+    page.screenshot(path=str(stack.shots / f"{name}.png"), full_page=True)
+
+
+def audit_events(stack: Stack) -> list[dict[str, Any]]:
+    path = Path(stack.settings.auth.audit_log)
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_search_cohort_retrieval_flow(browser: Any, stack: Stack) -> None:
+    # a wrong token first: refused and audited as a login failure
+    page = browser.new_context().new_page()
+    page.goto(stack.url + "/login")
+    shot(page, stack, "01-sign-in")
+    page.get_by_label("Access token").fill("rst_nope_wrong")
+    page.get_by_role("button", name="Sign in").click()
+    assert "invalid, revoked or unknown token" in page.locator(".error").inner_text()
+    assert any(e["action"] == "login.failure" and not e["allowed"] for e in audit_events(stack))
+
+    page = sign_in(browser, stack, "steward")
+    page.get_by_label("Finding", exact=True).fill("nodule")
+    page.get_by_label("Finding is").select_option("present")
+    page.get_by_label("Size ≥ (mm)").fill("6")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_selector("#total")
+    assert page.locator("#total").inner_text() == "2"
+    hits = page.locator("li.hit")
+    assert hits.count() == 2
+    # A2's negated nodule and A3's 3 mm one are not among the results; the 8 mm one is marked present
+    assert page.locator("mark.f-present", has_text="nodule").count() >= 2
+    assert "No pulmonary nodule" not in page.locator(".hits").inner_text()
+    assert page.locator(".histogram .bar-row").count() == 2
+    shot(page, stack, "02-search")
+
+    # the same search without the size: A2's negated nodule is marked as negated
+    page.goto(stack.url + "/search?finding=nodule&finding_state=negated")
+    assert page.locator("#total").inner_text() == "1"
+    assert page.locator(".hits mark.f-negated", has_text="nodule").count() == 1
+    assert page.locator(".hits mark.f-present", has_text="nodule").count() == 0
+
+    page.go_back()
+    page.wait_for_selector("#total")
+    first = page.locator("li.hit a.acc").first
+    acc = first.inner_text()
+    assert acc.startswith("ACC-")  # research identifiers only
+    # the corrected report (A4) has two versions: open it
+    accs = set(page.locator("li.hit a.acc").all_inner_texts())
+    page.locator("li.hit").filter(has_text="7 mm nodule").locator("a.acc").click()
+    page.wait_for_selector("table.findings")
+    assert "Report ACC-" in page.locator("h1").inner_text()
+    assert "nodule" in page.locator("table.findings").inner_text()
+    assert "+FINDINGS: Mild atelectasis. 7 mm nodule" in page.locator("pre.diff").inner_text()
+    shot(page, stack, "03-report")
+
+    page.go_back()
+    page.wait_for_selector("#total")
+    page.get_by_label("Save as cohort").fill("nodules 6 mm+")
+    page.get_by_role("button", name="Save cohort").click()
+    page.wait_for_selector("#cohort-size")
+    assert page.locator("#cohort-size").inner_text() == "2"
+    shot(page, stack, "04-cohort")
+    manifest = page.request.get(page.url + "/manifest.csv").text().splitlines()
+    assert manifest[0] == "accession,study_ref,modality,exam_time" and len(manifest) == 3
+    assert {line.split(",")[0] for line in manifest[1:]} == accs
+
+    page.get_by_label("Project").select_option(PROJECT)
+    page.get_by_role("button", name="Send to retrieval").click()
+    page.wait_for_url("**/retrievals?project=" + PROJECT)
+    # the table refreshes itself (htmx polling): no reload from here on
+    page.wait_for_function(
+        "() => { const r = document.querySelectorAll('tr.req'); return r.length === 2 && "
+        "[...r].every(x => x.dataset.state === 'completed'); }", timeout=150_000)
+    pcts = page.locator("tr.req .pct").all_inner_texts()
+    assert pcts == ["100%", "100%"]
+    values = page.locator("tr.req progress").evaluate_all("ps => ps.map(p => p.value)")
+    assert [int(v) for v in values] == [100, 100]
+    assert "3/3" in page.locator("tr.req").first.inner_text()
+    shot(page, stack, "05-retrievals")
+    page.locator("tr.req a").first.click()
+    page.wait_for_selector("h1")
+    states = page.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    assert states[0] == "queued" and states[-1] == "completed" and "moving" in states
+    shot(page, stack, "06-retrieval-timeline")
+    # files arrived in the project's tree of our research store
+    stored = list((Path(stack.settings.research.store_dir) / PROJECT).rglob("*.dcm"))
+    assert len(stored) == 6
+
+    page.goto(stack.url + "/steward/audit")
+    assert page.locator("h1").inner_text() == "Audit trail"
+    shot(page, stack, "07-audit")
+    actions = {(e["actor"], e["action"]) for e in audit_events(stack)}
+    assert {("sam", "web.login"), ("sam", "web.search"), ("sam", "cohort.save"),
+            ("sam", "web.retrieve")} <= actions
+
+
+def test_analyst_is_refused_the_steward_pages(browser: Any, stack: Stack) -> None:
+    page = sign_in(browser, stack, "analyst")
+    assert page.locator("a[href='/steward/audit']").count() == 0  # not offered either
+    for path in ("/steward/audit", "/steward/quarantine"):
+        resp = page.goto(stack.url + path)
+        assert resp is not None and resp.status == 403
+        assert "lacks the role steward" in page.locator(".error").inner_text()
+    shot(page, stack, "08-analyst-refused")
+    refused = [e for e in audit_events(stack) if e["actor"] == "rita" and e["action"] == "http.request"]
+    assert {json.loads(e["detail"])["endpoint"] for e in refused if not e["allowed"]} == {
+        "/steward/audit", "/steward/quarantine"}
+    # a POST without the CSRF token is refused too
+    resp = page.request.post(stack.url + "/cohorts", form={"finding": "nodule", "name": "x"})
+    assert resp.status == 403
