@@ -174,8 +174,9 @@ def test_volumes_are_shared_exactly_where_the_code_coordinates_through_files() -
     scp_dir = settings_of("research-scp").research.store_dir
     assert needs("dicom-worker").writes["expected studies"].startswith(scp_dir + "/")
     # the API token store: written by `radstream auth ...`, read (and its local token made) by the worker's
-    # SQL page and the FHIR server
-    tokens = {mount(n, needs(n).writes["tokens"]) for n in ("worker", "fhir-server", "radstream")}
+    # SQL page, the FHIR server and every /metrics page
+    readers = ("worker", "fhir-server", "radstream", "hl7-listener", "dicom-worker", "research-scp")
+    tokens = {mount(n, needs(n).writes["tokens"]) for n in readers}
     assert len(tokens) == 1 and None not in tokens, tokens
     # the quarantine is outside the store's tree (sinks/dicom/quarantine.py) and the SCP's alone
     quarantine = mount("research-scp", needs("research-scp").writes["quarantine"])
