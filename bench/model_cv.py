@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--label-column", default="codes")
     ap.add_argument("--method", default="rules", help="rules | ngrams | minilm | all (comma-separated)")
     ap.add_argument("--c", type=float, default=None, help="fixed C (default: chosen from the grid per fold)")
-    ap.add_argument("--code-weight", type=float, default=None, help="fixed weight of the coding-rule features")
+    ap.add_argument("--code-weight", type=float, default=None,
+                    help="fixed weight of the coding-rule features")
     ap.add_argument("--min-df", type=int, default=TrainOptions.min_df)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -139,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.per_label and first is None:
             print("  label    support  TP  FP  FN  P      R      F1")
             for lab, v in sorted(s["labels"].items(), key=lambda kv: (-kv[1]["support"], kv[0])):
-                print(f"  {lab:8s} {v['support']:7d} {v['tp']:3d} {v['fp']:3d} {v['fn']:3d}  {v['precision']:.3f}  "
-                      f"{v['recall']:.3f}  {v['f1']:.3f}")
+                print(f"  {lab:8s} {v['support']:7d} {v['tp']:3d} {v['fp']:3d} {v['fn']:3d}  "
+                      f"{v['precision']:.3f}  {v['recall']:.3f}  {v['f1']:.3f}")
         first = first or pred
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MB")

@@ -31,6 +31,7 @@ class SectionSplitter:
                 self.name_of[normalize(title)] = sec["name"]
                 if sec.get("qualified"):
                     qualified.append(title)
+        self._names: dict[str, str] = {}  # a matched title as written -> its section name
         alt = trie_pattern(self.name_of)  # matched on lower-cased text
         end = r"[ \t]*\**[ \t]*(?:[:.\-](?![\w.])\**[ \t]*|(?=\r?\n|$))"
         self.regex = re.compile(
@@ -47,7 +48,7 @@ class SectionSplitter:
             m = self.regex.match(low, cand)  # "^" and the look-behind see the text before ``cand``
             if m is not None:
                 yield m
-            # the next position after a trigger, at or after where the search goes on (matches are never empty)
+            # the next position after a trigger, where the search goes on (matches are never empty)
             t = _TRIGGER.search(low, m.end() - 1 if m is not None else cand)
             if t is None:
                 return
@@ -60,7 +61,12 @@ class SectionSplitter:
         for m in self._matches(low):
             group = next(g for g in ("q", "a", "b") if m.start(g) >= 0)
             start, stop = m.span(group)
-            name = self.name_of[normalize(low[start:stop])]
+            raw = low[start:stop]
+            name = self._names.get(raw)
+            if name is None:
+                name = self.name_of[normalize(raw)]
+                if len(self._names) < 10_000:
+                    self._names[raw] = name
             title_end = m.end("n") if group == "q" else stop
             head = m.start()  # the header with its asterisks, without the blanks before it
             while low[head] in " \t":
