@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 class KafkaConfig:
     bootstrap: str = "127.0.0.1:9092"
     partitions: int = 2
-    replication_factor: int = 1
+    # replicas of each topic we create (ours and the worker's changelogs); 0: 3 when the cluster has
+    # at least 3 brokers, else 1. min_insync_replicas: 0: 2 when replicated 3 times or more, else the
+    # broker's default. Our producers use acks=all, so a write needs that many replicas.
+    replication_factor: int = 0
+    min_insync_replicas: int = 0
     retention_ms: int = 7 * 24 * 3600 * 1000
     consumer_group: str = "radstream"
     # security of every client (confluent-kafka and Faust): PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
@@ -85,6 +89,14 @@ class WorkerConfig:
     web_port: int = 6066
     nlp_processes: int = 1  # NLP in child processes (0: in the worker's event loop)
     nlp_batch: int = 256  # most reports per hand-off to the NLP process (fewer when they trickle in)
+    # consumer-group membership of the worker's consumers (Faust's and the sink's): a worker restarted
+    # after a crash gets its partitions back at once when it rejoins under the same group.instance.id
+    # (static membership); otherwise the group waits for the dead member's session to expire first.
+    # instance_id: empty = "<host>-<hash of state_dir>-<slot>", the slot being the lowest free one of
+    # this host and state dir (a lock file); "-" = no static membership
+    instance_id: str = ""
+    session_timeout_s: float = 10.0  # a member that stops heartbeating is out of the group after this
+    heartbeat_s: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from radstream.config import Settings
+from streams.children import die_with_parent
 
 DEFAULT_VERSION = "4.4.0"
 MAIN_CLASS = "kafka.Kafka"
@@ -254,10 +255,7 @@ def _metadata_ok(bootstrap: str, timeout: float, scram: tuple[str, str] | None =
 
 def _die_with_parent() -> None:
     """preexec_fn: the broker gets SIGTERM when the starting process dies, even by SIGKILL (Linux)."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
 
 
 def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
