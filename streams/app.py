@@ -28,10 +28,11 @@ import mode
 from processors.cohort.decide import decide
 from processors.ingest.versions import add_version, whole_text
 from streams import serde
-from streams.cohort import WatchRegistry
 from streams.children import die_with_parent
+from streams.cohort import WatchRegistry
 from streams.config import KafkaConfig, MlConfig, TopicsConfig, WorkerConfig
 from streams.handlers import Outcome, TextDeid, analyze_batch, findings_key, origin_headers
+from streams.logs import rate_limit_root_handlers
 from streams.producer import dead_letter_record
 
 log = logging.getLogger("radstream.worker")
@@ -256,6 +257,7 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
     class _LogLevel(mode.Service):
         async def on_started(self) -> None:  # after the Worker configured logging
             _drop_spinner_debug_level()
+            rate_limit_root_handlers()  # a broker restart: one line per kind of reconnect error per 10 s
 
     @app.agent(reports)
     async def nlp_agent(stream: faust.StreamT) -> None:

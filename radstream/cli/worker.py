@@ -13,7 +13,7 @@ from radstream.cli import settings_of
 
 # after SIGTERM/SIGINT: a shutdown that hangs (a dead broker: commits and sends that wait for it) must
 # not keep the process; what it did not commit is consumed again by its successor (at-least-once)
-EXIT_AFTER_SIGNAL_S = 5.0
+EXIT_AFTER_SIGNAL_S = 4.0
 
 
 def _worker_class() -> Any:

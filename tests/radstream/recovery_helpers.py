@@ -3,6 +3,7 @@ are killed with SIGKILL, their descendants, reports in, findings out."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,10 +54,8 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(10)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)  # anything of it still around
-        except ProcessLookupError:
-            pass
         self._out.close()
         return int(self.popen.returncode)
 
@@ -152,7 +151,8 @@ def resume_time(s: Settings, tmp: Path, *args: str, env: dict[str, str] | None =
         second = Proc(s, tmp / f"resume-{tag}-2.log", "worker", *args, env=env)
         try:
             produce_reports(s, [f"B{tag}"])
-            assert tail.wait_for(keys([f"B{tag}"]), timeout), f"no findings after a restart: {second.text()[-3000:]}"
+            assert tail.wait_for(keys([f"B{tag}"]), timeout), (
+                f"no findings after a restart: {second.text()[-3000:]}")
             return time.monotonic() - second.started
         finally:
             second.stop()
@@ -166,3 +166,59 @@ def worker_settings(s: Settings, tmp: Path, **worker: Any) -> Settings:
 
     return s.replace(state_dir=str(tmp), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
                      worker={"web_port": free_port(), **worker})
+
+
+class Warehouse:
+    """Read-only SQL on a running worker's (or ``db sink --web``'s) ``/sql`` page, as a steward."""
+
+    def __init__(self, s: Settings, port: int | None = None) -> None:
+        from streams.auth import TokenStore
+
+        store = TokenStore(Path(s.auth.token_file))
+        user = f"steward-{uuid.uuid4().hex[:6]}"
+        store.add_user(user, ["steward"])
+        self.token = store.add_token(user)
+        self.url = f"http://{s.worker.web_host}:{port or s.worker.web_port}/sql?format=tsv"
+
+    def rows(self, sql: str) -> list[list[str]] | None:
+        """The result rows (without the header row), or None while the page or the store is not up yet."""
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.url, data=sql.encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return [line.split("\t") for line in resp.read().decode().splitlines()[1:]]
+        except (urllib.error.URLError, ConnectionError):
+            return None
+
+    def wait_reports(self, n: int, timeout: float) -> int:
+        """Wait until ``nlp_latest`` holds ``n`` reports; the number it holds at the end."""
+        deadline = time.monotonic() + timeout
+        have = 0
+        while time.monotonic() < deadline:
+            rows = self.rows("SELECT uniqExact(site, accession) FROM nlp_latest")
+            have = int(rows[0][0]) if rows else 0
+            if have >= n:
+                break
+            time.sleep(1.0)
+        return have
+
+    def doubled(self) -> dict[str, int]:
+        """Rows of the latest views that are there more than once: NLP runs per report (one each),
+        findings per (report, concept) beyond the one run's, reports per accession."""
+        checks = {
+            "nlp_latest": "SELECT count() FROM (SELECT site, accession FROM nlp_latest "
+                          "GROUP BY site, accession HAVING count() > 1)",
+            "reports_latest": "SELECT count() FROM (SELECT site, accession FROM reports_latest "
+                              "GROUP BY site, accession HAVING count() > 1)",
+            "findings_latest": "SELECT count() FROM (SELECT site, accession, concept, count() AS n "
+                               "FROM findings_latest GROUP BY site, accession, concept HAVING n > 1)",
+        }
+        out = {}
+        for view, sql in checks.items():
+            rows = self.rows(sql)
+            assert rows is not None, f"{view}: no answer"
+            out[view] = int(rows[0][0])
+        return out
