@@ -65,14 +65,10 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
 
 
 def sink_consumer_conf(settings: Settings) -> dict[str, Any]:
-    """The warehouse sink's group membership (``streams.membership``): as the worker's own consumer."""
-    conf: dict[str, Any] = {"session.timeout.ms": int(settings.worker.session_timeout_s * 1000),
-                            "heartbeat.interval.ms": int(settings.worker.heartbeat_s * 1000)}
-    instance = group_instance_id(settings.worker, settings.state_dir,
-                                 f"{settings.kafka.consumer_group}.clickhouse-sink")
-    if instance is not None:
-        conf["group.instance.id"] = instance
-    return conf
+    """The warehouse sink's session settings: the worker's own (its group.instance.id is the sink's:
+    ``sinks.clickhouse.sink.static_instance_id``)."""
+    return {"session.timeout.ms": int(settings.worker.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(settings.worker.heartbeat_s * 1000)}
 
 
 def _embeddings(app: faust.App, settings: Settings, sink: SinkService | None) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from radstream.cli import settings_of
+from radstream.cli import checked_settings, settings_of
 from radstream.config import Settings
 
 
@@ -44,7 +44,7 @@ def worker(ctx: click.Context, until_idle: float | None, verbose: bool) -> None:
 
     _logging(verbose)
     tune_process()
-    s = settings_of(ctx)
+    s = checked_settings(ctx)
     w = Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir)
     _stop_on_signals(w.stop_event)
     w.run(until_idle=until_idle)
@@ -67,7 +67,7 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
     from streams.producer import make_producer
 
     _logging(verbose)
-    settings = settings_of(ctx)
+    settings = checked_settings(ctx)
     n = settings.research.processes if processes is None else processes
     if n > 1 and listen_fd is None:
         _scp_processes(settings, n, port, verbose)

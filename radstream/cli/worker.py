@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from radstream.cli import settings_of
+from radstream.cli import checked_settings
 
 # after SIGTERM/SIGINT: a shutdown that hangs (a dead broker: commits and sends that wait for it) must
 # not keep the process; what it did not commit is consumed again by its successor (at-least-once)
@@ -36,7 +36,8 @@ def _worker_class() -> Any:
 @click.pass_context
 def worker(ctx: click.Context, no_sink: bool, loglevel: str) -> None:
     """Consume report events, publish findings, and load everything into ClickHouse."""
+    settings = checked_settings(ctx)  # before anything connects
     from radstream.worker import build_worker
 
-    app = build_worker(settings_of(ctx), with_sink=not no_sink)
+    app = build_worker(settings, with_sink=not no_sink)
     _worker_class()(app, loglevel=loglevel, quiet=True).execute_from_commandline()
