@@ -31,7 +31,8 @@ BASELINE = {"instance_id": "-", "session_timeout_s": 60.0, "heartbeat_s": 3.0}
 
 def fresh(base: Settings, tmp: Path, **worker: object) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:6]}."
-    s = base.replace(topics={f.name: prefix + getattr(base.topics, f.name) for f in dataclasses.fields(base.topics)})
+    s = base.replace(topics={f.name: prefix + getattr(base.topics, f.name)
+                             for f in dataclasses.fields(base.topics)})
     create_topics(s.kafka, s.topics)
     d = tmp / prefix.strip(".")
     d.mkdir()

@@ -19,7 +19,7 @@ EXIT_AFTER_SIGNAL_S = 4.0
 def _worker_class() -> Any:
     from faust.worker import Worker
 
-    class PromptWorker(Worker):  # type: ignore[misc]
+    class PromptWorker(Worker):
         def _schedule_shutdown(self, signum: signal.Signals) -> None:
             if not self._signal_stop_time:
                 timer = threading.Timer(EXIT_AFTER_SIGNAL_S, os._exit, args=(128 + int(signum),))

@@ -30,7 +30,7 @@ class Proc:
     """``radstream <args>`` as a real process in a session of its own, its output in ``log``."""
 
     def __init__(self, settings: Settings, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.log = log
+        self.log, self.settings = log, settings
         full = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT), **(env or {})}
         self._out: IO[bytes] = log.open("ab")
         self.started = time.monotonic()

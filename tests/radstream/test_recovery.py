@@ -21,6 +21,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,24 @@ def lone_broker(tmp_path: Path) -> Iterator[tuple[Settings, Path]]:
         kafka.stop_kafka(kdir)
 
 
+@contextmanager
+def streaming_worker(s: Settings, tmp_path: Path) -> Iterator[Proc]:
+    """``radstream worker`` on ``s``'s broker, once it published the findings of a first report;
+    stopped at the end (``proc.settings``: its settings)."""
+    s = worker_settings(s, tmp_path / "worker")
+    Path(s.state_dir).mkdir()
+    tail = Tail(s, s.topics.findings)
+    proc = Proc(s, tmp_path / "worker.log", "worker")
+    try:
+        produce_reports(s, ["first"])
+        assert tail.wait_for(keys(["first"]), 90), proc.text()[-3000:]
+        tail.close()
+        yield proc
+    finally:
+        proc.stop()
+        tail.close()
+
+
 def kill_broker(kdir: Path) -> None:
     st = kafka.running(kdir)
     assert st is not None and st.pid
@@ -135,14 +154,7 @@ def kill_broker(kdir: Path) -> None:
 def test_reconnect_errors_are_rate_limited_and_the_worker_resumes(lone_broker: tuple[Settings, Path],
                                                                    tmp_path: Path) -> None:
     s, kdir = lone_broker
-    s = worker_settings(s, tmp_path / "worker")
-    Path(s.state_dir).mkdir()
-    tail = Tail(s, s.topics.findings)
-    proc = Proc(s, tmp_path / "worker.log", "worker")
-    try:
-        produce_reports(s, ["R1"])
-        assert tail.wait_for(keys(["R1"]), 90), proc.text()[-3000:]
-        tail.close()
+    with streaming_worker(s, tmp_path) as proc:
         before = len(proc.text().splitlines())
         kill_broker(kdir)
         time.sleep(15)
@@ -153,24 +165,18 @@ def test_reconnect_errors_are_rate_limited_and_the_worker_resumes(lone_broker: t
         assert "Logging error" not in proc.text()
         kafka.start_kafka(kdir, tie_to_parent=True)  # same ports, same data
         produce_reports(s, ["R2"])
-        tail = Tail(s, s.topics.findings)
-        assert tail.wait_for(keys(["R2"]), 90), proc.text()[-3000:]
+        tail = Tail(proc.settings, s.topics.findings)
+        try:
+            assert tail.wait_for(keys(["R2"]), 90), proc.text()[-3000:]
+        finally:
+            tail.close()
         assert proc.popen.poll() is None
-    finally:
-        proc.stop()
-        tail.close()
 
 
 def test_sigterm_ends_the_worker_within_6_s_after_its_broker_was_killed(
         lone_broker: tuple[Settings, Path], tmp_path: Path) -> None:
     s, kdir = lone_broker
-    s = worker_settings(s, tmp_path / "worker")
-    Path(s.state_dir).mkdir()
-    tail = Tail(s, s.topics.findings)
-    proc = Proc(s, tmp_path / "worker.log", "worker")
-    try:
-        produce_reports(s, ["S1"])
-        assert tail.wait_for(keys(["S1"]), 90), proc.text()[-3000:]
+    with streaming_worker(s, tmp_path) as proc:
         kids = descendants(proc.pid)
         kill_broker(kdir)
         time.sleep(2)  # its clients notice
@@ -184,6 +190,3 @@ def test_sigterm_ends_the_worker_within_6_s_after_its_broker_was_killed(
         while alive(kids) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not alive(kids)
-    finally:
-        proc.stop()
-        tail.close()

@@ -87,7 +87,12 @@ def three_nlp_workers_one_killed(kafka_settings: Settings, tmp_path: Path, resta
         if restart:
             procs.append(Proc(s, tmp_path / "nlp-1-again.log", "worker", "--no-sink",
                               env={"RADSTREAM_WORKER_WEB_PORT": str(ports[1])}))
-        assert tail.wait_for(keys(accessions), 120), (
+        if not tail.wait_for(keys(accessions), 120):
+            again = Tail(s, s.topics.findings)
+            again.wait_for(keys(accessions), 15)
+            print(f"a fresh reader finds {len(keys(accessions) - set(again.keys))} reports without findings")
+            again.close()
+        assert tail.wait_for(keys(accessions), 1), (
             f"{REPORTS + 1 - len(tail.keys)} without findings; partitions per member: "
             f"{report_partitions(s, group, 3 if restart else 2, timeout=1)}; (committed, end) per partition: "
             f"{positions(s, group)}")
@@ -101,13 +106,14 @@ def three_nlp_workers_one_killed(kafka_settings: Settings, tmp_path: Path, resta
         tail.close()
 
 
-# Both fail in about 4 of 10 runs (measured 2026-12-06): 400 to 500 reports of the killed worker's
-# partitions never get findings although the group's committed offsets reach the end of every
-# partition, i.e. offsets were committed past reports whose findings were not delivered (data loss).
-# Seen with static and with dynamic membership, with and without standby tables; never with a single
-# worker (tests/streams/test_worker_pipeline.py). Cause not found yet: see docs/recovery-times.md.
-SCALE_OUT_LOSS = ("offsets committed past undelivered findings when several NLP workers share the group "
-                  "(about 4 runs in 10); cause not found, see docs/recovery-times.md")
+# Both fail in about 4 of 10 runs (measured 2026-12-06), with static and with dynamic membership and
+# without standby tables; never with a single worker (tests/streams/test_worker_pipeline.py). Seen:
+# one partition never consumed by any worker since the start (no committed offset; all its reports
+# without findings, a fresh reader agrees), and once 425 reports without findings while every committed
+# offset was at its partition's end (possible loss; that run had no fresh reader). Not found yet: see
+# docs/recovery-times.md.
+SCALE_OUT_LOSS = ("with several NLP workers in the group a partition can stay unconsumed, or reports "
+                  "go without findings (about 4 runs in 10); cause not found, see docs/recovery-times.md")
 
 
 @pytest.mark.xfail(strict=False, reason=SCALE_OUT_LOSS)
