@@ -67,7 +67,7 @@ def test_the_nlp_children_die_with_a_killed_worker(topic_settings: Settings, tmp
     try:
         produce_reports(s, [f"O{i}" for i in range(20)])
         assert tail.wait_for(keys(f"O{i}" for i in range(20)), 90), proc.text()[-3000:]
-        assert len(nlp_children(proc.pid)) == 2
+        assert nlp_children(proc.pid)  # the pool starts its processes as batches need them
         kids = proc.kill()
         assert kids, "the worker had no child processes"
         deadline = time.monotonic() + 5
