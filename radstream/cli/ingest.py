@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from radstream.cli import settings_of
+from radstream.cli import checked_settings, settings_of
 
 if TYPE_CHECKING:
     from streams.config import IngestConfig, KafkaConfig, TopicsConfig
@@ -18,7 +18,7 @@ FORMATS = ("jsonl", "csv", "hl7", "fhir")
 
 
 def _front_door(ctx: click.Context) -> tuple[KafkaConfig, TopicsConfig, IngestConfig]:
-    settings = settings_of(ctx)
+    settings = checked_settings(ctx)
     return settings.kafka, settings.topics, settings.ingest
 
 
