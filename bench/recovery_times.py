@@ -1,4 +1,6 @@
-"""Recovery times of ``radstream worker`` after kill -9, on a private single broker (docs/recovery-times.md).
+"""Recovery times of ``radstream worker`` after kill -9, on a private single broker.
+
+Results: docs/operations.md, section "Recovery".
 
     PYTHONPATH=. python bench/recovery_times.py [--rounds 3]
 

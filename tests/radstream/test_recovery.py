@@ -8,7 +8,7 @@
   streams again when the broker is back;
 * SIGTERM ends it within 6 s even when its broker was killed.
 
-The times measured here are recorded in docs/recovery-times.md (``bench/recovery_times.py`` measures
+The times measured here are recorded in docs/operations.md ("Recovery") (``bench/recovery_times.py`` measures
 them again, with the settings before these changes as the baseline).
 """
 
