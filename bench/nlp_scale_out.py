@@ -91,7 +91,7 @@ def three_nlp_workers_one_killed(kafka_settings: Settings, tmp_path: Path, resta
         if not tail.wait_for(keys(accessions), 120):
             again = Tail(s, s.topics.findings)
             again.wait_for(keys(accessions), 15)
-            print(f"a fresh reader finds {len(keys(accessions) - set(again.keys))} reports without findings")
+            print(f"a fresh reader finds {len(again.missing(keys(accessions)))} reports without findings")
             again.close()
         assert tail.wait_for(keys(accessions), 1), (
             f"{REPORTS + 1 - len(tail.keys)} without findings; partitions per member: "
