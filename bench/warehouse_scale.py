@@ -31,6 +31,7 @@ the search's time is the sum of its five queries, as one page load runs them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -52,59 +53,114 @@ DB = "bench"
 # --- synthetic reports ---------------------------------------------------------------------------
 
 EXAMS = [  # modality, body part, procedure, weight
-    ("CR", "CHEST", "XR CHEST 2 VIEWS", 30), ("CT", "CHEST", "CT CHEST W CONTRAST", 14),
-    ("CT", "CHEST", "CT ANGIOGRAPHY CHEST PE PROTOCOL", 5), ("CT", "ABDOMEN", "CT ABDOMEN PELVIS W CONTRAST", 12),
-    ("CT", "HEAD", "CT HEAD WO CONTRAST", 9), ("MR", "BRAIN", "MRI BRAIN W WO CONTRAST", 6),
-    ("MR", "SPINE", "MRI LUMBAR SPINE WO CONTRAST", 4), ("US", "ABDOMEN", "US ABDOMEN COMPLETE", 7),
-    ("MG", "BREAST", "MAMMO SCREENING BILATERAL", 8), ("DX", "EXTREMITY", "XR WRIST 3 VIEWS", 5),
+    ("CR", "CHEST", "XR CHEST 2 VIEWS", 30),
+    ("CT", "CHEST", "CT CHEST W CONTRAST", 14),
+    ("CT", "CHEST", "CT ANGIOGRAPHY CHEST PE PROTOCOL", 5),
+    ("CT", "ABDOMEN", "CT ABDOMEN PELVIS W CONTRAST", 12),
+    ("CT", "HEAD", "CT HEAD WO CONTRAST", 9),
+    ("MR", "BRAIN", "MRI BRAIN W WO CONTRAST", 6),
+    ("MR", "SPINE", "MRI LUMBAR SPINE WO CONTRAST", 4),
+    ("US", "ABDOMEN", "US ABDOMEN COMPLETE", 7),
+    ("MG", "BREAST", "MAMMO SCREENING BILATERAL", 8),
+    ("DX", "EXTREMITY", "XR WRIST 3 VIEWS", 5),
 ]
 CLASSES = ["outpatient", "inpatient", "emergency"]
 FINDINGS = {  # body part -> (positive sentence, negated sentence, uncertain sentence) templates
     "CHEST": [
-        ("A {s} mm nodule is seen in the {lobe}.", "No pulmonary nodule.", "Possible {s} mm nodule in the {lobe}."),
-        ("There is a small {side} pleural effusion.", "No pleural effusion.", "Trace {side} pleural effusion cannot be excluded."),
-        ("Patchy {side} basilar opacity.", "No focal consolidation.", "Findings may represent early pneumonia."),
+        (
+            "A {s} mm nodule is seen in the {lobe}.",
+            "No pulmonary nodule.",
+            "Possible {s} mm nodule in the {lobe}.",
+        ),
+        (
+            "There is a small {side} pleural effusion.",
+            "No pleural effusion.",
+            "Trace {side} pleural effusion cannot be excluded.",
+        ),
+        (
+            "Patchy {side} basilar opacity.",
+            "No focal consolidation.",
+            "Findings may represent early pneumonia.",
+        ),
         ("Heart size is mildly enlarged.", "Heart size is normal.", "Borderline cardiomegaly."),
         ("Mild emphysema.", "No pneumothorax.", "Possible small pneumothorax."),
         ("Bibasilar atelectasis.", "No atelectasis.", "Probable subsegmental atelectasis."),
         ("Mild diffuse bronchial wall thickening.", "No bronchiectasis.", "Questionable bronchiectasis."),
-        ("Calcified granuloma in the {lobe}.", "No mediastinal lymphadenopathy.", "Possible hilar lymphadenopathy."),
+        (
+            "Calcified granuloma in the {lobe}.",
+            "No mediastinal lymphadenopathy.",
+            "Possible hilar lymphadenopathy.",
+        ),
     ],
     "ABDOMEN": [
         ("{s} mm cyst in the {side} kidney.", "No hydronephrosis.", "Possible {s} mm renal cyst."),
         ("Cholelithiasis without cholecystitis.", "No cholelithiasis.", "Possible gallstones."),
         ("A {s} mm hypodense lesion in the liver.", "No free air.", "Indeterminate {s} mm liver lesion."),
         ("Small bowel obstruction.", "No bowel obstruction.", "Possible early bowel obstruction."),
-        ("Atherosclerosis of the abdominal aorta.", "No abdominal aortic aneurysm.", "Possible mild fatty liver."),
+        (
+            "Atherosclerosis of the abdominal aorta.",
+            "No abdominal aortic aneurysm.",
+            "Possible mild fatty liver.",
+        ),
     ],
     "HEAD": [
-        ("Chronic small vessel ischemic change.", "No intracranial hemorrhage.", "Possible acute infarct in the {side} frontal lobe."),
-        ("Old lacunar infarct in the {side} basal ganglia.", "No midline shift.", "Questionable subtle hemorrhage."),
+        (
+            "Chronic small vessel ischemic change.",
+            "No intracranial hemorrhage.",
+            "Possible acute infarct in the {side} frontal lobe.",
+        ),
+        (
+            "Old lacunar infarct in the {side} basal ganglia.",
+            "No midline shift.",
+            "Questionable subtle hemorrhage.",
+        ),
         ("Mild generalized volume loss.", "No mass effect.", "Possible small mass."),
     ],
     "BRAIN": [
-        ("A {s} mm enhancing mass in the {side} parietal lobe.", "No acute infarct.", "Possible {s} mm lesion."),
-        ("Scattered white matter hyperintensities.", "No intracranial hemorrhage.", "Probable chronic infarct."),
+        (
+            "A {s} mm enhancing mass in the {side} parietal lobe.",
+            "No acute infarct.",
+            "Possible {s} mm lesion.",
+        ),
+        (
+            "Scattered white matter hyperintensities.",
+            "No intracranial hemorrhage.",
+            "Probable chronic infarct.",
+        ),
     ],
     "SPINE": [
         ("Degenerative changes of the lumbar spine.", "No fracture.", "Possible compression fracture of L1."),
         ("Mild scoliosis.", "No spinal canal stenosis.", "Possible disc herniation at L4-5."),
     ],
     "BREAST": [
-        ("A {s} mm mass in the {side} breast.", "No suspicious mass.", "Possible {s} mm mass in the {side} breast."),
-        ("Scattered benign calcifications.", "No suspicious calcifications.", "Possible architectural distortion."),
+        (
+            "A {s} mm mass in the {side} breast.",
+            "No suspicious mass.",
+            "Possible {s} mm mass in the {side} breast.",
+        ),
+        (
+            "Scattered benign calcifications.",
+            "No suspicious calcifications.",
+            "Possible architectural distortion.",
+        ),
     ],
     "EXTREMITY": [
         ("Nondisplaced fracture of the distal {side} radius.", "No fracture.", "Possible subtle fracture."),
         ("Soft tissue swelling.", "No dislocation.", "Possible small joint effusion."),
     ],
 }
-NORMAL = ["The examination is otherwise unremarkable.", "No acute osseous abnormality.",
-          "Postoperative changes are noted.", "Comparison is made with the prior examination.",
-          "Degenerative changes are present.", "Findings are stable since the prior study."]
+NORMAL = [
+    "The examination is otherwise unremarkable.",
+    "No acute osseous abnormality.",
+    "Postoperative changes are noted.",
+    "Comparison is made with the prior examination.",
+    "Degenerative changes are present.",
+    "Findings are stable since the prior study.",
+]
 CRITICAL = [  # (finding sentence, weight): these make critical results
     ("Acute pulmonary embolism in the {side} lower lobe pulmonary arteries.", "CHEST"),
-    ("Large {side} pneumothorax.", "CHEST"), ("Acute intracranial hemorrhage.", "HEAD"),
+    ("Large {side} pneumothorax.", "CHEST"),
+    ("Acute intracranial hemorrhage.", "HEAD"),
     ("Free intraperitoneal air.", "ABDOMEN"),
 ]
 LOBES = ["right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "left lower lobe"]
@@ -115,15 +171,23 @@ SPAN_S = int((datetime(2026, 11, 1, tzinfo=UTC) - START).total_seconds())
 
 
 def _report_text(rnd: random.Random, part: str, modality: str, when: datetime) -> str:
-    lines = [f"EXAM: {modality} {part.lower()}.", "INDICATION: " + rnd.choice(
-        ["Cough.", "Follow-up.", "Pain.", "Shortness of breath.", "Screening.", "Trauma."])]
+    lines = [
+        f"EXAM: {modality} {part.lower()}.",
+        "INDICATION: "
+        + rnd.choice(["Cough.", "Follow-up.", "Pain.", "Shortness of breath.", "Screening.", "Trauma."]),
+    ]
     pool = FINDINGS[part]
     body: list[str] = []
     for tmpl in rnd.sample(pool, k=min(len(pool), rnd.randint(3, 6))):
         kind = rnd.random()
         t = tmpl[0] if kind < 0.45 else tmpl[1] if kind < 0.85 else tmpl[2]
-        body.append(t.format(s=rnd.choice([3, 4, 5, 6, 7, 8, 9, 11, 14, 18, 25]), lobe=rnd.choice(LOBES),
-                             side=rnd.choice(SIDES)))
+        body.append(
+            t.format(
+                s=rnd.choice([3, 4, 5, 6, 7, 8, 9, 11, 14, 18, 25]),
+                lobe=rnd.choice(LOBES),
+                side=rnd.choice(SIDES),
+            )
+        )
     body += rnd.sample(NORMAL, k=rnd.randint(1, 3))
     impression = [rnd.choice(body)]
     crit = rnd.random() < 0.02 and [c for c in CRITICAL if c[1] == part]
@@ -133,13 +197,21 @@ def _report_text(rnd: random.Random, part: str, modality: str, when: datetime) -
         impression.insert(0, sentence)
         if rnd.random() < 0.8:
             t = when + timedelta(minutes=rnd.randint(5, 240))
-            impression.append(f"Findings were discussed with Dr. Reed by telephone at {t:%H:%M} on {t:%m/%d/%Y}.")
+            impression.append(
+                f"Findings were discussed with Dr. Reed by telephone at {t:%H:%M} on {t:%m/%d/%Y}."
+            )
     if part == "BREAST":
         impression.append(f"BI-RADS {rnd.choice(BIRADS)}.")
     if rnd.random() < 0.1:
-        impression.append(rnd.choice(["Follow-up CT in 3 months is recommended.",
-                                      "Recommend follow-up chest CT in 6-12 months.",
-                                      "Biopsy is recommended."]))
+        impression.append(
+            rnd.choice(
+                [
+                    "Follow-up CT in 3 months is recommended.",
+                    "Recommend follow-up chest CT in 6-12 months.",
+                    "Biopsy is recommended.",
+                ]
+            )
+        )
     return "\n".join(lines + ["FINDINGS: " + " ".join(body), "IMPRESSION: " + " ".join(impression)])
 
 
@@ -153,10 +225,17 @@ def generate(path: Path, n: int, seed: int = 7) -> int:
             modality, part, proc, _ = rnd.choices(EXAMS, weights)[0]
             obs = START + timedelta(seconds=rnd.randrange(SPAN_S))
             st = obs + timedelta(minutes=rnd.randint(10, 600))
-            base = {"accession": f"A{i:08d}", "patient_id": f"MRN{rnd.randrange(max(1, n // 4)):08d}",
-                    "modality": modality, "procedure_description": proc, "body_part": part,
-                    "patient_class": rnd.choice(CLASSES), "author": f"Dr. R{rnd.randrange(60)}",
-                    "observation_time": obs.isoformat(), "status_time": st.isoformat()}
+            base = {
+                "accession": f"A{i:08d}",
+                "patient_id": f"MRN{rnd.randrange(max(1, n // 4)):08d}",
+                "modality": modality,
+                "procedure_description": proc,
+                "body_part": part,
+                "patient_class": rnd.choice(CLASSES),
+                "author": f"Dr. R{rnd.randrange(60)}",
+                "observation_time": obs.isoformat(),
+                "status_time": st.isoformat(),
+            }
             text = _report_text(rnd, part, modality, st)
             u = rnd.random()
             status = "cancelled" if u < 0.005 else "final"
@@ -165,15 +244,21 @@ def generate(path: Path, n: int, seed: int = 7) -> int:
             if status == "final" and u > 0.92:  # a later version: corrected (6%) or addendum (2%)
                 later = "addendum" if u > 0.98 else "corrected"
                 st2 = st + timedelta(hours=rnd.randint(1, 72))
-                text2 = (_report_text(rnd, part, modality, st2) if later == "corrected"
-                         else text + "\nADDENDUM: Comparison with outside images shows no change.")
-                fh.write(json.dumps({**base, "status": later, "status_time": st2.isoformat(),
-                                     "text": text2}) + "\n")
+                text2 = (
+                    _report_text(rnd, part, modality, st2)
+                    if later == "corrected"
+                    else text + "\nADDENDUM: Comparison with outside images shows no change."
+                )
+                fh.write(
+                    json.dumps({**base, "status": later, "status_time": st2.isoformat(), "text": text2})
+                    + "\n"
+                )
                 lines += 1
     return lines
 
 
 # --- loading -------------------------------------------------------------------------------------
+
 
 def store_dir(n: int, tag: str) -> Path:
     return CACHE / f"warehouse-{n}-{tag}"
@@ -190,25 +275,40 @@ def load_here(n: int, store: Path) -> dict[str, Any]:
     lines = generate(src, n)
     gen_s = time.monotonic() - t
     settings = Settings(state_dir=str(store / "state")).replace(
-        clickhouse={"url": f"chdb://{store / 'chdb'}", "database": DB})
+        clickhouse={"url": f"chdb://{store / 'chdb'}", "database": DB}
+    )
     t = time.monotonic()
     s = run_backfill(settings, [src], fmt="jsonl", site="default", workers=2, nlp=True)
     load_s = time.monotonic() - t
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     src.unlink()
-    info = {"reports": n, "lines": lines, "loaded": s.loaded, "rejected": s.rejected,
-            "generate_s": round(gen_s, 1), "load_s": round(load_s, 1),
-            "reports_per_s": round(s.loaded / load_s, 1),
-            "maxrss_loader_mb": round(me.ru_maxrss / 1024), "maxrss_worker_mb": round(kids.ru_maxrss / 1024),
-            "load_average": round(os.getloadavg()[0], 1), "finished": datetime.now(UTC).isoformat()}
+    info = {
+        "reports": n,
+        "lines": lines,
+        "loaded": s.loaded,
+        "rejected": s.rejected,
+        "generate_s": round(gen_s, 1),
+        "load_s": round(load_s, 1),
+        "reports_per_s": round(s.loaded / load_s, 1),
+        "maxrss_loader_mb": round(me.ru_maxrss / 1024),
+        "maxrss_worker_mb": round(kids.ru_maxrss / 1024),
+        "load_average": round(os.getloadavg()[0], 1),
+        "finished": datetime.now(UTC).isoformat(),
+    }
     (store / "loaded.json").write_text(json.dumps(info, indent=1))
     return info
 
 
 def child(tree: Path, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args, "--tree", str(tree)],
-                         cwd=tree, env=env, check=True, stdout=subprocess.PIPE, text=True)
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args, "--tree", str(tree)],
+        cwd=tree,
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -242,7 +342,9 @@ def migrate_here(store: Path) -> None:
     c = open_client(ClickHouseConfig(url=f"chdb://{store / 'chdb'}", database=DB))
     t = time.monotonic()
     applied = migrate(c, DB)
-    (store / "migrated.json").write_text(json.dumps({"applied": applied, "s": round(time.monotonic() - t, 1)}))
+    (store / "migrated.json").write_text(
+        json.dumps({"applied": applied, "s": round(time.monotonic() - t, 1)})
+    )
     c.close()
     print(json.dumps({"applied": applied}))
 
@@ -252,9 +354,15 @@ def migrate_here(store: Path) -> None:
 WEB_SEARCHES = {
     "web: full text 'effusion'": {"text": "effusion"},
     "web: nodule >= 6 mm, present": {"finding": "nodule", "finding_state": "present", "min_size_mm": "6"},
-    "web: text + filters + dates": {"text": "lobe", "finding": "nodule", "finding_state": "present",
-                                    "min_size_mm": "6", "modality": "CT", "date_from": "2024-03-01",
-                                    "date_to": "2024-09-30"},
+    "web: text + filters + dates": {
+        "text": "lobe",
+        "finding": "nodule",
+        "finding_state": "present",
+        "min_size_mm": "6",
+        "modality": "CT",
+        "date_from": "2024-03-01",
+        "date_to": "2024-09-30",
+    },
     "web: BI-RADS >= 4": {"assessment_system": "BI-RADS", "min_category": "4"},
     "web: critical, CT": {"critical": "1", "modality": "CT"},
 }
@@ -264,8 +372,12 @@ def queries(tree: Path, c: Any) -> dict[str, list[str]]:
     """name -> the SQL texts one run of it executes (as of ``tree``)."""
     doc = (tree / "docs" / "analysts.md").read_text()
     out = {f"doc: {k}": [v] for k, v in re.findall(r"```sql\n-- example: (\w+)\n(.*?)```", doc, re.S)}
-    accs = [r[0] for r in c.query(f"SELECT accession FROM {DB}.report_versions "
-                                  "WHERE cityHash64(accession) % 500 = 7 LIMIT 1000").result_rows]
+    accs = [
+        r[0]
+        for r in c.query(
+            f"SELECT accession FROM {DB}.report_versions WHERE cityHash64(accession) % 500 = 7 LIMIT 1000"
+        ).result_rows
+    ]
     one = accs[0] if accs else "ACC-0"
     # the example's literal accession is a clinical one: at scale look up one that exists
     if "doc: version_history" in out:
@@ -273,28 +385,42 @@ def queries(tree: Path, c: Any) -> dict[str, list[str]]:
     chunk = ", ".join(f"'{a}'" for a in accs)
     out["cohort: study_ref look-up (1,000 accessions)"] = [
         f"SELECT accession, any(study_ref) FROM reports_latest WHERE accession IN ({chunk}) "
-        "AND study_ref != '' GROUP BY accession"]
+        "AND study_ref != '' GROUP BY accession"
+    ]
     out["cohort: done accessions"] = [
         "SELECT DISTINCT accession FROM retrieval_events WHERE state = 'completed' "
-        "AND project_id = 'p1' AND destination_ae = 'RESEARCH'"]
+        "AND project_id = 'p1' AND destination_ae = 'RESEARCH'"
+    ]
     out["cohort: example --sql (CT nodules >= 6 mm)"] = [
         "SELECT DISTINCT accession FROM findings_latest WHERE concept = 'nodule' AND NOT negated "
-        "AND size_mm >= 6 AND modality = 'CT'"]
-    out["retrieval: pending requests"] = [re.sub(r"\s+", " ", """
+        "AND size_mm >= 6 AND modality = 'CT'"
+    ]
+    out["retrieval: pending requests"] = [
+        re.sub(
+            r"\s+",
+            " ",
+            """
         SELECT q.request_id, q.accession, r.patient_id, r.study_ref
         FROM (SELECT * FROM retrieval_requests FINAL WHERE action = 'request') AS q
         LEFT JOIN (SELECT accession, patient_id, observation_time, modality, study_instance_uid, study_ref
                    FROM reports_latest) AS r ON r.accession = q.accession
-        WHERE q.request_id NOT IN (SELECT request_id FROM retrieval_events)""")]
+        WHERE q.request_id NOT IN (SELECT request_id FROM retrieval_events)""",
+        )
+    ]
     try:
         from radstream.web import queries as q
 
         for name, form in WEB_SEARCHES.items():
             s = q.Search.of(form)
             out[name] = [q.results(s), q.count(s), q.facets(s), q.finding_facets(s), q.histogram(s)]
-        out["web: report page"] = [q.report("default", one), q.versions("default", one),
-                                   q.sections("default", one), q.measurements("default", one),
-                                   q.assessments("default", one), q.findings_of("default", [one])]
+        out["web: report page"] = [
+            q.report("default", one),
+            q.versions("default", one),
+            q.sections("default", one),
+            q.measurements("default", one),
+            q.assessments("default", one),
+            q.findings_of("default", [one]),
+        ]
     except ImportError:
         pass
     return out
@@ -307,12 +433,18 @@ def time_here(store: Path, tree: Path, runs: int, only: str) -> dict[str, Any]:
 
     c = open_client(ClickHouseConfig(url=f"chdb://{store / 'chdb'}", database=DB))
     ro = readonly_client_like(f"chdb://{store / 'chdb'}", DB)
-    parts = c.query(f"SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE database = '{DB}' "
-                    "AND active GROUP BY table").result_rows
+    parts = c.query(
+        f"SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE database = '{DB}' "
+        "AND active GROUP BY table"
+    ).result_rows
     n = int(json.loads((store / "loaded.json").read_text())["reports"])
     disk = sum(int(p[2]) for p in parts)
-    res: dict[str, Any] = {"disk_bytes": disk, "disk_bytes_per_report": round(disk / n),
-                           "tables": {p[0]: [int(p[1]), int(p[2])] for p in parts}, "queries": {}}
+    res: dict[str, Any] = {
+        "disk_bytes": disk,
+        "disk_bytes_per_report": round(disk / n),
+        "tables": {p[0]: [int(p[1]), int(p[2])] for p in parts},
+        "queries": {},
+    }
     for name, sqls in queries(tree, c).items():
         if only and only not in name:
             continue
@@ -320,20 +452,25 @@ def time_here(store: Path, tree: Path, runs: int, only: str) -> dict[str, Any]:
         rows_out = read_rows = 0
         for sql in sqls:  # the warm-up run; chDB reports no rows read, so ask the planner (below)
             rows_out += len(ro.query(sql).result_rows)
-            try:
+            with contextlib.suppress(Exception):  # an estimate is optional
                 read_rows += sum(int(r[3]) for r in c.query(f"EXPLAIN ESTIMATE {sql}").result_rows)
-            except Exception:  # noqa: BLE001 - an estimate is optional
-                pass
         for _ in range(runs):
             t = time.monotonic()
             for sql in sqls:
                 run_readonly(c, sql, "jsonl")
             times.append((time.monotonic() - t) * 1000)
-        res["queries"][name] = {"p50_ms": round(statistics.median(times), 1),
-                                "p95_ms": round(_p95(times), 1), "rows_out": rows_out,
-                                "read_rows": read_rows}
-        print(f"{name:50} p50 {res['queries'][name]['p50_ms']:>8} p95 {res['queries'][name]['p95_ms']:>8} ms"
-              f"  read {res['queries'][name]['read_rows']:>12,} rows", file=sys.stderr, flush=True)
+        res["queries"][name] = {
+            "p50_ms": round(statistics.median(times), 1),
+            "p95_ms": round(_p95(times), 1),
+            "rows_out": rows_out,
+            "read_rows": read_rows,
+        }
+        print(
+            f"{name:50} p50 {res['queries'][name]['p50_ms']:>8} p95 {res['queries'][name]['p95_ms']:>8} ms"
+            f"  read {res['queries'][name]['read_rows']:>12,} rows",
+            file=sys.stderr,
+            flush=True,
+        )
     c.close()
     return res
 
@@ -346,26 +483,38 @@ def _p95(xs: list[float]) -> float:
 
 # --- main ----------------------------------------------------------------------------------------
 
+
 def table(n: int, results: dict[str, dict[str, Any]], loaded: dict[str, Any]) -> str:
     labels = list(results)
-    head = "| query | " + " | ".join(f"{lb} p50 ms | {lb} p95 ms | {lb} rows (estimate)" for lb in labels) + " |"
-    out = [f"{n:,} reports ({loaded['lines']:,} report versions), load average "
-           f"{os.getloadavg()[0]:.1f}", "", head, "|---|" + "---:|" * (3 * len(labels))]
+    head = (
+        "| query | " + " | ".join(f"{lb} p50 ms | {lb} p95 ms | {lb} rows (estimate)" for lb in labels) + " |"
+    )
+    out = [
+        f"{n:,} reports ({loaded['lines']:,} report versions), load average {os.getloadavg()[0]:.1f}",
+        "",
+        head,
+        "|---|" + "---:|" * (3 * len(labels)),
+    ]
     names = list(dict.fromkeys(q for r in results.values() for q in r["queries"]))
     for q in names:
         cells = []
         for lb in labels:
             m = results[lb]["queries"].get(q)
-            cells += ["-", "-", "-"] if m is None else [f"{m['p50_ms']:,.0f}", f"{m['p95_ms']:,.0f}",
-                                                         f"{m['read_rows']:,}"]
+            cells += (
+                ["-", "-", "-"]
+                if m is None
+                else [f"{m['p50_ms']:,.0f}", f"{m['p95_ms']:,.0f}", f"{m['read_rows']:,}"]
+            )
         out.append(f"| {q} | " + " | ".join(cells) + " |")
     out.append("")
     out.append("| store | disk bytes / report | load | loader peak RSS | pool worker peak RSS |")
     out.append("|---|---:|---|---:|---:|")
     for lb in labels:
-        out.append(f"| {lb} | {results[lb]['disk_bytes_per_report']:,} | {loaded['load_s']:,.0f} s "
-                   f"({loaded['reports_per_s']:,.0f} reports/s) | {loaded['maxrss_loader_mb']:,} MB | "
-                   f"{loaded['maxrss_worker_mb']:,} MB |")
+        out.append(
+            f"| {lb} | {results[lb]['disk_bytes_per_report']:,} | {loaded['load_s']:,.0f} s "
+            f"({loaded['reports_per_s']:,.0f} reports/s) | {loaded['maxrss_loader_mb']:,} MB | "
+            f"{loaded['maxrss_worker_mb']:,} MB |"
+        )
     return "\n".join(out)
 
 
@@ -376,6 +525,7 @@ def main() -> None:
     ap.add_argument("--base-tree", type=Path, help="checkout of the baseline (main) to load and compare")
     ap.add_argument("--load-only", action="store_true")
     ap.add_argument("--only", default="", help="time only queries whose name contains this")
+    ap.add_argument("--stores", default="main,ours", help="which stores to time (with --base-tree)")
     ap.add_argument("--json", type=Path, help="write the results here too")
     # internal: the child processes
     ap.add_argument("--tree", type=Path, default=REPO)
@@ -408,12 +558,16 @@ def main() -> None:
         stores["ours"] = (store_dir(args.reports, "ours"), REPO)
     results: dict[str, dict[str, Any]] = {}
     for label, (store, tree) in stores.items():
+        if label not in args.stores.split(","):
+            continue
         print(f"--- {label}: {store}", file=sys.stderr, flush=True)
-        results[label] = json.loads(child(tree, "--time-here", str(store), "--runs", str(args.runs),
-                                          "--only", args.only))
+        results[label] = json.loads(
+            child(tree, "--time-here", str(store), "--runs", str(args.runs), "--only", args.only)
+        )
     if args.json:
-        args.json.write_text(json.dumps({"reports": args.reports, "loaded": loaded, "results": results},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps({"reports": args.reports, "loaded": loaded, "results": results}, indent=1)
+        )
     print(table(args.reports, results, loaded))
 
 

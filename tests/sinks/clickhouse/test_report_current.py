@@ -22,19 +22,28 @@ def q(client: Client, sql: str) -> list[tuple[Any, ...]]:
 
 
 def current(ch: Client, acc: str) -> tuple[Any, ...]:
-    (row,) = q(ch, "SELECT report_version, has_nlp, nlp_version, status FROM report_current FINAL "
-                   f"WHERE accession = '{acc}'")
+    (row,) = q(
+        ch,
+        "SELECT report_version, has_nlp, nlp_version, status FROM report_current FINAL "
+        f"WHERE accession = '{acc}'",
+    )
     return row
 
 
 def test_the_sinks_rank_is_the_tables_default(ch: Client) -> None:
     """Rows the migration fills from existing tables get the DEFAULT; rows the sink writes, its own rank."""
-    cases = [(1, None), (3, None), (2, datetime(2026, 3, 2, 9, 0, 3, 123456, tzinfo=UTC)),
-             (20260302090000, datetime(2030, 1, 1, tzinfo=UTC))]
+    cases = [
+        (1, None),
+        (3, None),
+        (2, datetime(2026, 3, 2, 9, 0, 3, 123456, tzinfo=UTC)),
+        (20260302090000, datetime(2030, 1, 1, tzinfo=UTC)),
+    ]
     for i, (version, run) in enumerate(cases):
-        ch.command("INSERT INTO report_current (site, accession, report_version, processed_time, status, "
-                   f"has_nlp) VALUES ('s', 'R{i}', {version}, "
-                   f"'{(run or NO_RUN).strftime('%Y-%m-%d %H:%M:%S.%f')}', 'final', {run is not None})")
+        ch.command(
+            "INSERT INTO report_current (site, accession, report_version, processed_time, status, "
+            f"has_nlp) VALUES ('s', 'R{i}', {version}, "
+            f"'{(run or NO_RUN).strftime('%Y-%m-%d %H:%M:%S.%f')}', 'final', {run is not None})"
+        )
     got = dict(q(ch, "SELECT accession, toString(rank) FROM report_current"))
     assert got == {f"R{i}": str(current_rank(v, run)) for i, (v, run) in enumerate(cases)}
     # a run outranks its bare version, a later version outranks every run of an earlier one
@@ -57,7 +66,9 @@ def test_the_current_row_follows_versions_and_runs_in_any_order(ch: Client) -> N
     assert current(ch, "C1") == (2, True, "test-1", "corrected")
     assert q(ch, "SELECT concept FROM findings_latest") == [("mass",)]
     # a newer NLP version of the same report version wins, and the latest views follow it
-    newer = findings(v2, [finding("mass"), finding("nodule")], processed_time=v2["status_time"] + timedelta(days=9))
+    newer = findings(
+        v2, [finding("mass"), finding("nodule")], processed_time=v2["status_time"] + timedelta(days=9)
+    )
     newer["nlp_version"] = "test-2"
     write_records(ch, "report_findings", [newer])
     assert current(ch, "C1") == (2, True, "test-2", "corrected")
@@ -66,7 +77,9 @@ def test_the_current_row_follows_versions_and_runs_in_any_order(ch: Client) -> N
 
 
 def test_redelivered_batches_count_once_in_the_latest_views(ch: Client) -> None:
-    reps = [report(f"D{i}", 1, exam_time=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=i)) for i in range(5)]
+    reps = [
+        report(f"D{i}", 1, exam_time=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=i)) for i in range(5)
+    ]
     nlp = [findings(r, [finding("nodule", size_mm=7.0)]) for r in reps]
     for _ in range(3):  # at-least-once: the same batch three times
         write_records(ch, "report_finalized", reps)
@@ -97,6 +110,9 @@ def test_an_archive_of_many_years_loads_in_one_insert(ch: Client) -> None:
     reps = [report(f"F{m}", 1, exam_time=start + timedelta(days=31 * m)) for m in range(180)]
     write_records(ch, "report_finalized", reps)
     assert q(ch, "SELECT count() FROM reports_latest") == [(180,)]
-    parts = q(ch, "SELECT uniqExact(partition) FROM system.parts WHERE database = currentDatabase() "
-                  "AND table = 'reports' AND active")
+    parts = q(
+        ch,
+        "SELECT uniqExact(partition) FROM system.parts WHERE database = currentDatabase() "
+        "AND table = 'reports' AND active",
+    )
     assert parts[0][0] <= 8
