@@ -141,3 +141,12 @@ FROM {db}.sections AS t FINAL
 WHERE (t.site, t.accession, t.report_version, t.nlp_version, t.processed_time) IN
       (SELECT site, accession, report_version, nlp_version, processed_time FROM {db}.report_current FINAL
        WHERE has_nlp AND status NOT IN ('cancelled', 'entered_in_error'));
+
+-- findings_latest without the report's context: the same rows, no join with reports_latest. A query that
+-- needs only the finding columns (a key set for IN, facet counts) reads it at a third of the cost.
+CREATE OR REPLACE VIEW {db}.findings_current AS
+SELECT t.*
+FROM {db}.findings AS t FINAL
+WHERE (t.site, t.accession, t.report_version, t.nlp_version, t.processed_time) IN
+      (SELECT site, accession, report_version, nlp_version, processed_time FROM {db}.report_current FINAL
+       WHERE has_nlp AND status NOT IN ('cancelled', 'entered_in_error'));

@@ -116,3 +116,16 @@ def test_an_archive_of_many_years_loads_in_one_insert(ch: Client) -> None:
         "AND table = 'reports' AND active",
     )
     assert parts[0][0] <= 8
+
+
+def test_findings_current_has_the_rows_of_findings_latest(ch: Client) -> None:
+    v1 = report("G1", 1)
+    write_records(ch, "report_finalized", [v1, report("G2", 1)])
+    write_records(ch, "report_findings", [findings(v1, [finding("nodule"), finding("mass", negated=True)])])
+    v2 = report("G1", 2, status="corrected")
+    write_records(ch, "report_finalized", [v2])
+    write_records(ch, "report_findings", [findings(v2, [finding("mass")])])
+    cols = "site, accession, report_version, nlp_version, finding_idx, concept, negated"
+    latest = q(ch, f"SELECT {cols} FROM findings_latest ORDER BY accession, finding_idx")
+    assert latest == [("default", "G1", 2, "test-1", 0, "mass", False)]
+    assert q(ch, f"SELECT {cols} FROM findings_current ORDER BY accession, finding_idx") == latest
