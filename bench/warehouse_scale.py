@@ -446,7 +446,7 @@ def time_here(store: Path, tree: Path, runs: int, only: str) -> dict[str, Any]:
         "queries": {},
     }
     for name, sqls in queries(tree, c).items():
-        if only and only not in name:
+        if only and not any(name.startswith(o) for o in only.split(",")):
             continue
         times: list[float] = []
         rows_out = read_rows = 0
@@ -524,7 +524,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--base-tree", type=Path, help="checkout of the baseline (main) to load and compare")
     ap.add_argument("--load-only", action="store_true")
-    ap.add_argument("--only", default="", help="time only queries whose name contains this")
+    ap.add_argument("--only", default="", help="time only queries whose name starts with one of these (comma-separated)")
     ap.add_argument("--stores", default="main,ours", help="which stores to time (with --base-tree)")
     ap.add_argument("--json", type=Path, help="write the results here too")
     # internal: the child processes
