@@ -524,7 +524,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--base-tree", type=Path, help="checkout of the baseline (main) to load and compare")
     ap.add_argument("--load-only", action="store_true")
-    ap.add_argument("--only", default="", help="time only queries whose name starts with one of these (comma-separated)")
+    ap.add_argument(
+        "--only", default="", help="time only queries whose name starts with one of these, comma-separated"
+    )
     ap.add_argument("--stores", default="main,ours", help="which stores to time (with --base-tree)")
     ap.add_argument("--json", type=Path, help="write the results here too")
     # internal: the child processes
