@@ -512,7 +512,7 @@ def table(n: int, results: dict[str, dict[str, Any]], loaded: dict[str, Any]) ->
     for lb in labels:
         out.append(
             f"| {lb} | {results[lb]['disk_bytes_per_report']:,} | {loaded['load_s']:,.0f} s "
-            f"({loaded['reports_per_s']:,.0f} reports/s) | {loaded['maxrss_loader_mb']:,} MB | "
+            f"({loaded['reports_per_s']:,.0f} versions/s) | {loaded['maxrss_loader_mb']:,} MB | "
             f"{loaded['maxrss_worker_mb']:,} MB |"
         )
     return "\n".join(out)
