@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from processors.ingest.research import looks_keyed
@@ -49,6 +49,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "critical_results": (*NLP_RUN, "critical_idx", "concept", "text", "start", "end", "communication_text",
                          "communication_recipient", "communication_time"),
     "chest_labels": (*NLP_RUN, "label", "value"),
+    # the latest version / NLP run of each accession (ddl/014; its rank is a DEFAULT of these columns)
+    "report_current": (*NLP_RUN, "status", "has_nlp", "rank"),
     "retrieval_requests": ("request_id", "action", "project_id", "requester", "accession",
                            "study_instance_uid", "study_ref", "patient_id", "study_date", "destination_ae",
                            "priority", "not_before", "not_after", "source", "requested_time", *KAFKA),
@@ -81,10 +83,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 # analysts' report tables are written from the de-identified copy (``report_finalized`` on the
 # reports_deidentified topic, or the backfill's de-identified records).
 TABLES_OF: dict[str, tuple[str, ...]] = {
-    "report_finalized": ("report_versions", "reports"),
+    "report_finalized": ("report_versions", "reports", "report_current"),
     "report_original": ("report_text_original",),
     "report_findings": ("report_nlp", "sections", "findings", "measurements", "recommendations",
-                        "assessments", "critical_results", "chest_labels"),
+                        "assessments", "critical_results", "chest_labels", "report_current"),
     "retrieval_requested": ("retrieval_requests", "audit_log"),
     "retrieval_status": ("retrieval_events",),
     "received_instance": ("received_instances",),
@@ -97,6 +99,7 @@ TABLES_OF: dict[str, tuple[str, ...]] = {
 
 Row = list[Any]
 Rows = dict[str, list[Row]]
+NO_RUN = datetime(1970, 1, 1, tzinfo=UTC)  # report_current.processed_time of a version without NLP
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,13 @@ def avro_time(value: Any) -> datetime | None:
 _t = avro_time  # the short name the row mappings below use
 
 
+def current_rank(version: int, processed_time: datetime | None) -> int:
+    """report_current's rank (ddl/014, the same formula as its DEFAULT): the version in the high 64 bits,
+    then the NLP run's time in microseconds + 1 (None: a report version, which any run of it outranks)."""
+    run = 0 if processed_time is None else (processed_time - NO_RUN) // timedelta(microseconds=1) + 1
+    return (max(version, 0) << 64) + run
+
+
 def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     received = _t(rec["received_time"])
     obs, status_time = _t(rec.get("observation_time")), _t(rec.get("status_time"))
@@ -141,7 +151,8 @@ def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         _s(rec.get("author")), _s(rec.get("source_format")), _s(rec.get("source_message_id")), rec["text"],
         *origin.cols(),
     ]
-    return {"report_versions": [row], "reports": [list(row)]}
+    current: Row = [row[0], row[1], row[2], NO_RUN, "", row[5], False, current_rank(row[2], None)]
+    return {"report_versions": [row], "reports": [list(row)], "report_current": [current]}
 
 
 def report_original_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
@@ -198,6 +209,7 @@ def findings_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         ])
     for label, value in sorted((rec.get("chest_labels") or {}).items()):
         out["chest_labels"].append([*run, label, value])
+    out["report_current"].append([*run, rec["status"], True, current_rank(key[2], key[3])])
     return out
 
 

@@ -435,7 +435,7 @@ def test_upgrading_rekeys_the_nlp_tables_and_collapses_the_old_duplicates(
         ch.command(f"INSERT INTO {db}.findings ({key}, finding_idx, concept, nlp_version) "
                    f"VALUES ({at}, 0, 'nodule', '0.4.0')")
         ch.command(f"INSERT INTO {db}.sections ({key}, section_idx, name) VALUES ({at}, 0, 'findings')")
-    assert [m[:3] for m in migrate(ch, db)] == ["012", "013"]
+    assert [m[:3] for m in migrate(ch, db)][:2] == ["012", "013"]  # and any later ones
     for t in ("report_nlp", "findings", "sections"):
         ch.command(f"OPTIMIZE TABLE {db}.{t} FINAL")
         assert q(ch, f"SELECT nlp_version, toString(processed_time) FROM {db}.{t}") == [

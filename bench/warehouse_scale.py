@@ -1,0 +1,577 @@
+"""Analysts' queries at warehouse scale: load N varied synthetic reports through the real backfill, time
+every documented query, the cohort SQL paths and the web app's searches.
+
+    PYTHONPATH=. python bench/warehouse_scale.py --reports 100000 [--runs 7] [--base-tree /tmp/rs-base]
+    PYTHONPATH=. python bench/warehouse_scale.py --reports 1000000 --load-only   # in the background
+
+1. Load (once per N and tree; skipped when the store is there): N reports written as JSONL by
+   ``generate`` (seeded: modalities, body regions, findings with negation / uncertainty, sizes,
+   BI-RADS, critical results with communication, exam dates over 7 years, ~4 reports per patient,
+   ~6% corrected and ~2% addenda as later versions, ~0.5% cancelled), loaded by ``radstream.backfill``
+   (parse, pseudonymise, NLP, text de-identification, the sink's row mapping and writer) into a chDB
+   store under ``~/.cache/radstream/bench/warehouse-<N>-<tree>``. The loader runs as a child process
+   so its memory peak (ru_maxrss of the loader and, separately, of its pool workers) is its own.
+   With ``--base-tree`` (a checkout of main, e.g. ``git worktree add --detach /tmp/rs-base main``) the
+   store is loaded by that tree's code and schema, and "ours" is a copy of it migrated by this tree's
+   migrations: the same rows, and the path an existing warehouse takes.
+2. Time (child process per store: chDB hosts one store per process): each query ``--runs`` times
+   after one warm-up, through ``run_readonly`` (the read path of ``radstream sql``: ``final=1``,
+   ``readonly=1``); p50 / p95 of wall time; disk bytes per report from ``system.parts``. Rows read:
+   chDB keeps no ``system.query_log`` and its result statistics count the rows returned, so the table
+   gives ``EXPLAIN ESTIMATE`` (rows the primary keys select in the tables of the main query; tables
+   read only inside IN / JOIN subqueries are not counted).
+
+Queries: every ``-- example:`` block of docs/analysts.md (of the tree being timed), the cohort
+paths (``radstream cohort retrieve --sql``: the study_ref look-up of 1,000 research accessions, the
+done-accessions query; the retrieval queue's pending query), and the web app's searches
+(``radstream.web.queries``: results, count, modality facet, finding facet, histogram per search;
+the search's time is the sum of its five queries, as one page load runs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("RADSTREAM_BENCH_DIR", Path.home() / ".cache" / "radstream" / "bench"))
+DB = "bench"
+
+# --- synthetic reports ---------------------------------------------------------------------------
+
+EXAMS = [  # modality, body part, procedure, weight
+    ("CR", "CHEST", "XR CHEST 2 VIEWS", 30),
+    ("CT", "CHEST", "CT CHEST W CONTRAST", 14),
+    ("CT", "CHEST", "CT ANGIOGRAPHY CHEST PE PROTOCOL", 5),
+    ("CT", "ABDOMEN", "CT ABDOMEN PELVIS W CONTRAST", 12),
+    ("CT", "HEAD", "CT HEAD WO CONTRAST", 9),
+    ("MR", "BRAIN", "MRI BRAIN W WO CONTRAST", 6),
+    ("MR", "SPINE", "MRI LUMBAR SPINE WO CONTRAST", 4),
+    ("US", "ABDOMEN", "US ABDOMEN COMPLETE", 7),
+    ("MG", "BREAST", "MAMMO SCREENING BILATERAL", 8),
+    ("DX", "EXTREMITY", "XR WRIST 3 VIEWS", 5),
+]
+CLASSES = ["outpatient", "inpatient", "emergency"]
+FINDINGS = {  # body part -> (positive sentence, negated sentence, uncertain sentence) templates
+    "CHEST": [
+        (
+            "A {s} mm nodule is seen in the {lobe}.",
+            "No pulmonary nodule.",
+            "Possible {s} mm nodule in the {lobe}.",
+        ),
+        (
+            "There is a small {side} pleural effusion.",
+            "No pleural effusion.",
+            "Trace {side} pleural effusion cannot be excluded.",
+        ),
+        (
+            "Patchy {side} basilar opacity.",
+            "No focal consolidation.",
+            "Findings may represent early pneumonia.",
+        ),
+        ("Heart size is mildly enlarged.", "Heart size is normal.", "Borderline cardiomegaly."),
+        ("Mild emphysema.", "No pneumothorax.", "Possible small pneumothorax."),
+        ("Bibasilar atelectasis.", "No atelectasis.", "Probable subsegmental atelectasis."),
+        ("Mild diffuse bronchial wall thickening.", "No bronchiectasis.", "Questionable bronchiectasis."),
+        (
+            "Calcified granuloma in the {lobe}.",
+            "No mediastinal lymphadenopathy.",
+            "Possible hilar lymphadenopathy.",
+        ),
+    ],
+    "ABDOMEN": [
+        ("{s} mm cyst in the {side} kidney.", "No hydronephrosis.", "Possible {s} mm renal cyst."),
+        ("Cholelithiasis without cholecystitis.", "No cholelithiasis.", "Possible gallstones."),
+        ("A {s} mm hypodense lesion in the liver.", "No free air.", "Indeterminate {s} mm liver lesion."),
+        ("Small bowel obstruction.", "No bowel obstruction.", "Possible early bowel obstruction."),
+        (
+            "Atherosclerosis of the abdominal aorta.",
+            "No abdominal aortic aneurysm.",
+            "Possible mild fatty liver.",
+        ),
+    ],
+    "HEAD": [
+        (
+            "Chronic small vessel ischemic change.",
+            "No intracranial hemorrhage.",
+            "Possible acute infarct in the {side} frontal lobe.",
+        ),
+        (
+            "Old lacunar infarct in the {side} basal ganglia.",
+            "No midline shift.",
+            "Questionable subtle hemorrhage.",
+        ),
+        ("Mild generalized volume loss.", "No mass effect.", "Possible small mass."),
+    ],
+    "BRAIN": [
+        (
+            "A {s} mm enhancing mass in the {side} parietal lobe.",
+            "No acute infarct.",
+            "Possible {s} mm lesion.",
+        ),
+        (
+            "Scattered white matter hyperintensities.",
+            "No intracranial hemorrhage.",
+            "Probable chronic infarct.",
+        ),
+    ],
+    "SPINE": [
+        ("Degenerative changes of the lumbar spine.", "No fracture.", "Possible compression fracture of L1."),
+        ("Mild scoliosis.", "No spinal canal stenosis.", "Possible disc herniation at L4-5."),
+    ],
+    "BREAST": [
+        (
+            "A {s} mm mass in the {side} breast.",
+            "No suspicious mass.",
+            "Possible {s} mm mass in the {side} breast.",
+        ),
+        (
+            "Scattered benign calcifications.",
+            "No suspicious calcifications.",
+            "Possible architectural distortion.",
+        ),
+    ],
+    "EXTREMITY": [
+        ("Nondisplaced fracture of the distal {side} radius.", "No fracture.", "Possible subtle fracture."),
+        ("Soft tissue swelling.", "No dislocation.", "Possible small joint effusion."),
+    ],
+}
+NORMAL = [
+    "The examination is otherwise unremarkable.",
+    "No acute osseous abnormality.",
+    "Postoperative changes are noted.",
+    "Comparison is made with the prior examination.",
+    "Degenerative changes are present.",
+    "Findings are stable since the prior study.",
+]
+CRITICAL = [  # (finding sentence, weight): these make critical results
+    ("Acute pulmonary embolism in the {side} lower lobe pulmonary arteries.", "CHEST"),
+    ("Large {side} pneumothorax.", "CHEST"),
+    ("Acute intracranial hemorrhage.", "HEAD"),
+    ("Free intraperitoneal air.", "ABDOMEN"),
+]
+LOBES = ["right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "left lower lobe"]
+SIDES = ["left", "right"]
+BIRADS = ["1", "2", "2", "1", "3", "0", "4", "4A", "4B", "5"]
+START = datetime(2021, 1, 1, tzinfo=UTC)  # main fails beyond 100 months per insert (below)
+SPAN_S = int((datetime(2026, 11, 1, tzinfo=UTC) - START).total_seconds())
+
+
+def _report_text(rnd: random.Random, part: str, modality: str, when: datetime) -> str:
+    lines = [
+        f"EXAM: {modality} {part.lower()}.",
+        "INDICATION: "
+        + rnd.choice(["Cough.", "Follow-up.", "Pain.", "Shortness of breath.", "Screening.", "Trauma."]),
+    ]
+    pool = FINDINGS[part]
+    body: list[str] = []
+    for tmpl in rnd.sample(pool, k=min(len(pool), rnd.randint(3, 6))):
+        kind = rnd.random()
+        t = tmpl[0] if kind < 0.45 else tmpl[1] if kind < 0.85 else tmpl[2]
+        body.append(
+            t.format(
+                s=rnd.choice([3, 4, 5, 6, 7, 8, 9, 11, 14, 18, 25]),
+                lobe=rnd.choice(LOBES),
+                side=rnd.choice(SIDES),
+            )
+        )
+    body += rnd.sample(NORMAL, k=rnd.randint(1, 3))
+    impression = [rnd.choice(body)]
+    crit = rnd.random() < 0.02 and [c for c in CRITICAL if c[1] == part]
+    if crit:
+        sentence = rnd.choice(crit)[0].format(side=rnd.choice(SIDES))
+        body.insert(0, sentence)
+        impression.insert(0, sentence)
+        if rnd.random() < 0.8:
+            t = when + timedelta(minutes=rnd.randint(5, 240))
+            impression.append(
+                f"Findings were discussed with Dr. Reed by telephone at {t:%H:%M} on {t:%m/%d/%Y}."
+            )
+    if part == "BREAST":
+        impression.append(f"BI-RADS {rnd.choice(BIRADS)}.")
+    if rnd.random() < 0.1:
+        impression.append(
+            rnd.choice(
+                [
+                    "Follow-up CT in 3 months is recommended.",
+                    "Recommend follow-up chest CT in 6-12 months.",
+                    "Biopsy is recommended.",
+                ]
+            )
+        )
+    return "\n".join(lines + ["FINDINGS: " + " ".join(body), "IMPRESSION: " + " ".join(impression)])
+
+
+def generate(path: Path, n: int, seed: int = 7) -> int:
+    """``n`` reports as JSONL (plus their corrected / addendum versions); returns the lines written."""
+    rnd = random.Random(seed)
+    weights = [e[3] for e in EXAMS]
+    lines = 0
+    with path.open("w") as fh:
+        for i in range(n):
+            modality, part, proc, _ = rnd.choices(EXAMS, weights)[0]
+            obs = START + timedelta(seconds=rnd.randrange(SPAN_S))
+            st = obs + timedelta(minutes=rnd.randint(10, 600))
+            base = {
+                "accession": f"A{i:08d}",
+                "patient_id": f"MRN{rnd.randrange(max(1, n // 4)):08d}",
+                "modality": modality,
+                "procedure_description": proc,
+                "body_part": part,
+                "patient_class": rnd.choice(CLASSES),
+                "author": f"Dr. R{rnd.randrange(60)}",
+                "observation_time": obs.isoformat(),
+                "status_time": st.isoformat(),
+            }
+            text = _report_text(rnd, part, modality, st)
+            u = rnd.random()
+            status = "cancelled" if u < 0.005 else "final"
+            fh.write(json.dumps({**base, "status": status, "text": text}) + "\n")
+            lines += 1
+            if status == "final" and u > 0.92:  # a later version: corrected (6%) or addendum (2%)
+                later = "addendum" if u > 0.98 else "corrected"
+                st2 = st + timedelta(hours=rnd.randint(1, 72))
+                text2 = (
+                    _report_text(rnd, part, modality, st2)
+                    if later == "corrected"
+                    else text + "\nADDENDUM: Comparison with outside images shows no change."
+                )
+                fh.write(
+                    json.dumps({**base, "status": later, "status_time": st2.isoformat(), "text": text2})
+                    + "\n"
+                )
+                lines += 1
+    return lines
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def store_dir(n: int, tag: str) -> Path:
+    return CACHE / f"warehouse-{n}-{tag}"
+
+
+def load_here(n: int, store: Path) -> dict[str, Any]:
+    """Run in a child process (whose code is the tree being loaded): generate + backfill into ``store``."""
+    from radstream.backfill import run_backfill
+    from radstream.config import Settings
+
+    store.mkdir(parents=True, exist_ok=True)
+    src = store / "reports.jsonl"
+    t = time.monotonic()
+    lines = generate(src, n)
+    gen_s = time.monotonic() - t
+    settings = Settings(state_dir=str(store / "state")).replace(
+        clickhouse={"url": f"chdb://{store / 'chdb'}", "database": DB}
+    )
+    t = time.monotonic()
+    s = run_backfill(settings, [src], fmt="jsonl", site="default", workers=2, nlp=True)
+    load_s = time.monotonic() - t
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    src.unlink()
+    info = {
+        "reports": n,
+        "lines": lines,
+        "loaded": s.loaded,
+        "rejected": s.rejected,
+        "generate_s": round(gen_s, 1),
+        "load_s": round(load_s, 1),
+        "reports_per_s": round(s.loaded / load_s, 1),
+        "maxrss_loader_mb": round(me.ru_maxrss / 1024),
+        "maxrss_worker_mb": round(kids.ru_maxrss / 1024),
+        "load_average": round(os.getloadavg()[0], 1),
+        "finished": datetime.now(UTC).isoformat(),
+    }
+    (store / "loaded.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def child(tree: Path, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args, "--tree", str(tree)],
+        cwd=tree,
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def ensure_loaded(n: int, tree: Path, tag: str) -> dict[str, Any]:
+    store = store_dir(n, tag)
+    done = store / "loaded.json"
+    if not done.exists():
+        if store.exists():
+            shutil.rmtree(store)  # an interrupted load: start again
+        print(f"loading {n:,} reports into {store} with {tree} ...", file=sys.stderr, flush=True)
+        child(tree, "--load-here", str(n), "--store", str(store))
+    return dict(json.loads(done.read_text()))
+
+
+def migrated_copy(n: int, base_tag: str, tree: Path) -> Path:
+    """A copy of the base store, migrated by ``tree`` (same rows; what an existing warehouse gets)."""
+    src, dst = store_dir(n, base_tag), store_dir(n, "ours")
+    if not (dst / "migrated.json").exists():
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(src, dst, symlinks=True)  # the engine links its tables relatively
+        child(tree, "--migrate-here", str(dst))
+    return dst
+
+
+def migrate_here(store: Path) -> None:
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.config import ClickHouseConfig
+    from sinks.clickhouse.migrate import migrate
+
+    c = open_client(ClickHouseConfig(url=f"chdb://{store / 'chdb'}", database=DB))
+    t = time.monotonic()
+    applied = migrate(c, DB)
+    (store / "migrated.json").write_text(
+        json.dumps({"applied": applied, "s": round(time.monotonic() - t, 1)})
+    )
+    c.close()
+    print(json.dumps({"applied": applied}))
+
+
+# --- timing --------------------------------------------------------------------------------------
+
+WEB_SEARCHES = {
+    "web: full text 'effusion'": {"text": "effusion"},
+    "web: nodule >= 6 mm, present": {"finding": "nodule", "finding_state": "present", "min_size_mm": "6"},
+    "web: text + filters + dates": {
+        "text": "lobe",
+        "finding": "nodule",
+        "finding_state": "present",
+        "min_size_mm": "6",
+        "modality": "CT",
+        "date_from": "2024-03-01",
+        "date_to": "2024-09-30",
+    },
+    "web: BI-RADS >= 4": {"assessment_system": "BI-RADS", "min_category": "4"},
+    "web: critical, CT": {"critical": "1", "modality": "CT"},
+}
+
+
+def queries(tree: Path, c: Any) -> dict[str, list[str]]:
+    """name -> the SQL texts one run of it executes (as of ``tree``)."""
+    doc = (tree / "docs" / "analysts.md").read_text()
+    out = {f"doc: {k}": [v] for k, v in re.findall(r"```sql\n-- example: (\w+)\n(.*?)```", doc, re.S)}
+    accs = [
+        r[0]
+        for r in c.query(
+            f"SELECT accession FROM {DB}.report_versions WHERE cityHash64(accession) % 500 = 7 LIMIT 1000"
+        ).result_rows
+    ]
+    one = accs[0] if accs else "ACC-0"
+    # the example's literal accession is a clinical one: at scale look up one that exists
+    if "doc: version_history" in out:
+        out["doc: version_history"] = [out["doc: version_history"][0].replace("'A101'", f"'{one}'")]
+    chunk = ", ".join(f"'{a}'" for a in accs)
+    out["cohort: study_ref look-up (1,000 accessions)"] = [
+        f"SELECT accession, any(study_ref) FROM reports_latest WHERE accession IN ({chunk}) "
+        "AND study_ref != '' GROUP BY accession"
+    ]
+    out["cohort: done accessions"] = [
+        "SELECT DISTINCT accession FROM retrieval_events WHERE state = 'completed' "
+        "AND project_id = 'p1' AND destination_ae = 'RESEARCH'"
+    ]
+    out["cohort: example --sql (CT nodules >= 6 mm)"] = [
+        "SELECT DISTINCT accession FROM findings_latest WHERE concept = 'nodule' AND NOT negated "
+        "AND size_mm >= 6 AND modality = 'CT'"
+    ]
+    out["retrieval: pending requests"] = [
+        re.sub(
+            r"\s+",
+            " ",
+            """
+        SELECT q.request_id, q.accession, r.patient_id, r.study_ref
+        FROM (SELECT * FROM retrieval_requests FINAL WHERE action = 'request') AS q
+        LEFT JOIN (SELECT accession, patient_id, observation_time, modality, study_instance_uid, study_ref
+                   FROM reports_latest) AS r ON r.accession = q.accession
+        WHERE q.request_id NOT IN (SELECT request_id FROM retrieval_events)""",
+        )
+    ]
+    try:
+        from radstream.web import queries as q
+
+        for name, form in WEB_SEARCHES.items():
+            s = q.Search.of(form)
+            out[name] = [q.results(s), q.count(s), q.facets(s), q.finding_facets(s), q.histogram(s)]
+        out["web: report page"] = [
+            q.report("default", one),
+            q.versions("default", one),
+            q.sections("default", one),
+            q.measurements("default", one),
+            q.assessments("default", one),
+            q.findings_of("default", [one]),
+        ]
+    except ImportError:
+        pass
+    return out
+
+
+def time_here(store: Path, tree: Path, runs: int, only: str) -> dict[str, Any]:
+    from sinks.clickhouse.client import open_client, readonly_client_like
+    from sinks.clickhouse.config import ClickHouseConfig
+    from sinks.clickhouse.query import run_readonly
+
+    c = open_client(ClickHouseConfig(url=f"chdb://{store / 'chdb'}", database=DB))
+    ro = readonly_client_like(f"chdb://{store / 'chdb'}", DB)
+    parts = c.query(
+        f"SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE database = '{DB}' "
+        "AND active GROUP BY table"
+    ).result_rows
+    n = int(json.loads((store / "loaded.json").read_text())["reports"])
+    disk = sum(int(p[2]) for p in parts)
+    res: dict[str, Any] = {
+        "disk_bytes": disk,
+        "disk_bytes_per_report": round(disk / n),
+        "tables": {p[0]: [int(p[1]), int(p[2])] for p in parts},
+        "queries": {},
+    }
+    for name, sqls in queries(tree, c).items():
+        if only and not any(name.startswith(o) for o in only.split(",")):
+            continue
+        times: list[float] = []
+        rows_out = read_rows = 0
+        for sql in sqls:  # the warm-up run; chDB reports no rows read, so ask the planner (below)
+            rows_out += len(ro.query(sql).result_rows)
+            with contextlib.suppress(Exception):  # an estimate is optional
+                read_rows += sum(int(r[3]) for r in c.query(f"EXPLAIN ESTIMATE {sql}").result_rows)
+        for _ in range(runs):
+            t = time.monotonic()
+            for sql in sqls:
+                run_readonly(c, sql, "jsonl")
+            times.append((time.monotonic() - t) * 1000)
+        res["queries"][name] = {
+            "p50_ms": round(statistics.median(times), 1),
+            "p95_ms": round(_p95(times), 1),
+            "rows_out": rows_out,
+            "read_rows": read_rows,
+        }
+        print(
+            f"{name:50} p50 {res['queries'][name]['p50_ms']:>8} p95 {res['queries'][name]['p95_ms']:>8} ms"
+            f"  read {res['queries'][name]['read_rows']:>12,} rows",
+            file=sys.stderr,
+            flush=True,
+        )
+    c.close()
+    return res
+
+
+def _p95(xs: list[float]) -> float:
+    if len(xs) < 2:
+        return xs[0]
+    return statistics.quantiles(xs, n=20, method="inclusive")[-1]
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def table(n: int, results: dict[str, dict[str, Any]], loaded: dict[str, Any]) -> str:
+    labels = list(results)
+    head = (
+        "| query | " + " | ".join(f"{lb} p50 ms | {lb} p95 ms | {lb} rows (estimate)" for lb in labels) + " |"
+    )
+    out = [
+        f"{n:,} reports ({loaded['lines']:,} report versions), load average {os.getloadavg()[0]:.1f}",
+        "",
+        head,
+        "|---|" + "---:|" * (3 * len(labels)),
+    ]
+    names = list(dict.fromkeys(q for r in results.values() for q in r["queries"]))
+    for q in names:
+        cells = []
+        for lb in labels:
+            m = results[lb]["queries"].get(q)
+            cells += (
+                ["-", "-", "-"]
+                if m is None
+                else [f"{m['p50_ms']:,.0f}", f"{m['p95_ms']:,.0f}", f"{m['read_rows']:,}"]
+            )
+        out.append(f"| {q} | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("| store | disk bytes / report | load | loader peak RSS | pool worker peak RSS |")
+    out.append("|---|---:|---|---:|---:|")
+    for lb in labels:
+        out.append(
+            f"| {lb} | {results[lb]['disk_bytes_per_report']:,} | {loaded['load_s']:,.0f} s "
+            f"({loaded['reports_per_s']:,.0f} versions/s) | {loaded['maxrss_loader_mb']:,} MB | "
+            f"{loaded['maxrss_worker_mb']:,} MB |"
+        )
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reports", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--base-tree", type=Path, help="checkout of the baseline (main) to load and compare")
+    ap.add_argument("--load-only", action="store_true")
+    ap.add_argument(
+        "--only", default="", help="time only queries whose name starts with one of these, comma-separated"
+    )
+    ap.add_argument("--stores", default="main,ours", help="which stores to time (with --base-tree)")
+    ap.add_argument("--json", type=Path, help="write the results here too")
+    # internal: the child processes
+    ap.add_argument("--tree", type=Path, default=REPO)
+    ap.add_argument("--load-here", type=int)
+    ap.add_argument("--migrate-here", type=Path)
+    ap.add_argument("--time-here", type=Path)
+    ap.add_argument("--store", type=Path)
+    args = ap.parse_args()
+    sys.path.insert(0, str(args.tree))
+    if args.load_here:
+        print(json.dumps(load_here(args.load_here, args.store)))
+        return
+    if args.migrate_here:
+        migrate_here(args.migrate_here)
+        return
+    if args.time_here:
+        print(json.dumps(time_here(args.time_here, args.tree, args.runs, args.only)))
+        return
+
+    base_tag = "main" if args.base_tree else "ours"
+    loaded = ensure_loaded(args.reports, args.base_tree or REPO, base_tag)
+    print(json.dumps(loaded), file=sys.stderr)
+    if args.load_only:
+        return
+    stores: dict[str, tuple[Path, Path]] = {}
+    if args.base_tree:
+        stores["main"] = (store_dir(args.reports, "main"), args.base_tree)
+        stores["ours"] = (migrated_copy(args.reports, "main", REPO), REPO)
+    else:
+        stores["ours"] = (store_dir(args.reports, "ours"), REPO)
+    results: dict[str, dict[str, Any]] = {}
+    for label, (store, tree) in stores.items():
+        if label not in args.stores.split(","):
+            continue
+        print(f"--- {label}: {store}", file=sys.stderr, flush=True)
+        results[label] = json.loads(
+            child(tree, "--time-here", str(store), "--runs", str(args.runs), "--only", args.only)
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"reports": args.reports, "loaded": loaded, "results": results}, indent=1)
+        )
+    print(table(args.reports, results, loaded))
+
+
+if __name__ == "__main__":
+    main()
