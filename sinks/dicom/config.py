@@ -45,3 +45,6 @@ class ResearchConfig:
     fast_path: bool = True  # direct C-STORE receive loop (False: every message through pynetdicom)
     processes: int = 1  # SCP processes sharing one listening socket, for parallel associations
     event_batch_ms: float = 200.0  # the SCP's producer sends events together for this long (linger.ms)
+    # how the DICOM worker and the SCPs tell each other the expected studies and what was stored:
+    # "kafka" (topics; nothing shared, any hosts) or "files" (under store_dir; worker and SCP on one host)
+    coordination: str = "kafka"
