@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
@@ -340,7 +340,8 @@ class Follower:
                         continue
                     topic, part, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
                     try:
-                        headers = [(k, v) for k, v in (msg.headers() or ()) if isinstance(v, bytes)]
+                        pairs = cast(list[tuple[str, Any]], list(msg.headers() or ()))
+                        headers = [(k, v) for k, v in pairs if isinstance(v, bytes)]
                         self.on_record(topic, msg.value(), msg.key(), headers)
                     except Exception:  # one bad record must not stop the reading
                         LOG.exception("%s: record %s[%d]@%d", self.name, topic, part, offset)
