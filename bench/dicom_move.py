@@ -226,7 +226,7 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
     settings = settings.replace(
         topics={f: prefix + getattr(settings.topics, f) for f in
                 ("retrieval_requests", "retrieval_status", "received_instances", "dead_letter", "projects",
-                 "received_restricted", "quarantine")},
+                 "received_restricted", "quarantine", "dicom_expected")},
         research={"store_dir": str(out), "processes": scp_processes},
         kafka={"consumer_group": prefix + "worker"},
         pacs={"max_associations": associations})

@@ -308,6 +308,16 @@ class Worker(Handler):
             if str(rec.get("action") or "request") == "cancel":
                 self._cancel(req)
                 continue
+            with self._cv:
+                running = self._active.get(req.id)
+            if running is not None:
+                # handed back to this worker by a rebalance while it runs here: not moved twice; its
+                # new record is committed with the running request's final status (the old ticket
+                # belongs to the earlier assignment and commits nothing)
+                running.ticket = ticket = acks.hold(record)
+                if req.id in self.ledger.done:  # it became final meanwhile
+                    ticket.done()
+                continue
             req.ticket = acks.hold(record)
             error = self._validate(rec) or self._open_ref(req)
             if error:
