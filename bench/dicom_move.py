@@ -149,6 +149,7 @@ def _env(settings: Settings) -> dict[str, str]:
                 RADSTREAM_TOPICS_PROJECTS=t.projects,
                 RADSTREAM_TOPICS_RECEIVED_RESTRICTED=t.received_restricted,
                 RADSTREAM_TOPICS_QUARANTINE=t.quarantine,
+                RADSTREAM_TOPICS_DICOM_EXPECTED=t.dicom_expected,
                 RADSTREAM_PACS_PORT=str(settings.pacs.port),
                 RADSTREAM_PACS_HTTP_PORT=str(settings.pacs.http_port),
                 RADSTREAM_PACS_MAX_ASSOCIATIONS=str(settings.pacs.max_associations),

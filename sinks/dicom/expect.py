@@ -163,6 +163,7 @@ class Registry:
 
 EXPECT_WAIT_S = 2.0  # how long an instance of a study not known yet waits for the topic to catch up
 REQUEST_HEADER = "request_id"  # the header of a received_instance event naming the worker's request
+STUDY_HEADER = "study"  # and its Study Instance UID as stored (the key is the SOP Instance UID as stored)
 
 
 def _key(study_uid: str, request_id: str) -> bytes:
@@ -409,7 +410,7 @@ class Outcomes:
             for k in [k for k in self._counts if k[0] == request_id]:
                 del self._counts[k]
 
-    def _on_record(self, topic: str, value: bytes | None, _key: bytes | None,
+    def _on_record(self, topic: str, value: bytes | None, key: bytes | None,
                    headers: list[tuple[str, bytes]]) -> None:
         if value is None:
             return
@@ -420,12 +421,17 @@ class Outcomes:
             rid, study, sop, outcome, reason = (str(q.get("request_id") or ""), q["study_instance_uid"],
                                                 q["sop_instance_uid"], "quarantined", str(q["reason"] or ""))
         else:
-            rid = next((v.decode() for k, v in headers if k == REQUEST_HEADER), "")
+            named = {k: v.decode() for k, v in headers if k in (REQUEST_HEADER, STUDY_HEADER)}
+            rid = named.get(REQUEST_HEADER, "")
             with self._lock:
                 if rid not in self._got:
-                    return  # not one of ours: do not even decode it
-            r = serde.decode("received_instance", value)
-            study, sop, outcome, reason = r["study_instance_uid"], r["sop_instance_uid"], "stored", ""
+                    return  # not one of ours: not even decoded
+            if key and STUDY_HEADER in named:  # the key is the SOP Instance UID as stored
+                study, sop = named[STUDY_HEADER], key.decode()
+            else:
+                r = serde.decode("received_instance", value)
+                study, sop = r["study_instance_uid"], r["sop_instance_uid"]
+            outcome, reason = "stored", ""
         with self._lock:
             got = self._got.get(rid)
             if got is None:

@@ -81,7 +81,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from sinks.dicom.config import ResearchConfig
 from sinks.dicom.deid import Deidentifier, encode_file, read_file
-from sinks.dicom.expect import REQUEST_HEADER, Expectation, Expectations, Registry
+from sinks.dicom.expect import REQUEST_HEADER, STUDY_HEADER, Expectation, Expectations, Registry
 from sinks.dicom.header import Header, read_header
 from sinks.dicom.journal import Journal, Record
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
@@ -491,8 +491,8 @@ class ResearchStore:
 
     def _emit_stored(self, project_id: str, calling_ae: str, called_ae: str, stored: Header,
                      original: Header | None, path: str, size: int, request_id: str = "") -> None:
-        """``request_id`` (the worker's reconciliation reads it) rides in a header: the contract and the
-        warehouse stay as they are."""
+        """``request_id`` and the study (the worker's reconciliation reads them without decoding the
+        record) ride in headers: the contract and the warehouse stay as they are."""
         now = datetime.now(UTC)
         self._send(self.topics.received_instances, "received_instance", stored.sop_instance, {
             "project_id": project_id, "calling_ae": calling_ae, "called_ae": called_ae,
@@ -501,7 +501,8 @@ class ResearchStore:
             "accession": stored.accession or None, "patient_id": stored.patient_id or None,
             "modality": stored.modality or None, "path": path, "size_bytes": size,
             "deidentified": original is not None, "time": now},
-            [(REQUEST_HEADER, request_id.encode())] if request_id else None)
+            [(REQUEST_HEADER, request_id.encode()), (STUDY_HEADER, stored.study.encode())] if request_id
+            else None)
         if original is not None:  # the originals: only on the restricted topic
             self._send(self.topics.received_restricted, "received_original", stored.sop_instance, {
                 "project_id": project_id, "study_instance_uid": stored.study,

@@ -73,7 +73,7 @@ def test_expected_studies_latest_registration_wins_and_tombstones_withdraw() -> 
 def test_outcomes_keep_the_watched_requests_by_the_uids_their_events_carry() -> None:
     from datetime import UTC, datetime
 
-    from sinks.dicom.expect import REQUEST_HEADER, Outcomes
+    from sinks.dicom.expect import REQUEST_HEADER, STUDY_HEADER, Outcomes
     from streams import serde
     from streams.config import KafkaConfig, TopicsConfig
 
@@ -85,7 +85,8 @@ def test_outcomes_keep_the_watched_requests_by_the_uids_their_events_carry() -> 
         out._on_record(topics.received_instances, serde.encode("received_instance", {
             "project_id": "P", "calling_ae": "ORTHANC", "called_ae": "RESEARCH", "study_instance_uid": study,
             "series_instance_uid": "1.9", "sop_instance_uid": sop, "sop_class_uid": "1.2", "path": "x",
-            "size_bytes": 1, "deidentified": True, "time": now}), None, [(REQUEST_HEADER, request.encode())])
+            "size_bytes": 1, "deidentified": True, "time": now}), sop.encode(),
+            [(REQUEST_HEADER, request.encode()), (STUDY_HEADER, study.encode())])
 
     def quarantined(study: str, sop: str, request: str, action: str = "quarantined") -> None:
         out._on_record(topics.quarantine, serde.encode("quarantine_event", {
