@@ -219,7 +219,7 @@ class ExpectedStudies(Handler):
         self._cv = threading.Condition()
         self._loop = ConsumerLoop(kafka, LoopConfig(
             group_id=f"{kafka.consumer_group}.dicom-expected", topics=[topics.dicom_expected],
-            stage="dicom-expected", replay=True, poll_s=0.1), self)
+            stage="dicom-expected", replay=True, poll_s=0.1, immediate=True), self)
         self._thread: threading.Thread | None = None
         self._stop: threading.Event | None = None
         self._start_lock = threading.Lock()
@@ -331,7 +331,10 @@ class Follower:
         assert consumer is not None
         try:
             while not self._stop.is_set():
-                for msg in consumer.consume(500, 0.1):
+                # the first record at once (consume() would wait its whole timeout for a batch), then
+                # what else is there
+                first = consumer.poll(0.1)
+                for msg in [first, *consumer.consume(500, 0)] if first is not None else []:
                     err = msg.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
