@@ -1,18 +1,25 @@
-"""Which project an incoming study belongs to.
+"""Which project an incoming study belongs to, and what the storage SCP did with each instance.
 
 A C-MOVE names only a destination AE, so the storage SCP cannot tell the project from the
 association. Before each C-MOVE the worker registers the expected Study Instance UID with its
-project and request id in ``<research_store>/.expected/<study_uid>.json``; the SCP looks the study
-up when its first instance arrives. One file per study, written atomically; the worker removes it
-when the request is final. A study is moved for one project at a time (the worker serialises
-requests of the same study). Studies nobody registered go to the SCP's default project when one is
-configured (manual ``movescu`` use; it must be a registered project), otherwise they are refused (0x0124
-not authorised).
+project, request id and the project's store options (``sinks.dicom.projects.StoreOptions``:
+identified or the de-identification options, burned-in risk allowed), so the SCP applies exactly the
+options of the request's project; the registration is withdrawn when the request is final. Studies
+nobody registered go to the SCP's default project when one is configured (manual ``movescu`` use; it
+must be a registered project), otherwise they are refused (0x0124 not authorised). A study is moved for
+one project at a time (a worker serialises requests of the same study).
 
-The registration carries the project's store options (``sinks.dicom.projects.StoreOptions``: identified
-or the de-identification options, burned-in risk allowed), so the SCP applies exactly the options of
-the request's project. A study UID or request id that is not safe in a file name is refused here
-(``sinks.dicom.paths``) before it becomes one.
+Two ways, ``research.coordination``:
+
+- ``"kafka"`` (default; worker and SCPs share nothing, any number of each on any hosts): ``publish`` /
+  ``withdraw`` on the compacted ``topics.dicom_expected``, replayed by every SCP process
+  (``ExpectedStudies``); outcomes are read back from the SCP's own events (``Outcomes``), and the
+  worker's done-ledger is the status topic (``StatusLedger``).
+- ``"files"`` (worker and SCP on one host sharing the store): ``Registry``, one file per study under
+  ``<research_store>/.expected`` written atomically, and a per-request manifest of outcomes beside it.
+
+A study UID or request id that is not safe in a file name is refused (``sinks.dicom.paths``) before it
+becomes one.
 """
 
 from __future__ import annotations

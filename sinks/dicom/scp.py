@@ -2,7 +2,8 @@
 
 - Accepts associations only from the configured calling AEs (others are rejected at A-ASSOCIATE).
 - Looks up the project of each instance's study (``sinks.dicom.expect``: registered by the worker before
-  its C-MOVE, with the project's store options) or the default project (manual ``movescu``); the project
+  its C-MOVE, with the project's store options; ``ExpectedStudies`` from Kafka, or the files of
+  ``Registry`` when worker and SCP share the store) or the default project (manual ``movescu``); the project
   must be registered (``sinks.dicom.projects``), else 0x0124 not authorised.
 - Checks every UID that becomes part of a path against the DICOM UID grammar (PS3.5 9.1) and the project
   id against its grammar (``sinks.dicom.paths``), and writes under the store root only.
@@ -34,9 +35,10 @@
   So success does not mean that the file is already in the project tree; ``stored`` in the manifest
   does (with its bytes durable). ``drain()`` waits until the writer thread has written every
   instance handed to it.
-- Records the outcome per original SOP Instance UID in the request's manifest (``stored``,
-  ``quarantined`` + reason, ``failed`` + reason; read by the worker's reconciliation) and produces one
-  ``received_instance`` event (values as stored) and, when de-identified, one ``received_original``
+- Records the outcome per original SOP Instance UID in the request's manifest when coordinating through
+  files (``stored``, ``quarantined`` + reason, ``failed`` + reason; read by the worker's reconciliation;
+  through Kafka the worker reads the events instead) and produces one ``received_instance`` event (values
+  as stored; the request id and study in its headers) and, when de-identified, one ``received_original``
   event with the originals on the restricted topic; quarantine actions go to the restricted
   quarantine topic. The producer batches the events itself (``linger.ms`` = ``research.event_batch_ms``).
   A replayed instance gets its manifest record but no events.

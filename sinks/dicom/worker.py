@@ -9,7 +9,8 @@ are (docs/retrieval.md):
 
 Completeness (moves into our research store, ``research.ae_title``): before a study's first move its
 instances are listed (C-FIND at IMAGE level, ``find.c_find_instances``); after the move the list is
-reconciled with what the storage SCP recorded per instance (``expect.Registry.received``). A study is
+reconciled with what the storage SCP recorded per instance (its events, ``expect.Outcomes``; or, with
+``research.coordination = "files"``, its manifest, ``expect.Registry.received``). A study is
 complete only when every listed instance was stored, or quarantined with a reason; otherwise only the
 missing instances are moved again (IMAGE-level C-MOVE; the study again if none of it arrived) on the
 next attempt, and after the last attempt the request ends ``partial`` (or ``failed``) naming them. Other
@@ -19,7 +20,8 @@ Restart safety: each request's record is held (``Acks.hold``) until its final st
 delivered, so the loop commits a partition only up to its lowest request that is not final yet; a crash
 redoes every request from there.
 A redone move is idempotent (the store overwrites by SOPInstanceUID) and requests already final
-(``done.jsonl`` in the worker's state dir) are not moved again.
+(the status topic, ``expect.StatusLedger``, which every worker of the group reads; with files a
+``done-<group>.jsonl`` in the worker's state dir) are not moved again.
 
 Identifiers: a request from the research side names its study by ``study_ref`` (the encrypted reference of
 the analysts' tables, ``processors.ingest.research``), which the worker opens with the installation's key
