@@ -102,6 +102,9 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
     producer = make_producer(settings.kafka, **{"linger.ms": settings.research.event_batch_ms})
     projects = ProjectRegistry(settings.kafka, settings.topics)
     projects.start()
+    if settings.research.coordination not in ("kafka", "files"):
+        raise click.ClickException(f"research.coordination is {settings.research.coordination!r}: "
+                                   "kafka or files")
     expected = None
     if settings.research.coordination == "kafka":  # nothing shared with the DICOM worker
         from sinks.dicom.expect import ExpectedStudies

@@ -185,6 +185,8 @@ class Worker(Handler):
         self.pacer = schedule.Pacer(self.opts.studies_per_hour, self.opts.images_per_minute)
         self.group_id = group_id or f"{kafka.consumer_group}.dicom-worker"
         self.state_dir = Path(state_dir) / "dicom-worker"
+        if research.coordination not in ("kafka", "files"):
+            raise ValueError(f"research.coordination is {research.coordination!r}: kafka or files")
         self.registry = Registry(Path(research.store_dir)) if research.coordination == "files" else None
         self.ledger: Ledger | StatusLedger
         self.outcomes: Outcomes | None = None

@@ -9,16 +9,11 @@ title does); each writes its own store root. The workers' state directories are 
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,11 +21,11 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from processors.ingest.pseudonym import keyed_uid
-from radstream.config import Settings, settings_env
+from radstream.config import Settings
 from sinks.dicom.expect import ExpectedStudies
 from streams import serde
 from streams.producer import make_producer
-from tests.streams.helpers import ROOT
+from tests.streams.helpers import radstream_process
 
 from .conftest import spec
 from .helpers import FINAL, statuses
@@ -39,24 +34,6 @@ from .test_dicom_reconcile import series_of
 pytestmark = pytest.mark.integration
 
 KEY = "shared-nothing-test-key-" + "k" * 16
-
-
-@contextmanager
-def proc(settings: Settings, log: Path, *args: str, pass_fds: tuple[int, ...] = ()
-         ) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
-    with log.open("wb") as fh:
-        p = subprocess.Popen([sys.executable, "-m", "radstream", *args], cwd=ROOT, env=env, stdout=fh,
-                             stderr=subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds)
-        try:
-            yield p
-        finally:
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(10)
 
 
 def wait_for(what: str, check: object, timeout: float = 60.0) -> None:
@@ -101,13 +78,13 @@ def test_two_workers_two_scps_share_nothing_and_still_reconcile(dicom_settings: 
     with ExitStack() as es:
         for i, root in enumerate(stores, 1):
             s = settings.replace(state_dir=str(tmp_path / f"scp{i}"), research={"store_dir": str(root)})
-            es.enter_context(proc(s, logs / f"scp{i}.log", "dicom", "scp", "--listen-fd", str(fd),
-                                  "--metrics-port", "-1", pass_fds=(fd,)))
+            es.enter_context(radstream_process(s, logs / f"scp{i}.log", "dicom", "scp", "--listen-fd",
+                                               str(fd), "--metrics-port", "-1", pass_fds=(fd,)))
         listener.close()  # the SCP processes hold it now
         for i in (1, 2):
             s = settings.replace(state_dir=str(tmp_path / f"worker{i}"))
-            es.enter_context(proc(s, logs / f"worker{i}.log", "dicom", "worker", "--metrics-port", "-1",
-                                  "-v"))
+            es.enter_context(radstream_process(s, logs / f"worker{i}.log", "dicom", "worker",
+                                               "--metrics-port", "-1", "-v"))
         wait_for("both SCPs listening", lambda: all(
             b"listening" in (logs / f"scp{i}.log").read_bytes() for i in (1, 2)))
         wait_for("both workers in the consumer group", lambda: group_members(settings, group) == 2)
