@@ -3,11 +3,15 @@
     PYTHONPATH=. python bench/model_cv.py ../shared/eval/cmc2007_dev.csv \
         --text-columns clinical_history,impression --label-column codes --method all [--errors]
 
-Methods (5-fold, fixed seed; each fold trains exactly as ``radstream model train`` does, thresholds
-tuned by an inner CV on the training folds only):
+Methods (5-fold, fixed seed; each fold trains exactly as ``radstream model train`` does: C, the weight of
+the coding-rule features and the thresholds are chosen by an inner CV on the training folds only, so the
+scores are nested cross-validation):
 
-- ``rules``: the shipped method: assertion-aware n-grams + rule-engine concepts (processors.ml.features)
-  -> TF-IDF -> one-vs-rest logistic regression.
+- ``rules``: the shipped method: assertion-aware words + rule-engine concepts + ICD-9-CM coding-rule
+  features (processors.ml.features) -> TF-IDF -> one-vs-rest logistic regression.
+- ``nocodes``, ``nocodesections``, ``norules``, ``noalternatives``: ablations of the coding-rule features
+  (none of them; not keyed by history/impression; without the ``rule|`` features; without the
+  alternatives status). ``nocodes`` is the method of features version 1 (with the C grid).
 - ``ngrams``: the same model on plain word uni/bigrams (no sections, no negation): the baseline.
 - ``minilm``: all-MiniLM-L6-v2 embedding of each text column (concatenated) -> logistic regression
   (needs the [ml] extra).
@@ -48,11 +52,15 @@ def plain_ngrams(text: str) -> dict[str, float]:
 
 def cv_linear(feats: Feats, gold: list[list[str]], opts: TrainOptions, k: int, seed: int) -> list[list[str]]:
     pred: list[list[str]] = [[] for _ in gold]
-    for held in _folds(len(gold), k, seed):
+    for n, held in enumerate(_folds(len(gold), k, seed)):
         keep = np.setdiff1d(np.arange(len(gold)), held)
         model = train([feats[i] for i in keep], [gold[i] for i in keep], opts)
         for i in held:
             pred[i] = [lab for lab, _ in model.predict(feats[i])]
+        fold = evaluate([gold[i] for i in held], [pred[i] for i in held])["micro"]
+        print(f"  fold {n}: micro F1 {fold['f1']:.3f} (P {fold['precision']:.3f} R {fold['recall']:.3f}, "
+              f"{len(held)} reports; chose C={model.meta['train']['c']:g}, "
+              f"code weight {model.meta['train']['code_weight']:g})", flush=True)
     return pred
 
 
@@ -93,11 +101,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--text-columns", default="clinical_history,impression")
     ap.add_argument("--label-column", default="codes")
     ap.add_argument("--method", default="rules", help="rules | ngrams | minilm | all (comma-separated)")
-    ap.add_argument("--c", type=float, default=TrainOptions.c)
+    ap.add_argument("--c", type=float, default=None, help="fixed C (default: chosen from the grid per fold)")
+    ap.add_argument("--code-weight", type=float, default=None,
+                    help="fixed weight of the coding-rule features")
     ap.add_argument("--min-df", type=int, default=TrainOptions.min_df)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--errors", action="store_true")
+    ap.add_argument("--per-label", action="store_true", help="per-label P/R/F1 of the first method")
     args = ap.parse_args(argv)
 
     with open(args.csv, newline="") as fh:
@@ -106,22 +117,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     texts = [compose_report(r, cols) for r in rows]
     gold = [[x.strip() for x in r[args.label_column].split(";") if x.strip()] for r in rows]
     methods = ["rules", "ngrams", "minilm"] if args.method == "all" else args.method.split(",")
-    opts = TrainOptions(c=args.c, min_df=args.min_df, seed=args.seed)
+    opts = TrainOptions(c=args.c, code_weight=args.code_weight, min_df=args.min_df, seed=args.seed)
     extract: dict[str, Callable[[str], Mapping[str, float]]] = {
-        "rules": FeatureExtractor().features, "ngrams": plain_ngrams}
+        "rules": FeatureExtractor().features, "ngrams": plain_ngrams,
+        "nocodes": FeatureExtractor(codes=False).features,
+        "nocodesections": FeatureExtractor(code_sections=False).features,
+        "norules": FeatureExtractor(coding_rules=False).features,
+        "noalternatives": FeatureExtractor(alternatives=False).features}
     first: list[list[str]] | None = None
     for m in methods:
         t0 = time.perf_counter()
         if m == "minilm":
             joined = [" ".join(r[c] for c in cols) for r in rows]
-            pred = cv_minilm(joined, gold, args.c, args.folds, args.seed)
+            pred = cv_minilm(joined, gold, args.c or 100.0, args.folds, args.seed)
         else:
             feats = [dict(extract[m](t)) for t in texts]
             pred = cv_linear(feats, gold, opts, args.folds, args.seed)
         s = evaluate(gold, pred)
         print(f"{m:7s} micro P/R/F1 {s['micro']['precision']:.3f}/{s['micro']['recall']:.3f}/"
               f"{s['micro']['f1']:.3f}  macro F1 {s['macro']['f1']:.3f}  ({time.perf_counter() - t0:.0f} s, "
-              f"C={args.c}, {args.folds}-fold, seed {args.seed})", flush=True)
+              f"{args.folds}-fold, seed {args.seed})", flush=True)
+        if args.per_label and first is None:
+            print("  label    support  TP  FP  FN  P      R      F1")
+            for lab, v in sorted(s["labels"].items(), key=lambda kv: (-kv[1]["support"], kv[0])):
+                print(f"  {lab:8s} {v['support']:7d} {v['tp']:3d} {v['fp']:3d} {v['fn']:3d}  "
+                      f"{v['precision']:.3f}  {v['recall']:.3f}  {v['f1']:.3f}")
         first = first or pred
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MB")

@@ -36,9 +36,9 @@ from streams.config import (
     WorkerConfig,
 )
 
-__all__ = ["AuthConfig", "ClickHouseConfig", "IngestConfig", "KafkaConfig", "MetricsConfig", "MlConfig",
-           "PacsConfig", "ResearchConfig", "Settings", "TextDeidConfig", "TopicsConfig", "WorkerConfig",
-           "load_settings", "settings_env"]
+__all__ = ["AuthConfig", "ClickHouseConfig", "ConfigError", "IngestConfig", "KafkaConfig", "MetricsConfig",
+           "MlConfig", "PacsConfig", "ResearchConfig", "Settings", "TextDeidConfig", "TopicsConfig",
+           "WorkerConfig", "load_settings", "problems", "settings_env", "validate"]
 
 T = TypeVar("T")
 
@@ -207,3 +207,37 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
     walk(settings, "RADSTREAM")
     return env
+
+
+class ConfigError(ValueError):
+    """The configuration is not usable; the message lists every problem, one a line."""
+
+
+def problems(settings: Settings) -> list[str]:
+    """Everything wrong with ``settings``, each as "section.field: what is wrong": each section's own
+    checks (``problems()`` beside its fields: ports, AE titles, key and certificate files, classifier
+    configs, topic names, ...) and the state dir. Reads files; connects to nothing."""
+    out: list[str] = []
+    state = Path(settings.state_dir)
+    existing = next((p for p in (state, *state.parents) if p.exists()), None)
+    if state.exists() and not state.is_dir():
+        out.append(f"state_dir: {state} is not a directory")
+    elif existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        out.append(f"state_dir: {state} cannot be created or written (no write access to {existing})")
+    for f in fields(settings):
+        section = getattr(settings, f.name)
+        check = getattr(section, "problems", None)
+        if callable(check):
+            out += [f"{f.name}.{problem}" for problem in check()]
+    return out
+
+
+def validate(settings: Settings) -> Settings:
+    """``settings`` if nothing is wrong with them, else ConfigError naming every problem at once."""
+    found = problems(settings)
+    if found:
+        where = os.environ.get("RADSTREAM_CONFIG")
+        head = f"the configuration{f' ({where} and RADSTREAM_* variables)' if where else ''} has " \
+               f"{len(found)} problem{'s' if len(found) > 1 else ''}:"
+        raise ConfigError("\n".join([head, *(f"  {p}" for p in found)]))
+    return settings

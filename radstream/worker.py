@@ -27,16 +27,23 @@ from sinks.clickhouse.service import SinkService
 from sinks.clickhouse.web import SqlServer
 from streams.app import create_app
 from streams.loop import run_in_thread
+from streams.membership import group_instance_id
 from streams.metrics import GroupLag
 from streams.ops import kafka_check
+from streams.topics import cluster_replication
 
 
 def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
     """The worker's Faust app with the sink, the embedding writer and the SQL page as its services."""
-    app = create_app(settings.kafka, settings.topics, settings.worker, settings.ml,
+    kafka = settings.kafka
+    app = create_app(kafka, settings.topics, settings.worker, settings.ml,
                      allowed_destinations=settings.research.allowed_destinations,
-                     datadir=Path(settings.state_dir) / "faust", text_deid=text_deid(settings))
-    sink = SinkService(settings.kafka, settings.topics, settings.clickhouse) if with_sink else None
+                     datadir=Path(settings.state_dir) / "faust", text_deid=text_deid(settings),
+                     instance_id=group_instance_id(settings.worker, settings.state_dir,
+                                                   f"{kafka.consumer_group}-worker"),
+                     replication=cluster_replication(kafka))
+    sink = SinkService(kafka, settings.topics, settings.clickhouse,
+                       consumer_conf=sink_consumer_conf(settings)) if with_sink else None
     server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port,
                        gate=access.gate(settings, "sql-page"), tls=access.tls(settings),
                        roles_dir=access.roles_dir(settings), checks={"kafka": kafka_check(settings.kafka)})
@@ -68,6 +75,13 @@ def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
     if settings.ml.embed:
         _embeddings(app, settings, sink)
     return app
+
+
+def sink_consumer_conf(settings: Settings) -> dict[str, Any]:
+    """The warehouse sink's session settings: the worker's own (its group.instance.id is the sink's:
+    ``sinks.clickhouse.sink.static_instance_id``)."""
+    return {"session.timeout.ms": int(settings.worker.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(settings.worker.heartbeat_s * 1000)}
 
 
 def _embeddings(app: faust.App, settings: Settings, sink: SinkService | None) -> None:

@@ -13,10 +13,12 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Awaitable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,11 @@ import mode
 from processors.cohort.decide import decide
 from processors.ingest.versions import add_version, whole_text
 from streams import metrics, serde
+from streams.children import die_with_parent
 from streams.cohort import WatchRegistry
 from streams.config import KafkaConfig, MlConfig, TopicsConfig, WorkerConfig
 from streams.handlers import Outcome, TextDeid, analyze_batch, findings_key, origin_headers
+from streams.logs import rate_limit_root_handlers
 from streams.producer import dead_letter_record
 
 log = logging.getLogger("radstream.worker")
@@ -39,26 +43,71 @@ COHORT_STAGE = "cohort-agent"  # names the standing-cohort agent in metrics
 NLP_BATCH_WAIT_S = 0.02
 WORKER_EXIT_AFTER_S = 30.0  # after the NLP pipeline failed, if the worker has not stopped by then
 NLP_INFLIGHT = 2  # batches handed to the NLP process and not yet emitted
+NLP_REDO = 3  # fresh NLP processes a batch may kill before it is analysed one report at a time
 
 
 class NlpRunner:
     """The NLP of a batch, in a child process (the worker's second core) unless
-    ``WorkerConfig.nlp_processes`` is 0; the event loop stays free for Kafka and the sink."""
+    ``WorkerConfig.nlp_processes`` is 0; the event loop stays free for Kafka and the sink.
+
+    The children die with the worker (``die_with_parent``). A child that dies (killed, out of memory)
+    breaks the pool and every batch in it: the pool is replaced and those batches are analysed again
+    (the worker streams on; nothing of them was sent yet). A batch that kills ``NLP_REDO`` fresh
+    children in a row is analysed one report at a time, and a report that kills a child on its own is
+    dead-lettered instead of stopping the stream."""
 
     def __init__(self, worker: WorkerConfig, ml: MlConfig, deid: TextDeid | None = None) -> None:
         self.args = (tuple(ml.classifiers), ml.torch_threads, deid)
-        n = worker.nlp_processes
-        self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n > 0 else None
+        self.processes = worker.nlp_processes
+        self.replaced = 0  # children replaced after one died
+        self.pool = self._new_pool() if self.processes > 0 else None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # children are started by the submitting thread, the event loop's (the main thread): the death
+        # signal follows that thread, which lives as long as the worker
+        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=die_with_parent, initargs=(signal.SIGKILL, os.getpid()))
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        if self.pool is broken:  # the other batches in the broken pool find it replaced already
+            broken.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool()
+            self.replaced += 1
+
+    async def _in_child(self, values: list[bytes | None], texts: list[str | None]) -> list[Outcome]:
+        pool = self.pool
+        assert pool is not None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, analyze_batch, values, *self.args,
+                                                                    texts)
+        except BrokenProcessPool:
+            self._replace(pool)
+            raise
 
     async def run(self, values: list[bytes | None], texts: list[str | None]) -> list[Outcome]:
         started = time.perf_counter()
         if self.pool is None:
             out = analyze_batch(values, *self.args, texts)
         else:
-            out = await asyncio.get_running_loop().run_in_executor(self.pool, analyze_batch, values,
-                                                                   *self.args, texts)
+            out = await self._redone(values, texts)
         metrics.NLP_SECONDS.observe(time.perf_counter() - started)
         metrics.NLP_REPORTS.inc(len(values))
+        return out
+
+    async def _redone(self, values: list[bytes | None], texts: list[str | None]) -> list[Outcome]:
+        for attempt in range(NLP_REDO):
+            try:
+                return await self._in_child(values, texts)
+            except BrokenProcessPool:
+                log.warning("an NLP process died; analysing its batch of %d again in a new one (%d/%d)",
+                            len(values), attempt + 1, NLP_REDO)
+        out: list[Outcome] = []
+        for value, text in zip(values, texts, strict=True):
+            try:
+                out += await self._in_child([value], [text])
+            except BrokenProcessPool:
+                out.append(Outcome(error_type="NlpProcessDied",
+                                   error="the NLP process died analysing this report"))
         return out
 
 
@@ -89,13 +138,14 @@ def whole_texts(table: Any, events: list[faust.EventT]) -> list[str | None]:
 
 
 def _cohorts(app: faust.App, kafka: KafkaConfig, topics: TopicsConfig, findings: faust.TopicT,
-             allowed_destinations: tuple[str, ...]) -> None:
+             allowed_destinations: tuple[str, ...], replicated: dict[str, str]) -> None:
     """Standing cohorts: each new report version's findings -> retrieval requests (or cancels)."""
     registry = WatchRegistry(kafka, topics)
     requests = app.topic(topics.retrieval_requests, key_type=bytes, value_type=bytes)
     # per report (site|accession): {project|destination: {request_id, matched, version}}
     state = app.Table("cohort-state", default=dict, partitions=kafka.partitions,
-                      schema=faust.Schema(key_serializer="raw", value_serializer="json"))
+                      schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+                      extra_topic_configs=replicated)
     allowed = set(allowed_destinations)
 
     @app.service
@@ -163,12 +213,17 @@ def faust_credentials(kafka: KafkaConfig) -> Any:
 
 def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, ml: MlConfig, *,
                allowed_destinations: tuple[str, ...], datadir: Path,
-               text_deid: TextDeid | None = None) -> faust.App:
+               text_deid: TextDeid | None = None, instance_id: str | None = None,
+               replication: tuple[int, dict[str, str]] = (1, {})) -> faust.App:
     """The Faust app of the worker process. ``allowed_destinations``: where standing cohorts may send
     studies; ``datadir``: Faust's own state (created); ``text_deid``: the NLP agent also de-identifies
     each report's text (to ``topics.reports_deidentified``) and points the findings into it. Without it
-    nothing goes to that topic, so the analysts' report tables get no text at all (private by default)."""
+    nothing goes to that topic, so the analysts' report tables get no text at all (private by default).
+    ``instance_id``: the consumer's ``group.instance.id`` (``streams.membership``; None: dynamic);
+    ``replication``: replication factor and topic config of the tables' changelog topics
+    (``streams.topics.replication``)."""
     datadir.mkdir(parents=True, exist_ok=True)
+    replicas, replicated = replication
     app = faust.App(
         f"{kafka.consumer_group}-worker",
         broker=f"kafka://{kafka.bootstrap}",
@@ -186,6 +241,12 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
         stream_publish_on_commit=True,
         broker_commit_interval=0.1,
         web_enabled=False,  # the process serves its pages itself (radstream.worker)
+        # a restarted worker gets its partitions back at once under its static id; a dead one without
+        # a successor is out after the session timeout (Faust's default: 60 s)
+        consumer_group_instance_id=instance_id,
+        broker_session_timeout=worker.session_timeout_s,
+        broker_heartbeat_interval=worker.heartbeat_s,
+        topic_replication_factor=replicas,
     )
     reports = app.topic(topics.reports, key_type=bytes, value_type=bytes)
     findings = app.topic(topics.findings, key_type=bytes, value_type=bytes)
@@ -202,12 +263,13 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
     metrics.stage_started(NLP_STAGE, consumes=[topics.reports], produces=[topics.findings])
     # per report (site|accession): its versions since the last report that is not an addendum
     versions = app.Table("report-versions", default=list, partitions=kafka.partitions,
-                         key_type=bytes)  # bytes keys go raw, values as JSON
+                         key_type=bytes, extra_topic_configs=replicated)  # bytes keys go raw, values as JSON
 
     @app.service
     class _LogLevel(mode.Service):
         async def on_started(self) -> None:  # after the Worker configured logging
             _drop_spinner_debug_level()
+            rate_limit_root_handlers()  # a broker restart: one line per kind of reconnect error per 10 s
 
     @app.agent(reports)
     async def nlp_agent(stream: faust.StreamT) -> None:
@@ -280,5 +342,5 @@ def create_app(kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, m
             for helper in helpers:
                 helper.cancel()
 
-    _cohorts(app, kafka, topics, findings, allowed_destinations)
+    _cohorts(app, kafka, topics, findings, allowed_destinations, replicated)
     return app

@@ -51,14 +51,33 @@ class KafkaUnavailable(RuntimeError):
     pass
 
 
+def replication(kafka: KafkaConfig, brokers: int) -> tuple[int, dict[str, str]]:
+    """Replication factor and topic config of the topics we create on a cluster of ``brokers``."""
+    rf = kafka.replication_factor or (3 if brokers >= 3 else 1)
+    isr = kafka.min_insync_replicas or (2 if rf >= 3 else 0)
+    return rf, ({"min.insync.replicas": str(isr)} if isr else {})
+
+
+def cluster_replication(kafka: KafkaConfig, timeout: float = 30.0) -> tuple[int, dict[str, str]]:
+    """``replication`` for the cluster at ``kafka.bootstrap`` (asks it how many brokers it has)."""
+    try:
+        brokers = len(admin_client(kafka).list_topics(timeout=timeout).brokers)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka at {kafka.bootstrap} did not answer: {exc.args[0].str()}"
+                               " (is the stack up? `radstream stack up`)") from exc
+    return replication(kafka, brokers)
+
+
 def create_topics(kafka: KafkaConfig, topics: TopicsConfig, timeout: float = 30.0) -> dict[str, str]:
     """Create missing topics; existing ones are left as they are. Returns name -> 'created' | 'exists'."""
     admin = admin_client(kafka)
     try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
+        meta = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise KafkaUnavailable(f"Kafka at {kafka.bootstrap} did not answer: {exc.args[0].str()}"
                                " (is the stack up? `radstream stack up`)") from exc
+    existing = set(meta.topics)
+    rf, replicated = replication(kafka, len(meta.brokers))
     result: dict[str, str] = {}
     new: list[NewTopic] = []
     for spec in topic_specs(topics):
@@ -68,7 +87,7 @@ def create_topics(kafka: KafkaConfig, topics: TopicsConfig, timeout: float = 30.
         config = ({"cleanup.policy": "compact"} if spec.compacted
                   else {"retention.ms": str(kafka.retention_ms)})
         new.append(NewTopic(spec.name, num_partitions=spec.partitions or kafka.partitions,
-                            replication_factor=kafka.replication_factor, config=config))
+                            replication_factor=rf, config={**config, **replicated}))
     if new:
         for name, fut in admin.create_topics(new, request_timeout=timeout).items():
             try:

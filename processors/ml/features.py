@@ -1,4 +1,4 @@
-"""Assertion-aware bag-of-words features of a report, for the site-trained linear classifier.
+"""Assertion-aware features of a report, for the site-trained linear classifier.
 
 Every word and every lexicon concept of the rule engine (:mod:`processors.nlp`) is keyed by its ConText
 status, so "no pneumonia" and "pneumonia" are different features. That is what coding rules such as
@@ -8,8 +8,23 @@ the history is coded instead).
 Feature keys (counts): ``<status>|<word>`` and ``<status>|@<concept>``, where status is ``pos``
 (asserted), ``neg`` (negated), ``unc`` (uncertain or hypothetical), ``oth`` (someone else) or ``hist``
 (historical). A historical word also counts as ``pos``: in a clinical history "history of fever" is the
-complaint that brings the patient now. Measured on the CMC dev set (docs/ml.md): word bigrams and
-section-keyed words scored lower than these unigrams (too many rare features for a few hundred reports).
+complaint that brings the patient now.
+
+Coding-rule features (``is_code_feature``), from the ICD-9-CM index terms of ``icd9cm.json``:
+
+- ``<status>|#<code>`` and ``<status>|#<code>|hx`` / ``|imp`` for each index term, keyed by its ConText
+  status and by where it is (the clinical history, or the report's own findings/impression), since a
+  complaint in the history and a diagnosis in the impression are coded differently. Two diagnoses offered
+  as alternatives ("atelectasis or pneumonia", "infiltrate vs. atelectasis") get status ``alt``: neither
+  is established.
+- ``rule|definite|#<code>``: a diagnosis asserted in the impression; ``rule|symptom_alone|#<code>`` /
+  ``rule|symptom_explained|#<code>``: a present symptom with or without such a diagnosis beside it (ICD-9-CM
+  codes a symptom only when no established diagnosis accounts for it); ``rule|definite_diagnoses``: how many.
+
+The classifier learns how much each is worth for a site's labels; labels that are not ICD-9-CM codes
+simply get these features where the reports name such conditions. Measured on the CMC dev set
+(docs/nlp.md): word bigrams, section-keyed words or concepts, and dropping the words inside index terms
+scored lower.
 
 Labelled CSV rows become one report text, the text columns as sections under a header made from the
 column name (``clinical_history`` -> ``CLINICAL HISTORY:``), so a report that reaches the worker with
@@ -18,16 +33,27 @@ the same headers gives the same features.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from processors.nlp.engine import Engine
-    from processors.nlp.types import ContextResult
+    from processors.nlp.types import ContextResult, ReportAnalysis
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: ICD-9-CM code and coding-rule features
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# between two diagnoses of a differential: "X or Y", "X vs. Y", "X and/or Y", "X, either ... or Y" (few words)
+_ALTERNATIVE_RE = re.compile(r"[\s,]+(?:[a-z-]+\s+){0,3}(?:or|vs\.?|versus|and/or)\s+(?:[a-z-]+\s+){0,3}")
+
+
+def is_code_feature(name: str) -> bool:
+    """A coding-rule feature (``pos|#486``, ``rule|...``): the linear model weighs these as a group."""
+    return "|#" in name or name.startswith("rule|")
 
 
 def column_header(column: str) -> str:
@@ -57,11 +83,44 @@ def status(res: ContextResult) -> str:
     return "pos"
 
 
+CODEBOOK = Path(__file__).with_name("icd9cm.json")
+# where a complaint is written (``hx``); anything else is the report's own reading (``imp``)
+HISTORY_SECTIONS = frozenset({"history", "past_history", "family_history", "exam", "technique", "comparison"})
+
+
+@dataclass(frozen=True)
+class Codebook:
+    """ICD-9-CM codes and their index phrases (``icd9cm.json``), as one whole-word regex."""
+
+    kinds: dict[str, str]          # code -> symptom | diagnosis | congenital
+    regex: re.Pattern[str]
+    code_of: dict[str, str]        # normalised phrase -> code
+
+
+def _norm(phrase: str) -> str:
+    return " ".join(re.split(r"[\s-]+", phrase.lower().strip()))
+
+
+@lru_cache(maxsize=4)
+def load_codebook(path: Path = CODEBOOK) -> Codebook:
+    doc = json.loads(path.read_text())["codes"]
+    code_of = {_norm(ph): code for code, c in doc.items() for ph in c["phrases"]}
+    alts = [r"[\s-]+".join(re.escape(w) for w in ph.split()) for ph in sorted(code_of, key=len, reverse=True)]
+    regex = re.compile(r"(?<![a-z0-9])(?:" + "|".join(alts) + r")(?![a-z0-9])")
+    return Codebook({code: c["kind"] for code, c in doc.items()}, regex, code_of)
+
+
 class FeatureExtractor:
     """``features(text)`` -> feature counts. The rule engine is built once per process (on first use)."""
 
-    def __init__(self, engine: Engine | None = None):
+    def __init__(self, engine: Engine | None = None, codes: bool = True, code_sections: bool = True,
+                 coding_rules: bool = True, alternatives: bool = True):
+        # the switches exist for the ablations of bench/model_cv.py; a trained model uses the defaults
         self._engine = engine
+        self.codes = codes
+        self.code_sections = code_sections
+        self.coding_rules = coding_rules
+        self.alternatives = alternatives
 
     @property
     def engine(self) -> Engine:
@@ -89,8 +148,50 @@ class FeatureExtractor:
             for a, b, w in words:
                 add(status(eng.assert_term(text, (a, b))) if triggered else "pos", w)
         for f in analysis.findings:
-            add("pos" if f.category == "normal" else status(_as_context(f)), f"@{f.concept}")
+            st = "pos" if f.category == "normal" else status(_as_context(f))
+            add(st, f"@{f.concept}")
+        if self.codes:
+            self._code_features(text, low, analysis, add, out)
         return out
+
+    def _code_features(self, text: str, low: str, analysis: ReportAnalysis, add: Callable[[str, str], None],
+                       out: dict[str, float]) -> None:
+        eng = self.engine
+        book = load_codebook()
+        secs = [(s.body_start, s.end, s.name) for s in analysis.sections]
+        hits: list[list[Any]] = []  # [start, end, code, status, hx|imp]
+        for m in book.regex.finditer(low):
+            code = book.code_of[_norm(m.group())]
+            name = next((n for a, b, n in secs if a <= m.start() < b), "other")
+            hits.append([m.start(), m.end(), code, status(eng.assert_term(text, (m.start(), m.end()))),
+                         "hx" if name in HISTORY_SECTIONS else "imp"])
+        if self.alternatives:
+            # "atelectasis or pneumonia", "infiltrate and/or atelectasis": a differential of two asserted
+            # diagnoses codes neither for sure (ICD-9-CM: code what is established)
+            for h1, h2 in zip(hits, hits[1:], strict=False):
+                if (h1[3] == h2[3] == "pos" and h1[2] != h2[2] and book.kinds[h1[2]] != "symptom"
+                        and book.kinds[h2[2]] != "symptom" and _ALTERNATIVE_RE.fullmatch(low, h1[1], h2[0])):
+                    h1[3] = h2[3] = "alt"
+        seen: dict[str, set[tuple[str, str]]] = {}
+        for _, _, code, st, where in hits:
+            add(st, f"#{code}")
+            if self.code_sections:
+                add(st, f"#{code}|{where}")
+            seen.setdefault(code, set()).add((st, where))
+        if not self.coding_rules:
+            return
+        # ICD-9-CM: a definite diagnosis is coded, and a symptom only when no definite diagnosis is
+        definite = {c for c, ss in seen.items() if book.kinds[c] != "symptom" and ("pos", "imp") in ss}
+        for code, ss in seen.items():
+            if not any(st == "pos" for st, _ in ss):
+                continue
+            if book.kinds[code] == "symptom":
+                key = "rule|symptom_explained" if definite - {code} else "rule|symptom_alone"
+                out[f"{key}|#{code}"] = 1.0
+            elif ("pos", "imp") in ss:
+                out[f"rule|definite|#{code}"] = 1.0
+        if definite:
+            out["rule|definite_diagnoses"] = float(len(definite))
 
 
 def _as_context(f: object) -> ContextResult:

@@ -3,6 +3,9 @@
 One logistic regression per label (one-vs-rest) on TF-IDF-weighted feature counts, a decision threshold
 per label tuned on out-of-fold probabilities of the training set, and, when every training report has at
 least one label (as in ICD-9-CM coding), the best-scoring label for a report that no threshold admits.
+The regularisation C and the weight of the coding-rule features (``features.is_code_feature``: they are
+few and strong, and the many word features would drown them after L2 normalisation) are chosen from small
+grids by the same out-of-fold predictions (micro-F1), on the training reports only.
 
 Training needs scikit-learn (the ``[train]`` extra). A trained model is plain data (``model.json`` +
 ``weights.npz``, no pickle), and applying it needs only numpy, so the worker runs it in the base install.
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from processors.ml.features import FEATURES_VERSION
+from processors.ml.features import FEATURES_VERSION, is_code_feature
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
@@ -34,10 +37,13 @@ class LinearModelError(ValueError):
 
 @dataclass
 class TrainOptions:
-    c: float = 100.0                # inverse L2 strength of the logistic regressions
+    c: float | None = None          # inverse L2 strength of the logistic regressions (None: from c_grid)
+    code_weight: float | None = None  # idf factor of the coding-rule features (None: from code_weight_grid)
     min_df: int = 1                 # features seen in fewer training reports are dropped
-    folds: int = 5                  # out-of-fold probabilities for the thresholds
+    folds: int = 5                  # out-of-fold probabilities for the thresholds and the grids
     seed: int = 0
+    c_grid: tuple[float, ...] = (10.0, 30.0, 100.0)
+    code_weight_grid: tuple[float, ...] = (2.0, 3.0, 4.0)
 
 
 @dataclass
@@ -129,7 +135,7 @@ def _matrix(feats: Sequence[Mapping[str, float]], vocab: Mapping[str, int], idf:
     return csr_matrix((vals, (rows, cols)), shape=(len(feats), len(vocab)))
 
 
-def _fit(feats: Sequence[Mapping[str, float]], y: np.ndarray, opts: TrainOptions
+def _fit(feats: Sequence[Mapping[str, float]], y: np.ndarray, c: float, code_weight: float, opts: TrainOptions
          ) -> tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray]:
     """Vocabulary, idf, coefficients, intercepts of the one-vs-rest logistic regressions."""
     from sklearn.linear_model import LogisticRegression
@@ -141,7 +147,8 @@ def _fit(feats: Sequence[Mapping[str, float]], y: np.ndarray, opts: TrainOptions
     names = sorted(k for k, n in df.items() if n >= opts.min_df)
     vocab = {k: i for i, k in enumerate(names)}
     n = len(feats)
-    idf = np.asarray([math.log((1 + n) / (1 + df[k])) + 1.0 for k in names])
+    idf = np.asarray([(math.log((1 + n) / (1 + df[k])) + 1.0) * (code_weight if is_code_feature(k) else 1.0)
+                      for k in names])
     x = _matrix(feats, vocab, idf)
     coef = np.zeros((y.shape[1], len(names)))
     intercept = np.full(y.shape[1], -30.0)  # a label never seen in training is never predicted
@@ -151,7 +158,7 @@ def _fit(feats: Sequence[Mapping[str, float]], y: np.ndarray, opts: TrainOptions
             if pos == n:
                 intercept[j] = 30.0
             continue
-        lr = LogisticRegression(C=opts.c, solver="liblinear", random_state=opts.seed, max_iter=1000)
+        lr = LogisticRegression(C=c, solver="liblinear", random_state=opts.seed, max_iter=1000)
         lr.fit(x, y[:, j])
         coef[j] = lr.coef_[0]
         intercept[j] = float(lr.intercept_[0])
@@ -194,9 +201,22 @@ def tune_thresholds(oof: np.ndarray, y: np.ndarray) -> np.ndarray:
     return thr
 
 
+def _micro_f1(oof: np.ndarray, y: np.ndarray, thresholds: np.ndarray, min_labels: int) -> float:
+    tp = fp = fn = 0
+    for p, g in zip(oof, y.astype(bool), strict=True):
+        picked = p >= thresholds
+        if min_labels and not picked.any():
+            picked[int(np.argmax(p))] = True
+        tp += int((picked & g).sum())
+        fp += int((picked & ~g).sum())
+        fn += int((~picked & g).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
 def train(feats: Sequence[Mapping[str, float]], label_sets: Sequence[Sequence[str]],
           opts: TrainOptions | None = None, meta: Mapping[str, Any] | None = None) -> LinearModel:
-    """Fit on all reports; the thresholds come from ``opts.folds``-fold out-of-fold probabilities."""
+    """Fit on all reports; C, the code-feature weight and the thresholds come from ``opts.folds``-fold
+    out-of-fold probabilities of these reports (nothing else is seen)."""
     opts = opts or TrainOptions()
     if len(feats) != len(label_sets) or not feats:
         raise LinearModelError("need the same number (> 0) of reports and label sets")
@@ -209,19 +229,31 @@ def train(feats: Sequence[Mapping[str, float]], label_sets: Sequence[Sequence[st
         for lab in ls:
             y[i, col[lab]] = 1
     min_labels = 1 if all(len(ls) > 0 for ls in label_sets) else 0
+    grid = [(c, w) for c in ((opts.c,) if opts.c is not None else opts.c_grid)
+            for w in ((opts.code_weight,) if opts.code_weight is not None else opts.code_weight_grid)]
     thresholds = np.full(len(labels), 0.5)
+    c, w = grid[0]
     k = min(opts.folds, len(feats))
+    scores: dict[str, float] = {}
     if k >= 2:
-        oof = np.zeros(y.shape)
-        for held in _folds(len(feats), k, opts.seed):
-            keep = np.setdiff1d(np.arange(len(feats)), held)
-            part = LinearModel(labels, *_fit([feats[i] for i in keep], y[keep], opts), thresholds)
-            for i in held:
-                oof[i] = part.probabilities(feats[i])
-        thresholds = tune_thresholds(oof, y)
-    vocab, idf, coef, intercept = _fit(feats, y, opts)
-    info = {"train": {"reports": len(feats), "features": len(vocab), "c": opts.c, "min_df": opts.min_df,
-                      "folds": opts.folds, "seed": opts.seed,
+        best = -1.0
+        folds = _folds(len(feats), k, opts.seed)
+        for gc, gw in grid:
+            oof = np.zeros(y.shape)
+            for held in folds:
+                keep = np.setdiff1d(np.arange(len(feats)), held)
+                part = LinearModel(labels, *_fit([feats[i] for i in keep], y[keep], gc, gw, opts), thresholds)
+                for i in held:
+                    oof[i] = part.probabilities(feats[i])
+            thr = tune_thresholds(oof, y)
+            f1 = _micro_f1(oof, y, thr, min_labels)
+            scores[f"C={gc:g},code_weight={gw:g}"] = round(f1, 4)
+            if f1 > best + 1e-9:  # ties keep the earlier (stronger regularised, lighter) setting
+                best, c, w, thresholds = f1, gc, gw, thr
+    vocab, idf, coef, intercept = _fit(feats, y, c, w, opts)
+    info = {"train": {"reports": len(feats), "features": len(vocab), "c": c, "code_weight": w,
+                      "min_df": opts.min_df, "folds": opts.folds, "seed": opts.seed,
+                      "oof_micro_f1": scores,
                       "positives": {lab: int(y[:, j].sum()) for j, lab in enumerate(labels)}},
             **(meta or {})}
     return LinearModel(labels, vocab, idf, coef, intercept, thresholds, min_labels, info)

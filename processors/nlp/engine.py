@@ -106,13 +106,20 @@ class Engine:
             if not targets:
                 continue
             sent = sentences[i]
-            scope = ctx.SentenceScope(
-                low, sent.start, sent.end, self._triggers(hits, sent.section), [h.start for h in targets]
+            triggers = self._triggers(hits, sent.section)
+            # no trigger in the sentence: every target is plainly asserted (no scope to build)
+            scope = (
+                ctx.SentenceScope(low, sent.start, sent.end, triggers, [h.start for h in targets])
+                if triggers
+                else None
             )
             new: list[Finding] = []
             for h in targets:
                 c = h.concepts[0]
-                res = ContextResult() if c.category == "normal" else scope.assert_target(h.start, h.end)
+                if scope is None or c.category == "normal":
+                    res = ContextResult()
+                else:
+                    res = scope.assert_target(h.start, h.end)
                 res = ctx.apply_section(res, sent.section, self.section_categories)
                 new.append(
                     Finding(

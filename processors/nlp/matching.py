@@ -153,6 +153,8 @@ class PhraseMatcher:
         punct = [p for p in merged if not starts_with_word(p) and TOKEN_RE.search(p)]
         self.punct_regex = re.compile(trie_pattern(punct, word_start=False)) if punct else None
         self._seen: dict[str, list[Any]] = {}
+        # ids of the payload lists that hold an anchor (they live as long as the matcher)
+        self._anchored_ids = {id(v) for v in self.lookup.values() if any(isinstance(p, _Anchor) for p in v)}
 
     def _payloads(self, raw: str) -> list[Any]:
         found = self._seen.get(raw)
@@ -180,7 +182,7 @@ class PhraseMatcher:
         for start, stop, found in hits:
             if start < last:
                 continue
-            if any(isinstance(p, _Anchor) for p in found):
+            if id(found) in self._anchored_ids:
                 best = None
                 for p in found:
                     if isinstance(p, _Anchor):
@@ -206,6 +208,7 @@ class PhraseMatcher:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
+        self._anchored_ids = {id(v) for v in self.lookup.values() if any(isinstance(p, _Anchor) for p in v)}
 
 
 def _merge(

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from radstream.config import Settings, load_settings
+from radstream.config import ConfigError, Settings, load_settings, validate
 
 # command name -> "module:attribute" (a click.Command or click.Group)
 COMMANDS: dict[str, str] = {
@@ -90,3 +90,19 @@ def settings_of(ctx: click.Context) -> Settings:
     """The Settings object of the running command (use with ``@click.pass_context``)."""
     obj: Any = ctx.find_root().obj
     return obj if isinstance(obj, Settings) else load_settings()
+
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+
+
+class ConfigProblem(click.ClickException):
+    exit_code = EX_CONFIG
+
+
+def checked_settings(ctx: click.Context) -> Settings:
+    """``settings_of`` validated in full (``radstream.config.validate``): a long-running command calls
+    this first, so a bad config ends it with one message listing every problem, before it connects."""
+    try:
+        return validate(settings_of(ctx))
+    except ConfigError as exc:
+        raise ConfigProblem(str(exc)) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from radstream.cli import settings_of
+from radstream.cli import checked_settings, settings_of
 from radstream.config import Settings
 
 
@@ -108,7 +108,7 @@ def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None
     from streams.ops import OpsServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_of(ctx)
+    settings = checked_settings(ctx)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from radstream.cli import settings_of
+from radstream.cli import checked_settings, settings_of
 from radstream.config import Settings
 from radstream.text_deid import research_key
 
@@ -52,7 +52,7 @@ def worker(ctx: click.Context, until_idle: float | None, metrics_port: int | Non
 
     _logging(verbose)
     tune_process()
-    s = settings_of(ctx)
+    s = checked_settings(ctx)
     w = Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir, key=research_key(s))
     _stop_on_signals(w.stop_event)
     port = s.metrics.dicom_worker_port if metrics_port is None else metrics_port
@@ -88,7 +88,7 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
     from streams.producer import make_producer
 
     _logging(verbose)
-    settings = settings_of(ctx)
+    settings = checked_settings(ctx)
     n = settings.research.processes if processes is None else processes
     metrics_port = settings.metrics.scp_port if metrics_port is None else metrics_port
     if n > 1 and listen_fd is None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from radstream.cli import settings_of
+from radstream.cli import checked_settings, settings_of
 
 if TYPE_CHECKING:
     from streams.config import IngestConfig, KafkaConfig, TopicsConfig
@@ -18,7 +18,7 @@ FORMATS = ("jsonl", "csv", "hl7", "fhir")
 
 
 def _front_door(ctx: click.Context) -> tuple[KafkaConfig, TopicsConfig, IngestConfig]:
-    settings = settings_of(ctx)
+    settings = checked_settings(ctx)
     return settings.kafka, settings.topics, settings.ingest
 
 
@@ -127,7 +127,7 @@ def hl7_listener(ctx: click.Context, host: str, port: int, metrics_port: int | N
     from streams.ingest.mllp import serve_forever
 
     _setup_logging(log_level)
-    settings = settings_of(ctx)
+    settings = checked_settings(ctx)  # before anything (the metrics page included) starts
     port_ = settings.metrics.hl7_port if metrics_port is None else metrics_port
     ops = serve_ops(settings, "hl7-listener", port_) if port_ >= 0 else None
     try:
@@ -153,7 +153,7 @@ def fhir_server(ctx: click.Context, host: str, port: int, log_level: str) -> Non
     from streams.ingest.fhir_server import serve_forever
 
     _setup_logging(log_level)
-    settings = settings_of(ctx)
+    settings = checked_settings(ctx)
     asyncio.run(serve_forever(*_front_door(ctx), host, port, gate=access.gate(settings, "fhir"),
                               tls=access.tls(settings)))
 

@@ -17,15 +17,18 @@ def stack() -> None:
 @stack.command("up")
 @click.option("--only", type=click.Choice(["kafka", "orthanc"]), default=None,
               help="Start just this component.")
+@click.option("--brokers", type=click.IntRange(1, 9), default=None,
+              help="Kafka as a KRaft cluster of this many nodes (3: topics replicated 3 times, "
+                   "min.insync.replicas 2). Default: as last time, else 1.")
 @click.pass_context
-def up(ctx: click.Context, only: str | None) -> None:
+def up(ctx: click.Context, only: str | None, brokers: int | None) -> None:
     """Start the stack (reuses running components) and write <state_dir>/stack.json."""
     from radstream import stack as st
 
     settings = settings_of(ctx)
     started = time.monotonic()
     try:
-        data = st.up(settings, (only,) if only else st.COMPONENTS)
+        data = st.up(settings, (only,) if only else st.COMPONENTS, brokers=brokers)
     except Exception as exc:  # KafkaStackError and Orthanc's errors carry the log tail
         raise click.ClickException(str(exc)) from exc
     for section, values in sorted(data["settings"].items()):

@@ -69,8 +69,10 @@ def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
             into[key] = value
 
 
-def up(settings: Settings, components: tuple[str, ...] | list[str] = COMPONENTS) -> dict[str, Any]:
-    """Start ``components`` (idempotent) and return the updated stack.json content."""
+def up(settings: Settings, components: tuple[str, ...] | list[str] = COMPONENTS,
+       brokers: int | None = None) -> dict[str, Any]:
+    """Start ``components`` (idempotent) and return the updated stack.json content. ``brokers``: Kafka
+    as a cluster of that many nodes (default: as last time, else one)."""
     state_dir = Path(settings.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     data = _read(state_dir)
@@ -80,7 +82,8 @@ def up(settings: Settings, components: tuple[str, ...] | list[str] = COMPONENTS)
         mod = _module(name)
         if mod is None:
             continue  # e.g. orthanc.py not written yet
-        overrides = mod.start(settings, state_dir)
+        extra = (brokers,) if name == "kafka" else ()
+        overrides = mod.start(settings, state_dir, *extra)
         _merge(data["settings"], overrides or {})
         data["pids"][name] = mod.pid(state_dir)
         _write(state_dir, data)  # after each component, so a later failure keeps what runs

@@ -20,6 +20,7 @@ and aiokafka 0.14 through faust-streaming 0.15 (produce, consumer group, commit)
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fcntl
 import json
 import logging
@@ -34,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from radstream.config import Settings
+from streams.children import die_with_parent
 
 DEFAULT_VERSION = "4.4.0"
 MAIN_CLASS = "kafka.Kafka"
@@ -60,6 +62,8 @@ class KafkaState:
     controller_port: int
     pid: int | None = None
     sasl: bool = False  # the client listener is SASL_PLAINTEXT (SCRAM-SHA-512) with ACLs
+    node_id: int = 1
+    voters: str = ""  # controller.quorum.voters of a cluster ("": this node alone)
 
     @property
     def bootstrap(self) -> str:
@@ -154,10 +158,13 @@ def _ours(pid: int | None, kdir: Path) -> bool:
 
 
 def _server_properties(kdir: Path, st: KafkaState, scram: tuple[str, str] | None = None) -> str:
+    nodes = st.voters.count("@") or 1
+    rf = str(min(nodes, 3))  # Kafka's own topics (offsets, transactions): as replicated as ours
+    isr = "2" if nodes >= 3 else "1"
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{st.controller_port}",
+        "node.id": str(st.node_id),
+        "controller.quorum.voters": st.voters or f"1@127.0.0.1:{st.controller_port}",
         "listeners": f"PLAINTEXT://127.0.0.1:{st.port},CONTROLLER://127.0.0.1:{st.controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{st.port}",
         "controller.listener.names": "CONTROLLER",
@@ -166,19 +173,21 @@ def _server_properties(kdir: Path, st: KafkaState, scram: tuple[str, str] | None
         "log.dirs": str(kdir / "data"),
         "auto.create.topics.enable": "false",
         "num.partitions": "1",
-        "default.replication.factor": "1",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": rf,
+        "offsets.topic.replication.factor": rf,
         "offsets.topic.num.partitions": "4",  # default 50: slow first consumer group on 2 cores
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": isr,
         "transaction.state.log.num.partitions": "4",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": isr,
         "group.initial.rebalance.delay.ms": "0",
         "num.network.threads": "2",
         "num.io.threads": "2",
         "num.recovery.threads.per.data.dir": "1",
         "log.retention.check.interval.ms": "60000",
+        # a node back from a crash takes its partitions' leadership back soon (preferred leaders)
+        "leader.imbalance.check.interval.seconds": "10",
     }
     if scram:
         user, password = scram
@@ -236,7 +245,8 @@ def log_tail(kdir: Path, lines: int = 40) -> str:
 SCRAM = "SCRAM-SHA-512"
 
 
-def _metadata_ok(bootstrap: str, timeout: float, scram: tuple[str, str] | None = None) -> bool:
+def _metadata_ok(bootstrap: str, timeout: float, scram: tuple[str, str] | None = None,
+                 brokers: int = 1) -> bool:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
@@ -249,15 +259,12 @@ def _metadata_ok(bootstrap: str, timeout: float, scram: tuple[str, str] | None =
         md = admin.list_topics(timeout=timeout)
     except KafkaException:
         return False
-    return bool(md.brokers)
+    return len(md.brokers) >= brokers
 
 
 def _die_with_parent() -> None:
     """preexec_fn: the broker gets SIGTERM when the starting process dies, even by SIGKILL (Linux)."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
 
 
 def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
@@ -284,36 +291,141 @@ def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
     else:
         port = _free_port()
         st = KafkaState(ver, port, _free_port(frozenset({port})), sasl=bool(scram))
+    _configure(kdir, libs, st, _new_cluster_id(), scram)
+    proc = _launch(kdir, libs, st, tie_to_parent)
+    st = _read_state(kdir) or st
+    _wait_up(kdir, [proc], st.bootstrap, 1, timeout, scram)
+    return st
+
+
+def _new_cluster_id() -> str:
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # the tool's argument parser takes "-…" for an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
+
+
+def _configure(kdir: Path, libs: Path, st: KafkaState, cluster_id: str,
+               scram: tuple[str, str] | None = None) -> None:
+    """Write the node's config files; format its storage (as part of ``cluster_id``) unless it has data."""
     props = kdir / "server.properties"
     props.write_text(_server_properties(kdir, st, scram))
     (kdir / "log4j2.properties").write_text(_log4j2(kdir))
     if not (kdir / "data" / "meta.properties").exists():
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # the tool's argument parser takes "-…" for an option
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         extra = ["--add-scram", f"{SCRAM}=[name={scram[0]},password={scram[1]}]"] if scram else []
         fmt = subprocess.run(_java(libs, kdir, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(props),
                                    *extra), capture_output=True, text=True)
         if fmt.returncode != 0:
             raise KafkaStackError(f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr)[-3000:]}")
+
+
+def _launch(kdir: Path, libs: Path, st: KafkaState, tie_to_parent: bool) -> subprocess.Popen[bytes]:
+    """Start the node's JVM (configured by ``_configure``) and record its pid."""
     with open(kdir / "console.log", "ab") as console:
-        proc = subprocess.Popen(_java(libs, kdir, MAIN_CLASS, str(props)), stdin=subprocess.DEVNULL,
-                                stdout=console, stderr=subprocess.STDOUT, start_new_session=True, cwd=kdir,
+        proc = subprocess.Popen(_java(libs, kdir, MAIN_CLASS, str(kdir / "server.properties")),
+                                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=kdir,
                                 preexec_fn=_die_with_parent if tie_to_parent else None)
-    st = KafkaState(st.version, st.port, st.controller_port, proc.pid, st.sasl)
     (kdir / "kafka.pid").write_text(f"{proc.pid}\n")
-    _write_state(kdir, st)
+    _write_state(kdir, dataclasses.replace(st, pid=proc.pid))
+    return proc
+
+
+def _wait_up(kdir: Path, procs: list[subprocess.Popen[bytes]], bootstrap: str, brokers: int, timeout: float,
+             scram: tuple[str, str] | None = None) -> None:
+    """Until ``bootstrap`` answers metadata requests with ``brokers`` brokers; stop and raise on failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise KafkaStackError(f"Kafka exited with code {proc.returncode} during start-up\n"
-                                  f"{log_tail(kdir)}")
-        if _metadata_ok(st.bootstrap, 1.0, scram):
-            return st
+        for proc in procs:
+            if proc.poll() is not None:
+                raise KafkaStackError(f"Kafka exited with code {proc.returncode} during start-up\n"
+                                      f"{log_tail(kdir)}")
+        if _metadata_ok(bootstrap, 1.0, scram, brokers):
+            return
         time.sleep(0.2)
     stop_kafka(kdir)
-    raise KafkaStackError(f"Kafka did not answer a metadata request on {st.bootstrap} "
+    raise KafkaStackError(f"Kafka did not answer a metadata request on {bootstrap} "
                           f"within {timeout:.0f} s\n{log_tail(kdir)}")
+
+
+# --- a local cluster: N nodes, each a combined broker and controller, in <kdir>/node-<id> -----------
+
+def node_dirs(kdir: Path) -> list[Path]:
+    """The node dirs of the cluster in ``kdir``; [] for a single broker (its files in ``kdir`` itself)."""
+    return sorted((p for p in kdir.glob("node-*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
+
+
+def start_cluster(kdir: Path, brokers: int, ver: str | None = None, timeout: float = 120.0,
+                  tie_to_parent: bool = False) -> list[KafkaState]:
+    """Start (or reuse) a cluster of ``brokers`` KRaft nodes in ``kdir`` (1: ``start_kafka``); return when
+    its bootstrap list answers with every broker. Each node keeps its ports across restarts."""
+    if brokers <= 1:
+        return [start_kafka(kdir, ver, timeout, tie_to_parent)]
+    ver = ver or version()
+    kdir = kdir.resolve()
+    if running(kdir) is not None:
+        raise KafkaStackError(f"a single broker runs in {kdir}: stop it first (`radstream stack down`)")
+    dirs = [kdir / f"node-{i}" for i in range(1, brokers + 1)]
+    olds = [_read_state(d) for d in dirs]
+    if all(o is not None and _ours(o.pid, d) for o, d in zip(olds, dirs, strict=True)) and _metadata_ok(
+            cluster_bootstrap(kdir), 5.0, None, brokers):
+        return [o for o in olds if o is not None]
+    stop_cluster(kdir)
+    libs = fetch(ver)
+    taken: set[int] = set()
+    nodes = []
+    for i, (d, old) in enumerate(zip(dirs, olds, strict=True), start=1):
+        d.mkdir(parents=True, exist_ok=True)
+        if old is not None and old.version == ver and _port_free(old.port) and _port_free(
+                old.controller_port):
+            ports = (old.port, old.controller_port)
+        else:
+            port = _free_port(frozenset(taken))
+            ports = (port, _free_port(frozenset(taken | {port})))
+        taken |= set(ports)
+        nodes.append(KafkaState(ver, *ports, node_id=i))
+    voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+    nodes = [dataclasses.replace(n, voters=voters) for n in nodes]
+    if not all((d / "data" / "meta.properties").exists() for d in dirs):  # one cluster id for all
+        for d in dirs:
+            shutil.rmtree(d / "data", ignore_errors=True)
+    cluster_id = _new_cluster_id()
+    procs = []
+    for d, st in zip(dirs, nodes, strict=True):
+        _configure(d, libs, st, cluster_id)
+        procs.append(_launch(d, libs, st, tie_to_parent))
+    _wait_up(dirs[0], procs, cluster_bootstrap(kdir), brokers, timeout)
+    return [up for d in dirs if (up := _read_state(d)) is not None]
+
+
+def restart_node(kdir: Path, node_id: int, timeout: float = 60.0, tie_to_parent: bool = False) -> KafkaState:
+    """Start node ``node_id`` of the cluster in ``kdir`` again (after it died): its ports, its data."""
+    d = kdir.resolve() / f"node-{node_id}"
+    st = _read_state(d)
+    if st is None:
+        raise KafkaStackError(f"no node {node_id} in {kdir}")
+    if _ours(st.pid, d):
+        return st
+    proc = _launch(d, fetch(st.version), dataclasses.replace(st, pid=None), tie_to_parent)
+    _wait_up(d, [proc], st.bootstrap, 1, timeout)
+    return _read_state(d) or st
+
+
+def stop_cluster(kdir: Path, timeout: float = 20.0) -> None:
+    """Stop every node of the cluster in ``kdir`` at once: one after the other, the last ones would wait
+    for a controller quorum that is gone."""
+    nodes = [(d, st) for d in node_dirs(kdir.resolve()) if (st := running(d)) is not None]
+    for _, st in nodes:
+        assert st.pid is not None
+        _signal(st.pid, signal.SIGTERM)
+    for d, _ in nodes:
+        stop_kafka(d, timeout)
+
+
+def cluster_bootstrap(kdir: Path) -> str:
+    """Every node's client address, the bootstrap list of the cluster in ``kdir``."""
+    states = [st for d in node_dirs(kdir.resolve()) if (st := _read_state(d)) is not None]
+    return ",".join(st.bootstrap for st in states)
 
 
 def stop_kafka(kdir: Path, timeout: float = 20.0) -> bool:
@@ -336,7 +448,7 @@ def stop_kafka(kdir: Path, timeout: float = 20.0) -> bool:
             time.sleep(0.05)
     (kdir / "kafka.pid").unlink(missing_ok=True)
     if st is not None:
-        _write_state(kdir, KafkaState(st.version, st.port, st.controller_port, None, st.sasl))
+        _write_state(kdir, dataclasses.replace(st, pid=None))
     return True
 
 
@@ -379,25 +491,43 @@ def running(kdir: Path) -> KafkaState | None:
 
 # --- the component interface shared with radstream/stack/orthanc.py -------------------------------
 
-def start(settings: Settings, state_dir: Path) -> dict[str, dict[str, object]]:
-    st = start_kafka(state_dir / "kafka")
-    return {"kafka": {"bootstrap": st.bootstrap}}
+def start(settings: Settings, state_dir: Path, brokers: int | None = None) -> dict[str, dict[str, object]]:
+    """One broker, or a cluster of ``brokers`` (default: as many as last time)."""
+    kdir = state_dir / "kafka"
+    n = brokers if brokers is not None else max(1, len(node_dirs(kdir.resolve())))
+    if n <= 1:
+        st = start_kafka(kdir)
+        return {"kafka": {"bootstrap": st.bootstrap}}
+    start_cluster(kdir, n)
+    return {"kafka": {"bootstrap": cluster_bootstrap(kdir)}}
+
+
+def _running_nodes(state_dir: Path) -> list[KafkaState]:
+    kdir = (state_dir / "kafka").resolve()
+    return [st for d in [kdir, *node_dirs(kdir)] if (st := running(d)) is not None]
 
 
 def stop(state_dir: Path) -> None:
-    stop_kafka(state_dir / "kafka")
+    kdir = (state_dir / "kafka").resolve()
+    stop_cluster(kdir)
+    stop_kafka(kdir)
 
 
 def status(state_dir: Path) -> str:
-    st = running(state_dir / "kafka")
-    return f"running (Kafka {st.version}, pid {st.pid})" if st else "stopped"
+    nodes = _running_nodes(state_dir)
+    if not nodes:
+        return "stopped"
+    if len(nodes) == 1 and not nodes[0].voters:
+        return f"running (Kafka {nodes[0].version}, pid {nodes[0].pid})"
+    total = nodes[0].voters.count("@")
+    return (f"running (Kafka {nodes[0].version}, {len(nodes)} of {total} brokers, "
+            f"pids {' '.join(str(n.pid) for n in nodes)})")
 
 
 def pid(state_dir: Path) -> int | None:
-    st = running(state_dir / "kafka")
-    return st.pid if st else None
+    nodes = _running_nodes(state_dir)
+    return nodes[0].pid if nodes else None
 
 
 def address(state_dir: Path) -> str:
-    st = running(state_dir / "kafka")
-    return st.bootstrap if st else ""
+    return ",".join(st.bootstrap for st in _running_nodes(state_dir))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -16,6 +17,17 @@ class ClickHouseConfig:
     insert_threads: int = 3
     # Kafka static membership of the sink: "auto" = one stable id per (host, embedded store), "" = off
     sink_instance_id: str = "auto"
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if not self.url.startswith(("chdb:", "http://", "https://")):
+            out.append(f"url: {self.url!r} is neither chdb://<path> nor http(s)://host:port")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.database):
+            out.append(f"database: {self.database!r} is not a plain ClickHouse identifier")
+        for name in ("batch_rows", "flush_ms", "insert_threads"):
+            if getattr(self, name) < 1:
+                out.append(f"{name}: must be at least 1, not {getattr(self, name)}")
+        return out
 
     @property
     def embedded(self) -> bool:

@@ -4,6 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streams.config import at_least, port
+
+
+def ae_title(name: str, value: str) -> list[str]:
+    """A problem if ``value`` is not a DICOM AE title (pynetdicom's rules: 1-16 characters, not only
+    spaces, no backslash or control characters)."""
+    import logging
+
+    from pynetdicom.utils import set_ae
+
+    said = logging.getLogger("pynetdicom.utils")
+    quiet, said.disabled = said.disabled, True  # it logs what it raises: the problem would be told twice
+    try:
+        set_ae(value, name, allow_empty=False, allow_none=False)
+    except ValueError as exc:
+        return [f"{name}: {exc}"]
+    finally:
+        said.disabled = quiet
+    return []
+
+
+def time_zone(name: str, value: str) -> list[str]:
+    from zoneinfo import ZoneInfo
+
+    if not value:
+        return []
+    try:
+        ZoneInfo(value)
+    except (ValueError, LookupError):
+        return [f"{name}: {value!r} is not an IANA time zone"]
+    return []
+
 
 @dataclass(frozen=True)
 class PacsConfig:
@@ -24,6 +56,22 @@ class PacsConfig:
     pending_event_s: float = 1.0  # min seconds between "moving" status events of one request
     status_linger_ms: float = 30.0  # the worker's producer waits this long to send status events together
     fast_move: bool = True  # C-FIND/C-MOVE directly on the socket (False: all through pynetdicom)
+
+    def problems(self) -> list[str]:
+        from sinks.dicom.schedule import parse_windows
+
+        out = ae_title("ae_title", self.ae_title) + ae_title("calling_ae", self.calling_ae)
+        out += port("port", self.port) + port("http_port", self.http_port)
+        out += at_least("max_associations", self.max_associations, 1)
+        out += at_least("max_attempts", self.max_attempts, 1)
+        for name in ("acse_timeout_s", "dimse_timeout_s", "backoff_s", "max_studies_per_hour",
+                     "max_images_per_minute", "pending_event_s", "status_linger_ms"):
+            out += at_least(name, getattr(self, name), 0)
+        try:
+            parse_windows(self.windows)
+        except (ValueError, KeyError, IndexError) as exc:
+            out.append(f"windows: {self.windows!r}: {exc}")
+        return out + time_zone("timezone", self.timezone)
 
 
 @dataclass(frozen=True)
@@ -48,3 +96,26 @@ class ResearchConfig:
     # how the DICOM worker and the SCPs tell each other the expected studies and what was stored:
     # "kafka" (topics; nothing shared, any hosts) or "files" (under store_dir; worker and SCP on one host)
     coordination: str = "kafka"
+
+    def problems(self) -> list[str]:
+        import os
+        from pathlib import Path
+
+        out = ae_title("ae_title", self.ae_title) + port("port", self.port)
+        for name in ("allowed_calling_aes", "allowed_destinations"):
+            for title in getattr(self, name):
+                out += ae_title(name, title)
+        for name in ("store_dir", "quarantine_dir"):
+            path = Path(getattr(self, name))
+            existing = next((p for p in (path, *path.parents) if p.exists()), None)
+            if path.exists() and not path.is_dir():
+                out.append(f"{name}: {path} is not a directory")
+            elif existing is None or not os.access(existing, os.W_OK | os.X_OK):
+                out.append(f"{name}: {path} cannot be created or written (no write access to {existing})")
+        if self.store_dir and Path(self.store_dir).resolve() == Path(self.quarantine_dir).resolve():
+            out.append("quarantine_dir: must not be the store_dir")
+        out += at_least("min_free_mb", self.min_free_mb, 0) + at_least("journal_mb", self.journal_mb, 0)
+        out += at_least("processes", self.processes, 1)
+        if self.coordination not in ("kafka", "files"):
+            out.append(f"coordination: {self.coordination!r} is not kafka or files")
+        return out + at_least("event_batch_ms", self.event_batch_ms, 0)

@@ -60,6 +60,7 @@ import json
 import logging
 import os
 import queue
+import select
 import shutil
 import socket
 import struct
@@ -141,17 +142,18 @@ class ScpConfig:
         return self.quarantine_dir or self.store_dir.with_name(self.store_dir.name + ".quarantine")
 
 
-BUSY_ACCEPT_DELAY = 0.003  # seconds a process that is receiving already leaves a new association to others
+BUSY_ACCEPT_WAIT = 0.05  # longest a process that is receiving already leaves a new association to others
 
 
 class SharedListenerServer(ThreadedAssociationServer):
     """pynetdicom's threaded acceptor on a listening socket shared by ``research.processes`` SCP processes.
 
     Every process polls the same socket and the first ``accept`` wins, so a PACS's parallel moves are
-    spread by who is free: a process that already serves an association waits ``BUSY_ACCEPT_DELAY``
-    before it accepts, and an idle sibling takes the connection first (the kernel's ``SO_REUSEPORT``
-    hashing put both associations in one process about half the time). When every process is busy, the
-    association is accepted after that short delay.
+    spread by who is free: a process that already serves an association watches the pending connection for
+    up to ``BUSY_ACCEPT_WAIT`` and leaves it to an idle sibling, which takes it first (the kernel's
+    ``SO_REUSEPORT`` hashing put both associations in one process about half the time; a fixed 3 ms wait
+    lost the race to a sibling not scheduled in time on a loaded host). When every process is busy, the
+    association is accepted after that wait.
     """
 
     listen_fd = -1  # set on the class made per store, before the server is built
@@ -167,8 +169,12 @@ class SharedListenerServer(ThreadedAssociationServer):
         pass  # the parent listens
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        if self.ae.active_associations:
-            time.sleep(BUSY_ACCEPT_DELAY)
+        if self.ae.active_associations and self.socket is not None:
+            deadline = time.monotonic() + BUSY_ACCEPT_WAIT
+            while time.monotonic() < deadline:
+                pending, _, _ = select.select([self.socket], [], [], 0.001)
+                if not pending:
+                    break  # a sibling took it
         # BlockingIOError (an OSError) when a sibling was quicker: socketserver then simply goes on
         conn, addr = super().get_request()
         conn.setblocking(True)

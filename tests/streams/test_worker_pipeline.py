@@ -17,7 +17,7 @@ from radstream.config import Settings
 from streams import serde
 from streams.handlers import origin_ms
 from streams.producer import make_producer
-from tests.streams.helpers import consume, free_port, report, research_key_of, to_research_key, worker_process
+from tests.streams.helpers import consume, free_port, report, to_research_key, worker_process
 
 TEXT = "FINDINGS: 7 mm nodule in the right upper lobe. No pleural effusion."
 
@@ -99,35 +99,3 @@ def test_killed_mid_stream_every_committed_report_has_findings(topic_settings: S
     assert len(must) == done
     published = {m.key() for m in consume(s, s.topics.findings, len(keys), timeout=10.0)}
     assert must <= published, f"{len(must - published)} committed reports have no findings"
-
-
-def nlp_children(pid: int) -> list[int]:
-    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(k) for k in kids
-            if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()
-            and b"resource_tracker" not in Path(f"/proc/{k}/cmdline").read_bytes()]
-
-
-def test_nlp_process_killed_stops_the_worker_and_a_restart_catches_up(topic_settings: Settings,
-                                                                      tmp_path: Path) -> None:
-    """The NLP child dies (SIGKILL): the worker stops instead of streaming on with a broken pool and
-    stuck commits; started again, it produces the findings of every report."""
-    s = topic_settings.replace(state_dir=str(tmp_path), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
-                               worker={"web_port": free_port()})
-    keys = [(f"N{i}", 1) for i in range(60)]
-    with worker_process(s, tmp_path / "first.log", "--no-sink") as proc:
-        produce_reports(s, keys[:5])
-        assert len(consume(s, s.topics.findings, 5)) == 5
-        children = nlp_children(proc.pid)
-        assert len(children) == 1
-        os.kill(children[0], signal.SIGKILL)
-        produce_reports(s, keys[5:])
-        proc.wait(60)  # raises TimeoutExpired if the worker went on
-        assert "NLP pipeline failed" in (tmp_path / "first.log").read_text()
-    with worker_process(s, tmp_path / "second.log", "--no-sink"):
-        want = {research_key_of(s, "default", acc) for acc, _ in keys}
-        got: set[bytes] = set()
-        deadline = time.monotonic() + 60
-        while not want <= got and time.monotonic() < deadline:
-            got |= {m.key() for m in consume(s, s.topics.findings, 10_000, timeout=5.0)}
-        assert want <= got, f"{len(want - got)} reports never got findings"

@@ -7,6 +7,7 @@ import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,6 +59,7 @@ def critical_level(concept: str) -> int | None:
     return _LEVEL.get(concept)
 
 
+@lru_cache(maxsize=16384)  # pure; a finding's (concept, text) pair recurs in report after report
 def match_critical(concept: str | None, text: str | None) -> str | None:
     """The critical concept for a finding: by its text against the synonyms (longest synonym wins,
     so "tension pneumothorax" beats "pneumothorax"), else by its concept name; None if not critical."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class SectionSplitter:
                 self.name_of[normalize(title)] = sec["name"]
                 if sec.get("qualified"):
                     qualified.append(title)
+        self._names: dict[str, str] = {}  # a matched title as written -> its section name
         alt = trie_pattern(self.name_of)  # matched on lower-cased text
         end = r"[ \t]*\**[ \t]*(?:[:.\-](?![\w.])\**[ \t]*|(?=\r?\n|$))"
         self.regex = re.compile(
@@ -38,14 +40,33 @@ class SectionSplitter:
             + r"|(?<=[.!?;])[ \t]+(?P<b>" + alt + r")[ \t]*:[ \t]*"
         )
 
+    def _matches(self, low: str) -> Iterator[re.Match[str]]:
+        """The matches of ``self.regex.finditer(low)``, trying the regex only where one can start (re
+        would try its alternation at every position)."""
+        cand = 0
+        while True:
+            m = self.regex.match(low, cand)  # "^" and the look-behind see the text before ``cand``
+            if m is not None:
+                yield m
+            # the next position after a trigger, where the search goes on (matches are never empty)
+            t = _TRIGGER.search(low, m.end() - 1 if m is not None else cand)
+            if t is None:
+                return
+            cand = t.start() + 1
+
     def split(self, text: str, low: str | None = None) -> list[Section]:
         """Sections of ``text`` (``low``: its lower-cased copy, if the caller has one)."""
         low = lower_same_length(text) if low is None else low
         heads: list[tuple[int, int, str, str]] = []
-        for m in self.regex.finditer(low):
+        for m in self._matches(low):
             group = next(g for g in ("q", "a", "b") if m.start(g) >= 0)
             start, stop = m.span(group)
-            name = self.name_of[normalize(low[start:stop])]
+            raw = low[start:stop]
+            name = self._names.get(raw)
+            if name is None:
+                name = self.name_of[normalize(raw)]
+                if len(self._names) < 10_000:
+                    self._names[raw] = name
             title_end = m.end("n") if group == "q" else stop
             head = m.start()  # the header with its asterisks, without the blanks before it
             while low[head] in " \t":
@@ -59,6 +80,10 @@ class SectionSplitter:
             end = heads[i + 1][0] if i + 1 < len(heads) else len(text)
             sections.append(Section(name, title, start, _rstrip(text, body, end), body))
         return sections
+
+
+# a header match starts at the text start, after a line break, or right after sentence-final punctuation
+_TRIGGER = re.compile(r"[\n.!?;]")
 
 
 # after a qualified title: " #2", " 2", " 12/01/2026", " (12/01/2026 by Dr. A)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +28,32 @@ _BASE = (
 _CANDIDATE = re.compile(_BASE)
 # inline list items "... biopsy 2) Large": tried at every blank, so only in texts that have a ")"
 _CANDIDATE_ITEMS = re.compile(_BASE + r"|(?<=[\w,;:.])(?P<item>[ \t]+)(?=\d{1,2}\)[ \t]+[A-Za-z])")
+# where a _CANDIDATE match can start: sentence-final punctuation, or the blanks before a line break. re
+# tries an alternation at every position of the text; this one-character class it skips to in C
+_TRIGGER = re.compile(r"[.!?\n]")
+
+
+def _candidates(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
+    """The matches of ``_CANDIDATE.finditer(text, start, end)``, found by trying ``_CANDIDATE`` only
+    where a match can start (same matches, a fraction of the cost on prose)."""
+    pos = start
+    while pos < end:
+        t = _TRIGGER.search(text, pos, end)
+        if t is None:
+            return
+        i = t.start()
+        c = i
+        if text[i] == "\n":  # the blank/line-break branches start at the blanks before the break
+            if c - 1 >= pos and text[c - 1] == "\r":
+                c -= 1
+            while c - 1 >= pos and text[c - 1] in " \t":
+                c -= 1
+        m = _CANDIDATE.match(text, c, end)
+        if m is None:
+            pos = i + 1
+            continue
+        yield m
+        pos = m.end()
 
 
 class SentenceSplitter:
@@ -40,8 +67,11 @@ class SentenceSplitter:
         end = len(text) if end is None else end
         spans: list[tuple[int, int]] = []
         sent_start = start
-        candidates = _CANDIDATE_ITEMS if text.find(")", start, end) >= 0 else _CANDIDATE
-        for m in candidates.finditer(text, start, end):
+        if text.find(")", start, end) >= 0:
+            matches: Iterable[re.Match[str]] = _CANDIDATE_ITEMS.finditer(text, start, end)
+        else:
+            matches = _candidates(text, start, end)
+        for m in matches:
             if m.group("ws") is not None:
                 cut = m.start("ws")
                 if not self._ends_sentence(text, sent_start, cut, text[m.end()].islower()):
