@@ -149,6 +149,7 @@ def _env(settings: Settings) -> dict[str, str]:
                 RADSTREAM_TOPICS_PROJECTS=t.projects,
                 RADSTREAM_TOPICS_RECEIVED_RESTRICTED=t.received_restricted,
                 RADSTREAM_TOPICS_QUARANTINE=t.quarantine,
+                RADSTREAM_TOPICS_DICOM_EXPECTED=t.dicom_expected,
                 RADSTREAM_PACS_PORT=str(settings.pacs.port),
                 RADSTREAM_PACS_HTTP_PORT=str(settings.pacs.http_port),
                 RADSTREAM_PACS_MAX_ASSOCIATIONS=str(settings.pacs.max_associations),
@@ -226,7 +227,7 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
     settings = settings.replace(
         topics={f: prefix + getattr(settings.topics, f) for f in
                 ("retrieval_requests", "retrieval_status", "received_instances", "dead_letter", "projects",
-                 "received_restricted", "quarantine")},
+                 "received_restricted", "quarantine", "dicom_expected")},
         research={"store_dir": str(out), "processes": scp_processes},
         kafka={"consumer_group": prefix + "worker"},
         pacs={"max_associations": associations})

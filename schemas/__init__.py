@@ -22,4 +22,5 @@ NAMES = (
     "received_original",
     "quarantine_event",
     "audit_event",
+    "dicom_expectation",
 )

@@ -130,6 +130,8 @@ class TopicsConfig:
     received_restricted: str = "radstream.dicom.received.restricted"
     quarantine: str = "radstream.dicom.quarantine"  # RESTRICTED: quarantined/released/purged instances
     audit: str = "radstream.audit"  # who did what (streams.audit.record); the sink stores it in audit_log
+    # RESTRICTED, compacted: studies the DICOM worker is moving, with their project (every SCP replays it)
+    dicom_expected: str = "radstream.dicom.expected"
 
     def problems(self) -> list[str]:
         out: list[str] = []

@@ -37,6 +37,7 @@ def topic_specs(t: TopicsConfig) -> list[TopicSpec]:
         TopicSpec(t.received_restricted, "received_original"),
         TopicSpec(t.quarantine, "quarantine_event"),
         TopicSpec(t.audit, "audit_event"),
+        TopicSpec(t.dicom_expected, "dicom_expectation", compacted=True, partitions=1),
     ]
 
 

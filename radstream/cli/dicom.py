@@ -102,10 +102,21 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
     producer = make_producer(settings.kafka, **{"linger.ms": settings.research.event_batch_ms})
     projects = ProjectRegistry(settings.kafka, settings.topics)
     projects.start()
-    store = ResearchStore(cfg, producer, settings.topics, projects)
+    if settings.research.coordination not in ("kafka", "files"):
+        raise click.ClickException(f"research.coordination is {settings.research.coordination!r}: "
+                                   "kafka or files")
+    expected = None
+    if settings.research.coordination == "kafka":  # nothing shared with the DICOM worker
+        from sinks.dicom.expect import ExpectedStudies
+
+        expected = ExpectedStudies(settings.kafka, settings.topics)
+        expected.start()
+    store = ResearchStore(cfg, producer, settings.topics, projects, expected)
     stop = threading.Event()
     _stop_on_signals(stop)
     projects.loaded.wait(15)
+    if expected is not None:
+        expected.loaded.wait(15)
     bound = store.start()
     click.echo(f"research SCP {cfg.ae_title} listening on {cfg.host}:{bound}, store {cfg.store_dir}",
                err=True)

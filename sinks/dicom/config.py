@@ -93,6 +93,9 @@ class ResearchConfig:
     fast_path: bool = True  # direct C-STORE receive loop (False: every message through pynetdicom)
     processes: int = 1  # SCP processes sharing one listening socket, for parallel associations
     event_batch_ms: float = 200.0  # the SCP's producer sends events together for this long (linger.ms)
+    # how the DICOM worker and the SCPs tell each other the expected studies and what was stored:
+    # "kafka" (topics; nothing shared, any hosts) or "files" (under store_dir; worker and SCP on one host)
+    coordination: str = "kafka"
 
     def problems(self) -> list[str]:
         import os
@@ -113,4 +116,6 @@ class ResearchConfig:
             out.append("quarantine_dir: must not be the store_dir")
         out += at_least("min_free_mb", self.min_free_mb, 0) + at_least("journal_mb", self.journal_mb, 0)
         out += at_least("processes", self.processes, 1)
+        if self.coordination not in ("kafka", "files"):
+            out.append(f"coordination: {self.coordination!r} is not kafka or files")
         return out + at_least("event_batch_ms", self.event_batch_ms, 0)

@@ -2,7 +2,8 @@
 
 - Accepts associations only from the configured calling AEs (others are rejected at A-ASSOCIATE).
 - Looks up the project of each instance's study (``sinks.dicom.expect``: registered by the worker before
-  its C-MOVE, with the project's store options) or the default project (manual ``movescu``); the project
+  its C-MOVE, with the project's store options; ``ExpectedStudies`` from Kafka, or the files of
+  ``Registry`` when worker and SCP share the store) or the default project (manual ``movescu``); the project
   must be registered (``sinks.dicom.projects``), else 0x0124 not authorised.
 - Checks every UID that becomes part of a path against the DICOM UID grammar (PS3.5 9.1) and the project
   id against its grammar (``sinks.dicom.paths``), and writes under the store root only.
@@ -34,9 +35,10 @@
   So success does not mean that the file is already in the project tree; ``stored`` in the manifest
   does (with its bytes durable). ``drain()`` waits until the writer thread has written every
   instance handed to it.
-- Records the outcome per original SOP Instance UID in the request's manifest (``stored``,
-  ``quarantined`` + reason, ``failed`` + reason; read by the worker's reconciliation) and produces one
-  ``received_instance`` event (values as stored) and, when de-identified, one ``received_original``
+- Records the outcome per original SOP Instance UID in the request's manifest when coordinating through
+  files (``stored``, ``quarantined`` + reason, ``failed`` + reason; read by the worker's reconciliation;
+  through Kafka the worker reads the events instead) and produces one ``received_instance`` event (values
+  as stored; the request id and study in its headers) and, when de-identified, one ``received_original``
   event with the originals on the restricted topic; quarantine actions go to the restricted
   quarantine topic. The producer batches the events itself (``linger.ms`` = ``research.event_batch_ms``).
   A replayed instance gets its manifest record but no events.
@@ -82,7 +84,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from sinks.dicom.config import ResearchConfig
 from sinks.dicom.deid import Deidentifier, encode_file, read_file
-from sinks.dicom.expect import Expectation, Registry
+from sinks.dicom.expect import REQUEST_HEADER, STUDY_HEADER, Expectation, Expectations, Registry
 from sinks.dicom.header import Header, read_header
 from sinks.dicom.journal import Journal, Record
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
@@ -253,21 +255,23 @@ class ResearchStore:
     go (needed with a ``producer``)."""
 
     def __init__(self, cfg: ScpConfig, producer: Any = None, topics: TopicsConfig | None = None,
-                 projects: Projects | None = None) -> None:
+                 projects: Projects | None = None, expected: Expectations | None = None) -> None:
         self.cfg = cfg
         self.producer = producer
         self.topics = topics or TopicsConfig()
         self.projects: Projects = projects if projects is not None else StaticProjects()
         self.stats = Stats()
         self.registry = Registry(cfg.store_dir)
+        # where the studies' projects come from and outcomes go: the Kafka topic (``ExpectedStudies``,
+        # nothing shared with the worker) or, given none, the files of ``registry``
+        self.expected: Expectations = expected if expected is not None else self.registry
         self.quarantine = Quarantine(cfg.quarantine_root)
         self.deid = Deidentifier(cfg.deid_key, cfg.site) if cfg.deid_key else None
         self._server: Any = None
-        self._cache: dict[str, tuple[int | None, Policy | Refused]] = {}
+        self._cache: dict[str, tuple[object, Policy | Refused]] = {}
         self._free_checked = (0.0, True)
         self._dirs: set[str] = set()  # directories made and fsync'd already (once per series, not per image)
         self._made: set[str] = set()  # directories made (the journal's path: not fsync'd)
-        self._reg_paths: dict[str, str] = {}  # study UID -> its registration file (pathlib per image is slow)
         self._root = os.path.realpath(cfg.store_dir)
         self.journal: Journal | None = None  # opened by start(); without it every file is fsync'd
         self._writer: queue.Queue[_Pending | None] | None = None  # journaled instances whose file is due
@@ -304,20 +308,15 @@ class ResearchStore:
         return Policy(exp, opts)
 
     def _policy(self, study_uid: str) -> Policy | Refused:
-        """The policy of a study; re-read only when its registration file changed (one stat)."""
-        reg = self._reg_paths.get(study_uid)
-        if reg is None:
-            if len(self._reg_paths) > 10000:
-                self._reg_paths.clear()
-            reg = self._reg_paths[study_uid] = str(self.registry.path(study_uid))
-        try:
-            stamp: int | None = os.stat(reg).st_mtime_ns
-        except OSError:
-            stamp = None
+        """The policy of a study; re-read only when its registrations changed (a stat, or a dict lookup).
+        A study not known yet is looked up (waiting a moment, from Kafka) once, not per instance."""
+        stamp = self.expected.stamp(study_uid)
         hit = self._cache.get(study_uid)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        exp = self.registry.lookup(study_uid) if stamp is not None else None
+        exp = self.expected.lookup(study_uid) if stamp is not None or self.expected.waits else None
+        if exp is not None and stamp is None:
+            stamp = self.expected.stamp(study_uid)
         policy = self._resolve(exp, study_uid)
         if len(self._cache) > 10000:
             self._cache.clear()
@@ -393,7 +392,7 @@ class ResearchStore:
             self.stats.add("write_errors")
         LOG.warning("instance %s failed (0x%04X): %s", hdr.sop_instance[:80], status, why)
         with contextlib.suppress(OSError):  # the disk that failed the write may fail this too
-            self.registry.record(hdr.study, exp.request_id, hdr.sop_instance, "failed", why)
+            self.expected.record(hdr.study, exp.request_id, hdr.sop_instance, "failed", why)
         return status
 
     def _file(self, job: _Instance) -> None:
@@ -430,9 +429,9 @@ class ResearchStore:
 
         def finish() -> None:
             self.stats.add_written(len(data))
-            self.registry.record(orig.study, exp.request_id, orig.sop_instance, "stored")
+            self.expected.record(orig.study, exp.request_id, orig.sop_instance, "stored")
             self._emit_stored(exp.project_id, job.calling_ae, job.called_ae, stored, original, target,
-                              len(data))
+                              len(data), exp.request_id)
 
         journal, writer = self.journal, self._writer
         note = json.dumps([orig.study, exp.request_id, orig.sop_instance]).encode()
@@ -480,25 +479,28 @@ class ResearchStore:
                       len(data))
         path = self.quarantine.put(entry, data)
         self.stats.add("quarantined")
-        self.registry.record(hdr.study, exp.request_id, hdr.sop_instance, "quarantined", reason)
+        self.expected.record(hdr.study, exp.request_id, hdr.sop_instance, "quarantined", reason)
         LOG.info("quarantined %s of project %s: %s", hdr.sop_instance, exp.project_id, reason)
         self._emit_quarantine(entry, "quarantined", path, job.calling_ae, None)
 
     # -- events --------------------------------------------------------------------------------------
-    def _send(self, topic: str, contract: str, key: str, record: dict[str, Any]) -> None:
+    def _send(self, topic: str, contract: str, key: str, record: dict[str, Any],
+              headers: list[tuple[str, bytes]] | None = None) -> None:
         if self.producer is None:
             return
         value = serde.encode(contract, record)
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key)
+                self.producer.produce(topic, value=value, key=key, headers=headers)
                 break
             except BufferError:
                 self.producer.poll(0.1)
         self.producer.poll(0)
 
     def _emit_stored(self, project_id: str, calling_ae: str, called_ae: str, stored: Header,
-                     original: Header | None, path: str, size: int) -> None:
+                     original: Header | None, path: str, size: int, request_id: str = "") -> None:
+        """``request_id`` and the study (the worker's reconciliation reads them without decoding the
+        record) ride in headers: the contract and the warehouse stay as they are."""
         now = datetime.now(UTC)
         self._send(self.topics.received_instances, "received_instance", stored.sop_instance, {
             "project_id": project_id, "calling_ae": calling_ae, "called_ae": called_ae,
@@ -506,7 +508,9 @@ class ResearchStore:
             "sop_instance_uid": stored.sop_instance, "sop_class_uid": stored.sop_class,
             "accession": stored.accession or None, "patient_id": stored.patient_id or None,
             "modality": stored.modality or None, "path": path, "size_bytes": size,
-            "deidentified": original is not None, "time": now})
+            "deidentified": original is not None, "time": now},
+            [(REQUEST_HEADER, request_id.encode()), (STUDY_HEADER, stored.study.encode())] if request_id
+            else None)
         if original is not None:  # the originals: only on the restricted topic
             self._send(self.topics.received_restricted, "received_original", stored.sop_instance, {
                 "project_id": project_id, "study_instance_uid": stored.study,
@@ -588,7 +592,7 @@ class ResearchStore:
             self.stats.add("write_errors")
             why = f"written after the response, failed: {type(error).__name__}: {error}"
             LOG.error("instance %s: %s", item.sop_original[:80], why)
-            self.registry.record(item.study_original, item.request_id, item.sop_original, "failed", why)
+            self.expected.record(item.study_original, item.request_id, item.sop_original, "failed", why)
         except Exception:  # the manifest or the event failed: logged; the instance's file is what it is
             LOG.exception("after writing %s", item.target)
         finally:
@@ -598,7 +602,7 @@ class ResearchStore:
         """A journal record's file was written again at start: record it ``stored`` in its manifest."""
         try:
             study, request_id, sop = json.loads(note)
-            self.registry.record(study, request_id, sop, "stored")
+            self.expected.record(study, request_id, sop, "stored")
         except (ValueError, TypeError, OSError) as exc:
             LOG.warning("replayed %s; its manifest record failed: %s", relpath, exc)
 

@@ -9,7 +9,8 @@ are (docs/retrieval.md):
 
 Completeness (moves into our research store, ``research.ae_title``): before a study's first move its
 instances are listed (C-FIND at IMAGE level, ``find.c_find_instances``); after the move the list is
-reconciled with what the storage SCP recorded per instance (``expect.Registry.received``). A study is
+reconciled with what the storage SCP recorded per instance (its events, ``expect.Outcomes``; or, with
+``research.coordination = "files"``, its manifest, ``expect.Registry.received``). A study is
 complete only when every listed instance was stored, or quarantined with a reason; otherwise only the
 missing instances are moved again (IMAGE-level C-MOVE; the study again if none of it arrived) on the
 next attempt, and after the last attempt the request ends ``partial`` (or ``failed``) naming them. Other
@@ -19,7 +20,8 @@ Restart safety: each request's record is held (``Acks.hold``) until its final st
 delivered, so the loop commits a partition only up to its lowest request that is not final yet; a crash
 redoes every request from there.
 A redone move is idempotent (the store overwrites by SOPInstanceUID) and requests already final
-(``done.jsonl`` in the worker's state dir) are not moved again.
+(the status topic, ``expect.StatusLedger``, which every worker of the group reads; with files a
+``done-<group>.jsonl`` in the worker's state dir) are not moved again.
 
 Identifiers: a request from the research side names its study by ``study_ref`` (the encrypted reference of
 the analysts' tables, ``processors.ingest.research``), which the worker opens with the installation's key
@@ -52,10 +54,10 @@ from processors.ingest.pseudonym import keyed_identifier, keyed_uid
 from processors.ingest.research import StudyRef, StudyRefError, looks_keyed, open_study_ref
 from sinks.dicom import metrics, schedule
 from sinks.dicom.config import PacsConfig, ResearchConfig
-from sinks.dicom.expect import Registry
+from sinks.dicom.expect import Outcomes, Registry, StatusLedger, publish, withdraw
 from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, c_find_instances, resolve
 from sinks.dicom.move import MoveResult, c_move_instances, c_move_study
-from sinks.dicom.projects import ProjectRegistry, options_of, refusal
+from sinks.dicom.projects import ProjectRegistry, StoreOptions, options_of, refusal
 from sinks.dicom.wire import compat
 from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
@@ -131,7 +133,8 @@ class Request:
 
 
 class Ledger:
-    """Request ids that reached a final state (append-only JSON lines), to skip redelivered ones."""
+    """Request ids that reached a final state (append-only JSON lines), to skip redelivered ones: one
+    host's file (``research.coordination = "files"``; with Kafka, ``expect.StatusLedger``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -154,6 +157,15 @@ class Ledger:
                 fh.flush()
                 os.fsync(fh.fileno())
 
+    def sync(self) -> None:
+        """Nothing to catch up with: this process wrote every line."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
 
 class Worker(Handler):
     """The retrieval worker; also the ``Handler`` of its consumer loop (``self.loop``)."""
@@ -173,8 +185,17 @@ class Worker(Handler):
         self.pacer = schedule.Pacer(self.opts.studies_per_hour, self.opts.images_per_minute)
         self.group_id = group_id or f"{kafka.consumer_group}.dicom-worker"
         self.state_dir = Path(state_dir) / "dicom-worker"
-        self.ledger = Ledger(self.state_dir / f"done-{self.group_id}.jsonl")
-        self.registry = Registry(Path(research.store_dir))
+        if research.coordination not in ("kafka", "files"):
+            raise ValueError(f"research.coordination is {research.coordination!r}: kafka or files")
+        self.registry = Registry(Path(research.store_dir)) if research.coordination == "files" else None
+        self.ledger: Ledger | StatusLedger
+        self.outcomes: Outcomes | None = None
+        if self.registry is None:  # shared nothing: expectations, outcomes and the ledger are topics
+            self.ledger = StatusLedger(kafka, topics)
+            self.outcomes = Outcomes(kafka, topics)
+            self.expect_producer = make_producer(kafka, **{"linger.ms": 0})
+        else:
+            self.ledger = Ledger(self.state_dir / f"done-{self.group_id}.jsonl")
         self.projects = ProjectRegistry(kafka, topics)  # replays the projects topic from first use
         self.producer = make_producer(kafka, **{"linger.ms": pacs.status_linger_ms})
         serde.registry()  # parse the contracts at start-up, not while the first request waits
@@ -276,6 +297,7 @@ class Worker(Handler):
         """Decode, skip what is final already, cancel, validate and queue each request. A request's
         record is held until its final status is delivered; what needs no final status here (a
         redelivered final request, a cancel) is done with the loop's next flush."""
+        self.ledger.sync()  # what other workers finished (a rebalance may hand their requests here)
         for record in records:
             try:
                 rec = serde.decode("retrieval_requested", record.value)
@@ -289,6 +311,16 @@ class Worker(Handler):
                 continue
             if str(rec.get("action") or "request") == "cancel":
                 self._cancel(req)
+                continue
+            with self._cv:
+                running = self._active.get(req.id)
+            if running is not None:
+                # handed back to this worker by a rebalance while it runs here: not moved twice; its
+                # new record is committed with the running request's final status (the old ticket
+                # belongs to the earlier assignment and commits nothing)
+                running.ticket = ticket = acks.hold(record)
+                if req.id in self.ledger.done:  # it became final meanwhile
+                    ticket.done()
                 continue
             req.ticket = acks.hold(record)
             error = self._validate(rec) or self._open_ref(req)
@@ -523,8 +555,7 @@ class Worker(Handler):
                 except DicomError as exc:
                     return MoveResult("failed", status=exc.status, error=f"C-FIND (IMAGE level): {exc}",
                                       retriable=exc.retriable)
-            self.registry.register(uid, str(req.rec["project_id"]), req.id, dest,
-                                   options=options_of(self.projects, str(req.rec["project_id"])))
+            self._expect(req, uid, dest)
             prior = req.recon.get(uid)
             # the missing instances only; the whole study when none of it arrived (a smaller identifier)
             todo = list(prior.missing) if listed and prior is not None and prior.done else []
@@ -540,7 +571,7 @@ class Worker(Handler):
 
             self.emit(req, "moving", self._total(req))
             last_emit[0] = time.monotonic()  # counts follow pending_event_s after the start, not at once
-            lines = self._manifest_lines(uid, req.id)
+            lines = self._recorded(req, uid)
             if not todo:
                 result = self._with_assoc(lambda assoc: c_move_study(self.pacs, dest, uid, pending, assoc))
             else:
@@ -595,42 +626,75 @@ class Worker(Handler):
                 total.retriable = total.retriable and r.retriable
         return total
 
-    def _manifest_lines(self, study_uid: str, request_id: str) -> int:
-        """Records the SCP has appended so far to the request's manifest of the study (one per line)."""
-        try:
-            return self.registry.manifest(study_uid, request_id).read_bytes().count(b"\n")
-        except OSError:
-            return 0
+    # -- what the research store did, per request: files (one host) or the SCPs' events (Kafka) ------
+    def _expect(self, req: Request, study_uid: str, dest: str) -> None:
+        """Tell the SCPs which project the study's instances belong to; done before the C-MOVE."""
+        project_id = str(req.rec["project_id"])
+        options = options_of(self.projects, project_id)
+        if self.registry is not None:
+            self.registry.register(study_uid, project_id, req.id, dest, options=options)
+            return
+        assert self.outcomes is not None
+        self.outcomes.watch(req.id)
+        publish(self.expect_producer, self.topics, study_uid, project_id, req.id, dest, options)
 
-    def _settle(self, study_uid: str, request_id: str, targets: list[str], lines_before: int,
-                accepted: int) -> dict[str, tuple[str, str]]:
+    def _stored_uid(self, req: Request) -> Callable[[str], str]:
+        """How the research store names a UID of this request's project: keyed when de-identified
+        (``deid.remap_uid``), unless the project retains UIDs or is identified."""
+        opts = StoreOptions.from_dict(options_of(self.projects, str(req.rec["project_id"])))
+        key = self.key
+        if opts.identified or opts.deid.retain_uids or key is None:
+            return lambda uid: uid
+        return lambda uid: keyed_uid(key, uid)
+
+    def _recorded(self, req: Request, study_uid: str) -> int:
+        """Records of the study's instances for the request so far (manifest lines, or events)."""
+        if self.registry is not None:
+            try:
+                return self.registry.manifest(study_uid, req.id).read_bytes().count(b"\n")
+            except OSError:
+                return 0
+        assert self.outcomes is not None
+        return self.outcomes.count(req.id, [study_uid, self._stored_uid(req)(study_uid)])
+
+    def _received(self, req: Request, study_uid: str, sops: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """{original SOP UID: (outcome, reason)} of the request's instances of the study."""
+        if self.registry is not None:
+            return self.registry.received(study_uid, req.id)
+        assert self.outcomes is not None
+        named = self._stored_uid(req)
+        return self.outcomes.received(req.id, {sop: (sop, named(sop)) for sop in sops})
+
+    def _settle(self, req: Request, study_uid: str, listed: Sequence[str], targets: list[str],
+                before: int, accepted: int) -> dict[str, tuple[str, str]]:
         """The SCP's records of the request once they have settled after a C-MOVE's final response.
 
         The SCP records an instance when its outcome is final, which can be after the C-STORE response the
-        PACS counted, so the last records may follow the C-MOVE's final response. Settled: every target is
-        stored or quarantined, or the manifest grew by at least the sub-operations the PACS counted as
-        completed or warning (``accepted``: each of them gets a record), or ``settle_s`` passed.
+        PACS counted (and its event is batched), so the last records may follow the C-MOVE's final
+        response. Settled: every target is stored or quarantined, or the records grew by at least the
+        sub-operations the PACS counted as completed or warning (``accepted``: each of them gets a
+        record), or ``settle_s`` passed.
         """
         deadline = time.monotonic() + self.opts.settle_s
         # the targets had no good outcome before this move: all of them done takes as many new records
         enough = min(accepted, len(targets))
         while True:
-            new = self._manifest_lines(study_uid, request_id) - lines_before  # cheaper than parsing it
+            new = self._recorded(req, study_uid) - before  # cheaper than reading the records
             if new >= enough:
-                got = self.registry.received(study_uid, request_id)
+                got = self._received(req, study_uid, listed)
                 if new >= accepted or all(_is_done(got.get(sop)) for sop in targets):
                     return got
             if time.monotonic() >= deadline:
-                LOG.warning("%s: the SCP's records of study %s did not settle within %.1f s", request_id,
+                LOG.warning("%s: the SCP's records of study %s did not settle within %.1f s", req.id,
                             study_uid, self.opts.settle_s)
-                return self.registry.received(study_uid, request_id)
-            time.sleep(0.005)
+                return self._received(req, study_uid, listed)
+            time.sleep(0.005 if self.registry is not None else 0.02)
 
     def _reconcile(self, req: Request, uid: str, listed: dict[str, str], targets: list[str],
                    result: MoveResult, lines_before: int) -> MoveResult:
         """The study's result after a move: complete only when every listed instance is stored or
         quarantined with a reason. ``completed`` then counts those, ``failed`` the missing ones."""
-        got = self._settle(uid, req.id, targets, lines_before, result.completed + result.warning)
+        got = self._settle(req, uid, list(listed), targets, lines_before, result.completed + result.warning)
         stored = quarantined = 0
         missing: list[str] = []
         for sop in listed:
@@ -695,8 +759,13 @@ class Worker(Handler):
         elif result is None and status is not None:
             result = MoveResult(state, status=status)
         for study in req.studies:
-            self.registry.release(study.study_instance_uid, req.id)
-            self.registry.forget(study.study_instance_uid, req.id)
+            if self.registry is not None:
+                self.registry.release(study.study_instance_uid, req.id)
+                self.registry.forget(study.study_instance_uid, req.id)
+            else:  # a tombstone even for a study not expected yet: cheap, and the SCPs ignore it
+                withdraw(self.expect_producer, self.topics, study.study_instance_uid, req.id)
+        if self.outcomes is not None:
+            self.outcomes.unwatch(req.id)
         self.emit(req, state, result, error=error, on_delivery=self._final_delivered(req, state))
 
     def _final_delivered(self, req: Request, state: str) -> Callable[[KafkaError | None, Message], None]:
@@ -743,6 +812,9 @@ class Worker(Handler):
                 LOG.exception("the consumer loop failed")
                 self.stop_event.set()
 
+        self.ledger.start()  # before the first request: it knows what other workers finished
+        if self.outcomes is not None:
+            self.outcomes.start()  # before the first move: the SCPs' events of it come after this
         consumer = threading.Thread(target=consume, name="dicom-consumer", daemon=True)
         movers = [threading.Thread(target=self.move_loop, name=f"dicom-mover-{i}", daemon=True)
                   for i in range(max(1, self.pacs_config.max_associations))]
@@ -771,6 +843,9 @@ class Worker(Handler):
             consumer.join(timeout=30)
             self.producer.flush(30)
             self.projects.stop()
+            self.ledger.stop()
+            if self.outcomes is not None:
+                self.outcomes.stop()
         if failed:
             raise failed[0]
 

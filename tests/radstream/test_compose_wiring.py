@@ -100,12 +100,15 @@ def needs(name: str) -> Needs:
         n.writes |= auth
         n.serves.append((option(command, "--host", "127.0.0.1"), int(option(command, "--port", "8180"))))
     elif command[:2] == ["dicom", "worker"]:
-        n.writes |= {"done-ledger": posixpath.join(s.state_dir, "dicom-worker"),
-                     "expected studies": posixpath.join(s.research.store_dir, ".expected"), **auth}
+        # research.coordination = "kafka": expected studies, outcomes and its done-ledger are topics
+        # (sinks/dicom/expect.py); with "files" it would write <store>/.expected and <state>/dicom-worker
+        assert s.research.coordination == "kafka", name
+        n.writes |= auth
         n.reads |= key  # opens the analysts' study references (processors.ingest.research)
         n.connects.add("pacs")
         n.serves.append((s.metrics.host, s.metrics.dicom_worker_port))
     elif command[:2] == ["dicom", "scp"]:
+        assert s.research.coordination == "kafka", name  # it replays the expected studies' topic
         n.writes |= {"research store": s.research.store_dir, "quarantine": s.research.quarantine_dir, **auth}
         n.reads |= key
         n.serves.append((s.research.host, s.research.port))
@@ -164,32 +167,32 @@ def test_what_each_service_writes_is_on_a_named_volume_and_it_mounts_nothing_els
         assert mounted == used, f"{name} mounts {sorted(mounted - used)} that it never uses"
 
 
-def test_volumes_are_shared_exactly_where_the_code_coordinates_through_files() -> None:
-    # sinks/dicom/expect.py: the DICOM worker registers each expected study under <store>/.expected and the
-    # SCP looks it up there and records what it stored; so today they share the research store. (Issue 15
-    # moves this into Kafka; then this requirement is replaced by its opposite: nothing shared.)
-    worker_store = mount("dicom-worker", settings_of("dicom-worker").research.store_dir)
-    scp_store = mount("research-scp", settings_of("research-scp").research.store_dir)
-    assert worker_store is not None and worker_store == scp_store
-    scp_dir = settings_of("research-scp").research.store_dir
-    assert needs("dicom-worker").writes["expected studies"].startswith(scp_dir + "/")
-    # the API token store: written by `radstream auth ...`, read (and its local token made) by the worker's
-    # SQL page, the FHIR server and every /metrics page
+def test_the_dicom_worker_and_the_scp_share_no_volume_but_the_token_store() -> None:
+    # sinks/dicom/expect.py: with research.coordination = "kafka" (the default) the DICOM worker publishes
+    # each expected study on a compacted topic, reads what the SCPs stored from their events and its
+    # done-ledger from the status topic; so they share no disk and may run on different hosts.
+    # The API token store: written by `radstream auth ...`, read (and its local token made) by the worker's
+    # SQL page, the FHIR server and every /metrics page (the one volume every radstream service mounts)
     readers = ("worker", "fhir-server", "radstream", "hl7-listener", "dicom-worker", "research-scp")
     tokens = {mount(n, needs(n).writes["tokens"]) for n in readers}
     assert len(tokens) == 1 and None not in tokens, tokens
-    # the quarantine is outside the store's tree (sinks/dicom/quarantine.py) and the SCP's alone
-    quarantine = mount("research-scp", needs("research-scp").writes["quarantine"])
-    assert quarantine is not None and quarantine[0] != scp_store[0]
+    token_volume = next(iter(tokens))
+    assert token_volume is not None
+    volumes = {n: {v["source"] for v in service(n).get("volumes", [])}
+               for n in ("dicom-worker", "research-scp")}
+    assert volumes["dicom-worker"] & volumes["research-scp"] == {token_volume[0]}
+    assert volumes["dicom-worker"] == {token_volume[0]}  # nothing of its own to keep either
+    assert mount("dicom-worker", settings_of("dicom-worker").research.store_dir) is None
     users: dict[str, set[str]] = {}
     for name, svc in model()["services"].items():
         for v in svc.get("volumes", []):
             users.setdefault(v["source"], set()).add(name)
+    scp_store = mount("research-scp", settings_of("research-scp").research.store_dir)
+    assert scp_store is not None and users[scp_store[0]] == {"research-scp"}
+    # the quarantine is outside the store's tree (sinks/dicom/quarantine.py) and the SCP's alone
+    quarantine = mount("research-scp", needs("research-scp").writes["quarantine"])
+    assert quarantine is not None and quarantine[0] != scp_store[0]
     assert users[quarantine[0]] == {"research-scp"}
-    assert users[scp_store[0]] == {"dicom-worker", "research-scp"}
-    # the DICOM worker's done-ledger is per worker process (a file it appends to)
-    ledger = mount("dicom-worker", needs("dicom-worker").writes["done-ledger"])
-    assert ledger is not None and users[ledger[0]] == {"dicom-worker"}
     for infra in ("kafka", "clickhouse", "orthanc"):
         assert users[f"{infra}-data"] == {infra}
 

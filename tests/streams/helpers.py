@@ -81,14 +81,15 @@ def consume(settings: Settings, topic: str, n: int, timeout: float = 60.0) -> li
 
 
 @contextmanager
-def radstream_process(settings: Settings, log_path: Path, *args: str,
-                      stop_s: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+def radstream_process(settings: Settings, log_path: Path, *args: str, stop_s: float = 30.0,
+                      pass_fds: tuple[int, ...] = ()) -> Iterator[subprocess.Popen[bytes]]:
     """``radstream [args]`` as a real process with ``settings``; stopped (SIGTERM, then SIGKILL after
-    ``stop_s``) with its whole process group at the end."""
+    ``stop_s``) with its whole process group at the end. ``pass_fds``: descriptors it inherits."""
     env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "radstream", *args], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                pass_fds=pass_fds)
         try:
             yield proc
         finally:

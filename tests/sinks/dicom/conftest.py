@@ -39,16 +39,18 @@ def orthanc_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Se
 
 @pytest.fixture
 def pacs_settings(orthanc_state: tuple[Settings, Path], tmp_path: Path) -> Settings:
-    """Orthanc settings with a fresh research store (no Kafka)."""
+    """Orthanc settings with a fresh research store (no Kafka); worker and SCP share it (files)."""
     settings, _ = orthanc_state
-    return settings.replace(state_dir=str(tmp_path), research={"store_dir": str(tmp_path / "store")})
+    return settings.replace(state_dir=str(tmp_path), research={"store_dir": str(tmp_path / "store"),
+                                                               "coordination": "files"})
 
 
 @pytest.fixture
 def dicom_settings(topic_settings: Settings, orthanc_state: tuple[Settings, Path],
                    tmp_path: Path) -> Settings:
     """Kafka topics of this test + Orthanc + a fresh research store and worker state, fast retries;
-    the test projects (``helpers.TEST_PROJECTS``) registered on its projects topic."""
+    the test projects (``helpers.TEST_PROJECTS``) registered on its projects topic. Worker and SCP
+    coordinate through files in the store (one host); ``test_dicom_shared_nothing`` uses the topics."""
     from .helpers import register_projects
 
     o, _ = orthanc_state
@@ -56,7 +58,7 @@ def dicom_settings(topic_settings: Settings, orthanc_state: tuple[Settings, Path
         state_dir=str(tmp_path), pacs={"port": o.pacs.port, "http_port": o.pacs.http_port,
                                        "max_attempts": 3, "backoff_s": 0.2, "max_associations": 1},
         research={"port": o.research.port, "store_dir": str(tmp_path / "store"),
-                  "allowed_destinations": ("RESEARCH", "ELSEWHERE")},
+                  "allowed_destinations": ("RESEARCH", "ELSEWHERE"), "coordination": "files"},
         kafka={"consumer_group": f"test-{uuid.uuid4().hex[:8]}"},
     )
     register_projects(settings)

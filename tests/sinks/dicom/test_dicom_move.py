@@ -202,7 +202,7 @@ def test_direct_move_path_reports_what_pynetdicom_reports(pacs_settings: Setting
     for fast in (False, True):
         store = store_for(pacs_settings, min_free_mb=10**9 if case == "refused" else 1)
         store.cfg.store_dir = store.cfg.store_dir / f"fast-{fast}"
-        store.registry = Registry(store.cfg.store_dir)
+        store.registry = store.expected = Registry(store.cfg.store_dir)
         store.registry.register(a2.study_uid, "P1", "r1", "RESEARCH")
         store.start()
         pendings: list[MoveResult] = []

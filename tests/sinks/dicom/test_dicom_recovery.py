@@ -102,6 +102,7 @@ def _env(settings: Settings) -> dict[str, str]:
         RADSTREAM_PACS_HTTP_PORT=str(p.http_port), RADSTREAM_PACS_MAX_ATTEMPTS=str(p.max_attempts),
         RADSTREAM_PACS_BACKOFF_S=str(p.backoff_s), RADSTREAM_RESEARCH_STORE_DIR=str(r.store_dir),
         RADSTREAM_RESEARCH_ALLOWED_DESTINATIONS=",".join(r.allowed_destinations),
+        RADSTREAM_RESEARCH_COORDINATION=r.coordination,  # the in-process SCP here shares the store
     )
 
 

@@ -93,7 +93,8 @@ class FakeAcks:
 def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Worker:
     monkeypatch.setattr("sinks.dicom.worker.make_producer", FakeProducer)
     w = Worker(KafkaConfig(bootstrap="127.0.0.1:1"), TopicsConfig(), PacsConfig(),
-               ResearchConfig(store_dir=str(tmp_path / "store")), tmp_path, WorkerOptions(max_queued=4))
+               ResearchConfig(store_dir=str(tmp_path / "store"), coordination="files"),
+               tmp_path, WorkerOptions(max_queued=4))
     w.projects = TEST_PROJECTS  # type: ignore[assignment]  # no broker here: the projects as registered
     return w
 
@@ -146,6 +147,20 @@ def test_a_cancel_finishes_the_pending_request_and_is_not_held(worker: Worker) -
     assert producer.states() == ["queued", "cancelled"]
     producer.deliver()
     assert first.held[0].is_done and worker.ledger.done["r0-0"] == "cancelled"
+
+
+def test_a_request_redelivered_while_it_runs_here_is_not_queued_again(worker: Worker) -> None:
+    producer = worker.producer
+    assert isinstance(producer, FakeProducer)
+    first = add(worker, record(0))
+    [req] = worker._pending
+    worker._pending, worker._active = [], {req.id: req}  # a mover took it
+    worker.on_revoke([(TOPIC, 0)])  # a rebalance hands the partition back: the record comes again
+    again = add(worker, record(0))
+    assert not worker._pending and len(again.held) == 1 and req.ticket is again.held[0]
+    worker._finish(req, "completed", None, None)
+    producer.deliver()
+    assert again.held[0].is_done and not first.held[0].is_done  # the new assignment's ticket commits
 
 
 def test_busy_pauses_at_max_queued_and_resumes_below_half(worker: Worker) -> None:

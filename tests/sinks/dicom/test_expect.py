@@ -1,4 +1,5 @@
-"""The registration files and the per-request manifest of what the SCP did with each instance."""
+"""The registration files and the per-request manifest of what the SCP did with each instance; the same
+through Kafka records (``ExpectedStudies``, ``Outcomes``)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,80 @@ def test_manifest_keeps_the_last_outcome_per_instance(tmp_path: Path) -> None:
                                            "1.2.3.2": ("quarantined", "BurnedInAnnotation=YES")}
     reg.forget("1.2.3", "r1")
     assert reg.received("1.2.3", "r1") == {} and reg.received("1.2.3", "r2") != {}
+
+
+# -- the same through Kafka records (decoded as the consumers do; the topics themselves:
+#    test_dicom_shared_nothing.py) --------------------------------------------------------------------
+def _expectation(study: str, project: str, request: str, t: float) -> bytes:
+    from datetime import UTC, datetime
+
+    from streams import serde
+
+    return serde.encode("dicom_expectation", {
+        "study_instance_uid": study, "project_id": project, "request_id": request,
+        "destination_ae": "RESEARCH", "options": '{"identified": true}',
+        "time": datetime.fromtimestamp(t, UTC)})
+
+
+def test_expected_studies_latest_registration_wins_and_tombstones_withdraw() -> None:
+    from sinks.dicom.expect import ExpectedStudies
+    from streams.config import KafkaConfig, TopicsConfig
+
+    seen = ExpectedStudies(KafkaConfig(bootstrap="127.0.0.1:1"), TopicsConfig(), wait_s=0.0)
+    seen._thread = object()  # type: ignore[assignment]  # no broker: records are applied by hand
+    assert seen.lookup("1.2.3") is None and seen.stamp("1.2.3") is None
+    seen.apply(_expectation("1.2.3", "P1", "r1", 100.0), b"1.2.3/r1")
+    first = seen.stamp("1.2.3")
+    seen.apply(_expectation("1.2.3", "P2", "r2", 200.0), b"1.2.3/r2")
+    exp = seen.lookup("1.2.3")
+    assert exp is not None and (exp.project_id, exp.request_id) == ("P2", "r2")
+    assert exp.options == {"identified": True}
+    assert seen.stamp("1.2.3") != first  # the SCP's cached policy of the study is recomputed
+    seen.apply(None, b"1.2.3/r2")  # r2 final: r1's registration is the one left
+    exp = seen.lookup("1.2.3")
+    assert exp is not None and exp.request_id == "r1"
+    seen.apply(None, b"1.2.3/r1")
+    assert seen.lookup("1.2.3") is None
+    seen.apply(_expectation("../etc", "P1", "r3", 300.0), b"../etc/r3")  # not a UID: ignored
+    assert seen.lookup("../etc") is None
+
+
+def test_outcomes_keep_the_watched_requests_by_the_uids_their_events_carry() -> None:
+    from datetime import UTC, datetime
+
+    from sinks.dicom.expect import REQUEST_HEADER, STUDY_HEADER, Outcomes
+    from streams import serde
+    from streams.config import KafkaConfig, TopicsConfig
+
+    topics = TopicsConfig()
+    out = Outcomes(KafkaConfig(bootstrap="127.0.0.1:1"), topics)
+    now = datetime.now(UTC)
+
+    def stored(study: str, sop: str, request: str) -> None:
+        out._on_record(topics.received_instances, serde.encode("received_instance", {
+            "project_id": "P", "calling_ae": "ORTHANC", "called_ae": "RESEARCH", "study_instance_uid": study,
+            "series_instance_uid": "1.9", "sop_instance_uid": sop, "sop_class_uid": "1.2", "path": "x",
+            "size_bytes": 1, "deidentified": True, "time": now}), sop.encode(),
+            [(REQUEST_HEADER, request.encode()), (STUDY_HEADER, study.encode())])
+
+    def quarantined(study: str, sop: str, request: str, action: str = "quarantined") -> None:
+        out._on_record(topics.quarantine, serde.encode("quarantine_event", {
+            "action": action, "project_id": "P", "request_id": request, "study_instance_uid": study,
+            "series_instance_uid": "1.9", "sop_instance_uid": sop, "sop_class_uid": "1.2",
+            "reason": "BurnedInAnnotation=YES", "path": "q", "size_bytes": 1, "actor": "ORTHANC",
+            "time": now}), None, [])
+
+    stored("2.25.7", "2.25.1", "r1")  # before watch: not ours yet
+    out.watch("r1")
+    stored("2.25.7", "2.25.1", "r1")  # keyed UIDs (de-identified)
+    stored("2.25.7", "2.25.2", "r2")  # another request
+    quarantined("1.7", "1.7.3", "r1")  # original UIDs
+    quarantined("1.7", "1.7.4", "r1", action="released")  # not an outcome of the move
+    assert out.count("r1", ["1.7", "2.25.7"]) == 2 and out.count("r1", ["1.7"]) == 1
+    names = {"1.7.1": ("1.7.1", "2.25.1"), "1.7.2": ("1.7.2", "2.25.2"), "1.7.3": ("1.7.3", "2.25.3")}
+    assert out.received("r1", names) == {"1.7.1": ("stored", ""),
+                                         "1.7.3": ("quarantined", "BurnedInAnnotation=YES")}
+    stored("2.25.7", "2.25.3", "r1")  # a later retry stored it: the latest event wins
+    assert out.received("r1", names)["1.7.3"] == ("stored", "")
+    out.unwatch("r1")
+    assert out.received("r1", names) == {} and out.count("r1", ["2.25.7"]) == 0

@@ -24,7 +24,8 @@ LISTED = {f"1.2.3.{i}": "1.2.3.9" for i in range(4)}
 def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Worker:
     monkeypatch.setattr("sinks.dicom.worker.make_producer", FakeProducer)
     return Worker(KafkaConfig(bootstrap="127.0.0.1:1"), TopicsConfig(), PacsConfig(),
-                  ResearchConfig(store_dir=str(tmp_path / "store")), tmp_path, WorkerOptions(settle_s=3.0))
+                  ResearchConfig(store_dir=str(tmp_path / "store"), coordination="files"),
+                  tmp_path, WorkerOptions(settle_s=3.0))
 
 
 def req() -> Request:
@@ -77,7 +78,7 @@ def test_quarantined_without_a_reason_is_not_done_and_silence_ends_at_settle_s(w
     for sop in sops[:3]:
         worker.registry.record(STUDY, "r1", sop, "stored")
     worker.registry.record(STUDY, "r1", sops[3], "quarantined", "")
-    lines = worker._manifest_lines(STUDY, "r1")
+    lines = worker._recorded(r, STUDY)
     start = time.monotonic()
     # a retry of the 4th: the PACS counts it completed, the SCP never records it again
     result = worker._reconcile(r, STUDY, LISTED, [sops[3]], moved(1), lines)
