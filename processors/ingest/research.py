@@ -164,8 +164,9 @@ def open_study_ref(key: bytes, ref: str) -> StudyRef:
 
 
 def looks_keyed(value: str | None) -> bool:
-    """True for a value of the research view (an analyst's identifier), which the PACS does not know."""
+    """True for a value that is a research pseudonym by its form (``psn-``, ``ACC-``, a study reference).
+    A keyed UID cannot be told from a clinical one (many devices make ``2.25.`` UIDs from UUIDs): whether
+    a UID is a research value is decided by where it comes from, never by its form."""
     if not value:
         return False
-    return value.startswith(("psn-", "ACC-", STUDY_REF_PREFIX)) or (
-        value.startswith("2.25.") and len(value) > 30)
+    return value.startswith(("psn-", "ACC-", STUDY_REF_PREFIX))

@@ -220,7 +220,10 @@ def retrieval_request_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     made."""
     action = _s(rec.get("action") or "request")
     ids = {f: _s(rec.get(f)) for f in ("accession", "study_instance_uid", "patient_id", "study_date")}
-    clinical = {f: v for f, v in ids.items() if v and f != "study_date" and not looks_keyed(v)}
+    # research values come with their study reference (the CLI and standing cohorts pair them); without
+    # one, what is not a pseudonym by its form is the PACS's own value (a UID's form tells nothing)
+    clinical = {} if rec.get("study_ref") else {
+        f: v for f, v in ids.items() if v and f != "study_date" and not looks_keyed(v)}
     if ids["patient_id"] in clinical.values():
         clinical["study_date"] = ids["study_date"]  # a real exam date beside the real patient id
     shown = {f: "" if f in clinical else v for f, v in ids.items()}

@@ -227,7 +227,7 @@ class Worker(Handler):
         event: dict[str, Any] = {
             "request_id": req.id, "project_id": rec["project_id"], "state": state, "attempt": req.attempt,
             "accession": self._research_accession(req), "study_instance_uid": uids[0] if uids else
-            self._research_uid(req, rec.get("study_instance_uid")),
+            self._research_uid(req, rec.get("study_instance_uid"), from_request=True),
             "study_instance_uids": uids, "expected_instances": expected,
             "pacs_ae": self.pacs.ae_title, "destination_ae": rec.get("destination_ae"),
             "completed": None, "failed": None, "warning": None, "remaining": None,
@@ -248,9 +248,11 @@ class Worker(Handler):
         metrics.status(state, result)
         LOG.info("%s %s attempt=%d %s", req.id, state, req.attempt, error or "")
 
-    def _research_uid(self, req: Request, uid: str | None) -> str | None:
-        """A UID as the research store and the analysts' tables know it."""
-        if not uid or not req.keyed or self.key is None or looks_keyed(uid):
+    def _research_uid(self, req: Request, uid: str | None, from_request: bool = False) -> str | None:
+        """A UID as the research store and the analysts' tables know it. UIDs from the PACS are clinical;
+        one the request gave is a research value when the request came with a study reference (the CLI
+        and standing cohorts pair them), else clinical: never judged by its form."""
+        if not uid or not req.keyed or self.key is None or (from_request and req.ref is not None):
             return uid
         return keyed_uid(self.key, uid)
 

@@ -111,11 +111,14 @@ def test_findings_carry_the_reports_research_identifiers() -> None:
     assert got["study_ref"] == out["study_ref"] and got["report_version"] == out["version"]
 
 
-def test_looks_keyed_tells_research_values_from_clinical_ones() -> None:
+def test_looks_keyed_tells_pseudonyms_by_form_and_never_uids() -> None:
     out = research_report(report(), KEY)
-    for value in (out["accession"], out["patient_id"], out["study_instance_uid"], out["study_ref"]):
+    for value in (out["accession"], out["patient_id"], out["study_ref"]):
         assert looks_keyed(value), value
-    for value in ("RAD2026-000123", "MRN-445566", "1.2.840.113619.2.55.3.4", "2.25.1", "", None):
+    # a keyed UID and a device's UUID-derived UID have the same form: neither counts as research by form
+    device = "2.25.329800735698586629295641978511506172918"
+    clinical = ("RAD2026-000123", "MRN-445566", "1.2.840.113619.2.55.3.4", "", None)
+    for value in (out["study_instance_uid"], device, *clinical):
         assert not looks_keyed(value), value
 
 

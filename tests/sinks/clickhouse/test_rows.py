@@ -287,3 +287,25 @@ def test_sink_static_membership_per_embedded_store_and_overridable() -> None:
     assert static_instance_id(a.replace(clickhouse={"sink_instance_id": "sink-1"}).clickhouse) == "sink-1"
     # several sinks share a server
     assert static_instance_id(a.replace(clickhouse={"url": "http://ch:8123"}).clickhouse) == ""
+
+
+def test_a_request_by_clinical_identifiers_keeps_them_out_of_the_analysts_table() -> None:
+    """A clinical system's request (no study reference) by the PACS's own values, a device's UUID-derived
+    2.25 UID among them: the analysts' table gets none of them (a UID's form says nothing), the audit
+    entry (stewards) keeps the request as made. A research request (with its study_ref) shows as given."""
+    req = {**sample_records()["retrieval_requested"], "accession": "RAD-77",
+           "study_instance_uid": "2.25.329800735698586629295641978511506172918", "patient_id": "MRN-9",
+           "study_date": "20260304", "study_ref": None}
+    rows = rows_for("retrieval_requested", req)
+    (shown,) = _as_dicts(rows, "retrieval_requests")
+    assert (shown["accession"], shown["study_instance_uid"], shown["patient_id"], shown["study_date"]) == (
+        "", "", "", "")
+    (audited,) = _as_dicts(rows, "audit_log")
+    detail = json.loads(audited["detail"])
+    made = [detail[f] for f in ("accession", "study_instance_uid", "patient_id", "study_date")]
+    assert made == ["RAD-77", "2.25.329800735698586629295641978511506172918", "MRN-9", "20260304"]
+    research = {**req, "accession": "ACC-0123456789AB", "study_instance_uid": "2.25.1234",
+                "patient_id": None, "study_date": None, "study_ref": "sr1.abc"}
+    (shown,) = _as_dicts(rows_for("retrieval_requested", research), "retrieval_requests")
+    assert (shown["accession"], shown["study_instance_uid"], shown["study_ref"]) == (
+        "ACC-0123456789AB", "2.25.1234", "sr1.abc")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from processors.ingest.research import StudyRef
 from sinks.dicom.config import PacsConfig, ResearchConfig
 from sinks.dicom.move import MoveResult
 from sinks.dicom.worker import Request, Worker, WorkerOptions
@@ -84,3 +85,32 @@ def test_quarantined_without_a_reason_is_not_done_and_silence_ends_at_settle_s(w
     result = worker._reconcile(r, STUDY, LISTED, [sops[3]], moved(1), lines)
     assert 2.9 <= time.monotonic() - start < 5.0
     assert result.outcome == "partial" and r.recon[STUDY].missing == (sops[3],)
+
+
+def test_status_events_key_clinical_uids_whatever_their_form(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request from a clinical system names a study by the PACS's values; a device's UUID-derived
+    2.25 UID looks like a keyed one, yet the status event (analysts' tables) carries its keyed value. A
+    research request (with its study reference) keeps its research UID as given."""
+    from processors.ingest.pseudonym import keyed_identifier, keyed_uid
+
+    monkeypatch.setattr("sinks.dicom.worker.make_producer", FakeProducer)
+    key = b"status-key-0123456789abcdef0123"
+    w = Worker(KafkaConfig(bootstrap="127.0.0.1:1"), TopicsConfig(), PacsConfig(),
+               ResearchConfig(store_dir=str(tmp_path / "store"), coordination="files"), tmp_path,
+               WorkerOptions(), key=key)
+    device = "2.25.329800735698586629295641978511506172918"
+    clinical = Request({"request_id": "r1", "project_id": "IRB-1", "accession": "RAD-1",
+                        "study_instance_uid": device, "destination_ae": "RESEARCH"}, 0, 0, 1)
+    clinical.keyed = True
+    w.emit(clinical, "queued")
+    event = w.log[-1]
+    assert event["study_instance_uid"] == keyed_uid(key, device) != device
+    assert event["accession"] == keyed_identifier(key, "accession", "RAD-1")
+    research = Request({"request_id": "r2", "project_id": "IRB-1", "accession": "ACC-0123456789AB",
+                        "study_instance_uid": keyed_uid(key, device), "destination_ae": "RESEARCH"}, 0, 1, 2)
+    research.keyed = True
+    research.ref = StudyRef("default", "RAD-1", device, None, None)
+    w.emit(research, "queued")
+    assert w.log[-1]["study_instance_uid"] == keyed_uid(key, device)
+    assert w.log[-1]["accession"] == keyed_identifier(key, "accession", "RAD-1")
