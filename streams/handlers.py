@@ -71,16 +71,10 @@ class TextDeid:
                                         max_chars=cfg.max_chars))
 
 
-def deid_patient(report: Mapping[str, Any], key: bytes) -> str:
-    """The research pseudonym the report's dates are shifted by: the patient id when ingest pseudonymised
-    it, else the pseudonym the same key gives it (as the DICOM de-identifier computes it)."""
-    return research_patient(report, key)
-
-
 def deidentify_report(report: Mapping[str, Any], deid: TextDeid) -> tuple[dict[str, Any], DeidText]:
     """The analysts' ReportFinalized record (text de-identified, identifiers keyed, times shifted, the
     encrypted study reference: ``processors.ingest.research``) and the text's de-identification result."""
-    result = deidentify(report.get("text") or "", key=deid.key, patient=deid_patient(report, deid.key),
+    result = deidentify(report.get("text") or "", key=deid.key, patient=research_patient(report, deid.key),
                         options=deid.options)
     return {**research_report(report, deid.key), "text": result.text}, result
 
@@ -146,7 +140,7 @@ def analyze_and_deidentify(report: dict[str, Any], now: datetime | None = None,
         return record, None
     deid_report, result = deidentify_report(report, deid)
     record = map_to_deidentified(record, report.get("text") or "", result, deid,
-                                 deid_patient(report, deid.key))
+                                 research_patient(report, deid.key))
     return research_findings(record, deid_report), deid_report
 
 

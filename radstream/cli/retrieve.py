@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 import click
 
-from processors.ingest.research import looks_keyed, research_request
 from radstream.cli import settings_of
+from radstream.retrieval import research_ids
+from radstream.text_deid import research_key
 
 
 def _when(value: str | None) -> datetime | None:
@@ -56,14 +57,10 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
         registry.stop()
     if why:
         raise click.ClickException(why)
-    ids = {"accession": accession, "study_instance_uid": study_uid, "patient_id": patient_id,
-           "study_date": study_date, "study_ref": study_ref}
-    if not study_ref and not any(looks_keyed(v) for v in (accession, study_uid, patient_id)):
-        # clinical identifiers: the request goes out in research terms (the worker opens the reference)
-        from radstream.text_deid import research_key
-
-        ids = research_request(research_key(settings), settings.ingest.site, accession=accession,
-                               study_uid=study_uid, patient_id=patient_id, study_date=study_date)
+    given = {"accession": accession, "study_instance_uid": study_uid, "patient_id": patient_id,
+             "study_date": study_date, "study_ref": study_ref}
+    # clinical identifiers go out in research terms, as a cohort's rows do (the worker opens the reference)
+    ids = research_ids(research_key(settings), settings.ingest.site, {k: v or "" for k, v in given.items()})
     request_id = str(uuid.uuid4())
     record = {
         "request_id": request_id, "action": "request", "project_id": project,
