@@ -1,5 +1,6 @@
-"""The worker process, wired from its parts: the Faust app (NLP and standing-cohort agents), the
-warehouse sink's consumer loop, the embedding writer (``ml.embed``) and the read-only SQL page.
+"""The worker process, wired from its parts: the stream agents (NLP and standing cohorts, each on the one
+consumer loop in a thread), the warehouse sink's loop, the embedding writer (``ml.embed``) and the
+read-only SQL page with the process's metrics and probes.
 
     reports topic --(nlp agent: de-identify, NLP)--> reports.deidentified + findings topics
     findings topic --(cohort agent)--> retrieval requests
@@ -12,87 +13,84 @@ embedding writer writes through a client on the sink's engine.
 
 from __future__ import annotations
 
-import asyncio
+import logging
+import threading
 import time
-from pathlib import Path
 from typing import Any
-
-import faust
-import mode
 
 from radstream import access
 from radstream.config import Settings
 from radstream.text_deid import text_deid
 from sinks.clickhouse.service import SinkService
 from sinks.clickhouse.web import SqlServer
-from streams.app import create_app
+from streams.agents import AgentGroups, Agents
 from streams.loop import run_in_thread
 from streams.membership import group_instance_id
-from streams.metrics import GroupLag
 from streams.ops import kafka_check
-from streams.topics import cluster_replication
+
+log = logging.getLogger("radstream.worker")
 
 
-def build_worker(settings: Settings, with_sink: bool = True) -> faust.App:
-    """The worker's Faust app with the sink, the embedding writer and the SQL page as its services."""
-    kafka = settings.kafka
-    app = create_app(kafka, settings.topics, settings.worker, settings.ml,
-                     allowed_destinations=settings.research.allowed_destinations,
-                     datadir=Path(settings.state_dir) / "faust", text_deid=text_deid(settings),
-                     instance_id=group_instance_id(settings.worker, settings.state_dir,
-                                                   f"{kafka.consumer_group}-worker"),
-                     replication=cluster_replication(kafka))
-    sink = SinkService(kafka, settings.topics, settings.clickhouse,
-                       consumer_conf=sink_consumer_conf(settings)) if with_sink else None
-    server = SqlServer(sink, settings.worker.web_host, settings.worker.web_port,
-                       gate=access.gate(settings, "sql-page"), tls=access.tls(settings),
-                       roles_dir=access.roles_dir(settings), checks={"kafka": kafka_check(settings.kafka)})
-
-    @app.service
-    class _Warehouse(mode.Service):
-        async def on_start(self) -> None:
-            server.start()
-            if sink is not None:
-                sink.start()
-
-        async def on_stop(self) -> None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, server.stop)
-            if sink is not None:
-                await loop.run_in_executor(None, sink.stop)
-
-    # the lag of the Faust agents' group (the sink's loop reports its own)
-    lag = GroupLag(settings.kafka, str(app.conf.id), [settings.topics.reports, settings.topics.findings])
-
-    @app.service
-    class _Lag(mode.Service):
-        async def on_start(self) -> None:
-            lag.start()
-
-        async def on_stop(self) -> None:
-            await asyncio.get_running_loop().run_in_executor(None, lag.stop)
-
-    if settings.ml.embed:
-        _embeddings(app, settings, sink)
-    return app
+def agent_groups(settings: Settings) -> AgentGroups:
+    """The agents' consumer groups and this process's static member id in each."""
+    app = f"{settings.kafka.consumer_group}-worker"
+    groups = AgentGroups(app)
+    groups.nlp_instance = group_instance_id(settings.worker, settings.state_dir, app)
+    groups.cohort_instance = group_instance_id(settings.worker, settings.state_dir, groups.cohort)
+    return groups
 
 
-def sink_consumer_conf(settings: Settings) -> dict[str, Any]:
-    """The warehouse sink's session settings: the worker's own (its group.instance.id is the sink's:
-    ``sinks.clickhouse.sink.static_instance_id``)."""
-    return {"session.timeout.ms": int(settings.worker.session_timeout_s * 1000),
-            "heartbeat.interval.ms": int(settings.worker.heartbeat_s * 1000)}
+class Worker:
+    """``start()``, then ``failed()`` while it runs, then ``stop()``."""
 
+    def __init__(self, settings: Settings, with_sink: bool = True) -> None:
+        self.settings = settings
+        kafka = settings.kafka
+        self.agents = Agents(kafka, settings.topics, settings.worker, settings.ml, agent_groups(settings),
+                             settings.research.allowed_destinations, text_deid(settings))
+        self.sink = SinkService(kafka, settings.topics, settings.clickhouse,
+                                consumer_conf=sink_consumer_conf(settings)) if with_sink else None
+        self.server = SqlServer(self.sink, settings.worker.web_host, settings.worker.web_port,
+                                gate=access.gate(settings, "sql-page"), tls=access.tls(settings),
+                                roles_dir=access.roles_dir(settings),
+                                checks={"kafka": kafka_check(settings.kafka)})
+        self._embeddings: dict[str, Any] = {}
 
-def _embeddings(app: faust.App, settings: Settings, sink: SinkService | None) -> None:
-    """Similar-report search: the embedding writer's loop in a thread, writing through a client on the
-    sink's engine (chDB: one process owns the store) or a client of its own without the sink."""
-    from sinks.clickhouse.client import client_like, open_client
-    from sinks.clickhouse.embeddings import EmbedWorker, clickhouse_writer, embed_loop
+    def start(self) -> None:
+        self.server.start()
+        if self.sink is not None:
+            self.sink.start()
+        self.agents.start()
+        if self.settings.ml.embed:
+            self._start_embeddings()
 
-    running: dict[str, Any] = {}
+    def failed(self) -> str | None:
+        """Why a part stopped on its own; None while everything runs."""
+        why = self.agents.failed()
+        if why is None and self.sink is not None and self.sink.thread is not None \
+                and not self.sink.thread.is_alive():
+            why = f"the warehouse sink stopped: {self.sink.error!r}"
+        return why
 
-    def start() -> None:
+    def stop(self) -> None:
+        self.agents.stop()
+        if "loop" in self._embeddings:
+            thread, stop = self._embeddings.pop("loop")
+            stop.set()
+            thread.join(30)
+        if "client" in self._embeddings:
+            self._embeddings.pop("client").close()
+        if self.sink is not None:
+            self.sink.stop()
+        self.server.stop()
+
+    def _start_embeddings(self) -> None:
+        """Similar-report search: the embedding writer's loop in a thread, writing through a client on the
+        sink's engine (chDB: one process owns the store) or a client of its own without the sink."""
+        from sinks.clickhouse.client import client_like, open_client
+        from sinks.clickhouse.embeddings import EmbedWorker, clickhouse_writer, embed_loop
+
+        settings, sink = self.settings, self.sink
         if sink is None:
             client = open_client(settings.clickhouse)
         else:
@@ -104,18 +102,27 @@ def _embeddings(app: faust.App, settings: Settings, sink: SinkService | None) ->
             client = client_like(sink.client)
         worker = EmbedWorker(clickhouse_writer(client, settings.clickhouse.database),
                              threads=settings.ml.torch_threads)
-        running["client"] = client
-        running["loop"] = run_in_thread(embed_loop(settings.kafka, settings.topics, worker), "embed")
+        self._embeddings["client"] = client
+        self._embeddings["loop"] = run_in_thread(embed_loop(settings.kafka, settings.topics, worker), "embed")
 
-    @app.service
-    class _Embeddings(mode.Service):
-        async def on_start(self) -> None:
-            await asyncio.get_running_loop().run_in_executor(None, start)
 
-        async def on_stop(self) -> None:
-            if "loop" in running:
-                thread, stop = running.pop("loop")
-                stop.set()
-                await asyncio.get_running_loop().run_in_executor(None, thread.join, 30)
-            if "client" in running:
-                running.pop("client").close()
+def run(worker: Worker, stop: threading.Event) -> str | None:
+    """Run until ``stop`` is set or a part fails; returns why it failed (None: stopped)."""
+    worker.start()
+    why = None
+    try:
+        while not stop.wait(0.5):
+            why = worker.failed()
+            if why is not None:
+                log.error("%s; stopping the worker (its uncommitted reports come again)", why)
+                break
+    finally:
+        worker.stop()
+    return why
+
+
+def sink_consumer_conf(settings: Settings) -> dict[str, Any]:
+    """The warehouse sink's session settings: the worker's own (its group.instance.id is the sink's:
+    ``sinks.clickhouse.sink.static_instance_id``)."""
+    return {"session.timeout.ms": int(settings.worker.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(settings.worker.heartbeat_s * 1000)}

@@ -205,6 +205,11 @@ class Handler:
     def on_assign(self, partitions: Sequence[tuple[str, int]]) -> None:
         pass
 
+    def drain(self, partitions: Sequence[tuple[str, int]], timeout_s: float) -> None:
+        """Before these partitions are committed for the last time (a revoke, the loop's end): finish
+        what is in flight for them, so that its tickets are done and the commit covers it. What is not
+        finished within ``timeout_s`` is re-delivered to the next owner."""
+
     def on_revoke(self, partitions: Sequence[tuple[str, int]]) -> None:
         """The partitions are another consumer's now: forget their records."""
 
@@ -318,6 +323,7 @@ class ConsumerLoop:
                 log.warning("%s: dropping an unflushed batch on revoke (re-delivered): %s",
                             self.cfg.stage, exc)
                 self._abandon()
+        self._drain(sorted(tps))
         self._commit(consumer, synchronous=True, only=tps)
         self.handler.on_revoke(sorted(tps))
         self._offsets.forget(tps)
@@ -345,6 +351,7 @@ class ConsumerLoop:
                 self._commit(consumer)
             if self._flush_due(final=True):
                 self._flush(consumer, stop, give_up_after_s=self.cfg.final_flush_s)
+            self._drain(sorted(self._at_end), timeout_s=self.cfg.final_flush_s)
             self._commit(consumer, synchronous=True)
         finally:
             metrics.forget_lag(self.cfg.group_id, self._lag_partitions)
@@ -420,6 +427,13 @@ class ConsumerLoop:
         del self._unheld[:covered]
         self.stats.flushes += 1
         self.stats.last_flush_time = time.time()
+
+    def _drain(self, tps: list[tuple[str, int]], timeout_s: float = 30.0) -> None:
+        if tps and not self.cfg.replay:
+            try:
+                self.handler.drain(tps, timeout_s)
+            except Exception as exc:  # what is not finished is re-delivered
+                log.warning("%s: in-flight records not finished (re-delivered): %s", self.cfg.stage, exc)
 
     def _abandon(self) -> None:
         self.handler.abandon()

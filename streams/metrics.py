@@ -12,13 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
-
-from streams.config import KafkaConfig
 
 log = logging.getLogger("radstream.metrics")
 disable_created_metrics()  # no *_created series: half the scrape, and Prometheus does not need them
@@ -99,57 +96,6 @@ def lag_from_stats(stats_json: str, group: str, replay: bool = False) -> set[tup
             CONSUMER_LAG.labels(group, topic, pid).set(max(0, end - pos))
             seen.add((topic, pid))
     return seen
-
-
-class GroupLag:
-    """The lag of a consumer group whose consumer is not the loop's (the Faust agents of the worker): every
-    ``interval_s`` its committed offsets and the partitions' ends, asked from the broker by a consumer
-    that never joins the group. It reports every partition of the group, whichever member owns it: with
-    several workers, each reports the same numbers (take ``max by (group, topic, partition)``)."""
-
-    def __init__(self, kafka: KafkaConfig, group: str, topics: Iterable[str],
-                 interval_s: float = LAG_INTERVAL_MS / 1000) -> None:
-        self.kafka, self.group, self.topics, self.interval_s = kafka, group, list(topics), interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._set: set[tuple[str, str]] = set()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"lag-{self.group}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        forget_lag(self.group, self._set)
-
-    def _run(self) -> None:
-        from confluent_kafka import Consumer
-
-        consumer = Consumer({**self.kafka.client_conf(), "group.id": self.group, "enable.auto.commit": False,
-                             "logger": logging.getLogger("radstream.librdkafka")})
-        try:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    self.measure(consumer)
-                except Exception as exc:  # noqa: BLE001 - a broker away: the next round tries again
-                    log.debug("lag of %s not measured: %s", self.group, exc)
-        finally:
-            consumer.close()
-
-    def measure(self, consumer: Any) -> None:
-        from confluent_kafka import TopicPartition
-
-        parts = []
-        for topic in self.topics:
-            meta = consumer.list_topics(topic, timeout=5).topics[topic]
-            parts += [TopicPartition(topic, p) for p in meta.partitions]
-        for tp in consumer.committed(parts, timeout=5):
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
-            pos = tp.offset if tp.offset >= 0 else lo
-            CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(max(0, hi - pos))
-            self._set.add((tp.topic, str(tp.partition)))
 
 
 def forget_lag(group: str, partitions: Iterable[tuple[str, str]]) -> None:

@@ -1,11 +1,13 @@
-"""``radstream worker``: the Faust worker (NLP agent + ClickHouse sink + read-only SQL page)."""
+"""``radstream worker``: the stream agents (NLP, standing cohorts), the ClickHouse sink and the read-only
+SQL page, in one process."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import sys
 import threading
-from typing import Any
 
 import click
 
@@ -14,30 +16,37 @@ from radstream.cli import checked_settings
 # after SIGTERM/SIGINT: a shutdown that hangs (a dead broker: commits and sends that wait for it) must
 # not keep the process; what it did not commit is consumed again by its successor (at-least-once)
 EXIT_AFTER_SIGNAL_S = 4.0
+EXIT_FAILED = 70  # a part failed (EX_SOFTWARE): the supervisor starts the worker again
 
 
-def _worker_class() -> Any:
-    from faust.worker import Worker
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        if not stop.is_set():
+            timer = threading.Timer(EXIT_AFTER_SIGNAL_S, os._exit, args=(128 + signum,))
+            timer.daemon = True  # a shutdown that finishes is not held up by it
+            timer.start()
+        stop.set()
 
-    class PromptWorker(Worker):
-        def _schedule_shutdown(self, signum: signal.Signals) -> None:
-            if not self._signal_stop_time:
-                timer = threading.Timer(EXIT_AFTER_SIGNAL_S, os._exit, args=(128 + int(signum),))
-                timer.daemon = True  # a shutdown that finishes is not held up by it
-                timer.start()
-            super()._schedule_shutdown(signum)
-
-    return PromptWorker
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 @click.command()
-@click.option("--no-sink", is_flag=True, help="Run only the NLP agent (a separate process owns ClickHouse).")
+@click.option("--no-sink", is_flag=True, help="Run only the agents (a separate process owns ClickHouse).")
 @click.option("--loglevel", default="warning", show_default=True)
 @click.pass_context
 def worker(ctx: click.Context, no_sink: bool, loglevel: str) -> None:
     """Consume report events, publish findings, and load everything into ClickHouse."""
     settings = checked_settings(ctx)  # before anything connects
-    from radstream.worker import build_worker
+    from radstream.worker import Worker, run
+    from streams.logs import rate_limit_root_handlers
 
-    app = build_worker(settings, with_sink=not no_sink)
-    _worker_class()(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    logging.basicConfig(level=loglevel.upper(),
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    rate_limit_root_handlers()  # a broker restart: one line per kind of reconnect error per 10 s
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    why = run(Worker(settings, with_sink=not no_sink), stop)
+    if why is not None:
+        click.echo(f"worker: {why}", err=True)
+        sys.exit(EXIT_FAILED)

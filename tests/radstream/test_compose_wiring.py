@@ -86,7 +86,7 @@ def needs(name: str) -> Needs:
             "audit log": s.auth.audit_log}
     key = {"pseudonym key": s.ingest.pseudonym_key_file}
     if command[:1] == ["worker"]:
-        n.writes |= {"faust data": posixpath.join(s.state_dir, "faust"), **auth}
+        n.writes |= {"consumer slots": posixpath.join(s.state_dir, "slots"), **auth}
         n.reads |= key
         n.serves.append((s.worker.web_host, s.worker.web_port))
         n.connects.add("clickhouse")

@@ -19,7 +19,6 @@ from radstream.stack import kafka as stack
 from radstream.warehouse import query_rows
 from streams import serde
 from streams.acl import add_scram_user, grant_role, role_bindings
-from streams.app import faust_credentials
 from streams.config import KafkaConfig, TopicsConfig
 from streams.producer import make_producer, produce
 from streams.topics import create_topics
@@ -111,14 +110,10 @@ def test_scram_users_and_acls_keep_restricted_topics_from_analysts(scram_broker:
     kind, what = first_event(sasl(bootstrap, "analyst1", wrong), topics.findings, "analyst1.x",
                              timeout=8)
     assert kind != "message"
-    # Faust (the worker) gets the same credentials
-    creds = faust_credentials(analyst)
-    assert creds.username == "analyst1" and creds.mechanism.value == "SCRAM-SHA-512"
-    assert faust_credentials(KafkaConfig()) is None
 
 
 def test_the_worker_runs_on_the_sasl_broker(scram_broker: tuple[str, Path], tmp_path: Path) -> None:
-    """Every client of the worker (Faust's NLP agent, the sink's consumer loop, producers, the audit
+    """Every client of the worker (the agents' consumer loops, the sink's consumer loop, producers, the audit
     producer) connects with KafkaConfig's SASL settings: a report goes in, its findings come out on
     the feed and land in the warehouse."""
     bootstrap, admin_pw = scram_broker

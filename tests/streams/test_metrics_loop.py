@@ -78,32 +78,3 @@ def test_lag_per_partition_follows_the_commits(topic_settings: Settings) -> None
         thread.join(30)
     assert not thread.is_alive()
     assert lag(0) is None and lag(1) is None  # a stopped loop's partitions are another member's to report
-
-
-def test_group_lag_of_a_group_outside_the_loop(topic_settings: Settings) -> None:
-    """``GroupLag`` (the Faust agents' group): committed offsets against the partitions' ends."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from streams.metrics import GroupLag
-
-    s = topic_settings
-    topic, group = s.topics.findings, f"g{uuid.uuid4().hex[:8]}"
-    producer = make_producer(s.kafka)
-    for i in range(5):
-        producer.produce(topic, value=b"v%d" % i, key=b"k", partition=0)
-    producer.produce(topic, value=b"w", key=b"k", partition=1)
-    assert producer.flush(30) == 0
-    member = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": group})
-    member.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)  # partition 1: none committed
-    member.close()
-
-    lag = GroupLag(s.kafka, group, [topic])
-    probe = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": group})
-    try:
-        lag.measure(probe)
-    finally:
-        probe.close()
-    assert sample("radstream_consumer_lag_messages", group=group, topic=topic, partition="0") == 3
-    assert sample("radstream_consumer_lag_messages", group=group, topic=topic, partition="1") == 1
-    lag.stop()  # never started: only forgets its series
-    assert sample("radstream_consumer_lag_messages", group=group, topic=topic, partition="0") is None
