@@ -545,8 +545,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             dead_rows = await rows(sess, pl.dead_letters())
         return render(request, "pipeline.html", scrapes=scrapes, m=pl.summary(scrapes), hours=hours,
                       chart={"x": [h["hour"] for h in hours],
-                             "series": {"received": [int(h["received"]) for h in hours],
-                                        "analysed": [int(h["analysed"]) for h in hours]}},
+                             "series": {"report versions": [int(h["received"]) for h in hours],
+                                        "NLP results": [int(h["analysed"]) for h in hours]}},
                       dead_rows=dead_rows)
 
     @page(READERS)

@@ -28,14 +28,15 @@ SPANS = {"minute": 3 * 3600, "hour": 7 * 86400}  # how far back each bucket look
 
 
 def reports_per_hour(hours: int = 48) -> str:
-    """Report versions received per hour (``received_time``: when the front door received the event) and
-    NLP runs per hour (``report_nlp.processed_time``), over the last ``hours``."""
+    """Report versions and NLP results stored in the warehouse per hour (``inserted_at``), over the last
+    ``hours``. Not the reports' own times: the research copy shifts them per patient (de-identification),
+    so ``received_time`` and ``processed_time`` of a report received now lie months away."""
     return bind("""SELECT toString(hour) AS hour, sum(received) AS received, sum(analysed) AS analysed FROM (
-  SELECT toStartOfHour(received_time) AS hour, count() AS received, 0 AS analysed FROM report_versions
-  WHERE received_time >= now64(6) - toIntervalHour(%(hours)s) GROUP BY hour
+  SELECT toStartOfHour(inserted_at) AS hour, count() AS received, 0 AS analysed FROM report_versions
+  WHERE inserted_at >= now64(3) - toIntervalHour(%(hours)s) GROUP BY hour
   UNION ALL
-  SELECT toStartOfHour(processed_time) AS hour, 0 AS received, count() AS analysed FROM report_nlp
-  WHERE processed_time >= now64(6) - toIntervalHour(%(hours)s) GROUP BY hour)
+  SELECT toStartOfHour(inserted_at) AS hour, 0 AS received, count() AS analysed FROM report_nlp
+  WHERE inserted_at >= now64(3) - toIntervalHour(%(hours)s) GROUP BY hour)
 GROUP BY hour ORDER BY hour""", {"hours": int(hours)})
 
 

@@ -219,9 +219,9 @@ def test_the_event_stream_sends_the_table_when_it_changes(web: App) -> None:
 
     def later() -> None:
         time.sleep(1.2)
-        web.ch.command("INSERT INTO radstream.retrieval_requests (request_id, action, project_id, requester, "
-                       f"accession, destination_ae, requested_time) VALUES ('r-late', 'request', '{PROJECT}', "
-                       "'rita', 'ACC-LATE', 'RESEARCH', now64(6))")
+        web.ch.command("INSERT INTO radstream.retrieval_requests (request_id, action, project_id, "
+                       "requester, accession, destination_ae, requested_time) VALUES ('r-late', 'request', "
+                       f"'{PROJECT}', 'rita', 'ACC-LATE', 'RESEARCH', now64(6))")
 
     t = threading.Thread(target=later)
     t.start()
@@ -269,7 +269,7 @@ def test_pipeline_page_from_a_real_scrape_and_the_warehouse(web: App) -> None:
     assert "<td>webtest</td><td>WebTestError</td><td>2</td>" in page
     count = int(re.search(r'id="nlp-count">(\d+)<', page).group(1))  # type: ignore[union-attr]
     assert count >= 4  # this process's histogram: others tests may have observed too
-    # two reports were received just now (the fixture): this hour's row
+    # the fixture stored two report versions just now: this hour's row
     assert re.search(r'class="received">2<', page)
     # the stored dead letters are a steward's: refused to the analyst by the page, shown to the steward
     assert "BadRecord" not in page and "is for stewards" in page
