@@ -144,13 +144,13 @@ def progress(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "expected": expected, "stored": stored, "percent": pct}
 
 
-def chart_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def chart_of(rows: list[dict[str, Any]], step_s: int) -> dict[str, Any]:
     """Throughput rows (project, t, instances) as the chart's data: one series per project."""
     xs = sorted({str(r["t"]) for r in rows})
     series: dict[str, list[int]] = {}
     for r in rows:
         series.setdefault(str(r["project"]), [0] * len(xs))[xs.index(str(r["t"]))] = int(r["instances"])
-    return {"x": xs, "series": series}
+    return {"x": xs, "step": step_s, "series": series}
 
 
 def _int(v: Any) -> int | None:
@@ -500,7 +500,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         return {"requests": reqs, "totals": [{**t, "waiting": waiting.get(t["project"], 0)} for t in totals],
                 "project": project, "live": any(r.get("state") not in FINAL for r in reqs),
                 "window": pl.window_state(settings.pacs.windows, settings.pacs.timezone), "step": step,
-                "throughput": tp, "chart": chart_of(tp)}
+                "throughput": tp, "chart": chart_of(tp, 60 if step == "minute" else 3600)}
 
     @page(READERS)
     async def retrievals(request: Request, sess: Session) -> Response:
@@ -544,7 +544,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         if sess.principal.has("steward"):  # the dead_letters table is a steward's (the query layer says so)
             dead_rows = await rows(sess, pl.dead_letters())
         return render(request, "pipeline.html", scrapes=scrapes, m=pl.summary(scrapes), hours=hours,
-                      chart={"x": [h["hour"] for h in hours],
+                      chart={"x": [h["hour"] for h in hours], "step": 3600,
                              "series": {"report versions": [int(h["received"]) for h in hours],
                                         "NLP results": [int(h["analysed"]) for h in hours]}},
                       dead_rows=dead_rows)
