@@ -512,21 +512,27 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
 
     @page(READERS)
     async def retrievals_events(request: Request, sess: Session) -> Response:
-        """Server-sent events: the dashboard's table (event ``retrievals``) whenever it changed, checked
-        every ``SSE_EVERY_S``; ends after ``sse_max_s`` (EventSource reconnects, the session is checked
-        again) or when the session ended."""
+        """Server-sent events: the dashboard's table (event ``retrievals``) whenever it changed, looked for
+        every ``SSE_EVERY_S`` (a row count of its tables; every query is audited by the query layer, so
+        an idle dashboard costs one a second); ends after ``sse_max_s`` (EventSource reconnects, the
+        session is checked again) or when the session ended."""
         tmpl = templates.get_template("_retrievals_table.html")
 
         async def stream() -> AsyncIterator[str]:
-            last, started = "", time.monotonic()
+            last, seen, started = "", "", time.monotonic()
             yield "retry: 2000\n\n"
             while time.monotonic() - started < sse_max_s and current(request) is sess:
                 if await request.is_disconnected():
                     return
                 try:
-                    html = tmpl.render(request=request, **await retrieval_ctx(request, sess))
+                    # one small query a tick; the dashboard's own queries only when it moved
+                    marker = json.dumps([await rows(sess, pl.dashboard_marker()), pl.window_state(
+                        settings.pacs.windows, settings.pacs.timezone)["open"]])
+                    html = last if marker == seen else tmpl.render(
+                        request=request, **await retrieval_ctx(request, sess))
+                    seen = marker
                 except (Refused, Unavailable) as exc:
-                    html = f'<p class="error">{escape(str(exc))}</p>'
+                    html, seen = f'<p class="error">{escape(str(exc))}</p>', ""
                 if html != last:
                     last = html
                     yield "event: retrievals\n" + "".join(f"data: {x}\n" for x in html.splitlines()) + "\n"

@@ -183,6 +183,7 @@ def test_subscribe_and_unsubscribe_a_cohort_on_the_watch_topic(web: App) -> None
     assert w.rule.finding.min_size_mm == 6.0
     page = client.get(f"/cohorts/{cid}").text
     assert f'<tr class="watch" data-project="{PROJECT}">' in page
+    assert f"<td>{PROJECT}</td></tr>" in client.get("/cohorts").text  # the list says it is standing
 
     # without the CSRF token: refused, nothing published
     assert client.post(f"/cohorts/{cid}/unsubscribe", data={"project": PROJECT}).status_code == 403
