@@ -108,13 +108,15 @@ class Scrape:
 
 
 def targets(settings: Any) -> list[tuple[str, str]]:
-    """Where the processes serve ``/metrics`` by the settings (docs/monitoring.md)."""
+    """Where the processes serve ``/metrics`` by the settings (docs/monitoring.md); a bind-all address is
+    fetched on this host."""
     scheme = "https" if settings.auth.tls_cert else "http"
     m, w = settings.metrics, settings.worker
-    return [("worker", f"{scheme}://{w.web_host}:{w.web_port}/metrics"),
-            ("dicom worker", f"{scheme}://{m.host}:{m.dicom_worker_port}/metrics"),
-            ("dicom scp", f"{scheme}://{m.host}:{m.scp_port}/metrics"),
-            ("hl7 listener", f"{scheme}://{m.host}:{m.hl7_port}/metrics")]
+    host, web_host = (h if h not in ("0.0.0.0", "::", "") else "127.0.0.1" for h in (m.host, w.web_host))
+    return [("worker", f"{scheme}://{web_host}:{w.web_port}/metrics"),
+            ("dicom worker", f"{scheme}://{host}:{m.dicom_worker_port}/metrics"),
+            ("dicom scp", f"{scheme}://{host}:{m.scp_port}/metrics"),
+            ("hl7 listener", f"{scheme}://{host}:{m.hl7_port}/metrics")]
 
 
 def scrape(name: str, url: str, token: str, context: Any = None, timeout: float = 3.0) -> Scrape:

@@ -76,6 +76,15 @@ def test_quantile_interpolates_as_prometheus() -> None:
     assert pl.quantile(0.99, {0.1: 1.0, float("inf"): 2.0}) == 0.1  # in +Inf: the highest finite bound
 
 
+def test_window_state_says_when_the_pacs_window_opens() -> None:
+    from datetime import UTC, datetime
+
+    wed_noon = datetime(2025, 3, 5, 12, 0, tzinfo=UTC)
+    assert pl.window_state("mon-fri 19:00-07:00", "UTC", wed_noon) == {
+        "spec": "mon-fri 19:00-07:00", "open": False, "next": "2025-03-05T19:00+00:00"}
+    assert pl.window_state("", "UTC", wed_noon)["open"] is True
+
+
 # --- the app against Kafka and chDB ----------------------------------------------------------------------
 
 class CheckedStore(Warehouse):
@@ -239,6 +248,12 @@ def test_the_event_stream_sends_the_table_when_it_changes(web: App) -> None:
     assert "No requests." in html[0] and "ACC-LATE" not in html[0]
     assert "ACC-LATE" in html[-1] and 'data-state="requested"' in html[-1]
     assert f'<tr data-project="{PROJECT}">' in html[-1]
+    # a request whose latest state is waiting_for_window is counted for its project
+    web.ch.command("INSERT INTO radstream.retrieval_events (request_id, project_id, state, time) VALUES "
+                   f"('r-late', '{PROJECT}', 'queued', now64(6) - 1), "
+                   f"('r-late', '{PROJECT}', 'waiting_for_window', now64(6))")
+    table = client.get(f"/retrievals/table?project={PROJECT}").text
+    assert re.search(rf'<tr data-project="{PROJECT}">.*?<td class="waiting">1</td>', table, re.S)
     # signed out: no stream
     assert TestClient(web.app, follow_redirects=False).get("/retrievals/events").status_code == 303
 
