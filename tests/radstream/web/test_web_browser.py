@@ -382,3 +382,11 @@ def test_standing_cohort_live_dashboard_and_pipeline(browser: Any, stack: Stack)
     page.wait_for_selector(".chart canvas")
     assert "is for stewards" in page.locator("main").inner_text()
     shot(page, stack, "11-pipeline")
+
+    # a browser without EventSource (or a proxy that cuts the stream): the dashboard polls instead
+    ctx = page.context
+    ctx.add_init_script("delete window.EventSource;")
+    old = ctx.new_page()
+    with old.expect_request(lambda r: "/retrievals/table" in r.url, timeout=15_000):
+        old.goto(stack.url + f"/retrievals?project={WATCH_PROJECT}")
+    assert old.locator("tr.req").first.get_attribute("data-state") == "completed"
