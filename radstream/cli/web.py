@@ -24,4 +24,6 @@ def web(ctx: click.Context, host: str, port: int) -> None:
     click.echo(f"radstream web on {scheme}://{host}:{port}/ "
                "(sign in with a token of `radstream auth add-token`)")
     ssl = {"ssl_certfile": settings.auth.tls_cert, "ssl_keyfile": settings.auth.tls_key} if tls else {}
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **ssl)  # type: ignore[arg-type]
+    # an open event stream (the dashboard's) would hold a shutdown until it ends: 5 s, then it is cut
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5, **ssl)  # type: ignore[arg-type]

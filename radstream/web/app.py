@@ -6,25 +6,30 @@ SameSite=Strict, Secure under TLS) holding a random session id and the CSRF toke
 stays in this process's memory (it is what the warehouse queries are sent with, so the query layer
 checks and audits the user's own roles). Every POST carries the CSRF token. Every page checks the
 role; a refusal answers 403 and is audited (``http.request``, allowed false), as are sign-ins
-(``web.login`` / ``login.failure``), searches (``web.search``), saved cohorts (``cohort.save``) and
-retrievals sent (``web.retrieve``).
+(``web.login`` / ``login.failure``), searches (``web.search``), saved cohorts (``cohort.save``),
+retrievals sent (``web.retrieve``) and standing cohorts subscribed or ended (``cohort.watch`` /
+``cohort.unwatch``). The retrieval dashboard updates by server-sent events (``/retrievals/events``),
+polling when they are not connected.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import difflib
 import hmac
 import io
+import json
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from markupsafe import Markup, escape
 from starlette.applications import Starlette
@@ -32,13 +37,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from radstream.config import Settings
+from radstream.warehouse import _tls
+from radstream.web import pipeline as pl
 from radstream.web import queries as q
+from radstream.web import standing
 from radstream.web.data import Refused, Unavailable, Warehouse
 from radstream.web.store import Cohort, Cohorts, session_secret
 from streams import audit
@@ -50,6 +58,8 @@ READERS = ("analyst", "steward")  # admin holds every role
 STEWARDS = ("steward",)
 SESSION_S = 8 * 3600
 FINAL = ("completed", "partial", "failed", "cancelled")
+SSE_EVERY_S = 1.0  # how often the event stream looks for a change
+SSE_MAX_S = 300.0  # then the stream ends and the browser's EventSource reconnects (a fresh session check)
 
 
 @dataclass
@@ -134,6 +144,15 @@ def progress(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "expected": expected, "stored": stored, "percent": pct}
 
 
+def chart_of(rows: list[dict[str, Any]], step_s: int) -> dict[str, Any]:
+    """Throughput rows (project, t, instances) as the chart's data: one series per project."""
+    xs = sorted({str(r["t"]) for r in rows})
+    series: dict[str, list[int]] = {}
+    for r in rows:
+        series.setdefault(str(r["project"]), [0] * len(xs))[xs.index(str(r["t"]))] = int(r["instances"])
+    return {"x": xs, "step": step_s, "series": series}
+
+
 def _int(v: Any) -> int | None:
     try:
         return None if v is None or v == "" else int(v)
@@ -143,7 +162,7 @@ def _int(v: Any) -> int | None:
 
 def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | None = None,
                warehouse: Warehouse | None = None, producer: Any = None, projects: Any = None,
-               https: bool = False) -> Starlette:
+               https: bool = False, sse_max_s: float = SSE_MAX_S) -> Starlette:
     from radstream import access
 
     target = audit_target if audit_target is not None else access.audit_target(settings)
@@ -350,9 +369,14 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             c.sizes.append((datetime.now(UTC).isoformat(timespec="seconds"), n))
             cohorts.update(c)
         projects = await run_in_threadpool(project_list)
+        try:
+            rule, why_not = standing.rule_of(c.search, f"web-cohort-{c.cohort_id}"), ""
+        except ValueError as exc:
+            rule, why_not = None, str(exc)
         return render(request, "cohort.html", c=c, projects=projects,
                       destinations=settings.research.allowed_destinations,
-                      search_link="&".join(f"{k}={v}" for k, v in c.search.items()))
+                      rule=json.dumps(rule, indent=1) if rule else "", why_not=why_not,
+                      search_link=urlencode(c.search))
 
     @page(READERS)
     async def cohort_manifest(request: Request, sess: Session) -> Response:
@@ -418,13 +442,65 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                      cohort=c.cohort_id, destination=destination, rows=n)
         return RedirectResponse(f"/retrievals?project={project}", 303)
 
+    # --- standing cohorts -------------------------------------------------------------------------
+    def watch(c: Cohort, sess: Session, project: str, destination: str) -> dict[str, Any]:
+        rule = standing.rule_of(c.search, f"web-cohort-{c.cohort_id}")
+        from sinks.dicom.projects import refusal
+
+        project_list()
+        why = refusal(state["projects"], project, destination, wait_s=5)
+        if why:
+            raise ValueError(why)
+        return standing.subscribe(settings, rule, project, destination, sess.principal.user,
+                                  standing.watch_id_of(c.cohort_id, project), web_dir / "rules")
+
+    @page(READERS, post=True)
+    async def cohort_subscribe(request: Request, sess: Session) -> Response:
+        """Subscribe the cohort for a project: new matching report versions become retrieval requests."""
+        c = cohort_of(request)
+        form = request.state.form
+        project, destination = str(form.get("project") or ""), str(form.get("destination") or "")
+        try:
+            rec = await run_in_threadpool(watch, c, sess, project, destination)
+        except ValueError as exc:  # not expressible, destination not allowed, project not registered
+            audit.record(target, sess.principal.user, "cohort.watch", allowed=False, project=project,
+                         cohort=c.cohort_id, reason=str(exc))
+            return render(request, "error.html", 400, title="Not subscribed", message=str(exc))
+        c.watches = [w for w in c.watches if w["project"] != project] + [{
+            "project": project, "destination": destination, "watch_id": rec["watch_id"],
+            "since": rec["time"].isoformat(timespec="seconds"), "by": sess.principal.user}]
+        cohorts.update(c)
+        audit.record(target, sess.principal.user, "cohort.watch", allowed=True, project=project,
+                     cohort=c.cohort_id, destination=destination, watch_id=rec["watch_id"])
+        return RedirectResponse(f"/cohorts/{c.cohort_id}", 303)
+
+    @page(READERS, post=True)
+    async def cohort_unsubscribe(request: Request, sess: Session) -> Response:
+        """End the project's standing cohort (requests already made are not cancelled)."""
+        c = cohort_of(request)
+        project = str(request.state.form.get("project") or "")
+        ws = [w for w in c.watches if w["project"] == project]
+        if not ws:
+            raise ValueError(f"the cohort is not subscribed for project {project!r}")
+        await run_in_threadpool(standing.unsubscribe, settings, ws[0]["watch_id"])
+        c.watches = [w for w in c.watches if w["project"] != project]
+        cohorts.update(c)
+        audit.record(target, sess.principal.user, "cohort.unwatch", allowed=True, project=project,
+                     cohort=c.cohort_id, watch_id=ws[0]["watch_id"])
+        return RedirectResponse(f"/cohorts/{c.cohort_id}", 303)
+
     # --- retrieval dashboard -----------------------------------------------------------------------
     async def retrieval_ctx(request: Request, sess: Session) -> dict[str, Any]:
         project = request.query_params.get("project", "")
         reqs = [progress(r) for r in await rows(sess, q.retrievals(project=project))]
         totals = await rows(sess, q.project_totals())
-        return {"requests": reqs, "totals": totals, "project": project,
-                "live": any(r.get("state") not in FINAL for r in reqs)}
+        waiting = {r["project"]: int(r["n"]) for r in await rows(sess, pl.waiting_for_window(project))}
+        step = "minute" if request.query_params.get("step") == "minute" else "hour"
+        tp = await rows(sess, pl.throughput(project, step))
+        return {"requests": reqs, "totals": [{**t, "waiting": waiting.get(t["project"], 0)} for t in totals],
+                "project": project, "live": any(r.get("state") not in FINAL for r in reqs),
+                "window": pl.window_state(settings.pacs.windows, settings.pacs.timezone), "step": step,
+                "throughput": tp, "chart": chart_of(tp, 60 if step == "minute" else 3600)}
 
     @page(READERS)
     async def retrievals(request: Request, sess: Session) -> Response:
@@ -433,6 +509,51 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     @page(READERS)
     async def retrievals_table(request: Request, sess: Session) -> Response:
         return render(request, "_retrievals_table.html", **await retrieval_ctx(request, sess))
+
+    @page(READERS)
+    async def retrievals_events(request: Request, sess: Session) -> Response:
+        """Server-sent events: the dashboard's table (event ``retrievals``) whenever it changed, looked for
+        every ``SSE_EVERY_S`` (a row count of its tables; every query is audited by the query layer, so
+        an idle dashboard costs one a second); ends after ``sse_max_s`` (EventSource reconnects, the
+        session is checked again) or when the session ended."""
+        tmpl = templates.get_template("_retrievals_table.html")
+
+        async def stream() -> AsyncIterator[str]:
+            last, seen, started = "", "", time.monotonic()
+            yield "retry: 2000\n\n"
+            while time.monotonic() - started < sse_max_s and current(request) is sess:
+                if await request.is_disconnected():
+                    return
+                try:
+                    # one small query a tick; the dashboard's own queries only when it moved
+                    marker = json.dumps([await rows(sess, pl.dashboard_marker()), pl.window_state(
+                        settings.pacs.windows, settings.pacs.timezone)["open"]])
+                    html = last if marker == seen else tmpl.render(
+                        request=request, **await retrieval_ctx(request, sess))
+                    seen = marker
+                except (Refused, Unavailable) as exc:
+                    html, seen = f'<p class="error">{escape(str(exc))}</p>', ""
+                if html != last:
+                    last = html
+                    yield "event: retrievals\n" + "".join(f"data: {x}\n" for x in html.splitlines()) + "\n"
+                await asyncio.sleep(SSE_EVERY_S)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    # --- pipeline ----------------------------------------------------------------------------------
+    @page(READERS)
+    async def pipeline_page(request: Request, sess: Session) -> Response:
+        scrapes = await run_in_threadpool(pl.scrape_all, settings, sess.token, _tls(settings))
+        hours = await rows(sess, pl.reports_per_hour())
+        dead_rows: list[dict[str, Any]] | None = None
+        if sess.principal.has("steward"):  # the dead_letters table is a steward's (the query layer says so)
+            dead_rows = await rows(sess, pl.dead_letters())
+        return render(request, "pipeline.html", scrapes=scrapes, m=pl.summary(scrapes), hours=hours,
+                      chart={"x": [h["hour"] for h in hours], "step": 3600,
+                             "series": {"report versions": [int(h["received"]) for h in hours],
+                                        "NLP results": [int(h["analysed"]) for h in hours]}},
+                      dead_rows=dead_rows)
 
     @page(READERS)
     async def retrieval(request: Request, sess: Session) -> Response:
@@ -462,8 +583,12 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         Route("/cohorts/{cid}", cohort_page),
         Route("/cohorts/{cid}/manifest.csv", cohort_manifest),
         Route("/cohorts/{cid}/retrieve", cohort_retrieve, methods=["POST"]),
+        Route("/cohorts/{cid}/subscribe", cohort_subscribe, methods=["POST"]),
+        Route("/cohorts/{cid}/unsubscribe", cohort_unsubscribe, methods=["POST"]),
         Route("/retrievals", retrievals),
         Route("/retrievals/table", retrievals_table),
+        Route("/retrievals/events", retrievals_events),
+        Route("/pipeline", pipeline_page),
         Route("/retrievals/{rid}", retrieval),
         Route("/steward/audit", audit_page),
         Route("/steward/quarantine", quarantine_page),

@@ -50,7 +50,8 @@ class Cohort:
     created: str
     sizes: list[tuple[str, int]] = field(default_factory=list)  # (when counted, studies)
     sent: list[dict[str, Any]] = field(default_factory=list)  # retrievals sent: when, project, n
-    watch_id: str = ""  # the standing cohort's watch, when subscribed
+    # standing cohort, one watch per project: project, destination, watch_id, since, by
+    watches: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def size(self) -> int | None:
@@ -67,7 +68,11 @@ class Cohorts:
             raw = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
-        return {k: Cohort(**{**v, "sizes": [tuple(s) for s in v.get("sizes", [])]}) for k, v in raw.items()}
+        out = {}
+        for k, v in raw.items():
+            v.pop("watch_id", None)  # an earlier file's placeholder, never set
+            out[k] = Cohort(**{**v, "sizes": [tuple(s) for s in v.get("sizes", [])]})
+        return out
 
     def _save(self, data: dict[str, Cohort]) -> None:
         _write_private(self.path, json.dumps({k: asdict(v) for k, v in data.items()}, indent=1).encode())

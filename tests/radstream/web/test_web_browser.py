@@ -4,7 +4,10 @@ Orthanc seeded with studies, a DICOM worker and our research SCP as processes, a
 
 One flow, as a researcher does it: sign in, search "nodule >= 6 mm, not negated", open a report, save the
 cohort, send it to retrieval, watch the progress bars reach 100%; then an analyst is refused the steward
-pages (403, audited). A screenshot of each page is kept under the test's tmp dir (and docs/web/ when
+pages (403, audited); then an analyst subscribes a cohort for a second project with the keyboard, a new
+matching report arrives, the worker's standing-cohort agent requests its study and the dashboard shows
+it complete by server-sent events (no polling), and the pipeline page shows the worker's metrics.
+A screenshot of each page is kept under the test's tmp dir (and docs/web/ when
 RADSTREAM_WEB_SCREENSHOTS=docs)."""
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from sinks.dicom.projects import Project, publish
 from streams.auth import TokenStore
 from tests.sinks.clickhouse.factories import report
 from tests.sinks.clickhouse.kafka_helpers import produce_all, wait_until
-from tests.sinks.dicom.conftest import orthanc_state, spec  # noqa: F401 - the session's Orthanc
+from tests.sinks.dicom.conftest import SMALL, orthanc_state, spec  # noqa: F401 - the session's Orthanc
 from tests.streams.helpers import free_port, worker_process
 
 pytestmark = pytest.mark.integration
@@ -41,6 +44,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 PROJECT = "PWEB"
+WATCH_PROJECT = "PWATCH"  # the standing cohort's project
 KEY = "web-browser-test-key-0123456789abcdef"
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 # seeded studies A1..A4 of the DICOM tests' Orthanc; texts chosen so that "nodule >= 6 mm, present"
@@ -126,6 +130,8 @@ def stack(kafka_settings: Settings, orthanc_state: tuple[Settings, Path],  # noq
     create_topics(settings.kafka, settings.topics)
     publish(settings.kafka, settings.topics, Project(PROJECT, "RESEARCH", "pytest", "pytest", identified=True,
                                                      irb_reference="IRB-WEB-TEST"))
+    publish(settings.kafka, settings.topics, Project(WATCH_PROJECT, "RESEARCH", "pytest", "pytest",
+                                                     irb_reference="IRB-WEB-WATCH"))
     store = TokenStore(settings.auth.token_file)
     tokens = {}
     for user, role in (("rita", "analyst"), ("sam", "steward")):
@@ -255,7 +261,7 @@ def test_search_cohort_retrieval_flow(browser: Any, stack: Stack) -> None:
     assert manifest[0] == "accession,study_ref,modality,exam_time" and len(manifest) == 3
     assert {line.split(",")[0] for line in manifest[1:]} == accs
 
-    page.get_by_label("Project").select_option(PROJECT)
+    page.locator("form[action$='/retrieve']").get_by_label("Project").select_option(PROJECT)
     page.get_by_role("button", name="Send to retrieval").click()
     page.wait_for_url("**/retrievals?project=" + PROJECT)
     # the table refreshes itself (htmx polling): no reload from here on
@@ -299,3 +305,88 @@ def test_analyst_is_refused_the_steward_pages(browser: Any, stack: Stack) -> Non
     # a POST without the CSRF token is refused too
     resp = page.request.post(stack.url + "/cohorts", form={"finding": "nodule", "name": "x"})
     assert resp.status == 403
+
+
+def test_standing_cohort_live_dashboard_and_pipeline(browser: Any, stack: Stack) -> None:
+    page = sign_in(browser, stack, "analyst")
+    page.goto(stack.url + "/search?finding=nodule&finding_state=present&min_size_mm=6")
+    page.get_by_label("Save as cohort").fill("standing nodules")
+    page.get_by_role("button", name="Save cohort").click()
+    page.wait_for_selector("#cohort-size")
+    cohort_url = page.url
+    assert '"min_size_mm": 6.0' in page.locator("#rule").text_content()
+    page.locator("form[action$='/subscribe']").get_by_label("Subscribe project").select_option(WATCH_PROJECT)
+    # keyboard only from here: Tab to the button, Enter
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == "Subscribe":
+            break
+    else:
+        pytest.fail("the Subscribe button cannot be reached with Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"tr.watch[data-project='{WATCH_PROJECT}']")
+    shot(page, stack, "09-standing-cohort")
+
+    # the dashboard of the project, live by server-sent events; polling counted (it should not happen)
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if "/retrievals/table" in r.url else None)
+    page.goto(stack.url + f"/retrievals?project={WATCH_PROJECT}")
+    page.wait_for_function("() => document.getElementById('live').dataset.sse === 'open'", timeout=30_000)
+    assert page.locator("tr.req").count() == 0
+
+    # a new report of study C1 with a 9 mm nodule: the worker's standing-cohort agent requests it. The watch
+    # reaches the worker asynchronously (its registry reads the watch topic): a version that came before it
+    # is not requested, so a new version follows until one is.
+    st = spec("C", 1)
+    text = "EXAM: CT CHEST\nFINDINGS: 9 mm nodule in the right middle lobe.\nIMPRESSION: Pulmonary nodule."
+    requested = f"SELECT count() AS n FROM retrieval_requests WHERE project_id = '{WATCH_PROJECT}'"
+    for version in range(1, 6):
+        rep = report(st.accession, version, text=text, patient_id=st.patient_id,
+                     study_instance_uid=st.study_uid, exam_time=T0 + timedelta(days=200))
+        produce_all(stack.settings, [(stack.settings.topics.reports, "report_finalized",
+                                      f"default|{st.accession}", rep)])
+        try:
+            wait_until(lambda: [int(r["n"]) >= 1 for r in worker_sql(stack.settings, stack.tokens["steward"],
+                                                                      requested)] == [True],
+                       timeout=20, every=1.0, what="the standing cohort's retrieval request")
+            break
+        except AssertionError:
+            continue
+    else:
+        pytest.fail("the standing cohort never requested the new report's study")
+    page.wait_for_function(
+        "() => { const r = document.querySelectorAll('tr.req'); return r.length === 1 && "
+        "r[0].dataset.state === 'completed'; }", timeout=150_000)
+    assert page.locator("tr.req .pct").inner_text() == "100%"
+    assert page.evaluate("document.getElementById('live').dataset.sse") == "open"
+    assert polls == []  # every update came by the event stream
+    assert "always open" in page.locator("#window").inner_text()
+    assert page.locator(f"tr[data-project='{WATCH_PROJECT}'] td.waiting").inner_text() == "0"
+    page.wait_for_selector(".chart canvas")  # uPlot drew the throughput
+    row = page.locator("table.throughput tr").filter(has_text=WATCH_PROJECT)
+    assert row.locator("td").last.text_content() == str(SMALL)  # C1's instances, all this hour
+    shot(page, stack, "10-retrievals-live")
+
+    page.goto(cohort_url)
+    page.get_by_role("button", name=f"Unsubscribe {WATCH_PROJECT}").click()
+    page.wait_for_selector("#not-subscribed")
+    actions = [e["action"] for e in audit_events(stack) if e["actor"] == "rita"]
+    assert "cohort.watch" in actions and "cohort.unwatch" in actions
+
+    page.goto(stack.url + "/pipeline")
+    assert page.locator("tr[data-process='worker'] td.ok").count() == 1
+    assert int(page.locator("#nlp-reports").inner_text()) >= 6  # 5 reports of the stack and C1's
+    assert int(page.locator("#nlp-count").inner_text()) >= 6
+    # every report version of the stack was stored this hour (or the one before, if the test spans it)
+    assert sum(int(x) for x in page.locator("table.hours td.received").all_text_contents()) >= 6
+    page.wait_for_selector(".chart canvas")
+    assert "is for stewards" in page.locator("main").inner_text()
+    shot(page, stack, "11-pipeline")
+
+    # a browser without EventSource (or a proxy that cuts the stream): the dashboard polls instead
+    ctx = page.context
+    ctx.add_init_script("delete window.EventSource;")
+    old = ctx.new_page()
+    with old.expect_request(lambda r: "/retrievals/table" in r.url, timeout=15_000):
+        old.goto(stack.url + f"/retrievals?project={WATCH_PROJECT}")
+    assert old.locator("tr.req").first.get_attribute("data-state") == "completed"
