@@ -6,7 +6,7 @@ Results: docs/operations.md, section "Recovery".
 
 * resume: kill -9 a streaming worker, start it again; seconds from the new process's start to the
   findings of a report sent as it starts. Measured with the defaults (static membership, 10 s session)
-  and with the settings before them (no group.instance.id, Faust's 60 s session) in the same run;
+  and with the settings before them (no group.instance.id, a 60 s session) in the same run;
 * log lines the worker writes in the first 15 s without its broker (kill -9 of the broker);
 * seconds from SIGTERM to exit with the broker killed.
 """

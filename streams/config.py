@@ -52,7 +52,7 @@ class KafkaConfig:
     min_insync_replicas: int = 0
     retention_ms: int = 7 * 24 * 3600 * 1000
     consumer_group: str = "radstream"
-    # security of every client (confluent-kafka and Faust): PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    # security of every client: PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""  # SCRAM-SHA-512 | SCRAM-SHA-256 | PLAIN
     sasl_username: str = ""
@@ -187,7 +187,7 @@ class WorkerConfig:
     web_port: int = 6066
     nlp_processes: int = 1  # NLP in child processes (0: in the worker's event loop)
     nlp_batch: int = 256  # most reports per hand-off to the NLP process (fewer when they trickle in)
-    # consumer-group membership of the worker's Faust consumer (the sink's session too): a worker restarted
+    # consumer-group membership of the worker's consumers (the sink's session too): a worker restarted
     # after a crash gets its partitions back at once when it rejoins under the same group.instance.id
     # (static membership); otherwise the group waits for the dead member's session to expire first.
     # instance_id: empty = "<host>-<hash of state_dir>-<slot>", the slot being the lowest free one of

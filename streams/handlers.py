@@ -1,4 +1,4 @@
-"""Per-event logic of the stream agents, free of Faust so it can be tested and reused (backfill)."""
+"""Per-event logic of the stream agents, free of Kafka so it can be tested and reused (backfill)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The ``radstream`` command tree.
 
 Sub-commands live one module each under ``radstream.cli`` and are imported only
-when used, so ``radstream sql`` does not pay for spaCy or Faust start-up.
+when used, so ``radstream sql`` does not pay for spaCy start-up.
 """
 
 from __future__ import annotations

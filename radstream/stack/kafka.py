@@ -13,8 +13,8 @@ plain text; its principal (ANONYMOUS) is a super user, which is how the combined
 talks to itself.
 
 Version: Kafka 4.x (ZooKeeper-free, Java 17). ``RADSTREAM_KAFKA_VERSION`` overrides it.
-Both clients we use were checked against the default: confluent-kafka 2.16 (librdkafka)
-and aiokafka 0.14 through faust-streaming 0.15 (produce, consumer group, commit).
+Our client, confluent-kafka 2.16 (librdkafka), was checked against the default (produce, consumer
+group, commit).
 """
 
 from __future__ import annotations

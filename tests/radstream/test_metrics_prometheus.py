@@ -78,7 +78,7 @@ def test_prometheus_scrapes_the_processes_and_the_alerts_evaluate(scraped: Scrap
     p.produce(s.topics.reports, key=b"default|BAD", value=b"this is not avro")
     assert p.flush(30) == 0
 
-    # events in, per stage: the NLP agent (Faust) and the sink (the consumer loop)
+    # events in, per stage: the NLP agent and the sink (both on the consumer loop)
     for stage in ("nlp-agent", "clickhouse-sink"):
         rate = prom.wait(f'sum(rate(radstream_records_consumed_total{{stage="{stage}"}}[30s])) > 0', bool)
         assert values(rate)[0] > 0
@@ -99,7 +99,7 @@ def test_prometheus_scrapes_the_processes_and_the_alerts_evaluate(scraped: Scrap
                     lambda r: len(r) == s.kafka.partitions and max(values(r)) == 0)
     assert sorted(x["metric"]["partition"] for x in lag) == [str(n) for n in range(s.kafka.partitions)]
     prom.wait(f'max(radstream_consumer_lag_messages{{group="{group}"}}) == 0', bool)
-    # ... and the NLP agent's (Faust's group: measured from the broker)
+    # ... and the NLP agent's group
     nlp_lag = prom.wait(f'radstream_consumer_lag_messages{{group="{s.kafka.consumer_group}-worker",'
                         f'topic="{s.topics.reports}"}}',
                         lambda r: len(r) == s.kafka.partitions and max(values(r)) == 0)

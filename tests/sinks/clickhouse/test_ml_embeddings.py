@@ -91,7 +91,7 @@ def test_loop_embeds_reports_from_kafka(topic_settings: Settings, tmp_path: Path
 
 
 def test_worker_embeds_reports_with_its_embedding_loop(topic_settings: Settings, tmp_path: Path) -> None:
-    """``ml.embed``: the worker's own Faust agent embeds each report next to the NLP agent, into the
+    """``ml.embed``: the worker's embedding loop embeds each report next to the NLP agent, into the
     store the worker owns; analysts see the vectors through its read-only SQL page."""
     import csv
     import io

@@ -38,7 +38,7 @@ def worker(topic_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
         worker={"web_port": free_port()},
         clickhouse={"url": "", "database": "radstream"},
     )
-    Path(settings.state_dir).mkdir(parents=True)  # the worker does not create it (Faust's datadir)
+    Path(settings.state_dir).mkdir(parents=True)  # the worker does not create it
     log_path = tmp_path / "worker.log"
     with worker_process(settings, log_path) as proc:
         yield settings
