@@ -166,7 +166,7 @@ def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
 
 def summary(scrapes: list[Scrape]) -> dict[str, Any]:
     """What the pipeline page shows from the metrics."""
-    # several processes may report one partition (e.g. a revoked one before its series is dropped): max of them
+    # several processes may report one partition (a revoked one, until its series is dropped): max
     per_part: dict[tuple[str, str, str], float] = {}
     for _, lb, v in _samples(scrapes, "radstream_consumer_lag_messages"):
         k = (lb.get("group", ""), lb.get("topic", ""), lb.get("partition", ""))

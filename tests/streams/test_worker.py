@@ -1,4 +1,4 @@
-"""The worker as a real process on a real broker: findings out, bad input to the dead-letter topic.
+"""The worker as a real process on a real broker: findings out, bad input to the dead-letter topic."""
 
 from __future__ import annotations
 
