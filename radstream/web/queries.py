@@ -147,7 +147,8 @@ def where(s: Search) -> tuple[str, dict[str, Any]]:
     if kind:
         p["recommendation"] = kind
     if s.recommendation and s.due_by is None:
-        nlp.append("has(recommendation_kinds, %(recommendation)s)" if kind else "notEmpty(recommendation_kinds)")
+        nlp.append("has(recommendation_kinds, %(recommendation)s)" if kind
+                   else "notEmpty(recommendation_kinds)")
     if nlp:
         sql.append("(r.site, r.accession) IN (SELECT site, accession FROM report_current "
                    f"WHERE has_nlp AND {LIVE} AND {' AND '.join(nlp)})")
@@ -161,8 +162,8 @@ def where(s: Search) -> tuple[str, dict[str, Any]]:
     if s.text:
         p["text"] = s.text
         first = f"PREWHERE {' AND '.join(c.format(t='') for c in own)} " if own else ""
-        sql.append("(r.site, r.accession, r.version) IN (SELECT site, accession, version FROM report_versions "
-                   f"{first}WHERE positionCaseInsensitiveUTF8(text, %(text)s) > 0)")
+        sql.append("(r.site, r.accession, r.version) IN (SELECT site, accession, version "
+                   f"FROM report_versions {first}WHERE positionCaseInsensitiveUTF8(text, %(text)s) > 0)")
     return " AND ".join(sql), p
 
 

@@ -14,13 +14,13 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from radstream.web import queries as q
-from sinks.clickhouse.sink import write_records
 from radstream.web.app import highlight, progress, version_diffs
 from sinks.clickhouse.access import AccessDenied, policy_for
 from sinks.clickhouse.client import open_client
 from sinks.clickhouse.config import ClickHouseConfig
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.query import close_readonly_clients, run_readonly
+from sinks.clickhouse.sink import write_records
 from tests.sinks.clickhouse.factories import finding, findings, report
 
 ANALYST = policy_for(["analyst"])
@@ -196,7 +196,8 @@ def test_summary_is_count_facets_and_histogram_in_one_query(ch: Client) -> None:
     for s in (q.Search(), q.Search(text="nodule"), q.Search(finding="nodule", finding_state="negated"),
               q.Search(modality="MR")):
         rows = run(ch, q.summary(s))
-        got = {f: [(r["value"], int(r["n"])) for r in rows if r["facet"] == f] for f in ("total", "modality", "month")}
+        got = {f: [(r["value"], int(r["n"])) for r in rows if r["facet"] == f]
+               for f in ("total", "modality", "month")}
         assert got["total"] == [("", int(run(ch, q.count(s))[0]["n"]))]
         assert got["modality"] == [(r["value"], int(r["n"])) for r in run(ch, q.facets(s))]
         assert got["month"] == [(r["month"], int(r["n"])) for r in run(ch, q.histogram(s))]

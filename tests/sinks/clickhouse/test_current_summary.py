@@ -47,7 +47,8 @@ def records() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         findings(d2, []),
         findings(e1, [finding("fracture")]),
     ]
-    newer = findings(b1, [finding("nodule", size_mm=7.5)], processed_time=b1["status_time"] + timedelta(days=3))
+    newer = findings(b1, [finding("nodule", size_mm=7.5)],
+                     processed_time=b1["status_time"] + timedelta(days=3))
     newer["nlp_version"] = "test-2"
     return [b1, c1, c2, d1, d2, e1, e2], [*nlp, newer]
 
