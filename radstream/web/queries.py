@@ -209,16 +209,18 @@ GROUP BY value ORDER BY n DESC, value LIMIT 15""", p)
 def summary(s: Search) -> str:
     """count, modality facet and histogram of one search in one pass over the matching reports (the
     filters are evaluated once instead of three times): rows (facet, value, n) with facet 'total'
-    (value ''), 'modality' (most first) or 'month' (first day of the month, in order)."""
+    (value ''), 'modality' (most first) or 'month' (first day of the month, in order); no rows when
+    nothing matches."""
     cond, p = where(s)
-    return bind(f"""SELECT facet, value, n FROM
+    return bind(f"""SELECT fv.1 AS facet, fv.2 AS value, sum(c) AS n
+FROM
 (
-    SELECT multiIf(grouping(r.modality) = 0, 'modality', grouping(month) = 0, 'month', 'total') AS facet,
-           multiIf(facet = 'modality', toString(r.modality), facet = 'month', month, '') AS value,
-           count() AS n
+    SELECT r.modality AS m, toString(toStartOfMonth(r.exam_time)) AS mo, count() AS c
     FROM reports_latest AS r WHERE {cond}
-    GROUP BY GROUPING SETS ((), (r.modality), (toString(toStartOfMonth(r.exam_time)) AS month))
+    GROUP BY m, mo
 )
+ARRAY JOIN [('total', ''), ('modality', toString(m)), ('month', mo)] AS fv
+GROUP BY facet, value
 ORDER BY facet, if(facet = 'month', value, ''), n DESC, value""", p)
 
 

@@ -201,5 +201,6 @@ def test_summary_is_count_facets_and_histogram_in_one_query(ch: Client) -> None:
         assert got["total"] == [("", int(run(ch, q.count(s))[0]["n"]))]
         assert got["modality"] == [(r["value"], int(r["n"])) for r in run(ch, q.facets(s))]
         assert got["month"] == [(r["month"], int(r["n"])) for r in run(ch, q.histogram(s))]
+    assert run(ch, q.summary(q.Search(text="no such words"))) == []
     facets = run(ch, q.finding_facets(q.Search(modality="CT")))
     assert [(r["value"], int(r["n"])) for r in facets] == [("free_air", 1), ("nodule", 1)]  # A1, A3 (v2)
