@@ -240,11 +240,22 @@ FROM reports_latest AS r WHERE {cond} AND r.study_ref != ''
 GROUP BY r.accession ORDER BY r.accession LIMIT %(limit)s""", {**p, "limit": int(limit)})
 
 
-def findings_of(site: str, accessions: list[str]) -> str:
-    return bind("""SELECT accession, concept, text, start, end, negated, uncertain, historical, laterality,
-       severity, change, size_mm, section, certainty
-FROM findings_latest WHERE site = %(site)s AND accession IN %(accs)s ORDER BY accession, start""",
+# the NLP rows of a report page come from the base tables, restricted by key to the accession's current
+# run (report_current): the *_latest views would build the set of every current run of the warehouse
+_CURRENT_RUN = ("(accession, report_version, nlp_version, processed_time) IN (SELECT accession, "
+                "report_version, nlp_version, processed_time FROM report_current WHERE site = %(site)s "
+                f"AND accession IN %(accs)s AND has_nlp AND {LIVE})")
+
+
+def _of_report(columns: str, table: str, site: str, accessions: list[str], order: str = "start") -> str:
+    return bind(f"""SELECT {columns} FROM {table}
+WHERE site = %(site)s AND accession IN %(accs)s AND {_CURRENT_RUN} ORDER BY {order}""",
                 {"site": site, "accs": tuple(accessions) or ("",)})
+
+
+def findings_of(site: str, accessions: list[str]) -> str:
+    return _of_report("""accession, concept, text, start, end, negated, uncertain, historical, laterality,
+       severity, change, size_mm, section, certainty""", "findings", site, accessions, "accession, start")
 
 
 def report(site: str, accession: str) -> str:
@@ -260,18 +271,15 @@ WHERE site = %(site)s AND accession = %(acc)s ORDER BY version""", {"site": site
 
 
 def sections(site: str, accession: str) -> str:
-    return bind("""SELECT name, title, start, end FROM sections_latest
-WHERE site = %(site)s AND accession = %(acc)s ORDER BY start""", {"site": site, "acc": accession})
+    return _of_report("name, title, start, end", "sections", site, [accession])
 
 
 def measurements(site: str, accession: str) -> str:
-    return bind("""SELECT text, max_mm, prior_max_mm, finding_concept FROM measurements_latest
-WHERE site = %(site)s AND accession = %(acc)s ORDER BY start""", {"site": site, "acc": accession})
+    return _of_report("text, max_mm, prior_max_mm, finding_concept", "measurements", site, [accession])
 
 
 def assessments(site: str, accession: str) -> str:
-    return bind("""SELECT system, category, text FROM assessments_latest
-WHERE site = %(site)s AND accession = %(acc)s ORDER BY start""", {"site": site, "acc": accession})
+    return _of_report("system, category, text", "assessments", site, [accession])
 
 
 _PROGRESS = """SELECT request_id, argMax(state, time) AS state, argMax(attempt, time) AS attempt,

@@ -204,3 +204,18 @@ def test_summary_is_count_facets_and_histogram_in_one_query(ch: Client) -> None:
     assert run(ch, q.summary(q.Search(text="no such words"))) == []
     facets = run(ch, q.finding_facets(q.Search(modality="CT")))
     assert [(r["value"], int(r["n"])) for r in facets] == [("free_air", 1), ("nodule", 1)]  # A1, A3 (v2)
+
+
+def test_the_report_page_shows_the_current_run_as_the_latest_views_do(ch: Client) -> None:
+    for acc in ("A1", "A3", "A4"):
+        want = run(ch, "SELECT accession, concept, negated, size_mm FROM findings_latest "
+                       f"WHERE accession = '{acc}' ORDER BY start")
+        got = run(ch, q.findings_of("default", [acc]))
+        assert sorted((r["accession"], r["concept"], r["negated"], r["size_mm"]) for r in got) == sorted(
+            (r["accession"], r["concept"], r["negated"], r["size_mm"]) for r in want)
+        assert run(ch, q.sections("default", acc)) == run(
+            ch, f"SELECT name, title, start, end FROM sections_latest WHERE accession = '{acc}'")
+    assert sorted(r["concept"] for r in run(ch, q.findings_of("default", ["A3"]))) == ["free_air", "nodule"]
+    assert run(ch, q.findings_of("default", ["A4"])) == []  # cancelled
+    assert [r["category"] for r in run(ch, q.assessments("default", "A2"))] == ["4A"]
+    assert len(run(ch, q.findings_of("default", ["A1", "A2", "A3"]))) == 4

@@ -108,7 +108,7 @@ def test_a_store_from_before_015_is_filled_by_the_migration(tmp_path: Path) -> N
         cur = rows.pop("report_current")
         write_rows(client, rows)
         client.insert("report_current", [r[:8] for r in cur], column_names=old_cols)
-        assert migrate(client, "rs") == ["015_current_summary"]
+        assert migrate(client, "rs")[0] == "015_current_summary"
         assert current(client) == expected(reps, nlp)
         assert client.query("SELECT count() FROM report_current").result_rows == [(4,)]  # merged
         assert migrate(client, "rs") == []
