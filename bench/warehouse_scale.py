@@ -25,7 +25,11 @@ Queries: every ``-- example:`` block of docs/analysts.md (of the tree being time
 paths (``radstream cohort retrieve --sql``: the study_ref look-up of 1,000 research accessions, the
 done-accessions query; the retrieval queue's pending query), and the web app's searches
 (``radstream.web.queries``: results, count, modality facet, finding facet, histogram per search;
-the search's time is the sum of its five queries, as one page load runs them).
+the search's time is the sum of its five queries, as one page load runs them; "web3:" is the same page
+in three queries, ``results``, ``summary`` and ``finding_facets``, where the tree has ``summary``), run
+through the analyst's role check as the web app runs them. ``--base-tag``/``--tag`` name the base store
+and its migrated copy (e.g. ``--base-tag ours --tag 015``: main's store as it is, and that store after
+this tree's migrations).
 """
 
 from __future__ import annotations
@@ -323,9 +327,9 @@ def ensure_loaded(n: int, tree: Path, tag: str) -> dict[str, Any]:
     return dict(json.loads(done.read_text()))
 
 
-def migrated_copy(n: int, base_tag: str, tree: Path) -> Path:
+def migrated_copy(n: int, base_tag: str, tree: Path, tag: str = "ours") -> Path:
     """A copy of the base store, migrated by ``tree`` (same rows; what an existing warehouse gets)."""
-    src, dst = store_dir(n, base_tag), store_dir(n, "ours")
+    src, dst = store_dir(n, base_tag), store_dir(n, tag)
     if not (dst / "migrated.json").exists():
         if dst.exists():
             shutil.rmtree(dst)
@@ -365,6 +369,13 @@ WEB_SEARCHES = {
     },
     "web: BI-RADS >= 4": {"assessment_system": "BI-RADS", "min_category": "4"},
     "web: critical, CT": {"critical": "1", "modality": "CT"},
+    # filters added with ddl/015 (timed only where the tree's Search has them)
+    "web: chest, inpatient, follow-up due": {
+        "body_region": "chest",
+        "patient_class": "inpatient",
+        "recommendation": "imaging_followup",
+        "due_by": "2025-01-01",
+    },
 }
 
 
@@ -408,11 +419,18 @@ def queries(tree: Path, c: Any) -> dict[str, list[str]]:
         )
     ]
     try:
+        from dataclasses import fields
+
         from radstream.web import queries as q
 
+        known = {f.name for f in fields(q.Search)}
         for name, form in WEB_SEARCHES.items():
+            if not set(form) <= known:
+                continue  # a filter this tree does not have: it would be dropped silently
             s = q.Search.of(form)
             out[name] = [q.results(s), q.count(s), q.facets(s), q.finding_facets(s), q.histogram(s)]
+            if hasattr(q, "summary"):  # the page in three queries: count, facets and histogram in one
+                out[name.replace("web: ", "web3: ")] = [q.results(s), q.summary(s), q.finding_facets(s)]
         out["web: report page"] = [
             q.report("default", one),
             q.versions("default", one),
@@ -427,9 +445,12 @@ def queries(tree: Path, c: Any) -> dict[str, list[str]]:
 
 
 def time_here(store: Path, tree: Path, runs: int, only: str) -> dict[str, Any]:
+    from sinks.clickhouse.access import policy_for
     from sinks.clickhouse.client import open_client, readonly_client_like
     from sinks.clickhouse.config import ClickHouseConfig
     from sinks.clickhouse.query import run_readonly
+
+    analyst = policy_for(["analyst"])
 
     c = open_client(ClickHouseConfig(url=f"chdb://{store / 'chdb'}", database=DB))
     ro = readonly_client_like(f"chdb://{store / 'chdb'}", DB)
@@ -454,10 +475,13 @@ def time_here(store: Path, tree: Path, runs: int, only: str) -> dict[str, Any]:
             rows_out += len(ro.query(sql).result_rows)
             with contextlib.suppress(Exception):  # an estimate is optional
                 read_rows += sum(int(r[3]) for r in c.query(f"EXPLAIN ESTIMATE {sql}").result_rows)
+        # the web app's queries go through the analyst's role check (the parser, as /sql does); the
+        # documented and cohort queries are timed as before, without it
+        policy = analyst if name.startswith("web") else None
         for _ in range(runs):
             t = time.monotonic()
             for sql in sqls:
-                run_readonly(c, sql, "jsonl")
+                run_readonly(c, sql, "jsonl", policy=policy)
             times.append((time.monotonic() - t) * 1000)
         res["queries"][name] = {
             "p50_ms": round(statistics.median(times), 1),
@@ -528,6 +552,8 @@ def main() -> None:
         "--only", default="", help="time only queries whose name starts with one of these, comma-separated"
     )
     ap.add_argument("--stores", default="main,ours", help="which stores to time (with --base-tree)")
+    ap.add_argument("--base-tag", default="main", help="the base store (loaded by --base-tree) to start from")
+    ap.add_argument("--tag", default="ours", help="the name of its copy migrated by this tree")
     ap.add_argument("--json", type=Path, help="write the results here too")
     # internal: the child processes
     ap.add_argument("--tree", type=Path, default=REPO)
@@ -547,17 +573,17 @@ def main() -> None:
         print(json.dumps(time_here(args.time_here, args.tree, args.runs, args.only)))
         return
 
-    base_tag = "main" if args.base_tree else "ours"
+    base_tag = args.base_tag if args.base_tree else args.tag
     loaded = ensure_loaded(args.reports, args.base_tree or REPO, base_tag)
     print(json.dumps(loaded), file=sys.stderr)
     if args.load_only:
         return
     stores: dict[str, tuple[Path, Path]] = {}
     if args.base_tree:
-        stores["main"] = (store_dir(args.reports, "main"), args.base_tree)
-        stores["ours"] = (migrated_copy(args.reports, "main", REPO), REPO)
+        stores[base_tag] = (store_dir(args.reports, base_tag), args.base_tree)
+        stores[args.tag] = (migrated_copy(args.reports, base_tag, REPO, args.tag), REPO)
     else:
-        stores["ours"] = (store_dir(args.reports, "ours"), REPO)
+        stores[args.tag] = (store_dir(args.reports, args.tag), REPO)
     results: dict[str, dict[str, Any]] = {}
     for label, (store, tree) in stores.items():
         if label not in args.stores.split(","):

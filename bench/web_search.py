@@ -5,7 +5,8 @@
 A fresh embedded store (chDB, temp dir) is filled by ClickHouse itself (INSERT ... SELECT FROM numbers())
 with synthetic reports from our own sentences, their NLP header rows and two findings per report (a
 nodule, present or negated, 2-15 mm; an effusion). Each search is the page's five queries (results,
-count, modality facet, finding facet, histogram) built by ``radstream.web.queries`` and run through the
+count, modality facet, finding facet, histogram) built by ``radstream.web.queries`` (and, as "3 queries",
+the same page as results + ``summary`` + finding facet) and run through the
 role-checked read path with the analyst's policy (``run_readonly(..., policy=...)``: the parser check
 and the query), as the worker's /sql page runs them; the HTTP hop and the page rendering are not
 included. Baseline: the same queries without the role check (policy None).
@@ -61,6 +62,13 @@ def fill(c: Any, n: int) -> None:
               "if(number % 2 = 0, 'nodule', 'pleural_effusion'), 'x', 0, 1, number % 5 = 0, "
               f"if(number % 2 = 0, 2 + number % 14, NULL), {modality.format(k='intDiv(number, 2)')} "
               f"FROM numbers({2 * n})")
+    # the current run of each report with its findings as arrays (ddl/014-015: what the sink writes beside
+    # the rows above; the latest views and the search filters read it)
+    c.command("INSERT INTO rs.report_current (site, accession, report_version, processed_time, status, "
+              "has_nlp, finding_concepts, finding_negated, finding_uncertain, finding_size_mm) "
+              f"SELECT 'default', concat('ACC-', hex(number)), 1, {nlp_time}, 'final', true, "
+              "['nodule', 'pleural_effusion'], [(number * 2) % 5 = 0, (number * 2 + 1) % 5 = 0], "
+              f"[false, false], [2 + (number * 2) % 14, NULL] FROM numbers({n})")
     c.command("OPTIMIZE TABLE rs.reports FINAL")
 
 
@@ -91,26 +99,35 @@ def main() -> None:
     try:
         for name, form in SEARCHES.items():
             s = q.Search.of(form)
-            sqls = [q.results(s), q.count(s), q.facets(s), q.finding_facets(s), q.histogram(s)]
+            pages = {name: [q.results(s), q.count(s), q.facets(s), q.finding_facets(s), q.histogram(s)],
+                     f"{name} (3 queries)": [q.results(s), q.summary(s), q.finding_facets(s)]}
             matched = json.loads(str(run_readonly(client, q.count(s), "jsonl")))["n"]
-            times: dict[str, list[float]] = {"checked": [], "unchecked": []}
-            for _ in range(args.runs):
-                for label, policy in (("checked", analyst), ("unchecked", None)):
-                    t = time.monotonic()
-                    for sql in sqls:
-                        run_readonly(client, sql, "jsonl", policy=policy)
-                    times[label].append((time.monotonic() - t) * 1000)
-
-            def pct(xs: list[float], p: float) -> float:
-                return statistics.quantiles(xs, n=100)[int(p) - 1] if len(xs) > 1 else xs[0]
-
-            print(f"| {name} | {matched} | {statistics.median(times['checked']):.0f} | "
-                  f"{pct(times['checked'], 95):.0f} | {statistics.median(times['unchecked']):.0f} | "
-                  f"{pct(times['unchecked'], 95):.0f} |")
+            for label, sqls in pages.items():
+                time_page(client, label, sqls, matched, analyst, args.runs)
     finally:
         close_readonly_clients()
         client.close()
     print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+def time_page(client: Any, name: str, sqls: list[str], matched: Any, analyst: Any, runs: int) -> None:
+    """One search page: its queries in a row, ``runs`` times, with and without the role check."""
+    from sinks.clickhouse.query import run_readonly
+
+    times: dict[str, list[float]] = {"checked": [], "unchecked": []}
+    for _ in range(runs):
+        for label, policy in (("checked", analyst), ("unchecked", None)):
+            t = time.monotonic()
+            for sql in sqls:
+                run_readonly(client, sql, "jsonl", policy=policy)
+            times[label].append((time.monotonic() - t) * 1000)
+
+    def pct(xs: list[float], p: float) -> float:
+        return statistics.quantiles(xs, n=100)[int(p) - 1] if len(xs) > 1 else xs[0]
+
+    print(f"| {name} | {matched} | {statistics.median(times['checked']):.0f} | "
+          f"{pct(times['checked'], 95):.0f} | {statistics.median(times['unchecked']):.0f} | "
+          f"{pct(times['unchecked'], 95):.0f} |")
 
 
 if __name__ == "__main__":

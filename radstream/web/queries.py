@@ -20,12 +20,15 @@ FINDING_STATES = ("", "present", "negated", "uncertain")
 PAGE = 50
 MAX_COHORT = 10_000  # studies one cohort may send to retrieval at once
 
+# the state of a finding over report_current's arrays: n = negated, u = uncertain (fixed fragments)
 _STATE_SQL = {
-    "present": " AND negated = 0 AND uncertain = 0",
-    "negated": " AND negated = 1",
-    "uncertain": " AND uncertain = 1",
+    "present": "NOT n AND NOT u",
+    "negated": "n",
+    "uncertain": "u",
     "": "",
 }
+LIVE = "status NOT IN ('cancelled', 'entered_in_error')"
+RECOMMENDATION_ANY = "any"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,10 @@ class Search:
     assessment_system: str = ""  # e.g. BI-RADS
     min_category: int | None = None  # numeric category >= this (BI-RADS >= 4)
     critical: bool = False
+    body_region: str = ""  # NLP body region of the report, e.g. chest, abdomen, head
+    patient_class: str = ""  # inpatient | outpatient | emergency ...
+    recommendation: str = ""  # a recommendation of this kind (imaging_followup, biopsy ...) or "any"
+    due_by: date | None = None  # ... whose follow-up is due on or before this day (exam + interval)
 
     @classmethod
     def of(cls, form: Any) -> Search:
@@ -66,7 +73,9 @@ class Search:
                    date_from=day("date_from"), date_to=day("date_to"),
                    assessment_system=text("assessment_system"),
                    min_category=int(cat) if cat is not None else None,
-                   critical=text("critical").lower() in ("1", "on", "true", "yes"))
+                   critical=text("critical").lower() in ("1", "on", "true", "yes"),
+                   body_region=text("body_region").lower(), patient_class=text("patient_class").lower(),
+                   recommendation=text("recommendation").lower(), due_by=day("due_by"))
 
     def params(self) -> dict[str, str]:
         """The search as query-string fields (empty ones left out), to link and to save."""
@@ -84,42 +93,77 @@ class Search:
 
 
 def where(s: Search) -> tuple[str, dict[str, Any]]:
-    """The WHERE clause over ``reports_latest AS r`` and its parameters."""
-    sql = ["1"]
+    """The WHERE clause over ``reports_latest AS r`` and its parameters.
+
+    Every filter is evaluated on one row per accession: the report's own columns on ``r``; the NLP
+    filters on ``report_current`` (ddl/015: the current run's findings, assessments, critical results
+    and recommendations as arrays), one key set for all of them; the text on ``report_versions`` by
+    (site, accession, version), where the report's own filters go first as PREWHERE, so the text is
+    read only for the rows they leave. PREWHERE before FINAL is exact there: rows with one sort key of
+    report_versions are copies of one event (no later version replaces them in that table)."""
     p: dict[str, Any] = {}
-    if s.text:
-        sql.append("positionCaseInsensitiveUTF8(r.text, %(text)s) > 0")
-        p["text"] = s.text
+    own: list[str] = []  # on the report's own columns, "{t}" = the table's alias
     if s.modality:
-        sql.append("r.modality = %(modality)s")
+        own.append("{t}modality = %(modality)s")
         p["modality"] = s.modality
+    if s.patient_class:
+        own.append("{t}patient_class = %(patient_class)s")
+        p["patient_class"] = s.patient_class
     if s.date_from:
-        sql.append("r.exam_time >= toDateTime64(%(date_from)s, 6, 'UTC')")
+        own.append("{t}exam_time >= toDateTime64(%(date_from)s, 6, 'UTC')")
         p["date_from"] = s.date_from.isoformat()
     if s.date_to:
-        sql.append("r.exam_time < toDateTime64(%(date_to)s, 6, 'UTC') + INTERVAL 1 DAY")
+        own.append("{t}exam_time < toDateTime64(%(date_to)s, 6, 'UTC') + INTERVAL 1 DAY")
         p["date_to"] = s.date_to.isoformat()
+    sql = ["1", *(c.format(t="r.") for c in own)]
+    nlp: list[str] = []
     if s.finding or s.finding_state or s.min_size_mm is not None:
-        inner = "SELECT site, accession FROM findings_latest WHERE 1"
+        lam = []
         if s.finding:
-            inner += " AND concept = %(finding)s"
+            lam.append("c = %(finding)s")
             p["finding"] = s.finding
-        inner += _STATE_SQL[s.finding_state]
+        if s.finding_state:
+            lam.append(_STATE_SQL[s.finding_state])
         if s.min_size_mm is not None:
-            inner += " AND size_mm >= %(min_size_mm)s"
+            lam.append("ifNull(z >= %(min_size_mm)s, false)")
             p["min_size_mm"] = float(s.min_size_mm)
-        sql.append(f"(r.site, r.accession) IN ({inner})")
+        nlp.append(f"arrayExists((c, n, u, z) -> {' AND '.join(lam) or '1'}, finding_concepts, "
+                   "finding_negated, finding_uncertain, finding_size_mm)")
     if s.assessment_system or s.min_category is not None:
-        inner = "SELECT site, accession FROM assessments_latest WHERE 1"
+        lam = []
         if s.assessment_system:
-            inner += " AND system = %(assessment_system)s"
+            lam.append("y = %(assessment_system)s")
             p["assessment_system"] = s.assessment_system
         if s.min_category is not None:
-            inner += " AND toInt32OrZero(extract(category, '^[0-9]+')) >= %(min_category)s"
+            lam.append("toInt32OrZero(extract(g, '^[0-9]+')) >= %(min_category)s")
             p["min_category"] = int(s.min_category)
-        sql.append(f"(r.site, r.accession) IN ({inner})")
+        nlp.append(f"arrayExists((y, g) -> {' AND '.join(lam)}, assessment_systems, assessment_categories)")
     if s.critical:
-        sql.append("(r.site, r.accession) IN (SELECT site, accession FROM critical_results_latest)")
+        nlp.append("notEmpty(critical_concepts)")
+    if s.body_region:
+        nlp.append("body_region = %(body_region)s")
+        p["body_region"] = s.body_region
+    kind = s.recommendation if s.recommendation != RECOMMENDATION_ANY else ""
+    if kind:
+        p["recommendation"] = kind
+    if s.recommendation and s.due_by is None:
+        nlp.append("has(recommendation_kinds, %(recommendation)s)" if kind
+                   else "notEmpty(recommendation_kinds)")
+    if nlp:
+        sql.append("(r.site, r.accession) IN (SELECT site, accession FROM report_current "
+                   f"WHERE has_nlp AND {LIVE} AND {' AND '.join(nlp)})")
+    if s.due_by is not None:
+        # the due day needs the exam time: recommendations_latest has it beside each recommendation
+        p["due_by"] = s.due_by.isoformat()
+        sql.append("(r.site, r.accession) IN (SELECT site, accession FROM recommendations_latest WHERE "
+                   + ("kind = %(recommendation)s AND " if kind else "")
+                   + "interval_days_min IS NOT NULL AND exam_time + toIntervalDay(interval_days_min) "
+                   "< toDateTime64(%(due_by)s, 6, 'UTC') + INTERVAL 1 DAY)")
+    if s.text:
+        p["text"] = s.text
+        first = f"PREWHERE {' AND '.join(c.format(t='') for c in own)} " if own else ""
+        sql.append("(r.site, r.accession, r.version) IN (SELECT site, accession, version "
+                   f"FROM report_versions {first}WHERE positionCaseInsensitiveUTF8(text, %(text)s) > 0)")
     return " AND ".join(sql), p
 
 
@@ -152,11 +196,32 @@ GROUP BY value ORDER BY n DESC, value LIMIT 20""", p)
 
 
 def finding_facets(s: Search) -> str:
-    """The most frequent findings (present) among the matching reports."""
+    """The most frequent findings (present: not negated) among the matching reports, from the current
+    runs' arrays (report_current) rather than every findings row."""
     cond, p = where(s)
-    return bind(f"""SELECT concept AS value, uniqExact(site, accession) AS n FROM findings_latest
-WHERE negated = 0 AND (site, accession) IN (SELECT r.site, r.accession FROM reports_latest AS r WHERE {cond})
+    return bind(f"""SELECT concept AS value, count() AS n FROM report_current
+ARRAY JOIN arrayDistinct(arrayFilter((c, n) -> NOT n, finding_concepts, finding_negated)) AS concept
+WHERE has_nlp AND {LIVE}
+  AND (site, accession) IN (SELECT r.site, r.accession FROM reports_latest AS r WHERE {cond})
 GROUP BY value ORDER BY n DESC, value LIMIT 15""", p)
+
+
+def summary(s: Search) -> str:
+    """count, modality facet and histogram of one search in one pass over the matching reports (the
+    filters are evaluated once instead of three times): rows (facet, value, n) with facet 'total'
+    (value ''), 'modality' (most first) or 'month' (first day of the month, in order); no rows when
+    nothing matches."""
+    cond, p = where(s)
+    return bind(f"""SELECT fv.1 AS facet, fv.2 AS value, sum(c) AS n
+FROM
+(
+    SELECT r.modality AS m, toString(toStartOfMonth(r.exam_time)) AS mo, count() AS c
+    FROM reports_latest AS r WHERE {cond}
+    GROUP BY m, mo
+)
+ARRAY JOIN [('total', ''), ('modality', toString(m)), ('month', mo)] AS fv
+GROUP BY facet, value
+ORDER BY facet, if(facet = 'month', value, ''), n DESC, value""", p)
 
 
 def histogram(s: Search) -> str:
@@ -175,11 +240,22 @@ FROM reports_latest AS r WHERE {cond} AND r.study_ref != ''
 GROUP BY r.accession ORDER BY r.accession LIMIT %(limit)s""", {**p, "limit": int(limit)})
 
 
-def findings_of(site: str, accessions: list[str]) -> str:
-    return bind("""SELECT accession, concept, text, start, end, negated, uncertain, historical, laterality,
-       severity, change, size_mm, section, certainty
-FROM findings_latest WHERE site = %(site)s AND accession IN %(accs)s ORDER BY accession, start""",
+# the NLP rows of a report page come from the base tables, restricted by key to the accession's current
+# run (report_current): the *_latest views would build the set of every current run of the warehouse
+_CURRENT_RUN = ("(accession, report_version, nlp_version, processed_time) IN (SELECT accession, "
+                "report_version, nlp_version, processed_time FROM report_current WHERE site = %(site)s "
+                f"AND accession IN %(accs)s AND has_nlp AND {LIVE})")
+
+
+def _of_report(columns: str, table: str, site: str, accessions: list[str], order: str = "start") -> str:
+    return bind(f"""SELECT {columns} FROM {table}
+WHERE site = %(site)s AND accession IN %(accs)s AND {_CURRENT_RUN} ORDER BY {order}""",
                 {"site": site, "accs": tuple(accessions) or ("",)})
+
+
+def findings_of(site: str, accessions: list[str]) -> str:
+    return _of_report("""accession, concept, text, start, end, negated, uncertain, historical, laterality,
+       severity, change, size_mm, section, certainty""", "findings", site, accessions, "accession, start")
 
 
 def report(site: str, accession: str) -> str:
@@ -195,18 +271,15 @@ WHERE site = %(site)s AND accession = %(acc)s ORDER BY version""", {"site": site
 
 
 def sections(site: str, accession: str) -> str:
-    return bind("""SELECT name, title, start, end FROM sections_latest
-WHERE site = %(site)s AND accession = %(acc)s ORDER BY start""", {"site": site, "acc": accession})
+    return _of_report("name, title, start, end", "sections", site, [accession])
 
 
 def measurements(site: str, accession: str) -> str:
-    return bind("""SELECT text, max_mm, prior_max_mm, finding_concept FROM measurements_latest
-WHERE site = %(site)s AND accession = %(acc)s ORDER BY start""", {"site": site, "acc": accession})
+    return _of_report("text, max_mm, prior_max_mm, finding_concept", "measurements", site, [accession])
 
 
 def assessments(site: str, accession: str) -> str:
-    return bind("""SELECT system, category, text FROM assessments_latest
-WHERE site = %(site)s AND accession = %(acc)s ORDER BY start""", {"site": site, "acc": accession})
+    return _of_report("system, category, text", "assessments", site, [accession])
 
 
 _PROGRESS = """SELECT request_id, argMax(state, time) AS state, argMax(attempt, time) AS attempt,

@@ -49,8 +49,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "critical_results": (*NLP_RUN, "critical_idx", "concept", "text", "start", "end", "communication_text",
                          "communication_recipient", "communication_time"),
     "chest_labels": (*NLP_RUN, "label", "value"),
-    # the latest version / NLP run of each accession (ddl/014; its rank is a DEFAULT of these columns)
-    "report_current": (*NLP_RUN, "status", "has_nlp", "rank"),
+    # the latest version / NLP run of each accession (ddl/014; its rank is a DEFAULT of these columns),
+    # with that run's NLP results as arrays (ddl/015; empty on a version's bare row)
+    "report_current": (*NLP_RUN, "status", "has_nlp", "rank", "body_region", "finding_concepts",
+                       "finding_negated", "finding_uncertain", "finding_size_mm", "assessment_systems",
+                       "assessment_categories", "critical_concepts", "recommendation_kinds",
+                       "recommendation_days"),
     "retrieval_requests": ("request_id", "action", "project_id", "requester", "accession",
                            "study_instance_uid", "study_ref", "patient_id", "study_date", "destination_ae",
                            "priority", "not_before", "not_after", "source", "requested_time", *KAFKA),
@@ -151,7 +155,8 @@ def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         _s(rec.get("author")), _s(rec.get("source_format")), _s(rec.get("source_message_id")), rec["text"],
         *origin.cols(),
     ]
-    current: Row = [row[0], row[1], row[2], NO_RUN, "", row[5], False, current_rank(row[2], None)]
+    current: Row = [row[0], row[1], row[2], NO_RUN, "", row[5], False, current_rank(row[2], None), "",
+                    *([] for _ in range(9))]
     return {"report_versions": [row], "reports": [list(row)], "report_current": [current]}
 
 
@@ -209,7 +214,16 @@ def findings_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         ])
     for label, value in sorted((rec.get("chest_labels") or {}).items()):
         out["chest_labels"].append([*run, label, value])
-    out["report_current"].append([*run, rec["status"], True, current_rank(key[2], key[3])])
+    out["report_current"].append([
+        *run, rec["status"], True, current_rank(key[2], key[3]), _s(rec.get("body_region")),
+        [f["concept"] for f in findings], [bool(f["negated"]) for f in findings],
+        [bool(f["uncertain"]) for f in findings], [f.get("size_mm") for f in findings],
+        [a["system"] for a in rec.get("assessments") or []],
+        [a["category"] for a in rec.get("assessments") or []],
+        [c["concept"] for c in critical],
+        [r["kind"] for r in rec.get("recommendations") or []],
+        [r.get("interval_days_min") for r in rec.get("recommendations") or []],
+    ])
     return out
 
 

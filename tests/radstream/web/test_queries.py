@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +20,44 @@ from sinks.clickhouse.client import open_client
 from sinks.clickhouse.config import ClickHouseConfig
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.query import close_readonly_clients, run_readonly
+from sinks.clickhouse.sink import write_records
+from tests.sinks.clickhouse.factories import finding, findings, report
 
 ANALYST = policy_for(["analyst"])
 STEWARD = policy_for(["steward"])
 
 
+DAY = datetime(2025, 1, 10, 9, 0, tzinfo=UTC)
+
+
 @pytest.fixture
 def ch(tmp_path: Path) -> Iterator[Client]:
+    """Reports and NLP results written by the sink's own mapping and writer (as the worker does):
+    A1 CT chest, nodule 8 mm, a follow-up in 90 days; A2 MR, no nodule, BI-RADS 4A; A3 CT, its
+    correction negates the 12 mm nodule of version 1 and has a critical result; A4 cancelled."""
     client = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="rs"))
     migrate(client, "rs")
-    rows = [("A1", "CT", "2025-01-10", "FINDINGS: 8 mm Nodule in the right upper lobe. O'Brien sign."),
-            ("A2", "MR", "2025-02-10", "FINDINGS: No pulmonary nodule."),
-            ("A3", "CT", "2025-03-10", "FINDINGS: Normal.")]
-    for acc, mod, day, text in rows:
-        client.command(f"INSERT INTO rs.reports (site, accession, version, status, modality, exam_time, "
-                       f"received_time, text, study_ref) VALUES ('default', '{acc}', 1, 'final', '{mod}', "
-                       f"'{day} 09:00:00', '{day} 09:00:00', {json.dumps(text)}, 'sr1.{acc}')".replace(
-                           '"', "'").replace("O'Brien", "O\\'Brien"))
+    a1 = report("A1", exam_time=DAY, text="FINDINGS: 8 mm Nodule in the right upper lobe. O'Brien sign.",
+                study_ref="sr1.A1")
+    a2 = report("A2", modality="MR", body_part="BREAST", patient_class="inpatient",
+                exam_time=DAY + timedelta(days=31), text="FINDINGS: No pulmonary nodule.", study_ref="sr1.A2")
+    a3 = report("A3", exam_time=DAY + timedelta(days=59), body_part="ABDOMEN", patient_class="emergency",
+                text="FINDINGS: Normal.", study_ref="sr1.A3")
+    a3v2 = {**a3, "version": 2, "status": "corrected", "event_id": "default|A3|2",
+            "text": "FINDINGS: Normal. No nodule. Free air."}
+    a4 = report("A4", exam_time=DAY, text="FINDINGS: 9 mm nodule.", study_ref="sr1.A4")
+    a4v2 = {**a4, "version": 2, "status": "cancelled", "event_id": "default|A4|2"}
+    follow_up = {"kind": "imaging_followup", "text": "CT in 3 months", "start": 0, "end": 5, "modality": "CT",
+                 "interval_days_min": 90, "interval_days_max": 90, "guideline": ""}
+    write_records(client, "report_finalized", [a1, a2, a3, a3v2, a4, a4v2])
+    write_records(client, "report_findings", [
+        findings(a1, [finding("nodule", size_mm=8.0)], recommendations=[follow_up]),
+        findings(a2, [finding("nodule", negated=True)], assessments=[("BI-RADS", "4A")]),
+        findings(a3, [finding("nodule", size_mm=12.0)]),
+        findings(a3v2, [finding("nodule", negated=True), finding("free_air")], critical=["free_air"]),
+        findings(a4, [finding("nodule", size_mm=9.0)]),
+        findings(a4v2, [finding("nodule", size_mm=9.0)]),
+    ])
     try:
         yield client
     finally:
@@ -53,11 +75,13 @@ def accessions(client: Client, s: q.Search) -> list[str]:
 
 
 def test_full_text_modality_and_dates_select_what_they_say(ch: Client) -> None:
-    assert accessions(ch, q.Search(text="nodule")) == ["A1", "A2"]  # case-insensitive
-    assert accessions(ch, q.Search(text="nodule", modality="CT")) == ["A1"]
+    assert accessions(ch, q.Search(text="nodule")) == ["A1", "A2", "A3"]  # case-insensitive; A4 cancelled
+    assert accessions(ch, q.Search(text="nodule", modality="MR")) == ["A2"]
     assert accessions(ch, q.Search.of({"date_from": "2025-02-01", "date_to": "2025-03-10"})) == ["A2", "A3"]
+    assert accessions(ch, q.Search(text="free air")) == ["A3"]  # the latest version's text only
+    assert accessions(ch, q.Search(text="nodule", date_from=date(2025, 1, 10))) == ["A1", "A2", "A3"]
     assert accessions(ch, q.Search(text="O'Brien")) == ["A1"]  # a quote is part of the value
-    assert int(run(ch, q.count(q.Search(text="nodule")))[0]["n"]) == 2
+    assert int(run(ch, q.count(q.Search(text="nodule")))[0]["n"]) == 3
     months = run(ch, q.histogram(q.Search(text="finding")))
     assert [(m["month"], int(m["n"])) for m in months] == [("2025-01-01", 1), ("2025-02-01", 1),
                                                           ("2025-03-01", 1)]
@@ -78,8 +102,8 @@ def test_typed_values_are_bound_as_literals_never_sql(ch: Client, attack: str) -
 
 def test_the_finding_filter_is_a_fixed_fragment(ch: Client) -> None:
     sql = q.results(q.Search(finding="nodule", finding_state="present", min_size_mm=6.0))
-    assert "concept = 'nodule' AND negated = 0 AND uncertain = 0 AND size_mm >= 6.0" in sql
-    assert run(ch, sql) == []  # no NLP rows in this store: nothing matches
+    assert "c = 'nodule' AND NOT n AND NOT u AND ifNull(z >= 6.0, false)" in sql
+    assert sorted(r["accession"] for r in run(ch, sql)) == ["A1"]
     with pytest.raises(ValueError, match="finding_state"):
         q.Search.of({"finding_state": "1=1"})
     with pytest.raises(ValueError):
@@ -125,3 +149,73 @@ def test_progress_and_version_diffs() -> None:
     vs = version_diffs([{"version": 1, "status": "final", "text": "a\nb"},
                         {"version": 2, "status": "corrected", "text": "a\nc"}])
     assert vs[0]["diff"] == "" and "-b" in vs[1]["diff"] and "+c" in vs[1]["diff"]
+
+
+@pytest.mark.parametrize(("form", "expected"), [
+    ({"finding": "nodule", "finding_state": "present"}, ["A1"]),
+    ({"finding": "nodule", "finding_state": "negated"}, ["A2", "A3"]),  # A3's correction negates it
+    ({"finding": "nodule", "min_size_mm": "10"}, []),  # the 12 mm of A3's superseded version
+    ({"finding_state": "uncertain"}, []),
+    ({"critical": "1"}, ["A3"]),
+    ({"assessment_system": "BI-RADS", "min_category": "4"}, ["A2"]),
+    ({"min_category": "5"}, []),
+    ({"body_region": "Chest"}, ["A1"]),
+    ({"body_region": "abdomen", "modality": "CT"}, ["A3"]),
+    ({"patient_class": "inpatient"}, ["A2"]),
+    ({"patient_class": "emergency", "text": "air"}, ["A3"]),
+    ({"recommendation": "any"}, ["A1"]),
+    ({"recommendation": "biopsy"}, []),
+    ({"recommendation": "imaging_followup", "due_by": "2025-04-09"}, []),  # due 2025-04-10
+    ({"recommendation": "any", "due_by": "2025-04-10"}, ["A1"]),
+    ({"due_by": "2026-01-01", "finding": "nodule", "finding_state": "present"}, ["A1"]),
+])
+def test_structured_filters_see_only_the_current_version(ch: Client, form: dict[str, str],
+                                                         expected: list[str]) -> None:
+    s = q.Search.of(form)
+    assert accessions(ch, s) == expected
+    assert int(run(ch, q.count(s))[0]["n"]) == len(expected)
+    assert q.Search.of(s.params()) == s
+
+
+def test_the_filters_agree_with_the_latest_views(ch: Client) -> None:
+    """report_current's arrays give the accessions the per-row latest views give."""
+    views = {
+        "finding": "SELECT DISTINCT accession FROM findings_latest WHERE concept = 'nodule' AND NOT negated",
+        "critical": "SELECT DISTINCT accession FROM critical_results_latest",
+        "birads": "SELECT DISTINCT accession FROM assessments_latest WHERE system = 'BI-RADS' "
+                  "AND toInt32OrZero(extract(category, '^[0-9]+')) >= 4",
+    }
+    searches = {"finding": q.Search(finding="nodule", finding_state="present"),
+                "critical": q.Search(critical=True),
+                "birads": q.Search(assessment_system="BI-RADS", min_category=4)}
+    for name, sql in views.items():
+        assert accessions(ch, searches[name]) == sorted(r["accession"] for r in run(ch, sql)), name
+
+
+def test_summary_is_count_facets_and_histogram_in_one_query(ch: Client) -> None:
+    for s in (q.Search(), q.Search(text="nodule"), q.Search(finding="nodule", finding_state="negated"),
+              q.Search(modality="MR")):
+        rows = run(ch, q.summary(s))
+        got = {f: [(r["value"], int(r["n"])) for r in rows if r["facet"] == f]
+               for f in ("total", "modality", "month")}
+        assert got["total"] == [("", int(run(ch, q.count(s))[0]["n"]))]
+        assert got["modality"] == [(r["value"], int(r["n"])) for r in run(ch, q.facets(s))]
+        assert got["month"] == [(r["month"], int(r["n"])) for r in run(ch, q.histogram(s))]
+    assert run(ch, q.summary(q.Search(text="no such words"))) == []
+    facets = run(ch, q.finding_facets(q.Search(modality="CT")))
+    assert [(r["value"], int(r["n"])) for r in facets] == [("free_air", 1), ("nodule", 1)]  # A1, A3 (v2)
+
+
+def test_the_report_page_shows_the_current_run_as_the_latest_views_do(ch: Client) -> None:
+    for acc in ("A1", "A3", "A4"):
+        want = run(ch, "SELECT accession, concept, negated, size_mm FROM findings_latest "
+                       f"WHERE accession = '{acc}' ORDER BY start")
+        got = run(ch, q.findings_of("default", [acc]))
+        assert sorted((r["accession"], r["concept"], r["negated"], r["size_mm"]) for r in got) == sorted(
+            (r["accession"], r["concept"], r["negated"], r["size_mm"]) for r in want)
+        assert run(ch, q.sections("default", acc)) == run(
+            ch, f"SELECT name, title, start, end FROM sections_latest WHERE accession = '{acc}'")
+    assert sorted(r["concept"] for r in run(ch, q.findings_of("default", ["A3"]))) == ["free_air", "nodule"]
+    assert run(ch, q.findings_of("default", ["A4"])) == []  # cancelled
+    assert [r["category"] for r in run(ch, q.assessments("default", "A2"))] == ["4A"]
+    assert len(run(ch, q.findings_of("default", ["A1", "A2", "A3"]))) == 4
