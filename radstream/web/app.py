@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import difflib
 import hmac
 import io
@@ -46,6 +47,7 @@ from radstream.config import Settings
 from radstream.warehouse import _tls
 from radstream.web import pipeline as pl
 from radstream.web import queries as q
+from radstream.web import semantic as sem
 from radstream.web import standing
 from radstream.web.data import Refused, Unavailable, Warehouse
 from radstream.web.store import Cohort, Cohorts, session_secret
@@ -160,6 +162,10 @@ def _int(v: Any) -> int | None:
         return None
 
 
+async def _no_rows() -> list[dict[str, Any]]:
+    return []
+
+
 def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | None = None,
                warehouse: Warehouse | None = None, producer: Any = None, projects: Any = None,
                https: bool = False, sse_max_s: float = SSE_MAX_S) -> Starlette:
@@ -168,6 +174,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     target = audit_target if audit_target is not None else access.audit_target(settings)
     gate = gate or access.gate(settings, "web", target)
     wh = warehouse or Warehouse(settings, target)
+    semantic_ok = sem.available()  # the [ml] extra is installed
     web_dir = Path(settings.state_dir) / "web"
     cohorts = Cohorts(web_dir / "cohorts.json")
     sessions = Sessions()
@@ -285,14 +292,19 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     @page(READERS)
     async def search(request: Request, sess: Session) -> Response:
         s = q.Search.of(request.query_params)
-        ctx: dict[str, Any] = {"s": s, "params": s.params(), "results": [], "total": None}
+        meaning = bool(s.text) and request.query_params.get("semantic") == "1" and semantic_ok
+        ctx: dict[str, Any] = {"s": s, "params": s.params(), "results": [], "total": None,
+                               "semantic_ok": semantic_ok, "semantic": meaning, "hits": []}
+        if meaning:
+            return await semantic_search(request, sess, s, ctx)
         if not s.empty:
             started = time.monotonic()
-            res = await rows(sess, q.results(s))
-            total = int((await rows(sess, q.count(s)))[0]["n"])
-            modalities = await rows(sess, q.facets(s))
-            findings = await rows(sess, q.finding_facets(s))
-            months = await rows(sess, q.histogram(s))
+            # the three reads of a page at once: the SQL page serves each in a thread of its own
+            res, summary, findings = await asyncio.gather(
+                rows(sess, q.results(s)), rows(sess, q.summary(s)), rows(sess, q.finding_facets(s)))
+            total = sum(int(r["n"]) for r in summary if r["facet"] == "total")
+            modalities = [r for r in summary if r["facet"] == "modality"][:20]
+            months = [{"month": r["value"], "n": r["n"]} for r in summary if r["facet"] == "month"]
             by_acc: dict[str, list[dict[str, Any]]] = {}
             for site in {r["site"] for r in res}:
                 accs = [r["accession"] for r in res if r["site"] == site]
@@ -307,6 +319,26 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                        ms=round((time.monotonic() - started) * 1000))
             audit.record(target, sess.principal.user, "web.search", allowed=True, rows=total,
                          duration_ms=ctx["ms"], search=s.params())
+        return render(request, "search.html", **ctx)
+
+    async def semantic_search(request: Request, sess: Session, s: q.Search,
+                              ctx: dict[str, Any]) -> Response:
+        """The search text ranks, by meaning, the reports the filters select (``radstream.web.semantic``);
+        the facets and the count are those of the filters."""
+        started = time.monotonic()
+        filters = dataclasses.replace(s, text="")
+        try:
+            vector = await run_in_threadpool(sem.embed, s.text, settings.ml.torch_threads)
+            sql = sem.search_sql(s, vector, settings.clickhouse.database)
+        except Exception as exc:  # a filter value the similar-search guard refuses, e.g. with ';'
+            return render(request, "search.html", 400, error=f"semantic search: {exc}", **ctx)
+        hits, summary = await asyncio.gather(
+            rows(sess, sql), rows(sess, q.summary(filters)) if not filters.empty else _no_rows())
+        total = sum(int(r["n"]) for r in summary if r["facet"] == "total") if summary else None
+        ctx.update(hits=hits, total=total, modalities=[r for r in summary if r["facet"] == "modality"][:20],
+                   finding_facets=[], months=[], ms=round((time.monotonic() - started) * 1000))
+        audit.record(target, sess.principal.user, "web.search", allowed=True, rows=len(hits),
+                     duration_ms=ctx["ms"], search={**s.params(), "semantic": "1"})
         return render(request, "search.html", **ctx)
 
     # --- report ----------------------------------------------------------------------------------

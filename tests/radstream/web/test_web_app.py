@@ -31,6 +31,7 @@ from sinks.clickhouse.query import close_readonly_clients
 from sinks.dicom.projects import Project, StaticProjects
 from streams.auth import TokenStore
 from streams.cohort import WatchRegistry
+from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
 from tests.streams.helpers import free_port
 
 PROJECT = "PSTAND"
@@ -290,3 +291,36 @@ def test_pipeline_page_from_a_real_scrape_and_the_warehouse(web: App) -> None:
     # the stored dead letters are a steward's: refused to the analyst by the page, shown to the steward
     assert "BadRecord" not in page and "is for stewards" in page
     assert "<td>webtest-stored</td><td>BadRecord</td><td>1</td>" in spage
+
+
+@NEEDS_ML
+@NEEDS_MINILM
+@pytest.mark.ml
+def test_search_by_meaning_ranks_the_reports_the_filters_select(web: App) -> None:
+    """The text ranks by meaning (MiniLM vectors in report_embeddings, as the worker writes them with
+    ml.embed) among the reports the structured filters select; full text does not find these words."""
+    from sinks.clickhouse.embeddings import EmbedWorker, clickhouse_writer
+
+    web.ch.command("INSERT INTO radstream.reports (site, accession, version, status, modality, exam_time, "
+                   "received_time, text, study_ref) VALUES ('default', 'A3', 1, 'final', 'MR', "
+                   "'2025-03-10 09:00:00', now64(6), 'Small left pleural effusion.', 'sr.A3')")
+    texts = {"A1": "8 mm nodule.", "A2": "No nodule.", "A3": "Small left pleural effusion."}
+    EmbedWorker(clickhouse_writer(web.ch, "radstream")).process(
+        [{"site": "default", "accession": a, "version": 1, "status": "final", "modality": "MR" if a == "A3"
+          else "CT", "text": t} for a, t in texts.items()])
+    client, _ = signed_in(web, "analyst")
+
+    page = client.get("/search", params={"text": "fluid around the lung", "semantic": "1"}).text
+    hits = re.findall(r'<a class="acc" href="/report/default/(A\d)">', page)
+    assert hits and hits[0] == "A3", hits  # the effusion first, though no word of the query is in it
+    assert 'name="semantic" value="1" checked' in page
+
+    only_ct = client.get("/search", params={"text": "fluid around the lung", "semantic": "1",
+                                             "modality": "CT"}).text
+    assert set(re.findall(r'<a class="acc" href="/report/default/(A\d)">', only_ct)) <= {"A1", "A2"}
+    assert "among the 2 that the filters select" in only_ct
+
+    plain = client.get("/search", params={"text": "fluid around the lung"}).text
+    assert '<span id="total">0</span>' in plain  # full text: none of these words
+    searches = [e for e in audit_events(web) if e.get("action") == "web.search"]
+    assert any(json.loads(e["detail"])["search"].get("semantic") == "1" for e in searches), searches[-1:]
