@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,12 @@ HYPOTHETICAL = "HYPOTHETICAL"
 FAMILY = "FAMILY"
 PSEUDO = "PSEUDO"
 TERMINATE = "TERMINATE"
+# a change noun ("change", "increase", "growth"): a negation right before it denies the change, not the
+# finding ("there has been no significant change in the effusion": the effusion is there)
+CHANGE = "CHANGE"
+_CHANGE_GAP = 3  # words allowed between the negation and the change noun ("no significant interval change")
+_CLAUSE_PUNCT = re.compile(r"[,;:()]")
+_CHANGE_REACH = 10  # words from such a negation to the findings whose change it denies
 MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, CHRONIC, CURRENT, HYPOTHETICAL, FAMILY)
 
 
@@ -112,9 +119,23 @@ class SentenceScope:
         self.words = [m.start() for m in WORD_RE.finditer(low, start, end)]
         self.targets = sorted(targets)  # target start offsets: a trigger right before one modifies it only
         self.max_scope = max((r.max_scope for t in self.triggers for r in t.rules), default=0)
+        # starts of negations that deny a change, not a finding: they act as pseudo-triggers
+        self.change_negations = frozenset(
+            t.start
+            for t, nxt in zip(self.triggers, self.triggers[1:], strict=False)
+            if NEGATED in t.categories
+            and CHANGE in nxt.categories
+            and self._words_between(t.end, nxt.start) <= _CHANGE_GAP
+            and not self._target_between(t.end, nxt.start)  # "no effusion or change in ...": negates
+            and not _CLAUSE_PUNCT.search(low, t.end, nxt.start)  # "nor overt), change in weight"
+        )
 
     def _words_between(self, a: int, b: int) -> int:
         return bisect.bisect_left(self.words, b) - bisect.bisect_left(self.words, a)
+
+    def _target_between(self, a: int, b: int) -> bool:
+        k = bisect.bisect_left(self.targets, a)
+        return k < len(self.targets) and self.targets[k] < b
 
     def _target_follows(self, pos: int) -> bool:
         k = bisect.bisect_left(self.targets, pos)
@@ -147,7 +168,12 @@ class SentenceScope:
                 break
             # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
             skip_backward = not back and self._target_follows(trig.end)
+            # only for a finding close after the change ("no change in the small effusion"); far down a
+            # list it is negated ("negative for change in appetite, weight loss, fever or anemia")
+            denies_change = trig.start in self.change_negations and dist <= _CHANGE_REACH
             for rule in trig.rules:
+                if denies_change and rule.category == NEGATED:
+                    continue
                 if skip_backward and rule.direction in ("backward", "bidirectional"):
                     continue
                 cat = rule.category
@@ -169,14 +195,18 @@ class SentenceScope:
                         all_terminated = True
                     else:
                         terminated |= rule.applies_to
+            if denies_change:
+                terminated.add(NEGATED)  # "no effusion, no change in the nodule": a new clause
             if all_terminated:
                 break
-            cats = cats - {TERMINATE}
-            if cats and PSEUDO not in cats:
+            cats = cats - _NOT_MODIFIERS
+            if denies_change:
+                cats = cats - {NEGATED}
+            if cats and PSEUDO not in trig.categories:
                 seen.append(cats)
 
 
-_NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE})
+_NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE, CHANGE})
 _NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
 
 
@@ -218,4 +248,4 @@ def assert_target(low: str, start: int, end: int, triggers: Sequence[Trigger]) -
     """The ConText status of one target ``low[start:end]`` given its sentence's triggers (text order)."""
     lo = min([start] + [t.start for t in triggers])
     hi = max([end] + [t.end for t in triggers])
-    return SentenceScope(low, lo, hi, triggers).assert_target(start, end)
+    return SentenceScope(low, lo, hi, triggers, [start]).assert_target(start, end)
