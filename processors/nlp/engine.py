@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from processors.nlp import context as ctx
 from processors.nlp.chest import ChestMapping
-from processors.nlp.lexicon import Attribute, Concept, load_attributes, load_concepts
+from processors.nlp.lexicon import Attribute, Concept, add_spelling_variants, load_attributes, load_concepts
 from processors.nlp.matching import PhraseMatcher, lower_same_length, normalize
 from processors.nlp.sections import SectionSplitter
 from processors.nlp.sentences import SentenceSplitter
@@ -38,6 +38,7 @@ class Engine:
         self.section_categories = ctx.load_section_categories()
         concept_phrases, concept_patterns = load_concepts()
         _add_critical_synonyms(concept_phrases)
+        add_spelling_variants(concept_phrases)  # again, for the critical-result synonyms
         phrases: dict[str, list[object]] = {p: list(cs) for p, cs in concept_phrases.items()}
         for rule in self.rules:
             phrases.setdefault(rule.phrase, []).append(rule)
