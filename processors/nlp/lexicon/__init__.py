@@ -46,7 +46,9 @@ def load_concepts(
     return phrases, patterns
 
 
-def add_spelling_variants(phrases: dict[str, list[Concept]], data_file: Path = HERE / "spelling.json") -> None:
+def add_spelling_variants(
+    phrases: dict[str, list[Concept]], data_file: Path = HERE / "spelling.json"
+) -> None:
     """Add the British spelling of every phrase that has an American one (``spelling.json``), with the
     same concepts: "pulmonary edema" -> "pulmonary oedema" (a phrase already listed keeps its own)."""
     pairs = [(a, b) for a, b in json.loads(data_file.read_text())["pairs"]]
