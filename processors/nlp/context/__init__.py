@@ -42,7 +42,7 @@ TERMINATE = "TERMINATE"
 CHANGE = "CHANGE"
 _CHANGE_GAP = 3  # words allowed between the negation and the change noun ("no significant interval change")
 _CLAUSE_PUNCT = re.compile(r"[,;:()]")
-_CHANGE_REACH = 10  # words from such a negation to the findings whose change it denies
+_CHANGE_REACH = 12  # words from such a negation to the findings whose change it denies
 MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, CHRONIC, CURRENT, HYPOTHETICAL, FAMILY)
 
 
@@ -119,16 +119,18 @@ class SentenceScope:
         self.words = [m.start() for m in WORD_RE.finditer(low, start, end)]
         self.targets = sorted(targets)  # target start offsets: a trigger right before one modifies it only
         self.max_scope = max((r.max_scope for t in self.triggers for r in t.rules), default=0)
-        # starts of negations that deny a change, not a finding: they act as pseudo-triggers
-        self.change_negations = frozenset(
-            t.start
+        # negations that deny a change, not a finding (start -> end of the change noun): pseudo-triggers
+        # for the findings that the change phrase itself governs
+        self.low = low
+        self.change_negations = {
+            t.start: nxt.end
             for t, nxt in zip(self.triggers, self.triggers[1:], strict=False)
             if NEGATED in t.categories
             and CHANGE in nxt.categories
             and self._words_between(t.end, nxt.start) <= _CHANGE_GAP
             and not self._target_between(t.end, nxt.start)  # "no effusion or change in ...": negates
             and not _CLAUSE_PUNCT.search(low, t.end, nxt.start)  # "nor overt), change in weight"
-        )
+        }
 
     def _words_between(self, a: int, b: int) -> int:
         return bisect.bisect_left(self.words, b) - bisect.bisect_left(self.words, a)
@@ -168,9 +170,14 @@ class SentenceScope:
                 break
             # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
             skip_backward = not back and self._target_follows(trig.end)
-            # only for a finding close after the change ("no change in the small effusion"); far down a
-            # list it is negated ("negative for change in appetite, weight loss, fever or anemia")
-            denies_change = trig.start in self.change_negations and dist <= _CHANGE_REACH
+            # only for a finding in the change phrase ("no change in the size of the small effusion"); one
+            # further down a list is negated ("negative for change in appetite, weight loss or anemia")
+            change_end = self.change_negations.get(trig.start)
+            denies_change = (
+                change_end is not None
+                and dist <= _CHANGE_REACH
+                and (not back or not _CLAUSE_PUNCT.search(self.low, change_end, pos))
+            )
             for rule in trig.rules:
                 if denies_change and rule.category == NEGATED:
                     continue

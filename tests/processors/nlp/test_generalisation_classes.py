@@ -1,0 +1,132 @@
+"""Rule classes added to hold on reports the dev sets do not have (issue 14): a negated change is no
+negated finding, "now resolved", partial resolution, a comma that opens a new clause after a negated
+list, British spellings.
+
+Every sentence here was written for these tests (none comes from a report collection or the dev sets).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from processors.nlp import analyze, assert_term
+from processors.nlp.lexicon import Concept, add_spelling_variants
+
+
+# ------------------------------------------------------------------ a negated change is no negated finding
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("There has been no change in the small left pleural effusion.", "pleural effusion"),
+        ("There is no significant interval change in the moderate cardiomegaly.", "cardiomegaly"),
+        ("No appreciable increase in the size of the right hilar mass.", "mass"),
+        ("No interval growth of the 5 mm nodule in the lingula.", "nodule"),
+        ("Without substantial change in the biapical pleural thickening.", "pleural thickening"),
+        ("No pneumothorax; there was no progression of the right basilar consolidation.", "consolidation"),
+    ],
+)
+def test_a_negated_change_leaves_the_finding_present(text: str, term: str) -> None:
+    r = assert_term(text, term)
+    assert not r.negated, r.triggers
+
+
+def test_a_negated_change_ends_an_earlier_negation() -> None:
+    r = analyze("FINDINGS: No pleural effusion, no change in the mild cardiomegaly.")
+    assert r.chest_labels["Effusion"] == "negative"
+    assert r.chest_labels["Cardiomegaly"] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        # a finding listed before the change noun is still negated
+        ("No effusion or change in position of the tube.", "effusion"),
+        # far down a list after "change in ...", a symptom is negated as before
+        ("She is negative for change in appetite, weight loss, night sweats or anemia.", "anemia"),
+        # the change noun after a comma is not what the negation denies
+        ("He denies nausea (nor vomiting), change in stool or melena.", "melena"),
+    ],
+)
+def test_change_nouns_do_not_unnegate_lists(text: str, term: str) -> None:
+    assert assert_term(text, term).negated
+
+
+# ------------------------------------------------------------------ "now resolved", "is gone", partial resolution
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Left apical pneumothorax, now resolved.", "pneumothorax"),
+        ("The right pleural effusion has now resolved.", "pleural effusion"),
+        ("Previously seen retrocardiac consolidation is gone.", "consolidation"),
+        ("The left basilar opacities have disappeared.", "opacities"),
+        ("Right upper lobe atelectasis is no longer visible.", "atelectasis"),
+    ],
+)
+def test_resolved_findings_are_negated(text: str, term: str) -> None:
+    assert assert_term(text, term).negated
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Partial resolution of the right lower lobe consolidation.", "consolidation"),
+        ("Incomplete resolution of the left pleural effusion.", "pleural effusion"),
+        ("The lingular opacity has partially cleared.", "opacity"),
+    ],
+)
+def test_partial_resolution_leaves_the_finding_present(text: str, term: str) -> None:
+    r = assert_term(text, term)
+    assert not r.negated, r.triggers
+
+
+# ------------------------------------------------------------------ a comma opens a new clause
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("No pneumothorax or effusion, mild cardiomegaly.", "Cardiomegaly"),
+        ("No focal consolidation, minimal bibasilar atelectasis.", "Atelectasis"),
+        ("No edema, stable small right pleural effusion.", "Effusion"),
+        ("No acute infiltrate, scattered calcified granulomas and a few small nodules.", "Nodule"),
+        ("No pneumothorax, moderately severe emphysema.", "Emphysema"),
+    ],
+)
+def test_comma_and_severity_word_start_an_asserted_clause(text: str, label: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels[label] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("No focal consolidation, pleural effusion, or pneumothorax.", "Effusion"),
+        ("No pneumothorax, large pleural effusion, or consolidation.", "Effusion"),
+        ("No edema, effusion or pneumothorax.", "Pneumothorax"),
+    ],
+)
+def test_negated_lists_still_negate_every_item(text: str, label: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels[label] == "negative"
+
+
+# ------------------------------------------------------------------ British spellings
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Mild interstitial oedema.", "Edema"),
+        ("Features of pulmonary oedema with small effusions.", "Edema"),
+    ],
+)
+def test_british_spellings_are_found(text: str, label: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels[label] == "positive"
+
+
+def test_british_spellings_of_other_concepts() -> None:
+    r = analyze("FINDINGS: Small paraoesophageal hernia. Subcutaneous oedema of the chest wall.")
+    assert {f.concept for f in r.findings} >= {"hiatal_hernia", "soft_tissue_edema"}
+
+
+def test_spelling_variants_keep_existing_entries() -> None:
+    edema, other = Concept("pulmonary_edema", "lung"), Concept("something_else", "general")
+    phrases = {"interstitial edema": [edema], "tumour": [other], "tumor": [edema]}
+    add_spelling_variants(phrases)
+    assert phrases["interstitial oedema"] == [edema]
+    assert phrases["tumour"] == [other]  # listed already: not replaced
+    assert "ooedema" not in " ".join(phrases)
