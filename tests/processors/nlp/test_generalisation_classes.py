@@ -51,7 +51,7 @@ def test_change_nouns_do_not_unnegate_lists(text: str, term: str) -> None:
     assert assert_term(text, term).negated
 
 
-# ------------------------------------------------------------------ "now resolved", "is gone", partial resolution
+# -------------------------------------------------- "now resolved", "is gone", partial resolution
 @pytest.mark.parametrize(
     ("text", "term"),
     [
