@@ -110,7 +110,14 @@ class Engine:
             triggers = self._triggers(hits, sent.section)
             # no trigger in the sentence: every target is plainly asserted (no scope to build)
             scope = (
-                ctx.SentenceScope(low, sent.start, sent.end, triggers, [h.start for h in targets])
+                ctx.SentenceScope(
+                    low,
+                    sent.start,
+                    sent.end,
+                    triggers,
+                    [h.start for h in targets],
+                    [(h.start, h.end) for h in targets],
+                )
                 if triggers
                 else None
             )

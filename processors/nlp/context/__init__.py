@@ -112,12 +112,31 @@ class SentenceScope:
     """
 
     def __init__(
-        self, low: str, start: int, end: int, triggers: Sequence[Trigger], targets: Sequence[int] = ()
+        self,
+        low: str,
+        start: int,
+        end: int,
+        triggers: Sequence[Trigger],
+        targets: Sequence[int] = (),
+        spans: Sequence[tuple[int, int]] = (),
     ):
         self.triggers = list(triggers)
         self.starts = [t.start for t in self.triggers]
         self.words = [m.start() for m in WORD_RE.finditer(low, start, end)]
         self.targets = sorted(targets)  # target start offsets: a trigger right before one modifies it only
+        # words inside other findings do not count towards a negation's scope, so a negated list reaches
+        # its last item ("no effusion, pneumothorax, hilar or mediastinal adenopathy, ..., or mass"):
+        # free[i] = words before word i that are in no finding
+        self.free: list[int] | None = None
+        if spans:
+            inside = [False] * len(self.words)
+            for a, b in spans:
+                for i in range(bisect.bisect_left(self.words, a), bisect.bisect_left(self.words, b)):
+                    inside[i] = True
+            free = [0]
+            for flag in inside:
+                free.append(free[-1] + (not flag))
+            self.free = free
         self.max_scope = max((r.max_scope for t in self.triggers for r in t.rules), default=0)
         # negations that deny a change, not a finding (start -> end of the change noun): pseudo-triggers
         # for the findings that the change phrase itself governs
@@ -134,6 +153,10 @@ class SentenceScope:
 
     def _words_between(self, a: int, b: int) -> int:
         return bisect.bisect_left(self.words, b) - bisect.bisect_left(self.words, a)
+
+    def _free_between(self, a: int, b: int) -> int:
+        assert self.free is not None
+        return self.free[bisect.bisect_left(self.words, b)] - self.free[bisect.bisect_left(self.words, a)]
 
     def _target_between(self, a: int, b: int) -> bool:
         k = bisect.bisect_left(self.targets, a)
@@ -166,7 +189,9 @@ class SentenceScope:
         seen: list[frozenset[str]] = []  # categories of the nearer (non-pseudo) triggers
         for trig in triggers:
             dist = self._words_between(trig.end, pos) if back else self._words_between(pos, trig.start)
-            if dist > self.max_scope:
+            # a forward negation counts only the words outside the findings of its list
+            list_dist = self._free_between(trig.end, pos) if back and self.free is not None else dist
+            if list_dist > self.max_scope:
                 break
             # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
             skip_backward = not back and self._target_follows(trig.end)
@@ -186,7 +211,7 @@ class SentenceScope:
                 cat = rule.category
                 if cat in _NOT_MODIFIERS or cat in found or rule.direction not in directions:
                     continue
-                if dist > rule.max_scope or cat in terminated:
+                if (list_dist if cat == NEGATED else dist) > rule.max_scope or cat in terminated:
                     continue
                 family = _FAMILY.get(cat, frozenset({cat}))
                 # a nearer trigger of another category ends the scope, within one dimension: time

@@ -130,3 +130,35 @@ def test_spelling_variants_keep_existing_entries() -> None:
     assert phrases["interstitial oedema"] == [edema]
     assert phrases["tumour"] == [other]  # listed already: not replaced
     assert "ooedema" not in " ".join(phrases)
+
+
+# ------------------------------------------------------------------ long negated lists, "not definitely seen"
+def test_a_long_negated_list_reaches_its_last_item() -> None:
+    text = (
+        "FINDINGS: There is no evidence of focal airspace consolidation, large pleural effusion, "
+        "pneumothorax, hilar or mediastinal lymphadenopathy, suspicious pulmonary nodule, or discrete mass."
+    )
+    r = analyze(text)
+    assert r.chest_labels["Mass"] == "negative"
+    assert r.chest_labels["Nodule"] == "negative"
+
+
+def test_free_words_still_bound_the_negation() -> None:
+    # sixteen words of prose, not findings, lie between the negation and the nodule: out of its scope
+    text = (
+        "FINDINGS: No effusion on this portable frontal view obtained in the emergency department "
+        "late on a Sunday night, small nodule over the left fourth rib."
+    )
+    assert analyze(text).chest_labels["Nodule"] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("The right basilar opacity is not definitely seen on the lateral view.", "opacity"),
+        ("Pneumothorax is not convincingly identified.", "pneumothorax"),
+        ("No definitely identified pleural effusion.", "pleural effusion"),
+    ],
+)
+def test_not_definitely_seen_negates(text: str, term: str) -> None:
+    assert assert_term(text, term).negated
