@@ -108,7 +108,7 @@ class Engine:
                 continue
             sent = sentences[i]
             triggers = self._triggers(hits, sent.section)
-            # no trigger in the sentence: every target is plainly asserted (no scope to build)
+            # no trigger that can modify a target: every target is plainly asserted (no scope to build)
             scope = (
                 ctx.SentenceScope(
                     low,
@@ -118,7 +118,7 @@ class Engine:
                     [h.start for h in targets],
                     [(h.start, h.end) for h in targets],
                 )
-                if triggers
+                if ctx.needs_scope(triggers)
                 else None
             )
             new: list[Finding] = []

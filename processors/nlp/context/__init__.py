@@ -41,6 +41,8 @@ TERMINATE = "TERMINATE"
 # finding ("there has been no significant change in the effusion": the effusion is there)
 CHANGE = "CHANGE"
 _CHANGE_GAP = 3  # words allowed between the negation and the change noun ("no significant interval change")
+_LIST_FROM = 8  # a negation farther than this many words from a finding counts only the words between
+# the findings of its list (below it, no list can matter: every scope is at least this long)
 _CLAUSE_PUNCT = re.compile(r"[,;:()]")
 _CHANGE_REACH = 12  # words from such a negation to the findings whose change it denies
 MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, CHRONIC, CURRENT, HYPOTHETICAL, FAMILY)
@@ -125,23 +127,20 @@ class SentenceScope:
         self.words = [m.start() for m in WORD_RE.finditer(low, start, end)]
         self.targets = sorted(targets)  # target start offsets: a trigger right before one modifies it only
         # words inside other findings do not count towards a negation's scope, so a negated list reaches
-        # its last item ("no effusion, pneumothorax, hilar or mediastinal adenopathy, ..., or mass"):
-        # free[i] = words before word i that are in no finding
+        # its last item ("no effusion, pneumothorax, hilar or mediastinal adenopathy, ..., or mass");
+        # free[i] = words before word i that are in no finding, built on first use
+        self.spans = spans
         self.free: list[int] | None = None
-        if spans:
-            inside = [False] * len(self.words)
-            for a, b in spans:
-                for i in range(bisect.bisect_left(self.words, a), bisect.bisect_left(self.words, b)):
-                    inside[i] = True
-            free = [0]
-            for flag in inside:
-                free.append(free[-1] + (not flag))
-            self.free = free
         self.max_scope = max((r.max_scope for t in self.triggers for r in t.rules), default=0)
         # negations that deny a change, not a finding (start -> end of the change noun): pseudo-triggers
         # for the findings that the change phrase itself governs
         self.low = low
-        self.change_negations = {
+        self.change_negations: dict[int, int] = {}
+        if any(CHANGE in t.categories for t in self.triggers):
+            self.change_negations = self._change_negations(low)
+
+    def _change_negations(self, low: str) -> dict[int, int]:
+        return {
             t.start: nxt.end
             for t, nxt in zip(self.triggers, self.triggers[1:], strict=False)
             if NEGATED in t.categories
@@ -155,7 +154,15 @@ class SentenceScope:
         return bisect.bisect_left(self.words, b) - bisect.bisect_left(self.words, a)
 
     def _free_between(self, a: int, b: int) -> int:
-        assert self.free is not None
+        if self.free is None:
+            inside = [False] * len(self.words)
+            for x, y in self.spans:
+                for i in range(bisect.bisect_left(self.words, x), bisect.bisect_left(self.words, y)):
+                    inside[i] = True
+            free = [0]
+            for flag in inside:
+                free.append(free[-1] + (not flag))
+            self.free = free
         return self.free[bisect.bisect_left(self.words, b)] - self.free[bisect.bisect_left(self.words, a)]
 
     def _target_between(self, a: int, b: int) -> bool:
@@ -190,7 +197,11 @@ class SentenceScope:
         for trig in triggers:
             dist = self._words_between(trig.end, pos) if back else self._words_between(pos, trig.start)
             # a forward negation counts only the words outside the findings of its list
-            list_dist = self._free_between(trig.end, pos) if back and self.free is not None else dist
+            list_dist = (
+                self._free_between(trig.end, pos)
+                if back and self.spans and dist > _LIST_FROM and NEGATED in trig.categories
+                else dist
+            )
             if list_dist > self.max_scope:
                 break
             # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
@@ -240,6 +251,12 @@ class SentenceScope:
 
 _NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE, CHANGE})
 _NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
+
+
+def needs_scope(triggers: Sequence[Trigger]) -> bool:
+    """Whether any trigger can modify a target (terminations, pseudo-triggers and change nouns alone
+    cannot: a sentence with only those needs no scope)."""
+    return any(t.categories - _NOT_MODIFIERS for t in triggers)
 
 
 def _result(found: dict[str, str]) -> ContextResult:
