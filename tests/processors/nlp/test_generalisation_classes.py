@@ -132,7 +132,7 @@ def test_spelling_variants_keep_existing_entries() -> None:
     assert "ooedema" not in " ".join(phrases)
 
 
-# ------------------------------------------------------------------ long negated lists, "not definitely seen"
+# ---------------------------------------------- long negated lists, "not definitely seen"
 def test_a_long_negated_list_reaches_its_last_item() -> None:
     text = (
         "FINDINGS: There is no evidence of focal airspace consolidation, large pleural effusion, "
@@ -162,3 +162,24 @@ def test_free_words_still_bound_the_negation() -> None:
 )
 def test_not_definitely_seen_negates(text: str, term: str) -> None:
     assert assert_term(text, term).negated
+
+
+# ---------------------------------------------- hedges across a terminator, weaker alternatives
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Patchy right basilar opacity possibly representing atelectasis.", "Atelectasis"),
+        ("Rounded density questionably representing a nodule.", "Nodule"),
+        ("Mild bibasilar atelectasis, less likely pneumonia.", "Pneumonia"),
+        ("Basilar atelectasis is more likely than pneumonia.", "Pneumonia"),
+        ("A small infiltrate would be a consideration.", "Infiltration"),
+        ("Early edema remains a consideration.", "Edema"),
+    ],
+)
+def test_hedged_alternatives_are_uncertain(text: str, label: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels[label] == "uncertain"
+
+
+def test_the_favoured_alternative_still_counts() -> None:
+    r = analyze("FINDINGS: Basilar atelectasis is more likely than pneumonia.")
+    assert r.chest_labels["Atelectasis"] == "positive"
