@@ -183,3 +183,47 @@ def test_hedged_alternatives_are_uncertain(text: str, label: str) -> None:
 def test_the_favoured_alternative_still_counts() -> None:
     r = analyze("FINDINGS: Basilar atelectasis is more likely than pneumonia.")
     assert r.chest_labels["Atelectasis"] == "positive"
+
+
+# ---------------------------------------------- a finding that changed since the prior study is there now
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("The prior left pleural effusion has decreased in size.", "Effusion"),
+        ("Previous right lower lobe consolidation is improved.", "Consolidation"),
+        ("The previous apical pneumothorax is slightly smaller.", "Pneumothorax"),
+        ("Prior bibasilar atelectasis has worsened.", "Atelectasis"),
+    ],
+)
+def test_a_prior_finding_that_changed_is_present(text: str, label: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels[label] == "positive"
+
+
+def test_a_prior_finding_alone_or_resolved_is_not() -> None:
+    for text in ("Prior right lower lobe pneumonia has resolved.", "Previous pneumonia."):
+        assert analyze("FINDINGS: " + text).chest_labels["Pneumonia"] != "positive"
+
+
+def test_new_cues_never_hide_a_lexicon_phrase() -> None:
+    # a cue that ends where a lexicon phrase starts would swallow that phrase's first words (leftmost
+    # match wins): "there are more prominent interstitial markings" must still find the markings
+    import json
+    import re
+    from pathlib import Path
+
+    import processors.nlp.context as ctx
+    from processors.nlp.lexicon import load_concepts
+
+    def toks(text: str) -> tuple[str, ...]:
+        return tuple(re.findall(r"\w+|[^\w\s-]", text.lower()))
+
+    phrases, patterns = load_concepts()
+    starts = {toks(p)[:n] for p in phrases for n in range(1, len(toks(p)) + 1)}
+    starts |= {toks(a)[:n] for anchors, _, _ in patterns for a in anchors for n in range(1, len(toks(a)) + 1)}
+    rules = json.loads(Path(ctx.DATA).read_text())["rules"]
+    checked = [
+        r["phrase"] for r in rules if r["category"] in ("CURRENT", "CHANGE") or r["phrase"].startswith(",")
+    ]
+    assert checked
+    bad = [p for p in checked if any(toks(p)[i:] in starts for i in range(1, len(toks(p))))]
+    assert not bad
