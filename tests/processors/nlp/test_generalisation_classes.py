@@ -227,3 +227,32 @@ def test_new_cues_never_hide_a_lexicon_phrase() -> None:
     assert checked
     bad = [p for p in checked if any(toks(p)[i:] in starts for i in range(1, len(toks(p))))]
     assert not bad
+
+
+# ---------------------------------------------- heart size phrased with degree ranges and adverbs
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The heart is moderately to markedly enlarged.",
+        "Heart size is mild to moderately enlarged.",
+        "Heart size is stable and enlarged.",
+        "Cardiac size appears mildly increased.",
+        "Heart size at the upper limits of normal to mildly enlarged.",
+        "Large heart with clear lungs.",
+    ],
+)
+def test_enlarged_heart_phrasings(text: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels["Cardiomegaly"] == "positive"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The heart is not enlarged.",
+        "Heart size is normal and the hila are enlarged.",
+        "Heart size is possibly enlarged.",
+        "Heart size upper limits of normal.",
+    ],
+)
+def test_not_enlarged_heart_phrasings(text: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels["Cardiomegaly"] != "positive"
