@@ -256,3 +256,15 @@ def test_enlarged_heart_phrasings(text: str) -> None:
 )
 def test_not_enlarged_heart_phrasings(text: str) -> None:
     assert analyze("FINDINGS: " + text).chest_labels["Cardiomegaly"] != "positive"
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Lack of pleural effusion on the decubitus view.", "pleural effusion"),
+        ("The lungs remain free from consolidation.", "consolidation"),
+        ("Costophrenic angles devoid of fluid; no pneumothorax.", "fluid"),
+    ],
+)
+def test_more_negation_wordings(text: str, term: str) -> None:
+    assert assert_term(text, term).negated
