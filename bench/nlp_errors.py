@@ -264,6 +264,12 @@ REWRITES: dict[str, Any] = {
         lambda m: f"{m.group(1)}, {m.group(2).lower()}{m.group(3)}",
         t,
     ),
+    # "Stable mild cardiomegaly." -> "There has been no significant interval change in the mild cardiomegaly."
+    "no_change": lambda t: re.sub(
+        r"(^|\.\s+|: )(?:Stable|Unchanged) ([a-z][^.]*)\.",
+        r"\1There has been no significant interval change in the \2.",
+        t,
+    ),
     "hedge_synonyms": lambda t: re.sub(
         r"\b(?:" + "|".join(_HEDGES) + r")\b", lambda m: _HEDGES[m.group()], t
     ),
