@@ -5,8 +5,9 @@ unless the period ends a known abbreviation (``abbreviations.json``), an initial
 number ("1." starting a line or a sentence); at blank lines; at a single line break when the next
 line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
 inline list numbers ("... lungs. 2. Stable ..." splits before "2.", "... biopsy 2) Large ..." before
-"2)"). Semicolons stay inside the
-sentence (ConText treats them as scope terminators instead).
+"2)"); before a capitalised sentence opener ("No", "There", "Heart", ... in ``abbreviations.json``)
+right after a lower-case word or number, in a dictated text that lost its full stops. Semicolons stay
+inside the sentence (ConText treats them as scope terminators instead).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class SentenceSplitter:
         data = json.loads(data_file.read_text())
         self.abbreviations = frozenset(data["abbreviations"])
         self.units = frozenset(data["units"])
+        # a dictated report that lost its full stops: a capitalised sentence opener right after a
+        # lower-case word or number ("... silhouette No pneumothorax ...") starts a new sentence
+        self.openers = re.compile(r" +(?=(?:" + "|".join(map(re.escape, data["openers"])) + r")\b)")
 
     def split(self, text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         """(start, end) of each sentence of ``text[start:end]``, stripped of surrounding white space."""
@@ -84,7 +88,18 @@ class SentenceSplitter:
             _add(spans, text, sent_start, cut)
             sent_start = nxt
         _add(spans, text, sent_start, end)
+        if any(_after_word(text, m) for m in self.openers.finditer(text, start, end)):
+            spans = [piece for a, b in spans for piece in self._split_openers(text, a, b)]
         return spans
+
+    def _split_openers(self, text: str, a: int, b: int) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for m in self.openers.finditer(text, a, b):
+            if _after_word(text, m):
+                _add(out, text, a, m.start())
+                a = m.end()
+        _add(out, text, a, b)
+        return out
 
     def _ends_sentence(self, text: str, sent_start: int, cut: int, lower_next: bool = False) -> bool:
         if text[cut - 1] in "?!":
@@ -110,6 +125,12 @@ class SentenceSplitter:
             return False  # "4 mm. nodule": a unit or number before a lower-case word
         # a list number "1." at a sentence start
         return not (tok.isdigit() and len(tok) <= 2 and not text[sent_start:begin].strip())
+
+
+def _after_word(text: str, m: re.Match[str]) -> bool:
+    """The opener follows a lower-case word or a number directly (no punctuation before the blank)."""
+    i = m.start() - 1
+    return i >= 0 and (text[i].islower() or text[i].isdigit())
 
 
 def _add(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from processors.nlp import analyze, assert_term
 from processors.nlp.lexicon import Concept, add_spelling_variants
+from processors.nlp.sentences import split_sentences
 
 
 # ------------------------------------------------------------------ a negated change is no negated finding
@@ -268,3 +269,31 @@ def test_not_enlarged_heart_phrasings(text: str) -> None:
 )
 def test_more_negation_wordings(text: str, term: str) -> None:
     assert assert_term(text, term).negated
+
+
+# ---------------------------------------------- a report that lost its full stops
+def test_a_capitalised_opener_after_a_word_starts_a_sentence() -> None:
+    text = "Heart size is mildly enlarged No pneumothorax or effusion Mild bibasilar atelectasis"
+    spans = split_sentences(text)
+    assert [text[a:b] for a, b in spans] == [
+        "Heart size is mildly enlarged",
+        "No pneumothorax or effusion",
+        "Mild bibasilar atelectasis",
+    ]
+    r = analyze("FINDINGS: " + text)
+    assert r.chest_labels["Cardiomegaly"] == "positive"
+    assert r.chest_labels["Atelectasis"] == "positive"
+    assert r.chest_labels["Effusion"] == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "NO PNEUMOTHORAX MILD CARDIOMEGALY",  # all capitals: no case to read
+        "Compared with study XXXX No change.",  # after a masked (capitalised) word
+        "No pneumothorax, No effusion.",  # after punctuation the usual rules apply
+        "The lungs are clear.",
+    ],
+)
+def test_openers_split_only_after_a_lower_case_word(text: str) -> None:
+    assert len(split_sentences(text)) == 1
