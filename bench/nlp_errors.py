@@ -264,7 +264,7 @@ REWRITES: dict[str, Any] = {
         lambda m: f"{m.group(1)}, {m.group(2).lower()}{m.group(3)}",
         t,
     ),
-    # a dictated report that lost its full stops: "No effusion. Mild cardiomegaly." -> "No effusion Mild cardiomegaly"
+    # a report that lost its full stops: "No effusion. Mild cardiomegaly." -> "No effusion Mild cardiomegaly"
     "no_stops": lambda t: re.sub(r"\.(\s+)", r"\1", t),
     # "Stable mild cardiomegaly." -> "There has been no significant interval change in the mild cardiomegaly."
     "no_change": lambda t: re.sub(

@@ -64,7 +64,9 @@ class SentenceSplitter:
         self.units = frozenset(data["units"])
         # a dictated report that lost its full stops: a capitalised sentence opener right after a
         # lower-case word or number ("... silhouette No pneumothorax ...") starts a new sentence
-        self.openers = re.compile(r" +(?=(?:" + "|".join(map(re.escape, data["openers"])) + r")\b)")
+        # or a list number before a capitalised word ("... volumes 2 Borderline heart size")
+        words = "|".join(map(re.escape, data["openers"]))
+        self.openers = re.compile(r" +(?=(?:" + words + r")\b|\d{1,2} +[A-Z][a-z])")
 
     def split(self, text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         """(start, end) of each sentence of ``text[start:end]``, stripped of surrounding white space."""

@@ -286,10 +286,19 @@ def test_a_capitalised_opener_after_a_word_starts_a_sentence() -> None:
     assert r.chest_labels["Effusion"] == "negative"
 
 
+def test_a_list_number_after_a_word_starts_a_sentence() -> None:
+    text = "1 Low lung volumes with basilar atelectasis 2 Borderline heart size"
+    assert [text[a:b] for a, b in split_sentences(text)] == [
+        "1 Low lung volumes with basilar atelectasis",
+        "2 Borderline heart size",
+    ]
+
+
 @pytest.mark.parametrize(
     "text",
     [
-        "NO PNEUMOTHORAX MILD CARDIOMEGALY",  # all capitals: no case to read
+        "NO PNEUMOTHORAX MILD CARDIOMEGALY",
+        "A nodule measuring 2 cm in the left upper lobe.",  # all capitals: no case to read
         "Compared with study XXXX No change.",  # after a masked (capitalised) word
         "No pneumothorax, No effusion.",  # after punctuation the usual rules apply
         "The lungs are clear.",
