@@ -273,12 +273,16 @@ def test_more_negation_wordings(text: str, term: str) -> None:
 
 # ---------------------------------------------- a report that lost its full stops
 def test_a_capitalised_opener_after_a_word_starts_a_sentence() -> None:
-    text = "Heart size is mildly enlarged No pneumothorax or effusion Mild bibasilar atelectasis"
+    text = (
+        "Heart size is mildly enlarged No pneumothorax or effusion Mild bibasilar atelectasis "
+        "There are degenerative changes of the spine"
+    )
     spans = split_sentences(text)
     assert [text[a:b] for a, b in spans] == [
         "Heart size is mildly enlarged",
         "No pneumothorax or effusion",
         "Mild bibasilar atelectasis",
+        "There are degenerative changes of the spine",
     ]
     r = analyze("FINDINGS: " + text)
     assert r.chest_labels["Cardiomegaly"] == "positive"
@@ -287,11 +291,20 @@ def test_a_capitalised_opener_after_a_word_starts_a_sentence() -> None:
 
 
 def test_a_list_number_after_a_word_starts_a_sentence() -> None:
-    text = "1 Low lung volumes with basilar atelectasis 2 Borderline heart size"
+    text = (
+        "1 Low lung volumes with basilar atelectasis 2 Borderline heart size "
+        "3 No focal consolidation or effusion"
+    )
     assert [text[a:b] for a, b in split_sentences(text)] == [
         "1 Low lung volumes with basilar atelectasis",
         "2 Borderline heart size",
+        "3 No focal consolidation or effusion",
     ]
+
+
+def test_a_short_sentence_is_not_searched_for_lost_full_stops() -> None:
+    # only a sentence that ran on (over 100 characters) is: a short one keeps its capitalised words
+    assert len(split_sentences("Seen by Dr Smith The Second on the ward.")) == 1
 
 
 @pytest.mark.parametrize(
