@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python bench/nlp_errors.py negex [--data FILE] [--show N] [--baseline TREE] [--json]
     PYTHONPATH=. python bench/nlp_errors.py openi [--data FILE] [--show N] [--baseline TREE] [--json]
+    PYTHONPATH=. python bench/nlp_errors.py robust [--data FILE] [--rewrites a,b] [--baseline TREE] [--json]
 
 ``negex``: the NegEx/ConText test-set layout (shared/eval/negex_dev.tsv: line number, condition,
 sentence, Negated/Affirmed, Recent/Historical/Not particular, experiencer). Each condition goes
@@ -15,6 +16,13 @@ that no rule covered, so a class of error shows up as one line.
 by its cause: for a false positive the concept and the text that made it positive; for a miss the
 ConText trigger that negated/hedged/historicised/hypothesised the mention, the section that excluded it,
 or "no mention" (a lexicon gap).
+
+``robust``: the Open-i chest labels again, after rewriting every report in a way that keeps its gold
+labels (a paraphrase a radiologist could have written: "No X." -> "X is not seen.", "No X. Mild Y." ->
+"No X, mild Y.", British spellings, numbered impressions, upper case, ...). The dev score fits the dev
+phrasings; how much a rewrite costs shows how much of it rests on them, i.e. what to expect on reports
+written differently. Scores per rewrite on the whole set and both folds; ``--show N`` prints the first N
+labels each rewrite changed for the worse (the rewritten sentence), so a class of error shows up.
 
 ``--baseline TREE`` runs the same analysis on another checkout (e.g. /work/main) in a subprocess and
 prints both scores side by side. The texts are dev data: read them here, never copy them into tests.
@@ -206,11 +214,121 @@ def _sentence_of(res: Any, finding: Any) -> str:
     return " ".join(res.text[s.start : s.end].split())
 
 
+# ------------------------------------------------------------------------------------------ robust
+def _numbered(text: str) -> str:
+    def rep(m: re.Match[str]) -> str:
+        sents = re.split(r"(?<=\.)\s+(?=[A-Z])", m.group(2).strip())
+        return m.group(1) + " " + " ".join(f"{i + 1}. {s}" for i, s in enumerate(sents))
+
+    return re.sub(r"(IMPRESSION:)(.*)$", rep, text, flags=re.S)
+
+
+def _not_seen(text: str) -> str:
+    # "No pleural effusion." -> "Pleural effusion is not seen." (only verbless sentences)
+    def rep(m: re.Match[str]) -> str:
+        if re.search(
+            r"\b(?:is|are|seen|noted|identified|present|visualized|demonstrated|change)\b", m.group(2)
+        ):
+            return m.group(0)
+        return m.group(1) + m.group(2)[:1].upper() + m.group(2)[1:] + " is not seen."
+
+    return re.sub(r"(^|\.\s+|: )No ([a-z ]+?)\.", rep, text)
+
+
+_HEDGES = {
+    "may represent": "could reflect",
+    "could represent": "might represent",
+    "might represent": "may represent",
+    "may reflect": "may represent",
+    "could reflect": "may reflect",
+    "concerning for": "suspicious for",
+    "suspicious for": "worrisome for",
+    "worrisome for": "concerning for",
+    "consistent with": "compatible with",
+    "compatible with": "in keeping with",
+    "in keeping with": "consistent with",
+}
+_BRITISH = {"edema": "oedema", "hemorrh": "haemorrh", "tumor": "tumour", "esophag": "oesophag"}
+
+# name -> rewrite; each keeps the gold labels of a report
+REWRITES: dict[str, Any] = {
+    "upper": str.upper,
+    "line_breaks": lambda t: re.sub(r"\.\s+", ".\n", t),
+    "numbered": _numbered,
+    "british": lambda t: re.sub("|".join(_BRITISH), lambda m: _BRITISH[m.group()], t),
+    "there_is_no": lambda t: re.sub(r"(^|\.\s+|: )No (?!change)", r"\1There is no ", t),
+    "negative_for": lambda t: re.sub(r"(^|\.\s+|: )No (?!change)", r"\1Negative for ", t),
+    "not_seen": _not_seen,
+    "comma_splice": lambda t: re.sub(
+        r"(\bNo [^.]{3,80})\.\s+(?!No\b)([A-Z])([a-z])",
+        lambda m: f"{m.group(1)}, {m.group(2).lower()}{m.group(3)}",
+        t,
+    ),
+    # a report that lost its full stops: "No effusion. Mild cardiomegaly." -> "No effusion Mild cardiomegaly"
+    "no_stops": lambda t: re.sub(r"\.(\s+)", r"\1", t),
+    # "Stable mild cardiomegaly." -> "There has been no significant interval change in the mild cardiomegaly."
+    "no_change": lambda t: re.sub(
+        r"(^|\.\s+|: )(?:Stable|Unchanged) ([a-z][^.]*)\.",
+        r"\1There has been no significant interval change in the \2.",
+        t,
+    ),
+    "hedge_synonyms": lambda t: re.sub(
+        r"\b(?:" + "|".join(_HEDGES) + r")\b", lambda m: _HEDGES[m.group()], t
+    ),
+    "evidence_of": lambda t: re.sub(
+        r"\b([Nn])o (pneumothorax|pleural effusion|effusion|consolidation)\b", r"\1o evidence of a \2", t
+    ),
+}
+
+
+def robust(path: Path, names: list[str], show: int) -> dict[str, Any]:
+    from processors.nlp import analyze
+    from processors.nlp.chest import LABELS14
+    from processors.nlp.chest.evaluate import compose_report, read_rows, resolve_text_columns
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(read_rows(fh))
+    cols = resolve_text_columns(list(rows[0]), None)
+    texts = [compose_report(row, cols) for row in rows]
+    gold = [{lab for lab in LABELS14 if (row.get(lab) or "0").strip() in ("1", "1.0")} for row in rows]
+    base = [analyze(t).chest_labels for t in texts]
+    scores: dict[str, Any] = {}
+    examples: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for name in ["original", *names]:
+        counts = {f: [0, 0, 0] for f in ("all", "fold0", "fold1")}
+        for row, text, g, b in zip(rows, texts, gold, base, strict=True):
+            res = analyze(REWRITES[name](text)) if name != "original" else None
+            labels = res.chest_labels if res is not None else b
+            fold = f"fold{fold_of(row['report_id'])}"
+            for lab in LABELS14:
+                pred, want = labels.get(lab) == "positive", lab in g
+                for f in ("all", fold):
+                    c = counts[f]
+                    c[0] += pred and want
+                    c[1] += pred and not want
+                    c[2] += want and not pred
+                was = b.get(lab) == "positive"
+                if res is not None and pred != was and was == want and len(examples[name]) < show:
+                    mentions = [x for x in res.findings if lab.lower()[:5] in x.concept]
+                    examples[name].append(
+                        {
+                            "id": row["report_id"],
+                            "label": lab,
+                            "now": labels.get(lab),
+                            "triggers": mentions[0].triggers if mentions else [],
+                            "sentence": _sentence_of(res, mentions[0]) if mentions else "",
+                        }
+                    )
+        for f, c in counts.items():
+            scores[f"{name}/{f}"] = _f1(*c)
+    return {"scores": scores, "groups": {}, "examples": examples}
+
+
 # ------------------------------------------------------------------------------------------ output
-def _baseline(tree: str, task: str, data: Path) -> dict[str, Any]:
+def _baseline(tree: str, task: str, data: Path, extra: list[str]) -> dict[str, Any]:
     """Run this script's analysis with another checkout's engine (its processors on sys.path)."""
     out = subprocess.run(
-        [sys.executable, __file__, task, "--data", str(data), "--json", "--tree", tree],
+        [sys.executable, __file__, task, "--data", str(data), "--json", "--tree", tree, *extra],
         capture_output=True,
         text=True,
         check=True,
@@ -241,24 +359,39 @@ def _print(result: dict[str, Any], base: dict[str, Any] | None, show: int) -> No
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("task", choices=["negex", "openi"])
+    ap.add_argument("task", choices=["negex", "openi", "robust"])
     ap.add_argument("--data", default=None, help="data file (default: shared/eval)")
     ap.add_argument("--show", type=int, default=30, help="error groups to print per kind")
     ap.add_argument("--show-examples", default=None, help="print the examples of groups containing this text")
     ap.add_argument(
         "--baseline", default=None, help="another checkout to score in the same run (e.g. /work/main)"
     )
+    ap.add_argument(
+        "--rewrites", default=",".join(REWRITES), help="robust: rewrites to apply (comma-separated)"
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--tree", default=str(REPO), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     sys.path.insert(0, args.tree)
     data = _find("negex_dev.tsv" if args.task == "negex" else "openi_chest_xray_dev.csv", args.data)
-    result = negex(data) if args.task == "negex" else openi(data)
+    if args.task == "negex":
+        result = negex(data)
+    elif args.task == "openi":
+        result = openi(data)
+    else:
+        result = robust(data, [n for n in args.rewrites.split(",") if n], args.show)
     if args.json:
         print(json.dumps(result))
         return
-    base = _baseline(args.baseline, args.task, data) if args.baseline else None
+    extra = ["--rewrites", args.rewrites, "--show", "0"] if args.task == "robust" else []
+    base = _baseline(args.baseline, args.task, data, extra) if args.baseline else None
     _print(result, base, args.show)
+    if args.task == "robust":
+        for name, exs in result["examples"].items():
+            print(f"\n== {name}: labels the rewrite changed for the worse (first {args.show})")
+            for e in exs:
+                cues = ",".join(e["triggers"]) or "-"
+                print(f"{e['id']:<9}{e['label']:<19}{e['now']:<10}{cues:<40}{e['sentence'][:160]}")
     if args.show_examples:
         for cause, exs in result["examples"].items():
             for e in exs:

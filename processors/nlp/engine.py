@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from processors.nlp import context as ctx
 from processors.nlp.chest import ChestMapping
-from processors.nlp.lexicon import Attribute, Concept, load_attributes, load_concepts
+from processors.nlp.lexicon import Attribute, Concept, add_spelling_variants, load_attributes, load_concepts
 from processors.nlp.matching import PhraseMatcher, lower_same_length, normalize
 from processors.nlp.sections import SectionSplitter
 from processors.nlp.sentences import SentenceSplitter
@@ -38,6 +38,7 @@ class Engine:
         self.section_categories = ctx.load_section_categories()
         concept_phrases, concept_patterns = load_concepts()
         _add_critical_synonyms(concept_phrases)
+        add_spelling_variants(concept_phrases)  # again, for the critical-result synonyms
         phrases: dict[str, list[object]] = {p: list(cs) for p, cs in concept_phrases.items()}
         for rule in self.rules:
             phrases.setdefault(rule.phrase, []).append(rule)
@@ -107,10 +108,17 @@ class Engine:
                 continue
             sent = sentences[i]
             triggers = self._triggers(hits, sent.section)
-            # no trigger in the sentence: every target is plainly asserted (no scope to build)
+            # no trigger that can modify a target: every target is plainly asserted (no scope to build)
             scope = (
-                ctx.SentenceScope(low, sent.start, sent.end, triggers, [h.start for h in targets])
-                if triggers
+                ctx.SentenceScope(
+                    low,
+                    sent.start,
+                    sent.end,
+                    triggers,
+                    [h.start for h in targets],
+                    [(h.start, h.end) for h in targets],
+                )
+                if ctx.needs_scope(triggers)
                 else None
             )
             new: list[Finding] = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-NLP_VERSION = "0.4.0"  # 0.4: ConText time categories, new triggers (issue 14)
+NLP_VERSION = "0.5.0"  # 0.5: generalisation classes of issue 14 (change negation, comma clauses, ...)
 
 
 @dataclass(frozen=True, slots=True)

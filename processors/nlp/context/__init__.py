@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,14 @@ HYPOTHETICAL = "HYPOTHETICAL"
 FAMILY = "FAMILY"
 PSEUDO = "PSEUDO"
 TERMINATE = "TERMINATE"
+# a change noun ("change", "increase", "growth"): a negation right before it denies the change, not the
+# finding ("there has been no significant change in the effusion": the effusion is there)
+CHANGE = "CHANGE"
+_CHANGE_GAP = 3  # words allowed between the negation and the change noun ("no significant interval change")
+_LIST_FROM = 8  # a negation farther than this many words from a finding counts only the words between
+# the findings of its list (below it, no list can matter: every scope is at least this long)
+_CLAUSE_PUNCT = re.compile(r"[,;:()]")
+_CHANGE_REACH = 12  # words from such a negation to the findings whose change it denies
 MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, CHRONIC, CURRENT, HYPOTHETICAL, FAMILY)
 
 
@@ -105,16 +114,60 @@ class SentenceScope:
     """
 
     def __init__(
-        self, low: str, start: int, end: int, triggers: Sequence[Trigger], targets: Sequence[int] = ()
+        self,
+        low: str,
+        start: int,
+        end: int,
+        triggers: Sequence[Trigger],
+        targets: Sequence[int] = (),
+        spans: Sequence[tuple[int, int]] = (),
     ):
         self.triggers = list(triggers)
         self.starts = [t.start for t in self.triggers]
         self.words = [m.start() for m in WORD_RE.finditer(low, start, end)]
         self.targets = sorted(targets)  # target start offsets: a trigger right before one modifies it only
+        # words inside other findings do not count towards a negation's scope, so a negated list reaches
+        # its last item ("no effusion, pneumothorax, hilar or mediastinal adenopathy, ..., or mass");
+        # free[i] = words before word i that are in no finding, built on first use
+        self.spans = spans
+        self.free: list[int] | None = None
         self.max_scope = max((r.max_scope for t in self.triggers for r in t.rules), default=0)
+        # negations that deny a change, not a finding (start -> end of the change noun): pseudo-triggers
+        # for the findings that the change phrase itself governs
+        self.low = low
+        self.change_negations: dict[int, int] = {}
+        if any(CHANGE in t.categories for t in self.triggers):
+            self.change_negations = self._change_negations(low)
+
+    def _change_negations(self, low: str) -> dict[int, int]:
+        return {
+            t.start: nxt.end
+            for t, nxt in zip(self.triggers, self.triggers[1:], strict=False)
+            if NEGATED in t.categories
+            and CHANGE in nxt.categories
+            and self._words_between(t.end, nxt.start) <= _CHANGE_GAP
+            and not self._target_between(t.end, nxt.start)  # "no effusion or change in ...": negates
+            and not _CLAUSE_PUNCT.search(low, t.end, nxt.start)  # "nor overt), change in weight"
+        }
 
     def _words_between(self, a: int, b: int) -> int:
         return bisect.bisect_left(self.words, b) - bisect.bisect_left(self.words, a)
+
+    def _free_between(self, a: int, b: int) -> int:
+        if self.free is None:
+            inside = [False] * len(self.words)
+            for x, y in self.spans:
+                for i in range(bisect.bisect_left(self.words, x), bisect.bisect_left(self.words, y)):
+                    inside[i] = True
+            free = [0]
+            for flag in inside:
+                free.append(free[-1] + (not flag))
+            self.free = free
+        return self.free[bisect.bisect_left(self.words, b)] - self.free[bisect.bisect_left(self.words, a)]
+
+    def _target_between(self, a: int, b: int) -> bool:
+        k = bisect.bisect_left(self.targets, a)
+        return k < len(self.targets) and self.targets[k] < b
 
     def _target_follows(self, pos: int) -> bool:
         k = bisect.bisect_left(self.targets, pos)
@@ -143,17 +196,33 @@ class SentenceScope:
         seen: list[frozenset[str]] = []  # categories of the nearer (non-pseudo) triggers
         for trig in triggers:
             dist = self._words_between(trig.end, pos) if back else self._words_between(pos, trig.start)
-            if dist > self.max_scope:
+            # a forward negation counts only the words outside the findings of its list
+            list_dist = (
+                self._free_between(trig.end, pos)
+                if back and self.spans and dist > _LIST_FROM and NEGATED in trig.categories
+                else dist
+            )
+            if list_dist > self.max_scope:
                 break
             # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
             skip_backward = not back and self._target_follows(trig.end)
+            # only for a finding in the change phrase ("no change in the size of the small effusion"); one
+            # further down a list is negated ("negative for change in appetite, weight loss or anemia")
+            change_end = self.change_negations.get(trig.start)
+            denies_change = (
+                change_end is not None
+                and dist <= _CHANGE_REACH
+                and (not back or not _CLAUSE_PUNCT.search(self.low, change_end, pos))
+            )
             for rule in trig.rules:
+                if denies_change and rule.category == NEGATED:
+                    continue
                 if skip_backward and rule.direction in ("backward", "bidirectional"):
                     continue
                 cat = rule.category
                 if cat in _NOT_MODIFIERS or cat in found or rule.direction not in directions:
                     continue
-                if dist > rule.max_scope or cat in terminated:
+                if (list_dist if cat == NEGATED else dist) > rule.max_scope or cat in terminated:
                     continue
                 family = _FAMILY.get(cat, frozenset({cat}))
                 # a nearer trigger of another category ends the scope, within one dimension: time
@@ -169,15 +238,25 @@ class SentenceScope:
                         all_terminated = True
                     else:
                         terminated |= rule.applies_to
+            if denies_change:
+                terminated.add(NEGATED)  # "no effusion, no change in the nodule": a new clause
             if all_terminated:
                 break
-            cats = cats - {TERMINATE}
-            if cats and PSEUDO not in cats:
+            cats = cats - _NOT_MODIFIERS
+            if denies_change:
+                cats = cats - {NEGATED}
+            if cats and PSEUDO not in trig.categories:
                 seen.append(cats)
 
 
-_NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE})
+_NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE, CHANGE})
 _NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
+
+
+def needs_scope(triggers: Sequence[Trigger]) -> bool:
+    """Whether any trigger can modify a target (terminations, pseudo-triggers and change nouns alone
+    cannot: a sentence with only those needs no scope)."""
+    return any(t.categories - _NOT_MODIFIERS for t in triggers)
 
 
 def _result(found: dict[str, str]) -> ContextResult:
@@ -218,4 +297,4 @@ def assert_target(low: str, start: int, end: int, triggers: Sequence[Trigger]) -
     """The ConText status of one target ``low[start:end]`` given its sentence's triggers (text order)."""
     lo = min([start] + [t.start for t in triggers])
     hi = max([end] + [t.end for t in triggers])
-    return SentenceScope(low, lo, hi, triggers).assert_target(start, end)
+    return SentenceScope(low, lo, hi, triggers, [start]).assert_target(start, end)

@@ -42,7 +42,23 @@ def load_concepts(
             phrases.setdefault(syn, []).append(concept)
         for pat in c.get("patterns", []):
             patterns.append((list(pat["anchors"]), pat["regex"], concept))
+    add_spelling_variants(phrases)
     return phrases, patterns
+
+
+def add_spelling_variants(
+    phrases: dict[str, list[Concept]], data_file: Path = HERE / "spelling.json"
+) -> None:
+    """Add the British spelling of every phrase that has an American one (``spelling.json``), with the
+    same concepts: "pulmonary edema" -> "pulmonary oedema" (a phrase already listed keeps its own)."""
+    pairs = [(a, b) for a, b in json.loads(data_file.read_text())["pairs"]]
+    for phrase, concepts in list(phrases.items()):
+        variant = phrase
+        for american, british in pairs:
+            if american in variant and british not in variant:
+                variant = variant.replace(american, british)
+        if variant != phrase and variant not in phrases:
+            phrases[variant] = list(concepts)
 
 
 def load_attributes(data_file: Path = HERE / "modifiers.json") -> dict[str, list[Attribute]]:

@@ -5,8 +5,9 @@ unless the period ends a known abbreviation (``abbreviations.json``), an initial
 number ("1." starting a line or a sentence); at blank lines; at a single line break when the next
 line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
 inline list numbers ("... lungs. 2. Stable ..." splits before "2.", "... biopsy 2) Large ..." before
-"2)"). Semicolons stay inside the
-sentence (ConText treats them as scope terminators instead).
+"2)"); before a capitalised sentence opener ("No", "There", "Heart", ... in ``abbreviations.json``)
+right after a lower-case word or number, in a dictated text that lost its full stops. Semicolons stay
+inside the sentence (ConText treats them as scope terminators instead).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ _CANDIDATE_ITEMS = re.compile(_BASE + r"|(?<=[\w,;:.])(?P<item>[ \t]+)(?=\d{1,2}
 # where a _CANDIDATE match can start: sentence-final punctuation, or the blanks before a line break. re
 # tries an alternation at every position of the text; this one-character class it skips to in C
 _TRIGGER = re.compile(r"[.!?\n]")
+# a blank between a lower-case letter or digit and a capital or digit: where a sentence opener may follow
+_GAP = re.compile(r"[a-z0-9]( +)[A-Z0-9]")
+# only a sentence longer than this (characters) is looked at for lost full stops: one that ran on
+_RUN_ON = 100
 
 
 def _candidates(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
@@ -61,6 +66,11 @@ class SentenceSplitter:
         data = json.loads(data_file.read_text())
         self.abbreviations = frozenset(data["abbreviations"])
         self.units = frozenset(data["units"])
+        # a dictated report that lost its full stops: a capitalised sentence opener right after a
+        # lower-case word or number ("... silhouette No pneumothorax ...") starts a new sentence
+        # or a list number before a capitalised word ("... volumes 2 Borderline heart size")
+        words = "|".join(map(re.escape, data["openers"]))
+        self.openers = re.compile(r"(?:" + words + r")\b|\d{1,2} +[A-Z][a-z]")
 
     def split(self, text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         """(start, end) of each sentence of ``text[start:end]``, stripped of surrounding white space."""
@@ -84,7 +94,23 @@ class SentenceSplitter:
             _add(spans, text, sent_start, cut)
             sent_start = nxt
         _add(spans, text, sent_start, end)
+        for i in range(len(spans) - 1, -1, -1):  # few sentences run on: test the length first
+            a, b = spans[i]
+            if b - a > _RUN_ON:
+                cuts = self._opener_cuts(text, a, b)
+                if cuts:
+                    spans[i : i + 1] = _split_at(text, a, b, cuts)
         return spans
+
+    def _opener_cuts(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
+        """The blanks between a lower-case word or number and a capitalised opener. A blank after a
+        lower-case letter before a capital or digit is rare in prose, so few candidates reach the word
+        test (one pass of a one-class-per-side regex in C)."""
+        cuts = []
+        for m in _GAP.finditer(text, start, end):
+            if self.openers.match(text, m.end(1)):
+                cuts.append((m.start(1), m.end(1)))
+        return cuts
 
     def _ends_sentence(self, text: str, sent_start: int, cut: int, lower_next: bool = False) -> bool:
         if text[cut - 1] in "?!":
@@ -110,6 +136,16 @@ class SentenceSplitter:
             return False  # "4 mm. nodule": a unit or number before a lower-case word
         # a list number "1." at a sentence start
         return not (tok.isdigit() and len(tok) <= 2 and not text[sent_start:begin].strip())
+
+
+def _split_at(text: str, a: int, b: int, cuts: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for x, y in cuts:
+        if a <= x and y <= b:
+            _add(out, text, a, x)
+            a = y
+    _add(out, text, a, b)
+    return out
 
 
 def _add(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:

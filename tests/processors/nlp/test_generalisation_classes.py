@@ -1,0 +1,321 @@
+"""Rule classes added to hold on reports the dev sets do not have (issue 14): a negated change is no
+negated finding, "now resolved", partial resolution, a comma that opens a new clause after a negated
+list, British spellings.
+
+Every sentence here was written for these tests (none comes from a report collection or the dev sets).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from processors.nlp import analyze, assert_term
+from processors.nlp.lexicon import Concept, add_spelling_variants
+from processors.nlp.sentences import split_sentences
+
+
+# ------------------------------------------------------------------ a negated change is no negated finding
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("There has been no change in the small left pleural effusion.", "pleural effusion"),
+        ("There is no significant interval change in the moderate cardiomegaly.", "cardiomegaly"),
+        ("No appreciable increase in the size of the right hilar mass.", "mass"),
+        ("No interval growth of the 5 mm nodule in the lingula.", "nodule"),
+        ("Without substantial change in the biapical pleural thickening.", "pleural thickening"),
+        ("No pneumothorax; there was no progression of the right basilar consolidation.", "consolidation"),
+    ],
+)
+def test_a_negated_change_leaves_the_finding_present(text: str, term: str) -> None:
+    r = assert_term(text, term)
+    assert not r.negated, r.triggers
+
+
+def test_a_negated_change_ends_an_earlier_negation() -> None:
+    r = analyze("FINDINGS: No pleural effusion, no change in the mild cardiomegaly.")
+    assert r.chest_labels["Effusion"] == "negative"
+    assert r.chest_labels["Cardiomegaly"] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        # a finding listed before the change noun is still negated
+        ("No effusion or change in position of the tube.", "effusion"),
+        # far down a list after "change in ...", a symptom is negated as before
+        ("She is negative for change in appetite, weight loss, night sweats or anemia.", "anemia"),
+        # the change noun after a comma is not what the negation denies
+        ("He denies nausea (nor vomiting), change in stool or melena.", "melena"),
+    ],
+)
+def test_change_nouns_do_not_unnegate_lists(text: str, term: str) -> None:
+    assert assert_term(text, term).negated
+
+
+# -------------------------------------------------- "now resolved", "is gone", partial resolution
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Left apical pneumothorax, now resolved.", "pneumothorax"),
+        ("The right pleural effusion has now resolved.", "pleural effusion"),
+        ("Previously seen retrocardiac consolidation is gone.", "consolidation"),
+        ("The left basilar opacities have disappeared.", "opacities"),
+        ("Right upper lobe atelectasis is no longer visible.", "atelectasis"),
+    ],
+)
+def test_resolved_findings_are_negated(text: str, term: str) -> None:
+    assert assert_term(text, term).negated
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Partial resolution of the right lower lobe consolidation.", "consolidation"),
+        ("Incomplete resolution of the left pleural effusion.", "pleural effusion"),
+        ("The lingular opacity has partially cleared.", "opacity"),
+    ],
+)
+def test_partial_resolution_leaves_the_finding_present(text: str, term: str) -> None:
+    r = assert_term(text, term)
+    assert not r.negated, r.triggers
+
+
+# ------------------------------------------------------------------ a comma opens a new clause
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("No pneumothorax or effusion, mild cardiomegaly.", "Cardiomegaly"),
+        ("No focal consolidation, minimal bibasilar atelectasis.", "Atelectasis"),
+        ("No edema, stable small right pleural effusion.", "Effusion"),
+        ("No acute infiltrate, scattered calcified granulomas and a few small nodules.", "Nodule"),
+        ("No pneumothorax, moderately severe emphysema.", "Emphysema"),
+    ],
+)
+def test_comma_and_severity_word_start_an_asserted_clause(text: str, label: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels[label] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("No focal consolidation, pleural effusion, or pneumothorax.", "Effusion"),
+        ("No pneumothorax, large pleural effusion, or consolidation.", "Effusion"),
+        ("No edema, effusion or pneumothorax.", "Pneumothorax"),
+    ],
+)
+def test_negated_lists_still_negate_every_item(text: str, label: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels[label] == "negative"
+
+
+# ------------------------------------------------------------------ British spellings
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Mild interstitial oedema.", "Edema"),
+        ("Features of pulmonary oedema with small effusions.", "Edema"),
+    ],
+)
+def test_british_spellings_are_found(text: str, label: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels[label] == "positive"
+
+
+def test_british_spellings_of_other_concepts() -> None:
+    r = analyze("FINDINGS: Small paraoesophageal hernia. Subcutaneous oedema of the chest wall.")
+    assert {f.concept for f in r.findings} >= {"hiatal_hernia", "soft_tissue_edema"}
+
+
+def test_spelling_variants_keep_existing_entries() -> None:
+    edema, other = Concept("pulmonary_edema", "lung"), Concept("something_else", "general")
+    phrases = {"interstitial edema": [edema], "tumour": [other], "tumor": [edema]}
+    add_spelling_variants(phrases)
+    assert phrases["interstitial oedema"] == [edema]
+    assert phrases["tumour"] == [other]  # listed already: not replaced
+    assert "ooedema" not in " ".join(phrases)
+
+
+# ---------------------------------------------- long negated lists, "not definitely seen"
+def test_a_long_negated_list_reaches_its_last_item() -> None:
+    text = (
+        "FINDINGS: There is no evidence of focal airspace consolidation, large pleural effusion, "
+        "pneumothorax, hilar or mediastinal lymphadenopathy, suspicious pulmonary nodule, or discrete mass."
+    )
+    r = analyze(text)
+    assert r.chest_labels["Mass"] == "negative"
+    assert r.chest_labels["Nodule"] == "negative"
+
+
+def test_free_words_still_bound_the_negation() -> None:
+    # sixteen words of prose, not findings, lie between the negation and the nodule: out of its scope
+    text = (
+        "FINDINGS: No effusion on this portable frontal view obtained in the emergency department "
+        "late on a Sunday night, small nodule over the left fourth rib."
+    )
+    assert analyze(text).chest_labels["Nodule"] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("The right basilar opacity is not definitely seen on the lateral view.", "opacity"),
+        ("Pneumothorax is not convincingly identified.", "pneumothorax"),
+        ("No definitely identified pleural effusion.", "pleural effusion"),
+    ],
+)
+def test_not_definitely_seen_negates(text: str, term: str) -> None:
+    assert assert_term(text, term).negated
+
+
+# ---------------------------------------------- hedges across a terminator, weaker alternatives
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Patchy right basilar opacity possibly representing atelectasis.", "Atelectasis"),
+        ("Rounded density questionably representing a nodule.", "Nodule"),
+        ("Mild bibasilar atelectasis, less likely pneumonia.", "Pneumonia"),
+        ("Basilar atelectasis is more likely than pneumonia.", "Pneumonia"),
+        ("A small infiltrate would be a consideration.", "Infiltration"),
+        ("Early edema remains a consideration.", "Edema"),
+    ],
+)
+def test_hedged_alternatives_are_uncertain(text: str, label: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels[label] == "uncertain"
+
+
+def test_the_favoured_alternative_still_counts() -> None:
+    r = analyze("FINDINGS: Basilar atelectasis is more likely than pneumonia.")
+    assert r.chest_labels["Atelectasis"] == "positive"
+
+
+# ---------------------------------------------- a finding that changed since the prior study is there now
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("The prior left pleural effusion has decreased in size.", "Effusion"),
+        ("Previous right lower lobe consolidation is improved.", "Consolidation"),
+        ("The previous apical pneumothorax is slightly smaller.", "Pneumothorax"),
+        ("Prior bibasilar atelectasis has worsened.", "Atelectasis"),
+    ],
+)
+def test_a_prior_finding_that_changed_is_present(text: str, label: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels[label] == "positive"
+
+
+def test_a_prior_finding_alone_or_resolved_is_not() -> None:
+    for text in ("Prior right lower lobe pneumonia has resolved.", "Previous pneumonia."):
+        assert analyze("FINDINGS: " + text).chest_labels["Pneumonia"] != "positive"
+
+
+def test_new_cues_never_hide_a_lexicon_phrase() -> None:
+    # a cue that ends where a lexicon phrase starts would swallow that phrase's first words (leftmost
+    # match wins): "there are more prominent interstitial markings" must still find the markings
+    import json
+    import re
+    from pathlib import Path
+
+    import processors.nlp.context as ctx
+    from processors.nlp.lexicon import load_concepts
+
+    def toks(text: str) -> tuple[str, ...]:
+        return tuple(re.findall(r"\w+|[^\w\s-]", text.lower()))
+
+    phrases, patterns = load_concepts()
+    starts = {toks(p)[:n] for p in phrases for n in range(1, len(toks(p)) + 1)}
+    starts |= {toks(a)[:n] for anchors, _, _ in patterns for a in anchors for n in range(1, len(toks(a)) + 1)}
+    rules = json.loads(Path(ctx.DATA).read_text())["rules"]
+    checked = [
+        r["phrase"] for r in rules if r["category"] in ("CURRENT", "CHANGE") or r["phrase"].startswith(",")
+    ]
+    assert checked
+    bad = [p for p in checked if any(toks(p)[i:] in starts for i in range(1, len(toks(p))))]
+    assert not bad
+
+
+# ---------------------------------------------- heart size phrased with degree ranges and adverbs
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The heart is moderately to markedly enlarged.",
+        "Heart size is mild to moderately enlarged.",
+        "Heart size is stable and enlarged.",
+        "Cardiac size appears mildly increased.",
+        "Heart size at the upper limits of normal to mildly enlarged.",
+        "Large heart with clear lungs.",
+    ],
+)
+def test_enlarged_heart_phrasings(text: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels["Cardiomegaly"] == "positive"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The heart is not enlarged.",
+        "Heart size is normal and the hila are enlarged.",
+        "Heart size is possibly enlarged.",
+        "Heart size upper limits of normal.",
+    ],
+)
+def test_not_enlarged_heart_phrasings(text: str) -> None:
+    assert analyze("FINDINGS: " + text).chest_labels["Cardiomegaly"] != "positive"
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Lack of pleural effusion on the decubitus view.", "pleural effusion"),
+        ("The lungs remain free from consolidation.", "consolidation"),
+        ("Costophrenic angles devoid of fluid; no pneumothorax.", "fluid"),
+    ],
+)
+def test_more_negation_wordings(text: str, term: str) -> None:
+    assert assert_term(text, term).negated
+
+
+# ---------------------------------------------- a report that lost its full stops
+def test_a_capitalised_opener_after_a_word_starts_a_sentence() -> None:
+    text = (
+        "Heart size is mildly enlarged No pneumothorax or effusion Mild bibasilar atelectasis "
+        "There are degenerative changes of the spine"
+    )
+    spans = split_sentences(text)
+    assert [text[a:b] for a, b in spans] == [
+        "Heart size is mildly enlarged",
+        "No pneumothorax or effusion",
+        "Mild bibasilar atelectasis",
+        "There are degenerative changes of the spine",
+    ]
+    r = analyze("FINDINGS: " + text)
+    assert r.chest_labels["Cardiomegaly"] == "positive"
+    assert r.chest_labels["Atelectasis"] == "positive"
+    assert r.chest_labels["Effusion"] == "negative"
+
+
+def test_a_list_number_after_a_word_starts_a_sentence() -> None:
+    text = (
+        "1 Low lung volumes with basilar atelectasis 2 Borderline heart size "
+        "3 No focal consolidation or effusion"
+    )
+    assert [text[a:b] for a, b in split_sentences(text)] == [
+        "1 Low lung volumes with basilar atelectasis",
+        "2 Borderline heart size",
+        "3 No focal consolidation or effusion",
+    ]
+
+
+def test_a_short_sentence_is_not_searched_for_lost_full_stops() -> None:
+    # only a sentence that ran on (over 100 characters) is: a short one keeps its capitalised words
+    assert len(split_sentences("Seen by Dr Smith The Second on the ward.")) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "NO PNEUMOTHORAX MILD CARDIOMEGALY",
+        "A nodule measuring 2 cm in the left upper lobe.",  # all capitals: no case to read
+        "Compared with study XXXX No change.",  # after a masked (capitalised) word
+        "No pneumothorax, No effusion.",  # after punctuation the usual rules apply
+        "The lungs are clear.",
+    ],
+)
+def test_openers_split_only_after_a_lower_case_word(text: str) -> None:
+    assert len(split_sentences(text)) == 1
