@@ -672,7 +672,12 @@ class ResearchStore:
         """Write to a temporary file, read it back through the same descriptor and compare (it must hold
         exactly the bytes we meant to store), fsync it, rename it over ``target`` (overwrite by
         SOPInstanceUID) and fsync the directory: once this returns, the file survives a crash.
-        ``durable=False``: no fsyncs (the journal makes it durable)."""
+
+        ``durable=False`` (a journaled instance): no fsyncs and no read-back. The read-back reads the
+        page cache the write just filled, so it proves nothing about the disk; what does is the
+        journal: its CRC-checked copy is durable before the response, and a record is passed only by a
+        checkpoint whose ``syncfs`` succeeded (a writeback error of this file fails it, and the record
+        is written again at the next start). A failed or short ``write`` raises here either way."""
         tmp = os.path.join(parent, f".{sop}.dcm.{threading.get_ident()}.tmp")
         if parent not in (self._dirs if durable else self._made):
             self._make_parent(parent, durable)
@@ -688,8 +693,8 @@ class ResearchStore:
                 view = view[os.write(fd, view):]
             # one byte more than we wrote: a longer file shows as a longer read (bytes compare is a memcmp);
             # a regular file's read returns less than asked only at its end
-            want, back = len(data) + 1, b""
-            while len(back) < want:
+            want, back = len(data) + 1, b"" if durable else data
+            while durable and len(back) < want:
                 ask = want - len(back)
                 more = os.pread(fd, ask, len(back))
                 back += more

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import defaultdict
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
@@ -20,30 +18,13 @@ from sinks.dicom import synth
 from sinks.dicom.expect import STUDY_HEADER
 from sinks.dicom.scp import ResearchStore, ScpConfig
 from streams.producer import make_producer
+from tests.streams.helpers import consume
 
 from .helpers import TEST_PROJECTS
 
 pytestmark = pytest.mark.integration
 
 LINGER_MS = 20_000  # far longer than the test waits: only a kick sends the events in time
-
-
-def _read_all(settings: Settings, topic: str, n: int, timeout: float) -> list[Any]:
-    """The first ``n`` records of ``topic`` (every partition, from the start), or fewer after ``timeout``."""
-    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": uuid.uuid4().hex,
-                  "enable.auto.commit": False})
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            msg = c.poll(0.1)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-    finally:
-        c.close()
-    return out
 
 
 STUDIES = [synth.StudySpec(f"EV{k}", f"EVPAT{k}", "E^V", "20240101", 6, rows=8, cols=8) for k in (1, 2)]
@@ -72,7 +53,7 @@ def _store_and_release(settings: Settings, store_dir: Any, linger_ms: int) -> fl
         assoc.release()
         released = time.monotonic()
         # stop() flushes what is left: wait for the events first, as a running SCP would
-        _read_all(settings, settings.topics.received_instances, N, timeout=2 * linger_ms / 1000 + 10)
+        consume(settings, settings.topics.received_instances, N, timeout=2 * linger_ms / 1000 + 10)
         return released
     finally:
         store.stop()
@@ -82,8 +63,8 @@ def test_the_events_of_a_study_go_to_one_partition(topic_settings: Settings, tmp
     """One record batch per study and linger, not one per partition its SOP UIDs hash to."""
     settings = topic_settings
     _store_and_release(settings, tmp_path / "store", linger_ms=50)
-    stored = _read_all(settings, settings.topics.received_instances, N, timeout=10.0)
-    originals = _read_all(settings, settings.topics.received_restricted, N, timeout=10.0)
+    stored = consume(settings, settings.topics.received_instances, N, timeout=10.0)
+    originals = consume(settings, settings.topics.received_restricted, N, timeout=10.0)
     assert len(stored) == N and len(originals) == N
     for records in (stored, originals):
         partitions: dict[str, set[int]] = defaultdict(set)
@@ -102,7 +83,7 @@ def test_the_events_leave_when_the_association_ends_not_after_the_linger(
     seen: list[float] = []
 
     def first_read() -> None:
-        _read_all(settings, settings.topics.received_instances, N, timeout=LINGER_MS / 1000 + 10)
+        consume(settings, settings.topics.received_instances, N, timeout=LINGER_MS / 1000 + 10)
         seen.append(time.monotonic())
 
     reader = threading.Thread(target=first_read)
