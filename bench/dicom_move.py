@@ -3,7 +3,7 @@
 - baseline: dcmtk ``movescu`` (one C-MOVE per study, sequential) -> dcmtk ``storescp`` writing files,
   with ``TCP_NODELAY=1`` (dcmtk's switch for Nagle; one extra round without it, for reference);
 - ours: ``radstream retrieve``-style requests on Kafka -> ``radstream dicom worker`` (C-FIND + C-MOVE,
-  one association at a time) -> ``radstream dicom scp`` (writes, verifies, produces received_instance).
+  one association at a time) -> ``radstream dicom scp`` (journals, writes, produces received_instance).
 
 Both runs start after everything is up and stop when the last file is on disk (ours: when the last
 request's final status is on Kafka and the SCP has written every file). Each pair runs ``--rounds``

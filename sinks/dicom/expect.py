@@ -42,7 +42,7 @@ from sinks.dicom.paths import UnsafeName, check_uid, is_token
 from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
 from streams.loop import Acks, ConsumerLoop, Handler, LoopConfig, Record, run_in_thread
-from streams.producer import DeliveryError, produce_sync
+from streams.producer import DeliveryError, produce
 
 LOG = logging.getLogger(__name__)
 DIRNAME = ".expected"
@@ -178,22 +178,44 @@ def _key(study_uid: str, request_id: str) -> bytes:
 
 
 def publish(producer: Producer, topics: TopicsConfig, study_uid: str, project_id: str, request_id: str,
-            destination_ae: str, options: dict[str, Any] | None = None) -> None:
-    """Expect ``study_uid`` for ``project_id``; returns once the broker has it (before the C-MOVE)."""
+            destination_ae: str, options: dict[str, Any] | None = None, wait: bool = True,
+            timeout: float = 30.0) -> Callable[[], None]:
+    """Expect ``study_uid`` for ``project_id``; returns once the broker has it (before the C-MOVE).
+
+    ``wait=False``: returns once it is queued; the returned ``confirm()`` then waits for the broker
+    (DeliveryError when it did not take it), so the worker lists the study's instances meanwhile."""
     check_uid(study_uid, "Study Instance UID")
-    produce_sync(producer, topics.dicom_expected, "dicom_expectation", _key(study_uid, request_id), {
-        "study_instance_uid": study_uid, "project_id": project_id, "request_id": request_id,
-        "destination_ae": destination_ae, "options": json.dumps(options) if options is not None else None,
-        "time": datetime.now(UTC)})
-
-
-def withdraw(producer: Producer, topics: TopicsConfig, study_uid: str, request_id: str,
-             timeout: float = 30.0) -> None:
-    """The tombstone of a request's expectation (the request is final); waits for the broker."""
     box: dict[str, Any] = {}
 
     def done(err: KafkaError | None, _msg: Message) -> None:
         box["err"] = err
+
+    produce(producer, topics.dicom_expected, "dicom_expectation", _key(study_uid, request_id), {
+        "study_instance_uid": study_uid, "project_id": project_id, "request_id": request_id,
+        "destination_ae": destination_ae, "options": json.dumps(options) if options is not None else None,
+        "time": datetime.now(UTC)}, on_delivery=done)
+    producer.poll(0)
+
+    def confirm() -> None:
+        if "err" not in box:
+            producer.flush(timeout)
+        if "err" not in box or box["err"] is not None:
+            raise DeliveryError(f"expectation of {study_uid}/{request_id} not delivered: {box.get('err')}")
+
+    if wait:
+        confirm()
+    return confirm
+
+
+def withdraw(producer: Producer, topics: TopicsConfig, study_uid: str, request_id: str) -> None:
+    """The tombstone of a request's expectation (the request is final), queued: it leaves with the next
+    expectation's ``confirm`` or the worker's final flush. Nothing waits for it: until it is read, an
+    SCP only keeps filing that study for this request's project, as it did during the request; a
+    delivery failure is logged (the study stays expected until the next registration of it)."""
+
+    def done(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            LOG.error("tombstone of %s/%s not delivered: %s", study_uid, request_id, err)
 
     while True:
         try:
@@ -202,9 +224,7 @@ def withdraw(producer: Producer, topics: TopicsConfig, study_uid: str, request_i
             break
         except BufferError:
             producer.poll(0.1)
-    producer.flush(timeout)
-    if "err" not in box or box["err"] is not None:
-        raise DeliveryError(f"tombstone of {study_uid}/{request_id} not delivered: {box.get('err')}")
+    producer.poll(0)
 
 
 class ExpectedStudies(Handler):
@@ -397,6 +417,7 @@ class Outcomes:
     def __init__(self, kafka: KafkaConfig, topics: TopicsConfig) -> None:
         self.topics = topics
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified on every event of a watched request
         self._seq = 0
         # request id -> {SOP UID as in the event: (outcome, reason, seq)}; (request, study) -> events
         self._got: dict[str, dict[str, tuple[str, str, int]]] = {}
@@ -449,6 +470,18 @@ class Outcomes:
             self._seq += 1
             got[sop] = (outcome, reason, self._seq)
             self._counts[(rid, study)] = self._counts.get((rid, study), 0) + 1
+            self._changed.notify_all()
+
+    def mark(self) -> int:
+        """A position to ``wait`` from: take it before reading the counts it should wake on."""
+        with self._lock:
+            return self._seq
+
+    def wait(self, mark: int, timeout: float) -> bool:
+        """Until an event of a watched request came after ``mark`` (True) or ``timeout`` passed: the
+        worker reconciles as soon as the last event is read, not at its next look."""
+        with self._lock:
+            return self._changed.wait_for(lambda: self._seq != mark, timeout)
 
     def count(self, request_id: str, studies: Sequence[str]) -> int:
         """Events of the request for these studies (the study as stored and as the PACS knows it)."""

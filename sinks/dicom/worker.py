@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, Message, Producer
 
 from processors.ingest.pseudonym import keyed_identifier, keyed_uid
 from processors.ingest.research import StudyRef, StudyRefError, looks_keyed, open_study_ref
@@ -59,6 +59,7 @@ from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, c_find_i
 from sinks.dicom.move import MoveResult, c_move_instances, c_move_study
 from sinks.dicom.projects import ProjectRegistry, StoreOptions, options_of, refusal
 from sinks.dicom.wire import compat
+from sinks.dicom.wire.scp import PHASES, TIMING
 from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
 from streams.loop import Acks, ConsumerLoop, Handler, LoopConfig, Record, Ticket
@@ -190,6 +191,7 @@ class Worker(Handler):
         self.registry = Registry(Path(research.store_dir)) if research.coordination == "files" else None
         self.ledger: Ledger | StatusLedger
         self.outcomes: Outcomes | None = None
+        self.expect_producer: Producer | None = None
         if self.registry is None:  # shared nothing: expectations, outcomes and the ledger are topics
             self.ledger = StatusLedger(kafka, topics)
             self.outcomes = Outcomes(kafka, topics)
@@ -496,10 +498,13 @@ class Worker(Handler):
         if not req.studies:
             self.emit(req, "resolving")
             ids = self._clinical(req)
+            t0 = time.perf_counter_ns() if TIMING else 0
             try:
                 req.studies = resolve(self.pacs, accession=ids["accession"], study_uid=ids["study_uid"],
                                       patient_id=ids["patient_id"], study_date=ids["study_date"],
                                       session=self._session())
+                if TIMING:
+                    PHASES.add("worker.resolve", t0)
             except DicomError as exc:
                 if exc.retriable:
                     self._retry_or_fail(req, f"C-FIND: {exc}", exc.status)
@@ -550,6 +555,10 @@ class Worker(Handler):
         uid = study.study_instance_uid
         lock = self._study_locks.setdefault(uid, threading.Lock())
         with lock:
+            t0 = time.perf_counter_ns() if TIMING else 0
+            # the registration travels to the broker while the PACS lists the instances; the C-MOVE
+            # waits for its acknowledgement (``confirm``)
+            confirm = self._expect(req, uid, dest)
             listed = req.listed.get(uid)
             if listed is None and self._reconciles(dest):
                 try:
@@ -557,7 +566,11 @@ class Worker(Handler):
                 except DicomError as exc:
                     return MoveResult("failed", status=exc.status, error=f"C-FIND (IMAGE level): {exc}",
                                       retriable=exc.retriable)
-            self._expect(req, uid, dest)
+            if TIMING:
+                t0 = PHASES.add("worker.list", t0)
+            confirm()
+            if TIMING:
+                t0 = PHASES.add("worker.expect", t0)
             prior = req.recon.get(uid)
             # the missing instances only; the whole study when none of it arrived (a smaller identifier)
             todo = list(prior.missing) if listed and prior is not None and prior.done else []
@@ -578,8 +591,13 @@ class Worker(Handler):
                 result = self._with_assoc(lambda assoc: c_move_study(self.pacs, dest, uid, pending, assoc))
             else:
                 result = self._move_missing(uid, listed or {}, todo, dest, pending, base)
+            if TIMING:
+                t0 = PHASES.add("worker.move", t0)
             if listed:
-                return self._reconcile(req, uid, listed, todo or list(listed), result, lines)
+                done = self._reconcile(req, uid, listed, todo or list(listed), result, lines)
+                if TIMING:
+                    PHASES.add("worker.settle", t0)
+                return done
             if result.outcome == "completed" and study.instances and result.completed < study.instances:
                 # the PACS said success but moved fewer instances than C-FIND announced
                 result.outcome = "partial"
@@ -629,16 +647,19 @@ class Worker(Handler):
         return total
 
     # -- what the research store did, per request: files (one host) or the SCPs' events (Kafka) ------
-    def _expect(self, req: Request, study_uid: str, dest: str) -> None:
-        """Tell the SCPs which project the study's instances belong to; done before the C-MOVE."""
+    def _expect(self, req: Request, study_uid: str, dest: str) -> Callable[[], None]:
+        """Tell the SCPs which project the study's instances belong to, before the C-MOVE; the C-MOVE
+        waits for the returned ``confirm()`` (the broker has the registration)."""
         project_id = str(req.rec["project_id"])
         options = options_of(self.projects, project_id)
         if self.registry is not None:
             self.registry.register(study_uid, project_id, req.id, dest, options=options)
-            return
+            return lambda: None
         assert self.outcomes is not None
         self.outcomes.watch(req.id)
-        publish(self.expect_producer, self.topics, study_uid, project_id, req.id, dest, options)
+        assert self.expect_producer is not None
+        return publish(self.expect_producer, self.topics, study_uid, project_id, req.id, dest, options,
+                       wait=False)
 
     def _stored_uid(self, req: Request) -> Callable[[str], str]:
         """How the research store names a UID of this request's project: keyed when de-identified
@@ -681,6 +702,7 @@ class Worker(Handler):
         # the targets had no good outcome before this move: all of them done takes as many new records
         enough = min(accepted, len(targets))
         while True:
+            mark = self.outcomes.mark() if self.outcomes is not None else 0
             new = self._recorded(req, study_uid) - before  # cheaper than reading the records
             if new >= enough:
                 got = self._received(req, study_uid, listed)
@@ -690,7 +712,10 @@ class Worker(Handler):
                 LOG.warning("%s: the SCP's records of study %s did not settle within %.1f s", req.id,
                             study_uid, self.opts.settle_s)
                 return self._received(req, study_uid, listed)
-            time.sleep(0.005 if self.registry is not None else 0.02)
+            if self.registry is not None or self.outcomes is None:
+                time.sleep(0.005)  # the manifest's lines: looked at again
+            else:
+                self.outcomes.wait(mark, min(0.1, max(0.0, deadline - time.monotonic())))
 
     def _reconcile(self, req: Request, uid: str, listed: dict[str, str], targets: list[str],
                    result: MoveResult, lines_before: int) -> MoveResult:
@@ -760,12 +785,15 @@ class Worker(Handler):
             result.status = status
         elif result is None and status is not None:
             result = MoveResult(state, status=status)
+        t0 = time.perf_counter_ns() if TIMING else 0
         for study in req.studies:
             if self.registry is not None:
                 self.registry.release(study.study_instance_uid, req.id)
                 self.registry.forget(study.study_instance_uid, req.id)
-            else:  # a tombstone even for a study not expected yet: cheap, and the SCPs ignore it
+            elif self.expect_producer is not None:  # a tombstone even for a study not expected yet: cheap
                 withdraw(self.expect_producer, self.topics, study.study_instance_uid, req.id)
+        if TIMING:
+            PHASES.add("worker.withdraw", t0)
         if self.outcomes is not None:
             self.outcomes.unwatch(req.id)
         self.emit(req, state, result, error=error, on_delivery=self._final_delivered(req, state))
@@ -840,6 +868,8 @@ class Worker(Handler):
                 self._cv.notify_all()
             for t in movers:
                 t.join(timeout=30)
+            if self.expect_producer is not None:
+                self.expect_producer.flush(30)  # the last tombstones (``withdraw`` does not wait)
             self.producer.flush(30)  # final status events still in flight: their callbacks make tickets done
             loop_stop.set()
             consumer.join(timeout=30)
@@ -848,6 +878,8 @@ class Worker(Handler):
             self.ledger.stop()
             if self.outcomes is not None:
                 self.outcomes.stop()
+            if TIMING:
+                LOG.warning("worker phases (wall ms per call): %s", PHASES.report())
         if failed:
             raise failed[0]
 

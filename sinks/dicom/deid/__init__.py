@@ -242,7 +242,7 @@ class Deidentifier:
         elements = ds._dict
         for tag in list(elements):
             st.where.append(tag)
-            act = actions.get(tag)
+            act = actions.get(int(tag))  # a plain int: BaseTag's __eq__ is Python code, int's is not
             if act is None:
                 if (tag >> 16) & 1:
                     self._private(ds, tag, st, depth)
@@ -359,9 +359,15 @@ class Deidentifier:
                     item[tag] = DataElement(tag, elem.VR, DUMMY.get(str(elem.VR), b"\0\0"))
 
 
+def _key(tag: int) -> BaseTag:
+    """A dataset's dict key for ``tag``: the key object itself when ``tag`` came from the dict (a
+    dict lookup then matches by identity; another BaseTag is compared by BaseTag's Python ``__eq__``)."""
+    return tag if type(tag) is BaseTag else BaseTag(tag)
+
+
 def _strings(ds: Dataset, tag: int) -> list[str]:
     """The values of a string attribute (UIDs, dates), read from the undecoded bytes where possible."""
-    elem = ds._dict[BaseTag(tag)]
+    elem = ds._dict[_key(tag)]
     if isinstance(elem, RawDataElement) and elem.is_little_endian and (
             not elem.value or (elem.value.isascii() and b"\x1b" not in elem.value)):
         text = elem.value.decode("ascii") if elem.value else ""
@@ -372,14 +378,22 @@ def _strings(ds: Dataset, tag: int) -> list[str]:
     return [str(v) for v in value] if ds[tag].VM > 1 else [str(value)]
 
 
+def text(ds: Dataset, tag: int) -> str:
+    """A string attribute's value ("" when absent), multiple values joined by a backslash; read from the
+    undecoded bytes where possible (decoding every element of a dataset to read a few cost more than the
+    rest of filing it)."""
+    return "\\".join(_strings(ds, tag)) if _key(tag) in ds._dict else ""
+
+
 def _put(ds: Dataset, tag: int, values: list[str]) -> None:
     """Set the (ASCII) values of a string attribute; an undecoded element stays undecoded."""
-    elem = ds._dict[BaseTag(tag)]
+    key = _key(tag)
+    elem = ds._dict[key]
     if isinstance(elem, RawDataElement) and elem.is_little_endian:
         data = "\\".join(values).encode("ascii")
         if len(data) % 2:
             data += b"\0" if (elem.VR or vr_of(tag)) == "UI" else b" "
-        ds._dict[BaseTag(tag)] = elem._replace(length=len(data), value=data)
+        ds._dict[key] = elem._replace(length=len(data), value=data)
         return
     ds[tag].value = values if len(values) > 1 else (values[0] if values else "")
 
@@ -419,8 +433,8 @@ def _encode(ds: Dataset, implicit: bool, skip: int = -1) -> bytes:
     fp.is_little_endian, fp.is_implicit_VR = True, implicit
     encodings = ds.get("SpecificCharacterSet", default_encoding)
     elements = ds._dict
-    for tag in sorted(elements):
-        if tag == skip or ((tag & 0xFFFF) == 0 and (tag >> 16) > 6):  # retired group lengths (as pydicom)
+    for tag in sorted(elements, key=int):  # int's comparison, not BaseTag's (Python code)
+        if int(tag) == skip or ((tag & 0xFFFF) == 0 and (tag >> 16) > 6):  # retired group lengths, as pydicom
             continue
         elem = elements[tag]
         if isinstance(elem, RawDataElement) and elem.is_little_endian and elem.is_implicit_VR == implicit \

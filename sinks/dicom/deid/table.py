@@ -94,6 +94,11 @@ def option_rows() -> dict[str, dict[int, str]]:
 @cache
 def vr_of(tag: int) -> str:
     """The dictionary VR (first of an ambiguous one); '' for a tag pydicom does not know."""
+    return _vr_of(int(tag))  # cached by plain int: a BaseTag key compares with Python code
+
+
+@cache
+def _vr_of(tag: int) -> str:
     try:
         vr = dictionary_VR(tag)
     except KeyError:

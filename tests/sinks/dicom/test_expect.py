@@ -109,3 +109,39 @@ def test_outcomes_keep_the_watched_requests_by_the_uids_their_events_carry() -> 
     assert out.received("r1", names)["1.7.3"] == ("stored", "")
     out.unwatch("r1")
     assert out.received("r1", names) == {} and out.count("r1", ["2.25.7"]) == 0
+
+
+def test_outcomes_wake_a_waiting_worker_when_an_event_of_its_request_is_read() -> None:
+    """The worker's reconciliation waits on the events (``mark``/``wait``) instead of looking again every
+    20 ms: it goes on as soon as the last event of its study is read."""
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from sinks.dicom.expect import REQUEST_HEADER, STUDY_HEADER, Outcomes
+    from streams import serde
+    from streams.config import KafkaConfig, TopicsConfig
+
+    topics = TopicsConfig()
+    out = Outcomes(KafkaConfig(bootstrap="127.0.0.1:1"), topics)
+    value = serde.encode("received_instance", {
+        "project_id": "P", "calling_ae": "ORTHANC", "called_ae": "RESEARCH", "study_instance_uid": "1.7",
+        "series_instance_uid": "1.7.1", "sop_instance_uid": "1.7.1.1", "sop_class_uid": "1.2", "path": "x",
+        "size_bytes": 1, "deidentified": False, "time": datetime.now(UTC)})
+
+    def event(request: str) -> None:
+        out._on_record(topics.received_instances, value, b"1.7.1.1",
+                       [(REQUEST_HEADER, request.encode()), (STUDY_HEADER, b"1.7")])
+
+    out.watch("r1")
+    mark = out.mark()
+    assert out.wait(mark, 0.05) is False  # nothing came
+    event("r-other")  # not a watched request: no wake-up
+    assert out.wait(mark, 0.05) is False
+    timer = threading.Timer(0.1, event, args=("r1",))
+    t0 = time.monotonic()
+    timer.start()
+    assert out.wait(mark, 10.0) is True
+    assert time.monotonic() - t0 < 5.0 and out.count("r1", ["1.7"]) == 1
+    assert out.wait(mark, 10.0) is True  # a mark taken before the event: returns at once
+    timer.join()

@@ -211,3 +211,24 @@ def test_a_directory_that_cannot_be_made_fails_the_c_store_itself(tmp_path: Path
         assert store.journal._seq == 0  # nothing journaled
     finally:
         store.stop()
+
+
+def test_events_fall_back_to_the_key_partition_and_do_not_wait_again_when_the_broker_is_away(
+        tmp_path: Path) -> None:
+    """The partition of a study's events needs the topic's partition count; a broker that is away costs
+    one bounded look-up, not one per event (the association's thread produces them)."""
+    import time
+
+    from sinks.dicom.scp import PARTITIONS_WAIT_S, ResearchStore, ScpConfig
+    from streams.config import KafkaConfig
+    from streams.producer import make_producer
+
+    producer = make_producer(KafkaConfig(bootstrap="127.0.0.1:9"))  # nothing listens there
+    store: Any = ResearchStore(ScpConfig(ae_title="RESEARCH", port=0, host="127.0.0.1", store_dir=tmp_path,
+                                         allowed_calling_aes=("ORTHANC",)), producer)
+    t0 = time.monotonic()
+    assert store._partition("radstream.dicom.received", "1.2.3") == -1  # the producer's own choice
+    assert time.monotonic() - t0 < PARTITIONS_WAIT_S + 2
+    t1 = time.monotonic()
+    assert [store._partition("radstream.dicom.received", f"1.2.{i}") for i in range(50)] == [-1] * 50
+    assert time.monotonic() - t1 < 0.5  # not asked again
