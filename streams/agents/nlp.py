@@ -18,7 +18,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -93,7 +93,7 @@ class _Batch:
     values: list[bytes | None]
     texts: list[str | None]
     future: Future[list[Outcome]]
-    pool: object  # the pool it was submitted to (a broken one is replaced once)
+    pool: ProcessPoolExecutor | None  # the pool it was submitted to (a broken one is replaced once)
     started: float = field(default_factory=time.perf_counter)
     attempts: int = 0
     singles: list[Outcome] | None = None  # after NLP_REDO broken pools: one report at a time
@@ -184,7 +184,7 @@ class NlpHandler(Handler):
             return None
         try:
             result = batch.future.result()
-        except BrokenProcessPool:
+        except (BrokenProcessPool, CancelledError):  # cancelled: queued in a pool replaced for a broken one
             if self.runner.pool is batch.pool:  # the other batches of the pool find it replaced already
                 self.runner.replace()
             return self._redo(batch)
