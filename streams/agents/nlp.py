@@ -77,6 +77,7 @@ class NlpRunner:
     def replace(self) -> None:
         """A child died: a new pool for the batches still to analyse."""
         if self.pool is not None:
+            log.warning("an NLP process died; a new one replaces it")
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = self._new_pool()
             self.replaced += 1
