@@ -488,6 +488,23 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
 
     headers = auth_headers(s.replace(state_dir=str(state)))  # the local token of the worker's state dir
 
+    # the analysts' tables hold research accessions (keyed with the installation key of the worker's
+    # state dir, processors.ingest.research): mapped back to the ones the bench sent
+    from processors.ingest.pseudonym import keyed_identifier
+    from radstream.text_deid import research_key
+
+    clinical: dict[str, str] = {}
+
+    def sent_as(research: str) -> str:
+        if not clinical:
+            key = research_key(s.replace(state_dir=str(state)))
+            clinical.update({keyed_identifier(key, "accession", a): a for a in list(SENT)})
+        if research not in clinical:  # sent after the map was made
+            key = research_key(s.replace(state_dir=str(state)))
+            clinical.update({keyed_identifier(key, "accession", a): a for a in list(SENT)
+                             if a not in clinical.values()})
+        return clinical.get(research, research)
+
     def query(since: int) -> list[tuple[str, float, float]]:
         sql = POLL_SQL.format(since=since)
         url = f"http://127.0.0.1:{port}/sql?format=tsv"
@@ -497,7 +514,7 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
                 lines = resp.read().decode().splitlines()[1:]
         except OSError:
             return []
-        return [(a, float(i), float(p)) for a, i, p in (line.split("\t") for line in lines)]
+        return [(sent_as(a), float(i), float(p)) for a, i, p in (line.split("\t") for line in lines)]
 
     # every poll is a FINAL query over the growing report_nlp, in the measured process: the max-rate run
     # (a throughput figure over many seconds) polls every 200 ms, the latency runs every 50 ms
