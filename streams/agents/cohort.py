@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -20,7 +19,7 @@ from confluent_kafka import Producer
 
 from processors.cohort.decide import decide
 from streams import metrics, serde
-from streams.agents.outbox import Completion, DeliveryFailed, send
+from streams.agents.outbox import Completion, Sent, send
 from streams.agents.table import ChangelogTable
 from streams.cohort import WatchRegistry
 from streams.config import TopicsConfig
@@ -41,7 +40,7 @@ class CohortHandler(Handler):
         self.producer = producer
         self.state = state
         self.allowed = set(allowed_destinations)
-        self._sent: deque[Completion] = deque()
+        self._sent = Sent("cohort")  # emitted, waiting for the broker's acks
         metrics.stage_started(COHORT_STAGE, consumes=[topics.findings], produces=[topics.retrieval_requests])
 
     def add(self, records: Sequence[Record], acks: Acks) -> None:
@@ -78,7 +77,7 @@ class CohortHandler(Handler):
 
     def tick(self) -> None:
         self.producer.poll(0)
-        self._check_sent()
+        self._sent.check()
 
     def drain(self, partitions: Sequence[tuple[str, int]], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -87,16 +86,10 @@ class CohortHandler(Handler):
                 raise TimeoutError(f"{len(self._sent)} cohort decisions being delivered "
                                    f"after {timeout_s:.0f} s")
             self.producer.poll(0.01)
-            self._check_sent()
+            self._sent.check()
 
     def on_assign(self, partitions: Sequence[tuple[str, int]]) -> None:
         self.state.restore(p for t, p in partitions if t == self.topics.findings)
 
     def on_revoke(self, partitions: Sequence[tuple[str, int]]) -> None:
         self.state.release(p for t, p in partitions if t == self.topics.findings)
-
-    def _check_sent(self) -> None:
-        while self._sent and self._sent[0].finished:
-            done = self._sent.popleft()
-            if done.error is not None:
-                raise DeliveryFailed(f"a message of the cohort agent was not delivered: {done.error}")

@@ -26,7 +26,7 @@ from confluent_kafka import Producer
 
 from processors.ingest.versions import add_version, whole_text
 from streams import metrics, serde
-from streams.agents.outbox import Completion, DeliveryFailed, send
+from streams.agents.outbox import Completion, Sent, send
 from streams.agents.table import ChangelogTable
 from streams.children import die_with_parent
 from streams.config import MlConfig, TopicsConfig, WorkerConfig
@@ -110,7 +110,7 @@ class NlpHandler(Handler):
         self.producer = producer
         self.versions = versions
         self._analysing: deque[_Batch] = deque()
-        self._sent: deque[Completion] = deque()  # emitted, waiting for the broker's acks
+        self._sent = Sent("NLP")  # emitted, waiting for the broker's acks
         metrics.stage_started(NLP_STAGE, consumes=[topics.reports], produces=[topics.findings])
 
     # -- the loop's hooks ---------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ class NlpHandler(Handler):
     def tick(self) -> None:
         self.producer.poll(0)
         self._emit_ready()
-        self._check_sent()
+        self._sent.check()
 
     def drain(self, partitions: Sequence[tuple[str, int]], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -138,7 +138,7 @@ class NlpHandler(Handler):
                                    f"being delivered after {timeout_s:.0f} s")
             self.producer.poll(0.01)
             self._emit_ready()
-            self._check_sent()
+            self._sent.check()
 
     def on_assign(self, partitions: Sequence[tuple[str, int]]) -> None:
         self.versions.restore(p for t, p in partitions if t == self.topics.reports)
@@ -242,12 +242,3 @@ class NlpHandler(Handler):
                 metrics.NLP_LATENCY.observe(max(0.0, time.time() - origin))
         batch.done.seal()
         self._sent.append(batch.done)
-
-    def _check_sent(self) -> None:
-        while self._sent and self._sent[0].finished:
-            done = self._sent.popleft()
-            if done.error is not None:
-                raise DeliveryFailed(f"a message of the NLP agent was not delivered: {done.error}")
-        for done in self._sent:
-            if done.error is not None:
-                raise DeliveryFailed(f"a message of the NLP agent was not delivered: {done.error}")

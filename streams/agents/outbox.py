@@ -8,6 +8,7 @@ Delivery callbacks run in the thread that polls the producer (the loop's, throug
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -51,6 +52,28 @@ class Completion:
         if self.finished and self.error is None:
             for ticket in self.tickets:
                 ticket.done()
+
+
+class Sent:
+    """An agent's completions in the producer, oldest first."""
+
+    def __init__(self, agent: str) -> None:
+        self.agent = agent
+        self._queue: deque[Completion] = deque()
+
+    def append(self, done: Completion) -> None:
+        self._queue.append(done)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def check(self) -> None:
+        """Forget the finished completions; raise ``DeliveryFailed`` once any message failed."""
+        while self._queue and self._queue[0].finished and self._queue[0].error is None:
+            self._queue.popleft()
+        for done in self._queue:
+            if done.error is not None:
+                raise DeliveryFailed(f"a message of the {self.agent} agent was not delivered: {done.error}")
 
 
 def send(producer: Producer, topic: str, key: bytes | None, value: bytes | None, done: Completion,
