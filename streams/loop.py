@@ -14,7 +14,11 @@ The loop owns everything about the consumer, so that each consumer gets it right
 * retrying a failed flush with exponential backoff (0.2 s doubling to 10 s), partitions paused, until
   it succeeds or the loop stops (then the buffered input is abandoned, uncommitted);
 * dead letters: ``acks.dead_letter(record, reason)`` sends the record's bytes and the reason to the
-  dead-letter topic; the stream goes on.
+  dead-letter topic; the stream goes on;
+* a fatal consumer error (librdkafka's ``_FATAL``, e.g. a static member fenced after the group
+  coordinator moved to another broker): the consumer is unusable, so its partitions are treated as
+  revoked (flushed once, handler told) and a new consumer joins the group; what was not committed is
+  re-delivered.
 
 A ``replay`` loop has no consumer group: it reads its topics from the beginning (a compacted topic read
 whole, e.g. the standing-cohort registry) and commits nothing.
@@ -55,6 +59,16 @@ MIN_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 10.0
 _REBALANCE_ERRORS = {KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
                      KafkaError.UNKNOWN_MEMBER_ID, KafkaError._NO_OFFSET}
+_FATAL_ERRORS = {KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID}
+
+
+class ConsumerFatal(Exception):
+    """The consumer hit an error librdkafka does not recover from; only a new consumer can go on."""
+
+
+def _fatal(err: KafkaError) -> bool:
+    # the error event librdkafka raises for a fatal error has code _FATAL with fatal() False
+    return bool(err.fatal()) or err.code() in _FATAL_ERRORS
 
 
 @dataclass(frozen=True)
@@ -220,6 +234,7 @@ class LoopStats:
     flushes: int = 0
     failed_attempts: int = 0
     dead_letters: int = 0
+    consumer_restarts: int = 0
     last_error: str = ""
     last_flush_time: float = 0.0
 
@@ -343,12 +358,15 @@ class ConsumerLoop:
         consumer = self._consumer = self._make_consumer()
         try:
             while not stop.is_set():
-                self._pace(consumer)
-                self._take(self._poll(consumer))
-                self.handler.tick()
-                if self._flush_due():
-                    self._flush(consumer, stop)
-                self._commit(consumer)
+                try:
+                    self._pace(consumer)
+                    self._take(self._poll(consumer))
+                    self.handler.tick()
+                    if self._flush_due():
+                        self._flush(consumer, stop)
+                    self._commit(consumer)
+                except ConsumerFatal as exc:
+                    consumer = self._consumer = self._rejoin(consumer, exc, stop)
             if self._flush_due(final=True):
                 self._flush(consumer, stop, give_up_after_s=self.cfg.final_flush_s)
             self._drain(sorted(self._at_end), timeout_s=self.cfg.final_flush_s)
@@ -362,6 +380,37 @@ class ConsumerLoop:
                 self._consumer = None
                 if self._producer is not None:
                     self._producer.flush(10)
+
+    def _rejoin(self, consumer: Consumer, exc: ConsumerFatal, stop: threading.Event) -> Consumer:
+        """Give up ``consumer`` after a fatal error and join the group with a new one. Its partitions are
+        as revoked, except that nothing can be committed: what was taken is re-delivered to the new
+        consumer (or another member), and the idempotent handlers absorb the repeat."""
+        self.stats.consumer_restarts += 1
+        metrics.CONSUMER_RESTARTS.labels(self.cfg.stage).inc()
+        log.warning("%s: fatal consumer error, joining the group again with a new consumer "
+                    "(what was not committed is re-delivered): %s", self.cfg.stage, exc)
+        tps = sorted(self._at_end)
+        if self._unheld or self._acks._dead:
+            try:
+                self._flush_once()
+            except Exception as flush_exc:
+                log.warning("%s: dropping an unflushed batch (re-delivered): %s", self.cfg.stage, flush_exc)
+                self._abandon()
+        self._drain(tps)
+        self.handler.on_revoke(tps)
+        self._offsets.forget(set(tps))
+        metrics.forget_lag(self.cfg.group_id, self._lag_partitions)
+        self._lag_partitions = set()
+        self._at_end.clear()
+        self._paused = []
+        self.assigned.clear()
+        self.caught_up.clear()
+        try:
+            consumer.close()
+        except Exception as close_exc:  # noqa: BLE001 - it is being thrown away
+            log.info("%s: closing the failed consumer: %s", self.cfg.stage, close_exc)
+        stop.wait(min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** min(self.stats.consumer_restarts, 6)))
+        return self._make_consumer()
 
     def _poll(self, consumer: Consumer) -> list[Message]:
         due = self.handler.due()
@@ -381,8 +430,8 @@ class ConsumerLoop:
                     if self._at_end and all(self._at_end.values()):
                         self.caught_up.set()
                     continue
-                if err.fatal():
-                    raise KafkaException(err)
+                if _fatal(err):
+                    raise ConsumerFatal(str(err))
                 log.warning("%s: consumer error: %s", self.cfg.stage, err)
                 continue
             rec = Record.of(msg)
@@ -517,9 +566,12 @@ class ConsumerLoop:
             else:
                 consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
-            if exc.args and exc.args[0].code() in _REBALANCE_ERRORS:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is not None and err.code() in _REBALANCE_ERRORS:
                 log.warning("%s: commit refused by a rebalance (re-delivered; handlers dedupe)",
                             self.cfg.stage)
+            elif err is not None and _fatal(err):
+                raise ConsumerFatal(str(err)) from exc
             else:
                 raise
 

@@ -41,6 +41,9 @@ FLUSH_SECONDS = Histogram(
 FLUSH_FAILURES = Counter(
     "radstream_loop_flush_failures_total", "Failed flush attempts of a consumer loop (each is retried).",
     ["stage"])
+CONSUMER_RESTARTS = Counter(
+    "radstream_consumer_restarts_total", "Consumers a loop replaced after a fatal error (e.g. a static "
+    "member fenced when the group coordinator moved); uncommitted records are re-delivered.", ["stage"])
 NLP_SECONDS = Histogram(
     "radstream_nlp_batch_duration_seconds", "From handing a batch of reports to the NLP process until its "
     "results (NLP and de-identification; waiting for the process behind an earlier batch included).",
@@ -67,6 +70,7 @@ def stage_started(stage: str, consumes: Iterable[str] = (), produces: Iterable[s
     for topic in produces:
         RECORDS_OUT.labels(stage, topic)
     FLUSH_FAILURES.labels(stage)
+    CONSUMER_RESTARTS.labels(stage)
 
 
 def dead_letter(stage: str, reason: str) -> None:

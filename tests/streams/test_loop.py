@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from confluent_kafka import Consumer
+
 from radstream.config import Settings
 from streams import serde
 from streams.loop import Acks, ConsumerLoop, Handler, LoopConfig, Record, Ticket, run_in_thread
@@ -176,3 +178,32 @@ def test_a_replaying_loop_reads_the_topic_whole_and_says_when_it_is_loaded(topic
     with _running(s, _config(s, topic, replay=True), Collect()) as loop:
         assert loop.caught_up.wait(20)
         assert seen == [b"w1", b"w2"]
+
+
+def test_a_fenced_static_member_joins_again_with_a_new_consumer_and_the_stream_goes_on(
+        topic_settings: Settings) -> None:
+    """Another member taking over the loop's ``group.instance.id`` (as the broker does to the loop itself
+    when the group coordinator moves during a broker failure) is fatal to a librdkafka consumer: the
+    loop replaces its consumer, and records produced after are processed."""
+    s, topic = topic_settings, topic_settings.topics.reports
+    handler = Batching()
+    instance = f"inst-{uuid.uuid4().hex[:8]}"
+    cfg = _config(s, topic, conf={"group.instance.id": instance})
+    with _running(s, cfg, handler) as loop:
+        wait_until(loop.assigned.is_set, what="assignment")
+        _produce(s, topic, [b"a", b"b"])
+        wait_until(lambda: handler.durable == [b"a", b"b"], what="first records")
+        intruder = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": cfg.group_id,
+                             "group.instance.id": instance, "session.timeout.ms": 10_000})
+        intruder.subscribe([topic])
+        deadline = time.monotonic() + 30
+        while not intruder.assignment():
+            assert time.monotonic() < deadline, "the second member got no assignment"
+            intruder.poll(0.2)
+        intruder.close()
+        wait_until(lambda: loop.stats.consumer_restarts >= 1, what="the loop's new consumer")
+        wait_until(loop.assigned.is_set, what="assignment of the new consumer")
+        _produce(s, topic, [b"c"])
+        wait_until(lambda: b"c" in handler.durable, what="a record after the fencing")
+        wait_until(lambda: committed(s, cfg.group_id, [topic]) == end_offsets(s, [topic]), what="commit")
+    assert sorted(set(handler.durable)) == [b"a", b"b", b"c"]
