@@ -160,8 +160,35 @@ def test_nothing_is_fetched_while_the_handler_is_busy(topic_settings: Settings) 
         _produce(s, topic, [b"second"])
         time.sleep(1.0)
         assert got == [b"first"]
+        assert loop.stats.pauses >= 1  # busy longer than pause_after_s
         busy.clear()
         wait_until(lambda: got == [b"first", b"second"], what="resumed")
+
+
+def test_a_short_busy_spell_is_waited_out_without_pausing(topic_settings: Settings) -> None:
+    """librdkafka's fetcher notices a resume only at its next wake-up (up to a second): a handler that
+    is busy for a moment after each batch must not pay that on every batch."""
+    s, topic = topic_settings, topic_settings.topics.reports
+    got: list[bytes] = []
+    until = [0.0]
+
+    class Briefly(Handler):
+        def add(self, records: Sequence[Record], acks: Acks) -> None:
+            got.extend(r.value or b"" for r in records)
+            until[0] = time.monotonic() + 0.1
+
+        def busy(self) -> bool:
+            return time.monotonic() < until[0]
+
+    cfg = _config(s, topic)
+    with _running(s, cfg, Briefly()) as loop:
+        wait_until(loop.assigned.is_set, what="assignment")
+        for i in range(10):
+            _produce(s, topic, [b"%d" % i])
+            time.sleep(0.05)
+        wait_until(lambda: len(got) == 10, what="every record")
+        assert loop.stats.pauses == 0
+    assert got == [b"%d" % i for i in range(10)]
 
 
 def test_a_replaying_loop_reads_the_topic_whole_and_says_when_it_is_loaded(topic_settings: Settings) -> None:
