@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pytest
-
 from confluent_kafka import Consumer
 
 from radstream.config import Settings
