@@ -47,7 +47,8 @@ class Worker:
         self.settings = settings
         kafka = settings.kafka
         self.agents = Agents(kafka, settings.topics, settings.worker, settings.ml, agent_groups(settings),
-                             settings.research.allowed_destinations, text_deid(settings))
+                             settings.research.allowed_destinations, text_deid(settings),
+                             state_dir=settings.state_dir)
         self.sink = SinkService(kafka, settings.topics, settings.clickhouse,
                                 consumer_conf=sink_consumer_conf(settings)) if with_sink else None
         self.server = SqlServer(self.sink, settings.worker.web_host, settings.worker.web_port,

@@ -195,10 +195,15 @@ class WorkerConfig:
     instance_id: str = ""
     session_timeout_s: float = 10.0  # a member that stops heartbeating is out of the group after this
     heartbeat_s: float = 2.0
+    # where the agents keep their tables' state (streams/agents/table.py): "disk" = an unlinked SQLite
+    # file under <state_dir>/agents (memory bounded by its page cache), "memory" = dicts
+    state_store: str = "disk"
 
     def problems(self) -> list[str]:
         out = port("web_port", self.web_port, zero_ok=True) + at_least("nlp_processes", self.nlp_processes, 0)
         out += at_least("nlp_batch", self.nlp_batch, 1)
+        if self.state_store not in ("disk", "memory"):
+            out.append(f"state_store: must be 'disk' or 'memory', not {self.state_store!r}")
         # the broker's bounds (group.min/max.session.timeout.ms defaults): outside them no join succeeds
         if not 6.0 <= self.session_timeout_s <= 1800.0:
             out.append(f"session_timeout_s: must be within 6..1800 (the broker's bounds), "

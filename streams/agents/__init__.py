@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
@@ -72,7 +73,7 @@ class Agents:
 
     def __init__(self, kafka: KafkaConfig, topics: TopicsConfig, worker: WorkerConfig, ml: MlConfig,
                  groups: AgentGroups, allowed_destinations: Sequence[str],
-                 text_deid: TextDeid | None = None) -> None:
+                 text_deid: TextDeid | None = None, state_dir: str | Path | None = None) -> None:
         self.kafka = kafka
         versions_topic = changelog_topic(groups.app, "report-versions")
         state_topic = changelog_topic(groups.app, "cohort-state")
@@ -83,12 +84,13 @@ class Agents:
                    "heartbeat.interval.ms": int(worker.heartbeat_s * 1000)}
         self.producer = make_producer(kafka)
         self.runner = NlpRunner(worker, ml, text_deid)
-        self.nlp = NlpHandler(topics, self.runner, self.producer,
-                              ChangelogTable(kafka, versions_topic, self.producer))
+        store = Path(state_dir) / "agents" if state_dir is not None and worker.state_store == "disk" else None
+        self.tables = [ChangelogTable(kafka, versions_topic, self.producer, store)]
+        self.nlp = NlpHandler(topics, self.runner, self.producer, self.tables[0])
         self.registry = WatchRegistry(kafka, topics)
         self.cohort_producer = make_producer(kafka)
-        self.cohorts = CohortHandler(topics, self.registry, self.cohort_producer,
-                                     ChangelogTable(kafka, state_topic, self.cohort_producer),
+        self.tables.append(ChangelogTable(kafka, state_topic, self.cohort_producer, store))
+        self.cohorts = CohortHandler(topics, self.registry, self.cohort_producer, self.tables[1],
                                      allowed_destinations)
         self.loops = {
             "nlp": ConsumerLoop(kafka, LoopConfig(
@@ -149,6 +151,9 @@ class Agents:
             thread.join(timeout_s)
         self.registry.stop()
         self.runner.close()
+        if not any(t.is_alive() for t in self._threads.values()):
+            for table in self.tables:
+                table.close()
 
 
 def _instance(instance_id: str | None) -> dict[str, str]:
