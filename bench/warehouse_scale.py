@@ -444,7 +444,9 @@ def queries(tree: Path, c: Any) -> dict[str, list[str]]:
     return out
 
 
-def time_here(store: Path, tree: Path, runs: int, only: str) -> dict[str, Any]:
+def time_here(
+    store: Path, tree: Path, runs: int, only: str, extra: Path | None = None, alternate: bool = False
+) -> dict[str, Any]:
     from sinks.clickhouse.access import policy_for
     from sinks.clickhouse.client import open_client, readonly_client_like
     from sinks.clickhouse.config import ClickHouseConfig
@@ -466,32 +468,59 @@ def time_here(store: Path, tree: Path, runs: int, only: str) -> dict[str, Any]:
         "tables": {p[0]: [int(p[1]), int(p[2])] for p in parts},
         "queries": {},
     }
-    for name, sqls in queries(tree, c).items():
-        if only and not any(name.startswith(o) for o in only.split(",")):
-            continue
-        times: list[float] = []
+    todo = queries(tree, c)
+    if extra:  # more forms to time beside the documented ones (e.g. a query's old text)
+        todo.update({name: [sql] for name, sql in json.loads(extra.read_text()).items()})
+    todo = {k: v for k, v in todo.items() if not only or any(k.startswith(o) for o in only.split(","))}
+    counts: dict[str, tuple[int, int]] = {}
+
+    def warm_up(name: str) -> None:
         rows_out = read_rows = 0
-        for sql in sqls:  # the warm-up run; chDB reports no rows read, so ask the planner (below)
+        for sql in todo[name]:  # the warm-up run; chDB reports no rows read, so ask the planner (below)
             rows_out += len(ro.query(sql).result_rows)
             with contextlib.suppress(Exception):  # an estimate is optional
                 read_rows += sum(int(r[3]) for r in c.query(f"EXPLAIN ESTIMATE {sql}").result_rows)
+        counts[name] = (rows_out, read_rows)
+
+    times: dict[str, list[float]] = {name: [] for name in todo}
+    cpu: dict[str, list[float]] = {name: [] for name in todo}
+    loads: dict[str, list[float]] = {name: [] for name in todo}
+
+    def once(name: str) -> None:
         # the web app's queries go through the analyst's role check (the parser, as /sql does); the
         # documented and cohort queries are timed as before, without it
         policy = analyst if name.startswith("web") else None
-        for _ in range(runs):
-            t = time.monotonic()
-            for sql in sqls:
-                run_readonly(c, sql, "jsonl", policy=policy)
-            times.append((time.monotonic() - t) * 1000)
+        t, p = time.monotonic(), time.process_time()
+        for sql in todo[name]:
+            run_readonly(c, sql, "jsonl", policy=policy)
+        times[name].append((time.monotonic() - t) * 1000)
+        cpu[name].append((time.process_time() - p) * 1000)  # this process's CPU: chDB runs in it
+        loads[name].append(os.getloadavg()[0])
+
+    # --alternate: each run times every query once in turn, so that two forms of a query meet the same
+    # load; otherwise all runs of one query, then the next
+    order = (
+        [name for _ in range(runs) for name in todo] if alternate else [q for q in todo for _ in range(runs)]
+    )
+    for name in order:
+        if name not in counts:
+            warm_up(name)
+        once(name)
+        if len(times[name]) < runs:
+            continue
+        rows_out, read_rows = counts[name]
         res["queries"][name] = {
-            "p50_ms": round(statistics.median(times), 1),
-            "p95_ms": round(_p95(times), 1),
+            "p50_ms": round(statistics.median(times[name]), 1),
+            "p95_ms": round(_p95(times[name]), 1),
+            "cpu_p50_ms": round(statistics.median(cpu[name]), 1),
+            "load": [round(min(loads[name]), 1), round(max(loads[name]), 1)],
             "rows_out": rows_out,
             "read_rows": read_rows,
         }
+        m = res["queries"][name]
         print(
-            f"{name:50} p50 {res['queries'][name]['p50_ms']:>8} p95 {res['queries'][name]['p95_ms']:>8} ms"
-            f"  read {res['queries'][name]['read_rows']:>12,} rows",
+            f"{name:50} p50 {m['p50_ms']:>8} p95 {m['p95_ms']:>8} ms  cpu p50 {m['cpu_p50_ms']:>8} ms"
+            f"  load {m['load'][0]}-{m['load'][1]}  read {m['read_rows']:>12,} rows",
             file=sys.stderr,
             flush=True,
         )
@@ -555,6 +584,10 @@ def main() -> None:
     ap.add_argument("--base-tag", default="main", help="the base store (loaded by --base-tree) to start from")
     ap.add_argument("--tag", default="ours", help="the name of its copy migrated by this tree")
     ap.add_argument("--json", type=Path, help="write the results here too")
+    ap.add_argument("--extra", type=Path, help="JSON {name: sql}: more queries to time (e.g. an old form)")
+    ap.add_argument(
+        "--alternate", action="store_true", help="time the queries in turn, one run each, --runs times"
+    )
     # internal: the child processes
     ap.add_argument("--tree", type=Path, default=REPO)
     ap.add_argument("--load-here", type=int)
@@ -570,7 +603,8 @@ def main() -> None:
         migrate_here(args.migrate_here)
         return
     if args.time_here:
-        print(json.dumps(time_here(args.time_here, args.tree, args.runs, args.only)))
+        out = time_here(args.time_here, args.tree, args.runs, args.only, args.extra, args.alternate)
+        print(json.dumps(out))
         return
 
     base_tag = args.base_tag if args.base_tree else args.tag
@@ -589,8 +623,12 @@ def main() -> None:
         if label not in args.stores.split(","):
             continue
         print(f"--- {label}: {store}", file=sys.stderr, flush=True)
+        more = [
+            *(["--extra", str(args.extra.resolve())] if args.extra else []),
+            *(["--alternate"] if args.alternate else []),
+        ]
         results[label] = json.loads(
-            child(tree, "--time-here", str(store), "--runs", str(args.runs), "--only", args.only)
+            child(tree, "--time-here", str(store), "--runs", str(args.runs), "--only", args.only, *more)
         )
     if args.json:
         args.json.write_text(
