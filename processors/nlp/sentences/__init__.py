@@ -6,7 +6,9 @@ number ("1." starting a line or a sentence); at blank lines; at a single line br
 line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
 inline list numbers ("... lungs. 2. Stable ..." splits before "2.", "... biopsy 2) Large ..." before
 "2)"); before a capitalised sentence opener ("No", "There", "Heart", ... in ``abbreviations.json``)
-right after a lower-case word or number, in a dictated text that lost its full stops. Semicolons stay
+right after a lower-case word or number in a long sentence, and before any capitalised word right after
+an all-lower-case word that is no function word ("... no edema Patchy atelectasis"; not "history of
+Hodgkin disease"), in a dictated text that lost its full stops. Semicolons stay
 inside the sentence (ConText treats them as scope terminators instead).
 """
 
@@ -36,6 +38,8 @@ _TRIGGER = re.compile(r"[.!?\n]")
 _GAP = re.compile(r"[a-z0-9]( +)[A-Z0-9]")
 # only a sentence longer than this (characters) is looked at for lost full stops: one that ran on
 _RUN_ON = 100
+# a capitalised word ("Patchy", not "COPD" or "McKay"), the article "A", or a list number before one ("2 Mild")
+_TITLE = re.compile(r"(?:\d{1,2} +)?(?P<w>[A-Z][a-z]+(?![A-Za-z])|A(?= +[a-z0-9]))")
 
 
 def _candidates(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
@@ -71,6 +75,10 @@ class SentenceSplitter:
         # or a list number before a capitalised word ("... volumes 2 Borderline heart size")
         words = "|".join(map(re.escape, data["openers"]))
         self.openers = re.compile(r"(?:" + words + r")\b|\d{1,2} +[A-Z][a-z]")
+        # at any length: a capitalised word after an all-lower-case word that is no function word
+        title = data.get("title_case", {})
+        self.not_after = frozenset(title.get("not_after", []))
+        self.not_before = frozenset(title.get("not_before", []))
 
     def split(self, text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         """(start, end) of each sentence of ``text[start:end]``, stripped of surrounding white space."""
@@ -94,13 +102,37 @@ class SentenceSplitter:
             _add(spans, text, sent_start, cut)
             sent_start = nxt
         _add(spans, text, sent_start, end)
+        title = self._title_cuts(text, start, end)
         for i in range(len(spans) - 1, -1, -1):  # few sentences run on: test the length first
             a, b = spans[i]
+            cuts = [c for c in title if a < c[0] and c[1] < b] if title else []
             if b - a > _RUN_ON:
-                cuts = self._opener_cuts(text, a, b)
-                if cuts:
-                    spans[i : i + 1] = _split_at(text, a, b, cuts)
+                cuts = sorted(set(cuts + self._opener_cuts(text, a, b)))
+            if cuts:
+                spans[i : i + 1] = _split_at(text, a, b, cuts)
         return spans
+
+    def _title_cuts(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
+        """The blanks between an all-lower-case word and a capitalised word ("no edema Patchy
+        atelectasis", "... seen A nodule", "... process 2 Mild"), unless the first is a function word
+        ("history of Hodgkin") or the second a name."""
+        cuts = []
+        for m in _GAP.finditer(text, start, end):
+            nxt = _TITLE.match(text, m.end(1))
+            if nxt is None or nxt.group("w") in self.not_before:
+                continue
+            w = m.start(1)
+            while w > start and text[w - 1].isalpha():
+                w -= 1
+            prev = text[w : m.start(1)]
+            if (
+                len(prev) > 1
+                and prev.islower()
+                and (w == start or not (text[w - 1].isalnum() or text[w - 1] in "-'/"))
+                and prev not in self.not_after
+            ):
+                cuts.append((m.start(1), m.end(1)))
+        return cuts
 
     def _opener_cuts(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
         """The blanks between a lower-case word or number and a capitalised opener. A blank after a
