@@ -201,6 +201,8 @@ class SentenceScope:
     def _is_clause(self, start: int, end: int) -> bool:
         """A finding phrase with a predicate after its first word ("heart size is enlarged", "heart size
         borderline"): a clause of its own, not a noun that a negation's list can hold."""
+        if self.low.find(" ", start, end) < 0:
+            return False
         words = WORD_RE.findall(self.low, start, end)
         return len(words) > 1 and any(w in CLAUSES.predicates for w in words[1:])
 
@@ -213,7 +215,7 @@ class SentenceScope:
                 break
         return CLAUSES.coordinators.search(self.low, pos, stop) is not None
 
-    def _negation_ends(self, a: int, b: int, clause: bool) -> bool:
+    def _negation_ends(self, a: int, b: int, b_end: int) -> bool:
         """Whether the list of a forward negation ending at ``a`` ends before the target at ``b``: at a
         comma that a positive clause follows ("no pneumothorax, small left effusion"), that follows a
         closed list ("no effusion or pneumothorax, bronchial thickening") or a closing predicate ("no
@@ -221,7 +223,7 @@ class SentenceScope:
         ("no pneumothorax, heart size is enlarged") after a comma or another finding."""
         low = self.low
         c = low.find(",", a, b)
-        if clause and (c >= 0 or self._target_between(a, b)):
+        if (c >= 0 or self._target_between(a, b)) and self._is_clause(b, b_end):
             return True
         while c >= 0:
             nxt = WORD_RE.search(low, c + 1, b + 1)
@@ -261,7 +263,7 @@ class SentenceScope:
         k = bisect.bisect_left(self.starts, start)
         before = [t for t in reversed(self.triggers[:k]) if t.end <= start]
         after = [t for t in self.triggers[k:] if t.start >= end]
-        self._walk(before, start, ("forward", "bidirectional"), True, found, self._is_clause(start, end))
+        self._walk(before, start, ("forward", "bidirectional"), True, found, end)
         self._walk(after, end, ("backward", "bidirectional"), False, found)
         return _result(found)
 
@@ -272,7 +274,7 @@ class SentenceScope:
         directions: tuple[str, ...],
         back: bool,
         found: dict[str, str],
-        clause: bool = False,
+        target_end: int = 0,
     ) -> None:
         terminated: set[str] = set()
         all_terminated = False
@@ -308,8 +310,10 @@ class SentenceScope:
                 if denies_change and rule.category == NEGATED:
                     continue
                 if back and rule.category == NEGATED and rule.direction == "forward":
-                    if ends is None:
-                        ends = self._negation_ends(trig.end, pos, clause)
+                    if ends is None:  # most negations have no comma and no other finding before the target
+                        ends = (
+                            self.low.find(",", trig.end, pos) >= 0 or self._target_between(trig.end, pos)
+                        ) and self._negation_ends(trig.end, pos, target_end)
                     if ends:
                         continue
                 if skip_backward and rule.direction in ("backward", "bidirectional"):

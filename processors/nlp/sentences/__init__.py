@@ -6,9 +6,10 @@ number ("1." starting a line or a sentence); at blank lines; at a single line br
 line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
 inline list numbers ("... lungs. 2. Stable ..." splits before "2.", "... biopsy 2) Large ..." before
 "2)"); before a capitalised sentence opener ("No", "There", "Heart", ... in ``abbreviations.json``)
-right after a lower-case word or number in a long sentence, and before any capitalised word right after
-an all-lower-case word that is no function word ("... no edema Patchy atelectasis"; not "history of
-Hodgkin disease"), in a dictated text that lost its full stops. Semicolons stay
+right after a lower-case word or number in a long sentence, and, in a section where no full stop ends a
+sentence, before any capitalised word right after an all-lower-case word that is no function word ("...
+no edema Patchy atelectasis"; not "history of Hodgkin disease"), in a dictated text that lost its full
+stops. Semicolons stay
 inside the sentence (ConText treats them as scope terminators instead).
 """
 
@@ -39,6 +40,9 @@ _GAP = re.compile(r"[a-z0-9]( +)[A-Z0-9]")
 # only a sentence longer than this (characters) is looked at for lost full stops: one that ran on
 _RUN_ON = 100
 # a capitalised word ("Patchy", not "COPD" or "McKay"), the article "A", or a list number before one ("2 Mild")
+# where _TITLE may follow a lower-case word
+# (led by the blank, a literal: re skips to it in C; the word before is tested in Python)
+_TITLE_GAP = re.compile(r" +(?=[A-Z][a-z]|A +[a-z0-9]|\d{1,2} +[A-Z][a-z])")
 _TITLE = re.compile(r"(?:\d{1,2} +)?(?P<w>[A-Z][a-z]+(?![A-Za-z])|A(?= +[a-z0-9]))")
 
 
@@ -89,12 +93,14 @@ class SentenceSplitter:
             matches: Iterable[re.Match[str]] = _CANDIDATE_ITEMS.finditer(text, start, end)
         else:
             matches = _candidates(text, start, end)
+        stops = False  # whether a full stop (or ! ?) ended a sentence here
         for m in matches:
             if m.group("ws") is not None:
                 cut = m.start("ws")
                 if not self._ends_sentence(text, sent_start, cut, text[m.end()].islower()):
                     continue
                 nxt = m.end()
+                stops = True
             elif m.group("blank") is not None:
                 cut, nxt = m.start(), m.end()
             else:  # a line break or an inline list item
@@ -102,7 +108,8 @@ class SentenceSplitter:
             _add(spans, text, sent_start, cut)
             sent_start = nxt
         _add(spans, text, sent_start, end)
-        title = self._title_cuts(text, start, end)
+        # a text whose sentences end with full stops has not lost them: a capital inside one is a name
+        title = self._title_cuts(text, start, end) if not stops and _TITLE_GAP.search(text, start, end) else []
         for i in range(len(spans) - 1, -1, -1):  # few sentences run on: test the length first
             a, b = spans[i]
             cuts = [c for c in title if a < c[0] and c[1] < b] if title else []
@@ -117,21 +124,24 @@ class SentenceSplitter:
         atelectasis", "... seen A nodule", "... process 2 Mild"), unless the first is a function word
         ("history of Hodgkin") or the second a name."""
         cuts = []
-        for m in _GAP.finditer(text, start, end):
-            nxt = _TITLE.match(text, m.end(1))
+        for m in _TITLE_GAP.finditer(text, start, end):
+            gap = m.start()
+            if gap == start or not ("a" <= text[gap - 1] <= "z"):
+                continue
+            nxt = _TITLE.match(text, m.end())
             if nxt is None or nxt.group("w") in self.not_before:
                 continue
-            w = m.start(1)
+            w = gap
             while w > start and text[w - 1].isalpha():
                 w -= 1
-            prev = text[w : m.start(1)]
+            prev = text[w:gap]
             if (
                 len(prev) > 1
                 and prev.islower()
                 and (w == start or not (text[w - 1].isalnum() or text[w - 1] in "-'/"))
                 and prev not in self.not_after
             ):
-                cuts.append((m.start(1), m.end(1)))
+                cuts.append((gap, m.end()))
         return cuts
 
     def _opener_cuts(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
