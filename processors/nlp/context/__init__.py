@@ -344,6 +344,10 @@ class SentenceScope:
             cats = cats - _NOT_MODIFIERS
             if denies_change:
                 cats = cats - {NEGATED}
+            if CHRONIC in cats and back and dist > max(r.max_scope for r in trig.rules if r.category == CHRONIC):
+                # "chronic"/"old" qualifies the finding right after it: out of its reach it does not end a
+                # history cue's list ("history of chronic back pain and bulging disks")
+                cats = cats - {CHRONIC}
             if cats and PSEUDO not in trig.categories:
                 seen.append(cats)
 
