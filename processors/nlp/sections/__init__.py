@@ -4,7 +4,9 @@ A header is a known title at the start of a line followed by ``:`` / ``.`` / ``-
 line (optionally set off with asterisks: ``***ADDENDUM***``), or a known title with a colon mid-line
 right after a sentence end ("... normal. IMPRESSION: ..."). Titles of a ``qualified`` section may carry
 a number, date or parenthesised note at the start of a line ("ADDENDUM #2:", "ADDENDUM (12/01/2026):").
-Text before the first header (or a report without headers) is the section ``other``.
+A header inside a line that lost its line breaks ("INDICATION: cough  FINDINGS: clear") is a known title
+in capitals right before a colon. Text before the first header (or a report without headers) is the section
+``other``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class SectionSplitter:
                     qualified.append(title)
         self._names: dict[str, str] = {}  # a matched title as written -> its section name
         alt = trie_pattern(self.name_of)  # matched on lower-cased text
+        # a title ending right at a colon, tried from a word start (a header inside a flattened line)
+        self.inline = re.compile("(?:" + alt + r")[ \t]*:")
         end = r"[ \t]*\**[ \t]*(?:[:.\-](?![\w.])\**[ \t]*|(?=\r?\n|$))"
         self.regex = re.compile(
             r"(?m)^[ \t]*\**[ \t]*(?:(?P<q>" + trie_pattern(qualified) + r")(?P<n>" + _QUALIFIER + r")"
@@ -72,6 +76,8 @@ class SectionSplitter:
             while low[head] in " \t":
                 head += 1
             heads.append((head, m.end(), text[start:title_end], name))
+        if low.find(":") >= 0:
+            self._inline_heads(text, low, heads)
         sections: list[Section] = []
         first = heads[0][0] if heads else len(text)
         if text[:first].strip():
@@ -80,6 +86,52 @@ class SectionSplitter:
             end = heads[i + 1][0] if i + 1 < len(heads) else len(text)
             sections.append(Section(name, title, start, _rstrip(text, body, end), body))
         return sections
+
+
+    def _inline_heads(self, text: str, low: str, heads: list[tuple[int, int, str, str]]) -> None:
+        """Add the headers inside a line that lost its line breaks ("INDICATION: cough  FINDINGS: clear"):
+        a known title in capitals right before a colon, after a blank ("FINDINGS:"). A capitalised title
+        inside a line ("... Comparison: there is ...") is not taken: a wrong header there would move
+        findings into a section that is not read for them. The headers the line-start pattern found stay."""
+        taken = {h[1] for h in heads}
+        colon = low.find(":")
+        added = False
+        while colon >= 0:
+            line = low.rfind("\n", 0, colon) + 1
+            if not any(line <= h[0] <= colon < h[1] for h in heads):
+                # word starts before the colon, farthest first (the longest title wins)
+                starts = [m.start() for m in _WORD.finditer(low, max(line, colon - _TITLE_CHARS), colon)]
+                for st in starts:
+                    if st == line or low[st - 1] not in " \t" or not low[line:st].strip():
+                        continue
+                    m = self.inline.fullmatch(low, st, colon + 1)
+                    if m is None:
+                        continue
+                    raw = text[st:colon].rstrip()
+                    if not raw.isupper():
+                        continue
+                    body = colon + 1
+                    while body < len(low) and low[body] in " \t":
+                        body += 1
+                    name = self.name_of[normalize(low[st:colon])]
+                    before = max((h for h in heads if h[0] < st), default=None)
+                    # the preamble (exam, history, comparison, ...) comes before the findings: a title of
+                    # it after them is more likely running text than a header ("... CHEST  COMPARISON: THERE
+                    # IS A MASS" in a report in capitals)
+                    late = before is not None and before[3] in _BODY and name in _PREAMBLE
+                    if body not in taken and not late:
+                        heads.append((st, body, raw, name))
+                        added = True
+                    break
+            colon = low.find(":", colon + 1)
+        if added:
+            heads.sort()
+
+
+_WORD = re.compile(r"\w+")
+_BODY = frozenset({"findings", "impression"})
+_PREAMBLE = frozenset({"exam", "history", "past_history", "family_history", "technique", "comparison"})
+_TITLE_CHARS = 48  # the longest title with its blanks ("past medical and surgical history")
 
 
 # a header match starts at the text start, after a line break, or right after sentence-final punctuation
