@@ -121,7 +121,7 @@ def load_clause_words(data_file: Path = DATA) -> ClauseWords:
 
 CLAUSES = load_clause_words()
 _LIST_PUNCT = re.compile(r"[;:()]")  # punctuation that ends a list (a comma does not)
-_CHANGE_OBJECT = 6  # words from a change noun to the finding it governs ("change in size of the small effusion")
+_CHANGE_OBJECT = 6  # words from a change noun to its finding ("change in size of the small effusion")
 
 
 # categories that do not end each other's scope (the stronger of both applies: possible over probable)
@@ -344,7 +344,11 @@ class SentenceScope:
             cats = cats - _NOT_MODIFIERS
             if denies_change:
                 cats = cats - {NEGATED}
-            if CHRONIC in cats and back and dist > max(r.max_scope for r in trig.rules if r.category == CHRONIC):
+            if (
+                CHRONIC in cats
+                and back
+                and dist > max(r.max_scope for r in trig.rules if r.category == CHRONIC)
+            ):
                 # "chronic"/"old" qualifies the finding right after it: out of its reach it does not end a
                 # history cue's list ("history of chronic back pain and bulging disks")
                 cats = cats - {CHRONIC}

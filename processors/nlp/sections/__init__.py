@@ -40,8 +40,7 @@ class SectionSplitter:
         end = r"[ \t]*\**[ \t]*(?:[:.\-](?![\w.])\**[ \t]*|(?=\r?\n|$))"
         self.regex = re.compile(
             r"(?m)^[ \t]*\**[ \t]*(?:(?P<q>" + trie_pattern(qualified) + r")(?P<n>" + _QUALIFIER + r")"
-            r"|(?P<a>" + alt + r"))" + end
-            + r"|(?<=[.!?;])[ \t]+(?P<b>" + alt + r")[ \t]*:[ \t]*"
+            r"|(?P<a>" + alt + r"))" + end + r"|(?<=[.!?;])[ \t]+(?P<b>" + alt + r")[ \t]*:[ \t]*"
         )
 
     def _matches(self, low: str) -> Iterator[re.Match[str]]:
@@ -86,7 +85,6 @@ class SectionSplitter:
             end = heads[i + 1][0] if i + 1 < len(heads) else len(text)
             sections.append(Section(name, title, start, _rstrip(text, body, end), body))
         return sections
-
 
     def _inline_heads(self, text: str, low: str, heads: list[tuple[int, int, str, str]]) -> None:
         """Add the headers inside a line that lost its line breaks ("INDICATION: cough  FINDINGS: clear"):

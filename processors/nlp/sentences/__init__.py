@@ -39,7 +39,7 @@ _TRIGGER = re.compile(r"[.!?\n]")
 _GAP = re.compile(r"[a-z0-9]( +)[A-Z0-9]")
 # only a sentence longer than this (characters) is looked at for lost full stops: one that ran on
 _RUN_ON = 100
-# a capitalised word ("Patchy", not "COPD" or "McKay"), the article "A", or a list number before one ("2 Mild")
+# a capitalised word ("Patchy", not "COPD" or "McKay"), the article "A", or a list number before one
 # where _TITLE may follow a lower-case word
 # (led by the blank, a literal: re skips to it in C; the word before is tested in Python)
 _TITLE_GAP = re.compile(r" +(?=[A-Z][a-z]|A +[a-z0-9]|\d{1,2} +[A-Z][a-z])")
@@ -109,7 +109,9 @@ class SentenceSplitter:
             sent_start = nxt
         _add(spans, text, sent_start, end)
         # a text whose sentences end with full stops has not lost them: a capital inside one is a name
-        title = self._title_cuts(text, start, end) if not stops and _TITLE_GAP.search(text, start, end) else []
+        title = (
+            self._title_cuts(text, start, end) if not stops and _TITLE_GAP.search(text, start, end) else []
+        )
         for i in range(len(spans) - 1, -1, -1):  # few sentences run on: test the length first
             a, b = spans[i]
             cuts = [c for c in title if a < c[0] and c[1] < b] if title else []
