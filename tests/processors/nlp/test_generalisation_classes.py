@@ -510,3 +510,18 @@ def test_items_alone_under_a_past_history_heading(title: str) -> None:
     assert [f.concept for f in past] == ["pneumonia", "fracture"]
     assert all(f.historical for f in past)
     assert not any(f.historical for f in r.findings if f.section == "findings")
+
+
+# ---------------------------------------------- hedges: "a suggestion of", "query" (outside the indication)
+@pytest.mark.parametrize(
+    ("text", "label", "state"),
+    [
+        ("FINDINGS: There is a suggestion of a small left pleural effusion.", "Effusion", "uncertain"),
+        ("FINDINGS: Query tiny right apical pneumothorax.", "Pneumothorax", "uncertain"),
+        # a negated suggestion stays negated
+        ("FINDINGS: There is no suggestion of a pleural effusion.", "Effusion", "negative"),
+        ("FINDINGS: Clear lungs without any suggestion of consolidation.", "Consolidation", "negative"),
+    ],
+)
+def test_suggestion_and_query_hedge(text: str, label: str, state: str) -> None:
+    assert analyze(text).chest_labels[label] == state
