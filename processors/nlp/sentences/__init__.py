@@ -9,8 +9,7 @@ inline list numbers ("... lungs. 2. Stable ..." splits before "2.", "... biopsy 
 right after a lower-case word or number in a long sentence, and, in a section where no full stop ends a
 sentence, before any capitalised word right after an all-lower-case word that is no function word ("...
 no edema Patchy atelectasis"; not "history of Hodgkin disease"), in a dictated text that lost its full
-stops. Semicolons stay
-inside the sentence (ConText treats them as scope terminators instead).
+stops. Semicolons stay inside the sentence (ConText treats them as scope terminators instead).
 """
 
 from __future__ import annotations
@@ -39,10 +38,10 @@ _TRIGGER = re.compile(r"[.!?\n]")
 _GAP = re.compile(r"[a-z0-9]( +)[A-Z0-9]")
 # only a sentence longer than this (characters) is looked at for lost full stops: one that ran on
 _RUN_ON = 100
-# a capitalised word ("Patchy", not "COPD" or "McKay"), the article "A", or a list number before one
-# where _TITLE may follow a lower-case word
-# (led by the blank, a literal: re skips to it in C; the word before is tested in Python)
+# the blanks where _TITLE may follow (led by the blank, a literal that re skips to in C; the word before
+# it is tested in Python)
 _TITLE_GAP = re.compile(r" +(?=[A-Z][a-z]|A +[a-z0-9]|\d{1,2} +[A-Z][a-z])")
+# a capitalised word ("Patchy", not "COPD" or "McKay"), the article "A", or a list number before one
 _TITLE = re.compile(r"(?:\d{1,2} +)?(?P<w>[A-Z][a-z]+(?![A-Za-z])|A(?= +[a-z0-9]))")
 
 
