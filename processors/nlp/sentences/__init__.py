@@ -83,6 +83,11 @@ class SentenceSplitter:
         self.not_after = frozenset(title.get("not_after", []))
         self.not_before = frozenset(title.get("not_before", []))
 
+    def keep_after(self, words: Iterable[str]) -> None:
+        """Never end a sentence at a capitalised word right after one of ``words`` (the last words of
+        the ConText triggers that read forward: "no Pneumothorax", "rule out Pneumonia" is one sentence)."""
+        self.not_after = self.not_after | {w.lower() for w in words}
+
     def split(self, text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         """(start, end) of each sentence of ``text[start:end]``, stripped of surrounding white space."""
         end = len(text) if end is None else end

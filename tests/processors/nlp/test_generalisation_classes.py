@@ -444,6 +444,25 @@ def test_capitalised_words_that_start_no_sentence(text: str) -> None:
     assert len(split_sentences(text.split(". ")[-1])) == 1
 
 
+@pytest.mark.parametrize(
+    ("text", "label", "state"),
+    [
+        # a trigger reads the capitalised word after it: no sentence ends between them
+        ("FINDINGS: there is no Pneumothorax", "Pneumothorax", "negative"),
+        ("FINDINGS: possible Pneumonia in the left base", "Pneumonia", "uncertain"),
+        ("FINDINGS: again seen Cardiomegaly", "Cardiomegaly", "positive"),
+    ],
+)
+def test_no_sentence_ends_after_a_trigger(text: str, label: str, state: str) -> None:
+    assert analyze(text).chest_labels[label] == state
+
+
+def test_a_hypothesis_in_the_indication_keeps_its_capitalised_finding() -> None:
+    r = analyze("INDICATION: rule out Pneumonia")
+    assert len(r.sentences) == 1
+    assert [f.hypothetical for f in r.findings] == [True]
+
+
 # ---------------------------------------------- a report flattened to one line
 def test_headers_inside_a_flattened_line() -> None:
     r = analyze("EXAM: Chest 2 views  INDICATION: cough  COMPARISON: none  FINDINGS: Mild cardiomegaly.")
