@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from processors.nlp import context as ctx
 from processors.nlp.chest import ChestMapping
 from processors.nlp.lexicon import Attribute, Concept, add_spelling_variants, load_attributes, load_concepts
-from processors.nlp.matching import PhraseMatcher, lower_same_length, normalize
+from processors.nlp.matching import WORD_RE, PhraseMatcher, lower_same_length, normalize
 from processors.nlp.sections import SectionSplitter
 from processors.nlp.sentences import SentenceSplitter
 from processors.nlp.types import ContextResult, Finding, ReportAnalysis, Section, Sentence
@@ -35,6 +35,15 @@ class Engine:
         self.sections = SectionSplitter()
         self.sentences = SentenceSplitter()
         self.rules = ctx.load_rules()
+        # a forward trigger reads the words after it: no sentence ends there ("no Pneumothorax"), unless
+        # its last word is a predicate that can close a clause ("not seen")
+        self.sentences.keep_after(
+            words[-1]
+            for r in self.rules
+            if r.direction in ("forward", "bidirectional")
+            and (words := WORD_RE.findall(r.phrase.lower()))
+            and words[-1] not in ctx.CLAUSES.closers
+        )
         self.section_categories = ctx.load_section_categories()
         concept_phrases, concept_patterns = load_concepts()
         _add_critical_synonyms(concept_phrases)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-NLP_VERSION = "0.5.0"  # 0.5: generalisation classes of issue 14 (change negation, comma clauses, ...)
+NLP_VERSION = "0.6.0"  # 0.6: comma clauses after negated lists, run-ons, one-line reports, history cues
 
 
 @dataclass(frozen=True, slots=True)

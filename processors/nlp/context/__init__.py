@@ -100,6 +100,30 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
     return rules
 
 
+class ClauseWords(NamedTuple):
+    openers: frozenset[str]
+    closers: frozenset[str]
+    coordinators: re.Pattern[str]
+    predicates: frozenset[str]
+
+
+def load_clause_words(data_file: Path = DATA) -> ClauseWords:
+    """The words that end a negated list at a comma, and the predicates of clause targets (``clauses``)."""
+    data = json.loads(data_file.read_text()).get("clauses", {})
+    coords = data.get("coordinators", [])
+    return ClauseWords(
+        frozenset(data.get("openers", [])),
+        frozenset(data.get("closers", [])),
+        re.compile(r"\b(?:" + "|".join(map(re.escape, coords)) + r")\b" if coords else r"(?!x)x"),
+        frozenset(data.get("predicates", [])),
+    )
+
+
+CLAUSES = load_clause_words()
+_LIST_PUNCT = re.compile(r"[;:()]")  # punctuation that ends a list (a comma does not)
+_CHANGE_OBJECT = 6  # words from a change noun to its finding ("change in size of the small effusion")
+
+
 # categories that do not end each other's scope (the stronger of both applies: possible over probable)
 _FAMILY = {POSSIBLE: frozenset({POSSIBLE, PROBABLE}), PROBABLE: frozenset({POSSIBLE, PROBABLE})}
 _TEMPORAL = frozenset({HISTORICAL, CHRONIC, CURRENT})
@@ -135,6 +159,7 @@ class SentenceScope:
         # negations that deny a change, not a finding (start -> end of the change noun): pseudo-triggers
         # for the findings that the change phrase itself governs
         self.low = low
+        self.end = end
         self.change_negations: dict[int, int] = {}
         if any(CHANGE in t.categories for t in self.triggers):
             self.change_negations = self._change_negations(low)
@@ -173,13 +198,72 @@ class SentenceScope:
         k = bisect.bisect_left(self.targets, pos)
         return k < len(self.targets) and self._words_between(pos, self.targets[k]) <= 1
 
+    def _is_clause(self, start: int, end: int) -> bool:
+        """A finding phrase with a predicate after its first word ("heart size is enlarged", "heart size
+        borderline"): a clause of its own, not a noun that a negation's list can hold."""
+        if self.low.find(" ", start, end) < 0:
+            return False
+        words = WORD_RE.findall(self.low, start, end)
+        return len(words) > 1 and any(w in CLAUSES.predicates for w in words[1:])
+
+    def _list_goes_on(self, pos: int) -> bool:
+        """Whether a list coordinator ("or", "nor") follows ``pos`` before the next negation or the end."""
+        stop = self.end
+        for t in self.triggers[bisect.bisect_left(self.starts, pos) :]:
+            if NEGATED in t.categories:
+                stop = t.start
+                break
+        return CLAUSES.coordinators.search(self.low, pos, stop) is not None
+
+    def _negation_ends(self, a: int, b: int, b_end: int) -> bool:
+        """Whether the list of a forward negation ending at ``a`` ends before the target at ``b``: at a
+        comma that a positive clause follows ("no pneumothorax, small left effusion"), that follows a
+        closed list ("no effusion or pneumothorax, bronchial thickening") or a closing predicate ("no
+        effusion seen, ..."), unless a coordinator shows that the list goes on; or before a clause target
+        ("no pneumothorax, heart size is enlarged") after a comma or another finding."""
+        low = self.low
+        c = low.find(",", a, b)
+        if (c >= 0 or self._target_between(a, b)) and self._is_clause(b, b_end):
+            return True
+        while c >= 0:
+            nxt = WORD_RE.search(low, c + 1, b + 1)
+            prev = [m.group() for m in WORD_RE.finditer(low, max(a, c - 30), c)]
+            coord = CLAUSES.coordinators.search(low, a, c)
+            opens = (
+                nxt is not None
+                and not low[c + 1 : nxt.start()].strip()
+                and nxt.group() in CLAUSES.openers
+                and not self._target_at(nxt.start())
+            )
+            closes = bool(prev) and prev[-1] in CLAUSES.closers
+            closed_list = coord is not None and self._target_between(coord.end(), c)
+            if (opens or closes or closed_list) and not self._list_goes_on(c):
+                return True
+            c = low.find(",", c + 1, b)
+        return False
+
+    def _target_at(self, pos: int) -> bool:
+        k = bisect.bisect_left(self.targets, pos)
+        return k < len(self.targets) and self.targets[k] == pos
+
+    def _change_object(self, change_end: int) -> bool:
+        """Whether the change noun governs a finding ("no change in the small effusion, ..."): one follows
+        within a few words, with no punctuation between (not "no change in appetite, weight loss")."""
+        k = bisect.bisect_left(self.targets, change_end)
+        if k == len(self.targets):
+            return False
+        t = self.targets[k]
+        return self._words_between(change_end, t) <= _CHANGE_OBJECT and not _CLAUSE_PUNCT.search(
+            self.low, change_end, t
+        )
+
     def assert_target(self, start: int, end: int) -> ContextResult:
         """The ConText status of the target ``low[start:end]``."""
         found: dict[str, str] = {}
         k = bisect.bisect_left(self.starts, start)
         before = [t for t in reversed(self.triggers[:k]) if t.end <= start]
         after = [t for t in self.triggers[k:] if t.start >= end]
-        self._walk(before, start, ("forward", "bidirectional"), True, found)
+        self._walk(before, start, ("forward", "bidirectional"), True, found, end)
         self._walk(after, end, ("backward", "bidirectional"), False, found)
         return _result(found)
 
@@ -190,6 +274,7 @@ class SentenceScope:
         directions: tuple[str, ...],
         back: bool,
         found: dict[str, str],
+        target_end: int = 0,
     ) -> None:
         terminated: set[str] = set()
         all_terminated = False
@@ -209,14 +294,28 @@ class SentenceScope:
             # only for a finding in the change phrase ("no change in the size of the small effusion"); one
             # further down a list is negated ("negative for change in appetite, weight loss or anemia")
             change_end = self.change_negations.get(trig.start)
+            # a change noun whose object is a finding governs the list after it too ("no interval change
+            # in the basal opacities, scarring or atelectasis")
             denies_change = (
                 change_end is not None
-                and dist <= _CHANGE_REACH
-                and (not back or not _CLAUSE_PUNCT.search(self.low, change_end, pos))
+                and list_dist <= _CHANGE_REACH
+                and (
+                    not back
+                    or not _CLAUSE_PUNCT.search(self.low, change_end, pos)
+                    or (self._change_object(change_end) and not _LIST_PUNCT.search(self.low, change_end, pos))
+                )
             )
+            ends = None  # whether this negation's list ends before the target (computed once, if needed)
             for rule in trig.rules:
                 if denies_change and rule.category == NEGATED:
                     continue
+                if back and rule.category == NEGATED and rule.direction == "forward":
+                    if ends is None:  # most negations have no comma and no other finding before the target
+                        ends = (
+                            self.low.find(",", trig.end, pos) >= 0 or self._target_between(trig.end, pos)
+                        ) and self._negation_ends(trig.end, pos, target_end)
+                    if ends:
+                        continue
                 if skip_backward and rule.direction in ("backward", "bidirectional"):
                     continue
                 cat = rule.category
@@ -245,6 +344,14 @@ class SentenceScope:
             cats = cats - _NOT_MODIFIERS
             if denies_change:
                 cats = cats - {NEGATED}
+            if (
+                CHRONIC in cats
+                and back
+                and dist > max(r.max_scope for r in trig.rules if r.category == CHRONIC)
+            ):
+                # "chronic"/"old" qualifies the finding right after it: out of its reach it does not end a
+                # history cue's list ("history of chronic back pain and bulging disks")
+                cats = cats - {CHRONIC}
             if cats and PSEUDO not in trig.categories:
                 seen.append(cats)
 

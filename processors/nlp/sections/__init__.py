@@ -4,11 +4,14 @@ A header is a known title at the start of a line followed by ``:`` / ``.`` / ``-
 line (optionally set off with asterisks: ``***ADDENDUM***``), or a known title with a colon mid-line
 right after a sentence end ("... normal. IMPRESSION: ..."). Titles of a ``qualified`` section may carry
 a number, date or parenthesised note at the start of a line ("ADDENDUM #2:", "ADDENDUM (12/01/2026):").
-Text before the first header (or a report without headers) is the section ``other``.
+A header inside a line that lost its line breaks ("INDICATION: cough  FINDINGS: clear") is a known title
+in capitals right before a colon. Text before the first header (or a report without headers) is the section
+``other``.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Iterator
@@ -33,11 +36,12 @@ class SectionSplitter:
                     qualified.append(title)
         self._names: dict[str, str] = {}  # a matched title as written -> its section name
         alt = trie_pattern(self.name_of)  # matched on lower-cased text
+        # a title ending right at a colon, tried from a word start (a header inside a flattened line)
+        self.inline = re.compile("(?:" + alt + r")[ \t]*:")
         end = r"[ \t]*\**[ \t]*(?:[:.\-](?![\w.])\**[ \t]*|(?=\r?\n|$))"
         self.regex = re.compile(
             r"(?m)^[ \t]*\**[ \t]*(?:(?P<q>" + trie_pattern(qualified) + r")(?P<n>" + _QUALIFIER + r")"
-            r"|(?P<a>" + alt + r"))" + end
-            + r"|(?<=[.!?;])[ \t]+(?P<b>" + alt + r")[ \t]*:[ \t]*"
+            r"|(?P<a>" + alt + r"))" + end + r"|(?<=[.!?;])[ \t]+(?P<b>" + alt + r")[ \t]*:[ \t]*"
         )
 
     def _matches(self, low: str) -> Iterator[re.Match[str]]:
@@ -72,6 +76,9 @@ class SectionSplitter:
             while low[head] in " \t":
                 head += 1
             heads.append((head, m.end(), text[start:title_end], name))
+        # a colon that no header found so far holds
+        if low.count(":") > sum(low.count(":", h[0], h[1]) for h in heads):
+            self._inline_heads(text, low, heads)
         sections: list[Section] = []
         first = heads[0][0] if heads else len(text)
         if text[:first].strip():
@@ -80,6 +87,63 @@ class SectionSplitter:
             end = heads[i + 1][0] if i + 1 < len(heads) else len(text)
             sections.append(Section(name, title, start, _rstrip(text, body, end), body))
         return sections
+
+    def _inline_head(
+        self, text: str, low: str, colon: int, heads: list[tuple[int, int, str, str]], taken: set[int]
+    ) -> bool:
+        """Add the header that ends at ``colon`` inside a line, if there is one."""
+        line = low.rfind("\n", 0, colon) + 1
+        # word starts before the colon, farthest first (the longest title wins)
+        for m in _WORD.finditer(low, max(line, colon - _TITLE_CHARS), colon):
+            st = m.start()
+            if st == line or low[st - 1] not in " \t" or not low[line:st].strip():
+                continue
+            if self.inline.fullmatch(low, st, colon + 1) is None:
+                continue
+            raw = text[st:colon].rstrip()
+            if not raw.isupper():
+                continue
+            body = colon + 1
+            while body < len(low) and low[body] in " \t":
+                body += 1
+            name = self.name_of[normalize(low[st:colon])]
+            before = max((h for h in heads if h[0] < st), default=None)
+            # the preamble (exam, history, comparison, ...) comes before the findings: a title of it after
+            # them is more likely running text than a header ("... CHEST  COMPARISON: THERE IS A MASS" in
+            # a report in capitals)
+            late = before is not None and before[3] in _BODY and name in _PREAMBLE
+            if body in taken or late:
+                return False
+            heads.append((st, body, raw, name))
+            return True
+        return False
+
+    def _inline_heads(self, text: str, low: str, heads: list[tuple[int, int, str, str]]) -> None:
+        """Add the headers inside a line that lost its line breaks ("INDICATION: cough  FINDINGS: clear"):
+        a known title in capitals right before a colon, after a blank ("FINDINGS:"). A capitalised title
+        inside a line ("... Comparison: there is ...") is not taken: a wrong header there would move
+        findings into a section that is not read for them. The headers the line-start pattern found stay."""
+        taken = {h[1] for h in heads}
+        starts = [h[0] for h in heads]  # in text order, as the line-start pattern found them
+        colon = low.find(":")
+        added = False
+        while colon >= 0:
+            k = bisect.bisect_right(starts, colon) - 1
+            last = colon - 1
+            while last >= 0 and text[last] in " \t":
+                last -= 1
+            # not the colon of a header found already, and a title in capitals right before it
+            if (k < 0 or heads[k][1] <= colon) and last >= 0 and "A" <= text[last] <= "Z":
+                added = self._inline_head(text, low, colon, heads, taken) or added
+            colon = low.find(":", colon + 1)
+        if added:
+            heads.sort()
+
+
+_WORD = re.compile(r"\w+")
+_BODY = frozenset({"findings", "impression"})
+_PREAMBLE = frozenset({"exam", "history", "past_history", "family_history", "technique", "comparison"})
+_TITLE_CHARS = 48  # the longest title with its blanks ("past medical and surgical history")
 
 
 # a header match starts at the text start, after a line break, or right after sentence-final punctuation

@@ -6,8 +6,10 @@ number ("1." starting a line or a sentence); at blank lines; at a single line br
 line starts with a capital, digit or bullet (a wrapped line starting lower-case continues); before
 inline list numbers ("... lungs. 2. Stable ..." splits before "2.", "... biopsy 2) Large ..." before
 "2)"); before a capitalised sentence opener ("No", "There", "Heart", ... in ``abbreviations.json``)
-right after a lower-case word or number, in a dictated text that lost its full stops. Semicolons stay
-inside the sentence (ConText treats them as scope terminators instead).
+right after a lower-case word or number in a long sentence, and, in a section where no full stop ends a
+sentence, before any capitalised word right after an all-lower-case word that is no function word ("...
+no edema Patchy atelectasis"; not "history of Hodgkin disease"), in a dictated text that lost its full
+stops. Semicolons stay inside the sentence (ConText treats them as scope terminators instead).
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ _TRIGGER = re.compile(r"[.!?\n]")
 _GAP = re.compile(r"[a-z0-9]( +)[A-Z0-9]")
 # only a sentence longer than this (characters) is looked at for lost full stops: one that ran on
 _RUN_ON = 100
+# the blanks where _TITLE may follow (led by the blank, a literal that re skips to in C; the word before
+# it is tested in Python)
+_TITLE_GAP = re.compile(r" +(?=[A-Z][a-z]|A +[a-z0-9]|\d{1,2} +[A-Z][a-z])")
+# a capitalised word ("Patchy", not "COPD" or "McKay"), the article "A", or a list number before one
+_TITLE = re.compile(r"(?:\d{1,2} +)?(?P<w>[A-Z][a-z]+(?![A-Za-z])|A(?= +[a-z0-9]))")
 
 
 def _candidates(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
@@ -71,6 +78,15 @@ class SentenceSplitter:
         # or a list number before a capitalised word ("... volumes 2 Borderline heart size")
         words = "|".join(map(re.escape, data["openers"]))
         self.openers = re.compile(r"(?:" + words + r")\b|\d{1,2} +[A-Z][a-z]")
+        # at any length: a capitalised word after an all-lower-case word that is no function word
+        title = data.get("title_case", {})
+        self.not_after = frozenset(title.get("not_after", []))
+        self.not_before = frozenset(title.get("not_before", []))
+
+    def keep_after(self, words: Iterable[str]) -> None:
+        """Never end a sentence at a capitalised word right after one of ``words`` (the last words of
+        the ConText triggers that read forward: "no Pneumothorax", "rule out Pneumonia" is one sentence)."""
+        self.not_after = self.not_after | {w.lower() for w in words}
 
     def split(self, text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         """(start, end) of each sentence of ``text[start:end]``, stripped of surrounding white space."""
@@ -81,12 +97,14 @@ class SentenceSplitter:
             matches: Iterable[re.Match[str]] = _CANDIDATE_ITEMS.finditer(text, start, end)
         else:
             matches = _candidates(text, start, end)
+        stops = False  # whether a full stop (or ! ?) ended a sentence here
         for m in matches:
             if m.group("ws") is not None:
                 cut = m.start("ws")
                 if not self._ends_sentence(text, sent_start, cut, text[m.end()].islower()):
                     continue
                 nxt = m.end()
+                stops = True
             elif m.group("blank") is not None:
                 cut, nxt = m.start(), m.end()
             else:  # a line break or an inline list item
@@ -94,13 +112,43 @@ class SentenceSplitter:
             _add(spans, text, sent_start, cut)
             sent_start = nxt
         _add(spans, text, sent_start, end)
+        # a text whose sentences end with full stops has not lost them: a capital inside one is a name
+        title = (
+            self._title_cuts(text, start, end) if not stops and _TITLE_GAP.search(text, start, end) else []
+        )
         for i in range(len(spans) - 1, -1, -1):  # few sentences run on: test the length first
             a, b = spans[i]
+            cuts = [c for c in title if a < c[0] and c[1] < b] if title else []
             if b - a > _RUN_ON:
-                cuts = self._opener_cuts(text, a, b)
-                if cuts:
-                    spans[i : i + 1] = _split_at(text, a, b, cuts)
+                cuts = sorted(set(cuts + self._opener_cuts(text, a, b)))
+            if cuts:
+                spans[i : i + 1] = _split_at(text, a, b, cuts)
         return spans
+
+    def _title_cuts(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
+        """The blanks between an all-lower-case word and a capitalised word ("no edema Patchy
+        atelectasis", "... seen A nodule", "... process 2 Mild"), unless the first is a function word
+        ("history of Hodgkin") or the second a name."""
+        cuts = []
+        for m in _TITLE_GAP.finditer(text, start, end):
+            gap = m.start()
+            if gap == start or not ("a" <= text[gap - 1] <= "z"):
+                continue
+            nxt = _TITLE.match(text, m.end())
+            if nxt is None or nxt.group("w") in self.not_before:
+                continue
+            w = gap
+            while w > start and text[w - 1].isalpha():
+                w -= 1
+            prev = text[w:gap]
+            if (
+                len(prev) > 1
+                and prev.islower()
+                and (w == start or not (text[w - 1].isalnum() or text[w - 1] in "-'/"))
+                and prev not in self.not_after
+            ):
+                cuts.append((gap, m.end()))
+        return cuts
 
     def _opener_cuts(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
         """The blanks between a lower-case word or number and a capitalised opener. A blank after a

@@ -1,6 +1,7 @@
 """Rule classes added to hold on reports the dev sets do not have (issue 14): a negated change is no
 negated finding, "now resolved", partial resolution, a comma that opens a new clause after a negated
-list, British spellings.
+list, British spellings; where a negated list ends at a comma, a denied change with its list, short run-ons,
+a report flattened to one line, denials in other word orders, history cues and past-history headings.
 
 Every sentence here was written for these tests (none comes from a report collection or the dev sets).
 """
@@ -302,8 +303,8 @@ def test_a_list_number_after_a_word_starts_a_sentence() -> None:
     ]
 
 
-def test_a_short_sentence_is_not_searched_for_lost_full_stops() -> None:
-    # only a sentence that ran on (over 100 characters) is: a short one keeps its capitalised words
+def test_capitalised_names_after_a_function_word_or_a_name_do_not_split() -> None:
+    # "Dr" follows a function word, "The" a capitalised word: no lost full stop there
     assert len(split_sentences("Seen by Dr Smith The Second on the ward.")) == 1
 
 
@@ -319,3 +320,227 @@ def test_a_short_sentence_is_not_searched_for_lost_full_stops() -> None:
 )
 def test_openers_split_only_after_a_lower_case_word(text: str) -> None:
     assert len(split_sentences(text)) == 1
+
+
+# ---------------------------------------------- where a negated list ends at a comma
+# Radiologists write asyndetic negated lists ("No consolidation, effusion, pneumothorax."): a bare
+# finding after a comma stays in the list. A comma ends the list only when a positive clause follows
+# (a size, side or course word), when the list before it was closed by "or", or when a predicate closed
+# the negated clause; a coordinator later in the sentence shows that the list goes on.
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("FINDINGS: No pneumothorax, small left pleural effusion.", "Effusion"),
+        ("FINDINGS: Negative for pneumothorax, right basilar atelectasis.", "Atelectasis"),
+        ("FINDINGS: No focal consolidation, bilateral pleural effusions layering posteriorly.", "Effusion"),
+        ("FINDINGS: No pleural effusion or pneumothorax, bibasilar atelectasis.", "Atelectasis"),
+        ("FINDINGS: Without edema nor effusion, streaky atelectasis at the left base.", "Atelectasis"),
+        ("FINDINGS: No definite effusion seen, calcified nodule in the right apex.", "Nodule"),
+        ("FINDINGS: No pneumothorax, heart size is enlarged.", "Cardiomegaly"),
+        ("FINDINGS: Negative for effusion, heart size borderline.", "Cardiomegaly"),
+    ],
+)
+def test_a_comma_ends_a_negated_list_before_a_positive_clause(text: str, label: str) -> None:
+    assert analyze(text).chest_labels[label] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("text", "labels"),
+    [
+        # asyndetic lists, two items or more: all negated
+        ("FINDINGS: No pneumothorax, pleural effusion.", ("Pneumothorax", "Effusion")),
+        ("FINDINGS: No edema, cardiomegaly.", ("Edema", "Cardiomegaly")),
+        ("FINDINGS: Negative for consolidation, effusion, pneumothorax.", ("Consolidation", "Effusion")),
+        # a coordinator after the comma: the list goes on
+        (
+            "FINDINGS: No pneumothorax, left pleural effusion, or consolidation.",
+            ("Effusion", "Consolidation"),
+        ),
+        ("FINDINGS: No effusion or pneumothorax, or focal consolidation.", ("Effusion", "Consolidation")),
+    ],
+)
+def test_comma_lists_without_a_new_clause_stay_negated(text: str, labels: tuple[str, ...]) -> None:
+    r = analyze(text)
+    for label in labels:
+        assert r.chest_labels[label] == "negative", (label, r.chest_labels)
+
+
+def test_a_word_that_starts_a_finding_is_no_clause_opener() -> None:
+    # "small" starts the finding "small bowel obstruction": still an item of the negated list
+    r = analyze("FINDINGS: No free air, small bowel obstruction.")
+    assert [f.negated for f in r.findings] == [True, True]
+
+
+def test_a_clause_target_without_a_comma_after_another_finding() -> None:
+    # a report without punctuation: "heart is enlarged" is a clause, not an item of "no pneumothorax"
+    r = analyze("FINDINGS: no pneumothorax heart is enlarged")
+    assert r.chest_labels["Cardiomegaly"] == "positive"
+    assert r.chest_labels["Pneumothorax"] == "negative"
+    # a clause right after the negation is still negated
+    assert (
+        analyze("FINDINGS: No evidence that the heart is enlarged.").chest_labels["Cardiomegaly"]
+        == "negative"
+    )
+
+
+# ---------------------------------------------- a denied change governs the comma list of its object
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        (
+            "FINDINGS: There has been no interval change in the right basal opacities, "
+            "scarring or atelectasis.",
+            "Atelectasis",
+        ),
+        (
+            "FINDINGS: No significant change in the mild cardiomegaly, small bilateral pleural effusions, "
+            "bibasilar atelectasis and interstitial edema.",
+            "Edema",
+        ),
+        (
+            "FINDINGS: Without appreciable change of the left lower lobe consolidation, "
+            "effusion and atelectasis.",
+            "Effusion",
+        ),
+    ],
+)
+def test_a_denied_change_leaves_its_whole_list_present(text: str, label: str) -> None:
+    assert analyze(text).chest_labels[label] == "positive"
+
+
+def test_a_denied_change_without_a_finding_object_still_negates_the_list() -> None:
+    # "change in appetite" is an item of the negated list, not a change of the findings after it
+    assert (
+        analyze("FINDINGS: Negative for change in appetite, pneumonia or effusion.").chest_labels["Effusion"]
+        == "negative"
+    )
+
+
+# ---------------------------------------------- short run-on sentences in a text that lost its full stops
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("FINDINGS: no pleural effusion Streaky left basilar atelectasis", "Atelectasis"),
+        ("FINDINGS: No pulmonary edema Cardiomegaly", "Cardiomegaly"),
+        ("FINDINGS: there is no effusion A 2 cm nodule is present in the right hilum", "Nodule"),
+        ("IMPRESSION: 1 No acute process 2 Interval development of cardiomegaly", "Cardiomegaly"),
+    ],
+)
+def test_a_short_run_on_does_not_carry_the_negation(text: str, label: str) -> None:
+    assert analyze(text).chest_labels[label] == "positive"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "history of Hodgkin lymphoma and no effusion",  # after a function word
+        "no pneumothorax with Swan Ganz catheter in place",  # after a function word, and a name
+        "tip of the left Dobhoff tube in the stomach",  # a device name
+        "NO PNEUMOTHORAX NO EFFUSION",  # all capitals: no case to read
+        "No effusion. Seen on the ward Monday by the team.",  # a text with full stops keeps its capitals
+    ],
+)
+def test_capitalised_words_that_start_no_sentence(text: str) -> None:
+    assert len(split_sentences(text.split(". ")[-1])) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "state"),
+    [
+        # a trigger reads the capitalised word after it: no sentence ends between them
+        ("FINDINGS: there is no Pneumothorax", "Pneumothorax", "negative"),
+        ("FINDINGS: possible Pneumonia in the left base", "Pneumonia", "uncertain"),
+        ("FINDINGS: again seen Cardiomegaly", "Cardiomegaly", "positive"),
+    ],
+)
+def test_no_sentence_ends_after_a_trigger(text: str, label: str, state: str) -> None:
+    assert analyze(text).chest_labels[label] == state
+
+
+def test_a_hypothesis_in_the_indication_keeps_its_capitalised_finding() -> None:
+    r = analyze("INDICATION: rule out Pneumonia")
+    assert len(r.sentences) == 1
+    assert [f.hypothetical for f in r.findings] == [True]
+
+
+# ---------------------------------------------- a report flattened to one line
+def test_headers_inside_a_flattened_line() -> None:
+    r = analyze("EXAM: Chest 2 views  INDICATION: cough  COMPARISON: none  FINDINGS: Mild cardiomegaly.")
+    assert [s.name for s in r.sections] == ["exam", "history", "comparison", "findings"]
+    assert r.chest_labels["Cardiomegaly"] == "positive"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a capitalised (not upper-case) title inside running text is no header
+        "FINDINGS: Chest  Comparison: there is mild cardiomegaly.",
+        # a preamble title after the findings is more likely running text in a report in capitals
+        "FINDINGS: CHEST  COMPARISON: THERE IS MILD CARDIOMEGALY.",
+    ],
+)
+def test_titles_inside_a_line_that_stay_in_the_findings(text: str) -> None:
+    r = analyze(text)
+    assert [s.name for s in r.sections] == ["findings"]
+    assert r.chest_labels["Cardiomegaly"] == "positive"
+
+
+# ---------------------------------------------- denials read backward, weaker negation words
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Pleural effusion is ruled out.", "pleural effusion"),
+        ("Pneumothorax has been ruled out.", "pneumothorax"),
+        ("A right pleural effusion was ruled out on ultrasound.", "pleural effusion"),
+        ("Fractures have been excluded.", "fractures"),
+        ("Pneumonia is doubtful.", "pneumonia"),
+        ("Malignancy seems unlikely.", "malignancy"),
+        ("The appearances do not suggest pneumonia.", "pneumonia"),
+        ("The scan does not indicate a pulmonary embolism.", "pulmonary embolism"),
+    ],
+)
+def test_denials_in_other_word_orders(text: str, term: str) -> None:
+    assert assert_term(text, term).negated
+
+
+# ---------------------------------------------- history: cues of the past, and lists after them
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("She had undergone a right lobectomy for a carcinoid.", "lobectomy"),
+        ("He was previously diagnosed with sarcoidosis.", "sarcoidosis"),
+        ("Pulmonary embolism last year, treated with warfarin.", "pulmonary embolism"),
+        ("A left hip fracture some years earlier.", "hip fracture"),
+        # "chronic" qualifies the item right after it, not the rest of the history list
+        ("History of chronic low back pain as well as two herniated lumbar discs.", "herniated lumbar discs"),
+    ],
+)
+def test_history_cues(text: str, term: str) -> None:
+    r = assert_term(text, term)
+    assert r.historical and not r.chronic, r.triggers
+
+
+@pytest.mark.parametrize(
+    "title", ["PRIOR HISTORY", "Previous medical history", "PAST MEDICAL HX", "SURGICAL HX"]
+)
+def test_items_alone_under_a_past_history_heading(title: str) -> None:
+    r = analyze(f"{title}:\nPneumonia.\nRib fracture.\n\nFINDINGS: No effusion.")
+    past = [f for f in r.findings if f.section == "past_history"]
+    assert [f.concept for f in past] == ["pneumonia", "fracture"]
+    assert all(f.historical for f in past)
+    assert not any(f.historical for f in r.findings if f.section == "findings")
+
+
+# ---------------------------------------------- hedges: "a suggestion of", "query" (outside the indication)
+@pytest.mark.parametrize(
+    ("text", "label", "state"),
+    [
+        ("FINDINGS: There is a suggestion of a small left pleural effusion.", "Effusion", "uncertain"),
+        ("FINDINGS: Query tiny right apical pneumothorax.", "Pneumothorax", "uncertain"),
+        # a negated suggestion stays negated
+        ("FINDINGS: There is no suggestion of a pleural effusion.", "Effusion", "negative"),
+        ("FINDINGS: Clear lungs without any suggestion of consolidation.", "Consolidation", "negative"),
+    ],
+)
+def test_suggestion_and_query_hedge(text: str, label: str, state: str) -> None:
+    assert analyze(text).chest_labels[label] == state
