@@ -35,7 +35,7 @@ this tree's migrations).
 tree's on the one ``--tag`` store (migrated by this tree first), alternating run by run, and checks that
 both pages return the same rows (``compare_here``):
 
-    PYTHONPATH=. python bench/warehouse_scale.py --reports 1000000 --tag w2 --compare-tree /tmp/rs-base --runs 7
+    PYTHONPATH=. python bench/warehouse_scale.py --reports 1000000 --tag w2 --compare-tree /tmp/rs-base
 """
 
 from __future__ import annotations
@@ -587,8 +587,9 @@ def compare_table(n: int, res: dict[str, Any]) -> str:
            "| search | base p50 / p95 ms | ours p50 / p95 ms | CPU ms per page base -> ours | same rows | "
            "load |", "|---|---:|---:|---:|---|---|"]
     for name, q in res["queries"].items():
-        out.append(f"| {name} | {q['base_p50_ms']:,.0f} / {q['base_p95_ms']:,.0f} | {q['ours_p50_ms']:,.0f} / "
-                   f"{q['ours_p95_ms']:,.0f} | {q['base_cpu_ms']:,.0f} -> {q['ours_cpu_ms']:,.0f} | "
+        out.append(f"| {name} | {q['base_p50_ms']:,.0f} / {q['base_p95_ms']:,.0f} | "
+                   f"{q['ours_p50_ms']:,.0f} / {q['ours_p95_ms']:,.0f} | "
+                   f"{q['base_cpu_ms']:,.0f} -> {q['ours_cpu_ms']:,.0f} | "
                    f"{'yes' if q['same_rows'] else 'NO'} | {q['load'][0]:.1f}-{q['load'][1]:.1f} |")
     return "\n".join(out)
 
@@ -650,7 +651,7 @@ def main() -> None:
     ap.add_argument("--tag", default="ours", help="the name of its copy migrated by this tree")
     ap.add_argument("--json", type=Path, help="write the results here too")
     ap.add_argument("--compare-tree", type=Path,
-                    help="time the search page of this tree's web queries against this one's on the --tag store")
+                    help="time the search page of this tree's web queries against ours on the --tag store")
     # internal: the child processes
     ap.add_argument("--tree", type=Path, default=REPO)
     ap.add_argument("--load-here", type=int)

@@ -30,8 +30,8 @@ REPORT_COLUMNS = (
     "author", "source_format", "source_message_id", "text", *KAFKA,
 )
 
-SEARCH_COLUMNS = ("site", "accession", "version", "status", "patient_class", "modality", "procedure_description",
-                  "study_ref", "exam_time", "text")
+SEARCH_COLUMNS = ("site", "accession", "version", "status", "patient_class", "modality",
+                  "procedure_description", "study_ref", "exam_time", "text")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "report_versions": REPORT_COLUMNS,
@@ -163,7 +163,8 @@ def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     current: Row = [row[0], row[1], row[2], NO_RUN, "", row[5], False, current_rank(row[2], None), "",
                     *([] for _ in range(9))]
     search = [row[REPORT_COLUMNS.index(c)] for c in SEARCH_COLUMNS]
-    return {"report_versions": [row], "reports": [list(row)], "report_search": [search], "report_current": [current]}
+    return {"report_versions": [row], "reports": [list(row)], "report_search": [search],
+            "report_current": [current]}
 
 
 def report_original_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
