@@ -167,12 +167,16 @@ def _parts(s: Search) -> _Parts:
                    else "notEmpty(recommendation_kinds)")
     due = ""
     if s.due_by is not None:
-        # the due day needs the exam time: recommendations_latest has it beside each recommendation
+        # the due day needs the exam time beside the current run's recommendations (kind, interval_days_min
+        # as arrays): the current version's report_search row, joined to the reports that have any
         p["due_by"] = s.due_by.isoformat()
-        due = ("(site, accession) IN (SELECT site, accession FROM recommendations_latest WHERE "
-               + ("kind = %(recommendation)s AND " if kind else "")
-               + "interval_days_min IS NOT NULL AND exam_time + toIntervalDay(interval_days_min) "
-               "< toDateTime64(%(due_by)s, 6, 'UTC') + INTERVAL 1 DAY)")
+        due = ("(site, accession) IN (SELECT c.site, c.accession FROM report_current AS c "
+               "INNER JOIN report_search AS r ON r.site = c.site AND r.accession = c.accession "
+               f"AND r.version = c.report_version WHERE c.has_nlp AND c.{LIVE} "
+               "AND notEmpty(c.recommendation_kinds) AND arrayExists((k, d) -> "
+               + ("k = %(recommendation)s AND " if kind else "")
+               + "d IS NOT NULL AND r.exam_time + toIntervalDay(d) < toDateTime64(%(due_by)s, 6, 'UTC') "
+               "+ INTERVAL 1 DAY, c.recommendation_kinds, c.recommendation_days))")
     return _Parts(own, pre, nlp, due, p)
 
 

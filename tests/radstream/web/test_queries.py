@@ -179,18 +179,23 @@ def test_structured_filters_see_only_the_current_version(ch: Client, form: dict[
 
 
 def test_the_filters_agree_with_the_latest_views(ch: Client) -> None:
-    """report_current's arrays give the accessions the per-row latest views give."""
+    """report_current's arrays give the accessions the per-row latest views give (the due day with the
+    exam time of the current version's report_search row)."""
     views = {
         "finding": "SELECT DISTINCT accession FROM findings_latest WHERE concept = 'nodule' AND NOT negated",
         "critical": "SELECT DISTINCT accession FROM critical_results_latest",
         "birads": "SELECT DISTINCT accession FROM assessments_latest WHERE system = 'BI-RADS' "
                   "AND toInt32OrZero(extract(category, '^[0-9]+')) >= 4",
+        "due": "SELECT DISTINCT accession FROM recommendations_latest WHERE interval_days_min IS NOT NULL "
+               "AND exam_time + toIntervalDay(interval_days_min) < toDateTime64('2025-04-11', 6, 'UTC')",
     }
     searches = {"finding": q.Search(finding="nodule", finding_state="present"),
                 "critical": q.Search(critical=True),
-                "birads": q.Search(assessment_system="BI-RADS", min_category=4)}
+                "birads": q.Search(assessment_system="BI-RADS", min_category=4),
+                "due": q.Search(recommendation="any", due_by=date(2025, 4, 10))}
     for name, sql in views.items():
-        assert accessions(ch, searches[name]) == sorted(r["accession"] for r in run(ch, sql)), name
+        want = sorted(r["accession"] for r in run(ch, sql))
+        assert want and accessions(ch, searches[name]) == want, name
 
 
 def test_summary_is_count_facets_and_histogram_in_one_query(ch: Client) -> None:
