@@ -28,6 +28,7 @@ _STATE_SQL = {
     "": "",
 }
 LIVE = "status NOT IN ('cancelled', 'entered_in_error')"
+RECOMMENDATION_ANY = "any"
 
 
 def _key(version: str, t: str = "") -> str:
@@ -38,7 +39,6 @@ def _key(version: str, t: str = "") -> str:
 def _key2() -> str:
     """One accession's key (report_current's sort key, hashed)."""
     return "cityHash64(site, accession)"
-RECOMMENDATION_ANY = "any"
 
 
 @dataclass(frozen=True)
