@@ -30,6 +30,12 @@ in three queries, ``results``, ``summary`` and ``finding_facets``, where the tre
 through the analyst's role check as the web app runs them. ``--base-tag``/``--tag`` name the base store
 and its migrated copy (e.g. ``--base-tag ours --tag 015``: main's store as it is, and that store after
 this tree's migrations).
+
+``--compare-tree <checkout>`` times the search page of that tree's ``radstream/web/queries.py`` and this
+tree's on the one ``--tag`` store (migrated by this tree first), alternating run by run, and checks that
+both pages return the same rows (``compare_here``):
+
+    PYTHONPATH=. python bench/warehouse_scale.py --reports 1000000 --tag w2 --compare-tree /tmp/rs-base
 """
 
 from __future__ import annotations
@@ -528,6 +534,95 @@ def time_here(
     return res
 
 
+def _queries_of(tree: Path) -> Any:
+    """``radstream/web/queries.py`` of another tree, as a module of its own."""
+    import importlib.util
+
+    name = f"_queries_{abs(hash(str(tree)))}"
+    spec = importlib.util.spec_from_file_location(name, tree / "radstream" / "web" / "queries.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def compare_here(store: Path, base_tree: Path, runs: int, only: str) -> dict[str, Any]:
+    """The web app's search page as ``base_tree`` builds it and as this tree does, on one store (migrated
+    by this tree: the base's queries read tables it still has), alternating run by run so both meet the
+    same load. A page is its three queries (results, summary, finding_facets) run at once, as the app
+    runs them, each through the analyst's role check; the two pages' rows must be equal. Also the CPU
+    time of this process per page (user + system: the engine runs in it), less moved by other load."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from radstream.web import queries as ours
+    from sinks.clickhouse.access import policy_for
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.config import ClickHouseConfig
+    from sinks.clickhouse.migrate import migrate
+    from sinks.clickhouse.query import run_readonly
+
+    base = _queries_of(base_tree)
+    analyst = policy_for(["analyst"])
+    c = open_client(ClickHouseConfig(url=f"chdb://{store / 'chdb'}", database=DB))
+    applied = migrate(c, DB)
+    pool = ThreadPoolExecutor(3)
+
+    def page(sqls: list[str]) -> list[list[str]]:
+        return list(pool.map(lambda sql: sorted(str(run_readonly(c, sql, "jsonl", policy=analyst))
+                                                .splitlines()), sqls))
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    res: dict[str, Any] = {"applied": applied, "queries": {}}
+    for name, form in WEB_SEARCHES.items():
+        if only and not any(name.startswith(o) for o in only.split(",")):
+            continue
+        pages = {k: [m.results(m.Search.of(form)), m.summary(m.Search.of(form)),
+                     m.finding_facets(m.Search.of(form))] for k, m in (("base", base), ("ours", ours))}
+        rows = {k: page(v) for k, v in pages.items()}  # the warm-up run
+        wall: dict[str, list[float]] = {"base": [], "ours": []}
+        work: dict[str, list[float]] = {"base": [], "ours": []}
+        loads = [os.getloadavg()[0]]
+        for _ in range(runs):
+            for k, sqls in pages.items():
+                c0, t = cpu(), time.monotonic()
+                page(sqls)
+                wall[k].append((time.monotonic() - t) * 1000)
+                work[k].append((cpu() - c0) * 1000)
+            loads.append(os.getloadavg()[0])
+        res["queries"][name] = {
+            "same_rows": rows["base"] == rows["ours"],
+            "rows": [len(r) for r in rows["ours"]],
+            "load": [min(loads), max(loads)],
+            **{f"{k}_{m}": round(f(v), 1) for k in wall for m, f in (("p50_ms", statistics.median),
+                                                                   ("p95_ms", _p95))
+               for v in (wall[k],)},
+            **{f"{k}_cpu_ms": round(statistics.median(work[k]), 1) for k in work},
+        }
+        q = res["queries"][name]
+        print(f"{name:40} base {q['base_p50_ms']:>7} / {q['base_p95_ms']:>7}  ours {q['ours_p50_ms']:>6} / "
+              f"{q['ours_p95_ms']:>6} ms  cpu {q['base_cpu_ms']:>6} -> {q['ours_cpu_ms']:>5}  same "
+              f"{q['same_rows']}  load {min(loads):.1f}-{max(loads):.1f}", file=sys.stderr, flush=True)
+    c.close()
+    return res
+
+
+def compare_table(n: int, res: dict[str, Any]) -> str:
+    out = [f"{n:,} reports: the search page (results, summary, finding_facets at once, analyst's check), "
+           "base tree vs this tree on one store, alternating", "",
+           "| search | base p50 / p95 ms | ours p50 / p95 ms | CPU ms per page base -> ours | same rows | "
+           "load |", "|---|---:|---:|---:|---|---|"]
+    for name, q in res["queries"].items():
+        out.append(f"| {name} | {q['base_p50_ms']:,.0f} / {q['base_p95_ms']:,.0f} | "
+                   f"{q['ours_p50_ms']:,.0f} / {q['ours_p95_ms']:,.0f} | "
+                   f"{q['base_cpu_ms']:,.0f} -> {q['ours_cpu_ms']:,.0f} | "
+                   f"{'yes' if q['same_rows'] else 'NO'} | {q['load'][0]:.1f}-{q['load'][1]:.1f} |")
+    return "\n".join(out)
+
+
 def _p95(xs: list[float]) -> float:
     if len(xs) < 2:
         return xs[0]
@@ -588,12 +683,15 @@ def main() -> None:
     ap.add_argument(
         "--alternate", action="store_true", help="time the queries in turn, one run each, --runs times"
     )
+    ap.add_argument("--compare-tree", type=Path,
+                    help="time the search page of this tree's web queries against ours on the --tag store")
     # internal: the child processes
     ap.add_argument("--tree", type=Path, default=REPO)
     ap.add_argument("--load-here", type=int)
     ap.add_argument("--migrate-here", type=Path)
     ap.add_argument("--time-here", type=Path)
     ap.add_argument("--store", type=Path)
+    ap.add_argument("--compare-here", type=Path)
     args = ap.parse_args()
     sys.path.insert(0, str(args.tree))
     if args.load_here:
@@ -605,6 +703,18 @@ def main() -> None:
     if args.time_here:
         out = time_here(args.time_here, args.tree, args.runs, args.only, args.extra, args.alternate)
         print(json.dumps(out))
+        return
+    if args.compare_here:
+        print(json.dumps(compare_here(args.compare_here, args.compare_tree, args.runs, args.only)))
+        return
+    if args.compare_tree:
+        store = store_dir(args.reports, args.tag)
+        out = child(REPO, "--compare-here", str(store), "--compare-tree", str(args.compare_tree.resolve()),
+                    "--runs", str(args.runs), "--only", args.only)
+        res = json.loads(out)
+        if args.json:
+            args.json.write_text(json.dumps({"reports": args.reports, "store": str(store), **res}, indent=1))
+        print(compare_table(args.reports, res))
         return
 
     base_tag = args.base_tag if args.base_tree else args.tag

@@ -53,6 +53,10 @@ def fill(c: Any, n: int) -> None:
     cols = "site, accession, version, status, modality, exam_time, received_time, study_ref, text"
     for table in ("reports", "report_versions"):
         c.command(f"INSERT INTO rs.{table} ({cols}) {common}")
+    # the search's own table (ddl/018), as the sink writes it beside report_versions
+    c.command("INSERT INTO rs.report_search (site, accession, version, status, modality, exam_time, "
+              "study_ref, text) SELECT site, accession, version, status, modality, exam_time, study_ref, "
+              "text FROM rs.report_versions")
     c.command("INSERT INTO rs.report_nlp (site, accession, report_version, processed_time, status, modality) "
               f"SELECT 'default', concat('ACC-', hex(number)), 1, {nlp_time}, 'final', "
               f"{modality.format(k='number')} FROM numbers({n})")

@@ -31,6 +31,16 @@ LIVE = "status NOT IN ('cancelled', 'entered_in_error')"
 RECOMMENDATION_ANY = "any"
 
 
+def _key(version: str, t: str = "") -> str:
+    """One report version's key in the search's sets (see ``where``)."""
+    return f"cityHash64({t}site, {t}accession, {t}{version})"
+
+
+def _key2() -> str:
+    """One accession's key (report_current's sort key, hashed)."""
+    return "cityHash64(site, accession)"
+
+
 @dataclass(frozen=True)
 class Search:
     """A report search: full text and structured filters (all optional; empty = not used)."""
@@ -92,17 +102,20 @@ class Search:
         return not self.params()
 
 
-def where(s: Search) -> tuple[str, dict[str, Any]]:
-    """The WHERE clause over ``reports_latest AS r`` and its parameters.
+@dataclass(frozen=True)
+class _Parts:
+    """A search's conditions by where they apply (fixed fragments; values in ``params``)."""
 
-    Every filter is evaluated on one row per accession: the report's own columns on ``r``; the NLP
-    filters on ``report_current`` (ddl/015: the current run's findings, assessments, critical results
-    and recommendations as arrays), one key set for all of them; the text on ``report_versions`` by
-    (site, accession, version), where the report's own filters go first as PREWHERE, so the text is
-    read only for the rows they leave. PREWHERE before FINAL is exact there: rows with one sort key of
-    report_versions are copies of one event (no later version replaces them in that table)."""
+    own: list[str]  # the report's own columns (report_search), "{t}" = the table's alias
+    pre: list[str]  # own + the text: report_search's PREWHERE, cheap ones first
+    nlp: list[str]  # the current NLP run's arrays (report_current)
+    due: str  # the follow-up due filter over (site, accession), or ""
+    params: dict[str, Any]
+
+
+def _parts(s: Search) -> _Parts:
     p: dict[str, Any] = {}
-    own: list[str] = []  # on the report's own columns, "{t}" = the table's alias
+    own: list[str] = []
     if s.modality:
         own.append("{t}modality = %(modality)s")
         p["modality"] = s.modality
@@ -115,7 +128,10 @@ def where(s: Search) -> tuple[str, dict[str, Any]]:
     if s.date_to:
         own.append("{t}exam_time < toDateTime64(%(date_to)s, 6, 'UTC') + INTERVAL 1 DAY")
         p["date_to"] = s.date_to.isoformat()
-    sql = ["1", *(c.format(t="r.") for c in own)]
+    pre = list(own)
+    if s.text:
+        pre.append("positionCaseInsensitiveUTF8({t}text, %(text)s) > 0")
+        p["text"] = s.text
     nlp: list[str] = []
     if s.finding or s.finding_state or s.min_size_mm is not None:
         lam = []
@@ -149,22 +165,49 @@ def where(s: Search) -> tuple[str, dict[str, Any]]:
     if s.recommendation and s.due_by is None:
         nlp.append("has(recommendation_kinds, %(recommendation)s)" if kind
                    else "notEmpty(recommendation_kinds)")
-    if nlp:
-        sql.append("(r.site, r.accession) IN (SELECT site, accession FROM report_current "
-                   f"WHERE has_nlp AND {LIVE} AND {' AND '.join(nlp)})")
+    due = ""
     if s.due_by is not None:
-        # the due day needs the exam time: recommendations_latest has it beside each recommendation
+        # the due day needs the exam time beside the current run's recommendations (kind, interval_days_min
+        # as arrays): the current version's report_search row, joined to the reports that have any
         p["due_by"] = s.due_by.isoformat()
-        sql.append("(r.site, r.accession) IN (SELECT site, accession FROM recommendations_latest WHERE "
-                   + ("kind = %(recommendation)s AND " if kind else "")
-                   + "interval_days_min IS NOT NULL AND exam_time + toIntervalDay(interval_days_min) "
-                   "< toDateTime64(%(due_by)s, 6, 'UTC') + INTERVAL 1 DAY)")
-    if s.text:
-        p["text"] = s.text
-        first = f"PREWHERE {' AND '.join(c.format(t='') for c in own)} " if own else ""
-        sql.append("(r.site, r.accession, r.version) IN (SELECT site, accession, version "
-                   f"FROM report_versions {first}WHERE positionCaseInsensitiveUTF8(text, %(text)s) > 0)")
-    return " AND ".join(sql), p
+        due = ("(site, accession) IN (SELECT c.site, c.accession FROM report_current AS c "
+               "INNER JOIN report_search AS r ON r.site = c.site AND r.accession = c.accession "
+               f"AND r.version = c.report_version WHERE c.has_nlp AND c.{LIVE} "
+               "AND notEmpty(c.recommendation_kinds) AND arrayExists((k, d) -> "
+               + ("k = %(recommendation)s AND " if kind else "")
+               + "d IS NOT NULL AND r.exam_time + toIntervalDay(d) < toDateTime64(%(due_by)s, 6, 'UTC') "
+               "+ INTERVAL 1 DAY, c.recommendation_kinds, c.recommendation_days))")
+    return _Parts(own, pre, nlp, due, p)
+
+
+def _and(conds: list[str], t: str = "") -> str:
+    return " AND ".join(c.format(t=t) for c in conds)
+
+
+def where(s: Search) -> tuple[str, dict[str, Any]]:
+    """What a search reads, ``report_search AS t PREWHERE ... WHERE ...`` (ddl/018), and its parameters.
+
+    report_search has a row per report version, sorted by modality and exam month: the report's own
+    filters (modality, patient class, dates) select the granules, then the rows, and the text is read
+    and matched only for the rows they leave (PREWHERE, in that order). A row counts when its version
+    is the accession's current one in report_current (ddl/014: latest version, not cancelled), where
+    the NLP filters apply too (ddl/015: the current run's findings, assessments, critical results and
+    recommendations as arrays). That set is of cityHash64(site, accession, version): one 64-bit key
+    per report version instead of a tuple of strings (a stale version passes only if its hash equals a
+    current one's: ~1e-8 in a warehouse of a million reports). When the report's own filters narrow
+    the search, report_current is read for the accessions they leave only (PREWHERE on its sort key,
+    exact under FINAL: every row of such an accession stays). PREWHERE before FINAL is exact on
+    report_search too: rows with one sort key there are copies of one report version."""
+    x = _parts(s)
+    current = [LIVE, *(["has_nlp", *x.nlp] if x.nlp else [])]
+    narrow = (f"PREWHERE {_key2()} IN (SELECT {_key2()} FROM report_search PREWHERE {_and(x.pre)}) "
+              if x.own else "")
+    cond = [f"{_key('version', 't.')} IN (SELECT {_key('report_version')} FROM report_current "
+            f"{narrow}WHERE {_and(current)})"]
+    if x.due:
+        cond.append(x.due.replace("(site, accession) IN", "(t.site, t.accession) IN", 1))
+    first = f"PREWHERE {_and(x.pre, 't.')} " if x.pre else ""
+    return f"report_search AS t {first}WHERE {' AND '.join(cond)}", x.params
 
 
 def bind(sql: str, params: dict[str, Any]) -> str:
@@ -173,37 +216,43 @@ def bind(sql: str, params: dict[str, Any]) -> str:
 
 
 def results(s: Search, offset: int = 0, limit: int = PAGE) -> str:
-    cond, p = where(s)
-    return bind(f"""SELECT r.site AS site, r.accession AS accession, r.modality AS modality,
-       r.procedure_description AS procedure, toString(r.exam_time) AS exam_time, r.status AS status,
-       r.text AS text
-FROM reports_latest AS r
-WHERE {cond}
-ORDER BY r.exam_time DESC, r.accession
+    frm, p = where(s)
+    return bind(f"""SELECT t.site AS site, t.accession AS accession, t.modality AS modality,
+       t.procedure_description AS procedure, toString(t.exam_time) AS exam_time, t.status AS status,
+       t.text AS text
+FROM {frm}
+ORDER BY t.exam_time DESC, t.accession
 LIMIT %(limit)s OFFSET %(offset)s""", {**p, "limit": int(limit), "offset": int(offset)})
 
 
 def count(s: Search) -> str:
-    cond, p = where(s)
-    return bind(f"SELECT count() AS n FROM reports_latest AS r WHERE {cond}", p)
+    frm, p = where(s)
+    return bind(f"SELECT count() AS n FROM {frm}", p)
 
 
 def facets(s: Search) -> str:
     """Matching reports by modality."""
-    cond, p = where(s)
-    return bind(f"""SELECT r.modality AS value, count() AS n FROM reports_latest AS r WHERE {cond}
+    frm, p = where(s)
+    return bind(f"""SELECT t.modality AS value, count() AS n FROM {frm}
 GROUP BY value ORDER BY n DESC, value LIMIT 20""", p)
 
 
 def finding_facets(s: Search) -> str:
     """The most frequent findings (present: not negated) among the matching reports, from the current
-    runs' arrays (report_current) rather than every findings row."""
-    cond, p = where(s)
+    runs' arrays (report_current) rather than every findings row. report_current's row is the current
+    version (FINAL), so its NLP filters apply here directly, and the report's own filters and text as
+    the set of report_search versions they leave (a superseded version's key never equals it)."""
+    x = _parts(s)
+    cond = ["has_nlp", LIVE, *x.nlp]
+    if x.pre:
+        cond.append(f"{_key('report_version')} IN (SELECT {_key('version')} FROM report_search "
+                    f"PREWHERE {_and(x.pre)})")
+    if x.due:
+        cond.append(x.due)
     return bind(f"""SELECT concept AS value, count() AS n FROM report_current
 ARRAY JOIN arrayDistinct(arrayFilter((c, n) -> NOT n, finding_concepts, finding_negated)) AS concept
-WHERE has_nlp AND {LIVE}
-  AND (site, accession) IN (SELECT r.site, r.accession FROM reports_latest AS r WHERE {cond})
-GROUP BY value ORDER BY n DESC, value LIMIT 15""", p)
+WHERE {' AND '.join(cond)}
+GROUP BY value ORDER BY n DESC, value LIMIT 15""", x.params)
 
 
 def summary(s: Search) -> str:
@@ -211,12 +260,12 @@ def summary(s: Search) -> str:
     filters are evaluated once instead of three times): rows (facet, value, n) with facet 'total'
     (value ''), 'modality' (most first) or 'month' (first day of the month, in order); no rows when
     nothing matches."""
-    cond, p = where(s)
+    frm, p = where(s)
     return bind(f"""SELECT fv.1 AS facet, fv.2 AS value, sum(c) AS n
 FROM
 (
-    SELECT r.modality AS m, toString(toStartOfMonth(r.exam_time)) AS mo, count() AS c
-    FROM reports_latest AS r WHERE {cond}
+    SELECT t.modality AS m, toString(toStartOfMonth(t.exam_time)) AS mo, count() AS c
+    FROM {frm}
     GROUP BY m, mo
 )
 ARRAY JOIN [('total', ''), ('modality', toString(m)), ('month', mo)] AS fv
@@ -226,18 +275,18 @@ ORDER BY facet, if(facet = 'month', value, ''), n DESC, value""", p)
 
 def histogram(s: Search) -> str:
     """Matching reports per month of the exam."""
-    cond, p = where(s)
-    return bind(f"""SELECT toString(toStartOfMonth(r.exam_time)) AS month, count() AS n
-FROM reports_latest AS r WHERE {cond} GROUP BY month ORDER BY month""", p)
+    frm, p = where(s)
+    return bind(f"""SELECT toString(toStartOfMonth(t.exam_time)) AS month, count() AS n
+FROM {frm} GROUP BY month ORDER BY month""", p)
 
 
 def cohort_studies(s: Search, limit: int = MAX_COHORT) -> str:
     """One row per matching study: research accession and its study reference (for retrieval)."""
-    cond, p = where(s)
-    return bind(f"""SELECT r.accession AS accession, any(r.study_ref) AS study_ref,
-       any(r.modality) AS modality, toString(min(r.exam_time)) AS exam_time
-FROM reports_latest AS r WHERE {cond} AND r.study_ref != ''
-GROUP BY r.accession ORDER BY r.accession LIMIT %(limit)s""", {**p, "limit": int(limit)})
+    frm, p = where(s)
+    return bind(f"""SELECT t.accession AS accession, any(t.study_ref) AS study_ref,
+       any(t.modality) AS modality, toString(min(t.exam_time)) AS exam_time
+FROM {frm} AND t.study_ref != ''
+GROUP BY t.accession ORDER BY t.accession LIMIT %(limit)s""", {**p, "limit": int(limit)})
 
 
 # the NLP rows of a report page come from the base tables, restricted by key to the accession's current

@@ -47,7 +47,6 @@ def search_sql(s: q.Search, vector: list[float], database: str, k: int = K) -> s
     filters = replace(s, text="")
     where = None
     if not filters.empty:
-        cond, params = q.where(filters)
-        where = ("(site, accession) IN (SELECT r.site, r.accession FROM reports_latest AS r "
-                 f"WHERE {q.bind(cond, params)})")
+        frm, params = q.where(filters)
+        where = f"(site, accession) IN (SELECT t.site, t.accession FROM {q.bind(frm, params)})"
     return similar_sql_text(database, vector, k=k, where=where)

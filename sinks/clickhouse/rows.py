@@ -30,9 +30,14 @@ REPORT_COLUMNS = (
     "author", "source_format", "source_message_id", "text", *KAFKA,
 )
 
+SEARCH_COLUMNS = ("site", "accession", "version", "status", "patient_class", "modality",
+                  "procedure_description", "study_ref", "exam_time", "text")
+
 COLUMNS: dict[str, tuple[str, ...]] = {
     "report_versions": REPORT_COLUMNS,
     "reports": REPORT_COLUMNS,
+    # the web app's search (ddl/018): a report version's own search columns and text
+    "report_search": SEARCH_COLUMNS,
     "report_nlp": (*NLP_KEY, "event_id", "status", "patient_id", "modality", "body_region", "contrast",
                    "nlp_version", "n_findings", "n_critical", "communication_text", "communication_recipient",
                    "communication_time_text", "communication_time", *KAFKA),
@@ -87,7 +92,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 # analysts' report tables are written from the de-identified copy (``report_finalized`` on the
 # reports_deidentified topic, or the backfill's de-identified records).
 TABLES_OF: dict[str, tuple[str, ...]] = {
-    "report_finalized": ("report_versions", "reports", "report_current"),
+    "report_finalized": ("report_versions", "reports", "report_search", "report_current"),
     "report_original": ("report_text_original",),
     "report_findings": ("report_nlp", "sections", "findings", "measurements", "recommendations",
                         "assessments", "critical_results", "chest_labels", "report_current"),
@@ -157,7 +162,9 @@ def report_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     ]
     current: Row = [row[0], row[1], row[2], NO_RUN, "", row[5], False, current_rank(row[2], None), "",
                     *([] for _ in range(9))]
-    return {"report_versions": [row], "reports": [list(row)], "report_current": [current]}
+    search = [row[REPORT_COLUMNS.index(c)] for c in SEARCH_COLUMNS]
+    return {"report_versions": [row], "reports": [list(row)], "report_search": [search],
+            "report_current": [current]}
 
 
 def report_original_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:

@@ -64,7 +64,8 @@ log = logging.getLogger("radstream.sink.clickhouse")
 STAGE = "clickhouse-sink"
 # children before their header row (report_nlp), so a reader never sees a header without its rows; the
 # pointer to the latest run (report_current) after both
-INSERT_ORDER = ("report_text_original", "report_versions", "reports", "sections", "findings", "measurements",
+INSERT_ORDER = ("report_text_original", "report_versions", "reports", "report_search", "sections", "findings",
+                "measurements",
                 "recommendations",
                 "assessments", "critical_results", "chest_labels", "report_nlp", "report_current",
                 "retrieval_requests",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 
 from radstream.web import queries as q
 from radstream.web.app import highlight, progress, version_diffs
-from sinks.clickhouse.access import AccessDenied, policy_for
+from sinks.clickhouse.access import AccessDenied, Checked, policy_for
 from sinks.clickhouse.client import open_client
 from sinks.clickhouse.config import ClickHouseConfig
 from sinks.clickhouse.migrate import migrate
@@ -178,18 +179,23 @@ def test_structured_filters_see_only_the_current_version(ch: Client, form: dict[
 
 
 def test_the_filters_agree_with_the_latest_views(ch: Client) -> None:
-    """report_current's arrays give the accessions the per-row latest views give."""
+    """report_current's arrays give the accessions the per-row latest views give (the due day with the
+    exam time of the current version's report_search row)."""
     views = {
         "finding": "SELECT DISTINCT accession FROM findings_latest WHERE concept = 'nodule' AND NOT negated",
         "critical": "SELECT DISTINCT accession FROM critical_results_latest",
         "birads": "SELECT DISTINCT accession FROM assessments_latest WHERE system = 'BI-RADS' "
                   "AND toInt32OrZero(extract(category, '^[0-9]+')) >= 4",
+        "due": "SELECT DISTINCT accession FROM recommendations_latest WHERE interval_days_min IS NOT NULL "
+               "AND exam_time + toIntervalDay(interval_days_min) < toDateTime64('2025-04-11', 6, 'UTC')",
     }
     searches = {"finding": q.Search(finding="nodule", finding_state="present"),
                 "critical": q.Search(critical=True),
-                "birads": q.Search(assessment_system="BI-RADS", min_category=4)}
+                "birads": q.Search(assessment_system="BI-RADS", min_category=4),
+                "due": q.Search(recommendation="any", due_by=date(2025, 4, 10))}
     for name, sql in views.items():
-        assert accessions(ch, searches[name]) == sorted(r["accession"] for r in run(ch, sql)), name
+        want = sorted(r["accession"] for r in run(ch, sql))
+        assert want and accessions(ch, searches[name]) == want, name
 
 
 def test_summary_is_count_facets_and_histogram_in_one_query(ch: Client) -> None:
@@ -219,3 +225,42 @@ def test_the_report_page_shows_the_current_run_as_the_latest_views_do(ch: Client
     assert run(ch, q.findings_of("default", ["A4"])) == []  # cancelled
     assert [r["category"] for r in run(ch, q.assessments("default", "A2"))] == ["4A"]
     assert len(run(ch, q.findings_of("default", ["A1", "A2", "A3"]))) == 4
+
+
+def test_a_correction_that_moves_the_report_leaves_no_stale_version(ch: Client) -> None:
+    """report_search keeps every version under its own modality and month; only the current one counts:
+    A5's correction moved it from CT in January to MR in March and dropped the effusion."""
+    a5 = report("A5", exam_time=DAY, text="FINDINGS: Small effusion.", study_ref="sr1.A5")
+    a5v2 = {**a5, "version": 2, "status": "corrected", "event_id": "default|A5|2", "modality": "MR",
+            "observation_time": DAY + timedelta(days=60), "text": "FINDINGS: No change."}
+    write_records(ch, "report_finalized", [a5, a5v2])
+    write_records(ch, "report_findings", [findings(a5, [finding("effusion", size_mm=7.0)]),
+                                          findings(a5v2, [finding("effusion", negated=True)])])
+    for form in ({"text": "effusion"}, {"modality": "CT"}, {"date_to": "2025-01-31"},
+                 {"text": "effusion", "modality": "CT", "date_from": "2025-01-01"},
+                 {"finding": "effusion", "finding_state": "present"}):
+        s = q.Search.of(form)
+        assert "A5" not in accessions(ch, s), form
+        assert "effusion" not in {r["value"] for r in run(ch, q.finding_facets(s))}, form
+    for form in ({"modality": "MR", "text": "no change"}, {"date_from": "2025-03-01", "modality": "MR"},
+                 {"finding": "effusion", "finding_state": "negated", "modality": "MR"}):
+        assert "A5" in accessions(ch, q.Search.of(form)), form
+    months = run(ch, q.summary(q.Search(modality="MR")))
+    assert ("month", "2025-03-01") in {(r["facet"], r["value"]) for r in months}
+    studies = run(ch, q.cohort_studies(q.Search(modality="MR", date_from=date(2025, 3, 1))))
+    assert [(r["accession"], r["study_ref"]) for r in studies] == [("A5", "sr1.A5")]
+
+
+def test_the_search_reads_only_analysts_tables_through_the_role_check(ch: Client) -> None:
+    """What the search pages read passes the analyst's check (views expanded), and a role whose
+    allowlist lacks report_search is refused: the new table is a table like any other to the check."""
+    s = q.Search(text="nodule", modality="CT", finding="nodule", date_from=date(2025, 1, 1),
+                 recommendation="any", due_by=date(2026, 1, 1))
+    for sql in (q.results(s), q.summary(s), q.finding_facets(s), q.cohort_studies(s)):
+        checked: list[Checked] = []
+        run_readonly(ch, sql, "jsonl", policy=ANALYST, checked=checked)
+        assert "rs.report_search" in checked[0].tables or "report_search" not in sql
+        assert all(t.partition(".")[2] in ANALYST.tables for t in checked[0].tables), checked[0].tables
+    no_search = replace(ANALYST, tables=ANALYST.tables - {"report_search"})
+    with pytest.raises(AccessDenied, match="report_search"):
+        run_readonly(ch, q.results(q.Search(text="nodule")), "jsonl", policy=no_search)

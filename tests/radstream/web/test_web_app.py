@@ -130,6 +130,12 @@ def web(topic_settings: Settings, tmp_path: Path) -> Iterator[App]:
                    "received_time, text, study_ref) VALUES ('default', 'A1', 1, 'final', 'CT', "
                    "'2025-01-10 09:00:00', now64(6), '8 mm nodule.', 'sr.A1'), ('default', 'A2', 1, 'final', "
                    "'CT', '2025-02-10 09:00:00', now64(6), 'No nodule.', 'sr.A2')")
+    # and the search's table (ddl/018) and the current version of each (ddl/014), as the sink does
+    ch.command("INSERT INTO radstream.report_search (site, accession, version, status, modality, exam_time, "
+               "text, study_ref) SELECT site, accession, version, status, modality, exam_time, text, "
+               "study_ref FROM radstream.report_versions")
+    ch.command("INSERT INTO radstream.report_current (site, accession, report_version, status) "
+               "SELECT site, accession, version, status FROM radstream.report_versions")
     app = create_app(settings, warehouse=CheckedStore(settings, ch), sse_max_s=3.0,
                      projects=StaticProjects([Project(PROJECT, "RESEARCH", "pytest", "pytest")]))
     try:
