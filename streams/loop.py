@@ -335,7 +335,11 @@ class ConsumerLoop:
         self.assigned.set()
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        tps = {(p.topic, p.partition) for p in partitions}
+        self._release({(p.topic, p.partition) for p in partitions}, consumer)
+
+    def _release(self, tps: set[tuple[str, int]], consumer: Consumer | None) -> None:
+        """The partitions are no longer this consumer's: flush once, finish what is in flight, commit
+        what is done (with ``consumer``; None: it cannot commit any more), tell the handler, forget."""
         if self._unheld or self._acks._dead:
             try:
                 self._flush_once()
@@ -344,7 +348,8 @@ class ConsumerLoop:
                             self.cfg.stage, exc)
                 self._abandon()
         self._drain(sorted(tps))
-        self._commit(consumer, synchronous=True, only=tps)
+        if consumer is not None:
+            self._commit(consumer, synchronous=True, only=tps)
         self.handler.on_revoke(sorted(tps))
         self._offsets.forget(tps)
         gone = {(t, str(p)) for t, p in tps}
@@ -394,21 +399,10 @@ class ConsumerLoop:
         metrics.CONSUMER_RESTARTS.labels(self.cfg.stage).inc()
         log.warning("%s: fatal consumer error, joining the group again with a new consumer "
                     "(what was not committed is re-delivered): %s", self.cfg.stage, exc)
-        tps = sorted(self._at_end)
-        if self._unheld or self._acks._dead:
-            try:
-                self._flush_once()
-            except Exception as flush_exc:
-                log.warning("%s: dropping an unflushed batch (re-delivered): %s", self.cfg.stage, flush_exc)
-                self._abandon()
-        self._drain(tps)
-        self.handler.on_revoke(tps)
-        self._offsets.forget(set(tps))
-        metrics.forget_lag(self.cfg.group_id, self._lag_partitions)
+        self._release(set(self._at_end), None)  # every partition: assigned is cleared there
+        metrics.forget_lag(self.cfg.group_id, self._lag_partitions)  # any the statistics named besides
         self._lag_partitions = set()
-        self._at_end.clear()
         self._paused = []
-        self.assigned.clear()
         self.caught_up.clear()
         try:
             consumer.close()
