@@ -36,9 +36,8 @@ def _key(version: str, t: str = "") -> str:
     return f"cityHash64({t}site, {t}accession, {t}{version})"
 
 
-def _key2() -> str:
-    """One accession's key (report_current's sort key, hashed)."""
-    return "cityHash64(site, accession)"
+# one accession's key (report_current's sort key, hashed)
+_ACCESSION_KEY = "cityHash64(site, accession)"
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ class _Parts:
     own: list[str]  # the report's own columns (report_search), "{t}" = the table's alias
     pre: list[str]  # own + the text: report_search's PREWHERE, cheap ones first
     nlp: list[str]  # the current NLP run's arrays (report_current)
-    due: str  # the follow-up due filter over (site, accession), or ""
+    due: str  # the follow-up due filter over (site, accession), "{t}" = the table's alias; or ""
     params: dict[str, Any]
 
 
@@ -170,7 +169,7 @@ def _parts(s: Search) -> _Parts:
         # the due day needs the exam time beside the current run's recommendations (kind, interval_days_min
         # as arrays): the current version's report_search row, joined to the reports that have any
         p["due_by"] = s.due_by.isoformat()
-        due = ("(site, accession) IN (SELECT c.site, c.accession FROM report_current AS c "
+        due = ("({t}site, {t}accession) IN (SELECT c.site, c.accession FROM report_current AS c "
                "INNER JOIN report_search AS r ON r.site = c.site AND r.accession = c.accession "
                f"AND r.version = c.report_version WHERE c.has_nlp AND c.{LIVE} "
                "AND notEmpty(c.recommendation_kinds) AND arrayExists((k, d) -> "
@@ -200,12 +199,13 @@ def where(s: Search) -> tuple[str, dict[str, Any]]:
     report_search too: rows with one sort key there are copies of one report version."""
     x = _parts(s)
     current = [LIVE, *(["has_nlp", *x.nlp] if x.nlp else [])]
-    narrow = (f"PREWHERE {_key2()} IN (SELECT {_key2()} FROM report_search PREWHERE {_and(x.pre)}) "
+    narrow = (f"PREWHERE {_ACCESSION_KEY} IN (SELECT {_ACCESSION_KEY} FROM report_search "
+              f"PREWHERE {_and(x.pre)}) "
               if x.own else "")
     cond = [f"{_key('version', 't.')} IN (SELECT {_key('report_version')} FROM report_current "
             f"{narrow}WHERE {_and(current)})"]
     if x.due:
-        cond.append(x.due.replace("(site, accession) IN", "(t.site, t.accession) IN", 1))
+        cond.append(x.due.format(t="t."))
     first = f"PREWHERE {_and(x.pre, 't.')} " if x.pre else ""
     return f"report_search AS t {first}WHERE {' AND '.join(cond)}", x.params
 
@@ -248,7 +248,7 @@ def finding_facets(s: Search) -> str:
         cond.append(f"{_key('report_version')} IN (SELECT {_key('version')} FROM report_search "
                     f"PREWHERE {_and(x.pre)})")
     if x.due:
-        cond.append(x.due)
+        cond.append(x.due.format(t=""))
     return bind(f"""SELECT concept AS value, count() AS n FROM report_current
 ARRAY JOIN arrayDistinct(arrayFilter((c, n) -> NOT n, finding_concepts, finding_negated)) AS concept
 WHERE {' AND '.join(cond)}
