@@ -1,10 +1,15 @@
-"""Builders of valid contract records for the warehouse tests (dicts as streams.serde.decode returns)."""
+"""Builders of valid contract records for the warehouse tests (dicts as streams.serde.decode returns),
+and of the migrations an older release had."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+from sinks.clickhouse.migrate import DDL_DIR
 
 BASE_TIME = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -134,3 +139,13 @@ def findings(
         "communication": comm,
         "chest_labels": dict(chest_labels or {}),
     }
+
+
+def ddl_until(directory: Path, last: int) -> Path:
+    """``directory`` (created) with a copy of the migrations numbered up to ``last``: what a store that
+    an older release migrated has."""
+    directory.mkdir()
+    for path in DDL_DIR.glob("*.sql"):
+        if int(path.name[:3]) <= last:
+            shutil.copy(path, directory / path.name)
+    return directory

@@ -3,7 +3,6 @@ recommendations beside its row, written by the sink, and filled by the migration
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,12 @@ from clickhouse_connect.driver.client import Client
 
 from sinks.clickhouse.client import open_client
 from sinks.clickhouse.config import ClickHouseConfig
-from sinks.clickhouse.migrate import DDL_DIR, migrate
+from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.query import close_readonly_clients
 from sinks.clickhouse.rows import COLUMNS, Rows, merge_rows, rows_for_many
 from sinks.clickhouse.sink import write_records, write_rows
 
-from .factories import finding, findings, report
+from .factories import ddl_until, finding, findings, report
 
 pytestmark = pytest.mark.integration
 
@@ -90,11 +89,7 @@ def test_the_sink_writes_the_current_runs_arrays_and_replays_add_no_rows(ch: Cli
 def test_a_store_from_before_015_is_filled_by_the_migration(tmp_path: Path) -> None:
     """A store migrated up to 014 and written by the sink of then (report_current without the arrays)
     gets the arrays the sink writes now, for every accession."""
-    old_ddl = tmp_path / "ddl"
-    old_ddl.mkdir()
-    for path in DDL_DIR.glob("*.sql"):
-        if int(path.name[:3]) <= 14:
-            shutil.copy(path, old_ddl / path.name)
+    old_ddl = ddl_until(tmp_path / "ddl", 14)
     client = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="rs"))
     try:
         migrate(client, "rs", old_ddl)

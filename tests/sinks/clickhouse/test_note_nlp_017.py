@@ -6,7 +6,6 @@ plain form did."""
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ from clickhouse_connect.driver.client import Client
 
 from sinks.clickhouse.client import open_client
 from sinks.clickhouse.config import ClickHouseConfig
-from sinks.clickhouse.migrate import DDL_DIR, migrate
+from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.query import Result, close_readonly_clients, run_readonly
 from sinks.clickhouse.rows import rows_for_many
 from sinks.clickhouse.sink import write_records, write_rows
 
-from .factories import finding, findings, report
+from .factories import ddl_until, finding, findings, report
 
 pytestmark = pytest.mark.integration
 DOC = Path(__file__).resolve().parents[3] / "docs" / "analysts.md"
@@ -77,11 +76,7 @@ def snapshot(client: Client) -> tuple[list[tuple[str, str]], list[tuple[Any, ...
 
 
 def test_a_store_from_before_017_shows_the_same_note_nlp(tmp_path: Path) -> None:
-    old_ddl = tmp_path / "ddl"
-    old_ddl.mkdir()
-    for path in DDL_DIR.glob("*.sql"):
-        if int(path.name[:3]) <= 16:
-            shutil.copy(path, old_ddl / path.name)
+    old_ddl = ddl_until(tmp_path / "ddl", 16)
     client = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="rs"))
     try:
         migrate(client, "rs", old_ddl)

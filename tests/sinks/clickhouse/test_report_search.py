@@ -3,7 +3,6 @@ the sink beside report_versions and filled by the migration for an existing stor
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,12 @@ from clickhouse_connect.driver.client import Client
 
 from sinks.clickhouse.client import open_client
 from sinks.clickhouse.config import ClickHouseConfig
-from sinks.clickhouse.migrate import DDL_DIR, migrate
+from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.query import close_readonly_clients
 from sinks.clickhouse.rows import SEARCH_COLUMNS, Rows, merge_rows, rows_for_many
 from sinks.clickhouse.sink import write_records, write_rows
 
-from .factories import BASE_TIME, report
+from .factories import BASE_TIME, ddl_until, report
 
 pytestmark = pytest.mark.integration
 
@@ -71,11 +70,7 @@ def test_the_original_text_never_reaches_the_search(ch: Client) -> None:
 def test_a_store_from_before_018_is_filled_by_the_migration(tmp_path: Path) -> None:
     """A store migrated up to 017 and written by the sink of then (no report_search rows) gets a row for
     every version it holds, the rows the sink writes now."""
-    old_ddl = tmp_path / "ddl"
-    old_ddl.mkdir()
-    for path in DDL_DIR.glob("*.sql"):
-        if int(path.name[:3]) < 18:
-            shutil.copy(path, old_ddl / path.name)
+    old_ddl = ddl_until(tmp_path / "ddl", 17)
     client = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="rs"))
     try:
         migrate(client, "rs", old_ddl)

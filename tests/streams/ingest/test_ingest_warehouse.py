@@ -115,21 +115,17 @@ def test_correction_replaces_final_and_late_older_event_is_ignored(wh_settings: 
 def test_order_number_migration_upgrades_a_warehouse_with_reports_in_it(tmp_path: Path) -> None:
     """Migration 006 on a store at 005 that holds a report: old rows get '', the latest view shows the
     new columns (it is re-created), and new events fill them."""
-    import shutil
     from datetime import UTC, datetime
 
     from processors.ingest.hl7v2 import parse_oru
     from sinks.clickhouse.client import open_client
-    from sinks.clickhouse.migrate import DDL_DIR, migrate
+    from sinks.clickhouse.migrate import migrate
     from sinks.clickhouse.sink import write_records
+    from tests.sinks.clickhouse.factories import ddl_until
 
     settings = Settings(state_dir=str(tmp_path)).replace(
         clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"})
-    old = tmp_path / "ddl-005"
-    old.mkdir()
-    for path in sorted(DDL_DIR.glob("*.sql")):
-        if int(path.name[:3]) <= 5:
-            shutil.copy(path, old / path.name)
+    old = ddl_until(tmp_path / "ddl-005", 5)
     client = open_client(settings.clickhouse)
     try:
         migrate(client, settings.clickhouse.database, old)
