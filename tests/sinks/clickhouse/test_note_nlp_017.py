@@ -87,7 +87,7 @@ def test_a_store_from_before_017_shows_the_same_note_nlp(tmp_path: Path) -> None
             rows.pop("report_search")  # ddl/018, after this store's time
             write_rows(client, rows)
         before = snapshot(client)
-        assert migrate(client, "rs") == ["017_note_nlp_one_join", "018_report_search"]
+        assert migrate(client, "rs")[:2] == ["017_note_nlp_one_join", "018_report_search"]
         after = snapshot(client)
     finally:
         close_readonly_clients()
