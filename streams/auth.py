@@ -10,7 +10,8 @@ request costs at most one argon2 verification (deliberately slow: 0.66-1.2 s mea
 machine under a load average of 8), and a verified token is trusted from an in-process cache for
 ``cache_s`` seconds. The store is one JSON file (mode 0600, directory 0700) that ``radstream auth``
 edits; servers re-read it when it changes and drop the cache then, so a revocation takes effect on the
-next request.
+next request. A token may carry an expiry (``expires``, UTC): from then on it verifies to nobody, also
+from the cache (a cache entry never outlives its token).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,10 @@ class TokenStore:
             user = data["users"].get(entry["user"]) if entry else None
         if entry is None or user is None or entry.get("revoked") or user.get("disabled"):
             return None
+        left = _seconds_left(entry)
+        if left <= 0:
+            return None
+        until = time.monotonic() + min(self.cache_s, left)  # taken before the slow check: never later
         try:
             _HASHER.verify(entry["hash"], secret)  # outside the lock: ~50 ms by design
         except (VerificationError, InvalidHashError):
@@ -148,7 +153,7 @@ class TokenStore:
         principal = Principal(entry["user"], frozenset(user.get("roles", ())), tid)
         with self._lock:
             if self._data["tokens"].get(tid) is entry:  # not revoked meanwhile
-                self._cache[key] = (principal, time.monotonic() + self.cache_s)
+                self._cache[key] = (principal, until)
         return principal
 
     # --- editing (radstream auth) ------------------------------------------------------------------
@@ -179,17 +184,30 @@ class TokenStore:
             user.pop("disabled", None)
             self._save(data)
 
-    def add_token(self, user: str, note: str = "") -> str:
-        """A new token for ``user``; the only time the secret is seen (only its hash is kept)."""
+    def add_token(self, user: str, note: str = "", expires_in: timedelta | None = None,
+                  replaces_note: bool = False) -> str:
+        """A new token for ``user``; the only time the secret is seen (only its hash is kept).
+
+        ``expires_in``: the token verifies to nobody after that long. ``replaces_note``: revoke the user's
+        active tokens with the same ``note`` first (a sign-in that supersedes the previous one)."""
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise ValueError("a token's lifetime must be positive")
         with self._editing() as data:
             if user not in data["users"]:
                 raise KeyError(f"no user {user!r}: `radstream auth add-user {user} --role ...` first")
+            if replaces_note:
+                for old in data["tokens"].values():
+                    if old["user"] == user and old.get("note") == note and not old.get("revoked"):
+                        old["revoked"] = _now()
             tid = secrets.token_hex(6)
             while tid in data["tokens"]:
                 tid = secrets.token_hex(6)
             secret = secrets.token_urlsafe(32)
             data["tokens"][tid] = {"user": user, "hash": _HASHER.hash(secret), "created": _now(),
                                    "note": note}
+            if expires_in is not None:
+                expires = datetime.now(UTC) + expires_in
+                data["tokens"][tid]["expires"] = expires.isoformat(timespec="seconds")
             self._save(data)
         return f"{TOKEN_PREFIX}_{tid}_{secret}"
 
@@ -208,6 +226,14 @@ class TokenStore:
                 data["tokens"][tid]["revoked"] = _now()
             self._save(data)
         return ids
+
+
+def _seconds_left(entry: dict[str, Any]) -> float:
+    """Seconds until a token entry expires (infinity without an expiry)."""
+    expires = entry.get("expires")
+    if not expires:
+        return float("inf")
+    return (datetime.fromisoformat(expires) - datetime.now(UTC)).total_seconds()
 
 
 def request_token(authorization: str | None, api_key: str | None) -> str | None:

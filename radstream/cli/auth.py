@@ -7,6 +7,9 @@ Running servers pick up changes on their next request. Each change is written to
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import click
 
 from radstream.cli import settings_of
@@ -46,18 +49,33 @@ def add_user(ctx: click.Context, name: str, roles: tuple[str, ...]) -> None:
     click.echo(f"user {name}: {', '.join(sorted(roles))}")
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def lifetime(text: str) -> timedelta:
+    """``90s``, ``30m``, ``8h`` or ``7d`` as a timedelta."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text)
+    if not m or int(m.group(1)) == 0:
+        raise click.BadParameter(f"{text!r}: give a positive number and a unit, e.g. 30m, 8h or 7d")
+    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+
+
 @auth.command("add-token")
 @click.argument("user")
 @click.option("--note", default="", help="What the token is for (shown by `auth list`).")
+@click.option("--expires", default=None, metavar="DURATION",
+              help="Lifetime of the token, e.g. 30m, 8h or 7d (default: until revoked).")
 @click.pass_context
-def add_token(ctx: click.Context, user: str, note: str) -> None:
+def add_token(ctx: click.Context, user: str, note: str, expires: str | None) -> None:
     """Create an API token for USER and print it (shown once: only its argon2 hash is kept)."""
+    life = lifetime(expires) if expires else None
     try:
-        token = _store(ctx).add_token(user, note)
+        token = _store(ctx).add_token(user, note, expires_in=life)
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     tid = token.split("_")[1]
-    _audit(ctx, "auth.add-token", user=user, token_id=tid, note=note)
+    _audit(ctx, "auth.add-token", user=user, token_id=tid, note=note,
+           expires=_store(ctx).tokens()[tid].get("expires", ""))
     click.echo(f"token id {tid} for {user} (send it as 'Authorization: Bearer <token>'):", err=True)
     click.echo(token)
 
@@ -78,11 +96,14 @@ def revoke(ctx: click.Context, what: str) -> None:
 @auth.command("list")
 @click.pass_context
 def list_(ctx: click.Context) -> None:
-    """Users with their roles, and tokens (id, user, created, revoked, note); never a secret."""
+    """Users with their roles, and tokens (id, user, created, state, note); never a secret."""
     store = _store(ctx)
     for name, user in sorted(store.users().items()):
         state = " (disabled)" if user.get("disabled") else ""
         click.echo(f"user\t{name}\t{','.join(user.get('roles', []))}{state}")
     for tid, tok in sorted(store.tokens().items(), key=lambda kv: kv[1]["created"]):
         state = f"revoked {tok['revoked']}" if tok.get("revoked") else "active"
+        if not tok.get("revoked") and tok.get("expires"):
+            expired = datetime.fromisoformat(tok["expires"]) <= datetime.now(UTC)
+            state = f"{'expired' if expired else 'expires'} {tok['expires']}"
         click.echo(f"token\t{tid}\t{tok['user']}\t{tok['created']}\t{state}\t{tok.get('note', '')}")

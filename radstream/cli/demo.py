@@ -16,6 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from rich.table import Table
 from radstream.cli import settings_of
 from radstream.config import Settings, load_settings
 
+DEMO_SIGN_IN = timedelta(hours=12)  # the demo user's sign-in: long enough for a session, then gone
 DEMO_REPORTS = Path(__file__).resolve().parent.parent / "data" / "demo_reports.jsonl"
 console = Console()
 
@@ -195,19 +197,22 @@ def demo(ctx: click.Context, keep_running: bool, studies: int, images: int) -> N
 
 
 def _web_sign_in(settings: Settings, services: Services | None, port: int = 8088) -> None:
-    """The web app's address and a fresh sign-in token of the demo user (analyst and steward)."""
+    """The web app's address and a one-time sign-in of the demo user (analyst and steward): a token that
+    expires after ``DEMO_SIGN_IN``, and revokes the sign-in of the previous demo run."""
     from streams.auth import TokenStore
 
     store = TokenStore(settings.auth.token_file)
     store.add_user("demo", ["analyst", "steward"])
-    token = store.add_token("demo", note="make demo sign-in")
+    token = store.add_token("demo", note="make demo sign-in", expires_in=DEMO_SIGN_IN, replaces_note=True)
     if services is not None:
         services.start("web", "web", "--port", str(port))
         click.echo(f"web app: http://127.0.0.1:{port}/ (running)")
     else:
         click.echo(f"web app: `radstream stack up`, `radstream worker` and `radstream web --port {port}`, "
                    f"then http://127.0.0.1:{port}/ (or `make demo` with --keep-running)")
-    click.echo(f"sign in as demo with: {token}\n(revoke it with `radstream auth revoke demo`)")
+    hours = int(DEMO_SIGN_IN.total_seconds() // 3600)
+    click.echo(f"sign in as demo with: {token}\n(valid for {hours} hours, until the next `make demo`, "
+               "or until `radstream auth revoke demo`)")
 
 
 def _orthanc_sop_uids(settings: Settings, accession: str) -> set[str]:

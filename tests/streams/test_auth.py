@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,34 @@ def test_verification_is_one_argon2_check_then_cached_and_revocation_is_seen(tmp
     store.add_token("stu")
     store.revoke("stu")  # a user: all its tokens, and disabled
     assert all(t.get("revoked") for t in store.tokens().values()) and store.users()["stu"]["disabled"]
+
+
+def test_an_expired_token_verifies_to_nobody_also_from_the_cache(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "tokens.json", cache_s=60)
+    store.add_user("ana", ["analyst"])
+    token = store.add_token("ana", expires_in=timedelta(seconds=3))
+    lasting = store.add_token("ana")
+    tid = (split_token(token) or ("", ""))[0]
+    expires = datetime.fromisoformat(store.tokens()[tid]["expires"])
+    assert store.verify(token) is not None  # valid, and now cached for up to 60 s
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.1)
+    assert store.verify(token) is None  # the cache entry did not outlive the token
+    assert store.verify(lasting) is not None and "expires" not in store.tokens()[lasting.split("_")[1]]
+    with pytest.raises(ValueError):
+        store.add_token("ana", expires_in=timedelta(0))
+
+
+def test_a_token_that_replaces_its_note_revokes_the_users_earlier_ones_of_that_note(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "tokens.json")
+    store.add_user("demo", ["analyst"])
+    store.add_user("bob", ["analyst"])
+    first = store.add_token("demo", note="demo sign-in", replaces_note=True)
+    other = store.add_token("demo", note="laptop")
+    bobs = store.add_token("bob", note="demo sign-in")
+    second = store.add_token("demo", note="demo sign-in", replaces_note=True)
+    assert store.verify(first) is None
+    assert all(store.verify(t) is not None for t in (second, other, bobs))
+    assert not store.users()["demo"].get("disabled")
 
 
 def test_roles_are_checked_and_admin_holds_every_role(tmp_path: Path) -> None:
