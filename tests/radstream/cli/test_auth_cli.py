@@ -36,7 +36,7 @@ def test_auth_commands_manage_users_and_tokens(tmp_path: Path) -> None:
     assert actions == ["auth.add-user", "auth.add-token", "auth.revoke"]
 
 
-def test_a_token_with_a_lifetime_is_listed_with_its_expiry_and_a_bad_lifetime_is_refused(tmp_path: Path) -> None:
+def test_a_token_with_a_lifetime_is_listed_with_its_expiry_and_a_bad_one_is_refused(tmp_path: Path) -> None:
     env = {"RADSTREAM_STATE_DIR": str(tmp_path)}
     run = CliRunner()
     assert run.invoke(main, ["auth", "add-user", "alice", "--role", "analyst"], env=env).exit_code == 0
@@ -47,7 +47,8 @@ def test_a_token_with_a_lifetime_is_listed_with_its_expiry_and_a_bad_lifetime_is
     assert abs((expires - datetime.now(UTC)) - timedelta(hours=8)) < timedelta(minutes=1)
     assert f"expires {expires.isoformat()}" in run.invoke(main, ["auth", "list"], env=env).stdout
     audit = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
-    assert audit[-1]["action"] == "auth.add-token" and json.loads(audit[-1]["detail"])["expires"] == expires.isoformat()
+    assert audit[-1]["action"] == "auth.add-token"
+    assert json.loads(audit[-1]["detail"])["expires"] == expires.isoformat()
     for bad in ("0h", "8", "8 weeks", "-1d"):
         out = run.invoke(main, ["auth", "add-token", "alice", "--expires", bad], env=env)
         assert out.exit_code == 2 and "e.g. 30m, 8h or 7d" in out.output, (bad, out.output)

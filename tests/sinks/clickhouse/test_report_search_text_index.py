@@ -46,8 +46,8 @@ def check_index(ch: Client) -> None:
     # the answer is that of a plain case-insensitive search
     for word in ("effusion", "EFFUSION", "nodule, 7", "sarcoid"):
         n = ch.query(f"SELECT count() FROM report_search WHERE {WORD}", parameters={"like": f"%{word}%"})
-        plain = ch.query("SELECT count() FROM report_search WHERE positionCaseInsensitiveUTF8(text, %(w)s) > 0",
-                         parameters={"w": word})
+        plain = ch.query("SELECT count() FROM report_search "
+                         "WHERE positionCaseInsensitiveUTF8(text, %(w)s) > 0", parameters={"w": word})
         assert n.result_rows == plain.result_rows
 
 
