@@ -26,7 +26,8 @@ paths (``radstream cohort retrieve --sql``: the study_ref look-up of 1,000 resea
 done-accessions query; the retrieval queue's pending query), and the web app's searches
 (``radstream.web.queries``: results, count, modality facet, finding facet, histogram per search;
 the search's time is the sum of its five queries, as one page load runs them; "web3:" is the same page
-in three queries, ``results``, ``summary`` and ``finding_facets``, where the tree has ``summary``), run
+in three queries, ``results``, ``summary`` and ``finding_facets``, where the tree has ``summary``;
+"web1:" the page in one query, ``page``, as the app runs it, where the tree has it), run
 through the analyst's role check as the web app runs them. ``--base-tag``/``--tag`` name the base store
 and its migrated copy (e.g. ``--base-tag ours --tag 015``: main's store as it is, and that store after
 this tree's migrations).
@@ -437,6 +438,8 @@ def queries(tree: Path, c: Any) -> dict[str, list[str]]:
             out[name] = [q.results(s), q.count(s), q.facets(s), q.finding_facets(s), q.histogram(s)]
             if hasattr(q, "summary"):  # the page in three queries: count, facets and histogram in one
                 out[name.replace("web: ", "web3: ")] = [q.results(s), q.summary(s), q.finding_facets(s)]
+            if hasattr(q, "page"):  # the page in one query, as the app runs it now
+                out[name.replace("web: ", "web1: ")] = [q.page(s)]
         out["web: report page"] = [
             q.report("default", one),
             q.versions("default", one),

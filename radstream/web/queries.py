@@ -238,8 +238,8 @@ FROM report_search AS t
 INNER JOIN
 (
     SELECT {_key('report_version')} AS k,
-           CAST(arrayDistinct(arrayFilter((c, n) -> NOT n, finding_concepts, finding_negated)), 'Array(String)')
-               AS present
+           CAST(arrayDistinct(arrayFilter((c, n) -> NOT n, finding_concepts, finding_negated)),
+                'Array(String)') AS present
     FROM report_current {narrow}WHERE {_and(current)}
 ) AS c ON {_key('version', 't.')} = c.k
 {first}{due}""", {**x.params, "top": int(offset) + int(limit)})

@@ -176,7 +176,8 @@ def _view_select(client: Client, qualified: str, settings: dict[str, Any] | None
     """The SELECT of one view now; a view gone since ``_views`` is refused (it cannot be analysed)."""
     db, _, name = qualified.partition(".")
     rows = client.query(f"SELECT as_select FROM system.tables WHERE database = {_literal(db)} "
-                        f"AND name = {_literal(name)} AND engine = 'View'", settings=settings or {}).result_rows
+                        f"AND name = {_literal(name)} AND engine = 'View'",
+                        settings=settings or {}).result_rows
     if not rows:
         raise AccessDenied(f"refused: the view {qualified} could not be analysed: it is gone")
     return str(rows[0][0])
