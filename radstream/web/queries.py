@@ -109,6 +109,7 @@ class _Parts:
     pre: list[str]  # own + the text: report_search's PREWHERE, cheap ones first
     nlp: list[str]  # the current NLP run's arrays (report_current)
     due: str  # the follow-up due filter over (site, accession), "{t}" = the table's alias; or ""
+    due_row: str  # the same on one row: "{r}" = its report_search row, "{c}" = its report_current row
     params: dict[str, Any]
 
 
@@ -164,19 +165,19 @@ def _parts(s: Search) -> _Parts:
     if s.recommendation and s.due_by is None:
         nlp.append("has(recommendation_kinds, %(recommendation)s)" if kind
                    else "notEmpty(recommendation_kinds)")
-    due = ""
+    due = due_row = ""
     if s.due_by is not None:
         # the due day needs the exam time beside the current run's recommendations (kind, interval_days_min
-        # as arrays): the current version's report_search row, joined to the reports that have any
+        # as arrays): the current version's report_search row ({r}) with its report_current row ({c})
         p["due_by"] = s.due_by.isoformat()
+        due_row = ("arrayExists((k, d) -> " + ("k = %(recommendation)s AND " if kind else "")
+                   + "d IS NOT NULL AND {r}exam_time + toIntervalDay(d) < toDateTime64(%(due_by)s, 6, 'UTC') "
+                   "+ INTERVAL 1 DAY, {c}recommendation_kinds, {c}recommendation_days)")
         due = ("({t}site, {t}accession) IN (SELECT c.site, c.accession FROM report_current AS c "
                "INNER JOIN report_search AS r ON r.site = c.site AND r.accession = c.accession "
                f"AND r.version = c.report_version WHERE c.has_nlp AND c.{LIVE} "
-               "AND notEmpty(c.recommendation_kinds) AND arrayExists((k, d) -> "
-               + ("k = %(recommendation)s AND " if kind else "")
-               + "d IS NOT NULL AND r.exam_time + toIntervalDay(d) < toDateTime64(%(due_by)s, 6, 'UTC') "
-               "+ INTERVAL 1 DAY, c.recommendation_kinds, c.recommendation_days))")
-    return _Parts(own, pre, nlp, due, p)
+               "AND notEmpty(c.recommendation_kinds) AND " + due_row.format(r="r.", c="c.", t="{t}") + ")")
+    return _Parts(own, pre, nlp, due, due_row, p)
 
 
 def _and(conds: list[str], t: str = "") -> str:
@@ -219,15 +220,21 @@ def page(s: Search, offset: int = 0, limit: int = PAGE) -> str:
     every accession (FINAL allows no PREWHERE there) and report_search's text a second time; run at
     once they cost three times that. Here report_search (the report's own filters and the text, as
     in ``where``) is joined once with the current versions in report_current (their NLP filters, and
-    each one's present findings for the facets), on the same 64-bit key as ``where``'s set. The page
-    of results is the ``offset + limit`` first by exam time (newest first), then accession."""
+    each one's present findings for the facets), on the same 64-bit key as ``where``'s set; the
+    follow-up due day is checked on the joined row (its exam time, its run's recommendations) instead
+    of ``where``'s join of every current report. The page of results is the ``offset + limit`` first by
+    exam time (newest first), then accession."""
     x = _parts(s)
-    current = [LIVE, *(["has_nlp", *x.nlp] if x.nlp else [])]
+    current = [LIVE, *(["has_nlp", *x.nlp] if x.nlp or x.due_row else [])]
+    recommendations = ""
+    if x.due_row:  # the due day on the joined row: its exam time and its run's recommendations
+        current.append("notEmpty(recommendation_kinds)")
+        recommendations = ", recommendation_kinds, recommendation_days"
     narrow = (f"PREWHERE {_ACCESSION_KEY} IN (SELECT {_ACCESSION_KEY} FROM report_search "
               f"PREWHERE {_and(x.pre)}) "
               if x.own else "")
     first = f"PREWHERE {_and(x.pre, 't.')} " if x.pre else ""
-    due = f"WHERE {x.due.format(t='t.')}" if x.due else ""
+    due = f"WHERE {x.due_row.format(r='t.', c='c.')}" if x.due_row else ""
     return bind(f"""SELECT count() AS total,
        groupArraySorted(%(top)s)((-toUnixTimestamp64Micro(t.exam_time), t.accession, t.site, t.modality,
                                   t.procedure_description, toString(t.exam_time), t.status, t.text)) AS top,
@@ -239,7 +246,7 @@ INNER JOIN
 (
     SELECT {_key('report_version')} AS k,
            CAST(arrayDistinct(arrayFilter((c, n) -> NOT n, finding_concepts, finding_negated)),
-                'Array(String)') AS present
+                'Array(String)') AS present{recommendations}
     FROM report_current {narrow}WHERE {_and(current)}
 ) AS c ON {_key('version', 't.')} = c.k
 {first}{due}""", {**x.params, "top": int(offset) + int(limit)})

@@ -274,6 +274,8 @@ PAGE_FORMS = [
     {"assessment_system": "BI-RADS", "min_category": "4"},
     {"body_region": "chest", "patient_class": "outpatient"},
     {"recommendation": "any", "due_by": "2025-04-10"}, {"recommendation": "imaging_followup"},
+    {"recommendation": "imaging_followup", "due_by": "2025-04-09"},
+    {"due_by": "2026-01-01", "finding": "nodule", "finding_state": "present", "text": "nodule"},
 ]
 
 
@@ -292,7 +294,7 @@ def test_the_page_query_returns_what_the_three_queries_return(ch: Client, form: 
     assert len(rows) == 1
     want = (run(ch, q.results(s)), run(ch, q.summary(s)), run(ch, q.finding_facets(s)))
     assert q.page_parts(rows[0]) == want
-    if not s.empty and s.text != "no such words":
+    if not s.empty and s.text != "no such words" and s.due_by != date(2025, 4, 9):
         assert want[0] and want[1], form  # the forms select something (the comparison is not of nothing)
     for offset in (1, 2):
         got = q.page_parts(run(ch, q.page(s, offset, 2))[0], offset, 2)[0]
