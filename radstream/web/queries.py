@@ -108,6 +108,7 @@ class _Parts:
     own: list[str]  # the report's own columns (report_search), "{t}" = the table's alias
     pre: list[str]  # own + the text: report_search's PREWHERE, cheap ones first
     nlp: list[str]  # the current NLP run's arrays (report_current)
+    findings: bool  # nlp has a filter on the findings' arrays (the dense ones)
     due: str  # the follow-up due filter over (site, accession), "{t}" = the table's alias; or ""
     due_row: str  # the same on one row: "{r}" = its report_search row, "{c}" = its report_current row
     params: dict[str, Any]
@@ -133,7 +134,8 @@ def _parts(s: Search) -> _Parts:
         pre.append("positionCaseInsensitiveUTF8({t}text, %(text)s) > 0")
         p["text"] = s.text
     nlp: list[str] = []
-    if s.finding or s.finding_state or s.min_size_mm is not None:
+    has_findings = bool(s.finding or s.finding_state or s.min_size_mm is not None)
+    if has_findings:
         lam = []
         if s.finding:
             lam.append("c = %(finding)s")
@@ -177,7 +179,7 @@ def _parts(s: Search) -> _Parts:
                "INNER JOIN report_search AS r ON r.site = c.site AND r.accession = c.accession "
                f"AND r.version = c.report_version WHERE c.has_nlp AND c.{LIVE} "
                "AND notEmpty(c.recommendation_kinds) AND " + due_row.format(r="r.", c="c.", t="{t}") + ")")
-    return _Parts(own, pre, nlp, due, due_row, p)
+    return _Parts(own, pre, nlp, has_findings, due, due_row, p)
 
 
 def _and(conds: list[str], t: str = "") -> str:
@@ -234,6 +236,13 @@ def page(s: Search, offset: int = 0, limit: int = PAGE) -> str:
               f"PREWHERE {_and(x.pre)}) "
               if x.own else "")
     first = f"PREWHERE {_and(x.pre, 't.')} " if x.pre else ""
+    if x.nlp and not x.pre and not x.findings:
+        # nothing of the report's own narrows report_search: every text would be read. The NLP filters on
+        # the sparse arrays (assessments, critical results, recommendations) or the body region cost a
+        # cheap second pass as a key set, and the text is then read only in the granules it leaves
+        # (BI-RADS: the mammograms'); a finding filter's pass costs more than the text it would save
+        first = (f"PREWHERE {_key('version', 't.')} IN (SELECT {_key('report_version')} FROM report_current "
+                 f"WHERE {_and(current)}) ")
     due = f"WHERE {x.due_row.format(r='t.', c='c.')}" if x.due_row else ""
     return bind(f"""SELECT count() AS total,
        groupArraySorted(%(top)s)((-toUnixTimestamp64Micro(t.exam_time), t.accession, t.site, t.modality,
