@@ -299,9 +299,9 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             return await semantic_search(request, sess, s, ctx)
         if not s.empty:
             started = time.monotonic()
-            # the three reads of a page at once: the SQL page serves each in a thread of its own
-            res, summary, findings = await asyncio.gather(
-                rows(sess, q.results(s)), rows(sess, q.summary(s)), rows(sess, q.finding_facets(s)))
+            # the page in one query (results, counts and facets share one pass: queries.page)
+            found = await rows(sess, q.page(s))
+            res, summary, findings = q.page_parts(found[0]) if found else ([], [], [])
             total = sum(int(r["n"]) for r in summary if r["facet"] == "total")
             modalities = [r for r in summary if r["facet"] == "modality"][:20]
             months = [{"month": r["value"], "n": r["n"]} for r in summary if r["facet"] == "month"]

@@ -108,7 +108,9 @@ class _Parts:
     own: list[str]  # the report's own columns (report_search), "{t}" = the table's alias
     pre: list[str]  # own + the text: report_search's PREWHERE, cheap ones first
     nlp: list[str]  # the current NLP run's arrays (report_current)
+    findings: bool  # nlp has a filter on the findings' arrays (the dense ones)
     due: str  # the follow-up due filter over (site, accession), "{t}" = the table's alias; or ""
+    due_row: str  # the same on one row: "{r}" = its report_search row, "{c}" = its report_current row
     params: dict[str, Any]
 
 
@@ -132,7 +134,8 @@ def _parts(s: Search) -> _Parts:
         pre.append("positionCaseInsensitiveUTF8({t}text, %(text)s) > 0")
         p["text"] = s.text
     nlp: list[str] = []
-    if s.finding or s.finding_state or s.min_size_mm is not None:
+    has_findings = bool(s.finding or s.finding_state or s.min_size_mm is not None)
+    if has_findings:
         lam = []
         if s.finding:
             lam.append("c = %(finding)s")
@@ -164,19 +167,19 @@ def _parts(s: Search) -> _Parts:
     if s.recommendation and s.due_by is None:
         nlp.append("has(recommendation_kinds, %(recommendation)s)" if kind
                    else "notEmpty(recommendation_kinds)")
-    due = ""
+    due = due_row = ""
     if s.due_by is not None:
         # the due day needs the exam time beside the current run's recommendations (kind, interval_days_min
-        # as arrays): the current version's report_search row, joined to the reports that have any
+        # as arrays): the current version's report_search row ({r}) with its report_current row ({c})
         p["due_by"] = s.due_by.isoformat()
+        due_row = ("arrayExists((k, d) -> " + ("k = %(recommendation)s AND " if kind else "")
+                   + "d IS NOT NULL AND {r}exam_time + toIntervalDay(d) < toDateTime64(%(due_by)s, 6, 'UTC') "
+                   "+ INTERVAL 1 DAY, {c}recommendation_kinds, {c}recommendation_days)")
         due = ("({t}site, {t}accession) IN (SELECT c.site, c.accession FROM report_current AS c "
                "INNER JOIN report_search AS r ON r.site = c.site AND r.accession = c.accession "
                f"AND r.version = c.report_version WHERE c.has_nlp AND c.{LIVE} "
-               "AND notEmpty(c.recommendation_kinds) AND arrayExists((k, d) -> "
-               + ("k = %(recommendation)s AND " if kind else "")
-               + "d IS NOT NULL AND r.exam_time + toIntervalDay(d) < toDateTime64(%(due_by)s, 6, 'UTC') "
-               "+ INTERVAL 1 DAY, c.recommendation_kinds, c.recommendation_days))")
-    return _Parts(own, pre, nlp, due, p)
+               "AND notEmpty(c.recommendation_kinds) AND " + due_row.format(r="r.", c="c.", t="{t}") + ")")
+    return _Parts(own, pre, nlp, has_findings, due, due_row, p)
 
 
 def _and(conds: list[str], t: str = "") -> str:
@@ -208,6 +211,76 @@ def where(s: Search) -> tuple[str, dict[str, Any]]:
         cond.append(x.due.format(t="t."))
     first = f"PREWHERE {_and(x.pre, 't.')} " if x.pre else ""
     return f"report_search AS t {first}WHERE {' AND '.join(cond)}", x.params
+
+
+def page(s: Search, offset: int = 0, limit: int = PAGE) -> str:
+    """The search page in one query: one row with the matching reports' count, the page of results,
+    the modality and month counts and the finding facets (``page_parts`` splits it into what
+    ``results``, ``summary`` and ``finding_facets`` return; tested to be equal).
+
+    Those three queries each built the search's set from report_current, reading the NLP arrays of
+    every accession (FINAL allows no PREWHERE there) and report_search's text a second time; run at
+    once they cost three times that. Here report_search (the report's own filters and the text, as
+    in ``where``) is joined once with the current versions in report_current (their NLP filters, and
+    each one's present findings for the facets), on the same 64-bit key as ``where``'s set; the
+    follow-up due day is checked on the joined row (its exam time, its run's recommendations) instead
+    of ``where``'s join of every current report. The page of results is the ``offset + limit`` first by
+    exam time (newest first), then accession."""
+    x = _parts(s)
+    current = [LIVE, *(["has_nlp", *x.nlp] if x.nlp or x.due_row else [])]
+    recommendations = ""
+    if x.due_row:  # the due day on the joined row: its exam time and its run's recommendations
+        current.append("notEmpty(recommendation_kinds)")
+        recommendations = ", recommendation_kinds, recommendation_days"
+    narrow = (f"PREWHERE {_ACCESSION_KEY} IN (SELECT {_ACCESSION_KEY} FROM report_search "
+              f"PREWHERE {_and(x.pre)}) "
+              if x.own else "")
+    first = f"PREWHERE {_and(x.pre, 't.')} " if x.pre else ""
+    if x.nlp and not x.pre and not x.findings:
+        # nothing of the report's own narrows report_search: every text would be read. The NLP filters on
+        # the sparse arrays (assessments, critical results, recommendations) or the body region cost a
+        # cheap second pass as a key set, and the text is then read only in the granules it leaves
+        # (BI-RADS: the mammograms'); a finding filter's pass costs more than the text it would save
+        first = (f"PREWHERE {_key('version', 't.')} IN (SELECT {_key('report_version')} FROM report_current "
+                 f"WHERE {_and(current)}) ")
+    due = f"WHERE {x.due_row.format(r='t.', c='c.')}" if x.due_row else ""
+    return bind(f"""SELECT count() AS total,
+       groupArraySorted(%(top)s)((-toUnixTimestamp64Micro(t.exam_time), t.accession, t.site, t.modality,
+                                  t.procedure_description, toString(t.exam_time), t.status, t.text)) AS top,
+       sumMap([toString(t.modality)], [toUInt64(1)]) AS modalities,
+       sumMap([toString(toStartOfMonth(t.exam_time))], [toUInt64(1)]) AS months,
+       sumMap(c.present, arrayMap(v -> toUInt64(1), c.present)) AS findings
+FROM report_search AS t
+INNER JOIN
+(
+    SELECT {_key('report_version')} AS k,
+           CAST(arrayDistinct(arrayFilter((c, n) -> NOT n, finding_concepts, finding_negated)),
+                'Array(String)') AS present{recommendations}
+    FROM report_current {narrow}WHERE {_and(current)}
+) AS c ON {_key('version', 't.')} = c.k
+{first}{due}""", {**x.params, "top": int(offset) + int(limit)})
+
+
+def page_parts(row: dict[str, Any], offset: int = 0, limit: int = PAGE
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """``page``'s row (as JSON decodes it) -> the rows ``results``, ``summary`` and ``finding_facets``
+    return, in their order (ClickHouse sorts strings by bytes, Python by code points: the same order)."""
+    results = [{"site": r[2], "accession": r[1], "modality": r[3], "procedure": r[4], "exam_time": r[5],
+                "status": r[6], "text": r[7]} for r in list(row["top"])[offset:offset + limit]]
+    total = int(row["total"])
+    if not total:
+        return results, [], []
+
+    def pairs(kv: Any) -> list[tuple[str, int]]:
+        keys, counts = (kv["1"], kv["2"]) if isinstance(kv, dict) else kv
+        return [(str(k), int(n)) for k, n in zip(keys, counts, strict=True)]
+
+    summary = [{"facet": "modality", "value": v, "n": n}
+               for v, n in sorted(pairs(row["modalities"]), key=lambda p: (-p[1], p[0]))]
+    summary += [{"facet": "month", "value": v, "n": n} for v, n in sorted(pairs(row["months"]))]
+    summary.append({"facet": "total", "value": "", "n": total})
+    facets = [{"value": v, "n": n} for v, n in sorted(pairs(row["findings"]), key=lambda p: (-p[1], p[0]))]
+    return results, summary, facets[:15]
 
 
 def bind(sql: str, params: dict[str, Any]) -> str:

@@ -264,3 +264,39 @@ def test_the_search_reads_only_analysts_tables_through_the_role_check(ch: Client
     no_search = replace(ANALYST, tables=ANALYST.tables - {"report_search"})
     with pytest.raises(AccessDenied, match="report_search"):
         run_readonly(ch, q.results(q.Search(text="nodule")), "jsonl", policy=no_search)
+
+
+PAGE_FORMS = [
+    {}, {"text": "nodule"}, {"text": "NODULE", "modality": "CT"}, {"modality": "MR"},
+    {"date_from": "2025-01-01", "date_to": "2025-02-15"}, {"text": "no such words"},
+    {"text": "findings", "finding": "nodule", "finding_state": "negated", "date_from": "2025-01-01"},
+    {"finding": "nodule", "min_size_mm": "6"}, {"critical": "1", "modality": "CT"}, {"critical": "1"},
+    {"body_region": "chest"},
+    {"assessment_system": "BI-RADS", "min_category": "4"},
+    {"body_region": "chest", "patient_class": "outpatient"},
+    {"recommendation": "any", "due_by": "2025-04-10"}, {"recommendation": "imaging_followup"},
+    {"recommendation": "imaging_followup", "due_by": "2025-04-09"},
+    {"due_by": "2026-01-01", "finding": "nodule", "finding_state": "present", "text": "nodule"},
+]
+
+
+@pytest.mark.parametrize("form", PAGE_FORMS)
+def test_the_page_query_returns_what_the_three_queries_return(ch: Client, form: dict[str, str]) -> None:
+    """``page`` (one query) split by ``page_parts`` gives the rows of ``results``, ``summary`` and
+    ``finding_facets`` in their order, through the analyst's check; A6 has no NLP result yet (listed
+    and counted, no facets), A7 is a second report in A1's month with a non-ASCII text."""
+    a6 = report("A6", exam_time=DAY + timedelta(hours=1), text="FINDINGS: Nodule, not yet analysed.")
+    a7 = report("A7", exam_time=DAY + timedelta(days=2),
+                text="FINDINGS: Kleiner Knoten, größenstabil. Nodule.")
+    write_records(ch, "report_finalized", [a6, a7])
+    write_records(ch, "report_findings", [findings(a7, [finding("nodule", size_mm=4.0), finding("cyst")])])
+    s = q.Search.of(form)
+    rows = run(ch, q.page(s))
+    assert len(rows) == 1
+    want = (run(ch, q.results(s)), run(ch, q.summary(s)), run(ch, q.finding_facets(s)))
+    assert q.page_parts(rows[0]) == want
+    if not s.empty and s.text != "no such words" and s.due_by != date(2025, 4, 9):
+        assert want[0] and want[1], form  # the forms select something (the comparison is not of nothing)
+    for offset in (1, 2):
+        got = q.page_parts(run(ch, q.page(s, offset, 2))[0], offset, 2)[0]
+        assert got == run(ch, q.results(s, offset, 2))

@@ -62,3 +62,20 @@ def test_the_checked_text_is_what_runs_and_keeps_a_trailing_format(ch: Client) -
     with pytest.raises(AccessDenied, match="names deid_map, which the role may not read"):
         run_readonly(ch, "SELECT toInt64((SELECT any(original) FROM deid_map)) + nosuch", "tsv",
                      policy=analyst)
+
+
+def test_a_view_is_read_as_it_is_defined_now(ch: Client) -> None:
+    """The check asks for a view's SELECT when a query reads it (not from a list read before): a view
+    redefined to read a restricted table is refused at the next check, a dropped one is not found."""
+    from dataclasses import replace
+
+    ro = _readonly_sibling(ch)
+    policy = replace(policy_for(["analyst"]), tables=policy_for(["analyst"]).tables | {"v_access"})
+    ch.command("CREATE VIEW rs.v_access AS SELECT accession FROM rs.reports")
+    assert check(ro, "rs", "SELECT count() FROM v_access", policy).tables == ["rs.reports", "rs.v_access"]
+    ch.command("CREATE OR REPLACE VIEW rs.v_access AS SELECT original AS accession FROM rs.deid_map")
+    with pytest.raises(AccessDenied, match=r"rs.deid_map \(read by the view rs.v_access\) is not readable"):
+        check(ro, "rs", "SELECT count() FROM v_access", policy)
+    ch.command("DROP VIEW rs.v_access")
+    with pytest.raises(AccessDenied, match="UNKNOWN_TABLE|does not exist"):
+        check(ro, "rs", "SELECT count() FROM v_access", policy)
