@@ -101,6 +101,11 @@ class Search:
         return not self.params()
 
 
+def like_escaped(text: str) -> str:
+    """``text`` as a LIKE pattern that matches it literally (``%``, ``_`` and ``\\`` escaped)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 @dataclass(frozen=True)
 class _Parts:
     """A search's conditions by where they apply (fixed fragments; values in ``params``)."""
@@ -131,8 +136,10 @@ def _parts(s: Search) -> _Parts:
         p["date_to"] = s.date_to.isoformat()
     pre = list(own)
     if s.text:
-        pre.append("positionCaseInsensitiveUTF8({t}text, %(text)s) > 0")
-        p["text"] = s.text
+        # a case-insensitive substring in the form report_search's text index serves (ddl/020): the
+        # pattern is constant, so the engine skips the granules that lack one of its 3-grams
+        pre.append("lowerUTF8({t}text) LIKE lowerUTF8(%(text)s)")
+        p["text"] = "%" + like_escaped(s.text) + "%"
     nlp: list[str] = []
     has_findings = bool(s.finding or s.finding_state or s.min_size_mm is not None)
     if has_findings:

@@ -90,6 +90,25 @@ def test_full_text_modality_and_dates_select_what_they_say(ch: Client) -> None:
     assert [(r["accession"], r["study_ref"]) for r in studies] == [("A1", "sr1.A1"), ("A3", "sr1.A3")]
 
 
+def test_full_text_matches_the_words_literally_and_uses_the_text_index(ch: Client) -> None:
+    """LIKE's wildcards in a search are plain characters; case folds also beyond ASCII; the planner
+    skips report_search's granules by its text index (ddl/020) for the search's own condition."""
+    a7 = report("A7", exam_time=DAY, text="FINDINGS: 50% stenosis of the ÖSOPHAGUS_WALL, C:\\path.")
+    write_records(ch, "report_finalized", [a7])
+    assert accessions(ch, q.Search(text="50% stenosis")) == ["A7"]
+    assert accessions(ch, q.Search(text="5_% stenosis")) == []  # "_" is not a wildcard
+    assert accessions(ch, q.Search(text="%")) == ["A7"]  # nor is "%"
+    assert accessions(ch, q.Search(text="ösophagus_wall")) == ["A7"]
+    assert accessions(ch, q.Search(text="c:\\path")) == ["A7"]
+    assert accessions(ch, q.Search(text="NODULE")) == ["A1", "A2", "A3"]
+    cond = q.bind("SELECT count() FROM report_search AS t WHERE " + " AND ".join(
+        c.format(t="t.") for c in q._parts(q.Search(text="no such words")).pre),
+        q._parts(q.Search(text="no such words")).params)
+    plan = [r[0] for r in ch.query("EXPLAIN indexes = 1 " + cond).result_rows]
+    at = next(i for i, line in enumerate(plan) if line.strip() == "Name: ix_text")
+    assert "Granules: 0/" in "".join(plan[at:at + 6]), plan
+
+
 @pytest.mark.parametrize("attack", [
     "x') > 0 OR 1=1 OR position(r.text, '",
     "x\\') > 0 OR 1=1 --",
