@@ -56,6 +56,7 @@ class WatchRegistry(Handler):
 
     def __init__(self, kafka: KafkaConfig, topics: TopicsConfig) -> None:
         self._watches: dict[str, Watch] = {}
+        self._ended: dict[str, datetime] = {}  # watch id -> time of its inactive record (while inactive)
         self._lock = threading.Lock()
         self._loop = ConsumerLoop(kafka, LoopConfig(
             group_id=f"{kafka.consumer_group}.cohort-watches", topics=[topics.cohort_watches],
@@ -67,6 +68,11 @@ class WatchRegistry(Handler):
     def current(self) -> list[Watch]:
         with self._lock:
             return list(self._watches.values())
+
+    def ended(self) -> dict[str, datetime]:
+        """Watch id -> when it was withdrawn, for the watches whose last record is inactive."""
+        with self._lock:
+            return dict(self._ended)
 
     def add(self, records: Sequence[Record], acks: Acks) -> None:
         for rec in records:
@@ -86,8 +92,10 @@ class WatchRegistry(Handler):
         with self._lock:
             if watch is None:
                 self._watches.pop(rec["watch_id"], None)
+                self._ended[rec["watch_id"]] = rec["time"]
             else:
                 self._watches[watch.watch_id] = watch
+                self._ended.pop(watch.watch_id, None)
 
     def start(self) -> None:
         self._thread, self._stop = run_in_thread(self._loop, "cohort-watches")

@@ -15,6 +15,7 @@ polling when they are not connected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import dataclasses
 import difflib
@@ -53,6 +54,7 @@ from radstream.web.data import Refused, Unavailable, Warehouse
 from radstream.web.store import Cohort, Cohorts, session_secret
 from streams import audit
 from streams.auth import AuthError, Gate, Principal
+from streams.cohort import WatchRegistry
 
 log = logging.getLogger("radstream.web")
 HERE = Path(__file__).parent
@@ -215,6 +217,13 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
             async def route(request: Request) -> Response:
                 sess = current(request)
+                if sess is not None and await run_in_threadpool(gate.store.verify, sess.token) is None:
+                    # the session's token was revoked or expired since sign-in: the session ends with it
+                    audit.record(target, sess.principal.user, "web.logout", allowed=True, service="web",
+                                 reason="token revoked or expired", token_id=sess.principal.token_id)
+                    sessions.drop(request.session.get("sid"))
+                    request.session.clear()
+                    sess = None
                 if sess is None:
                     if request.headers.get("HX-Request"):
                         return Response("signed out", 401, headers={"HX-Redirect": "/login"})
@@ -392,9 +401,28 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             reg = state["projects"] = ProjectRegistry(settings.kafka, settings.topics)
         return [p for p in reg.all() if p.active]
 
+    watch_registry: list[WatchRegistry] = []
+    registry_lock = threading.Lock()
+
+    def watches_ended() -> dict[str, datetime]:
+        """Watch id -> when it was withdrawn, as the watches topic says (read by a registry this process
+        starts on first use); empty until the registry has read the topic to its end."""
+        with registry_lock:
+            if not watch_registry:
+                watch_registry.append(WatchRegistry(settings.kafka, settings.topics))
+                watch_registry[0].start()
+        reg = watch_registry[0]
+        return reg.ended() if reg.loaded.is_set() else {}
+
     @page(READERS)
     async def cohort_page(request: Request, sess: Session) -> Response:
         c = cohort_of(request)
+        ended = await run_in_threadpool(watches_ended)
+        gone = [w for w in c.watches if w["watch_id"] in ended
+                and ended[w["watch_id"]] > datetime.fromisoformat(w["since"])]
+        if gone:  # withdrawn elsewhere (`radstream cohort unwatch`, another web app) after it began here
+            c.watches = [w for w in c.watches if w not in gone]
+            cohorts.update(c)
         s = q.Search.of(c.search)
         n = len(await rows(sess, q.cohort_studies(s)))
         if c.size != n:  # the size over time: a new point whenever it changed
@@ -629,7 +657,14 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     middleware = [Middleware(SessionMiddleware, secret_key=session_secret(web_dir),
                              session_cookie="rs_session", max_age=SESSION_S, same_site="strict",
                              https_only=https)]
-    app = Starlette(routes=routes, middleware=middleware)
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        for reg in watch_registry:  # the registry's consumer leaves its group
+            await run_in_threadpool(reg.stop)
+
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.sessions = sessions
     app.state.cohorts = cohorts
+    app.state.watch_registry = watch_registry
     return app

@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 
 from radstream.config import Settings
 from radstream.web import pipeline as pl
+from radstream.web import standing
 from radstream.web.app import create_app
 from radstream.web.data import Warehouse
 from radstream.web.standing import NotExpressible, rule_of
@@ -330,3 +331,43 @@ def test_search_by_meaning_ranks_the_reports_the_filters_select(web: App) -> Non
     assert '<span id="total">0</span>' in plain  # full text: none of these words
     searches = [e for e in audit_events(web) if e.get("action") == "web.search"]
     assert any(json.loads(e["detail"])["search"].get("semantic") == "1" for e in searches), searches[-1:]
+
+
+def test_a_session_ends_when_its_token_is_revoked(web: App) -> None:
+    client, _ = signed_in(web, "analyst")
+    assert client.get("/search").status_code == 200
+    time.sleep(0.01)  # a new mtime for the token file: the servers re-read it
+    tid = web.tokens["analyst"].split("_")[1]
+    assert TokenStore(web.settings.auth.token_file).revoke(tid) == [tid]
+    r = client.get("/search")
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert client.get("/cohorts").status_code == 303  # the session is gone, not just this request
+    ends = [e for e in audit_events(web) if e["action"] == "web.logout"]
+    assert ends and json.loads(ends[-1]["detail"])["reason"] == "token revoked or expired"
+
+
+def test_a_watch_withdrawn_elsewhere_is_no_longer_shown_as_subscribed(web: App) -> None:
+    client, csrf = signed_in(web, "analyst")
+    cid = save(client, csrf, "nodules", finding="nodule", finding_state="present")
+    subscribe = {"csrf": csrf, "project": PROJECT, "destination": "RESEARCH"}
+    row = f'<tr class="watch" data-project="{PROJECT}">'
+    try:
+        assert client.post(f"/cohorts/{cid}/subscribe", data=subscribe).status_code == 303
+        assert row in client.get(f"/cohorts/{cid}").text
+        time.sleep(1.1)  # the withdrawal comes a second later (the cohort file keeps whole seconds)
+        standing.unsubscribe(web.settings, f"{PROJECT}:web-cohort-{cid}")  # as `radstream cohort unwatch`
+        deadline = time.monotonic() + 30
+        while row in client.get(f"/cohorts/{cid}").text:
+            assert time.monotonic() < deadline, "the page still shows the withdrawn watch"
+            time.sleep(0.5)
+        assert "Not subscribed" in client.get(f"/cohorts/{cid}").text
+        assert f"<td>{PROJECT}</td></tr>" not in client.get("/cohorts").text
+        # subscribing again after the withdrawal is shown at once, and stays
+        time.sleep(1.1)
+        assert client.post(f"/cohorts/{cid}/subscribe", data=subscribe).status_code == 303
+        for _ in range(4):
+            assert row in client.get(f"/cohorts/{cid}").text
+            time.sleep(0.5)
+    finally:
+        for reg in web.app.state.watch_registry:
+            reg.stop()
