@@ -62,10 +62,8 @@ class Engine:
         # payload list of a lexicon entry -> (the list, its concepts, its ConText rules); the list is kept
         # so that an id() reused by a short-lived list is detected
         self._split: dict[int, tuple[list[Any], tuple[Concept, ...], tuple[ctx.Rule, ...]]] = {}
-        # (rules of a phrase, section) -> (those rules, the ones that apply there, their categories)
-        self._section_rules: dict[
-            tuple[int, str], tuple[tuple[ctx.Rule, ...], tuple[ctx.Rule, ...], frozenset[str]]
-        ] = {}
+        # (rules of a phrase, section) -> (those rules, the kind of trigger of those that apply there)
+        self._section_rules: dict[tuple[int, str], tuple[tuple[ctx.Rule, ...], ctx.TriggerKind | None]] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Engine, (self._chest_mapping_path,))
@@ -174,11 +172,11 @@ class Engine:
                 found = cache.get(key)
                 if found is None or found[0] is not h.rules:
                     rules = tuple(r for r in h.rules if r.applies_in(section))
-                    found = (h.rules, rules, frozenset(r.category for r in rules))
+                    found = (h.rules, ctx.TriggerKind.of(rules) if rules else None)
                     if len(cache) < 100_000:
                         cache[key] = found
-                if found[1]:
-                    out.append(ctx.Trigger(h.start, h.end, found[1], found[2]))
+                if found[1] is not None:
+                    out.append(ctx.Trigger(h.start, h.end, found[1]))
         return out
 
     # ------------------------------------------------------------------ term status

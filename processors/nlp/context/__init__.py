@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -46,6 +46,7 @@ _LIST_FROM = 8  # a negation farther than this many words from a finding counts 
 _CLAUSE_PUNCT = re.compile(r"[,;:()]")
 _CHANGE_REACH = 12  # words from such a negation to the findings whose change it denies
 MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, CHRONIC, CURRENT, HYPOTHETICAL, FAMILY)
+_NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE, CHANGE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +65,55 @@ class Rule:
         return not (self.not_sections is not None and section in self.not_sections)
 
 
+@dataclass(frozen=True, slots=True)
+class TriggerKind:
+    """The rules of one trigger phrase that apply in one section, with what a walk asks of them
+    precomputed (built once per phrase and section by the engine, not per trigger or per target)."""
+
+    rules: tuple[Rule, ...]
+    categories: frozenset[str]
+    forward_rules: tuple[Rule, ...]  # modifier rules that reach forward (forward, bidirectional)
+    backward_rules: tuple[Rule, ...]  # modifier rules that reach backward (backward, bidirectional)
+    modifies: frozenset[str]  # categories that end other categories' scope (not pseudo/terminate/change)
+    terminates_all: bool
+    terminates: frozenset[str]  # the categories its TERMINATE rules limited to some categories end
+    pseudo: bool
+    change: bool
+    chronic_scope: int  # the largest max_scope of its CHRONIC rules (-1: none)
+    max_scope: int
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> TriggerKind:
+        mods = tuple(r for r in rules if r.category not in _NOT_MODIFIERS)
+        terms = [r for r in rules if r.category == TERMINATE]
+        cats = frozenset(r.category for r in rules)
+        return cls(
+            rules=rules,
+            categories=cats,
+            forward_rules=tuple(r for r in mods if r.direction in ("forward", "bidirectional")),
+            backward_rules=tuple(r for r in mods if r.direction in ("backward", "bidirectional")),
+            modifies=cats - _NOT_MODIFIERS,
+            terminates_all=any(r.applies_to is None for r in terms),
+            terminates=frozenset(c for r in terms if r.applies_to is not None for c in r.applies_to),
+            pseudo=PSEUDO in cats,
+            change=CHANGE in cats,
+            chronic_scope=max((r.max_scope for r in rules if r.category == CHRONIC), default=-1),
+            max_scope=max((r.max_scope for r in rules), default=0),
+        )
+
+
 class Trigger(NamedTuple):  # a tuple: built for every trigger of every sentence
     start: int
     end: int
-    rules: tuple[Rule, ...]  # the rules of this span that apply in the sentence's section
-    categories: frozenset[str]  # their categories
+    kind: TriggerKind  # the rules of this span that apply in the sentence's section
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self.kind.rules
+
+    @property
+    def categories(self) -> frozenset[str]:
+        return self.kind.categories
 
 
 def load_section_categories(data_file: Path = DATA) -> dict[str, tuple[str, ...]]:
@@ -127,6 +172,13 @@ _CHANGE_OBJECT = 6  # words from a change noun to its finding ("change in size o
 # categories that do not end each other's scope (the stronger of both applies: possible over probable)
 _FAMILY = {POSSIBLE: frozenset({POSSIBLE, PROBABLE}), PROBABLE: frozenset({POSSIBLE, PROBABLE})}
 _TEMPORAL = frozenset({HISTORICAL, CHRONIC, CURRENT})
+_NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
+# per category: (its family, its dimension); a nearer trigger with a category of the dimension outside
+# the family ends its scope
+_BLOCKERS = {
+    c: (_FAMILY.get(c, frozenset({c})), _TEMPORAL if c in _TEMPORAL else _NOT_TEMPORAL)
+    for c in MODIFIER_CATEGORIES
+}
 
 
 class SentenceScope:
@@ -155,13 +207,17 @@ class SentenceScope:
         # free[i] = words before word i that are in no finding, built on first use
         self.spans = spans
         self.free: list[int] | None = None
-        self.max_scope = max((r.max_scope for t in self.triggers for r in t.rules), default=0)
+        self.max_scope = max((t.kind.max_scope for t in self.triggers), default=0)
+        # a walk only matters where a trigger can reach the target: the first trigger that reaches
+        # forward, the last that reaches backward (no walk for a target outside both)
+        self.first_forward = next((i for i, t in enumerate(self.triggers) if t.kind.forward_rules), len(self.triggers))
+        self.last_backward = max((i for i, t in enumerate(self.triggers) if t.kind.backward_rules), default=-1)
         # negations that deny a change, not a finding (start -> end of the change noun): pseudo-triggers
         # for the findings that the change phrase itself governs
         self.low = low
         self.end = end
         self.change_negations: dict[int, int] = {}
-        if any(CHANGE in t.categories for t in self.triggers):
+        if any(t.kind.change for t in self.triggers):
             self.change_negations = self._change_negations(low)
 
     def _change_negations(self, low: str) -> dict[int, int]:
@@ -261,39 +317,44 @@ class SentenceScope:
         """The ConText status of the target ``low[start:end]``."""
         found: dict[str, str] = {}
         k = bisect.bisect_left(self.starts, start)
-        before = [t for t in reversed(self.triggers[:k]) if t.end <= start]
-        after = [t for t in self.triggers[k:] if t.start >= end]
-        self._walk(before, start, ("forward", "bidirectional"), True, found, end)
-        self._walk(after, end, ("backward", "bidirectional"), False, found)
+        if self.first_forward < k:  # triggers before the target, nearest first
+            self._walk(reversed(self.triggers[:k]), start, True, found, end)
+        if self.last_backward >= k:  # triggers after it
+            self._walk(iter(self.triggers[k:]), end, False, found)
         return _result(found)
 
     def _walk(
         self,
-        triggers: list[Trigger],
+        triggers: Iterator[Trigger],
         pos: int,
-        directions: tuple[str, ...],
         back: bool,
         found: dict[str, str],
         target_end: int = 0,
     ) -> None:
-        terminated: set[str] = set()
-        all_terminated = False
+        terminated: frozenset[str] = frozenset()
         seen: list[frozenset[str]] = []  # categories of the nearer (non-pseudo) triggers
+        words = self.words
         for trig in triggers:
-            dist = self._words_between(trig.end, pos) if back else self._words_between(pos, trig.start)
+            if back:
+                if trig.end > pos:  # overlaps the target
+                    continue
+                dist = bisect.bisect_left(words, pos) - bisect.bisect_left(words, trig.end)
+            else:
+                if trig.start < pos:  # inside the target
+                    continue
+                dist = bisect.bisect_left(words, trig.start) - bisect.bisect_left(words, pos)
+            kind = trig.kind
             # a forward negation counts only the words outside the findings of its list
             list_dist = (
                 self._free_between(trig.end, pos)
-                if back and self.spans and dist > _LIST_FROM and NEGATED in trig.categories
+                if back and self.spans and dist > _LIST_FROM and NEGATED in kind.categories
                 else dist
             )
             if list_dist > self.max_scope:
                 break
-            # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
-            skip_backward = not back and self._target_follows(trig.end)
             # only for a finding in the change phrase ("no change in the size of the small effusion"); one
             # further down a list is negated ("negative for change in appetite, weight loss or anemia")
-            change_end = self.change_negations.get(trig.start)
+            change_end = self.change_negations.get(trig.start) if self.change_negations else None
             # a change noun whose object is a finding governs the list after it too ("no interval change
             # in the basal opacities, scarring or atelectasis")
             denies_change = (
@@ -305,65 +366,56 @@ class SentenceScope:
                     or (self._change_object(change_end) and not _LIST_PUNCT.search(self.low, change_end, pos))
                 )
             )
+            rules = kind.forward_rules if back else kind.backward_rules
+            # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
+            if rules and not back and self._target_follows(trig.end):
+                rules = ()
             ends = None  # whether this negation's list ends before the target (computed once, if needed)
-            for rule in trig.rules:
-                if denies_change and rule.category == NEGATED:
-                    continue
-                if back and rule.category == NEGATED and rule.direction == "forward":
-                    if ends is None:  # most negations have no comma and no other finding before the target
-                        ends = (
-                            self.low.find(",", trig.end, pos) >= 0 or self._target_between(trig.end, pos)
-                        ) and self._negation_ends(trig.end, pos, target_end)
-                    if ends:
-                        continue
-                if skip_backward and rule.direction in ("backward", "bidirectional"):
-                    continue
+            for rule in rules:
                 cat = rule.category
-                if cat in _NOT_MODIFIERS or cat in found or rule.direction not in directions:
+                if cat in found or cat in terminated:
                     continue
-                if (list_dist if cat == NEGATED else dist) > rule.max_scope or cat in terminated:
+                if cat == NEGATED:
+                    if denies_change or list_dist > rule.max_scope:
+                        continue
+                    if back and rule.direction == "forward":
+                        if ends is None:  # most negations have no comma and no other finding before it
+                            ends = (
+                                self.low.find(",", trig.end, pos) >= 0 or self._target_between(trig.end, pos)
+                            ) and self._negation_ends(trig.end, pos, target_end)
+                        if ends:
+                            continue
+                elif dist > rule.max_scope:
                     continue
-                family = _FAMILY.get(cat, frozenset({cat}))
                 # a nearer trigger of another category ends the scope, within one dimension: time
                 # ("history of", "old") is independent of existence ("no known allergies": negated)
-                dim = _TEMPORAL if cat in _TEMPORAL else _NOT_TEMPORAL
-                if any((cats & dim) and not (cats & family) for cats in seen):
+                family, dim = _BLOCKERS[cat]
+                if seen and any((cats & dim) and not (cats & family) for cats in seen):
                     continue
                 found[cat] = rule.phrase
-            cats = trig.categories
-            for rule in trig.rules:
-                if rule.category == TERMINATE:
-                    if rule.applies_to is None:
-                        all_terminated = True
-                    else:
-                        terminated |= rule.applies_to
-            if denies_change:
-                terminated.add(NEGATED)  # "no effusion, no change in the nodule": a new clause
-            if all_terminated:
+            if kind.terminates_all:
                 break
-            cats = cats - _NOT_MODIFIERS
+            if kind.terminates:
+                terminated = terminated | kind.terminates
+            if denies_change:
+                terminated = terminated | {NEGATED}  # "no effusion, no change in the nodule": a new clause
+            if kind.pseudo:
+                continue
+            cats = kind.modifies
             if denies_change:
                 cats = cats - {NEGATED}
-            if (
-                CHRONIC in cats
-                and back
-                and dist > max(r.max_scope for r in trig.rules if r.category == CHRONIC)
-            ):
+            if back and CHRONIC in cats and dist > kind.chronic_scope:
                 # "chronic"/"old" qualifies the finding right after it: out of its reach it does not end a
                 # history cue's list ("history of chronic back pain and bulging disks")
                 cats = cats - {CHRONIC}
-            if cats and PSEUDO not in trig.categories:
+            if cats:
                 seen.append(cats)
-
-
-_NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE, CHANGE})
-_NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
 
 
 def needs_scope(triggers: Sequence[Trigger]) -> bool:
     """Whether any trigger can modify a target (terminations, pseudo-triggers and change nouns alone
     cannot: a sentence with only those needs no scope)."""
-    return any(t.categories - _NOT_MODIFIERS for t in triggers)
+    return any(t.kind.modifies for t in triggers)
 
 
 def _result(found: dict[str, str]) -> ContextResult:
