@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import importlib
+import operator
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -20,6 +21,9 @@ from processors.nlp.matching import WORD_RE, PhraseMatcher, lower_same_length, n
 from processors.nlp.sections import SectionSplitter
 from processors.nlp.sentences import SentenceSplitter
 from processors.nlp.types import ContextResult, Finding, ReportAnalysis, Section, Sentence
+
+
+_START = operator.attrgetter("start")
 
 
 class _Hit(NamedTuple):  # a tuple: one per phrase found (a frozen dataclass costs 3x to build)
@@ -128,14 +132,20 @@ class Engine:
                 if ctx.needs_scope(triggers)
                 else None
             )
+            section = sent.section
+            plain = section not in self.section_categories  # no section-wide category to add
             new: list[Finding] = []
             for h in targets:
                 c = h.concepts[0]
+                if plain and (scope is None or c.category == "normal"):  # nothing can modify it
+                    new.append(Finding(c.concept, c.category, text[h.start : h.end], h.start, h.end, i, section))
+                    continue
                 if scope is None or c.category == "normal":
                     res = ContextResult()
                 else:
                     res = scope.assert_target(h.start, h.end)
-                res = ctx.apply_section(res, sent.section, self.section_categories)
+                if not plain:
+                    res = ctx.apply_section(res, section, self.section_categories)
                 new.append(
                     Finding(
                         concept=c.concept,
@@ -144,7 +154,7 @@ class Engine:
                         start=h.start,
                         end=h.end,
                         sentence=i,
-                        section=sent.section,
+                        section=section,
                         negated=res.negated,
                         uncertain=res.uncertain,
                         # a finding is historical when it is in the past, not when it is old and
@@ -158,9 +168,10 @@ class Engine:
                 )
             lo = bisect.bisect_left(attr_starts, sent.start)
             hi = bisect.bisect_left(attr_starts, sent.end)
-            _attach_attributes(attrs[lo:hi], new)
+            if hi > lo:  # without attributes, no finding has anatomy to take a side from
+                _attach_attributes(attrs[lo:hi], new)
             findings.extend(new)
-        findings.sort(key=lambda f: f.start)
+        findings.sort(key=_START)
         return findings
 
     def _triggers(self, hits: list[_Hit], section: str) -> list[ctx.Trigger]:

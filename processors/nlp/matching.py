@@ -153,8 +153,18 @@ class PhraseMatcher:
         punct = [p for p in merged if not starts_with_word(p) and TOKEN_RE.search(p)]
         self.punct_regex = re.compile(trie_pattern(punct, word_start=False)) if punct else None
         self._seen: dict[str, list[Any]] = {}
-        # ids of the payload lists that hold an anchor (they live as long as the matcher)
-        self._anchored_ids = {id(v) for v in self.lookup.values() if any(isinstance(p, _Anchor) for p in v)}
+        self._index()
+
+    def _index(self) -> None:
+        # the payload lists that hold an anchor (by id: they live as long as the matcher) -> the same list
+        # without its anchors; and one list per anchored payload. A hit gives one of these long-lived lists,
+        # never a new one, so a caller can cache what it derives from a list by its id.
+        self._unanchored = {
+            id(v): [p for p in v if not isinstance(p, _Anchor)]
+            for v in self.lookup.values()
+            if any(isinstance(p, _Anchor) for p in v)
+        }
+        self._anchored_payloads = [[payload] for _, payload in self.anchored]
 
     def _payloads(self, raw: str) -> list[Any]:
         found = self._seen.get(raw)
@@ -182,19 +192,20 @@ class PhraseMatcher:
         for start, stop, found in hits:
             if start < last:
                 continue
-            if id(found) in self._anchored_ids:
+            plain = self._unanchored.get(id(found))
+            if plain is not None:
                 best = None
                 for p in found:
                     if isinstance(p, _Anchor):
-                        rx, payload = self.anchored[p.index]
+                        rx, _ = self.anchored[p.index]
                         m = rx.match(low, start, end)
                         if m and m.end() > stop and (best is None or m.end() > best[1]):
-                            best = (start, m.end(), [payload])
+                            best = (start, m.end(), self._anchored_payloads[p.index])
                 if best is not None:
                     out.append(best)
                     last = best[1]
                     continue
-                found = [p for p in found if not isinstance(p, _Anchor)]
+                found = plain
             if found:
                 out.append((start, stop, found))
                 last = stop
@@ -208,7 +219,7 @@ class PhraseMatcher:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
-        self._anchored_ids = {id(v) for v in self.lookup.values() if any(isinstance(p, _Anchor) for p in v)}
+        self._index()
 
 
 def _merge(

@@ -207,17 +207,26 @@ class SentenceScope:
         # free[i] = words before word i that are in no finding, built on first use
         self.spans = spans
         self.free: list[int] | None = None
-        self.max_scope = max((t.kind.max_scope for t in self.triggers), default=0)
         # a walk only matters where a trigger can reach the target: the first trigger that reaches
         # forward, the last that reaches backward (no walk for a target outside both)
-        self.first_forward = next((i for i, t in enumerate(self.triggers) if t.kind.forward_rules), len(self.triggers))
-        self.last_backward = max((i for i, t in enumerate(self.triggers) if t.kind.backward_rules), default=-1)
+        self.max_scope = 0
+        self.first_forward = len(self.triggers)
+        self.last_backward = -1
+        change = False
+        for i, t in enumerate(self.triggers):
+            kind = t.kind
+            self.max_scope = max(self.max_scope, kind.max_scope)
+            if kind.forward_rules and i < self.first_forward:
+                self.first_forward = i
+            if kind.backward_rules:
+                self.last_backward = i
+            change = change or kind.change
         # negations that deny a change, not a finding (start -> end of the change noun): pseudo-triggers
         # for the findings that the change phrase itself governs
         self.low = low
         self.end = end
         self.change_negations: dict[int, int] = {}
-        if any(t.kind.change for t in self.triggers):
+        if change:
             self.change_negations = self._change_negations(low)
 
     def _change_negations(self, low: str) -> dict[int, int]:
