@@ -80,7 +80,7 @@ class Engine:
         sentences = self._sentences(text, sections)
         findings = self._findings(text, low, sentences)
         result = ReportAnalysis(text=text, sections=sections, sentences=sentences, findings=findings)
-        self._extract(result, exam)
+        self._extract(result, exam, low)
         result.chest_labels = self.chest.label(findings)
         return result
 
@@ -95,10 +95,11 @@ class Engine:
         if not sentences:
             return []
         starts = [s.start for s in sentences]
+        ends = [s.end for s in sentences]
         per_sentence: dict[int, list[_Hit]] = {}
         for a, b, payloads in self.matcher.finditer(low):
             i = bisect.bisect_right(starts, a) - 1
-            if i < 0 or b > sentences[i].end:
+            if i < 0 or b > ends[i]:
                 continue  # inside a header, or across a sentence end
             split = self._split.get(id(payloads))
             if split is None or split[0] is not payloads:
@@ -224,7 +225,7 @@ class Engine:
         return ctx.apply_section(res, sent.section, self.section_categories)
 
     # ------------------------------------------------------------------ other extractors
-    def _extract(self, result: ReportAnalysis, exam: str | None) -> None:
+    def _extract(self, result: ReportAnalysis, exam: str | None, low: str) -> None:
         """Run the extractors of measurements, recommendations, categories, critical results and exam."""
         text, ex = result.text, self.extractors
         sents = [(s.start, s.end) for s in result.sentences]
@@ -240,7 +241,7 @@ class Engine:
                 result.body_region = _get(info, "body_region")
             if result.contrast is None:
                 result.contrast = _get(info, "contrast")
-        found = ex["extract_measurements"](text, sents)
+        found = ex["extract_measurements"](text, sents, low=low)
         if found and len(found) * len(result.findings) <= _MAX_PAIRS:
             found = ex["with_findings"](found, result.findings, text, _sizeable)
         elif found:
@@ -252,10 +253,10 @@ class Engine:
                 f = result.findings[idx]
                 size = float(_get(m, "max_mm"))
                 f.size_mm = size if f.size_mm is None else max(f.size_mm, size)
-        result.recommendations = list(ex["extract_recommendations"](text, sents))
-        result.assessments = list(ex["extract_assessments"](text))
+        result.recommendations = list(ex["extract_recommendations"](text, sents, low=low))
+        result.assessments = list(ex["extract_assessments"](text, low=low))
         result.critical_results = list(ex["critical_results"](result.findings))
-        result.communication = ex["find_communication"](text, sents)
+        result.communication = ex["find_communication"](text, sents, low=low)
 
 
 def _attach_attributes(attrs: list[tuple[int, int, list[Any]]], findings: list[Finding]) -> None:

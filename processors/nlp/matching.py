@@ -177,8 +177,11 @@ class PhraseMatcher:
     def finditer(self, low: str, pos: int = 0, endpos: int | None = None) -> list[tuple[int, int, list[Any]]]:
         """(start, end, payloads) of non-overlapping hits, leftmost-longest, in text order."""
         end = len(low) if endpos is None else endpos
-        payloads = self._payloads
-        hits = [(m.start(), m.end(), payloads(m.group())) for m in self.regex.finditer(low, pos, end)]
+        payloads, seen = self._payloads, self._seen
+        hits = [
+            (m.start(), m.end(), seen.get(g := m.group()) or payloads(g))
+            for m in self.regex.finditer(low, pos, end)
+        ]
         if self.punct_regex is not None:
             extra = [
                 (m.start(), m.end(), payloads(m.group())) for m in self.punct_regex.finditer(low, pos, end)

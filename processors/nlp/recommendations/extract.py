@@ -329,11 +329,12 @@ def _sentence_recs(text: str, low: str, lo: int, hi: int, si: int) -> list[Recom
 
 
 def extract_recommendations(
-    text: str, sentences: Sequence[tuple[int, int]] | None = None
+    text: str, sentences: Sequence[tuple[int, int]] | None = None, *, low: str | None = None
 ) -> list[Recommendation]:
-    """Recommendations in ``text``, sentence by sentence (the whole text is one sentence when None)."""
+    """Recommendations in ``text``, sentence by sentence (the whole text is one sentence when None;
+    ``low``: the text lower-cased, if the caller has it)."""
     spans = list(sentences) if sentences else [(0, len(text))]
-    low = lower_same_length(text)
+    low = lower_same_length(text) if low is None else low
     starts = [s for s, _ in spans]
     candidates: set[int] = set()
     for k in _SENTENCE_KW:
