@@ -12,7 +12,7 @@ import importlib
 import operator
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 from processors.nlp import context as ctx
 from processors.nlp.chest import ChestMapping
@@ -26,11 +26,9 @@ from processors.nlp.types import ContextResult, Finding, ReportAnalysis, Section
 _START = operator.attrgetter("start")
 
 
-class _Hit(NamedTuple):  # a tuple: one per phrase found (a frozen dataclass costs 3x to build)
-    start: int
-    end: int
-    concepts: tuple[Concept, ...]
-    rules: tuple[ctx.Rule, ...]
+# one per phrase found: (start, end, its concepts, its ConText rules); a plain tuple (a NamedTuple costs
+# 8x to build, a frozen dataclass more)
+_Hit = tuple[int, int, tuple[Concept, ...], tuple[ctx.Rule, ...]]
 
 
 class Engine:
@@ -110,12 +108,12 @@ class Engine:
                 )
                 if len(self._split) < 100_000:
                     self._split[id(payloads)] = split
-            per_sentence.setdefault(i, []).append(_Hit(a, b, split[1], split[2]))
+            per_sentence.setdefault(i, []).append((a, b, split[1], split[2]))
         findings: list[Finding] = []
         attrs = self.attributes.finditer(low) if per_sentence else []
         attr_starts = [a[0] for a in attrs]
         for i, hits in per_sentence.items():
-            targets = [h for h in hits if h.concepts]
+            targets = [h for h in hits if h[2]]
             if not targets:
                 continue
             sent = sentences[i]
@@ -127,8 +125,8 @@ class Engine:
                     sent.start,
                     sent.end,
                     triggers,
-                    [h.start for h in targets],
-                    [(h.start, h.end) for h in targets],
+                    [a for a, _, _, _ in targets],
+                    [(a, b) for a, b, _, _ in targets],
                 )
                 if ctx.needs_scope(triggers)
                 else None
@@ -136,24 +134,24 @@ class Engine:
             section = sent.section
             plain = section not in self.section_categories  # no section-wide category to add
             new: list[Finding] = []
-            for h in targets:
-                c = h.concepts[0]
+            for a, b, concepts, _ in targets:
+                c = concepts[0]
                 if plain and (scope is None or c.category == "normal"):  # nothing can modify it
-                    new.append(Finding(c.concept, c.category, text[h.start : h.end], h.start, h.end, i, section))
+                    new.append(Finding(c.concept, c.category, text[a:b], a, b, i, section))
                     continue
                 if scope is None or c.category == "normal":
                     res = ContextResult()
                 else:
-                    res = scope.assert_target(h.start, h.end)
+                    res = scope.assert_target(a, b)
                 if not plain:
                     res = ctx.apply_section(res, section, self.section_categories)
                 new.append(
                     Finding(
                         concept=c.concept,
                         category=c.category,
-                        text=text[h.start : h.end],
-                        start=h.start,
-                        end=h.end,
+                        text=text[a:b],
+                        start=a,
+                        end=b,
                         sentence=i,
                         section=section,
                         negated=res.negated,
@@ -178,17 +176,17 @@ class Engine:
     def _triggers(self, hits: list[_Hit], section: str) -> list[ctx.Trigger]:
         out = []
         cache = self._section_rules
-        for h in hits:
-            if h.rules:
-                key = (id(h.rules), section)
+        for a, b, _, all_rules in hits:
+            if all_rules:
+                key = (id(all_rules), section)
                 found = cache.get(key)
-                if found is None or found[0] is not h.rules:
-                    rules = tuple(r for r in h.rules if r.applies_in(section))
-                    found = (h.rules, ctx.TriggerKind.of(rules) if rules else None)
+                if found is None or found[0] is not all_rules:
+                    rules = tuple(r for r in all_rules if r.applies_in(section))
+                    found = (all_rules, ctx.TriggerKind.of(rules) if rules else None)
                     if len(cache) < 100_000:
                         cache[key] = found
                 if found[1] is not None:
-                    out.append(ctx.Trigger(h.start, h.end, found[1]))
+                    out.append(ctx.Trigger(a, b, found[1]))
         return out
 
     # ------------------------------------------------------------------ term status
@@ -216,8 +214,8 @@ class Engine:
             return ContextResult()
         # the text either side of the target is matched on its own: a trigger must not reach into the
         # target ("no acute" must not swallow the "acute" of the target "acute distress")
-        hits = [
-            _Hit(a, b, (), tuple(p for p in ps if isinstance(p, ctx.Rule)))
+        hits: list[_Hit] = [
+            (a, b, (), tuple(p for p in ps if isinstance(p, ctx.Rule)))
             for lo, hi in ((sent.start, start), (end, sent.end))
             for a, b, ps in self.trigger_matcher.finditer(low, lo, hi)
         ]
