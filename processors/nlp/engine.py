@@ -95,6 +95,7 @@ class Engine:
         starts = [s.start for s in sentences]
         ends = [s.end for s in sentences]
         per_sentence: dict[int, list[_Hit]] = {}
+        with_rules: set[int] = set()  # the sentences that hold a ConText phrase
         for a, b, payloads in self.matcher.finditer(low):
             i = bisect.bisect_right(starts, a) - 1
             if i < 0 or b > ends[i]:
@@ -109,6 +110,8 @@ class Engine:
                 if len(self._split) < 100_000:
                     self._split[id(payloads)] = split
             per_sentence.setdefault(i, []).append((a, b, split[1], split[2]))
+            if split[2]:
+                with_rules.add(i)
         findings: list[Finding] = []
         attrs = self.attributes.finditer(low) if per_sentence else []
         attr_starts = [a[0] for a in attrs]
@@ -117,7 +120,7 @@ class Engine:
             if not targets:
                 continue
             sent = sentences[i]
-            triggers = self._triggers(hits, sent.section)
+            triggers = self._triggers(hits, sent.section) if i in with_rules else []
             # no trigger that can modify a target: every target is plainly asserted (no scope to build)
             scope = (
                 ctx.SentenceScope(
