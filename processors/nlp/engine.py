@@ -22,7 +22,6 @@ from processors.nlp.sections import SectionSplitter
 from processors.nlp.sentences import SentenceSplitter
 from processors.nlp.types import ContextResult, Finding, ReportAnalysis, Section, Sentence
 
-
 _START = operator.attrgetter("start")
 
 
