@@ -285,7 +285,7 @@ def _attach_attributes(attrs: list[tuple[int, int, list[Any]]], findings: list[F
             elif attr.group == "change":
                 target.change = target.change or attr.value
     for f in findings:
-        if f.laterality is None:
+        if f.laterality is None and f.anatomy:
             sides = {a.split("_", 1)[0] for a in f.anatomy if a.startswith(("right_", "left_"))}
             if len(sides) == 1:
                 f.laterality = sides.pop()

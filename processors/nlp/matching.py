@@ -201,12 +201,12 @@ class PhraseMatcher:
             ]
             if extra:
                 hits = _merge(hits, extra)
+        if not self.anchored:
+            return [h for h in hits if h[2]]
         unanchored = self._unanchored
-        # hits before the first one whose phrase anchors a pattern pass as they are
-        first = next((k for k, h in enumerate(hits) if id(h[2]) in unanchored), len(hits))
-        out = [h for h in hits[:first] if h[2]]
+        out: list[tuple[int, int, list[Any]]] = []
         last = -1
-        for start, stop, found in hits[first:]:
+        for start, stop, found in hits:
             if start < last:
                 continue
             plain = unanchored.get(id(found))
