@@ -428,25 +428,22 @@ def needs_scope(triggers: Sequence[Trigger]) -> bool:
 
 
 def _result(found: dict[str, str]) -> ContextResult:
-    res = ContextResult()
     if not found:
-        return res
-    res.negated = NEGATED in found
+        return ContextResult()
     # temporality: "again seen"/"stable" mean present now and win over a past cue; "old"/"chronic" are
     # historical in ConText's sense (began > 2 weeks ago) but present (``chronic``)
-    if CURRENT not in found:
-        res.historical = HISTORICAL in found or CHRONIC in found
-        res.chronic = CHRONIC in found and HISTORICAL not in found
-    res.hypothetical = HYPOTHETICAL in found
-    if FAMILY in found:
-        res.experiencer = "other"
-    if POSSIBLE in found:
-        res.certainty = "possible"
-    elif PROBABLE in found:
-        res.certainty = "probable"
-    res.uncertain = res.certainty != "definite"
-    res.triggers = [f"{cat}:{phrase}" for cat, phrase in found.items()]
-    return res
+    current = CURRENT in found
+    certainty = "possible" if POSSIBLE in found else "probable" if PROBABLE in found else "definite"
+    return ContextResult(
+        negated=NEGATED in found,
+        uncertain=certainty != "definite",
+        historical=not current and (HISTORICAL in found or CHRONIC in found),
+        hypothetical=HYPOTHETICAL in found,
+        experiencer="other" if FAMILY in found else "patient",
+        certainty=certainty,
+        triggers=[f"{cat}:{phrase}" for cat, phrase in found.items()],
+        chronic=not current and CHRONIC in found and HISTORICAL not in found,
+    )
 
 
 def apply_section(res: ContextResult, section: str, categories: dict[str, tuple[str, ...]]) -> ContextResult:
