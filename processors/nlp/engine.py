@@ -221,7 +221,7 @@ class Engine:
             for lo, hi in ((sent.start, start), (end, sent.end))
             for a, b, ps in self.trigger_matcher.finditer(low, lo, hi)
         ]
-        res = ctx.assert_target(low, start, end, self._triggers(hits, sent.section))
+        res = ctx.assert_target(low, start, end, self._triggers(hits, sent.section), (sent.start, sent.end))
         return ctx.apply_section(res, sent.section, self.section_categories)
 
     # ------------------------------------------------------------------ other extractors

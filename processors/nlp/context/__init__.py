@@ -44,6 +44,7 @@ _CHANGE_GAP = 3  # words allowed between the negation and the change noun ("no s
 _LIST_FROM = 8  # a negation farther than this many words from a finding counts only the words between
 # the findings of its list (below it, no list can matter: every scope is at least this long)
 _CLAUSE_PUNCT = re.compile(r"[,;:()]")
+_ASIDE = re.compile(r"\([^()]*\)")  # a parenthetical (innermost)
 _CHANGE_REACH = 12  # words from such a negation to the findings whose change it denies
 MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, CHRONIC, CURRENT, HYPOTHETICAL, FAMILY)
 _NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE, CHANGE})
@@ -197,6 +198,7 @@ class SentenceScope:
         triggers: Sequence[Trigger],
         targets: Sequence[int] = (),
         spans: Sequence[tuple[int, int]] = (),
+        sentence: tuple[int, int] | None = None,
     ):
         self.triggers = list(triggers)
         self.starts = [t.start for t in self.triggers]
@@ -228,6 +230,14 @@ class SentenceScope:
         self.change_negations: dict[int, int] = {}
         if change:
             self.change_negations = self._change_negations(low)
+        # asides: the triggers of a parenthetical reach only the targets inside it ("small effusion (no
+        # pneumothorax) and mild cardiomegaly"), and its words do not lengthen the clause around it;
+        # looked for in the whole sentence when the scope covers only part of it
+        a, b = sentence or (start, end)
+        self.asides: list[tuple[int, int]] = []
+        if low.find("(", a, b) >= 0:
+            self.asides = [m.span() for m in _ASIDE.finditer(low, a, b)]
+        self.aside_starts = [a for a, _ in self.asides]
 
     def _change_negations(self, low: str) -> dict[int, int]:
         return {
@@ -307,6 +317,19 @@ class SentenceScope:
             c = low.find(",", c + 1, b)
         return False
 
+    def _aside_words(self, a: int, b: int) -> int:
+        """The words inside the parentheticals that lie wholly between ``a`` and ``b``."""
+        n = 0
+        for x, y in self.asides:
+            if a <= x and y <= b:
+                n += bisect.bisect_left(self.words, y) - bisect.bisect_left(self.words, x)
+        return n
+
+    def _aside_of(self, pos: int) -> int:
+        """The index of the parenthetical that holds ``pos`` (-1: none)."""
+        k = bisect.bisect_right(self.aside_starts, pos) - 1
+        return k if k >= 0 and pos < self.asides[k][1] else -1
+
     def _target_at(self, pos: int) -> bool:
         k = bisect.bisect_left(self.targets, pos)
         return k < len(self.targets) and self.targets[k] == pos
@@ -326,10 +349,11 @@ class SentenceScope:
         """The ConText status of the target ``low[start:end]``."""
         found: dict[str, str] = {}
         k = bisect.bisect_left(self.starts, start)
+        aside = self._aside_of(start) if self.asides else -1
         if self.first_forward < k:  # triggers before the target, nearest first
-            self._walk(reversed(self.triggers[:k]), start, True, found, end)
+            self._walk(reversed(self.triggers[:k]), start, True, found, aside, end)
         if self.last_backward >= k:  # triggers after it
-            self._walk(iter(self.triggers[k:]), end, False, found)
+            self._walk(iter(self.triggers[k:]), end, False, found, aside)
         return _result(found)
 
     def _walk(
@@ -338,6 +362,7 @@ class SentenceScope:
         pos: int,
         back: bool,
         found: dict[str, str],
+        target_aside: int,
         target_end: int = 0,
     ) -> None:
         terminated: frozenset[str] = frozenset()
@@ -352,6 +377,12 @@ class SentenceScope:
                 if trig.start < pos:  # inside the target
                     continue
                 dist = bisect.bisect_left(words, trig.start) - bisect.bisect_left(words, pos)
+            if self.asides:
+                aside = self._aside_of(trig.start)
+                if aside >= 0 and aside != target_aside:
+                    continue  # a trigger inside another parenthetical: an aside, invisible here
+                # nor do the words of an aside between them lengthen the clause
+                dist -= self._aside_words(trig.end, pos) if back else self._aside_words(pos, trig.start)
             kind = trig.kind
             # a forward negation counts only the words outside the findings of its list
             list_dist = (
@@ -458,8 +489,11 @@ def apply_section(res: ContextResult, section: str, categories: dict[str, tuple[
     return res
 
 
-def assert_target(low: str, start: int, end: int, triggers: Sequence[Trigger]) -> ContextResult:
-    """The ConText status of one target ``low[start:end]`` given its sentence's triggers (text order)."""
+def assert_target(
+    low: str, start: int, end: int, triggers: Sequence[Trigger], sentence: tuple[int, int] | None = None
+) -> ContextResult:
+    """The ConText status of one target ``low[start:end]`` given its sentence's triggers (text order);
+    ``sentence``: its bounds, where parentheticals are looked for."""
     lo = min([start] + [t.start for t in triggers])
     hi = max([end] + [t.end for t in triggers])
-    return SentenceScope(low, lo, hi, triggers, [start]).assert_target(start, end)
+    return SentenceScope(low, lo, hi, triggers, [start], sentence=sentence).assert_target(start, end)
