@@ -9,9 +9,10 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import importlib
+import operator
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 from processors.nlp import context as ctx
 from processors.nlp.chest import ChestMapping
@@ -21,12 +22,12 @@ from processors.nlp.sections import SectionSplitter
 from processors.nlp.sentences import SentenceSplitter
 from processors.nlp.types import ContextResult, Finding, ReportAnalysis, Section, Sentence
 
+_START = operator.attrgetter("start")
 
-class _Hit(NamedTuple):  # a tuple: one per phrase found (a frozen dataclass costs 3x to build)
-    start: int
-    end: int
-    concepts: tuple[Concept, ...]
-    rules: tuple[ctx.Rule, ...]
+
+# one per phrase found: (start, end, its concepts, its ConText rules); a plain tuple (a NamedTuple costs
+# 8x to build, a frozen dataclass more)
+_Hit = tuple[int, int, tuple[Concept, ...], tuple[ctx.Rule, ...]]
 
 
 class Engine:
@@ -62,10 +63,8 @@ class Engine:
         # payload list of a lexicon entry -> (the list, its concepts, its ConText rules); the list is kept
         # so that an id() reused by a short-lived list is detected
         self._split: dict[int, tuple[list[Any], tuple[Concept, ...], tuple[ctx.Rule, ...]]] = {}
-        # (rules of a phrase, section) -> (those rules, the ones that apply there, their categories)
-        self._section_rules: dict[
-            tuple[int, str], tuple[tuple[ctx.Rule, ...], tuple[ctx.Rule, ...], frozenset[str]]
-        ] = {}
+        # (rules of a phrase, section) -> (those rules, the kind of trigger of those that apply there)
+        self._section_rules: dict[tuple[int, str], tuple[tuple[ctx.Rule, ...], ctx.TriggerKind | None]] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Engine, (self._chest_mapping_path,))
@@ -78,7 +77,7 @@ class Engine:
         sentences = self._sentences(text, sections)
         findings = self._findings(text, low, sentences)
         result = ReportAnalysis(text=text, sections=sections, sentences=sentences, findings=findings)
-        self._extract(result, exam)
+        self._extract(result, exam, low)
         result.chest_labels = self.chest.label(findings)
         return result
 
@@ -93,10 +92,12 @@ class Engine:
         if not sentences:
             return []
         starts = [s.start for s in sentences]
+        ends = [s.end for s in sentences]
         per_sentence: dict[int, list[_Hit]] = {}
+        with_rules: set[int] = set()  # the sentences that hold a ConText phrase
         for a, b, payloads in self.matcher.finditer(low):
             i = bisect.bisect_right(starts, a) - 1
-            if i < 0 or b > sentences[i].end:
+            if i < 0 or b > ends[i]:
                 continue  # inside a header, or across a sentence end
             split = self._split.get(id(payloads))
             if split is None or split[0] is not payloads:
@@ -107,16 +108,18 @@ class Engine:
                 )
                 if len(self._split) < 100_000:
                     self._split[id(payloads)] = split
-            per_sentence.setdefault(i, []).append(_Hit(a, b, split[1], split[2]))
+            per_sentence.setdefault(i, []).append((a, b, split[1], split[2]))
+            if split[2]:
+                with_rules.add(i)
         findings: list[Finding] = []
         attrs = self.attributes.finditer(low) if per_sentence else []
         attr_starts = [a[0] for a in attrs]
         for i, hits in per_sentence.items():
-            targets = [h for h in hits if h.concepts]
+            targets = [h for h in hits if h[2]]
             if not targets:
                 continue
             sent = sentences[i]
-            triggers = self._triggers(hits, sent.section)
+            triggers = self._triggers(hits, sent.section) if i in with_rules else []
             # no trigger that can modify a target: every target is plainly asserted (no scope to build)
             scope = (
                 ctx.SentenceScope(
@@ -124,29 +127,35 @@ class Engine:
                     sent.start,
                     sent.end,
                     triggers,
-                    [h.start for h in targets],
-                    [(h.start, h.end) for h in targets],
+                    [a for a, _, _, _ in targets],
+                    [(a, b) for a, b, _, _ in targets],
                 )
                 if ctx.needs_scope(triggers)
                 else None
             )
+            section = sent.section
+            plain = section not in self.section_categories  # no section-wide category to add
             new: list[Finding] = []
-            for h in targets:
-                c = h.concepts[0]
+            for a, b, concepts, _ in targets:
+                c = concepts[0]
+                if plain and (scope is None or c.category == "normal"):  # nothing can modify it
+                    new.append(Finding(c.concept, c.category, text[a:b], a, b, i, section))
+                    continue
                 if scope is None or c.category == "normal":
                     res = ContextResult()
                 else:
-                    res = scope.assert_target(h.start, h.end)
-                res = ctx.apply_section(res, sent.section, self.section_categories)
+                    res = scope.assert_target(a, b)
+                if not plain:
+                    res = ctx.apply_section(res, section, self.section_categories)
                 new.append(
                     Finding(
                         concept=c.concept,
                         category=c.category,
-                        text=text[h.start : h.end],
-                        start=h.start,
-                        end=h.end,
+                        text=text[a:b],
+                        start=a,
+                        end=b,
                         sentence=i,
-                        section=sent.section,
+                        section=section,
                         negated=res.negated,
                         uncertain=res.uncertain,
                         # a finding is historical when it is in the past, not when it is old and
@@ -160,25 +169,26 @@ class Engine:
                 )
             lo = bisect.bisect_left(attr_starts, sent.start)
             hi = bisect.bisect_left(attr_starts, sent.end)
-            _attach_attributes(attrs[lo:hi], new)
+            if hi > lo:  # without attributes, no finding has anatomy to take a side from
+                _attach_attributes(attrs[lo:hi], new)
             findings.extend(new)
-        findings.sort(key=lambda f: f.start)
+        findings.sort(key=_START)
         return findings
 
     def _triggers(self, hits: list[_Hit], section: str) -> list[ctx.Trigger]:
         out = []
         cache = self._section_rules
-        for h in hits:
-            if h.rules:
-                key = (id(h.rules), section)
+        for a, b, _, all_rules in hits:
+            if all_rules:
+                key = (id(all_rules), section)
                 found = cache.get(key)
-                if found is None or found[0] is not h.rules:
-                    rules = tuple(r for r in h.rules if r.applies_in(section))
-                    found = (h.rules, rules, frozenset(r.category for r in rules))
+                if found is None or found[0] is not all_rules:
+                    rules = tuple(r for r in all_rules if r.applies_in(section))
+                    found = (all_rules, ctx.TriggerKind.of(rules) if rules else None)
                     if len(cache) < 100_000:
                         cache[key] = found
-                if found[1]:
-                    out.append(ctx.Trigger(h.start, h.end, found[1], found[2]))
+                if found[1] is not None:
+                    out.append(ctx.Trigger(a, b, found[1]))
         return out
 
     # ------------------------------------------------------------------ term status
@@ -206,16 +216,16 @@ class Engine:
             return ContextResult()
         # the text either side of the target is matched on its own: a trigger must not reach into the
         # target ("no acute" must not swallow the "acute" of the target "acute distress")
-        hits = [
-            _Hit(a, b, (), tuple(p for p in ps if isinstance(p, ctx.Rule)))
+        hits: list[_Hit] = [
+            (a, b, (), tuple(p for p in ps if isinstance(p, ctx.Rule)))
             for lo, hi in ((sent.start, start), (end, sent.end))
             for a, b, ps in self.trigger_matcher.finditer(low, lo, hi)
         ]
-        res = ctx.assert_target(low, start, end, self._triggers(hits, sent.section))
+        res = ctx.assert_target(low, start, end, self._triggers(hits, sent.section), (sent.start, sent.end))
         return ctx.apply_section(res, sent.section, self.section_categories)
 
     # ------------------------------------------------------------------ other extractors
-    def _extract(self, result: ReportAnalysis, exam: str | None) -> None:
+    def _extract(self, result: ReportAnalysis, exam: str | None, low: str) -> None:
         """Run the extractors of measurements, recommendations, categories, critical results and exam."""
         text, ex = result.text, self.extractors
         sents = [(s.start, s.end) for s in result.sentences]
@@ -231,7 +241,7 @@ class Engine:
                 result.body_region = _get(info, "body_region")
             if result.contrast is None:
                 result.contrast = _get(info, "contrast")
-        found = ex["extract_measurements"](text, sents)
+        found = ex["extract_measurements"](text, sents, low=low)
         if found and len(found) * len(result.findings) <= _MAX_PAIRS:
             found = ex["with_findings"](found, result.findings, text, _sizeable)
         elif found:
@@ -243,10 +253,10 @@ class Engine:
                 f = result.findings[idx]
                 size = float(_get(m, "max_mm"))
                 f.size_mm = size if f.size_mm is None else max(f.size_mm, size)
-        result.recommendations = list(ex["extract_recommendations"](text, sents))
-        result.assessments = list(ex["extract_assessments"](text))
+        result.recommendations = list(ex["extract_recommendations"](text, sents, low=low))
+        result.assessments = list(ex["extract_assessments"](text, low=low))
         result.critical_results = list(ex["critical_results"](result.findings))
-        result.communication = ex["find_communication"](text, sents)
+        result.communication = ex["find_communication"](text, sents, low=low)
 
 
 def _attach_attributes(attrs: list[tuple[int, int, list[Any]]], findings: list[Finding]) -> None:
@@ -275,7 +285,7 @@ def _attach_attributes(attrs: list[tuple[int, int, list[Any]]], findings: list[F
             elif attr.group == "change":
                 target.change = target.change or attr.value
     for f in findings:
-        if f.laterality is None:
+        if f.laterality is None and f.anatomy:
             sides = {a.split("_", 1)[0] for a in f.anatomy if a.startswith(("right_", "left_"))}
             if len(sides) == 1:
                 f.laterality = sides.pop()

@@ -112,6 +112,19 @@ def trie_pattern(phrases: Iterable[str], word_start: bool = True) -> str:
     return (r"(?<!\w)" if word_start else "") + _branch(root)
 
 
+def substring_pattern(words: Iterable[str]) -> str:
+    """A regex that matches where any of ``words`` starts, as plain substrings (no token rules): a
+    character trie, so one ``search`` tests one branch per next character instead of one ``find`` per
+    word over the whole text."""
+    root: _Trie = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[_END_P] = {}  # a word ends here: the match may stop (only where it starts matters)
+    return _branch(root) if root else r"(?!x)x"
+
+
 @dataclass(frozen=True, slots=True)
 class _Anchor:
     index: int
@@ -153,8 +166,18 @@ class PhraseMatcher:
         punct = [p for p in merged if not starts_with_word(p) and TOKEN_RE.search(p)]
         self.punct_regex = re.compile(trie_pattern(punct, word_start=False)) if punct else None
         self._seen: dict[str, list[Any]] = {}
-        # ids of the payload lists that hold an anchor (they live as long as the matcher)
-        self._anchored_ids = {id(v) for v in self.lookup.values() if any(isinstance(p, _Anchor) for p in v)}
+        self._index()
+
+    def _index(self) -> None:
+        # the payload lists that hold an anchor (by id: they live as long as the matcher) -> the same list
+        # without its anchors; and one list per anchored payload. A hit gives one of these long-lived lists,
+        # never a new one, so a caller can cache what it derives from a list by its id.
+        self._unanchored = {
+            id(v): [p for p in v if not isinstance(p, _Anchor)]
+            for v in self.lookup.values()
+            if any(isinstance(p, _Anchor) for p in v)
+        }
+        self._anchored_payloads = [[payload] for _, payload in self.anchored]
 
     def _payloads(self, raw: str) -> list[Any]:
         found = self._seen.get(raw)
@@ -167,8 +190,11 @@ class PhraseMatcher:
     def finditer(self, low: str, pos: int = 0, endpos: int | None = None) -> list[tuple[int, int, list[Any]]]:
         """(start, end, payloads) of non-overlapping hits, leftmost-longest, in text order."""
         end = len(low) if endpos is None else endpos
-        payloads = self._payloads
-        hits = [(m.start(), m.end(), payloads(m.group())) for m in self.regex.finditer(low, pos, end)]
+        payloads, seen = self._payloads, self._seen
+        hits = [
+            (m.start(), m.end(), seen.get(g := m.group()) or payloads(g))
+            for m in self.regex.finditer(low, pos, end)
+        ]
         if self.punct_regex is not None:
             extra = [
                 (m.start(), m.end(), payloads(m.group())) for m in self.punct_regex.finditer(low, pos, end)
@@ -177,24 +203,26 @@ class PhraseMatcher:
                 hits = _merge(hits, extra)
         if not self.anchored:
             return [h for h in hits if h[2]]
+        unanchored = self._unanchored
         out: list[tuple[int, int, list[Any]]] = []
         last = -1
         for start, stop, found in hits:
             if start < last:
                 continue
-            if id(found) in self._anchored_ids:
+            plain = unanchored.get(id(found))
+            if plain is not None:
                 best = None
                 for p in found:
                     if isinstance(p, _Anchor):
-                        rx, payload = self.anchored[p.index]
+                        rx, _ = self.anchored[p.index]
                         m = rx.match(low, start, end)
                         if m and m.end() > stop and (best is None or m.end() > best[1]):
-                            best = (start, m.end(), [payload])
+                            best = (start, m.end(), self._anchored_payloads[p.index])
                 if best is not None:
                     out.append(best)
                     last = best[1]
                     continue
-                found = [p for p in found if not isinstance(p, _Anchor)]
+                found = plain
             if found:
                 out.append((start, stop, found))
                 last = stop
@@ -208,7 +236,7 @@ class PhraseMatcher:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
-        self._anchored_ids = {id(v) for v in self.lookup.values() if any(isinstance(p, _Anchor) for p in v)}
+        self._index()
 
 
 def _merge(

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-NLP_VERSION = "0.6.0"  # 0.6: comma clauses after negated lists, run-ons, one-line reports, history cues
+# 0.6: comma clauses after negated lists, run-ons, one-line reports, history cues; 0.6.1: parenthetical asides
+NLP_VERSION = "0.6.1"
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,16 +121,28 @@ def _near(rx: re.Pattern[str], src: str, keyword: str) -> list[re.Match[str]]:
     return out
 
 
-def extract_assessments(text: str, *, include_prior: bool = False) -> list[Assessment]:
+_KEYWORDS = frozenset((pat.insensitive, pat.keyword) for system in _SYSTEMS for pat in system.patterns)
+
+
+def extract_assessments(
+    text: str, *, include_prior: bool = False, low: str | None = None
+) -> list[Assessment]:
     """Assessment categories in ``text`` in order of appearance.
 
     Negated mentions ("no BI-RADS 3 ...") are skipped; mentions about an earlier exam ("previously
     BI-RADS 3", "BI-RADS 2 on the prior") are skipped unless ``include_prior`` (then ``prior=True``).
+    ``low``: the text lower-cased, if the caller has it.
     """
-    low = lower_same_length(text)
+    low = lower_same_length(text) if low is None else low
+    # each distinct keyword is looked for once (most reports hold none of them)
+    present = {key for key in _KEYWORDS if key[1] in (low if key[0] else text)}
+    if not present:
+        return []
     hits: list[tuple[int, int, _System, str, str | None]] = []
     for system in _SYSTEMS:
         for pat in system.patterns:
+            if (pat.insensitive, pat.keyword) not in present:
+                continue
             src = low if pat.insensitive else text
             for m in _near(pat.rx, src, pat.keyword):
                 mod = m.groupdict().get("mod")

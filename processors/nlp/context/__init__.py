@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -44,8 +44,10 @@ _CHANGE_GAP = 3  # words allowed between the negation and the change noun ("no s
 _LIST_FROM = 8  # a negation farther than this many words from a finding counts only the words between
 # the findings of its list (below it, no list can matter: every scope is at least this long)
 _CLAUSE_PUNCT = re.compile(r"[,;:()]")
+_ASIDE = re.compile(r"\([^()]*\)")  # a parenthetical (innermost)
 _CHANGE_REACH = 12  # words from such a negation to the findings whose change it denies
 MODIFIER_CATEGORIES = (NEGATED, POSSIBLE, PROBABLE, HISTORICAL, CHRONIC, CURRENT, HYPOTHETICAL, FAMILY)
+_NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE, CHANGE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +66,55 @@ class Rule:
         return not (self.not_sections is not None and section in self.not_sections)
 
 
+@dataclass(frozen=True, slots=True)
+class TriggerKind:
+    """The rules of one trigger phrase that apply in one section, with what a walk asks of them
+    precomputed (built once per phrase and section by the engine, not per trigger or per target)."""
+
+    rules: tuple[Rule, ...]
+    categories: frozenset[str]
+    forward_rules: tuple[Rule, ...]  # modifier rules that reach forward (forward, bidirectional)
+    backward_rules: tuple[Rule, ...]  # modifier rules that reach backward (backward, bidirectional)
+    modifies: frozenset[str]  # categories that end other categories' scope (not pseudo/terminate/change)
+    terminates_all: bool
+    terminates: frozenset[str]  # the categories its TERMINATE rules limited to some categories end
+    pseudo: bool
+    change: bool
+    chronic_scope: int  # the largest max_scope of its CHRONIC rules (-1: none)
+    max_scope: int
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> TriggerKind:
+        mods = tuple(r for r in rules if r.category not in _NOT_MODIFIERS)
+        terms = [r for r in rules if r.category == TERMINATE]
+        cats = frozenset(r.category for r in rules)
+        return cls(
+            rules=rules,
+            categories=cats,
+            forward_rules=tuple(r for r in mods if r.direction in ("forward", "bidirectional")),
+            backward_rules=tuple(r for r in mods if r.direction in ("backward", "bidirectional")),
+            modifies=cats - _NOT_MODIFIERS,
+            terminates_all=any(r.applies_to is None for r in terms),
+            terminates=frozenset(c for r in terms if r.applies_to is not None for c in r.applies_to),
+            pseudo=PSEUDO in cats,
+            change=CHANGE in cats,
+            chronic_scope=max((r.max_scope for r in rules if r.category == CHRONIC), default=-1),
+            max_scope=max((r.max_scope for r in rules), default=0),
+        )
+
+
 class Trigger(NamedTuple):  # a tuple: built for every trigger of every sentence
     start: int
     end: int
-    rules: tuple[Rule, ...]  # the rules of this span that apply in the sentence's section
-    categories: frozenset[str]  # their categories
+    kind: TriggerKind  # the rules of this span that apply in the sentence's section
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self.kind.rules
+
+    @property
+    def categories(self) -> frozenset[str]:
+        return self.kind.categories
 
 
 def load_section_categories(data_file: Path = DATA) -> dict[str, tuple[str, ...]]:
@@ -127,6 +173,13 @@ _CHANGE_OBJECT = 6  # words from a change noun to its finding ("change in size o
 # categories that do not end each other's scope (the stronger of both applies: possible over probable)
 _FAMILY = {POSSIBLE: frozenset({POSSIBLE, PROBABLE}), PROBABLE: frozenset({POSSIBLE, PROBABLE})}
 _TEMPORAL = frozenset({HISTORICAL, CHRONIC, CURRENT})
+_NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
+# per category: (its family, its dimension); a nearer trigger with a category of the dimension outside
+# the family ends its scope
+_BLOCKERS = {
+    c: (_FAMILY.get(c, frozenset({c})), _TEMPORAL if c in _TEMPORAL else _NOT_TEMPORAL)
+    for c in MODIFIER_CATEGORIES
+}
 
 
 class SentenceScope:
@@ -145,6 +198,7 @@ class SentenceScope:
         triggers: Sequence[Trigger],
         targets: Sequence[int] = (),
         spans: Sequence[tuple[int, int]] = (),
+        sentence: tuple[int, int] | None = None,
     ):
         self.triggers = list(triggers)
         self.starts = [t.start for t in self.triggers]
@@ -155,14 +209,35 @@ class SentenceScope:
         # free[i] = words before word i that are in no finding, built on first use
         self.spans = spans
         self.free: list[int] | None = None
-        self.max_scope = max((r.max_scope for t in self.triggers for r in t.rules), default=0)
+        # a walk only matters where a trigger can reach the target: the first trigger that reaches
+        # forward, the last that reaches backward (no walk for a target outside both)
+        self.max_scope = 0
+        self.first_forward = len(self.triggers)
+        self.last_backward = -1
+        change = False
+        for i, t in enumerate(self.triggers):
+            kind = t.kind
+            self.max_scope = max(self.max_scope, kind.max_scope)
+            if kind.forward_rules and i < self.first_forward:
+                self.first_forward = i
+            if kind.backward_rules:
+                self.last_backward = i
+            change = change or kind.change
         # negations that deny a change, not a finding (start -> end of the change noun): pseudo-triggers
         # for the findings that the change phrase itself governs
         self.low = low
         self.end = end
         self.change_negations: dict[int, int] = {}
-        if any(CHANGE in t.categories for t in self.triggers):
+        if change:
             self.change_negations = self._change_negations(low)
+        # asides: the triggers of a parenthetical reach only the targets inside it ("small effusion (no
+        # pneumothorax) and mild cardiomegaly"), and its words do not lengthen the clause around it;
+        # looked for in the whole sentence when the scope covers only part of it
+        a, b = sentence or (start, end)
+        self.asides: list[tuple[int, int]] = []
+        if low.find("(", a, b) >= 0:
+            self.asides = [m.span() for m in _ASIDE.finditer(low, a, b)]
+        self.aside_starts = [a for a, _ in self.asides]
 
     def _change_negations(self, low: str) -> dict[int, int]:
         return {
@@ -242,6 +317,19 @@ class SentenceScope:
             c = low.find(",", c + 1, b)
         return False
 
+    def _aside_words(self, a: int, b: int) -> int:
+        """The words inside the parentheticals that lie wholly between ``a`` and ``b``."""
+        n = 0
+        for x, y in self.asides:
+            if a <= x and y <= b:
+                n += bisect.bisect_left(self.words, y) - bisect.bisect_left(self.words, x)
+        return n
+
+    def _aside_of(self, pos: int) -> int:
+        """The index of the parenthetical that holds ``pos`` (-1: none)."""
+        k = bisect.bisect_right(self.aside_starts, pos) - 1
+        return k if k >= 0 and pos < self.asides[k][1] else -1
+
     def _target_at(self, pos: int) -> bool:
         k = bisect.bisect_left(self.targets, pos)
         return k < len(self.targets) and self.targets[k] == pos
@@ -261,39 +349,52 @@ class SentenceScope:
         """The ConText status of the target ``low[start:end]``."""
         found: dict[str, str] = {}
         k = bisect.bisect_left(self.starts, start)
-        before = [t for t in reversed(self.triggers[:k]) if t.end <= start]
-        after = [t for t in self.triggers[k:] if t.start >= end]
-        self._walk(before, start, ("forward", "bidirectional"), True, found, end)
-        self._walk(after, end, ("backward", "bidirectional"), False, found)
+        aside = self._aside_of(start) if self.asides else -1
+        if self.first_forward < k:  # triggers before the target, nearest first
+            self._walk(reversed(self.triggers[:k]), start, True, found, aside, end)
+        if self.last_backward >= k:  # triggers after it
+            self._walk(iter(self.triggers[k:]), end, False, found, aside)
         return _result(found)
 
     def _walk(
         self,
-        triggers: list[Trigger],
+        triggers: Iterator[Trigger],
         pos: int,
-        directions: tuple[str, ...],
         back: bool,
         found: dict[str, str],
+        target_aside: int,
         target_end: int = 0,
     ) -> None:
-        terminated: set[str] = set()
-        all_terminated = False
+        terminated: frozenset[str] = frozenset()
         seen: list[frozenset[str]] = []  # categories of the nearer (non-pseudo) triggers
+        words = self.words
         for trig in triggers:
-            dist = self._words_between(trig.end, pos) if back else self._words_between(pos, trig.start)
+            if back:
+                if trig.end > pos:  # overlaps the target
+                    continue
+                dist = bisect.bisect_left(words, pos) - bisect.bisect_left(words, trig.end)
+            else:
+                if trig.start < pos:  # inside the target
+                    continue
+                dist = bisect.bisect_left(words, trig.start) - bisect.bisect_left(words, pos)
+            if self.asides:
+                aside = self._aside_of(trig.start)
+                if aside >= 0 and aside != target_aside:
+                    continue  # a trigger inside another parenthetical: an aside, invisible here
+                # nor do the words of an aside between them lengthen the clause
+                dist -= self._aside_words(trig.end, pos) if back else self._aside_words(pos, trig.start)
+            kind = trig.kind
             # a forward negation counts only the words outside the findings of its list
             list_dist = (
                 self._free_between(trig.end, pos)
-                if back and self.spans and dist > _LIST_FROM and NEGATED in trig.categories
+                if back and self.spans and dist > _LIST_FROM and NEGATED in kind.categories
                 else dist
             )
             if list_dist > self.max_scope:
                 break
-            # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
-            skip_backward = not back and self._target_follows(trig.end)
             # only for a finding in the change phrase ("no change in the size of the small effusion"); one
             # further down a list is negated ("negative for change in appetite, weight loss or anemia")
-            change_end = self.change_negations.get(trig.start)
+            change_end = self.change_negations.get(trig.start) if self.change_negations else None
             # a change noun whose object is a finding governs the list after it too ("no interval change
             # in the basal opacities, scarring or atelectasis")
             denies_change = (
@@ -305,87 +406,75 @@ class SentenceScope:
                     or (self._change_object(change_end) and not _LIST_PUNCT.search(self.low, change_end, pos))
                 )
             )
+            rules = kind.forward_rules if back else kind.backward_rules
+            # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
+            if rules and not back and self._target_follows(trig.end):
+                rules = ()
             ends = None  # whether this negation's list ends before the target (computed once, if needed)
-            for rule in trig.rules:
-                if denies_change and rule.category == NEGATED:
-                    continue
-                if back and rule.category == NEGATED and rule.direction == "forward":
-                    if ends is None:  # most negations have no comma and no other finding before the target
-                        ends = (
-                            self.low.find(",", trig.end, pos) >= 0 or self._target_between(trig.end, pos)
-                        ) and self._negation_ends(trig.end, pos, target_end)
-                    if ends:
-                        continue
-                if skip_backward and rule.direction in ("backward", "bidirectional"):
-                    continue
+            for rule in rules:
                 cat = rule.category
-                if cat in _NOT_MODIFIERS or cat in found or rule.direction not in directions:
+                if cat in found or cat in terminated:
                     continue
-                if (list_dist if cat == NEGATED else dist) > rule.max_scope or cat in terminated:
+                if cat == NEGATED:
+                    if denies_change or list_dist > rule.max_scope:
+                        continue
+                    if back and rule.direction == "forward":
+                        if ends is None:  # most negations have no comma and no other finding before it
+                            ends = (
+                                self.low.find(",", trig.end, pos) >= 0 or self._target_between(trig.end, pos)
+                            ) and self._negation_ends(trig.end, pos, target_end)
+                        if ends:
+                            continue
+                elif dist > rule.max_scope:
                     continue
-                family = _FAMILY.get(cat, frozenset({cat}))
                 # a nearer trigger of another category ends the scope, within one dimension: time
                 # ("history of", "old") is independent of existence ("no known allergies": negated)
-                dim = _TEMPORAL if cat in _TEMPORAL else _NOT_TEMPORAL
-                if any((cats & dim) and not (cats & family) for cats in seen):
+                family, dim = _BLOCKERS[cat]
+                if seen and any((cats & dim) and not (cats & family) for cats in seen):
                     continue
                 found[cat] = rule.phrase
-            cats = trig.categories
-            for rule in trig.rules:
-                if rule.category == TERMINATE:
-                    if rule.applies_to is None:
-                        all_terminated = True
-                    else:
-                        terminated |= rule.applies_to
-            if denies_change:
-                terminated.add(NEGATED)  # "no effusion, no change in the nodule": a new clause
-            if all_terminated:
+            if kind.terminates_all:
                 break
-            cats = cats - _NOT_MODIFIERS
+            if kind.terminates:
+                terminated = terminated | kind.terminates
+            if denies_change:
+                terminated = terminated | {NEGATED}  # "no effusion, no change in the nodule": a new clause
+            if kind.pseudo:
+                continue
+            cats = kind.modifies
             if denies_change:
                 cats = cats - {NEGATED}
-            if (
-                CHRONIC in cats
-                and back
-                and dist > max(r.max_scope for r in trig.rules if r.category == CHRONIC)
-            ):
+            if back and CHRONIC in cats and dist > kind.chronic_scope:
                 # "chronic"/"old" qualifies the finding right after it: out of its reach it does not end a
                 # history cue's list ("history of chronic back pain and bulging disks")
                 cats = cats - {CHRONIC}
-            if cats and PSEUDO not in trig.categories:
+            if cats:
                 seen.append(cats)
-
-
-_NOT_MODIFIERS = frozenset({PSEUDO, TERMINATE, CHANGE})
-_NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
 
 
 def needs_scope(triggers: Sequence[Trigger]) -> bool:
     """Whether any trigger can modify a target (terminations, pseudo-triggers and change nouns alone
     cannot: a sentence with only those needs no scope)."""
-    return any(t.categories - _NOT_MODIFIERS for t in triggers)
+    return any(t.kind.modifies for t in triggers)
 
 
 def _result(found: dict[str, str]) -> ContextResult:
-    res = ContextResult()
     if not found:
-        return res
-    res.negated = NEGATED in found
+        return ContextResult()
     # temporality: "again seen"/"stable" mean present now and win over a past cue; "old"/"chronic" are
     # historical in ConText's sense (began > 2 weeks ago) but present (``chronic``)
-    if CURRENT not in found:
-        res.historical = HISTORICAL in found or CHRONIC in found
-        res.chronic = CHRONIC in found and HISTORICAL not in found
-    res.hypothetical = HYPOTHETICAL in found
-    if FAMILY in found:
-        res.experiencer = "other"
-    if POSSIBLE in found:
-        res.certainty = "possible"
-    elif PROBABLE in found:
-        res.certainty = "probable"
-    res.uncertain = res.certainty != "definite"
-    res.triggers = [f"{cat}:{phrase}" for cat, phrase in found.items()]
-    return res
+    current = CURRENT in found
+    certainty = "possible" if POSSIBLE in found else "probable" if PROBABLE in found else "definite"
+    return ContextResult(
+        negated=NEGATED in found,
+        uncertain=certainty != "definite",
+        historical=not current and (HISTORICAL in found or CHRONIC in found),
+        hypothetical=HYPOTHETICAL in found,
+        experiencer="other" if FAMILY in found else "patient",
+        certainty=certainty,
+        triggers=[f"{cat}:{phrase}" for cat, phrase in found.items()],
+        chronic=not current and CHRONIC in found and HISTORICAL not in found,
+    )
 
 
 def apply_section(res: ContextResult, section: str, categories: dict[str, tuple[str, ...]]) -> ContextResult:
@@ -400,8 +489,11 @@ def apply_section(res: ContextResult, section: str, categories: dict[str, tuple[
     return res
 
 
-def assert_target(low: str, start: int, end: int, triggers: Sequence[Trigger]) -> ContextResult:
-    """The ConText status of one target ``low[start:end]`` given its sentence's triggers (text order)."""
+def assert_target(
+    low: str, start: int, end: int, triggers: Sequence[Trigger], sentence: tuple[int, int] | None = None
+) -> ContextResult:
+    """The ConText status of one target ``low[start:end]`` given its sentence's triggers (text order);
+    ``sentence``: its bounds, where parentheticals are looked for."""
     lo = min([start] + [t.start for t in triggers])
     hi = max([end] + [t.end for t in triggers])
-    return SentenceScope(low, lo, hi, triggers, [start]).assert_target(start, end)
+    return SentenceScope(low, lo, hi, triggers, [start], sentence=sentence).assert_target(start, end)

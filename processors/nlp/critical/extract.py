@@ -308,12 +308,17 @@ def _when(text: str, lo: int, hi: int, dayfirst: bool) -> tuple[str | None, date
 
 
 def find_communication(
-    text: str, sentences: Sequence[tuple[int, int]] | None = None, *, dayfirst: bool = False
+    text: str,
+    sentences: Sequence[tuple[int, int]] | None = None,
+    *,
+    dayfirst: bool = False,
+    low: str | None = None,
 ) -> Communication | None:
     """The first statement that findings were communicated ("discussed with Dr. Smith by telephone at
     14:35 on 1/2/2024", "communicated to the ED physician", "called to and read back by ...",
-    "Dr. X was notified at ..."). Dates are month/day/year unless ``dayfirst``."""
-    low = lower_same_length(text)
+    "Dr. X was notified at ..."). Dates are month/day/year unless ``dayfirst``. ``low``: the text
+    lower-cased, if the caller has it."""
+    low = lower_same_length(text) if low is None else low
     positions: list[int] = []
     for k in _VERB_KW:
         i = low.find(k)

@@ -152,12 +152,17 @@ def _candidates(low: str) -> list[re.Match[str]]:
 
 
 def extract_measurements(
-    text: str, sentences: Sequence[tuple[int, int]] | None = None, *, all_kinds: bool = False
+    text: str,
+    sentences: Sequence[tuple[int, int]] | None = None,
+    *,
+    all_kinds: bool = False,
+    low: str | None = None,
 ) -> list[Measurement]:
-    """Size measurements in ``text`` (offsets into ``text``), lesion sizes only unless ``all_kinds``."""
+    """Size measurements in ``text`` (offsets into ``text``), lesion sizes only unless ``all_kinds``
+    (``low``: the text lower-cased, if the caller has it)."""
     spans = list(sentences) if sentences else [(0, len(text))]
     starts = [s for s, _ in spans]
-    low_text = lower_same_length(text)
+    low_text = lower_same_length(text) if low is None else low
     raw: list[Measurement] = []
     for m in _candidates(low_text):
         si = sentence_index(starts, m.start())

@@ -63,7 +63,7 @@ class SectionSplitter:
         low = lower_same_length(text) if low is None else low
         heads: list[tuple[int, int, str, str]] = []
         for m in self._matches(low):
-            group = next(g for g in ("q", "a", "b") if m.start(g) >= 0)
+            group = _GROUP[m.lastgroup or ""]  # the branch that matched
             start, stop = m.span(group)
             raw = low[start:stop]
             name = self._names.get(raw)
@@ -141,6 +141,8 @@ class SectionSplitter:
 
 
 _WORD = re.compile(r"\w+")
+# the last group a match closes -> its branch's title group (a qualified title closes "n" after "q")
+_GROUP = {"n": "q", "a": "a", "b": "b"}
 _BODY = frozenset({"findings", "impression"})
 _PREAMBLE = frozenset({"exam", "history", "past_history", "family_history", "technique", "comparison"})
 _TITLE_CHARS = 48  # the longest title with its blanks ("past medical and surgical history")

@@ -99,15 +99,13 @@ class SentenceSplitter:
             matches = _candidates(text, start, end)
         stops = False  # whether a full stop (or ! ?) ended a sentence here
         for m in matches:
-            if m.group("ws") is not None:
+            if m.lastgroup == "ws":  # each branch has one group: the one that matched
                 cut = m.start("ws")
                 if not self._ends_sentence(text, sent_start, cut, text[m.end()].islower()):
                     continue
                 nxt = m.end()
                 stops = True
-            elif m.group("blank") is not None:
-                cut, nxt = m.start(), m.end()
-            else:  # a line break or an inline list item
+            else:  # a blank line, a line break or an inline list item
                 cut, nxt = m.start(), m.end()
             _add(spans, text, sent_start, cut)
             sent_start = nxt

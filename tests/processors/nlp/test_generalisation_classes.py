@@ -544,3 +544,41 @@ def test_items_alone_under_a_past_history_heading(title: str) -> None:
 )
 def test_suggestion_and_query_hedge(text: str, label: str, state: str) -> None:
     assert analyze(text).chest_labels[label] == state
+
+
+# ------------------------------------------------------------------ asides (parentheticals), NLP 0.6.1
+@pytest.mark.parametrize(
+    ("text", "term", "negated", "certainty"),
+    [
+        # a cue inside a parenthetical reaches only what is inside it
+        ("Small right effusion (no pneumothorax) and mild cardiomegaly.", "cardiomegaly", False, "definite"),
+        ("Small right effusion (no pneumothorax) and mild cardiomegaly.", "pneumothorax", True, "definite"),
+        ("Mild cardiomegaly (possibly pericardial effusion) and basilar atelectasis.", "atelectasis", False,
+         "definite"),
+        ("Mild cardiomegaly (possibly pericardial effusion) and basilar atelectasis.", "pericardial effusion",
+         False, "possible"),
+        ("Right basilar opacity (not present on the prior study) and a small effusion.", "effusion", False,
+         "definite"),
+        # a cue outside reaches into it, and the aside does not lengthen the clause around it
+        ("No pneumothorax (or pleural effusion).", "pleural effusion", True, "definite"),
+        ("No focal consolidation (to suggest pneumonia) or effusion.", "effusion", True, "definite"),
+        ("Nodule in the right upper lobe (series 3, image 45, measuring 6 mm on the prior study from last "
+         "spring) is no longer seen.", "nodule", True, "definite"),
+    ],
+)
+def test_a_parenthetical_is_an_aside(text: str, term: str, negated: bool, certainty: str) -> None:
+    res = assert_term(text, term)
+    assert (res.negated, res.certainty) == (negated, certainty)
+
+
+def test_a_parenthetical_aside_in_a_report_keeps_the_label() -> None:
+    res = analyze("FINDINGS: Small right pleural effusion (no pneumothorax) and mild cardiomegaly.")
+    assert res.chest_labels["Cardiomegaly"] == "positive"
+    assert res.chest_labels["Pneumothorax"] == "negative"
+
+
+def test_a_personal_history_ends_a_family_history() -> None:
+    text = "Family history of breast cancer (mother) and a personal history of colon polyps."
+    assert assert_term(text, "colon polyps").experiencer == "patient"
+    assert assert_term(text, "colon polyps").historical
+    assert assert_term(text, "breast cancer").experiencer == "other"
