@@ -209,15 +209,24 @@ def where(s: Search) -> tuple[str, dict[str, Any]]:
     report_search too: rows with one sort key there are copies of one report version."""
     x = _parts(s)
     current = [LIVE, *(["has_nlp", *x.nlp] if x.nlp else [])]
-    narrow = (f"PREWHERE {_ACCESSION_KEY} IN (SELECT {_ACCESSION_KEY} FROM report_search "
-              f"PREWHERE {_and(x.pre)}) "
-              if x.own else "")
     cond = [f"{_key('version', 't.')} IN (SELECT {_key('report_version')} FROM report_current "
-            f"{narrow}WHERE {_and(current)})"]
+            f"{_narrow(x)}WHERE {_and(current)})"]
     if x.due:
         cond.append(x.due.format(t="t."))
-    first = f"PREWHERE {_and(x.pre, 't.')} " if x.pre else ""
-    return f"report_search AS t {first}WHERE {' AND '.join(cond)}", x.params
+    return f"report_search AS t {_prewhere(x)}WHERE {' AND '.join(cond)}", x.params
+
+
+def _narrow(x: _Parts) -> str:
+    """report_current's PREWHERE to the accessions the report's own filters leave (or "")."""
+    if not x.own:
+        return ""
+    return (f"PREWHERE {_ACCESSION_KEY} IN (SELECT {_ACCESSION_KEY} FROM report_search "
+            f"PREWHERE {_and(x.pre)}) ")
+
+
+def _prewhere(x: _Parts) -> str:
+    """report_search's (``t``) PREWHERE: the report's own filters, then the text (or "")."""
+    return f"PREWHERE {_and(x.pre, 't.')} " if x.pre else ""
 
 
 def page(s: Search, offset: int = 0, limit: int = PAGE) -> str:
@@ -239,10 +248,7 @@ def page(s: Search, offset: int = 0, limit: int = PAGE) -> str:
     if x.due_row:  # the due day on the joined row: its exam time and its run's recommendations
         current.append("notEmpty(recommendation_kinds)")
         recommendations = ", recommendation_kinds, recommendation_days"
-    narrow = (f"PREWHERE {_ACCESSION_KEY} IN (SELECT {_ACCESSION_KEY} FROM report_search "
-              f"PREWHERE {_and(x.pre)}) "
-              if x.own else "")
-    first = f"PREWHERE {_and(x.pre, 't.')} " if x.pre else ""
+    first = _prewhere(x)
     if x.nlp and not x.pre and not x.findings:
         # nothing of the report's own narrows report_search: every text would be read. The NLP filters on
         # the sparse arrays (assessments, critical results, recommendations) or the body region cost a
@@ -263,7 +269,7 @@ INNER JOIN
     SELECT {_key('report_version')} AS k,
            CAST(arrayDistinct(arrayFilter((c, n) -> NOT n, finding_concepts, finding_negated)),
                 'Array(String)') AS present{recommendations}
-    FROM report_current {narrow}WHERE {_and(current)}
+    FROM report_current {_narrow(x)}WHERE {_and(current)}
 ) AS c ON {_key('version', 't.')} = c.k
 {first}{due}""", {**x.params, "top": int(offset) + int(limit)})
 
