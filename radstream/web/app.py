@@ -182,7 +182,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     sessions = Sessions()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["highlight"] = highlight
-    state: dict[str, Any] = {"producer": producer, "projects": projects}
+    state: dict[str, Any] = {"producer": producer, "projects": projects, "watches": None}
 
     def client_of(request: Request) -> str:
         return request.client.host if request.client else ""
@@ -401,18 +401,23 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             reg = state["projects"] = ProjectRegistry(settings.kafka, settings.topics)
         return [p for p in reg.all() if p.active]
 
-    watch_registry: list[WatchRegistry] = []
-    registry_lock = threading.Lock()
+    registry_lock = threading.Lock()  # one registry (one consumer thread) however many pages ask at once
 
     def watches_ended() -> dict[str, datetime]:
         """Watch id -> when it was withdrawn, as the watches topic says (read by a registry this process
         starts on first use); empty until the registry has read the topic to its end."""
         with registry_lock:
-            if not watch_registry:
-                watch_registry.append(WatchRegistry(settings.kafka, settings.topics))
-                watch_registry[0].start()
-        reg = watch_registry[0]
+            reg = state["watches"]
+            if reg is None:
+                reg = state["watches"] = WatchRegistry(settings.kafka, settings.topics)
+                reg.start()
         return reg.ended() if reg.loaded.is_set() else {}
+
+    def stop_watches() -> None:
+        """Stop the watches registry if a page started it (its consumer leaves its group)."""
+        reg, state["watches"] = state["watches"], None
+        if reg is not None:
+            reg.stop()
 
     @page(READERS)
     async def cohort_page(request: Request, sess: Session) -> Response:
@@ -660,11 +665,10 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
-        for reg in watch_registry:  # the registry's consumer leaves its group
-            await run_in_threadpool(reg.stop)
+        await run_in_threadpool(stop_watches)
 
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.sessions = sessions
     app.state.cohorts = cohorts
-    app.state.watch_registry = watch_registry
+    app.state.stop_watches = stop_watches
     return app

@@ -142,8 +142,7 @@ def web(topic_settings: Settings, tmp_path: Path) -> Iterator[App]:
     try:
         yield App(settings, ch, tokens, app)
     finally:
-        for reg in app.state.watch_registry:  # started by a cohort page; the app's lifespan stops it
-            reg.stop()
+        app.state.stop_watches()  # a cohort page started it; under a server the app's lifespan stops it
         close_readonly_clients()
         ch.close()
 
