@@ -69,13 +69,14 @@ def lifetime(text: str) -> timedelta:
 def add_token(ctx: click.Context, user: str, note: str, expires: str | None) -> None:
     """Create an API token for USER and print it (shown once: only its argon2 hash is kept)."""
     life = lifetime(expires) if expires else None
+    store = _store(ctx)
     try:
-        token = _store(ctx).add_token(user, note, expires_in=life)
+        token = store.add_token(user, note, expires_in=life)
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     tid = token.split("_")[1]
     _audit(ctx, "auth.add-token", user=user, token_id=tid, note=note,
-           expires=_store(ctx).tokens()[tid].get("expires", ""))
+           expires=store.tokens()[tid].get("expires", ""))
     click.echo(f"token id {tid} for {user} (send it as 'Authorization: Bearer <token>'):", err=True)
     click.echo(token)
 
