@@ -393,15 +393,22 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             raise ValueError("no such cohort")
         return c
 
-    def project_list() -> list[Any]:
-        reg = state["projects"]
-        if reg is None:
-            from sinks.dicom.projects import ProjectRegistry
-
-            reg = state["projects"] = ProjectRegistry(settings.kafka, settings.topics)
-        return [p for p in reg.all() if p.active]
-
     registry_lock = threading.Lock()  # one registry (one consumer thread) however many pages ask at once
+    started: list[Any] = []  # registries this app started, stopped at shutdown (not those passed in)
+
+    def projects() -> Any:
+        """The registered projects (a registry this process starts on first use unless one was given)."""
+        with registry_lock:
+            reg = state["projects"]
+            if reg is None:
+                from sinks.dicom.projects import ProjectRegistry
+
+                reg = state["projects"] = ProjectRegistry(settings.kafka, settings.topics)
+                started.append(reg)
+        return reg
+
+    def project_list() -> list[Any]:
+        return [p for p in projects().all() if p.active]
 
     def watches_ended() -> dict[str, datetime]:
         """Watch id -> when it was withdrawn, as the watches topic says (read by a registry this process
@@ -410,13 +417,20 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             reg = state["watches"]
             if reg is None:
                 reg = state["watches"] = WatchRegistry(settings.kafka, settings.topics)
+                started.append(reg)
                 reg.start()
         return reg.ended() if reg.loaded.is_set() else {}
 
-    def stop_watches() -> None:
-        """Stop the watches registry if a page started it (its consumer leaves its group)."""
-        reg, state["watches"] = state["watches"], None
-        if reg is not None:
+    def stop_registries() -> None:
+        """Stop the registries pages started (their consumers leave their groups); used again, a page
+        starts a new one."""
+        with registry_lock:
+            regs = started[:]
+            started.clear()
+            for name in ("projects", "watches"):
+                if state[name] in regs:
+                    state[name] = None
+        for reg in regs:
             reg.stop()
 
     @page(READERS)
@@ -465,8 +479,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
 
         if destination not in settings.research.allowed_destinations:
             raise ValueError(f"destination {destination!r} is not on the allow-list")
-        project_list()
-        why = refusal(state["projects"], project, destination, wait_s=5)
+        why = refusal(projects(), project, destination, wait_s=5)
         if why:
             raise ValueError(why)
         if state["producer"] is None:
@@ -512,8 +525,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         rule = standing.rule_of(c.search, f"web-cohort-{c.cohort_id}")
         from sinks.dicom.projects import refusal
 
-        project_list()
-        why = refusal(state["projects"], project, destination, wait_s=5)
+        why = refusal(projects(), project, destination, wait_s=5)
         if why:
             raise ValueError(why)
         return standing.subscribe(settings, rule, project, destination, sess.principal.user,
@@ -665,10 +677,10 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
-        await run_in_threadpool(stop_watches)
+        await run_in_threadpool(stop_registries)
 
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.sessions = sessions
     app.state.cohorts = cohorts
-    app.state.stop_watches = stop_watches
+    app.state.stop_registries = stop_registries
     return app

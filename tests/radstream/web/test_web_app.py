@@ -142,7 +142,7 @@ def web(topic_settings: Settings, tmp_path: Path) -> Iterator[App]:
     try:
         yield App(settings, ch, tokens, app)
     finally:
-        app.state.stop_watches()  # a cohort page started it; under a server the app's lifespan stops it
+        app.state.stop_registries()  # a cohort page started it; under a server the lifespan stops it
         close_readonly_clients()
         ch.close()
 
@@ -368,3 +368,19 @@ def test_a_watch_withdrawn_elsewhere_is_no_longer_shown_as_subscribed(web: App) 
     for _ in range(4):
         assert row in client.get(f"/cohorts/{cid}").text
         time.sleep(0.5)
+
+
+def test_the_registries_a_page_starts_stop_with_the_app(web: App) -> None:
+    """Without a given project list the cohort page starts the projects and watches registries (consumers
+    of their topics); the app's shutdown stops both, so no consumer outlives the app."""
+    app = create_app(web.settings, warehouse=CheckedStore(web.settings, web.ch), sse_max_s=3.0)
+    with TestClient(app, follow_redirects=False) as client:  # runs the app's lifespan
+        csrf = csrf_of(client.get("/login").text)
+        r = client.post("/login", data={"csrf": csrf, "token": web.tokens["analyst"], "next": "/cohorts"})
+        assert r.status_code == 303, r.text
+        cid = save(client, csrf_of(client.get("/cohorts").text), "nodules", finding="nodule")
+        assert client.get(f"/cohorts/{cid}").status_code == 200
+        running = {t.name for t in threading.enumerate() if t.is_alive()}
+        assert {"projects", "cohort-watches"} <= running, running
+    running = {t.name for t in threading.enumerate() if t.is_alive()}
+    assert not {"projects", "cohort-watches"} & running, running
