@@ -396,7 +396,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     registry_lock = threading.Lock()  # one registry (one consumer thread) however many pages ask at once
     started: list[Any] = []  # registries this app started, stopped at shutdown (not those passed in)
 
-    def projects() -> Any:
+    def project_registry() -> Any:
         """The registered projects (a registry this process starts on first use unless one was given)."""
         with registry_lock:
             reg = state["projects"]
@@ -408,7 +408,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         return reg
 
     def project_list() -> list[Any]:
-        return [p for p in projects().all() if p.active]
+        return [p for p in project_registry().all() if p.active]
 
     def watches_ended() -> dict[str, datetime]:
         """Watch id -> when it was withdrawn, as the watches topic says (read by a registry this process
@@ -479,7 +479,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
 
         if destination not in settings.research.allowed_destinations:
             raise ValueError(f"destination {destination!r} is not on the allow-list")
-        why = refusal(projects(), project, destination, wait_s=5)
+        why = refusal(project_registry(), project, destination, wait_s=5)
         if why:
             raise ValueError(why)
         if state["producer"] is None:
@@ -525,7 +525,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         rule = standing.rule_of(c.search, f"web-cohort-{c.cohort_id}")
         from sinks.dicom.projects import refusal
 
-        why = refusal(projects(), project, destination, wait_s=5)
+        why = refusal(project_registry(), project, destination, wait_s=5)
         if why:
             raise ValueError(why)
         return standing.subscribe(settings, rule, project, destination, sess.principal.user,
