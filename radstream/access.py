@@ -68,9 +68,10 @@ def authorise(settings: Settings, action: str, roles: tuple[str, ...], /,
     return principal, target
 
 
-def done(target: Tee, principal: Principal, action: str, /, **fields: Any) -> None:
-    """Audit a completed action of a local command and wait for the audit topic to take it."""
-    audit.record(target, principal.user, action, allowed=True, **fields)
+def done(target: Tee, principal: Principal, action: str, /, *, allowed: bool = True, **fields: Any) -> None:
+    """Audit an action of a local command (done, or refused with ``allowed=False``) and wait for the
+    audit topic to take it."""
+    audit.record(target, principal.user, action, allowed=allowed, **fields)
     _flush(target)
 
 

@@ -8,12 +8,16 @@ import io
 import json
 import os
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from radstream.config import Settings
+
+QUERY_ROLES = ("analyst", "steward", "admin")  # who may query; each role's tables: sinks/clickhouse/roles
 
 
 class WarehouseError(Exception):
@@ -92,9 +96,21 @@ def worker_serves_our_store(settings: Settings) -> bool:
 
 
 def run_direct(settings: Settings, query: str, fmt: str) -> Any:
+    """Run the query on the store (or server) opened here, as the worker's /sql page does: the caller is
+    authenticated (``RADSTREAM_TOKEN`` or the OS user's local token), the query must pass the policy of
+    the caller's query roles, and it is audited (``sql.query``, allowed or refused, endpoint ``cli``)."""
+    from radstream.access import audit_target, cli_principal, done, roles_dir
+    from sinks.clickhouse.access import AccessDenied, Checked, policy_for
     from sinks.clickhouse.client import open_client
-    from sinks.clickhouse.query import run_readonly
+    from sinks.clickhouse.query import count_rows, run_readonly
+    from streams.auth import AuthError
 
+    try:
+        principal = cli_principal(settings)
+        principal.require(*QUERY_ROLES)
+    except AuthError as exc:
+        raise WarehouseError(exc.reason) from exc
+    policy = policy_for([r for r in principal.roles if r in QUERY_ROLES], Path(roles_dir(settings)))
     try:
         client = open_client(settings.clickhouse, create_database=False)
     except Exception as exc:
@@ -105,14 +121,21 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
         else:
             hint = ""
         raise WarehouseError(f"cannot open {settings.clickhouse_url}: {exc}{hint}") from exc
+    target, checked, started = audit_target(settings), list[Checked](), time.monotonic()
     try:
-        return run_readonly(client, query, fmt)
+        out = run_readonly(client, query, fmt, policy=policy, checked=checked)
+    except AccessDenied as exc:
+        done(target, principal, "sql.query", allowed=False, query=query, reason=str(exc), endpoint="cli")
+        raise WarehouseError(str(exc)) from None
     finally:  # a command is one query: free the embedded engine for the next user of this process
         client.close()
         if settings.embedded_clickhouse:
             from sinks.clickhouse.query import close_readonly_clients
 
             close_readonly_clients()
+    done(target, principal, "sql.query", query=query, tables=checked[0].tables if checked else (),
+         rows=count_rows(fmt, out), duration_ms=round((time.monotonic() - started) * 1000, 3), endpoint="cli")
+    return out
 
 
 def query_text(settings: Settings, sql: str, fmt: str = "tsv") -> str:

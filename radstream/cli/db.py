@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from radstream.cli import checked_settings, settings_of
@@ -28,6 +30,7 @@ def db() -> None:
 def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, cluster: str | None,
                 print_only: bool) -> None:
     """Apply pending DDL migrations (idempotent), then the server roles and GRANTs."""
+    from radstream.access import roles_dir
     from sinks.clickhouse.client import open_client
     from sinks.clickhouse.grants import apply_grants, grant_statements
     from sinks.clickhouse.migrate import migrate
@@ -38,16 +41,17 @@ def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, clu
     if cluster:
         _migrate_cluster(settings, cluster, print_only)
         return
+    site_roles = Path(roles_dir(settings))  # the site's allowlists (auth.roles_dir), as the query check
     client = open_client(settings.clickhouse)
     try:
         if print_grants:
             rows = client.query("SELECT name FROM system.tables WHERE database = {db:String}",
                                 parameters={"db": settings.clickhouse.database}).result_rows
-            for stmt in grant_statements(settings.clickhouse.database, [str(n) for (n,) in rows]):
+            for stmt in grant_statements(settings.clickhouse.database, [str(n) for (n,) in rows], site_roles):
                 click.echo(stmt + ";")
             return
         applied = migrate(client, settings.clickhouse.database)
-        granted = (apply_grants(client, settings.clickhouse.database)
+        granted = (apply_grants(client, settings.clickhouse.database, site_roles)
                    if (not settings.embedded_clickhouse if grants is None else grants) else [])
     finally:
         client.close()

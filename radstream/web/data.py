@@ -20,11 +20,9 @@ from typing import Any
 
 from radstream.access import roles_dir
 from radstream.config import Settings
-from radstream.warehouse import _tls
+from radstream.warehouse import QUERY_ROLES, _tls
 from streams import audit
 from streams.auth import Principal
-
-QUERY_ROLES = ("analyst", "steward", "admin")
 
 
 class Refused(Exception):
