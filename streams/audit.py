@@ -10,9 +10,7 @@ Any process records an event with one call::
 the ``radstream.audit`` logger (one JSON object a line) and, when configured, to a local audit log file
 (mode 0600), so a refused or failed delivery is still on record on the host.
 
-Actions used so far: ``sql.query`` (allowed or refused), ``login.failure``, ``http.request`` (an
-authenticated FHIR post), ``retrieval.request`` / ``retrieval.cancel`` (derived by the sink from the
-retrieval topic), ``project.register``, ``quarantine.release``.
+Actions: docs/access.md, "The audit trail", lists each one and the process that records it.
 """
 
 from __future__ import annotations

@@ -230,17 +230,25 @@ def _entry(store: Any, key: str) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def quarantine_list(ctx: click.Context, project: str | None, as_json: bool) -> None:
-    """What is in the quarantine now: project/SOP UID, reason, when, request."""
+    """What is in the quarantine now: project/SOP UID, reason, when, request (a steward's, audited as
+    ``quarantine.list``: the keys are the hospital's own SOP Instance UIDs)."""
     import dataclasses
     import json
     from datetime import UTC, datetime
 
+    from radstream.access import authorise, done
     from sinks.dicom.quarantine import Quarantine
+    from streams.auth import AuthError
 
     settings = settings_of(ctx)
-    for e in Quarantine(settings.research.quarantine_dir).entries():
-        if project and e.project_id != project:
-            continue
+    try:
+        principal, target = authorise(settings, "quarantine.list", ("steward",), project=project or "")
+    except AuthError as exc:
+        raise click.ClickException(f"not allowed: {exc.reason}") from None
+    entries = [e for e in Quarantine(settings.research.quarantine_dir).entries()
+               if not project or e.project_id == project]
+    done(target, principal, "quarantine.list", project=project or "", rows=len(entries))
+    for e in entries:
         if as_json:
             click.echo(json.dumps(dataclasses.asdict(e)))
         else:

@@ -225,6 +225,9 @@ def test_burned_in_instances_are_quarantined_with_reasons_then_released_and_purg
     listed = runner.invoke(main, ["dicom", "quarantine", "list"], env=env)
     assert listed.exit_code == 0, listed.output
     assert f"IRB-9/{s.sop_uid(1)}\tUS\tBurnedInAnnotation=YES" in listed.output
+    listed_by_analyst = runner.invoke(main, ["dicom", "quarantine", "list"],
+                                      env=role_env(settings, "ana", "analyst"))
+    assert listed_by_analyst.exit_code != 0 and s.sop_uid(1) not in listed_by_analyst.output
     no_reason = runner.invoke(main, ["dicom", "quarantine", "release", f"IRB-9/{s.sop_uid(1)}"], env=env)
     assert no_reason.exit_code != 0  # a release says why
     by_analyst = runner.invoke(main, ["dicom", "quarantine", "release", f"IRB-9/{s.sop_uid(1)}",
@@ -251,8 +254,9 @@ def test_burned_in_instances_are_quarantined_with_reasons_then_released_and_purg
                           ("released", s.sop_uid(1), "steward1", "pixels checked: no text"),
                           ("purged", s.sop_uid(2), "steward1", "name in pixels")])
     assert all(e["reason"] == "BurnedInAnnotation=YES" for e in events)
-    audited = sorted((e["actor"], e["action"], e["allowed"]) for e in audit_events(settings, 3))
-    assert audited == [("ana", "quarantine.release", False), ("steward1", "quarantine.purge", True),
+    audited = sorted((e["actor"], e["action"], e["allowed"]) for e in audit_events(settings, 5))
+    assert audited == [("ana", "quarantine.list", False), ("ana", "quarantine.release", False),
+                       ("steward1", "quarantine.list", True), ("steward1", "quarantine.purge", True),
                        ("steward1", "quarantine.release", True)]
 
 
