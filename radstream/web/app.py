@@ -407,8 +407,21 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                 started.append(reg)
         return reg
 
-    def project_list() -> list[Any]:
-        return [p for p in project_registry().all() if p.active]
+    def project_list(sess: Session) -> list[Any]:
+        """The projects this user may send studies to: every active one for a steward; the
+        de-identified ones for an analyst (identified images are for stewards: docs/access.md)."""
+        steward = sess.principal.has("steward")
+        return [p for p in project_registry().all() if p.active and (steward or not p.identified)]
+
+    def refusal_for(sess: Session, project: str, destination: str) -> str | None:
+        """Why this user may not send studies of a cohort to ``project``/``destination`` (None: may)."""
+        from sinks.dicom.projects import refusal
+
+        registry = project_registry()
+        why = refusal(registry, project, destination, wait_s=5)
+        if why is None and registry.get(project).identified and not sess.principal.has("steward"):
+            why = f"project {project!r} receives identified images: only a steward may send studies to it"
+        return why
 
     def watches_ended() -> dict[str, datetime]:
         """Watch id -> when it was withdrawn, as the watches topic says (read by a registry this process
@@ -447,7 +460,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         if c.size != n:  # the size over time: a new point whenever it changed
             c.sizes.append((datetime.now(UTC).isoformat(timespec="seconds"), n))
             cohorts.update(c)
-        projects = await run_in_threadpool(project_list)
+        projects = await run_in_threadpool(project_list, sess)
         try:
             rule, why_not = standing.rule_of(c.search, f"web-cohort-{c.cohort_id}"), ""
         except ValueError as exc:
@@ -474,12 +487,11 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
              done: set[str]) -> int:
         from radstream.retrieval import cohort_request
         from radstream.text_deid import research_key
-        from sinks.dicom.projects import refusal
         from streams.producer import make_producer, produce
 
         if destination not in settings.research.allowed_destinations:
             raise ValueError(f"destination {destination!r} is not on the allow-list")
-        why = refusal(project_registry(), project, destination, wait_s=5)
+        why = refusal_for(sess, project, destination)
         if why:
             raise ValueError(why)
         if state["producer"] is None:
@@ -523,9 +535,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     # --- standing cohorts -------------------------------------------------------------------------
     def watch(c: Cohort, sess: Session, project: str, destination: str) -> dict[str, Any]:
         rule = standing.rule_of(c.search, f"web-cohort-{c.cohort_id}")
-        from sinks.dicom.projects import refusal
-
-        why = refusal(project_registry(), project, destination, wait_s=5)
+        why = refusal_for(sess, project, destination)
         if why:
             raise ValueError(why)
         return standing.subscribe(settings, rule, project, destination, sess.principal.user,

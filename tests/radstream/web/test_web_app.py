@@ -36,6 +36,7 @@ from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
 from tests.streams.helpers import free_port
 
 PROJECT = "PSTAND"
+IDENTIFIED = "PIDENT"  # registered as identified (IRB): a steward's
 
 
 # --- the rule translation (no I/O) ----------------------------------------------------------------------
@@ -138,7 +139,9 @@ def web(topic_settings: Settings, tmp_path: Path) -> Iterator[App]:
     ch.command("INSERT INTO radstream.report_current (site, accession, report_version, status) "
                "SELECT site, accession, version, status FROM radstream.report_versions")
     app = create_app(settings, warehouse=CheckedStore(settings, ch), sse_max_s=3.0,
-                     projects=StaticProjects([Project(PROJECT, "RESEARCH", "pytest", "pytest")]))
+                     projects=StaticProjects([Project(PROJECT, "RESEARCH", "pytest", "pytest"),
+                                              Project(IDENTIFIED, "RESEARCH", "pytest", "pytest",
+                                                      identified=True, irb_reference="IRB-2026-7")]))
     try:
         yield App(settings, ch, tokens, app)
     finally:
@@ -384,3 +387,23 @@ def test_the_registries_a_page_starts_stop_with_the_app(web: App) -> None:
         assert {"projects", "cohort-watches"} <= running, running
     running = {t.name for t in threading.enumerate() if t.is_alive()}
     assert not {"projects", "cohort-watches"} & running, running
+
+
+def test_only_a_steward_sends_a_cohort_to_an_identified_project(web: App) -> None:
+    client, csrf = signed_in(web, "analyst")
+    cid = save(client, csrf, "nodules", finding="nodule", finding_state="present")
+    page = client.get(f"/cohorts/{cid}").text
+    assert f'value="{PROJECT}"' in page and IDENTIFIED not in page  # not offered to an analyst
+    form = {"csrf": csrf, "project": IDENTIFIED, "destination": "RESEARCH"}
+    for action in ("retrieve", "subscribe"):  # nor taken when posted anyway
+        r = client.post(f"/cohorts/{cid}/{action}", data=form)
+        assert r.status_code == 400 and "only a steward" in r.text, (action, r.text)
+    assert watches_on_topic(web.settings) == {}
+    refused = [(e["action"], e["allowed"]) for e in audit_events(web) if e["actor"] == "rita"
+               and e["action"] in ("web.retrieve", "cohort.watch")]
+    assert refused == [("web.retrieve", False), ("cohort.watch", False)]
+    steward, scsrf = signed_in(web, "steward")
+    assert f'value="{IDENTIFIED}"' in steward.get(f"/cohorts/{cid}").text
+    r = steward.post(f"/cohorts/{cid}/subscribe", data={**form, "csrf": scsrf})
+    assert r.status_code == 303, r.text
+    assert [w.project_id for w in watches_on_topic(web.settings).values()] == [IDENTIFIED]
