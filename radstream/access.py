@@ -28,7 +28,7 @@ def gate(settings: Settings, service: str, audit: Any = None) -> Gate:
     """The authentication gate of one HTTP endpoint. Makes sure the local admin token exists, so that
     local commands (``radstream sql`` ...) can reach it (streams.auth.local_token)."""
     store = token_store(settings)
-    local_token(store)
+    local_token(store, settings.auth.audit_log)
     return Gate(store, audit if audit is not None else audit_target(settings), service=service)
 
 
@@ -45,7 +45,7 @@ def tls(settings: Settings) -> ssl.SSLContext | None:
 def cli_principal(settings: Settings) -> Principal:
     """Who runs a local command: the user of ``RADSTREAM_TOKEN``, else the OS user who owns the token
     store (its local token, role admin: streams.auth.local_token)."""
-    principal = token_store(settings).verify(client_token(settings.auth.token_file))
+    principal = token_store(settings).verify(client_token(settings.auth.token_file, settings.auth.audit_log))
     if principal is None:
         raise AuthError(401, "RADSTREAM_TOKEN is not a valid token (radstream auth add-token)")
     return principal

@@ -33,7 +33,7 @@ def auth_headers(settings: Settings) -> dict[str, str]:
     (streams.auth.client_token)."""
     from streams.auth import client_token
 
-    return {"Authorization": f"Bearer {client_token(settings.auth.token_file)}"}
+    return {"Authorization": f"Bearer {client_token(settings.auth.token_file, settings.auth.audit_log)}"}
 
 
 def _worker_request(settings: Settings, path: str, data: bytes | None = None) -> urllib.request.Request:

@@ -284,11 +284,15 @@ def local_user() -> str:
     return f"os:{getpass.getuser()}"
 
 
-def local_token(store: TokenStore) -> str:
+def local_token(store: TokenStore, audit_log: str | Path | None = None) -> str:
     """The token of the OS user who owns the token store (role admin), kept beside the store in
     ``local.token`` (0600) and created on first use. Whoever can read that file can already read the
     store's files and edit the token store, so it grants nothing new: it lets local commands
-    (``radstream sql``, ``cohort``, ``similar``) reach a running worker. ``RADSTREAM_TOKEN`` overrides it."""
+    (``radstream sql``, ``cohort``, ``similar``) reach a running worker. ``RADSTREAM_TOKEN`` overrides it.
+    Creating the user or the token is audited (``auth.add-user`` / ``auth.add-token``) to ``audit_log``
+    as ``radstream auth`` does, and to the audit logger."""
+    from streams.audit import FileAudit, record
+
     path = store.path.with_name(LOCAL_TOKEN)
     try:
         token = path.read_text(encoding="utf-8").strip()
@@ -296,18 +300,22 @@ def local_token(store: TokenStore) -> str:
         token = ""
     if token and store.verify(token) is not None:
         return token
+    target = FileAudit(audit_log) if audit_log else None
     user = local_user()
     if user not in store.users() or store.users()[user].get("disabled"):
         store.add_user(user, ["admin"])
-    token = store.add_token(user, note="local commands of the store's OS user")
+        record(target, user, "auth.add-user", user=user, roles=["admin"], why="local commands")
+    note = "local commands of the store's OS user"
+    token = store.add_token(user, note=note)
     _write_private(path, token + "\n")
+    record(target, user, "auth.add-token", user=user, token_id=token.split("_")[1], note=note)
     return token
 
 
-def client_token(store_path: str | Path) -> str:
+def client_token(store_path: str | Path, audit_log: str | Path | None = None) -> str:
     """The token a local command sends: ``RADSTREAM_TOKEN``, else the OS user's local token."""
     env = os.environ.get("RADSTREAM_TOKEN", "").strip()
-    return env or local_token(TokenStore(store_path))
+    return env or local_token(TokenStore(store_path), audit_log)
 
 
 class Gate:
