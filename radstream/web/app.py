@@ -55,6 +55,8 @@ from radstream.web.store import Cohort, Cohorts, session_secret
 from streams import audit
 from streams.auth import AuthError, Gate, Principal
 from streams.cohort import WatchRegistry
+from streams.ops import PATHS as OPS_PATHS
+from streams.ops import Ops, kafka_check
 
 log = logging.getLogger("radstream.web")
 HERE = Path(__file__).parent
@@ -97,6 +99,10 @@ class Sessions:
     def drop(self, sid: str | None) -> None:
         with self._lock:
             self._by_id.pop(sid or "", None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._by_id)
 
 
 class Forbidden(Exception):
@@ -684,6 +690,24 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     middleware = [Middleware(SessionMiddleware, secret_key=session_secret(web_dir),
                              session_cookie="rs_session", max_age=SESSION_S, same_site="strict",
                              https_only=https)]
+    # /metrics, /health, /ready as on every long-running process (streams/ops.py, docs/monitoring.md):
+    # bearer token of any role, not the browser session
+    ops = Ops(health=lambda: {"service": "web", "sessions": len(sessions)},
+              checks={"kafka": kafka_check(settings.kafka), "warehouse": wh.reachable})
+
+    async def ops_endpoint(request: Request) -> Response:
+        try:
+            await run_in_threadpool(gate.check, request.headers.get("authorization"),
+                                    request.headers.get("x-api-key"), client=client_of(request),
+                                    endpoint=request.url.path)
+        except AuthError as exc:
+            return Response(exc.reason + "\n", exc.status, media_type="text/plain",
+                            headers={"WWW-Authenticate": 'Bearer realm="radstream"'})
+        status, body, ctype = await run_in_threadpool(ops.respond, request.url.path)
+        return Response(body, status, media_type=ctype)
+
+    routes += [Route(path, ops_endpoint) for path in OPS_PATHS]
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield

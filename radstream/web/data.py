@@ -89,6 +89,23 @@ class Warehouse:
                      duration_ms=round((time.monotonic() - started) * 1000, 3), endpoint="web")
         return out
 
+    def reachable(self) -> object:
+        """Readiness: the warehouse answers (the worker's port that serves the embedded store, or a
+        ClickHouse server's ping); raises otherwise. No query: nothing to audit."""
+        if self.settings.embedded_clickhouse:
+            import socket
+
+            w = self.settings.worker
+            socket.create_connection((w.web_host, w.web_port), timeout=3).close()
+            return "worker"
+        from sinks.clickhouse.client import open_client
+
+        if self._client is None:
+            self._client = open_client(self.settings.clickhouse, create_database=False)
+        if not self._client.ping():
+            raise ConnectionError(f"{self.settings.clickhouse_url} does not answer")
+        return "server"
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

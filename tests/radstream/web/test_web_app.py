@@ -407,3 +407,22 @@ def test_only_a_steward_sends_a_cohort_to_an_identified_project(web: App) -> Non
     r = steward.post(f"/cohorts/{cid}/subscribe", data={**form, "csrf": scsrf})
     assert r.status_code == 303, r.text
     assert [w.project_id for w in watches_on_topic(web.settings).values()] == [IDENTIFIED]
+
+
+def test_metrics_health_and_ready_need_a_token_like_every_endpoint(web: App) -> None:
+    client = TestClient(web.app, follow_redirects=False)
+    for path in ("/metrics", "/health", "/ready"):
+        assert client.get(path).status_code == 401  # no session cookie counts here: a bearer token only
+    bearer = {"Authorization": f"Bearer {web.tokens['analyst']}"}
+    metrics = client.get("/metrics", headers=bearer)
+    assert metrics.status_code == 200
+    assert 'radstream_auth_failures_total{service="web",status="401"}' in metrics.text  # the refusals above
+    health = client.get("/health", headers=bearer).json()
+    assert health["ok"] is True and health["service"] == "web"
+    ready = client.get("/ready", headers=bearer)
+    checks = ready.json()["checks"]
+    assert checks["kafka"] == "ok" and set(checks) == {"kafka", "warehouse"}
+    # no worker serves this test's embedded store: not ready, and it says which dependency
+    assert ready.status_code == 503 and checks["warehouse"].startswith("error: ConnectionRefusedError")
+    login_failures = [e for e in audit_events(web) if e["action"] == "login.failure"]
+    assert len(login_failures) == 3
