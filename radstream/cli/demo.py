@@ -174,7 +174,7 @@ def demo(ctx: click.Context, keep_running: bool, studies: int, images: int) -> N
         received = _received_sop_uids(settings.research_store_dir)
         rows = {name: _scalar(settings, f"SELECT count() FROM {name}") for name in
                 ("report_versions", "findings", "measurements", "recommendations", "assessments",
-                 "critical_results", "dead_letters", "received_instances")}
+                 "critical_results", "dead_letters", "received_instances_identified")}  # DEMO: identified
     finally:
         if not keep_running:
             services.stop()

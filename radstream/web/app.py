@@ -589,7 +589,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         totals = await rows(sess, q.project_totals())
         waiting = {r["project"]: int(r["n"]) for r in await rows(sess, pl.waiting_for_window(project))}
         step = "minute" if request.query_params.get("step") == "minute" else "hour"
-        tp = await rows(sess, pl.throughput(project, step))
+        tp = await rows(sess, pl.throughput(project, step, identified=sess.principal.has("steward")))
         return {"requests": reqs, "totals": [{**t, "waiting": waiting.get(t["project"], 0)} for t in totals],
                 "project": project, "live": any(r.get("state") not in FINAL for r in reqs),
                 "window": pl.window_state(settings.pacs.windows, settings.pacs.timezone), "step": step,

@@ -50,16 +50,21 @@ _LATEST = """SELECT request_id, argMax(state, time) AS state, any(project_id) AS
 FROM retrieval_events GROUP BY request_id"""
 
 
-def throughput(project: str = "", step: str = "hour") -> str:
+def throughput(project: str = "", step: str = "hour", identified: bool = False) -> str:
     """Instances received per bucket and project (``received_instances``, the SCP's stored instances),
-    over the last ``SPANS[step]`` seconds."""
+    over the last ``SPANS[step]`` seconds; with ``identified`` (a steward's view) also the identified
+    projects' instances, which only stewards may read (``received_instances_identified``)."""
     fn = STEPS[step]
     cond, p = "time >= now64(6) - toIntervalSecond(%(span)s)", dict[str, Any](span=SPANS[step])
     if project:
         cond += " AND project_id = %(project)s"
         p["project"] = project
+    source = "received_instances"
+    if identified:
+        source = ("(SELECT project_id, time FROM received_instances UNION ALL "
+                  "SELECT project_id, time FROM received_instances_identified)")
     return bind(f"""SELECT project_id AS project, toString({fn}(time)) AS t, count() AS instances
-FROM received_instances WHERE {cond} GROUP BY project, t ORDER BY t, project""", p)
+FROM {source} WHERE {cond} GROUP BY project, t ORDER BY t, project""", p)
 
 
 def dashboard_marker() -> str:

@@ -86,6 +86,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "dead_letters": ("stage", "original_topic", "original_partition", "original_offset", "value_sha256",
                      "key", "value", "error_type", "error", "time", *KAFKA),
 }
+COLUMNS["received_instances_identified"] = COLUMNS["received_instances"]  # an identified project's (023)
 
 # which tables each contract writes. "report_original" is the ReportFinalized contract as it comes in on
 # the reports topic (original text): it goes only to the restricted report_text_original table; the
@@ -98,7 +99,7 @@ TABLES_OF: dict[str, tuple[str, ...]] = {
                         "assessments", "critical_results", "chest_labels", "report_current"),
     "retrieval_requested": ("retrieval_requests", "audit_log"),
     "retrieval_status": ("retrieval_events",),
-    "received_instance": ("received_instances",),
+    "received_instance": ("received_instances", "received_instances_identified"),
     "received_original": ("deid_map",),
     "project_registration": ("projects",),
     "quarantine_event": ("quarantine",),
@@ -284,8 +285,12 @@ DEID_PAIRS = (("patient_id", "original_patient_id", "patient_id"),
 
 
 def received_instance_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
-    """The research-facing row (v3 carries no originals; they come as ``received_original``)."""
-    return {"received_instances": [[
+    """The research-facing row of a de-identified instance (v3 carries no originals; they come as
+    ``received_original``); an identified project's instance, which carries the hospital's own values,
+    goes to the steward-only ``received_instances_identified`` instead (ddl/023)."""
+    tables = ("received_instances", "received_instances_identified")
+    table, other = tables if rec.get("deidentified") else tables[::-1]
+    return {other: [], table: [[
         rec["project_id"], rec["study_instance_uid"], rec["series_instance_uid"], rec["sop_instance_uid"],
         rec["sop_class_uid"], _s(rec.get("accession")), _s(rec.get("patient_id")), _s(rec.get("modality")),
         rec["calling_ae"],

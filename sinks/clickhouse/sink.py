@@ -68,9 +68,9 @@ INSERT_ORDER = ("report_text_original", "report_versions", "reports", "report_se
                 "measurements",
                 "recommendations",
                 "assessments", "critical_results", "chest_labels", "report_nlp", "report_current",
-                "retrieval_requests",
-                "retrieval_events", "received_instances", "deid_map", "projects", "quarantine",
-                "dead_letters", "audit_log")
+                "retrieval_requests", "retrieval_events", "received_instances",
+                "received_instances_identified", "deid_map", "projects", "quarantine", "dead_letters",
+                "audit_log")
 
 def static_instance_id(ch: ClickHouseConfig) -> str:
     """Kafka static group membership for an embedded store: exactly one process can own a chDB store,

@@ -152,7 +152,8 @@ def test_on_a_one_shard_cluster_the_shard_local_views_answer_as_the_single_node_
         "project_id": "P-1", "calling_ae": "ORTHANC", "called_ae": "RESEARCH",
         "study_instance_uid": reps[1]["study_instance_uid"], "series_instance_uid": f"1.9.{k}",
         "sop_instance_uid": f"1.9.{k}.1", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2", "accession": "A1",
-        "modality": "CT", "path": f"/store/P-1/1.9.{k}/1.dcm", "size_bytes": 100, "time": BASE_TIME}
+        "modality": "CT", "path": f"/store/P-1/1.9.{k}/1.dcm", "size_bytes": 100, "time": BASE_TIME,
+        "deidentified": True}
         for k in range(2)])
 
     layout = load_layout()

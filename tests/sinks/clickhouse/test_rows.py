@@ -241,8 +241,11 @@ def test_dead_letter_rows_hash_value_and_mark_missing_positions() -> None:
 def test_received_instance_rows_never_carry_the_originals_which_go_to_the_restricted_map() -> None:
     rec = sample_records()["received_instance"]
     rows = rows_for("received_instance", rec)
-    assert set(rows) == {"received_instances"}
+    assert not rows["received_instances_identified"]
     assert _as_dicts(rows, "received_instances")[0]["patient_id"] == "psn-77"
+    # an identified project's instance carries the hospital's values: the steward-only table, never this one
+    identified = rows_for("received_instance", {**rec, "deidentified": False, "patient_id": "MRN-REAL"})
+    assert not identified["received_instances"] and len(identified["received_instances_identified"]) == 1
     restricted = rows_for("received_original", sample_records()["received_original"])
     assert set(restricted) == {"deid_map"}
     mapping = {(r["kind"], r["original"], r["pseudonym"]) for r in _as_dicts(restricted, "deid_map")}

@@ -98,6 +98,7 @@ def test_every_topic_lands_and_garbage_goes_to_the_dead_letter_topic(sink_settin
                 "sop_class_uid": "1.2.840",
                 "path": "/r/1.dcm",
                 "size_bytes": 10,
+                "deidentified": True,
                 "time": BASE_TIME,
             },
         ),

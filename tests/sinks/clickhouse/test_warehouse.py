@@ -98,6 +98,7 @@ def _dataset() -> list[tuple[str, list[dict[str, object]]]]:
             "path": f"/store/P-1/1.9.{s}/{k}.dcm",
             "size_bytes": 100,
             "time": BASE_TIME,
+            "deidentified": True,
         }
         for s in range(2)
         for k in range(3)
