@@ -120,9 +120,8 @@ class Quarantine:
 
     def put(self, entry: Entry, data: bytes) -> str:
         """Store ``data`` as received, durably (temp, fsync, rename, fsync dir), owner-only; its path."""
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
         d = self._dir(entry.project_id, entry.study_instance_uid)
-        os.makedirs(d, mode=0o700, exist_ok=True)
+        _private_dirs(self.root, d)
         dcm, desc = self.paths(entry)
         _durable_write(desc, json.dumps(asdict(entry)).encode())
         _durable_write(dcm, data)
@@ -153,6 +152,24 @@ class Quarantine:
         for path in (dcm, desc):
             Path(path).unlink(missing_ok=True)
         fsync_dir(os.path.dirname(dcm))
+
+
+def _private_dirs(root: str, d: str) -> None:
+    """Make ``root`` and every directory from it down to ``d`` owner-only (0700 whatever the umask: the
+    ``mode`` of ``os.makedirs`` reaches the last directory only, and through the umask), each new one
+    durable in its parent."""
+    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)  # the root's parents: not ours
+    rel = Path(os.path.relpath(d, root)).parts
+    made = []
+    for path in [root, *(os.path.join(root, *rel[:i + 1]) for i in range(len(rel)))]:
+        try:
+            os.mkdir(path, 0o700)
+            made.append(path)
+        except FileExistsError:
+            pass
+        os.chmod(path, 0o700)
+    for path in made:
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def _durable_write(path: str, data: bytes) -> None:

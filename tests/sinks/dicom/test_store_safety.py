@@ -218,7 +218,8 @@ def test_burned_in_instances_are_quarantined_with_reasons_then_released_and_purg
     assert sorted(p.stem for p in quarantined) == sorted([s.sop_uid(1), s.sop_uid(2)])
     for p in quarantined:  # as received, owner-only
         assert pydicom.dcmread(p).PatientID == s.patient_id and (p.stat().st_mode & 0o077) == 0
-        assert (p.parent.stat().st_mode & 0o077) == 0
+        for d in (p.parent, p.parent.parent, qdir):  # every level: study, project, the quarantine itself
+            assert (d.stat().st_mode & 0o077) == 0, (d, oct(d.stat().st_mode))
 
     env = role_env(settings, "steward1", "steward")
     runner = CliRunner()
