@@ -87,6 +87,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                      "key", "value", "error_type", "error", "time", *KAFKA),
 }
 COLUMNS["received_instances_identified"] = COLUMNS["received_instances"]  # an identified project's (023)
+COLUMNS["retrieval_events_identified"] = COLUMNS["retrieval_events"]  # an identified project's (025)
 
 # which tables each contract writes. "report_original" is the ReportFinalized contract as it comes in on
 # the reports topic (original text): it goes only to the restricted report_text_original table; the
@@ -98,7 +99,7 @@ TABLES_OF: dict[str, tuple[str, ...]] = {
     "report_findings": ("report_nlp", "sections", "findings", "measurements", "recommendations",
                         "assessments", "critical_results", "chest_labels", "report_current"),
     "retrieval_requested": ("retrieval_requests", "audit_log"),
-    "retrieval_status": ("retrieval_events",),
+    "retrieval_status": ("retrieval_events", "retrieval_events_identified"),
     "received_instance": ("received_instances", "received_instances_identified"),
     "received_original": ("deid_map",),
     "project_registration": ("projects",),
@@ -265,7 +266,8 @@ def retrieval_request_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
 
 
 def retrieval_status_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
-    return {"retrieval_events": [[
+    """The row of a de-identified project's status event (``for_identified_project`` makes the others')."""
+    return {"retrieval_events_identified": [], "retrieval_events": [[
         rec["request_id"], rec["project_id"], rec["state"], int(rec.get("attempt") or 0),
         _s(rec.get("accession")), _s(rec.get("study_instance_uid")),
         list(rec.get("study_instance_uids") or []), _s(rec.get("pacs_ae")), _s(rec.get("destination_ae")),
@@ -274,6 +276,22 @@ def retrieval_status_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         list(rec.get("missing_sop_instance_uids") or []), rec.get("dimse_status"), _s(rec.get("error")),
         _t(rec["time"]), *origin.cols(),
     ]]}
+
+
+# the columns of a status event that name the PACS's studies and instances, and its free-text error
+_STATUS_PACS_COLUMNS = ("study_instance_uid", "study_instance_uids", "missing_sop_instance_uids", "error")
+
+
+def for_identified_project(rows: Rows) -> Rows:
+    """The status rows of a project that is not known to be de-identified: its status events carry the
+    PACS's own UIDs (the worker keys them only for de-identified projects), so the whole row goes to the
+    steward-only ``retrieval_events_identified`` and the analysts' ``retrieval_events`` gets it without the
+    UIDs and the error text (state and counts stay: the dashboards' progress) (ddl/025)."""
+    cols = COLUMNS["retrieval_events"]
+    blank = {cols.index(c): ([] if c.endswith("uids") else "") for c in _STATUS_PACS_COLUMNS}
+    full = rows.get("retrieval_events", [])
+    return {"retrieval_events": [[blank.get(i, v) for i, v in enumerate(row)] for row in full],
+            "retrieval_events_identified": full}
 
 
 # de-identified instance: (kind in deid_map, field of the original, field of the pseudonym)

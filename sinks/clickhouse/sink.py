@@ -49,6 +49,7 @@ from sinks.clickhouse.rows import (
     TABLES_OF,
     Origin,
     Rows,
+    for_identified_project,
     merge_rows,
     rows_for,
     rows_for_many,
@@ -68,7 +69,7 @@ INSERT_ORDER = ("report_text_original", "report_versions", "reports", "report_se
                 "measurements",
                 "recommendations",
                 "assessments", "critical_results", "chest_labels", "report_nlp", "report_current",
-                "retrieval_requests", "retrieval_events", "received_instances",
+                "retrieval_requests", "retrieval_events", "retrieval_events_identified", "received_instances",
                 "received_instances_identified", "deid_map", "projects", "quarantine", "dead_letters",
                 "audit_log")
 
@@ -176,7 +177,22 @@ def write_records(client: Client, contract: str, records: Iterable[Mapping[str, 
     """
     if contract not in TABLES_OF:
         raise ValueError(f"no warehouse mapping for contract {contract!r}")
+    if contract == "retrieval_status":
+        known = deidentified_projects(client)
+        rows: Rows = {}
+        for rec in records:
+            one = rows_for(contract, rec)
+            merge_rows(rows, one if rec["project_id"] in known else for_identified_project(one))
+        return write_rows(client, rows)
     return write_rows(client, rows_for_many(contract, records))
+
+
+def deidentified_projects(client: Client) -> set[str]:
+    """The projects whose latest registration is de-identified (a status event of any other project
+    names the PACS's UIDs: ``rows.for_identified_project``)."""
+    res = client.query("SELECT project_id FROM projects GROUP BY project_id "
+                       "HAVING NOT argMax(identified, time)")
+    return {str(pid) for (pid,) in res.result_rows}
 
 
 @dataclass
@@ -209,6 +225,7 @@ class ClickHouseSink(Handler):
         self._own_client = client is None
         self.client: Client = client if client is not None else open_client(ch)
         migrate(self.client, ch.database)
+        self._deidentified = deidentified_projects(self.client)
         self.contracts = {spec.name: spec.contract for spec in topic_specs(topics)
                           if spec.contract in TABLES_OF}
         # the reports topic carries the original text: only the restricted table gets it
@@ -255,11 +272,15 @@ class ClickHouseSink(Handler):
         self._acks = acks
         now = time.time()
         batch = self._batch
+        self._learn_projects(records)
         for rec in records:
             contract = self.contracts.get(rec.topic, "")
             try:
-                rows = rows_for(self.mappings.get(rec.topic, contract), serde.decode(contract, rec.value),
+                decoded = serde.decode(contract, rec.value)
+                rows = rows_for(self.mappings.get(rec.topic, contract), decoded,
                                 Origin(rec.topic, rec.partition, rec.offset))
+                if contract == "retrieval_status" and decoded["project_id"] not in self._deidentified:
+                    rows = for_identified_project(rows)  # identified, or not known yet: private
             except Exception as exc:  # anything we cannot store goes to the dead-letter topic
                 acks.dead_letter(rec, exc)
                 continue
@@ -267,6 +288,18 @@ class ClickHouseSink(Handler):
             batch.first_at = min(batch.first_at, due) if batch else due
             batch.n_rows += merge_rows(batch.rows, rows)
             batch.items.append(_Item(rec, rows))
+
+    def _learn_projects(self, records: Sequence[Record]) -> None:
+        """Which projects are de-identified, from the registrations of this batch first (a status event
+        follows its project's registration, but may come in the same batch from another topic)."""
+        for rec in records:
+            if self.contracts.get(rec.topic) == "project_registration":
+                try:
+                    reg = serde.decode("project_registration", rec.value)
+                except Exception:  # noqa: BLE001 - add() dead-letters it
+                    continue
+                pid = reg["project_id"]
+                (self._deidentified.discard if reg["identified"] else self._deidentified.add)(pid)
 
     def due(self) -> float | None:
         return self._batch.first_at + self.flush_s if self._batch else None

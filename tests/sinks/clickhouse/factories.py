@@ -149,3 +149,12 @@ def ddl_until(directory: Path, last: int) -> Path:
         if int(path.name[:3]) <= last:
             shutil.copy(path, directory / path.name)
     return directory
+
+
+def registered(project_id: str, identified: bool = False) -> dict[str, Any]:
+    """A ``project_registration`` record (a de-identified project unless ``identified``): the sink keeps a
+    project's status events from analysts until it knows the project is de-identified."""
+    from sinks.dicom.projects import Project
+
+    return Project(project_id, "RESEARCH", "owner", "steward1", identified=identified,
+                   irb_reference="IRB-T" if identified else "", time=BASE_TIME).record()

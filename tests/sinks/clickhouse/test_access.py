@@ -9,7 +9,8 @@ from clickhouse_connect.driver.client import Client
 from sinks.clickhouse.access import ROLES_DIR, AccessDenied, check, policy_for
 from sinks.clickhouse.query import _readonly_sibling, run_readonly
 
-RESTRICTED = {"deid_map", "dead_letters", "report_text_original", "audit_log", "quarantine", "projects"}
+RESTRICTED = {"deid_map", "dead_letters", "report_text_original", "audit_log", "quarantine", "projects",
+              "received_instances_identified", "retrieval_events_identified"}
 
 
 def _objects(ch: Client) -> dict[str, str]:

@@ -19,7 +19,7 @@ from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.query import Result, close_readonly_clients, run_readonly
 from sinks.clickhouse.sink import write_records
 
-from .factories import finding, findings, report
+from .factories import finding, findings, registered, report
 
 pytestmark = pytest.mark.integration
 DOC = Path(__file__).resolve().parents[3] / "docs" / "analysts.md"
@@ -146,6 +146,7 @@ def _load(ch: Client) -> tuple[Client, Data]:
             for i in range(4)
         ],
     )
+    write_records(ch, "project_registration", [registered("IRB-1"), registered("IRB-2")])
     write_records(
         ch,
         "retrieval_status",

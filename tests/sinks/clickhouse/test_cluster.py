@@ -16,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 from sinks.clickhouse.cluster import ClusterLayoutError, cluster_statements, load_layout, schema
 from sinks.clickhouse.sink import write_records
 
-from .factories import BASE_TIME, finding, findings, report
+from .factories import BASE_TIME, finding, findings, registered, report
 
 CLUSTER = "warehouse"
 
@@ -145,6 +145,7 @@ def test_on_a_one_shard_cluster_the_shard_local_views_answer_as_the_single_node_
     write_records(ch, "retrieval_requested", [{"request_id": "q1", "project_id": "P-1", "requester": "ana",
                                               "accession": "A1", "destination_ae": "RESEARCH",
                                               "requested_time": BASE_TIME}])
+    write_records(ch, "project_registration", [registered("P-1")])
     write_records(ch, "retrieval_status", [{"request_id": "q1", "project_id": "P-1", "state": st,
                                            "time": BASE_TIME + timedelta(seconds=i)}
                                           for i, st in enumerate(["queued", "moving", "completed"])])

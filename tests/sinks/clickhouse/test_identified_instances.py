@@ -1,6 +1,7 @@
-"""Instances of identified projects (the hospital's own patient id, accession, UIDs, path) are kept from
-analysts: the sink writes them to ``received_instances_identified``, which only stewards may read, and
-ddl/023 moves the ones written before (real Kafka, real chDB, the real role check)."""
+"""What names the hospital's own patients and studies in an identified project is kept from analysts:
+its instances (patient id, accession, UIDs, path) go to ``received_instances_identified`` and its status
+events' UIDs and error text to ``retrieval_events_identified``, which only stewards may read; ddl/023 and
+025 move what was written before (real Kafka, real chDB, the real role check)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from radstream.config import Settings
 from sinks.clickhouse.access import AccessDenied, policy_for
 from sinks.clickhouse.migrate import DDL_DIR, migrate, statements
 from sinks.clickhouse.query import run_readonly
+from sinks.dicom.projects import publish
 
+from .factories import registered
 from .kafka_helpers import produce_all, running_sink, wait_until
 from .test_rows import sample_records
 
@@ -60,3 +63,53 @@ def test_migration_023_moves_identified_rows_written_before(ch: Client, ch_setti
     moved = ch.query(f"SELECT project_id, patient_id FROM {db}.received_instances_identified").result_rows
     assert [tuple(r) for r in left] == [("P-7",)] and [tuple(r) for r in moved] == [("P-ID", "MRN-REAL")]
     migrate(ch, db)  # recorded as applied: nothing runs again
+
+
+def test_status_events_name_pacs_uids_for_stewards_only_unless_the_project_is_deidentified(
+        sink_settings: Settings) -> None:
+    from sinks.dicom.projects import Project
+
+    s, t = sink_settings, sink_settings.topics
+    publish(s.kafka, t, Project.from_record(registered("P-DE")))
+    publish(s.kafka, t, Project.from_record(registered("P-ID", identified=True)))
+    status = sample_records()["retrieval_status"]
+    events = [{**status, "request_id": f"r-{p}", "project_id": p, "study_instance_uids": [f"9.{i}"],
+               "missing_sop_instance_uids": [f"9.{i}.1"], "error": f"9.{i}.1 not stored"}
+              for i, p in enumerate(("P-DE", "P-ID", "P-UNKNOWN"))]
+    with running_sink(s) as sink:
+        ch = sink.client
+        wait_until(lambda: ch.query("SELECT count() FROM projects").result_rows[0][0] == 2, what="projects")
+        produce_all(s, [(t.retrieval_status, "retrieval_status", e["request_id"], e) for e in events])
+        wait_until(lambda: ch.query("SELECT count() FROM retrieval_events").result_rows[0][0] == 3,
+                   what="the status events")
+        analyst = policy_for(["analyst"])
+        seen = str(run_readonly(ch, "SELECT project_id, study_instance_uids, missing_sop_instance_uids, "
+                                    "error FROM retrieval_events ORDER BY project_id", "csv", policy=analyst))
+        assert "9.0" in seen and "9.0.1 not stored" in seen  # the de-identified project's: whole
+        assert "9.1" not in seen and "9.2" not in seen  # identified, and not known to be de-identified
+        assert seen.count("P-ID") == 1 and seen.count("P-UNKNOWN") == 1  # their state stays on the dashboard
+        with pytest.raises(AccessDenied):
+            run_readonly(ch, "SELECT * FROM retrieval_events_identified", "csv", policy=analyst)
+        kept = ch.query("SELECT project_id, study_instance_uids, error FROM retrieval_events_identified "
+                        "ORDER BY project_id").result_rows
+        assert [tuple(r) for r in kept] == [("P-ID", ["9.1"], "9.1.1 not stored"),
+                                            ("P-UNKNOWN", ["9.2"], "9.2.1 not stored")]
+
+
+def test_migration_025_moves_status_rows_of_projects_not_known_deidentified(ch: Client,
+                                                                            ch_settings: Settings) -> None:
+    db = ch_settings.clickhouse.database
+    ch.command(f"DROP TABLE {db}.retrieval_events_identified")  # as a store before 025 was
+    ch.command(f"INSERT INTO {db}.projects (project_id, identified, destination_ae, owner, registered_by, "
+               "active, time) VALUES ('P-DE', false, 'RESEARCH', 'o', 's', true, now())")
+    ch.command(f"INSERT INTO {db}.retrieval_events (request_id, project_id, state, study_instance_uids, "
+               "error, time) VALUES ('r1', 'P-DE', 'partial', ['2.25.1'], 'e1', now()), "
+               "('r2', 'P-ID', 'partial', ['1.2.840.9'], '1.2.840.9.1 missing', now())")
+    for stmt in statements((Path(DDL_DIR) / "025_identified_retrieval_events.sql").read_text(), db):
+        ch.command(stmt, settings={"mutations_sync": 2} if stmt.startswith("ALTER") else None)
+    left = ch.query(f"SELECT request_id, study_instance_uids, error FROM {db}.retrieval_events "
+                    "ORDER BY request_id").result_rows
+    assert [tuple(r) for r in left] == [("r1", ["2.25.1"], "e1"), ("r2", [], "")]
+    moved = ch.query(f"SELECT request_id, study_instance_uids FROM {db}.retrieval_events_identified"
+                     ).result_rows
+    assert [tuple(r) for r in moved] == [("r2", ["1.2.840.9"])]

@@ -17,7 +17,7 @@ from sinks.clickhouse.query import Result, run_readonly
 from sinks.clickhouse.rows import COLUMNS
 from sinks.clickhouse.sink import write_records
 
-from .factories import BASE_TIME, finding, findings, report
+from .factories import BASE_TIME, finding, findings, registered, report
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +116,7 @@ def _dataset() -> list[tuple[str, list[dict[str, object]]]]:
         }
     ]
     return [
+        ("project_registration", [registered("P-1")]),
         ("report_finalized", reps),
         ("report_findings", nlp),
         ("retrieval_requested", retrieval),
@@ -354,6 +355,7 @@ def test_image_occurrence_is_one_row_per_received_series(ch: Client) -> None:
 
 
 def test_a_partial_retrieval_names_its_missing_instances(ch: Client) -> None:
+    write_records(ch, "project_registration", [registered("P-1")])
     write_records(ch, "retrieval_requested", [{"request_id": "q9", "project_id": "P-1", "requester": "ana",
                                                "accession": "A9", "destination_ae": "RESEARCH",
                                                "requested_time": BASE_TIME}])
