@@ -3,9 +3,10 @@
 -- (1M at 1M reports) whatever the query's filter, and its hash table was keyed on (site, accession): a
 -- LowCardinality and a String column, hashed and compared as strings. Keyed on one 128-bit hash of the two
 -- (sipHash128, as the latest views' run check since 015; a collision among 10^9 reports has a probability
--- near 1e-21) and holding only the columns the view uses, the same join costs about a quarter less CPU.
--- The text is the same (reports_latest.text, de-identified), the rows and columns are the same
--- (tests/sinks/clickhouse/test_note_nlp_017.py). Only the view changes: safe on a live warehouse.
+-- near 1e-21) and holding only the columns the view uses, queries of note_nlp need 10-26% less CPU at 1M
+-- reports (docs/benchmarks.md, "Warehouse at scale"). The text is the same (reports_latest.text, de-identified),
+-- the rows and columns are the same (tests/sinks/clickhouse/test_note_nlp_017.py). Only the view changes:
+-- safe on a live warehouse.
 CREATE OR REPLACE VIEW {db}.note_nlp AS
 SELECT
     toInt64(bitAnd(cityHash64(f.site, f.accession, f.report_version, f.processed_time, f.finding_idx),
