@@ -479,7 +479,8 @@ def time_here(
     }
     todo = queries(tree, c)
     if extra:  # more forms to time beside the documented ones (e.g. a query's old text)
-        todo.update({name: [sql] for name, sql in json.loads(extra.read_text()).items()})
+        forms = json.loads(extra.read_text())
+        todo.update({name: [sql] for name, sql in forms.items() if not name.startswith("_")})  # "_comment"
     todo = {k: v for k, v in todo.items() if not only or any(k.startswith(o) for o in only.split(","))}
     counts: dict[str, tuple[int, int]] = {}
 
@@ -694,7 +695,8 @@ def main() -> None:
     ap.add_argument("--base-tag", default="main", help="the base store (loaded by --base-tree) to start from")
     ap.add_argument("--tag", default="ours", help="the name of its copy migrated by this tree")
     ap.add_argument("--json", type=Path, help="write the results here too")
-    ap.add_argument("--extra", type=Path, help="JSON {name: sql}: more queries to time (e.g. an old form)")
+    ap.add_argument("--extra", type=Path,
+                    help="JSON {name: sql}: more queries to time (old forms: bench/warehouse_old_forms.json)")
     ap.add_argument(
         "--alternate", action="store_true", help="time the queries in turn, one run each, --runs times"
     )

@@ -1,11 +1,13 @@
 """note_nlp over findings_current with one join (ddl/017): a store migrated up to 016 shows the same
-note_nlp rows and columns, and the documented OMOP query the same answer, before and after 017. And the
+note_nlp rows and columns, and the documented OMOP query the same answer, before and after 017; the same
+after 021 (that join keyed on a 128-bit hash of site and accession) for a store migrated up to 020. And the
 documented latest_with_argmax, whose LowCardinality columns are cast before its sort, answers as its
 plain form did."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -75,30 +77,41 @@ def snapshot(client: Client) -> tuple[list[tuple[str, str]], list[tuple[Any, ...
     return columns, [tuple(r) for r in res.result_rows], omop
 
 
-def test_a_store_from_before_017_shows_the_same_note_nlp(tmp_path: Path) -> None:
-    old_ddl = ddl_until(tmp_path / "ddl", 16)
+def same_after_migration(tmp_path: Path, until: int, write: Callable[[Client], None],
+                         applied: list[str]) -> tuple[list[str], list[tuple[Any, ...]], Result]:
+    """A store migrated up to ``until`` with ``write``'s rows, then migrated on (the first files it applies
+    are ``applied``): note_nlp's columns and rows and the documented OMOP query's answer, which must be
+    the same before and after. Returns the column names, the rows and that answer."""
     client = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="rs"))
     try:
-        migrate(client, "rs", old_ddl)
-        reps, nlp = records()
+        migrate(client, "rs", ddl_until(tmp_path / "ddl", until))
+        write(client)
+        before = snapshot(client)
+        assert migrate(client, "rs")[:len(applied)] == applied
+        after = snapshot(client)
+    finally:
+        close_readonly_clients()
+        client.close()
+    columns, rows, example = before
+    assert after[0] == columns
+    assert after[1] == rows
+    assert (after[2].columns, after[2].types, after[2].rows) == (example.columns, example.types, example.rows)
+    return [c for c, _ in columns], rows, example
+
+
+def test_a_store_from_before_017_shows_the_same_note_nlp(tmp_path: Path) -> None:
+    reps, nlp = records()
+
+    def write(client: Client) -> None:
         for _ in range(2):  # at-least-once: replays add no rows to the views
             write_records(client, "report_findings", nlp)
             rows = rows_for_many("report_finalized", reps)
             rows.pop("report_search")  # ddl/018, after this store's time
             write_rows(client, rows)
-        before = snapshot(client)
-        assert migrate(client, "rs")[:2] == ["017_note_nlp_one_join", "018_report_search"]
-        after = snapshot(client)
-    finally:
-        close_readonly_clients()
-        client.close()
 
-    columns, rows, example = before
-    assert after[0] == columns
-    assert after[1] == rows
-    assert (after[2].columns, after[2].types, after[2].rows) == (example.columns, example.types, example.rows)
+    names, rows, example = same_after_migration(tmp_path, 16, write,
+                                                ["017_note_nlp_one_join", "018_report_search"])
     # the answer is not trivially equal: what the latest rows must show is there, and nothing else
-    names = [c for c, _ in columns]
     keys = ("rs_site", "rs_accession", "lexical_variant", "term_exists", "term_temporal")
     got = {tuple(r[names.index(k)] for k in keys) for r in rows}
     assert got == {
@@ -112,6 +125,39 @@ def test_a_store_from_before_017_shows_the_same_note_nlp(tmp_path: Path) -> None
     assert uids == {r["study_instance_uid"] for r in reps if r["accession"] in ("B1", "C1")} - {""}
     assert all("nodule" in r[names.index("snippet")] for r in rows if r[names.index("offset")] == "12")
     assert [r[1] for r in example.rows] == sorted(r[1] for r in example.rows) and len(example.rows) == 5
+
+
+def test_a_store_from_before_021_shows_the_same_note_nlp(tmp_path: Path) -> None:
+    reps, nlp = records()
+    for r in reps:  # the other site's B1 is another study: the join must tell the sites apart
+        if r["site"] == "other":
+            r["study_instance_uid"] = "2.25.4242"
+    # an NLP result whose report row has not been written (the sink reads two topics): its findings
+    # are current, with no report to join: an empty snippet and study UID, as before
+    early = report("F1", text=TEXT)
+    nlp.append(findings(early, [finding("nodule", start=12)]))
+
+    def write(client: Client) -> None:
+        for _ in range(2):  # at-least-once: replays add no rows to the views
+            write_records(client, "report_findings", nlp)
+            write_records(client, "report_finalized", reps)
+
+    names, rows, _ = same_after_migration(tmp_path, 20, write, ["021_note_nlp_report_key"])
+    by_acc: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for r in rows:
+        by_acc.setdefault((r[names.index("rs_site")], r[names.index("rs_accession")]), []).append(r)
+    assert sorted(by_acc) == [("default", "B1"), ("default", "C1"), ("default", "F1"), ("other", "B1")]
+    snippet, offset, uid = names.index("snippet"), names.index("offset"), names.index("rs_study_instance_uid")
+    # each report's own study UID and text (the two sites' B1 differ in UID), and none for F1
+    uids = {r["site"] + r["accession"]: r["study_instance_uid"] for r in reps}  # the last version's
+    for (site, acc), got in by_acc.items():
+        assert {r[uid] for r in got} == ({""} if acc == "F1" else {uids[site + acc]})
+    assert uids["defaultB1"] != uids["otherB1"]
+    # the snippet: the 60 characters around the term in the report's text, as the view always cut it
+    start = 12
+    want = TEXT[max(start - 60, 0): start + len("nodule") + 60]
+    assert {r[snippet] for r in by_acc[("default", "B1")] if r[offset] == "12"} == {want}
+    assert {r[snippet] for r in by_acc[("default", "F1")]} == {""}
 
 
 def test_latest_with_argmax_answers_as_its_plain_form(tmp_path: Path) -> None:
