@@ -86,8 +86,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "dead_letters": ("stage", "original_topic", "original_partition", "original_offset", "value_sha256",
                      "key", "value", "error_type", "error", "time", *KAFKA),
 }
-COLUMNS["received_instances_identified"] = COLUMNS["received_instances"]  # an identified project's (023)
-COLUMNS["retrieval_events_identified"] = COLUMNS["retrieval_events"]  # an identified project's (025)
+COLUMNS["received_instances_identified"] = COLUMNS["received_instances"]  # an identified project's (022)
+COLUMNS["retrieval_events_identified"] = COLUMNS["retrieval_events"]  # an identified project's (024)
 
 # which tables each contract writes. "report_original" is the ReportFinalized contract as it comes in on
 # the reports topic (original text): it goes only to the restricted report_text_original table; the
@@ -286,7 +286,7 @@ def for_identified_project(rows: Rows) -> Rows:
     """The status rows of a project that is not known to be de-identified: its status events carry the
     PACS's own UIDs (the worker keys them only for de-identified projects), so the whole row goes to the
     steward-only ``retrieval_events_identified`` and the analysts' ``retrieval_events`` gets it without the
-    UIDs and the error text (state and counts stay: the dashboards' progress) (ddl/025)."""
+    UIDs and the error text (state and counts stay: the dashboards' progress) (ddl/024)."""
     cols = COLUMNS["retrieval_events"]
     blank = {cols.index(c): ([] if c.endswith("uids") else "") for c in _STATUS_PACS_COLUMNS}
     full = rows.get("retrieval_events", [])
@@ -305,7 +305,7 @@ DEID_PAIRS = (("patient_id", "original_patient_id", "patient_id"),
 def received_instance_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     """The research-facing row of a de-identified instance (v3 carries no originals; they come as
     ``received_original``); an identified project's instance, which carries the hospital's own values,
-    goes to the steward-only ``received_instances_identified`` instead (ddl/023)."""
+    goes to the steward-only ``received_instances_identified`` instead (ddl/022)."""
     tables = ("received_instances", "received_instances_identified")
     table, other = tables if rec.get("deidentified") else tables[::-1]
     return {other: [], table: [[

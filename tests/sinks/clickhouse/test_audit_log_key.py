@@ -1,4 +1,4 @@
-"""The audit table keeps what was recorded (ddl/024): a replay of an event collapses into one row, an event
+"""The audit table keeps what was recorded (ddl/023): a replay of an event collapses into one row, an event
 sent again under the same id and time with other content stays beside it instead of replacing it (real
 chDB, the sink's own row builder)."""
 

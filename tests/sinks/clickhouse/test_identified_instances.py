@@ -1,7 +1,7 @@
 """What names the hospital's own patients and studies in an identified project is kept from analysts:
 its instances (patient id, accession, UIDs, path) go to ``received_instances_identified`` and its status
-events' UIDs and error text to ``retrieval_events_identified``, which only stewards may read; ddl/023 and
-025 move what was written before (real Kafka, real chDB, the real role check)."""
+events' UIDs and error text to ``retrieval_events_identified``, which only stewards may read; ddl/022 and
+024 move what was written before (real Kafka, real chDB, the real role check)."""
 
 from __future__ import annotations
 
@@ -48,15 +48,15 @@ def test_an_identified_projects_instances_are_for_stewards_only(sink_settings: S
         assert "MRN-REAL" in kept and "/store/P-ID/" in kept
 
 
-def test_migration_023_moves_identified_rows_written_before(ch: Client, ch_settings: Settings) -> None:
+def test_migration_022_moves_identified_rows_written_before(ch: Client, ch_settings: Settings) -> None:
     db = ch_settings.clickhouse.database
-    ch.command(f"DROP TABLE {db}.received_instances_identified")  # as a store before 023 was
+    ch.command(f"DROP TABLE {db}.received_instances_identified")  # as a store before 022 was
     ch.command(f"INSERT INTO {db}.received_instances (project_id, study_instance_uid, series_instance_uid, "
                "sop_instance_uid, sop_class_uid, accession, patient_id, path, size_bytes, deidentified, "
                "time) VALUES ('P-ID', '9', '9.9', '9.9.9', '1.2', 'A-REAL', 'MRN-REAL', '/s/9.9.9.dcm', 1, "
                "false, now()), ('P-7', '1.2', '1.2.3', '1.2.3.4', '1.2', 'ACC-1F', 'psn-77', "
                "'/s/1.2.3.4.dcm', 1, true, now())")
-    sql = (Path(DDL_DIR) / "023_identified_instances.sql").read_text()
+    sql = (Path(DDL_DIR) / "022_identified_instances.sql").read_text()
     for stmt in statements(sql, db):
         ch.command(stmt, settings={"mutations_sync": 2} if stmt.startswith("ALTER") else None)
     left = ch.query(f"SELECT project_id FROM {db}.received_instances").result_rows
@@ -96,16 +96,16 @@ def test_status_events_name_pacs_uids_for_stewards_only_unless_the_project_is_de
                                             ("P-UNKNOWN", ["9.2"], "9.2.1 not stored")]
 
 
-def test_migration_025_moves_status_rows_of_projects_not_known_deidentified(ch: Client,
+def test_migration_024_moves_status_rows_of_projects_not_known_deidentified(ch: Client,
                                                                             ch_settings: Settings) -> None:
     db = ch_settings.clickhouse.database
-    ch.command(f"DROP TABLE {db}.retrieval_events_identified")  # as a store before 025 was
+    ch.command(f"DROP TABLE {db}.retrieval_events_identified")  # as a store before 024 was
     ch.command(f"INSERT INTO {db}.projects (project_id, identified, destination_ae, owner, registered_by, "
                "active, time) VALUES ('P-DE', false, 'RESEARCH', 'o', 's', true, now())")
     ch.command(f"INSERT INTO {db}.retrieval_events (request_id, project_id, state, study_instance_uids, "
                "error, time) VALUES ('r1', 'P-DE', 'partial', ['2.25.1'], 'e1', now()), "
                "('r2', 'P-ID', 'partial', ['1.2.840.9'], '1.2.840.9.1 missing', now())")
-    for stmt in statements((Path(DDL_DIR) / "025_identified_retrieval_events.sql").read_text(), db):
+    for stmt in statements((Path(DDL_DIR) / "024_identified_retrieval_events.sql").read_text(), db):
         ch.command(stmt, settings={"mutations_sync": 2} if stmt.startswith("ALTER") else None)
     left = ch.query(f"SELECT request_id, study_instance_uids, error FROM {db}.retrieval_events "
                     "ORDER BY request_id").result_rows

@@ -4,7 +4,7 @@
 -- replacing what was recorded. The sorting key now ends with a hash of the whole event: a replay of the same
 -- event (the at-least-once sink, a re-read of the topic) still collapses into one row, and any other event
 -- under that id stays beside it, visible (radstream audit lists both). The table is rebuilt as in 012/014:
--- run it with the writers stopped; the RENAME is not repeatable (audit_log_pre024 is the old table if it
+-- run it with the writers stopped; the RENAME is not repeatable (audit_log_pre023 is the old table if it
 -- fails after it).
 CREATE TABLE IF NOT EXISTS {db}.audit_log_rekey AS {db}.audit_log
 ENGINE = ReplacingMergeTree
@@ -14,6 +14,6 @@ ORDER BY (time, event_id, cityHash64(actor, action, allowed, project, query, tab
 
 INSERT INTO {db}.audit_log_rekey SELECT * FROM {db}.audit_log;
 
-RENAME TABLE {db}.audit_log TO {db}.audit_log_pre024, {db}.audit_log_rekey TO {db}.audit_log;
+RENAME TABLE {db}.audit_log TO {db}.audit_log_pre023, {db}.audit_log_rekey TO {db}.audit_log;
 
-DROP TABLE IF EXISTS {db}.audit_log_pre024;
+DROP TABLE IF EXISTS {db}.audit_log_pre023;
