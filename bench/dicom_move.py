@@ -14,6 +14,9 @@ with the default options (Basic Profile + Modified Dates). The table shows CPU m
 beside dcmtk's; before the rounds the bench also measures the de-identification of one of its instances
 in-process (dcmread + apply + dcmwrite, and apply_file), CPU ms per instance.
 
+``BENCH_VERBOSE=1``: the worker logs at debug level, and each of our runs also prints its timeline and the
+broker's CPU while our worker and SCP are connected and idle (2 s before the clock starts).
+
 Usage: ``python bench/dicom_move.py [--studies 10] [--images 50] [--kb 128] [--rounds 2] [--deid off,on]``
 """
 
@@ -274,6 +277,11 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
             return {"pacs": cpu_s(pids.get("pacs")), "kafka": cpu_s(pids.get("kafka")),
                     "scp": tree_cpu_s(scp.pid), "mover": cpu_s(worker.pid)}
 
+        if VERBOSE:  # what the broker spends while worker and SCP are connected and idle
+            k0 = cpu_s(pids.get("kafka"))
+            time.sleep(2.0)
+            print(f"ours: broker CPU while idle {1000 * (cpu_s(pids.get('kafka')) - k0) / 2.0:.0f} ms/s",
+                  file=sys.stderr)
         c0 = cpu_now()
         t0 = time.perf_counter()
         ids = set()
