@@ -123,8 +123,9 @@ class Request:
     ticket: Ticket | None = None  # done (the record committable) once the final status was delivered
     ref: StudyRef | None = None  # the opened study_ref (clinical identifiers: never in a status event)
     keyed: bool = False  # status events carry keyed UIDs (a de-identified project)
-    # study -> confirm() of its registration, published ahead of its turn (``Worker._prepare_next``)
-    registered: dict[str, Callable[[], None]] = field(default_factory=dict)
+    # study -> (the study's registration count then, confirm()) of its registration published ahead of
+    # its turn (``Worker._prepare_next``)
+    registered: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -213,6 +214,7 @@ class Worker(Handler):
         self._backlogged = False  # fetching paused at max_queued, until the backlog is below half of it
         self._at_end = False  # the loop's at_end() as of its last round (read on the loop's thread)
         self._study_locks: dict[str, threading.Lock] = {}
+        self._registrations: dict[str, int] = {}  # study -> registrations published (under its lock)
         self.log: list[dict[str, Any]] = []  # status events produced (for tests and the bench)
         self._sessions = threading.local()  # each mover thread's PacsSession
         # immediate: a new request starts at once, not when a batch of them has filled or 0.2 s passed;
@@ -411,9 +413,11 @@ class Worker(Handler):
         The request first in line (``_next``'s choice) is taken off the queue when no other mover is
         idle, it still has to be resolved and it may run now (no ``not_before``/``not_after`` in the
         way, the window open): its studies are resolved and its first study listed at IMAGE level on
-        this thread's association, then registered for the SCPs unless it is ``current`` (the study
-        just moved), and ``move_loop`` processes it right after the current request. Its C-MOVE still
-        follows its own listing and registration, as without this. A failed C-FIND changes nothing:
+        this thread's association, then registered for the SCPs when its study lock is free (not
+        ``current``, the study just moved, nor another mover's), and ``move_loop`` processes it right
+        after the current request. Its C-MOVE still follows its own listing and registration, as
+        without this: the registration is published again when another request registered the study
+        meanwhile. A failed C-FIND changes nothing:
         ``process`` runs it again in its turn and reports it. Measured (bench/dicom_move.py, x1, 50
         images a study): the C-FINDs cost 12-14 ms a study, the settle 5-6 ms, the registration's
         acknowledgement 1-3 ms."""
@@ -447,8 +451,16 @@ class Worker(Handler):
             first, dest = studies[0].study_instance_uid, str(req.rec["destination_ae"])
             if self._reconciles(dest):
                 req.listed[first] = self.list_instances(req, studies[0])
-            if first != current:  # the registration too (another study: nothing of the current one's)
-                req.registered[first] = self._expect(req, first, dest)
+            # the registration too, under the study's lock (taken only when free: not the study just
+            # moved, no other mover's move of it running); ``_move_one`` publishes it again when the
+            # study was registered for another request since
+            lock = self._study_locks.setdefault(first, threading.Lock())
+            if first != current and lock.acquire(blocking=False):
+                try:
+                    confirm = self._expect(req, first, dest)
+                    req.registered[first] = (self._registrations[first], confirm)
+                finally:
+                    lock.release()
             req.studies = studies
         except Exception as exc:  # never the current request's failure
             LOG.debug("%s: C-FIND ahead of its turn failed (%s); done again in its turn", req.id, exc)
@@ -626,7 +638,11 @@ class Worker(Handler):
             t0 = time.perf_counter_ns() if TIMING else 0
             # the registration travels to the broker while the PACS lists the instances; the C-MOVE
             # waits for its acknowledgement (``confirm``)
-            confirm = req.registered.pop(uid, None) or self._expect(req, uid, dest)
+            ahead = req.registered.pop(uid, None)
+            if ahead is not None and ahead[0] == self._registrations.get(uid):
+                confirm = ahead[1]  # published by ``_prepare_next``, and still the study's latest
+            else:
+                confirm = self._expect(req, uid, dest)
             listed = req.listed.get(uid)
             if listed is None and self._reconciles(dest):
                 try:
@@ -724,6 +740,7 @@ class Worker(Handler):
         waits for the returned ``confirm()`` (the broker has the registration)."""
         project_id = str(req.rec["project_id"])
         options = options_of(self.projects, project_id)
+        self._registrations[study_uid] = self._registrations.get(study_uid, 0) + 1
         if self.registry is not None:
             self.registry.register(study_uid, project_id, req.id, dest, options=options)
             return lambda: None

@@ -286,3 +286,26 @@ def test_the_next_request_is_listed_before_the_previous_one_settles_and_each_mov
         assert any(last_listing < m < own_settle for m in moves)
     # a failed listing ahead of its turn is simply done again in its turn (one more C-FIND, not a retry)
     assert len(listed) == len(AHEAD) + (1 if fail else 0)
+
+
+def test_two_requests_for_one_study_back_to_back_each_complete_with_their_own_records(
+        dicom_settings: Settings) -> None:
+    """The look-ahead never registers the study that is still settling for the previous request: each
+    request's instances are recorded for that request (the second one's registration is its own)."""
+    settings = dicom_settings
+    spec = AHEAD[0]
+    upload(settings.pacs.host, settings.pacs.http_port, [spec])
+    rids = [request(settings, spec.accession) for _ in range(2)]
+    with research_scp(settings):
+        w = make_worker(settings, Recording)
+        run(w)
+    events = statuses(settings, set(rids))
+    for rid in rids:
+        final = final_of(events, rid)
+        assert final["state"] == "completed" and final["attempt"] == 1, final
+        assert (final["stored"], final["missing"]) == (spec.images, 0)
+    assert isinstance(w, Recording)
+    settled = [e for e in w.trace if e[0] == "settling"]
+    second = settled[1]
+    listed_ahead = w.trace.index(("listed", *second[1:])) < w.trace.index(settled[0])
+    assert listed_ahead  # the second request was listed while the first settled, and still completed
