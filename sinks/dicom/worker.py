@@ -36,6 +36,7 @@ Pacing comes from the ``PacsConfig`` (``WorkerOptions.of``): ``max_studies_per_h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -411,23 +412,26 @@ class Worker(Handler):
         of the study just moved travel through Kafka (``_settle``: the PACS association is idle then).
 
         The request first in line (``_next``'s choice) is taken off the queue when no other mover is
-        idle, it still has to be resolved and it may run now (no ``not_before``/``not_after`` in the
-        way, the window open): its studies are resolved and its first study listed at IMAGE level on
-        this thread's association, then registered for the SCPs when its study lock is free (not
-        ``current``, the study just moved, nor another mover's), and ``move_loop`` processes it right
-        after the current request. Its C-MOVE still follows its own listing and registration, as
-        without this: the registration is published again when another request registered the study
-        meanwhile. A failed C-FIND changes nothing:
-        ``process`` runs it again in its turn and reports it. Measured (bench/dicom_move.py, x1, 50
-        images a study): the C-FINDs cost 12-14 ms a study, the settle 5-6 ms, the registration's
-        acknowledgement 1-3 ms."""
+        idle, at least one more request is ready for each other mover, it still has to be resolved and
+        it may run now (no ``not_before``/``not_after`` in the way, the window open). Its studies are
+        resolved and its first study listed at IMAGE level on this thread's association, then
+        registered for the SCPs when its study lock is free (not ``current``, the study just moved,
+        nor another mover's), and ``move_loop`` processes it right after the current request. Its
+        C-MOVE still follows its own listing and registration, as without this: the registration is
+        published again when another request registered the study meanwhile. A failed C-FIND changes
+        nothing: ``process`` runs it again in its turn and reports it. Measured (bench/dicom_move.py,
+        x1, 50 images a study): the C-FINDs cost 12-14 ms a study, the settle 5-6 ms, the
+        registration's acknowledgement 1-3 ms."""
         if getattr(self._sessions, "prepared", 0) is not None or self.stop_event.is_set():
             return  # one prepared already, or not a mover thread (``move_loop``)
         tz = self.opts.tz()
         now, utc, local = time.monotonic(), datetime.now(UTC), datetime.now(tz).astimezone(tz)
         with self._cv:
             ready = [r for r in self._pending if r.ready_at <= now]
-            if not ready or self._idle_movers:  # an idle mover starts it sooner than we would
+            # an idle mover starts a request sooner than we would; and one ready request is left for
+            # each other mover, which may be free first (the last requests of a batch at x2 waited
+            # for one mover's settle while the other had nothing to do)
+            if self._idle_movers or len(ready) < max(1, self.pacs_config.max_associations):
                 return
             req = min(ready, key=lambda r: (r.rank, r.seq))
             nb, na = req.rec.get("not_before"), req.rec.get("not_after")
@@ -449,11 +453,10 @@ class Worker(Handler):
             req.attempt = req.attempt or 1
             self.emit(req, "resolving")
             first, dest = studies[0].study_instance_uid, str(req.rec["destination_ae"])
-            if self._reconciles(dest):
-                req.listed[first] = self.list_instances(req, studies[0])
-            # the registration too, under the study's lock (taken only when free: not the study just
-            # moved, no other mover's move of it running); ``_move_one`` publishes it again when the
-            # study was registered for another request since
+            # the registration, under the study's lock (taken only when free: not the study just
+            # moved, no other mover's move of it running), travels to the broker while the PACS lists
+            # the instances; ``_move_one`` publishes it again when the study was registered for
+            # another request since
             lock = self._study_locks.setdefault(first, threading.Lock())
             if first != current and lock.acquire(blocking=False):
                 try:
@@ -461,10 +464,16 @@ class Worker(Handler):
                     req.registered[first] = (self._registrations[first], confirm)
                 finally:
                     lock.release()
+            if self._reconciles(dest):
+                req.listed[first] = self.list_instances(req, studies[0])
             req.studies = studies
         except Exception as exc:  # never the current request's failure
             LOG.debug("%s: C-FIND ahead of its turn failed (%s); done again in its turn", req.id, exc)
             req.listed.clear()
+            for study_uid in req.registered:
+                with contextlib.suppress(Exception):
+                    self._withdraw(req, study_uid)
+            req.registered.clear()
             return
         if TIMING:
             PHASES.add("worker.prepare", t0)
@@ -750,6 +759,14 @@ class Worker(Handler):
         return publish(self.expect_producer, self.topics, study_uid, project_id, req.id, dest, options,
                        wait=False)
 
+    def _withdraw(self, req: Request, study_uid: str) -> None:
+        """The study's registration for the request withdrawn (with files: and its manifest removed)."""
+        if self.registry is not None:
+            self.registry.release(study_uid, req.id)
+            self.registry.forget(study_uid, req.id)
+        elif self.expect_producer is not None:  # a tombstone even for a study not expected yet: cheap
+            withdraw(self.expect_producer, self.topics, study_uid, req.id)
+
     def _stored_uid(self, req: Request) -> Callable[[str], str]:
         """How the research store names a UID of this request's project: keyed when de-identified
         (``deid.remap_uid``), unless the project retains UIDs or is identified."""
@@ -876,11 +893,7 @@ class Worker(Handler):
             result = MoveResult(state, status=status)
         t0 = time.perf_counter_ns() if TIMING else 0
         for study in req.studies:
-            if self.registry is not None:
-                self.registry.release(study.study_instance_uid, req.id)
-                self.registry.forget(study.study_instance_uid, req.id)
-            elif self.expect_producer is not None:  # a tombstone even for a study not expected yet: cheap
-                withdraw(self.expect_producer, self.topics, study.study_instance_uid, req.id)
+            self._withdraw(req, study.study_instance_uid)
         if TIMING:
             PHASES.add("worker.withdraw", t0)
         if self.outcomes is not None:
