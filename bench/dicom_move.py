@@ -14,6 +14,13 @@ with the default options (Basic Profile + Modified Dates). The table shows CPU m
 beside dcmtk's; before the rounds the bench also measures the de-identification of one of its instances
 in-process (dcmread + apply + dcmwrite, and apply_file), CPU ms per instance.
 
+``--variant BENCH_TREE=<checkout>``: extra rounds (de-identification off) with the worker and the SCP of
+another checkout, on the same Orthanc and Kafka, interleaved with ours: an A/B less exposed to the
+host's load than two runs.
+
+``BENCH_VERBOSE=1``: the worker logs at debug level, and each of our runs also prints its timeline and the
+broker's CPU while our worker and SCP are connected and idle (2 s before the clock starts).
+
 Usage: ``python bench/dicom_move.py [--studies 10] [--images 50] [--kb 128] [--rounds 2] [--deid off,on]``
 """
 
@@ -235,12 +242,15 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
     register_bench_project(settings, deid)
     time.sleep(1.0)
     env = {**_env(settings), **(extra_env or {})}
+    # BENCH_TREE=<path> (a --variant): worker and SCP from another checkout, for an A/B on one stack
+    tree = Path(env.pop("BENCH_TREE", ROOT))
+    env["PYTHONPATH"] = str(tree)
     logs = Path(settings.state_dir) / "bench-logs"
     logs.mkdir(exist_ok=True)
-    scp = subprocess.Popen([sys.executable, "-m", "radstream", "dicom", "scp"], env=env, cwd=ROOT,
+    scp = subprocess.Popen([sys.executable, "-m", "radstream", "dicom", "scp"], env=env, cwd=tree,
                            stdout=subprocess.DEVNULL, stderr=open(logs / f"{prefix}scp.log", "wb"))  # noqa: SIM115
     worker = subprocess.Popen([sys.executable, "-m", "radstream", "dicom", "worker", *VERBOSE], env=env,
-                              cwd=ROOT,
+                              cwd=tree,
                               stdout=subprocess.DEVNULL, stderr=open(logs / f"{prefix}worker.log", "wb"))  # noqa: SIM115
     status = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": prefix + "probe",
                        "enable.auto.commit": False})
@@ -274,6 +284,11 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
             return {"pacs": cpu_s(pids.get("pacs")), "kafka": cpu_s(pids.get("kafka")),
                     "scp": tree_cpu_s(scp.pid), "mover": cpu_s(worker.pid)}
 
+        if VERBOSE:  # what the broker spends while worker and SCP are connected and idle
+            k0 = cpu_s(pids.get("kafka"))
+            time.sleep(2.0)
+            print(f"ours: broker CPU while idle {1000 * (cpu_s(pids.get('kafka')) - k0) / 2.0:.0f} ms/s",
+                  file=sys.stderr)
         c0 = cpu_now()
         t0 = time.perf_counter()
         ids = set()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import os
 import struct
@@ -224,7 +225,8 @@ class Journal:
             # in sequence order: a durable record implies durable predecessors
             header = HEADER.pack(MAGIC, seq, len(field), len(data), _crc(seq, field, data))
             try:
-                os.pwritev(self._fd, [header, field, data], offset)
+                if os.pwritev(self._fd, [header, field, data], offset) != need:
+                    raise OSError(errno.EIO, "short write to the journal")  # else torn, yet answered
             except BaseException:
                 self._cursor = offset  # nothing of it counts; the next record overwrites it
                 self._seq -= 1

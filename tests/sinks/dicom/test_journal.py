@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from sinks.dicom.journal import HEADER, Journal
 
 SIZE = 64 * 1024
@@ -136,3 +138,28 @@ def test_a_full_journal_waits_for_the_files_of_its_records_before_the_checkpoint
     assert not finished.wait(0.3)  # f4 does not fit: the checkpoint waits until f0's file is done
     j.done(recs[0].seq)
     assert finished.wait(5)
+
+
+def test_a_short_journal_write_fails_the_append_and_the_next_record_takes_its_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short ``pwritev`` (the record torn) must not be answered as durable."""
+    real_write = os.pwritev
+    short = [True]
+
+    def pwritev(fd: int, parts: list[bytes], offset: int) -> int:
+        if short[0]:
+            short[0] = False
+            return real_write(fd, [b"".join(parts)[:10]], offset)
+        return real_write(fd, parts, offset)
+
+    monkeypatch.setattr(os, "pwritev", pwritev)
+    j = opened(tmp_path)
+    with pytest.raises(OSError, match="short write"):
+        j.append("P1/1.2/1.2.3/1.2.3.1.dcm", b"a" * 300)
+    rec = j.append("P1/1.2/1.2.3/1.2.3.2.dcm", b"b" * 300)
+    assert rec.seq == 1 and rec.offset == 0
+    j.done(rec.seq)
+    crash(j)
+    again = opened(tmp_path)
+    assert again.replayed == 1 and not (tmp_path / "P1/1.2/1.2.3/1.2.3.1.dcm").exists()
+    assert (tmp_path / "P1/1.2/1.2.3/1.2.3.2.dcm").read_bytes() == b"b" * 300
