@@ -36,7 +36,6 @@ Pacing comes from the ``PacsConfig`` (``WorkerOptions.of``): ``max_studies_per_h
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -124,9 +123,6 @@ class Request:
     ticket: Ticket | None = None  # done (the record committable) once the final status was delivered
     ref: StudyRef | None = None  # the opened study_ref (clinical identifiers: never in a status event)
     keyed: bool = False  # status events carry keyed UIDs (a de-identified project)
-    # study -> (the study's registration count then, confirm()) of its registration published ahead of
-    # its turn (``Worker._prepare_next``)
-    registered: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -209,13 +205,11 @@ class Worker(Handler):
         self._cv = threading.Condition()
         self._pending: list[Request] = []  # queued, not being worked on
         self._active: dict[str, Request] = {}
-        self._idle_movers = 0  # mover threads waiting in ``_next`` for a request
         self._cancelled: set[str] = set()
         self._seq = 0
         self._backlogged = False  # fetching paused at max_queued, until the backlog is below half of it
         self._at_end = False  # the loop's at_end() as of its last round (read on the loop's thread)
         self._study_locks: dict[str, threading.Lock] = {}
-        self._registrations: dict[str, int] = {}  # study -> registrations published (under its lock)
         self.log: list[dict[str, Any]] = []  # status events produced (for tests and the bench)
         self._sessions = threading.local()  # each mover thread's PacsSession
         # immediate: a new request starts at once, not when a batch of them has filled or 0.2 s passed;
@@ -400,83 +394,8 @@ class Worker(Handler):
                     self._active[req.id] = req
                     return req
                 waits = [r.ready_at - now for r in self._pending]
-                self._idle_movers += 1
-                try:
-                    self._cv.wait(timeout=min([0.5, *waits]))
-                finally:
-                    self._idle_movers -= 1
+                self._cv.wait(timeout=min([0.5, *waits]))
         return None
-
-    def _prepare_next(self, current: str) -> None:
-        """The next request's C-FINDs (and its first study's registration) while the SCP's last events
-        of the study just moved travel through Kafka (``_settle``: the PACS association is idle then).
-
-        The request first in line (``_next``'s choice) is taken off the queue when no other mover is
-        idle, at least one more request is ready for each other mover, it still has to be resolved and
-        it may run now (no ``not_before``/``not_after`` in the way, the window open). Its studies are
-        resolved and its first study listed at IMAGE level on this thread's association, then
-        registered for the SCPs when its study lock is free (not ``current``, the study just moved,
-        nor another mover's), and ``move_loop`` processes it right after the current request. Its
-        C-MOVE still follows its own listing and registration, as without this: the registration is
-        published again when another request registered the study meanwhile. A failed C-FIND changes
-        nothing: ``process`` runs it again in its turn and reports it. Measured (bench/dicom_move.py,
-        x1, 50 images a study): the C-FINDs cost 12-14 ms a study, the settle 5-6 ms, the
-        registration's acknowledgement 1-3 ms."""
-        if getattr(self._sessions, "prepared", 0) is not None or self.stop_event.is_set():
-            return  # one prepared already, or not a mover thread (``move_loop``)
-        tz = self.opts.tz()
-        now, utc, local = time.monotonic(), datetime.now(UTC), datetime.now(tz).astimezone(tz)
-        with self._cv:
-            ready = [r for r in self._pending if r.ready_at <= now]
-            # an idle mover starts a request sooner than we would; and one ready request is left for
-            # each other mover, which may be free first (the last requests of a batch at x2 waited
-            # for one mover's settle while the other had nothing to do)
-            if self._idle_movers or len(ready) < max(1, self.pacs_config.max_associations):
-                return
-            req = min(ready, key=lambda r: (r.rank, r.seq))
-            nb, na = req.rec.get("not_before"), req.rec.get("not_after")
-            if (req.studies or req.id in self._cancelled or (isinstance(nb, datetime) and nb > utc)
-                    or (isinstance(na, datetime) and na < utc)
-                    or not schedule.is_open(self.windows, local)):
-                return
-            self._pending.remove(req)
-            self._active[req.id] = req
-        self._sessions.prepared = req
-        t0 = time.perf_counter_ns() if TIMING else 0
-        try:
-            ids = self._clinical(req)
-            studies = resolve(self.pacs, accession=ids["accession"], study_uid=ids["study_uid"],
-                              patient_id=ids["patient_id"], study_date=ids["study_date"],
-                              session=self._session())
-            if not studies:
-                return
-            req.attempt = req.attempt or 1
-            self.emit(req, "resolving")
-            first, dest = studies[0].study_instance_uid, str(req.rec["destination_ae"])
-            # the registration, under the study's lock (taken only when free: not the study just
-            # moved, no other mover's move of it running), travels to the broker while the PACS lists
-            # the instances; ``_move_one`` publishes it again when the study was registered for
-            # another request since
-            lock = self._study_locks.setdefault(first, threading.Lock())
-            if first != current and lock.acquire(blocking=False):
-                try:
-                    confirm = self._expect(req, first, dest)
-                    req.registered[first] = (self._registrations[first], confirm)
-                finally:
-                    lock.release()
-            if self._reconciles(dest):
-                req.listed[first] = self.list_instances(req, studies[0])
-            req.studies = studies
-        except Exception as exc:  # never the current request's failure
-            LOG.debug("%s: C-FIND ahead of its turn failed (%s); done again in its turn", req.id, exc)
-            req.listed.clear()
-            for study_uid in req.registered:
-                with contextlib.suppress(Exception):
-                    self._withdraw(req, study_uid)
-            req.registered.clear()
-            return
-        if TIMING:
-            PHASES.add("worker.prepare", t0)
 
     def held(self) -> dict[str, int]:
         """Requests this worker holds now: queued (for a mover, a window or a retry) and active."""
@@ -505,11 +424,9 @@ class Worker(Handler):
         # and C-MOVE of the next request reuse it); closed as soon as none is ready.
         session = PacsSession(self.pacs)
         self._sessions.session = session
-        self._sessions.prepared = None
         try:
             while not self.stop_event.is_set():
-                req, self._sessions.prepared = self._sessions.prepared, None
-                req = req or self._next()
+                req = self._next()
                 if req is None:
                     return
                 try:
@@ -521,16 +438,10 @@ class Worker(Handler):
                     with self._cv:
                         self._active.pop(req.id, None)
                         self._cv.notify_all()
-                    if self._sessions.prepared is None and not self._work_ready():
+                    if not self._work_ready():
                         self._close_session(session)
         finally:
             self._close_session(session)
-            left, self._sessions.prepared = self._sessions.prepared, None
-            if left is not None:  # taken for the next turn, never started: back in the queue
-                with self._cv:
-                    self._active.pop(left.id, None)
-                    self._pending.append(left)
-                    self._cv.notify_all()
 
     @staticmethod
     def _close_session(session: PacsSession) -> None:
@@ -647,11 +558,7 @@ class Worker(Handler):
             t0 = time.perf_counter_ns() if TIMING else 0
             # the registration travels to the broker while the PACS lists the instances; the C-MOVE
             # waits for its acknowledgement (``confirm``)
-            ahead = req.registered.pop(uid, None)
-            if ahead is not None and ahead[0] == self._registrations.get(uid):
-                confirm = ahead[1]  # published by ``_prepare_next``, and still the study's latest
-            else:
-                confirm = self._expect(req, uid, dest)
+            confirm = self._expect(req, uid, dest)
             listed = req.listed.get(uid)
             if listed is None and self._reconciles(dest):
                 try:
@@ -687,10 +594,6 @@ class Worker(Handler):
             if TIMING:
                 t0 = PHASES.add("worker.move", t0)
             if listed:
-                if study is req.studies[-1]:
-                    self._prepare_next(uid)  # while the last events of this study are on their way
-                    if TIMING:
-                        t0 = time.perf_counter_ns()
                 done = self._reconcile(req, uid, listed, todo or list(listed), result, lines)
                 if TIMING:
                     PHASES.add("worker.settle", t0)
@@ -749,7 +652,6 @@ class Worker(Handler):
         waits for the returned ``confirm()`` (the broker has the registration)."""
         project_id = str(req.rec["project_id"])
         options = options_of(self.projects, project_id)
-        self._registrations[study_uid] = self._registrations.get(study_uid, 0) + 1
         if self.registry is not None:
             self.registry.register(study_uid, project_id, req.id, dest, options=options)
             return lambda: None
@@ -758,14 +660,6 @@ class Worker(Handler):
         assert self.expect_producer is not None
         return publish(self.expect_producer, self.topics, study_uid, project_id, req.id, dest, options,
                        wait=False)
-
-    def _withdraw(self, req: Request, study_uid: str) -> None:
-        """The study's registration for the request withdrawn (with files: and its manifest removed)."""
-        if self.registry is not None:
-            self.registry.release(study_uid, req.id)
-            self.registry.forget(study_uid, req.id)
-        elif self.expect_producer is not None:  # a tombstone even for a study not expected yet: cheap
-            withdraw(self.expect_producer, self.topics, study_uid, req.id)
 
     def _stored_uid(self, req: Request) -> Callable[[str], str]:
         """How the research store names a UID of this request's project: keyed when de-identified
@@ -893,7 +787,11 @@ class Worker(Handler):
             result = MoveResult(state, status=status)
         t0 = time.perf_counter_ns() if TIMING else 0
         for study in req.studies:
-            self._withdraw(req, study.study_instance_uid)
+            if self.registry is not None:
+                self.registry.release(study.study_instance_uid, req.id)
+                self.registry.forget(study.study_instance_uid, req.id)
+            elif self.expect_producer is not None:  # a tombstone even for a study not expected yet: cheap
+                withdraw(self.expect_producer, self.topics, study.study_instance_uid, req.id)
         if TIMING:
             PHASES.add("worker.withdraw", t0)
         if self.outcomes is not None:

@@ -18,7 +18,7 @@ import pytest
 
 from radstream.config import Settings
 from sinks.dicom.expect import Registry
-from sinks.dicom.find import DicomError, Pacs, StudyMatch, c_find_instances
+from sinks.dicom.find import Pacs, StudyMatch, c_find_instances
 from sinks.dicom.move import c_move_instances
 from sinks.dicom.scp import ResearchStore, ScpConfig
 from sinks.dicom.seed import upload
@@ -212,100 +212,3 @@ def test_pacs_success_with_a_failed_write_retries_only_that_instance_at_image_le
     # each retry moved the missing instances only (today one of four), not the study again
     assert received <= BLOCKED.images + sum(e["missing"] for e in retries)
     assert sorted(stored_sops(settings.research_store_dir / "P1")) == sorted(BLOCKED.sop_uids())
-
-
-# -- the next request's C-FINDs while the previous study settles (``Worker._prepare_next``) -------------
-AHEAD = [StudySpec(f"RC{k}", f"RCPAT{k}", f"TEST^RC{k}", "20240604", 3, rows=16, cols=16) for k in (4, 5, 6)]
-
-
-class Recording(Worker):
-    """Records, in order, each IMAGE-level listing, each C-MOVE's end and each settle (request id, study);
-    ``fail_ahead``: the first listing that runs ahead of its request's turn fails."""
-
-    fail_ahead = False
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.trace: list[tuple[str, str, str]] = []
-        self.lock = threading.Lock()
-
-    def list_instances(self, req: Request, study: StudyMatch) -> dict[str, str]:
-        with self.lock:
-            self.trace.append(("listed", req.id, study.study_instance_uid))
-        if self.fail_ahead and getattr(self._sessions, "prepared", None) is req:
-            self.fail_ahead = False
-            raise DicomError("the PACS refused this C-FIND (test)")
-        return super().list_instances(req, study)
-
-    def _reconcile(self, req: Request, uid: str, listed: dict[str, str], targets: list[str],
-                   result: Any, lines_before: int) -> Any:
-        with self.lock:
-            self.trace.append(("settling", req.id, uid))
-        return super()._reconcile(req, uid, listed, targets, result, lines_before)
-
-    def _with_assoc(self, move: Any) -> Any:
-        result = super()._with_assoc(move)
-        with self.lock:
-            self.trace.append(("moved", "", ""))
-        return result
-
-
-@pytest.mark.parametrize("fail", [False, True], ids=["ahead", "ahead-fails"])
-def test_the_next_request_is_listed_before_the_previous_one_settles_and_each_move_follows_its_listing(
-        dicom_settings: Settings, fail: bool) -> None:
-    settings = dicom_settings
-    upload(settings.pacs.host, settings.pacs.http_port, AHEAD)
-    rids = [request(settings, s.accession) for s in AHEAD]
-    with research_scp(settings):
-        w = make_worker(settings, Recording)
-        assert isinstance(w, Recording)
-        w.fail_ahead = fail
-        run(w)
-    events = statuses(settings, set(rids))
-    for rid, spec in zip(rids, AHEAD, strict=True):
-        final = final_of(events, rid)
-        assert final["state"] == "completed" and final["attempt"] == 1, final
-        assert (final["stored"], final["missing"]) == (spec.images, 0)
-    assert sorted(stored_sops(settings.research_store_dir / "P1")) == sorted(
-        sop for s in AHEAD for sop in s.sop_uids())
-    log = w.trace
-    listed = [(rid, study) for k, rid, study in log if k == "listed"]
-    settled = [(rid, study) for k, rid, study in log if k == "settling"]
-    assert sorted(settled) == sorted(zip(rids, (s.study_uid for s in AHEAD), strict=True))
-    # the second and the third request (in the order they ran) were listed after the previous
-    # request's C-MOVE, before its settle
-    for before, after in zip(settled, settled[1:], strict=False):
-        previous_settle = log.index(("settling", *before))
-        previous_move = max(i for i, e in enumerate(log[:previous_settle]) if e[0] == "moved")
-        assert previous_move < log.index(("listed", *after)) < previous_settle, log
-    # every C-MOVE came after its own study's listing (the one it was reconciled against)
-    moves = [i for i, e in enumerate(log) if e[0] == "moved"]
-    for rid, study in settled:
-        last_listing = max(i for i, e in enumerate(log) if e == ("listed", rid, study))
-        own_settle = log.index(("settling", rid, study))
-        assert any(last_listing < m < own_settle for m in moves)
-    # a failed listing ahead of its turn is simply done again in its turn (one more C-FIND, not a retry)
-    assert len(listed) == len(AHEAD) + (1 if fail else 0)
-
-
-def test_two_requests_for_one_study_back_to_back_each_complete_with_their_own_records(
-        dicom_settings: Settings) -> None:
-    """The look-ahead never registers the study that is still settling for the previous request: each
-    request's instances are recorded for that request (the second one's registration is its own)."""
-    settings = dicom_settings
-    spec = AHEAD[0]
-    upload(settings.pacs.host, settings.pacs.http_port, [spec])
-    rids = [request(settings, spec.accession) for _ in range(2)]
-    with research_scp(settings):
-        w = make_worker(settings, Recording)
-        run(w)
-    events = statuses(settings, set(rids))
-    for rid in rids:
-        final = final_of(events, rid)
-        assert final["state"] == "completed" and final["attempt"] == 1, final
-        assert (final["stored"], final["missing"]) == (spec.images, 0)
-    assert isinstance(w, Recording)
-    settled = [e for e in w.trace if e[0] == "settling"]
-    second = settled[1]
-    listed_ahead = w.trace.index(("listed", *second[1:])) < w.trace.index(settled[0])
-    assert listed_ahead  # the second request was listed while the first settled, and still completed
