@@ -18,9 +18,9 @@
     directory is made, then the bytes, their path under the root and the manifest entry go into the
     process's write-ahead journal (one ``pwritev`` and an ``fdatasync``, or waiting for a running
     ``fdatasync`` of another association that covers the record; 0.2-2 ms here, instead of 3-5 ms and
-    more for an fsync'd new file); the response follows. Then the file is written (temporary file, read
-    back and compared byte for byte, renamed over ``<sop>.dcm``: overwrite by SOPInstanceUID, and a file
-    that fails the check never replaces a good one), and only after the rename ``stored`` is recorded in
+    more for an fsync'd new file); the response follows. Then the file is written (temporary file,
+    renamed over ``<sop>.dcm``: overwrite by SOPInstanceUID; not read back, the journal's CRC-checked copy
+    is the durable one), and only after the rename ``stored`` is recorded in
     the manifest and the events produced: on the association's thread right after the response for the
     direct receive loop (``after_response``: while the PACS prepares its next instance), by the
     process's writer thread for instances received through pynetdicom. A failed write is retried from
@@ -113,6 +113,9 @@ WRITER_QUEUE = 256  # journaled instances waiting for their file; a full queue h
 KICK_S = 0.01
 KICK_TRIES = 3
 PARTITIONS_WAIT_S = 2.0  # longest wait for a topic's partition count (once per topic and process)
+# the store's files and directories: the owner and the store's group (a site gives its research readers
+# that group), never other users of the host; an identified project's files are the hospital's images
+STORE_FILE_MODE = 0o640
 PARTITIONS_RETRY_S = 60.0  # after a failed look-up, events are partitioned by key this long
 
 
@@ -667,8 +670,17 @@ class ResearchStore:
         """Create ``parent`` (under the root only: checked with symbolic links resolved); ``durable``:
         also make its entry and its ancestors' entries up to the root durable (they may have been made
         before without: the journal's path)."""
-        inside(self._root, os.path.relpath(parent, self._root))
-        os.makedirs(parent, exist_ok=True)
+        rel = os.path.relpath(parent, self._root)
+        inside(self._root, rel)
+        os.makedirs(self._root, exist_ok=True)
+        d = self._root
+        for part in Path(rel).parts:  # each level 0750 whatever the umask (makedirs' mode: the last only)
+            d = os.path.join(d, part)
+            try:
+                os.mkdir(d, 0o750)
+                os.chmod(d, 0o750)
+            except FileExistsError:
+                pass
         if len(self._dirs) > 10000:
             self._dirs.clear()
             self._made.clear()
@@ -695,10 +707,10 @@ class ResearchStore:
             self._make_parent(parent, durable)
         flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
         try:
-            fd = os.open(tmp, flags, 0o644)
+            fd = os.open(tmp, flags, STORE_FILE_MODE)
         except FileNotFoundError:  # the directory went away since we made it
             self._make_parent(parent, durable)
-            fd = os.open(tmp, flags, 0o644)
+            fd = os.open(tmp, flags, STORE_FILE_MODE)
         try:
             view = memoryview(data)
             while view:

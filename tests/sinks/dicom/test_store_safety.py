@@ -186,6 +186,10 @@ def test_deidentified_by_default_and_never_identified_unless_registered_so(pacs_
         assert ds.SOPInstanceUID not in a3.sop_uids() and ds.PatientIdentityRemoved == "YES"
     manifest = Registry(pacs_settings.research_store_dir).received(a3.study_uid, "r1")
     assert set(manifest) == set(a3.sop_uids()) and set(manifest.values()) == {("stored", "")}
+    # the owner and the store's group only: no other user of the host reads a file or lists a directory
+    project_dir = pacs_settings.research_store_dir / "PLAIN"
+    for p in [*files, *{f.parent for f in files}, *{f.parent.parent for f in files}, project_dir]:
+        assert p.stat().st_mode & 0o007 == 0, (p, oct(p.stat().st_mode))
 
 
 # -- quarantine ----------------------------------------------------------------------------------------
