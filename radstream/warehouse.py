@@ -127,6 +127,10 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
     except AccessDenied as exc:
         done(target, principal, "sql.query", allowed=False, query=query, reason=str(exc), endpoint="cli")
         raise WarehouseError(str(exc)) from None
+    except Exception as exc:  # a query the engine refused: recorded as the /sql page records it
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        done(target, principal, "sql.query", allowed=False, query=query, reason=reason, endpoint="cli")
+        raise
     finally:  # a command is one query: free the embedded engine for the next user of this process
         client.close()
         if settings.embedded_clickhouse:

@@ -63,6 +63,7 @@ from streams.topics import topic_specs
 log = logging.getLogger("radstream.sink.clickhouse")
 
 STAGE = "clickhouse-sink"
+PROJECTS_REFRESH_S = 5.0  # at most this often a status event's unknown project sends the sink to `projects`
 # children before their header row (report_nlp), so a reader never sees a header without its rows; the
 # pointer to the latest run (report_current) after both
 INSERT_ORDER = ("report_text_original", "report_versions", "reports", "report_search", "sections", "findings",
@@ -226,6 +227,7 @@ class ClickHouseSink(Handler):
         self.client: Client = client if client is not None else open_client(ch)
         migrate(self.client, ch.database)
         self._deidentified = deidentified_projects(self.client)
+        self._projects_read = time.monotonic()
         self.contracts = {spec.name: spec.contract for spec in topic_specs(topics)
                           if spec.contract in TABLES_OF}
         # the reports topic carries the original text: only the restricted table gets it
@@ -279,7 +281,7 @@ class ClickHouseSink(Handler):
                 decoded = serde.decode(contract, rec.value)
                 rows = rows_for(self.mappings.get(rec.topic, contract), decoded,
                                 Origin(rec.topic, rec.partition, rec.offset))
-                if contract == "retrieval_status" and decoded["project_id"] not in self._deidentified:
+                if contract == "retrieval_status" and not self._is_deidentified(decoded["project_id"]):
                     rows = for_identified_project(rows)  # identified, or not known yet: private
             except Exception as exc:  # anything we cannot store goes to the dead-letter topic
                 acks.dead_letter(rec, exc)
@@ -288,6 +290,15 @@ class ClickHouseSink(Handler):
             batch.first_at = min(batch.first_at, due) if batch else due
             batch.n_rows += merge_rows(batch.rows, rows)
             batch.items.append(_Item(rec, rows))
+
+    def _is_deidentified(self, project_id: str) -> bool:
+        """Known as de-identified; a project not known yet is looked up in the warehouse again (another
+        sink may have written its registration), at most every ``PROJECTS_REFRESH_S``."""
+        due = time.monotonic() >= self._projects_read + PROJECTS_REFRESH_S
+        if project_id not in self._deidentified and due:
+            self._deidentified |= deidentified_projects(self.client)
+            self._projects_read = time.monotonic()
+        return project_id in self._deidentified
 
     def _learn_projects(self, records: Sequence[Record]) -> None:
         """Which projects are de-identified, from the registrations of this batch first (a status event

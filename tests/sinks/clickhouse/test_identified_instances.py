@@ -113,3 +113,25 @@ def test_migration_024_moves_status_rows_of_projects_not_known_deidentified(ch: 
     moved = ch.query(f"SELECT request_id, study_instance_uids FROM {db}.retrieval_events_identified"
                      ).result_rows
     assert [tuple(r) for r in moved] == [("r2", ["1.2.840.9"])]
+
+
+def test_a_registration_another_sink_wrote_is_found_in_the_warehouse(
+        sink_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several sinks share the topics' partitions on a server: the registration may have gone to another
+    sink. A status event of a project the sink does not know sends it to the projects table first."""
+    from sinks.clickhouse import sink as sink_module
+    from sinks.clickhouse.sink import write_records
+
+    monkeypatch.setattr(sink_module, "PROJECTS_REFRESH_S", 0.0)
+    s, t = sink_settings, sink_settings.topics
+    status = {**sample_records()["retrieval_status"], "request_id": "r-late", "project_id": "P-LATE",
+              "study_instance_uids": ["2.25.7"]}
+    with running_sink(s) as sink:
+        ch = sink.client
+        write_records(ch, "project_registration", [registered("P-LATE")])  # as another sink would
+        produce_all(s, [(t.retrieval_status, "retrieval_status", "r-late", status)])
+        wait_until(lambda: ch.query("SELECT count() FROM retrieval_events").result_rows[0][0] == 1,
+                   what="the status event")
+        got = ch.query("SELECT study_instance_uids FROM retrieval_events").result_rows
+        assert [tuple(r) for r in got] == [(["2.25.7"],)]
+        assert ch.query("SELECT count() FROM retrieval_events_identified").result_rows[0][0] == 0
