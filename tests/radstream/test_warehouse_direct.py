@@ -73,3 +73,9 @@ def test_a_direct_query_is_checked_against_the_callers_roles_and_audited(topic_s
     # token's making is in the file only, as every change of `radstream auth` is
     assert sorted(e["event_id"] for e in on_topic) == sorted(e["event_id"] for e in lines
                                                               if e["action"] == "sql.query")
+    # a query the engine refuses after the role check is on record too
+    broken = sql(s, "SELECT no_such_function(1) FROM reports_latest", tokens["analyst"])
+    assert broken.returncode != 0
+    last = json.loads(Path(s.auth.audit_log).read_text().splitlines()[-1])
+    assert (last["actor"], last["action"], last["allowed"]) == ("ana", "sql.query", False)
+    assert "no_such_function" in json.loads(last["detail"])["reason"]
