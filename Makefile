@@ -20,17 +20,13 @@ demo: venv
 # after the rest of the suite in the same process, the in-process SCP aborted Orthanc's associations
 # (cause not found yet; each part passes alone). The two processes run side by side (each starts its own
 # broker and Orthanc on free ports); the DICOM part's output follows the rest's.
-# The slowest tests that mostly wait (broker failover, kill -9 recovery, a rebalance) join that process,
-# which ends first (idle, 2026-12-06: 8.6 min beside the rest's 12.8).
 DICOM_TESTS = tests/sinks/dicom tests/streams/test_textdeid_dates_e2e.py
-SIDE_TESTS = $(DICOM_TESTS) tests/radstream/test_multibroker.py tests/radstream/test_recovery.py \
-	tests/radstream/test_nlp_scale_out.py
 test: compose-plugin layers
-	@log=$$(mktemp); trap 'kill $$side 2>/dev/null; rm -f $$log' EXIT; \
-	$(TEST_PY) -m pytest -q -p no:cacheprovider $(SIDE_TESTS) > $$log 2>&1 & side=$$!; \
-	$(TEST_PY) -m pytest -q tests $(addprefix --ignore=,$(SIDE_TESTS)); rest=$$?; \
-	wait $$side; side_rc=$$?; echo "--- $(SIDE_TESTS):"; cat $$log; \
-	exit $$(( rest != 0 || side_rc != 0 ))
+	@log=$$(mktemp); trap 'kill $$dicom 2>/dev/null; rm -f $$log' EXIT; \
+	$(TEST_PY) -m pytest -q -p no:cacheprovider $(DICOM_TESTS) > $$log 2>&1 & dicom=$$!; \
+	$(TEST_PY) -m pytest -q tests $(addprefix --ignore=,$(DICOM_TESTS)); rest=$$?; \
+	wait $$dicom; dicom_rc=$$?; echo "--- $(DICOM_TESTS):"; cat $$log; \
+	exit $$(( rest != 0 || dicom_rc != 0 ))
 
 # the floors of the data path (pyproject.toml [tool.importlinter]): a floor imports only the floors below
 layers:
