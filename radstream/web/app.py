@@ -652,7 +652,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     async def retrieval(request: Request, sess: Session) -> Response:
         rid = request.path_params["rid"]
         reqs = [progress(r) for r in await rows(sess, q.retrievals()) if r["request_id"] == rid]
-        events = await rows(sess, q.timeline(rid))
+        events = await rows(sess, q.timeline(rid, identified=sess.principal.has("steward")))
         return render(request, "retrieval.html", rid=rid, req=reqs[0] if reqs else None, events=events)
 
     # --- stewards ----------------------------------------------------------------------------------

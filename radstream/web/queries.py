@@ -454,9 +454,17 @@ LEFT JOIN ({_PROGRESS}) AS s ON s.request_id = q.request_id
 GROUP BY project ORDER BY project"""
 
 
-def timeline(request_id: str) -> str:
-    return bind("""SELECT toString(time) AS time, state, attempt, expected_instances AS expected, stored,
-       completed, failed, quarantined, missing, error FROM retrieval_events
+def timeline(request_id: str, identified: bool = False) -> str:
+    """The request's status events. With ``identified`` (a steward's view) an identified project's
+    events come whole from ``retrieval_events_identified`` (the analysts' copy has no UIDs or error
+    text: ddl/024)."""
+    source = "retrieval_events"
+    if identified:
+        source = """(SELECT * FROM retrieval_events_identified WHERE request_id = %(rid)s
+    UNION ALL SELECT * FROM retrieval_events WHERE request_id = %(rid)s
+    AND (SELECT count() FROM retrieval_events_identified WHERE request_id = %(rid)s) = 0)"""
+    return bind(f"""SELECT toString(time) AS time, state, attempt, expected_instances AS expected, stored,
+       completed, failed, quarantined, missing, error FROM {source}
 WHERE request_id = %(rid)s ORDER BY time, state""", {"rid": request_id})
 
 

@@ -426,3 +426,18 @@ def test_metrics_health_and_ready_need_a_token_like_every_endpoint(web: App) -> 
     assert ready.status_code == 503 and checks["warehouse"].startswith("error: ConnectionRefusedError")
     login_failures = [e for e in audit_events(web) if e["action"] == "login.failure"]
     assert len(login_failures) == 3
+
+
+def test_a_steward_sees_an_identified_projects_status_whole_an_analyst_without_uids(web: App) -> None:
+    """The sink keeps an identified project's status events from analysts (retrieval_events without UIDs
+    and error text, the whole row in the steward-only retrieval_events_identified): the request's page
+    shows a steward the whole row, an analyst the analysts' copy."""
+    for table, error in (("retrieval_events", ""), ("retrieval_events_identified", "1.2.840.9.1 missing")):
+        web.ch.command(f"INSERT INTO radstream.{table} (request_id, project_id, state, missing, error, time) "
+                       f"VALUES ('r-id', '{IDENTIFIED}', 'partial', 1, '{error}', now64(6))")
+    steward, _ = signed_in(web, "steward")
+    page = steward.get("/retrievals/r-id")
+    assert page.status_code == 200 and "1.2.840.9.1 missing" in page.text
+    analyst, _ = signed_in(web, "analyst")
+    page = analyst.get("/retrievals/r-id")
+    assert page.status_code == 200 and "partial" in page.text and "1.2.840.9.1" not in page.text
