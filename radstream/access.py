@@ -32,6 +32,14 @@ def gate(settings: Settings, service: str, audit: Any = None) -> Gate:
     return Gate(store, audit if audit is not None else audit_target(settings), service=service)
 
 
+def record_auth_change(settings: Settings, action: str, **details: Any) -> None:
+    """A change of the token store by the OS user (``radstream auth``, ``make demo``'s sign-in), in the
+    local audit log file."""
+    from streams.auth import local_user
+
+    audit.record(FileAudit(settings.auth.audit_log), local_user(), action, **details)
+
+
 def roles_dir(settings: Settings) -> str:
     from sinks.clickhouse.access import ROLES_DIR
 
@@ -63,19 +71,19 @@ def authorise(settings: Settings, action: str, roles: tuple[str, ...], /,
         principal.require(*roles)
     except AuthError as exc:
         audit.record(target, user, action, allowed=False, reason=exc.reason, **fields)
-        _flush(target)
+        flush_audit(target)
         raise
     return principal, target
 
 
-def done(target: Tee, principal: Principal, action: str, /, *, allowed: bool = True, **fields: Any) -> None:
-    """Audit an action of a local command (done, or refused with ``allowed=False``) and wait for the
-    audit topic to take it."""
-    audit.record(target, principal.user, action, allowed=allowed, **fields)
-    _flush(target)
+def done(target: Tee, principal: Principal, action: str, /, **fields: Any) -> None:
+    """Audit a completed action of a local command and wait for the audit topic to take it."""
+    audit.record(target, principal.user, action, allowed=True, **fields)
+    flush_audit(target)
 
 
-def _flush(target: Tee) -> None:
+def flush_audit(target: Tee) -> None:
+    """Wait for the audit topic to take what was recorded (the local file has it already)."""
     for t in getattr(target, "targets", ()):
         if hasattr(t, "flush"):
             t.flush()

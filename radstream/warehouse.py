@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from radstream.config import Settings
+from streams.auth import Principal
 
 QUERY_ROLES = ("analyst", "steward", "admin")  # who may query; each role's tables: sinks/clickhouse/roles
 
@@ -95,14 +96,40 @@ def worker_serves_our_store(settings: Settings) -> bool:
     return os.path.realpath(store.removeprefix("chdb://")) == ours
 
 
+def audited_query(client: Any, settings: Settings, principal: Principal, sql: str, fmt: str, *, target: Any,
+                  endpoint: str) -> Any:
+    """One query on an open client as ``principal``: checked against the allowlists of the principal's
+    query roles, and audited (``sql.query``, allowed or refused by the check, with ``endpoint``). The
+    /sql page does the same in the worker; the web app and local commands that open the warehouse
+    themselves call this. AccessDenied and the engine's errors are raised."""
+    from radstream.access import roles_dir
+    from sinks.clickhouse.access import AccessDenied, Checked, policy_for
+    from sinks.clickhouse.query import count_rows, run_readonly
+    from streams import audit
+
+    policy = policy_for([r for r in principal.roles if r in QUERY_ROLES], Path(roles_dir(settings)))
+    checked: list[Checked] = []
+    started = time.monotonic()
+    try:
+        out = run_readonly(client, sql, fmt, policy=policy, checked=checked)
+    except AccessDenied as exc:
+        audit.record(target, principal.user, "sql.query", allowed=False, query=sql, reason=str(exc),
+                     endpoint=endpoint)
+        raise
+    audit.record(target, principal.user, "sql.query", allowed=True, query=sql,
+                 tables=checked[0].tables if checked else (), rows=count_rows(fmt, out),
+                 duration_ms=round((time.monotonic() - started) * 1000, 3), endpoint=endpoint)
+    return out
+
+
 def run_direct(settings: Settings, query: str, fmt: str) -> Any:
     """Run the query on the store (or server) opened here, as the worker's /sql page does: the caller is
     authenticated (``RADSTREAM_TOKEN`` or the OS user's local token), the query must pass the policy of
     the caller's query roles, and it is audited (``sql.query``, allowed or refused, endpoint ``cli``)."""
-    from radstream.access import audit_target, cli_principal, done, roles_dir
-    from sinks.clickhouse.access import AccessDenied, Checked, policy_for
+    from radstream.access import audit_target, cli_principal, flush_audit
+    from sinks.clickhouse.access import AccessDenied
     from sinks.clickhouse.client import open_client
-    from sinks.clickhouse.query import count_rows, run_readonly
+    from streams import audit
     from streams.auth import AuthError
 
     try:
@@ -110,7 +137,6 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
         principal.require(*QUERY_ROLES)
     except AuthError as exc:
         raise WarehouseError(exc.reason) from exc
-    policy = policy_for([r for r in principal.roles if r in QUERY_ROLES], Path(roles_dir(settings)))
     try:
         client = open_client(settings.clickhouse, create_database=False)
     except Exception as exc:
@@ -121,15 +147,14 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
         else:
             hint = ""
         raise WarehouseError(f"cannot open {settings.clickhouse_url}: {exc}{hint}") from exc
-    target, checked, started = audit_target(settings), list[Checked](), time.monotonic()
+    target = audit_target(settings)
     try:
-        out = run_readonly(client, query, fmt, policy=policy, checked=checked)
+        return audited_query(client, settings, principal, query, fmt, target=target, endpoint="cli")
     except AccessDenied as exc:
-        done(target, principal, "sql.query", allowed=False, query=query, reason=str(exc), endpoint="cli")
         raise WarehouseError(str(exc)) from None
     except Exception as exc:  # a query the engine refused: recorded as the /sql page records it
-        reason = f"{type(exc).__name__}: {exc}"[:2000]
-        done(target, principal, "sql.query", allowed=False, query=query, reason=reason, endpoint="cli")
+        audit.record(target, principal.user, "sql.query", allowed=False, query=query,
+                     reason=f"{type(exc).__name__}: {exc}"[:2000], endpoint="cli")
         raise
     finally:  # a command is one query: free the embedded engine for the next user of this process
         client.close()
@@ -137,9 +162,7 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
             from sinks.clickhouse.query import close_readonly_clients
 
             close_readonly_clients()
-    done(target, principal, "sql.query", query=query, tables=checked[0].tables if checked else (),
-         rows=count_rows(fmt, out), duration_ms=round((time.monotonic() - started) * 1000, 3), endpoint="cli")
-    return out
+        flush_audit(target)
 
 
 def query_text(settings: Settings, sql: str, fmt: str = "tsv") -> str:

@@ -23,10 +23,9 @@ def _store(ctx: click.Context) -> TokenStore:
 
 
 def _audit(ctx: click.Context, action: str, **details: object) -> None:
-    from streams.audit import FileAudit, record
-    from streams.auth import local_user
+    from radstream.access import record_auth_change
 
-    record(FileAudit(settings_of(ctx).auth.audit_log), local_user(), action, **details)
+    record_auth_change(settings_of(ctx), action, **details)
 
 
 @click.group()

@@ -199,16 +199,16 @@ def demo(ctx: click.Context, keep_running: bool, studies: int, images: int) -> N
 def _web_sign_in(settings: Settings, services: Services | None, port: int = 8088) -> None:
     """The web app's address and a one-time sign-in of the demo user (analyst and steward): a token that
     expires after ``DEMO_SIGN_IN``, and revokes the sign-in of the previous demo run."""
-    from streams.audit import FileAudit, record
-    from streams.auth import TokenStore, local_user
+    from radstream.access import record_auth_change
+    from streams.auth import TokenStore
 
     store = TokenStore(settings.auth.token_file)
     store.add_user("demo", ["analyst", "steward"])
     token = store.add_token("demo", note="make demo sign-in", expires_in=DEMO_SIGN_IN, replaces_note=True)
-    tid, target = token.split("_")[1], FileAudit(settings.auth.audit_log)  # as `radstream auth` records
-    record(target, local_user(), "auth.add-user", user="demo", roles=["analyst", "steward"])
-    record(target, local_user(), "auth.add-token", user="demo", token_id=tid, note="make demo sign-in",
-           expires=store.tokens()[tid].get("expires", ""), replaces="the previous demo sign-in")
+    tid = token.split("_")[1]
+    record_auth_change(settings, "auth.add-user", user="demo", roles=["analyst", "steward"])
+    record_auth_change(settings, "auth.add-token", user="demo", token_id=tid, note="make demo sign-in",
+                       expires=store.tokens()[tid].get("expires", ""), replaces="the previous demo sign-in")
     if services is not None:
         services.start("web", "web", "--port", str(port))
         click.echo(f"web app: http://127.0.0.1:{port}/ (running)")

@@ -11,17 +11,13 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-from radstream.access import roles_dir
 from radstream.config import Settings
-from radstream.warehouse import QUERY_ROLES, _tls
-from streams import audit
+from radstream.warehouse import _tls, audited_query
 from streams.auth import Principal
 
 
@@ -67,27 +63,18 @@ class Warehouse:
                               "running?") from None
 
     def _direct(self, principal: Principal, sql: str) -> str:
-        from sinks.clickhouse.access import AccessDenied, Checked, policy_for
+        from sinks.clickhouse.access import AccessDenied
         from sinks.clickhouse.client import open_client
-        from sinks.clickhouse.query import run_readonly
 
         if self._client is None:
             self._client = open_client(self.settings.clickhouse, create_database=False)
-        policy = policy_for([r for r in principal.roles if r in QUERY_ROLES], Path(roles_dir(self.settings)))
-        checked: list[Checked] = []
-        started = time.monotonic()
         try:
-            out = str(run_readonly(self._client, sql, "jsonl", policy=policy, checked=checked))
+            return str(audited_query(self._client, self.settings, principal, sql, "jsonl", target=self.audit,
+                                     endpoint="web"))
         except AccessDenied as exc:
-            audit.record(self.audit, principal.user, "sql.query", allowed=False, query=sql, reason=str(exc),
-                         endpoint="web")
             raise Refused(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - shown to the user
             raise Unavailable(f"{type(exc).__name__}: {exc}") from None
-        audit.record(self.audit, principal.user, "sql.query", allowed=True, query=sql,
-                     tables=checked[0].tables if checked else (), rows=out.count("\n"),
-                     duration_ms=round((time.monotonic() - started) * 1000, 3), endpoint="web")
-        return out
 
     def reachable(self) -> object:
         """Readiness: the warehouse answers (the worker's port that serves the embedded store, or a
