@@ -113,10 +113,10 @@ WRITER_QUEUE = 256  # journaled instances waiting for their file; a full queue h
 KICK_S = 0.01
 KICK_TRIES = 3
 PARTITIONS_WAIT_S = 2.0  # longest wait for a topic's partition count (once per topic and process)
+PARTITIONS_RETRY_S = 60.0  # after a failed look-up, events are partitioned by key this long
 # the store's files and directories: the owner and the store's group (a site gives its research readers
 # that group), never other users of the host; an identified project's files are the hospital's images
 STORE_FILE_MODE = 0o640
-PARTITIONS_RETRY_S = 60.0  # after a failed look-up, events are partitioned by key this long
 
 
 @dataclass
