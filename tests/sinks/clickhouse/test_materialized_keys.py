@@ -36,7 +36,8 @@ def views(client: Client) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def wrong_keys(client: Client) -> dict[str, int]:
-    return {t: int(client.query(f"SELECT countIf({cond}) FROM {t}").result_rows[0][0]) for t, cond in KEYS.items()}
+    return {t: int(client.query(f"SELECT countIf({cond}) FROM {t}").result_rows[0][0])
+            for t, cond in KEYS.items()}
 
 
 def test_a_store_from_before_025_shows_the_same_rows(tmp_path: Path) -> None:
