@@ -1,0 +1,157 @@
+"""Classes of wording that the chest labels must read the way the Open-i coders do, on reports the dev
+set does not have (issue 14): a hedge or temporal cue hidden inside a longer trigger phrase, what a
+shadow only imitates, the collapse of a vertebra, edema outside the lungs, pleural fluid named by where
+it lies, fluid in a fissure, pleural caps and Kerley lines.
+
+Every sentence here was written for these tests (none comes from a report collection or the dev sets).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from processors.nlp import analyze, assert_term
+from processors.nlp.context import Rule, inherited_backward
+
+
+def _label(text: str, label: str, mapping: str | None = None) -> str:
+    return analyze(f"FINDINGS: {text}", chest_mapping=mapping).chest_labels[label]
+
+
+# ------------------------------------------- a longer phrase keeps the backward reach of its tail
+@pytest.mark.parametrize(
+    ("text", "term", "category"),
+    [
+        ("A tiny right apical pneumothorax would be difficult to exclude.", "pneumothorax", "possible"),
+        ("Basilar opacity; aspiration pneumonia is much less likely.", "pneumonia", "possible"),
+        ("Left base opacity, atelectasis most likely.", "atelectasis", "probable"),
+        ("Right upper lobe nodule slightly smaller.", "nodule", "current"),
+        ("Moderate cardiomegaly, unchanged.", "cardiomegaly", "current"),
+    ],
+)
+def test_a_trigger_at_the_end_reaches_back(text: str, term: str, category: str) -> None:
+    r = assert_term(text, term)
+    if category == "current":
+        assert any(t.startswith("CURRENT:") for t in r.triggers), r.triggers
+    else:
+        assert r.certainty == category, r.triggers
+
+
+def test_hedged_at_the_end_is_not_coded() -> None:
+    assert _label("A small left pleural effusion would be difficult to exclude.", "Effusion") == "uncertain"
+    assert _label("Lingular opacity; pneumonia seems much less likely.", "Pneumonia") == "uncertain"
+
+
+def test_inherited_rules_only_extend_the_category_a_phrase_has() -> None:
+    rules = [
+        Rule("difficult to exclude", "POSSIBLE_EXISTENCE", "backward", 6),
+        Rule("would be difficult to exclude", "POSSIBLE_EXISTENCE", "forward", 10),
+        Rule("history", "HISTORICAL", "backward", 5),
+        Rule("negative history", "NEGATED_EXISTENCE", "forward", 5),  # other category: nothing to inherit
+        Rule("is seen", "CURRENT", "backward", 5),  # already backward: nothing to add
+        Rule("seen", "CURRENT", "backward", 5),
+    ]
+    got = inherited_backward(rules)
+    assert [(r.phrase, r.category, r.direction, r.max_scope) for r in got] == [
+        ("would be difficult to exclude", "POSSIBLE_EXISTENCE", "backward", 6)
+    ]
+
+
+# ------------------------------------------------------------ what a shadow only imitates is not there
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("A skin fold over the left hemithorax simulates a pneumothorax.", "Pneumothorax"),
+        ("Overlapping vessels mimicking a nodule in the right midlung.", "Nodule"),
+        ("Breast tissue can mimic a mass on the frontal view.", "Mass"),
+        ("Prominent epicardial fat giving the appearance of cardiomegaly.", "Cardiomegaly"),
+    ],
+)
+def test_an_imitated_finding_is_not_coded(text: str, label: str) -> None:
+    assert _label(text, label) == "negative"
+
+
+def test_the_imitating_finding_itself_stays() -> None:
+    r = analyze("FINDINGS: Round pneumonia in the left lower lobe mimicking a mass.").chest_labels
+    assert r["Pneumonia"] == "positive"
+    assert r["Mass"] == "negative"
+
+
+# ------------------------------------------------------------------------ vertebral collapse
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Partial collapse of the T11 vertebral body, new since the prior study.",
+        "Collapsed vertebral body at L1.",
+        "Old vertebral body collapse in the midthoracic spine.",
+        "Collapse of two lower thoracic vertebrae.",
+    ],
+)
+def test_vertebral_collapse_is_a_fracture_not_atelectasis(text: str) -> None:
+    r = analyze(f"FINDINGS: {text}")
+    assert r.chest_labels["Atelectasis"] == "absent"
+    assert "fracture" in {f.concept for f in r.findings}
+
+
+@pytest.mark.parametrize("text", ["Collapse of the right upper lobe.", "Left lower lobe collapse."])
+def test_lobar_collapse_is_still_atelectasis(text: str) -> None:
+    assert _label(text, "Atelectasis") == "positive"
+
+
+# ------------------------------------------------------------------------ edema outside the lungs
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Diffuse edema of the chest wall soft tissues.",
+        "Mild edema within the subcutaneous tissues of the flanks.",
+        "Chest wall edema on the right.",
+        "Edema of the soft tissues of the right arm.",
+    ],
+)
+def test_soft_tissue_edema_is_not_pulmonary_edema(text: str) -> None:
+    assert _label(text, "Edema") == "absent"
+
+
+def test_pulmonary_edema_is_still_edema() -> None:
+    assert _label("Mild interstitial edema in both lungs.", "Edema") == "positive"
+
+
+# ------------------------------------------------------------- pleural fluid named by its location
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A small amount of fluid in the left costophrenic angle.",
+        "Fluid layering in the dependent right pleural space.",
+        "Trace fluid within the posterior costophrenic sulci.",
+    ],
+)
+def test_fluid_in_the_pleural_space_is_an_effusion(text: str) -> None:
+    assert _label(text, "Effusion") == "positive"
+
+
+def test_no_fluid_in_the_costophrenic_angles_is_a_negated_effusion() -> None:
+    assert _label("No fluid in the costophrenic angles.", "Effusion") == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Thin fluid tracking along the minor fissure.", "Fluid in the fissures, with interstitial edema."],
+)
+def test_fluid_in_a_fissure_is_not_coded_as_effusion(text: str) -> None:
+    assert _label(text, "Effusion") == "absent"
+    # the clinical mapping counts it as pleural fluid
+    assert _label(text, "Effusion", "processors/nlp/chest/mapping_clinical.json") == "positive"
+
+
+# -------------------------------------------------------------------- pleural caps, Kerley lines
+@pytest.mark.parametrize(
+    "text", ["Bilateral apical pleural caps.", "Left apical pleural capping, unchanged."]
+)
+def test_a_pleural_cap_is_pleural_thickening(text: str) -> None:
+    assert _label(text, "Pleural_Thickening") == "positive"
+
+
+def test_kerley_lines_are_no_device() -> None:
+    r = analyze("FINDINGS: Kerley B lines at both bases.")
+    assert {f.concept for f in r.findings} == {"septal_lines"}
+    assert not [f for f in r.findings if f.category == "device"]
