@@ -200,7 +200,13 @@ _CHANGE_OBJECT = 6  # words from a change noun to its finding ("change in size o
 
 
 # categories that do not end each other's scope (the stronger of both applies: possible over probable)
-_FAMILY = {POSSIBLE: frozenset({POSSIBLE, PROBABLE}), PROBABLE: frozenset({POSSIBLE, PROBABLE})}
+# a present-tense cue reaches past a nearer past one ("the effusion was seen previously and is again
+# seen": present now), as the current cue wins when both reach a finding
+_FAMILY = {
+    POSSIBLE: frozenset({POSSIBLE, PROBABLE}),
+    PROBABLE: frozenset({POSSIBLE, PROBABLE}),
+    CURRENT: frozenset({CURRENT, HISTORICAL}),
+}
 _TEMPORAL = frozenset({HISTORICAL, CHRONIC, CURRENT})
 _NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
 # per category: (its family, its dimension); a nearer trigger with a category of the dimension outside

@@ -155,3 +155,36 @@ def test_kerley_lines_are_no_device() -> None:
     r = analyze("FINDINGS: Kerley B lines at both bases.")
     assert {f.concept for f in r.findings} == {"septal_lines"}
     assert not [f for f in r.findings if f.category == "device"]
+
+
+# ------------------------------------------------------------ what the earlier study showed or lacked
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Small right pleural effusion, not present previously.", "Effusion"),
+        ("New 9 mm nodule in the left upper lobe, not seen on the prior study.", "Nodule"),
+        ("Patchy lingular consolidation, not evident on the prior exam.", "Consolidation"),
+        ("Left apical pneumothorax, not seen before.", "Pneumothorax"),
+    ],
+)
+def test_a_finding_the_earlier_study_lacked_is_new(text: str, label: str) -> None:
+    assert _label(text, label) == "positive"
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Several small nodules were described on the outside CT.", "nodules"),
+        ("A right effusion was noted on the prior radiograph.", "effusion"),
+    ],
+)
+def test_a_finding_told_of_the_earlier_study_is_historical(text: str, term: str) -> None:
+    assert assert_term(text, term).historical
+
+
+def test_a_present_tense_cue_reaches_past_a_past_one() -> None:
+    r = assert_term("The small left effusion was seen previously and is again seen today.", "effusion")
+    assert not r.historical, r.triggers
+    assert _label("The small left effusion was seen previously and is again seen today.", "Effusion") == (
+        "positive"
+    )
