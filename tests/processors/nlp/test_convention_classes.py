@@ -188,3 +188,20 @@ def test_a_present_tense_cue_reaches_past_a_past_one() -> None:
     assert _label("The small left effusion was seen previously and is again seen today.", "Effusion") == (
         "positive"
     )
+
+
+# ------------------------------------------------------------------ a denied resolution leaves it there
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("The right lower lobe pneumonia has not cleared.", "Pneumonia"),
+        ("The left pleural effusion has not fully disappeared.", "Effusion"),
+        ("Bibasilar atelectasis has not completely cleared.", "Atelectasis"),
+    ],
+)
+def test_a_denied_resolution_leaves_the_finding(text: str, label: str) -> None:
+    assert _label(text, label) == "positive"
+
+
+def test_a_resolution_still_negates() -> None:
+    assert _label("The right lower lobe pneumonia has cleared.", "Pneumonia") == "negative"
