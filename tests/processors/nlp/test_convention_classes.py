@@ -205,3 +205,27 @@ def test_a_denied_resolution_leaves_the_finding(text: str, label: str) -> None:
 
 def test_a_resolution_still_negates() -> None:
     assert _label("The right lower lobe pneumonia has cleared.", "Pneumonia") == "negative"
+
+
+# -------------------------------------------------------------- the cause of a sequela lies in the past
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Biapical scarring, sequela of old pneumonia.", "Pneumonia"),
+        ("Left basilar scarring from prior pneumonia.", "Pneumonia"),
+        ("Linear scarring at the right base related to previous infiltrate.", "Infiltration"),
+    ],
+)
+def test_the_cause_of_a_sequela_is_not_coded(text: str, label: str) -> None:
+    assert _label(text, label) == "absent"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Increased from prior, the right pleural effusion is now moderate.",
+        "Right pleural effusion, slightly increased from prior.",
+    ],
+)
+def test_a_comparison_with_the_prior_study_is_no_history(text: str) -> None:
+    assert _label(text, "Effusion") == "positive"
