@@ -229,3 +229,24 @@ def test_the_cause_of_a_sequela_is_not_coded(text: str, label: str) -> None:
 )
 def test_a_comparison_with_the_prior_study_is_no_history(text: str) -> None:
     assert _label(text, "Effusion") == "positive"
+
+
+# ------------------------------------------------------- a hedge adverb joined to a causal link hedges
+@pytest.mark.parametrize(
+    ("text", "term", "certainty"),
+    [
+        ("Hazy left basilar opacity, possibly related to early pneumonia.", "pneumonia", "possible"),
+        ("Right midlung density, perhaps secondary to an infiltrate.", "infiltrate", "possible"),
+        ("Vague nodular opacity which can represent a nipple shadow or a nodule.", "nodule", "possible"),
+        ("Patchy opacity at the right base, probably due to atelectasis.", "atelectasis", "probable"),
+        ("Blunted costophrenic angle, presumably secondary to a small effusion.", "effusion", "possible"),
+    ],
+)
+def test_a_hedge_reaches_across_due_to(text: str, term: str, certainty: str) -> None:
+    assert assert_term(text, term).certainty == certainty
+
+
+def test_due_to_alone_still_ends_a_hedge() -> None:
+    # the hedge is about the first finding; the cause after "due to" is stated
+    r = assert_term("Possible right lower lobe atelectasis due to a large effusion.", "effusion")
+    assert r.certainty == "definite", r.triggers
