@@ -250,3 +250,14 @@ def test_due_to_alone_still_ends_a_hedge() -> None:
     # the hedge is about the first finding; the cause after "due to" is stated
     r = assert_term("Possible right lower lobe atelectasis due to a large effusion.", "effusion")
     assert r.certainty == "definite", r.triggers
+
+
+# ------------------------------------------------------------------- a structured report's "Heart: ..."
+@pytest.mark.parametrize("text", ["Heart: Enlarged.", "Heart: mildly enlarged.", "Heart size: increased."])
+def test_a_structured_heart_line_reads_as_cardiomegaly(text: str) -> None:
+    assert _label(text, "Cardiomegaly") == "positive"
+
+
+@pytest.mark.parametrize("text", ["Heart: Normal size.", "Heart: not enlarged."])
+def test_a_structured_normal_heart_line_is_no_cardiomegaly(text: str) -> None:
+    assert _label(text, "Cardiomegaly") != "positive"
