@@ -261,3 +261,14 @@ def test_a_structured_heart_line_reads_as_cardiomegaly(text: str) -> None:
 @pytest.mark.parametrize("text", ["Heart: Normal size.", "Heart: not enlarged."])
 def test_a_structured_normal_heart_line_is_no_cardiomegaly(text: str) -> None:
     assert _label(text, "Cardiomegaly") != "positive"
+
+
+# ------------------------------------------------- "the heart is probably enlarged" is coded, "possibly" not
+@pytest.mark.parametrize("text", ["The heart is probably enlarged.", "Heart size is likely mildly increased."])
+def test_a_probably_enlarged_heart_is_cardiomegaly(text: str) -> None:
+    assert _label(text, "Cardiomegaly") == "positive"
+
+
+@pytest.mark.parametrize("text", ["The heart is possibly enlarged.", "The heart is questionably enlarged."])
+def test_a_possibly_enlarged_heart_is_not_coded(text: str) -> None:
+    assert _label(text, "Cardiomegaly") != "positive"
