@@ -272,3 +272,18 @@ def test_a_probably_enlarged_heart_is_cardiomegaly(text: str) -> None:
 @pytest.mark.parametrize("text", ["The heart is possibly enlarged.", "The heart is questionably enlarged."])
 def test_a_possibly_enlarged_heart_is_not_coded(text: str) -> None:
     assert _label(text, "Cardiomegaly") != "positive"
+
+
+# --------------------------------------------------------------------------- dictation shorthand
+@pytest.mark.parametrize(
+    ("text", "label", "state"),
+    [
+        ("Left lower lobe PNA.", "Pneumonia", "positive"),
+        ("Subsegmental atx at the right base.", "Atelectasis", "positive"),
+        ("Small left effusion w/o pneumothorax.", "Pneumothorax", "negative"),
+        ("Neg for pneumothorax.", "Pneumothorax", "negative"),
+        ("No e/o focal consolidation.", "Consolidation", "negative"),
+    ],
+)
+def test_dictation_shorthand(text: str, label: str, state: str) -> None:
+    assert _label(text, label) == state
