@@ -287,3 +287,15 @@ def test_a_possibly_enlarged_heart_is_not_coded(text: str) -> None:
 )
 def test_dictation_shorthand(text: str, label: str, state: str) -> None:
     assert _label(text, label) == state
+
+
+# ------------------------------------------------ a trailing "in the appropriate clinical setting" hedges
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Lingular opacity compatible with pneumonia in the right clinical setting.",
+        "Patchy opacity consistent with pneumonia in the appropriate clinical context.",
+    ],
+)
+def test_a_trailing_clinical_setting_hedges(text: str) -> None:
+    assert _label(text, "Pneumonia") == "uncertain"
