@@ -299,3 +299,20 @@ def test_dictation_shorthand(text: str, label: str, state: str) -> None:
 )
 def test_a_trailing_clinical_setting_hedges(text: str) -> None:
     assert _label(text, "Pneumonia") == "uncertain"
+
+
+# ------------------------------------------------------ a limit on the amount; a double negation hedges
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("No more than a trace of right pleural fluid.", "Effusion"),
+        ("There is nothing more than minimal bibasilar atelectasis.", "Atelectasis"),
+        ("No pneumothorax, no more than mild cardiomegaly.", "Cardiomegaly"),
+    ],
+)
+def test_no_more_than_keeps_the_finding(text: str, label: str) -> None:
+    assert _label(text, label) == "positive"
+
+
+def test_not_inconsistent_with_hedges() -> None:
+    assert _label("The right basilar opacity is not inconsistent with pneumonia.", "Pneumonia") == "uncertain"
