@@ -282,37 +282,16 @@ def _copula(body: str) -> str:
     return "are" if body.endswith("s") and not body.endswith(("thorax", "sis", "us")) else "is"
 
 
-def _absent(text: str) -> str:
-    # "No pleural effusion." -> "Pleural effusion is absent."
-    def rep(m: re.Match[str]) -> str:
-        body = m.group(2)
-        if not _verbless(body):
-            return m.group(0)
-        return f"{m.group(1)}{body[:1].upper()}{body[1:]} {_copula(body)} absent."
+def _reword(text: str, lead: str, build: Any) -> str:
+    """Each sentence "<lead word> <plain noun phrase>." rewritten as ``build(lead word, Noun phrase)``."""
 
-    return re.sub(r"(^|\.\s+|: )No ([a-z ]+?)\.", rep, text)
-
-
-def _postposed_hedge(text: str) -> str:
-    # "Possible small effusion." -> "Small effusion is possible." (hedged either way, as "Probable X" is not)
     def rep(m: re.Match[str]) -> str:
         body = m.group(3)
         if not _verbless(body):
             return m.group(0)
-        return f"{m.group(1)}{body[:1].upper()}{body[1:]} {_copula(body)} {_POSTPOSED[m.group(2)]}."
+        return f"{m.group(1)}{build(m.group(2), body[:1].upper() + body[1:])}."
 
-    return re.sub(r"(^|\.\s+|: )(" + "|".join(_POSTPOSED) + r") ([a-z ]+?)\.", rep, text)
-
-
-def _postposed_size(text: str) -> str:
-    # "Small left pleural effusion." -> "Left pleural effusion, small."
-    def rep(m: re.Match[str]) -> str:
-        body = m.group(3)
-        if not _verbless(body):
-            return m.group(0)
-        return f"{m.group(1)}{body[:1].upper()}{body[1:]}, {m.group(2).lower()}."
-
-    return re.sub(r"(^|\.\s+|: )(Small|Mild|Moderate|Large|Minimal|Trace|Tiny) ([a-z ]+?)\.", rep, text)
+    return re.sub(r"(^|\.\s+|: )(" + lead + r") ([a-z ]+?)\.", rep, text)
 
 
 # name -> rewrite; each keeps the gold labels of a report
@@ -346,9 +325,16 @@ REWRITES: dict[str, Any] = {
         r"\b([Nn])o (pneumothorax|pleural effusion|effusion|consolidation)\b", r"\1o evidence of a \2", t
     ),
     "hedge_links": lambda t: re.sub(r"\b(?:" + "|".join(_LINKS) + r")\b", lambda m: _LINKS[m.group()], t),
-    "postposed_hedge": _postposed_hedge,
-    "postposed_size": _postposed_size,
-    "absent": _absent,
+    # "Possible small effusion." -> "Small effusion is possible." (hedged either way, as "Probable X" is not)
+    "postposed_hedge": lambda t: _reword(
+        t, "|".join(_POSTPOSED), lambda w, b: f"{b} {_copula(b)} {_POSTPOSED[w]}"
+    ),
+    # "Small left pleural effusion." -> "Left pleural effusion, small."
+    "postposed_size": lambda t: _reword(
+        t, "Small|Mild|Moderate|Large|Minimal|Trace|Tiny", lambda w, b: f"{b}, {w.lower()}"
+    ),
+    # "No pleural effusion." -> "Pleural effusion is absent."
+    "absent": lambda t: _reword(t, "No", lambda w, b: f"{b} {_copula(b)} absent"),
     # "No A or B." -> "Neither A nor B."
     "neither_nor": lambda t: re.sub(r"(^|\.\s+|: )No ([a-z ]+?) or ([a-z ]+?)\.", r"\1Neither \2 nor \3.", t),
     # sentences joined by semicolons: "No effusion; mild cardiomegaly."

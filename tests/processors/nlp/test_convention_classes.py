@@ -264,7 +264,9 @@ def test_a_structured_normal_heart_line_is_no_cardiomegaly(text: str) -> None:
 
 
 # ------------------------------------------------- "the heart is probably enlarged" is coded, "possibly" not
-@pytest.mark.parametrize("text", ["The heart is probably enlarged.", "Heart size is likely mildly increased."])
+@pytest.mark.parametrize(
+    "text", ["The heart is probably enlarged.", "Heart size is likely mildly increased."]
+)
 def test_a_probably_enlarged_heart_is_cardiomegaly(text: str) -> None:
     assert _label(text, "Cardiomegaly") == "positive"
 
