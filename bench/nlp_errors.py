@@ -291,7 +291,8 @@ def _reword(text: str, lead: str, build: Any) -> str:
             return m.group(0)
         return f"{m.group(1)}{build(m.group(2), body[:1].upper() + body[1:])}."
 
-    return re.sub(r"(^|\.\s+|: )(" + lead + r") ([a-z ]+?)\.", rep, text)
+    # the full stop before is looked behind, not consumed, so that back-to-back sentences are all reworded
+    return re.sub(r"(^|(?<=\.)\s+|: )(" + lead + r") ([a-z ]+?)\.", rep, text)
 
 
 # name -> rewrite; each keeps the gold labels of a report
