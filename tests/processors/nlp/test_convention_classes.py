@@ -207,17 +207,25 @@ def test_a_resolution_still_negates() -> None:
     assert _label("The right lower lobe pneumonia has cleared.", "Pneumonia") == "negative"
 
 
-# -------------------------------------------------------------- the cause of a sequela lies in the past
+# ------------------------------------------- the cause of a sequela lies in the past (an acute process)
 @pytest.mark.parametrize(
     ("text", "label"),
     [
-        ("Biapical scarring, sequela of old pneumonia.", "Pneumonia"),
+        ("Biapical scarring, sequelae from a previous pneumonia.", "Pneumonia"),
         ("Left basilar scarring from prior pneumonia.", "Pneumonia"),
         ("Linear scarring at the right base related to previous infiltrate.", "Infiltration"),
     ],
 )
 def test_the_cause_of_a_sequela_is_not_coded(text: str, label: str) -> None:
     assert _label(text, label) == "absent"
+
+
+def test_sequelae_of_old_granulomatous_disease_are_still_seen() -> None:
+    # the Open-i coders code the disease whose sequelae (calcified granulomas) are seen: chronic, not past
+    r = analyze("FINDINGS: Sequelae of old granulomatous disease in both upper lobes.")
+    (f,) = r.findings
+    assert f.concept == "granuloma" and not f.historical, f.triggers
+    assert r.chest_labels["normal"] == "negative"
 
 
 @pytest.mark.parametrize(
