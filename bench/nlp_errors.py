@@ -251,7 +251,15 @@ _HEDGES = {
     "compatible with": "in keeping with",
     "in keeping with": "consistent with",
 }
-_BRITISH = {"edema": "oedema", "hemorrh": "haemorrh", "tumor": "tumour", "esophag": "oesophag"}
+_BRITISH = {
+    "edema": "oedema",
+    "hemorrh": "haemorrh",
+    "tumor": "tumour",
+    "esophag": "oesophag",
+    "favor": "favour",
+    "visualiz": "visualis",
+    "recogniz": "recognis",
+}
 # a modal hedge said as an adverb with a link ("may be due to" -> "possibly due to"): the same hedge
 _LINKS = {
     "may be due to": "possibly due to",

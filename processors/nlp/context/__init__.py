@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from processors.nlp.lexicon import british_spelling, spelling_pairs
 from processors.nlp.matching import TOKEN_RE as _TOKEN
 from processors.nlp.matching import WORD_RE
 from processors.nlp.types import ContextResult
@@ -145,7 +146,22 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 applies_to=frozenset(only) if only else None,
             )
         )
+    rules += british_variants(rules)
     return rules + inherited_backward(rules)
+
+
+def british_variants(rules: Sequence[Rule]) -> list[Rule]:
+    """The rules again under the British spelling of their phrase ("favoured to represent", "not
+    visualised"), as the lexicon's synonyms get it (``lexicon/spelling.json``); a phrase already listed
+    keeps its own rules."""
+    pairs = spelling_pairs()
+    phrases = {r.phrase for r in rules}
+    out = []
+    for r in rules:
+        variant = british_spelling(r.phrase, pairs)
+        if variant != r.phrase and variant not in phrases:
+            out.append(dataclasses.replace(r, phrase=variant))
+    return out
 
 
 def inherited_backward(rules: Sequence[Rule]) -> list[Rule]:

@@ -325,3 +325,17 @@ def test_no_more_than_keeps_the_finding(text: str, label: str) -> None:
 
 def test_not_inconsistent_with_hedges() -> None:
     assert _label("The right basilar opacity is not inconsistent with pneumonia.", "Pneumonia") == "uncertain"
+
+
+# ------------------------------------------------------------------ British spellings of the cues
+@pytest.mark.parametrize(
+    ("text", "term", "negated", "certainty"),
+    [
+        ("A left apical pneumothorax is not visualised.", "pneumothorax", True, "definite"),
+        ("The right effusion is no longer visualised.", "effusion", True, "definite"),
+        ("Basilar opacity, favoured to represent atelectasis.", "atelectasis", False, "probable"),
+    ],
+)
+def test_british_spellings_of_cues(text: str, term: str, negated: bool, certainty: str) -> None:
+    r = assert_term(text, term)
+    assert (r.negated, r.certainty) == (negated, certainty), r.triggers
