@@ -339,3 +339,18 @@ def test_not_inconsistent_with_hedges() -> None:
 def test_british_spellings_of_cues(text: str, term: str, negated: bool, certainty: str) -> None:
     r = assert_term(text, term)
     assert (r.negated, r.certainty) == (negated, certainty), r.triggers
+
+
+# ------------------------------------------------- the alternative a reading is preferred to is not coded
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Retrocardiac opacity, atelectasis favored over pneumonia.",
+        "Linear opacity; atelectasis is preferred over pneumonia.",
+        "Linear opacity representing atelectasis as opposed to pneumonia.",
+    ],
+)
+def test_the_disfavoured_alternative_is_not_coded(text: str) -> None:
+    r = analyze(f"FINDINGS: {text}").chest_labels
+    assert r["Atelectasis"] == "positive"
+    assert r["Pneumonia"] != "positive"
