@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-# 0.6: comma clauses after negated lists, run-ons, one-line reports, history cues; 0.6.1: parenthetical asides
-NLP_VERSION = "0.6.1"
+# 0.6: comma clauses after negated lists, run-ons, one-line reports, history cues; 0.6.1: parenthetical
+# asides; 0.6.2: Open-i convention classes (tails of longer triggers, mimics, earlier-study cues,
+# hedge + link, ...)
+NLP_VERSION = "0.6.2"
 
 
 @dataclass(frozen=True, slots=True)

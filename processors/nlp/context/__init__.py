@@ -15,6 +15,7 @@ sections can carry a category (``section_categories``: PAST MEDICAL HISTORY -> H
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from processors.nlp.lexicon import british_spelling, spelling_pairs
+from processors.nlp.matching import TOKEN_RE as _TOKEN
 from processors.nlp.matching import WORD_RE
 from processors.nlp.types import ContextResult
 
@@ -143,7 +146,49 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 applies_to=frozenset(only) if only else None,
             )
         )
-    return rules
+    rules += british_variants(rules)
+    return rules + inherited_backward(rules)
+
+
+def british_variants(rules: Sequence[Rule]) -> list[Rule]:
+    """The rules again under the British spelling of their phrase ("favoured to represent", "not
+    visualised"), as the lexicon's synonyms get it (``lexicon/spelling.json``); a phrase already listed
+    keeps its own rules."""
+    pairs = spelling_pairs()
+    phrases = {r.phrase for r in rules}
+    out = []
+    for r in rules:
+        variant = british_spelling(r.phrase, pairs)
+        if variant != r.phrase and variant not in phrases:
+            out.append(dataclasses.replace(r, phrase=variant))
+    return out
+
+
+def inherited_backward(rules: Sequence[Rule]) -> list[Rule]:
+    """Backward rules for longer phrases that would otherwise hide them. The matcher takes the longest
+    phrase, so "would be difficult to exclude" hides the backward rule of its tail "difficult to exclude"
+    ("a small effusion would be difficult to exclude" kept the effusion present), as "much less likely"
+    hides "less likely" and ", unchanged" hides "unchanged". A phrase with forward rules of a category and
+    no backward rule of it takes the backward rules of that category from its longest tail phrase."""
+    by_phrase: dict[tuple[str, ...], list[Rule]] = {}
+    for r in rules:
+        by_phrase.setdefault(tuple(_TOKEN.findall(r.phrase.lower())), []).append(r)
+    out: list[Rule] = []
+    for words, own in by_phrase.items():
+        forward = {r.category for r in own if r.direction == "forward" and r.category in MODIFIER_CATEGORIES}
+        backward = {r.category for r in own if r.direction in ("backward", "bidirectional")}
+        wanted = forward - backward
+        if not wanted:
+            continue
+        for k in range(1, len(words)):
+            tail = by_phrase.get(words[k:])
+            if tail is None:
+                continue
+            for r in tail:
+                if r.category in wanted and r.direction in ("backward", "bidirectional"):
+                    out.append(dataclasses.replace(r, phrase=" ".join(words), direction="backward"))
+            break  # the longest tail that is a phrase decides
+    return out
 
 
 class ClauseWords(NamedTuple):
@@ -171,7 +216,13 @@ _CHANGE_OBJECT = 6  # words from a change noun to its finding ("change in size o
 
 
 # categories that do not end each other's scope (the stronger of both applies: possible over probable)
-_FAMILY = {POSSIBLE: frozenset({POSSIBLE, PROBABLE}), PROBABLE: frozenset({POSSIBLE, PROBABLE})}
+# a present-tense cue reaches past a nearer past one ("the effusion was seen previously and is again
+# seen": present now), as the current cue wins when both reach a finding
+_FAMILY = {
+    POSSIBLE: frozenset({POSSIBLE, PROBABLE}),
+    PROBABLE: frozenset({POSSIBLE, PROBABLE}),
+    CURRENT: frozenset({CURRENT, HISTORICAL}),
+}
 _TEMPORAL = frozenset({HISTORICAL, CHRONIC, CURRENT})
 _NOT_TEMPORAL = frozenset(MODIFIER_CATEGORIES) - _TEMPORAL
 # per category: (its family, its dimension); a nearer trigger with a category of the dimension outside

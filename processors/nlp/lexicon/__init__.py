@@ -46,17 +46,29 @@ def load_concepts(
     return phrases, patterns
 
 
-def add_spelling_variants(
-    phrases: dict[str, list[Concept]], data_file: Path = HERE / "spelling.json"
-) -> None:
+SPELLING = HERE / "spelling.json"
+
+
+def spelling_pairs(data_file: Path = SPELLING) -> list[tuple[str, str]]:
+    """(American, British) word parts (``spelling.json``)."""
+    return [(a, b) for a, b in json.loads(data_file.read_text())["pairs"]]
+
+
+def british_spelling(phrase: str, pairs: list[tuple[str, str]]) -> str:
+    """``phrase`` with every American word part that ``pairs`` lists spelt the British way."""
+    variant = phrase
+    for american, british in pairs:
+        if american in variant and british not in variant:
+            variant = variant.replace(american, british)
+    return variant
+
+
+def add_spelling_variants(phrases: dict[str, list[Concept]], data_file: Path = SPELLING) -> None:
     """Add the British spelling of every phrase that has an American one (``spelling.json``), with the
     same concepts: "pulmonary edema" -> "pulmonary oedema" (a phrase already listed keeps its own)."""
-    pairs = [(a, b) for a, b in json.loads(data_file.read_text())["pairs"]]
+    pairs = spelling_pairs(data_file)
     for phrase, concepts in list(phrases.items()):
-        variant = phrase
-        for american, british in pairs:
-            if american in variant and british not in variant:
-                variant = variant.replace(american, british)
+        variant = british_spelling(phrase, pairs)
         if variant != phrase and variant not in phrases:
             phrases[variant] = list(concepts)
 
