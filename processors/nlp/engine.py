@@ -46,6 +46,7 @@ class Engine:
             and words[-1] not in ctx.CLAUSES.closers
         )
         self.section_categories = ctx.load_section_categories()
+        self.past_for_episodes = ctx.load_past_for_episodes()
         concept_phrases, concept_patterns = load_concepts()
         _add_critical_synonyms(concept_phrases)
         add_spelling_variants(concept_phrases)  # again, for the critical-result synonyms
@@ -160,7 +161,12 @@ class Engine:
                         uncertain=res.uncertain,
                         # a finding is historical when it is in the past, not when it is old and
                         # still there ("chronic", "old", "known": its triggers say CHRONIC)
-                        historical=res.historical and not res.chronic,
+                        # ... unless the finding is an episode that ended ("sequela of old pneumonia")
+                        historical=res.historical
+                        and (
+                            not res.chronic
+                            or (c.episodic and not self.past_for_episodes.isdisjoint(res.triggers))
+                        ),
                         hypothetical=res.hypothetical,
                         experiencer=res.experiencer,
                         certainty=res.certainty,

@@ -127,6 +127,12 @@ def load_section_categories(data_file: Path = DATA) -> dict[str, tuple[str, ...]
     return {sec: tuple(cats) for sec, cats in data.get("section_categories", {}).items()}
 
 
+def load_past_for_episodes(data_file: Path = DATA) -> frozenset[str]:
+    """The CHRONIC triggers (as ``ContextResult.triggers`` names them) that put an episode in the past."""
+    data = json.loads(data_file.read_text()).get("past_for_episodes", {})
+    return frozenset(f"{CHRONIC}:{cue}" for cue in data.get("cues", []))
+
+
 def load_rules(data_file: Path = DATA) -> list[Rule]:
     data = json.loads(data_file.read_text())
     defaults: dict[str, int] = data.get("defaults", {})
@@ -147,7 +153,28 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
             )
         )
     rules += british_variants(rules)
-    return rules + inherited_backward(rules)
+    rules += inherited_backward(rules)
+    return rules + punctuation_led(rules)
+
+
+def punctuation_led(rules: Sequence[Rule]) -> list[Rule]:
+    """Rules for a termination phrase led by punctuation joined to the trigger that starts at its word.
+    The matcher takes the longest phrase from the leftmost start, so ", slightly" (it ends a negation)
+    hid "slightly smaller" ("nodule, slightly smaller": no CURRENT cue), and ", with" hid "with a history
+    of". The joined phrase (", slightly smaller") carries the rules of both."""
+    by_phrase: dict[tuple[str, ...], list[Rule]] = {}
+    for r in rules:
+        by_phrase.setdefault(tuple(_TOKEN.findall(r.phrase.lower())), []).append(r)
+    out: list[Rule] = []
+    for words, own in by_phrase.items():
+        if len(words) < 2 or words[0][0].isalnum() or not any(r.category == TERMINATE for r in own):
+            continue
+        rest = words[1:]
+        for longer, theirs in by_phrase.items():
+            if len(longer) > len(rest) and longer[: len(rest)] == rest and (words[0], *longer) not in by_phrase:
+                phrase = " ".join((words[0], *longer))
+                out += [dataclasses.replace(r, phrase=phrase) for r in (*own, *theirs)]
+    return out
 
 
 def british_variants(rules: Sequence[Rule]) -> list[Rule]:
