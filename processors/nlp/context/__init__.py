@@ -171,7 +171,8 @@ def punctuation_led(rules: Sequence[Rule]) -> list[Rule]:
             continue
         rest = words[1:]
         for longer, theirs in by_phrase.items():
-            if len(longer) > len(rest) and longer[: len(rest)] == rest and (words[0], *longer) not in by_phrase:
+            joined = (words[0], *longer)
+            if len(longer) > len(rest) and longer[: len(rest)] == rest and joined not in by_phrase:
                 phrase = " ".join((words[0], *longer))
                 out += [dataclasses.replace(r, phrase=phrase) for r in (*own, *theirs)]
     return out
