@@ -46,6 +46,7 @@ CHANGE = "CHANGE"
 _CHANGE_GAP = 3  # words allowed between the negation and the change noun ("no significant interval change")
 _LIST_FROM = 8  # a negation farther than this many words from a finding counts only the words between
 # the findings of its list (below it, no list can matter: every scope is at least this long)
+_AFTER_REACH = 8  # words before a conditional trigger where one of its ``after`` words must be
 _CLAUSE_PUNCT = re.compile(r"[,;:()]")
 _ASIDE = re.compile(r"\([^()]*\)")  # a parenthetical (innermost)
 _CHANGE_REACH = 12  # words from such a negation to the findings whose change it denies
@@ -62,6 +63,9 @@ class Rule:
     sections: frozenset[str] | None = None
     not_sections: frozenset[str] | None = None
     applies_to: frozenset[str] | None = None  # TERMINATE only: the categories it ends (None: all)
+    # a trigger only when one of these words comes earlier in its sentence, at most ``_AFTER_REACH``
+    # words before it ("over" hedges only in "favor A over B")
+    after: frozenset[str] | None = None
 
     def applies_in(self, section: str) -> bool:
         if self.sections is not None and section not in self.sections:
@@ -127,6 +131,21 @@ def load_section_categories(data_file: Path = DATA) -> dict[str, tuple[str, ...]
     return {sec: tuple(cats) for sec, cats in data.get("section_categories", {}).items()}
 
 
+def conditions_hold(rules: Sequence[Rule], low: str, sentence_start: int, start: int) -> tuple[Rule, ...]:
+    """The rules of a trigger at ``start`` whose ``after`` condition holds (rules without one always do):
+    one of its words is among the ``_AFTER_REACH`` words before the trigger in its sentence."""
+    before: set[str] | None = None
+    kept = []
+    for r in rules:
+        if r.after is not None:
+            if before is None:
+                before = set(WORD_RE.findall(low[sentence_start:start])[-_AFTER_REACH:])
+            if r.after.isdisjoint(before):
+                continue
+        kept.append(r)
+    return tuple(kept)
+
+
 def load_past_for_episodes(data_file: Path = DATA) -> frozenset[str]:
     """The CHRONIC triggers (as ``ContextResult.triggers`` names them) that put an episode in the past."""
     data = json.loads(data_file.read_text()).get("past_for_episodes", {})
@@ -150,6 +169,7 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 sections=frozenset(secs) if secs else None,
                 not_sections=frozenset(nots) if nots else None,
                 applies_to=frozenset(only) if only else None,
+                after=frozenset(r["after"]) if r.get("after") else None,
             )
         )
     rules += british_variants(rules)

@@ -95,3 +95,58 @@ def test_punctuation_led_joins_both_rule_sets() -> None:
     ]
     got = sorted((r.phrase, r.category) for r in punctuation_led(rules))
     assert got == [(", slightly smaller", "CURRENT"), (", slightly smaller", "TERMINATE")]
+
+
+# ------------------------------------------------- "favor A over B": A is probable, B only possible
+@pytest.mark.parametrize(
+    ("text", "preferred", "other"),
+    [
+        ("Right base opacity; findings favor atelectasis over pneumonia.", "atelectasis", "pneumonia"),
+        ("We would favour scarring over an acute infiltrate.", "scarring", "infiltrate"),
+        (
+            "Basal opacity is favored to represent atelectasis over consolidation.",
+            "atelectasis",
+            "consolidation",
+        ),
+    ],
+)
+def test_the_alternative_to_the_preferred_reading_is_possible(text: str, preferred: str, other: str) -> None:
+    assert assert_term(text, preferred).certainty == "probable"
+    assert assert_term(text, other).certainty == "possible"
+
+
+def test_favor_over_is_not_coded_for_the_alternative() -> None:
+    labels = analyze("FINDINGS: Bibasilar opacities, favor atelectasis over pneumonia.").chest_labels
+    assert labels["Atelectasis"] == "positive" and labels["Pneumonia"] == "uncertain"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Streaky opacity over the left base, consistent with atelectasis.",
+        "Density over the heart represents a nipple shadow; right lower lobe pneumonia.",
+    ],
+)
+def test_over_as_a_place_hedges_nothing(text: str) -> None:
+    labels = analyze(f"FINDINGS: {text}").chest_labels
+    assert "positive" in (labels["Atelectasis"], labels["Pneumonia"]), labels
+
+
+# ------------------------------- a raising or passive verb with an infinitive hedges what it introduces
+@pytest.mark.parametrize(
+    ("text", "term", "certainty"),
+    [
+        ("The lingular density is likely to represent atelectasis.", "atelectasis", "probable"),
+        ("Patchy right basilar opacity, thought to reflect atelectasis.", "atelectasis", "probable"),
+        ("The nodular focus is felt to be a granuloma.", "granuloma", "probable"),
+        ("The retrocardiac opacity is favored to be atelectasis.", "atelectasis", "probable"),
+        ("The left basilar opacity is suspected to be pneumonia.", "pneumonia", "possible"),
+        ("The right hilar fullness is questionable for a mass.", "mass", "possible"),
+    ],
+)
+def test_raising_verbs_hedge(text: str, term: str, certainty: str) -> None:
+    assert assert_term(text, term).certainty == certainty
+
+
+def test_a_suspected_infection_is_not_coded() -> None:
+    assert _label("The left basilar opacity is suspected to be pneumonia.", "Pneumonia") == "uncertain"
