@@ -369,8 +369,14 @@ class SentenceScope:
         return k < len(self.targets) and self.targets[k] < b
 
     def _target_follows(self, pos: int) -> bool:
+        """Whether a target follows ``pos`` at most one word later, in the same clause: "effusion, resolved
+        pneumonia" but not "effusion has resolved; mild cardiomegaly" (a clause ends at the mark)."""
         k = bisect.bisect_left(self.targets, pos)
-        return k < len(self.targets) and self._words_between(pos, self.targets[k]) <= 1
+        return (
+            k < len(self.targets)
+            and self._words_between(pos, self.targets[k]) <= 1
+            and not _CLAUSE_PUNCT.search(self.low, pos, self.targets[k])
+        )
 
     def _is_clause(self, start: int, end: int) -> bool:
         """A finding phrase with a predicate after its first word ("heart size is enlarged", "heart size

@@ -150,3 +150,23 @@ def test_raising_verbs_hedge(text: str, term: str, certainty: str) -> None:
 
 def test_a_suspected_infection_is_not_coded() -> None:
     assert _label("The left basilar opacity is suspected to be pneumonia.", "Pneumonia") == "uncertain"
+
+
+# -------------------------- a postposed negation before a semicolon or comma still reads back to its target
+@pytest.mark.parametrize(
+    ("text", "denied", "label"),
+    [
+        ("Right pneumothorax has resolved; mild cardiomegaly.", "Pneumothorax", "Cardiomegaly"),
+        ("Pleural effusion is not seen; small right apical pneumothorax.", "Effusion", "Pneumothorax"),
+        ("Pneumothorax is absent, mild cardiomegaly.", "Pneumothorax", "Cardiomegaly"),
+        ("Pleural effusions are no longer visible: mild cardiomegaly.", "Effusion", "Cardiomegaly"),
+    ],
+)
+def test_a_postposed_negation_ends_its_clause(text: str, denied: str, label: str) -> None:
+    labels = analyze(f"FINDINGS: {text}").chest_labels
+    assert labels[denied] == "negative" and labels[label] == "positive", labels
+
+
+def test_a_trigger_right_before_a_target_still_reads_forward() -> None:
+    labels = analyze("FINDINGS: Small left effusion, resolved pneumonia.").chest_labels
+    assert labels["Effusion"] == "positive" and labels["Pneumonia"] == "negative"
