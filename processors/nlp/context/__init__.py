@@ -513,7 +513,8 @@ class SentenceScope:
             )
             rules = kind.forward_rules if back else kind.backward_rules
             # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
-            if rules and not back and self._target_follows(trig.end):
+            # (if it can: "pneumothorax has not recurred after tube removal" reads back)
+            if rules and not back and kind.forward_rules and self._target_follows(trig.end):
                 rules = ()
             ends = None  # whether this negation's list ends before the target (computed once, if needed)
             for rule in rules:

@@ -170,3 +170,41 @@ def test_a_postposed_negation_ends_its_clause(text: str, denied: str, label: str
 def test_a_trigger_right_before_a_target_still_reads_forward() -> None:
     labels = analyze("FINDINGS: Small left effusion, resolved pneumonia.").chest_labels
     assert labels["Effusion"] == "positive" and labels["Pneumonia"] == "negative"
+
+
+# ------------------------------------------------------------------ a recurrence that did not happen
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("The left pleural effusion has not reaccumulated.", "Effusion"),
+        ("The right pneumothorax has not recurred after tube removal.", "Pneumothorax"),
+        ("Pneumothorax has not returned.", "Pneumothorax"),
+        ("Without reappearance of the pleural effusion.", "Effusion"),
+    ],
+)
+def test_a_denied_recurrence_negates(text: str, label: str) -> None:
+    assert _label(text, label) == "negative"
+
+
+def test_a_recurrence_is_there() -> None:
+    assert _label("Recurrent right pneumothorax, small.", "Pneumothorax") == "positive"
+
+
+# ------------------------------------------------ ", with" after a negated list starts what is there
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No pneumothorax, with mild cardiomegaly.",
+        "No focal consolidation or effusion, with stable moderate cardiomegaly.",
+    ],
+)
+def test_with_after_a_negation_opens_a_positive_clause(text: str) -> None:
+    labels = analyze(f"FINDINGS: {text}").chest_labels
+    assert labels["Cardiomegaly"] == "positive" and labels["Pneumothorax"] != "positive", labels
+
+
+def test_a_backward_only_negation_before_another_target_reads_back() -> None:
+    # "has not recurred" / "is not seen" cannot read forward: the chest tube right after is no reason to
+    # stop it reading back
+    labels = analyze("FINDINGS: Pneumothorax is not seen after chest tube removal.").chest_labels
+    assert labels["Pneumothorax"] == "negative"
