@@ -89,6 +89,9 @@ class TriggerKind:
     change: bool
     chronic_scope: int  # the largest max_scope of its CHRONIC rules (-1: none)
     max_scope: int
+    # reads one category forward and others back ("A is less likely than B": A possible, B probable), so
+    # a target right after it does not stop it reading back
+    two_sided: bool = False
 
     @classmethod
     def of(cls, rules: tuple[Rule, ...]) -> TriggerKind:
@@ -107,6 +110,10 @@ class TriggerKind:
             change=CHANGE in cats,
             chronic_scope=max((r.max_scope for r in rules if r.category == CHRONIC), default=-1),
             max_scope=max((r.max_scope for r in rules), default=0),
+            two_sided=any(r.direction == "forward" for r in mods)
+            and any(r.direction == "backward" for r in mods)
+            and not {r.category for r in mods if r.direction == "forward"}
+            & {r.category for r in mods if r.direction == "backward"},
         )
 
 
@@ -514,7 +521,13 @@ class SentenceScope:
             rules = kind.forward_rules if back else kind.backward_rules
             # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
             # (if it can: "pneumothorax has not recurred after tube removal" reads back)
-            if rules and not back and kind.forward_rules and self._target_follows(trig.end):
+            if (
+                rules
+                and not back
+                and kind.forward_rules
+                and not kind.two_sided
+                and self._target_follows(trig.end)
+            ):
                 rules = ()
             ends = None  # whether this negation's list ends before the target (computed once, if needed)
             for rule in rules:

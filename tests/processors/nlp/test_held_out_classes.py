@@ -208,3 +208,54 @@ def test_a_backward_only_negation_before_another_target_reads_back() -> None:
     # stop it reading back
     labels = analyze("FINDINGS: Pneumothorax is not seen after chest tube removal.").chest_labels
     assert labels["Pneumothorax"] == "negative"
+
+
+# --------------------------------------------- every negated predicate of seeing, and "cannot be seen"
+@pytest.mark.parametrize(
+    "predicate",
+    [
+        "is not visible",
+        "is not depicted",
+        "is not observed",
+        "is not discernible",
+        "was not demonstrable",
+        "cannot be identified",
+        "could not be detected",
+        "are not recognized",
+    ],
+)
+def test_negated_predicates_of_seeing(predicate: str) -> None:
+    assert _label(f"A right pleural effusion {predicate}.", "Effusion") == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The frontal and lateral views fail to show a pneumothorax.",
+        "These images do not demonstrate a pneumothorax.",
+    ],
+)
+def test_a_study_that_does_not_show(text: str) -> None:
+    assert _label(text, "Pneumothorax") == "negative"
+
+
+# ----------------------------------------- doubt, and the reading that is less likely than another
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Doubt pneumonia.",
+        "Pneumonia is not favored.",
+        "Pneumonia is felt to be unlikely.",
+        "Pneumonia is considered unlikely.",
+    ],
+)
+def test_doubted_is_negated(text: str) -> None:
+    assert _label(text, "Pneumonia") == "negative"
+
+
+def test_less_likely_than_hedges_the_first_and_keeps_the_second() -> None:
+    labels = analyze("FINDINGS: Right basilar pneumonia is less likely than atelectasis.").chest_labels
+    assert labels["Pneumonia"] == "uncertain" and labels["Atelectasis"] == "positive"
+    assert (
+        assert_term("Pneumonia is much less likely than atelectasis.", "atelectasis").certainty == "probable"
+    )
