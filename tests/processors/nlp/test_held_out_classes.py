@@ -259,3 +259,28 @@ def test_less_likely_than_hedges_the_first_and_keeps_the_second() -> None:
     assert (
         assert_term("Pneumonia is much less likely than atelectasis.", "atelectasis").certainty == "probable"
     )
+
+
+# -------------------------------------------------- what has almost resolved is still there
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("The right apical pneumothorax has almost resolved.", "Pneumothorax"),
+        ("Left lower lobe pneumonia has largely cleared.", "Pneumonia"),
+        ("The small left effusion is mostly resolved.", "Effusion"),
+        ("Right basilar pneumonia has not fully cleared.", "Pneumonia"),
+    ],
+)
+def test_an_incomplete_resolution_leaves_the_finding(text: str, label: str) -> None:
+    assert _label(text, label) == "positive"
+
+
+def test_a_complete_resolution_still_negates() -> None:
+    assert _label("The right apical pneumothorax has completely resolved.", "Pneumothorax") == "negative"
+
+
+def test_besides_ends_a_negation() -> None:
+    assert (
+        _label("No consolidation besides subsegmental atelectasis at the left base.", "Atelectasis")
+        == "positive"
+    )
