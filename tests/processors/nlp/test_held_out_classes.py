@@ -284,3 +284,22 @@ def test_besides_ends_a_negation() -> None:
         _label("No consolidation besides subsegmental atelectasis at the left base.", "Atelectasis")
         == "positive"
     )
+
+
+# ------------------------------------------- a hedge adverb after its finding, closed by punctuation
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Right lower lobe pneumonia, possibly.", "Pneumonia"),
+        ("Small left pleural effusion, questionable.", "Effusion"),
+        ("Lingular atelectasis, perhaps; no effusion.", "Atelectasis"),
+    ],
+)
+def test_a_postposed_hedge_adverb_reads_back(text: str, label: str) -> None:
+    assert _label(text, label) == "uncertain"
+
+
+def test_a_postposed_hedge_adverb_does_not_reach_on() -> None:
+    labels = analyze("FINDINGS: Left lower lobe pneumonia, possibly, with small left effusion.").chest_labels
+    assert labels["Pneumonia"] == "uncertain" and labels["Effusion"] == "positive"
+    assert _label("Opacity at the right base, possibly atelectasis.", "Atelectasis") == "uncertain"
