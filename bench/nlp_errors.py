@@ -348,6 +348,17 @@ REWRITES: dict[str, Any] = {
     "neither_nor": lambda t: re.sub(r"(^|\.\s+|: )No ([a-z ]+?) or ([a-z ]+?)\.", r"\1Neither \2 nor \3.", t),
     # sentences joined by semicolons: "No effusion; mild cardiomegaly."
     "semicolons": lambda t: re.sub(r"\.\s+(?=[A-Z])", "; ", t),
+    # other negated predicates of the same family: "Pleural effusion is not visible / not depicted."
+    "not_visible": lambda t: _not_seen(t).replace(" is not seen.", " is not visible."),
+    "cannot_be_identified": lambda t: _not_seen(t).replace(" is not seen.", " cannot be identified."),
+    # a postposed negation, then the next sentence after a semicolon or comma: "Effusion is not seen;
+    # mild cardiomegaly.", "Pneumothorax is absent, mild cardiomegaly."
+    "not_seen_joined": lambda t: re.sub(r" is not seen\.\s+(?=[A-Z])", " is not seen; ", _not_seen(t)),
+    "absent_joined": lambda t: re.sub(
+        r" (is|are) absent\.\s+(?!No\b)([A-Z])([a-z])",
+        lambda m: f" {m.group(1)} absent, {m.group(2).lower()}{m.group(3)}",
+        REWRITES["absent"](t),
+    ),
 }
 
 

@@ -46,6 +46,7 @@ class Engine:
             and words[-1] not in ctx.CLAUSES.closers
         )
         self.section_categories = ctx.load_section_categories()
+        self.past_for_episodes = ctx.load_past_for_episodes()
         concept_phrases, concept_patterns = load_concepts()
         _add_critical_synonyms(concept_phrases)
         add_spelling_variants(concept_phrases)  # again, for the critical-result synonyms
@@ -63,8 +64,10 @@ class Engine:
         # payload list of a lexicon entry -> (the list, its concepts, its ConText rules); the list is kept
         # so that an id() reused by a short-lived list is detected
         self._split: dict[int, tuple[list[Any], tuple[Concept, ...], tuple[ctx.Rule, ...]]] = {}
-        # (rules of a phrase, section) -> (those rules, the kind of trigger of those that apply there)
-        self._section_rules: dict[tuple[int, str], tuple[tuple[ctx.Rule, ...], ctx.TriggerKind | None]] = {}
+        # (rules of a phrase, section) -> (those rules, the kind of trigger of those that apply there,
+        # whether some of them hold only after certain words)
+        self._section_rules: dict[tuple[int, str], tuple[tuple[ctx.Rule, ...], ctx.TriggerKind | None, bool]]
+        self._section_rules = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Engine, (self._chest_mapping_path,))
@@ -119,7 +122,7 @@ class Engine:
             if not targets:
                 continue
             sent = sentences[i]
-            triggers = self._triggers(hits, sent.section) if i in with_rules else []
+            triggers = self._triggers(hits, sent.section, low, sent.start) if i in with_rules else []
             # no trigger that can modify a target: every target is plainly asserted (no scope to build)
             scope = (
                 ctx.SentenceScope(
@@ -160,7 +163,12 @@ class Engine:
                         uncertain=res.uncertain,
                         # a finding is historical when it is in the past, not when it is old and
                         # still there ("chronic", "old", "known": its triggers say CHRONIC)
-                        historical=res.historical and not res.chronic,
+                        # ... unless the finding is an episode that ended ("sequela of old pneumonia")
+                        historical=res.historical
+                        and (
+                            not res.chronic
+                            or (c.episodic and not self.past_for_episodes.isdisjoint(res.triggers))
+                        ),
                         hypothetical=res.hypothetical,
                         experiencer=res.experiencer,
                         certainty=res.certainty,
@@ -175,7 +183,7 @@ class Engine:
         findings.sort(key=_START)
         return findings
 
-    def _triggers(self, hits: list[_Hit], section: str) -> list[ctx.Trigger]:
+    def _triggers(self, hits: list[_Hit], section: str, low: str, sentence_start: int) -> list[ctx.Trigger]:
         out = []
         cache = self._section_rules
         for a, b, _, all_rules in hits:
@@ -184,11 +192,16 @@ class Engine:
                 found = cache.get(key)
                 if found is None or found[0] is not all_rules:
                     rules = tuple(r for r in all_rules if r.applies_in(section))
-                    found = (all_rules, ctx.TriggerKind.of(rules) if rules else None)
+                    conditional = any(r.after is not None for r in rules)
+                    found = (all_rules, ctx.TriggerKind.of(rules) if rules else None, conditional)
                     if len(cache) < 100_000:
                         cache[key] = found
-                if found[1] is not None:
-                    out.append(ctx.Trigger(a, b, found[1]))
+                kind = found[1]
+                if found[2] and kind is not None:  # rules that hold only after certain words ("favor A over")
+                    kept = ctx.conditions_hold(kind.rules, low, sentence_start, a)
+                    kind = ctx.TriggerKind.of(kept) if kept else None
+                if kind is not None:
+                    out.append(ctx.Trigger(a, b, kind))
         return out
 
     # ------------------------------------------------------------------ term status
@@ -221,7 +234,8 @@ class Engine:
             for lo, hi in ((sent.start, start), (end, sent.end))
             for a, b, ps in self.trigger_matcher.finditer(low, lo, hi)
         ]
-        res = ctx.assert_target(low, start, end, self._triggers(hits, sent.section), (sent.start, sent.end))
+        triggers = self._triggers(hits, sent.section, low, sent.start)
+        res = ctx.assert_target(low, start, end, triggers, (sent.start, sent.end))
         return ctx.apply_section(res, sent.section, self.section_categories)
 
     # ------------------------------------------------------------------ other extractors

@@ -46,6 +46,7 @@ CHANGE = "CHANGE"
 _CHANGE_GAP = 3  # words allowed between the negation and the change noun ("no significant interval change")
 _LIST_FROM = 8  # a negation farther than this many words from a finding counts only the words between
 # the findings of its list (below it, no list can matter: every scope is at least this long)
+_AFTER_REACH = 8  # words before a conditional trigger where one of its ``after`` words must be
 _CLAUSE_PUNCT = re.compile(r"[,;:()]")
 _ASIDE = re.compile(r"\([^()]*\)")  # a parenthetical (innermost)
 _CHANGE_REACH = 12  # words from such a negation to the findings whose change it denies
@@ -62,6 +63,9 @@ class Rule:
     sections: frozenset[str] | None = None
     not_sections: frozenset[str] | None = None
     applies_to: frozenset[str] | None = None  # TERMINATE only: the categories it ends (None: all)
+    # a trigger only when one of these words comes earlier in its sentence, at most ``_AFTER_REACH``
+    # words before it ("over" hedges only in "favor A over B")
+    after: frozenset[str] | None = None
 
     def applies_in(self, section: str) -> bool:
         if self.sections is not None and section not in self.sections:
@@ -85,6 +89,9 @@ class TriggerKind:
     change: bool
     chronic_scope: int  # the largest max_scope of its CHRONIC rules (-1: none)
     max_scope: int
+    # reads one category forward and others back ("A is less likely than B": A possible, B probable), so
+    # a target right after it does not stop it reading back
+    two_sided: bool = False
 
     @classmethod
     def of(cls, rules: tuple[Rule, ...]) -> TriggerKind:
@@ -103,6 +110,10 @@ class TriggerKind:
             change=CHANGE in cats,
             chronic_scope=max((r.max_scope for r in rules if r.category == CHRONIC), default=-1),
             max_scope=max((r.max_scope for r in rules), default=0),
+            two_sided=any(r.direction == "forward" for r in mods)
+            and any(r.direction == "backward" for r in mods)
+            and not {r.category for r in mods if r.direction == "forward"}
+            & {r.category for r in mods if r.direction == "backward"},
         )
 
 
@@ -127,6 +138,27 @@ def load_section_categories(data_file: Path = DATA) -> dict[str, tuple[str, ...]
     return {sec: tuple(cats) for sec, cats in data.get("section_categories", {}).items()}
 
 
+def conditions_hold(rules: Sequence[Rule], low: str, sentence_start: int, start: int) -> tuple[Rule, ...]:
+    """The rules of a trigger at ``start`` whose ``after`` condition holds (rules without one always do):
+    one of its words is among the ``_AFTER_REACH`` words before the trigger in its sentence."""
+    before: set[str] | None = None
+    kept = []
+    for r in rules:
+        if r.after is not None:
+            if before is None:
+                before = set(WORD_RE.findall(low[sentence_start:start])[-_AFTER_REACH:])
+            if r.after.isdisjoint(before):
+                continue
+        kept.append(r)
+    return tuple(kept)
+
+
+def load_past_for_episodes(data_file: Path = DATA) -> frozenset[str]:
+    """The CHRONIC triggers (as ``ContextResult.triggers`` names them) that put an episode in the past."""
+    data = json.loads(data_file.read_text()).get("past_for_episodes", {})
+    return frozenset(f"{CHRONIC}:{cue}" for cue in data.get("cues", []))
+
+
 def load_rules(data_file: Path = DATA) -> list[Rule]:
     data = json.loads(data_file.read_text())
     defaults: dict[str, int] = data.get("defaults", {})
@@ -144,10 +176,33 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 sections=frozenset(secs) if secs else None,
                 not_sections=frozenset(nots) if nots else None,
                 applies_to=frozenset(only) if only else None,
+                after=frozenset(r["after"]) if r.get("after") else None,
             )
         )
     rules += british_variants(rules)
-    return rules + inherited_backward(rules)
+    rules += inherited_backward(rules)
+    return rules + punctuation_led(rules)
+
+
+def punctuation_led(rules: Sequence[Rule]) -> list[Rule]:
+    """Rules for a termination phrase led by punctuation joined to the trigger that starts at its word.
+    The matcher takes the longest phrase from the leftmost start, so ", slightly" (it ends a negation)
+    hid "slightly smaller" ("nodule, slightly smaller": no CURRENT cue), and ", with" hid "with a history
+    of". The joined phrase (", slightly smaller") carries the rules of both."""
+    by_phrase: dict[tuple[str, ...], list[Rule]] = {}
+    for r in rules:
+        by_phrase.setdefault(tuple(_TOKEN.findall(r.phrase.lower())), []).append(r)
+    out: list[Rule] = []
+    for words, own in by_phrase.items():
+        if len(words) < 2 or words[0][0].isalnum() or not any(r.category == TERMINATE for r in own):
+            continue
+        rest = words[1:]
+        for longer, theirs in by_phrase.items():
+            joined = (words[0], *longer)
+            if len(longer) > len(rest) and longer[: len(rest)] == rest and joined not in by_phrase:
+                phrase = " ".join((words[0], *longer))
+                out += [dataclasses.replace(r, phrase=phrase) for r in (*own, *theirs)]
+    return out
 
 
 def british_variants(rules: Sequence[Rule]) -> list[Rule]:
@@ -321,8 +376,14 @@ class SentenceScope:
         return k < len(self.targets) and self.targets[k] < b
 
     def _target_follows(self, pos: int) -> bool:
+        """Whether a target follows ``pos`` at most one word later, in the same clause: "effusion, resolved
+        pneumonia" but not "effusion has resolved; mild cardiomegaly" (a clause ends at the mark)."""
         k = bisect.bisect_left(self.targets, pos)
-        return k < len(self.targets) and self._words_between(pos, self.targets[k]) <= 1
+        return (
+            k < len(self.targets)
+            and self._words_between(pos, self.targets[k]) <= 1
+            and not _CLAUSE_PUNCT.search(self.low, pos, self.targets[k])
+        )
 
     def _is_clause(self, start: int, end: int) -> bool:
         """A finding phrase with a predicate after its first word ("heart size is enlarged", "heart size
@@ -459,7 +520,14 @@ class SentenceScope:
             )
             rules = kind.forward_rules if back else kind.backward_rules
             # "effusion, resolved pneumonia": a trigger directly followed by another target reads forward
-            if rules and not back and self._target_follows(trig.end):
+            # (if it can: "pneumothorax has not recurred after tube removal" reads back)
+            if (
+                rules
+                and not back
+                and kind.forward_rules
+                and not kind.two_sided
+                and self._target_follows(trig.end)
+            ):
                 rules = ()
             ends = None  # whether this negation's list ends before the target (computed once, if needed)
             for rule in rules:

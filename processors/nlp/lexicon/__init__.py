@@ -15,6 +15,9 @@ HERE = Path(__file__).resolve().parent
 class Concept:
     concept: str
     category: str
+    # an episode that ends (an infection): "old"/"healed"/"sequela of" put it in the past, where they
+    # leave a lasting condition ("old granulomatous disease") present
+    episodic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,7 @@ def load_concepts(
     phrases: dict[str, list[Concept]] = {}
     patterns: list[Anchored] = []
     for c in data["concepts"]:
-        concept = Concept(c["concept"], c["category"])
+        concept = Concept(c["concept"], c["category"], bool(c.get("episodic", False)))
         for syn in c.get("synonyms", []):
             phrases.setdefault(syn, []).append(concept)
         for pat in c.get("patterns", []):
