@@ -72,7 +72,7 @@ def test_index_terms_a_pediatric_radiologist_writes() -> None:
     cases = {
         "593.89": ("Prenatal finding.", "Mild left pyelocaliectasis."),
         "599.0": ("Recurrent U T I.", "Normal kidneys."),
-        "753.21": ("Known right U P J obstruction.", "Moderate right hydronephrosis."),
+        "591": ("Prenatal finding.", "Moderate hydronephrotic left kidney."),
         "786.09": ("Cough.", "Low lung volumes with mild hypoventilation."),
         "788.30": ("Daytime and night-time bed wetting.", "Normal bladder."),
         "753.0": ("Single kidney on a prenatal scan.", "Normal right kidney."),
