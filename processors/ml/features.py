@@ -170,7 +170,7 @@ class FeatureExtractor:
             for a, b, w in words:
                 add(status(eng.assert_term(text, (a, b)), self.follow_up) if triggered else "pos", w)
         for f in analysis.findings:
-            st = "pos" if f.category == "normal" else status(_as_context(f))
+            st = "pos" if f.category == "normal" else status(_as_context(f), self.follow_up)
             add(st, f"@{f.concept}")
         if self.codes:
             self._code_features(text, low, analysis, add, out)
@@ -237,4 +237,5 @@ def _as_context(f: object) -> ContextResult:
                          uncertain=bool(getattr(f, "uncertain", False)),
                          historical=bool(getattr(f, "historical", False)),
                          hypothetical=bool(getattr(f, "hypothetical", False)),
-                         experiencer=str(getattr(f, "experiencer", "patient")))
+                         experiencer=str(getattr(f, "experiencer", "patient")),
+                         triggers=list(getattr(f, "triggers", [])))

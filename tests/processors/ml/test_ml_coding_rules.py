@@ -25,8 +25,10 @@ def test_a_condition_the_history_follows_up_is_present_not_hypothetical() -> Non
         f = fx.features(_report(history, "Both kidneys are normal in size."))
         assert f["fu|#593.70"] == 1.0 and f["pos|#593.70|hx"] == 1.0, history
         assert "unc|#593.70" not in f, history
-    # the words too: "followup reflux" is the reflux itself
+    # the words and the engine's concepts too: "followup reflux" is the reflux itself
     assert "pos|reflux" in fx.features(_report("Followup reflux.", "Normal kidneys."))
+    f = fx.features(_report("Follow-up of a left pleural effusion.", "Clear lungs."))
+    assert f["fu|@pleural_effusion"] == 1.0 and f["pos|@pleural_effusion"] == 1.0
     # a question the study answers stays uncertain
     for history in ("Rule out pneumonia.", "Evaluate for pneumonia.", "Fever, question pneumonia."):
         f = fx.features(_report(history, "Clear lungs."))
