@@ -9,9 +9,10 @@ scores are nested cross-validation):
 
 - ``rules``: the shipped method: assertion-aware words + rule-engine concepts + ICD-9-CM coding-rule
   features (processors.ml.features) -> TF-IDF -> one-vs-rest logistic regression.
-- ``nocodes``, ``nocodesections``, ``norules``, ``noalternatives``: ablations of the coding-rule features
-  (none of them; not keyed by history/impression; without the ``rule|`` features; without the
-  alternatives status). ``nocodes`` is the method of features version 1 (with the C grid).
+- ``nocodes``, ``nocodesections``, ``norules``, ``noalternatives``, ``nofollowup``, ``nofindings``: ablations
+  of the coding-rule features (none of them; not keyed by history/impression; without the ``rule|``
+  features; without the alternatives status; without the ``fu`` status; without the codebook's
+  radiological findings). ``nocodes`` is the method of features version 1 (with the C grid).
 - ``ngrams``: the same model on plain word uni/bigrams (no sections, no negation): the baseline.
 - ``minilm``: all-MiniLM-L6-v2 embedding of each text column (concatenated) -> logistic regression
   (needs the [ml] extra).
@@ -123,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "nocodes": FeatureExtractor(codes=False).features,
         "nocodesections": FeatureExtractor(code_sections=False).features,
         "norules": FeatureExtractor(coding_rules=False).features,
-        "noalternatives": FeatureExtractor(alternatives=False).features}
+        "noalternatives": FeatureExtractor(alternatives=False).features,
+        "nofollowup": FeatureExtractor(follow_up=False).features,
+        "nofindings": FeatureExtractor(findings=False).features}
     first: list[list[str]] | None = None
     for m in methods:
         t0 = time.perf_counter()

@@ -6,9 +6,11 @@ ICD-9-CM's need: a confirmed diagnosis is coded, a ruled-out or uncertain one is
 the history is coded instead).
 
 Feature keys (counts): ``<status>|<word>`` and ``<status>|@<concept>``, where status is ``pos``
-(asserted), ``neg`` (negated), ``unc`` (uncertain or hypothetical), ``oth`` (someone else) or ``hist``
-(historical). A historical word also counts as ``pos``: in a clinical history "history of fever" is the
-complaint that brings the patient now.
+(asserted), ``neg`` (negated), ``unc`` (uncertain or hypothetical), ``oth`` (someone else), ``hist``
+(historical) or ``fu`` (followed up: "followup reflux" in a clinical history, which the engine reads as
+hypothetical like "rule out", names the known condition the study follows). A historical or followed-up
+word also counts as ``pos``: in a clinical history "history of fever" is the complaint that brings the
+patient now.
 
 Coding-rule features (``is_code_feature``), from the ICD-9-CM index terms of ``icd9cm.json``:
 
@@ -16,10 +18,13 @@ Coding-rule features (``is_code_feature``), from the ICD-9-CM index terms of ``i
   status and by where it is (the clinical history, or the report's own findings/impression), since a
   complaint in the history and a diagnosis in the impression are coded differently. Two diagnoses offered
   as alternatives ("atelectasis or pneumonia", "infiltrate vs. atelectasis") get status ``alt``: neither
-  is established.
+  is established. Radiological findings that are no diagnosis ("infiltrate", "opacity", "consolidation":
+  kind ``finding``) count as such an alternative ("infiltrate and/or atelectasis").
 - ``rule|definite|#<code>``: a diagnosis asserted in the impression; ``rule|symptom_alone|#<code>`` /
   ``rule|symptom_explained|#<code>``: a present symptom with or without such a diagnosis beside it (ICD-9-CM
-  codes a symptom only when no established diagnosis accounts for it); ``rule|definite_diagnoses``: how many.
+  codes a symptom only when no established diagnosis accounts for it); ``rule|definite_diagnoses``: how many;
+  ``rule|procedure_alone|#<code>``: a surgery the study follows up ("status post reimplantation", kind
+  ``procedure``: V67.09) with no condition named beside it.
 
 The classifier learns how much each is worth for a site's labels; labels that are not ICD-9-CM codes
 simply get these features where the reports name such conditions. Measured on the CMC dev set
@@ -45,7 +50,8 @@ if TYPE_CHECKING:
     from processors.nlp.engine import Engine
     from processors.nlp.types import ContextResult, ReportAnalysis
 
-FEATURES_VERSION = 2  # 2: ICD-9-CM code and coding-rule features
+# 2: ICD-9-CM code and coding-rule features; 3: follow-up status, findings and procedures in the codebook
+FEATURES_VERSION = 3
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # between two diagnoses of a differential: "X or Y", "X vs. Y", "X and/or Y", "X, either ... or Y" (few words)
 _ALTERNATIVE_RE = re.compile(r"[\s,]+(?:[a-z-]+\s+){0,3}(?:or|vs\.?|versus|and/or)\s+(?:[a-z-]+\s+){0,3}")
@@ -71,11 +77,19 @@ def compose_report(row: Mapping[str, str], columns: Sequence[str]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def status(res: ContextResult) -> str:
+# in a clinical history, "followup reflux" / "follow up on pneumonia" names the known condition the study
+# follows (coded); the engine reads the cue as hypothetical there, as it reads "rule out" and "evaluate for"
+_FOLLOW_UP = frozenset({"HYPOTHETICAL:follow up", "HYPOTHETICAL:follow-up", "HYPOTHETICAL:followup"})
+
+
+def status(res: ContextResult, follow_up: bool = False) -> str:
     if res.experiencer != "patient":
         return "oth"
     if res.negated:
         return "neg"
+    if follow_up and res.hypothetical and not res.uncertain and res.triggers \
+            and set(res.triggers) <= _FOLLOW_UP:
+        return "fu"
     if res.uncertain or res.hypothetical:
         return "unc"
     if res.historical:
@@ -84,6 +98,10 @@ def status(res: ContextResult) -> str:
 
 
 CODEBOOK = Path(__file__).with_name("icd9cm.json")
+# kinds of code that are established diagnoses (a ``finding`` such as "infiltrate" is a radiological
+# description: it takes part in a differential, but explains no symptom and is no diagnosis to code)
+DIAGNOSES = frozenset({"diagnosis", "congenital"})
+DIFFERENTIAL = DIAGNOSES | {"finding"}  # what a differential ("X or Y") offers
 # where a complaint is written (``hx``); anything else is the report's own reading (``imp``)
 HISTORY_SECTIONS = frozenset({"history", "past_history", "family_history", "exam", "technique", "comparison"})
 
@@ -92,7 +110,7 @@ HISTORY_SECTIONS = frozenset({"history", "past_history", "family_history", "exam
 class Codebook:
     """ICD-9-CM codes and their index phrases (``icd9cm.json``), as one whole-word regex."""
 
-    kinds: dict[str, str]          # code -> symptom | diagnosis | congenital
+    kinds: dict[str, str]          # code -> symptom | diagnosis | congenital | finding
     regex: re.Pattern[str]
     code_of: dict[str, str]        # normalised phrase -> code
 
@@ -114,13 +132,17 @@ class FeatureExtractor:
     """``features(text)`` -> feature counts. The rule engine is built once per process (on first use)."""
 
     def __init__(self, engine: Engine | None = None, codes: bool = True, code_sections: bool = True,
-                 coding_rules: bool = True, alternatives: bool = True):
+                 coding_rules: bool = True, alternatives: bool = True, follow_up: bool = True,
+                 findings: bool = True, codebook: Path = CODEBOOK):
         # the switches exist for the ablations of bench/model_cv.py; a trained model uses the defaults
         self._engine = engine
         self.codes = codes
         self.code_sections = code_sections
         self.coding_rules = coding_rules
         self.alternatives = alternatives
+        self.follow_up = follow_up
+        self.findings = findings
+        self.codebook = codebook
 
     @property
     def engine(self) -> Engine:
@@ -137,7 +159,7 @@ class FeatureExtractor:
         out: dict[str, float] = {}
 
         def add(st: str, key: str) -> None:
-            for s in ("pos", "hist") if st == "hist" else (st,):
+            for s in ("pos", st) if st in ("hist", "fu") else (st,):
                 k = f"{s}|{key}"
                 out[k] = out.get(k, 0.0) + 1.0
 
@@ -146,9 +168,9 @@ class FeatureExtractor:
             # a sentence without any ConText trigger asserts all its words: skip the per-word look-up
             triggered = bool(words) and bool(eng.trigger_matcher.finditer(low, sent.start, sent.end))
             for a, b, w in words:
-                add(status(eng.assert_term(text, (a, b))) if triggered else "pos", w)
+                add(status(eng.assert_term(text, (a, b)), self.follow_up) if triggered else "pos", w)
         for f in analysis.findings:
-            st = "pos" if f.category == "normal" else status(_as_context(f))
+            st = "pos" if f.category == "normal" else status(_as_context(f), self.follow_up)
             add(st, f"@{f.concept}")
         if self.codes:
             self._code_features(text, low, analysis, add, out)
@@ -157,38 +179,52 @@ class FeatureExtractor:
     def _code_features(self, text: str, low: str, analysis: ReportAnalysis, add: Callable[[str, str], None],
                        out: dict[str, float]) -> None:
         eng = self.engine
-        book = load_codebook()
+        book = load_codebook(self.codebook)
         secs = [(s.body_start, s.end, s.name) for s in analysis.sections]
         hits: list[list[Any]] = []  # [start, end, code, status, hx|imp]
         for m in book.regex.finditer(low):
             code = book.code_of[_norm(m.group())]
+            if not self.findings and book.kinds[code] == "finding":
+                continue
             name = next((n for a, b, n in secs if a <= m.start() < b), "other")
-            hits.append([m.start(), m.end(), code, status(eng.assert_term(text, (m.start(), m.end()))),
+            hits.append([m.start(), m.end(), code,
+                         status(eng.assert_term(text, (m.start(), m.end())), self.follow_up),
                          "hx" if name in HISTORY_SECTIONS else "imp"])
         if self.alternatives:
             # "atelectasis or pneumonia", "infiltrate and/or atelectasis": a differential of two asserted
             # diagnoses codes neither for sure (ICD-9-CM: code what is established)
             for h1, h2 in zip(hits, hits[1:], strict=False):
-                if (h1[3] == h2[3] == "pos" and h1[2] != h2[2] and book.kinds[h1[2]] != "symptom"
-                        and book.kinds[h2[2]] != "symptom" and _ALTERNATIVE_RE.fullmatch(low, h1[1], h2[0])):
+                if (h1[3] == h2[3] == "pos" and h1[2] != h2[2] and book.kinds[h1[2]] in DIFFERENTIAL
+                        and book.kinds[h2[2]] in DIFFERENTIAL
+                        and _ALTERNATIVE_RE.fullmatch(low, h1[1], h2[0])):
                     h1[3] = h2[3] = "alt"
         seen: dict[str, set[tuple[str, str]]] = {}
         for _, _, code, st, where in hits:
             add(st, f"#{code}")
             if self.code_sections:
                 add(st, f"#{code}|{where}")
-            seen.setdefault(code, set()).add((st, where))
+            # a condition the study follows up is the condition now, for the coding rules
+            seen.setdefault(code, set()).add(("pos" if st == "fu" else st, where))
         if not self.coding_rules:
             return
         # ICD-9-CM: a definite diagnosis is coded, and a symptom only when no definite diagnosis is
-        definite = {c for c, ss in seen.items() if book.kinds[c] != "symptom" and ("pos", "imp") in ss}
+        definite = {c for c, ss in seen.items() if book.kinds[c] in DIAGNOSES and ("pos", "imp") in ss}
         for code, ss in seen.items():
+            if book.kinds[code] == "procedure":
+                # a follow-up after surgery (V67.09: "status post reimplantation", historical) is coded
+                # when no condition is named any more ("history of reflux, status post reimplantation": the
+                # reflux is coded)
+                named = any(book.kinds[c] in DIAGNOSES and any(st in ("pos", "hist") for st, _ in s2)
+                            for c, s2 in seen.items())
+                if any(st in ("pos", "hist") for st, _ in ss) and not named:
+                    out[f"rule|procedure_alone|#{code}"] = 1.0
+                continue
             if not any(st == "pos" for st, _ in ss):
                 continue
             if book.kinds[code] == "symptom":
                 key = "rule|symptom_explained" if definite - {code} else "rule|symptom_alone"
                 out[f"{key}|#{code}"] = 1.0
-            elif ("pos", "imp") in ss:
+            elif book.kinds[code] in DIAGNOSES and ("pos", "imp") in ss:
                 out[f"rule|definite|#{code}"] = 1.0
         if definite:
             out["rule|definite_diagnoses"] = float(len(definite))
@@ -201,4 +237,5 @@ def _as_context(f: object) -> ContextResult:
                          uncertain=bool(getattr(f, "uncertain", False)),
                          historical=bool(getattr(f, "historical", False)),
                          hypothetical=bool(getattr(f, "hypothetical", False)),
-                         experiencer=str(getattr(f, "experiencer", "patient")))
+                         experiencer=str(getattr(f, "experiencer", "patient")),
+                         triggers=list(getattr(f, "triggers", [])))
