@@ -39,8 +39,9 @@ layers:
 test-unit:
 	$(TEST_PY) -m pytest -q -m "not integration" tests
 
-test-integration:
-	$(TEST_PY) -m pytest -q -m integration tests
+test-integration:  # the DICOM part in a process of its own, as in `test`
+	$(TEST_PY) -m pytest -q -m integration tests $(addprefix --ignore=,$(DICOM_TESTS))
+	$(TEST_PY) -m pytest -q -m integration $(DICOM_TESTS)
 
 stack-up: venv
 	$(RS) stack up
