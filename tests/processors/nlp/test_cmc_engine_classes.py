@@ -1,0 +1,38 @@
+"""ConText classes that the site classifier (processors/ml) reads in short clinical histories and
+impressions: negated evidence "is seen to suggest X", hedged etiologies, "cannot be entirely ruled out",
+past episodes ("three weeks ago", "as an infant").
+
+Every sentence here was written for these tests (none comes from a report collection or the dev sets).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from processors.nlp import assert_term
+
+
+# -------------------------------------------------- negated evidence "is seen to suggest X" negates X
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("No focal airspace opacity is seen to suggest bacterial pneumonia.", "pneumonia"),
+        ("No pleural fluid is identified to indicate empyema.", "empyema"),
+        ("No air-fluid level is present to support a lung abscess.", "abscess"),
+        ("No patchy infiltrates are seen to represent pneumonia.", "pneumonia"),
+    ],
+)
+def test_negated_evidence_negates_what_it_would_suggest(text: str, term: str) -> None:
+    r = assert_term(text, term)
+    assert r.negated, r.triggers
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Patchy opacity is seen to suggest early pneumonia.", "pneumonia"),
+        ("No effusion. Right basilar opacity is noted to suggest aspiration pneumonia.", "pneumonia"),
+    ],
+)
+def test_positive_evidence_is_not_negated(text: str, term: str) -> None:
+    assert not assert_term(text, term).negated
