@@ -36,3 +36,19 @@ def test_negated_evidence_negates_what_it_would_suggest(text: str, term: str) ->
 )
 def test_positive_evidence_is_not_negated(text: str, term: str) -> None:
     assert not assert_term(text, term).negated
+
+
+# ---------------------------------- "cannot be (entirely) ruled out" leaves the finding possible, not negated
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Early pneumonia cannot be entirely ruled out.", "pneumonia"),
+        ("A small effusion cannot be totally ruled out on this view.", "effusion"),
+        ("Aspiration could not be completely excluded.", "aspiration"),
+        ("A retained foreign body is not fully excluded.", "foreign body"),
+        ("We cannot definitely exclude a subtle fracture.", "fracture"),
+    ],
+)
+def test_cannot_be_ruled_out_is_possible(text: str, term: str) -> None:
+    r = assert_term(text, term)
+    assert not r.negated and r.certainty == "possible", r.triggers
