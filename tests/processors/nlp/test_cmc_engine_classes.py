@@ -52,3 +52,29 @@ def test_positive_evidence_is_not_negated(text: str, term: str) -> None:
 def test_cannot_be_ruled_out_is_possible(text: str, term: str) -> None:
     r = assert_term(text, term)
     assert not r.negated and r.certainty == "possible", r.triggers
+
+
+# ------------------------ a hedge about the cause hedges the cause, not the finding before it
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Reactive airway disease, likely of viral etiology.", "reactive airway disease"),
+        ("Bronchiolitis, most likely viral in origin.", "bronchiolitis"),
+        ("Right lower lobe pneumonia, likely bacterial.", "pneumonia"),
+        ("Diffuse interstitial markings, likely infectious.", "interstitial markings"),
+    ],
+)
+def test_hedged_etiology_leaves_the_finding_definite(text: str, term: str) -> None:
+    r = assert_term(text, term)
+    assert not r.negated and r.certainty == "definite", r.triggers
+
+
+@pytest.mark.parametrize(
+    ("text", "term", "certainty"),
+    [
+        ("Perihilar opacity, likely viral pneumonitis.", "pneumonitis", "probable"),
+        ("Hyperinflation, possibly due to bronchiolitis.", "bronchiolitis", "possible"),
+    ],
+)
+def test_hedged_etiology_hedges_the_cause(text: str, term: str, certainty: str) -> None:
+    assert assert_term(text, term).certainty == certainty
