@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.nlp import assert_term
+from processors.nlp import analyze, assert_term
 
 
 # -------------------------------------------------- negated evidence "is seen to suggest X" negates X
@@ -78,3 +78,28 @@ def test_hedged_etiology_leaves_the_finding_definite(text: str, term: str) -> No
 )
 def test_hedged_etiology_hedges_the_cause(text: str, term: str, certainty: str) -> None:
     assert assert_term(text, term).certainty == certainty
+
+
+# ------------------------------------------------- a past episode dated before or after the finding
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Bronchiolitis as an infant, now with wheezing.", "bronchiolitis"),
+        ("In infancy, he had a urinary tract infection.", "urinary tract infection"),
+        ("Last month pneumonia, now fever.", "pneumonia"),
+        ("Four years ago, fracture of the left radius.", "fracture"),
+    ],
+)
+def test_dated_episode_is_historical(text: str, term: str) -> None:
+    assert assert_term(text, term).historical
+
+
+def test_dated_episode_does_not_reach_the_current_complaint() -> None:
+    assert not assert_term("Bronchiolitis as an infant, now with wheezing.", "wheezing").historical
+
+
+@pytest.mark.parametrize("when", ["in 2004", "last week"])
+def test_clinical_history_dates_a_past_episode(when: str) -> None:
+    report = f"CLINICAL HISTORY: Pneumonia {when}, now cough.\n\nIMPRESSION: Normal chest."
+    (f,) = [f for f in analyze(report).findings if f.concept == "pneumonia"]
+    assert f.section == "history" and f.historical, f.triggers
