@@ -103,3 +103,21 @@ def test_clinical_history_dates_a_past_episode(when: str) -> None:
     report = f"CLINICAL HISTORY: Pneumonia {when}, now cough.\n\nIMPRESSION: Normal chest."
     (f,) = [f for f in analyze(report).findings if f.concept == "pneumonia"]
     assert f.section == "history" and f.historical, f.triggers
+
+
+# ------------------- a hedge inside a coordinated list of locations qualifies its conjunct, not the finding
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Right middle and probable right lower lobe pneumonia.", "pneumonia"),
+        ("Left upper lobe and possible lingular consolidation.", "consolidation"),
+        ("Right and questionable left basilar atelectasis.", "atelectasis"),
+    ],
+)
+def test_hedged_conjunct_leaves_the_finding_definite(text: str, term: str) -> None:
+    r = assert_term(text, term)
+    assert not r.negated and r.certainty == "definite", r.triggers
+
+
+def test_hedge_before_a_coordinated_finding_still_hedges() -> None:
+    assert assert_term("Small effusion and probable right lower lobe pneumonia.", "pneumonia").certainty == "probable"
