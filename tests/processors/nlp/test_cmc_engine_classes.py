@@ -120,4 +120,5 @@ def test_hedged_conjunct_leaves_the_finding_definite(text: str, term: str) -> No
 
 
 def test_hedge_before_a_coordinated_finding_still_hedges() -> None:
-    assert assert_term("Small effusion and probable right lower lobe pneumonia.", "pneumonia").certainty == "probable"
+    r = assert_term("Small effusion and probable right lower lobe pneumonia.", "pneumonia")
+    assert r.certainty == "probable"
