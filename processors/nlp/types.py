@@ -11,8 +11,10 @@ from typing import Any
 # 0.6: comma clauses after negated lists, run-ons, one-line reports, history cues; 0.6.1: parenthetical
 # asides; 0.6.2: Open-i convention classes (tails of longer triggers, mimics, earlier-study cues,
 # hedge + link, ...); 0.6.3: held-out wording classes (episodes put in the past, postposed negations before a
-# clause mark, "favor A over B", raising verbs, negated predicates of seeing, incomplete resolution, ...)
-NLP_VERSION = "0.6.3"
+# clause mark, "favor A over B", raising verbs, negated predicates of seeing, incomplete resolution, ...);
+# 0.6.4: negated evidence ("no X is seen to suggest Y"), "cannot be ruled out" as possible, a hedge about
+# the cause, dated past episodes, a hedge inside a coordinated list
+NLP_VERSION = "0.6.4"
 
 
 @dataclass(frozen=True, slots=True)
