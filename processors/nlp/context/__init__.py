@@ -184,14 +184,20 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
     return rules + punctuation_led(rules)
 
 
+def _by_words(rules: Sequence[Rule]) -> dict[tuple[str, ...], list[Rule]]:
+    """The rules grouped by the words of their phrase, as the matcher sees them."""
+    by_phrase: dict[tuple[str, ...], list[Rule]] = {}
+    for r in rules:
+        by_phrase.setdefault(tuple(_TOKEN.findall(r.phrase.lower())), []).append(r)
+    return by_phrase
+
+
 def punctuation_led(rules: Sequence[Rule]) -> list[Rule]:
     """Rules for a termination phrase led by punctuation joined to the trigger that starts at its word.
     The matcher takes the longest phrase from the leftmost start, so ", slightly" (it ends a negation)
     hid "slightly smaller" ("nodule, slightly smaller": no CURRENT cue), and ", with" hid "with a history
     of". The joined phrase (", slightly smaller") carries the rules of both."""
-    by_phrase: dict[tuple[str, ...], list[Rule]] = {}
-    for r in rules:
-        by_phrase.setdefault(tuple(_TOKEN.findall(r.phrase.lower())), []).append(r)
+    by_phrase = _by_words(rules)
     out: list[Rule] = []
     for words, own in by_phrase.items():
         if len(words) < 2 or words[0][0].isalnum() or not any(r.category == TERMINATE for r in own):
@@ -200,8 +206,7 @@ def punctuation_led(rules: Sequence[Rule]) -> list[Rule]:
         for longer, theirs in by_phrase.items():
             joined = (words[0], *longer)
             if len(longer) > len(rest) and longer[: len(rest)] == rest and joined not in by_phrase:
-                phrase = " ".join((words[0], *longer))
-                out += [dataclasses.replace(r, phrase=phrase) for r in (*own, *theirs)]
+                out += [dataclasses.replace(r, phrase=" ".join(joined)) for r in (*own, *theirs)]
     return out
 
 
@@ -225,9 +230,7 @@ def inherited_backward(rules: Sequence[Rule]) -> list[Rule]:
     ("a small effusion would be difficult to exclude" kept the effusion present), as "much less likely"
     hides "less likely" and ", unchanged" hides "unchanged". A phrase with forward rules of a category and
     no backward rule of it takes the backward rules of that category from its longest tail phrase."""
-    by_phrase: dict[tuple[str, ...], list[Rule]] = {}
-    for r in rules:
-        by_phrase.setdefault(tuple(_TOKEN.findall(r.phrase.lower())), []).append(r)
+    by_phrase = _by_words(rules)
     out: list[Rule] = []
     for words, own in by_phrase.items():
         forward = {r.category for r in own if r.direction == "forward" and r.category in MODIFIER_CATEGORIES}
