@@ -1,4 +1,4 @@
-"""``radstream db migrate|sink|tables``: the ClickHouse warehouse."""
+"""``radstream db migrate|optimize|sink|tables``: the ClickHouse warehouse."""
 
 from __future__ import annotations
 
@@ -90,6 +90,31 @@ def _migrate_cluster(settings: Settings, cluster: str, print_only: bool) -> None
         client.close()
     click.echo(f"cluster {cluster}: {len(stmts)} statements applied to {settings.clickhouse_url} "
                f"database {database} (roles and grants: `db migrate --print-grants`, then ON CLUSTER)")
+
+
+@db.command("optimize")
+@click.option("--table", "tables", multiple=True, metavar="NAME",
+              help="Only this table (repeatable; default: every table the views read with FINAL).")
+@click.pass_context
+def optimize_cmd(ctx: click.Context, tables: tuple[str, ...]) -> None:
+    """Merge each partition that has several parts into one (OPTIMIZE ... FINAL), so that FINAL reads
+    need no merge. The sink does this by itself every clickhouse.optimize_interval_s; this runs a round
+    now (a server, or an embedded store that no worker holds)."""
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.maintenance import FINAL_TABLES, optimize
+
+    settings = settings_of(ctx)
+    unknown = sorted(set(tables) - set(FINAL_TABLES))
+    if unknown:
+        raise click.UsageError(f"not a table the views read with FINAL: {', '.join(unknown)}")
+    client = open_client(settings.clickhouse)
+    try:
+        done = optimize(client, settings.clickhouse.database, tables or FINAL_TABLES)
+    finally:
+        client.close()
+    for part in done:
+        click.echo(f"{part.table} partition {part.partition_id}: {part.parts} parts -> 1")
+    click.echo(f"merged {len(done)} partitions" if done else "nothing to merge: one part per partition")
 
 
 @db.command("sink")

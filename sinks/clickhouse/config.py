@@ -17,6 +17,9 @@ class ClickHouseConfig:
     insert_threads: int = 3
     # Kafka static membership of the sink: "auto" = one stable id per (host, embedded store), "" = off
     sink_instance_id: str = "auto"
+    # the sink merges the partitions the views read with FINAL into one part every this many seconds
+    # (sinks/clickhouse/maintenance.py; one partition per flush); 0 = never
+    optimize_interval_s: float = 86400.0
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -27,6 +30,8 @@ class ClickHouseConfig:
         for name in ("batch_rows", "flush_ms", "insert_threads"):
             if getattr(self, name) < 1:
                 out.append(f"{name}: must be at least 1, not {getattr(self, name)}")
+        if self.optimize_interval_s < 0:
+            out.append(f"optimize_interval_s: must be 0 (off) or more, not {self.optimize_interval_s}")
         return out
 
     @property

@@ -43,6 +43,7 @@ from clickhouse_connect.driver.insert import InsertContext
 from sinks.clickhouse import metrics
 from sinks.clickhouse.client import client_like, open_client
 from sinks.clickhouse.config import ClickHouseConfig
+from sinks.clickhouse.maintenance import Maintenance
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.rows import (
     COLUMNS,
@@ -240,6 +241,7 @@ class ClickHouseSink(Handler):
         self._acks: Acks | None = None
         self._helpers: list[Client] = []
         self._pool: ThreadPoolExecutor | None = None
+        self.maintenance = Maintenance(ch.database, ch.optimize_interval_s)
 
     def _insert_helpers(self) -> tuple[list[Client], ThreadPoolExecutor | None]:
         """More clients on the store for concurrent inserts (opened at the first flush)."""
@@ -334,6 +336,10 @@ class ClickHouseSink(Handler):
         self.rows_written += batch.n_rows
         metrics.flushed(STAGE, batch.rows, [item.record for item in batch.items], self.mappings)
         self._batch = _Batch()
+        try:
+            self.maintenance.step(self.client)
+        except Exception:  # noqa: BLE001 - the merge only makes reads cheaper; ingestion goes on
+            log.warning("warehouse maintenance: a merge failed; the next round tries again", exc_info=True)
 
     def abandon(self) -> None:
         self._batch = _Batch()
