@@ -99,8 +99,10 @@ class MemoryExpectations:
         pass
 
 
-def worker(mode: str, n: int, kb: int, passes: int) -> dict[str, Any]:
-    """One round in this process: CPU ms per instance of the store path, digests of the stored files."""
+def worker(mode: str, n: int, kb: int, passes: int, io: bool = True) -> dict[str, Any]:
+    """One round in this process: CPU ms per instance of the store path, digests of the stored files.
+    ``io=False``: the instance's final bytes are made (de-identified or not) but not journaled nor
+    written (``_keep`` replaced): the CPU of the store path itself, without the disk's noise."""
     import queue
 
     from sinks.dicom.journal import Journal
@@ -132,12 +134,22 @@ def worker(mode: str, n: int, kb: int, passes: int) -> dict[str, Any]:
                     raise RuntimeError(f"status 0x{status:04X}")
                 store.after_response()
 
+        kept: dict[str, str] = {}
+        if not io:
+            def keep(job: Any, stored: Any, original: Any, data: bytes) -> None:
+                if record:
+                    kept[f"{stored.study}/{stored.series}/{stored.sop_instance}.dcm"] = \
+                        hashlib.sha256(data).hexdigest()
+
+            store._keep = keep  # type: ignore[method-assign]
+        record = True
         one_pass()  # warm-up: caches, directories, the journal's pages
+        record = False
         t0 = time.process_time()
         for _ in range(passes):
             one_pass()
         cpu_ms = 1000 * (time.process_time() - t0) / (passes * n)
-        digests = {}
+        digests = kept
         tree = cfg.store_dir / project.project_id
         for p in sorted(tree.rglob("*.dcm")):
             digests[str(p.relative_to(tree))] = hashlib.sha256(p.read_bytes()).hexdigest()
@@ -211,16 +223,18 @@ def main() -> int:
     ap.add_argument("--passes", type=int, default=2, help="timed passes over the corpus per round")
     ap.add_argument("--kb", type=int, default=128)
     ap.add_argument("--check-leak", action="store_true", help="also compare apply_file on the leak corpus")
+    ap.add_argument("--no-io", action="store_true", help="without the journal and the file writes")
     ap.add_argument("--worker", choices=["deid", "ident", "leak"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker == "leak":
         print(json.dumps(leak_outputs()))
         return 0
     if a.worker:
-        print(json.dumps(worker(a.worker, a.instances, a.kb, a.passes)))
+        print(json.dumps(worker(a.worker, a.instances, a.kb, a.passes, not a.no_io)))
         return 0
     trees = {"this": ROOT} | ({"base": a.base.resolve()} if a.base else {})
-    wargs = ["--instances", str(a.instances), "--passes", str(a.passes), "--kb", str(a.kb)]
+    wargs = ["--instances", str(a.instances), "--passes", str(a.passes), "--kb", str(a.kb),
+             *(["--no-io"] if a.no_io else [])]
     cpu: dict[tuple[str, str], list[float]] = {}
     files: dict[str, dict[str, str]] = {}
     print(f"uptime: {os.getloadavg()}")
@@ -235,7 +249,8 @@ def main() -> int:
         print(f"round {r + 1}: " + ", ".join(f"{n}/{m} {v[-1]:.3f}" for (n, m), v in sorted(cpu.items())),
               flush=True)
     print(f"uptime: {os.getloadavg()}")
-    print(f"CPU ms per instance, median of {a.rounds} rounds ({a.instances} instances x {a.passes} passes):")
+    print(f"CPU ms per instance{' without I/O' if a.no_io else ''}, median of {a.rounds} rounds "
+          f"({a.instances} instances x {a.passes} passes):")
     for name in trees:
         d, i = statistics.median(cpu[(name, "deid")]), statistics.median(cpu[(name, "ident")])
         print(f"  {name:5s} de-identified {d:.3f}  identified {i:.3f}  de-identified extra {d - i:.3f}")
