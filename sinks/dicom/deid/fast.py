@@ -72,8 +72,8 @@ class NotHandled(Exception):
 
 # One element as received, a plain tuple (cheaper to make than an object, per element of every instance):
 # (tag, VR as written or None in implicit VR, start, value start, value end, the length field,
-#  for a sequence its items as (undefined length?, elements), else None)
-Element = tuple[int, str | None, int, int, int, int, list[tuple[bool, list[Any]]] | None]
+#  for a sequence its items as (undefined length?, elements), else None, the dictionary VR or "")
+Element = tuple[int, str | None, int, int, int, int, list[tuple[bool, list[Any]]] | None, str]
 TAG: Final = 0
 VR: Final = 1
 START: Final = 2
@@ -81,6 +81,7 @@ VALUE: Final = 3
 END: Final = 4
 LENGTH: Final = 5
 ITEMS: Final = 6
+KNOWN: Final = 7
 
 
 class Parsed:
@@ -203,20 +204,20 @@ def _parse_until(buf: bytes, pos: int, end: int, implicit: bool, depth: int,
                 is_sq = unpack_tag(buf, pos) == (0xFFFE, 0xE000) if pos + 4 <= end else False
             if is_sq:
                 items, pos = _items(buf, pos, end, implicit, depth, -1)
-                append((tag, vr, start, start, pos, length, items))
+                append((tag, vr, start, start, pos, length, items, known))
                 continue
             # encapsulated pixel data: up to the sequence delimiter, as pydicom finds it
             at = buf.find(b"\xfe\xff\xdd\xe0", pos, end)
             if at < 0 or buf[at + 4:at + 8] != b"\0\0\0\0":
                 raise NotHandled("no sequence delimiter")
-            append((tag, vr, start, pos, at, length, None))
+            append((tag, vr, start, pos, at, length, None, known))
             pos = at + 8
             continue
         value_end = pos + length
         if value_end > end:
             raise NotHandled("truncated value")
         append((tag, vr, start, pos, value_end, length,
-                _items(buf, pos, value_end, implicit, depth, value_end)[0] if is_sq else None))
+                _items(buf, pos, value_end, implicit, depth, value_end)[0] if is_sq else None, known))
         pos = value_end
         if tag == stop_after:
             return out, pos
@@ -301,7 +302,7 @@ class _Walk:
                  shift: timedelta | None, patient: str, state: _State) -> None:
         self.d, self.buf, self.view, self.implicit, self.table = d, buf, memoryview(buf), implicit, table
         self.actions = table.actions
-        self.mask_hi = frozenset(m.value >> 24 for m in table.masks)
+        self.mask_hi = state.mask_hi
         self.shift, self.patient = shift, patient
         self.charset = b""  # the encoded Specific Character Set in force ("": none)
         self.state = state  # the pydicom path's, for ``via_pydicom``
@@ -363,7 +364,7 @@ class _Walk:
                 act = next((m.action for m in self.table.masks if tag & m.mask == m.value), None)
         if act == "X":
             return 0
-        vr = _vr(tag)
+        vr = e[KNOWN]
         if not vr:  # pydicom's path decodes it to learn its VR (and then encodes the decoded value)
             raise NotHandled("an attribute pydicom's dictionary does not know")
         items = e[ITEMS]
@@ -435,7 +436,7 @@ class _Walk:
 
     @staticmethod
     def ui(e: Element) -> bool:
-        return (e[VR] or _vr(e[TAG])) == "UI"
+        return (e[VR] or e[KNOWN]) == "UI"
 
     def keep(self, e: Element, out: list[bytes | memoryview]) -> int:
         start, end = e[START], e[END]
@@ -519,6 +520,17 @@ def _accession(d: Deidentifier, value: str) -> str:
 
 
 @lru_cache(maxsize=256)
+def _table(options: DeidOptions) -> tuple[Compiled, frozenset[int]]:
+    """The compiled table of ``options`` (as ``Deidentifier._apply`` finds it) and the top bytes of its
+    repeating-group rows, once per options."""
+    from sinks.dicom.deid import _COLUMNS
+    from sinks.dicom.deid.table import compile_table
+
+    table = compile_table(frozenset(c for f, c in _COLUMNS.items() if getattr(options, f)))
+    return table, frozenset(m.value >> 24 for m in table.masks)
+
+
+@lru_cache(maxsize=256)
 def _closing(options: DeidOptions, implicit: bool, project_id: str) -> dict[int, bytes]:
     """The closing attributes, each encoded as ``encode_file`` writes them (once per options)."""
     from sinks.dicom.deid import _closing_elements, _encode
@@ -539,23 +551,20 @@ def deidentify(d: Deidentifier, parsed: Parsed, project_id: str, options: DeidOp
     (``why`` given: the reason is appended to it)."""
     from processors.ingest.pseudonym import date_shift_days
     from processors.ingest.pseudonym import pseudonym as patient_pseudonym
-    from sinks.dicom.deid import _COLUMNS, _State
-    from sinks.dicom.deid.table import compile_table
+    from sinks.dicom.deid import _State
 
     try:
         if options.private_safe_list:
             raise NotHandled("a private safe list")  # the creators' text decides
         if not pixels_reviewed and parsed.text(0x00280301) == "YES":
             raise NotHandled("burned in annotation")  # the pydicom path raises DeidError
-        columns = frozenset(c for f, c in _COLUMNS.items() if getattr(options, f))
-        table = compile_table(columns)
+        table, mask_hi = _table(options)
         pid = parsed.top.get(0x00100020)
         patient_id = "\\".join(_strings(parsed.body[pid[VALUE]:pid[END]])) if pid else ""
         patient = patient_pseudonym(d.key, d.site, patient_id)
         shift = timedelta(days=date_shift_days(d.key, patient)) if options.retain_modified_dates else None
         closing = _closing(options, parsed.implicit, project_id)
-        state = _State(table, frozenset(m.value >> 24 for m in table.masks), shift, patient, frozenset(),
-                       frozenset())
+        state = _State(table, mask_hi, shift, patient, frozenset(), frozenset())
         body: list[bytes | memoryview] = []
         walk = _Walk(d, parsed.body, parsed.implicit, table, shift, patient, state)
         walk.dataset(parsed.elements, 0, body, closing, _OUR_ATTRIBUTE_SET)
