@@ -21,6 +21,9 @@
 - PatientIdentityRemoved=YES, DeidentificationMethod and DeidentificationMethodCodeSequence (113100 and
   the code of each option applied) are set only after the whole profile was applied; any failure raises
   ``DeidError`` (the instance is then quarantined, never stored as clean).
+- Received Little Endian instances are de-identified straight from their bytes (``fast``: the same
+  decisions on element positions, the same output byte for byte; whatever it does not handle takes the
+  pydicom path below, ``apply`` then ``encode_file``).
 - Not done here: pixel data (PS3.15 Clean Pixel Data Option is not implemented: an instance that says
   Burned In Annotation YES raises ``DeidError``; other burned-in risks are the SCP's quarantine
   decision), Clean Graphics, Clean Structured Content, Retain Institution Identity, Retain Full Dates.

@@ -117,7 +117,7 @@ def parse(meta: bytes, body: bytes, transfer_syntax: str) -> Parsed | None:
                 144 + _U32.unpack_from(meta, 140)[0] != len(meta):
             return None
         return Parsed(meta, body, implicit)
-    except (NotHandled, struct.error, ValueError, IndexError):
+    except Exception:  # not parsed here, whatever the reason: the pydicom path reads it (or refuses it)
         return None
 
 
