@@ -14,9 +14,9 @@ with the default options (Basic Profile + Modified Dates). The table shows CPU m
 beside dcmtk's; before the rounds the bench also measures the de-identification of one of its instances
 in-process (dcmread + apply + dcmwrite, and apply_file), CPU ms per instance.
 
-``--variant BENCH_TREE=<checkout>``: extra rounds (de-identification off) with the worker and the SCP of
-another checkout, on the same Orthanc and Kafka, interleaved with ours: an A/B less exposed to the
-host's load than two runs.
+``--variant BENCH_TREE=<checkout>``: extra rounds (de-identification off; ``,BENCH_DEID=on`` on, and
+``,BENCH_SCPS=2`` with two SCP processes) with the worker and the SCP of another checkout, on the same
+Orthanc and Kafka, interleaved with ours: an A/B less exposed to the host's load than two runs.
 
 ``BENCH_VERBOSE=1``: the worker logs at debug level, and each of our runs also prints its timeline and the
 broker's CPU while our worker and SCP are connected and idle (2 s before the clock starts).
@@ -401,8 +401,12 @@ def main() -> None:
                         results.append((f"radstream worker -> {par} scps x{par}{tag}", r + 1, o, cpu))
                 for v in args.variant:
                     extra = dict(kv.split("=", 1) for kv in v.split(","))
+                    # BENCH_DEID=on: the variant de-identifies; BENCH_SCPS=N: N SCP processes
+                    on, scps = extra.pop("BENCH_DEID", "off") == "on", int(extra.pop("BENCH_SCPS", "1"))
                     o, cpu = run_ours(settings, studies, tmp / f"ours-{r}-{par}-{len(results)}",
-                                      associations=par, pids=pids, extra_env=extra)
+                                      associations=par, scp_processes=scps, pids=pids,
+                                      extra_env={**extra, **deid_env(on)}, deid=on)
+                    check_deid(tmp / f"ours-{r}-{par}-{len(results)}", on)
                     results.append((f"ours x{par} [{v}]", r + 1, o, cpu))
         print("de-identification of one instance in-process, CPU ms: "
               + ", ".join(f"{k} {v:.3f}" for k, v in per_instance.items()))

@@ -24,7 +24,7 @@ import csv
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -66,14 +66,21 @@ def _has_text_item(items: object) -> bool:
 
 def reason_for(ds: Dataset, allow_burned_in_risk: bool = False, sop_class: str = "") -> str | None:
     """Why ``ds`` must be quarantined in a de-identified project, or None."""
+    return reason_of(str(ds.get("SOPClassUID", "") or sop_class), str(ds.get("Modality", "") or ""),
+                     str(ds.get("BurnedInAnnotation", "") or ""), "EncapsulatedDocument" in ds,
+                     lambda: _has_text_item(ds.get("ContentSequence")), allow_burned_in_risk)
+
+
+def reason_of(sop_class: str, modality: str, burned_in: str, encapsulated_document: bool,
+              sr_free_text: Callable[[], bool], allow_burned_in_risk: bool = False) -> str | None:
+    """``reason_for`` from the values it reads (``sr_free_text`` is asked for a Structured Report only)."""
     r = rules()
-    sop_class = str(ds.get("SOPClassUID", "") or sop_class)
-    modality = str(ds.get("Modality", "") or "").upper()
-    if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
+    modality = modality.upper()
+    if burned_in.strip().upper() == "YES":
         return "BurnedInAnnotation=YES"
-    if sop_class in r.document_sop_classes or "EncapsulatedDocument" in ds:
+    if sop_class in r.document_sop_classes or encapsulated_document:
         return f"encapsulated document ({r.document_sop_classes.get(sop_class, 'EncapsulatedDocument')})"
-    if sop_class.startswith(SR_PREFIX) and _has_text_item(ds.get("ContentSequence")):
+    if sop_class.startswith(SR_PREFIX) and sr_free_text():
         return "structured report with free text (TEXT content item)"
     if not allow_burned_in_risk:
         if sop_class in r.burned_in_sop_classes:

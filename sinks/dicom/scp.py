@@ -86,14 +86,14 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from sinks.dicom.config import ResearchConfig
-from sinks.dicom.deid import Deidentifier, encode_file, read_file, text
+from sinks.dicom.deid import Deidentifier, encode_file, fast, read_file, text
 from sinks.dicom.expect import REQUEST_HEADER, STUDY_HEADER, Expectation, Expectations, Registry
 from sinks.dicom.header import Header, read_header
 from sinks.dicom.journal import Journal, Record
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
 from sinks.dicom.paths import UnsafeName, check_uid, fsync_dir, inside, is_project_id, is_uid
 from sinks.dicom.projects import Project, Projects, StaticProjects, StoreOptions
-from sinks.dicom.quarantine import Entry, Quarantine, reason_for
+from sinks.dicom.quarantine import SR_PREFIX, Entry, Quarantine, reason_for, reason_of
 from sinks.dicom.wire import compat
 from sinks.dicom.wire import scp as wire_scp
 from streams import serde
@@ -258,6 +258,7 @@ class _Instance:
     sop_class: str  # of the C-STORE request
     calling_ae: str
     called_ae: str
+    transfer_syntax: str = ""  # of the received data set ("": take the pydicom path)
 
 
 class ResearchStore:
@@ -395,7 +396,7 @@ class ResearchStore:
             else:
                 meta = file_meta_bytes(sop_class, sop_instance, ts, assoc.requestor.ae_title)
             self._file(_Instance(policy, meta, raw, hdr, sop_class, assoc.requestor.ae_title,
-                                 assoc.acceptor.ae_title))
+                                 assoc.acceptor.ae_title, ts if deflated is None else ""))
             return 0x0000
         except Refused as exc:
             status, why = exc.status, str(exc)
@@ -421,6 +422,8 @@ class ResearchStore:
         if self.deid is None:
             raise Refused(STATUS_CANNOT_UNDERSTAND, "no de-identification key configured "
                                                     "(ingest.pseudonym_key or pseudonym_key_file)")
+        if self._file_fast(job):
+            return
         ds = read_file(job.meta + job.raw)  # undecoded values stay bytes; encode_file copies them as read
         reason = reason_for(ds, opts.allow_burned_in_risk, job.sop_class)
         if reason is None:
@@ -432,6 +435,36 @@ class ResearchStore:
             self._quarantine(job, reason)
             return
         self._keep(job, _stored_header(ds), hdr, encode_file(ds))
+
+    def _file_fast(self, job: _Instance) -> bool:
+        """``_file``'s de-identified branch straight from the received bytes (``sinks.dicom.deid.fast``:
+        one parse, no ``Dataset``; the same stored bytes as the pydicom path). False, having done
+        nothing, for an instance that path does not handle: ``_file`` then takes the pydicom path."""
+        assert self.deid is not None
+        opts, exp = job.policy.options, job.policy.expectation
+        parsed = fast.parse(job.meta, job.raw, job.transfer_syntax)
+        if parsed is None:
+            return False
+        try:
+            sop_class = parsed.text(0x00080016) or job.sop_class
+            if sop_class.startswith(SR_PREFIX):
+                return False  # its content tree is read by pydicom
+            reason = reason_of(sop_class, parsed.text(0x00080060), parsed.text(0x00280301),
+                               0x00420011 in parsed.top, lambda: False, opts.allow_burned_in_risk)
+        except fast.NotHandled:
+            return False
+        if reason is not None:
+            self._quarantine(job, reason)
+            return True
+        done = fast.deidentify(self.deid, parsed, exp.project_id, opts.deid)
+        if done is None:
+            return False
+        data, v = done
+        stored = Header(study=v[0x0020000D], series=v[0x0020000E], sop_instance=v[0x00080018],
+                        sop_class=v[0x00080016], accession=v[0x00080050], patient_id=v[0x00100020],
+                        modality=v[0x00080060])
+        self._keep(job, stored, job.header, data)
+        return True
 
     def _keep(self, job: _Instance, stored: Header, original: Header | None, data: bytes) -> None:
         """Make ``data`` (the instance as stored) durable; its file, manifest record and event follow.
