@@ -65,6 +65,19 @@ def test_the_relative_clause_still_ends_an_earlier_scope() -> None:
     assert _label(text, "Cardiomegaly") == "positive"
 
 
+@pytest.mark.parametrize(
+    ("text", "concept"),
+    [
+        ("Interval improvement and near resolution of the pulmonary edema.", "pulmonary_edema"),
+        ("Near total resolution of the right pleural effusion.", "pleural_effusion"),
+        ("Near-complete clearing of the left lower lobe consolidation.", "consolidation"),
+    ],
+)
+def test_near_resolution_leaves_the_finding(text: str, concept: str) -> None:
+    # like "partial / incomplete resolution": what is left is there
+    assert _state(text, concept) == "definite", text
+
+
 def test_relative_clause_rules_are_backward_negations_that_also_terminate() -> None:
     rules = [r for r in load_rules() if r.phrase == "which has since resolved"]
     assert {(r.category, r.direction) for r in rules} == {
@@ -171,6 +184,8 @@ def test_every_answer_phrase_is_also_a_trigger_elsewhere() -> None:
         ("Cardiomegaly with possible small right pleural effusion.", "cardiomegaly", "pleural_effusion"),
         ("Mild cardiomegaly, possible small left effusion.", "cardiomegaly", "pleural_effusion"),
         ("Hyperinflation and possible early right basilar infiltrate.", "hyperinflation", "infiltrate"),
+        ("Mild cardiomegaly and suspected right lower lobe pneumonia.", "cardiomegaly", "pneumonia"),
+        ("Hyperexpanded lungs from emphysema and possible right hilar mass.", "emphysema", "mass"),
     ],
 )
 def test_a_prenominal_hedge_belongs_to_its_own_conjunct(text: str, definite: str, hedged: str) -> None:
