@@ -65,8 +65,10 @@ class Engine:
         # so that an id() reused by a short-lived list is detected
         self._split: dict[int, tuple[list[Any], tuple[Concept, ...], tuple[ctx.Rule, ...]]] = {}
         # (rules of a phrase, section) -> (those rules, the kind of trigger of those that apply there,
-        # whether some of them hold only after certain words)
-        self._section_rules: dict[tuple[int, str], tuple[tuple[ctx.Rule, ...], ctx.TriggerKind | None, bool]]
+        # whether some of them hold only after certain words, the kind when the phrase is a bare answer)
+        self._section_rules: dict[
+            tuple[int, str], tuple[tuple[ctx.Rule, ...], ctx.TriggerKind | None, bool, ctx.TriggerKind | None]
+        ]
         self._section_rules = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -122,7 +124,9 @@ class Engine:
             if not targets:
                 continue
             sent = sentences[i]
-            triggers = self._triggers(hits, sent.section, low, sent.start) if i in with_rules else []
+            triggers = (
+                self._triggers(hits, sent.section, low, sent.start, sent.end) if i in with_rules else []
+            )
             # no trigger that can modify a target: every target is plainly asserted (no scope to build)
             scope = (
                 ctx.SentenceScope(
@@ -183,7 +187,9 @@ class Engine:
         findings.sort(key=_START)
         return findings
 
-    def _triggers(self, hits: list[_Hit], section: str, low: str, sentence_start: int) -> list[ctx.Trigger]:
+    def _triggers(
+        self, hits: list[_Hit], section: str, low: str, sentence_start: int, sentence_end: int
+    ) -> list[ctx.Trigger]:
         out = []
         cache = self._section_rules
         for a, b, _, all_rules in hits:
@@ -192,14 +198,27 @@ class Engine:
                 found = cache.get(key)
                 if found is None or found[0] is not all_rules:
                     rules = tuple(r for r in all_rules if r.applies_in(section))
-                    conditional = any(r.after is not None for r in rules)
-                    found = (all_rules, ctx.TriggerKind.of(rules) if rules else None, conditional)
+                    answers = tuple(r for r in rules if r.answer)
+                    if answers:
+                        rules = tuple(r for r in rules if not r.answer)
+                    conditional = any(r.after is not None or r.not_before is not None for r in rules)
+                    found = (
+                        all_rules,
+                        ctx.TriggerKind.of(rules) if rules else None,
+                        conditional,
+                        ctx.TriggerKind.of(rules + answers) if answers else None,
+                    )
                     if len(cache) < 100_000:
                         cache[key] = found
                 kind = found[1]
-                if found[2] and kind is not None:  # rules that hold only after certain words ("favor A over")
-                    kept = ctx.conditions_hold(kind.rules, low, sentence_start, a)
-                    kind = ctx.TriggerKind.of(kept) if kept else None
+                # "Pneumothorax: no.": the phrase answers the label before it (only there does it read back)
+                if found[3] is not None and ctx.is_answer(low, sentence_start, a, b, sentence_end):
+                    kind = found[3]
+                # rules that hold only after some words ("favor A over") or not before some ("on the lateral")
+                if found[2] and kind is not None:
+                    kept = ctx.conditions_hold(kind.rules, low, sentence_start, a, b)
+                    if len(kept) < len(kind.rules):  # most hold: no new kind to build
+                        kind = ctx.TriggerKind.of(kept) if kept else None
                 if kind is not None:
                     out.append(ctx.Trigger(a, b, kind))
         return out
@@ -234,7 +253,7 @@ class Engine:
             for lo, hi in ((sent.start, start), (end, sent.end))
             for a, b, ps in self.trigger_matcher.finditer(low, lo, hi)
         ]
-        triggers = self._triggers(hits, sent.section, low, sent.start)
+        triggers = self._triggers(hits, sent.section, low, sent.start, sent.end)
         res = ctx.assert_target(low, start, end, triggers, (sent.start, sent.end))
         return ctx.apply_section(res, sent.section, self.section_categories)
 

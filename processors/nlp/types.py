@@ -13,8 +13,10 @@ from typing import Any
 # hedge + link, ...); 0.6.3: held-out wording classes (episodes put in the past, postposed negations before a
 # clause mark, "favor A over B", raising verbs, negated predicates of seeing, incomplete resolution, ...);
 # 0.6.4: negated evidence ("no X is seen to suggest Y"), "cannot be ruled out" as possible, a hedge about
-# the cause, dated past episodes, a hedge inside a coordinated list
-NLP_VERSION = "0.6.4"
+# the cause, dated past episodes, a hedge inside a coordinated list; 0.6.5: relative clauses of resolution
+# ("X, which has since resolved"), a negation of seeing limited to one view, labelled answers ("Pneumothorax:
+# no."), a prenominal hedge kept to its own conjunct ("A and possible left lower lobe B")
+NLP_VERSION = "0.6.5"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,9 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from processors.nlp.lexicon import british_spelling, spelling_pairs
+from processors.nlp.lexicon import attribute_words, british_spelling, spelling_pairs
 from processors.nlp.matching import TOKEN_RE as _TOKEN
 from processors.nlp.matching import WORD_RE
 from processors.nlp.types import ContextResult
@@ -66,6 +66,10 @@ class Rule:
     # a trigger only when one of these words comes earlier in its sentence, at most ``_AFTER_REACH``
     # words before it ("over" hedges only in "favor A over B")
     after: frozenset[str] | None = None
+    # not a trigger where this pattern matches right after the phrase ("not seen" + " on the lateral view")
+    not_before: re.Pattern[str] | None = None
+    # a bare answer: holds only right after "X:" / "X -" and at the end of its clause ("Pneumothorax: no.")
+    answer: bool = False
 
     def applies_in(self, section: str) -> bool:
         if self.sections is not None and section not in self.sections:
@@ -138,12 +142,17 @@ def load_section_categories(data_file: Path = DATA) -> dict[str, tuple[str, ...]
     return {sec: tuple(cats) for sec, cats in data.get("section_categories", {}).items()}
 
 
-def conditions_hold(rules: Sequence[Rule], low: str, sentence_start: int, start: int) -> tuple[Rule, ...]:
-    """The rules of a trigger at ``start`` whose ``after`` condition holds (rules without one always do):
-    one of its words is among the ``_AFTER_REACH`` words before the trigger in its sentence."""
+def conditions_hold(
+    rules: Sequence[Rule], low: str, sentence_start: int, start: int, end: int
+) -> tuple[Rule, ...]:
+    """The rules of the trigger ``low[start:end]`` whose conditions hold (rules without one always do):
+    ``after``: one of its words is among the ``_AFTER_REACH`` words before the trigger in its sentence;
+    ``not_before``: the pattern does not match right after the trigger."""
     before: set[str] | None = None
     kept = []
     for r in rules:
+        if r.not_before is not None and r.not_before.match(low, end):
+            continue
         if r.after is not None:
             if before is None:
                 before = set(WORD_RE.findall(low[sentence_start:start])[-_AFTER_REACH:])
@@ -151,6 +160,24 @@ def conditions_hold(rules: Sequence[Rule], low: str, sentence_start: int, start:
                 continue
         kept.append(r)
     return tuple(kept)
+
+
+# an answer follows a label's colon or dash ("Pneumothorax: no", "Effusion - none") ...
+_ANSWER_LEAD = frozenset(":-\u2013\u2014")
+# ... and ends its clause: a full stop, ';' ',', a line break or the end of the sentence
+_ANSWER_END = re.compile(r"[ \t]*(?:[.;,!]|\r?\n|$)")
+
+
+def is_answer(low: str, sentence_start: int, start: int, end: int, sentence_end: int) -> bool:
+    """Whether the phrase ``low[start:end]`` is a bare answer to a label ("Pneumothorax: no.")."""
+    k = start - 1
+    while k >= sentence_start and low[k] in " \t":
+        k -= 1
+    return (
+        k >= sentence_start
+        and low[k] in _ANSWER_LEAD
+        and _ANSWER_END.match(low, end, sentence_end) is not None
+    )
 
 
 def load_past_for_episodes(data_file: Path = DATA) -> frozenset[str]:
@@ -177,11 +204,64 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 not_sections=frozenset(nots) if nots else None,
                 applies_to=frozenset(only) if only else None,
                 after=frozenset(r["after"]) if r.get("after") else None,
+                answer=bool(r.get("answer", False)),
             )
         )
+    rules += relative_clauses(data.get("relative_clauses", {}), rules)
+    view_qualified(data.get("view_qualified", {}), rules)
     rules += british_variants(rules)
     rules += inherited_backward(rules)
     return rules + punctuation_led(rules)
+
+
+def relative_clauses(spec: dict[str, Any], rules: Sequence[Rule]) -> list[Rule]:
+    """Backward negations for relative clauses of resolution (``relative_clauses`` in ``rules.json``):
+    "which" ends every scope, so "the effusion, which has since resolved" kept the effusion present.
+    Each pronoun + auxiliary + adverb + predicate negates back to its antecedent and ends other scopes as
+    the pronoun alone does; a phrase already listed keeps its own rules."""
+    if not spec:
+        return []
+    listed = {r.phrase for r in rules}
+    scope = int(spec.get("max_scope", 8))
+    out: list[Rule] = []
+    for pronoun in spec["pronouns"]:
+        ends = [r for r in rules if r.phrase == pronoun and r.category == TERMINATE]
+        for group in ("participles", "states"):
+            g = spec[group]
+            for aux in g["auxiliaries"]:
+                for adverb in g["adverbs"]:
+                    for pred in g["predicates"]:
+                        phrase = " ".join(w for w in (pronoun, aux, adverb, pred) if w)
+                        if phrase in listed:
+                            continue
+                        listed.add(phrase)
+                        out.append(Rule(phrase, NEGATED, "backward", scope))
+                        out += [dataclasses.replace(r, phrase=phrase) for r in ends]
+    return out
+
+
+def view_qualified(spec: dict[str, Any], rules: list[Rule]) -> None:
+    """A negation of seeing limited to one radiographic view ("not identified on the lateral view"): the
+    finding was seen on the other view, so it is there (``view_qualified``). Its backward rules get a
+    ``not_before`` pattern: they do not hold where "on (the) <view>" follows the phrase."""
+    if not spec:
+        return
+    verbs = set(spec["verbs"])
+    skip = tuple(spec.get("skip", ()))
+    views = "|".join(map(re.escape, spec["views"]))
+    # one view: not "on the frontal or lateral views", "on the PA and lateral radiographs"
+    view = re.compile(
+        rf"\s+on\s+(?:the\s+|a\s+|this\s+)?(?:left\s+|right\s+)?(?:{views})\b"
+        r"(?!\s*(?:or|and|nor)\b)(?!\s*[/&])(?!\s+(?:views|projections|images|radiographs|films)\b)"
+    )
+    for i, r in enumerate(rules):
+        if (
+            r.category == NEGATED
+            and r.direction in ("backward", "bidirectional")
+            and r.phrase.split()[-1] in verbs
+            and not r.phrase.startswith(skip)
+        ):
+            rules[i] = dataclasses.replace(r, not_before=view)
 
 
 def _by_words(rules: Sequence[Rule]) -> dict[tuple[str, ...], list[Rule]]:
@@ -243,7 +323,8 @@ def inherited_backward(rules: Sequence[Rule]) -> list[Rule]:
             if tail is None:
                 continue
             for r in tail:
-                if r.category in wanted and r.direction in ("backward", "bidirectional"):
+                # an answer is the phrase alone ("Pneumothorax: no"), never a longer one ending in it
+                if r.category in wanted and r.direction in ("backward", "bidirectional") and not r.answer:
                     out.append(dataclasses.replace(r, phrase=" ".join(words), direction="backward"))
             break  # the longest tail that is a phrase decides
     return out
@@ -254,6 +335,8 @@ class ClauseWords(NamedTuple):
     closers: frozenset[str]
     coordinators: re.Pattern[str]
     predicates: frozenset[str]
+    # words that may stand between a prenominal cue and its finding ("possible left lower lobe pneumonia")
+    premodifiers: frozenset[str]
 
 
 def load_clause_words(data_file: Path = DATA) -> ClauseWords:
@@ -265,11 +348,13 @@ def load_clause_words(data_file: Path = DATA) -> ClauseWords:
         frozenset(data.get("closers", [])),
         re.compile(r"\b(?:" + "|".join(map(re.escape, coords)) + r")\b" if coords else r"(?!x)x"),
         frozenset(data.get("predicates", [])),
+        frozenset(data.get("premodifiers", [])) | attribute_words(("anatomy", "laterality", "severity")),
     )
 
 
 CLAUSES = load_clause_words()
 _LIST_PUNCT = re.compile(r"[;:()]")  # punctuation that ends a list (a comma does not)
+_PREMODIFIER_GAP = 5  # words of premodifiers allowed between a cue that reads both ways and the next finding
 _CHANGE_OBJECT = 6  # words from a change noun to its finding ("change in size of the small effusion")
 
 
@@ -379,13 +464,17 @@ class SentenceScope:
         return k < len(self.targets) and self.targets[k] < b
 
     def _target_follows(self, pos: int) -> bool:
-        """Whether a target follows ``pos`` at most one word later, in the same clause: "effusion, resolved
-        pneumonia" but not "effusion has resolved; mild cardiomegaly" (a clause ends at the mark)."""
+        """Whether a target follows ``pos`` in the same clause, at most one word later or after premodifiers
+        only: "effusion, resolved pneumonia", "cardiomegaly and possible left lower lobe pneumonia", but not
+        "effusion has resolved; mild cardiomegaly" (a clause ends at the mark)."""
         k = bisect.bisect_left(self.targets, pos)
-        return (
-            k < len(self.targets)
-            and self._words_between(pos, self.targets[k]) <= 1
-            and not _CLAUSE_PUNCT.search(self.low, pos, self.targets[k])
+        if k == len(self.targets) or _CLAUSE_PUNCT.search(self.low, pos, self.targets[k]):
+            return False
+        gap = self._words_between(pos, self.targets[k])
+        if gap <= 1:
+            return True
+        return gap <= _PREMODIFIER_GAP and all(
+            w in CLAUSES.premodifiers for w in WORD_RE.findall(self.low, pos, self.targets[k])
         )
 
     def _is_clause(self, start: int, end: int) -> bool:

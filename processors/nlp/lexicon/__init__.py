@@ -5,6 +5,7 @@ lobes, laterality, severity, change)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +86,11 @@ def load_attributes(data_file: Path = HERE / "modifiers.json") -> dict[str, list
             for syn in syns:
                 phrases.setdefault(syn, []).append(Attribute(group, value))
     return phrases
+
+
+def attribute_words(groups: tuple[str, ...], data_file: Path = HERE / "modifiers.json") -> frozenset[str]:
+    """The words of the attribute phrases of ``groups`` ("left lower lobe" -> left, lower, lobe)."""
+    data = json.loads(data_file.read_text())
+    return frozenset(
+        w for g in groups for syns in data[g].values() for syn in syns for w in re.findall(r"\w+", syn)
+    )

@@ -72,6 +72,8 @@ class SentenceSplitter:
     def __init__(self, data_file: Path = DATA):
         data = json.loads(data_file.read_text())
         self.abbreviations = frozenset(data["abbreviations"])
+        # "No. 2" (number) but "Pneumothorax: no. Effusion: small." (an answer that ends its sentence)
+        self.before_numbers = frozenset(data.get("before_numbers", []))
         self.units = frozenset(data["units"])
         # a dictated report that lost its full stops: a capitalised sentence opener right after a
         # lower-case word or number ("... silhouette No pneumothorax ...") starts a new sentence
@@ -101,7 +103,9 @@ class SentenceSplitter:
         for m in matches:
             if m.lastgroup == "ws":  # each branch has one group: the one that matched
                 cut = m.start("ws")
-                if not self._ends_sentence(text, sent_start, cut, text[m.end()].islower()):
+                if not self._ends_sentence(
+                    text, sent_start, cut, text[m.end()].islower(), text[m.end()].isdigit()
+                ):
                     continue
                 nxt = m.end()
                 stops = True
@@ -158,7 +162,9 @@ class SentenceSplitter:
                 cuts.append((m.start(1), m.end(1)))
         return cuts
 
-    def _ends_sentence(self, text: str, sent_start: int, cut: int, lower_next: bool = False) -> bool:
+    def _ends_sentence(
+        self, text: str, sent_start: int, cut: int, lower_next: bool = False, digit_next: bool = False
+    ) -> bool:
         if text[cut - 1] in "?!":
             return not lower_next  # "? pneumonia" in an indication is a question mark, not an end
         if text[cut - 1] != "." and text[cut - 1] not in "\"')]":
@@ -176,6 +182,8 @@ class SentenceSplitter:
         low = tok.lower().rstrip(".")
         if low in self.abbreviations:
             return False
+        if low in self.before_numbers:
+            return not digit_next
         if len(tok) == 1 and tok.isalpha():  # an initial: "J. Smith"
             return False
         if lower_next and (low in self.units or low.replace(".", "").isdigit()):
