@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from sinks.clickhouse.cluster import LOCAL_SUFFIX
+
 log = logging.getLogger("radstream.sink")
 
 # the tables the views and the retrieval queue read with FINAL (ddl/*.sql; a test keeps this complete)
@@ -42,12 +44,14 @@ class Partition:
 
 def partitions_to_merge(client: Client, database: str,
                         tables: Sequence[str] = FINAL_TABLES) -> list[Partition]:
-    """The partitions of ``tables`` that have more than one active part, largest part count first."""
+    """The partitions of ``tables`` (and of their ``_local`` tables of the cluster layout) that have more
+    than one active part, largest part count first."""
+    names = [*tables, *(f"{t}{LOCAL_SUFFIX}" for t in tables)]
     rows = client.query(
         "SELECT table, partition_id, count() AS n FROM system.parts "
         "WHERE database = {db:String} AND active AND has({tables:Array(String)}, table) "
         "GROUP BY table, partition_id HAVING n > 1 ORDER BY n DESC, table, partition_id",
-        parameters={"db": database, "tables": list(tables)},
+        parameters={"db": database, "tables": names},
     ).result_rows
     return [Partition(str(t), str(p), int(n)) for t, p, n in rows]
 
