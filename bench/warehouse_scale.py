@@ -3,6 +3,7 @@ every documented query, the cohort SQL paths and the web app's searches.
 
     PYTHONPATH=. python bench/warehouse_scale.py --reports 100000 [--runs 7] [--base-tree /tmp/rs-base]
     PYTHONPATH=. python bench/warehouse_scale.py --reports 1000000 --load-only   # in the background
+    PYTHONPATH=. python bench/warehouse_scale.py --reports 1000000 --tag ours --maintained-copy opt
 
 1. Load (once per N and tree; skipped when the store is there): N reports written as JSONL by
    ``generate`` (seeded: modalities, body regions, findings with negation / uncertainty, sizes,
@@ -343,6 +344,32 @@ def migrated_copy(n: int, base_tag: str, tree: Path, tag: str = "ours") -> Path:
         shutil.copytree(src, dst, symlinks=True)  # the engine links its tables relatively
         child(tree, "--migrate-here", str(dst))
     return dst
+
+
+def maintained_copy(n: int, tag: str, to: str) -> Path:
+    """A copy of store ``tag`` after one round of the sink's maintenance (every partition read with FINAL
+    merged into one part: sinks/clickhouse/maintenance.py), as ``to``; made once."""
+    src, dst = store_dir(n, tag), store_dir(n, to)
+    if not (dst / "maintained.json").exists():
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(src, dst, symlinks=True)
+        child(REPO, "--optimize-here", str(dst))
+    return dst
+
+
+def optimize_here(store: Path) -> None:
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.config import ClickHouseConfig
+    from sinks.clickhouse.maintenance import optimize
+
+    c = open_client(ClickHouseConfig(url=f"chdb://{store / 'chdb'}", database=DB))
+    t = time.monotonic()
+    merged = optimize(c, DB)
+    out = {"partitions": len(merged), "s": round(time.monotonic() - t, 1)}
+    (store / "maintained.json").write_text(json.dumps(out))
+    c.close()
+    print(json.dumps(out))
 
 
 def migrate_here(store: Path) -> None:
@@ -706,6 +733,9 @@ def main() -> None:
     ap.add_argument("--tree", type=Path, default=REPO)
     ap.add_argument("--load-here", type=int)
     ap.add_argument("--migrate-here", type=Path)
+    ap.add_argument("--optimize-here", type=Path)
+    ap.add_argument("--maintained-copy", metavar="TAG",
+                    help="copy the --tag store as TAG after one round of the sink's maintenance, then stop")
     ap.add_argument("--time-here", type=Path)
     ap.add_argument("--store", type=Path)
     ap.add_argument("--compare-here", type=Path)
@@ -716,6 +746,12 @@ def main() -> None:
         return
     if args.migrate_here:
         migrate_here(args.migrate_here)
+        return
+    if args.optimize_here:
+        optimize_here(args.optimize_here)
+        return
+    if args.maintained_copy:
+        print(maintained_copy(args.reports, args.tag, args.maintained_copy))
         return
     if args.time_here:
         out = time_here(args.time_here, args.tree, args.runs, args.only, args.extra, args.alternate)
