@@ -331,10 +331,11 @@ class Worker(Handler):
             if error:
                 self._finish(req, "failed", None, error)
                 continue
+            # emitted before a mover can see it: a mover's "resolving" must not take an earlier time
+            self.emit(req, "queued")
             with self._cv:
                 self._pending.append(req)
                 self._cv.notify()
-            self.emit(req, "queued")
 
     def busy(self) -> bool:
         """Back-pressure: pause fetching at ``max_queued`` queued requests, resume below half of that;

@@ -123,6 +123,23 @@ def test_add_holds_requests_dead_letters_garbage_and_skips_final_ones(worker: Wo
     assert isinstance(worker.producer, FakeProducer) and worker.producer.states() == ["queued"]
 
 
+def test_queued_is_emitted_before_a_mover_can_take_the_request(worker: Worker) -> None:
+    # a mover that took it first would emit "resolving" with an earlier time than "queued" (the
+    # timeline, ordered by time, then began with "resolving")
+    producer = worker.producer
+    assert isinstance(producer, FakeProducer)
+    seen: list[int] = []
+    produce = producer.produce
+
+    def spy(topic: str, value: bytes, key: Any = None, on_delivery: Any = None) -> None:
+        seen.append(len(worker._pending))
+        produce(topic, value, key, on_delivery)
+
+    producer.produce = spy  # type: ignore[method-assign]
+    add(worker, record(0), record(1))
+    assert producer.states() == ["queued", "queued"] and seen == [0, 1]
+
+
 def test_a_held_request_is_done_only_when_its_final_status_was_delivered(worker: Worker) -> None:
     producer = worker.producer
     assert isinstance(producer, FakeProducer)
