@@ -51,14 +51,15 @@ def embedder() -> Any:
 
 
 @pytest.fixture
-def store(tmp_path: Path, embedder: Any) -> Iterator[tuple[Settings, Any]]:
+def store(tmp_path: Path, embedder: Any, topic_settings: Settings) -> Iterator[tuple[Settings, Any]]:
     from sinks.clickhouse.client import open_client
     from sinks.clickhouse.embeddings import EmbedWorker, clickhouse_writer
     from sinks.clickhouse.migrate import migrate
     from sinks.clickhouse.query import close_readonly_clients
     from sinks.clickhouse.sink import write_records
 
-    settings = Settings(state_dir=str(tmp_path)).replace(
+    # a real broker and topics: a direct query waits for the audit topic to take its event (10 s without)
+    settings = Settings(state_dir=str(tmp_path), kafka=topic_settings.kafka, topics=topic_settings.topics).replace(
         clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"})
     client = open_client(settings.clickhouse)
     try:
@@ -117,6 +118,7 @@ def test_cli_json_output(store: tuple[Settings, Any], monkeypatch: pytest.Monkey
 
     settings, _ = store
     env = {"RADSTREAM_CLICKHOUSE_URL": settings.clickhouse_url, "RADSTREAM_CLICKHOUSE_DATABASE": "rs",
+           "RADSTREAM_KAFKA_BOOTSTRAP": settings.kafka.bootstrap, "RADSTREAM_TOPICS_AUDIT": settings.topics.audit,
            "RADSTREAM_STATE_DIR": settings.state_dir}
     res = CliRunner().invoke(main, ["similar", "clot in the pulmonary arteries", "--k", "3",
                                     "--require-finding", PE, "--json"], env=env)
