@@ -16,21 +16,29 @@ venv:
 demo: venv
 	$(RS) demo
 
-# The tests that make DICOM associations in the pytest process (an in-process storage SCP; Orthanc's
-# readiness C-ECHO in the browser tests) run in a process of their own, as the DICOM processes do in
-# production. The rest of the suite's process collects open descriptors (650 midway: 380 shared
-# libraries held open, 165 /proc files of the embedded ClickHouse's threads, pipes), and pynetdicom
-# checks its sockets with select(), which fails for a descriptor number of 1024 or more: every
-# association of that process then aborts (Orthanc's readiness C-ECHO in the browser tests did). The two
-# processes run side by side (each starts its own broker and Orthanc on free ports); the DICOM part's
-# output follows the rest's.
+# The suite runs in three pytest processes side by side: each starts its own broker and Orthanc on free
+# ports, and much of a test's time is spent waiting on them, so two cores take three processes (the
+# output of the two in the background follows the foreground's).
+# - The tests that make DICOM associations in the pytest process (an in-process storage SCP; Orthanc's
+#   readiness C-ECHO in the browser tests) run in a process of their own, as the DICOM processes do in
+#   production. A long-running pytest process collects open descriptors (650 midway: shared libraries
+#   held open, /proc files of the embedded ClickHouse's threads, pipes), and pynetdicom checks its
+#   sockets with select(), which fails for a descriptor number of 1024 or more: every association of
+#   that process then aborts.
+# - tests/radstream (whole processes: workers, brokers killed, a Prometheus server) in a second.
+# - The rest in the foreground.
 DICOM_TESTS = tests/sinks/dicom tests/streams/test_textdeid_dates_e2e.py tests/radstream/web/test_web_browser.py
+PROCESS_TESTS = tests/radstream --ignore=tests/radstream/web/test_web_browser.py
+REST_TESTS = tests --ignore=tests/radstream $(addprefix --ignore=,$(DICOM_TESTS))
+
 test: compose-plugin layers
-	@log=$$(mktemp); trap 'kill $$dicom 2>/dev/null; rm -f $$log' EXIT; \
-	$(TEST_PY) -m pytest -q -p no:cacheprovider $(DICOM_TESTS) > $$log 2>&1 & dicom=$$!; \
-	$(TEST_PY) -m pytest -q tests $(addprefix --ignore=,$(DICOM_TESTS)); rest=$$?; \
-	wait $$dicom; dicom_rc=$$?; echo "--- $(DICOM_TESTS):"; cat $$log; \
-	exit $$(( rest != 0 || dicom_rc != 0 ))
+	@dl=$$(mktemp); pl=$$(mktemp); trap 'kill $$dicom $$procs 2>/dev/null; rm -f $$dl $$pl' EXIT; \
+	$(TEST_PY) -m pytest -q -p no:cacheprovider $(DICOM_TESTS) > $$dl 2>&1 & dicom=$$!; \
+	$(TEST_PY) -m pytest -q -p no:cacheprovider $(PROCESS_TESTS) > $$pl 2>&1 & procs=$$!; \
+	$(TEST_PY) -m pytest -q $(REST_TESTS); rest=$$?; \
+	wait $$procs; procs_rc=$$?; wait $$dicom; dicom_rc=$$?; \
+	echo "--- $(PROCESS_TESTS):"; cat $$pl; echo "--- $(DICOM_TESTS):"; cat $$dl; \
+	exit $$(( rest != 0 || procs_rc != 0 || dicom_rc != 0 ))
 
 # the floors of the data path (pyproject.toml [tool.importlinter]): a floor imports only the floors below
 layers:

@@ -1,6 +1,7 @@
 """Crash recovery of ``radstream worker`` with kill -9 on real processes (a real broker, chDB):
 
-* a worker restarted after kill -9 processes again within 10 s of its start (static group membership);
+* a worker restarted after kill -9 processes again without waiting out its old session (static group
+  membership): well within the session time, at once on an idle host (bench/recovery_times.py);
 * its NLP children die with it (no orphans);
 * a killed NLP child is replaced in place and its batch redone: the worker streams on, every report has
   its findings once on the topic and once in the latest views;
@@ -42,7 +43,11 @@ from tests.radstream.recovery_helpers import (
 
 pytestmark = pytest.mark.integration
 
-RESUME_WITHIN_S = 10.0
+# The killed member's session is set to 60 s: a restart that waited it out (no static membership) would
+# take longer than that. The bound leaves room for a start-up on a loaded CI host; the resume time
+# itself (under 10 s on an idle host) is measured by bench/recovery_times.py.
+SESSION_S = 60.0
+RESUME_WITHIN_S = 30.0
 
 
 def nlp_children(pid: int) -> set[int]:
@@ -51,9 +56,9 @@ def nlp_children(pid: int) -> set[int]:
             and b"resource_tracker" not in Path(f"/proc/{k}/cmdline").read_bytes()}
 
 
-def test_a_worker_restarted_after_kill_9_resumes_within_10_s(topic_settings: Settings,
-                                                              tmp_path: Path) -> None:
-    s = worker_settings(topic_settings, tmp_path)
+def test_a_worker_restarted_after_kill_9_resumes_without_waiting_out_its_session(
+        topic_settings: Settings, tmp_path: Path) -> None:
+    s = worker_settings(topic_settings, tmp_path, session_timeout_s=SESSION_S)
     took = resume_time(s, tmp_path)
     print(f"resumed {took:.1f} s after its start")
     assert took < RESUME_WITHIN_S
