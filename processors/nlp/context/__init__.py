@@ -186,6 +186,68 @@ def load_past_for_episodes(data_file: Path = DATA) -> frozenset[str]:
     return frozenset(f"{CHRONIC}:{cue}" for cue in data.get("cues", []))
 
 
+class ProblemList(NamedTuple):
+    """Lasting conditions that are CHRONIC when written alone as a problem-list item (``problem_list``)."""
+
+    sections: frozenset[str]
+    pattern: re.Pattern[str]
+
+
+def _alternation(words: Sequence[str]) -> str:
+    return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
+
+
+def load_problem_list(data_file: Path = DATA) -> ProblemList:
+    data = json.loads(data_file.read_text()).get("problem_list", {})
+    before = _alternation(data.get("qualifiers_before", []))
+    after = _alternation(data.get("qualifiers_after", []))
+    pattern = f"(?:(?:{before}) )*(?:{_alternation(data.get('conditions', []))})(?: (?:{after}))?"
+    return ProblemList(frozenset(data.get("sections", [])), re.compile(pattern))
+
+
+_PROBLEM_LIST = load_problem_list()
+# what may stand around a problem-list item in its sentence: a list number or bullet before it ("2.",
+# "(3)", "b)", "#4", "-"), a full stop or semicolon after it
+_ITEM_LEAD = re.compile(r"\s*(?:\(?(?:\d{1,2}|[a-z])[.)]|#\s*\d{1,2}[.):]?|[-*\u2022])?\s*\Z")
+_ITEM_END = re.compile(r"\s*[.;!]?\s*\Z")
+_ITEM_DROP = re.compile(r"['\u2019]")
+
+
+def problem_list_item(
+    low: str, start: int, end: int, sentence: tuple[int, int], section: str, plist: ProblemList | None = None
+) -> bool:
+    """Whether the target ``low[start:end]`` is a lasting condition written alone as a problem-list item
+    ("Hypertension.", "2. Type 2 diabetes.") in a section where that makes it a past-history item."""
+    plist = plist or _PROBLEM_LIST
+    lo, hi = sentence
+    if section not in plist.sections or not (lo <= start and end <= hi):
+        return False
+    if _ITEM_LEAD.match(low, lo, start) is None or _ITEM_END.match(low, end, hi) is None:
+        return False
+    return plist.pattern.fullmatch(_target_name(low, start, end)) is not None
+
+
+class DeniedHabits(NamedTuple):
+    """Habits of the social history that are historical as well as negated when denied (``denied_habits``)."""
+
+    cues: frozenset[str]  # as ``ContextResult.triggers`` names them
+    pattern: re.Pattern[str]
+
+
+def load_denied_habits(data_file: Path = DATA) -> DeniedHabits:
+    data = json.loads(data_file.read_text()).get("denied_habits", {})
+    before, after = _alternation(data.get("words_before", [])), _alternation(data.get("words_after", []))
+    pattern = f"(?:(?:{before}) )*(?:{_alternation(data.get('habits', []))})(?: (?:{after}))?"
+    return DeniedHabits(frozenset(f"{NEGATED}:{c}" for c in data.get("cues", [])), re.compile(pattern))
+
+
+_DENIED_HABITS = load_denied_habits()
+
+
+def _target_name(low: str, start: int, end: int) -> str:
+    return " ".join(_ITEM_DROP.sub("", low[start:end]).replace("-", " ").replace("/", " ").split())
+
+
 def load_rules(data_file: Path = DATA) -> list[Rule]:
     data = json.loads(data_file.read_text())
     defaults: dict[str, int] = data.get("defaults", {})
@@ -701,10 +763,31 @@ def apply_section(res: ContextResult, section: str, categories: dict[str, tuple[
 
 
 def assert_target(
-    low: str, start: int, end: int, triggers: Sequence[Trigger], sentence: tuple[int, int] | None = None
+    low: str,
+    start: int,
+    end: int,
+    triggers: Sequence[Trigger],
+    sentence: tuple[int, int] | None = None,
+    section: str | None = None,
 ) -> ContextResult:
     """The ConText status of one target ``low[start:end]`` given its sentence's triggers (text order);
-    ``sentence``: its bounds, where parentheticals are looked for."""
+    ``sentence``: its bounds, where parentheticals are looked for; with ``section`` too, a lasting
+    condition written alone as a problem-list item is CHRONIC (``problem_list_item``)."""
     lo = min([start] + [t.start for t in triggers])
     hi = max([end] + [t.end for t in triggers])
-    return SentenceScope(low, lo, hi, triggers, [start], sentence=sentence).assert_target(start, end)
+    res = SentenceScope(low, lo, hi, triggers, [start], sentence=sentence).assert_target(start, end)
+    if section is not None and sentence is not None and not res.triggers and problem_list_item(
+        low, start, end, sentence, section
+    ):
+        # began long before the report (ConText's historical) and is still present
+        res = _result({CHRONIC: "problem list"})
+    elif (
+        res.negated
+        and not res.historical
+        and not _DENIED_HABITS.cues.isdisjoint(res.triggers)
+        and _DENIED_HABITS.pattern.fullmatch(_target_name(low, start, end)) is not None
+    ):
+        # "denies alcohol or drug use": the patient's use over time, as the social history records it
+        res.historical = True
+        res.triggers.append(f"{HISTORICAL}:denied habit")
+    return res
