@@ -70,6 +70,9 @@ class Rule:
     not_before: re.Pattern[str] | None = None
     # a bare answer: holds only right after "X:" / "X -" and at the end of its clause ("Pneumothorax: no.")
     answer: bool = False
+    # False: the phrase's rules are all it has ("or, less likely," reads forward as a hedge and back as
+    # the favoured reading; it does not take the backward hedge of its tail "less likely ,")
+    inherit: bool = True
 
     def applies_in(self, section: str) -> bool:
         if self.sections is not None and section not in self.sections:
@@ -163,7 +166,7 @@ def conditions_hold(
 
 
 # an answer follows a label's colon or dash ("Pneumothorax: no", "Effusion - none") ...
-_ANSWER_LEAD = frozenset(":-\u2013\u2014")
+_ANSWER_LEAD = frozenset(":-\u2013\u2014?")  # and a question's "?" ("Pneumothorax? No.")
 # ... and ends its clause: a full stop, ';' ',', a line break or the end of the sentence
 _ANSWER_END = re.compile(r"[ \t]*(?:[.;,!]|\r?\n|$)")
 
@@ -267,10 +270,12 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 applies_to=frozenset(only) if only else None,
                 after=frozenset(r["after"]) if r.get("after") else None,
                 answer=bool(r.get("answer", False)),
+                inherit=bool(r.get("inherit", True)),
             )
         )
     rules += relative_clauses(data.get("relative_clauses", {}), rules)
     view_qualified(data.get("view_qualified", {}), rules)
+    answered_questions(data.get("answered_questions", {}), rules)
     rules += british_variants(rules)
     rules += inherited_backward(rules)
     return rules + punctuation_led(rules)
@@ -326,6 +331,19 @@ def view_qualified(spec: dict[str, Any], rules: list[Rule]) -> None:
             rules[i] = dataclasses.replace(r, not_before=view)
 
 
+def answered_questions(spec: dict[str, Any], rules: list[Rule]) -> None:
+    """A question answered right after it ("Pneumothorax? No.", "Fracture? Yes."): the rules of "?" get
+    a ``not_before`` pattern, so they do not hold where an answer follows and ends its clause."""
+    if not spec:
+        return
+    answers = "|".join(re.escape(a).replace(r"\ ", r"[ \t]+") for a in spec["answers"])
+    answered = re.compile(rf"[ \t]*(?:{answers})(?![\w-])[ \t]*(?:[.;,!]|\r?\n|$)")
+    phrases = frozenset(spec["phrases"])
+    for i, r in enumerate(rules):
+        if r.phrase in phrases and r.not_before is None:
+            rules[i] = dataclasses.replace(r, not_before=answered)
+
+
 def _by_words(rules: Sequence[Rule]) -> dict[tuple[str, ...], list[Rule]]:
     """The rules grouped by the words of their phrase, as the matcher sees them."""
     by_phrase: dict[tuple[str, ...], list[Rule]] = {}
@@ -378,7 +396,7 @@ def inherited_backward(rules: Sequence[Rule]) -> list[Rule]:
         forward = {r.category for r in own if r.direction == "forward" and r.category in MODIFIER_CATEGORIES}
         backward = {r.category for r in own if r.direction in ("backward", "bidirectional")}
         wanted = forward - backward
-        if not wanted:
+        if not wanted or not all(r.inherit for r in own):
             continue
         for k in range(1, len(words)):
             tail = by_phrase.get(words[k:])
