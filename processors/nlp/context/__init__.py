@@ -213,6 +213,8 @@ _PROBLEM_LIST = load_problem_list()
 # "(3)", "b)", "#4", "-"), a full stop or semicolon after it
 _ITEM_LEAD = re.compile(r"\s*(?:\(?(?:\d{1,2}|[a-z])[.)]|#\s*\d{1,2}[.):]?|[-*\u2022])?\s*\Z")
 _ITEM_END = re.compile(r"\s*[.;!]?\s*\Z")
+# ... or the procedure that treated it ("Coronary artery disease status post bypass grafting.")
+_ITEM_TREATED = re.compile(r"\s*,?\s*(?:status[\s-]+post|s\s*/\s*p)\b")
 _ITEM_DROP = re.compile(r"['\u2019]")
 
 
@@ -225,7 +227,9 @@ def problem_list_item(
     lo, hi = sentence
     if section not in plist.sections or not (lo <= start and end <= hi):
         return False
-    if _ITEM_LEAD.match(low, lo, start) is None or _ITEM_END.match(low, end, hi) is None:
+    if _ITEM_LEAD.match(low, lo, start) is None:
+        return False
+    if _ITEM_END.match(low, end, hi) is None and _ITEM_TREATED.match(low, end, hi) is None:
         return False
     return plist.pattern.fullmatch(_target_name(low, start, end)) is not None
 
@@ -245,6 +249,31 @@ def load_denied_habits(data_file: Path = DATA) -> DeniedHabits:
 
 
 _DENIED_HABITS = load_denied_habits()
+
+
+class OwnWords(NamedTuple):
+    """Words that put a target in the past when it holds them itself ("former smoker", "psychiatric
+    history"): ``own_words``."""
+
+    first: frozenset[str]
+    last: frozenset[str]
+
+
+def load_own_words(data_file: Path = DATA) -> OwnWords:
+    data = json.loads(data_file.read_text()).get("own_words", {})
+    return OwnWords(frozenset(data.get("historical", [])), frozenset(data.get("historical_last", [])))
+
+
+_OWN_WORDS = load_own_words()
+
+
+def own_time_word(low: str, start: int, end: int, own: OwnWords | None = None) -> bool:
+    """Whether the target's own first word ("former smoker") or last word ("psychiatric history") puts
+    it in the past."""
+    own = own or _OWN_WORDS
+    words = WORD_RE.findall(low, start, end)
+    # the word alone is no target of itself ("history")
+    return len(words) > 1 and (words[0] in own.first or words[-1] in own.last)
 
 
 def _target_name(low: str, start: int, end: int) -> str:
@@ -808,4 +837,12 @@ def assert_target(
         # "denies alcohol or drug use": the patient's use over time, as the social history records it
         res.historical = True
         res.triggers.append(f"{HISTORICAL}:denied habit")
+    if (
+        not res.historical
+        and not any(t.startswith(CURRENT) for t in res.triggers)
+        and own_time_word(low, start, end)
+    ):
+        # "former smoker", "psychiatric history": the cue is the target's own word
+        res.historical = True
+        res.triggers.append(f"{HISTORICAL}:own word")
     return res

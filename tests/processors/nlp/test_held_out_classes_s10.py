@@ -2,7 +2,12 @@
 written alone as a problem-list item ("Hypertension.": chronic, so historical in ConText's sense), a habit
 the patient denies ("denies alcohol or drug use": negated and historical), a collection that has been
 evacuated or drained (resolved, so negated), a question answered right after it ("Pneumothorax? No."),
-and a hedge set off by commas between two alternatives ("atelectasis or, less likely, pneumonia").
+a hedge set off by commas between two alternatives ("atelectasis or, less likely, pneumonia"), a duration
+in months or years ("cough for three months", "asthma since childhood": began long ago, still present),
+a target that holds its own time word ("former smoker", "psychiatric history"), a hypothesis called
+unlikely ("unlikely to represent pneumonia"), postposed possibility nouns ("pneumonia remains a
+possibility"), a differential the reader cannot settle ("cannot distinguish atelectasis from pneumonia"),
+and the state after a procedure ("status post CABG with mild cardiomegaly": the cardiomegaly is now).
 
 Every sentence here was written for these tests (none comes from a report collection or the dev sets).
 """
@@ -67,6 +72,22 @@ def test_a_lasting_condition_alone_is_a_past_history_item(text: str, term: str) 
 def test_other_conditions_or_sentences_stay_present(text: str, term: str) -> None:
     res = assert_term(text, term)
     assert not res.historical, (text, res)
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Coronary artery disease status post bypass grafting.", "coronary artery disease"),
+        ("Ulcerative colitis, s/p colectomy.", "ulcerative colitis"),
+    ],
+)
+def test_a_lasting_condition_with_its_treatment_is_a_past_history_item(text: str, term: str) -> None:
+    res = assert_term(text, term)
+    assert res.historical and res.chronic, (text, res)
+
+
+def test_a_finding_with_its_treatment_stays_present() -> None:
+    assert not assert_term("Pneumothorax status post chest tube placement.", "pneumothorax").historical
 
 
 def test_a_problem_list_item_keeps_its_own_cues() -> None:
@@ -196,3 +217,130 @@ def test_a_hedge_between_commas_goes_with_the_next_alternative(text: str, states
 def test_a_closing_hedge_still_reads_back() -> None:
     assert _state("Right lower lobe pneumonia, less likely.", "pneumonia") == "possible"
     assert _state("Right lower lobe pneumonia, possibly.", "pneumonia") == "possible"
+
+
+# -------------------------------------------------------------- durations: began long ago, still present
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Productive cough for three months.", "cough"),
+        ("She has had diabetes for 12 years.", "diabetes"),
+        ("Intermittent wheezing over the past several months.", "wheezing"),
+        ("Asthma since early childhood.", "asthma"),
+        ("Lifelong seizure disorder.", "seizure disorder"),
+        ("Shortness of breath for years, worse today.", "shortness of breath"),
+    ],
+)
+def test_a_condition_of_months_or_years_is_chronic(text: str, term: str) -> None:
+    res = assert_term(text, term)
+    assert res.historical and res.chronic and not res.negated, (text, res)
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Cough for 3 days.", "cough"),
+        ("Fever for the past week.", "fever"),
+        ("Right pleural effusion, unchanged for 2 years.", "pleural effusion"),  # present now
+    ],
+)
+def test_a_short_or_unchanged_condition_is_not_historical(text: str, term: str) -> None:
+    assert not assert_term(text, term).historical, text
+
+
+def test_a_duration_reaches_only_its_own_condition() -> None:
+    text = "Cough for 2 months and fever for 3 days."
+    assert assert_term(text, "cough").historical
+    assert not assert_term(text, "fever").historical
+
+
+# -------------------------------------------------------------- a target's own time word
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("The patient is an ex-smoker.", "ex-smoker"),
+        ("He is a former smoker.", "former smoker"),
+        ("Prior stroke with residual left weakness.", "prior stroke"),
+        ("He has a significant cardiac history.", "cardiac history"),
+        ("Ex-smoker.", "smoker"),
+    ],
+)
+def test_a_target_with_its_own_past_word_is_historical(text: str, term: str) -> None:
+    assert assert_term(text, term).historical, text
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Chronic lymphocytic leukemia.", "chronic lymphocytic leukemia"),  # a disease name
+        ("Old granulomatous disease.", "granulomatous disease"),  # CHRONIC, but by a cue outside
+        ("History.", "history"),
+    ],
+)
+def test_disease_names_and_bare_words_are_not_own_past_words(text: str, term: str) -> None:
+    res = assert_term(text, term)
+    assert not res.triggers or "HISTORICAL:own word" not in res.triggers, (text, res)
+
+
+# -------------------------------------------------------------- "unlikely to represent"
+@pytest.mark.parametrize(
+    ("text", "states"),
+    [
+        (
+            "The left basilar opacity is unlikely to represent pneumonia.",
+            {"opacity": "definite", "pneumonia": "negated"},
+        ),
+        ("Unlikely to represent a mass.", {"mass": "negated"}),
+        ("The nodular density is thought unlikely to be a nodule.", {"nodule": "negated"}),
+        ("Right pleural effusion is unlikely.", {"pleural_effusion": "negated"}),
+    ],
+)
+def test_a_hypothesis_called_unlikely_is_negated_not_its_subject(text: str, states: dict[str, str]) -> None:
+    assert {c: _state(text, c) for c in states} == states, text
+
+
+# -------------------------------------------------------------- postposed possibility nouns
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Superimposed pneumonia remains a possibility.",
+        "Early pneumonia is another possibility.",
+        "Pneumonia is a differential consideration.",
+        "Aspiration pneumonia is a diagnostic consideration.",
+    ],
+)
+def test_a_finding_called_a_possibility_is_possible(text: str) -> None:
+    assert _state(text, "pneumonia") == "possible", text
+
+
+# -------------------------------------------------------------- a differential that cannot be settled
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Cannot differentiate atelectasis from pneumonia.",
+        "We cannot distinguish between atelectasis and pneumonia on this study.",
+        "It is difficult to distinguish atelectasis from pneumonia.",
+        "Unable to differentiate atelectasis from early pneumonia.",
+    ],
+)
+def test_an_unsettled_differential_hedges_both(text: str) -> None:
+    assert (_state(text, "atelectasis"), _state(text, "pneumonia")) == ("possible", "possible"), text
+
+
+# -------------------------------------------------------------- the state after a procedure
+@pytest.mark.parametrize(
+    ("text", "concept"),
+    [
+        ("Status post CABG with mild cardiomegaly.", "cardiomegaly"),
+        ("Status post chest tube removal with a small left apical pneumothorax.", "pneumothorax"),
+        ("S/p right lobectomy with small right effusion.", "pleural_effusion"),
+    ],
+)
+def test_the_state_after_a_procedure_is_present(text: str, concept: str) -> None:
+    assert _state(text, concept) == "definite", text
+
+
+def test_a_history_of_a_procedure_with_its_complication_stays_past_outside_the_reading() -> None:
+    # a narrative past history (no report section): what the procedure came with is past too
+    res = assert_term("Status post bypass grafting with postoperative mediastinitis.", "mediastinitis")
+    assert res.historical
