@@ -340,7 +340,37 @@ def test_the_state_after_a_procedure_is_present(text: str, concept: str) -> None
     assert _state(text, concept) == "definite", text
 
 
+@pytest.mark.parametrize(
+    ("text", "concept"),
+    [
+        ("Remote history of tuberculosis with apical scarring.", "scarring"),
+        ("History of heart failure with mild cardiomegaly.", "cardiomegaly"),
+    ],
+)
+def test_what_a_history_comes_with_in_the_reading_is_present(text: str, concept: str) -> None:
+    assert _state(text, concept) == "definite", text
+
+
 def test_a_history_of_a_procedure_with_its_complication_stays_past_outside_the_reading() -> None:
     # a narrative past history (no report section): what the procedure came with is past too
     res = assert_term("Status post bypass grafting with postoperative mediastinitis.", "mediastinitis")
     assert res.historical
+
+
+# -------------------------------------------------------------- a denied family history
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("No family history of colon cancer.", "colon cancer"),
+        ("She denies any family history of breast or ovarian cancer.", "ovarian cancer"),
+        ("Negative family history for lung cancer.", "lung cancer"),
+    ],
+)
+def test_a_denied_family_history_is_negated(text: str, term: str) -> None:
+    res = assert_term(text, term)
+    assert res.negated and res.experiencer == "other", (text, res)
+
+
+def test_a_personal_history_after_a_denied_family_history_is_the_patients() -> None:
+    res = assert_term("No family history of breast cancer, but a personal history of melanoma.", "melanoma")
+    assert not res.negated and res.experiencer == "patient" and res.historical
