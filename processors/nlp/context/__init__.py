@@ -300,6 +300,7 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 after=frozenset(r["after"]) if r.get("after") else None,
                 answer=bool(r.get("answer", False)),
                 inherit=bool(r.get("inherit", True)),
+                not_before=re.compile(r["not_before"]) if r.get("not_before") else None,
             )
         )
     rules += relative_clauses(data.get("relative_clauses", {}), rules)

@@ -374,3 +374,29 @@ def test_a_denied_family_history_is_negated(text: str, term: str) -> None:
 def test_a_personal_history_after_a_denied_family_history_is_the_patients() -> None:
     res = assert_term("No family history of breast cancer, but a personal history of melanoma.", "melanoma")
     assert not res.negated and res.experiencer == "patient" and res.historical
+
+
+# -------------------------------------------------------------- "worsening" as an adjective, other denials
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No new or worsening effusion.",
+        "No worsening effusion.",
+        "The right pleural effusion has not developed.",
+        "Findings are not compatible with a pleural effusion.",
+    ],
+)
+def test_a_denied_worsening_finding_and_other_denials_negate(text: str) -> None:
+    assert _state(text, "pleural_effusion") == "negated", text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No worsening of the right effusion.",  # the change is denied, the effusion is there
+        "No significant worsening in the left effusion.",
+        "Worsening left effusion.",
+    ],
+)
+def test_a_denied_worsening_of_a_finding_keeps_it(text: str) -> None:
+    assert _state(text, "pleural_effusion") == "definite", text
