@@ -194,6 +194,7 @@ class ProblemList(NamedTuple):
 
     sections: frozenset[str]
     pattern: re.Pattern[str]
+    postposed: re.Pattern[str]  # ", well controlled." after the item
 
 
 def _alternation(words: Sequence[str]) -> str:
@@ -205,7 +206,12 @@ def load_problem_list(data_file: Path = DATA) -> ProblemList:
     before = _alternation(data.get("qualifiers_before", []))
     after = _alternation(data.get("qualifiers_after", []))
     pattern = f"(?:(?:{before}) )*(?:{_alternation(data.get('conditions', []))})(?: (?:{after}))?"
-    return ProblemList(frozenset(data.get("sections", [])), re.compile(pattern))
+    postposed = _alternation(data.get("postposed", [])).replace(r"\ ", r"[\s-]+")
+    return ProblemList(
+        frozenset(data.get("sections", [])),
+        re.compile(pattern),
+        re.compile(rf"\s*,\s*(?:{postposed})\s*[.;!]?\s*\Z" if postposed else r"(?!)"),
+    )
 
 
 _PROBLEM_LIST = load_problem_list()
@@ -229,7 +235,11 @@ def problem_list_item(
         return False
     if _ITEM_LEAD.match(low, lo, start) is None:
         return False
-    if _ITEM_END.match(low, end, hi) is None and _ITEM_TREATED.match(low, end, hi) is None:
+    if (
+        _ITEM_END.match(low, end, hi) is None
+        and _ITEM_TREATED.match(low, end, hi) is None
+        and plist.postposed.match(low, end, hi) is None
+    ):
         return False
     return plist.pattern.fullmatch(_target_name(low, start, end)) is not None
 

@@ -45,6 +45,9 @@ def _state(text: str, concept: str) -> str:
         ("Benign prostatic hyperplasia;", "benign prostatic hyperplasia"),
         ("CLINICAL HISTORY: Atrial fibrillation.", "atrial fibrillation"),
         ("Diabetes mellitus type II.", "diabetes mellitus type II"),
+        ("Hypertension, well controlled.", "hypertension"),
+        ("Asthma, mild intermittent.", "asthma"),
+        ("#2 Hypothyroidism.", "hypothyroidism"),
     ],
 )
 def test_a_lasting_condition_alone_is_a_past_history_item(text: str, term: str) -> None:
@@ -64,6 +67,8 @@ def test_a_lasting_condition_alone_is_a_past_history_item(text: str, term: str) 
         # not alone: a statement about now
         ("The patient has hypertension and is short of breath.", "hypertension"),
         ("Osteoarthritis of the right knee is seen.", "osteoarthritis"),
+        ("Hypertension, new diagnosis.", "hypertension"),
+        ("Hypertension, severe, with headache.", "hypertension"),
         # the report's own reading
         ("IMPRESSION: Osteoarthritis.", "osteoarthritis"),
         ("FINDINGS: Hypertension.", "hypertension"),
