@@ -254,7 +254,7 @@ class Engine:
             for a, b, ps in self.trigger_matcher.finditer(low, lo, hi)
         ]
         triggers = self._triggers(hits, sent.section, low, sent.start, sent.end)
-        res = ctx.assert_target(low, start, end, triggers, (sent.start, sent.end))
+        res = ctx.assert_target(low, start, end, triggers, (sent.start, sent.end), sent.section)
         return ctx.apply_section(res, sent.section, self.section_categories)
 
     # ------------------------------------------------------------------ other extractors

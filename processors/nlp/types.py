@@ -15,8 +15,10 @@ from typing import Any
 # 0.6.4: negated evidence ("no X is seen to suggest Y"), "cannot be ruled out" as possible, a hedge about
 # the cause, dated past episodes, a hedge inside a coordinated list; 0.6.5: relative clauses of resolution
 # ("X, which has since resolved"), a negation of seeing limited to one view, labelled answers ("Pneumothorax:
-# no."), a prenominal hedge kept to its own conjunct ("A and possible left lower lobe B")
-NLP_VERSION = "0.6.5"
+# no."), a prenominal hedge kept to its own conjunct ("A and possible left lower lobe B"); 0.6.6: a lasting
+# condition as a problem-list item, denied habits, durations, evacuated/drained collections, answered
+# questions ("Pneumothorax? No."), a hedge between commas ("A or, less likely, B"), "unlikely to represent"
+NLP_VERSION = "0.6.6"
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,9 @@ class Rule:
     not_before: re.Pattern[str] | None = None
     # a bare answer: holds only right after "X:" / "X -" and at the end of its clause ("Pneumothorax: no.")
     answer: bool = False
+    # False: the phrase's rules are all it has ("or, less likely," reads forward as a hedge and back as
+    # the favoured reading; it does not take the backward hedge of its tail "less likely ,")
+    inherit: bool = True
 
     def applies_in(self, section: str) -> bool:
         if self.sections is not None and section not in self.sections:
@@ -163,7 +166,7 @@ def conditions_hold(
 
 
 # an answer follows a label's colon or dash ("Pneumothorax: no", "Effusion - none") ...
-_ANSWER_LEAD = frozenset(":-\u2013\u2014")
+_ANSWER_LEAD = frozenset(":-\u2013\u2014?")  # and a question's "?" ("Pneumothorax? No.")
 # ... and ends its clause: a full stop, ';' ',', a line break or the end of the sentence
 _ANSWER_END = re.compile(r"[ \t]*(?:[.;,!]|\r?\n|$)")
 
@@ -186,6 +189,107 @@ def load_past_for_episodes(data_file: Path = DATA) -> frozenset[str]:
     return frozenset(f"{CHRONIC}:{cue}" for cue in data.get("cues", []))
 
 
+class ProblemList(NamedTuple):
+    """Lasting conditions that are CHRONIC when written alone as a problem-list item (``problem_list``)."""
+
+    sections: frozenset[str]
+    pattern: re.Pattern[str]
+    postposed: re.Pattern[str]  # ", well controlled." after the item
+
+
+def _alternation(words: Sequence[str]) -> str:
+    return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
+
+
+def load_problem_list(data_file: Path = DATA) -> ProblemList:
+    data = json.loads(data_file.read_text()).get("problem_list", {})
+    before = _alternation(data.get("qualifiers_before", []))
+    after = _alternation(data.get("qualifiers_after", []))
+    pattern = f"(?:(?:{before}) )*(?:{_alternation(data.get('conditions', []))})(?: (?:{after}))?"
+    postposed = _alternation(data.get("postposed", [])).replace(r"\ ", r"[\s-]+")
+    return ProblemList(
+        frozenset(data.get("sections", [])),
+        re.compile(pattern),
+        re.compile(rf"\s*,\s*(?:{postposed})\s*[.;!]?\s*\Z" if postposed else r"(?!)"),
+    )
+
+
+_PROBLEM_LIST = load_problem_list()
+# what may stand around a problem-list item in its sentence: a list number or bullet before it ("2.",
+# "(3)", "b)", "#4", "-"), a full stop or semicolon after it
+_ITEM_LEAD = re.compile(r"\s*(?:\(?(?:\d{1,2}|[a-z])[.)]|#\s*\d{1,2}[.):]?|[-*\u2022])?\s*\Z")
+_ITEM_END = re.compile(r"\s*[.;!]?\s*\Z")
+# ... or the procedure that treated it ("Coronary artery disease status post bypass grafting.")
+_ITEM_TREATED = re.compile(r"\s*,?\s*(?:status[\s-]+post|s\s*/\s*p)\b")
+_ITEM_DROP = re.compile(r"['\u2019]")
+
+
+def problem_list_item(
+    low: str, start: int, end: int, sentence: tuple[int, int], section: str, plist: ProblemList | None = None
+) -> bool:
+    """Whether the target ``low[start:end]`` is a lasting condition written alone as a problem-list item
+    ("Hypertension.", "2. Type 2 diabetes.") in a section where that makes it a past-history item."""
+    plist = plist or _PROBLEM_LIST
+    lo, hi = sentence
+    if section not in plist.sections or not (lo <= start and end <= hi):
+        return False
+    if _ITEM_LEAD.match(low, lo, start) is None:
+        return False
+    if (
+        _ITEM_END.match(low, end, hi) is None
+        and _ITEM_TREATED.match(low, end, hi) is None
+        and plist.postposed.match(low, end, hi) is None
+    ):
+        return False
+    return plist.pattern.fullmatch(_target_name(low, start, end)) is not None
+
+
+class DeniedHabits(NamedTuple):
+    """Habits of the social history that are historical as well as negated when denied (``denied_habits``)."""
+
+    cues: frozenset[str]  # as ``ContextResult.triggers`` names them
+    pattern: re.Pattern[str]
+
+
+def load_denied_habits(data_file: Path = DATA) -> DeniedHabits:
+    data = json.loads(data_file.read_text()).get("denied_habits", {})
+    before, after = _alternation(data.get("words_before", [])), _alternation(data.get("words_after", []))
+    pattern = f"(?:(?:{before}) )*(?:{_alternation(data.get('habits', []))})(?: (?:{after}))?"
+    return DeniedHabits(frozenset(f"{NEGATED}:{c}" for c in data.get("cues", [])), re.compile(pattern))
+
+
+_DENIED_HABITS = load_denied_habits()
+
+
+class OwnWords(NamedTuple):
+    """Words that put a target in the past when it holds them itself ("former smoker", "psychiatric
+    history"): ``own_words``."""
+
+    first: frozenset[str]
+    last: frozenset[str]
+
+
+def load_own_words(data_file: Path = DATA) -> OwnWords:
+    data = json.loads(data_file.read_text()).get("own_words", {})
+    return OwnWords(frozenset(data.get("historical", [])), frozenset(data.get("historical_last", [])))
+
+
+_OWN_WORDS = load_own_words()
+
+
+def own_time_word(low: str, start: int, end: int, own: OwnWords | None = None) -> bool:
+    """Whether the target's own first word ("former smoker") or last word ("psychiatric history") puts
+    it in the past."""
+    own = own or _OWN_WORDS
+    words = WORD_RE.findall(low, start, end)
+    # the word alone is no target of itself ("history")
+    return len(words) > 1 and (words[0] in own.first or words[-1] in own.last)
+
+
+def _target_name(low: str, start: int, end: int) -> str:
+    return " ".join(_ITEM_DROP.sub("", low[start:end]).replace("-", " ").replace("/", " ").split())
+
+
 def load_rules(data_file: Path = DATA) -> list[Rule]:
     data = json.loads(data_file.read_text())
     defaults: dict[str, int] = data.get("defaults", {})
@@ -205,10 +309,13 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 applies_to=frozenset(only) if only else None,
                 after=frozenset(r["after"]) if r.get("after") else None,
                 answer=bool(r.get("answer", False)),
+                inherit=bool(r.get("inherit", True)),
+                not_before=re.compile(r["not_before"]) if r.get("not_before") else None,
             )
         )
     rules += relative_clauses(data.get("relative_clauses", {}), rules)
     view_qualified(data.get("view_qualified", {}), rules)
+    answered_questions(data.get("answered_questions", {}), rules)
     rules += british_variants(rules)
     rules += inherited_backward(rules)
     return rules + punctuation_led(rules)
@@ -264,6 +371,19 @@ def view_qualified(spec: dict[str, Any], rules: list[Rule]) -> None:
             rules[i] = dataclasses.replace(r, not_before=view)
 
 
+def answered_questions(spec: dict[str, Any], rules: list[Rule]) -> None:
+    """A question answered right after it ("Pneumothorax? No.", "Fracture? Yes."): the rules of "?" get
+    a ``not_before`` pattern, so they do not hold where an answer follows and ends its clause."""
+    if not spec:
+        return
+    answers = "|".join(re.escape(a).replace(r"\ ", r"[ \t]+") for a in spec["answers"])
+    answered = re.compile(rf"[ \t]*(?:{answers})(?![\w-])[ \t]*(?:[.;,!]|\r?\n|$)")
+    phrases = frozenset(spec["phrases"])
+    for i, r in enumerate(rules):
+        if r.phrase in phrases and r.not_before is None:
+            rules[i] = dataclasses.replace(r, not_before=answered)
+
+
 def _by_words(rules: Sequence[Rule]) -> dict[tuple[str, ...], list[Rule]]:
     """The rules grouped by the words of their phrase, as the matcher sees them."""
     by_phrase: dict[tuple[str, ...], list[Rule]] = {}
@@ -316,7 +436,7 @@ def inherited_backward(rules: Sequence[Rule]) -> list[Rule]:
         forward = {r.category for r in own if r.direction == "forward" and r.category in MODIFIER_CATEGORIES}
         backward = {r.category for r in own if r.direction in ("backward", "bidirectional")}
         wanted = forward - backward
-        if not wanted:
+        if not wanted or not all(r.inherit for r in own):
             continue
         for k in range(1, len(words)):
             tail = by_phrase.get(words[k:])
@@ -701,10 +821,39 @@ def apply_section(res: ContextResult, section: str, categories: dict[str, tuple[
 
 
 def assert_target(
-    low: str, start: int, end: int, triggers: Sequence[Trigger], sentence: tuple[int, int] | None = None
+    low: str,
+    start: int,
+    end: int,
+    triggers: Sequence[Trigger],
+    sentence: tuple[int, int] | None = None,
+    section: str | None = None,
 ) -> ContextResult:
     """The ConText status of one target ``low[start:end]`` given its sentence's triggers (text order);
-    ``sentence``: its bounds, where parentheticals are looked for."""
+    ``sentence``: its bounds, where parentheticals are looked for; with ``section`` too, a lasting
+    condition written alone as a problem-list item is CHRONIC (``problem_list_item``)."""
     lo = min([start] + [t.start for t in triggers])
     hi = max([end] + [t.end for t in triggers])
-    return SentenceScope(low, lo, hi, triggers, [start], sentence=sentence).assert_target(start, end)
+    res = SentenceScope(low, lo, hi, triggers, [start], sentence=sentence).assert_target(start, end)
+    if section is not None and sentence is not None and not res.triggers and problem_list_item(
+        low, start, end, sentence, section
+    ):
+        # began long before the report (ConText's historical) and is still present
+        res = _result({CHRONIC: "problem list"})
+    elif (
+        res.negated
+        and not res.historical
+        and not _DENIED_HABITS.cues.isdisjoint(res.triggers)
+        and _DENIED_HABITS.pattern.fullmatch(_target_name(low, start, end)) is not None
+    ):
+        # "denies alcohol or drug use": the patient's use over time, as the social history records it
+        res.historical = True
+        res.triggers.append(f"{HISTORICAL}:denied habit")
+    if (
+        not res.historical
+        and not any(t.startswith(CURRENT) for t in res.triggers)
+        and own_time_word(low, start, end)
+    ):
+        # "former smoker", "psychiatric history": the cue is the target's own word
+        res.historical = True
+        res.triggers.append(f"{HISTORICAL}:own word")
+    return res

@@ -75,6 +75,9 @@ class SentenceSplitter:
         # "No. 2" (number) but "Pneumothorax: no. Effusion: small." (an answer that ends its sentence)
         self.before_numbers = frozenset(data.get("before_numbers", []))
         self.units = frozenset(data["units"])
+        # "Pneumothorax? No.": a question answered right after it is one sentence (the answer reads back)
+        answers = "|".join(re.escape(a).replace(r"\ ", r"[ \t]+") for a in data.get("answers", []))
+        self.answer = re.compile(rf"(?i:{answers})(?![\w-])[ \t]*(?:[.;,!]|\r?\n|$)") if answers else None
         # a dictated report that lost its full stops: a capitalised sentence opener right after a
         # lower-case word or number ("... silhouette No pneumothorax ...") starts a new sentence
         # or a list number before a capitalised word ("... volumes 2 Borderline heart size")
@@ -105,7 +108,7 @@ class SentenceSplitter:
                 cut = m.start("ws")
                 if not self._ends_sentence(
                     text, sent_start, cut, text[m.end()].islower(), text[m.end()].isdigit()
-                ):
+                ) or (text[cut - 1] == "?" and self._answered(text, m.end(), end)):
                     continue
                 nxt = m.end()
                 stops = True
@@ -161,6 +164,10 @@ class SentenceSplitter:
             if self.openers.match(text, m.end(1)):
                 cuts.append((m.start(1), m.end(1)))
         return cuts
+
+    def _answered(self, text: str, pos: int, end: int) -> bool:
+        """Whether an answer that ends its clause starts at ``pos`` ("Pneumothorax? No.")."""
+        return self.answer is not None and self.answer.match(text, pos, end) is not None
 
     def _ends_sentence(
         self, text: str, sent_start: int, cut: int, lower_next: bool = False, digit_next: bool = False
