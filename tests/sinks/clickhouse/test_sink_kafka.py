@@ -152,7 +152,11 @@ def test_final_then_corrected_report_shows_only_the_corrected_findings(sink_sett
         )
         wait_until(lambda: count(ch, "SELECT count() FROM findings_latest") == 3, what="final findings")
         produce_all(s, report_items(s, [corrected], [findings(corrected, [finding("nodule", size_mm=3.0)])]))
-        wait_until(lambda: count(ch, "SELECT count() FROM report_nlp") == 2, what="corrected nlp")
+        # the sink writes the pointer to the latest run (report_current) last in its flush: wait for it,
+        # not for report_nlp, which is written before it
+        wait_until(lambda: count(ch, "SELECT max(report_version) FROM report_current FINAL") == 2,
+                   what="corrected run current")
+        assert count(ch, "SELECT count() FROM report_nlp") == 2
         rows = ch.query("SELECT report_version, concept, size_mm FROM findings_latest").result_rows
         assert [tuple(r) for r in rows] == [(2, "nodule", 3.0)]
         assert count(ch, "SELECT count() FROM findings FINAL") == 4  # history is kept
