@@ -15,21 +15,10 @@ Every sentence here was written for these tests (none comes from a report collec
 from __future__ import annotations
 
 import pytest
+from held_out_helpers import finding_state as _state
 
-from processors.nlp import analyze, assert_term
+from processors.nlp import assert_term
 from processors.nlp.sentences import SentenceSplitter
-
-
-def _state(text: str, concept: str) -> str:
-    """The state of the first finding of ``concept`` in a FINDINGS section holding ``text``."""
-    for f in analyze(f"FINDINGS: {text}").findings:
-        if f.concept == concept:
-            if f.negated:
-                return "negated"
-            if f.historical:
-                return "historical"
-            return f.certainty  # definite | probable | possible
-    raise AssertionError(f"no {concept} in {text!r}")
 
 
 # -------------------------------------------------------------- a lasting condition as a problem-list item

@@ -59,7 +59,8 @@ def store(tmp_path: Path, embedder: Any, topic_settings: Settings) -> Iterator[t
     from sinks.clickhouse.sink import write_records
 
     # a real broker and topics: a direct query waits for the audit topic to take its event (10 s without)
-    settings = Settings(state_dir=str(tmp_path), kafka=topic_settings.kafka, topics=topic_settings.topics).replace(
+    settings = Settings(state_dir=str(tmp_path), kafka=topic_settings.kafka,
+                        topics=topic_settings.topics).replace(
         clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"})
     client = open_client(settings.clickhouse)
     try:
@@ -118,7 +119,8 @@ def test_cli_json_output(store: tuple[Settings, Any], monkeypatch: pytest.Monkey
 
     settings, _ = store
     env = {"RADSTREAM_CLICKHOUSE_URL": settings.clickhouse_url, "RADSTREAM_CLICKHOUSE_DATABASE": "rs",
-           "RADSTREAM_KAFKA_BOOTSTRAP": settings.kafka.bootstrap, "RADSTREAM_TOPICS_AUDIT": settings.topics.audit,
+           "RADSTREAM_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+           "RADSTREAM_TOPICS_AUDIT": settings.topics.audit,
            "RADSTREAM_STATE_DIR": settings.state_dir}
     res = CliRunner().invoke(main, ["similar", "clot in the pulmonary arteries", "--k", "3",
                                     "--require-finding", PE, "--json"], env=env)
