@@ -3,6 +3,7 @@ targets (the local audit log file and the audit topic) and TLS of our HTTP endpo
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
@@ -10,6 +11,8 @@ from radstream.config import Settings
 from streams import audit
 from streams.audit import FileAudit, KafkaAudit, Tee
 from streams.auth import AuthError, Gate, Principal, TokenStore, client_token, local_token, server_ssl_context
+
+log = logging.getLogger("radstream.access")
 
 
 def token_store(settings: Settings) -> TokenStore:
@@ -82,8 +85,14 @@ def done(target: Tee, principal: Principal, action: str, /, **fields: Any) -> No
     flush_audit(target)
 
 
-def flush_audit(target: Tee) -> None:
-    """Wait for the audit topic to take what was recorded (the local file has it already)."""
-    for t in getattr(target, "targets", ()):
-        if hasattr(t, "flush"):
-            t.flush()
+def flush_audit(target: Tee, timeout: float = 10.0) -> int:
+    """Wait for the audit topic to take what was recorded (the local file has it already). Returns how
+    many events the topic has not confirmed, and says so on the log: a command that waited the whole
+    ``timeout`` for an unreachable broker tells its user why, and where the events are kept."""
+    targets = getattr(target, "targets", ())
+    left = sum(t.flush(timeout) for t in targets if isinstance(t, KafkaAudit))
+    if left:
+        files = [str(t.path) for t in targets if isinstance(t, FileAudit)]
+        log.warning("%d audit event(s) not confirmed by the audit topic within %g s (is Kafka reachable?); "
+                    "kept in the local audit log %s", left, timeout, ", ".join(files) or "(none configured)")
+    return left
