@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from datetime import datetime
 from typing import Any
 
 from radstream.config import Settings
@@ -96,3 +97,24 @@ def flush_audit(target: Tee, timeout: float = 10.0) -> int:
         log.warning("%d audit event(s) not confirmed by the audit topic within %g s (is Kafka reachable?); "
                     "kept in the local audit log %s", left, timeout, ", ".join(files) or "(none configured)")
     return left
+
+
+def push_local_log(settings: Settings, since: datetime | None = None,
+                   timeout: float = 30.0) -> tuple[int, int]:
+    """Send the events of this host's local audit log (from ``since``) to the audit topic, for the ones
+    the topic never confirmed (docs/access.md). Every event is sent: the warehouse keeps one
+    ``audit_log`` row per event content (ddl/023), so the ones it has already collapse into it, and
+    nothing needs to remember which were confirmed. Returns (sent, not confirmed, the ``audit.push`` event
+    that records the push itself included)."""
+    from streams.auth import local_user
+    from streams.producer import make_producer
+
+    path = settings.auth.audit_log
+    events = [e for e in audit.read_log(path) if since is None or e["time"] >= since]
+    kafka = KafkaAudit(make_producer(settings.kafka), settings.topics.audit)
+    for ev in events:
+        kafka.emit(ev)
+    target = Tee(FileAudit(path), kafka)
+    audit.record(target, local_user(), "audit.push", rows=len(events), file=str(path),
+                 since=since.isoformat() if since else "")
+    return len(events), flush_audit(target, timeout)

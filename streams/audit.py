@@ -74,6 +74,25 @@ class FileAudit:
                 fh.write(line)
 
 
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The events of a local audit log file (``FileAudit``), as ``event`` built them: the same content,
+    so that sending one to the topic again makes the same ``audit_log`` row (ddl/023 keys it on the
+    whole content). A line that is not an event (a torn last line after a crash) raises ValueError
+    with its line number: the file is evidence, so nothing in it is skipped in silence."""
+    events: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+                ev["time"] = datetime.fromisoformat(ev["time"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{n}: not an audit event ({exc})") from None
+            events.append(ev)
+    return events
+
+
 class Tee:
     """Several targets; a failing one does not keep the event from the others."""
 
