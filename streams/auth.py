@@ -147,7 +147,7 @@ class TokenStore:
             return None
         until = time.monotonic() + min(self.cache_s, left)  # taken before the slow check: never later
         try:
-            _HASHER.verify(entry["hash"], secret)  # outside the lock: 0.05-1 s by design (docs/access.md)
+            _HASHER.verify(entry["hash"], secret)  # outside the lock: up to ~1 s by design (docs/access.md)
         except (VerificationError, InvalidHashError):
             return None
         principal = Principal(entry["user"], frozenset(user.get("roles", ())), tid)

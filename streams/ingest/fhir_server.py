@@ -147,7 +147,7 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
     client = request.remote or ""
     auth, key = request.headers.get("Authorization"), request.headers.get("X-API-Key")
     loop = asyncio.get_running_loop()
-    try:  # a token not in the cache costs one argon2 check (0.05-1 s): off the event loop
+    try:  # a token not in the cache costs one argon2 check (up to ~1 s, docs/access.md): off the event loop
         principal = await loop.run_in_executor(
             None, lambda: gate.check(auth, key, client=client, endpoint=request.path))
     except AuthError as exc:
