@@ -79,25 +79,30 @@ def test_worker_waits_for_a_store_another_process_holds_then_loads(topic_setting
         state_dir=str(tmp_path / "state"), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
         worker={"web_port": free_port()}, clickhouse={"url": "", "database": "radstream"})
     Path(settings.state_dir).mkdir(parents=True)
-    hold = ("import sys, time, chdb; c = chdb.connect(sys.argv[1]); print('held', flush=True); "
-            "time.sleep(float(sys.argv[2])); c.close()")
-    holder = subprocess.Popen([sys.executable, "-c", hold, settings.clickhouse_url.removeprefix("chdb://"),
-                               "8"], stdout=subprocess.PIPE, text=True)
+    # the holder keeps the store until the test closes its stdin: only once the worker has said that it
+    # waits (a fixed hold time raced a worker that a loaded host started more slowly than the hold)
+    hold = ("import sys, chdb; c = chdb.connect(sys.argv[1]); print('held', flush=True); "
+            "sys.stdin.read(); c.close()")
+    holder = subprocess.Popen([sys.executable, "-c", hold, settings.clickhouse_url.removeprefix("chdb://")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     log_path = tmp_path / "worker.log"
-    with worker_process(settings, log_path) as proc:
+    with worker_process(settings, log_path) as proc, holder:
         reps = [report(f"H{i}", text="IMPRESSION: Small pneumothorax.") for i in range(2)]
         produce_all(settings, [(settings.topics.reports, "report_finalized", f"default|{r['accession']}", r)
                                for r in reps])
+        wait_until(lambda: "cannot open ClickHouse yet" in log_path.read_text(), timeout=120, every=0.5,
+                   what="the worker to find the store held")
 
         def stored() -> bool:
             out = sql(settings, "SELECT count() AS n FROM reports_latest", "--format", "csv")
             return out.returncode == 0 and out.stdout.splitlines()[-1:] == ["2"]
 
+        assert holder.stdin is not None
+        holder.stdin.close()
         assert holder.wait(30) == 0
         wait_until(stored, timeout=120, every=1.0, what="2 reports after the store was released")
         assert proc.poll() is None
-    assert "cannot open ClickHouse yet" in log_path.read_text()  # it did have to wait
 
 
 def test_nlp_worker_and_sink_in_separate_processes_analysts_query_the_sink(topic_settings: Settings,
