@@ -215,6 +215,23 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                    is_steward=bool(sess and sess.principal.has("steward")))
         return templates.TemplateResponse(request, name, ctx, status_code=status)
 
+    async def checked(request: Request) -> Session | None:
+        """The request's session with the roles its token has now (``radstream auth add-user`` may have
+        changed them since sign-in: every check, page and query uses these); None, and the session ended,
+        when the token was revoked or expired since sign-in."""
+        sess = current(request)
+        if sess is None:
+            return None
+        fresh = await run_in_threadpool(gate.store.verify, sess.token)
+        if fresh is None:
+            audit.record(target, sess.principal.user, "web.logout", allowed=True, service="web",
+                         reason="token revoked or expired", token_id=sess.principal.token_id)
+            sessions.drop(request.session.get("sid"))
+            request.session.clear()
+            return None
+        sess.principal = fresh
+        return sess
+
     Handler = Callable[[Request, Session], Awaitable[Response]]
 
     def page(roles: tuple[str, ...], post: bool = False) -> Callable[[Handler], Callable[[Request],
@@ -222,14 +239,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         """A route that needs a signed-in user holding one of ``roles`` (and a CSRF token on POST)."""
         def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
             async def route(request: Request) -> Response:
-                sess = current(request)
-                if sess is not None and await run_in_threadpool(gate.store.verify, sess.token) is None:
-                    # the session's token was revoked or expired since sign-in: the session ends with it
-                    audit.record(target, sess.principal.user, "web.logout", allowed=True, service="web",
-                                 reason="token revoked or expired", token_id=sess.principal.token_id)
-                    sessions.drop(request.session.get("sid"))
-                    request.session.clear()
-                    sess = None
+                sess = await checked(request)
                 if sess is None:
                     if request.headers.get("HX-Request"):
                         return Response("signed out", 401, headers={"HX-Redirect": "/login"})
@@ -608,13 +618,15 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         """Server-sent events: the dashboard's table (event ``retrievals``) whenever it changed, looked for
         every ``SSE_EVERY_S`` (a row count of its tables; every query is audited by the query layer, so
         an idle dashboard costs one a second); ends after ``sse_max_s`` (EventSource reconnects, the
-        session is checked again) or when the session ended."""
+        session is checked again) or when the session ended or lost its role (checked every tick)."""
         tmpl = templates.get_template("_retrievals_table.html")
 
         async def stream() -> AsyncIterator[str]:
             last, seen, started = "", "", time.monotonic()
             yield "retry: 2000\n\n"
-            while time.monotonic() - started < sse_max_s and current(request) is sess:
+            # the session checked again every tick, as a page would be (its token, its roles now)
+            while time.monotonic() - started < sse_max_s and await checked(request) is sess \
+                    and any(sess.principal.has(r) for r in READERS):
                 if await request.is_disconnected():
                     return
                 try:

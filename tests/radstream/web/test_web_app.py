@@ -441,3 +441,32 @@ def test_a_steward_sees_an_identified_projects_status_whole_an_analyst_without_u
     analyst, _ = signed_in(web, "analyst")
     page = analyst.get("/retrievals/r-id")
     assert page.status_code == 200 and "partial" in page.text and "1.2.840.9.1" not in page.text
+
+
+def test_a_demoted_steward_loses_the_stewards_actions_at_the_next_request(web: App) -> None:
+    """The session works with the roles the token store gives its user now, not those of the sign-in:
+    `radstream auth add-user sam --role analyst` between two requests, and the next one is an analyst's
+    (the pages, the identified project, and the warehouse queries of the role-checked read path)."""
+    web.ch.command("INSERT INTO radstream.retrieval_events_identified (request_id, project_id, state, "
+                   f"missing, error, time) VALUES ('r-id', '{IDENTIFIED}', 'partial', 1, "
+                   "'1.2.840.9.1 missing', now64(6))")
+    steward, csrf = signed_in(web, "steward")
+    cid = save(steward, csrf, "nodules", finding="nodule", finding_state="present")
+    assert steward.get("/steward/audit").status_code == 200
+    assert f'value="{IDENTIFIED}"' in steward.get(f"/cohorts/{cid}").text
+    assert "1.2.840.9.1 missing" in steward.get("/retrievals/r-id").text
+
+    time.sleep(0.01)  # a new mtime for the token file: the app re-reads it
+    TokenStore(web.settings.auth.token_file).add_user("sam", ["analyst"])  # as `radstream auth add-user`
+    assert steward.get("/steward/audit").status_code == 403
+    assert IDENTIFIED not in steward.get(f"/cohorts/{cid}").text
+    form = {"csrf": csrf, "project": IDENTIFIED, "destination": "RESEARCH"}
+    for action in ("retrieve", "subscribe"):
+        r = steward.post(f"/cohorts/{cid}/{action}", data=form)
+        assert r.status_code == 400 and "only a steward" in r.text, (action, r.text)
+    assert watches_on_topic(web.settings) == {}
+    page = steward.get("/retrievals/r-id")  # the query layer now reads the analysts' copy
+    assert page.status_code == 200 and "1.2.840.9.1" not in page.text
+    refused = [(e["action"], e["allowed"]) for e in audit_events(web) if e["actor"] == "sam"
+               and not e["allowed"]]
+    assert refused == [("http.request", False), ("web.retrieve", False), ("cohort.watch", False)]
