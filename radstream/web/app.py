@@ -439,6 +439,22 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             why = f"project {project!r} receives identified images: only a steward may send studies to it"
         return why
 
+    def unwatch_refusal(sess: Session, w: dict[str, Any], wait_s: float = 5.0) -> str | None:
+        """Why this user may not end the standing watch ``w`` of a cohort (None: may). Cohorts are shared,
+        their watches are not: a steward may end any; anyone else only one they subscribed, and never one
+        of an identified project (only a steward may subscribe those, docs/web.md)."""
+        if sess.principal.has("steward"):
+            return None
+        project = w["project"]
+        registered = project_registry().get(project, wait_s)
+        if registered is None or registered.identified:
+            return (f"project {project!r} receives identified images (or is not registered): only a steward "
+                    "may end its watch")
+        if w.get("by") != sess.principal.user:
+            return (f"the watch of project {project!r} was subscribed by {w.get('by')!r}: only they or a "
+                    "steward may end it")
+        return None
+
     def watches_ended() -> dict[str, datetime]:
         """Watch id -> when it was withdrawn, as the watches topic says (read by a registry this process
         starts on first use); empty until the registry has read the topic to its end."""
@@ -477,11 +493,13 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             c.sizes.append((datetime.now(UTC).isoformat(timespec="seconds"), n))
             cohorts.update(c)
         projects = await run_in_threadpool(project_list, sess)
+        endable = {w["project"] for w in c.watches
+                   if await run_in_threadpool(unwatch_refusal, sess, w, 0.0) is None}
         try:
             rule, why_not = standing.rule_of(c.search, f"web-cohort-{c.cohort_id}"), ""
         except ValueError as exc:
             rule, why_not = None, str(exc)
-        return render(request, "cohort.html", c=c, projects=projects,
+        return render(request, "cohort.html", c=c, projects=projects, endable=endable,
                       destinations=settings.research.allowed_destinations,
                       rule=json.dumps(rule, indent=1) if rule else "", why_not=why_not,
                       search_link=urlencode(c.search))
@@ -585,6 +603,11 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         ws = [w for w in c.watches if w["project"] == project]
         if not ws:
             raise ValueError(f"the cohort is not subscribed for project {project!r}")
+        why = await run_in_threadpool(unwatch_refusal, sess, ws[0])
+        if why:
+            audit.record(target, sess.principal.user, "cohort.unwatch", allowed=False, project=project,
+                         cohort=c.cohort_id, watch_id=ws[0]["watch_id"], reason=why)
+            return render(request, "error.html", 403, title="Not allowed", message=why)
         await run_in_threadpool(standing.unsubscribe, settings, ws[0]["watch_id"])
         c.watches = [w for w in c.watches if w["project"] != project]
         cohorts.update(c)

@@ -470,3 +470,38 @@ def test_a_demoted_steward_loses_the_stewards_actions_at_the_next_request(web: A
     refused = [(e["action"], e["allowed"]) for e in audit_events(web) if e["actor"] == "sam"
                and not e["allowed"]]
     assert refused == [("http.request", False), ("web.retrieve", False), ("cohort.watch", False)]
+
+
+def test_only_its_subscriber_or_a_steward_ends_a_standing_watch(web: App) -> None:
+    """Cohorts are shared, their watches are not: an analyst cannot end a steward's watch of an identified
+    project, nor another analyst's; the refusals are audited and the watches stay on the topic."""
+    store = TokenStore(web.settings.auth.token_file)
+    store.add_user("ann", ["analyst"])
+    web.tokens["ann"] = store.add_token("ann")
+    steward, scsrf = signed_in(web, "steward")
+    cid = save(steward, scsrf, "nodules", finding="nodule", finding_state="present")
+    r = steward.post(f"/cohorts/{cid}/subscribe", data={"csrf": scsrf, "project": IDENTIFIED,
+                                                        "destination": "RESEARCH"})
+    assert r.status_code == 303, r.text
+    rita, csrf = signed_in(web, "analyst")
+    r = rita.post(f"/cohorts/{cid}/subscribe", data={"csrf": csrf, "project": PROJECT,
+                                                     "destination": "RESEARCH"})
+    assert r.status_code == 303, r.text
+    page = rita.get(f"/cohorts/{cid}").text
+    assert f'aria-label="Unsubscribe {PROJECT}"' in page  # her own: offered
+    assert f'aria-label="Unsubscribe {IDENTIFIED}"' not in page  # the steward's: not offered
+    r = rita.post(f"/cohorts/{cid}/unsubscribe", data={"csrf": csrf, "project": IDENTIFIED})
+    assert r.status_code == 403 and "only a steward" in r.text, r.text
+    ann, acsrf = signed_in(web, "ann")
+    assert 'aria-label="Unsubscribe' not in ann.get(f"/cohorts/{cid}").text
+    r = ann.post(f"/cohorts/{cid}/unsubscribe", data={"csrf": acsrf, "project": PROJECT})
+    assert r.status_code == 403 and "subscribed by &#39;rita&#39;" in r.text, r.text
+    assert sorted(w.project_id for w in watches_on_topic(web.settings).values()) == [IDENTIFIED, PROJECT]
+    refused = [(e["actor"], e["project"]) for e in audit_events(web)
+               if e["action"] == "cohort.unwatch" and not e["allowed"]]
+    assert refused == [("rita", IDENTIFIED), ("ann", PROJECT)]
+    # a steward ends either
+    for project in (IDENTIFIED, PROJECT):
+        r = steward.post(f"/cohorts/{cid}/unsubscribe", data={"csrf": scsrf, "project": project})
+        assert r.status_code == 303, r.text
+    assert watches_on_topic(web.settings) == {}
