@@ -103,7 +103,8 @@ def cohort() -> None:
 @cohort.command("retrieve")
 @click.option("--csv", "csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV with a column accession (or study_instance_uid, or patient_id + study_date).")
-@click.option("--sql", "query", help="Warehouse query whose first column is the accession.")
+@click.option("--sql", "query", help="Warehouse query whose first column is the study_ref or the "
+              "research accession (its study_ref is looked up in reports_latest).")
 @click.option("--project", required=True, help="Project / IRB protocol id.")
 @click.option("--destination", required=True, help="Destination AE title (must be on the allow-list).")
 @click.option("--priority", type=click.Choice(["low", "normal", "high"]), default="normal", show_default=True)
