@@ -103,7 +103,8 @@ def cohort() -> None:
 @cohort.command("retrieve")
 @click.option("--csv", "csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV with a column accession (or study_instance_uid, or patient_id + study_date).")
-@click.option("--sql", "query", help="Warehouse query whose first column is the accession.")
+@click.option("--sql", "query", help="Warehouse query whose first column is the study_ref or the "
+              "research accession (its study_ref is looked up in reports_latest).")
 @click.option("--project", required=True, help="Project / IRB protocol id.")
 @click.option("--destination", required=True, help="Destination AE title (must be on the allow-list).")
 @click.option("--priority", type=click.Choice(["low", "normal", "high"]), default="normal", show_default=True)
@@ -255,11 +256,22 @@ def _open_requests(settings: Settings, project: str) -> list[list[str]]:
 
 
 def _resolved(settings: Settings, csv_file: Path) -> list[list[str]]:
+    """The CSV's studies as the PACS knows them (C-FIND): its patient id, accession and study UID, so for
+    stewards only, and audited (``cohort.export``) with how many rows the manifest has."""
+    from radstream.access import authorise, done
     from sinks.dicom.find import Pacs, resolve
+    from streams.auth import AuthError
 
+    given = _rows_from_csv(csv_file)
+    try:
+        principal, target = authorise(settings, "cohort.export", ("steward",), source="csv",
+                                      studies=len(given))
+    except AuthError as exc:
+        raise click.ClickException(f"writing the PACS's identifiers needs the steward role: {exc.reason}") \
+            from None
     pacs = Pacs.of(settings.pacs)
     out: list[list[str]] = []
-    for r in _rows_from_csv(csv_file):
+    for r in given:
         found = resolve(pacs, accession=r.get("accession") or None,
                         patient_id=r.get("patient_id") or None, study_date=r.get("study_date") or None)
         if not found:
@@ -268,6 +280,7 @@ def _resolved(settings: Settings, csv_file: Path) -> list[list[str]]:
         for st in found:
             out.append(["", st.accession or r.get("accession", ""), st.patient_id or "", st.study_date or "",
                         "\\".join(st.modalities), st.study_instance_uid, ""])
+    done(target, principal, "cohort.export", source="csv", studies=len(given), rows=len(out))
     return out
 
 

@@ -46,6 +46,17 @@ def _authorise(settings: Any, action: str, roles: tuple[str, ...], /, **fields: 
         raise click.ClickException(f"not allowed: {exc.reason}") from None
 
 
+def _refuse(target: Any, principal: Any, action: str, reason: str, /, **fields: Any) -> click.ClickException:
+    """Audit a refused action of an authorised user (allowed false, with the reason; as
+    ``radstream.access.authorise`` does for a missing role) and return the error to raise."""
+    from radstream.access import flush_audit
+    from streams import audit
+
+    audit.record(target, principal.user, action, allowed=False, reason=reason, **fields)
+    flush_audit(target)
+    return click.ClickException(reason)
+
+
 def _as_dict(project: Any) -> dict[str, Any]:
     rec: dict[str, Any] = project.record()
     rec["time"] = project.time.isoformat()
@@ -93,19 +104,22 @@ def add(ctx: click.Context, project_id: str, destination: str, owner: str, ident
     proj = Project(project_id=project_id, destination_ae=destination, owner=owner,
                    registered_by=principal.user, identified=identified,
                    irb_reference=irb_reference.strip(), deid=deid, allow_burned_in_risk=allow_burned_in_risk)
+    fields = {"project": project_id, "identified": identified, "irb": proj.irb_reference,
+              "destination": destination, "owner": owner}
     try:
         validate(proj, settings.research.allowed_destinations)
     except ProjectError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _refuse(target, principal, "project.register", str(exc), **fields) from exc
     registry = _registry(ctx)
     try:
-        if not replace and registry.get(project_id) is not None:
-            raise click.ClickException(f"project {project_id} is registered already (--replace to change it)")
+        registered = not replace and registry.get(project_id) is not None
     finally:
         registry.stop()
+    if registered:
+        raise _refuse(target, principal, "project.register",
+                      f"project {project_id} is registered already (--replace to change it)", **fields)
     publish(settings.kafka, settings.topics, proj)
-    done(target, principal, "project.register", project=project_id, identified=identified,
-         irb=proj.irb_reference, destination=destination, owner=owner)
+    done(target, principal, "project.register", **fields)
     kind = f"IDENTIFIED (IRB {proj.irb_reference})" if identified else "de-identified"
     click.echo(f"registered project {project_id}: {kind}, destination {destination}, owner {owner}")
 
@@ -121,7 +135,10 @@ def retire(ctx: click.Context, project_id: str) -> None:
 
     settings = settings_of(ctx)
     principal, target = _authorise(settings, "project.retire", ("steward",), project=project_id)
-    current = _current(ctx, project_id)
+    try:
+        current = _current(ctx, project_id)
+    except click.ClickException as exc:
+        raise _refuse(target, principal, "project.retire", exc.message, project=project_id) from None
     publish(settings.kafka, settings.topics, dataclasses.replace(
         current, active=False, registered_by=principal.user, time=datetime.now(UTC)))
     done(target, principal, "project.retire", project=project_id)

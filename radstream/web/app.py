@@ -215,6 +215,23 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                    is_steward=bool(sess and sess.principal.has("steward")))
         return templates.TemplateResponse(request, name, ctx, status_code=status)
 
+    async def checked(request: Request) -> Session | None:
+        """The request's session with the roles its token has now (``radstream auth add-user`` may have
+        changed them since sign-in: every check, page and query uses these); None, and the session ended,
+        when the token was revoked or expired since sign-in."""
+        sess = current(request)
+        if sess is None:
+            return None
+        fresh = await run_in_threadpool(gate.store.verify, sess.token)
+        if fresh is None:
+            audit.record(target, sess.principal.user, "web.logout", allowed=True, service="web",
+                         reason="token revoked or expired", token_id=sess.principal.token_id)
+            sessions.drop(request.session.get("sid"))
+            request.session.clear()
+            return None
+        sess.principal = fresh
+        return sess
+
     Handler = Callable[[Request, Session], Awaitable[Response]]
 
     def page(roles: tuple[str, ...], post: bool = False) -> Callable[[Handler], Callable[[Request],
@@ -222,14 +239,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         """A route that needs a signed-in user holding one of ``roles`` (and a CSRF token on POST)."""
         def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
             async def route(request: Request) -> Response:
-                sess = current(request)
-                if sess is not None and await run_in_threadpool(gate.store.verify, sess.token) is None:
-                    # the session's token was revoked or expired since sign-in: the session ends with it
-                    audit.record(target, sess.principal.user, "web.logout", allowed=True, service="web",
-                                 reason="token revoked or expired", token_id=sess.principal.token_id)
-                    sessions.drop(request.session.get("sid"))
-                    request.session.clear()
-                    sess = None
+                sess = await checked(request)
                 if sess is None:
                     if request.headers.get("HX-Request"):
                         return Response("signed out", 401, headers={"HX-Redirect": "/login"})
@@ -429,6 +439,22 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             why = f"project {project!r} receives identified images: only a steward may send studies to it"
         return why
 
+    def unwatch_refusal(sess: Session, w: dict[str, Any], wait_s: float = 5.0) -> str | None:
+        """Why this user may not end the standing watch ``w`` of a cohort (None: may). Cohorts are shared,
+        their watches are not: a steward may end any; anyone else only one they subscribed, and never one
+        of an identified project (only a steward may subscribe those, docs/web.md)."""
+        if sess.principal.has("steward"):
+            return None
+        project = w["project"]
+        registered = project_registry().get(project, wait_s)
+        if registered is None or registered.identified:
+            return (f"project {project!r} receives identified images (or is not registered): only a steward "
+                    "may end its watch")
+        if w.get("by") != sess.principal.user:
+            return (f"the watch of project {project!r} was subscribed by {w.get('by')!r}: only they or a "
+                    "steward may end it")
+        return None
+
     def watches_ended() -> dict[str, datetime]:
         """Watch id -> when it was withdrawn, as the watches topic says (read by a registry this process
         starts on first use); empty until the registry has read the topic to its end."""
@@ -467,11 +493,13 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             c.sizes.append((datetime.now(UTC).isoformat(timespec="seconds"), n))
             cohorts.update(c)
         projects = await run_in_threadpool(project_list, sess)
+        endable = {w["project"] for w in c.watches
+                   if await run_in_threadpool(unwatch_refusal, sess, w, 0.0) is None}
         try:
             rule, why_not = standing.rule_of(c.search, f"web-cohort-{c.cohort_id}"), ""
         except ValueError as exc:
             rule, why_not = None, str(exc)
-        return render(request, "cohort.html", c=c, projects=projects,
+        return render(request, "cohort.html", c=c, projects=projects, endable=endable,
                       destinations=settings.research.allowed_destinations,
                       rule=json.dumps(rule, indent=1) if rule else "", why_not=why_not,
                       search_link=urlencode(c.search))
@@ -575,6 +603,11 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         ws = [w for w in c.watches if w["project"] == project]
         if not ws:
             raise ValueError(f"the cohort is not subscribed for project {project!r}")
+        why = await run_in_threadpool(unwatch_refusal, sess, ws[0])
+        if why:
+            audit.record(target, sess.principal.user, "cohort.unwatch", allowed=False, project=project,
+                         cohort=c.cohort_id, watch_id=ws[0]["watch_id"], reason=why)
+            return render(request, "error.html", 403, title="Not allowed", message=why)
         await run_in_threadpool(standing.unsubscribe, settings, ws[0]["watch_id"])
         c.watches = [w for w in c.watches if w["project"] != project]
         cohorts.update(c)
@@ -608,13 +641,15 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         """Server-sent events: the dashboard's table (event ``retrievals``) whenever it changed, looked for
         every ``SSE_EVERY_S`` (a row count of its tables; every query is audited by the query layer, so
         an idle dashboard costs one a second); ends after ``sse_max_s`` (EventSource reconnects, the
-        session is checked again) or when the session ended."""
+        session is checked again) or when the session ended or lost its role (checked every tick)."""
         tmpl = templates.get_template("_retrievals_table.html")
 
         async def stream() -> AsyncIterator[str]:
             last, seen, started = "", "", time.monotonic()
             yield "retry: 2000\n\n"
-            while time.monotonic() - started < sse_max_s and current(request) is sess:
+            # the session checked again every tick, as a page would be (its token, its roles now)
+            while time.monotonic() - started < sse_max_s and await checked(request) is sess \
+                    and any(sess.principal.has(r) for r in READERS):
                 if await request.is_disconnected():
                     return
                 try:

@@ -106,3 +106,10 @@ def test_unreachable_warehouse_is_one_line_not_a_traceback(tmp_path: Path) -> No
         assert res.exit_code == 1, res.output
         assert "Error: cannot " in res.output and "Traceback" not in res.output
         assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_retrieve_help_says_what_the_sql_query_may_return() -> None:
+    # the first column may be a study_ref or a research accession (``_rows_from_sql``)
+    out = CliRunner().invoke(main, ["cohort", "retrieve", "--help"], terminal_width=200).output
+    line = " ".join(out.split("--sql", 1)[1].split("--project", 1)[0].split())
+    assert "study_ref" in line and "accession" in line, line

@@ -441,3 +441,67 @@ def test_a_steward_sees_an_identified_projects_status_whole_an_analyst_without_u
     analyst, _ = signed_in(web, "analyst")
     page = analyst.get("/retrievals/r-id")
     assert page.status_code == 200 and "partial" in page.text and "1.2.840.9.1" not in page.text
+
+
+def test_a_demoted_steward_loses_the_stewards_actions_at_the_next_request(web: App) -> None:
+    """The session works with the roles the token store gives its user now, not those of the sign-in:
+    `radstream auth add-user sam --role analyst` between two requests, and the next one is an analyst's
+    (the pages, the identified project, and the warehouse queries of the role-checked read path)."""
+    web.ch.command("INSERT INTO radstream.retrieval_events_identified (request_id, project_id, state, "
+                   f"missing, error, time) VALUES ('r-id', '{IDENTIFIED}', 'partial', 1, "
+                   "'1.2.840.9.1 missing', now64(6))")
+    steward, csrf = signed_in(web, "steward")
+    cid = save(steward, csrf, "nodules", finding="nodule", finding_state="present")
+    assert steward.get("/steward/audit").status_code == 200
+    assert f'value="{IDENTIFIED}"' in steward.get(f"/cohorts/{cid}").text
+    assert "1.2.840.9.1 missing" in steward.get("/retrievals/r-id").text
+
+    time.sleep(0.01)  # a new mtime for the token file: the app re-reads it
+    TokenStore(web.settings.auth.token_file).add_user("sam", ["analyst"])  # as `radstream auth add-user`
+    assert steward.get("/steward/audit").status_code == 403
+    assert IDENTIFIED not in steward.get(f"/cohorts/{cid}").text
+    form = {"csrf": csrf, "project": IDENTIFIED, "destination": "RESEARCH"}
+    for action in ("retrieve", "subscribe"):
+        r = steward.post(f"/cohorts/{cid}/{action}", data=form)
+        assert r.status_code == 400 and "only a steward" in r.text, (action, r.text)
+    assert watches_on_topic(web.settings) == {}
+    page = steward.get("/retrievals/r-id")  # the query layer now reads the analysts' copy
+    assert page.status_code == 200 and "1.2.840.9.1" not in page.text
+    refused = [(e["action"], e["allowed"]) for e in audit_events(web) if e["actor"] == "sam"
+               and not e["allowed"]]
+    assert refused == [("http.request", False), ("web.retrieve", False), ("cohort.watch", False)]
+
+
+def test_only_its_subscriber_or_a_steward_ends_a_standing_watch(web: App) -> None:
+    """Cohorts are shared, their watches are not: an analyst cannot end a steward's watch of an identified
+    project, nor another analyst's; the refusals are audited and the watches stay on the topic."""
+    store = TokenStore(web.settings.auth.token_file)
+    store.add_user("ann", ["analyst"])
+    web.tokens["ann"] = store.add_token("ann")
+    steward, scsrf = signed_in(web, "steward")
+    cid = save(steward, scsrf, "nodules", finding="nodule", finding_state="present")
+    r = steward.post(f"/cohorts/{cid}/subscribe", data={"csrf": scsrf, "project": IDENTIFIED,
+                                                        "destination": "RESEARCH"})
+    assert r.status_code == 303, r.text
+    rita, csrf = signed_in(web, "analyst")
+    r = rita.post(f"/cohorts/{cid}/subscribe", data={"csrf": csrf, "project": PROJECT,
+                                                     "destination": "RESEARCH"})
+    assert r.status_code == 303, r.text
+    page = rita.get(f"/cohorts/{cid}").text
+    assert f'aria-label="Unsubscribe {PROJECT}"' in page  # her own: offered
+    assert f'aria-label="Unsubscribe {IDENTIFIED}"' not in page  # the steward's: not offered
+    r = rita.post(f"/cohorts/{cid}/unsubscribe", data={"csrf": csrf, "project": IDENTIFIED})
+    assert r.status_code == 403 and "only a steward" in r.text, r.text
+    ann, acsrf = signed_in(web, "ann")
+    assert 'aria-label="Unsubscribe' not in ann.get(f"/cohorts/{cid}").text
+    r = ann.post(f"/cohorts/{cid}/unsubscribe", data={"csrf": acsrf, "project": PROJECT})
+    assert r.status_code == 403 and "subscribed by &#39;rita&#39;" in r.text, r.text
+    assert sorted(w.project_id for w in watches_on_topic(web.settings).values()) == [IDENTIFIED, PROJECT]
+    refused = [(e["actor"], e["project"]) for e in audit_events(web)
+               if e["action"] == "cohort.unwatch" and not e["allowed"]]
+    assert refused == [("rita", IDENTIFIED), ("ann", PROJECT)]
+    # a steward ends either
+    for project in (IDENTIFIED, PROJECT):
+        r = steward.post(f"/cohorts/{cid}/unsubscribe", data={"csrf": scsrf, "project": project})
+        assert r.status_code == 303, r.text
+    assert watches_on_topic(web.settings) == {}

@@ -136,9 +136,11 @@ def test_project_cli_registers_lists_and_refuses_identified_without_irb(dicom_se
         registry.stop()
     # (the audit topic is keyed by actor: no order across actors)
     audited = sorted((e["actor"], e["action"], e["project"], e["allowed"])
-                     for e in audit_events(dicom_settings, 3))
+                     for e in audit_events(dicom_settings, 5))
     assert audited == [("ana", "project.register", "ID-9", False),
+                       ("steward1", "project.register", "DE-1", False),  # registered already
                        ("steward1", "project.register", "DE-1", True),
+                       ("steward1", "project.register", "ID-1", False),  # no IRB
                        ("steward1", "project.register", "ID-1", True)]
 
 
