@@ -1,9 +1,9 @@
 """Lexicon classes for Open-i wording the dev set barely holds (issue 14, session 11): a heart size
-between normal and mildly enlarged (borderline, coded Cardiomegaly as "borderline heart size" is),
-edema or emphysema named by a place outside the lung (a limb, the face, the soft tissues, the chest
-wall), "collapse" of a disc space or of the airway (not atelectasis), pleural fluid named by the lung
-base, the pleural surface or as a collection, pericardial thickening (the Open-i coders' "Thickening",
-whatever its site), microatelectasis, and "fibronodular" (a nodular descriptor, coded Nodule).
+between normal and mildly enlarged, or "noted to be enlarged" (coded Cardiomegaly, as "borderline heart
+size" is), edema or emphysema named by a place outside the lung (a limb, the face, the soft tissues, the
+chest wall), "collapse" of a disc space or of the airway (not atelectasis), pleural fluid named by the
+lung base, the pleural surface, a meniscus or as a collection, pericardial thickening (the Open-i
+coders' "Thickening", whatever its site), microatelectasis, and "fibronodular" (coded Nodule).
 
 Every sentence here was written for these tests (none comes from a report collection or the dev sets).
 """
@@ -30,6 +30,9 @@ def _concepts(text: str) -> set[str]:
         "The heart is upper normal to mildly enlarged in size.",
         "Heart size is normal or slightly enlarged, unchanged.",
         "Cardiac size is high-normal to mildly enlarged.",
+        # a participle of seeing before "to be enlarged"
+        "The heart is again noted to be enlarged.",
+        "The heart is seen to be mildly enlarged.",
     ],
 )
 def test_a_heart_between_normal_and_enlarged_is_borderline_cardiomegaly(text: str) -> None:
@@ -44,6 +47,8 @@ def test_a_heart_between_normal_and_enlarged_is_borderline_cardiomegaly(text: st
         "Heart size is normal; the aorta is enlarged.",
         "Heart size remains at the upper limits of normal.",
         "The heart is not enlarged.",
+        "The heart is not felt to be enlarged.",
+        "The heart is thought to be possibly enlarged.",
     ],
 )
 def test_a_normal_heart_stays_normal(text: str) -> None:
@@ -136,6 +141,8 @@ def test_collapse_of_the_lung_is_atelectasis(text: str) -> None:
         "Trace fluid at the left base.",
         "Fluid collection in the right pleural space.",
         "Fluid along the left lateral pleural surface.",
+        "Fluid meniscus at the right costophrenic angle.",
+        "A meniscus of pleural fluid on the left.",
     ],
 )
 def test_pleural_fluid_named_by_its_place_is_an_effusion(text: str) -> None:
@@ -149,6 +156,7 @@ def test_pleural_fluid_named_by_its_place_is_an_effusion(text: str) -> None:
         ("Fluid at the right base has resolved.", "negative"),
         ("Fluid in the lung bases.", "absent"),  # said of the lung: not the pleural space
         ("Fluid overload at the bases.", "absent"),
+        ("Air meniscus around the cavity.", "absent"),  # the air crescent of a cavity, not fluid
     ],
 )
 def test_fluid_not_in_the_pleural_space(text: str, state: str) -> None:
