@@ -111,8 +111,8 @@ def test_lung_emphysema_is_still_coded(text: str) -> None:
         ("Disc space collapse at T8-9.", "degenerative_change"),
         ("Collapse of the disc space at T11-12.", "degenerative_change"),
         ("Collapse of the intervertebral disc at L1-2.", "degenerative_change"),
-        ("Tracheal collapse on the expiratory view.", "tracheomalacia"),
-        ("Collapse of the trachea on expiration.", "tracheomalacia"),
+        ("Tracheal collapse on the expiratory view.", "airway_collapse"),
+        ("Collapse of the trachea on expiration.", "airway_collapse"),
     ],
 )
 def test_collapse_of_a_disc_or_the_airway_is_not_atelectasis(text: str, concept: str) -> None:
