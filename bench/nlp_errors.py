@@ -271,12 +271,30 @@ _LINKS = {
     "may be secondary to": "perhaps secondary to",
     "could represent": "can represent",
 }
+# a finding named by another standard term for the same coded observation (the gold codes both alike)
+_SYNONYMS = {
+    "cardiomegaly": "cardiac enlargement",
+    "atelectasis": "atelectatic change",
+    "emphysema": "emphysematous change",
+    "fibrosis": "fibrotic change",
+    "infiltrates": "infiltrative opacities",
+    "infiltrate": "infiltrative opacity",
+    "pleural thickening": "thickening of the pleura",
+    "nodules": "pulmonary nodules",
+    "nodule": "pulmonary nodule",
+}
 _POSTPOSED = {
     "Possible": "possible",
     "Probable": "probable",
     "Likely": "likely",
     "Questionable": "questionable",
 }
+
+
+def _same_case(word: str, replacement: str) -> str:
+    if word.isupper():
+        return replacement.upper()
+    return replacement[:1].upper() + replacement[1:] if word[:1].isupper() else replacement
 
 
 def _verbless(body: str) -> bool:
@@ -337,6 +355,20 @@ REWRITES: dict[str, Any] = {
     # "Possible small effusion." -> "Small effusion is possible." (hedged either way, as "Probable X" is not)
     "postposed_hedge": lambda t: _reword(
         t, "|".join(_POSTPOSED), lambda w, b: f"{b} {_copula(b)} {_POSTPOSED[w]}"
+    ),
+    # "Mild cardiomegaly." -> "Mild cardiac enlargement."; "No atelectasis" -> "No atelectatic change"
+    # (not after a word that makes another finding of it: "subcutaneous emphysema", "cystic fibrosis")
+    "synonyms": lambda t: re.sub(
+        r"\b(pulmonary |subcutaneous |cystic |bullous |calcified )?(" + "|".join(_SYNONYMS) + r")\b",
+        lambda m: m.group() if m.group(1) else _same_case(m.group(2), _SYNONYMS[m.group(2).lower()]),
+        t,
+        flags=re.I,
+    ),
+    # "Stable mild cardiomegaly." -> "Mild cardiomegaly is stable."; "Unchanged X." -> "X, unchanged."
+    "postposed_stable": lambda t: _reword(
+        t,
+        "Stable|Unchanged|Persistent",
+        lambda w, b: f"{b} {_copula(b)} stable" if w == "Stable" else f"{b}, {w.lower()}",
     ),
     # "Small left pleural effusion." -> "Left pleural effusion, small."
     "postposed_size": lambda t: _reword(
