@@ -85,6 +85,8 @@ class Rule:
     # False: the phrase's rules are all it has ("or, less likely," reads forward as a hedge and back as
     # the favoured reading; it does not take the backward hedge of its tail "less likely ,")
     inherit: bool = True
+    # an unsettled differential ("A cannot be distinguished from B"): reads back to A even where B follows
+    differential: bool = False
 
     @property
     def conditional(self) -> bool:
@@ -134,7 +136,8 @@ class TriggerKind:
             change=CHANGE in cats,
             chronic_scope=max((r.max_scope for r in rules if r.category == CHRONIC), default=-1),
             max_scope=max((r.max_scope for r in rules), default=0),
-            two_sided=any(r.direction == "forward" for r in mods)
+            two_sided=any(r.differential for r in mods)
+            or any(r.direction == "forward" for r in mods)
             and any(r.direction == "backward" for r in mods)
             and not {r.category for r in mods if r.direction == "forward"}
             & {r.category for r in mods if r.direction == "backward"},
@@ -332,6 +335,7 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 after=frozenset(r["after"]) if r.get("after") else None,
                 answer=bool(r.get("answer", False)),
                 inherit=bool(r.get("inherit", True)),
+                differential=bool(r.get("differential", False)),
                 not_before=re.compile(r["not_before"]) if r.get("not_before") else None,
                 not_after=frozenset(r["not_after"]) if r.get("not_after") else None,
             )
