@@ -387,7 +387,8 @@ def dated_episodes(spec: dict[str, Any], rules: Sequence[Rule]) -> list[Rule]:
     out: list[Rule] = []
     for lead, specs in spec["leads"].items():
         for year in range(int(first), int(last) + 1):
-            dates = [str(year)] + [f"{m} {year}" for m in (*months, *short)] + [f"{m} of {year}" for m in months]
+            dates = [str(year), *(f"{m} {year}" for m in (*months, *short))]
+            dates += [f"{m} of {year}" for m in months]
             for date in dates:
                 phrase = f"{lead} {date}"
                 if phrase in listed:

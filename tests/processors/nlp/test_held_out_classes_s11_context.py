@@ -145,10 +145,11 @@ def test_a_time_of_life_long_past_is_historical(text: str, term: str) -> None:
 
 
 def test_an_age_in_the_reading_of_the_images_is_no_past_cue() -> None:
-    assert not assert_term("IMPRESSION: Bone age 12 years. No fracture at age 12 growth plates.", "fracture").historical
+    text = "FINDINGS: A buckle fracture of the distal radius at age 9 is typical of a fall."
+    assert not assert_term(text, "buckle fracture").historical
 
 
-# -------------------------------------------------------------- an unsettled differential, first alternative as subject
+# -------------------------------------------------------------- an unsettled differential, A as its subject
 @pytest.mark.parametrize(
     ("text", "term"),
     [
@@ -192,10 +193,39 @@ def test_a_differential_does_not_reach_another_clause(text: str, concept: str) -
     assert _state(text, concept) != "possible", text
 
 
-# -------------------------------------------------------------- coding features: a chronic condition is present
+# -------------------------------------------------------------- coding: a chronic condition is present
 def test_a_chronic_condition_is_coded_as_present() -> None:
     res = assert_term("Chronic cough.", "cough")
     assert res.chronic and res.historical
     assert status(res) == "pos"
     past = assert_term("History of pneumonia.", "pneumonia")
     assert status(past) == "hist"
+
+
+# -------------------------------------------------------------- a relative who reports is the informant
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Mother reports that he has had a fever since last night.", "fever"),
+        ("Per mother, the child has had wheezing for two days.", "wheezing"),
+        ("Father states the baby has been vomiting after every feed.", "vomiting"),
+        ("History provided by the patient's mother: bilateral hydronephrosis on prenatal ultrasound.",
+         "hydronephrosis"),
+        ("Parents noticed a lump in the left neck.", "lump"),
+    ],
+)
+def test_a_relative_who_reports_is_the_informant(text: str, term: str) -> None:
+    res = assert_term(text, term)
+    assert res.experiencer == "patient", (text, res)
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("His mother has type 1 diabetes.", "type 1 diabetes"),
+        ("Father with a history of kidney stones.", "kidney stones"),
+        ("Mother reports a family history of asthma.", "asthma"),
+    ],
+)
+def test_a_relative_with_a_condition_is_still_the_experiencer(text: str, term: str) -> None:
+    assert assert_term(text, term).experiencer == "other", text
