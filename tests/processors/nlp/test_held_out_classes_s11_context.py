@@ -2,7 +2,7 @@
 dated by a year ("DVT in 2003", "stroke in March 2004", "diabetes since 2001"), a past condition after
 "with prior / previous" ("a man with previous MI"), a past-tense cue carried by an adverb of the past
 ("she previously had a stroke"), a habit given up ("he used to smoke", "quit smoking"), a time of life
-long past ("as a teenager", "at age 40", "in the 1990s"), and a differential the reader cannot settle
+long past ("as a teenager", "at age 40", "in the 1990s"), a differential the reader cannot settle
 written with the first alternative as its subject ("atelectasis cannot be distinguished from pneumonia":
 both possible), and a relative who reports what the patient has ("mother reports that he has a fever":
 the patient's). Each class has sentences that must stay as they were: a date that names a prior study,
