@@ -386,9 +386,11 @@ def dated_episodes(spec: dict[str, Any], rules: Sequence[Rule]) -> list[Rule]:
     months, short = spec["months"], spec.get("abbreviated_months", [])
     out: list[Rule] = []
     for lead, specs in spec["leads"].items():
+        with_months = lead not in spec.get("years_only", ())
         for year in range(int(first), int(last) + 1):
-            dates = [str(year), *(f"{m} {year}" for m in (*months, *short))]
-            dates += [f"{m} of {year}" for m in months]
+            dates = [str(year)]
+            if with_months:
+                dates += [*(f"{m} {year}" for m in (*months, *short)), *(f"{m} of {year}" for m in months)]
             for date in dates:
                 phrase = f"{lead} {date}"
                 if phrase in listed:
