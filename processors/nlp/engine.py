@@ -201,7 +201,7 @@ class Engine:
                     answers = tuple(r for r in rules if r.answer)
                     if answers:
                         rules = tuple(r for r in rules if not r.answer)
-                    conditional = any(r.after is not None or r.not_before is not None for r in rules)
+                    conditional = any(r.conditional for r in rules)
                     found = (
                         all_rules,
                         ctx.TriggerKind.of(rules) if rules else None,

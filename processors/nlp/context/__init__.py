@@ -56,6 +56,7 @@ _CHANGE_GAP = 3  # words allowed between the negation and the change noun ("no s
 _LIST_FROM = 8  # a negation farther than this many words from a finding counts only the words between
 # the findings of its list (below it, no list can matter: every scope is at least this long)
 _AFTER_REACH = 8  # words before a conditional trigger where one of its ``after`` words must be
+_NOT_AFTER_REACH = 2  # words right before a trigger where none of its ``not_after`` words may be
 _CLAUSE_PUNCT = re.compile(r"[,;:()]")
 _ASIDE = re.compile(r"\([^()]*\)")  # a parenthetical (innermost)
 _CHANGE_REACH = 12  # words from such a negation to the findings whose change it denies
@@ -77,11 +78,20 @@ class Rule:
     after: frozenset[str] | None = None
     # not a trigger where this pattern matches right after the phrase ("not seen" + " on the lateral view")
     not_before: re.Pattern[str] | None = None
+    # not a trigger where one of these words is among the two right before it ("CT in 2005" dates a study)
+    not_after: frozenset[str] | None = None
     # a bare answer: holds only right after "X:" / "X -" and at the end of its clause ("Pneumothorax: no.")
     answer: bool = False
     # False: the phrase's rules are all it has ("or, less likely," reads forward as a hedge and back as
     # the favoured reading; it does not take the backward hedge of its tail "less likely ,")
     inherit: bool = True
+    # an unsettled differential ("A cannot be distinguished from B"): reads back to A even where B follows
+    differential: bool = False
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the rule holds only where words around its phrase allow (``conditions_hold``)."""
+        return self.after is not None or self.not_before is not None or self.not_after is not None
 
     def applies_in(self, section: str) -> bool:
         if self.sections is not None and section not in self.sections:
@@ -126,7 +136,8 @@ class TriggerKind:
             change=CHANGE in cats,
             chronic_scope=max((r.max_scope for r in rules if r.category == CHRONIC), default=-1),
             max_scope=max((r.max_scope for r in rules), default=0),
-            two_sided=any(r.direction == "forward" for r in mods)
+            two_sided=any(r.differential for r in mods)
+            or any(r.direction == "forward" for r in mods)
             and any(r.direction == "backward" for r in mods)
             and not {r.category for r in mods if r.direction == "forward"}
             & {r.category for r in mods if r.direction == "backward"},
@@ -159,11 +170,16 @@ def conditions_hold(
 ) -> tuple[Rule, ...]:
     """The rules of the trigger ``low[start:end]`` whose conditions hold (rules without one always do):
     ``after``: one of its words is among the ``_AFTER_REACH`` words before the trigger in its sentence;
-    ``not_before``: the pattern does not match right after the trigger."""
+    ``not_before``: the pattern does not match right after the trigger; ``not_after``: none of its words
+    is among the ``_NOT_AFTER_REACH`` words right before the trigger."""
     before: set[str] | None = None
     kept = []
     for r in rules:
         if r.not_before is not None and r.not_before.match(low, end):
+            continue
+        if r.not_after is not None and not r.not_after.isdisjoint(
+            WORD_RE.findall(low, max(sentence_start, start - 40), start)[-_NOT_AFTER_REACH:]
+        ):
             continue
         if r.after is not None:
             if before is None:
@@ -319,10 +335,13 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
                 after=frozenset(r["after"]) if r.get("after") else None,
                 answer=bool(r.get("answer", False)),
                 inherit=bool(r.get("inherit", True)),
+                differential=bool(r.get("differential", False)),
                 not_before=re.compile(r["not_before"]) if r.get("not_before") else None,
+                not_after=frozenset(r["not_after"]) if r.get("not_after") else None,
             )
         )
     rules += relative_clauses(data.get("relative_clauses", {}), rules)
+    rules += dated_episodes(data.get("dated_episodes", {}), rules)
     view_qualified(data.get("view_qualified", {}), rules)
     answered_questions(data.get("answered_questions", {}), rules)
     rules += british_variants(rules)
@@ -353,6 +372,42 @@ def relative_clauses(spec: dict[str, Any], rules: Sequence[Rule]) -> list[Rule]:
                         listed.add(phrase)
                         out.append(Rule(phrase, NEGATED, "backward", scope))
                         out += [dataclasses.replace(r, phrase=phrase) for r in ends]
+    return out
+
+
+def dated_episodes(spec: dict[str, Any], rules: Sequence[Rule]) -> list[Rule]:
+    """Past episodes dated by a year ("DVT in 2003", "appendectomy in March 1998", "diabetes since 2001"):
+    each lead + (month (of)) + year phrase of ``dated_episodes`` in ``rules.json`` gets the rules of its
+    lead; a phrase already listed keeps its own rules."""
+    if not spec:
+        return []
+    listed = {r.phrase for r in rules}
+    first, last = spec["years"]
+    months, short = spec["months"], spec.get("abbreviated_months", [])
+    out: list[Rule] = []
+    for lead, specs in spec["leads"].items():
+        with_months = lead not in spec.get("years_only", ())
+        for year in range(int(first), int(last) + 1):
+            dates = [str(year)]
+            if with_months:
+                dates += [*(f"{m} {year}" for m in (*months, *short)), *(f"{m} of {year}" for m in months)]
+            for date in dates:
+                phrase = f"{lead} {date}"
+                if phrase in listed:
+                    continue
+                listed.add(phrase)
+                for r in specs:
+                    out.append(
+                        Rule(
+                            phrase,
+                            r["category"],
+                            r["direction"],
+                            int(r["max_scope"]),
+                            sections=frozenset(r["sections"]) if r.get("sections") else None,
+                            not_sections=frozenset(r["not_sections"]) if r.get("not_sections") else None,
+                            not_after=frozenset(r["not_after"]) if r.get("not_after") else None,
+                        )
+                    )
     return out
 
 
