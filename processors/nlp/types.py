@@ -17,8 +17,10 @@ from typing import Any
 # ("X, which has since resolved"), a negation of seeing limited to one view, labelled answers ("Pneumothorax:
 # no."), a prenominal hedge kept to its own conjunct ("A and possible left lower lobe B"); 0.6.6: a lasting
 # condition as a problem-list item, denied habits, durations, evacuated/drained collections, answered
-# questions ("Pneumothorax? No."), a hedge between commas ("A or, less likely, B"), "unlikely to represent"
-NLP_VERSION = "0.6.6"
+# questions ("Pneumothorax? No."), a hedge between commas ("A or, less likely, B"), "unlikely to represent";
+# 0.6.7: dated past episodes by year, "with prior X", past adverbs and given-up habits, an unsettled
+# differential with A as subject, a relative as informant, "presumed" as probable, label synonyms (Open-i)
+NLP_VERSION = "0.6.7"
 
 
 @dataclass(frozen=True, slots=True)
