@@ -7,16 +7,21 @@ role check)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from radstream.config import Settings
 from sinks.clickhouse.access import policy_for
-from sinks.clickhouse.query import run_readonly
+from sinks.clickhouse.client import open_client
+from sinks.clickhouse.config import ClickHouseConfig
+from sinks.clickhouse.migrate import migrate
+from sinks.clickhouse.query import close_readonly_clients, run_readonly
+from sinks.clickhouse.sink import write_records
 from sinks.dicom.projects import Project, publish
 
-from .factories import registered
+from .factories import ddl_until, registered
 from .kafka_helpers import produce_all, running_sink, wait_until
 from .test_rows import sample_records
 
@@ -62,3 +67,33 @@ def test_a_uid_retaining_projects_instances_and_uids_are_for_stewards_only(sink_
         assert [tuple(r) for r in moved] == [("P-KEEP", "1.2.840.77.1.1")]
         uids = ch.query("SELECT project_id, study_instance_uids FROM retrieval_events_identified").result_rows
         assert [tuple(r) for r in uids] == [("P-KEEP", ["1.2.840.77"])]
+
+
+def test_migration_027_moves_rows_written_before(tmp_path: Path) -> None:
+    client = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="rs"))
+    try:
+        migrate(client, "rs", ddl_until(tmp_path / "ddl", 26))
+        write_records(client, "project_registration", [registered("P-DE"), retaining("P-KEEP").record()])
+        inst = sample_records()["received_instance"]
+        # as the sink wrote them before: both in the analysts' table
+        write_records(client, "received_instance", [
+            {**inst, "project_id": "P-DE", "deidentified": True},
+            {**inst, "project_id": "P-KEEP", "deidentified": True, "sop_instance_uid": "1.2.840.77.1.1"}])
+        client.insert("rs.retrieval_events", [[f"r-{p}", p, "partial", [u], u] for p, u in
+                                              (("P-DE", "2.25.5"), ("P-KEEP", "1.2.840.77"))],
+                      column_names=["request_id", "project_id", "state", "study_instance_uids", "error"])
+        assert migrate(client, "rs") == ["027_retained_uids_instances"]
+        rows = client.query("SELECT project_id FROM rs.received_instances ORDER BY ALL").result_rows
+        assert [tuple(r) for r in rows] == [("P-DE",)]
+        moved = client.query("SELECT project_id, sop_instance_uid FROM rs.received_instances_identified"
+                             ).result_rows
+        assert [tuple(r) for r in moved] == [("P-KEEP", "1.2.840.77.1.1")]
+        left = client.query("SELECT project_id, study_instance_uids, error FROM rs.retrieval_events "
+                            "ORDER BY project_id").result_rows
+        assert [tuple(r) for r in left] == [("P-DE", ["2.25.5"], "2.25.5"), ("P-KEEP", [], "")]
+        kept = client.query("SELECT project_id, study_instance_uids FROM rs.retrieval_events_identified"
+                            ).result_rows
+        assert [tuple(r) for r in kept] == [("P-KEEP", ["1.2.840.77"])]
+    finally:
+        close_readonly_clients()
+        client.close()
