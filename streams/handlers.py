@@ -141,7 +141,7 @@ def analyze_and_deidentify(report: dict[str, Any], now: datetime | None = None,
     deid_report, result = deidentify_report(report, deid)
     record = map_to_deidentified(record, report.get("text") or "", result, deid,
                                  research_patient(report, deid.key))
-    return research_findings(record, deid_report), deid_report
+    return research_findings(record, deid_report, deid.key), deid_report
 
 
 def _analyze(report: dict[str, Any], now: datetime | None, classifiers: Sequence[Any]) -> dict[str, Any]:

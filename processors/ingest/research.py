@@ -11,7 +11,12 @@ restricted ``report_text_original`` table. Keyed with the installation's pseudon
 - the Study Instance UID -> ``keyed_uid`` (``2.25....``), the de-identified images' Study Instance UID;
 - the exam, status and received times and a time-like ``version`` -> moved back by the patient's date
   shift (``date_shift_days``), the days the report text and the images move by, so intervals within a
-  patient hold and report columns, text and images agree;
+  patient hold and report columns, text and images agree; so are the findings' NLP run time
+  (``processed_time``: against an unshifted one, ``processed_time - received_time`` is the shift) and
+  critical-result communication time (``research_findings``);
+- ``event_id`` -> an HMAC of the clinical one (``keyed_event_id``): the clinical id is an unkeyed hash of
+  the clinical accession and text, which anyone with RIS access could recompute; deterministic, so a
+  replay still gives the same id;
 - ``study_ref``: the originals needed to retrieve the study (site, accession, study UID, patient id, exam
   date) encrypted with AES-SIV (RFC 5297, ``cryptography``) under a key derived from the pseudonym key.
   Analysts pass it on in retrieval requests; only a holder of the key (the DICOM worker, a steward's
@@ -22,6 +27,8 @@ restricted ``report_text_original`` table. Keyed with the installation's pseudon
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +48,7 @@ STUDY_REF_PREFIX = "sr1."
 _REF_CONTEXT = b"radstream study_ref v1"
 _MICROS_2001 = 10**15  # a version above this is a status time in microseconds (else a source sequence)
 _DAY_MICROS = 86_400 * 10**6
+_EVENT_CONTEXT = "event:"
 
 
 @cache
@@ -64,10 +72,32 @@ def research_patient(report: Mapping[str, Any], key: bytes) -> str:
     return pseudonym(key, str(report.get("site") or "default"), pid)
 
 
+def keyed_event_id(key: bytes, event_id: str) -> str:
+    """The research copy's event id: HMAC-SHA256 of the clinical one, 32 hex digits like the original (the
+    same shape, so columns and consumers are unchanged)."""
+    return hmac.new(key, (_EVENT_CONTEXT + event_id).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def research_shift(key: bytes, research: Mapping[str, Any]) -> timedelta:
+    """How far the times of a research record (its ``patient_id`` the research pseudonym) move back."""
+    return timedelta(days=date_shift_days(key, str(research.get("patient_id") or "")))
+
+
+def _shifted(value: Any, shift: timedelta) -> Any:
+    """A timestamp moved back by ``shift`` (a datetime, or Avro timestamp-micros as an int); None stays."""
+    if isinstance(value, datetime):
+        return value - shift
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value - shift // timedelta(microseconds=1)
+    return value
+
+
 def research_report(report: Mapping[str, Any], key: bytes) -> dict[str, Any]:
     """A ReportFinalized record (text untouched) with keyed identifiers, shifted times and a study_ref."""
     out = dict(report)
     patient = research_patient(report, key)
+    if report.get("event_id"):
+        out["event_id"] = keyed_event_id(key, str(report["event_id"]))
     out["patient_id"], out["patient_id_is_pseudonym"] = patient, bool(patient)
     for name, kind in identifier_fields().items():
         value = report.get(name)
@@ -87,13 +117,22 @@ def research_report(report: Mapping[str, Any], key: bytes) -> dict[str, Any]:
     return out
 
 
-def research_findings(record: Mapping[str, Any], research: Mapping[str, Any]) -> dict[str, Any]:
-    """A ReportFindings record with the identifiers of its report's research view."""
+def research_findings(record: Mapping[str, Any], research: Mapping[str, Any], key: bytes) -> dict[str, Any]:
+    """A ReportFindings record with the identifiers of its report's research view (``research``, made by
+    ``research_report`` with the same ``key``) and its times moved back by the same patient's shift:
+    ``processed_time`` (one value for the whole record, so every row of the run keeps one run identity;
+    a patient's shift is constant, so the order of a report's runs holds) and the communication time."""
     out = dict(record)
-    for name in ("accession", "patient_id", "study_ref"):
+    for name in ("event_id", "accession", "patient_id", "study_ref"):
         out[name] = research.get(name)
     if "report_version" in out:
         out["report_version"] = research["version"]
+    shift = research_shift(key, research)
+    if out.get("processed_time") is not None:
+        out["processed_time"] = _shifted(out["processed_time"], shift)
+    comm = out.get("communication")
+    if comm and comm.get("time") is not None:
+        out["communication"] = {**comm, "time": _shifted(comm["time"], shift)}
     return out
 
 

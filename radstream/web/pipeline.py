@@ -30,7 +30,9 @@ SPANS = {"minute": 3 * 3600, "hour": 7 * 86400}  # how far back each bucket look
 def reports_per_hour(hours: int = 48) -> str:
     """Report versions and NLP results stored in the warehouse per hour (``inserted_at``), over the last
     ``hours``. Not the reports' own times: the research copy shifts them per patient (de-identification),
-    so ``received_time`` and ``processed_time`` of a report received now lie months away."""
+    so ``received_time`` and ``processed_time`` of a report received now lie up to a year back.
+    ``inserted_at`` of these tables is the real storage time, which only stewards may read (ddl/026,
+    ``roles/analyst.json`` denied_columns): the query layer refuses this query for an analyst."""
     return bind("""SELECT toString(hour) AS hour, sum(received) AS received, sum(analysed) AS analysed FROM (
   SELECT toStartOfHour(inserted_at) AS hour, count() AS received, 0 AS analysed FROM report_versions
   WHERE inserted_at >= now64(3) - toIntervalHour(%(hours)s) GROUP BY hour

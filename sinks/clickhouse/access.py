@@ -20,6 +20,11 @@ The role's allowlist (``roles/<role>.json``, data) names the tables/views of the
 the system tables and the table functions it may read, and the functions it may not call. A principal
 with several roles gets the union of their allowlists.
 
+``denied_columns`` (table -> columns) are columns of readable tables that the role may not read: a query
+(or a view it reads) whose analyzed tree has a ``COLUMN`` node of such a column, its ``source_id`` that
+table's ``TABLE`` node, is refused, whether the column is selected, filtered on or aggregated. Such a
+column should be MATERIALIZED (ddl/026) so that ``SELECT *`` and the views that use it leave it out.
+
 The analyzer evaluates scalar subqueries while it resolves (step 3), so an error there could quote
 a value read from a table; such an error message is shown only when every table the syntax tree
 names (step 2's ``TableIdentifier`` nodes, a superset of what is read directly) is allowed.
@@ -60,6 +65,7 @@ class Policy:
     system_tables: frozenset[str] = frozenset()
     table_functions: frozenset[str] = frozenset()
     denied_functions: frozenset[str] = frozenset()
+    denied_columns: frozenset[tuple[str, str]] = frozenset()  # (table of the warehouse, column)
 
     @property
     def all_tables(self) -> bool:
@@ -82,6 +88,10 @@ class Policy:
             return False
         return self.all_tables or name in self.tables
 
+    def may_read_column(self, qualified: str, column: str, database: str) -> bool:
+        db, _, name = qualified.partition(".")
+        return db != database or (name, column) not in self.denied_columns
+
 
 def _load_role(role: str, roles_dir: Path) -> dict[str, Any]:
     path = roles_dir / f"{role}.json"
@@ -95,6 +105,7 @@ def _load_role(role: str, roles_dir: Path) -> dict[str, Any]:
 def _policy(roles: tuple[str, ...], roles_dir: Path) -> Policy:
     docs = [_load_role(r, roles_dir) for r in roles]
     denied = [set(d.get("denied_functions", ())) for d in docs]
+    columns = [{(t, c) for t, cs in d.get("denied_columns", {}).items() for c in cs} for d in docs]
     return Policy(
         roles=roles,
         tables=frozenset(t for d in docs for t in d.get("tables", ())),
@@ -102,6 +113,8 @@ def _policy(roles: tuple[str, ...], roles_dir: Path) -> Policy:
         table_functions=frozenset(t for d in docs for t in d.get("table_functions", ())),
         # union of roles: a function is denied only if every role denies it
         denied_functions=frozenset(set.intersection(*denied)) if denied else frozenset(),
+        # likewise a column: denied only if every role denies it
+        denied_columns=frozenset(set.intersection(*columns)) if columns else frozenset(),
     )
 
 
@@ -141,6 +154,10 @@ class _Tree:
     tables: set[str] = field(default_factory=set)
     table_functions: set[str] = field(default_factory=set)
     functions: set[str] = field(default_factory=set)
+    columns: set[tuple[str, str]] = field(default_factory=set)  # (db.table, column) read from tables
+
+
+_NODE_ID = re.compile(r"^(?:TABLE|COLUMN) id: (\d+),")
 
 
 def _tree(client: Client, select: str, settings: dict[str, Any] | None = None) -> _Tree:
@@ -150,6 +167,8 @@ def _tree(client: Client, select: str, settings: dict[str, Any] | None = None) -
     rows = _lines(client, f"EXPLAIN QUERY TREE {select}", settings)
     if not rows or not rows[0].startswith(("QUERY id:", "UNION id:")):
         raise AccessDenied("refused: unexpected analyzer output")
+    table_of: dict[str, str] = {}  # TABLE node id -> db.name
+    column_rows: list[tuple[str, str]] = []  # (column name, source node id)
     for row in rows:
         text = row.lstrip()
         for head, key in _TREE_FIELDS.items():
@@ -159,8 +178,28 @@ def _tree(client: Client, select: str, settings: dict[str, Any] | None = None) -
                     raise AccessDenied(f"refused: cannot tell which object a node of the query reads ({head} "
                                        "with an unusual alias?)")
                 sets[key].add(values[0])
+                if head == "TABLE id:" and (m := _NODE_ID.match(text)):
+                    table_of[m.group(1)] = values[0]
                 break
+        else:
+            if text.startswith("COLUMN id:"):
+                names = re.findall(r", column_name: ([^,\s]+)", text)
+                sources = re.findall(r", source_id: (\d+)", text)
+                if len(names) != 1 or len(sources) > 1:
+                    raise AccessDenied("refused: cannot tell which column a node of the query reads (a "
+                                       "column with an unusual alias?)")
+                if sources:
+                    column_rows.append((names[0], sources[0]))
+    out.columns = {(table_of[src], name) for name, src in column_rows if src in table_of}
     return out
+
+
+def _check_columns(tree: _Tree, policy: Policy, database: str, who: str, via: str = "") -> None:
+    for table, column in sorted(tree.columns):
+        if not policy.may_read_column(table, column, database):
+            through = f" (read by the view {via})" if via else ""
+            raise AccessDenied(f"refused for role {who}: the column {column} of {table}{through} is not "
+                               "readable by this role")
 
 
 def _views(client: Client, settings: dict[str, Any] | None = None) -> set[str]:
@@ -224,6 +263,7 @@ def check(client: Client, database: str, sql: str, policy: Policy,
                                "which the role may not read") from None
         raise AccessDenied(f"the query could not be analysed: {_message(exc)}") from None
 
+    _check_columns(tree, policy, database, who)
     views = _views(client, settings)
     read: list[str] = []
     functions, table_functions = set(tree.functions), set(tree.table_functions)
@@ -248,6 +288,7 @@ def check(client: Client, database: str, sql: str, policy: Policy,
             except Exception as exc:
                 raise AccessDenied(f"refused: the view {name} could not be analysed: "
                                    f"{_message(exc)}") from None
+            _check_columns(inner, policy, database, who, name)
             functions |= inner.functions
             table_functions |= inner.table_functions
             pending.extend((t, depth + 1, name) for t in sorted(inner.tables))

@@ -3,7 +3,8 @@ on a server (an embedded chDB store has no users: there the SQL page's allowlist
 
 * ``radstream_analyst``: SELECT on exactly the objects of ``roles/analyst.json`` that exist (base
   tables included: views run with the invoker's rights, so a view over a restricted table fails for
-  an analyst on the server too);
+  an analyst on the server too); on a table with ``denied_columns``, SELECT on its other columns only
+  (a table whose columns are not known is not granted at all);
 * ``radstream_steward``: SELECT on every table and view of the warehouse database;
 * ``radstream_writer``: what the sink needs: INSERT and SELECT, and the idempotent migrations it runs
   at start (CREATE ... IF NOT EXISTS, CREATE OR REPLACE VIEW, ADD COLUMN); no ALTER DELETE/UPDATE,
@@ -17,7 +18,7 @@ Each run revokes and re-grants the analyst role's SELECTs, so it matches the all
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
@@ -29,15 +30,25 @@ SERVER_ROLES = {"analyst": "radstream_analyst", "steward": "radstream_steward", 
                 "admin": "radstream_admin"}
 
 
-def grant_statements(database: str, objects: Iterable[str], roles_dir: Path = ROLES_DIR) -> list[str]:
-    """The statements for ``database`` whose tables and views are ``objects``."""
+def grant_statements(database: str, objects: Iterable[str], roles_dir: Path = ROLES_DIR,
+                     columns: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """The statements for ``database`` whose tables and views are ``objects`` (``columns``: each one's
+    columns, needed for the tables with columns the analyst role may not read)."""
     db = quote_ident(database)
     r = {k: quote_ident(v) for k, v in SERVER_ROLES.items()}
     analyst = policy_for(["analyst"], roles_dir)
     readable = sorted(o for o in set(objects) if analyst.all_tables or o in analyst.tables)
+    hidden = {t for t, _ in analyst.denied_columns}
     out = [f"CREATE ROLE IF NOT EXISTS {name}" for name in r.values()]
     out.append(f"REVOKE SELECT ON {db}.* FROM {r['analyst']}")
-    out += [f"GRANT SELECT ON {db}.{quote_ident(o)} TO {r['analyst']}" for o in readable]
+    for o in readable:
+        if o not in hidden:
+            out.append(f"GRANT SELECT ON {db}.{quote_ident(o)} TO {r['analyst']}")
+            continue
+        shown = [c for c in (columns or {}).get(o, ()) if (o, c) not in analyst.denied_columns]
+        if shown:  # unknown columns: no grant rather than the whole table
+            out.append(f"GRANT SELECT({', '.join(quote_ident(c) for c in shown)}) ON {db}.{quote_ident(o)} "
+                       f"TO {r['analyst']}")
     out.append(f"GRANT SELECT ON {db}.* TO {r['steward']}")
     out.append(f"GRANT SELECT, INSERT, CREATE DATABASE, CREATE TABLE, CREATE VIEW, DROP VIEW, "
                f"ALTER ADD COLUMN, ALTER COMMENT COLUMN ON {db}.* TO {r['writer']}")
@@ -49,7 +60,11 @@ def apply_grants(client: Client, database: str, roles_dir: Path = ROLES_DIR) -> 
     """Create the roles and grants on a server; returns the statements run."""
     rows = client.query("SELECT name FROM system.tables WHERE database = {db:String}",
                         parameters={"db": database}).result_rows
-    stmts = grant_statements(database, [str(n) for (n,) in rows], roles_dir)
+    columns: dict[str, list[str]] = {}
+    for table, name in client.query("SELECT table, name FROM system.columns WHERE database = {db:String} "
+                                    "ORDER BY table, position", parameters={"db": database}).result_rows:
+        columns.setdefault(str(table), []).append(str(name))
+    stmts = grant_statements(database, [str(n) for (n,) in rows], roles_dir, columns)
     for stmt in stmts:
         client.command(stmt)
     return stmts

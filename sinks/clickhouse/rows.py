@@ -317,6 +317,15 @@ def received_instance_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     ]]}
 
 
+def retained_uids_instances(rows: Rows) -> Rows:
+    """The rows of an instance of a de-identified project registered with "Retain UIDs": de-identified,
+    but with the hospital's Study, Series and SOP Instance UIDs, so the steward-only
+    ``received_instances_identified`` gets the row and the analysts' ``received_instances`` none."""
+    return {"received_instances": [],
+            "received_instances_identified": [*rows.get("received_instances_identified", []),
+                                              *rows.get("received_instances", [])]}
+
+
 def received_original_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     """The restricted ``deid_map`` rows of a de-identified instance (from the restricted topic only)."""
     return {"deid_map": [

@@ -52,6 +52,7 @@ from sinks.clickhouse.rows import (
     Rows,
     for_identified_project,
     merge_rows,
+    retained_uids_instances,
     rows_for,
     rows_for_many,
 )
@@ -186,14 +187,30 @@ def write_records(client: Client, contract: str, records: Iterable[Mapping[str, 
             one = rows_for(contract, rec)
             merge_rows(rows, one if rec["project_id"] in known else for_identified_project(one))
         return write_rows(client, rows)
+    if contract == "received_instance":
+        retaining = uid_retaining_projects(client)
+        rows = {}
+        for rec in records:
+            one = rows_for(contract, rec)
+            merge_rows(rows, retained_uids_instances(one) if rec["project_id"] in retaining else one)
+        return write_rows(client, rows)
     return write_rows(client, rows_for_many(contract, records))
 
 
 def deidentified_projects(client: Client) -> set[str]:
-    """The projects whose latest registration is de-identified (a status event of any other project
-    names the PACS's UIDs: ``rows.for_identified_project``)."""
+    """The projects whose latest registration is de-identified without retaining UIDs (a status event of
+    any other project names the PACS's UIDs: ``rows.for_identified_project``; the DICOM worker keys them
+    only for such projects)."""
     res = client.query("SELECT project_id FROM projects GROUP BY project_id "
-                       "HAVING NOT argMax(identified, time)")
+                       "HAVING NOT argMax(identified, time) AND NOT argMax(retain_uids, time)")
+    return {str(pid) for (pid,) in res.result_rows}
+
+
+def uid_retaining_projects(client: Client) -> set[str]:
+    """De-identified projects registered with "Retain UIDs": their instances keep the hospital's Study,
+    Series and SOP Instance UIDs, so their rows go to the restricted table (``retained_uids_instances``)."""
+    res = client.query("SELECT project_id FROM projects GROUP BY project_id "
+                       "HAVING NOT argMax(identified, time) AND argMax(retain_uids, time)")
     return {str(pid) for (pid,) in res.result_rows}
 
 
@@ -228,6 +245,7 @@ class ClickHouseSink(Handler):
         self.client: Client = client if client is not None else open_client(ch)
         migrate(self.client, ch.database)
         self._deidentified = deidentified_projects(self.client)
+        self._retains_uids = uid_retaining_projects(self.client)
         self._projects_read = time.monotonic()
         self.contracts = {spec.name: spec.contract for spec in topic_specs(topics)
                           if spec.contract in TABLES_OF}
@@ -285,6 +303,8 @@ class ClickHouseSink(Handler):
                                 Origin(rec.topic, rec.partition, rec.offset))
                 if contract == "retrieval_status" and not self._is_deidentified(decoded["project_id"]):
                     rows = for_identified_project(rows)  # identified, or not known yet: private
+                if contract == "received_instance" and self._retains_uids_of(decoded["project_id"]):
+                    rows = retained_uids_instances(rows)  # the hospital's UIDs: restricted
             except Exception as exc:  # anything we cannot store goes to the dead-letter topic
                 acks.dead_letter(rec, exc)
                 continue
@@ -299,8 +319,15 @@ class ClickHouseSink(Handler):
         due = time.monotonic() >= self._projects_read + PROJECTS_REFRESH_S
         if project_id not in self._deidentified and due:
             self._deidentified |= deidentified_projects(self.client)
+            self._retains_uids |= uid_retaining_projects(self.client)
             self._projects_read = time.monotonic()
         return project_id in self._deidentified
+
+    def _retains_uids_of(self, project_id: str) -> bool:
+        """A de-identified project registered with "Retain UIDs" (looked up again as ``_is_deidentified``
+        does for a project not known yet)."""
+        self._is_deidentified(project_id)
+        return project_id in self._retains_uids
 
     def _learn_projects(self, records: Sequence[Record]) -> None:
         """Which projects are de-identified, from the registrations of this batch first (a status event
@@ -312,7 +339,10 @@ class ClickHouseSink(Handler):
                 except Exception:  # noqa: BLE001 - add() dead-letters it
                     continue
                 pid = reg["project_id"]
-                (self._deidentified.discard if reg["identified"] else self._deidentified.add)(pid)
+                keyed = not reg["identified"] and not reg.get("retain_uids")
+                (self._deidentified.add if keyed else self._deidentified.discard)(pid)
+                retains = not reg["identified"] and bool(reg.get("retain_uids"))
+                (self._retains_uids.add if retains else self._retains_uids.discard)(pid)
 
     def due(self) -> float | None:
         return self._batch.first_at + self.flush_s if self._batch else None

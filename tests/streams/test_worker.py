@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from processors.ingest.research import keyed_event_id
 from radstream.config import Settings
+from radstream.text_deid import research_key
 from streams import serde
 from streams.producer import make_producer, produce_sync
 from tests.streams.helpers import (
@@ -39,7 +41,8 @@ def test_findings_published_and_bad_input_dead_lettered(worker: Settings) -> Non
     k1, k2 = research_key_of(s, "default", "X1"), research_key_of(s, "default", "X2")
     assert set(found) == {k1, k2}
     x1 = found[k1]
-    assert x1["accession"] == research_accession(s, "X1") and x1["event_id"] == "ev-X1-1"
+    assert x1["accession"] == research_accession(s, "X1")
+    assert x1["event_id"] == keyed_event_id(research_key(s), "ev-X1-1")  # keyed: not the clinical id
     assert x1["report_version"] == 1
     by_concept = {f["concept"]: f for f in x1["findings"]}
     assert by_concept["pneumothorax"]["negated"] is True

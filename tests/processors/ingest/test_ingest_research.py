@@ -106,7 +106,7 @@ def test_findings_carry_the_reports_research_identifiers() -> None:
     out = research_report(rec, KEY)
     findings = {"event_id": rec["event_id"], "site": "north", "accession": rec["accession"],
                 "patient_id": rec["patient_id"], "report_version": rec["version"], "findings": []}
-    got = research_findings(findings, out)
+    got = research_findings(findings, out, KEY)
     assert got["accession"] == out["accession"] and got["patient_id"] == out["patient_id"]
     assert got["study_ref"] == out["study_ref"] and got["report_version"] == out["version"]
 

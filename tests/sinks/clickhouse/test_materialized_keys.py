@@ -49,7 +49,8 @@ def test_a_store_from_before_025_shows_the_same_rows(tmp_path: Path) -> None:
             write_records(client, "report_findings", nlp)
             write_records(client, "report_finalized", reps)
         before, note_nlp_before = views(client), snapshot(client)
-        assert migrate(client, "rs") == ["025_materialized_keys"]
+        # up to 025 only: 026 takes inserted_at out of the SELECT * views on purpose
+        assert migrate(client, "rs", ddl_until(tmp_path / "ddl25", 25)) == ["025_materialized_keys"]
         after, note_nlp_after = views(client), snapshot(client)
         assert wrong_keys(client) == {"report_current": 0, "reports": 0}  # rows written before 025
 
