@@ -673,11 +673,15 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     @page(READERS)
     async def pipeline_page(request: Request, sess: Session) -> Response:
         scrapes = await run_in_threadpool(pl.scrape_all, settings, sess.token, _tls(settings))
-        hours = await rows(sess, pl.reports_per_hour())
+        # stored-per-hour reads inserted_at, the real time a row was stored: a steward's, since against a
+        # report's shifted times it would give the patient's date shift (docs/analysts.md)
+        steward = sess.principal.has("steward")
+        hours = await rows(sess, pl.reports_per_hour()) if steward else []
         dead_rows: list[dict[str, Any]] | None = None
-        if sess.principal.has("steward"):  # the dead_letters table is a steward's (the query layer says so)
+        if steward:  # the dead_letters table is a steward's (the query layer says so)
             dead_rows = await rows(sess, pl.dead_letters())
         return render(request, "pipeline.html", scrapes=scrapes, m=pl.summary(scrapes), hours=hours,
+                      hours_shown=steward,
                       chart={"x": [h["hour"] for h in hours], "step": 3600,
                              "series": {"report versions": [int(h["received"]) for h in hours],
                                         "NLP results": [int(h["analysed"]) for h in hours]}},
