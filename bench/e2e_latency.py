@@ -552,8 +552,9 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
         seen = {a: (SENT[a], v[1]) for a, v in poller.seen.items() if a.startswith(tag)}
         res = summarise(seen, tag, n, start)
         res["cpu_ms_per_report"] = worker_cpu * 1000 / max(1, res["visible"])  # worker + NLP child
-        # the split: produced -> NLP agent ran (processed_time), NLP agent -> row visible (sink)
-        nlp = [poller.processed[a] - SENT[a] for a in seen]
+        # the split: produced -> NLP agent ran (processed_time), NLP agent -> row visible (sink). The research
+        # copy moves processed_time back by the patient's whole days: the rest of a day is the latency
+        nlp = [(poller.processed[a] - SENT[a]) % 86400 for a in seen]
         res["nlp_p50_ms"], res["nlp_p95_ms"] = pct(nlp, 50) * 1000, pct(nlp, 95) * 1000
     finally:
         poller.stop.set()
