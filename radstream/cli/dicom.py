@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import replace
 from typing import Any
 
 import click
@@ -95,7 +94,13 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
         _scp_processes(settings, n, port, metrics_port, verbose)
         return
     tune_process()
-    cfg = replace(ScpConfig.of(settings.research, settings.ingest), deid_key=research_key(settings))
+    # The configured pseudonym key only, never research_key's generated <state_dir>/text_deid.key: images
+    # de-identified with a key of this host alone would carry pseudonyms that join nothing elsewhere.
+    # Without one, de-identified projects' instances are refused (0xC000) and identified ones stored.
+    cfg = ScpConfig.of(settings.research, settings.ingest)
+    if not cfg.deid_key:
+        click.echo("no pseudonym key (ingest.pseudonym_key or pseudonym_key_file): instances of "
+                   "de-identified projects are refused (0xC000), identified projects stored", err=True)
     cfg.listen_fd = listen_fd
     if port is not None:
         cfg.port = port
@@ -211,8 +216,8 @@ def _store(ctx: click.Context) -> tuple[Any, Any]:
 
     settings = settings_of(ctx)
     projects = ProjectRegistry(settings.kafka, settings.topics)
-    store = ResearchStore(replace(ScpConfig.of(settings.research, settings.ingest),
-                                  deid_key=research_key(settings)), make_producer(settings.kafka),
+    # the configured key, as the SCP's (a release into a de-identified project without one: ReleaseError)
+    store = ResearchStore(ScpConfig.of(settings.research, settings.ingest), make_producer(settings.kafka),
                           settings.topics, projects)
     return store, projects
 

@@ -790,7 +790,8 @@ class ResearchStore:
                               target, len(data))
         else:
             if self.deid is None:
-                raise ReleaseError("no de-identification key configured")
+                raise ReleaseError("no de-identification key configured "
+                                   "(ingest.pseudonym_key or pseudonym_key_file)")
             try:
                 # the steward's release is the pixel review the profile cannot do
                 out, ds = self.deid.apply_file(data, project.project_id, project.deid, pixels_reviewed=True)
@@ -837,7 +838,7 @@ class ResearchStore:
             LOG.error("default project %r is not registered: unregistered studies are refused",
                       self.cfg.default_project)
         if self.deid is None:
-            LOG.info("no de-identification key: only identified projects can be stored")
+            LOG.warning("no de-identification key: only identified projects can be stored")
         ae = make_ae(self.cfg.ae_title, network_timeout=60.0)
         ae.require_calling_aet = list(self.cfg.allowed_calling_aes)
         ae.require_called_aet = True

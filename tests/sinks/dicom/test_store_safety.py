@@ -368,3 +368,38 @@ def test_expectations_and_manifests_refuse_unsafe_names(tmp_path: Path) -> None:
     assert reg.received("1.2.3", "../../evil") == {"1.2.3.4": ("stored", "")}
     assert sorted(p.parent for p in tmp_path.rglob("*.received")) == [tmp_path / ".expected"]
     assert os.listdir(tmp_path) == [".expected"]
+
+
+def test_the_scp_command_without_a_pseudonym_key_refuses_deidentified_projects_and_keys_nothing_itself(
+        dicom_settings: Settings, tmp_path: Path) -> None:
+    """``radstream dicom scp`` as a real process with no ``ingest.pseudonym_key(_file)``: it does not
+    de-identify with a key of its own making (pseudonyms of one host's random key join nothing
+    elsewhere); a de-identified project's instance is refused 0xC000, an identified one's stored."""
+    import time
+
+    from tests.streams.helpers import radstream_process
+
+    settings = dicom_settings.replace(state_dir=str(tmp_path / "scp-state"))
+    reg = Registry(settings.research_store_dir)
+    deid_study, ident_study = "1.2.826.0.1.3680043.10.1337.71", "1.2.826.0.1.3680043.10.1337.72"
+    reg.register(deid_study, "IRB-D", "rd", "RESEARCH")
+    reg.register(ident_study, "P1", "ri", "RESEARCH")
+    log = tmp_path / "scp.log"
+    with radstream_process(settings, log, "dicom", "scp", "--processes", "1", "--metrics-port", "-1"):
+        deadline = time.monotonic() + 60
+        while b"listening" not in log.read_bytes():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        ae = AE(ae_title="ORTHANC")
+        ae.add_requested_context(synth.CTImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", settings.research.port, ae_title="RESEARCH")
+        assert assoc.is_established
+        refused = int(assoc.send_c_store(_dataset(deid_study, "1.2.3", deid_study + ".1")).Status)
+        stored = int(assoc.send_c_store(_dataset(ident_study, "1.2.3", ident_study + ".1")).Status)
+        assoc.release()
+    assert (refused, stored) == (0xC000, 0x0000)
+    assert "no pseudonym key" in log.read_text()
+    assert not (tmp_path / "scp-state" / "text_deid.key").exists()
+    assert not (settings.research_store_dir / "IRB-D").exists()
+    assert reg.received(deid_study, "rd")[deid_study + ".1"][0] == "failed"
+    assert len(list((settings.research_store_dir / "P1").rglob("*.dcm"))) == 1
