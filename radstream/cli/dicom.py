@@ -265,8 +265,9 @@ def _steward_action(ctx: click.Context, verb: str, key: str, note: str) -> tuple
     """``store.release`` or ``store.purge`` of the quarantined instance KEY by a steward (``RADSTREAM_TOKEN``,
     else the local admin), audited (``quarantine.release``/``quarantine.purge``, refusals too);
     -> (entry, what the action returned)."""
-    from radstream.access import authorise, done
+    from radstream.access import authorise, done, flush_audit
     from sinks.dicom.scp import ReleaseError
+    from streams import audit
     from streams.auth import AuthError
 
     settings = settings_of(ctx)
@@ -276,11 +277,24 @@ def _steward_action(ctx: click.Context, verb: str, key: str, note: str) -> tuple
     except AuthError as exc:
         raise click.ClickException(f"not allowed: {exc.reason}") from None
     store, projects = _store(ctx)
+    entry = None
     try:
         entry = _entry(store, key)
         result = getattr(store, verb)(entry, principal.user, note)
-    except ReleaseError as exc:
-        raise click.ClickException(f"not released: {exc}") from exc
+    except Exception as exc:
+        # an allowed steward's attempt that failed is audited too (no entry, not released, the events
+        # not delivered): the audit trail shows every attempt on a quarantined instance, not only refusals
+        why = exc.message if isinstance(exc, click.ClickException) else f"{type(exc).__name__}: {exc}"
+        audit.record(target, principal.user, action, allowed=False, reason=f"failed: {why}",
+                     project=entry.project_id if entry is not None else "", instance=key, note=note)
+        flush_audit(target)
+        if isinstance(exc, click.ClickException):
+            raise
+        if isinstance(exc, ReleaseError):
+            raise click.ClickException(f"not released: {exc}") from exc
+        if isinstance(exc, RuntimeError):  # store.flush: the events were not delivered
+            raise click.ClickException(f"not {verb}d: {exc}") from exc
+        raise
     finally:
         projects.stop()
     done(target, principal, action, project=entry.project_id, instance=entry.key, reason=entry.reason,

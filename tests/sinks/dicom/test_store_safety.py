@@ -265,6 +265,35 @@ def test_burned_in_instances_are_quarantined_with_reasons_then_released_and_purg
                        ("steward1", "quarantine.release", True)]
 
 
+def test_a_stewards_quarantine_action_that_fails_is_audited_with_the_reason(dicom_settings: Settings) -> None:
+    """Past the role check, a missing entry or a release that fails (here: its project is no longer
+    registered) is still an attempt on the hospital's images: audited, allowed=False, with the reason."""
+    from sinks.dicom.quarantine import Entry, Quarantine
+
+    study, sop = "1.2.826.0.1.3680043.10.1337.81", "1.2.826.0.1.3680043.10.1337.81.1"
+    buf = io.BytesIO()
+    dcmwrite(buf, _dataset(study, "1.2.3", sop), enforce_file_format=True)
+    Quarantine(dicom_settings.research.quarantine_dir).put(
+        Entry("GONE-1", "rq", study, "1.2.3", sop, str(synth.CTImageStorage), "CT", "BurnedInAnnotation=YES",
+              "ORTHANC", 0.0), buf.getvalue())
+    env = role_env(dicom_settings, "steward2", "steward")
+    runner = CliRunner()
+    missing = runner.invoke(main, ["dicom", "quarantine", "purge", "IRB-9/9.9.9", "--reason", "gone"],
+                            env=env)
+    assert missing.exit_code != 0 and "no single quarantined instance" in missing.output
+    refused = runner.invoke(main, ["dicom", "quarantine", "release", f"GONE-1/{sop}", "--reason", "checked"],
+                            env=env)
+    assert refused.exit_code != 0 and "not released" in refused.output
+    events = sorted(audit_events(dicom_settings, 2), key=lambda e: str(e["action"]))
+    assert [(e["actor"], e["action"], e["allowed"]) for e in events] == [
+        ("steward2", "quarantine.purge", False), ("steward2", "quarantine.release", False)]
+    details = [json.loads(e["detail"]) for e in events]
+    assert "no single quarantined instance" in details[0]["reason"]
+    assert details[0]["instance"] == "IRB-9/9.9.9"
+    assert "GONE-1" in details[1]["reason"] and events[1]["project"] == "GONE-1"
+    assert Quarantine(dicom_settings.research.quarantine_dir).find(sop) is not None  # still there
+
+
 def test_a_burned_in_risk_modality_is_stored_when_the_project_allows_it(pacs_settings: Settings) -> None:
     s = synth.StudySpec("Q2", "Q2PAT", "RISK^TEST", "20240506", 1, rows=16, cols=16)
     ds = synth.instance(s, 0)
