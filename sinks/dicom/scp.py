@@ -838,7 +838,7 @@ class ResearchStore:
             LOG.error("default project %r is not registered: unregistered studies are refused",
                       self.cfg.default_project)
         if self.deid is None:
-            LOG.warning("no de-identification key: only identified projects can be stored")
+            LOG.info("no de-identification key: only identified projects can be stored")
         ae = make_ae(self.cfg.ae_title, network_timeout=60.0)
         ae.require_calling_aet = list(self.cfg.allowed_calling_aes)
         ae.require_called_aet = True
