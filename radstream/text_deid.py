@@ -1,9 +1,11 @@
 """The installation's research key and the text de-identification set-up: options from ``[text_deid]``;
 the key from the ingest section, or (private by default, when no pseudonym key is configured) a random
 key kept in ``<state_dir>/text_deid.key`` (created on first use, mode 0600). The one key keys report text,
-the analysts' identifiers and study references, and the de-identified images (the SCP and the DICOM
-worker of this state dir take it from here), so dates and identifiers agree across them. Processes on
-other hosts need the same key configured (``ingest.pseudonym_key_file``)."""
+the analysts' identifiers and study references (the DICOM worker of this state dir takes it from here),
+so dates and identifiers agree across them. Processes on other hosts need the same key configured
+(``ingest.pseudonym_key_file``). The de-identified images are not keyed with the generated key: the
+research SCP takes the configured key only and, without one, refuses instances of de-identified projects
+(their pseudonyms would join nothing on another host)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import replace
 from typing import Any
 
 import click
@@ -95,7 +94,13 @@ def scp(ctx: click.Context, port: int | None, processes: int | None, listen_fd: 
         _scp_processes(settings, n, port, metrics_port, verbose)
         return
     tune_process()
-    cfg = replace(ScpConfig.of(settings.research, settings.ingest), deid_key=research_key(settings))
+    # The configured pseudonym key only, never research_key's generated <state_dir>/text_deid.key: images
+    # de-identified with a key of this host alone would carry pseudonyms that join nothing elsewhere.
+    # Without one, de-identified projects' instances are refused (0xC000) and identified ones stored.
+    cfg = ScpConfig.of(settings.research, settings.ingest)
+    if not cfg.deid_key:
+        click.echo("no pseudonym key (ingest.pseudonym_key or pseudonym_key_file): instances of "
+                   "de-identified projects are refused (0xC000), identified projects stored", err=True)
     cfg.listen_fd = listen_fd
     if port is not None:
         cfg.port = port
@@ -211,8 +216,8 @@ def _store(ctx: click.Context) -> tuple[Any, Any]:
 
     settings = settings_of(ctx)
     projects = ProjectRegistry(settings.kafka, settings.topics)
-    store = ResearchStore(replace(ScpConfig.of(settings.research, settings.ingest),
-                                  deid_key=research_key(settings)), make_producer(settings.kafka),
+    # the configured key, as the SCP's (a release into a de-identified project without one: ReleaseError)
+    store = ResearchStore(ScpConfig.of(settings.research, settings.ingest), make_producer(settings.kafka),
                           settings.topics, projects)
     return store, projects
 
@@ -260,8 +265,9 @@ def _steward_action(ctx: click.Context, verb: str, key: str, note: str) -> tuple
     """``store.release`` or ``store.purge`` of the quarantined instance KEY by a steward (``RADSTREAM_TOKEN``,
     else the local admin), audited (``quarantine.release``/``quarantine.purge``, refusals too);
     -> (entry, what the action returned)."""
-    from radstream.access import authorise, done
+    from radstream.access import authorise, done, flush_audit
     from sinks.dicom.scp import ReleaseError
+    from streams import audit
     from streams.auth import AuthError
 
     settings = settings_of(ctx)
@@ -271,11 +277,24 @@ def _steward_action(ctx: click.Context, verb: str, key: str, note: str) -> tuple
     except AuthError as exc:
         raise click.ClickException(f"not allowed: {exc.reason}") from None
     store, projects = _store(ctx)
+    entry = None
     try:
         entry = _entry(store, key)
         result = getattr(store, verb)(entry, principal.user, note)
-    except ReleaseError as exc:
-        raise click.ClickException(f"not released: {exc}") from exc
+    except Exception as exc:
+        # an allowed steward's attempt that failed is audited too (no entry, not released, the events
+        # not delivered): the audit trail shows every attempt on a quarantined instance, not only refusals
+        why = exc.message if isinstance(exc, click.ClickException) else f"{type(exc).__name__}: {exc}"
+        audit.record(target, principal.user, action, allowed=False, reason=f"failed: {why}",
+                     project=entry.project_id if entry is not None else "", instance=key, note=note)
+        flush_audit(target)
+        if isinstance(exc, click.ClickException):
+            raise
+        if isinstance(exc, ReleaseError):
+            raise click.ClickException(f"not released: {exc}") from exc
+        if isinstance(exc, RuntimeError):  # store.flush: the events were not delivered
+            raise click.ClickException(f"not {verb}d: {exc}") from exc
+        raise
     finally:
         projects.stop()
     done(target, principal, action, project=entry.project_id, instance=entry.key, reason=entry.reason,

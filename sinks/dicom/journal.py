@@ -70,12 +70,35 @@ def _crc(seq: int, path: bytes, data: bytes) -> int:
     return zlib.crc32(data, zlib.crc32(path, zlib.crc32(struct.pack("<Q", seq)))) & 0xFFFFFFFF
 
 
-def write_file(path: str, data: bytes) -> None:
-    """A replayed record's file, written again (the checkpoint after the replay makes it durable)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+DIR_MODE = 0o750  # the store's modes (sinks.dicom.scp): owner and group only, whatever the umask
+FILE_MODE = 0o640
+
+
+def write_file(root: str, path: str, data: bytes) -> None:
+    """A replayed record's file, written again (the checkpoint after the replay makes it durable).
+
+    Its directories may be gone with the crash (the journal's path does not fsync them), so each level
+    under ``root`` is made again 0750 and the file 0640, as the store makes them: a replay must not
+    leave an identified project's images readable by the host's other users."""
+    d = os.path.realpath(root)  # ``path`` comes from ``inside``: resolved
+    for part in os.path.relpath(os.path.dirname(path), d).split(os.sep):
+        if part in ("", "."):
+            continue
+        d = os.path.join(d, part)
+        try:
+            os.mkdir(d, DIR_MODE)
+            os.chmod(d, DIR_MODE)  # mkdir's mode is masked by the umask
+        except FileExistsError:
+            pass
     tmp = f"{path}.replay.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # an old temporary file keeps its mode; O_CREAT's is masked by the umask
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
@@ -186,7 +209,7 @@ class Journal:
             if _crc(rseq, field, data) != crc:
                 break  # torn: never acknowledged (records are written in order)
             rel, _, note = field.partition(NOTE_SEP)
-            write_file(inside(self.root, rel.decode()), data)
+            write_file(self.root, inside(self.root, rel.decode()), data)
             if self._on_replay is not None:
                 self._on_replay(rel.decode(), note)
             self.replayed += 1

@@ -790,7 +790,8 @@ class ResearchStore:
                               target, len(data))
         else:
             if self.deid is None:
-                raise ReleaseError("no de-identification key configured")
+                raise ReleaseError("no de-identification key configured "
+                                   "(ingest.pseudonym_key or pseudonym_key_file)")
             try:
                 # the steward's release is the pixel review the profile cannot do
                 out, ds = self.deid.apply_file(data, project.project_id, project.deid, pixels_reviewed=True)

@@ -513,8 +513,9 @@ class Worker(Handler):
                     self._finish(req, "failed", None, f"C-FIND: {exc}", status=exc.status)
                 return
             if not req.studies:
+                # the error reaches the analysts' tables: a patient id is named by its kind, never its value
                 key = (self._research_accession(req) or self._research_uid(req, ids["study_uid"])
-                       or ("the study reference" if req.ref else rec.get("patient_id")))
+                       or ("the study reference" if req.ref else "the patient id and study date"))
                 self._finish(req, "failed", None, f"no study found in {self.pacs.ae_title} for {key}")
                 return
         dest = str(rec["destination_ae"])

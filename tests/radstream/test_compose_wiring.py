@@ -115,6 +115,9 @@ def needs(name: str) -> Needs:
         n.serves.append((s.metrics.host, s.metrics.scp_port))
     elif not command:  # the one-off commands: auth add-user/add-token, db migrate, topics, retrieve, sql
         n.writes |= auth
+        # a steward's `dicom quarantine list|release|purge` (radstream/cli/dicom.py): the SCP's quarantine,
+        # and its store, where a released instance is written
+        n.writes |= {"research store": s.research.store_dir, "quarantine": s.research.quarantine_dir}
         n.reads |= key
         n.connects |= {"clickhouse", "worker"}
     else:
@@ -188,11 +191,15 @@ def test_the_dicom_worker_and_the_scp_share_no_volume_but_the_token_store() -> N
         for v in svc.get("volumes", []):
             users.setdefault(v["source"], set()).add(name)
     scp_store = mount("research-scp", settings_of("research-scp").research.store_dir)
-    assert scp_store is not None and users[scp_store[0]] == {"research-scp"}
-    # the quarantine is outside the store's tree (sinks/dicom/quarantine.py) and the SCP's alone
+    assert scp_store is not None and users[scp_store[0]] == {"research-scp", "radstream"}
+    # the quarantine is outside the store's tree (sinks/dicom/quarantine.py): the SCP's, and the one-off
+    # command's for a steward (`docker compose run radstream dicom quarantine list` sees what the SCP put)
     quarantine = mount("research-scp", needs("research-scp").writes["quarantine"])
     assert quarantine is not None and quarantine[0] != scp_store[0]
-    assert users[quarantine[0]] == {"research-scp"}
+    assert users[quarantine[0]] == {"research-scp", "radstream"}
+    cli = settings_of("radstream").research
+    assert mount("radstream", cli.quarantine_dir) == quarantine  # the same volume, the same place in it
+    assert mount("radstream", cli.store_dir) == scp_store
     for infra in ("kafka", "clickhouse", "orthanc"):
         assert users[f"{infra}-data"] == {infra}
 

@@ -216,10 +216,10 @@ class Deidentifier:
         # the whole profile was applied: only now say so
         implicit, little = ds.original_encoding
         if little:  # read from bytes: the same attributes as undecoded elements, encoded once per options
-            for raw in _closing_elements(options, implicit, project_id):
+            for raw in _closing_elements(options, implicit):
                 ds._dict[raw.tag] = raw
         else:
-            for elem in _closing_dataset(options, project_id):
+            for elem in _closing_dataset(options):
                 ds[elem.tag] = copy.deepcopy(elem)
         return ds
 
@@ -477,24 +477,26 @@ def _encode(ds: Dataset, implicit: bool, skip: int = -1) -> bytes:
 
 
 @cache
-def _closing_dataset(options: DeidOptions, project_id: str) -> Dataset:
-    """What we state after the profile: PatientIdentityRemoved, the method and its codes (PS3.15 E.1.1)."""
+def _closing_dataset(options: DeidOptions) -> Dataset:
+    """What we state after the profile: PatientIdentityRemoved, the method and its codes (PS3.15 E.1.1).
+
+    Not the project: ClinicalTrialProtocolID alone would be an incomplete Clinical Trial Subject module
+    (its Sponsor Name and Subject or Reading ID are Type 1/1C), and the store's path and the events name
+    the project anyway. An incoming Clinical Trial module keeps the table's dummy values."""
     ds = Dataset()
     ds.PatientIdentityRemoved = "YES"
     ds.LongitudinalTemporalInformationModified = "MODIFIED" if options.retain_modified_dates else "REMOVED"
     ds.DeidentificationMethod = METHOD
     applied = [BASIC_CODE] + [code for name, code in OPTION_CODES.items() if getattr(options, name)]
     ds.DeidentificationMethodCodeSequence = Sequence([_code(v, m) for v, m in applied])
-    if project_id:
-        ds.ClinicalTrialProtocolID = project_id[:64]
     return ds
 
 
 @lru_cache(maxsize=256)
-def _closing_elements(options: DeidOptions, implicit: bool, project_id: str) -> tuple[RawDataElement, ...]:
+def _closing_elements(options: DeidOptions, implicit: bool) -> tuple[RawDataElement, ...]:
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, implicit
-    write_dataset(fp, _closing_dataset(options, project_id))
+    write_dataset(fp, _closing_dataset(options))
     back = read_dataset(io.BytesIO(fp.getvalue()), implicit, True)
     return tuple(back._dict.values())  # type: ignore[arg-type]
 

@@ -531,12 +531,12 @@ def _table(options: DeidOptions) -> tuple[Compiled, frozenset[int]]:
 
 
 @lru_cache(maxsize=256)
-def _closing(options: DeidOptions, implicit: bool, project_id: str) -> dict[int, bytes]:
+def _closing(options: DeidOptions, implicit: bool) -> dict[int, bytes]:
     """The closing attributes, each encoded as ``encode_file`` writes them (once per options)."""
     from sinks.dicom.deid import _closing_elements, _encode
 
     out = {}
-    for raw in _closing_elements(options, implicit, project_id):
+    for raw in _closing_elements(options, implicit):
         one = Dataset()
         one._dict[raw.tag] = raw
         out[int(raw.tag)] = _encode(one, implicit)
@@ -563,7 +563,7 @@ def deidentify(d: Deidentifier, parsed: Parsed, project_id: str, options: DeidOp
         patient_id = "\\".join(_strings(parsed.body[pid[VALUE]:pid[END]])) if pid else ""
         patient = patient_pseudonym(d.key, d.site, patient_id)
         shift = timedelta(days=date_shift_days(d.key, patient)) if options.retain_modified_dates else None
-        closing = _closing(options, parsed.implicit, project_id)
+        closing = _closing(options, parsed.implicit)
         state = _State(table, mask_hi, shift, patient, frozenset(), frozenset())
         body: list[bytes | memoryview] = []
         walk = _Walk(d, parsed.body, parsed.implicit, table, shift, patient, state)

@@ -9,7 +9,12 @@ Our additions are data files beside this module:
 
 - ``options.tsv``: the option columns of E.1-1 that we implement (which attributes an option keeps or
   cleans);
-- ``additions.tsv``: where we differ from the Basic Profile column, with the reason on each row.
+- ``additions.tsv``: where we differ from the Basic Profile column, with the reason on each row;
+- without the Retain Longitudinal Temporal Information with Modified Dates option, every date, date-time
+  and time attribute of pydicom's dictionary that the table does not list is removed (``X``): the file
+  says LongitudinalTemporalInformationModified REMOVED, and E.1-1 lists only the dates it knew of
+  (StudyUpdateDateTime, ExpiryDate and 13 others are not in it). With the option, the walk shifts the
+  unlisted DA and DT values as it does the listed ones (times of day are kept).
 
 Actions after compiling: ``X`` remove, ``Z`` empty, ``D`` dummy value, ``U`` keyed UID, ``K`` keep (a
 sequence's items are still walked), ``C`` clean text (``vocabulary.txt``), ``S`` shift a date (keep a time),
@@ -28,7 +33,7 @@ from functools import cache
 from pathlib import Path
 
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as library
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import DicomDictionary, dictionary_VR
 
 HERE = Path(__file__).parent
 TABLE_VERSION = "2026c"
@@ -130,4 +135,20 @@ def compile_table(options: frozenset[str]) -> Compiled:
             masks.insert(0, Mask(value, mask, row["action"]))
         else:
             actions[int(row["tag"], 16)] = row["action"]
+    if "modified_dates" not in options:
+        for tag in unlisted_temporal(frozenset(actions), tuple(masks)):
+            actions[tag] = "X"
     return Compiled(actions, tuple(masks))
+
+
+def unlisted_temporal(listed: frozenset[int], masks: tuple[Mask, ...]) -> tuple[int, ...]:
+    """The DA, DT and TM attributes of pydicom's dictionary that neither ``listed`` nor ``masks`` cover
+    (File Meta Information excepted): kept by E.1.1's rule for unlisted attributes, they would leave
+    dates in a file that says its temporal information was removed."""
+    out = []
+    for tag, entry in DicomDictionary.items():
+        if entry[0].split(" or ")[0] not in ("DA", "DT", "TM") or tag >> 16 == 0x0002 or tag in listed:
+            continue
+        if not any(tag & m.mask == m.value for m in masks):
+            out.append(tag)
+    return tuple(sorted(out))

@@ -1,7 +1,8 @@
 """A leak corpus for the de-identification profile: CT, MR, CR and US instances that carry a traceable
 value in every attribute of PS3.15 Table E.1-1 that pydicom can set (the attribute list is the library's
 table, ``sinks.dicom.deid.table.library_table``), in nested sequences, in private attributes, curves
-and overlays; and a scanner that finds those values again, in bytes and in parsed elements.
+and overlays; the dates and times of pydicom's dictionary that the table does not list
+(``unlisted_temporal``); and a scanner that finds those values again, in bytes and in parsed elements.
 
 Traceable values per VR: text holds ``ZQXL`` followed by the tag (a leak names its attribute); UIDs start
 with ``UID_ROOT``; dates are ``DATE``; ages ``AGE``; IS/DS ``NUMBER``; 4- and 8-byte numbers and binary
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom import dcmread
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import DicomDictionary, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
@@ -95,6 +96,20 @@ def table_attributes() -> list[tuple[int, str]]:
     return out
 
 
+def unlisted_temporal() -> list[tuple[int, str]]:
+    """(tag, VR) of the DA, DT and TM attributes of pydicom's dictionary that the library's table does not
+    list (single tags or repeating groups), File Meta Information excepted: StudyUpdateDateTime,
+    ExpiryDate, ... (no table action, so only the profile's handling of unlisted dates removes them)."""
+    tags, masks = library_table()
+    out = []
+    for tag, entry in sorted(DicomDictionary.items()):
+        vr = entry[0].split(" or ")[0]
+        if vr in ("DA", "DT", "TM") and tag >> 16 not in SKIP_GROUPS and tag not in tags \
+                and not any(tag & m.mask == m.value for m in masks):
+            out.append((tag, vr))
+    return out
+
+
 def _non_table_sequences() -> list[int]:
     """Standard sequences outside the table (kept by the profile, so their items must be walked)."""
     tags, _ = library_table()
@@ -117,7 +132,8 @@ def item(depth: int) -> Dataset:
     standard sequence outside the table that holds the same again."""
     it = Dataset()
     for tag, vr in ((0x00100010, "PN"), (0x00100020, "LO"), (0x00081155, "UI"), (0x00080022, "DA"),
-                    (0x00081070, "PN"), (0x0040A123, "PN"), (0x00181000, "LO"), (0x0008103E, "LO")):
+                    (0x00081070, "PN"), (0x0040A123, "PN"), (0x00181000, "LO"), (0x0008103E, "LO"),
+                    (0x0008041F, "DT"), (0x00141020, "DA")):  # StudyUpdateDateTime, ExpiryDate: not in it
         it.add(DataElement(tag, vr, value_for(tag, vr)))
     it.ReferencedSOPClassUID = CTImageStorage
     _private(it, depth)
@@ -160,6 +176,8 @@ def build(study_key: int = 1) -> Corpus:
         ds.SeriesNumber, ds.InstanceNumber = k, 1
         ds.BurnedInAnnotation = "NO"
         ds.SpecificCharacterSet = "ISO_IR 100"
+        for tag, vr in unlisted_temporal():
+            ds.add(DataElement(tag, vr, value_for(tag, vr)))
         for seq in _non_table_sequences():
             ds.add(DataElement(seq, "SQ", Sequence([item(1)])))
         _private(ds, 0)

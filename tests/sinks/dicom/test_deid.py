@@ -64,7 +64,12 @@ def test_our_table_is_the_librarys_table() -> None:
     for tag, group in lib_tags.items():
         want = additions.get(tag, table.GROUPS[group])
         assert compiled.actions[tag] == want, f"{tag:08X}"
-    assert set(compiled.actions) == set(lib_tags) | set(additions)
+    # and, without Modified Dates, the dictionary's dates and times the table does not list: removed
+    unlisted = {t for t, _ in leak_corpus.unlisted_temporal()}
+    assert unlisted and all(compiled.actions[t] == "X" for t in unlisted)
+    assert set(compiled.actions) == set(lib_tags) | set(additions) | unlisted
+    with_dates = table.compile_table(frozenset({"modified_dates"}))
+    assert set(with_dates.actions).isdisjoint(unlisted - set(additions))
     assert {(m.value, m.mask) for m in lib_masks} <= {(m.value, m.mask) for m in compiled.masks}
     for option, rows in table.option_rows().items():
         assert rows and set(rows) <= set(lib_tags), option
@@ -74,8 +79,10 @@ def test_option_columns_change_only_their_rows() -> None:
     base = table.compile_table(frozenset())
     for option, rows in table.option_rows().items():
         with_it = table.compile_table(frozenset({option}))
-        changed = {t for t in base.actions if base.actions[t] != with_it.actions[t]}
-        assert changed and changed <= set(rows), option
+        changed = {t for t in base.actions if base.actions[t] != with_it.actions.get(t)}
+        # Modified Dates also drops the removal of the unlisted dates (the walk shifts those)
+        unlisted = {t for t, _ in leak_corpus.unlisted_temporal()} if option == "modified_dates" else set()
+        assert changed and changed <= set(rows) | unlisted, option
 
 
 # -- each action ------------------------------------------------------------------------------------
@@ -199,6 +206,30 @@ def test_without_modified_dates_dates_are_removed_not_shifted() -> None:
     assert _hits(deid.DeidOptions(retain_modified_dates=False), (leak_corpus.TIME.encode(),)) == set()
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_dates_the_table_does_not_list_are_removed_or_shifted_like_the_listed_ones(fast_path: bool) -> None:
+    """StudyUpdateDateTime, ExpiryDate, SecondaryReviewTime ... have no row in E.1-1: without Modified Dates
+    they are removed (the file says REMOVED), with it their dates are shifted as the listed ones are."""
+    ds = _ds()
+    ds.StudyUpdateDateTime, ds.ExpiryDate, ds.SecondaryReviewTime = "20240101101010", "20240102", "101010"
+    inner = Dataset()
+    inner.ExpiryDate = "20240103"
+    ds.ProcedureCodeSequence = Sequence([inner])  # not in the table either: its items are walked
+    data = _bytes(ds)
+    d = deid.Deidentifier(KEY)
+    apply = d.apply_file if fast_path else d.apply_file_pydicom
+    _, off = apply(data, "P1", deid.DeidOptions(retain_modified_dates=False))
+    assert off.LongitudinalTemporalInformationModified == "REMOVED"
+    for kw in ("StudyUpdateDateTime", "ExpiryDate", "SecondaryReviewTime"):
+        assert kw not in off, kw
+    assert "ExpiryDate" not in off.ProcedureCodeSequence[0]
+    _, on = apply(data, "P1", deid.DeidOptions(retain_modified_dates=True))
+    assert on.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert on.StudyUpdateDateTime == _shift("20240101") + "101010" and on.ExpiryDate == _shift("20240102")
+    assert on.ProcedureCodeSequence[0].ExpiryDate == _shift("20240103")
+    assert on.SecondaryReviewTime == "101010"  # times of day are kept, as the listed ones'
+
+
 def test_code_sequence_names_each_applied_option_only() -> None:
     every = deid.DeidOptions(retain_modified_dates=True, retain_patient_characteristics=True,
                              retain_device_identity=True, retain_uids=True, clean_descriptors=True,
@@ -229,7 +260,11 @@ def test_deid_is_consistent_and_keyed() -> None:
     # the warehouse's pseudonym of the patient (ingest pseudonymisation with the same key and site)
     assert a.PatientID == a.PatientName == b2.PatientID == pseudonym(KEY, "default", "APAT1")
     assert a.SOPClassUID == synth.CTImageStorage  # standard UIDs are kept
-    assert a.ClinicalTrialProtocolID == "P1"
+    # no Clinical Trial Subject module of ours: the project id alone would leave it incomplete (Type 1)
+    trial = ("ClinicalTrialSponsorName", "ClinicalTrialProtocolID", "ClinicalTrialProtocolName",
+             "ClinicalTrialSiteID", "ClinicalTrialSiteName", "ClinicalTrialSubjectID",
+             "ClinicalTrialSubjectReadingID")
+    assert not [kw for ds in (a, b2) for kw in trial if kw in ds]
 
 
 def test_deid_needs_a_key() -> None:

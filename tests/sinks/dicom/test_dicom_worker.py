@@ -90,6 +90,14 @@ def test_unknown_accession_fails_without_retry(dicom_settings: Settings) -> None
     assert "no study found" in final["error"] and research in final["error"] and "ZZ404" not in final["error"]
 
 
+def test_no_study_for_a_patient_and_date_does_not_name_the_patient(dicom_settings: Settings) -> None:
+    rid = request(dicom_settings, None, patient_id="ZZPAT404", study_date="20010101")
+    run_worker(dicom_settings)
+    final = final_of(statuses(dicom_settings, {rid}), rid)
+    assert final["state"] == "failed" and "no study found" in final["error"]
+    assert "ZZPAT404" not in final["error"] and "patient id" in final["error"]  # its kind, not its value
+
+
 def test_destination_not_on_allow_list_fails_before_any_dicom(dicom_settings: Settings) -> None:
     rid = request(dicom_settings, "A1", destination="STRANGER")
     w = run_worker(dicom_settings)

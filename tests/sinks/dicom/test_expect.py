@@ -3,6 +3,7 @@ through Kafka records (``ExpectedStudies``, ``Outcomes``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sinks.dicom.expect import Registry
@@ -17,6 +18,22 @@ def test_register_lookup_release(tmp_path: Path) -> None:
     assert reg.lookup("1.2.3") is not None
     reg.release("1.2.3", "r1")
     assert reg.lookup("1.2.3") is None
+
+
+def test_registrations_are_not_readable_by_other_users_at_umask_022(tmp_path: Path) -> None:
+    """A registration's name and content are an original Study Instance UID: the directory 0750 and the
+    file 0640, not 0755/0644 at the usual umask; a directory made 0755 before loses its others' bits."""
+    old = os.umask(0o022)
+    try:
+        reg = Registry(tmp_path / "a")
+        reg.register("1.2.3", "P1", "r1", "RESEARCH")
+        (tmp_path / "b" / ".expected").mkdir(parents=True, mode=0o755)
+        Registry(tmp_path / "b")
+    finally:
+        os.umask(old)
+    assert reg.dir.stat().st_mode & 0o777 == 0o750
+    assert reg.path("1.2.3").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "b" / ".expected").stat().st_mode & 0o777 == 0o750
 
 
 def test_manifest_keeps_the_last_outcome_per_instance(tmp_path: Path) -> None:

@@ -163,3 +163,22 @@ def test_a_short_journal_write_fails_the_append_and_the_next_record_takes_its_pl
     again = opened(tmp_path)
     assert again.replayed == 1 and not (tmp_path / "P1/1.2/1.2.3/1.2.3.1.dcm").exists()
     assert (tmp_path / "P1/1.2/1.2.3/1.2.3.2.dcm").read_bytes() == b"b" * 300
+
+
+def test_a_replay_makes_directories_0750_and_files_0640_at_umask_022(tmp_path: Path) -> None:
+    """The journal's path does not fsync new directories, so a crash can lose them with the file: the
+    replay makes them again, owner and group only as the store does, not 0755/0644 at the usual umask."""
+    j = opened(tmp_path)
+    rel = "P1/1.2/1.2.3/1.2.3.4.dcm"
+    j.append(rel, b"image")
+    crash(j)
+    old = os.umask(0o022)
+    try:
+        again = opened(tmp_path)
+    finally:
+        os.umask(old)
+    assert again.replayed == 1 and (tmp_path / rel).read_bytes() == b"image"
+    assert (tmp_path / rel).stat().st_mode & 0o777 == 0o640
+    for d in ("P1", "P1/1.2", "P1/1.2/1.2.3"):
+        assert (tmp_path / d).stat().st_mode & 0o777 == 0o750, d
+    again.close()

@@ -267,6 +267,35 @@ def test_burned_in_instances_are_quarantined_with_reasons_then_released_and_purg
                        ("steward1", "quarantine.release", True)]
 
 
+def test_a_stewards_quarantine_action_that_fails_is_audited_with_the_reason(dicom_settings: Settings) -> None:
+    """Past the role check, a missing entry or a release that fails (here: its project is no longer
+    registered) is still an attempt on the hospital's images: audited, allowed=False, with the reason."""
+    from sinks.dicom.quarantine import Entry, Quarantine
+
+    study, sop = "1.2.826.0.1.3680043.10.1337.81", "1.2.826.0.1.3680043.10.1337.81.1"
+    buf = io.BytesIO()
+    dcmwrite(buf, _dataset(study, "1.2.3", sop), enforce_file_format=True)
+    Quarantine(dicom_settings.research.quarantine_dir).put(
+        Entry("GONE-1", "rq", study, "1.2.3", sop, str(synth.CTImageStorage), "CT", "BurnedInAnnotation=YES",
+              "ORTHANC", 0.0), buf.getvalue())
+    env = role_env(dicom_settings, "steward2", "steward")
+    runner = CliRunner()
+    missing = runner.invoke(main, ["dicom", "quarantine", "purge", "IRB-9/9.9.9", "--reason", "gone"],
+                            env=env)
+    assert missing.exit_code != 0 and "no single quarantined instance" in missing.output
+    refused = runner.invoke(main, ["dicom", "quarantine", "release", f"GONE-1/{sop}", "--reason", "checked"],
+                            env=env)
+    assert refused.exit_code != 0 and "not released" in refused.output
+    events = sorted(audit_events(dicom_settings, 2), key=lambda e: str(e["action"]))
+    assert [(e["actor"], e["action"], e["allowed"]) for e in events] == [
+        ("steward2", "quarantine.purge", False), ("steward2", "quarantine.release", False)]
+    details = [json.loads(e["detail"]) for e in events]
+    assert "no single quarantined instance" in details[0]["reason"]
+    assert details[0]["instance"] == "IRB-9/9.9.9"
+    assert "GONE-1" in details[1]["reason"] and events[1]["project"] == "GONE-1"
+    assert Quarantine(dicom_settings.research.quarantine_dir).find(sop) is not None  # still there
+
+
 def test_a_burned_in_risk_modality_is_stored_when_the_project_allows_it(pacs_settings: Settings) -> None:
     s = synth.StudySpec("Q2", "Q2PAT", "RISK^TEST", "20240506", 1, rows=16, cols=16)
     ds = synth.instance(s, 0)
@@ -370,3 +399,38 @@ def test_expectations_and_manifests_refuse_unsafe_names(tmp_path: Path) -> None:
     assert reg.received("1.2.3", "../../evil") == {"1.2.3.4": ("stored", "")}
     assert sorted(p.parent for p in tmp_path.rglob("*.received")) == [tmp_path / ".expected"]
     assert os.listdir(tmp_path) == [".expected"]
+
+
+def test_the_scp_command_without_a_pseudonym_key_refuses_deidentified_projects_and_keys_nothing_itself(
+        dicom_settings: Settings, tmp_path: Path) -> None:
+    """``radstream dicom scp`` as a real process with no ``ingest.pseudonym_key(_file)``: it does not
+    de-identify with a key of its own making (pseudonyms of one host's random key join nothing
+    elsewhere); a de-identified project's instance is refused 0xC000, an identified one's stored."""
+    import time
+
+    from tests.streams.helpers import radstream_process
+
+    settings = dicom_settings.replace(state_dir=str(tmp_path / "scp-state"))
+    reg = Registry(settings.research_store_dir)
+    deid_study, ident_study = "1.2.826.0.1.3680043.10.1337.71", "1.2.826.0.1.3680043.10.1337.72"
+    reg.register(deid_study, "IRB-D", "rd", "RESEARCH")
+    reg.register(ident_study, "P1", "ri", "RESEARCH")
+    log = tmp_path / "scp.log"
+    with radstream_process(settings, log, "dicom", "scp", "--processes", "1", "--metrics-port", "-1"):
+        deadline = time.monotonic() + 60
+        while b"listening" not in log.read_bytes():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        ae = AE(ae_title="ORTHANC")
+        ae.add_requested_context(synth.CTImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", settings.research.port, ae_title="RESEARCH")
+        assert assoc.is_established
+        refused = int(assoc.send_c_store(_dataset(deid_study, "1.2.3", deid_study + ".1")).Status)
+        stored = int(assoc.send_c_store(_dataset(ident_study, "1.2.3", ident_study + ".1")).Status)
+        assoc.release()
+    assert (refused, stored) == (0xC000, 0x0000)
+    assert "no pseudonym key" in log.read_text()
+    assert not (tmp_path / "scp-state" / "text_deid.key").exists()
+    assert not (settings.research_store_dir / "IRB-D").exists()
+    assert reg.received(deid_study, "rd")[deid_study + ".1"][0] == "failed"
+    assert len(list((settings.research_store_dir / "P1").rglob("*.dcm"))) == 1
