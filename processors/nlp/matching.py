@@ -6,10 +6,17 @@ start with distinct tokens, so one pass over a report finds every phrase (leftmo
 Phrases are matched on lower-cased text, token by token: any run of white space or a hyphen
 separates two word tokens ("plate-like" = "plate like"); punctuation tokens ("s/p", "r/o")
 may be glued to their neighbours.
+
+A phrase may hold a year placeholder, ``<year:1950-2029>``: one trie atom that matches any 4-digit year
+of that range, so "in <year:1950-2029>" costs one phrase instead of eighty. A matched year is looked
+up as the placeholder only where no phrase spells it out ("in 2003" listed on its own keeps its own
+payloads), and a payload that names its phrase (a dataclass with a ``phrase`` field) gets the words
+matched ("in 2003"), as if the phrase had been listed year by year.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,9 +28,55 @@ _WORD_SEP = r"(?:\s*-\s*|\s+)"
 _PUNCT_SEP = r"\s*"
 
 
+YEAR_RE = re.compile(r"<year:(\d{4})-(\d{4})>")
+
+
+def year_placeholder(first: int, last: int) -> str:
+    """The placeholder token for a 4-digit year from ``first`` to ``last`` (inclusive)."""
+    if not 1000 <= first <= last <= 9999:
+        raise ValueError(f"not a range of 4-digit years: {first}-{last}")
+    return f"<year:{first}-{last}>"
+
+
+def _tokens(low: str) -> list[str]:
+    """The tokens of a lower-cased phrase; a year placeholder is one token."""
+    if "<year:" not in low:
+        return TOKEN_RE.findall(low)
+    out: list[str] = []
+    pos = 0
+    for m in YEAR_RE.finditer(low):
+        out += TOKEN_RE.findall(low, pos, m.start())
+        out.append(m.group())
+        pos = m.end()
+    return out + TOKEN_RE.findall(low, pos)
+
+
 def normalize(phrase: str) -> str:
     """The lookup key of a phrase or of a matched span: lower-case tokens joined by one space."""
-    return " ".join(TOKEN_RE.findall(phrase.lower()))
+    return " ".join(_tokens(phrase.lower()))
+
+
+def year_pattern(first: int, last: int) -> str:
+    """A regex for the 4-digit years from ``first`` to ``last``: one class per decade, full decades of a
+    century joined ("19[5-9][0-9]|20[0-2][0-9]" for 1950-2029)."""
+    decades: dict[str, list[int]] = {}  # "195" -> its last digits
+    for year in range(first, last + 1):
+        decades.setdefault(str(year)[:3], []).append(year % 10)
+    alts: list[str] = []
+    full: dict[str, list[int]] = {}  # century "19" -> its decade digits whose ten years are all in
+    for decade, digits in decades.items():
+        if len(digits) == 10:
+            full.setdefault(decade[:2], []).append(int(decade[2]))
+        else:
+            alts.append(decade + _digit_class(digits[0], digits[-1]))
+    for century, tens in full.items():
+        # the full decades of a century are contiguous: the range holds every year between them
+        alts.append(century + _digit_class(tens[0], tens[-1]) + "[0-9]")  # not \d: ASCII digits only
+    return "(?:" + "|".join(sorted(alts)) + ")"
+
+
+def _digit_class(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"[{lo}-{hi}]"
 
 
 def compile_ci(pattern: str) -> re.Pattern[str]:
@@ -61,23 +114,43 @@ def _is_word(ch: str) -> bool:
 
 
 def _atoms(tokens: list[str]) -> list[str]:
-    """A phrase as a sequence of trie atoms: its characters, separators between tokens, an end mark."""
+    """A phrase as a sequence of trie atoms: its characters (a year placeholder: itself, one atom),
+    separators between tokens, an end mark."""
     out: list[str] = []
     for i, tok in enumerate(tokens):
+        # a year placeholder is a word ("in <year:1950-2029>" must not match "in 1950s")
+        year = tok.startswith("<year:")
         if i:
-            out.append(_SEP_W if _is_word(tokens[i - 1][-1]) and _is_word(tok[0]) else _SEP_P)
-        out.extend(tok)
-    out.append(_END_W if _is_word(tokens[-1][-1]) else _END_P)
+            out.append(_SEP_W if _ends_word(tokens[i - 1]) and (year or _is_word(tok[0])) else _SEP_P)
+        if year:
+            out.append(tok)
+        else:
+            out.extend(tok)
+    out.append(_END_W if _ends_word(tokens[-1]) else _END_P)
     return out
+
+
+def _ends_word(tok: str) -> bool:
+    return _is_word(tok[-1]) or tok.startswith("<year:")
+
+
+def _atom_re(atom: str) -> str:
+    if len(atom) > 1:  # a year placeholder
+        m = YEAR_RE.fullmatch(atom)
+        assert m is not None
+        return year_pattern(int(m.group(1)), int(m.group(2)))
+    return _ATOM_RE[atom] if atom in _ATOM_RE else re.escape(atom)
 
 
 _Trie = dict[str, "_Trie"]
 
 
 def _branch(node: _Trie) -> str:
-    # ends last, so that a longer phrase is preferred; separators before characters
-    keys = sorted(node, key=lambda a: (a in (_END_W, _END_P), a not in (_SEP_W, _SEP_P), a))
-    alts = [_ATOM_RE.get(a, re.escape(a)) + _branch(node[a]) for a in keys]
+    # ends last, so that a longer phrase is preferred; separators before characters; a year placeholder
+    # after the characters, so that a phrase spelling the year out ("in 2003 and") is tried first: a
+    # character branch can only match a year as a whole token, hence at least as far as the placeholder
+    keys = sorted(node, key=lambda a: (a in (_END_W, _END_P), a not in (_SEP_W, _SEP_P), len(a) > 1, a))
+    alts = [_atom_re(a) + _branch(node[a]) for a in keys]
     if not alts:
         return ""
     if len(alts) == 1:
@@ -86,7 +159,7 @@ def _branch(node: _Trie) -> str:
 
 
 def starts_with_word(phrase: str) -> bool:
-    toks = TOKEN_RE.findall(phrase.lower())
+    toks = _tokens(phrase.lower())
     return bool(toks) and _is_word(toks[0][0])
 
 
@@ -98,7 +171,7 @@ def trie_pattern(phrases: Iterable[str], word_start: bool = True) -> str:
     """
     root: _Trie = {}
     for phrase in phrases:
-        toks = TOKEN_RE.findall(phrase.lower())
+        toks = _tokens(phrase.lower())
         if not toks:
             continue
         node = root
@@ -178,14 +251,47 @@ class PhraseMatcher:
             if any(isinstance(p, _Anchor) for p in v)
         }
         self._anchored_payloads = [[payload] for _, payload in self.anchored]
+        # the year ranges of the placeholder phrases: a hit that is no phrase is looked up through them
+        self._years = sorted(
+            {(int(m[1]), int(m[2])) for key in self.lookup if "<year:" in key for m in YEAR_RE.finditer(key)}
+        )
 
     def _payloads(self, raw: str) -> list[Any]:
         found = self._seen.get(raw)
         if found is None:
-            found = self.lookup.get(normalize(raw), [])
+            key = normalize(raw)
+            found = self.lookup.get(key)
+            if found is None:
+                found = self._dated(key) if self._years else []
             if len(self._seen) < 100_000:
                 self._seen[raw] = found
         return found
+
+    def _dated(self, key: str) -> list[Any]:
+        """The payloads of a hit through a year placeholder ("in 2003" -> "in <year:1950-2029>"), with the
+        words matched as their phrase; kept in ``lookup``, so that a hit gives a long-lived list."""
+        toks = key.split(" ")
+        for first, last in self._years:
+            generic = [
+                year_placeholder(first, last)
+                if len(t) == 4 and t.isascii() and t.isdigit() and first <= int(t) <= last
+                else t
+                for t in toks
+            ]
+            generic_key = " ".join(generic)
+            found = self.lookup.get(generic_key)
+            if found is not None:
+                out = [
+                    dataclasses.replace(p, phrase=key)
+                    if dataclasses.is_dataclass(p)
+                    and not isinstance(p, type)
+                    and normalize(str(getattr(p, "phrase", ""))) == generic_key
+                    else p
+                    for p in found
+                ]
+                self.lookup[key] = out
+                return out
+        return []
 
     def finditer(self, low: str, pos: int = 0, endpos: int | None = None) -> list[tuple[int, int, list[Any]]]:
         """(start, end, payloads) of non-overlapping hits, leftmost-longest, in text order."""

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from processors.nlp.lexicon import attribute_words, british_spelling, spelling_pairs
 from processors.nlp.matching import TOKEN_RE as _TOKEN
-from processors.nlp.matching import WORD_RE
+from processors.nlp.matching import WORD_RE, year_placeholder
 from processors.nlp.types import ContextResult
 
 DATA = Path(__file__).with_name("rules.json")
@@ -378,36 +378,37 @@ def relative_clauses(spec: dict[str, Any], rules: Sequence[Rule]) -> list[Rule]:
 def dated_episodes(spec: dict[str, Any], rules: Sequence[Rule]) -> list[Rule]:
     """Past episodes dated by a year ("DVT in 2003", "appendectomy in March 1998", "diabetes since 2001"):
     each lead + (month (of)) + year phrase of ``dated_episodes`` in ``rules.json`` gets the rules of its
-    lead; a phrase already listed keeps its own rules."""
+    lead. The year is a placeholder of the matcher (``<year:1950-2029>``: one phrase per date form, not
+    one per year); a phrase already listed ("in 2003") keeps its own rules, since the matcher looks a
+    year up as the placeholder only where no phrase spells it out."""
     if not spec:
         return []
     listed = {r.phrase for r in rules}
     first, last = spec["years"]
+    year = year_placeholder(int(first), int(last))
     months, short = spec["months"], spec.get("abbreviated_months", [])
     out: list[Rule] = []
     for lead, specs in spec["leads"].items():
-        with_months = lead not in spec.get("years_only", ())
-        for year in range(int(first), int(last) + 1):
-            dates = [str(year)]
-            if with_months:
-                dates += [*(f"{m} {year}" for m in (*months, *short)), *(f"{m} of {year}" for m in months)]
-            for date in dates:
-                phrase = f"{lead} {date}"
-                if phrase in listed:
-                    continue
-                listed.add(phrase)
-                for r in specs:
-                    out.append(
-                        Rule(
-                            phrase,
-                            r["category"],
-                            r["direction"],
-                            int(r["max_scope"]),
-                            sections=frozenset(r["sections"]) if r.get("sections") else None,
-                            not_sections=frozenset(r["not_sections"]) if r.get("not_sections") else None,
-                            not_after=frozenset(r["not_after"]) if r.get("not_after") else None,
-                        )
+        dates = [year]
+        if lead not in spec.get("years_only", ()):
+            dates += [*(f"{m} {year}" for m in (*months, *short)), *(f"{m} of {year}" for m in months)]
+        for date in dates:
+            phrase = f"{lead} {date}"
+            if phrase in listed:
+                continue
+            listed.add(phrase)
+            for r in specs:
+                out.append(
+                    Rule(
+                        phrase,
+                        r["category"],
+                        r["direction"],
+                        int(r["max_scope"]),
+                        sections=frozenset(r["sections"]) if r.get("sections") else None,
+                        not_sections=frozenset(r["not_sections"]) if r.get("not_sections") else None,
+                        not_after=frozenset(r["not_after"]) if r.get("not_after") else None,
                     )
+                )
     return out
 
 
