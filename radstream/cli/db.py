@@ -32,7 +32,7 @@ def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, clu
     """Apply pending DDL migrations (idempotent), then the server roles and GRANTs."""
     from radstream.access import roles_dir
     from sinks.clickhouse.client import open_client
-    from sinks.clickhouse.grants import apply_grants, grant_statements
+    from sinks.clickhouse.grants import apply_grants, warehouse_grant_statements
     from sinks.clickhouse.migrate import migrate
 
     settings = settings_of(ctx)
@@ -45,9 +45,8 @@ def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, clu
     client = open_client(settings.clickhouse)
     try:
         if print_grants:
-            rows = client.query("SELECT name FROM system.tables WHERE database = {db:String}",
-                                parameters={"db": settings.clickhouse.database}).result_rows
-            for stmt in grant_statements(settings.clickhouse.database, [str(n) for (n,) in rows], site_roles):
+            # the same statements as apply_grants runs (column grants where the role hides columns)
+            for stmt in warehouse_grant_statements(client, settings.clickhouse.database, site_roles):
                 click.echo(stmt + ";")
             return
         applied = migrate(client, settings.clickhouse.database)

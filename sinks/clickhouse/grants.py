@@ -56,15 +56,20 @@ def grant_statements(database: str, objects: Iterable[str], roles_dir: Path = RO
     return out
 
 
-def apply_grants(client: Client, database: str, roles_dir: Path = ROLES_DIR) -> list[str]:
-    """Create the roles and grants on a server; returns the statements run."""
+def warehouse_grant_statements(client: Client, database: str, roles_dir: Path = ROLES_DIR) -> list[str]:
+    """``grant_statements`` for the tables, views and columns that ``database`` has now."""
     rows = client.query("SELECT name FROM system.tables WHERE database = {db:String}",
                         parameters={"db": database}).result_rows
     columns: dict[str, list[str]] = {}
     for table, name in client.query("SELECT table, name FROM system.columns WHERE database = {db:String} "
                                     "ORDER BY table, position", parameters={"db": database}).result_rows:
         columns.setdefault(str(table), []).append(str(name))
-    stmts = grant_statements(database, [str(n) for (n,) in rows], roles_dir, columns)
+    return grant_statements(database, [str(n) for (n,) in rows], roles_dir, columns)
+
+
+def apply_grants(client: Client, database: str, roles_dir: Path = ROLES_DIR) -> list[str]:
+    """Create the roles and grants on a server; returns the statements run."""
+    stmts = warehouse_grant_statements(client, database, roles_dir)
     for stmt in stmts:
         client.command(stmt)
     return stmts
