@@ -105,7 +105,7 @@ def research_report(report: Mapping[str, Any], key: bytes) -> dict[str, Any]:
             out[name] = keyed_identifier(key, kind, str(value))
     if report.get("study_instance_uid"):
         out["study_instance_uid"] = keyed_uid(key, str(report["study_instance_uid"]))
-    shift = timedelta(days=date_shift_days(key, patient))
+    shift = research_shift(key, out)
     for name in time_fields():
         value = report.get(name)
         if isinstance(value, datetime):
