@@ -164,6 +164,52 @@ def test_nothing_is_fetched_while_the_handler_is_busy(topic_settings: Settings) 
         wait_until(lambda: got == [b"first", b"second"], what="resumed")
 
 
+def test_a_partition_paused_when_it_was_revoked_is_fetched_again_when_it_comes_back(
+        topic_settings: Settings) -> None:
+    """librdkafka keeps a partition's pause through a revoke and a re-assignment to the same consumer:
+    the loop must not lose track of it (it did: the partition was never fetched again, and a scaled-out
+    NLP worker left reports without findings after another worker died)."""
+    s, topic = topic_settings, topic_settings.topics.reports
+    got: list[tuple[int, bytes]] = []
+    busy = threading.Event()
+
+    class Busy(Handler):
+        def add(self, records: Sequence[Record], acks: Acks) -> None:
+            got.extend((r.partition, r.value or b"") for r in records)
+            busy.set()
+
+        def busy(self) -> bool:
+            return busy.is_set()
+
+    cfg = _config(s, topic)
+    partitions = range(s.kafka.partitions)
+    assert len(partitions) >= 2
+    with _running(s, cfg, Busy()) as loop:
+        wait_until(loop.assigned.is_set, what="assignment")
+        _produce(s, topic, [b"first"])
+        wait_until(lambda: loop.stats.pauses >= 1, what="the busy loop paused")
+        # a second member: every partition of the loop is revoked, some come back to it (still paused)
+        other = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": cfg.group_id,
+                          "enable.auto.commit": False, "auto.offset.reset": "latest"})
+        try:
+            other.subscribe([topic])
+            deadline = time.monotonic() + 30
+            while not other.assignment():
+                assert time.monotonic() < deadline, "the second member got no assignment"
+                other.poll(0.2)
+            theirs = {tp.partition for tp in other.assignment()}
+            ours = set(partitions) - theirs
+            assert ours and theirs
+            wait_until(lambda: loop.assigned.is_set(), what="the loop's new assignment")
+            busy.clear()
+            for p in ours:
+                _produce(s, topic, [b"second"], partition=p)
+            wait_until(lambda: {p for p, v in got if v == b"second"} == ours, timeout=30,
+                       what="records of the partitions that came back")
+        finally:
+            other.close()
+
+
 def test_a_short_busy_spell_is_waited_out_without_pausing(topic_settings: Settings) -> None:
     """librdkafka's fetcher notices a resume only at its next wake-up (up to a second): a handler that
     is busy for a moment after each batch must not pay that on every batch."""
