@@ -3,6 +3,7 @@ SQL page, in one process."""
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -29,6 +30,9 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    # a worker that is alive but makes no progress: `kill -USR1 <pid>` writes every thread's stack to
+    # its log, without stopping it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 @click.command()

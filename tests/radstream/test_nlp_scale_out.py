@@ -51,6 +51,20 @@ def positions(s: Settings, group: str) -> list[tuple[int, int]]:
         c.close()
 
 
+def print_evidence(procs: list[Proc]) -> None:
+    """What each live worker did and where its threads are now (SIGUSR1: the worker dumps its stacks)."""
+    for proc in procs:
+        if proc.popen.poll() is None:
+            proc.popen.send_signal(signal.SIGUSR1)
+    time.sleep(2)
+    for proc in procs:
+        lines = proc.text().splitlines()
+        print(f"==== {proc.log.name} (exit {proc.popen.poll()}): assignments, warnings, then its last lines")
+        marks = ("assigned", "WARNING", "restored")
+        print("\n".join(line[:400] for line in lines if any(m in line for m in marks)))
+        print("\n".join(line[:400] for line in lines[-80:]))
+
+
 REPORTS = 3000
 PARTITIONS = 6
 
@@ -89,13 +103,14 @@ def three_nlp_workers_one_killed(kafka_settings: Settings, tmp_path: Path, resta
         done_at_kill = sum(tail.keys.values())
         assert done_at_kill < REPORTS, "not killed mid-stream"
         if restart:
-            procs.append(Proc(s, tmp_path / "nlp-1-again.log", "worker", "--no-sink",
+            procs.append(Proc(s, tmp_path / "nlp-1-again.log", "worker", "--no-sink", "--loglevel", "info",
                               env={"RADSTREAM_WORKER_WEB_PORT": str(ports[1])}))
         if not tail.wait_for(keys(accessions), 120):
             again = Tail(s, s.topics.findings)
             again.wait_for(keys(accessions), 15)
             print(f"a fresh reader finds {len(again.missing(keys(accessions)))} reports without findings")
             again.close()
+            print_evidence(procs)
         assert tail.wait_for(keys(accessions), 1), (
             f"{REPORTS + 1 - len(tail.keys)} without findings; partitions per member: "
             f"{report_partitions(s, group, 3 if restart else 2, timeout=1)}; (committed, end) per partition: "
