@@ -85,7 +85,7 @@ def three_nlp_workers_one_killed(kafka_settings: Settings, tmp_path: Path, resta
     procs = [Proc(s, tmp_path / "sink.log", "db", "sink", "--web", "--web-port", str(sink_port))]
     ports = [free_port() for _ in range(3)]
     try:
-        nlp = [Proc(s, tmp_path / f"nlp-{i}.log", "worker", "--no-sink",
+        nlp = [Proc(s, tmp_path / f"nlp-{i}.log", "worker", "--no-sink", "--loglevel", "info",
                     env={"RADSTREAM_WORKER_WEB_PORT": str(ports[i])}) for i in range(3)]
         procs += nlp
         produce_reports(s, ["warm-up"])
