@@ -9,7 +9,8 @@ The loop owns everything about the consumer, so that each consumer gets it right
   ``hold``-s it, in which case it is done when its ticket is; dead-lettered records are done once the
   broker acknowledged the dead letter. Commits are asynchronous, synchronous on revoke and at the end;
 * rebalancing: before partitions are revoked the handler is flushed once and what is done is
-  committed; what is not becomes the next owner's (re-delivered), and the handler forgets it;
+  committed; what is not becomes the next owner's (re-delivered), and the handler forgets it. A revoked
+  partition the loop had paused is resumed first: librdkafka would keep the pause if it came back;
 * back-pressure: while ``handler.busy()`` nothing is polled, and after ``pause_after_s`` of it the
   assigned partitions are paused;
 * retrying a failed flush with exponential backoff (0.2 s doubling to 10 s), partitions paused, until
@@ -357,7 +358,15 @@ class ConsumerLoop:
         self._lag_partitions -= gone
         for tp in tps:
             self._at_end.pop(tp, None)
+        gone_paused = [p for p in self._paused if (p.topic, p.partition) in tps]
         self._paused = [p for p in self._paused if (p.topic, p.partition) not in tps]
+        if gone_paused and consumer is not None:
+            # librdkafka keeps a partition's pause through a revoke and a re-assignment to this consumer
+            # (librdkafka#1849, confluent-kafka-go#193): forgotten here, it would never be fetched again
+            try:
+                consumer.resume(gone_paused)
+            except KafkaException as exc:
+                log.warning("%s: resuming revoked partitions failed: %s", self.cfg.stage, exc)
         if not self._at_end:
             self.assigned.clear()
         elif (self.cfg.track_end or self.cfg.replay) and all(self._at_end.values()):
