@@ -189,6 +189,16 @@ def site_classifiers(paths: tuple[str, ...], threads: int) -> list[Any]:
     return _classifiers[(paths, threads)]
 
 
+def warm_up(classifier_paths: tuple[str, ...] = (), threads: int = 1) -> bool:
+    """Build the NLP engine and load the site classifiers in this process, before the first batch needs
+    them (a new NLP process otherwise spends its first batch importing and building: seconds)."""
+    from processors.nlp import get_engine
+
+    get_engine()
+    site_classifiers(classifier_paths, threads)
+    return True
+
+
 def analyze_batch(values: list[bytes | None], classifier_paths: tuple[str, ...] = (),
                   threads: int = 1, deid: TextDeid | None = None,
                   texts: Sequence[str | None] = ()) -> list[Outcome]:

@@ -30,7 +30,7 @@ from streams.agents.outbox import Completion, Sent, send
 from streams.agents.table import ChangelogTable
 from streams.children import die_with_parent
 from streams.config import MlConfig, TopicsConfig, WorkerConfig
-from streams.handlers import Outcome, TextDeid, analyze_batch, findings_key, origin_headers
+from streams.handlers import Outcome, TextDeid, analyze_batch, findings_key, origin_headers, warm_up
 from streams.loop import Acks, Handler, Record
 from streams.producer import dead_letter_record
 
@@ -74,6 +74,13 @@ class NlpRunner:
             self.replace()
             return self.pool.submit(analyze_batch, values, *self.args, texts)
 
+    def warm(self) -> Future[bool] | None:
+        """Start the NLP process and build its engine now (from the loop's thread, which the process's
+        death signal follows); None without a process. The first batch then waits for neither."""
+        if self.pool is None:
+            return None
+        return self.pool.submit(warm_up, *self.args[:2])
+
     def replace(self) -> None:
         """A child died: a new pool for the batches still to analyse."""
         if self.pool is not None:
@@ -111,6 +118,8 @@ class NlpHandler(Handler):
         self.versions = versions
         self._analysing: deque[_Batch] = deque()
         self._sent = Sent("NLP")  # emitted, waiting for the broker's acks
+        self._warmed = False
+        self.warming: Future[bool] | None = None
         metrics.stage_started(NLP_STAGE, consumes=[topics.reports], produces=[topics.findings])
 
     # -- the loop's hooks ---------------------------------------------------------------------------------
@@ -141,6 +150,9 @@ class NlpHandler(Handler):
             self._sent.check()
 
     def on_assign(self, partitions: Sequence[tuple[str, int]]) -> None:
+        if not self._warmed:
+            self._warmed = True
+            self.warming = self.runner.warm()  # a failure shows again, with its reason, in the first batch
         self.versions.restore(p for t, p in partitions if t == self.topics.reports)
 
     def on_revoke(self, partitions: Sequence[tuple[str, int]]) -> None:

@@ -37,3 +37,20 @@ def test_a_batch_of_a_broken_or_replaced_pool_is_analysed_again(how: str) -> Non
     out = handler._outcomes(batch)
     assert out is not None and len(out) == 1
     assert out[0].value is None and out[0].error_type  # analysed: the bad message gets its reason
+
+
+def test_the_nlp_process_starts_and_builds_its_engine_at_the_first_assignment() -> None:
+    """Not at the first batch: that batch would wait for the imports and the engine (seconds; under load
+    long enough for the loop to pause its partitions)."""
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1"})  # never used
+    runner = NlpRunner(WorkerConfig(nlp_processes=1), MlConfig())
+    try:
+        handler = NlpHandler(TopicsConfig(), runner, producer, ChangelogTable(KafkaConfig(), "t", producer))
+        assert handler.warming is None
+        handler.on_assign([("another-topic", 0)])  # no partition of the reports topic: nothing to restore
+        first = handler.warming
+        assert first is not None and first.result(120) is True
+        handler.on_assign([("another-topic", 1)])
+        assert handler.warming is first  # once per handler
+    finally:
+        runner.close()
