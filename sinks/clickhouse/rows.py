@@ -305,7 +305,9 @@ DEID_PAIRS = (("patient_id", "original_patient_id", "patient_id"),
 def received_instance_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     """The research-facing row of a de-identified instance (v3 carries no originals; they come as
     ``received_original``); an identified project's instance, which carries the hospital's own values,
-    goes to the steward-only ``received_instances_identified`` instead (ddl/022)."""
+    goes to the steward-only ``received_instances_identified`` instead (ddl/022). The sink also sends a
+    de-identified instance there unless its project is known to be de-identified without "Retain UIDs"
+    (``restricted_instances``)."""
     tables = ("received_instances", "received_instances_identified")
     table, other = tables if rec.get("deidentified") else tables[::-1]
     return {other: [], table: [[
@@ -317,10 +319,11 @@ def received_instance_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     ]]}
 
 
-def retained_uids_instances(rows: Rows) -> Rows:
-    """The rows of an instance of a de-identified project registered with "Retain UIDs": de-identified,
-    but with the hospital's Study, Series and SOP Instance UIDs, so the steward-only
-    ``received_instances_identified`` gets the row and the analysts' ``received_instances`` none."""
+def restricted_instances(rows: Rows) -> Rows:
+    """The rows of an instance whose project is not known to be de-identified without "Retain UIDs"
+    (registered identified, with "Retain UIDs": the hospital's Study, Series and SOP Instance UIDs, or
+    not registered in the warehouse yet): the steward-only ``received_instances_identified`` gets the row
+    and the analysts' ``received_instances`` none (ddl/022, 027, 028)."""
     return {"received_instances": [],
             "received_instances_identified": [*rows.get("received_instances_identified", []),
                                               *rows.get("received_instances", [])]}

@@ -52,7 +52,7 @@ from sinks.clickhouse.rows import (
     Rows,
     for_identified_project,
     merge_rows,
-    retained_uids_instances,
+    restricted_instances,
     rows_for,
     rows_for_many,
 )
@@ -188,30 +188,80 @@ def write_records(client: Client, contract: str, records: Iterable[Mapping[str, 
             merge_rows(rows, one if rec["project_id"] in known else for_identified_project(one))
         return write_rows(client, rows)
     if contract == "received_instance":
-        retaining = uid_retaining_projects(client)
+        known = deidentified_projects(client)
         rows = {}
         for rec in records:
             one = rows_for(contract, rec)
-            merge_rows(rows, retained_uids_instances(one) if rec["project_id"] in retaining else one)
+            merge_rows(rows, one if rec["project_id"] in known else restricted_instances(one))
         return write_rows(client, rows)
     return write_rows(client, rows_for_many(contract, records))
 
 
 def deidentified_projects(client: Client) -> set[str]:
-    """The projects whose latest registration is de-identified without retaining UIDs (a status event of
-    any other project names the PACS's UIDs: ``rows.for_identified_project``; the DICOM worker keys them
-    only for such projects)."""
+    """The projects whose latest registration is de-identified without retaining UIDs: the only ones whose
+    instances and status events analysts get whole. A status event of any other project names the PACS's
+    UIDs (``rows.for_identified_project``; the DICOM worker keys them only for such projects); an instance
+    of any other project (identified, "Retain UIDs", or not registered in the warehouse yet) goes to the
+    stewards' table (``rows.restricted_instances``; ``release_instances`` moves it once the project is
+    known)."""
     res = client.query("SELECT project_id FROM projects GROUP BY project_id "
                        "HAVING NOT argMax(identified, time) AND NOT argMax(retain_uids, time)")
     return {str(pid) for (pid,) in res.result_rows}
 
 
-def uid_retaining_projects(client: Client) -> set[str]:
-    """De-identified projects registered with "Retain UIDs": their instances keep the hospital's Study,
-    Series and SOP Instance UIDs, so their rows go to the restricted table (``retained_uids_instances``)."""
-    res = client.query("SELECT project_id FROM projects GROUP BY project_id "
-                       "HAVING NOT argMax(identified, time) AND argMax(retain_uids, time)")
-    return {str(pid) for (pid,) in res.result_rows}
+# projects that every registration says are de-identified without "Retain UIDs": an instance held back
+# while its project was unknown was stored under one of them, whenever it came (a project that once was
+# identified or retained UIDs may have stored the hospital's values: its instances stay with stewards)
+_RELEASABLE = ("SELECT project_id FROM projects GROUP BY project_id "
+               "HAVING countIf(identified OR retain_uids) = 0")
+_INSTANCE_KEY = "(project_id, study_instance_uid, series_instance_uid, sop_instance_uid)"
+
+
+def release_instances(client: Client, projects: Iterable[str] | None = None, *, wait: bool = False) -> int:
+    """Move the de-identified instances that went to the stewards' ``received_instances_identified`` only
+    because their project was not known yet (its registration reached the warehouse after them) to the
+    analysts' ``received_instances``, for the projects every registration of which is de-identified
+    without "Retain UIDs" (``projects``: only these; None: all). Returns the number of rows copied.
+
+    Idempotent: a row already in the analysts' table is not copied again, and only rows that are there are
+    deleted from the stewards' (an instance held back meanwhile stays until the next call). The DELETE is a
+    mutation (applied in the background on a server; ``wait`` waits for it). On a cluster the stewards'
+    table is Distributed and cannot be deleted from: the copy is made and the stewards' row stays (logged).
+    """
+    cond = f"deidentified AND project_id IN ({_RELEASABLE})"
+    params: dict[str, Any] = {}
+    if projects is not None:
+        params["p"] = sorted(set(projects))
+        if not params["p"]:
+            return 0
+        cond += " AND project_id IN %(p)s"
+    candidates = f"received_instances_identified WHERE {cond}"
+    if not int(client.query(f"SELECT count() FROM {candidates}", parameters=params).result_rows[0][0]):
+        return 0  # the usual case: nothing held back
+    # the analysts' rows of the candidates only (a set of every instance of a project could be large)
+    in_analysts = (f"{_INSTANCE_KEY} IN (SELECT {_INSTANCE_KEY} FROM received_instances WHERE {cond} AND "
+                   f"sop_instance_uid IN (SELECT sop_instance_uid FROM {candidates}))")
+    n = int(client.query(f"SELECT count() FROM (SELECT DISTINCT {_INSTANCE_KEY} FROM {candidates} AND NOT "
+                         f"{in_analysts})", parameters=params).result_rows[0][0])
+    if n:
+        cols = ", ".join(COLUMNS["received_instances"])
+        # FINAL: one row per instance (a replayed instance may be there twice until merged)
+        client.command(f"INSERT INTO received_instances ({cols}) SELECT {cols} FROM "
+                       f"received_instances_identified FINAL WHERE {cond} AND NOT {in_analysts}",
+                       parameters=params)
+    leftover = int(client.query(f"SELECT count() FROM received_instances_identified WHERE {cond} AND "
+                                f"{in_analysts}", parameters=params).result_rows[0][0])
+    if leftover:
+        try:
+            client.command(f"ALTER TABLE received_instances_identified DELETE WHERE {cond} AND {in_analysts}",
+                           parameters=params, settings={"mutations_sync": 1} if wait else None)
+        except Exception:  # noqa: BLE001 - the copy is made; a duplicate with stewards leaks nothing
+            log.warning("%d released instances are in the analysts' table, but could not be deleted from "
+                        "received_instances_identified (a Distributed table on a cluster?)", leftover,
+                        exc_info=True)
+    if n:
+        log.info("released %d de-identified instances of projects registered after them to analysts", n)
+    return n
 
 
 @dataclass
@@ -245,8 +295,10 @@ class ClickHouseSink(Handler):
         self.client: Client = client if client is not None else open_client(ch)
         migrate(self.client, ch.database)
         self._deidentified = deidentified_projects(self.client)
-        self._retains_uids = uid_retaining_projects(self.client)
         self._projects_read = time.monotonic()
+        # projects that became known as de-identified: their held-back instances move to analysts after
+        # the next flush (``release_instances``); None = every project (once, at the first flush)
+        self._to_release: set[str] | None = None
         self.contracts = {spec.name: spec.contract for spec in topic_specs(topics)
                           if spec.contract in TABLES_OF}
         # the reports topic carries the original text: only the restricted table gets it
@@ -303,8 +355,8 @@ class ClickHouseSink(Handler):
                                 Origin(rec.topic, rec.partition, rec.offset))
                 if contract == "retrieval_status" and not self._is_deidentified(decoded["project_id"]):
                     rows = for_identified_project(rows)  # identified, or not known yet: private
-                if contract == "received_instance" and self._retains_uids_of(decoded["project_id"]):
-                    rows = retained_uids_instances(rows)  # the hospital's UIDs: restricted
+                if contract == "received_instance" and not self._is_deidentified(decoded["project_id"]):
+                    rows = restricted_instances(rows)  # identified, retains UIDs, or not known yet: private
             except Exception as exc:  # anything we cannot store goes to the dead-letter topic
                 acks.dead_letter(rec, exc)
                 continue
@@ -318,16 +370,15 @@ class ClickHouseSink(Handler):
         sink may have written its registration), at most every ``PROJECTS_REFRESH_S``."""
         due = time.monotonic() >= self._projects_read + PROJECTS_REFRESH_S
         if project_id not in self._deidentified and due:
-            self._deidentified |= deidentified_projects(self.client)
-            self._retains_uids |= uid_retaining_projects(self.client)
+            fresh = deidentified_projects(self.client)
+            self._release(fresh - self._deidentified)
+            self._deidentified |= fresh
             self._projects_read = time.monotonic()
         return project_id in self._deidentified
 
-    def _retains_uids_of(self, project_id: str) -> bool:
-        """A de-identified project registered with "Retain UIDs" (looked up again as ``_is_deidentified``
-        does for a project not known yet)."""
-        self._is_deidentified(project_id)
-        return project_id in self._retains_uids
+    def _release(self, projects: set[str]) -> None:
+        if self._to_release is not None:
+            self._to_release |= projects
 
     def _learn_projects(self, records: Sequence[Record]) -> None:
         """Which projects are de-identified, from the registrations of this batch first (a status event
@@ -341,8 +392,8 @@ class ClickHouseSink(Handler):
                 pid = reg["project_id"]
                 keyed = not reg["identified"] and not reg.get("retain_uids")
                 (self._deidentified.add if keyed else self._deidentified.discard)(pid)
-                retains = not reg["identified"] and bool(reg.get("retain_uids"))
-                (self._retains_uids.add if retains else self._retains_uids.discard)(pid)
+                if keyed:
+                    self._release({pid})
 
     def due(self) -> float | None:
         return self._batch.first_at + self.flush_s if self._batch else None
@@ -366,10 +417,23 @@ class ClickHouseSink(Handler):
         self.rows_written += batch.n_rows
         metrics.flushed(STAGE, batch.rows, [item.record for item in batch.items], self.mappings)
         self._batch = _Batch()
+        self._release_held()
         try:
             self.maintenance.step(self.client)
         except Exception:  # noqa: BLE001 - the merge only makes reads cheaper; ingestion goes on
             log.warning("warehouse maintenance: a merge failed; the next round tries again", exc_info=True)
+
+    def _release_held(self) -> None:
+        """Instances held back while their project was unknown go to analysts once it is known (the
+        registration is written by now: this flush, or the warehouse's). Idempotent; a failure is tried
+        again after the next flush."""
+        if self._to_release == set():
+            return
+        try:
+            release_instances(self.client, self._to_release)
+            self._to_release = set()
+        except Exception:  # noqa: BLE001 - the rows stay with stewards meanwhile: nothing leaks
+            log.warning("releasing held-back instances failed; the next flush tries again", exc_info=True)
 
     def abandon(self) -> None:
         self._batch = _Batch()

@@ -82,7 +82,7 @@ def test_migration_027_moves_rows_written_before(tmp_path: Path) -> None:
         client.insert("rs.retrieval_events", [[f"r-{p}", p, "partial", [u], u] for p, u in
                                               (("P-DE", "2.25.5"), ("P-KEEP", "1.2.840.77"))],
                       column_names=["request_id", "project_id", "state", "study_instance_uids", "error"])
-        assert migrate(client, "rs") == ["027_retained_uids_instances"]
+        assert migrate(client, "rs")[0] == "027_retained_uids_instances"
         rows = client.query("SELECT project_id FROM rs.received_instances ORDER BY ALL").result_rows
         assert [tuple(r) for r in rows] == [("P-DE",)]
         moved = client.query("SELECT project_id, sop_instance_uid FROM rs.received_instances_identified"

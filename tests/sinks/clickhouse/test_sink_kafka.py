@@ -120,7 +120,9 @@ def test_every_topic_lands_and_garbage_goes_to_the_dead_letter_topic(sink_settin
         assert count(ch, "SELECT count() FROM findings_latest WHERE accession = 'K4'") == 0
         assert count(ch, "SELECT count() FROM retrieval_requests") == 1
         assert count(ch, "SELECT count() FROM retrieval_events") == 1
-        assert count(ch, "SELECT count() FROM received_instances") == 1
+        # project P is not registered: its instance is held back from analysts
+        assert count(ch, "SELECT count() FROM received_instances_identified") == 1
+        assert count(ch, "SELECT count() FROM received_instances") == 0
         rows = ch.query(
             "SELECT stage, original_topic, error_type, error, value FROM dead_letters FINAL ORDER BY error"
         ).result_rows
