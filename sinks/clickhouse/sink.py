@@ -197,6 +197,14 @@ def write_records(client: Client, contract: str, records: Iterable[Mapping[str, 
     return write_rows(client, rows_for_many(contract, records))
 
 
+def latest_registrations(client: Client) -> dict[str, tuple[int, bool]]:
+    """Per project: the time of its latest registration (microseconds) and whether that one is
+    de-identified without "Retain UIDs"."""
+    res = client.query("SELECT project_id, toUnixTimestamp64Micro(max(time)), "
+                       "argMax(NOT identified AND NOT retain_uids, time) FROM projects GROUP BY project_id")
+    return {str(pid): (int(at), bool(keyed)) for pid, at, keyed in res.result_rows}
+
+
 def deidentified_projects(client: Client) -> set[str]:
     """The projects whose latest registration is de-identified without retaining UIDs: the only ones whose
     instances and status events analysts get whole. A status event of any other project names the PACS's
@@ -294,7 +302,10 @@ class ClickHouseSink(Handler):
         self._own_client = client is None
         self.client: Client = client if client is not None else open_client(ch)
         migrate(self.client, ch.database)
-        self._deidentified = deidentified_projects(self.client)
+        # the newest registration of each project this sink has seen (µs, keyed), from the warehouse or
+        # its own batches; the projects analysts get whole are those whose newest one is keyed
+        self._registrations = latest_registrations(self.client)
+        self._deidentified = {pid for pid, (_, keyed) in self._registrations.items() if keyed}
         self._projects_read = time.monotonic()
         # projects that became known as de-identified: their held-back instances move to analysts after
         # the next flush (``release_instances``); None = every project (once, at the first flush)
@@ -366,15 +377,27 @@ class ClickHouseSink(Handler):
             batch.items.append(_Item(rec, rows))
 
     def _is_deidentified(self, project_id: str) -> bool:
-        """Known as de-identified; a project not known yet is looked up in the warehouse again (another
-        sink may have written its registration), at most every ``PROJECTS_REFRESH_S``."""
-        due = time.monotonic() >= self._projects_read + PROJECTS_REFRESH_S
-        if project_id not in self._deidentified and due:
-            fresh = deidentified_projects(self.client)
-            self._release(fresh - self._deidentified)
-            self._deidentified |= fresh
+        """Known as de-identified. The warehouse's registrations are read again at most every
+        ``PROJECTS_REFRESH_S``, whether the project is known or not: another sink may have written a newer
+        registration, of a project not known here yet or of one re-registered as identified."""
+        if time.monotonic() >= self._projects_read + PROJECTS_REFRESH_S:
+            for pid, (at, keyed) in latest_registrations(self.client).items():
+                self._register(pid, at, keyed)
             self._projects_read = time.monotonic()
         return project_id in self._deidentified
+
+    def _register(self, project_id: str, at: int, keyed: bool) -> None:
+        """A registration of ``project_id`` at ``at`` (µs); an older one than this sink knows changes
+        nothing (the warehouse may not have this sink's newest yet)."""
+        known = self._registrations.get(project_id)
+        if known is not None and known[0] > at:
+            return
+        self._registrations[project_id] = (at, keyed)
+        if keyed and project_id not in self._deidentified:
+            self._deidentified.add(project_id)
+            self._release({project_id})
+        elif not keyed:
+            self._deidentified.discard(project_id)
 
     def _release(self, projects: set[str]) -> None:
         if self._to_release is not None:
@@ -389,11 +412,10 @@ class ClickHouseSink(Handler):
                     reg = serde.decode("project_registration", rec.value)
                 except Exception:  # noqa: BLE001 - add() dead-letters it
                     continue
-                pid = reg["project_id"]
+                at = reg["time"]
+                micros = at if isinstance(at, int) else round(at.timestamp() * 1_000_000)
                 keyed = not reg["identified"] and not reg.get("retain_uids")
-                (self._deidentified.add if keyed else self._deidentified.discard)(pid)
-                if keyed:
-                    self._release({pid})
+                self._register(reg["project_id"], micros, keyed)
 
     def due(self) -> float | None:
         return self._batch.first_at + self.flush_s if self._batch else None

@@ -135,3 +135,36 @@ def test_a_registration_another_sink_wrote_is_found_in_the_warehouse(
         got = ch.query("SELECT study_instance_uids FROM retrieval_events").result_rows
         assert [tuple(r) for r in got] == [(["2.25.7"],)]
         assert ch.query("SELECT count() FROM retrieval_events_identified").result_rows[0][0] == 0
+
+
+def test_a_project_another_sink_registered_again_as_identified_is_private_again(
+        sink_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sink knows the project as de-identified; another sink writes its newer registration as
+    identified. The next status event's UIDs go to stewards only (the sink read the projects table only
+    for projects it did not know, so it kept the project de-identified until it restarted)."""
+    import dataclasses
+    from datetime import timedelta
+
+    from sinks.clickhouse import sink as sink_module
+    from sinks.clickhouse.sink import write_records
+
+    monkeypatch.setattr(sink_module, "PROJECTS_REFRESH_S", 0.0)
+    s, t = sink_settings, sink_settings.topics
+    first = registered("P-RE")
+    again = dataclasses.replace(Project.from_record(registered("P-RE", identified=True)),
+                                time=Project.from_record(first).time + timedelta(days=1)).record()
+    status = sample_records()["retrieval_status"]
+    with running_sink(s) as sink:
+        ch = sink.client
+        write_records(ch, "project_registration", [first])  # as another sink would
+        one = {**status, "request_id": "r1", "project_id": "P-RE", "study_instance_uids": ["2.25.1"]}
+        produce_all(s, [(t.retrieval_status, "retrieval_status", "r1", one)])
+        wait_until(lambda: ch.query("SELECT count() FROM retrieval_events").result_rows[0][0] == 1,
+                   what="the first status event, for analysts")
+        write_records(ch, "project_registration", [again])
+        two = {**status, "request_id": "r2", "project_id": "P-RE", "study_instance_uids": ["1.2.840.9"]}
+        produce_all(s, [(t.retrieval_status, "retrieval_status", "r2", two)])
+        wait_until(lambda: ch.query("SELECT count() FROM retrieval_events_identified").result_rows[0][0] == 1,
+                   what="the second status event, for stewards")
+        seen = ch.query("SELECT request_id, study_instance_uids FROM retrieval_events ORDER BY request_id")
+        assert [tuple(r) for r in seen.result_rows] == [("r1", ["2.25.1"]), ("r2", [])]  # UIDs for stewards
