@@ -59,6 +59,9 @@ class Engine:
             self._trigger_phrases.setdefault(rule.phrase, []).append(rule)
         self.trigger_matcher = PhraseMatcher(self._trigger_phrases)
         self.attributes = PhraseMatcher(dict(load_attributes().items()))
+        # attributes are read only in sentences with a finding: their scan may start at the first such
+        # sentence when no attribute hit can reach into it (see _attribute_hits)
+        self._attributes_words_only = self.attributes.matches_only_words()
         self.chest = ChestMapping.load(chest_mapping)
         self.extractors = _load_extractors()
         # payload list of a lexicon entry -> (the list, its concepts, its ConText rules); the list is kept
@@ -100,6 +103,7 @@ class Engine:
         ends = [s.end for s in sentences]
         per_sentence: dict[int, list[_Hit]] = {}
         with_rules: set[int] = set()  # the sentences that hold a ConText phrase
+        first = last = -1  # the first and last sentence with a target (hits come in text order)
         for a, b, payloads in self.matcher.finditer(low):
             i = bisect.bisect_right(starts, a) - 1
             if i < 0 or b > ends[i]:
@@ -116,8 +120,12 @@ class Engine:
             per_sentence.setdefault(i, []).append((a, b, split[1], split[2]))
             if split[2]:
                 with_rules.add(i)
+            if split[1]:
+                last = i
+                if first < 0:
+                    first = i
         findings: list[Finding] = []
-        attrs = self.attributes.finditer(low) if per_sentence else []
+        attrs = self._attribute_hits(low, sentences[first].start, sentences[last].end) if first >= 0 else []
         attr_starts = [a[0] for a in attrs]
         for i, hits in per_sentence.items():
             targets = [h for h in hits if h[2]]
@@ -186,6 +194,20 @@ class Engine:
             findings.extend(new)
         findings.sort(key=_START)
         return findings
+
+    def _attribute_hits(self, low: str, start: int, end: int) -> list[tuple[int, int, list[Any]]]:
+        """The attribute hits of ``low`` that start in [start, end). The scan starts at ``start`` when no
+        hit can reach over it: the blanks before it follow a character that no hit holds (a header's
+        colon, a full stop), since a hit holds only words, blanks and hyphens and starts with a word."""
+        pos = start
+        while pos > 0 and low[pos - 1].isspace():
+            pos -= 1
+        if pos == 0 or (
+            self._attributes_words_only and low[pos - 1] != "-" and WORD_RE.match(low, pos - 1) is None
+        ):
+            return self.attributes.hits_between(low, start, end)
+        # "left\nLower lobe ...": a hit may run over the sentence start; scan from the text start
+        return [h for h in self.attributes.hits_between(low, 0, end) if h[0] >= start]
 
     def _triggers(
         self, hits: list[_Hit], section: str, low: str, sentence_start: int, sentence_end: int

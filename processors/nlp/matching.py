@@ -334,6 +334,30 @@ class PhraseMatcher:
                 last = stop
         return out
 
+    def hits_between(self, low: str, pos: int, stop: int) -> list[tuple[int, int, list[Any]]]:
+        """The hits of ``finditer(low)`` that start in [pos, stop), for a ``pos`` that no hit of it runs
+        over (the caller's guarantee): the scan starts at ``pos`` and ends at the first hit past ``stop``,
+        so text outside the range costs nothing. (From a point that no hit runs over, the scan finds the
+        same hits: each step takes the leftmost-longest hit from where the last one ended.)"""
+        if self.punct_regex is not None or self.anchored:  # merged/anchored hits: no partial scan
+            return [h for h in self.finditer(low) if pos <= h[0] < stop]
+        payloads = self._payloads
+        out = []
+        for m in self.regex.finditer(low, pos):
+            if m.start() >= stop:
+                break
+            found = payloads(m.group())
+            if found:
+                out.append((m.start(), m.end(), found))
+        return out
+
+    def matches_only_words(self) -> bool:
+        """Whether every hit is made of word characters, white space and hyphens only (no punctuation
+        token in any phrase): a hit then never holds any other character."""
+        return self.punct_regex is None and all(
+            WORD_RE.fullmatch(tok) for key in self.lookup for tok in key.split(" ")
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         state = {k: getattr(self, k) for k in ("anchored", "lookup", "regex", "punct_regex")}
         state["_seen"] = {}
