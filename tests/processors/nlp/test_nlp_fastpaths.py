@@ -173,3 +173,28 @@ def test_walks_skipped_or_not_give_the_status_of_the_first_finding(
 ) -> None:
     f = analyze("FINDINGS: " + sentence).findings[0]
     assert (f.negated, f.historical, f.uncertain) == (negated, historical, uncertain)
+
+
+ATTRIBUTE_ATOMS = ["left", "right", "lower", "upper", "lobe", "mild", "moderate", "new", "stable", "small",
+                   "increased", "bilateral", "pleural", "effusion", "nodule", "opacity", "-", ":", ".", ",",
+                   " ", "  ", "\n", "\n\n", "\t", "HISTORY:", "IMPRESSION:", "x", "2"]
+
+
+def test_the_attribute_scan_of_a_range_finds_what_a_whole_scan_finds_there() -> None:
+    """The engine scans attribute words only from the first to the last sentence with a finding, and
+    starts there only when no attribute hit can run over the start ("left\\nLower lobe" can)."""
+    engine = get_engine()
+    rng = random.Random(15)
+    checked = 0
+    for _ in range(3000):
+        atoms = (rng.choice(ATTRIBUTE_ATOMS) + rng.choice([" ", "", "\n"]) for _ in range(rng.randint(1, 25)))
+        text = "".join(atoms)
+        low = lower_same_length(text)
+        whole = engine.attributes.finditer(low)
+        word_starts = [m.start() for m in re.finditer(r"(?<!\S)\S", low)]  # where a sentence may start
+        for start in sorted({0, len(low), *rng.sample(word_starts, min(4, len(word_starts)))}):
+            end = rng.randint(start, len(low))
+            assert engine._attribute_hits(low, start, end) == [h for h in whole if start <= h[0] < end], (
+                text, start, end)
+            checked += 1
+    assert checked > 10_000
