@@ -33,6 +33,8 @@ _Hit = tuple[int, int, tuple[Concept, ...], tuple[ctx.Rule, ...]]
 class Engine:
     def __init__(self, chest_mapping: str | None = None):
         self._chest_mapping_path = chest_mapping
+        # first: an extractor that fails to import fails the engine before seconds of matcher building
+        self.extractors = _load_extractors()
         self.sections = SectionSplitter()
         self.sentences = SentenceSplitter()
         self.rules = ctx.load_rules()
@@ -63,7 +65,6 @@ class Engine:
         # sentence when no attribute hit can reach into it (see _attribute_hits)
         self._attributes_words_only = self.attributes.matches_only_words()
         self.chest = ChestMapping.load(chest_mapping)
-        self.extractors = _load_extractors()
         # payload list of a lexicon entry -> (the list, its concepts, its ConText rules); the list is kept
         # so that an id() reused by a short-lived list is detected
         self._split: dict[int, tuple[list[Any], tuple[Concept, ...], tuple[ctx.Rule, ...]]] = {}

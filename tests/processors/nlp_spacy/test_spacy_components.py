@@ -382,7 +382,11 @@ def _dist_info(tmp: Path) -> Path:
     return tmp
 
 
-_SCRIPT = textwrap.dedent(
+# thinc, which spaCy imports, imports torch when it can: 5-6 s of CPU per process in the [ml] venv, for
+# nothing these pipelines use. The subprocesses hide it (an import of torch then fails, as without the extra).
+_NO_TORCH = "import sys; sys.modules['torch'] = None\n"
+
+_SCRIPT = _NO_TORCH + textwrap.dedent(
     """
     import sys, spacy
     assert "processors.nlp_spacy" not in sys.modules  # spaCy imports it through the entry points
@@ -394,7 +398,9 @@ _SCRIPT = textwrap.dedent(
     nlp.to_disk(sys.argv[1])
     """
 )
-_LOAD = "import sys, spacy; doc = spacy.load(sys.argv[1])('No effusion.'); assert doc.ents[0]._.negated"
+_LOAD = _NO_TORCH + (
+    "import sys, spacy; doc = spacy.load(sys.argv[1])('No effusion.'); assert doc.ents[0]._.negated"
+)
 
 
 def test_entry_points_register_the_factories_without_our_import(tmp_path: Path) -> None:

@@ -36,6 +36,17 @@ def ch(tmp_path: Path) -> Iterator[Client]:
     """Reports and NLP results written by the sink's own mapping and writer (as the worker does):
     A1 CT chest, nodule 8 mm, a follow-up in 90 days; A2 MR, no nodule, BI-RADS 4A; A3 CT, its
     correction negates the 12 mm nodule of version 1 and has a critical result; A4 cancelled."""
+    yield from _store(tmp_path)
+
+
+@pytest.fixture(scope="class")
+def read_only_ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """``ch``'s store, built once for a class of tests that only read it (a store costs ~2 s of CPU:
+    migrations and writes). Closed at the end of the class: chDB holds one store path per process."""
+    yield from _store(tmp_path_factory.mktemp("queries"))
+
+
+def _store(tmp_path: Path) -> Iterator[Client]:
     client = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="rs"))
     migrate(client, "rs")
     a1 = report("A1", exam_time=DAY, text="FINDINGS: 8 mm Nodule in the right upper lobe. O'Brien sign.",
@@ -171,30 +182,33 @@ def test_progress_and_version_diffs() -> None:
     assert vs[0]["diff"] == "" and "-b" in vs[1]["diff"] and "+c" in vs[1]["diff"]
 
 
-@pytest.mark.parametrize(("form", "expected"), [
-    ({"finding": "nodule", "finding_state": "present"}, ["A1"]),
-    ({"finding": "nodule", "finding_state": "negated"}, ["A2", "A3"]),  # A3's correction negates it
-    ({"finding": "nodule", "min_size_mm": "10"}, []),  # the 12 mm of A3's superseded version
-    ({"finding_state": "uncertain"}, []),
-    ({"critical": "1"}, ["A3"]),
-    ({"assessment_system": "BI-RADS", "min_category": "4"}, ["A2"]),
-    ({"min_category": "5"}, []),
-    ({"body_region": "Chest"}, ["A1"]),
-    ({"body_region": "abdomen", "modality": "CT"}, ["A3"]),
-    ({"patient_class": "inpatient"}, ["A2"]),
-    ({"patient_class": "emergency", "text": "air"}, ["A3"]),
-    ({"recommendation": "any"}, ["A1"]),
-    ({"recommendation": "biopsy"}, []),
-    ({"recommendation": "imaging_followup", "due_by": "2025-04-09"}, []),  # due 2025-04-10
-    ({"recommendation": "any", "due_by": "2025-04-10"}, ["A1"]),
-    ({"due_by": "2026-01-01", "finding": "nodule", "finding_state": "present"}, ["A1"]),
-])
-def test_structured_filters_see_only_the_current_version(ch: Client, form: dict[str, str],
-                                                         expected: list[str]) -> None:
-    s = q.Search.of(form)
-    assert accessions(ch, s) == expected
-    assert int(run(ch, q.count(s))[0]["n"]) == len(expected)
-    assert q.Search.of(s.params()) == s
+class TestStructuredFilters:
+    """Read-only cases: they share one store (``read_only_ch``)."""
+
+    @pytest.mark.parametrize(("form", "expected"), [
+        ({"finding": "nodule", "finding_state": "present"}, ["A1"]),
+        ({"finding": "nodule", "finding_state": "negated"}, ["A2", "A3"]),  # A3's correction negates it
+        ({"finding": "nodule", "min_size_mm": "10"}, []),  # the 12 mm of A3's superseded version
+        ({"finding_state": "uncertain"}, []),
+        ({"critical": "1"}, ["A3"]),
+        ({"assessment_system": "BI-RADS", "min_category": "4"}, ["A2"]),
+        ({"min_category": "5"}, []),
+        ({"body_region": "Chest"}, ["A1"]),
+        ({"body_region": "abdomen", "modality": "CT"}, ["A3"]),
+        ({"patient_class": "inpatient"}, ["A2"]),
+        ({"patient_class": "emergency", "text": "air"}, ["A3"]),
+        ({"recommendation": "any"}, ["A1"]),
+        ({"recommendation": "biopsy"}, []),
+        ({"recommendation": "imaging_followup", "due_by": "2025-04-09"}, []),  # due 2025-04-10
+        ({"recommendation": "any", "due_by": "2025-04-10"}, ["A1"]),
+        ({"due_by": "2026-01-01", "finding": "nodule", "finding_state": "present"}, ["A1"]),
+    ])
+    def test_structured_filters_see_only_the_current_version(
+            self, read_only_ch: Client, form: dict[str, str], expected: list[str]) -> None:
+        s = q.Search.of(form)
+        assert accessions(read_only_ch, s) == expected
+        assert int(run(read_only_ch, q.count(s))[0]["n"]) == len(expected)
+        assert q.Search.of(s.params()) == s
 
 
 def test_the_filters_agree_with_the_latest_views(ch: Client) -> None:
