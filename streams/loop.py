@@ -537,6 +537,8 @@ class ConsumerLoop:
             msg = consumer.poll(min(left, 0.2))
             if msg is not None:
                 self._take([msg])  # fetched before the pause took effect: keep it, it is in order
+            if not self._paused and consumer.assignment():
+                self._pause(consumer)  # a rebalance in the wait: what it assigned waits for the flush too
             if stop.is_set():
                 return True
         return False

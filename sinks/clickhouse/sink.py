@@ -197,31 +197,29 @@ def write_records(client: Client, contract: str, records: Iterable[Mapping[str, 
     return write_rows(client, rows_for_many(contract, records))
 
 
-def latest_registrations(client: Client) -> dict[str, tuple[int, bool]]:
-    """Per project: the time of its latest registration (microseconds) and whether that one is
-    de-identified without "Retain UIDs"."""
-    res = client.query("SELECT project_id, toUnixTimestamp64Micro(max(time)), "
-                       "argMax(NOT identified AND NOT retain_uids, time) FROM projects GROUP BY project_id")
-    return {str(pid): (int(at), bool(keyed)) for pid, at, keyed in res.result_rows}
+# every registration of the project is de-identified without "Retain UIDs": the only projects whose
+# instances and status events analysts get whole. A project once registered identified or with "Retain
+# UIDs" stays private for good: an instance or a status event of that time, delivered late or again,
+# carries the hospital's UIDs, and nothing in it says so
+_KEYED = "SELECT project_id FROM projects GROUP BY project_id HAVING countIf(identified OR retain_uids) = 0"
+
+
+def project_states(client: Client) -> dict[str, bool]:
+    """Per registered project: True if every registration of it is de-identified without "Retain UIDs"."""
+    res = client.query("SELECT project_id, countIf(identified OR retain_uids) = 0 FROM projects "
+                       "GROUP BY project_id")
+    return {str(pid): bool(keyed) for pid, keyed in res.result_rows}
 
 
 def deidentified_projects(client: Client) -> set[str]:
-    """The projects whose latest registration is de-identified without retaining UIDs: the only ones whose
-    instances and status events analysts get whole. A status event of any other project names the PACS's
-    UIDs (``rows.for_identified_project``; the DICOM worker keys them only for such projects); an instance
-    of any other project (identified, "Retain UIDs", or not registered in the warehouse yet) goes to the
-    stewards' table (``rows.restricted_instances``; ``release_instances`` moves it once the project is
-    known)."""
-    res = client.query("SELECT project_id FROM projects GROUP BY project_id "
-                       "HAVING NOT argMax(identified, time) AND NOT argMax(retain_uids, time)")
-    return {str(pid) for (pid,) in res.result_rows}
+    """The projects every registration of which is de-identified without "Retain UIDs" (``_KEYED``). A
+    status event of any other project names the PACS's UIDs (``rows.for_identified_project``; the DICOM
+    worker keys them only for such projects); an instance of any other project (identified, "Retain
+    UIDs" now or before, or not registered in the warehouse yet) goes to the stewards' table
+    (``rows.restricted_instances``; ``release_instances`` moves it once the project is known)."""
+    return {pid for pid, keyed in project_states(client).items() if keyed}
 
 
-# projects that every registration says are de-identified without "Retain UIDs": an instance held back
-# while its project was unknown was stored under one of them, whenever it came (a project that once was
-# identified or retained UIDs may have stored the hospital's values: its instances stay with stewards)
-_RELEASABLE = ("SELECT project_id FROM projects GROUP BY project_id "
-               "HAVING countIf(identified OR retain_uids) = 0")
 _INSTANCE_KEY = "(project_id, study_instance_uid, series_instance_uid, sop_instance_uid)"
 
 
@@ -236,7 +234,7 @@ def release_instances(client: Client, projects: Iterable[str] | None = None, *, 
     mutation (applied in the background on a server; ``wait`` waits for it). On a cluster the stewards'
     table is Distributed and cannot be deleted from: the copy is made and the stewards' row stays (logged).
     """
-    cond = f"deidentified AND project_id IN ({_RELEASABLE})"
+    cond = f"deidentified AND project_id IN ({_KEYED})"
     params: dict[str, Any] = {}
     if projects is not None:
         params["p"] = sorted(set(projects))
@@ -302,14 +300,17 @@ class ClickHouseSink(Handler):
         self._own_client = client is None
         self.client: Client = client if client is not None else open_client(ch)
         migrate(self.client, ch.database)
-        # the newest registration of each project this sink has seen (µs, keyed), from the warehouse or
-        # its own batches; the projects analysts get whole are those whose newest one is keyed
-        self._registrations = latest_registrations(self.client)
-        self._deidentified = {pid for pid, (_, keyed) in self._registrations.items() if keyed}
-        self._projects_read = time.monotonic()
+        # the projects analysts get whole (every registration keyed) and those once registered otherwise,
+        # from the warehouse and this sink's own batches; a project in neither is not known yet
+        self._deidentified: set[str] = set()
+        self._private: set[str] = set()
+        self._unknown_held: set[str] = set()  # not known when an instance of it went to stewards
         # projects that became known as de-identified: their held-back instances move to analysts after
         # the next flush (``release_instances``); None = every project (once, at the first flush)
         self._to_release: set[str] | None = None
+        for pid, keyed in project_states(self.client).items():
+            self._register(pid, keyed)
+        self._projects_read = time.monotonic()
         self.contracts = {spec.name: spec.contract for spec in topic_specs(topics)
                           if spec.contract in TABLES_OF}
         # the reports topic carries the original text: only the restricted table gets it
@@ -358,6 +359,7 @@ class ClickHouseSink(Handler):
         now = time.time()
         batch = self._batch
         self._learn_projects(records)
+        self._refresh_projects()
         for rec in records:
             contract = self.contracts.get(rec.topic, "")
             try:
@@ -368,6 +370,8 @@ class ClickHouseSink(Handler):
                     rows = for_identified_project(rows)  # identified, or not known yet: private
                 if contract == "received_instance" and not self._is_deidentified(decoded["project_id"]):
                     rows = restricted_instances(rows)  # identified, retains UIDs, or not known yet: private
+                    if decoded["project_id"] not in self._private:
+                        self._unknown_held.add(decoded["project_id"])
             except Exception as exc:  # anything we cannot store goes to the dead-letter topic
                 acks.dead_letter(rec, exc)
                 continue
@@ -377,27 +381,47 @@ class ClickHouseSink(Handler):
             batch.items.append(_Item(rec, rows))
 
     def _is_deidentified(self, project_id: str) -> bool:
-        """Known as de-identified. The warehouse's registrations are read again at most every
-        ``PROJECTS_REFRESH_S``, whether the project is known or not: another sink may have written a newer
-        registration, of a project not known here yet or of one re-registered as identified."""
-        if time.monotonic() >= self._projects_read + PROJECTS_REFRESH_S:
-            for pid, (at, keyed) in latest_registrations(self.client).items():
-                self._register(pid, at, keyed)
-            self._projects_read = time.monotonic()
         return project_id in self._deidentified
 
-    def _register(self, project_id: str, at: int, keyed: bool) -> None:
-        """A registration of ``project_id`` at ``at`` (µs); an older one than this sink knows changes
-        nothing (the warehouse may not have this sink's newest yet)."""
-        known = self._registrations.get(project_id)
-        if known is not None and known[0] > at:
+    def _refresh_projects(self) -> None:
+        """Read the warehouse's registrations again, at most every ``PROJECTS_REFRESH_S``: another sink
+        may have written one, of a project not known here yet or of one registered again as identified.
+        A failure keeps what is known (a project not known stays private) and is tried again later; it
+        never fails a record."""
+        if time.monotonic() < self._projects_read + PROJECTS_REFRESH_S:
             return
-        self._registrations[project_id] = (at, keyed)
-        if keyed and project_id not in self._deidentified:
-            self._deidentified.add(project_id)
-            self._release({project_id})
-        elif not keyed:
+        self._projects_read = time.monotonic()
+        try:
+            states = project_states(self.client)
+        except Exception:  # noqa: BLE001 - the warehouse is down: the flush will say so
+            log.warning("reading the project registrations failed; tried again in %.0f s",
+                        PROJECTS_REFRESH_S, exc_info=True)
+            return
+        for pid, keyed in states.items():
+            self._register(pid, keyed)
+
+    def _register(self, project_id: str, keyed: bool) -> None:
+        """A registration of ``project_id``. One that is identified or retains UIDs makes the project
+        private for good (``_KEYED``)."""
+        if not keyed:
+            self._private.add(project_id)
             self._deidentified.discard(project_id)
+            self._unknown_held.discard(project_id)
+        elif project_id not in self._private and project_id not in self._deidentified:
+            self._deidentified.add(project_id)
+            self._unknown_held.discard(project_id)
+            self._release({project_id})
+
+    def tick(self) -> None:
+        """Between batches: a project whose instances went to stewards because it was not known may have
+        been registered through another sink since; its instances are released without waiting for more
+        of its records."""
+        if self._batch:
+            return
+        if self._unknown_held:
+            self._refresh_projects()
+        if self._to_release:
+            self._release_held()
 
     def _release(self, projects: set[str]) -> None:
         if self._to_release is not None:
@@ -412,10 +436,7 @@ class ClickHouseSink(Handler):
                     reg = serde.decode("project_registration", rec.value)
                 except Exception:  # noqa: BLE001 - add() dead-letters it
                     continue
-                at = reg["time"]
-                micros = at if isinstance(at, int) else round(at.timestamp() * 1_000_000)
-                keyed = not reg["identified"] and not reg.get("retain_uids")
-                self._register(reg["project_id"], micros, keyed)
+                self._register(reg["project_id"], not reg["identified"] and not reg.get("retain_uids"))
 
     def due(self) -> float | None:
         return self._batch.first_at + self.flush_s if self._batch else None

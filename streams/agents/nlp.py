@@ -94,6 +94,11 @@ class NlpRunner:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _warm_failed(done: Future[bool]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("the NLP process could not build its engine or classifiers: %r", done.exception())
+
+
 @dataclass
 class _Batch:
     records: list[Record]
@@ -153,6 +158,8 @@ class NlpHandler(Handler):
         if not self._warmed:
             self._warmed = True
             self.warming = self.runner.warm()  # a failure shows again, with its reason, in the first batch
+            if self.warming is not None:
+                self.warming.add_done_callback(_warm_failed)
         self.versions.restore(p for t, p in partitions if t == self.topics.reports)
 
     def on_revoke(self, partitions: Sequence[tuple[str, int]]) -> None:

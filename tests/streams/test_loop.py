@@ -218,6 +218,42 @@ def test_a_partition_paused_when_it_was_revoked_is_fetched_again_when_it_comes_b
             other.close()
 
 
+def test_a_rebalance_during_a_failing_flush_fetches_nothing_more_until_the_flush_succeeds(
+        topic_settings: Settings) -> None:
+    """The store is down and the flush is retried; a second member joins meanwhile. The partitions the
+    loop gets back must stay paused too, else the handler buffers the stream for the whole outage."""
+    s, topic = topic_settings, topic_settings.topics.reports
+    handler = Batching(failures=10**6)  # the store is down until the test says otherwise
+    cfg = _config(s, topic)
+    partitions = set(range(s.kafka.partitions))
+    with _running(s, cfg, handler) as loop:
+        wait_until(loop.assigned.is_set, what="assignment")
+        for p in partitions:
+            _produce(s, topic, [b"first"], partition=p)
+        # retried with backoff: from the sixth failure on, 6.4 s and then 10 s between attempts
+        wait_until(lambda: loop.stats.failed_attempts >= 6, what="failed flushes")
+        other = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": cfg.group_id,
+                          "enable.auto.commit": False, "auto.offset.reset": "latest"})
+        try:
+            other.subscribe([topic])
+            deadline = time.monotonic() + 30
+            while not other.assignment():
+                assert time.monotonic() < deadline, "the second member got no assignment"
+                other.poll(0.2)
+            ours = partitions - {tp.partition for tp in other.assignment()}
+            wait_until(lambda: loop.assigned.is_set() and {p for _, p in loop._at_end} == ours,
+                       what="the loop's new assignment")
+            for p in ours:
+                _produce(s, topic, [b"second"] * 5, partition=p)
+            time.sleep(3)  # within the wait for the next attempt: nothing new is taken meanwhile
+            assert b"second" not in handler.buffer
+            handler.failures = 0  # the store is back
+            wait_until(lambda: handler.durable.count(b"second") == 5 * len(ours), timeout=30,
+                       what="the records after the outage")
+        finally:
+            other.close()
+
+
 def test_a_short_busy_spell_is_waited_out_without_pausing(topic_settings: Settings) -> None:
     """librdkafka's fetcher notices a resume only at its next wake-up (up to a second): a handler that
     is busy for a moment after each batch must not pay that on every batch."""

@@ -147,3 +147,53 @@ def test_the_sink_holds_back_instances_of_unknown_projects_until_registered(
                    what="the stewards' copies deleted")
         seen = str(run_readonly(ch, "SELECT sop_instance_uid FROM received_instances", "csv", policy=analyst))
         assert "2.25.1" in seen and "2.25.3" not in seen
+
+
+def test_a_project_once_retaining_uids_stays_private_after_a_keyed_registration(ch: Client) -> None:
+    """An instance stored while the project retained the hospital's UIDs may come after the project was
+    registered again without "Retain UIDs" (late, or delivered again); nothing in it says which UIDs it
+    carries, so such a project's instances stay with stewards."""
+    write_records(ch, "project_registration", [retaining("P-RK"), reregistered("P-RK", timedelta(hours=1))])
+    write_records(ch, "received_instance", [instance("P-RK", "1.2.840.8")])
+    assert where(ch, "received_instances") == []
+    assert where(ch, "received_instances_identified") == [("P-RK", "1.2.840.8")]
+
+
+def test_an_unreadable_projects_table_fails_no_record(
+        sink_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sink reads the registrations again now and then; when that fails, it routes with what it knows
+    (a project it does not know stays private) instead of dead-lettering the records."""
+    from sinks.clickhouse import sink as sink_module
+
+    monkeypatch.setattr(sink_module, "PROJECTS_REFRESH_S", 0.0)
+    s, t = sink_settings, sink_settings.topics
+    publish(s.kafka, t, Project.from_record(registered("P-DE")))
+    with running_sink(s) as sink:
+        ch = sink.client
+        wait_until(lambda: ch.query("SELECT count() FROM projects").result_rows[0][0] == 1, what="P-DE")
+        ch.command("RENAME TABLE projects TO projects_away")
+        try:
+            produce_all(s, [(t.received_instances, "received_instance", sop, instance(p, sop))
+                            for p, sop in (("P-DE", "2.25.1"), ("P-UNKNOWN", "2.25.2"))])
+            wait_until(lambda: (where(ch, "received_instances"), where(ch, "received_instances_identified"))
+                       == ([("P-DE", "2.25.1")], [("P-UNKNOWN", "2.25.2")]), what="both instances stored")
+        finally:
+            ch.command("RENAME TABLE projects_away TO projects")
+
+
+def test_held_back_instances_are_released_without_more_records_of_their_project(
+        sink_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another sink wrote the registration, and no other instance of the project comes: the sink looks the
+    projects it holds instances of up again between batches."""
+    from sinks.clickhouse import sink as sink_module
+
+    monkeypatch.setattr(sink_module, "PROJECTS_REFRESH_S", 0.2)
+    s, t = sink_settings, sink_settings.topics
+    with running_sink(s) as sink:
+        ch = sink.client
+        produce_all(s, [(t.received_instances, "received_instance", "2.25.1", instance("P-QUIET", "2.25.1"))])
+        wait_until(lambda: where(ch, "received_instances_identified") == [("P-QUIET", "2.25.1")],
+                   what="the instance held back")
+        write_records(ch, "project_registration", [registered("P-QUIET")])  # as another sink would
+        wait_until(lambda: where(ch, "received_instances") == [("P-QUIET", "2.25.1")], timeout=30,
+                   what="the instance released")
