@@ -46,6 +46,27 @@ def _running(settings: Settings, config: LoopConfig, handler: Handler) -> Iterat
     assert not thread.is_alive()
 
 
+@contextmanager
+def _second_member(s: Settings, cfg: LoopConfig, loop: ConsumerLoop) -> Iterator[set[int]]:
+    """Another member joins the loop's group (every partition of the loop is revoked, some come back to
+    it); yields the partitions the loop has once the group is stable again, which it must have."""
+    other = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": cfg.group_id,
+                      "enable.auto.commit": False, "auto.offset.reset": "latest"})
+    try:
+        other.subscribe(list(cfg.topics))
+        deadline = time.monotonic() + 30
+        while not other.assignment():
+            assert time.monotonic() < deadline, "the second member got no assignment"
+            other.poll(0.2)
+        ours = set(range(s.kafka.partitions)) - {tp.partition for tp in other.assignment()}
+        assert ours
+        wait_until(lambda: loop.assigned.is_set() and {p for _, p in loop._at_end} == ours,
+                   what="the loop's new assignment")
+        yield ours
+    finally:
+        other.close()
+
+
 class Batching(Handler):
     """Buffers values; ``failures`` flushes fail first; values starting with b"bad" are dead-lettered."""
 
@@ -197,25 +218,12 @@ def test_a_partition_paused_when_it_was_revoked_is_fetched_again_when_it_comes_b
             _produce(s, topic, [b"first"], partition=p)
         wait_until(lambda: loop.stats.pauses >= 1, what="the busy loop paused")
         # a second member: every partition of the loop is revoked, some come back to it
-        other = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": cfg.group_id,
-                          "enable.auto.commit": False, "auto.offset.reset": "latest"})
-        try:
-            other.subscribe([topic])
-            deadline = time.monotonic() + 30
-            while not other.assignment():
-                assert time.monotonic() < deadline, "the second member got no assignment"
-                other.poll(0.2)
-            ours = partitions - {tp.partition for tp in other.assignment()}
-            assert ours
-            wait_until(lambda: loop.assigned.is_set() and {p for _, p in loop._at_end} == ours,
-                       what="the loop's new assignment")
+        with _second_member(s, cfg, loop) as ours:
             assert drained.is_set()
             for p in ours:
                 _produce(s, topic, [b"second"], partition=p)
             wait_until(lambda: {p for p, v in got if v == b"second"} == ours, timeout=20,
                        what="records of the partitions that came back")
-        finally:
-            other.close()
 
 
 def test_a_rebalance_during_a_failing_flush_fetches_nothing_more_until_the_flush_succeeds(
@@ -232,17 +240,7 @@ def test_a_rebalance_during_a_failing_flush_fetches_nothing_more_until_the_flush
             _produce(s, topic, [b"first"], partition=p)
         # retried with backoff: from the sixth failure on, 6.4 s and then 10 s between attempts
         wait_until(lambda: loop.stats.failed_attempts >= 6, what="failed flushes")
-        other = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": cfg.group_id,
-                          "enable.auto.commit": False, "auto.offset.reset": "latest"})
-        try:
-            other.subscribe([topic])
-            deadline = time.monotonic() + 30
-            while not other.assignment():
-                assert time.monotonic() < deadline, "the second member got no assignment"
-                other.poll(0.2)
-            ours = partitions - {tp.partition for tp in other.assignment()}
-            wait_until(lambda: loop.assigned.is_set() and {p for _, p in loop._at_end} == ours,
-                       what="the loop's new assignment")
+        with _second_member(s, cfg, loop) as ours:
             for p in ours:
                 _produce(s, topic, [b"second"] * 5, partition=p)
             time.sleep(3)  # within the wait for the next attempt: nothing new is taken meanwhile
@@ -250,8 +248,6 @@ def test_a_rebalance_during_a_failing_flush_fetches_nothing_more_until_the_flush
             handler.failures = 0  # the store is back
             wait_until(lambda: handler.durable.count(b"second") == 5 * len(ours), timeout=30,
                        what="the records after the outage")
-        finally:
-            other.close()
 
 
 def test_a_short_busy_spell_is_waited_out_without_pausing(topic_settings: Settings) -> None:
