@@ -201,13 +201,13 @@ def write_records(client: Client, contract: str, records: Iterable[Mapping[str, 
 # instances and status events analysts get whole. A project once registered identified or with "Retain
 # UIDs" stays private for good: an instance or a status event of that time, delivered late or again,
 # carries the hospital's UIDs, and nothing in it says so
-_KEYED = "SELECT project_id FROM projects GROUP BY project_id HAVING countIf(identified OR retain_uids) = 0"
+_KEYED_EXPR = "countIf(identified OR retain_uids) = 0"
+_KEYED = f"SELECT project_id FROM projects GROUP BY project_id HAVING {_KEYED_EXPR}"
 
 
 def project_states(client: Client) -> dict[str, bool]:
     """Per registered project: True if every registration of it is de-identified without "Retain UIDs"."""
-    res = client.query("SELECT project_id, countIf(identified OR retain_uids) = 0 FROM projects "
-                       "GROUP BY project_id")
+    res = client.query(f"SELECT project_id, {_KEYED_EXPR} FROM projects GROUP BY project_id")
     return {str(pid): bool(keyed) for pid, keyed in res.result_rows}
 
 
@@ -403,13 +403,12 @@ class ClickHouseSink(Handler):
     def _register(self, project_id: str, keyed: bool) -> None:
         """A registration of ``project_id``. One that is identified or retains UIDs makes the project
         private for good (``_KEYED``)."""
+        self._unknown_held.discard(project_id)  # known now, either way
         if not keyed:
             self._private.add(project_id)
             self._deidentified.discard(project_id)
-            self._unknown_held.discard(project_id)
         elif project_id not in self._private and project_id not in self._deidentified:
             self._deidentified.add(project_id)
-            self._unknown_held.discard(project_id)
             self._release({project_id})
 
     def tick(self) -> None:

@@ -123,8 +123,7 @@ class NlpHandler(Handler):
         self.versions = versions
         self._analysing: deque[_Batch] = deque()
         self._sent = Sent("NLP")  # emitted, waiting for the broker's acks
-        self._warmed = False
-        self.warming: Future[bool] | None = None
+        self.warming: Future[bool] | None = None  # started at the first assignment (with a process)
         metrics.stage_started(NLP_STAGE, consumes=[topics.reports], produces=[topics.findings])
 
     # -- the loop's hooks ---------------------------------------------------------------------------------
@@ -155,8 +154,7 @@ class NlpHandler(Handler):
             self._sent.check()
 
     def on_assign(self, partitions: Sequence[tuple[str, int]]) -> None:
-        if not self._warmed:
-            self._warmed = True
+        if self.warming is None:
             self.warming = self.runner.warm()  # a failure shows again, with its reason, in the first batch
             if self.warming is not None:
                 self.warming.add_done_callback(_warm_failed)
