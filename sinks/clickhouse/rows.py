@@ -70,7 +70,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "received_instances": ("project_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
                            "sop_class_uid", "accession", "patient_id", "modality", "calling_ae", "called_ae",
                            "path",
-                           "size_bytes", "deidentified", "time", *KAFKA),
+                           "size_bytes", "deidentified", "uids_retained", "time", *KAFKA),
     "deid_map": ("project_id", "kind", "original", "pseudonym", "time", *KAFKA),
     "projects": ("project_id", "identified", "irb_reference", "retain_modified_dates",
                  "retain_patient_characteristics", "retain_device_identity", "retain_uids",
@@ -303,19 +303,22 @@ DEID_PAIRS = (("patient_id", "original_patient_id", "patient_id"),
 
 
 def received_instance_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
-    """The research-facing row of a de-identified instance (v3 carries no originals; they come as
-    ``received_original``); an identified project's instance, which carries the hospital's own values,
-    goes to the steward-only ``received_instances_identified`` instead (ddl/022). The sink also sends a
-    de-identified instance there unless its project is known to be de-identified without "Retain UIDs"
-    (``restricted_instances``)."""
+    """The research-facing row of a de-identified instance whose UIDs were remapped (v3 carries no
+    originals; they come as ``received_original``). An instance that carries the hospital's own values goes
+    to the steward-only ``received_instances_identified`` instead, whatever its project's registrations
+    say: an identified project's (ddl/022), and one that says it kept its original UIDs (``uids_retained``
+    true, v4; ddl/030). ``uids_retained`` None (an SCP older than v4) is unknown: the registrations decide.
+    The sink also sends the analysts' row there unless its project is known to be de-identified without
+    "Retain UIDs" (``restricted_instances``)."""
     tables = ("received_instances", "received_instances_identified")
-    table, other = tables if rec.get("deidentified") else tables[::-1]
+    retained = rec.get("uids_retained")
+    table, other = tables if rec.get("deidentified") and not retained else tables[::-1]
     return {other: [], table: [[
         rec["project_id"], rec["study_instance_uid"], rec["series_instance_uid"], rec["sop_instance_uid"],
         rec["sop_class_uid"], _s(rec.get("accession")), _s(rec.get("patient_id")), _s(rec.get("modality")),
         rec["calling_ae"],
-        rec["called_ae"], rec["path"], int(rec["size_bytes"]), bool(rec.get("deidentified")), _t(rec["time"]),
-        *origin.cols(),
+        rec["called_ae"], rec["path"], int(rec["size_bytes"]), bool(rec.get("deidentified")),
+        None if retained is None else bool(retained), _t(rec["time"]), *origin.cols(),
     ]]}
 
 

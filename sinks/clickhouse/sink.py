@@ -216,7 +216,9 @@ def deidentified_projects(client: Client) -> set[str]:
     status event of any other project names the PACS's UIDs (``rows.for_identified_project``; the DICOM
     worker keys them only for such projects); an instance of any other project (identified, "Retain
     UIDs" now or before, or not registered in the warehouse yet) goes to the stewards' table
-    (``rows.restricted_instances``; ``release_instances`` moves it once the project is known)."""
+    (``rows.restricted_instances``; ``release_instances`` moves it once the project is known). This is the
+    second condition for an instance: one that says it kept the hospital's UIDs goes to the stewards'
+    table whatever its project's registrations say (``rows.received_instance_rows``)."""
     return {pid for pid, keyed in project_states(client).items() if keyed}
 
 
@@ -227,14 +229,16 @@ def release_instances(client: Client, projects: Iterable[str] | None = None, *, 
     """Move the de-identified instances that went to the stewards' ``received_instances_identified`` only
     because their project was not known yet (its registration reached the warehouse after them) to the
     analysts' ``received_instances``, for the projects every registration of which is de-identified
-    without "Retain UIDs" (``projects``: only these; None: all). Returns the number of rows copied.
+    without "Retain UIDs" (``projects``: only these; None: all). A row whose instance says it kept its
+    original UIDs (``uids_retained``, ddl/030) is never moved. Returns the number of rows copied.
 
     Idempotent: a row already in the analysts' table is not copied again, and only rows that are there are
     deleted from the stewards' (an instance held back meanwhile stays until the next call). The DELETE is a
     mutation (applied in the background on a server; ``wait`` waits for it). On a cluster the stewards'
     table is Distributed and cannot be deleted from: the copy is made and the stewards' row stays (logged).
     """
-    cond = f"deidentified AND project_id IN ({_KEYED})"
+    # never a row whose instance says it kept the hospital's UIDs (v4), whatever the registrations say
+    cond = f"deidentified AND NOT ifNull(uids_retained, false) AND project_id IN ({_KEYED})"
     params: dict[str, Any] = {}
     if projects is not None:
         params["p"] = sorted(set(projects))
@@ -368,10 +372,13 @@ class ClickHouseSink(Handler):
                                 Origin(rec.topic, rec.partition, rec.offset))
                 if contract == "retrieval_status" and not self._is_deidentified(decoded["project_id"]):
                     rows = for_identified_project(rows)  # identified, or not known yet: private
+                # an instance that carries the hospital's UIDs (``deidentified`` false, ``uids_retained``
+                # true) is the stewards' by its own content already (``rows_for``); the registrations may
+                # only hold back more, never release it
                 if contract == "received_instance" and not self._is_deidentified(decoded["project_id"]):
+                    if rows["received_instances"] and decoded["project_id"] not in self._private:
+                        self._unknown_held.add(decoded["project_id"])  # released once the project is known
                     rows = restricted_instances(rows)  # identified, retains UIDs, or not known yet: private
-                    if decoded["project_id"] not in self._private:
-                        self._unknown_held.add(decoded["project_id"])
             except Exception as exc:  # anything we cannot store goes to the dead-letter topic
                 acks.dead_letter(rec, exc)
                 continue

@@ -38,11 +38,12 @@
 - Records the outcome per original SOP Instance UID in the request's manifest when coordinating through
   files (``stored``, ``quarantined`` + reason, ``failed`` + reason; read by the worker's reconciliation;
   through Kafka the worker reads the events instead) and produces one ``received_instance`` event (values
-  as stored; the request id and study in its headers) and, when de-identified, one ``received_original``
-  event with the originals on the restricted topic; quarantine actions go to the restricted
-  quarantine topic. The producer batches the events itself (``linger.ms`` = ``research.event_batch_ms``),
-  a study's events on one partition of each topic (``_partition``); when an association ends, what
-  it produced is sent at once (``kick``: the worker waits for a study's last events).
+  as stored, and whether they keep the hospital's UIDs; the request id and study in its headers) and,
+  when de-identified, one ``received_original`` event with the originals on the restricted topic;
+  quarantine actions go to the restricted quarantine topic. The producer batches the events itself
+  (``linger.ms`` = ``research.event_batch_ms``), a study's events on one partition of each topic
+  (``_partition``); when an association ends, what it produced is sent at once (``kick``: the worker
+  waits for a study's last events).
   A replayed instance gets its manifest record but no events.
 - Statuses: 0x0124 study not registered / project unknown or retired; 0xA700 out of resources (less
   than ``min_free_mb`` free, or the write failed: disk full, read-only, I/O error); 0xC000 cannot
@@ -481,7 +482,7 @@ class ResearchStore:
             self.stats.add_written(len(data))
             self.expected.record(orig.study, exp.request_id, orig.sop_instance, "stored")
             self._emit_stored(exp.project_id, job.calling_ae, job.called_ae, stored, original, target,
-                              len(data), exp.request_id)
+                              len(data), exp.request_id, retain_uids=job.policy.options.deid.retain_uids)
 
         journal, writer = self.journal, self._writer
         note = json.dumps([orig.study, exp.request_id, orig.sop_instance]).encode()
@@ -591,17 +592,24 @@ class ResearchStore:
                         break
 
     def _emit_stored(self, project_id: str, calling_ae: str, called_ae: str, stored: Header,
-                     original: Header | None, path: str, size: int, request_id: str = "") -> None:
+                     original: Header | None, path: str, size: int, request_id: str = "", *,
+                     retain_uids: bool = False) -> None:
         """``request_id`` and the study (the worker's reconciliation reads them without decoding the
-        record) ride in headers: the contract and the warehouse stay as they are."""
+        record) ride in headers: the contract and the warehouse stay as they are. ``original``: the
+        received header of a de-identified instance (None: stored as received); ``retain_uids``: the
+        de-identification applied the Retain UIDs option."""
         now = datetime.now(UTC)
+        # what was applied, and what the stored UIDs show: the warehouse keeps an instance with the
+        # hospital's UIDs from analysts by this flag, whatever the project's registrations say
+        uids_retained = original is None or retain_uids or stored.study == original.study \
+            or stored.series == original.series or stored.sop_instance == original.sop_instance
         self._send(self.topics.received_instances, "received_instance", stored.sop_instance, {
             "project_id": project_id, "calling_ae": calling_ae, "called_ae": called_ae,
             "study_instance_uid": stored.study, "series_instance_uid": stored.series,
             "sop_instance_uid": stored.sop_instance, "sop_class_uid": stored.sop_class,
             "accession": stored.accession or None, "patient_id": stored.patient_id or None,
             "modality": stored.modality or None, "path": path, "size_bytes": size,
-            "deidentified": original is not None, "time": now},
+            "deidentified": original is not None, "uids_retained": uids_retained, "time": now},
             [(REQUEST_HEADER, request_id.encode()), (STUDY_HEADER, stored.study.encode())] if request_id
             else None, study=stored.study)
         if original is not None:  # the originals: only on the restricted topic
@@ -800,7 +808,7 @@ class ResearchStore:
             new = _header_from(ds)
             target = self._write_instance(project.project_id, new.study, new.series, new.sop_instance, out)
             self._emit_stored(project.project_id, entry.calling_ae, self.cfg.ae_title, new, original,
-                              target, len(out))
+                              target, len(out), retain_uids=project.deid.retain_uids)
         self._emit_quarantine(entry, "released", target, actor, note)
         self.flush()  # the record first; only then the quarantined copy goes
         self.quarantine.remove(entry)

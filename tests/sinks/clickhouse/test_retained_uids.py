@@ -75,10 +75,12 @@ def test_migration_027_moves_rows_written_before(tmp_path: Path) -> None:
         migrate(client, "rs", ddl_until(tmp_path / "ddl", 26))
         write_records(client, "project_registration", [registered("P-DE"), retaining("P-KEEP").record()])
         inst = sample_records()["received_instance"]
-        # as the sink wrote them before: both in the analysts' table
-        write_records(client, "received_instance", [
-            {**inst, "project_id": "P-DE", "deidentified": True},
-            {**inst, "project_id": "P-KEEP", "deidentified": True, "sop_instance_uid": "1.2.840.77.1.1"}])
+        # as the sink wrote them before: both in the analysts' table (the columns of that time: no 030)
+        client.insert("rs.received_instances", [
+            [p, inst["study_instance_uid"], inst["series_instance_uid"], sop, True]
+            for p, sop in (("P-DE", inst["sop_instance_uid"]), ("P-KEEP", "1.2.840.77.1.1"))],
+            column_names=["project_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
+                          "deidentified"])
         client.insert("rs.retrieval_events", [[f"r-{p}", p, "partial", [u], u] for p, u in
                                               (("P-DE", "2.25.5"), ("P-KEEP", "1.2.840.77"))],
                       column_names=["request_id", "project_id", "state", "study_instance_uids", "error"])

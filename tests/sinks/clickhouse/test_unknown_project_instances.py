@@ -104,7 +104,7 @@ def test_migration_028_moves_instances_of_projects_not_known_deidentified(tmp_pa
             ("P-DE", "2.25.1"), ("P-UNKNOWN", "1.2.840.5"), ("P-ID", "2.25.3"))],
             column_names=["project_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
                           "deidentified"])
-        assert migrate(client, "rs") == ["028_unknown_project_instances"]
+        assert migrate(client, "rs", ddl_until(tmp_path / "ddl28", 28)) == ["028_unknown_project_instances"]
         assert where(client, "rs.received_instances") == [("P-DE", "2.25.1")]
         assert where(client, "rs.received_instances_identified") == [("P-ID", "2.25.3"),
                                                                      ("P-UNKNOWN", "1.2.840.5")]

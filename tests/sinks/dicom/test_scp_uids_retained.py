@@ -1,0 +1,72 @@
+"""received_instance v4's ``uids_retained`` says what the SCP applied (real broker, real C-STOREs over
+pynetdicom): an identified project's instance and one de-identified with "Retain UIDs" keep the hospital's
+Study, Series and SOP Instance UIDs (true); one de-identified otherwise has them remapped (false). Both
+de-identification paths: the byte-level one (Explicit VR Little Endian) and pydicom's (Deflated)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+
+from radstream.config import Settings
+from radstream.stack.orthanc import free_port
+from sinks.dicom import synth
+from sinks.dicom.deid import DeidOptions
+from sinks.dicom.projects import StaticProjects
+from sinks.dicom.scp import ResearchStore, ScpConfig
+from streams import serde
+from streams.producer import make_producer
+from tests.streams.helpers import consume
+
+from .helpers import project
+
+pytestmark = pytest.mark.integration
+
+PROJECTS = StaticProjects([project("P1"), project("IRB-7", identified=False),
+                           project("IRB-KEEP", identified=False, deid=DeidOptions(retain_uids=True))])
+# project -> (deidentified, uids_retained) the event must say
+WANT = {"P1": (False, True), "IRB-7": (True, False), "IRB-KEEP": (True, True)}
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian],
+                         ids=["byte-level", "pydicom"])
+def test_the_event_says_whether_the_stored_instance_kept_its_uids(
+        topic_settings: Settings, tmp_path: Path, ts: str) -> None:
+    settings = topic_settings
+    specs = {p: synth.StudySpec(f"UR{k}", f"URPAT{k}", "U^R", "20240101", 2, rows=8, cols=8)
+             for k, p in enumerate(WANT)}
+    store = ResearchStore(ScpConfig(ae_title="RESEARCH", port=free_port(), host="127.0.0.1",
+                                    store_dir=tmp_path / "store", allowed_calling_aes=("ORTHANC",),
+                                    deid_key=b"uids-retained-key-" + b"k" * 14),
+                          make_producer(settings.kafka), settings.topics, PROJECTS)
+    for p, spec in specs.items():
+        store.registry.register(spec.study_uid, p, "r-" + spec.accession, "RESEARCH")
+    port = store.start()
+    try:
+        ae = AE(ae_title="ORTHANC")
+        ae.add_requested_context(CTImageStorage, ts)
+        assoc = ae.associate("127.0.0.1", port, ae_title="RESEARCH")
+        assert assoc.is_established
+        for spec in specs.values():
+            for i in range(spec.images):
+                assert assoc.send_c_store(synth.instance(spec, i)).Status == 0x0000
+        assoc.release()
+        n = sum(s.images for s in specs.values())
+        events = [serde.decode("received_instance", m.value())
+                  for m in consume(settings, settings.topics.received_instances, n, timeout=30.0)]
+    finally:
+        store.stop()
+    assert len(events) == n
+    originals = {p: {*s.sop_uids(), s.study_uid, s.series_uid(0)} for p, s in specs.items()}
+    for ev in events:
+        p = ev["project_id"]
+        assert (ev["deidentified"], ev["uids_retained"]) == WANT[p], ev
+        # and true to what was stored: the original UIDs exactly when it says so
+        kept = {ev["sop_instance_uid"], ev["series_instance_uid"], ev["study_instance_uid"]} & originals[p]
+        assert bool(kept) is WANT[p][1], (p, kept)
+    assert {ev["project_id"] for ev in events} == set(WANT)
+
