@@ -47,9 +47,9 @@ MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 POM = Path(__file__).with_name("pom.xml")
 HEAP_FLAGS = ["-Xms128m", "-Xmx512m"]
-# start-up speed on a small machine (tests, the demo): one GC thread, C1 only, no JIT queue build-up. C1
-# code costs the broker more CPU per request than C2's: a broker that runs for long (a benchmark, a
-# site's trial) takes Kafka's own variables instead, as kafka-run-class.sh does (``jvm_flags``)
+# start-up speed on a small machine (tests, the demo): one GC thread, C1 only, no JIT queue build-up; a
+# site that runs the local broker otherwise sets Kafka's own variables, as for kafka-run-class.sh
+# (``jvm_flags``)
 STARTUP_FLAGS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:CICompilerCount=1", "-Xshare:auto"]
 # kafka-run-class.sh's default KAFKA_JVM_PERFORMANCE_OPTS (Kafka 4.x), for a broker tuned as Kafka ships it
 KAFKA_PERFORMANCE_FLAGS = ["-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
