@@ -18,8 +18,10 @@ in-process (dcmread + apply + dcmwrite, and apply_file), CPU ms per instance.
 ``,BENCH_SCPS=2`` with two SCP processes) with the worker and the SCP of another checkout, on the same
 Orthanc and Kafka, interleaved with ours: an A/B less exposed to the host's load than two runs.
 
-``BENCH_VERBOSE=1``: the worker logs at debug level, and each of our runs also prints its timeline and the
-broker's CPU while our worker and SCP are connected and idle (2 s before the clock starts).
+``BENCH_VERBOSE=1``: the worker logs at debug level, and each of our runs also prints its timeline, the
+broker's CPU while our worker and SCP are connected and idle (2 s before the clock starts), and during the
+timed part the broker's CPU per thread and the requests each process sent it (``kafka_sends``).
+``BENCH_PYSPY=<dir>``: py-spy profiles (raw, per thread) of our SCP and worker during the timed part.
 
 Usage: ``python bench/dicom_move.py [--studies 10] [--images 50] [--kb 128] [--rounds 2] [--deid off,on]``
 """

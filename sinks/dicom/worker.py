@@ -1,7 +1,9 @@
 """The retrieval worker: retrieval requests (Kafka) -> C-FIND -> C-MOVE -> reconciliation -> status events.
 
 Threads: one consumer thread (the streams layer's ``ConsumerLoop``, with the worker as its ``Handler``:
-it polls, decodes, queues and commits) and ``max_associations`` mover threads. Per request the states
+it polls, decodes, queues and commits) and ``max_associations`` mover threads; once a request's last
+C-MOVE is done, a short-lived finisher thread waits for the SCP's last records, reconciles and emits the
+final status, while the mover goes on with the next request (``_finish_later``). Per request the states
 are (docs/retrieval.md):
 
     queued -> [waiting_for_window] -> resolving -> moving (pending counts) -> completed | partial | failed
