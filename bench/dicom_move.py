@@ -18,8 +18,10 @@ in-process (dcmread + apply + dcmwrite, and apply_file), CPU ms per instance.
 ``,BENCH_SCPS=2`` with two SCP processes) with the worker and the SCP of another checkout, on the same
 Orthanc and Kafka, interleaved with ours: an A/B less exposed to the host's load than two runs.
 
-``BENCH_VERBOSE=1``: the worker logs at debug level, and each of our runs also prints its timeline and the
-broker's CPU while our worker and SCP are connected and idle (2 s before the clock starts).
+``BENCH_VERBOSE=1``: the worker logs at debug level, and each of our runs also prints its timeline, the
+broker's CPU while our worker and SCP are connected and idle (2 s before the clock starts), and during the
+timed part the broker's CPU per thread and the requests each process sent it (``kafka_sends``).
+``BENCH_PYSPY=<dir>``: py-spy profiles (raw, per thread) of our SCP and worker during the timed part.
 
 Usage: ``python bench/dicom_move.py [--studies 10] [--images 50] [--kb 128] [--rounds 2] [--deid off,on]``
 """
@@ -27,6 +29,7 @@ Usage: ``python bench/dicom_move.py [--studies 10] [--images 50] [--kb 128] [--r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -91,6 +94,49 @@ def children_cpu_s() -> float:
 
 # CPU seconds per role during the timed part of the last run (printed with the table).
 Cpu = dict[str, float]
+
+
+def thread_cpu_s(pid: int | None) -> dict[str, float]:
+    """CPU seconds per thread name (``comm``, digits dropped: a pool is one row) of a live process."""
+    import re
+
+    out: dict[str, float] = {}
+    if not pid:
+        return out
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = re.sub(r"\d+", "N", comm)
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def kafka_sends(port: int) -> dict[int, tuple[int, int]]:
+    """Per client process: (connections to the broker at ``port``, data segments sent on them so far).
+
+    On loopback a request to the broker is one segment (the events are small): their difference over
+    the timed part counts each process's requests, which the broker's CPU follows (``BENCH_VERBOSE``)."""
+    import re
+
+    try:
+        out = subprocess.run(["ss", "-tinpH", "state", "established", f"( dport = :{port} )"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    sends: dict[int, tuple[int, int]] = {}
+    pid = 0
+    for line in out.splitlines():
+        if not line.startswith((" ", "\t")):
+            m = re.search(r"pid=(\d+)", line)
+            pid = int(m.group(1)) if m else 0
+            continue
+        m = re.search(r"data_segs_out:(\d+)", line)
+        conns, segs = sends.get(pid, (0, 0))
+        sends[pid] = (conns + 1, segs + (int(m.group(1)) if m else 0))
+    return sends
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
@@ -289,6 +335,18 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
             time.sleep(2.0)
             print(f"ours: broker CPU while idle {1000 * (cpu_s(pids.get('kafka')) - k0) / 2.0:.0f} ms/s",
                   file=sys.stderr)
+        kport = int(settings.kafka.bootstrap.rsplit(":", 1)[1])
+        sends0 = kafka_sends(kport) if VERBOSE else {}
+        b0 = thread_cpu_s(pids.get("kafka")) if VERBOSE else {}
+        spies = []
+        if os.environ.get("BENCH_PYSPY"):  # a py-spy profile of the SCP and the worker, timed part only
+            for role, pid in (("scp", scp.pid), ("worker", worker.pid)):
+                spies.append(subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-r", "250",
+                     "--nonblocking", "--format", "raw", "-t",
+                     "-o", f"{os.environ['BENCH_PYSPY']}/{prefix}{role}.txt"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(1.0)
         c0 = cpu_now()
         t0 = time.perf_counter()
         ids = set()
@@ -322,7 +380,26 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
             time.sleep(0.005)
         elapsed = time.perf_counter() - t0
         c1 = cpu_now()
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         if VERBOSE:
+            b1 = thread_cpu_s(pids.get("kafka"))
+            busy = sorted(((b1[k] - b0.get(k, 0.0), k) for k in b1), reverse=True)
+            print("ours: broker CPU ms per thread during the timed part: " + ", ".join(
+                f"{k} {1000 * v:.0f}" for v, k in busy if v > 0), file=sys.stderr)
+            sends1 = kafka_sends(kport)
+            roles = {worker.pid: "worker", scp.pid: "scp", os.getpid(): "bench"}
+            with contextlib.suppress(OSError):
+                kids = Path(f"/proc/{scp.pid}/task/{scp.pid}/children").read_text().split()
+                roles.update({int(k): "scp" for k in kids})
+            per: dict[str, list[int]] = {}
+            for pid, (conns, segs) in sends1.items():
+                row = per.setdefault(roles.get(pid, f"pid {pid}"), [0, 0])
+                row[0] += conns
+                row[1] += segs - sends0.get(pid, (0, 0))[1]
+            print("ours: requests to the broker during the timed part (connections): " + ", ".join(
+                f"{r} {n} ({c})" for r, (c, n) in sorted(per.items())), file=sys.stderr)
             print(f"ours: t0 {datetime.now(UTC).timestamp() - elapsed:.3f} (epoch), requests on Kafka "
                   f"after {t_sent - t0:.3f} s, every final status after {t_final - t0:.3f} s, files "
                   f"{elapsed:.3f} s", file=sys.stderr)

@@ -92,10 +92,12 @@ class ResearchConfig:
     journal_mb: int = 64
     fast_path: bool = True  # direct C-STORE receive loop (False: every message through pynetdicom)
     processes: int = 1  # SCP processes sharing one listening socket, for parallel associations
-    # the SCP's producer sends events together for this long (linger.ms); the worker waits for a study's
-    # last events after its C-MOVE, so this is time per study (docs/retrieval.md: 200 ms cost a quarter of
-    # the images/s of 50-image studies at x1, 20 ms most of that back for ~0.2 ms broker CPU per image)
-    event_batch_ms: float = 20.0
+    # the SCP's producer sends events together for this long (linger.ms). The worker waits for a study's
+    # last events after its C-MOVE, but those leave when the PACS ends the association (the SCP's
+    # ``kick``), not after the linger; a longer linger means fewer produce requests and fewer fetches of
+    # every reader of the topic: with 20 ms the broker spent 0.6-1.4 ms CPU per image of the bench, as
+    # much as the SCP's de-identification (bench/dicom_move.py: 250 ms, about 40 % less broker CPU)
+    event_batch_ms: float = 250.0
     # how the DICOM worker and the SCPs tell each other the expected studies and what was stored:
     # "kafka" (topics; nothing shared, any hosts) or "files" (under store_dir; worker and SCP on one host)
     coordination: str = "kafka"

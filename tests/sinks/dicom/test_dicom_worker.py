@@ -391,3 +391,33 @@ def test_a_study_ref_is_opened_and_status_events_speak_research_terms(dicom_sett
         refused["error"])
     wrong = final_of(events, foreign)
     assert wrong["state"] == "failed" and "does not open" in wrong["error"]
+
+
+def test_the_next_request_starts_while_the_last_study_is_reconciled(dicom_settings: Settings) -> None:
+    """With one association, the mover goes on with the next request (its C-FINDs) once a request's
+    last C-MOVE is done, while that request waits for the SCP's last records; the final statuses are
+    as before and the waiting request's record is committed only after its own final status."""
+    first, second = request(dicom_settings, "A1"), request(dicom_settings, "A2")
+    w = Worker(dicom_settings.kafka, dicom_settings.topics, dicom_settings.pacs, dicom_settings.research,
+               dicom_settings.state_dir, WorkerOptions(), group_id=dicom_settings.kafka.consumer_group,
+               key=research_key(dicom_settings))
+    settle = w._settle
+
+    def slow_settle(req: Any, *args: Any, **kwargs: Any) -> Any:
+        if req.id == first:  # the SCP's last records of the first request come late
+            time.sleep(1.5)
+        return settle(req, *args, **kwargs)
+
+    w._settle = slow_settle  # type: ignore[method-assign]
+    with research_scp(dicom_settings):
+        t = threading.Thread(target=w.run, kwargs={"until_idle": 1.0}, daemon=True)
+        t.start()
+        t.join(timeout=120)
+        assert not t.is_alive(), "worker did not become idle"
+    order = [(e["request_id"], e["state"]) for e in w.log]
+    assert order.index((second, "resolving")) < order.index((first, "completed")), order
+    events = statuses(dicom_settings, {first, second})
+    assert final_of(events, first)["completed"] == 3 and final_of(events, second)["completed"] == 3
+    assert sorted(stored_sops(dicom_settings.research_store_dir / "P1")) == sorted(
+        spec("A", 1).sop_uids() + spec("A", 2).sop_uids())
+    assert w.loop.outstanding() == 0  # every record done: committed after its final status

@@ -97,3 +97,51 @@ def _study_of(value: bytes) -> str:
     from streams import serde
 
     return str(serde.decode("received_original", value)["study_instance_uid"])
+
+
+def test_a_study_s_events_leave_in_few_requests_with_the_default_linger(
+        topic_settings: Settings, tmp_path: Any) -> None:
+    """Each produce request costs the broker more CPU than its events (and every reader of the topic a
+    fetch): with the configured linger (``research.event_batch_ms``, as ``radstream dicom scp`` makes
+    its producer) a study received at a PACS's pace goes out in a few requests, not one per instance
+    (the worker's wait for a study's last events is the association's end, ``kick``, not the linger)."""
+    import json
+
+    settings = topic_settings
+    produced: list[int] = []
+
+    def stats(raw: str) -> None:
+        brokers = json.loads(raw).get("brokers", {}).values()
+        produced.append(sum(int(b.get("req", {}).get("Produce", 0)) for b in brokers))
+
+    producer = make_producer(settings.kafka, **{"linger.ms": settings.research.event_batch_ms,
+                                                "statistics.interval.ms": 100, "stats_cb": stats})
+    store = ResearchStore(ScpConfig(ae_title="RESEARCH", port=free_port(), host="127.0.0.1",
+                                    store_dir=tmp_path / "store", allowed_calling_aes=("ORTHANC",)),
+                          producer, settings.topics, TEST_PROJECTS)
+    study = synth.StudySpec("EL1", "ELPAT1", "E^L", "20240101", 16, rows=8, cols=8)
+    store.registry.register(study.study_uid, "P1", "r-el1", "RESEARCH")  # identified: one event each
+    port = store.start()
+    try:
+        # the producer connected (and its idempotence id had) before the study, as in a running SCP
+        producer.produce(settings.topics.dead_letter, value=b"warm-up")
+        producer.flush(30)
+        before = produced[-1] if produced else 0
+        ae = AE(ae_title="ORTHANC")
+        ae.add_requested_context(CTImageStorage, synth.ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", port, ae_title="RESEARCH")
+        assert assoc.is_established
+        started = time.monotonic()
+        for i in range(study.images):
+            assert assoc.send_c_store(synth.instance(study, i)).Status == 0x0000
+            time.sleep(0.025)  # a PACS sending ~40 images/s: each event alone in a 20 ms linger
+        took = time.monotonic() - started
+        assoc.release()
+        assert len(consume(settings, settings.topics.received_instances, study.images, timeout=20)) == 16
+        producer.poll(0.5)  # statistics reports after the last delivery
+    finally:
+        store.stop()
+    sent = produced[-1] - before
+    # a request per linger (250 ms) of the study and the one when the association ended; with 20 ms,
+    # one per instance
+    assert 0 < sent <= took / 0.25 + 2 and sent < study.images, (sent, took)
