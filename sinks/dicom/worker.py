@@ -125,6 +125,7 @@ class Request:
     ticket: Ticket | None = None  # done (the record committable) once the final status was delivered
     ref: StudyRef | None = None  # the opened study_ref (clinical identifiers: never in a status event)
     keyed: bool = False  # status events carry keyed UIDs (a de-identified project)
+    run: int = 0  # how often a mover took it up: a run's end never ends a later run's (``_done_with``)
 
     @property
     def id(self) -> str:
@@ -396,6 +397,7 @@ class Worker(Handler):
                     req = min(ready, key=lambda r: (r.rank, r.seq))
                     self._pending.remove(req)
                     self._active[req.id] = req
+                    req.run += 1
                     return req
                 waits = [r.ready_at - now for r in self._pending]
                 self._cv.wait(timeout=min([0.5, *waits]))
@@ -433,6 +435,7 @@ class Worker(Handler):
                 req = self._next()
                 if req is None:
                     return
+                run = req.run
                 deferred = False
                 try:
                     deferred = self.process(req)
@@ -441,15 +444,18 @@ class Worker(Handler):
                     self._retry_or_fail(req, f"{type(exc).__name__}: {exc}", None)
                 finally:
                     if not deferred:  # else its finisher thread ends it (``_finish_later``)
-                        self._done_with(req)
+                        self._done_with(req, run)
                     if not self._work_ready():
                         self._close_session(session)
         finally:
             self._close_session(session)
 
-    def _done_with(self, req: Request) -> None:
+    def _done_with(self, req: Request, run: int) -> None:
+        """The end of a run of ``req``: it is no longer active, unless it was retried and a mover has
+        taken it up again meanwhile (then that later run is what is active)."""
         with self._cv:
-            self._active.pop(req.id, None)
+            if req.run == run:
+                self._active.pop(req.id, None)
             self._cv.notify_all()
 
     def _finish_later(self, req: Request, settle: Callable[[], MoveResult], uid: str,
@@ -459,7 +465,9 @@ class Worker(Handler):
         go on with the next request (its C-FINDs): that wait was ~7 ms per study at x1 with nothing
         else for the PACS to do. The request stays active until this ends."""
 
-        def run() -> None:
+        run = req.run
+
+        def finish() -> None:
             try:
                 result = settle()
                 self._conclude(req, uid, result, errors, retriable)
@@ -467,14 +475,20 @@ class Worker(Handler):
                 LOG.exception("request %s crashed", req.id)
                 self._retry_or_fail(req, f"{type(exc).__name__}: {exc}", None)
             finally:
-                self._done_with(req)
+                self._done_with(req, run)
                 with self._cv:
                     self._finishers.discard(threading.current_thread())
 
-        t = threading.Thread(target=run, name=f"dicom-finish-{req.id[:8]}", daemon=True)
+        t = threading.Thread(target=finish, name=f"dicom-finish-{req.id[:8]}", daemon=True)
         with self._cv:
             self._finishers.add(t)
-        t.start()
+        try:
+            t.start()
+        except RuntimeError:  # no thread to be had: finish here (``settle`` releases the study's lock)
+            LOG.warning("request %s: no finisher thread; reconciling on the mover", req.id)
+            with self._cv:
+                self._finishers.discard(t)  # never started: nothing to join at shutdown
+            finish()
 
     @staticmethod
     def _close_session(session: PacsSession) -> None:

@@ -421,3 +421,72 @@ def test_the_next_request_starts_while_the_last_study_is_reconciled(dicom_settin
     assert sorted(stored_sops(dicom_settings.research_store_dir / "P1")) == sorted(
         spec("A", 1).sop_uids() + spec("A", 2).sop_uids())
     assert w.loop.outstanding() == 0  # every record done: committed after its final status
+
+
+def test_a_request_retried_by_its_finisher_stays_active_while_it_runs_again(dicom_settings: Settings) -> None:
+    """A request whose last reconciliation fails is re-queued by its finisher thread; with no back-off a
+    mover takes it up again before that thread has ended. The run that ended must not mark the new run
+    inactive: a cancel or a redelivery of the request would then not see it running."""
+    s = dicom_settings.replace(pacs={"backoff_s": 0.0})
+    rid = request(s, "A1")
+    w = Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir, WorkerOptions(),
+               group_id=s.kafka.consumer_group, key=research_key(s))
+    settle, done_with, move_one = w._settle, w._done_with, w._move_one
+    failed: list[str] = []
+    active_in_second_run: list[bool] = []
+
+    def settle_failing_once(req: Any, *args: Any, **kwargs: Any) -> Any:
+        if not failed:
+            failed.append(req.id)
+            raise RuntimeError("the SCP's records could not be read")
+        return settle(req, *args, **kwargs)
+
+    def late_done_with(req: Any, *args: Any) -> None:
+        if threading.current_thread().name.startswith("dicom-finish"):
+            time.sleep(0.5)  # the mover takes up the retry meanwhile
+        done_with(req, *args)
+
+    def watched_move_one(req: Any, *args: Any, **kwargs: Any) -> Any:
+        if req.attempt == 2:
+            time.sleep(1.0)  # the first run's finisher ends in this time
+            with w._cv:
+                active_in_second_run.append(req.id in w._active)
+        return move_one(req, *args, **kwargs)
+
+    w._settle = settle_failing_once  # type: ignore[method-assign]
+    w._done_with = late_done_with  # type: ignore[method-assign]
+    w._move_one = watched_move_one  # type: ignore[method-assign]
+    with research_scp(s):
+        t = threading.Thread(target=w.run, kwargs={"until_idle": 1.0}, daemon=True)
+        t.start()
+        t.join(timeout=120)
+        assert not t.is_alive(), "worker did not become idle"
+    assert failed == [rid] and active_in_second_run == [True]
+    assert final_of(statuses(s, {rid}), rid)["completed"] == 3
+    assert w.loop.outstanding() == 0
+
+
+def test_without_a_finisher_thread_the_mover_reconciles_itself(dicom_settings: Settings,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """No thread to be had for a finisher (the process is at its limit): the request still completes,
+    its study's lock is released and nothing is left to join at shutdown."""
+    start = threading.Thread.start
+
+    def refuse_finishers(self: threading.Thread) -> None:
+        if self.name.startswith("dicom-finish"):
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse_finishers)
+    rid = request(dicom_settings, "A1")
+    w = Worker(dicom_settings.kafka, dicom_settings.topics, dicom_settings.pacs, dicom_settings.research,
+               dicom_settings.state_dir, WorkerOptions(), group_id=dicom_settings.kafka.consumer_group,
+               key=research_key(dicom_settings))
+    with research_scp(dicom_settings):
+        t = threading.Thread(target=w.run, kwargs={"until_idle": 1.0}, daemon=True)
+        t.start()
+        t.join(timeout=120)
+        assert not t.is_alive(), "worker did not stop"
+    assert final_of(statuses(dicom_settings, {rid}), rid)["completed"] == 3
+    assert not w._finishers and all(not lock.locked() for lock in w._study_locks.values())
+    assert w.loop.outstanding() == 0
