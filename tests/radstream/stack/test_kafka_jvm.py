@@ -22,6 +22,7 @@ def test_the_broker_takes_kafkas_own_jvm_variables_else_its_start_up_flags() -> 
 
 
 def test_the_java_command_line_carries_those_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("KAFKA_HEAP_OPTS", raising=False)
     monkeypatch.setenv("KAFKA_JVM_PERFORMANCE_OPTS", "-server -XX:+UseG1GC")
     cmd = kafka._java(tmp_path, tmp_path, kafka.MAIN_CLASS)
     assert cmd[1:6] == ["-Xms128m", "-Xmx512m", "-server", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
