@@ -48,6 +48,7 @@ C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
 PENDING = (0xFF00, 0xFF01)
 POLL = 0.5  # seconds between checks for a killed association while waiting for data
+GATE_WAIT_S = 2.0  # longest wait for the DUL thread to come through a new gate (about one reactor loop)
 
 
 @dataclass(frozen=True)
@@ -143,13 +144,16 @@ class _Gate:
     ``check`` under the lock, so once ``take`` holds the lock no read is in progress and none starts.
     (Swapping the DUL's method per exchange left a window: a DUL thread that had looked the method up
     before the swap could still read the first response PDU, and the exchange then saw its data set
-    without the command.)"""
+    without the command.) The same holds once, when the gate is installed: a read the DUL thread began
+    through the original method may still be on its way, so the first exchange waits until the DUL thread
+    has come through the gate (``seen``)."""
 
     def __init__(self, dul: Any) -> None:
         self.dul = dul
         self.active = False
         self.lock = threading.Lock()
         self.wake = threading.Event()
+        self.seen = threading.Event()  # the DUL thread has called ``check``: no original call in flight
         self._orig = dul._is_transport_event
         dul._is_transport_event = self.check
 
@@ -163,6 +167,7 @@ class _Gate:
     def check(self) -> bool:
         # Runs on the DUL thread: while an exchange owns the socket it reads nothing and waits here
         # (instead of polling every 1 ms) until the socket is handed back.
+        self.seen.set()
         if self.active:
             self.wake.wait(POLL)
         with self.lock:
@@ -226,6 +231,9 @@ class DirectExchange:
                 return False
             time.sleep(0.0001)
         self._gate = _Gate.of(dul)
+        if not self._gate.seen.wait(GATE_WAIT_S):  # the DUL thread is stuck or gone: pynetdicom decides
+            assoc._reactor_checkpoint.set()
+            return False
         self._gate.take()
         self._taken = True
         if (dul.state_machine.current_state != "Sta6" or not dul.event_queue.empty()

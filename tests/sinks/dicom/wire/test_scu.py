@@ -155,3 +155,25 @@ def test_direct_exchange_gate_waits_for_a_dul_read_in_progress_and_blocks_new_on
     gate.give_back()
     assert dul._is_transport_event() is True
     assert dul.reads == reads + 1
+
+
+def test_a_new_gate_is_passed_only_once_the_dul_thread_came_through_it() -> None:
+    """A read the DUL thread began through the original method before the gate was installed is not
+    stopped by it: the first exchange must wait until the DUL thread has called the gate once."""
+    import threading
+
+    from sinks.dicom.wire.scu import _Gate
+
+    dul = _FakeDul()
+    original = dul._is_transport_event  # looked up by the DUL thread before the gate existed
+    reader = threading.Thread(target=original)
+    reader.start()
+    assert dul.reading.wait(5)
+    gate = _Gate.of(dul)
+    assert not gate.seen.wait(0.05)  # that read is still on its way: no exchange may take the socket
+    dul.release.set()
+    reader.join(5)
+    next_loop = threading.Thread(target=dul._is_transport_event)  # the DUL thread's next iteration
+    next_loop.start()
+    assert gate.seen.wait(5)
+    next_loop.join(5)
