@@ -45,14 +45,22 @@ def research_scp(settings: Settings, **cfg_changes: object) -> Iterator[Research
         store.stop()
 
 
-def run_worker(settings: Settings, options: WorkerOptions | None = None, idle: float = 1.0) -> Worker:
-    w = Worker(settings.kafka, settings.topics, settings.pacs, settings.research, settings.state_dir,
-               options or WorkerOptions(), group_id=settings.kafka.consumer_group, key=research_key(settings))
+def new_worker(settings: Settings, options: WorkerOptions | None = None) -> Worker:
+    return Worker(settings.kafka, settings.topics, settings.pacs, settings.research, settings.state_dir,
+                  options or WorkerOptions(), group_id=settings.kafka.consumer_group,
+                  key=research_key(settings))
+
+
+def run_until_idle(w: Worker, idle: float = 1.0) -> Worker:
     t = threading.Thread(target=w.run, kwargs={"until_idle": idle}, daemon=True)
     t.start()
     t.join(timeout=120)
     assert not t.is_alive(), "worker did not become idle"
     return w
+
+
+def run_worker(settings: Settings, options: WorkerOptions | None = None, idle: float = 1.0) -> Worker:
+    return run_until_idle(new_worker(settings, options), idle)
 
 
 def test_retrieve_one_accession_completed_and_sop_uids_match(dicom_settings: Settings) -> None:
@@ -398,9 +406,7 @@ def test_the_next_request_starts_while_the_last_study_is_reconciled(dicom_settin
     last C-MOVE is done, while that request waits for the SCP's last records; the final statuses are
     as before and the waiting request's record is committed only after its own final status."""
     first, second = request(dicom_settings, "A1"), request(dicom_settings, "A2")
-    w = Worker(dicom_settings.kafka, dicom_settings.topics, dicom_settings.pacs, dicom_settings.research,
-               dicom_settings.state_dir, WorkerOptions(), group_id=dicom_settings.kafka.consumer_group,
-               key=research_key(dicom_settings))
+    w = new_worker(dicom_settings)
     settle = w._settle
 
     def slow_settle(req: Any, *args: Any, **kwargs: Any) -> Any:
@@ -410,10 +416,7 @@ def test_the_next_request_starts_while_the_last_study_is_reconciled(dicom_settin
 
     w._settle = slow_settle  # type: ignore[method-assign]
     with research_scp(dicom_settings):
-        t = threading.Thread(target=w.run, kwargs={"until_idle": 1.0}, daemon=True)
-        t.start()
-        t.join(timeout=120)
-        assert not t.is_alive(), "worker did not become idle"
+        run_until_idle(w)
     order = [(e["request_id"], e["state"]) for e in w.log]
     assert order.index((second, "resolving")) < order.index((first, "completed")), order
     events = statuses(dicom_settings, {first, second})
@@ -429,8 +432,7 @@ def test_a_request_retried_by_its_finisher_stays_active_while_it_runs_again(dico
     inactive: a cancel or a redelivery of the request would then not see it running."""
     s = dicom_settings.replace(pacs={"backoff_s": 0.0})
     rid = request(s, "A1")
-    w = Worker(s.kafka, s.topics, s.pacs, s.research, s.state_dir, WorkerOptions(),
-               group_id=s.kafka.consumer_group, key=research_key(s))
+    w = new_worker(s)
     settle, done_with, move_one = w._settle, w._done_with, w._move_one
     failed: list[str] = []
     active_in_second_run: list[bool] = []
@@ -457,10 +459,7 @@ def test_a_request_retried_by_its_finisher_stays_active_while_it_runs_again(dico
     w._done_with = late_done_with  # type: ignore[method-assign]
     w._move_one = watched_move_one  # type: ignore[method-assign]
     with research_scp(s):
-        t = threading.Thread(target=w.run, kwargs={"until_idle": 1.0}, daemon=True)
-        t.start()
-        t.join(timeout=120)
-        assert not t.is_alive(), "worker did not become idle"
+        run_until_idle(w)
     assert failed == [rid] and active_in_second_run == [True]
     assert final_of(statuses(s, {rid}), rid)["completed"] == 3
     assert w.loop.outstanding() == 0
@@ -479,14 +478,9 @@ def test_without_a_finisher_thread_the_mover_reconciles_itself(dicom_settings: S
 
     monkeypatch.setattr(threading.Thread, "start", refuse_finishers)
     rid = request(dicom_settings, "A1")
-    w = Worker(dicom_settings.kafka, dicom_settings.topics, dicom_settings.pacs, dicom_settings.research,
-               dicom_settings.state_dir, WorkerOptions(), group_id=dicom_settings.kafka.consumer_group,
-               key=research_key(dicom_settings))
+    w = new_worker(dicom_settings)
     with research_scp(dicom_settings):
-        t = threading.Thread(target=w.run, kwargs={"until_idle": 1.0}, daemon=True)
-        t.start()
-        t.join(timeout=120)
-        assert not t.is_alive(), "worker did not stop"
+        run_until_idle(w)
     assert final_of(statuses(dicom_settings, {rid}), rid)["completed"] == 3
     assert not w._finishers and all(not lock.locked() for lock in w._study_locks.values())
     assert w.loop.outstanding() == 0
