@@ -11,6 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from radstream.config import Settings
 from sinks.clickhouse.service import SinkService
+from sinks.dicom.projects import Project, publish
 from streams.producer import make_producer, produce
 
 
@@ -118,3 +119,14 @@ def running_sink(settings: Settings, **kwargs: Any) -> Iterator[SinkService]:
     assert service.thread is not None and not service.thread.is_alive(), "sink did not stop"
     if service.error is not None:
         raise service.error
+
+
+@contextmanager
+def sink_knowing(settings: Settings, *registrations: dict[str, Any]) -> Iterator[SinkService]:
+    """``running_sink`` once it has stored these project registrations, published to its topic first."""
+    for rec in registrations:
+        publish(settings.kafka, settings.topics, Project.from_record(rec))
+    with running_sink(settings) as sink:
+        wait_until(lambda: sink.client.query("SELECT count() FROM projects").result_rows[0][0]
+                   == len(registrations), what=", ".join(str(r["project_id"]) for r in registrations))
+        yield sink

@@ -27,7 +27,7 @@ from sinks.dicom.projects import Project, publish
 from streams import serde
 
 from .factories import ddl_until, registered
-from .kafka_helpers import produce_all, produce_raw, running_sink, wait_until
+from .kafka_helpers import produce_all, produce_raw, sink_knowing, wait_until
 from .test_rows import sample_records
 from .test_unknown_project_instances import instance, where
 
@@ -57,10 +57,8 @@ def test_an_instance_that_kept_its_uids_never_reaches_analysts_whatever_the_regi
     s, t = sink_settings, sink_settings.topics
     # registered keyed (de-identified, no "Retain UIDs"), but the instance says it kept the UIDs: a
     # registration that is wrong, or one the SCP did not see yet
-    publish(s.kafka, t, Project.from_record(registered("P-KEYED")))
-    with running_sink(s) as sink:
+    with sink_knowing(s, registered("P-KEYED")) as sink:
         ch = sink.client
-        wait_until(lambda: ch.query("SELECT count() FROM projects").result_rows[0][0] == 1, what="P-KEYED")
         produce_all(s, [(t.received_instances, "received_instance", sop, flagged(p, sop, kept))
                         for p, sop, kept in (("P-KEYED", "1.2.840.91", True), ("P-KEYED", "2.25.91", False),
                                              ("P-LATE", "1.2.840.92", True), ("P-LATE", "2.25.92", False))])

@@ -26,7 +26,7 @@ from sinks.clickhouse.sink import write_records
 from sinks.dicom.projects import Project, publish
 
 from .factories import BASE_TIME, ddl_until, registered
-from .kafka_helpers import produce_all, running_sink, wait_until
+from .kafka_helpers import produce_all, running_sink, sink_knowing, wait_until
 from .test_rows import sample_records
 
 pytestmark = pytest.mark.integration
@@ -119,11 +119,9 @@ def test_the_sink_holds_back_instances_of_unknown_projects_until_registered(
 
     monkeypatch.setattr(sink_module, "PROJECTS_REFRESH_S", 0.0)
     s, t = sink_settings, sink_settings.topics
-    publish(s.kafka, t, Project.from_record(registered("P-ID", identified=True)))
     early = [("P-LATE", "2.25.1"), ("P-ELSEWHERE", "2.25.2"), ("P-ID", "2.25.3")]
-    with running_sink(s) as sink:
+    with sink_knowing(s, registered("P-ID", identified=True)) as sink:
         ch = sink.client
-        wait_until(lambda: ch.query("SELECT count() FROM projects").result_rows[0][0] == 1, what="P-ID")
         produce_all(s, [(t.received_instances, "received_instance", sop, instance(p, sop))
                         for p, sop in early])
         wait_until(lambda: ch.query("SELECT (SELECT count() FROM received_instances) + (SELECT count() FROM "
@@ -167,10 +165,8 @@ def test_an_unreadable_projects_table_fails_no_record(
 
     monkeypatch.setattr(sink_module, "PROJECTS_REFRESH_S", 0.0)
     s, t = sink_settings, sink_settings.topics
-    publish(s.kafka, t, Project.from_record(registered("P-DE")))
-    with running_sink(s) as sink:
+    with sink_knowing(s, registered("P-DE")) as sink:
         ch = sink.client
-        wait_until(lambda: ch.query("SELECT count() FROM projects").result_rows[0][0] == 1, what="P-DE")
         ch.command("RENAME TABLE projects TO projects_away")
         try:
             produce_all(s, [(t.received_instances, "received_instance", sop, instance(p, sop))
