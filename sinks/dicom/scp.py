@@ -601,8 +601,8 @@ class ResearchStore:
         now = datetime.now(UTC)
         # what was applied, and what the stored UIDs show: the warehouse keeps an instance with the
         # hospital's UIDs from analysts by this flag, whatever the project's registrations say
-        uids_retained = original is None or retain_uids or stored.study == original.study \
-            or stored.series == original.series or stored.sop_instance == original.sop_instance
+        uids_retained = (original is None or retain_uids or stored.study == original.study
+                         or stored.series == original.series or stored.sop_instance == original.sop_instance)
         self._send(self.topics.received_instances, "received_instance", stored.sop_instance, {
             "project_id": project_id, "calling_ae": calling_ae, "called_ae": called_ae,
             "study_instance_uid": stored.study, "series_instance_uid": stored.series,
