@@ -252,6 +252,12 @@ def test_burned_in_instances_are_quarantined_with_reasons_then_released_and_purg
     us = next(ds for ds in now_in_project if ds.Modality == "US")  # released: de-identified per the project
     assert us.PatientID != s.patient_id and us.SOPInstanceUID != s.sop_uid(1)
     assert us.PatientIdentityRemoved == "YES"
+    # the release's received_instance event routes the instance to analysts only as remapped (v4 flag)
+    decoded = [serde.decode("received_instance", m.value())
+               for m in consume(settings, settings.topics.received_instances, 2)]
+    received = {r["sop_instance_uid"]: r for r in decoded}
+    assert received[us.SOPInstanceUID]["deidentified"] is True
+    assert received[us.SOPInstanceUID]["uids_retained"] is False
 
     events = [serde.decode("quarantine_event", m.value())
               for m in consume(settings, settings.topics.quarantine, 4)]
