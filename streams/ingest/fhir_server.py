@@ -55,6 +55,18 @@ def _outcome(status: int, severity: str, code: str, text: str, expression: str |
     return web.Response(status=status, text=json.dumps(body), content_type=FHIR_JSON)
 
 
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, or its first ``limit + 1`` bytes when it is longer. ``content.read(n)`` returns only
+    what has arrived so far (a body in several TCP segments or TLS records): read until the end."""
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 async def _ingest(request: web.Request, expect: str | None) -> web.Response:
     app = request.app
     pub, ingest, stats = app[PUBLISHER], app[INGEST], app[STATS]
@@ -70,7 +82,7 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
         pub.dead_letter(b"", f"request body of {request.content_length} bytes exceeds the limit",
                         where="fhir")
         return _outcome(413, "error", "too-costly", f"body exceeds {MAX_RESOURCE_BYTES} bytes")
-    raw = await request.content.read(MAX_RESOURCE_BYTES + 1)
+    raw = await read_body(request, MAX_RESOURCE_BYTES)
     try:
         if len(raw) > MAX_RESOURCE_BYTES:
             raise ParseError(f"body exceeds {MAX_RESOURCE_BYTES} bytes", code="too-costly")
