@@ -100,6 +100,12 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
         # the reason (it may quote the body) goes to the sender and the dead letter, not the log
         log.info("POST %s rejected (%s, field %s)", request.path, code, exc.field or "-")
         return _outcome(STATUS_OF.get(code, 400), "error", code, exc.reason, exc.field)
+    except Exception as exc:  # a parser bug: keep the body in the dead-letter topic with the reason
+        stats["rejected"] += 1
+        log.error("POST %s: parser failed with %s", request.path, type(exc).__name__)
+        pub.dead_letter(raw, f"body could not be processed ({type(exc).__name__}: {exc})",
+                        where=f"fhir:{request.path}")
+        return _outcome(500, "error", "exception", f"body could not be processed ({type(exc).__name__})")
     try:
         await pub.publish_confirmed(events)
     except Exception as exc:

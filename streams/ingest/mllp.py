@@ -203,6 +203,13 @@ class HL7Listener:
             log.info("%s %s from %s (field %s)", exc.code, header.control_id if header else "?", peer,
                      exc.field or "-")
             return build_ack(header, exc.code, exc.reason, exc, charset_codec=codec)
+        except Exception as exc:  # a parser bug: closing without an ACK would make the sender resend forever
+            log.error("AE %s from %s: parser failed with %s", header.control_id if header else "?", peer,
+                      type(exc).__name__)  # its text may quote the message: dead letter only
+            err = ParseError(f"message could not be processed ({type(exc).__name__}: {exc})", code="AE")
+            self._dead_letter(raw, err, peer)
+            self.stats["AE"] += 1
+            return build_ack(header, "AE", err.reason, err, charset_codec=codec)
         try:
             await self.publisher.publish_confirmed(result.events, timeout=self.kafka_timeout)
         except Exception as exc:

@@ -1,6 +1,8 @@
 """Ingest front doors: nothing lost on the way in (real broker, real TCP/HTTP).
 
 - a FHIR body that arrives in several pieces is read whole before it is parsed;
+- a message the parser fails on (a time without a UTC datetime; any parser bug) is answered AE / 4xx-5xx
+  and dead-lettered with the reason, and the connection goes on (a FIFO sender is not stalled);
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from typing import Any
 
 import pytest
 
+from processors.ingest.hl7v2 import parse_ack
 from radstream.config import Settings
+from streams.ingest import mllp
 from streams.ingest.fhir_server import start_server
+from streams.ingest.mllp import HL7Listener, send_messages
 from tests.streams.helpers import ingest_gate
-from tests.streams.ingest.test_ingest_front_doors import FHIR, read_topic
+from tests.streams.ingest.test_ingest_front_doors import FHIR, HL7, read_topic, run_listener
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +64,67 @@ def test_fhir_body_arriving_in_pieces_is_read_whole(topic_settings: Settings, tm
     assert sorted(e["accession"] for e in events) == ["FH-ACC-7781", "FH-ACC-9001"]
     assert read_topic(topic_settings, topic_settings.topics.dead_letter, "dead_letter", expect=0,
                       timeout=1, settle=0.5) == []
+
+
+# --- a message the parser fails on --------------------------------------------------------------------
+
+GOOD_HL7 = (HL7 / "vendor_c_2_final.hl7").read_bytes().replace(b"\n", b"\r").strip()
+# OBR-22 in year 1 at +14:00: no UTC datetime
+YEAR_1 = GOOD_HL7.replace(b"20260304160000||CR|F", b"00010101000000+1400||CR|F").replace(b"|C-2|",
+                                                                                          b"|C-2-Y1|")
+
+
+def test_mllp_time_out_of_range_is_ae_dead_lettered_and_the_connection_goes_on(
+        topic_settings: Settings) -> None:
+    assert YEAR_1 != GOOD_HL7
+
+    async def body(port: int, listener: HL7Listener) -> list[bytes]:
+        return await send_messages("127.0.0.1", port, [YEAR_1, GOOD_HL7], timeout=30)
+
+    acks = run_listener(topic_settings, body)
+    assert [parse_ack(a)[:2] for a in acks] == [("AE", "C-2-Y1"), ("AA", "C-2")]
+    assert "out of range" in parse_ack(acks[0])[2]
+    [dl] = read_topic(topic_settings, topic_settings.topics.dead_letter, "dead_letter", expect=1)
+    assert dl["value"] == YEAR_1 and "out of range" in dl["error"]
+    assert len(read_topic(topic_settings, topic_settings.topics.reports, "report_finalized", expect=1)) == 1
+
+
+def test_mllp_any_parser_failure_is_ae_dead_lettered_and_the_connection_goes_on(
+        topic_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = mllp.parse_oru
+
+    def buggy(raw: bytes, **kw: Any) -> Any:  # a parser bug on one message (not Kafka: that stays real)
+        if b"|C-2-BUG|" in raw:
+            raise KeyError("no such field")
+        return real(raw, **kw)
+
+    monkeypatch.setattr(mllp, "parse_oru", buggy)
+    bug = GOOD_HL7.replace(b"|C-2|", b"|C-2-BUG|")
+
+    async def body(port: int, listener: HL7Listener) -> list[bytes]:
+        return await send_messages("127.0.0.1", port, [bug, GOOD_HL7], timeout=30)
+
+    acks = run_listener(topic_settings, body)
+    assert [parse_ack(a)[:2] for a in acks] == [("AE", "C-2-BUG"), ("AA", "C-2")]
+    [dl] = read_topic(topic_settings, topic_settings.topics.dead_letter, "dead_letter", expect=1)
+    assert dl["value"] == bug and "KeyError" in dl["error"]
+
+
+def test_fhir_time_out_of_range_is_400_and_dead_lettered(topic_settings: Settings, tmp_path: Path) -> None:
+    gate, auth = ingest_gate(tmp_path)
+    single = (FHIR / "diagnosticreport_final.json").read_bytes()
+    year_1 = single.replace(b'"issued": "2026-03-10T09:40:12.250Z"', b'"issued": "0001-01-01T00:00:00+14:00"')
+    assert year_1 != single
+
+    async def go() -> tuple[int, dict[str, Any]]:
+        s = topic_settings
+        runner, port = await start_server(s.kafka, s.topics, s.ingest, "127.0.0.1", 0, gate=gate)
+        try:
+            return await post_in_pieces(port, auth, "/fhir/DiagnosticReport", year_1, [], gap=0)
+        finally:
+            await runner.cleanup()
+
+    status, oo = asyncio.run(go())
+    assert status == 400 and "out of range" in oo["issue"][0]["diagnostics"]
+    [dl] = read_topic(topic_settings, topic_settings.topics.dead_letter, "dead_letter", expect=1)
+    assert dl["value"] == year_1 and "out of range" in dl["error"]
