@@ -3,12 +3,14 @@
 - a FHIR body that arrives in several pieces is read whole before it is parsed;
 - a message the parser fails on (a time without a UTC datetime; any parser bug) is answered AE / 4xx-5xx
   and dead-lettered with the reason, and the connection goes on (a FIFO sender is not stalled);
+- a backfill batch that Kafka refused a record of is not checkpointed (a rerun writes it again);
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from streams.ingest import mllp
 from streams.ingest.fhir_server import start_server
 from streams.ingest.mllp import HL7Listener, send_messages
 from tests.streams.helpers import ingest_gate
-from tests.streams.ingest.test_ingest_front_doors import FHIR, HL7, read_topic, run_listener
+from tests.streams.ingest.test_ingest_front_doors import FHIR, HL7, ROOT, read_topic, run_listener
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +130,26 @@ def test_fhir_time_out_of_range_is_400_and_dead_lettered(topic_settings: Setting
     assert status == 400 and "out of range" in oo["issue"][0]["diagnostics"]
     [dl] = read_topic(topic_settings, topic_settings.topics.dead_letter, "dead_letter", expect=1)
     assert dl["value"] == year_1 and "out of range" in dl["error"]
+
+
+# --- backfill --via-kafka -----------------------------------------------------------------------------
+
+def test_backfill_via_kafka_refused_record_fails_the_batch_before_its_checkpoint(
+        topic_settings: Settings, tmp_path: Path) -> None:
+    from radstream.backfill import run_backfill
+    from streams.producer import DeliveryError
+
+    settings = topic_settings.replace(state_dir=str(tmp_path / "state"))
+    rows = [json.loads(line) for line in (ROOT / "samples" / "reports.jsonl").read_text().splitlines()[:2]]
+    rnd = random.Random(1)  # ~1.2 MB of UTF-8 that lz4 cannot shrink: over the broker's 1 MiB message limit
+    big = "FINDINGS: " + "".join(chr(rnd.randint(0x4E00, 0x9FFF)) for _ in range(400_000))
+    rows.insert(1, dict(rows[0], accession="ACC-BIG", text=big))
+    src = tmp_path / "reports.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+    with pytest.raises(DeliveryError, match="1 refused by Kafka"):
+        run_backfill(settings, [src], via_kafka=True, workers=0)
+    checkpoints = list((tmp_path / "state").rglob("*.json"))
+    for cp in checkpoints:  # none written, or one that has not done the file's records
+        files = json.loads(cp.read_text()).get("files", {})
+        assert all(state["done"] == 0 and not state["finished"] for state in files.values()), files
