@@ -4,25 +4,38 @@
 - a message the parser fails on (a time without a UTC datetime; any parser bug) is answered AE / 4xx-5xx
   and dead-lettered with the reason, and the connection goes on (a FIFO sender is not stalled);
 - a backfill batch that Kafka refused a record of is not checkpointed (a rerun writes it again);
+- a rejection is answered only after Kafka confirmed its dead letter: AR "resend" / 503 when it did not,
+  ``ingest file`` exits non-zero; a dead letter over the broker's message limit keeps the head, marked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import random
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import NewTopic
 
 from processors.ingest.hl7v2 import parse_ack
+from radstream.cli import main
 from radstream.config import Settings
+from streams import serde
 from streams.ingest import mllp
 from streams.ingest.fhir_server import start_server
 from streams.ingest.mllp import HL7Listener, send_messages
+from streams.producer import DEAD_LETTER_VALUE_MAX, TRUNCATED_HEADER
+from streams.topics import admin_client
 from tests.streams.helpers import ingest_gate
-from tests.streams.ingest.test_ingest_front_doors import FHIR, HL7, ROOT, read_topic, run_listener
+from tests.streams.ingest.test_ingest_front_doors import FHIR, HL7, ROOT, env_of, read_topic, run_listener
 
 pytestmark = pytest.mark.integration
 
@@ -153,3 +166,94 @@ def test_backfill_via_kafka_refused_record_fails_the_batch_before_its_checkpoint
     for cp in checkpoints:  # none written, or one that has not done the file's records
         files = json.loads(cp.read_text()).get("files", {})
         assert all(state["done"] == 0 and not state["finished"] for state in files.values()), files
+
+
+# --- dead letters confirmed before the answer -----------------------------------------------------------
+
+BAD_HL7 = (HL7 / "bad_missing_obr.hl7").read_bytes().replace(b"\n", b"\r").strip()
+
+
+def refusing_dead_letters(settings: Settings) -> Settings:
+    """``settings`` whose dead-letter topic refuses every dead letter (a message limit of 100 bytes): the
+    broker answers each one with MSG_SIZE_TOO_LARGE, as it does a dead letter over its default limit."""
+    name = f"t{uuid.uuid4().hex[:10]}.refusing-deadletter"
+    topic = NewTopic(name, 1, 1, config={"max.message.bytes": "100"})
+    admin = admin_client(settings.kafka)  # kept: the futures fail when their client is collected
+    for fut in admin.create_topics([topic]).values():
+        fut.result(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the broker serves it (as streams.topics.create_topics waits)
+        meta = admin.list_topics(name, timeout=10).topics.get(name)
+        if meta is not None and meta.error is None and all(p.leader >= 0 for p in meta.partitions.values()):
+            break
+        time.sleep(0.2)
+    return settings.replace(topics={"dead_letter": name})
+
+
+def test_mllp_big_rejected_message_keeps_its_dead_letter_head(topic_settings: Settings) -> None:
+    pdf = base64.b64encode(os.urandom(900_000)).decode()  # 1.2 MB of base64 that lz4 cannot shrink
+    big = "\r".join(["MSH|^~\\&|RIS|HOSP|RADSTREAM|RESEARCH|20260304160002||ORU^R01|BIG-1|P|2.5",
+                     "PID|1||5560012^^^HOSP^MR||Doe^Jane",
+                     f"OBX|1|ED|PDF^Report PDF||^application^pdf^Base64^{pdf}||||||F"]).encode()  # no OBR: AE
+
+    async def body(port: int, listener: HL7Listener) -> list[bytes]:
+        return await send_messages("127.0.0.1", port, [big], timeout=60)
+
+    [ack] = run_listener(topic_settings, body)
+    assert parse_ack(ack)[:2] == ("AE", "BIG-1")
+    c = Consumer({"bootstrap.servers": topic_settings.kafka.bootstrap, "group.id": f"p{uuid.uuid4().hex}",
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic_settings.topics.dead_letter, p, 0)
+                  for p in range(topic_settings.kafka.partitions)])
+        msgs = [m for m in c.consume(10, 10) if m.error() is None]
+    finally:
+        c.close()
+    [msg] = msgs
+    dl = serde.decode("dead_letter", msg.value())
+    assert dl["value"] == big[:DEAD_LETTER_VALUE_MAX]
+    assert f"first {DEAD_LETTER_VALUE_MAX} of {len(big)} bytes" in dl["error"]
+    assert dict(msg.headers() or [])[TRUNCATED_HEADER] == str(len(big)).encode()
+
+
+def test_mllp_rejection_whose_dead_letter_kafka_refused_is_ar_resend(topic_settings: Settings) -> None:
+    settings = refusing_dead_letters(topic_settings)
+
+    async def body(port: int, listener: HL7Listener) -> tuple[list[bytes], dict[str, int]]:
+        acks = await send_messages("127.0.0.1", port, [BAD_HL7, GOOD_HL7], timeout=30)
+        return acks, dict(listener.stats)
+
+    acks, stats = run_listener(settings, body)
+    code, control_id, text = parse_ack(acks[0])
+    assert (code, control_id) == ("AR", "BAD-1") and "resend" in text  # the sender keeps the message
+    assert parse_ack(acks[1])[0] == "AA"
+    assert stats["dead_letters_failed"] == 1 and stats["dead_letters"] == 0
+
+
+def test_fhir_rejection_whose_dead_letter_kafka_refused_is_503(topic_settings: Settings,
+                                                               tmp_path: Path) -> None:
+    settings = refusing_dead_letters(topic_settings)
+    gate, auth = ingest_gate(tmp_path)
+    invalid = (FHIR / "invalid_diagnosticreport.json").read_bytes()
+
+    async def go() -> tuple[int, dict[str, Any]]:
+        s = settings
+        runner, port = await start_server(s.kafka, s.topics, s.ingest, "127.0.0.1", 0, gate=gate)
+        try:
+            return await post_in_pieces(port, auth, "/fhir/DiagnosticReport", invalid, [], gap=0)
+        finally:
+            await runner.cleanup()
+
+    status, oo = asyncio.run(go())
+    assert status == 503 and oo["issue"][0]["code"] == "transient"
+
+
+def test_ingest_file_whose_dead_letter_kafka_refused_exits_non_zero(topic_settings: Settings,
+                                                                     tmp_path: Path) -> None:
+    settings = refusing_dead_letters(topic_settings)
+    csv_path = tmp_path / "export.csv"
+    csv_path.write_text('rid,mrn,findings\nR1,M1,"Lungs clear."\nR2,M2\n')  # R2: a row short of a cell
+    res = CliRunner().invoke(main, ["ingest", "file", str(csv_path), "--map", "rid=accession",
+                                    "--map", "findings=text"], env=env_of(settings), catch_exceptions=False)
+    assert res.exit_code == 1, res.output
+    assert "read 2, produced 1, rejected 1, failed 0, dead letters failed 1" in res.output
