@@ -14,7 +14,18 @@ from streams.config import KafkaConfig
 
 
 class DeliveryError(RuntimeError):
-    pass
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code  # the broker's KafkaError code, when it answered
+
+    @property
+    def refused_for_good(self) -> bool:
+        """The broker refused the record itself (too large, invalid): sending it again cannot succeed."""
+        return self.code in REFUSED_FOR_GOOD
+
+
+REFUSED_FOR_GOOD = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE,
+                              KafkaError.INVALID_RECORD})
 
 
 def make_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:

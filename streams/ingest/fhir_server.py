@@ -35,7 +35,7 @@ from streams.auth import AuthError, Gate, Principal
 from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.ingest.publish import INTERACTIVE, Publisher
 from streams.ops import Ops, kafka_check
-from streams.producer import make_producer
+from streams.producer import DeliveryError, make_producer
 
 log = logging.getLogger(__name__)
 STAGE = "fhir-endpoint"
@@ -67,6 +67,12 @@ async def _rejected(pub: Publisher, raw: bytes, error: BaseException | str, wher
         return _outcome(503, "error", "transient",
                         "temporarily unable to store the rejected body; retry later")
     return response
+
+
+def _kafka_down(exc: Exception) -> web.Response:
+    log.error("Kafka did not confirm FHIR events: %s", type(exc).__name__)
+    return _outcome(503, "error", "transient", f"temporarily unable to store the report "
+                    f"({type(exc).__name__}); retry later")
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -123,10 +129,17 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
                                         f"body could not be processed ({type(exc).__name__})"))
     try:
         await pub.publish_confirmed(events)
+    except DeliveryError as exc:
+        if not exc.refused_for_good:
+            return _kafka_down(exc)
+        # a retry would be refused again: 413 and the dead letter, not a 503 the client retries forever
+        stats["rejected"] += 1
+        log.error("Kafka refused FHIR events for good: %s", exc)
+        reason = f"Kafka refused a report of this body ({exc}): dead-lettered, not in the report stream"
+        return await _rejected(pub, raw, reason, f"fhir:{request.path}",
+                               _outcome(413, "error", "too-costly", reason))
     except Exception as exc:
-        log.error("Kafka did not confirm FHIR events: %s", type(exc).__name__)
-        return _outcome(503, "error", "transient", f"temporarily unable to store the report "
-                        f"({type(exc).__name__}); retry later")
+        return _kafka_down(exc)
     stats["accepted"] += 1
     stats["events"] += len(events)
     log.info("POST %s accepted: %d report event(s)", request.path, len(events))

@@ -41,7 +41,7 @@ from processors.ingest.model import NoReport, ParseError
 from streams import metrics
 from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.ingest.publish import INTERACTIVE, Publisher
-from streams.producer import make_producer
+from streams.producer import DeliveryError, make_producer
 
 log = logging.getLogger(__name__)
 SEP = END_BLOCK + CARRIAGE_RETURN
@@ -144,6 +144,13 @@ class HL7Listener:
         self.stats["dead_letters"] += 1
         return True
 
+    def _kafka_down(self, header: Any, codec: str, result: HL7Result, exc: Exception) -> bytes:
+        log.error("Kafka did not confirm message %s: %s", result.header.control_id, exc)
+        err = ParseError(f"temporarily unable to store the message ({type(exc).__name__}); please resend",
+                         code="AR")
+        self.stats["AR"] += 1
+        return build_ack(header, "AR", err.reason, err, charset_codec=codec)
+
     def _resend(self, header: Any, codec: str) -> bytes:
         """AR asking the sender to keep and resend a rejected message whose dead letter Kafka did not take."""
         err = ParseError("temporarily unable to store the rejected message; please resend", code="AR")
@@ -232,12 +239,19 @@ class HL7Listener:
             return build_ack(header, "AE", err.reason, err, charset_codec=codec)
         try:
             await self.publisher.publish_confirmed(result.events, timeout=self.kafka_timeout)
+        except DeliveryError as exc:
+            if not exc.refused_for_good:
+                return self._kafka_down(header, codec, result, exc)
+            # a resend would be refused again and hold up the sender's queue for good: AE, dead letter
+            log.error("Kafka refused message %s for good: %s", result.header.control_id, exc)
+            err = ParseError(f"Kafka refused a report of this message ({exc}): dead-lettered, not in the "
+                             "report stream", code="AE")
+            if not await self._dead_letter(raw, err, peer):
+                return self._resend(header, codec)
+            self.stats["AE"] += 1
+            return build_ack(header, "AE", err.reason, err, charset_codec=codec)
         except Exception as exc:
-            log.error("Kafka did not confirm message %s: %s", result.header.control_id, exc)
-            err = ParseError(f"temporarily unable to store the message ({type(exc).__name__}); please resend",
-                             code="AR")
-            self.stats["AR"] += 1
-            return build_ack(header, "AR", err.reason, err, charset_codec=codec)
+            return self._kafka_down(header, codec, result, exc)
         self.stats["AA"] += 1
         self.stats["events"] += len(result.events)
         log.info("AA %s from %s: %d report event(s)", result.header.control_id, peer, len(result.events))

@@ -140,7 +140,7 @@ class Publisher:
         def done(err: KafkaError | None, msg: Message) -> None:
             if fut.done():
                 return
-            loop.call_soon_threadsafe(_set, fut, None if err is None else DeliveryError(str(err)))
+            loop.call_soon_threadsafe(_set, fut, None if err is None else DeliveryError(str(err), err.code()))
 
         return fut, done
 

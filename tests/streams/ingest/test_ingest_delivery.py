@@ -5,7 +5,9 @@
   and dead-lettered with the reason, and the connection goes on (a FIFO sender is not stalled);
 - a backfill batch that Kafka refused a record of is not checkpointed (a rerun writes it again);
 - a rejection is answered only after Kafka confirmed its dead letter: AR "resend" / 503 when it did not,
-  ``ingest file`` exits non-zero; a dead letter over the broker's message limit keeps the head, marked.
+  ``ingest file`` exits non-zero; a dead letter over the broker's message limit keeps the head, marked;
+- a report the broker refuses for good (over its message limit) is answered AE / 413 and dead-lettered,
+  not AR "resend" / 503 forever (a FIFO sender's queue would stall behind it).
 """
 
 from __future__ import annotations
@@ -257,3 +259,46 @@ def test_ingest_file_whose_dead_letter_kafka_refused_exits_non_zero(topic_settin
                                     "--map", "findings=text"], env=env_of(settings), catch_exceptions=False)
     assert res.exit_code == 1, res.output
     assert "read 2, produced 1, rejected 1, failed 0, dead letters failed 1" in res.output
+
+
+# --- a report Kafka refuses for good ----------------------------------------------------------------------
+
+def big_text() -> str:
+    rnd = random.Random(2)  # ~1.2 MB of UTF-8 that lz4 cannot shrink: over the broker's 1 MiB limit
+    return "FINDINGS: " + "".join(chr(rnd.randint(0x4E00, 0x9FFF)) for _ in range(400_000))
+
+
+def test_mllp_report_over_the_broker_limit_is_ae_and_dead_lettered(topic_settings: Settings) -> None:
+    big = GOOD_HL7.replace(b"|C-2|", b"|C-2-BIG|") + ("\rOBX|9|TX|REPORT||" + big_text() + "||||||F").encode()
+
+    async def body(port: int, listener: HL7Listener) -> list[bytes]:
+        return await send_messages("127.0.0.1", port, [big, GOOD_HL7], timeout=60)
+
+    acks = run_listener(topic_settings, body, kafka_timeout=20)
+    code, control_id, text = parse_ack(acks[0])
+    assert (code, control_id) == ("AE", "C-2-BIG") and "too large" in text
+    assert parse_ack(acks[1])[0] == "AA"
+    [dl] = read_topic(topic_settings, topic_settings.topics.dead_letter, "dead_letter", expect=1)
+    assert dl["value"] == big[:DEAD_LETTER_VALUE_MAX] and "too large" in dl["error"]
+
+
+def test_fhir_report_over_the_broker_limit_is_413_and_dead_lettered(topic_settings: Settings,
+                                                                    tmp_path: Path) -> None:
+    gate, auth = ingest_gate(tmp_path)
+    dr = json.loads((FHIR / "diagnosticreport_final.json").read_bytes())
+    dr.pop("presentedForm")
+    dr["conclusion"] = big_text()
+    body = json.dumps(dr, ensure_ascii=False).encode()
+
+    async def go() -> tuple[int, dict[str, Any]]:
+        s = topic_settings
+        runner, port = await start_server(s.kafka, s.topics, s.ingest, "127.0.0.1", 0, gate=gate)
+        try:
+            return await post_in_pieces(port, auth, "/fhir/DiagnosticReport", body, [], gap=0)
+        finally:
+            await runner.cleanup()
+
+    status, oo = asyncio.run(go())
+    assert status == 413 and "too large" in oo["issue"][0]["diagnostics"]
+    [dl] = read_topic(topic_settings, topic_settings.topics.dead_letter, "dead_letter", expect=1)
+    assert dl["value"] == body[:DEAD_LETTER_VALUE_MAX] and "too large" in dl["error"]
