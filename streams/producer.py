@@ -14,7 +14,18 @@ from streams.config import KafkaConfig
 
 
 class DeliveryError(RuntimeError):
-    pass
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code  # the broker's KafkaError code, when it answered
+
+    @property
+    def refused_for_good(self) -> bool:
+        """The broker refused the record itself (too large, invalid): sending it again cannot succeed."""
+        return self.code in REFUSED_FOR_GOOD
+
+
+REFUSED_FOR_GOOD = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE,
+                              KafkaError.INVALID_RECORD})
 
 
 def make_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:
@@ -32,12 +43,13 @@ def make_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:
 
 
 def produce(producer: Producer, topic: str, contract: str, key: str | bytes | None,
-            record: dict[str, Any], on_delivery: Any = None) -> None:
+            record: dict[str, Any], on_delivery: Any = None,
+            headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
     """Encode ``record`` with contract ``contract`` and queue it (call ``flush``/``poll`` to deliver)."""
     value = serde.encode(contract, record)
     while True:
         try:
-            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery, headers=headers)
             return
         except BufferError:
             producer.poll(0.1)
@@ -61,6 +73,14 @@ def produce_sync(producer: Producer, topic: str, contract: str, key: str | bytes
     return msg
 
 
+# A dead letter must fit the broker's default message limit (message.max.bytes, 1 MiB): one over it is
+# refused, and the rejected input with it. Above these sizes the record keeps the head of the original
+# bytes (and of the reason), says so in its error text and, from send_dead_letter, in a header.
+DEAD_LETTER_VALUE_MAX = 768 * 1024
+DEAD_LETTER_ERROR_MAX = 16 * 1024
+TRUNCATED_HEADER = "radstream-dead-letter-truncated"  # value: the original size in bytes
+
+
 def dead_letter_record(stage: str, value: bytes | None, error: BaseException | str, *,
                        topic: str | None = None, partition: int | None = None,
                        offset: int | None = None, key: bytes | None = None,
@@ -72,13 +92,19 @@ def dead_letter_record(stage: str, value: bytes | None, error: BaseException | s
     else:
         error_type, text = error_type or "Rejected", error
     metrics.dead_letter(stage, error_type)  # counted when made: a delivery that is retried counts again
+    raw = value or b""
+    if len(text) > DEAD_LETTER_ERROR_MAX:
+        text = text[:DEAD_LETTER_ERROR_MAX] + " [reason cut]"
+    if len(raw) > DEAD_LETTER_VALUE_MAX:
+        text += f" [dead letter keeps the first {DEAD_LETTER_VALUE_MAX} of {len(raw)} bytes]"
+        raw = raw[:DEAD_LETTER_VALUE_MAX]
     return {
         "stage": stage,
         "original_topic": topic,
         "partition": partition,
         "offset": offset,
         "key": key,
-        "value": value or b"",
+        "value": raw,
         "error_type": error_type,
         "error": text,
         "time": datetime.now(UTC),
@@ -86,6 +112,12 @@ def dead_letter_record(stage: str, value: bytes | None, error: BaseException | s
 
 
 def send_dead_letter(producer: Producer, dead_letter_topic: str, stage: str, value: bytes | None,
-                     error: BaseException | str, **where: Any) -> None:
+                     error: BaseException | str, on_delivery: Any = None, **where: Any) -> None:
+    """Queue a dead letter. Pass ``on_delivery`` (or wait for it otherwise) before acknowledging the
+    input it rejects: a dead letter the broker refused is the input lost."""
     rec = dead_letter_record(stage, value, error, **where)
-    produce(producer, dead_letter_topic, "dead_letter", where.get("key"), rec)
+    size = len(value or b"")
+    headers: list[tuple[str, str | bytes | None]] | None = (
+        [(TRUNCATED_HEADER, str(size).encode())] if size > len(rec["value"]) else None)
+    produce(producer, dead_letter_topic, "dead_letter", where.get("key"), rec, on_delivery=on_delivery,
+            headers=headers)

@@ -34,10 +34,12 @@ def request_id_for(project_id: str, destination_ae: str, site: str, accession: s
 
 
 def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[str, Any],
-           now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+           requested_time: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """-> (new state for this report, RetrievalRequested records to emit).
 
-    ``state`` maps ``project|destination`` -> {"request_id", "matched", "version"}.
+    ``state`` maps ``project|destination`` -> {"request_id", "matched", "version"}. ``requested_time``
+    must be the same each time ``record`` is delivered (not the clock): the warehouse keys requests on
+    (request_id, action, requested_time), so a redelivery then collapses onto the same row.
     """
     new_state: dict[str, Any] = {k: dict(v) for k, v in state.items()}
     out: list[dict[str, Any]] = []
@@ -58,15 +60,16 @@ def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[s
         rid = str(prev["request_id"]) if prev and was else request_id_for(
             w.project_id, w.destination_ae, site, accession, version)
         if hit and not was:
-            out.append(_request(w, record, rid, "request", now))
+            out.append(_request(w, record, rid, "request", requested_time))
         elif was and not hit:
-            out.append(_request(w, record, rid, "cancel", now))
+            out.append(_request(w, record, rid, "cancel", requested_time))
         if hit or was:
             new_state[key] = {"request_id": rid, "matched": hit, "version": version}
     return new_state, out
 
 
-def _request(w: Watch, record: Mapping[str, Any], rid: str, action: str, now: datetime) -> dict[str, Any]:
+def _request(w: Watch, record: Mapping[str, Any], rid: str, action: str,
+             requested_time: datetime) -> dict[str, Any]:
     return {
         "request_id": rid,
         "action": action,
@@ -79,5 +82,5 @@ def _request(w: Watch, record: Mapping[str, Any], rid: str, action: str, now: da
         "destination_ae": w.destination_ae,
         "priority": "normal",
         "source": "watch",
-        "requested_time": now,
+        "requested_time": requested_time,
     }

@@ -17,8 +17,9 @@ radiology meaning:
   so does a correction (OBR-25 ``C``) whose full text has an ``ADDENDUM`` line (``addendum_markers``).
 - A group whose status carries no report (scheduled, in progress) is skipped, not an error.
 
-Everything a sender can get wrong raises :class:`ParseError` (``code`` AR or AE); nothing else
-escapes :func:`parse_oru`.
+Everything a sender can get wrong that is known here raises :class:`ParseError` (``code`` AR or AE).
+Anything else that escapes :func:`parse_oru` is a bug (an ``OverflowError`` of a time at the edge of the
+calendar was one): the MLLP listener answers it AE and dead-letters the message with the reason.
 """
 
 from __future__ import annotations

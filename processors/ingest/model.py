@@ -93,7 +93,7 @@ def parse_time(value: str | None, default_tz: tzinfo = UTC) -> datetime | None:
             dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
         except ValueError as exc:
             raise ParseError(f"invalid time {s!r}", field="time") from exc
-        return (dt if dt.tzinfo else dt.replace(tzinfo=default_tz)).astimezone(UTC)
+        return _in_utc(dt if dt.tzinfo else dt.replace(tzinfo=default_tz), value)
     tz: tzinfo = default_tz
     for sign in ("+", "-"):
         if sign in s:
@@ -101,6 +101,8 @@ def parse_time(value: str | None, default_tz: tzinfo = UTC) -> datetime | None:
             if len(off) != 4 or not off.isdigit():
                 raise ParseError(f"invalid time zone offset in {value!r}", field="time")
             minutes = int(off[:2]) * 60 + int(off[2:])
+            if minutes >= 24 * 60:  # timezone() would raise ValueError, not ParseError
+                raise ParseError(f"invalid time zone offset in {value!r}", field="time")
             tz = timezone(timedelta(minutes=minutes if sign == "+" else -minutes))
             break
     frac = ""
@@ -114,7 +116,16 @@ def parse_time(value: str | None, default_tz: tzinfo = UTC) -> datetime | None:
                       int(s[12:14] or 0), micro, tzinfo=tz)
     except ValueError as exc:
         raise ParseError(f"invalid HL7 time {value!r}: {exc}", field="time") from exc
-    return dt.astimezone(UTC)
+    return _in_utc(dt, value)
+
+
+def _in_utc(dt: datetime, value: str) -> datetime:
+    """``dt`` in UTC. A time at the edge of the calendar (year 1 ahead of UTC, year 9999 behind it) has
+    no UTC datetime: OverflowError, which the front doors would not take for bad input."""
+    try:
+        return dt.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ParseError(f"time {value!r} is out of range in UTC", field="time") from exc
 
 
 def text_digest(text: str) -> str:

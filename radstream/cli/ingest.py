@@ -78,7 +78,7 @@ def file_(ctx: click.Context, path: Path, fmt: str | None, maps: tuple[str, ...]
             if isinstance(item, Rejected):
                 counts.rejected += 1
                 print(item.line(), file=out)
-                pub.dead_letter(item.raw, item.reason, where=item.where)
+                pub.dead_letter_counted(item.raw, item.reason, item.where, counts)
                 continue
             events.append(item)
             if len(events) >= 1000:
@@ -89,9 +89,11 @@ def file_(ctx: click.Context, path: Path, fmt: str | None, maps: tuple[str, ...]
     finally:
         if rejects:
             out.close()
+    # ``left``: events and dead letters still unconfirmed; a rejected record whose dead letter failed is lost
     click.echo(f"{path}: read {read}, produced {counts.produced}, rejected {counts.rejected}, "
-               f"failed {counts.failed + left} -> {settings.topics.reports}")
-    if counts.failed or left:
+               f"failed {counts.failed + left}, dead letters failed {counts.dead_letter_failed} "
+               f"-> {settings.topics.reports}")
+    if counts.failed or left or counts.dead_letter_failed:
         for err in counts.errors:
             click.echo(f"delivery failed: {err}", err=True)
         ctx.exit(1)

@@ -58,7 +58,7 @@ class CohortHandler(Handler):
             except serde.SerdeError:
                 continue  # the ClickHouse sink dead-letters undecodable findings
             before = self.state.get(rec.partition, rec.key) or {}
-            after, out = decide(record, watches, before, datetime.now(UTC))
+            after, out = decide(record, watches, before, requested_time(rec))
             for req in out:
                 if req["destination_ae"] not in self.allowed:
                     log.error("cohort %s: destination %s not allowed", req["project_id"],
@@ -93,3 +93,13 @@ class CohortHandler(Handler):
 
     def on_revoke(self, partitions: Sequence[tuple[str, int]]) -> None:
         self.state.release(p for t, p in partitions if t == self.topics.findings)
+
+
+def requested_time(rec: Record) -> datetime:
+    """The requested_time of what ``rec`` (a findings record) gives: its Kafka timestamp, so a redelivered
+    record gives byte-identical requests. ``now`` gave each delivery a new time, and the warehouse keys
+    requests and their audit rows on it (two rows that never collapse). Not ``processed_time``: with text
+    de-identification it is shifted back by the patient's date shift."""
+    if rec.timestamp_ms:
+        return datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
+    return datetime.now(UTC)  # a record without a timestamp (not from a broker): nothing to repeat

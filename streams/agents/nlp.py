@@ -168,7 +168,8 @@ class NlpHandler(Handler):
         """Each report's whole text (``processors.ingest.versions``: the report and its addenda), from its
         version history, which each report updates first (written to the changelog; ``done`` waits for
         it). Re-applying a version is a no-op, so a report consumed again gives the same text. None for
-        a message that does not decode (the NLP process dead-letters it with the reason)."""
+        a message that does not decode (the NLP process dead-letters it with the reason) and for a version
+        older than what the history still holds (the message's own text is analysed)."""
         out: list[str | None] = []
         for rec in records:
             try:
@@ -181,7 +182,11 @@ class NlpHandler(Handler):
             history = add_version(before, int(report["version"]), report["status"], report.get("text") or "")
             if history != before:
                 self.versions.put(rec.partition, key, history, done.callback())
-            out.append(whole_text(history, int(report["version"])))
+            version = int(report["version"])
+            # a version older than the history's base (a redelivery, or a late older version) was pruned
+            # from it: its whole text is not known here, and "" would replace the good results
+            held = any(int(str(e[0])) == version for e in history)
+            out.append(whole_text(history, version) if held else None)
         return out
 
     # -- results, in input order ----------------------------------------------------------------------------

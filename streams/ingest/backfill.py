@@ -318,18 +318,33 @@ class KafkaOutput(Output):
         self.pub.key = None  # the workers pseudonymised already
 
     def write(self, results: Sequence[ChunkResult], dead_letters: list[dict[str, Any]]) -> int:
+        from confluent_kafka import KafkaError, Message
+
         from streams.producer import DeliveryError, produce
+
+        # flush() == 0 says only that nothing is queued any more: a record the broker refused (too large,
+        # not authorised, invalid) is not queued either. Its delivery report says so; without counting
+        # those the chunk would be checkpointed as loaded and skipped by a rerun: lost.
+        errors: list[str] = []
+
+        def done(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                errors.append(f"{msg.topic()}: {err.str()}")
 
         n = 0
         for res in results:
             for rec in res.reports:
-                produce(self.pub.producer, self.topics.reports, "report_finalized", findings_key(rec), rec)
+                produce(self.pub.producer, self.topics.reports, "report_finalized", findings_key(rec), rec,
+                        on_delivery=done)
             n += len(res.reports)
         for dl in dead_letters:
-            produce(self.pub.producer, self.topics.dead_letter, "dead_letter", dl.get("key"), dl)
+            produce(self.pub.producer, self.topics.dead_letter, "dead_letter", dl.get("key"), dl,
+                    on_delivery=done)
         left = self.pub.producer.flush(120)
-        if left:
-            raise DeliveryError(f"{left} records not confirmed by Kafka")
+        if left or errors:
+            shown = "; ".join(sorted(set(errors))[:3])
+            raise DeliveryError(f"{left} records not confirmed and {len(errors)} refused by Kafka"
+                                + (f" ({shown})" if shown else "") + "; this batch is not checkpointed")
         return n
 
     def close(self) -> None:

@@ -13,7 +13,8 @@ Every request needs a token (``streams.auth``: ``Authorization: Bearer <token>``
 Success answers 201 (one report) or 200 with an OperationOutcome (severity information) naming
 the event ids, after Kafka confirmed delivery. Errors answer an OperationOutcome: 400 invalid
 JSON/FHIR or unusable content, 413 too large, 415 not JSON, 422 a business rule (status without
-report), 503 Kafka did not confirm (retry). Rejected bodies go to the dead-letter topic.
+report), 503 Kafka did not confirm (retry). Rejected bodies go to the dead-letter topic; a rejection is
+answered once Kafka confirmed the dead letter (503, retry, when it did not).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from streams.auth import AuthError, Gate, Principal
 from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.ingest.publish import INTERACTIVE, Publisher
 from streams.ops import Ops, kafka_check
-from streams.producer import make_producer
+from streams.producer import DeliveryError, make_producer
 
 log = logging.getLogger(__name__)
 STAGE = "fhir-endpoint"
@@ -55,6 +56,37 @@ def _outcome(status: int, severity: str, code: str, text: str, expression: str |
     return web.Response(status=status, text=json.dumps(body), content_type=FHIR_JSON)
 
 
+async def _rejected(pub: Publisher, raw: bytes, error: BaseException | str, where: str,
+                    response: web.Response) -> web.Response:
+    """``response`` once Kafka confirmed the dead letter of the rejected body; 503 (retry: the sender keeps
+    the body) when it did not, or the rejection would be answered and the body lost."""
+    try:
+        await pub.dead_letter_confirmed(raw, error, where=where)
+    except Exception as exc:
+        log.error("dead-letter write failed: %s: %s", type(exc).__name__, exc)
+        return _outcome(503, "error", "transient",
+                        "temporarily unable to store the rejected body; retry later")
+    return response
+
+
+def _kafka_down(exc: Exception) -> web.Response:
+    log.error("Kafka did not confirm FHIR events: %s", type(exc).__name__)
+    return _outcome(503, "error", "transient", f"temporarily unable to store the report "
+                    f"({type(exc).__name__}); retry later")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, or its first ``limit + 1`` bytes when it is longer. ``content.read(n)`` returns only
+    what has arrived so far (a body in several TCP segments or TLS records): read until the end."""
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 async def _ingest(request: web.Request, expect: str | None) -> web.Response:
     app = request.app
     pub, ingest, stats = app[PUBLISHER], app[INGEST], app[STATS]
@@ -67,10 +99,10 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
                         f"content type {ctype!r} not supported; send application/fhir+json")
     if request.content_length is not None and request.content_length > MAX_RESOURCE_BYTES:
         stats["rejected"] += 1
-        pub.dead_letter(b"", f"request body of {request.content_length} bytes exceeds the limit",
-                        where="fhir")
-        return _outcome(413, "error", "too-costly", f"body exceeds {MAX_RESOURCE_BYTES} bytes")
-    raw = await request.content.read(MAX_RESOURCE_BYTES + 1)
+        too_large = _outcome(413, "error", "too-costly", f"body exceeds {MAX_RESOURCE_BYTES} bytes")
+        return await _rejected(pub, b"", f"request body of {request.content_length} bytes exceeds the limit",
+                               "fhir", too_large)
+    raw = await read_body(request, MAX_RESOURCE_BYTES)
     try:
         if len(raw) > MAX_RESOURCE_BYTES:
             raise ParseError(f"body exceeds {MAX_RESOURCE_BYTES} bytes", code="too-costly")
@@ -83,17 +115,31 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
         events = await loop.run_in_executor(None, lambda: parse_fhir(raw, site=ingest.site))
     except ParseError as exc:
         stats["rejected"] += 1
-        pub.dead_letter(raw, exc, where=f"fhir:{request.path}")
         code = exc.code if exc.code in ISSUE_TYPES else "invalid"
         # the reason (it may quote the body) goes to the sender and the dead letter, not the log
         log.info("POST %s rejected (%s, field %s)", request.path, code, exc.field or "-")
-        return _outcome(STATUS_OF.get(code, 400), "error", code, exc.reason, exc.field)
+        return await _rejected(pub, raw, exc, f"fhir:{request.path}",
+                               _outcome(STATUS_OF.get(code, 400), "error", code, exc.reason, exc.field))
+    except Exception as exc:  # a parser bug: keep the body in the dead-letter topic with the reason
+        stats["rejected"] += 1
+        log.error("POST %s: parser failed with %s", request.path, type(exc).__name__)
+        return await _rejected(pub, raw, f"body could not be processed ({type(exc).__name__}: {exc})",
+                               f"fhir:{request.path}",
+                               _outcome(500, "error", "exception",
+                                        f"body could not be processed ({type(exc).__name__})"))
     try:
         await pub.publish_confirmed(events)
+    except DeliveryError as exc:
+        if not exc.refused_for_good:
+            return _kafka_down(exc)
+        # a retry would be refused again: 413 and the dead letter, not a 503 the client retries forever
+        stats["rejected"] += 1
+        log.error("Kafka refused FHIR events for good: %s", exc)
+        reason = f"Kafka refused a report of this body ({exc}): dead-lettered, not in the report stream"
+        return await _rejected(pub, raw, reason, f"fhir:{request.path}",
+                               _outcome(413, "error", "too-costly", reason))
     except Exception as exc:
-        log.error("Kafka did not confirm FHIR events: %s", type(exc).__name__)
-        return _outcome(503, "error", "transient", f"temporarily unable to store the report "
-                        f"({type(exc).__name__}); retry later")
+        return _kafka_down(exc)
     stats["accepted"] += 1
     stats["events"] += len(events)
     log.info("POST %s accepted: %d report event(s)", request.path, len(events))

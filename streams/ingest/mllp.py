@@ -6,7 +6,10 @@ Per connection, messages are handled one at a time (HL7 original-mode acknowledg
 - AE (content not acceptable: missing OBR, empty text, unknown status, ...) and AR (unusable
   message: not HL7, undeclared/undecodable charset, unsupported type, too large) carry the reason
   in MSA-3 and an ERR segment; the original bytes go to the dead-letter topic;
-- AR "resend" when Kafka did not confirm in time (the sender keeps the message and retries);
+- the dead letter of an AE/AR is confirmed by Kafka before the answer (a dead letter over the broker's
+  message limit keeps the head of the message, marked);
+- AR "resend" when Kafka did not confirm in time the events, or the dead letter of a rejected message
+  (the sender keeps the message and retries);
 - junk outside frames and frames cut by a closed connection go to the dead-letter topic.
 
 Frames are read with the asyncio stream of python-hl7's ``start_hl7_server`` (its reader,
@@ -38,7 +41,7 @@ from processors.ingest.model import NoReport, ParseError
 from streams import metrics
 from streams.config import IngestConfig, KafkaConfig, TopicsConfig
 from streams.ingest.publish import INTERACTIVE, Publisher
-from streams.producer import make_producer
+from streams.producer import DeliveryError, make_producer
 
 log = logging.getLogger(__name__)
 SEP = END_BLOCK + CARRIAGE_RETURN
@@ -109,7 +112,8 @@ class HL7Listener:
         self.kafka_timeout = kafka_timeout
         self.default_charset = ingest.hl7_charset
         self.tz = ingest_timezone(ingest)
-        self.stats = {"messages": 0, "AA": 0, "AE": 0, "AR": 0, "events": 0, "dead_letters": 0}
+        self.stats = {"messages": 0, "AA": 0, "AE": 0, "AR": 0, "events": 0, "dead_letters": 0,
+                      "dead_letters_failed": 0}
         self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -126,12 +130,32 @@ class HL7Listener:
             await self.server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, self.publisher.close)
 
-    def _dead_letter(self, raw: bytes, reason: BaseException | str, peer: str) -> None:
-        self.stats["dead_letters"] += 1
+    async def _dead_letter(self, raw: bytes, reason: BaseException | str, peer: str) -> bool:
+        """Send a dead letter and wait until Kafka confirmed it (an AE/AR is answered only then, or the
+        rejected message would be lost); False when it did not. A dead letter too large for the broker
+        keeps the head of the message (``streams.producer.dead_letter_record``)."""
         try:
-            self.publisher.dead_letter(raw[:DLQ_HEAD_BYTES * 4], reason, where=f"mllp:{peer}")
+            await self.publisher.dead_letter_confirmed(raw, reason, where=f"mllp:{peer}",
+                                                       timeout=self.kafka_timeout)
         except Exception as exc:  # the DLQ being down must not stop the listener
-            log.error("dead-letter write failed: %s", type(exc).__name__)
+            self.stats["dead_letters_failed"] += 1
+            log.error("dead-letter write failed: %s: %s", type(exc).__name__, exc)
+            return False
+        self.stats["dead_letters"] += 1
+        return True
+
+    def _kafka_down(self, header: Any, codec: str, result: HL7Result, exc: Exception) -> bytes:
+        log.error("Kafka did not confirm message %s: %s", result.header.control_id, exc)
+        err = ParseError(f"temporarily unable to store the message ({type(exc).__name__}); please resend",
+                         code="AR")
+        self.stats["AR"] += 1
+        return build_ack(header, "AR", err.reason, err, charset_codec=codec)
+
+    def _resend(self, header: Any, codec: str) -> bytes:
+        """AR asking the sender to keep and resend a rejected message whose dead letter Kafka did not take."""
+        err = ParseError("temporarily unable to store the rejected message; please resend", code="AR")
+        self.stats["AR"] += 1
+        return build_ack(header, "AR", err.reason, err, charset_codec=codec)
 
     async def handle(self, reader: Any, writer: Any) -> None:
         peer = "{}:{}".format(*(writer.get_extra_info("peername") or ("?", "?"))[:2])
@@ -141,21 +165,22 @@ class HL7Listener:
                 if frame.kind == "eof":
                     break
                 if frame.kind == "truncated":
-                    self._dead_letter(frame.data, f"truncated MLLP frame: connection closed after "
+                    await self._dead_letter(frame.data, f"truncated MLLP frame: connection closed after "
                                       f"{frame.size} bytes without the end block <FS><CR>", peer)
                     break
                 if frame.junk.strip(b"\r\n\t \x1c"):
-                    self._dead_letter(frame.junk, "bytes outside an MLLP frame (an earlier frame without its "
-                                      "end block?)", peer)
+                    await self._dead_letter(frame.junk, "bytes outside an MLLP frame (an earlier frame "
+                                            "without its end block?)", peer)
                 if frame.kind == "junk":
                     err = ParseError("frame without the MLLP start block <VT>", code="AR")
-                    self._dead_letter(frame.data, err.reason, peer)
+                    # AR whether or not the dead letter was confirmed: the sender keeps the message
+                    await self._dead_letter(frame.data, err.reason, peer)
                     ack = build_ack(_header_or_none(frame.data), "AR", err.reason, err)
                     self.stats["AR"] += 1
                 elif frame.kind == "oversize":
                     err = ParseError(f"message of {frame.size} bytes exceeds the limit of "
                                      f"{self.max_bytes} bytes", code="AR")
-                    self._dead_letter(frame.data, err.reason + " (first bytes kept)", peer)
+                    await self._dead_letter(frame.data, err.reason + " (first bytes kept)", peer)
                     ack = build_ack(_header_or_none(frame.data), "AR", err.reason, err)
                     self.stats["AR"] += 1
                 else:
@@ -197,20 +222,36 @@ class HL7Listener:
             log.info("AA %s from %s: no report", header.control_id if header else "?", peer)
             return build_ack(header, "AA", f"accepted, no report: {exc.reason}", charset_codec=codec)
         except ParseError as exc:
-            self._dead_letter(raw, exc, peer)
+            if not await self._dead_letter(raw, exc, peer):
+                return self._resend(header, codec)
             self.stats[exc.code] = self.stats.get(exc.code, 0) + 1
             # the reason (it may quote message content) goes to the sender and the dead letter, not the log
             log.info("%s %s from %s (field %s)", exc.code, header.control_id if header else "?", peer,
                      exc.field or "-")
             return build_ack(header, exc.code, exc.reason, exc, charset_codec=codec)
+        except Exception as exc:  # a parser bug: closing without an ACK would make the sender resend forever
+            log.error("AE %s from %s: parser failed with %s", header.control_id if header else "?", peer,
+                      type(exc).__name__)  # its text may quote the message: dead letter only
+            err = ParseError(f"message could not be processed ({type(exc).__name__}: {exc})", code="AE")
+            if not await self._dead_letter(raw, err, peer):
+                return self._resend(header, codec)
+            self.stats["AE"] += 1
+            return build_ack(header, "AE", err.reason, err, charset_codec=codec)
         try:
             await self.publisher.publish_confirmed(result.events, timeout=self.kafka_timeout)
+        except DeliveryError as exc:
+            if not exc.refused_for_good:
+                return self._kafka_down(header, codec, result, exc)
+            # a resend would be refused again and hold up the sender's queue for good: AE, dead letter
+            log.error("Kafka refused message %s for good: %s", result.header.control_id, exc)
+            err = ParseError(f"Kafka refused a report of this message ({exc}): dead-lettered, not in the "
+                             "report stream", code="AE")
+            if not await self._dead_letter(raw, err, peer):
+                return self._resend(header, codec)
+            self.stats["AE"] += 1
+            return build_ack(header, "AE", err.reason, err, charset_codec=codec)
         except Exception as exc:
-            log.error("Kafka did not confirm message %s: %s", result.header.control_id, exc)
-            err = ParseError(f"temporarily unable to store the message ({type(exc).__name__}); please resend",
-                             code="AR")
-            self.stats["AR"] += 1
-            return build_ack(header, "AR", err.reason, err, charset_codec=codec)
+            return self._kafka_down(header, codec, result, exc)
         self.stats["AA"] += 1
         self.stats["events"] += len(result.events)
         log.info("AA %s from %s: %d report event(s)", result.header.control_id, peer, len(result.events))

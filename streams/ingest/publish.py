@@ -33,6 +33,7 @@ class Counts:
     produced: int = 0
     rejected: int = 0
     failed: int = 0
+    dead_letter_failed: int = 0  # dead letters Kafka did not confirm: rejected input not kept
     errors: list[str] = field(default_factory=list)
 
 
@@ -73,9 +74,31 @@ class Publisher:
 
         return done
 
-    def dead_letter(self, raw: bytes | None, error: BaseException | str, where: str | None = None) -> None:
+    def dead_letter(self, raw: bytes | None, error: BaseException | str, where: str | None = None,
+                    on_delivery: Any = None) -> None:
+        """Queue a dead letter (its delivery report goes to ``on_delivery`` on poll/flush)."""
         send_dead_letter(self.producer, self.dead_letter_topic, self.stage, raw, error,
-                         key=where.encode("utf-8") if where else None)
+                         on_delivery=on_delivery, key=where.encode("utf-8") if where else None)
+
+    def dead_letter_counted(self, raw: bytes | None, error: BaseException | str, where: str | None,
+                            counts: Counts) -> None:
+        """Queue a dead letter; a delivery failure is counted into ``counts`` on poll/flush."""
+
+        def done(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                counts.dead_letter_failed += 1
+                if len(counts.errors) < 10:
+                    counts.errors.append(f"dead letter: {err}")
+
+        self.dead_letter(raw, error, where, on_delivery=done)
+
+    async def dead_letter_confirmed(self, raw: bytes | None, error: BaseException | str,
+                                    where: str | None = None, timeout: float = 30.0) -> None:
+        """Send a dead letter and return once the broker confirmed it (raises DeliveryError): a front door
+        answers a rejection only when the rejected input is kept."""
+        fut, done = self._delivery_future()
+        self.dead_letter(raw, error, where, on_delivery=done)
+        await self._confirmed([fut], timeout)
 
     def publish_all(self, events: Iterable[ReportEvent], counts: Counts) -> None:
         """Queue events; delivery results are counted into ``counts`` on poll/flush."""
@@ -101,23 +124,27 @@ class Publisher:
 
         Runs the blocking flush in a thread, so the event loop keeps serving other connections.
         """
-        loop = asyncio.get_running_loop()
         pending: list[asyncio.Future[None]] = []
-
-        def make_cb(fut: asyncio.Future[None]) -> Any:
-            def done(err: KafkaError | None, msg: Message) -> None:
-                if fut.done():
-                    return
-                if err is None:
-                    loop.call_soon_threadsafe(_set, fut, None)
-                else:
-                    loop.call_soon_threadsafe(_set, fut, DeliveryError(str(err)))
-            return done
-
         for ev in events:
-            fut: asyncio.Future[None] = loop.create_future()
+            fut, done = self._delivery_future()
             pending.append(fut)
-            self.publish(ev, on_delivery=make_cb(fut))
+            self.publish(ev, on_delivery=done)
+        await self._confirmed(pending, timeout)
+
+    @staticmethod
+    def _delivery_future() -> tuple[asyncio.Future[None], Any]:
+        """A future of the running loop, and the delivery callback (poller thread) that settles it."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def done(err: KafkaError | None, msg: Message) -> None:
+            if fut.done():
+                return
+            loop.call_soon_threadsafe(_set, fut, None if err is None else DeliveryError(str(err), err.code()))
+
+        return fut, done
+
+    async def _confirmed(self, pending: list[asyncio.Future[None]], timeout: float) -> None:
         if not pending:
             return
         self.start_polling()
