@@ -16,6 +16,9 @@ from functools import cache
 from processors.textdeid.rules import rules, words
 from processors.textdeid.types import Mode
 
+# a word of a name in any script, with combining marks, so "Dvořák" is one word, not "Dvo" + "řák"
+_NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|[\u0300-\u036f'\u2019])*(?:-(?:[^\W\d_]|[\u0300-\u036f])+)*\.?")
+
 
 @cache
 def _lists() -> dict[str, tuple[str, ...]]:
@@ -39,6 +42,10 @@ class Surrogates:
         msg = f"{kind}\x1f{self.patient}\x1f{value}".encode()
         return int.from_bytes(hmac.new(self.key, msg, hashlib.sha256).digest()[:8], "big")
 
+    def number(self, kind: str, value: str) -> int:
+        """A keyed number for ``value`` (same key, patient and value: same number)."""
+        return self._n(kind, value)
+
     def _pick(self, kind: str, value: str, options: tuple[str, ...]) -> str:
         n = self._n(kind, value.lower())
         choice = options[n % len(options)]
@@ -55,7 +62,7 @@ class Surrogates:
             r = (n >> (i % 56)) + i * 7919
             if ch.isdigit():
                 out.append(str((int(ch) + 1 + r % 9) % 10))
-            elif letters and ch.isalpha() and ch.isascii():
+            elif letters and ch.isalpha():  # any script: an ID's non-ASCII letter is replaced too
                 letter = chr(ord("a") + (r % 26))
                 out.append(letter.upper() if ch.isupper() else letter)
             else:
@@ -71,7 +78,7 @@ class Surrogates:
             new = self._pick(kind, w, _lists()[kind])
             return new.upper() if w.isupper() and len(w) > 1 else new
 
-        return re.sub(r"[A-Za-z][A-Za-z'\u2019]*(?:-[A-Za-z]+)*\.?", one, value)
+        return _NAME_WORD.sub(one, value)
 
     def replace(self, phi_type: str, value: str) -> str:
         """The stand-in for ``value`` of ``phi_type`` (dates are shifted elsewhere; this is the fallback)."""
