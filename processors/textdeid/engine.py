@@ -76,13 +76,16 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
                 continue
             if d.proper and not _proper(text, s, e):
                 continue
-            if d.type == "INSTITUTION":
-                # leading words like "The"/"Outside" are not part of the name; nothing left -> not one
+            if d.type in ("INSTITUTION", "LOCATION"):
+                # leading words like "The"/"Outside"/"From" are not part of the name; nothing left -> not one
                 while not _institution_ok(text, s, e):
                     nxt = re.compile(r"\S+\s+").match(text, s)
                     if nxt is None or nxt.end() >= e:
                         break
                     s = nxt.end()
+                if d.type == "LOCATION" and not _institution_ok(text, s, e):
+                    continue
+            if d.type == "INSTITUTION":
                 words = text[s:e].split()
                 capitalised = any(ch.isupper() for ch in words[0])
                 if not _institution_ok(text, s, e) or not capitalised or len(words) < 2:

@@ -62,7 +62,9 @@ def _compiled() -> dict[str, re.Pattern[str]]:
             rf"(?<=[{low[1:-1]},;] )({up}\.[ \t]?(?:{up}\.[ \t]?)?{surname})(?![\w'\u2019-])"
         ),
         # all lower-case "dr. smith" / "dr smith": the title is lower-case too, so the name is the next word
-        "dr_lower": re.compile(rf"(?<![\w.])dr\.?[ \t]+({low}{{2,}}(?:['\u2019-]{low}+)*)(?![\w'\u2019-])"),
+        "dr_lower": re.compile(
+            rf"(?<![\w.])dr\.?[ \t]+({low}(?:{low}|['\u2019-](?={low}))+)(?![\w'\u2019-])"
+        ),
     }
 
 

@@ -45,7 +45,7 @@ class Rules:
     surnames: frozenset[str]
     eponyms: frozenset[str]
     not_names: frozenset[str]
-    proper_not_words: frozenset[str]  # not_names + place words: a `proper` detector's match has none
+    proper_not_words: frozenset[str]  # not_names - institution words + place words (`proper` detectors)
     defs: dict[str, str]  # the macros (with the built-in letter classes), for patterns built in code
     raw: dict[str, Any]
 
@@ -136,7 +136,10 @@ def rules() -> Rules:
         surnames=frozenset(w.lower() for w in words("surnames.txt")),
         eponyms=frozenset(w.lower() for w in words("eponyms.txt")),
         not_names=frozenset(w.lower() for w in words("not_names.txt")),
-        proper_not_words=frozenset(w.lower() for w in words("not_names.txt"))
+        proper_not_words=(
+            frozenset(w.lower() for w in words("not_names.txt"))
+            - frozenset(w.lower() for w in raw.get("proper_allowed_words", ()))
+        )
         | frozenset(w.lower() for w in raw.get("proper_not_words", ())),
         defs={name: _expand(value, defs) for name, value in defs.items()},
         raw=raw,

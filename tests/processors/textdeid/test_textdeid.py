@@ -396,6 +396,7 @@ def test_a_surrogate_replaces_a_non_ascii_name_as_one_word() -> None:
         ("The images were shown to K. L. Abernathy, who agreed.", "Abernathy"),
         ("discussed with dr. smith at 13:55.", "smith"),
         ("called to dr pemberton at 3 pm.", "pemberton"),
+        ("discussed with dr. o'brien.", "o'brien"),
         ("discussed with dr. núñez.", "núñez"),
         ("Attending: Dr. O'Neill-Baptiste", "O'Neill-Baptiste"),
         ("Discussed with Dr. D'Angelo-Ruiz by phone.", "D'Angelo-Ruiz"),
@@ -479,12 +480,20 @@ def test_birth_words_without_a_birth_date_are_kept(text: str) -> None:
         ("Outside study from Kaiser Permanente.", "Kaiser Permanente", "INSTITUTION"),
         ("Transferred from Johns Hopkins yesterday.", "Johns Hopkins", "INSTITUTION"),
         ("Prior MRI performed at Mount Sinai Morningside.", "Mount Sinai Morningside", "INSTITUTION"),
+        ("Records from Mass General Brigham.", "Mass General Brigham", "INSTITUTION"),
+        ("From Portland OR 97201.", "Portland", "LOCATION"),
     ],
 )
 def test_more_identifier_forms(text: str, phrase: str, kind: str) -> None:
     spans = found(text)
     assert any(t == kind and phrase in s for t, s in spans), spans
     assert removed(text, phrase)
+
+
+def test_a_city_without_its_comma_keeps_the_words_before_it() -> None:
+    assert deid("From Portland OR 97201.", mode="tag").text == "From [LOCATION] OR [ZIP]."
+    out = deid("Transferred from Boston MA 02115.", mode="tag").text
+    assert out == "Transferred from [LOCATION] MA [ZIP]."
 
 
 def test_compact_dates_are_shifted_in_their_format() -> None:
