@@ -31,17 +31,15 @@ def _compiled() -> dict[str, re.Pattern[str]]:
     tok = r.token
     up, low, letter = r.defs["UPPER"], r.defs["LOWER"], r.defs["LETTER"]
     seq = rf"{tok}(?:[ \t]+{tok}){{0,3}}"
+    particles = r"(?:van|von|de|der|den|del|della|da|di|du|la|le|ter|ten|dos|das|bin|ibn|al)"
     surname = rf"(?:Mc|Mac|{up}['\u2019])?{up}{low}+(?:-(?:Mc|Mac|{up}['\u2019])?{up}{low}+)*"
     title = r.title.pattern
     return {
         "seq": re.compile(seq),
         "seq_end": re.compile(rf"(?<![\w'-])({seq})$"),
-        "title": re.compile(rf"(?<![\w.])(?i:{title})(?={up})"),
-        # lower-case surname particles after a title: "Dr. van der Berg", "Mr. de la Cruz"
-        "title_particles": re.compile(
-            rf"(?<![\w.])(?i:{title})((?:(?:van|von|de|der|den|del|della|da|di|du|la|le|ter|ten|dos|das|bin|ibn|al)"
-            rf"[ \t]+){{1,3}})(?={up})"
-        ),
+        # a title before a capital, or before lower-case surname particles ("Dr. van der Berg")
+        "title": re.compile(rf"(?<![\w.])(?i:{title})(?={up}|{particles}[ \t])"),
+        "particles": re.compile(rf"(?:{particles}[ \t]+){{1,3}}(?={up})"),
         "cred_comma": re.compile(rf",[ \t]*(?:{r.credential_any})(?![\w-])"),
         "cred_bare": re.compile(rf"[ \t]+(?:{r.credential_bare})(?![\w-])"),
         # run on the lower-cased text: a case-sensitive alternation of literals is scanned much faster
@@ -63,7 +61,8 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         ),
         # all lower-case "dr. smith" / "dr smith": the title is lower-case too, so the name is the next word
         "dr_lower": re.compile(
-            rf"(?<![\w.])dr\.?[ \t]+({low}(?:{low}|['\u2019-](?={low}))+)(?![\w'\u2019-])"
+            # the literal first (not the look-behind): re finds "dr" by its fast literal-prefix scan
+            rf"dr(?<![\w.]dr)\.?[ \t]+({low}(?:{low}|['\u2019-](?={low}))+)(?![\w'\u2019-])"
         ),
     }
 
@@ -146,16 +145,12 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
     c = _compiled()
     found: list[Found] = []
     for t in c["title"].finditer(text):
-        m = c["seq"].match(text, t.end())
+        p = c["particles"].match(text, t.end()) if text[t.end()].islower() else None
+        m = c["seq"].match(text, p.end() if p else t.end())
         if m:
             span = _trim(text, m.start(), m.end(), r)
             if span:
-                found.append(span)
-    for t in c["title_particles"].finditer(text):
-        m = c["seq"].match(text, t.end())
-        span = _trim(text, m.start(), m.end(), r) if m else None
-        if span:
-            found.append((t.start(1), span[1]))
+                found.append((t.end(), span[1]) if p and span[0] == m.start() else span)
     for key in ("cred_comma", "cred_bare"):  # credentials are rare: find them, then the name before
         for m in c[key].finditer(text):
             before = c["seq_end"].search(text, max(0, m.start() - 80), m.start())
