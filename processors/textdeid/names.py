@@ -53,7 +53,7 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "initials": re.compile(rf"{up}{{2,3}}"),
         "middle": re.compile(rf" {up}\.? "),
         "word": re.compile(rf"{letter}+"),
-        "propagate": re.compile(rf"{up}(?:{letter}|['\u2019-]){{2,}}"),
+        "propagate": re.compile(rf"{up}{r.defs['NAME_CHAR']}{{2,}}"),
         # "J. Smith" with no title: an initial and a capitalised word inside a sentence (after a
         # lower-case word or a comma), never a list item ("A. Small effusion") or a heading
         "initial_name": re.compile(

@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -75,20 +76,26 @@ def _char_class(chars: list[str]) -> str:
 def letter_classes() -> dict[str, str]:
     """Built-in macros: {UPPER} and {LOWER} are the upper- and lower-case letters of every script
     (Python's ``re`` has no \\p{Lu}), so "Müller", "Łukasz", "Dvořák" and "ÅSA" are words like "Miller";
-    {LOWER} also takes combining marks (a decomposed "u\u0308"). {LETTER} is any letter or mark."""
+    {LOWER} also takes combining marks (a decomposed "u\u0308"). {LETTER} is any letter or mark,
+    {NAME_CHAR} a letter, mark, apostrophe or hyphen: character classes, not alternations (fast to match)."""
     upper: list[str] = []
     lower: list[str] = []
-    for cp in range(0xD800):  # the Basic Multilingual Plane's letters (every living script's names)
+    other: list[str] = []  # letters without case (most scripts' letters; CJK)
+    for cp in chain(range(0xD800), range(0xE000, 0x10000)):  # the Basic Multilingual Plane, no surrogates
         ch = chr(cp)
         if ch.isalpha() and (ch.isupper() or ch.istitle()):
             upper.append(ch)
         elif ch.isalpha() and ch.islower():
             lower.append(ch)
+        elif ch.isalpha():
+            other.append(ch)
     marks = [chr(cp) for cp in range(0x300, 0x370)]  # combining diacritical marks
     return {
         "UPPER": _char_class(upper),
         "LOWER": _char_class(lower + marks),
-        "LETTER": r"(?:[^\W\d_]|[\u0300-\u036f])",
+        "LETTER": _char_class(upper + lower + other + marks),
+        # a character of a name word: a letter, a mark, an apostrophe or a hyphen ("O'Neill-Baptiste")
+        "NAME_CHAR": _char_class(upper + lower + other + marks + ["'", "\u2019", "-"]),
     }
 
 
