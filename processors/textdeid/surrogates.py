@@ -16,8 +16,14 @@ from functools import cache
 from processors.textdeid.rules import rules, words
 from processors.textdeid.types import Mode
 
-# a word of a name in any script, with combining marks, so "Dvořák" is one word, not "Dvo" + "řák"
-_NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|[\u0300-\u036f'\u2019])*(?:-(?:[^\W\d_]|[\u0300-\u036f])+)*\.?")
+
+@cache
+def _name_word() -> re.Pattern[str]:
+    """A word of a name in any script, with combining marks, so "Dvořák" is one word, not "Dvo" + "řák"
+    (character classes of rules.py: as fast as the ASCII ones were)."""
+    d = rules().defs
+    word_char = d["LETTER"][:-1] + "'\u2019]"
+    return re.compile(rf"{d['LETTER']}{word_char}*(?:-{d['LETTER']}+)*\.?")
 
 
 @cache
@@ -78,7 +84,7 @@ class Surrogates:
             new = self._pick(kind, w, _lists()[kind])
             return new.upper() if w.isupper() and len(w) > 1 else new
 
-        return _NAME_WORD.sub(one, value)
+        return _name_word().sub(one, value)
 
     def replace(self, phi_type: str, value: str) -> str:
         """The stand-in for ``value`` of ``phi_type`` (dates are shifted elsewhere; this is the fallback)."""
