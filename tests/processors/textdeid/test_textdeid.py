@@ -472,6 +472,7 @@ def test_birth_words_without_a_birth_date_are_kept(text: str) -> None:
         ("Tel +44 20 7946 0958", "+44 20 7946 0958", "PHONE"),
         ("Call +49 (30) 1234-5678 for the report.", "+49 (30) 1234-5678", "PHONE"),
         ("Results to fax 617/555/0199 today.", "617/555/0199", "PHONE"),
+        ("Beeper 555 1234 for questions.", "555 1234", "PHONE"),
         ("Contact jdoe at example dot org.", "jdoe at example dot org", "EMAIL"),
         ("Mail j.doe (at) mercy-rad (dot) net.", "j.doe (at) mercy-rad (dot) net", "EMAIL"),
         ("Mail rsmith[at]example.org for images.", "rsmith[at]example.org", "EMAIL"),
