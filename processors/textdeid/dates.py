@@ -4,7 +4,8 @@ same format (zero padding, year width, month name style and case, ordinal suffix
 Ambiguous numeric dates are read month first (US), day first when the first number cannot be a month.
 A date without a year is shifted as if in a leap year (2000) and written without one; a month and year
 ("March 2021", "3/2021") is shifted from the 15th of that month. Years alone are kept (Safe Harbor
-allows the year). Times of day are not identifiers and are kept.
+allows the year, except one that gives an age over 89 away: a date of birth, year included, is not shifted
+here but replaced whole, engine.py). Times of day are not identifiers and are kept.
 """
 
 from __future__ import annotations

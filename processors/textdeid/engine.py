@@ -19,6 +19,8 @@ from processors.textdeid.types import DeidText, OffsetMap, Span, TextDeidError, 
 
 TEXTDEID_VERSION = "textdeid-1"
 NAME_PRIORITY = 60
+DOB = "dob"  # the format of date_of_birth (rules.json): replaced as a whole, not shifted
+_DOB_SPAN = 36525  # days: a surrogate birth date is 1..100 years before the real one
 
 
 @dataclass
@@ -30,6 +32,15 @@ class _Cand:
     match: re.Match[str] | None = None
     format: str = ""
     group: int = 0
+
+
+def _proper(text: str, start: int, end: int) -> bool:
+    """No capitalised word of the span is a known non-name ("Emergency Department", "March")."""
+    not_names = rules().proper_not_words
+    for w in re.findall(r"[^\W\d_][\w'\u2019-]*", text[start:end]):
+        if w[0].isupper() and re.sub(r"['\u2019]s$", "", w).lower() in not_names:
+            return False
+    return True
 
 
 def _institution_ok(text: str, start: int, end: int) -> bool:
@@ -63,15 +74,21 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
                     s = b.start()
             if d.exclude is not None and d.exclude.match(text, m.start(), m.end()):
                 continue
-            if d.type == "INSTITUTION":
-                # leading words like "The"/"Outside" are not part of the name; nothing left -> not one
+            if d.proper and not _proper(text, s, e):
+                continue
+            if d.type in ("INSTITUTION", "LOCATION"):
+                # leading words like "The"/"Outside"/"From" are not part of the name; nothing left -> not one
                 while not _institution_ok(text, s, e):
                     nxt = re.compile(r"\S+\s+").match(text, s)
                     if nxt is None or nxt.end() >= e:
                         break
                     s = nxt.end()
+                if d.type == "LOCATION" and not _institution_ok(text, s, e):
+                    continue
+            if d.type == "INSTITUTION":
                 words = text[s:e].split()
-                if not _institution_ok(text, s, e) or not re.search(r"[A-Z]", words[0]) or len(words) < 2:
+                capitalised = any(ch.isupper() for ch in words[0])
+                if not _institution_ok(text, s, e) or not capitalised or len(words) < 2:
                     continue  # a bare head word ("Outside Hospital" -> "Hospital") names no institution
             out.append(_Cand(s, e, d.type, d.priority, m, d.format, d.group))
     for s, e in find_names(text, lower):
@@ -90,6 +107,9 @@ def merge(cands: list[_Cand]) -> list[_Cand]:
     for c in cands:
         if out and c.start < out[-1].end:
             last = out[-1]
+            if c.format == DOB and last.format != DOB:  # a date of birth stays one, whatever it joins
+                last.format = DOB
+                last.match = None
             if c.end > last.end:
                 last.end = c.end
                 last.match = None  # a union is no longer one detector's match
@@ -101,8 +121,28 @@ def merge(cands: list[_Cand]) -> list[_Cand]:
     return out
 
 
+def _birth_date(value: str, surrogates: Surrogates) -> str:
+    """A stand-in for a date of birth: a keyed date in the same format, moved by its own keyed 1..100
+    years (not the patient's shift), so no age can be computed from it; a year alone moves the same way."""
+    days = 366 + surrogates.number("dob", value) % _DOB_SPAN
+    for d in rules().detectors:
+        if d.type != "DATE" or d.format in ("", DOB):
+            continue
+        source = value.lower() if d.lower else value
+        m = d.regex.fullmatch(source) if d.group == 0 else None
+        if m is not None:
+            new = shift_date(m, d.format, 0, days, value)
+            if new is not None:
+                return new
+    if re.fullmatch(r"\d{4}", value):
+        return str(int(value) - days // 365)
+    return surrogates.shape("DATE", value, letters=False)
+
+
 def _replacement(text: str, c: _Cand, surrogates: Surrogates, shift_days: int) -> str:
     value = text[c.start : c.end]
+    if c.format == DOB:
+        return "[DATE]" if surrogates.mode == "tag" else _birth_date(value, surrogates)
     if c.type == "DATE":
         if c.match is not None and c.match.span(c.group) == (c.start, c.end):
             shifted = shift_date(c.match, c.format, c.group, shift_days, text)

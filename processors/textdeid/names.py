@@ -29,30 +29,47 @@ Found = tuple[int, int]
 def _compiled() -> dict[str, re.Pattern[str]]:
     r = rules()
     tok = r.token
+    up, low, letter = r.defs["UPPER"], r.defs["LOWER"], r.defs["LETTER"]
     seq = rf"{tok}(?:[ \t]+{tok}){{0,3}}"
+    particles = r"(?:van|von|de|der|den|del|della|da|di|du|la|le|ter|ten|dos|das|bin|ibn|al)"
+    surname = rf"(?:Mc|Mac|{up}['\u2019])?{up}{low}+(?:-(?:Mc|Mac|{up}['\u2019])?{up}{low}+)*"
     title = r.title.pattern
     return {
         "seq": re.compile(seq),
         "seq_end": re.compile(rf"(?<![\w'-])({seq})$"),
-        "title": re.compile(rf"(?<![\w.])(?i:{title})(?=[A-Z])"),
+        # a title before a capital, or before lower-case surname particles ("Dr. van der Berg")
+        "title": re.compile(rf"(?<![\w.])(?i:{title})(?={up}|{particles}[ \t])"),
+        "particles": re.compile(rf"(?:{particles}[ \t]+){{1,3}}(?={up})"),
         "cred_comma": re.compile(rf",[ \t]*(?:{r.credential_any})(?![\w-])"),
         "cred_bare": re.compile(rf"[ \t]+(?:{r.credential_bare})(?![\w-])"),
         # run on the lower-cased text: a case-sensitive alternation of literals is scanned much faster
         "trigger": re.compile(rf"(?<![\w/-])(?:{r.trigger.lower()})(?![\w-])"),
-        "capword": re.compile(r"(?<![\w'\u2019-])(?:[A-Z][a-z]+|[A-Z]{2,})(?![\w'\u2019-])"),
-        "first_after_comma": re.compile(rf",[ \t]*({tok})(?:[ \t]+[A-Z]\.?)?(?![\w-])"),
+        "capword": re.compile(rf"(?<![\w'\u2019-])(?:{up}{low}+|{up}{{2,}})(?![\w'\u2019-])"),
+        "first_after_comma": re.compile(rf",[ \t]*({tok})(?:[ \t]+{up}\.?)?(?![\w-])"),
         "skip": re.compile(r"[ \t]*(?:[:,(-][ \t]*)?(?:(?:the|The|THE|a|an)[ \t]+)?"),
         "last_comma": re.compile(rf"(?<![\w'-])({tok}),[ \t]*$"),
-        "role": re.compile(r"[A-Za-z]+(?=[\s:,])"),
+        "role": re.compile(rf"{letter}+(?=[\s:,])"),
+        "initial": re.compile(rf"{up}\.?"),
+        "initials": re.compile(rf"{up}{{2,3}}"),
+        "middle": re.compile(rf" {up}\.? "),
+        "word": re.compile(rf"{letter}+"),
+        "propagate": re.compile(rf"{up}{r.defs['NAME_CHAR']}{{2,}}"),
+        # "J. Smith" with no title: an initial and a capitalised word inside a sentence (after a
+        # lower-case word or a comma), never a list item ("A. Small effusion") or a heading
+        "initial_name": re.compile(
+            rf"(?<=[{low[1:-1]},;] )({up}\.[ \t]?(?:{up}\.[ \t]?)?{surname})(?![\w'\u2019-])"
+        ),
+        # all lower-case "dr. smith" / "dr smith": the title is lower-case too, so the name is the next word
+        "dr_lower": re.compile(
+            # the literal first (not the look-behind): re finds "dr" by its fast literal-prefix scan
+            rf"dr(?<![\w.]dr)\.?[ \t]+({low}(?:{low}|['\u2019-](?={low}))+)(?![\w'\u2019-])"
+        ),
     }
 
 
 # triggers after which two or three capitals are a person's initials ("Tech: JD", "transcribed by mk")
 _INITIALS_AFTER = re.compile(r"tech|technologist|sonographer|by|cc|copy|resident|fellow|attending|"
                              r"radiologist")
-
-
-_INITIAL = re.compile(r"[A-Z]\.?")
 _MASK = re.compile(r"(.)\1{2,}", re.IGNORECASE)  # a mask left by earlier de-identification (XXXX)
 
 
@@ -62,7 +79,7 @@ def _is_not_name(word: str, r: Rules) -> bool:
 
 @lru_cache(maxsize=65536)
 def _not_name(word: str) -> bool:
-    if _INITIAL.fullmatch(word):  # an initial, never an article
+    if _compiled()["initial"].fullmatch(word):  # an initial, never an article
         return False
     if _MASK.fullmatch(word):
         return True
@@ -90,7 +107,7 @@ def _trim(text: str, start: int, end: int, r: Rules) -> Found | None:
 def _eponym_use(text: str, start: int, end: int, r: Rules) -> bool:
     """An eponym used as one: it has an eponym word and an eponym head word follows ("Baker cyst",
     "Hodgkin's", "Wells score"); "Mary Anderson was informed" stays a name."""
-    words = re.findall(r"[A-Za-z]+", text[start:end])
+    words = _compiled()["word"].findall(text[start:end])
     return any(w.lower() in r.eponyms for w in words) and bool(r.eponym_head.match(text, end))
 
 
@@ -128,11 +145,12 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
     c = _compiled()
     found: list[Found] = []
     for t in c["title"].finditer(text):
-        m = c["seq"].match(text, t.end())
+        p = c["particles"].match(text, t.end()) if text[t.end()].islower() else None
+        m = c["seq"].match(text, p.end() if p else t.end())
         if m:
             span = _trim(text, m.start(), m.end(), r)
             if span:
-                found.append(span)
+                found.append((t.end(), span[1]) if p and span[0] == m.start() else span)
     for key in ("cred_comma", "cred_bare"):  # credentials are rare: find them, then the name before
         for m in c[key].finditer(text):
             before = c["seq_end"].search(text, max(0, m.start() - 80), m.start())
@@ -148,9 +166,16 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
     for m in c["trigger"].finditer(lower):
         span = _after(text, m.end(), r)
         if span and not _eponym_use(text, *span, r):
-            if re.fullmatch(r"[A-Z]{2,3}", text[span[0]:span[1]]) and not _INITIALS_AFTER.search(m.group()):
+            if c["initials"].fullmatch(text[span[0] : span[1]]) and not _INITIALS_AFTER.search(m.group()):
                 continue  # "Pt POD 6": a short upper-case word is initials only after a staff role
             found.append(span)
+    for m in c["initial_name"].finditer(text):
+        span = _trim(text, m.start(1), m.end(1), r)
+        if span and span[1] - span[0] > 3 and not _eponym_use(text, *span, r):
+            found.append(span)
+    for m in c["dr_lower"].finditer(text):
+        if not _is_not_name(m.group(1), r):
+            found.append(m.span(1))
     found.extend(_lexicon(text, c, r))
     yield from found
     yield from _propagate(text, found, r)
@@ -168,7 +193,7 @@ def _lexicon(text: str, c: dict[str, re.Pattern[str]], r: Rules) -> Iterator[Fou
                 break
             s2, e2, w2 = words[j]
             gap = text[e:s2]
-            if (j == i + 1 and gap == " ") or (j == i + 2 and re.fullmatch(r" [A-Z]\.? ", gap)):
+            if (j == i + 1 and gap == " ") or (j == i + 2 and c["middle"].fullmatch(gap)):
                 if len(w2) > 1 and not _is_not_name(w2, r) and not _eponym_use(text, s2, e2, r):
                     yield s, e2
                 break
@@ -182,7 +207,7 @@ def _propagate(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
     """Other occurrences of the words of names already found (a surname repeated without its title)."""
     seen: set[str] = set()
     for s, e in found:
-        for w in re.findall(r"[A-Z][A-Za-z'\u2019-]{2,}", text[s:e]):
+        for w in _compiled()["propagate"].findall(text[s:e]):
             if not _is_not_name(w, r):
                 seen.add(w)
     for w in sorted(seen):

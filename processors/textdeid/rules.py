@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ class Detector:
     before: re.Pattern[str] | None = None  # must match right before the span (within BEFORE_WINDOW)
     extend: bool = False  # the span grows to include what ``before`` matched
     not_before: re.Pattern[str] | None = None  # must not match right before the span
+    proper: bool = False  # a match with a word of the not-names lexicon is dropped (not a proper name)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Rules:
     surnames: frozenset[str]
     eponyms: frozenset[str]
     not_names: frozenset[str]
+    proper_not_words: frozenset[str]  # not_names - institution words + place words (`proper` detectors)
+    defs: dict[str, str]  # the macros (with the built-in letter classes), for patterns built in code
     raw: dict[str, Any]
 
 
@@ -51,6 +55,48 @@ def words(name: str) -> list[str]:
     """A lexicon file: one entry per line, '#' comments and blank lines skipped."""
     lines = (HERE / "lexicons" / name).read_text(encoding="utf-8").splitlines()
     return [w.strip() for w in lines if w.strip() and not w.lstrip().startswith("#")]
+
+
+def _char_class(chars: list[str]) -> str:
+    """A regex character class of these characters, as ranges of consecutive code points."""
+    parts: list[str] = []
+    cps = sorted({ord(c) for c in chars})
+    i = 0
+    while i < len(cps):
+        j = i
+        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
+            j += 1
+        a, b = cps[i], cps[j]
+        parts.append(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}")
+        i = j + 1
+    return "[" + "".join(parts) + "]"
+
+
+@cache
+def letter_classes() -> dict[str, str]:
+    """Built-in macros: {UPPER} and {LOWER} are the upper- and lower-case letters of every script
+    (Python's ``re`` has no \\p{Lu}), so "Müller", "Łukasz", "Dvořák" and "ÅSA" are words like "Miller";
+    {LOWER} also takes combining marks (a decomposed "u\u0308"). {LETTER} is any letter or mark,
+    {NAME_CHAR} a letter, mark, apostrophe or hyphen: character classes, not alternations (fast to match)."""
+    upper: list[str] = []
+    lower: list[str] = []
+    other: list[str] = []  # letters without case (most scripts' letters; CJK)
+    for cp in chain(range(0xD800), range(0xE000, 0x10000)):  # the Basic Multilingual Plane, no surrogates
+        ch = chr(cp)
+        if ch.isalpha() and (ch.isupper() or ch.istitle()):
+            upper.append(ch)
+        elif ch.isalpha() and ch.islower():
+            lower.append(ch)
+        elif ch.isalpha():
+            other.append(ch)
+    marks = [chr(cp) for cp in range(0x300, 0x370)]  # combining diacritical marks
+    return {
+        "UPPER": _char_class(upper),
+        "LOWER": _char_class(lower + marks),
+        "LETTER": _char_class(upper + lower + other + marks),
+        # a character of a name word: a letter, a mark, an apostrophe or a hyphen ("O'Neill-Baptiste")
+        "NAME_CHAR": _char_class(upper + lower + other + marks + ["'", "\u2019", "-"]),
+    }
 
 
 def _expand(pattern: str, defs: dict[str, str]) -> str:
@@ -63,7 +109,7 @@ def _expand(pattern: str, defs: dict[str, str]) -> str:
 @cache
 def rules() -> Rules:
     raw = json.loads((HERE / "rules.json").read_text(encoding="utf-8"))
-    defs = raw["defs"]
+    defs = {**letter_classes(), **raw["defs"]}
     detectors = tuple(
         Detector(
             d["name"],
@@ -79,6 +125,7 @@ def rules() -> Rules:
             re.compile(_expand(d["before"], defs)) if d.get("before") else None,
             bool(d.get("extend")),
             re.compile(d["not_before"]) if d.get("not_before") else None,
+            bool(d.get("proper")),
         )
         for d in raw["detectors"]
     )
@@ -86,15 +133,21 @@ def rules() -> Rules:
     return Rules(
         detectors=detectors,
         institution_stop_first=frozenset(raw["institution_stop_first"]),
-        title=re.compile(n["titles"]),
+        title=re.compile(_expand(n["titles"], defs)),
         credential_any=n["credentials_any"],
         credential_bare=n["credentials_bare"],
         trigger=n["triggers"],
-        token=n["token"],
+        token=_expand(n["token"], defs),
         eponym_head=re.compile(n["eponym_heads"], re.IGNORECASE),
         first_names=frozenset(w.lower() for w in words("first_names.txt")),
         surnames=frozenset(w.lower() for w in words("surnames.txt")),
         eponyms=frozenset(w.lower() for w in words("eponyms.txt")),
         not_names=frozenset(w.lower() for w in words("not_names.txt")),
+        proper_not_words=(
+            frozenset(w.lower() for w in words("not_names.txt"))
+            - frozenset(w.lower() for w in raw.get("proper_allowed_words", ()))
+        )
+        | frozenset(w.lower() for w in raw.get("proper_not_words", ())),
+        defs={name: _expand(value, defs) for name, value in defs.items()},
         raw=raw,
     )

@@ -18,6 +18,15 @@ from processors.textdeid.types import Mode
 
 
 @cache
+def _name_word() -> re.Pattern[str]:
+    """A word of a name in any script, with combining marks, so "Dvořák" is one word, not "Dvo" + "řák"
+    (character classes of rules.py: as fast as the ASCII ones were)."""
+    d = rules().defs
+    word_char = d["LETTER"][:-1] + "'\u2019]"
+    return re.compile(rf"{d['LETTER']}{word_char}*(?:-{d['LETTER']}+)*\.?")
+
+
+@cache
 def _lists() -> dict[str, tuple[str, ...]]:
     r = rules()
     return {
@@ -39,6 +48,10 @@ class Surrogates:
         msg = f"{kind}\x1f{self.patient}\x1f{value}".encode()
         return int.from_bytes(hmac.new(self.key, msg, hashlib.sha256).digest()[:8], "big")
 
+    def number(self, kind: str, value: str) -> int:
+        """A keyed number for ``value`` (same key, patient and value: same number)."""
+        return self._n(kind, value)
+
     def _pick(self, kind: str, value: str, options: tuple[str, ...]) -> str:
         n = self._n(kind, value.lower())
         choice = options[n % len(options)]
@@ -55,7 +68,7 @@ class Surrogates:
             r = (n >> (i % 56)) + i * 7919
             if ch.isdigit():
                 out.append(str((int(ch) + 1 + r % 9) % 10))
-            elif letters and ch.isalpha() and ch.isascii():
+            elif letters and ch.isalpha():  # any script: an ID's non-ASCII letter is replaced too
                 letter = chr(ord("a") + (r % 26))
                 out.append(letter.upper() if ch.isupper() else letter)
             else:
@@ -71,7 +84,7 @@ class Surrogates:
             new = self._pick(kind, w, _lists()[kind])
             return new.upper() if w.isupper() and len(w) > 1 else new
 
-        return re.sub(r"[A-Za-z][A-Za-z'\u2019]*(?:-[A-Za-z]+)*\.?", one, value)
+        return _name_word().sub(one, value)
 
     def replace(self, phi_type: str, value: str) -> str:
         """The stand-in for ``value`` of ``phi_type`` (dates are shifted elsewhere; this is the fallback)."""
