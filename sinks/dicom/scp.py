@@ -447,11 +447,13 @@ class ResearchStore:
         if parsed is None:
             return False
         try:
-            sop_class = parsed.text(0x00080016) or job.sop_class
+            sop_class = parsed.values(0x00080016) or job.sop_class
             if sop_class.startswith(SR_PREFIX):
                 return False  # its content tree is read by pydicom
-            reason = reason_of(sop_class, parsed.text(0x00080060), parsed.text(0x00280301),
-                               0x00420011 in parsed.top, lambda: False, opts.allow_burned_in_risk)
+            # every value of each, as the pydicom path's reason_for reads them (deid.text)
+            reason = reason_of(sop_class, parsed.values(0x00080060), parsed.values(0x00280301),
+                               0x00420011 in parsed.top, lambda: False, opts.allow_burned_in_risk,
+                               parsed.values(0x00080008))
         except fast.NotHandled:
             return False
         if reason is not None:

@@ -213,7 +213,8 @@ class Deidentifier:
             safe = parse_safe_list(options.private_safe_list)
         except ValueError as exc:
             raise DeidError(str(exc)) from exc
-        if not pixels_reviewed and 0x00280301 in ds._dict and _strings(ds, 0x00280301) == ["YES"]:
+        if not pixels_reviewed and 0x00280301 in ds._dict and "YES" in [
+                v.upper() for v in _strings(ds, 0x00280301)]:
             # identifying text may be in the pixels, which this profile does not clean: no clean claim
             raise DeidError("Burned In Annotation is YES: pixel data would need cleaning (not implemented)")
         columns = frozenset(c for f, c in _COLUMNS.items() if getattr(options, f))

@@ -105,6 +105,16 @@ class Parsed:
             raise NotHandled("not a plain value")
         return raw.decode("ascii").rstrip("\0 ")
 
+    def values(self, tag: int) -> str:
+        """A top-level value as ``deid.text`` reads it: every value without its padding, joined by a
+        backslash ("" when absent); NotHandled for a sequence or a value that is not plain ASCII."""
+        e = self.top.get(tag)
+        if e is None:
+            return ""
+        if e[ITEMS] is not None:
+            raise NotHandled("a sequence")
+        return "\\".join(_strings(self.body[e[VALUE]:e[END]]))
+
 
 def parse(meta: bytes, body: bytes, transfer_syntax: str) -> Parsed | None:
     """``meta`` (preamble, DICM, the group with its length first) and ``body`` (the data set), or None."""
@@ -563,7 +573,7 @@ def deidentify(d: Deidentifier, parsed: Parsed, project_id: str, options: DeidOp
     try:
         if options.private_safe_list:
             raise NotHandled("a private safe list")  # the creators' text decides
-        if not pixels_reviewed and parsed.text(0x00280301) == "YES":
+        if not pixels_reviewed and "YES" in parsed.values(0x00280301).upper().split("\\"):
             raise NotHandled("burned in annotation")  # the pydicom path raises DeidError
         table, mask_hi = _table(options)
         pid = parsed.top.get(0x00100020)
