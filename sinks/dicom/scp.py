@@ -283,7 +283,8 @@ class ResearchStore:
         self.quarantine = Quarantine(cfg.quarantine_root)
         self.deid = Deidentifier(cfg.deid_key, cfg.site) if cfg.deid_key else None
         self._server: Any = None
-        self._cache: dict[str, tuple[object, Policy | Refused]] = {}
+        # study -> (its registrations' stamp, its project id, that project's registration, the policy)
+        self._cache: dict[str, tuple[object, str, Project | None, Policy | Refused]] = {}
         self._free_checked = (0.0, True)
         self._dirs: set[str] = set()  # directories made and fsync'd already (once per series, not per image)
         self._made: set[str] = set()  # directories made (the journal's path: not fsync'd)
@@ -326,20 +327,29 @@ class ResearchStore:
             opts = dataclasses.replace(opts, identified=False)
         return Policy(exp, opts)
 
+    def _registration(self, project_id: str) -> Project | None:
+        """The project's registration as the projects view holds it now (no wait)."""
+        return self.projects.get(project_id, 0.0) if project_id and is_project_id(project_id) else None
+
     def _policy(self, study_uid: str) -> Policy | Refused:
-        """The policy of a study; re-read only when its registrations changed (a stat, or a dict lookup).
-        A study not known yet is looked up (waiting a moment, from Kafka) once, not per instance."""
+        """The policy of a study; re-read only when its registrations changed (a stat, or a dict lookup)
+        or its project's registration did (retired, re-registered with other options: a new ``Project``
+        object, compared by identity on every instance). A study not known yet is looked up (waiting a
+        moment, from Kafka) once, not per instance."""
         stamp = self.expected.stamp(study_uid)
         hit = self._cache.get(study_uid)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
+        if hit is not None and hit[0] == stamp and (not hit[1] or self._registration(hit[1]) is hit[2]):
+            return hit[3]
         exp = self.expected.lookup(study_uid) if stamp is not None or self.expected.waits else None
         if exp is not None and stamp is None:
             stamp = self.expected.stamp(study_uid)
+        project_id = exp.project_id if exp is not None else self.cfg.default_project
+        # read before the policy is decided: a change in between makes the next instance decide again
+        registration = self._registration(project_id)
         policy = self._resolve(exp, study_uid)
         if len(self._cache) > 10000:
             self._cache.clear()
-        self._cache[study_uid] = (stamp, policy)
+        self._cache[study_uid] = (stamp, project_id, registration, policy)
         return policy
 
     def _enough_space(self) -> bool:
