@@ -273,7 +273,7 @@ def test_attributes_the_table_does_not_list_are_ruled_by_their_vr(fast_path: boo
     ds.MultiFrameSourceSOPInstanceUID = sop2  # (0008,1167)
     ds.VolumeFrameOfReferenceUID = str(ds.FrameOfReferenceUID)  # (0020,9312)
     ds.EquipmentFrameOfReferenceUID = "1.2.840.10008.1.4.1.1"  # well-known (Talairach): kept
-    ds.SOPClassesInStudy = [str(ds.SOPClassUID), "1.2.840.10008.5.1.4.1.1.4"]  # well-known: kept
+    ds.SOPClassesInStudy = [str(ds.SOPClassUID), "1.3.12.2.1107.5.9.1"]  # classes (a vendor's): kept
     ds.EvaluatorName, ds.SecondaryReviewerName = "DOE^JANE", "ROE^RICHARD"  # (0014,2006), (0014,0104)
     ds.ContactDisplayName, ds.ContactURI = "Dr Jane Doe, ward 7", "tel:+41-44-000-0000"
     ds.RetrieveURL = f"https://pacs.hospital.invalid/wado/studies/{ds.StudyInstanceUID}"
