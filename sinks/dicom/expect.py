@@ -81,16 +81,17 @@ class Registry:
 
     def __init__(self, store_dir: Path) -> None:
         self.dir = Path(store_dir) / DIRNAME
-        # the registrations name original Study Instance UIDs: owner and group only, whatever the umask
+        # the registrations name original Study Instance UIDs: owner only, whatever the umask (the
+        # store's group is its readers, the research team: they see de-identified files, not these)
         Path(store_dir).mkdir(parents=True, exist_ok=True)
         try:
-            os.mkdir(self.dir, 0o750)
-            os.chmod(self.dir, 0o750)
-        except FileExistsError:  # one made before (0755 at the usual umask): take the others' bits away
+            os.mkdir(self.dir, 0o700)
+            os.chmod(self.dir, 0o700)
+        except FileExistsError:  # one made before (0755/0750): take the group's and others' bits away
             with contextlib.suppress(OSError):  # not ours: its owner's choice
                 mode = os.stat(self.dir).st_mode & 0o7777
-                if mode & 0o007:
-                    os.chmod(self.dir, mode & ~0o007)
+                if mode & 0o077:
+                    os.chmod(self.dir, mode & ~0o077)
         self._paths: dict[str, str] = {}  # study UID -> its registration file (pathlib per image is slow)
 
     def stamp(self, study_uid: str) -> int | None:
@@ -115,9 +116,9 @@ class Registry:
         data = {"study_uid": study_uid, "project_id": project_id, "request_id": request_id,
                 "destination_ae": destination_ae, "since": time.time(), "options": options}
         tmp = self.dir / f".{check_uid(study_uid, 'Study Instance UID')}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.fchmod(fd, 0o640)  # an old temporary file keeps its mode
+            os.fchmod(fd, 0o600)  # an old temporary file keeps its mode
             os.write(fd, json.dumps(data).encode())
         finally:
             os.close(fd)

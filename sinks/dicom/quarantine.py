@@ -5,8 +5,10 @@ Reasons (``reason_for``; the SOP classes and modalities are data: ``quarantine_r
 
 - ``BurnedInAnnotation`` (0028,0301) is YES: identifying text in the pixels, which the attribute-level
   profile cannot remove;
-- a burned-in-risk SOP class or modality (secondary capture, ultrasound, photographs, scanned documents
-  ...), unless the project allows them (``allow_burned_in_risk``);
+- a burned-in-risk SOP class, modality or Image Type value (secondary capture, ultrasound, photographs,
+  scanned documents, screen saves, derived secondary images, slide labels ...), unless the project allows
+  them (``allow_burned_in_risk``); every value of a multi-valued Modality or Image Type counts, compared
+  without padding and case (PS3.5 allows leading spaces in a CS value);
 - an encapsulated document (PDF, CDA): free text the profile does not read;
 - a Structured Report with free text (a TEXT content item anywhere in its content tree);
 - de-identification failed (``sinks.dicom.deid.DeidError``, or any other error of the profile).
@@ -42,6 +44,7 @@ class Rules:
     burned_in_sop_classes: dict[str, str]  # UID -> name
     burned_in_modalities: dict[str, str]
     document_sop_classes: dict[str, str]
+    burned_in_image_types: dict[str, str]  # a value of Image Type (0008,0008), any position
 
 
 @cache
@@ -49,10 +52,17 @@ def rules() -> Rules:
     with RULES_FILE.open() as fh:
         rows = list(csv.DictReader((ln for ln in fh if not ln.startswith("#")), delimiter="\t"))
     by: dict[str, dict[str, str]] = {"burned_in_sop_class": {}, "burned_in_modality": {},
-                                      "document_sop_class": {}}
+                                      "document_sop_class": {}, "burned_in_image_type": {}}
     for row in rows:
-        by[row["kind"]][row["value"].strip()] = row["name"].strip()
-    return Rules(by["burned_in_sop_class"], by["burned_in_modality"], by["document_sop_class"])
+        value = row["value"].strip()
+        by[row["kind"]][value if row["kind"].endswith("sop_class") else value.upper()] = row["name"].strip()
+    return Rules(by["burned_in_sop_class"], by["burned_in_modality"], by["document_sop_class"],
+                 by["burned_in_image_type"])
+
+
+def _values(text: str) -> list[str]:
+    """The values of a CS attribute as read (backslash-separated), without padding, upper case."""
+    return [v for v in (part.strip(" \0").upper() for part in text.split("\\")) if v]
 
 
 def _has_text_item(items: object) -> bool:
@@ -66,17 +76,22 @@ def _has_text_item(items: object) -> bool:
 
 def reason_for(ds: Dataset, allow_burned_in_risk: bool = False, sop_class: str = "") -> str | None:
     """Why ``ds`` must be quarantined in a de-identified project, or None."""
-    return reason_of(str(ds.get("SOPClassUID", "") or sop_class), str(ds.get("Modality", "") or ""),
-                     str(ds.get("BurnedInAnnotation", "") or ""), "EncapsulatedDocument" in ds,
-                     lambda: _has_text_item(ds.get("ContentSequence")), allow_burned_in_risk)
+    from sinks.dicom.deid import text  # every value, from the undecoded bytes where possible
+
+    return reason_of(text(ds, 0x00080016) or sop_class, text(ds, 0x00080060), text(ds, 0x00280301),
+                     "EncapsulatedDocument" in ds, lambda: _has_text_item(ds.get("ContentSequence")),
+                     allow_burned_in_risk, text(ds, 0x00080008))
 
 
 def reason_of(sop_class: str, modality: str, burned_in: str, encapsulated_document: bool,
-              sr_free_text: Callable[[], bool], allow_burned_in_risk: bool = False) -> str | None:
-    """``reason_for`` from the values it reads (``sr_free_text`` is asked for a Structured Report only)."""
+              sr_free_text: Callable[[], bool], allow_burned_in_risk: bool = False,
+              image_type: str = "") -> str | None:
+    """``reason_for`` from the values it reads (``sr_free_text`` is asked for a Structured Report only).
+    ``modality``, ``burned_in`` and ``image_type``: every value as read, separated by backslashes; any
+    value that matches a rule counts."""
     r = rules()
-    modality = modality.upper()
-    if burned_in.strip().upper() == "YES":
+    sop_class = sop_class.strip(" \0")
+    if "YES" in _values(burned_in):
         return "BurnedInAnnotation=YES"
     if sop_class in r.document_sop_classes or encapsulated_document:
         return f"encapsulated document ({r.document_sop_classes.get(sop_class, 'EncapsulatedDocument')})"
@@ -85,8 +100,13 @@ def reason_of(sop_class: str, modality: str, burned_in: str, encapsulated_docume
     if not allow_burned_in_risk:
         if sop_class in r.burned_in_sop_classes:
             return f"burned-in risk: {r.burned_in_sop_classes[sop_class]}"
-        if modality in r.burned_in_modalities:
-            return f"burned-in risk: modality {modality} ({r.burned_in_modalities[modality]})"
+        for value in _values(modality):
+            if value in r.burned_in_modalities:
+                return f"burned-in risk: modality {value} ({r.burned_in_modalities[value]})"
+        image_types = set(_values(image_type))
+        for value, name in r.burned_in_image_types.items():  # in the file's order: the specific first
+            if value in image_types:
+                return f"burned-in risk: image type {value} ({name})"
     return None
 
 

@@ -283,7 +283,8 @@ class ResearchStore:
         self.quarantine = Quarantine(cfg.quarantine_root)
         self.deid = Deidentifier(cfg.deid_key, cfg.site) if cfg.deid_key else None
         self._server: Any = None
-        self._cache: dict[str, tuple[object, Policy | Refused]] = {}
+        # study -> (its registrations' stamp, its project id, that project's registration, the policy)
+        self._cache: dict[str, tuple[object, str, Project | None, Policy | Refused]] = {}
         self._free_checked = (0.0, True)
         self._dirs: set[str] = set()  # directories made and fsync'd already (once per series, not per image)
         self._made: set[str] = set()  # directories made (the journal's path: not fsync'd)
@@ -326,20 +327,29 @@ class ResearchStore:
             opts = dataclasses.replace(opts, identified=False)
         return Policy(exp, opts)
 
+    def _registration(self, project_id: str) -> Project | None:
+        """The project's registration as the projects view holds it now (no wait)."""
+        return self.projects.get(project_id, 0.0) if project_id and is_project_id(project_id) else None
+
     def _policy(self, study_uid: str) -> Policy | Refused:
-        """The policy of a study; re-read only when its registrations changed (a stat, or a dict lookup).
-        A study not known yet is looked up (waiting a moment, from Kafka) once, not per instance."""
+        """The policy of a study; re-read only when its registrations changed (a stat, or a dict lookup)
+        or its project's registration did (retired, re-registered with other options: a new ``Project``
+        object, compared by identity on every instance). A study not known yet is looked up (waiting a
+        moment, from Kafka) once, not per instance."""
         stamp = self.expected.stamp(study_uid)
         hit = self._cache.get(study_uid)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
+        if hit is not None and hit[0] == stamp and (not hit[1] or self._registration(hit[1]) is hit[2]):
+            return hit[3]
         exp = self.expected.lookup(study_uid) if stamp is not None or self.expected.waits else None
         if exp is not None and stamp is None:
             stamp = self.expected.stamp(study_uid)
+        project_id = exp.project_id if exp is not None else self.cfg.default_project
+        # read before the policy is decided: a change in between makes the next instance decide again
+        registration = self._registration(project_id)
         policy = self._resolve(exp, study_uid)
         if len(self._cache) > 10000:
             self._cache.clear()
-        self._cache[study_uid] = (stamp, policy)
+        self._cache[study_uid] = (stamp, project_id, registration, policy)
         return policy
 
     def _enough_space(self) -> bool:
@@ -447,11 +457,13 @@ class ResearchStore:
         if parsed is None:
             return False
         try:
-            sop_class = parsed.text(0x00080016) or job.sop_class
+            sop_class = parsed.values(0x00080016) or job.sop_class
             if sop_class.startswith(SR_PREFIX):
                 return False  # its content tree is read by pydicom
-            reason = reason_of(sop_class, parsed.text(0x00080060), parsed.text(0x00280301),
-                               0x00420011 in parsed.top, lambda: False, opts.allow_burned_in_risk)
+            # every value of each, as the pydicom path's reason_for reads them (deid.text)
+            reason = reason_of(sop_class, parsed.values(0x00080060), parsed.values(0x00280301),
+                               0x00420011 in parsed.top, lambda: False, opts.allow_burned_in_risk,
+                               parsed.values(0x00080008))
         except fast.NotHandled:
             return False
         if reason is not None:
@@ -482,7 +494,8 @@ class ResearchStore:
             self.stats.add_written(len(data))
             self.expected.record(orig.study, exp.request_id, orig.sop_instance, "stored")
             self._emit_stored(exp.project_id, job.calling_ae, job.called_ae, stored, original, target,
-                              len(data), exp.request_id, retain_uids=job.policy.options.deid.retain_uids)
+                              len(data), exp.request_id, retain_uids=job.policy.options.deid.retain_uids,
+                              uids_in_file=original is not None and _holds_uids(data, original))
 
         journal, writer = self.journal, self._writer
         note = json.dumps([orig.study, exp.request_id, orig.sop_instance]).encode()
@@ -593,15 +606,18 @@ class ResearchStore:
 
     def _emit_stored(self, project_id: str, calling_ae: str, called_ae: str, stored: Header,
                      original: Header | None, path: str, size: int, request_id: str = "", *,
-                     retain_uids: bool = False) -> None:
+                     retain_uids: bool = False, uids_in_file: bool = False) -> None:
         """``request_id`` and the study (the worker's reconciliation reads them without decoding the
         record) ride in headers: the contract and the warehouse stay as they are. ``original``: the
         received header of a de-identified instance (None: stored as received); ``retain_uids``: the
-        de-identification applied the Retain UIDs option."""
+        de-identification applied the Retain UIDs option; ``uids_in_file``: the stored bytes hold one of
+        the received Study, Series or SOP Instance UIDs anywhere (a safe-listed private attribute, a
+        reference the profile kept)."""
         now = datetime.now(UTC)
-        # what was applied, and what the stored UIDs show: the warehouse keeps an instance with the
-        # hospital's UIDs from analysts by this flag, whatever the project's registrations say
-        uids_retained = (original is None or retain_uids or stored.study == original.study
+        # what was applied, and what the stored UIDs and bytes show (a second net under the profile):
+        # the warehouse keeps an instance with the hospital's UIDs from analysts by this flag, whatever
+        # the project's registrations say
+        uids_retained = (original is None or retain_uids or uids_in_file or stored.study == original.study
                          or stored.series == original.series or stored.sop_instance == original.sop_instance)
         self._send(self.topics.received_instances, "received_instance", stored.sop_instance, {
             "project_id": project_id, "calling_ae": calling_ae, "called_ae": called_ae,
@@ -808,7 +824,8 @@ class ResearchStore:
             new = _header_from(ds)
             target = self._write_instance(project.project_id, new.study, new.series, new.sop_instance, out)
             self._emit_stored(project.project_id, entry.calling_ae, self.cfg.ae_title, new, original,
-                              target, len(out), retain_uids=project.deid.retain_uids)
+                              target, len(out), retain_uids=project.deid.retain_uids,
+                              uids_in_file=_holds_uids(out, original))
         self._emit_quarantine(entry, "released", target, actor, note)
         self.flush()  # the record first; only then the quarantined copy goes
         self.quarantine.remove(entry)
@@ -910,6 +927,17 @@ class ResearchStore:
 
 def _stop_after_series(tag: BaseTag, vr: str | None, length: int) -> bool:
     return int(tag) > 0x0020000E
+
+
+def _holds_uids(data: bytes, original: Header) -> bool:
+    """Whether the Part 10 file ``data`` holds the received Study, Series or SOP Instance UID anywhere
+    (its data set inflated first when deflated; bytes.find: microseconds per 100 KiB)."""
+    if data[128:132] == b"DICM" and data[132:138] == b"\x02\x00\x00\x00UL":
+        end = 144 + struct.unpack_from("<I", data, 140)[0]
+        if DeflatedExplicitVRLittleEndian.encode() in data[132:end]:
+            data = data[:end] + zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[end:])
+    return any(uid and uid.encode() in data
+               for uid in (original.study, original.series, original.sop_instance))
 
 
 def header_of(raw: bytes, ts: UID) -> Header:

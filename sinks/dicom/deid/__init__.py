@@ -53,7 +53,7 @@ from pydicom.uid import UID
 
 from processors.ingest.pseudonym import date_shift_days, keyed_identifier, keyed_uid
 from processors.ingest.pseudonym import pseudonym as patient_pseudonym
-from sinks.dicom.deid.table import HERE, TABLE_VERSION, Compiled, compile_table, vr_of
+from sinks.dicom.deid.table import HERE, TABLE_VERSION, Compiled, compile_table, vr_of, well_known_uid
 
 METHOD = f"PS3.15 E.1-1 Basic Profile ({TABLE_VERSION}); pixel data not cleaned"  # LO: at most 64 chars
 
@@ -144,14 +144,31 @@ def _shift_day(day: str, days: int) -> str:
     return f"{d.year:04d}{d.month:02d}{d.day:02d}"
 
 
+# one DT value from its full date on (PS3.5 6.2: YYYYMMDD[HH[MM[SS[.F{1,6}]]]][&ZZXX]); the rest of a DA
+_DT = r"\d{8}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?(?:[+-]\d{4})?"
+_ONE = {"DA": re.compile(r"(\d{8})(.*)", re.S), "DT": re.compile(f"({_DT})")}
+_RANGE = {"DA": re.compile(r"(\d{8})?-(\d{8})?"), "DT": re.compile(f"({_DT})?-({_DT})?")}
+
+
 def _shift(value: str, shift: timedelta, vr: str) -> str:
+    """A DA or DT value shifted back by ``shift`` (times of day and offsets kept); each side of a range
+    (``20240105-20240106``, PS3.4 C.2.2.2.5) shifted; "" for anything else (a value we cannot read is
+    removed, never kept)."""
     value = value.strip()
     try:
-        if len(value) < 8 or not value[:8].isdigit():
-            raise ValueError(value)
-        day = _shift_day(value[:8], shift.days)
+        one = _ONE[vr].fullmatch(value)
+        if one is not None and (vr == "DT" or "-" not in one.group(2)):
+            return _shift_one(one.group(1), shift, vr)
+        both = _RANGE[vr].fullmatch(value)
+        if both is None or not (both.group(1) or both.group(2)):
+            return ""
+        return "-".join(_shift_one(side, shift, vr) if side else "" for side in both.groups())
     except ValueError:
         return ""  # not a valid date: remove its value rather than keep it
+
+
+def _shift_one(value: str, shift: timedelta, vr: str) -> str:
+    day = _shift_day(value[:8], shift.days)
     return day if vr == "DA" else day + value[8:]
 
 
@@ -196,7 +213,8 @@ class Deidentifier:
             safe = parse_safe_list(options.private_safe_list)
         except ValueError as exc:
             raise DeidError(str(exc)) from exc
-        if not pixels_reviewed and 0x00280301 in ds._dict and _strings(ds, 0x00280301) == ["YES"]:
+        if not pixels_reviewed and 0x00280301 in ds._dict and "YES" in [
+                v.upper() for v in _strings(ds, 0x00280301)]:
             # identifying text may be in the pixels, which this profile does not clean: no clean claim
             raise DeidError("Burned In Annotation is YES: pixel data would need cleaning (not implemented)")
         columns = frozenset(c for f, c in _COLUMNS.items() if getattr(options, f))
@@ -270,7 +288,12 @@ class Deidentifier:
                 if (tag >> 24) in st.mask_hi:
                     act = next((m.action for m in st.table.masks if tag & m.mask == m.value), None)
             if act is None:  # not in the table: kept (PS3.15 E.1.1); its items are walked, its dates shifted
-                vr = vr_of(tag) or ds[tag].VR
+                vr = vr_of(tag)
+                if not vr and st.table.unknown == "X":  # unknown to the dictionary: nothing to judge it by
+                    del ds[tag]
+                    st.where.pop()
+                    continue
+                vr = vr or ds[tag].VR
                 if vr == "SQ":
                     self._items(ds[tag].value, st, depth)
                 elif vr in ("DA", "DT") and st.shift is not None:
@@ -306,6 +329,10 @@ class Deidentifier:
                 ds[tag] = DataElement(tag, vr, DUMMY.get(vr, b"\0\0"))
         elif act == "U":
             self._uids(ds, tag)
+        elif act == "V":
+            values = _strings(ds, tag)
+            if values:
+                _put(ds, tag, [v if well_known_uid(v) else self._remap(v) for v in values])
         elif act == "S":
             if vr in ("DA", "DT") and st.shift is not None:
                 self._dates(ds, tag, vr, st.shift)

@@ -18,9 +18,8 @@ Handled: explicit and implicit VR Little Endian (encapsulated pixel data too), e
 table on ASCII values; the few actions that decode a value (Clean Descriptors' C, D on a sequence or a
 binary attribute) run the pydicom path's own code on that one element (``_Walk.via_pydicom``). Returned
 None (the pydicom path decides): a value the profile reads that is not plain ASCII (the character set
-would matter), a private safe list (its creators' text), a public attribute pydicom's dictionary does not
-know (pydicom decodes it to learn its VR), a VR that disagrees with the dictionary about being a sequence,
-elements out of tag order or repeated, anything malformed, and any error.
+would matter), a private safe list (its creators' text), a VR that disagrees with the dictionary about
+being a sequence, elements out of tag order or repeated, anything malformed, and any error.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_data_element
 from pydicom.uid import UID
 
-from sinks.dicom.deid.table import Compiled, vr_of
+from sinks.dicom.deid.table import Compiled, vr_of, well_known_uid
 
 if TYPE_CHECKING:
     from sinks.dicom.deid import Deidentifier, DeidOptions, _State
@@ -105,6 +104,16 @@ class Parsed:
         if not raw.isascii() or any(c < 0x20 and c != 0 for c in raw) or b"\\" in raw or raw[:1] == b" ":
             raise NotHandled("not a plain value")
         return raw.decode("ascii").rstrip("\0 ")
+
+    def values(self, tag: int) -> str:
+        """A top-level value as ``deid.text`` reads it: every value without its padding, joined by a
+        backslash ("" when absent); NotHandled for a sequence or a value that is not plain ASCII."""
+        e = self.top.get(tag)
+        if e is None:
+            return ""
+        if e[ITEMS] is not None:
+            raise NotHandled("a sequence")
+        return "\\".join(_strings(self.body[e[VALUE]:e[END]]))
 
 
 def parse(meta: bytes, body: bytes, transfer_syntax: str) -> Parsed | None:
@@ -365,8 +374,10 @@ class _Walk:
         if act == "X":
             return 0
         vr = e[KNOWN]
-        if not vr:  # pydicom's path decodes it to learn its VR (and then encodes the decoded value)
-            raise NotHandled("an attribute pydicom's dictionary does not know")
+        if not vr:  # a public attribute pydicom's dictionary does not know
+            if act is None and self.table.unknown == "X":
+                return 0
+            raise NotHandled("an attribute pydicom's dictionary does not know")  # pydicom decodes it
         items = e[ITEMS]
         if act is None or act == "K":  # kept; a sequence's items walked, dates shifted
             if items is not None:
@@ -385,6 +396,12 @@ class _Walk:
             if not values:
                 return self.keep(e, out)
             return self.put(e, _value([self.d._remap(v) for v in values], self.ui(e)), out)
+        if act == "V":  # keyed unless a well-known UID
+            values = _strings(self.raw(e))
+            if not values:
+                return self.keep(e, out)
+            return self.put(e, _value([v if well_known_uid(v) else self.d._remap(v) for v in values],
+                                      self.ui(e)), out)
         if act == "S":
             if (vr == "DA" or vr == "DT") and self.shift is not None:
                 return self.dates(e, vr, out)
@@ -556,7 +573,7 @@ def deidentify(d: Deidentifier, parsed: Parsed, project_id: str, options: DeidOp
     try:
         if options.private_safe_list:
             raise NotHandled("a private safe list")  # the creators' text decides
-        if not pixels_reviewed and parsed.text(0x00280301) == "YES":
+        if not pixels_reviewed and "YES" in parsed.values(0x00280301).upper().split("\\"):
             raise NotHandled("burned in annotation")  # the pydicom path raises DeidError
         table, mask_hi = _table(options)
         pid = parsed.top.get(0x00100020)

@@ -10,6 +10,9 @@ Our additions are data files beside this module:
 - ``options.tsv``: the option columns of E.1-1 that we implement (which attributes an option keeps or
   cleans);
 - ``additions.tsv``: where we differ from the Basic Profile column, with the reason on each row;
+- ``unlisted.tsv``: rules by VR for the attributes of pydicom's dictionary that none of the above lists
+  (E.1.1 would keep them as received: UIDs -> keyed unless well-known, person names -> dummy, URLs ->
+  removed), and for public attributes the dictionary does not know (removed);
 - without the Retain Longitudinal Temporal Information with Modified Dates option, every date, date-time
   and time attribute of pydicom's dictionary that the table does not list is removed (``X``): the file
   says LongitudinalTemporalInformationModified REMOVED, and E.1-1 lists only the dates it knew of
@@ -18,7 +21,8 @@ Our additions are data files beside this module:
 
 Actions after compiling: ``X`` remove, ``Z`` empty, ``D`` dummy value, ``U`` keyed UID, ``K`` keep (a
 sequence's items are still walked), ``C`` clean text (``vocabulary.txt``), ``S`` shift a date (keep a time),
-``P`` the patient's research pseudonym, ``A`` the keyed accession pseudonym.
+``P`` the patient's research pseudonym, ``A`` the keyed accession pseudonym, ``V`` keyed UID unless the
+value is a well-known UID (``unlisted.tsv``).
 
 Composite actions take the choice that keeps any IOD conformant, as dicom-anonymizer does: X/Z -> Z,
 X/D, X/Z/D and Z/D -> D, X/Z/U* -> K (the sequence is kept and the table applied to its items, so the
@@ -34,6 +38,7 @@ from pathlib import Path
 
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as library
 from pydicom.datadict import DicomDictionary, dictionary_VR
+from pydicom.uid import UID_dictionary
 
 HERE = Path(__file__).parent
 TABLE_VERSION = "2026c"
@@ -45,6 +50,7 @@ GROUPS = {
 }
 OPTIONS = ("uids", "device_identity", "patient_characteristics", "modified_dates", "clean_descriptors")
 TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
+DICOM_ROOT = "1.2.840.10008."  # PS3.5 9.1: UIDs defined by the standard
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,14 @@ class Mask:
 class Compiled:
     actions: dict[int, str]  # tag -> action for one combination of options
     masks: tuple[Mask, ...]
+    unknown: str = "X"  # a public attribute pydicom's dictionary does not know (``unlisted.tsv``)
+
+
+def well_known_uid(uid: str) -> bool:
+    """A UID defined by DICOM (SOP classes, transfer syntaxes, coding schemes, well-known frames of
+    reference: pydicom's UID dictionary, all of it under the DICOM root): the same in every hospital, so
+    identifying nobody (``unlisted.tsv``'s V)."""
+    return uid.startswith(DICOM_ROOT) or uid in UID_dictionary
 
 
 def library_table() -> tuple[dict[int, str], tuple[Mask, ...]]:
@@ -138,7 +152,24 @@ def compile_table(options: frozenset[str]) -> Compiled:
     if "modified_dates" not in options:
         for tag in unlisted_temporal(frozenset(actions), tuple(masks)):
             actions[tag] = "X"
-    return Compiled(actions, tuple(masks))
+    by_vr = {row["vr"]: row["action"] for row in _rows("unlisted.tsv")}
+    if "uids" in options:  # Retain UIDs: unlisted UIDs are kept as the listed ones are
+        by_vr.pop("UI", None)
+    for tag, vr in unlisted(frozenset(actions), tuple(masks)):
+        if vr in by_vr:
+            actions[tag] = by_vr[vr]
+    return Compiled(actions, tuple(masks), by_vr.get("unknown", "X"))
+
+
+def unlisted(listed: frozenset[int], masks: tuple[Mask, ...]) -> tuple[tuple[int, str], ...]:
+    """(tag, VR) of the attributes of pydicom's dictionary that neither ``listed`` nor ``masks`` cover
+    (command group excepted: never in a stored instance)."""
+    out = []
+    for tag, entry in DicomDictionary.items():
+        if tag >> 16 == 0 or tag in listed or any(tag & m.mask == m.value for m in masks):
+            continue
+        out.append((tag, entry[0].split(" or ")[0]))
+    return tuple(sorted(out))
 
 
 def unlisted_temporal(listed: frozenset[int], masks: tuple[Mask, ...]) -> tuple[int, ...]:

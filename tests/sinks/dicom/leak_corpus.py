@@ -20,11 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom import dcmread
 from pydicom.datadict import DicomDictionary, dictionary_VR, keyword_for_tag
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filewriter import dcmwrite
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import dcmwrite, write_dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     ComputedRadiographyImageStorage,
@@ -110,6 +112,42 @@ def unlisted_temporal() -> list[tuple[int, str]]:
     return out
 
 
+def unlisted_identifying() -> list[tuple[int, str]]:
+    """(tag, VR) of the UI, PN and UR attributes of pydicom's dictionary that the library's table does not
+    list (Multi-frame Source SOP Instance UID, Evaluator Name, Retrieve URL ...: E.1.1 alone would keep
+    them as received), and the few unlisted free-text attributes ``additions.tsv`` removes (Contact
+    Display Name ...); not those ``additions.tsv`` keeps on purpose (Coding Scheme UID ...)."""
+    from sinks.dicom.deid.table import _rows
+
+    tags, masks = library_table()
+    additions = {int(r["tag"], 16): r["action"] for r in _rows("additions.tsv") if "x" not in r["tag"]}
+    out = []
+    for tag, entry in sorted(DicomDictionary.items()):
+        vr = entry[0].split(" or ")[0]
+        if vr in ("UI", "PN", "UR") and tag >> 16 not in SKIP_GROUPS and tag not in tags \
+                and not any(tag & m.mask == m.value for m in masks) and additions.get(tag) != "K" \
+                and tag != 0x00080016:  # SOP Class UID: set to the instance's class
+            out.append((tag, vr))
+    out += [(t, dictionary_VR(t)) for t, a in sorted(additions.items())
+            if a == "X" and t not in tags and t >> 16 not in SKIP_GROUPS]
+    return out
+
+
+UNKNOWN_PUBLIC = 0x00221FF0  # an even-group tag pydicom's dictionary does not know
+
+
+def unknown_public_un() -> RawDataElement:
+    """``UNKNOWN_PUBLIC`` as a UN value of defined length that is really a sequence of one item (implicit
+    VR) holding a Patient's Name: E.1.1 would keep it byte for byte."""
+    inner = Dataset()
+    inner.PatientName = "ZQXLEAK^IN AN UNKNOWN ATTRIBUTE"
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, True
+    write_dataset(fp, inner)
+    value = struct.pack("<HHI", 0xFFFE, 0xE000, len(fp.getvalue())) + fp.getvalue()
+    return RawDataElement(BaseTag(UNKNOWN_PUBLIC), "UN", len(value), value, 0, False, True)
+
+
 def _non_table_sequences() -> list[int]:
     """Standard sequences outside the table (kept by the profile, so their items must be walked)."""
     tags, _ = library_table()
@@ -136,6 +174,8 @@ def item(depth: int) -> Dataset:
                     (0x0008041F, "DT"), (0x00141020, "DA")):  # StudyUpdateDateTime, ExpiryDate: not in it
         it.add(DataElement(tag, vr, value_for(tag, vr)))
     it.ReferencedSOPClassUID = CTImageStorage
+    for tag, vr in ((0x00081167, "UI"), (0x00142006, "PN"), (0x00081190, "UR")):  # not in the table
+        it.add(DataElement(tag, vr, value_for(tag, vr)))
     _private(it, depth)
     if depth < 3:
         for seq in _non_table_sequences()[:1]:
@@ -178,6 +218,13 @@ def build(study_key: int = 1) -> Corpus:
         ds.SpecificCharacterSet = "ISO_IR 100"
         for tag, vr in unlisted_temporal():
             ds.add(DataElement(tag, vr, value_for(tag, vr)))
+        for tag, vr in unlisted_identifying():
+            ds.add(DataElement(tag, vr, value_for(tag, vr)))
+        ds._dict[BaseTag(UNKNOWN_PUBLIC)] = unknown_public_un()
+        ds.add_new(0x00221FF2, "LO", "ZQXLEAK unknown public LO")  # not in the dictionary either
+        # ranges: each side is a date (a DT range's second side was kept as received)
+        ds.AcquisitionDateTime = f"{DATE}{TIME}-{DATE}{TIME}"
+        ds.add_new(0x00141020, "DA", f"{DATE}-{DATE}")  # ExpiryDate: not in the table
         for seq in _non_table_sequences():
             ds.add(DataElement(seq, "SQ", Sequence([item(1)])))
         _private(ds, 0)

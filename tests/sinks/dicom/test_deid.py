@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
@@ -67,7 +68,13 @@ def test_our_table_is_the_librarys_table() -> None:
     # and, without Modified Dates, the dictionary's dates and times the table does not list: removed
     unlisted = {t for t, _ in leak_corpus.unlisted_temporal()}
     assert unlisted and all(compiled.actions[t] == "X" for t in unlisted)
-    assert set(compiled.actions) == set(lib_tags) | set(additions) | unlisted
+    # and the rules by VR of unlisted.tsv on the rest of the dictionary (UIDs keyed, names dummy, URLs gone)
+    by_vr = {r["vr"]: r["action"] for r in table._rows("unlisted.tsv")}
+    rest = {t: vr for t, vr in table.unlisted(frozenset(lib_tags) | set(additions) | unlisted, lib_masks)}
+    ruled = {t for t, vr in rest.items() if vr in by_vr}
+    assert {rest[t] for t in ruled} == {"UI", "PN", "UR"}
+    assert all(compiled.actions[t] == by_vr[rest[t]] for t in ruled)
+    assert set(compiled.actions) == set(lib_tags) | set(additions) | unlisted | ruled
     with_dates = table.compile_table(frozenset({"modified_dates"}))
     assert set(with_dates.actions).isdisjoint(unlisted - set(additions))
     assert {(m.value, m.mask) for m in lib_masks} <= {(m.value, m.mask) for m in compiled.masks}
@@ -82,6 +89,8 @@ def test_option_columns_change_only_their_rows() -> None:
         changed = {t for t in base.actions if base.actions[t] != with_it.actions.get(t)}
         # Modified Dates also drops the removal of the unlisted dates (the walk shifts those)
         unlisted = {t for t, _ in leak_corpus.unlisted_temporal()} if option == "modified_dates" else set()
+        if option == "uids":  # Retain UIDs also keeps the UIDs the table does not list (unlisted.tsv)
+            unlisted = {t for t, a in base.actions.items() if a == "V"}
         assert changed and changed <= set(rows) | unlisted, option
 
 
@@ -177,8 +186,11 @@ def _hits(options: deid.DeidOptions, tokens: tuple[bytes, ...] = leak_corpus.TOK
 def test_a_retain_option_keeps_exactly_its_attributes(option: str, column: str) -> None:
     keeps = {t for t, a in table.option_rows()[column].items() if a == "K"}
     assert _hits(deid.DeidOptions()) == set()
+    if column == "uids":  # and the UIDs the table does not list (unlisted.tsv), the file meta's SOP UID
+        base = table.compile_table(frozenset())
+        keeps |= {t for t, a in base.actions.items() if a == "V"} | {0x00020003}
     hits = _hits(deid.DeidOptions(**{option: True}))  # type: ignore[arg-type]
-    assert hits and hits <= keeps | {0x00020003}  # Retain UIDs keeps the file meta's SOP Instance UID too
+    assert hits and hits <= keeps
 
 
 def test_clean_descriptors_cleans_and_never_keeps_unknown_words() -> None:
@@ -228,6 +240,70 @@ def test_dates_the_table_does_not_list_are_removed_or_shifted_like_the_listed_on
     assert on.StudyUpdateDateTime == _shift("20240101") + "101010" and on.ExpiryDate == _shift("20240102")
     assert on.ProcedureCodeSequence[0].ExpiryDate == _shift("20240103")
     assert on.SecondaryReviewTime == "101010"  # times of day are kept, as the listed ones'
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_each_side_of_a_date_range_is_shifted_and_an_unreadable_date_removed(fast_path: bool) -> None:
+    """A DT or DA range (``a-b``) has a date on each side: both are shifted (the second one was kept as
+    received); a DT's UTC offset is not a range; a value that is no date is removed, not kept."""
+    ds = _ds()
+    ds.AcquisitionDateTime = "20240105120000-20240106120000"  # listed (shifted by the option)
+    ds.StudyUpdateDateTime = "20240105120000.5+0100"  # unlisted, with an offset
+    ds.ExpiryDate = "20240102-20240103"  # unlisted DA range
+    ds.InstanceCreationDate = "-20240104"  # an open range
+    ds.ContentDate = "2024-01-04"  # not a DICOM date
+    d = deid.Deidentifier(KEY)
+    apply = d.apply_file if fast_path else d.apply_file_pydicom
+    _, on = apply(_bytes(ds), "P1", deid.DeidOptions(retain_modified_dates=True))
+    assert on.AcquisitionDateTime == f"{_shift('20240105')}120000-{_shift('20240106')}120000"
+    assert on.StudyUpdateDateTime == _shift("20240105") + "120000.5+0100"
+    assert on.ExpiryDate == f"{_shift('20240102')}-{_shift('20240103')}"
+    assert on.InstanceCreationDate == "-" + _shift("20240104")
+    assert on.ContentDate == ""
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_attributes_the_table_does_not_list_are_ruled_by_their_vr(fast_path: bool) -> None:
+    """E.1.1 keeps what E.1-1 does not list; unlisted.tsv: every other UID keyed as the listed ones are
+    (a well-known one kept), every person's name a dummy, URLs removed, a public attribute the dictionary
+    does not know removed (even a UN value holding a Patient's Name)."""
+    ds = _ds()
+    sop, sop2 = str(ds.SOPInstanceUID), "1.2.3.4.5.6.7"
+    ds.SOPInstanceUIDOfConcatenationSource = sop  # (0020,0242)
+    ds.MultiFrameSourceSOPInstanceUID = sop2  # (0008,1167)
+    ds.VolumeFrameOfReferenceUID = str(ds.FrameOfReferenceUID)  # (0020,9312)
+    ds.EquipmentFrameOfReferenceUID = "1.2.840.10008.1.4.1.1"  # well-known (Talairach): kept
+    ds.SOPClassesInStudy = [str(ds.SOPClassUID), "1.3.12.2.1107.5.9.1"]  # classes (a vendor's): kept
+    ds.EvaluatorName, ds.SecondaryReviewerName = "DOE^JANE", "ROE^RICHARD"  # (0014,2006), (0014,0104)
+    ds.ContactDisplayName, ds.ContactURI = "Dr Jane Doe, ward 7", "tel:+41-44-000-0000"
+    ds.RetrieveURL = f"https://pacs.hospital.invalid/wado/studies/{ds.StudyInstanceUID}"
+    inner = Dataset()
+    inner.EvaluatorName = "NESTED^EVALUATOR"
+    inner.MultiFrameSourceSOPInstanceUID = sop
+    ds.ProcedureCodeSequence = Sequence([inner])  # not in the table: its items walked
+    ds._dict[BaseTag(leak_corpus.UNKNOWN_PUBLIC)] = leak_corpus.unknown_public_un()
+    ds.add_new(0x00221FF2, "LO", "UNKNOWN PUBLIC TEXT")
+    d = deid.Deidentifier(KEY)
+    apply = d.apply_file if fast_path else d.apply_file_pydicom
+    data, out = apply(_bytes(ds), "P1")
+    assert out.SOPInstanceUIDOfConcatenationSource == out.SOPInstanceUID == deid.remap_uid(KEY, sop)
+    assert out.MultiFrameSourceSOPInstanceUID == deid.remap_uid(KEY, sop2)
+    assert out.ProcedureCodeSequence[0].MultiFrameSourceSOPInstanceUID == out.SOPInstanceUID
+    assert out.VolumeFrameOfReferenceUID == out.FrameOfReferenceUID != ds.FrameOfReferenceUID
+    assert out.EquipmentFrameOfReferenceUID == "1.2.840.10008.1.4.1.1"
+    assert out.SOPClassesInStudy == ds.SOPClassesInStudy and out.SOPClassUID == ds.SOPClassUID
+    assert out.EvaluatorName == out.SecondaryReviewerName == "ANONYMIZED"
+    assert out.ProcedureCodeSequence[0].EvaluatorName == "ANONYMIZED"
+    for kw in ("ContactDisplayName", "ContactURI", "RetrieveURL"):
+        assert kw not in out, kw
+    assert leak_corpus.UNKNOWN_PUBLIC not in out and 0x00221FF2 not in out
+    for secret in (sop, sop2, "DOE", "ROE", "NESTED", "Jane", "+41", "hospital", "ZQXL", "UNKNOWN PUBLIC"):
+        assert secret.encode() not in data, secret
+    assert "113110" not in _codes(out)  # not retained: and true now
+    # Retain UIDs keeps the unlisted ones too (and says so)
+    _, kept = apply(_bytes(ds), "P1", deid.DeidOptions(retain_uids=True))
+    assert kept.SOPInstanceUIDOfConcatenationSource == sop and kept.MultiFrameSourceSOPInstanceUID == sop2
+    assert "113110" in _codes(kept)
 
 
 def test_code_sequence_names_each_applied_option_only() -> None:

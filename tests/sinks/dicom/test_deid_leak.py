@@ -51,6 +51,14 @@ def test_the_corpus_covers_the_table_and_is_traceable() -> None:
         assert any("] > " in p and "PatientName" in p for p in paths)  # nested
         assert any(p.startswith("(0009,") for p in paths) and any(p.startswith("(6000,") for p in paths)
         assert {tok for tok, _ in leak_corpus.byte_hits(raw)} == set(leak_corpus.TOKENS)
+        # attributes the table does not list: UIDs, names, URLs, at the top and nested; an unknown public
+        # attribute (UN holding a Patient's Name); a DT range whose second side is a date too
+        for tag, _ in leak_corpus.unlisted_identifying():
+            assert any(p.startswith(f"({tag >> 16:04X},{tag & 0xFFFF:04X})") for p in paths), f"{tag:08X}"
+        assert any("] > (0008,1167)" in p for p in paths) and any("] > (0014,2006)" in p for p in paths)
+        assert any(p.startswith("(0022,1FF0)") for p in paths) and b"ZQXLEAK^IN AN UNKNOWN" in raw
+        assert raw.count(leak_corpus.DATE.encode() + leak_corpus.TIME.encode() + b"-" +
+                         leak_corpus.DATE.encode()) == 1
 
 
 def _known(tag: int) -> bool:

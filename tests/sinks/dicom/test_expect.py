@@ -21,19 +21,20 @@ def test_register_lookup_release(tmp_path: Path) -> None:
 
 
 def test_registrations_are_not_readable_by_other_users_at_umask_022(tmp_path: Path) -> None:
-    """A registration's name and content are an original Study Instance UID: the directory 0750 and the
-    file 0640, not 0755/0644 at the usual umask; a directory made 0755 before loses its others' bits."""
+    """A registration's name and content are an original Study Instance UID: the directory 0700 and the
+    file 0600 (the store's group, its readers, see de-identified files only), not 0755/0644 at the usual
+    umask; a directory made 0750 before loses its group's bits."""
     old = os.umask(0o022)
     try:
         reg = Registry(tmp_path / "a")
         reg.register("1.2.3", "P1", "r1", "RESEARCH")
-        (tmp_path / "b" / ".expected").mkdir(parents=True, mode=0o755)
+        (tmp_path / "b" / ".expected").mkdir(parents=True, mode=0o750)
         Registry(tmp_path / "b")
     finally:
         os.umask(old)
-    assert reg.dir.stat().st_mode & 0o777 == 0o750
-    assert reg.path("1.2.3").stat().st_mode & 0o777 == 0o640
-    assert (tmp_path / "b" / ".expected").stat().st_mode & 0o777 == 0o750
+    assert reg.dir.stat().st_mode & 0o777 == 0o700
+    assert reg.path("1.2.3").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "b" / ".expected").stat().st_mode & 0o777 == 0o700
 
 
 def test_manifest_keeps_the_last_outcome_per_instance(tmp_path: Path) -> None:

@@ -232,3 +232,51 @@ def test_events_fall_back_to_the_key_partition_and_do_not_wait_again_when_the_br
     t1 = time.monotonic()
     assert [store._partition("radstream.dicom.received", f"1.2.{i}") for i in range(50)] == [-1] * 50
     assert time.monotonic() - t1 < 0.5  # not asked again
+
+
+def test_a_study_seen_before_follows_its_projects_retirement_and_re_registration(tmp_path: Path) -> None:
+    """The store keeps a study's policy between its instances; a project retired after the study's first
+    instance refuses the next one, and one re-registered de-identified de-identifies it (the cached
+    policy said identified)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from pydicom import dcmread
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from sinks.dicom.projects import StaticProjects
+    from sinks.dicom.scp import STATUS_NOT_AUTHORIZED, ResearchStore, ScpConfig
+
+    from .helpers import project
+
+    projects = StaticProjects([project("P-ID", identified=True)])
+    store = ResearchStore(ScpConfig("RESEARCH", 0, "127.0.0.1", tmp_path / "store", ("ORTHANC",),
+                                    quarantine_dir=tmp_path / "q", deid_key=b"k" * 32), projects=projects)
+    spec = synth.specs(1, 3, rows=8, cols=8)[0]
+    store.registry.register(spec.study_uid, "P-ID", "r1", "RESEARCH")
+    assoc = SimpleNamespace(requestor=SimpleNamespace(ae_title="ORTHANC"),
+                            acceptor=SimpleNamespace(ae_title="RESEARCH"))
+
+    def send(i: int) -> int:
+        ds = synth.instance(spec, i)
+        body = DicomBytesIO()
+        body.is_little_endian, body.is_implicit_VR = True, False
+        write_dataset(body, ds)
+        return store.store(body.getvalue(), synth.ExplicitVRLittleEndian, str(ds.SOPClassUID),
+                           str(ds.SOPInstanceUID), assoc)
+
+    def stored() -> list[Any]:
+        return [dcmread(p) for p in sorted((tmp_path / "store" / "P-ID").rglob("*.dcm"))]
+
+    assert send(0) == 0
+    assert [str(ds.PatientName) for ds in stored()] == [spec.patient_name]  # identified
+    projects.projects["P-ID"] = dataclasses.replace(projects.projects["P-ID"], active=False)
+    assert send(1) == STATUS_NOT_AUTHORIZED
+    assert len(stored()) == 1
+    projects.projects["P-ID"] = dataclasses.replace(projects.projects["P-ID"], active=True, identified=False,
+                                                    irb_reference="")
+    assert send(2) == 0
+    names = sorted(str(ds.PatientName) for ds in stored())
+    assert len(names) == 2 and spec.patient_name in names
+    assert [n for n in names if n != spec.patient_name][0].startswith("psn-")  # de-identified now

@@ -5,6 +5,8 @@ de-identification paths: the byte-level one (Explicit VR Little Endian) and pydi
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,49 @@ def test_the_event_says_whether_the_stored_instance_kept_its_uids(
         assert bool(kept) is WANT[p][1], (p, kept)
     assert {ev["project_id"] for ev in events} == set(WANT)
 
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian],
+                         ids=["byte-level", "pydicom"])
+def test_uids_retained_also_says_when_a_received_uid_is_anywhere_in_the_stored_file(
+        topic_settings: Settings, tmp_path: Path, ts: str) -> None:
+    """A second net under the profile: an instance whose own SOP Instance UID also sits in an attribute
+    the table does not list is stored with it remapped there too (false); one whose SOP UID a
+    safe-listed private attribute keeps is stored with that UID in its bytes: true."""
+    settings = topic_settings
+    safe = DeidOptions(private_safe_list=("(0009,xx01) RADSTREAM TEST",))
+    projects = StaticProjects([project("IRB-7", identified=False), project("IRB-SAFE", identified=False,
+                                                                           deid=safe)])
+    want = {"IRB-7": False, "IRB-SAFE": True}
+    specs = {p: synth.StudySpec(f"US{k}", f"USPAT{k}", "U^S", "20240101", 1, rows=8, cols=8)
+             for k, p in enumerate(want)}
+    store = ResearchStore(ScpConfig(ae_title="RESEARCH", port=free_port(), host="127.0.0.1",
+                                    store_dir=tmp_path / "store", allowed_calling_aes=("ORTHANC",),
+                                    deid_key=b"uids-retained-key-" + b"k" * 14),
+                          make_producer(settings.kafka), settings.topics, projects)
+    for p, spec in specs.items():
+        store.registry.register(spec.study_uid, p, "r-" + spec.accession, "RESEARCH")
+    port = store.start()
+    try:
+        ae = AE(ae_title="ORTHANC")
+        ae.add_requested_context(CTImageStorage, ts)
+        assoc = ae.associate("127.0.0.1", port, ae_title="RESEARCH")
+        assert assoc.is_established
+        for p, spec in specs.items():
+            ds = synth.instance(spec, 0)
+            ds.SOPInstanceUIDOfConcatenationSource = ds.SOPInstanceUID  # not in E.1-1
+            if p == "IRB-SAFE":
+                ds.private_block(0x0009, "RADSTREAM TEST", create=True).add_new(0x01, "LO", ds.SOPInstanceUID)
+            assert assoc.send_c_store(ds).Status == 0x0000
+        assoc.release()
+        events = [serde.decode("received_instance", m.value())
+                  for m in consume(settings, settings.topics.received_instances, 2, timeout=30.0)]
+    finally:
+        store.stop()
+    assert {ev["project_id"]: ev["uids_retained"] for ev in events} == want
+    for ev in events:
+        data = Path(ev["path"]).read_bytes()
+        if ts == DeflatedExplicitVRLittleEndian:  # the data set after the file meta, deflated
+            end = 144 + struct.unpack_from("<I", data, 140)[0]
+            data = data[:end] + zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[end:])
+        assert (specs[ev["project_id"]].sop_uid(0).encode() in data) is want[ev["project_id"]]
