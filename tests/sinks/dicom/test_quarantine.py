@@ -126,7 +126,7 @@ RAW = "raw"  # a value written as these bytes (padding, several values), not as 
     ({"BurnedInAnnotation": (RAW, b" YES")}, "BurnedInAnnotation=YES"),
     ({"SOPClassUID": (RAW, b" 1.2.840.10008.5.1.4.1.1.7\0")}, "burned-in risk: Secondary Capture"),
     ({"ImageType": ["DERIVED", "SECONDARY", "SCREEN SAVE"]}, "burned-in risk: image type SCREEN SAVE"),
-    ({"ImageType": ["DERIVED", "SECONDARY", "MPR"]}, "burned-in risk: image type SECONDARY"),
+    ({"ImageType": ["DERIVED", "SECONDARY", "MPR"]}, None),  # a reformat: stored
     ({"ImageType": (RAW, b"ORIGINAL\\PRIMARY\\ screen save")}, "burned-in risk: image type SCREEN SAVE"),
     ({"SOPClassUID": WSI, "Modality": "SM", "ImageType": ["ORIGINAL", "PRIMARY", "LABEL", "NONE"]},
      "burned-in risk: image type LABEL"),
