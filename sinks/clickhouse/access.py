@@ -431,11 +431,11 @@ def _check_star(client: Client, database: str, objects: set[str], policy: Policy
         f"SELECT table, name, default_kind FROM system.columns WHERE database = {_literal(database)} "
         f"AND table IN ({tables}) AND lower(name) IN ({', '.join(_literal(n) for n in sorted(names))})",
         settings=settings or {}).result_rows
-    for table, column, kind in sorted(rows):
-        if str(kind) in _HIDDEN_FROM_STAR:
+    for table, column, kind in sorted((str(t), str(c), str(k)) for t, c, k in rows):
+        if kind in _HIDDEN_FROM_STAR:
             continue
         view = catalog.objects.get(f"{database}.{table}") == "View"
-        if view or (str(table), str(column)) in policy.denied_columns:
+        if view or (table, column) in policy.denied_columns:
             raise AccessDenied(f"refused for role {who}: * would show the column {column} of "
                                f"{database}.{table}, which this role may not read; name the columns")
 

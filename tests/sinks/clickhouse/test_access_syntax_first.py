@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 from radstream.config import Settings
 from radstream.warehouse import audited_query
 from sinks.clickhouse.access import AccessDenied, check, policy_for
-from sinks.clickhouse.query import _readonly_sibling, run_readonly, store_id
+from sinks.clickhouse.query import Result, _readonly_sibling, run_readonly, store_id
 from streams import audit
 from streams.audit import FileAudit
 from streams.auth import Principal
@@ -94,10 +95,11 @@ def test_arrival_order_columns_are_not_readable_by_analysts(ch: Client) -> None:
     analyst = policy_for(["analyst"])
     for view in ("reports_latest", "nlp_latest"):
         res = run_readonly(ch, f"SELECT * FROM {view}", "rows", policy=analyst)
+        assert isinstance(res, Result)
         assert not {"kafka_partition", "kafka_offset", "inserted_at"} & set(res.columns), (view, res.columns)
     # stewards still read them
-    assert run_readonly(ch, "SELECT max(kafka_offset) AS m FROM reports", "csv",
-                        policy=policy_for(["steward"])).startswith('"m"')
+    assert str(run_readonly(ch, "SELECT max(kafka_offset) AS m FROM reports", "csv",
+                            policy=policy_for(["steward"]))).startswith('"m"')
 
 
 def test_every_analyst_object_is_readable_by_name_and_views_by_star(ch: Client) -> None:
@@ -119,8 +121,8 @@ def test_a_query_that_fails_in_the_engine_is_audited_without_its_values(ch: Clie
     target = FileAudit(tmp_path / "audit.log")
     ana = Principal("ana", frozenset({"analyst"}))
     with pytest.raises(Exception, match="FUNCTION_THROW_IF_VALUE_IS_NON_ZERO"):
-        audited_query(ch, settings, ana, "SELECT throwIf(count() = 0, 'no rows') FROM findings_latest", "jsonl",
-                      target=target, endpoint="web")
+        audited_query(ch, settings, ana, "SELECT throwIf(count() = 0, 'no rows') FROM findings_latest",
+                      "jsonl", target=target, endpoint="web")
     with pytest.raises(AccessDenied):
         audited_query(ch, settings, ana, "SELECT * FROM deid_map", "jsonl", target=target, endpoint="web")
     events = audit.read_log(tmp_path / "audit.log")
@@ -131,7 +133,8 @@ def test_a_query_that_fails_in_the_engine_is_audited_without_its_values(ch: Clie
 
 
 def _get(port: int, path: str, token: str) -> tuple[int, str]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                 headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, resp.read().decode()
@@ -157,7 +160,8 @@ def test_health_gives_the_store_path_to_admins_only(ch_settings: Settings) -> No
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    srv = SqlServer(service, "127.0.0.1", port, gate=access.gate(s, "worker", audit=FileAudit(s.auth.audit_log)))
+    gate = access.gate(s, "worker", audit=FileAudit(s.auth.audit_log))
+    srv = SqlServer(service, "127.0.0.1", port, gate=gate)
     srv.start()
     try:
         status, body = _get(port, "/health", ana)
@@ -168,7 +172,7 @@ def test_health_gives_the_store_path_to_admins_only(ch_settings: Settings) -> No
         status, body = _get(port, "/health", root)
         assert json.loads(body)["store"] == s.clickhouse_url
         # and the analyst's file() read of the token store is refused without its content
-        status, out = _get(port, "/sql?q=" + urllib.request.quote(
+        status, out = _get(port, "/sql?q=" + urllib.parse.quote(
             f"SELECT toInt64(file('{s.auth.token_file}'))"), ana)
         assert status == 403 and out.strip() == "refused for role analyst: the function file() is not allowed"
     finally:
