@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -239,14 +240,20 @@ def _views(client: Client, settings: dict[str, Any] | None = None) -> set[str]:
     return {f"{db}.{name}" for db, name in rows}
 
 
-def _view_select(client: Client, qualified: str, settings: dict[str, Any] | None = None) -> str:
-    """The SELECT of one view now; a view gone since ``_views`` is refused (it cannot be analysed)."""
+def _view_select(client: Client, qualified: str, settings: dict[str, Any] | None = None,
+                 seen: dict[str, str] | None = None) -> str:
+    """The SELECT of one view now (``seen``: those already asked for by this check); a view gone since
+    ``_views`` is refused (it cannot be analysed)."""
+    if seen is not None and qualified in seen:
+        return seen[qualified]
     db, _, name = qualified.partition(".")
     rows = client.query(f"SELECT as_select FROM system.tables WHERE database = {_literal(db)} "
                         f"AND name = {_literal(name)} AND engine = 'View'",
                         settings=settings or {}).result_rows
     if not rows:
         raise AccessDenied(f"refused: the view {qualified} could not be analysed: it is gone")
+    if seen is not None:
+        seen[qualified] = str(rows[0][0])
     return str(rows[0][0])
 
 
@@ -360,30 +367,35 @@ def _named_objects(ast: _Ast, database: str, catalog: _Catalog) -> tuple[set[str
     return named, unknown
 
 
-def _functions(client: Client, names: set[str],
-               settings: dict[str, Any] | None) -> tuple[dict[str, set[str]], set[str], set[str]]:
-    """(lower name -> the names it stands for: itself and what it is an alias of, lower names of
-    ordinary functions, lower names of table functions) for the function names of a tree."""
-    lows = sorted({n.lower() for n in names})
-    if not lows:
-        return {}, set(), set()
-    listed = ", ".join(_literal(n) for n in lows)
-    rows = client.query(
-        f"SELECT 'f', name, alias_to FROM system.functions WHERE lower(name) IN ({listed}) "
-        f"UNION ALL SELECT 't', name, '' FROM system.table_functions WHERE lower(name) IN ({listed})",
-        settings=settings or {}).result_rows
-    means: dict[str, set[str]] = {n: {n} for n in lows}
-    ordinary: set[str] = set()
-    tables: set[str] = set()
-    for kind, name, alias_to in rows:
-        low = str(name).lower()
-        if kind == "f":
-            ordinary.add(low)
-            if alias_to:
-                means.setdefault(low, {low}).add(str(alias_to))
-        else:
-            tables.add(low)
-    return means, ordinary, tables
+@dataclass(frozen=True)
+class _Functions:
+    """The engine's function names (lower case): what each alias stands for, the ordinary functions and
+    the table functions. Built-in, so read once per store URL (system.functions costs ~50 ms)."""
+
+    aliases: dict[str, str]
+    ordinary: frozenset[str]
+    tables: frozenset[str]
+
+
+_function_catalogs: dict[str, _Functions] = {}
+_function_lock = threading.Lock()
+
+
+def _functions(client: Client, settings: dict[str, Any] | None) -> _Functions:
+    key = str(client.uri)
+    with _function_lock:
+        known = _function_catalogs.get(key)
+    if known is not None:
+        return known
+    rows = client.query("SELECT 'f', name, alias_to FROM system.functions "
+                        "UNION ALL SELECT 't', name, '' FROM system.table_functions",
+                        settings=settings or {}).result_rows
+    aliases = {str(n).lower(): str(a) for k, n, a in rows if k == "f" and a}
+    got = _Functions(aliases, frozenset(str(n).lower() for k, n, _ in rows if k == "f"),
+                     frozenset(str(n).lower() for k, n, _ in rows if k == "t"))
+    with _function_lock:
+        _function_catalogs[key] = got
+    return got
 
 
 def _check_ast(client: Client, database: str, ast: _Ast, policy: Policy, who: str, catalog: _Catalog,
@@ -408,13 +420,13 @@ def _check_ast(client: Client, database: str, ast: _Ast, policy: Policy, who: st
     for fn in sorted(ast.table_functions):
         if not policy.may_use_table_function(fn):
             raise AccessDenied(f"refused for role {who}: the table function {fn}(){through} is not allowed")
-    means, ordinary, table_functions = _functions(client, ast.functions, settings)
+    known = _functions(client, settings)
     for fn in sorted(ast.functions):
         low = fn.lower()
-        if not all(policy.may_call(m) for m in means.get(low, {low})):
+        if not (policy.may_call(fn) and policy.may_call(known.aliases.get(low, fn))):
             raise AccessDenied(f"refused for role {who}: the function {fn}(){through} is not allowed")
         # a name that is only a table function reads a table wherever it stands (x IN merge(...))
-        if low in table_functions and low not in ordinary and not policy.may_use_table_function(fn):
+        if low in known.tables and low not in known.ordinary and not policy.may_use_table_function(fn):
             raise AccessDenied(f"refused for role {who}: the table function {fn}(){through} is not allowed")
     return {n for n in named if n.partition(".")[0] == database}
 
@@ -449,7 +461,7 @@ def _parse(client: Client, select: str, settings: dict[str, Any] | None) -> list
 
 
 def _check_syntax(client: Client, database: str, ast: _Ast, policy: Policy, who: str,
-                  settings: dict[str, Any] | None) -> None:
+                  settings: dict[str, Any] | None, selects: dict[str, str]) -> None:
     """Step 2 of the module's doc: the syntax tree of the query and of every view it reads."""
     if policy.all_tables and "*" in policy.system_tables and "*" in policy.table_functions \
             and not policy.denied_functions and not policy.denied_columns:
@@ -467,7 +479,7 @@ def _check_syntax(client: Client, database: str, ast: _Ast, policy: Policy, who:
         seen.add(name)
         if depth >= MAX_VIEW_DEPTH:
             raise AccessDenied(f"refused: views nested deeper than {MAX_VIEW_DEPTH} at {name}")
-        inner = _ast(_parse(client, _view_select(client, name, settings), settings))
+        inner = _ast(_parse(client, _view_select(client, name, settings, selects), settings))
         pending.extend((o, depth + 1) for o in sorted(_check_ast(client, database, inner, policy, who,
                                                                   catalog, settings, name)))
 
@@ -494,7 +506,8 @@ def check(client: Client, database: str, sql: str, policy: Policy,
                            "SETTINGS clause: ask for the output format with ?format=)")
     ast = _ast(ast_rows[:-1])
     # before anything is evaluated: the analyzer below folds constants and runs scalar subqueries
-    _check_syntax(client, database, ast, policy, who, settings)
+    selects: dict[str, str] = {}  # the views' SELECTs, asked for once per check
+    _check_syntax(client, database, ast, policy, who, settings, selects)
     try:
         tree = _tree(client, canonical, settings)
     except AccessDenied:
@@ -521,7 +534,7 @@ def check(client: Client, database: str, sql: str, policy: Policy,
             if depth >= MAX_VIEW_DEPTH:
                 raise AccessDenied(f"refused: views nested deeper than {MAX_VIEW_DEPTH} at {name}")
             try:
-                inner = _tree(client, _view_select(client, name, settings), settings)
+                inner = _tree(client, _view_select(client, name, settings, selects), settings)
             except AccessDenied:
                 raise
             except Exception as exc:
