@@ -178,3 +178,31 @@ def test_health_gives_the_store_path_to_admins_only(ch_settings: Settings) -> No
     finally:
         srv.stop()
         service.sink.close()
+
+
+def test_031_takes_the_kafka_positions_out_of_the_views_and_keeps_them_in_the_tables(tmp_path: Path) -> None:
+    from sinks.clickhouse.client import open_client
+    from sinks.clickhouse.config import ClickHouseConfig
+    from sinks.clickhouse.migrate import migrate
+    from sinks.clickhouse.query import close_readonly_clients
+    from sinks.clickhouse.rows import Origin, rows_for
+    from sinks.clickhouse.sink import write_rows
+
+    from .factories import ddl_until, report
+
+    client = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="rs"))
+    try:
+        migrate(client, "rs", ddl_until(tmp_path / "ddl", 30))
+        rec = report("K1", text="IMPRESSION: 6 mm nodule.")
+        write_rows(client, rows_for("report_finalized", rec, Origin("reports", 0, 41)))
+        assert "kafka_offset" in client.query("SELECT * FROM reports_latest").column_names
+        assert "031_views_without_kafka_positions" in migrate(client, "rs")
+        for view in ("reports_latest", "nlp_latest"):
+            names = [str(r[0]) for r in client.query(f"DESCRIBE TABLE {view}").result_rows]
+            assert "kafka_offset" not in names and "kafka_partition" not in names and "accession" in names
+        assert client.query("SELECT accession FROM reports_latest").result_rows == [("K1",)]
+        got = client.query("SELECT accession, kafka_offset FROM report_versions").result_rows
+        assert got == [("K1", 41)]  # the sink's and the stewards' column is still there
+    finally:
+        close_readonly_clients()
+        client.close()
