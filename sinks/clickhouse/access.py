@@ -275,6 +275,7 @@ class _Ast:
     table_functions: set[str] = field(default_factory=set)  # functions in FROM
     star: bool = False
     regexp: bool = False
+    settings: bool = False  # a SETTINGS clause (readonly=1 refuses the outer one, not a subquery's)
     odd: bool = False  # a row that is no node: a line break inside a name or alias
 
 
@@ -317,6 +318,8 @@ def _ast(lines: list[str]) -> _Ast:
             out.star = True
         elif kind in _REGEXP_NODES:
             out.regexp = True
+        elif kind == "Set":
+            out.settings = True
         previous = kind
     return out
 
@@ -505,6 +508,8 @@ def check(client: Client, database: str, sql: str, policy: Policy,
         raise AccessDenied(f"refused: only one SELECT may run here (got {kind}; no INTO OUTFILE, FORMAT or "
                            "SETTINGS clause: ask for the output format with ?format=)")
     ast = _ast(ast_rows[:-1])
+    if ast.settings:
+        raise AccessDenied("refused: no SETTINGS clause, in a subquery either")
     # before anything is evaluated: the analyzer below folds constants and runs scalar subqueries
     selects: dict[str, str] = {}  # the views' SELECTs, asked for once per check
     _check_syntax(client, database, ast, policy, who, settings, selects)

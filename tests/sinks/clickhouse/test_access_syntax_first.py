@@ -65,6 +65,10 @@ def test_in_a_restricted_table_and_other_names_of_objects_are_refused(ch: Client
                 "WITH deid_map AS (SELECT 1 AS a) SELECT * FROM deid_map"):
         out = _refusal(ch, sql)
         assert "is not readable by this role" in out or "is not allowed" in out, (sql, out)
+    # readonly=1 refuses a SETTINGS clause of the query, not one of a subquery (asterisk_include_...)
+    assert _refusal(ch, "SELECT * FROM (SELECT * FROM findings_latest SETTINGS "
+                        "asterisk_include_materialized_columns = 1)") == \
+        "refused: no SETTINGS clause, in a subquery either"
     # a CTE of another name reads nothing stored: fine
     assert run_readonly(ch, "WITH x AS (SELECT 1 AS a) SELECT a FROM x", "csv",
                         policy=policy_for(["analyst"])) == '"a"\n1\n'
