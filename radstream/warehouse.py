@@ -89,21 +89,21 @@ def worker_serves_our_store(settings: Settings) -> bool:
         raise WorkerUnavailable(f"worker answered HTTP {exc.code}") from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
         raise WorkerUnavailable(str(exc)) from exc
-    store = str(health.get("store") or "")
-    if not store.startswith("chdb://"):
-        return False
-    ours = os.path.realpath(settings.clickhouse_url.removeprefix("chdb://"))
-    return os.path.realpath(store.removeprefix("chdb://")) == ours
+    from sinks.clickhouse.query import store_id
+
+    # a digest of the store's path (the path itself is given to admins only)
+    return bool(health.get("store_id")) and health.get("store_id") == store_id(settings.clickhouse_url)
 
 
 def audited_query(client: Any, settings: Settings, principal: Principal, sql: str, fmt: str, *, target: Any,
                   endpoint: str) -> Any:
     """One query on an open client as ``principal``: checked against the allowlists of the principal's
-    query roles, and audited (``sql.query``, allowed or refused by the check, with ``endpoint``). The
-    /sql page does the same in the worker; the web app and local commands that open the warehouse
+    query roles, and audited (``sql.query``, with ``endpoint``): allowed, refused by the check (its
+    reason), or failed in the engine (the error's code name only: the engine's message may quote values).
+    The /sql page does the same in the worker; the web app and local commands that open the warehouse
     themselves call this. AccessDenied and the engine's errors are raised."""
     from radstream.access import roles_dir
-    from sinks.clickhouse.access import AccessDenied, Checked, policy_for
+    from sinks.clickhouse.access import AccessDenied, Checked, error_code, policy_for
     from sinks.clickhouse.query import count_rows, run_readonly
     from streams import audit
 
@@ -115,6 +115,12 @@ def audited_query(client: Any, settings: Settings, principal: Principal, sql: st
     except AccessDenied as exc:
         audit.record(target, principal.user, "sql.query", allowed=False, query=sql, reason=str(exc),
                      endpoint=endpoint)
+        raise
+    except Exception as exc:
+        audit.record(target, principal.user, "sql.query", allowed=False, query=sql,
+                     reason=f"the query failed in the engine ({error_code(exc)})",
+                     tables=checked[0].tables if checked else (),
+                     duration_ms=round((time.monotonic() - started) * 1000, 3), endpoint=endpoint)
         raise
     audit.record(target, principal.user, "sql.query", allowed=True, query=sql,
                  tables=checked[0].tables if checked else (), rows=count_rows(fmt, out),
@@ -129,7 +135,6 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
     from radstream.access import audit_target, cli_principal, flush_audit
     from sinks.clickhouse.access import AccessDenied
     from sinks.clickhouse.client import open_client
-    from streams import audit
     from streams.auth import AuthError
 
     try:
@@ -148,14 +153,10 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
             hint = ""
         raise WarehouseError(f"cannot open {settings.clickhouse_url}: {exc}{hint}") from exc
     target = audit_target(settings)
-    try:
+    try:  # audited there, refused or failed too
         return audited_query(client, settings, principal, query, fmt, target=target, endpoint="cli")
     except AccessDenied as exc:
         raise WarehouseError(str(exc)) from None
-    except Exception as exc:  # a query the engine refused: recorded as the /sql page records it
-        audit.record(target, principal.user, "sql.query", allowed=False, query=query,
-                     reason=f"{type(exc).__name__}: {exc}"[:2000], endpoint="cli")
-        raise
     finally:  # a command is one query: free the embedded engine for the next user of this process
         client.close()
         if settings.embedded_clickhouse:

@@ -5,7 +5,8 @@
   the user's own token. The worker checks the user's roles against the table allowlists
   (``sinks.clickhouse.access``, ClickHouse's parser) and audits the query (``sql.query``) under the
   user's name.
-* ClickHouse server: ``run_readonly`` with the user's policy (the same check), audited here.
+* ClickHouse server: ``run_readonly`` with the user's policy (the same check), audited here
+  (``audited_query``): allowed, refused by the check, or failed in the engine.
 """
 
 from __future__ import annotations

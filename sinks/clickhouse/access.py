@@ -1,39 +1,46 @@
-"""Which tables a query reads, decided by ClickHouse's own parser and analyzer, and whether a role may.
+"""Which objects a query reads, decided by ClickHouse's own parser and analyzer, and whether a role may.
 
 For each query (``check``), on the read-only client of the store, never with regexes over SQL:
 
 1. ``SELECT formatQuery('<text>')``: ClickHouse parses the text; a syntax error or more than one
-   statement is refused ("Multi-statements are not allowed"). The canonical text it returns is what is
-   analysed and then run, so the checked query and the executed one are the same.
-2. ``EXPLAIN AST``: the statement must be one SELECT (``SelectWithUnionQuery``: no INSERT, DDL, SHOW
-   or EXPLAIN, no INTO OUTFILE, no FORMAT clause but a trailing one, which the caller takes off first);
-   a SETTINGS clause is refused by ``readonly=1`` already at this step.
-3. ``EXPLAIN QUERY TREE``: the analyzer resolves every name (CTEs, aliases, ``IN table``, subqueries at
-   any depth, UNION branches, JOINs). Its ``TABLE`` nodes are the tables and views read, its
-   ``TABLE_FUNCTION`` nodes the table functions, its ``FUNCTION`` nodes the functions called.
-4. Views are expanded: a view's own query (``system.tables.as_select``, asked for when the query
-   reads the view) goes through step 3 as well,
-   recursively, so a view counts as read together with everything it reads, and a view over a
-   restricted table is refused.
+   statement is refused ("Multi-statements are not allowed"; the parser's message quotes only the
+   query). The canonical text it returns is what is checked and then run.
+2. ``EXPLAIN AST`` (parse only: nothing is evaluated, nothing read): the statement must be one SELECT
+   (``SelectWithUnionQuery``: no INSERT, DDL, SHOW or EXPLAIN, no INTO OUTFILE, no FORMAT clause but
+   a trailing one, which the caller takes off first; a SETTINGS clause is refused by ``readonly=1``).
+   Then, conservatively, on every node of the syntax tree, before anything is evaluated:
+   * every ``TableIdentifier`` and every ``Identifier`` (``x IN deid_map``, ``rs.deid_map.col``) that
+     names an object of the store (table, view, dictionary; ``system.*``, another database) must be
+     readable by the role; a readable view's own SELECT goes through this step too (recursively);
+   * table functions (in FROM, or anywhere a name is only a table function) must be allowed, functions
+     (and their aliases, ``system.functions``) must not be denied;
+   * no identifier may be (or contain as a part) a denied column's name (``denied_columns``, whatever
+     table) or, with ``deny_virtual_columns``, start with ``_`` (``_part``, ``_block_number``, ...);
+     ``COLUMNS('regexp')`` is refused (it also matches MATERIALIZED columns), and ``*`` is refused over
+     an object that would show a denied column to it.
+3. Only then ``EXPLAIN QUERY TREE``: the analyzer resolves every name. It evaluates constant
+   expressions and scalar subqueries while it resolves, which is why step 2 comes first: by now they
+   can only read what the role may read. Its ``TABLE``, ``TABLE_FUNCTION``, ``FUNCTION`` and ``COLUMN``
+   nodes are checked again (a second line, the same rules), views expanded through it as well.
+
+Every refusal is one of our own messages (``AccessDenied``): it may name the object refused, never
+the engine's error text, which can quote values the analyzer computed (a failure of step 3 says only
+the error's code name). The parser's own message (step 1) quotes nothing but the query.
 
 The role's allowlist (``roles/<role>.json``, data) names the tables/views of the warehouse database,
 the system tables and the table functions it may read, and the functions it may not call. A principal
 with several roles gets the union of their allowlists.
 
-``denied_columns`` (table -> columns) are columns of readable tables that the role may not read: a query
-(or a view it reads) whose analyzed tree has a ``COLUMN`` node of such a column, its ``source_id`` that
-table's ``TABLE`` node, is refused, whether the column is selected, filtered on or aggregated. Such a
-column should be MATERIALIZED (ddl/026) so that ``SELECT *`` and the views that use it leave it out.
-
-The analyzer evaluates scalar subqueries while it resolves (step 3), so an error there could quote
-a value read from a table; such an error message is shown only when every table the syntax tree
-names (step 2's ``TableIdentifier`` nodes, a superset of what is read directly) is allowed.
+``denied_columns`` (table -> columns) are columns of readable tables that the role may not read,
+selected, filtered on or aggregated, directly or through a view. Such a column should be MATERIALIZED
+(ddl/026, ddl/031) so that ``SELECT *`` and the views made with it leave it out.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -51,7 +58,6 @@ MARK = "FORMAT TSVRaw"  # the output format of our EXPLAINs: one row a line, not
 # not carry exactly one such field is refused rather than guessed at
 _TREE_FIELDS = {"TABLE id:": "table_name", "TABLE_FUNCTION id:": "table_function_name",
                 "FUNCTION id:": "function_name"}
-_AST_TABLE = re.compile(r"^\s*TableIdentifier (?P<name>\S+)")
 
 
 class AccessDenied(ValueError):
@@ -66,6 +72,7 @@ class Policy:
     table_functions: frozenset[str] = frozenset()
     denied_functions: frozenset[str] = frozenset()
     denied_columns: frozenset[tuple[str, str]] = frozenset()  # (table of the warehouse, column)
+    deny_virtual_columns: bool = False  # identifiers starting with "_" (_part, _block_number, ...)
 
     @property
     def all_tables(self) -> bool:
@@ -90,7 +97,14 @@ class Policy:
 
     def may_read_column(self, qualified: str, column: str, database: str) -> bool:
         db, _, name = qualified.partition(".")
+        if self.deny_virtual_columns and column.startswith("_"):
+            return False
         return db != database or (name, column) not in self.denied_columns
+
+    @property
+    def denied_column_names(self) -> frozenset[str]:
+        """The names of denied columns, whatever their table: refused anywhere in a query's text."""
+        return frozenset(c.lower() for _, c in self.denied_columns)
 
 
 def _load_role(role: str, roles_dir: Path) -> dict[str, Any]:
@@ -115,6 +129,7 @@ def _policy(roles: tuple[str, ...], roles_dir: Path) -> Policy:
         denied_functions=frozenset(set.intersection(*denied)) if denied else frozenset(),
         # likewise a column: denied only if every role denies it
         denied_columns=frozenset(set.intersection(*columns)) if columns else frozenset(),
+        deny_virtual_columns=bool(docs) and all(d.get("deny_virtual_columns", False) for d in docs),
     )
 
 
@@ -144,9 +159,23 @@ def _lines(client: Client, sql: str, settings: dict[str, Any] | None = None) -> 
     return [line for line in raw.decode("utf-8", errors="replace").splitlines() if line.strip()]
 
 
-def _message(exc: Exception) -> str:
+def _parser_message(exc: Exception) -> str:
+    """The parser's message (formatQuery: nothing is evaluated there, so it quotes only the query)."""
     text = str(exc).strip()
     return text.split("\n")[0][:800]
+
+
+_CODE_NAME = re.compile(r"\(([A-Z][A-Z0-9_]{2,})\)")
+
+
+def error_code(exc: BaseException) -> str:
+    """The engine's error code name (UNKNOWN_IDENTIFIER, ...), never its message: a message may quote a
+    value the engine computed. "error" when there is none."""
+    names = [n for n in _CODE_NAME.findall(str(exc)) if n != "version"]
+    if names:
+        return names[-1]
+    code = re.search(r"Code: (\d+)", str(exc))
+    return f"code {code.group(1)}" if code else type(exc).__name__
 
 
 @dataclass
@@ -211,15 +240,251 @@ def _views(client: Client, settings: dict[str, Any] | None = None) -> set[str]:
     return {f"{db}.{name}" for db, name in rows}
 
 
-def _view_select(client: Client, qualified: str, settings: dict[str, Any] | None = None) -> str:
-    """The SELECT of one view now; a view gone since ``_views`` is refused (it cannot be analysed)."""
+def _view_select(client: Client, qualified: str, settings: dict[str, Any] | None = None,
+                 seen: dict[str, str] | None = None) -> str:
+    """The SELECT of one view now (``seen``: those already asked for by this check); a view gone since
+    ``_views`` is refused (it cannot be analysed)."""
+    if seen is not None and qualified in seen:
+        return seen[qualified]
     db, _, name = qualified.partition(".")
     rows = client.query(f"SELECT as_select FROM system.tables WHERE database = {_literal(db)} "
                         f"AND name = {_literal(name)} AND engine = 'View'",
                         settings=settings or {}).result_rows
     if not rows:
         raise AccessDenied(f"refused: the view {qualified} could not be analysed: it is gone")
+    if seen is not None:
+        seen[qualified] = str(rows[0][0])
     return str(rows[0][0])
+
+
+# one node of EXPLAIN AST's output: indentation, node type, the rest ("name (alias a) (children n)")
+_AST_NODE = re.compile(r"^( *)([A-Za-z][A-Za-z0-9_:]*)(?: (.*))?$")
+_CHILDREN = re.compile(r" \(children \d+\)$")
+_STAR_NODES = ("Asterisk", "QualifiedAsterisk")
+_REGEXP_NODES = ("ColumnsRegexpMatcher", "QualifiedColumnsRegexpMatcher")
+_HIDDEN_FROM_STAR = ("MATERIALIZED", "ALIAS", "EPHEMERAL")
+
+
+@dataclass
+class _Ast:
+    """What one statement's syntax tree names (parse only: nothing evaluated)."""
+
+    tables: set[str] = field(default_factory=set)  # TableIdentifier names, as written
+    identifiers: set[str] = field(default_factory=set)  # every other Identifier (columns, IN operands, ...)
+    functions: set[str] = field(default_factory=set)  # every Function node's name, table functions too
+    table_functions: set[str] = field(default_factory=set)  # functions in FROM
+    star: bool = False
+    regexp: bool = False
+    settings: bool = False  # a SETTINGS clause (readonly=1 refuses the outer one, not a subquery's)
+    odd: bool = False  # a row that is no node: a line break inside a name or alias
+
+
+def _candidates(rest: str) -> set[str]:
+    """The name of a node row. The engine prints it raw, then " (alias ...)" and " (children n)"; a name
+    or alias may contain those too, so every reading is returned: a name is checked in each (more may be
+    refused, none is missed)."""
+    rest = _CHILDREN.sub("", rest.strip())
+    out = {rest.split(" ", 1)[0], rest.split(" (alias ", 1)[0]}
+    return {n.replace("`", "") for n in out if n}
+
+
+def _ast(lines: list[str]) -> _Ast:
+    out = _Ast()
+    previous = ""
+    excepted = -1  # indentation of the ColumnsExceptTransformer whose children are being read
+    for line in lines:
+        m = _AST_NODE.match(line)
+        if m is None:
+            out.odd = True
+            previous = ""
+            continue
+        indent, kind, names = len(m.group(1)), m.group(2), _candidates(m.group(3) or "")
+        if indent <= excepted:
+            excepted = -1
+        if kind == "ColumnsExceptTransformer":
+            excepted = indent
+        if kind == "Identifier" and excepted >= 0 and indent == excepted + 1:
+            pass  # * EXCEPT (col): a column left out, not read
+        elif kind == "TableIdentifier":
+            out.tables |= names
+        elif kind == "Identifier":
+            out.identifiers |= names
+        elif kind == "Function":
+            fn = (m.group(3) or "").split(" ", 1)[0]  # a function's name is one word
+            out.functions.add(fn)
+            if previous == "TableExpression":  # a table function is the first child of its TableExpression
+                out.table_functions.add(fn)
+        elif kind in _STAR_NODES:
+            out.star = True
+        elif kind in _REGEXP_NODES:
+            out.regexp = True
+        elif kind == "Set":
+            out.settings = True
+        previous = kind
+    return out
+
+
+@dataclass
+class _Catalog:
+    """The objects the store has now: database names, and db.name -> engine of our database's objects."""
+
+    databases: set[str]
+    objects: dict[str, str]
+
+
+def _catalog(client: Client, database: str, settings: dict[str, Any] | None) -> _Catalog:
+    db = _literal(database)
+    rows = client.query(
+        "SELECT 'd', name, '' FROM system.databases "
+        f"UNION ALL SELECT 't', name, engine FROM system.tables WHERE database = {db} "
+        f"UNION ALL SELECT 't', name, 'Dictionary' FROM system.dictionaries WHERE database = {db}",
+        settings=settings or {}).result_rows
+    out = _Catalog({"system", "information_schema", "INFORMATION_SCHEMA"}, {})
+    for kind, name, engine in rows:
+        if kind == "d":
+            out.databases.add(str(name))
+        else:
+            out.objects.setdefault(f"{database}.{name}", str(engine))
+    return out
+
+
+def _named_objects(ast: _Ast, database: str, catalog: _Catalog) -> tuple[set[str], set[str]]:
+    """(objects the tree names that must be readable, unqualified table names that name nothing: CTEs or
+    unknown). An identifier names an object when it is ``db.name`` of a database the store has, or when
+    one of its parts is the name of an object of our database (``x IN deid_map``, ``deid_map.col``)."""
+    named: set[str] = set()
+    unknown: set[str] = set()
+    for name in ast.tables:
+        parts = name.split(".")
+        if len(parts) >= 2:
+            named.add(f"{parts[0]}.{parts[1]}")
+        elif f"{database}.{name}" in catalog.objects:
+            named.add(f"{database}.{name}")
+        else:
+            unknown.add(name)  # a CTE (or nothing: the analyzer says so), reads no stored object
+    for name in ast.identifiers:
+        parts = name.split(".")
+        if len(parts) >= 2 and parts[0] in catalog.databases:
+            named.add(f"{parts[0]}.{parts[1]}")
+        named |= {f"{database}.{p}" for p in parts if f"{database}.{p}" in catalog.objects}
+    return named, unknown
+
+
+@dataclass(frozen=True)
+class _Functions:
+    """The engine's function names (lower case): what each alias stands for, the ordinary functions and
+    the table functions. Built-in, so read once per store URL (system.functions costs ~50 ms)."""
+
+    aliases: dict[str, str]
+    ordinary: frozenset[str]
+    tables: frozenset[str]
+
+
+_function_catalogs: dict[str, _Functions] = {}
+_function_lock = threading.Lock()
+
+
+def _functions(client: Client, settings: dict[str, Any] | None) -> _Functions:
+    key = str(client.uri)
+    with _function_lock:
+        known = _function_catalogs.get(key)
+    if known is not None:
+        return known
+    rows = client.query("SELECT 'f', name, alias_to FROM system.functions "
+                        "UNION ALL SELECT 't', name, '' FROM system.table_functions",
+                        settings=settings or {}).result_rows
+    aliases = {str(n).lower(): str(a) for k, n, a in rows if k == "f" and a}
+    got = _Functions(aliases, frozenset(str(n).lower() for k, n, _ in rows if k == "f"),
+                     frozenset(str(n).lower() for k, n, _ in rows if k == "t"))
+    with _function_lock:
+        _function_catalogs[key] = got
+    return got
+
+
+def _check_ast(client: Client, database: str, ast: _Ast, policy: Policy, who: str, catalog: _Catalog,
+               settings: dict[str, Any] | None, via: str = "") -> set[str]:
+    """Refuse what the tree names that the role may not read or call; the readable objects it names."""
+    through = f" (read by the view {via})" if via else ""
+    if ast.odd:
+        raise AccessDenied("refused: a name or alias with a line break in it")
+    named, _ = _named_objects(ast, database, catalog)
+    for name in sorted(named):
+        if not policy.may_read(name, database):
+            raise AccessDenied(f"refused for role {who}: {name}{through} is not readable by this role")
+    denied_names = policy.denied_column_names
+    for name in sorted(ast.identifiers):
+        for part in name.split("."):
+            if part.lower() in denied_names or (policy.deny_virtual_columns and part.startswith("_")):
+                raise AccessDenied(f"refused for role {who}: the column {part}{through} is not readable by "
+                                   "this role")
+    if ast.regexp and (denied_names or policy.deny_virtual_columns):
+        raise AccessDenied(f"refused for role {who}: COLUMNS('regexp'){through} is not allowed (it would "
+                           "match columns this role may not read); name the columns")
+    for fn in sorted(ast.table_functions):
+        if not policy.may_use_table_function(fn):
+            raise AccessDenied(f"refused for role {who}: the table function {fn}(){through} is not allowed")
+    known = _functions(client, settings)
+    for fn in sorted(ast.functions):
+        low = fn.lower()
+        if not (policy.may_call(fn) and policy.may_call(known.aliases.get(low, fn))):
+            raise AccessDenied(f"refused for role {who}: the function {fn}(){through} is not allowed")
+        # a name that is only a table function reads a table wherever it stands (x IN merge(...))
+        if low in known.tables and low not in known.ordinary and not policy.may_use_table_function(fn):
+            raise AccessDenied(f"refused for role {who}: the table function {fn}(){through} is not allowed")
+    return {n for n in named if n.partition(".")[0] == database}
+
+
+def _check_star(client: Client, database: str, objects: set[str], policy: Policy, who: str,
+                catalog: _Catalog, settings: dict[str, Any] | None) -> None:
+    """``*`` shows every column but MATERIALIZED/ALIAS ones: refused over an object that would show it a
+    denied column (a table's own denied columns; any denied name in a view's columns)."""
+    names = policy.denied_column_names
+    if not names or not objects:
+        return
+    tables = ", ".join(_literal(o.partition(".")[2]) for o in sorted(objects))
+    rows = client.query(
+        f"SELECT table, name, default_kind FROM system.columns WHERE database = {_literal(database)} "
+        f"AND table IN ({tables}) AND lower(name) IN ({', '.join(_literal(n) for n in sorted(names))})",
+        settings=settings or {}).result_rows
+    for table, column, kind in sorted((str(t), str(c), str(k)) for t, c, k in rows):
+        if kind in _HIDDEN_FROM_STAR:
+            continue
+        view = catalog.objects.get(f"{database}.{table}") == "View"
+        if view or (table, column) in policy.denied_columns:
+            raise AccessDenied(f"refused for role {who}: * would show the column {column} of "
+                               f"{database}.{table}, which this role may not read; name the columns")
+
+
+def _parse(client: Client, select: str, settings: dict[str, Any] | None) -> list[str]:
+    try:
+        return _lines(client, f"EXPLAIN AST {select}", settings)
+    except Exception as exc:
+        raise AccessDenied(f"refused: only one SELECT may run here, without a SETTINGS clause "
+                           f"({error_code(exc)})") from None
+
+
+def _check_syntax(client: Client, database: str, ast: _Ast, policy: Policy, who: str,
+                  settings: dict[str, Any] | None, selects: dict[str, str]) -> None:
+    """Step 2 of the module's doc: the syntax tree of the query and of every view it reads."""
+    if policy.all_tables and "*" in policy.system_tables and "*" in policy.table_functions \
+            and not policy.denied_functions and not policy.denied_columns:
+        return  # admin: the read-only engine is the only limit
+    catalog = _catalog(client, database, settings)
+    objects = _check_ast(client, database, ast, policy, who, catalog, settings)
+    if ast.star:
+        _check_star(client, database, objects, policy, who, catalog, settings)
+    pending = [(o, 0) for o in sorted(objects)]
+    seen: set[str] = set()
+    while pending:
+        name, depth = pending.pop(0)
+        if name in seen or catalog.objects.get(name) != "View":
+            continue
+        seen.add(name)
+        if depth >= MAX_VIEW_DEPTH:
+            raise AccessDenied(f"refused: views nested deeper than {MAX_VIEW_DEPTH} at {name}")
+        inner = _ast(_parse(client, _view_select(client, name, settings, selects), settings))
+        pending.extend((o, depth + 1) for o in sorted(_check_ast(client, database, inner, policy, who,
+                                                                  catalog, settings, name)))
 
 
 def check(client: Client, database: str, sql: str, policy: Policy,
@@ -234,34 +499,26 @@ def check(client: Client, database: str, sql: str, policy: Policy,
         canonical = str(client.query(f"SELECT formatQuery({_literal(sql)})",
                                      settings=settings or {}).result_rows[0][0])
     except Exception as exc:
-        raise AccessDenied(f"not one valid statement: {_message(exc)}") from None
-    try:
-        ast = _lines(client, f"EXPLAIN AST {canonical}", settings)
-    except Exception as exc:
-        raise AccessDenied(f"refused: {_message(exc)}") from None
+        raise AccessDenied(f"not one valid statement: {_parser_message(exc)}") from None
+    ast_rows = _parse(client, canonical, settings)
     # our own FORMAT is the one extra child: a second one (INTO OUTFILE) is refused
-    if not ast or ast[0].strip() != "SelectWithUnionQuery (children 2)" or ast[-1] != " Identifier TSVRaw":
-        kind = ast[0].split()[0] if ast else "nothing"
+    if not ast_rows or ast_rows[0].strip() != "SelectWithUnionQuery (children 2)" \
+            or ast_rows[-1] != " Identifier TSVRaw":
+        kind = ast_rows[0].split()[0] if ast_rows else "nothing"
         raise AccessDenied(f"refused: only one SELECT may run here (got {kind}; no INTO OUTFILE, FORMAT or "
                            "SETTINGS clause: ask for the output format with ?format=)")
-    named = {m["name"].replace("`", "") for line in ast if (m := _AST_TABLE.match(line))}
-    # a table function is the first child of its TableExpression node; refused before anything runs
-    for parent, child in zip(ast, ast[1:], strict=False):
-        if parent.strip().startswith("TableExpression") and child.strip().startswith("Function "):
-            fn = child.split()[1]
-            if not policy.may_use_table_function(fn):
-                raise AccessDenied(f"refused for role {who}: the table function {fn}() is not allowed")
+    ast = _ast(ast_rows[:-1])
+    if ast.settings:
+        raise AccessDenied("refused: no SETTINGS clause, in a subquery either")
+    # before anything is evaluated: the analyzer below folds constants and runs scalar subqueries
+    selects: dict[str, str] = {}  # the views' SELECTs, asked for once per check
+    _check_syntax(client, database, ast, policy, who, settings, selects)
     try:
         tree = _tree(client, canonical, settings)
     except AccessDenied:
         raise
     except Exception as exc:
-        # resolving may have evaluated scalar subqueries: their values may be in the message
-        hidden = [n for n in named if not policy.may_read(n if "." in n else f"{database}.{n}", database)]
-        if hidden and not policy.all_tables:
-            raise AccessDenied(f"refused for role {who}: the query names {', '.join(sorted(hidden))}, "
-                               "which the role may not read") from None
-        raise AccessDenied(f"the query could not be analysed: {_message(exc)}") from None
+        raise AccessDenied(f"refused: the query could not be analysed ({error_code(exc)})") from None
 
     _check_columns(tree, policy, database, who)
     views = _views(client, settings)
@@ -282,12 +539,12 @@ def check(client: Client, database: str, sql: str, policy: Policy,
             if depth >= MAX_VIEW_DEPTH:
                 raise AccessDenied(f"refused: views nested deeper than {MAX_VIEW_DEPTH} at {name}")
             try:
-                inner = _tree(client, _view_select(client, name, settings), settings)
+                inner = _tree(client, _view_select(client, name, settings, selects), settings)
             except AccessDenied:
                 raise
             except Exception as exc:
-                raise AccessDenied(f"refused: the view {name} could not be analysed: "
-                                   f"{_message(exc)}") from None
+                raise AccessDenied(f"refused: the view {name} could not be analysed "
+                                   f"({error_code(exc)})") from None
             _check_columns(inner, policy, database, who, name)
             functions |= inner.functions
             table_functions |= inner.table_functions

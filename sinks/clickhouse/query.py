@@ -12,6 +12,8 @@ read deduplicated, so ``reports`` shows one row per accession and replays never 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -66,6 +68,14 @@ def close_readonly_clients(url: str | None = None) -> None:
     with _ro_lock:
         for key in [k for k in _ro_clients if url is None or k[0] == url]:
             _ro_clients.pop(key).close()
+
+
+def store_id(url: str) -> str:
+    """Who serves which embedded store, without saying where it is: a digest of the store's real path
+    (``/health`` gives it to any token; the path itself only to admins: a path is what file() and
+    friends would need)."""
+    path = os.path.realpath(url.removeprefix("chdb://")) if is_embedded(url) else url
+    return hashlib.sha256(b"radstream-store\0" + path.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def count_rows(fmt: str, out: str | Result) -> int | None:

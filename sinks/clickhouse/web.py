@@ -7,8 +7,9 @@ them too: ``/sql`` then says so (503) and ``/health`` reports the sink "off".
 Every request needs a token (``streams.auth``; 401 without one or with a bad one, audited as a login
 failure). ``/sql`` needs the role analyst, steward or admin (403 otherwise), and the query must pass
 the role's table allowlist (``sinks.clickhouse.access``; a refusal answers 403 with the reason).
-``/health`` needs any valid token: it returns no data, but it is not a liveness probe for strangers
-(a probe sends a token too, or checks the TCP port). Every query, allowed or refused, is audited
+``/health`` needs any valid token: it returns no data (the embedded store's path only to admins,
+others get a digest of it), but it is not a liveness probe for strangers (a probe sends a token too,
+or checks the TCP port). Every query, allowed or refused, is audited
 (``streams.audit``: who, query text, tables read, rows, duration). HTTPS when a TLS context is given.
 """
 
@@ -24,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from sinks.clickhouse.access import ROLES_DIR, AccessDenied, Checked, policy_for
+from sinks.clickhouse.access import ROLES_DIR, AccessDenied, Checked, error_code, policy_for
 from sinks.clickhouse.service import SinkService
 from streams import audit
 from streams.auth import AuthError, Gate, Principal
@@ -133,10 +134,12 @@ class SqlServer:
                     rows = count_rows(fmt, result)
                 except AccessDenied as exc:
                     status, out = 403, f"{exc}\n"
+                    detail["reason"] = str(exc)[:2000]
                 except Exception as exc:  # noqa: BLE001 - the analyst gets the reason
+                    # the check passed: the engine's message quotes only what this role may read; the
+                    # audit keeps its code name, not values
                     status, out = 400, f"{type(exc).__name__}: {exc}\n"
-                if status != 200:
-                    detail["reason"] = out.strip()[:2000]
+                    detail["reason"] = f"the query failed in the engine ({error_code(exc)})"
                 audit.record(gate.audit, principal.user, "sql.query", allowed=status == 200, query=sql,
                              tables=checked[0].tables if checked else (), rows=rows,
                              duration_ms=round((time.monotonic() - started) * 1000, 3), **detail)
@@ -178,7 +181,12 @@ class SqlServer:
                     return
                 body: dict[str, Any] = {"sink": "off" if service is None else service.health()}
                 if service is not None and service.ch.embedded:
-                    body["store"] = service.ch.url  # lets `radstream sql` tell its own store's worker
+                    from sinks.clickhouse.query import store_id
+
+                    # lets `radstream sql` tell its own store's worker; the path only to admins
+                    body["store_id"] = store_id(service.ch.url)
+                    if "admin" in principal.roles:
+                        body["store"] = service.ch.url
                 self._send(200, json.dumps(body) + "\n", content_type="application/json")
 
         return Handler

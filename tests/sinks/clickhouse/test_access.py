@@ -25,7 +25,9 @@ def test_every_analyst_object_reads_only_analyst_objects(ch: Client) -> None:
     objects = _objects(ch)
     assert not RESTRICTED & analyst.tables
     for name in sorted(analyst.tables & set(objects)):
-        checked = check(ro, "rs", f"SELECT * FROM {name} LIMIT 1", analyst)
+        # * over these would show kafka_offset (refused for analysts): a named column reads the table
+        what = "accession" if name in ("report_versions", "reports", "report_nlp") else "*"
+        checked = check(ro, "rs", f"SELECT {what} FROM {name} LIMIT 1", analyst)
         assert not {t.split(".")[1] for t in checked.tables} & RESTRICTED, (name, checked.tables)
     # and every table the migrations create is on some list (a new table is a decision, not an accident)
     steward_only = set(objects) - analyst.tables
@@ -57,10 +59,10 @@ def test_the_checked_text_is_what_runs_and_keeps_a_trailing_format(ch: Client) -
         run_readonly(ch, "SELECT 1 INTO OUTFILE '/tmp/radstream-access-test'", "tsv", policy=analyst)
     with pytest.raises(AccessDenied, match="Multi-statements"):
         run_readonly(ch, "SELECT 1; SELECT 2", "tsv", policy=analyst)
-    # a name error is shown (nothing restricted named), a failure with a restricted name is not
-    with pytest.raises(AccessDenied, match="UNKNOWN_IDENTIFIER"):
+    # a name error gives its code (never the engine's message); a restricted name is refused before
+    with pytest.raises(AccessDenied, match=r"^refused: the query could not be analysed \(UNKNOWN_IDENTIFIER"):
         run_readonly(ch, "SELECT nosuch FROM findings_latest", "tsv", policy=analyst)
-    with pytest.raises(AccessDenied, match="names deid_map, which the role may not read"):
+    with pytest.raises(AccessDenied, match="rs.deid_map is not readable by this role"):
         run_readonly(ch, "SELECT toInt64((SELECT any(original) FROM deid_map)) + nosuch", "tsv",
                      policy=analyst)
 

@@ -54,7 +54,7 @@ def columns(client: Client, sql: str, policy: Any) -> list[str]:
 def test_analysts_cannot_read_inserted_at(ch: Client) -> None:
     write_one(ch)
     for sql in READS:
-        with pytest.raises(AccessDenied, match="the column inserted_at of rs.report(_versions|s|_nlp)"):
+        with pytest.raises(AccessDenied, match="the column inserted_at (of rs.report(_versions|s|_nlp) )?is"):
             run_readonly(ch, sql, "tsv", policy=policy_for(["analyst"]))
         run_readonly(ch, sql, "tsv", policy=policy_for(["steward"]))  # the operators' column
 
@@ -63,7 +63,9 @@ def test_select_star_and_the_views_leave_it_out(ch: Client) -> None:
     write_one(ch)
     analyst = policy_for(["analyst"])
     for name in ("report_versions", "reports", "report_nlp", "nlp_latest", "reports_latest"):
-        got = columns(ch, f"SELECT * FROM {name}", analyst)
+        # analysts may not SELECT * over the base tables (kafka_offset, ddl/031): a steward's * shows it
+        policy = analyst if name.endswith("_latest") else policy_for(["steward"])
+        got = columns(ch, f"SELECT * FROM {name}", policy)
         assert "inserted_at" not in got and "accession" in got, name
     # no object an analyst may read has it among its columns but the retrieval tables (times of the
     # research team's own requests and images, not of the patients' reports)
