@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
@@ -34,17 +35,14 @@ PROJECTS = StaticProjects([project("P1"), project("IRB-7", identified=False),
 WANT = {"P1": (False, True), "IRB-7": (True, False), "IRB-KEEP": (True, True)}
 
 
-@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian],
-                         ids=["byte-level", "pydicom"])
-def test_the_event_says_whether_the_stored_instance_kept_its_uids(
-        topic_settings: Settings, tmp_path: Path, ts: str) -> None:
-    settings = topic_settings
-    specs = {p: synth.StudySpec(f"UR{k}", f"URPAT{k}", "U^R", "20240101", 2, rows=8, cols=8)
-             for k, p in enumerate(WANT)}
+def store_events(settings: Settings, tmp_path: Path, projects: StaticProjects,
+                 instances: dict[str, list[Any]], specs: dict[str, synth.StudySpec], ts: str) -> list[Any]:
+    """C-STORE ``instances`` (project -> data sets) over one association in transfer syntax ``ts`` into a
+    real SCP on a real broker; the received_instance events it sent, decoded."""
     store = ResearchStore(ScpConfig(ae_title="RESEARCH", port=free_port(), host="127.0.0.1",
                                     store_dir=tmp_path / "store", allowed_calling_aes=("ORTHANC",),
                                     deid_key=b"uids-retained-key-" + b"k" * 14),
-                          make_producer(settings.kafka), settings.topics, PROJECTS)
+                          make_producer(settings.kafka), settings.topics, projects)
     for p, spec in specs.items():
         store.registry.register(spec.study_uid, p, "r-" + spec.accession, "RESEARCH")
     port = store.start()
@@ -53,15 +51,26 @@ def test_the_event_says_whether_the_stored_instance_kept_its_uids(
         ae.add_requested_context(CTImageStorage, ts)
         assoc = ae.associate("127.0.0.1", port, ae_title="RESEARCH")
         assert assoc.is_established
-        for spec in specs.values():
-            for i in range(spec.images):
-                assert assoc.send_c_store(synth.instance(spec, i)).Status == 0x0000
+        for dss in instances.values():
+            for ds in dss:
+                assert assoc.send_c_store(ds).Status == 0x0000
         assoc.release()
-        n = sum(s.images for s in specs.values())
-        events = [serde.decode("received_instance", m.value())
-                  for m in consume(settings, settings.topics.received_instances, n, timeout=30.0)]
+        n = sum(len(dss) for dss in instances.values())
+        return [serde.decode("received_instance", m.value())
+                for m in consume(settings, settings.topics.received_instances, n, timeout=30.0)]
     finally:
         store.stop()
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian],
+                         ids=["byte-level", "pydicom"])
+def test_the_event_says_whether_the_stored_instance_kept_its_uids(
+        topic_settings: Settings, tmp_path: Path, ts: str) -> None:
+    specs = {p: synth.StudySpec(f"UR{k}", f"URPAT{k}", "U^R", "20240101", 2, rows=8, cols=8)
+             for k, p in enumerate(WANT)}
+    instances = {p: [synth.instance(spec, i) for i in range(spec.images)] for p, spec in specs.items()}
+    events = store_events(topic_settings, tmp_path, PROJECTS, instances, specs, ts)
+    n = sum(s.images for s in specs.values())
     assert len(events) == n
     originals = {p: {*s.sop_uids(), s.study_uid, s.series_uid(0)} for p, s in specs.items()}
     for ev in events:
@@ -88,29 +97,14 @@ def test_uids_retained_also_says_when_a_received_uid_is_anywhere_in_the_stored_f
     want = {"IRB-7": False, "IRB-SAFE": True}
     specs = {p: synth.StudySpec(f"US{k}", f"USPAT{k}", "U^S", "20240101", 1, rows=8, cols=8)
              for k, p in enumerate(want)}
-    store = ResearchStore(ScpConfig(ae_title="RESEARCH", port=free_port(), host="127.0.0.1",
-                                    store_dir=tmp_path / "store", allowed_calling_aes=("ORTHANC",),
-                                    deid_key=b"uids-retained-key-" + b"k" * 14),
-                          make_producer(settings.kafka), settings.topics, projects)
+    instances: dict[str, list[Any]] = {}
     for p, spec in specs.items():
-        store.registry.register(spec.study_uid, p, "r-" + spec.accession, "RESEARCH")
-    port = store.start()
-    try:
-        ae = AE(ae_title="ORTHANC")
-        ae.add_requested_context(CTImageStorage, ts)
-        assoc = ae.associate("127.0.0.1", port, ae_title="RESEARCH")
-        assert assoc.is_established
-        for p, spec in specs.items():
-            ds = synth.instance(spec, 0)
-            ds.SOPInstanceUIDOfConcatenationSource = ds.SOPInstanceUID  # not in E.1-1
-            if p == "IRB-SAFE":
-                ds.private_block(0x0009, "RADSTREAM TEST", create=True).add_new(0x01, "LO", ds.SOPInstanceUID)
-            assert assoc.send_c_store(ds).Status == 0x0000
-        assoc.release()
-        events = [serde.decode("received_instance", m.value())
-                  for m in consume(settings, settings.topics.received_instances, 2, timeout=30.0)]
-    finally:
-        store.stop()
+        ds = synth.instance(spec, 0)
+        ds.SOPInstanceUIDOfConcatenationSource = ds.SOPInstanceUID  # not in E.1-1
+        if p == "IRB-SAFE":
+            ds.private_block(0x0009, "RADSTREAM TEST", create=True).add_new(0x01, "LO", ds.SOPInstanceUID)
+        instances[p] = [ds]
+    events = store_events(settings, tmp_path, projects, instances, specs, ts)
     assert {ev["project_id"]: ev["uids_retained"] for ev in events} == want
     for ev in events:
         data = Path(ev["path"]).read_bytes()
