@@ -276,6 +276,7 @@ class _Ast:
     star: bool = False
     regexp: bool = False
     settings: bool = False  # a SETTINGS clause (readonly=1 refuses the outer one, not a subquery's)
+    apply: bool = False  # * APPLY(...): the tree does not print what it calls (APPLY(file) reads files)
     odd: bool = False  # a row that is no node: a line break inside a name or alias
 
 
@@ -288,10 +289,15 @@ def _candidates(rest: str) -> set[str]:
     return {n.replace("`", "") for n in out if n}
 
 
+# aggregate functions whose (*) counts rows and shows no column
+_ROW_COUNTS = frozenset({"count", "countif"})
+
+
 def _ast(lines: list[str]) -> _Ast:
     out = _Ast()
     previous = ""
     excepted = -1  # indentation of the ColumnsExceptTransformer whose children are being read
+    rows: list[tuple[str, str]] = []  # (kind, first word) of the rows above, by indentation
     for line in lines:
         m = _AST_NODE.match(line)
         if m is None:
@@ -299,6 +305,8 @@ def _ast(lines: list[str]) -> _Ast:
             previous = ""
             continue
         indent, kind, names = len(m.group(1)), m.group(2), _candidates(m.group(3) or "")
+        del rows[indent:]
+        rows.append((kind, (m.group(3) or "").split(" ", 1)[0].lower()))
         if indent <= excepted:
             excepted = -1
         if kind == "ColumnsExceptTransformer":
@@ -314,8 +322,13 @@ def _ast(lines: list[str]) -> _Ast:
             out.functions.add(fn)
             if previous == "TableExpression":  # a table function is the first child of its TableExpression
                 out.table_functions.add(fn)
+        elif kind == "Asterisk" and not m.group(3) and indent >= 2 and rows[indent - 2] in {
+                ("Function", f) for f in _ROW_COUNTS}:
+            pass  # count(*): a number of rows, no column shown
         elif kind in _STAR_NODES:
             out.star = True
+        elif kind == "ColumnsApplyTransformer":
+            out.apply = True
         elif kind in _REGEXP_NODES:
             out.regexp = True
         elif kind == "Set":
@@ -417,6 +430,9 @@ def _check_ast(client: Client, database: str, ast: _Ast, policy: Policy, who: st
             if part.lower() in denied_names or (policy.deny_virtual_columns and part.startswith("_")):
                 raise AccessDenied(f"refused for role {who}: the column {part}{through} is not readable by "
                                    "this role")
+    if ast.apply and policy.denied_functions:
+        raise AccessDenied(f"refused for role {who}: APPLY{through} is not allowed (what it calls is not "
+                           "checked); call the function on the columns by name")
     if ast.regexp and (denied_names or policy.deny_virtual_columns):
         raise AccessDenied(f"refused for role {who}: COLUMNS('regexp'){through} is not allowed (it would "
                            "match columns this role may not read); name the columns")
@@ -424,7 +440,11 @@ def _check_ast(client: Client, database: str, ast: _Ast, policy: Policy, who: st
         if not policy.may_use_table_function(fn):
             raise AccessDenied(f"refused for role {who}: the table function {fn}(){through} is not allowed")
     known = _functions(client, settings)
-    for fn in sorted(ast.functions):
+    # a function also stands in the tree as a bare name, passed to another (arrayMap(file, ...)): an
+    # identifier that is a function's name is checked as a call
+    referenced = {i for i in ast.identifiers if "." not in i and (i.lower() in known.ordinary
+                  or i.lower() in known.aliases or i.lower() in known.tables)}
+    for fn in sorted(ast.functions | referenced):
         low = fn.lower()
         if not (policy.may_call(fn) and policy.may_call(known.aliases.get(low, fn))):
             raise AccessDenied(f"refused for role {who}: the function {fn}(){through} is not allowed")

@@ -47,6 +47,29 @@ def test_file_is_refused_before_it_is_read(ch: Client, tmp_path: Path) -> None:
         assert "function" in out and "is not allowed" in out, out
 
 
+def test_a_function_called_through_apply_or_by_its_bare_name_is_refused_before_it_is_read(
+        ch: Client, tmp_path: Path) -> None:
+    """The tree prints neither what APPLY calls nor a function passed by name (arrayMap(file, ...)) as a
+    call; the analyzer would then read the file in a scalar subquery and answer yes/no through the
+    refusal (a steward could read the admin token so too)."""
+    token = tmp_path / "local.token"
+    token.write_text("rst_secret_token_value\n")
+    apply = ("SELECT (SELECT throwIf(ascii(substring((SELECT * APPLY(file) FROM values('p String', "
+             f"'{token}')), 1, 1)) > {{}}))")
+    by_name = f"SELECT (SELECT throwIf(ascii(substring(arrayMap(file, ['{token}'])[1], 1, 1)) > {{}}))"
+    for roles in (("analyst",), ("steward",)):
+        for probe in (apply, by_name):
+            true, false = _refusal(ch, probe.format(0), roles), _refusal(ch, probe.format(200), roles)
+            assert true == false and "rst_secret" not in true, (roles, probe, true, false)
+            assert "is not allowed" in true, true
+    # APPLY of an allowed function is refused too (its function is not in the tree); count(*) is no *
+    assert "APPLY" in _refusal(ch, "SELECT * APPLY(length) FROM findings_latest")
+    for sql in ("SELECT count(*) FROM reports", "SELECT countIf(*, 1) FROM report_nlp"):
+        assert run_readonly(ch, sql, "csv", policy=policy_for(["analyst"])).startswith('"count'), sql
+    for fn in ("getSettingOrDefault('readonly', 0)", "getMergeTreeSetting('index_granularity')"):
+        assert "is not allowed" in _refusal(ch, f"SELECT {fn}"), fn
+
+
 def test_a_scalar_subquery_over_a_restricted_table_is_no_oracle(ch: Client) -> None:
     _secret(ch)
     probe = "SELECT (SELECT throwIf(startsWith(any(original), '{}')) FROM deid_map)"
