@@ -43,9 +43,17 @@ def _proper(text: str, start: int, end: int) -> bool:
     return True
 
 
-def _institution_ok(text: str, start: int, end: int) -> bool:
+def _has_word(text: str, start: int, end: int, wanted: frozenset[str]) -> bool:
+    return any(w.lower() in wanted for w in re.findall(r"[^\W\d_]+", text[start:end]))  # Cedars-Sinai
+
+
+def _first_ok(text: str, start: int, end: int, stop: frozenset[str]) -> bool:
     first = text[start:end].split()[0] if text[start:end].split() else ""
-    return first not in rules().institution_stop_first
+    return first not in stop
+
+
+def _institution_ok(text: str, start: int, end: int) -> bool:
+    return _first_ok(text, start, end, rules().institution_stop_first)
 
 
 def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
@@ -76,14 +84,21 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
                 continue
             if d.proper and not _proper(text, s, e):
                 continue
+            if d.require_word and not _has_word(text, s, e, d.require_word):
+                continue
             if d.type in ("INSTITUTION", "LOCATION"):
-                # leading words like "The"/"Outside"/"From" are not part of the name; nothing left -> not one
-                while not _institution_ok(text, s, e):
+                # leading words like "The"/"Outside"/"From" are not part of an institution's name; a city
+                # loses only prepositions and verbs ("From Portland"), never "The"/"Prior" (The Dalles,
+                # Prior Lake: the rest of the name would give the city away); nothing left -> not one
+                stop = r.institution_stop_first if d.type == "INSTITUTION" else r.location_stop_first
+                while not _first_ok(text, s, e, stop):
                     nxt = re.compile(r"\S+\s+").match(text, s)
                     if nxt is None or nxt.end() >= e:
                         break
                     s = nxt.end()
-                if d.type == "LOCATION" and not _institution_ok(text, s, e):
+                if d.type == "LOCATION" and (
+                    not _first_ok(text, s, e, stop) or _has_word(text, s, e, r.location_not_words)
+                ):
                     continue
             if d.type == "INSTITUTION":
                 words = text[s:e].split()

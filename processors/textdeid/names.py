@@ -54,16 +54,18 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "middle": re.compile(rf" {up}\.? "),
         "word": re.compile(rf"{letter}+"),
         "propagate": re.compile(rf"{up}{r.defs['NAME_CHAR']}{{2,}}"),
-        # "J. Smith" with no title: an initial and a capitalised word inside a sentence (after a
-        # lower-case word or a comma), never a list item ("A. Small effusion") or a heading
-        "initial_name": re.compile(
-            rf"(?<=[{low[1:-1]},;] )({up}\.[ \t]?(?:{up}\.[ \t]?)?{surname})(?![\w'\u2019-])"
-        ),
-        # all lower-case "dr. smith" / "dr smith": the title is lower-case too, so the name is the next word
+        # "J. Smith" with no title: an initial and a capitalised word, a name only in a name's context
+        # (initial_name_before / _after, rules.json): "type A. Aortic root", "M. Avium" are not names
+        "initial_name": re.compile(rf"({up}\.[ \t]?(?:{up}\.[ \t]?)?{surname})(?![\w'\u2019-])"),
+        "initial_before": re.compile(r.raw["names"]["initial_name_before"]),
+        "initial_after": re.compile(r.raw["names"]["initial_name_after"]),
+        # all lower-case "dr. smith": the title is lower-case too, so the name is the next word; without
+        # the dot only right after a trigger ("called to dr patel"): "chest dr obtained" is a DR radiograph
         "dr_lower": re.compile(
             # the literal first (not the look-behind): re finds "dr" by its fast literal-prefix scan
-            rf"dr(?<![\w.]dr)\.?[ \t]+({low}(?:{low}|['\u2019-](?={low}))+)(?![\w'\u2019-])"
+            rf"dr(?<![\w.]dr)(\.)?[ \t]+({low}(?:{low}|['\u2019-](?={low}))+)(?![\w'\u2019-])"
         ),
+        "trigger_end": re.compile(rf"(?<![\w/-])(?:{r.trigger.lower()})[ \t]+$"),
     }
 
 
@@ -170,12 +172,21 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
                 continue  # "Pt POD 6": a short upper-case word is initials only after a staff role
             found.append(span)
     for m in c["initial_name"].finditer(text):
+        if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in ".'\u2019-_"):
+            continue
+        named = c["initial_before"].search(lower, max(0, m.start() - 40), m.start()) or c[
+            "initial_after"
+        ].match(text, m.end())
+        if not named:
+            continue
         span = _trim(text, m.start(1), m.end(1), r)
         if span and span[1] - span[0] > 3 and not _eponym_use(text, *span, r):
             found.append(span)
     for m in c["dr_lower"].finditer(text):
-        if not _is_not_name(m.group(1), r):
-            found.append(m.span(1))
+        if _is_not_name(m.group(2), r):
+            continue
+        if m.group(1) or c["trigger_end"].search(lower, max(0, m.start() - 60), m.start()):
+            found.append(m.span(2))
     found.extend(_lexicon(text, c, r))
     yield from found
     yield from _propagate(text, found, r)

@@ -30,12 +30,15 @@ class Detector:
     extend: bool = False  # the span grows to include what ``before`` matched
     not_before: re.Pattern[str] | None = None  # must not match right before the span
     proper: bool = False  # a match with a word of the not-names lexicon is dropped (not a proper name)
+    require_word: frozenset[str] = frozenset()  # if set, a match must contain one of these words
 
 
 @dataclass(frozen=True)
 class Rules:
     detectors: tuple[Detector, ...]
     institution_stop_first: frozenset[str]
+    location_stop_first: frozenset[str]  # only prepositions and verbs: "The"/"Prior" begin cities
+    location_not_words: frozenset[str]  # a city match with one of these is a label ("Exam ID 48213")
     title: re.Pattern[str]
     credential_any: str
     credential_bare: str
@@ -126,6 +129,7 @@ def rules() -> Rules:
             bool(d.get("extend")),
             re.compile(d["not_before"]) if d.get("not_before") else None,
             bool(d.get("proper")),
+            frozenset(w.lower() for w in d.get("require_word", ())),
         )
         for d in raw["detectors"]
     )
@@ -133,6 +137,8 @@ def rules() -> Rules:
     return Rules(
         detectors=detectors,
         institution_stop_first=frozenset(raw["institution_stop_first"]),
+        location_stop_first=frozenset(raw["location_stop_first"]),
+        location_not_words=frozenset(w.lower() for w in raw["location_not_words"]),
         title=re.compile(_expand(n["titles"], defs)),
         credential_any=n["credentials_any"],
         credential_bare=n["credentials_bare"],
