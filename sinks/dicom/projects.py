@@ -128,6 +128,10 @@ def publish(kafka: KafkaConfig, topics: TopicsConfig, project: Project) -> None:
 class Projects(Protocol):
     def get(self, project_id: str, wait_s: float = 0.0) -> Project | None: ...
 
+    def peek(self, project_id: str) -> Project | None:
+        """The registration as held now: never waits (not even for the view to be read)."""
+        ...
+
 
 def refusal(projects: Projects, project_id: str, destination_ae: str | None = None,
             wait_s: float = 0.0) -> str | None:
@@ -156,6 +160,9 @@ class StaticProjects:
         self.projects = {p.project_id: p for p in projects}
 
     def get(self, project_id: str, wait_s: float = 0.0) -> Project | None:
+        return self.projects.get(project_id)
+
+    def peek(self, project_id: str) -> Project | None:
         return self.projects.get(project_id)
 
     def all(self) -> list[Project]:
@@ -199,6 +206,12 @@ class ProjectRegistry(Handler):
         self._ready()
         with self._cv:
             self._cv.wait_for(lambda: project_id in self._projects, timeout=wait_s)
+            return self._projects.get(project_id)
+
+    def peek(self, project_id: str) -> Project | None:
+        """The project as the view holds it now, without waiting for the topic to be read (``get`` waits
+        up to ``load_timeout_s`` on every call while it is not: a broker outage)."""
+        with self._cv:
             return self._projects.get(project_id)
 
     def all(self) -> list[Project]:

@@ -6,8 +6,9 @@ Reasons (``reason_for``; the SOP classes and modalities are data: ``quarantine_r
 - ``BurnedInAnnotation`` (0028,0301) is YES: identifying text in the pixels, which the attribute-level
   profile cannot remove;
 - a burned-in-risk SOP class, modality or Image Type value (secondary capture, ultrasound, photographs,
-  scanned documents, screen saves, derived secondary images, slide labels ...), unless the project allows
-  them (``allow_burned_in_risk``); every value of a multi-valued Modality or Image Type counts, compared
+  scanned documents, screen saves, slide labels, overviews ...), unless the project allows them
+  (``allow_burned_in_risk``); Image Type SECONDARY alone is not one (a CT's or MR's reformats are
+  DERIVED\\SECONDARY and are stored); every value of a multi-valued Modality or Image Type counts, compared
   without padding and case (PS3.5 allows leading spaces in a CS value);
 - an encapsulated document (PDF, CDA): free text the profile does not read;
 - a Structured Report with free text (a TEXT content item anywhere in its content tree);

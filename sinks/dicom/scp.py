@@ -328,8 +328,10 @@ class ResearchStore:
         return Policy(exp, opts)
 
     def _registration(self, project_id: str) -> Project | None:
-        """The project's registration as the projects view holds it now (no wait)."""
-        return self.projects.get(project_id, 0.0) if project_id and is_project_id(project_id) else None
+        """The project's registration as the projects view holds it now: ``peek``, which never waits, as
+        ``get`` would (up to the view's load timeout, 15 s, per call) while the projects topic cannot be
+        read; per instance that would hold every C-STORE of a broker outage that long."""
+        return self.projects.peek(project_id) if project_id and is_project_id(project_id) else None
 
     def _policy(self, study_uid: str) -> Policy | Refused:
         """The policy of a study; re-read only when its registrations changed (a stat, or a dict lookup)
@@ -344,7 +346,8 @@ class ResearchStore:
         if exp is not None and stamp is None:
             stamp = self.expected.stamp(study_uid)
         project_id = exp.project_id if exp is not None else self.cfg.default_project
-        # read before the policy is decided: a change in between makes the next instance decide again
+        # read before the policy is decided: a change in between (or the view's first read, which
+        # _resolve may wait for) makes the next instance decide again
         registration = self._registration(project_id)
         policy = self._resolve(exp, study_uid)
         if len(self._cache) > 10000:

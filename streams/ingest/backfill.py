@@ -48,6 +48,7 @@ from streams.handlers import (
 from streams.ingest.files import guess_format
 
 STAGE = "backfill"
+REFUSED_REASON = "Kafka refused the report for good (dead-lettered)"
 CHECKPOINT_VERSION = 1
 
 
@@ -297,6 +298,7 @@ class Output:
 
     name = "output"
     prepare: Prepare | None = None
+    refused: Sequence[str] = ()  # the last write's records the destination refused for good (dead-lettered)
 
     def write(self, results: Sequence[ChunkResult], dead_letters: list[dict[str, Any]]) -> int:
         raise NotImplementedError
@@ -318,34 +320,64 @@ class KafkaOutput(Output):
         self.pub.key = None  # the workers pseudonymised already
 
     def write(self, results: Sequence[ChunkResult], dead_letters: list[dict[str, Any]]) -> int:
-        from confluent_kafka import KafkaError, Message
+        from confluent_kafka import KafkaError, KafkaException, Message
 
-        from streams.producer import DeliveryError, produce
+        from streams import serde
+        from streams.producer import REFUSED_FOR_GOOD, DeliveryError, produce, send_dead_letter
 
         # flush() == 0 says only that nothing is queued any more: a record the broker refused (too large,
         # not authorised, invalid) is not queued either. Its delivery report says so; without counting
         # those the chunk would be checkpointed as loaded and skipped by a rerun: lost.
         errors: list[str] = []
+        # reports refused for good (over the message limit, invalid): (key, value, why). Sent again by a
+        # rerun they would be refused again, and the run could never pass their batch: dead-lettered.
+        refused: list[tuple[bytes | None, bytes, DeliveryError]] = []
+        self.refused = []
 
         def done(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
+            if err is None:
+                return
+            if msg.topic() == self.topics.reports and err.code() in REFUSED_FOR_GOOD:
+                refused.append((msg.key(), msg.value() or b"", DeliveryError(err.str(), err.code())))
+            else:
                 errors.append(f"{msg.topic()}: {err.str()}")
 
         n = 0
         for res in results:
             for rec in res.reports:
-                produce(self.pub.producer, self.topics.reports, "report_finalized", findings_key(rec), rec,
-                        on_delivery=done)
+                key = findings_key(rec)
+                try:
+                    produce(self.pub.producer, self.topics.reports, "report_finalized", key, rec,
+                            on_delivery=done)
+                except KafkaException as exc:  # over the producer's own limit: refused before sending
+                    err = exc.args[0]
+                    if err.code() not in REFUSED_FOR_GOOD:
+                        raise
+                    refused.append((key, serde.encode("report_finalized", rec),
+                                    DeliveryError(err.str(), err.code())))
             n += len(res.reports)
         for dl in dead_letters:
             produce(self.pub.producer, self.topics.dead_letter, "dead_letter", dl.get("key"), dl,
                     on_delivery=done)
-        left = self.pub.producer.flush(120)
+        self._confirm(self.pub.producer.flush(120), errors)
+        if refused:
+            # their dead letters (head of the report kept) are confirmed before the batch is checkpointed
+            for dl_key, dl_value, why in refused:
+                send_dead_letter(self.pub.producer, self.topics.dead_letter, STAGE, dl_value,
+                                 f"{REFUSED_REASON}: {why}", on_delivery=done,
+                                 topic=self.topics.reports, key=dl_key, error_type="DeliveryError")
+            self._confirm(self.pub.producer.flush(120), errors, " (dead letters of refused reports)")
+        self.refused = [f"{REFUSED_REASON}: {why}" for _, _, why in refused]
+        return n - len(refused)
+
+    @staticmethod
+    def _confirm(left: int, errors: list[str], what: str = "") -> None:
+        from streams.producer import DeliveryError
+
         if left or errors:
             shown = "; ".join(sorted(set(errors))[:3])
-            raise DeliveryError(f"{left} records not confirmed and {len(errors)} refused by Kafka"
+            raise DeliveryError(f"{left} records not confirmed and {len(errors)} refused by Kafka{what}"
                                 + (f" ({shown})" if shown else "") + "; this batch is not checkpointed")
-        return n
 
     def close(self) -> None:
         self.pub.producer.flush(30)
@@ -407,6 +439,13 @@ class _Run:
         dls = [_dead_letter(f.path.name, no, reason, raw, cp.run_time)
                for res, _ in self.pending for no, reason, raw in res.rejects]
         self.rows += self.output.write([res for res, _ in self.pending], dls)
+        for why in self.output.refused:  # dead-lettered by the output: rejected, not loaded
+            kind = reason_kind(why)
+            cp.reasons[kind] = cp.reasons.get(kind, 0) + 1
+            cp.counts["loaded"] -= 1
+            cp.counts["rejected"] += 1
+            if self.rejects is not None:
+                print(f"{f.path.name}\t{why}", file=self.rejects)
         for res, _ in self.pending:
             for no, reason, _raw in res.rejects:
                 kind = reason_kind(reason)

@@ -149,25 +149,69 @@ def test_fhir_time_out_of_range_is_400_and_dead_lettered(topic_settings: Setting
 
 # --- backfill --via-kafka -----------------------------------------------------------------------------
 
-def test_backfill_via_kafka_refused_record_fails_the_batch_before_its_checkpoint(
-        topic_settings: Settings, tmp_path: Path) -> None:
-    from radstream.backfill import run_backfill
-    from streams.producer import DeliveryError
-
-    settings = topic_settings.replace(state_dir=str(tmp_path / "state"))
+def _with_big_report(tmp_path: Path) -> Path:
+    """Three reports, the middle one ~1.2 MB of UTF-8 that lz4 cannot shrink: over the broker's 1 MiB
+    message limit, so the broker refuses it for good (MSG_SIZE_TOO_LARGE)."""
     rows = [json.loads(line) for line in (ROOT / "samples" / "reports.jsonl").read_text().splitlines()[:2]]
-    rnd = random.Random(1)  # ~1.2 MB of UTF-8 that lz4 cannot shrink: over the broker's 1 MiB message limit
+    rnd = random.Random(1)
     big = "FINDINGS: " + "".join(chr(rnd.randint(0x4E00, 0x9FFF)) for _ in range(400_000))
     rows.insert(1, dict(rows[0], accession="ACC-BIG", text=big))
     src = tmp_path / "reports.jsonl"
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return src
 
-    with pytest.raises(DeliveryError, match="1 refused by Kafka"):
-        run_backfill(settings, [src], via_kafka=True, workers=0)
-    checkpoints = list((tmp_path / "state").rglob("*.json"))
-    for cp in checkpoints:  # none written, or one that has not done the file's records
-        files = json.loads(cp.read_text()).get("files", {})
-        assert all(state["done"] == 0 and not state["finished"] for state in files.values()), files
+
+def _file_states(state_dir: Path) -> list[dict[str, Any]]:
+    return [state for cp in state_dir.rglob("*.json")
+            for state in json.loads(cp.read_text()).get("files", {}).values()]
+
+
+def test_backfill_via_kafka_record_refused_for_good_is_dead_lettered_and_the_batch_checkpointed(
+        topic_settings: Settings, tmp_path: Path) -> None:
+    """A report over the broker's message limit would be refused by every rerun too: it is dead-lettered
+    (its head kept, marked), counted rejected, and the batch is checkpointed; a rerun has nothing left."""
+    from radstream.backfill import run_backfill
+
+    settings = topic_settings.replace(state_dir=str(tmp_path / "state"))
+    src = _with_big_report(tmp_path)
+    summary = run_backfill(settings, [src], via_kafka=True, workers=0)
+    assert (summary.read, summary.loaded, summary.rejected) == (3, 2, 1)
+    assert any("refused the report for good" in kind for kind in summary.reasons), summary.reasons
+    assert [s["finished"] for s in _file_states(tmp_path / "state")] == [True]
+
+    reports = read_topic(settings, settings.topics.reports, "report_finalized", expect=2)
+    assert len(reports) == 2 and "ACC-BIG" not in {r["accession"] for r in reports}
+    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"p{uuid.uuid4().hex}",
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(settings.topics.dead_letter, p, 0)
+                  for p in range(settings.kafka.partitions)])
+        msgs = [m for m in c.consume(10, 10) if m.error() is None]
+    finally:
+        c.close()
+    [msg] = msgs
+    dl = serde.decode("dead_letter", msg.value())
+    assert dl["stage"] == "backfill" and dl["original_topic"] == settings.topics.reports
+    assert "too large" in dl["error"].lower() and f"first {DEAD_LETTER_VALUE_MAX} of" in dl["error"]
+    assert len(dl["value"]) == DEAD_LETTER_VALUE_MAX
+    assert int(dict(msg.headers() or [])[TRUNCATED_HEADER] or b"0") > 1_000_000
+
+    again = run_backfill(settings, [src], via_kafka=True, workers=0)  # resumes past the batch
+    assert again.loaded_this_run == 0
+
+
+def test_backfill_via_kafka_refused_record_whose_dead_letter_kafka_refused_fails_before_its_checkpoint(
+        topic_settings: Settings, tmp_path: Path) -> None:
+    """The refused report's dead letter is not confirmed (the dead-letter topic refuses everything): the
+    report would be lost, so the batch fails before its checkpoint and a rerun sends it again."""
+    from radstream.backfill import run_backfill
+    from streams.producer import DeliveryError
+
+    settings = refusing_dead_letters(topic_settings).replace(state_dir=str(tmp_path / "state"))
+    with pytest.raises(DeliveryError, match="1 refused by Kafka .dead letters of refused reports"):
+        run_backfill(settings, [_with_big_report(tmp_path)], via_kafka=True, workers=0)
+    for state in _file_states(tmp_path / "state"):  # none written, or one that has not done the records
+        assert state["done"] == 0 and not state["finished"], state
 
 
 # --- dead letters confirmed before the answer -----------------------------------------------------------
