@@ -284,7 +284,7 @@ class ConsumerLoop:
         metrics.stage_started(config.stage, consumes=config.topics)
 
     # -- consumer -------------------------------------------------------------------------------------
-    def _make_consumer(self) -> Consumer:
+    def _make_consumer(self, stop: threading.Event | None = None) -> Consumer:
         conf: dict[str, Any] = {
             **self.kafka.client_conf(),
             "group.id": self.cfg.group_id,
@@ -304,15 +304,34 @@ class ConsumerLoop:
         conf.update(self.cfg.conf)
         consumer = Consumer(conf)
         if self.cfg.replay:
-            parts = []
-            for topic in self.cfg.topics:
-                meta = consumer.list_topics(topic, timeout=10).topics[topic]
-                parts += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+            parts = self._replay_partitions(consumer, stop)
             consumer.assign(parts)
             self._assigned(consumer, parts)
         else:
             consumer.subscribe(list(self.cfg.topics), on_assign=self._assigned, on_revoke=self._revoked)
         return consumer
+
+    def _replay_partitions(self, consumer: Consumer, stop: threading.Event | None) -> list[TopicPartition]:
+        """Every partition of the topics, from the beginning. Asked again until the broker answers: a view
+        (projects, the retrieval ledger) started while Kafka is down must load once it is back, not end
+        its thread (nothing loaded until a restart); [] once ``stop`` is set."""
+        tries = 0
+        while True:
+            try:
+                parts = []
+                for topic in self.cfg.topics:
+                    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+                    parts += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+                return parts
+            except KafkaException as exc:
+                if stop is None:
+                    raise
+                tries += 1
+                if tries == 1 or tries % 10 == 0:  # one line, then one per ten tries (not per second)
+                    log.warning("%s: Kafka did not list %s (try %d; trying again): %s", self.cfg.stage,
+                                ", ".join(self.cfg.topics), tries, exc)
+                if stop.wait(min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** min(tries, 6))):
+                    return []
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is not None and err.code() != KafkaError._NO_OFFSET:
@@ -374,7 +393,7 @@ class ConsumerLoop:
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        consumer = self._consumer = self._make_consumer()
+        consumer = self._consumer = self._make_consumer(stop)
         try:
             while not stop.is_set():
                 try:
@@ -418,7 +437,7 @@ class ConsumerLoop:
         except Exception as close_exc:  # noqa: BLE001 - it is being thrown away
             log.info("%s: closing the failed consumer: %s", self.cfg.stage, close_exc)
         stop.wait(min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** min(self.stats.consumer_restarts, 6)))
-        return self._make_consumer()
+        return self._make_consumer(stop)
 
     def _poll(self, consumer: Consumer) -> list[Message]:
         due = self.handler.due()

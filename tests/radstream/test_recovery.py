@@ -196,3 +196,25 @@ def test_sigterm_ends_the_worker_within_10_s_after_its_broker_was_killed(
         while alive(kids) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not alive(kids)
+
+
+def test_a_view_started_while_kafka_is_down_loads_once_kafka_is_back(
+        lone_broker: tuple[Settings, Path]) -> None:
+    """The projects view (the SCP's, the worker's) replays its topic. Started during an outage, its
+    thread ended at the first metadata request that failed (10 s), so nothing was loaded until a
+    restart of the process: every instance was refused as of an unknown project."""
+    from sinks.dicom.projects import Project, ProjectRegistry, publish
+
+    s, kdir = lone_broker
+    kill_broker(kdir)
+    view = ProjectRegistry(s.kafka, s.topics, load_timeout_s=0.5)
+    view.start()
+    try:
+        time.sleep(12)  # past the first failed request
+        kafka.start_kafka(kdir, tie_to_parent=True)  # same ports, same data
+        publish(s.kafka, s.topics, Project("P-BACK", "RESEARCH", "pytest", "pytest", identified=False))
+        got = view.get("P-BACK", wait_s=60)
+        assert got is not None and got.project_id == "P-BACK"
+        assert view.loaded.wait(30)  # and read to its end
+    finally:
+        view.stop()
