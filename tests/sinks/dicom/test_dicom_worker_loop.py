@@ -35,7 +35,8 @@ class FakeProducer:
         self.sent: list[tuple[str, bytes]] = []
         self.undelivered: list[tuple[str, bytes, Any]] = []  # topic, value, on_delivery
 
-    def produce(self, topic: str, value: bytes, key: Any = None, on_delivery: Any = None) -> None:
+    def produce(self, topic: str, value: bytes, key: Any = None, on_delivery: Any = None,
+                headers: Any = None) -> None:
         self.sent.append((topic, value))
         self.undelivered.append((topic, value, on_delivery))
 
@@ -131,9 +132,9 @@ def test_queued_is_emitted_before_a_mover_can_take_the_request(worker: Worker) -
     seen: list[int] = []
     produce = producer.produce
 
-    def spy(topic: str, value: bytes, key: Any = None, on_delivery: Any = None) -> None:
+    def spy(topic: str, value: bytes, key: Any = None, on_delivery: Any = None, headers: Any = None) -> None:
         seen.append(len(worker._pending))
-        produce(topic, value, key, on_delivery)
+        produce(topic, value, key, on_delivery, headers)
 
     producer.produce = spy  # type: ignore[method-assign]
     add(worker, record(0), record(1))
