@@ -313,8 +313,8 @@ class ConsumerLoop:
 
     def _replay_partitions(self, consumer: Consumer, stop: threading.Event | None) -> list[TopicPartition]:
         """Every partition of the topics, from the beginning. Asked again until the broker answers: a view
-        (projects, expected studies, cohort watches) started while Kafka is down must load once it is back, not end
-        its thread (nothing loaded until a restart); [] once ``stop`` is set."""
+        (projects, expected studies, cohort watches) started while Kafka is down must load once it is
+        back, not end its thread (nothing loaded until a restart); [] once ``stop`` is set."""
         tries = 0
         while True:
             try:
