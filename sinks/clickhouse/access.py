@@ -52,6 +52,12 @@ from clickhouse_connect.driver.client import Client
 ROLES_DIR = Path(__file__).with_name("roles")
 MAX_VIEW_DEPTH = 16
 MARK = "FORMAT TSVRaw"  # the output format of our EXPLAINs: one row a line, nothing escaped
+# Line breaks other than "\n" (str.splitlines() breaks at them too); a name holding any line break is
+# refused: EXPLAIN prints names raw and splits its text into rows at "\n", so the rest of such an alias
+# became a well-formed node row of the caller's choosing (a fake `* EXCEPT` hid the next column's name)
+_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# a quoted name in formatQuery's text (it writes a newline in a name as the escape \n)
+_QUOTED = re.compile(r"`((?:[^`\\]|\\.)*)`|\"((?:[^\"\\]|\\.)*)\"")
 
 # rows of ClickHouse's EXPLAIN QUERY TREE output (not SQL), e.g.
 # "TABLE id: 3, alias: __table1, table_name: db.t"; an alias may contain anything, so a row that does
@@ -152,11 +158,13 @@ def _literal(text: str) -> str:
 
 
 def _lines(client: Client, sql: str, settings: dict[str, Any] | None = None) -> list[str]:
-    """The rows of an EXPLAIN, one a line. The FORMAT is ours: EXPLAIN AST shows it as the statement's
-    last child (a client would otherwise append its own). A newline inside an alias splits a row;
-    ``_tree`` then finds a node row without its name field and refuses."""
+    """The rows of an EXPLAIN, one a line (split at "\n" only). The FORMAT is ours: EXPLAIN AST shows it as
+    the statement's last child (a client would otherwise append its own)."""
     raw = client.raw_query(f"{sql}\n{MARK}", fmt=None, settings=settings or {})
-    return [line for line in raw.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    rows = [line for line in raw.decode("utf-8", errors="replace").split("\n") if line.strip()]
+    if any(_BREAKS.search(row) for row in rows):
+        raise AccessDenied("refused: a name or alias with a line break in it")
+    return rows
 
 
 def _parser_message(exc: Exception) -> str:
@@ -291,6 +299,7 @@ def _candidates(rest: str) -> set[str]:
 
 # aggregate functions whose (*) counts rows and shows no column
 _ROW_COUNTS = frozenset({"count", "countif"})
+_ALIAS = re.compile(r"\(alias ([^)]*)\)")
 
 
 def _ast(lines: list[str]) -> _Ast:
@@ -298,6 +307,8 @@ def _ast(lines: list[str]) -> _Ast:
     previous = ""
     excepted = -1  # indentation of the ColumnsExceptTransformer whose children are being read
     rows: list[tuple[str, str]] = []  # (kind, first word) of the rows above, by indentation
+    counted = False  # a count(*) seen
+    aliases: set[str] = set()
     for line in lines:
         m = _AST_NODE.match(line)
         if m is None:
@@ -307,6 +318,7 @@ def _ast(lines: list[str]) -> _Ast:
         indent, kind, names = len(m.group(1)), m.group(2), _candidates(m.group(3) or "")
         del rows[indent:]
         rows.append((kind, (m.group(3) or "").split(" ", 1)[0].lower()))
+        aliases |= {a.replace("`", "").lower() for a in _ALIAS.findall(m.group(3) or "")}
         if indent <= excepted:
             excepted = -1
         if kind == "ColumnsExceptTransformer":
@@ -324,7 +336,7 @@ def _ast(lines: list[str]) -> _Ast:
                 out.table_functions.add(fn)
         elif kind == "Asterisk" and not m.group(3) and indent >= 2 and rows[indent - 2] in {
                 ("Function", f) for f in _ROW_COUNTS}:
-            pass  # count(*): a number of rows, no column shown
+            counted = True  # count(*): a number of rows, no column shown, unless count is renamed (below)
         elif kind in _STAR_NODES:
             out.star = True
         elif kind == "ColumnsApplyTransformer":
@@ -334,6 +346,9 @@ def _ast(lines: list[str]) -> _Ast:
         elif kind == "Set":
             out.settings = True
         previous = kind
+    # WITH (...) -> ... AS count makes count(*) a lambda over every column
+    if counted and aliases & _ROW_COUNTS:
+        out.star = True
     return out
 
 
@@ -520,6 +535,8 @@ def check(client: Client, database: str, sql: str, policy: Policy,
                                      settings=settings or {}).result_rows[0][0])
     except Exception as exc:
         raise AccessDenied(f"not one valid statement: {_parser_message(exc)}") from None
+    if _BREAKS.search(canonical) or any("\\" in a + b for a, b in _QUOTED.findall(canonical)):
+        raise AccessDenied("refused: a name or alias with a line break or a backslash in it")
     ast_rows = _parse(client, canonical, settings)
     # our own FORMAT is the one extra child: a second one (INTO OUTFILE) is refused
     if not ast_rows or ast_rows[0].strip() != "SelectWithUnionQuery (children 2)" \

@@ -70,6 +70,27 @@ def test_a_function_called_through_apply_or_by_its_bare_name_is_refused_before_i
         assert "is not allowed" in _refusal(ch, f"SELECT {fn}"), fn
 
 
+def test_an_alias_with_a_line_break_or_a_renamed_count_hides_no_column(ch: Client) -> None:
+    """EXPLAIN prints names raw and splits its text at newlines: the rest of an alias became a node row
+    of the caller's choosing (a fake `* EXCEPT` hid the next column's name), and a lambda named count
+    made count(*) show every column; either gave a denied column to a yes/no probe."""
+    ch.command("INSERT INTO rs.reports (site, accession, version, event_id, patient_id, status, "
+               "received_time, exam_time, text, kafka_topic, kafka_partition, kafka_offset) VALUES ('s', "
+               "'ACC-SPLIT', 1, 'e', 'PSEUDO-1', 'final', '2020-01-01 00:00:00', '2020-01-01 00:00:00', 't', "
+               "'reports', 2, 987654)")
+    where = "FROM reports WHERE accession = 'ACC-SPLIT')"
+    for brk in ("\\n", "\x0b", "\x1c", "\u2028", "\x85"):
+        alias = f"`a{brk}                ColumnsExceptTransformer x`"
+        probe = f"SELECT (SELECT throwIf(countIf((toInt64({{}}) AS {alias}) < kafka_offset) > 0) {where}"
+        true, false = _refusal(ch, probe.format(0)), _refusal(ch, probe.format(10**12))
+        assert true == false == "refused: a name or alias with a line break or a backslash in it", (brk, true)
+    for n in range(25, 40):  # whatever the table's number of columns
+        params = ", ".join(f"p{i}" for i in range(1, n + 1))
+        probe = f"WITH ({params}) -> p{n} AS count SELECT (SELECT throwIf(max(count(*)) > {{}}) {where}"
+        true, false = _refusal(ch, probe.format(0)), _refusal(ch, probe.format(10**12))
+        assert true == false and "* would show the column" in true, (n, true)
+
+
 def test_a_scalar_subquery_over_a_restricted_table_is_no_oracle(ch: Client) -> None:
     _secret(ch)
     probe = "SELECT (SELECT throwIf(startsWith(any(original), '{}')) FROM deid_map)"
