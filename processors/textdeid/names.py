@@ -66,6 +66,8 @@ def _compiled() -> dict[str, re.Pattern[str]]:
             rf"dr(?<![\w.]dr)(\.)?[ \t]+({low}(?:{low}|['\u2019-](?={low}))+)(?![\w'\u2019-])"
         ),
         "trigger_end": re.compile(rf"(?<![\w/-])(?:{r.trigger.lower()})[ \t]+$"),
+        # "per dr smith", "d/w dr smith": words that name a person after them only with a title
+        "per_end": re.compile(r"(?<![\w/-])(?:per|d/w)[ \t]+$"),
     }
 
 
@@ -185,7 +187,8 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
     for m in c["dr_lower"].finditer(text):
         if _is_not_name(m.group(2), r):
             continue
-        if m.group(1) or c["trigger_end"].search(lower, max(0, m.start() - 60), m.start()):
+        if m.group(1) or any(c[k].search(lower, max(0, m.start() - 60), m.start())
+                             for k in ("trigger_end", "per_end")):
             found.append(m.span(2))
     found.extend(_lexicon(text, c, r))
     yield from found

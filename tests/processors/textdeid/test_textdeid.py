@@ -658,3 +658,23 @@ def test_dotted_international_numbers_and_labels_before_an_id() -> None:
     text = "Scan Protocol ID 12345 used."  # ID is Idaho's code: a label, not a city
     assert [t for t, _ in found(text)] in ([], ["ZIP"]), found(text)
     assert "Scan Protocol ID" in deid(text).text
+
+
+# --- session 14, second review: caught by the rules of fd002a0, missed by the first narrowing ---
+
+
+@pytest.mark.parametrize(
+    "text, phrase",
+    [
+        ("Patient resides in College Station, TX 77840.", "College Station"),  # "station" is no label here
+        ("Transferred from College Station, TX.", "College Station"),
+        ("Per J. Smith, the line was repositioned.", "Smith"),
+        ("Case reviewed per dr smith today.", "smith"),
+        ("Per dr smith the tube was advanced.", "smith"),
+        ("Findings d/w dr jones at 14:10.", "jones"),
+        ("Prior films seen at Riverside Family Practice.", "Riverside"),
+        ("Outside CT performed at Lakeshore Urgent Care.", "Lakeshore"),
+    ],
+)
+def test_names_and_places_the_narrowed_rules_must_still_find(text: str, phrase: str) -> None:
+    assert removed(text, phrase), (deid(text, mode="tag").text, deid(text).text)
