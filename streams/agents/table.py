@@ -44,8 +44,11 @@ from streams.config import KafkaConfig
 log = logging.getLogger("radstream.table")
 
 RESTORE_TIMEOUT_S = 300.0
+# errors of a partition whose leader moves (a new topic, a broker lost: librdkafka drops the handle of a
+# broker that left, _DESTROY_BROKER, and the restore after the rebalance asked it): asked again
 _MOMENTARY = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
+              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+              KafkaError._DESTROY_BROKER, KafkaError._ALL_BROKERS_DOWN}
 Delivery = Callable[[KafkaError | None, Message], None]
 
 

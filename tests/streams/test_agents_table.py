@@ -99,3 +99,29 @@ def test_the_disk_store_leaves_no_file_behind(kafka_settings: Settings, tmp_path
     assert os.listdir(store) == []  # unlinked once opened: a crash leaves no debris
     assert table.get(0, b"site|A1") == [[1, "final", "x" * 5000]]
     table.close()
+
+
+class _Flaky:
+    """A consumer whose first watermark requests fail as librdkafka's do while a broker is lost (a unit
+    test: a broker kill cannot be timed to land inside the restore; tests/radstream/test_multibroker.py
+    kills one while the worker runs, and once it did land there and stopped the worker)."""
+
+    def __init__(self, *codes: int) -> None:
+        self.codes = list(codes)
+
+    def get_watermark_offsets(self, _tp: object, timeout: float) -> tuple[int, int]:
+        if self.codes:
+            from confluent_kafka import KafkaException
+
+            raise KafkaException(KafkaError(self.codes.pop(0)))
+        return 0, 7
+
+
+def test_the_restore_asks_again_while_a_lost_brokers_partitions_move(kafka_settings: Settings) -> None:
+    table = ChangelogTable(kafka_settings.kafka, "t", make_producer(kafka_settings.kafka), None)
+    flaky = _Flaky(KafkaError._DESTROY_BROKER, KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT)
+    assert table._watermarks(flaky, 0) == (0, 7)  # type: ignore[arg-type]
+    from confluent_kafka import KafkaException
+
+    with pytest.raises(KafkaException):  # not a moving leader: fails at once
+        table._watermarks(_Flaky(KafkaError.TOPIC_AUTHORIZATION_FAILED), 0)  # type: ignore[arg-type]
