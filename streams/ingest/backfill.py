@@ -440,18 +440,12 @@ class _Run:
                for res, _ in self.pending for no, reason, raw in res.rejects]
         self.rows += self.output.write([res for res, _ in self.pending], dls)
         for why in self.output.refused:  # dead-lettered by the output: rejected, not loaded
-            kind = reason_kind(why)
-            cp.reasons[kind] = cp.reasons.get(kind, 0) + 1
+            self.count_reject(f.path.name, why)
             cp.counts["loaded"] -= 1
             cp.counts["rejected"] += 1
-            if self.rejects is not None:
-                print(f"{f.path.name}\t{why}", file=self.rejects)
         for res, _ in self.pending:
             for no, reason, _raw in res.rejects:
-                kind = reason_kind(reason)
-                cp.reasons[kind] = cp.reasons.get(kind, 0) + 1
-                if self.rejects is not None:
-                    print(f"{f.path.name}:{no}\t{reason}", file=self.rejects)
+                self.count_reject(f"{f.path.name}:{no}", reason)
             cp.counts["read"] += res.records
             cp.counts["loaded"] += res.loaded
             cp.counts["rejected"] += len(res.rejects)
@@ -462,6 +456,13 @@ class _Run:
         self.pending_reports = 0
         if self.progress:
             self.progress(self.bytes_base + pos, cp.counts["read"], cp.counts["loaded"])
+
+    def count_reject(self, where: str, reason: str) -> None:
+        """Count a rejected record under its kind of reason, and list it in the rejects file."""
+        kind = reason_kind(reason)
+        self.cp.reasons[kind] = self.cp.reasons.get(kind, 0) + 1
+        if self.rejects is not None:
+            print(f"{where}\t{reason}", file=self.rejects)
 
     def load(self, f: RawFile) -> None:
         state = self.cp.file_state(f.path)
