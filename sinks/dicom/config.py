@@ -107,6 +107,10 @@ class ResearchConfig:
         from pathlib import Path
 
         out = ae_title("ae_title", self.ae_title) + port("port", self.port)
+        if not self.allowed_calling_aes:
+            # pynetdicom reads an empty require_calling_aet as "check nothing": every caller would be let in
+            out.append("allowed_calling_aes: empty, which would accept every calling AE; list the PACS "
+                       "AE titles that may send (e.g. ORTHANC)")
         for name in ("allowed_calling_aes", "allowed_destinations"):
             for title in getattr(self, name):
                 out += ae_title(name, title)

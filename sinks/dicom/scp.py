@@ -848,6 +848,8 @@ class ResearchStore:
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> int:
         """Start listening; returns the bound port."""
+        if not self.cfg.allowed_calling_aes:  # pynetdicom would check nothing: every caller let in
+            raise ValueError("allowed_calling_aes is empty: it would accept every calling AE")
         if self.producer is not None:
             serde.registry()  # parse the contracts now, not while the first study arrives
         self.cfg.store_dir.mkdir(parents=True, exist_ok=True)
