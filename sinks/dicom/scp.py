@@ -87,7 +87,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from sinks.dicom.config import ResearchConfig
-from sinks.dicom.deid import Deidentifier, encode_file, fast, read_file, text
+from sinks.dicom.deid import Deidentifier, DeidOptions, encode_file, fast, parse_safe_list, read_file, text
 from sinks.dicom.expect import REQUEST_HEADER, STUDY_HEADER, Expectation, Expectations, Registry
 from sinks.dicom.header import Header, read_header
 from sinks.dicom.journal import Journal, Record
@@ -320,12 +320,16 @@ class ResearchStore:
         project = self._project(exp.project_id, wait=True)
         if isinstance(project, Refused):
             return project
-        opts = StoreOptions.from_dict(exp.options) if exp.options is not None else project.store_options
-        if opts.identified and not project.identified:
+        if exp.options is None:
+            return Policy(exp, project.store_options)
+        asked = StoreOptions.from_dict(exp.options)
+        if asked.identified and not project.identified:
             # the registration asks for identified images, the projects topic does not say so: de-identify
             LOG.warning("project %s is not registered as identified here; de-identifying", exp.project_id)
-            opts = dataclasses.replace(opts, identified=False)
-        return Policy(exp, opts)
+        # the options copied at request time, tightened by the registration as it is now: a steward who
+        # turns an option off stops it for the studies already under way too (never loosened: a
+        # re-registration with looser options applies to the next requests)
+        return Policy(exp, stricter(asked, project.store_options))
 
     def _registration(self, project_id: str) -> Project | None:
         """The project's registration as the projects view holds it now: ``peek``, which never waits, as
@@ -928,6 +932,67 @@ class ResearchStore:
             self.journal = None
         if wire_scp.TIMING:
             LOG.warning("C-STORE phases (wall ms per call): %s", wire_scp.PHASES.report())
+
+
+def _and(a: bool, b: bool) -> bool:
+    return a and b
+
+
+def _safe_key(entry: str) -> tuple[int, str, int] | None:
+    try:
+        return next(iter(parse_safe_list((entry,))))
+    except ValueError:
+        return None  # not a valid entry: kept by neither side (the profile would refuse it anyway)
+
+
+def _common_safe_list(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    """The entries of ``a`` that ``b`` keeps as well (compared as parsed: group, creator, element)."""
+    keep = {k for k in map(_safe_key, b) if k is not None}
+    return tuple(e for e in a if _safe_key(e) in keep)
+
+
+# How two values of each option field combine into the stricter one. Every DeidOptions flag makes the
+# profile keep more when it is on (PS3.15 E.1-1: Clean Descriptors keeps a description's vocabulary words
+# where the Basic Profile removes it, Retain ... Modified Dates shifts dates it would remove; checked
+# against the compiled table by tests/sinks/dicom/test_scp_option_tightening.py): so AND for each.
+# A field missing here fails at import (``_check_combined``): a new option must say how it tightens.
+_DEID_COMBINE: dict[str, Callable[[Any, Any], Any]] = {
+    "retain_modified_dates": _and,
+    "retain_patient_characteristics": _and,
+    "retain_device_identity": _and,
+    "retain_uids": _and,
+    "clean_descriptors": _and,
+    "private_safe_list": _common_safe_list,
+}
+
+
+def _stricter_deid(a: DeidOptions, b: DeidOptions) -> DeidOptions:
+    return DeidOptions(**{k: f(getattr(a, k), getattr(b, k)) for k, f in _DEID_COMBINE.items()})
+
+
+_STORE_COMBINE: dict[str, Callable[[Any, Any], Any]] = {
+    "identified": _and,  # identified only when both say so (the registration needs an IRB reference)
+    "allow_burned_in_risk": _and,
+    "deid": _stricter_deid,
+}
+
+
+def _check_combined() -> None:
+    for cls, table in ((DeidOptions, _DEID_COMBINE), (StoreOptions, _STORE_COMBINE)):
+        names = {f.name for f in dataclasses.fields(cls)}
+        if names != set(table):
+            odd = sorted(names ^ set(table))
+            raise RuntimeError(f"sinks.dicom.scp.stricter: {cls.__name__} fields {odd} are not handled "
+                               "(say how each tightens) or no longer exist")
+
+
+_check_combined()
+
+
+def stricter(a: StoreOptions, b: StoreOptions) -> StoreOptions:
+    """The stricter of two option sets, field by field: what both allow, what both retain, the private
+    attributes both keep (commutative)."""
+    return StoreOptions(**{k: f(getattr(a, k), getattr(b, k)) for k, f in _STORE_COMBINE.items()})
 
 
 def _stop_after_series(tag: BaseTag, vr: str | None, length: int) -> bool:
