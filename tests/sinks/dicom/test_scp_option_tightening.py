@@ -16,6 +16,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
+from pydicom.uid import UID
 
 from radstream.config import Settings
 from sinks.dicom import synth
@@ -130,7 +131,7 @@ def _study(accession: str) -> tuple[synth.StudySpec, list[Dataset]]:
         ds.add_new(0x00190010, "LO", "ACME 1.0")
         ds.add_new(0x00191001, "LO", "VENDOR VALUE")
     us = dss[1]
-    us.SOPClassUID = us.file_meta.MediaStorageSOPClassUID = US_IMAGE
+    us.SOPClassUID = us.file_meta.MediaStorageSOPClassUID = UID(US_IMAGE)
     us.Modality = "US"
     return s, dss
 
