@@ -38,6 +38,7 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import stat
 import struct
 import threading
 import zlib
@@ -70,30 +71,44 @@ def _crc(seq: int, path: bytes, data: bytes) -> int:
     return zlib.crc32(data, zlib.crc32(path, zlib.crc32(struct.pack("<Q", seq)))) & 0xFFFFFFFF
 
 
-DIR_MODE = 0o750  # the store's modes (sinks.dicom.scp): owner and group only, whatever the umask
+# a de-identified project's modes in the store (sinks.dicom.scp): owner and group only, whatever the
+# umask; the store passes an identified project's (owner only) through ``Journal(modes=...)``
+DIR_MODE = 0o750
 FILE_MODE = 0o640
 
 
-def write_file(root: str, path: str, data: bytes) -> None:
-    """A replayed record's file, written again (the checkpoint after the replay makes it durable).
-
-    Its directories may be gone with the crash (the journal's path does not fsync them), so each level
-    under ``root`` is made again 0750 and the file 0640, as the store makes them: a replay must not
-    leave an identified project's images readable by the host's other users."""
-    d = os.path.realpath(root)  # ``path`` comes from ``inside``: resolved
-    for part in os.path.relpath(os.path.dirname(path), d).split(os.sep):
+def make_dirs(root: str, directory: str, mode: int) -> None:
+    """Each level of ``directory`` under ``root`` (both resolved) made with ``mode`` whatever the umask
+    (``os.makedirs``' mode reaches the last level only, and through the umask). An existing level loses
+    the group and other permissions ``mode`` does not give (a project registered identified after its
+    tree was made), never gains any."""
+    d = root
+    for part in os.path.relpath(directory, root).split(os.sep):
         if part in ("", "."):
             continue
         d = os.path.join(d, part)
         try:
-            os.mkdir(d, DIR_MODE)
-            os.chmod(d, DIR_MODE)  # mkdir's mode is masked by the umask
+            os.mkdir(d, mode)
+            os.chmod(d, mode)  # mkdir's mode is masked by the umask
         except FileExistsError:
-            pass
+            have = stat.S_IMODE(os.stat(d).st_mode)
+            if have & 0o077 & ~mode:
+                os.chmod(d, have & ~(0o077 & ~mode))
+
+
+def write_file(root: str, path: str, data: bytes, dir_mode: int = DIR_MODE,
+               file_mode: int = FILE_MODE) -> None:
+    """A replayed record's file, written again (the checkpoint after the replay makes it durable).
+
+    Its directories may be gone with the crash (the journal's path does not fsync them), so each level
+    under ``root`` is made again with ``dir_mode`` and the file with ``file_mode``, as the store makes
+    them: a replay must not leave a project's images readable by the host's other users, nor an
+    identified project's by the store's group."""
+    make_dirs(os.path.realpath(root), os.path.dirname(path), dir_mode)  # ``path`` comes from ``inside``
     tmp = f"{path}.replay.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode)
     try:
-        os.fchmod(fd, FILE_MODE)  # an old temporary file keeps its mode; O_CREAT's is masked by the umask
+        os.fchmod(fd, file_mode)  # an old temporary file keeps its mode; O_CREAT's is masked by the umask
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -112,12 +127,15 @@ class Record:
 
 class Journal:
     def __init__(self, root: str, size: int = DEFAULT_BYTES,
-                 on_replay: Callable[[str, bytes], None] | None = None) -> None:
+                 on_replay: Callable[[str, bytes], None] | None = None,
+                 modes: Callable[[str, bytes], tuple[int, int]] | None = None) -> None:
         """``root``: the store root; ``on_replay(relpath, note)``: after a replayed record's file is
-        written again."""
+        written again; ``modes(relpath, note)``: (directory mode, file mode) of a replayed record's
+        file (None: ``DIR_MODE``, ``FILE_MODE``)."""
         self.root = root
         self.size = size
         self._on_replay = on_replay
+        self._modes = modes
         self._cond = threading.Condition()
         self._seq = 0  # the last sequence number written
         self._synced = 0  # every record up to this one is durable
@@ -155,7 +173,7 @@ class Journal:
                 if os.fstat(fd).st_size == self.size:
                     return fd, path
                 os.close(fd)  # made with another size: recover it with that size first
-                Journal(self.root, os.path.getsize(path), self._on_replay).recover_file(path)
+                Journal(self.root, os.path.getsize(path), self._on_replay, self._modes).recover_file(path)
             self._create(path)
             fd = os.open(path, os.O_RDWR)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -209,7 +227,8 @@ class Journal:
             if _crc(rseq, field, data) != crc:
                 break  # torn: never acknowledged (records are written in order)
             rel, _, note = field.partition(NOTE_SEP)
-            write_file(self.root, inside(self.root, rel.decode()), data)
+            dir_mode, file_mode = self._modes(rel.decode(), note) if self._modes else (DIR_MODE, FILE_MODE)
+            write_file(self.root, inside(self.root, rel.decode()), data, dir_mode, file_mode)
             if self._on_replay is not None:
                 self._on_replay(rel.decode(), note)
             self.replayed += 1

@@ -10,7 +10,11 @@
 - De-identifies (PS3.15 Annex E with the project's options, ``sinks.dicom.deid``) unless the project is
   registered as identified (with an IRB reference) both in the request's registration and in the
   SCP's own view of the projects topic; an instance that cannot be made safe goes to the quarantine
-  (``sinks.dicom.quarantine``) with its reason instead of the project tree.
+  (``sinks.dicom.quarantine``) with its reason instead of the project tree. Every option likewise:
+  the stricter of the request's registration and the project's current registration (``stricter``),
+  so a project tightened while its studies arrive applies from the next instance on.
+- Modes: a de-identified project's files 0640 and directories 0750 (the store's group reads them), an
+  identified project's 0600 and 0700 (the SCP's user only), never other users'.
 - **Answers C-STORE success only once the instance's final bytes (de-identified when its project is)
   are durable**, in one of two ways:
 
@@ -90,7 +94,7 @@ from sinks.dicom.config import ResearchConfig
 from sinks.dicom.deid import Deidentifier, DeidOptions, encode_file, fast, parse_safe_list, read_file, text
 from sinks.dicom.expect import REQUEST_HEADER, STUDY_HEADER, Expectation, Expectations, Registry
 from sinks.dicom.header import Header, read_header
-from sinks.dicom.journal import Journal, Record
+from sinks.dicom.journal import Journal, Record, make_dirs
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
 from sinks.dicom.paths import UnsafeName, check_uid, fsync_dir, inside, is_project_id, is_uid
 from sinks.dicom.projects import Project, Projects, StaticProjects, StoreOptions
@@ -115,9 +119,14 @@ KICK_S = 0.01
 KICK_TRIES = 3
 PARTITIONS_WAIT_S = 2.0  # longest wait for a topic's partition count (once per topic and process)
 PARTITIONS_RETRY_S = 60.0  # after a failed look-up, events are partitioned by key this long
-# the store's files and directories: the owner and the store's group (a site gives its research readers
-# that group), never other users of the host; an identified project's files are the hospital's images
+# the store's files and directories: a de-identified project's are the owner's and the store's group's
+# (a site gives its research readers that group), never other users of the host; an identified
+# project's (the hospital's images as received) are the owner's only (``_make_parent``, ``_write_verified``,
+# and the journal's replay: ``_replay_modes``)
 STORE_FILE_MODE = 0o640
+STORE_DIR_MODE = 0o750
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
 
 
 @dataclass
@@ -248,6 +257,7 @@ class _Pending:
     study_original: str  # the manifest's: original UIDs, request id
     request_id: str
     sop_original: str
+    private: bool  # an identified project's: owner-only modes
 
 
 @dataclass
@@ -286,8 +296,9 @@ class ResearchStore:
         # study -> (its registrations' stamp, its project id, that project's registration, the policy)
         self._cache: dict[str, tuple[object, str, Project | None, Policy | Refused]] = {}
         self._free_checked = (0.0, True)
-        self._dirs: set[str] = set()  # directories made and fsync'd already (once per series, not per image)
-        self._made: set[str] = set()  # directories made (the journal's path: not fsync'd)
+        # (directory, owner-only) made and fsync'd already (once per series, not per image)
+        self._dirs: set[tuple[str, bool]] = set()
+        self._made: set[tuple[str, bool]] = set()  # made (the journal's path: not fsync'd)
         self._root = os.path.realpath(cfg.store_dir)
         self.journal: Journal | None = None  # opened by start(); without it every file is fsync'd
         self._writer: queue.Queue[_Pending | None] | None = None  # journaled instances whose file is due
@@ -496,6 +507,7 @@ class ResearchStore:
         exp = job.policy.expectation
         parent, target, rel = self._place(exp.project_id, stored.study, stored.series, stored.sop_instance)
         orig = job.header
+        private = job.policy.options.identified
 
         def finish() -> None:
             self.stats.add_written(len(data))
@@ -505,19 +517,20 @@ class ResearchStore:
                               uids_in_file=original is not None and _holds_uids(data, original))
 
         journal, writer = self.journal, self._writer
-        note = json.dumps([orig.study, exp.request_id, orig.sop_instance]).encode()
+        # the modes ride along: a replay writes the file again before anything else knows its project
+        note = json.dumps([orig.study, exp.request_id, orig.sop_instance, private]).encode()
         if journal is None or writer is None or not journal.fits(rel, data, note):
-            self._write_verified(parent, target, stored.sop_instance, data)
+            self._write_verified(parent, target, stored.sop_instance, data, private=private)
             finish()
             return
-        if parent not in self._made:  # not fsync'd: a replay makes it again, a checkpoint's syncfs flushes it
-            self._make_parent(parent, durable=False)
+        if (parent, private) not in self._made:  # not fsync'd: a replay makes it again, a checkpoint's syncfs
+            self._make_parent(parent, durable=False, private=private)
         t0 = time.perf_counter_ns() if wire_scp.TIMING else 0
         rec = journal.append(rel, data, note)
         if wire_scp.TIMING:
             wire_scp.PHASES.add("store.journal", t0)
         item = _Pending(rec, parent, target, stored.sop_instance, data, finish, orig.study, exp.request_id,
-                        orig.sop_instance)
+                        orig.sop_instance, private)
         deferred: list[_Pending] | None = getattr(self._tls, "deferred", None)
         if deferred is not None:
             deferred.append(item)  # handed to the writer after the response (``after_response``)
@@ -667,10 +680,12 @@ class ResearchStore:
         rel = os.path.join(project_id, study, series, f"{sop}.dcm")
         return parent, os.path.join(parent, f"{sop}.dcm"), rel
 
-    def _write_instance(self, project_id: str, study: str, series: str, sop: str, data: bytes) -> str:
-        """Durably write one instance (fsync'd; a steward's release); its path."""
+    def _write_instance(self, project_id: str, study: str, series: str, sop: str, data: bytes,
+                        private: bool = False) -> str:
+        """Durably write one instance (fsync'd; a steward's release); its path. ``private``: an identified
+        project's (owner-only modes)."""
         parent, target, _rel = self._place(project_id, study, series, sop)
-        self._write_verified(parent, target, sop, data)
+        self._write_verified(parent, target, sop, data, private=private)
         self.stats.add_written(len(data))
         return target
 
@@ -703,7 +718,8 @@ class ResearchStore:
             for attempt in range(MATERIALISE_TRIES):
                 try:
                     data = item.data if attempt == 0 else journal.read(item.rec)
-                    self._write_verified(item.parent, item.target, item.sop, data, durable=False)
+                    self._write_verified(item.parent, item.target, item.sop, data, durable=False,
+                                         private=item.private)
                     error = None
                     break
                 except OSError as exc:
@@ -725,26 +741,31 @@ class ResearchStore:
     def _replayed(self, relpath: str, note: bytes) -> None:
         """A journal record's file was written again at start: record it ``stored`` in its manifest."""
         try:
-            study, request_id, sop = json.loads(note)
+            study, request_id, sop = json.loads(note)[:3]
             self.expected.record(study, request_id, sop, "stored")
         except (ValueError, TypeError, OSError) as exc:
             LOG.warning("replayed %s; its manifest record failed: %s", relpath, exc)
 
-    def _make_parent(self, parent: str, durable: bool = True) -> None:
+    @staticmethod
+    def _replay_modes(relpath: str, note: bytes) -> tuple[int, int]:
+        """The modes of a replayed journal record's file: an identified project's (owner only) unless its
+        note says de-identified (a note of an older journal says nothing: owner only)."""
+        try:
+            private = json.loads(note)[3] is not False
+        except (ValueError, TypeError, IndexError):
+            private = True
+        return (PRIVATE_DIR_MODE, PRIVATE_FILE_MODE) if private else (STORE_DIR_MODE, STORE_FILE_MODE)
+
+    def _make_parent(self, parent: str, durable: bool = True, private: bool = False) -> None:
         """Create ``parent`` (under the root only: checked with symbolic links resolved); ``durable``:
         also make its entry and its ancestors' entries up to the root durable (they may have been made
-        before without: the journal's path)."""
+        before without: the journal's path); ``private``: an identified project's (owner only)."""
         rel = os.path.relpath(parent, self._root)
         inside(self._root, rel)
         os.makedirs(self._root, exist_ok=True)
-        d = self._root
-        for part in Path(rel).parts:  # each level 0750 whatever the umask (makedirs' mode: the last only)
-            d = os.path.join(d, part)
-            try:
-                os.mkdir(d, 0o750)
-                os.chmod(d, 0o750)
-            except FileExistsError:
-                pass
+        # each level with the project's mode whatever the umask; an identified project's existing
+        # levels lose their group permissions (its tree may have been made while it was de-identified)
+        make_dirs(self._root, parent, PRIVATE_DIR_MODE if private else STORE_DIR_MODE)
         if len(self._dirs) > 10000:
             self._dirs.clear()
             self._made.clear()
@@ -753,10 +774,11 @@ class ResearchStore:
             while d != self._root and d.startswith(self._root):  # each directory's entry lives in its parent
                 fsync_dir(os.path.dirname(d))
                 d = os.path.dirname(d)
-            self._dirs.add(parent)
-        self._made.add(parent)
+            self._dirs.add((parent, private))
+        self._made.add((parent, private))
 
-    def _write_verified(self, parent: str, target: str, sop: str, data: bytes, durable: bool = True) -> None:
+    def _write_verified(self, parent: str, target: str, sop: str, data: bytes, durable: bool = True,
+                        private: bool = False) -> None:
         """Write to a temporary file, read it back through the same descriptor and compare (it must hold
         exactly the bytes we meant to store), fsync it, rename it over ``target`` (overwrite by
         SOPInstanceUID) and fsync the directory: once this returns, the file survives a crash.
@@ -765,17 +787,22 @@ class ResearchStore:
         page cache the write just filled, so it proves nothing about the disk; what does is the
         journal: its CRC-checked copy is durable before the response, and a record is passed only by a
         checkpoint whose ``syncfs`` succeeded (a writeback error of this file fails it, and the record
-        is written again at the next start). A failed or short ``write`` raises here either way."""
+        is written again at the next start). A failed or short ``write`` raises here either way.
+
+        ``private``: an identified project's instance (directories 0700, file 0600)."""
         tmp = os.path.join(parent, f".{sop}.dcm.{threading.get_ident()}.tmp")
-        if parent not in (self._dirs if durable else self._made):
-            self._make_parent(parent, durable)
+        if (parent, private) not in (self._dirs if durable else self._made):
+            self._make_parent(parent, durable, private)
         flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
+        mode = PRIVATE_FILE_MODE if private else STORE_FILE_MODE
         try:
-            fd = os.open(tmp, flags, STORE_FILE_MODE)
+            fd = os.open(tmp, flags, mode)
         except FileNotFoundError:  # the directory went away since we made it
-            self._make_parent(parent, durable)
-            fd = os.open(tmp, flags, STORE_FILE_MODE)
+            self._make_parent(parent, durable, private)
+            fd = os.open(tmp, flags, mode)
         try:
+            if private:
+                os.fchmod(fd, mode)  # a temporary file left by a crash keeps its mode
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -816,7 +843,7 @@ class ResearchStore:
         original = _header_from(dcmread(io.BytesIO(data), stop_before_pixels=True))
         if project.identified:
             target = self._write_instance(project.project_id, original.study, original.series,
-                                          original.sop_instance, data)
+                                          original.sop_instance, data, private=True)
             self._emit_stored(project.project_id, entry.calling_ae, self.cfg.ae_title, original, None,
                               target, len(data))
         else:
@@ -859,7 +886,8 @@ class ResearchStore:
         self.cfg.store_dir.mkdir(parents=True, exist_ok=True)
         self._root = os.path.realpath(self.cfg.store_dir)
         if self.cfg.journal_mb > 0:
-            self.journal = Journal(self._root, self.cfg.journal_mb * 1024 * 1024, self._replayed)
+            self.journal = Journal(self._root, self.cfg.journal_mb * 1024 * 1024, self._replayed,
+                                   self._replay_modes)
             self.journal.open()
             if self.journal.replayed:
                 LOG.warning("replayed %d instances from the journal %s", self.journal.replayed,
