@@ -171,11 +171,13 @@ def test_a_file_written_after_the_response_is_retried_from_the_journal_then_reco
     calls: list[bool] = []
     reads: list[int] = []
 
-    def failing_write(parent: str, target: str, sop_: str, data: bytes, durable: bool = True) -> None:
+    def failing_write(parent: str, target: str, sop_: str, data: bytes, durable: bool = True,
+                      private: bool = False) -> None:
         calls.append(durable)
+        assert private  # P2 is identified: owner-only modes on every try
         if len(calls) <= failures:
             raise OSError(28, "No space left on device")
-        real_write(parent, target, sop_, data, durable)
+        real_write(parent, target, sop_, data, durable, private)
 
     store._write_verified = failing_write
     store.journal.read = lambda rec: reads.append(rec.seq) or real_read(rec)
