@@ -63,6 +63,19 @@ def test_every_option_field_is_listed_here() -> None:
     assert fields == set(LOOSE_STRICT)
 
 
+def test_an_option_field_scp_does_not_handle_stops_the_import() -> None:
+    """The check ``sinks.dicom.scp`` runs when imported: a field without a rule is named."""
+    from sinks.dicom import scp
+
+    rule = scp._DEID_COMBINE.pop("clean_descriptors")
+    try:
+        with pytest.raises(RuntimeError, match="clean_descriptors"):
+            scp._check_combined()
+    finally:
+        scp._DEID_COMBINE["clean_descriptors"] = rule
+    scp._check_combined()
+
+
 @pytest.mark.parametrize("name", sorted(LOOSE_STRICT))
 def test_each_field_takes_the_stricter_value_whichever_side_has_it(name: str) -> None:
     loose_value, strict_value = LOOSE_STRICT[name]
