@@ -4,10 +4,11 @@ A C-MOVE names only a destination AE, so the storage SCP cannot tell the project
 association. Before each C-MOVE the worker registers the expected Study Instance UID with its
 project, request id and the project's store options (``sinks.dicom.projects.StoreOptions``:
 identified or the de-identification options, burned-in risk allowed); the SCP applies these or the
-project's current registration, whichever is stricter per option; the registration is withdrawn when the request is final. Studies
-nobody registered go to the SCP's default project when one is configured (manual ``movescu`` use; it
-must be a registered project), otherwise they are refused (0x0124 not authorised). A study is moved for
-one project at a time (a worker serialises requests of the same study).
+project's current registration, whichever is stricter per option; the registration is withdrawn when
+the request is final. Studies nobody registered go to the SCP's default project when one is
+configured (manual ``movescu`` use; it must be a registered project), otherwise they are refused
+(0x0124 not authorised). A study is moved for one project at a time (a worker serialises requests of
+the same study).
 
 Two ways, ``research.coordination``:
 
