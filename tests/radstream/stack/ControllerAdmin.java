@@ -23,8 +23,9 @@ public class ControllerAdmin {
       String[] c = args[i].split(",", -1);
       Properties p = new Properties();
       p.put("bootstrap.controllers", args[0]);
-      // a refused client retries until these run out: short, the test waits for them
-      p.put("default.api.timeout.ms", "12000");
+      // a refused client retries until this runs out: short for the attempts the test expects refused,
+      // longer for the control (describe) on a loaded machine
+      p.put("default.api.timeout.ms", c[0].equals("create") ? "12000" : "30000");
       p.put("request.timeout.ms", "4000");
       p.put("reconnect.backoff.max.ms", "500");
       if (!c[1].isEmpty()) {
