@@ -306,7 +306,7 @@ def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
     """
     ver = ver or version()
     kdir = kdir.resolve()
-    kdir.mkdir(parents=True, exist_ok=True)
+    _private_dir(kdir)
     old = _read_state(kdir)
     if old is not None and _ours(old.pid, kdir) and old.sasl == bool(scram) and _same_config(
             kdir, old, scram) and _metadata_ok(old.bootstrap, 5.0, scram):
@@ -324,6 +324,13 @@ def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
     st = _read_state(kdir) or st
     _wait_up(kdir, [proc], st.bootstrap, 1, timeout, scram)
     return st
+
+
+def _private_dir(kdir: Path) -> None:
+    """The broker's dir, for its user only: it holds the topics' data (original report text) and, with
+    SASL, the super user's password (server.properties); the ACLs guard neither against a local reader."""
+    kdir.mkdir(parents=True, exist_ok=True)
+    kdir.chmod(0o700)
 
 
 def _same_config(kdir: Path, st: KafkaState, scram: tuple[str, str] | None) -> bool:
@@ -346,6 +353,8 @@ def _configure(kdir: Path, libs: Path, st: KafkaState, cluster_id: str,
                scram: tuple[str, str] | None = None) -> None:
     """Write the node's config files; format its storage (as part of ``cluster_id``) unless it has data."""
     props = kdir / "server.properties"
+    props.touch(mode=0o600)
+    props.chmod(0o600)  # an older stack's file: 0644
     props.write_text(_server_properties(kdir, st, scram))
     (kdir / "log4j2.properties").write_text(_log4j2(kdir))
     if not (kdir / "data" / "meta.properties").exists():
@@ -402,6 +411,7 @@ def start_cluster(kdir: Path, brokers: int, ver: str | None = None, timeout: flo
     kdir = kdir.resolve()
     if running(kdir) is not None:
         raise KafkaStackError(f"a single broker runs in {kdir}: stop it first (`radstream stack down`)")
+    _private_dir(kdir)
     dirs = [kdir / f"node-{i}" for i in range(1, brokers + 1)]
     olds = [_read_state(d) for d in dirs]
     if all(o is not None and _ours(o.pid, d) for o, d in zip(olds, dirs, strict=True)) and _metadata_ok(

@@ -55,6 +55,9 @@ def test_the_controller_port_refuses_clients_without_the_super_users_credentials
         assert control == "OK described 0", control  # the port works, and no ACL was created
         props = (kdir / "server.properties").read_text()
         assert "super.users=User:radstream\n" in props and "ANONYMOUS" not in props
+        # the data (and the password in server.properties) are not for other local users either
+        assert (kdir.stat().st_mode & 0o777, (kdir / "server.properties").stat().st_mode & 0o777) == (
+            0o700, 0o600)
     finally:
         stack.stop_kafka(kdir)
 
