@@ -8,9 +8,10 @@ Everything the broker writes (config, data, logs, pid) lives in the given state 
 Security: PLAINTEXT by default (tests and the demo). ``start_kafka(..., scram=(user, password))``
 starts it with a SASL_PLAINTEXT listener (SCRAM-SHA-512) instead, ``user`` its super user, and the
 StandardAuthorizer: a client then sees only the topics and groups its ACLs allow
-(``streams.acl`` creates users and ACLs per role). The controller listener stays on 127.0.0.1 in
-plain text; its principal (ANONYMOUS) is a super user, which is how the combined broker/controller
-talks to itself.
+(``streams.acl`` creates users and ACLs per role). The controller listener (127.0.0.1) is
+SASL_PLAINTEXT too, with SASL/PLAIN and ``user`` as its only account: the combined broker/controller
+talks to itself as ``user``, and a client that goes to the controller port (KIP-919) without that
+password is refused. ``user`` is the only super user (no ANONYMOUS).
 
 JVM: a small heap and flags for a quick start (C1 only, serial GC), right for tests and the demo;
 ``KAFKA_HEAP_OPTS`` / ``KAFKA_JVM_PERFORMANCE_OPTS`` replace them as in Kafka's own scripts (``jvm_flags``).
@@ -210,16 +211,26 @@ def _server_properties(kdir: Path, st: KafkaState, scram: tuple[str, str] | None
         user, password = scram
         jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" '
                 f'password="{password}";')
+        # The controller listener authenticates too: a client can reach it directly (KIP-919,
+        # bootstrap.controllers) and ask it for ACLs, so an anonymous one there would bypass them all.
+        # PLAIN with the super user as its only account (in the JAAS config), not SCRAM: SCRAM credentials
+        # live in the metadata log, which a controller may have to fetch from its quorum peers before it
+        # could check theirs (KAFKA-15513). It is on 127.0.0.1 only; an analyst's account cannot log in.
+        ctl_jaas = (f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{user}" '
+                    f'password="{password}" user_{user}="{password}";')
         props.update({
             "listeners": f"SASL_PLAINTEXT://127.0.0.1:{st.port},CONTROLLER://127.0.0.1:{st.controller_port}",
             "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{st.port}",
             "inter.broker.listener.name": "SASL_PLAINTEXT",
-            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
             "sasl.enabled.mechanisms": SCRAM,
             "sasl.mechanism.inter.broker.protocol": SCRAM,
             f"listener.name.sasl_plaintext.{SCRAM.lower()}.sasl.jaas.config": jaas,
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": ctl_jaas,
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "super.users": f"User:{user};User:ANONYMOUS",
+            "super.users": f"User:{user}",  # the node itself (broker and controller) and the stack's admin
             "allow.everyone.if.no.acl.found": "false",
         })
     return "".join(f"{k}={v}\n" for k, v in props.items())
@@ -295,13 +306,13 @@ def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
     """
     ver = ver or version()
     kdir = kdir.resolve()
-    kdir.mkdir(parents=True, exist_ok=True)
+    _private_dir(kdir)
     old = _read_state(kdir)
-    if old is not None and _ours(old.pid, kdir) and old.sasl == bool(scram) and _metadata_ok(
-            old.bootstrap, 5.0, scram):
+    if old is not None and _ours(old.pid, kdir) and old.sasl == bool(scram) and _same_config(
+            kdir, old, scram) and _metadata_ok(old.bootstrap, 5.0, scram):
         return old
     if old is not None and _ours(old.pid, kdir):
-        stop_kafka(kdir)  # alive but not answering: restart it
+        stop_kafka(kdir)  # alive but not answering, or started with other settings: restart it
     libs = fetch(ver)
     if old is not None and old.version == ver and _port_free(old.port) and _port_free(old.controller_port):
         st = KafkaState(ver, old.port, old.controller_port, sasl=bool(scram))
@@ -315,6 +326,22 @@ def start_kafka(kdir: Path, ver: str | None = None, timeout: float = 60.0,
     return st
 
 
+def _private_dir(kdir: Path) -> None:
+    """The broker's dir, for its user only: it holds the topics' data (original report text) and, with
+    SASL, the super user's password (server.properties); the ACLs guard neither against a local reader."""
+    kdir.mkdir(parents=True, exist_ok=True)
+    kdir.chmod(0o700)
+
+
+def _same_config(kdir: Path, st: KafkaState, scram: tuple[str, str] | None) -> bool:
+    """True if the running broker was started with the settings this code writes: one started by an older
+    radstream (e.g. with an unauthenticated controller listener) is not reused as it is."""
+    try:
+        return (kdir / "server.properties").read_text() == _server_properties(kdir, st, scram)
+    except OSError:
+        return False
+
+
 def _new_cluster_id() -> str:
     cluster_id = "-"
     while cluster_id.startswith("-"):  # the tool's argument parser takes "-…" for an option
@@ -326,6 +353,8 @@ def _configure(kdir: Path, libs: Path, st: KafkaState, cluster_id: str,
                scram: tuple[str, str] | None = None) -> None:
     """Write the node's config files; format its storage (as part of ``cluster_id``) unless it has data."""
     props = kdir / "server.properties"
+    props.touch(mode=0o600)
+    props.chmod(0o600)  # an older stack's file: 0644
     props.write_text(_server_properties(kdir, st, scram))
     (kdir / "log4j2.properties").write_text(_log4j2(kdir))
     if not (kdir / "data" / "meta.properties").exists():
@@ -382,6 +411,7 @@ def start_cluster(kdir: Path, brokers: int, ver: str | None = None, timeout: flo
     kdir = kdir.resolve()
     if running(kdir) is not None:
         raise KafkaStackError(f"a single broker runs in {kdir}: stop it first (`radstream stack down`)")
+    _private_dir(kdir)
     dirs = [kdir / f"node-{i}" for i in range(1, brokers + 1)]
     olds = [_read_state(d) for d in dirs]
     if all(o is not None and _ours(o.pid, d) for o, d in zip(olds, dirs, strict=True)) and _metadata_ok(
