@@ -305,13 +305,14 @@ def _report_text(dr: dict[str, Any], index: _Index | None = None) -> str:
 
 def _no_text_reason(dr: dict[str, Any]) -> str | None:
     """Why a report without text has none, when it carries its text only in a form we do not read."""
-    kinds = []
+    labels: list[str] = []
     for att in dr.get("presentedForm") or []:
-        kind = str(att.get("contentType", "")).lower().split(";")[0].strip()
-        if kind and kind not in kinds and (att.get("data") or att.get("url")):
-            kinds.append(kind)
-    if kinds:
-        return f"report text only as {', '.join(kinds)}: not supported (send text/plain or text/html)"
+        kind = str(att.get("contentType", "")).lower().split(";")[0].strip() or "an attachment"
+        label = kind if att.get("data") else f"{kind} by url" if att.get("url") else ""
+        if label and label not in labels:
+            labels.append(label)
+    if labels:
+        return f"report text only as {', '.join(labels)}: not supported (send text/plain or text/html data)"
     return None
 
 

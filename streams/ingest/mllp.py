@@ -62,7 +62,7 @@ def ingest_timezone(ingest: IngestConfig) -> tzinfo:
 
 @dataclass
 class Frame:
-    kind: str  # frame | oversize | junk | truncated | idle | eof
+    kind: str  # frame | oversize | junk | blank | truncated | idle | eof
     data: bytes = b""
     junk: bytes = b""  # bytes before the start block of a good frame
     size: int = 0
@@ -115,6 +115,8 @@ async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = 
         return Frame("oversize", bytes(head[start + 1 if start >= 0 else 0:]), size=size)
     start = block.rfind(START_BLOCK)
     if start < 0:
+        if not block[:-1].strip(b"\r\n\t "):  # a stray FS (a doubled end block): nothing to answer
+            return Frame("blank", size=len(block))
         return Frame("junk", bytes(block[:-1]).lstrip(b"\r\n"), size=len(block))
     return Frame("frame", bytes(block[start + 1:-1]), junk=bytes(block[:start]), size=len(block))
 
@@ -185,6 +187,8 @@ class HL7Listener:
                 frame = await read_frame(reader, self.idle_timeout)
                 if frame.kind == "eof":
                     break
+                if frame.kind == "blank":
+                    continue
                 if frame.kind == "truncated":
                     await self._dead_letter(frame.data, f"truncated MLLP frame: connection closed after "
                                       f"{frame.size} bytes without the end block <FS><CR>", peer)

@@ -168,6 +168,9 @@ def test_pdf_only_report_is_refused_as_not_supported() -> None:
     with pytest.raises(ParseError, match=r"report text only as application/pdf: not supported") as ei:
         parse_fhir(json.dumps(obj).encode(), site="s")
     assert ei.value.code == "not-supported"
+    by_url = report(conclusion=None, presentedForm=[{"contentType": "text/plain", "url": "https://ris/r/1.txt"}])
+    with pytest.raises(ParseError, match=r"report text only as text/plain by url: not supported"):
+        parse_fhir(json.dumps(by_url).encode(), site="s")
     # a retraction needs no text, PDF or not
     [ev] = parse_fhir(json.dumps({**obj, "status": "cancelled"}).encode(), site="s")
     assert ev.status == "cancelled"

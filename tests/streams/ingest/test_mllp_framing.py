@@ -48,7 +48,8 @@ def test_end_block_without_cr_is_answered_at_once(topic_settings: Settings) -> N
         await writer.drain()
         acks.append(await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 20))
         elapsed = time.monotonic() - t0
-        writer.write(b"\x0b" + two + b"\x1c" + frame(three))  # one write: an FS-only frame, a conformant one
+        # one write: an FS-only frame, a stray end block, a conformant frame
+        writer.write(b"\x0b" + two + b"\x1c" + b"\x1c\r" + frame(three))
         await writer.drain()
         acks.append(await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 20))
         acks.append(await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 20))
@@ -63,7 +64,7 @@ def test_end_block_without_cr_is_answered_at_once(topic_settings: Settings) -> N
     assert sorted((e["accession"], e["text"]) for e in events) == [
         ("ACC-FS1", "First report."), ("ACC-FS2", "Second report."), ("ACC-FS3", "Third report.")]
     dls = read_topic(topic_settings, topic_settings.topics.dead_letter, "dead_letter", expect=1, timeout=3)
-    assert dls == []  # the CR after the FS of a conformant frame is not junk
+    assert dls == []  # the CR after the FS of a conformant frame, a stray end block: not junk
 
 
 def test_frame_without_end_block_is_dead_lettered_at_the_idle_timeout(topic_settings: Settings) -> None:
