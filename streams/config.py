@@ -153,7 +153,11 @@ class IngestConfig:
     pseudonym_key_file: str = ""
     timezone: str = ""  # IANA zone of HL7 times without an offset; empty = UTC
     hl7_charset: str = "utf-8"  # when MSH-18 is empty
-    mllp_max_bytes: int = 4 * 1024 * 1024
+    # largest MLLP frame (a connection holds a few times this while it reads and parses one). Frames
+    # carry embedded attachments (ED/RP OBX: a report PDF with key images; base64 is 4/3 of its size),
+    # so 32 MiB admits ~24 MiB of attachment; the event is text only, bounded by the parser and the
+    # reports topic (1 MiB), not by this
+    mllp_max_bytes: int = 32 * 1024 * 1024
 
     def problems(self) -> list[str]:
         from zoneinfo import ZoneInfo

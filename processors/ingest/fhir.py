@@ -5,11 +5,19 @@ subpackage; R4B's DiagnosticReport, ServiceRequest, ImagingStudy, Patient, Encou
 structurally the R4 ones, so an R4 resource that validates here is a valid R4 resource for our
 purposes). Mapping:
 
-- status: registered/partial/preliminary -> preliminary, final, amended/corrected -> corrected,
-  appended -> addendum, cancelled, entered-in-error (retractions);
-- text: every ``presentedForm`` with contentType text/plain, in order (base64 ``data``, charset
-  honoured; an appended or amended report's addendum is a further attachment), else
-  ``conclusion``, else the narrative ``text.div`` stripped of markup;
+- status: partial/preliminary -> preliminary, final, amended/corrected -> corrected,
+  appended -> addendum, cancelled, entered-in-error (retractions); ``registered`` (nothing available
+  yet), and ``partial`` without text, are skipped with a note, as HL7's OBR-25 O/I/S are (a Bundle's
+  other reports go on); ``unknown`` is refused (business rule);
+- text (``_report_text``): every ``presentedForm`` with contentType text/plain, in order (base64
+  ``data``, charset honoured; an appended or amended report's addendum is a further attachment), else
+  every text/html one as text (line breaks at <br>, <p>, <li>, ...), else the ``result`` Observations'
+  ``valueString`` in order (plus ``conclusion`` when none of them holds it), else ``conclusion``, else
+  the narrative ``text.div`` as text. ``conclusion`` is not added to a presentedForm (FHIR: the
+  presentedForm is the entire report as issued). A report whose text is only in other forms
+  (application/pdf, ...) is refused with that reason (not-supported);
+- Bundles: ``batch`` entries are independent (a bad report is refused alone, the others go on);
+  any other type is accepted whole or refused whole (``transaction``: all or nothing, FHIR);
 - accession: an identifier typed ACSN (v2-0203) on the DiagnosticReport, on its ``basedOn``
   ServiceRequest, or on its ImagingStudy (contained, or in the same Bundle);
 - placer / filler order numbers: an identifier typed PLAC / FILL (v2-0203) on the DiagnosticReport,
@@ -25,12 +33,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
 from processors.ingest.model import (
+    RETRACTING,
     NoReport,
     ParseError,
     ReportEvent,
@@ -42,6 +53,8 @@ from processors.ingest.model import (
 from processors.ingest.records import Rejected
 
 MAX_RESOURCE_BYTES = 8 * 1024 * 1024
+# statuses of a report with nothing to store yet (HL7's OBR-25 O/I/S): skipped with a note, not refused
+NOT_YET = frozenset({"registered", "partial"})
 ENCOUNTER_CLASS = {"IMP": "inpatient", "ACUTE": "inpatient", "NONAC": "inpatient", "AMB": "outpatient",
                    "EMER": "emergency", "OBSENC": "observation", "PRENC": "preadmit", "HH": "home_health",
                    "SS": "short_stay", "VR": "virtual", "FLD": "field"}
@@ -91,6 +104,11 @@ def load_json(raw: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ParseError("a FHIR resource must be a JSON object", code="structure")
     return obj
+
+
+class NoReportYet(NoReport):
+    """A DiagnosticReport with nothing to store yet (``registered``, or ``partial`` without text):
+    skipped with a note, like HL7's OBR-25 O/I/S, never refused (a Bundle's other reports go on)."""
 
 
 class _Index:
@@ -150,51 +168,152 @@ def _modality(study: dict[str, Any] | None) -> str:
     return ""
 
 
+BLOCK_TAGS = frozenset({"br", "p", "div", "li", "ul", "ol", "tr", "table", "h1", "h2", "h3", "h4", "h5",
+                        "h6", "pre", "blockquote", "hr", "section", "article", "header", "footer", "dl", "dt",
+                        "dd"})
+HIDDEN_TAGS = frozenset({"script", "style", "head", "title"})
+
+
 class _Text(HTMLParser):
+    """HTML -> plain text: whitespace in the source is one space (as a browser shows it) except in
+    <pre>; block elements (<p>, <div>, <li>, <tr>, headings) and <br> make line breaks; table cells are
+    separated by a space; script/style are dropped."""
+
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self.hidden = 0
+        self.pre = 0
 
     def handle_data(self, data: str) -> None:
-        self.parts.append(data)
+        if self.hidden:
+            return
+        if self.pre:  # a plain-text report wrapped in <pre>: its line breaks are the report's
+            self.parts.append(data.replace("\r\n", "\n").replace("\r", "\n"))
+        else:
+            self.parts.append(re.sub(r"\s+", " ", data))  # \s includes the no-break space of &nbsp;
 
     def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in ("br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4"):
+        if tag in HIDDEN_TAGS:
+            self.hidden += 1
+        elif tag in BLOCK_TAGS:
+            self.pre += tag == "pre"
             self.parts.append("\n")
 
+    def handle_endtag(self, tag: str) -> None:
+        if tag in HIDDEN_TAGS:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in BLOCK_TAGS:
+            self.pre = max(0, self.pre - (tag == "pre"))
+            self.parts.append("\n")
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
 
-def _report_text(dr: dict[str, Any]) -> str:
-    # every text/plain presentedForm in order: an appended (or amended) report adds its addendum as a
+
+def html_text(html: str) -> str:
+    """Visible text of an HTML fragment, one line per block or <br> (empty lines dropped)."""
+    p = _Text()
+    p.feed(html)
+    p.close()
+    lines = [" ".join(ln.split()) for ln in "".join(p.parts).split("\n")]
+    return "\n".join(ln for ln in lines if ln)
+
+
+def _charset(ctype: str) -> str:
+    for param in ctype.split(";")[1:]:
+        key, _, val = param.strip().partition("=")
+        if key.strip() == "charset" and val:
+            return val.strip().strip('"')
+    return "utf-8"
+
+
+def _attachment_text(att: dict[str, Any], ctype: str) -> str:
+    charset = _charset(ctype)
+    kind = ctype.split(";")[0].strip()
+    try:
+        data = base64.b64decode(att["data"], validate=True)
+        text = data.decode(charset)
+    except (binascii.Error, ValueError, LookupError) as exc:
+        raise ParseError(f"presentedForm {kind} is not decodable ({charset}): {exc}", code="value") from None
+    if kind == "text/html":
+        return html_text(text)
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def _form_texts(dr: dict[str, Any], kind: str) -> list[str]:
+    # every presentedForm of this kind in order: an appended (or amended) report adds its addendum as a
     # further attachment, and the report a radiologist reads is all of them
     parts: list[str] = []
     for att in dr.get("presentedForm") or []:
         ctype = str(att.get("contentType", "")).lower()
-        if not ctype.startswith("text/plain") or not att.get("data"):
+        if ctype.split(";")[0].strip() != kind or not att.get("data"):
             continue
-        charset = "utf-8"
-        for param in ctype.split(";")[1:]:
-            key, _, val = param.strip().partition("=")
-            if key == "charset" and val:
-                charset = val.strip('"')
-        try:
-            data = base64.b64decode(att["data"], validate=True)
-            part = data.decode(charset).replace("\r\n", "\n").replace("\r", "\n").strip()
-        except (binascii.Error, ValueError, LookupError) as exc:
-            raise ParseError(f"presentedForm text/plain is not decodable ({charset}): {exc}",
-                             code="value") from None
+        part = _attachment_text(att, ctype)
         if part and part not in parts:
             parts.append(part)
+    return parts
+
+
+def _result_texts(dr: dict[str, Any], index: _Index) -> list[str]:
+    """valueString of the Observations in ``result`` (contained or in the Bundle), in ``result`` order."""
+    parts: list[str] = []
+    for ref in dr.get("result") or []:
+        obs = index.resolve(ref, dr)
+        value = (obs or {}).get("valueString") if (obs or {}).get("resourceType") == "Observation" else None
+        if isinstance(value, str) and value.strip():
+            part = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+            if part not in parts:
+                parts.append(part)
+    return parts
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _report_text(dr: dict[str, Any], index: _Index | None = None) -> str:
+    """The report text, from the first source that has some:
+
+    1. every text/plain presentedForm (in order);
+    2. else every text/html presentedForm, as text;
+    3. else the ``result`` Observations' valueString (in order), then ``conclusion`` unless one of them
+       already holds it;
+    4. else ``conclusion``;
+    5. else the narrative ``text.div``.
+
+    ``conclusion`` is not added to a presentedForm: FHIR defines presentedForm as the entire report as
+    issued, and the conclusion as a summary of it (usually the impression in other words), so adding it
+    would double the impression for most senders.
+    """
+    for kind in ("text/plain", "text/html"):
+        parts = _form_texts(dr, kind)
+        if parts:
+            return "\n\n".join(parts)
+    conclusion = str(dr.get("conclusion") or "").strip()
+    parts = _result_texts(dr, index or _Index([]))
     if parts:
+        if conclusion and not any(_squash(conclusion) in _squash(p) for p in parts):
+            parts.append(conclusion)
         return "\n\n".join(parts)
-    if dr.get("conclusion"):
-        return str(dr["conclusion"]).strip()
+    if conclusion:
+        return conclusion
     div = (dr.get("text") or {}).get("div")
     if div:
-        p = _Text()
-        p.feed(str(div))
-        lines = [ln.strip() for ln in "".join(p.parts).split("\n")]
-        return "\n".join(ln for ln in lines if ln)
+        return html_text(str(div))
     return ""
+
+
+def _no_text_reason(dr: dict[str, Any]) -> str | None:
+    """Why a report without text has none, when it carries its text only in a form we do not read."""
+    labels: list[str] = []
+    for att in dr.get("presentedForm") or []:
+        kind = str(att.get("contentType", "")).lower().split(";")[0].strip() or "an attachment"
+        label = kind if att.get("data") else f"{kind} by url" if att.get("url") else ""
+        if label and label not in labels:
+            labels.append(label)
+    if labels:
+        return f"report text only as {', '.join(labels)}: not supported (send text/plain or text/html data)"
+    return None
 
 
 def _display(ref: Any, index: _Index, container: dict[str, Any]) -> str:
@@ -213,8 +332,21 @@ def _display(ref: Any, index: _Index, container: dict[str, Any]) -> str:
 
 def report_event(dr: dict[str, Any], index: _Index, *, site: str, received_time: datetime | None = None,
                  message_id: str | None = None) -> ReportEvent:
-    """One (validated) DiagnosticReport dict -> ReportEvent (raises ParseError)."""
-    status = map_status("fhir", dr.get("status"))
+    """One (validated) DiagnosticReport dict -> ReportEvent (raises ParseError; NoReportYet for a report
+    that has nothing to store yet: ``registered``, or ``partial`` without text)."""
+    try:
+        status = map_status("fhir", dr.get("status"))
+    except NoReport as exc:
+        if str(dr.get("status") or "").strip().lower() in NOT_YET:
+            raise NoReportYet(exc.reason, field="status") from None
+        raise
+    text = _report_text(dr, index)
+    if not text.strip() and status not in RETRACTING:
+        if str(dr.get("status") or "").strip().lower() == "partial":
+            raise NoReportYet("status 'partial' without report text: nothing to store yet", field="status")
+        why = _no_text_reason(dr)
+        if why:
+            raise ParseError(why, code="not-supported", field="presentedForm")
     requests = [index.resolve(r, dr) for r in dr.get("basedOn") or []]
     studies = [index.resolve(r, dr) for r in dr.get("imagingStudy") or []]
     accession = _typed_identifier(dr, "ACSN")
@@ -257,7 +389,7 @@ def report_event(dr: dict[str, Any], index: _Index, *, site: str, received_time:
         version=derive_version(status, issued, updated, obs),
         status=status,
         patient_id=patient_id,
-        text=_report_text(dr),
+        text=text,
         source_format="fhir",
         received_time=received_time or now_utc(),
         visit_number=visit,
@@ -275,12 +407,33 @@ def report_event(dr: dict[str, Any], index: _Index, *, site: str, received_time:
     )
 
 
-def parse_fhir(raw: bytes | dict[str, Any], *, site: str, received_time: datetime | None = None,
-               validate: bool = True) -> list[ReportEvent]:
-    """A DiagnosticReport or a Bundle (JSON bytes or dict) -> events, one per DiagnosticReport.
+@dataclass
+class Refused:
+    """A DiagnosticReport of a batch Bundle that was refused (the batch's other entries go on)."""
 
-    Raises ParseError (``code`` is the OperationOutcome issue type) on the first bad report:
-    a Bundle is accepted whole or not at all.
+    where: str  # "Bundle.entry[3]"
+    error: ParseError
+
+
+@dataclass
+class FhirResult:
+    """What one body gave: events, reports skipped with a note (nothing to store yet) and, for a batch
+    Bundle only, entries refused on their own."""
+
+    events: list[ReportEvent] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+
+
+def parse_fhir_result(raw: bytes | dict[str, Any], *, site: str, received_time: datetime | None = None,
+                      validate: bool = True) -> FhirResult:
+    """A DiagnosticReport or a Bundle (JSON bytes or dict) -> events, one per DiagnosticReport that has a
+    report; a ``registered`` report (or ``partial`` without text) is skipped with a note.
+
+    Raises ParseError (``code`` is the OperationOutcome issue type) for a bad body or a bad report.
+    A ``batch`` Bundle's entries are independent requests (FHIR): a bad report is refused on its own
+    (``refused``) and the others go on. Any other Bundle (``transaction``: all or nothing by FHIR's
+    definition; ``collection``, ``message``, ...: one submission) is refused whole for one bad report.
     """
     obj = load_json(raw) if isinstance(raw, bytes) else raw
     if validate:
@@ -293,32 +446,67 @@ def parse_fhir(raw: bytes | dict[str, Any], *, site: str, received_time: datetim
         raise ParseError(f"malformed FHIR resource: {type(exc).__name__}: {exc}", code="structure") from None
 
 
-def _map(obj: dict[str, Any], site: str, received: datetime) -> list[ReportEvent]:
+def parse_fhir(raw: bytes | dict[str, Any], *, site: str, received_time: datetime | None = None,
+               validate: bool = True) -> list[ReportEvent]:
+    """The events of :func:`parse_fhir_result`; a refused entry of a batch Bundle refuses the body here
+    (callers that keep per-entry rejects use :func:`parse_fhir_result`)."""
+    result = parse_fhir_result(raw, site=site, received_time=received_time, validate=validate)
+    if result.refused:
+        first = result.refused[0].error
+        raise ParseError("; ".join(r.error.reason for r in result.refused), code=first.code,
+                         field=first.field)
+    return result.events
+
+
+def _map(obj: dict[str, Any], site: str, received: datetime) -> FhirResult:
+    out = FhirResult()
     if obj.get("resourceType") == "DiagnosticReport":
-        index = _Index([])
-        return [_event(obj, index, site, received, None)]
-    entries = [e for e in obj.get("entry") or []
+        try:
+            out.events.append(_event(obj, _Index([]), site, received, None))
+        except NoReportYet as exc:
+            out.skipped.append(_label(obj, None) + exc.reason)
+        return out
+    entries = [(k, e) for k, e in enumerate(obj.get("entry") or [])
                if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-    index = _Index((e.get("fullUrl"), e["resource"]) for e in entries)
-    reports = [e["resource"] for e in entries if e["resource"].get("resourceType") == "DiagnosticReport"]
+    index = _Index((e.get("fullUrl"), e["resource"]) for _, e in entries)
+    reports = [(k, e["resource"]) for k, e in entries
+               if e["resource"].get("resourceType") == "DiagnosticReport"]
     if not reports:
         raise ParseError("the Bundle contains no DiagnosticReport", code="required")
+    batch = obj.get("type") == "batch"
     bundle_id = obj.get("id")
-    out = []
-    for i, dr in enumerate(reports, 1):
+    for i, (k, dr) in enumerate(reports, 1):
         msg_id = f"{bundle_id}#{i}" if bundle_id and len(reports) > 1 else (dr.get("id") or bundle_id)
         try:
-            out.append(_event(dr, index, site, received, msg_id))
+            out.events.append(_event(dr, index, site, received, msg_id))
+        except NoReportYet as exc:
+            out.skipped.append(_label(dr, i) + exc.reason)
         except ParseError as exc:
             where = f"DiagnosticReport {dr.get('id') or '#' + str(i)}: " if len(reports) > 1 else ""
-            raise ParseError(where + exc.reason, code=exc.code, field=exc.field) from None
+            err = ParseError(where + exc.reason, code=exc.code, field=exc.field)
+            if not batch:
+                raise err from None
+            out.refused.append(Refused(f"Bundle.entry[{k}]", err))
     return out
+
+
+def _label(dr: dict[str, Any], i: int | None) -> str:
+    """"DiagnosticReport <id> (<accession>): " for the note of a skipped report."""
+    words = ["DiagnosticReport"]
+    if dr.get("id") or i:
+        words.append(str(dr.get("id") or f"#{i}"))
+    accession = _typed_identifier(dr, "ACSN")
+    if accession:
+        words.append(f"({accession})")
+    return " ".join(words) + ": "
 
 
 def _event(dr: dict[str, Any], index: _Index, site: str, received: datetime,
            msg_id: str | None) -> ReportEvent:
     try:
         return report_event(dr, index, site=site, received_time=received, message_id=msg_id)
+    except NoReportYet:
+        raise
     except NoReport as exc:
         raise ParseError(exc.reason, code="business-rule", field="status") from None
     except ParseError as exc:
@@ -334,20 +522,36 @@ def _event(dr: dict[str, Any], index: _Index, site: str, received: datetime,
 def operation_outcome(severity: str, code: str, diagnostics: str, expression: str | None = None
                       ) -> dict[str, Any]:
     """A minimal FHIR OperationOutcome resource (dict)."""
-    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    return outcome_of([issue(severity, code, diagnostics, expression)])
+
+
+def issue(severity: str, code: str, diagnostics: str, expression: str | None = None) -> dict[str, Any]:
+    """One OperationOutcome issue (dict)."""
+    out: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
     if expression:
-        issue["expression"] = [expression]
-    return {"resourceType": "OperationOutcome", "issue": [issue]}
+        out["expression"] = [expression]
+    return out
+
+
+def outcome_of(issues: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": issues}
 
 
 def iter_fhir_ndjson(lines: Iterable[bytes], *, site: str, name: str = "<ndjson>",
                      received_time: datetime | None = None) -> Iterator[tuple[int, ReportEvent | Rejected]]:
-    """(line number, event or reject) per line of a FHIR NDJSON export (DiagnosticReports or Bundles)."""
+    """(line number, event or reject) per line of a FHIR NDJSON export (DiagnosticReports or Bundles).
+
+    A report with nothing to store yet (``registered``) gives nothing; a refused entry of a batch Bundle
+    is a reject of its own (the line's other reports still give their events)."""
     for no, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
         try:
-            for ev in parse_fhir(bytes(raw), site=site, received_time=received_time):
-                yield no, ev
+            result = parse_fhir_result(bytes(raw), site=site, received_time=received_time)
         except ParseError as exc:
             yield no, Rejected(f"{name}:{no}", exc.reason, bytes(raw))
+            continue
+        for ev in result.events:
+            yield no, ev
+        for ref in result.refused:
+            yield no, Rejected(f"{name}:{no}", f"{ref.where}: {ref.error.reason}", bytes(raw))

@@ -4,7 +4,8 @@ The mapping tells which source column fills which event field (``--map col=field
 mapping a column named like a field (or one of its usual aliases, ``aliases.json``) fills it.
 Several columns mapped to ``text`` are joined in the given order as labelled sections
 (``FINDINGS: ...``), which is how section-per-column exports (e.g. Open-i) become one report.
-A row without a status is ``final``; without a time its version is the status rank.
+A row without a status is ``final``; without a time its version is the status rank. A row needs an
+accession (or report id), a patient id and text (except a retraction); otherwise it is a reject.
 """
 
 from __future__ import annotations
@@ -129,6 +130,10 @@ def record_to_event(row: Mapping[str, Any], mapping: ColumnMapping, *, site: str
     accession = vals["accession"] or vals["report_id"]
     if not accession:
         raise ParseError("no accession (map a column to 'accession' or 'report_id')", field="accession")
+    if not vals["patient_id"]:
+        # HL7 (PID-3) and FHIR (subject) refuse a report without a patient too: a report nobody can
+        # link to a patient would sit in the warehouse under an empty patient id
+        raise ParseError("no patient id (map a column to 'patient_id')", field="patient_id")
     status = map_status("text", vals["status"]) if vals["status"] else "final"
     obs = parse_time(vals["observation_time"])
     st = parse_time(vals["status_time"])

@@ -2,7 +2,12 @@
 
 - ``POST /fhir/DiagnosticReport``: one DiagnosticReport (related resources contained);
 - ``POST /fhir/Bundle`` and ``POST /fhir`` (transaction/batch/collection): DiagnosticReports with
-  their ServiceRequest, ImagingStudy, Patient and Encounter entries; accepted whole or not at all;
+  their ServiceRequest, ImagingStudy, Patient and Encounter entries. A ``batch`` is per entry (FHIR):
+  a bad report is refused alone (an error issue naming ``Bundle.entry[n]``, the body dead-lettered with
+  that reason) and the others are accepted; a batch none of whose reports is usable is refused as a
+  whole. Any other Bundle (``transaction``: all or nothing in FHIR) is accepted whole or not at all;
+- a report with nothing to store yet (``registered``, ``partial`` without text) is skipped with an
+  information issue "skipped, no report yet", never refused (as HL7's OBR-25 O/I/S);
 - ``GET /fhir/metadata``: a minimal CapabilityStatement; ``GET /health``, ``/ready`` and ``/metrics``
   (``streams.ops``, docs/monitoring.md).
 
@@ -10,11 +15,12 @@ Every request needs a token (``streams.auth``: ``Authorization: Bearer <token>``
 401 (issue type ``login``) without a valid one, audited as a login failure; the POSTs need the role
 ``ingest`` (or admin): 403 (``forbidden``) otherwise. HTTPS when a TLS context is given.
 
-Success answers 201 (one report) or 200 with an OperationOutcome (severity information) naming
-the event ids, after Kafka confirmed delivery. Errors answer an OperationOutcome: 400 invalid
-JSON/FHIR or unusable content, 413 too large, 415 not JSON, 422 a business rule (status without
-report), 503 Kafka did not confirm (retry). Rejected bodies go to the dead-letter topic; a rejection is
-answered once Kafka confirmed the dead letter (503, retry, when it did not).
+Success answers 201 (one report) or 200 (a Bundle, or a report skipped) with an OperationOutcome
+(severity information) naming the event ids and the skipped reports, after Kafka confirmed delivery.
+Errors answer an OperationOutcome: 400 invalid JSON/FHIR or unusable content (also a report whose text
+is only a PDF), 413 too large, 415 not JSON, 422 a business rule (status ``unknown``), 503 Kafka did
+not confirm (retry). Rejected bodies go to the dead-letter topic; a rejection is answered once Kafka
+confirmed the dead letter (503, retry, when it did not).
 """
 
 from __future__ import annotations
@@ -28,7 +34,13 @@ from typing import Any
 
 from aiohttp import web
 
-from processors.ingest.fhir import MAX_RESOURCE_BYTES, operation_outcome, parse_fhir
+from processors.ingest.fhir import (
+    MAX_RESOURCE_BYTES,
+    issue,
+    operation_outcome,
+    outcome_of,
+    parse_fhir_result,
+)
 from processors.ingest.model import ParseError
 from streams import metrics
 from streams.auth import AuthError, Gate, Principal
@@ -56,14 +68,21 @@ def _outcome(status: int, severity: str, code: str, text: str, expression: str |
     return web.Response(status=status, text=json.dumps(body), content_type=FHIR_JSON)
 
 
-async def _rejected(pub: Publisher, raw: bytes, error: BaseException | str, where: str,
-                    response: web.Response) -> web.Response:
-    """``response`` once Kafka confirmed the dead letter of the rejected body; 503 (retry: the sender keeps
-    the body) when it did not, or the rejection would be answered and the body lost."""
+async def _kept(pub: Publisher, raw: bytes, error: BaseException | str, where: str) -> bool:
+    """Send the dead letter of a rejected body; True once Kafka confirmed it."""
     try:
         await pub.dead_letter_confirmed(raw, error, where=where)
     except Exception as exc:
         log.error("dead-letter write failed: %s: %s", type(exc).__name__, exc)
+        return False
+    return True
+
+
+async def _rejected(pub: Publisher, raw: bytes, error: BaseException | str, where: str,
+                    response: web.Response) -> web.Response:
+    """``response`` once Kafka confirmed the dead letter of the rejected body; 503 (retry: the sender keeps
+    the body) when it did not, or the rejection would be answered and the body lost."""
+    if not await _kept(pub, raw, error, where):
         return _outcome(503, "error", "transient",
                         "temporarily unable to store the rejected body; retry later")
     return response
@@ -112,7 +131,12 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
         if expect and rtype is not None and rtype != expect:
             raise ParseError(f"this endpoint takes a {expect}, got {rtype}", code="not-supported")
         loop = asyncio.get_running_loop()
-        events = await loop.run_in_executor(None, lambda: parse_fhir(raw, site=ingest.site))
+        result = await loop.run_in_executor(None, lambda: parse_fhir_result(raw, site=ingest.site))
+        if result.refused and not result.events and not result.skipped:
+            # a batch none of whose reports was usable: refused like a single bad report
+            first = result.refused[0].error
+            raise ParseError("; ".join(r.error.reason for r in result.refused), code=first.code,
+                             field=first.field)
     except ParseError as exc:
         stats["rejected"] += 1
         code = exc.code if exc.code in ISSUE_TYPES else "invalid"
@@ -127,6 +151,16 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
                                f"fhir:{request.path}",
                                _outcome(500, "error", "exception",
                                         f"body could not be processed ({type(exc).__name__})"))
+    events = result.events
+    issues: list[dict[str, Any]] = []
+    for ref in result.refused:  # entries of a batch refused on their own: the body is kept first
+        if not await _kept(pub, raw, f"{ref.where}: {ref.error.reason}", f"fhir:{request.path}"):
+            # retried whole: nothing of it was published yet, and its events are idempotent anyway
+            return _outcome(503, "error", "transient",
+                            "temporarily unable to store the rejected entries; retry later")
+        code = ref.error.code if ref.error.code in ISSUE_TYPES else "invalid"
+        issues.append(issue("error", code, f"refused (dead-lettered): {ref.error.reason}", ref.where))
+    stats["rejected"] += len(result.refused)
     try:
         await pub.publish_confirmed(events)
     except DeliveryError as exc:
@@ -142,10 +176,17 @@ async def _ingest(request: web.Request, expect: str | None) -> web.Response:
         return _kafka_down(exc)
     stats["accepted"] += 1
     stats["events"] += len(events)
-    log.info("POST %s accepted: %d report event(s)", request.path, len(events))
+    stats["skipped"] += len(result.skipped)
+    log.info("POST %s accepted: %d report event(s), %d skipped, %d refused", request.path, len(events),
+             len(result.skipped), len(result.refused))
     ids = ", ".join(f"{e.accession} {e.status} event {e.event_id}" for e in events)
-    return _outcome(201 if expect == "DiagnosticReport" else 200, "information", "informational",
-                    f"accepted {len(events)} report event(s): {ids}")
+    issues.insert(0, issue("information", "informational", f"accepted {len(events)} report event(s)"
+                           + (f": {ids}" if ids else "")))
+    for note in result.skipped:  # nothing to store yet (registered, partial without text): not an error
+        issues.append(issue("information", "informational", f"skipped, no report yet: {note}"))
+    created = expect == "DiagnosticReport" and bool(events)
+    return web.Response(status=201 if created else 200, text=json.dumps(outcome_of(issues)),
+                        content_type=FHIR_JSON)
 
 
 async def post_report(request: web.Request) -> web.Response:
@@ -221,7 +262,7 @@ def make_app(kafka: KafkaConfig, topics: TopicsConfig, ingest: IngestConfig,
                                  producer=make_producer(kafka, **INTERACTIVE))
     app[PUBLISHER] = pub
     app[INGEST] = ingest
-    stats: dict[str, int] = {"requests": 0, "accepted": 0, "rejected": 0, "events": 0}
+    stats: dict[str, int] = {"requests": 0, "accepted": 0, "rejected": 0, "events": 0, "skipped": 0}
     app[STATS] = stats
     app.router.add_post("/fhir/DiagnosticReport", post_report)
     app.router.add_post("/fhir/Bundle", post_bundle)

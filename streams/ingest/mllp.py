@@ -10,7 +10,13 @@ Per connection, messages are handled one at a time (HL7 original-mode acknowledg
   message limit keeps the head of the message, marked);
 - AR "resend" when Kafka did not confirm in time the events, or the dead letter of a rejected message
   (the sender keeps the message and retries);
-- junk outside frames and frames cut by a closed connection go to the dead-letter topic.
+- junk outside frames, frames cut by a closed connection and frames left without their end block
+  until the idle timeout go to the dead-letter topic (the connection is closed);
+- a frame ends at FS: the CR of the end block <FS><CR> may be missing (many senders omit it);
+- a frame over ``ingest.mllp_max_bytes`` (default 32 MiB) gets AR and its head is dead-lettered. The
+  limit is on the frame, which carries embedded attachments (ED/RP OBX, e.g. a report PDF in base64);
+  the report event, text only, must still fit the reports topic (an event the broker refuses for good
+  is AE and dead-lettered), and the parser bounds the text it accepts itself.
 
 Frames are read with the asyncio stream of python-hl7's ``start_hl7_server`` (its reader,
 writer and ``writeblock``); the frame reader here adds what hl7.mllp's ``readblock`` lacks:
@@ -28,7 +34,7 @@ from datetime import UTC, tzinfo
 from typing import Any
 
 from hl7.mllp import open_hl7_connection, start_hl7_server
-from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK
+from hl7.mllp.streams import END_BLOCK, START_BLOCK
 
 from processors.ingest.hl7v2 import (
     HL7Result,
@@ -44,7 +50,6 @@ from streams.ingest.publish import INTERACTIVE, Publisher
 from streams.producer import DeliveryError, make_producer
 
 log = logging.getLogger(__name__)
-SEP = END_BLOCK + CARRIAGE_RETURN
 DLQ_HEAD_BYTES = 256 * 1024
 STAGE = "hl7-listener"
 
@@ -57,27 +62,43 @@ def ingest_timezone(ingest: IngestConfig) -> tzinfo:
 
 @dataclass
 class Frame:
-    kind: str  # frame | oversize | junk | truncated | eof
+    kind: str  # frame | oversize | junk | blank | truncated | idle | eof
     data: bytes = b""
     junk: bytes = b""  # bytes before the start block of a good frame
     size: int = 0
 
 
-async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = None) -> Frame:
-    """Next MLLP frame (its payload without VT/FS/CR) or what went wrong instead."""
+async def _buffered(reader: asyncio.StreamReader) -> bytes:
+    """What the reader holds without waiting (bytes of a frame whose end never came)."""
     try:
-        block = await asyncio.wait_for(reader.readuntil(SEP), idle_timeout)
+        return bytes(await asyncio.wait_for(reader.read(1 << 30), 0.05))
+    except (TimeoutError, ConnectionError):
+        return b""
+
+
+async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = None) -> Frame:
+    """Next MLLP frame (its payload without VT/FS/CR) or what went wrong instead.
+
+    The frame ends at FS; the CR after it is not waited for. Senders that omit that CR (common in
+    hand-built interfaces) are served at once instead of hanging until the idle timeout; a CR that
+    does follow (every conformant sender) is blank space before the next start block and skipped.
+    FS is a control character HL7 does not allow in message content, so it cannot end a frame early.
+    """
+    try:
+        block = await asyncio.wait_for(reader.readuntil(END_BLOCK), idle_timeout)
     except asyncio.IncompleteReadError as exc:
         partial = bytes(exc.partial)
         return Frame("truncated", partial, size=len(partial)) if partial.strip(b"\r\n\t ") else Frame("eof")
     except TimeoutError:
-        return Frame("eof")
+        # idle with part of a frame (no FS yet): keep those bytes for the dead letter, not silence
+        partial = await _buffered(reader)
+        return Frame("idle", partial, size=len(partial)) if partial.strip(b"\r\n\t ") else Frame("eof")
     except asyncio.LimitOverrunError as exc:
         head = bytearray(await reader.readexactly(exc.consumed))
         size = len(head)
         while True:  # discard the rest of the oversized frame, keep a head for the dead letter
             try:
-                tail = await reader.readuntil(SEP)
+                tail = await reader.readuntil(END_BLOCK)
                 size += len(tail)
                 if len(head) < DLQ_HEAD_BYTES:
                     head += tail[: DLQ_HEAD_BYTES - len(head)]
@@ -94,8 +115,10 @@ async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = 
         return Frame("oversize", bytes(head[start + 1 if start >= 0 else 0:]), size=size)
     start = block.rfind(START_BLOCK)
     if start < 0:
-        return Frame("junk", bytes(block[:-2]), size=len(block))
-    return Frame("frame", bytes(block[start + 1:-2]), junk=bytes(block[:start]), size=len(block))
+        if not block[:-1].strip(b"\r\n\t "):  # a stray FS (a doubled end block): nothing to answer
+            return Frame("blank", size=len(block))
+        return Frame("junk", bytes(block[:-1]).lstrip(b"\r\n"), size=len(block))
+    return Frame("frame", bytes(block[start + 1:-1]), junk=bytes(block[:start]), size=len(block))
 
 
 class HL7Listener:
@@ -107,7 +130,7 @@ class HL7Listener:
         self.ingest = ingest
         self.publisher = publisher or Publisher(kafka, topics, ingest, stage=STAGE,
                                                 producer=make_producer(kafka, **INTERACTIVE))
-        self.max_bytes = max_bytes or ingest.mllp_max_bytes
+        self.max_bytes = max_bytes or ingest.mllp_max_bytes  # the frame limit (attachments included)
         self.idle_timeout = idle_timeout
         self.kafka_timeout = kafka_timeout
         self.default_charset = ingest.hl7_charset
@@ -164,9 +187,16 @@ class HL7Listener:
                 frame = await read_frame(reader, self.idle_timeout)
                 if frame.kind == "eof":
                     break
+                if frame.kind == "blank":
+                    continue
                 if frame.kind == "truncated":
                     await self._dead_letter(frame.data, f"truncated MLLP frame: connection closed after "
                                       f"{frame.size} bytes without the end block <FS><CR>", peer)
+                    break
+                if frame.kind == "idle":
+                    await self._dead_letter(frame.data, f"incomplete MLLP frame: no end block <FS> after "
+                                            f"{frame.size} bytes within the idle timeout of "
+                                            f"{self.idle_timeout:g} s; connection closed", peer)
                     break
                 if frame.junk.strip(b"\r\n\t \x1c"):
                     await self._dead_letter(frame.junk, "bytes outside an MLLP frame (an earlier frame "
@@ -208,8 +238,7 @@ class HL7Listener:
         def parse() -> HL7Result:
             return parse_oru(raw, site=self.ingest.site,
                              accession_field=self.ingest.accession_field,
-                             default_charset=self.default_charset, default_tz=self.tz,
-                             max_bytes=self.max_bytes)
+                             default_charset=self.default_charset, default_tz=self.tz)
 
         try:
             # big messages are parsed off the event loop so other connections keep being served

@@ -17,6 +17,9 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _one(row: Mapping[str, object], *specs: str) -> ReportEvent:
+    """The event of ``row``, which gets a patient id when it names none (a record needs one)."""
+    if not any(k in row for k in ("patient_id", "mrn")) and "patient_id" not in " ".join(specs):
+        row = {"patient_id": "P0", **row}
     return record_to_event(row, ColumnMapping.parse(specs), site="s1", source_format="json", received_time=T0)
 
 
@@ -79,7 +82,8 @@ def test_version_fallbacks_keep_lifecycle_order() -> None:
 
 
 def test_jsonl_rejects_carry_line_and_reason_and_raw_bytes() -> None:
-    lines = [b'{"accession": "A", "text": "ok"}\n', b"\n", b"{broken\n", b"[1, 2]\n", b"\xff\xfe\n"]
+    lines = [b'{"accession": "A", "patient_id": "P", "text": "ok"}\n', b"\n", b"{broken\n", b"[1, 2]\n",
+             b"\xff\xfe\n"]
     out = list(iter_jsonl(lines, ColumnMapping(), site="s", name="f.jsonl"))
     assert [no for no, _ in out] == [1, 3, 4, 5]
     rej = [r for _, r in out if isinstance(r, Rejected)]
@@ -106,7 +110,7 @@ def test_csv_with_mapping_bad_row_and_quoted_newlines() -> None:
 
 
 def test_csv_skip_resumes_after_n_rows() -> None:
-    data = "accession,text\nA,one\nB,two\nC,three\n"
+    data = "accession,mrn,text\nA,M,one\nB,M,two\nC,M,three\n"
     out = list(iter_csv(io.StringIO(data), ColumnMapping(), site="s", skip=2))
     assert [(no, getattr(x, "accession", None)) for no, x in out] == [(3, "C")]
 

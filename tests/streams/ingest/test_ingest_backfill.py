@@ -59,8 +59,8 @@ def hl7_batch(tmp_path: Path) -> Path:
 def test_backfill_all_formats_rejects_and_latest_view(tmp_path: Path) -> None:
     settings = ch_settings(tmp_path)
     csv_path = tmp_path / "export.csv"
-    csv_path.write_text("rid,findings,impression\nR1,Small left pleural effusion.,Effusion.\nR2,broken\n"
-                        "R3,,\n")
+    csv_path.write_text("rid,mrn,findings,impression\nR1,M1,Small left pleural effusion.,Effusion.\n"
+                        "R2,broken\nR3,M3,,\n")
     rejects = io.StringIO()
     paths = [SAMPLES / "reports.jsonl", hl7_batch(tmp_path), SAMPLES / "fhir" / "reports.fhir.ndjson",
              csv_path]

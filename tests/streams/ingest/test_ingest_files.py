@@ -44,7 +44,7 @@ def test_pretty_fhir_json_file_is_one_resource_and_skip_resumes() -> None:
 
 def test_non_utf8_csv_is_reported_not_raised(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
-    path.write_bytes("accession,text\nA,ok\nB,Gr\u00f6\u00dfe\n".encode("latin-1"))
+    path.write_bytes("accession,mrn,text\nA,M,ok\nB,M,Gr\u00f6\u00dfe\n".encode("latin-1"))
     out = list(iter_file(path, "csv", ColumnMapping(), site="s"))
     assert isinstance(out[0][1], ReportEvent)
     assert isinstance(out[-1][1], Rejected) and "row is not UTF-8 (byte 0xF6)" in out[-1][1].reason
