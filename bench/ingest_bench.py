@@ -40,8 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 OPENI = REPO.parent / "shared" / "eval" / "openi_chest_xray_dev.csv"
-OPENI_MAP = ["report_id=accession", "exam=procedure_description", "indication=text", "comparison=text",
-             "findings=text", "impression=text"]
+# the Open-i set has no patient column: each report stands for its own patient
+OPENI_MAP = ["report_id=accession", "report_id=patient_id", "exam=procedure_description", "indication=text",
+             "comparison=text", "findings=text", "impression=text"]
 SENTENCES = [
     "The lungs are clear without focal consolidation.", "There is a small left pleural effusion.",
     "No pneumothorax is identified.", "Heart size is mildly enlarged.", "Mediastinal contours are normal.",
