@@ -24,6 +24,9 @@ class Watch:
     destination_ae: str
     requester: str
     rule: CohortRule
+    # the subscriber's roles when subscribed (None: not recorded); every request carries them, so the DICOM
+    # worker can refuse a non-steward's request once the project is (or becomes) identified
+    requester_roles: tuple[str, ...] | None = None
 
 
 def request_id_for(project_id: str, destination_ae: str, site: str, accession: str, version: int) -> str:
@@ -75,6 +78,7 @@ def _request(w: Watch, record: Mapping[str, Any], rid: str, action: str,
         "action": action,
         "project_id": w.project_id,
         "requester": w.requester,
+        "requester_roles": None if w.requester_roles is None else sorted(w.requester_roles),
         "accession": record["accession"],
         "study_ref": record.get("study_ref"),
         "study_instance_uid": record.get("study_instance_uid"),

@@ -573,7 +573,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         if why:
             raise ValueError(why)
         return standing.subscribe(settings, rule, project, destination, sess.principal.user,
-                                  standing.watch_id_of(c.cohort_id, project), web_dir / "rules")
+                                  standing.watch_id_of(c.cohort_id, project), web_dir / "rules",
+                                  sorted(sess.principal.roles))
 
     @page(READERS, post=True)
     async def cohort_subscribe(request: Request, sess: Session) -> Response:
