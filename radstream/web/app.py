@@ -539,6 +539,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                                                              "study_ref": r["study_ref"]},
                                  project=project, destination=destination, requester=sess.principal.user,
                                  now=now)
+            # the worker checks them again when the request runs (the project may turn identified)
+            rec["requester_roles"] = sorted(sess.principal.roles)
             produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rec["request_id"],
                     rec)
             n += 1

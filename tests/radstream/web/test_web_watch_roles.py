@@ -54,3 +54,16 @@ def test_a_watch_subscribed_by_an_analyst_sends_requests_that_say_so(web: App) -
     sent = serde.decode("retrieval_requested", msg.value())
     assert (sent["project_id"], sent["source"], sent["requester"], sent["requester_roles"]) == (
         PROJECT, "watch", "rita", ["analyst"])
+
+
+def test_a_cohort_sent_by_an_analyst_sends_requests_that_say_so(web: App) -> None:  # noqa: F811
+    """A cohort sent at once is checked again when its requests run, like a watch's."""
+    client, csrf = signed_in(web, "analyst")
+    cid = save(client, csrf, "ct", modality="CT")
+    r = client.post(f"/cohorts/{cid}/retrieve", data={"csrf": csrf, "project": PROJECT,
+                                                      "destination": "RESEARCH"})
+    assert r.status_code == 303, r.text
+    sent = [serde.decode("retrieval_requested", m.value())
+            for m in consume(web.settings, web.settings.topics.retrieval_requests, 2)]
+    assert [(q["source"], q["requester"], q["requester_roles"]) for q in sent] == [
+        ("cohort", "rita", ["analyst"])] * 2
