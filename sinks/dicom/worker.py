@@ -59,7 +59,7 @@ from sinks.dicom.config import PacsConfig, ResearchConfig
 from sinks.dicom.expect import Outcomes, Registry, StatusLedger, publish, withdraw
 from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, c_find_instances, resolve
 from sinks.dicom.move import MoveResult, c_move_instances, c_move_study
-from sinks.dicom.projects import Project, ProjectRegistry, StoreOptions, options_of, refusal
+from sinks.dicom.projects import Project, ProjectRegistry, StaticProjects, StoreOptions, options_of, refusal
 from sinks.dicom.wire import compat
 from sinks.dicom.wire.scp import PHASES, TIMING
 from streams import serde
@@ -382,9 +382,12 @@ class Worker(Handler):
         when it is queued and again before each study's C-MOVE, as a project may be retired or
         re-registered as identified while its requests wait."""
         project_id, dest = str(rec["project_id"]), str(rec.get("destination_ae") or "")
-        if why := refusal(self.projects, project_id, dest, wait_s=wait_s):
+        # once queued, the registration as held now: ``get`` would wait for the topic on every call
+        # while the registry's consumer reconnects (a broker outage)
+        project = self.projects.get(project_id, wait_s) if wait_s else self.projects.peek(project_id)
+        if why := refusal(StaticProjects([project] if project else []), project_id, dest):
             return why
-        return requester_refusal(self.projects.get(project_id), rec)
+        return requester_refusal(project, rec)
 
     def _cancel(self, cancel: Request) -> None:
         with self._cv:
