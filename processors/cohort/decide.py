@@ -48,12 +48,15 @@ def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[s
     out: list[dict[str, Any]] = []
     version = int(record["report_version"])
     site, accession = str(record.get("site", "default")), str(record["accession"])
-    # several watches of one project and destination: the report matches if any of them does
+    # several watches of one project and destination: the report matches if any of them does; the request
+    # is made in the name of a steward's matching watch when there is one (an identified project takes
+    # only a steward's requests: the DICOM worker refuses the others)
     verdicts: dict[str, tuple[Watch, bool]] = {}
     for w in watches:
         key = f"{w.project_id}|{w.destination_ae}"
         hit = matches(w.rule, record)
-        if key not in verdicts or (hit and not verdicts[key][1]):
+        best = verdicts.get(key)
+        if best is None or (hit and (not best[1] or _steward(w) > _steward(best[0]))):
             verdicts[key] = (w, hit)
     for key, (w, hit) in verdicts.items():
         prev = new_state.get(key)
@@ -69,6 +72,10 @@ def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[s
         if hit or was:
             new_state[key] = {"request_id": rid, "matched": hit, "version": version}
     return new_state, out
+
+
+def _steward(w: Watch) -> bool:
+    return bool({"steward", "admin"} & set(w.requester_roles or ()))
 
 
 def _request(w: Watch, record: Mapping[str, Any], rid: str, action: str,
