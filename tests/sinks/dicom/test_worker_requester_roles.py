@@ -10,6 +10,7 @@ import dataclasses
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from radstream.config import Settings
 from sinks.dicom.projects import publish
 
 from .helpers import TEST_PROJECTS, final_of, request, statuses, stored_sops
-from .test_dicom_worker import new_worker, research_scp, run_worker
+from .test_dicom_worker import new_worker, research_scp, run_until_idle, run_worker
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +65,32 @@ def test_a_project_that_becomes_identified_while_a_watch_request_waits_refuses_i
     assert final["state"] == "failed" and "only a steward" in final["error"], final
     assert not any(e["request_id"] == rid and e["state"] == "moving" for e in w.log)
     assert stored_sops(s.research_store_dir / "IRB-7") == []
+
+
+def test_a_project_that_becomes_identified_while_a_study_is_listed_is_not_moved(
+        dicom_settings: Settings) -> None:
+    """The last check runs after the study's expectation is out, right before the C-MOVE."""
+    s = dicom_settings  # IRB-9 is registered de-identified
+    rid = request(s, "A4", project="IRB-9", source="watch", requester="ana", requester_roles=["analyst"])
+    w = new_worker(s)
+    irb9 = TEST_PROJECTS.get("IRB-9")
+    assert irb9 is not None
+    listing = w.list_instances
+
+    def list_then_flip(req: Any, study: Any) -> dict[str, str]:
+        # a steward re-registers the project as identified while the PACS lists the study's instances
+        publish(s.kafka, s.topics, dataclasses.replace(irb9, identified=True, irb_reference="IRB-NEW",
+                                                       time=datetime.now(UTC)))
+        deadline = time.monotonic() + 30
+        while not getattr(w.projects.peek("IRB-9"), "identified", False):
+            assert time.monotonic() < deadline, "the worker did not see the new registration"
+            time.sleep(0.05)
+        return listing(req, study)
+
+    w.list_instances = list_then_flip  # type: ignore[method-assign]
+    with research_scp(s):
+        run_until_idle(w)
+    final = final_of(statuses(s, {rid}), rid)
+    assert final["state"] == "failed" and "only a steward" in final["error"], final
+    assert not any(e["request_id"] == rid and e["state"] == "moving" for e in w.log)
+    assert stored_sops(s.research_store_dir / "IRB-9") == []
