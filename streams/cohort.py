@@ -27,8 +27,10 @@ class DestinationNotAllowed(ValueError):
 
 
 def watch_record(allowed_destinations: Sequence[str], project_id: str, destination_ae: str, requester: str,
-                 rule_path: str, watch_id: str | None = None) -> dict[str, Any]:
-    """Validate a rule file and the destination; -> the CohortWatch record to publish."""
+                 rule_path: str, watch_id: str | None = None,
+                 requester_roles: Sequence[str] | None = None) -> dict[str, Any]:
+    """Validate a rule file and the destination; -> the CohortWatch record to publish. ``requester_roles``:
+    the subscriber's roles (None: not known), carried into every request the watch makes."""
     if destination_ae not in allowed_destinations:
         raise DestinationNotAllowed(f"destination {destination_ae!r} is not on the allow-list "
                                     f"({', '.join(allowed_destinations)})")
@@ -37,6 +39,7 @@ def watch_record(allowed_destinations: Sequence[str], project_id: str, destinati
         text = json.dumps(json.load(fh), sort_keys=True)
     return {"watch_id": watch_id or f"{project_id}:{rule.name}:{uuid.uuid4().hex[:8]}",
             "project_id": project_id, "destination_ae": destination_ae, "requester": requester,
+            "requester_roles": None if requester_roles is None else sorted(set(requester_roles)),
             "rule": text, "active": True, "time": datetime.now(UTC)}
 
 
@@ -46,8 +49,9 @@ def publish_watch(kafka: KafkaConfig, topics: TopicsConfig, record: dict[str, An
 
 
 def to_watch(rec: dict[str, Any]) -> Watch:
+    roles = rec.get("requester_roles")
     return Watch(rec["watch_id"], rec["project_id"], rec["destination_ae"], rec["requester"],
-                 parse_rule(json.loads(rec["rule"])))
+                 parse_rule(json.loads(rec["rule"])), None if roles is None else tuple(roles))
 
 
 class WatchRegistry(Handler):

@@ -24,6 +24,9 @@ class Watch:
     destination_ae: str
     requester: str
     rule: CohortRule
+    # the subscriber's roles when subscribed (None: not recorded); every request carries them, so the DICOM
+    # worker can refuse a non-steward's request once the project is (or becomes) identified
+    requester_roles: tuple[str, ...] | None = None
 
 
 def request_id_for(project_id: str, destination_ae: str, site: str, accession: str, version: int) -> str:
@@ -45,12 +48,15 @@ def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[s
     out: list[dict[str, Any]] = []
     version = int(record["report_version"])
     site, accession = str(record.get("site", "default")), str(record["accession"])
-    # several watches of one project and destination: the report matches if any of them does
+    # several watches of one project and destination: the report matches if any of them does; the request
+    # is made in the name of a steward's matching watch when there is one (an identified project takes
+    # only a steward's requests: the DICOM worker refuses the others)
     verdicts: dict[str, tuple[Watch, bool]] = {}
     for w in watches:
         key = f"{w.project_id}|{w.destination_ae}"
         hit = matches(w.rule, record)
-        if key not in verdicts or (hit and not verdicts[key][1]):
+        best = verdicts.get(key)
+        if best is None or (hit and (not best[1] or _steward(w) > _steward(best[0]))):
             verdicts[key] = (w, hit)
     for key, (w, hit) in verdicts.items():
         prev = new_state.get(key)
@@ -68,6 +74,10 @@ def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[s
     return new_state, out
 
 
+def _steward(w: Watch) -> bool:
+    return bool({"steward", "admin"} & set(w.requester_roles or ()))
+
+
 def _request(w: Watch, record: Mapping[str, Any], rid: str, action: str,
              requested_time: datetime) -> dict[str, Any]:
     return {
@@ -75,6 +85,7 @@ def _request(w: Watch, record: Mapping[str, Any], rid: str, action: str,
         "action": action,
         "project_id": w.project_id,
         "requester": w.requester,
+        "requester_roles": None if w.requester_roles is None else sorted(w.requester_roles),
         "accession": record["accession"],
         "study_ref": record.get("study_ref"),
         "study_instance_uid": record.get("study_instance_uid"),

@@ -84,15 +84,17 @@ def project() -> None:
 @click.option("--allow-burned-in-risk", is_flag=True,
               help="Store ultrasound, secondary capture, photographs, ... instead of quarantining them.")
 @click.option("--replace", is_flag=True, help="Re-register an existing project with these settings.")
+@click.option("--reason", default="", help="Why it is registered or changed (kept with the registration and "
+                                           "in its audit entry).")
 @click.pass_context
 def add(ctx: click.Context, project_id: str, destination: str, owner: str, identified: bool,
         irb_reference: str, no_modified_dates: bool, retain_patient_characteristics: bool,
         retain_device_identity: bool, retain_uids: bool, clean_descriptors: bool,
-        keep_private: tuple[str, ...], allow_burned_in_risk: bool, replace: bool) -> None:
+        keep_private: tuple[str, ...], allow_burned_in_risk: bool, replace: bool, reason: str) -> None:
     """Register a project (the steward role: ``RADSTREAM_TOKEN``, else the local admin). Every
     registration, and every refused one, is audited (``project.register``)."""
     from sinks.dicom.deid import DeidOptions
-    from sinks.dicom.projects import Project, ProjectError, publish, validate
+    from sinks.dicom.projects import Project, ProjectError, validate
 
     settings = settings_of(ctx)
     deid = DeidOptions(retain_modified_dates=not no_modified_dates,
@@ -105,7 +107,7 @@ def add(ctx: click.Context, project_id: str, destination: str, owner: str, ident
                    registered_by=principal.user, identified=identified,
                    irb_reference=irb_reference.strip(), deid=deid, allow_burned_in_risk=allow_burned_in_risk)
     fields = {"project": project_id, "identified": identified, "irb": proj.irb_reference,
-              "destination": destination, "owner": owner}
+              "destination": destination, "owner": owner, "why": reason.strip()}
     try:
         validate(proj, settings.research.allowed_destinations)
     except ProjectError as exc:
@@ -118,20 +120,28 @@ def add(ctx: click.Context, project_id: str, destination: str, owner: str, ident
     if registered:
         raise _refuse(target, principal, "project.register",
                       f"project {project_id} is registered already (--replace to change it)", **fields)
-    publish(settings.kafka, settings.topics, proj)
+    _publish(settings, proj, reason)
     done(target, principal, "project.register", **fields)
     kind = f"IDENTIFIED (IRB {proj.irb_reference})" if identified else "de-identified"
     click.echo(f"registered project {project_id}: {kind}, destination {destination}, owner {owner}")
 
 
+def _publish(settings: Any, proj: Any, reason: str) -> None:
+    """``sinks.dicom.projects.publish`` with the registration's ``reason`` (project_registration v2)."""
+    from streams.producer import make_producer, produce_sync
+
+    produce_sync(make_producer(settings.kafka), settings.topics.projects, "project_registration",
+                 proj.project_id.encode(), {**proj.record(), "reason": reason.strip() or None})
+
+
 @project.command("retire")
 @click.argument("project_id")
+@click.option("--reason", default="", help="Why it is retired (kept with the registration and in its audit "
+                                           "entry).")
 @click.pass_context
-def retire(ctx: click.Context, project_id: str) -> None:
+def retire(ctx: click.Context, project_id: str, reason: str) -> None:
     """Retire a project: its retrievals are refused from now on (its history stays in the warehouse)."""
     from datetime import UTC, datetime
-
-    from sinks.dicom.projects import publish
 
     settings = settings_of(ctx)
     principal, target = _authorise(settings, "project.retire", ("steward",), project=project_id)
@@ -139,9 +149,9 @@ def retire(ctx: click.Context, project_id: str) -> None:
         current = _current(ctx, project_id)
     except click.ClickException as exc:
         raise _refuse(target, principal, "project.retire", exc.message, project=project_id) from None
-    publish(settings.kafka, settings.topics, dataclasses.replace(
-        current, active=False, registered_by=principal.user, time=datetime.now(UTC)))
-    done(target, principal, "project.retire", project=project_id)
+    _publish(settings, dataclasses.replace(current, active=False, registered_by=principal.user,
+                                           time=datetime.now(UTC)), reason)
+    done(target, principal, "project.retire", project=project_id, why=reason.strip())
     click.echo(f"retired project {project_id}")
 
 

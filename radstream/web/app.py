@@ -539,6 +539,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                                                              "study_ref": r["study_ref"]},
                                  project=project, destination=destination, requester=sess.principal.user,
                                  now=now)
+            # the worker checks them again when the request runs (the project may turn identified)
+            rec["requester_roles"] = sorted(sess.principal.roles)
             produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rec["request_id"],
                     rec)
             n += 1
@@ -573,7 +575,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         if why:
             raise ValueError(why)
         return standing.subscribe(settings, rule, project, destination, sess.principal.user,
-                                  standing.watch_id_of(c.cohort_id, project), web_dir / "rules")
+                                  standing.watch_id_of(c.cohort_id, project), web_dir / "rules",
+                                  sorted(sess.principal.roles))
 
     @page(READERS, post=True)
     async def cohort_subscribe(request: Request, sess: Session) -> Response:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -100,8 +100,10 @@ def watch_id_of(cohort_id: str, project: str) -> str:
 
 
 def subscribe(settings: Any, rule: dict[str, Any], project: str, destination: str, requester: str,
-              watch_id: str, scratch: Path) -> dict[str, Any]:
-    """Publish the watch (``radstream cohort watch``'s record, made from a rule file as the CLI does)."""
+              watch_id: str, scratch: Path, requester_roles: Sequence[str] | None = None) -> dict[str, Any]:
+    """Publish the watch (``radstream cohort watch``'s record, made from a rule file as the CLI does), with
+    the subscriber's roles: the DICOM worker checks them against the project's registration when the
+    watch's requests run (a project re-registered as identified later)."""
     from streams.cohort import publish_watch, watch_record
 
     scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -110,7 +112,7 @@ def subscribe(settings: Any, rule: dict[str, Any], project: str, destination: st
         with os.fdopen(fd, "w") as fh:
             json.dump(rule, fh)
         rec = watch_record(settings.research.allowed_destinations, project, destination, requester, path,
-                           watch_id)
+                           watch_id, requester_roles)
     finally:
         os.unlink(path)
     publish_watch(settings.kafka, settings.topics, rec)

@@ -102,7 +102,7 @@ TABLES_OF: dict[str, tuple[str, ...]] = {
     "retrieval_status": ("retrieval_events", "retrieval_events_identified"),
     "received_instance": ("received_instances", "received_instances_identified"),
     "received_original": ("deid_map",),
-    "project_registration": ("projects",),
+    "project_registration": ("projects", "audit_log"),
     "quarantine_event": ("quarantine",),
     "dead_letter": ("dead_letters",),
     "audit_event": ("audit_log",),
@@ -339,13 +339,33 @@ def received_original_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         for kind, orig, pseudo in DEID_PAIRS if rec.get(orig)]}
 
 
+_REGISTRATION_OPTIONS = ("retain_modified_dates", "retain_patient_characteristics", "retain_device_identity",
+                         "retain_uids", "clean_descriptors", "allow_burned_in_risk")
+
+
 def project_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
-    return {"projects": [[
+    """The registration (``projects``, every one kept) and its audit entry. The entry is written here, for
+    every registration whichever writer produced it: the steward's Kafka account may write the projects
+    topic directly, past the CLI's own ``project.register`` event. Its actor is the record's
+    ``registered_by``, as the writer claimed it (``actor_from`` says so): the Kafka principal that wrote
+    it is not in the record. A redelivered record gives the same row (ddl/023 collapses it)."""
+    when = _t(rec["time"])
+    safe = [str(t) for t in rec.get("private_safe_list") or []]
+    what = "register" if rec["active"] else "retire"
+    detail = json.dumps({
+        "what": what, "identified": bool(rec["identified"]), "irb_reference": _s(rec.get("irb_reference")),
+        "destination_ae": rec["destination_ae"], "owner": rec["owner"],
+        "options": {**{k: bool(rec[k]) for k in _REGISTRATION_OPTIONS}, "private_safe_list": safe},
+        "reason": _s(rec.get("reason")), "actor_from": "record"}, sort_keys=True)
+    event_id = f"registration:{rec['project_id']}:{when.isoformat() if when else ''}:{what}"
+    audit = [event_id, when, rec["registered_by"], f"registration.{what}", True, rec["project_id"], "", [],
+             None, None, detail, "", "", *origin.cols()]
+    return {"audit_log": [audit], "projects": [[
         rec["project_id"], bool(rec["identified"]), _s(rec.get("irb_reference")),
         bool(rec["retain_modified_dates"]), bool(rec["retain_patient_characteristics"]),
         bool(rec["retain_device_identity"]), bool(rec["retain_uids"]), bool(rec["clean_descriptors"]),
-        [str(t) for t in rec.get("private_safe_list") or []], bool(rec["allow_burned_in_risk"]),
-        rec["destination_ae"], rec["owner"], rec["registered_by"], bool(rec["active"]), _t(rec["time"]),
+        safe, bool(rec["allow_burned_in_risk"]),
+        rec["destination_ae"], rec["owner"], rec["registered_by"], bool(rec["active"]), when,
         *origin.cols(),
     ]]}
 

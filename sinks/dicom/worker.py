@@ -59,7 +59,7 @@ from sinks.dicom.config import PacsConfig, ResearchConfig
 from sinks.dicom.expect import Outcomes, Registry, StatusLedger, publish, withdraw
 from sinks.dicom.find import DicomError, Pacs, PacsSession, StudyMatch, c_find_instances, resolve
 from sinks.dicom.move import MoveResult, c_move_instances, c_move_study
-from sinks.dicom.projects import ProjectRegistry, StoreOptions, options_of, refusal
+from sinks.dicom.projects import Project, ProjectRegistry, StaticProjects, StoreOptions, options_of, refusal
 from sinks.dicom.wire import compat
 from sinks.dicom.wire.scp import PHASES, TIMING
 from streams import serde
@@ -370,12 +370,24 @@ class Worker(Handler):
             return f"destination {dest!r} is not on the allow-list"
         if not str(rec.get("project_id") or "").strip():
             return "project_id is required"
-        if why := refusal(self.projects, str(rec["project_id"]), dest, wait_s=2.0):
+        if why := self._refusal_now(rec, wait_s=2.0):
             return why
         if not (rec.get("study_ref") or rec.get("accession") or rec.get("study_instance_uid")
                 or (rec.get("patient_id") and rec.get("study_date"))):
             return "request needs a study_ref, an accession, a study UID, or a patient id with a study date"
         return None
+
+    def _refusal_now(self, rec: dict[str, Any], wait_s: float = 0.0) -> str | None:
+        """Why the request may not run under its project's registration as it is now (None: may): checked
+        when it is queued and again before each study's C-MOVE, as a project may be retired or
+        re-registered as identified while its requests wait."""
+        project_id, dest = str(rec["project_id"]), str(rec.get("destination_ae") or "")
+        # once queued, the registration as held now: ``get`` would wait for the topic on every call
+        # while the registry's consumer reconnects (a broker outage)
+        project = self.projects.get(project_id, wait_s) if wait_s else self.projects.peek(project_id)
+        if why := refusal(StaticProjects([project] if project else []), project_id, dest):
+            return why
+        return requester_refusal(project, rec)
 
     def _cancel(self, cancel: Request) -> None:
         with self._cv:
@@ -587,6 +599,10 @@ class Worker(Handler):
                     self._close_session(session)
                 if self.stop_event.wait(wait):
                     return False
+            if why := self._refusal_now(rec):  # retired or now identified since it was queued
+                total = self._total(req)
+                self._finish(req, "partial" if total.completed else "failed", total, why)
+                return False
             # the last study's reconciliation may wait for the SCP's last records: not on the mover
             moved = self._move_one(req, study, dest, defer=i == len(todo) - 1)
             if not isinstance(moved, MoveResult):
@@ -648,6 +664,11 @@ class Worker(Handler):
             confirm()
             if TIMING:
                 t0 = PHASES.add("worker.expect", t0)
+            # once more after the expectation is out: a registration that turned identified before it
+            # was made is refused here; one that turns identified after it leaves the expectation
+            # de-identified, and the SCP stores identified only when both say so (scp._resolve)
+            if why := self._refusal_now(req.rec):
+                return MoveResult("failed", error=why, retriable=False)
             prior = req.recon.get(uid)
             # the missing instances only; the whole study when none of it arrived (a smaller identifier)
             todo = list(prior.missing) if listed and prior is not None and prior.done else []
@@ -978,6 +999,34 @@ class Worker(Handler):
                 LOG.warning("worker phases (wall ms per call): %s", PHASES.report())
         if failed:
             raise failed[0]
+
+
+STEWARD_ROLES = ("steward", "admin")  # admin holds every role (streams.auth.Principal.has)
+
+
+def requester_refusal(project: Project | None, rec: dict[str, Any]) -> str | None:
+    """Why the request's requester may not send studies to ``project`` as registered now (None: may).
+
+    Only a steward may send studies to an identified project (the web app's rule when a cohort is sent
+    or subscribed). The request says its requester's roles when it knows them (``requester_roles``: the
+    web app's standing cohorts). A standing cohort's request that does not (a watch subscribed before
+    the roles were recorded, or from the CLI) is refused for an identified project: its subscriber may
+    be anyone, and the project may have become identified after the watch was subscribed. A manual
+    request without roles is the CLI's, authorised by its Kafka account's write access."""
+    if project is None or not project.identified:
+        return None
+    roles = rec.get("requester_roles")
+    who, pid = rec.get("requester"), project.project_id
+    if roles is None:
+        if str(rec.get("source") or "manual") != "watch":
+            return None
+        return (f"project {pid!r} receives identified images and this standing cohort's request does not "
+                f"say its subscriber's roles (requester {who!r}): only a steward's watch may send studies "
+                "to it (a steward subscribes it again)")
+    if any(r in STEWARD_ROLES for r in roles):
+        return None
+    return (f"project {pid!r} receives identified images: only a steward may send studies to it "
+            f"(requester {who!r}, roles {', '.join(sorted(roles)) or 'none'})")
 
 
 def _is_done(got: tuple[str, str] | None) -> bool:
