@@ -557,8 +557,8 @@ def _check_ast(client: Client, database: str, ast: _Ast, policy: Policy, who: st
         called = {f for f in ast.functions if f not in ast.table_functions or f.lower() in known.ordinary}
         for fn in sorted(called | passed):
             if not _may_call(policy, known, fn, ast.aliases - known.canonical.keys()):
-                raise AccessDenied(f"refused for role {who}: the function {fn}(){through} is not allowed (not "
-                                   "on this role's function allowlist)")
+                raise AccessDenied(f"refused for role {who}: the function {fn}(){through} is not allowed "
+                                   "(not on this role's function allowlist)")
     return {n for n in named if n.partition(".")[0] == database}
 
 
