@@ -462,9 +462,12 @@ def _functions(client: Client, settings: dict[str, Any] | None) -> _Functions:
         known = _function_catalogs.get(key)
     if known is not None:
         return known
-    rows = client.query("SELECT 'f', name, alias_to, is_aggregate, higher_order = 1 FROM system.functions "
-                        "UNION ALL SELECT 't', name, '', 0, 0 FROM system.table_functions",
-                        settings=settings or {}).result_rows
+    query = ("SELECT 'f', name, alias_to, is_aggregate, {} FROM system.functions "
+             "UNION ALL SELECT 't', name, '', 0, 0 FROM system.table_functions")
+    try:
+        rows = client.query(query.format("higher_order = 1"), settings=settings or {}).result_rows
+    except Exception:  # a server older than system.functions.higher_order: every array*/map* function
+        rows = client.query(query.format("match(name, '^(array|map)')"), settings=settings or {}).result_rows
     aliases = {str(n).lower(): str(a) for k, n, a, _, _ in rows if k == "f" and a}
     # names differing only in case are aliases of one function in the engine's list (hostname ->
     # hostName), so lower case resolves every spelling the engine accepts, and more
