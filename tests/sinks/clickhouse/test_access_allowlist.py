@@ -5,6 +5,7 @@ parser): analysts and stewards may call only the functions named there, however 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -100,3 +101,25 @@ def test_the_list_names_canonical_engine_functions_and_nothing_left_out(ch: Clie
                 "errorCodeToName", "tcpPort", "globalVariable", "catboostEvaluate", "filesystemAvailable",
                 "timezone", "serverTimezone", "arrayReduce", "initializeAggregation", "identity", "ignore"}
     assert sorted(left_out & set(names)) == []
+
+
+def test_roles_combine_and_a_site_list_or_denylist_still_works(ch: Client, tmp_path: Path) -> None:
+    """Several roles: a function may be called if one of them may. A site's own role may give a list
+    inline, or "*" less ``denied_functions`` (matched as written and as the engine's canonical name)."""
+    ro = _readonly_sibling(ch)
+    _refused(ro, "analyst", "SELECT hostName()", "hostName")
+    with pytest.raises(AccessDenied, match=r"hostName\(\) is not allowed"):
+        check(ro, "rs", "SELECT hostName()", policy_for(["analyst", "ingest"]))
+    check(ro, "rs", "SELECT hostName()", policy_for(["analyst", "admin"]))
+    site = {"tables": ["*"], "system_tables": ["system.one"], "table_functions": []}
+    (tmp_path / "narrow.json").write_text(json.dumps({**site, "allowed_functions": ["count", "soundex"]}))
+    (tmp_path / "wide.json").write_text(json.dumps({**site, "allowed_functions": ["*"],
+                                                    "denied_functions": ["hostName"]}))
+    narrow, wide = policy_for(["narrow"], tmp_path), policy_for(["wide"], tmp_path)
+    check(ro, "rs", "SELECT soundex('a'), count()", narrow)
+    with pytest.raises(AccessDenied, match=r"lower\(\) is not allowed"):
+        check(ro, "rs", "SELECT lower('a')", narrow)
+    check(ro, "rs", "SELECT version()", wide)
+    for call in ("hostName()", "hostname()", "HOSTNAME()"):
+        with pytest.raises(AccessDenied, match="is not allowed"):
+            check(ro, "rs", f"SELECT {call}", wide)
