@@ -12,8 +12,12 @@ For each query (``check``), on the read-only client of the store, never with reg
    * every ``TableIdentifier`` and every ``Identifier`` (``x IN deid_map``, ``rs.deid_map.col``) that
      names an object of the store (table, view, dictionary; ``system.*``, another database) must be
      readable by the role; a readable view's own SELECT goes through this step too (recursively);
-   * table functions (in FROM, or anywhere a name is only a table function) must be allowed, functions
-     (and their aliases, ``system.functions``) must not be denied;
+   * table functions (in FROM, or anywhere a name is only a table function) must be allowed; every
+     function called, or passed by bare name to a higher-order function (``arrayMap(f, ...)``), must be
+     on the role's function allowlist (``allowed_functions``): its canonical name after the engine's
+     aliases and case rules (``system.functions``), or, for an aggregate with combinators (``sumIf``,
+     ``groupArrayDistinct``), the aggregate it is built on; ``* APPLY(...)`` is refused (the tree does
+     not print what it calls);
    * no identifier may be (or contain as a part) a denied column's name (``denied_columns``, whatever
      table) or, with ``deny_virtual_columns``, start with ``_`` (``_part``, ``_block_number``, ...);
      ``COLUMNS('regexp')`` is refused (it also matches MATERIALIZED columns), and ``*`` is refused over
@@ -28,8 +32,10 @@ the engine's error text, which can quote values the analyzer computed (a failure
 the error's code name). The parser's own message (step 1) quotes nothing but the query.
 
 The role's allowlist (``roles/<role>.json``, data) names the tables/views of the warehouse database,
-the system tables and the table functions it may read, and the functions it may not call. A principal
-with several roles gets the union of their allowlists.
+the system tables and the table functions it may read, and the functions it may call
+(``allowed_functions``: ``["*"]``, a list, or the name of a list file such as ``functions_allowed.json``;
+``denied_functions`` still takes names away from a role's allowlist). A principal with several roles gets
+the union of their allowlists.
 
 ``denied_columns`` (table -> columns) are columns of readable tables that the role may not read,
 selected, filtered on or aggregated, directly or through a view. Such a column should be MATERIALIZED
@@ -76,7 +82,8 @@ class Policy:
     tables: frozenset[str] = frozenset()
     system_tables: frozenset[str] = frozenset()
     table_functions: frozenset[str] = frozenset()
-    denied_functions: frozenset[str] = frozenset()
+    # per role: (the functions it may call, lower case, None for every one; those it may not)
+    function_rules: tuple[tuple[frozenset[str] | None, frozenset[str]], ...] = ()
     denied_columns: frozenset[tuple[str, str]] = frozenset()  # (table of the warehouse, column)
     deny_virtual_columns: bool = False  # identifiers starting with "_" (_part, _block_number, ...)
 
@@ -84,10 +91,21 @@ class Policy:
     def all_tables(self) -> bool:
         return "*" in self.tables
 
-    def may_call(self, function: str) -> bool:
-        low = function.lower()
-        return not any(low == d.lower() or (d.startswith("dict") and low.startswith(d.lower()))
-                       for d in self.denied_functions)
+    @property
+    def all_functions(self) -> bool:
+        """Some role may call every function (admin): the function check has nothing to refuse."""
+        return any(allowed is None and not denied for allowed, denied in self.function_rules)
+
+    def may_call(self, function: str, canonical: str | None = None) -> bool:
+        """``function`` as written, ``canonical`` the engine's name for it (alias resolved): the allowlist
+        holds canonical names; a denied name is refused as written and as canonical."""
+        target = (canonical or function).lower()
+        names = {function.lower(), target}
+
+        def denies(denied: frozenset[str]) -> bool:
+            return any(n == d or (d.startswith("dict") and n.startswith(d)) for n in names for d in denied)
+        return any((allowed is None or target in allowed) and not denies(denied)
+                   for allowed, denied in self.function_rules)
 
     def may_use_table_function(self, name: str) -> bool:
         # ClickHouse registers some table functions case-insensitively (VALUES = values)
@@ -113,6 +131,22 @@ class Policy:
         return frozenset(c.lower() for _, c in self.denied_columns)
 
 
+def _function_rule(doc: dict[str, Any], roles_dir: Path) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """A role's (allowed functions or None for all, denied functions), lower case. ``allowed_functions``:
+    ``["*"]``, a list of names, or the name of a JSON file in ``roles_dir`` whose ``groups`` list them; a
+    role without it may call no function (a role file written for the old denylist fails closed)."""
+    spec = doc.get("allowed_functions", [])
+    if isinstance(spec, str):
+        path = roles_dir / spec
+        if path.name != spec or not path.is_file():
+            raise AccessDenied(f"unknown function list {spec!r} (no such file in {roles_dir})")
+        spec = [f for group in json.loads(path.read_text()).get("groups", ()) for f in group["functions"]]
+    denied = frozenset(str(d).lower() for d in doc.get("denied_functions", ()))
+    if "*" in spec:
+        return None, denied
+    return frozenset(str(f).lower() for f in spec), denied
+
+
 def _load_role(role: str, roles_dir: Path) -> dict[str, Any]:
     path = roles_dir / f"{role}.json"
     if not path.is_file():
@@ -124,15 +158,14 @@ def _load_role(role: str, roles_dir: Path) -> dict[str, Any]:
 @lru_cache(maxsize=64)
 def _policy(roles: tuple[str, ...], roles_dir: Path) -> Policy:
     docs = [_load_role(r, roles_dir) for r in roles]
-    denied = [set(d.get("denied_functions", ())) for d in docs]
     columns = [{(t, c) for t, cs in d.get("denied_columns", {}).items() for c in cs} for d in docs]
     return Policy(
         roles=roles,
         tables=frozenset(t for d in docs for t in d.get("tables", ())),
         system_tables=frozenset(t for d in docs for t in d.get("system_tables", ())),
         table_functions=frozenset(t for d in docs for t in d.get("table_functions", ())),
-        # union of roles: a function is denied only if every role denies it
-        denied_functions=frozenset(set.intersection(*denied)) if denied else frozenset(),
+        # union of roles: a function may be called if some role may
+        function_rules=tuple(_function_rule(d, roles_dir) for d in docs),
         # likewise a column: denied only if every role denies it
         denied_columns=frozenset(set.intersection(*columns)) if columns else frozenset(),
         deny_virtual_columns=bool(docs) and all(d.get("deny_virtual_columns", False) for d in docs),
@@ -285,6 +318,9 @@ class _Ast:
     regexp: bool = False
     settings: bool = False  # a SETTINGS clause (readonly=1 refuses the outer one, not a subquery's)
     apply: bool = False  # * APPLY(...): the tree does not print what it calls (APPLY(file) reads files)
+    aliases: set[str] = field(default_factory=set)  # names given with AS (lower case): WITH lambdas
+    # (identifier, function): a bare name as a direct argument of a function (arrayMap(toString, ...))
+    arguments: set[tuple[str, str]] = field(default_factory=set)
     odd: bool = False  # a row that is no node: a line break inside a name or alias
 
 
@@ -329,6 +365,8 @@ def _ast(lines: list[str]) -> _Ast:
             out.tables |= names
         elif kind == "Identifier":
             out.identifiers |= names
+            if indent >= 2 and rows[indent - 1][0] == "ExpressionList" and rows[indent - 2][0] == "Function":
+                out.arguments |= {(n, rows[indent - 2][1]) for n in names}
         elif kind == "Function":
             fn = (m.group(3) or "").split(" ", 1)[0]  # a function's name is one word
             out.functions.add(fn)
@@ -349,6 +387,7 @@ def _ast(lines: list[str]) -> _Ast:
     # WITH (...) -> ... AS count makes count(*) a lambda over every column
     if counted and aliases & _ROW_COUNTS:
         out.star = True
+    out.aliases = aliases
     return out
 
 
@@ -401,11 +440,16 @@ def _named_objects(ast: _Ast, database: str, catalog: _Catalog) -> tuple[set[str
 @dataclass(frozen=True)
 class _Functions:
     """The engine's function names (lower case): what each alias stands for, the ordinary functions and
-    the table functions. Built-in, so read once per store URL (system.functions costs ~50 ms)."""
+    the table functions, each function's canonical name, the aggregates and the higher-order functions
+    (those that take a function: arrayMap, ...). Built-in, so read once per store URL (system.functions
+    costs ~50 ms)."""
 
     aliases: dict[str, str]
     ordinary: frozenset[str]
     tables: frozenset[str]
+    canonical: dict[str, str] = field(default_factory=dict)  # any name, lower case -> canonical, lower
+    aggregates: frozenset[str] = frozenset()  # canonical, lower
+    higher_order: frozenset[str] = frozenset()  # canonical, lower
 
 
 _function_catalogs: dict[str, _Functions] = {}
@@ -418,15 +462,59 @@ def _functions(client: Client, settings: dict[str, Any] | None) -> _Functions:
         known = _function_catalogs.get(key)
     if known is not None:
         return known
-    rows = client.query("SELECT 'f', name, alias_to FROM system.functions "
-                        "UNION ALL SELECT 't', name, '' FROM system.table_functions",
-                        settings=settings or {}).result_rows
-    aliases = {str(n).lower(): str(a) for k, n, a in rows if k == "f" and a}
-    got = _Functions(aliases, frozenset(str(n).lower() for k, n, _ in rows if k == "f"),
-                     frozenset(str(n).lower() for k, n, _ in rows if k == "t"))
+    query = ("SELECT 'f', name, alias_to, is_aggregate, {} FROM system.functions "
+             "UNION ALL SELECT 't', name, '', 0, 0 FROM system.table_functions")
+    try:
+        rows = client.query(query.format("higher_order = 1"), settings=settings or {}).result_rows
+    except Exception:  # a server older than system.functions.higher_order: every array*/map* function
+        rows = client.query(query.format("match(name, '^(array|map)')"), settings=settings or {}).result_rows
+    aliases = {str(n).lower(): str(a) for k, n, a, _, _ in rows if k == "f" and a}
+    # names differing only in case are aliases of one function in the engine's list (hostname ->
+    # hostName), so lower case resolves every spelling the engine accepts, and more
+    canonical: dict[str, str] = {}
+    for kind, name, _, _, _ in rows:
+        if kind == "f":
+            low, hops = str(name).lower(), 0
+            while low in aliases and hops < 8:
+                low, hops = aliases[low].lower(), hops + 1
+            canonical[str(name).lower()] = low
+    got = _Functions(aliases, frozenset(str(n).lower() for k, n, *_ in rows if k == "f"),
+                     frozenset(str(n).lower() for k, n, *_ in rows if k == "t"), canonical,
+                     frozenset(canonical[str(n).lower()] for k, n, _, agg, _ in rows if k == "f" and agg),
+                     frozenset(canonical[str(n).lower()] for k, n, _, _, ho in rows if k == "f" and ho))
     with _function_lock:
         _function_catalogs[key] = got
     return got
+
+
+# the engine's aggregate-function combinators (sumIf, uniqExactIf, groupArrayDistinct, sumMap, ...);
+# longest first, so that MergeState is not read as State
+_COMBINATORS = tuple(sorted(("If", "Array", "Distinct", "OrNull", "OrDefault", "State", "Merge", "MergeState",
+                             "ForEach", "Resample", "Map", "SimpleState", "ArgMin", "ArgMax"),
+                            key=len, reverse=True))
+
+
+# the parser's names for syntax that is no function of system.functions: x -> ..., EXISTS (subquery)
+_PARSER_FORMS = frozenset({"lambda", "exists"})
+
+
+def _may_call(policy: Policy, known: _Functions, name: str, local: set[str], depth: int = 0) -> bool:
+    """Whether ``policy`` may call ``name`` (as written in the query). An engine function: its canonical
+    name must be allowed; otherwise an allowed aggregate under combinators; otherwise only a lambda the
+    query itself names (``WITH x -> ... AS f``: its body is checked where it stands)."""
+    low = name.lower()
+    target = known.canonical.get(low)
+    if target is not None or (depth == 0 and low in _PARSER_FORMS):
+        return policy.may_call(name, target)
+    if depth < 8:
+        for suffix in _COMBINATORS:
+            if low.endswith(suffix.lower()) and len(low) > len(suffix):
+                base = name[:-len(suffix)]
+                base_target = known.canonical.get(base.lower())
+                if (base_target in known.aggregates or base_target is None) \
+                        and _may_call(policy, known, base, set(), depth + 1):
+                    return True
+    return depth == 0 and low in local and low not in known.tables
 
 
 def _check_ast(client: Client, database: str, ast: _Ast, policy: Policy, who: str, catalog: _Catalog,
@@ -445,7 +533,7 @@ def _check_ast(client: Client, database: str, ast: _Ast, policy: Policy, who: st
             if part.lower() in denied_names or (policy.deny_virtual_columns and part.startswith("_")):
                 raise AccessDenied(f"refused for role {who}: the column {part}{through} is not readable by "
                                    "this role")
-    if ast.apply and policy.denied_functions:
+    if ast.apply and not policy.all_functions:
         raise AccessDenied(f"refused for role {who}: APPLY{through} is not allowed (what it calls is not "
                            "checked); call the function on the columns by name")
     if ast.regexp and (denied_names or policy.deny_virtual_columns):
@@ -455,17 +543,25 @@ def _check_ast(client: Client, database: str, ast: _Ast, policy: Policy, who: st
         if not policy.may_use_table_function(fn):
             raise AccessDenied(f"refused for role {who}: the table function {fn}(){through} is not allowed")
     known = _functions(client, settings)
-    # a function also stands in the tree as a bare name, passed to another (arrayMap(file, ...)): an
-    # identifier that is a function's name is checked as a call
-    referenced = {i for i in ast.identifiers if "." not in i and (i.lower() in known.ordinary
-                  or i.lower() in known.aliases or i.lower() in known.tables)}
+    # a function also stands in the tree as a bare name passed to a higher-order function
+    # (arrayMap(toString, ...)): such an argument that names a function is checked as a call. Elsewhere
+    # a bare name is a column (report_versions.version) or an error, never a call.
+    passed = {i for i, f in ast.arguments if "." not in i and i.lower() in known.canonical
+              and known.canonical.get(f, f) in known.higher_order}
+    # a name that is only a table function reads a table wherever it stands (x IN merge(...))
+    referenced = {i for i in ast.identifiers if "." not in i and i.lower() in known.tables}
     for fn in sorted(ast.functions | referenced):
         low = fn.lower()
-        if not (policy.may_call(fn) and policy.may_call(known.aliases.get(low, fn))):
-            raise AccessDenied(f"refused for role {who}: the function {fn}(){through} is not allowed")
-        # a name that is only a table function reads a table wherever it stands (x IN merge(...))
         if low in known.tables and low not in known.ordinary and not policy.may_use_table_function(fn):
             raise AccessDenied(f"refused for role {who}: the table function {fn}(){through} is not allowed")
+    if not policy.all_functions:
+        # a table function in FROM was checked above (table_functions); a name that is an ordinary
+        # function too (file, url) is checked as one as well
+        called = {f for f in ast.functions if f not in ast.table_functions or f.lower() in known.ordinary}
+        for fn in sorted(called | passed):
+            if not _may_call(policy, known, fn, ast.aliases - known.canonical.keys()):
+                raise AccessDenied(f"refused for role {who}: the function {fn}(){through} is not allowed "
+                                   "(not on this role's function allowlist)")
     return {n for n in named if n.partition(".")[0] == database}
 
 
@@ -502,7 +598,7 @@ def _check_syntax(client: Client, database: str, ast: _Ast, policy: Policy, who:
                   settings: dict[str, Any] | None, selects: dict[str, str]) -> None:
     """Step 2 of the module's doc: the syntax tree of the query and of every view it reads."""
     if policy.all_tables and "*" in policy.system_tables and "*" in policy.table_functions \
-            and not policy.denied_functions and not policy.denied_columns:
+            and policy.all_functions and not policy.denied_columns:
         return  # admin: the read-only engine is the only limit
     catalog = _catalog(client, database, settings)
     objects = _check_ast(client, database, ast, policy, who, catalog, settings)
@@ -589,7 +685,11 @@ def check(client: Client, database: str, sql: str, policy: Policy,
     for fn in sorted(table_functions):
         if not policy.may_use_table_function(fn):
             raise AccessDenied(f"refused for role {who}: the table function {fn}() is not allowed")
-    for fn in sorted(functions):
-        if not policy.may_call(fn):
-            raise AccessDenied(f"refused for role {who}: the function {fn}() is not allowed")
+    if not policy.all_functions:
+        known = _functions(client, settings)
+        for fn in sorted(functions):
+            # the analyzer's tree names only engine functions (WITH lambdas are inlined)
+            if not _may_call(policy, known, fn, set()):
+                raise AccessDenied(f"refused for role {who}: the function {fn}() is not allowed (not on this "
+                                   "role's function allowlist)")
     return Checked(canonical, sorted(read), sorted(table_functions))

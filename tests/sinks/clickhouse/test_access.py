@@ -47,7 +47,8 @@ def test_ingest_role_may_not_query_and_unknown_roles_are_refused(ch: Client) -> 
         run_readonly(ch, "SELECT count() FROM findings_latest", "tsv", policy=policy_for(["ingest"]))
     with pytest.raises(AccessDenied, match="unknown role"):
         policy_for(["superuser"])
-    assert sorted(p.stem for p in ROLES_DIR.glob("*.json")) == ["admin", "analyst", "ingest", "steward"]
+    stems = sorted(p.stem for p in ROLES_DIR.glob("*.json"))
+    assert stems == ["admin", "analyst", "functions_allowed", "ingest", "steward"]
 
 
 def test_the_checked_text_is_what_runs_and_keeps_a_trailing_format(ch: Client) -> None:
