@@ -161,7 +161,7 @@ def codec_of(header: MessageHeader, default_charset: str = "utf-8") -> str:
 
 @cache
 def _c1_as_cp1252() -> dict[int, str]:
-    """C1 control characters (U+0080-U+009F) -> the cp1252 character of the same byte, where cp1252 has one."""
+    """C1 controls (U+0080-U+009F) -> the cp1252 character of the same byte, where cp1252 has one."""
     out: dict[int, str] = {}
     for b in range(0x80, 0xA0):
         try:
@@ -291,7 +291,8 @@ Unescape = Callable[[str], str]
 
 def _unescaper(header: MessageHeader, codec: str) -> Unescape:
     """The escape resolver of one message (its delimiters, and its charset for ``\\Xhh\\`` bytes)."""
-    comp, rep, esc, sub = header.encoding_chars[:4]
+    enc = header.encoding_chars
+    comp, rep, esc, sub = enc[0], enc[1], enc[2], enc[3]
 
     def decode(data: bytes) -> str:
         return decode_text(data, codec)
