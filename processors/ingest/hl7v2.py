@@ -248,9 +248,9 @@ def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
         fields = seg.split(sep)
         if len(fields) < 6 or fields[2].split(data[4:5])[0].strip().upper() not in (b"ED", b"RP"):
             continue
-        vtype = fields[2].decode("ascii", "replace").strip().upper()
+        vtype = fields[2].split(data[4:5])[0].decode("ascii").strip().upper()
         parts = fields[5].split(data[4:5])  # ED: source ^ type of data ^ subtype ^ encoding ^ data
-        kind = "/".join(p.decode("ascii", "replace") for p in parts[1:3] if p) if vtype == "ED" else ""
+        kind = "/".join(p.decode("ascii", "replace")[:20] for p in parts[1:3] if p) if vtype == "ED" else ""
         notes.append(f"{vtype}{' ' + kind if kind else ''}, {len(fields[5])} bytes")
         fields[5] = b""
         segments[i] = sep.join(fields)
