@@ -669,24 +669,32 @@ def parse_ack(raw: bytes) -> tuple[str, str, str]:
 # --- batch files ---------------------------------------------------------------------------------
 
 def split_batch(data: bytes) -> list[bytes]:
-    """Messages of an HL7 batch file (FHS/BHS/.../BTS/FTS, MLLP frames or bare MSH ... MSH ...)."""
-    data = data.replace(b"\x0b", b"").replace(b"\x1c", b"\r")
+    """Messages of an HL7 batch file (FHS/BHS/.../BTS/FTS, MLLP frames or bare MSH ... MSH ...).
+
+    Lines are split as in :func:`decode_message`: a file with CR segment ends keeps a bare LF inside a
+    field (a line break of the report), an LF-only file is split on LF and its messages joined with LF.
+    """
+    if data.startswith(UTF8_BOM):
+        data = data[3:]
+    data = data.replace(b"\x0b", b"").replace(b"\x1c\r\n", b"\x1c").replace(b"\x1c\r", b"\x1c")
+    term = b"\r" if b"\r" in data else b"\n"
+    data = data.replace(b"\x1c", term)
     messages: list[bytes] = []
     current: list[bytes] = []
-    for seg in re.split(rb"\r\n|\r|\n", data):
+    for seg in (re.split(rb"\r\n|\r", data) if term == b"\r" else data.split(b"\n")):
         sid = seg[:3]
         if sid in (b"FHS", b"BHS", b"BTS", b"FTS"):
             continue
         if sid == b"MSH":
             if current:
-                messages.append(b"\r".join(current))
+                messages.append(term.join(current))
             current = [seg]
         elif current:
             current.append(seg)
         elif seg.strip():
             messages.append(seg)  # junk before the first MSH: reported as a reject
     if current:
-        messages.append(b"\r".join(current))
+        messages.append(term.join(current))
     return messages
 
 

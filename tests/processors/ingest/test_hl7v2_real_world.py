@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from processors.ingest import hl7_escape
-from processors.ingest.hl7v2 import HL7Result, parse_oru
+from processors.ingest.hl7v2 import HL7Result, iter_hl7_batch, parse_oru
 from processors.ingest.model import ParseError, ReportEvent
 
 T0 = datetime(2026, 5, 4, tzinfo=UTC)
@@ -96,6 +96,20 @@ class TestLineBreaksInFields:
         raw = build(obr(status=""), obx(self.REPORT, status="P"), "ZDS|1.2.3.44^RIS", term="\n")
         ev = one(raw)
         assert ev.text == self.REPORT and ev.status == "preliminary" and ev.study_instance_uid == "1.2.3.44"
+
+
+class TestBatchFiles:
+    """A batch file splits lines as one message does: a raw line break in OBX-5 stays text."""
+
+    REPORT = "IMPRESSION:\nNAD\nMRI\nNo change."
+
+    @pytest.mark.parametrize("term", ["\r", "\n"])
+    def test_short_lines_stay_in_the_report(self, term: str) -> None:
+        one_msg = build(obr(status=""), obx(self.REPORT, status="P"), term=term)
+        data = b"\xef\xbb\xbfFHS|^~\\&" + term.encode() + one_msg + one_msg.replace(b"R100", b"R101")
+        out = [ev for _, ev in iter_hl7_batch(data, site="s1")]
+        assert [(e.accession, e.text, e.status) for e in out if isinstance(e, ReportEvent)] == [
+            ("R100", self.REPORT, "preliminary"), ("R101", self.REPORT, "preliminary")]
 
 
 class TestCharsets:
