@@ -24,7 +24,8 @@ Rules here:
 - ``\\.br\\`` and ``\\.ce\\`` end the line, ``\\.sp n\\`` gives n line breaks, ``\\.sk n\\`` n spaces
   (n at most :data:`MAX_REPEAT`, so a sender's typo cannot make a huge report);
 - ``\\Xhh..\\`` bytes (several sequences in a row are one byte string) are decoded with the message's
-  codec; bytes that do not decode keep the sequence as sent.
+  codec (``decode``); bytes it refuses keep the sequence as sent (the HL7 parser's ``decode`` falls back
+  to 8859/1, so there every byte decodes).
 """
 
 from __future__ import annotations

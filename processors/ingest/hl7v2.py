@@ -295,7 +295,12 @@ def _unescaper(header: MessageHeader, codec: str) -> Unescape:
     comp, rep, esc, sub = enc[0], enc[1], enc[2], enc[3]
 
     def decode(data: bytes) -> str:
-        return decode_text(data, codec)
+        try:
+            return decode_text(data, codec)
+        except UnicodeDecodeError:
+            # \\Xhh\\ is how an ASCII (no MSH-18) message carries a non-ASCII byte, nearly always meant as
+            # 8859/1 (python-hl7 did the same): read as 8859/1, C1 bytes as cp1252; every byte decodes
+            return decode_text(data, "iso8859-1")
 
     def unescape(text: str) -> str:
         return hl7_escape.unescape(text, field_sep=header.field_sep, comp=comp, rep=rep, esc=esc, sub=sub,

@@ -78,9 +78,9 @@ class TestEscapes:
         raw = build(obr(), obx(value), msh=header(charset="UNICODE UTF-8"))
         assert one(raw).text == "Schädel, Größe"
 
-    def test_hex_bytes_that_are_not_text_stay_as_sent(self) -> None:
-        raw = build(obr(), obx("bad \\XFF\\ byte"), msh=header(charset="UNICODE UTF-8"))
-        assert one(raw).text == "bad \\XFF\\ byte"
+    def test_hex_bytes_that_are_not_utf8_are_read_as_8859_1(self) -> None:
+        raw = build(obr(), obx("caf\\XE9\\, \\X93\\quoted\\X94\\"), msh=header(charset="UNICODE UTF-8"))
+        assert one(raw).text == "café, “quoted”"
 
 
 class TestLineBreaksInFields:
