@@ -1,6 +1,7 @@
 """HL7 v2 ORU^R01 (radiology results) -> report events, and the ACK for the sender.
 
-Parsing is done by python-hl7 (``hl7.parse``, ``Message.unescape``); this module adds the
+Parsing is done by python-hl7 (``hl7.parse``; escapes by our own :mod:`processors.ingest.hl7_escape`,
+see there why); this module adds the
 radiology meaning:
 
 - MSH: separators, control id (MSH-10), message time (MSH-7), version (MSH-12) and the
@@ -12,10 +13,18 @@ radiology meaning:
   (``accession_field``), OBR-4 procedure, OBR-7 exam time, OBR-22 status-change time (the
   version), OBR-24 modality, OBR-25 result status (table 0123), OBR-32 interpreter, ZDS-1 / an
   OBX "113014" for the Study UID.
-- OBX TX/FT/ST lines and NTE comments, in order, joined with line breaks; escapes (\\.br\\, \\F\\,
-  \\S\\, \\T\\, \\R\\, \\E\\, \\Xhh\\) resolved. An OBX-11 ``B`` line makes the version an addendum, and
-  so does a correction (OBR-25 ``C``) whose full text has an ``ADDENDUM`` line (``addendum_markers``).
-- A group whose status carries no report (scheduled, in progress) is skipped, not an error.
+- OBX TX/FT/ST lines and NTE comments, in order, joined with line breaks; well-formed escape sequences
+  resolved by :mod:`processors.ingest.hl7_escape` (anything else kept as sent). An OBX-11 ``B`` line
+  makes the version an addendum, and so does a correction (OBR-25 ``C``) whose full text has an
+  ``ADDENDUM`` line (``addendum_markers``). OBX lines marked ``D`` (deleted) or ``W`` (wrong) are left
+  out of the text; without OBR-25 the line statuses combine as described in :func:`_line_status`.
+- A group whose status carries no report (scheduled, in progress) is skipped, not an error. A group
+  without any OBX next to one with text (linked exams: one report for several orders) shares that text.
+- ED/RP OBX values (embedded PDFs, references) are not used: they are cut out before the size check
+  and parsing, and the event notes the type and size in ``extra["attachments_not_kept"]``.
+- Version without OBR-22: the latest OBX-19/OBX-14 time of the text lines that is not the exam time,
+  else OBR-7, plus the status rank (:func:`_version`): never MSH-7 or the arrival, so a resend is the
+  same event.
 
 Everything a sender can get wrong that is known here raises :class:`ParseError` (``code`` AR or AE).
 Anything else that escapes :func:`parse_oru` is a bug (an ``OverflowError`` of a time at the edge of the
@@ -25,8 +34,9 @@ calendar was one): the MLLP listener answers it AE and dead-letters the message 
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from functools import cache
@@ -36,6 +46,7 @@ from typing import Any
 import hl7
 import hl7.util
 
+from processors.ingest import hl7_escape
 from processors.ingest.model import (
     NoReport,
     ParseError,
@@ -48,13 +59,17 @@ from processors.ingest.model import (
 )
 from processors.ingest.records import Rejected
 
+log = logging.getLogger(__name__)
+
 # python-hl7 logs the content of fields it cannot unescape: that would put report text (PHI) in logs.
 hl7.util.logger.disabled = True
 
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # of the message without its ED/RP OBX values (attachments)
 SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
-UNESCAPE_MAP = {".br": "\n", ".sp": "\n", ".ce": "\n", ".in": "", ".ti": "", ".fi": "", ".nf": "",
-                "H": "", "N": ""}
+UTF8_BOM = b"\xef\xbb\xbf"
+# OBX-11 codes (HL7 table 0085) whose line is not part of the report any more: D deletes the OBX record,
+# W posts the original as wrong (e.g. the wrong patient).
+REMOVED_LINE_STATUSES = frozenset({"D", "W"})
 
 
 @cache
@@ -87,15 +102,28 @@ class HL7Result:
     header: MessageHeader
     events: list[ReportEvent]
     skipped: list[str] = field(default_factory=list)  # groups without a report, with the reason
+    notes: list[str] = field(default_factory=list)  # for the ACK text: attachments not kept, linked exams
 
 
 def _strip_frame(raw: bytes) -> bytes:
-    return raw.strip(b"\x0b\x1c\r\n\t \x00")
+    data = raw.strip(b"\x0b\x1c\r\n\t \x00")
+    if data.startswith(UTF8_BOM):  # some senders write one (a file saved as "UTF-8 with BOM")
+        data = data[3:].lstrip(b"\r\n\t ")
+    return data
+
+
+def _is_utf16(data: bytes) -> bool:
+    return data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:6] in (b"M\x00S\x00H\x00", b"\x00M\x00S\x00H")
 
 
 def sniff_header(raw: bytes) -> MessageHeader:
     """MSH fields from the raw bytes (MSH is ASCII in every charset we accept). Raises ParseError AR."""
     data = _strip_frame(raw)
+    if _is_utf16(data):
+        # MLLP framing, segment ends and our byte-level checks are single bytes: UTF-16 is refused with a
+        # clear reason rather than half-parsed (no sender of ours uses it; UTF-8 covers the same text).
+        raise ParseError("UTF-16 encoded messages are not supported: send UTF-8 (MSH-18 UNICODE UTF-8)",
+                         code="AR", field="MSH-18")
     if not data.startswith(b"MSH") or len(data) < 8:
         raise ParseError("not an HL7 v2 message: it does not start with an MSH segment",
                          code="AR", field="MSH")
@@ -123,18 +151,62 @@ def codec_of(header: MessageHeader, default_charset: str = "utf-8") -> str:
     if not header.charset:
         return default_charset
     codec = tables()["charsets"].get(header.charset.upper())
+    if codec is None and "UTF-16" in header.charset.upper():
+        raise ParseError(f"character set {header.charset!r} in MSH-18 is not supported: send UTF-8 "
+                         "(UNICODE UTF-8)", code="AR", field="MSH-18")
     if codec is None:
         raise ParseError(f"unsupported character set {header.charset!r} in MSH-18", code="AR", field="MSH-18")
     return str(codec)
 
 
+@cache
+def _c1_as_cp1252() -> dict[int, str]:
+    """C1 controls (U+0080-U+009F) -> the cp1252 character of the same byte, where cp1252 has one."""
+    out: dict[int, str] = {}
+    for b in range(0x80, 0xA0):
+        try:
+            out[b] = bytes([b]).decode("cp1252")
+        except UnicodeDecodeError:  # 0x81 0x8D 0x8F 0x90 0x9D: kept as latin-1
+            continue
+    return out
+
+
+def decode_text(data: bytes, codec: str) -> str:
+    """``data`` in ``codec``; for the codecs in ``c1_as_cp1252`` (8859/1) the bytes 0x80-0x9F, C1 controls
+    that are never text, are read as cp1252 (smart quotes, en dash): a common sender error (Windows
+    text declared as 8859/1). Raises UnicodeDecodeError."""
+    text = data.decode(codec)
+    if codec in tables()["c1_as_cp1252"] and any(0x80 <= c < 0xA0 for c in data):
+        text = text.translate(_c1_as_cp1252())
+    return text
+
+
+@cache
+def _segment_ids() -> frozenset[str]:
+    return frozenset(tables()["segment_ids"])
+
+
+def _is_segment(line: str, sep: str, known_only: bool) -> bool:
+    sid = line[:3]
+    if not SEGMENT_ID.match(sid):
+        return False
+    if known_only and sid not in _segment_ids() and sid[0] != "Z":
+        return False
+    return (len(line) > 3 and line[3] == sep) or (len(line) == 3 and sid in _segment_ids())
+
+
 def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[MessageHeader, str]:
-    """Header and text of one message; segments normalised to CR, continuation lines folded in."""
+    """Header and text of one message; segments normalised to CR, continuation lines folded in.
+
+    With CR segment ends (the standard), a bare LF is a line break inside a field. In an LF-only message
+    a line starts a new segment only with a known segment ID (or Z..) and the field separator, so a report
+    line such as ``NAD`` or ``MRI`` stays text.
+    """
     header = sniff_header(raw)
     codec = codec_of(header, default_charset)
     data = _strip_frame(raw)
     try:
-        text = data.decode(codec)
+        text = decode_text(data, codec)
     except UnicodeDecodeError as exc:
         declared = f"MSH-18 {header.charset!r}" if header.charset else "no MSH-18"
         raise ParseError(f"message bytes are not valid {codec} ({declared}): byte 0x{data[exc.start]:02X} "
@@ -142,15 +214,49 @@ def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[MessageH
     if "\x00" in text:
         raise ParseError("message contains NUL characters", code="AR")
     sep = header.field_sep
+    has_cr = "\r" in text
+    lines = text.replace("\r\n", "\r").split("\r") if has_cr else text.split("\n")
     segments: list[str] = []
-    for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
-        sid = line[:3]
-        if SEGMENT_ID.match(sid) and (len(line) == 3 or line[3] == sep):
+    for line in lines:
+        if _is_segment(line, sep, known_only=not has_cr):
             segments.append(line)
         elif segments and line.strip():
-            # a line break inside a field (senders that put raw newlines into OBX-5/NTE-3)
+            # a line break inside a field (senders that put raw line breaks into OBX-5/NTE-3)
             segments[-1] += "\n" + line
     return header, "\r".join(segments)
+
+
+def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
+    """``raw`` without the OBX-5 values of ED/RP OBX segments (embedded documents, references, which no
+    report event carries), and one note per value cut (``"ED Application/PDF, 4194304 bytes"``).
+
+    Done on the bytes, before the size check and the decoding, so a report with a large PDF is taken on
+    its text; the field is emptied, the segment kept (its OBX-11 and order stay as sent).
+    """
+    data = _strip_frame(raw)
+    if len(data) < 8 or not data.startswith(b"MSH"):
+        return raw, []
+    sep = data[3:4]
+    if sep + b"ED" not in data and sep + b"RP" not in data:
+        return raw, []
+    term = b"\r" if b"\r" in data else b"\n"
+    notes: list[str] = []
+    segments = data.split(term)
+    for i, seg in enumerate(segments):
+        if not seg.lstrip(b"\n").startswith(b"OBX" + sep):
+            continue
+        fields = seg.split(sep)
+        if len(fields) < 6 or fields[2].split(data[4:5])[0].strip().upper() not in (b"ED", b"RP"):
+            continue
+        vtype = fields[2].split(data[4:5])[0].decode("ascii").strip().upper()
+        parts = fields[5].split(data[4:5])  # ED: source ^ type of data ^ subtype ^ encoding ^ data
+        kind = "/".join(p.decode("ascii", "replace")[:20] for p in parts[1:3] if p) if vtype == "ED" else ""
+        notes.append(f"{vtype}{' ' + kind if kind else ''}, {len(fields[5])} bytes")
+        fields[5] = b""
+        segments[i] = sep.join(fields)
+    if not notes:
+        return raw, []
+    return term.join(segments), notes
 
 
 def _get(seg: Any, n: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
@@ -180,20 +286,33 @@ def _sid(seg: Any) -> str:
         return ""
 
 
-def _unescape(msg: Any, text: str) -> str:
-    if "\\" not in text and msg.esc not in text:
-        return text
-    try:
-        return str(msg.unescape(text, UNESCAPE_MAP))
-    except Exception:  # python-hl7 fails on malformed sequences such as \.spX\
-        return text
+Unescape = Callable[[str], str]
 
 
-def _lines(msg: Any, raw: str, rep_sep: str) -> list[str]:
+def _unescaper(header: MessageHeader, codec: str) -> Unescape:
+    """The escape resolver of one message (its delimiters, and its charset for ``\\Xhh\\`` bytes)."""
+    enc = header.encoding_chars
+    comp, rep, esc, sub = enc[0], enc[1], enc[2], enc[3]
+
+    def decode(data: bytes) -> str:
+        try:
+            return decode_text(data, codec)
+        except UnicodeDecodeError:
+            # \\Xhh\\ is how an ASCII (no MSH-18) message carries a non-ASCII byte, nearly always meant as
+            # 8859/1 (python-hl7 did the same): read as 8859/1, C1 bytes as cp1252; every byte decodes
+            return decode_text(data, "iso8859-1")
+
+    def unescape(text: str) -> str:
+        return hl7_escape.unescape(text, field_sep=header.field_sep, comp=comp, rep=rep, esc=esc, sub=sub,
+                                   decode=decode)
+    return unescape
+
+
+def _lines(unescape: Unescape, raw: str, rep_sep: str) -> list[str]:
     """Text lines of a TX/FT/ST field: repetitions are lines; escapes resolved."""
     out: list[str] = []
     for rep in raw.split(rep_sep):
-        out.extend(_unescape(msg, rep).replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+        out.extend(unescape(rep).replace("\r\n", "\n").replace("\r", "\n").split("\n"))
     return [line.rstrip() for line in out]
 
 
@@ -206,6 +325,8 @@ class _Group:
     pv1: Any
     items: list[tuple[str, Any]] = field(default_factory=list)
     zds: Any = None
+    text_from: int = 0  # linked exam: the index of the group whose OBX/NTE text this one shares
+    borrowed: list[tuple[str, Any]] = field(default_factory=list)  # those OBX/NTE segments
 
 
 def _time(value: str, where: str, tz: tzinfo) -> datetime | None:
@@ -222,9 +343,11 @@ def parse_oru(raw: bytes, *, site: str, accession_field: str = "OBR-3", received
 
     Raises ParseError (``code`` AR: unusable message; AE: content not acceptable).
     """
+    raw, attachments = strip_attachments(raw)
     if len(raw) > max_bytes:
         raise ParseError(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes", code="AR")
     header, text = decode_message(raw, default_charset)
+    codec = codec_of(header, default_charset)
     mtype = "^".join(header.message_type.split(header.encoding_chars[0])[:2])
     if mtype not in tables()["message_types"]:
         raise ParseError(f"unsupported message type {mtype or '(empty)'!r} in MSH-9; expected ORU^R01",
@@ -259,26 +382,66 @@ def parse_oru(raw: bytes, *, site: str, accession_field: str = "OBR-3", received
             groups[-1].zds = seg
     if not groups:
         raise ParseError("no OBR segment: an ORU^R01 needs one OBR per report", field="OBR")
+    _link_exams(groups)
+    if attachments:
+        # no PHI: value types and sizes only
+        log.info("message %s: attachment(s) not kept: %s", header.control_id, "; ".join(attachments))
 
+    unescape = _unescaper(header, codec)
     events: list[ReportEvent] = []
     skipped: list[str] = []
     for g in groups:
         try:
-            ev = _group_event(msg, g, header, site=site, accession_field=accession_field, received=received,
-                              msg_time=msg_time, tz=default_tz, rep_sep=rep_sep, several=len(groups) > 1)
+            ev = _group_event(unescape, g, header, site=site, accession_field=accession_field,
+                              received=received, msg_time=msg_time, tz=default_tz, rep_sep=rep_sep,
+                              several=len(groups) > 1)
         except NoReport as exc:
             skipped.append(f"OBR #{g.index}: {exc.reason}")
             continue
         except ParseError as exc:
+            if exc.field == "text" and not _has_text_obx(g) and any(_has_text_obx(o) for o in groups):
+                # an OBR without OBX after the report's last text: nothing to share (linked exams send
+                # the text after the last OBR); the groups with text still go through
+                skipped.append(f"OBR #{g.index}: no OBX with report text")
+                continue
+            if exc.field == "text" and attachments:
+                exc.reason += f" (attachment not read: {'; '.join(attachments)})"
             prefix = f"OBR #{g.index}: " if len(groups) > 1 else ""
             raise ParseError(prefix + exc.reason, code=exc.code, field=exc.field) from None
+        if attachments:
+            ev.extra["attachments_not_kept"] = "; ".join(attachments)
         events.append(ev)
     if not events:
         raise NoReport("no report in message (" + "; ".join(skipped) + ")", field="OBR-25")
-    return HL7Result(header, events, skipped)
+    notes = [f"attachment not kept: {a}" for a in attachments]
+    notes += [f"OBR #{g.index} shares the text of OBR #{g.text_from}" for g in groups if g.text_from]
+    return HL7Result(header, events, skipped, notes)
 
 
-def _group_event(msg: Any, g: _Group, header: MessageHeader, *, site: str, accession_field: str,
+def _has_text_obx(g: _Group) -> bool:
+    text_types = tables()["text_value_types"]
+    return any(sid == "OBX" and _get(seg, 2).upper() in text_types for sid, seg in g.items)
+
+
+def _link_exams(groups: list[_Group]) -> None:
+    """Linked exams: one report for several orders (CT chest + abdomen under two accessions) is sent as
+    several OBRs with the text OBX lines after the last one only. A group without text OBX shares the
+    OBX/NTE lines of the next group that has some; each accession gets its own event with the same text,
+    and its own OBR-25 still decides its status. A group with no text OBX after the last text is not a
+    linked exam (it is skipped in :func:`parse_oru`, the others go through)."""
+    if len(groups) < 2:
+        return
+    with_text = [g for g in groups if _has_text_obx(g)]
+    for g in groups:
+        if g in with_text:
+            continue
+        donor = next((d for d in with_text if d.index > g.index), None)
+        if donor is not None:
+            g.borrowed = [(sid, seg) for sid, seg in donor.items if sid in ("OBX", "NTE")]
+            g.text_from = donor.index
+
+
+def _group_event(unescape: Unescape, g: _Group, header: MessageHeader, *, site: str, accession_field: str,
                  received: datetime, msg_time: datetime | None, tz: tzinfo, rep_sep: str,
                  several: bool) -> ReportEvent:
     obr, orc = g.obr, g.orc
@@ -292,30 +455,36 @@ def _group_event(msg: Any, g: _Group, header: MessageHeader, *, site: str, acces
     source = {"OBR": obr, "ORC": orc}.get(seg_name)
     if not num.isdigit() or seg_name not in ("OBR", "ORC"):
         raise ValueError(f"accession_field must be like OBR-3, OBR-18 or ORC-3, not {accession_field!r}")
-    accession = _unescape(msg, _get(source, int(num))) if source is not None else ""
+    accession = unescape(_get(source, int(num))) if source is not None else ""
     if not accession:
         raise ParseError(f"no accession number in {accession_field.upper()}", field=accession_field.upper())
 
     lines: list[str] = []
     obx_status: list[str] = []
+    line_times: list[str] = []  # OBX-19 / OBX-14 of the text lines (the version without OBR-22)
     study_uid = _get(g.zds, 1) if g.zds is not None else ""
     uid_ids = tables()["study_uid_observation_ids"]
     text_types = tables()["text_value_types"]
-    for sid, seg in g.items:
+    own = len(g.items)
+    for i, (sid, seg) in enumerate(g.items + g.borrowed):
         if sid == "NTE":
-            lines.extend(_lines(msg, _raw(seg, 3), rep_sep))
+            lines.extend(_lines(unescape, _raw(seg, 3), rep_sep))
             continue
         obs_id = _get(seg, 3).upper()
         obs_text = _get(seg, 3, 1, 2).lower()
         if obs_id in uid_ids or "study instance uid" in obs_text:
-            study_uid = study_uid or _get(seg, 5)
+            if i < own:  # a linked exam's study is its own, not the one of the group it shares text with
+                study_uid = study_uid or _get(seg, 5)
             continue
         if _get(seg, 2).upper() not in text_types:
             continue
-        lines.extend(_lines(msg, _raw(seg, 5), rep_sep))
         st = _get(seg, 11).upper()
         if st:
             obx_status.append(st)
+        if st in REMOVED_LINE_STATUSES:
+            continue  # the sender deleted this line, or posted it as wrong: not in the report text
+        lines.extend(_lines(unescape, _raw(seg, 5), rep_sep))
+        line_times.append(_get(seg, 19) or _get(seg, 14))
     while lines and not lines[-1].strip():
         lines.pop()
     while lines and not lines[0].strip():
@@ -326,21 +495,13 @@ def _group_event(msg: Any, g: _Group, header: MessageHeader, *, site: str, acces
     if result_status:
         status = map_status("hl7_0123", result_status)
     elif obx_status:
-        mapped = []
-        for s in obx_status:
-            try:
-                mapped.append(map_status("hl7_0085", s))
-            except NoReport:
-                continue
-        if not mapped:
-            raise NoReport(f"OBX-11 statuses {sorted(set(obx_status))} carry no report", field="OBX-11")
-        status = max(mapped, key=status_rank)
+        status = _line_status(obx_status)
     else:
         raise ParseError("no result status in OBR-25 or OBX-11", field="OBR-25")
     appended = status in ("final", "corrected") and "B" in obx_status
     if appended or (status == "corrected" and _has_addendum_marker(lines)):
         status = "addendum"
-    if obx_status and all(s in ("W", "D") for s in obx_status) and status not in ("cancelled",):
+    if obx_status and all(s in REMOVED_LINE_STATUSES for s in obx_status) and status not in ("cancelled",):
         status = "entered_in_error"
 
     obs_time = _time(_get(obr, 7), "OBR-7", tz)
@@ -351,13 +512,13 @@ def _group_event(msg: Any, g: _Group, header: MessageHeader, *, site: str, acces
     author = " ".join(p for p in (given, family) if p) or ident
     pclass_raw = _get(g.pv1, 2).upper() if g.pv1 is not None else ""
     pclass = tables()["patient_class_0004"].get(pclass_raw, pclass_raw.lower() or None)
-    placer = _unescape(msg, _get(obr, 2) or (_get(orc, 2) if orc is not None else ""))
-    filler = _unescape(msg, _get(obr, 3) or (_get(orc, 3) if orc is not None else ""))
+    placer = unescape(_get(obr, 2) or (_get(orc, 2) if orc is not None else ""))
+    filler = unescape(_get(obr, 3) or (_get(orc, 3) if orc is not None else ""))
     return ReportEvent(
         site=site,
         accession=accession,
         report_id=filler or accession,
-        version=derive_version(status, status_time, msg_time, obs_time),
+        version=_version(status, status_time, line_times, obs_time, msg_time, tz),
         status=status,
         patient_id=patient_id,
         text=text,
@@ -366,16 +527,75 @@ def _group_event(msg: Any, g: _Group, header: MessageHeader, *, site: str, acces
         visit_number=(_get(g.pv1, 19) or None) if g.pv1 is not None else None,
         patient_class=pclass,
         modality=modality if modality in modalities else None,
-        procedure_code=_unescape(msg, _get(obr, 4)) or None,
-        procedure_description=_unescape(msg, _get(obr, 4, 1, 2) or _get(obr, 4, 1, 5)) or None,
+        procedure_code=unescape(_get(obr, 4)) or None,
+        procedure_description=unescape(_get(obr, 4, 1, 2) or _get(obr, 4, 1, 5)) or None,
         study_instance_uid=study_uid or None,
         observation_time=obs_time,
         status_time=status_time,
-        author=_unescape(msg, author) or None,
+        author=unescape(author) or None,
         source_message_id=(header.control_id + (f"#{g.index}" if several else "")) or None,
         placer_order_number=placer or None,
         filler_order_number=filler or None,
     )
+
+
+def _line_status(obx_status: list[str]) -> str:
+    """The report status from its OBX-11 line statuses (HL7 table 0085), used when OBR-25 is empty.
+
+    A report is only as far as its least advanced line: one P (or R, S) line keeps it preliminary, not
+    final. C (this line corrects a final one) and D/W (a line deleted, or posted as wrong) mean the report
+    text changed after it was final: the report is corrected. All lines D/W retract it (the caller), all
+    X (cannot be obtained) cancel it; a single D/W/X line among others never retracts the whole report.
+    """
+    mapped: list[str] = []
+    for code in obx_status:
+        if code in REMOVED_LINE_STATUSES:
+            continue
+        try:
+            mapped.append(map_status("hl7_0085", code))
+        except NoReport:  # I, N, O, U: no result on this line
+            continue
+    if mapped and all(m == "cancelled" for m in mapped):
+        return "cancelled"
+    mapped = [m for m in mapped if m != "cancelled"]
+    if not mapped:
+        if obx_status and all(c in REMOVED_LINE_STATUSES for c in obx_status):
+            return "entered_in_error"
+        raise NoReport(f"OBX-11 statuses {sorted(set(obx_status))} carry no report", field="OBX-11")
+    status = min(mapped, key=status_rank)
+    if status == "final" and ("corrected" in mapped or any(c in REMOVED_LINE_STATUSES for c in obx_status)):
+        status = "corrected"
+    return status
+
+
+def _version(status: str, status_time: datetime | None, line_times: list[str], obs_time: datetime | None,
+             msg_time: datetime | None, tz: tzinfo) -> int:
+    """The version (ordering key) of a group, from the message's content, never its arrival.
+
+    - OBR-22 (results report / status change time): the time this status was reached. Best.
+    - Else the latest OBX-19 (date/time of the analysis) / OBX-14 (date/time of the observation) of the
+      text lines that is later than the exam time: RIS that leave OBR-22 empty put the signing time there.
+      OBX-14 equal to the exam time (its strict HL7 meaning) says nothing about the version.
+    - Else OBR-7, the exam time, the same for every version of the report.
+    A content time gets the status rank added (1..6 microseconds) so preliminary < final < corrected
+    at the same time. MSH-7 is only a last resort: it is new on every resend, so a resent old final
+    would get a new version (a new warehouse row) and supersede a later correction.
+    """
+    if status_time is not None:
+        return derive_version(status, status_time, None)
+    times: list[datetime] = []
+    for value in line_times:
+        try:
+            t = parse_time(value.split("^")[0], tz)
+        except ParseError:  # a fallback only: a bad OBX-14/19 does not refuse the report
+            continue
+        if t is not None:
+            times.append(t)
+    later = [t for t in times if obs_time is None or t > obs_time]
+    content_time = max(later) if later else obs_time
+    if content_time is not None:
+        return derive_version(status, None, None, content_time)
+    return derive_version(status, None, msg_time)
 
 
 def _has_addendum_marker(lines: list[str]) -> bool:
@@ -454,24 +674,32 @@ def parse_ack(raw: bytes) -> tuple[str, str, str]:
 # --- batch files ---------------------------------------------------------------------------------
 
 def split_batch(data: bytes) -> list[bytes]:
-    """Messages of an HL7 batch file (FHS/BHS/.../BTS/FTS, MLLP frames or bare MSH ... MSH ...)."""
-    data = data.replace(b"\x0b", b"").replace(b"\x1c", b"\r")
+    """Messages of an HL7 batch file (FHS/BHS/.../BTS/FTS, MLLP frames or bare MSH ... MSH ...).
+
+    Lines are split as in :func:`decode_message`: a file with CR segment ends keeps a bare LF inside a
+    field (a line break of the report), an LF-only file is split on LF and its messages joined with LF.
+    """
+    if data.startswith(UTF8_BOM):
+        data = data[3:]
+    data = data.replace(b"\x0b", b"").replace(b"\x1c\r\n", b"\x1c").replace(b"\x1c\r", b"\x1c")
+    term = b"\r" if b"\r" in data else b"\n"
+    data = data.replace(b"\x1c", term)
     messages: list[bytes] = []
     current: list[bytes] = []
-    for seg in re.split(rb"\r\n|\r|\n", data):
+    for seg in (re.split(rb"\r\n|\r", data) if term == b"\r" else data.split(b"\n")):
         sid = seg[:3]
         if sid in (b"FHS", b"BHS", b"BTS", b"FTS"):
             continue
         if sid == b"MSH":
             if current:
-                messages.append(b"\r".join(current))
+                messages.append(term.join(current))
             current = [seg]
         elif current:
             current.append(seg)
         elif seg.strip():
             messages.append(seg)  # junk before the first MSH: reported as a reject
     if current:
-        messages.append(b"\r".join(current))
+        messages.append(term.join(current))
     return messages
 
 
