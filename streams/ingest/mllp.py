@@ -287,6 +287,8 @@ class HL7Listener:
         note = f"{len(result.events)} report(s) accepted"
         if result.skipped:
             note += "; skipped " + "; ".join(result.skipped)
+        if result.notes:  # the sender learns what was not kept (an attachment) or shared (linked exams)
+            note += "; " + "; ".join(result.notes)
         return build_ack(header, "AA", note, charset_codec=codec)
 
 
