@@ -97,6 +97,7 @@ def test_one_word_institution_after_a_strong_context(text: str, inst: str) -> No
         ("Reconstructions sent from workstation RADWS14 to the archive.", "RADWS14", "ID"),
         ("Key images saved to \\\\rad-fs01\\share\\keyimages.", "rad-fs01", "ID"),
         ("AE title RADPACS01 configured.", "RADPACS01", "ID"),
+        ("Host radnet.local down; images queued.", "radnet.local", "ID"),
     ],
 )
 def test_host_names(text: str, host: str, phi_type: str) -> None:
@@ -161,6 +162,7 @@ def test_lower_case_initials(text: str, initials: str) -> None:
         # not host names
         "Report.pdf attached. See e.g. prior report. Series 3.4 image 12. Sent to PACS.",
         "Covid-19 pneumonia. SARS-CoV-2 positive. Station 4R node. L4-L5.",
+        "No effusion.Local anesthesia given. Abdomen.US shows no mass. Stable.Internal fixation.",
         # not ages over 89
         "O2 saturation in the low 90s. Systolic pressures in the 90s. In her 80s per history.",
         # lower-case words after 'per' / 'd/w' that are no initials
