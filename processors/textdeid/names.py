@@ -49,6 +49,8 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "particle_gap": re.compile(rf"[ \t]+(?:{particles}[ \t]+){{1,3}}"),
         "cred_comma": re.compile(rf",[ \t]*(?:{r.credential_any})(?![\w-])"),
         "cred_bare": re.compile(rf"[ \t]+(?:{r.credential_bare})(?![\w-])"),
+        # a credential with dots starts like an initial: "Jane Doe M.D." must not end in "M."
+        "cred_dotted": re.compile(rf"{up}{low}?\.{up}\.?(?:{up}\.?)?(?!\w)"),
         # run on the lower-cased text: a case-sensitive alternation of literals is scanned much faster
         "trigger": re.compile(rf"(?<![\w/-])(?:{r.trigger.lower()})(?![\w-])"),
         "capword": re.compile(rf"(?<![\w'\u2019-])(?:{up}{low}+|{up}{{2,}})(?![\w'\u2019-])"),
@@ -109,6 +111,8 @@ def _trim(text: str, start: int, end: int, r: Rules) -> Found | None:
         if _is_not_name(text[s:e], r):
             toks = toks[:i]
             break
+    if len(toks) > 1 and _compiled()["cred_dotted"].match(text, toks[-1][0]):
+        toks.pop()  # "M." of "M.D.", "R." of "R.N.", "P." of "Ph.D."
     if not toks:
         return None
     s, e = toks[0][0], toks[-1][1]

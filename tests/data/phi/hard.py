@@ -192,8 +192,10 @@ class Gen:
         first, sep, second = self.pick(HOST_WORDS), rng.choice(["", "-"]), self.pick(HOST_WORDS)
         short = f"{first}{sep}{second}{rng.randrange(1, 40):02d}"
         fqdn = f"{short}.{self.pick(DOMAINS)}"
-        k = rng.randrange(6)
-        if k == 0:
+        k = rng.randrange(7)
+        if k == 6:
+            d.template("PACS: {h} down, images queued.", {"h": (short, "ID")})
+        elif k == 0:
             d.template("Images pushed to PACS server {h}.", {"h": (fqdn, "URL")})
         elif k == 1:
             d.template("Study archived on {h} after QA.", {"h": (short, "ID")})
@@ -213,7 +215,8 @@ class Gen:
         rng = self.rng
         t = self.pick(["Woman in her {a} with a fall.", "Man in his {a}, dyspnea.",
                        "Patient in their {a} with confusion.", "A {a} man with hip pain.",
-                       "Frail {a} with pneumonia.", "{a} female, aged 9{d}."])
+                       "Frail {a} with pneumonia.", "{a} female, aged 9{d}.", "Woman aged {w}, fall.",
+                       "{w} years of age, male.", "{n}-yo female with cough."])
         a: tuple[str, str]
         if "{a} man" in t:
             a = (self.pick(["90-something", "ninety-something", "nonagenarian", "centenarian"]), "AGE")
@@ -222,7 +225,9 @@ class Gen:
         else:
             decades = ["90s", "nineties", "late 90s", "early nineties", "mid-90s", "late nineties"]
             a = (self.pick(decades), "AGE")
-        vals = {"a": a, "d": (str(rng.randrange(0, 10)), "AGE")}
+        ones = ["", "-one", "-two", "-three", "-four", "-five", "-six", "-seven", "-eight", "-nine"]
+        vals = {"a": a, "d": (str(rng.randrange(0, 10)), "AGE"), "w": (f"ninety{self.pick(ones)}", "AGE"),
+                "n": (str(rng.randrange(90, 105)), "AGE")}
         if "{d}" in t:
             before, _, after = t.partition("9{d}")
             d.template(before, vals)
@@ -237,7 +242,8 @@ class Gen:
         ini = self.pick(["jk", "mk", "rt", "ab", "jd", "kl", "sp", "tw", "hb", "jmk", "ejs"])
         t = self.pick(["Findings d/w {i} at 14:0" + str(rng.randrange(10)) + ".", "Plan per {i}.",
                        "Critical result called to {i} at 03:15.", "Discussed with {i}, who agreed.",
-                       "Per {i}, the line is to be pulled.", "cc: {i}"])
+                       "Per {i}, the line is to be pulled.", "cc: {i}", "Texted {i} at 22:40.",
+                       "Paged {i}; no call back."])
         d.template(t, {"i": (ini, "NAME")})
         self.keep(d, "initials_lower")
 

@@ -98,6 +98,7 @@ def test_one_word_institution_after_a_strong_context(text: str, inst: str) -> No
         ("Key images saved to \\\\rad-fs01\\share\\keyimages.", "rad-fs01", "ID"),
         ("AE title RADPACS01 configured.", "RADPACS01", "ID"),
         ("Host radnet.local down; images queued.", "radnet.local", "ID"),
+        ("PACS: pacs01 down, images queued.", "pacs01", "ID"),
     ],
 )
 def test_host_names(text: str, host: str, phi_type: str) -> None:
@@ -120,6 +121,9 @@ def test_host_name_surrogate_is_a_host_name() -> None:
         ("Frail nonagenarian with pneumonia.", "nonagenarian"),
         ("Centenarian, fall at home.", "Centenarian"),
         ("Patient is a 92 y.o. woman.", "92"),
+        ("96-yo female with cough.", "96"),
+        ("Woman aged ninety-five, fall.", "ninety-five"),
+        ("Ninety-two years of age, male.", "Ninety-two"),
     ],
 )
 def test_ages_over_89_in_words(text: str, age: str) -> None:
@@ -137,6 +141,8 @@ def test_ages_over_89_in_words(text: str, age: str) -> None:
         ("Discussed with ab, who agreed.", "ab"),
         ("Per tw, the line is to be pulled.", "tw"),
         ("cc: jd", "jd"),
+        ("Texted mk at 22:40.", "mk"),
+        ("Paged hb; no call back.", "hb"),
     ],
 )
 def test_lower_case_initials(text: str, initials: str) -> None:
@@ -167,6 +173,7 @@ def test_lower_case_initials(text: str, initials: str) -> None:
         "O2 saturation in the low 90s. Systolic pressures in the 90s. In her 80s per history.",
         # lower-case words after 'per' / 'd/w' that are no initials
         "Plan d/w pt and family. Per ct, no bleed. Given per os. D/w icu team. 5 mg per kg.",
+        "Called in to the reading room. Called ed. Upper rt lobe. Per CT, no bleed.",
     ],
 )
 def test_look_alikes_kept(text: str) -> None:
@@ -193,3 +200,15 @@ def test_hard_set_by_class() -> None:
         r = score([d for d in docs if d["class"] == cls], predict)
         assert r["token_recall"] >= 0.99, (cls, r["misses"][:10])
         assert r["token_precision"] >= 0.95, (cls, r["false_positives"][:10])
+
+
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        ("Read by José García M.D. on the same day.", "José García"),
+        ("Read by John A. Smith Ph.D.", "John A. Smith"),
+        ("Read by Jane Doe R.N. at 14:00.", "Jane Doe"),
+    ],
+)
+def test_a_dotted_credential_is_not_a_middle_initial(text: str, name: str) -> None:
+    assert ("NAME", name) in found(text), found(text)
