@@ -1,6 +1,7 @@
 """Score a PHI detector on the PHI dev set (tests/data/phi/dev.jsonl), token- and span-level.
 
     PYTHONPATH=. python bench/textdeid_eval.py [--engine radstream|presidio|scrubadub|philter] [--errors N]
+    PYTHONPATH=. python bench/textdeid_eval.py --set hard   # the adversarial set, scored per class
 
 The other engines are measured from a throwaway venv that has them (they are not project dependencies):
     /tmp/venv/bin/python bench/textdeid_eval.py --engine presidio
@@ -24,7 +25,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-DEV = Path(__file__).resolve().parents[1] / "tests" / "data" / "phi" / "dev.jsonl"
+PHI = Path(__file__).resolve().parents[1] / "tests" / "data" / "phi"
+DEV = PHI / "dev.jsonl"
+SETS = {"dev": DEV, "hard": PHI / "hard.jsonl"}  # hard: tests/data/phi/hard.py, one class per passage
 TOKEN = re.compile(r"[A-Za-z0-9]+")
 Spans = list[tuple[int, int]]
 
@@ -116,7 +119,12 @@ def scrubadub_engine() -> Callable[[str], Spans]:  # pragma: no cover - measured
     return lambda text: [(f.beg, f.end) for f in scrubber.iter_filth(text)]
 
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
+# the shared dev sets sit next to the checkout (/work/shared/eval beside /work/main); a git worktree is one
+# level deeper (/work/wt/<name>), so look in every parent directory
+SHARED = next(
+    (p / "shared" / "eval" for p in Path(__file__).resolve().parents if (p / "shared" / "eval").is_dir()),
+    Path(__file__).resolve().parents[1].parent / "shared" / "eval",
+)
 
 
 def clinical_texts(limit: int | None = None) -> dict[str, list[str]]:
@@ -185,7 +193,8 @@ ENGINES = {"radstream": radstream_engine, "presidio": presidio_engine, "scrubadu
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--engine", default="radstream", choices=sorted(ENGINES))
-    ap.add_argument("--file", default=str(DEV))
+    ap.add_argument("--set", default="dev", choices=sorted(SETS), help="dev (default) or hard")
+    ap.add_argument("--file", default=None, help="another JSONL file in the same format")
     ap.add_argument("--errors", type=int, default=0, help="print this many misses and false positives")
     ap.add_argument(
         "--clinical",
@@ -197,10 +206,21 @@ def main() -> None:
     if args.clinical:
         print(json.dumps(clinical(args.limit), indent=2))
         return
-    result = score(load(Path(args.file)), ENGINES[args.engine]())
+    docs = load(Path(args.file) if args.file else SETS[args.set])
+    predict = ENGINES[args.engine]()
+    result = score(docs, predict)
     misses, fps = result.pop("misses"), result.pop("false_positives")
     result["n_misses"], result["n_false_positives"] = len(misses), len(fps)
-    print(json.dumps({"engine": args.engine, **result}, indent=2))
+    classes = sorted({d["class"] for d in docs if "class" in d})
+    if classes:  # the hard set: each passage is one class of hard case, scored on its own
+        result["by_class"] = {}
+        for cls in classes:
+            r = score([d for d in docs if d.get("class") == cls], predict)
+            result["by_class"][cls] = {
+                k: round(r[k], 3)
+                for k in ("token_recall", "token_precision", "span_recall", "span_precision")
+            }
+    print(json.dumps({"engine": args.engine, "set": args.file or args.set, **result}, indent=2))
     for m in misses[: args.errors]:
         print("MISS", *m, file=sys.stderr)
     for f in fps[: args.errors]:

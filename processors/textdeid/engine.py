@@ -103,7 +103,7 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
             if d.type == "INSTITUTION":
                 words = text[s:e].split()
                 capitalised = any(ch.isupper() for ch in words[0])
-                if not _institution_ok(text, s, e) or not capitalised or len(words) < 2:
+                if not _institution_ok(text, s, e) or not capitalised or (len(words) < 2 and not d.one_word):
                     continue  # a bare head word ("Outside Hospital" -> "Hospital") names no institution
             out.append(_Cand(s, e, d.type, d.priority, m, d.format, d.group))
     for s, e in find_names(text, lower):

@@ -30,9 +30,13 @@ def _compiled() -> dict[str, re.Pattern[str]]:
     r = rules()
     tok = r.token
     up, low, letter = r.defs["UPPER"], r.defs["LOWER"], r.defs["LETTER"]
-    seq = rf"{tok}(?:[ \t]+{tok}){{0,3}}"
-    particles = r"(?:van|von|de|der|den|del|della|da|di|du|la|le|ter|ten|dos|das|bin|ibn|al)"
-    surname = rf"(?:Mc|Mac|{up}['\u2019])?{up}{low}+(?:-(?:Mc|Mac|{up}['\u2019])?{up}{low}+)*"
+    particles = r.raw["names"]["particles"]
+    # lower-case particles only between the words of a name, or before its first word after a trigger
+    # ("discussed with van der Berg"): always followed by a capitalised word ("de novo" is no name)
+    part = rf"(?:{particles}[ \t]+){{0,3}}"
+    seq = rf"{part}{tok}(?:[ \t]+{part}{tok}){{0,3}}"
+    prefix = rf"(?:Mc|Mac|{up}['\u2019])"
+    surname = rf"{part}(?:{prefix}|(?:al|el)-)?{up}{low}+(?:-{prefix}?{up}{low}+)*"
     title = r.title.pattern
     return {
         "seq": re.compile(seq),
@@ -40,8 +44,13 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         # a title before a capital, or before lower-case surname particles ("Dr. van der Berg")
         "title": re.compile(rf"(?<![\w.])(?i:{title})(?={up}|{particles}[ \t])"),
         "particles": re.compile(rf"(?:{particles}[ \t]+){{1,3}}(?={up})"),
+        "particle": re.compile(particles),
+        # a known given name, then lower-case particles, then the surname ("Maria de la Cruz")
+        "particle_gap": re.compile(rf"[ \t]+(?:{particles}[ \t]+){{1,3}}"),
         "cred_comma": re.compile(rf",[ \t]*(?:{r.credential_any})(?![\w-])"),
         "cred_bare": re.compile(rf"[ \t]+(?:{r.credential_bare})(?![\w-])"),
+        # a credential with dots starts like an initial: "Jane Doe M.D." must not end in "M."
+        "cred_dotted": re.compile(rf"{up}{low}?\.{up}\.?(?:{up}\.?)?(?!\w)"),
         # run on the lower-cased text: a case-sensitive alternation of literals is scanned much faster
         "trigger": re.compile(rf"(?<![\w/-])(?:{r.trigger.lower()})(?![\w-])"),
         "capword": re.compile(rf"(?<![\w'\u2019-])(?:{up}{low}+|{up}{{2,}})(?![\w'\u2019-])"),
@@ -87,6 +96,8 @@ def _not_name(word: str) -> bool:
         return False
     if _MASK.fullmatch(word):
         return True
+    if word.islower() and _compiled()["particle"].fullmatch(word):  # "al" in "Ahmed al Rashid"
+        return False
     return word.lower().rstrip(".,:;") in rules().not_names
 
 
@@ -100,6 +111,8 @@ def _trim(text: str, start: int, end: int, r: Rules) -> Found | None:
         if _is_not_name(text[s:e], r):
             toks = toks[:i]
             break
+    if len(toks) > 1 and _compiled()["cred_dotted"].match(text, toks[-1][0]):
+        toks.pop()  # "M." of "M.D.", "R." of "R.N.", "P." of "Ph.D."
     if not toks:
         return None
     s, e = toks[0][0], toks[-1][1]
@@ -207,7 +220,9 @@ def _lexicon(text: str, c: dict[str, re.Pattern[str]], r: Rules) -> Iterator[Fou
                 break
             s2, e2, w2 = words[j]
             gap = text[e:s2]
-            if (j == i + 1 and gap == " ") or (j == i + 2 and c["middle"].fullmatch(gap)):
+            if (j == i + 1 and (gap == " " or c["particle_gap"].fullmatch(gap))) or (
+                j == i + 2 and c["middle"].fullmatch(gap)
+            ):
                 if len(w2) > 1 and not _is_not_name(w2, r) and not _eponym_use(text, s2, e2, r):
                     yield s, e2
                 break
@@ -222,7 +237,8 @@ def _propagate(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
     seen: set[str] = set()
     for s, e in found:
         for w in _compiled()["propagate"].findall(text[s:e]):
-            if not _is_not_name(w, r):
+            # a capitalised particle ("Van", "Del", "Ter") names nobody alone: "Van Wyk-Grumbach syndrome"
+            if not _is_not_name(w, r) and not _compiled()["particle"].fullmatch(w.lower()):
                 seen.add(w)
     for w in sorted(seen):
         for variant in {w, w.upper()}:

@@ -31,6 +31,7 @@ class Detector:
     not_before: re.Pattern[str] | None = None  # must not match right before the span
     proper: bool = False  # a match with a word of the not-names lexicon is dropped (not a proper name)
     require_word: frozenset[str] = frozenset()  # if set, a match must contain one of these words
+    one_word: bool = False  # an INSTITUTION of one word is allowed (after a strong context only)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ def rules() -> Rules:
             re.compile(d["not_before"]) if d.get("not_before") else None,
             bool(d.get("proper")),
             frozenset(w.lower() for w in d.get("require_word", ())),
+            bool(d.get("one_word")),
         )
         for d in raw["detectors"]
     )

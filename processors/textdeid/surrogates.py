@@ -100,6 +100,8 @@ class Surrogates:
                 "@example.org"
             )
         if phi_type == "URL":
+            if "://" not in value and not value.lower().startswith("www."):  # a host name: stays one
+                return f"host-{self._n('url', value) % 100000:05d}.example.org"
             return f"https://www.example.org/{self._n('url', value) % 100000:05d}"
         if phi_type == "IP":
             return f"192.0.2.{1 + self._n('ip', value) % 254}"  # TEST-NET-1 (RFC 5737)
