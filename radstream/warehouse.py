@@ -151,7 +151,7 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
             hint = " (is another process, e.g. a worker without its web server, holding the embedded store?)"
         else:
             hint = ""
-        raise WarehouseError(f"cannot open {settings.clickhouse_url}: {exc}{hint}") from exc
+        raise WarehouseError(f"cannot open {settings.clickhouse.shown_url}: {exc}{hint}") from exc
     target = audit_target(settings)
     try:  # audited there, refused or failed too
         return audited_query(client, settings, principal, query, fmt, target=target, endpoint="cli")

@@ -17,6 +17,7 @@ DICOM worker, the storage SCP).
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 import threading
 import time
@@ -27,12 +28,13 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from streams.auth import AuthError, Gate
+from streams.auth import AuthError, Gate, Principal
 from streams.config import KafkaConfig
 
 Check = Callable[[], object]  # raises when its dependency cannot be reached
 PATHS = ("/metrics", "/health", "/ready")
 CHECK_TIMEOUT_S = 3.0
+log = logging.getLogger("radstream.ops")
 
 
 def kafka_check(kafka: KafkaConfig, timeout_s: float = CHECK_TIMEOUT_S) -> Check:
@@ -60,26 +62,37 @@ class Ops:
         self.health = health or (lambda: {})
         self.checks = dict(checks or {})
         self.started = time.time()
+        self._logged: dict[str, str] = {}  # check -> the exception class last logged
 
-    def ready(self) -> tuple[bool, dict[str, str]]:
+    def ready(self, detail: bool = False) -> tuple[bool, dict[str, str]]:
+        """Every check's "ok" or "error: <exception class>"; with ``detail`` (an admin's request) the
+        exception's message too. Any token may read /ready (Prometheus's monitor token sits in a scrape
+        config): a message may name a store path or a host, so only its class goes to them, and the
+        whole message to the log. Messages never carry credentials (``redact_url``)."""
         results: dict[str, str] = {}
         for name, check in self.checks.items():
             try:
                 check()
                 results[name] = "ok"
+                self._logged.pop(name, None)
             except Exception as exc:  # noqa: BLE001 - the probe reports whatever went wrong
-                results[name] = f"error: {type(exc).__name__}: {exc}"[:500]
+                if self._logged.get(name) != type(exc).__name__:  # once per failure, not per scrape
+                    self._logged[name] = type(exc).__name__
+                    log.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
+                results[name] = (f"error: {type(exc).__name__}: {exc}" if detail
+                                 else f"error: {type(exc).__name__}")[:500]
         return all(v == "ok" for v in results.values()), results
 
-    def respond(self, path: str) -> tuple[int, bytes, str]:
-        """(status, body, content type) of one of ``PATHS``."""
+    def respond(self, path: str, principal: Principal | None = None) -> tuple[int, bytes, str]:
+        """(status, body, content type) of one of ``PATHS``, for ``principal`` (an admin sees the failing
+        checks' messages, anyone else their exception classes)."""
         if path == "/metrics":
             return 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST
         if path == "/health":
             body = {"ok": True, "uptime_s": round(time.time() - self.started, 1), **self.health()}
             return 200, (json.dumps(body) + "\n").encode(), "application/json"
         if path == "/ready":
-            ok, results = self.ready()
+            ok, results = self.ready(detail=principal is not None and "admin" in principal.roles)
             return (200 if ok else 503), (json.dumps({"ready": ok, "checks": results}) + "\n").encode(), \
                 "application/json"
         return 404, b"not found\n", "text/plain; charset=utf-8"
@@ -140,12 +153,12 @@ def _handler(ops: Ops, gate: Gate) -> type[BaseHTTPRequestHandler]:
                 self._send(404, b"not found\n", "text/plain; charset=utf-8")
                 return
             try:
-                gate.check(self.headers.get("Authorization"), self.headers.get("X-API-Key"),
-                           client=self.client_address[0], endpoint=path)
+                principal = gate.check(self.headers.get("Authorization"), self.headers.get("X-API-Key"),
+                                       client=self.client_address[0], endpoint=path)
             except AuthError as exc:
                 self._send(exc.status, (exc.reason + "\n").encode(), "text/plain; charset=utf-8",
                            {"WWW-Authenticate": 'Bearer realm="radstream"'})
                 return
-            self._send(*ops.respond(path))
+            self._send(*ops.respond(path, principal))
 
     return Handler

@@ -455,6 +455,18 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                     "steward may end it")
         return None
 
+    def takeover_refusal(sess: Session, c: Cohort, project: str) -> str | None:
+        """Why this user may not (re)subscribe ``c`` for ``project`` (None: may). The watch id is the same
+        whoever subscribes (``standing.watch_id_of``), so a subscribe replaces the watch standing there:
+        the same rule as ending it (``unwatch_refusal``), unless it was withdrawn elsewhere since."""
+        ws = [w for w in c.watches if w["project"] == project]
+        if not ws:
+            return None
+        ended = watches_ended().get(ws[0]["watch_id"])
+        if ended is not None and ended > datetime.fromisoformat(ws[0]["since"]):
+            return None
+        return unwatch_refusal(sess, ws[0])
+
     def watches_ended() -> dict[str, datetime]:
         """Watch id -> when it was withdrawn, as the watches topic says (read by a registry this process
         starts on first use); empty until the registry has read the topic to its end."""
@@ -581,6 +593,11 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         c = cohort_of(request)
         form = request.state.form
         project, destination = str(form.get("project") or ""), str(form.get("destination") or "")
+        taken = await run_in_threadpool(takeover_refusal, sess, c, project)
+        if taken:  # another user's watch: theirs to replace or end (or a steward's)
+            audit.record(target, sess.principal.user, "cohort.watch", allowed=False, project=project,
+                         cohort=c.cohort_id, reason=taken)
+            return render(request, "error.html", 403, title="Not allowed", message=taken)
         try:
             rec = await run_in_threadpool(watch, c, sess, project, destination)
         except ValueError as exc:  # not expressible, destination not allowed, project not registered
@@ -736,13 +753,13 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
 
     async def ops_endpoint(request: Request) -> Response:
         try:
-            await run_in_threadpool(gate.check, request.headers.get("authorization"),
-                                    request.headers.get("x-api-key"), client=client_of(request),
-                                    endpoint=request.url.path)
+            principal = await run_in_threadpool(gate.check, request.headers.get("authorization"),
+                                                request.headers.get("x-api-key"), client=client_of(request),
+                                                endpoint=request.url.path)
         except AuthError as exc:
             return Response(exc.reason + "\n", exc.status, media_type="text/plain",
                             headers={"WWW-Authenticate": 'Bearer realm="radstream"'})
-        status, body, ctype = await run_in_threadpool(ops.respond, request.url.path)
+        status, body, ctype = await run_in_threadpool(ops.respond, request.url.path, principal)
         return Response(body, status, media_type=ctype)
 
     routes += [Route(path, ops_endpoint) for path in OPS_PATHS]

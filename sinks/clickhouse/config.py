@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user and password (``http://user:pw@host:8123`` -> ``http://host:8123``), for
+    every message and log line that names a ClickHouse URL: the writer's credentials sit in that URL
+    (docs/access.md) and must never reach a page, a log or a probe's answer."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparsable: show nothing of it rather than the secret
+        return "<ClickHouse URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 @dataclass(frozen=True)
@@ -24,7 +38,7 @@ class ClickHouseConfig:
     def problems(self) -> list[str]:
         out: list[str] = []
         if not self.url.startswith(("chdb:", "http://", "https://")):
-            out.append(f"url: {self.url!r} is neither chdb://<path> nor http(s)://host:port")
+            out.append(f"url: {self.shown_url!r} is neither chdb://<path> nor http(s)://host:port")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.database):
             out.append(f"database: {self.database!r} is not a plain ClickHouse identifier")
         for name in ("batch_rows", "flush_ms", "insert_threads"):
@@ -33,6 +47,11 @@ class ClickHouseConfig:
         if self.optimize_interval_s < 0:
             out.append(f"optimize_interval_s: must be 0 (off) or more, not {self.optimize_interval_s}")
         return out
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as messages may show it: without user and password."""
+        return redact_url(self.url)
 
     @property
     def embedded(self) -> bool:

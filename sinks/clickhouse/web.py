@@ -36,6 +36,14 @@ QUERY_ROLES = ("analyst", "steward")  # admin holds every role
 MAX_QUERY_BYTES = 1 << 20
 
 
+def body_length(header: str | None) -> int | None:
+    """The ``Content-Length`` of a request as a byte count, or None when it is missing, not a plain
+    decimal number, or negative (``int`` takes "-1", " 7 " and "1_000")."""
+    if header is None or not header.isascii() or not header.isdigit():
+        return None
+    return int(header)
+
+
 class SqlServer:
     def __init__(self, service: SinkService | None, host: str, port: int, *, gate: Gate,
                  tls: ssl.SSLContext | None = None, roles_dir: str | Path = ROLES_DIR,
@@ -116,7 +124,8 @@ class SqlServer:
                     self._send(503, "this worker runs without the ClickHouse sink\n")
                     return
                 if service.sink is None:
-                    self._send(503, f"the sink is still opening the store ({service.error!r})\n",
+                    admin = "admin" in principal.roles  # the store's path: an admin's only
+                    self._send(503, f"the sink is still opening the store ({service.failure(admin)})\n",
                                {STARTING_HEADER: "starting"})
                     return
                 started = time.monotonic()
@@ -153,10 +162,14 @@ class SqlServer:
                 if principal is None:
                     self.close_connection = True
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_QUERY_BYTES:
+                length = body_length(self.headers.get("Content-Length"))
+                if length is None or length > MAX_QUERY_BYTES:
+                    # before reading: rfile.read(-1) would read until the client closes, past the limit
                     self.close_connection = True
-                    self._send(413, f"a query of at most {MAX_QUERY_BYTES} bytes\n")
+                    if length is None:
+                        self._send(411, "a POST needs a Content-Length of 0 or more bytes\n")
+                    else:
+                        self._send(413, f"a query of at most {MAX_QUERY_BYTES} bytes\n")
                     return
                 self._answer(principal, self.rfile.read(length).decode("utf-8", errors="replace"))
 
@@ -169,7 +182,7 @@ class SqlServer:
                 if principal is None:
                     return
                 if url.path in ("/metrics", "/ready"):
-                    status, data, ctype = ops.respond(url.path)
+                    status, data, ctype = ops.respond(url.path, principal)
                     self.send_response(status)
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(data)))
@@ -179,7 +192,8 @@ class SqlServer:
                 if url.path == "/sql":
                     self._answer(principal, urllib.parse.parse_qs(url.query).get("q", [""])[0])
                     return
-                body: dict[str, Any] = {"sink": "off" if service is None else service.health()}
+                body: dict[str, Any] = {"sink": "off" if service is None
+                                        else service.health(detail="admin" in principal.roles)}
                 if service is not None and service.ch.embedded:
                     from sinks.clickhouse.query import store_id
 
