@@ -16,6 +16,7 @@ DICOM worker, the storage SCP).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
@@ -34,6 +35,10 @@ from streams.config import KafkaConfig
 Check = Callable[[], object]  # raises when its dependency cannot be reached
 PATHS = ("/metrics", "/health", "/ready")
 CHECK_TIMEOUT_S = 3.0
+MAX_CONNECTIONS = 64  # per HTTP server: Prometheus, a few analysts, the web app's calls
+BUSY_ANSWER = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+               b"Retry-After: 2\r\nContent-Length: 34\r\nConnection: close\r\n\r\n"
+               b"too many connections: retry later\n")
 log = logging.getLogger("radstream.ops")
 
 
@@ -52,6 +57,40 @@ def kafka_check(kafka: KafkaConfig, timeout_s: float = CHECK_TIMEOUT_S) -> Check
         return len(meta.brokers)
 
     return check
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` at once: past that a new connection is
+    answered 503 at once (closed unanswered under TLS, whose handshake would run in the accepting
+    thread) instead of getting a thread, so a flood of requests cannot exhaust the process's threads
+    and memory (each waiting for a token check, say)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        super().__init__(address, handler)
+        self.max_connections = max_connections
+        self._connections = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connections.acquire(blocking=False):
+            if not isinstance(request, ssl.SSLSocket):
+                with contextlib.suppress(OSError):
+                    request.sendall(BUSY_ANSWER)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
 
 
 class Ops:
@@ -102,10 +141,9 @@ class OpsServer:
     """An HTTP(S) server with only ``PATHS`` (behind ``gate``), in a daemon thread."""
 
     def __init__(self, ops: Ops, host: str, port: int, *, gate: Gate,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
         self.ops = ops
-        self.httpd = ThreadingHTTPServer((host, port), _handler(ops, gate))
-        self.httpd.daemon_threads = True
+        self.httpd = BoundedHTTPServer((host, port), _handler(ops, gate), max_connections)
         if tls is not None:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True,
                                                 do_handshake_on_connect=False)

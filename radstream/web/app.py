@@ -53,7 +53,7 @@ from radstream.web import standing
 from radstream.web.data import Refused, Unavailable, Warehouse
 from radstream.web.store import Cohort, Cohorts, session_secret
 from streams import audit
-from streams.auth import AuthError, Gate, Principal
+from streams.auth import AuthError, Busy, Gate, Principal
 from streams.cohort import WatchRegistry
 from streams.ops import PATHS as OPS_PATHS
 from streams.ops import Ops, kafka_check
@@ -232,6 +232,14 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         sess.principal = fresh
         return sess
 
+    async def still(request: Request, sess: Session) -> bool:
+        """The session is still this one (``checked``); False too while token checks are busy (an event
+        stream then ends, and the browser reconnects)."""
+        try:
+            return await checked(request) is sess
+        except Busy:
+            return False
+
     Handler = Callable[[Request, Session], Awaitable[Response]]
 
     def page(roles: tuple[str, ...], post: bool = False) -> Callable[[Handler], Callable[[Request],
@@ -239,7 +247,10 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         """A route that needs a signed-in user holding one of ``roles`` (and a CSRF token on POST)."""
         def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
             async def route(request: Request) -> Response:
-                sess = await checked(request)
+                try:
+                    sess = await checked(request)
+                except Busy as exc:  # a flood of token checks: answered at once, the session kept
+                    return Response(exc.reason + "\n", exc.status, headers={"Retry-After": "2"})
                 if sess is None:
                     if request.headers.get("HX-Request"):
                         return Response("signed out", 401, headers={"HX-Redirect": "/login"})
@@ -665,7 +676,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             last, seen, started = "", "", time.monotonic()
             yield "retry: 2000\n\n"
             # the session checked again every tick, as a page would be (its token, its roles now)
-            while time.monotonic() - started < sse_max_s and await checked(request) is sess \
+            while time.monotonic() - started < sse_max_s and await still(request, sess) \
                     and any(sess.principal.has(r) for r in READERS):
                 if await request.is_disconnected():
                     return

@@ -34,6 +34,14 @@ class ClickHouseConfig:
     # the sink merges the partitions the views read with FINAL into one part every this many seconds
     # (sinks/clickhouse/maintenance.py; one partition per flush); 0 = never
     optimize_interval_s: float = 86400.0
+    # limits of a query by a non-admin role (/sql, `radstream sql`, the web app; docs/access.md): the
+    # worker that owns the embedded store must not be run out of memory by one answer. ClickHouse refuses
+    # a query that would pass one (result_overflow_mode 'throw'); 0 = no limit. The largest documented
+    # query (docs/analysts.md, latest_with_argmax) returns a million rows at a million reports.
+    query_max_result_rows: int = 5_000_000
+    query_max_result_bytes: int = 512 << 20  # uncompressed, as ClickHouse counts a result's blocks
+    query_max_memory_usage: int = 4 << 30
+    query_max_execution_time_s: int = 300
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -44,9 +52,24 @@ class ClickHouseConfig:
         for name in ("batch_rows", "flush_ms", "insert_threads"):
             if getattr(self, name) < 1:
                 out.append(f"{name}: must be at least 1, not {getattr(self, name)}")
+        for name in ("query_max_result_rows", "query_max_result_bytes", "query_max_memory_usage",
+                     "query_max_execution_time_s"):
+            if getattr(self, name) < 0:
+                out.append(f"{name}: must be 0 (no limit) or more, not {getattr(self, name)}")
         if self.optimize_interval_s < 0:
             out.append(f"optimize_interval_s: must be 0 (off) or more, not {self.optimize_interval_s}")
         return out
+
+    def query_limits(self) -> dict[str, int | str]:
+        """The ClickHouse settings that bound a non-admin's query (those not 0)."""
+        limits: dict[str, int | str] = {k: v for k, v in (
+            ("max_result_rows", self.query_max_result_rows),
+            ("max_result_bytes", self.query_max_result_bytes),
+            ("max_memory_usage", self.query_max_memory_usage),
+            ("max_execution_time", self.query_max_execution_time_s)) if v}
+        if "max_result_rows" in limits or "max_result_bytes" in limits:
+            limits["result_overflow_mode"] = "throw"  # not a silently cut answer
+        return limits
 
     @property
     def shown_url(self) -> str:

@@ -101,8 +101,11 @@ class SinkService:
             raise RuntimeError(f"the sink stopped: {self.failure()}")
         self.client.command("SELECT 1")
 
-    def query(self, sql: str, fmt: str, policy: Any = None, checked: list[Any] | None = None) -> Any:
-        """A read-only query on the store; with ``policy`` (``access.Policy``) checked against it first."""
+    def query(self, sql: str, fmt: str, policy: Any = None, checked: list[Any] | None = None,
+              limited: bool = False) -> Any:
+        """A read-only query on the store; with ``policy`` (``access.Policy``) checked against it first;
+        ``limited`` (a non-admin's): within the config's ``query_limits``."""
         from sinks.clickhouse.query import run_readonly
 
-        return run_readonly(self.client, sql, fmt, policy=policy, checked=checked)
+        return run_readonly(self.client, sql, fmt, policy=policy, checked=checked,
+                            limits=self.ch.query_limits() if limited else None)

@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from sinks.clickhouse.access import ROLES_DIR, AccessDenied, Checked, error_code
 from sinks.clickhouse.service import SinkService
 from streams import audit
 from streams.auth import AuthError, Gate, Principal
-from streams.ops import Check, Ops
+from streams.ops import BoundedHTTPServer, Check, Ops
 
 STARTING_HEADER = "X-Radstream-Sink"  # value "starting": the store is not open yet, do not open it
 QUERY_ROLES = ("analyst", "steward")  # admin holds every role
@@ -57,8 +57,7 @@ class SqlServer:
         self.ops = Ops(checks=probes)
         self.gate = gate
         self.roles_dir = Path(roles_dir)
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = BoundedHTTPServer((host, port), self._handler())  # a thread per connection, capped
         if tls is not None:
             # the handshake happens in the request's thread, not in the accepting one
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True,
@@ -136,7 +135,8 @@ class SqlServer:
                 try:
                     roles = [r for r in principal.roles if r in (*QUERY_ROLES, "admin")]
                     policy = policy_for(roles, roles_dir)
-                    result = service.query(sql, fmt, policy=policy, checked=checked)
+                    result = service.query(sql, fmt, policy=policy, checked=checked,
+                                           limited="admin" not in principal.roles)
                     out = result if isinstance(result, str) else str(result)
                     from sinks.clickhouse.query import count_rows
 
