@@ -232,6 +232,15 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         sess.principal = fresh
         return sess
 
+    def csrf_refused(request: Request, actor: str, exc: Forbidden) -> None:
+        """A post without the form's CSRF token: audited and counted as the other refusals are
+        (``radstream_auth_failures_total{status="403"}``), the sign-in form's too."""
+        from streams import metrics
+
+        metrics.AUTH_FAILURES.labels(gate.service, "403").inc()
+        audit.record(target, actor, "http.request", allowed=False, service="web", endpoint=request.url.path,
+                     client=client_of(request), reason=str(exc))
+
     async def still(request: Request, sess: Session) -> bool:
         """The session is still this one (``checked``); False too while token checks are busy (an event
         stream then ends, and the browser reconnects)."""
@@ -263,8 +272,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                     gate.refused(sess.principal, exc, client=client_of(request), endpoint=request.url.path)
                     return render(request, "error.html", 403, title="Not allowed", message=exc.reason)
                 except Forbidden as exc:
-                    audit.record(target, sess.principal.user, "http.request", allowed=False, service="web",
-                                 endpoint=request.url.path, reason=str(exc))
+                    csrf_refused(request, sess.principal.user, exc)
                     return render(request, "error.html", 403, title="Not allowed", message=str(exc))
                 try:
                     return await fn(request, sess)
@@ -288,6 +296,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         try:
             form = await csrf_ok(request)
         except Forbidden as exc:
+            csrf_refused(request, "", exc)
             return render(request, "login.html", 403, error=str(exc), next="/search")
         token = str(form.get("token") or "").strip()
         nxt = str(form.get("next") or "/search")
@@ -315,6 +324,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             try:
                 await csrf_ok(request)
             except Forbidden as exc:
+                csrf_refused(request, sess.principal.user, exc)
                 return render(request, "error.html", 403, title="Not allowed", message=str(exc))
             audit.record(target, sess.principal.user, "web.logout", allowed=True, service="web")
         sessions.drop(request.session.get("sid"))
