@@ -111,7 +111,9 @@ def audited_query(client: Any, settings: Settings, principal: Principal, sql: st
     checked: list[Checked] = []
     started = time.monotonic()
     try:
-        out = run_readonly(client, sql, fmt, policy=policy, checked=checked)
+        # a non-admin's query within the configured limits (result size, memory, time)
+        limits = None if "admin" in principal.roles else settings.clickhouse.query_limits()
+        out = run_readonly(client, sql, fmt, policy=policy, checked=checked, limits=limits)
     except AccessDenied as exc:
         audit.record(target, principal.user, "sql.query", allowed=False, query=sql, reason=str(exc),
                      endpoint=endpoint)
@@ -151,7 +153,7 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
             hint = " (is another process, e.g. a worker without its web server, holding the embedded store?)"
         else:
             hint = ""
-        raise WarehouseError(f"cannot open {settings.clickhouse_url}: {exc}{hint}") from exc
+        raise WarehouseError(f"cannot open {settings.clickhouse.shown_url}: {exc}{hint}") from exc
     target = audit_target(settings)
     try:  # audited there, refused or failed too
         return audited_query(client, settings, principal, query, fmt, target=target, endpoint="cli")

@@ -48,6 +48,15 @@ class AuthError(Exception):
         self.reason = reason
 
 
+class Busy(AuthError):
+    """No argon2 verification could start in time (503): as many run as ``max_verifying`` allows, and one
+    per token id at a time. A flood of bad tokens costs a bounded CPU and memory (64 MiB per check), and
+    a caller that waits its turn past ``busy_wait_s`` is answered at once, without hashing."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "too many token checks at once: retry in a moment")
+
+
 @dataclass(frozen=True)
 class Principal:
     user: str
@@ -91,13 +100,21 @@ def split_token(token: str) -> tuple[str, str] | None:
 class TokenStore:
     """The users and token hashes of one file; safe to share between threads."""
 
-    def __init__(self, path: str | Path, cache_s: float = 60.0) -> None:
+    def __init__(self, path: str | Path, cache_s: float = 60.0, *, max_verifying: int = 2,
+                 busy_wait_s: float = 2.0, failed_s: float = 30.0) -> None:
         self.path = Path(path)
         self.cache_s = cache_s
+        self.max_verifying = max_verifying
+        self.busy_wait_s = busy_wait_s
+        self.failed_s = failed_s
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._data: dict[str, Any] = {"users": {}, "tokens": {}}
         self._cache: dict[str, tuple[Principal, float]] = {}
+        # tokens (by digest) that failed the argon2 check lately: the same bad token again costs nothing
+        self._failed: dict[str, float] = {}
+        self._slots = threading.Condition()
+        self._verifying: set[str] = set()  # token ids whose argon2 check runs now
 
     # --- reading -----------------------------------------------------------------------------------
     def _load(self) -> dict[str, Any]:
@@ -114,6 +131,7 @@ class TokenStore:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
             self._data, self._stamp = data, stamp
             self._cache.clear()
+            self._failed.clear()
         return self._data
 
     def users(self) -> dict[str, Any]:
@@ -126,35 +144,85 @@ class TokenStore:
             toks = self._load()["tokens"]
             return {tid: {k: v for k, v in t.items() if k != "hash"} for tid, t in toks.items()}
 
+    def _known(self, key: str, tid: str) -> tuple[Principal | None, dict[str, Any] | None, Any]:
+        """(cached principal, token entry, user) of a token, under the lock; (None, None, None) for one
+        that failed lately."""
+        with self._lock:
+            data = self._load()
+            now = time.monotonic()
+            hit = self._cache.get(key)
+            if hit is not None and hit[1] > now:
+                return hit[0], None, None
+            if self._failed.get(key, 0.0) > now:
+                return None, None, None
+            entry = data["tokens"].get(tid)
+            return None, entry, data["users"].get(entry["user"]) if entry else None
+
     def verify(self, token: str) -> Principal | None:
-        """The principal of a valid, unrevoked token of an enabled user; None otherwise."""
+        """The principal of a valid, unrevoked token of an enabled user; None otherwise. Raises ``Busy``
+        when its argon2 check could not start within ``busy_wait_s``."""
         parsed = split_token(token)
         if parsed is None:
             return None
         tid, secret = parsed
         key = hashlib.sha256(token.encode()).hexdigest()
-        with self._lock:
-            data = self._load()
-            hit = self._cache.get(key)
-            if hit is not None and hit[1] > time.monotonic():
-                return hit[0]
-            entry = data["tokens"].get(tid)
-            user = data["users"].get(entry["user"]) if entry else None
+        hit, entry, user = self._known(key, tid)
+        if hit is not None:
+            return hit
         if entry is None or user is None or entry.get("revoked") or user.get("disabled"):
             return None
-        left = _seconds_left(entry)
-        if left <= 0:
+        if _seconds_left(entry) <= 0:
             return None
-        until = time.monotonic() + min(self.cache_s, left)  # taken before the slow check: never later
+        self._take_slot(tid)
         try:
-            _HASHER.verify(entry["hash"], secret)  # outside the lock: up to ~1 s by design (docs/access.md)
-        except (VerificationError, InvalidHashError):
-            return None
+            # another request may have verified (or failed) the same token while this one waited
+            hit, entry, user = self._known(key, tid)
+            if hit is not None or entry is None or user is None:
+                return hit
+            if entry.get("revoked") or user.get("disabled"):
+                return None
+            left = _seconds_left(entry)
+            if left <= 0:
+                return None
+            until = time.monotonic() + min(self.cache_s, left)  # taken before the slow check: never later
+            try:
+                _HASHER.verify(entry["hash"], secret)  # outside the lock: ~1 s by design (docs/access.md)
+            except (VerificationError, InvalidHashError):
+                self._remember_failure(key)
+                return None
+        finally:
+            self._give_slot(tid)
         principal = Principal(entry["user"], frozenset(user.get("roles", ())), tid)
         with self._lock:
             if self._data["tokens"].get(tid) is entry:  # not revoked meanwhile
                 self._cache[key] = (principal, until)
         return principal
+
+    def _take_slot(self, tid: str) -> None:
+        """Wait for an argon2 slot (at most ``max_verifying`` at once, one per token id); Busy after
+        ``busy_wait_s``."""
+        deadline = time.monotonic() + self.busy_wait_s
+        with self._slots:
+            while tid in self._verifying or len(self._verifying) >= self.max_verifying:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Busy()
+                self._slots.wait(left)
+            self._verifying.add(tid)
+
+    def _give_slot(self, tid: str) -> None:
+        with self._slots:
+            self._verifying.discard(tid)
+            self._slots.notify_all()
+
+    def _remember_failure(self, key: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if len(self._failed) >= 4096:  # bounded: the expired ones first, else all
+                self._failed = {k: t for k, t in self._failed.items() if t > now}
+                if len(self._failed) >= 4096:
+                    self._failed.clear()
+            self._failed[key] = now + self.failed_s
 
     # --- editing (radstream auth) ------------------------------------------------------------------
     @contextmanager

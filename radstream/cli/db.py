@@ -54,7 +54,7 @@ def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, clu
                    if (not settings.embedded_clickhouse if grants is None else grants) else [])
     finally:
         client.close()
-    where = f"{settings.clickhouse_url} database {settings.clickhouse.database}"
+    where = f"{settings.clickhouse.shown_url} database {settings.clickhouse.database}"
     click.echo(f"applied {', '.join(applied)} to {where}" if applied else f"up to date: {where}")
     if granted:
         click.echo(f"roles and grants: {len(granted)} statements")
@@ -87,7 +87,7 @@ def _migrate_cluster(settings: Settings, cluster: str, print_only: bool) -> None
         client.insert(f"{database}.schema_migrations", rows, column_names=["version", "name", "checksum"])
     finally:
         client.close()
-    click.echo(f"cluster {cluster}: {len(stmts)} statements applied to {settings.clickhouse_url} "
+    click.echo(f"cluster {cluster}: {len(stmts)} statements applied to {settings.clickhouse.shown_url} "
                f"database {database} (roles and grants: `db migrate --print-grants`, then ON CLUSTER)")
 
 

@@ -53,7 +53,7 @@ from radstream.web import standing
 from radstream.web.data import Refused, Unavailable, Warehouse
 from radstream.web.store import Cohort, Cohorts, session_secret
 from streams import audit
-from streams.auth import AuthError, Gate, Principal
+from streams.auth import AuthError, Busy, Gate, Principal
 from streams.cohort import WatchRegistry
 from streams.ops import PATHS as OPS_PATHS
 from streams.ops import Ops, kafka_check
@@ -232,6 +232,23 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         sess.principal = fresh
         return sess
 
+    def csrf_refused(request: Request, actor: str, exc: Forbidden) -> None:
+        """A post without the form's CSRF token: audited and counted as the other refusals are
+        (``radstream_auth_failures_total{status="403"}``), the sign-in form's too."""
+        from streams import metrics
+
+        metrics.AUTH_FAILURES.labels(gate.service, "403").inc()
+        audit.record(target, actor, "http.request", allowed=False, service="web", endpoint=request.url.path,
+                     client=client_of(request), reason=str(exc))
+
+    async def still(request: Request, sess: Session) -> bool:
+        """The session is still this one (``checked``); False too while token checks are busy (an event
+        stream then ends, and the browser reconnects)."""
+        try:
+            return await checked(request) is sess
+        except Busy:
+            return False
+
     Handler = Callable[[Request, Session], Awaitable[Response]]
 
     def page(roles: tuple[str, ...], post: bool = False) -> Callable[[Handler], Callable[[Request],
@@ -239,7 +256,10 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         """A route that needs a signed-in user holding one of ``roles`` (and a CSRF token on POST)."""
         def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
             async def route(request: Request) -> Response:
-                sess = await checked(request)
+                try:
+                    sess = await checked(request)
+                except Busy as exc:  # a flood of token checks: answered at once, the session kept
+                    return Response(exc.reason + "\n", exc.status, headers={"Retry-After": "2"})
                 if sess is None:
                     if request.headers.get("HX-Request"):
                         return Response("signed out", 401, headers={"HX-Redirect": "/login"})
@@ -252,8 +272,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                     gate.refused(sess.principal, exc, client=client_of(request), endpoint=request.url.path)
                     return render(request, "error.html", 403, title="Not allowed", message=exc.reason)
                 except Forbidden as exc:
-                    audit.record(target, sess.principal.user, "http.request", allowed=False, service="web",
-                                 endpoint=request.url.path, reason=str(exc))
+                    csrf_refused(request, sess.principal.user, exc)
                     return render(request, "error.html", 403, title="Not allowed", message=str(exc))
                 try:
                     return await fn(request, sess)
@@ -277,6 +296,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         try:
             form = await csrf_ok(request)
         except Forbidden as exc:
+            csrf_refused(request, "", exc)
             return render(request, "login.html", 403, error=str(exc), next="/search")
         token = str(form.get("token") or "").strip()
         nxt = str(form.get("next") or "/search")
@@ -304,6 +324,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             try:
                 await csrf_ok(request)
             except Forbidden as exc:
+                csrf_refused(request, sess.principal.user, exc)
                 return render(request, "error.html", 403, title="Not allowed", message=str(exc))
             audit.record(target, sess.principal.user, "web.logout", allowed=True, service="web")
         sessions.drop(request.session.get("sid"))
@@ -455,6 +476,18 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                     "steward may end it")
         return None
 
+    def takeover_refusal(sess: Session, c: Cohort, project: str) -> str | None:
+        """Why this user may not (re)subscribe ``c`` for ``project`` (None: may). The watch id is the same
+        whoever subscribes (``standing.watch_id_of``), so a subscribe replaces the watch standing there:
+        the same rule as ending it (``unwatch_refusal``), unless it was withdrawn elsewhere since."""
+        ws = [w for w in c.watches if w["project"] == project]
+        if not ws:
+            return None
+        ended = watches_ended().get(ws[0]["watch_id"])
+        if ended is not None and ended > datetime.fromisoformat(ws[0]["since"]):
+            return None
+        return unwatch_refusal(sess, ws[0])
+
     def watches_ended() -> dict[str, datetime]:
         """Watch id -> when it was withdrawn, as the watches topic says (read by a registry this process
         starts on first use); empty until the registry has read the topic to its end."""
@@ -584,6 +617,11 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         c = cohort_of(request)
         form = request.state.form
         project, destination = str(form.get("project") or ""), str(form.get("destination") or "")
+        taken = await run_in_threadpool(takeover_refusal, sess, c, project)
+        if taken:  # another user's watch: theirs to replace or end (or a steward's)
+            audit.record(target, sess.principal.user, "cohort.watch", allowed=False, project=project,
+                         cohort=c.cohort_id, reason=taken)
+            return render(request, "error.html", 403, title="Not allowed", message=taken)
         try:
             rec = await run_in_threadpool(watch, c, sess, project, destination)
         except ValueError as exc:  # not expressible, destination not allowed, project not registered
@@ -651,7 +689,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             last, seen, started = "", "", time.monotonic()
             yield "retry: 2000\n\n"
             # the session checked again every tick, as a page would be (its token, its roles now)
-            while time.monotonic() - started < sse_max_s and await checked(request) is sess \
+            while time.monotonic() - started < sse_max_s and await still(request, sess) \
                     and any(sess.principal.has(r) for r in READERS):
                 if await request.is_disconnected():
                     return
@@ -739,13 +777,13 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
 
     async def ops_endpoint(request: Request) -> Response:
         try:
-            await run_in_threadpool(gate.check, request.headers.get("authorization"),
-                                    request.headers.get("x-api-key"), client=client_of(request),
-                                    endpoint=request.url.path)
+            principal = await run_in_threadpool(gate.check, request.headers.get("authorization"),
+                                                request.headers.get("x-api-key"), client=client_of(request),
+                                                endpoint=request.url.path)
         except AuthError as exc:
             return Response(exc.reason + "\n", exc.status, media_type="text/plain",
                             headers={"WWW-Authenticate": 'Bearer realm="radstream"'})
-        status, body, ctype = await run_in_threadpool(ops.respond, request.url.path)
+        status, body, ctype = await run_in_threadpool(ops.respond, request.url.path, principal)
         return Response(body, status, media_type=ctype)
 
     routes += [Route(path, ops_endpoint) for path in OPS_PATHS]

@@ -91,7 +91,7 @@ class Warehouse:
         if self._client is None:
             self._client = open_client(self.settings.clickhouse, create_database=False)
         if not self._client.ping():
-            raise ConnectionError(f"{self.settings.clickhouse_url} does not answer")
+            raise ConnectionError(f"{self.settings.clickhouse.shown_url} does not answer")
         return "server"
 
     def close(self) -> None:

@@ -61,9 +61,9 @@ def client_like(client: Client) -> Client:
     return _connect(client_url(client), str(client.database or "default"), None)
 
 
-def readonly_client_like(url: str, database: str) -> Client:
-    # final first: once readonly=1 is set on a chDB handle no setting can be changed any more
-    return _connect(url, database, {"final": 1, "readonly": 1})
+def readonly_client_like(url: str, database: str, limits: dict[str, Any] | None = None) -> Client:
+    # final (and the limits) first: once readonly=1 is set on a chDB handle no setting can be changed
+    return _connect(url, database, {"final": 1, **(limits or {}), "readonly": 1})
 
 
 def client_url(client: Client) -> str:

@@ -80,19 +80,32 @@ class SinkService:
         if self.sink is not None:
             self.sink.close()
 
-    def health(self) -> str:
-        if self.sink is None:
-            return "starting" if self.error is None else f"error: {self.error!r}"
-        return "ok" if self.error is None else f"error: {self.error!r}"
+    def failure(self, detail: bool = False) -> str:
+        """What stopped the sink or keeps it from opening the store, as shown to a caller: the exception's
+        class, and its message only with ``detail`` (an admin's request). chDB's messages name the store's
+        path (an admin's, docs/access.md), and one from the loop could quote a row; the whole message is
+        in the log (``_run``)."""
+        if self.error is None:
+            return ""
+        return repr(self.error) if detail else type(self.error).__name__
+
+    def health(self, detail: bool = False) -> str:
+        if self.error is not None:
+            return f"error: {self.failure(detail)}"
+        return "starting" if self.sink is None else "ok"
 
     def ping(self) -> None:
-        """The store answers a query (readiness); raises while it is not open or when it fails."""
+        """The store answers a query (readiness); raises while it is not open or when it fails (the
+        exception's class only: /ready shows a failing check's message to admins)."""
         if self.error is not None:
-            raise RuntimeError(f"the sink stopped: {self.error!r}")
+            raise RuntimeError(f"the sink stopped: {self.failure()}")
         self.client.command("SELECT 1")
 
-    def query(self, sql: str, fmt: str, policy: Any = None, checked: list[Any] | None = None) -> Any:
-        """A read-only query on the store; with ``policy`` (``access.Policy``) checked against it first."""
+    def query(self, sql: str, fmt: str, policy: Any = None, checked: list[Any] | None = None,
+              limited: bool = False) -> Any:
+        """A read-only query on the store; with ``policy`` (``access.Policy``) checked against it first;
+        ``limited`` (a non-admin's): within the config's ``query_limits``."""
         from sinks.clickhouse.query import run_readonly
 
-        return run_readonly(self.client, sql, fmt, policy=policy, checked=checked)
+        return run_readonly(self.client, sql, fmt, policy=policy, checked=checked,
+                            limits=self.ch.query_limits() if limited else None)

@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,19 @@ from sinks.clickhouse.access import ROLES_DIR, AccessDenied, Checked, error_code
 from sinks.clickhouse.service import SinkService
 from streams import audit
 from streams.auth import AuthError, Gate, Principal
-from streams.ops import Check, Ops
+from streams.ops import BoundedHTTPServer, Check, Ops
 
 STARTING_HEADER = "X-Radstream-Sink"  # value "starting": the store is not open yet, do not open it
 QUERY_ROLES = ("analyst", "steward")  # admin holds every role
 MAX_QUERY_BYTES = 1 << 20
+
+
+def body_length(header: str | None) -> int | None:
+    """The ``Content-Length`` of a request as a byte count, or None when it is missing, not a plain
+    decimal number, or negative (``int`` takes "-1", " 7 " and "1_000")."""
+    if header is None or not header.isascii() or not header.isdigit():
+        return None
+    return int(header)
 
 
 class SqlServer:
@@ -49,8 +57,7 @@ class SqlServer:
         self.ops = Ops(checks=probes)
         self.gate = gate
         self.roles_dir = Path(roles_dir)
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = BoundedHTTPServer((host, port), self._handler())  # a thread per connection, capped
         if tls is not None:
             # the handshake happens in the request's thread, not in the accepting one
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True,
@@ -116,7 +123,8 @@ class SqlServer:
                     self._send(503, "this worker runs without the ClickHouse sink\n")
                     return
                 if service.sink is None:
-                    self._send(503, f"the sink is still opening the store ({service.error!r})\n",
+                    admin = "admin" in principal.roles  # the store's path: an admin's only
+                    self._send(503, f"the sink is still opening the store ({service.failure(admin)})\n",
                                {STARTING_HEADER: "starting"})
                     return
                 started = time.monotonic()
@@ -127,7 +135,8 @@ class SqlServer:
                 try:
                     roles = [r for r in principal.roles if r in (*QUERY_ROLES, "admin")]
                     policy = policy_for(roles, roles_dir)
-                    result = service.query(sql, fmt, policy=policy, checked=checked)
+                    result = service.query(sql, fmt, policy=policy, checked=checked,
+                                           limited="admin" not in principal.roles)
                     out = result if isinstance(result, str) else str(result)
                     from sinks.clickhouse.query import count_rows
 
@@ -153,10 +162,14 @@ class SqlServer:
                 if principal is None:
                     self.close_connection = True
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_QUERY_BYTES:
+                length = body_length(self.headers.get("Content-Length"))
+                if length is None or length > MAX_QUERY_BYTES:
+                    # before reading: rfile.read(-1) would read until the client closes, past the limit
                     self.close_connection = True
-                    self._send(413, f"a query of at most {MAX_QUERY_BYTES} bytes\n")
+                    if length is None:
+                        self._send(411, "a POST needs a Content-Length of 0 or more bytes\n")
+                    else:
+                        self._send(413, f"a query of at most {MAX_QUERY_BYTES} bytes\n")
                     return
                 self._answer(principal, self.rfile.read(length).decode("utf-8", errors="replace"))
 
@@ -169,7 +182,7 @@ class SqlServer:
                 if principal is None:
                     return
                 if url.path in ("/metrics", "/ready"):
-                    status, data, ctype = ops.respond(url.path)
+                    status, data, ctype = ops.respond(url.path, principal)
                     self.send_response(status)
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(data)))
@@ -179,7 +192,8 @@ class SqlServer:
                 if url.path == "/sql":
                     self._answer(principal, urllib.parse.parse_qs(url.query).get("q", [""])[0])
                     return
-                body: dict[str, Any] = {"sink": "off" if service is None else service.health()}
+                body: dict[str, Any] = {"sink": "off" if service is None
+                                        else service.health(detail="admin" in principal.roles)}
                 if service is not None and service.ch.embedded:
                     from sinks.clickhouse.query import store_id
 
