@@ -34,15 +34,18 @@ def _compiled() -> dict[str, re.Pattern[str]]:
     # lower-case particles only between the words of a name, or before its first word after a trigger
     # ("discussed with van der Berg"): always followed by a capitalised word ("de novo" is no name)
     part = rf"(?:{particles}[ \t]+){{0,3}}"
-    seq = rf"{part}{tok}(?:[ \t]+{part}{tok}){{0,3}}"
+    # a double-barrelled surname whose second part has particles: "O'Brien-van Dijk", "Lopez-de la Cruz"
+    barrel = rf"(?:-(?:{particles}[ \t]+){{1,3}}{up}{low}+(?:-{up}{low}+)*)?"
+    seq = rf"{part}(?:{tok}){barrel}(?:[ \t]+{part}(?:{tok}){barrel}){{0,3}}"
     prefix = rf"(?:Mc|Mac|{up}['\u2019])"
-    surname = rf"{part}(?:{prefix}|(?:al|el)-)?{up}{low}+(?:-{prefix}?{up}{low}+)*"
+    surname = rf"{part}(?:{prefix}|(?:al|el)-)?{up}{low}+(?:-{prefix}?{up}{low}+)*{barrel}"
     title = r.title.pattern
     return {
         "seq": re.compile(seq),
         "seq_end": re.compile(rf"(?<![\w'-])({seq})$"),
-        # a title before a capital, or before lower-case surname particles ("Dr. van der Berg")
-        "title": re.compile(rf"(?<![\w.])(?i:{title})(?={up}|{particles}[ \t])"),
+        # a title before a capital, or before lower-case surname particles ("Dr. van der Berg"), or before
+        # a particle joined with a hyphen ("Dr. al-Rashid", "Dr. el-Amin": the token's joined forms)
+        "title": re.compile(rf"(?<![\w.])(?i:{title})(?={up}|{particles}[ \t]|(?:al|el|ul|abu)-{up})"),
         "particles": re.compile(rf"(?:{particles}[ \t]+){{1,3}}(?={up})"),
         "particle": re.compile(particles),
         # a known given name, then lower-case particles, then the surname ("Maria de la Cruz")
@@ -68,11 +71,17 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "initial_name": re.compile(rf"({up}\.[ \t]?(?:{up}\.[ \t]?)?{surname})(?![\w'\u2019-])"),
         "initial_before": re.compile(r.raw["names"]["initial_name_before"]),
         "initial_after": re.compile(r.raw["names"]["initial_name_after"]),
+        # at the start of a sentence, a person's verb of any kind ("K. Okafor texted", "... is the
+        # referring physician"): rules.json initial_name_verb_like, with defs ({LOWER})
+        "initial_verb": re.compile(r.defs["INITIAL_NAME_VERB_LIKE"]),
+        "sentence_end": re.compile(r"(?:^|[.!?;:\n])[ \t]*$"),
         # all lower-case "dr. smith": the title is lower-case too, so the name is the next word; without
         # the dot only right after a trigger ("called to dr patel"): "chest dr obtained" is a DR radiograph
         "dr_lower": re.compile(
             # the literal first (not the look-behind): re finds "dr" by its fast literal-prefix scan
-            rf"dr(?<![\w.]dr)(\.)?[ \t]+({low}(?:{low}|['\u2019-](?={low}))+)(?![\w'\u2019-])"
+            # lower-case particles belong to the name: "dr. van der berg", "per dr. de la cruz"
+            rf"dr(?<![\w.]dr)(\.)?[ \t]+((?:{particles}[ \t]+){{0,3}})"
+            rf"({low}(?:{low}|['\u2019-](?={low}))+)(?![\w'\u2019-])"
         ),
         "trigger_end": re.compile(rf"(?<![\w/-])(?:{r.trigger.lower()})[ \t]+$"),
         # "per dr smith", "d/w dr smith": words that name a person after them only with a title
@@ -192,17 +201,25 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
         named = c["initial_before"].search(lower, max(0, m.start() - 40), m.start()) or c[
             "initial_after"
         ].match(text, m.end())
+        if not named and (
+            # any person's verb, only where a sentence starts, and not after a clinical word that starts
+            # a lettered list item ("B. Kidneys measure 11 cm", "C. Small effusions persist")
+            c["initial_verb"].match(text, m.end())
+            and c["sentence_end"].search(text, max(0, m.start() - 4), m.start())
+        ):
+            words = c["word"].findall(m.group(1))
+            named = not any(w.lower() in r.initial_not_subject for w in words[1:])
         if not named:
             continue
         span = _trim(text, m.start(1), m.end(1), r)
         if span and span[1] - span[0] > 3 and not _eponym_use(text, *span, r):
             found.append(span)
     for m in c["dr_lower"].finditer(text):
-        if _is_not_name(m.group(2), r):
+        if _is_not_name(m.group(3), r):
             continue
         if m.group(1) or any(c[k].search(lower, max(0, m.start() - 60), m.start())
                              for k in ("trigger_end", "per_end")):
-            found.append(m.span(2))
+            found.append((m.start(2), m.end(3)))
     found.extend(_lexicon(text, c, r))
     yield from found
     yield from _propagate(text, found, r)

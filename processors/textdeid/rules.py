@@ -50,6 +50,9 @@ class Rules:
     surnames: frozenset[str]
     eponyms: frozenset[str]
     not_names: frozenset[str]
+    # clinical words that start a lettered list item ("B. Kidneys measure ..."): never the surname of an
+    # initial that is a name only by the verb after it (names.py, rules.json initial_name_not_subject)
+    initial_not_subject: frozenset[str]
     proper_not_words: frozenset[str]  # not_names - institution words + place words (`proper` detectors)
     defs: dict[str, str]  # the macros (with the built-in letter classes), for patterns built in code
     raw: dict[str, Any]
@@ -151,6 +154,7 @@ def rules() -> Rules:
         surnames=frozenset(w.lower() for w in words("surnames.txt")),
         eponyms=frozenset(w.lower() for w in words("eponyms.txt")),
         not_names=frozenset(w.lower() for w in words("not_names.txt")),
+        initial_not_subject=frozenset(w.lower() for w in n.get("initial_name_not_subject", ())),
         proper_not_words=(
             frozenset(w.lower() for w in words("not_names.txt"))
             - frozenset(w.lower() for w in raw.get("proper_allowed_words", ()))
