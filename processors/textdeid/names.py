@@ -198,9 +198,10 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
     for m in c["initial_name"].finditer(text):
         if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in ".'\u2019-_"):
             continue
-        named = c["initial_before"].search(lower, max(0, m.start() - 40), m.start()) or c[
-            "initial_after"
-        ].match(text, m.end())
+        named = bool(
+            c["initial_before"].search(lower, max(0, m.start() - 40), m.start())
+            or c["initial_after"].match(text, m.end())
+        )
         if not named and (
             # any person's verb, only where a sentence starts, and not after a clinical word that starts
             # a lettered list item ("B. Kidneys measure 11 cm", "C. Small effusions persist")

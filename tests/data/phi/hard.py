@@ -81,6 +81,30 @@ KEEP: dict[str, list[str]] = {
         "D/w him at bedside.", "Per report of the outside study.", "D/w icu team.", "Per ed, stable.",
     ],
     "unicode_name": ["Sjögren syndrome, known.", "Ménière disease history.", "Kienböck disease, stage 2."],
+    # session 15 (r6 review): each leak class of the new name rules, with its look-alikes
+    "title_joined": [
+        "Sequela of al-Anon meeting noted by history.", "Drain placed by IR.", "El Escorial criteria met.",
+        "Dr. notified.", "Possible Al artifact from the foil.", "Known el-Tor cholera exposure.",
+    ],
+    "dr_lower_particle": [
+        "Prior dr radiograph reviewed.", "Chest dr obtained portably.", "Contrast given per os.",
+        "Plan d/w pt and family.", "Findings suggest de novo lesion.", "Known del 5q myelodysplasia.",
+    ],
+    "initial_verb": [
+        "A. Small effusions persist.", "C. Bones demineralized.", "D. Lungs hyperinflated.",
+        "B. Tubes removed.", "E. Coli isolated from the urine.", "Dissection type B. Flap extends distally.",
+        "Vitamin D. Levels remain low.", "M. Avium complex was isolated.",
+    ],
+    "double_barrel": [
+        "Van Neck-Odelberg disease is considered.", "Possible von Hippel-Lindau disease.",
+        "Kasabach-Merritt phenomenon.", "Cornelia de Lange syndrome, known.", "Le Fort II fracture.",
+        "Osgood-Schlatter changes.",
+    ],
+    "host_product": [
+        "Images sent to syngo.via for 3D reconstruction.", "Volumes sent to AW4.7 server.",
+        "CTA pushed to viz.ai for LVO triage.", "Dictated in PS360.", "Perfusion maps sent to rapid.ai.",
+        "Reviewed on syngo.via.",
+    ],
 }
 
 
@@ -253,8 +277,70 @@ class Gen:
         self.keep(d, "unicode_name")
 
 
+    def title_joined(self, d: Doc) -> None:
+        """A title, then a particle joined by a hyphen, in lower case ("Dr. al-Rashid")."""
+        last = self.pick(["al-", "el-", "al-", "el-", "ul-", "abu-"]) + self.pick(STEMS)
+        t = self.pick(["Discussed with Dr. {n}.", "Findings relayed to Dr. {n} at 11:32.",
+                       "Dr. {n} was paged; no answer.", "Case reviewed with Prof. {n} today.",
+                       "Ms. {n} was informed by phone.", "Mr. {n} declined sedation."])
+        d.template(t, {"n": (last, "NAME")})
+        self.keep(d, "title_joined")
+
+    def dr_lower_particle(self, d: Doc) -> None:
+        """Lower-case "dr." with a lower-case particle surname ("per dr. van dijk")."""
+        particle = self.pick(["van", "van der", "van den", "de", "de la", "del", "da", "di", "von", "ter",
+                              "dos", "le", "bin"])
+        last = f"{particle} {self.pick(STEMS).lower()}"
+        t = self.pick(["Discussed with dr. {n} at 16:4" + str(self.rng.randrange(10)) + ".",
+                       "Per dr. {n}, hold anticoagulation.", "per dr. {n}.",
+                       "Called to dr {n} with read-back.",
+                       "Images shown to dr. {n} who agreed.", "Plan per dr {n}; repeat in 6 weeks."])
+        d.template(t, {"n": (last, "NAME")})
+        self.keep(d, "dr_lower_particle")
+
+    def initial_verb(self, d: Doc) -> None:
+        """An initial and a surname starting a sentence, before a person's verb of any kind."""
+        rng = self.rng
+        last = self.pick(PLAIN + MAC + APOSTROPHE + HYPHEN)
+        initial = self.pick(list("ABDGHJKLMNPRSTW")) + "."
+        if rng.random() < 0.25:
+            initial += " " + self.pick(list("ACEJMRS")) + "."
+        verb = self.pick(["phoned the reading room at 03:20.", "texted back to confirm the plan.",
+                          "emailed the ordering team.", "stated the drain was flushed.",
+                          "says the pain began after the fall.", "rang back after the second page.",
+                          "replied that the patient is NPO.", "answered the overhead page.",
+                          "is the covering physician tonight.", "was the ordering clinician.",
+                          "notified the charge nurse.", "wrote the order for a repeat film.",
+                          "forwarded the images to surgery.", "scheduled the biopsy for Friday.",
+                          "explained the risks to the family.", "said the line was pulled back 2 cm."])
+        d.add(self.pick(["No pneumothorax. ", "IMPRESSION: Unchanged. ", "", "Addendum:\n", "Note: "]))
+        d.template("{n} " + verb, {"n": (f"{initial} {last}", "NAME")})
+        self.keep(d, "initial_verb")
+
+    def double_barrel(self, d: Doc) -> None:
+        """A double-barrelled surname whose second part has a particle ("O'Brien-van Dijk")."""
+        first = self.pick(APOSTROPHE + PLAIN + ["Lopez", "Okafor", "Lindqvist", "Moreau"])
+        particle = self.pick(["van", "van der", "de", "de la", "von", "del", "da", "ter"])
+        last = f"{first}-{particle} {self.pick(STEMS)}"
+        t = self.pick(["Spoke with Mrs. {n}.", "Discussed with Dr. {n} at 08:15.", "Signed by: {n}, MD",
+                       "Results called to Mr. {n}, who read back.", "Patient Name: {n}"])
+        d.template(t, {"n": (last, "NAME")})
+        self.keep(d, "double_barrel")
+
+    def host_product(self, d: Doc) -> None:
+        """A host name beside imaging product names (syngo.via, AW4.7) that are not identifiers."""
+        rng = self.rng
+        short = f"{self.pick(HOST_WORDS)}-{self.pick(HOST_WORDS)}{rng.randrange(1, 40):02d}"
+        t = self.pick(["Study archived on {h} after QA.", "Images pushed to {h} for review.",
+                       "Series routed to {h} overnight."])
+        d.template(t, {"h": (short, "ID")})
+        self.keep(d, "host_product")
+
+
 CLASSES = ["name_particle", "name_shape", "initial_sentence", "institution_word", "host", "age_words",
-           "initials_lower", "unicode_name"]
+           "initials_lower", "unicode_name",
+           # session 15, r6 review: appended, so the passages of the classes above are unchanged
+           "title_joined", "dr_lower_particle", "initial_verb", "double_barrel", "host_product"]
 
 
 def main(argv: list[str]) -> None:
