@@ -71,8 +71,9 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "initial_name": re.compile(rf"({up}\.[ \t]?(?:{up}\.[ \t]?)?{surname})(?![\w'\u2019-])"),
         "initial_before": re.compile(r.raw["names"]["initial_name_before"]),
         "initial_after": re.compile(r.raw["names"]["initial_name_after"]),
-        # at the start of a sentence, a person's verb of any kind ("K. Okafor texted", "... is the
-        # referring physician"): rules.json initial_name_verb_like, with defs ({LOWER})
+        # at the start of a sentence, a verb of communication ("K. Okafor texted"), or a person's verb by
+        # its shape with what it takes ("scheduled the biopsy", "is the referring physician"): rules.json defs
+        "initial_comm": re.compile(r.defs["INITIAL_NAME_COMM_VERB"]),
         "initial_verb": re.compile(r.defs["INITIAL_NAME_VERB_LIKE"]),
         "sentence_end": re.compile(r"(?:^|[.!?;:\n])[ \t]*$"),
         # all lower-case "dr. smith": the title is lower-case too, so the name is the next word; without
@@ -128,6 +129,16 @@ def _trim(text: str, start: int, end: int, r: Rules) -> Found | None:
     if e - s == 1 and not text[s].isupper():
         return None
     return s, e
+
+
+def _lettered_list(text: str, pos: int) -> bool:
+    """The letter at ``pos`` ("B.") is an item of a lettered list: the letter before or after it also
+    starts a sentence or line with a dot ("A. ... B. ..."); names are not numbered in sequence."""
+    letter = ord(text[pos])
+    for near in (letter - 1, letter + 1):
+        if chr(near).isupper() and re.search(rf"(?:^|[.!?;:\n])[ \t]*{chr(near)}\.[ \t]", text):
+            return True
+    return False
 
 
 def _eponym_use(text: str, start: int, end: int, r: Rules) -> bool:
@@ -202,14 +213,14 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
             c["initial_before"].search(lower, max(0, m.start() - 40), m.start())
             or c["initial_after"].match(text, m.end())
         )
-        if not named and (
-            # any person's verb, only where a sentence starts, and not after a clinical word that starts
-            # a lettered list item ("B. Kidneys measure 11 cm", "C. Small effusions persist")
-            c["initial_verb"].match(text, m.end())
-            and c["sentence_end"].search(text, max(0, m.start() - 4), m.start())
-        ):
+        if not named and c["sentence_end"].search(text, max(0, m.start() - 4), m.start()):
+            # only where a sentence starts; the verb's shape alone not in a lettered list ("A. Hematoma
+            # displaced the bowel. B. ..."), and never after a clinical word that starts a list item
+            named = bool(c["initial_comm"].match(text, m.end())) or bool(
+                c["initial_verb"].match(text, m.end()) and not _lettered_list(text, m.start())
+            )
             words = c["word"].findall(m.group(1))
-            named = not any(w.lower() in r.initial_not_subject for w in words[1:])
+            named = named and not any(w.lower() in r.initial_not_subject for w in words[1:])
         if not named:
             continue
         span = _trim(text, m.start(1), m.end(1), r)

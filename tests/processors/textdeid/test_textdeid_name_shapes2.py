@@ -72,6 +72,9 @@ def test_lower_case_dr_with_particles(text: str, name: str) -> None:
         ("Addendum:\nS. Adeyemi was the ordering clinician.", "S. Adeyemi"),
         ("D. Farrow scheduled the biopsy for Friday.", "D. Farrow"),
         ("J. Whitcombe said the line was pulled back 2 cm.", "J. Whitcombe"),
+        # next to a lettered list item: a role or a verb of communication still names a person
+        ("Addendum:\nB. Nakashima is the covering physician.\nA. Small effusions persist.", "B. Nakashima"),
+        ("A. Trace effusion. B. Okorie texted the team at 02:10.", "B. Okorie"),
     ],
 )
 def test_initial_and_surname_before_any_persons_verb(text: str, name: str) -> None:
@@ -99,6 +102,9 @@ def test_double_barrelled_surname_with_a_particle(text: str, name: str) -> None:
         "A. Small effusions persist. B. Kidneys measured 11 cm. C. Bones demineralized.",
         "D. Lungs hyperinflated. E. Tubes removed. F. Lines unchanged.",
         "E. Coli isolated from the urine. K. Pneumoniae grows in culture.",
+        # a lettered list whose items have a verb with an object: the verb's shape names nobody there
+        "A. Hematoma displaced the bowel. B. Drain traversed the collection. C. Coil occluded the neck.",
+        "IMPRESSION:\nA. Stent bridged the stenosis.\nB. Shunt drained the ventricle.",
         "Dissection type B. Flap extends distally. Vitamin D. Levels remain low.",
         "M. Avium complex was isolated. B. Medial meniscus is intact. C. Mass effect is mild.",
         # eponyms with hyphens or particles (held before; the double-barrelled rule must keep them)
