@@ -316,7 +316,8 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
         warm = str(uuid.uuid4())
         produce(producer, settings.topics.retrieval_requests, "retrieval_requested", warm, {
             "request_id": warm, "project_id": BENCH_PROJECT, "requester": "bench",
-            "accession": "NO-SUCH-STUDY", "destination_ae": settings.research.ae_title,
+            "requester_roles": ["steward"], "accession": "NO-SUCH-STUDY",
+            "destination_ae": settings.research.ae_title,
             "requested_time": datetime.now(UTC)})
         producer.flush(10)
         warm_until, warmed = time.perf_counter() + 60, False
@@ -355,7 +356,7 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
             ids.add(rid)
             produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rid, {
                 "request_id": rid, "project_id": BENCH_PROJECT, "requester": "bench",
-                "accession": s.accession,
+                "requester_roles": ["steward"], "accession": s.accession,
                 "destination_ae": settings.research.ae_title, "requested_time": datetime.now(UTC)})
         producer.flush(10)
         t_sent = time.perf_counter()

@@ -1,7 +1,9 @@
 """What a standing cohort does with one new report version: request, cancel, or nothing.
 
 State per report (site|accession) and per (project, destination): the request id emitted, whether the
-latest evaluated version matched, and that version (a late older version never flips the decision).
+latest evaluated version matched, that version (a late older version never flips the decision), and
+whether the request was made in a steward's name: when a steward's watch matches a report whose request
+went out in a non-steward's name, that request is cancelled and a new one made in the steward's.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[s
            requested_time: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """-> (new state for this report, RetrievalRequested records to emit).
 
-    ``state`` maps ``project|destination`` -> {"request_id", "matched", "version"}. ``requested_time``
+    ``state`` maps ``project|destination`` -> {"request_id", "matched", "version", "steward"}
+    ("steward": the request was made in a steward's watch's name; missing in states written before it was
+    recorded, taken as not). ``requested_time``
     must be the same each time ``record`` is delivered (not the clock): the warehouse keys requests on
     (request_id, action, requested_time), so a redelivery then collapses onto the same row.
     """
@@ -65,12 +69,20 @@ def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[s
         was = bool(prev and prev.get("matched"))
         rid = str(prev["request_id"]) if prev and was else request_id_for(
             w.project_id, w.destination_ae, site, accession, version)
+        by_steward = bool(prev and was and prev.get("steward"))
+        if hit and was and _steward(w) and not by_steward:
+            # the request went out in a non-steward's name (refused if the project is identified) and a
+            # steward's watch matches now: withdraw it and ask again in the steward's name (a new id)
+            out.append(_request(w, record, rid, "cancel", requested_time))
+            rid = request_id_for(w.project_id, w.destination_ae, site, accession, version)
+            was = False
         if hit and not was:
             out.append(_request(w, record, rid, "request", requested_time))
+            by_steward = _steward(w)
         elif was and not hit:
             out.append(_request(w, record, rid, "cancel", requested_time))
         if hit or was:
-            new_state[key] = {"request_id": rid, "matched": hit, "version": version}
+            new_state[key] = {"request_id": rid, "matched": hit, "version": version, "steward": by_steward}
     return new_state, out
 
 

@@ -13,7 +13,10 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from radstream.cli import settings_of
+from radstream.config import Settings
 from streams.auth import ROLES, TokenStore
+
+WATCHES_WAIT_S = 30.0
 
 
 def _store(ctx: click.Context) -> TokenStore:
@@ -39,13 +42,18 @@ def auth() -> None:
               help="Role of the user (repeatable). Re-adding a user replaces its roles.")
 @click.pass_context
 def add_user(ctx: click.Context, name: str, roles: tuple[str, ...]) -> None:
-    """Add (or update) user NAME with its roles."""
+    """Add (or update) user NAME with its roles. A user who loses a role loses the standing cohorts
+    (watches) subscribed with it: they are ended (see ``end-watches``)."""
+    store = _store(ctx)
+    before = set(store.users().get(name, {}).get("roles", ()))
     try:
-        _store(ctx).add_user(name, roles)
+        store.add_user(name, roles)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _audit(ctx, "auth.add-user", user=name, roles=sorted(roles))
     click.echo(f"user {name}: {', '.join(sorted(roles))}")
+    if before - set(roles) and "admin" not in roles:
+        _end_watches(ctx, name)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -85,12 +93,74 @@ def add_token(ctx: click.Context, user: str, note: str, expires: str | None) -> 
 @click.pass_context
 def revoke(ctx: click.Context, what: str) -> None:
     """Revoke a token (by its id) or a user (all its tokens; the user is disabled)."""
+    store = _store(ctx)
     try:
-        ids = _store(ctx).revoke(what)
+        ids = store.revoke(what)
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     _audit(ctx, "auth.revoke", what=what, token_ids=ids)
     click.echo(f"revoked {len(ids)} token(s): {', '.join(ids) or '-'}")
+    if what in store.users():  # a user (disabled now), not one token: every watch of theirs ends
+        _end_watches(ctx, what)
+
+
+@auth.command("end-watches")
+@click.argument("user")
+@click.pass_context
+def end_watches_cmd(ctx: click.Context, user: str) -> None:
+    """End USER's standing cohorts (watches) that carry a role USER no longer holds (all of them if USER
+    is disabled or unknown). ``add-user`` (when a role is lost) and ``revoke USER`` do this themselves;
+    run it again if they could not reach Kafka."""
+    _end_watches(ctx, user)
+
+
+def _end_watches(ctx: click.Context, user: str) -> None:
+    settings = settings_of(ctx)
+    entry = _store(ctx).users().get(user)
+    held = None if entry is None or entry.get("disabled") else set(entry.get("roles", ()))
+    try:
+        ended = end_watches(settings, user, held)
+    except TimeoutError as exc:
+        raise click.ClickException(f"{exc}: {user}'s standing cohorts may still be running with roles "
+                                   f"{user} no longer holds; run `radstream auth end-watches {user}` "
+                                   "once Kafka is reachable") from None
+    _audit(ctx, "auth.end-watches", user=user, roles=None if held is None else sorted(held),
+           watch_ids=ended)
+    if ended:
+        click.echo(f"ended {len(ended)} standing cohort(s) of {user}: {', '.join(ended)}")
+
+
+def end_watches(settings: Settings, user: str, held: set[str] | None) -> list[str]:
+    """End (the web app's unsubscribe record) every active watch subscribed by ``user`` whose recorded
+    roles include one ``held`` lacks (``held`` None: the user is disabled, every watch of theirs).
+
+    A watch's roles are its subscriber's when it was subscribed, and every request it makes carries them
+    (the DICOM worker trusts them): a demoted or revoked steward's watch must not go on sending studies
+    to an identified project in their name. A watch that records no roles is refused for an identified
+    project anyway and is left alone unless the user is disabled. Returns the ended watch ids;
+    TimeoutError when the watches topic cannot be read."""
+    from radstream.web.standing import unsubscribe
+    from streams.cohort import WatchRegistry
+
+    registry = WatchRegistry(settings.kafka, settings.topics)
+    registry.start()
+    try:
+        if not registry.loaded.wait(WATCHES_WAIT_S):
+            raise TimeoutError(f"the standing cohorts (topic {settings.topics.cohort_watches}) were not "
+                               f"read within {WATCHES_WAIT_S:.0f} s")
+        watches = [w for w in registry.current() if w.requester == user]
+    finally:
+        registry.stop()
+
+    def beyond(roles: tuple[str, ...] | None) -> bool:
+        if held is None:
+            return True
+        return "admin" not in held and any(r not in held for r in roles or ())
+
+    ended = sorted(w.watch_id for w in watches if beyond(w.requester_roles))
+    for watch_id in ended:
+        unsubscribe(settings, watch_id)
+    return ended
 
 
 @auth.command("list")

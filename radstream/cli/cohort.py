@@ -10,7 +10,6 @@ Standing cohorts (``watch``) live in ``radstream.cli.watch``.
 from __future__ import annotations
 
 import csv
-import getpass
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,15 +134,22 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
     if dry_run:
         _dry_run(settings, todo)
         return
+    from radstream.cli.retrieve import identified_requester
+    from sinks.dicom.projects import ProjectRegistry
     from streams.producer import make_producer, produce
 
+    registry = ProjectRegistry(settings.kafka, settings.topics)
+    try:  # an identified project takes a steward's requests only, carrying the steward's roles
+        who, roles = identified_requester(settings, registry.get(project), requester)
+    finally:
+        registry.stop()
     producer = make_producer(settings.kafka)
-    who = requester or getpass.getuser()
     now = datetime.now(UTC)
     for r in todo:
         record = cohort_request(key, settings.ingest.site, r, project=project, destination=destination,
                                 requester=who, now=now, priority=priority, not_before=_when(not_before),
                                 not_after=_when(not_after))
+        record["requester_roles"] = roles
         produce(producer, settings.topics.retrieval_requests, "retrieval_requested", record["request_id"],
                 record)
     left = producer.flush(30)

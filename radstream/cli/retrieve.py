@@ -5,12 +5,40 @@ from __future__ import annotations
 import getpass
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from radstream.cli import settings_of
+from radstream.config import Settings
 from radstream.retrieval import research_ids
 from radstream.text_deid import research_key
+
+if TYPE_CHECKING:
+    from sinks.dicom.projects import Project
+
+
+def identified_requester(settings: Settings, project: Project | None,
+                         requester: str | None) -> tuple[str, list[str] | None]:
+    """-> (requester, requester_roles) of a CLI request for ``project``.
+
+    Only a steward may send studies to an identified project: for one, the command's principal
+    (``RADSTREAM_TOKEN``, else the token store's owner) must hold steward (a refusal is audited as
+    ``retrieval.request``) and the request carries its roles, which the DICOM worker checks again when the
+    request runs; it refuses a request for an identified project that carries none. A de-identified
+    project's request carries none (any requester may ask; the worker re-checks if the project turns
+    identified before it runs)."""
+    if project is None or not project.identified:
+        return requester or getpass.getuser(), None
+    from radstream.access import authorise
+    from streams.auth import AuthError
+
+    try:
+        principal, _ = authorise(settings, "retrieval.request", ("steward",), project=project.project_id)
+    except AuthError as exc:
+        raise click.ClickException(f"project {project.project_id!r} receives identified images: only a "
+                                   f"steward may send studies to it ({exc.reason})") from None
+    return requester or principal.user, sorted(principal.roles)
 
 
 def _when(value: str | None) -> datetime | None:
@@ -39,7 +67,8 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
              not_before: str | None, not_after: str | None, requester: str | None) -> None:
     """Produce one retrieval request; prints its request id (last word of the output).
 
-    Refused unless the project is registered (and active, and delivers to this destination)."""
+    Refused unless the project is registered (and active, and delivers to this destination), and, for an
+    identified project, unless the command's user is a steward."""
     from sinks.dicom.projects import ProjectRegistry, refusal
     from streams.producer import make_producer, produce_sync
 
@@ -53,10 +82,12 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
     registry = ProjectRegistry(settings.kafka, settings.topics)
     try:
         why = refusal(registry, project, destination)
+        registered = registry.get(project)
     finally:
         registry.stop()
     if why:
         raise click.ClickException(why)
+    who, roles = identified_requester(settings, registered, requester)
     given = {"accession": accession, "study_instance_uid": study_uid, "patient_id": patient_id,
              "study_date": study_date, "study_ref": study_ref}
     # clinical identifiers go out in research terms, as a cohort's rows do (the worker opens the reference)
@@ -64,7 +95,7 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
     request_id = str(uuid.uuid4())
     record = {
         "request_id": request_id, "action": "request", "project_id": project,
-        "requester": requester or getpass.getuser(), **ids, "destination_ae": destination,
+        "requester": who, "requester_roles": roles, **ids, "destination_ae": destination,
         "priority": priority,
         "not_before": _when(not_before), "not_after": _when(not_after), "source": "manual",
         "requested_time": datetime.now(UTC),

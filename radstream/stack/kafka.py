@@ -358,11 +358,38 @@ def _configure(kdir: Path, libs: Path, st: KafkaState, cluster_id: str,
     props.write_text(_server_properties(kdir, st, scram))
     (kdir / "log4j2.properties").write_text(_log4j2(kdir))
     if not (kdir / "data" / "meta.properties").exists():
-        extra = ["--add-scram", f"{SCRAM}=[name={scram[0]},password={scram[1]}]"] if scram else []
-        fmt = subprocess.run(_java(libs, kdir, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(props),
-                                   *extra), capture_output=True, text=True)
+        argfile = kdir / "format.args"
+        try:
+            fmt = subprocess.run(_format_cmd(libs, kdir, cluster_id, props, argfile, scram),
+                                 capture_output=True, text=True)
+        finally:
+            argfile.unlink(missing_ok=True)
         if fmt.returncode != 0:
             raise KafkaStackError(f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr)[-3000:]}")
+
+
+def _format_cmd(libs: Path, kdir: Path, cluster_id: str, props: Path, argfile: Path,
+                scram: tuple[str, str] | None) -> list[str]:
+    """The storage tool's command. Its main class and arguments go in ``argfile`` (a Java launcher
+    @argfile, 0600 in the 0700 broker dir; the caller removes it), not on the command line: with SASL they
+    hold the super user's password (``--add-scram``), and any local user may read a process's command
+    line (/proc/<pid>/cmdline). The classpath stays outside: the launcher does not expand the ``*`` of a
+    classpath given in an argfile."""
+    args = [STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(props)]
+    if scram:
+        args += ["--add-scram", f"{SCRAM}=[name={scram[0]},password={scram[1]}]"]
+    fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fd, 0o600)  # an older file left by a crash: whatever its mode was
+        fh.write("".join(_argfile_quote(a) + "\n" for a in args))
+    java = _java(libs, kdir, STORAGE_TOOL)
+    return [*java[:-1], f"@{argfile}"]  # _java ends with the main class: it is in the file
+
+
+def _argfile_quote(arg: str) -> str:
+    """One argument of a Java @argfile: double-quoted, backslash escapes inside the quotes."""
+    esc = arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{esc}"'
 
 
 def _launch(kdir: Path, libs: Path, st: KafkaState, tie_to_parent: bool) -> subprocess.Popen[bytes]:

@@ -348,7 +348,14 @@ def project_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     every registration whichever writer produced it: the steward's Kafka account may write the projects
     topic directly, past the CLI's own ``project.register`` event. Its actor is the record's
     ``registered_by``, as the writer claimed it (``actor_from`` says so): the Kafka principal that wrote
-    it is not in the record. A redelivered record gives the same row (ddl/023 collapses it)."""
+    it is not in the record. A redelivered record gives the same row (ddl/023 collapses it).
+
+    A registration every registry ignores (``sinks.dicom.registration``: identified without an IRB
+    reference, an invalid id) is audited as refused (``allowed`` false, ``refused``: why) and kept out of
+    ``projects``: the project's current registration there stays the one the DICOM side applies."""
+    from sinks.dicom.registration import registration_problem
+
+    problem = registration_problem(rec)
     when = _t(rec["time"])
     safe = [str(t) for t in rec.get("private_safe_list") or []]
     what = "register" if rec["active"] else "retire"
@@ -356,10 +363,13 @@ def project_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
         "what": what, "identified": bool(rec["identified"]), "irb_reference": _s(rec.get("irb_reference")),
         "destination_ae": rec["destination_ae"], "owner": rec["owner"],
         "options": {**{k: bool(rec[k]) for k in _REGISTRATION_OPTIONS}, "private_safe_list": safe},
-        "reason": _s(rec.get("reason")), "actor_from": "record"}, sort_keys=True)
+        "reason": _s(rec.get("reason")), "actor_from": "record",
+        **({"refused": f"ignored by the registries: {problem}"} if problem else {})}, sort_keys=True)
     event_id = f"registration:{rec['project_id']}:{when.isoformat() if when else ''}:{what}"
-    audit = [event_id, when, rec["registered_by"], f"registration.{what}", True, rec["project_id"], "", [],
-             None, None, detail, "", "", *origin.cols()]
+    audit = [event_id, when, rec["registered_by"], f"registration.{what}", problem is None, rec["project_id"],
+             "", [], None, None, detail, "", "", *origin.cols()]
+    if problem:
+        return {"audit_log": [audit]}
     return {"audit_log": [audit], "projects": [[
         rec["project_id"], bool(rec["identified"]), _s(rec.get("irb_reference")),
         bool(rec["retain_modified_dates"]), bool(rec["retain_patient_characteristics"]),

@@ -81,19 +81,29 @@ def make_dirs(root: str, directory: str, mode: int) -> None:
     """Each level of ``directory`` under ``root`` (both resolved) made with ``mode`` whatever the umask
     (``os.makedirs``' mode reaches the last level only, and through the umask). An existing level loses
     the group and other permissions ``mode`` does not give (a project registered identified after its
-    tree was made), never gains any."""
-    d = root
-    for part in os.path.relpath(directory, root).split(os.sep):
-        if part in ("", "."):
-            continue
-        d = os.path.join(d, part)
-        try:
-            os.mkdir(d, mode)
-            os.chmod(d, mode)  # mkdir's mode is masked by the umask
-        except FileExistsError:
-            have = stat.S_IMODE(os.stat(d).st_mode)
-            if have & 0o077 & ~mode:
-                os.chmod(d, have & ~(0o077 & ~mode))
+    tree was made), never gains any.
+
+    Serialised per ``root`` (an flock on the root directory, across the store's threads and processes):
+    the mkdir and the chmod that widens the new level to ``mode`` are two steps, and a de-identified
+    writer's chmod (0750) landing after an identified writer tightened the level it had just made left
+    an identified project's directory open to the group."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        d = root
+        for part in os.path.relpath(directory, root).split(os.sep):
+            if part in ("", "."):
+                continue
+            d = os.path.join(d, part)
+            try:
+                os.mkdir(d, mode)
+                os.chmod(d, mode)  # mkdir's mode is masked by the umask
+            except FileExistsError:
+                have = stat.S_IMODE(os.stat(d).st_mode)
+                if have & 0o077 & ~mode:
+                    os.chmod(d, have & ~(0o077 & ~mode))
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_file(root: str, path: str, data: bytes, dir_mode: int = DIR_MODE,

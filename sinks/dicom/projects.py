@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from sinks.dicom.deid import DeidOptions
 from sinks.dicom.paths import is_project_id
+from sinks.dicom.registration import registration_problem
 from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
 from streams.loop import Acks, ConsumerLoop, Handler, LoopConfig, Record, run_in_thread
@@ -230,11 +231,11 @@ class ProjectRegistry(Handler):
                 self._projects.pop((key or b"").decode(), None)
             return
         try:
-            project = Project.from_record(serde.decode("project_registration", value))
-            if project.identified and not project.irb_reference.strip():
-                raise ProjectError("identified without an IRB reference")
-            if not is_project_id(project.project_id):
-                raise ProjectError("invalid project id")
+            rec = serde.decode("project_registration", value)
+            problem = registration_problem(rec)  # the ClickHouse sink refuses the same ones
+            if problem:
+                raise ProjectError(problem)
+            project = Project.from_record(rec)
         except (serde.SerdeError, ProjectError, KeyError, TypeError) as exc:
             LOG.error("ignoring invalid project registration %r: %s", key, exc)
             return

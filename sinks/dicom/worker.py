@@ -1007,22 +1007,21 @@ STEWARD_ROLES = ("steward", "admin")  # admin holds every role (streams.auth.Pri
 def requester_refusal(project: Project | None, rec: dict[str, Any]) -> str | None:
     """Why the request's requester may not send studies to ``project`` as registered now (None: may).
 
-    Only a steward may send studies to an identified project (the web app's rule when a cohort is sent
-    or subscribed). The request says its requester's roles when it knows them (``requester_roles``: the
-    web app's standing cohorts). A standing cohort's request that does not (a watch subscribed before
-    the roles were recorded, or from the CLI) is refused for an identified project: its subscriber may
-    be anyone, and the project may have become identified after the watch was subscribed. A manual
-    request without roles is the CLI's, authorised by its Kafka account's write access."""
+    Only a steward may send studies to an identified project. The request says its requester's roles
+    (``requester_roles``: the web app's from the session, a standing cohort's from its subscriber, the
+    CLI's from its token's user); a request for an identified project that does not, whatever its
+    ``source``, is refused (fail closed: an older request, or one written to the topic by hand, may be
+    anyone's; the project may have become identified after it was made). The roles are as trustworthy as
+    the Kafka account that wrote the request (docs/access.md)."""
     if project is None or not project.identified:
         return None
     roles = rec.get("requester_roles")
     who, pid = rec.get("requester"), project.project_id
     if roles is None:
-        if str(rec.get("source") or "manual") != "watch":
-            return None
-        return (f"project {pid!r} receives identified images and this standing cohort's request does not "
-                f"say its subscriber's roles (requester {who!r}): only a steward's watch may send studies "
-                "to it (a steward subscribes it again)")
+        what = "standing cohort's request" if str(rec.get("source") or "") == "watch" else "request"
+        return (f"project {pid!r} receives identified images and this {what} does not say its requester's "
+                f"roles (requester {who!r}): only a steward may send studies to it (a steward asks again, "
+                "with a steward's token, or subscribes the watch again)")
     if any(r in STEWARD_ROLES for r in roles):
         return None
     return (f"project {pid!r} receives identified images: only a steward may send studies to it "

@@ -58,6 +58,9 @@ def register_projects(settings: Settings, projects: StaticProjects = TEST_PROJEC
 def request(settings: Settings, accession: str | None = None, project: str = "P1",
             destination: str = "RESEARCH", priority: str = "normal", **extra: Any) -> str:
     rid = extra.pop("request_id", None) or str(uuid.uuid4())
+    # a steward's request unless the test says otherwise (the P* projects are identified: the worker
+    # refuses a request for one that carries no roles); requester_roles=None: roles not recorded
+    extra.setdefault("requester_roles", ["steward"])
     rec = {"request_id": rid, "project_id": project, "requester": "pytest", "accession": accession,
            "destination_ae": destination, "priority": priority, "requested_time": datetime.now(UTC), **extra}
     topic = settings.topics.retrieval_requests

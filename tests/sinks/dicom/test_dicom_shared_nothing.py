@@ -98,7 +98,8 @@ def test_two_workers_two_scps_share_nothing_and_still_reconcile(dicom_settings: 
             producer.produce(settings.topics.retrieval_requests, key=rid, partition=n % 2,
                              value=serde.encode("retrieval_requested", {
                                  "request_id": rid, "project_id": project_id, "requester": "pytest",
-                                 "accession": accession, "destination_ae": "RESEARCH",
+                                 "requester_roles": ["steward"], "accession": accession,
+                                 "destination_ae": "RESEARCH",
                                  "requested_time": datetime.now(UTC)}))
         assert producer.flush(30) == 0
         events = statuses(settings, set(rids.values()), timeout=180)

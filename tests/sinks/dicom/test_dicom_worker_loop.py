@@ -102,7 +102,8 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Worker:
 
 def record(offset: int, value: bytes | None = None, partition: int = 0, **fields: Any) -> Record:
     rec = {"request_id": f"r{partition}-{offset}", "project_id": "P1", "requester": "pytest",
-           "accession": "A1", "destination_ae": "RESEARCH", "priority": "normal",
+           "requester_roles": ["steward"], "accession": "A1", "destination_ae": "RESEARCH",
+           "priority": "normal",
            "requested_time": datetime.now(UTC), **fields}
     if value is None:
         value = serde.encode("retrieval_requested", rec)

@@ -26,9 +26,10 @@ pytestmark = pytest.mark.integration
 def test_an_identified_project_takes_a_watch_request_only_from_a_steward(dicom_settings: Settings) -> None:
     s = dicom_settings  # P2 is registered identified
     analyst = request(s, "A1", project="P2", source="watch", requester="ana", requester_roles=["analyst"])
-    unknown = request(s, "A1", project="P2", source="watch", requester="old")  # roles not recorded
+    unknown = request(s, "A1", project="P2", source="watch", requester="old",
+                      requester_roles=None)  # roles not recorded
     steward = request(s, "A2", project="P2", source="watch", requester="stew", requester_roles=["steward"])
-    manual = request(s, "A3", project="P2", requester="cli")  # the CLI's: its Kafka account authorises it
+    manual = request(s, "A3", project="P2", requester="cli")  # a steward's from the CLI
     with research_scp(s):
         w = run_worker(s)
     events = statuses(s, {analyst, unknown, steward, manual})
