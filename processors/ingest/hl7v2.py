@@ -399,11 +399,16 @@ def parse_oru(raw: bytes, *, site: str, accession_field: str = "OBR-3", received
             skipped.append(f"OBR #{g.index}: {exc.reason}")
             continue
         except ParseError as exc:
-            if exc.field == "text" and not _has_text_obx(g) and any(_has_text_obx(o) for o in groups):
-                # an OBR without OBX after the report's last text: nothing to share (linked exams send
-                # the text after the last OBR); the groups with text still go through
-                skipped.append(f"OBR #{g.index}: no OBX with report text")
-                continue
+            if exc.field == "text" and not _has_text_obx(g) and not g.borrowed:
+                # an OBR without text that is not a linked exam of one with text: the whole message is
+                # refused, as before linked exams were read (never another order's or patient's text)
+                reason = f"OBR #{g.index} has no report text"
+                if any(_has_text_obx(o) for o in groups):
+                    reason += (" (not linked to another OBR's text: that needs the same PID and the same"
+                               " ORC-4 placer group or an OBR-29 parent)")
+                if attachments:
+                    reason += f" (attachment not read: {'; '.join(attachments)})"
+                raise ParseError(reason, code=exc.code, field=exc.field) from None
             if exc.field == "text" and attachments:
                 exc.reason += f" (attachment not read: {'; '.join(attachments)})"
             prefix = f"OBR #{g.index}: " if len(groups) > 1 else ""
@@ -426,19 +431,70 @@ def _has_text_obx(g: _Group) -> bool:
 def _link_exams(groups: list[_Group]) -> None:
     """Linked exams: one report for several orders (CT chest + abdomen under two accessions) is sent as
     several OBRs with the text OBX lines after the last one only. A group without text OBX shares the
-    OBX/NTE lines of the next group that has some; each accession gets its own event with the same text,
-    and its own OBR-25 still decides its status. A group with no text OBX after the last text is not a
-    linked exam (it is skipped in :func:`parse_oru`, the others go through)."""
+    OBX/NTE lines of the next group with text that is demonstrably linked to it (:func:`_linked`); each
+    accession gets its own event with the same text, and its own OBR-25 still decides its status. A
+    cancelled (X) or no-report OBR never takes text. Any other group without text is refused in
+    :func:`parse_oru`: sharing by position alone gave one patient's text to another patient's exam."""
     if len(groups) < 2:
         return
     with_text = [g for g in groups if _has_text_obx(g)]
     for g in groups:
-        if g in with_text:
+        if g in with_text or not _may_take_text(g):
             continue
-        donor = next((d for d in with_text if d.index > g.index), None)
+        donor = next((d for d in with_text if d.index > g.index and _linked(g, d)), None)
         if donor is not None:
             g.borrowed = [(sid, seg) for sid, seg in donor.items if sid in ("OBX", "NTE")]
             g.text_from = donor.index
+
+
+def _may_take_text(g: _Group) -> bool:
+    """A cancelled (X) or no-report (O, I, S, ...) OBR keeps no text: it is not a reported exam."""
+    code = _get(g.obr, 25).upper()
+    if not code:
+        return True  # the status then comes from the shared OBX-11 lines of the same report
+    try:
+        return map_status("hl7_0123", code) != "cancelled"
+    except ParseError:  # NoReport, or an unknown code (refused with its reason in _group_event)
+        return False
+
+
+def _ei(seg: Any, n: int, rep: int = 1) -> tuple[str, str]:
+    """(entity id, namespace id) of an EI field; ("", "") when the id is empty."""
+    ident = _get(seg, n, rep, 1)
+    return (ident, _get(seg, n, rep, 2)) if ident else ("", "")
+
+
+def _linked(a: _Group, b: _Group) -> bool:
+    """Whether two OBRs of one message report on one linked order set (HL7 v2.5 semantics).
+
+    Both must be in the same PID group (an ORU's ORC/OBR groups belong to the PID above them; the PID
+    segment object is compared, never its content, so nothing crosses a PID segment). Then:
+    - the same ORC-4 placer group number: chapter 4 defines it as the id of a set of orders placed
+      together, which is exactly what a RIS links under one report;
+    - or OBR-29 (parent, EIP: placer ^ filler) of one names the other's placer (OBR-2/ORC-2) or filler
+      (OBR-3/ORC-3) order number, or both name the same parent: a child order of the other.
+    Not used: OBR-26 (parent result) points to an OBX of a reflex parent (lab), not to a shared text; a
+    common filler number or exam time is no link (two accessions of one visit share neither by rule, and
+    unrelated exams may share a time).
+    """
+    if a.pid is None or a.pid is not b.pid:
+        return False
+    ga = _ei(a.orc, 4) if a.orc is not None else ("", "")
+    gb = _ei(b.orc, 4) if b.orc is not None else ("", "")
+    if ga[0] and ga == gb:
+        return True
+
+    def numbers(g: _Group) -> set[str]:
+        out = {_get(g.obr, 2), _get(g.obr, 3)}
+        if g.orc is not None:
+            out |= {_get(g.orc, 2), _get(g.orc, 3)}
+        return {n for n in out if n}
+
+    def parents(g: _Group) -> set[str]:
+        return {p for p in (_get(g.obr, 29, 1, 1, 1), _get(g.obr, 29, 1, 2, 1)) if p}
+
+    pa, pb = parents(a), parents(b)
+    return bool(pa & numbers(b) or pb & numbers(a) or pa & pb)
 
 
 def _group_event(unescape: Unescape, g: _Group, header: MessageHeader, *, site: str, accession_field: str,

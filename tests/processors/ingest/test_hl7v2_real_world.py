@@ -163,17 +163,18 @@ class TestLinkedExams:
     """One report for several orders: the OBX lines follow the last OBR."""
 
     def test_each_accession_gets_the_shared_text(self) -> None:
-        raw = build(obr("CT1", n=1), obr("CT2", n=2), obx("Chest and abdomen: no acute findings."),
-                    "ZDS|1.2.840.9^RIS")
+        # linked by the same ORC-4 placer group under one PID (tests/.../test_hl7v2_linked_exams.py)
+        raw = build("ORC|RE|PCT1|CT1|G1", obr("CT1", n=1), "ORC|RE|PCT2|CT2|G1", obr("CT2", n=2),
+                    obx("Chest and abdomen: no acute findings."), "ZDS|1.2.840.9^RIS")
         res = result(raw)
         text = "Chest and abdomen: no acute findings."
         assert [(e.accession, e.text) for e in res.events] == [("CT1", text), ("CT2", text)]
         assert res.events[0].event_id != res.events[1].event_id
         assert "OBR #1 shares the text of OBR #2" in res.notes
 
-    def test_a_trailing_order_without_text_is_skipped_not_the_message(self) -> None:
-        res = result(build(obr("CT1", n=1), obx("Head: normal."), obr("CT2", n=2)))
-        assert [e.accession for e in res.events] == ["CT1"] and "OBR #2" in res.skipped[0]
+    def test_a_trailing_order_without_text_refuses_the_message_as_before_linked_exams(self) -> None:
+        with pytest.raises(ParseError, match="OBR #2 has no report text"):
+            result(build(obr("CT1", n=1), obx("Head: normal."), obr("CT2", n=2)))
 
 
 class TestVersionsWithoutObr22:
