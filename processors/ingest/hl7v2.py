@@ -19,12 +19,12 @@ radiology meaning:
   ``ADDENDUM`` line (``addendum_markers``). OBX lines marked ``D`` (deleted) or ``W`` (wrong) are left
   out of the text; without OBR-25 the line statuses combine as described in :func:`_line_status`.
 - A group whose status carries no report (scheduled, in progress) is skipped, not an error. A group
-  without any OBX next to one with text (linked exams: one report for several orders) shares that text.
+  without any OBX that is linked to one with text (same PID, same ORC-4 placer group or an OBR-29
+  parent: one report for several orders) shares that text (:func:`_linked`).
 - ED/RP OBX values (embedded PDFs, references) are not used: they are cut out before the size check
   and parsing, and the event notes the type and size in ``extra["attachments_not_kept"]``.
-- Version without OBR-22: the latest OBX-19/OBX-14 time of the text lines that is not the exam time,
-  else OBR-7, plus the status rank (:func:`_version`): never MSH-7 or the arrival, so a resend is the
-  same event.
+- Version: OBR-22, else MSH-7 (the message time), else OBR-7 plus the status rank (:func:`_version`).
+  One kind of time orders all versions of a report; a resend with the same MSH-7 is the same event.
 
 Everything a sender can get wrong that is known here raises :class:`ParseError` (``code`` AR or AE).
 Anything else that escapes :func:`parse_oru` is a bug (an ``OverflowError`` of a time at the edge of the
@@ -517,7 +517,6 @@ def _group_event(unescape: Unescape, g: _Group, header: MessageHeader, *, site: 
 
     lines: list[str] = []
     obx_status: list[str] = []
-    line_times: list[str] = []  # OBX-19 / OBX-14 of the text lines (the version without OBR-22)
     study_uid = _get(g.zds, 1) if g.zds is not None else ""
     uid_ids = tables()["study_uid_observation_ids"]
     text_types = tables()["text_value_types"]
@@ -540,7 +539,6 @@ def _group_event(unescape: Unescape, g: _Group, header: MessageHeader, *, site: 
         if st in REMOVED_LINE_STATUSES:
             continue  # the sender deleted this line, or posted it as wrong: not in the report text
         lines.extend(_lines(unescape, _raw(seg, 5), rep_sep))
-        line_times.append(_get(seg, 19) or _get(seg, 14))
     while lines and not lines[-1].strip():
         lines.pop()
     while lines and not lines[0].strip():
@@ -574,7 +572,7 @@ def _group_event(unescape: Unescape, g: _Group, header: MessageHeader, *, site: 
         site=site,
         accession=accession,
         report_id=filler or accession,
-        version=_version(status, status_time, line_times, obs_time, msg_time, tz),
+        version=_version(status, status_time, obs_time, msg_time),
         status=status,
         patient_id=patient_id,
         text=text,
@@ -624,34 +622,20 @@ def _line_status(obx_status: list[str]) -> str:
     return status
 
 
-def _version(status: str, status_time: datetime | None, line_times: list[str], obs_time: datetime | None,
-             msg_time: datetime | None, tz: tzinfo) -> int:
-    """The version (ordering key) of a group, from the message's content, never its arrival.
+def _version(status: str, status_time: datetime | None, obs_time: datetime | None,
+             msg_time: datetime | None) -> int:
+    """The version (ordering key) of a group: one kind of time for every version of a report.
 
-    - OBR-22 (results report / status change time): the time this status was reached. Best.
-    - Else the latest OBX-19 (date/time of the analysis) / OBX-14 (date/time of the observation) of the
-      text lines that is later than the exam time: RIS that leave OBR-22 empty put the signing time there.
-      OBX-14 equal to the exam time (its strict HL7 meaning) says nothing about the version.
-    - Else OBR-7, the exam time, the same for every version of the report.
-    A content time gets the status rank added (1..6 microseconds) so preliminary < final < corrected
-    at the same time. MSH-7 is only a last resort: it is new on every resend, so a resent old final
-    would get a new version (a new warehouse row) and supersede a later correction.
+    - OBR-22 (results report / status change time): the time this status was reached.
+    - Else MSH-7, the time the sending system created the message: each new status or text is a new
+      message, so MSH-7 keeps their order whatever the sender fills elsewhere. A resend of the same
+      message (same MSH-7 and MSH-10) gets the same version and event_id: a duplicate.
+    - Else OBR-7 (the exam time, the same for every version) plus the status rank (1..6 microseconds).
+    OBX-19/OBX-14 are not used: a sender fills them on some messages and not on others (a correction
+    with the times cleared), and a time from them compared with one from OBR-7 or MSH-7 put a
+    correction below the final it corrects.
     """
-    if status_time is not None:
-        return derive_version(status, status_time, None)
-    times: list[datetime] = []
-    for value in line_times:
-        try:
-            t = parse_time(value.split("^")[0], tz)
-        except ParseError:  # a fallback only: a bad OBX-14/19 does not refuse the report
-            continue
-        if t is not None:
-            times.append(t)
-    later = [t for t in times if obs_time is None or t > obs_time]
-    content_time = max(later) if later else obs_time
-    if content_time is not None:
-        return derive_version(status, None, None, content_time)
-    return derive_version(status, None, msg_time)
+    return derive_version(status, status_time, msg_time, obs_time)
 
 
 def _has_addendum_marker(lines: list[str]) -> bool:
