@@ -195,6 +195,17 @@ def _is_segment(line: str, sep: str, known_only: bool) -> bool:
     return (len(line) > 3 and line[3] == sep) or (len(line) == 3 and sid in _segment_ids())
 
 
+_EOL = re.compile(rb"\r\n?|\n")
+
+
+def _segment_end(data: bytes) -> bytes:
+    """The segment terminator, from the end of the first segment (MSH, or FHS of a batch): ``b"\\r"``
+    (the standard, also for CRLF) or ``b"\\n"``. A CR anywhere else may be a line break inside a field
+    (Windows text in an LF-segmented message), so it does not decide."""
+    m = _EOL.search(data)
+    return b"\n" if m is not None and m.group() == b"\n" else b"\r"
+
+
 def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[MessageHeader, str]:
     """Header and text of one message; segments normalised to CR, continuation lines folded in.
 
@@ -214,8 +225,11 @@ def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[MessageH
     if "\x00" in text:
         raise ParseError("message contains NUL characters", code="AR")
     sep = header.field_sep
-    has_cr = "\r" in text
-    lines = text.replace("\r\n", "\r").split("\r") if has_cr else text.split("\n")
+    has_cr = _segment_end(data) == b"\r"
+    if has_cr:
+        lines = text.replace("\r\n", "\r").split("\r")
+    else:  # LF segment ends: a CR or CRLF is a line break inside a field (Windows dictation text)
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     segments: list[str] = []
     for line in lines:
         if _is_segment(line, sep, known_only=not has_cr):
@@ -239,7 +253,7 @@ def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
     sep = data[3:4]
     if sep + b"ED" not in data and sep + b"RP" not in data:
         return raw, []
-    term = b"\r" if b"\r" in data else b"\n"
+    term = _segment_end(data)
     notes: list[str] = []
     segments = data.split(term)
     for i, seg in enumerate(segments):
@@ -722,7 +736,7 @@ def split_batch(data: bytes) -> list[bytes]:
     if data.startswith(UTF8_BOM):
         data = data[3:]
     data = data.replace(b"\x0b", b"").replace(b"\x1c\r\n", b"\x1c").replace(b"\x1c\r", b"\x1c")
-    term = b"\r" if b"\r" in data else b"\n"
+    term = _segment_end(data)
     data = data.replace(b"\x1c", term)
     messages: list[bytes] = []
     current: list[bytes] = []
