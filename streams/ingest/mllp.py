@@ -11,7 +11,9 @@ Per connection, messages are handled one at a time (HL7 original-mode acknowledg
 - AR "resend" when Kafka did not confirm in time the events, or the dead letter of a rejected message
   (the sender keeps the message and retries);
 - junk outside frames, frames cut by a closed connection and frames left without their end block
-  until the idle timeout go to the dead-letter topic (the connection is closed);
+  until the idle timeout go to the dead-letter topic (the connection is closed); the idle timeout
+  is a time without any byte, restarted by each chunk, so a slow but live sender of a large frame
+  is not cut;
 - a frame ends at FS: the CR of the end block <FS><CR> may be missing (many senders omit it);
 - a frame over ``ingest.mllp_max_bytes`` (default 32 MiB) gets AR and its head is dead-lettered. The
   limit is on the frame, which carries embedded attachments (ED/RP OBX, e.g. a report PDF in base64);
@@ -76,6 +78,32 @@ async def _buffered(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
+def _held(reader: asyncio.StreamReader) -> int:
+    """Bytes the reader holds (its buffer; 0 if this asyncio has none by that name)."""
+    return len(getattr(reader, "_buffer", b""))
+
+
+async def _read_block(reader: asyncio.StreamReader, idle_timeout: float | None) -> bytes:
+    """``readuntil(FS)`` with an idle timeout: TimeoutError only after ``idle_timeout`` seconds in which
+    no byte arrived, not after ``idle_timeout`` for the whole frame (a slow but live sender of a large
+    frame is not cut). readuntil consumes nothing until it finds FS, so cancelling it at each poll (a
+    quarter of the timeout, at most 5 s) keeps the buffer; a chunk restarts the timer within a poll."""
+    if idle_timeout is None:
+        return await reader.readuntil(END_BLOCK)
+    loop = asyncio.get_running_loop()
+    poll = min(idle_timeout / 4, 5.0)
+    held, last = _held(reader), loop.time()
+    while True:
+        left = last + idle_timeout - loop.time()
+        if left <= 0:
+            raise TimeoutError
+        try:
+            return await asyncio.wait_for(reader.readuntil(END_BLOCK), min(poll, left))
+        except TimeoutError:
+            if _held(reader) != held:  # bytes came since the last poll: the sender is alive
+                held, last = _held(reader), loop.time()
+
+
 async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = None) -> Frame:
     """Next MLLP frame (its payload without VT/FS/CR) or what went wrong instead.
 
@@ -85,7 +113,7 @@ async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = 
     FS is a control character HL7 does not allow in message content, so it cannot end a frame early.
     """
     try:
-        block = await asyncio.wait_for(reader.readuntil(END_BLOCK), idle_timeout)
+        block = await _read_block(reader, idle_timeout)
     except asyncio.IncompleteReadError as exc:
         partial = bytes(exc.partial)
         return Frame("truncated", partial, size=len(partial)) if partial.strip(b"\r\n\t ") else Frame("eof")
@@ -98,7 +126,7 @@ async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = 
         size = len(head)
         while True:  # discard the rest of the oversized frame, keep a head for the dead letter
             try:
-                tail = await reader.readuntil(END_BLOCK)
+                tail = await _read_block(reader, idle_timeout)
                 size += len(tail)
                 if len(head) < DLQ_HEAD_BYTES:
                     head += tail[: DLQ_HEAD_BYTES - len(head)]
@@ -111,6 +139,8 @@ async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = 
             except asyncio.IncompleteReadError as inc:
                 size += len(inc.partial)
                 return Frame("truncated", bytes(head[:DLQ_HEAD_BYTES]), size=size)
+            except TimeoutError:  # the sender of an oversized frame went silent
+                return Frame("idle", bytes(head[:DLQ_HEAD_BYTES]), size=size)
         start = head.find(START_BLOCK)
         return Frame("oversize", bytes(head[start + 1 if start >= 0 else 0:]), size=size)
     start = block.rfind(START_BLOCK)
