@@ -18,7 +18,9 @@ Per connection, messages are handled one at a time (HL7 original-mode acknowledg
 - a frame over ``ingest.mllp_max_bytes`` (default 32 MiB) gets AR and its head is dead-lettered. The
   limit is on the frame, which carries embedded attachments (ED/RP OBX, e.g. a report PDF in base64);
   the report event, text only, must still fit the reports topic (an event the broker refuses for good
-  is AE and dead-lettered), and the parser bounds the text it accepts itself.
+  is AE and dead-lettered), and the parser bounds the text it accepts itself. At most two frames
+  over 1 MiB are parsed at once (the others wait), so a burst of large frames does not multiply the
+  parse memory; the number of connections is not capped here.
 
 Frames are read with the asyncio stream of python-hl7's ``start_hl7_server`` (its reader,
 writer and ``writeblock``); the frame reader here adds what hl7.mllp's ``readblock`` lacks:
@@ -53,6 +55,9 @@ from streams.producer import DeliveryError, make_producer
 
 log = logging.getLogger(__name__)
 DLQ_HEAD_BYTES = 256 * 1024
+OFF_LOOP_BYTES = 256 * 1024  # a message this big is parsed in the executor, not on the event loop
+LARGE_BYTES = 1 << 20  # ... and one this big waits for one of LARGE_PARSES slots
+LARGE_PARSES = 2
 STAGE = "hl7-listener"
 
 
@@ -168,6 +173,10 @@ class HL7Listener:
         self.stats = {"messages": 0, "AA": 0, "AE": 0, "AR": 0, "events": 0, "dead_letters": 0,
                       "dead_letters_failed": 0}
         self.server: asyncio.Server | None = None
+        # parses of large frames at once (each holds its frame and the message without attachments; the
+        # default executor would run ~6 on 2 cores): the listener's memory stays bounded under a burst
+        self._large = asyncio.Semaphore(LARGE_PARSES)
+        self.large_parses = self.large_parses_peak = 0
 
     async def start(self, host: str, port: int) -> int:
         """Start listening; returns the bound port (``port=0`` picks a free one)."""
@@ -272,7 +281,15 @@ class HL7Listener:
 
         try:
             # big messages are parsed off the event loop so other connections keep being served
-            if len(raw) > 256 * 1024:
+            if len(raw) > LARGE_BYTES:
+                async with self._large:
+                    self.large_parses += 1
+                    self.large_parses_peak = max(self.large_parses_peak, self.large_parses)
+                    try:
+                        result = await asyncio.get_running_loop().run_in_executor(None, parse)
+                    finally:
+                        self.large_parses -= 1
+            elif len(raw) > OFF_LOOP_BYTES:
                 result = await asyncio.get_running_loop().run_in_executor(None, parse)
             else:
                 result = parse()
