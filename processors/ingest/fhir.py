@@ -11,8 +11,9 @@ purposes). Mapping:
   other reports go on); ``unknown`` is refused (business rule);
 - text (``_report_text``): every ``presentedForm`` with contentType text/plain, in order (base64
   ``data``, charset honoured; an appended or amended report's addendum is a further attachment), else
-  every text/html one as text (line breaks at <br>, <p>, <li>, ...), else the ``result`` Observations'
-  ``valueString`` in order (plus ``conclusion`` when none of them holds it), else ``conclusion``, else
+  every text/html one as text (line breaks at <br>, <p>, <li>, ...), else the ``result``
+  Observations as ``<code>: <valueString>`` in order (plus ``conclusion`` when none of them holds
+  it), else ``conclusion``, else
   the narrative ``text.div`` as text. ``conclusion`` is not added to a presentedForm (FHIR: the
   presentedForm is the entire report as issued). A report whose text is only in other forms
   (application/pdf, ...) is refused with that reason (not-supported);
@@ -172,40 +173,69 @@ BLOCK_TAGS = frozenset({"br", "p", "div", "li", "ul", "ol", "tr", "table", "h1",
                         "h6", "pre", "blockquote", "hr", "section", "article", "header", "footer", "dl", "dt",
                         "dd"})
 HIDDEN_TAGS = frozenset({"script", "style", "head", "title"})
+# struck-out text (track changes, a corrected word): not part of the report as it reads now
+DELETED_TAGS = frozenset({"del", "s", "strike"})
+SOFT = "\x00"  # a word boundary that is a space only between two word characters (see html_text)
 
 
 class _Text(HTMLParser):
     """HTML -> plain text: whitespace in the source is one space (as a browser shows it) except in
     <pre>; block elements (<p>, <div>, <li>, <tr>, headings) and <br> make line breaks; table cells are
-    separated by a space; script/style are dropped."""
+    separated by a space; script/style and struck-out text (<del>, <s>, <strike>) are dropped;
+    ``<sup>`` is written ``^`` + its text (``10<sup>9</sup>`` -> ``10^9``, not the number 109);
+    ``<sub>`` is plain (``SpO<sub>2</sub>`` -> ``SpO2``, as it is read); ``<ins>`` text is kept as a
+    separate word; ``<ol>`` items are numbered (``1. ``), so "see 2." still resolves."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.hidden = 0
         self.pre = 0
+        self.lists: list[int | None] = []  # per open list: the last <ol> item number, None for <ul>
 
     def handle_data(self, data: str) -> None:
         if self.hidden:
             return
+        data = data.replace(SOFT, "")
         if self.pre:  # a plain-text report wrapped in <pre>: its line breaks are the report's
             self.parts.append(data.replace("\r\n", "\n").replace("\r", "\n"))
         else:
             self.parts.append(re.sub(r"\s+", " ", data))  # \s includes the no-break space of &nbsp;
 
     def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in HIDDEN_TAGS:
+        if tag in HIDDEN_TAGS or tag in DELETED_TAGS:
             self.hidden += 1
+        elif self.hidden:
+            return
+        elif tag == "sup":
+            self.parts.append("^")
+        elif tag == "ins":
+            self.parts.append(SOFT)
         elif tag in BLOCK_TAGS:
             self.pre += tag == "pre"
             self.parts.append("\n")
+            if tag == "ol":
+                start = dict(attrs).get("start") or ""
+                self.lists.append(int(start) - 1 if start.strip().lstrip("-").isdigit() else 0)
+            elif tag == "ul":
+                self.lists.append(None)
+            elif tag == "li" and self.lists and self.lists[-1] is not None:
+                number = self.lists[-1] + 1
+                self.lists[-1] = number
+                self.parts.append(f"{number}. ")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in HIDDEN_TAGS:
+        if tag in HIDDEN_TAGS or tag in DELETED_TAGS:
             self.hidden = max(0, self.hidden - 1)
+        elif self.hidden:
+            return
+        elif tag == "ins":
+            self.parts.append(SOFT)
         elif tag in BLOCK_TAGS:
             self.pre = max(0, self.pre - (tag == "pre"))
             self.parts.append("\n")
+            if tag in ("ol", "ul") and self.lists:
+                self.lists.pop()
         elif tag in ("td", "th"):
             self.parts.append(" ")
 
@@ -215,7 +245,8 @@ def html_text(html: str) -> str:
     p = _Text()
     p.feed(html)
     p.close()
-    lines = [" ".join(ln.split()) for ln in "".join(p.parts).split("\n")]
+    text = re.sub(rf"(?<=\w){SOFT}+(?=\w)", " ", "".join(p.parts)).replace(SOFT, "")
+    lines = [" ".join(ln.split()) for ln in text.split("\n")]
     return "\n".join(ln for ln in lines if ln)
 
 
@@ -254,16 +285,36 @@ def _form_texts(dr: dict[str, Any], kind: str) -> list[str]:
     return parts
 
 
+def _code_label(obs: dict[str, Any]) -> str:
+    """What an Observation is about: ``code.text``, else the first coding's display."""
+    code = obs.get("code") or {}
+    label = code.get("text") if isinstance(code, dict) else None
+    if not (isinstance(label, str) and label.strip()) and isinstance(code, dict):
+        codings = code.get("coding") or []
+        label = codings[0].get("display") if codings and isinstance(codings[0], dict) else None
+    return " ".join(label.split()) if isinstance(label, str) else ""
+
+
 def _result_texts(dr: dict[str, Any], index: _Index) -> list[str]:
-    """valueString of the Observations in ``result`` (contained or in the Bundle), in ``result`` order."""
+    """One part per ``result`` Observation (contained or in the Bundle), in ``result`` order, written
+    ``<code>: <valueString>``: the value alone ("Normal.") does not say which organ it is about. A part is
+    dropped only when the same (code, value) came before (a repeated reference), never for an equal value
+    of another code (right and left kidney both "Normal.")."""
     parts: list[str] = []
+    seen: set[tuple[str, str]] = set()
     for ref in dr.get("result") or []:
-        obs = index.resolve(ref, dr)
-        value = (obs or {}).get("valueString") if (obs or {}).get("resourceType") == "Observation" else None
-        if isinstance(value, str) and value.strip():
-            part = value.replace("\r\n", "\n").replace("\r", "\n").strip()
-            if part not in parts:
-                parts.append(part)
+        obs = index.resolve(ref, dr) or {}
+        value = obs.get("valueString") if obs.get("resourceType") == "Observation" else None
+        if not (isinstance(value, str) and value.strip()):
+            continue
+        value = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+        label = _code_label(obs)
+        if (label.casefold(), value) in seen:
+            continue
+        seen.add((label.casefold(), value))
+        # a value that already starts with its label ("Impression: ...") is not labelled twice
+        labelled = bool(label) and not value.casefold().startswith(label.casefold())
+        parts.append(f"{label}: {value}" if labelled else value)
     return parts
 
 
@@ -276,8 +327,8 @@ def _report_text(dr: dict[str, Any], index: _Index | None = None) -> str:
 
     1. every text/plain presentedForm (in order);
     2. else every text/html presentedForm, as text;
-    3. else the ``result`` Observations' valueString (in order), then ``conclusion`` unless one of them
-       already holds it;
+    3. else the ``result`` Observations as ``<code>: <valueString>`` (in order), then ``conclusion``
+       unless one of them already holds it;
     4. else ``conclusion``;
     5. else the narrative ``text.div``.
 

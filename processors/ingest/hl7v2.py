@@ -19,12 +19,12 @@ radiology meaning:
   ``ADDENDUM`` line (``addendum_markers``). OBX lines marked ``D`` (deleted) or ``W`` (wrong) are left
   out of the text; without OBR-25 the line statuses combine as described in :func:`_line_status`.
 - A group whose status carries no report (scheduled, in progress) is skipped, not an error. A group
-  without any OBX next to one with text (linked exams: one report for several orders) shares that text.
+  without any OBX that is linked to one with text (same PID, same ORC-4 placer group or an OBR-29
+  parent: one report for several orders) shares that text (:func:`_linked`).
 - ED/RP OBX values (embedded PDFs, references) are not used: they are cut out before the size check
   and parsing, and the event notes the type and size in ``extra["attachments_not_kept"]``.
-- Version without OBR-22: the latest OBX-19/OBX-14 time of the text lines that is not the exam time,
-  else OBR-7, plus the status rank (:func:`_version`): never MSH-7 or the arrival, so a resend is the
-  same event.
+- Version: OBR-22, else MSH-7 (the message time), else OBR-7 plus the status rank (:func:`_version`).
+  One kind of time orders all versions of a report; a resend with the same MSH-7 is the same event.
 
 Everything a sender can get wrong that is known here raises :class:`ParseError` (``code`` AR or AE).
 Anything else that escapes :func:`parse_oru` is a bug (an ``OverflowError`` of a time at the edge of the
@@ -195,6 +195,17 @@ def _is_segment(line: str, sep: str, known_only: bool) -> bool:
     return (len(line) > 3 and line[3] == sep) or (len(line) == 3 and sid in _segment_ids())
 
 
+_EOL = re.compile(rb"\r\n?|\n")
+
+
+def _segment_end(data: bytes) -> bytes:
+    """The segment terminator, from the end of the first segment (MSH, or FHS of a batch): ``b"\\r"``
+    (the standard, also for CRLF) or ``b"\\n"``. A CR anywhere else may be a line break inside a field
+    (Windows text in an LF-segmented message), so it does not decide."""
+    m = _EOL.search(data)
+    return b"\n" if m is not None and m.group() == b"\n" else b"\r"
+
+
 def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[MessageHeader, str]:
     """Header and text of one message; segments normalised to CR, continuation lines folded in.
 
@@ -214,8 +225,11 @@ def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[MessageH
     if "\x00" in text:
         raise ParseError("message contains NUL characters", code="AR")
     sep = header.field_sep
-    has_cr = "\r" in text
-    lines = text.replace("\r\n", "\r").split("\r") if has_cr else text.split("\n")
+    has_cr = _segment_end(data) == b"\r"
+    if has_cr:
+        lines = text.replace("\r\n", "\r").split("\r")
+    else:  # LF segment ends: a CR or CRLF is a line break inside a field (Windows dictation text)
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     segments: list[str] = []
     for line in lines:
         if _is_segment(line, sep, known_only=not has_cr):
@@ -226,37 +240,77 @@ def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[MessageH
     return header, "\r".join(segments)
 
 
+_FRAME_CHARS = b"\x0b\x1c\r\n\t \x00"
+_LEAD = re.compile(rb"[\x0b\x1c\r\n\t \x00]*")
+
+
 def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
     """``raw`` without the OBX-5 values of ED/RP OBX segments (embedded documents, references, which no
     report event carries), and one note per value cut (``"ED Application/PDF, 4194304 bytes"``).
 
     Done on the bytes, before the size check and the decoding, so a report with a large PDF is taken on
-    its text; the field is emptied, the segment kept (its OBX-11 and order stay as sent).
+    its text; the field is emptied, the segment kept (its OBX-11 and order stay as sent). The message is
+    walked by offsets (``find`` with bounds) and only what is kept is copied: splitting the message,
+    its segments and the ED field made four copies of a 30 MiB frame (123 MiB peak).
     """
-    data = _strip_frame(raw)
-    if len(data) < 8 or not data.startswith(b"MSH"):
+    lead = _LEAD.match(raw)
+    lo = lead.end() if lead else 0
+    if raw.startswith(UTF8_BOM, lo):
+        lead = _LEAD.match(raw, lo + 3)
+        lo = lead.end() if lead else lo + 3
+    hi = len(raw)
+    while hi > lo and raw[hi - 1] in _FRAME_CHARS:
+        hi -= 1
+    if hi - lo < 8 or not raw.startswith(b"MSH", lo):
         return raw, []
-    sep = data[3:4]
-    if sep + b"ED" not in data and sep + b"RP" not in data:
+    sep, comp = raw[lo + 3:lo + 4], raw[lo + 4:lo + 5]
+    if raw.find(sep + b"ED", lo, hi) < 0 and raw.find(sep + b"RP", lo, hi) < 0:
         return raw, []
-    term = b"\r" if b"\r" in data else b"\n"
+    eol = _EOL.search(raw, lo, hi)
+    term = b"\n" if eol is not None and eol.group() == b"\n" else b"\r"  # as _segment_end
     notes: list[str] = []
-    segments = data.split(term)
-    for i, seg in enumerate(segments):
-        if not seg.lstrip(b"\n").startswith(b"OBX" + sep):
+    pieces: list[bytes] = []
+    kept = pos = lo
+    while pos < hi:
+        end = raw.find(term, pos, hi)
+        end = hi if end < 0 else end
+        start = pos
+        while start < end and raw[start] == 0x0A:  # the LF of a CR LF segment end
+            start += 1
+        pos = end + len(term)
+        if not raw.startswith(b"OBX" + sep, start, end):
             continue
-        fields = seg.split(sep)
-        if len(fields) < 6 or fields[2].split(data[4:5])[0].strip().upper() not in (b"ED", b"RP"):
+        seps = [start + 3]  # seps[k]: the separator before field k+1
+        while len(seps) < 6:
+            nxt = raw.find(sep, seps[-1] + 1, end)
+            if nxt < 0:
+                break
+            seps.append(nxt)
+        if len(seps) < 5:  # no OBX-5
             continue
-        vtype = fields[2].split(data[4:5])[0].decode("ascii").strip().upper()
-        parts = fields[5].split(data[4:5])  # ED: source ^ type of data ^ subtype ^ encoding ^ data
-        kind = "/".join(p.decode("ascii", "replace")[:20] for p in parts[1:3] if p) if vtype == "ED" else ""
-        notes.append(f"{vtype}{' ' + kind if kind else ''}, {len(fields[5])} bytes")
-        fields[5] = b""
-        segments[i] = sep.join(fields)
+        v0 = seps[4] + 1
+        v1 = seps[5] if len(seps) > 5 else end
+        vtype = raw[seps[1] + 1:seps[2]].split(comp)[0].strip().upper()
+        if vtype not in (b"ED", b"RP"):
+            continue
+        kind = ""
+        if vtype == b"ED":  # ED: source ^ type of data ^ subtype ^ encoding ^ data
+            c1 = raw.find(comp, v0, v1)
+            c2 = raw.find(comp, c1 + 1, v1) if c1 >= 0 else -1
+            c3 = raw.find(comp, c2 + 1, v1) if c2 >= 0 else -1
+            comps = []
+            if c1 >= 0:
+                comps.append(raw[c1 + 1:min(c2 if c2 >= 0 else v1, c1 + 21)])
+            if c2 >= 0:
+                comps.append(raw[c2 + 1:min(c3 if c3 >= 0 else v1, c2 + 21)])
+            kind = "/".join(c.decode("ascii", "replace") for c in comps if c)
+        notes.append(f"{vtype.decode('ascii')}{' ' + kind if kind else ''}, {v1 - v0} bytes")
+        pieces.append(raw[kept:v0])
+        kept = v1
     if not notes:
         return raw, []
-    return term.join(segments), notes
+    pieces.append(raw[kept:hi])
+    return b"".join(pieces), notes
 
 
 def _get(seg: Any, n: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
@@ -399,11 +453,16 @@ def parse_oru(raw: bytes, *, site: str, accession_field: str = "OBR-3", received
             skipped.append(f"OBR #{g.index}: {exc.reason}")
             continue
         except ParseError as exc:
-            if exc.field == "text" and not _has_text_obx(g) and any(_has_text_obx(o) for o in groups):
-                # an OBR without OBX after the report's last text: nothing to share (linked exams send
-                # the text after the last OBR); the groups with text still go through
-                skipped.append(f"OBR #{g.index}: no OBX with report text")
-                continue
+            if exc.field == "text" and not _has_text_obx(g) and not g.borrowed:
+                # an OBR without text that is not a linked exam of one with text: the whole message is
+                # refused, as before linked exams were read (never another order's or patient's text)
+                reason = f"OBR #{g.index} has no report text"
+                if any(_has_text_obx(o) for o in groups):
+                    reason += (" (not linked to another OBR's text: that needs the same PID and the same"
+                               " ORC-4 placer group or an OBR-29 parent)")
+                if attachments:
+                    reason += f" (attachment not read: {'; '.join(attachments)})"
+                raise ParseError(reason, code=exc.code, field=exc.field) from None
             if exc.field == "text" and attachments:
                 exc.reason += f" (attachment not read: {'; '.join(attachments)})"
             prefix = f"OBR #{g.index}: " if len(groups) > 1 else ""
@@ -426,19 +485,70 @@ def _has_text_obx(g: _Group) -> bool:
 def _link_exams(groups: list[_Group]) -> None:
     """Linked exams: one report for several orders (CT chest + abdomen under two accessions) is sent as
     several OBRs with the text OBX lines after the last one only. A group without text OBX shares the
-    OBX/NTE lines of the next group that has some; each accession gets its own event with the same text,
-    and its own OBR-25 still decides its status. A group with no text OBX after the last text is not a
-    linked exam (it is skipped in :func:`parse_oru`, the others go through)."""
+    OBX/NTE lines of the next group with text that is demonstrably linked to it (:func:`_linked`); each
+    accession gets its own event with the same text, and its own OBR-25 still decides its status. A
+    cancelled (X) or no-report OBR never takes text. Any other group without text is refused in
+    :func:`parse_oru`: sharing by position alone gave one patient's text to another patient's exam."""
     if len(groups) < 2:
         return
     with_text = [g for g in groups if _has_text_obx(g)]
     for g in groups:
-        if g in with_text:
+        if g in with_text or not _may_take_text(g):
             continue
-        donor = next((d for d in with_text if d.index > g.index), None)
+        donor = next((d for d in with_text if d.index > g.index and _linked(g, d)), None)
         if donor is not None:
             g.borrowed = [(sid, seg) for sid, seg in donor.items if sid in ("OBX", "NTE")]
             g.text_from = donor.index
+
+
+def _may_take_text(g: _Group) -> bool:
+    """A cancelled (X) or no-report (O, I, S, ...) OBR keeps no text: it is not a reported exam."""
+    code = _get(g.obr, 25).upper()
+    if not code:
+        return True  # the status then comes from the shared OBX-11 lines of the same report
+    try:
+        return map_status("hl7_0123", code) != "cancelled"
+    except ParseError:  # NoReport, or an unknown code (refused with its reason in _group_event)
+        return False
+
+
+def _ei(seg: Any, n: int, rep: int = 1) -> tuple[str, str]:
+    """(entity id, namespace id) of an EI field; ("", "") when the id is empty."""
+    ident = _get(seg, n, rep, 1)
+    return (ident, _get(seg, n, rep, 2)) if ident else ("", "")
+
+
+def _linked(a: _Group, b: _Group) -> bool:
+    """Whether two OBRs of one message report on one linked order set (HL7 v2.5 semantics).
+
+    Both must be in the same PID group (an ORU's ORC/OBR groups belong to the PID above them; the PID
+    segment object is compared, never its content, so nothing crosses a PID segment). Then:
+    - the same ORC-4 placer group number: chapter 4 defines it as the id of a set of orders placed
+      together, which is exactly what a RIS links under one report;
+    - or OBR-29 (parent, EIP: placer ^ filler) of one names the other's placer (OBR-2/ORC-2) or filler
+      (OBR-3/ORC-3) order number, or both name the same parent: a child order of the other.
+    Not used: OBR-26 (parent result) points to an OBX of a reflex parent (lab), not to a shared text; a
+    common filler number or exam time is no link (two accessions of one visit share neither by rule, and
+    unrelated exams may share a time).
+    """
+    if a.pid is None or a.pid is not b.pid:
+        return False
+    ga = _ei(a.orc, 4) if a.orc is not None else ("", "")
+    gb = _ei(b.orc, 4) if b.orc is not None else ("", "")
+    if ga[0] and ga == gb:
+        return True
+
+    def numbers(g: _Group) -> set[str]:
+        out = {_get(g.obr, 2), _get(g.obr, 3)}
+        if g.orc is not None:
+            out |= {_get(g.orc, 2), _get(g.orc, 3)}
+        return {n for n in out if n}
+
+    def parents(g: _Group) -> set[str]:
+        return {p for p in (_get(g.obr, 29, 1, 1, 1), _get(g.obr, 29, 1, 2, 1)) if p}
+
+    pa, pb = parents(a), parents(b)
+    return bool(pa & numbers(b) or pb & numbers(a) or pa & pb)
 
 
 def _group_event(unescape: Unescape, g: _Group, header: MessageHeader, *, site: str, accession_field: str,
@@ -461,7 +571,6 @@ def _group_event(unescape: Unescape, g: _Group, header: MessageHeader, *, site: 
 
     lines: list[str] = []
     obx_status: list[str] = []
-    line_times: list[str] = []  # OBX-19 / OBX-14 of the text lines (the version without OBR-22)
     study_uid = _get(g.zds, 1) if g.zds is not None else ""
     uid_ids = tables()["study_uid_observation_ids"]
     text_types = tables()["text_value_types"]
@@ -484,7 +593,6 @@ def _group_event(unescape: Unescape, g: _Group, header: MessageHeader, *, site: 
         if st in REMOVED_LINE_STATUSES:
             continue  # the sender deleted this line, or posted it as wrong: not in the report text
         lines.extend(_lines(unescape, _raw(seg, 5), rep_sep))
-        line_times.append(_get(seg, 19) or _get(seg, 14))
     while lines and not lines[-1].strip():
         lines.pop()
     while lines and not lines[0].strip():
@@ -518,7 +626,7 @@ def _group_event(unescape: Unescape, g: _Group, header: MessageHeader, *, site: 
         site=site,
         accession=accession,
         report_id=filler or accession,
-        version=_version(status, status_time, line_times, obs_time, msg_time, tz),
+        version=_version(status, status_time, obs_time, msg_time),
         status=status,
         patient_id=patient_id,
         text=text,
@@ -568,34 +676,20 @@ def _line_status(obx_status: list[str]) -> str:
     return status
 
 
-def _version(status: str, status_time: datetime | None, line_times: list[str], obs_time: datetime | None,
-             msg_time: datetime | None, tz: tzinfo) -> int:
-    """The version (ordering key) of a group, from the message's content, never its arrival.
+def _version(status: str, status_time: datetime | None, obs_time: datetime | None,
+             msg_time: datetime | None) -> int:
+    """The version (ordering key) of a group: one kind of time for every version of a report.
 
-    - OBR-22 (results report / status change time): the time this status was reached. Best.
-    - Else the latest OBX-19 (date/time of the analysis) / OBX-14 (date/time of the observation) of the
-      text lines that is later than the exam time: RIS that leave OBR-22 empty put the signing time there.
-      OBX-14 equal to the exam time (its strict HL7 meaning) says nothing about the version.
-    - Else OBR-7, the exam time, the same for every version of the report.
-    A content time gets the status rank added (1..6 microseconds) so preliminary < final < corrected
-    at the same time. MSH-7 is only a last resort: it is new on every resend, so a resent old final
-    would get a new version (a new warehouse row) and supersede a later correction.
+    - OBR-22 (results report / status change time): the time this status was reached.
+    - Else MSH-7, the time the sending system created the message: each new status or text is a new
+      message, so MSH-7 keeps their order whatever the sender fills elsewhere. A resend of the same
+      message (same MSH-7 and MSH-10) gets the same version and event_id: a duplicate.
+    - Else OBR-7 (the exam time, the same for every version) plus the status rank (1..6 microseconds).
+    OBX-19/OBX-14 are not used: a sender fills them on some messages and not on others (a correction
+    with the times cleared), and a time from them compared with one from OBR-7 or MSH-7 put a
+    correction below the final it corrects.
     """
-    if status_time is not None:
-        return derive_version(status, status_time, None)
-    times: list[datetime] = []
-    for value in line_times:
-        try:
-            t = parse_time(value.split("^")[0], tz)
-        except ParseError:  # a fallback only: a bad OBX-14/19 does not refuse the report
-            continue
-        if t is not None:
-            times.append(t)
-    later = [t for t in times if obs_time is None or t > obs_time]
-    content_time = max(later) if later else obs_time
-    if content_time is not None:
-        return derive_version(status, None, None, content_time)
-    return derive_version(status, None, msg_time)
+    return derive_version(status, status_time, msg_time, obs_time)
 
 
 def _has_addendum_marker(lines: list[str]) -> bool:
@@ -682,7 +776,7 @@ def split_batch(data: bytes) -> list[bytes]:
     if data.startswith(UTF8_BOM):
         data = data[3:]
     data = data.replace(b"\x0b", b"").replace(b"\x1c\r\n", b"\x1c").replace(b"\x1c\r", b"\x1c")
-    term = b"\r" if b"\r" in data else b"\n"
+    term = _segment_end(data)
     data = data.replace(b"\x1c", term)
     messages: list[bytes] = []
     current: list[bytes] = []

@@ -11,12 +11,16 @@ Per connection, messages are handled one at a time (HL7 original-mode acknowledg
 - AR "resend" when Kafka did not confirm in time the events, or the dead letter of a rejected message
   (the sender keeps the message and retries);
 - junk outside frames, frames cut by a closed connection and frames left without their end block
-  until the idle timeout go to the dead-letter topic (the connection is closed);
+  until the idle timeout go to the dead-letter topic (the connection is closed); the idle timeout
+  is a time without any byte, restarted by each chunk, so a slow but live sender of a large frame
+  is not cut;
 - a frame ends at FS: the CR of the end block <FS><CR> may be missing (many senders omit it);
 - a frame over ``ingest.mllp_max_bytes`` (default 32 MiB) gets AR and its head is dead-lettered. The
   limit is on the frame, which carries embedded attachments (ED/RP OBX, e.g. a report PDF in base64);
   the report event, text only, must still fit the reports topic (an event the broker refuses for good
-  is AE and dead-lettered), and the parser bounds the text it accepts itself.
+  is AE and dead-lettered), and the parser bounds the text it accepts itself. At most two frames
+  over 1 MiB are parsed at once (the others wait), so a burst of large frames does not multiply the
+  parse memory; the number of connections is not capped here.
 
 Frames are read with the asyncio stream of python-hl7's ``start_hl7_server`` (its reader,
 writer and ``writeblock``); the frame reader here adds what hl7.mllp's ``readblock`` lacks:
@@ -51,6 +55,9 @@ from streams.producer import DeliveryError, make_producer
 
 log = logging.getLogger(__name__)
 DLQ_HEAD_BYTES = 256 * 1024
+OFF_LOOP_BYTES = 256 * 1024  # a message this big is parsed in the executor, not on the event loop
+LARGE_BYTES = 1 << 20  # ... and one this big waits for one of LARGE_PARSES slots
+LARGE_PARSES = 2
 STAGE = "hl7-listener"
 
 
@@ -76,6 +83,32 @@ async def _buffered(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
+def _held(reader: asyncio.StreamReader) -> int:
+    """Bytes the reader holds (its buffer; 0 if this asyncio has none by that name)."""
+    return len(getattr(reader, "_buffer", b""))
+
+
+async def _read_block(reader: asyncio.StreamReader, idle_timeout: float | None) -> bytes:
+    """``readuntil(FS)`` with an idle timeout: TimeoutError only after ``idle_timeout`` seconds in which
+    no byte arrived, not after ``idle_timeout`` for the whole frame (a slow but live sender of a large
+    frame is not cut). readuntil consumes nothing until it finds FS, so cancelling it at each poll (a
+    quarter of the timeout, at most 5 s) keeps the buffer; a chunk restarts the timer within a poll."""
+    if idle_timeout is None:
+        return await reader.readuntil(END_BLOCK)
+    loop = asyncio.get_running_loop()
+    poll = min(idle_timeout / 4, 5.0)
+    held, last = _held(reader), loop.time()
+    while True:
+        left = last + idle_timeout - loop.time()
+        if left <= 0:
+            raise TimeoutError
+        try:
+            return await asyncio.wait_for(reader.readuntil(END_BLOCK), min(poll, left))
+        except TimeoutError:
+            if _held(reader) != held:  # bytes came since the last poll: the sender is alive
+                held, last = _held(reader), loop.time()
+
+
 async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = None) -> Frame:
     """Next MLLP frame (its payload without VT/FS/CR) or what went wrong instead.
 
@@ -85,7 +118,7 @@ async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = 
     FS is a control character HL7 does not allow in message content, so it cannot end a frame early.
     """
     try:
-        block = await asyncio.wait_for(reader.readuntil(END_BLOCK), idle_timeout)
+        block = await _read_block(reader, idle_timeout)
     except asyncio.IncompleteReadError as exc:
         partial = bytes(exc.partial)
         return Frame("truncated", partial, size=len(partial)) if partial.strip(b"\r\n\t ") else Frame("eof")
@@ -98,7 +131,7 @@ async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = 
         size = len(head)
         while True:  # discard the rest of the oversized frame, keep a head for the dead letter
             try:
-                tail = await reader.readuntil(END_BLOCK)
+                tail = await _read_block(reader, idle_timeout)
                 size += len(tail)
                 if len(head) < DLQ_HEAD_BYTES:
                     head += tail[: DLQ_HEAD_BYTES - len(head)]
@@ -111,6 +144,8 @@ async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = 
             except asyncio.IncompleteReadError as inc:
                 size += len(inc.partial)
                 return Frame("truncated", bytes(head[:DLQ_HEAD_BYTES]), size=size)
+            except TimeoutError:  # the sender of an oversized frame went silent
+                return Frame("idle", bytes(head[:DLQ_HEAD_BYTES]), size=size)
         start = head.find(START_BLOCK)
         return Frame("oversize", bytes(head[start + 1 if start >= 0 else 0:]), size=size)
     start = block.rfind(START_BLOCK)
@@ -138,6 +173,10 @@ class HL7Listener:
         self.stats = {"messages": 0, "AA": 0, "AE": 0, "AR": 0, "events": 0, "dead_letters": 0,
                       "dead_letters_failed": 0}
         self.server: asyncio.Server | None = None
+        # parses of large frames at once (each holds its frame and the message without attachments; the
+        # default executor would run ~6 on 2 cores): the listener's memory stays bounded under a burst
+        self._large = asyncio.Semaphore(LARGE_PARSES)
+        self.large_parses = self.large_parses_peak = 0
 
     async def start(self, host: str, port: int) -> int:
         """Start listening; returns the bound port (``port=0`` picks a free one)."""
@@ -242,7 +281,15 @@ class HL7Listener:
 
         try:
             # big messages are parsed off the event loop so other connections keep being served
-            if len(raw) > 256 * 1024:
+            if len(raw) > LARGE_BYTES:
+                async with self._large:
+                    self.large_parses += 1
+                    self.large_parses_peak = max(self.large_parses_peak, self.large_parses)
+                    try:
+                        result = await asyncio.get_running_loop().run_in_executor(None, parse)
+                    finally:
+                        self.large_parses -= 1
+            elif len(raw) > OFF_LOOP_BYTES:
                 result = await asyncio.get_running_loop().run_in_executor(None, parse)
             else:
                 result = parse()

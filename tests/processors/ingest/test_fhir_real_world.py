@@ -126,7 +126,7 @@ def test_text_html_presented_form_becomes_text_with_its_line_breaks() -> None:
     form = {"contentType": "text/html; charset=utf-8", "data": b64(html)}
     obj = report(conclusion=None, presentedForm=[form])
     assert text_of(obj) == ("FINDINGS\nLungs are clear. No effusion.\nHeart size normal.\nAorta normal.\n"
-                            "IMPRESSION\nNo acute disease.\nStable nodule, 4 mm.")
+                            "IMPRESSION\n1. No acute disease.\n2. Stable nodule, 4 mm.")  # <ol> numbered
 
 
 def test_text_plain_wins_over_html_and_pre_keeps_its_lines() -> None:
@@ -138,8 +138,10 @@ def test_text_plain_wins_over_html_and_pre_keeps_its_lines() -> None:
     assert text_of(report(presentedForm=[pre])) == "FINDINGS:\nLungs clear.\nIMPRESSION:\nNormal."
 
 
-def observation(oid: str, value: str) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": oid, "status": "final", "code": {"text": oid},
+def observation(oid: str, value: str, code: str = "") -> dict[str, Any]:
+    # the text is "<code.text>: <value>" (test_fhir_text_sources.py); no code.text: the value alone
+    return {"resourceType": "Observation", "id": oid, "status": "final",
+            "code": {"text": code} if code else {"coding": [{"system": "http://loinc.org", "code": "1"}]},
             "valueString": value}
 
 
@@ -159,8 +161,8 @@ def test_contained_observations_give_the_text_in_result_order() -> None:
 def test_bundle_observations_give_the_text() -> None:
     obj = bundle("collection", {"presentedForm": None, "result": [{"reference": "Observation/o1"}]})
     obj["entry"].insert(0, {"fullUrl": "urn:uuid:7c1f1c52-0000-4000-8000-000000000201",
-                            "resource": observation("o1", "Brain MRI normal.")})
-    assert text_of(obj) == "Brain MRI normal."
+                            "resource": observation("o1", "Normal.", "Brain MRI")})
+    assert text_of(obj) == "Brain MRI: Normal."
 
 
 def test_pdf_only_report_is_refused_as_not_supported() -> None:
