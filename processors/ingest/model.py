@@ -138,10 +138,10 @@ def derive_event_id(site: str, accession: str, status: str, version: int, text: 
 
     It hashes site, accession, status, version, text and source format, nothing of the transport (control
     id, arrival time). So a message sent twice gives the same id as long as the parser derives the same
-    version from it: HL7 takes the version from OBR-22, else from the message's content times (OBX-19/14,
-    OBR-7), never from MSH-7 or the arrival, so a resend under a new control id and MSH-7 is the same
-    event (``hl7v2._version``; MSH-7 only when the message has none of those). A new status, a new
-    status time or new text gives a new id.
+    version from it: HL7 takes the version from OBR-22, else from MSH-7, else from OBR-7 and the status
+    (``hl7v2._version``), never from the arrival. A resend of the same message (same MSH-7) is the same
+    event; without OBR-22, a message created again with a new MSH-7 is a new version. A new status, a
+    new status time or new text gives a new id.
     """
     h = hashlib.sha256()
     for part in (site, accession, status, str(version), text_digest(text), source_format):
