@@ -20,6 +20,8 @@ import random
 import sys
 from collections.abc import Callable
 
+import generate  # the dev set's generator, beside this file (run as a script)
+
 GIVEN = ["John", "Maria", "Ahmed", "Ludwig", "Anne-Marie", "Carlos", "Fatima", "Pieter", "Sofia",
          "Luca", "Hendrik", "Amira", "Jean-Luc", "Giulia", "Youssef", "Ingrid", "Rafael", "Ines",
          "Thaddeus", "Rosalind", "Marisol", "Desmond", "Oluwaseun", "Keiko"]
@@ -108,20 +110,7 @@ KEEP: dict[str, list[str]] = {
 }
 
 
-class Doc:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.spans: list[dict[str, object]] = []
-        self.n = 0
-
-    def add(self, s: str) -> None:
-        self.parts.append(s)
-        self.n += len(s)
-
-    def phi(self, s: str, kind: str) -> None:
-        self.spans.append({"start": self.n, "end": self.n + len(s), "type": kind})
-        self.add(s)
-
+class Doc(generate.Doc):
     def template(self, t: str, values: dict[str, tuple[str, str]]) -> None:
         """``t`` with {slots} filled: each slot's (text, PHI type)."""
         rest = t
