@@ -113,7 +113,7 @@ def audited_query(client: Any, settings: Settings, principal: Principal, sql: st
     try:
         out = run_readonly(client, sql, fmt, policy=policy, checked=checked)
     except AccessDenied as exc:
-        audit.record(target, principal.user, "sql.query", allowed=False, query=sql, reason=str(exc),
+        audit.record(target, principal.user, "sql.query", allowed=False, query=sql, reason=exc.audit,
                      endpoint=endpoint)
         raise
     except Exception as exc:

@@ -77,7 +77,18 @@ _TREE_FIELDS = {"TABLE id:": "table_name", "TABLE_FUNCTION id:": "table_function
 
 
 class AccessDenied(ValueError):
-    """The role may not run this query; the message says why (shown to the caller)."""
+    """The role may not run this query; the message says why (shown to the caller). ``audit``: the reason
+    for the audit log when it says more than the message (read by stewards and admins only)."""
+
+    def __init__(self, message: str, audit: str = "") -> None:
+        super().__init__(message)
+        self.audit = audit or message
+
+
+# Every refusal of step 3 (the analyzer failed, or found what step 2 did not) says only this: the analyzer
+# has evaluated scalar subqueries by then, so which error it raised, or whether a function it evaluated was
+# refused after, could depend on what a function step 2 missed read (a yes/no oracle); the audit keeps why
+UNCHECKED = "refused: the query could not be checked"
 
 
 @dataclass(frozen=True)
@@ -750,12 +761,18 @@ def check(client: Client, database: str, sql: str, policy: Policy,
     selects: dict[str, str] = {}  # the views' SELECTs, asked for once per check
     _check_syntax(client, database, ast, policy, who, settings, selects)
     try:
-        tree = _tree(client, canonical, settings)
-    except AccessDenied:
-        raise
+        return _check_tree(client, database, canonical, policy, who, settings, selects)
+    except AccessDenied as exc:
+        raise AccessDenied(UNCHECKED, exc.audit) from None
     except Exception as exc:
-        raise AccessDenied(f"refused: the query could not be analysed ({error_code(exc)})") from None
+        code = error_code(exc)
+        raise AccessDenied(UNCHECKED, f"refused: the query could not be analysed ({code})") from None
 
+
+def _check_tree(client: Client, database: str, canonical: str, policy: Policy, who: str,
+                settings: dict[str, Any] | None, selects: dict[str, str]) -> Checked:
+    """Step 3 of the module's doc: the analyzer's tree of the query and of every view it reads."""
+    tree = _tree(client, canonical, settings)
     _check_columns(tree, policy, database, who)
     views = _views(client, settings)
     read: list[str] = []
@@ -779,8 +796,7 @@ def check(client: Client, database: str, sql: str, policy: Policy,
             except AccessDenied:
                 raise
             except Exception as exc:
-                raise AccessDenied(f"refused: the view {name} could not be analysed "
-                                   f"({error_code(exc)})") from None
+                raise AccessDenied(f"the view {name} could not be analysed ({error_code(exc)})") from None
             _check_columns(inner, policy, database, who, name)
             functions |= inner.functions
             table_functions |= inner.table_functions

@@ -137,3 +137,20 @@ def test_the_query_tree_must_have_the_shape_it_says(ch: Client) -> None:
     out = check(ro, "rs", "SELECT accession, z FROM reports_latest AS r CROSS JOIN (SELECT 1 AS z) AS s "
                 "WHERE accession IN (SELECT accession FROM reports_latest)", policy_for(["analyst"]))
     assert "rs.reports_latest" in out.tables
+
+
+@pytest.mark.parametrize("role", ["analyst", "steward"])
+def test_whatever_the_analyzer_did_its_refusal_is_one_text(ch: Client, role: str) -> None:
+    """Step 3 runs scalar subqueries: had step 2 missed a function, which error the analyzer raised (or
+    that it passed and step 3 refused after) would answer a yes/no question on what it read. Every
+    refusal of step 3 is one text; the audit keeps the engine's code."""
+    _row(ch)
+    probe = ("SELECT (SELECT throwIf(max(report_version) > {}) FROM findings_latest) AS a, nosuch "
+             "FROM findings_latest")
+    with pytest.raises(AccessDenied) as thrown:
+        run_readonly(ch, probe.format(-1), "tsv", policy=policy_for([role]))
+    with pytest.raises(AccessDenied) as unknown:
+        run_readonly(ch, probe.format(10**9), "tsv", policy=policy_for([role]))
+    assert str(thrown.value) == str(unknown.value) == "refused: the query could not be checked"
+    assert thrown.value.audit != unknown.value.audit  # the codes differ: for the audit only
+    assert "UNKNOWN_IDENTIFIER" in unknown.value.audit
