@@ -4,10 +4,13 @@ For each query (``check``), on the read-only client of the store, never with reg
 
 1. ``SELECT formatQuery('<text>')``: ClickHouse parses the text; a syntax error or more than one
    statement is refused ("Multi-statements are not allowed"; the parser's message quotes only the
-   query). The canonical text it returns is what is checked and then run.
+   query). The canonical text it returns is what is checked and then run. Read token by token (string
+   literals whole), a quoted name holding a line break or a backslash is refused (EXPLAIN prints names
+   raw: its line break would add rows of the caller's choosing to the EXPLAINs below).
 2. ``EXPLAIN AST`` (parse only: nothing is evaluated, nothing read): the statement must be one SELECT
    (``SelectWithUnionQuery``: no INSERT, DDL, SHOW or EXPLAIN, no INTO OUTFILE, no FORMAT clause but
    a trailing one, which the caller takes off first; a SETTINGS clause is refused by ``readonly=1``).
+   Its rows must form the tree they say ("(children n)": n rows one level below), else refused.
    Then, conservatively, on every node of the syntax tree, before anything is evaluated:
    * every ``TableIdentifier`` and every ``Identifier`` (``x IN deid_map``, ``rs.deid_map.col``) that
      names an object of the store (table, view, dictionary; ``system.*``, another database) must be
@@ -25,11 +28,15 @@ For each query (``check``), on the read-only client of the store, never with reg
 3. Only then ``EXPLAIN QUERY TREE``: the analyzer resolves every name. It evaluates constant
    expressions and scalar subqueries while it resolves, which is why step 2 comes first: by now they
    can only read what the role may read. Its ``TABLE``, ``TABLE_FUNCTION``, ``FUNCTION`` and ``COLUMN``
-   nodes are checked again (a second line, the same rules), views expanded through it as well.
+   nodes are checked again (a second line, the same rules), views expanded through it as well; its rows
+   must have the shape it prints (``_tree_shape``). Every refusal of this step is one text (``UNCHECKED``),
+   the reason and the engine's error code in ``AccessDenied.audit`` only: had step 2 missed a function,
+   which error the analyzer raised, or that it passed and a check refused after, would answer a yes/no
+   question about what the function read.
 
 Every refusal is one of our own messages (``AccessDenied``): it may name the object refused, never
-the engine's error text, which can quote values the analyzer computed (a failure of step 3 says only
-the error's code name). The parser's own message (step 1) quotes nothing but the query.
+the engine's error text, which can quote values the analyzer computed. The parser's own message
+(step 1) quotes nothing but the query.
 
 The role's allowlist (``roles/<role>.json``, data) names the tables/views of the warehouse database,
 the system tables and the table functions it may read, and the functions it may call
