@@ -115,7 +115,7 @@ def audited_query(client: Any, settings: Settings, principal: Principal, sql: st
         limits = None if "admin" in principal.roles else settings.clickhouse.query_limits()
         out = run_readonly(client, sql, fmt, policy=policy, checked=checked, limits=limits)
     except AccessDenied as exc:
-        audit.record(target, principal.user, "sql.query", allowed=False, query=sql, reason=str(exc),
+        audit.record(target, principal.user, "sql.query", allowed=False, query=sql, reason=exc.audit,
                      endpoint=endpoint)
         raise
     except Exception as exc:

@@ -4,10 +4,13 @@ For each query (``check``), on the read-only client of the store, never with reg
 
 1. ``SELECT formatQuery('<text>')``: ClickHouse parses the text; a syntax error or more than one
    statement is refused ("Multi-statements are not allowed"; the parser's message quotes only the
-   query). The canonical text it returns is what is checked and then run.
+   query). The canonical text it returns is what is checked and then run. Read token by token (string
+   literals whole), a quoted name holding a line break or a backslash is refused (EXPLAIN prints names
+   raw: its line break would add rows of the caller's choosing to the EXPLAINs below).
 2. ``EXPLAIN AST`` (parse only: nothing is evaluated, nothing read): the statement must be one SELECT
    (``SelectWithUnionQuery``: no INSERT, DDL, SHOW or EXPLAIN, no INTO OUTFILE, no FORMAT clause but
    a trailing one, which the caller takes off first; a SETTINGS clause is refused by ``readonly=1``).
+   Its rows must form the tree they say ("(children n)": n rows one level below), else refused.
    Then, conservatively, on every node of the syntax tree, before anything is evaluated:
    * every ``TableIdentifier`` and every ``Identifier`` (``x IN deid_map``, ``rs.deid_map.col``) that
      names an object of the store (table, view, dictionary; ``system.*``, another database) must be
@@ -25,11 +28,15 @@ For each query (``check``), on the read-only client of the store, never with reg
 3. Only then ``EXPLAIN QUERY TREE``: the analyzer resolves every name. It evaluates constant
    expressions and scalar subqueries while it resolves, which is why step 2 comes first: by now they
    can only read what the role may read. Its ``TABLE``, ``TABLE_FUNCTION``, ``FUNCTION`` and ``COLUMN``
-   nodes are checked again (a second line, the same rules), views expanded through it as well.
+   nodes are checked again (a second line, the same rules), views expanded through it as well; its rows
+   must have the shape it prints (``_tree_shape``). Every refusal of this step is one text (``UNCHECKED``),
+   the reason and the engine's error code in ``AccessDenied.audit`` only: had step 2 missed a function,
+   which error the analyzer raised, or that it passed and a check refused after, would answer a yes/no
+   question about what the function read.
 
 Every refusal is one of our own messages (``AccessDenied``): it may name the object refused, never
-the engine's error text, which can quote values the analyzer computed (a failure of step 3 says only
-the error's code name). The parser's own message (step 1) quotes nothing but the query.
+the engine's error text, which can quote values the analyzer computed. The parser's own message
+(step 1) quotes nothing but the query.
 
 The role's allowlist (``roles/<role>.json``, data) names the tables/views of the warehouse database,
 the system tables and the table functions it may read, and the functions it may call
@@ -58,12 +65,16 @@ from clickhouse_connect.driver.client import Client
 ROLES_DIR = Path(__file__).with_name("roles")
 MAX_VIEW_DEPTH = 16
 MARK = "FORMAT TSVRaw"  # the output format of our EXPLAINs: one row a line, nothing escaped
-# Line breaks other than "\n" (str.splitlines() breaks at them too); a name holding any line break is
-# refused: EXPLAIN prints names raw and splits its text into rows at "\n", so the rest of such an alias
-# became a well-formed node row of the caller's choosing (a fake `* EXCEPT` hid the next column's name)
+# Line breaks other than "\n" (str.splitlines() breaks at them too). EXPLAIN prints names raw and splits
+# its text into rows at "\n", so the rest of an alias holding a line break became a node row of the
+# caller's choosing (a fake `* EXCEPT` hid the next column's name); such names are refused (_names_ok).
 _BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-# a quoted name in formatQuery's text (it writes a newline in a name as the escape \n)
-_QUOTED = re.compile(r"`((?:[^`\\]|\\.)*)`|\"((?:[^\"\\]|\\.)*)\"")
+# formatQuery's text, token by token: a string literal ('...', backslash escapes and '' doubling), a
+# quoted name (`...` or "...", the same escapes, doubled quote), or one other character. Literals are
+# matched as a whole so that a quote inside one ('`') never pairs with a name's quote (it did: the name
+# after it was then never inspected). formatQuery writes no comments; a comment opener is refused.
+_TOKEN = re.compile(r"'(?:[^'\\]|\\.|'')*'|`((?:[^`\\]|\\.|``)*)`|\"((?:[^\"\\]|\\.|\"\")*)\"|--|/\*|#|.",
+                    re.DOTALL)
 
 # rows of ClickHouse's EXPLAIN QUERY TREE output (not SQL), e.g.
 # "TABLE id: 3, alias: __table1, table_name: db.t"; an alias may contain anything, so a row that does
@@ -73,7 +84,18 @@ _TREE_FIELDS = {"TABLE id:": "table_name", "TABLE_FUNCTION id:": "table_function
 
 
 class AccessDenied(ValueError):
-    """The role may not run this query; the message says why (shown to the caller)."""
+    """The role may not run this query; the message says why (shown to the caller). ``audit``: the reason
+    for the audit log when it says more than the message (read by stewards and admins only)."""
+
+    def __init__(self, message: str, audit: str = "") -> None:
+        super().__init__(message)
+        self.audit = audit or message
+
+
+# Every refusal of step 3 (the analyzer failed, or found what step 2 did not) says only this: the analyzer
+# has evaluated scalar subqueries by then, so which error it raised, or whether a function it evaluated was
+# refused after, could depend on what a function step 2 missed read (a yes/no oracle); the audit keeps why
+UNCHECKED = "refused: the query could not be checked"
 
 
 @dataclass(frozen=True)
@@ -200,6 +222,20 @@ def _lines(client: Client, sql: str, settings: dict[str, Any] | None = None) -> 
     return rows
 
 
+def _names_ok(text: str) -> bool:
+    """Whether every quoted name of formatQuery's ``text`` is free of line breaks and backslashes (it writes
+    a newline in a name or literal as the escape \\n, so a backslash in a name may stand for one), and no
+    unterminated quote or comment opener is left (formatQuery writes neither: something is off)."""
+    for m in _TOKEN.finditer(text):
+        token = m.group(0)
+        if token in ("--", "/*", "#", "'", "`", '"'):
+            return False
+        name = m.group(1) if m.group(1) is not None else m.group(2)
+        if name is not None and ("\\" in name or "\n" in name or _BREAKS.search(name)):
+            return False
+    return True
+
+
 def _parser_message(exc: Exception) -> str:
     """The parser's message (formatQuery: nothing is evaluated there, so it quotes only the query)."""
     text = str(exc).strip()
@@ -230,16 +266,74 @@ class _Tree:
 _NODE_ID = re.compile(r"^(?:TABLE|COLUMN) id: (\d+),")
 
 
+# a row of EXPLAIN QUERY TREE: a node ("LIST id: 1, nodes: 2", "TABLE id: 3, ..."), or a heading of the
+# node above it (PROJECTION, JOIN TREE, ARGUMENTS, ...), two spaces deeper than its parent
+_TREE_NODE = re.compile(r"^( *)([A-Z][A-Z_]*(?: [A-Z_]+)*) id: (\d+)(?:, (.*))?$")
+# (a SORT's EXPRESSION heading carries the expression's text)
+_TREE_HEADING = re.compile(r"^( *)([A-Z][A-Z_]*(?: [A-Z_]+)*|EXPRESSION .*)$")
+_UNCHECKED = "refused: the query could not be checked (unexpected analyzer output)"
+
+
+def _tree_shape(rows: list[str]) -> list[str]:
+    """The rows of EXPLAIN QUERY TREE that name nodes, the structure checked: each row a node or a heading,
+    at most one level (two spaces) below the row above, a LIST with exactly its ``nodes: n`` rows below
+    it, no TABLE or TABLE_FUNCTION id twice. The rows under PROJECTION COLUMNS ("name Type": the names as
+    written, raw) are skipped, each one level under the heading. Anything else: refused, not guessed at."""
+    if not rows or not rows[0].startswith(("QUERY id:", "UNION id:")):
+        raise AccessDenied(_UNCHECKED)
+    nodes: list[str] = []
+    seen: set[str] = set()
+    lists: list[tuple[int, int]] = []  # (indentation, rows still expected) of the LISTs being read
+    columns = -1  # indentation of the PROJECTION COLUMNS heading being skipped
+    depth = -2
+    for row in rows:
+        indent = len(row) - len(row.lstrip(" "))
+        if columns >= 0 and indent > columns:
+            if indent != columns + 2:
+                raise AccessDenied(_UNCHECKED)
+            continue
+        columns = -1
+        if indent % 2 or indent > depth + 2:
+            raise AccessDenied(_UNCHECKED)
+        while lists and indent <= lists[-1][0]:
+            if lists.pop()[1] != 0:
+                raise AccessDenied(_UNCHECKED)
+        if lists and indent == lists[-1][0] + 2:
+            lists[-1] = (lists[-1][0], lists[-1][1] - 1)
+        depth = indent
+        if (node := _TREE_NODE.match(row)) is not None:
+            kind, ident, rest = node.group(2), node.group(3), node.group(4) or ""
+            if kind in ("TABLE", "TABLE_FUNCTION"):
+                if ident in seen:
+                    raise AccessDenied(_UNCHECKED)
+                seen.add(ident)
+            if kind == "LIST":
+                count = re.fullmatch(r"nodes: (\d+)", rest)
+                if count is None:
+                    raise AccessDenied(_UNCHECKED)
+                lists.append((indent, int(count.group(1))))
+            nodes.append(row)
+        elif (heading := _TREE_HEADING.match(row)) is not None:
+            if heading.group(2) == "PROJECTION COLUMNS":
+                columns = indent
+        else:
+            raise AccessDenied(_UNCHECKED)
+    if any(left != 0 for _, left in lists):
+        raise AccessDenied(_UNCHECKED)
+    return nodes
+
+
 def _tree(client: Client, select: str, settings: dict[str, Any] | None = None) -> _Tree:
+    return _tree_of(_lines(client, f"EXPLAIN QUERY TREE {select}", settings))
+
+
+def _tree_of(rows: list[str]) -> _Tree:
     out = _Tree()
     sets = {"table_name": out.tables, "table_function_name": out.table_functions,
             "function_name": out.functions}
-    rows = _lines(client, f"EXPLAIN QUERY TREE {select}", settings)
-    if not rows or not rows[0].startswith(("QUERY id:", "UNION id:")):
-        raise AccessDenied("refused: unexpected analyzer output")
     table_of: dict[str, str] = {}  # TABLE node id -> db.name
     column_rows: list[tuple[str, str]] = []  # (column name, source node id)
-    for row in rows:
+    for row in _tree_shape(rows):
         text = row.lstrip()
         for head, key in _TREE_FIELDS.items():
             if text.startswith(head):
@@ -301,6 +395,7 @@ def _view_select(client: Client, qualified: str, settings: dict[str, Any] | None
 # one node of EXPLAIN AST's output: indentation, node type, the rest ("name (alias a) (children n)")
 _AST_NODE = re.compile(r"^( *)([A-Za-z][A-Za-z0-9_:]*)(?: (.*))?$")
 _CHILDREN = re.compile(r" \(children \d+\)$")
+_CHILDREN_N = re.compile(r" \(children (\d+)\)$")
 _STAR_NODES = ("Asterisk", "QualifiedAsterisk")
 _REGEXP_NODES = ("ColumnsRegexpMatcher", "QualifiedColumnsRegexpMatcher")
 _HIDDEN_FROM_STAR = ("MATERIALIZED", "ALIAS", "EPHEMERAL")
@@ -586,12 +681,38 @@ def _check_star(client: Client, database: str, objects: set[str], policy: Policy
                                f"{database}.{table}, which this role may not read; name the columns")
 
 
+def _ast_shape(rows: list[str]) -> None:
+    """EXPLAIN AST's rows must form one tree: every row a node ("Kind[ rest]"), one space deeper than its
+    parent, and a row ending in "(children n)" followed by exactly n rows one level below it (each with
+    its own subtree). A row that is none of these (a forged or broken one) makes the query refused."""
+    open_: list[int] = []  # children still expected by each open node, by depth
+    for k, row in enumerate(rows):
+        m = _AST_NODE.match(row)
+        if m is None:
+            raise AccessDenied("refused: the query could not be checked (unexpected parser output)")
+        indent = len(m.group(1))
+        children = _CHILDREN_N.search(row)
+        while open_ and open_[-1] == 0:
+            open_.pop()
+        if indent != len(open_) or (k > 0 and not open_):
+            raise AccessDenied("refused: the query could not be checked (unexpected parser output)")
+        if open_:
+            open_[-1] -= 1
+        open_.append(int(children.group(1)) if children else 0)
+    if any(open_):
+        raise AccessDenied("refused: the query could not be checked (unexpected parser output)")
+
+
 def _parse(client: Client, select: str, settings: dict[str, Any] | None) -> list[str]:
     try:
-        return _lines(client, f"EXPLAIN AST {select}", settings)
+        rows = _lines(client, f"EXPLAIN AST {select}", settings)
+    except AccessDenied:
+        raise
     except Exception as exc:
         raise AccessDenied(f"refused: only one SELECT may run here, without a SETTINGS clause "
                            f"({error_code(exc)})") from None
+    _ast_shape(rows)
+    return rows
 
 
 def _check_syntax(client: Client, database: str, ast: _Ast, policy: Policy, who: str,
@@ -631,7 +752,7 @@ def check(client: Client, database: str, sql: str, policy: Policy,
                                      settings=settings or {}).result_rows[0][0])
     except Exception as exc:
         raise AccessDenied(f"not one valid statement: {_parser_message(exc)}") from None
-    if _BREAKS.search(canonical) or any("\\" in a + b for a, b in _QUOTED.findall(canonical)):
+    if _BREAKS.search(canonical) or not _names_ok(canonical):
         raise AccessDenied("refused: a name or alias with a line break or a backslash in it")
     ast_rows = _parse(client, canonical, settings)
     # our own FORMAT is the one extra child: a second one (INTO OUTFILE) is refused
@@ -647,12 +768,18 @@ def check(client: Client, database: str, sql: str, policy: Policy,
     selects: dict[str, str] = {}  # the views' SELECTs, asked for once per check
     _check_syntax(client, database, ast, policy, who, settings, selects)
     try:
-        tree = _tree(client, canonical, settings)
-    except AccessDenied:
-        raise
+        return _check_tree(client, database, canonical, policy, who, settings, selects)
+    except AccessDenied as exc:
+        raise AccessDenied(UNCHECKED, exc.audit) from None
     except Exception as exc:
-        raise AccessDenied(f"refused: the query could not be analysed ({error_code(exc)})") from None
+        code = error_code(exc)
+        raise AccessDenied(UNCHECKED, f"refused: the query could not be analysed ({code})") from None
 
+
+def _check_tree(client: Client, database: str, canonical: str, policy: Policy, who: str,
+                settings: dict[str, Any] | None, selects: dict[str, str]) -> Checked:
+    """Step 3 of the module's doc: the analyzer's tree of the query and of every view it reads."""
+    tree = _tree(client, canonical, settings)
     _check_columns(tree, policy, database, who)
     views = _views(client, settings)
     read: list[str] = []
@@ -676,8 +803,7 @@ def check(client: Client, database: str, sql: str, policy: Policy,
             except AccessDenied:
                 raise
             except Exception as exc:
-                raise AccessDenied(f"refused: the view {name} could not be analysed "
-                                   f"({error_code(exc)})") from None
+                raise AccessDenied(f"the view {name} could not be analysed ({error_code(exc)})") from None
             _check_columns(inner, policy, database, who, name)
             functions |= inner.functions
             table_functions |= inner.table_functions

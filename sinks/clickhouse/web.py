@@ -143,7 +143,7 @@ class SqlServer:
                     rows = count_rows(fmt, result)
                 except AccessDenied as exc:
                     status, out = 403, f"{exc}\n"
-                    detail["reason"] = str(exc)[:2000]
+                    detail["reason"] = exc.audit[:2000]
                 except Exception as exc:  # noqa: BLE001 - the analyst gets the reason
                     # the check passed: the engine's message quotes only what this role may read; the
                     # audit keeps its code name, not values

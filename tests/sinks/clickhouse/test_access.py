@@ -60,8 +60,8 @@ def test_the_checked_text_is_what_runs_and_keeps_a_trailing_format(ch: Client) -
         run_readonly(ch, "SELECT 1 INTO OUTFILE '/tmp/radstream-access-test'", "tsv", policy=analyst)
     with pytest.raises(AccessDenied, match="Multi-statements"):
         run_readonly(ch, "SELECT 1; SELECT 2", "tsv", policy=analyst)
-    # a name error gives its code (never the engine's message); a restricted name is refused before
-    with pytest.raises(AccessDenied, match=r"^refused: the query could not be analysed \(UNKNOWN_IDENTIFIER"):
+    # a name error says nothing of the engine's (its code: in the audit); a restricted name is refused before
+    with pytest.raises(AccessDenied, match=r"^refused: the query could not be checked$"):
         run_readonly(ch, "SELECT nosuch FROM findings_latest", "tsv", policy=analyst)
     with pytest.raises(AccessDenied, match="rs.deid_map is not readable by this role"):
         run_readonly(ch, "SELECT toInt64((SELECT any(original) FROM deid_map)) + nosuch", "tsv",
@@ -81,5 +81,6 @@ def test_a_view_is_read_as_it_is_defined_now(ch: Client) -> None:
     with pytest.raises(AccessDenied, match=r"rs.deid_map \(read by the view rs.v_access\) is not readable"):
         check(ro, "rs", "SELECT count() FROM v_access", policy)
     ch.command("DROP VIEW rs.v_access")
-    with pytest.raises(AccessDenied, match="UNKNOWN_TABLE|does not exist"):
+    with pytest.raises(AccessDenied, match="could not be checked|does not exist") as info:
         check(ro, "rs", "SELECT count() FROM v_access", policy)
+    assert "UNKNOWN_TABLE" in info.value.audit or "does not exist" in info.value.audit
