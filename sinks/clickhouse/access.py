@@ -68,6 +68,7 @@ MARK = "FORMAT TSVRaw"  # the output format of our EXPLAINs: one row a line, not
 # Line breaks other than "\n" (str.splitlines() breaks at them too). EXPLAIN prints names raw and splits
 # its text into rows at "\n", so the rest of an alias holding a line break became a node row of the
 # caller's choosing (a fake `* EXCEPT` hid the next column's name); such names are refused (_names_ok).
+# Type strings are printed raw in some query-tree rows too: _TYPE_BREAK refuses a break in a type.
 _BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 # formatQuery's text, token by token: a string literal ('...', backslash escapes and '' doubling), a
 # quoted name (`...` or "...", the same escapes, doubled quote), or one other character. Literals are
@@ -272,6 +273,9 @@ _TREE_NODE = re.compile(r"^( *)([A-Z][A-Z_]*(?: [A-Z_]+)*) id: (\d+)(?:, (.*))?$
 # (a SORT's EXPRESSION heading carries the expression's text)
 _TREE_HEADING = re.compile(r"^( *)([A-Z][A-Z_]*(?: [A-Z_]+)*|EXPRESSION .*)$")
 _UNCHECKED = "refused: the query could not be checked (unexpected analyzer output)"
+# an escaped line break in a type: in a node's type fields, or in a PROJECTION COLUMNS row ("name Type")
+_TYPE_BREAK = re.compile(r"(?:result_type|constant_value_type): .*\\[nr]"
+                         r"|^ *[^ :]+ [A-Z][A-Za-z0-9]*\(.*\\[nr]")
 
 
 def _tree_shape(rows: list[str]) -> list[str]:
@@ -280,6 +284,12 @@ def _tree_shape(rows: list[str]) -> list[str]:
     it, no TABLE or TABLE_FUNCTION id twice. The rows under PROJECTION COLUMNS ("name Type": the names as
     written, raw) are skipped, each one level under the heading. Anything else: refused, not guessed at."""
     if not rows or not rows[0].startswith(("QUERY id:", "UNION id:")):
+        raise AccessDenied(_UNCHECKED)
+    # A type given as a string (CAST(x, 'JSON(`a\n...` String)'), built with concat() too) is printed
+    # raw in some rows (a subcolumn's name, an Object constant) and escaped in its type fields: a line
+    # break in a type means a raw one may have split a row into rows of the caller's choosing. (A string
+    # constant holding a line break is printed escaped, and its type is String: it passes.)
+    if any(_TYPE_BREAK.search(row) for row in rows):
         raise AccessDenied(_UNCHECKED)
     nodes: list[str] = []
     seen: set[str] = set()
