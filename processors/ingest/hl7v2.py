@@ -487,15 +487,17 @@ def _link_exams(groups: list[_Group]) -> None:
     several OBRs with the text OBX lines after the last one only. A group without text OBX shares the
     OBX/NTE lines of the next group with text that is demonstrably linked to it (:func:`_linked`); each
     accession gets its own event with the same text, and its own OBR-25 still decides its status. A
-    cancelled (X) or no-report OBR never takes text. Any other group without text is refused in
+    cancelled (X) or no-report OBR never takes text, and never gives it either: its text (a cancel
+    reason) is not the report of a linked order. Any other group without text is refused in
     :func:`parse_oru`: sharing by position alone gave one patient's text to another patient's exam."""
     if len(groups) < 2:
         return
     with_text = [g for g in groups if _has_text_obx(g)]
+    givers = [g for g in with_text if _may_take_text(g)]
     for g in groups:
         if g in with_text or not _may_take_text(g):
             continue
-        donor = next((d for d in with_text if d.index > g.index and _linked(g, d)), None)
+        donor = next((d for d in givers if d.index > g.index and _linked(g, d)), None)
         if donor is not None:
             g.borrowed = [(sid, seg) for sid, seg in donor.items if sid in ("OBX", "NTE")]
             g.text_from = donor.index
