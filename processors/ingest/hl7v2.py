@@ -275,7 +275,7 @@ def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
         end = raw.find(term, pos, hi)
         end = hi if end < 0 else end
         start = pos
-        while start < end and raw[start] == 0x0A:  # the LF of a CR LF segment end
+        while start < end and raw[start] in (0x0A, 0x0D):  # the rest of a CR LF or LF CR segment end
             start += 1
         pos = end + len(term)
         if not raw.startswith(b"OBX" + sep, start, end):
@@ -293,6 +293,12 @@ def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
         vtype = raw[seps[1] + 1:seps[2]].split(comp)[0].strip().upper()
         if vtype not in (b"ED", b"RP"):
             continue
+        # a raw CR or LF never belongs in base64 or a reference: the value ends there, and what follows
+        # is read as the next segment (the decoder takes a bare CR in an LF message as a segment end)
+        brk = min((i for i in (raw.find(b"\r", v0, v1), raw.find(b"\n", v0, v1)) if i >= 0), default=-1)
+        if brk >= 0:
+            v1 = brk
+            pos = brk + 1
         kind = ""
         if vtype == b"ED":  # ED: source ^ type of data ^ subtype ^ encoding ^ data
             c1 = raw.find(comp, v0, v1)

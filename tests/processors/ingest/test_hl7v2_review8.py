@@ -24,3 +24,22 @@ def test_a_cancelled_obr_never_gives_its_text_to_a_linked_order(obx_status: str)
         parse_oru(("\r".join(segs) + "\r").encode(), site="s")
     assert exc.value.code == "AE"
     assert "OBR #1 has no report text" in exc.value.reason
+
+
+_ED = b"OBX|2|ED|PDF||^application^pdf^Base64^" + b"QUJD" * 40
+
+
+def test_a_bare_cr_after_an_ed_value_in_an_lf_message_keeps_the_next_obx() -> None:
+    segs = [MSH.encode(), b"PID|1||PQ7^^^H^MR", _obr(1, "K1").encode(), b"OBX|1|TX|FND||Effusion.||||||F"]
+    raw = b"\n".join(segs) + b"\n" + _ED + b"\rOBX|3|TX|IMP||Aspirate.||||||F\n"
+    result = parse_oru(raw, site="s")
+    assert result.events[0].text == "Effusion.\nAspirate."
+    assert result.notes == ["attachment not kept: ED application/pdf, 184 bytes"]
+
+
+def test_lf_cr_segment_ends_still_cut_the_attachment() -> None:
+    segs = [MSH.encode(), b"PID|1||PQ7^^^H^MR", _obr(1, "K1").encode(), _ED,
+            b"OBX|3|TX|IMP||Aspirate.||||||F"]
+    result = parse_oru(b"\n\r".join(segs) + b"\n\r", site="s")
+    assert result.events[0].text == "Aspirate."
+    assert result.notes == ["attachment not kept: ED application/pdf, 184 bytes"]
