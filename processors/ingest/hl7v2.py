@@ -56,6 +56,7 @@ from processors.ingest.model import (
     now_utc,
     parse_time,
     status_rank,
+    to_micros,
 )
 from processors.ingest.records import Rejected
 
@@ -478,6 +479,15 @@ def parse_oru(raw: bytes, *, site: str, accession_field: str = "OBR-3", received
         events.append(ev)
     if not events:
         raise NoReport("no report in message (" + "; ".join(skipped) + ")", field="OBR-25")
+    seen: set[tuple[str, int]] = set()
+    for ev in events:
+        # two OBRs of one accession with one version (same status, no OBR-22 to tell them apart): one
+        # would silently replace the other downstream, so the sender is told instead
+        if (ev.accession, ev.version) in seen:
+            raise ParseError(f"two OBRs of one accession with status {ev.status} and the same"
+                             " time (OBR-22, else MSH-7) in one message: send them in separate messages"
+                             " or with OBR-22", field="OBR-22")
+        seen.add((ev.accession, ev.version))
     notes = [f"attachment not kept: {a}" for a in attachments]
     notes += [f"OBR #{g.index} shares the text of OBR #{g.text_from}" for g in groups if g.text_from]
     return HL7Result(header, events, skipped, notes)
@@ -690,13 +700,17 @@ def _version(status: str, status_time: datetime | None, obs_time: datetime | Non
 
     - OBR-22 (results report / status change time): the time this status was reached.
     - Else MSH-7, the time the sending system created the message: each new status or text is a new
-      message, so MSH-7 keeps their order whatever the sender fills elsewhere. A resend of the same
-      message (same MSH-7 and MSH-10) gets the same version and event_id: a duplicate.
+      message, so MSH-7 keeps their order whatever the sender fills elsewhere. Plus the status rank
+      (1..6 microseconds): a final and its correction or addendum sent with the same MSH-7 (minute
+      precision, or within one second) got one version, and the later one replaced the earlier. A resend
+      of the same message (same MSH-7 and status) gets the same version and event_id: a duplicate.
     - Else OBR-7 (the exam time, the same for every version) plus the status rank (1..6 microseconds).
     OBX-19/OBX-14 are not used: a sender fills them on some messages and not on others (a correction
     with the times cleared), and a time from them compared with one from OBR-7 or MSH-7 put a
     correction below the final it corrects.
     """
+    if status_time is None and msg_time is not None:
+        return to_micros(msg_time) + status_rank(status)
     return derive_version(status, status_time, msg_time, obs_time)
 
 

@@ -43,3 +43,31 @@ def test_lf_cr_segment_ends_still_cut_the_attachment() -> None:
     result = parse_oru(b"\n\r".join(segs) + b"\n\r", site="s")
     assert result.events[0].text == "Aspirate."
     assert result.notes == ["attachment not kept: ED application/pdf, 184 bytes"]
+
+
+def _one(msh7: str, ctrl: str, obr25: str, obx: list[tuple[str, str]]) -> bytes:
+    segs = [f"MSH|^~\\&|RIS|H|RS|H|{msh7}||ORU^R01|{ctrl}|P|2.5", "PID|1||PQ7^^^H^MR", "ORC|RE|PK1|K1",
+            "OBR|1|PK1|K1|MRK^MR knee|||20260101090000||||||||||||||||||" + obr25]
+    segs += [f"OBX|{i}|TX|IMP||{text}||||||{st}" for i, (text, st) in enumerate(obx, 1)]
+    return ("\r".join(segs) + "\r").encode()
+
+
+@pytest.mark.parametrize("msh7", ["202601011430", "20260101143000"])
+def test_a_final_and_its_addendum_or_correction_with_one_msh7_get_ordered_versions(msh7: str) -> None:
+    final = parse_oru(_one(msh7, "M1", "F", [("Meniscal tear.", "F")]), site="s").events[0]
+    addendum = parse_oru(_one(msh7, "M2", "F", [("Addendum: also a Baker cyst.", "B")]), site="s").events[0]
+    corrected = parse_oru(_one(msh7, "M3", "C", [("No meniscal tear.", "C")]), site="s").events[0]
+    assert (final.status, addendum.status, corrected.status) == ("final", "addendum", "corrected")
+    assert final.version < corrected.version < addendum.version
+    resend = parse_oru(_one(msh7, "M1", "F", [("Meniscal tear.", "F")]), site="s").events[0]
+    assert (resend.version, resend.event_id) == (final.version, final.event_id)
+
+
+def test_two_obrs_of_one_accession_with_one_status_and_no_obr22_are_refused() -> None:
+    obr = "OBR|{n}|PK1|K1|MRK^MR knee|||20260101090000||||||||||||||||||F"
+    segs = [MSH, "PID|1||PQ7^^^H^MR", "ORC|RE|PK1|K1", obr.format(n=1), "OBX|1|TX|IMP||Meniscal tear.||||||F",
+            "ORC|RE|PK1|K1", obr.format(n=2), "OBX|1|TX|IMP||No meniscal tear.||||||F"]
+    with pytest.raises(ParseError) as exc:
+        parse_oru(("\r".join(segs) + "\r").encode(), site="s")
+    assert exc.value.code == "AE"
+    assert "same time" in exc.value.reason
