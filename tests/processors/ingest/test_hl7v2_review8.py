@@ -71,3 +71,11 @@ def test_two_obrs_of_one_accession_with_one_status_and_no_obr22_are_refused() ->
         parse_oru(("\r".join(segs) + "\r").encode(), site="s")
     assert exc.value.code == "AE"
     assert "same time" in exc.value.reason
+
+
+def test_fhir_html_an_unclosed_strike_out_ends_with_its_block() -> None:
+    from processors.ingest.fhir import html_text
+
+    html = ("<p>Knee: <del>no</del> effusion.</p><p>Cartilage <s>intact</p><div>Impression: tear.</div>"
+            "<ul><li><strike>old</li><li>Baker cyst.</li></ul><del><p>gone</p><p>too</p></del><p>End.</p>")
+    assert html_text(html) == "Knee: effusion.\nCartilage\nImpression: tear.\nBaker cyst.\nEnd."
