@@ -313,16 +313,40 @@ def _code_label(obs: dict[str, Any]) -> str:
     return " ".join(label.split()) if isinstance(label, str) else ""
 
 
+def _obs_value(obs: dict[str, Any]) -> str | None:
+    """An Observation's value as text: ``valueString``; ``valueQuantity`` as "<comparator><value> <unit>"
+    ("8 mm"); ``valueCodeableConcept`` as its text, else its first coding's display ("4B"). Other
+    value types give None (they were dropped silently, and a nodule size is part of the report)."""
+    if isinstance(obs.get("valueString"), str):
+        return str(obs["valueString"])
+    qty = obs.get("valueQuantity")
+    if isinstance(qty, dict) and isinstance(qty.get("value"), int | float) and not isinstance(
+            qty.get("value"), bool):
+        unit = qty.get("unit") or qty.get("code") or ""
+        comparator = qty.get("comparator") or ""
+        return f"{comparator}{qty['value']} {unit}".strip() if isinstance(unit, str) else None
+    concept = obs.get("valueCodeableConcept")
+    if isinstance(concept, dict):
+        text = concept.get("text")
+        if isinstance(text, str) and text.strip():
+            return text
+        for coding in concept.get("coding") or []:
+            display = coding.get("display") if isinstance(coding, dict) else None
+            if isinstance(display, str) and display.strip():
+                return display
+    return None
+
+
 def _result_texts(dr: dict[str, Any], index: _Index) -> list[str]:
     """One part per ``result`` Observation (contained or in the Bundle), in ``result`` order, written
-    ``<code>: <valueString>``: the value alone ("Normal.") does not say which organ it is about. A part is
-    dropped only when the same (code, value) came before (a repeated reference), never for an equal value
-    of another code (right and left kidney both "Normal.")."""
+    ``<code>: <value>`` (:func:`_obs_value`): the value alone ("Normal.") does not say which organ it is
+    about. A part is dropped only when the same (code, value) came before (a repeated reference), never
+    for an equal value of another code (right and left kidney both "Normal.")."""
     parts: list[str] = []
     seen: set[tuple[str, str]] = set()
     for ref in dr.get("result") or []:
         obs = index.resolve(ref, dr) or {}
-        value = obs.get("valueString") if obs.get("resourceType") == "Observation" else None
+        value = _obs_value(obs) if obs.get("resourceType") == "Observation" else None
         if not (isinstance(value, str) and value.strip()):
             continue
         value = value.replace("\r\n", "\n").replace("\r", "\n").strip()

@@ -79,3 +79,25 @@ def test_fhir_html_an_unclosed_strike_out_ends_with_its_block() -> None:
     html = ("<p>Knee: <del>no</del> effusion.</p><p>Cartilage <s>intact</p><div>Impression: tear.</div>"
             "<ul><li><strike>old</li><li>Baker cyst.</li></ul><del><p>gone</p><p>too</p></del><p>End.</p>")
     assert html_text(html) == "Knee: effusion.\nCartilage\nImpression: tear.\nBaker cyst.\nEnd."
+
+
+def test_fhir_observation_quantity_and_codeable_concept_values_are_written() -> None:
+    import json
+
+    from processors.ingest.fhir import parse_fhir
+
+    acsn = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]}
+    obs = [{"resourceType": "Observation", "id": "a", "status": "final", "code": {"text": "Findings"},
+            "valueString": "Cyst in the left kidney."},
+           {"resourceType": "Observation", "id": "b", "status": "final", "code": {"text": "Cyst size"},
+            "valueQuantity": {"value": 2.4, "unit": "cm"}},
+           {"resourceType": "Observation", "id": "c", "status": "final",
+            "code": {"coding": [{"display": "Bosniak class"}]},
+            "valueCodeableConcept": {"coding": [{"code": "II", "display": "Bosniak II"}]}}]
+    dr = {"resourceType": "DiagnosticReport", "id": "d1", "status": "final", "code": {"text": "CT abdomen"},
+          "subject": {"reference": "Patient/p9"}, "issued": "2026-01-01T12:00:00Z",
+          "identifier": [{"type": acsn, "system": "urn:acc", "value": "K7"}],
+          "contained": obs, "result": [{"reference": "#a"}, {"reference": "#b"}, {"reference": "#c"}]}
+    event = parse_fhir(json.dumps(dr).encode(), site="s")[0]
+    assert event.text == ("Findings: Cyst in the left kidney.\n\nCyst size: 2.4 cm\n\n"
+                          "Bosniak class: Bosniak II")
