@@ -175,13 +175,16 @@ BLOCK_TAGS = frozenset({"br", "p", "div", "li", "ul", "ol", "tr", "table", "h1",
 HIDDEN_TAGS = frozenset({"script", "style", "head", "title"})
 # struck-out text (track changes, a corrected word): not part of the report as it reads now
 DELETED_TAGS = frozenset({"del", "s", "strike"})
+# elements that enclose a struck-out span (not the void <br>, <hr>)
+CONTAINER_TAGS = (BLOCK_TAGS - {"br", "hr"}) | {"td", "th"}
 SOFT = "\x00"  # a word boundary that is a space only between two word characters (see html_text)
 
 
 class _Text(HTMLParser):
     """HTML -> plain text: whitespace in the source is one space (as a browser shows it) except in
     <pre>; block elements (<p>, <div>, <li>, <tr>, headings) and <br> make line breaks; table cells are
-    separated by a space; script/style and struck-out text (<del>, <s>, <strike>) are dropped;
+    separated by a space; script/style and struck-out text (<del>, <s>, <strike>; an unclosed one ends
+    with the block it is in) are dropped;
     ``<sup>`` is written ``^`` + its text (``10<sup>9</sup>`` -> ``10^9``, not the number 109);
     ``<sub>`` is plain (``SpO<sub>2</sub>`` -> ``SpO2``, as it is read); ``<ins>`` text is kept as a
     separate word; ``<ol>`` items are numbered (``1. ``), so "see 2." still resolves."""
@@ -192,9 +195,11 @@ class _Text(HTMLParser):
         self.hidden = 0
         self.pre = 0
         self.lists: list[int | None] = []  # per open list: the last <ol> item number, None for <ul>
+        self.depth = 0  # open block elements (a struck-out span ends with the block it opened in)
+        self.deleted: list[int] = []  # per open <del>/<s>/<strike>: the block depth it opened at
 
     def handle_data(self, data: str) -> None:
-        if self.hidden:
+        if self.hidden or self.deleted:
             return
         data = data.replace(SOFT, "")
         if self.pre:  # a plain-text report wrapped in <pre>: its line breaks are the report's
@@ -203,9 +208,13 @@ class _Text(HTMLParser):
             self.parts.append(re.sub(r"\s+", " ", data))  # \s includes the no-break space of &nbsp;
 
     def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in HIDDEN_TAGS or tag in DELETED_TAGS:
+        if tag in CONTAINER_TAGS:
+            self.depth += 1
+        if tag in DELETED_TAGS:
+            self.deleted.append(self.depth)
+        elif tag in HIDDEN_TAGS:
             self.hidden += 1
-        elif self.hidden:
+        elif self.hidden or self.deleted:
             return
         elif tag == "sup":
             self.parts.append("^")
@@ -225,9 +234,18 @@ class _Text(HTMLParser):
                 self.parts.append(f"{number}. ")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in HIDDEN_TAGS or tag in DELETED_TAGS:
+        if tag in CONTAINER_TAGS:
+            self.depth = max(0, self.depth - 1)
+            # an unclosed <s>/<del> (a stray tag, "p<s 0.05" written raw) ends with its block: it
+            # hid the whole rest of the report
+            while self.deleted and self.deleted[-1] > self.depth:
+                self.deleted.pop()
+        if tag in DELETED_TAGS:
+            if self.deleted:
+                self.deleted.pop()
+        elif tag in HIDDEN_TAGS:
             self.hidden = max(0, self.hidden - 1)
-        elif self.hidden:
+        elif self.hidden or self.deleted:
             return
         elif tag == "ins":
             self.parts.append(SOFT)
@@ -295,16 +313,40 @@ def _code_label(obs: dict[str, Any]) -> str:
     return " ".join(label.split()) if isinstance(label, str) else ""
 
 
+def _obs_value(obs: dict[str, Any]) -> str | None:
+    """An Observation's value as text: ``valueString``; ``valueQuantity`` as "<comparator><value> <unit>"
+    ("8 mm"); ``valueCodeableConcept`` as its text, else its first coding's display ("4B"). Other
+    value types give None (they were dropped silently, and a nodule size is part of the report)."""
+    if isinstance(obs.get("valueString"), str):
+        return str(obs["valueString"])
+    qty = obs.get("valueQuantity")
+    if isinstance(qty, dict) and isinstance(qty.get("value"), int | float) and not isinstance(
+            qty.get("value"), bool):
+        unit = qty.get("unit") or qty.get("code") or ""
+        comparator = qty.get("comparator") or ""
+        return f"{comparator}{qty['value']} {unit}".strip() if isinstance(unit, str) else None
+    concept = obs.get("valueCodeableConcept")
+    if isinstance(concept, dict):
+        text = concept.get("text")
+        if isinstance(text, str) and text.strip():
+            return text
+        for coding in concept.get("coding") or []:
+            display = coding.get("display") if isinstance(coding, dict) else None
+            if isinstance(display, str) and display.strip():
+                return display
+    return None
+
+
 def _result_texts(dr: dict[str, Any], index: _Index) -> list[str]:
     """One part per ``result`` Observation (contained or in the Bundle), in ``result`` order, written
-    ``<code>: <valueString>``: the value alone ("Normal.") does not say which organ it is about. A part is
-    dropped only when the same (code, value) came before (a repeated reference), never for an equal value
-    of another code (right and left kidney both "Normal.")."""
+    ``<code>: <value>`` (:func:`_obs_value`): the value alone ("Normal.") does not say which organ it is
+    about. A part is dropped only when the same (code, value) came before (a repeated reference), never
+    for an equal value of another code (right and left kidney both "Normal.")."""
     parts: list[str] = []
     seen: set[tuple[str, str]] = set()
     for ref in dr.get("result") or []:
         obs = index.resolve(ref, dr) or {}
-        value = obs.get("valueString") if obs.get("resourceType") == "Observation" else None
+        value = _obs_value(obs) if obs.get("resourceType") == "Observation" else None
         if not (isinstance(value, str) and value.strip()):
             continue
         value = value.replace("\r\n", "\n").replace("\r", "\n").strip()

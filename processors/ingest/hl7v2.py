@@ -56,6 +56,7 @@ from processors.ingest.model import (
     now_utc,
     parse_time,
     status_rank,
+    to_micros,
 )
 from processors.ingest.records import Rejected
 
@@ -275,7 +276,7 @@ def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
         end = raw.find(term, pos, hi)
         end = hi if end < 0 else end
         start = pos
-        while start < end and raw[start] == 0x0A:  # the LF of a CR LF segment end
+        while start < end and raw[start] in (0x0A, 0x0D):  # the rest of a CR LF or LF CR segment end
             start += 1
         pos = end + len(term)
         if not raw.startswith(b"OBX" + sep, start, end):
@@ -293,6 +294,12 @@ def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
         vtype = raw[seps[1] + 1:seps[2]].split(comp)[0].strip().upper()
         if vtype not in (b"ED", b"RP"):
             continue
+        # a raw CR or LF never belongs in base64 or a reference: the value ends there, and what follows
+        # is read as the next segment (the decoder takes a bare CR in an LF message as a segment end)
+        brk = min((i for i in (raw.find(b"\r", v0, v1), raw.find(b"\n", v0, v1)) if i >= 0), default=-1)
+        if brk >= 0:
+            v1 = brk
+            pos = brk + 1
         kind = ""
         if vtype == b"ED":  # ED: source ^ type of data ^ subtype ^ encoding ^ data
             c1 = raw.find(comp, v0, v1)
@@ -472,6 +479,15 @@ def parse_oru(raw: bytes, *, site: str, accession_field: str = "OBR-3", received
         events.append(ev)
     if not events:
         raise NoReport("no report in message (" + "; ".join(skipped) + ")", field="OBR-25")
+    seen: set[tuple[str, int]] = set()
+    for ev in events:
+        # two OBRs of one accession with one version (same status, no OBR-22 to tell them apart): one
+        # would silently replace the other downstream, so the sender is told instead
+        if (ev.accession, ev.version) in seen:
+            raise ParseError(f"two OBRs of one accession with status {ev.status} and the same"
+                             " time (OBR-22, else MSH-7) in one message: send them in separate messages"
+                             " or with OBR-22", field="OBR-22")
+        seen.add((ev.accession, ev.version))
     notes = [f"attachment not kept: {a}" for a in attachments]
     notes += [f"OBR #{g.index} shares the text of OBR #{g.text_from}" for g in groups if g.text_from]
     return HL7Result(header, events, skipped, notes)
@@ -487,15 +503,17 @@ def _link_exams(groups: list[_Group]) -> None:
     several OBRs with the text OBX lines after the last one only. A group without text OBX shares the
     OBX/NTE lines of the next group with text that is demonstrably linked to it (:func:`_linked`); each
     accession gets its own event with the same text, and its own OBR-25 still decides its status. A
-    cancelled (X) or no-report OBR never takes text. Any other group without text is refused in
+    cancelled (X) or no-report OBR never takes text, and never gives it either: its text (a cancel
+    reason) is not the report of a linked order. Any other group without text is refused in
     :func:`parse_oru`: sharing by position alone gave one patient's text to another patient's exam."""
     if len(groups) < 2:
         return
     with_text = [g for g in groups if _has_text_obx(g)]
+    givers = [g for g in with_text if _may_take_text(g)]
     for g in groups:
         if g in with_text or not _may_take_text(g):
             continue
-        donor = next((d for d in with_text if d.index > g.index and _linked(g, d)), None)
+        donor = next((d for d in givers if d.index > g.index and _linked(g, d)), None)
         if donor is not None:
             g.borrowed = [(sid, seg) for sid, seg in donor.items if sid in ("OBX", "NTE")]
             g.text_from = donor.index
@@ -682,13 +700,17 @@ def _version(status: str, status_time: datetime | None, obs_time: datetime | Non
 
     - OBR-22 (results report / status change time): the time this status was reached.
     - Else MSH-7, the time the sending system created the message: each new status or text is a new
-      message, so MSH-7 keeps their order whatever the sender fills elsewhere. A resend of the same
-      message (same MSH-7 and MSH-10) gets the same version and event_id: a duplicate.
+      message, so MSH-7 keeps their order whatever the sender fills elsewhere. Plus the status rank
+      (1..6 microseconds): a final and its correction or addendum sent with the same MSH-7 (minute
+      precision, or within one second) got one version, and the later one replaced the earlier. A resend
+      of the same message (same MSH-7 and status) gets the same version and event_id: a duplicate.
     - Else OBR-7 (the exam time, the same for every version) plus the status rank (1..6 microseconds).
     OBX-19/OBX-14 are not used: a sender fills them on some messages and not on others (a correction
     with the times cleared), and a time from them compared with one from OBR-7 or MSH-7 put a
     correction below the final it corrects.
     """
+    if status_time is None and msg_time is not None:
+        return to_micros(msg_time) + status_rank(status)
     return derive_version(status, status_time, msg_time, obs_time)
 
 
