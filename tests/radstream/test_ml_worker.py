@@ -189,6 +189,7 @@ def test_similar_cli_while_the_worker_runs(worker: RunningWorker) -> None:
     back = clinical_of(worker.settings, ACCESSIONS)
     assert [back[json.loads(line)["accession"]] for line in res.stdout.splitlines()] == ["W1"]
     bad = CliRunner().invoke(main, ["similar", "x", "--where", "no_such_column = 1"], env=env)
-    # refused with the engine's error code, never its message (the check's own text, session 14)
-    assert bad.exit_code != 0 and "UNKNOWN_IDENTIFIER" in bad.output
+    # refused with the check's one text, never the engine's message (its error code goes to the audit)
+    assert bad.exit_code != 0 and "refused: the query could not be checked" in bad.output
+    assert "no_such_column" not in bad.output
     assert len(bad.output.strip().splitlines()) == 1   # one line, from the worker's answer
