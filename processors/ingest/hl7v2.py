@@ -199,11 +199,11 @@ def _is_segment(line: str, sep: str, known_only: bool) -> bool:
 _EOL = re.compile(rb"\r\n?|\n")
 
 
-def _segment_end(data: bytes) -> bytes:
-    """The segment terminator, from the end of the first segment (MSH, or FHS of a batch): ``b"\\r"``
-    (the standard, also for CRLF) or ``b"\\n"``. A CR anywhere else may be a line break inside a field
-    (Windows text in an LF-segmented message), so it does not decide."""
-    m = _EOL.search(data)
+def _segment_end(data: bytes, lo: int = 0, hi: int | None = None) -> bytes:
+    """The segment terminator, from the end of the first segment (MSH, or FHS of a batch) in
+    ``data[lo:hi]``: ``b"\\r"`` (the standard, also for CRLF) or ``b"\\n"``. A CR anywhere else may be a
+    line break inside a field (Windows text in an LF-segmented message), so it does not decide."""
+    m = _EOL.search(data, lo, len(data) if hi is None else hi)
     return b"\n" if m is not None and m.group() == b"\n" else b"\r"
 
 
@@ -267,8 +267,7 @@ def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
     sep, comp = raw[lo + 3:lo + 4], raw[lo + 4:lo + 5]
     if raw.find(sep + b"ED", lo, hi) < 0 and raw.find(sep + b"RP", lo, hi) < 0:
         return raw, []
-    eol = _EOL.search(raw, lo, hi)
-    term = b"\n" if eol is not None and eol.group() == b"\n" else b"\r"  # as _segment_end
+    term = _segment_end(raw, lo, hi)
     notes: list[str] = []
     pieces: list[bytes] = []
     kept = pos = lo
