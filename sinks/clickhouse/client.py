@@ -8,11 +8,16 @@ path while this one has it open.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 import clickhouse_connect
+from clickhouse_connect.driver._chdbclient import ChdbClient
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.query import QueryContext, QueryResult
 
 from sinks.clickhouse.config import ClickHouseConfig
 
@@ -25,9 +30,62 @@ def is_embedded(url: str) -> bool:
     return url.startswith("chdb:")
 
 
+class _CleanChdbClient(ChdbClient):
+    """A chDB client that leaves no output behind a failed call.
+
+    chDB (4.x) keeps the output a query had written when it failed part-way (a limit, a timeout,
+    ``throwIf``) and hands it out at the front of the next answer on that handle, which then reads
+    wrong rows or fails to parse. Each call here holds the client's lock, and a failed one is followed
+    by a throwaway query that takes the leftover before another call may run. Streams
+    (``raw_stream``, ``query_*_stream``) are not covered: their failures surface to their reader."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._calls = threading.RLock()
+        super().__init__(**kwargs)
+
+    @contextlib.contextmanager
+    def _cleaned(self) -> Any:
+        with self._calls:
+            try:
+                yield
+            except Exception:
+                with contextlib.suppress(Exception):
+                    super().raw_query("SELECT 1", fmt="TabSeparated")
+                raise
+
+    def _query_with_context(self, context: QueryContext) -> QueryResult:
+        with self._cleaned():
+            return super()._query_with_context(context)
+
+    def raw_query(self, query: str, parameters: Sequence[Any] | dict[str, Any] | None = None,
+                  settings: dict[str, Any] | None = None, fmt: str | None = None,
+                  use_database: bool = True, external_data: Any = None,
+                  transport_settings: dict[str, str] | None = None) -> bytes:
+        with self._cleaned():
+            return super().raw_query(query, parameters, settings, fmt, use_database, external_data,
+                                     transport_settings)
+
+    def command(self, cmd: str, parameters: Sequence[Any] | dict[str, Any] | None = None,
+                data: str | bytes | None = None, settings: dict[str, Any] | None = None,
+                use_database: bool = True, external_data: Any = None,
+                transport_settings: dict[str, str] | None = None) -> Any:
+        with self._cleaned():
+            return super().command(cmd, parameters, data, settings, use_database, external_data,
+                                   transport_settings)
+
+
+def _chdb_client(url: str, database: str | None, settings: dict[str, Any]) -> Client:
+    """``chdb:///abs/path`` (or ``chdb://memory``) as clickhouse-connect reads such a DSN."""
+    parsed = urlparse(url)
+    location = parsed.netloc.rpartition("@")[2] if parsed.netloc else unquote(parsed.path)
+    path = None if location in ("", "memory", ":memory:") else location
+    options = dict(parse_qsl(parsed.query)) or None
+    return _CleanChdbClient(path=path, database=database, settings=settings, chdb_options=options)
+
+
 def _connect(url: str, database: str | None, settings: dict[str, Any] | None) -> Client:
     if is_embedded(url):
-        return clickhouse_connect.get_client(dsn=url, database=database, settings=settings or {})
+        return _chdb_client(url, database, settings or {})
     parsed = urlparse(url)
     # a database in the URL path is ignored: ClickHouseConfig.database names ours
     dsn = f"{parsed.scheme}://{parsed.netloc}"

@@ -16,13 +16,12 @@ server on every request with the read-only settings. The role check's query neve
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,13 +55,13 @@ class Result:
 
 
 _ro_clients: dict[tuple[str, str, str], Client] = {}
-_ro_calls: dict[tuple[str, str, str], threading.Lock] = {}  # one call at a time per handle (below)
 _ro_lock = threading.Lock()
 
 
-def _sibling(client: Client, limits: Mapping[str, Any] | None = None) -> tuple[Client, threading.Lock]:
+def _readonly_sibling(client: Client, limits: Mapping[str, Any] | None = None) -> Client:
     """The read-only handle on ``client``'s store with ``limits`` (one per set of limits: a chDB handle's
-    settings are fixed once it is read-only), and the lock its calls take."""
+    settings are fixed once it is read-only). Its calls leave no output behind a failure for the next
+    caller, whatever the role (``sinks.clickhouse.client._CleanChdbClient``)."""
     url = client_url(client)
     database = str(client.database or "default")
     key = (url, database, json.dumps(dict(limits or {}), sort_keys=True))
@@ -70,30 +69,7 @@ def _sibling(client: Client, limits: Mapping[str, Any] | None = None) -> tuple[C
         ro = _ro_clients.get(key)
         if ro is None:
             ro = _ro_clients[key] = readonly_client_like(url, database, dict(limits or {}))
-            _ro_calls[key] = threading.Lock()
-        return ro, _ro_calls[key]
-
-
-def _readonly_sibling(client: Client, limits: Mapping[str, Any] | None = None) -> Client:
-    return _sibling(client, limits)[0]
-
-
-@contextlib.contextmanager
-def _clean_after_failure(ro: Client, lock: threading.Lock | None) -> Iterator[None]:
-    """chDB (4.x) keeps the output a query had written when it failed part-way (a result limit, a
-    timeout, throwIf) and hands it out at the front of the next answer on that handle, whoever asks
-    next, in whatever role. So a shared handle takes one call at a time, and after a failure one
-    throwaway query takes the leftover before anyone else may ask. (A server: nothing to do.)"""
-    if lock is None:
-        yield
-        return
-    with lock:
-        try:
-            yield
-        except Exception:
-            with contextlib.suppress(Exception):
-                ro.raw_query("SELECT 1", fmt="TabSeparated")
-            raise
+        return ro
 
 
 def close_readonly_clients(url: str | None = None) -> None:
@@ -101,7 +77,6 @@ def close_readonly_clients(url: str | None = None) -> None:
     stays up while any client on it is open, and a process can host only one path at a time."""
     with _ro_lock:
         for key in [k for k in _ro_clients if url is None or k[0] == url]:
-            _ro_calls.pop(key, None)
             _ro_clients.pop(key).close()
 
 
@@ -144,23 +119,21 @@ def run_readonly(client: Client, sql: str, fmt: str = "tsv", policy: Policy | No
     if not sql:
         raise QueryError("empty query")
     embedded = is_embedded(client_url(client))
-    checker, check_lock = _sibling(client) if embedded else (client, None)
-    runner, run_lock = _sibling(client, limits) if embedded and limits else (checker, check_lock)
+    checker = _readonly_sibling(client) if embedded else client
+    runner = _readonly_sibling(client, limits) if embedded and limits else checker
     # a server: the limits before readonly=1, in the request's own settings
     settings: dict[str, Any] = {} if embedded else {"final": 1, **(limits or {}), "readonly": 1}
     if policy is not None:
         own = _TRAILING_FORMAT.search(sql)
         body = sql[: own.start()].rstrip().rstrip(";").rstrip() if own else sql
         # the check runs on a read-only client too: it never needs more than the query itself
-        with _clean_after_failure(checker, check_lock):
-            done = check(checker, str(client.database or "default"), body, policy,
-                         {} if embedded else dict(READONLY_SETTINGS))
+        done = check(checker, str(client.database or "default"), body, policy,
+                     {} if embedded else dict(READONLY_SETTINGS))
         if checked is not None:
             checked.append(done)
         sql = f"{done.sql}\n{own.group(0).strip()}" if own else done.sql
     if fmt == "rows":
-        with _clean_after_failure(runner, run_lock):
-            res = runner.query(sql, settings=settings)
+        res = runner.query(sql, settings=settings)
         rows = [tuple(r) for r in res.result_rows]
         return Result(list(res.column_names), [t.name for t in res.column_types], rows)
     try:
@@ -169,6 +142,5 @@ def run_readonly(client: Client, sql: str, fmt: str = "tsv", policy: Policy | No
         raise QueryError(f"unknown format {fmt!r}; use one of {', '.join([*FORMATS, 'rows'])}") from None
     # a query that names its own output format keeps it
     own_format = _TRAILING_FORMAT.search(sql) is not None
-    with _clean_after_failure(runner, run_lock):
-        out = runner.raw_query(sql, fmt=None if own_format else ch_fmt, settings=settings)
+    out = runner.raw_query(sql, fmt=None if own_format else ch_fmt, settings=settings)
     return out.decode("utf-8", errors="replace")
