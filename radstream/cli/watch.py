@@ -2,37 +2,80 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from radstream.cli import settings_of
 
+if TYPE_CHECKING:
+    from streams.auth import Principal
+
+
+WATCHERS = ("analyst", "steward")  # as on the web page (radstream.web.app.READERS); admin holds every role
+
+
+def _refused(target: Any, principal: Principal, action: str, why: str, **fields: Any) -> NoReturn:
+    from radstream.access import flush_audit
+    from streams import audit
+
+    audit.record(target, principal.user, action, allowed=False, reason=why, **fields)
+    flush_audit(target)
+    raise click.ClickException(why)
+
 
 @click.command("watch")
-@click.option("--project", required=True, help="Project / IRB protocol id.")
+@click.option("--project", required=True, help="A registered project (radstream project add).")
 @click.option("--destination", required=True, help="Destination AE (must be on the allow-list).")
 @click.option("--rule", "rule_file", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Rule file (JSON): modality, body_region, status, finding, assessment, after, before.")
-@click.option("--requester", default=None, help="Recorded with every request (default: the OS user).")
+@click.option("--requester", default=None, help="Recorded with every request (default: the command's user).")
 @click.option("--id", "watch_id", default=None, help="Watch id (default: generated).")
 @click.pass_context
 def watch(ctx: click.Context, project: str, destination: str, rule_file: str, requester: str | None,
           watch_id: str | None) -> None:
-    """Register criteria once; every new report version that meets them becomes a retrieval request."""
+    """Register criteria once; every new report version that meets them becomes a retrieval request.
+
+    The command's user (``RADSTREAM_TOKEN``, else the token store's owner) needs the analyst or steward
+    role, the project must be registered (and active, and deliver to this destination), and only a
+    steward may watch for an identified project, as on the web page. The watch carries the user's roles
+    into every request it makes (the DICOM worker checks them again). Audited as ``cohort.watch``,
+    refusals too."""
     from processors.cohort import RuleError
+    from radstream.access import authorise, done
+    from sinks.dicom.projects import ProjectRegistry, refusal
+    from streams.auth import AuthError
     from streams.cohort import DestinationNotAllowed, publish_watch, watch_record
 
     settings = settings_of(ctx)
+    fields = {"project": project, "destination": destination}
     try:
-        who = requester or getpass.getuser()
-        rec = watch_record(settings.research.allowed_destinations, project, destination, who, rule_file,
-                           watch_id)
+        principal, target = authorise(settings, "cohort.watch", WATCHERS, **fields)
+    except AuthError as exc:
+        raise click.ClickException(f"cohort watch refused: {exc.reason}") from None
+    allowed = settings.research.allowed_destinations
+    if destination not in allowed:
+        _refused(target, principal, "cohort.watch",
+                 f"destination {destination!r} is not on the allow-list ({', '.join(allowed)})", **fields)
+    registry = ProjectRegistry(settings.kafka, settings.topics)
+    try:
+        why = refusal(registry, project, destination)
+        registered = registry.get(project)
+    finally:
+        registry.stop()
+    if why is None and registered is not None and registered.identified and not principal.has("steward"):
+        why = f"project {project!r} receives identified images: only a steward may send studies to it"
+    if why:
+        _refused(target, principal, "cohort.watch", why, **fields)
+    try:
+        rec = watch_record(settings.research.allowed_destinations, project, destination,
+                           requester or principal.user, rule_file, watch_id, sorted(principal.roles))
     except (RuleError, DestinationNotAllowed) as exc:
-        raise click.ClickException(str(exc)) from exc
+        _refused(target, principal, "cohort.watch", str(exc), **fields)
     publish_watch(settings.kafka, settings.topics, rec)
+    done(target, principal, "cohort.watch", watch_id=rec["watch_id"], **fields)
     click.echo(f"watching {rec['watch_id']}: project {project} -> {destination}")
 
 
@@ -40,13 +83,45 @@ def watch(ctx: click.Context, project: str, destination: str, rule_file: str, re
 @click.argument("watch_id")
 @click.pass_context
 def unwatch(ctx: click.Context, watch_id: str) -> None:
-    """End a standing cohort (requests already made are not cancelled)."""
-    from streams.cohort import publish_watch
+    """End a standing cohort (requests already made are not cancelled).
+
+    A steward may end any watch; an analyst only one they subscribed, and never one of an identified
+    project, as on the web page. Audited as ``cohort.unwatch``, refusals too."""
+    from radstream.access import authorise, done
+    from sinks.dicom.projects import ProjectRegistry
+    from streams.auth import AuthError
+    from streams.cohort import WatchRegistry, publish_watch
 
     settings = settings_of(ctx)
+    try:
+        principal, target = authorise(settings, "cohort.unwatch", WATCHERS, watch_id=watch_id)
+    except AuthError as exc:
+        raise click.ClickException(f"cohort unwatch refused: {exc.reason}") from None
+    if not principal.has("steward"):
+        watches = WatchRegistry(settings.kafka, settings.topics)
+        watches.start()
+        loaded = watches.loaded.wait(15)
+        watches.stop()
+        w = next((w for w in watches.current() if w.watch_id == watch_id), None)
+        why = None if loaded else "the watches topic could not be read: try again, or ask a steward"
+        if why is None and w is not None:
+            projects = ProjectRegistry(settings.kafka, settings.topics)
+            try:
+                registered = projects.get(w.project_id)
+            finally:
+                projects.stop()
+            if registered is None or registered.identified:
+                why = (f"project {w.project_id!r} receives identified images (or is not registered): only a "
+                       "steward may end its watch")
+            elif w.requester != principal.user:
+                why = (f"watch {watch_id!r} was subscribed by {w.requester!r}: only they or a steward may "
+                       "end it")
+        if why:
+            _refused(target, principal, "cohort.unwatch", why, watch_id=watch_id)
     publish_watch(settings.kafka, settings.topics, {
         "watch_id": watch_id, "project_id": "", "destination_ae": "", "requester": "", "rule": "{}",
         "active": False, "time": datetime.now(UTC)})
+    done(target, principal, "cohort.unwatch", watch_id=watch_id)
     click.echo(f"stopped {watch_id}")
 
 

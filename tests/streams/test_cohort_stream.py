@@ -61,13 +61,15 @@ def test_registry_follows_the_compacted_topic(topic_settings: Settings, tmp_path
 
     from radstream.cli import main
     from radstream.config import settings_env
+    from tests.sinks.dicom.helpers import register_projects
 
+    register_projects(topic_settings)  # a watch needs a registered project (IRB-7: de-identified)
     rule = tmp_path / "rule.json"
     rule.write_text(json.dumps(RULE))
     env = settings_env(topic_settings)
     runner = CliRunner()
     for wid in ("w-a", "w-b"):
-        res = runner.invoke(main, ["cohort", "watch", "--project", "IRB-1", "--destination", "RESEARCH",
+        res = runner.invoke(main, ["cohort", "watch", "--project", "IRB-7", "--destination", "RESEARCH",
                                    "--rule", str(rule), "--id", wid, "--requester", "bob"], env=env)
         assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["cohort", "unwatch", "w-a"], env=env)
@@ -76,6 +78,6 @@ def test_registry_follows_the_compacted_topic(topic_settings: Settings, tmp_path
     assert res.exit_code == 0, res.output
     assert [(w["watch_id"], w["requester"], w["rule"]) for w in json.loads(res.output)] == [
         ("w-b", "bob", "big-nodules")]
-    bad = runner.invoke(main, ["cohort", "watch", "--project", "IRB-1", "--destination", "NOPE",
+    bad = runner.invoke(main, ["cohort", "watch", "--project", "IRB-7", "--destination", "NOPE",
                                "--rule", str(rule)], env=env)
     assert bad.exit_code != 0 and "allow-list" in bad.output
