@@ -134,14 +134,13 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
     """Run the query on the store (or server) opened here, as the worker's /sql page does: the caller is
     authenticated (``RADSTREAM_TOKEN`` or the OS user's local token), the query must pass the policy of
     the caller's query roles, and it is audited (``sql.query``, allowed or refused, endpoint ``cli``)."""
-    from radstream.access import audit_target, cli_principal, flush_audit
+    from radstream.access import authorise, flush_audit
     from sinks.clickhouse.access import AccessDenied
     from sinks.clickhouse.client import open_client
     from streams.auth import AuthError
 
-    try:
-        principal = cli_principal(settings)
-        principal.require(*QUERY_ROLES)
+    try:  # a bad token or a user without a query role: refused and audited
+        principal, target = authorise(settings, "sql.query", QUERY_ROLES, query=query, endpoint="cli")
     except AuthError as exc:
         raise WarehouseError(exc.reason) from exc
     try:
@@ -154,7 +153,6 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
         else:
             hint = ""
         raise WarehouseError(f"cannot open {settings.clickhouse.shown_url}: {exc}{hint}") from exc
-    target = audit_target(settings)
     try:  # audited there, refused or failed too
         return audited_query(client, settings, principal, query, fmt, target=target, endpoint="cli")
     except AccessDenied as exc:

@@ -62,10 +62,12 @@ def test_a_direct_query_is_checked_against_the_callers_roles_and_audited(topic_s
 
     lines = [json.loads(x) for x in Path(s.auth.audit_log).read_text().splitlines()]
     queries = [(e["actor"], e["allowed"], e["query"]) for e in lines if e["action"] == "sql.query"]
-    assert queries[:2] == [("ana", True, "SELECT count() AS n FROM reports_latest"),
-                           ("ana", False, "SELECT text FROM report_text_original")]
-    assert queries[2][1:] == (True, "SELECT text FROM report_text_original") and queries[2][0] != "ana"
-    assert len(queries) == 3  # the refused roles and the bad token never reached a query
+    assert queries[:4] == [("ana", True, "SELECT count() AS n FROM reports_latest"),
+                           ("ana", False, "SELECT text FROM report_text_original"),
+                           ("ing", False, "SELECT 1"),  # no query role: refused before the store opens
+                           ("?", False, "SELECT 1")]  # a bad token: refused, nobody known
+    assert queries[4][1:] == (True, "SELECT text FROM report_text_original") and queries[4][0] != "ana"
+    assert len(queries) == 5
     assert all(json.loads(e["detail"])["endpoint"] == "cli" for e in lines if e["action"] == "sql.query")
     assert [e["action"] for e in lines if e["action"] != "sql.query"] == ["auth.add-user", "auth.add-token"]
     on_topic = [decode("audit_event", m.value()) for m in consume(s, s.topics.audit, len(queries))]
