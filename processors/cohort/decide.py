@@ -31,11 +31,15 @@ class Watch:
     requester_roles: tuple[str, ...] | None = None
 
 
-def request_id_for(project_id: str, destination_ae: str, site: str, accession: str, version: int) -> str:
+def request_id_for(project_id: str, destination_ae: str, site: str, accession: str, version: int,
+                   steward: bool = False) -> str:
     """Deterministic, so a redelivered report or a restarted worker emits the same request id; the
     version that first matched is part of it, so a report that matches again after a cancel gets a
-    new request rather than the cancelled one."""
-    return str(uuid.uuid5(_NAMESPACE, f"{project_id}|{destination_ae}|{site}|{accession}|{version}"))
+    new request rather than the cancelled one. ``steward``: the request that replaces a non-steward's
+    (``decide``), which may be made on the very version that request was: it must not reuse the
+    cancelled id (the DICOM worker runs an id once)."""
+    name = f"{project_id}|{destination_ae}|{site}|{accession}|{version}" + ("|steward" if steward else "")
+    return str(uuid.uuid5(_NAMESPACE, name))
 
 
 def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[str, Any],
@@ -74,7 +78,7 @@ def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[s
             # the request went out in a non-steward's name (refused if the project is identified) and a
             # steward's watch matches now: withdraw it and ask again in the steward's name (a new id)
             out.append(_request(w, record, rid, "cancel", requested_time))
-            rid = request_id_for(w.project_id, w.destination_ae, site, accession, version)
+            rid = request_id_for(w.project_id, w.destination_ae, site, accession, version, steward=True)
             was = False
         if hit and not was:
             out.append(_request(w, record, rid, "request", requested_time))

@@ -47,3 +47,14 @@ def test_a_stewards_request_is_not_replaced_when_an_analysts_watch_matches_too()
     v3 = {**v1, "report_version": 3}  # the steward's matches again: its request still stands
     _, out = decide(v3, [ANALYST, STEWARD], state, NOW)
     assert out == []
+
+
+def test_a_steward_subscribing_after_the_version_matched_gets_a_new_id_for_that_same_version() -> None:
+    v1 = {**V1, "body_region": "chest"}
+    state, [first] = decide(v1, [ANALYST], {}, NOW)  # only the analyst's watch exists yet
+    # the steward subscribes; the same version is evaluated again (a redelivery, an NLP re-emission)
+    state, out = decide(v1, [ANALYST, STEWARD], state, NOW)
+    assert [(r["action"], r["requester"]) for r in out] == [("cancel", "sue"), ("request", "sue")]
+    assert out[0]["request_id"] == first["request_id"] != out[1]["request_id"]
+    again, redelivered = decide(v1, [ANALYST, STEWARD], state, NOW)
+    assert (again, redelivered) == (state, [])
