@@ -539,8 +539,13 @@ class ConsumerLoop:
                         self._pause(consumer)
                         paused_here = True
                     delay = min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** (attempt - 1))
-                    out_of_time = give_up_after_s is not None and time.monotonic() - started > give_up_after_s
-                    if out_of_time or stop.is_set() or self._wait(consumer, delay, stop):
+                    if give_up_after_s is None:  # the running loop: a stop ends the retries
+                        given_up = stop.is_set() or self._wait(consumer, delay, stop)
+                    else:  # the last flush, the loop stopping already: retry within its own budget
+                        given_up = time.monotonic() - started + delay > give_up_after_s
+                        if not given_up:
+                            self._wait(consumer, delay, threading.Event())
+                    if given_up:
                         log.warning("%s: giving up on an unflushed batch (it will be re-delivered)",
                                     self.cfg.stage)
                         self._abandon()

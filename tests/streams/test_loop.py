@@ -111,6 +111,28 @@ def test_a_failing_flush_commits_nothing_then_everything_once_it_succeeds(topic_
         assert "store down" in loop.stats.last_error
 
 
+class FailsAtStop(Batching):
+    """Flushes only when the loop stops (``due`` says an hour from now), and that last flush fails first."""
+
+    def due(self) -> float | None:
+        return time.monotonic() + 3600 if self.buffer else None
+
+    def full(self) -> bool:
+        return False
+
+
+def test_the_last_flush_at_stop_retries_within_its_budget(topic_settings: Settings) -> None:
+    s, topic = topic_settings, topic_settings.topics.reports
+    _produce(s, topic, [b"a", b"b"])
+    handler = FailsAtStop(failures=2)
+    cfg = _config(s, topic, final_flush_s=10.0)
+    with _running(s, cfg, handler):
+        wait_until(lambda: len(handler.buffer) == 2, what="records taken")
+        assert handler.attempts == 0
+    assert (handler.attempts, handler.durable) == (3, [b"a", b"b"])
+    assert committed(s, cfg.group_id, [topic]) == end_offsets(s, [topic])
+
+
 def test_held_records_are_committed_only_up_to_the_first_open_ticket(topic_settings: Settings) -> None:
     s, topic = topic_settings, topic_settings.topics.reports
     _produce(s, topic, [b"0", b"1", b"2", b"3"])
