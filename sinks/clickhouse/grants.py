@@ -3,8 +3,11 @@ on a server (an embedded chDB store has no users: there the SQL page's allowlist
 
 * ``radstream_analyst``: SELECT on exactly the objects of ``roles/analyst.json`` that exist (base
   tables included: views run with the invoker's rights, so a view over a restricted table fails for
-  an analyst on the server too); on a table with ``denied_columns``, SELECT on its other columns only
-  (a table whose columns are not known is not granted at all);
+  an analyst on the server too); on a table with ``denied_columns``, or with a column of a name denied in
+  any table (``inserted_at``, ``kafka_offset`` ...), SELECT on its other columns only (a table whose
+  columns are not known is not granted at all). The server enforces no more than that: the function
+  allowlist and the refusal of virtual columns hold only where our check runs (``sinks.clickhouse.access``:
+  the /sql page, local commands, the web app);
 * ``radstream_steward``: SELECT on every table and view of the warehouse database;
 * ``radstream_writer``: what the sink needs: INSERT and SELECT, and the idempotent migrations it runs
   at start (CREATE ... IF NOT EXISTS, CREATE OR REPLACE VIEW, ADD COLUMN); no ALTER DELETE/UPDATE,
@@ -39,13 +42,19 @@ def grant_statements(database: str, objects: Iterable[str], roles_dir: Path = RO
     analyst = policy_for(["analyst"], roles_dir)
     readable = sorted(o for o in set(objects) if analyst.all_tables or o in analyst.tables)
     hidden = {t for t, _ in analyst.denied_columns}
+    names = analyst.denied_column_names  # refused in any table by the check: not granted in any either
+
+    def denied(o: str, c: str) -> bool:
+        return (o, c) in analyst.denied_columns or c.lower() in names
+
     out = [f"CREATE ROLE IF NOT EXISTS {name}" for name in r.values()]
     out.append(f"REVOKE SELECT ON {db}.* FROM {r['analyst']}")
     for o in readable:
-        if o not in hidden:
+        known = (columns or {}).get(o)
+        if o not in hidden and not (known and any(denied(o, c) for c in known)):
             out.append(f"GRANT SELECT ON {db}.{quote_ident(o)} TO {r['analyst']}")
             continue
-        shown = [c for c in (columns or {}).get(o, ()) if (o, c) not in analyst.denied_columns]
+        shown = [c for c in known or () if not denied(o, c)]
         if shown:  # unknown columns: no grant rather than the whole table
             out.append(f"GRANT SELECT({', '.join(quote_ident(c) for c in shown)}) ON {db}.{quote_ident(o)} "
                        f"TO {r['analyst']}")

@@ -28,3 +28,20 @@ def test_grant_statements_parse_and_follow_the_allowlists(ch: Client) -> None:
     writer = [s for s in stmts if s.endswith(f"`{SERVER_ROLES['writer']}`") and s.startswith("GRANT")]
     assert len(writer) == 1 and "INSERT" in writer[0]
     assert not any(w in writer[0] for w in ("DELETE", "UPDATE", "DROP TABLE", "TRUNCATE", " ALL "))
+
+
+def test_a_column_name_denied_anywhere_is_granted_nowhere(ch: Client) -> None:
+    rows = ch.query("SELECT table, name FROM system.columns WHERE database = 'rs'").result_rows
+    columns: dict[str, list[str]] = {}
+    for table, name in rows:
+        columns.setdefault(str(table), []).append(str(name))
+    stmts = grant_statements("rs", list(columns), columns=columns)
+    analyst = [s for s in stmts if s.endswith(f"TO `{SERVER_ROLES['analyst']}`") and s.startswith("GRANT")]
+    whole = {s.split("ON `rs`.")[1].split()[0].strip("`") for s in analyst if s.startswith("GRANT SELECT ON")}
+    has_denied = {t for t, cs in columns.items() if {"inserted_at", "kafka_offset"} & set(cs)}
+    assert {"retrieval_requests", "retrieval_events", "received_instances"} <= has_denied
+    assert not whole & has_denied
+    for s in analyst:
+        if s.startswith("GRANT SELECT("):
+            assert "`inserted_at`" not in s and "`kafka_offset`" not in s and "`kafka_partition`" not in s, s
+    assert any("ON `rs`.`retrieval_requests`" in s for s in analyst)  # its other columns still readable
