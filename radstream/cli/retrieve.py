@@ -18,6 +18,19 @@ if TYPE_CHECKING:
     from sinks.dicom.projects import Project
 
 
+def registered_project(settings: Settings, project: str,
+                       destination: str) -> tuple[str | None, Project | None]:
+    """(why a retrieval for ``project`` to ``destination`` is refused or None, its registration), read
+    once from the projects topic."""
+    from sinks.dicom.projects import ProjectRegistry, refusal
+
+    registry = ProjectRegistry(settings.kafka, settings.topics)
+    try:
+        return refusal(registry, project, destination), registry.get(project)
+    finally:
+        registry.stop()
+
+
 def identified_requester(settings: Settings, project: Project | None,
                          requester: str | None) -> tuple[str, list[str] | None]:
     """-> (requester, requester_roles) of a CLI request for ``project``.
@@ -69,7 +82,6 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
 
     Refused unless the project is registered (and active, and delivers to this destination), and, for an
     identified project, unless the command's user is a steward."""
-    from sinks.dicom.projects import ProjectRegistry, refusal
     from streams.producer import make_producer, produce_sync
 
     settings = settings_of(ctx)
@@ -79,12 +91,7 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
     if destination not in settings.research.allowed_destinations:
         raise click.UsageError(f"destination {destination!r} is not on the allow-list "
                                f"{list(settings.research.allowed_destinations)}")
-    registry = ProjectRegistry(settings.kafka, settings.topics)
-    try:
-        why = refusal(registry, project, destination)
-        registered = registry.get(project)
-    finally:
-        registry.stop()
+    why, registered = registered_project(settings, project, destination)
     if why:
         raise click.ClickException(why)
     who, roles = identified_requester(settings, registered, requester)

@@ -45,7 +45,7 @@ def watch(ctx: click.Context, project: str, destination: str, rule_file: str, re
     refusals too."""
     from processors.cohort import RuleError
     from radstream.access import authorise, done
-    from sinks.dicom.projects import ProjectRegistry, refusal
+    from radstream.cli.retrieve import registered_project
     from streams.auth import AuthError
     from streams.cohort import DestinationNotAllowed, publish_watch, watch_record
 
@@ -59,12 +59,7 @@ def watch(ctx: click.Context, project: str, destination: str, rule_file: str, re
     if destination not in allowed:
         _refused(target, principal, "cohort.watch",
                  f"destination {destination!r} is not on the allow-list ({', '.join(allowed)})", **fields)
-    registry = ProjectRegistry(settings.kafka, settings.topics)
-    try:
-        why = refusal(registry, project, destination)
-        registered = registry.get(project)
-    finally:
-        registry.stop()
+    why, registered = registered_project(settings, project, destination)
     if why is None and registered is not None and registered.identified and not principal.has("steward"):
         why = f"project {project!r} receives identified images: only a steward may send studies to it"
     if why:
