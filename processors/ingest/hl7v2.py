@@ -268,7 +268,10 @@ def _lf_then_id(sep: bytes) -> re.Pattern[bytes]:
 
 def _lf_segment_start(raw: bytes, pos: int, end: int, sep: bytes) -> int:
     """The first LF in ``raw[pos:end]`` that :func:`_lf_segments` reads as a segment end, else ``end``."""
-    for m in _lf_then_id(sep).finditer(raw, pos, end):
+    first = raw.find(b"\n", pos, end)  # memchr: a base64 value without any LF costs next to nothing
+    if first < 0:
+        return end
+    for m in _lf_then_id(sep).finditer(raw, first, end):
         if _is_segment(raw[m.start() + 1:m.start() + 5].decode("latin-1"), sep.decode("latin-1"), True):
             return m.start()
     return end
