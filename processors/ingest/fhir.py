@@ -201,6 +201,7 @@ class _Text(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.hidden = 0
+        self.hidden_at = ("", (0, 0))  # the outermost open <script>/<style>/...: tag, (line, column)
         self.pre = 0
         self.lists: list[int | None] = []  # per open list: the last <ol> item number, None for <ul>
         self.depth = 0  # open block elements (a struck-out span ends with the block it opened in)
@@ -223,6 +224,8 @@ class _Text(HTMLParser):
         if tag in DELETED_TAGS:
             self.deleted.append((tag, self.depth, self.getpos()))
         elif tag in HIDDEN_TAGS:
+            if not self.hidden:
+                self.hidden_at = (tag, self.getpos())
             self.hidden += 1
         elif self.hidden or self.deleted:
             return
@@ -269,27 +272,31 @@ class _Text(HTMLParser):
 
     def _unclosed(self) -> None:
         tag, _, (line, col) = self.deleted.pop()
-        self.unclosed.append(f"<{tag}> at line {line}, column {col + 1}")
+        self.unclosed.append(f"struck-out <{tag}> at line {line}, column {col + 1}")
 
     def close(self) -> None:
         super().close()
         while self.deleted:
             self._unclosed()
+        if self.hidden:  # an unclosed <style>/<script>/<title>/<head> hid everything after it
+            tag, (line, col) = self.hidden_at
+            self.unclosed.append(f"hidden <{tag}> at line {line}, column {col + 1}")
 
 
 def html_text(html: str) -> str:
     """Visible text of an HTML fragment, one line per block or <br> (empty lines dropped).
 
     Raises ParseError (``value``) when a struck-out element is not ended by its own close tag (see
-    :class:`_Text`): the resource is refused with that reason (dead letter), never read with text lost
-    or with struck-out words kept."""
+    :class:`_Text`), or a <script>/<style>/<title>/<head> is never closed (it hid the rest of the text):
+    the resource is refused with that reason (dead letter), never read with text lost or with struck-out
+    words kept."""
     p = _Text()
     p.feed(html)
     p.close()
     if p.unclosed:
-        raise ParseError(f"HTML text: struck-out {', '.join(p.unclosed[:3])} has no matching close tag"
-                         " within its block: where the strike-out ends cannot be told, so the text is not"
-                         " read", code="value")
+        raise ParseError(f"HTML text: {', '.join(p.unclosed[:3])} has no matching close tag (a struck-out"
+                         " one: within its block), so what it hides cannot be told; the text is not read",
+                         code="value")
     text = "".join(p.parts)
     lines = [" ".join(ln.split()) for ln in text.split("\n")]
     return "\n".join(ln for ln in lines if ln)

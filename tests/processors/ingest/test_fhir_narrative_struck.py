@@ -1,7 +1,8 @@
 """FHIR HTML text (presentedForm text/html, narrative text.div): a struck-out element (<s>, <del>,
 <strike>) that its own close tag does not end is refused with a clear reason, never read with text lost
 (review s15/r8: "Compare <s>prior</p>" dropped the rest of the block without an error; before that,
-the rest of the report). ``<ins>`` is inline. The tests marked "old" failed on main a79c22c; the
+the rest of the report); so is an unclosed <style>/<script>/<title>/<head>, which hid the rest of
+the report. ``<ins>`` is inline. The tests marked "old" failed on main a79c22c; the
 others are look-alikes that keep their behaviour. The reports are made up.
 """
 
@@ -50,7 +51,22 @@ def test_old_an_unclosed_strike_out_is_refused_with_its_position(html: str) -> N
     with pytest.raises(ParseError) as err:
         html_text(html)
     assert err.value.code == "value"
-    assert "has no matching close tag" in err.value.reason and " at line 1, column " in err.value.reason
+    assert "has no matching close tag" in err.value.reason and "struck-out <" in err.value.reason
+    assert " at line 1, column " in err.value.reason
+
+
+@pytest.mark.parametrize(("html", "tag"), [
+    ("<p>A <style>p {color: red}</p><p>IMPRESSION: Biopsy advised.</p>", "style"),
+    ("<p>A <title>Report</p><p>IMPRESSION: Biopsy advised.</p>", "title"),
+])
+def test_old_an_unclosed_hidden_element_is_refused_not_hiding_the_rest(html: str, tag: str) -> None:
+    with pytest.raises(ParseError, match=f"hidden <{tag}> at line 1, column 6 has no matching close tag"):
+        html_text(html)
+
+
+def test_closed_hidden_elements_are_still_dropped() -> None:
+    html = "<head><title>CT</title><style>p {}</style></head><p>IMPRESSION: Biopsy advised.</p>"
+    assert html_text(html) == "IMPRESSION: Biopsy advised."
 
 
 @pytest.mark.parametrize("narrative", [False, True])
