@@ -11,7 +11,9 @@ purposes). Mapping:
   other reports go on); ``unknown`` is refused (business rule);
 - text (``_report_text``): every ``presentedForm`` with contentType text/plain, in order (base64
   ``data``, charset honoured; an appended or amended report's addendum is a further attachment), else
-  every text/html one as text (line breaks at <br>, <p>, <li>, ...), else the ``result``
+  every text/html one as text (line breaks at <br>, <p>, <li>, ...; struck-out <s>/<del>/<strike>
+  dropped, and a resource whose struck-out element has no matching close tag refused: ``html_text``),
+  else the ``result``
   Observations as ``<code>: <valueString>`` in order (plus ``conclusion`` when none of them holds
   it), else ``conclusion``, else
   the narrative ``text.div`` as text. ``conclusion`` is not added to a presentedForm (FHIR: the
@@ -177,31 +179,40 @@ HIDDEN_TAGS = frozenset({"script", "style", "head", "title"})
 DELETED_TAGS = frozenset({"del", "s", "strike"})
 # elements that enclose a struck-out span (not the void <br>, <hr>)
 CONTAINER_TAGS = (BLOCK_TAGS - {"br", "hr"}) | {"td", "th"}
-SOFT = "\x00"  # a word boundary that is a space only between two word characters (see html_text)
 
 
 class _Text(HTMLParser):
     """HTML -> plain text: whitespace in the source is one space (as a browser shows it) except in
     <pre>; block elements (<p>, <div>, <li>, <tr>, headings) and <br> make line breaks; table cells are
-    separated by a space; script/style and struck-out text (<del>, <s>, <strike>; an unclosed one ends
-    with the block it is in) are dropped;
+    separated by a space; script/style and struck-out text (<del>, <s>, <strike>) are dropped;
     ``<sup>`` is written ``^`` + its text (``10<sup>9</sup>`` -> ``10^9``, not the number 109);
-    ``<sub>`` is plain (``SpO<sub>2</sub>`` -> ``SpO2``, as it is read); ``<ins>`` text is kept as a
-    separate word; ``<ol>`` items are numbered (``1. ``), so "see 2." still resolves."""
+    ``<sub>`` and ``<ins>`` are inline, as a browser shows them (``SpO<sub>2</sub>`` -> ``SpO2``,
+    ``hemor<ins>r</ins>hage`` -> ``hemorrhage``); ``<ol>`` items are numbered (``1. ``), so "see 2."
+    still resolves.
+
+    A struck-out span that its own close tag does not end (the end of its block, a close tag of another
+    struck-out element, or the end of the text comes first) is recorded in ``unclosed``: where the author
+    meant the strike-out to end cannot be told, and both guesses change the report (dropping to the end
+    of the block lost "0.05 noted." of ``p<s>0.05 noted.</p>``; keeping it would keep struck-out words
+    such as "no"). :func:`html_text` refuses such text; the span still ends with its block here, so the
+    rest of the text is never hidden."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.hidden = 0
+        self.hidden_at = ("", (0, 0))  # the outermost open <script>/<style>/...: tag, (line, column)
         self.pre = 0
         self.lists: list[int | None] = []  # per open list: the last <ol> item number, None for <ul>
         self.depth = 0  # open block elements (a struck-out span ends with the block it opened in)
-        self.deleted: list[int] = []  # per open <del>/<s>/<strike>: the block depth it opened at
+        # per open <del>/<s>/<strike>: its tag, the block depth it opened at, and where (line, column)
+        self.deleted: list[tuple[str, int, tuple[int, int]]] = []
+        self.unclosed: list[str] = []  # struck-out spans not ended by their own close tag: "<s> at 1:20"
 
     def handle_data(self, data: str) -> None:
         if self.hidden or self.deleted:
             return
-        data = data.replace(SOFT, "")
+        data = data.replace("\x00", "")
         if self.pre:  # a plain-text report wrapped in <pre>: its line breaks are the report's
             self.parts.append(data.replace("\r\n", "\n").replace("\r", "\n"))
         else:
@@ -211,15 +222,15 @@ class _Text(HTMLParser):
         if tag in CONTAINER_TAGS:
             self.depth += 1
         if tag in DELETED_TAGS:
-            self.deleted.append(self.depth)
+            self.deleted.append((tag, self.depth, self.getpos()))
         elif tag in HIDDEN_TAGS:
+            if not self.hidden:
+                self.hidden_at = (tag, self.getpos())
             self.hidden += 1
         elif self.hidden or self.deleted:
             return
         elif tag == "sup":
             self.parts.append("^")
-        elif tag == "ins":
-            self.parts.append(SOFT)
         elif tag in BLOCK_TAGS:
             self.pre += tag == "pre"
             self.parts.append("\n")
@@ -236,19 +247,20 @@ class _Text(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in CONTAINER_TAGS:
             self.depth = max(0, self.depth - 1)
-            # an unclosed <s>/<del> (a stray tag, "p<s 0.05" written raw) ends with its block: it
-            # hid the whole rest of the report
-            while self.deleted and self.deleted[-1] > self.depth:
-                self.deleted.pop()
+            # an unclosed <s>/<del> (a stray tag, "p<s>0.05" written raw) ends with its block: it hid
+            # the whole rest of the report
+            while self.deleted and self.deleted[-1][1] > self.depth:
+                self._unclosed()
         if tag in DELETED_TAGS:
-            if self.deleted:
+            if any(t == tag for t, _, _ in self.deleted):
+                while self.deleted[-1][0] != tag:  # <s>..<del>..</s>: the <del> was never closed
+                    self._unclosed()
                 self.deleted.pop()
+            # else a stray close tag: it hides nothing
         elif tag in HIDDEN_TAGS:
             self.hidden = max(0, self.hidden - 1)
         elif self.hidden or self.deleted:
             return
-        elif tag == "ins":
-            self.parts.append(SOFT)
         elif tag in BLOCK_TAGS:
             self.pre = max(0, self.pre - (tag == "pre"))
             self.parts.append("\n")
@@ -258,12 +270,34 @@ class _Text(HTMLParser):
             self.parts.append(" ")
 
 
+    def _unclosed(self) -> None:
+        tag, _, (line, col) = self.deleted.pop()
+        self.unclosed.append(f"struck-out <{tag}> at line {line}, column {col + 1}")
+
+    def close(self) -> None:
+        super().close()
+        while self.deleted:
+            self._unclosed()
+        if self.hidden:  # an unclosed <style>/<script>/<title>/<head> hid everything after it
+            tag, (line, col) = self.hidden_at
+            self.unclosed.append(f"hidden <{tag}> at line {line}, column {col + 1}")
+
+
 def html_text(html: str) -> str:
-    """Visible text of an HTML fragment, one line per block or <br> (empty lines dropped)."""
+    """Visible text of an HTML fragment, one line per block or <br> (empty lines dropped).
+
+    Raises ParseError (``value``) when a struck-out element is not ended by its own close tag (see
+    :class:`_Text`), or a <script>/<style>/<title>/<head> is never closed (it hid the rest of the text):
+    the resource is refused with that reason (dead letter), never read with text lost or with struck-out
+    words kept."""
     p = _Text()
     p.feed(html)
     p.close()
-    text = re.sub(rf"(?<=\w){SOFT}+(?=\w)", " ", "".join(p.parts)).replace(SOFT, "")
+    if p.unclosed:
+        raise ParseError(f"HTML text: {', '.join(p.unclosed[:3])} has no matching close tag (a struck-out"
+                         " one: within its block), so what it hides cannot be told; the text is not read",
+                         code="value")
+    text = "".join(p.parts)
     lines = [" ".join(ln.split()) for ln in text.split("\n")]
     return "\n".join(ln for ln in lines if ln)
 
@@ -285,7 +319,11 @@ def _attachment_text(att: dict[str, Any], ctype: str) -> str:
     except (binascii.Error, ValueError, LookupError) as exc:
         raise ParseError(f"presentedForm {kind} is not decodable ({charset}): {exc}", code="value") from None
     if kind == "text/html":
-        return html_text(text)
+        try:
+            return html_text(text)
+        except ParseError as exc:
+            raise ParseError(f"presentedForm {kind}: {exc.reason}", code=exc.code,
+                             field="presentedForm") from None
     return text.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
@@ -392,7 +430,10 @@ def _report_text(dr: dict[str, Any], index: _Index | None = None) -> str:
         return conclusion
     div = (dr.get("text") or {}).get("div")
     if div:
-        return html_text(str(div))
+        try:
+            return html_text(str(div))
+        except ParseError as exc:
+            raise ParseError(f"text.div: {exc.reason}", code=exc.code, field="text.div") from None
     return ""
 
 

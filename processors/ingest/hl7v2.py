@@ -207,10 +207,26 @@ def _segment_end(data: bytes, lo: int = 0, hi: int | None = None) -> bytes:
     return b"\n" if m is not None and m.group() == b"\n" else b"\r"
 
 
+def _lf_segments(line: str, sep: str) -> list[str]:
+    """One CR-ended line of a CR message, cut at each bare LF that a known segment ID (or Z..) and the
+    field separator follow: a segment the sender ended with LF (an interface engine that appended an OBX
+    with its own line end). Folded into the segment before it, that OBX's text was lost (review s15/r8).
+    Any other LF stays: a line break of the report text (``NAD``, ``MRI``, ``OBX`` alone on a line)."""
+    parts = line.split("\n")
+    out = [parts[0]]
+    for part in parts[1:]:
+        if part[3:4] == sep and _is_segment(part, sep, known_only=True):
+            out.append(part)
+        else:
+            out[-1] += "\n" + part
+    return out
+
+
 def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[MessageHeader, str]:
     """Header and text of one message; segments normalised to CR, continuation lines folded in.
 
-    With CR segment ends (the standard), a bare LF is a line break inside a field. In an LF-only message
+    With CR segment ends (the standard), a bare LF is a line break inside a field, unless a known segment ID
+    and the field separator follow it (:func:`_lf_segments`). In an LF-only message
     a line starts a new segment only with a known segment ID (or Z..) and the field separator, so a report
     line such as ``NAD`` or ``MRI`` stays text.
     """
@@ -228,7 +244,7 @@ def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[MessageH
     sep = header.field_sep
     has_cr = _segment_end(data) == b"\r"
     if has_cr:
-        lines = text.replace("\r\n", "\r").split("\r")
+        lines = [p for line in text.replace("\r\n", "\r").split("\r") for p in _lf_segments(line, sep)]
     else:  # LF segment ends: a CR or CRLF is a line break inside a field (Windows dictation text)
         lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     segments: list[str] = []
@@ -243,6 +259,22 @@ def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[MessageH
 
 _FRAME_CHARS = b"\x0b\x1c\r\n\t \x00"
 _LEAD = re.compile(rb"[\x0b\x1c\r\n\t \x00]*")
+
+
+@cache
+def _lf_then_id(sep: bytes) -> re.Pattern[bytes]:
+    return re.compile(rb"\n(?=[A-Z][A-Z0-9]{2}" + re.escape(sep) + rb")")
+
+
+def _lf_segment_start(raw: bytes, pos: int, end: int, sep: bytes) -> int:
+    """The first LF in ``raw[pos:end]`` that :func:`_lf_segments` reads as a segment end, else ``end``."""
+    first = raw.find(b"\n", pos, end)  # memchr: a base64 value without any LF costs next to nothing
+    if first < 0:
+        return end
+    for m in _lf_then_id(sep).finditer(raw, first, end):
+        if _is_segment(raw[m.start() + 1:m.start() + 5].decode("latin-1"), sep.decode("latin-1"), True):
+            return m.start()
+    return end
 
 
 def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
@@ -274,6 +306,8 @@ def strip_attachments(raw: bytes) -> tuple[bytes, list[str]]:
     while pos < hi:
         end = raw.find(term, pos, hi)
         end = hi if end < 0 else end
+        if term == b"\r":  # a segment ended by a bare LF, as the decoder reads it (_lf_segments)
+            end = _lf_segment_start(raw, pos, end, sep)
         start = pos
         while start < end and raw[start] in (0x0A, 0x0D):  # the rest of a CR LF or LF CR segment end
             start += 1
@@ -323,9 +357,12 @@ def _get(seg: Any, n: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
     """Value of SEG-n.rep.comp.sub as a string ("" when absent), never raising."""
     try:
         value: Any = seg(n)
-        for idx in (rep, comp, sub):
+        path = (rep, comp, sub)
+        for i, idx in enumerate(path):
             if isinstance(value, str):
-                return value if idx == 1 else ""
+                # a plain value is the first repetition, component and subcomponent only (it was also
+                # returned for SEG-n.1.1.2: an EIP's parent "PB1" read as namespace "PB1")
+                return value if all(j == 1 for j in path[i:]) else ""
             value = value(idx)
         return str(value).strip()
     except (IndexError, KeyError, TypeError, ValueError, AttributeError):
@@ -529,10 +566,26 @@ def _may_take_text(g: _Group) -> bool:
         return False
 
 
-def _ei(seg: Any, n: int, rep: int = 1) -> tuple[str, str]:
-    """(entity id, namespace id) of an EI field; ("", "") when the id is empty."""
-    ident = _get(seg, n, rep, 1)
-    return (ident, _get(seg, n, rep, 2)) if ident else ("", "")
+EI = tuple[str, str, str, str]
+
+
+def _ei(seg: Any, n: int, comp: int = 0) -> EI | None:
+    """The EI in SEG-n, or in its ``comp``-th component (an EIP's two EIs are subcomponents), whole and
+    normalised (HL7 v2.5.1 2.A.28: entity id ^ namespace id ^ universal id ^ universal id type); None
+    without an entity id. The id alone names nothing: the assigning authority (namespace, and/or universal
+    id and its type) is part of the identifier, so two systems' orders ``G1`` are different orders. Type
+    codes (table 0301) are upper-cased; a DNS name, UUID or GUID is case-insensitive by its definition."""
+    def value(k: int) -> str:
+        return _get(seg, n, 1, comp, k) if comp else _get(seg, n, 1, k)
+
+    ident = value(1).strip()
+    if not ident:
+        return None
+    uid_type = value(4).strip().upper()
+    uid = value(3).strip()
+    if uid_type in ("DNS", "UUID", "GUID"):
+        uid = uid.lower()
+    return ident, value(2).strip(), uid, uid_type
 
 
 def _linked(a: _Group, b: _Group) -> bool:
@@ -544,25 +597,35 @@ def _linked(a: _Group, b: _Group) -> bool:
       together, which is exactly what a RIS links under one report;
     - or OBR-29 (parent, EIP: placer ^ filler) of one names the other's placer (OBR-2/ORC-2) or filler
       (OBR-3/ORC-3) order number, or both name the same parent: a child order of the other.
+    Every identifier is compared whole (:func:`_ei`: id, namespace, universal id and its type, as sent;
+    one sent with its authority and one without are not the same), placer with placer, filler with filler.
     Not used: OBR-26 (parent result) points to an OBX of a reflex parent (lab), not to a shared text; a
     common filler number or exam time is no link (two accessions of one visit share neither by rule, and
     unrelated exams may share a time).
     """
     if a.pid is None or a.pid is not b.pid:
         return False
-    ga = _ei(a.orc, 4) if a.orc is not None else ("", "")
-    gb = _ei(b.orc, 4) if b.orc is not None else ("", "")
-    if ga[0] and ga == gb:
+
+    def group(g: _Group) -> EI | None:
+        return _ei(g.orc, 4) if g.orc is not None else None
+
+    ga = group(a)
+    if ga is not None and ga == group(b):
         return True
 
-    def numbers(g: _Group) -> set[str]:
-        out = {_get(g.obr, 2), _get(g.obr, 3)}
-        if g.orc is not None:
-            out |= {_get(g.orc, 2), _get(g.orc, 3)}
-        return {n for n in out if n}
+    def numbers(g: _Group) -> set[tuple[int, EI]]:
+        """(1 placer / 2 filler, EI) of the order's own numbers: OBR-2/ORC-2, OBR-3/ORC-3."""
+        out: set[tuple[int, EI | None]] = set()
+        for role, n in ((1, 2), (2, 3)):
+            out.add((role, _ei(g.obr, n)))
+            if g.orc is not None:
+                out.add((role, _ei(g.orc, n)))
+        return {(role, ei) for role, ei in out if ei is not None}
 
-    def parents(g: _Group) -> set[str]:
-        return {p for p in (_get(g.obr, 29, 1, 1, 1), _get(g.obr, 29, 1, 2, 1)) if p}
+    def parents(g: _Group) -> set[tuple[int, EI]]:
+        """(1 placer / 2 filler, EI) of OBR-29 (EIP: each EI's components are subcomponents)."""
+        out = {(role, _ei(g.obr, 29, role)) for role in (1, 2)}
+        return {(role, ei) for role, ei in out if ei is not None}
 
     pa, pb = parents(a), parents(b)
     return bool(pa & numbers(b) or pb & numbers(a) or pa & pb)
@@ -792,7 +855,8 @@ def split_batch(data: bytes) -> list[bytes]:
     """Messages of an HL7 batch file (FHS/BHS/.../BTS/FTS, MLLP frames or bare MSH ... MSH ...).
 
     Lines are split as in :func:`decode_message`: a file with CR segment ends keeps a bare LF inside a
-    field (a line break of the report), an LF-only file is split on LF and its messages joined with LF.
+    field (a line break of the report) unless a header segment (MSH, FHS, BHS, BTS, FTS) follows it, an
+    LF-only file is split on LF and its messages joined with LF.
     """
     if data.startswith(UTF8_BOM):
         data = data[3:]
@@ -801,7 +865,12 @@ def split_batch(data: bytes) -> list[bytes]:
     data = data.replace(b"\x1c", term)
     messages: list[bytes] = []
     current: list[bytes] = []
-    for seg in (re.split(rb"\r\n|\r", data) if term == b"\r" else data.split(b"\n")):
+    if term == b"\r":  # and a bare LF before a header segment: a message or batch header ended by LF
+        sep = re.escape(data[3:4] or b"|")
+        segs = re.split(rb"\r\n|\r|\n(?=(?:MSH|FHS|BHS|BTS|FTS)" + sep + rb")", data)
+    else:
+        segs = data.split(b"\n")
+    for seg in segs:
         sid = seg[:3]
         if sid in (b"FHS", b"BHS", b"BTS", b"FTS"):
             continue

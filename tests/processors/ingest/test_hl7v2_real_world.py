@@ -84,7 +84,8 @@ class TestEscapes:
 
 
 class TestLineBreaksInFields:
-    """A raw line break inside OBX-5 is a line of the report, whatever the next line says."""
+    """A raw line break inside OBX-5 is a line of the report unless a known segment ID and the field
+    separator follow it (test_hl7_r8_leftovers.py)."""
 
     REPORT = "FINDINGS: Lungs clear.\nIMPRESSION:\nNAD\nCXR\nMRI\nFollow-up in 6 weeks."
 

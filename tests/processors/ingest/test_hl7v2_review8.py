@@ -73,12 +73,17 @@ def test_two_obrs_of_one_accession_with_one_status_and_no_obr22_are_refused() ->
     assert "same time" in exc.value.reason
 
 
-def test_fhir_html_an_unclosed_strike_out_ends_with_its_block() -> None:
+def test_fhir_html_an_unclosed_strike_out_is_refused_not_read_to_its_block_end() -> None:
+    # s16: the rest of its block was dropped without an error ("Cartilage"); now refused with the reason
+    # (more cases in test_fhir_narrative_struck.py)
     from processors.ingest.fhir import html_text
 
     html = ("<p>Knee: <del>no</del> effusion.</p><p>Cartilage <s>intact</p><div>Impression: tear.</div>"
             "<ul><li><strike>old</li><li>Baker cyst.</li></ul><del><p>gone</p><p>too</p></del><p>End.</p>")
-    assert html_text(html) == "Knee: effusion.\nCartilage\nImpression: tear.\nBaker cyst.\nEnd."
+    with pytest.raises(ParseError, match=r"<s> at line 1, column 50, struck-out <strike> at line 1, col"):
+        html_text(html)
+    closed = html.replace("intact</p>", "intact</s></p>").replace("old</li>", "old</strike></li>")
+    assert html_text(closed) == "Knee: effusion.\nCartilage\nImpression: tear.\nBaker cyst.\nEnd."
 
 
 def test_fhir_observation_quantity_and_codeable_concept_values_are_written() -> None:
