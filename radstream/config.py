@@ -53,7 +53,8 @@ class WebConfig:
     """The researchers' web app (``radstream web``, docs/web.md), served by uvicorn."""
 
     # connections (or running requests) at which uvicorn answers a new request 503 instead of serving it,
-    # so a flood of connections does not exhaust the process (an open dashboard stream is a connection)
+    # so a flood of connections does not exhaust the process (an open dashboard stream is a connection).
+    # At least 2: uvicorn counts the asking connection too, so 1 would refuse every request
     limit_concurrency: int = 100
     timeout_keep_alive: int = 5  # seconds an idle keep-alive connection is kept after a response
 
