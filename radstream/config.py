@@ -34,17 +34,33 @@ from streams.config import (
     TextDeidConfig,
     TopicsConfig,
     WorkerConfig,
+    at_least,
 )
 
 __all__ = ["AuthConfig", "ClickHouseConfig", "ConfigError", "IngestConfig", "KafkaConfig", "MetricsConfig",
            "MlConfig", "PacsConfig", "ResearchConfig", "Settings", "TextDeidConfig", "TopicsConfig",
-           "WorkerConfig", "load_settings", "problems", "settings_env", "validate"]
+           "WebConfig", "WorkerConfig", "load_settings", "problems", "settings_env", "validate"]
 
 T = TypeVar("T")
 
 
 def _default_state_dir() -> str:
     return str(Path.cwd() / ".state")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The researchers' web app (``radstream web``, docs/web.md), served by uvicorn."""
+
+    # connections (or running requests) at which uvicorn answers a new request 503 instead of serving it,
+    # so a flood of connections does not exhaust the process (an open dashboard stream is a connection).
+    # At least 2: uvicorn counts the asking connection too, so 1 would refuse every request
+    limit_concurrency: int = 100
+    timeout_keep_alive: int = 5  # seconds an idle keep-alive connection is kept after a response
+
+    def problems(self) -> list[str]:
+        return at_least("limit_concurrency", self.limit_concurrency, 2) + \
+            at_least("timeout_keep_alive", self.timeout_keep_alive, 1)
 
 
 # (section, field, path under state_dir) filled in when empty; the quarantine is outside the store's tree
@@ -66,6 +82,7 @@ class Settings:
     text_deid: TextDeidConfig = field(default_factory=TextDeidConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     # "section.field" paths filled in from state_dir (filled in again when state_dir changes)
     _derived: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 

@@ -158,6 +158,14 @@ class IngestConfig:
     # so 32 MiB admits ~24 MiB of attachment; the event is text only, bounded by the parser and the
     # reports topic (1 MiB), not by this
     mllp_max_bytes: int = 32 * 1024 * 1024
+    # resource limits of the MLLP listener against a slow or greedy peer (streams/ingest/mllp.py):
+    # connections open at once (one more is closed at once), bytes of unanswered frames held across all
+    # connections (over it a frame gets AR "resend" and its connection is closed; at least
+    # mllp_max_bytes), and the time from a frame's first byte to its end block (then it is dead-lettered
+    # and its connection closed, however live the sender is)
+    mllp_max_connections: int = 64
+    mllp_max_buffered_bytes: int = 256 * 1024 * 1024
+    mllp_frame_deadline_s: float = 300.0
 
     def problems(self) -> list[str]:
         from zoneinfo import ZoneInfo
@@ -182,7 +190,14 @@ class IngestConfig:
             codecs.lookup(self.hl7_charset)
         except LookupError:
             out.append(f"hl7_charset: {self.hl7_charset!r} is not a known character set")
-        return out + at_least("mllp_max_bytes", self.mllp_max_bytes, 1)
+        out += at_least("mllp_max_bytes", self.mllp_max_bytes, 1)
+        out += at_least("mllp_max_connections", self.mllp_max_connections, 1)
+        if self.mllp_max_buffered_bytes < self.mllp_max_bytes:
+            out.append(f"mllp_max_buffered_bytes: must be at least mllp_max_bytes ({self.mllp_max_bytes}), "
+                       f"not {self.mllp_max_buffered_bytes}: a frame at the limit could never be read")
+        if not self.mllp_frame_deadline_s > 0:
+            out.append(f"mllp_frame_deadline_s: must be above 0, not {self.mllp_frame_deadline_s:g}")
+        return out
 
 
 @dataclass(frozen=True)

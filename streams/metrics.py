@@ -57,6 +57,11 @@ NLP_REPORTS = Counter(
 INGEST_MESSAGES = Counter(
     "radstream_ingest_messages_total", "Messages a front door received (HL7 v2 messages, FHIR POSTs).",
     ["stage"])
+MLLP_REFUSALS = Counter(
+    "radstream_mllp_refusals_total", "What the MLLP listener refused for its resource limits, by reason: "
+    "connections (a connection over ingest.mllp_max_connections), buffered (a frame over "
+    "mllp_max_buffered_bytes held across connections), deadline (a frame not ended within "
+    "mllp_frame_deadline_s).", ["reason"])
 AUTH_FAILURES = Counter(
     "radstream_auth_failures_total", "HTTP requests refused: 401 (no or bad token) or 403 (role lacking).",
     ["service", "status"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from radstream.cli import settings_of
+from radstream.cli import checked_settings
 
 
 @click.command()
@@ -17,13 +17,16 @@ def web(ctx: click.Context, host: str, port: int) -> None:
 
     from radstream.web.app import create_app
 
-    settings = settings_of(ctx)
+    settings = checked_settings(ctx)  # a bad config (web.limit_concurrency, ...) stops it before it serves
     tls = bool(settings.auth.tls_cert and settings.auth.tls_key)
     app = create_app(settings, https=tls)
     scheme = "https" if tls else "http"
     click.echo(f"radstream web on {scheme}://{host}:{port}/ "
                "(sign in with a token of `radstream auth add-token`)")
     ssl = {"ssl_certfile": settings.auth.tls_cert, "ssl_keyfile": settings.auth.tls_key} if tls else {}
-    # an open event stream (the dashboard's) would hold a shutdown until it ends: 5 s, then it is cut
+    # an open event stream (the dashboard's) would hold a shutdown until it ends: 5 s, then it is cut.
+    # limit_concurrency: past web.limit_concurrency connections or running requests, uvicorn answers 503
+    # (and logs "Exceeded concurrency limit.") instead of taking on more work
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5, **ssl)  # type: ignore[arg-type]
+                timeout_graceful_shutdown=5, limit_concurrency=settings.web.limit_concurrency,
+                timeout_keep_alive=settings.web.timeout_keep_alive, **ssl)  # type: ignore[arg-type]

@@ -20,7 +20,22 @@ Per connection, messages are handled one at a time (HL7 original-mode acknowledg
   the report event, text only, must still fit the reports topic (an event the broker refuses for good
   is AE and dead-lettered), and the parser bounds the text it accepts itself. At most two frames
   over 1 MiB are parsed at once (the others wait), so a burst of large frames does not multiply the
-  parse memory; the number of connections is not capped here.
+  parse memory.
+
+Resource limits against a slow or greedy peer (``ingest.*``, docs/ingest_hl7.md "MLLP listener limits"),
+each refusal logged with its reason and counted in ``radstream_mllp_refusals_total{reason}``:
+
+- ``mllp_max_connections`` (default 64) connections at once: one more is closed at once, unread
+  ("connections");
+- ``mllp_frame_deadline_s`` (default 300 s) from a frame's first byte (other than CR/LF/blank) to its
+  FS: a frame still open then is dead-lettered like one cut by the idle timeout, with its own reason,
+  and the connection closed ("deadline"). The idle timeout alone would let a sender trickling a byte
+  per idle period hold a connection and its buffer for days;
+- ``mllp_max_buffered_bytes`` (default 256 MiB) across all connections: the bytes read and not yet
+  answered (partial frames, and frames until their ACK is written). The connection whose bytes go over
+  it gets AR "busy, please resend" (the sender keeps the message; nothing is dead-lettered: it was not
+  read whole) and is closed ("buffered"). A sender still writing may see a reset instead of the AR;
+  either way it resends.
 
 Frames are read with the asyncio stream of python-hl7's ``start_hl7_server`` (its reader,
 writer and ``writeblock``); the frame reader here adds what hl7.mllp's ``readblock`` lacks:
@@ -31,14 +46,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any
 
-from hl7.mllp import open_hl7_connection, start_hl7_server
-from hl7.mllp.streams import END_BLOCK, START_BLOCK
+from hl7.mllp import open_hl7_connection
+from hl7.mllp.streams import END_BLOCK, START_BLOCK, HL7StreamProtocol, HL7StreamReader
 
 from processors.ingest.hl7v2 import (
     HL7Result,
@@ -59,6 +75,7 @@ OFF_LOOP_BYTES = 256 * 1024  # a message this big is parsed in the executor, not
 LARGE_BYTES = 1 << 20  # ... and one this big waits for one of LARGE_PARSES slots
 LARGE_PARSES = 2
 STAGE = "hl7-listener"
+_TEXT = re.compile(rb"[^\r\n\t ]")  # a byte that starts a frame (CR/LF/blanks between frames do not)
 
 
 def ingest_timezone(ingest: IngestConfig) -> tzinfo:
@@ -67,9 +84,105 @@ def ingest_timezone(ingest: IngestConfig) -> tzinfo:
     return zoneinfo.ZoneInfo(name) if name else UTC
 
 
+class Refused(Exception):
+    """Raised into a connection's read by the listener's limits: ``why`` is deadline | buffered."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class Budget:
+    """Bytes read and not yet answered by all connections (``ingest.mllp_max_buffered_bytes``)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.held = 0
+        self.peak = 0
+
+
+class LimitedReader(HL7StreamReader):
+    """The stream reader of one MLLP connection that enforces the listener's limits as bytes arrive:
+    it charges what it holds to the shared budget and starts each frame's deadline at its first byte.
+    Either refusal is raised into the connection's pending (or next) read as ``Refused``; bytes that
+    arrive after a refusal are dropped, not held."""
+
+    def __init__(self, limit: int, budget: Budget, deadline: float) -> None:
+        super().__init__(limit=limit)
+        self.budget, self.deadline = budget, deadline
+        self.charged = 0  # this connection's share of budget.held
+        self.answering = 0  # bytes of the frame being answered (held until its ACK is written)
+        self.timer: asyncio.TimerHandle | None = None
+        self.refusal: Refused | None = None
+
+    def feed_data(self, data: bytes) -> None:
+        if self.refusal is not None:
+            return
+        super().feed_data(data)
+        if self.timer is None and _TEXT.search(data):
+            self._start_deadline()
+        self.recount()
+        if self.budget.held > self.budget.cap:
+            self.refuse("buffered")
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        # StreamReader.readuntil looks at the exception only while it waits, and returns a frame already
+        # in the buffer: a refusal set while the handler answered the previous frame must win
+        if self.refusal is not None:
+            raise self.refusal
+        return await super().readuntil(separator)
+
+    def held(self) -> int:
+        return len(self._buffer)
+
+    def pending(self) -> bytes:
+        return bytes(self._buffer)
+
+    def recount(self) -> None:
+        now = len(self._buffer) + self.answering
+        self.budget.held += now - self.charged
+        self.budget.peak = max(self.budget.peak, self.budget.held)
+        self.charged = now
+
+    def frame_read(self, answering: int) -> None:
+        """After each frame read: its deadline ends; the next starts now if part of it is here."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.answering = answering
+        self.recount()
+        if _TEXT.search(self._buffer):
+            self._start_deadline()
+
+    def answered(self) -> None:
+        self.answering = 0
+        self.recount()
+
+    def release(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.answering = 0
+        self.budget.held -= self.charged
+        self.charged = 0
+
+    def refuse(self, why: str) -> None:
+        if self.refusal is None:
+            self.refusal = Refused(why)
+            self.set_exception(self.refusal)  # wakes a read waiting for data
+
+    def _start_deadline(self) -> None:
+        self.timer = asyncio.get_running_loop().call_later(self.deadline, self._expire)
+
+    def _expire(self) -> None:
+        self.timer = None
+        if END_BLOCK not in self._buffer:  # an ended frame waiting for its turn is not late
+            self.refuse("deadline")
+
+
 @dataclass
 class Frame:
-    kind: str  # frame | oversize | junk | blank | truncated | idle | eof
+    kind: str  # frame | oversize | junk | blank | truncated | idle | eof | deadline | buffered
     data: bytes = b""
     junk: bytes = b""  # bytes before the start block of a good frame
     size: int = 0
@@ -79,7 +192,7 @@ async def _buffered(reader: asyncio.StreamReader) -> bytes:
     """What the reader holds without waiting (bytes of a frame whose end never came)."""
     try:
         return bytes(await asyncio.wait_for(reader.read(1 << 30), 0.05))
-    except (TimeoutError, ConnectionError):
+    except (TimeoutError, ConnectionError, Refused):
         return b""
 
 
@@ -110,6 +223,20 @@ async def _read_block(reader: asyncio.StreamReader, idle_timeout: float | None) 
 
 
 async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = None) -> Frame:
+    """Next MLLP frame (its payload without VT/FS/CR) or what went wrong instead (``_read_frame``); a
+    frame the listener's limits refused is ``deadline`` (all its bytes read so far, for the dead letter)
+    or ``buffered`` (its head, for the AR's header)."""
+    try:
+        return await _read_frame(reader, idle_timeout)
+    except Refused as exc:
+        data = reader.pending() if isinstance(reader, LimitedReader) else b""
+        if exc.why == "deadline":
+            return Frame(exc.why, data, size=len(data))
+        start = data.find(START_BLOCK)  # the head of the refused frame, for its header (the AR's MSA)
+        return Frame(exc.why, data[start + 1:][:DLQ_HEAD_BYTES] if start >= 0 else b"", size=len(data))
+
+
+async def _read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = None) -> Frame:
     """Next MLLP frame (its payload without VT/FS/CR) or what went wrong instead.
 
     The frame ends at FS; the CR after it is not waited for. Senders that omit that CR (common in
@@ -146,6 +273,8 @@ async def read_frame(reader: asyncio.StreamReader, idle_timeout: float | None = 
                 return Frame("truncated", bytes(head[:DLQ_HEAD_BYTES]), size=size)
             except TimeoutError:  # the sender of an oversized frame went silent
                 return Frame("idle", bytes(head[:DLQ_HEAD_BYTES]), size=size)
+            except Refused as refused:  # past its deadline (or the budget) while being discarded
+                return Frame(refused.why, bytes(head[:DLQ_HEAD_BYTES]), size=size)
         start = head.find(START_BLOCK)
         return Frame("oversize", bytes(head[start + 1 if start >= 0 else 0:]), size=size)
     start = block.rfind(START_BLOCK)
@@ -166,12 +295,17 @@ class HL7Listener:
         self.publisher = publisher or Publisher(kafka, topics, ingest, stage=STAGE,
                                                 producer=make_producer(kafka, **INTERACTIVE))
         self.max_bytes = max_bytes or ingest.mllp_max_bytes  # the frame limit (attachments included)
+        self.max_connections = ingest.mllp_max_connections
+        self.frame_deadline = ingest.mllp_frame_deadline_s
+        self.budget = Budget(ingest.mllp_max_buffered_bytes)
+        self.connections = 0
         self.idle_timeout = idle_timeout
         self.kafka_timeout = kafka_timeout
         self.default_charset = ingest.hl7_charset
         self.tz = ingest_timezone(ingest)
         self.stats = {"messages": 0, "AA": 0, "AE": 0, "AR": 0, "events": 0, "dead_letters": 0,
-                      "dead_letters_failed": 0}
+                      "dead_letters_failed": 0, "refused_connections": 0, "refused_buffered": 0,
+                      "refused_deadline": 0}
         self.server: asyncio.Server | None = None
         # parses of large frames at once (each holds its frame and the message without attachments; the
         # default executor would run ~6 on 2 cores): the listener's memory stays bounded under a burst
@@ -181,7 +315,14 @@ class HL7Listener:
     async def start(self, host: str, port: int) -> int:
         """Start listening; returns the bound port (``port=0`` picks a free one)."""
         self.publisher.start_polling()
-        self.server = await start_hl7_server(self.handle, host, port, limit=self.max_bytes)
+        for why in ("connections", "buffered", "deadline"):
+            metrics.MLLP_REFUSALS.labels(why)  # the series exist at 0 before the first refusal
+
+        def protocol() -> HL7StreamProtocol:  # python-hl7's start_hl7_server, with our reader
+            reader = LimitedReader(self.max_bytes, self.budget, self.frame_deadline)
+            return HL7StreamProtocol(reader, self.handle)
+
+        self.server = await asyncio.get_running_loop().create_server(protocol, host, port)
         sock = self.server.sockets[0]
         bound: int = sock.getsockname()[1]
         return bound
@@ -219,12 +360,50 @@ class HL7Listener:
         self.stats["AR"] += 1
         return build_ack(header, "AR", err.reason, err, charset_codec=codec)
 
+    def _refused(self, why: str) -> None:
+        self.stats[f"refused_{why}"] += 1
+        metrics.MLLP_REFUSALS.labels(why).inc()
+
     async def handle(self, reader: Any, writer: Any) -> None:
         peer = "{}:{}".format(*(writer.get_extra_info("peername") or ("?", "?"))[:2])
+        limited = reader if isinstance(reader, LimitedReader) else None
+        if self.connections >= self.max_connections:
+            # closed unread: MLLP has no refusal of a connection, the sender retries as after any close
+            self._refused("connections")
+            log.warning("MLLP connection from %s refused: %d connections open, the limit "
+                        "(ingest.mllp_max_connections)", peer, self.connections)
+            if limited is not None:
+                limited.release()
+            writer.close()
+            return
+        self.connections += 1
         try:
             while True:
                 frame = await read_frame(reader, self.idle_timeout)
+                if limited is not None:
+                    limited.frame_read(len(frame.data) if frame.kind == "frame" else 0)
                 if frame.kind == "eof":
+                    break
+                if frame.kind == "deadline":
+                    self._refused("deadline")
+                    log.warning("MLLP frame from %s not ended within the frame deadline of %g s "
+                                "(%d bytes): dead-lettered, connection closed", peer, self.frame_deadline,
+                                frame.size)
+                    await self._dead_letter(frame.data, f"incomplete MLLP frame: no end block <FS> within "
+                                            f"the frame deadline of {self.frame_deadline:g} s after its "
+                                            f"first byte ({frame.size} bytes); connection closed", peer)
+                    break
+                if frame.kind == "buffered":
+                    # not read whole: nothing to dead-letter; AR asks the sender to keep it and resend
+                    self._refused("buffered")
+                    log.warning("MLLP frame from %s refused: the listener holds %d bytes of unanswered "
+                                "frames, over the limit of %d (ingest.mllp_max_buffered_bytes); AR, "
+                                "connection closed", peer, self.budget.held, self.budget.cap)
+                    err = ParseError("listener busy: too many bytes of unanswered messages held; please "
+                                     "resend", code="AR")
+                    self.stats["AR"] += 1
+                    writer.writeblock(build_ack(_header_or_none(frame.data), "AR", err.reason, err))
+                    await writer.drain()
                     break
                 if frame.kind == "blank":
                     continue
@@ -256,11 +435,16 @@ class HL7Listener:
                     ack = await self.process(frame.data, peer)
                 writer.writeblock(ack)
                 await writer.drain()
+                if limited is not None:
+                    limited.answered()
         except (ConnectionError, asyncio.CancelledError):
             pass
         except Exception:  # keep serving other connections whatever happened here
             log.exception("MLLP connection %s failed", peer)
         finally:
+            self.connections -= 1
+            if limited is not None:
+                limited.release()
             writer.close()
 
     async def process(self, raw: bytes, peer: str = "?") -> bytes:
