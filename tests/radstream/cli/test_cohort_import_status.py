@@ -197,3 +197,24 @@ def test_help_says_steward_and_what_project_does() -> None:
     out = CliRunner().invoke(main, ["cohort", "import-status", "--help"], terminal_width=200).output
     text = " ".join(out.split())
     assert "Steward only" in text and "refused whole" in text, text
+
+
+def test_a_status_the_broker_refuses_is_not_counted_as_recorded(topic_settings: Settings,
+                                                                tmp_path: Path) -> None:
+    # a topic that takes no record (max.message.bytes=1) refuses the event the way a missing write ACL
+    # does: a delivery report with an error, nothing left in the queue
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    settings = _setup(topic_settings, tmp_path)
+    returned = _returned(tmp_path / "done.csv", [_manifest(settings, "P2")], "")
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, settings.topics.retrieval_status, incremental_configs=[
+        ConfigEntry("max.message.bytes", "1", incremental_operation=AlterConfigOpType.SET)])
+    for fut in admin.incremental_alter_configs([res]).values():
+        fut.result(30)
+    out = CliRunner().invoke(main, ["cohort", "import-status", str(returned)],
+                             env=role_env(settings, "sally", "steward"))
+    assert out.exit_code == 1, out.output
+    assert "Kafka did not confirm 1 of 1 status event(s)" in out.output and "recorded 1" not in out.output
+    assert _produced(settings) == 0
+    assert [(ok, d["rows"], d["unconfirmed"]) for _, ok, d in _audited(settings)] == [(True, 0, 1)]
