@@ -10,6 +10,7 @@ Standing cohorts (``watch``) live in ``radstream.cli.watch``.
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import click
 
-from processors.ingest.pseudonym import keyed_identifier
+from processors.ingest.pseudonym import keyed_identifier, keyed_uid
 from processors.ingest.research import (
     STUDY_REF_PREFIX,
     StudyRefError,
@@ -291,60 +292,158 @@ def _resolved(settings: Settings, csv_file: Path) -> list[list[str]]:
 
 
 STATES = ("completed", "partial", "failed", "cancelled")
+ERROR_MAX = 500  # characters of a manual status's error text kept (a note, not a report)
+# a DICOM UID in free text: numeric components, no leading zeros, at least four of them
+_UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){3,}(?![\d.])")
 
 
 @cohort.command("import-status")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--project", default=None, help="Project of rows without a request_id.")
+@click.option("--project", default=None,
+              help="Only confirm: the project every row's request must belong to (the project is always "
+                   "the request's); a file with a request of another project is refused whole.")
 @click.pass_context
 def import_status(ctx: click.Context, file: Path, project: str | None) -> None:
     """Record the outcome of manual retrievals: a CSV with request_id (from the manifest), state
-    (completed|partial|failed|cancelled), and optionally completed, failed, study_instance_uid, error."""
-    from streams.producer import make_producer, produce
+    (completed|partial|failed|cancelled), and optionally completed, failed, study_instance_uid, error.
+    Steward only, audited (``cohort.import_status``). Each status takes its project from its request;
+    for a project that is not identified, the PACS's study UID is keyed and the error text de-identified
+    (the analysts' ``retrieval_events`` holds no hospital identifier)."""
+    from radstream.access import authorise, done, flush_audit
+    from streams import audit
+    from streams.auth import AuthError
 
     settings = settings_of(ctx)
     with file.open(newline="") as fh:
         rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 for row in csv.DictReader(fh)]
+    action = "cohort.import_status"
+    try:
+        principal, target = authorise(settings, action, ("steward",), rows=len(rows))
+    except AuthError as exc:
+        raise click.ClickException(f"recording retrieval outcomes needs the steward role: {exc.reason}") \
+            from None
     known = _requests_by_id(settings, [r.get("request_id", "") for r in rows])
-    producer = make_producer(settings.kafka)
-    now, done, bad = datetime.now(UTC), 0, []
-    for n, r in enumerate(rows, start=2):
-        rid, state = r.get("request_id", ""), (r.get("state") or "completed").lower()
-        req = known.get(rid)
-        if req is None:
-            bad.append(f"line {n}: unknown request_id {rid!r}")
-            continue
-        if state not in STATES:
-            bad.append(f"line {n}: state {state!r} is not one of {', '.join(STATES)}")
-            continue
-        try:
-            counts = {k: int(r[k]) if r.get(k) else None for k in ("completed", "failed")}
-        except ValueError:
-            bad.append(f"line {n}: completed/failed must be whole numbers")
-            continue
-        uid = r.get("study_instance_uid") or req["study_instance_uid"] or None
-        record: dict[str, Any] = {
-            "request_id": rid, "project_id": project or req["project_id"], "state": state, "attempt": 1,
-            "accession": req["accession"] or None, "study_instance_uid": uid,
-            "study_instance_uids": [uid] if uid else [], "destination_ae": req["destination_ae"],
-            "pacs_ae": "manual", **counts, "error": r.get("error") or None, "time": now,
-        }
-        produce(producer, settings.topics.retrieval_status, "retrieval_status", rid, record)
-        done += 1
-    if producer.flush(30):
-        raise click.ClickException("Kafka did not confirm every status event")
+    if project is not None:
+        other = sorted({known[rid]["project_id"] for rid in (r.get("request_id", "") for r in rows)
+                        if rid in known and known[rid]["project_id"] != project})
+        if other:
+            reason = f"requests of project(s) {', '.join(other)}, not {project}"
+            audit.record(target, principal.user, action, allowed=False, reason=reason, rows=len(rows),
+                         project=project)
+            flush_audit(target)
+            raise click.ClickException(f"{file.name} has {reason}: nothing recorded")
+    records, bad = _status_records(settings, rows, known)
+    unconfirmed = _send(settings, records)
+    done(target, principal, action, rows=len(records) - unconfirmed, rejected=len(bad),
+         unconfirmed=unconfirmed, projects=sorted({str(r["project_id"]) for r in records}))
+    if unconfirmed:
+        raise click.ClickException(f"Kafka did not confirm {unconfirmed} of {len(records)} status event(s)")
     for line in bad:
         click.echo(f"rejected {line}", err=True)
-    click.echo(f"recorded {done} status(es), rejected {len(bad)}")
+    click.echo(f"recorded {len(records)} status(es), rejected {len(bad)}")
     if bad:
         ctx.exit(1)
 
 
+def _status_records(settings: Settings, rows: list[dict[str, str]], known: dict[str, dict[str, str]]
+                    ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The status events of the CSV's valid rows, each in its request's project, and the rejected lines.
+    A project that is not identified (de-identified, or not registered: the DICOM worker's rule,
+    ``_open_ref``) gets research values only, like the worker's events for it."""
+    from sinks.dicom.projects import ProjectRegistry
+
+    registry: ProjectRegistry | None = None
+    keyed_of: dict[str, bool] = {}
+    key = research_key(settings)
+    now, out, bad = datetime.now(UTC), [], []
+    try:
+        for n, r in enumerate(rows, start=2):
+            rid, state = r.get("request_id", ""), (r.get("state") or "completed").lower()
+            req = known.get(rid)
+            if req is None:
+                bad.append(f"line {n}: unknown request_id {rid!r}")
+                continue
+            if state not in STATES:
+                bad.append(f"line {n}: state {state!r} is not one of {', '.join(STATES)}")
+                continue
+            try:
+                counts = {k: int(r[k]) if r.get(k) else None for k in ("completed", "failed")}
+            except ValueError:
+                bad.append(f"line {n}: completed/failed must be whole numbers")
+                continue
+            pid = req["project_id"]
+            if pid not in keyed_of:
+                registry = registry or ProjectRegistry(settings.kafka, settings.topics)
+                found = registry.get(pid)
+                keyed_of[pid] = not (found is not None and found.identified)
+            given, error = r.get("study_instance_uid") or "", r.get("error") or ""
+            if keyed_of[pid]:
+                # the manifest's UID is the PACS's (opened by ``cohort export``); the request's own is the
+                # research value already
+                uid = (keyed_uid(key, given) if given and given != req["study_instance_uid"]
+                       else req["study_instance_uid"]) or None
+                error = _research_error(settings, key, error, r, req)
+            else:
+                uid = given or req["study_instance_uid"] or None
+            out.append({
+                "request_id": rid, "project_id": pid, "state": state, "attempt": 1,
+                "accession": req["accession"] or None, "study_instance_uid": uid,
+                "study_instance_uids": [uid] if uid else [], "destination_ae": req["destination_ae"],
+                "pacs_ae": "manual", **counts, "error": error[:ERROR_MAX] or None, "time": now,
+            })
+    finally:
+        if registry is not None:
+            registry.stop()
+    return out, bad
+
+
+def _research_error(settings: Settings, key: bytes, text: str, row: dict[str, str], req: dict[str, str]
+                    ) -> str:
+    """The radiology team's note for the analysts' table: every DICOM UID in it keyed (as the research
+    store names it; the text de-identifier does not know UIDs), the row's own accession and patient id
+    replaced by tags, then the report-text de-identifier over the rest (names, MRNs, dates, phones ...)."""
+    from processors.textdeid import deidentify
+    from radstream.text_deid import text_deid
+
+    text = text[:ERROR_MAX]
+    if not text:
+        return ""
+    own = req["study_instance_uid"]  # the request's research UID: keyed already
+    text = _UID_IN_TEXT.sub(lambda m: m[0] if m[0] == own else keyed_uid(key, m[0]), text)
+    for col, tag in (("accession", "[ACCESSION]"), ("patient_id", "[PATIENT_ID]")):
+        value = row.get(col)
+        if value and value != req.get(col):
+            text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", tag, text)
+    deid = text_deid(settings)
+    patient = req.get("patient_id") or ""
+    return deidentify(text, key=key, patient=patient if patient.startswith("psn-") else "",
+                      options=deid.options).text
+
+
+def _send(settings: Settings, records: list[dict[str, Any]]) -> int:
+    """Produce the status events; how many Kafka did not confirm (an error report counts as not
+    confirmed, not only a record still queued)."""
+    from streams.producer import make_producer, produce
+
+    failed: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    producer = make_producer(settings.kafka)
+    for rec in records:
+        produce(producer, settings.topics.retrieval_status, "retrieval_status", rec["request_id"], rec,
+                on_delivery=delivered)
+    left = producer.flush(30)
+    return left + len(failed)
+
+
 def _requests_by_id(settings: Settings, ids: list[str]) -> dict[str, dict[str, str]]:
     wanted = ", ".join(f"'{quote(i)}'" for i in ids if i) or "''"
-    q = ("SELECT request_id, project_id, accession, study_instance_uid, destination_ae "
+    q = ("SELECT request_id, project_id, accession, study_instance_uid, destination_ae, patient_id "
          f"FROM retrieval_requests FINAL WHERE action = 'request' AND request_id IN ({wanted})")
-    cols = ("request_id", "project_id", "accession", "study_instance_uid", "destination_ae")
+    cols = ("request_id", "project_id", "accession", "study_instance_uid", "destination_ae", "patient_id")
     rows = _query(settings, q, "look the requests up in the warehouse")
     return {r[0]: dict(zip(cols, r, strict=True)) for r in rows}
