@@ -88,14 +88,19 @@ def done(target: Tee, principal: Principal, action: str, /, **fields: Any) -> No
 
 def flush_audit(target: Tee, timeout: float = 10.0) -> int:
     """Wait for the audit topic to take what was recorded (the local file has it already). Returns how
-    many events the topic has not confirmed, and says so on the log: a command that waited the whole
-    ``timeout`` for an unreachable broker tells its user why, and where the events are kept."""
+    many events the topic has not confirmed (still queued, or refused by the broker: no ACL, no such
+    topic), and says so on the log: a command that waited the whole ``timeout`` for an unreachable
+    broker, or whose events were refused, tells its user why, and where the events are kept."""
     targets = getattr(target, "targets", ())
-    left = sum(t.flush(timeout) for t in targets if isinstance(t, KafkaAudit))
+    kafka = [t for t in targets if isinstance(t, KafkaAudit)]
+    left = sum(t.flush(timeout) for t in kafka)
     if left:
         files = [str(t.path) for t in targets if isinstance(t, FileAudit)]
-        log.warning("%d audit event(s) not confirmed by the audit topic within %g s (is Kafka reachable?); "
-                    "kept in the local audit log %s", left, timeout, ", ".join(files) or "(none configured)")
+        errors = sorted({str(t.sent.last_error) for t in kafka if t.sent.last_error is not None})
+        why = f"refused: {'; '.join(errors)}" if errors else "is Kafka reachable?"
+        log.warning("%d audit event(s) not confirmed by the audit topic within %g s (%s); "
+                    "kept in the local audit log %s", left, timeout, why,
+                    ", ".join(files) or "(none configured)")
     return left
 
 

@@ -59,7 +59,8 @@ def role_bindings(topics: TopicsConfig, role: str, user: str) -> list[AclBinding
         out.append(allow(ResourceType.GROUP, f"{user}.", AclOperation.READ, ResourcePatternType.PREFIXED))
     if grants["write"]:  # idempotent producers (our default) need IDEMPOTENT_WRITE on the cluster
         out.append(allow(ResourceType.BROKER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE))
-    return out
+    # once each: a topic read and written gets DESCRIBE from both (create_acls refuses duplicates)
+    return list(dict.fromkeys(out))
 
 
 def _wait(futures: dict[Any, Any], timeout: float) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Producer
 
-from streams.producer import produce
+from streams.producer import Deliveries
 
 log = logging.getLogger("radstream.audit")
 
@@ -43,19 +43,20 @@ class KafkaAudit:
 
     def __init__(self, producer: Producer, topic: str) -> None:
         self.producer, self.topic = producer, topic
+        self.sent = Deliveries(producer)
 
     def emit(self, event: dict[str, Any]) -> None:
         def delivered(err: Any, _msg: Any) -> None:
             if err is not None:
                 log.error("audit event %s not delivered to %s: %s", event["event_id"], self.topic, err)
 
-        produce(self.producer, self.topic, "audit_event", event["actor"].encode(), event,
-                on_delivery=delivered)
+        self.sent.produce(self.topic, "audit_event", event["actor"].encode(), event, on_delivery=delivered)
         self.producer.poll(0)
 
     def flush(self, timeout: float = 10.0) -> int:
-        left: int = self.producer.flush(timeout)
-        return left
+        """How many events emitted here the topic has not confirmed after up to ``timeout``: still
+        queued, or refused (no ACL, no such topic, too large) since the last flush."""
+        return self.sent.flush(timeout)
 
 
 class FileAudit:

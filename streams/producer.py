@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from datetime import UTC, datetime
 from typing import Any
@@ -44,12 +45,14 @@ def make_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:
 
 def produce(producer: Producer, topic: str, contract: str, key: str | bytes | None,
             record: dict[str, Any], on_delivery: Any = None,
-            headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
-    """Encode ``record`` with contract ``contract`` and queue it (call ``flush``/``poll`` to deliver)."""
+            headers: list[tuple[str, str | bytes | None]] | None = None, partition: int = -1) -> None:
+    """Encode ``record`` with contract ``contract`` and queue it (call ``flush``/``poll`` to deliver;
+    ``partition`` -1: the producer's choice, by key)."""
     value = serde.encode(contract, record)
     while True:
         try:
-            producer.produce(topic, value=value, key=key, on_delivery=on_delivery, headers=headers)
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery, headers=headers,
+                             partition=partition)
             return
         except BufferError:
             producer.poll(0.1)
@@ -71,6 +74,66 @@ def produce_sync(producer: Producer, topic: str, contract: str, key: str | bytes
         raise DeliveryError(str(box["err"]))
     msg: Message = box["msg"]
     return msg
+
+
+class Deliveries:
+    """Records produced through it, and what the broker said about them: ``flush`` returns how many
+    were not confirmed, still queued or refused. (Counting only what ``Producer.flush`` leaves queued
+    took a refused record for a delivered one: a refusal empties the queue too.)
+
+    Usage, for "produce many, wait, fail unless every one was confirmed"::
+
+        sent = Deliveries(producer)
+        for rec in records:
+            sent.produce(topic, contract, key, rec)
+        if sent.flush(30):
+            raise ...  # sent.last_error says why
+    """
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self._lock = threading.Lock()
+        self._pending = 0  # produced, no delivery report yet
+        self._failed = 0  # refused since the last flush
+        self.last_error: KafkaError | None = None
+
+    def produce(self, topic: str, contract: str, key: str | bytes | None, record: dict[str, Any], *,
+                headers: list[tuple[str, str | bytes | None]] | None = None, partition: int = -1,
+                on_delivery: Any = None) -> None:
+        """``produce`` one record, its delivery counted (``on_delivery``, if given, is called too)."""
+        report = self._report if on_delivery is None else self._and_then(on_delivery)
+        with self._lock:  # before: the report may come on another thread's poll at once
+            self._pending += 1
+        try:
+            produce(self.producer, topic, contract, key, record, on_delivery=report, headers=headers,
+                    partition=partition)
+        except BaseException:
+            with self._lock:
+                self._pending -= 1
+            raise
+
+    def _and_then(self, on_delivery: Any) -> Any:
+        def report(err: KafkaError | None, msg: Message) -> None:
+            self._report(err, msg)
+            on_delivery(err, msg)
+        return report
+
+    def _report(self, err: KafkaError | None, _msg: Message) -> None:
+        with self._lock:
+            self._pending -= 1
+            if err is not None:
+                self._failed += 1
+                self.last_error = err
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait up to ``timeout`` for the producer's queue; how many records produced here the broker
+        has not confirmed: still pending, plus those refused since the last ``flush`` (each refusal is
+        counted by one flush only)."""
+        self.producer.flush(timeout)
+        with self._lock:
+            left = self._pending + self._failed
+            self._failed = 0
+        return left
 
 
 # A dead letter must fit the broker's default message limit (message.max.bytes, 1 MiB): one over it is

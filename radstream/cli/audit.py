@@ -102,5 +102,5 @@ def push(ctx: click.Context, since: str | None, timeout: float) -> None:
         raise click.ClickException(str(exc)) from None
     if left:
         raise click.ClickException(f"{left} of {sent + 1} audit event(s) not confirmed by the audit topic "
-                                   f"within {timeout:g} s (is Kafka reachable?)")
+                                   f"within {timeout:g} s (refused by the broker, or Kafka unreachable)")
     click.echo(f"sent {sent} audit event(s) from {settings.auth.audit_log} to {settings.topics.audit}")

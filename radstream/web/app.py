@@ -554,7 +554,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
              done: set[str]) -> int:
         from radstream.retrieval import cohort_request
         from radstream.text_deid import research_key
-        from streams.producer import make_producer, produce
+        from streams.producer import Deliveries, make_producer
 
         if destination not in settings.research.allowed_destinations:
             raise ValueError(f"destination {destination!r} is not on the allow-list")
@@ -563,7 +563,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             raise ValueError(why)
         if state["producer"] is None:
             state["producer"] = make_producer(settings.kafka)
-        producer = state["producer"]
+        sent = Deliveries(state["producer"])  # a refused request is not a sent one
         key, now, n = research_key(settings), datetime.now(UTC), 0
         for r in studies:
             if r["accession"] in done:
@@ -574,11 +574,11 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
                                  now=now)
             # the worker checks them again when the request runs (the project may turn identified)
             rec["requester_roles"] = sorted(sess.principal.roles)
-            produce(producer, settings.topics.retrieval_requests, "retrieval_requested", rec["request_id"],
-                    rec)
+            sent.produce(settings.topics.retrieval_requests, "retrieval_requested", rec["request_id"], rec)
             n += 1
-        if producer.flush(30):
-            raise Unavailable("Kafka did not confirm every retrieval request")
+        left = sent.flush(30)
+        if left:
+            raise Unavailable(f"Kafka did not confirm {left} of {n} retrieval request(s)")
         return n
 
     @page(READERS, post=True)

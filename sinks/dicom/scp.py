@@ -80,6 +80,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaError, Message
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
@@ -103,6 +104,7 @@ from sinks.dicom.wire import compat
 from sinks.dicom.wire import scp as wire_scp
 from streams import serde
 from streams.config import IngestConfig, TopicsConfig
+from streams.producer import Deliveries, DeliveryError
 
 LOG = logging.getLogger(__name__)
 
@@ -308,6 +310,7 @@ class ResearchStore:
         self._kick = threading.Event()
         self._kick_stop = False
         self._kicker_thread: threading.Thread | None = None
+        self._events = Deliveries(producer)  # what the broker confirmed of our events (``flush``)
 
     # -- which project, which options ------------------------------------------------------------
     def _project(self, project_id: str, wait: bool) -> Project | Refused:
@@ -590,17 +593,12 @@ class ResearchStore:
         return zlib.crc32(study.encode()) % n if n > 0 else -1
 
     def _send(self, topic: str, contract: str, key: str, record: dict[str, Any],
-              headers: list[tuple[str, bytes]] | None = None, study: str = "") -> None:
+              headers: list[tuple[str, str | bytes | None]] | None = None, study: str = "") -> None:
         if self.producer is None:
             return
-        value = serde.encode(contract, record)
         partition = self._partition(topic, study) if study else -1
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key, headers=headers, partition=partition)
-                break
-            except BufferError:
-                self.producer.poll(0.1)
+        self._events.produce(topic, contract, key, record, headers=headers, partition=partition,
+                             on_delivery=_log_refused)
         self.producer.poll(0)
 
     def kick(self) -> None:
@@ -872,9 +870,15 @@ class ResearchStore:
         self.quarantine.remove(entry)
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Every event produced so far delivered (raises RuntimeError when not)."""
-        if self.producer is not None and self.producer.flush(timeout) > 0:
-            raise RuntimeError(f"events not delivered to Kafka within {timeout} s")
+        """Every event produced so far confirmed by the broker (raises DeliveryError, a RuntimeError,
+        when one is still queued after ``timeout`` or was refused since the last flush)."""
+        if self.producer is None:
+            return
+        left = self._events.flush(timeout)
+        if left:
+            why = self._events.last_error
+            raise DeliveryError(f"{left} event(s) not delivered to Kafka within {timeout:g} s"
+                                + (f" (last refusal: {why})" if why is not None else ""))
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> int:
@@ -937,7 +941,9 @@ class ResearchStore:
         if self._writer is not None:
             self._writer.join()
         if self.producer is not None:
-            self.producer.flush(30)
+            left = self._events.flush(30)
+            if left:  # each refusal was logged (``_log_refused``); a lost stored event is moved again
+                LOG.error("%d event(s) not confirmed by Kafka at drain", left)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -960,6 +966,14 @@ class ResearchStore:
             self.journal = None
         if wire_scp.TIMING:
             LOG.warning("C-STORE phases (wall ms per call): %s", wire_scp.PHASES.report())
+
+
+def _log_refused(err: KafkaError | None, msg: Message) -> None:
+    """A refused event is on the log. A stored instance's event lost so is not the instance lost: it
+    is durable already, and the worker's reconciliation moves what it did not see again; a quarantine
+    action waits for its events (``flush``) before it removes anything."""
+    if err is not None:
+        LOG.error("event for %s not delivered to %s: %s", msg.key(), msg.topic(), err)
 
 
 def _and(a: bool, b: bool) -> bool:

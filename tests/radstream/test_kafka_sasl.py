@@ -148,3 +148,57 @@ def test_the_worker_runs_on_the_sasl_broker(scram_broker: tuple[str, Path], tmp_
             time.sleep(1)
         assert stored(), (tmp_path / "worker.log").read_text()[-3000:]
         assert proc.poll() is None
+
+
+def test_steward_and_analyst_commands_write_what_their_roles_grant(scram_broker: tuple[str, Path],
+                                                                    tmp_path: Path) -> None:
+    """The writes of the documented commands, each with its user's own SCRAM account and the grants of
+    kafka_roles.json: a steward's ``dicom quarantine purge`` and ``release`` (quarantine topic, the
+    received-instance topics, the projects registry read, the audit topic) and an analyst's local audit
+    (as ``radstream sql --direct`` records it). Refused before the grants were fixed: the steward had
+    no write on the quarantine and received topics, the analyst none on audit."""
+    from click.testing import CliRunner
+
+    from radstream.access import audit_target, flush_audit
+    from radstream.cli import main
+    from radstream.config import settings_env
+    from sinks.dicom.projects import publish
+    from streams import audit
+    from tests.sinks.dicom.helpers import TEST_PROJECTS, role_env
+    from tests.sinks.dicom.test_quarantine_delivery import _quarantined
+
+    bootstrap, admin_pw = scram_broker
+    prefix = f"r{uuid.uuid4().hex[:6]}."
+    topics = TopicsConfig(**{f.name: prefix + getattr(TopicsConfig(), f.name)
+                             for f in dataclasses.fields(TopicsConfig)})
+    admin = sasl(bootstrap, "radstream", admin_pw)
+    create_topics(admin, topics)
+    for p in TEST_PROJECTS.all():
+        publish(admin, topics, p)
+    accounts: dict[str, KafkaConfig] = {}
+    for user, role in (("steward7", "steward"), ("analyst7", "analyst")):
+        pw = tmp_path / f"{user}.pw"
+        pw.write_text(uuid.uuid4().hex + "\n")
+        add_scram_user(admin, user, pw.read_text().strip())
+        grant_role(admin, topics, role, user)
+        accounts[user] = dataclasses.replace(sasl(bootstrap, user, pw), consumer_group=user)
+    time.sleep(2)  # the new credentials and ACLs reach the broker's caches
+
+    def as_user(user: str) -> Settings:
+        return Settings(state_dir=str(tmp_path / "state")).replace(
+            kafka=dataclasses.asdict(accounts[user]), topics=dataclasses.asdict(topics))
+
+    steward = as_user("steward7")
+    q, purged = _quarantined(steward, "IRB-9", 1)
+    _, released = _quarantined(steward, "P1", 2)  # identified: stored as received (no key needed)
+    runner = CliRunner()
+    for verb, entry in (("purge", purged), ("release", released)):
+        result = runner.invoke(main, ["dicom", "quarantine", verb, entry.key, "--reason", "checked"],
+                               env=role_env(steward, "steward7", "steward"))
+        assert result.exit_code == 0, (verb, result.output)
+        assert q.find(entry.key) is None
+    analyst = as_user("analyst7")
+    target = audit_target(analyst)
+    audit.record(target, "analyst7", "sql.query", query="SELECT 1")
+    assert flush_audit(target, 30) == 0
+    assert settings_env(analyst)["RADSTREAM_KAFKA_SASL_USERNAME"] == "analyst7"
