@@ -135,27 +135,25 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
     if dry_run:
         _dry_run(settings, todo)
         return
-    from radstream.cli.retrieve import identified_requester
-    from sinks.dicom.projects import ProjectRegistry
-    from streams.producer import make_producer, produce
+    from radstream.cli.retrieve import identified_requester, registered_project
+    from streams.producer import Deliveries, make_producer
 
-    registry = ProjectRegistry(settings.kafka, settings.topics)
-    try:  # an identified project takes a steward's requests only, carrying the steward's roles
-        who, roles = identified_requester(settings, registry.get(project), requester)
-    finally:
-        registry.stop()
-    producer = make_producer(settings.kafka)
+    why, registered = registered_project(settings, project, destination)
+    if why:
+        raise click.ClickException(why)
+    # an identified project takes a steward's requests only, carrying the steward's roles
+    who, roles = identified_requester(settings, registered, requester)
+    sent = Deliveries(make_producer(settings.kafka))
     now = datetime.now(UTC)
     for r in todo:
         record = cohort_request(key, settings.ingest.site, r, project=project, destination=destination,
                                 requester=who, now=now, priority=priority, not_before=_when(not_before),
                                 not_after=_when(not_after))
         record["requester_roles"] = roles
-        produce(producer, settings.topics.retrieval_requests, "retrieval_requested", record["request_id"],
-                record)
-    left = producer.flush(30)
+        sent.produce(settings.topics.retrieval_requests, "retrieval_requested", record["request_id"], record)
+    left = sent.flush(30)
     if left:
-        raise click.ClickException(f"{left} requests not confirmed by Kafka")
+        raise click.ClickException(f"{left} requests not confirmed by Kafka ({sent.last_error})")
     click.echo(f"requested {len(todo)} retrieval(s) for project {project} -> {destination} (requester {who})")
 
 
@@ -422,22 +420,13 @@ def _research_error(settings: Settings, key: bytes, text: str, row: dict[str, st
 
 
 def _send(settings: Settings, records: list[dict[str, Any]]) -> int:
-    """Produce the status events; how many Kafka did not confirm (an error report counts as not
-    confirmed, not only a record still queued)."""
-    from streams.producer import make_producer, produce
+    """Produce the status events; how many Kafka did not confirm (queued or refused)."""
+    from streams.producer import Deliveries, make_producer
 
-    failed: list[str] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            failed.append(str(err))
-
-    producer = make_producer(settings.kafka)
+    sent = Deliveries(make_producer(settings.kafka))
     for rec in records:
-        produce(producer, settings.topics.retrieval_status, "retrieval_status", rec["request_id"], rec,
-                on_delivery=delivered)
-    left = producer.flush(30)
-    return left + len(failed)
+        sent.produce(settings.topics.retrieval_status, "retrieval_status", rec["request_id"], rec)
+    return sent.flush(30)
 
 
 def _requests_by_id(settings: Settings, ids: list[str]) -> dict[str, dict[str, str]]:

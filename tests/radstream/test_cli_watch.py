@@ -68,3 +68,11 @@ def test_watch_and_unwatch_follow_the_roles_and_are_audited(s: Settings, tmp_pat
         ("cohort.watch", "ana", False), ("cohort.watch", "ana", False), ("cohort.watch", "ana", True),
         ("cohort.watch", "stew", True), ("cohort.unwatch", "bo", False), ("cohort.unwatch", "ana", False),
         ("cohort.unwatch", "ana", True), ("cohort.unwatch", "stew", True)])
+
+
+def test_cohort_retrieve_refuses_a_project_that_is_not_registered(s: Settings, tmp_path: Path) -> None:
+    cohort = tmp_path / "cohort.csv"
+    cohort.write_text("accession\nA1\n")
+    args = ["cohort", "retrieve", "--csv", str(cohort), "--destination", "RESEARCH", "--project"]
+    res = CliRunner().invoke(main, [*args, "NOPE-1"], env=role_env(s, "stew", "steward"))
+    assert res.exit_code != 0 and "not registered" in res.output, res.output

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 def _env(s: Settings) -> dict[str, str]:
     return {"RADSTREAM_STATE_DIR": s.state_dir, "RADSTREAM_KAFKA_BOOTSTRAP": s.kafka.bootstrap,
             "RADSTREAM_TOPICS_RETRIEVAL_REQUESTS": s.topics.retrieval_requests,
+            "RADSTREAM_TOPICS_PROJECTS": s.topics.projects,  # cohort retrieve needs the project registered
             "RADSTREAM_PACS_PORT": str(s.pacs.port), "RADSTREAM_PACS_HTTP_PORT": str(s.pacs.http_port),
             "RADSTREAM_RESEARCH_ALLOWED_DESTINATIONS": "RESEARCH",
             "RADSTREAM_WORKER_WEB_PORT": str(free_port())}  # no warehouse endpoint: nothing is skipped
