@@ -204,3 +204,16 @@ def test_host_look_alikes_are_kept(text: str) -> None:
                                   "Images from Clinic were reviewed."])
 def test_a_bare_institution_word_after_a_strong_context_names_none(text: str) -> None:
     assert [f for f in found(text) if f[0] == "INSTITUTION"] == [], found(text)
+
+
+@pytest.mark.parametrize(
+    "text, inst",
+    [
+        ("Images from Lakeshore Radiology Associates were reviewed.", "Lakeshore Radiology Associates"),
+        ("Seen at Hillcrest Vascular Partners.", "Hillcrest Vascular Partners"),
+        ("Prior films seen at Elmwood Family Practice.", "Elmwood Family Practice"),
+    ],
+)
+def test_service_words_that_stop_a_joined_name_still_name_institutions(text: str, inst: str) -> None:
+    # the words that end a name after "and" ("Dr. Lee and Associates") are institution words as well
+    assert_removed(text, "INSTITUTION", inst)
