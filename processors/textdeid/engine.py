@@ -105,6 +105,8 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
                 capitalised = any(ch.isupper() for ch in words[0])
                 if not _institution_ok(text, s, e) or not capitalised or (len(words) < 2 and not d.one_word):
                     continue  # a bare head word ("Outside Hospital" -> "Hospital") names no institution
+                if len(words) == 1 and re.sub(r"['\u2019]s$", "", words[0]).lower() in r.institution_words:
+                    continue  # nor does one alone after a context ("returned from Surgery", "seen at Clinic")
             out.append(_Cand(s, e, d.type, d.priority, m, d.format, d.group))
     for s, e in find_names(text, lower):
         out.append(_Cand(s, e, "NAME", NAME_PRIORITY))

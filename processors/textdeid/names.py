@@ -75,6 +75,13 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         # its shape with what it takes ("scheduled the biopsy", "is the referring physician"): rules.json defs
         "initial_comm": re.compile(r.defs["INITIAL_NAME_COMM_VERB"]),
         "initial_verb": re.compile(r.defs["INITIAL_NAME_VERB_LIKE"]),
+        # a verb whose subject is a person, with or without an object ("A. Lund saw the patient")
+        "initial_person": re.compile(r.defs["INITIAL_NAME_PERSON_VERB"]),
+        "joined_not_before": re.compile(r.raw["names"]["joined_not_before"], re.IGNORECASE),
+        "stop_after": re.compile(r"[ \t]*(?:[.,;:)\n]|$)"),
+        "and_end": re.compile(r"(?<![\w-])(?:and|&)[ \t]+$"),
+        # a second name joined to one found in a name's context ("Dr. Patel and Okonkwo")
+        "and_next": re.compile(rf"(?:,[ \t]*(?:{r.credential_any})(?![\w-]))?[ \t]+(?:and|&)[ \t]+"),
         "sentence_end": re.compile(r"(?:^|[.!?;:\n])[ \t]*$"),
         # all lower-case "dr. smith": the title is lower-case too, so the name is the next word; without
         # the dot only right after a trigger ("called to dr patel"): "chest dr obtained" is a DR radiograph
@@ -213,11 +220,17 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
             c["initial_before"].search(lower, max(0, m.start() - 40), m.start())
             or c["initial_after"].match(text, m.end())
         )
-        if not named and c["sentence_end"].search(text, max(0, m.start() - 4), m.start()):
-            # only where a sentence starts; the verb's shape alone not in a lettered list ("A. Hematoma
-            # displaced the bowel. B. ..."), and never after a clinical word that starts a list item
-            named = bool(c["initial_comm"].match(text, m.end())) or bool(
-                c["initial_verb"].match(text, m.end()) and not _lettered_list(text, m.start())
+        sentence = bool(c["sentence_end"].search(text, max(0, m.start() - 4), m.start()))
+        if not named and (sentence or c["and_end"].search(text, max(0, m.start() - 6), m.start())):
+            # only where a sentence starts (or after "and": "... and J. Okafor saw the patient"); the
+            # verb's shape alone, or a person's verb, not in a lettered list ("A. Hematoma displaced the
+            # bowel. B. ..."), and never after a clinical word that starts a list item
+            named = (sentence and bool(c["initial_comm"].match(text, m.end()))) or bool(
+                (
+                    (sentence and c["initial_verb"].match(text, m.end()))
+                    or c["initial_person"].match(text, m.end())
+                )
+                and not _lettered_list(text, m.start())
             )
             words = c["word"].findall(m.group(1))
             named = named and not any(w.lower() in r.initial_not_subject for w in words[1:])
@@ -232,9 +245,47 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
         if m.group(1) or any(c[k].search(lower, max(0, m.start() - 60), m.start())
                              for k in ("trigger_end", "per_end")):
             found.append((m.start(2), m.end(3)))
+    found.extend(_joined(text, found, r))
     found.extend(_lexicon(text, c, r))
     yield from found
     yield from _propagate(text, found, r)
+
+
+def _joined(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
+    """A name joined by "and" to a name found in a name's context ("discussed with Dr. Patel and
+    Okonkwo", "Dr. Lee and Zoë Nguyễn", "Lee, MD and Okafor"), and the next one of a chain: its own
+    context is the first's.
+    The weak context asks more of it: capitalised, not a non-name ("and Radiology"), not an eponym
+    used as one ("and Graves disease", "and Le Fort I"), not two or three capitals ("and CT", "and PA")."""
+    c = _compiled()
+    todo = sorted(set(found))
+    seen = set(todo)
+    while todo:
+        _, end = todo.pop(0)
+        a = c["and_next"].match(text, end)
+        if a is None or c["title"].match(text, a.end()):
+            continue  # "and Dr. Okafor" is found by its title
+        m = c["seq"].match(text, a.end())
+        if m is None:
+            continue
+        span = _trim(text, m.start(), m.end(), r)
+        if span is None or span != (m.start(), m.end()) or c["joined_not_before"].match(text, span[1]):
+            continue  # a role or a service ("and Emergency Physician Lee", "and Thoracic Surgery", "team")
+        words = c["word"].findall(text[span[0] : span[1]])
+        # an eponym word that is not a common surname, with more after it than a stop ("and Le Fort I",
+        # "and Graves ophthalmopathy"); "and Smith-Jones", "and Müller." stay names
+        eponym = any(w.lower() in r.eponyms and w.lower() not in r.surnames for w in words)
+        if (
+            not text[span[0]].isupper()
+            or (eponym and not c["stop_after"].match(text, span[1]))
+            or c["initials"].fullmatch(text[span[0] : span[1]])
+            or _eponym_use(text, *span, r)
+            or span in seen
+        ):
+            continue
+        seen.add(span)
+        todo.append(span)
+        yield span
 
 
 def _lexicon(text: str, c: dict[str, re.Pattern[str]], r: Rules) -> Iterator[Found]:

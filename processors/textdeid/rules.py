@@ -54,6 +54,7 @@ class Rules:
     # initial that is a name only by the verb after it (names.py, rules.json initial_name_not_subject)
     initial_not_subject: frozenset[str]
     proper_not_words: frozenset[str]  # not_names - institution words + place words (`proper` detectors)
+    institution_words: frozenset[str]  # proper_allowed_words: alone, they name no institution
     defs: dict[str, str]  # the macros (with the built-in letter classes), for patterns built in code
     raw: dict[str, Any]
 
@@ -160,6 +161,7 @@ def rules() -> Rules:
             - frozenset(w.lower() for w in raw.get("proper_allowed_words", ()))
         )
         | frozenset(w.lower() for w in raw.get("proper_not_words", ())),
+        institution_words=frozenset(w.lower() for w in raw.get("proper_allowed_words", ())),
         defs={name: _expand(value, defs) for name, value in defs.items()},
         raw=raw,
     )

@@ -107,6 +107,31 @@ KEEP: dict[str, list[str]] = {
         "CTA pushed to viz.ai for LVO triage.", "Dictated in PS360.", "Perfusion maps sent to rapid.ai.",
         "Reviewed on syngo.via.",
     ],
+    # session 16 (the misses listed after session 15): each class with its look-alikes
+    "initial_person_verb": [
+        "CT showed a nodule.", "Patient saw improvement after drainage.", "C. Hemoglobin declined to 7.1.",
+        "A. Small effusion persists.", "D. Levels declined further.", "B. Abdomen examined supine.",
+        "E. Coli was grown from the urine.",
+    ],
+    "name_after_and": [
+        "Nodule and effusion are unchanged.", "Crohn and Paget disease are not suspected.",
+        "Graves and Hashimoto thyroiditis are in the differential.",
+        "Le Fort and zygomatic fractures excluded.",
+        "Atelectasis and Effusion, unchanged.",
+    ],
+    "institution_weak": [
+        "Seen at 3 months.", "Nodule seen at Apex.", "Patient returned from Surgery.",
+        "Patient was seen at Bedside.", "Patient returned from Recovery.", "Lesion seen at the level of T4.",
+        "Previously followed at Clinic.",
+    ],
+    "initials_lower_list": [
+        "Plan d/w pt and family.", "Per ct and us, no abscess.", "Dose per kg and day.", "D/w ed and icu.",
+        "Contrast per os and ng tube.",
+    ],
+    "host_label": [
+        "Host: unknown.", "Server: down.", "Images sent to PACS.", "Workstation: reading room.",
+        "Images sent to syngo.via.", "Station 4R lymph node.",
+    ],
 }
 
 
@@ -326,10 +351,80 @@ class Gen:
         self.keep(d, "host_product")
 
 
+    def initial_person_verb(self, d: Doc) -> None:
+        """An initial and a surname before a person's verb with or without an object ("A. Lund saw the
+        patient", "N. Ibe declined contrast"), at a sentence start or after "and"."""
+        last = self.pick(PLAIN + MAC + APOSTROPHE + HYPHEN + ["Lund", "Chen", "Ibe", "Tran"])
+        # not next to the letters of the look-alikes (A-E): an initial beside them is a lettered list item,
+        # which the rules do not take for a name (names.py _lettered_list)
+        initial = self.pick(list("GHJKLNPRSTW")) + "."
+        verb = self.pick(["saw the patient at the bedside.", "met the family after the scan.",
+                          "declined contrast.", "declined.", "prefers MRI for follow-up.",
+                          "wants a call back.", "consented to the procedure.", "refused sedation.",
+                          "came by at 14:00.", "elected to defer the biopsy.", "sees the patient weekly."])
+        d.add(self.pick(["No pneumothorax. ", "IMPRESSION: Unchanged. ", "", "Note: ",
+                         "The case was reviewed and "]))
+        d.template("{n} " + verb, {"n": (f"{initial} {last}", "NAME")})
+        self.keep(d, "initial_person_verb")
+
+    def name_after_and(self, d: Doc) -> None:
+        """A name after "and" with no context of its own ("discussed with Dr. Patel and Okonkwo"); a
+        second passage joins a name to a team or an eponym, which are kept."""
+        first = self.pick(PLAIN + MAC + APOSTROPHE)
+        full = f"{self.pick(UNICODE_GIVEN)} {self.pick(PLAIN)}"
+        second = self.pick(PLAIN + HYPHEN + UNICODE_FAMILY + [full])
+        t = self.pick(["Findings discussed with Dr. {a} and {b} at 10:1" + str(self.rng.randrange(10)) + ".",
+                       "Results called to Dr. {a} and {b}, who agreed.", "Reviewed with Dr. {a} and {b}.",
+                       "Signed by {a}, MD and {b}."])
+        d.template(t, {"a": (first, "NAME"), "b": (second, "NAME")})
+        third = self.pick(PLAIN)
+        d.add("\n")
+        d.template(self.pick(["Discussed with Dr. {c} and the ICU team.",
+                              "Discussed with Dr. {c} and Radiology.", "Spoke with Dr. {c} and Nephrology.",
+                              "Called to Dr. {c} and CT staff."]),
+                   {"c": (third, "NAME")})
+        self.keep(d, "name_after_and")
+
+    def institution_weak(self, d: Doc) -> None:
+        """A one-word institution after a person's weaker context ("Patient was seen at Mercy",
+        "returned from Lakeshore", "followed at Brookhaven")."""
+        inst = self.pick(INSTITUTIONS)
+        if self.rng.random() < 0.2:
+            inst = "St. " + self.pick(["Luke's", "Jude's", "Mary's", "Vincent's"])
+        t = self.pick(["Patient was seen at {i} for the same complaint.", "Previously seen at {i}.",
+                       "Seen at {i} on the prior visit.", "Followed at {i} for the nodule.",
+                       "Patient returned from {i} on the day of the exam.",
+                       "She was evaluated at {i} in 2019.",
+                       "He was discharged from {i} and returns for follow-up."])
+        d.template(t, {"i": (inst, "INSTITUTION")})
+        self.keep(d, "institution_weak")
+
+    def initials_lower_list(self, d: Doc) -> None:
+        """The second and later of several lower-case initials ("d/w dr. ab and cd", "cc: jk, mk")."""
+        pool = ["jk", "mk", "ejs", "ab", "cd", "lm", "tw", "jpr", "kh", "sb", "rk", "jd", "hm"]
+        a, b, c = self.rng.sample(pool, 3)
+        t = self.pick(["d/w dr. {a} and {b} at 14:0" + str(self.rng.randrange(10)) + ".", "cc: {a}, {b}",
+                       "d/w {a} and {b} at 09:3" + str(self.rng.randrange(10)) + ".", "Plan per {a} and {b}.",
+                       "Discussed with {a}, {b} and {c}.", "paged {a} & {b} re: the result."])
+        values = {"a": (a, "NAME"), "b": (b, "NAME"), "c": (c, "NAME")}
+        d.template(t, values)
+        self.keep(d, "initials_lower_list")
+
+    def host_label(self, d: Doc) -> None:
+        """A host name with no digit and no dot, as the value of a label that names a machine."""
+        host = self.pick(HOST_WORDS) + self.pick(["net", "store", "arch", "prime", "hub", "core", "main"])
+        t = self.pick(["Host: {h}\n", "AE title: {H}.", "PACS server = {h}.", "Calling AET: {H}\n",
+                       "Hostname: {h}.", "Study received. AE title: {H}; series 3."])
+        d.template(t, {"h": (host, "ID"), "H": (host.upper(), "ID")})
+        self.keep(d, "host_label")
+
+
 CLASSES = ["name_particle", "name_shape", "initial_sentence", "institution_word", "host", "age_words",
            "initials_lower", "unicode_name",
            # session 15, r6 review: appended, so the passages of the classes above are unchanged
-           "title_joined", "dr_lower_particle", "initial_verb", "double_barrel", "host_product"]
+           "title_joined", "dr_lower_particle", "initial_verb", "double_barrel", "host_product",
+           # session 16: appended, so the passages of the 13 classes above are unchanged
+           "initial_person_verb", "name_after_and", "institution_weak", "initials_lower_list", "host_label"]
 
 
 def main(argv: list[str]) -> None:
