@@ -6,7 +6,12 @@
   "in his early 50s", "when she was a child", "when he was 5", "decades ago"; not the patient's current
   age ("a woman in her forties with a breast lump"), not a weight or gestation ("when she was 32 weeks");
 - a negated finding of the physical examination, postposed: "pulses were not palpable", "murmurs were
-  not heard", "cannot be palpated"; not a judgement ("is not felt to be malignant").
+  not heard", "cannot be palpated"; not a judgement ("is not felt to be malignant");
+- contracted negations read as the full forms: "doesn't have", "there wasn't any", "isn't seen",
+  "couldn't be excluded" (a hedge, as "could not be excluded"), "hasn't resolved" (no negation, as "has
+  not resolved"); a typographic apostrophe (U+2019) is the plain one;
+- a denial as the answer to a label: "Chest pain - denied.", "Fever: denies."; not a denial that is no
+  answer ("chest pain, which he denied, was reported by his wife").
 """
 
 from __future__ import annotations
@@ -119,4 +124,92 @@ def test_a_postposed_negation_of_the_examination_negates(sentence: str, target: 
     ],
 )
 def test_a_judgement_or_a_present_finding_is_not_negated(sentence: str, target: str) -> None:
+    assert not assert_term(sentence, target).negated
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("He doesn't have chest pain.", "chest pain"),
+        ("She didn't report any fever.", "fever"),
+        ("There wasn't any effusion.", "effusion"),
+        ("There isn't a pneumothorax.", "pneumothorax"),
+        ("Patient hasn't had any seizures.", "seizures"),
+        ("Doesn't appear to have cellulitis.", "cellulitis"),
+        ("A pneumothorax isn't seen.", "pneumothorax"),
+        ("Fractures weren't identified.", "Fractures"),
+        ("She doesn\u2019t have chest pain.", "chest pain"),
+        ("A pneumothorax isn\u2019t seen.", "pneumothorax"),
+    ],
+)
+def test_a_contracted_negation_negates(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).negated
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("Pneumonia couldn't be excluded.", "Pneumonia"),
+        ("Pneumonia couldn\u2019t be excluded.", "Pneumonia"),
+        ("A small fracture can\u2019t be ruled out.", "fracture"),
+    ],
+)
+def test_a_contracted_hedge_hedges(sentence: str, target: str) -> None:
+    res = assert_term(sentence, target)
+    assert res.uncertain and not res.negated
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("The effusion hasn't resolved.", "effusion"),
+        ("The effusion hasn\u2019t fully resolved.", "effusion"),
+    ],
+)
+def test_a_contraction_keeps_what_the_full_form_keeps(sentence: str, target: str) -> None:
+    assert not assert_term(sentence, target).negated
+
+
+@pytest.mark.parametrize(
+    ("full", "short", "target"),
+    [
+        ("The nodule is not clearly seen.", "The nodule isn't clearly seen.", "nodule"),
+        ("The effusion has not fully resolved.", "The effusion hasn't fully resolved.", "effusion"),
+        ("Pneumonia can not be entirely excluded.", "Pneumonia can't be entirely excluded.", "Pneumonia"),
+        ("He did not have a fever.", "He didn't have a fever.", "fever"),
+        ("The mass does not appear larger.", "The mass doesn't appear larger.", "mass"),
+        ("Edema was not present previously.", "Edema wasn't present previously.", "Edema"),
+    ],
+)
+def test_a_contraction_reads_as_its_full_form(full: str, short: str, target: str) -> None:
+    a, b = assert_term(full, target), assert_term(short, target)
+    assert (a.negated, a.certainty, a.historical) == (b.negated, b.certainty, b.historical)
+
+
+def test_a_contracted_negation_in_a_radiology_report() -> None:
+    r = analyze("FINDINGS: There isn't any pleural effusion. Mild cardiomegaly.")
+    assert r.chest_labels["Effusion"] == "negative"
+    assert r.chest_labels["Cardiomegaly"] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("Chest pain - denied.", "Chest pain"),
+        ("Fever: denies.", "Fever"),
+        ("Fever: denied; cough: yes.", "Fever"),
+    ],
+)
+def test_a_denial_answering_a_label_negates(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).negated
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("Fever: denied; cough: yes.", "cough"),
+        ("Chest pain, which he denied, was reported by his wife.", "Chest pain"),
+    ],
+)
+def test_a_denial_that_answers_no_label_reads_no_further(sentence: str, target: str) -> None:
     assert not assert_term(sentence, target).negated
