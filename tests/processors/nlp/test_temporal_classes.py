@@ -213,3 +213,16 @@ def test_a_denial_answering_a_label_negates(sentence: str, target: str) -> None:
 )
 def test_a_denial_that_answers_no_label_reads_no_further(sentence: str, target: str) -> None:
     assert not assert_term(sentence, target).negated
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("The opacity may for example represent atelectasis.", "atelectasis"),
+        ("The opacity may at least in part reflect atelectasis.", "atelectasis"),
+        ("The opacity may to some degree represent pneumonia.", "pneumonia"),
+        ("These changes may with time become fibrosis.", "fibrosis"),
+    ],
+)
+def test_a_modal_may_before_an_adverbial_still_hedges(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).uncertain
