@@ -52,8 +52,9 @@ def _tokens(low: str) -> list[str]:
 
 
 def normalize(phrase: str) -> str:
-    """The lookup key of a phrase or of a matched span: lower-case tokens joined by one space."""
-    return " ".join(_tokens(phrase.lower()))
+    """The lookup key of a phrase or of a matched span: lower-case tokens joined by one space; a
+    typographic apostrophe is the plain one ("can’t" is "can't")."""
+    return " ".join(_tokens(phrase.lower().replace("\u2019", "'")))
 
 
 def year_pattern(first: int, last: int) -> str:
@@ -106,7 +107,8 @@ def lower_same_length(text: str) -> str:
 
 
 _SEP_W, _SEP_P, _END_W, _END_P = "\x00", "\x01", "\x02", "\x03"
-_ATOM_RE = {_SEP_W: _WORD_SEP, _SEP_P: _PUNCT_SEP, _END_W: r"(?!\w)", _END_P: ""}
+# an apostrophe of a phrase also matches the typographic one (U+2019) of word-processed text
+_ATOM_RE = {_SEP_W: _WORD_SEP, _SEP_P: _PUNCT_SEP, _END_W: r"(?!\w)", _END_P: "", "'": "['\u2019]"}
 
 
 def _is_word(ch: str) -> bool:

@@ -19,8 +19,10 @@ from typing import Any
 # condition as a problem-list item, denied habits, durations, evacuated/drained collections, answered
 # questions ("Pneumothorax? No."), a hedge between commas ("A or, less likely, B"), "unlikely to represent";
 # 0.6.7: dated past episodes by year, "with prior X", past adverbs and given-up habits, an unsettled
-# differential with A as subject, a relative as informant, "presumed" as probable, label synonyms (Open-i)
-NLP_VERSION = "0.6.7"
+# differential with A as subject, a relative as informant, "presumed" as probable, label synonyms (Open-i);
+# 0.6.8: the month "May" is no hedge, a decade or stage of life dates an episode, postposed negations of the
+# physical examination, contracted negations ("isn't seen"), a typographic apostrophe, "X: denied"
+NLP_VERSION = "0.6.8"
 
 
 # Sections and sentences are made several times per report. The __init__ that dataclass writes for a frozen

@@ -344,6 +344,7 @@ def load_rules(data_file: Path = DATA) -> list[Rule]:
     rules += dated_episodes(data.get("dated_episodes", {}), rules)
     view_qualified(data.get("view_qualified", {}), rules)
     answered_questions(data.get("answered_questions", {}), rules)
+    rules += contracted_variants(data.get("contractions", {}), rules)
     rules += british_variants(rules)
     rules += inherited_backward(rules)
     return rules + punctuation_led(rules)
@@ -472,6 +473,42 @@ def punctuation_led(rules: Sequence[Rule]) -> list[Rule]:
             joined = (words[0], *longer)
             if len(longer) > len(rest) and longer[: len(rest)] == rest and joined not in by_phrase:
                 out += [dataclasses.replace(r, phrase=" ".join(joined)) for r in (*own, *theirs)]
+    return out
+
+
+def contracted_variants(spec: dict[str, Any], rules: Sequence[Rule]) -> list[Rule]:
+    """The rules again with the auxiliary + "not" of their phrase contracted ("isn't seen", "hasn't
+    resolved", "couldn't be excluded"; ``contractions`` in ``rules.json``), and each contracted auxiliary
+    alone with the rules of ``alone`` ("doesn't have chest pain" negates as "not" does); the short forms of
+    ``before_not`` also take every "not ..." phrase ("isn't clearly seen" as "not clearly seen"). A phrase
+    already listed keeps its own rules; a variant made from two phrases ("cannot", "can not") is made once."""
+    pairs = [(re.compile(rf"\b{re.escape(full)}\b"), short) for full, short in spec.get("pairs", [])]
+    if not pairs:
+        return []
+    listed = {r.phrase for r in rules}
+    source: dict[str, str] = {}  # variant phrase -> the phrase it was made from
+    out: list[Rule] = []
+    for r in rules:
+        variant = r.phrase
+        for full, short in pairs:
+            variant = full.sub(short, variant)
+        if variant == r.phrase or variant in listed or source.setdefault(variant, r.phrase) != r.phrase:
+            continue
+        out.append(dataclasses.replace(r, phrase=variant))
+    # "isn't clearly seen" as "is not clearly seen" where only "not clearly seen" is listed
+    before_not = spec.get("before_not", [])
+    for r in rules:
+        if r.phrase.startswith("not "):
+            for short in before_not:
+                variant = f"{short} {r.phrase[4:]}"
+                if variant not in listed and source.setdefault(variant, r.phrase) == r.phrase:
+                    out.append(dataclasses.replace(r, phrase=variant))
+    alone = [r for r in rules if r.phrase == spec.get("alone")]
+    made = listed | set(source)
+    for _, short in pairs:
+        if short not in made:
+            made.add(short)
+            out += [dataclasses.replace(r, phrase=short) for r in alone]
     return out
 
 
