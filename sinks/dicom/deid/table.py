@@ -11,8 +11,10 @@ Our additions are data files beside this module:
   cleans);
 - ``additions.tsv``: where we differ from the Basic Profile column, with the reason on each row;
 - ``unlisted.tsv``: rules by VR for the attributes of pydicom's dictionary that none of the above lists
-  (E.1.1 would keep them as received: UIDs -> keyed unless well-known, person names -> dummy, URLs ->
-  removed), and for public attributes the dictionary does not know (removed);
+  (E.1.1 would keep them as received: UIDs -> keyed unless well-known, person names -> dummy, URLs and
+  free text (ST, LT, UT, UC) -> removed), and for public attributes the dictionary does not know (removed);
+- ``unlisted_text.tsv``: the exceptions to the removal of unlisted free text, each with its reason: codes
+  and technical values kept (K), attributes a module requires dummied (D) or emptied (Z);
 - without the Retain Longitudinal Temporal Information with Modified Dates option, every date, date-time
   and time attribute of pydicom's dictionary that the table does not list is removed (``X``): the file
   says LongitudinalTemporalInformationModified REMOVED, and E.1-1 lists only the dates it knew of
@@ -50,6 +52,7 @@ GROUPS = {
 }
 OPTIONS = ("uids", "device_identity", "patient_characteristics", "modified_dates", "clean_descriptors")
 TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
+FREE_TEXT_VRS = frozenset({"ST", "LT", "UT", "UC"})  # unlisted ones: removed unless unlisted_text.tsv says
 DICOM_ROOT = "1.2.840.10008."  # PS3.5 9.1: UIDs defined by the standard
 
 
@@ -111,6 +114,13 @@ def option_rows() -> dict[str, dict[int, str]]:
 
 
 @cache
+def unlisted_text() -> dict[int, str]:
+    """``unlisted_text.tsv``: tag -> action (K, D or Z) for the unlisted free-text attributes that are not
+    removed."""
+    return {int(row["tag"], 16): row["action"] for row in _rows("unlisted_text.tsv")}
+
+
+@cache
 def vr_of(tag: int) -> str:
     """The dictionary VR (first of an ambiguous one); '' for a tag pydicom does not know."""
     return _vr_of(int(tag))  # cached by plain int: a BaseTag key compares with Python code
@@ -155,8 +165,11 @@ def compile_table(options: frozenset[str]) -> Compiled:
     by_vr = {row["vr"]: row["action"] for row in _rows("unlisted.tsv")}
     if "uids" in options:  # Retain UIDs: unlisted UIDs are kept as the listed ones are
         by_vr.pop("UI", None)
+    text = unlisted_text()
     for tag, vr in unlisted(frozenset(actions), tuple(masks)):
-        if vr in by_vr:
+        if tag in text and vr in FREE_TEXT_VRS:  # an exception to the free-text rule (its row says why)
+            actions[tag] = text[tag]
+        elif vr in by_vr:
             actions[tag] = by_vr[vr]
     return Compiled(actions, tuple(masks), by_vr.get("unknown", "X"))
 

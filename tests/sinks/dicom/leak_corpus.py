@@ -112,24 +112,30 @@ def unlisted_temporal() -> list[tuple[int, str]]:
     return out
 
 
+UNLISTED_RULED = ("UI", "PN", "UR", "ST", "LT", "UT", "UC")  # the VRs unlisted.tsv has a rule for
+
+
 def unlisted_identifying() -> list[tuple[int, str]]:
-    """(tag, VR) of the UI, PN and UR attributes of pydicom's dictionary that the library's table does not
-    list (Multi-frame Source SOP Instance UID, Evaluator Name, Retrieve URL ...: E.1.1 alone would keep
-    them as received), and the few unlisted free-text attributes ``additions.tsv`` removes (Contact
-    Display Name ...); not those ``additions.tsv`` keeps on purpose (Coding Scheme UID ...)."""
+    """(tag, VR) of the UI, PN, UR and free-text (ST, LT, UT, UC) attributes of pydicom's dictionary that
+    the library's table does not list (Multi-frame Source SOP Instance UID, Evaluator Name, Retrieve URL,
+    Comments on the Scheduled Procedure Step ...: E.1.1 alone would keep them as received), and the few
+    unlisted LO attributes ``additions.tsv`` removes (Contact Display Name ...); not those
+    ``additions.tsv`` or ``unlisted_text.tsv`` keep on purpose (Coding Scheme UID, Long Code Value ...)."""
     from sinks.dicom.deid.table import _rows
 
     tags, masks = library_table()
     additions = {int(r["tag"], 16): r["action"] for r in _rows("additions.tsv") if "x" not in r["tag"]}
+    additions |= {int(r["tag"], 16): r["action"] for r in _rows("unlisted_text.tsv")}
     out = []
     for tag, entry in sorted(DicomDictionary.items()):
         vr = entry[0].split(" or ")[0]
-        if vr in ("UI", "PN", "UR") and tag >> 16 not in SKIP_GROUPS and tag not in tags \
+        if vr in UNLISTED_RULED and tag >> 16 not in SKIP_GROUPS and tag not in tags \
                 and not any(tag & m.mask == m.value for m in masks) and additions.get(tag) != "K" \
                 and tag != 0x00080016:  # SOP Class UID: set to the instance's class
             out.append((tag, vr))
     out += [(t, dictionary_VR(t)) for t, a in sorted(additions.items())
-            if a == "X" and t not in tags and t >> 16 not in SKIP_GROUPS]
+            if a == "X" and t not in tags and t >> 16 not in SKIP_GROUPS
+            and dictionary_VR(t) not in UNLISTED_RULED]  # those are in already
     return out
 
 

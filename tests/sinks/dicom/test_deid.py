@@ -68,12 +68,15 @@ def test_our_table_is_the_librarys_table() -> None:
     # and, without Modified Dates, the dictionary's dates and times the table does not list: removed
     unlisted = {t for t, _ in leak_corpus.unlisted_temporal()}
     assert unlisted and all(compiled.actions[t] == "X" for t in unlisted)
-    # and the rules by VR of unlisted.tsv on the rest of the dictionary (UIDs keyed, names dummy, URLs gone)
+    # and the rules by VR of unlisted.tsv on the rest of the dictionary (UIDs keyed, names dummy, URLs and
+    # free text gone), but for the free-text exceptions of unlisted_text.tsv (kept, dummied or emptied)
     by_vr = {r["vr"]: r["action"] for r in table._rows("unlisted.tsv")}
+    text = table.unlisted_text()
     rest = {t: vr for t, vr in table.unlisted(frozenset(lib_tags) | set(additions) | unlisted, lib_masks)}
     ruled = {t for t, vr in rest.items() if vr in by_vr}
-    assert {rest[t] for t in ruled} == {"UI", "PN", "UR"}
-    assert all(compiled.actions[t] == by_vr[rest[t]] for t in ruled)
+    assert {rest[t] for t in ruled} == {"UI", "PN", "UR", "ST", "LT", "UT", "UC"}
+    assert set(text) <= ruled
+    assert all(compiled.actions[t] == text.get(t, by_vr[rest[t]]) for t in ruled)
     assert set(compiled.actions) == set(lib_tags) | set(additions) | unlisted | ruled
     with_dates = table.compile_table(frozenset({"modified_dates"}))
     assert set(with_dates.actions).isdisjoint(unlisted - set(additions))
