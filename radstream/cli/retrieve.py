@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def registered_project(settings: Settings, project: str,
-                       destination: str) -> tuple[str | None, Project | None]:
+                       destination: str | None) -> tuple[str | None, Project | None]:
     """(why a retrieval for ``project`` to ``destination`` is refused or None, its registration), read
     once from the projects topic."""
     from sinks.dicom.projects import ProjectRegistry, refusal

@@ -26,6 +26,33 @@ def _refused(target: Any, principal: Principal, action: str, why: str, **fields:
     raise click.ClickException(why)
 
 
+def _taken_by_another(settings: Any, principal: Principal, watch_id: str, verb: str) -> str | None:
+    """Why ``principal`` may not replace or end the standing watch ``watch_id`` (None: may): a steward
+    may any; anyone else only one they subscribed, of a registered project that is not identified (the
+    web page's rule, ``radstream.web.app.unwatch_refusal``). No such active watch: may."""
+    if principal.has("steward"):
+        return None
+    from radstream.cli.retrieve import registered_project
+    from streams.cohort import WatchRegistry
+
+    watches = WatchRegistry(settings.kafka, settings.topics)
+    watches.start()
+    loaded = watches.loaded.wait(15)
+    watches.stop()
+    if not loaded:
+        return "the watches topic could not be read: try again, or ask a steward"
+    w = next((w for w in watches.current() if w.watch_id == watch_id), None)
+    if w is None:
+        return None
+    _, registered = registered_project(settings, w.project_id, None)
+    if registered is None or registered.identified:
+        return (f"project {w.project_id!r} receives identified images (or is not registered): only a "
+                f"steward may {verb} its watch")
+    if w.requester != principal.user:
+        return f"watch {watch_id!r} was subscribed by {w.requester!r}: only they or a steward may {verb} it"
+    return None
+
+
 @click.command("watch")
 @click.option("--project", required=True, help="A registered project (radstream project add).")
 @click.option("--destination", required=True, help="Destination AE (must be on the allow-list).")
@@ -62,6 +89,10 @@ def watch(ctx: click.Context, project: str, destination: str, rule_file: str, re
     why, registered = registered_project(settings, project, destination)
     if why is None and registered is not None and registered.identified and not principal.has("steward"):
         why = f"project {project!r} receives identified images: only a steward may send studies to it"
+    if why is None and requester and requester != principal.user and not principal.has("steward"):
+        why = f"only a steward may subscribe a watch in another's name ({requester!r})"
+    if why is None and watch_id:  # the same id replaces the watch standing there (compacted topic)
+        why = _taken_by_another(settings, principal, watch_id, "replace")
     if why:
         _refused(target, principal, "cohort.watch", why, **fields)
     try:
@@ -83,36 +114,17 @@ def unwatch(ctx: click.Context, watch_id: str) -> None:
     A steward may end any watch; an analyst only one they subscribed, and never one of an identified
     project, as on the web page. Audited as ``cohort.unwatch``, refusals too."""
     from radstream.access import authorise, done
-    from sinks.dicom.projects import ProjectRegistry
     from streams.auth import AuthError
-    from streams.cohort import WatchRegistry, publish_watch
+    from streams.cohort import publish_watch
 
     settings = settings_of(ctx)
     try:
         principal, target = authorise(settings, "cohort.unwatch", WATCHERS, watch_id=watch_id)
     except AuthError as exc:
         raise click.ClickException(f"cohort unwatch refused: {exc.reason}") from None
-    if not principal.has("steward"):
-        watches = WatchRegistry(settings.kafka, settings.topics)
-        watches.start()
-        loaded = watches.loaded.wait(15)
-        watches.stop()
-        w = next((w for w in watches.current() if w.watch_id == watch_id), None)
-        why = None if loaded else "the watches topic could not be read: try again, or ask a steward"
-        if why is None and w is not None:
-            projects = ProjectRegistry(settings.kafka, settings.topics)
-            try:
-                registered = projects.get(w.project_id)
-            finally:
-                projects.stop()
-            if registered is None or registered.identified:
-                why = (f"project {w.project_id!r} receives identified images (or is not registered): only a "
-                       "steward may end its watch")
-            elif w.requester != principal.user:
-                why = (f"watch {watch_id!r} was subscribed by {w.requester!r}: only they or a steward may "
-                       "end it")
-        if why:
-            _refused(target, principal, "cohort.unwatch", why, watch_id=watch_id)
+    why = _taken_by_another(settings, principal, watch_id, "end")
+    if why:
+        _refused(target, principal, "cohort.unwatch", why, watch_id=watch_id)
     publish_watch(settings.kafka, settings.topics, {
         "watch_id": watch_id, "project_id": "", "destination_ae": "", "requester": "", "rule": "{}",
         "active": False, "time": datetime.now(UTC)})

@@ -52,6 +52,13 @@ def test_watch_and_unwatch_follow_the_roles_and_are_audited(s: Settings, tmp_pat
         res = run(main, argv, env=env)
         assert res.exit_code == 0, res.output
     assert _current(s) == {"w2": ("ana", ("analyst",)), "w3": ("stew", ("steward",))}
+    # the same id would replace the watch standing there: another analyst's, or an identified project's
+    for argv, env, says in (([*args, "IRB-7", "--id", "w2"], ana2, "only they or a steward"),
+                            ([*args, "IRB-7", "--id", "w3"], ana, "only a steward"),
+                            ([*args, "IRB-7", "--requester", "stew"], ana, "in another's name")):
+        taken = run(main, argv, env=env)
+        assert taken.exit_code != 0 and says in taken.output, taken.output
+    assert _current(s) == {"w2": ("ana", ("analyst",)), "w3": ("stew", ("steward",))}
 
     other = run(main, ["cohort", "unwatch", "w2"], env=ana2)
     assert other.exit_code != 0 and "only they or a steward" in other.output, other.output
@@ -62,9 +69,10 @@ def test_watch_and_unwatch_follow_the_roles_and_are_audited(s: Settings, tmp_pat
         assert res.exit_code == 0, res.output
     assert _current(s) == {}
 
-    events = [e for e in audit_events(s, 8) if e["action"] in ("cohort.watch", "cohort.unwatch")]
+    events = [e for e in audit_events(s, 11) if e["action"] in ("cohort.watch", "cohort.unwatch")]
     got = sorted((e["action"], e["actor"], e["allowed"]) for e in events)
     assert got == sorted([
+        ("cohort.watch", "bo", False), ("cohort.watch", "ana", False), ("cohort.watch", "ana", False),
         ("cohort.watch", "ana", False), ("cohort.watch", "ana", False), ("cohort.watch", "ana", True),
         ("cohort.watch", "stew", True), ("cohort.unwatch", "bo", False), ("cohort.unwatch", "ana", False),
         ("cohort.unwatch", "ana", True), ("cohort.unwatch", "stew", True)])
