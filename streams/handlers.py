@@ -87,12 +87,19 @@ _OFFSET_FIELDS = ("sections", "findings", "measurements", "recommendations", "as
 def map_to_deidentified(record: dict[str, Any], original: str, deid: DeidText, redo: TextDeid,
                         patient: str) -> dict[str, Any]:
     """Point the offsets of a ReportFindings record (computed on ``original``) into the de-identified text,
-    and take every text snippet from it, so nothing of the original text leaves with the findings."""
+    and take every string copied from the original text from the de-identified text instead: the items'
+    ``text``, the communication's text, recipient and time, and the section titles (``section_title``).
+    The record's other strings are the NLP's own vocabulary (concepts, categories, section names, ...)."""
 
-    def snippet(text: str | None, start: int | None = None) -> str | None:
+    def snippet(text: str | None, start: int | None = None, lo: int = 0, hi: int | None = None,
+                ) -> str | None:
         if not text:
             return text
-        at = start if start is not None and original.startswith(text, start) else original.find(text)
+        if start is not None and original.startswith(text, start):
+            at = start
+        else:  # within [lo, hi) first (a recipient inside its statement), else anywhere
+            at = original.find(text, lo, len(original) if hi is None else hi)
+            at = original.find(text) if at < 0 else at
         if at >= 0:
             s, e = deid.offsets.map_span(at, at + len(text))
             return deid.text[s:e]
@@ -106,15 +113,44 @@ def map_to_deidentified(record: dict[str, Any], original: str, deid: DeidText, r
             start, end = int(item["start"]), int(item["end"])
             if "text" in item:
                 item["text"] = snippet(item["text"], start)
+            if name == "sections":
+                item["title"] = section_title(item, original, deid)
             item["start"], item["end"] = deid.offsets.map_span(start, end)
             items.append(item)
         record[name] = items
     comm = record.get("communication")
     if comm:
+        text = comm.get("text") or ""
+        at = original.find(text) if text else -1
+        lo, hi = (at, at + len(text)) if at >= 0 else (0, None)
         record["communication"] = {**comm, "text": snippet(comm.get("text")),
-                                   "recipient": snippet(comm.get("recipient")),
-                                   "time_text": snippet(comm.get("time_text"))}
+                                   "recipient": snippet(comm.get("recipient"), None, lo, hi),
+                                   "time_text": snippet(comm.get("time_text"), None, lo, hi)}
     return record
+
+
+def section_title(section: Mapping[str, Any], original: str, deid: DeidText) -> str:
+    """The analysts' title of a section (offsets into ``original``): the header as the de-identified text
+    has it when the header is a bare title of the NLP's header vocabulary ("FINDINGS", "Impression"), else
+    the section's name ("addendum"). A qualified header ("ADDENDUM (01/17/2024 by Dr. A)", "ADDENDUM #2")
+    carries dates and names, and the de-identification's recall is not total: none of it is kept. Never
+    the original text."""
+    title, name = str(section.get("title") or ""), str(section["name"])
+    if not title:
+        return title
+    from processors.nlp.matching import normalize
+    from processors.nlp.sections import default_splitter
+
+    if default_splitter().name_of.get(normalize(title)) != name:
+        return name
+    start = int(section["start"])
+    # the title starts at the section's start, or after the asterisks of "***ADDENDUM***"
+    at = start if original.startswith(title, start) else original.find(title, start, int(section["end"]))
+    if at < 0:
+        return name
+    s, e = deid.offsets.map_span(at, at + len(title))
+    # the de-identified slice, if the de-identification left it as it was (else it saw PHI there)
+    return deid.text[s:e] if deid.text[s:e] == title else name
 
 
 def analyze_report(report: dict[str, Any], now: datetime | None = None,
