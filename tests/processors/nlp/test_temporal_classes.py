@@ -2,9 +2,9 @@
 
 - the month "May" is no hedge: "seen in May for ...", "on May 3", "May is ..." (a modal is followed
   by a verb, never by a date, a preposition, a pronoun, a finite verb or a full stop);
-- a decade or stage of the patient's life dates an episode: "diagnosed with lupus in her twenties",
-  "in his early 50s", "when she was a child", "when he was 5", "decades ago"; not the patient's current
-  age ("a woman in her forties with a breast lump"), not a weight or gestation ("when she was 32 weeks");
+- a stage of the patient's life dates an episode: "when she was a child", "when he was 5", "decades
+  ago"; a decade of life does not ("in his 60s" is most often the patient's age now: "pneumonia in a
+  veteran in his 60s"), nor a weight or gestation ("when she was 32 weeks");
 - a negated finding of the physical examination, postposed: "pulses were not palpable", "murmurs were
   not heard", "cannot be palpated"; not a judgement ("is not felt to be malignant");
 - contracted negations read as the full forms: "doesn't have", "there wasn't any", "isn't seen",
@@ -66,10 +66,6 @@ def test_the_month_may_in_a_radiology_report_keeps_the_label(text: str, label: s
 @pytest.mark.parametrize(
     ("sentence", "target"),
     [
-        ("He was diagnosed with diabetes in his forties.", "diabetes"),
-        ("She developed migraines in her teens.", "migraines"),
-        ("He had a heart attack in his early 50s.", "heart attack"),
-        ("Kidney stones in her late thirties.", "Kidney stones"),
         ("She had rheumatic fever when she was a child.", "rheumatic fever"),
         ("He had measles when he was 5.", "measles"),
         ("When she was a teenager she had an appendectomy.", "appendectomy"),
@@ -89,6 +85,10 @@ def test_a_past_period_of_life_dates_the_episode(sentence: str, target: str) -> 
         ("A woman in her forties presents with a breast lump.", "breast lump"),
         ("Diabetic woman in her fifties with chest pain.", "Diabetic"),
         ("He is a man in his sixties with hypertension and new chest pain.", "chest pain"),
+        ("INDICATION: Hemoptysis and pneumonia in a veteran in his 60s.", "pneumonia"),
+        ("Pneumonia in an adult in her 60s.", "Pneumonia"),
+        ("Cough. Pneumonia in her 70s.", "Pneumonia"),
+        ("Pneumonia in a nonsmoker in his sixties.", "Pneumonia"),
         ("Vaginal bleeding when she was 32 weeks pregnant.", "Vaginal bleeding"),
         ("He had a fever when he was seen today.", "fever"),
     ],
