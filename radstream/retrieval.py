@@ -1,14 +1,18 @@
 """Retrieval requests of a cohort, as ``radstream cohort retrieve`` and the web app send them: one
 ``retrieval_requested`` record per study, in research terms (a row of the analysts' tables names its
-study by ``study_ref``; a row of clinical identifiers is keyed and gets its reference here)."""
+study by ``study_ref``; a row of clinical identifiers is keyed and gets its reference here; a clinical
+identifier beside a study reference is keyed too)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from processors.ingest.research import looks_keyed, research_request
+from processors.ingest.pseudonym import date_shift_days, keyed_identifier, keyed_uid, pseudonym
+from processors.ingest.research import StudyRefError, looks_keyed, open_study_ref, research_request
+
+_FIELDS = ("accession", "study_instance_uid", "study_ref", "patient_id", "study_date")
 
 
 def clinical(r: dict[str, str]) -> bool:
@@ -17,15 +21,53 @@ def clinical(r: dict[str, str]) -> bool:
     return not r.get("study_ref") and not any(looks_keyed(v) for v in ids)
 
 
+def _plain(value: str) -> bool:
+    """An accession or patient id given that is not a research value by its form (the PACS's own)."""
+    return bool(value) and not looks_keyed(value)
+
+
 def research_ids(key: bytes, site: str, r: dict[str, str]) -> dict[str, Any]:
-    """The request's identifiers in research terms: clinical rows keyed, with their study reference."""
+    """The request's identifiers in research terms: clinical rows keyed, with their study reference; in a
+    row with a study reference (or a research value), every clinical identifier keyed all the same."""
     if clinical(r):
         return research_request(key, site, accession=r.get("accession") or None,
                                 study_uid=r.get("study_instance_uid") or None,
                                 patient_id=r.get("patient_id") or None,
                                 study_date=r.get("study_date") or None)
-    return {f: r.get(f) or None for f in ("accession", "study_instance_uid", "study_ref", "patient_id",
-                                          "study_date")}
+    acc, uid, pid = r.get("accession") or "", r.get("study_instance_uid") or "", r.get("patient_id") or ""
+    date = r.get("study_date") or ""
+    if _plain(acc) or _plain(pid):
+        # a mixed row (``retrieve --study-ref R --accession A --patient-id P``, a CSV with both kinds of
+        # columns) was made from clinical values: its UID (whose form tells nothing) and its date are the
+        # PACS's too; each is keyed (or shifted) as research_request does it; the worker opens the ref
+        patient = pid if looks_keyed(pid) else (pseudonym(key, site, pid) if pid else "")
+        return {"accession": keyed_identifier(key, "accession", acc) if _plain(acc) else acc or None,
+                "study_instance_uid": keyed_uid(key, uid) if uid else None,
+                "study_ref": r.get("study_ref") or None, "patient_id": patient or None,
+                "study_date": _shifted_date(key, patient, date)}
+    out = {f: r.get(f) or None for f in _FIELDS}
+    if r.get("study_ref") and (uid or date):
+        # research values as given, unless they are the referenced study's own UID or real exam date (which
+        # neither form nor neighbours tell): compared inside this process, nothing is shown
+        try:
+            ref = open_study_ref(key, r["study_ref"])
+        except StudyRefError:
+            return out  # not this installation's reference: the worker refuses the request
+        if uid and uid == ref.study_instance_uid:
+            out["study_instance_uid"] = keyed_uid(key, uid)
+        if date and date == ref.study_date:
+            patient = pid or (pseudonym(key, ref.site, ref.patient_id) if ref.patient_id else "")
+            out["study_date"] = _shifted_date(key, patient, date)
+    return out
+
+
+def _shifted_date(key: bytes, patient: str, date: str) -> str | None:
+    """A real exam date (YYYYMMDD) moved back by the patient's (research pseudonym's) date shift, as every
+    date of that patient moves; None without a patient: a real date must not go out in clear."""
+    if not date or not patient:
+        return None
+    when = datetime.strptime(date, "%Y%m%d") - timedelta(days=date_shift_days(key, patient))
+    return when.strftime("%Y%m%d")
 
 
 def cohort_request(key: bytes, site: str, row: dict[str, str], *, project: str, destination: str,

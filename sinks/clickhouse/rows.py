@@ -243,12 +243,15 @@ def retrieval_request_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     made."""
     action = _s(rec.get("action") or "request")
     ids = {f: _s(rec.get(f)) for f in ("accession", "study_instance_uid", "patient_id", "study_date")}
-    # research values come with their study reference (the CLI and standing cohorts pair them); without
-    # one, what is not a pseudonym by its form is the PACS's own value (a UID's form tells nothing)
-    clinical = {} if rec.get("study_ref") else {
-        f: v for f, v in ids.items() if v and f != "study_date" and not looks_keyed(v)}
-    if ids["patient_id"] in clinical.values():
-        clinical["study_date"] = ids["study_date"]  # a real exam date beside the real patient id
+    # an accession or patient id that is not a pseudonym by its form is the PACS's own value, study
+    # reference or not; a UID's form tells nothing: beside a study reference it is taken as research (the
+    # CLI and standing cohorts pair them), without one as the PACS's
+    judged = ("accession", "patient_id") if rec.get("study_ref") else ("accession", "study_instance_uid",
+                                                                        "patient_id")
+    clinical = {f: ids[f] for f in judged if ids[f] and not looks_keyed(ids[f])}
+    # a request made by clinical values has the PACS's UID and the real exam date too (a real date that the
+    # study reference or the research accession would tie to that patient's shifted dates)
+    clinical.update({f: ids[f] for f in ("study_instance_uid", "study_date") if clinical and ids[f]})
     shown = {f: "" if f in clinical else v for f, v in ids.items()}
     # every retrieval request and cancel is audited here, whichever process produced it
     detail = json.dumps({"request_id": rec["request_id"], "destination_ae": rec["destination_ae"],
