@@ -292,7 +292,9 @@ def _resolved(settings: Settings, csv_file: Path) -> list[list[str]]:
 STATES = ("completed", "partial", "failed", "cancelled")
 ERROR_MAX = 500  # characters of a manual status's error text kept (a note, not a report)
 # a DICOM UID in free text: numeric components, no leading zeros, at least four of them
-_UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){3,}(?![\d.])")
+# a DICOM UID in running text: root 0-2 and at least two more components (2.25.<uuid> has two); a full
+# stop after it ends the sentence, not the UID
+_UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){2,}(?!\d|\.\d)")
 
 
 @cohort.command("import-status")
@@ -321,18 +323,23 @@ def import_status(ctx: click.Context, file: Path, project: str | None) -> None:
     except AuthError as exc:
         raise click.ClickException(f"recording retrieval outcomes needs the steward role: {exc.reason}") \
             from None
-    known = _requests_by_id(settings, [r.get("request_id", "") for r in rows])
-    if project is not None:
-        other = sorted({known[rid]["project_id"] for rid in (r.get("request_id", "") for r in rows)
-                        if rid in known and known[rid]["project_id"] != project})
-        if other:
-            reason = f"requests of project(s) {', '.join(other)}, not {project}"
-            audit.record(target, principal.user, action, allowed=False, reason=reason, rows=len(rows),
-                         project=project)
-            flush_audit(target)
-            raise click.ClickException(f"{file.name} has {reason}: nothing recorded")
-    records, bad = _status_records(settings, rows, known)
-    unconfirmed = _send(settings, records)
+    reason = ""
+    try:
+        known = _requests_by_id(settings, [r.get("request_id", "") for r in rows])
+        if project is not None:
+            other = sorted({known[rid]["project_id"] for rid in (r.get("request_id", "") for r in rows)
+                            if rid in known and known[rid]["project_id"] != project})
+            if other:
+                reason = f"requests of project(s) {', '.join(other)}, not {project}"
+                raise click.ClickException(f"{file.name} has {reason}: nothing recorded")
+        records, bad = _status_records(settings, rows, known)
+        unconfirmed = _send(settings, records)
+    except Exception as exc:  # a refusal or a failure after the role check: on record too
+        why = reason or f"failed: {type(exc).__name__}"
+        audit.record(target, principal.user, action, allowed=False, reason=why, rows=len(rows),
+                     project=project)
+        flush_audit(target)
+        raise
     done(target, principal, action, rows=len(records) - unconfirmed, rejected=len(bad),
          unconfirmed=unconfirmed, projects=sorted({str(r["project_id"]) for r in records}))
     if unconfirmed:
@@ -415,8 +422,16 @@ def _research_error(settings: Settings, key: bytes, text: str, row: dict[str, st
             text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", tag, text)
     deid = text_deid(settings)
     patient = req.get("patient_id") or ""
-    return deidentify(text, key=key, patient=patient if patient.startswith("psn-") else "",
-                      options=deid.options).text
+    if patient.startswith("psn-"):
+        return deidentify(text, key=key, patient=patient, options=deid.options).text
+    # no patient to shift by: one shift for every such note would be learnt from one of them, and would
+    # differ from the patient's images; dates are dropped instead
+    out = deidentify(text, key=key, options=deid.options)
+    clean = out.text
+    for span in sorted(out.spans, key=lambda sp: sp.start, reverse=True):
+        if span.type == "DATE":
+            clean = clean[:span.start] + "[DATE]" + clean[span.end:]
+    return clean
 
 
 def _send(settings: Settings, records: list[dict[str, Any]]) -> int:

@@ -218,3 +218,20 @@ def test_a_status_the_broker_refuses_is_not_counted_as_recorded(topic_settings: 
     assert "Kafka did not confirm 1 of 1 status event(s)" in out.output and "recorded 1" not in out.output
     assert _produced(settings) == 0
     assert [(ok, d["rows"], d["unconfirmed"]) for _, ok, d in _audited(settings)] == [(True, 0, 1)]
+
+
+def test_the_note_keys_uids_at_a_full_stop_and_uuid_uids_and_drops_dates_without_a_patient(
+        tmp_path: Path) -> None:
+    from radstream.cli.cohort import _research_error
+
+    settings = Settings(state_dir=str(tmp_path))
+    key = research_key(settings)
+    req = {"study_instance_uid": "", "accession": "ACC-1", "patient_id": ""}
+    uuid_uid = "2.25.329800735698586629295641978511506172918"
+    note = f"Moved study {UID_D}. Then {uuid_uid} failed on 2026-11-02."
+    out = _research_error(settings, key, note, {}, req)
+    assert UID_D not in out and uuid_uid not in out and keyed_uid(key, UID_D) in out
+    assert "2026-11-02" not in out and "[DATE]" in out
+    # with the patient's pseudonym the date is shifted by that patient's days, as in the images
+    shifted = _research_error(settings, key, "Seen 2026-11-02.", {}, {**req, "patient_id": "psn-" + "a" * 32})
+    assert "2026-11-02" not in shifted and "[DATE]" not in shifted
