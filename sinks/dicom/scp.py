@@ -858,8 +858,15 @@ class ResearchStore:
             self._emit_stored(project.project_id, entry.calling_ae, self.cfg.ae_title, new, original,
                               target, len(out), retain_uids=project.deid.retain_uids,
                               uids_in_file=_holds_uids(out, original))
-        self._emit_quarantine(entry, "released", target, actor, note)
-        self.flush()  # the record first; only then the quarantined copy goes
+        try:
+            self._emit_quarantine(entry, "released", target, actor, note)
+            self.flush()  # the record first; only then the quarantined copy goes
+        except BaseException:
+            # not released: the copy written into the project tree goes again, so that "not released"
+            # holds for the files too (a later purge removes only the quarantined copy)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+            raise
         self.quarantine.remove(entry)
         return target
 

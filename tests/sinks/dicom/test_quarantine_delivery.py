@@ -84,3 +84,6 @@ def test_release_keeps_the_copy_when_its_event_was_refused(topic_settings: Setti
     assert q.find(entry.key) is not None and all(Path(p).exists() for p in q.paths(entry))
     [ev] = audit_events(settings, 1)
     assert (ev["action"], ev["allowed"]) == ("quarantine.release", False)
+    # and nothing of it is left in the project tree: "not released" holds for the files too
+    store = Path(settings.research.store_dir)
+    assert not [p for p in store.rglob("*.dcm") if p.is_file() and "P1" in p.parts], list(store.rglob("*"))
