@@ -32,13 +32,14 @@ class Watch:
 
 
 def request_id_for(project_id: str, destination_ae: str, site: str, accession: str, version: int,
-                   steward: bool = False) -> str:
-    """Deterministic, so a redelivered report or a restarted worker emits the same request id; the
-    version that first matched is part of it, so a report that matches again after a cancel gets a
-    new request rather than the cancelled one. ``steward``: the request that replaces a non-steward's
-    (``decide``), which may be made on the very version that request was: it must not reuse the
-    cancelled id (the DICOM worker runs an id once)."""
-    name = f"{project_id}|{destination_ae}|{site}|{accession}|{version}" + ("|steward" if steward else "")
+                   generation: int = 0) -> str:
+    """Deterministic, so a redelivered report or a restarted worker emits the same request id. The
+    version that matched and the report's ``generation`` (how many of its requests this project and
+    destination have cancelled) are part of it: a request made after a cancel, on the same version too
+    (a steward's in place of an analyst's, a re-analysis that matches again), never reuses the
+    cancelled id, which the DICOM worker has run once already."""
+    name = f"{project_id}|{destination_ae}|{site}|{accession}|{version}" + (f"|g{generation}" if generation
+                                                                            else "")
     return str(uuid.uuid5(_NAMESPACE, name))
 
 
@@ -46,11 +47,12 @@ def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[s
            requested_time: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """-> (new state for this report, RetrievalRequested records to emit).
 
-    ``state`` maps ``project|destination`` -> {"request_id", "matched", "version", "steward"}
-    ("steward": the request was made in a steward's watch's name; missing in states written before it was
-    recorded, taken as not). ``requested_time``
-    must be the same each time ``record`` is delivered (not the clock): the warehouse keys requests on
-    (request_id, action, requested_time), so a redelivery then collapses onto the same row.
+    ``state`` maps ``project|destination`` -> {"request_id", "matched", "version", "steward",
+    "generation"} ("steward": the request was made in a steward's watch's name; "generation": how many
+    requests were cancelled; each missing in states written before it was recorded, taken as not / 0).
+    ``requested_time`` must be the same each time ``record`` is delivered (not the clock): the warehouse
+    keys requests on (request_id, action, requested_time), so a redelivery then collapses onto the same
+    row.
     """
     new_state: dict[str, Any] = {k: dict(v) for k, v in state.items()}
     out: list[dict[str, Any]] = []
@@ -71,22 +73,26 @@ def decide(record: Mapping[str, Any], watches: Iterable[Watch], state: Mapping[s
         if prev is not None and int(prev.get("version", -1)) > version:
             continue  # a late older version
         was = bool(prev and prev.get("matched"))
+        generation = int(prev.get("generation", 0)) if prev else 0  # cancels so far (0 in older states)
         rid = str(prev["request_id"]) if prev and was else request_id_for(
-            w.project_id, w.destination_ae, site, accession, version)
+            w.project_id, w.destination_ae, site, accession, version, generation)
         by_steward = bool(prev and was and prev.get("steward"))
         if hit and was and _steward(w) and not by_steward:
             # the request went out in a non-steward's name (refused if the project is identified) and a
             # steward's watch matches now: withdraw it and ask again in the steward's name (a new id)
             out.append(_request(w, record, rid, "cancel", requested_time))
-            rid = request_id_for(w.project_id, w.destination_ae, site, accession, version, steward=True)
+            generation += 1
+            rid = request_id_for(w.project_id, w.destination_ae, site, accession, version, generation)
             was = False
         if hit and not was:
             out.append(_request(w, record, rid, "request", requested_time))
             by_steward = _steward(w)
         elif was and not hit:
             out.append(_request(w, record, rid, "cancel", requested_time))
-        if hit or was:
-            new_state[key] = {"request_id": rid, "matched": hit, "version": version, "steward": by_steward}
+            generation += 1
+        if hit or was or generation:
+            new_state[key] = {"request_id": rid, "matched": hit, "version": version, "steward": by_steward,
+                              "generation": generation}
     return new_state, out
 
 

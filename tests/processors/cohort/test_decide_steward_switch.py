@@ -58,3 +58,24 @@ def test_a_steward_subscribing_after_the_version_matched_gets_a_new_id_for_that_
     assert out[0]["request_id"] == first["request_id"] != out[1]["request_id"]
     again, redelivered = decide(v1, [ANALYST, STEWARD], state, NOW)
     assert (again, redelivered) == (state, [])
+
+
+def test_a_version_that_matches_again_after_its_cancel_gets_a_new_id() -> None:
+    v1 = {**V1, "body_region": "chest"}
+    state, [first] = decide(v1, [STEWARD], {}, NOW)
+    state, [cancel] = decide({**v1, "modality": "MR"}, [STEWARD], state, NOW)  # a re-analysis: no match
+    assert (cancel["action"], cancel["request_id"]) == ("cancel", first["request_id"])
+    state, [again] = decide(v1, [STEWARD], state, NOW)  # the same version matches again
+    assert again["action"] == "request" and again["request_id"] != first["request_id"]
+    assert decide(v1, [STEWARD], state, NOW) == (state, [])  # a redelivery emits nothing
+
+
+def test_the_stewards_replacement_cancelled_then_matching_again_reuses_no_id() -> None:
+    v1 = {**V1, "body_region": "chest"}
+    state, [analysts] = decide(v1, [ANALYST], {}, NOW)
+    state, [_, stewards] = decide(v1, [ANALYST, STEWARD], state, NOW)
+    state, [cancel] = decide({**v1, "modality": "MR"}, [ANALYST, STEWARD], state, NOW)
+    assert cancel["request_id"] == stewards["request_id"]
+    v3 = {**v1, "report_version": 1}
+    _, [again] = decide(v3, [ANALYST, STEWARD], state, NOW)
+    assert again["request_id"] not in (analysts["request_id"], stewards["request_id"])
