@@ -406,7 +406,12 @@ class ConsumerLoop:
                 except ConsumerFatal as exc:
                     consumer = self._consumer = self._rejoin(consumer, exc, stop)
             if self._flush_due(final=True):
-                self._flush(consumer, stop, give_up_after_s=self.cfg.final_flush_s)
+                try:  # its backoff serves the consumer, which may fail for good now: give the batch up
+                    self._flush(consumer, stop, give_up_after_s=self.cfg.final_flush_s)
+                except ConsumerFatal as exc:
+                    log.warning("%s: the consumer failed during the last flush (%s): the batch is "
+                                "re-delivered", self.cfg.stage, exc)
+                    self._abandon()
             self._drain(sorted(self._at_end), timeout_s=self.cfg.final_flush_s)
             self._commit(consumer, synchronous=True)
         finally:
