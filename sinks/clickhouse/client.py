@@ -36,8 +36,9 @@ class _CleanChdbClient(ChdbClient):
     chDB (4.x) keeps the output a query had written when it failed part-way (a limit, a timeout,
     ``throwIf``) and hands it out at the front of the next answer on that handle, which then reads
     wrong rows or fails to parse. Each call here holds the client's lock, and a failed one is followed
-    by a throwaway query that takes the leftover before another call may run. Streams
-    (``raw_stream``, ``query_*_stream``) are not covered: their failures surface to their reader."""
+    by a throwaway query that takes the leftover before another call may run. Streams (``raw_stream``,
+    ``query_*_stream``) are refused: a stream holds the handle after the call returns, so the lock could
+    not cover it (a second call would wait on a handle the first caller still reads)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self._calls = threading.RLock()
@@ -54,6 +55,8 @@ class _CleanChdbClient(ChdbClient):
                 raise
 
     def _query_with_context(self, context: QueryContext) -> QueryResult:
+        if context.streaming:
+            raise NotImplementedError("streams are not served on an embedded store (read the result whole)")
         with self._cleaned():
             return super()._query_with_context(context)
 
@@ -64,6 +67,9 @@ class _CleanChdbClient(ChdbClient):
         with self._cleaned():
             return super().raw_query(query, parameters, settings, fmt, use_database, external_data,
                                      transport_settings)
+
+    def raw_stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("streams are not served on an embedded store (use raw_query)")
 
     def command(self, cmd: str, parameters: Sequence[Any] | dict[str, Any] | None = None,
                 data: str | bytes | None = None, settings: dict[str, Any] | None = None,

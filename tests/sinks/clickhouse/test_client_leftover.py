@@ -35,3 +35,11 @@ def test_a_second_client_on_the_store_is_fenced_too(ch: Client) -> None:
         assert other.query("SELECT count() FROM system.one").result_rows == [(1,)]
     finally:
         other.close()
+
+
+def test_streams_are_refused_on_an_embedded_store(ch: Client) -> None:
+    with pytest.raises(NotImplementedError):
+        ch.raw_stream("SELECT 1")
+    with pytest.raises(NotImplementedError):
+        ch.query_row_block_stream("SELECT 1")
+    assert ch.query("SELECT 1").result_rows == [(1,)]  # and the client serves the next call
