@@ -45,6 +45,7 @@ keeping the bytes of bad frames for the dead-letter record and surviving oversiz
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import zoneinfo
@@ -122,7 +123,9 @@ class LimitedReader(HL7StreamReader):
         if self.timer is None and _TEXT.search(data):
             self._start_deadline()
         self.recount()
-        if self.budget.held > self.budget.cap:
+        # a frame past the size limit is the size limit's to refuse (dead-lettered, AR), not the budget's
+        # ("busy, resend" would have it sent again for ever)
+        if self.budget.held > self.budget.cap and len(self._buffer) <= self._limit:
             self.refuse("buffered")
 
     async def readuntil(self, separator: bytes = b"\n") -> bytes:
@@ -403,7 +406,8 @@ class HL7Listener:
                                      "resend", code="AR")
                     self.stats["AR"] += 1
                     writer.writeblock(build_ack(_header_or_none(frame.data), "AR", err.reason, err))
-                    await writer.drain()
+                    with contextlib.suppress(Refused):  # drain() raises its reader's refusal again
+                        await writer.drain()
                     break
                 if frame.kind == "blank":
                     continue
@@ -439,6 +443,11 @@ class HL7Listener:
                     limited.answered()
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except Refused as exc:
+            # over a limit while a frame was answered: its ACK is written (close flushes it); the next
+            # frame of this connection is not read
+            self._refused(exc.why)
+            log.warning("MLLP connection from %s closed after its answer: %s limit reached", peer, exc.why)
         except Exception:  # keep serving other connections whatever happened here
             log.exception("MLLP connection %s failed", peer)
         finally:

@@ -167,3 +167,24 @@ def test_limits_are_checked_at_start_up() -> None:
     for name in ("ingest.mllp_max_connections", "ingest.mllp_frame_deadline_s",
                  "ingest.mllp_max_buffered_bytes"):
         assert name in found
+
+
+def test_a_frame_over_the_size_limit_is_dead_lettered_not_refused_as_busy(topic_settings: Settings) -> None:
+    """The budget at its least (the frame limit): a frame past the size limit gets the size limit's AR
+    and its head dead-lettered; "busy, resend" would have the sender send it again for ever."""
+    limit = 256 * 1024
+    settings = topic_settings.replace(ingest={"mllp_max_bytes": limit, "mllp_max_buffered_bytes": limit})
+    assert settings.ingest.problems() == []
+
+    async def body(port: int, listener: HL7Listener) -> tuple[list[bytes], dict[str, int]]:
+        acks = []
+        for cid, size in (("NEAR", limit - 4096), ("OVER", limit + 5000), ("OVER3", 3 * limit)):
+            acks.append(await raw_exchange(port, frame(oru(cid, size))))
+        return acks, dict(listener.stats)
+
+    acks, stats = run_listener(settings, body)
+    codes = [parse_ack(a)[:2] for a in acks]
+    assert codes == [("AA", "NEAR"), ("AR", "OVER"), ("AR", "OVER3")], codes
+    assert all("exceeds the limit" in parse_ack(a)[2] for a in acks[1:])
+    assert stats.get("refused_buffered", 0) == 0, stats
+    assert len(read_topic(settings, settings.topics.dead_letter, "dead_letter", expect=2)) == 2
