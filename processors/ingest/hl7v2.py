@@ -502,7 +502,8 @@ def parse_oru(raw: bytes, *, site: str, accession_field: str = "OBR-3", received
                 reason = f"OBR #{g.index} has no report text"
                 if any(_has_text_obx(o) for o in groups):
                     reason += (" (not linked to another OBR's text: that needs the same PID and the same"
-                               " ORC-4 placer group or an OBR-29 parent)")
+                               " ORC-4 placer group or an OBR-29 parent, each identifier compared whole:"
+                               " entity id, namespace id, universal id and its type as sent)")
                 if attachments:
                     reason += f" (attachment not read: {'; '.join(attachments)})"
                 raise ParseError(reason, code=exc.code, field=exc.field) from None
