@@ -208,6 +208,7 @@ class _Text(HTMLParser):
         # per open <del>/<s>/<strike>: its tag, the block depth it opened at, and where (line, column)
         self.deleted: list[tuple[str, int, tuple[int, int]]] = []
         self.unclosed: list[str] = []  # struck-out spans not ended by their own close tag: "<s> at 1:20"
+        self.head = False  # a <head> is open (HTML lets its close tag out: <body> or content ends it)
 
     def handle_data(self, data: str) -> None:
         if self.hidden or self.deleted:
@@ -219,6 +220,8 @@ class _Text(HTMLParser):
             self.parts.append(re.sub(r"\s+", " ", data))  # \s includes the no-break space of &nbsp;
 
     def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if self.head and self.hidden == 1 and (tag == "body" or tag in BLOCK_TAGS or tag in CONTAINER_TAGS):
+            self.head, self.hidden = False, 0  # </head> left out, as HTML allows
         if tag in CONTAINER_TAGS:
             self.depth += 1
         if tag in DELETED_TAGS:
@@ -227,6 +230,7 @@ class _Text(HTMLParser):
             if not self.hidden:
                 self.hidden_at = (tag, self.getpos())
             self.hidden += 1
+            self.head = self.head or tag == "head"
         elif self.hidden or self.deleted:
             return
         elif tag == "sup":
@@ -258,7 +262,10 @@ class _Text(HTMLParser):
                 self.deleted.pop()
             # else a stray close tag: it hides nothing
         elif tag in HIDDEN_TAGS:
+            if tag == "head" and not self.head:
+                return  # its <head> was ended by <body> already
             self.hidden = max(0, self.hidden - 1)
+            self.head = self.head and tag != "head"
         elif self.hidden or self.deleted:
             return
         elif tag in BLOCK_TAGS:

@@ -115,3 +115,12 @@ def test_a_closed_strike_out_in_a_report_is_read() -> None:
 ])
 def test_ins_is_inline(html: str, text: str) -> None:
     assert html_text(html) == text
+
+
+def test_a_head_whose_close_tag_is_left_out_ends_at_the_body() -> None:
+    from processors.ingest.fhir import html_text
+
+    html = "<html><head><title>Report</title><body><p>IMPRESSION: Small effusion.</p></body></html>"
+    assert html_text(html) == "IMPRESSION: Small effusion."
+    assert html_text("<head><style>p{}</style><p>B</p>") == "B"
+    assert html_text("<html><head><title>R</title></head><body><p>A.</p></body></html>") == "A."
