@@ -1,6 +1,6 @@
 """What fsync'd parts cost the ClickHouse sink: the wall time of one flush (``write_rows``), fsync on vs off.
 
-    PYTHONPATH=. python bench/sink_fsync.py [--reports 50,385] [--flushes 30] [--rounds 2] [--json]
+    PYTHONPATH=. python bench/sink_fsync.py [--reports 50,385] [--flushes 20] [--rounds 2] [--json]
 
 A flush is what the sink inserts for ``--reports`` reports at once, with its default ``insert_threads``
 (3 clients on the store): each report's original text (report_text_original), its de-identified
@@ -110,7 +110,7 @@ def child(mode: str, reports: int, flushes: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reports", default="50,385", help="reports per flush (comma-separated sizes)")
-    ap.add_argument("--flushes", type=int, default=30)
+    ap.add_argument("--flushes", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", choices=("on", "off"), help=argparse.SUPPRESS)
