@@ -1,6 +1,7 @@
-"""dead_letters keeps one row per rejection (ddl/032): distinct rejections of the same bytes by a front
-door (no Kafka position) stay apart, while the same dead letter delivered again, and a Kafka record
-dead-lettered again by its stage, stay one row."""
+"""dead_letters keeps one row per rejection (ddl/032): rejections of the same bytes with different reasons
+or keys (a front door's, a backfill's line) stay apart, while the same dead letter delivered again, and
+the same input dead-lettered again for the same reason (a retried flush, a resumed backfill), stay one
+row."""
 
 from __future__ import annotations
 
@@ -29,14 +30,14 @@ BODY = b'{"resourceType":"Bundle","type":"batch","entry":[]}'
 
 def front_door_letters() -> list[dict[str, Any]]:
     """A FHIR batch with two refused entries (the body dead-lettered once per entry, each with its
-    reason) and two 413s of the same size (an empty body each), seconds apart."""
+    reason), two 413s (an empty body each), and two identical lines a backfill rejected."""
     fhir = "fhir-endpoint"
-    letters = [dead_letter_record(fhir, BODY, "Bundle.entry[0]: no accession", key=b"fhir:/fhir"),
-               dead_letter_record(fhir, BODY, "Bundle.entry[3]: unknown status 'x'", key=b"fhir:/fhir"),
-               dead_letter_record(fhir, b"", "request body of 9000000 bytes exceeds the limit", key=b"fhir"),
-               dead_letter_record(fhir, b"", "request body of 9000000 bytes exceeds the limit", key=b"fhir")]
-    letters[3]["time"] = letters[2]["time"] + timedelta(seconds=5)
-    return letters
+    return [dead_letter_record(fhir, BODY, "Bundle.entry[0]: no accession", key=b"fhir:/fhir"),
+            dead_letter_record(fhir, BODY, "Bundle.entry[3]: unknown status 'x'", key=b"fhir:/fhir"),
+            dead_letter_record(fhir, b"", "request body of 9000000 bytes exceeds the limit", key=b"fhir"),
+            dead_letter_record(fhir, b"", "request body of 12000000 bytes exceeds the limit", key=b"fhir"),
+            dead_letter_record("backfill", b"A1|bad", "no accession", key=b"reports.csv:3"),
+            dead_letter_record("backfill", b"A1|bad", "no accession", key=b"reports.csv:9")]
 
 
 def write(client: Client, letters: list[dict[str, Any]], first_offset: int = 0) -> None:
@@ -57,7 +58,7 @@ def test_distinct_rejections_of_the_same_bytes_by_a_front_door_keep_a_row_each(c
     assert sorted(stored(ch)) == sorted((-1, dl["key"].decode(), dl["error"], dl["value"].decode())
                                   for dl in letters)
     ch.command("OPTIMIZE TABLE dead_letters FINAL")  # what merges and Maintenance do
-    assert ch.query("SELECT count() FROM dead_letters").result_rows == [(4,)]
+    assert ch.query("SELECT count() FROM dead_letters").result_rows == [(6,)]
 
 
 def test_the_same_dead_letter_delivered_again_is_one_row(ch: Client) -> None:
@@ -65,22 +66,24 @@ def test_the_same_dead_letter_delivered_again_is_one_row(ch: Client) -> None:
     write(ch, letters)
     write(ch, letters)  # the dead-letter topic redelivered (the sink crashed before its commit)
     write(ch, letters, first_offset=100)  # replayed from a copy of the topic: other positions
-    assert len(stored(ch)) == 4
+    assert len(stored(ch)) == 6
     ch.command("OPTIMIZE TABLE dead_letters FINAL")
-    assert ch.query("SELECT count() FROM dead_letters").result_rows == [(4,)]
+    assert ch.query("SELECT count() FROM dead_letters").result_rows == [(6,)]
 
 
-def test_a_kafka_record_dead_lettered_again_by_its_stage_is_one_row(ch: Client) -> None:
-    """A stage's flush that is retried, or a redelivery after a crash, makes the dead letter of the same
-    Kafka record again with a new time: its position names it, so it stays one row."""
-    made = [dead_letter_record("clickhouse-sink", b"\x00garbage", "ValueError: not Avro", topic="radstream.x",
-                               partition=2, offset=41, key=b"k", error_type="ValueError")
-            for _ in range(2)]
-    made[1]["time"] = made[0]["time"] + timedelta(seconds=30)
-    other = dead_letter_record("clickhouse-sink", b"\x00garbage", "ValueError: not Avro", topic="radstream.x",
-                               partition=2, offset=42, key=b"k", error_type="ValueError")
-    write(ch, [*made, other])
-    assert [r[0] for r in stored(ch)] == [41, 42]
+def test_the_same_input_dead_lettered_again_for_the_same_reason_is_one_row(ch: Client) -> None:
+    """A stage's retried flush or a redelivery after a crash (a Kafka record), or a backfill resumed before
+    its checkpoint (a file's line), makes the same dead letter again with a new time: one row."""
+    def twice(**rec: Any) -> list[dict[str, Any]]:
+        made = [dead_letter_record(value=b"\x00garbage", error="ValueError: not Avro", **rec)
+                for _ in range(2)]
+        made[1]["time"] = made[0]["time"] + timedelta(seconds=30)
+        return made
+
+    write(ch, [*twice(stage="clickhouse-sink", topic="radstream.x", partition=2, offset=41, key=b"k"),
+               *twice(stage="clickhouse-sink", topic="radstream.x", partition=2, offset=42, key=b"k"),
+               *twice(stage="backfill", key=b"reports.csv:3")])
+    assert sorted((r[0], r[1]) for r in stored(ch)) == [(-1, "reports.csv:3"), (41, "k"), (42, "k")]
 
 
 def test_dead_letters_of_a_store_from_before_032_are_kept_by_the_rekey(tmp_path: Path) -> None:
