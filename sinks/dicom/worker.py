@@ -617,8 +617,9 @@ class Worker(Handler):
                     self._finish(req, "failed", None, f"C-FIND: {exc}", status=exc.status)
                 return False
             if not req.studies:
-                # clinical values: ``emit`` keys them for a de-identified project's analysts
-                key = (ids["accession"] or ids["study_uid"]
+                # the accession keyed for every project (a patient id named by its kind, never its value);
+                # the UID clinical: ``emit`` keys it for a de-identified project, as its UID columns
+                key = (self._research_accession(req) or ids["study_uid"]
                        or ("the study reference" if req.ref else "the patient id and study date"))
                 self._finish(req, "failed", None, f"no study found in {self.pacs.ae_title} for {key}")
                 return False
