@@ -220,7 +220,8 @@ def publish(producer: Producer, topics: TopicsConfig, study_uid: str, project_id
         while "err" not in box and (left := deadline - time.monotonic()) > 0:
             producer.poll(min(left, 0.1))
         if "err" not in box or box["err"] is not None:
-            raise DeliveryError(f"expectation of {study_uid}/{request_id} not delivered: {box.get('err')}")
+            # the request id, not the PACS's study UID: the message reaches logs and status events
+            raise DeliveryError(f"expectation of request {request_id} not delivered: {box.get('err')}")
 
     if wait:
         confirm()
@@ -235,7 +236,7 @@ def withdraw(producer: Producer, topics: TopicsConfig, study_uid: str, request_i
 
     def done(err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
-            LOG.error("tombstone of %s/%s not delivered: %s", study_uid, request_id, err)
+            LOG.error("tombstone of request %s's expectation not delivered: %s", request_id, err)
 
     while True:
         try:
@@ -321,7 +322,8 @@ class ExpectedStudies(Handler):
                                   rec["time"].timestamp(),
                                   json.loads(rec["options"]) if rec.get("options") else None)
             except (serde.SerdeError, UnsafeName, KeyError, TypeError, ValueError) as exc:
-                LOG.error("ignoring invalid expectation %r: %s", key, exc)
+                # not the key nor the message: they name the study by its clinical UID
+                LOG.error("ignoring an invalid expectation (%s)", type(exc).__name__)
                 return
             self._by_study.setdefault(exp.study_uid, {})[exp.request_id] = exp
             self._gen[exp.study_uid] = self._n

@@ -198,7 +198,8 @@ def c_find_instances(pacs: Pacs, study_uid: str, expected: int | None = None,
     except DicomError as exc:
         if exc.status is None or exc.status in (0xA700, 0xA701, 0xA702):  # no answer or busy: no fallback
             raise
-        LOG.info("study-wide IMAGE-level C-FIND refused (%s); listing %s series by series", exc, study_uid)
+        LOG.info("study-wide IMAGE-level C-FIND refused (status 0x%04X); listing series by series",
+                 exc.status)
         listed = {}
     if listed and (expected is None or len(listed) >= expected):
         return listed
@@ -236,7 +237,7 @@ def _find_responses(assoc: Any, query: Dataset, fast: bool,
                     try:
                         ident = decode(io.BytesIO(data), ts.is_implicit_VR, ts.is_little_endian)
                     except Exception as exc:  # what pynetdicom does with an undecodable identifier
-                        LOG.error("C-FIND: undecodable identifier: %s", exc)
+                        LOG.error("C-FIND: undecodable identifier (%s)", type(exc).__name__)
                 yield status, ident
             return
     for status, ident in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):

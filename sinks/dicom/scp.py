@@ -73,6 +73,7 @@ import socket
 import struct
 import threading
 import time
+import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -400,7 +401,7 @@ class ResearchStore:
         try:
             hdr = header_of(raw, UID(ts)) if deflated is None else _header_from(deflated)
         except Exception as exc:  # undecodable dataset
-            LOG.warning("refusing undecodable dataset: %s", exc)
+            LOG.warning("refusing undecodable dataset (%s)", type(exc).__name__)
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
         if not (hdr.study and hdr.series and hdr.sop_instance) or hdr.sop_instance != sop_instance:
@@ -409,12 +410,15 @@ class ResearchStore:
         if wire_scp.TIMING:
             wire_scp.PHASES.add("store.header", t0)
         if not is_uid(hdr.study):  # it names the registration and the manifest: nothing to record in
-            LOG.warning("refusing instance with an invalid Study Instance UID %r", hdr.study[:80])
+            LOG.warning("refusing an instance with an invalid Study Instance UID (%d characters)",
+                        len(hdr.study))
             self.stats.add("refused")
             return STATUS_CANNOT_UNDERSTAND
         policy = self._policy(hdr.study)
         if isinstance(policy, Refused):
-            LOG.warning("refusing instance %s: %s", hdr.sop_instance[:80], policy)
+            # the refusal names the study when no project expects it: not in the log
+            LOG.warning("refusing an instance from %s: %s", assoc.requestor.ae_title,
+                        str(policy).replace(hdr.study, "its study"))
             self.stats.add("refused")
             return policy.status
         exp = policy.expectation
@@ -432,15 +436,21 @@ class ResearchStore:
             return 0x0000
         except Refused as exc:
             status, why = exc.status, str(exc)
+            logged = why  # a fixed text
             self.stats.add("refused")
         except OSError as exc:  # disk full, read-only, I/O error: the PACS may retry later
             status, why = STATUS_OUT_OF_RESOURCES, f"{type(exc).__name__}: {exc}"
+            logged = f"{type(exc).__name__} ({exc.strerror})"  # not the path: it holds the study's UIDs
             self.stats.add("write_errors")
         except Exception as exc:
-            LOG.exception("could not store instance %s", hdr.sop_instance)
+            # the class and frames, not the message: it may carry the instance's original UIDs
+            LOG.error("could not store an instance of request %s: %s\n%s", exp.request_id, type(exc).__name__,
+                      "".join(traceback.format_tb(exc.__traceback__)).rstrip())
             status, why = STATUS_CANNOT_UNDERSTAND, f"{type(exc).__name__}: {exc}"
+            logged = type(exc).__name__
             self.stats.add("write_errors")
-        LOG.warning("instance %s failed (0x%04X): %s", hdr.sop_instance[:80], status, why)
+        # the request id, not the PACS's SOP Instance UID: logs are neither access-checked nor audited
+        LOG.warning("an instance of request %s failed (0x%04X): %s", exp.request_id, status, logged)
         with contextlib.suppress(OSError):  # the disk that failed the write may fail this too
             self.expected.record(hdr.study, exp.request_id, hdr.sop_instance, "failed", why)
         return status
@@ -567,7 +577,8 @@ class ResearchStore:
         path = self.quarantine.put(entry, data)
         self.stats.add("quarantined")
         self.expected.record(hdr.study, exp.request_id, hdr.sop_instance, "quarantined", reason)
-        LOG.info("quarantined %s of project %s: %s", hdr.sop_instance, exp.project_id, reason)
+        LOG.info("quarantined an instance of request %s (project %s): %s", exp.request_id, exp.project_id,
+                 reason)
         self._emit_quarantine(entry, "quarantined", path, job.calling_ae, None)
 
     # -- events --------------------------------------------------------------------------------------
@@ -722,17 +733,20 @@ class ResearchStore:
                     break
                 except OSError as exc:
                     error = exc
-                    LOG.warning("writing %s failed (attempt %d): %s", item.target, attempt + 1, exc)
+                    LOG.warning("writing an instance of request %s failed (attempt %d): %s (%s)",
+                                item.request_id, attempt + 1, type(exc).__name__, exc.strerror)
                     time.sleep(0.05 * (attempt + 1))
             if error is None:
                 item.finish()
                 return
             self.stats.add("write_errors")
             why = f"written after the response, failed: {type(error).__name__}: {error}"
-            LOG.error("instance %s: %s", item.sop_original[:80], why)
+            LOG.error("an instance of request %s, written after the response, failed: %s (%s)",
+                      item.request_id, type(error).__name__, getattr(error, "strerror", None))
             self.expected.record(item.study_original, item.request_id, item.sop_original, "failed", why)
-        except Exception:  # the manifest or the event failed: logged; the instance's file is what it is
-            LOG.exception("after writing %s", item.target)
+        except Exception as exc:  # the manifest or the event failed: logged; the file is what it is
+            LOG.error("after writing an instance of request %s: %s\n%s", item.request_id, type(exc).__name__,
+                      "".join(traceback.format_tb(exc.__traceback__)).rstrip())
         finally:
             journal.done(item.rec.seq)
 
@@ -742,7 +756,7 @@ class ResearchStore:
             study, request_id, sop = json.loads(note)[:3]
             self.expected.record(study, request_id, sop, "stored")
         except (ValueError, TypeError, OSError) as exc:
-            LOG.warning("replayed %s; its manifest record failed: %s", relpath, exc)
+            LOG.warning("replayed an instance; its manifest record failed (%s)", type(exc).__name__)
 
     @staticmethod
     def _replay_modes(relpath: str, note: bytes) -> tuple[int, int]:
@@ -980,7 +994,8 @@ def _log_refused(err: KafkaError | None, msg: Message) -> None:
     is durable already, and the worker's reconciliation moves what it did not see again; a quarantine
     action waits for its events (``flush``) before it removes anything."""
     if err is not None:
-        LOG.error("event for %s not delivered to %s: %s", msg.key(), msg.topic(), err)
+        # not the key: a quarantine event's is the original SOP Instance UID
+        LOG.error("an event not delivered to %s: %s", msg.topic(), err)
 
 
 def _and(a: bool, b: bool) -> bool:

@@ -41,8 +41,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
@@ -72,6 +74,10 @@ STAGE = "dicom-worker"
 FINAL = ("completed", "partial", "failed", "cancelled")
 PRIORITY = {"high": 0, "normal": 1, "low": 2}
 MAX_MISSING_UIDS = 1000  # missing SOP Instance UIDs named in one status event (``missing`` counts them all)
+# a DICOM UID inside a free text (PS3.5 9.1): not part of a longer dotted number or word
+UID_IN_TEXT = re.compile(r"(?<![\w.])[0-2](?:\.(?:0|[1-9][0-9]*)){2,}(?!\.?\w)")
+# what an unexpected exception's message becomes in a status event: it may name anything
+WITHHELD = "unexpected error (its message is withheld; the worker's log has the traceback by request id)"
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,8 @@ class Request:
     ticket: Ticket | None = None  # done (the record committable) once the final status was delivered
     ref: StudyRef | None = None  # the opened study_ref (clinical identifiers: never in a status event)
     keyed: bool = False  # status events carry keyed UIDs (a de-identified project)
+    identified: bool = False  # an identified project's: its status errors keep their clinical detail
+    withheld: dict[str, str] = field(default_factory=dict)  # unexpected error texts -> what events say
     run: int = 0  # how often a mover took it up: a run's end never ends a later run's (``_done_with``)
 
     @property
@@ -237,7 +245,8 @@ class Worker(Handler):
             "study_instance_uids": uids, "expected_instances": expected,
             "pacs_ae": self.pacs.ae_title, "destination_ae": rec.get("destination_ae"),
             "completed": None, "failed": None, "warning": None, "remaining": None,
-            "dimse_status": None, "error": error, "time": datetime.now(UTC),
+            "dimse_status": None, "error": error if req.identified else self._safe_text(req, error),
+            "time": datetime.now(UTC),
         }
         if result is not None:
             event.update(completed=result.completed, failed=result.failed, warning=result.warning,
@@ -252,7 +261,43 @@ class Worker(Handler):
         self.producer.poll(0)
         self.log.append(event)
         metrics.status(state, result)
-        LOG.info("%s %s attempt=%d %s", req.id, state, req.attempt, error or "")
+        # logs are neither access-checked nor audited: research values only, whatever the project
+        LOG.info("%s %s attempt=%d %s", req.id, state, req.attempt, self._safe_text(req, error) or "")
+
+    def _safe_text(self, req: Request, text: str | None) -> str | None:
+        """A status error as a de-identified project's analysts may read it (and the logs hold it): the
+        PACS by its AE title only, every DICOM UID keyed as the event's UID columns are, the request's
+        clinical accession keyed and its patient id named by kind, an unexpected exception by its class.
+        Every error text reaches the event through ``emit``: this is the one place it is made safe."""
+        if not text:
+            return text
+        for full, safe in req.withheld.items():
+            text = text.replace(full, safe)
+        pacs = self.pacs
+        if pacs.host:
+            text = text.replace(f"@{pacs.host}:{pacs.port}", "").replace(pacs.host, "[PACS host]")
+        ref = req.ref
+        for acc in {req.rec.get("accession"), ref.accession if ref is not None else None}:
+            if acc and not looks_keyed(str(acc)):
+                text = text.replace(str(acc), keyed_identifier(self.key, "accession", str(acc))
+                                    if self.key is not None else "[accession]")
+        for pid in {req.rec.get("patient_id"), ref.patient_id if ref is not None else None}:
+            if pid and not looks_keyed(str(pid)):
+                text = text.replace(str(pid), "[patient id]")
+        key = self.key
+        # every UID in an error text is the PACS's (``process`` names studies by their clinical UIDs)
+        return UID_IN_TEXT.sub(lambda m: keyed_uid(key, m.group()) if key is not None else "[UID]", text)
+
+    def _crashed(self, req: Request, exc: Exception) -> str:
+        """The error text of an unexpected exception; its message may carry clinical values (a
+        DeliveryError names the study), so only its class and traceback frames are logged, and a
+        non-identified project's events get the class and a fixed phrase (``_safe_text``)."""
+        name = type(exc).__name__
+        LOG.error("request %s crashed: %s (message withheld)\n%s", req.id, name,
+                  "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+        full = f"{name}: {exc}"
+        req.withheld[full] = f"{name}: {WITHHELD}"
+        return full
 
     def _research_uid(self, req: Request, uid: str | None, from_request: bool = False) -> str | None:
         """A UID as the research store and the analysts' tables know it. UIDs from the PACS are clinical;
@@ -283,7 +328,8 @@ class Worker(Handler):
         the reason a request cannot name a study, or None."""
         rec = req.rec
         project = self.projects.get(str(rec.get("project_id") or ""))
-        req.keyed = self.key is not None and not (project is not None and project.identified)
+        req.identified = project is not None and project.identified
+        req.keyed = self.key is not None and not req.identified
         ref = rec.get("study_ref")
         if ref:
             if self.key is None:
@@ -452,8 +498,7 @@ class Worker(Handler):
                 try:
                     deferred = self.process(req)
                 except Exception as exc:  # a bug or Kafka down: retry the request, never lose it
-                    LOG.exception("request %s crashed", req.id)
-                    self._retry_or_fail(req, f"{type(exc).__name__}: {exc}", None)
+                    self._retry_or_fail(req, self._crashed(req, exc), None)
                 finally:
                     if not deferred:  # else its finisher thread ends it (``_finish_later``)
                         self._done_with(req, run)
@@ -484,8 +529,7 @@ class Worker(Handler):
                 result = settle()
                 self._conclude(req, uid, result, errors, retriable)
             except Exception as exc:  # a bug or Kafka down: retry the request, never lose it
-                LOG.exception("request %s crashed", req.id)
-                self._retry_or_fail(req, f"{type(exc).__name__}: {exc}", None)
+                self._retry_or_fail(req, self._crashed(req, exc), None)
             finally:
                 self._done_with(req, run)
                 with self._cv:
@@ -573,8 +617,9 @@ class Worker(Handler):
                     self._finish(req, "failed", None, f"C-FIND: {exc}", status=exc.status)
                 return False
             if not req.studies:
-                # the error reaches the analysts' tables: a patient id is named by its kind, never its value
-                key = (self._research_accession(req) or self._research_uid(req, ids["study_uid"])
+                # the accession keyed for every project (a patient id named by its kind, never its value);
+                # the UID clinical: ``emit`` keys it for a de-identified project, as its UID columns
+                key = (self._research_accession(req) or ids["study_uid"]
                        or ("the study reference" if req.ref else "the patient id and study date"))
                 self._finish(req, "failed", None, f"no study found in {self.pacs.ae_title} for {key}")
                 return False
@@ -823,7 +868,8 @@ class Worker(Handler):
                     return got
             if time.monotonic() >= deadline:
                 LOG.warning("%s: the SCP's records of study %s did not settle within %.1f s", req.id,
-                            study_uid, self.opts.settle_s)
+                            keyed_uid(self.key, study_uid) if self.key is not None else "(unnamed)",
+                            self.opts.settle_s)
                 return self._received(req, study_uid, listed)
             if self.registry is not None or self.outcomes is None:
                 time.sleep(0.005)  # the manifest's lines: looked at again
