@@ -51,8 +51,11 @@ def produce(producer: Producer, topic: str, contract: str, key: str | bytes | No
     value = serde.encode(contract, record)
     while True:
         try:
-            producer.produce(topic, value=value, key=key, on_delivery=on_delivery, headers=headers,
-                             partition=partition)
+            if partition >= 0:
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery, headers=headers,
+                                 partition=partition)
+            else:  # the producer's choice (by key); also what producer-like test doubles take
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery, headers=headers)
             return
         except BufferError:
             producer.poll(0.1)
