@@ -82,7 +82,10 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "stop_after": re.compile(r"[ \t]*(?:[.,;:)\n]|$)"),
         "and_end": re.compile(r"(?<![\w-])(?:and|&)[ \t]+$"),
         # a second name joined to one found in a name's context ("Dr. Patel and Okonkwo")
-        "and_next": re.compile(rf"(?:,[ \t]*(?:{r.credential_any})(?![\w-]))?[ \t]+(?:and|&)[ \t]+"),
+        # (an Oxford comma, "and/or", "+": "Dr. Patel, Dr. Okonkwo, and Ibe", "Dr. Patel + Okonkwo")
+        "and_next": re.compile(
+            rf"(?:,[ \t]*(?:{r.credential_any})(?![\w-]))?,?[ \t]+(?:and/or|and|&|\+)[ \t]+"
+        ),
         "sentence_end": re.compile(r"(?:^|[.!?;:\n])[ \t]*$"),
         # all lower-case "dr. smith": the title is lower-case too, so the name is the next word; without
         # the dot only right after a trigger ("called to dr patel"): "chest dr obtained" is a DR radiograph

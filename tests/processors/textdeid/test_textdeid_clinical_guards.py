@@ -118,3 +118,28 @@ def test_lab_relative_and_status_words_kept(text: str, word: str) -> None:
 )
 def test_names_of_the_same_shapes_still_found(text: str, value: str) -> None:
     assert value in [v for _, v in found(text)], found(text)
+
+
+# review r14 finding 6: small variations of the joined-name and lower-case-initials lists
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("Findings discussed with Dr. Moreau, Dr. Adeyemi, and Osei.", ["Moreau", "Adeyemi", "Osei"]),
+        ("Findings discussed with Dr. Moreau, MD, and Osei.", ["Moreau", "Osei"]),
+        ("Case reviewed with Dr. Moreau and/or Osei.", ["Moreau", "Osei"]),
+        ("Case reviewed with Dr. Moreau + Osei.", ["Moreau", "Osei"]),
+        ("cc: tb; rw", ["tb", "rw"]),
+        ("d/w tb + rw", ["tb", "rw"]),
+    ],
+)
+def test_list_variations_found(text: str, values: list[str]) -> None:
+    names = [v for k, v in found(text) if k == "NAME"]
+    for v in values:
+        assert v in names, found(text)
+    out = deidentify(text, key=KEY, patient=PATIENT, options=TextDeidOptions(mode="tag")).text
+    for v in values:
+        assert f" {v}" not in out and f":{v}" not in out, out
+
+
+def test_oxford_comma_still_keeps_a_clinical_word() -> None:
+    assert_kept("Discussed with Dr. Moreau, Dr. Adeyemi, and Pneumothorax is excluded.", "Pneumothorax")
