@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from processors.textdeid.dates import shift_date
 from processors.textdeid.names import find_names
-from processors.textdeid.rules import BEFORE_WINDOW, rules
+from processors.textdeid.rules import BEFORE_WINDOW, is_clinical, rules
 from processors.textdeid.surrogates import Surrogates
 from processors.textdeid.types import DeidText, OffsetMap, Span, TextDeidError, TextDeidOptions
 
@@ -107,6 +107,8 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
                     continue  # a bare head word ("Outside Hospital" -> "Hospital") names no institution
                 if len(words) == 1 and re.sub(r"['\u2019]s$", "", words[0]).lower() in r.institution_words:
                     continue  # nor does one alone after a context ("returned from Surgery", "seen at Clinic")
+                if len(words) == 1 and d.one_word and is_clinical(words[0], r):
+                    continue  # a procedure, service or anatomy ("returned from Dialysis", "seen at Carina")
             out.append(_Cand(s, e, d.type, d.priority, m, d.format, d.group))
     for s, e in find_names(text, lower):
         out.append(_Cand(s, e, "NAME", NAME_PRIORITY))

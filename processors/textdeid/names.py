@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from functools import cache, lru_cache
 
-from processors.textdeid.rules import Rules, rules
+from processors.textdeid.rules import Rules, is_clinical, rules
 
 Found = tuple[int, int]
 
@@ -78,10 +78,14 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         # a verb whose subject is a person, with or without an object ("A. Lund saw the patient")
         "initial_person": re.compile(r.defs["INITIAL_NAME_PERSON_VERB"]),
         "joined_not_before": re.compile(r.raw["names"]["joined_not_before"], re.IGNORECASE),
+        "declined_stop": re.compile(r",?[ \t]+declined[ \t]*(?:[.;,\n]|$)"),
         "stop_after": re.compile(r"[ \t]*(?:[.,;:)\n]|$)"),
         "and_end": re.compile(r"(?<![\w-])(?:and|&)[ \t]+$"),
         # a second name joined to one found in a name's context ("Dr. Patel and Okonkwo")
-        "and_next": re.compile(rf"(?:,[ \t]*(?:{r.credential_any})(?![\w-]))?[ \t]+(?:and|&)[ \t]+"),
+        # (an Oxford comma, "and/or", "+": "Dr. Patel, Dr. Okonkwo, and Ibe", "Dr. Patel + Okonkwo")
+        "and_next": re.compile(
+            rf"(?:,[ \t]*(?:{r.credential_any})(?![\w-]))?,?[ \t]+(?:and/or|and|&|\+)[ \t]+"
+        ),
         "sentence_end": re.compile(r"(?:^|[.!?;:\n])[ \t]*$"),
         # all lower-case "dr. smith": the title is lower-case too, so the name is the next word; without
         # the dot only right after a trigger ("called to dr patel"): "chest dr obtained" is a DR radiograph
@@ -228,12 +232,18 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
             named = (sentence and bool(c["initial_comm"].match(text, m.end()))) or bool(
                 (
                     (sentence and c["initial_verb"].match(text, m.end()))
-                    or c["initial_person"].match(text, m.end())
+                    or (
+                        c["initial_person"].match(text, m.end())
+                        # after "and", "declined" must take an object: "AST and T. Bili declined." is a lab
+                        and (sentence or not c["declined_stop"].match(text, m.end()))
+                    )
                 )
                 and not _lettered_list(text, m.start())
             )
             words = c["word"].findall(m.group(1))
-            named = named and not any(w.lower() in r.initial_not_subject for w in words[1:])
+            named = named and not any(
+                w.lower() in r.initial_not_subject or is_clinical(w, r) for w in words[1:]
+            )
         if not named:
             continue
         span = _trim(text, m.start(1), m.end(1), r)
@@ -245,10 +255,18 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
         if m.group(1) or any(c[k].search(lower, max(0, m.start() - 60), m.start())
                              for k in ("trigger_end", "per_end")):
             found.append((m.start(2), m.end(3)))
-    found.extend(_joined(text, found, r))
+    joined = list(_joined(text, found, r))
     found.extend(_lexicon(text, c, r))
     yield from found
-    yield from _propagate(text, found, r)
+    yield from joined
+    # a word found only by "and" after a name is not repeated elsewhere: its context is weak, and a
+    # clinical word taken by it would be wiped from the whole report
+    # (one of the name lexicons' words is: "Dr. Patel and Nguyen. Nguyen agreed.")
+    known = [
+        (s, e) for s, e in joined
+        if all(w.lower() in r.surnames or w.lower() in r.first_names for w in c["word"].findall(text[s:e]))
+    ]
+    yield from _propagate(text, found + known, r)
 
 
 def _joined(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
@@ -277,6 +295,8 @@ def _joined(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
         eponym = any(w.lower() in r.eponyms and w.lower() not in r.surnames for w in words)
         if (
             not text[span[0]].isupper()
+            # a finding, drug, procedure or service ("and Effusion is stable", "and Warfarin was held")
+            or any(is_clinical(w, r) for w in words)
             or (eponym and not c["stop_after"].match(text, span[1]))
             or c["initials"].fullmatch(text[span[0] : span[1]])
             or _eponym_use(text, *span, r)

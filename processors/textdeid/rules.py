@@ -55,6 +55,10 @@ class Rules:
     initial_not_subject: frozenset[str]
     proper_not_words: frozenset[str]  # not_names - institution words + place words (`proper` detectors)
     institution_words: frozenset[str]  # proper_allowed_words: alone, they name no institution
+    # terms of the NLP's lexicons and lexicons/clinical_words.txt (drugs, procedures, services): never a
+    # name or an institution found only by a weak context (names.py _joined, institution_one_word)
+    clinical_words: frozenset[str]
+    clinical_suffix: re.Pattern[str]  # a word with a clinical ending ("Cystoscopy", "Hepatology")
     defs: dict[str, str]  # the macros (with the built-in letter classes), for patterns built in code
     raw: dict[str, Any]
 
@@ -114,6 +118,26 @@ def _expand(pattern: str, defs: dict[str, str]) -> str:
     return pattern
 
 
+NLP_LEXICON = HERE.parent / "nlp" / "lexicon"
+
+
+def nlp_terms() -> frozenset[str]:
+    """The words of the NLP's finding and attribute phrases, read from its data files (not imported:
+    de-identification need not load the NLP): what the NLP reads must survive de-identification."""
+    out: set[str] = set()
+    concepts = json.loads((NLP_LEXICON / "concepts.json").read_text(encoding="utf-8"))
+    for c in concepts["concepts"]:
+        for phrase in c.get("synonyms", []):
+            out.update(re.findall(r"[^\W\d_]+", phrase.lower()))
+    modifiers = json.loads((NLP_LEXICON / "modifiers.json").read_text(encoding="utf-8"))
+    for values in modifiers.values():
+        if isinstance(values, dict):
+            for phrases in values.values():
+                for phrase in phrases:
+                    out.update(re.findall(r"[^\W\d_]+", phrase.lower()))
+    return frozenset(w for w in out if len(w) > 2)
+
+
 @cache
 def rules() -> Rules:
     raw = json.loads((HERE / "rules.json").read_text(encoding="utf-8"))
@@ -162,6 +186,15 @@ def rules() -> Rules:
         )
         | frozenset(w.lower() for w in raw.get("proper_not_words", ())),
         institution_words=frozenset(w.lower() for w in raw.get("proper_allowed_words", ())),
+        clinical_words=(nlp_terms() | frozenset(w.lower() for w in words("clinical_words.txt")))
+        - frozenset(w.lower() for w in words("surnames.txt") + words("first_names.txt")),
+        clinical_suffix=re.compile(_expand(raw["clinical_suffixes"], defs), re.IGNORECASE),
         defs={name: _expand(value, defs) for name, value in defs.items()},
         raw=raw,
     )
+
+
+def is_clinical(word: str, r: Rules) -> bool:
+    """A term the NLP reads, a drug, procedure or service, or a word with a clinical ending."""
+    w = re.sub(r"['\u2019]s$", "", word).lower()
+    return w in r.clinical_words or r.clinical_suffix.fullmatch(w) is not None

@@ -131,6 +131,12 @@ KEEP: dict[str, list[str]] = {
     "host_label": [
         "Host: unknown.", "Server: down.", "Images sent to PACS.", "Workstation: reading room.",
         "Images sent to syngo.via.", "Station 4R lymph node.",
+    ],    # session 16, review r14: clinical words in the weak contexts of the classes above
+    "clinical_guard": [
+        "Mass was seen at Bronchoscopy in 2018.", "Fluid was seen at Pericardiocentesis.",
+        "Nodule was seen at Hilum.", "Patient returned from Dialysis.", "Patient is followed at Cardiology.",
+        "Stable per mri and cea.", "Per ecg and tee, no change.", "Discussed with pt and sis.",
+        "ALT and T. Bili declined.", "Host: neutropenic.",
     ],
 }
 
@@ -419,12 +425,35 @@ class Gen:
         self.keep(d, "host_label")
 
 
+    def clinical_guard(self, d: Doc) -> None:
+        """A name in the contexts whose clinical look-alikes are kept (review r14): a name after "and",
+        an Oxford comma, "and/or" or "+"; lower-case initials joined by ";" or "+"."""
+        a, b = self.rng.sample(PLAIN, 2)
+        t = self.pick(["Discussed with Dr. {a}, Dr. {b}, and {c}.", "Case reviewed with Dr. {a} and/or {b}.",
+                       "Findings relayed to Dr. {a} + {b}.", "Discussed with Dr. {a}, MD, and {b}."])
+        c = self.pick([p for p in PLAIN if p not in (a, b)])
+        d.template(t, {"a": (a, "NAME"), "b": (b, "NAME"), "c": (c, "NAME")})
+        i, j = self.rng.sample(["jk", "mk", "tb", "rw", "lm", "tw", "kh", "sb"], 2)
+        d.add("\n")
+        d.template(self.pick(["cc: {i}; {j}", "d/w {i} + {j}"]), {"i": (i, "NAME"), "j": (j, "NAME")})
+        # a clinical word after "and" following a found name: kept (not gold), and not propagated
+        w = self.pick(["Effusion is unchanged", "Pneumothorax is excluded", "Heparin was held",
+                       "Biopsy is planned", "Nephrology will see the patient", "Follow-up CT is advised",
+                       "Cholecystitis is favored", "Warfarin was stopped"])
+        d.add("\n")
+        d.template(self.pick(["Discussed with Dr. {n} and ", "Findings relayed to Dr. {n} & "]) + w + ".",
+                   {"n": (self.pick([p for p in PLAIN if p not in (a, b, c)]), "NAME")})
+        self.keep(d, "clinical_guard")
+
+
 CLASSES = ["name_particle", "name_shape", "initial_sentence", "institution_word", "host", "age_words",
            "initials_lower", "unicode_name",
            # session 15, r6 review: appended, so the passages of the classes above are unchanged
            "title_joined", "dr_lower_particle", "initial_verb", "double_barrel", "host_product",
            # session 16: appended, so the passages of the 13 classes above are unchanged
-           "initial_person_verb", "name_after_and", "institution_weak", "initials_lower_list", "host_label"]
+           "initial_person_verb", "name_after_and", "institution_weak", "initials_lower_list", "host_label",
+           # review r14 (session 16): appended, so the passages of the 18 classes above are unchanged
+           "clinical_guard"]
 
 
 def main(argv: list[str]) -> None:
