@@ -16,26 +16,24 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from radstream.config import Settings, settings_env
+from radstream.config import Settings
 from sinks.dicom.projects import Project, publish
 from streams.auth import TokenStore
 from tests.sinks.clickhouse.factories import report
 from tests.sinks.clickhouse.kafka_helpers import produce_all, wait_until
 from tests.sinks.dicom.conftest import SMALL, orthanc_state, spec  # noqa: F401 - the session's Orthanc
-from tests.streams.helpers import free_port, worker_process
+from tests.streams.helpers import free_port, radstream_process, worker_process
 
 pytestmark = pytest.mark.integration
 
@@ -72,21 +70,9 @@ def ensure_chromium() -> None:
     assert Path(CHROMIUM).exists(), "apt-get did not install chromium"
 
 
-@contextmanager
-def process(settings: Settings, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "radstream", *args], cwd=ROOT, env=env, stdout=fh,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield proc
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+def process(settings: Settings, log: Path, *args: str) -> Any:
+    """``radstream [args]`` as a real process (``radstream_process``)."""
+    return radstream_process(settings, log, *args)
 
 
 def worker_sql(settings: Settings, token: str, sql: str) -> list[dict[str, Any]]:

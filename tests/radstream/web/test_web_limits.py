@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from radstream.config import Settings, settings_env
-from tests.streams.helpers import free_port
+from tests.streams.helpers import free_port, radstream_process
 
 ROOT = Path(__file__).resolve().parents[3]
 LIMIT = 3
@@ -31,21 +30,9 @@ def settings_for(tmp_path: Path, **web: int) -> Settings:
     return Settings(state_dir=str(tmp_path / "state")).replace(kafka={"bootstrap": "127.0.0.1:1"}, web=web)
 
 
-@contextlib.contextmanager
-def web_process(settings: Settings, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "radstream", "web", "--port", str(port)], cwd=ROOT,
-                                env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield proc
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+def web_process(settings: Settings, port: int, log: Path) -> Any:
+    """``radstream web`` as a real process (``radstream_process``)."""
+    return radstream_process(settings, log, "web", "--port", str(port), stop_s=20)
 
 
 def status(port: int) -> int:

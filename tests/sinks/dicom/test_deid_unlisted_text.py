@@ -23,6 +23,8 @@ from pydicom.uid import ImplicitVRLittleEndian
 from sinks.dicom import deid, synth
 from sinks.dicom.deid import fast, table
 
+from .test_deid_fast import OPTIONS
+
 KEY = b"unlisted-text-key-of-32-bytes---"
 FREE_TEXT = ("ST", "LT", "UT", "UC")
 # reviewed one by one (unlisted_text.tsv says why): kept as received
@@ -42,13 +44,6 @@ IDENTIFYING_LO = {0x00100033: "PatientBirthDateInAlternativeCalendar",
                   0x0074140B: "ReasonForChannelOmissionDescription", 0x00181803: "NTPSourceAddress"}
 # standard sequences the table does not list (kept, their items walked): nesting at two levels
 OUTER, INNER = 0x00082218, 0x00082220  # Anatomic Region Sequence > Anatomic Region Modifier Sequence
-OPTIONS = {
-    "default": deid.DeidOptions(),
-    "no-dates": deid.DeidOptions(retain_modified_dates=False),
-    "clean-descriptors": deid.DeidOptions(clean_descriptors=True),
-    "retain-all": deid.DeidOptions(retain_uids=True, retain_device_identity=True,
-                                   retain_patient_characteristics=True, clean_descriptors=True),
-}
 
 
 def unlisted_free_text() -> dict[int, str]:
