@@ -54,7 +54,8 @@ def test_a_flood_of_bad_tokens_is_bounded_and_a_good_token_still_works(tmp_path:
             statuses = [f.result() for f in bogus]
             assert ok.result() == 200
             elapsed = time.monotonic() - started
-        assert set(statuses) <= {401, 503} and statuses.count(503) >= n // 2, statuses
+        # how many wait past busy_wait_s (503) depends on the host's speed and load, not on the bound
+        assert set(statuses) <= {401, 503}, statuses
         assert most <= store.max_verifying
         # 24 checks one after the other would take 24 x 0.3-1 s; the refused ones cost no hashing
         assert elapsed < 0.5 * n, elapsed
