@@ -258,7 +258,10 @@ class LoopConfig:
     replay: bool = False  # no group: read the topics from the beginning, commit nothing
     track_end: bool = False  # know when every assigned partition is read to its end (caught_up)
     conf: Mapping[str, Any] = field(default_factory=dict)  # more librdkafka consumer settings
-    final_flush_s: float = 10.0  # how long the last flush may retry when the loop stops
+    # how long the last flush may go on retrying when the loop stops: an attempt under way is not cut,
+    # and the in-flight work then has as long again to finish, so a stop takes up to about twice this
+    # plus one attempt (a server's send/receive timeout: 60 s)
+    final_flush_s: float = 10.0
 
 
 class ConsumerLoop:
