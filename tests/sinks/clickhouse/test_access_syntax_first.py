@@ -22,6 +22,7 @@ from sinks.clickhouse.query import Result, _readonly_sibling, run_readonly, stor
 from streams import audit
 from streams.audit import FileAudit
 from streams.auth import Principal
+from tests.sinks.clickhouse.sql_page import call
 
 SECRET = "MRN-SECRET-4711"
 
@@ -180,16 +181,6 @@ def test_a_query_that_fails_in_the_engine_is_audited_without_its_values(ch: Clie
     assert "no rows" not in reasons[0] and "rs.deid_map is not readable" in reasons[1]
 
 
-def _get(port: int, path: str, token: str) -> tuple[int, str]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
-                                 headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_health_gives_the_store_path_to_admins_only(ch_settings: Settings) -> None:
     from radstream import access
     from sinks.clickhouse.service import SinkService
@@ -212,15 +203,15 @@ def test_health_gives_the_store_path_to_admins_only(ch_settings: Settings) -> No
     srv = SqlServer(service, "127.0.0.1", port, gate=gate)
     srv.start()
     try:
-        status, body = _get(port, "/health", ana)
+        status, body = call(port, "/health", ana)
         assert status == 200
         health = json.loads(body)
         assert "store" not in health and s.state_dir not in body, body
         assert health["store_id"] == store_id(s.clickhouse_url)
-        status, body = _get(port, "/health", root)
+        status, body = call(port, "/health", root)
         assert json.loads(body)["store"] == s.clickhouse_url
         # and the analyst's file() read of the token store is refused without its content
-        status, out = _get(port, "/sql?q=" + urllib.parse.quote(
+        status, out = call(port, "/sql?q=" + urllib.parse.quote(
             f"SELECT toInt64(file('{s.auth.token_file}'))"), ana)
         assert status == 403 and out.strip() == ("refused for role analyst: the function file() is not "
                                                  "allowed (not on this role's function allowlist)")

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from sinks.clickhouse.config import ClickHouseConfig
 from sinks.clickhouse.query import run_readonly
 from streams.audit import FileAudit
 from streams.auth import Principal
+from tests.sinks.clickhouse.sql_page import call
 
 
 def small() -> dict[str, Any]:
@@ -94,16 +92,6 @@ def test_analysts_and_stewards_are_limited_admins_are_not(ch: Client, ch_setting
     assert out.count("\n") == 5001
 
 
-def _post(port: int, sql: str, token: str) -> tuple[int, str]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/sql", data=sql.encode(),
-                                 headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_the_sql_page_limits_an_analyst_not_an_admin(ch_settings: Settings, tmp_path: Path) -> None:
     from radstream import access
     from sinks.clickhouse.service import SinkService
@@ -125,11 +113,11 @@ def test_the_sql_page_limits_an_analyst_not_an_admin(ch_settings: Settings, tmp_
     srv = SqlServer(service, "127.0.0.1", port, gate=gate)
     srv.start()
     try:
-        status, body = _post(port, "SELECT number FROM numbers(5000)", ana)
+        status, body = call(port, "/sql", ana, "SELECT number FROM numbers(5000)")
         assert status == 400 and "Limit for result exceeded, max rows: 1.00 thousand" in body, body
-        status, body = _post(port, "SELECT number FROM numbers(5000)", root)
+        status, body = call(port, "/sql", root, "SELECT number FROM numbers(5000)")
         assert status == 200 and body.count("\n") == 5001
-        status, body = _post(port, "SELECT 1 AS one", ana)
+        status, body = call(port, "/sql", ana, "SELECT 1 AS one")
         assert (status, body) == (200, "one\n1\n")
         events = [json.loads(x) for x in Path(s.auth.audit_log).read_text().splitlines()]
         refused = [e for e in events if e["action"] == "sql.query" and not e["allowed"]]

@@ -4,10 +4,9 @@ path is an admin's (docs/access.md), so anyone else reads only the exception's c
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,19 +17,10 @@ from sinks.clickhouse.config import ClickHouseConfig
 from sinks.clickhouse.service import SinkService
 from sinks.clickhouse.web import SqlServer
 from streams.auth import Gate, TokenStore
+from tests.sinks.clickhouse.sql_page import call
 
 HIDDEN = "hospital-research-store"
-
-
-def get(port: int, path: str, token: str, body: str | None = None) -> tuple[int, str]:
-    data = body.encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                 headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+get = functools.partial(call, timeout=30)
 
 
 @pytest.fixture
