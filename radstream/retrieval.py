@@ -6,11 +6,17 @@ identifier beside a study reference is keyed too)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from processors.ingest.pseudonym import date_shift_days, keyed_identifier, keyed_uid, pseudonym
-from processors.ingest.research import StudyRefError, looks_keyed, open_study_ref, research_request
+from processors.ingest.pseudonym import keyed_identifier, keyed_uid, pseudonym
+from processors.ingest.research import (
+    StudyRefError,
+    looks_keyed,
+    open_study_ref,
+    research_request,
+    shifted_study_date,
+)
 
 _FIELDS = ("accession", "study_instance_uid", "study_ref", "patient_id", "study_date")
 
@@ -44,7 +50,7 @@ def research_ids(key: bytes, site: str, r: dict[str, str]) -> dict[str, Any]:
         return {"accession": keyed_identifier(key, "accession", acc) if _plain(acc) else acc or None,
                 "study_instance_uid": keyed_uid(key, uid) if uid else None,
                 "study_ref": r.get("study_ref") or None, "patient_id": patient or None,
-                "study_date": _shifted_date(key, patient, date)}
+                "study_date": shifted_study_date(key, patient, date)}
     out = {f: r.get(f) or None for f in _FIELDS}
     if r.get("study_ref") and (uid or date):
         # research values as given, unless they are the referenced study's own UID or real exam date (which
@@ -57,17 +63,8 @@ def research_ids(key: bytes, site: str, r: dict[str, str]) -> dict[str, Any]:
             out["study_instance_uid"] = keyed_uid(key, uid)
         if date and date == ref.study_date:
             patient = pid or (pseudonym(key, ref.site, ref.patient_id) if ref.patient_id else "")
-            out["study_date"] = _shifted_date(key, patient, date)
+            out["study_date"] = shifted_study_date(key, patient, date)
     return out
-
-
-def _shifted_date(key: bytes, patient: str, date: str) -> str | None:
-    """A real exam date (YYYYMMDD) moved back by the patient's (research pseudonym's) date shift, as every
-    date of that patient moves; None without a patient: a real date must not go out in clear."""
-    if not date or not patient:
-        return None
-    when = datetime.strptime(date, "%Y%m%d") - timedelta(days=date_shift_days(key, patient))
-    return when.strftime("%Y%m%d")
 
 
 def cohort_request(key: bytes, site: str, row: dict[str, str], *, project: str, destination: str,

@@ -145,11 +145,19 @@ def research_request(key: bytes, site: str, *, accession: str | None = None, stu
     clinical = {"site": site, "accession": accession or "", "study_instance_uid": study_uid,
                 "patient_id": patient_id, "observation_time": when}
     patient = pseudonym(key, site, patient_id) if patient_id else None
-    shifted = (when - timedelta(days=date_shift_days(key, patient))).strftime("%Y%m%d") if (
-        when and patient) else None
     return {"accession": keyed_identifier(key, "accession", accession) if accession else None,
             "study_instance_uid": keyed_uid(key, study_uid) if study_uid else None,
-            "patient_id": patient, "study_date": shifted, "study_ref": study_ref(key, clinical)}
+            "patient_id": patient, "study_date": shifted_study_date(key, patient, study_date),
+            "study_ref": study_ref(key, clinical)}
+
+
+def shifted_study_date(key: bytes, patient: str | None, study_date: str | None) -> str | None:
+    """A real exam date (YYYYMMDD) moved back by the patient's (research pseudonym's) date shift, as every
+    date of that patient moves; None without a patient: a real date must not go out in clear."""
+    if not study_date or not patient:
+        return None
+    when = datetime.strptime(study_date, "%Y%m%d") - timedelta(days=date_shift_days(key, patient))
+    return when.strftime("%Y%m%d")
 
 
 @dataclass(frozen=True)
