@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from pathlib import Path
 
 from processors.ingest.model import ReportEvent
@@ -54,6 +55,11 @@ def keyed_identifier(key: bytes, kind: str, value: str) -> str:
     prefix = {"accession": "ACC", "patient": "PAT"}.get(kind, kind[:3].upper())
     mac = hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).digest()
     return f"{prefix}-{mac.hex()[:12].upper()}"
+
+
+# a DICOM UID inside free text (PS3.5 9.1): root 0-2 and at least two more components (2.25.<uuid> has
+# two); not part of a longer dotted number, and a full stop after it ends the sentence, not the UID
+UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){2,}(?!\d|\.\d)")
 
 
 def keyed_uid(key: bytes, uid: str) -> str:

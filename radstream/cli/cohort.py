@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from processors.ingest.pseudonym import keyed_identifier, keyed_uid
+from processors.ingest.pseudonym import UID_IN_TEXT, keyed_identifier, keyed_uid
 from processors.ingest.research import (
     STUDY_REF_PREFIX,
     StudyRefError,
@@ -291,10 +291,6 @@ def _resolved(settings: Settings, csv_file: Path) -> list[list[str]]:
 
 STATES = ("completed", "partial", "failed", "cancelled")
 ERROR_MAX = 500  # characters of a manual status's error text kept (a note, not a report)
-# a DICOM UID in free text: numeric components, no leading zeros, at least four of them
-# a DICOM UID in running text: root 0-2 and at least two more components (2.25.<uuid> has two); a full
-# stop after it ends the sentence, not the UID
-_UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){2,}(?!\d|\.\d)")
 
 
 @cohort.command("import-status")
@@ -415,7 +411,7 @@ def _research_error(settings: Settings, key: bytes, text: str, row: dict[str, st
     if not text:
         return ""
     own = req["study_instance_uid"]  # the request's research UID: keyed already
-    text = _UID_IN_TEXT.sub(lambda m: m[0] if m[0] == own else keyed_uid(key, m[0]), text)
+    text = UID_IN_TEXT.sub(lambda m: m[0] if m[0] == own else keyed_uid(key, m[0]), text)
     for col, tag in (("accession", "[ACCESSION]"), ("patient_id", "[PATIENT_ID]")):
         value = row.get(col)
         if value and value != req.get(col):

@@ -41,7 +41,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 import traceback
@@ -54,7 +53,7 @@ from zoneinfo import ZoneInfo
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from processors.ingest.pseudonym import keyed_identifier, keyed_uid
+from processors.ingest.pseudonym import UID_IN_TEXT, keyed_identifier, keyed_uid
 from processors.ingest.research import StudyRef, StudyRefError, looks_keyed, open_study_ref
 from sinks.dicom import metrics, schedule
 from sinks.dicom.config import PacsConfig, ResearchConfig
@@ -74,8 +73,6 @@ STAGE = "dicom-worker"
 FINAL = ("completed", "partial", "failed", "cancelled")
 PRIORITY = {"high": 0, "normal": 1, "low": 2}
 MAX_MISSING_UIDS = 1000  # missing SOP Instance UIDs named in one status event (``missing`` counts them all)
-# a DICOM UID inside a free text (PS3.5 9.1): not part of a longer dotted number or word
-UID_IN_TEXT = re.compile(r"(?<![\w.])[0-2](?:\.(?:0|[1-9][0-9]*)){2,}(?!\.?\w)")
 # what an unexpected exception's message becomes in a status event: it may name anything
 WITHHELD = "unexpected error (its message is withheld; the worker's log has the traceback by request id)"
 
