@@ -117,13 +117,21 @@ def cohort() -> None:
 def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, project: str, destination: str,
              priority: str, not_before: str | None, not_after: str | None, requester: str | None,
              dry_run: bool) -> None:
-    """Request retrieval of every study of a cohort."""
+    """Request retrieval of every study of a cohort.
+
+    Refused unless the project is registered (and active, and delivers to this destination), and, for an
+    identified project, unless the command's user is a steward. A refusal is audited
+    (``retrieval.request``, allowed false, with the reason)."""
+    from radstream.cli.retrieve import refused, request_checked
+
     settings = settings_of(ctx)
     if bool(csv_file) == bool(query):
         raise click.UsageError("give exactly one of --csv and --sql")
     if destination not in settings.research.allowed_destinations:
-        raise click.UsageError(f"destination {destination!r} is not on the allow-list "
-                               f"{list(settings.research.allowed_destinations)}")
+        raise click.UsageError(refused(
+            settings, f"destination {destination!r} is not on the allow-list "
+                      f"{list(settings.research.allowed_destinations)}",
+            project=project, destination=destination, source="cohort"))
     given = _rows_from_csv(csv_file) if csv_file else _rows_from_sql(settings, str(query))
     rows = _with_refs(settings, given)
     done = _completed(settings, project, destination) or set()
@@ -135,14 +143,12 @@ def retrieve(ctx: click.Context, csv_file: Path | None, query: str | None, proje
     if dry_run:
         _dry_run(settings, todo)
         return
-    from radstream.cli.retrieve import identified_requester, registered_project
     from streams.producer import Deliveries, make_producer
 
-    why, registered = registered_project(settings, project, destination)
-    if why:
-        raise click.ClickException(why)
-    # an identified project takes a steward's requests only, carrying the steward's roles
-    who, roles = identified_requester(settings, registered, requester)
+    # a registered project only; an identified one takes a steward's requests only, carrying the
+    # steward's roles (refusals audited)
+    who, roles = request_checked(settings, project, destination, requester, source="cohort",
+                                 studies=len(todo))
     sent = Deliveries(make_producer(settings.kafka))
     now = datetime.now(UTC)
     for r in todo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -31,23 +31,58 @@ def registered_project(settings: Settings, project: str,
         registry.stop()
 
 
+def refused(settings: Settings, why: str, /, **fields: Any) -> str:
+    """Audit a refused ``retrieval.request`` of this command (allowed false, the reason, ``fields``) and
+    return ``why`` for the error to raise. The actor is the command's user (``RADSTREAM_TOKEN``, else the
+    token store's owner), or the OS user (``os:<name>``) when that cannot be told: a de-identified
+    project's request needs no token, and its refusal is on record all the same."""
+    from radstream.access import audit_target, cli_principal, flush_audit
+    from streams import audit
+    from streams.auth import AuthError, local_user
+
+    try:
+        actor = cli_principal(settings).user
+    except (AuthError, OSError):
+        actor = local_user()
+    target = audit_target(settings)
+    audit.record(target, actor, "retrieval.request", allowed=False, reason=why, **fields)
+    flush_audit(target)
+    return why
+
+
+def request_checked(settings: Settings, project: str, destination: str, requester: str | None,
+                    /, **fields: Any) -> tuple[str, list[str] | None]:
+    """-> (requester, requester_roles) of a CLI request for ``project`` to ``destination``: the project
+    must be registered, active and deliver there, and an identified one takes a steward's requests only
+    (``identified_requester``). Every refusal is audited as ``retrieval.request`` (allowed false, the
+    reason, ``fields``), then raised (ClickException)."""
+    fields = {"project": project, "destination": destination, **fields}
+    if requester:
+        fields["requester"] = requester
+    why, registered = registered_project(settings, project, destination)
+    if why:
+        raise click.ClickException(refused(settings, why, **fields))
+    return identified_requester(settings, registered, requester, **fields)
+
+
 def identified_requester(settings: Settings, project: Project | None,
-                         requester: str | None) -> tuple[str, list[str] | None]:
+                         requester: str | None, /, **fields: Any) -> tuple[str, list[str] | None]:
     """-> (requester, requester_roles) of a CLI request for ``project``.
 
     Only a steward may send studies to an identified project: for one, the command's principal
     (``RADSTREAM_TOKEN``, else the token store's owner) must hold steward (a refusal is audited as
-    ``retrieval.request``) and the request carries its roles, which the DICOM worker checks again when the
-    request runs; it refuses a request for an identified project that carries none. A de-identified
-    project's request carries none (any requester may ask; the worker re-checks if the project turns
-    identified before it runs)."""
+    ``retrieval.request``, with ``fields``) and the request carries its roles, which the DICOM worker
+    checks again when the request runs; it refuses a request for an identified project that carries none.
+    A de-identified project's request carries none (any requester may ask; the worker re-checks if the
+    project turns identified before it runs)."""
     if project is None or not project.identified:
         return requester or getpass.getuser(), None
     from radstream.access import authorise
     from streams.auth import AuthError
 
     try:
-        principal, _ = authorise(settings, "retrieval.request", ("steward",), project=project.project_id)
+        principal, _ = authorise(settings, "retrieval.request", ("steward",),
+                                 **{"project": project.project_id, **fields})
     except AuthError as exc:
         raise click.ClickException(f"project {project.project_id!r} receives identified images: only a "
                                    f"steward may send studies to it ({exc.reason})") from None
@@ -81,7 +116,8 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
     """Produce one retrieval request; prints its request id (last word of the output).
 
     Refused unless the project is registered (and active, and delivers to this destination), and, for an
-    identified project, unless the command's user is a steward."""
+    identified project, unless the command's user is a steward. A refusal is audited
+    (``retrieval.request``, allowed false, with the reason)."""
     from streams.producer import make_producer, produce_sync
 
     settings = settings_of(ctx)
@@ -89,12 +125,11 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
         raise click.UsageError("give --study-ref, --accession, --study-uid, "
                                "or --patient-id with --study-date")
     if destination not in settings.research.allowed_destinations:
-        raise click.UsageError(f"destination {destination!r} is not on the allow-list "
-                               f"{list(settings.research.allowed_destinations)}")
-    why, registered = registered_project(settings, project, destination)
-    if why:
-        raise click.ClickException(why)
-    who, roles = identified_requester(settings, registered, requester)
+        raise click.UsageError(refused(
+            settings, f"destination {destination!r} is not on the allow-list "
+                      f"{list(settings.research.allowed_destinations)}",
+            project=project, destination=destination))
+    who, roles = request_checked(settings, project, destination, requester)
     given = {"accession": accession, "study_instance_uid": study_uid, "patient_id": patient_id,
              "study_date": study_date, "study_ref": study_ref}
     # clinical identifiers go out in research terms, as a cohort's rows do (the worker opens the reference)

@@ -78,6 +78,33 @@ def test_watch_and_unwatch_follow_the_roles_and_are_audited(s: Settings, tmp_pat
         ("cohort.unwatch", "ana", True), ("cohort.unwatch", "stew", True)])
 
 
+def test_retrieve_and_cohort_retrieve_audit_every_refusal(s: Settings, tmp_path: Path) -> None:
+    # as ``cohort watch`` does: an unregistered project, a missing role, a destination off the allow-list
+    cohort = tmp_path / "cohort.csv"
+    cohort.write_text("accession\nA1\n")
+    run = CliRunner().invoke
+    stew, ana = role_env(s, "stew", "steward"), role_env(s, "ana", "analyst")
+    one = ["retrieve", "--accession", "A1", "--project"]
+    many = ["cohort", "retrieve", "--csv", str(cohort), "--project"]
+    for argv, env, says in (([*one, "NOPE-1", "--destination", "RESEARCH"], stew, "not registered"),
+                            ([*many, "NOPE-1", "--destination", "RESEARCH"], stew, "not registered"),
+                            ([*one, "P9", "--destination", "RESEARCH"], ana, "only a steward"),
+                            ([*many, "P9", "--destination", "RESEARCH"], ana, "only a steward"),
+                            ([*one, "IRB-7", "--destination", "ELSEWHERE"], ana, "allow-list"),
+                            ([*many, "IRB-7", "--destination", "ELSEWHERE"], ana, "allow-list")):
+        res = run(main, argv, env=env)
+        assert res.exit_code != 0 and says in res.output, res.output  # the clear error still
+    events = [e for e in audit_events(s, 6) if e["action"] == "retrieval.request"]
+    got = sorted((e["actor"], e["allowed"], e["project"], json.loads(e["detail"])["destination"],
+                  json.loads(e["detail"]).get("source", "manual")) for e in events)
+    assert got == sorted([
+        ("stew", False, "NOPE-1", "RESEARCH", "manual"), ("stew", False, "NOPE-1", "RESEARCH", "cohort"),
+        ("ana", False, "P9", "RESEARCH", "manual"), ("ana", False, "P9", "RESEARCH", "cohort"),
+        ("ana", False, "IRB-7", "ELSEWHERE", "manual"), ("ana", False, "IRB-7", "ELSEWHERE", "cohort")])
+    reasons = [json.loads(e["detail"])["reason"] for e in events]
+    assert sum("not registered" in r for r in reasons) == 2 and sum("allow-list" in r for r in reasons) == 2
+
+
 def test_cohort_retrieve_refuses_a_project_that_is_not_registered(s: Settings, tmp_path: Path) -> None:
     cohort = tmp_path / "cohort.csv"
     cohort.write_text("accession\nA1\n")
