@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from processors.cohort import RuleError, load_rule
 from processors.cohort.decide import Watch
@@ -18,6 +18,9 @@ from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
 from streams.loop import Acks, ConsumerLoop, Handler, LoopConfig, Record, run_in_thread
 from streams.producer import make_producer, produce_sync
+
+if TYPE_CHECKING:
+    from streams.auth import Principal
 
 log = logging.getLogger("radstream.cohort")
 
@@ -41,6 +44,24 @@ def watch_record(allowed_destinations: Sequence[str], project_id: str, destinati
             "project_id": project_id, "destination_ae": destination_ae, "requester": requester,
             "requester_roles": None if requester_roles is None else sorted(set(requester_roles)),
             "rule": text, "active": True, "time": datetime.now(UTC)}
+
+
+def watch_refusal(principal: Principal, project_id: str, identified: bool | None, subscriber: str | None,
+                  verb: str, what: str) -> str | None:
+    """Why ``principal`` may not ``verb`` (end, replace) a standing watch of ``project_id`` subscribed by
+    ``subscriber`` (None: may); ``identified``: the project as registered now (None: not registered);
+    ``what`` names the watch in the reason. The one rule of ``radstream cohort watch|unwatch`` and the
+    web page's unsubscribe: cohorts are shared, their watches are not. A steward may any; anyone else
+    only one they subscribed, and never one of an identified project (only a steward may subscribe
+    those), nor of one that is not registered."""
+    if principal.has("steward"):
+        return None
+    if identified is None or identified:
+        return (f"project {project_id!r} receives identified images (or is not registered): only a "
+                f"steward may {verb} its watch")
+    if subscriber != principal.user:
+        return f"{what} was subscribed by {subscriber!r}: only they or a steward may {verb} it"
+    return None
 
 
 def publish_watch(kafka: KafkaConfig, topics: TopicsConfig, record: dict[str, Any]) -> None:

@@ -27,13 +27,12 @@ def _refused(target: Any, principal: Principal, action: str, why: str, **fields:
 
 
 def _taken_by_another(settings: Any, principal: Principal, watch_id: str, verb: str) -> str | None:
-    """Why ``principal`` may not replace or end the standing watch ``watch_id`` (None: may): a steward
-    may any; anyone else only one they subscribed, of a registered project that is not identified (the
-    web page's rule, ``radstream.web.app.unwatch_refusal``). No such active watch: may."""
-    if principal.has("steward"):
+    """Why ``principal`` may not replace or end the standing watch ``watch_id`` (None: may): the web
+    page's rule, ``streams.cohort.watch_refusal``. No such active watch: may."""
+    if principal.has("steward"):  # reads no topic
         return None
     from radstream.cli.retrieve import registered_project
-    from streams.cohort import WatchRegistry
+    from streams.cohort import WatchRegistry, watch_refusal
 
     watches = WatchRegistry(settings.kafka, settings.topics)
     watches.start()
@@ -45,12 +44,8 @@ def _taken_by_another(settings: Any, principal: Principal, watch_id: str, verb: 
     if w is None:
         return None
     _, registered = registered_project(settings, w.project_id, None)
-    if registered is None or registered.identified:
-        return (f"project {w.project_id!r} receives identified images (or is not registered): only a "
-                f"steward may {verb} its watch")
-    if w.requester != principal.user:
-        return f"watch {watch_id!r} was subscribed by {w.requester!r}: only they or a steward may {verb} it"
-    return None
+    return watch_refusal(principal, w.project_id, None if registered is None else registered.identified,
+                         w.requester, verb, f"watch {watch_id!r}")
 
 
 @click.command("watch")

@@ -54,7 +54,7 @@ from radstream.web.data import Refused, Unavailable, Warehouse
 from radstream.web.store import Cohort, Cohorts, session_secret
 from streams import audit
 from streams.auth import AuthError, Busy, Gate, Principal
-from streams.cohort import WatchRegistry
+from streams.cohort import WatchRegistry, watch_refusal
 from streams.ops import PATHS as OPS_PATHS
 from streams.ops import Ops, kafka_check
 
@@ -461,20 +461,14 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         return why
 
     def unwatch_refusal(sess: Session, w: dict[str, Any], wait_s: float = 5.0) -> str | None:
-        """Why this user may not end the standing watch ``w`` of a cohort (None: may). Cohorts are shared,
-        their watches are not: a steward may end any; anyone else only one they subscribed, and never one
-        of an identified project (only a steward may subscribe those, docs/web.md)."""
-        if sess.principal.has("steward"):
+        """Why this user may not end the standing watch ``w`` of a cohort (None: may): the rule of
+        ``radstream cohort unwatch`` too, ``streams.cohort.watch_refusal`` (docs/web.md)."""
+        if sess.principal.has("steward"):  # reads no topic
             return None
         project = w["project"]
         registered = project_registry().get(project, wait_s)
-        if registered is None or registered.identified:
-            return (f"project {project!r} receives identified images (or is not registered): only a steward "
-                    "may end its watch")
-        if w.get("by") != sess.principal.user:
-            return (f"the watch of project {project!r} was subscribed by {w.get('by')!r}: only they or a "
-                    "steward may end it")
-        return None
+        return watch_refusal(sess.principal, project, None if registered is None else registered.identified,
+                             w.get("by"), "end", f"the watch of project {project!r}")
 
     def takeover_refusal(sess: Session, c: Cohort, project: str) -> str | None:
         """Why this user may not (re)subscribe ``c`` for ``project`` (None: may). The watch id is the same
