@@ -1055,7 +1055,9 @@ def requester_refusal(project: Project | None, rec: dict[str, Any]) -> str | Non
     CLI's from its token's user); a request for an identified project that does not, whatever its
     ``source``, is refused (fail closed: an older request, or one written to the topic by hand, may be
     anyone's; the project may have become identified after it was made). The roles are as trustworthy as
-    the Kafka account that wrote the request (docs/access.md)."""
+    the Kafka account that wrote the request, and are those held when it was made: the worker has no token
+    store to ask (it may run on another host), so a role taken away later does not reach a queued request;
+    a steward cancels it (docs/access.md, "A role taken away")."""
     if project is None or not project.identified:
         return None
     roles = rec.get("requester_roles")
