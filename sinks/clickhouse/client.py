@@ -9,8 +9,10 @@ path while this one has it open.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
@@ -85,8 +87,23 @@ def _chdb_client(url: str, database: str | None, settings: dict[str, Any]) -> Cl
     parsed = urlparse(url)
     location = parsed.netloc.rpartition("@")[2] if parsed.netloc else unquote(parsed.path)
     path = None if location in ("", "memory", ":memory:") else location
+    if path is not None:
+        private_store_dir(Path(path))
     options = dict(parse_qsl(parsed.query)) or None
     return _CleanChdbClient(path=path, database=database, settings=settings, chdb_options=options)
+
+
+def private_store_dir(path: Path) -> None:
+    """The embedded store's directory, for its OS user only (0700).
+
+    Its part files hold every table, the stewards-only ones (original report text, the re-identification
+    map) included, and chDB writes them with the process's umask (0644 under the usual 022): the
+    warehouse's roles guard queries, not the files. A directory of another user is left as it is.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        path.chmod(0o700)
 
 
 def _connect(url: str, database: str | None, settings: dict[str, Any] | None) -> Client:
