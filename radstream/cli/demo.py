@@ -214,7 +214,7 @@ def _web_sign_in(settings: Settings, services: Services | None, port: int = 8088
         click.echo(f"web app: http://127.0.0.1:{port}/ (running)")
     else:
         click.echo(f"web app: `radstream stack up`, `radstream worker` and `radstream web --port {port}`, "
-                   f"then http://127.0.0.1:{port}/ (or `make demo` with --keep-running)")
+                   f"then http://127.0.0.1:{port}/ (or `radstream demo --keep-running`)")
     hours = int(DEMO_SIGN_IN.total_seconds() // 3600)
     click.echo(f"sign in as demo with: {token}\n(valid for {hours} hours, until the next `make demo`, "
                "or until `radstream auth revoke demo`)")

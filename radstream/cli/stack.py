@@ -35,6 +35,11 @@ def up(ctx: click.Context, only: str | None, brokers: int | None) -> None:
         for key, value in sorted(values.items()):
             click.echo(f"{section}.{key} = {value}")
     click.echo(f"stack up in {time.monotonic() - started:.1f} s (state: {settings.state_dir})")
+    if "kafka" in data["settings"]:
+        # the local broker has no accounts: say so where the stack is started, not only in the docs
+        click.echo("note: this broker is PLAINTEXT on 127.0.0.1 with no accounts: any local user can read "
+                   "every topic, original report text included. Use it for trials with test data; for "
+                   "real reports use a broker with SASL and ACLs (docs/access.md, \"Kafka\").", err=True)
 
 
 @stack.command("down")

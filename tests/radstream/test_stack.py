@@ -35,11 +35,15 @@ def _env(state_dir: Path) -> dict[str, str]:
     return env
 
 
-def stack(state_dir: Path, *args: str) -> str:
+def stack_run(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([sys.executable, "-m", "radstream", "stack", *args], env=_env(state_dir), cwd=ROOT,
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, f"radstream stack {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+    return proc
+
+
+def stack(state_dir: Path, *args: str) -> str:
+    return stack_run(state_dir, *args).stdout
 
 
 def status_rows(state_dir: Path) -> dict[str, dict[str, str]]:
@@ -101,8 +105,11 @@ def test_stack_up_status_down(tmp_path: Path, decoys: dict[str, subprocess.Popen
 
     state_dir = tmp_path / "state"
     try:
-        values = up_values(stack(state_dir, "up"))
+        first = stack_run(state_dir, "up")
+        values = up_values(first.stdout)
         assert (state_dir / "stack.json").exists()
+        # the broker has no accounts: the user is told where the stack starts
+        assert "any local user can read every topic" in first.stderr, first.stderr
 
         # status: which process runs where, and it is that process that answers there
         rows = status_rows(state_dir)
