@@ -32,6 +32,7 @@ class Detector:
     proper: bool = False  # a match with a word of the not-names lexicon is dropped (not a proper name)
     require_word: frozenset[str] = frozenset()  # if set, a match must contain one of these words
     one_word: bool = False  # an INSTITUTION of one word is allowed (after a strong context only)
+    not_clinical: bool = False  # a match with a clinical word (is_clinical) is dropped
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class Rules:
     # name or an institution found only by a weak context (names.py _joined, institution_one_word)
     clinical_words: frozenset[str]
     clinical_suffix: re.Pattern[str]  # a word with a clinical ending ("Cystoscopy", "Hepatology")
+    # what comes before a drug's name ("started on", "dose of"): a word found only after "and" that
+    # occurs there anywhere in the report is no name (names.py)
+    joined_not_after: re.Pattern[str]
     defs: dict[str, str]  # the macros (with the built-in letter classes), for patterns built in code
     raw: dict[str, Any]
 
@@ -160,6 +164,7 @@ def rules() -> Rules:
             bool(d.get("proper")),
             frozenset(w.lower() for w in d.get("require_word", ())),
             bool(d.get("one_word")),
+            bool(d.get("not_clinical")),
         )
         for d in raw["detectors"]
     )
@@ -189,6 +194,7 @@ def rules() -> Rules:
         clinical_words=(nlp_terms() | frozenset(w.lower() for w in words("clinical_words.txt")))
         - frozenset(w.lower() for w in words("surnames.txt") + words("first_names.txt")),
         clinical_suffix=re.compile(_expand(raw["clinical_suffixes"], defs), re.IGNORECASE),
+        joined_not_after=re.compile(n["joined_not_after"], re.IGNORECASE),
         defs={name: _expand(value, defs) for name, value in defs.items()},
         raw=raw,
     )
