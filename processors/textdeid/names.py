@@ -7,6 +7,9 @@ data, ``rules.json`` "names" and ``lexicons/``):
 - before a credential: "Jane Doe, RN", "John A. Smith MD", signatures;
 - after a trigger: "discussed with Lee", "read by", "Attending:", "Patient: DOE, JOHN", "his wife Mary";
 - a known given name followed by a capitalised word ("Maria Gonzalez was informed");
+- initials joined by a slash after a signature word or alone on a line ("dictated by AB/cd", "JK/mk");
+- a surname after a list marker before a person's verb ("(b) Nguyen notified");
+- a name joined by "and" to one found ("Dr. Patel and Okonkwo"), unless what follows says a thing (a drug);
 - any other occurrence, in the same report, of a surname found by the rules above.
 
 Eponyms (Hodgkin, Baker cyst, Smith fracture) are not names unless a title, credential or trigger says
@@ -20,7 +23,7 @@ import re
 from collections.abc import Iterator
 from functools import cache, lru_cache
 
-from processors.textdeid.rules import Rules, is_clinical, rules
+from processors.textdeid.rules import Rules, expand, is_clinical, rules
 
 Found = tuple[int, int]
 
@@ -94,10 +97,17 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "sentence_end": re.compile(r"(?:^|[.!?;:\n])[ \t]*(?:\(?[A-Za-z0-9]{1,3}\)[ \t]*)?$"),
         # a surname alone as the subject of a list item ("(b) Nguyen notified", "a) Okafor agreed"): the
         # marker is "(x)", "x)" or a lower-case "x." at the start of a line or sentence
+        # (the class first, not a look-behind: re scans for a leading character class fast; the text's
+        # first item is "list_item_first", matched at 0)
         "list_item_name": re.compile(
-            rf"(?<![^\n.!?;:])[ \t]*(?:\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+"
-            rf"({surname})(?![\w'\u2019-])"
+            rf"[\n.!?;:][ \t]*(?:\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+({surname})(?![\w'\u2019-])"
         ),
+        "list_item_first": re.compile(
+            rf"[ \t]*(?:\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+({surname})(?![\w'\u2019-])"
+        ),
+        # initials joined by a slash ("dictated by AB/cd", "JK/mk" alone on a line): rules.json names
+        **{k: re.compile(expand(r.raw["names"][k], r.defs)) for k in (
+            "slash_pair", "slash_pair_before", "slash_pair_after", "slash_line_before", "slash_line_after")},
         # all lower-case "dr. smith": the title is lower-case too, so the name is the next word; without
         # the dot only right after a trigger ("called to dr patel"): "chest dr obtained" is a DR radiograph
         "dr_lower": re.compile(
@@ -262,7 +272,8 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
         span = _trim(text, m.start(1), m.end(1), r)
         if span and span[1] - span[0] > 3 and not _eponym_use(text, *span, r):
             found.append(span)
-    for m in c["list_item_name"].finditer(text):
+    first = c["list_item_first"].match(text)
+    for m in ([first] if first else []) + list(c["list_item_name"].finditer(text)):
         # a surname alone after a list marker, before a person's verb ("(b) Nguyen notified")
         w = m.group(1)
         if (
@@ -282,11 +293,37 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
     # a word found only by "and" after a name, unless the report uses it as a thing elsewhere (a drug no
     # list knows: "Dr. Lee and Velrafenib ... started on Velrafenib"); kept, it is carried to every other
     # occurrence like any name ("Dr. Smith and Kowalczyk reviewed. Kowalczyk agreed.")
+    found.extend(_slash_initials(text))
     joined = [j for j in _joined(text, found, r) if not _used_as_thing(text, j, r)]
     found.extend(_lexicon(text, c, r))
     yield from found
     yield from joined
     yield from _propagate(text, found + joined, r)
+
+
+def _slash_initials(text: str) -> Iterator[Found]:
+    """Two sets of initials joined by a slash after a signature word ("dictated by AB/cd", "cc: jk/mk") or
+    alone on a line ("JK/mk"): tried at each slash of the text (a pattern tried at every position of a
+    long report cost some 2 ms)."""
+    c = _compiled()
+    pos = text.find("/")
+    while pos >= 0:
+        for back in (2, 3):  # the first part ends at this slash
+            m = c["slash_pair"].match(text, pos - back) if pos >= back else None
+            if m is None:
+                continue
+            s, e = m.span(1)
+            if (
+                c["slash_pair_before"].search(text, max(0, s - 40), s)
+                and c["slash_pair_after"].match(text, e)
+            ) or (
+                m.group(2)
+                and c["slash_line_before"].search(text, max(0, s - 8), s)
+                and c["slash_line_after"].match(text, e)
+            ):
+                yield s, e
+            break
+        pos = text.find("/", pos + 1)
 
 
 def _used_as_thing(text: str, span: Found, r: Rules) -> bool:
