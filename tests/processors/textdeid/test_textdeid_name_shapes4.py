@@ -173,6 +173,9 @@ def test_list_items_that_are_not_names_are_kept(text: str, word: str) -> None:
         ("Discussed with Dr. Pell and Quarvexa. Patient started on Quarvexa in May.", "Quarvexa"),
         ("Discussed with Dr. Pell and Quarvexa levels are pending.", "Quarvexa"),
         ("Discussed with Dr. Pell and Quarvexa-induced pneumonitis is suspected.", "Quarvexa"),
+        # a plural report noun starting a clause: carried to the whole report if taken for a name
+        ("Discussed with Dr. Pell and Images were reviewed. Images show no mass.", "Images"),
+        ("Discussed with Dr. Pell and Questions were answered. Questions remain.", "Questions"),
     ],
 )
 def test_a_drug_no_list_knows_after_dr_x_and_is_kept(text: str, word: str) -> None:
