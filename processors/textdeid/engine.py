@@ -86,6 +86,8 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
                 continue
             if d.require_word and not _has_word(text, s, e, d.require_word):
                 continue
+            if d.not_clinical and any(is_clinical(w, r) for w in re.findall(r"[^\W\d_]+", text[s:e])):
+                continue
             if d.type in ("INSTITUTION", "LOCATION"):
                 # leading words like "The"/"Outside"/"From" are not part of an institution's name; a city
                 # loses only prepositions and verbs ("From Portland"), never "The"/"Prior" (The Dalles,

@@ -7,6 +7,9 @@ data, ``rules.json`` "names" and ``lexicons/``):
 - before a credential: "Jane Doe, RN", "John A. Smith MD", signatures;
 - after a trigger: "discussed with Lee", "read by", "Attending:", "Patient: DOE, JOHN", "his wife Mary";
 - a known given name followed by a capitalised word ("Maria Gonzalez was informed");
+- initials joined by a slash after a signature word or alone on a line ("dictated by AB/cd", "JK/mk");
+- a surname after a list marker before a person's verb ("(b) Nguyen notified");
+- a name joined by "and" to one found ("Dr. Patel and Okonkwo"), unless what follows says a thing (a drug);
 - any other occurrence, in the same report, of a surname found by the rules above.
 
 Eponyms (Hodgkin, Baker cyst, Smith fracture) are not names unless a title, credential or trigger says
@@ -20,7 +23,7 @@ import re
 from collections.abc import Iterator
 from functools import cache, lru_cache
 
-from processors.textdeid.rules import Rules, is_clinical, rules
+from processors.textdeid.rules import Rules, expand, is_clinical, rules
 
 Found = tuple[int, int]
 
@@ -78,6 +81,10 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         # a verb whose subject is a person, with or without an object ("A. Lund saw the patient")
         "initial_person": re.compile(r.defs["INITIAL_NAME_PERSON_VERB"]),
         "joined_not_before": re.compile(r.raw["names"]["joined_not_before"], re.IGNORECASE),
+        # "(b) Nguyen notified", "a) Lee paged at 14:05": a passive of communication without "was"
+        "list_passive": re.compile(
+            r"[ \t]+(?:notified|paged|informed|called|contacted|updated|texted|messaged|emailed|aware)\b"
+        ),
         "declined_stop": re.compile(r",?[ \t]+declined[ \t]*(?:[.;,\n]|$)"),
         "stop_after": re.compile(r"[ \t]*(?:[.,;:)\n]|$)"),
         "and_end": re.compile(r"(?<![\w-])(?:and|&)[ \t]+$"),
@@ -86,7 +93,21 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "and_next": re.compile(
             rf"(?:,[ \t]*(?:{r.credential_any})(?![\w-]))?,?[ \t]+(?:and/or|and|&|\+)[ \t]+"
         ),
-        "sentence_end": re.compile(r"(?:^|[.!?;:\n])[ \t]*$"),
+        # a sentence, line or list item starts here ("(b) J. Nguyen", "c) K. Lund")
+        "sentence_end": re.compile(r"(?:^|[.!?;:\n])[ \t]*(?:\(?[A-Za-z0-9]{1,3}\)[ \t]*)?$"),
+        # a surname alone as the subject of a list item ("(b) Nguyen notified", "a) Okafor agreed"): the
+        # marker is "(x)", "x)" or a lower-case "x." at the start of a line or sentence
+        # (the class first, not a look-behind: re scans for a leading character class fast; the text's
+        # first item is "list_item_first", matched at 0)
+        "list_item_name": re.compile(
+            rf"[\n.!?;:][ \t]*(?:\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+({surname})(?![\w'\u2019-])"
+        ),
+        "list_item_first": re.compile(
+            rf"[ \t]*(?:\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+({surname})(?![\w'\u2019-])"
+        ),
+        # initials joined by a slash ("dictated by AB/cd", "JK/mk" alone on a line): rules.json names
+        **{k: re.compile(expand(r.raw["names"][k], r.defs)) for k in (
+            "slash_pair", "slash_pair_before", "slash_pair_after", "slash_line_before", "slash_line_after")},
         # all lower-case "dr. smith": the title is lower-case too, so the name is the next word; without
         # the dot only right after a trigger ("called to dr patel"): "chest dr obtained" is a DR radiograph
         "dr_lower": re.compile(
@@ -224,21 +245,23 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
             c["initial_before"].search(lower, max(0, m.start() - 40), m.start())
             or c["initial_after"].match(text, m.end())
         )
-        sentence = bool(c["sentence_end"].search(text, max(0, m.start() - 4), m.start()))
+        sentence = bool(c["sentence_end"].search(text, max(0, m.start() - 8), m.start()))
         if not named and (sentence or c["and_end"].search(text, max(0, m.start() - 6), m.start())):
             # only where a sentence starts (or after "and": "... and J. Okafor saw the patient"); the
-            # verb's shape alone, or a person's verb, not in a lettered list ("A. Hematoma displaced the
-            # bowel. B. ..."), and never after a clinical word that starts a list item
-            named = (sentence and bool(c["initial_comm"].match(text, m.end()))) or bool(
-                (
-                    (sentence and c["initial_verb"].match(text, m.end()))
-                    or (
-                        c["initial_person"].match(text, m.end())
-                        # after "and", "declined" must take an object: "AST and T. Bili declined." is a lab
-                        and (sentence or not c["declined_stop"].match(text, m.end()))
-                    )
+            # verb's shape alone not in a lettered list ("A. Hematoma displaced the bowel. B. ..."), a
+            # verb of communication or a person's verb in one too ("A. Lund saw the patient. B. Tran prefers
+            # MRI.": the letter goes with the name, it may be an initial: "C. ... D. O'Dwyer rang back"), and
+            # never after a clinical word that starts a list item
+            person = bool(
+                (sentence and c["initial_comm"].match(text, m.end()))
+                or (
+                    c["initial_person"].match(text, m.end())
+                    # after "and", "declined" must take an object: "AST and T. Bili declined." is a lab
+                    and (sentence or not c["declined_stop"].match(text, m.end()))
                 )
-                and not _lettered_list(text, m.start())
+            )
+            named = person or bool(
+                sentence and c["initial_verb"].match(text, m.end()) and not _lettered_list(text, m.start())
             )
             words = c["word"].findall(m.group(1))
             named = named and not any(
@@ -249,24 +272,74 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
         span = _trim(text, m.start(1), m.end(1), r)
         if span and span[1] - span[0] > 3 and not _eponym_use(text, *span, r):
             found.append(span)
+    first = c["list_item_first"].match(text)
+    for m in ([first] if first else []) + list(c["list_item_name"].finditer(text)):
+        # a surname alone after a list marker, before a person's verb ("(b) Nguyen notified")
+        w = m.group(1)
+        if (
+            (c["initial_comm"].match(text, m.end()) or c["initial_person"].match(text, m.end())
+             or c["initial_after"].match(text, m.end()) or c["list_passive"].match(text, m.end()))
+            and not _is_not_name(w, r)
+            and not any(x.lower() in r.initial_not_subject or is_clinical(x, r) for x in c["word"].findall(w))
+            and not _eponym_use(text, m.start(1), m.end(1), r)
+        ):
+            found.append((m.start(1), m.end(1)))
     for m in c["dr_lower"].finditer(text):
         if _is_not_name(m.group(3), r):
             continue
         if m.group(1) or any(c[k].search(lower, max(0, m.start() - 60), m.start())
                              for k in ("trigger_end", "per_end")):
             found.append((m.start(2), m.end(3)))
-    joined = list(_joined(text, found, r))
+    # a word found only by "and" after a name, unless the report uses it as a thing elsewhere (a drug no
+    # list knows: "Dr. Lee and Velrafenib ... started on Velrafenib"); kept, it is carried to every other
+    # occurrence like any name ("Dr. Smith and Kowalczyk reviewed. Kowalczyk agreed.")
+    found.extend(_slash_initials(text))
+    joined = [j for j in _joined(text, found, r) if not _used_as_thing(text, j, r)]
     found.extend(_lexicon(text, c, r))
     yield from found
     yield from joined
-    # a word found only by "and" after a name is not repeated elsewhere: its context is weak, and a
-    # clinical word taken by it would be wiped from the whole report
-    # (one of the name lexicons' words is: "Dr. Patel and Nguyen. Nguyen agreed.")
-    known = [
-        (s, e) for s, e in joined
-        if all(w.lower() in r.surnames or w.lower() in r.first_names for w in c["word"].findall(text[s:e]))
-    ]
-    yield from _propagate(text, found + known, r)
+    yield from _propagate(text, found + joined, r)
+
+
+def _slash_initials(text: str) -> Iterator[Found]:
+    """Two sets of initials joined by a slash after a signature word ("dictated by AB/cd", "cc: jk/mk") or
+    alone on a line ("JK/mk"): tried at each slash of the text (a pattern tried at every position of a
+    long report cost some 2 ms)."""
+    c = _compiled()
+    pos = text.find("/")
+    while pos >= 0:
+        for back in (2, 3):  # the first part ends at this slash
+            m = c["slash_pair"].match(text, pos - back) if pos >= back else None
+            if m is None:
+                continue
+            s, e = m.span(1)
+            if (
+                c["slash_pair_before"].search(text, max(0, s - 40), s)
+                and c["slash_pair_after"].match(text, e)
+            ) or (
+                m.group(2)
+                and c["slash_line_before"].search(text, max(0, s - 8), s)
+                and c["slash_line_after"].match(text, e)
+            ):
+                yield s, e
+            break
+        pos = text.find("/", pos + 1)
+
+
+def _used_as_thing(text: str, span: Found, r: Rules) -> bool:
+    """A word of a name found only after "and" occurs in the report after what a drug's name follows
+    ("started on", "dose of", "held") or before what says a thing ("10 mg", "therapy", "was started")."""
+    c = _compiled()
+    for w in c["word"].findall(text[span[0] : span[1]]):
+        if w.lower() in r.surnames or w.lower() in r.first_names:
+            continue
+        for m in re.finditer(rf"(?<![\w'\u2019-]){re.escape(w)}(?![\w'\u2019])", text):
+            if (
+                r.joined_not_after.search(text, max(0, m.start() - 40), m.start())
+                or c["joined_not_before"].match(text, m.end())
+            ):
+                return True
+    return False
 
 
 def _joined(text: str, found: list[Found], r: Rules) -> Iterator[Found]:

@@ -32,6 +32,7 @@ class Detector:
     proper: bool = False  # a match with a word of the not-names lexicon is dropped (not a proper name)
     require_word: frozenset[str] = frozenset()  # if set, a match must contain one of these words
     one_word: bool = False  # an INSTITUTION of one word is allowed (after a strong context only)
+    not_clinical: bool = False  # a match with a clinical word (is_clinical) is dropped
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class Rules:
     # name or an institution found only by a weak context (names.py _joined, institution_one_word)
     clinical_words: frozenset[str]
     clinical_suffix: re.Pattern[str]  # a word with a clinical ending ("Cystoscopy", "Hepatology")
+    # what comes before a drug's name ("started on", "dose of"): a word found only after "and" that
+    # occurs there anywhere in the report is no name (names.py)
+    joined_not_after: re.Pattern[str]
     defs: dict[str, str]  # the macros (with the built-in letter classes), for patterns built in code
     raw: dict[str, Any]
 
@@ -111,7 +115,8 @@ def letter_classes() -> dict[str, str]:
     }
 
 
-def _expand(pattern: str, defs: dict[str, str]) -> str:
+def expand(pattern: str, defs: dict[str, str]) -> str:
+    """A pattern with its {MACROS} replaced."""
     for _ in range(3):  # macros may use macros
         for name, value in defs.items():
             pattern = pattern.replace("{" + name + "}", value)
@@ -147,19 +152,20 @@ def rules() -> Rules:
             d["name"],
             d["type"],
             int(d.get("priority", 50)),
-            re.compile(_expand(d["pattern"], defs)),
+            re.compile(expand(d["pattern"], defs)),
             int(d.get("group", 0)),
             d.get("format", ""),
             tuple(d.get("requires", ())),
-            re.compile(_expand(d["gate"], defs)) if d.get("gate") else None,
+            re.compile(expand(d["gate"], defs)) if d.get("gate") else None,
             d.get("text") == "lower",
             re.compile(d["exclude"]) if d.get("exclude") else None,
-            re.compile(_expand(d["before"], defs)) if d.get("before") else None,
+            re.compile(expand(d["before"], defs)) if d.get("before") else None,
             bool(d.get("extend")),
             re.compile(d["not_before"]) if d.get("not_before") else None,
             bool(d.get("proper")),
             frozenset(w.lower() for w in d.get("require_word", ())),
             bool(d.get("one_word")),
+            bool(d.get("not_clinical")),
         )
         for d in raw["detectors"]
     )
@@ -169,11 +175,11 @@ def rules() -> Rules:
         institution_stop_first=frozenset(raw["institution_stop_first"]),
         location_stop_first=frozenset(raw["location_stop_first"]),
         location_not_words=frozenset(w.lower() for w in raw["location_not_words"]),
-        title=re.compile(_expand(n["titles"], defs)),
+        title=re.compile(expand(n["titles"], defs)),
         credential_any=n["credentials_any"],
         credential_bare=n["credentials_bare"],
         trigger=n["triggers"],
-        token=_expand(n["token"], defs),
+        token=expand(n["token"], defs),
         eponym_head=re.compile(n["eponym_heads"], re.IGNORECASE),
         first_names=frozenset(w.lower() for w in words("first_names.txt")),
         surnames=frozenset(w.lower() for w in words("surnames.txt")),
@@ -188,8 +194,9 @@ def rules() -> Rules:
         institution_words=frozenset(w.lower() for w in raw.get("proper_allowed_words", ())),
         clinical_words=(nlp_terms() | frozenset(w.lower() for w in words("clinical_words.txt")))
         - frozenset(w.lower() for w in words("surnames.txt") + words("first_names.txt")),
-        clinical_suffix=re.compile(_expand(raw["clinical_suffixes"], defs), re.IGNORECASE),
-        defs={name: _expand(value, defs) for name, value in defs.items()},
+        clinical_suffix=re.compile(expand(raw["clinical_suffixes"], defs), re.IGNORECASE),
+        joined_not_after=re.compile(n["joined_not_after"], re.IGNORECASE),
+        defs={name: expand(value, defs) for name, value in defs.items()},
         raw=raw,
     )
 

@@ -138,6 +138,31 @@ KEEP: dict[str, list[str]] = {
         "Stable per mri and cea.", "Per ecg and tee, no change.", "Discussed with pt and sis.",
         "ALT and T. Bili declined.", "Host: neutropenic.",
     ],
+    # session 17 (the misses listed after session 16): each class with its look-alikes
+    "initials_slash": [
+        "Chest PA/lat views.", "AP/lat views of the knee.", "CT/MR correlation is advised.",
+        "Drainage per ACR/SIR guidelines.", "PA/lat", "RUQ/LUQ", "Hx/dx reviewed.", "ER/PR positive.",
+        "T1/T2 hyperintense focus.", "Scan w/wo contrast.",
+    ],
+    "institution_more": [
+        "Patient was seen at Bedside today.", "Nodule seen at Apex bilaterally.",
+        "Patient returned from Dialysis this morning.", "Host: Immunocompromised patient.",
+        "Server: Down for maintenance.", "Station: Ward 4 nurse.", "Workstation: Reading room 3.",
+        "Host: Transplant recipient on tacrolimus.", "Station 4R node measures 9 mm.",
+        "Patient was seen at Clinic today.",
+    ],
+    "joined_propagate": [
+        "Heparin was held.", "Nodule and effusion unchanged.", "Effusion is stable.",
+        "Discussed with the team and Nephrology.", "Agreed with the plan.",
+    ],
+    "list_person_verb": [
+        "(c) Radiology notified.", "(d) Family notified.", "A. Hematoma displaced the bowel.",
+        "B. Kidneys enhance normally.", "(a) Patient agreed to proceed.", "b) Pharmacy notified.",
+        "c) Surgery paged.", "(e) Oncology aware.",
+    ],
+    "joined_clinical": [
+        "Effusion is unchanged.", "Heparin was held.", "Follow-up CT is advised.",
+    ],
 }
 
 
@@ -446,6 +471,96 @@ class Gen:
         self.keep(d, "clinical_guard")
 
 
+# session 17: made-up surnames and drug names that none of the de-identifier's lexicons has
+UNKNOWN = ["Vandersloot", "Okparaeke", "Brzezinski", "Tallowfield", "Quennell", "Dunmore", "Ashcombe",
+           "Feltham", "Okoro", "Marchetti"]
+DRUGS = ["Velrafenib", "Zorlatinib", "Quilexa", "Orvenza", "Tirvalo", "Trexomab", "Zentroxa", "Brolvesta",
+         "Ketrazumab", "Nomivant"]
+
+
+class Gen17(Gen):
+    def initials_slash(self, d: Doc) -> None:
+        """Two sets of initials joined by a slash ("cc: jk/mk", "Dictated by AB/cd", "JK/mk" alone)."""
+        up = self.pick(["JK", "TW", "RB", "KLM", "DPS", "HG", "EWJ", "SB", "LKT", "NF"])
+        lo = self.pick(["mk", "jb", "tc", "rw", "kh", "ejs", "bf", "nk"])
+        lo2 = self.pick([x for x in ["jk", "tw", "rb", "hg", "sb", "nf"] if x != lo])
+        k = self.rng.randrange(6)
+        v = {"A": (up, "NAME"), "a": (lo2, "NAME"), "b": (lo, "NAME"), "B": (lo.upper(), "NAME")}
+        t = ["cc: {a}/{b}", "Dictated by {A}/{b}.", "No acute findings.\n{A}/{b}",
+             "Findings d/w {a}/{b} at 16:2" + str(self.rng.randrange(10)) + ".", "Transcribed by: {A}/{B}",
+             "Stable.\n{A}/{b}  D: 12:14"][k]
+        d.template(t, v)
+        self.keep(d, "initials_slash")
+
+    def institution_more(self, d: Doc) -> None:
+        """A one-word institution or a host name with ordinary words after it ("seen at Mercy yesterday",
+        "Server: Radnet Main"): the name goes, the words after it may stay."""
+        if self.rng.random() < 0.5:
+            inst = self.pick(INSTITUTIONS)
+            t = self.pick(["Patient was seen at {i} yesterday with the same pain.",
+                           "Transferred from {i} last week for further care.",
+                           "CT performed at {i} two weeks ago showed a nodule.",
+                           "Images from {i} show a stable lesion.", "She was evaluated at {i} earlier today.",
+                           "Followed at {i} since childhood."])
+            d.template(t, {"i": (inst, "INSTITUTION")})
+        else:
+            word = self.pick(HOST_WORDS).capitalize() + self.pick(["net", "store", "arch", "prime", "hub"])
+            station = self.pick(["CTSCAN3", "MRSUITE2", "USROOM4", "XRAY07", "ANGIO2"])
+            t = self.pick(["Server: {h} Main", "Station: {s} room 2", "Host: {h} (primary)",
+                           "AE title: {H} backup node", "Station: {s} in the ED"])
+            d.template(t, {"h": (word, "ID"), "H": (word.upper(), "ID"), "s": (station, "ID")})
+        self.keep(d, "institution_more")
+
+    def joined_propagate(self, d: Doc) -> None:
+        """A name no lexicon knows found only after "and" ("Dr. Smith and Kowalczyk"), repeated bare later."""
+        a, b = self.rng.sample(UNKNOWN, 2)
+        t = self.pick(["Dr. {a} and {b} reviewed the images.",
+                       "Findings discussed with Dr. {a} and {b} at 10:4" + str(self.rng.randrange(10)) + ".",
+                       "Case reviewed with Dr. {a} and {b}, who agreed."])
+        d.template(t, {"a": (a, "NAME"), "b": (b, "NAME")})
+        d.add(" ")
+        d.template(self.pick(["{b} agreed with the plan.", "{b} will call the family.",
+                              "Recommendations from {b} were followed.", "{b} to review the MRI."]),
+                   {"b": (b, "NAME")})
+        self.keep(d, "joined_propagate")
+
+    def list_person_verb(self, d: Doc) -> None:
+        """A person's verb in a lettered list ("a) discussed with Nguyen", "(b) Nguyen notified",
+        "A. Lund saw the patient. B. Tran prefers MRI.")."""
+        n, m = self.rng.sample(UNKNOWN + PLAIN, 2)
+        k = self.rng.randrange(6)
+        t = ["a) discussed with {n} at 09:1" + str(self.rng.randrange(10)) + ".",
+             "(b) {n} notified at 14:2" + str(self.rng.randrange(10)) + ".", "c) {n} agreed with the plan.",
+             "{N} saw the patient.\n{M} prefers MRI.", "(a) Dr. {n} paged.\n(b) {m} called back.",
+             "b) {n} was informed by phone."][k]
+        # "A. Lund saw ...": the letter of a lettered list may be the person's initial ("C. ... D. O'Dwyer
+        # rang back", class initial_verb), so it is removed with the name and is part of the gold span
+        d.template(t, {"n": (n, "NAME"), "m": (m, "NAME"),
+                       "N": (f"A. {n}", "NAME"), "M": (f"B. {m}", "NAME")})
+        self.keep(d, "list_person_verb")
+
+    def joined_clinical(self, d: Doc) -> None:
+        """A name after "Dr. X and" beside a drug name no list knows in the same place ("Dr. Lee and
+        Velrafenib was started"): the name is found, the drug is kept."""
+        a, b, c = self.rng.sample(UNKNOWN + PLAIN, 3)
+        drug = self.pick(DRUGS)
+        d.template(self.pick(["Discussed with Dr. {a} and {b} at 11:0" + str(self.rng.randrange(10)) + ".",
+                              "Results called to Dr. {a} and {b}, who agreed.",
+                              "Dr. {a} and {b} were informed.",
+                              "Discussed with Dr. {a} and {b}; {b} was paged."]),
+                   {"a": (a, "NAME"), "b": (b, "NAME")})
+        d.add("\n")
+        d.template(self.pick(["Reviewed with Dr. {c} and " + drug + " was started.",
+                              "Discussed with Dr. {c} and " + drug + " 200 mg daily was advised.",
+                              "Discussed with Dr. {c} and " + drug + " therapy is planned.",
+                              "Per Dr. {c} and " + drug + " is to be held.",
+                              "Discussed with Dr. {c} and " + drug + ". Patient started on " + drug
+                              + " in May.",
+                              "Discussed with Dr. {c} and " + drug + " levels are pending."]),
+                   {"c": (c, "NAME")})
+        self.keep(d, "joined_clinical")
+
+
 CLASSES = ["name_particle", "name_shape", "initial_sentence", "institution_word", "host", "age_words",
            "initials_lower", "unicode_name",
            # session 15, r6 review: appended, so the passages of the classes above are unchanged
@@ -453,13 +568,15 @@ CLASSES = ["name_particle", "name_shape", "initial_sentence", "institution_word"
            # session 16: appended, so the passages of the 13 classes above are unchanged
            "initial_person_verb", "name_after_and", "institution_weak", "initials_lower_list", "host_label",
            # review r14 (session 16): appended, so the passages of the 18 classes above are unchanged
-           "clinical_guard"]
+           "clinical_guard",
+           # session 17: appended, so the passages of the 19 classes above are unchanged
+           "initials_slash", "institution_more", "joined_propagate", "list_person_verb", "joined_clinical"]
 
 
 def main(argv: list[str]) -> None:
     per_class = int(argv[1]) if len(argv) > 1 else 40
     seed = int(argv[2]) if len(argv) > 2 else 29
-    gen = Gen(seed)
+    gen = Gen17(seed)
     for cls in CLASSES:
         for i in range(per_class):
             d = Doc()
