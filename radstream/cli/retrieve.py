@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -74,19 +75,34 @@ def identified_requester(settings: Settings, project: Project | None,
     ``retrieval.request``, with ``fields``) and the request carries its roles, which the DICOM worker
     checks again when the request runs; it refuses a request for an identified project that carries none.
     A de-identified project's request carries none (any requester may ask; the worker re-checks if the
-    project turns identified before it runs)."""
-    if project is None or not project.identified:
-        return requester or getpass.getuser(), None
-    from radstream.access import authorise
+    project turns identified before it runs); it names ``requester``, else the user of ``RADSTREAM_TOKEN``
+    when one is set (so that its user may cancel it: ``retrieve cancel``), else the OS user. An identified
+    project's request names its steward: another ``requester`` is refused, or nothing would tie the
+    request to the steward who made it (``retrieve cancel --requester``, the audit trail)."""
+    from radstream.access import authorise, cli_principal
     from streams.auth import AuthError
 
+    if project is None or not project.identified:
+        if requester:
+            return requester, None
+        if not os.environ.get("RADSTREAM_TOKEN", "").strip():
+            return getpass.getuser(), None
+        try:
+            return cli_principal(settings).user, None
+        except (AuthError, OSError) as exc:
+            why = exc.reason if isinstance(exc, AuthError) else str(exc)
+            raise click.ClickException(refused(settings, why, **fields)) from None
     try:
         principal, _ = authorise(settings, "retrieval.request", ("steward",),
                                  **{"project": project.project_id, **fields})
     except AuthError as exc:
         raise click.ClickException(f"project {project.project_id!r} receives identified images: only a "
                                    f"steward may send studies to it ({exc.reason})") from None
-    return requester or principal.user, sorted(principal.roles)
+    if requester and requester != principal.user:
+        why = (f"project {project.project_id!r} receives identified images: its requests name the steward "
+               f"who makes them ({principal.user!r}), not --requester {requester!r}")
+        raise click.ClickException(refused(settings, why, **fields))
+    return principal.user, sorted(principal.roles)
 
 
 def _when(value: str | None) -> datetime | None:
@@ -109,7 +125,9 @@ def _when(value: str | None) -> datetime | None:
 @click.option("--priority", type=click.Choice(["low", "normal", "high"]), default="normal", show_default=True)
 @click.option("--not-before", default=None, help="ISO time; the move does not start earlier.")
 @click.option("--not-after", default=None, help="ISO time; the request fails if not started by then.")
-@click.option("--requester", default=None, help="Who asks (default: the OS user).")
+@click.option("--requester", default=None,
+              help="Who asks (default: the user of RADSTREAM_TOKEN, else the OS user; an identified "
+                   "project's request names its steward).")
 @click.pass_context
 def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, study_uid: str | None,
              patient_id: str | None, study_date: str | None, destination: str | None, project: str | None,
@@ -198,8 +216,8 @@ def _cancelable(settings: Settings, ids: tuple[str, ...], project: str | None,
 
 def cancel_refusal(user: str, steward: bool, rid: str, req: dict[str, str] | None) -> str | None:
     """Why ``user`` may not cancel request ``rid`` (None: may). A steward (or admin) may cancel any
-    request; anyone else only one that names them as its requester (as a watch's subscriber may end it:
-    ``streams.cohort.watch_refusal``). An unknown or finished request, or one cancelled already, is
+    request; anyone else only one that names them as its requester (the name the request states). An
+    unknown or finished request, or one cancelled already, is
     refused for everyone: the worker would ignore the cancel."""
     if req is None:
         return f"request {rid!r} is not in the warehouse's retrieval_requests (unknown request id)"
@@ -294,7 +312,7 @@ def cancel(ctx: click.Context, request_ids: tuple[str, ...], project: str | None
     flush_audit(target)
     for req in allowed:
         if req["request_id"] in confirmed:
-            click.echo(f"cancelled {req['request_id']} (project {req['project_id']}, destination "
+            click.echo(f"cancel sent for {req['request_id']} (project {req['project_id']}, destination "
                        f"{req['destination_ae']}, requested by {req['requester']})")
     for why in refusals:
         click.echo(f"refused: {why}", err=True)

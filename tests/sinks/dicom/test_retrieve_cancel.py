@@ -142,14 +142,15 @@ def test_cancelled_behind_a_closed_window_ends_cancelled_and_moves_nothing(s: Se
             run = CliRunner().invoke
             own = run(main, ["retrieve", "cancel", mine], env=ana)
             assert own.exit_code == 0, own.output
-            assert f"cancelled {mine} (project IRB-7, destination RESEARCH, requested by ana)" in own.output
+            sent = f"cancel sent for {mine} (project IRB-7, destination RESEARCH, requested by ana)"
+            assert sent in own.output
             other = run(main, ["retrieve", "cancel", theirs], env=ana)
             assert other.exit_code == 1, other.output
             assert "made by 'bo': only they or a steward" in other.output
             unknown = run(main, ["retrieve", "cancel", "no-such-request", stewards], env=stew)
             assert unknown.exit_code == 1, unknown.output
             assert "'no-such-request' is not in the warehouse" in unknown.output
-            assert f"cancelled {stewards} (project P2" in unknown.output  # the known one all the same
+            assert f"cancel sent for {stewards} (project P2" in unknown.output  # the known one all the same
             states = _states(s, lambda st: all(set(st.get(r, [])) & FINAL for r in (mine, stewards)))
         finally:
             w.stop_event.set()
@@ -187,7 +188,7 @@ def test_a_finished_or_cancelled_request_is_refused_and_project_cancels_only_one
     # an analyst's --project: their own open requests only (not the finished one, not bo's)
     mine = run(main, ["retrieve", "cancel", "--project", "IRB-7"], env=ana)
     assert mine.exit_code == 0, mine.output
-    assert sorted(line.split()[1] for line in mine.output.splitlines()) == sorted([open1, open2])
+    assert sorted(line.split()[3] for line in mine.output.splitlines()) == sorted([open1, open2])
     # the sink writes the cancels to the warehouse: then they are refused as cancelled already
     from sinks.clickhouse.client import open_client
     from sinks.clickhouse.query import close_readonly_clients
@@ -204,7 +205,7 @@ def test_a_finished_or_cancelled_request_is_refused_and_project_cancels_only_one
     assert again.exit_code == 1 and "was cancelled by 'ana' already" in again.output, again.output
     rest = run(main, ["retrieve", "cancel", "--project", "IRB-7"], env=stew)  # a steward's: bo's too
     assert rest.exit_code == 0, rest.output
-    assert [line.split()[1] for line in rest.output.splitlines()] == [bos]
+    assert [line.split()[3] for line in rest.output.splitlines()] == [bos]
     audited = [(a, ok) for a, ok, _, _ in _audited(s)]
     assert sorted(audited) == sorted([("ana", False), ("ana", False), ("ana", True), ("ana", True),
                                       ("stew", False), ("stew", True)])
@@ -228,7 +229,7 @@ def test_a_cancel_the_broker_refuses_is_an_error_and_claims_nothing(topic_settin
         fut.result(30)
     out = CliRunner().invoke(main, ["retrieve", "cancel", rid], env=role_env(s, "ana", "analyst"))
     assert out.exit_code == 1, out.output
-    assert "Kafka did not confirm 1 of 1 cancel(s)" in out.output and "cancelled " not in out.output
+    assert "Kafka did not confirm 1 of 1 cancel(s)" in out.output and "cancel sent" not in out.output
     assert [(a, ok) for a, ok, _, _ in _audited(s)] == [("ana", False)]
 
 

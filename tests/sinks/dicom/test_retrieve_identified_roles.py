@@ -5,7 +5,6 @@ the DICOM worker refuses a request for an identified project that carries no rol
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,9 @@ def test_retrieve_to_an_identified_project_needs_a_steward_and_sends_the_roles(
     assert deid.exit_code == 0, deid.output  # a de-identified project: any requester
     ok = runner.invoke(main, [*args, "P9"], env=role_env(s, "stew", "steward"))
     assert ok.exit_code == 0, ok.output
+    # an identified project's request names the steward who makes it, never another name
+    alias = runner.invoke(main, [*args, "P9", "--requester", "someone"], env=role_env(s, "stew", "steward"))
+    assert alias.exit_code != 0 and "name the steward who makes them" in alias.output, alias.output
     cohort = tmp_path / "cohort.csv"
     cohort.write_text("accession\nA3\n")
     bad = runner.invoke(main, ["cohort", "retrieve", "--csv", str(cohort), "--project", "P9",
@@ -52,7 +54,7 @@ def test_retrieve_to_an_identified_project_needs_a_steward_and_sends_the_roles(
     sent = _sent(s, 3)  # the topic's partitions: no order across them
     got = sorted((r["project_id"], r["requester"], str(r["requester_roles"]), r["source"]) for r in sent)
     assert got == [
-        ("IRB-7", getpass.getuser(), "None", "manual"), ("P9", "stew", "['steward']", "cohort"),
+        ("IRB-7", "ana", "None", "manual"), ("P9", "stew", "['steward']", "cohort"),
         ("P9", "stew", "['steward']", "manual")]
 
 
