@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from radstream.config import Settings, settings_env
 from streams import serde
 from streams.producer import make_producer
+from tests.helpers_chdb import seed_store_of
 from tests.streams.helpers import report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,9 @@ class Proc:
 
     def __init__(self, settings: Settings, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.log, self.settings = log, settings
+        if args[:1] == ("worker",) and "--no-sink" not in args:
+            # its store starts as a migrated copy when there is none yet (tests/helpers_chdb.py)
+            seed_store_of(settings.clickhouse.url, settings.clickhouse.database)
         full = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT), **(env or {})}
         self._out: IO[bytes] = log.open("ab")
         self.started = time.monotonic()

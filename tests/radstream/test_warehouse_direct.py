@@ -15,6 +15,7 @@ from sinks.clickhouse.client import open_client
 from sinks.clickhouse.migrate import migrate
 from streams.auth import TokenStore
 from streams.serde import decode
+from tests.helpers_chdb import seed_store_of
 from tests.streams.helpers import consume
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,7 @@ def test_a_direct_query_is_checked_against_the_callers_roles_and_audited(topic_s
     s = topic_settings.replace(state_dir=str(tmp_path / "state"),
                                clickhouse={"url": "", "database": "radstream"})
     Path(s.state_dir).mkdir(parents=True)
+    seed_store_of(s.clickhouse.url, "radstream")  # a migrated copy (tests/helpers_chdb.py)
     client = open_client(s.clickhouse)
     try:
         migrate(client, "radstream")

@@ -103,7 +103,13 @@ def radstream_process(settings: Settings, log_path: Path, *args: str, stop_s: fl
 
 @contextmanager
 def worker_process(settings: Settings, log_path: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``radstream worker [args]`` as a real process (``radstream_process``)."""
+    """``radstream worker [args]`` as a real process (``radstream_process``). Its embedded store, when
+    it runs the sink and no store is there yet, starts as a migrated copy (``tests.helpers_chdb``): its
+    own migrate then applies nothing, and the test does not wait for the migrations."""
+    if "--no-sink" not in args:
+        from tests.helpers_chdb import seed_store_of
+
+        seed_store_of(settings.clickhouse.url, settings.clickhouse.database)
     with radstream_process(settings, log_path, "worker", *args) as proc:
         yield proc
 

@@ -22,6 +22,7 @@ from sinks.clickhouse.config import ClickHouseConfig
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.query import close_readonly_clients, run_readonly
 from sinks.clickhouse.sink import write_records
+from tests.helpers_chdb import migrated_store
 from tests.sinks.clickhouse.factories import finding, findings, report
 
 ANALYST = policy_for(["analyst"])
@@ -47,7 +48,9 @@ def read_only_ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
 
 
 def _store(tmp_path: Path) -> Iterator[Client]:
-    client = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="rs"))
+    # a copy of a migrated store (tests/helpers_chdb.py): migrate checks it and applies nothing
+    store = migrated_store(tmp_path / "chdb", "rs")
+    client = open_client(ClickHouseConfig(url=f"chdb://{store}", database="rs"))
     migrate(client, "rs")
     a1 = report("A1", exam_time=DAY, text="FINDINGS: 8 mm Nodule in the right upper lobe. O'Brien sign.",
                 study_ref="sr1.A1")

@@ -32,6 +32,7 @@ from sinks.clickhouse.query import close_readonly_clients
 from sinks.dicom.projects import Project, StaticProjects
 from streams.auth import TokenStore
 from streams.cohort import WatchRegistry
+from tests.helpers_chdb import migrated_store
 from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
 from tests.streams.helpers import free_port
 
@@ -125,7 +126,9 @@ def web(topic_settings: Settings, tmp_path: Path) -> Iterator[App]:
     for user, role in (("rita", "analyst"), ("sam", "steward")):
         store.add_user(user, [role])
         tokens[role] = store.add_token(user)
-    ch = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="radstream"))
+    # a copy of a migrated store (tests/helpers_chdb.py): migrate checks it and applies nothing
+    chdb = migrated_store(tmp_path / "chdb", "radstream")
+    ch = open_client(ClickHouseConfig(url=f"chdb://{chdb}", database="radstream"))
     migrate(ch, "radstream")
     for table in ("reports", "report_versions"):  # the sink writes both
         ch.command(f"INSERT INTO radstream.{table} (site, accession, version, status, modality, exam_time, "

@@ -23,6 +23,7 @@ from sinks.clickhouse.access import ROLES_DIR
 from sinks.clickhouse.client import open_client
 from sinks.clickhouse.migrate import migrate
 from streams.auth import TokenStore
+from tests.helpers_chdb import seed_store_of
 from tests.streams.helpers import free_port, worker_process
 
 from .factories import report
@@ -62,6 +63,7 @@ def secured(topic_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings
         worker={"web_port": free_port()}, clickhouse={"url": "", "database": "radstream"},
         auth={"roles_dir": str(roles)})
     Path(settings.state_dir).mkdir(parents=True)
+    seed_store_of(settings.clickhouse.url, "radstream")  # a migrated copy (tests/helpers_chdb.py)
     client = open_client(settings.clickhouse)  # before the worker owns the store
     try:
         migrate(client, "radstream")

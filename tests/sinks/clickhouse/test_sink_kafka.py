@@ -17,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 from radstream.config import Settings
 from sinks.clickhouse.client import open_client
 from sinks.clickhouse.service import SinkService
+from tests.helpers_chdb import migrated_store
 
 from .factories import BASE_TIME, finding, findings, report
 from .kafka_helpers import (
@@ -281,7 +282,9 @@ def test_sink_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
     sink_settings: Settings, tmp_path: Path
 ) -> None:
     s = sink_settings
-    store = tmp_path / "killed-store"
+    # a migrated copy (tests/helpers_chdb.py): the sink process consumes at once instead of migrating
+    # first (up to 10 s on a loaded host, counted against the wait for its first commit)
+    store = migrated_store(tmp_path / "killed-store", "rs")
     env = _env(s, store, s.kafka.consumer_group + "-killed")
     group = s.kafka.consumer_group + "-killed.clickhouse-sink"  # the sink's group id
     log = tmp_path / "sink.log"
