@@ -135,12 +135,13 @@ def cluster_form(stmt: str, database: str, cluster: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sinks.clickhouse.migrate --cluster NAME [--database DB] NNN``: print the statements of
-    migration NNN (ALTER TABLE only) for a running cluster, with its data placeholders filled in."""
+    """``python -m sinks.clickhouse.migrate [--cluster NAME] [--database DB] NNN``: print the statements of
+    migration NNN with its data placeholders filled in, to run by hand (again after a replay, or on a
+    running cluster: ALTER TABLE statements only, ``cluster_form``)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m sinks.clickhouse.migrate", description=main.__doc__)
-    parser.add_argument("--cluster", required=True)
+    parser.add_argument("--cluster", default=None)
     parser.add_argument("--database", default="radstream")
     parser.add_argument("version", type=int)
     args = parser.parse_args(argv)
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     if not found:
         raise SystemExit(f"no migration {args.version:03d} in {DDL_DIR}")
     for stmt in statements(found[0].text, args.database):
-        print(cluster_form(stmt, args.database, args.cluster) + ";\n")
+        print((cluster_form(stmt, args.database, args.cluster) if args.cluster else stmt) + ";\n")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@
 -- a blank or '-', joined by one blank, a typographic apostrophe read as ') is a title of that section in
 -- the splitter's vocabulary. {section_titles} is that vocabulary, filled in from
 -- processors/nlp/sections/headers.json when the migration runs (sinks/clickhouse/migrate.py, DATA), not
--- a copy of it. SQL reads tokens as Python does for ASCII text; a title with any other character is
--- replaced (lower() and re2's \w and \s are ASCII only, so no such title could be read as a header word
--- that Python would not). What SQL cannot check: the live rule also replaces a bare header word that the
+-- a copy of it. SQL reads tokens as Python does for ASCII text (but for \v and \x1c-\x1f, blanks to
+-- Python and signs here: such a title is replaced); a title with any other character is replaced
+-- (lower() and re2's \w and \s are ASCII only, so no such title could be read as a header word that
+-- Python would not). What SQL cannot check: the live rule also replaces a bare header word that the
 -- de-identification changed in the text; here such a title (a word of the header vocabulary itself) is
 -- kept.
 --

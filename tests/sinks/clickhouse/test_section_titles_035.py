@@ -6,6 +6,7 @@ the original text) through the sink's mapping into a store migrated up to 034.""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +161,32 @@ def test_the_cluster_form_parses_and_cleans_the_local_table(old_store: Client) -
     old_store.command(stmt.replace(" ON CLUSTER `warehouse`", ""))
     migrate(old_store, "rs")
     assert titles(old_store, "sections_local") == titles(old_store)
+
+
+def test_on_random_titles_sql_never_keeps_what_python_replaces(old_store: Client) -> None:
+    """Titles built from the header vocabulary (any case, blanks, hyphens, signs, qualifiers; another
+    section's name at times): where the SQL keeps a title, the Python rule keeps it too, and on ASCII titles
+    (but \\v and \\x1c, blanks to Python only) the two agree."""
+    name_of = default_splitter().name_of
+    names, keys, rng = sorted(set(name_of.values())), sorted(name_of), random.Random(7)
+    seps = [" ", "  ", "\t", "\n", "-", " - ", "\x0b", "\x1c", "_", ".", "'", "\u2019", "\u00a0"]
+    rows: list[tuple[str, str]] = []
+    for _ in range(2000):
+        key = rng.choice(keys)
+        title = rng.choice(seps[:3] if rng.random() < 0.7 else seps).join(key.split(" "))
+        title = "".join(c.upper() if rng.random() < 0.5 else c for c in title)
+        title += rng.choice(["", "", " #2", " (x)", ":", " ", "1"])
+        rows.append((title, name_of[key] if rng.random() < 0.8 else rng.choice(names)))
+    (mig,) = [m for m in migrations(DDL_DIR) if m.version == 35]
+    (stmt,) = statements(mig.text, "rs")
+    where = stmt.split("\nWHERE ", 1)[1].rsplit("\nSETTINGS ", 1)[0]
+    old_store.command("CREATE TABLE rs.titles (i UInt32, title String, name String) ENGINE = Memory")
+    old_store.insert("rs.titles", [[i, t, n] for i, (t, n) in enumerate(rows)],
+                     column_names=["i", "title", "name"])
+    replaced = {int(r[0]) for r in old_store.query(f"SELECT i FROM rs.titles WHERE {where}").result_rows}
+    assert 0 < len(replaced) < len(rows)
+    for i, (title, name) in enumerate(rows):
+        if not python_keeps(title, name):
+            assert i in replaced, (title, name)
+        elif title.replace("\u2019", "'").isascii() and not {"\x0b", "\x1c"} & set(title):
+            assert i not in replaced, (title, name)
