@@ -4,12 +4,16 @@ Every statement is itself idempotent (CREATE ... IF NOT EXISTS, CREATE OR REPLAC
 died half-way is simply run again. A file already recorded is skipped unless its checksum changed and
 it contains only views (``CREATE OR REPLACE VIEW``), which are then re-applied; a changed table file is
 an error (write a new numbered file instead).
+
+A file may name data that lives elsewhere in the code as a placeholder (``DATA``), filled in when its
+statements are made, so a migration does not hold a second copy of it (ddl/035: the section headers).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +57,32 @@ def migrations(ddl_dir: Path = DDL_DIR) -> list[Migration]:
     return found
 
 
+def _string(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def section_titles() -> str:
+    """A ClickHouse ``map(...)`` of the section splitter's header vocabulary: each title as
+    ``processors.nlp.matching.normalize`` makes it -> its section name. The same map that
+    ``streams.handlers.section_title`` decides a bare header word by (``SectionSplitter.name_of``)."""
+    from processors.nlp.sections import default_splitter
+
+    pairs = sorted(default_splitter().name_of.items())
+    return "map(" + ", ".join(f"{_string(k)}, {_string(v)}" for k, v in pairs) + ")"
+
+
+# placeholder -> its SQL, made when a file names it
+DATA: dict[str, Callable[[], str]] = {"{section_titles}": section_titles}
+
+
 def statements(sql: str, database: str) -> list[str]:
-    """Split a DDL file into statements (``;`` at a line end) with ``{db}`` filled in."""
+    """Split a DDL file into statements (``;`` at a line end) with ``{db}`` and the ``DATA`` placeholders
+    filled in."""
     no_comments = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    for name, make in DATA.items():
+        if name in no_comments:
+            no_comments = no_comments.replace(name, make())
     parts = re.split(r";\s*(?:\n|$)", no_comments)
     return [p.strip().replace("{db}", quote_ident(database)) for p in parts if p.strip()]
 
@@ -90,3 +117,40 @@ def migrate(client: Client, database: str, ddl_dir: Path = DDL_DIR) -> list[str]
                       [[mig.version, mig.name, mig.checksum]], column_names=["version", "name", "checksum"])
         done.append(f"{mig.version:03d}_{mig.name}")
     return done
+
+
+def cluster_form(stmt: str, database: str, cluster: str) -> str:
+    """An ``ALTER TABLE db.T ...`` statement of a migration as a running cluster's DBA runs it: on
+    ``T_local`` for a sharded table (a Distributed table takes no mutation), ``ON CLUSTER`` on every node
+    (docs/operations.md: a later migration that alters tables is the DBA's to apply)."""
+    from sinks.clickhouse.cluster import LOCAL_SUFFIX, load_layout
+
+    m = re.match(rf"ALTER TABLE {re.escape(quote_ident(database))}\.(\w+)\s", stmt)
+    if m is None:
+        raise MigrationError(f"not an ALTER TABLE of {database}: {stmt[:80]}")
+    table = m.group(1)
+    local = table + LOCAL_SUFFIX if table in load_layout().sharded else table
+    return (f"ALTER TABLE {quote_ident(database)}.{local} ON CLUSTER {quote_ident(cluster)} "
+            + stmt[m.end():])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sinks.clickhouse.migrate [--cluster NAME] [--database DB] NNN``: print the statements of
+    migration NNN with its data placeholders filled in, to run by hand (again after a replay, or on a
+    running cluster: ALTER TABLE statements only, ``cluster_form``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sinks.clickhouse.migrate", description=main.__doc__)
+    parser.add_argument("--cluster", default=None)
+    parser.add_argument("--database", default="radstream")
+    parser.add_argument("version", type=int)
+    args = parser.parse_args(argv)
+    found = [m for m in migrations() if m.version == args.version]
+    if not found:
+        raise SystemExit(f"no migration {args.version:03d} in {DDL_DIR}")
+    for stmt in statements(found[0].text, args.database):
+        print((cluster_form(stmt, args.database, args.cluster) if args.cluster else stmt) + ";\n")
+
+
+if __name__ == "__main__":
+    main()
