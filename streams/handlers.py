@@ -138,10 +138,9 @@ def section_title(section: Mapping[str, Any], original: str, deid: DeidText) -> 
     title, name = str(section.get("title") or ""), str(section["name"])
     if not title:
         return title
-    from processors.nlp.matching import normalize
-    from processors.nlp.sections import default_splitter
+    from processors.nlp.sections import is_bare_title
 
-    if default_splitter().name_of.get(normalize(title)) != name:
+    if not is_bare_title(title, name):
         return name
     start = int(section["start"])
     # the title starts at the section's start, or after the asterisks of "***ADDENDUM***"

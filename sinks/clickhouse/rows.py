@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from processors.ingest.research import looks_keyed
+from processors.nlp.sections import is_bare_title
 
 KAFKA = ("kafka_topic", "kafka_partition", "kafka_offset")
 NLP_KEY = ("site", "accession", "report_version", "processed_time")
@@ -125,6 +126,13 @@ class Origin:
         return [self.topic, self.partition, self.offset]
 
 
+
+def section_title_for_row(title: str, name: str) -> str:
+    """The title the sink writes: the agent sends only bare titles or names, but a message of an older
+    agent (a replay within the findings topic's retention) may carry a qualified header with dates and
+    names ("ADDENDUM (01/17/2024 by Dr. A)"); it becomes the section's name, the rule of ddl/035."""
+    return title if not title or is_bare_title(title, name) else name
+
 def _s(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -193,7 +201,8 @@ def findings_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     ])
     run: Row = [*key, nlp_version]  # the child tables' leading columns
     for i, s in enumerate(rec.get("sections") or []):
-        out["sections"].append([*run, i, s["name"], s["title"], s["start"], s["end"]])
+        out["sections"].append([*run, i, s["name"], section_title_for_row(s["title"], s["name"]), s["start"],
+                                s["end"]])
     for i, f in enumerate(findings):
         out["findings"].append([
             *key, i, rec["patient_id"], _s(rec.get("modality")), f["concept"], f["category"], f["text"],

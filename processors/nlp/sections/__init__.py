@@ -169,3 +169,9 @@ def default_splitter() -> SectionSplitter:
 
 def split_sections(text: str) -> list[Section]:
     return default_splitter().split(text)
+
+
+def is_bare_title(title: str, name: str) -> bool:
+    """``title`` is a bare header word of section ``name`` in the vocabulary ("FINDINGS", "Impression"),
+    not a qualified header ("ADDENDUM (01/17/2024 by Dr. A)") that may carry dates and names."""
+    return default_splitter().name_of.get(normalize(title)) == name
