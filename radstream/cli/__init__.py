@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
+import re
+import time
 from typing import Any
 
 import click
@@ -44,6 +47,17 @@ SUBCOMMANDS: dict[str, tuple[str, ...]] = {
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        """A record Kafka did not confirm ends a command with one line, not a traceback (commands that know
+        what was left undone say so themselves first: ``kafka_unconfirmed``)."""
+        from streams.producer import DeliveryError
+
+        try:
+            return super().invoke(ctx)
+        except DeliveryError as exc:
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            raise click.ClickException(kafka_unconfirmed(settings, exc)) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n, target in COMMANDS.items() if _exists(target) or n in SUBCOMMANDS)
 
@@ -66,6 +80,38 @@ class LazyGroup(click.Group):
         return cmd
 
 
+def kafka_unconfirmed(settings: Settings | None, exc: BaseException) -> str:
+    """Why a record was not confirmed, for the user: what Kafka said, where, and what to do."""
+    where = f" at {settings.kafka.bootstrap}" if settings is not None else ""
+    return (f"Kafka{where} did not confirm the record ({exc}); is Kafka running and reachable "
+            "(`radstream stack status` for the local stack)? Try again when it is")
+
+
+class RepeatFilter(logging.Filter):
+    """Passes a message once per ``window_s`` (then with how many like it were left out): librdkafka
+    logs a refused connection several times a second, ~70 lines in a command that waits 10 s for an
+    unreachable broker; the command says once what it could not do."""
+
+    _NUMBERS = re.compile(r"\d+")
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._seen: dict[str, tuple[float, int]] = {}  # message shape -> (when passed, left out since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        shape = self._NUMBERS.sub("#", record.getMessage())  # "(after 0ms ...)", "#producer-2" vary
+        now = time.monotonic()
+        passed, left_out = self._seen.get(shape, (-self.window_s, 0))
+        if now - passed < self.window_s:
+            self._seen[shape] = (passed, left_out + 1)
+            return False
+        self._seen[shape] = (now, 0)
+        if left_out:
+            record.msg, record.args = f"{record.getMessage()} ({left_out} like it left out)", None
+        return True
+
+
 def _exists(target: str) -> bool:
     return importlib.util.find_spec(target.split(":")[0]) is not None
 
@@ -83,6 +129,9 @@ def _load(target: str) -> click.Command:
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None) -> None:
     """radstream: radiology reports -> Kafka -> NLP -> ClickHouse -> DICOM retrieval."""
+    rdkafka = logging.getLogger("radstream.librdkafka")  # streams.producer/consumer: librdkafka's log
+    if not any(isinstance(f, RepeatFilter) for f in rdkafka.filters):
+        rdkafka.addFilter(RepeatFilter())
     ctx.obj = load_settings(config_file=config_file)
 
 
