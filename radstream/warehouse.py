@@ -68,6 +68,9 @@ def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0)
             raise WarehouseError(f"{text} -- try again in a moment") from exc
         if exc.code in (404, 503):
             raise WorkerUnavailable(text) from exc
+        if exc.code == 401:  # which token was sent: RADSTREAM_TOKEN, else this state dir's local one
+            sent = "RADSTREAM_TOKEN" if os.environ.get("RADSTREAM_TOKEN", "").strip() else "the local token"
+            raise WarehouseError(f"the worker at {worker_url(settings)} refused {sent}: {text}") from exc
         raise WarehouseError(text or f"worker answered HTTP {exc.code}") from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise WorkerUnavailable(str(exc)) from exc

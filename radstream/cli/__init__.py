@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import re
-import time
 from typing import Any
 
 import click
@@ -87,31 +85,6 @@ def kafka_unconfirmed(settings: Settings | None, exc: BaseException) -> str:
             "(`radstream stack status` for the local stack)? Try again when it is")
 
 
-class RepeatFilter(logging.Filter):
-    """Passes a message once per ``window_s`` (then with how many like it were left out): librdkafka
-    logs a refused connection several times a second, ~70 lines in a command that waits 10 s for an
-    unreachable broker; the command says once what it could not do."""
-
-    _NUMBERS = re.compile(r"\d+")
-
-    def __init__(self, window_s: float = 60.0) -> None:
-        super().__init__()
-        self.window_s = window_s
-        self._seen: dict[str, tuple[float, int]] = {}  # message shape -> (when passed, left out since)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        shape = self._NUMBERS.sub("#", record.getMessage())  # "(after 0ms ...)", "#producer-2" vary
-        now = time.monotonic()
-        passed, left_out = self._seen.get(shape, (-self.window_s, 0))
-        if now - passed < self.window_s:
-            self._seen[shape] = (passed, left_out + 1)
-            return False
-        self._seen[shape] = (now, 0)
-        if left_out:
-            record.msg, record.args = f"{record.getMessage()} ({left_out} like it left out)", None
-        return True
-
-
 def _exists(target: str) -> bool:
     return importlib.util.find_spec(target.split(":")[0]) is not None
 
@@ -129,9 +102,13 @@ def _load(target: str) -> click.Command:
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None) -> None:
     """radstream: radiology reports -> Kafka -> NLP -> ClickHouse -> DICOM retrieval."""
-    rdkafka = logging.getLogger("radstream.librdkafka")  # streams.producer/consumer: librdkafka's log
-    if not any(isinstance(f, RepeatFilter) for f in rdkafka.filters):
-        rdkafka.addFilter(RepeatFilter())
+    from streams.logs import RateLimit
+
+    # librdkafka logs every refused connection, ~7 lines a second: a command that waits 10 s for a broker
+    # that is down printed ~70 of them (review r16); one per kind per 10 s, as the worker's log has
+    rdkafka = logging.getLogger("radstream.librdkafka")  # streams.producer, streams.loop, streams.topics
+    if not any(isinstance(f, RateLimit) for f in rdkafka.filters):
+        rdkafka.addFilter(RateLimit())
     ctx.obj = load_settings(config_file=config_file)
 
 

@@ -100,6 +100,9 @@ def test_an_analyst_in_their_own_directory_is_answered_by_the_worker(
         ok, took = radstream_sql(own, port, "SELECT count() AS n FROM reports_latest", tokens["analyst"])
         assert ok.returncode == 0 and ok.stdout.splitlines() == ['"n"', "0"], ok.stderr
         assert ok.stderr == "" and took < 30, (took, ok.stderr)
+        bad, _ = radstream_sql(own, port, "SELECT 1", "rst_000000000000_not-a-secret")
+        assert bad.returncode == 1 and f"the worker at http://127.0.0.1:{port}/sql refused RADSTREAM_TOKEN" \
+            in bad.stderr, bad.stderr
         # finding 7: an analyst reads only that the check failed (docs/access.md: no yes/no oracle)
         typo, _ = radstream_sql(own, port, "SELECT study_ref FROM findings_latest LIMIT 1", tokens["analyst"])
         assert typo.returncode == 1 and typo.stderr.strip().endswith(f"Error: {UNCHECKED}"), typo.stderr
@@ -126,7 +129,7 @@ def test_the_admin_in_the_deployment_directory(deployment: tuple[Path, dict[str,
     """The local admin (no token: the OS user's local token): through the worker when it runs, else by
     opening the store; either way an engine error gives the admin its cause. Opened directly, the query
     is audited to the audit topic too, which is down here: librdkafka's refused connections are said
-    once, not several times a second."""
+    once per 10 s, not 7 times a second."""
     home, _ = deployment
     port = _free_port()
     typo = "SELECT study_ref FROM findings_latest LIMIT 1"
@@ -140,5 +143,5 @@ def test_the_admin_in_the_deployment_directory(deployment: tuple[Path, dict[str,
     bad, _ = radstream_sql(home, port, typo, None)
     assert bad.returncode == 1 and "Unknown expression identifier `study_ref`" in bad.stderr, bad.stderr
     for run in (ok, bad):
-        assert run.stderr.count("rdkafka") <= 2, run.stderr  # a producer's line, at most one more
+        assert run.stderr.count("rdkafka") < 5, run.stderr  # one a kind per 10 s, not ~70
         assert "kept in the local audit log" in run.stderr, run.stderr

@@ -40,7 +40,7 @@ def test_project_add_with_kafka_down_says_nothing_was_registered(tmp_path: Path)
                            f"Kafka at {NO_KAFKA} within 15 s"), added.stderr
     assert "Try again when it is" in last
     assert took < 40, took  # the registry's wait (15 s), its stop, a short audit wait: not 53 s
-    assert added.stderr.count("rdkafka") <= 3, added.stderr  # consumer, producer: once each
+    assert added.stderr.count("rdkafka") < 8, added.stderr  # consumer, producer: one per 10 s, not ~550
     events = [json.loads(x) for x in (tmp_path / ".state" / "audit.log").read_text().splitlines()]
     attempt = [e for e in events if e["action"] == "project.register"]
     assert len(attempt) == 1 and attempt[0]["allowed"] is False and attempt[0]["project"] == "IRB-1"
