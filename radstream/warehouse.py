@@ -39,13 +39,11 @@ def auth_headers(settings: Settings) -> dict[str, str]:
 
 def _worker_request(settings: Settings, path: str, data: bytes | None = None) -> urllib.request.Request:
     """A request to the worker's page, authenticated (``auth_headers``)."""
-    host, port = settings.worker.web_host, settings.worker.web_port
-    scheme = "https" if settings.auth.tls_cert else "http"
     headers = auth_headers(settings)
     if data is not None:
         headers["Content-Type"] = "text/plain; charset=utf-8"
-    return urllib.request.Request(f"{scheme}://{host}:{port}{path}", data=data, headers=headers,
-                                  method="POST" if data is not None else "GET")
+    return urllib.request.Request(worker_url(settings).removesuffix("/sql") + path, data=data,
+                                  headers=headers, method="POST" if data is not None else "GET")
 
 
 def _tls(settings: Settings) -> ssl.SSLContext | None:
@@ -70,9 +68,50 @@ def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0)
             raise WarehouseError(f"{text} -- try again in a moment") from exc
         if exc.code in (404, 503):
             raise WorkerUnavailable(text) from exc
+        if exc.code == 401:  # which token was sent: RADSTREAM_TOKEN, else this state dir's local one
+            sent = "RADSTREAM_TOKEN" if os.environ.get("RADSTREAM_TOKEN", "").strip() else "the local token"
+            raise WarehouseError(f"the worker at {worker_url(settings)} refused {sent}: {text}") from exc
         raise WarehouseError(text or f"worker answered HTTP {exc.code}") from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise WorkerUnavailable(str(exc)) from exc
+
+
+def has_local_store(settings: Settings) -> bool:
+    """Whether this caller's state directory holds the embedded store (its database's metadata is
+    there); always true with a ClickHouse server. An analyst who runs a command in a directory of their
+    own has none: the query goes to the worker, and nothing is created there (``query_text``)."""
+    if not settings.embedded_clickhouse:
+        return True
+    path = Path(settings.clickhouse_url.removeprefix("chdb://"))
+    try:  # a store of another OS user's may not be ours to list: it is there, opening it will say why not
+        return (path / "metadata" / f"{settings.clickhouse.database}.sql").exists() or \
+            (path.is_dir() and not os.access(path, os.R_OK | os.X_OK))
+    except OSError:
+        return True
+
+
+def worker_url(settings: Settings) -> str:
+    scheme = "https" if settings.auth.tls_cert else "http"
+    return f"{scheme}://{settings.worker.web_host}:{settings.worker.web_port}/sql"
+
+
+def ask_worker_only(settings: Settings, query: str, fmt: str) -> str:
+    """The query sent to the configured worker, for a caller with no store of its own to fall back on:
+    a worker that does not answer is a WarehouseError saying where it asked, and why the store cannot
+    be opened from here instead. Without ``RADSTREAM_TOKEN`` and with no token store here, refused
+    before asking (a local token would be made in a state directory that is not the deployment's)."""
+    if not os.environ.get("RADSTREAM_TOKEN", "").strip() and not Path(settings.auth.token_file).exists():
+        raise WarehouseError(
+            f"no token: set RADSTREAM_TOKEN to the token your data steward gave you (docs/analysts.md); "
+            f"{settings.state_dir} is not a radstream state directory (no store, no token store)")
+    try:
+        return ask_worker(settings, query, fmt)
+    except WorkerUnavailable as exc:
+        raise WarehouseError(
+            f"no worker answers at {worker_url(settings)} ({exc}), and there is no store in "
+            f"{settings.state_dir} to open instead: opening the store directly needs the store's OS user, in "
+            "the deployment's state directory. Start the worker, or point worker.web_host/web_port "
+            "(RADSTREAM_WORKER_WEB_HOST/_PORT) at the one that serves the warehouse") from None
 
 
 def worker_serves_our_store(settings: Settings) -> bool:
@@ -139,6 +178,10 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
     from sinks.clickhouse.client import open_client
     from streams.auth import AuthError
 
+    if not has_local_store(settings):  # before anything is written here (an audit log, a token store)
+        raise WarehouseError(
+            f"no store in {settings.state_dir} to open: opening the store directly needs the store's OS "
+            "user, in the deployment's state directory; anyone else asks the worker (without --direct)")
     try:  # a bad token or a user without a query role: refused and audited
         principal, target = authorise(settings, "sql.query", QUERY_ROLES, query=query, endpoint="cli")
     except AuthError as exc:
@@ -166,15 +209,25 @@ def run_direct(settings: Settings, query: str, fmt: str) -> Any:
         flush_audit(target)
 
 
+def from_worker(settings: Settings, sql: str, fmt: str) -> str | None:
+    """The query's output from the worker, or None when the caller opens the store itself: with a
+    ClickHouse server; with a store here (the deployment's state directory) that no worker answers for.
+    Without a store here (an analyst's own directory) only the worker is asked, whichever store it
+    serves (``ask_worker_only``)."""
+    if not settings.embedded_clickhouse:
+        return None
+    if not has_local_store(settings):
+        return ask_worker_only(settings, sql, fmt)
+    try:
+        return ask_worker(settings, sql, fmt) if worker_serves_our_store(settings) else None
+    except WorkerUnavailable:
+        return None
+
+
 def query_text(settings: Settings, sql: str, fmt: str = "tsv") -> str:
     """The query's output in ``fmt`` (tsv/csv with a header row, json, jsonl)."""
-    if settings.embedded_clickhouse:
-        try:
-            if worker_serves_our_store(settings):
-                return ask_worker(settings, sql, fmt)
-        except WorkerUnavailable:
-            pass
-    return str(run_direct(settings, sql, fmt))
+    text = from_worker(settings, sql, fmt)
+    return str(run_direct(settings, sql, fmt)) if text is None else text
 
 
 def query_rows(settings: Settings, sql: str) -> list[list[str]]:

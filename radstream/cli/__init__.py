@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 from typing import Any
 
 import click
@@ -44,6 +45,17 @@ SUBCOMMANDS: dict[str, tuple[str, ...]] = {
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        """A record Kafka did not confirm ends a command with one line, not a traceback (commands that know
+        what was left undone say so themselves first: ``kafka_unconfirmed``)."""
+        from streams.producer import DeliveryError
+
+        try:
+            return super().invoke(ctx)
+        except DeliveryError as exc:
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            raise click.ClickException(kafka_unconfirmed(settings, exc)) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n, target in COMMANDS.items() if _exists(target) or n in SUBCOMMANDS)
 
@@ -66,6 +78,13 @@ class LazyGroup(click.Group):
         return cmd
 
 
+def kafka_unconfirmed(settings: Settings | None, exc: BaseException) -> str:
+    """Why a record was not confirmed, for the user: what Kafka said, where, and what to do."""
+    where = f" at {settings.kafka.bootstrap}" if settings is not None else ""
+    return (f"Kafka{where} did not confirm the record ({exc}); is Kafka running and reachable "
+            "(`radstream stack status` for the local stack)? Try again when it is")
+
+
 def _exists(target: str) -> bool:
     return importlib.util.find_spec(target.split(":")[0]) is not None
 
@@ -83,6 +102,13 @@ def _load(target: str) -> click.Command:
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None) -> None:
     """radstream: radiology reports -> Kafka -> NLP -> ClickHouse -> DICOM retrieval."""
+    from streams.logs import RateLimit
+
+    # librdkafka logs every refused connection, ~7 lines a second: a command that waits 10 s for a broker
+    # that is down printed ~70 of them (review r16); one per kind per 10 s, as the worker's log has
+    rdkafka = logging.getLogger("radstream.librdkafka")  # streams.producer, streams.loop, streams.topics
+    if not any(isinstance(f, RateLimit) for f in rdkafka.filters):
+        rdkafka.addFilter(RateLimit())
     ctx.obj = load_settings(config_file=config_file)
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from radstream.access import authorise, done
-from radstream.cli import settings_of
+from radstream.cli import kafka_unconfirmed, settings_of
+
+T = TypeVar("T")
 
 
 def _registry(ctx: click.Context) -> Any:
@@ -25,13 +28,34 @@ def _registry(ctx: click.Context) -> Any:
     return ProjectRegistry(settings.kafka, settings.topics)
 
 
-def _current(ctx: click.Context, project_id: str) -> Any:
-    """The project as last registered (ClickException when it is not)."""
+class KafkaDown(click.ClickException):
+    """The projects topic could not be read: nothing was sent."""
+
+
+class Unconfirmed(KafkaDown):
+    """A registration was sent and Kafka did not confirm it (refused, or no answer within the wait)."""
+
+
+def _read(ctx: click.Context, read: Callable[[Any], T]) -> T:
+    """``read`` on the registry once the projects topic is read to its end; KafkaDown when it was not
+    within the registry's wait (a broker that does not answer): a project missing from a view that
+    was never loaded is not "not registered"."""
     registry = _registry(ctx)
     try:
-        current = registry.get(project_id)
+        value = read(registry)
+        if not registry.loaded.is_set():
+            where = settings_of(ctx).kafka.bootstrap
+            raise KafkaDown(f"could not read the projects topic from Kafka at {where} within "
+                            f"{registry.load_timeout_s:g} s: is Kafka running and reachable (`radstream "
+                            "stack status` for the local stack)? Try again when it is")
+        return value
     finally:
         registry.stop()
+
+
+def _current(ctx: click.Context, project_id: str) -> Any:
+    """The project as last registered (ClickException when it is not)."""
+    current = _read(ctx, lambda r: r.get(project_id))
     if current is None:
         raise click.ClickException(f"project {project_id} is not registered")
     return current
@@ -55,6 +79,22 @@ def _refuse(target: Any, principal: Any, action: str, reason: str, /, **fields: 
     audit.record(target, principal.user, action, allowed=False, reason=reason, **fields)
     flush_audit(target)
     return click.ClickException(reason)
+
+
+def _failed(target: Any, principal: Any, action: str, what: str, exc: click.ClickException, /,
+            **fields: Any) -> click.ClickException:
+    """Audit an allowed user's attempt that failed (Kafka did not answer) as ``dicom quarantine`` does:
+    allowed false, ``failed: <why>``; the error to raise says that ``what`` did not happen. The audit
+    topic is on the same Kafka: its wait is short (the event is in the local audit log either way, for
+    ``radstream audit push``)."""
+    from radstream.access import flush_audit
+    from streams import audit
+
+    audit.record(target, principal.user, action, allowed=False, reason=f"failed: {exc.message}", **fields)
+    flush_audit(target, timeout=2.0)
+    if isinstance(exc, Unconfirmed):  # it may still have arrived (sent, the confirmation lost)
+        what = f"{what.replace(' was not ', ' may not be ')} (`radstream project show` tells)"
+    return KafkaDown(f"{what}: {exc.message}")
 
 
 def _as_dict(project: Any) -> dict[str, Any]:
@@ -112,15 +152,16 @@ def add(ctx: click.Context, project_id: str, destination: str, owner: str, ident
         validate(proj, settings.research.allowed_destinations)
     except ProjectError as exc:
         raise _refuse(target, principal, "project.register", str(exc), **fields) from exc
-    registry = _registry(ctx)
+    not_done = f"project {project_id} was not registered"
     try:
-        registered = not replace and registry.get(project_id) is not None
-    finally:
-        registry.stop()
+        registered = not replace and _read(ctx, lambda r: r.get(project_id)) is not None
+        if not registered:
+            _publish(settings, proj, reason)
+    except KafkaDown as exc:
+        raise _failed(target, principal, "project.register", not_done, exc, **fields) from None
     if registered:
         raise _refuse(target, principal, "project.register",
                       f"project {project_id} is registered already (--replace to change it)", **fields)
-    _publish(settings, proj, reason)
     done(target, principal, "project.register", **fields)
     kind = f"IDENTIFIED (IRB {proj.irb_reference})" if identified else "de-identified"
     click.echo(f"registered project {project_id}: {kind}, destination {destination}, owner {owner}")
@@ -128,10 +169,13 @@ def add(ctx: click.Context, project_id: str, destination: str, owner: str, ident
 
 def _publish(settings: Any, proj: Any, reason: str) -> None:
     """``sinks.dicom.projects.publish`` with the registration's ``reason`` (project_registration v2)."""
-    from streams.producer import make_producer, produce_sync
+    from streams.producer import DeliveryError, make_producer, produce_sync
 
-    produce_sync(make_producer(settings.kafka), settings.topics.projects, "project_registration",
-                 proj.project_id.encode(), {**proj.record(), "reason": reason.strip() or None})
+    try:
+        produce_sync(make_producer(settings.kafka), settings.topics.projects, "project_registration",
+                     proj.project_id.encode(), {**proj.record(), "reason": reason.strip() or None})
+    except DeliveryError as exc:
+        raise Unconfirmed(kafka_unconfirmed(settings, exc)) from None
 
 
 @project.command("retire")
@@ -145,12 +189,15 @@ def retire(ctx: click.Context, project_id: str, reason: str) -> None:
 
     settings = settings_of(ctx)
     principal, target = _authorise(settings, "project.retire", ("steward",), project=project_id)
+    not_done = f"project {project_id} was not retired"
     try:
         current = _current(ctx, project_id)
+        _publish(settings, dataclasses.replace(current, active=False, registered_by=principal.user,
+                                               time=datetime.now(UTC)), reason)
+    except KafkaDown as exc:
+        raise _failed(target, principal, "project.retire", not_done, exc, project=project_id) from None
     except click.ClickException as exc:
         raise _refuse(target, principal, "project.retire", exc.message, project=project_id) from None
-    _publish(settings, dataclasses.replace(current, active=False, registered_by=principal.user,
-                                           time=datetime.now(UTC)), reason)
     done(target, principal, "project.retire", project=project_id, why=reason.strip())
     click.echo(f"retired project {project_id}")
 
@@ -160,11 +207,7 @@ def retire(ctx: click.Context, project_id: str, reason: str) -> None:
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """The registered projects (as last registered)."""
-    registry = _registry(ctx)
-    try:
-        projects = registry.all()
-    finally:
-        registry.stop()
+    projects = _read(ctx, lambda r: r.all())
     for p in projects:
         if as_json:
             click.echo(json.dumps(_as_dict(p)))

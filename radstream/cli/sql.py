@@ -2,8 +2,10 @@
 
 Embedded mode (``chdb://``): the worker process owns the store, so when its web server answers the
 query goes to ``POST http://<worker.web_host>:<worker.web_port>/sql?format=...`` (body = SQL text,
-response body = the result text); otherwise the store is opened directly. Server mode: direct.
-The worker is used only when its store is ours (same path). Either way the query runs with
+response body = the result text). In the deployment's state directory (the store is there) the worker
+is used only when its store is ours (same path), and the store is opened directly when no worker
+answers; anywhere else (an analyst's own directory: no store) only the worker is asked, and nothing is
+created there (``radstream.warehouse.from_worker``). Server mode: direct. Either way the query runs with
 readonly=1 (see ``sinks/clickhouse/query.py``).
 """
 
@@ -16,13 +18,7 @@ from typing import Any
 import click
 
 from radstream.cli import settings_of
-from radstream.warehouse import (
-    WarehouseError,
-    WorkerUnavailable,
-    ask_worker,
-    run_direct,
-    worker_serves_our_store,
-)
+from radstream.warehouse import from_worker, run_direct
 
 FORMATS = ("table", "csv", "tsv", "json", "jsonl")
 
@@ -49,15 +45,8 @@ def sql(ctx: click.Context, query: str, fmt: str, direct: bool) -> None:
     if query == "-":
         query = sys.stdin.read()
     wire = "json" if fmt == "table" else fmt
-    text: str | None = None
-    if settings.embedded_clickhouse and not direct:
-        try:
-            text = ask_worker(settings, query, wire) if worker_serves_our_store(settings) else None
-        except WorkerUnavailable:
-            text = None
-        except WarehouseError as exc:
-            raise click.ClickException(str(exc)) from exc
     try:
+        text = None if direct else from_worker(settings, query, wire)
         if text is None:
             if fmt == "table":
                 res = run_direct(settings, query, "rows")

@@ -24,8 +24,12 @@ from .kafka_helpers import produce_all, wait_until
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def sql(settings: Settings, query: str, *args: str) -> subprocess.CompletedProcess[str]:
+def sql(settings: Settings, query: str, *args: str,
+        token: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    env.pop("RADSTREAM_TOKEN", None)
+    if token is not None:
+        env["RADSTREAM_TOKEN"] = token
     return subprocess.run([sys.executable, "-m", "radstream", "sql", query, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -65,10 +69,21 @@ def test_sql_goes_through_the_worker_that_owns_the_store(worker: Settings, tmp_p
     # the store really is the worker's: opening it directly from here fails
     direct = sql(s, "SELECT 1", "--direct")
     assert direct.returncode != 0 and "cannot open" in direct.stderr
-    # a client configured for another (empty) store does not take the worker's answer
+    # a client with no store where it runs (an analyst's own directory) is answered by the worker, with
+    # its token, and creates nothing there (review r16: it made an empty store, called the token invalid)
     other = s.replace(state_dir=str(tmp_path / "other"))
+    token = (Path(s.auth.token_file).parent / "local.token").read_text().strip()
+    theirs = sql(other, "SELECT count() AS n FROM reports_latest", "--format", "csv", token=token)
+    assert theirs.returncode == 0 and theirs.stdout.splitlines()[-1:] == ["3"], theirs.stderr
+    assert not Path(other.state_dir).exists()
+    # a client with a store of its own (another deployment's state directory) does not take the worker's
+    # answer: the worker serves another store; it opens its own
+    Path(other.state_dir).mkdir()
+    env = {**os.environ, **settings_env(other), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "radstream", "db", "migrate"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
     mine = sql(other, "SELECT count() AS n FROM reports_latest", "--format", "csv")
-    assert mine.returncode != 0 and "no warehouse there yet" in mine.stderr, mine.stdout + mine.stderr
+    assert mine.returncode == 0 and mine.stdout.splitlines()[-1:] == ["0"], mine.stdout + mine.stderr
 
 
 def test_worker_waits_for_a_store_another_process_holds_then_loads(topic_settings: Settings,
