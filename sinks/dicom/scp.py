@@ -48,7 +48,9 @@
   (``linger.ms`` = ``research.event_batch_ms``), a study's events on one partition of each topic
   (``_partition``); when an association ends, what it produced is sent at once (``kick``: the worker
   waits for a study's last events).
-  A replayed instance gets its manifest record but no events.
+  The events of stored and quarantined instances are kept until the broker acknowledges them
+  (``sinks.dicom.journal.Outbox``; a journaled instance's in its journal record too): produced again
+  after a refusal and at the next start; a replayed instance gets its manifest record and its events.
 - Statuses: 0x0124 study not registered / project unknown or retired; 0xA700 out of resources (less
   than ``min_free_mb`` free, or the write failed: disk full, read-only, I/O error); 0xC000 cannot
   process (undecodable dataset, missing or invalid UIDs, no de-identification key). A PACS counts all of
