@@ -40,6 +40,7 @@ from typing import Any, Protocol, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
+from processors.ingest.pseudonym import UID_IN_TEXT
 from sinks.dicom.paths import UnsafeName, check_uid, is_token
 from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
@@ -396,12 +397,16 @@ class Follower:
                         pairs = cast(list[tuple[str, Any]], list(msg.headers() or ()))
                         headers = [(k, v) for k, v in pairs if isinstance(v, bytes)]
                         self.on_record(topic, msg.value(), msg.key(), headers)
-                    except Exception:  # one bad record must not stop the reading
-                        LOG.exception("%s: record %s[%d]@%d", self.name, topic, part, offset)
+                    except Exception as exc:  # one bad record must not stop the reading
+                        # the class, not the message nor the traceback's: a decoding error may quote the
+                        # record (the PACS's UIDs of a quarantine event); the offset finds it
+                        LOG.error("%s: record %s[%d]@%d not read (%s)", self.name, topic, part, offset,
+                                  type(exc).__name__)
                     self._advance(topic, part, offset + 1)
         except BaseException as exc:
             self.failed = exc
-            LOG.exception("%s stopped", self.name)
+            # a broker's error says what happened; any UID in a message goes (``UID_IN_TEXT``)
+            LOG.error("%s stopped: %s: %s", self.name, type(exc).__name__, UID_IN_TEXT.sub("[UID]", str(exc)))
         finally:
             consumer.close()
 

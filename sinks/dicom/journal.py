@@ -32,18 +32,24 @@ Instances larger than a quarter of the journal bypass it (``fits``): the caller 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import ctypes.util
 import errno
 import fcntl
+import hashlib
+import json
 import os
+import re
 import stat
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sinks.dicom.paths import fsync_dir, inside
 
@@ -138,14 +144,17 @@ class Record:
 class Journal:
     def __init__(self, root: str, size: int = DEFAULT_BYTES,
                  on_replay: Callable[[str, bytes], None] | None = None,
-                 modes: Callable[[str, bytes], tuple[int, int]] | None = None) -> None:
+                 modes: Callable[[str, bytes], tuple[int, int]] | None = None,
+                 before_checkpoint: Callable[[], None] | None = None) -> None:
         """``root``: the store root; ``on_replay(relpath, note)``: after a replayed record's file is
         written again; ``modes(relpath, note)``: (directory mode, file mode) of a replayed record's
-        file (None: ``DIR_MODE``, ``FILE_MODE``)."""
+        file (None: ``DIR_MODE``, ``FILE_MODE``); ``before_checkpoint()``: what must be durable before a
+        checkpoint passes the records (the store: its events not yet acknowledged, ``Outbox.compact``)."""
         self.root = root
         self.size = size
         self._on_replay = on_replay
         self._modes = modes
+        self._before_checkpoint = before_checkpoint
         self._cond = threading.Condition()
         self._seq = 0  # the last sequence number written
         self._synced = 0  # every record up to this one is durable
@@ -183,7 +192,8 @@ class Journal:
                 if os.fstat(fd).st_size == self.size:
                     return fd, path
                 os.close(fd)  # made with another size: recover it with that size first
-                Journal(self.root, os.path.getsize(path), self._on_replay, self._modes).recover_file(path)
+                Journal(self.root, os.path.getsize(path), self._on_replay, self._modes,
+                        self._before_checkpoint).recover_file(path)
             self._create(path)
             fd = os.open(path, os.O_RDWR)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -247,6 +257,8 @@ class Journal:
         self._checkpoint(seq)
 
     def _checkpoint(self, seq: int) -> None:
+        if self._before_checkpoint is not None:
+            self._before_checkpoint()
         syncfs(self._fd)
         tmp = f"{self._checkpoint_path()}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
@@ -339,3 +351,224 @@ class Journal:
                 self._checkpoint(self._seq)
             os.close(self._fd)
             self._fd = -1
+
+
+# -- the events' outbox ------------------------------------------------------------------------------
+# The store's events (``received_instance``, ``received_original``, ``quarantined``: the warehouse's
+# ``received_instances``, ``deid_map`` and ``quarantine`` rows) are kept from their production until the
+# broker acknowledges them: a refused one is produced again (``Outbox.due``), one not acknowledged when
+# the process stops or dies is produced again by the next start (``Outbox.open``). The encoded record is
+# kept, so a repetition is the same bytes (the same ``time``): the sink's ReplacingMergeTree keys collapse
+# it (received_instances: project, study, series, SOP; deid_map: project, kind, pseudonym, original;
+# quarantine: project, SOP, action, time).
+
+OUTBOX_PREFIX = "outbox-"
+_SLOT = re.compile(re.escape(OUTBOX_PREFIX) + r"(\d+)\.(?:lock|log)")
+OUTBOX_COMPACT_BYTES = 8 * 1024 * 1024  # the file is rewritten with only the pending events beyond this
+RETRY_FIRST_S = 1.0  # a refused event is produced again after this, doubling up to RETRY_MAX_S
+RETRY_MAX_S = 30.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """One encoded event as the producer takes it; ``study``: its partition's (as stored)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    study: str = ""
+
+    def to_json(self) -> list[object]:
+        b64 = base64.b64encode
+        return [self.topic, b64(self.key).decode(), b64(self.value).decode(),
+                [[k, b64(v).decode()] for k, v in self.headers], self.study]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> Event:
+        d = base64.b64decode
+        return cls(str(data[0]), d(data[1]), d(data[2]), tuple((str(k), d(v)) for k, v in data[3]),
+                   str(data[4]))
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(b"\0".join((self.topic.encode(), self.key, self.value))).digest()
+
+
+class Outbox:
+    """The events of one SCP process not yet acknowledged by the broker, in
+    ``<store>/.journal/outbox-<k>.log`` (held with an flock on ``outbox-<k>.lock``; clinical zone: a
+    ``received_original`` or quarantine event names original UIDs).
+
+    One JSON line per event (``{"n": id, "e": Event}``) and per acknowledgement (``{"a": id}``), written
+    without a sync: a process that dies leaves them in the page cache. What needs a sync gets one: an
+    event of an instance answered without the journal (``add(sync=True)``, before the C-STORE response),
+    and the pending events before a journal checkpoint passes their records (``compact``). A journaled
+    instance's events ride in its journal record too (the record's note), so the journal's replay
+    produces them again after a crash of the host; ``seen`` tells it which the broker had acknowledged.
+
+    ``open`` takes a free slot, reads its file and the files of slots no live process holds (a run with
+    fewer processes than the last), and returns what was not acknowledged, to be produced again."""
+
+    def __init__(self, root: str) -> None:
+        self.dir = os.path.join(root, DIRNAME)
+        self.path = ""
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._lock_fd = -1
+        self._size = 0
+        self._next = 0
+        self.pending: dict[int, Event] = {}
+        self._due: dict[int, float] = {}  # refused: when to produce again
+        self._tries: dict[int, int] = {}
+        self._acked: set[bytes] = set()  # digests acknowledged before the last stop (``seen``)
+        self.refusals = 0  # refusals by the broker since ``open`` (each time an event was refused)
+
+    def open(self) -> list[tuple[int, Event]]:
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        adopted: list[tuple[int, str]] = []  # (lock fd, log path) of slots nobody holds
+        made = [int(m[1]) for m in map(_SLOT.fullmatch, os.listdir(self.dir)) if m is not None]
+        last = max(made, default=-1)
+        k = 0
+        while k <= last or self._lock_fd < 0:
+            lock_path = os.path.join(self.dir, f"{OUTBOX_PREFIX}{k}.lock")
+            log_path = os.path.join(self.dir, f"{OUTBOX_PREFIX}{k}.log")
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # a live sibling's
+                k += 1
+                continue
+            if self._lock_fd < 0:
+                self._lock_fd, self.path = fd, log_path
+            else:
+                adopted.append((fd, log_path))
+            k += 1
+        left: list[Event] = []
+        for path in [self.path, *(p for _fd, p in adopted)]:
+            left.extend(self._read(path))
+        with self._lock:
+            for ev in left:
+                self._next += 1
+                self.pending[self._next] = ev
+            self._rewrite()
+        for fd, path in adopted:  # their pending events are in ours now (durable)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.close(fd)
+        return sorted(self.pending.items())
+
+    def _read(self, path: str) -> list[Event]:
+        try:
+            with open(path, "rb") as fh:
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            return []
+        events: dict[int, Event] = {}
+        for line in lines:
+            try:
+                rec = json.loads(line)
+                if "a" in rec:
+                    ev = events.pop(int(rec["a"]), None)
+                    if ev is not None:
+                        self._acked.add(ev.digest())
+                else:
+                    events[int(rec["n"])] = Event.from_json(rec["e"])
+            except (ValueError, KeyError, TypeError, IndexError):
+                continue  # a line cut short by a crash
+        return list(events.values())
+
+    def _rewrite(self) -> None:
+        """The file again with only the pending events, durable (under ``_lock``)."""
+        tmp = f"{self.path}.tmp"
+        body = b"".join(json.dumps({"n": n, "e": ev.to_json()}).encode() + b"\n"
+                        for n, ev in self.pending.items())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        fsync_dir(self.dir)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._size = len(body)
+
+    def _write(self, rec: dict[str, object]) -> None:
+        line = json.dumps(rec).encode() + b"\n"
+        os.write(self._fd, line)
+        self._size += len(line)
+
+    def seen(self, ev: Event) -> bool:
+        """Acknowledged by the broker before the last stop (as far as the outbox's file still says)."""
+        return ev.digest() in self._acked
+
+    def add(self, ev: Event, sync: bool = False) -> int:
+        """Keep ``ev`` until ``ack``; its id. ``sync``: durable when this returns."""
+        with self._lock:
+            self._next += 1
+            n = self._next
+            self.pending[n] = ev
+            if self._fd >= 0:
+                self._write({"n": n, "e": ev.to_json()})
+                if sync:
+                    os.fdatasync(self._fd)
+            return n
+
+    def ack(self, n: int) -> None:
+        with self._lock:
+            if self.pending.pop(n, None) is None:
+                return
+            self._due.pop(n, None)
+            self._tries.pop(n, None)
+            if self._fd >= 0:
+                self._write({"a": n})
+                if self._size > OUTBOX_COMPACT_BYTES:
+                    self._rewrite()
+
+    def refused(self, n: int) -> tuple[float, int]:
+        """The broker refused event ``n``: it is due again after a backoff; (that backoff, refusals of
+        ``n`` so far)."""
+        with self._lock:
+            if n not in self.pending:
+                return 0.0, 0
+            tries = self._tries[n] = self._tries.get(n, 0) + 1
+            self.refusals += 1
+            wait = min(RETRY_FIRST_S * 2 ** (tries - 1), RETRY_MAX_S)
+            self._due[n] = time.monotonic() + wait
+            return wait, tries
+
+    def due(self) -> list[tuple[int, Event]]:
+        """The refused events whose backoff has passed (taken off the schedule: produced again now)."""
+        now = time.monotonic()
+        with self._lock:
+            out = [(n, self.pending[n]) for n, t in self._due.items() if t <= now and n in self.pending]
+            for n, _ev in out:
+                del self._due[n]
+            return out
+
+    def next_due(self) -> float | None:
+        """Seconds until the next refused event is due (None: none is)."""
+        with self._lock:
+            return max(0.0, min(self._due.values()) - time.monotonic()) if self._due else None
+
+    def compact(self) -> None:
+        """Make the pending events durable and drop the acknowledged ones (before a journal checkpoint
+        passes the records whose notes hold them)."""
+        with self._lock:
+            if self._fd >= 0:
+                self._rewrite()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd < 0:
+                return
+            self._rewrite()
+            os.close(self._fd)
+            self._fd = -1
+            os.close(self._lock_fd)
+            self._lock_fd = -1

@@ -48,7 +48,9 @@
   (``linger.ms`` = ``research.event_batch_ms``), a study's events on one partition of each topic
   (``_partition``); when an association ends, what it produced is sent at once (``kick``: the worker
   waits for a study's last events).
-  A replayed instance gets its manifest record but no events.
+  The events of stored and quarantined instances are kept until the broker acknowledges them
+  (``sinks.dicom.journal.Outbox``; a journaled instance's in its journal record too): produced again
+  after a refusal and at the next start; a replayed instance gets its manifest record and its events.
 - Statuses: 0x0124 study not registered / project unknown or retired; 0xA700 out of resources (less
   than ``min_free_mb`` free, or the write failed: disk full, read-only, I/O error); 0xC000 cannot
   process (undecodable dataset, missing or invalid UIDs, no de-identification key). A PACS counts all of
@@ -75,7 +77,7 @@ import threading
 import time
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,11 +94,12 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from processors.ingest.pseudonym import UID_IN_TEXT
 from sinks.dicom.config import ResearchConfig
 from sinks.dicom.deid import Deidentifier, DeidOptions, encode_file, fast, parse_safe_list, read_file, text
 from sinks.dicom.expect import REQUEST_HEADER, STUDY_HEADER, Expectation, Expectations, Registry
 from sinks.dicom.header import Header, read_header
-from sinks.dicom.journal import Journal, Record, make_dirs
+from sinks.dicom.journal import Event, Journal, Outbox, Record, make_dirs
 from sinks.dicom.net import NODELAY_HANDLERS, make_ae
 from sinks.dicom.paths import UnsafeName, check_uid, fsync_dir, inside, is_project_id, is_uid
 from sinks.dicom.projects import Project, Projects, StaticProjects, StoreOptions
@@ -119,6 +122,7 @@ WRITER_QUEUE = 256  # journaled instances waiting for their file; a full queue h
 # must get to run meanwhile (1 ms was not enough on the loaded test host); a flush returns as soon as
 # everything is delivered, so these bound how long the other associations' events skip their linger
 KICK_S = 0.01
+DRAIN_S = 30.0  # how long ``drain`` (and so ``stop``) waits for the broker to acknowledge the events
 KICK_TRIES = 3
 PARTITIONS_WAIT_S = 2.0  # longest wait for a topic's partition count (once per topic and process)
 PARTITIONS_RETRY_S = 60.0  # after a failed look-up, events are partitioned by key this long
@@ -256,7 +260,7 @@ class _Pending:
     target: str
     sop: str  # as stored (the file name)
     data: bytes
-    finish: Callable[[], None]  # after the rename: stats, manifest ``stored``, event
+    finish: Callable[[bool], None]  # after the rename: stats, manifest ``stored``, events (True: synced)
     study_original: str  # the manifest's: original UIDs, request id
     request_id: str
     sop_original: str
@@ -273,6 +277,18 @@ class _Instance:
     calling_ae: str
     called_ae: str
     transfer_syntax: str = ""  # of the received data set ("": take the pydicom path)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """An event before it is encoded."""
+
+    topic: str
+    contract: str
+    key: str
+    record: dict[str, Any]
+    headers: list[tuple[str, str | bytes | None]] | None = None
+    study: str = ""  # its partition's (``_partition``)
 
 
 class ResearchStore:
@@ -312,6 +328,9 @@ class ResearchStore:
         self._kick_stop = False
         self._kicker_thread: threading.Thread | None = None
         self._events = Deliveries(producer)  # what the broker confirmed of our events (``flush``)
+        # the events of stored and quarantined instances until the broker acknowledges them (opened by
+        # start(); a store that is not started, e.g. a steward's release, waits for its events instead)
+        self.outbox: Outbox | None = None
 
     # -- which project, which options ------------------------------------------------------------
     def _project(self, project_id: str, wait: bool) -> Project | Refused:
@@ -418,7 +437,7 @@ class ResearchStore:
         if isinstance(policy, Refused):
             # the refusal names the study when no project expects it: not in the log
             LOG.warning("refusing an instance from %s: %s", assoc.requestor.ae_title,
-                        str(policy).replace(hdr.study, "its study"))
+                        log_safe(str(policy).replace(hdr.study, "its study")))
             self.stats.add("refused")
             return policy.status
         exp = policy.expectation
@@ -450,7 +469,7 @@ class ResearchStore:
             logged = type(exc).__name__
             self.stats.add("write_errors")
         # the request id, not the PACS's SOP Instance UID: logs are neither access-checked nor audited
-        LOG.warning("an instance of request %s failed (0x%04X): %s", exp.request_id, status, logged)
+        LOG.warning("an instance of request %s failed (0x%04X): %s", exp.request_id, status, log_safe(logged))
         with contextlib.suppress(OSError):  # the disk that failed the write may fail this too
             self.expected.record(hdr.study, exp.request_id, hdr.sop_instance, "failed", why)
         return status
@@ -521,20 +540,26 @@ class ResearchStore:
         parent, target, rel = self._place(exp.project_id, stored.study, stored.series, stored.sop_instance)
         orig = job.header
         private = job.policy.options.identified
+        specs = self._stored_events(
+            exp.project_id, job.calling_ae, job.called_ae, stored, original, target, len(data),
+            exp.request_id, retain_uids=job.policy.options.deid.retain_uids,
+            uids_in_file=original is not None and _holds_uids(data, original)) if self.producer else []
+        # encoded now: the journal record keeps them (produced again by a replay after a crash)
+        events = [self._encode(e) for e in specs] if self.outbox is not None else []
 
-        def finish() -> None:
+        def finish(sync: bool) -> None:
             self.stats.add_written(len(data))
             self.expected.record(orig.study, exp.request_id, orig.sop_instance, "stored")
-            self._emit_stored(exp.project_id, job.calling_ae, job.called_ae, stored, original, target,
-                              len(data), exp.request_id, retain_uids=job.policy.options.deid.retain_uids,
-                              uids_in_file=original is not None and _holds_uids(data, original))
+            self._emit(specs, events, sync)
 
         journal, writer = self.journal, self._writer
-        # the modes ride along: a replay writes the file again before anything else knows its project
-        note = json.dumps([orig.study, exp.request_id, orig.sop_instance, private]).encode()
+        # the modes ride along: a replay writes the file again before anything else knows its project;
+        # and the events, so that a replay produces them again
+        note = json.dumps([orig.study, exp.request_id, orig.sop_instance, private,
+                           [e.to_json() for e in events]]).encode()
         if journal is None or writer is None or not journal.fits(rel, data, note):
             self._write_verified(parent, target, stored.sop_instance, data, private=private)
-            finish()
+            finish(True)  # the events durable before the response too
             return
         if (parent, private) not in self._made:  # not fsync'd: a replay makes it again, a checkpoint's syncfs
             self._make_parent(parent, durable=False, private=private)
@@ -578,8 +603,9 @@ class ResearchStore:
         self.stats.add("quarantined")
         self.expected.record(hdr.study, exp.request_id, hdr.sop_instance, "quarantined", reason)
         LOG.info("quarantined an instance of request %s (project %s): %s", exp.request_id, exp.project_id,
-                 reason)
-        self._emit_quarantine(entry, "quarantined", path, job.calling_ae, None)
+                 log_safe(reason))
+        spec = self._quarantine_event(entry, "quarantined", path, job.calling_ae, None)
+        self._emit([spec], [self._encode(spec)] if self.outbox is not None else [], sync=True)
 
     # -- events --------------------------------------------------------------------------------------
     def _partition(self, topic: str, study: str) -> int:
@@ -603,14 +629,66 @@ class ResearchStore:
             self._partitions[topic] = (n, time.monotonic())
         return zlib.crc32(study.encode()) % n if n > 0 else -1
 
-    def _send(self, topic: str, contract: str, key: str, record: dict[str, Any],
-              headers: list[tuple[str, str | bytes | None]] | None = None, study: str = "") -> None:
+    def _send(self, spec: _Spec) -> None:
+        """Produce an event, waited for by ``flush`` (a steward's release and purge; a store not
+        started): a refusal is the caller's failure, not produced again."""
         if self.producer is None:
             return
-        partition = self._partition(topic, study) if study else -1
-        self._events.produce(topic, contract, key, record, headers=headers, partition=partition,
-                             on_delivery=_log_refused)
+        partition = self._partition(spec.topic, spec.study) if spec.study else -1
+        self._events.produce(spec.topic, spec.contract, spec.key, spec.record, headers=spec.headers,
+                             partition=partition, on_delivery=_log_refused)
         self.producer.poll(0)
+
+    @staticmethod
+    def _encode(spec: _Spec) -> Event:
+        headers = tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in spec.headers or ())
+        return Event(spec.topic, spec.key.encode(), serde.encode(spec.contract, spec.record), headers,
+                     spec.study)
+
+    def _emit(self, specs: Sequence[_Spec], events: Sequence[Event], sync: bool = False) -> None:
+        """The events of a stored or quarantined instance: kept in the outbox until the broker
+        acknowledges them (``sync``: durable before this returns: an instance answered without the
+        journal); without an outbox (not started) as ``_send``."""
+        outbox = self.outbox
+        if self.producer is None:
+            return
+        if outbox is None or not events:
+            for spec in specs:
+                self._send(spec)
+            return
+        for i, ev in enumerate(events):
+            self._produce(ev, outbox.add(ev, sync=sync and i == len(events) - 1))
+        self.producer.poll(0)
+
+    def _produce(self, ev: Event, n: int) -> None:
+        """Hand outbox event ``n`` to the producer; its delivery report acknowledges or reschedules it."""
+        partition = self._partition(ev.topic, ev.study) if ev.study else -1
+        kw: dict[str, Any] = {"partition": partition} if partition >= 0 else {}
+        while True:
+            try:
+                self.producer.produce(ev.topic, value=ev.value, key=ev.key, headers=list(ev.headers),
+                                      on_delivery=self._delivered(n), **kw)
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    def _delivered(self, n: int) -> Callable[[KafkaError | None, Message], None]:
+        def report(err: KafkaError | None, msg: Message) -> None:
+            outbox = self.outbox
+            if outbox is None:
+                return  # stopped: the outbox's file keeps it for the next start
+            if err is None:
+                outbox.ack(n)
+                return
+            wait, tries = outbox.refused(n)
+            # not the key: a quarantine event's is the original SOP Instance UID
+            if tries == 1:
+                LOG.error("an event not delivered to %s: %s; produced again in %.0f s (and until the "
+                          "broker takes it)", msg.topic(), err, wait)
+            else:
+                LOG.debug("an event not delivered to %s again (%d): %s", msg.topic(), tries, err)
+            self._kick.set()  # the events thread schedules the retry
+        return report
 
     def kick(self) -> None:
         """Send the events produced so far now instead of after the rest of their linger (in a thread:
@@ -623,19 +701,25 @@ class ResearchStore:
             self._kick.set()
 
     def _kicker(self) -> None:
+        """The events thread: kicks (``kick``), and produces refused events again once their backoff
+        has passed (``Outbox.due``)."""
         while True:
-            self._kick.wait()
+            outbox = self.outbox
+            self._kick.wait(outbox.next_due() if outbox is not None else None)
             self._kick.clear()
             if self._kick_stop:
                 return
+            if outbox is not None:
+                for n, ev in outbox.due():
+                    self._produce(ev, n)
             with contextlib.suppress(Exception):
                 for _ in range(KICK_TRIES):
                     if self.producer.flush(KICK_S) == 0:
                         break
 
-    def _emit_stored(self, project_id: str, calling_ae: str, called_ae: str, stored: Header,
-                     original: Header | None, path: str, size: int, request_id: str = "", *,
-                     retain_uids: bool = False, uids_in_file: bool = False) -> None:
+    def _stored_events(self, project_id: str, calling_ae: str, called_ae: str, stored: Header,
+                       original: Header | None, path: str, size: int, request_id: str = "", *,
+                       retain_uids: bool = False, uids_in_file: bool = False) -> list[_Spec]:
         """``request_id`` and the study (the worker's reconciliation reads them without decoding the
         record) ride in headers: the contract and the warehouse stay as they are. ``original``: the
         received header of a de-identified instance (None: stored as received); ``retain_uids``: the
@@ -648,7 +732,7 @@ class ResearchStore:
         # the project's registrations say
         uids_retained = (original is None or retain_uids or uids_in_file or stored.study == original.study
                          or stored.series == original.series or stored.sop_instance == original.sop_instance)
-        self._send(self.topics.received_instances, "received_instance", stored.sop_instance, {
+        out = [_Spec(self.topics.received_instances, "received_instance", stored.sop_instance, {
             "project_id": project_id, "calling_ae": calling_ae, "called_ae": called_ae,
             "study_instance_uid": stored.study, "series_instance_uid": stored.series,
             "sop_instance_uid": stored.sop_instance, "sop_class_uid": stored.sop_class,
@@ -656,9 +740,9 @@ class ResearchStore:
             "modality": stored.modality or None, "path": path, "size_bytes": size,
             "deidentified": original is not None, "uids_retained": uids_retained, "time": now},
             [(REQUEST_HEADER, request_id.encode()), (STUDY_HEADER, stored.study.encode())] if request_id
-            else None, study=stored.study)
+            else None, study=stored.study)]
         if original is not None:  # the originals: only on the restricted topic
-            self._send(self.topics.received_restricted, "received_original", stored.sop_instance, {
+            out.append(_Spec(self.topics.received_restricted, "received_original", stored.sop_instance, {
                 "project_id": project_id, "study_instance_uid": stored.study,
                 "series_instance_uid": stored.series, "sop_instance_uid": stored.sop_instance,
                 "accession": stored.accession or None, "patient_id": stored.patient_id or None,
@@ -666,15 +750,20 @@ class ResearchStore:
                 "original_series_instance_uid": original.series,
                 "original_sop_instance_uid": original.sop_instance,
                 "original_accession": original.accession or None,
-                "original_patient_id": original.patient_id or None, "time": now}, study=stored.study)
+                "original_patient_id": original.patient_id or None, "time": now}, study=stored.study))
+        return out
 
-    def _emit_quarantine(self, entry: Entry, action: str, path: str, actor: str, note: str | None) -> None:
-        self._send(self.topics.quarantine, "quarantine_event", entry.sop_instance_uid, {
+    def _quarantine_event(self, entry: Entry, action: str, path: str, actor: str, note: str | None) -> _Spec:
+        return _Spec(self.topics.quarantine, "quarantine_event", entry.sop_instance_uid, {
             "action": action, "project_id": entry.project_id, "request_id": entry.request_id or None,
             "study_instance_uid": entry.study_instance_uid, "series_instance_uid": entry.series_instance_uid,
             "sop_instance_uid": entry.sop_instance_uid, "sop_class_uid": entry.sop_class_uid,
             "modality": entry.modality or None, "reason": entry.reason, "path": path,
             "size_bytes": entry.size_bytes, "actor": actor, "note": note, "time": datetime.now(UTC)})
+
+    def _emit_quarantine(self, entry: Entry, action: str, path: str, actor: str, note: str | None) -> None:
+        """A steward's action: waited for (``flush``) before anything is removed, never produced later."""
+        self._send(self._quarantine_event(entry, action, path, actor, note))
 
     # -- writing ---------------------------------------------------------------------------------
     def _place(self, project_id: str, study: str, series: str, sop: str) -> tuple[str, str, str]:
@@ -737,7 +826,7 @@ class ResearchStore:
                                 item.request_id, attempt + 1, type(exc).__name__, exc.strerror)
                     time.sleep(0.05 * (attempt + 1))
             if error is None:
-                item.finish()
+                item.finish(False)  # the journal record holds the events until the checkpoint
                 return
             self.stats.add("write_errors")
             why = f"written after the response, failed: {type(error).__name__}: {error}"
@@ -751,12 +840,27 @@ class ResearchStore:
             journal.done(item.rec.seq)
 
     def _replayed(self, relpath: str, note: bytes) -> None:
-        """A journal record's file was written again at start: record it ``stored`` in its manifest."""
+        """A journal record's file was written again at start: record it ``stored`` in its manifest, and
+        produce its events again unless the outbox says the broker had them (the note of a record of
+        an older version holds none)."""
         try:
-            study, request_id, sop = json.loads(note)[:3]
+            fields = json.loads(note)
+            study, request_id, sop = fields[:3]
             self.expected.record(study, request_id, sop, "stored")
         except (ValueError, TypeError, OSError) as exc:
             LOG.warning("replayed an instance; its manifest record failed (%s)", type(exc).__name__)
+            return
+        outbox = self.outbox
+        if outbox is None or len(fields) < 5:
+            return
+        try:
+            events = [Event.from_json(e) for e in fields[4]]
+        except (ValueError, TypeError, IndexError) as exc:
+            LOG.warning("replayed an instance; its events could not be read (%s)", type(exc).__name__)
+            return
+        events = [e for e in events if not outbox.seen(e)]
+        if events:
+            self._emit([], events)
 
     @staticmethod
     def _replay_modes(relpath: str, note: bytes) -> tuple[int, int]:
@@ -856,8 +960,9 @@ class ResearchStore:
         if project.identified:
             target = self._write_instance(project.project_id, original.study, original.series,
                                           original.sop_instance, data, private=True)
-            self._emit_stored(project.project_id, entry.calling_ae, self.cfg.ae_title, original, None,
-                              target, len(data))
+            for spec in self._stored_events(project.project_id, entry.calling_ae, self.cfg.ae_title,
+                                            original, None, target, len(data)):
+                self._send(spec)
         else:
             if self.deid is None:
                 raise ReleaseError("no de-identification key configured "
@@ -869,9 +974,10 @@ class ResearchStore:
                 raise ReleaseError(f"de-identification failed: {type(exc).__name__}: {exc}") from exc
             new = _header_from(ds)
             target = self._write_instance(project.project_id, new.study, new.series, new.sop_instance, out)
-            self._emit_stored(project.project_id, entry.calling_ae, self.cfg.ae_title, new, original,
-                              target, len(out), retain_uids=project.deid.retain_uids,
-                              uids_in_file=_holds_uids(out, original))
+            for spec in self._stored_events(project.project_id, entry.calling_ae, self.cfg.ae_title, new,
+                                            original, target, len(out), retain_uids=project.deid.retain_uids,
+                                            uids_in_file=_holds_uids(out, original)):
+                self._send(spec)
         try:
             self._emit_quarantine(entry, "released", target, actor, note)
             self.flush()  # the record first; only then the quarantined copy goes
@@ -895,7 +1001,7 @@ class ResearchStore:
         when one is still queued after ``timeout`` or was refused since the last flush)."""
         if self.producer is None:
             return
-        left = self._events.flush(timeout)
+        left = self._events.flush(timeout) + (len(self.outbox.pending) if self.outbox is not None else 0)
         if left:
             why = self._events.last_error
             raise DeliveryError(f"{left} event(s) not delivered to Kafka within {timeout:g} s"
@@ -908,11 +1014,18 @@ class ResearchStore:
             raise ValueError("allowed_calling_aes is empty: it would accept every calling AE")
         if self.producer is not None:
             serde.registry()  # parse the contracts now, not while the first study arrives
+        research_safe_pynetdicom()
         self.cfg.store_dir.mkdir(parents=True, exist_ok=True)
         self._root = os.path.realpath(self.cfg.store_dir)
+        kept: list[tuple[int, Event]] = []
+        if self.producer is not None:
+            # before the journal: its replay produces the events of the instances it writes again
+            self.outbox = Outbox(self._root)
+            kept = self.outbox.open()
         if self.cfg.journal_mb > 0:
             self.journal = Journal(self._root, self.cfg.journal_mb * 1024 * 1024, self._replayed,
-                                   self._replay_modes)
+                                   self._replay_modes,
+                                   self.outbox.compact if self.outbox is not None else None)
             self.journal.open()
             if self.journal.replayed:
                 LOG.warning("replayed %d instances from the journal %s", self.journal.replayed,
@@ -921,6 +1034,12 @@ class ResearchStore:
             self._writer_thread = threading.Thread(target=self._write_files, name="research-writer",
                                                    daemon=True)
             self._writer_thread.start()
+        if kept:
+            LOG.warning("producing %d event(s) again that the broker had not acknowledged before the "
+                        "last stop", len(kept))
+            for n, ev in kept:
+                self._produce(ev, n)
+            self.producer.poll(0)
         if self.cfg.default_project and isinstance(self._project(self.cfg.default_project, False), Refused):
             LOG.error("default project %r is not registered: unregistered studies are refused",
                       self.cfg.default_project)
@@ -962,8 +1081,19 @@ class ResearchStore:
         if self._writer is not None:
             self._writer.join()
         if self.producer is not None:
-            left = self._events.flush(30)
-            if left:  # each refusal was logged (``_log_refused``); a lost stored event is moved again
+            deadline = time.monotonic() + DRAIN_S
+            left = self._events.flush(DRAIN_S)
+            # a refused event waits for its backoff in the outbox, not in the producer's queue: the
+            # events thread produces it again meanwhile
+            while self.outbox is not None and self.outbox.pending and time.monotonic() < deadline:
+                self.producer.flush(min(0.1, max(0.0, deadline - time.monotonic())))
+                time.sleep(0.01)
+            kept = len(self.outbox.pending) if self.outbox is not None else 0
+            if kept:  # each refusal was logged; the outbox keeps them
+                LOG.error("%d event(s) not acknowledged by Kafka at drain: kept in the outbox %s, produced "
+                          "again until the broker takes them (at the latest by the next start)", kept,
+                          self.outbox.path if self.outbox is not None else "")
+            elif left:  # a steward's action's (``_send``): its caller's flush has said so
                 LOG.error("%d event(s) not confirmed by Kafka at drain", left)
 
     def stop(self) -> None:
@@ -983,10 +1113,64 @@ class ResearchStore:
         if self.journal is not None:
             if wire_scp.TIMING:
                 LOG.warning("journal: %d syncs", self.journal.syncs)
-            self.journal.close()
+            self.journal.close()  # its checkpoint makes the outbox's pending events durable first
             self.journal = None
+        if self.outbox is not None:
+            outbox, self.outbox = self.outbox, None  # late delivery reports: the file keeps the events
+            outbox.close()
         if wire_scp.TIMING:
             LOG.warning("C-STORE phases (wall ms per call): %s", wire_scp.PHASES.report())
+
+
+STANDARD_UID_ROOT = "1.2.840.10008."  # the standard's own UIDs (SOP classes, transfer syntaxes): no one's
+
+
+def log_safe(text: str) -> str:
+    """``text`` for a log that research staff may read (not access-checked, not audited): a
+    de-identification failure's message cut to its class (the profile's errors may quote values), every
+    UID other than the standard's own as ``[UID]`` (the PACS's Study, Series and SOP Instance UIDs)."""
+    head, sep, rest = text.partition("de-identification failed: ")
+    if sep:
+        text = head + sep + rest.split(":", 1)[0].strip()
+    return UID_IN_TEXT.sub(lambda m: m[0] if m[0].startswith(STANDARD_UID_ROOT) else "[UID]", text)
+
+
+class _ResearchSafe(logging.Filter):
+    """pynetdicom's records above DEBUG without the PACS's UIDs and without exception texts (a decoding
+    error's may quote a value of the data set): the message through ``log_safe``, the exception as its
+    class only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[0] is not None:
+            text += f" ({record.exc_info[0].__name__})"
+        record.msg, record.args = log_safe(text), ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+_SAFE_FILTER = _ResearchSafe()
+
+
+def research_safe_pynetdicom() -> None:
+    """pynetdicom's loggers as this process's logs may have them: not at DEBUG unless an operator set
+    that on the ``pynetdicom`` logger itself (then a warning: DEBUG logs every DIMSE message with its
+    whole data set, patients' names and the PACS's UIDs included), and every record through
+    ``_ResearchSafe``. A logger that inherits its level (the root's DEBUG of ``--log-level DEBUG``)
+    gets WARNING: pynetdicom's INFO is a line per message, its WARNING and ERROR are fixed texts and
+    exceptions."""
+    base = logging.getLogger("pynetdicom")
+    if base.level == logging.NOTSET and not base.isEnabledFor(logging.INFO):
+        pass  # quieter than WARNING already
+    elif base.level == logging.NOTSET:
+        base.setLevel(logging.WARNING)
+    elif base.isEnabledFor(logging.DEBUG):
+        LOG.warning("pynetdicom logs at DEBUG: its log holds whole data sets (patients' names, the PACS's "
+                    "UIDs); not for a log research staff may read")
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if ((name == "pynetdicom" or name.startswith("pynetdicom.")) and isinstance(logger, logging.Logger)
+                and _SAFE_FILTER not in logger.filters and not logger.isEnabledFor(logging.DEBUG)):
+            logger.addFilter(_SAFE_FILTER)
 
 
 def _log_refused(err: KafkaError | None, msg: Message) -> None:
