@@ -401,7 +401,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             "measurements": await rows(sess, q.measurements(site, acc)),
             "assessments": await rows(sess, q.assessments(site, acc)),
             "versions": version_diffs(await rows(sess, q.versions(site, acc))),
-            "retrievals": [progress(r) for r in await rows(sess, q.retrievals(accession=acc))],
+            "retrievals": [progress(r) for r in await rows(sess, q.retrievals(
+                accession=acc, identified=sess.principal.has("steward")))],
         }
         audit.record(target, sess.principal.user, "web.report", allowed=True, accession=acc)
         return render(request, "report.html", **ctx)
@@ -659,7 +660,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     # --- retrieval dashboard -----------------------------------------------------------------------
     async def retrieval_ctx(request: Request, sess: Session) -> dict[str, Any]:
         project = request.query_params.get("project", "")
-        reqs = [progress(r) for r in await rows(sess, q.retrievals(project=project))]
+        reqs = [progress(r) for r in await rows(sess, q.retrievals(
+            project=project, identified=sess.principal.has("steward")))]
         totals = await rows(sess, q.project_totals())
         waiting = {r["project"]: int(r["n"]) for r in await rows(sess, pl.waiting_for_window(project))}
         step = "minute" if request.query_params.get("step") == "minute" else "hour"
@@ -731,8 +733,10 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     @page(READERS)
     async def retrieval(request: Request, sess: Session) -> Response:
         rid = request.path_params["rid"]
-        reqs = [progress(r) for r in await rows(sess, q.retrievals()) if r["request_id"] == rid]
-        events = await rows(sess, q.timeline(rid, identified=sess.principal.has("steward")))
+        steward = sess.principal.has("steward")
+        reqs = [progress(r) for r in await rows(sess, q.retrievals(identified=steward))
+                if r["request_id"] == rid]
+        events = await rows(sess, q.timeline(rid, identified=steward))
         return render(request, "retrieval.html", rid=rid, req=reqs[0] if reqs else None, events=events)
 
     # --- stewards ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ retrieval time that way.
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,10 @@ _REQUEST_TIMES = tuple(COLUMNS["retrieval_requests"].index(c) for c in ("not_bef
                                                                          "requested_time"))
 _REQUESTED = COLUMNS["retrieval_requests"].index("requested_time")
 _EVENT_TIME = COLUMNS["retrieval_events"].index("time")
+_EVENT_ERROR = COLUMNS["retrieval_events"].index("error")
+# a date in a status event's text: the DICOM worker writes real times there ("not before <ISO time>",
+# "PACS window opens <ISO time>", "not after <ISO time> passed ...")
+_DATE_IN_TEXT = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
 _INSTANCE_TIME = COLUMNS["received_instances"].index("time")
 _INSTANCE_PATIENT = COLUMNS["received_instances"].index("patient_id")
 
@@ -77,6 +82,17 @@ def request_patient(key: bytes, rec: Mapping[str, Any]) -> str:
 
 def _moved(value: Any, days: int) -> Any:
     return value - timedelta(days=days) if isinstance(value, datetime) else value
+
+
+def moved_text(text: str, days: int) -> str:
+    """``text`` with every date in it (YYYY-MM-DD, an ISO time's too) moved back by ``days``."""
+    def one(m: re.Match[str]) -> str:
+        try:
+            day = datetime(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            return m[0]  # not a date
+        return (day - timedelta(days=days)).strftime("%Y-%m-%d")
+    return _DATE_IN_TEXT.sub(one, text)
 
 
 class Shifts:
@@ -122,7 +138,8 @@ class Shifts:
         return {**rows, "retrieval_requests": moved, "retrieval_shifts": own}
 
     def status(self, rec: Mapping[str, Any], rows: Rows) -> Rows:
-        """A status event: the analysts' row moved by its request's days (``lookup`` first)."""
+        """A status event: the analysts' row moved by its request's days (``lookup`` first), the dates in
+        its ``error`` text too (the stewards' row keeps them)."""
         days = self._days.get(str(rec["request_id"]))
         out = []
         for row in rows.get("retrieval_events", []):
@@ -130,8 +147,10 @@ class Shifts:
             if days is None:
                 log.warning("status event of request %s before its request: its time is hidden (1970)",
                             rec["request_id"])
-            out.append([*row[:_EVENT_TIME], _moved(when, hidden_days(when) if days is None else days),
-                        *row[_EVENT_TIME + 1:]])
+            moved = hidden_days(when) if days is None else days
+            new = [_moved(v, moved) if i == _EVENT_TIME else v for i, v in enumerate(row)]
+            new[_EVENT_ERROR] = moved_text(str(new[_EVENT_ERROR]), moved)  # its real dates too
+            out.append(new)
         return {**rows, "retrieval_events": out}
 
     def instance(self, rows: Rows) -> Rows:

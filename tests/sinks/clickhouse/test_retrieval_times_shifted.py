@@ -120,16 +120,18 @@ def test_a_request_naming_no_patient_is_hidden_at_1970_and_its_events_follow(ch:
     when = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
     write_records(ch, "retrieval_requested", [{**rec["retrieval_requested"], "requested_time": when}],
                   key=KEY)
-    write_records(ch, "retrieval_status", [{**rec["retrieval_status"], "time": when + timedelta(seconds=9)}],
-                  key=KEY)
+    write_records(ch, "retrieval_status", [{**rec["retrieval_status"], "time": when + timedelta(seconds=9),
+                                            "state": "waiting_for_window",
+                                            "error": "not before 2026-05-07T01:00:00+00:00"}], key=KEY)
     write_records(ch, "retrieval_requested", [{**rec["retrieval_requested"], "action": "cancel",
                                                "requested_time": when + timedelta(days=2)}], key=KEY)
     rows = analyst(ch, "SELECT action, requested_time FROM retrieval_requests ORDER BY action")
     assert [(a, utc(w)) for a, w in rows] == [
         ("cancel", datetime(1970, 1, 3, 7, 8, 9, tzinfo=UTC)),
         ("request", datetime(1970, 1, 1, 7, 8, 9, tzinfo=UTC))]
-    [(ev,)] = analyst(ch, "SELECT time FROM retrieval_events")
+    [(ev, error)] = analyst(ch, "SELECT time, error FROM retrieval_events")
     assert utc(ev) == datetime(1970, 1, 1, 7, 8, 18, tzinfo=UTC)
+    assert error == "not before 1970-01-02T01:00:00+00:00"  # the worker's real dates in its text move too
     [(real,)] = ch.query("SELECT requested_time FROM retrievals_latest_real").result_rows
     assert utc(real) == when
 
