@@ -665,11 +665,15 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         totals = await rows(sess, q.project_totals())
         waiting = {r["project"]: int(r["n"]) for r in await rows(sess, pl.waiting_for_window(project))}
         step = "minute" if request.query_params.get("step") == "minute" else "hour"
-        tp = await rows(sess, pl.throughput(project, step, identified=sess.principal.has("steward")))
+        # by real hour, a steward's only: beside the analysts' (shifted) instance times the hour an instance
+        # arrived would give its patient's date shift (docs/analysts.md)
+        steward = sess.principal.has("steward")
+        tp = await rows(sess, pl.throughput(project, step, identified=True)) if steward else []
         return {"requests": reqs, "totals": [{**t, "waiting": waiting.get(t["project"], 0)} for t in totals],
                 "project": project, "live": any(r.get("state") not in FINAL for r in reqs),
                 "window": pl.window_state(settings.pacs.windows, settings.pacs.timezone), "step": step,
-                "throughput": tp, "chart": chart_of(tp, 60 if step == "minute" else 3600)}
+                "throughput": tp, "throughput_shown": steward,
+                "chart": chart_of(tp, 60 if step == "minute" else 3600)}
 
     @page(READERS)
     async def retrievals(request: Request, sess: Session) -> Response:
