@@ -389,7 +389,8 @@ class ClickHouseSink(Handler):
         now = time.time()
         self._learn_projects(records)
         self._refresh_projects()
-        statuses: list[tuple[Record, dict[str, Any], Rows]] = []  # moved once their requests are known
+        # status events and cancels move by their request's days: after this batch's requests, and a lookup
+        later: list[tuple[Record, str, dict[str, Any], Rows]] = []
         for rec in records:
             contract = self.contracts.get(rec.topic, "")
             try:
@@ -406,24 +407,31 @@ class ClickHouseSink(Handler):
                         self._unknown_held.add(decoded["project_id"])  # released once the project is known
                     rows = restricted_instances(rows)  # identified, retains UIDs, or not known yet: private
                 # the analysts' retrieval times move by the patient's days (ddl/034), the stewards' stay
+                if contract == "retrieval_status" or (contract == "retrieval_requested"
+                                                      and decoded.get("action") == "cancel"):
+                    later.append((rec, contract, decoded, rows))
+                    continue
                 if contract == "retrieval_requested":
                     rows = self.shifts.request(decoded, rows)
                 elif contract == "received_instance":
                     rows = self.shifts.instance(rows)
-                elif contract == "retrieval_status":
-                    statuses.append((rec, decoded, rows))
-                    continue
             except Exception as exc:  # anything we cannot store goes to the dead-letter topic
                 acks.dead_letter(rec, exc)
                 continue
             self._add_item(rec, rows, now)
-        if statuses:
+        if later:
             try:
-                self.shifts.lookup(self.client, (str(d["request_id"]) for _, d, _ in statuses))
+                self.shifts.lookup(self.client, (str(d["request_id"]) for _, _, d, _ in later))
             except Exception:  # noqa: BLE001 - the warehouse is down: the flush will say so; times hidden
                 log.warning("looking up the days of retrieval requests failed", exc_info=True)
-            for rec, decoded, rows in statuses:
-                self._add_item(rec, self.shifts.status(decoded, rows), now)
+            for rec, contract, decoded, rows in later:
+                try:
+                    shifted = (self.shifts.status(decoded, rows) if contract == "retrieval_status"
+                               else self.shifts.request(decoded, rows))
+                except Exception as exc:  # as above: what we cannot store goes to the dead-letter topic
+                    acks.dead_letter(rec, exc)
+                    continue
+                self._add_item(rec, shifted, now)
 
     def _add_item(self, rec: Record, rows: Rows, now: float) -> None:
         batch = self._batch
