@@ -83,11 +83,16 @@ def test_a_standing_cohorts_retrieval_times_do_not_give_the_patients_shift(sink_
                         (t.retrieval_requests, "retrieval_requested", rid, req)])
         wait_until(lambda: ch.query("SELECT count() FROM retrieval_requests").result_rows[0][0] == 1,
                    what="the request")
+        # a cancel that names the request only (a clinical system may send one): its request's days
+        cancel = {"request_id": rid, "action": "cancel", "project_id": "P-DE", "requester": "ana",
+                  "destination_ae": "RESEARCH", "requested_time": RECEIVED + timedelta(seconds=30)}
         produce_all(s, [*((t.retrieval_status, "retrieval_status", rid, x) for x in statuses),
-                        (t.received_instances, "received_instance", "i", inst)])
+                        (t.received_instances, "received_instance", "i", inst),
+                        (t.retrieval_requests, "retrieval_requested", rid, cancel)])
         wait_until(lambda: ch.query("SELECT (SELECT count() FROM retrieval_events) + "
-                                    "(SELECT count() FROM received_instances)").result_rows[0][0] == 3,
-                   what="the status events and the instance")
+                                    "(SELECT count() FROM received_instances) + "
+                                    "(SELECT count() FROM retrieval_requests)").result_rows[0][0] == 5,
+                   what="the status events, the instance and the cancel")
 
         [(received,)] = analyst(ch, "SELECT received_time FROM reports_latest")
         assert utc(received) == RECEIVED - SHIFT  # the report's time is shifted (as before)
@@ -96,7 +101,7 @@ def test_a_standing_cohorts_retrieval_times_do_not_give_the_patients_shift(sink_
                 *analyst(ch, "SELECT time FROM received_instances"),
                 *analyst(ch, "SELECT requested_time FROM retrievals_latest"),
                 *analyst(ch, "SELECT last_time FROM retrievals_latest")]
-        assert len(seen) == 6
+        assert len(seen) == 7
         for (when,) in seen:  # seconds from the report, as in reality: no days left to read off
             assert timedelta(0) < utc(when) - utc(received) < timedelta(minutes=1), (when, received)
 
