@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS {db}.retrieval_shifts
     inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (request_id, patient_id);
+ORDER BY (request_id, patient_id)
+SETTINGS fsync_after_insert = 1, fsync_part_directory = 1; -- durable before the sink commits (033)
 
 -- stewards: each request with its latest state at real times (retrievals_latest moved forward again; a
 -- request without a row here, written before this migration, has real times already: 0 days)
