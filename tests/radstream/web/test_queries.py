@@ -336,3 +336,43 @@ def test_the_page_query_returns_what_the_three_queries_return(ch: Client, form: 
     for offset in (1, 2):
         got = q.page_parts(run(ch, q.page(s, offset, 2))[0], offset, 2)[0]
         assert got == run(ch, q.results(s, offset, 2))
+
+
+def test_retrieval_pages_show_analysts_shifted_times_and_stewards_real_ones(ch: Client) -> None:
+    """The analysts' retrieval times are moved back by the patient's days (ddl/034); a steward's pages add
+    them back: the request and its timeline at their real times, the throughput chart by real hour."""
+    from processors.ingest.pseudonym import date_shift_days, pseudonym
+    from radstream.web import pipeline as pl
+    from tests.sinks.clickhouse.factories import registered
+
+    key = b"web-retrieval-times-key-0123456789ab"
+    patient = pseudonym(key, "north", "MRN-1")
+    days = timedelta(days=date_shift_days(key, patient))
+    now = datetime.now(UTC).replace(microsecond=0)
+    write_records(ch, "project_registration", [registered("P-T")])
+    write_records(ch, "retrieval_requested", [{
+        "request_id": "r-t", "project_id": "P-T", "requester": "ana", "accession": "ACC-00000000000A",
+        "patient_id": patient, "destination_ae": "RESEARCH", "requested_time": now}], key=key)
+    write_records(ch, "retrieval_status", [{"request_id": "r-t", "project_id": "P-T", "state": "completed",
+                                            "completed": 1, "time": now + timedelta(seconds=5)}], key=key)
+    write_records(ch, "received_instance", [{
+        "project_id": "P-T", "calling_ae": "PACS", "called_ae": "RESEARCH", "study_instance_uid": "2.25.1",
+        "series_instance_uid": "2.25.2", "sop_instance_uid": "2.25.3",
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
+        "path": "/x/3.dcm", "size_bytes": 1, "time": now + timedelta(seconds=3), "deidentified": True,
+        "accession": "ACC-00000000000A", "patient_id": patient}], key=key)
+
+    def at(value: str) -> datetime:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+    [mine] = run(ch, q.retrievals(project="P-T"))
+    assert (at(mine["requested"]), at(mine["last_time"])) == (now - days, now + timedelta(seconds=5) - days)
+    [real] = run(ch, q.retrievals(project="P-T", identified=True), STEWARD)
+    assert (at(real["requested"]), at(real["last_time"])) == (now, now + timedelta(seconds=5))
+    with pytest.raises(AccessDenied):
+        run(ch, q.retrievals(project="P-T", identified=True))  # the days are stewards' only
+    assert [at(e["time"]) for e in run(ch, q.timeline("r-t"))] == [now + timedelta(seconds=5) - days]
+    assert [at(e["time"]) for e in run(ch, q.timeline("r-t", identified=True), STEWARD)] == [
+        now + timedelta(seconds=5)]
+    assert sum(int(r["instances"]) for r in run(ch, pl.throughput("P-T", identified=True), STEWARD)) == 1
+    assert run(ch, pl.throughput("P-T")) == []  # by the analysts' (shifted) times: none of them recent
