@@ -20,7 +20,7 @@ from typing import Any
 
 from radstream import access
 from radstream.config import Settings
-from radstream.text_deid import research_key, text_deid
+from radstream.text_deid import text_deid
 from sinks.clickhouse.service import SinkService
 from sinks.clickhouse.web import SqlServer
 from streams.agents import AgentGroups, Agents
@@ -49,11 +49,8 @@ class Worker:
         self.agents = Agents(kafka, settings.topics, settings.worker, settings.ml, agent_groups(settings),
                              settings.research.allowed_destinations, text_deid(settings),
                              state_dir=settings.state_dir)
-        # the sink moves the analysts' retrieval times by the patient's days: it needs the key this process
-        # keys with already (sinks.clickhouse.shifts)
         self.sink = SinkService(kafka, settings.topics, settings.clickhouse,
-                                consumer_conf=sink_consumer_conf(settings),
-                                key=research_key(settings)) if with_sink else None
+                                consumer_conf=sink_consumer_conf(settings)) if with_sink else None
         self.server = SqlServer(self.sink, settings.worker.web_host, settings.worker.web_port,
                                 gate=access.gate(settings, "sql-page"), tls=access.tls(settings),
                                 roles_dir=access.roles_dir(settings),

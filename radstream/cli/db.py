@@ -140,10 +140,7 @@ def sink_cmd(ctx: click.Context, web: bool | None, web_port: int | None) -> None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    from radstream.text_deid import research_key
-
-    # the analysts' retrieval times move by the patient's days (sinks.clickhouse.shifts): the key is needed
-    service = SinkService(settings.kafka, settings.topics, settings.clickhouse, key=research_key(settings))
+    service = SinkService(settings.kafka, settings.topics, settings.clickhouse)
     server: SqlServer | OpsServer | None = None
     if settings.embedded_clickhouse if web is None else web:
         port = settings.worker.web_port if web_port is None else web_port

@@ -401,8 +401,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
             "measurements": await rows(sess, q.measurements(site, acc)),
             "assessments": await rows(sess, q.assessments(site, acc)),
             "versions": version_diffs(await rows(sess, q.versions(site, acc))),
-            "retrievals": [progress(r) for r in await rows(sess, q.retrievals(
-                accession=acc, identified=sess.principal.has("steward")))],
+            "retrievals": [progress(r) for r in await rows(sess, q.retrievals(accession=acc))],
         }
         audit.record(target, sess.principal.user, "web.report", allowed=True, accession=acc)
         return render(request, "report.html", **ctx)
@@ -654,20 +653,15 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     # --- retrieval dashboard -----------------------------------------------------------------------
     async def retrieval_ctx(request: Request, sess: Session) -> dict[str, Any]:
         project = request.query_params.get("project", "")
-        reqs = [progress(r) for r in await rows(sess, q.retrievals(
-            project=project, identified=sess.principal.has("steward")))]
+        reqs = [progress(r) for r in await rows(sess, q.retrievals(project=project))]
         totals = await rows(sess, q.project_totals())
         waiting = {r["project"]: int(r["n"]) for r in await rows(sess, pl.waiting_for_window(project))}
         step = "minute" if request.query_params.get("step") == "minute" else "hour"
-        # by real hour, a steward's only: beside the analysts' (shifted) instance times the hour an instance
-        # arrived would give its patient's date shift (docs/analysts.md)
-        steward = sess.principal.has("steward")
-        tp = await rows(sess, pl.throughput(project, step, identified=True)) if steward else []
+        tp = await rows(sess, pl.throughput(project, step, identified=sess.principal.has("steward")))
         return {"requests": reqs, "totals": [{**t, "waiting": waiting.get(t["project"], 0)} for t in totals],
                 "project": project, "live": any(r.get("state") not in FINAL for r in reqs),
                 "window": pl.window_state(settings.pacs.windows, settings.pacs.timezone), "step": step,
-                "throughput": tp, "throughput_shown": steward,
-                "chart": chart_of(tp, 60 if step == "minute" else 3600)}
+                "throughput": tp, "chart": chart_of(tp, 60 if step == "minute" else 3600)}
 
     @page(READERS)
     async def retrievals(request: Request, sess: Session) -> Response:
@@ -731,10 +725,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     @page(READERS)
     async def retrieval(request: Request, sess: Session) -> Response:
         rid = request.path_params["rid"]
-        steward = sess.principal.has("steward")
-        reqs = [progress(r) for r in await rows(sess, q.retrievals(identified=steward))
-                if r["request_id"] == rid]
-        events = await rows(sess, q.timeline(rid, identified=steward))
+        reqs = [progress(r) for r in await rows(sess, q.retrievals()) if r["request_id"] == rid]
+        events = await rows(sess, q.timeline(rid, identified=sess.principal.has("steward")))
         return render(request, "retrieval.html", rid=rid, req=reqs[0] if reqs else None, events=events)
 
     # --- stewards ----------------------------------------------------------------------------------

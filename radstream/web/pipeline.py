@@ -61,14 +61,9 @@ def throughput(project: str = "", step: str = "hour", identified: bool = False) 
     if project:
         cond += " AND project_id = %(project)s"
         p["project"] = project
-    # the analysts' instances are moved back by their patient's days (ddl/034): a steward's chart adds them
-    # back; an analyst's shows instances by those times (none of them recent)
     source = "received_instances"
     if identified:
-        source = ("(SELECT r.project_id AS project_id, r.time + toIntervalDay(d.days) AS time "
-                  "FROM received_instances AS r LEFT JOIN (SELECT patient_id, any(shift_days) AS days "
-                  "FROM retrieval_shifts WHERE request_id = '' GROUP BY patient_id) AS d "
-                  "ON d.patient_id = r.patient_id UNION ALL "
+        source = ("(SELECT project_id, time FROM received_instances UNION ALL "
                   "SELECT project_id, time FROM received_instances_identified)")
     return bind(f"""SELECT project_id AS project, toString({fn}(time)) AS t, count() AS instances
 FROM {source} WHERE {cond} GROUP BY project, t ORDER BY t, project""", p)

@@ -420,23 +420,13 @@ def assessments(site: str, accession: str) -> str:
 _PROGRESS = """SELECT request_id, argMax(state, time) AS state, argMax(attempt, time) AS attempt,
        argMax(expected_instances, time) AS expected, argMax(stored, time) AS stored,
        argMax(completed, time) AS completed, argMax(quarantined, time) AS quarantined,
-       argMax(missing, time) AS missing, argMax(error, time) AS error, max(time) AS last_at
+       argMax(missing, time) AS missing, argMax(error, time) AS error, toString(max(time)) AS last_time
 FROM retrieval_events GROUP BY request_id"""
 
-# a request's days (ddl/034, steward-only): the analysts' retrieval times are moved back by them
-_DAYS = """(SELECT request_id, any(shift_days) AS days FROM retrieval_shifts WHERE request_id != ''
-GROUP BY request_id)"""
 
-
-def retrievals(accession: str = "", project: str = "", limit: int = 200,
-               identified: bool = False) -> str:
-    """Requests with their latest state and counts (expected, stored ...), newest first. Their times are
-    the analysts' (moved back by the patient's days, ddl/034); with ``identified`` (a steward's view) the
-    real ones."""
+def retrievals(accession: str = "", project: str = "", limit: int = 200) -> str:
+    """Requests with their latest state and counts (expected, stored ...), newest first."""
     cond, p = "1", dict[str, Any](limit=int(limit))
-    days, join = "0", ""
-    if identified:
-        days, join = "d.days", f"LEFT JOIN {_DAYS} AS d ON d.request_id = q.request_id"
     if accession:
         cond += " AND q.accession = %(acc)s"
         p["acc"] = accession
@@ -444,16 +434,14 @@ def retrievals(accession: str = "", project: str = "", limit: int = 200,
         cond += " AND q.project_id = %(project)s"
         p["project"] = project
     return bind(f"""SELECT q.request_id AS request_id, q.project_id AS project, q.requester AS requester,
-       q.accession AS accession, q.destination_ae AS destination,
-       toString(q.requested_time + toIntervalDay({days})) AS requested,
+       q.accession AS accession, q.destination_ae AS destination, toString(q.requested_time) AS requested,
        s.state AS state, s.attempt AS attempt, s.expected AS expected, s.stored AS stored,
        s.completed AS completed, s.quarantined AS quarantined, s.missing AS missing, s.error AS error,
-       if(s.request_id = '', '', toString(s.last_at + toIntervalDay({days}))) AS last_time
+       s.last_time AS last_time
 FROM (SELECT * FROM retrieval_requests WHERE action = 'request') AS q
 LEFT JOIN ({_PROGRESS}) AS s ON s.request_id = q.request_id
-{join}
 WHERE {cond}
-ORDER BY q.requested_time + toIntervalDay({days}) DESC, q.request_id LIMIT %(limit)s""", p)
+ORDER BY q.requested_time DESC, q.request_id LIMIT %(limit)s""", p)
 
 
 def project_totals() -> str:
@@ -469,13 +457,11 @@ GROUP BY project ORDER BY project"""
 def timeline(request_id: str, identified: bool = False) -> str:
     """The request's status events. With ``identified`` (a steward's view) an identified project's
     events come whole from ``retrieval_events_identified`` (the analysts' copy has no UIDs or error
-    text: ddl/024), and the analysts' events at their real times (they are moved back by the patient's
-    days: ddl/034)."""
+    text: ddl/024)."""
     source = "retrieval_events"
     if identified:
         source = """(SELECT * FROM retrieval_events_identified WHERE request_id = %(rid)s
-    UNION ALL SELECT * REPLACE (time + toIntervalDay((SELECT any(shift_days) FROM retrieval_shifts
-        WHERE request_id = %(rid)s)) AS time) FROM retrieval_events WHERE request_id = %(rid)s
+    UNION ALL SELECT * FROM retrieval_events WHERE request_id = %(rid)s
     AND (SELECT count() FROM retrieval_events_identified WHERE request_id = %(rid)s) = 0)"""
     return bind(f"""SELECT toString(time) AS time, state, attempt, expected_instances AS expected, stored,
        completed, failed, quarantined, missing, error FROM {source}

@@ -32,7 +32,6 @@ FINAL_TABLES: tuple[str, ...] = (
     "reports", "report_versions", "report_current", "report_nlp", "report_search",
     "findings", "measurements", "recommendations", "assessments", "critical_results", "chest_labels",
     "sections", "retrieval_events", "retrieval_requests", "received_instances", "concept",
-    "retrieval_shifts",
 )
 
 

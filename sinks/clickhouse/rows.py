@@ -87,8 +87,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "dead_letters": ("stage", "original_topic", "original_partition", "original_offset", "value_sha256",
                      "key", "value", "error_type", "error", "time", *KAFKA),
 }
-# steward-only: each request's days (and each patient's of a received instance), ddl/034
-COLUMNS["retrieval_shifts"] = ("request_id", "patient_id", "shift_days", "requested_time")
 COLUMNS["received_instances_identified"] = COLUMNS["received_instances"]  # an identified project's (022)
 COLUMNS["retrieval_events_identified"] = COLUMNS["retrieval_events"]  # an identified project's (024)
 
@@ -101,9 +99,9 @@ TABLES_OF: dict[str, tuple[str, ...]] = {
     "report_original": ("report_text_original",),
     "report_findings": ("report_nlp", "sections", "findings", "measurements", "recommendations",
                         "assessments", "critical_results", "chest_labels", "report_current"),
-    "retrieval_requested": ("retrieval_requests", "retrieval_shifts", "audit_log"),
+    "retrieval_requested": ("retrieval_requests", "audit_log"),
     "retrieval_status": ("retrieval_events", "retrieval_events_identified"),
-    "received_instance": ("received_instances", "received_instances_identified", "retrieval_shifts"),
+    "received_instance": ("received_instances", "received_instances_identified"),
     "received_original": ("deid_map",),
     "project_registration": ("projects", "audit_log"),
     "quarantine_event": ("quarantine",),
@@ -270,8 +268,7 @@ def retrieval_request_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     audit = [f"retrieval:{rec['request_id']}:{action}", _t(rec["requested_time"]), rec["requester"],
              f"retrieval.{action}", True, rec["project_id"], "", [], None, None, detail, "", "",
              *origin.cols()]
-    # retrieval_shifts: the request's days, which the sink adds (``sinks.clickhouse.shifts``, ddl/034)
-    return {"audit_log": [audit], "retrieval_shifts": [], "retrieval_requests": [[
+    return {"audit_log": [audit], "retrieval_requests": [[
         rec["request_id"], action, rec["project_id"], rec["requester"],
         shown["accession"], shown["study_instance_uid"], _s(rec.get("study_ref")), shown["patient_id"],
         shown["study_date"], rec["destination_ae"], _s(rec.get("priority") or "normal"),
@@ -328,7 +325,7 @@ def received_instance_rows(rec: Mapping[str, Any], origin: Origin) -> Rows:
     tables = ("received_instances", "received_instances_identified")
     retained = rec.get("uids_retained")
     table, other = tables if rec.get("deidentified") and not retained else tables[::-1]
-    return {other: [], "retrieval_shifts": [], table: [[
+    return {other: [], table: [[
         rec["project_id"], rec["study_instance_uid"], rec["series_instance_uid"], rec["sop_instance_uid"],
         rec["sop_class_uid"], _s(rec.get("accession")), _s(rec.get("patient_id")), _s(rec.get("modality")),
         rec["calling_ae"],

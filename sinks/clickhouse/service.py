@@ -23,10 +23,8 @@ class SinkService:
     """Runs the warehouse's consumer loop in a thread; exposes its client for read-only queries."""
 
     def __init__(self, kafka: KafkaConfig, topics: TopicsConfig, ch: ClickHouseConfig, *,
-                 group_id: str | None = None, consumer_conf: Mapping[str, Any] | None = None,
-                 key: bytes | None = None) -> None:
+                 group_id: str | None = None, consumer_conf: Mapping[str, Any] | None = None) -> None:
         self.kafka, self.topics, self.ch = kafka, topics, ch
-        self.key = key  # the installation's key: the analysts' retrieval times move by the patient's days
         self.group_id = group_id or f"{kafka.consumer_group}.clickhouse-sink"
         self.consumer_conf = consumer_conf
         self.stop_event = threading.Event()
@@ -57,7 +55,7 @@ class SinkService:
         delay = 0.5
         while self.sink is None and not self.stop_event.is_set():
             try:
-                self.sink = ClickHouseSink(self.ch, self.topics, key=self.key)
+                self.sink = ClickHouseSink(self.ch, self.topics)
             except Exception as exc:  # surfaced on /health until it opens
                 self.error = exc
                 log.warning("cannot open ClickHouse yet (retrying in %.1f s): %s", delay, exc)

@@ -56,7 +56,6 @@ from sinks.clickhouse.rows import (
     rows_for,
     rows_for_many,
 )
-from sinks.clickhouse.shifts import Shifts, hidden_time_sql
 from streams import serde
 from streams.config import KafkaConfig, TopicsConfig
 from streams.handlers import origin_ms
@@ -73,8 +72,7 @@ INSERT_ORDER = ("report_text_original", "report_versions", "reports", "report_se
                 "measurements",
                 "recommendations",
                 "assessments", "critical_results", "chest_labels", "report_nlp", "report_current",
-                "retrieval_requests", "retrieval_shifts", "retrieval_events", "retrieval_events_identified",
-                "received_instances",
+                "retrieval_requests", "retrieval_events", "retrieval_events_identified", "received_instances",
                 "received_instances_identified", "deid_map", "projects", "quarantine", "dead_letters",
                 "audit_log")
 
@@ -174,41 +172,27 @@ def write_rows(client: Client, rows: Rows, helpers: Sequence[Client] = (),
     return sum(len(rows[t]) for t in tables)
 
 
-def write_records(client: Client, contract: str, records: Iterable[Mapping[str, Any]],
-                  key: bytes | None = None) -> int:
+def write_records(client: Client, contract: str, records: Iterable[Mapping[str, Any]]) -> int:
     """Write decoded records of one contract directly (no Kafka). Idempotent like the sink.
 
-    ``client`` must have the warehouse database as its default (``open_client`` does that). ``key``: the
-    installation's key, for the analysts' retrieval times (``sinks.clickhouse.shifts``; None hides them).
+    ``client`` must have the warehouse database as its default (``open_client`` does that).
     Returns the number of table rows written.
     """
     if contract not in TABLES_OF:
         raise ValueError(f"no warehouse mapping for contract {contract!r}")
-    shifts = Shifts(key)
     if contract == "retrieval_status":
         known = deidentified_projects(client)
-        recs = list(records)
-        shifts.lookup(client, (str(r["request_id"]) for r in recs))
         rows: Rows = {}
-        for rec in recs:
+        for rec in records:
             one = rows_for(contract, rec)
-            one = one if rec["project_id"] in known else for_identified_project(one)
-            merge_rows(rows, shifts.status(rec, one))
+            merge_rows(rows, one if rec["project_id"] in known else for_identified_project(one))
         return write_rows(client, rows)
     if contract == "received_instance":
         known = deidentified_projects(client)
         rows = {}
         for rec in records:
             one = rows_for(contract, rec)
-            one = one if rec["project_id"] in known else restricted_instances(one)
-            merge_rows(rows, shifts.instance(one))
-        return write_rows(client, rows)
-    if contract == "retrieval_requested":
-        recs = list(records)
-        shifts.lookup(client, (str(r["request_id"]) for r in recs))  # a cancel moves by its request's days
-        rows = {}
-        for rec in recs:
-            merge_rows(rows, shifts.request(rec, rows_for(contract, rec)))
+            merge_rows(rows, one if rec["project_id"] in known else restricted_instances(one))
         return write_rows(client, rows)
     return write_rows(client, rows_for_many(contract, records))
 
@@ -271,16 +255,10 @@ def release_instances(client: Client, projects: Iterable[str] | None = None, *, 
                          f"{in_analysts})", parameters=params).result_rows[0][0])
     if n:
         cols = ", ".join(COLUMNS["received_instances"])
-        # the stewards' row has the real time: the analysts' moves by its patient's days (ddl/034; the sink
-        # wrote them when the instance came), hidden at 1970-01-01 when they are not known
-        moved = f"r.time - toIntervalDay(if(s.shift_days > 0, s.shift_days, {hidden_time_sql('r.time')}))"
-        picked = ", ".join(moved if c == "time" else f"r.{c}" for c in COLUMNS["received_instances"])
-        days = ("SELECT patient_id, any(shift_days) AS shift_days FROM retrieval_shifts "
-                "WHERE request_id = '' GROUP BY patient_id")
         # FINAL: one row per instance (a replayed instance may be there twice until merged)
-        client.command(f"INSERT INTO received_instances ({cols}) SELECT {picked} FROM (SELECT * FROM "
-                       f"received_instances_identified FINAL WHERE {cond} AND NOT {in_analysts}) AS r "
-                       f"LEFT JOIN ({days}) AS s ON s.patient_id = r.patient_id", parameters=params)
+        client.command(f"INSERT INTO received_instances ({cols}) SELECT {cols} FROM "
+                       f"received_instances_identified FINAL WHERE {cond} AND NOT {in_analysts}",
+                       parameters=params)
     leftover = int(client.query(f"SELECT count() FROM received_instances_identified WHERE {cond} AND "
                                 f"{in_analysts}", parameters=params).result_rows[0][0])
     if leftover:
@@ -321,12 +299,8 @@ class ClickHouseSink(Handler):
     construction. ``self.client`` stays usable from other threads for queries (chDB clients lock).
     """
 
-    def __init__(self, ch: ClickHouseConfig, topics: TopicsConfig, client: Client | None = None,
-                 key: bytes | None = None) -> None:
+    def __init__(self, ch: ClickHouseConfig, topics: TopicsConfig, client: Client | None = None) -> None:
         self.ch = ch
-        # ``key``: the installation's key, to move the analysts' retrieval times by the patient's days
-        # (None hides them at 1970-01-01 instead: never a real date, ``sinks.clickhouse.shifts``)
-        self.shifts = Shifts(key)
         self._own_client = client is None
         self.client: Client = client if client is not None else open_client(ch)
         migrate(self.client, ch.database)
@@ -387,10 +361,9 @@ class ClickHouseSink(Handler):
     def add(self, records: Sequence[Record], acks: Acks) -> None:
         self._acks = acks
         now = time.time()
+        batch = self._batch
         self._learn_projects(records)
         self._refresh_projects()
-        # status events and cancels move by their request's days: after this batch's requests, and a lookup
-        later: list[tuple[Record, str, dict[str, Any], Rows]] = []
         for rec in records:
             contract = self.contracts.get(rec.topic, "")
             try:
@@ -406,39 +379,13 @@ class ClickHouseSink(Handler):
                     if rows["received_instances"] and decoded["project_id"] not in self._private:
                         self._unknown_held.add(decoded["project_id"])  # released once the project is known
                     rows = restricted_instances(rows)  # identified, retains UIDs, or not known yet: private
-                # the analysts' retrieval times move by the patient's days (ddl/034), the stewards' stay
-                if contract == "retrieval_status" or (contract == "retrieval_requested"
-                                                      and decoded.get("action") == "cancel"):
-                    later.append((rec, contract, decoded, rows))
-                    continue
-                if contract == "retrieval_requested":
-                    rows = self.shifts.request(decoded, rows)
-                elif contract == "received_instance":
-                    rows = self.shifts.instance(rows)
             except Exception as exc:  # anything we cannot store goes to the dead-letter topic
                 acks.dead_letter(rec, exc)
                 continue
-            self._add_item(rec, rows, now)
-        if later:
-            try:
-                self.shifts.lookup(self.client, (str(d["request_id"]) for _, _, d, _ in later))
-            except Exception:  # noqa: BLE001 - the warehouse is down: the flush will say so; times hidden
-                log.warning("looking up the days of retrieval requests failed", exc_info=True)
-            for rec, contract, decoded, rows in later:
-                try:
-                    shifted = (self.shifts.status(decoded, rows) if contract == "retrieval_status"
-                               else self.shifts.request(decoded, rows))
-                except Exception as exc:  # as above: what we cannot store goes to the dead-letter topic
-                    acks.dead_letter(rec, exc)
-                    continue
-                self._add_item(rec, shifted, now)
-
-    def _add_item(self, rec: Record, rows: Rows, now: float) -> None:
-        batch = self._batch
-        due = time.monotonic() - waited(rec, self.flush_s, now)  # counts from the oldest message
-        batch.first_at = min(batch.first_at, due) if batch else due
-        batch.n_rows += merge_rows(batch.rows, rows)
-        batch.items.append(_Item(rec, rows))
+            due = time.monotonic() - waited(rec, self.flush_s, now)  # counts from the oldest message
+            batch.first_at = min(batch.first_at, due) if batch else due
+            batch.n_rows += merge_rows(batch.rows, rows)
+            batch.items.append(_Item(rec, rows))
 
     def _is_deidentified(self, project_id: str) -> bool:
         return project_id in self._deidentified

@@ -122,11 +122,11 @@ def running_sink(settings: Settings, **kwargs: Any) -> Iterator[SinkService]:
 
 
 @contextmanager
-def sink_knowing(settings: Settings, *registrations: dict[str, Any], **kwargs: Any) -> Iterator[SinkService]:
+def sink_knowing(settings: Settings, *registrations: dict[str, Any]) -> Iterator[SinkService]:
     """``running_sink`` once it has stored these project registrations, published to its topic first."""
     for rec in registrations:
         publish(settings.kafka, settings.topics, Project.from_record(rec))
-    with running_sink(settings, **kwargs) as sink:
+    with running_sink(settings) as sink:
         wait_until(lambda: sink.client.query("SELECT count() FROM projects").result_rows[0][0]
                    == len(registrations), what=", ".join(str(r["project_id"]) for r in registrations))
         yield sink

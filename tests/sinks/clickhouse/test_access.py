@@ -10,9 +10,7 @@ from sinks.clickhouse.access import ROLES_DIR, AccessDenied, check, policy_for
 from sinks.clickhouse.query import _readonly_sibling, run_readonly
 
 RESTRICTED = {"deid_map", "dead_letters", "report_text_original", "audit_log", "quarantine", "projects",
-              "received_instances_identified", "retrieval_events_identified",
-              # each retrieval's date shift and its real times (ddl/034)
-              "retrieval_shifts", "retrievals_latest_real"}
+              "received_instances_identified", "retrieval_events_identified"}
 
 
 def _objects(ch: Client) -> dict[str, str]:
