@@ -416,6 +416,7 @@ class Outbox:
         self._fd = -1
         self._lock_fd = -1
         self._size = 0
+        self._live = 0  # the file's size after its last rewrite: the pending events then
         self._next = 0
         self.pending: dict[int, Event] = {}
         self._due: dict[int, float] = {}  # refused: when to produce again
@@ -496,7 +497,7 @@ class Outbox:
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        self._size = len(body)
+        self._size = self._live = len(body)
 
     def _write(self, rec: dict[str, object]) -> None:
         line = json.dumps(rec).encode() + b"\n"
@@ -527,7 +528,9 @@ class Outbox:
             self._tries.pop(n, None)
             if self._fd >= 0:
                 self._write({"a": n})
-                if self._size > OUTBOX_COMPACT_BYTES:
+                # at most every 2x the pending bytes appended: draining a backlog after an outage
+                # rewrites the file a few times, not once per acknowledgement
+                if self._size > max(OUTBOX_COMPACT_BYTES, 3 * self._live):
                     self._rewrite()
 
     def refused(self, n: int) -> tuple[float, int]:

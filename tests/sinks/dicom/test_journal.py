@@ -182,3 +182,31 @@ def test_a_replay_makes_directories_0750_and_files_0640_at_umask_022(tmp_path: P
     for d in ("P1", "P1/1.2", "P1/1.2/1.2.3"):
         assert (tmp_path / d).stat().st_mode & 0o777 == 0o750, d
     again.close()
+
+
+def test_draining_a_backlog_of_the_outbox_rewrites_its_file_a_few_times_not_per_acknowledgement(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a broker outage the pending events alone may be over the compaction size: each
+    acknowledgement then must not rewrite (and fsync) the whole file under the lock every C-STORE waits on."""
+    from sinks.dicom import journal
+
+    monkeypatch.setattr(journal, "OUTBOX_COMPACT_BYTES", 64 * 1024)
+    box = journal.Outbox(str(tmp_path))
+    box.open()
+    rewrites = 0
+    rewrite = box._rewrite
+
+    def counted() -> None:
+        nonlocal rewrites
+        rewrites += 1
+        rewrite()
+
+    monkeypatch.setattr(box, "_rewrite", counted)
+    ids = [box.add(journal.Event("t", b"k", os.urandom(700))) for _ in range(600)]  # ~1 MB pending
+    for n in ids:
+        box.ack(n)
+    assert not box.pending
+    assert rewrites <= 10, rewrites
+    # what is left in the file is acknowledgements only: nothing is produced again at the next start
+    box.close()
+    assert journal.Outbox(str(tmp_path)).open() == []
