@@ -81,8 +81,10 @@ class LazyGroup(click.Group):
 def kafka_unconfirmed(settings: Settings | None, exc: BaseException) -> str:
     """Why a record was not confirmed, for the user: what Kafka said, where, and what to do."""
     where = f" at {settings.kafka.bootstrap}" if settings is not None else ""
-    return (f"Kafka{where} did not confirm the record ({exc}); is Kafka running and reachable "
-            "(`radstream stack status` for the local stack)? Try again when it is")
+    return (f"Kafka{where} did not confirm the record ({exc}): it may or may not have been written (a "
+            "broker that took it late still has it). Is Kafka running and reachable (`radstream stack "
+            "status` for the local stack)? When it is, check before trying again (e.g. "
+            "`radstream project show`, the retrieval tables) so that nothing is done twice")
 
 
 def _exists(target: str) -> bool:

@@ -71,3 +71,5 @@ def test_a_record_kafka_did_not_confirm_ends_any_command_with_one_line(tmp_path:
     assert isinstance(result.exception, SystemExit), result.exception  # click's error, not DeliveryError
     assert result.output.startswith(f"Error: Kafka at {NO_KAFKA} did not confirm the record (no delivery "
                                     "report from Kafka within 1.0s for t)"), result.output
+    # a late broker may have the record: the user checks before sending it again (no second request)
+    assert "may or may not have been written" in result.output and "check before" in result.output
