@@ -138,6 +138,11 @@ def refusal(projects: Projects, project_id: str, destination_ae: str | None = No
             wait_s: float = 0.0) -> str | None:
     """Why a retrieval for ``project_id`` (to ``destination_ae``) is refused, or None."""
     project = projects.get(project_id, wait_s) if project_id else None
+    loaded = getattr(projects, "loaded", None)
+    if project is None and loaded is not None and not loaded.is_set():
+        # a view never read is not "not registered": say what failed (the caller refuses all the same)
+        return (f"cannot tell whether project {project_id!r} is registered: the projects topic was not read "
+                "from Kafka in time (is Kafka running and reachable?); try again when it is")
     if project is None:
         return (f"project {project_id!r} is not registered (radstream project add; "
                 "retrievals need a registered project)")
