@@ -82,8 +82,12 @@ def holding(client: Client, needles: tuple[str, ...]) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def old_store(tmp_path: Path) -> Any:
-    """A store migrated up to 034 holding rows as the sink wrote them then."""
+def old_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A store migrated up to 034 holding rows as the sink wrote them then (it wrote titles as they came:
+    today's sink makes a qualified title the section's name itself, ``rows.section_title_for_row``)."""
+    from sinks.clickhouse import rows
+
+    monkeypatch.setattr(rows, "section_title_for_row", lambda title, name: title)
     client = open_client(ClickHouseConfig(url=f"chdb://{tmp_path / 'chdb'}", database="rs"))
     try:
         migrate(client, "rs", ddl_until(tmp_path / "ddl", 34))
