@@ -295,8 +295,9 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
             # known name or a name's shape ("B. Tran declined.")
             if named and _lettered_list(text, m.start()) and not c["initial_comm"].match(text, m.end()):
                 v = c["initial_person"].match(text, m.end())
-                named = bool(v and c["verb_object"].match(text, v.end())) and _list_subject(
-                    re.sub(r"^(?:\w\.[ \t]?)+", "", m.group(1)), r
+                subject = re.sub(r"^(?:\w\.[ \t]?)+", "", m.group(1))
+                named = _known_name(subject, r) or bool(
+                    v and c["verb_object"].match(text, v.end()) and _list_subject(subject, r)
                 )
         if not named:
             continue
