@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from functools import cache, lru_cache
 
-from processors.textdeid.rules import Rules, expand, is_clinical, nlp_abbreviations, rules
+from processors.textdeid.rules import Rules, expand, is_clinical, nlp_abbreviations, nlp_short_words, rules
 
 Found = tuple[int, int]
 
@@ -437,6 +437,8 @@ def _joined(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
             or any(is_clinical(w, r) for w in words)
             or (eponym and not c["stop_after"].match(text, span[1]))
             or c["initials"].fullmatch(text[span[0] : span[1]])
+            # a cue of two letters ("and Hx of ...", "and Vs ..."; "and Wu" stays a name)
+            or text[span[0] : span[1]].lower() in nlp_short_words()
             or _eponym_use(text, *span, r)
             or span in seen
         ):

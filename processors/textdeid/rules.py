@@ -155,6 +155,16 @@ def nlp_terms() -> frozenset[str]:
 
 
 @cache
+def nlp_short_words() -> frozenset[str]:
+    """The one- and two-letter words of the NLP's ConText cues ("hx", "vs", "fh"): nlp_terms drops them."""
+    out: set[str] = set()
+    context = json.loads((NLP_CONTEXT / "rules.json").read_text(encoding="utf-8"))
+    for rule in context.get("rules", []):
+        out.update(w for w in re.findall(r"[^\W\d_]+", str(rule.get("phrase", "")).lower()) if len(w) <= 2)
+    return frozenset(out)
+
+
+@cache
 def nlp_abbreviations() -> frozenset[str]:
     """The NLP's one-word synonyms of up to four letters ("pe", "dvt", "ptx", "sah"): nlp_terms drops
     words of two letters, and a slash pair of them ("PE/dvt") is a history, not a typist's initials."""

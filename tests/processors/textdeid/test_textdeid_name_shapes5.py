@@ -44,6 +44,12 @@ def test_a_context_cue_after_dr_x_and_is_no_name(cue: str) -> None:
     assert_kept(text, cue)
 
 
+@pytest.mark.parametrize("cue", ["Hx", "Vs", "Fh"])
+def test_a_two_letter_cue_after_dr_x_and_is_no_name(cue: str) -> None:
+    text = f"Discussed with Dr. Haldane and {cue} empyema. {cue} empyema on the left."
+    assert_kept(text, cue)
+
+
 @pytest.mark.parametrize("title", ["Comparison", "Technique", "Indication"])
 def test_a_section_title_after_dr_x_and_is_no_name(title: str) -> None:
     text = f"Discussed with Dr. Haldane and {title} reviewed.\n{title.upper()}: none.\nFINDINGS: No effusion."
@@ -100,6 +106,9 @@ def test_clinical_slash_pairs_are_no_initials(text: str, pair: str) -> None:
         ("No acute findings.\nRJ/vq\nD: 03/02/2026 T: 03/03/2026", "RJ/vq"),
         ("No acute findings.\nRJ/vq 03/02/2026\nFollow-up as needed.", "RJ/vq"),
         ("Dictated by: RJ/vq\nNo acute findings.", "RJ/vq"),
+        ("No acute findings.\ncc:rj/vq", "rj/vq"),
+        ("Attending: RJ/VQ\nNo acute findings.", "RJ/VQ"),
+        ("Case reviewed with RJ/vq at 10:02.", "RJ/vq"),
     ],
 )
 def test_initials_where_a_typist_s_stand_are_still_found(text: str, pair: str) -> None:
