@@ -455,6 +455,8 @@ def _person_context(text: str, start: int, end: int) -> bool:
     lower = text[max(0, start - 60) : start].lower()
     if c["trigger_end"].search(lower) or c["person_before"].search(lower):
         return True
+    if text.startswith(("'s ", "\u2019s "), end):  # "Kowalczyk's pager" (an eponym's "'s" is dropped before)
+        return True
     return any(
         c[k].match(text, end)
         for k in ("initial_comm", "initial_person", "initial_after", "list_passive", "to_act")

@@ -77,6 +77,7 @@ def test_a_word_after_dr_x_and_is_not_carried_to_a_thing(text: str, word: str) -
         ("Reviewed with Dr. Haldane and Tevendale. Tevendale was paged at 10:02.", "Tevendale"),
         ("Discussed with Dr. Haldane and Tevendale. Advice from Tevendale: repeat in 6 weeks.", "Tevendale"),
         ("Discussed with Dr. Haldane and Nguyen. Nguyen mentioned the prior study.", "Nguyen"),
+        ("Discussed with Dr. Haldane and Tevendale. Tevendale's office will call.", "Tevendale"),
         ("Discussed with Dr. Haldane and O'Rourke. The O'Rourke family agreed.", "O'Rourke"),
     ],
 )
