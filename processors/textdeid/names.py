@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from functools import cache, lru_cache
 
-from processors.textdeid.rules import Rules, expand, is_clinical, rules
+from processors.textdeid.rules import Rules, expand, is_clinical, nlp_abbreviations, nlp_short_words, rules
 
 Found = tuple[int, int]
 
@@ -69,6 +69,13 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "middle": re.compile(rf" {up}\.? "),
         "word": re.compile(rf"{letter}+"),
         "propagate": re.compile(rf"{up}{r.defs['NAME_CHAR']}{{2,}}"),
+        # a word shaped as a surname whatever the lexicons say: "O'Malley", "McAllister", "Nguyen-Tran"
+        # a common noun's ending ("Sedation", "Interpreter", "Criteria", "Bolus", "Medications",
+        # "Oncologist", "Security"): a list item's subject with one is a noun unless a lexicon knows it
+        "noun_shape": re.compile(
+            r"(?i:\w+(?:tion|sion|ment|ness|ity|ance|ence|ist|er|or|ing|ure|ics|ia|us|ies|ions|ents|ers|ors|ists))"
+        ),
+        "name_shape": re.compile(rf"{up}['\u2019]{up}{low}+|(?:Mc|Mac){up}{low}+|{up}{low}+(?:-{up}{low}+)+"),
         # "J. Smith" with no title: an initial and a capitalised word, a name only in a name's context
         # (initial_name_before / _after, rules.json): "type A. Aortic root", "M. Avium" are not names
         "initial_name": re.compile(rf"({up}\.[ \t]?(?:{up}\.[ \t]?)?{surname})(?![\w'\u2019-])"),
@@ -84,6 +91,20 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         # "(b) Nguyen notified", "a) Lee paged at 14:05": a passive of communication without "was"
         "list_passive": re.compile(
             r"[ \t]+(?:notified|paged|informed|called|contacted|updated|texted|messaged|emailed|aware)\b"
+        ),
+        # what a person's verb takes as its object (not a stop, not an adverb: "arrived late.", "met.")
+        "verb_object": re.compile(
+            r"[ \t]+(?!(?:late|early|again|today|tonight|yesterday|now|later|soon|promptly|at|on|in|by|"
+            r"for|with|from|to|and|but|or|as)\b)[A-Za-z]"
+        ),
+        # what names a person after it, on the lower-cased text ("recommendations from Ostrowski")
+        "person_before": re.compile(
+            r"(?<![\w-])(?:recommendations?|advice|input|opinion|message|call|page|note|consult)[ \t]+"
+            r"(?:from|of|by)[ \t]+(?:dr\.?[ \t]+)?$"
+        ),
+        # "OSTROWSKI to review the MRI", "Lee to call the family": a person's task
+        "to_act": re.compile(
+            r"[ \t]+to[ \t]+(?:review|call|contact|discuss|see|follow|page|notify|decide)\b"
         ),
         "declined_stop": re.compile(r",?[ \t]+declined[ \t]*(?:[.;,\n]|$)"),
         "stop_after": re.compile(r"[ \t]*(?:[.,;:)\n]|$)"),
@@ -267,6 +288,17 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
             named = named and not any(
                 w.lower() in r.initial_not_subject or is_clinical(w, r) for w in words[1:]
             )
+            # in a lettered list the letter may be the item's ("B. Sedation declined", "B. Criteria met"):
+            # the word must then be a known name or shaped as one ("B. Tran prefers MRI", "D. O'Dwyer")
+            # a verb of communication or a role ("D. O'Dwyer rang back", "B. Okonkwo is the covering
+            # physician"), or a person's verb with its object ("A. Abernathy saw the patient"), else a
+            # known name or a name's shape ("B. Tran declined.")
+            if named and _lettered_list(text, m.start()) and not c["initial_comm"].match(text, m.end()):
+                v = c["initial_person"].match(text, m.end())
+                subject = re.sub(r"^(?:\w\.[ \t]?)+", "", m.group(1))
+                named = _known_name(subject, r) or bool(
+                    v and c["verb_object"].match(text, v.end()) and _list_subject(subject, r)
+                )
         if not named:
             continue
         span = _trim(text, m.start(1), m.end(1), r)
@@ -281,6 +313,9 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
              or c["initial_after"].match(text, m.end()) or c["list_passive"].match(text, m.end()))
             and not _is_not_name(w, r)
             and not any(x.lower() in r.initial_not_subject or is_clinical(x, r) for x in c["word"].findall(w))
+            # the marker is a weak context: a common noun starts list items too ("(b) Interpreter notified",
+            # "(a) Bolus given"), so the word must be a known name, shaped as one, or not shaped as a noun
+            and _list_subject(w, r)
             and not _eponym_use(text, m.start(1), m.end(1), r)
         ):
             found.append((m.start(1), m.end(1)))
@@ -291,14 +326,39 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
                              for k in ("trigger_end", "per_end")):
             found.append((m.start(2), m.end(3)))
     # a word found only by "and" after a name, unless the report uses it as a thing elsewhere (a drug no
-    # list knows: "Dr. Lee and Velrafenib ... started on Velrafenib"); kept, it is carried to every other
-    # occurrence like any name ("Dr. Smith and Kowalczyk reviewed. Kowalczyk agreed.")
+    # list knows: "Dr. Lee and Velrafenib ... started on Velrafenib", "and Impella ... Impella tip")
     found.extend(_slash_initials(text))
     joined = [j for j in _joined(text, found, r) if not _used_as_thing(text, j, r)]
     found.extend(_lexicon(text, c, r))
     yield from found
     yield from joined
-    yield from _propagate(text, found + joined, r)
+    # it is carried to the other occurrences only if a name lexicon knows it or it is shaped as a name
+    # ("Dr. Patel and Nguyen. Nguyen agreed.", "and O'Malley"): its context is weak, and a clinical word
+    # taken by it would be wiped from the whole report ("and Possible drainage ... IMPRESSION: Possible")
+    # another word is carried only to an occurrence that a person's predicate follows ("Dr. Pell and
+    # Ostrowski ... Ostrowski was paged", "... OSTROWSKI to review the MRI")
+    known = [j for j in joined if _known_name(text[j[0] : j[1]], r)]
+    yield from _propagate(text, found, r)
+    yield from _propagate(text, known, r, thing_stop=True)
+    yield from _propagate(text, [j for j in joined if j not in known], r, thing_stop=True, person_only=True)
+
+
+def _list_subject(span: str, r: Rules) -> bool:
+    """A list item's subject may be a name: a known one or one shaped as a name, or a word without a
+    common noun's ending ("Ostrowski", not "Interpreter", "Sedation")."""
+    return _known_name(span, r) or not any(
+        _compiled()["noun_shape"].fullmatch(w) for w in _compiled()["word"].findall(span)
+    )
+
+
+def _known_name(span: str, r: Rules) -> bool:
+    """Every word is in a name lexicon, or the whole is shaped as a surname (apostrophe, Mc/Mac, a
+    hyphen between capitalised parts)."""
+    c = _compiled()
+    words = c["word"].findall(span)
+    if words and all(w.lower() in r.surnames or w.lower() in r.first_names for w in words):
+        return True
+    return any(c["name_shape"].fullmatch(t) for t in re.findall(r"\S+", span))
 
 
 def _slash_initials(text: str) -> Iterator[Found]:
@@ -306,6 +366,8 @@ def _slash_initials(text: str) -> Iterator[Found]:
     alone on a line ("JK/mk"): tried at each slash of the text (a pattern tried at every position of a
     long report cost some 2 ms)."""
     c = _compiled()
+    r = rules()
+    abbrevs = nlp_abbreviations()
     pos = text.find("/")
     while pos >= 0:
         for back in (2, 3):  # the first part ends at this slash
@@ -313,6 +375,9 @@ def _slash_initials(text: str) -> Iterator[Found]:
             if m is None:
                 continue
             s, e = m.span(1)
+            parts = text[s:e].split("/")
+            if any(is_clinical(p, r) or p.lower() in abbrevs for p in parts):
+                break  # "PE/dvt", "chf/pna", "ICH/sah": clinical shorthand, not initials
             if (
                 c["slash_pair_before"].search(text, max(0, s - 40), s)
                 and c["slash_pair_after"].match(text, e)
@@ -372,6 +437,8 @@ def _joined(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
             or any(is_clinical(w, r) for w in words)
             or (eponym and not c["stop_after"].match(text, span[1]))
             or c["initials"].fullmatch(text[span[0] : span[1]])
+            # a cue of two letters ("and Hx of ...", "and Vs ..."; "and Wu" stays a name)
+            or text[span[0] : span[1]].lower() in nlp_short_words()
             or _eponym_use(text, *span, r)
             or span in seen
         ):
@@ -379,6 +446,21 @@ def _joined(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
         seen.add(span)
         todo.append(span)
         yield span
+
+
+def _person_context(text: str, start: int, end: int) -> bool:
+    """A person's context around text[start:end]: a name trigger or "recommendations from" before it, or a
+    person's predicate after it (a verb of communication, a person's verb, "was paged", "to review")."""
+    c = _compiled()
+    lower = text[max(0, start - 60) : start].lower()
+    if c["trigger_end"].search(lower) or c["person_before"].search(lower):
+        return True
+    if text.startswith(("'s ", "\u2019s "), end):  # "Kowalczyk's pager" (an eponym's "'s" is dropped before)
+        return True
+    return any(
+        c[k].match(text, end)
+        for k in ("initial_comm", "initial_person", "initial_after", "list_passive", "to_act")
+    )
 
 
 def _lexicon(text: str, c: dict[str, re.Pattern[str]], r: Rules) -> Iterator[Found]:
@@ -405,8 +487,13 @@ def _lexicon(text: str, c: dict[str, re.Pattern[str]], r: Rules) -> Iterator[Fou
                 yield s0, e
 
 
-def _propagate(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
-    """Other occurrences of the words of names already found (a surname repeated without its title)."""
+def _propagate(
+    text: str, found: list[Found], r: Rules, thing_stop: bool = False, person_only: bool = False
+) -> Iterator[Found]:
+    """Other occurrences of the words of names already found (a surname repeated without its title).
+    ``thing_stop``: not an occurrence before a thing's noun ("Hartmann pouch", "Hickman catheter");
+    ``person_only``: only an occurrence before a person's predicate ("Ostrowski was paged")."""
+    c = _compiled()
     seen: set[str] = set()
     for s, e in found:
         for w in _compiled()["propagate"].findall(text[s:e]):
@@ -424,6 +511,8 @@ def _propagate(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
                     not (before.isalnum() or before in "'-_")
                     and not (after.isalnum() or after in "-_")
                     and not _eponym_use(text, pos, end, r)
+                    and not (thing_stop and c["joined_not_before"].match(text, end))
+                    and (not person_only or _person_context(text, pos, end))
                 ):
                     yield pos, end
                 pos = text.find(variant, pos + 1)

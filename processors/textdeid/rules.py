@@ -124,6 +124,8 @@ def expand(pattern: str, defs: dict[str, str]) -> str:
 
 
 NLP_LEXICON = HERE.parent / "nlp" / "lexicon"
+NLP_CONTEXT = HERE.parent / "nlp" / "context"
+NLP_SECTIONS = HERE.parent / "nlp" / "sections"
 
 
 def nlp_terms() -> frozenset[str]:
@@ -140,7 +142,37 @@ def nlp_terms() -> frozenset[str]:
             for phrases in values.values():
                 for phrase in phrases:
                     out.update(re.findall(r"[^\W\d_]+", phrase.lower()))
+    # the ConText cue words and the section titles: a cue or a title is never a name ("Dr. Chen and
+    # Possible drainage ... IMPRESSION: Possible abscess" must keep "Possible", the abscess's hedge)
+    context = json.loads((NLP_CONTEXT / "rules.json").read_text(encoding="utf-8"))
+    for rule in context.get("rules", []):
+        out.update(re.findall(r"[^\W\d_]+", str(rule.get("phrase", "")).lower()))
+    headers = json.loads((NLP_SECTIONS / "headers.json").read_text(encoding="utf-8"))
+    for section in headers.get("sections", []):
+        for title in section.get("titles", []):
+            out.update(re.findall(r"[^\W\d_]+", title.lower()))
     return frozenset(w for w in out if len(w) > 2)
+
+
+@cache
+def nlp_short_words() -> frozenset[str]:
+    """The one- and two-letter words of the NLP's ConText cues ("hx", "vs", "fh"): nlp_terms drops them."""
+    out: set[str] = set()
+    context = json.loads((NLP_CONTEXT / "rules.json").read_text(encoding="utf-8"))
+    for rule in context.get("rules", []):
+        out.update(w for w in re.findall(r"[^\W\d_]+", str(rule.get("phrase", "")).lower()) if len(w) <= 2)
+    return frozenset(out)
+
+
+@cache
+def nlp_abbreviations() -> frozenset[str]:
+    """The NLP's one-word synonyms of up to four letters ("pe", "dvt", "ptx", "sah"): nlp_terms drops
+    words of two letters, and a slash pair of them ("PE/dvt") is a history, not a typist's initials."""
+    out: set[str] = set()
+    for path in (NLP_LEXICON / "concepts.json", NLP_LEXICON.parent / "critical" / "concepts.json"):
+        for c in json.loads(path.read_text(encoding="utf-8"))["concepts"]:
+            out.update(p.lower() for p in c.get("synonyms", []) if re.fullmatch(r"[A-Za-z]{1,4}", p))
+    return frozenset(out)
 
 
 @cache

@@ -486,9 +486,11 @@ class Gen17(Gen):
         lo2 = self.pick([x for x in ["jk", "tw", "rb", "hg", "sb", "nf"] if x != lo])
         k = self.rng.randrange(6)
         v = {"A": (up, "NAME"), "a": (lo2, "NAME"), "b": (lo, "NAME"), "B": (lo.upper(), "NAME")}
-        t = ["cc: {a}/{b}", "Dictated by {A}/{b}.", "No acute findings.\n{A}/{b}",
+        t = ["cc: {a}/{b}", "Dictated by {A}/{b}.", "No acute findings.\n{A}/{b}\nT: 12:20",
              "Findings d/w {a}/{b} at 16:2" + str(self.rng.randrange(10)) + ".", "Transcribed by: {A}/{B}",
              "Stable.\n{A}/{b}  D: 12:14"][k]
+        # a pair alone on its line is initials where a typist's stand: before a D:/T: line or a date, or at
+        # the end (review R18: "PE/dvt", "DWI/adc" alone on a line mid-report are clinical shorthand)
         d.template(t, v)
         self.keep(d, "initials_slash")
 
