@@ -10,32 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from processors.nlp import analyze
-from processors.textdeid import TextDeidOptions, deidentify, detect
-
-KEY = b"unit-test-key-0123456789"
-PATIENT = "psn-0123456789abcdef0123456789abcdef"
-
-
-def found(text: str) -> list[tuple[str, str]]:
-    return [(s.type, text[s.start : s.end]) for s in detect(text)]
-
-
-def _findings(text: str) -> list[tuple[object, ...]]:
-    return sorted(
-        (f.concept, f.negated, f.uncertain, f.historical, f.section, f.text) for f in analyze(text).findings
-    )
-
-
-def assert_kept(text: str, word: str) -> None:
-    """No span covers the word, it is left in both modes, and the NLP reads the same findings."""
-    for s in detect(text):
-        assert word not in text[s.start : s.end], (word, found(text))
-    for mode in ("surrogate", "tag"):
-        out = deidentify(text, key=KEY, patient=PATIENT, options=TextDeidOptions(mode=mode)).text
-        assert out.count(word) == text.count(word), (mode, out)
-        assert _findings(out) == _findings(text), (mode, out)
-
+from processors.textdeid import TextDeidOptions, deidentify
+from tests.processors.textdeid.helpers import KEY, PATIENT, assert_kept, found
 
 # a name found in a name's context, then "and" and a clinical word (finding, drug, procedure, service)
 JOINED = [

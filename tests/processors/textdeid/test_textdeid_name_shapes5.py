@@ -9,32 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.nlp import analyze
-from processors.textdeid import TextDeidOptions, deidentify, detect
-
-KEY = b"unit-test-key-0123456789"
-PATIENT = "psn-0123456789abcdef0123456789abcdef"
-
-
-def removed(text: str) -> str:
-    """The text in tag mode."""
-    return deidentify(text, key=KEY, patient=PATIENT, options=TextDeidOptions(mode="tag")).text
-
-
-def _findings(text: str) -> list[tuple[object, ...]]:
-    return sorted(
-        (f.concept, f.negated, f.uncertain, f.historical, f.section, f.text) for f in analyze(text).findings
-    )
-
-
-def assert_kept(text: str, word: str) -> None:
-    """No span covers the word, it is left in both modes, and the NLP reads the same findings."""
-    for s in detect(text):
-        assert word not in text[s.start : s.end], (word, [text[x.start : x.end] for x in detect(text)])
-    for mode in ("surrogate", "tag"):
-        out = deidentify(text, key=KEY, patient=PATIENT, options=TextDeidOptions(mode=mode)).text
-        assert out.count(word) == text.count(word), out
-    assert _findings(removed(text)) == _findings(text)
+from tests.processors.textdeid.helpers import assert_kept, nlp_findings, removed
 
 
 @pytest.mark.parametrize("cue", ["Probable", "Suspected", "Questionable", "Prior", "Negative", "Recent"])
@@ -97,7 +72,7 @@ def test_a_name_after_dr_x_and_is_still_carried_where_it_names_a_person(text: st
 )
 def test_clinical_slash_pairs_are_no_initials(text: str, pair: str) -> None:
     assert pair in removed(text), removed(text)
-    assert _findings(removed(text)) == _findings(text)
+    assert nlp_findings(removed(text)) == nlp_findings(text)
 
 
 @pytest.mark.parametrize(
