@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sinks.dicom.paths import fsync_dir, inside
+from sinks.dicom.paths import durable_write, fsync_dir, inside
 
 MAGIC = b"RSJ1"
 HEADER = struct.Struct("<4sQIII")  # magic, seq, path length, data length, CRC-32 of seq+path+data
@@ -481,19 +481,9 @@ class Outbox:
 
     def _rewrite(self) -> None:
         """The file again with only the pending events, durable (under ``_lock``)."""
-        tmp = f"{self.path}.tmp"
         body = b"".join(json.dumps({"n": n, "e": ev.to_json()}).encode() + b"\n"
                         for n, ev in self.pending.items())
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        fsync_dir(self.dir)
+        durable_write(self.path, body)
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from sinks.dicom.paths import check_project_id, check_uid, fsync_dir, inside
+from sinks.dicom.paths import check_project_id, check_uid, durable_write, fsync_dir, inside
 
 RULES_FILE = Path(__file__).with_name("quarantine_rules.tsv")
 SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
@@ -151,8 +150,8 @@ class Quarantine:
         d = self._dir(entry.project_id, entry.study_instance_uid)
         _private_dirs(self.root, d)
         dcm, desc = self.paths(entry)
-        _durable_write(desc, json.dumps(asdict(entry)).encode())
-        _durable_write(dcm, data)
+        durable_write(desc, json.dumps(asdict(entry)).encode())
+        durable_write(dcm, data)
         return dcm
 
     def entries(self) -> Iterator[Entry]:
@@ -200,15 +199,3 @@ def _private_dirs(root: str, d: str) -> None:
         fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
-def _durable_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path))
