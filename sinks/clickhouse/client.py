@@ -100,10 +100,13 @@ def private_store_dir(path: Path) -> None:
     map) included, and chDB writes them with the process's umask (0644 under the usual 022): the
     warehouse's roles guard queries, not the files. A directory of another user is left as it is.
     """
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.stat()
-    if st.st_uid == os.getuid() and st.st_mode & 0o077:
-        path.chmod(0o700)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError:
+        return  # not a directory we can make: chDB's own opening fails and says why
 
 
 def _connect(url: str, database: str | None, settings: dict[str, Any] | None) -> Client:
