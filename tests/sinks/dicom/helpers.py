@@ -72,13 +72,18 @@ def request(settings: Settings, accession: str | None = None, project: str = "P1
     return rid
 
 
-def statuses(settings: Settings, want_final: set[str], timeout: float = 60.0) -> list[dict[str, Any]]:
-    """All status events from the topic until every request id in ``want_final`` has a final one."""
+def from_start(settings: Settings, topic: str) -> Consumer:
+    """A consumer of every partition of ``topic`` from its first record (a probe group of its own)."""
     c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    topic = settings.topics.retrieval_status
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    return c
+
+
+def statuses(settings: Settings, want_final: set[str], timeout: float = 60.0) -> list[dict[str, Any]]:
+    """All status events from the topic until every request id in ``want_final`` has a final one."""
+    c = from_start(settings, settings.topics.retrieval_status)
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     try:

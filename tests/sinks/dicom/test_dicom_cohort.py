@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from processors.ingest.pseudonym import keyed_identifier
 from processors.ingest.research import open_study_ref
@@ -19,6 +18,7 @@ from radstream.text_deid import research_key
 from streams import serde
 
 from .conftest import SMALL, spec
+from .helpers import from_start
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +33,7 @@ def _env(s: Settings) -> dict[str, str]:
 
 
 def _requests(s: Settings, n: int) -> list[dict[str, object]]:
-    c = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": "cohort-probe",
-                  "enable.auto.commit": False})
-    topic = s.topics.retrieval_requests
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    c = from_start(s, s.topics.retrieval_requests)
     out: list[dict[str, object]] = []
     for _ in range(40):
         out += [serde.decode("retrieval_requested", m.value()) for m in c.consume(50, timeout=0.25)

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from radstream.cli import main
 from radstream.config import Settings
@@ -23,7 +22,7 @@ from sinks.dicom.worker import WorkerOptions
 from streams import serde
 from streams.producer import make_producer, produce_sync
 
-from .helpers import FINAL, role_env, stored_sops
+from .helpers import FINAL, from_start, role_env, stored_sops
 from .test_dicom_worker import new_worker, research_scp
 
 pytestmark = pytest.mark.integration
@@ -73,11 +72,7 @@ def _status_records(settings: Settings, rid: str, state: str) -> None:
 
 def _states(settings: Settings, until: Any, timeout: float = 60.0) -> dict[str, list[str]]:
     """request id -> its states on the status topic, read until ``until(states)`` holds."""
-    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    topic = settings.topics.retrieval_status
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    c = from_start(settings, settings.topics.retrieval_status)
     out: dict[str, list[str]] = {}
     deadline = time.monotonic() + timeout
     try:
@@ -93,11 +88,7 @@ def _states(settings: Settings, until: Any, timeout: float = 60.0) -> dict[str, 
 
 
 def _cancels(settings: Settings) -> list[dict[str, Any]]:
-    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    topic = settings.topics.retrieval_requests
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    c = from_start(settings, settings.topics.retrieval_requests)
     out: list[dict[str, Any]] = []
     try:
         for _ in range(10):
