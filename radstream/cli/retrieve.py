@@ -176,9 +176,6 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
     click.echo(f"retrieval requested: {request_id}")
 
 
-FINAL_STATES = ("completed", "partial", "failed", "cancelled")
-
-
 def _cancelable(settings: Settings, ids: tuple[str, ...], project: str | None,
                 requester: str | None) -> dict[str, dict[str, str]]:
     """request id -> its project, destination, requester, final state ('' none yet) and the requester of
@@ -186,6 +183,7 @@ def _cancelable(settings: Settings, ids: tuple[str, ...], project: str | None,
     ``retrieval_events`` (the analysts' tables: any role may read them). By ``ids``, or every request
     of ``project`` / by ``requester`` that has no final state and no cancel yet."""
     from radstream.warehouse import WarehouseError, query_rows, quote
+    from sinks.dicom.worker import FINAL
 
     where = ["action = 'request'"]
     if ids:
@@ -194,7 +192,7 @@ def _cancelable(settings: Settings, ids: tuple[str, ...], project: str | None,
         where.append(f"project_id = '{quote(project)}'")
     if requester is not None:
         where.append(f"requester = '{quote(requester)}'")
-    finals = ", ".join(f"'{s}'" for s in FINAL_STATES)
+    finals = ", ".join(f"'{s}'" for s in FINAL)
     q = f"""
         SELECT q.request_id, q.project_id, q.destination_ae, q.requester, f.final_state, c.cancelled_by
         FROM (SELECT request_id, project_id, destination_ae, requester FROM retrieval_requests FINAL
