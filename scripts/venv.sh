@@ -10,6 +10,11 @@ locks=("$here/requirements.lock")
 if [ "${RADSTREAM_ML:-0}" = "1" ] && [ -f "$here/requirements-ml.lock" ]; then locks+=("$here/requirements-ml.lock"); fi
 key=$(cat "${locks[@]}" | sha256sum | cut -c1-16)
 venv="$cache/venv-$key"
+mkdir -p "$cache"
+# one build at a time: a second caller (another clone's `make`, a parallel job) waits for the first
+# instead of removing the venv it is building
+exec 9>"$cache/.lock-$key"
+flock 9
 if [ ! -f "$venv/.complete" ]; then
   echo "radstream: building venv $venv (once per lock change)" >&2
   rm -rf "$venv"
