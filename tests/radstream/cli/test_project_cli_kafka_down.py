@@ -1,7 +1,8 @@
 """``radstream project add|retire|list`` when Kafka does not answer (review r16, finding 8): one line that
 says what failed and that nothing was registered, exit 1, the attempt audited as failed (the local audit
 log: the audit topic is on the same Kafka), within a few seconds (Kafka's answer to one metadata
-request), not a traceback after 53 s nor the registry's 15 s wait and its stop (24 s). And a record Kafka does not confirm in any command ends with one line too (``radstream.cli.LazyGroup``).
+request), not a traceback after 53 s nor the registry's 15 s wait and its stop (24 s). And a record
+Kafka does not confirm in any command ends with one line too (``radstream.cli.LazyGroup``).
 Real subprocesses and a real Kafka client against an address where nothing listens."""
 
 from __future__ import annotations
