@@ -18,7 +18,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from sinks.clickhouse.client import open_client
-from sinks.clickhouse.cluster import LOCAL_SUFFIX, load_layout
+from sinks.clickhouse.cluster import LOCAL_SUFFIX, ClusterLayoutError, Layout, load_layout
 from sinks.clickhouse.cluster_migrate import ClusterPlan, migrate_cluster, plan_cluster
 from sinks.clickhouse.config import ClickHouseConfig
 from sinks.clickhouse.migrate import migrate
@@ -39,11 +39,16 @@ def plans() -> dict[str, ClusterPlan]:
     return {"now": plan_cluster("rs", CLUSTER), "old": plan_cluster("rs", CLUSTER, upto=OLD)}
 
 
-@pytest.fixture
-def store(tmp_path: Path, plans: dict[str, ClusterPlan]) -> Iterator[Client]:
+def cluster_store(tmp_path: Path) -> Client:
+    """An embedded store whose engine has the cluster ``CLUSTER`` of one local shard."""
     (tmp_path / "cluster.xml").write_text(CONFIG)
     url = f"chdb://{tmp_path / 'chdb'}?config-file={tmp_path / 'cluster.xml'}"
-    client = open_client(ClickHouseConfig(url=url, database="default"), create_database=False)
+    return open_client(ClickHouseConfig(url=url, database="default"), create_database=False)
+
+
+@pytest.fixture
+def store(tmp_path: Path, plans: dict[str, ClusterPlan]) -> Iterator[Client]:
+    client = cluster_store(tmp_path)
     try:
         yield client
     finally:
@@ -186,3 +191,65 @@ def test_a_running_cluster_runs_each_later_migration_then_records_it_and_resumes
                          "WHERE database = 'single' AND engine LIKE '%MergeTree'").result_rows:
         name = str(r[0])
         assert keys[name + LOCAL_SUFFIX if name in layout.sharded else name] == (str(r[1]), str(r[2])), name
+
+
+def _ddl(tmp_path: Path, files: dict[str, str]) -> Path:
+    ddl = tmp_path / "ddl"
+    ddl.mkdir()
+    for name, sql in files.items():
+        (ddl / name).write_text(sql)
+    return ddl
+
+
+ENGINES = "SELECT name, engine FROM system.tables WHERE database = 'rs'"
+TINY = Layout({"t": "cityHash64(k)"}, frozenset({"e", "schema_migrations"}), {})
+TINY_DDL = {
+    "001_tables.sql": "CREATE TABLE IF NOT EXISTS {db}.t (k String, v Int64) ENGINE = ReplacingMergeTree(v) "
+                      "ORDER BY k;\nCREATE TABLE IF NOT EXISTS {db}.e (k String) ENGINE = ReplacingMergeTree "
+                      "ORDER BY k;\nCREATE OR REPLACE VIEW {db}.v AS SELECT k FROM {db}.e;\n",
+    # the view comes to read the sharded table: V_local and a Distributed V in place of the view
+    "002_view_sharded.sql": "CREATE OR REPLACE VIEW {db}.v AS SELECT k FROM {db}.t FINAL;\n",
+    # and back: the Distributed V and V_local go, V is a view on every node again
+    "003_view_all_nodes.sql": "CREATE OR REPLACE VIEW {db}.v AS SELECT k FROM {db}.e;\n",
+}
+
+
+def test_a_view_that_comes_to_read_a_sharded_table_and_back_is_replaced(tmp_path: Path) -> None:
+    ddl = _ddl(tmp_path, TINY_DDL)
+    old = plan_cluster("rs", CLUSTER, ddl, upto=1, layout=TINY)
+    now = plan_cluster("rs", CLUSTER, ddl, layout=TINY)
+    on = f"ON CLUSTER {CLUSTER}"
+    assert [s.split(" AS ")[0] for s in now.upgrades[2]] == [
+        f"CREATE OR REPLACE VIEW rs.v_local {on}", f"CREATE OR REPLACE TABLE rs.v {on}"]
+    assert [s.split(" AS ")[0] for s in now.upgrades[3]] == [
+        f"DROP TABLE IF EXISTS rs.v {on} SYNC", f"CREATE OR REPLACE VIEW rs.v {on}",
+        f"DROP VIEW IF EXISTS rs.v_local {on} SYNC"]
+    client = cluster_store(tmp_path)
+    try:
+        assert run(client, old)[0][0] == "created"
+        client.command("INSERT INTO rs.t VALUES ('in-t', 1)")
+        client.command("INSERT INTO rs.e VALUES ('in-e')")
+        assert client.query("SELECT k FROM rs.v").result_rows == [("in-e",)]
+        assert run(client, plan_upto(now, 2))[0] == ("migrated", ["002_view_sharded"])
+        engines = dict(client.query(ENGINES).result_rows)
+        assert engines["v"] == "Distributed" and engines["v_local"] == "View"
+        assert client.query("SELECT k FROM rs.v").result_rows == [("in-t",)]
+        assert run(client, now)[0] == ("migrated", ["003_view_all_nodes"])
+        engines = dict(client.query(ENGINES).result_rows)
+        assert engines["v"] == "View" and "v_local" not in engines
+        assert client.query("SELECT k FROM rs.v").result_rows == [("in-e",)]
+    finally:
+        client.close()
+
+
+def plan_upto(plan: ClusterPlan, version: int) -> ClusterPlan:
+    return ClusterPlan([m for m in plan.migrations if m.version <= version], plan.fresh, plan.upgrades)
+
+
+def test_a_statement_without_a_cluster_form_or_a_table_without_a_place_is_refused(tmp_path: Path) -> None:
+    ddl = _ddl(tmp_path, {**TINY_DDL, "004_truncate.sql": "TRUNCATE TABLE {db}.t;\n"})
+    with pytest.raises(ClusterLayoutError, match="no cluster form for: TRUNCATE TABLE"):
+        plan_cluster("rs", CLUSTER, ddl, layout=TINY)
+    (ddl / "004_truncate.sql").write_text("CREATE TABLE {db}.n (k String) ENGINE = MergeTree ORDER BY k;\n")
+    with pytest.raises(ClusterLayoutError, match="n is in no place"):
+        plan_cluster("rs", CLUSTER, ddl, layout=TINY)
