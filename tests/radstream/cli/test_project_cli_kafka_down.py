@@ -41,8 +41,9 @@ def test_project_add_with_kafka_down_says_nothing_was_registered(tmp_path: Path)
     assert last.startswith("Error: project IRB-1 was not registered: could not read the projects topic from "
                            f"Kafka at {NO_KAFKA} within {ANSWER_S:g} s"), added.stderr
     assert "Try again when it is" in last
-    # a metadata request (3 s), a short audit wait (2 s), the start: not the registry's 15 s and its stop
-    assert took < 12, took
+    # a metadata request (3 s), a short audit wait (2 s), the start: 6 s idle, 8-9 s at a load of 12 on 2
+    # cores; not the registry's 15 s and its stop (23-26 s)
+    assert took < 15, took
     assert added.stderr.count("rdkafka") < 8, added.stderr  # consumer, producer: one per 10 s, not ~550
     events = [json.loads(x) for x in (tmp_path / ".state" / "audit.log").read_text().splitlines()]
     attempt = [e for e in events if e["action"] == "project.register"]
