@@ -73,6 +73,10 @@ CLUSTER_SETTINGS: dict[str, object] = {
 }
 
 _NAME = r"(?:`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*))"
+# statement heads (before ``db.name``) and the form each takes
+_FORMS = ((r"CREATE OR REPLACE VIEW", "view"), (r"CREATE TABLE(?:\s+IF NOT EXISTS)?", "create"),
+          (r"ALTER TABLE", "alter"), (r"DROP TABLE(?:\s+IF EXISTS)?", "drop"),
+          (r"OPTIMIZE TABLE", "optimize"))
 
 
 @dataclass(frozen=True)
@@ -152,71 +156,77 @@ class _Translator:
     def statement(self, stmt: str, version: int, place: dict[str, str | None], before: dict[str, TableInfo],
                   after: dict[str, TableInfo], cols_before: dict[str, list[tuple[str, ...]]],
                   cols_after: dict[str, list[tuple[str, ...]]]) -> list[str]:
-        db, c, upper = self.db, self.c, stmt.upper()
-        if upper.startswith("CREATE OR REPLACE VIEW"):
-            name, _ = _object(stmt, "CREATE OR REPLACE VIEW", self.database) or ("", "")
-            was_sharded = name in views_of(before, self.database, self.layout).sharded
-            views = views_of(after, self.database, self.layout)
-            out = [f"DROP TABLE IF EXISTS {db}.{ident(name)} ON CLUSTER {c} SYNC"] if (
-                was_sharded and name not in views.sharded) else []
-            out += view_statements(name, after, views, self.layout, self.database, self.cluster, replace=True)
-            if was_sharded and name not in views.sharded:
-                out.append(f"DROP VIEW IF EXISTS {db}.{ident(name + LOCAL_SUFFIX)} ON CLUSTER {c} SYNC")
-            return out
-        if upper.startswith("CREATE TABLE"):
-            found = _object(stmt, r"CREATE TABLE(?:\s+IF NOT EXISTS)?", self.database)
-            if found is None or found[0] not in after:
-                raise ClusterLayoutError(f"no cluster form for: {stmt[:120]}")
-            key = self._place(found[0], place, stmt)
-            out = [replicated_table(after[found[0]], self.database, self.cluster, local=key is not None,
-                                    path_suffix=f"@{version:03d}")]
-            if key is not None:
-                out.append(distributed(found[0], self.database, self.cluster, key))
-            return out
-        if upper.startswith("ALTER TABLE"):
-            found = _object(stmt, "ALTER TABLE", self.database)
-            if found is None or found[0] not in before or before[found[0]].engine == "View":
-                raise ClusterLayoutError(f"no cluster form for: {stmt[:120]}")
-            name, rest = found
-            key = self._place(name, place, stmt)
-            out = [f"ALTER TABLE {self._target(name, key is not None)} ON CLUSTER {c}{rest}"]
-            if key is not None and cols_before.get(name) != cols_after.get(name):
-                out.append(distributed(name, self.database, self.cluster, key, replace=True))
-            return out
+        upper = stmt.upper()
         if upper.startswith("INSERT INTO"):
             return [stmt]  # through the Distributed tables (CLUSTER_SETTINGS)
         if upper.startswith("RENAME TABLE"):
-            pairs = _renames(stmt, self.database)
-            keys = {a: self._place(a, place, stmt) for a, _ in pairs}
-            moves = ", ".join(f"{self._target(a, keys[a] is not None)} TO "
-                              f"{self._target(b, keys[a] is not None)}" for a, b in pairs)
-            out = [f"RENAME TABLE {moves} ON CLUSTER {c}"]
-            targets = {b for _, b in pairs}
-            out += [distributed(b, self.database, self.cluster, keys[a], replace=True)
-                    for a, b in pairs if keys[a] is not None]
-            out += [f"DROP TABLE IF EXISTS {db}.{ident(a)} ON CLUSTER {c} SYNC"
-                    for a, _ in pairs if keys[a] is not None and a not in targets]
-            return out
-        if upper.startswith("DROP TABLE"):
-            found = _object(stmt, r"DROP TABLE(?:\s+IF EXISTS)?", self.database)
+            return self._rename(stmt, place)
+        for head, form in _FORMS:
+            found = _object(stmt, head, self.database)
             if found is None:
-                raise ClusterLayoutError(f"no cluster form for: {stmt[:120]}")
-            name = found[0]
-            if name in before and before[name].engine == "View":
-                sharded = name in views_of(before, self.database, self.layout).sharded
-                return ([f"DROP TABLE IF EXISTS {db}.{ident(name)} ON CLUSTER {c} SYNC",
-                         f"DROP VIEW IF EXISTS {self._target(name, True)} ON CLUSTER {c} SYNC"] if sharded
-                        else [f"DROP VIEW IF EXISTS {db}.{ident(name)} ON CLUSTER {c} SYNC"])
-            sharded = self._place(name, place, stmt) is not None
-            out = [f"DROP TABLE IF EXISTS {db}.{ident(name)} ON CLUSTER {c} SYNC"] if sharded else []
-            return out + [f"DROP TABLE IF EXISTS {self._target(name, sharded)} ON CLUSTER {c} SYNC"]
-        if upper.startswith("OPTIMIZE TABLE"):
-            found = _object(stmt, "OPTIMIZE TABLE", self.database)
-            if found is None:
-                raise ClusterLayoutError(f"no cluster form for: {stmt[:120]}")
-            sharded = self._place(found[0], place, stmt) is not None
-            return [f"OPTIMIZE TABLE {self._target(found[0], sharded)} ON CLUSTER {c}{found[1]}"]
+                continue
+            name, rest = found
+            if form == "view":
+                return self._view(name, before, after)
+            if form == "drop" and name in before and before[name].engine == "View":
+                return self._drop_view(name, before)
+            if form in ("alter", "create") and (name not in after or after[name].engine == "View"):
+                break  # an ALTER of a view, a CREATE that made nothing: no form for them
+            key = self._place(name, place, stmt)
+            if form == "create":
+                return self._create(after[name], key, version)
+            if form == "alter":
+                return self._alter(name, rest, key, cols_before.get(name) != cols_after.get(name))
+            if form == "drop":
+                return self._drop_table(name, key is not None)
+            return [f"OPTIMIZE TABLE {self._target(name, key is not None)} ON CLUSTER {self.c}{rest}"]
         raise ClusterLayoutError(f"no cluster form for: {stmt[:120]} (sinks/clickhouse/cluster_migrate.py)")
+
+    def _view(self, name: str, before: dict[str, TableInfo], after: dict[str, TableInfo]) -> list[str]:
+        views = views_of(after, self.database, self.layout)
+        # a view that no longer reads a sharded table: its Distributed table and V_local go
+        unsharded = name in views_of(before, self.database, self.layout).sharded and name not in views.sharded
+        out = [self._drop(name, False)] if unsharded else []
+        out += view_statements(name, after, views, self.layout, self.database, self.cluster, replace=True)
+        if unsharded:
+            out.append(self._drop(name, True, "VIEW"))
+        return out
+
+    def _create(self, info: TableInfo, key: str | None, version: int) -> list[str]:
+        out = [replicated_table(info, self.database, self.cluster, local=key is not None,
+                                path_suffix=f"@{version:03d}")]
+        if key is not None:
+            out.append(distributed(info.name, self.database, self.cluster, key))
+        return out
+
+    def _alter(self, name: str, rest: str, key: str | None, columns_changed: bool) -> list[str]:
+        out = [f"ALTER TABLE {self._target(name, key is not None)} ON CLUSTER {self.c}{rest}"]
+        if key is not None and columns_changed:
+            out.append(distributed(name, self.database, self.cluster, key, replace=True))
+        return out
+
+    def _rename(self, stmt: str, place: dict[str, str | None]) -> list[str]:
+        pairs = _renames(stmt, self.database)
+        keys = {a: self._place(a, place, stmt) for a, _ in pairs}
+        moves = ", ".join(f"{self._target(a, keys[a] is not None)} TO {self._target(b, keys[a] is not None)}"
+                          for a, b in pairs)
+        out = [f"RENAME TABLE {moves} ON CLUSTER {self.c}"]
+        targets = {b for _, b in pairs}
+        out += [distributed(b, self.database, self.cluster, keys[a], replace=True)
+                for a, b in pairs if keys[a] is not None]
+        return out + [self._drop(a, False) for a, _ in pairs if keys[a] is not None and a not in targets]
+
+    def _drop_view(self, name: str, before: dict[str, TableInfo]) -> list[str]:
+        if name not in views_of(before, self.database, self.layout).sharded:
+            return [self._drop(name, False, "VIEW")]
+        return [self._drop(name, False), self._drop(name, True, "VIEW")]
+
+    def _drop_table(self, name: str, sharded: bool) -> list[str]:
+        # the Distributed table first: nothing reads the local one through it while it goes
+        return ([self._drop(name, False)] if sharded else []) + [self._drop(name, sharded)]
+
+    def _drop(self, name: str, local: bool, what: str = "TABLE") -> str:
+        return f"DROP {what} IF EXISTS {self._target(name, local)} ON CLUSTER {self.c} SYNC"
 
 
 def plan_cluster(database: str, cluster: str, ddl_dir: Path = DDL_DIR, upto: int | None = None,
