@@ -22,10 +22,11 @@ def db() -> None:
 @click.option("--print-grants", is_flag=True, help="Only print the role/GRANT statements (for a DBA).")
 @click.option("--cluster", default=None, metavar="NAME",
               help="The ClickHouse cluster layout (docs/operations.md): ON CLUSTER NAME, "
-                   "Replicated*MergeTree local tables, Distributed tables and views; applied to the "
-                   "server of clickhouse.url.")
+                   "Replicated*MergeTree local tables, Distributed tables and views; a new cluster gets the "
+                   "current schema, a running one the migrations it has not recorded, in their cluster "
+                   "form; through the server of clickhouse.url.")
 @click.option("--print", "print_only", is_flag=True,
-              help="With --cluster: only print the cluster DDL (for a DBA); needs no server.")
+              help="With --cluster: only print the DDL of a new cluster (for a DBA); needs no server.")
 @click.pass_context
 def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, cluster: str | None,
                 print_only: bool) -> None:
@@ -64,31 +65,31 @@ def _migrate_cluster(settings: Settings, cluster: str, print_only: bool) -> None
     import dataclasses
 
     from sinks.clickhouse.client import open_client
-    from sinks.clickhouse.cluster import render_from_migrations
-    from sinks.clickhouse.migrate import migrations
+    from sinks.clickhouse.cluster_migrate import migrate_cluster, plan_cluster
 
     database = settings.clickhouse.database
     if not print_only and settings.embedded_clickhouse:
         raise click.ClickException("--cluster needs ClickHouse servers (clickhouse.url = http://...); "
                                    "--print shows the DDL without one")
-    # rendered from a scratch embedded store: opened before any client of the configured store
-    stmts = render_from_migrations(database, cluster)
+    # made on a scratch embedded store: opened before any client of the configured store
+    plan = plan_cluster(database, cluster)
     if print_only:
-        for stmt in stmts:
+        for stmt in plan.fresh:
             click.echo(stmt + ";\n")
         return
     # every statement names its database; connected to `default`, which exists before ours is created
     client = open_client(dataclasses.replace(settings.clickhouse, database="default"), create_database=False)
     try:
-        for stmt in stmts:
-            client.command(stmt)
-        # the migrations this layout contains; schema_migrations has a replica on every node
-        rows = [[m.version, m.name, m.checksum] for m in migrations()]
-        client.insert(f"{database}.schema_migrations", rows, column_names=["version", "name", "checksum"])
+        how, names = migrate_cluster(client, database, plan)
     finally:
         client.close()
-    click.echo(f"cluster {cluster}: {len(stmts)} statements applied to {settings.clickhouse.shown_url} "
-               f"database {database} (roles and grants: `db migrate --print-grants`, then ON CLUSTER)")
+    where = f"{settings.clickhouse.shown_url} database {database}"
+    if how == "created":
+        click.echo(f"cluster {cluster}: created at {names[-1]} ({len(plan.fresh)} statements) on {where} "
+                   "(roles and grants: `db migrate --print-grants`, then ON CLUSTER)")
+    else:
+        click.echo(f"cluster {cluster}: applied {', '.join(names)} to {where}" if names
+                   else f"cluster {cluster}: up to date: {where}")
 
 
 @db.command("optimize")

@@ -19,6 +19,7 @@ from radstream.access import authorise, done
 from radstream.cli import kafka_unconfirmed, settings_of
 
 T = TypeVar("T")
+ANSWER_S = 3.0  # how long a command waits for Kafka to answer at all before it says so
 
 
 def _registry(ctx: click.Context) -> Any:
@@ -38,16 +39,28 @@ class Unconfirmed(KafkaDown):
 
 def _read(ctx: click.Context, read: Callable[[Any], T]) -> T:
     """``read`` on the registry once the projects topic is read to its end; KafkaDown when it was not
-    within the registry's wait (a broker that does not answer): a project missing from a view that
-    was never loaded is not "not registered"."""
+    within the registry's wait, or at once when Kafka does not answer a metadata request within
+    ``ANSWER_S`` (a closed port: not the registry's 15 s wait and its stop); a project missing from a view
+    that was never loaded is not "not registered" (``sinks.dicom.projects.unread``)."""
+    from sinks.dicom.projects import unread
+    from streams.ops import kafka_check
+
+    settings = settings_of(ctx)
+
+    def down(within_s: float) -> KafkaDown:
+        return KafkaDown(f"could not read the projects topic from Kafka at {settings.kafka.bootstrap} within "
+                         f"{within_s:g} s: is Kafka running and reachable (`radstream stack status` for the "
+                         "local stack)? Try again when it is")
+
+    try:
+        kafka_check(settings.kafka, ANSWER_S)()
+    except Exception:  # noqa: BLE001 - any failure of the request is "Kafka did not answer"
+        raise down(ANSWER_S) from None
     registry = _registry(ctx)
     try:
         value = read(registry)
-        if not registry.loaded.is_set():
-            where = settings_of(ctx).kafka.bootstrap
-            raise KafkaDown(f"could not read the projects topic from Kafka at {where} within "
-                            f"{registry.load_timeout_s:g} s: is Kafka running and reachable (`radstream "
-                            "stack status` for the local stack)? Try again when it is")
+        if unread(registry):
+            raise down(registry.load_timeout_s)
         return value
     finally:
         registry.stop()

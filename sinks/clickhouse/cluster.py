@@ -15,8 +15,8 @@ back from ``system.tables``, so a new migration is in it without a second copy t
 * other views (over ``everywhere`` tables or none) are created as they are, on every node.
 
 Every statement carries ``ON CLUSTER`` and is idempotent (IF NOT EXISTS, OR REPLACE). It creates the
-current schema on a cluster; changing tables of a running cluster (a later migration's ALTER or re-key)
-is left to its DBA (docs/operations.md).
+current schema on a new cluster; a running cluster gets the later migrations in their cluster form
+(``sinks.clickhouse.cluster_migrate``).
 """
 
 from __future__ import annotations
@@ -110,20 +110,35 @@ def _columns(info: TableInfo) -> str:
     return info.create_query[start + 1:end]
 
 
-def _replicated_table(info: TableInfo, database: str, cluster: str, *, local: bool) -> str:
+def _merge_tree(info: TableInfo) -> None:
+    if not info.engine.endswith("MergeTree"):
+        raise ClusterLayoutError(f"{info.name}: no cluster form for engine {info.engine} "
+                                 "(sinks/clickhouse/cluster.py)")
+
+
+def replicated_table(info: TableInfo, database: str, cluster: str, *, local: bool,
+                     path_suffix: str = "") -> str:
+    """``CREATE TABLE`` of ``info``'s replicated form: ``T_local`` (``local``, a shard's replicas) or ``T``
+    (one replication group spanning every node). ``path_suffix`` makes the Keeper path of a table that a
+    later migration creates unique (a re-keyed table is renamed to the old name, keeping its path)."""
     name = info.name + LOCAL_SUFFIX if local else info.name
     group = "{shard}" if local else "all"  # `everywhere` tables: one replication group spanning every node
-    path = f"/clickhouse/tables/{group}/{database}/{name}"
+    path = f"/clickhouse/tables/{group}/{database}/{name}{path_suffix}"
+    _merge_tree(info)
     args, rest = _split_engine(info)
     engine_args = ", ".join(a for a in (f"'{path}'", "'{replica}'", args) if a)
     return (f"CREATE TABLE IF NOT EXISTS {ident(database)}.{ident(name)} ON CLUSTER {ident(cluster)} "
             f"{_columns(info)} ENGINE = Replicated{info.engine}({engine_args}){rest}")
 
 
-def _distributed(name: str, database: str, cluster: str, shard_key: str | None) -> str:
+def distributed(name: str, database: str, cluster: str, shard_key: str | None, *,
+                replace: bool = False) -> str:
+    """The ``Distributed`` table ``name`` over ``name_local``; ``replace``: made again (OR REPLACE, atomic)
+    where its columns changed, since it copies them when it is created."""
     db, c = ident(database), ident(cluster)
     args = ", ".join([c, db, ident(name + LOCAL_SUFFIX)] + ([shard_key] if shard_key else []))
-    return (f"CREATE TABLE IF NOT EXISTS {db}.{ident(name)} ON CLUSTER {c} "
+    how = "OR REPLACE TABLE" if replace else "TABLE IF NOT EXISTS"
+    return (f"CREATE {how} {db}.{ident(name)} ON CLUSTER {c} "
             f"AS {db}.{ident(name + LOCAL_SUFFIX)} ENGINE = Distributed({args})")
 
 
@@ -145,44 +160,63 @@ def _view_order(views: dict[str, set[str]]) -> list[str]:
     return done
 
 
+@dataclass(frozen=True)
+class Views:
+    """Where the views of a schema go: ``reads`` (view -> the objects it reads), ``sharded`` (the views
+    that read a sharded table, directly or through another view: ``V_local`` and a Distributed ``V``),
+    ``order`` (each after the views it reads)."""
+
+    reads: dict[str, set[str]]
+    sharded: set[str]
+    order: list[str]
+
+
+def views_of(tables: dict[str, TableInfo], database: str, layout: Layout) -> Views:
+    views = {n for n, t in tables.items() if t.engine == "View"}
+    reads = {v: references(tables[v].as_select, database, set(tables)) for v in views}
+    order = _view_order({v: reads[v] & views for v in views})
+    sharded: set[str] = set()
+    for v in order:
+        if reads[v] & (set(layout.sharded) | sharded):
+            sharded.add(v)
+    return Views(reads, sharded, order)
+
+
+def view_statements(view: str, tables: dict[str, TableInfo], views: Views, layout: Layout, database: str,
+                    cluster: str, *, replace: bool = False) -> list[str]:
+    """A view's cluster form: itself, or ``V_local`` over the ``_local`` tables and views plus the
+    Distributed ``V`` over it (``replace``: that one made again, for a view whose columns may change)."""
+    db, c = ident(database), ident(cluster)
+    select = tables[view].as_select
+    if view not in views.sharded:
+        return [f"CREATE OR REPLACE VIEW {db}.{ident(view)} ON CLUSTER {c} AS {select}"]
+    local = set(layout.sharded) | views.sharded
+    for ref in sorted(views.reads[view] & local, key=len, reverse=True):
+        select = re.sub(rf"(?<![\w.`]){re.escape(db)}\.`?{ref}`?(?![\w`])",
+                        f"{db}.{ident(ref + LOCAL_SUFFIX)}", select)
+    return [f"CREATE OR REPLACE VIEW {db}.{ident(view + LOCAL_SUFFIX)} ON CLUSTER {c} AS {select}",
+            distributed(view, database, cluster, None, replace=replace)]
+
+
 def cluster_statements(client: Client, database: str, cluster: str,
                        layout: Layout | None = None) -> list[str]:
     """The cluster DDL for the single-node schema of ``database`` that ``client`` sees."""
     layout = layout or load_layout()
     tables = schema(client, database)
-    views = {n: t for n, t in tables.items() if t.engine == "View"}
-    bases = {n: t for n, t in tables.items() if n not in views}
+    bases = {n: t for n, t in tables.items() if t.engine != "View"}
     for name, info in bases.items():
-        if not info.engine.endswith("MergeTree"):
-            raise ClusterLayoutError(f"{name}: no cluster form for engine {info.engine} "
-                                     "(sinks/clickhouse/cluster.py)")
+        _merge_tree(info)
         if name not in layout.sharded and name not in layout.everywhere:
             raise ClusterLayoutError(f"{name} is in no place of {LAYOUT_FILE.name}: add it to `sharded` "
                                      "(with its sharding key) or to `everywhere`")
-    reads = {v: references(info.as_select, database, set(tables)) for v, info in views.items()}
-    # a view is sharded when it reads a sharded table, directly or through another view
-    sharded_views: set[str] = set()
-    for v in _view_order({v: reads[v] & set(views) for v in views}):
-        if reads[v] & (set(layout.sharded) | sharded_views):
-            sharded_views.add(v)
-    local = set(layout.sharded) | sharded_views
-
-    db, c = ident(database), ident(cluster)
-    out = [f"CREATE DATABASE IF NOT EXISTS {db} ON CLUSTER {c}"]
-    out += [_replicated_table(info, database, cluster, local=name in layout.sharded)
+    views = views_of(tables, database, layout)
+    out = [f"CREATE DATABASE IF NOT EXISTS {ident(database)} ON CLUSTER {ident(cluster)}"]
+    out += [replicated_table(info, database, cluster, local=name in layout.sharded)
             for name, info in sorted(bases.items())]
-    out += [_distributed(name, database, cluster, layout.sharded[name]) for name in sorted(bases)
+    out += [distributed(name, database, cluster, layout.sharded[name]) for name in sorted(bases)
             if name in layout.sharded]
-    for v in _view_order({v: reads[v] & set(views) for v in views}):
-        select = views[v].as_select
-        if v in sharded_views:
-            for ref in sorted(reads[v] & local, key=len, reverse=True):
-                select = re.sub(rf"(?<![\w.`]){re.escape(db)}\.`?{ref}`?(?![\w`])",
-                                f"{db}.{ident(ref + LOCAL_SUFFIX)}", select)
-        name = v + LOCAL_SUFFIX if v in sharded_views else v
-        out.append(f"CREATE OR REPLACE VIEW {db}.{ident(name)} ON CLUSTER {c} AS {select}")
-        if v in sharded_views:
-            out.append(_distributed(v, database, cluster, None))
+    for v in views.order:
+        out += view_statements(v, tables, views, layout, database, cluster)
     return out
 
 

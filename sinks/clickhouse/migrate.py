@@ -91,8 +91,7 @@ def _views_only(sql: str) -> bool:
     return all(s.upper().startswith("CREATE OR REPLACE VIEW") for s in statements(sql, "x"))
 
 
-def migrate(client: Client, database: str, ddl_dir: Path = DDL_DIR) -> list[str]:
-    """Apply the pending migrations to ``database``; return the names applied."""
+def ensure_migrations_table(client: Client, database: str) -> None:
     db = quote_ident(database)
     client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
     client.command(
@@ -100,18 +99,35 @@ def migrate(client: Client, database: str, ddl_dir: Path = DDL_DIR) -> list[str]
         "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree(applied_at) "
         "ORDER BY version"
     )
-    rows = client.query(f"SELECT version, argMax(checksum, applied_at) FROM {db}.schema_migrations "
-                        "GROUP BY version").result_rows
-    applied = {int(v): str(c) for v, c in rows}
-    done: list[str] = []
-    for mig in migrations(ddl_dir):
-        text = mig.text
+
+
+def applied_checksums(client: Client, database: str) -> dict[int, str]:
+    """Version -> the checksum it was last recorded with."""
+    rows = client.query(f"SELECT version, argMax(checksum, applied_at) FROM {quote_ident(database)}"
+                        ".schema_migrations GROUP BY version").result_rows
+    return {int(v): str(c) for v, c in rows}
+
+
+def pending(found: list[Migration], applied: dict[int, str]) -> list[Migration]:
+    """The migrations to run, in order: those not recorded, and recorded views-only files whose checksum
+    changed; MigrationError for a changed file that is not views-only."""
+    todo: list[Migration] = []
+    for mig in found:
         if mig.version in applied:
             if applied[mig.version] == mig.checksum:
                 continue
-            if not _views_only(text):
+            if not _views_only(mig.text):
                 raise MigrationError(f"{mig.path.name} changed after it was applied; add a new numbered file")
-        for stmt in statements(text, database):
+        todo.append(mig)
+    return todo
+
+
+def migrate(client: Client, database: str, ddl_dir: Path = DDL_DIR) -> list[str]:
+    """Apply the pending migrations to ``database``; return the names applied."""
+    ensure_migrations_table(client, database)
+    done: list[str] = []
+    for mig in pending(migrations(ddl_dir), applied_checksums(client, database)):
+        for stmt in statements(mig.text, database):
             client.command(stmt)
         client.insert(f"{database}.schema_migrations",
                       [[mig.version, mig.name, mig.checksum]], column_names=["version", "name", "checksum"])
@@ -119,25 +135,11 @@ def migrate(client: Client, database: str, ddl_dir: Path = DDL_DIR) -> list[str]
     return done
 
 
-def cluster_form(stmt: str, database: str, cluster: str) -> str:
-    """An ``ALTER TABLE db.T ...`` statement of a migration as a running cluster's DBA runs it: on
-    ``T_local`` for a sharded table (a Distributed table takes no mutation), ``ON CLUSTER`` on every node
-    (docs/operations.md: a later migration that alters tables is the DBA's to apply)."""
-    from sinks.clickhouse.cluster import LOCAL_SUFFIX, load_layout
-
-    m = re.match(rf"ALTER TABLE {re.escape(quote_ident(database))}\.(\w+)\s", stmt)
-    if m is None:
-        raise MigrationError(f"not an ALTER TABLE of {database}: {stmt[:80]}")
-    table = m.group(1)
-    local = table + LOCAL_SUFFIX if table in load_layout().sharded else table
-    return (f"ALTER TABLE {quote_ident(database)}.{local} ON CLUSTER {quote_ident(cluster)} "
-            + stmt[m.end():])
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m sinks.clickhouse.migrate [--cluster NAME] [--database DB] NNN``: print the statements of
-    migration NNN with its data placeholders filled in, to run by hand (again after a replay, or on a
-    running cluster: ALTER TABLE statements only, ``cluster_form``)."""
+    migration NNN with its data placeholders filled in, to run by hand (again after a replay); with
+    ``--cluster``, the cluster form that ``radstream db migrate --cluster`` runs
+    (``sinks.clickhouse.cluster_migrate``)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m sinks.clickhouse.migrate", description=main.__doc__)
@@ -148,8 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     found = [m for m in migrations() if m.version == args.version]
     if not found:
         raise SystemExit(f"no migration {args.version:03d} in {DDL_DIR}")
-    for stmt in statements(found[0].text, args.database):
-        print((cluster_form(stmt, args.database, args.cluster) if args.cluster else stmt) + ";\n")
+    if args.cluster:
+        from sinks.clickhouse.cluster_migrate import plan_cluster
+
+        stmts = plan_cluster(args.database, args.cluster, upto=args.version).upgrades[args.version]
+    else:
+        stmts = statements(found[0].text, args.database)
+    for stmt in stmts:
+        print(stmt + ";\n")
 
 
 if __name__ == "__main__":

@@ -134,13 +134,20 @@ class Projects(Protocol):
         ...
 
 
+def unread(projects: object) -> bool:
+    """The projects view was never read to its end (its broker did not answer in time): a project missing
+    from it is not "not registered". The one rule of ``refusal`` and the ``radstream project`` commands;
+    a view without ``loaded`` (``StaticProjects``) is always read."""
+    loaded = getattr(projects, "loaded", None)
+    return loaded is not None and not loaded.is_set()
+
+
 def refusal(projects: Projects, project_id: str, destination_ae: str | None = None,
             wait_s: float = 0.0) -> str | None:
     """Why a retrieval for ``project_id`` (to ``destination_ae``) is refused, or None."""
     project = projects.get(project_id, wait_s) if project_id else None
-    loaded = getattr(projects, "loaded", None)
-    if project is None and loaded is not None and not loaded.is_set():
-        # a view never read is not "not registered": say what failed (the caller refuses all the same)
+    if project is None and unread(projects):
+        # say what failed (the caller refuses all the same)
         return (f"cannot tell whether project {project_id!r} is registered: the projects topic was not read "
                 "from Kafka in time (is Kafka running and reachable?); try again when it is")
     if project is None:

@@ -119,7 +119,7 @@ def test_views_run_on_each_shard_over_local_tables_and_are_read_through_distribu
         assert (engine, args) == ("Distributed", [CLUSTER, "rs", f"{v}_local"])
 
 
-def _one_node(stmt: str) -> str:
+def one_node(stmt: str) -> str:
     """A statement as one node without Keeper runs it: no ON CLUSTER, the engine without replication."""
     stmt = stmt.replace(f" ON CLUSTER {CLUSTER}", "")
     return re.sub(r"ENGINE = Replicated(\w+)\('[^']*', '\{replica\}'(?:, )?", r"ENGINE = \1(", stmt)
@@ -161,7 +161,7 @@ def test_on_a_one_shard_cluster_the_shard_local_views_answer_as_the_single_node_
     stmts = cluster_statements(ch, "rs", CLUSTER)
     for stmt in stmts:
         if "ENGINE = Distributed" not in stmt and not stmt.startswith("CREATE DATABASE"):
-            ch.command(_one_node(stmt))
+            ch.command(one_node(stmt))
     for table in layout.sharded:
         ch.command(f"INSERT INTO rs.{table}_local SELECT * FROM rs.{table}")
     local_views = [created(s)[:-len("_local")] for s in stmts if s.startswith("CREATE OR REPLACE VIEW")

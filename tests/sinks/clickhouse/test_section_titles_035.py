@@ -17,7 +17,7 @@ from processors.nlp.matching import normalize
 from processors.nlp.sections import default_splitter
 from sinks.clickhouse.client import open_client
 from sinks.clickhouse.config import ClickHouseConfig
-from sinks.clickhouse.migrate import DDL_DIR, cluster_form, migrate, migrations, statements
+from sinks.clickhouse.migrate import DDL_DIR, migrate, migrations, statements
 from sinks.clickhouse.query import close_readonly_clients
 from sinks.clickhouse.sink import write_records
 from streams.handlers import analyze_report
@@ -151,18 +151,27 @@ def test_the_migration_is_idempotent_and_waits_for_its_mutation(old_store: Clien
     assert migrate(old_store, "rs") == []
 
 
-def test_the_cluster_form_parses_and_cleans_the_local_table(old_store: Client) -> None:
-    """A running cluster's DBA runs the statement on sections_local ON CLUSTER; checked with chDB's parser,
+@pytest.fixture(scope="module")
+def cluster_form() -> list[str]:
+    """035's cluster form, as ``db migrate --cluster`` runs it (made before a store of a test is open: chDB
+    hosts one engine per process)."""
+    from sinks.clickhouse.cluster_migrate import plan_cluster
+
+    return plan_cluster("rs", "warehouse", upto=35).upgrades[35]
+
+
+def test_the_cluster_form_parses_and_cleans_the_local_table(cluster_form: list[str],
+                                                          old_store: Client) -> None:
+    """On a running cluster the statement runs on sections_local ON CLUSTER; checked with chDB's parser,
     and run on one node (no ON CLUSTER: that needs Keeper) against a sections_local of the old rows."""
-    (mig,) = [m for m in migrations(DDL_DIR) if m.version == 35]
-    (stmt,) = [cluster_form(s, "rs", "warehouse") for s in statements(mig.text, "rs")]
-    assert stmt.startswith("ALTER TABLE `rs`.sections_local ON CLUSTER `warehouse` UPDATE title = name")
+    (stmt,) = cluster_form
+    assert stmt.startswith("ALTER TABLE rs.sections_local ON CLUSTER warehouse\nUPDATE title = name")
     text = str(old_store.query("SELECT formatQuery({q:String})", parameters={"q": stmt}).result_rows[0][0])
     assert "ON CLUSTER warehouse" in text and "mutations_sync = 2" in text
     assert str(old_store.command(f"EXPLAIN AST {stmt}")).startswith("AlterQuery")
     old_store.command("CREATE TABLE rs.sections_local AS rs.sections")
     old_store.command("INSERT INTO rs.sections_local SELECT * FROM rs.sections")
-    old_store.command(stmt.replace(" ON CLUSTER `warehouse`", ""))
+    old_store.command(stmt.replace(" ON CLUSTER warehouse", ""))
     migrate(old_store, "rs")
     assert titles(old_store, "sections_local") == titles(old_store)
 
