@@ -128,6 +128,7 @@ def _end_watches(ctx: click.Context, user: str) -> None:
     except TimeoutError as exc:
         raise click.ClickException(f"{exc}: {user}'s standing cohorts may still be running with roles "
                                    f"{user} no longer holds; run `radstream auth end-watches {user}` "
+                                   f"(and `radstream auth end-requests {user}` if they lost steward) "
                                    "once Kafka is reachable") from None
     _audit(ctx, "auth.end-watches", user=user, roles=None if held is None else sorted(held),
            watch_ids=ended)
