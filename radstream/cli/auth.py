@@ -54,6 +54,10 @@ def add_user(ctx: click.Context, name: str, roles: tuple[str, ...]) -> None:
     click.echo(f"user {name}: {', '.join(sorted(roles))}")
     if before - set(roles) and "admin" not in roles:
         _end_watches(ctx, name)
+        from sinks.dicom.worker import STEWARD_ROLES
+
+        if before & set(STEWARD_ROLES) and not set(roles) & set(STEWARD_ROLES):
+            _end_requests(ctx, name)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -102,6 +106,7 @@ def revoke(ctx: click.Context, what: str) -> None:
     click.echo(f"revoked {len(ids)} token(s): {', '.join(ids) or '-'}")
     if what in store.users():  # a user (disabled now), not one token: every watch of theirs ends
         _end_watches(ctx, what)
+        _end_requests(ctx, what)
 
 
 @auth.command("end-watches")
@@ -123,6 +128,7 @@ def _end_watches(ctx: click.Context, user: str) -> None:
     except TimeoutError as exc:
         raise click.ClickException(f"{exc}: {user}'s standing cohorts may still be running with roles "
                                    f"{user} no longer holds; run `radstream auth end-watches {user}` "
+                                   f"(and `radstream auth end-requests {user}` if they lost steward) "
                                    "once Kafka is reachable") from None
     _audit(ctx, "auth.end-watches", user=user, roles=None if held is None else sorted(held),
            watch_ids=ended)
@@ -161,6 +167,75 @@ def end_watches(settings: Settings, user: str, held: set[str] | None) -> list[st
     for watch_id in ended:
         unsubscribe(settings, watch_id)
     return ended
+
+
+@auth.command("end-requests")
+@click.argument("user")
+@click.pass_context
+def end_requests_cmd(ctx: click.Context, user: str) -> None:
+    """Cancel USER's open retrieval requests for projects that are identified now, unless USER still
+    holds steward. ``add-user`` (when steward is lost) and ``revoke USER`` do this themselves; run it
+    again if they could not reach Kafka or the warehouse, or for a request USER made moments before
+    (one the warehouse had not received yet)."""
+    from sinks.dicom.worker import STEWARD_ROLES
+
+    entry = _store(ctx).users().get(user)
+    if entry is not None and not entry.get("disabled") and set(entry.get("roles", ())) & set(STEWARD_ROLES):
+        raise click.UsageError(f"{user} holds steward: their requests stand (cancel one with "
+                               "`radstream retrieve cancel`)")
+    _end_requests(ctx, user)
+
+
+def _end_requests(ctx: click.Context, user: str) -> None:
+    settings = settings_of(ctx)
+    again = f"run `radstream auth end-requests {user}` once it is"
+    try:
+        cancelled, unconfirmed = end_requests(settings, user)
+    except TimeoutError as exc:
+        raise click.ClickException(f"{exc}: {user}'s requests for identified projects may still run; "
+                                   f"{again}") from None
+    except click.ClickException as exc:  # the warehouse could not be read
+        raise click.ClickException(f"{exc.message}: {user}'s requests for identified projects may still "
+                                   f"run; {again} reachable") from None
+    if cancelled:
+        click.echo(f"cancelled {len(cancelled)} open request(s) of {user} for identified projects: "
+                   f"{', '.join(cancelled)}")
+    if unconfirmed:
+        raise click.ClickException(f"Kafka did not confirm the cancel of {', '.join(unconfirmed)}: those "
+                                   f"requests may still run; {again} reachable")
+
+
+def end_requests(settings: Settings, user: str) -> tuple[list[str], list[str]]:
+    """Cancel every open retrieval request (warehouse: no final state, no cancel yet) that names ``user``
+    as requester, for a project registered as identified now. An identified project's request names the
+    steward who made it and carries their roles, which the DICOM worker trusts when it runs (it has no
+    token store to ask, sinks.dicom.worker.requester_refusal): so a steward demoted or revoked must not
+    leave requests behind that would still send identified images. De-identified projects' requests
+    stand (any role may make them). Each cancel is audited (``retrieval.cancel``, by ``auth``). Returns
+    (the ids cancelled, the ids whose cancel Kafka did not confirm); TimeoutError when the projects
+    topic cannot be read, click.ClickException when the warehouse cannot."""
+    from radstream.access import audit_target
+    from radstream.cli.retrieve import cancelable, send_cancels
+    from sinks.dicom.projects import ProjectRegistry
+    from streams.auth import local_user
+
+    registry = ProjectRegistry(settings.kafka, settings.topics)
+    registry.start()
+    try:
+        if not registry.loaded.wait(WATCHES_WAIT_S):
+            raise TimeoutError(f"the projects (topic {settings.topics.projects}) were not read within "
+                               f"{WATCHES_WAIT_S:.0f} s")
+        identified = {p.project_id for p in registry.all() if p.identified}
+    finally:
+        registry.stop()
+    if not identified:  # nothing to look up (and a site without any needs no warehouse for this)
+        return [], []
+    reqs = sorted((r for r in cancelable(settings, (), None, user).values() if r["project_id"] in identified),
+                  key=lambda r: r["request_id"])
+    confirmed, _ = send_cancels(settings, audit_target(settings), local_user(), reqs, by=lambda _r: "auth",
+                                reason=f"{user} no longer holds steward")
+    ids = [r["request_id"] for r in reqs]
+    return [i for i in ids if i in confirmed], [i for i in ids if i not in confirmed]
 
 
 @auth.command("list")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -176,7 +177,7 @@ def retrieve(ctx: click.Context, study_ref: str | None, accession: str | None, s
     click.echo(f"retrieval requested: {request_id}")
 
 
-def _cancelable(settings: Settings, ids: tuple[str, ...], project: str | None,
+def cancelable(settings: Settings, ids: tuple[str, ...], project: str | None,
                 requester: str | None) -> dict[str, dict[str, str]]:
     """request id -> its project, destination, requester, final state ('' none yet) and the requester of
     a cancel of it already on record ('' none), from the warehouse's ``retrieval_requests`` and
@@ -228,6 +229,43 @@ def cancel_refusal(user: str, steward: bool, rid: str, req: dict[str, str] | Non
     return None
 
 
+def send_cancels(settings: Settings, target: Any, user: str, reqs: list[dict[str, str]], /,
+                 by: Callable[[dict[str, str]], str], reason: str = "") -> tuple[set[str], Any]:
+    """Write a cancel record for each of ``reqs`` (rows of ``cancelable``) as ``user``, and audit each as
+    ``retrieval.cancel`` once Kafka confirmed it or did not (``by``: why ``user`` may). -> (the request
+    ids whose cancel Kafka confirmed, its last delivery error). The caller flushes nothing: this does."""
+    from radstream.access import flush_audit
+    from streams import audit
+    from streams.producer import Deliveries, make_producer
+
+    confirmed: set[str] = set()
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            confirmed.add(msg.key().decode())
+
+    sent = Deliveries(make_producer(settings.kafka))
+    now = datetime.now(UTC)
+    for req in reqs:
+        # as the worker reads a cancel: the request's id (the record's key: same partition, after the
+        # request), project and destination; the canceller as requester (the actor of the sink's audit row)
+        record = {"request_id": req["request_id"], "action": "cancel", "project_id": req["project_id"],
+                  "requester": user, "destination_ae": req["destination_ae"], "source": "manual",
+                  "requested_time": now}
+        sent.produce(settings.topics.retrieval_requests, "retrieval_requested", req["request_id"], record,
+                     on_delivery=delivered)
+    if reqs:
+        sent.flush(30)
+    for req in reqs:
+        ok = req["request_id"] in confirmed
+        audit.record(target, user, "retrieval.cancel", allowed=ok,
+                     reason=reason if ok else f"failed: Kafka did not confirm the cancel ({sent.last_error})",
+                     request_id=req["request_id"], project=req["project_id"],
+                     destination=req["destination_ae"], requester=req["requester"], by=by(req))
+    flush_audit(target)
+    return confirmed, sent.last_error
+
+
 @retrieve.command("cancel")
 @click.argument("request_ids", nargs=-1)
 @click.option("--project", default=None,
@@ -246,7 +284,6 @@ def cancel(ctx: click.Context, request_ids: tuple[str, ...], project: str | None
     from radstream.access import audit_target, cli_principal, flush_audit
     from streams import audit
     from streams.auth import AuthError, local_user
-    from streams.producer import Deliveries, make_producer
 
     settings = settings_of(ctx)
     if request_ids and (project is not None or by is not None):
@@ -270,7 +307,7 @@ def cancel(ctx: click.Context, request_ids: tuple[str, ...], project: str | None
         flush_audit(target)
         raise click.ClickException(why)
     ids = tuple(dict.fromkeys(request_ids))  # once each
-    found = _cancelable(settings, ids, project, by if steward or ids else user)
+    found = cancelable(settings, ids, project, by if steward or ids else user)
     wanted = ids or tuple(sorted(found))
     allowed: list[dict[str, str]] = []
     refusals: list[str] = []
@@ -284,39 +321,17 @@ def cancel(ctx: click.Context, request_ids: tuple[str, ...], project: str | None
         audit.record(target, user, action, allowed=False, reason=refusal, request_id=rid,
                      project=req["project_id"] if req else "",
                      **({"destination": req["destination_ae"], "requester": req["requester"]} if req else {}))
-    confirmed: set[str] = set()
-
-    def delivered(err: Any, msg: Any) -> None:
-        if err is None:
-            confirmed.add(msg.key().decode())
-
-    sent = Deliveries(make_producer(settings.kafka))
-    now = datetime.now(UTC)
-    for req in allowed:
-        # as the worker reads a cancel: the request's id (the record's key: same partition, after the
-        # request), project and destination; the canceller as requester (the actor of the sink's audit row)
-        record = {"request_id": req["request_id"], "action": "cancel", "project_id": req["project_id"],
-                  "requester": user, "destination_ae": req["destination_ae"], "source": "manual",
-                  "requested_time": now}
-        sent.produce(settings.topics.retrieval_requests, "retrieval_requested", req["request_id"], record,
-                     on_delivery=delivered)
-    unconfirmed = sent.flush(30) if allowed else 0
-    for req in allowed:
-        rid, ok = req["request_id"], req["request_id"] in confirmed
-        audit.record(target, user, action, allowed=ok,
-                     reason="" if ok else f"failed: Kafka did not confirm the cancel ({sent.last_error})",
-                     request_id=rid, project=req["project_id"], destination=req["destination_ae"],
-                     requester=req["requester"], by="steward" if req["requester"] != user else "requester")
-    flush_audit(target)
+    confirmed, error = send_cancels(settings, target, user, allowed,
+                                    by=lambda req: "steward" if req["requester"] != user else "requester")
     for req in allowed:
         if req["request_id"] in confirmed:
             click.echo(f"cancel sent for {req['request_id']} (project {req['project_id']}, destination "
                        f"{req['destination_ae']}, requested by {req['requester']})")
     for why in refusals:
         click.echo(f"refused: {why}", err=True)
-    if unconfirmed:
-        raise click.ClickException(f"Kafka did not confirm {unconfirmed} of {len(allowed)} cancel(s) "
-                                   f"({sent.last_error}): not cancelled")
+    if len(confirmed) < len(allowed):
+        raise click.ClickException(f"Kafka did not confirm {len(allowed) - len(confirmed)} of {len(allowed)} "
+                                   f"cancel(s) ({error}): not cancelled")
     if not wanted:
         click.echo("no open request matches")
     if refusals:

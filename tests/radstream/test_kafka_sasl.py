@@ -1,7 +1,8 @@
 """Kafka with SASL/SCRAM and ACLs on a real local broker (radstream/stack/kafka.py with ``scram``):
-the clients take their security settings from KafkaConfig; the analyst role's client reads the findings
-feed and is refused the restricted topics (original text, originals of received instances, dead
-letters, retrieval topics); a wrong password does not get in."""
+the clients take their security settings from KafkaConfig; the feed role's client reads the live topics
+(findings, de-identified reports), the analyst role's reads no topic (the live topics' records carry the
+real time beside patient-shifted times) and both are refused the restricted topics (original text,
+originals of received instances, dead letters, retrieval topics); a wrong password does not get in."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError
+from confluent_kafka.admin import AdminClient
 
 from radstream.config import Settings
 from radstream.stack import kafka as stack
@@ -53,6 +55,14 @@ def first_event(kafka: KafkaConfig, topic: str, group: str,
         c.close()
 
 
+def topic_error(kafka: KafkaConfig, topic: str) -> str | None:
+    """The broker's error for ``topic`` in a metadata request of this account (None: it may see it),
+    whatever consumer groups the account may use."""
+    meta = AdminClient(kafka.client_conf()).list_topics(topic, timeout=20)
+    err = meta.topics[topic].error
+    return None if err is None else str(err.name())
+
+
 @pytest.fixture(scope="module")
 def scram_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A broker with SASL_PLAINTEXT/SCRAM-SHA-512 and ACLs; its super user's password file."""
@@ -80,6 +90,8 @@ def test_scram_users_and_acls_keep_restricted_topics_from_analysts(scram_broker:
     add_scram_user(admin, "analyst1", analyst_pw.read_text().strip())
     granted = grant_role(admin, topics, "analyst", "analyst1")
     assert granted == len(role_bindings(topics, "analyst", "analyst1"))
+    add_scram_user(admin, "feed1", analyst_pw.read_text().strip())
+    assert grant_role(admin, topics, "feed", "feed1") == len(role_bindings(topics, "feed", "feed1"))
 
     restricted = (topics.reports, topics.dead_letter, topics.retrieval_requests, topics.retrieval_status,
                   topics.received_restricted, topics.quarantine, topics.projects)
@@ -88,26 +100,32 @@ def test_scram_users_and_acls_keep_restricted_topics_from_analysts(scram_broker:
         producer.produce(topic, key=b"k", value=f"secret of {topic}".encode())  # keyed: projects is compacted
     assert producer.flush(30) == 0
 
-    analyst = sasl(bootstrap, "analyst1", analyst_pw)
-    assert first_event(analyst, topics.findings, "analyst1.feed") == (
+    feed = sasl(bootstrap, "feed1", analyst_pw)
+    assert first_event(feed, topics.findings, "feed1.feed") == (
         "message", f"secret of {topics.findings}".encode())
-    assert first_event(analyst, topics.reports_deidentified, "analyst1.text") == (
+    assert first_event(feed, topics.reports_deidentified, "feed1.text") == (
         "message", f"secret of {topics.reports_deidentified}".encode())
+    analyst = sasl(bootstrap, "analyst1", analyst_pw)
+    assert topic_error(feed, topics.findings) is None
+    # the live topics too: their records carry the real time beside the patient-shifted ones
+    for topic in (topics.findings, topics.reports_deidentified, *restricted):
+        assert topic_error(analyst, topic) == "TOPIC_AUTHORIZATION_FAILED", topic
+    assert first_event(analyst, topics.findings, "analyst1.feed") == ("error", b"GROUP_AUTHORIZATION_FAILED")
     for topic in restricted:
-        kind, what = first_event(analyst, topic, "analyst1.peek")
+        kind, what = first_event(feed, topic, "feed1.peek")
         assert (kind, what) == ("error", b"TOPIC_AUTHORIZATION_FAILED"), (topic, kind, what)
     # a group outside its prefix is refused too, and so is writing to the feed
-    kind, what = first_event(analyst, topics.findings, "radstream.clickhouse-sink")
+    kind, what = first_event(feed, topics.findings, "radstream.clickhouse-sink")
     assert (kind, what) == ("error", b"GROUP_AUTHORIZATION_FAILED"), (kind, what)
     errors: list[KafkaError] = []
-    p = make_producer(analyst, **{"enable.idempotence": False, "message.timeout.ms": 10000})
+    p = make_producer(feed, **{"enable.idempotence": False, "message.timeout.ms": 10000})
     p.produce(topics.findings, value=b"forged", on_delivery=lambda err, _m: errors.append(err))
     p.flush(15)
     assert errors and errors[0] is not None and errors[0].name() == "TOPIC_AUTHORIZATION_FAILED", errors
     # a wrong password: no metadata at all
     wrong = tmp_path / "wrong.pw"
     wrong.write_text("not-the-password")
-    kind, what = first_event(sasl(bootstrap, "analyst1", wrong), topics.findings, "analyst1.x",
+    kind, what = first_event(sasl(bootstrap, "feed1", wrong), topics.findings, "feed1.x",
                              timeout=8)
     assert kind != "message"
 

@@ -1,5 +1,6 @@
-"""Acknowledge only what is durable (ddl/033): the sink commits its Kafka offsets once its INSERT returned,
-so every table of the warehouse fsyncs a new part (its files and its directory) before the INSERT returns."""
+"""Acknowledge only what is durable (ddl/033, ddl/036): the sink commits its Kafka offsets once its INSERT
+returned, so every table of the warehouse fsyncs a new part (its files and its directory) before the INSERT
+returns, and a merge fsyncs the part it writes before that part replaces the inserted ones."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from .factories import finding, findings, report
 
 pytestmark = pytest.mark.integration
 
-FSYNC = ("fsync_after_insert = 1", "fsync_part_directory = 1")
+FSYNC = ("fsync_after_insert = 1", "fsync_part_directory = 1", "min_rows_to_fsync_after_merge = 1")
 
 
 def test_every_table_of_the_warehouse_fsyncs_its_new_parts(ch: Client) -> None:
@@ -29,9 +30,9 @@ def test_every_table_of_the_warehouse_fsyncs_its_new_parts(ch: Client) -> None:
     assert [s[:80] for s in replicated if not all(x in s for x in FSYNC)] == []
 
 
-def _syncs(ch: Client) -> int:
-    return int(ch.query("SELECT sum(value) FROM system.events WHERE event IN ('FileSync', 'DirectorySync')"
-                        ).result_rows[0][0] or 0)
+def _syncs(ch: Client, events: tuple[str, ...] = ("FileSync", "DirectorySync")) -> int:
+    return int(ch.query("SELECT sum(value) FROM system.events WHERE event IN {e:Array(String)}",
+                        parameters={"e": list(events)}).result_rows[0][0] or 0)
 
 
 def test_the_sinks_native_insert_fsyncs_and_its_rows_are_there(ch: Client) -> None:
@@ -42,3 +43,16 @@ def test_the_sinks_native_insert_fsyncs_and_its_rows_are_there(ch: Client) -> No
     assert _syncs(ch) > before  # the engine fsync'd the new parts (0 with ClickHouse's defaults)
     assert ch.query("SELECT count() FROM reports FINAL").result_rows == [(3,)]
     assert ch.query("SELECT count() FROM findings_latest").result_rows == [(3,)]
+
+
+def test_a_merge_fsyncs_the_files_of_the_part_it_writes(ch: Client) -> None:
+    """Without ddl/036 a merge syncs only the part's directory: FileSync stays where it was."""
+    parts = ("SELECT count(), uniqExact(partition) FROM system.parts "
+             "WHERE database = 'rs' AND table = 'reports' AND active")
+    for _ in range(2):  # two INSERTs of one report each: two parts of one partition
+        write_records(ch, "report_finalized", [report("M1", 1)])
+    assert ch.query(parts).result_rows == [(2, 1)]
+    before = _syncs(ch, ("FileSync",))
+    ch.command("OPTIMIZE TABLE reports FINAL")
+    assert ch.query(parts).result_rows == [(1, 1)]  # merged
+    assert _syncs(ch, ("FileSync",)) > before
