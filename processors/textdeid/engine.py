@@ -88,6 +88,11 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
                 continue
             if d.not_clinical and any(is_clinical(w, r) for w in re.findall(r"[^\W\d_]+", text[s:e])):
                 continue
+            if d.not_word and any(
+                w.lower() in r.not_names or w.lower() in r.proper_not_words
+                for w in re.findall(r"[^\W\d_]+", text[s:e])
+            ):
+                continue  # "Server: room 4": lower case cannot tell a word from a host name
             if d.type in ("INSTITUTION", "LOCATION"):
                 # leading words like "The"/"Outside"/"From" are not part of an institution's name; a city
                 # loses only prepositions and verbs ("From Portland"), never "The"/"Prior" (The Dalles,
