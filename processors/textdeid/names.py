@@ -416,6 +416,22 @@ def _clinical_abbreviation(part: str, r: Rules) -> bool:
     )
 
 
+def in_clinical_run(text: str, start: int, end: int) -> bool:
+    """text[start:end] is a part of a slash run of clinical abbreviations ("Read by: SMA/ima", "cc: RCA/lad"):
+    for the lower-case initials detectors (rules.json ``slash_clinical``), which see one part at a time."""
+    if "/" not in text[max(0, start - 1) : end + 1]:
+        return False
+    s = start
+    while s > 0 and (text[s - 1].isalpha() or text[s - 1] in "/ \t") and start - s < 24:
+        s -= 1
+    while s < start and not text[s].isalpha():
+        s += 1
+    for m in _compiled()["slash_run"].finditer(text, s, min(len(text), end + 24)):
+        if m.start() <= start and end <= m.end():
+            return _clinical_run(text, m.start(), rules())
+    return False
+
+
 def _clinical_run(text: str, start: int, r: Rules) -> bool:
     """A slash run of clinical abbreviations starts at ``start`` ("IVC/svc", "PA/LAT")."""
     m = _compiled()["slash_run"].match(text, start)

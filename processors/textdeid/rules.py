@@ -34,6 +34,7 @@ class Detector:
     one_word: bool = False  # an INSTITUTION of one word is allowed (after a strong context only)
     not_clinical: bool = False  # a match with a clinical word (is_clinical) is dropped
     not_word: bool = False  # a match with a word of not_names / proper_not_words, in any case, is dropped
+    slash_clinical: bool = False  # a match inside a slash run of clinical abbreviations is dropped
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def rules() -> Rules:
             bool(d.get("one_word")),
             bool(d.get("not_clinical")),
             bool(d.get("not_word")),
+            bool(d.get("slash_clinical")),
         )
         for d in raw["detectors"]
     )
