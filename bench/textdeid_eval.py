@@ -209,7 +209,8 @@ def digest(limit: int | None = None) -> dict[str, Any]:
 
     def key(text: str) -> list[tuple[object, ...]]:
         return sorted(
-            (f.concept, f.negated, f.uncertain, f.historical, f.section, f.text) for f in analyze(text).findings
+            (f.concept, f.negated, f.uncertain, f.historical, f.section, f.text)
+            for f in analyze(text).findings
         )
 
     sets = {**clinical_texts(limit), "negex_dev.tsv": negex_sentences()[:limit]}
@@ -217,12 +218,15 @@ def digest(limit: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, texts in sets.items():
         with_spans = changed = 0
+        one = hashlib.sha256()
         for text in texts:
             d = deidentify(text, key=b"clinical-check-key-0123", patient="psn-x")
             h.update(d.text.encode("utf-8") + b"\x00")
+            one.update(d.text.encode("utf-8") + b"\x00")
             with_spans += bool(d.spans)
             changed += bool(d.spans) and key(text) != key(d.text)
-        out[name] = {"texts": len(texts), "with_spans": with_spans, "findings_changed": changed}
+        out[name] = {"texts": len(texts), "with_spans": with_spans, "findings_changed": changed,
+                     "sha256": one.hexdigest()}
     out["sha256"] = h.hexdigest()
     return out
 

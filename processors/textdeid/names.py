@@ -223,6 +223,11 @@ def _eponym_use(text: str, start: int, end: int, r: Rules) -> bool:
     return any(w.lower() in r.eponyms for w in words) and bool(r.eponym_head.match(text, end))
 
 
+@cache
+def _label_stop() -> frozenset[str]:
+    return frozenset(w.lower() for w in rules().raw["names"].get("trigger_label_stop", ()))
+
+
 def _after(text: str, pos: int, r: Rules) -> Found | None:
     """The name that starts at ``pos`` (after a trigger or title), skipping punctuation, an article, a
     title and up to two role words ("Attending Radiologist: Dr. Lee")."""
@@ -234,6 +239,8 @@ def _after(text: str, pos: int, r: Rules) -> Found | None:
             pos = t.end()
             continue
         w = c["role"].match(text, pos)
+        if w and w.group().lower() in _label_stop():
+            return None  # "REFERRING DIAGNOSIS: Syncope": a form's label, no person after it
         if w and _is_not_name(w.group(), r) and w.group()[0].isupper():
             pos = w.end()
             continue
@@ -448,7 +455,7 @@ def _list_items_more(text: str, r: Rules) -> Iterator[Found]:
         marker, w = m.group(1), m.group(2)
         caps = w.isupper()
         if not caps and not marker[0].isdigit():
-            continue  # a capitalised surname after "(b)" / "b." is list_item_name's, after "A." initial_name's
+            continue  # a capitalised surname after "(b)" / "b." is list_item_name's, "A." initial_name's
         if not c["list_person_only"].match(text, m.end()) or _is_not_name(w, r) or not _list_agent(w, r):
             continue
         if caps and (

@@ -282,3 +282,29 @@ def test_initials_after_a_reviewer_cue_still_go(text: str, parts: tuple[str, ...
     out = removed(text)
     for p in parts:
         assert p not in out.replace("Reviewed", ""), (p, out)
+
+
+# found by the over-removal check (bench/textdeid_eval.py --digest, NegEx sentences): a form's label after a
+# name trigger ("REFERRING DIAGNOSIS: ...") is no person's context
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("REFERRING DIAGNOSIS: Atrial Fibrillation\nFINDINGS: Normal sinus rhythm.", "DIAGNOSIS: Atrial"),
+        ("Ordering Diagnosis: Chest Pain, Atypical", "Diagnosis: Chest Pain"),
+        ("Referring Indication: Abdominal Pain\nNo free air.", "Indication: Abdominal Pain"),
+        ("REFERRING HISTORY: Crohn's Disease, ileal.", "HISTORY: Crohn's Disease"),
+        ("Requesting Reason: Renal Calculi", "Reason: Renal Calculi"),
+    ],
+)
+def test_a_label_after_a_name_trigger_keeps_what_follows(text: str, words: str) -> None:
+    assert words in removed(text), removed(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Referring physician: Tevendale, Okoro", "Referring Physician: Dr. Tevendale", "Patient: TEVENDALE, OKORO"],
+)
+def test_a_role_after_a_name_trigger_still_names(text: str) -> None:
+    gone(text, "Tevendale")
