@@ -304,7 +304,11 @@ def test_a_label_after_a_name_trigger_keeps_what_follows(text: str, words: str) 
 
 @pytest.mark.parametrize(
     "text",
-    ["Referring physician: Tevendale, Okoro", "Referring Physician: Dr. Tevendale", "Patient: TEVENDALE, OKORO"],
+    [
+        "Referring physician: Tevendale, Okoro",
+        "Referring Physician: Dr. Tevendale",
+        "Patient: TEVENDALE, OKORO",
+    ],
 )
 def test_a_role_after_a_name_trigger_still_names(text: str) -> None:
     gone(text, "Tevendale")
