@@ -344,6 +344,7 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
             (c["initial_comm"].match(text, m.end()) or c["initial_person"].match(text, m.end())
              or c["initial_after"].match(text, m.end()) or c["list_passive"].match(text, m.end()))
             and not _is_not_name(w, r)
+            and not _role_plural(w)  # "(b) Nurses paged"
             and not any(x.lower() in r.initial_not_subject or is_clinical(x, r) for x in c["word"].findall(w))
             # the marker is a weak context: a common noun starts list items too ("(b) Interpreter notified",
             # "(a) Bolus given"), so the word must be a known name, shaped as one, or not shaped as a noun;
@@ -404,10 +405,14 @@ def _list_agent(word: str, r: Rules) -> bool:
     c = _compiled()
     words = c["word"].findall(word)
     return bool(words) and not any(
-        c["list_abstract_noun"].fullmatch(w)
-        or is_clinical(w, r)
-        or any(_not_name(w[:-k]) for k in (1, 2) if w.lower().endswith("s"[: k - 1] + "s") and len(w) > k + 2)
-        for w in words
+        c["list_abstract_noun"].fullmatch(w) or is_clinical(w, r) or _role_plural(w) for w in words
+    )
+
+
+def _role_plural(word: str) -> bool:
+    """The plural of a role or service of the lexicons ("Nurses", "Interpreters", "Parents")."""
+    return any(
+        _not_name(word[: -len(x)]) for x in ("s", "es") if word.lower().endswith(x) and len(word) > len(x) + 2
     )
 
 

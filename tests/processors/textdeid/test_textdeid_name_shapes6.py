@@ -84,6 +84,8 @@ def test_an_agent_shaped_surname_in_a_list_item_is_a_name(text: str, name: str) 
         ("(a) No leak.\n(b) Security notified.", "Security"),
         ("(a) No leak.\n(b) Transfusion declined.", "Transfusion"),
         ("(a) No leak.\n(b) Navigator informed.", "Navigator"),
+        ("(a) No leak.\n(b) Nurses paged.", "Nurses"),
+        ("(a) No leak.\n(b) Residents informed.", "Residents"),
     ],
 )
 def test_a_role_or_noun_in_a_list_item_is_kept(text: str, word: str) -> None:
