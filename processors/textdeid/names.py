@@ -8,7 +8,8 @@ data, ``rules.json`` "names" and ``lexicons/``):
 - after a trigger: "discussed with Lee", "read by", "Attending:", "Patient: DOE, JOHN", "his wife Mary";
 - a known given name followed by a capitalised word ("Maria Gonzalez was informed");
 - initials joined by slashes after a signature word or alone on a line ("dictated by AB/cd", "cc: jk/mk/rs",
-  "jk / mk", "JK/mk"), two or three letters alone on a line ("JK"), never clinical shorthand ("CHF", "PA/LAT");
+  "jk / mk", "JK/mk"), two or three letters alone on a line ("JK"), never clinical shorthand ("CHF",
+  "PA/LAT");
 - a surname after a list marker before a person's verb ("(b) Nguyen notified", "2. Okonkwo paged",
   "(a) SMITH notified");
 - a name joined by "and" to one found ("Dr. Patel and Okonkwo"), unless what follows says a thing (a drug,
