@@ -187,6 +187,50 @@ def clinical(limit: int | None = None) -> dict[str, Any]:
     return result
 
 
+def negex_sentences() -> list[str]:
+    """The sentences of the shared NegEx/ConText dev set (one clinical sentence a row)."""
+    path = SHARED / "negex_dev.tsv"
+    if not path.exists():
+        return []
+    rows = path.read_text(encoding="utf-8").splitlines()[1:]
+    return [r.split("\t")[2] for r in rows if r.count("\t") >= 3]
+
+
+def digest(limit: int | None = None) -> dict[str, Any]:
+    """Over-removal on clinical text: one SHA-256 over the de-identified Open-i, CMC and NegEx texts
+    (compare it between two checkouts: equal means not one character changed), the texts with a span,
+    and the texts whose NLP findings differ between the original and the de-identified text.
+    Baseline: ``PYTHONPATH=<other checkout> python bench/textdeid_eval.py --digest`` runs this code
+    against the other checkout's de-identifier."""
+    import hashlib
+
+    from processors.nlp import analyze
+    from processors.textdeid import deidentify
+
+    def key(text: str) -> list[tuple[object, ...]]:
+        return sorted(
+            (f.concept, f.negated, f.uncertain, f.historical, f.section, f.text)
+            for f in analyze(text).findings
+        )
+
+    sets = {**clinical_texts(limit), "negex_dev.tsv": negex_sentences()[:limit]}
+    h = hashlib.sha256()
+    out: dict[str, Any] = {}
+    for name, texts in sets.items():
+        with_spans = changed = 0
+        one = hashlib.sha256()
+        for text in texts:
+            d = deidentify(text, key=b"clinical-check-key-0123", patient="psn-x")
+            h.update(d.text.encode("utf-8") + b"\x00")
+            one.update(d.text.encode("utf-8") + b"\x00")
+            with_spans += bool(d.spans)
+            changed += bool(d.spans) and key(text) != key(d.text)
+        out[name] = {"texts": len(texts), "with_spans": with_spans, "findings_changed": changed,
+                     "sha256": one.hexdigest()}
+    out["sha256"] = h.hexdigest()
+    return out
+
+
 ENGINES = {"radstream": radstream_engine, "presidio": presidio_engine, "scrubadub": scrubadub_engine}
 
 
@@ -201,8 +245,17 @@ def main() -> None:
         action="store_true",
         help="instead: NLP findings on de-identified vs original Open-i / CMC reports",
     )
+    ap.add_argument(
+        "--digest",
+        action="store_true",
+        help="instead: SHA-256 of the de-identified Open-i, CMC and NegEx texts, texts with spans and "
+        "with changed NLP findings",
+    )
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
+    if args.digest:
+        print(json.dumps(digest(args.limit), indent=2))
+        return
     if args.clinical:
         print(json.dumps(clinical(args.limit), indent=2))
         return

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from processors.textdeid.dates import shift_date
-from processors.textdeid.names import find_names
+from processors.textdeid.names import find_names, in_clinical_run
 from processors.textdeid.rules import BEFORE_WINDOW, is_clinical, rules
 from processors.textdeid.surrogates import Surrogates
 from processors.textdeid.types import DeidText, OffsetMap, Span, TextDeidError, TextDeidOptions
@@ -88,6 +88,13 @@ def candidates(text: str, options: TextDeidOptions) -> list[_Cand]:
                 continue
             if d.not_clinical and any(is_clinical(w, r) for w in re.findall(r"[^\W\d_]+", text[s:e])):
                 continue
+            if d.not_word and any(
+                w.lower() in r.not_names or w.lower() in r.proper_not_words
+                for w in re.findall(r"[^\W\d_]+", text[s:e])
+            ):
+                continue  # "Server: room 4": lower case cannot tell a word from a host name
+            if d.slash_clinical and in_clinical_run(text, s, e):
+                continue  # "Read by: SMA/ima": clinical abbreviations, not initials
             if d.type in ("INSTITUTION", "LOCATION"):
                 # leading words like "The"/"Outside"/"From" are not part of an institution's name; a city
                 # loses only prepositions and verbs ("From Portland"), never "The"/"Prior" (The Dalles,

@@ -7,10 +7,15 @@ data, ``rules.json`` "names" and ``lexicons/``):
 - before a credential: "Jane Doe, RN", "John A. Smith MD", signatures;
 - after a trigger: "discussed with Lee", "read by", "Attending:", "Patient: DOE, JOHN", "his wife Mary";
 - a known given name followed by a capitalised word ("Maria Gonzalez was informed");
-- initials joined by a slash after a signature word or alone on a line ("dictated by AB/cd", "JK/mk");
-- a surname after a list marker before a person's verb ("(b) Nguyen notified");
-- a name joined by "and" to one found ("Dr. Patel and Okonkwo"), unless what follows says a thing (a drug);
-- any other occurrence, in the same report, of a surname found by the rules above.
+- initials joined by slashes after a signature word or alone on a line ("dictated by AB/cd", "cc: jk/mk/rs",
+  "jk / mk", "JK/mk"), two or three letters alone on a line ("JK"), never clinical shorthand ("CHF",
+  "PA/LAT");
+- a surname after a list marker before a person's verb ("(b) Nguyen notified", "2. Okonkwo paged",
+  "(a) SMITH notified");
+- a name joined by "and" to one found ("Dr. Patel and Okonkwo"), unless what follows says a thing (a drug,
+  a device: "and Impella position confirmed");
+- any other occurrence, in the same report, of a surname found by the rules above (in lower case only in a
+  person's context: "fischer agreed").
 
 Eponyms (Hodgkin, Baker cyst, Smith fracture) are not names unless a title, credential or trigger says
 so: a lexicon or propagated match followed by an eponym head word ("disease", "fracture", "'s", ...) or
@@ -126,6 +131,28 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "list_item_first": re.compile(
             rf"[ \t]*(?:\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+({surname})(?![\w'\u2019-])"
         ),
+        # a numbered item ("2. Okonkwo notified") or an all-capitals surname after any marker ("(a) SMITH
+        # notified", "A. SMITH paged"): group 1 the marker, group 2 the word; only before list_person_only
+        "list_item_more": re.compile(
+            rf"[\n.!?;:][ \t]*(\d{{1,2}}\.|[A-Z]\.|\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+"
+            rf"({surname}|{up}{{2,}}(?:[-'\u2019]{up}{{2,}})*)(?![\w'\u2019-])"
+        ),
+        "list_item_more_first": re.compile(
+            rf"[ \t]*(\d{{1,2}}\.|[A-Z]\.|\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+"
+            rf"({surname}|{up}{{2,}}(?:[-'\u2019]{up}{{2,}})*)(?![\w'\u2019-])"
+        ),
+        "list_person_only": re.compile(r.raw["names"]["list_person_only"]),
+        "list_abstract_noun": re.compile(r.raw["names"]["list_abstract_noun"]),
+        "joined_person_after": re.compile(r.raw["names"]["joined_person_after"]),
+        # a run of initials joined by slashes, spaces around them allowed ("cc: jk/mk/rs", "jk / mk")
+        "slash_run": re.compile(
+            r"(?<![\w/.'\u2019@-])(?:[A-Z]{2,3}|[a-z]{2,3})(?:[ \t]*/[ \t]*(?:[A-Z]{2,3}|[a-z]{2,3})){1,4}"
+            r"(?![\w'\u2019/@-]|\.\w)"
+        ),
+        # two or three letters alone on a line ("JK", "jk"): found from the line break (a literal: fast)
+        "line_end": re.compile(r"[ \t]*(?:\n|$)"),
+        "initials_line": re.compile(r"\n[ \t]*([A-Z]{2,3}|[a-z]{2,3})[ \t]*(?=\n|$)"),
+        "initials_line_first": re.compile(r"[ \t]*([A-Z]{2,3}|[a-z]{2,3})[ \t]*(?=\n|$)"),
         # initials joined by a slash ("dictated by AB/cd", "JK/mk" alone on a line): rules.json names
         **{k: re.compile(expand(r.raw["names"][k], r.defs)) for k in (
             "slash_pair", "slash_pair_before", "slash_pair_after", "slash_line_before", "slash_line_after")},
@@ -201,6 +228,11 @@ def _eponym_use(text: str, start: int, end: int, r: Rules) -> bool:
     return any(w.lower() in r.eponyms for w in words) and bool(r.eponym_head.match(text, end))
 
 
+@cache
+def _label_stop() -> frozenset[str]:
+    return frozenset(w.lower() for w in rules().raw["names"].get("trigger_label_stop", ()))
+
+
 def _after(text: str, pos: int, r: Rules) -> Found | None:
     """The name that starts at ``pos`` (after a trigger or title), skipping punctuation, an article, a
     title and up to two role words ("Attending Radiologist: Dr. Lee")."""
@@ -212,6 +244,8 @@ def _after(text: str, pos: int, r: Rules) -> Found | None:
             pos = t.end()
             continue
         w = c["role"].match(text, pos)
+        if w and w.group().lower() in _label_stop():
+            return None  # "REFERRING DIAGNOSIS: Syncope": a form's label, no person after it
         if w and _is_not_name(w.group(), r) and w.group()[0].isupper():
             pos = w.end()
             continue
@@ -256,8 +290,11 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
     for m in c["trigger"].finditer(lower):
         span = _after(text, m.end(), r)
         if span and not _eponym_use(text, *span, r):
-            if c["initials"].fullmatch(text[span[0] : span[1]]) and not _INITIALS_AFTER.search(m.group()):
-                continue  # "Pt POD 6": a short upper-case word is initials only after a staff role
+            if c["initials"].fullmatch(text[span[0] : span[1]]) and (
+                not _INITIALS_AFTER.search(m.group()) or _clinical_run(text, span[0], r)
+            ):
+                continue  # "Pt POD 6": a short upper-case word is initials only after a staff role; and
+                # never the first of a run of clinical abbreviations ("Reviewed by: IVC/svc")
             found.append(span)
     for m in c["initial_name"].finditer(text):
         if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in ".'\u2019-_"):
@@ -312,13 +349,17 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
             (c["initial_comm"].match(text, m.end()) or c["initial_person"].match(text, m.end())
              or c["initial_after"].match(text, m.end()) or c["list_passive"].match(text, m.end()))
             and not _is_not_name(w, r)
+            and not _role_plural(w)  # "(b) Nurses paged"
             and not any(x.lower() in r.initial_not_subject or is_clinical(x, r) for x in c["word"].findall(w))
             # the marker is a weak context: a common noun starts list items too ("(b) Interpreter notified",
-            # "(a) Bolus given"), so the word must be a known name, shaped as one, or not shaped as a noun
-            and _list_subject(w, r)
+            # "(a) Bolus given"), so the word must be a known name, shaped as one, or not shaped as a noun;
+            # before what only a person does ("notified", "agreed"), any word but a role, a service or an
+            # abstract noun ("(b) Spector notified"; "(b) Interpreter notified", "(b) Administration paged")
+            and (_list_subject(w, r) or (c["list_person_only"].match(text, m.end()) and _list_agent(w, r)))
             and not _eponym_use(text, m.start(1), m.end(1), r)
         ):
             found.append((m.start(1), m.end(1)))
+    found.extend(_list_items_more(text, r))
     for m in c["dr_lower"].finditer(text):
         if _is_not_name(m.group(3), r):
             continue
@@ -328,6 +369,7 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
     # a word found only by "and" after a name, unless the report uses it as a thing elsewhere (a drug no
     # list knows: "Dr. Lee and Velrafenib ... started on Velrafenib", "and Impella ... Impella tip")
     found.extend(_slash_initials(text))
+    found.extend(_initials_lines(text))
     joined = [j for j in _joined(text, found, r) if not _used_as_thing(text, j, r)]
     found.extend(_lexicon(text, c, r))
     yield from found
@@ -361,34 +403,145 @@ def _known_name(span: str, r: Rules) -> bool:
     return any(c["name_shape"].fullmatch(t) for t in re.findall(r"\S+", span))
 
 
+def _list_agent(word: str, r: Rules) -> bool:
+    """A list item's subject before what only a person does may be a surname with a common noun's ending
+    ("Spector", "Brenner", "Fleming"): not an abstract noun ("Administration", "Security"), a role or a
+    service of the lexicons, also in the plural ("Interpreters", "Parents"), nor a clinical word."""
+    c = _compiled()
+    words = c["word"].findall(word)
+    return bool(words) and not any(
+        c["list_abstract_noun"].fullmatch(w) or is_clinical(w, r) or _role_plural(w) for w in words
+    )
+
+
+def _role_plural(word: str) -> bool:
+    """The plural of a role or service of the lexicons ("Nurses", "Interpreters", "Parents")."""
+    return any(
+        _not_name(word[: -len(x)]) for x in ("s", "es") if word.lower().endswith(x) and len(word) > len(x) + 2
+    )
+
+
+def _clinical_abbreviation(part: str, r: Rules) -> bool:
+    """A short part that is a clinical abbreviation or word ("CHF", "lat", "IVC", "dvt", "hx")."""
+    p = part.lower()
+    return (
+        p in r.clinical_abbreviations
+        or p in r.initials_not
+        or p in nlp_abbreviations()
+        or p in nlp_short_words()
+        or is_clinical(p, r)
+    )
+
+
+def in_clinical_run(text: str, start: int, end: int) -> bool:
+    """text[start:end] is a part of a slash run of clinical abbreviations ("Read by: SMA/ima", "cc: RCA/lad"):
+    for the lower-case initials detectors (rules.json ``slash_clinical``), which see one part at a time."""
+    if "/" not in text[max(0, start - 1) : end + 1]:
+        return False
+    s = start
+    while s > 0 and (text[s - 1].isalpha() or text[s - 1] in "/ \t") and start - s < 24:
+        s -= 1
+    while s < start and not text[s].isalpha():
+        s += 1
+    for m in _compiled()["slash_run"].finditer(text, s, min(len(text), end + 24)):
+        if m.start() <= start and end <= m.end():
+            return _clinical_run(text, m.start(), rules())
+    return False
+
+
+def _clinical_run(text: str, start: int, r: Rules) -> bool:
+    """A slash run of clinical abbreviations starts at ``start`` ("IVC/svc", "PA/LAT")."""
+    m = _compiled()["slash_run"].match(text, start)
+    return m is not None and all(_clinical_abbreviation(p.strip(), r) for p in m.group().split("/"))
+
+
+def _list_items_more(text: str, r: Rules) -> Iterator[Found]:
+    """A surname after a numbered marker ("2. Okonkwo notified") or an all-capitals one after any marker
+    ("(a) SMITH notified", "1) OKONKWO paged", "A. SMITH paged"), only before what a person alone does
+    (rules.json list_person_only): numbered items are an impression's findings too ("2. Dexa recommended")."""
+    c = _compiled()
+    first = c["list_item_more_first"].match(text)
+    for m in ([first] if first else []) + list(c["list_item_more"].finditer(text)):
+        marker, w = m.group(1), m.group(2)
+        caps = w.isupper()
+        if not caps and not marker[0].isdigit():
+            continue  # a capitalised surname after "(b)" / "b." is list_item_name's, "A." initial_name's
+        if not c["list_person_only"].match(text, m.end()) or _is_not_name(w, r) or not _list_agent(w, r):
+            continue
+        if caps and (
+            any(_clinical_abbreviation(x, r) for x in c["word"].findall(w))
+            or not (len(w) >= 4 or w.lower() in r.surnames)
+        ):
+            continue  # "(b) ICU notified", "1. RRT paged": a unit or a team, not a name
+        if _eponym_use(text, m.start(2), m.end(2), r):
+            continue
+        # after a capital letter the letter goes with the name: it may be an initial ("A. SMITH")
+        yield (m.start(1) if marker[0].isupper() else m.start(2)), m.end(2)
+
+
 def _slash_initials(text: str) -> Iterator[Found]:
-    """Two sets of initials joined by a slash after a signature word ("dictated by AB/cd", "cc: jk/mk") or
-    alone on a line ("JK/mk"): tried at each slash of the text (a pattern tried at every position of a
-    long report cost some 2 ms)."""
+    """Initials joined by slashes after a signature word ("dictated by AB/cd", "cc: jk/mk/rs", "Dictated
+    by jk / mk") or alone on a line ("JK/mk"): tried at each slash of the text (a pattern tried at every
+    position of a long report cost some 2 ms). The span is the whole run, slashes included."""
     c = _compiled()
     r = rules()
-    abbrevs = nlp_abbreviations()
+    done = 0
     pos = text.find("/")
     while pos >= 0:
-        for back in (2, 3):  # the first part ends at this slash
-            m = c["slash_pair"].match(text, pos - back) if pos >= back else None
-            if m is None:
-                continue
-            s, e = m.span(1)
-            parts = text[s:e].split("/")
-            if any(is_clinical(p, r) or p.lower() in abbrevs for p in parts):
-                break  # "PE/dvt", "chf/pna", "ICH/sah": clinical shorthand, not initials
-            if (
-                c["slash_pair_before"].search(text, max(0, s - 40), s)
-                and c["slash_pair_after"].match(text, e)
-            ) or (
-                m.group(2)
-                and c["slash_line_before"].search(text, max(0, s - 8), s)
-                and c["slash_line_after"].match(text, e)
-            ):
-                yield s, e
-            break
+        if pos >= done:
+            b = pos
+            while b > 0 and text[b - 1] in " \t":
+                b -= 1
+            s = b
+            while s > 0 and s > b - 4 and text[s - 1].isalpha():
+                s -= 1
+            m = c["slash_run"].match(text, s) if 2 <= b - s <= 3 else None
+            if m is not None:
+                done = m.end()
+                found = _slash_run_initials(text, m.start(), m.end(), r)
+                if found:
+                    yield found
         pos = text.find("/", pos + 1)
+
+
+def _slash_run_initials(text: str, s: int, e: int, r: Rules) -> Found | None:
+    """A run of slash-joined parts (text[s:e]) that are initials by their place: after a signature or
+    communication word and before a stop or a small word, or alone on a line (or before a D:/T: reference
+    or a date on it). Clinical shorthand is kept: after a signature word a part that is a word, a unit or
+    one of the NLP's short synonyms, or every part a clinical abbreviation ("Reviewed by: IVC/svc"); alone
+    on a line any part that is one ("PE/dvt", "PA/LAT", "DWI/adc", "cor/sag")."""
+    c = _compiled()
+    parts = [p.strip() for p in text[s:e].split("/")]
+    low = [p.lower() for p in parts]
+    if (
+        c["slash_pair_before"].search(text, max(0, s - 40), s)
+        and c["slash_pair_after"].match(text, e)
+        and not any(p in r.initials_not or p in nlp_abbreviations() or is_clinical(p, r) for p in low)
+        and not all(_clinical_abbreviation(p, r) for p in parts)
+    ):
+        return s, e
+    if not c["slash_line_before"].search(text, max(0, s - 8), s):
+        return None
+    if c["slash_line_after"].match(text, e):  # where a typist's initials stand: last, or before D:/T:
+        old = any(p in r.initials_not or p in nlp_abbreviations() or is_clinical(p, r) for p in low)
+        return None if old or all(_clinical_abbreviation(p, r) for p in parts) else (s, e)
+    if c["line_end"].match(text, e) and not any(_clinical_abbreviation(p, r) for p in parts):
+        return s, e  # alone on a line mid-report: any clinical part keeps it
+    return None
+
+
+def _initials_lines(text: str) -> Iterator[Found]:
+    """Two or three letters alone on a line ("JK", "jk": a typist's or reader's initials between the
+    report's parts), never a clinical abbreviation or a word ("CHF", "PA", "SOB", "IVC", "neg"), nor a
+    Roman numeral ("II", "IV")."""
+    c = _compiled()
+    r = rules()
+    first = c["initials_line_first"].match(text)
+    for m in ([first] if first else []) + list(c["initials_line"].finditer(text)):
+        w = m.group(1)
+        if _clinical_abbreviation(w, r) or re.fullmatch(r"(?i)[ivxlc]+", w):
+            continue
+        yield m.start(1), m.end(1)
 
 
 def _used_as_thing(text: str, span: Found, r: Rules) -> bool:
@@ -441,6 +594,14 @@ def _joined(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
             or text[span[0] : span[1]].lower() in nlp_short_words()
             or _eponym_use(text, *span, r)
             or span in seen
+            # a word no lexicon knows, not shaped as a name, with what follows a thing after it ("and Impella
+            # position confirmed", "and Vectra weaned overnight"): a person has a stop, a preposition, a
+            # plural verb or a person's predicate after the name (rules.json joined_person_after)
+            or not (
+                _known_name(text[span[0] : span[1]], r)
+                or c["joined_person_after"].match(text, span[1])
+                or _person_after(text, span[1])
+            )
         ):
             continue
         seen.add(span)
@@ -448,14 +609,24 @@ def _joined(text: str, found: list[Found], r: Rules) -> Iterator[Found]:
         yield span
 
 
-def _person_context(text: str, start: int, end: int) -> bool:
-    """A person's context around text[start:end]: a name trigger or "recommendations from" before it, or a
-    person's predicate after it (a verb of communication, a person's verb, "was paged", "to review")."""
+def _person_context(text: str, start: int, end: int, per: bool = False) -> bool:
+    """A person's context around text[start:end]: a name trigger or "recommendations from" before it (with
+    ``per``, "per" / "d/w" too), or a person's predicate after it (a verb of communication, a person's
+    verb, "was paged", "to review")."""
     c = _compiled()
     lower = text[max(0, start - 60) : start].lower()
     if c["trigger_end"].search(lower) or c["person_before"].search(lower):
         return True
-    if text.startswith(("'s ", "\u2019s "), end):  # "Kowalczyk's pager" (an eponym's "'s" is dropped before)
+    if per and c["per_end"].search(lower):
+        return True
+    return _person_after(text, end)
+
+
+def _person_after(text: str, end: int) -> bool:
+    """A person's predicate at ``end``: a verb of communication, a person's verb, "was paged", "to review",
+    a possessive ("Kowalczyk's pager": an eponym's "'s" is dropped before)."""
+    c = _compiled()
+    if text.startswith(("'s ", "\u2019s "), end):
         return True
     return any(
         c[k].match(text, end)
@@ -501,7 +672,11 @@ def _propagate(
             if not _is_not_name(w, r) and not _compiled()["particle"].fullmatch(w.lower()):
                 seen.add(w)
     for w in sorted(seen):
-        for variant in {w, w.upper()}:
+        # the lower-case form too, only in a person's context ("Dr. Fischer ... fischer agreed", "per
+        # fischer"): a lower-case surname is often a word ("dr. white ... white matter")
+        lower_ok = not (is_clinical(w, r) or w.lower() in r.eponyms or w.lower() in r.initials_not)
+        for variant in {w, w.upper()} | ({w.lower()} if lower_ok else set()):
+            lowered = variant != w and variant == w.lower()
             pos = text.find(variant)
             while pos >= 0:
                 end = pos + len(variant)
@@ -512,7 +687,7 @@ def _propagate(
                     and not (after.isalnum() or after in "-_")
                     and not _eponym_use(text, pos, end, r)
                     and not (thing_stop and c["joined_not_before"].match(text, end))
-                    and (not person_only or _person_context(text, pos, end))
+                    and (not (person_only or lowered) or _person_context(text, pos, end, per=lowered))
                 ):
                     yield pos, end
                 pos = text.find(variant, pos + 1)

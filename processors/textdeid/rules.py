@@ -33,6 +33,8 @@ class Detector:
     require_word: frozenset[str] = frozenset()  # if set, a match must contain one of these words
     one_word: bool = False  # an INSTITUTION of one word is allowed (after a strong context only)
     not_clinical: bool = False  # a match with a clinical word (is_clinical) is dropped
+    not_word: bool = False  # a match with a word of not_names / proper_not_words, in any case, is dropped
+    slash_clinical: bool = False  # a match inside a slash run of clinical abbreviations is dropped
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class Rules:
     # what comes before a drug's name ("started on", "dose of"): a word found only after "and" that
     # occurs there anywhere in the report is no name (names.py)
     joined_not_after: re.Pattern[str]
+    # clinical abbreviations of 2-4 letters and the short words of INITIALS_LOWER_NOT: never initials alone
+    # on a line or in a slash pair ("CHF", "PA/LAT", "IVC/svc": names.py _slash_initials, _initials_lines)
+    clinical_abbreviations: frozenset[str]
+    initials_not: frozenset[str]
     defs: dict[str, str]  # the macros (with the built-in letter classes), for patterns built in code
     raw: dict[str, Any]
 
@@ -198,6 +204,8 @@ def rules() -> Rules:
             frozenset(w.lower() for w in d.get("require_word", ())),
             bool(d.get("one_word")),
             bool(d.get("not_clinical")),
+            bool(d.get("not_word")),
+            bool(d.get("slash_clinical")),
         )
         for d in raw["detectors"]
     )
@@ -228,6 +236,8 @@ def rules() -> Rules:
         - frozenset(w.lower() for w in words("surnames.txt") + words("first_names.txt")),
         clinical_suffix=re.compile(expand(raw["clinical_suffixes"], defs), re.IGNORECASE),
         joined_not_after=re.compile(n["joined_not_after"], re.IGNORECASE),
+        clinical_abbreviations=frozenset(w.lower() for w in words("clinical_abbreviations.txt")),
+        initials_not=frozenset(re.findall(r"[a-z]+", raw["defs"]["INITIALS_LOWER_NOT"])),
         defs={name: expand(value, defs) for name, value in defs.items()},
         raw=raw,
     )

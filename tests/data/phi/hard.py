@@ -163,6 +163,40 @@ KEEP: dict[str, list[str]] = {
     "joined_clinical": [
         "Effusion is unchanged.", "Heparin was held.", "Follow-up CT is advised.",
     ],
+    # session 18 (the misses listed after review R18): each class with its look-alikes
+    "joined_thing": [
+        "Effusion is unchanged.", "Heparin was held.", "Nodule and effusion unchanged.",
+        "Discussed with the team and Nephrology.",
+    ],
+    "list_agent": [
+        "(b) Interpreter notified.", "(c) Housekeeping paged.", "(b) Parents notified.",
+        "1. Dexa recommended.",
+        "2. Lipase elevated.", "(b) ICU notified.", "2. RRT paged.", "(d) Security notified.",
+        "(b) Transfusion declined.", "3. Nephrology notified.", "(b) Physicist notified.",
+    ],
+    "initials_line": [
+        "INDICATION:\nCHF\nFINDINGS: Mild edema.", "VIEWS:\nPA/LAT\nFINDINGS: Clear.", "HISTORY:\nSOB",
+        "Sequences:\nDWI/adc\nNo infarct.", "Reformats:\ncor/sag\nNo fracture.",
+        "IMPRESSION:\nII\nNo change.",
+        "Result:\nneg",
+    ],
+    "initials_run": [
+        "Reviewed by: IVC/svc", "Read by: SMA/ima", "cc: RCA/lad", "Views: PA / LAT obtained.",
+        "Glucose 110 mg / dl.", "Sequences dwi/adc/swi show no bleed.", "Discussed with pt/fam/sis.",
+    ],
+    "host_lower": [
+        "Server: down for maintenance", "Host: immunocompromised patient with fever.",
+        "Host: male patient with cough.", "host: smoker with copd.", "Host: elderly woman with cough.",
+        "Server: not responding", "Host: transplant recipient on tacrolimus.", "Server: room 4 console",
+    ],
+    "trigger_label": [
+        "REFERRING DIAGNOSIS: Atrial Fibrillation", "Ordering Diagnosis: Chest Pain, Atypical",
+        "Referring Indication: Abdominal Pain", "Requesting Reason: Renal Calculi",
+        "REFERRING DX: Pleural Effusion", "Ordering Problem: Hematuria",
+    ],
+    "name_lower_repeat": [
+        "Effusion is unchanged.", "Fischer sign is not seen.", "Plan per pt.", "d/w pt at bedside.",
+    ],
 }
 
 
@@ -563,6 +597,112 @@ class Gen17(Gen):
         self.keep(d, "joined_clinical")
 
 
+# session 18: surnames with a common noun's ending (-er, -or, -ia, -us) and device or drug names that none of
+# the de-identifier's lexicons has; word-like surnames whose lower-case form is a word
+AGENT = ["Spector", "Kellner", "Trowbridger", "Valdivia", "Backus", "Ostrander", "Aldinger", "Mortimer",
+         "Heredia", "Gallaher"]
+DEVICES = ["Impella", "Vectra", "Oxyvent", "Cardiomax", "Ravexa", "Quellin"]
+WORDLIKE = [("White", "white matter changes are mild."), ("Long", "long segment stenosis of the SFA."),
+            ("Moody", "The patient was moody and agitated."), ("Black", "black blood images obtained."),
+            ("Young", "young patient with no risk factors."), ("Short", "short segment narrowing noted.")]
+
+
+class Gen18(Gen17):
+    def joined_thing(self, d: Doc) -> None:
+        """A word no lexicon knows after "Dr. X and" with what says a thing after it ("and Impella position
+        confirmed": kept) beside a second name after "and" with what follows a person ("at 10:15")."""
+        a, b, c = self.rng.sample(UNKNOWN + PLAIN, 3)
+        d.template(self.pick(["Discussed with Dr. {a} and {b} at 10:1" + str(self.rng.randrange(10)) + ".",
+                              "Dr. {a} and {b} were informed.",
+                              "Discussed with Dr. {a} and {b} regarding the result.",
+                              "Results called to Dr. {a} and {b} by phone.",
+                              "Discussed with Dr. {a} and {b} in the reading room."]),
+                   {"a": (a, "NAME"), "b": (b, "NAME")})
+        dev = self.pick(DEVICES)
+        d.add("\n")
+        d.template(self.pick(["Discussed with Dr. {c} and " + dev + " position confirmed.",
+                              "Reviewed with Dr. {c} and " + dev + " confirmed in good position.",
+                              "Per Dr. {c} and " + dev + " flow reduced to P4.",
+                              "Discussed with Dr. {c} and " + dev + " weaned overnight.",
+                              "Discussed with Dr. {c} and " + dev + " settings unchanged."]),
+                   {"c": (c, "NAME")})
+        self.keep(d, "joined_thing")
+
+    def list_agent(self, d: Doc) -> None:
+        """A list item's surname with a common noun's ending before what only a person does ("(b) Spector
+        notified"), a numbered item ("2. Okoro paged") and an all-capitals surname ("(a) SPECTOR notified",
+        "A. SPECTOR paged": the letter goes with the name, it may be an initial)."""
+        n = self.pick(AGENT)
+        m = self.pick([x for x in UNKNOWN + AGENT if x != n])
+        k = self.rng.randrange(7)
+        t = ["(b) {n} notified at 14:2" + str(self.rng.randrange(10)) + ".", "c) {n} agreed with the plan.",
+             "(a) Dr. {m} paged.\n(b) {n} called back.",
+             "1. {n} notified at 09:0" + str(self.rng.randrange(10)) + ".\n2. {m} paged.", "2) {N} notified.",
+             "A. {NA} paged.\nB. {MA} informed.",
+             "IMPRESSION: No bleed.\n3. {n} was informed by phone."][k]
+        d.template(t, {"n": (n, "NAME"), "m": (m, "NAME"), "N": (n.upper(), "NAME"),
+                       "NA": (f"A. {n.upper()}", "NAME"), "MA": (f"B. {m.upper()}", "NAME")})
+        self.keep(d, "list_agent")
+
+    def initials_line(self, d: Doc) -> None:
+        """Initials alone on a line mid-report ("JK", "jk/mk" between the report's parts)."""
+        i = self.pick(["JK", "ejs", "jk/mk", "RB/tc", "TW", "mkl", "DPS/jb", "hg", "NF/rw"])
+        t = self.pick(["FINDINGS: No effusion.\n{i}\nIMPRESSION: Normal.",
+                       "Heart size normal.\n{i}\nADDENDUM: Called to the ED.",
+                       "{i}\nEXAM: Chest two views.\nNo acute findings.",
+                       "Lungs clear.\n{i}\nCOMPARISON: None."])
+        parts = [(p, "NAME") for p in i.split("/")]
+        if len(parts) == 2:
+            d.template(t.replace("{i}", "{p}/{q}"), {"p": parts[0], "q": parts[1]})
+        else:
+            d.template(t, {"i": parts[0]})
+        self.keep(d, "initials_line")
+
+    def initials_run(self, d: Doc) -> None:
+        """Three initials joined by slashes, or two by a spaced slash, after a signature word ("cc:
+        jk/mk/rs", "Dictated by jk / mk"); the clinical pairs after a reviewer cue are kept."""
+        a, b, c = self.rng.sample(["jk", "mk", "rs", "tw", "ejs", "hg", "nf", "rb", "tc"], 3)
+        t = self.pick(["cc: {a}/{b}/{c}", "Dictated by {A}/{b}/{c}.",
+                       "Findings d/w {a}/{b}/{c} at 14:0" + str(self.rng.randrange(10)) + ".",
+                       "Dictated by {a} / {b}", "Transcribed by: {A} / {B}",
+                       "No effusion.\ncc: {a} / {b} / {c}", "Reviewed by: {A}/{b}"])
+        d.template(t, {"a": (a, "NAME"), "b": (b, "NAME"), "c": (c, "NAME"), "A": (a.upper(), "NAME"),
+                       "B": (b.upper(), "NAME")})
+        self.keep(d, "initials_run")
+
+    def host_lower(self, d: Doc) -> None:
+        """A host name in lower case as a machine label's value with more words after it ("Server: radnet
+        main"): the name goes, the words stay."""
+        host = self.pick(HOST_WORDS) + self.pick(["net", "store", "arch", "prime", "hub", "core"])
+        t = self.pick(["Server: {h} main", "AE title: {h} backup node", "Host: {h} (primary)",
+                       "Workstation: {h} reading room 3", "PACS server = {h} secondary"])
+        d.template(t, {"h": (host, "ID")})
+        self.keep(d, "host_lower")
+
+    def trigger_label(self, d: Doc) -> None:
+        """A form's label after a name trigger ("REFERRING DIAGNOSIS: Atrial Fibrillation": kept) beside the
+        same trigger before a role and a name ("Referring Physician: Dr. Okoro")."""
+        a = self.pick(UNKNOWN + AGENT)
+        d.template(self.pick(["Referring Physician: Dr. {a}", "Ordering provider: {a}, MD",
+                              "REFERRING PHYSICIAN: {A}", "Requesting clinician: Dr. {a}"]),
+                   {"a": (a, "NAME"), "A": (a.upper(), "NAME")})
+        self.keep(d, "trigger_label")
+
+    def name_lower_repeat(self, d: Doc) -> None:
+        """A name found, repeated in lower case in a person's context ("Dr. Fischer ... fischer agreed");
+        a word-like surname's lower-case form elsewhere ("Dr. White ... white matter") is kept."""
+        a = self.pick(UNKNOWN + AGENT)
+        t = self.pick(["Discussed with Dr. {a} at 10:0" + str(self.rng.randrange(10))
+                       + ". {l} agreed with the plan.",
+                       "Called to Dr. {a}. Plan per {l}.", "Dr. {a} was paged. {l} called back at 10:2"
+                       + str(self.rng.randrange(10)) + ".", "Reviewed with Dr. {a}. d/w {l} again at 11:00."])
+        d.template(t, {"a": (a, "NAME"), "l": (a.lower(), "NAME")})
+        w, phrase = self.pick(WORDLIKE)
+        d.add("\n")
+        d.template("Reviewed with Dr. {w}. " + phrase, {"w": (w, "NAME")})
+        self.keep(d, "name_lower_repeat")
+
+
 CLASSES = ["name_particle", "name_shape", "initial_sentence", "institution_word", "host", "age_words",
            "initials_lower", "unicode_name",
            # session 15, r6 review: appended, so the passages of the classes above are unchanged
@@ -572,13 +712,16 @@ CLASSES = ["name_particle", "name_shape", "initial_sentence", "institution_word"
            # review r14 (session 16): appended, so the passages of the 18 classes above are unchanged
            "clinical_guard",
            # session 17: appended, so the passages of the 19 classes above are unchanged
-           "initials_slash", "institution_more", "joined_propagate", "list_person_verb", "joined_clinical"]
+           "initials_slash", "institution_more", "joined_propagate", "list_person_verb", "joined_clinical",
+           # session 18: appended, so the passages of the 24 classes above are unchanged
+           "joined_thing", "list_agent", "initials_line", "initials_run", "host_lower", "name_lower_repeat",
+           "trigger_label"]
 
 
 def main(argv: list[str]) -> None:
     per_class = int(argv[1]) if len(argv) > 1 else 40
     seed = int(argv[2]) if len(argv) > 2 else 29
-    gen = Gen17(seed)
+    gen = Gen18(seed)
     for cls in CLASSES:
         for i in range(per_class):
             d = Doc()
