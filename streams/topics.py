@@ -116,3 +116,24 @@ def wait_until_usable(kafka: KafkaConfig, names: set[str], timeout: float = 15.0
         if time.monotonic() > deadline:
             raise KafkaUnavailable(f"topics have no leader after {timeout} s: {sorted(missing)}")
         time.sleep(0.05)
+
+
+def group_lag(kafka: KafkaConfig, group: str, topic: str, timeout: float = 10.0) -> int:
+    """How many records of ``topic`` consumer group ``group`` has not committed yet: the end offset less
+    the committed one, over the topic's partitions (a partition it never committed counts from its
+    first record). Reads the group's offsets without joining it."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({**kafka.client_conf(), "group.id": group, "enable.auto.commit": False,
+                  "logger": RDKAFKA_LOG})
+    try:
+        meta = c.list_topics(topic, timeout=timeout).topics[topic]
+        if meta.error is not None:
+            raise KafkaUnavailable(f"topic {topic}: {meta.error.str()}")
+        lag = 0
+        for tp in c.committed([TopicPartition(topic, p) for p in meta.partitions], timeout=timeout):
+            low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout)
+            lag += max(0, high - (tp.offset if tp.offset >= 0 else low))
+        return lag
+    finally:
+        c.close()

@@ -8,6 +8,7 @@ Running servers pick up changes on their next request. Each change is written to
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -17,6 +18,7 @@ from radstream.config import Settings
 from streams.auth import ROLES, TokenStore
 
 WATCHES_WAIT_S = 30.0
+SINK_WAIT_S = 30.0  # for the warehouse to hold every retrieval request on the topic (auth end-requests)
 
 
 def _store(ctx: click.Context) -> TokenStore:
@@ -187,22 +189,32 @@ def end_requests_cmd(ctx: click.Context, user: str) -> None:
 
 
 def _end_requests(ctx: click.Context, user: str) -> None:
+    """``end_requests`` for the commands, audited (``auth.end-requests``) whatever its outcome."""
+    from confluent_kafka import KafkaException
+
+    from streams.topics import KafkaUnavailable
+
     settings = settings_of(ctx)
-    again = f"run `radstream auth end-requests {user}` once it is"
+    again = (f"{user}'s requests for identified projects may still run; run `radstream auth end-requests "
+             f"{user}`")
+    cancelled: list[str] = []
+    unconfirmed: list[str] = []
+    why = ""
     try:
         cancelled, unconfirmed = end_requests(settings, user)
-    except TimeoutError as exc:
-        raise click.ClickException(f"{exc}: {user}'s requests for identified projects may still run; "
-                                   f"{again}") from None
+        if unconfirmed:
+            why = f"Kafka did not confirm the cancel of {', '.join(unconfirmed)}"
+    except (TimeoutError, KafkaException, KafkaUnavailable) as exc:
+        why = f"{exc}"
     except click.ClickException as exc:  # the warehouse could not be read
-        raise click.ClickException(f"{exc.message}: {user}'s requests for identified projects may still "
-                                   f"run; {again} reachable") from None
+        why = exc.message
+    _audit(ctx, "auth.end-requests", user=user, request_ids=cancelled, allowed=not why,
+           **({"reason": why} if why else {}))
     if cancelled:
         click.echo(f"cancelled {len(cancelled)} open request(s) of {user} for identified projects: "
                    f"{', '.join(cancelled)}")
-    if unconfirmed:
-        raise click.ClickException(f"Kafka did not confirm the cancel of {', '.join(unconfirmed)}: those "
-                                   f"requests may still run; {again} reachable")
+    if why:
+        raise click.ClickException(f"{why}: {again} once that is mended")
 
 
 def end_requests(settings: Settings, user: str) -> tuple[list[str], list[str]]:
@@ -218,6 +230,7 @@ def end_requests(settings: Settings, user: str) -> tuple[list[str], list[str]]:
     from radstream.cli.retrieve import cancelable, send_cancels
     from sinks.dicom.projects import ProjectRegistry
     from streams.auth import local_user
+    from streams.topics import group_lag
 
     registry = ProjectRegistry(settings.kafka, settings.topics)
     registry.start()
@@ -230,6 +243,14 @@ def end_requests(settings: Settings, user: str) -> tuple[list[str], list[str]]:
         registry.stop()
     if not identified:  # nothing to look up (and a site without any needs no warehouse for this)
         return [], []
+    # the warehouse must hold every request already on the topic: the sink's group has committed them
+    group, deadline = f"{settings.kafka.consumer_group}.clickhouse-sink", time.monotonic() + SINK_WAIT_S
+    while (behind := group_lag(settings.kafka, group, settings.topics.retrieval_requests)) > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the warehouse has not received {behind} record(s) of the retrieval requests "
+                               f"topic within {SINK_WAIT_S:.0f} s (is the worker's sink, group {group}, "
+                               "running?)")
+        time.sleep(0.5)
     reqs = sorted((r for r in cancelable(settings, (), None, user).values() if r["project_id"] in identified),
                   key=lambda r: r["request_id"])
     confirmed, _ = send_cancels(settings, audit_target(settings), local_user(), reqs, by=lambda _r: "auth",

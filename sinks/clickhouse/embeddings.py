@@ -61,7 +61,11 @@ CREATE TABLE IF NOT EXISTS {db}.report_embeddings
 )
 ENGINE = ReplacingMergeTree(embedded_time)
 ORDER BY (site, accession, report_version, unit)
+SETTINGS {durable}
 """
+# as every table of the migrations (ddl/033, ddl/036): the writer commits its offsets once its INSERT
+# returned, so a part (inserted or merged) is fsync'd first; MODIFY SETTING gives a table made before
+DURABLE = "fsync_after_insert = 1, fsync_part_directory = 1, min_rows_to_fsync_after_merge = 1"
 VECTOR_INDEX = (",\n    INDEX ix_vector vector TYPE vector_similarity('hnsw', 'cosineDistance', {dim})"
                 " GRANULARITY 100000000")
 
@@ -70,7 +74,7 @@ Writer = Callable[[list[list[Any]]], None]
 
 def ddl(database: str, *, vector_index: bool = True, dim: int = DIM) -> str:
     index = VECTOR_INDEX.format(dim=dim) if vector_index else ""
-    return DDL.format(db=f"`{database}`", index=index).strip()
+    return DDL.format(db=f"`{database}`", index=index, durable=DURABLE).strip()
 
 
 def ensure_table(client: Any, database: str, *, dim: int = DIM) -> bool:
@@ -81,6 +85,7 @@ def ensure_table(client: Any, database: str, *, dim: int = DIM) -> bool:
     except Exception as e:  # noqa: BLE001 - older servers reject the index type: plain table then
         log.warning("vector_similarity index not available (%s); brute-force cosine search", e)
         client.command(ddl(database, vector_index=False, dim=dim))
+    client.command(f"ALTER TABLE `{database}`.{TABLE} MODIFY SETTING {DURABLE}")
     res = client.query("SELECT count() FROM system.data_skipping_indices WHERE database = {d:String} "
                        "AND table = {t:String} AND type = 'vector_similarity'",
                        parameters={"d": database, "t": TABLE})

@@ -56,3 +56,16 @@ def test_a_merge_fsyncs_the_files_of_the_part_it_writes(ch: Client) -> None:
     ch.command("OPTIMIZE TABLE reports FINAL")
     assert ch.query(parts).result_rows == [(1, 1)]  # merged
     assert _syncs(ch, ("FileSync",)) > before
+
+
+def test_the_embeddings_table_made_outside_the_migrations_fsyncs_too(ch: Client) -> None:
+    """``report_embeddings`` is created by its writer (sinks/clickhouse/embeddings.py), also over a table
+    an older version made without the settings."""
+    from sinks.clickhouse.embeddings import DURABLE, TABLE, ddl, ensure_table
+
+    old = ddl("rs", vector_index=False).replace(f"SETTINGS {DURABLE}", "")
+    ch.command(old)
+    ensure_table(ch, "rs")
+    engine = ch.query("SELECT engine_full FROM system.tables WHERE database = 'rs' AND name = {t:String}",
+                      parameters={"t": TABLE}).result_rows[0][0]
+    assert all(s in engine for s in FSYNC), engine

@@ -1,36 +1,70 @@
 """A steward demoted (``auth add-user`` without steward) or revoked (``auth revoke USER``) leaves no open
 request behind that would still send identified images: the DICOM worker trusts the roles a request
 carries, so the command cancels the user's open requests for identified projects (the records the worker
-reads), audited; de-identified projects' requests, finished ones and other stewards' stand. Real Kafka
-(projects and requests topics) and the embedded warehouse."""
+reads), audited; de-identified projects' requests, finished ones and other stewards' stand. It looks them
+up in the warehouse only once the warehouse's sink has taken every request on the topic, and says so
+when it has not. Real Kafka (projects and requests topics), the real sink and the embedded warehouse."""
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from radstream.cli import auth as auth_cli
 from radstream.cli import main
 from radstream.config import Settings, settings_env
+from sinks.clickhouse.service import SinkService
 from streams.auth import local_user
+from streams.producer import make_producer, produce_sync
+from streams.topics import group_lag
 
 from .helpers import register_projects
-from .test_retrieve_cancel import _cancels, _requests, _status_records
+from .test_retrieve_cancel import _cancels, _status_records
 
 pytestmark = pytest.mark.integration
 
 
-def _cancel_audits(s: Settings) -> list[tuple[str, bool, str, str]]:
+def _produce(s: Settings, *reqs: tuple[str, str, str, str | None]) -> list[str]:
+    """Each (accession, project, requester, role) as a request on the topic; their ids."""
+    producer = make_producer(s.kafka)
+    ids = []
+    for acc, project, requester, role in reqs:
+        rid = str(uuid.uuid4())
+        produce_sync(producer, s.topics.retrieval_requests, "retrieval_requested", rid, {
+            "request_id": rid, "action": "request", "project_id": project, "requester": requester,
+            "requester_roles": [role] if role else None, "accession": acc, "destination_ae": "RESEARCH",
+            "requested_time": datetime.now(UTC)})
+        ids.append(rid)
+    return ids
+
+
+def _sink_catches_up(s: Settings) -> None:
+    """The worker's sink, until it has committed every request on the topic (then stopped, so that the
+    commands open the embedded store themselves, as with no worker running)."""
+    sink = SinkService(s.kafka, s.topics, s.clickhouse)
+    sink.start()
+    try:
+        deadline = time.monotonic() + 60
+        while group_lag(s.kafka, sink.group_id, s.topics.retrieval_requests) > 0:
+            assert time.monotonic() < deadline and sink.error is None, sink.error
+            time.sleep(0.3)
+    finally:
+        sink.stop()
+
+
+def _audits(s: Settings, action: str) -> list[dict[str, object]]:
     lines = Path(s.auth.audit_log).read_text().splitlines()
-    return sorted((e["actor"], e["allowed"], d["request_id"], d.get("by", ""))
-                  for e in map(json.loads, lines) if e["action"] == "retrieval.cancel"
-                  for d in [json.loads(e["detail"])])
+    return [{**e, **json.loads(e["detail"])} for e in map(json.loads, lines) if e["action"] == action]
 
 
 def test_demoting_a_steward_cancels_their_open_requests_for_identified_projects(
-        topic_settings: Settings, tmp_path: Path) -> None:
+        topic_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = topic_settings.replace(state_dir=str(tmp_path), worker={"web_port": 1},
                                research={"allowed_destinations": ("RESEARCH",)})
     register_projects(s)  # P2, P3 identified; IRB-7 de-identified
@@ -38,9 +72,10 @@ def test_demoting_a_steward_cancels_their_open_requests_for_identified_projects(
     run = CliRunner().invoke
     for user in ("stew", "kim"):
         assert run(main, ["auth", "add-user", user, "--role", "steward"], env=env).exit_code == 0
-    p2, p3, deid, done, kims = _requests(s, ("A1", "P2", "stew", "steward"), ("A2", "P3", "stew", "steward"),
-                                         ("A3", "IRB-7", "stew", None), ("A4", "P2", "stew", "steward"),
-                                         ("A5", "P2", "kim", "steward"))
+    p2, p3, deid, done, kims = _produce(s, ("A1", "P2", "stew", "steward"), ("A2", "P3", "stew", "steward"),
+                                        ("A3", "IRB-7", "stew", None), ("A4", "P2", "stew", "steward"),
+                                        ("A5", "P2", "kim", "steward"))
+    _sink_catches_up(s)
     _status_records(s, done, "completed")
 
     # a role kept (steward with another role added) cancels nothing
@@ -55,14 +90,31 @@ def test_demoting_a_steward_cancels_their_open_requests_for_identified_projects(
     me = local_user()
     assert sorted((c["request_id"], c["project_id"], c["requester"]) for c in _cancels(s)) == sorted(
         [(p2, "P2", me), (p3, "P3", me)])
-    assert _cancel_audits(s) == sorted([(me, True, p2, "auth"), (me, True, p3, "auth")])
+    assert sorted((a["actor"], a["allowed"], a["request_id"], a["by"])
+                  for a in _audits(s, "retrieval.cancel")) == sorted([(me, True, p2, "auth"),
+                                                                      (me, True, p3, "auth")])
 
-    # a steward's own request is theirs to keep; the command refuses to cancel it
+    # a steward's own requests are theirs to keep: the command refuses
     held = run(main, ["auth", "end-requests", "kim"], env=env)
     assert held.exit_code == 2 and "kim holds steward" in held.output, held.output
-    out = run(main, ["auth", "revoke", "kim"], env=env)  # revoked: hers go too
-    assert out.exit_code == 0 and f"of kim for identified projects: {kims}" in out.output, out.output
-    assert {c["request_id"] for c in _cancels(s)} == {p2, p3, kims}  # never the de-identified or done one
+
+    # a request the warehouse has not received yet (no sink running): the revocation says so, exits 1
+    # and cancels nothing it cannot see; audited as not done
+    monkeypatch.setattr(auth_cli, "SINK_WAIT_S", 1.0)
+    late, = _produce(s, ("A6", "P3", "kim", "steward"))
+    out = run(main, ["auth", "revoke", "kim"], env=env)
+    assert out.exit_code == 1, out.output
+    # the new request, and the two cancels above, which no sink has taken either
+    assert "has not received 3 record(s) of the retrieval requests topic" in out.output
+    assert "run `radstream auth end-requests kim`" in out.output
+    assert {c["request_id"] for c in _cancels(s)} == {p2, p3}
+    _sink_catches_up(s)
+    out = run(main, ["auth", "end-requests", "kim"], env=env)  # as the message says
+    assert out.exit_code == 0 and f"of kim for identified projects: {', '.join(sorted([kims, late]))}" \
+        in out.output, out.output
+    assert {c["request_id"] for c in _cancels(s)} == {p2, p3, kims, late}  # never the de-identified or done
+    ends = [(a["user"], a["allowed"], sorted(a["request_ids"])) for a in _audits(s, "auth.end-requests")]
+    assert ends == [("stew", True, sorted([p2, p3])), ("kim", False, []), ("kim", True, sorted([kims, late]))]
     assert deid not in out.output and done not in out.output
 
 
