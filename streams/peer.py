@@ -85,15 +85,16 @@ class Trust:
                 return (f"refusing to send a token over plain HTTP to {where}: cannot tell which user's "
                         "process answers there (not found in /proc/net/tcp)")
             if not self.plain_http_remote:
-                return (f"refusing to send a token over plain HTTP to {where}, a peer on another host: set "
-                        "auth.tls_cert/tls_key (HTTPS), or auth.plain_http_remote = true on a network you trust")
+                return (f"refusing to send a token over plain HTTP to {where}, a peer on another host: "
+                        "set auth.tls_cert/tls_key (HTTPS), or auth.plain_http_remote = true on a network "
+                        "you trust")
             return ""
         trusted = self.uids()
         if uid in trusted:
             return ""
         expected = ", ".join(f"{u} ({user_name(u)}: {why})" for u, why in sorted(trusted.items()))
-        return (f"refusing to send a token to {where}: the process listening on port {port} runs as uid {uid} "
-                f"({user_name(uid)}), expected uid {expected}; if uid {uid} is the user the radstream "
+        return (f"refusing to send a token to {where}: the process listening on port {port} runs as uid "
+                f"{uid} ({user_name(uid)}), expected uid {expected}; if uid {uid} is the user the radstream "
                 "services run as, set auth.service_user (RADSTREAM_AUTH_SERVICE_USER)")
 
 
@@ -124,7 +125,9 @@ def peer_uid(sock: socket.socket) -> int | None:
         for line in lines:
             # sl local_address rem_address st tx:rx tr:when retrnsmt uid ...
             f = line.split()
-            if len(f) < 8 or f[3] == _TIME_WAIT or not f[1].endswith(their_port) or not f[2].endswith(our_port):
+            if len(f) < 8 or f[3] == _TIME_WAIT:
+                continue
+            if not (f[1].endswith(their_port) and f[2].endswith(our_port)):  # cheap before parsing
                 continue
             if _proc_endpoint(f[1]) == theirs and _proc_endpoint(f[2]) == ours:
                 return int(f[7])
@@ -152,7 +155,7 @@ class _CheckedHTTPHandler(urllib.request.HTTPHandler):
         self.trust = trust
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(functools.partial(_CheckedConnection, trust=self.trust), req)  # type: ignore[arg-type]
+        return self.do_open(functools.partial(_CheckedConnection, trust=self.trust), req)
 
 
 def urlopen(req: urllib.request.Request, trust: Trust, *, timeout: float,

@@ -4,8 +4,10 @@
 Sign-in takes a token of ``radstream auth add-token``. The session is a signed cookie (HttpOnly,
 SameSite=Strict, Secure under TLS) holding a random session id and the CSRF token; the user's token
 stays in this process's memory (it is what the warehouse queries are sent with, so the query layer
-checks and audits the user's own roles). Every POST carries the CSRF token. Every page checks the
-role; a refusal answers 403 and is audited (``http.request``, allowed false), as are sign-ins
+checks and audits the user's own roles), and is sent only to processes that are ours
+(``radstream.warehouse.open_ours``). Every response has the security headers of ``headers.py``. Every
+POST carries the CSRF token. Every page checks the role; a refusal answers 403 and is audited
+(``http.request``, allowed false), as are sign-ins
 (``web.login`` / ``login.failure``), searches (``web.search``), saved cohorts (``cohort.save``),
 retrievals sent (``web.retrieve``) and standing cohorts subscribed or ended (``cohort.watch`` /
 ``cohort.unwatch``). The retrieval dashboard updates by server-sent events (``/retrievals/events``),
@@ -761,7 +763,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         Route("/steward/quarantine", quarantine_page),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    middleware = [Middleware(SecurityHeaders), Middleware(SessionMiddleware, secret_key=session_secret(web_dir),
+    middleware = [Middleware(SecurityHeaders),
+                  Middleware(SessionMiddleware, secret_key=session_secret(web_dir),
                              session_cookie="rs_session", max_age=SESSION_S, same_site="strict",
                              https_only=https)]
     # /metrics, /health, /ready as on every long-running process (streams/ops.py, docs/monitoring.md):

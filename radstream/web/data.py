@@ -2,9 +2,9 @@
 ``radstream sql``, as the signed-in user.
 
 * Embedded store (chDB): the worker owns it, so every query goes to the worker's ``/sql`` page with
-  the user's own token, only to a worker that is ours (``radstream.warehouse.open_ours``). The worker checks the user's roles against the table allowlists
-  (``sinks.clickhouse.access``, ClickHouse's parser) and audits the query (``sql.query``) under the
-  user's name.
+  the user's own token, only to a worker that is ours (``radstream.warehouse.open_ours``). The worker
+  checks the user's roles against the table allowlists (``sinks.clickhouse.access``, ClickHouse's
+  parser) and audits the query (``sql.query``) under the user's name.
 * ClickHouse server: ``run_readonly`` with the user's policy (the same check), audited here
   (``audited_query``): allowed, refused by the check, or failed in the engine.
 """

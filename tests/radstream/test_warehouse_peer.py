@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 from radstream.config import Settings, settings_env
-from streams.auth import TokenStore
 from tests.helpers_chdb import seed_store_of
 from tests.streams.helpers import free_port
-from tests.streams.test_auth_peer import NOBODY, listener
+from tests.streams.test_auth_peer import NOBODY, listener, state_with_users
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,10 +66,7 @@ def test_an_analysts_command_needs_the_service_user_to_send_its_token_to_the_ser
 
 def test_a_worker_of_our_own_user_is_asked_as_before(tmp_path: Path) -> None:
     s = Settings(state_dir=str(tmp_path / "state")).replace(worker={"web_port": free_port()})
-    Path(s.state_dir).mkdir(parents=True)
-    store = TokenStore(s.auth.token_file)
-    store.add_user("ana", ["analyst"])
-    token = store.add_token("ana")
+    token = state_with_users(s, ana="analyst")["analyst"]
     with listener(tmp_path, s.worker.web_port, uid=None) as ours:
         out = sql(s, token)
         got = ours.received()

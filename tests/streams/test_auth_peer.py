@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,19 @@ def listener(tmp: Path, port: int, uid: int | None = NOBODY, host: str = "127.0.
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def state_with_users(settings: Any, **users: str) -> dict[str, str]:
+    """Make the state dir of ``settings`` with a token store holding ``users`` (name=role); role -> token."""
+    from streams.auth import TokenStore
+
+    Path(settings.state_dir).mkdir(parents=True)
+    store = TokenStore(settings.auth.token_file)
+    tokens = {}
+    for user, role in users.items():
+        store.add_user(user, [role])
+        tokens[role] = store.add_token(user)
+    return tokens
 
 
 def ask(port: int, trust: Trust, host: str = "127.0.0.1") -> bytes:
