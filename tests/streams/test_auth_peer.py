@@ -42,8 +42,8 @@ while True:
                 break
             data += chunk
         head, _, body = data.partition(b'\r\n\r\n')
-        length = [int(x.split(b':')[1]) for x in head.split(b'\r\n') if x.lower().startswith(b'content-length:')]
-        while length and len(body) < length[0]:
+        sizes = [int(x.split(b':')[1]) for x in head.split(b'\r\n') if x.lower().startswith(b'content-length')]
+        while sizes and len(body) < sizes[0]:
             chunk = conn.recv(65536)
             if not chunk:
                 break
