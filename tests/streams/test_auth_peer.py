@@ -42,7 +42,7 @@ while True:
                 break
             data += chunk
         head, _, body = data.partition(b'\r\n\r\n')
-        sizes = [int(x.split(b':')[1]) for x in head.split(b'\r\n') if x.lower().startswith(b'content-length')]
+        sizes = [int(x.split(b':')[1]) for x in head.split(b'\r\n') if x.lower().startswith(b'content-len')]
         while sizes and len(body) < sizes[0]:
             chunk = conn.recv(65536)
             if not chunk:
