@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import subprocess
 import time
 import urllib.request
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from streams import peer
 from streams.peer import PeerRefused, Trust, urlopen
 from tests.streams.helpers import free_port
 
@@ -29,8 +31,13 @@ import socket, sys
 srv = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((sys.argv[1], int(sys.argv[2])))
+if sys.argv[3:] == ['defer']:  # a connection stays half-open until data comes, never accepted
+    srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 30)
 srv.listen(16)
 print('LISTENING', flush=True)
+if sys.argv[3:] == ['defer']:
+    import time
+    time.sleep(600)
 while True:
     conn, _ = srv.accept()
     conn.settimeout(2)
@@ -71,14 +78,16 @@ class Listener:
 
 
 @contextmanager
-def listener(tmp: Path, port: int, uid: int | None = NOBODY, host: str = "127.0.0.1") -> Iterator[Listener]:
-    """A recording listener on ``host:port`` as a process of ``uid`` (None: ours, root)."""
+def listener(tmp: Path, port: int, uid: int | None = NOBODY, host: str = "127.0.0.1",
+             *extra: str) -> Iterator[Listener]:
+    """A recording listener on ``host:port`` as a process of ``uid`` (None: ours, root); ``defer`` in
+    ``extra``: one that accepts nothing (TCP_DEFER_ACCEPT)."""
     out = tmp / f"listener-{port}.out"
     prefix = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     # the system's python: the test's interpreter may live where uid 65534 cannot read
     with out.open("w") as fh:
-        proc = subprocess.Popen([*prefix, "/usr/bin/python3", "-c", LISTENER, host, str(port)], stdout=fh,
-                                stderr=subprocess.STDOUT, cwd="/")
+        proc = subprocess.Popen([*prefix, "/usr/bin/python3", "-c", LISTENER, host, str(port), *extra],
+                                stdout=fh, stderr=subprocess.STDOUT, cwd="/")
     try:
         deadline = time.monotonic() + 15
         while "LISTENING" not in out.read_text():
@@ -138,6 +147,28 @@ def test_a_dual_stack_listener_of_another_user_is_refused_too(tmp_path: Path) ->
         with pytest.raises(PeerRefused, match=f"uid {NOBODY}"):
             ask(port, Trust(), host="[::1]")
         assert "Authorization" not in other.received()
+
+
+def test_a_connection_the_other_user_has_not_accepted_is_refused_too(tmp_path: Path) -> None:
+    # half-open under TCP_DEFER_ACCEPT: sock_diag shows such a socket as uid 0 (root's, trusted), the
+    # listener that holds it is the other user's; an unaccepted socket of kernels before sk_uid shows 0 too
+    port = free_port()
+    with listener(tmp_path, port, NOBODY, "127.0.0.1", "defer"), \
+            pytest.raises(PeerRefused, match=f"runs as uid {NOBODY}"):
+        ask(port, Trust())
+
+
+def test_the_proc_tables_give_the_uid_sock_diag_gives(tmp_path: Path) -> None:
+    # the fallback where netlink sock_diag is not available, on the same real connections
+    for host, uid in (("127.0.0.1", NOBODY), ("::", NOBODY), ("127.0.0.1", None)):
+        port = free_port()
+        with listener(tmp_path, port, uid, host), socket.create_connection(("127.0.0.1", port)) as sock:
+            ours, theirs = peer._endpoint(sock.getsockname()), peer._endpoint(sock.getpeername())
+            via_diag = peer._diag_one(theirs, ours)
+            entry, listeners = peer._proc_tables(theirs, ours)
+            assert via_diag is not None and via_diag[1] == entry == (uid or 0), (host, via_diag, entry)
+            assert peer._listener_uid(theirs, listeners) == peer._listener_uid(
+                theirs, peer._diag_listeners(port)) == (uid or 0)
 
 
 def test_our_own_listener_and_the_configured_service_user_are_sent_the_token(tmp_path: Path) -> None:
