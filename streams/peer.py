@@ -6,9 +6,9 @@ HTTP proves nothing: any local user may bind a port our process is not listening
 stopped, a DICOM worker that does not run here) and would be sent the caller's token, and could answer
 the query. So a plain-HTTP connection is checked after it is made and before a byte is sent: the other end
 must be a socket of this host (the kernel's sock_diag, or /proc/net/tcp and tcp6, knows both ends of a
-local connection), owned by a trusted uid: this process's, root's (it can read our memory anyway), or the configured
-service user's (``auth.service_user``: an analyst's commands talking to the service's worker). A
-peer on another host gets a token over plain HTTP only when ``auth.plain_http_remote`` says so.
+local connection), owned by a trusted uid: this process's, root's (it can read our memory anyway), or
+the configured service user's (``auth.service_user``: an analyst's commands talking to the service's
+worker). A peer on another host gets a token over plain HTTP only when ``auth.plain_http_remote`` says so.
 Checking the connection itself, not the listening port beforehand, leaves no window between check and
 use (``peer_uid`` says whose socket it is, also before it is accepted).
 """
