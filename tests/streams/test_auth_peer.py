@@ -189,3 +189,11 @@ def test_a_peer_on_another_host_gets_no_token_over_plain_http_unless_allowed() -
     assert Trust(plain_http_remote=True).refusal(remote, 6066, None) == ""
     # a loopback peer is always on this host: not listed means not known, whatever the opt-out says
     assert "cannot tell which user" in Trust(plain_http_remote=True).refusal(loopback, 6066, None)
+
+
+def test_a_service_user_that_does_not_exist_is_a_config_problem() -> None:
+    from streams.config import AuthConfig
+
+    assert AuthConfig(service_user="no-such-radstream-user").problems() == [
+        "service_user: no OS user 'no-such-radstream-user'"]
+    assert AuthConfig(service_user="nobody").problems() == AuthConfig(service_user="65534").problems() == []
