@@ -484,7 +484,7 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
                                       env=child_env(s, state, port, tree), stdout=log,
                                       stderr=subprocess.STDOUT))
 
-    from radstream.warehouse import auth_headers
+    from radstream.warehouse import auth_headers, open_ours
 
     headers = auth_headers(s.replace(state_dir=str(state)))  # the local token of the worker's state dir
 
@@ -510,7 +510,7 @@ def run_stack_mode(base: Settings, rate: float | None, n: int, tmp: Path,
         url = f"http://127.0.0.1:{port}/sql?format=tsv"
         req = urllib.request.Request(url, data=sql.encode(), method="POST", headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
+            with open_ours(s, req, 5) as resp:  # the token only to our own worker (streams.peer)
                 lines = resp.read().decode().splitlines()[1:]
         except OSError:
             return []

@@ -17,6 +17,7 @@ from typing import Any
 
 from radstream.config import Settings
 from streams.auth import Principal
+from streams.peer import PeerRefused, Trust, uid_of, urlopen
 
 QUERY_ROLES = ("analyst", "steward", "admin")  # who may query; each role's tables: sinks/clickhouse/roles
 
@@ -55,13 +56,28 @@ def _tls(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
+def peer_trust(settings: Settings) -> Trust:
+    """Whom this process sends a token over plain HTTP (``streams.peer``, ``auth.service_user``)."""
+    a = settings.auth
+    return Trust(uid_of(a.service_user) if a.service_user else None, a.plain_http_remote)
+
+
+def open_ours(settings: Settings, req: urllib.request.Request, timeout: float) -> Any:
+    """Open a request that carries a token (or SQL) to one of our processes: HTTPS pinned to our
+    certificate, or plain HTTP to a peer ``peer_trust`` accepts; PeerRefused before anything is sent
+    otherwise. Every such request of the commands and the web app goes through here."""
+    return urlopen(req, peer_trust(settings), timeout=timeout, context=_tls(settings))
+
+
 def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0) -> str:
     """Send the query to the worker's /sql page; raises WorkerUnavailable when nobody answers."""
     req = _worker_request(settings, "/sql?" + urllib.parse.urlencode({"format": fmt}), query.encode())
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=_tls(settings)) as resp:
+        with open_ours(settings, req, timeout) as resp:
             body: bytes = resp.read()
             return body.decode("utf-8", errors="replace")
+    except PeerRefused as exc:
+        raise WarehouseError(str(exc)) from None
     except urllib.error.HTTPError as exc:
         text = exc.read().decode("utf-8", errors="replace").strip()
         if exc.code == 503 and exc.headers.get("X-Radstream-Sink") == "starting":
@@ -117,9 +133,10 @@ def ask_worker_only(settings: Settings, query: str, fmt: str) -> str:
 def worker_serves_our_store(settings: Settings) -> bool:
     """True when the worker on our web port has our embedded store open (not another state dir's)."""
     try:
-        with urllib.request.urlopen(_worker_request(settings, "/health"), timeout=10,
-                                    context=_tls(settings)) as resp:
+        with open_ours(settings, _worker_request(settings, "/health"), 10) as resp:
             health = json.loads(resp.read())
+    except PeerRefused as exc:  # not "no worker": something else holds the worker's port
+        raise WarehouseError(str(exc)) from None
     except urllib.error.HTTPError as exc:
         if exc.code == 401 and os.environ.get("RADSTREAM_TOKEN", "").strip():
             reason = exc.read().decode(errors="replace").strip()

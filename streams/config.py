@@ -244,11 +244,23 @@ class AuthConfig:
     audit_log: str = ""  # default <state_dir>/audit.log: the audit events of this host, one JSON a line
     cache_s: float = 60.0  # how long a verified token is trusted without a new argon2 check
     roles_dir: str = ""  # the site's table allowlists, <role>.json each; default sinks/clickhouse/roles
+    # whom a token goes to over plain HTTP (streams/peer.py): a local peer runs as this process's user,
+    # root, or service_user (name or uid: the services' user, for an analyst's own commands); a peer on
+    # another host only with plain_http_remote (anyone on the path reads the token: a trusted network only)
+    service_user: str = ""
+    plain_http_remote: bool = False
 
     def problems(self) -> list[str]:
         out = readable_file("tls_cert", self.tls_cert) + readable_file("tls_key", self.tls_key)
         if bool(self.tls_cert) != bool(self.tls_key):
             out.append("tls_cert, tls_key: give both (HTTPS) or neither")
+        if self.service_user:
+            from streams.peer import uid_of
+
+            try:
+                uid_of(self.service_user)
+            except ValueError as exc:
+                out.append(f"service_user: {exc}")
         if self.roles_dir and not Path(self.roles_dir).is_dir():
             out.append(f"roles_dir: {self.roles_dir} is not a directory")
         return out + at_least("cache_s", self.cache_s, 0)

@@ -87,10 +87,10 @@ def worker_sql(settings: Settings, sql: str) -> list[list[str]]:
     """Ask the running worker (owner of the embedded store) a read-only query; rows without the header."""
     w = settings.worker
     url = f"http://{w.web_host}:{w.web_port}/sql?format=tsv"
-    from radstream.warehouse import auth_headers
+    from radstream.warehouse import auth_headers, open_ours
 
     req = urllib.request.Request(url, data=sql.encode(), method="POST", headers=auth_headers(settings))
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with open_ours(settings, req, 10) as resp:  # the token only to our own worker (streams.peer)
         body = resp.read().decode()
     return [line.split("\t") for line in body.splitlines()[1:] if line]
 

@@ -4,8 +4,10 @@
 Sign-in takes a token of ``radstream auth add-token``. The session is a signed cookie (HttpOnly,
 SameSite=Strict, Secure under TLS) holding a random session id and the CSRF token; the user's token
 stays in this process's memory (it is what the warehouse queries are sent with, so the query layer
-checks and audits the user's own roles). Every POST carries the CSRF token. Every page checks the
-role; a refusal answers 403 and is audited (``http.request``, allowed false), as are sign-ins
+checks and audits the user's own roles), and is sent only to processes that are ours
+(``radstream.warehouse.open_ours``). Every response has the security headers of ``headers.py``. Every
+POST carries the CSRF token. Every page checks the role; a refusal answers 403 and is audited
+(``http.request``, allowed false), as are sign-ins
 (``web.login`` / ``login.failure``), searches (``web.search``), saved cohorts (``cohort.save``),
 retrievals sent (``web.retrieve``) and standing cohorts subscribed or ended (``cohort.watch`` /
 ``cohort.unwatch``). The retrieval dashboard updates by server-sent events (``/retrievals/events``),
@@ -45,12 +47,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from radstream.config import Settings
-from radstream.warehouse import _tls
 from radstream.web import pipeline as pl
 from radstream.web import queries as q
 from radstream.web import semantic as sem
 from radstream.web import standing
 from radstream.web.data import Refused, Unavailable, Warehouse
+from radstream.web.headers import SecurityHeaders
 from radstream.web.store import Cohort, Cohorts, session_secret
 from streams import audit
 from streams.auth import AuthError, Busy, Gate, Principal
@@ -707,7 +709,7 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
     # --- pipeline ----------------------------------------------------------------------------------
     @page(READERS)
     async def pipeline_page(request: Request, sess: Session) -> Response:
-        scrapes = await run_in_threadpool(pl.scrape_all, settings, sess.token, _tls(settings))
+        scrapes = await run_in_threadpool(pl.scrape_all, settings, sess.token)
         # stored-per-hour reads inserted_at, the real time a row was stored: a steward's, since against a
         # report's shifted times it would give the patient's date shift (docs/analysts.md)
         steward = sess.principal.has("steward")
@@ -761,7 +763,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
         Route("/steward/quarantine", quarantine_page),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    middleware = [Middleware(SessionMiddleware, secret_key=session_secret(web_dir),
+    middleware = [Middleware(SecurityHeaders),
+                  Middleware(SessionMiddleware, secret_key=session_secret(web_dir),
                              session_cookie="rs_session", max_age=SESSION_S, same_site="strict",
                              https_only=https)]
     # /metrics, /health, /ready as on every long-running process (streams/ops.py, docs/monitoring.md):

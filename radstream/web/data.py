@@ -2,9 +2,9 @@
 ``radstream sql``, as the signed-in user.
 
 * Embedded store (chDB): the worker owns it, so every query goes to the worker's ``/sql`` page with
-  the user's own token. The worker checks the user's roles against the table allowlists
-  (``sinks.clickhouse.access``, ClickHouse's parser) and audits the query (``sql.query``) under the
-  user's name.
+  the user's own token, only to a worker that is ours (``radstream.warehouse.open_ours``). The worker
+  checks the user's roles against the table allowlists (``sinks.clickhouse.access``, ClickHouse's
+  parser) and audits the query (``sql.query``) under the user's name.
 * ClickHouse server: ``run_readonly`` with the user's policy (the same check), audited here
   (``audited_query``): allowed, refused by the check, or failed in the engine.
 """
@@ -18,8 +18,9 @@ import urllib.request
 from typing import Any
 
 from radstream.config import Settings
-from radstream.warehouse import _tls, audited_query
+from radstream.warehouse import audited_query, open_ours, peer_trust
 from streams.auth import Principal
+from streams.peer import PeerRefused
 
 
 class Refused(Exception):
@@ -50,10 +51,12 @@ class Warehouse:
             {"format": "jsonl"})
         req = urllib.request.Request(url, data=sql.encode(), method="POST", headers={
             "Authorization": f"Bearer {token}", "Content-Type": "text/plain; charset=utf-8"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout, context=_tls(s)) as resp:
+        try:  # only to our own worker (streams.peer): the token and the query, and the answer shown
+            with open_ours(s, req, self.timeout) as resp:
                 body: bytes = resp.read()
                 return body.decode("utf-8", errors="replace")
+        except PeerRefused as exc:
+            raise Unavailable(str(exc)) from None
         except urllib.error.HTTPError as exc:
             reason = exc.read().decode("utf-8", errors="replace").strip()
             if exc.code == 403:
@@ -83,8 +86,13 @@ class Warehouse:
         if self.settings.embedded_clickhouse:
             import socket
 
+            from streams.peer import connect
+
             w = self.settings.worker
-            socket.create_connection((w.web_host, w.web_port), timeout=3).close()
+            if self.settings.auth.tls_cert:
+                socket.create_connection((w.web_host, w.web_port), timeout=3).close()
+            else:  # not ready while another user's process holds the worker's port
+                connect(w.web_host, w.web_port, peer_trust(self.settings), timeout=3)
             return "worker"
         from sinks.clickhouse.client import open_client
 

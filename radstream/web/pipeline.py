@@ -4,7 +4,8 @@ processes' ``/metrics``.
 Queries are fixed texts; values are bound by clickhouse-connect's binder (``queries.bind``), never pasted,
 and run through the same role-checked read path as every page (``radstream.web.data``). The metrics come
 from the processes' own ``/metrics`` pages (docs/monitoring.md), fetched with the signed-in user's token
-(every valid token may read them); they count since each process started.
+(every valid token may read them), only from processes that are ours (``streams.peer``); they count since
+each process started.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from radstream.warehouse import open_ours
 from radstream.web.queries import bind
+from streams.peer import PeerRefused
 
 # the bucket of the throughput chart: a fixed fragment chosen by name, never user text
 STEPS = {"minute": "toStartOfMinute", "hour": "toStartOfHour"}
@@ -126,12 +129,17 @@ def targets(settings: Any) -> list[tuple[str, str]]:
             ("hl7 listener", f"{scheme}://{host}:{m.hl7_port}/metrics")]
 
 
-def scrape(name: str, url: str, token: str, context: Any = None, timeout: float = 3.0) -> Scrape:
+def scrape(settings: Any, name: str, url: str, token: str, timeout: float = 3.0) -> Scrape:
+    """One process's ``/metrics`` with the user's token, only from a process that is ours
+    (``radstream.warehouse.open_ours``: another user's process on a free metrics port gets nothing)."""
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     out = Scrape(name, url)
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
+        with open_ours(settings, req, timeout) as resp:
             text = resp.read().decode("utf-8", errors="replace")
+    except PeerRefused as exc:
+        out.error = str(exc)
+        return out
     except urllib.error.HTTPError as exc:
         out.error = f"HTTP {exc.code}"
         return out
@@ -143,10 +151,10 @@ def scrape(name: str, url: str, token: str, context: Any = None, timeout: float 
     return out
 
 
-def scrape_all(settings: Any, token: str, context: Any = None) -> list[Scrape]:
+def scrape_all(settings: Any, token: str) -> list[Scrape]:
     ts = targets(settings)
     with ThreadPoolExecutor(len(ts)) as pool:
-        return list(pool.map(lambda t: scrape(t[0], t[1], token, context), ts))
+        return list(pool.map(lambda t: scrape(settings, t[0], t[1], token), ts))
 
 
 def _samples(scrapes: Iterable[Scrape], name: str) -> list[tuple[Scrape, dict[str, str], float]]:

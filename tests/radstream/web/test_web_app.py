@@ -35,6 +35,7 @@ from streams.cohort import WatchRegistry
 from tests.helpers_chdb import migrated_store
 from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
 from tests.streams.helpers import free_port
+from tests.streams.test_auth_peer import state_with_users
 
 PROJECT = "PSTAND"
 IDENTIFIED = "PIDENT"  # registered as identified (IRB): a steward's
@@ -120,12 +121,7 @@ def web(topic_settings: Settings, tmp_path: Path) -> Iterator[App]:
         state_dir=str(tmp_path / "state"), worker={"web_port": free_port()},
         metrics={"dicom_worker_port": free_port(), "scp_port": free_port(), "hl7_port": free_port()},
         research={"allowed_destinations": ("RESEARCH",)})
-    Path(settings.state_dir).mkdir(parents=True)
-    store = TokenStore(settings.auth.token_file)
-    tokens = {}
-    for user, role in (("rita", "analyst"), ("sam", "steward")):
-        store.add_user(user, [role])
-        tokens[role] = store.add_token(user)
+    tokens = state_with_users(settings, rita="analyst", sam="steward")
     # a copy of a migrated store (tests/helpers_chdb.py): migrate checks it and applies nothing
     chdb = migrated_store(tmp_path / "chdb", "radstream")
     ch = open_client(ClickHouseConfig(url=f"chdb://{chdb}", database="radstream"))

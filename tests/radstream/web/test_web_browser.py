@@ -172,8 +172,19 @@ def browser(stack: Stack) -> Iterator[Any]:
             b.close()
 
 
+# what the browser refused under the app's Content-Security-Policy (radstream/web/headers.py): an inline
+# script, an eval (htmx trigger filters), a style or connection it does not allow; each test ends with none
+CSP_REFUSED: list[str] = []
+
+
+def context(browser: Any, **kw: Any) -> Any:
+    ctx = browser.new_context(**kw)
+    ctx.on("console", lambda m: CSP_REFUSED.append(m.text) if "Content Security Policy" in m.text else None)
+    return ctx
+
+
 def sign_in(browser: Any, stack: Stack, role: str) -> Any:
-    page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    page = context(browser, viewport={"width": 1366, "height": 900}).new_page()
     page.goto(stack.url + "/search")
     assert page.url.startswith(stack.url + "/login")
     page.get_by_label("Access token").fill(stack.tokens[role])
@@ -193,7 +204,7 @@ def audit_events(stack: Stack) -> list[dict[str, Any]]:
 
 def test_search_cohort_retrieval_flow(browser: Any, stack: Stack) -> None:
     # a wrong token first: refused and audited as a login failure
-    page = browser.new_context().new_page()
+    page = context(browser).new_page()
     page.goto(stack.url + "/login")
     shot(page, stack, "01-sign-in")
     page.get_by_label("Access token").fill("rst_nope_wrong")
@@ -275,6 +286,7 @@ def test_search_cohort_retrieval_flow(browser: Any, stack: Stack) -> None:
     actions = {(e["actor"], e["action"]) for e in audit_events(stack)}
     assert {("sam", "web.login"), ("sam", "web.search"), ("sam", "cohort.save"),
             ("sam", "web.retrieve")} <= actions
+    assert CSP_REFUSED == []
 
 
 def test_analyst_is_refused_the_steward_pages(browser: Any, stack: Stack) -> None:
@@ -291,6 +303,7 @@ def test_analyst_is_refused_the_steward_pages(browser: Any, stack: Stack) -> Non
     # a POST without the CSRF token is refused too
     resp = page.request.post(stack.url + "/cohorts", form={"finding": "nodule", "name": "x"})
     assert resp.status == 403
+    assert CSP_REFUSED == []
 
 
 def test_standing_cohort_live_dashboard_and_pipeline(browser: Any, stack: Stack) -> None:
@@ -382,3 +395,4 @@ def test_standing_cohort_live_dashboard_and_pipeline(browser: Any, stack: Stack)
     with old.expect_request(lambda r: "/retrievals/table" in r.url, timeout=15_000):
         old.goto(stack.url + f"/retrievals?project={WATCH_PROJECT}")
     assert old.locator("tr.req").first.get_attribute("data-state") == "completed"
+    assert CSP_REFUSED == []

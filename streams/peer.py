@@ -1,0 +1,270 @@
+"""Who answers before a token is sent: the one HTTP client for requests that carry a bearer token (or SQL)
+to one of our own processes (the worker's /sql and /health, the processes' /metrics).
+
+Over HTTPS the peer proves itself with our certificate (``auth.tls_cert``, trusted as the only CA). Plain
+HTTP proves nothing: any local user may bind a port our process is not listening on yet (a worker that is
+stopped, a DICOM worker that does not run here) and would be sent the caller's token, and could answer
+the query. So a plain-HTTP connection is checked after it is made and before a byte is sent: the other end
+must be a socket of this host (the kernel's sock_diag, or /proc/net/tcp and tcp6, knows both ends of a
+local connection), owned by a trusted uid: this process's, root's (it can read our memory anyway), or
+the configured service user's (``auth.service_user``: an analyst's commands talking to the service's
+worker). A peer on another host gets a token over plain HTTP only when ``auth.plain_http_remote`` says so.
+Checking the connection itself, not the listening port beforehand, leaves no window between check and
+use (``peer_uid`` says whose socket it is, also before it is accepted).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import ipaddress
+import os
+import pwd
+import socket
+import ssl
+import struct
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+_TIME_WAIT = "06"  # a closed socket's remains: no process reads it (and /proc shows it as uid 0)
+_LISTEN = "0A"
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class PeerRefused(Exception):
+    """The peer is not known to be ours: nothing was sent. Not an OSError, so that urllib does not turn
+    it into a URLError that callers take for "nobody answers"."""
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return "?"
+
+
+def uid_of(user: str) -> int:
+    """A user name or a numeric uid -> the uid; ValueError for an unknown name."""
+    if user.strip().isdigit():
+        return int(user)
+    try:
+        return pwd.getpwnam(user.strip()).pw_uid
+    except KeyError:
+        raise ValueError(f"no OS user {user!r}") from None
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Whom a token may be sent to over plain HTTP."""
+
+    service_uid: int | None = None  # auth.service_user
+    plain_http_remote: bool = False  # auth.plain_http_remote: a peer on another host, unauthenticated
+
+    def uids(self) -> dict[int, str]:
+        """Trusted uid -> why."""
+        out = {0: "root", os.getuid(): "this process"}
+        if self.service_uid is not None:
+            out.setdefault(self.service_uid, "auth.service_user")
+        return out
+
+    def check(self, sock: socket.socket) -> None:
+        """Raise PeerRefused unless the other end of the connected ``sock`` is a trusted peer."""
+        host, port = _endpoint(sock.getpeername())
+        why = self.refusal(host, port, peer_uid(sock))
+        if why:
+            raise PeerRefused(why)
+
+    def refusal(self, host: IP, port: int, uid: int | None) -> str:
+        """Why a token may not go to ``host:port`` whose socket has ``uid`` (None: not on this host);
+        empty when it may."""
+        where = f"{host}:{port}" if host.version == 4 else f"[{host}]:{port}"
+        if uid is None:
+            if host.is_loopback:  # should be listed; unreadable /proc or a vanished socket: unknown peer
+                return (f"refusing to send a token over plain HTTP to {where}: cannot tell which user's "
+                        "process answers there (not found in /proc/net/tcp)")
+            if not self.plain_http_remote:
+                return (f"refusing to send a token over plain HTTP to {where}, a peer on another host: "
+                        "set auth.tls_cert/tls_key (HTTPS), or auth.plain_http_remote = true on a network "
+                        "you trust")
+            return ""
+        trusted = self.uids()
+        if uid in trusted:
+            return ""
+        expected = ", ".join(f"{u} ({user_name(u)}: {why})" for u, why in sorted(trusted.items()))
+        return (f"refusing to send a token to {where}: the process listening on port {port} runs as uid "
+                f"{uid} ({user_name(uid)}), expected uid {expected}; if uid {uid} is the user the radstream "
+                "services run as, set auth.service_user (RADSTREAM_AUTH_SERVICE_USER)")
+
+
+def _endpoint(addr: Any) -> tuple[IP, int]:
+    ip = ipaddress.ip_address(str(addr[0]).split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a v4 client of a dual-stack listener is listed in tcp6 as ::ffff:a.b.c.d
+    return ip, int(addr[1])
+
+
+def _proc_endpoint(text: str) -> tuple[IP, int]:
+    """``0100007F:1F90`` (the kernel prints each 32-bit word of the address in host byte order)."""
+    host, port = text.split(":")
+    raw = b"".join(int(host[i:i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(host), 8))
+    return _endpoint((ipaddress.ip_address(raw), int(port, 16)))
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a connected TCP ``sock`` when it is on this host (in
+    this network namespace), else None.
+
+    The other end's socket is looked up by its four addresses (netlink sock_diag, one exact lookup; the
+    /proc tables when that is not available: reading them walks the kernel's whole hash table, 10-30 ms).
+    A socket not accepted yet shows uid 0 on kernels before 6.x's ``sk_uid`` (and a half-open one
+    always, in sock_diag): for uid 0 the uid of the listening socket on that port counts, the one
+    process that can accept it (listeners of one port share one uid: the kernel refuses another's bind)."""
+    ours, theirs = _endpoint(sock.getsockname()), _endpoint(sock.getpeername())
+    try:
+        found = _diag_one(theirs, ours)
+        if found is not None:
+            state, uid = found
+            if state == _TCP_TIME_WAIT:
+                return None
+            return uid or _listener_uid(theirs, _diag_listeners(theirs[1]))
+    except OSError:
+        pass
+    entry, listeners = _proc_tables(theirs, ours)
+    return entry or (_listener_uid(theirs, listeners) if entry == 0 else None)
+
+
+def _listener_uid(theirs: tuple[IP, int], listeners: list[tuple[IP, int, int]]) -> int | None:
+    """The uid of the listeners that could hold a connection to ``theirs`` (its address or any, its
+    port); a non-root one first (it decides), 0 for root's, None for none."""
+    host, port = theirs
+    uids = {uid for addr, p, uid in listeners if p == port and (addr == host or addr.is_unspecified)}
+    return max(uids) if uids else None
+
+
+# --- netlink sock_diag (linux/inet_diag.h) ------------------------------------------------------------
+_NETLINK_SOCK_DIAG, _SOCK_DIAG_BY_FAMILY = 4, 20
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_TCP_TIME_WAIT, _TCP_LISTEN = 6, 10
+_NOCOOKIE = 0xFFFFFFFF
+
+
+def _diag_request(family: int, states: int, flags: int, sport: int = 0, dport: int = 0,
+                  src: bytes = b"", dst: bytes = b"") -> list[tuple[int, int, IP, int]]:
+    """One sock_diag request -> (state, uid, local address, local port) of each socket answered.
+    OSError when the kernel gives no answer that says "none" (no netlink, no inet_diag, an error)."""
+    sockid = struct.pack("!HH", sport, dport) + src.ljust(16, b"\0") + dst.ljust(16, b"\0") + struct.pack(
+        "=LLL", 0, _NOCOOKIE, _NOCOOKIE)
+    body = struct.pack("=BBBxL", family, socket.IPPROTO_TCP, 0, states) + sockid
+    out: list[tuple[int, int, IP, int]] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(2)
+        nl.sendto(struct.pack("=LHHLL", 16 + len(body), _SOCK_DIAG_BY_FAMILY, flags, 1, 0) + body, (0, 0))
+        while True:
+            buf, off = nl.recv(65536), 0
+            while off + 16 <= len(buf):
+                length, kind = struct.unpack_from("=LH", buf, off)
+                if kind == _NLMSG_DONE:
+                    return out
+                if kind == _NLMSG_ERROR:
+                    err = struct.unpack_from("=i", buf, off + 16)[0]
+                    if err:
+                        raise OSError(-err, os.strerror(-err))
+                    return out
+                if kind == _SOCK_DIAG_BY_FAMILY:
+                    msg = off + 16  # inet_diag_msg: family, state, timer, retrans, sockid, 4 u32, uid
+                    fam, state = buf[msg], buf[msg + 1]
+                    lport = struct.unpack_from("!H", buf, msg + 4)[0]
+                    raw = buf[msg + 8:msg + 12] if fam == socket.AF_INET else buf[msg + 8:msg + 24]
+                    addr = _endpoint((ipaddress.ip_address(bytes(raw)), lport))[0]
+                    out.append((state, struct.unpack_from("=L", buf, msg + 64)[0], addr, lport))
+                off += max(16, (length + 3) & ~3)
+            if not flags & _NLM_F_DUMP:
+                return out
+
+
+def _diag_one(theirs: tuple[IP, int], ours: tuple[IP, int]) -> tuple[int, int] | None:
+    """(state, uid) of the socket whose local end is ``theirs`` and remote end ``ours``."""
+    family = socket.AF_INET if theirs[0].version == 4 else socket.AF_INET6
+    # ENOENT (an OSError) for no such socket, but also for no diag module: the caller reads /proc then
+    found = _diag_request(family, 0xFFFFFFFF, _NLM_F_REQUEST, theirs[1], ours[1], theirs[0].packed,
+                          ours[0].packed)
+    return (found[0][0], found[0][1]) if found else None
+
+
+def _diag_listeners(port: int) -> list[tuple[IP, int, int]]:
+    """(address, port, uid) of the listening TCP sockets, IPv4 and IPv6 (the port filtered here)."""
+    out = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for _, uid, addr, lport in _diag_request(family, 1 << _TCP_LISTEN, _NLM_F_REQUEST | _NLM_F_DUMP):
+            if lport == port:
+                out.append((addr, lport, uid))
+    return out
+
+
+# --- /proc/net/tcp, tcp6 --------------------------------------------------------------------------------
+def _proc_tables(theirs: tuple[IP, int],
+                 ours: tuple[IP, int]) -> tuple[int | None, list[tuple[IP, int, int]]]:
+    """(uid of the connection's other end, or None; the listeners on its port) from /proc."""
+    entry: int | None = None
+    listeners = []
+    their_port, our_port = f":{theirs[1]:04X}", f":{ours[1]:04X}"
+    for table in _TABLES:
+        try:
+            lines = Path(table).read_text(encoding="ascii").splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            # sl local_address rem_address st tx:rx tr:when retrnsmt uid ...
+            f = line.split()
+            if len(f) < 8 or f[3] == _TIME_WAIT or not f[1].endswith(their_port):
+                continue
+            if f[3] == _LISTEN:
+                listeners.append((*_proc_endpoint(f[1]), int(f[7])))
+            elif f[2].endswith(our_port) and _proc_endpoint(f[1]) == theirs and _proc_endpoint(f[2]) == ours:
+                entry = int(f[7])  # a half-open one (SYN_RECV) shows its listener's uid here
+    return entry, listeners
+
+
+class _CheckedConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, *, trust: Trust, **kw: Any) -> None:
+        super().__init__(host, **kw)
+        self.trust = trust
+
+    def connect(self) -> None:
+        super().connect()
+        try:
+            self.trust.check(self.sock)
+        except BaseException:
+            self.sock.close()
+            self.sock = None
+            raise
+
+
+class _CheckedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, trust: Trust) -> None:
+        super().__init__()
+        self.trust = trust
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_CheckedConnection, trust=self.trust), req)
+
+
+def urlopen(req: urllib.request.Request, trust: Trust, *, timeout: float,
+            context: ssl.SSLContext | None = None) -> Any:
+    """``urllib.request.urlopen`` for a request to one of our processes: plain HTTP only to a peer
+    ``trust`` accepts (PeerRefused otherwise, before anything is sent), HTTPS with ``context``; no
+    proxy (our processes are addressed directly, a proxy would be sent the token)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _CheckedHTTPHandler(trust),
+                                         urllib.request.HTTPSHandler(context=context))
+    return opener.open(req, timeout=timeout)
+
+
+def connect(host: str, port: int, trust: Trust, timeout: float) -> None:
+    """Connect to ``host:port`` and check the peer as ``urlopen`` would (readiness: nothing is sent)."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        trust.check(sock)
