@@ -1,0 +1,113 @@
+"""Session 18 time classes (invented sentences only, never dev-set text), each with look-alike guards:
+
+- a past-history label of one field inside a sentence ("Psychiatric history: depression", "Cardiac
+  history: atrial fibrillation") and a history that "includes" a list are past history, as "medical
+  history" is; not a history of the present illness;
+- earlier stays in hospital: "previously admitted for", "hospitalized multiple times for", "prior
+  hospitalizations for" are past; "admitted for" alone is the current stay;
+- a past season or an earlier pregnancy dates an episode ("last winter", "during her last pregnancy");
+- a disease "in remission" is past;
+- "past" before a condition is a past cue as "prior" and "former" are ("past alcohol abuse"); not a
+  span of time ("for the past 3 days", "over the past few weeks") nor a place ("past the carina");
+- a diagnosis made before: "previously diagnosed X", "carries a diagnosis of X";
+- "chronic" qualifies the finding it precedes; "with" starts another ("chronic pain with arthritis of
+  the knee": the arthritis is not chronic by that word).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from processors.nlp import analyze, assert_term
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("Psychiatric history: major depression and anxiety.", "anxiety"),
+        ("Cardiac history: atrial fibrillation, on warfarin.", "atrial fibrillation"),
+        ("Obstetric history: preeclampsia with both deliveries.", "preeclampsia"),
+        ("Gynecologic history: uterine fibroids.", "uterine fibroids"),
+        ("Transfusion history: a reaction to platelets.", "reaction"),
+        ("His history includes gout and kidney stones.", "kidney stones"),
+        ("The history is also significant for a seizure disorder.", "seizure disorder"),
+    ],
+)
+def test_a_field_s_past_history_label_is_past(sentence: str, target: str) -> None:
+    res = assert_term(sentence, target)
+    assert res.historical, res.triggers
+    assert not res.negated
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("She was previously admitted for diabetic ketoacidosis.", "diabetic ketoacidosis"),
+        ("He has been hospitalized multiple times for sickle cell crisis.", "sickle cell crisis"),
+        ("Prior hospitalizations for asthma exacerbation.", "asthma exacerbation"),
+        ("Multiple admissions for alcohol withdrawal seizures.", "alcohol withdrawal seizures"),
+        ("He was admitted repeatedly with decompensated heart failure.", "decompensated heart failure"),
+    ],
+)
+def test_earlier_stays_in_hospital_are_past(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).historical
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("She had influenza last winter.", "influenza"),
+        ("Last summer he fractured his wrist.", "fractured his wrist"),
+        ("She developed gestational diabetes during her last pregnancy.", "gestational diabetes"),
+        ("Preeclampsia in a previous pregnancy.", "Preeclampsia"),
+        ("Hodgkin lymphoma, in remission.", "Hodgkin lymphoma"),
+        ("Acute leukemia, now in complete remission.", "Acute leukemia"),
+        ("Past alcohol abuse.", "alcohol abuse"),
+        ("He has past intravenous drug use.", "intravenous drug use"),
+        ("Previously diagnosed sarcoidosis.", "sarcoidosis"),
+        ("She carries a diagnosis of multiple sclerosis.", "multiple sclerosis"),
+    ],
+)
+def test_a_past_season_pregnancy_remission_or_diagnosis_is_past(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).historical, assert_term(sentence, target).triggers
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        # the current stay, a span of time up to now, a place
+        ("He was admitted for pneumonia.", "pneumonia"),
+        ("Admitted with chest pain this morning.", "chest pain"),
+        ("Cough for the past 3 days.", "Cough"),
+        ("Over the past few weeks she has had worsening dyspnea.", "dyspnea"),
+        ("In the past 24 hours fever developed.", "fever"),
+        ("The tube extends past the carina into the right bronchus.", "right bronchus"),
+        ("He is past due for a colonoscopy for polyps.", "polyps"),
+        ("She is in her first pregnancy with nausea.", "nausea"),
+        ("Currently pregnant with vaginal bleeding.", "vaginal bleeding"),
+        # the history of the present illness is the current story
+        ("History of present illness: fever and cough.", "cough"),
+        # "chronic" is the pain's, not the arthritis's; it still qualifies what it precedes
+        ("Chronic pain with severe arthritis of the knee.", "arthritis"),
+        ("COPD with an acute exacerbation.", "acute exacerbation"),
+    ],
+)
+def test_look_alikes_stay_recent(sentence: str, target: str) -> None:
+    res = assert_term(sentence, target)
+    assert not res.historical, res.triggers
+
+
+def test_chronic_still_qualifies_what_it_precedes() -> None:
+    assert assert_term("Chronic back pain with radiculopathy.", "back pain").historical
+    assert assert_term("Chronic obstructive lung disease.", "obstructive lung disease").historical
+
+
+def test_findings_of_a_radiograph_keep_their_labels() -> None:
+    # none of the new cues touches an imaging report's findings
+    text = (
+        "FINDINGS: The tip of the catheter is past the cavoatrial junction. Chronic interstitial changes "
+        "with small right pleural effusion. Mild cardiomegaly.\nIMPRESSION: Small right effusion."
+    )
+    labels = analyze(text).chest_labels
+    assert labels.get("Effusion") == "positive"
+    assert labels.get("Cardiomegaly") == "positive"
