@@ -111,3 +111,33 @@ def test_findings_of_a_radiograph_keep_their_labels() -> None:
     labels = analyze(text).chest_labels
     assert labels.get("Effusion") == "positive"
     assert labels.get("Cardiomegaly") == "positive"
+
+
+# negation classes of the same session: "was ruled out for X" (the backward "was ruled out" hid the
+# forward reading); a postposed "free" right after its finding ("pain free", "symptom-free")
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("She was ruled out for acute coronary syndrome.", "acute coronary syndrome"),
+        ("He had been ruled out for pulmonary embolism by CT.", "pulmonary embolism"),
+        ("Now pain free after the injection.", "pain"),
+        ("She has been seizure free since starting levetiracetam.", "seizure"),
+        ("Remains symptom-free.", "symptom"),
+    ],
+)
+def test_ruled_out_for_and_postposed_free_negate(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).negated, assert_term(sentence, target).triggers
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("There is free air under the right hemidiaphragm.", "free air"),
+        ("Pneumoperitoneum with free air.", "Pneumoperitoneum"),
+        ("Effusion free-flowing on the decubitus view.", "Effusion"),
+        ("Ascites with free fluid in the pelvis.", "Ascites"),
+        ("Myocardial infarction could not be ruled out for certain.", "Myocardial infarction"),
+    ],
+)
+def test_free_and_ruled_out_look_alikes_do_not_negate(sentence: str, target: str) -> None:
+    assert not assert_term(sentence, target).negated, assert_term(sentence, target).triggers
