@@ -141,3 +141,72 @@ def test_ruled_out_for_and_postposed_free_negate(sentence: str, target: str) -> 
 )
 def test_free_and_ruled_out_look_alikes_do_not_negate(sentence: str, target: str) -> None:
     assert not assert_term(sentence, target).negated, assert_term(sentence, target).triggers
+
+
+# more ways to date an episode: "long ago", "years back", "two years prior" (not after a study noun nor
+# in the imaging sections, where the time is the study's); a postposed "previously"; an earlier stay in
+# hospital ("during his last admission", "on a prior hospitalization": longer than the pseudo "on a
+# prior" of "seen on a prior CT"); "post" before a procedure, as "status post"
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("Tonsillectomy long ago.", "Tonsillectomy"),
+        ("She had shingles some time ago.", "shingles"),
+        ("Gallstones a few years back.", "Gallstones"),
+        ("Pancreatitis, several years prior.", "Pancreatitis"),
+        ("She had a miscarriage previously.", "miscarriage"),
+        ("During her last admission she developed C. difficile colitis.", "C. difficile colitis"),
+        ("He had alcohol withdrawal on a prior hospitalization.", "alcohol withdrawal"),
+        ("She is post thyroidectomy.", "thyroidectomy"),
+        ("He is two years post kidney transplant.", "kidney transplant"),
+    ],
+)
+def test_more_dated_episodes_are_past(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).historical, assert_term(sentence, target).triggers
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("Post contrast images show rim enhancement.", "rim enhancement"),
+        ("Pain post injection at the left deltoid.", "Pain"),
+        ("FINDINGS: The nodule, seen on CT 2 years prior, is unchanged.", "nodule"),
+        ("FINDINGS: Mild cardiomegaly, as on the radiograph obtained 3 months before.", "cardiomegaly"),
+        ("The effusion was seen on a prior radiograph and is again seen.", "effusion"),
+        ("FINDINGS: Heart size was normal previously. Small effusion.", "effusion"),
+    ],
+)
+def test_study_dates_and_other_posts_are_not_past(sentence: str, target: str) -> None:
+    assert not assert_term(sentence, target).historical, assert_term(sentence, target).triggers
+
+
+# a present-tense predicate joined by "and" to a past one is the same subject's, however long the past
+# one ("was seen on the prior radiograph and is again seen"); not a bare adverb that starts another
+# clause ("and currently has", "and remains on")
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The effusion was seen on a prior radiograph and is again seen.",
+        "The right effusion was seen on the prior outside radiograph and has decreased in size.",
+        "The effusion was seen on the previous study and is unchanged.",
+    ],
+)
+def test_a_joined_present_predicate_keeps_the_finding_current(sentence: str) -> None:
+    res = assert_term(sentence, "effusion")
+    assert not res.historical, res.triggers
+
+
+def test_a_joined_present_predicate_keeps_the_label() -> None:
+    text = "FINDINGS: A small left pleural effusion was seen on the prior radiograph and is again seen."
+    assert analyze(text).chest_labels.get("Effusion") == "positive"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("History of lymphoma in 2004 and currently has pneumonia.", "lymphoma"),
+        ("She had breast cancer in 2001 and remains on tamoxifen.", "breast cancer"),
+    ],
+)
+def test_another_clause_after_and_leaves_the_past(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).historical
