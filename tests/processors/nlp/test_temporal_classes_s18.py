@@ -210,3 +210,31 @@ def test_a_joined_present_predicate_keeps_the_label() -> None:
 )
 def test_another_clause_after_and_leaves_the_past(sentence: str, target: str) -> None:
     assert assert_term(sentence, target).historical
+
+
+# experiencer: relatives named as a group or by degree, before or after the condition; a relative who
+# tells is the informant ("per his wife"); "relative" as an adjective is no relative
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("Ovarian cancer in a first-degree relative.", "Ovarian cancer"),
+        ("Several family members with type 1 diabetes.", "type 1 diabetes"),
+        ("Glaucoma in his brother.", "Glaucoma"),
+        ("Relatives with sickle cell disease.", "sickle cell disease"),
+    ],
+)
+def test_relatives_are_the_experiencer(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).experiencer == "other"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("Per his daughter, he has been wheezing at night.", "wheezing"),
+        ("According to her son she fainted twice.", "fainted"),
+        ("Relative lucency of the right hemithorax.", "lucency"),
+        ("Relative sparing of the lung bases with centrilobular emphysema.", "emphysema"),
+    ],
+)
+def test_informants_and_the_adjective_relative_leave_the_patient(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).experiencer == "patient", assert_term(sentence, target).triggers
