@@ -238,3 +238,23 @@ def test_relatives_are_the_experiencer(sentence: str, target: str) -> None:
 )
 def test_informants_and_the_adjective_relative_leave_the_patient(sentence: str, target: str) -> None:
     assert assert_term(sentence, target).experiencer == "patient", assert_term(sentence, target).triggers
+
+
+# a diagnosis never made and a search that found nothing: "has never been diagnosed with X" ("with"
+# ends a plain negation, so the phrase carries its own), "was unable to find any evidence of X"
+@pytest.mark.parametrize(
+    ("sentence", "target"),
+    [
+        ("She has never been diagnosed with asthma.", "asthma"),
+        ("He was never diagnosed with hepatitis.", "hepatitis"),
+        ("The examiner was unable to find any evidence of a hernia.", "hernia"),
+        ("We failed to identify a bleeding source.", "bleeding source"),
+    ],
+)
+def test_a_diagnosis_never_made_and_an_empty_search_negate(sentence: str, target: str) -> None:
+    assert assert_term(sentence, target).negated, assert_term(sentence, target).triggers
+
+
+def test_a_diagnosis_made_later_is_not_denied_beyond_its_clause() -> None:
+    res = assert_term("He was not diagnosed with lupus until 2010; he has arthritis.", "arthritis")
+    assert not res.negated
