@@ -174,6 +174,9 @@ def test_more_dated_episodes_are_past(sentence: str, target: str) -> None:
         ("FINDINGS: Mild cardiomegaly, as on the radiograph obtained 3 months before.", "cardiomegaly"),
         ("The effusion was seen on a prior radiograph and is again seen.", "effusion"),
         ("FINDINGS: Heart size was normal previously. Small effusion.", "effusion"),
+        # "previously" before the word it qualifies is no postposed cue; a span of hours is now
+        ("Cough, previously productive, now dry.", "Cough"),
+        ("Pain in the past few hours.", "Pain"),
     ],
 )
 def test_study_dates_and_other_posts_are_not_past(sentence: str, target: str) -> None:
