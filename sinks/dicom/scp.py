@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -428,7 +429,7 @@ class ResearchStore:
         self.stats.add("received")
         t0 = time.perf_counter_ns() if wire_scp.TIMING else 0
         try:
-            hdr = header_of(raw, UID(ts)) if deflated is None else _header_from(deflated)
+            hdr = header_of(raw, _syntax(ts)) if deflated is None else _header_from(deflated)
         except Exception as exc:  # undecodable dataset
             LOG.warning("refusing undecodable dataset (%s)", type(exc).__name__)
             self.stats.add("refused")
@@ -1276,6 +1277,12 @@ def _holds_uids(data: bytes, original: Header) -> bool:
             data = data[:end] + zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[end:])
     return any(uid and uid.encode() in data
                for uid in (original.study, original.series, original.sop_instance))
+
+
+@functools.lru_cache(maxsize=64)
+def _syntax(ts: str) -> UID:
+    """A transfer syntax's ``UID``, made once per syntax (pydicom checks a UID's form when it is made)."""
+    return UID(ts)
 
 
 def header_of(raw: bytes, ts: UID) -> Header:
