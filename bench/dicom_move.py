@@ -21,7 +21,8 @@ Orthanc and Kafka, interleaved with ours: an A/B less exposed to the host's load
 ``BENCH_VERBOSE=1``: the worker logs at debug level, and each of our runs also prints its timeline, the
 broker's CPU while our worker and SCP are connected and idle (2 s before the clock starts), and during the
 timed part the broker's CPU per thread and the requests each process sent it (``kafka_sends``).
-``BENCH_PYSPY=<dir>``: py-spy profiles (raw, per thread) of our SCP and worker during the timed part.
+``BENCH_PYSPY=<dir>``: py-spy profiles (raw, per thread) of our SCP and worker during the timed part
+(py-spy of the venv, or ``BENCH_PYSPY_BIN=<path>``).
 
 Usage: ``python bench/dicom_move.py [--studies 10] [--images 50] [--kb 128] [--rounds 2] [--deid off,on]``
 """
@@ -341,9 +342,10 @@ def run_ours(settings: Settings, studies: list[StudySpec], out: Path, associatio
         b0 = thread_cpu_s(pids.get("kafka")) if VERBOSE else {}
         spies = []
         if os.environ.get("BENCH_PYSPY"):  # a py-spy profile of the SCP and the worker, timed part only
+            spy = os.environ.get("BENCH_PYSPY_BIN") or str(Path(sys.executable).parent / "py-spy")
             for role, pid in (("scp", scp.pid), ("worker", worker.pid)):
                 spies.append(subprocess.Popen(
-                    [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-r", "250",
+                    [spy, "record", "-p", str(pid), "-r", "250",
                      "--nonblocking", "--format", "raw", "-t",
                      "-o", f"{os.environ['BENCH_PYSPY']}/{prefix}{role}.txt"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

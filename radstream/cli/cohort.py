@@ -295,7 +295,6 @@ def _resolved(settings: Settings, csv_file: Path) -> list[list[str]]:
     return out
 
 
-STATES = ("completed", "partial", "failed", "cancelled")
 ERROR_MAX = 500  # characters of a manual status's error text kept (a note, not a report)
 
 
@@ -359,6 +358,7 @@ def _status_records(settings: Settings, rows: list[dict[str, str]], known: dict[
     A project that is not identified (de-identified, or not registered: the DICOM worker's rule,
     ``_open_ref``) gets research values only, like the worker's events for it."""
     from sinks.dicom.projects import ProjectRegistry
+    from sinks.dicom.worker import FINAL
 
     registry: ProjectRegistry | None = None
     keyed_of: dict[str, bool] = {}
@@ -371,8 +371,8 @@ def _status_records(settings: Settings, rows: list[dict[str, str]], known: dict[
             if req is None:
                 bad.append(f"line {n}: unknown request_id {rid!r}")
                 continue
-            if state not in STATES:
-                bad.append(f"line {n}: state {state!r} is not one of {', '.join(STATES)}")
+            if state not in FINAL:
+                bad.append(f"line {n}: state {state!r} is not one of {', '.join(FINAL)}")
                 continue
             try:
                 counts = {k: int(r[k]) if r.get(k) else None for k in ("completed", "failed")}

@@ -65,7 +65,6 @@ HERE = Path(__file__).parent
 READERS = ("analyst", "steward")  # admin holds every role
 STEWARDS = ("steward",)
 SESSION_S = 8 * 3600
-FINAL = ("completed", "partial", "failed", "cancelled")
 SSE_EVERY_S = 1.0  # how often the event stream looks for a change
 SSE_MAX_S = 300.0  # then the stream ends and the browser's EventSource reconnects (a fresh session check)
 
@@ -654,6 +653,8 @@ def create_app(settings: Settings, *, audit_target: Any = None, gate: Gate | Non
 
     # --- retrieval dashboard -----------------------------------------------------------------------
     async def retrieval_ctx(request: Request, sess: Session) -> dict[str, Any]:
+        from sinks.dicom.worker import FINAL
+
         project = request.query_params.get("project", "")
         reqs = [progress(r) for r in await rows(sess, q.retrievals(project=project))]
         totals = await rows(sess, q.project_totals())

@@ -66,6 +66,9 @@ class Expectations(Protocol):
     ``ExpectedStudies`` (the Kafka topic, any host)."""
 
     waits: bool  # lookup of an unknown study waits a moment for it (worth doing once per study)
+    # the worker reconciles against the SCP's ``received_instance`` and ``quarantined`` events (Kafka), so
+    # it moves again an instance of a request whose event it did not see; with files it reads the manifest
+    reconciled_by_events: bool
 
     def stamp(self, study_uid: str) -> object: ...
 
@@ -80,6 +83,7 @@ class Registry:
     host with the store shared (tests, single-host tools; ``research.coordination = "files"``)."""
 
     waits = False
+    reconciled_by_events = False
 
     def __init__(self, store_dir: Path) -> None:
         self.dir = Path(store_dir) / DIRNAME
@@ -251,6 +255,7 @@ def withdraw(producer: Producer, topics: TopicsConfig, study_uid: str, request_i
 
 class ExpectedStudies(Handler):
     waits = True
+    reconciled_by_events = True
 
     """The SCP's view of the expectations: the compacted topic replayed (a replaying consumer loop in a
     daemon thread, started on first use or by ``start``), so it needs no disk shared with the worker.
@@ -495,8 +500,9 @@ class Outcomes:
             if got is None:
                 return
             self._seq += 1
+            if sop not in got:  # per instance: a repeated event (produced again, replayed) counts once
+                self._counts[(rid, study)] = self._counts.get((rid, study), 0) + 1
             got[sop] = (outcome, reason, self._seq)
-            self._counts[(rid, study)] = self._counts.get((rid, study), 0) + 1
             self._changed.notify_all()
 
     def mark(self) -> int:
@@ -511,7 +517,8 @@ class Outcomes:
             return self._changed.wait_for(lambda: self._seq != mark, timeout)
 
     def count(self, request_id: str, studies: Sequence[str]) -> int:
-        """Events of the request for these studies (the study as stored and as the PACS knows it)."""
+        """Instances of the request with an event, of these studies (the study as stored and as the
+        PACS knows it); an instance whose event came twice counts once."""
         with self._lock:
             return sum(self._counts.get((request_id, s), 0) for s in set(studies))
 

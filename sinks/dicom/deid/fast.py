@@ -524,16 +524,29 @@ _DUMMY = {"AE": "ANONYMIZED", "AS": "000Y", "CS": "ANONYMIZED", "DA": "19000101"
           "UR": "http://anonymized.invalid"}
 
 
-def _patient_pseudonym(d: Deidentifier, value: str) -> str:
-    from processors.ingest.pseudonym import pseudonym
+# keyed per value, the same for every instance of a study: an HMAC each, 4-5 per instance otherwise
+@lru_cache(maxsize=1024)
+def _patient(key: bytes, site: str, patient_id: str) -> tuple[str, int]:
+    """A patient's research pseudonym and the days its dates move back."""
+    from processors.ingest.pseudonym import date_shift_days, pseudonym
 
-    return pseudonym(d.key, d.site, value)
+    patient = pseudonym(key, site, patient_id)
+    return patient, date_shift_days(key, patient)
+
+
+def _patient_pseudonym(d: Deidentifier, value: str) -> str:
+    return _patient(d.key, d.site, value)[0]
+
+
+@lru_cache(maxsize=1024)
+def _keyed_accession(key: bytes, value: str) -> str:
+    from sinks.dicom.deid import pseudonym
+
+    return pseudonym(key, "accession", value)
 
 
 def _accession(d: Deidentifier, value: str) -> str:
-    from sinks.dicom.deid import pseudonym
-
-    return pseudonym(d.key, "accession", value)
+    return _keyed_accession(d.key, value)
 
 
 @lru_cache(maxsize=256)
@@ -566,8 +579,6 @@ def deidentify(d: Deidentifier, parsed: Parsed, project_id: str, options: DeidOp
     """The de-identified Part 10 file of ``parsed`` and its ``STORED_TAGS`` values (as ``deid.text``
     reads them), exactly as ``Deidentifier.apply_file_pydicom`` makes it; None: take the pydicom path
     (``why`` given: the reason is appended to it)."""
-    from processors.ingest.pseudonym import date_shift_days
-    from processors.ingest.pseudonym import pseudonym as patient_pseudonym
     from sinks.dicom.deid import _State
 
     try:
@@ -578,8 +589,8 @@ def deidentify(d: Deidentifier, parsed: Parsed, project_id: str, options: DeidOp
         table, mask_hi = _table(options)
         pid = parsed.top.get(0x00100020)
         patient_id = "\\".join(_strings(parsed.body[pid[VALUE]:pid[END]])) if pid else ""
-        patient = patient_pseudonym(d.key, d.site, patient_id)
-        shift = timedelta(days=date_shift_days(d.key, patient)) if options.retain_modified_dates else None
+        patient, days = _patient(d.key, d.site, patient_id)
+        shift = timedelta(days=days) if options.retain_modified_dates else None
         closing = _closing(options, parsed.implicit)
         state = _State(table, mask_hi, shift, patient, frozenset(), frozenset())
         body: list[bytes | memoryview] = []

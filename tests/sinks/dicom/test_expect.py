@@ -163,3 +163,41 @@ def test_outcomes_wake_a_waiting_worker_when_an_event_of_its_request_is_read() -
     assert time.monotonic() - t0 < 5.0 and out.count("r1", ["1.7"]) == 1
     assert out.wait(mark, 10.0) is True  # a mark taken before the event: returns at once
     timer.join()
+
+
+def test_outcomes_count_an_instance_whose_event_came_twice_once() -> None:
+    """The worker's settle count (``count``) is per instance: an SCP event delivered twice (produced again
+    after a lost acknowledgement, or replayed from the journal) must not stand for a second instance, or
+    the worker stops waiting for the study's last events one instance early and moves it again."""
+    from datetime import UTC, datetime
+
+    from sinks.dicom.expect import REQUEST_HEADER, STUDY_HEADER, Outcomes
+    from streams import serde
+    from streams.config import KafkaConfig, TopicsConfig
+
+    topics = TopicsConfig()
+    out = Outcomes(KafkaConfig(bootstrap="127.0.0.1:1"), topics)
+    now = datetime.now(UTC)
+
+    def stored(sop: str) -> None:
+        out._on_record(topics.received_instances, serde.encode("received_instance", {
+            "project_id": "P", "calling_ae": "ORTHANC", "called_ae": "RESEARCH", "study_instance_uid": "1.8",
+            "series_instance_uid": "1.8.1", "sop_instance_uid": sop, "sop_class_uid": "1.2", "path": "x",
+            "size_bytes": 1, "deidentified": False, "time": now}), sop.encode(),
+            [(REQUEST_HEADER, b"r1"), (STUDY_HEADER, b"1.8")])
+
+    def quarantined(sop: str) -> None:
+        out._on_record(topics.quarantine, serde.encode("quarantine_event", {
+            "action": "quarantined", "project_id": "P", "request_id": "r1", "study_instance_uid": "1.8",
+            "series_instance_uid": "1.8.1", "sop_instance_uid": sop, "sop_class_uid": "1.2",
+            "reason": "BurnedInAnnotation=YES", "path": "q", "size_bytes": 1, "actor": "ORTHANC",
+            "time": now}), None, [])
+
+    out.watch("r1")
+    stored("1.8.1.1")
+    stored("1.8.1.1")  # the same instance's event again
+    quarantined("1.8.1.2")
+    quarantined("1.8.1.2")
+    assert out.count("r1", ["1.8"]) == 2
+    stored("1.8.1.3")
+    assert out.count("r1", ["1.8"]) == 3
