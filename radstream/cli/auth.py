@@ -7,9 +7,12 @@ Running servers pick up changes on their next request. Each change is written to
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 
@@ -138,6 +141,19 @@ def _end_watches(ctx: click.Context, user: str) -> None:
         click.echo(f"ended {len(ended)} standing cohort(s) of {user}: {', '.join(ended)}")
 
 
+@contextlib.contextmanager
+def _read_whole(registry: Any, what: str, topic: str) -> Iterator[None]:
+    """A replaying view (``WatchRegistry``, ``ProjectRegistry``) started and read to the end of its topic,
+    stopped afterwards; TimeoutError when it is not read within ``WATCHES_WAIT_S``."""
+    registry.start()
+    try:
+        if not registry.loaded.wait(WATCHES_WAIT_S):
+            raise TimeoutError(f"the {what} (topic {topic}) were not read within {WATCHES_WAIT_S:.0f} s")
+        yield
+    finally:
+        registry.stop()
+
+
 def end_watches(settings: Settings, user: str, held: set[str] | None) -> list[str]:
     """End (the web app's unsubscribe record) every active watch subscribed by ``user`` whose recorded
     roles include one ``held`` lacks (``held`` None: the user is disabled, every watch of theirs).
@@ -151,14 +167,8 @@ def end_watches(settings: Settings, user: str, held: set[str] | None) -> list[st
     from streams.cohort import WatchRegistry
 
     registry = WatchRegistry(settings.kafka, settings.topics)
-    registry.start()
-    try:
-        if not registry.loaded.wait(WATCHES_WAIT_S):
-            raise TimeoutError(f"the standing cohorts (topic {settings.topics.cohort_watches}) were not "
-                               f"read within {WATCHES_WAIT_S:.0f} s")
+    with _read_whole(registry, "standing cohorts", settings.topics.cohort_watches):
         watches = [w for w in registry.current() if w.requester == user]
-    finally:
-        registry.stop()
 
     def beyond(roles: tuple[str, ...] | None) -> bool:
         if held is None:
@@ -233,14 +243,8 @@ def end_requests(settings: Settings, user: str) -> tuple[list[str], list[str]]:
     from streams.topics import group_lag
 
     registry = ProjectRegistry(settings.kafka, settings.topics)
-    registry.start()
-    try:
-        if not registry.loaded.wait(WATCHES_WAIT_S):
-            raise TimeoutError(f"the projects (topic {settings.topics.projects}) were not read within "
-                               f"{WATCHES_WAIT_S:.0f} s")
+    with _read_whole(registry, "projects", settings.topics.projects):
         identified = {p.project_id for p in registry.all() if p.identified}
-    finally:
-        registry.stop()
     if not identified:  # nothing to look up (and a site without any needs no warehouse for this)
         return [], []
     # the warehouse must hold every request already on the topic: the sink's group has committed them
