@@ -122,16 +122,30 @@ def group_lag(kafka: KafkaConfig, group: str, topic: str, timeout: float = 10.0)
     """How many records of ``topic`` consumer group ``group`` has not committed yet: the end offset less
     the committed one, over the topic's partitions (a partition it never committed counts from its
     first record). Reads the group's offsets without joining it."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+    # the group's coordinator may be loading or moving (a new broker, a new group): asked again
+    moving = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+              KafkaError.COORDINATOR_NOT_AVAILABLE}
+    deadline = time.monotonic() + timeout
     c = Consumer({**kafka.client_conf(), "group.id": group, "enable.auto.commit": False,
                   "logger": RDKAFKA_LOG})
     try:
         meta = c.list_topics(topic, timeout=timeout).topics[topic]
         if meta.error is not None:
             raise KafkaUnavailable(f"topic {topic}: {meta.error.str()}")
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        while True:
+            try:
+                committed = c.committed(parts, timeout=max(0.5, deadline - time.monotonic()))
+                break
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not (err.code() in moving or err.retriable()) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         lag = 0
-        for tp in c.committed([TopicPartition(topic, p) for p in meta.partitions], timeout=timeout):
+        for tp in committed:
             low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout)
             lag += max(0, high - (tp.offset if tp.offset >= 0 else low))
         return lag
