@@ -83,7 +83,6 @@ class MemoryExpectations:
     """Every study expected for one project (as ``ExpectedStudies`` after its topic is read)."""
 
     waits = False
-    reconciled_by_events = True
 
     def __init__(self, project_id: str) -> None:
         self.project_id = project_id

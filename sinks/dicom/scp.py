@@ -51,9 +51,6 @@
   The events of stored and quarantined instances are kept until the broker acknowledges them
   (``sinks.dicom.journal.Outbox``; a journaled instance's in its journal record too): produced again
   after a refusal and at the next start; a replayed instance gets its manifest record and its events.
-  With Kafka coordination a requested instance's ``received_instance`` and ``quarantined`` events skip
-  the outbox (``_reread``): the worker reconciles against them and moves the instance again when it
-  does not see them.
 - Statuses: 0x0124 study not registered / project unknown or retired; 0xA700 out of resources (less
   than ``min_free_mb`` free, or the write failed: disk full, read-only, I/O error); 0xC000 cannot
   process (undecodable dataset, missing or invalid UIDs, no de-identification key). A PACS counts all of

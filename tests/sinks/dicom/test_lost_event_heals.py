@@ -62,8 +62,7 @@ def _keys(settings: Settings, topic: str) -> Counter[bytes]:
     return got
 
 
-def test_a_lost_event_is_healed_by_moving_that_instance_again(dicom_settings: Settings,
-                                                              tmp_path: Path) -> None:
+def test_a_lost_event_is_healed_by_moving_that_instance_again(dicom_settings: Settings, tmp_path: Path) -> None:
     settings = dicom_settings.replace(
         research={"coordination": "kafka", "store_dir": str(tmp_path / "store")},
         ingest={"pseudonym_key": KEY}, pacs={"max_attempts": 3, "backoff_s": 0.2})
