@@ -310,13 +310,6 @@ class ResearchStore:
         # where the studies' projects come from and outcomes go: the Kafka topic (``ExpectedStudies``,
         # nothing shared with the worker) or, given none, the files of ``registry``
         self.expected: Expectations = expected if expected is not None else self.registry
-        # what the worker reconciles against when it reads the events (Kafka coordination): an instance
-        # of a request whose event there it does not see, it moves again, and the new store produces the
-        # event anew; so those events skip the outbox (``_emit``). Not the restricted
-        # ``received_original``, which no worker reads, nor an instance no request asked for.
-        self._reread: frozenset[str] = frozenset(
-            (self.topics.received_instances, self.topics.quarantine) if self.expected.reconciled_by_events
-            else ())
         self.quarantine = Quarantine(cfg.quarantine_root)
         self.deid = Deidentifier(cfg.deid_key, cfg.site) if cfg.deid_key else None
         self._server: Any = None
@@ -558,7 +551,7 @@ class ResearchStore:
         def finish(sync: bool) -> None:
             self.stats.add_written(len(data))
             self.expected.record(orig.study, exp.request_id, orig.sop_instance, "stored")
-            self._emit(specs, events, sync, bool(exp.request_id))
+            self._emit(specs, events, sync)
 
         journal, writer = self.journal, self._writer
         # the modes ride along: a replay writes the file again before anything else knows its project;
@@ -613,8 +606,7 @@ class ResearchStore:
         LOG.info("quarantined an instance of request %s (project %s): %s", exp.request_id, exp.project_id,
                  log_safe(reason))
         spec = self._quarantine_event(entry, "quarantined", path, job.calling_ae, None)
-        self._emit([spec], [self._encode(spec)] if self.outbox is not None else [], sync=True,
-                   requested=bool(exp.request_id))
+        self._emit([spec], [self._encode(spec)] if self.outbox is not None else [], sync=True)
 
     # -- events --------------------------------------------------------------------------------------
     def _partition(self, topic: str, study: str) -> int:
@@ -654,13 +646,10 @@ class ResearchStore:
         return Event(spec.topic, spec.key.encode(), serde.encode(spec.contract, spec.record), headers,
                      spec.study)
 
-    def _emit(self, specs: Sequence[_Spec], events: Sequence[Event], sync: bool = False,
-              requested: bool = False) -> None:
+    def _emit(self, specs: Sequence[_Spec], events: Sequence[Event], sync: bool = False) -> None:
         """The events of a stored or quarantined instance: kept in the outbox until the broker
         acknowledges them (``sync``: durable before this returns: an instance answered without the
-        journal); without an outbox (not started) as ``_send``. ``requested``: the instance came for a
-        request: with Kafka coordination its events that the worker reconciles against are produced
-        without the outbox (``_reread``: the worker moves it again when it does not see them)."""
+        journal); without an outbox (not started) as ``_send``."""
         outbox = self.outbox
         if self.producer is None:
             return
@@ -668,24 +657,18 @@ class ResearchStore:
             for spec in specs:
                 self._send(spec)
             return
-        kept = [ev for ev in events if not (requested and ev.topic in self._reread)]
-        for ev in events:
-            if requested and ev.topic in self._reread:
-                self._produce(ev, None)
-        for i, ev in enumerate(kept):
-            self._produce(ev, outbox.add(ev, sync=sync and i == len(kept) - 1))
+        for i, ev in enumerate(events):
+            self._produce(ev, outbox.add(ev, sync=sync and i == len(events) - 1))
         self.producer.poll(0)
 
-    def _produce(self, ev: Event, n: int | None) -> None:
-        """Hand outbox event ``n`` to the producer; its delivery report acknowledges or reschedules it.
-        ``n`` None: an event the outbox does not keep; a refusal is logged (``_log_refused``)."""
+    def _produce(self, ev: Event, n: int) -> None:
+        """Hand outbox event ``n`` to the producer; its delivery report acknowledges or reschedules it."""
         partition = self._partition(ev.topic, ev.study) if ev.study else -1
         kw: dict[str, Any] = {"partition": partition} if partition >= 0 else {}
-        report = self._delivered(n) if n is not None else _log_refused
         while True:
             try:
                 self.producer.produce(ev.topic, value=ev.value, key=ev.key, headers=list(ev.headers),
-                                      on_delivery=report, **kw)
+                                      on_delivery=self._delivered(n), **kw)
                 return
             except BufferError:
                 self.producer.poll(0.1)
@@ -878,7 +861,7 @@ class ResearchStore:
             return
         events = [e for e in events if not outbox.seen(e)]
         if events:
-            self._emit([], events, requested=bool(request_id))
+            self._emit([], events)
 
     @staticmethod
     def _replay_modes(relpath: str, note: bytes) -> tuple[int, int]:
