@@ -66,9 +66,6 @@ class Expectations(Protocol):
     ``ExpectedStudies`` (the Kafka topic, any host)."""
 
     waits: bool  # lookup of an unknown study waits a moment for it (worth doing once per study)
-    # the worker reconciles against the SCP's ``received_instance`` and ``quarantined`` events (Kafka), so
-    # it moves again an instance of a request whose event it did not see; with files it reads the manifest
-    reconciled_by_events: bool
 
     def stamp(self, study_uid: str) -> object: ...
 
@@ -83,7 +80,6 @@ class Registry:
     host with the store shared (tests, single-host tools; ``research.coordination = "files"``)."""
 
     waits = False
-    reconciled_by_events = False
 
     def __init__(self, store_dir: Path) -> None:
         self.dir = Path(store_dir) / DIRNAME
@@ -255,7 +251,6 @@ def withdraw(producer: Producer, topics: TopicsConfig, study_uid: str, request_i
 
 class ExpectedStudies(Handler):
     waits = True
-    reconciled_by_events = True
 
     """The SCP's view of the expectations: the compacted topic replayed (a replaying consumer loop in a
     daemon thread, started on first use or by ``start``), so it needs no disk shared with the worker.
