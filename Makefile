@@ -26,35 +26,32 @@ demo: venv
 #   production. A long-running pytest process collects open descriptors (650 midway: shared libraries
 #   held open, /proc files of the embedded ClickHouse's threads, pipes), and pynetdicom checks its
 #   sockets with select(), which fails for a descriptor number of 1024 or more: every association of
-#   that process then aborts.
-# - Brokers killed and started (recovery, the 3-broker cluster, SASL, the stack commands) and the ingest
-#   front doors in a second.
+#   that process then aborts. On an idle host it is the last to end (the DICOM tests alone).
+# - Brokers killed and started (recovery, the 3-broker cluster, SASL, the stack commands), the ingest
+#   front doors and the sink tests of whole worker processes (SQL CLI, access) in a second.
 # - The other tests of tests/radstream (whole processes: workers, a Prometheus server, the CLI) and the
 #   stream tests that run a worker process, in a third.
 # - The rest in the foreground.
 DICOM_TESTS = tests/sinks/dicom tests/streams/test_textdeid_dates_e2e.py tests/radstream/web/test_web_browser.py
-# sink tests run after the DICOM tests in their process, to even out the four processes' times: pytest runs
-# the paths in the order given, so the descriptors they leave open come after the last association
-AFTER_DICOM_TESTS = tests/sinks/clickhouse/test_sql_cli.py tests/sinks/clickhouse/test_sink_kafka.py
 BROKER_TESTS = tests/radstream/test_recovery.py tests/radstream/test_multibroker.py \
   tests/radstream/test_nlp_scale_out.py tests/radstream/test_kafka_sasl.py tests/radstream/stack \
-  tests/radstream/test_stack.py tests/streams/ingest tests/sinks/clickhouse/test_access_worker.py
+  tests/radstream/test_stack.py tests/streams/ingest tests/sinks/clickhouse/test_access_worker.py \
+  tests/sinks/clickhouse/test_sql_cli.py
 WORKER_STREAM_TESTS = tests/streams/test_worker.py tests/streams/test_worker_pipeline.py \
   tests/streams/test_cohort_stream.py
 PROCESS_TESTS = tests/radstream $(WORKER_STREAM_TESTS) $(addprefix --ignore=,tests/radstream/web/test_web_browser.py \
   $(filter tests/radstream/%,$(BROKER_TESTS)))
-REST_TESTS = tests --ignore=tests/radstream $(addprefix --ignore=,$(DICOM_TESTS) $(AFTER_DICOM_TESTS) \
-  $(BROKER_TESTS) $(WORKER_STREAM_TESTS))
+REST_TESTS = tests --ignore=tests/radstream $(addprefix --ignore=,$(DICOM_TESTS) $(BROKER_TESTS) $(WORKER_STREAM_TESTS))
 
 test: compose-plugin layers
 	@dl=$$(mktemp); bl=$$(mktemp); pl=$$(mktemp); trap 'kill $$dicom $$brokers $$procs 2>/dev/null; rm -f $$dl $$bl $$pl' EXIT; \
-	$(TEST_PY) -m pytest -q -p no:cacheprovider $(DICOM_TESTS) $(AFTER_DICOM_TESTS) > $$dl 2>&1 & dicom=$$!; \
+	$(TEST_PY) -m pytest -q -p no:cacheprovider $(DICOM_TESTS) > $$dl 2>&1 & dicom=$$!; \
 	$(TEST_PY) -m pytest -q -p no:cacheprovider $(BROKER_TESTS) > $$bl 2>&1 & brokers=$$!; \
 	$(TEST_PY) -m pytest -q -p no:cacheprovider $(PROCESS_TESTS) > $$pl 2>&1 & procs=$$!; \
 	$(TEST_PY) -m pytest -q $(REST_TESTS); rest=$$?; \
 	wait $$procs; procs_rc=$$?; wait $$brokers; brokers_rc=$$?; wait $$dicom; dicom_rc=$$?; \
 	echo "--- $(PROCESS_TESTS):"; cat $$pl; echo "--- $(BROKER_TESTS):"; cat $$bl; \
-	echo "--- $(DICOM_TESTS) $(AFTER_DICOM_TESTS):"; cat $$dl; \
+	echo "--- $(DICOM_TESTS):"; cat $$dl; \
 	exit $$(( rest != 0 || procs_rc != 0 || brokers_rc != 0 || dicom_rc != 0 ))
 
 # the floors of the data path (pyproject.toml [tool.importlinter]): a floor imports only the floors below
