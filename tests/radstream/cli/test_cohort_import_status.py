@@ -22,6 +22,7 @@ from radstream.config import Settings
 from radstream.text_deid import research_key
 from sinks.dicom.projects import StaticProjects
 from streams import serde
+from tests.helpers_chdb import seed_store_of
 from tests.sinks.dicom.helpers import audit_events, project, register_projects, role_env
 from tests.streams.helpers import consume
 
@@ -50,9 +51,10 @@ def _setup(topic_settings: Settings, tmp_path: Path) -> Settings:
     settings = topic_settings.replace(state_dir=str(tmp_path), worker={"web_port": 1})
     register_projects(settings, StaticProjects([project("IRB-D", identified=False), project("P2")]))
     key = research_key(settings)
+    seed_store_of(settings.clickhouse.url, settings.clickhouse.database)  # a migrated copy (helpers_chdb)
     client = open_client(settings.clickhouse)
     try:
-        migrate(client, settings.clickhouse.database)
+        migrate(client, settings.clickhouse.database)  # applies nothing; checks the copy is up to date
         write_records(client, "retrieval_requested", [_request(key, "RD", "IRB-D", ACC_D, UID_D, PID_D),
                                                       _request(key, "RI", "P2", ACC_I, UID_I, PID_I)])
     finally:

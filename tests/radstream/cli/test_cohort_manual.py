@@ -17,6 +17,7 @@ from radstream.cli import main
 from radstream.config import Settings, settings_env
 from radstream.text_deid import research_key
 from streams import serde
+from tests.helpers_chdb import seed_store_of
 from tests.streams.helpers import consume
 
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
@@ -35,9 +36,10 @@ def _seed(settings: Settings) -> None:
     from sinks.clickhouse.sink import write_records
 
     key = research_key(settings)
+    seed_store_of(settings.clickhouse.url, settings.clickhouse.database)  # a migrated copy (helpers_chdb)
     client = open_client(settings.clickhouse)
     try:
-        migrate(client, settings.clickhouse.database)
+        migrate(client, settings.clickhouse.database)  # applies nothing; checks the copy is up to date
         write_records(client, "retrieval_requested", [
             _request(key, "R1", "M1"), _request(key, "R2", "M2"), _request(key, "R3", "M3"),
             _request(key, "R4", "M4"), _request(key, "X1", "M1", project="OTHER")])

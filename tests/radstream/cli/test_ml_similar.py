@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from radstream.config import Settings
+from tests.helpers_chdb import seed_store_of
 from tests.ml_needs import NEEDS_MINILM, NEEDS_ML
 from tests.ml_records import finding, nlp_result, report
 
@@ -62,9 +63,10 @@ def store(tmp_path: Path, embedder: Any, topic_settings: Settings) -> Iterator[t
     settings = Settings(state_dir=str(tmp_path), kafka=topic_settings.kafka,
                         topics=topic_settings.topics).replace(
         clickhouse={"url": f"chdb://{tmp_path / 'chdb'}", "database": "rs"})
+    seed_store_of(settings.clickhouse.url, "rs")  # a migrated copy (tests/helpers_chdb.py)
     client = open_client(settings.clickhouse)
     try:
-        migrate(client, settings.clickhouse.database)
+        migrate(client, settings.clickhouse.database)  # applies nothing; checks the copy is up to date
         worker = EmbedWorker(clickhouse_writer(client, "rs"), embedder)
         worker.process([r for r, _ in REPORTS] + CANCELLED + CORRECTED)
         write_records(client, "report_findings", [nlp_result(r, f) for r, f in REPORTS])

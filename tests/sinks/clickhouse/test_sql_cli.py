@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from radstream.config import Settings, settings_env
+from tests.helpers_chdb import seed_store_of
 from tests.streams.helpers import free_port, research_accession, worker_process
 
 from .factories import report
@@ -94,6 +95,9 @@ def test_worker_waits_for_a_store_another_process_holds_then_loads(topic_setting
         state_dir=str(tmp_path / "state"), kafka={"consumer_group": f"g{uuid.uuid4().hex[:8]}"},
         worker={"web_port": free_port()}, clickhouse={"url": "", "database": "radstream"})
     Path(settings.state_dir).mkdir(parents=True)
+    # a migrated copy (tests/helpers_chdb.py) before the holder opens the path: once it is free, the worker's
+    # migrate applies nothing
+    seed_store_of(settings.clickhouse.url, "radstream")
     # the holder keeps the store until the test closes its stdin: only once the worker has said that it
     # waits (a fixed hold time raced a worker that a loaded host started more slowly than the hold)
     hold = ("import sys, chdb; c = chdb.connect(sys.argv[1]); print('held', flush=True); "
@@ -130,6 +134,7 @@ def test_nlp_worker_and_sink_in_separate_processes_analysts_query_the_sink(topic
     Path(settings.state_dir).mkdir(parents=True)
     nlp_settings = settings.replace(worker={"web_port": free_port()})  # its own page, no store
     env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    seed_store_of(settings.clickhouse.url, "radstream")  # the sink's migrate finds a migrated copy
     with (tmp_path / "sink.log").open("wb") as log, \
             worker_process(nlp_settings, tmp_path / "worker.log", "--no-sink"):
         sink = subprocess.Popen([sys.executable, "-m", "radstream", "db", "sink"], cwd=ROOT, env=env,
