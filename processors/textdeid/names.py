@@ -151,8 +151,12 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         ),
         # two or three letters alone on a line ("JK", "jk"): found from the line break (a literal: fast)
         "line_end": re.compile(r"[ \t]*(?:\n|$)"),
-        "initials_line": re.compile(r"\n[ \t]*([A-Z]{2,3}|[a-z]{2,3})[ \t]*(?=\n|$)"),
-        "initials_line_first": re.compile(r"[ \t]*([A-Z]{2,3}|[a-z]{2,3})[ \t]*(?=\n|$)"),
+        "initials_line": re.compile(r"\n[ \t]*((?:[A-Z]\.){2,3}|[A-Z]{2,3}|[a-z]{2,3})[ \t]*(?=\n|$)"),
+        "initials_line_first": re.compile(r"[ \t]*((?:[A-Z]\.){2,3}|[A-Z]{2,3}|[a-z]{2,3})[ \t]*(?=\n|$)"),
+        # where a lone token is a person's initials or content: rules.json names initials_line_*
+        **{k: re.compile(r.raw["names"][k]) for k in (
+            "initials_line_cue", "initials_line_content", "initials_line_dictation")},
+        "credential_line": re.compile(rf"(?:{r.credential_any})"),
         # initials joined by a slash ("dictated by AB/cd", "JK/mk" alone on a line): rules.json names
         **{k: re.compile(expand(r.raw["names"][k], r.defs)) for k in (
             "slash_pair", "slash_pair_before", "slash_pair_after", "slash_line_before", "slash_line_after")},
@@ -531,17 +535,32 @@ def _slash_run_initials(text: str, s: int, e: int, r: Rules) -> Found | None:
 
 
 def _initials_lines(text: str) -> Iterator[Found]:
-    """Two or three letters alone on a line ("JK", "jk": a typist's or reader's initials between the
-    report's parts), never a clinical abbreviation or a word ("CHF", "PA", "SOB", "IVC", "neg"), nor a
-    Roman numeral ("II", "IV")."""
+    """Two or three letters alone on a line that are a person's initials by their shape or their place:
+    lower case ("jk", "ejs") or dotted ("T.R.W.") anywhere; in capitals ("JK") only after a signature or
+    dictation cue ("Transcribed by:") or before a D:/T:/date line, since a capital token alone on a line
+    mid-report is far more often an abbreviation or a heading ("Impression:\nGGO", "No change.\nRFA").
+    Never after a line that introduces content ("IMPRESSION:", "see below."), never a clinical abbreviation
+    or a word ("CHF", "PA", "neg"), a Roman numeral ("II") or a credential ("M.D.")."""
     c = _compiled()
     r = rules()
     first = c["initials_line_first"].match(text)
     for m in ([first] if first else []) + list(c["initials_line"].finditer(text)):
         w = m.group(1)
-        if _clinical_abbreviation(w, r) or re.fullmatch(r"(?i)[ivxlc]+", w):
+        s = m.start(1)
+        line_start = text.rfind("\n", 0, s) + 1
+        before = text[max(0, line_start - 80) : line_start]
+        if c["initials_line_cue"].search(before):
+            pass  # "Transcribed by:\nJK": a person's initials whatever their case
+        elif c["initials_line_content"].search(before):
+            continue  # "Impression:\nrcc", "see below.\nggo": the line is the content
+        elif w.isupper() and "." not in w and not c["initials_line_dictation"].match(text, m.end(1)):
             continue
-        yield m.start(1), m.end(1)
+        if "." in w:
+            if c["credential_line"].fullmatch(w) or c["credential_line"].fullmatch(w.rstrip(".")):
+                continue
+        elif _clinical_abbreviation(w, r) or re.fullmatch(r"(?i)[ivxlc]+", w):
+            continue
+        yield s, m.end(1)
 
 
 def _used_as_thing(text: str, span: Found, r: Rules) -> bool:

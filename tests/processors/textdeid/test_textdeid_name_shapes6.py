@@ -98,11 +98,18 @@ def test_a_role_or_noun_in_a_list_item_is_kept(text: str, word: str) -> None:
 @pytest.mark.parametrize(
     "text, initials",
     [
-        ("FINDINGS: No effusion.\nJK\nIMPRESSION: Normal.", "JK"),
+        ("FINDINGS: No effusion.\njk\nIMPRESSION: Normal.", "jk"),
         ("Heart size normal.\nejs\nIMPRESSION: Stable.", "ejs"),
         ("No acute findings.\njk/mk\nADDENDUM: Called to the ED.", "jk/mk"),
         ("Lungs clear.\nRB/tc\nCOMPARISON: None.", "RB/tc"),
-        ("TW\nEXAM: Chest two views.\nNo acute findings.", "TW"),
+        ("hg\nEXAM: Chest two views.\nNo acute findings.", "hg"),
+        # capitals: only at a typist's place (a cue before, a D:/T:/date line after)
+        ("No acute findings.\nTranscribed by:\nJK", "JK"),
+        ("Heart size normal.\nTW\nD: 14:05", "TW"),
+        ("Typist:\nMKL\nCOMPARISON: None.", "MKL"),
+        # dotted initials (rev3 F6)
+        ("No change.\nT.R.W.", "T.R.W."),
+        ("Stable.\nK.L.\nIMPRESSION: Normal.", "K.L."),
     ],
 )
 def test_initials_alone_on_a_line_mid_report_are_found(text: str, initials: str) -> None:
@@ -120,6 +127,18 @@ def test_initials_alone_on_a_line_mid_report_are_found(text: str, initials: str)
         ("HISTORY:\nIVC/svc\nFINDINGS: Filter in place.", "IVC/svc"),
         ("IMPRESSION:\nII\nNo change.", "II"),
         ("Result:\nneg\nNo effusion.", "neg"),
+        # capitals alone on a line mid-report or at its end, in no list of the rules (rev3 F4)
+        ("Assessment:\nBKA\nStump intact.", "BKA"),
+        ("No change since prior.\nMVP", "MVP"),
+        ("Diagnosis:\nHCM\nSee echo.", "HCM"),
+        ("Lungs clear.\nNPO\nCOMPARISON: None.", "NPO"),
+        ("FINDINGS:\nPVT\nIMPRESSION: Thrombus.", "PVT"),
+        ("Heart normal.\nDJD\n", "DJD"),
+        # lower case after a line that introduces content
+        ("IMPRESSION: see below.\ntoa", "toa"),
+        ("Impression:\nfnh\nStable.", "fnh"),
+        # a credential alone on a line is no initials
+        ("Jane Roe\nM.D.\n", "M.D."),
     ],
 )
 def test_clinical_abbreviations_alone_on_a_line_are_kept(text: str, word: str) -> None:
