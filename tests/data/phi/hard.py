@@ -700,7 +700,7 @@ class Gen18(Gen17):
         """A host name in lower case as a machine label's value with more words after it ("Server: radnet
         main"): the name goes, the words stay."""
         host = self.pick(HOST_WORDS) + self.pick(["net", "store", "arch", "prime", "hub", "core"])
-        t = self.pick(["Server: {h} main", "AE title: {h} backup node", "Host: {h} (primary)",
+        t = self.pick(["Server: {h} main", "AE title: {h} backup node", "Hostname: {h} (primary)",
                        "Workstation: {h} reading room 3", "PACS server = {h} secondary"])
         d.template(t, {"h": (host, "ID")})
         self.keep(d, "host_lower")

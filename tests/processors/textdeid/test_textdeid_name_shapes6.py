@@ -222,12 +222,34 @@ def test_numbered_and_all_caps_list_look_alikes_are_kept(text: str, word: str) -
     [
         ("Server: radnet main", "radnet"),
         ("AE title: imgstore backup node", "imgstore"),
-        ("Host: radnet (primary)", "radnet"),
+        ("Hostname: radnet (primary)", "radnet"),
         ("Workstation: rdwsx reading room 3", "rdwsx"),
+        # after a bare "Host:" only a host's shape (rev3 F5)
+        ("host: kessler-ws (reading room)", "kessler-ws"),
+        ("Host: rad_ws main", "rad_ws"),
+        ("host: rad-ws-02 main", "rad-ws-02"),
     ],
 )
 def test_a_lower_case_host_with_words_after_it_is_found(text: str, host: str) -> None:
     assert ("ID", host) in found(text), found(text)
+
+
+@pytest.mark.parametrize(
+    "text, word",
+    [
+        # "Host:" is the infection or transplant host in clinical text: abbreviations no list knows too
+        ("Host: hiv positive male", "hiv"),
+        ("Host: ckd stage 4", "ckd"),
+        ("host: esrd on dialysis", "esrd"),
+        ("Host: cvid on ivig", "cvid"),
+        ("Host: aml in remission", "aml"),
+        ("Host: non-smoker with copd", "non-smoker"),
+        ("Host: t-cell deficient", "t-cell"),
+        ("Host: radnet (primary)", "radnet"),  # no host's shape after a bare "Host:": kept
+    ],
+)
+def test_a_clinical_host_value_is_kept(text: str, word: str) -> None:
+    assert_kept(text, word)
 
 
 @pytest.mark.parametrize(
