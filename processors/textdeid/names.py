@@ -133,12 +133,15 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         ),
         # a numbered item ("2. Okonkwo notified") or an all-capitals surname after any marker ("(a) SMITH
         # notified", "A. SMITH paged"): group 1 the marker, group 2 the word; only before list_person_only
+        # a bullet ("- Marchetti notified", "* Kessler paged": rev3 F6) is a numbered item's kind, only at
+        # the start of a line (after a stop a hyphen is a dash)
         "list_item_more": re.compile(
-            rf"[\n.!?;:][ \t]*(\d{{1,2}}\.|[A-Z]\.|\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+"
+            rf"(?:[\n.!?;:][ \t]*(?![-*\u2022\u2013])|\n[ \t]*)"
+            rf"(\d{{1,2}}\.|[A-Z]\.|\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.|[-*\u2022\u2013])[ \t]+"
             rf"({surname}|{up}{{2,}}(?:[-'\u2019]{up}{{2,}})*)(?![\w'\u2019-])"
         ),
         "list_item_more_first": re.compile(
-            rf"[ \t]*(\d{{1,2}}\.|[A-Z]\.|\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+"
+            rf"[ \t]*(\d{{1,2}}\.|[A-Z]\.|\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.|[-*\u2022\u2013])[ \t]+"
             rf"({surname}|{up}{{2,}}(?:[-'\u2019]{up}{{2,}})*)(?![\w'\u2019-])"
         ),
         "list_person_only": re.compile(r.raw["names"]["list_person_only"]),
@@ -351,7 +354,9 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
         w = m.group(1)
         if (
             (c["initial_comm"].match(text, m.end()) or c["initial_person"].match(text, m.end())
-             or c["initial_after"].match(text, m.end()) or c["list_passive"].match(text, m.end()))
+             or c["initial_after"].match(text, m.end()) or c["list_passive"].match(text, m.end())
+             # what only a person does ("(c) Tanaka made aware", "3) Lindqvist replied": rev3 F6)
+             or c["list_person_only"].match(text, m.end()))
             and not _is_not_name(w, r)
             and not _role_plural(w)  # "(b) Nurses paged"
             and not any(x.lower() in r.initial_not_subject or is_clinical(x, r) for x in c["word"].findall(w))
@@ -468,7 +473,7 @@ def _list_items_more(text: str, r: Rules) -> Iterator[Found]:
     for m in ([first] if first else []) + list(c["list_item_more"].finditer(text)):
         marker, w = m.group(1), m.group(2)
         caps = w.isupper()
-        if not caps and not marker[0].isdigit():
+        if not caps and not (marker[0].isdigit() or marker in "-*\u2022\u2013"):
             continue  # a capitalised surname after "(b)" / "b." is list_item_name's, "A." initial_name's
         if not c["list_person_only"].match(text, m.end()) or _is_not_name(w, r) or not _list_agent(w, r):
             continue

@@ -355,3 +355,43 @@ def test_a_label_after_a_name_trigger_keeps_what_follows(text: str, words: str) 
 )
 def test_a_role_after_a_name_trigger_still_names(text: str) -> None:
     gone(text, "Tevendale")
+
+
+# rev3 F6: list items with a bullet, after what only a person does, Nordic -qvist / -kvist surnames
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("Plan:\n- Vasquez-Ortiz notified", ("Vasquez-Ortiz",)),
+        ("- Brannigan notified\n- Oduya paged", ("Brannigan", "Oduya")),
+        ("Actions:\n* Kowalczuk paged at 14:10", ("Kowalczuk",)),
+        ("\u2022 Okafor was made aware", ("Okafor",)),
+        ("Impression: stable.\n- FERRANTE notified", ("FERRANTE",)),
+        ("(c) Tanabe made aware of the result", ("Tanabe",)),
+        ("3) Halvorsen replied by phone", ("Halvorsen",)),
+        ("(b) Holmqvist paged", ("Holmqvist",)),
+        ("No bleed.\n2. Bergkvist agreed", ("Bergkvist",)),
+    ],
+)
+def test_bullet_and_person_only_list_names_are_found(text: str, names: tuple[str, ...]) -> None:
+    gone(text, *names)
+
+
+@pytest.mark.parametrize(
+    "text, word",
+    [
+        ("Findings:\n- Nephrology notified", "Nephrology"),
+        ("Plan:\n* Interpreter paged", "Interpreter"),
+        ("- Dexa recommended", "Dexa"),
+        ("- Lipase elevated\n- Warfarin held", "Lipase"),
+        ("- Parents agreed", "Parents"),
+        ("* Hospitalist paged", "Hospitalist"),
+        ("(b) Intensivist notified", "Intensivist"),
+        ("- ICU aware", "ICU"),
+        ("No bleed. - Effusion resolved.", "Effusion"),
+        ("(c) Oncology made aware", "Oncology"),
+    ],
+)
+def test_bullet_and_person_only_list_look_alikes_are_kept(text: str, word: str) -> None:
+    assert_kept(text, word)
