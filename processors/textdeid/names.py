@@ -148,9 +148,11 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         "list_abstract_noun": re.compile(r.raw["names"]["list_abstract_noun"]),
         "joined_person_after": re.compile(r.raw["names"]["joined_person_after"]),
         # a run of initials joined by slashes, spaces around them allowed ("cc: jk/mk/rs", "jk / mk")
+        # a backslash for the slash too ("trw\\kl"), never inside a path ("C:\\rad\\img")
         "slash_run": re.compile(
-            r"(?<![\w/.'\u2019@-])(?:[A-Z]{2,3}|[a-z]{2,3})(?:[ \t]*/[ \t]*(?:[A-Z]{2,3}|[a-z]{2,3})){1,4}"
-            r"(?![\w'\u2019/@-]|\.\w)"
+            r"(?<![\w/\\.'\u2019@-])(?:[A-Z]{2,3}|[a-z]{2,3})"
+            r"(?:[ \t]*[/\\][ \t]*(?:[A-Z]{2,3}|[a-z]{2,3})){1,4}"
+            r"(?![\w'\u2019/\\@-]|\.\w)"
         ),
         # two or three letters alone on a line ("JK", "jk"): found from the line break (a literal: fast)
         "line_end": re.compile(r"[ \t]*(?:\n|$)"),
@@ -180,6 +182,8 @@ def _compiled() -> dict[str, re.Pattern[str]]:
 # triggers after which two or three capitals are a person's initials ("Tech: JD", "transcribed by mk")
 _INITIALS_AFTER = re.compile(r"tech|technologist|sonographer|by|cc|copy|resident|fellow|attending|"
                              r"radiologist")
+# a second set of initials joined by a hyphen to the first ("TRW-kl"), one case, then no word
+_HYPHEN_INITIALS = re.compile(r"-([A-Z]{2,3}|[a-z]{2,3})(?![\w'\u2019/-])")
 _MASK = re.compile(r"(.)\1{2,}", re.IGNORECASE)  # a mask left by earlier de-identification (XXXX)
 
 
@@ -302,6 +306,10 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
             ):
                 continue  # "Pt POD 6": a short upper-case word is initials only after a staff role; and
                 # never the first of a run of clinical abbreviations ("Reviewed by: IVC/svc")
+            if c["initials"].fullmatch(text[span[0] : span[1]]):
+                hy = _HYPHEN_INITIALS.match(text, span[1])  # "transcribed by: TRW-kl": both sets (rev3 F6)
+                if hy and not _clinical_abbreviation(hy.group(1), r):
+                    span = (span[0], hy.end())
             found.append(span)
     for m in c["initial_name"].finditer(text):
         if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in ".'\u2019-_"):
@@ -461,7 +469,7 @@ def in_clinical_run(text: str, start: int, end: int) -> bool:
 def _clinical_run(text: str, start: int, r: Rules) -> bool:
     """A slash run of clinical abbreviations starts at ``start`` ("IVC/svc", "PA/LAT")."""
     m = _compiled()["slash_run"].match(text, start)
-    return m is not None and all(_clinical_abbreviation(p.strip(), r) for p in m.group().split("/"))
+    return m is not None and all(_clinical_abbreviation(p.strip(), r) for p in re.split(r"[/\\]", m.group()))
 
 
 def _list_items_more(text: str, r: Rules) -> Iterator[Found]:
@@ -495,7 +503,7 @@ def _slash_initials(text: str) -> Iterator[Found]:
     c = _compiled()
     r = rules()
     done = 0
-    pos = text.find("/")
+    pos = _next_slash(text, 0)
     while pos >= 0:
         if pos >= done:
             b = pos
@@ -510,7 +518,13 @@ def _slash_initials(text: str) -> Iterator[Found]:
                 found = _slash_run_initials(text, m.start(), m.end(), r)
                 if found:
                     yield found
-        pos = text.find("/", pos + 1)
+        pos = _next_slash(text, pos + 1)
+
+
+def _next_slash(text: str, start: int) -> int:
+    """The next slash or backslash at or after ``start`` (-1 if none)."""
+    a, b = text.find("/", start), text.find("\\", start)
+    return a if b < 0 else b if a < 0 else min(a, b)
 
 
 def _slash_run_initials(text: str, s: int, e: int, r: Rules) -> Found | None:
@@ -520,7 +534,7 @@ def _slash_run_initials(text: str, s: int, e: int, r: Rules) -> Found | None:
     one of the NLP's short synonyms, or every part a clinical abbreviation ("Reviewed by: IVC/svc"); alone
     on a line any part that is one ("PE/dvt", "PA/LAT", "DWI/adc", "cor/sag")."""
     c = _compiled()
-    parts = [p.strip() for p in text[s:e].split("/")]
+    parts = [p.strip() for p in re.split(r"[/\\]", text[s:e])]
     low = [p.lower() for p in parts]
     if (
         c["slash_pair_before"].search(text, max(0, s - 40), s)

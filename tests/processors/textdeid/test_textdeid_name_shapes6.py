@@ -395,3 +395,33 @@ def test_bullet_and_person_only_list_names_are_found(text: str, names: tuple[str
 )
 def test_bullet_and_person_only_list_look_alikes_are_kept(text: str, word: str) -> None:
     assert_kept(text, word)
+
+
+# rev3 F6: initials joined by a backslash or by a hyphen after a signature word
+
+
+@pytest.mark.parametrize(
+    "text, parts",
+    [
+        ("Signed.\nejs\\mk", ("ejs", "mk")),
+        ("No change.\nDPS\\jb", ("DPS", "jb")),
+        ("Dictated by AB\\cd.", ("AB", "cd")),
+        ("transcribed by: RBW-tc", ("RBW", "tc")),
+        ("Dictated by JK-MB.", ("JK", "MB")),
+    ],
+)
+def test_backslash_and_hyphen_initials_are_found(text: str, parts: tuple[str, ...]) -> None:
+    gone(text, *parts)
+
+
+@pytest.mark.parametrize(
+    "text, word",
+    [
+        ("Saved to C:\\rad\\img\\out for review.", "rad"),
+        ("Sequences:\nDWI\\adc\nNo infarct.", "DWI\\adc"),
+        ("Views: PA\\LAT obtained.", "PA\\LAT"),
+        ("Read by: JK-ct", "ct"),
+    ],
+)
+def test_backslash_and_hyphen_look_alikes_are_kept(text: str, word: str) -> None:
+    assert_kept(text, word)
