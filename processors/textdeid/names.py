@@ -7,11 +7,12 @@ data, ``rules.json`` "names" and ``lexicons/``):
 - before a credential: "Jane Doe, RN", "John A. Smith MD", signatures;
 - after a trigger: "discussed with Lee", "read by", "Attending:", "Patient: DOE, JOHN", "his wife Mary";
 - a known given name followed by a capitalised word ("Maria Gonzalez was informed");
-- initials joined by slashes after a signature word or alone on a line ("dictated by AB/cd", "cc: jk/mk/rs",
-  "jk / mk", "JK/mk"), two or three letters alone on a line ("JK"), never clinical shorthand ("CHF",
-  "PA/LAT");
+- initials joined by slashes or a backslash after a signature word or alone on a line ("dictated by AB/cd",
+  "cc: jk/mk/rs", "jk / mk", "JK/mk", "trw\\kl"), lower-case or dotted initials alone on a line ("jk",
+  "T.R.W."), capitals alone on a line only at a typist's place ("Transcribed by:\nJK"), never clinical
+  shorthand ("CHF", "PA/LAT", "Impression:\nGGO");
 - a surname after a list marker before a person's verb ("(b) Nguyen notified", "2. Okonkwo paged",
-  "(a) SMITH notified");
+  "(a) SMITH notified", "- Marchetti notified");
 - a name joined by "and" to one found ("Dr. Patel and Okonkwo"), unless what follows says a thing (a drug,
   a device: "and Impella position confirmed");
 - any other occurrence, in the same report, of a surname found by the rules above (in lower case only in a
