@@ -7,11 +7,12 @@ data, ``rules.json`` "names" and ``lexicons/``):
 - before a credential: "Jane Doe, RN", "John A. Smith MD", signatures;
 - after a trigger: "discussed with Lee", "read by", "Attending:", "Patient: DOE, JOHN", "his wife Mary";
 - a known given name followed by a capitalised word ("Maria Gonzalez was informed");
-- initials joined by slashes after a signature word or alone on a line ("dictated by AB/cd", "cc: jk/mk/rs",
-  "jk / mk", "JK/mk"), two or three letters alone on a line ("JK"), never clinical shorthand ("CHF",
-  "PA/LAT");
+- initials joined by slashes or a backslash after a signature word or alone on a line ("dictated by AB/cd",
+  "cc: jk/mk/rs", "jk / mk", "JK/mk", "trw\\kl"), lower-case or dotted initials alone on a line ("jk",
+  "T.R.W."), capitals alone on a line only at a typist's place ("Transcribed by:\nJK"), never clinical
+  shorthand ("CHF", "PA/LAT", "Impression:\nGGO");
 - a surname after a list marker before a person's verb ("(b) Nguyen notified", "2. Okonkwo paged",
-  "(a) SMITH notified");
+  "(a) SMITH notified", "- Marchetti notified");
 - a name joined by "and" to one found ("Dr. Patel and Okonkwo"), unless what follows says a thing (a drug,
   a device: "and Impella position confirmed");
 - any other occurrence, in the same report, of a surname found by the rules above (in lower case only in a
@@ -133,26 +134,35 @@ def _compiled() -> dict[str, re.Pattern[str]]:
         ),
         # a numbered item ("2. Okonkwo notified") or an all-capitals surname after any marker ("(a) SMITH
         # notified", "A. SMITH paged"): group 1 the marker, group 2 the word; only before list_person_only
+        # a bullet ("- Marchetti notified", "* Kessler paged": rev3 F6) is a numbered item's kind, only at
+        # the start of a line (after a stop a hyphen is a dash)
         "list_item_more": re.compile(
-            rf"[\n.!?;:][ \t]*(\d{{1,2}}\.|[A-Z]\.|\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+"
+            rf"(?:[\n.!?;:][ \t]*(?![-*\u2022\u2013])|\n[ \t]*)"
+            rf"(\d{{1,2}}\.|[A-Z]\.|\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.|[-*\u2022\u2013])[ \t]+"
             rf"({surname}|{up}{{2,}}(?:[-'\u2019]{up}{{2,}})*)(?![\w'\u2019-])"
         ),
         "list_item_more_first": re.compile(
-            rf"[ \t]*(\d{{1,2}}\.|[A-Z]\.|\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.)[ \t]+"
+            rf"[ \t]*(\d{{1,2}}\.|[A-Z]\.|\(?[A-Za-z0-9]{{1,3}}\)|[a-z]{{1,3}}\.|[-*\u2022\u2013])[ \t]+"
             rf"({surname}|{up}{{2,}}(?:[-'\u2019]{up}{{2,}})*)(?![\w'\u2019-])"
         ),
         "list_person_only": re.compile(r.raw["names"]["list_person_only"]),
         "list_abstract_noun": re.compile(r.raw["names"]["list_abstract_noun"]),
         "joined_person_after": re.compile(r.raw["names"]["joined_person_after"]),
         # a run of initials joined by slashes, spaces around them allowed ("cc: jk/mk/rs", "jk / mk")
+        # a backslash for the slash too ("trw\\kl"), never inside a path ("C:\\rad\\img")
         "slash_run": re.compile(
-            r"(?<![\w/.'\u2019@-])(?:[A-Z]{2,3}|[a-z]{2,3})(?:[ \t]*/[ \t]*(?:[A-Z]{2,3}|[a-z]{2,3})){1,4}"
-            r"(?![\w'\u2019/@-]|\.\w)"
+            r"(?<![\w/\\.'\u2019@-])(?:[A-Z]{2,3}|[a-z]{2,3})"
+            r"(?:[ \t]*[/\\][ \t]*(?:[A-Z]{2,3}|[a-z]{2,3})){1,4}"
+            r"(?![\w'\u2019/\\@-]|\.\w)"
         ),
         # two or three letters alone on a line ("JK", "jk"): found from the line break (a literal: fast)
         "line_end": re.compile(r"[ \t]*(?:\n|$)"),
-        "initials_line": re.compile(r"\n[ \t]*([A-Z]{2,3}|[a-z]{2,3})[ \t]*(?=\n|$)"),
-        "initials_line_first": re.compile(r"[ \t]*([A-Z]{2,3}|[a-z]{2,3})[ \t]*(?=\n|$)"),
+        "initials_line": re.compile(r"\n[ \t]*((?:[A-Z]\.){2,3}|[A-Z]{2,3}|[a-z]{2,3})[ \t]*(?=\n|$)"),
+        "initials_line_first": re.compile(r"[ \t]*((?:[A-Z]\.){2,3}|[A-Z]{2,3}|[a-z]{2,3})[ \t]*(?=\n|$)"),
+        # where a lone token is a person's initials or content: rules.json names initials_line_*
+        **{k: re.compile(r.raw["names"][k]) for k in (
+            "initials_line_cue", "initials_line_content", "initials_line_dictation")},
+        "credential_line": re.compile(rf"(?:{r.credential_any})"),
         # initials joined by a slash ("dictated by AB/cd", "JK/mk" alone on a line): rules.json names
         **{k: re.compile(expand(r.raw["names"][k], r.defs)) for k in (
             "slash_pair", "slash_pair_before", "slash_pair_after", "slash_line_before", "slash_line_after")},
@@ -173,6 +183,8 @@ def _compiled() -> dict[str, re.Pattern[str]]:
 # triggers after which two or three capitals are a person's initials ("Tech: JD", "transcribed by mk")
 _INITIALS_AFTER = re.compile(r"tech|technologist|sonographer|by|cc|copy|resident|fellow|attending|"
                              r"radiologist")
+# a second set of initials joined by a hyphen to the first ("TRW-kl"), one case, then no word
+_HYPHEN_INITIALS = re.compile(r"-([A-Z]{2,3}|[a-z]{2,3})(?![\w'\u2019/-])")
 _MASK = re.compile(r"(.)\1{2,}", re.IGNORECASE)  # a mask left by earlier de-identification (XXXX)
 
 
@@ -295,6 +307,10 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
             ):
                 continue  # "Pt POD 6": a short upper-case word is initials only after a staff role; and
                 # never the first of a run of clinical abbreviations ("Reviewed by: IVC/svc")
+            if c["initials"].fullmatch(text[span[0] : span[1]]):
+                hy = _HYPHEN_INITIALS.match(text, span[1])  # "transcribed by: TRW-kl": both sets (rev3 F6)
+                if hy and not _clinical_abbreviation(hy.group(1), r):
+                    span = (span[0], hy.end())
             found.append(span)
     for m in c["initial_name"].finditer(text):
         if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in ".'\u2019-_"):
@@ -347,7 +363,9 @@ def find_names(text: str, lower: str | None = None) -> Iterator[Found]:
         w = m.group(1)
         if (
             (c["initial_comm"].match(text, m.end()) or c["initial_person"].match(text, m.end())
-             or c["initial_after"].match(text, m.end()) or c["list_passive"].match(text, m.end()))
+             or c["initial_after"].match(text, m.end()) or c["list_passive"].match(text, m.end())
+             # what only a person does ("(c) Tanaka made aware", "3) Lindqvist replied": rev3 F6)
+             or c["list_person_only"].match(text, m.end()))
             and not _is_not_name(w, r)
             and not _role_plural(w)  # "(b) Nurses paged"
             and not any(x.lower() in r.initial_not_subject or is_clinical(x, r) for x in c["word"].findall(w))
@@ -452,7 +470,7 @@ def in_clinical_run(text: str, start: int, end: int) -> bool:
 def _clinical_run(text: str, start: int, r: Rules) -> bool:
     """A slash run of clinical abbreviations starts at ``start`` ("IVC/svc", "PA/LAT")."""
     m = _compiled()["slash_run"].match(text, start)
-    return m is not None and all(_clinical_abbreviation(p.strip(), r) for p in m.group().split("/"))
+    return m is not None and all(_clinical_abbreviation(p.strip(), r) for p in re.split(r"[/\\]", m.group()))
 
 
 def _list_items_more(text: str, r: Rules) -> Iterator[Found]:
@@ -464,7 +482,7 @@ def _list_items_more(text: str, r: Rules) -> Iterator[Found]:
     for m in ([first] if first else []) + list(c["list_item_more"].finditer(text)):
         marker, w = m.group(1), m.group(2)
         caps = w.isupper()
-        if not caps and not marker[0].isdigit():
+        if not caps and not (marker[0].isdigit() or marker in "-*\u2022\u2013"):
             continue  # a capitalised surname after "(b)" / "b." is list_item_name's, "A." initial_name's
         if not c["list_person_only"].match(text, m.end()) or _is_not_name(w, r) or not _list_agent(w, r):
             continue
@@ -486,7 +504,7 @@ def _slash_initials(text: str) -> Iterator[Found]:
     c = _compiled()
     r = rules()
     done = 0
-    pos = text.find("/")
+    pos = _next_slash(text, 0)
     while pos >= 0:
         if pos >= done:
             b = pos
@@ -501,7 +519,13 @@ def _slash_initials(text: str) -> Iterator[Found]:
                 found = _slash_run_initials(text, m.start(), m.end(), r)
                 if found:
                     yield found
-        pos = text.find("/", pos + 1)
+        pos = _next_slash(text, pos + 1)
+
+
+def _next_slash(text: str, start: int) -> int:
+    """The next slash or backslash at or after ``start`` (-1 if none)."""
+    a, b = text.find("/", start), text.find("\\", start)
+    return a if b < 0 else b if a < 0 else min(a, b)
 
 
 def _slash_run_initials(text: str, s: int, e: int, r: Rules) -> Found | None:
@@ -511,7 +535,7 @@ def _slash_run_initials(text: str, s: int, e: int, r: Rules) -> Found | None:
     one of the NLP's short synonyms, or every part a clinical abbreviation ("Reviewed by: IVC/svc"); alone
     on a line any part that is one ("PE/dvt", "PA/LAT", "DWI/adc", "cor/sag")."""
     c = _compiled()
-    parts = [p.strip() for p in text[s:e].split("/")]
+    parts = [p.strip() for p in re.split(r"[/\\]", text[s:e])]
     low = [p.lower() for p in parts]
     if (
         c["slash_pair_before"].search(text, max(0, s - 40), s)
@@ -531,17 +555,32 @@ def _slash_run_initials(text: str, s: int, e: int, r: Rules) -> Found | None:
 
 
 def _initials_lines(text: str) -> Iterator[Found]:
-    """Two or three letters alone on a line ("JK", "jk": a typist's or reader's initials between the
-    report's parts), never a clinical abbreviation or a word ("CHF", "PA", "SOB", "IVC", "neg"), nor a
-    Roman numeral ("II", "IV")."""
+    """Two or three letters alone on a line that are a person's initials by their shape or their place:
+    lower case ("jk", "ejs") or dotted ("T.R.W.") anywhere; in capitals ("JK") only after a signature or
+    dictation cue ("Transcribed by:") or before a D:/T:/date line, since a capital token alone on a line
+    mid-report is far more often an abbreviation or a heading ("Impression:\nGGO", "No change.\nRFA").
+    Never after a line that introduces content ("IMPRESSION:", "see below."), never a clinical abbreviation
+    or a word ("CHF", "PA", "neg"), a Roman numeral ("II") or a credential ("M.D.")."""
     c = _compiled()
     r = rules()
     first = c["initials_line_first"].match(text)
     for m in ([first] if first else []) + list(c["initials_line"].finditer(text)):
         w = m.group(1)
-        if _clinical_abbreviation(w, r) or re.fullmatch(r"(?i)[ivxlc]+", w):
+        s = m.start(1)
+        line_start = text.rfind("\n", 0, s) + 1
+        before = text[max(0, line_start - 80) : line_start]
+        if c["initials_line_cue"].search(before):
+            pass  # "Transcribed by:\nJK": a person's initials whatever their case
+        elif c["initials_line_content"].search(before):
+            continue  # "Impression:\nrcc", "see below.\nggo": the line is the content
+        elif w.isupper() and "." not in w and not c["initials_line_dictation"].match(text, m.end(1)):
             continue
-        yield m.start(1), m.end(1)
+        if "." in w:
+            if c["credential_line"].fullmatch(w) or c["credential_line"].fullmatch(w.rstrip(".")):
+                continue
+        elif _clinical_abbreviation(w, r) or re.fullmatch(r"(?i)[ivxlc]+", w):
+            continue
+        yield s, m.end(1)
 
 
 def _used_as_thing(text: str, span: Found, r: Rules) -> bool:

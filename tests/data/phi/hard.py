@@ -180,6 +180,12 @@ KEEP: dict[str, list[str]] = {
         "IMPRESSION:\nII\nNo change.",
         "Result:\nneg",
     ],
+    # capitals alone on a line with no signature cue are abbreviations, listed or not (rev3 F4)
+    "initials_caps": [
+        "Assessment:\nBKA\nStump intact.", "No change.\nMVP", "Diagnosis:\nHCM\nSee echo.",
+        "Lungs clear.\nNPO\nCOMPARISON: None.", "IMPRESSION: see below.\ntoa", "Impression:\nSCFE",
+        "Findings:\nAVF\nPatent.", "Stable appearance.\nPDA", "Assessment:\nrvh",
+    ],
     "initials_run": [
         "Reviewed by: IVC/svc", "Read by: SMA/ima", "cc: RCA/lad", "Views: PA / LAT obtained.",
         "Glucose 110 mg / dl.", "Sequences dwi/adc/swi show no bleed.", "Discussed with pt/fam/sis.",
@@ -651,12 +657,32 @@ class Gen18(Gen17):
                        "Heart size normal.\n{i}\nADDENDUM: Called to the ED.",
                        "{i}\nEXAM: Chest two views.\nNo acute findings.",
                        "Lungs clear.\n{i}\nCOMPARISON: None."])
+        # capitals alone are initials only at a typist's place, after a cue or before a D:/T: line (rev3
+        # F4: mid-report they are an abbreviation or a heading far more often); dotted ones anywhere (F6).
+        # Mapped from the picks, no more draws: the later classes' passages stay the same
+        if i == "JK":
+            t = {"F": "No acute findings.\nTranscribed by:\n{i}", "H": "Heart size normal.\n{i}\nD: 14:05",
+                 "{": "{i}\nT: 09:12\nEXAM: Chest two views.",
+                 "L": "Lungs clear.\nTypist:\n{i}\nCOMPARISON: None."}[t[0]]
+        elif i == "TW":
+            i = "T.R.W."
         parts = [(p, "NAME") for p in i.split("/")]
         if len(parts) == 2:
             d.template(t.replace("{i}", "{p}/{q}"), {"p": parts[0], "q": parts[1]})
         else:
             d.template(t, {"i": parts[0]})
         self.keep(d, "initials_line")
+
+    def initials_caps(self, d: Doc) -> None:
+        """Initials in capitals alone on a line at a typist's place (after a "Transcribed by:" cue, before
+        a D:/T: line) or dotted; capital abbreviations alone on a line elsewhere are kept (rev3 F4)."""
+        i = self.pick(["MKL", "JT", "RBW", "DS", "A.K.", "P.D.Q."])
+        t = self.pick(["No acute findings.\nTranscribed by:\n{i}", "Heart size normal.\n{i}\nT: 08:40",
+                       "Lungs clear.\nDictated by:\n{i}\nCOMPARISON: None.", "No change.\n{i}"])
+        if "." not in i and t.endswith("\n{i}") and "by" not in t:
+            t = "No change.\nTypist:\n{i}"
+        d.template(t, {"i": (i, "NAME")})
+        self.keep(d, "initials_caps")
 
     def initials_run(self, d: Doc) -> None:
         """Three initials joined by slashes, or two by a spaced slash, after a signature word ("cc:
@@ -674,7 +700,7 @@ class Gen18(Gen17):
         """A host name in lower case as a machine label's value with more words after it ("Server: radnet
         main"): the name goes, the words stay."""
         host = self.pick(HOST_WORDS) + self.pick(["net", "store", "arch", "prime", "hub", "core"])
-        t = self.pick(["Server: {h} main", "AE title: {h} backup node", "Host: {h} (primary)",
+        t = self.pick(["Server: {h} main", "AE title: {h} backup node", "Hostname: {h} (primary)",
                        "Workstation: {h} reading room 3", "PACS server = {h} secondary"])
         d.template(t, {"h": (host, "ID")})
         self.keep(d, "host_lower")
@@ -715,7 +741,9 @@ CLASSES = ["name_particle", "name_shape", "initial_sentence", "institution_word"
            "initials_slash", "institution_more", "joined_propagate", "list_person_verb", "joined_clinical",
            # session 18: appended, so the passages of the 24 classes above are unchanged
            "joined_thing", "list_agent", "initials_line", "initials_run", "host_lower", "name_lower_repeat",
-           "trigger_label"]
+           "trigger_label",
+           # session 18 (rev3 F4): appended, so the passages of the 31 classes above are unchanged
+           "initials_caps"]
 
 
 def main(argv: list[str]) -> None:

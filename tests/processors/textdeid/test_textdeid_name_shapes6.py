@@ -98,11 +98,18 @@ def test_a_role_or_noun_in_a_list_item_is_kept(text: str, word: str) -> None:
 @pytest.mark.parametrize(
     "text, initials",
     [
-        ("FINDINGS: No effusion.\nJK\nIMPRESSION: Normal.", "JK"),
+        ("FINDINGS: No effusion.\njk\nIMPRESSION: Normal.", "jk"),
         ("Heart size normal.\nejs\nIMPRESSION: Stable.", "ejs"),
         ("No acute findings.\njk/mk\nADDENDUM: Called to the ED.", "jk/mk"),
         ("Lungs clear.\nRB/tc\nCOMPARISON: None.", "RB/tc"),
-        ("TW\nEXAM: Chest two views.\nNo acute findings.", "TW"),
+        ("hg\nEXAM: Chest two views.\nNo acute findings.", "hg"),
+        # capitals: only at a typist's place (a cue before, a D:/T:/date line after)
+        ("No acute findings.\nTranscribed by:\nJK", "JK"),
+        ("Heart size normal.\nTW\nD: 14:05", "TW"),
+        ("Typist:\nMKL\nCOMPARISON: None.", "MKL"),
+        # dotted initials (rev3 F6)
+        ("No change.\nT.R.W.", "T.R.W."),
+        ("Stable.\nK.L.\nIMPRESSION: Normal.", "K.L."),
     ],
 )
 def test_initials_alone_on_a_line_mid_report_are_found(text: str, initials: str) -> None:
@@ -120,6 +127,18 @@ def test_initials_alone_on_a_line_mid_report_are_found(text: str, initials: str)
         ("HISTORY:\nIVC/svc\nFINDINGS: Filter in place.", "IVC/svc"),
         ("IMPRESSION:\nII\nNo change.", "II"),
         ("Result:\nneg\nNo effusion.", "neg"),
+        # capitals alone on a line mid-report or at its end, in no list of the rules (rev3 F4)
+        ("Assessment:\nBKA\nStump intact.", "BKA"),
+        ("No change since prior.\nMVP", "MVP"),
+        ("Diagnosis:\nHCM\nSee echo.", "HCM"),
+        ("Lungs clear.\nNPO\nCOMPARISON: None.", "NPO"),
+        ("FINDINGS:\nPVT\nIMPRESSION: Thrombus.", "PVT"),
+        ("Heart normal.\nDJD\n", "DJD"),
+        # lower case after a line that introduces content
+        ("IMPRESSION: see below.\ntoa", "toa"),
+        ("Impression:\nfnh\nStable.", "fnh"),
+        # a credential alone on a line is no initials
+        ("Jane Roe\nM.D.\n", "M.D."),
     ],
 )
 def test_clinical_abbreviations_alone_on_a_line_are_kept(text: str, word: str) -> None:
@@ -203,12 +222,34 @@ def test_numbered_and_all_caps_list_look_alikes_are_kept(text: str, word: str) -
     [
         ("Server: radnet main", "radnet"),
         ("AE title: imgstore backup node", "imgstore"),
-        ("Host: radnet (primary)", "radnet"),
+        ("Hostname: radnet (primary)", "radnet"),
         ("Workstation: rdwsx reading room 3", "rdwsx"),
+        # after a bare "Host:" only a host's shape (rev3 F5)
+        ("host: kessler-ws (reading room)", "kessler-ws"),
+        ("Host: rad_ws main", "rad_ws"),
+        ("host: rad-ws-02 main", "rad-ws-02"),
     ],
 )
 def test_a_lower_case_host_with_words_after_it_is_found(text: str, host: str) -> None:
     assert ("ID", host) in found(text), found(text)
+
+
+@pytest.mark.parametrize(
+    "text, word",
+    [
+        # "Host:" is the infection or transplant host in clinical text: abbreviations no list knows too
+        ("Host: hiv positive male", "hiv"),
+        ("Host: ckd stage 4", "ckd"),
+        ("host: esrd on dialysis", "esrd"),
+        ("Host: cvid on ivig", "cvid"),
+        ("Host: aml in remission", "aml"),
+        ("Host: non-smoker with copd", "non-smoker"),
+        ("Host: t-cell deficient", "t-cell"),
+        ("Host: radnet (primary)", "radnet"),  # no host's shape after a bare "Host:": kept
+    ],
+)
+def test_a_clinical_host_value_is_kept(text: str, word: str) -> None:
+    assert_kept(text, word)
 
 
 @pytest.mark.parametrize(
@@ -314,3 +355,73 @@ def test_a_label_after_a_name_trigger_keeps_what_follows(text: str, words: str) 
 )
 def test_a_role_after_a_name_trigger_still_names(text: str) -> None:
     gone(text, "Tevendale")
+
+
+# rev3 F6: list items with a bullet, after what only a person does, Nordic -qvist / -kvist surnames
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("Plan:\n- Vasquez-Ortiz notified", ("Vasquez-Ortiz",)),
+        ("- Brannigan notified\n- Oduya paged", ("Brannigan", "Oduya")),
+        ("Actions:\n* Kowalczuk paged at 14:10", ("Kowalczuk",)),
+        ("\u2022 Okafor was made aware", ("Okafor",)),
+        ("Impression: stable.\n- FERRANTE notified", ("FERRANTE",)),
+        ("(c) Tanabe made aware of the result", ("Tanabe",)),
+        ("3) Halvorsen replied by phone", ("Halvorsen",)),
+        ("(b) Holmqvist paged", ("Holmqvist",)),
+        ("No bleed.\n2. Bergkvist agreed", ("Bergkvist",)),
+    ],
+)
+def test_bullet_and_person_only_list_names_are_found(text: str, names: tuple[str, ...]) -> None:
+    gone(text, *names)
+
+
+@pytest.mark.parametrize(
+    "text, word",
+    [
+        ("Findings:\n- Nephrology notified", "Nephrology"),
+        ("Plan:\n* Interpreter paged", "Interpreter"),
+        ("- Dexa recommended", "Dexa"),
+        ("- Lipase elevated\n- Warfarin held", "Lipase"),
+        ("- Parents agreed", "Parents"),
+        ("* Hospitalist paged", "Hospitalist"),
+        ("(b) Intensivist notified", "Intensivist"),
+        ("- ICU aware", "ICU"),
+        ("No bleed. - Effusion resolved.", "Effusion"),
+        ("(c) Oncology made aware", "Oncology"),
+    ],
+)
+def test_bullet_and_person_only_list_look_alikes_are_kept(text: str, word: str) -> None:
+    assert_kept(text, word)
+
+
+# rev3 F6: initials joined by a backslash or by a hyphen after a signature word
+
+
+@pytest.mark.parametrize(
+    "text, parts",
+    [
+        ("Signed.\nejs\\mk", ("ejs", "mk")),
+        ("No change.\nDPS\\jb", ("DPS", "jb")),
+        ("Dictated by AB\\cd.", ("AB", "cd")),
+        ("transcribed by: RBW-tc", ("RBW", "tc")),
+        ("Dictated by JK-MB.", ("JK", "MB")),
+    ],
+)
+def test_backslash_and_hyphen_initials_are_found(text: str, parts: tuple[str, ...]) -> None:
+    gone(text, *parts)
+
+
+@pytest.mark.parametrize(
+    "text, word",
+    [
+        ("Saved to C:\\rad\\img\\out for review.", "rad"),
+        ("Sequences:\nDWI\\adc\nNo infarct.", "DWI\\adc"),
+        ("Views: PA\\LAT obtained.", "PA\\LAT"),
+        ("Read by: JK-ct", "ct"),
+    ],
+)
+def test_backslash_and_hyphen_look_alikes_are_kept(text: str, word: str) -> None:
+    assert_kept(text, word)
