@@ -45,8 +45,10 @@ def test_an_identified_project_takes_a_watch_request_only_from_a_steward(dicom_s
 def test_a_project_that_becomes_identified_while_a_watch_request_waits_refuses_it(
         dicom_settings: Settings) -> None:
     s = dicom_settings  # IRB-7 is registered de-identified
+    # its time comes 10 s from now: long enough for a worker that starts slowly on a loaded host to queue
+    # it first (with 4 s one sometimes ran it at once), and for the re-registration to reach the worker
     rid = request(s, "A1", project="IRB-7", source="watch", requester="ana", requester_roles=["analyst"],
-                  not_before=datetime.now(UTC) + timedelta(seconds=4))
+                  not_before=datetime.now(UTC) + timedelta(seconds=10))
     w = new_worker(s)
     t = threading.Thread(target=w.run, kwargs={"until_idle": 1.0}, daemon=True)
     with research_scp(s):
