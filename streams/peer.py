@@ -1,16 +1,17 @@
-"""Who answers before a token is sent: the one HTTP client for requests that carry a bearer token (or SQL)
-to one of our own processes (the worker's /sql and /health, the processes' /metrics).
+"""Who answers before a token is sent: the one HTTP client for requests that carry a bearer token (or SQL) to
+one of our own processes (the worker's /sql and /health, the processes' /metrics).
 
-Over HTTPS the peer proves itself with our certificate (``auth.tls_cert``, trusted as the only CA). Plain
-HTTP proves nothing: any local user may bind a port our process is not listening on yet (a worker that is
-stopped, a DICOM worker that does not run here) and would be sent the caller's token, and could answer
-the query. So a plain-HTTP connection is checked after it is made and before a byte is sent: the other end
-must be a socket of this host (the kernel's sock_diag, or /proc/net/tcp and tcp6, knows both ends of a
-local connection), owned by a trusted uid: this process's, root's (it can read our memory anyway), or
-the configured service user's (``auth.service_user``: an analyst's commands talking to the service's
-worker). A peer on another host gets a token over plain HTTP only when ``auth.plain_http_remote`` says so.
-Checking the connection itself, not the listening port beforehand, leaves no window between check and
-use (``peer_uid`` says whose socket it is, also before it is accepted).
+Over HTTPS the peer proves itself by presenting our certificate (``auth.tls_cert``'s first one, pinned:
+``Pinned``; only the holder of its key can). Plain HTTP proves nothing: any local user may bind a port our
+process is not listening on yet (a worker that is stopped, a DICOM worker that does not run here) and would
+be sent the caller's token, and could answer the query. So a plain-HTTP connection is checked after it is
+made and before a byte is sent: the other end must be a socket of this host (the kernel's sock_diag, or
+/proc/net/tcp and tcp6, knows both ends of a local connection), owned by a trusted uid: this process's,
+root's (it can read our memory anyway), or the configured service user's (``auth.service_user``: an
+analyst's commands talking to the service's worker). A peer on another host gets a token over plain HTTP
+only when ``auth.plain_http_remote`` says so. Checking the connection itself, not the listening port
+beforehand, leaves no window between check and use (``peer_uid`` says whose socket it is, also before it is
+accepted).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import http.client
 import ipaddress
 import os
 import pwd
+import re
 import socket
 import ssl
 import struct
@@ -292,17 +294,82 @@ class _CheckedHTTPHandler(urllib.request.HTTPHandler):
         return self.do_open(functools.partial(_CheckedConnection, trust=self.trust), req)
 
 
-def urlopen(req: urllib.request.Request, trust: Trust, *, timeout: float,
-            context: ssl.SSLContext | None = None) -> Any:
+class _PinnedConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, *, pin: bytes, **kw: Any) -> None:
+        super().__init__(host, **kw)
+        self.pin = pin
+
+    def connect(self) -> None:
+        super().connect()  # TCP and the TLS handshake: nothing of the request is sent yet
+        try:
+            check_pin(self.sock, self.pin, f"{self.host}:{self.port}")
+        except BaseException:
+            self.sock.close()
+            self.sock = None
+            raise
+
+
+class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, tls: Pinned) -> None:
+        super().__init__(context=tls.context)
+        self.tls = tls
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_PinnedConnection, pin=self.tls.der), req,
+                            context=self.tls.context)
+
+
+class _NoHTTPSHandler(urllib.request.HTTPSHandler):
+    """Without our certificate, no HTTPS (urllib's default would trust any public CA's certificate)."""
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        raise PeerRefused(f"refusing to send a token to {req.full_url}: HTTPS without auth.tls_cert")
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """Our endpoints' certificate (``auth.tls_cert``): a peer must present exactly its first (leaf)
+    certificate. Trusting the file as a CA is not enough: with a chain file (leaf + the hospital's CA)
+    every certificate that CA issued, for any name, would pass, with the hostname not checked."""
+
+    context: ssl.SSLContext
+    der: bytes
+
+    @classmethod
+    def of(cls, cert_file: str) -> Pinned:
+        text = Path(cert_file).read_text(encoding="ascii")
+        found = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
+        if not found:
+            raise ValueError(f"{cert_file}: no PEM certificate")
+        ctx = ssl.create_default_context(cafile=cert_file)
+        ctx.check_hostname = False  # reached by its configured address; the pin below decides
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a leaf-only file: the leaf is the anchor
+        return cls(ctx, ssl.PEM_cert_to_DER_cert(found.group(0)))
+
+
+def check_pin(sock: Any, pin: bytes, where: str) -> None:
+    """PeerRefused unless the TLS peer of ``sock`` presented exactly the pinned certificate."""
+    if sock.getpeercert(binary_form=True) != pin:
+        raise PeerRefused(f"refusing to send a token to {where}: its TLS certificate is not ours "
+                          "(not the first certificate in auth.tls_cert)")
+
+
+def urlopen(req: urllib.request.Request, trust: Trust, *, timeout: float, tls: Pinned | None = None) -> Any:
     """``urllib.request.urlopen`` for a request to one of our processes: plain HTTP only to a peer
-    ``trust`` accepts (PeerRefused otherwise, before anything is sent), HTTPS with ``context``; no
-    proxy (our processes are addressed directly, a proxy would be sent the token)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _CheckedHTTPHandler(trust),
-                                         urllib.request.HTTPSHandler(context=context))
+    ``trust`` accepts, HTTPS only to a peer that presents the ``tls`` certificate (PeerRefused
+    otherwise, before anything is sent; no HTTPS at all without ``tls``); no proxy (our processes are
+    addressed directly, a proxy would be sent the token)."""
+    https = _PinnedHTTPSHandler(tls) if tls is not None else _NoHTTPSHandler()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _CheckedHTTPHandler(trust), https)
     return opener.open(req, timeout=timeout)
 
 
-def connect(host: str, port: int, trust: Trust, timeout: float) -> None:
-    """Connect to ``host:port`` and check the peer as ``urlopen`` would (readiness: nothing is sent)."""
+def connect(host: str, port: int, trust: Trust, timeout: float, tls: Pinned | None = None) -> None:
+    """Connect to ``host:port`` and check the peer as ``urlopen`` would (readiness: nothing is sent):
+    with ``tls``, the TLS handshake and the pinned certificate."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        trust.check(sock)
+        if tls is None:
+            trust.check(sock)
+            return
+        with tls.context.wrap_socket(sock) as tsock:
+            check_pin(tsock, tls.der, f"{host}:{port}")
