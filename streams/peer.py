@@ -77,6 +77,10 @@ class Trust:
 
     service_uid: int | None = None  # auth.service_user
     plain_http_remote: bool = False  # auth.plain_http_remote: a peer on another host, unauthenticated
+    what: str = "a token"  # what would be sent, for the refusal
+    setting: str = "auth.service_user (RADSTREAM_AUTH_SERVICE_USER)"  # names service_uid, for the refusal
+    remote_hint: str = ("set auth.tls_cert/tls_key (HTTPS), or auth.plain_http_remote = true on a network "
+                        "you trust")
 
     def uids(self) -> dict[int, str]:
         """Trusted uid -> why."""
@@ -98,20 +102,19 @@ class Trust:
         where = f"{host}:{port}" if host.version == 4 else f"[{host}]:{port}"
         if uid is None:
             if host.is_loopback:  # should be listed; unreadable /proc or a vanished socket: unknown peer
-                return (f"refusing to send a token over plain HTTP to {where}: cannot tell which user's "
+                return (f"refusing to send {self.what} over plain HTTP to {where}: cannot tell which user's "
                         "process answers there (not found in /proc/net/tcp)")
             if not self.plain_http_remote:
-                return (f"refusing to send a token over plain HTTP to {where}, a peer on another host: "
-                        "set auth.tls_cert/tls_key (HTTPS), or auth.plain_http_remote = true on a network "
-                        "you trust")
+                return (f"refusing to send {self.what} over plain HTTP to {where}, a peer on another host: "
+                        f"{self.remote_hint}")
             return ""
         trusted = self.uids()
         if uid in trusted:
             return ""
         expected = ", ".join(f"{u} ({user_name(u)}: {why})" for u, why in sorted(trusted.items()))
-        return (f"refusing to send a token to {where}: the process listening on port {port} runs as uid "
+        return (f"refusing to send {self.what} to {where}: the process listening on port {port} runs as uid "
                 f"{uid} ({user_name(uid)}), expected uid {expected}; if uid {uid} is the user the radstream "
-                "services run as, set auth.service_user (RADSTREAM_AUTH_SERVICE_USER)")
+                f"services run as, set {self.setting}")
 
 
 def _endpoint(addr: Any) -> tuple[IP, int]:
