@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.clickhouse.client import open_client, server_trust
+from sinks.clickhouse.client import _checked_pool, open_client, server_trust
 from sinks.clickhouse.config import ClickHouseConfig
 from streams.peer import PeerRefused
 from tests.streams.helpers import free_port
@@ -64,3 +64,18 @@ def test_an_unknown_server_user_is_a_config_problem_but_the_default_need_not_exi
     with pytest.raises(ValueError, match="no OS user"):
         server_trust(ClickHouseConfig(url="http://127.0.0.1:8123", server_user="no-such-user-here"))
     server_trust(ClickHouseConfig(url="http://127.0.0.1:8123"))  # "clickhouse", absent on this host
+
+
+def test_every_new_connection_of_the_clients_pool_is_checked_not_only_the_first(tmp_path: Path) -> None:
+    # the up-front check passed (a server of ours) and the port changes hands later (a restart): the
+    # pool's next connection is checked again before the request goes
+    port = free_port()
+    pool = _checked_pool(server_trust(config(port)))
+    with listener(tmp_path, port, None) as ours:
+        assert pool.request("GET", f"http://127.0.0.1:{port}/?query=SELECT+1", retries=False).status == 200
+        assert "SELECT+1" in ours.received()
+    pool.clear()
+    with listener(tmp_path, port) as other:
+        with pytest.raises(PeerRefused, match=f"runs as uid {NOBODY}"):
+            pool.request("GET", f"http://127.0.0.1:{port}/?query=SELECT+2", retries=False)
+        assert "SELECT+2" not in other.received()
