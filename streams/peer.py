@@ -27,7 +27,7 @@ import ssl
 import struct
 import sys
 import urllib.request
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,6 +273,16 @@ def _proc_tables(theirs: tuple[IP, int],
     return entry, listeners
 
 
+def _check_or_close(conn: http.client.HTTPConnection, check: Callable[[Any], None]) -> None:
+    """``check`` the socket of a connection just made; closed (nothing sent) when it raises."""
+    try:
+        check(conn.sock)
+    except BaseException:
+        conn.sock.close()
+        conn.sock = None
+        raise
+
+
 class _CheckedConnection(http.client.HTTPConnection):
     def __init__(self, host: str, *, trust: Trust, **kw: Any) -> None:
         super().__init__(host, **kw)
@@ -280,12 +290,7 @@ class _CheckedConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         super().connect()
-        try:
-            self.trust.check(self.sock)
-        except BaseException:
-            self.sock.close()
-            self.sock = None
-            raise
+        _check_or_close(self, self.trust.check)
 
 
 class _CheckedHTTPHandler(urllib.request.HTTPHandler):
@@ -304,12 +309,7 @@ class _PinnedConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         super().connect()  # TCP and the TLS handshake: nothing of the request is sent yet
-        try:
-            check_pin(self.sock, self.pin, f"{self.host}:{self.port}")
-        except BaseException:
-            self.sock.close()
-            self.sock = None
-            raise
+        _check_or_close(self, lambda sock: check_pin(sock, self.pin, f"{self.host}:{self.port}"))
 
 
 class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
