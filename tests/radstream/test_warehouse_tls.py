@@ -154,3 +154,18 @@ def test_readiness_over_tls_is_not_another_servers_port(tmp_path: Path, certs: d
         connect("127.0.0.1", port, Trust(), timeout=3, tls=pinned(s))
     with tls_listener(certs["ours"], certs["ours.key"]) as (port, _):
         connect("127.0.0.1", port, Trust(), timeout=3, tls=pinned(s))
+
+
+def test_the_web_apps_readiness_over_tls_is_not_ready_on_another_servers_certificate(
+        tmp_path: Path, certs: dict[str, Path]) -> None:
+    # with the embedded store the web app is ready when the worker's port answers: under TLS that was a
+    # bare connect, "ready" while another server held the port
+    from radstream.web.data import Warehouse
+
+    with tls_listener(certs["other"], certs["other.key"]) as (port, _):
+        s = settings(tmp_path, certs, "chain").replace(worker={"web_port": port})
+        with pytest.raises(PeerRefused, match="not ours"):
+            Warehouse(s).reachable()
+    with tls_listener(certs["ours"], certs["ours.key"]) as (port, _):
+        assert Warehouse(settings(tmp_path, certs, "chain").replace(worker={"web_port": port})).reachable() \
+            == "worker"
