@@ -220,3 +220,20 @@ def test_a_service_user_that_does_not_exist_is_a_config_problem() -> None:
     assert AuthConfig(service_user="no-such-radstream-user").problems() == [
         "service_user: no OS user 'no-such-radstream-user'"]
     assert AuthConfig(service_user="nobody").problems() == AuthConfig(service_user="65534").problems() == []
+
+
+def test_sock_diag_tells_a_v6only_listener_from_a_dual_stack_one() -> None:
+    # a dual-stack :: listener can hold an IPv4 connection, a V6ONLY one cannot (_listener_uid)
+    for v6only in (True, False):
+        with socket.socket(socket.AF_INET6) as srv:
+            srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+            srv.bind(("::", 0))
+            srv.listen(1)
+            port = srv.getsockname()[1]
+            assert [(str(x.addr), x.v6only) for x in peer._diag_listeners(port)] == [("::", v6only)]
+    # ours on 127.0.0.1, another's V6ONLY :: on the same port: an IPv4 connection is ours; with V6ONLY
+    # unknown (the /proc tables) the other's could hold it: its uid decides (refused)
+    v4, any6 = ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::")
+    for v6only, decides in ((True, 2000), (None, 1000), (False, 1000)):
+        found = [peer.Listening(v4, 8, 2000), peer.Listening(any6, 8, 1000, v6only)]
+        assert peer._listener_uid((v4, 8), found, {0, 2000}) == decides, v6only
