@@ -234,6 +234,7 @@ def test_sock_diag_tells_a_v6only_listener_from_a_dual_stack_one() -> None:
     # ours on 127.0.0.1, another's V6ONLY :: on the same port: an IPv4 connection is ours; with V6ONLY
     # unknown (the /proc tables) the other's could hold it: its uid decides (refused)
     v4, any6 = ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::")
-    for v6only, decides in ((True, 2000), (None, 1000), (False, 1000)):
-        found = [peer.Listening(v4, 8, 2000), peer.Listening(any6, 8, 1000, v6only)]
-        assert peer._listener_uid((v4, 8), found, {0, 2000}) == decides, v6only
+    flags: list[tuple[bool | None, int]] = [(True, 2000), (None, 1000), (False, 1000)]
+    for flag, decides in flags:
+        found = [peer.Listening(v4, 8, 2000), peer.Listening(any6, 8, 1000, flag)]
+        assert peer._listener_uid((v4, 8), found, {0, 2000}) == decides, flag
