@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -17,7 +16,7 @@ from typing import Any
 
 from radstream.config import Settings
 from streams.auth import Principal
-from streams.peer import PeerRefused, Trust, uid_of, urlopen
+from streams.peer import PeerRefused, Pinned, Trust, uid_of, urlopen
 
 QUERY_ROLES = ("analyst", "steward", "admin")  # who may query; each role's tables: sinks/clickhouse/roles
 
@@ -47,13 +46,9 @@ def _worker_request(settings: Settings, path: str, data: bytes | None = None) ->
                                   headers=headers, method="POST" if data is not None else "GET")
 
 
-def _tls(settings: Settings) -> ssl.SSLContext | None:
-    """Our own endpoint's certificate is trusted as its CA (a site's self-signed one works)."""
-    if not settings.auth.tls_cert:
-        return None
-    ctx = ssl.create_default_context(cafile=settings.auth.tls_cert)
-    ctx.check_hostname = False  # the worker is reached by the address it is configured with
-    return ctx
+def pinned(settings: Settings) -> Pinned | None:
+    """Our endpoints' certificate, pinned (``streams.peer.Pinned``), when they serve HTTPS."""
+    return Pinned.of(settings.auth.tls_cert) if settings.auth.tls_cert else None
 
 
 def peer_trust(settings: Settings) -> Trust:
@@ -63,10 +58,11 @@ def peer_trust(settings: Settings) -> Trust:
 
 
 def open_ours(settings: Settings, req: urllib.request.Request, timeout: float) -> Any:
-    """Open a request that carries a token (or SQL) to one of our processes: HTTPS pinned to our
-    certificate, or plain HTTP to a peer ``peer_trust`` accepts; PeerRefused before anything is sent
-    otherwise. Every such request of the commands and the web app goes through here."""
-    return urlopen(req, peer_trust(settings), timeout=timeout, context=_tls(settings))
+    """Open a request that carries a token (or SQL) to one of our processes: HTTPS to a peer that
+    presents our certificate (its leaf, exactly), or plain HTTP to a peer ``peer_trust`` accepts;
+    PeerRefused before anything is sent otherwise. Every such request of the commands and the web app
+    goes through here."""
+    return urlopen(req, peer_trust(settings), timeout=timeout, tls=pinned(settings))
 
 
 def ask_worker(settings: Settings, query: str, fmt: str, timeout: float = 300.0) -> str:

@@ -239,7 +239,8 @@ class AuthConfig:
     ``streams.auth``, TLS when a certificate and key are given."""
 
     token_file: str = ""  # default <state_dir>/auth/tokens.json (0600)
-    tls_cert: str = ""  # PEM certificate (chain) of our HTTP endpoints; with tls_key: HTTPS only
+    tls_cert: str = ""  # PEM certificate (chain) of our HTTP endpoints; with tls_key: HTTPS only; clients
+    # send a token only to a peer presenting its first (leaf) certificate (streams.peer.Pinned)
     tls_key: str = ""
     audit_log: str = ""  # default <state_dir>/audit.log: the audit events of this host, one JSON a line
     cache_s: float = 60.0  # how long a verified token is trusted without a new argon2 check

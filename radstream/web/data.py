@@ -18,7 +18,7 @@ import urllib.request
 from typing import Any
 
 from radstream.config import Settings
-from radstream.warehouse import audited_query, open_ours, peer_trust
+from radstream.warehouse import audited_query, open_ours, peer_trust, pinned
 from streams.auth import Principal
 from streams.peer import PeerRefused
 
@@ -84,15 +84,10 @@ class Warehouse:
         """Readiness: the warehouse answers (the worker's port that serves the embedded store, or a
         ClickHouse server's ping); raises otherwise. No query: nothing to audit."""
         if self.settings.embedded_clickhouse:
-            import socket
-
             from streams.peer import connect
 
-            w = self.settings.worker
-            if self.settings.auth.tls_cert:
-                socket.create_connection((w.web_host, w.web_port), timeout=3).close()
-            else:  # not ready while another user's process holds the worker's port
-                connect(w.web_host, w.web_port, peer_trust(self.settings), timeout=3)
+            w = self.settings.worker  # not ready while another user's process holds the worker's port
+            connect(w.web_host, w.web_port, peer_trust(self.settings), timeout=3, tls=pinned(self.settings))
             return "worker"
         from sinks.clickhouse.client import open_client
 

@@ -17,11 +17,14 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
 import clickhouse_connect
+import urllib3
 from clickhouse_connect.driver._chdbclient import ChdbClient
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.httputil import get_pool_manager_options
 from clickhouse_connect.driver.query import QueryContext, QueryResult
 
-from sinks.clickhouse.config import ClickHouseConfig
+from sinks.clickhouse.config import ClickHouseConfig, redact_url
+from streams.peer import PeerRefused, Trust, connect, uid_of
 
 
 def quote_ident(name: str) -> str:
@@ -109,14 +112,70 @@ def private_store_dir(path: Path) -> None:
         return  # not a directory we can make: chDB's own opening fails and says why
 
 
-def _connect(url: str, database: str | None, settings: dict[str, Any] | None) -> Client:
+_TRUSTS: dict[str, Trust] = {}  # host:port -> whom open_client's config trusts there (client_like etc.)
+
+
+def server_trust(ch: ClickHouseConfig) -> Trust:
+    """Whom a plain-http ClickHouse URL of ``ch`` may be sent its password and queries."""
+    uid = None
+    if ch.server_user:
+        try:
+            uid = uid_of(ch.server_user)
+        except ValueError:
+            if ch.server_user != ClickHouseConfig.server_user:  # the default user need not exist
+                raise
+    has_password = bool(urlparse(ch.url).password)
+    return Trust(uid, ch.plain_http_remote or not has_password, what="queries and the password",
+                 setting="clickhouse.server_user (RADSTREAM_CLICKHOUSE_SERVER_USER)",
+                 remote_hint="use an https:// URL, or clickhouse.plain_http_remote = true (trusted network)")
+
+
+class _CheckedHTTPConnection(urllib3.connection.HTTPConnection):
+    trust: Trust
+
+    def connect(self) -> None:
+        super().connect()  # each new connection of the pool, checked before a byte is sent on it
+        try:
+            self.trust.check(self.sock)
+        except BaseException:
+            self.sock.close()
+            raise
+
+
+def _checked_pool(trust: Trust) -> urllib3.PoolManager:
+    """A pool whose plain-http connections go only to a peer ``trust`` accepts (streams.peer): a
+    ClickHouse server's loopback port may be held by another OS user's process while the server is
+    down; its https connections are clickhouse-connect's own (certificate verified)."""
+    conn = type("_Conn", (_CheckedHTTPConnection,), {"trust": trust})
+    pool = type("_Pool", (urllib3.HTTPConnectionPool,), {"ConnectionCls": conn})
+    mgr = urllib3.PoolManager(**get_pool_manager_options())
+    mgr.pool_classes_by_scheme = {**mgr.pool_classes_by_scheme, "http": pool}
+    return mgr
+
+
+def _connect(url: str, database: str | None, settings: dict[str, Any] | None,
+             trust: Trust | None = None) -> Client:
     if is_embedded(url):
         return _chdb_client(url, database, settings or {})
     parsed = urlparse(url)
     # a database in the URL path is ignored: ClickHouseConfig.database names ours
     dsn = f"{parsed.scheme}://{parsed.netloc}"
+    where = f"{parsed.hostname}:{parsed.port}"
+    if trust is None:
+        trust = _TRUSTS.get(where) or server_trust(ClickHouseConfig(url=url))
+    else:
+        _TRUSTS[where] = trust
+    extra: dict[str, Any] = {}
+    if parsed.scheme == "http":
+        try:  # one clear line before clickhouse-connect's own first request (which would retry and wrap it)
+            connect(parsed.hostname or "localhost", parsed.port or 8123, trust, timeout=5)
+        except PeerRefused as exc:
+            raise PeerRefused(f"ClickHouse at {redact_url(url)}: {exc}") from None
+        except OSError:
+            pass  # nobody answers: clickhouse-connect says so its own way (callers wait on its errors)
+        extra["pool_mgr"] = _checked_pool(trust)
     return clickhouse_connect.get_client(dsn=dsn, database=database, settings=settings or {},
-                                         connect_timeout=5, send_receive_timeout=60)
+                                         connect_timeout=5, send_receive_timeout=60, **extra)
 
 
 def open_client(ch: ClickHouseConfig, *, create_database: bool = True) -> Client:
@@ -127,7 +186,7 @@ def open_client(ch: ClickHouseConfig, *, create_database: bool = True) -> Client
     url = ch.url
     db = ch.database
     if create_database:
-        boot = _connect(url, None, None)
+        boot = _connect(url, None, None, server_trust(ch))
         try:
             boot.command(f"CREATE DATABASE IF NOT EXISTS {quote_ident(db)}")
         finally:
@@ -137,7 +196,7 @@ def open_client(ch: ClickHouseConfig, *, create_database: bool = True) -> Client
             # keep the engine up: closing the last chDB client shuts the engine down
             boot.database = db
             return boot
-    return _connect(url, db, None)
+    return _connect(url, db, None, server_trust(ch))
 
 
 def client_like(client: Client) -> Client:

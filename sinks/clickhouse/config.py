@@ -42,6 +42,13 @@ class ClickHouseConfig:
     query_max_result_bytes: int = 512 << 20  # uncompressed, as ClickHouse counts a result's blocks
     query_max_memory_usage: int = 4 << 30
     query_max_execution_time_s: int = 300
+    # a plain-http server on this host is used only when the process listening on its port runs as
+    # root, as this process's user, or as this OS user (name or uid; "clickhouse": only if it exists):
+    # the password and every query would go to whoever holds the port (sinks/clickhouse/client.py)
+    server_user: str = "clickhouse"
+    # a plain-http server on another host with a password in the URL: only with this set (anyone on the
+    # path reads the password); use https:// otherwise
+    plain_http_remote: bool = False
 
     def problems(self) -> list[str]:
         out: list[str] = []

@@ -30,12 +30,14 @@ LISTENER = r"""
 import socket, sys
 srv = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+if 'v6only' in sys.argv[3:]:
+    srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 srv.bind((sys.argv[1], int(sys.argv[2])))
-if sys.argv[3:] == ['defer']:  # a connection stays half-open until data comes, never accepted
+if 'defer' in sys.argv[3:]:  # a connection stays half-open until data comes, never accepted
     srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 30)
 srv.listen(16)
 print('LISTENING', flush=True)
-if sys.argv[3:] == ['defer']:
+if 'defer' in sys.argv[3:]:
     import time
     time.sleep(600)
 while True:
@@ -81,8 +83,8 @@ class Listener:
 def listener(tmp: Path, port: int, uid: int | None = NOBODY, host: str = "127.0.0.1",
              *extra: str) -> Iterator[Listener]:
     """A recording listener on ``host:port`` as a process of ``uid`` (None: ours, root); ``defer`` in
-    ``extra``: one that accepts nothing (TCP_DEFER_ACCEPT)."""
-    out = tmp / f"listener-{port}.out"
+    ``extra``: one that accepts nothing (TCP_DEFER_ACCEPT); ``v6only``: a v6 one that takes no IPv4."""
+    out = tmp / f"listener-{port}-{uid}-{host}.out"
     prefix = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     # the system's python: the test's interpreter may live where uid 65534 cannot read
     with out.open("w") as fh:
@@ -158,6 +160,27 @@ def test_a_connection_the_other_user_has_not_accepted_is_refused_too(tmp_path: P
         ask(port, Trust())
 
 
+OTHER, SERVICE = 1000, 2000  # another user whose uid is below that of the user our services run as
+
+
+@pytest.mark.parametrize(("ours", "theirs", "to_theirs", "to_ours"), [
+    (("::", "v6only"), ("127.0.0.1", "defer"), "127.0.0.1", "[::1]"),
+    (("0.0.0.0", ), ("::1", "v6only", "defer"), "[::1]", "127.0.0.1"),
+], ids=["ours-v6only-theirs-v4", "ours-v4-any-theirs-v6only"])
+def test_a_half_open_connection_goes_by_the_listener_that_holds_it_not_the_ports_largest_uid(
+        tmp_path: Path, ours: tuple[str, ...], theirs: tuple[str, ...], to_theirs: str, to_ours: str) -> None:
+    # a v4 listener and a V6ONLY v6 one share a port across users; the other user's (defer: never
+    # accepted, so the connection shows uid 0) is the one the kernel routes ``to_theirs`` to
+    port = free_port()
+    with listener(tmp_path, port, SERVICE, *ours) as mine, listener(tmp_path, port, OTHER, *theirs) as other:
+        with pytest.raises(PeerRefused, match=f"runs as uid {OTHER}"):
+            ask(port, Trust(service_uid=SERVICE), host=to_theirs)
+        # the address the kernel routes to ours: sent (the check is not a blanket refusal of the port)
+        assert ask(port, Trust(service_uid=SERVICE), host=to_ours) == b"{}"
+        assert TOKEN in mine.received()
+        assert TOKEN not in other.received()
+
+
 def test_the_proc_tables_give_the_uid_sock_diag_gives(tmp_path: Path) -> None:
     # the fallback where netlink sock_diag is not available, on the same real connections
     for host, uid in (("127.0.0.1", NOBODY), ("::", NOBODY), ("127.0.0.1", None)):
@@ -167,8 +190,8 @@ def test_the_proc_tables_give_the_uid_sock_diag_gives(tmp_path: Path) -> None:
             via_diag = peer._diag_one(theirs, ours)
             entry, listeners = peer._proc_tables(theirs, ours)
             assert via_diag is not None and via_diag[1] == entry == (uid or 0), (host, via_diag, entry)
-            assert peer._listener_uid(theirs, listeners) == peer._listener_uid(
-                theirs, peer._diag_listeners(port)) == (uid or 0)
+            assert peer._listener_uid(theirs, listeners, {0}) == peer._listener_uid(
+                theirs, peer._diag_listeners(port), {0}) == (uid or 0)
 
 
 def test_our_own_listener_and_the_configured_service_user_are_sent_the_token(tmp_path: Path) -> None:
@@ -197,3 +220,21 @@ def test_a_service_user_that_does_not_exist_is_a_config_problem() -> None:
     assert AuthConfig(service_user="no-such-radstream-user").problems() == [
         "service_user: no OS user 'no-such-radstream-user'"]
     assert AuthConfig(service_user="nobody").problems() == AuthConfig(service_user="65534").problems() == []
+
+
+def test_sock_diag_tells_a_v6only_listener_from_a_dual_stack_one() -> None:
+    # a dual-stack :: listener can hold an IPv4 connection, a V6ONLY one cannot (_listener_uid)
+    for v6only in (True, False):
+        with socket.socket(socket.AF_INET6) as srv:
+            srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+            srv.bind(("::", 0))
+            srv.listen(1)
+            port = srv.getsockname()[1]
+            assert [(str(x.addr), x.v6only) for x in peer._diag_listeners(port)] == [("::", v6only)]
+    # ours on 127.0.0.1, another's V6ONLY :: on the same port: an IPv4 connection is ours; with V6ONLY
+    # unknown (the /proc tables) the other's could hold it: its uid decides (refused)
+    v4, any6 = ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::")
+    flags: list[tuple[bool | None, int]] = [(True, 2000), (None, 1000), (False, 1000)]
+    for flag, decides in flags:
+        found = [peer.Listening(v4, 8, 2000), peer.Listening(any6, 8, 1000, flag)]
+        assert peer._listener_uid((v4, 8), found, {0, 2000}) == decides, flag
