@@ -27,9 +27,13 @@ def db() -> None:
                    "form; through the server of clickhouse.url.")
 @click.option("--print", "print_only", is_flag=True,
               help="With --cluster: only print the DDL of a new cluster (for a DBA); needs no server.")
+@click.option("--writers-stopped", is_flag=True,
+              help="With --cluster: every writer of the warehouse (the sinks) is stopped, so the "
+                   "migrations that copy tables to a new key (012, 014, 023, 032) may run; without it "
+                   "they are refused (docs/operations.md).")
 @click.pass_context
 def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, cluster: str | None,
-                print_only: bool) -> None:
+                print_only: bool, writers_stopped: bool) -> None:
     """Apply pending DDL migrations (idempotent), then the server roles and GRANTs."""
     from radstream.access import roles_dir
     from sinks.clickhouse.client import open_client
@@ -37,10 +41,10 @@ def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, clu
     from sinks.clickhouse.migrate import migrate
 
     settings = settings_of(ctx)
-    if print_only and not cluster:
-        raise click.UsageError("--print goes with --cluster NAME")
+    if (print_only or writers_stopped) and not cluster:
+        raise click.UsageError("--print and --writers-stopped go with --cluster NAME")
     if cluster:
-        _migrate_cluster(settings, cluster, print_only)
+        _migrate_cluster(settings, cluster, print_only, writers_stopped)
         return
     site_roles = Path(roles_dir(settings))  # the site's allowlists (auth.roles_dir), as the query check
     client = open_client(settings.clickhouse)
@@ -61,11 +65,11 @@ def migrate_cmd(ctx: click.Context, grants: bool | None, print_grants: bool, clu
         click.echo(f"roles and grants: {len(granted)} statements")
 
 
-def _migrate_cluster(settings: Settings, cluster: str, print_only: bool) -> None:
+def _migrate_cluster(settings: Settings, cluster: str, print_only: bool, writers_stopped: bool) -> None:
     import dataclasses
 
     from sinks.clickhouse.client import open_client
-    from sinks.clickhouse.cluster_migrate import migrate_cluster, plan_cluster
+    from sinks.clickhouse.cluster_migrate import ClusterMigrationError, migrate_cluster, plan_cluster
 
     database = settings.clickhouse.database
     if not print_only and settings.embedded_clickhouse:
@@ -80,7 +84,9 @@ def _migrate_cluster(settings: Settings, cluster: str, print_only: bool) -> None
     # every statement names its database; connected to `default`, which exists before ours is created
     client = open_client(dataclasses.replace(settings.clickhouse, database="default"), create_database=False)
     try:
-        how, names = migrate_cluster(client, database, plan)
+        how, names = migrate_cluster(client, database, plan, writers_stopped=writers_stopped)
+    except ClusterMigrationError as e:
+        raise click.ClickException(str(e)) from e
     finally:
         client.close()
     where = f"{settings.clickhouse.shown_url} database {database}"

@@ -116,14 +116,19 @@ def _merge_tree(info: TableInfo) -> None:
                                  "(sinks/clickhouse/cluster.py)")
 
 
+def replication_path(database: str, name: str, *, local: bool, path_suffix: str = "") -> str:
+    """The Keeper path of table ``name``'s replicated form (``name_local`` if ``local``)."""
+    group = "{shard}" if local else "all"  # `everywhere` tables: one replication group spanning every node
+    return f"/clickhouse/tables/{group}/{database}/{name + LOCAL_SUFFIX if local else name}{path_suffix}"
+
+
 def replicated_table(info: TableInfo, database: str, cluster: str, *, local: bool,
                      path_suffix: str = "") -> str:
     """``CREATE TABLE`` of ``info``'s replicated form: ``T_local`` (``local``, a shard's replicas) or ``T``
     (one replication group spanning every node). ``path_suffix`` makes the Keeper path of a table that a
     later migration creates unique (a re-keyed table is renamed to the old name, keeping its path)."""
     name = info.name + LOCAL_SUFFIX if local else info.name
-    group = "{shard}" if local else "all"  # `everywhere` tables: one replication group spanning every node
-    path = f"/clickhouse/tables/{group}/{database}/{name}{path_suffix}"
+    path = replication_path(database, info.name, local=local, path_suffix=path_suffix)
     _merge_tree(info)
     args, rest = _split_engine(info)
     engine_args = ", ".join(a for a in (f"'{path}'", "'{replica}'", args) if a)

@@ -214,4 +214,5 @@ def test_cluster_ddl_is_applied_only_to_servers(tmp_path) -> None:  # type: igno
     result = CliRunner().invoke(main, ["db", "migrate", "--cluster", CLUSTER], env=env)
     assert result.exit_code != 0 and "needs ClickHouse servers" in result.output, result.output
     result = CliRunner().invoke(main, ["db", "migrate", "--print"], env=env)
-    assert result.exit_code != 0 and "--print goes with --cluster" in result.output, result.output
+    assert result.exit_code != 0 and "--print and --writers-stopped go with --cluster" in result.output, \
+        result.output
