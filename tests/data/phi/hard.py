@@ -484,7 +484,7 @@ class Gen:
     def host_label(self, d: Doc) -> None:
         """A host name with no digit and no dot, as the value of a label that names a machine."""
         host = self.pick(HOST_WORDS) + self.pick(["net", "store", "arch", "prime", "hub", "core", "main"])
-        t = self.pick(["Host: {h}\n", "AE title: {H}.", "PACS server = {h}.", "Calling AET: {H}\n",
+        t = self.pick(["Hostname: {h}\n", "AE title: {H}.", "PACS server = {h}.", "Calling AET: {H}\n",
                        "Hostname: {h}.", "Study received. AE title: {H}; series 3."])
         d.template(t, {"h": (host, "ID"), "H": (host.upper(), "ID")})
         self.keep(d, "host_label")
@@ -548,7 +548,7 @@ class Gen17(Gen):
         else:
             word = self.pick(HOST_WORDS).capitalize() + self.pick(["net", "store", "arch", "prime", "hub"])
             station = self.pick(["CTSCAN3", "MRSUITE2", "USROOM4", "XRAY07", "ANGIO2"])
-            t = self.pick(["Server: {h} Main", "Station: {s} room 2", "Host: {h} (primary)",
+            t = self.pick(["Server: {h} Main", "Station: {s} room 2", "Hostname: {h} (primary)",
                            "AE title: {H} backup node", "Station: {s} in the ED"])
             d.template(t, {"h": (word, "ID"), "H": (word.upper(), "ID"), "s": (station, "ID")})
         self.keep(d, "institution_more")

@@ -88,7 +88,8 @@ def test_lab_relative_and_status_words_kept(text: str, word: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("d/w jk and mk at 14:05.", "mk"), ("Host: radnet\n", "radnet"), ("Host: rad-central\n", "rad-central"),
+    [("d/w jk and mk at 14:05.", "mk"), ("Hostname: radnet\n", "radnet"),
+     ("Hostname: rad-central\n", "rad-central"),
      ("AE title: MEDCENTRAL.", "MEDCENTRAL"),
      ("N. Ibe declined contrast.", "N. Ibe"), ("... and J. Okafor declined the biopsy.", "J. Okafor")],
 )

@@ -180,7 +180,7 @@ def test_an_upper_case_second_item_is_kept() -> None:
 @pytest.mark.parametrize(
     "text, host",
     [
-        ("Host: medarc", "medarc"),
+        ("Hostname: medarc", "medarc"),
         ("AE title: MEDARCHIVE.", "MEDARCHIVE"),
         ("PACS server = imgvault.", "imgvault"),
         ("Calling AET: RADHUB\nSeries 2.", "RADHUB"),

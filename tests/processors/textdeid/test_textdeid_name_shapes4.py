@@ -60,7 +60,7 @@ def test_slash_look_alikes_are_kept(text: str, word: str) -> None:
          "two weeks ago showed a nodule"),
         ("Transferred from Harborview last week.", "INSTITUTION", "Harborview", "last week"),
         ("Server: Medarc Main", "ID", "Medarc", "Main"),
-        ("Host: MEDARC (primary)", "ID", "MEDARC", "(primary)"),
+        ("Hostname: MEDARC (primary)", "ID", "MEDARC", "(primary)"),
         ("Station: MRSUITE4 bay 1", "ID", "MRSUITE4", "bay 1"),
         ("Station: CTROOM in the ED", "ID", "CTROOM", "in the ED"),
     ],
