@@ -323,7 +323,9 @@ class ConsumerLoop:
             try:
                 parts = []
                 for topic in self.cfg.topics:
-                    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+                    # a short wait first, longer ones after: a stop waits out at most the current one
+                    wait = 10.0 if stop is None else min(10.0, 1.0 * 2 ** tries)
+                    meta = consumer.list_topics(topic, timeout=wait).topics[topic]
                     parts += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
                 return parts
             except KafkaException as exc:
